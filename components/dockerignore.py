@@ -1,0 +1,619 @@
+"""The build-context file set: which files Docker with BuildKit sends for a context directory.
+
+This module owns `.dockerignore` semantics and the context walk. The reference is the real engine
+(Docker 26.x with buildx/BuildKit), whose behaviour comes from three Go pieces, re-implemented here:
+
+* moby/patternmatcher/ignorefile.ReadAll: how the ignore file is read into patterns
+  (`parse_ignore_file`);
+* moby/patternmatcher: how one pattern becomes a matcher (exact, prefix, suffix or a regular
+  expression) and how a list of patterns with `!` exceptions decides (`PatternMatcher`);
+* tonistiigi/fsutil's filtered walk: the walk feeds every path its parent directory's per-pattern
+  results (MatchesUsingParentResults) and prunes an excluded directory unless an exception could
+  re-include something inside it (`walk_context`).
+
+Why not the Docker SDK for Python's matcher (docker.utils.build)? It is the well-kept Python
+implementation, but it follows the classic builder and an old moby algorithm, and it disagrees with
+BuildKit on much of the ground the oracle tests cover. Each divergence is named below (SDK-n) and
+pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to this module:
+
+  SDK-1  case: the SDK's fnmatch lower-cases path and pattern; Docker is case-sensitive.
+  SDK-2  `[^...]` is negation in Docker (Go regexp); the SDK escapes the `^` (a literal caret) and
+         treats `[!...]` as negation instead, where Docker reads `!` literally.
+  SDK-3  `.dockerignore` and the Dockerfile: the SDK always re-includes both; BuildKit sends
+         exactly what the patterns leave, so an ignored `.dockerignore`/Dockerfile is not in the
+         context.
+  SDK-4  parent directories: the SDK checks only the one parent prefix as long as the pattern
+         (the deprecated `Matches`), so `**/name` does not exclude files deep inside `x/y/name/`.
+  SDK-5  exceptions below `**` and wildcard exceptions: the SDK only descends into an excluded
+         directory when an exception pattern starts with the directory's literal path, so
+         `!*/keep` or `!**/keep` never re-include anything inside an excluded directory.
+  SDK-6  escapes: `\\*` matches a literal `*` in Docker; the SDK has no escapes (the backslash is
+         literal).
+  SDK-7  `**name` (no slash) is a suffix match in Docker (matches `xname`); the SDK's regex needs
+         `name` to start a path segment.
+  SDK-8  `..` at the start of a pattern: Go's filepath.Clean keeps it (`../a` never matches); the
+         SDK drops it and turns `../a` into `a`.
+  SDK-9  comments: Docker treats only a `#` in the first column as a comment (`  # x` is the
+         pattern `# x`), and strips a UTF-8 byte order mark.
+  SDK-10 a file below an excluded directory that an exception re-includes is decided with the
+         parent's per-pattern results (fsutil), not by re-matching every parent prefix.
+
+Known limits (documented, not silently different): Go compiles a pattern lazily, at its first use,
+so an invalid pattern that the engine never evaluates does not fail a build there, while here
+every pattern is validated up front (a ValueError names it). Regular-expression escapes of letters
+(`\\d`, `\\w`, ...) are translated for the common classes only; `\\p{..}`, `\\x..`, `\\Q..\\E` and
+octal escapes are refused with a ValueError.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat as stat_module
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ContextEntry",
+    "Pattern",
+    "PatternMatcher",
+    "MatchInfo",
+    "parse_ignore_file",
+    "ignore_file_for",
+    "read_patterns",
+    "walk_context",
+    "context_files",
+]
+
+# Go's unicode.IsSpace, which strings.TrimSpace uses. Python's str.strip() would also strip the
+# ASCII separators \x1c-\x1f, which Go keeps as part of the pattern.
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_UTF8_BOM = "\ufeff"
+
+
+def _go_trim_space(s: str) -> str:
+    return s.strip(_GO_SPACE)
+
+
+def _go_clean(p: str) -> str:
+    """filepath.Clean on Unix. posixpath.normpath agrees except that POSIX keeps a leading `//`."""
+    if p == "":
+        return "."
+    cleaned = posixpath.normpath(p)
+    if cleaned.startswith("//"):
+        cleaned = "/" + cleaned.lstrip("/")
+    return cleaned
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the ignore file (moby/patternmatcher/ignorefile.ReadAll)
+# --------------------------------------------------------------------------------------------
+
+def parse_ignore_file(text: str) -> list[str]:
+    """The patterns of an ignore file's text, as BuildKit reads them.
+
+    Comments are lines whose FIRST character is `#` (checked before trimming: SDK-9); blank lines
+    are skipped; whitespace is trimmed around the line and after a leading `!`; each pattern is
+    cleaned (filepath.Clean) and one leading `/` is dropped, so `/a`, `./a` and `a/` all mean `a`.
+    """
+    patterns: list[str] = []
+    for number, line in enumerate(text.split("\n")):
+        if line.endswith("\r"):  # bufio.ScanLines drops one trailing CR
+            line = line[:-1]
+        if number == 0 and line.startswith(_UTF8_BOM):
+            line = line[len(_UTF8_BOM):]
+        if line.startswith("#"):
+            continue
+        pattern = _go_trim_space(line)
+        if not pattern:
+            continue
+        invert = pattern[0] == "!"
+        if invert:
+            pattern = _go_trim_space(pattern[1:])
+        if pattern:
+            pattern = _go_clean(pattern)
+            if len(pattern) > 1 and pattern[0] == "/":
+                pattern = pattern[1:]
+        patterns.append("!" + pattern if invert else pattern)
+    # A final line without newline and a file ending in "\n" give the same lines in Go.
+    return patterns
+
+
+# --------------------------------------------------------------------------------------------
+# One pattern (moby/patternmatcher Pattern.compile / Pattern.match)
+# --------------------------------------------------------------------------------------------
+
+# Characters patternmatcher escapes when it builds the regular expression: regexp syntax that has
+# no meaning in a file pattern.
+_ESCAPED = frozenset(".+()|{}$")
+
+_EXACT, _PREFIX, _SUFFIX, _REGEXP = "exact", "prefix", "suffix", "regexp"
+
+# RE2's POSIX classes (valid inside a bracket expression), spelled for Python's re.
+_POSIX_CLASSES = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7f",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
+    "xdigit": "0-9A-Fa-f",
+}
+# RE2 letter escapes with a Python equivalent (compiled with re.ASCII, as RE2's classes are ASCII).
+_LETTER_ESCAPES = {
+    "d": "\\d", "D": "\\D", "w": "\\w", "W": "\\W",
+    # RE2's \s is [\t\n\f\r ]; Python's ASCII \s adds \v. A vertical tab in a file name is the
+    # only place this could differ.
+    "s": "\\s", "S": "\\S",
+    "t": "\\t", "n": "\\n", "r": "\\r", "f": "\\f", "v": "\\v", "a": "\\a",
+}
+_LETTER_ESCAPES_OUTSIDE_CLASS = {"b": "\\b", "B": "\\B", "A": "\\A", "z": "\\Z"}
+
+
+def _validate_go_match_syntax(pattern: str) -> None:
+    """Raise ValueError where Go's filepath.Match reports ErrBadPattern (patternmatcher.New does)."""
+    n = len(pattern)
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f".dockerignore pattern {pattern!r} is malformed: {why}; "
+                          "escape a literal '[', ']', '-' or '\\' with a backslash")
+
+    def class_char(i: int) -> int:
+        """Go's getEsc: one (possibly escaped) character of a class; the index after it."""
+        if i >= n or pattern[i] in "-]":
+            raise bad("a character class is unterminated, empty, or holds a bare '-' or ']'")
+        if pattern[i] == "\\":
+            i += 1
+        if i + 1 > n:
+            raise bad("a trailing backslash escapes nothing")
+        i += 1
+        if i >= n:
+            raise bad("a character class is not closed with ']'")
+        return i
+
+    i = 0
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise bad("a trailing backslash escapes nothing")
+            i += 2
+        elif c == "[":
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            ranges = 0
+            while True:
+                if i < n and pattern[i] == "]" and ranges > 0:
+                    i += 1
+                    break
+                i = class_char(i)
+                if pattern[i] == "-":
+                    i = class_char(i + 1)
+                ranges += 1
+        else:
+            i += 1
+
+
+def _go_regex(cleaned: str) -> tuple[str, str]:
+    """patternmatcher's compile(): the match type and the RE2 expression (without the `$`)."""
+    out = ["^"]
+    kind = _EXACT
+    i, n = 0, len(cleaned)
+    step = 0
+    while i < n:
+        ch = cleaned[i]
+        i += 1
+        if ch == "*":
+            if i < n and cleaned[i] == "*":
+                i += 1
+                if i < n and cleaned[i] == "/":  # "**/" means "**"
+                    i += 1
+                if i >= n:
+                    if kind == _EXACT:
+                        kind = _PREFIX
+                    else:
+                        out.append(".*")
+                        kind = _REGEXP
+                else:
+                    out.append("(.*/)?")
+                    kind = _REGEXP
+                if step == 0:
+                    kind = _SUFFIX
+            else:
+                out.append("[^/]*")
+                kind = _REGEXP
+        elif ch == "?":
+            out.append("[^/]")
+            kind = _REGEXP
+        elif ch in _ESCAPED:
+            out.append("\\" + ch)
+        elif ch == "\\":
+            if i < n:
+                out.append("\\" + cleaned[i])
+                i += 1
+                kind = _REGEXP
+            else:
+                out.append("\\")
+        elif ch in "[]":
+            out.append(ch)
+            kind = _REGEXP
+        else:
+            out.append(ch)
+        step += 1
+    return kind, "".join(out)
+
+
+def _re2_escape_to_python(c: str, in_class: bool, pattern: str) -> str:
+    if c.isascii() and not c.isalnum():
+        return "\\" + c
+    if c in _LETTER_ESCAPES:
+        return _LETTER_ESCAPES[c]
+    if not in_class and c in _LETTER_ESCAPES_OUTSIDE_CLASS:
+        return _LETTER_ESCAPES_OUTSIDE_CLASS[c]
+    raise ValueError(
+        f".dockerignore pattern {pattern!r} uses the escape '\\{c}', which Go's regexp engine "
+        f"interprets and this matcher does not support; escape only punctuation (e.g. '\\*')")
+
+
+def _re2_to_python(regex: str, pattern: str) -> str:
+    """Translate the RE2 expression patternmatcher builds into Python `re` syntax.
+
+    The two agree on everything patternmatcher emits except: POSIX classes (`[[:alpha:]]` is a
+    class in RE2, a set of literal characters in Python), letter escapes, and a `[` inside a
+    class (literal in both, but Python warns about nested sets).
+    """
+    out: list[str] = []
+    i, n = 0, len(regex)
+    while i < n:
+        c = regex[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise ValueError(f".dockerignore pattern {pattern!r} ends in a lone backslash")
+            out.append(_re2_escape_to_python(regex[i + 1], False, pattern))
+            i += 2
+        elif c == "[":
+            out.append("[")
+            i += 1
+            if i < n and regex[i] == "^":
+                out.append("^")
+                i += 1
+            first = True
+            while i < n:
+                c = regex[i]
+                if c == "]" and not first:
+                    break
+                first = False
+                if c == "[" and regex.startswith("[:", i):
+                    end = regex.find(":]", i + 2)
+                    name = regex[i + 2:end] if end != -1 else ""
+                    negate = name.startswith("^")
+                    if negate:
+                        name = name[1:]
+                    if end != -1 and name in _POSIX_CLASSES:
+                        if negate:
+                            raise ValueError(
+                                f".dockerignore pattern {pattern!r} uses a negated POSIX class "
+                                "inside a bracket expression, which this matcher does not support")
+                        out.append(_POSIX_CLASSES[name])
+                        i = end + 2
+                        continue
+                if c == "\\":
+                    if i + 1 >= n:
+                        raise ValueError(f".dockerignore pattern {pattern!r} ends in a lone backslash")
+                    out.append(_re2_escape_to_python(regex[i + 1], True, pattern))
+                    i += 2
+                    continue
+                if c in "[&~|":
+                    # literal in both engines; escaped so Python does not read a set operation
+                    out.append("\\" + c)
+                else:
+                    out.append(c)
+                i += 1
+            if i >= n:
+                raise ValueError(f".dockerignore pattern {pattern!r} has an unterminated '['")
+            out.append("]")
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+class Pattern:
+    """One cleaned pattern: `exclusion` is True for a `!` exception."""
+
+    __slots__ = ("cleaned", "exclusion", "dirs", "kind", "regex", "_suffix", "_prefix")
+
+    def __init__(self, cleaned: str, exclusion: bool) -> None:
+        self.cleaned = cleaned
+        self.exclusion = exclusion
+        self.dirs = cleaned.split("/")
+        _validate_go_match_syntax(cleaned)
+        self.kind, go_regex = _go_regex(cleaned)
+        self.regex: re.Pattern[str] | None = None
+        self._prefix = cleaned[:-2]
+        self._suffix = cleaned[2:]
+        if self.kind == _REGEXP:
+            py = _re2_to_python(go_regex, cleaned) + r"\Z"  # RE2's `$` without (?m) is the very end
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    self.regex = re.compile(py, re.ASCII)
+            except re.error as exc:
+                raise ValueError(
+                    f".dockerignore pattern {cleaned!r} is not a valid pattern ({exc}); "
+                    "check its character classes such as '[a-z]'") from exc
+
+    def __repr__(self) -> str:
+        return f"Pattern({'!' if self.exclusion else ''}{self.cleaned!r}, {self.kind})"
+
+    def match(self, path: str) -> bool:
+        kind = self.kind
+        if kind == _EXACT:
+            return path == self.cleaned
+        if kind == _PREFIX:
+            return path.startswith(self._prefix)
+        if kind == _SUFFIX:
+            suffix = self._suffix
+            if path.endswith(suffix):
+                return True
+            # "**/foo" also matches "foo" itself
+            return suffix[:1] == "/" and path == suffix[1:]
+        assert self.regex is not None
+        return self.regex.match(path) is not None
+
+
+@dataclass(frozen=True)
+class MatchInfo:
+    """Per-pattern results of a directory, handed to its children (patternmatcher.MatchInfo)."""
+
+    parent_matched: tuple[bool, ...] = ()
+
+
+class PatternMatcher:
+    """A list of patterns with `!` exceptions, last match wins (patternmatcher.New)."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns: list[Pattern] = []
+        self.exclusions = False
+        for raw in patterns:
+            p = _go_trim_space(raw)
+            if not p:
+                continue
+            p = _go_clean(p)
+            exclusion = p[0] == "!"
+            if exclusion:
+                if len(p) == 1:
+                    raise ValueError(
+                        f'.dockerignore line {raw!r} is an illegal exclusion pattern "!": '
+                        "write the path to re-include after the '!'")
+                p = p[1:]
+                self.exclusions = True
+            self.patterns.append(Pattern(p, exclusion))
+        self._only_prefix_exceptions = not any(
+            p.exclusion and any(ch in _WALK_PATTERN_CHARS for ch in _without_trailing_glob(p.cleaned))
+            for p in self.patterns
+        )
+
+    def matches_exact(self, path: str) -> bool:
+        """MatchesExact: no parent-directory matching."""
+        matched = False
+        for pattern in self.patterns:
+            if pattern.exclusion != matched:
+                continue
+            if pattern.match(path):
+                matched = not pattern.exclusion
+        return matched
+
+    def matches_or_parent_matches(self, path: str) -> bool:
+        """MatchesOrParentMatches: a pattern also matches when it matches any parent directory."""
+        matched = False
+        parent = posixpath.dirname(path) or "."
+        parent_dirs = parent.split("/")
+        for pattern in self.patterns:
+            if pattern.exclusion != matched:
+                continue
+            match = pattern.match(path)
+            if not match and parent != ".":
+                for i in range(len(parent_dirs)):
+                    if pattern.match("/".join(parent_dirs[: i + 1])):
+                        match = True
+                        break
+            if match:
+                matched = not pattern.exclusion
+        return matched
+
+    def matches_using_parent_results(
+        self, path: str, parent_info: MatchInfo = MatchInfo()
+    ) -> tuple[bool, MatchInfo]:
+        """MatchesUsingParentResults, the form fsutil's walk uses.
+
+        A pattern that matched the parent directory counts as matching the child without being
+        evaluated. A pattern skipped because it could not change the outcome at that point is
+        recorded as NOT matching (SDK-10): that record, not a fresh look at the parents, decides
+        the children.
+        """
+        parent_matched = parent_info.parent_matched
+        if parent_matched and len(parent_matched) != len(self.patterns):
+            raise ValueError("wrong number of values in parent_matched")
+        matched = False
+        results = [False] * len(self.patterns)
+        for i, pattern in enumerate(self.patterns):
+            match = bool(parent_matched) and parent_matched[i]
+            if not match:
+                if pattern.exclusion != matched:
+                    continue
+                match = pattern.match(path)
+                if not match and not parent_matched:
+                    parent = posixpath.dirname(path)
+                    if parent:
+                        parts = parent.split("/")
+                        for j in range(len(parts)):
+                            if pattern.match("/".join(parts[: j + 1])):
+                                match = True
+                                break
+            results[i] = match
+            if match:
+                matched = not pattern.exclusion
+        return matched, MatchInfo(tuple(results))
+
+    def may_reinclude_below(self, directory: str) -> bool:
+        """Whether the walk must descend into the excluded `directory` (fsutil's pruning rule).
+
+        When every exception is a literal path (optionally ending in `/*` or `/**`), only an
+        exception that lies below `directory` can re-include something there; as soon as one
+        exception has a wildcard, fsutil descends into every excluded directory (SDK-5).
+        """
+        if not self.exclusions:
+            return False
+        if not self._only_prefix_exceptions:
+            return True
+        dir_slash = directory + "/"
+        return any(
+            (_without_trailing_glob(p.cleaned) + "/").startswith(dir_slash)
+            for p in self.patterns if p.exclusion
+        )
+
+
+# fsutil's set of characters that make an exception "not a plain prefix" (Unix: backslash too).
+_WALK_PATTERN_CHARS = frozenset("*[]?^\\")
+
+
+def _without_trailing_glob(cleaned: str) -> str:
+    if cleaned.endswith("/**"):
+        cleaned = cleaned[:-3]
+    if cleaned.endswith("/*"):
+        cleaned = cleaned[:-2]
+    return cleaned
+
+
+# --------------------------------------------------------------------------------------------
+# Which ignore file, and the walk
+# --------------------------------------------------------------------------------------------
+
+def _check_context(context: Path) -> Path:
+    context = Path(context)
+    if not context.is_dir():
+        problem = "does not exist" if not context.exists() else "is not a directory"
+        raise ValueError(
+            f"build context {str(context)!r} {problem}: a build context must be a directory "
+            "(pass the folder that holds the files the Dockerfile COPYs)")
+    return context
+
+
+def _dockerfile_path(context: Path, dockerfile: Path | str | None) -> Path:
+    if dockerfile is None:
+        return context / "Dockerfile"
+    return Path(os.path.abspath(dockerfile))
+
+
+def ignore_file_for(context: Path, dockerfile: Path | str | None = None) -> Path | None:
+    """The ignore file BuildKit applies: `<Dockerfile>.dockerignore` next to the Dockerfile when
+    it exists, else `<context>/.dockerignore` when that exists, else None."""
+    context = _check_context(context)
+    df = _dockerfile_path(context, dockerfile)
+    specific = df.with_name(df.name + ".dockerignore")
+    if specific.exists():
+        return specific
+    general = context / ".dockerignore"
+    if general.exists():
+        return general
+    return None
+
+
+def read_patterns(context: Path, dockerfile: Path | str | None = None) -> list[str]:
+    """The pattern lines in effect, as BuildKit reads them (comments and blank lines dropped,
+    each line trimmed and cleaned; see `parse_ignore_file`). Empty when there is no ignore file."""
+    path = ignore_file_for(context, dockerfile)
+    if path is None:
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the ignore file {str(path)!r}: {exc.strerror}; "
+                         "make it a readable regular file or remove it") from exc
+    return parse_ignore_file(data.decode("utf-8", errors="surrogateescape"))
+
+
+@dataclass(frozen=True)
+class ContextEntry:
+    """One file the build sees."""
+
+    rel: str
+    """POSIX path relative to the context root, e.g. "src/app.py"."""
+    path: Path
+    """Absolute path on disk."""
+    stat: os.stat_result
+    """os.lstat() result (symlinks are not followed)."""
+
+
+def walk_context(context: Path, dockerfile: Path | str | None = None) -> Iterator[ContextEntry]:
+    """Every regular file and symlink BuildKit sends for this context, in no particular order.
+
+    Each entry is lstat'ed once. Excluded directories are pruned unless an exception could
+    re-include something inside them (fsutil's rule, `PatternMatcher.may_reinclude_below`).
+    A symlink is sent as a link, never followed, so a link to a directory is one entry.
+    """
+    context = _check_context(context)
+    root = Path(os.path.abspath(context))
+    matcher = PatternMatcher(read_patterns(context, dockerfile))
+    if not matcher.patterns:
+        yield from _walk_all(root, "")
+        return
+    yield from _walk_filtered(root, "", matcher, MatchInfo())
+
+
+def _scan(directory: Path, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as it:
+            return list(it)
+    except PermissionError as exc:
+        if excluded:  # fsutil ignores permission errors below excluded directories
+            return []
+        raise PermissionError(
+            exc.errno, f"cannot list {rel or '.'!r} in the build context ({exc.strerror}); "
+            "fix its permissions or exclude it in .dockerignore", str(directory)) from exc
+
+
+def _walk_all(directory: Path, prefix: str) -> Iterator[ContextEntry]:
+    for entry in _scan(directory, prefix, False):
+        rel = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            yield from _walk_all(Path(entry.path), rel + "/")
+            continue
+        st = entry.stat(follow_symlinks=False)
+        if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISLNK(st.st_mode):
+            yield ContextEntry(rel, Path(entry.path), st)
+
+
+def _walk_filtered(directory: Path, prefix: str, matcher: PatternMatcher,
+                   parent_info: MatchInfo, excluded_dir: bool = False) -> Iterator[ContextEntry]:
+    for entry in _scan(directory, prefix, excluded_dir):
+        rel = prefix + entry.name
+        excluded, info = matcher.matches_using_parent_results(rel, parent_info)
+        if entry.is_dir(follow_symlinks=False):
+            if excluded and not matcher.may_reinclude_below(rel):
+                continue
+            yield from _walk_filtered(Path(entry.path), rel + "/", matcher, info, excluded)
+            continue
+        if excluded:
+            continue
+        st = entry.stat(follow_symlinks=False)
+        if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISLNK(st.st_mode):
+            yield ContextEntry(rel, Path(entry.path), st)
+
+
+def context_files(context: Path, dockerfile: Path | str | None = None) -> list[str]:
+    """The sorted relative POSIX paths of the files and symlinks the build sees."""
+    return sorted(e.rel for e in walk_context(context, dockerfile))
+
