@@ -1,0 +1,122 @@
+"""Images: from validated settings to a content-tagged, digest-pinned `docker.Image` per repository.
+
+`plan_builds` runs before any resource is declared: it walks every build context once, refuses sensitive files
+and computes the content tag. `PublishedImage` then declares the `docker.Image` that builds and pushes it, gated
+on the registry preflight and on its repository, and exposes the digest-pinned `ref` deployments must consume.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+
+from components import context as build_context
+from components.registry import RegistryCredentials
+from components.settings import ImageSettings, Settings
+
+
+class BuildPlanError(Exception):
+    """One or more images cannot be built safely; lists every problem."""
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What one image's build will see, known before anything is declared."""
+
+    image: ImageSettings
+    digest: str
+    tag: str
+    file_count: int
+    total_bytes: int
+
+
+def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
+    """Walk each image's context once: content tag plus the sensitive-file guard, for all images at once."""
+    plans: dict[str, BuildPlan] = {}
+    problems: list[str] = []
+    for i, image in enumerate(settings.images):
+        try:
+            report = build_context.check_context(
+                settings.path(image.context),
+                settings.path(image.dockerfile),
+                build_args=image.build_args,
+                target=image.target,
+                platform=image.platform,
+                allow_sensitive=image.allow_sensitive,
+            )
+        except build_context.SensitiveFilesError as err:
+            problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
+            continue
+        plans[image.name] = BuildPlan(image, report.digest, report.tag, report.file_count, report.total_bytes)
+    if problems:
+        raise BuildPlanError("\n".join(problems))
+    return plans
+
+
+@dataclass(frozen=True)
+class PublishedImageArgs:
+    """Inputs of PublishedImage."""
+
+    plan: BuildPlan
+    """The image's settings and content tag."""
+    repository: pulumi.Input[str]
+    """Full repository reference without tag: <host>/<namespace>/<name>."""
+    credentials: RegistryCredentials
+    """Registry login; the password is a secret."""
+    repository_resource: pulumi.Resource | None
+    """The ACR repository the push must wait for (None for a local registry)."""
+    ready: pulumi.Input[bool]
+    """Resolves once the registry preflight passed; the build waits for it."""
+
+
+class PublishedImage(pulumi.ComponentResource):
+    """One image built from its context and pushed to its repository under its content tag."""
+
+    repository: pulumi.Output[str]
+    tag: pulumi.Output[str]
+    image_name: pulumi.Output[str]
+    ref: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PublishedImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("acr-publish:index:PublishedImage", name, None, opts)
+        plan = args.plan
+        img = plan.image
+        self.repository = pulumi.Output.from_input(args.repository)
+        self.tag = pulumi.Output.from_input(plan.tag)
+        full_name = pulumi.Output.concat(self.repository, ":", plan.tag)
+        # The image name only resolves after the preflight, so no build starts against a registry that would refuse
+        # the push. `ready` carries no secret, so the name stays plain.
+        gated_name = pulumi.Output.all(pulumi.Output.unsecret(pulumi.Output.from_input(args.ready)), full_name).apply(
+            lambda pair: pair[1]
+        )
+        build = docker.DockerBuildArgs(
+            # Relative paths: the provider stores them in state, and absolute ones differ between machines.
+            context=img.context,
+            dockerfile=img.dockerfile,
+            args=dict(img.build_args) or None,
+            target=img.target,
+            platform=img.platform,
+            builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
+        )
+        depends = [args.repository_resource] if args.repository_resource is not None else []
+        creds = args.credentials
+        self.image = docker.Image(
+            f"{name}-image",
+            image_name=gated_name,
+            build=build,
+            registry=docker.RegistryArgs(
+                server=creds.server,
+                username=creds.username,
+                password=creds.password,
+            ),
+            skip_push=False,
+            build_on_preview=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
+        self.image_name = self.image.image_name
+        self.ref = self.image.repo_digest
+        self.register_outputs({
+            "repository": self.repository, "tag": self.tag, "imageName": self.image_name, "ref": self.ref,
+        })
+

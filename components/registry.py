@@ -1,0 +1,205 @@
+"""The registry side of a stack: the ACR namespace, one repository per image, and the push credentials.
+
+One component, `AcrRegistry`, hides the three editions behind the same outputs: the registry host, each
+image's repository path (`<namespace>/<name>`) and its declaring resource (so pushes wait for it), and
+`RegistryCredentials` whose password is always a Pulumi secret.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.settings import RegistrySettings
+
+CLASSIC_RETIREMENT_WARNING = (
+    "edition 'personal' uses the classic Container Registry Personal Edition API (2016-06-07), which Alibaba Cloud "
+    "is retiring and pulumi-alicloud marks deprecated; create a Personal Edition instance (id crpi-...) and use "
+    "edition 'enterprise' with that instanceId instead"
+)
+
+
+class RegistryLookupError(Exception):
+    """The cloud does not know the configured registry instance."""
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    """What `docker login` needs; password is a secret Output (a temporary token for Enterprise)."""
+
+    server: pulumi.Output[str]
+    username: pulumi.Output[str] | None
+    password: pulumi.Output[str] | None
+
+
+@dataclass(frozen=True)
+class AcrRegistryArgs:
+    """Inputs of AcrRegistry."""
+
+    registry: RegistrySettings
+    """Validated acr-publish:registry settings."""
+    region: str | None
+    """Alibaba Cloud region (None for the local edition)."""
+    repositories: dict[str, str]
+    """Image name -> repository summary, one repository per image."""
+    tag_immutability: dict[str, bool | None]
+    """Image name -> tag immutability (enterprise only)."""
+    password: pulumi.Output[str] | None = None
+    """Secret registry password from config (personal; local optional)."""
+    protect: bool = False
+    """Protect namespace and repositories against deletion."""
+    retain_on_delete: bool = True
+    """Keep namespace and repositories in the cloud when removed from the stack."""
+    preflight: bool = True
+    """Check reachability and login of the registry before any image is built."""
+
+
+def classic_host(region: str, endpoint: str) -> str:
+    """Classic Personal Edition registry host (ACR-FACTS.md)."""
+    return f"registry-vpc.{region}.aliyuncs.com" if endpoint == "vpc" else f"registry.{region}.aliyuncs.com"
+
+
+def pick_enterprise_endpoint(instances: list, instance_id: str, region: str, endpoint: str):
+    """The host and temporary login of `instance_id` from get_registry_enterprise_instances; clear error if absent."""
+    match = [i for i in instances if i.id == instance_id]
+    if not match:
+        found = ", ".join(sorted(i.id for i in instances)) or "none"
+        raise RegistryLookupError(
+            f"acr-publish:registry.instanceId {instance_id!r} was not found in region {region!r} (instances visible to "
+            f"these credentials: {found}); check the id in the Container Registry console, alicloud:region, and that "
+            "the credentials may call cr:ListInstance"
+        )
+    inst = match[0]
+    hosts = list(inst.vpc_endpoints if endpoint == "vpc" else inst.public_endpoints)
+    if not hosts:
+        raise RegistryLookupError(
+            f"instance {instance_id!r} in {region!r} has no {endpoint} endpoint: "
+            + ("enable internet access for the instance (Container Registry console > Access Control) or set "
+               "acr-publish:registry.endpoint to vpc" if endpoint == "public" else
+               "add a VPC to the instance's access control, or set acr-publish:registry.endpoint to public")
+        )
+    return hosts[0], inst.temp_username, inst.authorization_token
+
+
+class AcrRegistry(pulumi.ComponentResource):
+    """Namespace + repositories + credentials for one stack."""
+
+    server: pulumi.Output[str]
+    credentials: RegistryCredentials
+    ready: pulumi.Output[bool]
+    repository_paths: dict[str, str]
+    repositories: dict[str, pulumi.Resource]
+
+    def __init__(self, name: str, args: AcrRegistryArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("acr-publish:index:AcrRegistry", name, None, opts)
+        reg = args.registry
+        keep = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.retain_on_delete)
+        self.repositories = {}
+        ns = reg.namespace
+        self.repository_paths = {img: f"{ns}/{img}" if ns else img for img in args.repositories}
+
+        if reg.edition == "enterprise":
+            self._declare_enterprise(name, args, keep)
+        elif reg.edition == "personal":
+            pulumi.log.warn(CLASSIC_RETIREMENT_WARNING, resource=self)
+            self._declare_classic(name, args, keep)
+        else:
+            self.server = pulumi.Output.from_input(reg.server)
+            self.credentials = RegistryCredentials(
+                server=self.server,
+                username=pulumi.Output.from_input(reg.username) if reg.username else None,
+                password=pulumi.Output.secret(args.password) if args.password is not None else None,
+            )
+
+        self.ready = self._preflight(args) if args.preflight else pulumi.Output.from_input(True)
+        self.register_outputs({"server": self.server, "repositories": self.repository_paths})
+
+    def _preflight(self, args: AcrRegistryArgs) -> pulumi.Output[bool]:
+        """Resolves True once the registry answered and accepted the credentials; raises PreflightError otherwise.
+
+        It runs as soon as server and credentials are known, in preview too (the Enterprise token comes from an
+        invoke, which previews run), so a pull request's preview catches broken credentials.
+        """
+        from components.preflight import PreflightTarget, check_registry
+
+        repositories = tuple(self.repository_paths.values())
+        allow_plain_http = args.registry.edition == "local"
+        creds = self.credentials
+
+        def check(values: list) -> bool:
+            server, username, password = values
+            check_registry(PreflightTarget(server, username, password, repositories, allow_plain_http))
+            return True
+
+        # The result is a bare True: nothing secret leaks from it, so it must not taint what waits on it.
+        return pulumi.Output.unsecret(pulumi.Output.all(creds.server, creds.username, creds.password).apply(check))
+
+    def _declare_enterprise(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
+        import pulumi_alicloud as alicloud
+
+        reg = args.registry
+        depends: list[pulumi.Resource] = []
+        if reg.create_namespace:
+            namespace = alicloud.cs.RegistryEnterpriseNamespace(
+                f"{name}-namespace",
+                instance_id=reg.instance_id,
+                name=reg.namespace,
+                auto_create=False,
+                default_visibility=reg.visibility,
+                opts=keep,
+            )
+            depends.append(namespace)
+        for image, summary in args.repositories.items():
+            self.repositories[image] = alicloud.cs.RegistryEnterpriseRepo(
+                f"{name}-{image}-repo",
+                instance_id=reg.instance_id,
+                namespace=reg.namespace,
+                name=image,
+                repo_type=reg.visibility,
+                summary=summary,
+                tag_immutability=args.tag_immutability.get(image, True),
+                opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
+            )
+        found = alicloud.cs.get_registry_enterprise_instances_output(
+            ids=[reg.instance_id], enable_details=True, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        login = found.instances.apply(
+            lambda insts: pick_enterprise_endpoint(list(insts or []), reg.instance_id, args.region, reg.endpoint)
+        )
+        # The host is not sensitive, even though it travels beside the token.
+        self.server = pulumi.Output.unsecret(login.apply(lambda t: t[0]))
+        self.credentials = RegistryCredentials(
+            server=self.server,
+            username=pulumi.Output.unsecret(login.apply(lambda t: t[1])),
+            password=pulumi.Output.secret(login.apply(lambda t: t[2])),
+        )
+
+    def _declare_classic(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
+        import pulumi_alicloud as alicloud
+
+        reg = args.registry
+        depends: list[pulumi.Resource] = []
+        if reg.create_namespace:
+            namespace = alicloud.cr.Namespace(
+                f"{name}-namespace",
+                name=reg.namespace,
+                auto_create=False,
+                default_visibility=reg.visibility,
+                opts=keep,
+            )
+            depends.append(namespace)
+        for image, summary in args.repositories.items():
+            self.repositories[image] = alicloud.cr.Repo(
+                f"{name}-{image}-repo",
+                namespace=reg.namespace,
+                name=image,
+                repo_type=reg.visibility,
+                summary=summary,
+                opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
+            )
+        self.server = pulumi.Output.from_input(classic_host(args.region, reg.endpoint))
+        self.credentials = RegistryCredentials(
+            server=self.server,
+            username=pulumi.Output.from_input(reg.username),
+            password=pulumi.Output.secret(args.password),
+        )

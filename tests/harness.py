@@ -1,0 +1,269 @@
+"""Run the real `__main__.py` for a stack file under recording Pulumi mocks.
+
+`run_stack("dev")` reads stacks/Pulumi.dev.yaml exactly as the engine would hand it to the program (structured
+values as JSON strings, `secure:` values as secrets), runs the program in a fresh event loop with a fresh monitor,
+and returns every registered resource with its inputs and resource options, plus the resolved stack exports and
+whether each is secret. The monitor subclass records what `Mocks.new_resource` cannot see (parent, protect,
+retainOnDelete, dependencies, which inputs arrived as secrets).
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+import yaml
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockMonitor
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (PROJECT_ROOT / "stacks").glob("Pulumi.*.yaml"))
+TEST_SECRET = "s3cr3t-test-password-9f2c"
+"""Plaintext the harness substitutes for `secure:` config values; tests grep outputs and logs for it."""
+TEST_TOKEN = "temp-token-7d41e0"
+"""The mocked Enterprise authorization token."""
+ENTERPRISE_HOST = "{name}-registry.{region}.cr.aliyuncs.com"
+
+IMAGE = "docker:index/image:Image"
+ENTERPRISE_INVOKE = "alicloud:cs/getRegistryEnterpriseInstances:getRegistryEnterpriseInstances"
+
+
+@dataclass
+class Recorded:
+    """One resource registration as the engine would see it."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict
+    parent: str | None
+    protect: bool
+    retain_on_delete: bool
+    dependencies: list[str]
+    provider: str | None
+    secret_inputs: set[str] = field(default_factory=set)
+
+
+@dataclass
+class StackRun:
+    stack: str
+    resources: list[Recorded]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    invokes: list[tuple[str, dict]]
+    warnings: list[str]
+
+    def of_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.type == typ]
+
+    def by_name(self, name: str) -> Recorded:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name!r}, got {[r.urn for r in found]}"
+        return found[0]
+
+    def urn_of(self, name: str) -> str:
+        return self.by_name(name).urn
+
+
+def _secret_paths(value: Any, prefix: str = "") -> set[str]:
+    """Dotted paths of the values that arrive as secrets in a serialized property struct."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            found.add(prefix)
+            found |= _secret_paths(value.get("value"), prefix)
+            return found
+        for k, v in value.items():
+            found |= _secret_paths(v, f"{prefix}.{k}" if prefix else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found |= _secret_paths(v, f"{prefix}[{i}]")
+    return found
+
+
+class StackMocks(pulumi.runtime.Mocks):
+    """Provider stand-ins returning the provider's camelCase outputs."""
+
+    def __init__(self, instances: list[dict] | None = None, image_hook: Callable[[Any], dict] | None = None):
+        self.instances = instances
+        self.image_hook = image_hook
+        self.invokes: list[tuple[str, dict]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == IMAGE:
+            if self.image_hook is not None:
+                state.update(self.image_hook(args))
+            else:
+                name = args.inputs["imageName"]
+                repo = name.rsplit(":", 1)[0]
+                digest = hashlib.sha256(name.encode()).hexdigest()
+                state.update({"repoDigest": f"{repo}@sha256:{digest}", "baseImageName": name,
+                              "registryServer": args.inputs.get("registry", {}).get("server")})
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.invokes.append((args.token, dict(args.args)))
+        if args.token == ENTERPRISE_INVOKE:
+            instances = self.instances
+            if instances is None:
+                instances = [_enterprise_instance(i) for i in args.args.get("ids", [])]
+            return {"ids": [i["id"] for i in instances], "instances": instances}
+        return {}
+
+
+def _enterprise_instance(instance_id: str, region: str = "cn-hangzhou") -> dict:
+    name = f"acme-{instance_id[-4:]}"
+    return {
+        "id": instance_id, "name": name, "region": region, "specification": "Basic",
+        "namespaceQuota": "3", "namespaceUsage": "1", "repoQuota": "300", "repoUsage": "2", "tags": {},
+        "publicEndpoints": [ENTERPRISE_HOST.format(name=name, region=region)],
+        "vpcEndpoints": [ENTERPRISE_HOST.format(name=f"{name}", region=region).replace("-registry.", "-registry-vpc.")],
+        "tempUsername": "cr_temp_user", "authorizationToken": TEST_TOKEN,
+    }
+
+
+class RecordingMonitor(MockMonitor):
+    def __init__(self, mocks: StackMocks):
+        super().__init__(mocks)
+        self.recorded: list[Recorded] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = rpc.deserialize_properties(request.object, keep_internal=True)
+            plain = rpc.deserialize_properties(request.object)
+            self.recorded.append(Recorded(
+                type=request.type, name=request.name, urn=response.urn, inputs=_unwrap(plain),
+                parent=request.parent or None, protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete), dependencies=list(request.dependencies),
+                provider=request.provider or None, secret_inputs=_secret_paths(_raw_struct(request.object)),
+            ))
+        return response
+
+
+def _raw_struct(struct) -> Any:
+    """The struct as plain JSON-like data, secret markers kept."""
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(struct)
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def _forget_components() -> None:
+    """Drop cached project modules so a copy of the project elsewhere imports its own."""
+    for mod in [m for m in sys.modules if m == "components" or m.startswith("components.")]:
+        del sys.modules[mod]
+
+
+def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
+    """The config map and secret keys the engine would hand the program for stacks/Pulumi.<stack>.yaml."""
+    doc = yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+    raw = dict(doc.get("config") or {})
+    for key, value in (overrides or {}).items():
+        if value is None:
+            raw.pop(key, None)
+        else:
+            raw[key] = value
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = TEST_SECRET
+            secret_keys.append(key)
+        elif isinstance(value, str):
+            config[key] = value
+        else:
+            config[key] = json.dumps(value)
+    return config, secret_keys
+
+
+def run_stack(
+    stack: str,
+    config_overrides: dict[str, Any] | None = None,
+    *,
+    preview: bool = False,
+    mocks: StackMocks | None = None,
+    project_root: Path = PROJECT_ROOT,
+    stack_name: str | None = None,
+) -> StackRun:
+    """Run the real __main__.py for stacks/Pulumi.<stack>.yaml (as stack `stack_name`, default `stack`).
+
+    `config_overrides` maps full config keys (e.g. "acr-publish:registry") to replacement values; None removes a key.
+    Exceptions raised by the program (configuration errors, preflight failures) propagate.
+    """
+    mocks = mocks or StackMocks()
+    monitor = RecordingMonitor(mocks)
+    config, secret_keys = stack_config(stack, config_overrides)
+    warnings: list[str] = []
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    old_cwd = os.getcwd()
+    original_warn = pulumi.log.warn
+    sys.path.insert(0, str(project_root))
+    foreign = project_root.resolve() != PROJECT_ROOT
+    if foreign:
+        _forget_components()
+    try:
+        os.chdir(project_root)
+        runtime_settings.reset_options(project="acr-publish", stack=stack_name or stack, preview=preview)
+        pulumi.runtime.set_mocks(mocks, project="acr-publish", stack=stack_name or stack, preview=preview,
+                                 monitor=monitor)
+        runtime_config.set_all_config(config, secret_keys)
+
+        def warn(msg: str, resource=None, stream_id=None, ephemeral=None):
+            warnings.append(msg)
+            return original_warn(msg, resource, stream_id, ephemeral)
+
+        pulumi.log.warn = warn
+        runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
+        root = runtime_settings.get_root_resource()
+
+        async def collect() -> tuple[dict, set]:
+            values: dict[str, Any] = {}
+            secrets: set[str] = set()
+            for key, value in root.outputs.items():
+                out = pulumi.Output.from_input(value)
+                values[key] = await out.future(with_unknowns=True)
+                if await out.is_secret():
+                    secrets.add(key)
+            await pulumi.runtime.stack.wait_for_rpcs()
+            return values, secrets
+
+        outputs, secret_outputs = loop.run_until_complete(collect())
+    finally:
+        pulumi.log.warn = original_warn
+        os.chdir(old_cwd)
+        sys.path.remove(str(project_root))
+        if foreign:
+            _forget_components()
+        runtime_settings.reset_options()
+        runtime_config.set_all_config({}, [])
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        asyncio.set_event_loop(None)
+        loop.close()
+    return StackRun(stack=stack_name or stack, resources=monitor.recorded, outputs=outputs,
+                    secret_outputs=secret_outputs, invokes=mocks.invokes, warnings=warnings)

@@ -1,0 +1,235 @@
+"""The real __main__.py, run per stack file under recording mocks: resources, options, outputs and secrets."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from tests.harness import (
+    ENTERPRISE_INVOKE, IMAGE, STACKS, TEST_SECRET, TEST_TOKEN, PROJECT_ROOT, StackMocks, run_stack,
+)
+
+COMPONENT_REGISTRY = "acr-publish:index:AcrRegistry"
+COMPONENT_IMAGE = "acr-publish:index:PublishedImage"
+EE_NS = "alicloud:cs/registryEnterpriseNamespace:RegistryEnterpriseNamespace"
+EE_REPO = "alicloud:cs/registryEnterpriseRepo:RegistryEnterpriseRepo"
+CR_NS = "alicloud:cr/namespace:Namespace"
+CR_REPO = "alicloud:cr/repo:Repo"
+DIGEST_REF = re.compile(r"^(?P<repo>[^@]+)@sha256:[0-9a-f]{64}$")
+
+
+def test_every_stack_file_is_covered():
+    assert {"local", "dev", "staging", "prod", "personal-example"} <= set(STACKS)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_exports_digest_pinned_refs_and_no_secret(stack, preflight_calls):
+    run = run_stack(stack)
+    assert set(run.outputs) == {"registry", "images"}
+    assert run.secret_outputs == set(), f"{stack}: exports must hold no secret"
+    dumped = json.dumps(run.outputs)
+    assert TEST_SECRET not in dumped and TEST_TOKEN not in dumped, f"{stack}: a credential leaked into the exports"
+    images = run.outputs["images"]
+    assert images, f"{stack}: no image exported"
+    for name, out in images.items():
+        assert set(out) == {"repository", "tag", "imageName", "ref"}
+        assert out["repository"].startswith(run.outputs["registry"] + "/"), out
+        assert out["repository"].endswith("/" + name)
+        assert out["imageName"] == f"{out['repository']}:{out['tag']}"
+        assert out["tag"] != "latest" and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", out["tag"])
+        m = DIGEST_REF.match(out["ref"])
+        assert m and m.group("repo") == out["repository"], f"{stack}/{name}: ref {out['ref']!r} is not digest-pinned"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_image_waits_for_its_repository_and_the_preflight(stack, preflight_calls):
+    run = run_stack(stack)
+    repos = {r.inputs["name"]: r for r in run.resources if r.type in (EE_REPO, CR_REPO)}
+    for img in run.of_type(IMAGE):
+        name = img.name.removesuffix("-image")
+        parent = run.by_name(name)
+        assert img.parent == parent.urn and parent.type == COMPONENT_IMAGE, img.urn
+        if name in repos:
+            assert repos[name].urn in img.dependencies, f"{img.urn} must depend on {repos[name].urn}"
+        build = img.inputs["build"]
+        assert build["platform"] == "linux/amd64", img.urn
+        assert not build["context"].startswith("/"), f"{img.urn}: context must be project-relative"
+        assert img.inputs["registry"]["server"] == run.outputs["registry"]
+    assert len(preflight_calls) == 1, f"{stack}: one preflight per registry"
+
+
+def test_local_stack_declares_no_alicloud_resource_or_provider(preflight_calls):
+    run = run_stack("local")
+    assert not [r.urn for r in run.resources if r.type.startswith(("alicloud:", "pulumi:providers:alicloud"))]
+    assert not [t for t, _ in run.invokes if t.startswith("alicloud:")]
+    assert {r.type for r in run.resources} == {COMPONENT_REGISTRY, COMPONENT_IMAGE, IMAGE}
+    assert run.outputs["registry"] == "127.0.0.1:5000"
+    assert run.outputs["images"]["web"]["repository"] == "127.0.0.1:5000/demo/web"
+    assert len(run.of_type(IMAGE)) == 2, "the local stack publishes web and worker"
+    target = preflight_calls[0]
+    assert target.server == "127.0.0.1:5000" and target.allow_plain_http is True
+    assert set(target.repositories) == {"demo/web", "demo/worker"}
+
+
+def test_local_stack_without_namespace_pushes_to_server_root(preflight_calls):
+    run = run_stack("local", {"acr-publish:registry": {"edition": "local"}})
+    assert run.outputs["images"]["web"]["repository"] == "127.0.0.1:5000/web"
+
+
+def test_enterprise_stack_resources(preflight_calls):
+    run = run_stack("dev")
+    registry = run.by_name("registry")
+    assert registry.type == COMPONENT_REGISTRY
+    ns = run.by_name("registry-namespace")
+    assert ns.type == EE_NS and ns.parent == registry.urn
+    assert ns.inputs == {"instanceId": "cri-0123456789abcdef", "name": "acme-dev", "autoCreate": False,
+                         "defaultVisibility": "PRIVATE"}
+    for image in ("web", "worker"):
+        repo = run.by_name(f"registry-{image}-repo")
+        assert repo.type == EE_REPO and repo.parent == registry.urn
+        assert repo.inputs["instanceId"] == "cri-0123456789abcdef"
+        assert repo.inputs["namespace"] == "acme-dev" and repo.inputs["name"] == image
+        assert repo.inputs["repoType"] == "PRIVATE" and repo.inputs["tagImmutability"] is True
+        assert ns.urn in repo.dependencies, f"{repo.urn} must wait for the namespace"
+    assert run.by_name("registry-web-repo").inputs["summary"] == "Sample web service (dev)"
+    assert (ENTERPRISE_INVOKE, {"ids": ["cri-0123456789abcdef"], "enableDetails": True}) in run.invokes
+    assert run.outputs["registry"] == "acme-cdef-registry.cn-hangzhou.cr.aliyuncs.com"
+
+
+def test_enterprise_token_is_a_secret_registry_password(preflight_calls):
+    run = run_stack("dev")
+    for img in run.of_type(IMAGE):
+        assert "registry.password" in img.secret_inputs, f"{img.urn}: registry.password must be a secret"
+        assert img.inputs["registry"]["password"] == TEST_TOKEN
+        assert img.inputs["registry"]["username"] == "cr_temp_user"
+        assert "imageName" not in img.secret_inputs and "registry.server" not in img.secret_inputs
+    assert preflight_calls[0].password == TEST_TOKEN and preflight_calls[0].allow_plain_http is False
+
+
+def test_prod_uses_vpc_endpoint_and_protects_and_retains(preflight_calls):
+    run = run_stack("prod")
+    assert run.outputs["registry"].endswith("-registry-vpc.cn-hangzhou.cr.aliyuncs.com")
+    for r in run.resources:
+        if r.type.startswith("alicloud:"):
+            assert r.protect and r.retain_on_delete, f"{r.urn} must be protected and retained in prod"
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "local"])
+def test_non_prod_stacks_are_retained_but_not_protected(stack, preflight_calls):
+    run = run_stack(stack)
+    for r in run.resources:
+        if r.type.startswith("alicloud:"):
+            assert not r.protect and r.retain_on_delete, r.urn
+
+
+def test_protect_default_follows_the_stack_name(preflight_calls):
+    run = run_stack("dev", stack_name="prod-eu")
+    assert all(r.protect for r in run.resources if r.type.startswith("alicloud:"))
+
+
+def test_retain_on_delete_can_be_turned_off_explicitly(preflight_calls):
+    run = run_stack("dev", {"acr-publish:retainOnDelete": "false"})
+    assert not any(r.retain_on_delete for r in run.resources if r.type.startswith("alicloud:"))
+
+
+def test_adopting_an_existing_namespace_declares_none(preflight_calls):
+    run = run_stack("dev", {"acr-publish:registry": {
+        "edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "shared", "createNamespace": False,
+    }})
+    assert not run.of_type(EE_NS)
+    assert {r.inputs["namespace"] for r in run.of_type(EE_REPO)} == {"shared"}
+
+
+def test_public_visibility_reaches_namespace_and_repositories(preflight_calls):
+    run = run_stack("dev", {"acr-publish:registry": {
+        "edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "acme-dev", "visibility": "PUBLIC",
+    }})
+    assert run.by_name("registry-namespace").inputs["defaultVisibility"] == "PUBLIC"
+    assert {r.inputs["repoType"] for r in run.of_type(EE_REPO)} == {"PUBLIC"}
+
+
+def test_unknown_enterprise_instance_is_a_clear_error(preflight_calls):
+    mocks = StackMocks(instances=[])
+    with pytest.raises(Exception) as err:
+        run_stack("dev", mocks=mocks)
+    text = str(err.value)
+    assert "cri-0123456789abcdef" in text and "cn-hangzhou" in text and "acr-publish:registry.instanceId" in text
+    assert not preflight_calls, "no preflight without a registry"
+
+
+def test_enterprise_instance_without_public_endpoint_names_the_fix(preflight_calls):
+    from tests.harness import _enterprise_instance
+
+    inst = _enterprise_instance("cri-0123456789abcdef")
+    inst["publicEndpoints"] = []
+    with pytest.raises(Exception, match="no public endpoint.*endpoint to vpc"):
+        run_stack("dev", mocks=StackMocks(instances=[inst]))
+
+
+def test_personal_stack_resources_credentials_and_warning(preflight_calls):
+    run = run_stack("personal-example")
+    ns = run.by_name("registry-namespace")
+    assert ns.type == CR_NS and ns.inputs == {"name": "acme-personal", "autoCreate": False,
+                                              "defaultVisibility": "PRIVATE"}
+    repo = run.by_name("registry-web-repo")
+    assert repo.type == CR_REPO and repo.inputs["namespace"] == "acme-personal" and repo.inputs["repoType"] == "PRIVATE"
+    assert "tagImmutability" not in repo.inputs
+    assert run.outputs["registry"] == "registry.cn-hangzhou.aliyuncs.com"
+    img = run.by_name("web-image")
+    assert img.inputs["registry"]["username"] == "deployer@example.com"
+    assert "registry.password" in img.secret_inputs and img.inputs["registry"]["password"] == TEST_SECRET
+    assert any("retiring" in w and "crpi-" in w for w in run.warnings), run.warnings
+
+
+def test_personal_vpc_endpoint_host(preflight_calls):
+    run = run_stack("personal-example", {"acr-publish:registry": {
+        "edition": "personal", "namespace": "acme-personal", "username": "u", "endpoint": "vpc"}})
+    assert run.outputs["registry"] == "registry-vpc.cn-hangzhou.aliyuncs.com"
+
+
+def test_preflight_failure_stops_before_any_image_is_declared(preflight_calls):
+    from components.preflight import PreflightError
+
+    preflight_calls.fail = PreflightError("registry 127.0.0.1:5000 refused the connection")
+    with pytest.raises(PreflightError, match="refused"):
+        run_stack("local")
+    # The images' names wait on the preflight, so the failure surfaces before they could be registered.
+
+
+def test_preflight_can_be_turned_off(preflight_calls):
+    run = run_stack("local", {"acr-publish:preflight": "false"})
+    assert preflight_calls == [] and len(run.of_type(IMAGE)) == 2
+
+
+def test_preview_declares_the_same_resources_without_build_on_preview(preflight_calls):
+    run = run_stack("dev", preview=True)
+    for img in run.of_type(IMAGE):
+        assert img.inputs["buildOnPreview"] is False and img.inputs["skipPush"] is False, img.urn
+    assert preflight_calls, "the preflight runs in preview too"
+
+
+def test_tag_ignores_mtimes_and_the_project_location(tmp_path, preflight_calls):
+    first = run_stack("local", {"acr-publish:preflight": "false"})
+    copy = tmp_path / "elsewhere" / "acr-publish"
+    shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
+        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data"))
+    for path in (copy / "app").rglob("*"):
+        path.touch()
+    second = run_stack("local", {"acr-publish:preflight": "false"}, project_root=copy)
+    assert {n: o["tag"] for n, o in first.outputs["images"].items()} == \
+        {n: o["tag"] for n, o in second.outputs["images"].items()}
+    (copy / "app" / "www" / "index.html").write_text("changed\n")
+    third = run_stack("local", {"acr-publish:preflight": "false"}, project_root=copy)
+    assert third.outputs["images"]["web"]["tag"] != first.outputs["images"]["web"]["tag"]
+
+
+def test_build_args_and_target_change_the_tag(preflight_calls):
+    base = run_stack("local", {"acr-publish:preflight": "false"})
+    other = run_stack("local", {"acr-publish:preflight": "false", "acr-publish:images": [
+        {"name": "web", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "other"}},
+        {"name": "worker", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "local"}},
+    ]})
+    assert base.outputs["images"]["web"]["tag"] != other.outputs["images"]["web"]["tag"]
+    assert base.outputs["images"]["worker"]["tag"] != other.outputs["images"]["worker"]["tag"]
