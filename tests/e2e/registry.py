@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,6 +26,7 @@ import bcrypt
 import pytest
 import requests
 import trustme
+import urllib3
 import yaml
 
 from tests.e2e.token_server import TokenServer
@@ -66,7 +68,7 @@ class RegistryServer:
 
     auth: "htpasswd" (the default; `username`/`password`, plus `extra_users`), "token" (needs `token_server`) or
     "none". tls: a `trustme.CA` whose leaf certificate (for `tls_names`) the registry serves; `ca_path` is the PEM
-    to trust it.
+    to trust it. tls_self_signed: serve the CA's own self-signed certificate instead of a leaf it issued.
     """
 
     binary: str
@@ -77,6 +79,7 @@ class RegistryServer:
     extra_users: dict[str, str] = field(default_factory=dict)
     tls: trustme.CA | None = None
     tls_names: tuple[str, ...] = ("127.0.0.1",)
+    tls_self_signed: bool = False
     token_server: TokenServer | None = None
     host: str = "127.0.0.1"
     port: int = 0
@@ -170,12 +173,16 @@ class RegistryServer:
             "http": {"addr": f"{self.host}:{self.port}", "secret": secrets.token_hex(16)},
         }
         if self.tls is not None:
-            leaf = self.tls.issue_cert(*self.tls_names)
             cert_path, key_path = self.workdir / "registry-cert.pem", self.workdir / "registry-key.pem"
-            leaf.cert_chain_pems[0].write_to_path(str(cert_path))
-            for extra in leaf.cert_chain_pems[1:]:
-                extra.write_to_path(str(cert_path), append=True)
-            leaf.private_key_pem.write_to_path(str(key_path))
+            if self.tls_self_signed:
+                self.tls.cert_pem.write_to_path(str(cert_path))
+                self.tls.private_key_pem.write_to_path(str(key_path))
+            else:
+                leaf = self.tls.issue_cert(*self.tls_names)
+                leaf.cert_chain_pems[0].write_to_path(str(cert_path))
+                for extra in leaf.cert_chain_pems[1:]:
+                    extra.write_to_path(str(cert_path), append=True)
+                leaf.private_key_pem.write_to_path(str(key_path))
             self.ca_path = self.workdir / "ca.pem"
             self.tls.cert_pem.write_to_path(str(self.ca_path))
             config["http"]["tls"] = {"certificate": str(cert_path), "key": str(key_path)}
@@ -200,13 +207,15 @@ class RegistryServer:
     def _wait_until_answering(self) -> str:
         """'' once GET /v2/ gets any HTTP answer, else why the registry is not up."""
         deadline = time.monotonic() + START_TIMEOUT_S
-        verify = str(self.ca_path) if self.ca_path else True
         problem = "no answer yet"
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 return f"the process exited with {self._process.returncode if self._process else '?'}"
             try:
-                response = requests.get(f"{self.url}/v2/", timeout=2, verify=verify)
+                # Readiness only: any HTTP answer counts, even with a certificate the client would not trust.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                    response = requests.get(f"{self.url}/v2/", timeout=2, verify=False)
                 if response.status_code in (200, 401):
                     return ""
                 problem = f"GET /v2/ answered {response.status_code}"

@@ -1,0 +1,237 @@
+"""Registry preflight against real parts: Debian's docker-registry (distribution 2.8) and a real token service.
+
+Every failure kind the preflight promises to explain is produced by a real server or socket here, and each message
+is checked for what a person needs (host, user, repository, the fix) and for the absence of the password.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import traceback
+from typing import Callable, Iterator
+
+import pytest
+import requests
+import trustme
+
+from components.preflight import PreflightError, PreflightTarget, check_registry
+from tests.e2e.registry import (  # noqa: F401  (pytest fixtures are used by name)
+    RegistryServer,
+    basic_registry,
+    registry_binary,
+    registry_ca,
+    registry_factory,
+    tls_registry,
+    token_registry,
+    token_server,
+)
+from tests.e2e.token_server import TokenServer
+
+REPOS = ("acme/web", "acme/worker")
+
+
+def failure(target: PreflightTarget, *secrets: str, timeout: float = 10.0) -> str:
+    """The PreflightError message for `target`, after checking no secret leaks through it or its traceback."""
+    with pytest.raises(PreflightError) as caught:
+        check_registry(target, timeout=timeout)
+    error = caught.value
+    rendered = "".join(traceback.format_exception(error))
+    for secret in secrets:
+        assert secret not in str(error), "the message shows a secret"
+        assert secret not in rendered, "the traceback shows a secret"
+    assert error.__cause__ is None
+    return str(error)
+
+
+@pytest.fixture
+def trust_only_system_cas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test CA in the environment: only the machine's own store is trusted."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+
+
+@pytest.fixture
+def trust_registry_ca(monkeypatch: pytest.MonkeyPatch, tls_registry: RegistryServer) -> None:
+    assert tls_registry.ca_path is not None
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_registry.ca_path))
+
+
+# --- success -----------------------------------------------------------------------------------------------------
+
+def test_basic_auth_over_plain_http_on_loopback_passes_and_pushes_nothing(basic_registry: RegistryServer) -> None:
+    check_registry(PreflightTarget(basic_registry.server, basic_registry.username, basic_registry.password,
+                                   REPOS, allow_plain_http=True))
+    # The push probe starts and cancels an upload: no tag and no repository content may appear.
+    assert basic_registry.list_tags("acme/web") == []
+    assert basic_registry.manifest_digest("acme/web", "latest") is None
+
+
+def test_tls_registry_passes_when_its_ca_is_trusted(tls_registry: RegistryServer, trust_registry_ca: None) -> None:
+    check_registry(PreflightTarget(tls_registry.server, tls_registry.username, tls_registry.password, REPOS))
+
+
+# --- TLS ---------------------------------------------------------------------------------------------------------
+
+def test_tls_with_untrusted_ca_names_host_and_reason(tls_registry: RegistryServer,
+                                                     trust_only_system_cas: None) -> None:
+    message = failure(PreflightTarget(tls_registry.server, tls_registry.username, tls_registry.password, REPOS),
+                      tls_registry.password)
+    assert f"TLS with {tls_registry.server} failed" in message
+    assert "certificate verify failed: unable to get local issuer certificate" in message
+    assert "REQUESTS_CA_BUNDLE" in message
+
+
+def test_tls_with_self_signed_certificate_says_so(registry_factory: Callable[..., RegistryServer],
+                                                  trust_only_system_cas: None) -> None:
+    registry = registry_factory(tls=trustme.CA(), tls_self_signed=True)
+    message = failure(PreflightTarget(registry.server, registry.username, registry.password, REPOS),
+                      registry.password)
+    assert f"TLS with {registry.server} failed: certificate verify failed: self-signed certificate" in message
+
+
+def test_tls_hostname_mismatch_is_named(tls_registry: RegistryServer, trust_registry_ca: None) -> None:
+    """The certificate is for 127.0.0.1 only; reaching the same registry as localhost must fail on the name."""
+    server = f"localhost:{tls_registry.port}"
+    message = failure(PreflightTarget(server, tls_registry.username, tls_registry.password, REPOS),
+                      tls_registry.password)
+    assert f"TLS with {server} failed" in message
+    assert "Hostname mismatch, certificate is not valid for 'localhost'" in message
+
+
+# --- credentials and permission ----------------------------------------------------------------------------------
+
+def test_wrong_password_names_user_and_host_never_the_password(basic_registry: RegistryServer) -> None:
+    wrong = "Wr0ng-" + basic_registry.password[::-1]
+    message = failure(PreflightTarget(basic_registry.server, basic_registry.username, wrong, REPOS,
+                                      allow_plain_http=True), wrong, basic_registry.password)
+    assert "credentials rejected (401)" in message
+    assert f"user '{basic_registry.username}'" in message
+    assert basic_registry.server in message
+    assert "aliyuncs" not in message and "cr:GetAuthorizationToken" not in message  # ACR hint only for ACR hosts
+
+
+def test_unknown_user_is_rejected_like_a_wrong_password(basic_registry: RegistryServer) -> None:
+    message = failure(PreflightTarget(basic_registry.server, "nobody", basic_registry.password, REPOS,
+                                      allow_plain_http=True), basic_registry.password)
+    assert "credentials rejected (401)" in message and "user 'nobody'" in message
+
+
+def test_missing_credentials_on_a_registry_that_requires_login(basic_registry: RegistryServer) -> None:
+    message = failure(PreflightTarget(basic_registry.server, None, None, REPOS, allow_plain_http=True))
+    assert "requires a login" in message and "no registry username/password is configured" in message
+
+
+def test_bearer_token_path_passes(token_registry: RegistryServer, token_server: TokenServer) -> None:
+    before = len(token_server.issued)
+    check_registry(PreflightTarget(token_registry.server, "pusher", token_server.users["pusher"], REPOS,
+                                   allow_plain_http=True))
+    account, scopes, access = token_server.issued[before]
+    assert account == "pusher"
+    assert scopes == [f"repository:{repo}:push,pull" for repo in REPOS]
+    assert all(set(entry["actions"]) == {"push", "pull"} for entry in access)
+
+
+def test_bearer_wrong_password_is_refused_by_the_token_service(token_registry: RegistryServer,
+                                                               token_server: TokenServer) -> None:
+    wrong = "not-" + token_server.users["pusher"]
+    message = failure(PreflightTarget(token_registry.server, "pusher", wrong, REPOS, allow_plain_http=True),
+                      wrong, token_server.users["pusher"])
+    assert "credentials rejected (401)" in message
+    assert f"the token service 127.0.0.1:{token_server.port} refused to issue a token" in message
+    assert "user 'pusher'" in message
+
+
+def test_push_not_allowed_names_user_host_and_namespace(token_registry: RegistryServer,
+                                                        token_server: TokenServer) -> None:
+    """'reader' logs in fine but its token carries only pull on acme/*: the real registry then refuses the push
+    probe with 401 error=insufficient_scope (distribution never answers 403 for this); the preflight reports it
+    as the permission problem it is. A plain 403 answer is covered by tests/test_preflight.py."""
+    message = failure(PreflightTarget(token_registry.server, "reader", token_server.users["reader"], REPOS,
+                                      allow_plain_http=True), token_server.users["reader"])
+    assert f"user 'reader' may not push to {token_registry.server}/acme/web" in message
+    assert "insufficient_scope" in message
+    assert "push permission on namespace 'acme'" in message
+
+
+def test_push_refused_for_one_of_several_repositories_names_that_one(token_registry: RegistryServer,
+                                                                     token_server: TokenServer) -> None:
+    message = failure(PreflightTarget(token_registry.server, "pusher", token_server.users["pusher"],
+                                      ("acme/web", "other/web"), allow_plain_http=True),
+                      token_server.users["pusher"])
+    assert f"may not push to {token_registry.server}/other/web" in message
+    assert "namespace 'other'" in message
+
+
+# --- reachability ------------------------------------------------------------------------------------------------
+
+def test_unresolvable_host_is_named_with_the_setting_to_check() -> None:
+    host = "acr-publish-preflight-test.invalid"
+    message = failure(PreflightTarget(host, "user", "s3cret-pass", REPOS), "s3cret-pass")
+    assert f"cannot resolve host '{host}'" in message
+    assert "acr-publish:registry.server" in message
+
+
+def test_stopped_registry_is_connection_refused(registry_factory: Callable[..., RegistryServer]) -> None:
+    registry = registry_factory()
+    registry.stop()
+    message = failure(PreflightTarget(registry.server, registry.username, registry.password, REPOS,
+                                      allow_plain_http=True), registry.password)
+    assert f"connection to {registry.server} refused" in message
+    assert "start the local registry (make up)" in message
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    """A loopback port whose kernel completes the TCP handshake but nobody ever reads or answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_server_that_never_answers_times_out_within_the_budget(silent_listener: str) -> None:
+    message = failure(PreflightTarget(silent_listener, "user", "s3cret-pass", REPOS, allow_plain_http=True),
+                      "s3cret-pass", timeout=0.5)
+    assert f"{silent_listener} accepted the connection but did not answer GET /v2/" in message
+    assert "time limit of 0.5s" in message
+
+
+def test_tls_handshake_that_never_completes_times_out(silent_listener: str) -> None:
+    message = failure(PreflightTarget(silent_listener, "user", "s3cret-pass", REPOS), "s3cret-pass", timeout=0.5)
+    assert f"{silent_listener} accepted the connection but did not answer" in message
+
+
+# --- the registry API helper the e2e suite asserts with -----------------------------------------------------------
+
+def test_registry_api_reads_tags_and_manifest_digest(basic_registry: RegistryServer) -> None:
+    """Push a minimal image by hand (config blob + manifest) and read it back through RegistryApi."""
+    session = requests.Session()
+    session.auth = (basic_registry.username, basic_registry.password)
+    config = b"{}"
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    start = session.post(f"{basic_registry.url}/v2/acme/api-check/blobs/uploads/", timeout=10)
+    assert start.status_code == 202, start.text
+    location = start.headers["Location"]
+    location = location if location.startswith("http") else basic_registry.url + location
+    put = session.put(location, params={"digest": config_digest}, data=config,
+                      headers={"Content-Type": "application/octet-stream"}, timeout=10)
+    assert put.status_code == 201, put.text
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+                   "size": len(config)},
+        "layers": [],
+    }).encode()
+    put = session.put(f"{basic_registry.url}/v2/acme/api-check/manifests/v1", data=manifest,
+                      headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, timeout=10)
+    assert put.status_code == 201, put.text
+
+    assert basic_registry.list_tags("acme/api-check") == ["v1"]
+    assert basic_registry.manifest_digest("acme/api-check", "v1") == "sha256:" + hashlib.sha256(manifest).hexdigest()
+    assert basic_registry.manifest_digest("acme/api-check", "v2") is None
+
+
+def test_registry_api_follows_the_bearer_challenge(token_registry: RegistryServer) -> None:
+    assert token_registry.list_tags("acme/never-pushed") == []
