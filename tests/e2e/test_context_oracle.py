@@ -1,0 +1,262 @@
+"""components.dockerignore against the real engine: hand-written cases and a property test.
+
+Each case's tree is written to disk once; the engine builds `FROM scratch` + `COPY . /ctx/` from it
+(tests/e2e/oracle.py) and the files it copied must equal `context_files` for the same directory.
+All hand cases are built up front in a small thread pool so the whole module stays well under a
+minute and a half.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from components.dockerignore import context_files
+from tests.e2e.oracle import Case, EmptyDir, EngineBuildError, Link, engine_files, materialize
+
+# A tree most cases share: names that patterns can hit at several depths.
+BASE: dict[str, object] = {
+    "README.md": "r",
+    "readme.md": "r2",
+    "a.txt": "a",
+    "b.txt": "b",
+    "sub/a.txt": "a",
+    "sub/b.txt": "b",
+    "sub/.hidden": "h",
+    "docs/keep.md": "k",
+    "docs/other.md": "o",
+    "docs/deep/x.md": "x",
+    "docs/deep/y.txt": "y",
+    "src/app.py": "p",
+    "src/cache/keep": "k",
+    "src/cache/junk": "j",
+    "src/lib/cache/keep": "k",
+    "src/lib/cache/junk": "j",
+    "node_modules/m/index.js": "m",
+    "web/node_modules/m/index.js": "m",
+    ".env": "E",
+    ".git/config": "g",
+}
+
+
+def base(**extra: object) -> dict[str, object]:
+    return {**BASE, **extra}
+
+
+CASES: list[Case] = [
+    # --- no or trivial ignore files
+    Case("no-ignore-file", base()),
+    Case("only-comments-and-blanks", base(), "# a comment\n\n   \n#README.md\n"),
+    # --- anchoring, cleaning, trimming
+    Case("file-anchored-at-root", base(), "b.txt\n", note="sub/b.txt stays"),
+    Case("dir-excludes-everything-below", base(), "docs\n"),
+    Case("trailing-slash-on-dir", base(), "docs/\n"),
+    Case("trailing-slash-on-file", base(), "a.txt/\n"),
+    Case("leading-slash", base(), "/docs\n/sub/a.txt\n"),
+    Case("leading-dot-slash", base(), "./docs\n./sub/./a.txt\n"),
+    Case("dot-segments-inside", base(), "sub/./b.txt\nsrc//app.py\n"),
+    Case("dotdot-cleaned-inside", base(), "sub/../a.txt\nx/../../b.txt\n",
+         note="x/../../b.txt cleans to ../b.txt, which never matches"),
+    Case("dotdot-leading-never-matches", base(), "../a.txt\n../docs\n"),
+    Case("dotdot-after-root-slash", base(), "/../a.txt\n", note="/../a.txt cleans to /a.txt -> a.txt"),
+    Case("whitespace-trimmed", base(), "   a.txt   \n\tdocs\t\n"),
+    Case("crlf-line-endings", base(), "a.txt\r\ndocs\r\n!docs/keep.md\r\n"),
+    Case("utf8-bom", base(), "\ufeffa.txt\nb.txt\n"),
+    Case("hash-not-in-first-column-is-a-pattern",
+         base(**{"# notes": "n", "#x": "x"}), "#x\n  # notes\n"),
+    Case("case-sensitive", base(), "README.md\n", note="readme.md stays (SDK-1)"),
+    # --- wildcards
+    Case("star-one-level", base(), "*/a.txt\n"),
+    Case("star-does-not-cross-slash", base(), "*.txt\n", note="sub/*.txt stays"),
+    Case("doublestar-any-depth", base(), "**/*.txt\n"),
+    Case("doublestar-prefix-dir", base(), "**/node_modules\n"),
+    Case("doublestar-slash-dir-deep", base(), "**/cache\n", note="SDK-4: deep parents"),
+    Case("dir-doublestar", base(), "src/**\n"),
+    Case("doublestar-alone", base(), "**\n"),
+    Case("doublestar-glued-suffix", base(**{"xkeep": "x", "sub/mykeep": "m"}), "**keep\n",
+         note="SDK-7: suffix match"),
+    Case("prefix-doublestar", base(**{"srcx/y": "y"}), "src**\n"),
+    Case("star-slash-star", base(), "*/*\n"),
+    Case("trailing-star-slash", base(), "*/\n"),
+    Case("question-mark", base(**{"ab.txt": "x"}), "?.txt\n"),
+    Case("char-class", base(**{"c.txt": "c"}), "[ab].txt\n"),
+    Case("char-class-range", base(**{"c.txt": "c", "z.txt": "z"}), "[b-y].txt\n"),
+    Case("negated-class-caret", base(**{"c.txt": "c", "!.txt": "!"}), "[^a].txt\n", note="SDK-2"),
+    Case("bang-in-class-is-literal", base(**{"c.txt": "c", "!.txt": "!"}), "[!a].txt\n", note="SDK-2"),
+    Case("posix-class", base(**{"1.txt": "1", "22.txt": "2"}), "[[:digit:]].txt\n"),
+    Case("escaped-star", {"a*b": "1", "axb": "2", "a\\b": "3"}, "a\\*b\n", note="SDK-6"),
+    Case("escaped-question", {"a?b": "1", "axb": "2"}, "a\\?b\n"),
+    Case("escaped-bracket", {"[x]": "1", "x": "2"}, "\\[x\\]\n"),
+    # --- exceptions
+    Case("exception-last-wins", base(), "*.md\n!README.md\n"),
+    Case("exception-first-loses", base(), "!README.md\n*.md\n"),
+    Case("reinclude-file-in-excluded-dir", base(), "docs\n!docs/keep.md\n"),
+    Case("reinclude-deep-literal", base(), "docs\n!docs/deep/y.txt\n"),
+    Case("reinclude-wildcard-in-excluded-dir", base(), "docs\n!docs/**/*.md\n"),
+    Case("reinclude-under-doublestar", base(), "**/cache\n!**/cache/keep\n", note="SDK-5"),
+    Case("reinclude-star-dir", base(), "src/*\n!src/*/keep\n"),
+    Case("everything-but-src", base(), "*\n!src\n"),
+    Case("everything-but-one-file", base(), "*\n!src/app.py\n"),
+    Case("doublestar-but-dir", base(), "**\n!docs\n"),
+    Case("reinclude-then-exclude-again", base(), "src\n!src/lib\nsrc/lib/cache/junk\n"),
+    Case("exception-of-parent-after-child", base(), "src/cache\n!src\n",
+         note="SDK-10: the child pattern still wins below src"),
+    Case("exception-with-space-after-bang", base(), "*.md\n! README.md\n"),
+    Case("exception-dir-slash-doublestar", base(), "docs\n!docs/deep/**\n"),
+    # --- special files in the context
+    Case("ignore-the-dockerignore", base(), ".dockerignore\n", note="SDK-3"),
+    Case("ignore-dotfiles", base(), ".*\n"),
+    Case("exclude-everything", base(), "*\n"),
+    Case("nested-dockerignore-is-not-read", base(**{"sub/.dockerignore": "*\n"}), "docs\n"),
+    Case("dockerfile-inside-kept", base(), "docs\n", dockerfile="Dockerfile"),
+    Case("dockerfile-inside-ignored", base(), "Dockerfile\n.dockerignore\n", dockerfile="Dockerfile",
+         note="SDK-3: BuildKit does not force the Dockerfile into the context"),
+    Case("dockerfile-in-subdir-ignored", base(), "build\n", dockerfile="build/app.Dockerfile"),
+    Case("dockerfile-specific-ignore-inside", base(), "docs\n", dockerfile="Dockerfile",
+         dockerfile_ignore="src\n", note="Dockerfile.dockerignore wins over .dockerignore"),
+    Case("dockerfile-specific-ignore-in-subdir", base(), "docs\n", dockerfile="build/web.Dockerfile",
+         dockerfile_ignore="src\nbuild\n"),
+    Case("dockerfile-outside-specific-ignore", base(), "docs\n", dockerfile_name="web.Dockerfile",
+         dockerfile_ignore="src\n*.md\n"),
+    Case("dockerfile-outside-context-ignore", base(), "src\n", dockerfile_name="web.Dockerfile"),
+    # --- links, empty directories, odd names
+    Case("symlinks", base(**{"lnk": Link("a.txt"), "dlink": Link("docs"), "dangling": Link("nowhere"),
+                             "sub/up": Link("../src")}), "docs\n"),
+    Case("symlink-excluded-by-name", base(**{"lnk": Link("a.txt"), "dlink": Link("docs")}),
+         "lnk\ndlink\n"),
+    Case("pattern-through-dir-link-does-not-apply",
+         base(**{"dlink": Link("docs")}), "dlink/keep.md\ndlink/**\n"),
+    Case("empty-dirs", base(**{"empty": EmptyDir(), "sub/empty2": EmptyDir()}), "a.txt\n"),
+    Case("spaces-and-non-ascii",
+         base(**{"my file.txt": "m", "ünï cödé/ß.txt": "s", "ünï cödé/b.txt": "b", "日本/語.md": "j"}),
+         "my file.txt\nünï*/ß.txt\n日本\n"),
+    Case("regex-metacharacters-in-names",
+         {"a+b": "1", "aab": "2", "(x)": "3", "x": "4", "$HOME": "5", "c.d": "6", "cxd": "7",
+          "e|f": "8", "{g}": "9", "h^i": "10"},
+         "a+b\n(x)\n$*\nc.d\ne|f\n{g}\nh^i\n"),
+    Case("regex-metacharacters-with-wildcards",
+         {"a+b.txt": "1", "aab.txt": "2", "(x)/y": "3", "x/y": "4", "h^i.txt": "5"},
+         "a+*.txt\n(x)/?\nh^*\n"),
+    # --- errors the engine refuses
+    Case("malformed-class-fails", base(), "[\n"),
+    Case("lone-bang-fails", base(), "!\n"),
+]
+
+
+@pytest.fixture(scope="module")
+def engine_results(docker_engine, tmp_path_factory):
+    """id -> (context, dockerfile, engine file list or EngineBuildError), all built concurrently."""
+    prepared = {}
+    for case in CASES:
+        workdir = tmp_path_factory.mktemp(case.id)
+        prepared[case.id] = materialize(case, workdir)
+
+    def build(case_id):
+        context, dockerfile = prepared[case_id]
+        try:
+            return engine_files(docker_engine, context, dockerfile)
+        except EngineBuildError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(prepared, pool.map(build, prepared)))
+    return {cid: (*prepared[cid], results[cid]) for cid in prepared}
+
+
+def test_case_ids_unique_and_enough():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), "duplicate case id"
+    assert len(ids) >= 40
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_context_files_match_engine(case, engine_results):
+    context, dockerfile, expected = engine_results[case.id]
+    if isinstance(expected, EngineBuildError):
+        with pytest.raises(ValueError):
+            context_files(context, dockerfile)
+        return
+    assert context_files(context, dockerfile) == expected, case.note
+
+
+def test_relative_dockerfile_path_resolves_from_cwd(engine_results, monkeypatch):
+    """A relative `dockerfile` is taken from the current directory, as `docker build -f` does."""
+    context, dockerfile, expected = engine_results["dockerfile-outside-specific-ignore"]
+    monkeypatch.chdir(dockerfile.parent.parent)
+    assert context_files(context, Path(dockerfile.parent.name) / dockerfile.name) == expected
+
+
+# ----------------------------------------------------------------------------------------------
+# Property test: random small trees and pattern lists against the engine
+# ----------------------------------------------------------------------------------------------
+
+_NAME_CHARS = "ab.x -"
+_names = st.text(alphabet=_NAME_CHARS, min_size=1, max_size=3).filter(
+    lambda n: n not in (".", "..") and n.strip() == n and not n.startswith("-"))
+
+
+@st.composite
+def trees(draw):
+    """A set of file paths (depth <= 3) with no file also used as a directory."""
+    paths = draw(st.lists(st.lists(_names, min_size=1, max_size=3).map("/".join),
+                          min_size=1, max_size=10, unique=True))
+    files: list[str] = []
+    dirs: set[str] = set()
+    for p in sorted(paths, key=lambda p: p.count("/"), reverse=True):
+        parts = p.split("/")
+        prefixes = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        if p in dirs or any(pre in files for pre in prefixes):
+            continue
+        files.append(p)
+        dirs |= prefixes
+    return files, sorted(dirs)
+
+
+@st.composite
+def tree_and_patterns(draw):
+    files, dirs = draw(trees())
+    segments = sorted({seg for p in files for seg in p.split("/")})
+    piece = st.one_of(
+        st.sampled_from(segments),
+        st.sampled_from(["*", "**", "?", "*.x", "a*", "[ab]", "[^a]*", ".*"]),
+    )
+    pattern = st.lists(piece, min_size=1, max_size=3).map("/".join)
+    pattern = st.one_of(pattern, st.sampled_from(files + dirs))
+    line = st.tuples(st.booleans(), pattern, st.sampled_from(["", "/"]), st.sampled_from(["", "/", "./"])).map(
+        lambda t: ("!" if t[0] else "") + t[3] + t[1] + t[2])
+    lines = draw(st.lists(line, min_size=1, max_size=4))
+    return files, lines
+
+
+_PROPERTY_SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=os.environ.get("CI", "").lower() == "true",
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+
+
+@_PROPERTY_SETTINGS
+@given(data=tree_and_patterns())
+def test_random_trees_and_patterns_match_engine(docker_engine, data):
+    files, lines = data
+    case = Case("property", {f: f for f in files}, "\n".join(lines) + "\n")
+    tmp = tempfile.mkdtemp(prefix="oracle-prop-")
+    try:
+        context, dockerfile = materialize(case, Path(tmp))
+        try:
+            expected = engine_files(docker_engine, context, dockerfile)
+        except EngineBuildError:
+            with pytest.raises(ValueError):
+                context_files(context, dockerfile)
+            return
+        assert context_files(context, dockerfile) == expected, f"patterns={lines!r} files={files!r}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
