@@ -1,0 +1,550 @@
+"""The build context as one value: its digest and content tag, its sensitive files, and `explain`.
+
+This module owns the digest (what a build depends on, encoded unambiguously), the parallel hashing
+pipeline, and the one walk that feeds the digest and the sensitive-file guard from the same reads.
+The file set comes from components/dockerignore.py (Docker's .dockerignore semantics), the cache
+from components/stat_cache.py, the guard's rules from components/sensitive.py.
+
+The digest depends on: each file's relative path, type (file or symlink), content, executable bit
+(user x, as git records it; no other mode bit), each symlink's target (read, never followed), the
+Dockerfile's content (wherever it lies), the build args (as a set), the target and the platform.
+It does not depend on mtimes, owners, umask, the absolute path of the context, listing order, the
+number of CPUs or anything else about the machine.
+
+CLI: `python -m components.context explain <context> [--dockerfile PATH] [--build-arg K=V ...]
+[--target T] [--platform P]` prints the digest, tag, size, and what changed since the previous digest.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import stat as stat_module
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components import sensitive
+from components.dockerignore import ContextEntry, context_files, ignore_file_for, walk_context
+from components.sensitive import Finding, SensitiveFilesError
+from components.stat_cache import (FLAGS, KIND, MTIME, SIZE, TRUSTED, VALUE, RACY_WINDOW_NS,
+                                   StatCache)
+
+__all__ = [
+    "context_files",
+    "context_digest",
+    "content_tag",
+    "check_context",
+    "ContextReport",
+    "find_sensitive",
+    "Finding",
+    "SensitiveFilesError",
+    "main",
+]
+
+DIGEST_VERSION = b"acr-publish/context-digest/v1"
+# Files larger than this are hashed as a tree of fixed-size chunks so one huge file uses every core.
+# A constant, never derived from the machine, so the digest is the same everywhere.
+TREE_CHUNK = 4 << 20
+READ_SIZE = 1 << 20
+# Small files go to the pool in batches: one task per file costs more than hashing the file.
+BATCH_BYTES = 4 << 20
+BATCH_FILES = 256
+DOCKERFILE_KEY = "\0dockerfile"  # cannot collide with a relative path (no NUL in file names)
+
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and hashing files
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Hashed:
+    """One regular file's hash as this run computed it."""
+
+    value: str
+    size: int  # bytes actually hashed
+    flags: int
+    key: os.stat_result  # stat the cache entry is keyed by
+    trusted: bool
+
+
+def _open(path: Path, rel: str) -> int:
+    try:
+        return os.open(path, _O_READ)
+    except PermissionError as exc:
+        raise PermissionError(
+            exc.errno, f"cannot read {rel!r} in the build context ({exc.strerror}); Docker cannot send it "
+            "either: fix its permissions or exclude it in .dockerignore", str(path)) from exc
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            exc.errno, f"{rel!r} disappeared from the build context while it was being hashed; "
+            "run again once nothing writes to the context", str(path)) from exc
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns and a.st_ino == b.st_ino
+
+
+def _hash_whole(rel: str, path: Path, st: os.stat_result, run_start_ns: int) -> _Hashed:
+    """A file of at most TREE_CHUNK bytes: read once, hashed, scanned."""
+    fd = _open(path, rel)
+    try:
+        key = os.fstat(fd)
+        with io.FileIO(fd, "rb", closefd=False) as f:
+            data = f.readall()
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    flags = 0
+    if not sensitive.is_binary(data):
+        flags = sensitive.scan_content(rel.rsplit("/", 1)[-1], data)
+    trusted = (_same_file(key, st) and _same_file(key, after) and len(data) == key.st_size
+               and key.st_mtime_ns < run_start_ns - RACY_WINDOW_NS)
+    return _Hashed(hashlib.sha256(data).hexdigest(), len(data), flags, key, trusted)
+
+
+_buffers = threading.local()
+
+
+def _buffer() -> memoryview:
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:
+        buf = _buffers.buf = memoryview(bytearray(READ_SIZE))
+    return buf
+
+
+def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool) -> tuple[bytes, int, int]:
+    """(sha256 digest, bytes read, content flags) of one chunk of a large file."""
+    fd = _open(path, rel)
+    try:
+        h = hashlib.sha256()
+        buf = _buffer()
+        pos, end, flags = start, start + length, 0
+        name = rel.rsplit("/", 1)[-1]
+        tail = os.pread(fd, sensitive.SCAN_OVERLAP, max(0, start - sensitive.SCAN_OVERLAP)) if scan and start else b""
+        while pos < end:
+            n = os.preadv(fd, [buf[: min(READ_SIZE, end - pos)]], pos)
+            if n == 0:
+                break
+            h.update(buf[:n])  # hashlib releases the GIL for large buffers: this is where cores add up
+            if scan:
+                data = bytes(buf[:n])
+                flags |= sensitive.scan_content(name, tail + data)
+                tail = data[-sensitive.SCAN_OVERLAP:]
+            pos += n
+        return h.digest(), pos - start, flags
+    finally:
+        os.close(fd)
+
+
+def _tree_value(chunks: list[bytes]) -> str:
+    h = hashlib.sha256(b"acr-publish/tree/v1\0")
+    h.update(TREE_CHUNK.to_bytes(8, "big"))
+    h.update(b"".join(chunks))
+    return h.hexdigest()
+
+
+def _hash_files(misses: list[tuple[str, Path, os.stat_result]], run_start_ns: int) -> dict[str, _Hashed]:
+    """Hash every file in `misses` on all cores; large files are split into TREE_CHUNK pieces."""
+    results: dict[str, _Hashed] = {}
+    if not misses:
+        return results
+    batches: list[list[tuple[str, Path, os.stat_result]]] = []
+    batch: list[tuple[str, Path, os.stat_result]] = []
+    batch_bytes = 0
+    large: list[tuple[str, Path, os.stat_result, bool]] = []
+    for rel, path, st in misses:
+        if st.st_size > TREE_CHUNK:
+            fd = _open(path, rel)
+            try:
+                head = os.pread(fd, sensitive.BINARY_SNIFF_BYTES, 0)
+            finally:
+                os.close(fd)
+            large.append((rel, path, st, not sensitive.is_binary(head)))
+            continue
+        batch.append((rel, path, st))
+        batch_bytes += st.st_size
+        if batch_bytes >= BATCH_BYTES or len(batch) >= BATCH_FILES:
+            batches.append(batch)
+            batch, batch_bytes = [], 0
+    if batch:
+        batches.append(batch)
+
+    def run_batch(items: list[tuple[str, Path, os.stat_result]]) -> list[tuple[str, _Hashed]]:
+        return [(rel, _hash_whole(rel, path, st, run_start_ns)) for rel, path, st in items]
+
+    tasks = len(batches) + sum(-(-st.st_size // TREE_CHUNK) for _, _, st, _ in large)
+    workers = min(_workers(), tasks)
+    if workers <= 1 and not large:
+        for b in batches:
+            results.update(run_batch(b))
+        return results
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="context-hash") as pool:
+        # Large files first: their chunks are the long tasks, batches fill the gaps.
+        chunk_futures = []
+        for rel, path, st, scan in large:
+            key = os.lstat(path)
+            futures = [pool.submit(_hash_range, rel, path, off, TREE_CHUNK, scan)
+                       for off in range(0, st.st_size, TREE_CHUNK)]
+            chunk_futures.append((rel, path, st, key, futures))
+        batch_futures = [pool.submit(run_batch, b) for b in batches]
+        for rel, path, st, key, futures in chunk_futures:
+            parts = [f.result() for f in futures]
+            size = sum(n for _, n, _ in parts)
+            flags = 0
+            for _, _, fl in parts:
+                flags |= fl
+            after = os.lstat(path)
+            trusted = (_same_file(key, st) and _same_file(key, after) and size == st.st_size
+                       and key.st_mtime_ns < run_start_ns - RACY_WINDOW_NS)
+            results[rel] = _Hashed(_tree_value([d for d, _, _ in parts]), size, flags, key, trusted)
+        for f in batch_futures:
+            results.update(f.result())
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# One run: walk, cache, hash, digest
+# --------------------------------------------------------------------------------------------
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "big") + data
+
+
+def _arg_fingerprint(name: str, value: str) -> str:
+    # The cache keeps only a fingerprint of each build arg, never the value (values can be secrets).
+    return hashlib.sha256(_field(name.encode()) + _field(value.encode())).hexdigest()[:16]
+
+
+@dataclass
+class _Run:
+    context: Path
+    dockerfile: Path
+    digest: str
+    entries: dict[str, list[Any]]  # rel -> stat-cache entry (also the manifest of this run)
+    sizes: dict[str, int]
+    prior_last: dict[str, Any] | None
+    prior_previous: dict[str, Any] | None
+    prior_entries: dict[str, list[Any]]
+    last: dict[str, Any]
+    reads: int  # files whose content was read in this run
+
+    @property
+    def file_count(self) -> int:
+        return len(self.sizes)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    def scan_records(self) -> Iterable[tuple[str, str, int]]:
+        for rel, e in self.entries.items():
+            if rel != DOCKERFILE_KEY:
+                yield rel, e[KIND], e[FLAGS]
+
+
+def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, platform: str) -> dict[str, str]:
+    args = dict(build_args or {})
+    for k, v in args.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"build arg {k!r}={v!r} is invalid: build arg names and values must be strings")
+    if target is not None and not isinstance(target, str):
+        raise TypeError(f"target {target!r} is invalid: give a build stage name or None")
+    if not isinstance(platform, str) or not platform:
+        raise ValueError(f"platform {platform!r} is invalid: give an os/arch pair such as 'linux/amd64'")
+    return args
+
+
+def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping[str, str] | None,
+         target: str | None, platform: str, cache: bool) -> _Run:
+    args = _check_inputs(build_args, target, platform)
+    context = Path(os.path.abspath(context))
+    df = Path(os.path.abspath(dockerfile)) if dockerfile is not None else context / "Dockerfile"
+    run_start_ns = time.time_ns()
+    store = StatCache.load(context, df) if cache else StatCache.disabled(context, df)
+
+    entries: dict[str, list[Any]] = {}
+    sizes: dict[str, int] = {}
+    misses: list[tuple[str, Path, os.stat_result]] = []
+    lookup = store.lookup
+    for e in walk_context(context, dockerfile):
+        st = e.stat
+        if stat_module.S_ISLNK(st.st_mode):
+            target_bytes = os.readlink(os.fsencode(e.path))
+            link = os.fsdecode(target_bytes)
+            entries[e.rel] = ["l", st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, link, 0, 0]
+            sizes[e.rel] = st.st_size
+            continue
+        hit = lookup(e.rel, st)
+        if hit is not None:
+            entries[e.rel] = hit
+            sizes[e.rel] = st.st_size
+        else:
+            misses.append((e.rel, e.path, st))
+
+    # The Dockerfile goes through the same cache under a key no relative path can take.
+    try:
+        df_real = Path(os.path.realpath(df))
+        df_st = os.lstat(df_real)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
+            f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
+    if not stat_module.S_ISREG(df_st.st_mode):
+        raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point the dockerfile setting at a file")
+    df_hit = lookup(DOCKERFILE_KEY, df_st)
+    if df_hit is None:
+        misses.append((DOCKERFILE_KEY, df_real, df_st))
+    else:
+        entries[DOCKERFILE_KEY] = df_hit
+
+    hashed = _hash_files(misses, run_start_ns)
+    for rel, h in hashed.items():
+        kind = "x" if h.key.st_mode & stat_module.S_IXUSR else "f"
+        k = h.key
+        entries[rel] = [kind, k.st_size, k.st_mtime_ns, k.st_ino, k.st_mode, h.value, h.flags, 1 if h.trusted else 0]
+        if rel != DOCKERFILE_KEY:
+            sizes[rel] = h.size
+
+    # The digest: a version prefix, then length-prefixed fields only, so no two inputs encode alike.
+    parts = [_field(DIGEST_VERSION), _field(b"files"), len(sizes).to_bytes(8, "big")]
+    for rel in sorted(sizes):
+        e = entries[rel]
+        kind = e[KIND]
+        parts.append(_field(kind.encode()))
+        parts.append(_field(os.fsencode(rel)))
+        if kind == "l":
+            parts.append(_field(os.fsencode(e[VALUE])))
+        else:
+            parts.append(sizes[rel].to_bytes(8, "big"))
+            parts.append(bytes.fromhex(e[VALUE]))
+    parts.append(_field(b"dockerfile"))
+    parts.append(bytes.fromhex(entries[DOCKERFILE_KEY][VALUE]))
+    parts.append(_field(b"build-args"))
+    parts.append(len(args).to_bytes(8, "big"))
+    for k in sorted(args):
+        parts.append(_field(k.encode("utf-8", "surrogatepass")))
+        parts.append(_field(args[k].encode("utf-8", "surrogatepass")))
+    parts.append(_field(b"target"))
+    parts.append(b"\0" if target is None else b"\1" + _field(target.encode("utf-8", "surrogatepass")))
+    parts.append(_field(b"platform"))
+    parts.append(_field(platform.encode("utf-8", "surrogatepass")))
+    digest = hashlib.sha256(b"".join(parts)).hexdigest()
+
+    last = {"digest": digest, "dockerfile": entries[DOCKERFILE_KEY][VALUE],
+            "build_args": {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())},
+            "target": target, "platform": platform}
+    prior = (store.last, store.previous, store.entries)
+    store.save(entries, last)
+    return _Run(context, df, digest, entries, sizes, prior[0], prior[1], prior[2], last, len(hashed))
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+def context_digest(context: Path | str, dockerfile: Path | str | None = None,
+                   build_args: Mapping[str, str] | None = None, target: str | None = None,
+                   platform: str = "linux/amd64", *, cache: bool = True) -> str:
+    """The sha256 hex digest of everything a build of `context` depends on (see the module docstring).
+
+    `dockerfile` defaults to <context>/Dockerfile; a relative path is relative to the working
+    directory, as with `docker build -f`. `cache=False` neither reads nor writes the stat cache.
+    """
+    return _run(context, dockerfile, build_args, target, platform, cache).digest
+
+
+def content_tag(digest: str) -> str:
+    """The image tag for a context digest: `ctx-` and the first 20 hex digits (80 bits).
+
+    Always a valid Docker tag (lower-case letters, digits and '-', 24 characters, never `latest`);
+    the prefix keeps it from being mistaken for an image's registry digest.
+    """
+    if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"context digest {digest!r} is invalid: expected 64 lower-case hex digits "
+                         "(the value context_digest returns)")
+    return "ctx-" + digest[:20]
+
+
+@dataclass(frozen=True)
+class ContextReport:
+    """What one walk of a build context found."""
+
+    digest: str
+    """sha256 hex of the build's inputs (context_digest)."""
+    tag: str
+    """content_tag(digest)."""
+    file_count: int
+    """Regular files and symlinks the build sees."""
+    total_bytes: int
+    """Their sizes summed (a symlink counts the length of its target)."""
+    allowed: tuple[Finding, ...] = ()
+    """Sensitive paths the build sends because allowSensitive lists them."""
+
+
+def _ignore_file_hint(context: Path, dockerfile: Path | str | None) -> str:
+    existing = ignore_file_for(context, dockerfile)
+    return str(existing) if existing is not None else str(Path(os.path.abspath(context)) / ".dockerignore")
+
+
+def check_context(context: Path | str, dockerfile: Path | str | None = None, allow_sensitive: Iterable[str] = (),
+                  *, build_args: Mapping[str, str] | None = None, target: str | None = None,
+                  platform: str = "linux/amd64", cache: bool = True) -> ContextReport:
+    """Walk `context` once: the digest and tag, and the sensitive-file guard from the same reads.
+
+    Raises SensitiveFilesError listing every sensitive path not covered by `allow_sensitive`
+    (exact relative paths, or directories whose subtree is allowed).
+    """
+    run = _run(context, dockerfile, build_args, target, platform, cache)
+    refused, allowed = sensitive.findings(run.scan_records(), allow_sensitive)
+    if refused:
+        raise SensitiveFilesError(refused, str(run.context), _ignore_file_hint(run.context, dockerfile))
+    return ContextReport(run.digest, content_tag(run.digest), run.file_count, run.total_bytes, tuple(allowed))
+
+
+def find_sensitive(context: Path | str, files: Iterable[str | ContextEntry] | None = None, *,
+                   dockerfile: Path | str | None = None, allow_sensitive: Iterable[str] = (),
+                   cache: bool = True) -> list[Finding]:
+    """The sensitive paths among `files` (relative paths or walked ContextEntry objects; None means
+    the whole file set the build sees), excluding those `allow_sensitive` covers.
+
+    Uses the same walk, reads and cache as the digest, so an unchanged file is not read again.
+    """
+    run = _run(context, dockerfile, None, None, "linux/amd64", cache)
+    records = run.scan_records()
+    if files is not None:
+        wanted = {f.rel if isinstance(f, ContextEntry) else f for f in files}
+        unknown = sorted(wanted - run.sizes.keys())
+        if unknown:
+            raise ValueError(f"find_sensitive: {unknown[:5]} are not in the build context {run.context} "
+                             "(missing, or excluded by .dockerignore); pass paths context_files returns")
+        records = [r for r in records if r[0] in wanted]
+    refused, _ = sensitive.findings(records, allow_sensitive)
+    return refused
+
+
+# --------------------------------------------------------------------------------------------
+# explain
+# --------------------------------------------------------------------------------------------
+
+def _describe_change(old: list[Any], new: list[Any]) -> str | None:
+    ok, nk, ov, nv = old[0], new[0], old[1], new[1]
+    if ok == nk and ov == nv:
+        return None
+    if (ok == "l") != (nk == "l"):
+        return "now a symlink" if nk == "l" else "now a regular file"
+    if ok == "l":
+        return "symlink target"
+    if ov != nv:
+        return "content" + (" and executable bit" if ok != nk else "")
+    return "executable bit set" if nk == "x" else "executable bit cleared"
+
+
+def explain_lines(run: _Run) -> list[str]:
+    """The `explain` report of one run, line by line."""
+    lines = [
+        f"context     {run.context}",
+        f"dockerfile  {run.dockerfile}",
+        f"platform    {run.last['platform']}" + (f"  target {run.last['target']}" if run.last["target"] else ""),
+        f"digest      {run.digest}",
+        f"tag         {content_tag(run.digest)}",
+        f"files       {run.file_count} ({run.total_bytes:,} bytes)",
+    ]
+    prior_last, prior_prev = run.prior_last, run.prior_previous
+    if prior_last is not None and prior_last.get("digest") != run.digest:
+        base = dict(prior_last)
+        base_manifest = {rel: [e[KIND], e[VALUE]] for rel, e in run.prior_entries.items()}
+        lines.append(f"changed since the last run (digest {base['digest'][:12]}, tag {content_tag(base['digest'])}):")
+    elif prior_prev is not None and prior_prev.get("digest") != run.digest:
+        base = prior_prev
+        base_manifest = prior_prev.get("manifest") or {}
+        lines.append(f"unchanged since the last run; changed since the digest before it "
+                     f"({base['digest'][:12]}, tag {content_tag(base['digest'])}):")
+    elif prior_last is not None:
+        lines.append("unchanged since the last run; the cache holds no earlier digest to compare with")
+        return lines
+    else:
+        lines.append("no previous manifest in the cache for this context (first run, or cache cleared)")
+        return lines
+
+    new_manifest = {rel: [e[KIND], e[VALUE]] for rel, e in run.entries.items()}
+    changes: list[str] = []
+    if base.get("dockerfile") != run.last["dockerfile"]:
+        changes.append("  changed  (Dockerfile content)")
+    old_files = {k: v for k, v in base_manifest.items() if k != DOCKERFILE_KEY}
+    new_files = {k: v for k, v in new_manifest.items() if k != DOCKERFILE_KEY}
+    for rel in sorted(old_files.keys() | new_files.keys()):
+        if rel not in old_files:
+            changes.append(f"  added    {rel}")
+        elif rel not in new_files:
+            changes.append(f"  removed  {rel}")
+        else:
+            what = _describe_change(old_files[rel], new_files[rel])
+            if what:
+                changes.append(f"  changed  {rel} ({what})")
+    old_args, new_args = base.get("build_args") or {}, run.last["build_args"]
+    for k in sorted(old_args.keys() | new_args.keys()):
+        if k not in old_args:
+            changes.append(f"  build arg {k} added")
+        elif k not in new_args:
+            changes.append(f"  build arg {k} removed")
+        elif old_args[k] != new_args[k]:
+            changes.append(f"  build arg {k} changed")
+    for name in ("target", "platform"):
+        if base.get(name) != run.last[name]:
+            changes.append(f"  {name} {base.get(name)!r} -> {run.last[name]!r}")
+    lines.extend(changes or ["  (no file or input difference recorded: the digest format changed)"])
+    return lines
+
+
+def _parse_build_arg(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--build-arg {text!r} is invalid: write NAME=VALUE")
+    return name, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.context",
+                                     description="Inspect a build context the way acr-publish sees it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("explain", help="digest, tag, size, and what changed since the previous digest")
+    ex.add_argument("context", type=Path)
+    ex.add_argument("--dockerfile", type=Path, default=None, help="default: <context>/Dockerfile")
+    ex.add_argument("--build-arg", dest="build_args", action="append", type=_parse_build_arg, default=[],
+                    metavar="NAME=VALUE")
+    ex.add_argument("--target", default=None)
+    ex.add_argument("--platform", default="linux/amd64")
+    opts = parser.parse_args(argv)
+    try:
+        run = _run(opts.context, opts.dockerfile, dict(opts.build_args), opts.target, opts.platform, True)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    refused, allowed = sensitive.findings(run.scan_records())
+    lines = explain_lines(run)
+    if refused:
+        lines.append(f"sensitive   {len(refused)} path(s) a build would refuse:")
+        lines.extend(f"  {f.path}  {f.reason}" for f in refused)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""The sensitive-file rules: which files in a build context must not be sent into an image.
+
+This module owns the rules and the error a person acts on; it reads no files itself. The context
+engine (components/context.py) reads each file once, while hashing it, and hands the content to
+`scan_content`; the resulting flags are cached with the content hash, so an unchanged file is never
+read again for the scan. `findings` then combines those flags with the path rules.
+
+Rules (each Finding names the file, the reason and the `.dockerignore` line that excludes it):
+
+* content: a PEM private key (`-----BEGIN <any type> PRIVATE KEY-----`, PGP private key blocks, PuTTY
+  key files) or an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, word-bounded) in a
+  text file. Binary files (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned.
+* names: `.env` and `.env.*`; SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
+  their FIDO `*_sk` kin (`.pub` files are public and fine); PKCS#12 stores `*.p12`/`*.pfx`;
+  `.aws/credentials`; `.docker/config.json`; `.git-credentials`; `*.tfstate` and
+  `*.tfstate.backup`; Pulumi stack files `Pulumi.*.yaml` (`Pulumi.yaml`, the project file, is fine).
+* names + content: `.npmrc`, `.pypirc` and `.netrc` only when they hold a token or password. An
+  `.npmrc` line whose value is only an environment reference (`_authToken=${NPM_TOKEN}`) holds none.
+* directories: `.git/` and `.pulumi/` anywhere in the tree, reported once per directory.
+
+`.env` templates: `.env.example`, `.env.sample`, `.env.template` and `.env.dist` are NOT flagged by
+name. They are the conventional, committed, placeholder-only siblings of `.env`, and images often
+need them (frameworks read them for defaults); flagging them would push users to blanket
+`allowSensitive` entries that then hide a real `.env`. Their content is still scanned for keys and
+AccessKey ids like any other text file.
+
+Rules apply to regular files; a symlink carries only its target path into the image, so name rules
+do not apply to it (a `.git/` or `.pulumi/` directory is reported whatever it holds).
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "Finding",
+    "SensitiveFilesError",
+    "PRIVATE_KEY",
+    "ALIBABA_ACCESS_KEY",
+    "CREDENTIALS",
+    "BINARY_SNIFF_BYTES",
+    "SCAN_OVERLAP",
+    "is_binary",
+    "scan_content",
+    "wants_credential_scan",
+    "findings",
+    "normalize_allow",
+    "dockerignore_escape",
+]
+
+# Content flags, cached per file next to its content hash.
+PRIVATE_KEY = 1
+ALIBABA_ACCESS_KEY = 2
+CREDENTIALS = 4
+
+BINARY_SNIFF_BYTES = 8000  # git's buffer_is_binary() looks at the first 8000 bytes
+# A chunked scan re-reads this many bytes before each chunk so a marker split across chunks is seen;
+# longer than the longest marker either regex can match.
+SCAN_OVERLAP = 128
+
+_PRIVATE_KEY_RE = re.compile(
+    rb"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-\d+:")
+_ALIBABA_AK_RE = re.compile(rb"\bLTAI[A-Za-z0-9]{12,30}\b")
+
+# Credential lines of the files that may or may not hold one.
+_NPMRC_SECRET_RE = re.compile(
+    rb"^[ \t]*(?:[^=\s;#]*:)?(?:_authToken|_auth|_password|password)[ \t]*=[ \t]*(\S[^\r\n]*?)[ \t]*\r?$",
+    re.MULTILINE)
+_ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
+_PYPIRC_SECRET_RE = re.compile(rb"^[ \t]*password[ \t]*[=:][ \t]*\S", re.MULTILINE)
+_NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s+\S")
+_CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc"}
+
+_ENV_TEMPLATES = frozenset({".env.example", ".env.sample", ".env.template", ".env.dist"})
+_SSH_KEY_RE = re.compile(r"id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?")
+_SENSITIVE_DIRS = {
+    ".git": "a git repository: its history can hold secrets and source you did not mean to ship",
+    ".pulumi": "Pulumi state or credentials (.pulumi/)",
+}
+
+
+def is_binary(head: bytes) -> bool:
+    """git's heuristic: a NUL byte among the first 8000 bytes makes a file binary."""
+    return b"\0" in head[:BINARY_SNIFF_BYTES]
+
+
+def wants_credential_scan(name: str) -> bool:
+    """Whether a file's basename is one whose content decides if it holds credentials."""
+    return name in _CREDENTIAL_FILES
+
+
+def scan_content(name: str, data: bytes) -> int:
+    """The content flags of text `data` (the whole file, or one chunk plus SCAN_OVERLAP bytes
+    before it); `name` is the file's basename. The caller decides that the file is text."""
+    flags = 0
+    # `in` (a fast substring search) gates the regular expressions: most files hold neither marker.
+    if (b"PRIVATE KEY" in data or b"PuTTY-User-Key-File-" in data) and _PRIVATE_KEY_RE.search(data):
+        flags |= PRIVATE_KEY
+    if b"LTAI" in data and _ALIBABA_AK_RE.search(data):
+        flags |= ALIBABA_ACCESS_KEY
+    kind = _CREDENTIAL_FILES.get(name)
+    if kind == "npm":
+        if any(not _ENV_REFERENCE_RE.match(m.group(1)) for m in _NPMRC_SECRET_RE.finditer(data)):
+            flags |= CREDENTIALS
+    elif kind == "pypi":
+        if _PYPIRC_SECRET_RE.search(data):
+            flags |= CREDENTIALS
+    elif kind == "netrc":
+        if _NETRC_SECRET_RE.search(data):
+            flags |= CREDENTIALS
+    return flags
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sensitive file (or directory) the build would send."""
+
+    path: str
+    """Relative POSIX path in the context; a directory ends with '/'."""
+    reason: str
+    """Why it is sensitive. Never contains the secret itself."""
+    fix: str
+    """The .dockerignore line that excludes it."""
+
+
+def dockerignore_escape(rel: str) -> str:
+    """A .dockerignore line matching exactly `rel` (Docker's matcher takes backslash escapes)."""
+    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", rel)
+    if escaped.startswith(("#", "!")):
+        escaped = "\\" + escaped  # a leading '#' is a comment, a leading '!' an exception
+    return escaped
+
+
+def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
+    """(reason, fix) for a regular file flagged by its path alone."""
+    parent = posixpath.dirname(rel)
+    prefix = dockerignore_escape(parent) + "/" if parent else ""
+    if name == ".env":
+        return "a dotenv file (.env) usually holds credentials", dockerignore_escape(rel)
+    if name.startswith(".env.") and name not in _ENV_TEMPLATES:
+        return "a dotenv file (.env.*) usually holds credentials", prefix + ".env.*"
+    if _SSH_KEY_RE.fullmatch(name):
+        return "an SSH private key file (by its name)", dockerignore_escape(rel)
+    if name.endswith((".p12", ".pfx")):
+        return "a PKCS#12 key store (private key and certificate)", dockerignore_escape(rel)
+    if rel == ".aws/credentials" or rel.endswith("/.aws/credentials"):
+        return "AWS credentials (.aws/credentials)", dockerignore_escape(rel)
+    if rel == ".docker/config.json" or rel.endswith("/.docker/config.json"):
+        return "a Docker client config (.docker/config.json) can hold registry logins", dockerignore_escape(rel)
+    if name == ".git-credentials":
+        return "git credentials (.git-credentials)", dockerignore_escape(rel)
+    if name.endswith(".tfstate"):
+        return "Terraform state (*.tfstate) holds resource secrets in clear text", prefix + "*.tfstate"
+    if name.endswith(".tfstate.backup"):
+        return ("a Terraform state backup (*.tfstate.backup) holds resource secrets in clear text",
+                prefix + "*.tfstate.backup")
+    if name.startswith("Pulumi.") and name.endswith(".yaml") and name != "Pulumi.yaml":
+        return "a Pulumi stack configuration (Pulumi.<stack>.yaml) can hold secrets", prefix + "Pulumi.*.yaml"
+    return None
+
+
+_CONTENT_REASONS = (
+    (PRIVATE_KEY, "contains a private key (-----BEGIN ... PRIVATE KEY-----)"),
+    (ALIBABA_ACCESS_KEY, "contains an Alibaba Cloud AccessKey id (LTAI****)"),
+)
+
+
+def _credential_reason(name: str) -> str:
+    kind = _CREDENTIAL_FILES[name]
+    what = {"npm": "an npm auth token or password", "pypi": "a PyPI password or token",
+            "netrc": "a login password"}[kind]
+    return f"{name} holds {what}"
+
+
+def normalize_allow(allow: Iterable[str]) -> tuple[str, ...]:
+    """allowSensitive entries as relative POSIX paths without './', leading or trailing '/'."""
+    out = []
+    for raw in allow:
+        if not isinstance(raw, str) or not raw.strip():
+            raise ValueError(f"allowSensitive entry {raw!r} is invalid: give a path relative to "
+                             "the build context, e.g. 'config/.env.production'")
+        p = posixpath.normpath(raw.strip()).lstrip("/")
+        if p == "." or p == ".." or p.startswith("../"):
+            raise ValueError(f"allowSensitive entry {raw!r} is invalid: it must name a file or directory "
+                             "inside the build context (allowing the whole context would disable the guard)")
+        out.append(p)
+    return tuple(out)
+
+
+def _allowed(rel: str, allow: tuple[str, ...]) -> bool:
+    rel = rel.rstrip("/")
+    return any(rel == a or rel.startswith(a + "/") for a in allow)
+
+
+def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:
+    """(refused, allowed) findings for `files`, an iterable of (rel, kind, content flags) where
+    kind is 'f' (file), 'x' (executable file) or 'l' (symlink). `allow` holds allowSensitive
+    entries: exact relative paths, or directories whose whole subtree is allowed."""
+    allow_t = normalize_allow(allow)
+    by_path: dict[str, list[tuple[str, str]]] = {}
+    dirs: dict[str, list[int]] = {}  # directory -> [refused file count, allowed file count]
+    for rel, kind, flags in files:
+        parts = rel.split("/")
+        hit_dir = False
+        for i, part in enumerate(parts[:-1]):
+            if part in _SENSITIVE_DIRS:
+                counts = dirs.setdefault("/".join(parts[: i + 1]), [0, 0])
+                counts[1 if _allowed(rel, allow_t) else 0] += 1
+                hit_dir = True
+                break
+        if hit_dir or kind == "l":
+            continue
+        name = parts[-1]
+        reasons: list[tuple[str, str]] = []
+        named = _name_reason(rel, name)
+        if named:
+            reasons.append(named)
+        for flag, text in _CONTENT_REASONS:
+            if flags & flag:
+                reasons.append((text, dockerignore_escape(rel)))
+        if flags & CREDENTIALS and name in _CREDENTIAL_FILES:
+            reasons.append((_credential_reason(name), dockerignore_escape(rel)))
+        if reasons:
+            by_path[rel] = reasons
+    refused: list[Finding] = []
+    allowed: list[Finding] = []
+    for rel, reasons in by_path.items():
+        fix = reasons[0][1]
+        f = Finding(rel, "; ".join(r for r, _ in reasons), fix)
+        (allowed if _allowed(rel, allow_t) else refused).append(f)
+    for d, (n_refused, n_allowed) in dirs.items():
+        reason = _SENSITIVE_DIRS[d.rsplit("/", 1)[-1]]
+        if n_refused:
+            # Files inside that allowSensitive names are left out of the count, not out of the finding.
+            refused.append(Finding(d + "/", f"{reason} ({n_refused} {'file' if n_refused == 1 else 'files'})",
+                                   dockerignore_escape(d)))
+        else:
+            allowed.append(Finding(d + "/", reason, dockerignore_escape(d)))
+    refused.sort(key=lambda f: f.path)
+    allowed.sort(key=lambda f: f.path)
+    return refused, allowed
+
+
+class SensitiveFilesError(ValueError):
+    """The build context holds files that must not be sent into an image; lists all of them."""
+
+    def __init__(self, found: Iterable[Finding], context: str = ".", ignore_file: str | None = None) -> None:
+        self.findings: tuple[Finding, ...] = tuple(found)
+        self.context = context
+        self.ignore_file = ignore_file or posixpath.join(context, ".dockerignore")
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        n = len(self.findings)
+        lines = [f"the build context {self.context} would send {n} sensitive "
+                 f"{'path' if n == 1 else 'paths'} into the image:"]
+        width = max((len(f.path) for f in self.findings), default=0)
+        for f in self.findings:
+            lines.append(f"  {f.path.ljust(width)}  {f.reason}")
+        fixes = list(dict.fromkeys(f.fix for f in self.findings))
+        lines.append(f"fix: add these lines to {self.ignore_file}:")
+        lines.extend(f"  {line}" for line in fixes)
+        example = ", ".join(repr(f.path.rstrip("/")) for f in self.findings[:3])
+        lines.append("or, if sending them is deliberate, list them in this image's `allowSensitive: [paths]` "
+                     f"stack setting (e.g. allowSensitive: [{example}]).")
+        return "\n".join(lines)
