@@ -124,11 +124,6 @@ class _Endpoint:
     def effective_port(self) -> int:
         return self.port if self.port is not None else (443 if self.scheme == "https" else 80)
 
-    @property
-    def hostport(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.effective_port}"
-
 
 class _Check:
     def __init__(self, target: PreflightTarget, timeout: float) -> None:
@@ -143,15 +138,13 @@ class _Check:
                 self.secrets.append(base64.b64encode(basic).decode())
         self.session = _new_session()
         self.authorization: str | None = None
-        self.auth_scheme = "none"
-        self.realm_host = ""
+        self.endpoint = _Endpoint(host="", port=None, scheme="https")  # set by run() before any request
 
     # -- entry point
     def run(self) -> None:
         try:
-            endpoint = self._endpoint()
-            self.endpoint = endpoint
-            self._resolve(endpoint)
+            self.endpoint = self._endpoint()
+            self._resolve(self.endpoint)
             self._login()
             for repository in self.target.repositories:
                 self._probe_push(repository)
@@ -244,7 +237,8 @@ class _Check:
         left = self.remaining(what or f"{method} {url}")
         problem: str | None = None
         try:
-            proxies = requests.utils.get_environ_proxies(url)
+            # The proxy settings of the environment apply as they would to docker, except for loopback hosts.
+            proxies = {} if _is_loopback(host) else requests.utils.get_environ_proxies(url)
             return self.session.request(
                 method, url, headers=dict(headers or {}), timeout=(left, left), allow_redirects=False,
                 proxies=proxies,
@@ -324,11 +318,9 @@ class _Check:
             )
         scheme, params = challenge
         if scheme == "basic":
-            self.auth_scheme = "basic"
             basic = base64.b64encode(f"{self.target.username}:{self.target.password}".encode()).decode()
             self.authorization = f"Basic {basic}"
         else:
-            self.auth_scheme = "bearer"
             self.authorization = f"Bearer {self._fetch_token(params)}"
         response = self.send("GET", url, headers={"Authorization": self.authorization}, what="logging in")
         if response.status_code == 200:
@@ -361,7 +353,6 @@ class _Check:
                 f"the registry's token realm {realm} is plain HTTP; the preflight sends credentials only over "
                 "HTTPS (plain HTTP only to a loopback realm of the local edition)"
             )
-        self.realm_host = parts.hostname
         query: list[tuple[str, str]] = [("account", self.target.username or "")]
         if params.get("service"):
             query.append(("service", params["service"]))

@@ -312,3 +312,19 @@ def test_no_password_ever_reaches_a_message_even_when_the_registry_echoes_it(pas
         monkeypatch.setattr(preflight, "_new_session", new_session)
         message = failure(PreflightTarget(ACR, "pusher", password, REPOS), password, basic)
     assert "answered 500" in message
+
+
+def test_connect_timeout_names_host_port_and_the_limit(registry) -> None:
+    """A real connect timeout needs an address that drops packets, which this sandbox may not target."""
+    registry(lambda request: requests.exceptions.ConnectTimeout("connect timed out"))
+    with pytest.raises(PreflightError) as caught:
+        check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), timeout=3)
+    assert f"connecting to {ACR}:443 timed out (preflight time limit 3s)" in str(caught.value)
+
+
+def test_an_exhausted_budget_stops_before_any_request(registry) -> None:
+    adapter = registry(lambda request: (200, {}, b"{}"))
+    with pytest.raises(PreflightError) as caught:
+        check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), timeout=0)
+    assert "used up its 0s budget before resolving the host" in str(caught.value)
+    assert adapter.sent == []
