@@ -1,0 +1,294 @@
+"""The stat cache: warm runs read no content, racy and changed files are re-read, corrupt caches are
+rebuilt, racing writers leave a valid file, and the cache lives where XDG says."""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from components import context as ctx
+from components import stat_cache
+from components.stat_cache import StatCache, cache_file_for
+
+HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
+
+
+@pytest.fixture(autouse=True)
+def cache_root(tmp_path, monkeypatch):
+    root = tmp_path / "cache"
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(root))
+    return root
+
+
+def make_tree(root: Path, n: int = 20, old: bool = True) -> Path:
+    root.mkdir(parents=True)
+    (root / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    for i in range(n):
+        p = root / f"d{i % 4}" / f"f{i}.txt"
+        p.parent.mkdir(exist_ok=True)
+        p.write_text(f"file {i}\n")
+    (root / "big.bin").write_bytes(os.urandom(ctx.TREE_CHUNK + 100))
+    os.symlink("d0/f0.txt", root / "link")
+    if old:
+        backdate(root)
+    return root
+
+
+def backdate(root: Path) -> None:
+    for p in [root, *root.rglob("*")]:
+        os.utime(p, ns=(HOUR_AGO_NS, HOUR_AGO_NS), follow_symlinks=False)
+
+
+class OpenRecorder:
+    """Every path opened through os.open, open() or io.open while installed (all threads)."""
+
+    def __init__(self, monkeypatch):
+        self.paths: list[str] = []
+        real_os_open, real_open, real_io_open = os.open, builtins.open, io.open
+
+        def os_open(path, *a, **kw):
+            self.paths.append(os.fsdecode(path) if not isinstance(path, int) else f"fd:{path}")
+            return real_os_open(path, *a, **kw)
+
+        def py_open(file, *a, **kw):
+            if not isinstance(file, int):
+                self.paths.append(os.fsdecode(file))
+            return real_open(file, *a, **kw)
+
+        monkeypatch.setattr(os, "open", os_open)
+        monkeypatch.setattr(builtins, "open", py_open)
+        monkeypatch.setattr(io, "open", py_open)
+
+    def inside(self, root: Path) -> list[str]:
+        prefix = str(root) + os.sep
+        return sorted(p for p in self.paths if p.startswith(prefix))
+
+
+def test_warm_run_reads_no_file_content(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ctx")
+    first = ctx._run(root, None, None, None, "linux/amd64", True)
+    assert first.reads == 23  # 20 small files, big.bin, the Dockerfile as a file and as the Dockerfile
+    rec = OpenRecorder(monkeypatch)
+    second = ctx._run(root, None, None, None, "linux/amd64", True)
+    assert second.digest == first.digest
+    assert second.reads == 0
+    assert rec.inside(root) == [], f"a warm run opened {rec.inside(root)}"
+
+
+def test_changed_file_is_read_again_and_only_it(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ctx")
+    before = ctx.context_digest(root)
+    (root / "d1" / "f1.txt").write_text("changed\n")
+    os.utime(root / "d1" / "f1.txt", ns=(HOUR_AGO_NS + 10**9, HOUR_AGO_NS + 10**9))
+    rec = OpenRecorder(monkeypatch)
+    run = ctx._run(root, None, None, None, "linux/amd64", True)
+    assert run.digest != before
+    assert rec.inside(root) == [str(root / "d1" / "f1.txt")]
+    assert run.digest == ctx.context_digest(root, cache=False)
+
+
+@pytest.mark.parametrize("change", ["mode", "inode", "size", "mtime"])
+def test_each_stat_key_field_invalidates_the_entry(tmp_path, change):
+    root = make_tree(tmp_path / "ctx")
+    target = root / "d2" / "f2.txt"
+    ctx.context_digest(root)
+    if change == "mode":
+        os.chmod(target, 0o600)
+    elif change == "inode":
+        # same content, same size, same mtime, new inode: a rename-over, as editors save files
+        tmp = root / "d2" / "tmp"
+        tmp.write_text("file 2\n")
+        os.replace(tmp, target)
+        os.utime(target, ns=(HOUR_AGO_NS, HOUR_AGO_NS))
+    elif change == "size":
+        target.write_text("file 2 and more\n")
+        os.utime(target, ns=(HOUR_AGO_NS, HOUR_AGO_NS))
+    else:
+        os.utime(target, ns=(HOUR_AGO_NS + 5, HOUR_AGO_NS + 5))
+    run = ctx._run(root, None, None, None, "linux/amd64", True)
+    assert run.reads == 1
+
+
+def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
+    root = make_tree(tmp_path / "ctx", old=False)  # files just written: their mtime is "now"
+    target = root / "d3" / "f3.txt"
+    st = os.stat(target)
+    before = ctx.context_digest(root)
+    # Same size, same mtime_ns, same inode: only the content differs, which no stat field shows.
+    with open(target, "r+b") as f:
+        f.write(b"FILE")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after_st = os.stat(target)
+    assert (after_st.st_size, after_st.st_mtime_ns, after_st.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    after = ctx.context_digest(root)
+    assert after != before
+    assert after == ctx.context_digest(root, cache=False)
+
+
+def test_racy_entries_become_trusted_once_old(tmp_path):
+    root = make_tree(tmp_path / "ctx", old=False)
+    ctx.context_digest(root)
+    again = ctx._run(root, None, None, None, "linux/amd64", True)
+    assert again.reads == 23, "fresh files must be re-read: their entries were racy"
+    backdate(root)  # now strictly older than any run start minus the window
+    ctx.context_digest(root)
+    assert ctx._run(root, None, None, None, "linux/amd64", True).reads == 0
+
+
+def test_cache_location_follows_xdg_and_override(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ctx")
+    monkeypatch.delenv("ACR_PUBLISH_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    ctx.context_digest(root)
+    files = list((tmp_path / "xdg" / "acr-publish" / "contexts").iterdir())
+    assert len(files) == 1 and files[0] == cache_file_for(root, root / "Dockerfile")
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "override"))
+    ctx.context_digest(root)
+    assert len(list((tmp_path / "override" / "contexts").iterdir())) == 1
+
+
+def test_one_cache_file_per_context_and_dockerfile(tmp_path, cache_root):
+    a = make_tree(tmp_path / "a")
+    b = make_tree(tmp_path / "b")
+    other = tmp_path / "other.Dockerfile"
+    other.write_text("FROM scratch\n")
+    ctx.context_digest(a)
+    ctx.context_digest(b)
+    ctx.context_digest(a, dockerfile=other)
+    names = sorted(p.name for p in (cache_root / "contexts").iterdir())
+    assert len(names) == 3, names
+    assert not [n for n in names if n.startswith(".tmp-")]
+    for p in (cache_root / "contexts").iterdir():
+        assert p.stat().st_mode & 0o077 == 0, "cache files hold file names: user-only permissions"
+
+
+def test_cache_disabled_neither_reads_nor_writes(tmp_path, cache_root):
+    root = make_tree(tmp_path / "ctx")
+    ctx.context_digest(root, cache=False)
+    assert not cache_root.exists()
+
+
+def _cache_path(root: Path) -> Path:
+    return cache_file_for(root, root / "Dockerfile")
+
+
+def _rewrite_body(path: Path, edit, fix_checksum: bool) -> None:
+    header, body = path.read_bytes().split(b"\n", 1)
+    body = edit(body)
+    magic, version, checksum = header.split(b" ")
+    if fix_checksum:
+        checksum = hashlib.sha256(body).hexdigest().encode()
+    path.write_bytes(b" ".join([magic, version, checksum]) + b"\n" + body)
+
+
+def _flip_hash_of(rel: str):
+    def edit(body: bytes) -> bytes:
+        doc = json.loads(body)
+        value = doc["entries"][rel][stat_cache.VALUE]
+        doc["entries"][rel][stat_cache.VALUE] = ("0" if value[0] != "0" else "1") + value[1:]
+        return json.dumps(doc, separators=(",", ":")).encode()
+    return edit
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong-version", "flipped-value",
+                                    "not-json", "other-context"])
+def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage):
+    root = make_tree(tmp_path / "ctx")
+    expected = ctx.context_digest(root)
+    path = _cache_path(root)
+    raw = path.read_bytes()
+    if damage == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "wrong-version":
+        path.write_bytes(raw.replace(b" 1 ", b" 999 ", 1))
+    elif damage == "flipped-value":
+        _rewrite_body(path, _flip_hash_of("d0/f0.txt"), fix_checksum=False)
+    elif damage == "not-json":
+        _rewrite_body(path, lambda b: b"{not json", fix_checksum=True)
+    else:
+        # a valid cache of another context (a hash collision of the file name, or a copied cache dir)
+        _rewrite_body(path, lambda b: b.replace(os.fsencode(str(root)), b"/elsewhere"), fix_checksum=True)
+    assert StatCache.load(root, root / "Dockerfile").problem is not None
+    assert ctx.context_digest(root) == expected
+    rebuilt = StatCache.load(root, root / "Dockerfile")
+    assert rebuilt.problem is None and "d0/f0.txt" in rebuilt.entries
+
+
+def test_a_well_formed_cache_is_really_trusted(tmp_path):
+    """The converse of the checksum test: a doctored value WITH a valid checksum is believed, which
+    shows warm runs take hashes from the cache (and why the checksum guards them)."""
+    root = make_tree(tmp_path / "ctx")
+    expected = ctx.context_digest(root)
+    _rewrite_body(_cache_path(root), _flip_hash_of("d0/f0.txt"), fix_checksum=True)
+    assert ctx.context_digest(root) != expected
+    assert ctx.context_digest(root, cache=False) == expected
+
+
+def test_unwritable_cache_warns_and_still_digests(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "ctx")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(blocker / "cache"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = ctx.context_digest(root)
+    assert got == ctx.context_digest(root, cache=False)
+    assert any("ACR_PUBLISH_CACHE_DIR" in str(w.message) for w in caught)
+
+
+_RACER = """
+import sys
+from components import context as ctx
+root = sys.argv[1]
+digests = {ctx.context_digest(root, build_args={"RUN": str(i % 2)}) for i in range(int(sys.argv[2]))}
+print(len(digests))
+"""
+
+
+def test_two_processes_racing_leave_a_valid_cache(tmp_path, cache_root):
+    # Fresh files stay racy, and the alternating build arg changes the digest, so every run of both
+    # processes rewrites the cache file: the replace of one races the read of the other.
+    root = make_tree(tmp_path / "ctx", n=100, old=False)
+    env = {**os.environ, "ACR_PUBLISH_CACHE_DIR": str(cache_root), "PYTHONPATH": str(Path.cwd())}
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(root), "8"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert out.strip() == "2"
+    loaded = StatCache.load(root, root / "Dockerfile")
+    assert loaded.problem is None and len(loaded.entries) == 100 + 3 + 1
+    assert not [p for p in (cache_root / "contexts").iterdir() if p.name.startswith(".tmp-")]
+    assert ctx.context_digest(root) == ctx.context_digest(root, cache=False)
+
+
+def test_previous_manifest_is_kept_for_explain(tmp_path):
+    root = make_tree(tmp_path / "ctx")
+    first = ctx.context_digest(root)
+    ctx.context_digest(root)  # same digest: previous does not move
+    assert StatCache.load(root, root / "Dockerfile").previous is None
+    (root / "d0" / "f0.txt").write_text("new\n")
+    ctx.context_digest(root)
+    prev = StatCache.load(root, root / "Dockerfile").previous
+    assert prev["digest"] == first
+    assert prev["manifest"]["d0/f0.txt"][1] == hashlib.sha256(b"file 0\n").hexdigest()
+    assert prev["manifest"]["link"] == ["l", "d0/f0.txt"]
+
+
+def test_build_arg_values_are_not_stored(tmp_path, cache_root):
+    root = make_tree(tmp_path / "ctx")
+    ctx.context_digest(root, build_args={"TOKEN": "s3cr3t-value-xyz"})
+    assert b"s3cr3t-value-xyz" not in _cache_path(root).read_bytes()
