@@ -1,0 +1,249 @@
+"""The CI/CD definitions: GitHub workflows and .gitlab-ci.yml validate against their published schemas (the copies
+check-jsonschema vendors, so offline), and keep the delivery properties issue 5 asks for."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+GITLAB = ROOT / ".gitlab-ci.yml"
+CLOUD_STACKS = ["dev", "staging", "prod"]
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+EXACT_TAG_PIN = re.compile(r"^[\w.-]+/[\w./-]+@v\d+\.\d+\.\d+$")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def triggers(workflow: dict) -> dict:
+    # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True.
+    value = workflow.get("on", workflow.get(True))
+    return {value: None} if isinstance(value, str) else dict(value)
+
+
+def pulumi_sdk_version() -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.startswith("pulumi=="):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError("requirements.txt pins no pulumi==X.Y.Z")
+
+
+def steps_using(job: dict, action: str) -> list[dict]:
+    return [s for s in job.get("steps", []) if str(s.get("uses", "")).startswith(action + "@")]
+
+
+@pytest.fixture(scope="module")
+def preview() -> dict:
+    return load(WORKFLOWS / "preview.yml")
+
+
+@pytest.fixture(scope="module")
+def deploy() -> dict:
+    return load(WORKFLOWS / "deploy.yml")
+
+
+@pytest.fixture(scope="module")
+def gitlab() -> dict:
+    return load(GITLAB)
+
+
+# --- schemas, offline ------------------------------------------------------------------------------
+
+def run_check_jsonschema(schema: str, files: list[Path]) -> subprocess.CompletedProcess:
+    # A proxy that refuses every connection proves the vendored schema is used, not a download.
+    env = dict(os.environ, HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
+    return subprocess.run([str(CHECK_JSONSCHEMA), "--builtin-schema", schema, *map(str, files)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_github_workflows_match_the_schema():
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert {f.name for f in files} >= {"preview.yml", "deploy.yml"}
+    proc = run_check_jsonschema("vendor.github-workflows", files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_gitlab_ci_matches_the_schema():
+    proc = run_check_jsonschema("vendor.gitlab-ci", [GITLAB])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_schema_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  up:\n    runs-on: ubuntu-24.04\n    concurrency: {cancel-in-progress: false}\n"
+                   "    steps: [{run: make test, bogus: 1}]\n")
+    assert run_check_jsonschema("vendor.github-workflows", [bad]).returncode != 0
+
+
+# --- both GitHub workflows ---------------------------------------------------------------------------
+
+def test_no_pull_request_target_anywhere():
+    for path in WORKFLOWS.glob("*.yml"):
+        assert "pull_request_target" not in triggers(load(path)), path
+        assert "pull_request_target:" not in path.read_text(), path
+
+
+def test_every_action_is_pinned():
+    for path in WORKFLOWS.glob("*.yml"):
+        for job_name, job in load(path)["jobs"].items():
+            for step in job.get("steps", []):
+                uses = step.get("uses")
+                if uses is None:
+                    continue
+                assert SHA_PIN.match(uses) or EXACT_TAG_PIN.match(uses), f"{path.name}:{job_name}: {uses} is not pinned"
+                if uses.startswith("aliyun/"):
+                    assert SHA_PIN.match(uses), f"{path.name}:{job_name}: {uses} must be a commit SHA"
+
+
+def test_pulumi_cli_version_matches_the_sdk_pin(preview, deploy):
+    version = pulumi_sdk_version()
+    for workflow in (preview, deploy):
+        for job in workflow["jobs"].values():
+            for step in steps_using(job, "pulumi/actions"):
+                assert step["with"]["pulumi-version"] == version
+
+
+def test_no_long_lived_cloud_keys():
+    for path in [*WORKFLOWS.glob("*.yml"), GITLAB]:
+        text = path.read_text()
+        assert not re.search(r"secrets\.\w*ACCESS_KEY", text), path
+        assert "access-key-id:" not in text, path
+
+
+# --- preview.yml ---------------------------------------------------------------------------------
+
+def test_preview_runs_on_pull_requests_only(preview):
+    assert set(triggers(preview)) == {"pull_request"}
+    assert preview["permissions"] == {"contents": "read"}
+
+
+def test_preview_test_job_runs_the_readme_test_command(preview):
+    runs = [s.get("run", "") for s in preview["jobs"]["test"]["steps"]]
+    assert any(r.strip() == "make test" for r in runs), runs
+    assert re.search(r"^test:", (ROOT / "Makefile").read_text(), re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_preview_matrix_covers_the_cloud_stacks(preview):
+    job = preview["jobs"]["preview"]
+    assert job["needs"] == "test"
+    strategy = job["strategy"]
+    assert strategy["fail-fast"] is False
+    stacks = [entry["stack"] for entry in strategy["matrix"]["include"]]
+    assert stacks == CLOUD_STACKS
+    for stack in stacks:
+        assert (ROOT / "stacks" / f"Pulumi.{stack}.yaml").is_file(), stack
+    # pulumi/actions finds the comment to edit by a heading *prefix* (pulumi/actions #1165): no stack name may be
+    # a prefix of another, or one stack's preview would overwrite the other's comment.
+    for a in stacks:
+        for b in stacks:
+            assert a == b or not b.startswith(a), f"stack {a!r} is a prefix of {b!r}"
+
+
+def test_preview_permissions_and_read_only_roles(preview):
+    job = preview["jobs"]["preview"]
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    assert "environment" not in job  # previews never get an environment's write role
+    for entry in job["strategy"]["matrix"]["include"]:
+        assert entry["role_variable"] == f"ALIYUN_PREVIEW_ROLE_ARN_{entry['stack'].upper()}"
+    [oidc] = steps_using(job, "aliyun/configure-aliyun-credentials-action")
+    assert oidc["with"]["role-to-assume"] == "${{ vars[matrix.role_variable] }}"
+    assert "DEPLOY" not in (WORKFLOWS / "preview.yml").read_text()
+
+
+def test_preview_runs_pulumi_with_policies_and_one_comment_per_stack(preview):
+    [step] = steps_using(preview["jobs"]["preview"], "pulumi/actions")
+    w = step["with"]
+    assert w["command"] == "preview"
+    assert w["stack-name"] == "${{ matrix.stack }}"
+    assert w["policyPacks"] == "policies"
+    assert w["comment-on-pr"] is True and w["edit-pr-comment"] is True
+
+
+def test_policy_pack_and_program_virtualenvs_are_where_pulumi_looks(preview, deploy):
+    program_venv = load(ROOT / "Pulumi.yaml")["runtime"]["options"]["virtualenv"]
+    pack_venv = load(ROOT / "policies" / "PulumiPolicy.yaml")["runtime"]["options"]["virtualenv"]
+    for workflow in (preview, deploy):
+        for name, job in workflow["jobs"].items():
+            if not steps_using(job, "pulumi/actions"):
+                continue
+            script = "\n".join(s.get("run", "") for s in job["steps"])
+            assert f"python -m venv {program_venv} " in script, name
+            assert f"python -m venv policies/{pack_venv} " in script, name
+            assert "-r policies/requirements.txt" in script, name
+
+
+# --- deploy.yml ----------------------------------------------------------------------------------
+
+def test_deploy_runs_on_pushes_to_main(deploy):
+    assert triggers(deploy) == {"push": {"branches": ["main"]}}
+
+
+def test_deploy_chain_environments_and_concurrency(deploy):
+    jobs = deploy["jobs"]
+    assert list(jobs) == [f"up-{s}" for s in CLOUD_STACKS]
+    previous = None
+    for stack in CLOUD_STACKS:
+        job = jobs[f"up-{stack}"]
+        assert job.get("needs") == previous, f"up-{stack} must run after {previous}"
+        assert job["environment"] == stack
+        assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
+        assert job["permissions"]["id-token"] == "write"
+        [oidc] = steps_using(job, "aliyun/configure-aliyun-credentials-action")
+        # The environment-scoped variable: each environment's own write role.
+        assert oidc["with"]["role-to-assume"] == "${{ vars.ALIYUN_DEPLOY_ROLE_ARN }}"
+        [up] = steps_using(job, "pulumi/actions")
+        assert up["with"]["command"] == "up"
+        assert up["with"]["stack-name"] == stack
+        assert up["with"]["suppress-outputs"] is True
+        assert up["with"]["policyPacks"] == "policies"
+        previous = f"up-{stack}"
+    assert "Required reviewers" in (WORKFLOWS / "deploy.yml").read_text()
+
+
+# --- .gitlab-ci.yml ------------------------------------------------------------------------------
+
+def test_gitlab_previews_per_stack_on_merge_requests(gitlab):
+    for stack in CLOUD_STACKS:
+        job = gitlab[f"preview:{stack}"]
+        assert job["extends"] == ".preview"
+        assert job["variables"]["STACK"] == stack
+        assert job["variables"]["ROLE_ARN"] == f"$ALIYUN_PREVIEW_ROLE_ARN_{stack.upper()}"
+    template = gitlab[".preview"]
+    assert template["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    assert "--policy-pack policies" in " ".join(template["script"])
+    assert gitlab["test"]["script"][0].startswith("bash .ci/run")
+
+
+def test_gitlab_deploys_in_order_with_resource_groups(gitlab):
+    previous = None
+    for stack in CLOUD_STACKS:
+        job = gitlab[f"up:{stack}"]
+        assert job["extends"] == ".up"
+        assert job["needs"] == ([previous] if previous else [])
+        assert job["environment"]["name"] == stack
+        assert job["resource_group"] == f"pulumi-{stack}"
+        assert job["variables"] == {"STACK": stack, "ROLE_ARN": "$ALIYUN_DEPLOY_ROLE_ARN"}
+        previous = f"up:{stack}"
+    prod_rules = gitlab["up:prod"]["rules"]
+    assert prod_rules and all(rule.get("when") == "manual" for rule in prod_rules)
+    assert gitlab["up:prod"]["allow_failure"] is False
+    assert "--suppress-outputs" in " ".join(gitlab[".up"]["script"])
+
+
+def test_gitlab_uses_oidc_and_the_pinned_cli(gitlab):
+    template = gitlab[".pulumi"]
+    assert template["id_tokens"]["ALIYUN_OIDC_TOKEN"]["aud"] == "sts.aliyuncs.com"
+    assert template["image"].endswith(":" + pulumi_sdk_version())
+    assert re.search(r"alibabacloud-credentials==\d", " ".join(template["before_script"]))
