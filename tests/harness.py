@@ -168,10 +168,12 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def _forget_components() -> None:
-    """Drop cached project modules so a copy of the project elsewhere imports its own."""
-    for mod in [m for m in sys.modules if m == "components" or m.startswith("components.")]:
-        del sys.modules[mod]
+def _forget_components() -> dict:
+    """Drop cached project modules so a copy of the project elsewhere imports its own; return what was dropped."""
+    dropped = {m: mod for m, mod in sys.modules.items() if m == "components" or m.startswith("components.")}
+    for name in dropped:
+        del sys.modules[name]
+    return dropped
 
 
 def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[dict[str, str], list[str]]:
@@ -221,8 +223,7 @@ def run_stack(
     original_warn = pulumi.log.warn
     sys.path.insert(0, str(project_root))
     foreign = project_root.resolve() != PROJECT_ROOT
-    if foreign:
-        _forget_components()
+    saved = _forget_components() if foreign else {}
     try:
         os.chdir(project_root)
         runtime_settings.reset_options(project="acr-publish", stack=stack_name or stack, preview=preview)
@@ -256,6 +257,7 @@ def run_stack(
         sys.path.remove(str(project_root))
         if foreign:
             _forget_components()
+            sys.modules.update(saved)
         runtime_settings.reset_options()
         runtime_config.set_all_config({}, [])
         pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
