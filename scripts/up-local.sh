@@ -4,8 +4,9 @@
 # runs `pulumi up --stack local`; `bash scripts/up-local.sh --stop-registry` stops the registry it started.
 # The logic lives in scripts/up_local.py (standard library only); its docstring lists the environment overrides.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-project="${ACR_PUBLISH_PROJECT_DIR:-$(dirname "$here")}"
+# Shell built-ins only up to the exec, so the script also runs with a minimal PATH.
+here="$(cd "${BASH_SOURCE[0]%/*}" && pwd)"
+project="${ACR_PUBLISH_PROJECT_DIR:-${here%/*}}"
 # The project's virtualenv when `make` has made it, else any Python 3 (the script needs no package).
 if [ -x "$project/venv/bin/python" ]; then
   python="$project/venv/bin/python"
