@@ -1,0 +1,156 @@
+"""Least-privilege RAM policy documents for a stack's deployers, rendered from its settings.
+
+`python -m components.ram <stack>` prints, as JSON, the policy a `pulumi up` of that stack needs (`deploy`) and the
+read-only one its pull-request previews need (`preview`), scoped to the stack's region, instance and namespace
+(../shared/ACR-FACTS.md, "Least privilege for a CI deployer"). Delete actions appear only when the stack may really
+delete (`acr-publish:retainOnDelete: false`). The local edition talks to no cloud and has no policy.
+
+The account id is not known from the stack file: resources use `*` for it unless `--account-id` is given.
+
+Where the actions come from: the program's resources (namespace: Create/Get/Update[/Delete]Namespace; repository:
+Create/Get/Update[/Delete]Repository), the image push (PushRepository, PullRepository for the layer checks), and,
+for Enterprise instances, the `get_registry_enterprise_instances(ids=[...], enable_details=True)` invoke, which calls
+ListInstance, then GetInstanceUsage, ListInstanceEndpoint and GetAuthorizationToken for the one instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.settings import PROJECT_ROOT, ConfigError, Settings, load_stack_file
+
+VERSION = "1"
+_ACCOUNT_ID = re.compile(r"^(\*|[0-9]{10,20})$")
+
+NAMESPACE_WRITE = ("cr:CreateNamespace", "cr:UpdateNamespace")
+NAMESPACE_DELETE = ("cr:DeleteNamespace",)
+NAMESPACE_READ = ("cr:GetNamespace",)
+REPOSITORY_WRITE = ("cr:CreateRepository", "cr:UpdateRepository", "cr:PushRepository")
+REPOSITORY_DELETE = ("cr:DeleteRepository",)
+REPOSITORY_READ = ("cr:GetRepository",)
+IMAGE_PULL = ("cr:PullRepository",)
+INSTANCE_LOOKUP = ("cr:GetInstanceUsage", "cr:ListInstanceEndpoint")
+INSTANCE_LIST = ("cr:ListInstance",)
+TEMPORARY_LOGIN = ("cr:GetAuthorizationToken",)
+
+WRITE_ACTIONS = frozenset(NAMESPACE_WRITE + NAMESPACE_DELETE + REPOSITORY_WRITE + REPOSITORY_DELETE)
+"""Every action here that changes something: none of them may appear in a preview policy."""
+
+
+class NoRamPolicy(Exception):
+    """The stack needs no RAM policy (the local edition)."""
+
+
+def _statement(actions: tuple[str, ...], resources: list[str]) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": sorted(set(actions)), "Resource": resources}
+
+
+def _arn(settings: Settings, account_id: str, resource: str) -> str:
+    return f"acs:cr:{settings.region}:{account_id}:{resource}"
+
+
+def _check(settings: Settings, account_id: str) -> None:
+    if settings.registry.edition == "local":
+        raise NoRamPolicy(
+            f"stack '{settings.stack}' uses edition local (a registry on this machine): it calls no Alibaba Cloud "
+            "API, so it needs no RAM policy; render one for an enterprise or personal stack instead."
+        )
+    if not _ACCOUNT_ID.match(account_id):
+        raise ValueError(f"--account-id {account_id!r} is invalid: give the numeric Alibaba Cloud account id "
+                         "(console > account > Account ID) or '*'")
+
+
+def _enterprise(settings: Settings, account_id: str, *, write: bool) -> list[dict[str, Any]]:
+    instance = settings.registry.instance_id
+    namespace = settings.registry.namespace
+    statements = [
+        _statement(TEMPORARY_LOGIN, ["*"]),
+        _statement(INSTANCE_LIST, [_arn(settings, account_id, "instance/*")]),
+        _statement(INSTANCE_LOOKUP, [_arn(settings, account_id, f"instance/{instance}")]),
+    ]
+    namespace_actions: tuple[str, ...] = NAMESPACE_READ
+    repository_actions: tuple[str, ...] = REPOSITORY_READ
+    if write:
+        if settings.registry.create_namespace:
+            namespace_actions += NAMESPACE_WRITE
+            if not settings.retain_on_delete:
+                namespace_actions += NAMESPACE_DELETE
+        repository_actions += REPOSITORY_WRITE + IMAGE_PULL
+        if not settings.retain_on_delete:
+            repository_actions += REPOSITORY_DELETE
+    if settings.registry.create_namespace:
+        statements.append(_statement(namespace_actions, [_arn(settings, account_id, f"repository/{instance}")]))
+    statements.append(_statement(repository_actions,
+                                 [_arn(settings, account_id, f"repository/{instance}/{namespace}/*")]))
+    return statements
+
+
+def _personal(settings: Settings, account_id: str, *, write: bool) -> list[dict[str, Any]]:
+    # Classic Personal Edition: the login is the configured registry password, so no GetAuthorizationToken; its
+    # resources are named without an instance: repository/<namespace>[/<repository>].
+    namespace = settings.registry.namespace
+    namespace_actions: tuple[str, ...] = NAMESPACE_READ
+    repository_actions: tuple[str, ...] = REPOSITORY_READ
+    if write:
+        if settings.registry.create_namespace:
+            namespace_actions += NAMESPACE_WRITE
+            if not settings.retain_on_delete:
+                namespace_actions += NAMESPACE_DELETE
+        repository_actions += REPOSITORY_WRITE + IMAGE_PULL
+        if not settings.retain_on_delete:
+            repository_actions += REPOSITORY_DELETE
+    statements = []
+    if settings.registry.create_namespace:
+        statements.append(_statement(namespace_actions, [_arn(settings, account_id, f"repository/{namespace}")]))
+    statements.append(_statement(repository_actions, [_arn(settings, account_id, f"repository/{namespace}/*")]))
+    return statements
+
+
+def _document(settings: Settings, account_id: str, *, write: bool) -> dict[str, Any]:
+    _check(settings, account_id)
+    build = _enterprise if settings.registry.edition == "enterprise" else _personal
+    return {"Version": VERSION, "Statement": build(settings, account_id, write=write)}
+
+
+def deploy_policy(settings: Settings, account_id: str = "*") -> dict[str, Any]:
+    """What `pulumi up` of the stack needs."""
+    return _document(settings, account_id, write=True)
+
+
+def preview_policy(settings: Settings, account_id: str = "*") -> dict[str, Any]:
+    """What `pulumi preview` (and `--refresh`) of the stack needs: reads only."""
+    return _document(settings, account_id, write=False)
+
+
+def render(stack: str, account_id: str = "*", project_root: Path = PROJECT_ROOT) -> dict[str, dict[str, Any]]:
+    settings = load_stack_file(stack, project_root)
+    return {"deploy": deploy_policy(settings, account_id), "preview": preview_policy(settings, account_id)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m components.ram",
+        description="Render the RAM policy documents a stack's deployer (pulumi up) and previewer need.",
+    )
+    parser.add_argument("stack", help="stack name, i.e. stacks/Pulumi.<stack>.yaml")
+    parser.add_argument("--account-id", default="*",
+                        help="Alibaba Cloud account id to put in the resource ARNs (default: '*')")
+    parser.add_argument("--document", choices=("deploy", "preview"),
+                        help="print only this policy document (ready for `aliyun ram CreatePolicy --PolicyDocument`)")
+    args = parser.parse_args(argv)
+    try:
+        documents = render(args.stack, args.account_id)
+    except (NoRamPolicy, ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(documents[args.document] if args.document else documents, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
