@@ -326,3 +326,19 @@ def test_content_tag_is_a_valid_docker_tag_and_never_latest(tree):
 def test_content_tag_rejects_what_is_not_a_digest(bad):
     with pytest.raises(ValueError, match="64 lower-case hex"):
         content_tag(bad)
+
+
+# ---------------------------------------------------------------- the benchmark cannot rot
+
+def test_benchmark_runs_in_quick_mode(tmp_path):
+    """Runs bench/context_bench.py end to end at smoke-test sizes; asserts what it reports, never timings."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    bench = Path(__file__).resolve().parent.parent / "bench" / "context_bench.py"
+    proc = subprocess.run([sys.executable, str(bench), "--quick", "--work", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for needle in ("acr-publish digest (cold)", "os.walk + lstat (bare)", "acr-publish digest (warm)",
+                   "files re-read by a warm run: 0", "warm <= 2.0x bare walk"):
+        assert needle in out, f"{needle!r} missing from the benchmark output:\n{out}"
+    assert (tmp_path / "quick" / "cache" / "contexts").is_dir(), "the benchmark must keep its cache in its work dir"
