@@ -140,7 +140,8 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
     if name == ".env":
         return "a dotenv file (.env) usually holds credentials", dockerignore_escape(rel)
     if name.startswith(".env.") and name not in _ENV_TEMPLATES:
-        return "a dotenv file (.env.*) usually holds credentials", prefix + ".env.*"
+        # the exact path, not `.env.*`: that pattern would also drop the templates this guard accepts
+        return "a dotenv file (.env.*) usually holds credentials", dockerignore_escape(rel)
     if _SSH_KEY_RE.fullmatch(name):
         return "an SSH private key file (by its name)", dockerignore_escape(rel)
     if name.endswith((".p12", ".pfx")):
@@ -182,7 +183,7 @@ def normalize_allow(allow: Iterable[str]) -> tuple[str, ...]:
             raise ValueError(f"allowSensitive entry {raw!r} is invalid: give a path relative to "
                              "the build context, e.g. 'config/.env.production'")
         p = posixpath.normpath(raw.strip()).lstrip("/")
-        if p == "." or p == ".." or p.startswith("../"):
+        if p in ("", ".", "..") or p.startswith("../"):
             raise ValueError(f"allowSensitive entry {raw!r} is invalid: it must name a file or directory "
                              "inside the build context (allowing the whole context would disable the guard)")
         out.append(p)

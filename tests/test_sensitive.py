@@ -1,0 +1,293 @@
+"""The sensitive-file guard: each rule both ways, the error message, allowSensitive, masking, and that
+the guard rides on the digest's walk and cache.
+
+Secret-looking strings are assembled at run time so this file itself holds no key material a scanner
+would (rightly) complain about.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from components import context as ctx
+from components import sensitive
+from components.context import SensitiveFilesError, check_context, find_sensitive
+from components.dockerignore import walk_context
+
+BEGIN, END = "-----BEGIN ", "-----END "
+AK = "LTAI" + "5tQfAkEkEy0123456"  # LTAI + 17 letters/digits: the shape of a real AccessKey id
+KEY_BODY = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun"
+
+
+def pem(kind: str) -> str:
+    label = f"{kind} PRIVATE KEY" if kind else "PRIVATE KEY"
+    return f"{BEGIN}{label}-----\n{KEY_BODY}\n{END}{label}-----\n"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def tree(root: Path, files: dict[str, str | bytes]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    files = {"Dockerfile": "FROM scratch\nCOPY . /\n", **files}
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data.encode() if isinstance(data, str) else data)
+    return root
+
+
+def flagged(tmp_path: Path, files: dict[str, str | bytes]) -> dict[str, str]:
+    root = tree(tmp_path / "ctx", files)
+    return {f.path: f.reason for f in find_sensitive(root)}
+
+
+# ---------------------------------------------------------------- content rules
+
+@pytest.mark.parametrize("kind", ["RSA", "OPENSSH", "EC", "DSA", "ENCRYPTED", ""])
+def test_pem_private_keys_of_every_type_are_flagged(tmp_path, kind):
+    assert "private key" in flagged(tmp_path, {"certs/server.txt": pem(kind)})["certs/server.txt"]
+
+
+def test_pgp_and_putty_private_keys_are_flagged(tmp_path):
+    found = flagged(tmp_path, {"a.asc": f"{BEGIN}PGP PRIVATE KEY BLOCK-----\nxx\n",
+                               "b.ppk": "PuTTY-User-Key-" + "File-3: ssh-ed25519\nEncryption: none\n"})
+    assert set(found) == {"a.asc", "b.ppk"}
+
+
+@pytest.mark.parametrize("text", [
+    f"{BEGIN}PUBLIC KEY-----\nMIIB\n{END}PUBLIC KEY-----\n",
+    f"{BEGIN}CERTIFICATE-----\nMIIB\n{END}CERTIFICATE-----\n",
+    "# load the private key from the vault, never from this repo\n",
+    "PRIVATE KEY----- without a BEGIN line\n",
+])
+def test_public_material_and_prose_are_not_flagged(tmp_path, text):
+    assert flagged(tmp_path, {"notes.txt": text}) == {}
+
+
+def test_binary_files_are_not_scanned(tmp_path):
+    # git's rule: a NUL in the first 8000 bytes makes a file binary; its content is not scanned
+    assert flagged(tmp_path, {"blob.bin": b"\0\1\2" + pem("RSA").encode() + AK.encode()}) == {}
+    assert "private key" in flagged(tmp_path / "t", {"blob.txt": b"\1\2" + pem("RSA").encode()})["blob.txt"]
+
+
+def test_key_deep_inside_a_large_text_file_and_across_a_chunk_boundary(tmp_path):
+    filler = (b"x" * 99 + b"\n") * ((ctx.TREE_CHUNK * 2) // 100)
+    marker = pem("RSA").encode()
+    cut = ctx.TREE_CHUNK - 12  # the marker straddles the first chunk boundary
+    split = filler[:cut] + marker + filler[cut:]
+    late = filler + b"\n" + AK.encode() + b"\n"
+    found = flagged(tmp_path, {"split.log": split, "late.log": late, "clean.log": filler})
+    assert set(found) == {"split.log", "late.log"}
+    assert "private key" in found["split.log"] and "AccessKey" in found["late.log"]
+
+
+@pytest.mark.parametrize("text,hit", [
+    (f"ALIBABA_CLOUD_ACCESS_KEY_ID={AK}\n", True),
+    (f"key: '{AK}'", True),
+    ("LTAI" + "a" * 12, True),   # the shortest id
+    ("LTAI" + "a" * 30, True),   # the longest id
+    ("LTAI" + "a" * 11, False),  # too short
+    ("LTAI" + "a" * 31, False),  # too long: not word-bounded within 30
+    ("x" + AK, False),           # not word-bounded on the left
+    ("LTAI_" + "a" * 16, False),
+    ("a LTAI is not a key", False),
+])
+def test_alibaba_access_key_ids(tmp_path, text, hit):
+    found = flagged(tmp_path, {"settings.py": text})
+    assert ("settings.py" in found) is hit
+    if hit:
+        assert "Alibaba Cloud AccessKey id (LTAI****)" in found["settings.py"]
+
+
+# ---------------------------------------------------------------- name rules
+
+@pytest.mark.parametrize("rel", [".env", ".env.production", "svc/.env", "svc/.env.local", "id_rsa", "id_dsa",
+                                 "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk", "home/.ssh/id_rsa",
+                                 ".aws/credentials", "x/.aws/credentials", ".docker/config.json",
+                                 "terraform.tfstate", "infra/prod.tfstate", "terraform.tfstate.backup",
+                                 "Pulumi.dev.yaml", "infra/Pulumi.prod.yaml", "certs/client.p12", "c.pfx",
+                                 ".git-credentials"])
+def test_sensitive_names_are_flagged(tmp_path, rel):
+    assert rel in flagged(tmp_path, {rel: "placeholder\n"})
+
+
+@pytest.mark.parametrize("rel", [".env.example", ".env.sample", ".env.template", ".env.dist", "env", ".envrc",
+                                 ".environment", "id_rsa.pub", "id_ed25519.pub", "rsa_id", "credentials",
+                                 ".aws/config", "config.json", "docker/config.json", "tfstate.md",
+                                 "Pulumi.yaml", "pulumi.dev.yaml", ".gitignore", ".github/workflows/ci.yml",
+                                 ".gitattributes", "src/.git_keep"])
+def test_lookalike_names_are_not_flagged(tmp_path, rel):
+    assert flagged(tmp_path, {rel: "placeholder\n"}) == {}
+
+
+def test_env_templates_are_still_scanned_for_content(tmp_path):
+    found = flagged(tmp_path, {".env.example": f"ACCESS_KEY_ID={AK}\n"})
+    assert "AccessKey" in found[".env.example"]
+
+
+@pytest.mark.parametrize("name,text,hit", [
+    (".npmrc", "//npm.example.test/:_authToken=npm_abcdef0123456789\n", True),
+    (".npmrc", "_auth=dXNlcjpwYXNz\nalways-auth=true\n", True),
+    (".npmrc", "//npm.example.test/:_password=cGFzcw==\n", True),
+    (".npmrc", "//npm.example.test/:_authToken=${NPM_TOKEN}\n", False),  # an env reference holds no token
+    (".npmrc", "registry=https://npm.example.test/\nsave-exact=true\n", False),
+    (".npmrc", "; _authToken=commented-out\n", False),
+    (".pypirc", "[pypi]\nusername = __token__\npassword = pypi-AgEIcHlwaS5vcmc\n", True),
+    (".pypirc", "[distutils]\nindex-servers = pypi\n[pypi]\nusername = __token__\n", False),
+    (".netrc", "machine git.example.test login me password hunter2\n", True),
+    (".netrc", "machine git.example.test login me\n", False),
+])
+def test_credential_files_only_when_they_hold_credentials(tmp_path, name, text, hit):
+    found = flagged(tmp_path, {f"cfg/{name}": text})
+    assert (f"cfg/{name}" in found) is hit, found
+
+
+def test_git_and_pulumi_directories_are_reported_once_each(tmp_path):
+    files = {".git/HEAD": "ref: refs/heads/main\n", ".git/config": "[core]\n", ".git/objects/ab/cd": "x",
+             "vendor/lib/.git/HEAD": "x", ".pulumi/stacks/dev.json": "{}", "src/app.py": "print()\n",
+             "mod/.git": "gitdir: ../.git/modules/mod\n"}  # a submodule's .git FILE only points elsewhere
+    found = flagged(tmp_path, files)
+    assert set(found) == {".git/", "vendor/lib/.git/", ".pulumi/"}
+    assert "(3 files)" in found[".git/"] and "(1 file)" in found["vendor/lib/.git/"]
+
+
+def test_symlinks_are_not_flagged_by_name(tmp_path):
+    root = tree(tmp_path / "ctx", {"ok.txt": "fine\n"})
+    os.symlink("/run/secrets/env", root / ".env")
+    assert find_sensitive(root) == []
+
+
+def test_dockerignored_files_are_not_flagged(tmp_path):
+    root = tree(tmp_path / "ctx", {".env": "A=1\n", ".git/HEAD": "x", "app.py": "print()\n",
+                                   ".dockerignore": ".env\n.git\n"})
+    assert find_sensitive(root) == []
+
+
+def test_the_suggested_fix_lines_really_exclude_every_finding(tmp_path):
+    files = {".env": "A=1\n", "svc/.env.prod": "B=2\n", "odd [name]/id_rsa": "x", "#hash/.env": "x",
+             "!bang/.env": "x", "infra/a.tfstate": "{}", "infra/Pulumi.dev.yaml": "config: {}\n",
+             ".git/HEAD": "x", "sub dir/.pulumi/x.json": "{}", "keys/k.txt": pem("EC"), "conf.py": AK,
+             "keep.txt": "keep\n", "svc/.env.example": "A=\n"}
+    root = tree(tmp_path / "ctx", files)
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root)
+    fixes = [f.fix for f in err.value.findings]
+    (root / ".dockerignore").write_text("\n".join(fixes) + "\n")
+    check_context(root)  # no longer raises
+    sent = {e.rel for e in walk_context(root)}
+    assert {"keep.txt", "svc/.env.example", "Dockerfile"} <= sent, "a fix line excluded more than its finding"
+
+
+# ---------------------------------------------------------------- the error a person acts on
+
+def test_error_lists_every_file_reason_and_fix_and_never_the_secret(tmp_path):
+    root = tree(tmp_path / "ctx", {".env": "DB_PASSWORD=hunter2\n", "deploy/key.pem": pem("OPENSSH"),
+                                   "app/config.py": f"AK = '{AK}'\n", ".git/HEAD": "x", "ok.py": "print()\n"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root)
+    msg = str(err.value)
+    for path, reason, fix in [(".env", "dotenv", ".env"), ("deploy/key.pem", "private key", "deploy/key.pem"),
+                              ("app/config.py", "AccessKey id (LTAI****)", "app/config.py"),
+                              (".git/", "git repository", ".git")]:
+        line = next((ln for ln in msg.splitlines() if ln.strip().startswith(path + " ")), None)
+        assert line is not None and reason in line, f"{path} / {reason} missing from:\n{msg}"
+        assert f"\n  {fix}\n" in msg + "\n", f"fix line {fix!r} missing from:\n{msg}"
+    assert "ok.py" not in msg
+    assert str(root / ".dockerignore") in msg
+    assert "allowSensitive" in msg and "4 sensitive paths" in msg
+    for secret in (AK, AK[4:], KEY_BODY, "hunter2"):
+        assert secret not in msg, "the error must never print secret material"
+    assert isinstance(err.value, ValueError)
+    assert [f.path for f in err.value.findings] == [".env", ".git/", "app/config.py", "deploy/key.pem"]
+
+
+def test_error_names_the_dockerfile_specific_ignore_file_when_in_use(tmp_path):
+    root = tree(tmp_path / "ctx", {".env": "A=1\n", "Dockerfile.dockerignore": "*.md\n"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root)
+    assert str(root / "Dockerfile.dockerignore") in str(err.value)
+
+
+# ---------------------------------------------------------------- allowSensitive
+
+def test_allow_sensitive_exact_path_and_directory(tmp_path):
+    root = tree(tmp_path / "ctx", {".env.production": "A=1\n", "fixtures/keys/test.key": pem("RSA"),
+                                   "fixtures/keys/other.key": pem("EC"), ".git/HEAD": "x"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root, allow_sensitive=[".env.production", "fixtures/keys"])
+    assert [f.path for f in err.value.findings] == [".git/"]
+    report = check_context(root, allow_sensitive=["./.env.production", "fixtures/keys/", ".git"])
+    assert [f.path for f in report.allowed] == [".env.production", ".git/", "fixtures/keys/other.key",
+                                                "fixtures/keys/test.key"]
+
+
+def test_allow_sensitive_is_exact_not_a_string_prefix(tmp_path):
+    root = tree(tmp_path / "ctx", {".env.prod": "A=1\n", ".env.production": "A=1\n"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root, allow_sensitive=[".env.prod"])
+    assert [f.path for f in err.value.findings] == [".env.production"]
+
+
+def test_allowing_part_of_a_git_directory_still_refuses_the_rest(tmp_path):
+    root = tree(tmp_path / "ctx", {".git/HEAD": "x", ".git/config": "y"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root, allow_sensitive=[".git/HEAD"])
+    assert err.value.findings[0].path == ".git/" and "(1 file)" in err.value.findings[0].reason
+
+
+@pytest.mark.parametrize("bad", [".", "/", "..", "../secrets", "", "   "])
+def test_allow_sensitive_rejects_entries_that_would_disable_the_guard(tmp_path, bad):
+    root = tree(tmp_path / "ctx", {"a.txt": "a"})
+    with pytest.raises(ValueError, match="allowSensitive entry"):
+        check_context(root, allow_sensitive=[bad])
+
+
+# ---------------------------------------------------------------- one walk, one read
+
+def test_check_context_report_matches_the_digest(tmp_path):
+    root = tree(tmp_path / "ctx", {"a.txt": "aaa", "b/c.txt": "cc"})
+    os.symlink("a.txt", root / "l")
+    report = check_context(root, build_args={"A": "1"}, target="t", platform="linux/arm64")
+    assert report.digest == ctx.context_digest(root, build_args={"A": "1"}, target="t", platform="linux/arm64",
+                                               cache=False)
+    assert report.tag == ctx.content_tag(report.digest)
+    assert report.file_count == 4
+    assert report.total_bytes == len("FROM scratch\nCOPY . /\n") + 3 + 2 + len("a.txt")
+    assert report.allowed == ()
+
+
+def test_guard_reuses_the_cache_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
+    root = tree(tmp_path / "ctx", {"conf.py": f"K = '{AK}'\n", "key.txt": pem("RSA"), "ok.py": "x = 1\n"})
+    hour_ago = 1_700_000_000 * 10**9
+    for p in root.rglob("*"):
+        os.utime(p, ns=(hour_ago, hour_ago))
+    with pytest.raises(SensitiveFilesError) as first:
+        check_context(root)
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: (opened.append(os.fsdecode(p)), real_open(p, *a, **k))[1])
+    with pytest.raises(SensitiveFilesError) as second:
+        check_context(root)
+    assert second.value.findings == first.value.findings
+    assert not [p for p in opened if p.startswith(str(root) + os.sep)], opened
+
+
+def test_find_sensitive_on_a_subset_of_paths_or_entries(tmp_path):
+    root = tree(tmp_path / "ctx", {".env": "A=1\n", "id_rsa": "x", "ok.txt": "ok"})
+    assert [f.path for f in find_sensitive(root, ["id_rsa", "ok.txt"])] == ["id_rsa"]
+    entries = [e for e in walk_context(root) if e.rel == ".env"]
+    assert [f.path for f in find_sensitive(root, entries)] == [".env"]
+    assert find_sensitive(root, ["ok.txt"]) == []
+    with pytest.raises(ValueError, match="not in the build context"):
+        find_sensitive(root, ["missing.txt"])
+
+
+def test_fix_lines_escape_pattern_characters():
+    assert sensitive.dockerignore_escape("a*b/[x]?.env") == "a\\*b/\\[x\\]\\?.env"
+    assert sensitive.dockerignore_escape("#x") == "\\#x"
+    assert sensitive.dockerignore_escape("!x") == "\\!x"
