@@ -342,3 +342,72 @@ def test_benchmark_runs_in_quick_mode(tmp_path):
                    "files re-read by a warm run: 0", "warm <= 2.0x bare walk"):
         assert needle in out, f"{needle!r} missing from the benchmark output:\n{out}"
     assert (tmp_path / "quick" / "cache" / "contexts").is_dir(), "the benchmark must keep its cache in its work dir"
+
+
+# ---------------------------------------------------------------- explain CLI
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def explain(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "components.context", "explain", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env={**os.environ})
+
+
+def test_explain_first_run_prints_digest_tag_and_size(tree):
+    proc = explain(str(tree))
+    assert proc.returncode == 0, proc.stderr
+    d = context_digest(tree, cache=False)
+    assert f"digest      {d}" in proc.stdout
+    assert f"tag         {content_tag(d)}" in proc.stdout
+    size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    assert f"files       4 ({size:,} bytes)" in proc.stdout
+    assert "no previous manifest" in proc.stdout
+
+
+def test_explain_lists_what_changed_since_the_previous_digest(tmp_path):
+    tree = make_tree(tmp_path / "ctx", {"keep.txt": "k", "gone.txt": "g", "edit.txt": "1", "run.sh": "#!/bin/sh\n",
+                                        "link": ("link", "keep.txt")})
+    os.chmod(tree / "run.sh", 0o644)
+    assert explain(str(tree), "--build-arg", "MODE=first-secret").returncode == 0
+    (tree / "gone.txt").unlink()
+    (tree / "new.txt").write_text("n")
+    (tree / "edit.txt").write_text("2")
+    os.chmod(tree / "run.sh", 0o755)
+    (tree / "link").unlink()
+    os.symlink("edit.txt", tree / "link")
+    (tree / "Dockerfile").write_text("FROM scratch\n")
+    proc = explain(str(tree), "--build-arg", "MODE=two-secret-value", "--target", "final")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "changed since the last run" in out
+    for line in ["  added    new.txt", "  removed  gone.txt", "  changed  edit.txt (content)",
+                 "  changed  run.sh (executable bit set)", "  changed  link (symlink target)",
+                 "  changed  (Dockerfile content)", "  build arg MODE changed", "  target None -> 'final'"]:
+        assert line in out, f"{line!r} missing from:\n{out}"
+    assert "keep.txt" not in out
+    assert "two-secret-value" not in out and "first-secret" not in out, "build arg values must never be printed"
+
+    # A later digest of the same state (a preview, say) must not hide why the image is rebuilt.
+    context_digest(tree, build_args={"MODE": "two-secret-value"}, target="final")
+    again = explain(str(tree), "--build-arg", "MODE=two-secret-value", "--target", "final").stdout
+    assert "unchanged since the last run; changed since the digest before it" in again
+    assert "  added    new.txt" in again and "  removed  gone.txt" in again
+
+
+def test_explain_with_an_outside_dockerfile(tmp_path):
+    tree = make_tree(tmp_path / "ctx", {"a": "a"})
+    df = tmp_path / "build.Dockerfile"
+    df.write_text("FROM scratch\nCOPY a /\n")
+    proc = explain(str(tree), "--dockerfile", str(df))
+    assert proc.returncode == 0, proc.stderr
+    assert f"dockerfile  {df}" in proc.stdout
+    assert f"digest      {context_digest(tree, dockerfile=df, cache=False)}" in proc.stdout
+
+
+def test_explain_reports_a_bad_context_as_an_error(tmp_path):
+    proc = explain(str(tmp_path / "missing"))
+    assert proc.returncode == 2
+    assert "build context" in proc.stderr and "does not exist" in proc.stderr
+    bad = explain(str(tmp_path), "--build-arg", "NOEQUALS")
+    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
