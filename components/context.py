@@ -317,7 +317,11 @@ def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, plat
 
 
 def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping[str, str] | None,
-         target: str | None, platform: str, cache: bool) -> _Run:
+         target: str | None, platform: str, cache: bool, record: bool = True) -> _Run:
+    """One walk: hash what the cache cannot vouch for, compute the digest, save the cache.
+
+    `record=False` still saves file entries but leaves the last/previous digests `explain` compares
+    untouched (for callers whose build inputs are not a real build's, such as find_sensitive)."""
     args = _check_inputs(build_args, target, platform)
     context = Path(os.path.abspath(context))
     df = Path(os.path.abspath(dockerfile)) if dockerfile is not None else context / "Dockerfile"
@@ -383,7 +387,7 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
             "build_args": {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())},
             "target": target, "platform": platform}
     prior = (store.last, store.previous, store.entries)
-    store.save(entries, last)
+    store.save(entries, last if record else store.last)
     return _Run(context, df, digest, entries, sizes, prior[0], prior[1], prior[2], last, len(hashed))
 
 
@@ -458,7 +462,7 @@ def find_sensitive(context: Path | str, files: Iterable[str | ContextEntry] | No
 
     Uses the same walk, reads and cache as the digest, so an unchanged file is not read again.
     """
-    run = _run(context, dockerfile, None, None, "linux/amd64", cache)
+    run = _run(context, dockerfile, None, None, "linux/amd64", cache, record=False)
     records = run.scan_records()
     if files is not None:
         wanted = {f.rel if isinstance(f, ContextEntry) else f for f in files}

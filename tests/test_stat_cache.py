@@ -292,3 +292,14 @@ def test_build_arg_values_are_not_stored(tmp_path, cache_root):
     root = make_tree(tmp_path / "ctx")
     ctx.context_digest(root, build_args={"TOKEN": "s3cr3t-value-xyz"})
     assert b"s3cr3t-value-xyz" not in _cache_path(root).read_bytes()
+
+
+def test_find_sensitive_refreshes_entries_but_not_the_digest_history(tmp_path):
+    root = make_tree(tmp_path / "ctx")
+    d = ctx.context_digest(root, build_args={"A": "1"})
+    (root / "d0" / "f0.txt").write_text("changed\n")
+    os.utime(root / "d0" / "f0.txt", ns=(HOUR_AGO_NS + 10**9, HOUR_AGO_NS + 10**9))
+    ctx.find_sensitive(root)
+    loaded = StatCache.load(root, root / "Dockerfile")
+    assert loaded.last["digest"] == d and loaded.previous is None
+    assert loaded.entries["d0/f0.txt"][stat_cache.VALUE] == hashlib.sha256(b"changed\n").hexdigest()
