@@ -5,7 +5,8 @@ stop the run (Pulumi CLI found or installed, Docker engine answering, port free 
 before anything is started or created.
 
 1. Find the Pulumi CLI: `pulumi` on PATH, else `.pulumi-cli/bin/pulumi` in the project; else install the pinned
-   version (PULUMI_VERSION, default the SDK pin) there with Pulumi's official installer. When the installer cannot
+   version (PULUMI_VERSION, default the `pulumi==` SDK pin in requirements.txt) there with Pulumi's official
+   installer. When the installer cannot
    be reached, stop and say how to install the CLI.
 2. Check that a Docker engine answers (`docker info`).
 3. Start a registry on 127.0.0.1:5000 (ACR_PUBLISH_LOCAL_REGISTRY_PORT overrides the port) unless one answers
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -37,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STACK = "local"
-DEFAULT_PULUMI_VERSION = "3.272.0"  # keep equal to the pulumi pin in requirements.txt
 DEFAULT_INSTALL_URL = "https://get.pulumi.com/install.sh"  # Pulumi's official installer (`curl ... | sh`)
 DEFAULT_REGISTRY_PORT = 5000  # stacks/Pulumi.local.yaml pushes to 127.0.0.1:5000
 REGISTRY_CONTAINER = "acr-publish-registry"
@@ -78,7 +79,7 @@ class Settings:
     """Everything the run reads from the environment, resolved once."""
 
     project: Path
-    pulumi_version: str
+    pulumi_version: str | None  # None: requirements.txt has no pulumi pin (only matters when installing)
     install_url: str
     registry_port: int
     docker_cli: str | None
@@ -123,7 +124,7 @@ class Settings:
         )
         return cls(
             project=project,
-            pulumi_version=env.get("PULUMI_VERSION") or DEFAULT_PULUMI_VERSION,
+            pulumi_version=env.get("PULUMI_VERSION") or sdk_pin(project),
             install_url=env.get("PULUMI_INSTALL_URL") or DEFAULT_INSTALL_URL,
             registry_port=int(raw_port),
             docker_cli=docker_cli,
@@ -132,10 +133,23 @@ class Settings:
 
 # --- 1. Pulumi CLI ------------------------------------------------------------------------------------------------
 
+def sdk_pin(project: Path) -> str | None:
+    """The `pulumi==X.Y.Z` pin of requirements.txt: the CLI installed is the release of the SDK the program uses."""
+    try:
+        lines = (project / "requirements.txt").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        match = re.fullmatch(r"pulumi==([0-9][0-9A-Za-z.+-]*)", line.split("#", 1)[0].strip())
+        if match:
+            return match.group(1)
+    return None
+
+
 def install_instructions(settings: Settings) -> str:
     return "\n".join([
         "Install the Pulumi CLI in one of these ways, then run `make up` again:",
-        f"  curl -fsSL https://get.pulumi.com | sh -s -- --version {settings.pulumi_version} "
+        f"  curl -fsSL https://get.pulumi.com | sh -s -- --version {settings.pulumi_version or 'X.Y.Z'} "
         f"--install-root {settings.cli_root}",
         "  brew install pulumi/tap/pulumi",
         "  or see https://www.pulumi.com/docs/iac/download-install/",
@@ -153,6 +167,10 @@ def find_pulumi(settings: Settings, env: dict[str, str]) -> str | None:
 
 def install_pulumi(settings: Settings, env: dict[str, str]) -> str:
     """Install the pinned CLI into .pulumi-cli/ with Pulumi's installer; StopRun when it cannot."""
+    if settings.pulumi_version is None:
+        raise StopRun(f"The Pulumi CLI is not installed and {settings.project / 'requirements.txt'} has no "
+                      "`pulumi==X.Y.Z` pin to choose its version: set PULUMI_VERSION=X.Y.Z (the SDK's version) "
+                      "or restore the pin.\n" + install_instructions(settings), EXIT_NO_PULUMI)
     curl = shutil.which("curl", path=env.get("PATH"))
     if curl is None:
         raise StopRun("The Pulumi CLI is not installed, and curl (needed to fetch Pulumi's installer) is not "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "up-local.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 LOCAL_ONLY_PASSPHRASE = "acr-publish-local-only"
+SDK_PIN = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
 RUN_TIMEOUT_S = 120
 
 
@@ -156,6 +158,7 @@ def make_up_local(tmp_path: Path) -> UpLocal:
     (project / "stacks").mkdir(parents=True)
     shutil.copy(ROOT / "Pulumi.yaml", project / "Pulumi.yaml")
     shutil.copy(ROOT / "stacks" / "Pulumi.local.yaml", project / "stacks" / "Pulumi.local.yaml")
+    shutil.copy(ROOT / "requirements.txt", project / "requirements.txt")  # the SDK pin the CLI version follows
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to(sys.executable)  # the wrapper's interpreter (the temp project has no venv)
@@ -204,7 +207,8 @@ def serve_http(port: int, status: int) -> http.server.HTTPServer:
 def up(tmp_path: Path) -> Iterator[UpLocal]:
     run = make_up_local(tmp_path)
     yield run
-    run.run("--stop-registry")  # stops a stand-in started through the fake `docker run`
+    if run.docker_state.exists():  # a stand-in started through the fake `docker run` is still serving
+        os.kill(json.loads(run.docker_state.read_text())["pid"], 15)
 
 
 @pytest.fixture
@@ -219,7 +223,7 @@ def answering_registry(up: UpLocal) -> Iterator[http.server.HTTPServer]:
 # --- the Pulumi CLI can be neither found nor installed ---------------------------------------------------------
 
 def assert_install_help(stderr: str) -> None:
-    assert "curl -fsSL https://get.pulumi.com | sh -s -- --version 3.272.0 --install-root" in stderr, stderr
+    assert f"curl -fsSL https://get.pulumi.com | sh -s -- --version {SDK_PIN} --install-root" in stderr, stderr
     assert "brew install pulumi/tap/pulumi" in stderr, stderr
     assert "https://www.pulumi.com/docs/iac/download-install/" in stderr, stderr
     assert "on PATH" in stderr and ".pulumi-cli/bin/pulumi" in stderr, stderr
@@ -296,7 +300,7 @@ def test_missing_cli_is_installed_pinned_into_project_then_used(
     assert result.returncode == 0, result.stderr
     cli_root = up.project / ".pulumi-cli"
     assert json.loads(args_log.read_text()) == [
-        "--no-edit-path", "--install-root", str(cli_root), "--version", "3.272.0"]
+        "--no-edit-path", "--install-root", str(cli_root), "--version", SDK_PIN]
     calls = up.pulumi_calls()
     assert [c["argv"][:2] for c in calls] == [["stack", "select"], ["up", "--stack"]]
     assert calls[-1]["path_first"] == str(cli_root / "bin"), "the installed CLI's directory leads PATH"
@@ -313,6 +317,27 @@ def test_pulumi_version_is_overridable(up: UpLocal, installer_server: tuple[str,
     assert json.loads(args_log.read_text())[-2:] == ["--version", "3.999.1"]
 
 
+def test_cli_version_follows_the_sdk_pin(up: UpLocal, installer_server: tuple[str, Path],
+                                        answering_registry: object) -> None:
+    """The pulumi pin in requirements.txt decides the CLI version (PULUMI_VERSION aside)."""
+    base_url, www = installer_server
+    args_log = write_installer(www, up, fail=False)
+    up.link_tool("curl")
+    up.link_tool("sh")
+    (up.project / "requirements.txt").write_text("# pins\npulumi-docker==5.2.0\npulumi==3.300.2  # SDK\n")
+    assert up.run(PULUMI_INSTALL_URL=f"{base_url}/install.sh").returncode == 0
+    assert json.loads(args_log.read_text())[-2:] == ["--version", "3.300.2"]
+
+
+def test_no_sdk_pin_and_no_version_is_named(up: UpLocal) -> None:
+    up.link_tool("curl")
+    (up.project / "requirements.txt").unlink()
+    result = up.run()
+    assert result.returncode == 2
+    assert "has no `pulumi==X.Y.Z` pin to choose its version: set PULUMI_VERSION=X.Y.Z" in result.stderr
+    assert up.created() == [] and up.docker_calls() == []
+
+
 def test_failed_install_leaves_nothing_behind(up: UpLocal, installer_server: tuple[str, Path]) -> None:
     base_url, www = installer_server
     write_installer(www, up, fail=True)
@@ -320,7 +345,7 @@ def test_failed_install_leaves_nothing_behind(up: UpLocal, installer_server: tup
     up.link_tool("sh")
     result = up.run(PULUMI_INSTALL_URL=f"{base_url}/install.sh")
     assert result.returncode == 2
-    assert "did not install the CLI 3.272.0" in result.stderr
+    assert f"did not install the CLI {SDK_PIN}" in result.stderr
     assert_install_help(result.stderr)
     assert up.created() == [], "a half-installed .pulumi-cli must be removed"
     assert up.docker_calls() == [] and up.pulumi_calls() == []
