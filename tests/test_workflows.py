@@ -3,6 +3,7 @@ check-jsonschema vendors, so offline), and keep the delivery properties issue 5 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -247,3 +248,90 @@ def test_gitlab_uses_oidc_and_the_pinned_cli(gitlab):
     assert template["id_tokens"]["ALIYUN_OIDC_TOKEN"]["aud"] == "sts.aliyuncs.com"
     assert template["image"].endswith(":" + pulumi_sdk_version())
     assert re.search(r"alibabacloud-credentials==\d", " ".join(template["before_script"]))
+
+
+# --- docs/operations.md ---------------------------------------------------------------------------
+
+OPERATIONS = ROOT / "docs" / "operations.md"
+
+
+def heredoc_json(text: str) -> dict[str, dict]:
+    """The JSON documents the guide writes with `cat > FILE <<'JSON'`, by file name."""
+    found = {}
+    for match in re.finditer(r"cat > (\S+) <<'JSON'\n(.*?)\n\s*JSON\n", text, re.S):
+        found[match.group(1)] = json.loads(match.group(2))
+    return found
+
+
+def test_operations_guide_uses_real_stacks_and_config_keys():
+    from components.settings import TOP_KEYS
+
+    text = OPERATIONS.read_text()
+    stacks = set(re.findall(r"--stack (\S+)", text))
+    assert stacks and stacks <= {p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml")}
+    for key in re.findall(r"(?<![/\w-])acr-publish:([A-Za-z]+)(?![A-Za-z:])", text):
+        assert key in TOP_KEYS, f"docs/operations.md names unknown config key acr-publish:{key}"
+
+
+def test_operations_guide_diy_backend_is_virtual_hosted_with_checksums_relaxed():
+    text = OPERATIONS.read_text()
+    urls = re.findall(r"PULUMI_BACKEND_URL='(s3://[^']+)'", text)
+    assert urls
+    for url in urls:
+        assert "s3ForcePathStyle" not in url and "use_path_style" not in url
+        assert "endpoint=https://s3.oss-" in url and "/acr-publish/" in url
+    for path in [OPERATIONS, WORKFLOWS / "preview.yml", WORKFLOWS / "deploy.yml", GITLAB]:
+        body = path.read_text()
+        assert "AWS_REQUEST_CHECKSUM_CALCULATION" in body and "AWS_RESPONSE_CHECKSUM_VALIDATION" in body, path
+
+
+def test_operations_guide_json_documents_parse():
+    documents = heredoc_json(OPERATIONS.read_text())
+    assert {"import-prod.json", "import-personal-example.json", "trust-prod-deploy.json"} <= set(documents)
+    trust = documents["trust-prod-deploy.json"]
+    assert trust["Statement"][0]["Condition"]["StringEquals"]["oidc:sub"].endswith(":environment:prod")
+
+
+@pytest.mark.parametrize("stack", ["prod", "personal-example"])
+def test_operations_guide_import_files_match_the_program(stack, preflight_calls):
+    """The import file's types, names, parents and ids are those the program declares for that stack."""
+    from components.settings import load_stack_file
+    from tests.harness import run_stack
+
+    document = heredoc_json(OPERATIONS.read_text())[f"import-{stack}.json"]
+    assert f"pulumi import --file import-{stack}.json --stack {stack}" in OPERATIONS.read_text()
+    run = run_stack(stack)
+    by_name = {r.name: r for r in run.resources}
+    settings = load_stack_file(stack)
+    instance, namespace = settings.registry.instance_id, settings.registry.namespace
+    imported = {entry["name"] for entry in document["resources"]}
+    for entry in document["resources"]:
+        recorded = by_name[entry["name"]]
+        assert entry["type"] == recorded.type, entry
+        if entry.get("component"):
+            assert "id" not in entry
+            continue
+        parent = by_name[entry["parent"]]
+        assert recorded.parent == parent.urn, entry
+        # ACR-FACTS.md import ids: classic `ns`, `ns/repo`; enterprise `instanceId:ns`, `instanceId:ns:repo`.
+        repo = recorded.inputs.get("name")
+        if recorded.type.endswith("Namespace"):
+            assert entry["id"] == (f"{instance}:{namespace}" if instance else namespace)
+        else:
+            assert entry["id"] == (f"{instance}:{namespace}:{repo}" if instance else f"{namespace}/{repo}")
+    registry_resources = {r.name for r in run.resources if r.type.startswith("alicloud:")}
+    assert registry_resources <= imported, "every namespace and repository of the stack is in the import file"
+
+
+def test_operations_guide_ram_commands_run_as_written(tmp_path):
+    lines = [line.strip() for line in OPERATIONS.read_text().splitlines()
+             if line.strip().startswith("./venv/bin/python -m components.ram ")]
+    assert lines
+    for line in lines:
+        command, _, target = line.partition(" > ")
+        args = command.split()[3:]
+        proc = subprocess.run([sys.executable, "-m", "components.ram", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, f"{line}: {proc.stderr}"
+        document = json.loads(proc.stdout)
+        assert document["Version"] == "1", line
