@@ -148,6 +148,14 @@ class UpLocal:
         assert target, f"{name} is needed on this machine to run the test"
         (self.bin / name).symlink_to(target)
 
+    def add_recording_registry_binary(self) -> Path:
+        """A `docker-registry` on PATH that only records that it was started; returns the record's path."""
+        marker = self.project.parent / "docker-registry-started"
+        binary = self.bin / "docker-registry"
+        binary.write_text(f'#!/bin/sh\necho "$@" > "{marker}"\nexit 1\n')
+        binary.chmod(0o755)
+        return marker
+
     def created(self) -> list[str]:
         """Which of the directories the run may create exist in the project."""
         return [d for d in (".pulumi-cli", ".pulumi-state", ".registry-data") if (self.project / d).exists()]
@@ -231,6 +239,7 @@ def assert_install_help(stderr: str) -> None:
 
 def test_no_cli_and_installer_unreachable_stops_before_anything(up: UpLocal) -> None:
     up.link_tool("curl")
+    registry_started = up.add_recording_registry_binary()
     closed = free_port()  # nothing listens there: the fetch is refused at once
     result = up.run("--yes", PULUMI_INSTALL_URL=f"http://127.0.0.1:{closed}/install.sh")
     assert result.returncode == 2, result.stderr
@@ -239,7 +248,7 @@ def test_no_cli_and_installer_unreachable_stops_before_anything(up: UpLocal) -> 
     assert_install_help(result.stderr)
     assert up.created() == [], "a run that cannot find the CLI must create nothing"
     assert up.docker_calls() == [], "a run that cannot find the CLI must not reach Docker"
-    assert not port_answers(up.port), "no registry may be started"
+    assert not port_answers(up.port) and not registry_started.exists(), "no registry may be started"
     assert "==> Docker engine" not in result.stdout
 
 
@@ -412,12 +421,13 @@ def test_up_exit_code_is_the_scripts(up: UpLocal, answering_registry: object) ->
 
 def test_no_docker_engine_stops_before_anything(up: UpLocal) -> None:
     up.add_fake_pulumi()
+    registry_started = up.add_recording_registry_binary()
     result = up.run(FAKE_DOCKER_INFO_FAILS="1")
     assert result.returncode == 3
     assert "No Docker engine answers" in result.stderr and "Cannot connect to the Docker daemon" in result.stderr
     assert "systemctl start docker" in result.stderr and "https://docs.docker.com/engine/install/" in result.stderr
     assert up.created() == [] and up.pulumi_calls() == []
-    assert not port_answers(up.port)
+    assert not port_answers(up.port) and not registry_started.exists()
 
 
 @pytest.mark.parametrize("status", [404, 500])
