@@ -38,11 +38,9 @@ pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to th
   SDK-10 a file below an excluded directory that an exception re-includes is decided with the
          parent's per-pattern results (fsutil), not by re-matching every parent prefix.
 
-Known limits (documented, not silently different): Go compiles a pattern lazily, at its first use,
-so an invalid pattern that the engine never evaluates does not fail a build there, while here
-every pattern is validated up front (a ValueError names it). Regular-expression escapes of letters
-(`\\d`, `\\w`, ...) are translated for the common classes only; `\\p{..}`, `\\x..`, `\\Q..\\E` and
-octal escapes are refused with a ValueError.
+Known limits (documented, not silently different): Go's regexp escapes of letters are translated
+for `\\d \\D \\w \\W \\s \\S \\b \\B \\A \\z` and the control escapes only; a pattern using
+`\\p{..}`, `\\x..`, `\\Q..\\E` or an octal escape is refused with a ValueError when evaluated.
 """
 from __future__ import annotations
 
@@ -125,9 +123,12 @@ def parse_ignore_file(text: str) -> list[str]:
 # One pattern (moby/patternmatcher Pattern.compile / Pattern.match)
 # --------------------------------------------------------------------------------------------
 
-# Characters patternmatcher escapes when it builds the regular expression: regexp syntax that has
-# no meaning in a file pattern.
-_ESCAPED = frozenset(".+()|{}$")
+# Characters patternmatcher escapes when it builds the regular expression. Its source lists
+# `.+()|{}$`, but it keeps them in an 8-byte bitmap indexed as `bitmap[b%8] & (1 << (b/8))`, so a
+# character of code 64 or above sets a bit beyond the byte and is never escaped: `|`, `{` and `}`
+# reach Go's regexp engine raw (the oracle confirms: `a|*` excludes every file of the context,
+# `x{2}*` matches `xx`). Matching the engine means keeping that quirk.
+_ESCAPED = frozenset(".+()$")
 
 _EXACT, _PREFIX, _SUFFIX, _REGEXP = "exact", "prefix", "suffix", "regexp"
 
@@ -159,49 +160,123 @@ _LETTER_ESCAPES = {
 _LETTER_ESCAPES_OUTSIDE_CLASS = {"b": "\\b", "B": "\\B", "A": "\\A", "z": "\\Z"}
 
 
-def _validate_go_match_syntax(pattern: str) -> None:
-    """Raise ValueError where Go's filepath.Match reports ErrBadPattern (patternmatcher.New does)."""
-    n = len(pattern)
+class _BadPattern(Exception):
+    """Go's filepath.ErrBadPattern."""
 
-    def bad(why: str) -> ValueError:
-        return ValueError(f".dockerignore pattern {pattern!r} is malformed: {why}; "
-                          "escape a literal '[', ']', '-' or '\\' with a backslash")
 
-    def class_char(i: int) -> int:
-        """Go's getEsc: one (possibly escaped) character of a class; the index after it."""
-        if i >= n or pattern[i] in "-]":
-            raise bad("a character class is unterminated, empty, or holds a bare '-' or ']'")
-        if pattern[i] == "\\":
-            i += 1
-        if i + 1 > n:
-            raise bad("a trailing backslash escapes nothing")
-        i += 1
-        if i >= n:
-            raise bad("a character class is not closed with ']'")
-        return i
+def _go_get_esc(chunk: str) -> tuple[str, str]:
+    """filepath's getEsc: one possibly escaped character of a class, and the rest of the chunk."""
+    if not chunk or chunk[0] in "-]":
+        raise _BadPattern
+    if chunk[0] == "\\":
+        chunk = chunk[1:]
+        if not chunk:
+            raise _BadPattern
+    rest = chunk[1:]
+    if not rest:
+        raise _BadPattern
+    return chunk[0], rest
 
+
+def _go_scan_chunk(pattern: str) -> tuple[bool, str, str]:
+    """filepath's scanChunk: (leading star?, chunk up to the next unbracketed star, rest)."""
+    star = False
+    while pattern.startswith("*"):
+        pattern = pattern[1:]
+        star = True
+    in_range = False
     i = 0
-    while i < n:
+    while i < len(pattern):
         c = pattern[i]
         if c == "\\":
-            if i + 1 >= n:
-                raise bad("a trailing backslash escapes nothing")
-            i += 2
-        elif c == "[":
-            i += 1
-            if i < n and pattern[i] == "^":
+            if i + 1 < len(pattern):
                 i += 1
+        elif c == "[":
+            in_range = True
+        elif c == "]":
+            in_range = False
+        elif c == "*" and not in_range:
+            return star, pattern[:i], pattern[i:]
+        i += 1
+    return star, pattern, ""
+
+
+def _go_match_chunk(chunk: str, s: str) -> tuple[str, bool]:
+    """filepath's matchChunk (Go 1.16+): after a mismatch it keeps checking the chunk's syntax."""
+    failed = False
+    while chunk:
+        failed = failed or not s
+        c = chunk[0]
+        if c == "[":
+            r = ""
+            if not failed:
+                r, s = s[0], s[1:]
+            chunk = chunk[1:]
+            negated = chunk.startswith("^")
+            if negated:
+                chunk = chunk[1:]
+            match = False
             ranges = 0
             while True:
-                if i < n and pattern[i] == "]" and ranges > 0:
-                    i += 1
+                if chunk.startswith("]") and ranges > 0:
+                    chunk = chunk[1:]
                     break
-                i = class_char(i)
-                if pattern[i] == "-":
-                    i = class_char(i + 1)
+                lo, chunk = _go_get_esc(chunk)
+                hi = lo
+                if chunk[0] == "-":
+                    hi, chunk = _go_get_esc(chunk[1:])
+                match = match or (r != "" and lo <= r <= hi)
                 ranges += 1
+            failed = failed or match == negated
+        elif c == "?":
+            if not failed:
+                failed = s[0] == "/"
+                s = s[1:]
+            chunk = chunk[1:]
         else:
-            i += 1
+            if c == "\\":
+                chunk = chunk[1:]
+                if not chunk:
+                    raise _BadPattern
+            if not failed:
+                failed = chunk[0] != s[0]
+                s = s[1:]
+            chunk = chunk[1:]
+    return ("", False) if failed else (s, True)
+
+
+def _go_match_reports_bad_pattern(pattern: str, name: str = ".") -> bool:
+    """Whether Go's filepath.Match(pattern, name) returns ErrBadPattern.
+
+    patternmatcher.New calls it with name "." to reject malformed patterns up front. Go stops at
+    the first chunk (a run between unbracketed stars) that fails to match, so a syntax error in a
+    later chunk passes this check and only surfaces when the pattern is first evaluated; see
+    Pattern.match.
+    """
+    try:
+        while pattern:
+            star, chunk, pattern = _go_scan_chunk(pattern)
+            if star and not chunk:
+                return False
+            rest, ok = _go_match_chunk(chunk, name)
+            if ok and (not rest or pattern):
+                name = rest
+                continue
+            if star:
+                advanced = False
+                i = 0
+                while i < len(name) and name[i] != "/":
+                    rest, ok = _go_match_chunk(chunk, name[i + 1:])
+                    if ok and not (not pattern and rest):
+                        name, advanced = rest, True
+                        break
+                    i += 1
+                if advanced:
+                    continue
+            return False
+        return False
+    except _BadPattern:
+        return True
 
 
 def _go_regex(cleaned: str) -> tuple[str, str]:
@@ -323,36 +398,68 @@ def _re2_to_python(regex: str, pattern: str) -> str:
                 raise ValueError(f".dockerignore pattern {pattern!r} has an unterminated '['")
             out.append("]")
             i += 1
+        elif c == "{":
+            repeat = _RE2_REPEAT.match(regex, i)
+            if repeat:
+                if any(int(x) > 1000 for x in repeat.groups() if x):
+                    raise ValueError(
+                        f".dockerignore pattern {pattern!r} repeats more than 1000 times "
+                        f"({repeat.group(0)}), which Go's regexp engine rejects; "
+                        "escape the braces as '\\{' and '\\}'")
+                out.append(repeat.group(0))  # a counted repetition in both engines
+                i = repeat.end()
+            else:
+                out.append("\\{")  # RE2 reads a brace that opens no repetition literally
+                i += 1
+        elif c == "}":
+            out.append("\\}")
+            i += 1
         else:
             out.append(c)
             i += 1
     return "".join(out)
 
 
-class Pattern:
-    """One cleaned pattern: `exclusion` is True for a `!` exception."""
+# RE2's counted repetition: {n}, {n,} or {n,m}. Python would also read {,m}; RE2 does not.
+_RE2_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
 
-    __slots__ = ("cleaned", "exclusion", "dirs", "kind", "regex", "_suffix", "_prefix")
+
+class Pattern:
+    """One cleaned pattern: `exclusion` is True for a `!` exception.
+
+    Like patternmatcher, a pattern Go's filepath.Match rejects fails at construction, while one
+    whose regular expression does not compile fails only when it is first evaluated (ValueError
+    from `match`): the engine compiles lazily, so such a line breaks a build only if some path
+    reaches it (an exception after no exclusion, for instance, is never evaluated).
+    """
+
+    __slots__ = ("cleaned", "exclusion", "dirs", "kind", "regex", "error", "_suffix", "_prefix")
 
     def __init__(self, cleaned: str, exclusion: bool) -> None:
         self.cleaned = cleaned
         self.exclusion = exclusion
         self.dirs = cleaned.split("/")
-        _validate_go_match_syntax(cleaned)
+        if _go_match_reports_bad_pattern(cleaned):
+            raise ValueError(
+                f".dockerignore pattern {cleaned!r} is malformed (Go's filepath.Match rejects it): "
+                "a '[' class must be closed and non-empty, '-' and ']' inside it and a trailing "
+                "'\\' must be escaped with a backslash")
         self.kind, go_regex = _go_regex(cleaned)
         self.regex: re.Pattern[str] | None = None
+        self.error: str | None = None
         self._prefix = cleaned[:-2]
         self._suffix = cleaned[2:]
         if self.kind == _REGEXP:
-            py = _re2_to_python(go_regex, cleaned) + r"\Z"  # RE2's `$` without (?m) is the very end
             try:
+                py = _re2_to_python(go_regex, cleaned) + r"\Z"  # RE2's `$` without (?m) is the very end
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FutureWarning)
                     self.regex = re.compile(py, re.ASCII)
-            except re.error as exc:
-                raise ValueError(
-                    f".dockerignore pattern {cleaned!r} is not a valid pattern ({exc}); "
-                    "check its character classes such as '[a-z]'") from exc
+            except (ValueError, re.error) as exc:
+                self.error = (
+                    f".dockerignore pattern {cleaned!r} is not a valid pattern ({exc}); Docker "
+                    "fails the build as soon as a path is checked against it: check its character "
+                    "classes such as '[a-z]' and escape literal brackets and braces")
 
     def __repr__(self) -> str:
         return f"Pattern({'!' if self.exclusion else ''}{self.cleaned!r}, {self.kind})"
@@ -369,8 +476,10 @@ class Pattern:
                 return True
             # "**/foo" also matches "foo" itself
             return suffix[:1] == "/" and path == suffix[1:]
-        assert self.regex is not None
-        return self.regex.match(path) is not None
+        if self.regex is None:
+            raise ValueError(self.error)
+        # Go's MatchString searches: with a raw `|` an alternative need not start at the beginning.
+        return self.regex.search(path) is not None
 
 
 @dataclass(frozen=True)
