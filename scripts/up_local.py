@@ -456,7 +456,8 @@ def backend_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
         # The main job promises a local state backend; a global login (Pulumi Cloud, a bucket) is not used here.
         print(f"    PULUMI_BACKEND_URL from your environment is not used for the local stack; using {url}")
     out["PULUMI_BACKEND_URL"] = url
-    if env.get("PULUMI_CONFIG_PASSPHRASE") or env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+    # Same rule as the CLI: a set PULUMI_CONFIG_PASSPHRASE (even empty) or a non-empty _FILE is the user's choice.
+    if "PULUMI_CONFIG_PASSPHRASE" in env or env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
         print("    passphrase: from your PULUMI_CONFIG_PASSPHRASE / PULUMI_CONFIG_PASSPHRASE_FILE")
     else:
         out["PULUMI_CONFIG_PASSPHRASE"] = LOCAL_ONLY_PASSPHRASE
