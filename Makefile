@@ -13,8 +13,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 venv: $(VENV)/.installed
 
 # Main job: local registry on 127.0.0.1:5000, local file state backend, `pulumi up` on the local stack.
+# Pass pulumi flags with ARGS, e.g. `make up ARGS=--yes`.
 up: venv
-	bash scripts/up-local.sh
+	bash scripts/up-local.sh $(ARGS)
 
 # Tests. Under CI=true the tests that need Docker fail (instead of skipping) when no engine answers.
 test: venv
