@@ -23,7 +23,8 @@ pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to th
          exactly what the patterns leave, so an ignored `.dockerignore`/Dockerfile is not in the
          context.
   SDK-4  parent directories: the SDK checks only the one parent prefix as long as the pattern
-         (the deprecated `Matches`), so `**/name` does not exclude files deep inside `x/y/name/`.
+         (the deprecated `Matches`), so once an exception makes the walk enter `x/y/name/`,
+         `**/name` no longer excludes the other files in there.
   SDK-5  exceptions below `**` and wildcard exceptions: the SDK only descends into an excluded
          directory when an exception pattern starts with the directory's literal path, so
          `!*/keep` or `!**/keep` never re-include anything inside an excluded directory.
@@ -36,7 +37,12 @@ pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to th
   SDK-9  comments: Docker treats only a `#` in the first column as a comment (`  # x` is the
          pattern `# x`), and strips a UTF-8 byte order mark.
   SDK-10 a file below an excluded directory that an exception re-includes is decided with the
-         parent's per-pattern results (fsutil), not by re-matching every parent prefix.
+         parent's per-pattern results (fsutil), not by re-matching every parent prefix: after
+         `a/b` and `!a`, `a/b/x` stays excluded.
+  SDK-11 `|`, `{` and `}` reach Go's regexp engine unescaped (see _ESCAPED): `a|*` excludes
+         everything and `x{2}*` matches `xx`; the SDK escapes them.
+  SDK-12 `<Dockerfile>.dockerignore` next to the Dockerfile replaces `<context>/.dockerignore`;
+         the SDK only reads the latter.
 
 Known limits (documented, not silently different): Go's regexp escapes of letters are translated
 for `\\d \\D \\w \\W \\s \\S \\b \\B \\A \\z` and the control escapes only; a pattern using
@@ -433,7 +439,7 @@ class Pattern:
     reaches it (an exception after no exclusion, for instance, is never evaluated).
     """
 
-    __slots__ = ("cleaned", "exclusion", "dirs", "kind", "regex", "error", "_suffix", "_prefix")
+    __slots__ = ("cleaned", "exclusion", "dirs", "kind", "go_regex", "regex", "error", "_suffix", "_prefix")
 
     def __init__(self, cleaned: str, exclusion: bool) -> None:
         self.cleaned = cleaned
@@ -445,6 +451,8 @@ class Pattern:
                 "a '[' class must be closed and non-empty, '-' and ']' inside it and a trailing "
                 "'\\' must be escaped with a backslash")
         self.kind, go_regex = _go_regex(cleaned)
+        # the expression Go's regexp engine sees (for a regexp pattern), kept for diagnostics
+        self.go_regex: str | None = go_regex + "$" if self.kind == _REGEXP else None
         self.regex: re.Pattern[str] | None = None
         self.error: str | None = None
         self._prefix = cleaned[:-2]

@@ -1,0 +1,428 @@
+"""Unit tests for components.dockerignore (no Docker needed).
+
+Three sources of truth:
+* moby/patternmatcher's own test tables (TestMatches, TestMatch, TestCompile, the ignorefile
+  ReadAll test), transcribed row by row;
+* the findings of the engine oracle (tests/e2e/test_context_oracle.py), where the Docker SDK for
+  Python disagrees with BuildKit: each divergence SDK-n named in the module docstring has a test
+  here that runs the SDK on the same tree and shows the difference;
+* plain walk properties (pruning, symlinks, errors).
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+import pytest
+from docker.utils.build import exclude_paths as sdk_exclude_paths
+
+from components.dockerignore import (
+    ContextEntry,
+    MatchInfo,
+    PatternMatcher,
+    context_files,
+    ignore_file_for,
+    parse_ignore_file,
+    read_patterns,
+    walk_context,
+)
+
+FAIL, EXACT, INEXACT = "fail", "exact", "inexact"
+
+# patternmatcher_test.go TestMatches `tests` (Unix rows, including the two non-Windows extras).
+MATCHES_TABLE = [
+    ("**", "file", EXACT),
+    ("**", "file/", EXACT),
+    ("**/", "file", EXACT),
+    ("**/", "file/", EXACT),
+    ("**", "/", EXACT),
+    ("**/", "/", EXACT),
+    ("**", "dir/file", EXACT),
+    ("**/", "dir/file", EXACT),
+    ("**", "dir/file/", EXACT),
+    ("**/", "dir/file/", EXACT),
+    ("**/**", "dir/file", EXACT),
+    ("**/**", "dir/file/", EXACT),
+    ("dir/**", "dir/file", EXACT),
+    ("dir/**", "dir/file/", EXACT),
+    ("dir/**", "dir/dir2/file", EXACT),
+    ("dir/**", "dir/dir2/file/", EXACT),
+    ("**/dir", "dir", EXACT),
+    ("**/dir", "dir/file", INEXACT),
+    ("**/dir2/*", "dir/dir2/file", EXACT),
+    ("**/dir2/*", "dir/dir2/file/", INEXACT),
+    ("**/dir2/**", "dir/dir2/dir3/file", EXACT),
+    ("**/dir2/**", "dir/dir2/dir3/file/", EXACT),
+    ("**file", "file", EXACT),
+    ("**file", "dir/file", EXACT),
+    ("**/file", "dir/file", EXACT),
+    ("**file", "dir/dir/file", EXACT),
+    ("**/file", "dir/dir/file", EXACT),
+    ("**/file*", "dir/dir/file", EXACT),
+    ("**/file*", "dir/dir/file.txt", EXACT),
+    ("**/file*txt", "dir/dir/file.txt", EXACT),
+    ("**/file*.txt", "dir/dir/file.txt", EXACT),
+    ("**/file*.txt*", "dir/dir/file.txt", EXACT),
+    ("**/**/*.txt", "dir/dir/file.txt", EXACT),
+    ("**/**/*.txt2", "dir/dir/file.txt", FAIL),
+    ("**/*.txt", "file.txt", EXACT),
+    ("**/**/*.txt", "file.txt", EXACT),
+    ("a**/*.txt", "a/file.txt", EXACT),
+    ("a**/*.txt", "a/dir/file.txt", EXACT),
+    ("a**/*.txt", "a/dir/dir/file.txt", EXACT),
+    ("a/*.txt", "a/dir/file.txt", FAIL),
+    ("a/*.txt", "a/file.txt", EXACT),
+    ("a/*.txt**", "a/file.txt", EXACT),
+    ("a[b-d]e", "ae", FAIL),
+    ("a[b-d]e", "ace", EXACT),
+    ("a[b-d]e", "aae", FAIL),
+    ("a[^b-d]e", "aze", EXACT),
+    (".*", ".foo", EXACT),
+    (".*", "foo", FAIL),
+    ("abc.def", "abcdef", FAIL),
+    ("abc.def", "abc.def", EXACT),
+    ("abc.def", "abcZdef", FAIL),
+    ("abc?def", "abcZdef", EXACT),
+    ("abc?def", "abcdef", FAIL),
+    ("**/foo/bar", "foo/bar", EXACT),
+    ("**/foo/bar", "dir/foo/bar", EXACT),
+    ("**/foo/bar", "dir/dir2/foo/bar", EXACT),
+    ("abc/**", "abc", FAIL),
+    ("abc/**", "abc/def", EXACT),
+    ("abc/**", "abc/def/ghi", EXACT),
+    ("**/.foo", ".foo", EXACT),
+    ("**/.foo", "bar.foo", FAIL),
+    ("a(b)c/def", "a(b)c/def", EXACT),
+    ("a(b)c/def", "a(b)c/xyz", FAIL),
+    ("a.|)$(}+{bc", "a.|)$(}+{bc", EXACT),
+    ("dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+     "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", EXACT),
+    ("dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", EXACT),
+    ("a\\\\", "a\\", EXACT),
+    ("a\\*b", "a*b", EXACT),
+]
+
+# TestMatches `multiPatternTests`.
+MULTI_TABLE = [
+    (["**", "!util/docker/web"], "util/docker/web/foo", FAIL),
+    (["**", "!util/docker/web", "util/docker/web/foo"], "util/docker/web/foo", EXACT),
+    (["**", "!dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl"],
+     "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", FAIL),
+    (["**", "!dist/*.whl"], "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", FAIL),
+]
+
+
+def _ids(rows):
+    return [f"{r[0]!s}~{r[1]}" for r in rows]
+
+
+def _with_parent_results(pm: PatternMatcher, text: str) -> bool:
+    """The walk's way (TestMatches/MatchesUsingParentResults): feed each parent's results down."""
+    parent = posixpath.dirname(text)
+    info = MatchInfo()
+    if parent:
+        parts = parent.split("/")
+        for i in range(len(parts)):
+            _, info = pm.matches_using_parent_results("/".join(parts[: i + 1]), info)
+    return pm.matches_using_parent_results(text, info)[0]
+
+
+@pytest.mark.parametrize("pattern,text,kind", MATCHES_TABLE, ids=_ids(MATCHES_TABLE))
+def test_patternmatcher_table_single(pattern, text, kind):
+    pm = PatternMatcher([pattern])
+    assert pm.matches_exact(text) is (kind == EXACT), "MatchesExact"
+    assert pm.matches_or_parent_matches(text) is (kind != FAIL), "MatchesOrParentMatches"
+    assert _with_parent_results(pm, text) is (kind != FAIL), "MatchesUsingParentResults"
+    assert pm.matches_using_parent_results(text)[0] is (kind != FAIL), "...NoContext"
+
+
+@pytest.mark.parametrize("patterns,text,kind", MULTI_TABLE, ids=_ids(MULTI_TABLE))
+def test_patternmatcher_table_multi(patterns, text, kind):
+    pm = PatternMatcher(patterns)
+    assert pm.matches_or_parent_matches(text) is (kind != FAIL)
+    assert _with_parent_results(pm, text) is (kind != FAIL)
+    assert pm.matches_using_parent_results(text)[0] is (kind != FAIL)
+
+
+# TestMatch: Go's filepath.Match table, through patternmatcher (parent prefixes count too).
+GO_MATCH_TABLE = [
+    ("abc", "abc", True), ("*", "abc", True), ("*c", "abc", True), ("a*", "a", True),
+    ("a*", "abc", True), ("a*", "ab/c", True), ("a*/b", "abc/b", True), ("a*/b", "a/c/b", False),
+    ("a*b*c*d*e*/f", "axbxcxdxe/f", True), ("a*b*c*d*e*/f", "axbxcxdxexxx/f", True),
+    ("a*b*c*d*e*/f", "axbxcxdxe/xxx/f", False), ("a*b*c*d*e*/f", "axbxcxdxexxx/fff", False),
+    ("a*b?c*x", "abxbbxdbxebxczzx", True), ("a*b?c*x", "abxbbxdbxebxczzy", False),
+    ("ab[c]", "abc", True), ("ab[b-d]", "abc", True), ("ab[e-g]", "abc", False),
+    ("ab[^c]", "abc", False), ("ab[^b-d]", "abc", False), ("ab[^e-g]", "abc", True),
+    ("a\\*b", "a*b", True), ("a\\*b", "ab", False), ("a?b", "a☺b", True), ("a[^a]b", "a☺b", True),
+    ("a???b", "a☺b", False), ("a[^a][^a][^a]b", "a☺b", False), ("[a-ζ]*", "α", True),
+    ("*[a-ζ]", "A", False), ("a?b", "a/b", False), ("a*b", "a/b", False), ("[\\]a]", "]", True),
+    ("[\\-]", "-", True), ("[x\\-]", "x", True), ("[x\\-]", "-", True), ("[x\\-]", "z", False),
+    ("[\\-x]", "x", True), ("[\\-x]", "-", True), ("[\\-x]", "a", False), ("*x", "xxx", True),
+]
+GO_BAD_PATTERNS = ["[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a["]
+
+
+@pytest.mark.parametrize("pattern,name,expected", GO_MATCH_TABLE, ids=_ids(GO_MATCH_TABLE))
+def test_go_filepath_match_table(pattern, name, expected):
+    assert PatternMatcher([pattern]).matches_or_parent_matches(name) is expected
+
+
+@pytest.mark.parametrize("pattern", GO_BAD_PATTERNS)
+def test_go_bad_patterns_rejected_up_front(pattern):
+    with pytest.raises(ValueError, match="malformed"):
+        PatternMatcher([pattern])
+
+
+def test_malformed_regexp_fails_only_when_evaluated():
+    """TestMatchesOrParentMatchesMalformedPatternDoesNotPanicOnRepeatedCall: `[Local-Only]` passes
+    filepath.Match's check (its first chunk) but `l-O` is no valid range for the regexp engine."""
+    pm = PatternMatcher(["[Local-Only]/"])
+    for _ in range(2):
+        with pytest.raises(ValueError, match="Local-Only"):
+            pm.matches_or_parent_matches("x")
+
+
+def test_lazy_error_in_exception_never_evaluated(tmp_path):
+    """Go compiles lazily: an exception no path reaches cannot fail the build (oracle-verified)."""
+    (tmp_path / "x").write_text("x")
+    (tmp_path / ".dockerignore").write_text("y\n!a*/[x\n")
+    assert context_files(tmp_path) == [".dockerignore", "x"]
+    (tmp_path / ".dockerignore").write_text("x\n!a*/[x\n")
+    with pytest.raises(ValueError, match=r"a\*/\[x"):
+        context_files(tmp_path)
+
+
+COMPILE_TABLE = [
+    ("*", "regexp", "^[^/]*$"), ("file*", "regexp", "^file[^/]*$"), ("*file", "regexp", "^[^/]*file$"),
+    ("a*/b", "regexp", "^a[^/]*/b$"), ("**", "suffix", None), ("**/**", "regexp", "^(.*/)?.*$"),
+    ("dir/**", "prefix", None), ("**/dir", "suffix", None),
+    ("**/dir2/*", "regexp", "^(.*/)?dir2/[^/]*$"), ("**/dir2/**", "regexp", "^(.*/)?dir2/.*$"),
+    ("**file", "suffix", None), ("**/file*txt", "regexp", "^(.*/)?file[^/]*txt$"),
+    ("**/**/*.txt", "regexp", "^(.*/)?(.*/)?[^/]*\\.txt$"), ("a[b-d]e", "regexp", "^a[b-d]e$"),
+    (".*", "regexp", "^\\.[^/]*$"), ("abc.def", "exact", None), ("abc?def", "regexp", "^abc[^/]def$"),
+    ("**/foo/bar", "suffix", None), ("a(b)c/def", "exact", None), ("a.|)$(}+{bc", "exact", None),
+    ("dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", "exact", None),
+]
+
+
+@pytest.mark.parametrize("pattern,kind,regex", COMPILE_TABLE, ids=[r[0] for r in COMPILE_TABLE])
+def test_compile_table(pattern, kind, regex):
+    (compiled,) = PatternMatcher([pattern]).patterns
+    assert compiled.kind == kind
+    assert compiled.go_regex == regex
+
+
+def test_single_bang_is_an_error():
+    with pytest.raises(ValueError, match='illegal exclusion pattern "!"'):
+        PatternMatcher(["!"])
+
+
+def test_clean_patterns_and_exception_flag():
+    pm = PatternMatcher(["docs", "config", ""])
+    assert [p.cleaned for p in pm.patterns] == ["docs", "config"]
+    assert not pm.exclusions
+    assert PatternMatcher(["docs", "  !docs/README.md"]).exclusions
+    assert PatternMatcher(["docs", "!docs/README.md  "]).exclusions
+
+
+def test_no_patterns_match_nothing():
+    assert PatternMatcher([]).matches_or_parent_matches("any/path/there") is False
+
+
+def test_ignorefile_readall_table():
+    content = "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! "
+    assert parse_ignore_file(content) == [
+        "test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path", "!", "!"]
+
+
+def test_ignorefile_cleaning_details():
+    assert parse_ignore_file("\ufeffa\r\n./b/\n/../c\n../d\nx//y/./z\n\x1cw\n") == [
+        "a", "b", "c", "../d", "x/y/z", "\x1cw"]
+    assert parse_ignore_file("  # not a comment\n#comment\n") == ["# not a comment"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Divergences from the Docker SDK for Python (each verified against the engine by the oracle case
+# named in the test). `_sdk_files` reproduces what docker.APIClient.build does for a local path:
+# read <context>/.dockerignore (strip lines, drop '#' lines) and call exclude_paths.
+# ----------------------------------------------------------------------------------------------
+
+def _tree(root: Path, files: dict[str, str], dockerignore: str | None = None) -> Path:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    if dockerignore is not None:
+        (root / ".dockerignore").write_text(dockerignore)
+    return root
+
+
+def _sdk_files(root: Path) -> list[str]:
+    ignore = root / ".dockerignore"
+    exclude = None
+    if ignore.exists():
+        exclude = [line.strip() for line in ignore.read_text().splitlines()]
+        exclude = [x for x in exclude if x != "" and x[0] != "#"]
+    paths = sdk_exclude_paths(str(root), exclude or [], dockerfile="Dockerfile")
+    return sorted(p for p in paths if os.path.islink(root / p) or os.path.isfile(root / p))
+
+
+def test_sdk_1_case_sensitivity(tmp_path):  # oracle: case-sensitive
+    root = _tree(tmp_path, {"README.md": "", "readme.md": ""}, "README.md\n")
+    assert context_files(root) == [".dockerignore", "readme.md"]
+    assert _sdk_files(root) == [".dockerignore"]
+
+
+def test_sdk_2_caret_negates_and_bang_is_literal(tmp_path):  # oracle: negated-class-caret, bang-in-class
+    root = _tree(tmp_path, {"a.txt": "", "b.txt": "", "!.txt": "", "^.txt": ""}, "[^a].txt\n")
+    assert context_files(root) == [".dockerignore", "a.txt"]
+    assert _sdk_files(root) == ["!.txt", ".dockerignore", "b.txt"]
+    (root / ".dockerignore").write_text("[!a].txt\n")
+    assert context_files(root) == [".dockerignore", "^.txt", "b.txt"]
+    assert _sdk_files(root) == [".dockerignore", "a.txt"]
+
+
+def test_sdk_3_ignored_dockerignore_and_dockerfile_are_not_sent(tmp_path):  # oracle: dockerfile-inside-ignored
+    root = _tree(tmp_path, {"Dockerfile": "FROM scratch\n", "app.py": ""}, ".dockerignore\nDockerfile\n")
+    assert context_files(root) == ["app.py"]
+    assert _sdk_files(root) == [".dockerignore", "Dockerfile", "app.py"]
+
+
+def test_sdk_4_deep_parent_after_exception_enters_dir(tmp_path):  # oracle: property test family
+    root = _tree(tmp_path, {"x/y/name/keep": "", "x/y/name/other": "", "x/z": ""},
+                 "**/name\n!x/y/name/keep\n")
+    assert context_files(root) == [".dockerignore", "x/y/name/keep", "x/z"]
+    assert _sdk_files(root) == [".dockerignore", "x/y/name/keep", "x/y/name/other", "x/z"]
+
+
+def test_sdk_5_exceptions_below_doublestar(tmp_path):  # oracle: reinclude-under-doublestar
+    root = _tree(tmp_path, {"a/cache/keep": "", "a/cache/junk": "", "b": ""},
+                 "**/cache\n!**/cache/keep\n")
+    assert context_files(root) == [".dockerignore", "a/cache/keep", "b"]
+    assert _sdk_files(root) == [".dockerignore", "b"]
+    (root / ".dockerignore").write_text("a\n!*/cache/keep\n")
+    assert context_files(root) == [".dockerignore", "a/cache/keep", "b"]
+    assert _sdk_files(root) == [".dockerignore", "b"]
+
+
+def test_sdk_6_backslash_escapes(tmp_path):  # oracle: escaped-star
+    root = _tree(tmp_path, {"a*b": "", "axb": ""}, "a\\*b\n")
+    assert context_files(root) == [".dockerignore", "axb"]
+    assert _sdk_files(root) == [".dockerignore", "a*b", "axb"]
+
+
+def test_sdk_7_glued_doublestar_is_a_suffix_match(tmp_path):  # oracle: doublestar-glued-suffix
+    root = _tree(tmp_path, {"keep": "", "xkeep": "", "d/mykeep": "", "other": ""}, "**keep\n")
+    assert context_files(root) == [".dockerignore", "other"]
+    assert _sdk_files(root) == [".dockerignore", "d/mykeep", "other", "xkeep"]
+
+
+def test_sdk_8_leading_dotdot_never_matches(tmp_path):  # oracle: dotdot-leading-never-matches
+    root = _tree(tmp_path, {"a": "", "b": ""}, "../a\n")
+    assert context_files(root) == [".dockerignore", "a", "b"]
+    assert _sdk_files(root) == [".dockerignore", "b"]
+
+
+def test_sdk_9_only_first_column_hash_is_a_comment_and_bom_is_stripped(tmp_path):  # oracle: hash-..., utf8-bom
+    root = _tree(tmp_path, {"# notes": "", "a": "", "b": ""}, "  # notes\n")
+    assert context_files(root) == [".dockerignore", "a", "b"]
+    assert _sdk_files(root) == ["# notes", ".dockerignore", "a", "b"]
+    (root / ".dockerignore").write_text("\ufeffa\n")
+    assert context_files(root) == ["# notes", ".dockerignore", "b"]
+    assert _sdk_files(root) == ["# notes", ".dockerignore", "a", "b"]
+
+
+def test_sdk_10_parent_results_not_parent_prefixes(tmp_path):  # oracle: exception-of-parent-after-child
+    root = _tree(tmp_path, {"a/b/x": "", "a/c": ""}, "a/b\n!a\n")
+    assert context_files(root) == [".dockerignore", "a/c"]
+    assert _sdk_files(root) == [".dockerignore", "a/b/x", "a/c"]
+
+
+def test_sdk_11_pipe_and_braces_reach_the_regexp_engine(tmp_path):  # oracle: pipe-is-alternation, ...
+    root = _tree(tmp_path, {"ab": "", "x": ""}, "a|*\n")
+    assert context_files(root) == []
+    assert _sdk_files(root) == [".dockerignore", "ab", "x"]
+    (root / ".dockerignore").write_text("x{2}*\n")
+    (root / "xx").write_text("")
+    assert context_files(root) == [".dockerignore", "ab", "x"]
+
+
+def test_sdk_12_dockerfile_specific_ignore_file(tmp_path):  # oracle: dockerfile-outside-specific-ignore
+    root = _tree(tmp_path / "ctx", {"a": "", "b": ""}, "a\n")
+    dockerfile = tmp_path / "df" / "web.Dockerfile"
+    dockerfile.parent.mkdir()
+    dockerfile.write_text("FROM scratch\n")
+    dockerfile.with_name("web.Dockerfile.dockerignore").write_text("b\n")
+    assert ignore_file_for(root, dockerfile) == dockerfile.with_name("web.Dockerfile.dockerignore")
+    assert context_files(root, dockerfile) == [".dockerignore", "a"]
+    assert context_files(root) == [".dockerignore", "b"]
+    assert _sdk_files(root) == [".dockerignore", "b"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The walk
+# ----------------------------------------------------------------------------------------------
+
+def test_context_must_be_a_directory(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        context_files(tmp_path / "missing")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is not a directory"):
+        context_files(tmp_path / "file")
+
+
+def test_entries_carry_lstat_and_absolute_path(tmp_path):
+    _tree(tmp_path, {"src/app.py": "print()"})
+    (tmp_path / "link").symlink_to("src")
+    entries = {e.rel: e for e in walk_context(tmp_path)}
+    assert set(entries) == {"src/app.py", "link"}
+    assert isinstance(entries["link"], ContextEntry)
+    assert entries["link"].path == tmp_path / "link"
+    assert os.path.islink(entries["link"].path)
+    assert entries["link"].stat.st_ino == os.lstat(tmp_path / "link").st_ino
+    assert entries["src/app.py"].stat.st_size == len("print()")
+
+
+def test_excluded_directory_is_pruned_without_listing(tmp_path, monkeypatch):
+    _tree(tmp_path, {"node_modules/m/index.js": "", "docs/a.md": "", "app.py": ""},
+          "node_modules\ndocs\n!docs/a.md\n")
+    listed = []
+    real_scandir = os.scandir
+
+    def spy(path):
+        listed.append(Path(path).relative_to(tmp_path).as_posix())
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", spy)
+    assert context_files(tmp_path) == [".dockerignore", "app.py", "docs/a.md"]
+    assert "node_modules" not in listed  # nothing inside can come back
+    assert "docs" in listed  # the literal exception lies below it
+
+
+def test_wildcard_exception_forces_descent(tmp_path, monkeypatch):
+    _tree(tmp_path, {"node_modules/m/keep": "", "node_modules/m/junk": ""}, "node_modules\n!*/*/keep\n")
+    assert context_files(tmp_path) == [".dockerignore", "node_modules/m/keep"]
+
+
+def test_read_patterns_prefers_dockerfile_specific_file(tmp_path):
+    _tree(tmp_path, {"Dockerfile": "FROM scratch\n"}, "# c\na\n")
+    assert read_patterns(tmp_path) == ["a"]
+    (tmp_path / "Dockerfile.dockerignore").write_text("b/\n")
+    assert read_patterns(tmp_path) == ["b"]
+    assert read_patterns(tmp_path, tmp_path / "Dockerfile") == ["b"]
+    assert read_patterns(tmp_path, tmp_path / "Other.Dockerfile") == ["a"]
+
+
+def test_unreadable_directory_errors_unless_excluded(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root reads directories regardless of their mode")
+    _tree(tmp_path, {"locked/x": "", "ok": ""})
+    (tmp_path / "locked").chmod(0)
+    try:
+        with pytest.raises(PermissionError, match="locked"):
+            context_files(tmp_path)
+        (tmp_path / ".dockerignore").write_text("locked\n!locked/x\n")
+        assert context_files(tmp_path) == [".dockerignore", "ok"]
+    finally:
+        (tmp_path / "locked").chmod(0o755)
