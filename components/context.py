@@ -34,8 +34,7 @@ from typing import Any
 from components import sensitive
 from components.dockerignore import ContextEntry, context_files, ignore_file_for, walk_context
 from components.sensitive import Finding, SensitiveFilesError
-from components.stat_cache import (FLAGS, KIND, MTIME, SIZE, TRUSTED, VALUE, RACY_WINDOW_NS,
-                                   StatCache)
+from components.stat_cache import RACY_WINDOW_NS, StatCache, make_entry, parse_entry
 
 __all__ = [
     "context_files",
@@ -237,7 +236,7 @@ _pack = struct.Struct(">Q").pack
 _KIND_FIELDS = {k: _field(k.encode()) for k in ("f", "x", "l")}
 
 
-def _digest(entries: dict[str, list[Any]], sizes: dict[str, int], inputs: bytes) -> str:
+def _digest(entries: dict[str, str], sizes: dict[str, int], inputs: bytes) -> str:
     """sha256 over a version prefix, every file record in path order, then the build inputs.
 
     Only length-prefixed fields and fixed-width integers, so no two different inputs encode alike:
@@ -247,19 +246,18 @@ def _digest(entries: dict[str, list[Any]], sizes: dict[str, int], inputs: bytes)
     parts = [_field(DIGEST_VERSION), _field(b"files"), _pack(len(sizes))]
     append, fromhex = parts.append, bytes.fromhex
     for rel in sorted(sizes):
-        e = entries[rel]
-        kind = e[KIND]
+        _key, kind, _flags, value = entries[rel].split("|", 3)
         rb = rel.encode("utf-8", "surrogateescape")  # os.fsencode, without its per-call overhead
         append(_KIND_FIELDS[kind])
         append(_pack(len(rb)))
         append(rb)
         if kind == "l":
-            tb = e[VALUE].encode("utf-8", "surrogateescape")
+            tb = value.encode("utf-8", "surrogateescape")
             append(_pack(len(tb)))
             append(tb)
         else:
             append(_pack(sizes[rel]))
-            append(fromhex(e[VALUE]))
+            append(fromhex(value))
     parts.append(inputs)
     return hashlib.sha256(b"".join(parts)).hexdigest()
 
@@ -282,11 +280,11 @@ class _Run:
     context: Path
     dockerfile: Path
     digest: str
-    entries: dict[str, list[Any]]  # rel -> stat-cache entry (also the manifest of this run)
+    entries: dict[str, str]  # rel -> stat-cache entry (also the manifest of this run)
     sizes: dict[str, int]
     prior_last: dict[str, Any] | None
     prior_previous: dict[str, Any] | None
-    prior_entries: dict[str, list[Any]]
+    prior_entries: dict[str, str]
     last: dict[str, Any]
     reads: int  # files whose content was read in this run
 
@@ -301,7 +299,8 @@ class _Run:
     def scan_records(self) -> Iterable[tuple[str, str, int]]:
         for rel, e in self.entries.items():
             if rel != DOCKERFILE_KEY:
-                yield rel, e[KIND], e[FLAGS]
+                kind, _value, flags = parse_entry(e)
+                yield rel, kind, flags
 
 
 def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, platform: str) -> dict[str, str]:
@@ -328,16 +327,15 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     run_start_ns = time.time_ns()
     store = StatCache.load(context, df) if cache else StatCache.disabled(context, df)
 
-    entries: dict[str, list[Any]] = {}
+    entries: dict[str, str] = {}
     sizes: dict[str, int] = {}
     misses: list[tuple[str, Path, os.stat_result]] = []
     lookup = store.lookup
     for e in walk_context(context, dockerfile):
         st = e.stat
         if stat_module.S_ISLNK(st.st_mode):
-            target_bytes = os.readlink(os.fsencode(e.path))
-            link = os.fsdecode(target_bytes)
-            entries[e.rel] = ["l", st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, link, 0, 0]
+            # Never trusted: readlink is one system call and reads no content.
+            entries[e.rel] = make_entry(st, "l", os.readlink(e.path), 0, False)
             sizes[e.rel] = st.st_size
             continue
         hit = lookup(e.rel, st)
@@ -366,12 +364,12 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     hashed = _hash_files(misses, run_start_ns)
     for rel, h in hashed.items():
         kind = "x" if h.key.st_mode & stat_module.S_IXUSR else "f"
-        k = h.key
-        entries[rel] = [kind, k.st_size, k.st_mtime_ns, k.st_ino, k.st_mode, h.value, h.flags, 1 if h.trusted else 0]
+        entries[rel] = make_entry(h.key, kind, h.value, h.flags, h.trusted)
         if rel != DOCKERFILE_KEY:
             sizes[rel] = h.size
 
-    inputs = _inputs_encoding(entries[DOCKERFILE_KEY][VALUE], args, target, platform)
+    dockerfile_hash = parse_entry(entries[DOCKERFILE_KEY])[1]
+    inputs = _inputs_encoding(dockerfile_hash, args, target, platform)
     inputs_id = hashlib.sha256(inputs).hexdigest()
     prior_last = store.last
     if (not hashed and prior_last is not None and prior_last.get("inputs") == inputs_id
@@ -383,7 +381,7 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     else:
         digest = _digest(entries, sizes, inputs)
 
-    last = {"digest": digest, "inputs": inputs_id, "dockerfile": entries[DOCKERFILE_KEY][VALUE],
+    last = {"digest": digest, "inputs": inputs_id, "dockerfile": dockerfile_hash,
             "build_args": {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())},
             "target": target, "platform": platform}
     prior = (store.last, store.previous, store.entries)
@@ -505,7 +503,7 @@ def explain_lines(run: _Run) -> list[str]:
     prior_last, prior_prev = run.prior_last, run.prior_previous
     if prior_last is not None and prior_last.get("digest") != run.digest:
         base = dict(prior_last)
-        base_manifest = {rel: [e[KIND], e[VALUE]] for rel, e in run.prior_entries.items()}
+        base_manifest = {rel: list(parse_entry(e)[:2]) for rel, e in run.prior_entries.items()}
         lines.append(f"changed since the last run (digest {base['digest'][:12]}, tag {content_tag(base['digest'])}):")
     elif prior_prev is not None and prior_prev.get("digest") != run.digest:
         base = prior_prev
@@ -519,7 +517,7 @@ def explain_lines(run: _Run) -> list[str]:
         lines.append("no previous manifest in the cache for this context (first run, or cache cleared)")
         return lines
 
-    new_manifest = {rel: [e[KIND], e[VALUE]] for rel, e in run.entries.items()}
+    new_manifest = {rel: list(parse_entry(e)[:2]) for rel, e in run.entries.items()}
     changes: list[str] = []
     if base.get("dockerfile") != run.last["dockerfile"]:
         changes.append("  changed  (Dockerfile content)")

@@ -193,8 +193,8 @@ def _rewrite_body(path: Path, edit, fix_checksum: bool) -> None:
 def _flip_hash_of(rel: str):
     def edit(body: bytes) -> bytes:
         doc = json.loads(body)
-        value = doc["entries"][rel][stat_cache.VALUE]
-        doc["entries"][rel][stat_cache.VALUE] = ("0" if value[0] != "0" else "1") + value[1:]
+        head, value = doc["entries"][rel].rsplit("|", 1)
+        doc["entries"][rel] = head + "|" + ("0" if value[0] != "0" else "1") + value[1:]
         return json.dumps(doc, separators=(",", ":")).encode()
     return edit
 
@@ -213,7 +213,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage):
     elif damage == "empty":
         path.write_bytes(b"")
     elif damage == "wrong-version":
-        path.write_bytes(raw.replace(b" 1 ", b" 999 ", 1))
+        path.write_bytes(raw.replace(b" %d " % stat_cache.FORMAT_VERSION, b" 999 ", 1))
     elif damage == "flipped-value":
         _rewrite_body(path, _flip_hash_of("d0/f0.txt"), fix_checksum=False)
     elif damage == "not-json":
@@ -302,4 +302,4 @@ def test_find_sensitive_refreshes_entries_but_not_the_digest_history(tmp_path):
     ctx.find_sensitive(root)
     loaded = StatCache.load(root, root / "Dockerfile")
     assert loaded.last["digest"] == d and loaded.previous is None
-    assert loaded.entries["d0/f0.txt"][stat_cache.VALUE] == hashlib.sha256(b"changed\n").hexdigest()
+    assert stat_cache.parse_entry(loaded.entries["d0/f0.txt"])[1] == hashlib.sha256(b"changed\n").hexdigest()
