@@ -223,3 +223,59 @@ def test_pack_lets_unknown_preview_values_surface_as_unknown(pack):
     policy = {p.name: p for p in pack["POLICIES"]}["docker-image-tag-not-latest"]
     with pytest.raises(UnknownValueError):
         run_policy(policy, DOCKER_IMAGE, {"imageName": UNKNOWN_STRING_VALUE})
+
+
+# --- the pack as the engine calls it: the analyzer servicer's Analyze RPC ---------------------------
+
+def analyze(policies, type_: str, props: dict, stack: str = "dev", protect: bool = False, name: str = "r"):
+    """Send one resource through pulumi_policy's own gRPC servicer, the code path `pulumi preview` drives."""
+    from google.protobuf import struct_pb2
+    from pulumi.runtime import proto
+    from pulumi_policy.policy import _PolicyAnalyzerServicer
+
+    servicer = _PolicyAnalyzerServicer(rules.PACK_NAME, "0.1.0", list(policies), EnforcementLevel.MANDATORY)
+    properties = struct_pb2.Struct()
+    properties.update(props)
+    request = proto.AnalyzeRequest(
+        type=type_, properties=properties, urn=f"urn:pulumi:{stack}::acr-publish::{type_}::{name}", name=name,
+        options=proto.AnalyzerResourceOptions(protect=protect),
+    )
+    return servicer.Analyze(request, None)
+
+
+def test_engine_path_reports_violations_with_their_enforcement(pack):
+    response = analyze(pack["POLICIES"], ENTERPRISE_REPO, {"repoType": "PUBLIC", "tagImmutability": False},
+                       stack="prod", protect=False, name="registry-web-repo")
+    by_policy = {d.policyName: d for d in response.diagnostics}
+    assert set(by_policy) == {"prod-repository-private", "prod-enterprise-repository-tag-immutability",
+                              "prod-registry-resources-protected", "public-repository"}
+    from pulumi.runtime import proto
+    assert by_policy["public-repository"].enforcementLevel == proto.ADVISORY
+    assert by_policy["prod-repository-private"].enforcementLevel == proto.MANDATORY
+    assert by_policy["prod-repository-private"].policyPackName == "acr-publish-guardrails"
+    assert "registry-web-repo" in by_policy["prod-repository-private"].message
+    clean = analyze(pack["POLICIES"], ENTERPRISE_REPO, {"repoType": "PRIVATE", "tagImmutability": True},
+                    stack="prod", protect=True)
+    assert list(clean.diagnostics) == []
+
+
+def test_engine_path_hides_secretness_so_the_password_policy_is_not_applicable(pack):
+    # The engine sends a secret wrapped in Pulumi's secret signature; the SDK unwraps it before any policy runs,
+    # which is why the password rule cannot judge here (policies/README.md) and says so.
+    from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY
+
+    seen = {}
+
+    def spy(args, report_violation):
+        seen["password"] = args.props["registry"]["password"]
+
+    from pulumi_policy import ResourceValidationPolicy
+
+    policies = [*pack["POLICIES"], ResourceValidationPolicy("spy", "records what a policy sees", validate=spy)]
+    secret = {SPECIAL_SIG_KEY: SPECIAL_SECRET_SIG, "value": "s3cr3t"}
+    response = analyze(policies, DOCKER_IMAGE, {"imageName": "h/acme/web:0a1b", "registry": {
+        "server": "h", "username": "u", "password": secret}})
+    assert seen["password"] == "s3cr3t"  # plain text: nothing tells the policy it was a secret
+    not_applicable = {n.policy_name: n.reason for n in response.not_applicable}
+    assert "tests/test_policies_stacks.py" in not_applicable["docker-image-registry-password-secret"]
+    assert list(response.diagnostics) == []
