@@ -327,23 +327,18 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     run_start_ns = time.time_ns()
     store = StatCache.load(context, df) if cache else StatCache.disabled(context, df)
 
-    entries: dict[str, str] = {}
-    sizes: dict[str, int] = {}
+    entries, walked_misses = store.partition(walk_context(context, dockerfile))
+    sizes: dict[str, int] = {rel: int(e[1:e.index(":")]) for rel, e in entries.items()}
     misses: list[tuple[str, Path, os.stat_result]] = []
-    lookup = store.lookup
-    for e in walk_context(context, dockerfile):
+    for e in walked_misses:
         st = e.stat
         if stat_module.S_ISLNK(st.st_mode):
-            # Never trusted: readlink is one system call and reads no content.
+            # Never trusted, so always here: readlink is one system call and reads no content.
             entries[e.rel] = make_entry(st, "l", os.readlink(e.path), 0, False)
-            sizes[e.rel] = st.st_size
-            continue
-        hit = lookup(e.rel, st)
-        if hit is not None:
-            entries[e.rel] = hit
             sizes[e.rel] = st.st_size
         else:
             misses.append((e.rel, e.path, st))
+    lookup = store.lookup
 
     # The Dockerfile goes through the same cache under a key no relative path can take.
     try:
