@@ -245,7 +245,8 @@ class _Check:
             )
         except requests.exceptions.SSLError as exc:
             problem = (
-                f"TLS with {hostport} failed: {_tls_reason(exc)}. If the registry uses a private or self-signed "
+                f"TLS with {hostport} failed: {_tls_reason(exc)} (trusted: {self._trust_summary()}). "
+                "If the registry uses a private or self-signed "
                 "CA, add that CA to the system trust store or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at it; "
                 "if it names another host, use that host in acr-publish:registry.server"
             )
@@ -270,6 +271,10 @@ class _Check:
             problem = f"{method} {url} failed: {_short_reason(exc)}"
         # Raised outside the except blocks so the PreflightError carries no chained transport exception.
         raise self.fail(problem)
+
+    def _trust_summary(self) -> str:
+        adapter = self.session.get_adapter("https://")
+        return adapter.trust_summary() if isinstance(adapter, _TrustAdapter) else "the system CA store"
 
     def _silent(self, hostport: str, method: str, path: str) -> str:
         return (
@@ -434,6 +439,8 @@ class _TrustAdapter(requests.adapters.HTTPAdapter):
 
     def __init__(self) -> None:
         self._context: ssl.SSLContext | None = None
+        self.extra_bundles: dict[str, str] = {}
+        self.missing_bundles: dict[str, str] = {}
         super().__init__(max_retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0,
                                                    raise_on_redirect=False, raise_on_status=False))
 
@@ -450,12 +457,24 @@ class _TrustAdapter(requests.adapters.HTTPAdapter):
         if self._context is None:  # built on first HTTPS use: loading the CA store costs tens of milliseconds
             context = ssl.create_default_context()
             default = ssl.get_default_verify_paths().cafile
-            for path in {os.environ.get(var) for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")}:
-                if path and os.path.isfile(path) and not (default and os.path.exists(default)
-                                                          and os.path.samefile(path, default)):
+            for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+                path = os.environ.get(var)
+                if not path or path in self.extra_bundles.values():
+                    continue
+                if not os.path.isfile(path):
+                    self.missing_bundles[var] = path
+                    continue
+                if not (default and os.path.exists(default) and os.path.samefile(path, default)):
                     context.load_verify_locations(cafile=path)
+                self.extra_bundles[var] = path
             self._context = context
         return self._context
+
+    def trust_summary(self) -> str:
+        """Which CAs were trusted, for a TLS failure message."""
+        trusted = "the system CA store" + "".join(f" + {var}={path}" for var, path in self.extra_bundles.items())
+        missing = "".join(f"; {var}={path} does not exist" for var, path in self.missing_bundles.items())
+        return trusted + missing
 
 
 def _new_session() -> requests.Session:

@@ -79,7 +79,7 @@ def test_tls_with_untrusted_ca_names_host_and_reason(tls_registry: RegistryServe
                       tls_registry.password)
     assert f"TLS with {tls_registry.server} failed" in message
     assert "certificate verify failed: unable to get local issuer certificate" in message
-    assert "REQUESTS_CA_BUNDLE" in message
+    assert "(trusted: the system CA store)" in message and "REQUESTS_CA_BUNDLE" in message
 
 
 def test_tls_with_self_signed_certificate_says_so(registry_factory: Callable[..., RegistryServer],
@@ -235,3 +235,12 @@ def test_registry_api_reads_tags_and_manifest_digest(basic_registry: RegistrySer
 
 def test_registry_api_follows_the_bearer_challenge(token_registry: RegistryServer) -> None:
     assert token_registry.list_tags("acme/never-pushed") == []
+
+
+def test_tls_failure_says_which_ca_bundle_was_missing(tls_registry: RegistryServer, trust_only_system_cas: None,
+                                                      monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    message = failure(PreflightTarget(tls_registry.server, tls_registry.username, tls_registry.password, REPOS),
+                      tls_registry.password)
+    assert f"REQUESTS_CA_BUNDLE={missing} does not exist" in message
