@@ -420,6 +420,9 @@ def _re2_to_python(regex: str, pattern: str) -> str:
         elif c == "}":
             out.append("\\}")
             i += 1
+        elif c == "$":
+            out.append("\\Z")  # RE2's `$` without (?m) is the very end; Python's would allow a final \n
+            i += 1
         else:
             out.append(c)
             i += 1
@@ -459,7 +462,9 @@ class Pattern:
         self._suffix = cleaned[2:]
         if self.kind == _REGEXP:
             try:
-                py = _re2_to_python(go_regex, cleaned) + r"\Z"  # RE2's `$` without (?m) is the very end
+                # Go appends "$" to what it built; after a trailing lone backslash that "$" turns
+                # into an escaped, literal dollar and the expression loses its end anchor.
+                py = _re2_to_python(go_regex + "$", cleaned)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FutureWarning)
                     self.regex = re.compile(py, re.ASCII)

@@ -193,6 +193,17 @@ def test_lazy_error_in_exception_never_evaluated(tmp_path):
         context_files(tmp_path)
 
 
+def test_trailing_backslash_in_later_chunk_escapes_the_end_anchor():
+    """filepath.Match stops at the first failing chunk, so `[a-x]*/x../\\` passes New; Go then
+    appends `$` to a lone backslash: a literal dollar with no end anchor (oracle-verified)."""
+    pm = PatternMatcher(["[a-x]*/x../\\"])
+    (compiled,) = pm.patterns
+    assert compiled.go_regex == "^[a-x][^/]*/x\\.\\./\\$"
+    assert pm.matches_exact("ab/x../$")
+    assert pm.matches_exact("ab/x../$x")
+    assert not pm.matches_exact("ab/x../y")
+
+
 COMPILE_TABLE = [
     ("*", "regexp", "^[^/]*$"), ("file*", "regexp", "^file[^/]*$"), ("*file", "regexp", "^[^/]*file$"),
     ("a*/b", "regexp", "^a[^/]*/b$"), ("**", "suffix", None), ("**/**", "regexp", "^(.*/)?.*$"),

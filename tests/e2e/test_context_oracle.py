@@ -143,9 +143,23 @@ CASES: list[Case] = [
     Case("regex-metacharacters-with-wildcards",
          {"a+b.txt": "1", "aab.txt": "2", "(x)/y": "3", "x/y": "4", "h^i.txt": "5"},
          "a+*.txt\n(x)/?\nh^*\n"),
-    # --- errors the engine refuses
+    Case("pipe-is-alternation", {"ab": "1", "x/y": "2"}, "a|*\n",
+         note="SDK-11: `|` is not escaped, so `^a|[^/]*$` matches every path"),
+    Case("pipe-in-exact-pattern-is-literal", {"a|b": "1", "a": "2", "b": "3"}, "a|b\n"),
+    Case("braces-are-repetition", {"xx": "1", "xxa": "2", "x{2}": "3", "x": "4", "x{,2}": "5"},
+         "x{2}*\nx{,2}*\n", note="SDK-11: {2} repeats, {,2} is literal in Go"),
+    Case("regexp-letter-escape", {"a1": "1", "ad": "2", "a\\d": "3"}, "a\\d\n"),
+    # --- errors the engine refuses, and the ones it never meets
     Case("malformed-class-fails", base(), "[\n"),
     Case("lone-bang-fails", base(), "!\n"),
+    Case("malformed-second-chunk-fails-when-evaluated", base(), "a*/[x\n"),
+    Case("malformed-exception-never-evaluated", base(), "!a*/[x\n",
+         note="Go compiles lazily; an exception with nothing excluded before it is never checked"),
+    Case("repeat-over-1000-fails", base(), "x{1001}*\n"),
+    Case("trailing-backslash-in-later-chunk",
+         {"b": "1", "ab/x../$": "2", "ab/x../$x": "3", "ab/x../y": "4", "c/x../$/z": "5"},
+         "[a-x]*/x../\\\n",
+         note="Go's `$` after a lone trailing backslash becomes a literal, unanchored `\\$`"),
 ]
 
 
