@@ -141,7 +141,7 @@ class DockerImageProvider:
                 f"{sorted(unknown) + sorted('build.' + k for k in unknown_build)}; extend tests/e2e/docker_harness.py"
             )
         if not build:
-            raise ImageProviderError(f"{resource}: no build input; the stand-in only builds images (as the program does)")
+            raise ImageProviderError(f"{resource}: no build input; the stand-in only builds images, as the program does")
         image_name = inputs["imageName"]
         stack = pulumi.get_stack()
         preview = pulumi.runtime.is_dry_run()

@@ -173,22 +173,31 @@ def test_manifest_is_in_the_registry_at_the_content_tag_with_the_exported_digest
         assert digest is not None and digest.startswith("sha256:")
         assert out["ref"] == f"{repository}@{digest}", f"exported ref {out['ref']} != registry digest {digest}"
     # web and worker are different targets: different images, even from one context.
-    assert image_output(published.run, "web")["ref"].split("@")[1] != image_output(published.run, "worker")["ref"].split("@")[1]
+    web_digest, worker_digest = (image_output(published.run, n)["ref"].split("@")[1] for n in IMAGES)
+    assert web_digest != worker_digest
 
 
 class Container:
     """One `docker run -d` of a pushed ref, pulled back from the registry first; removed on exit."""
 
-    def __init__(self, docker_cli: str, registry: RegistryServer, ref: str, *run_args: str):
-        self.cli, self.registry, self.ref, self.run_args = docker_cli, registry, ref, run_args
+    def __init__(self, docker_cli: str, registry: RegistryServer, image: dict, *run_args: str):
+        self.cli, self.registry, self.run_args = docker_cli, registry, run_args
+        self.image_name, self.ref = image["imageName"], image["ref"]
         self.id = ""
 
     def __enter__(self) -> "Container":
         client = docker.from_env()
         try:
-            # Forget the locally built copy, so what runs is what the registry serves for the digest.
-            image_id = client.images.get(self.ref).id
-            client.images.remove(image_id, force=True)
+            # Forget the locally built copy (its tag and the digest reference the push added), so what runs is what
+            # the registry serves for the digest. Only these references are removed: other test sessions may share
+            # the engine.
+            for reference in (self.image_name, self.ref):
+                try:
+                    client.images.remove(reference)
+                except docker.errors.ImageNotFound:
+                    pass
+            with pytest.raises(docker.errors.ImageNotFound):
+                client.images.get(self.ref)
             client.images.pull(self.ref, auth_config={"username": self.registry.username,
                                                       "password": self.registry.password})
         finally:
@@ -230,8 +239,7 @@ class Container:
 
 def test_pushed_web_image_runs_and_answers(published: Published, registry: RegistryServer,
                                            docker_engine: str) -> None:
-    ref = image_output(published.run, "web")["ref"]
-    with Container(docker_engine, registry, ref, "-p", "127.0.0.1::8080") as web:
+    with Container(docker_engine, registry, image_output(published.run, "web"), "-p", "127.0.0.1::8080") as web:
         port = web.docker("port", web.id, "8080/tcp").splitlines()[0].rsplit(":", 1)[1]
         base = f"http://127.0.0.1:{port}"
         health = web.until("GET /healthz", lambda: requests.get(f"{base}/healthz", timeout=2))
@@ -244,8 +252,7 @@ def test_pushed_web_image_runs_and_answers(published: Published, registry: Regis
 
 
 def test_pushed_worker_image_starts(published: Published, registry: RegistryServer, docker_engine: str) -> None:
-    ref = image_output(published.run, "worker")["ref"]
-    with Container(docker_engine, registry, ref) as worker:
+    with Container(docker_engine, registry, image_output(published.run, "worker")) as worker:
         worker.until("the first heartbeat",
                      lambda: worker.docker("exec", worker.id, "cat", "/tmp/heartbeat", check=False).strip())
         assert f"worker env={APP_ENV} " in worker.docker("logs", worker.id)
@@ -304,7 +311,8 @@ def test_changing_an_ignored_file_publishes_nothing(published: Published, publis
     builds, pushes, unchanged = len(provider.builds), len(provider.pushes), len(provider.unchanged)
     tags_before = publisher.tags()
     readme = project / "app" / "README.md"
-    assert "*" in (project / "app" / ".dockerignore").read_text().split(), "app/.dockerignore no longer excludes README.md"
+    ignore_lines = (project / "app" / ".dockerignore").read_text().split()
+    assert "*" in ignore_lines, "the premise broke: app/.dockerignore no longer excludes README.md"
     readme.write_text(readme.read_text() + "\nA line the build never sees.\n")
 
     after = publisher.run(project, published.stack_name)
