@@ -287,6 +287,7 @@ class _Run:
     prior_entries: dict[str, str]
     last: dict[str, Any]
     reads: int  # files whose content was read in this run
+    flagged: list[str]  # paths any sensitive-file rule flags (before allowSensitive)
 
     @property
     def file_count(self) -> int:
@@ -296,11 +297,18 @@ class _Run:
     def total_bytes(self) -> int:
         return sum(self.sizes.values())
 
-    def scan_records(self) -> Iterable[tuple[str, str, int]]:
-        for rel, e in self.entries.items():
-            if rel != DOCKERFILE_KEY:
-                kind, _value, flags = parse_entry(e)
-                yield rel, kind, flags
+    def scan_records(self) -> list[tuple[str, str, int]]:
+        """(rel, kind, content flags) of the paths the sensitive-file rules flag."""
+        return _records(self.entries, self.flagged)
+
+
+def _records(entries: dict[str, str], rels: Iterable[str]) -> list[tuple[str, str, int]]:
+    out = []
+    for rel in rels:
+        if rel != DOCKERFILE_KEY:
+            kind, _value, flags = parse_entry(entries[rel])
+            out.append((rel, kind, flags))
+    return out
 
 
 def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, platform: str) -> dict[str, str]:
@@ -327,8 +335,7 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     run_start_ns = time.time_ns()
     store = StatCache.load(context, df) if cache else StatCache.disabled(context, df)
 
-    entries, walked_misses = store.partition(walk_context(context, dockerfile))
-    sizes: dict[str, int] = {rel: int(e[1:e.index(":")]) for rel, e in entries.items()}
+    entries, sizes, walked_misses = store.partition(walk_context(context, dockerfile))
     misses: list[tuple[str, Path, os.stat_result]] = []
     for e in walked_misses:
         st = e.stat
@@ -367,8 +374,8 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     inputs = _inputs_encoding(dockerfile_hash, args, target, platform)
     inputs_id = hashlib.sha256(inputs).hexdigest()
     prior_last = store.last
-    if (not hashed and prior_last is not None and prior_last.get("inputs") == inputs_id
-            and entries == store.entries):
+    unchanged = not hashed and entries == store.entries
+    if unchanged and prior_last is not None and prior_last.get("inputs") == inputs_id:
         # Nothing the digest depends on differs from the last run (every file a trusted cache hit
         # with its size, the same set of paths, the same symlink targets and build inputs), so the
         # digest is the last one; recomputing it would only re-encode the same bytes.
@@ -380,8 +387,14 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
             "build_args": {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())},
             "target": target, "platform": platform}
     prior = (store.last, store.previous, store.entries)
-    store.save(entries, last if record else store.last)
-    return _Run(context, df, digest, entries, sizes, prior[0], prior[1], prior[2], last, len(hashed))
+    # The sensitive-file rules are a pure function of the entries: reuse their verdict while the
+    # entries are unchanged, so a warm check_context costs no per-file rule evaluation either.
+    if unchanged and store.sensitive is not None:
+        flagged = store.sensitive
+    else:
+        flagged = sensitive.candidates(_records(entries, entries))
+    store.save(entries, last if record else store.last, flagged)
+    return _Run(context, df, digest, entries, sizes, prior[0], prior[1], prior[2], last, len(hashed), flagged)
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     refused, allowed = sensitive.findings(run.scan_records())
     lines = explain_lines(run)
     if refused:
-        lines.append(f"sensitive   {len(refused)} path(s) a build would refuse:")
+        lines.append(f"sensitive   {len(refused)} path(s), refused by a build unless the image's allowSensitive lists them:")
         lines.extend(f"  {f.path}  {f.reason}" for f in refused)
     print("\n".join(lines))
     return 0

@@ -46,6 +46,7 @@ __all__ = [
     "scan_content",
     "wants_credential_scan",
     "findings",
+    "candidates",
     "normalize_allow",
     "dockerignore_escape",
 ]
@@ -195,6 +196,35 @@ def _allowed(rel: str, allow: tuple[str, ...]) -> bool:
     return any(rel == a or rel.startswith(a + "/") for a in allow)
 
 
+def _classify(rel: str, kind: str, flags: int) -> str | list[tuple[str, str]] | None:
+    """The sensitive directory `rel` lies in (a str), or the (reason, fix) pairs of the file, or None."""
+    if ".git/" in rel or ".pulumi/" in rel:  # cheap pre-check: most paths are in neither
+        parts = rel.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part in _SENSITIVE_DIRS:
+                return "/".join(parts[: i + 1])
+    if kind == "l":
+        return None
+    name = rel.rsplit("/", 1)[-1]
+    reasons: list[tuple[str, str]] = []
+    named = _name_reason(rel, name)
+    if named:
+        reasons.append(named)
+    if flags:
+        for flag, text in _CONTENT_REASONS:
+            if flags & flag:
+                reasons.append((text, dockerignore_escape(rel)))
+        if flags & CREDENTIALS and name in _CREDENTIAL_FILES:
+            reasons.append((_credential_reason(name), dockerignore_escape(rel)))
+    return reasons or None
+
+
+def candidates(files: Iterable[tuple[str, str, int]]) -> list[str]:
+    """The paths among `files` that any rule flags, before allowSensitive: a pure function of the
+    records, so the context engine caches it while the file set and its content flags are unchanged."""
+    return [rel for rel, kind, flags in files if _classify(rel, kind, flags) is not None]
+
+
 def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:
     """(refused, allowed) findings for `files`, an iterable of (rel, kind, content flags) where
     kind is 'f' (file), 'x' (executable file) or 'l' (symlink). `allow` holds allowSensitive
@@ -203,28 +233,12 @@ def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -
     by_path: dict[str, list[tuple[str, str]]] = {}
     dirs: dict[str, list[int]] = {}  # directory -> [refused file count, allowed file count]
     for rel, kind, flags in files:
-        parts = rel.split("/")
-        hit_dir = False
-        for i, part in enumerate(parts[:-1]):
-            if part in _SENSITIVE_DIRS:
-                counts = dirs.setdefault("/".join(parts[: i + 1]), [0, 0])
-                counts[1 if _allowed(rel, allow_t) else 0] += 1
-                hit_dir = True
-                break
-        if hit_dir or kind == "l":
-            continue
-        name = parts[-1]
-        reasons: list[tuple[str, str]] = []
-        named = _name_reason(rel, name)
-        if named:
-            reasons.append(named)
-        for flag, text in _CONTENT_REASONS:
-            if flags & flag:
-                reasons.append((text, dockerignore_escape(rel)))
-        if flags & CREDENTIALS and name in _CREDENTIAL_FILES:
-            reasons.append((_credential_reason(name), dockerignore_escape(rel)))
-        if reasons:
-            by_path[rel] = reasons
+        c = _classify(rel, kind, flags)
+        if isinstance(c, str):
+            counts = dirs.setdefault(c, [0, 0])
+            counts[1 if _allowed(rel, allow_t) else 0] += 1
+        elif c:
+            by_path[rel] = c
     refused: list[Finding] = []
     allowed: list[Finding] = []
     for rel, reasons in by_path.items():

@@ -88,6 +88,8 @@ class StatCache:
     entries: dict[str, str] = field(default_factory=dict)
     last: dict[str, Any] | None = None
     previous: dict[str, Any] | None = None
+    sensitive: list[str] | None = None
+    """Paths the sensitive-file rules flag among `entries` (valid exactly as long as `entries`)."""
     problem: str | None = None
     """Why the file on disk was ignored (None when it loaded, or there was none)."""
 
@@ -109,7 +111,7 @@ class StatCache:
         problem = cache._parse(raw)
         if problem:
             cache.problem = problem
-            cache.entries, cache.last, cache.previous = {}, None, None
+            cache.entries, cache.last, cache.previous, cache.sensitive = {}, None, None, None
         return cache
 
     def _parse(self, raw: bytes) -> str | None:
@@ -127,31 +129,35 @@ class StatCache:
             return "body is not JSON"
         if not isinstance(doc, dict) or doc.get("context") != self.context or doc.get("dockerfile") != self.dockerfile:
             return "belongs to another context"
-        entries, last, previous = doc.get("entries"), doc.get("last"), doc.get("previous")
+        entries, last, previous, flagged = doc.get("entries"), doc.get("last"), doc.get("previous"), doc.get("sensitive")
         # Per-entry shape is not re-checked (it would cost a tenth of a warm run): the checksum shows the
         # body is exactly what save() wrote, and save() writes only make_entry() strings.
         if not isinstance(entries, dict):
             return "entries have the wrong shape"
         if not (last is None or isinstance(last, dict)) or not (previous is None or isinstance(previous, dict)):
             return "manifests have the wrong shape"
-        self.entries, self.last, self.previous = entries, last, previous
+        if not (flagged is None or isinstance(flagged, list)):
+            return "sensitive list has the wrong shape"
+        self.entries, self.last, self.previous, self.sensitive = entries, last, previous, flagged
         return None
 
-    def partition(self, walked: Iterable[Any]) -> tuple[dict[str, str], list[Any]]:
+    def partition(self, walked: Iterable[Any]) -> tuple[dict[str, str], dict[str, int], list[Any]]:
         """Split walked context entries (objects with .rel and .stat) into (hits: rel -> cache
-        entry, misses: the walked entries whose content must be read). One pass, no method call per
-        file: this loop is most of a warm run's own cost."""
+        entry, their sizes, misses: the walked entries whose content must be read). One pass, no
+        method call per file: this loop is most of a warm run's own cost."""
         get = self.entries.get
         hits: dict[str, str] = {}
+        sizes: dict[str, int] = {}
         misses: list[Any] = []
         for w in walked:
             st = w.stat
             e = get(w.rel)
             if e is not None and e.startswith(f"T{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_mode}|"):
                 hits[w.rel] = e
+                sizes[w.rel] = st.st_size
             else:
                 misses.append(w)
-        return hits, misses
+        return hits, sizes, misses
 
     def lookup(self, rel: str, st: os.stat_result) -> str | None:
         """The trusted entry for `rel` when the file's lstat still matches it, else None."""
@@ -160,7 +166,7 @@ class StatCache:
             return e
         return None
 
-    def save(self, entries: dict[str, str], last: dict[str, Any] | None) -> bool:
+    def save(self, entries: dict[str, str], last: dict[str, Any] | None, sensitive: list[str] | None = None) -> bool:
         """Store this run's entries and state; False (with a warning) when the cache cannot be written.
 
         Skips the write when nothing differs from what was loaded, so a warm run costs no I/O.
@@ -173,11 +179,12 @@ class StatCache:
         if self.last is not None and last is not None and self.last.get("digest") != last.get("digest"):
             previous = dict(self.last)
             previous["manifest"] = {rel: list(parse_entry(e)[:2]) for rel, e in self.entries.items()}
-        if self.problem is None and entries == self.entries and last == self.last and previous is self.previous:
+        if (self.problem is None and entries == self.entries and last == self.last and previous is self.previous
+                and sensitive == self.sensitive):
             return True
         body = json.dumps(
             {"context": self.context, "dockerfile": self.dockerfile, "entries": entries,
-             "last": last, "previous": previous},
+             "last": last, "previous": previous, "sensitive": sensitive},
             separators=(",", ":"),
         ).encode()
         header = b"%s %d %s\n" % (_MAGIC, FORMAT_VERSION, hashlib.sha256(body).hexdigest().encode())
@@ -202,5 +209,5 @@ class StatCache:
                     os.unlink(tmp_name)
                 except OSError:
                     pass
-        self.entries, self.last, self.previous, self.problem = entries, last, previous, None
+        self.entries, self.last, self.previous, self.sensitive, self.problem = entries, last, previous, sensitive, None
         return True

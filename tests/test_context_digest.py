@@ -411,3 +411,13 @@ def test_explain_reports_a_bad_context_as_an_error(tmp_path):
     assert "build context" in proc.stderr and "does not exist" in proc.stderr
     bad = explain(str(tmp_path), "--build-arg", "NOEQUALS")
     assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
+
+
+def test_explain_names_sensitive_paths_without_their_secrets(tmp_path):
+    ak = "LTAI" + "9zzFakeFakeFake12"
+    tree = make_tree(tmp_path / "ctx", {".env": "TOKEN=abc\n", "cfg.py": f"K = '{ak}'\n"})
+    proc = explain(str(tree))
+    assert proc.returncode == 0, proc.stderr
+    assert "sensitive   2 path(s)" in proc.stdout
+    assert "  .env  a dotenv file" in proc.stdout and "  cfg.py  contains an Alibaba Cloud AccessKey id" in proc.stdout
+    assert ak not in proc.stdout and ak[4:] not in proc.stdout

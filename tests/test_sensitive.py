@@ -291,3 +291,24 @@ def test_fix_lines_escape_pattern_characters():
     assert sensitive.dockerignore_escape("a*b/[x]?.env") == "a\\*b/\\[x\\]\\?.env"
     assert sensitive.dockerignore_escape("#x") == "\\#x"
     assert sensitive.dockerignore_escape("!x") == "\\!x"
+
+
+def test_cached_verdict_follows_every_change_of_the_file_set(tmp_path):
+    root = tree(tmp_path / "ctx", {"app.py": "print()\n", "conf.py": "X = 1\n"})
+    for p in root.rglob("*"):
+        os.utime(p, ns=(1_700_000_000 * 10**9,) * 2)
+    check_context(root)
+    check_context(root)  # warm: the verdict comes from the cache
+    (root / ".env").write_text("A=1\n")
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root)
+    assert [f.path for f in err.value.findings] == [".env"]
+    (root / ".env").unlink()
+    (root / "conf.py").write_text(f"X = '{AK}'\n")  # content, not name: found while hashing
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root)
+    assert [f.path for f in err.value.findings] == ["conf.py"]
+    with pytest.raises(SensitiveFilesError):
+        check_context(root)  # and still refused once the cache vouches for the file
+    (root / "conf.py").write_text("X = 1\n")
+    check_context(root)
