@@ -44,9 +44,10 @@ pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to th
   SDK-12 `<Dockerfile>.dockerignore` next to the Dockerfile replaces `<context>/.dockerignore`;
          the SDK only reads the latter.
 
-Known limits (documented, not silently different): Go's regexp escapes of letters are translated
-for `\\d \\D \\w \\W \\s \\S \\b \\B \\A \\z` and the control escapes only; a pattern using
-`\\p{..}`, `\\x..`, `\\Q..\\E` or an octal escape is refused with a ValueError when evaluated.
+Known limits (documented, not silently different): Go's regexp engine also sees RE2 escapes
+(`\\d`, `\\x41`, `\\Q..\\E`, octal, POSIX classes such as `[[:digit:]]`); they are translated to
+Python's `re`, except `\\p{..}`/`\\P{..}` Unicode classes, `\\C` and negated POSIX classes, which
+raise a ValueError when the pattern is evaluated although Go would accept them.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ import os
 import posixpath
 import re
 import stat as stat_module
+import string
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -334,16 +336,54 @@ def _go_regex(cleaned: str) -> tuple[str, str]:
     return kind, "".join(out)
 
 
-def _re2_escape_to_python(c: str, in_class: bool, pattern: str) -> str:
+def _re2_escape(regex: str, i: int, in_class: bool, pattern: str) -> tuple[str, int]:
+    """Translate the RE2 escape starting at regex[i] (a backslash): (Python text, next index).
+
+    patternmatcher hands `\\` plus the next pattern character to Go's regexp engine, so a
+    pattern can use RE2's escapes. Those with a Python equivalent are translated; the ones RE2
+    rejects raise (Docker fails too); `\\p`/`\\P` Unicode classes and `\\C` are valid in Go but
+    have no equivalent in Python's `re` and raise as well (a documented limit).
+    """
+    if i + 1 >= len(regex):
+        raise ValueError("a lone backslash ends the expression")
+    c = regex[i + 1]
+    j = i + 2
     if c.isascii() and not c.isalnum():
-        return "\\" + c
+        return "\\" + c, j
+    if c == "Q" and not in_class:
+        end = regex.find("\\E", j)
+        literal = regex[j:] if end == -1 else regex[j:end]
+        return re.escape(literal), len(regex) if end == -1 else end + 2
+    if c == "x":
+        if regex.startswith("{", j):
+            end = regex.find("}", j)
+            digits = regex[j + 1:end] if end != -1 else ""
+            if not digits or any(d not in string.hexdigits for d in digits) or int(digits, 16) > 0x10FFFF:
+                raise ValueError("invalid \\x{...} escape")
+            return re.escape(chr(int(digits, 16))), end + 1
+        digits = regex[j:j + 2]
+        if len(digits) != 2 or any(d not in string.hexdigits for d in digits):
+            raise ValueError("invalid \\x escape: two hex digits expected")
+        return re.escape(chr(int(digits, 16))), j + 2
+    if c in "01234567":
+        # RE2: a single non-zero digit would be a backreference (unsupported); `\\0` and `\\1`..`\\7`
+        # followed by more octal digits are octal codes of up to three digits.
+        if c != "0" and not (j < len(regex) and regex[j] in "01234567"):
+            raise ValueError(f"backreference \\{c} is not supported by Go's regexp engine")
+        digits = c
+        while len(digits) < 3 and j < len(regex) and regex[j] in "01234567":
+            digits += regex[j]
+            j += 1
+        return re.escape(chr(int(digits, 8))), j
     if c in _LETTER_ESCAPES:
-        return _LETTER_ESCAPES[c]
+        return _LETTER_ESCAPES[c], j
     if not in_class and c in _LETTER_ESCAPES_OUTSIDE_CLASS:
-        return _LETTER_ESCAPES_OUTSIDE_CLASS[c]
-    raise ValueError(
-        f".dockerignore pattern {pattern!r} uses the escape '\\{c}', which Go's regexp engine "
-        f"interprets and this matcher does not support; escape only punctuation (e.g. '\\*')")
+        return _LETTER_ESCAPES_OUTSIDE_CLASS[c], j
+    if c in "pPC":
+        raise ValueError(
+            f"the escape \\{c} is valid in Go's regexp engine but not supported by this matcher; "
+            "escape only punctuation (e.g. '\\*')")
+    raise ValueError(f"invalid escape \\{c}")
 
 
 def _re2_to_python(regex: str, pattern: str) -> str:
@@ -358,10 +398,8 @@ def _re2_to_python(regex: str, pattern: str) -> str:
     while i < n:
         c = regex[i]
         if c == "\\":
-            if i + 1 >= n:
-                raise ValueError(f".dockerignore pattern {pattern!r} ends in a lone backslash")
-            out.append(_re2_escape_to_python(regex[i + 1], False, pattern))
-            i += 2
+            text, i = _re2_escape(regex, i, False, pattern)
+            out.append(text)
         elif c == "[":
             out.append("[")
             i += 1
@@ -383,16 +421,13 @@ def _re2_to_python(regex: str, pattern: str) -> str:
                     if end != -1 and name in _POSIX_CLASSES:
                         if negate:
                             raise ValueError(
-                                f".dockerignore pattern {pattern!r} uses a negated POSIX class "
-                                "inside a bracket expression, which this matcher does not support")
+                                "a negated POSIX class such as [:^alpha:] is not supported here")
                         out.append(_POSIX_CLASSES[name])
                         i = end + 2
                         continue
                 if c == "\\":
-                    if i + 1 >= n:
-                        raise ValueError(f".dockerignore pattern {pattern!r} ends in a lone backslash")
-                    out.append(_re2_escape_to_python(regex[i + 1], True, pattern))
-                    i += 2
+                    text, i = _re2_escape(regex, i, True, pattern)
+                    out.append(text)
                     continue
                 if c in "[&~|":
                     # literal in both engines; escaped so Python does not read a set operation
@@ -401,7 +436,7 @@ def _re2_to_python(regex: str, pattern: str) -> str:
                     out.append(c)
                 i += 1
             if i >= n:
-                raise ValueError(f".dockerignore pattern {pattern!r} has an unterminated '['")
+                raise ValueError("a '[' is not closed")
             out.append("]")
             i += 1
         elif c == "{":
@@ -409,9 +444,8 @@ def _re2_to_python(regex: str, pattern: str) -> str:
             if repeat:
                 if any(int(x) > 1000 for x in repeat.groups() if x):
                     raise ValueError(
-                        f".dockerignore pattern {pattern!r} repeats more than 1000 times "
-                        f"({repeat.group(0)}), which Go's regexp engine rejects; "
-                        "escape the braces as '\\{' and '\\}'")
+                        f"{repeat.group(0)} repeats more than 1000 times, which Go's regexp engine "
+                        "rejects; escape literal braces as '\\{' and '\\}'")
                 out.append(repeat.group(0))  # a counted repetition in both engines
                 i = repeat.end()
             else:

@@ -204,6 +204,23 @@ def test_trailing_backslash_in_later_chunk_escapes_the_end_anchor():
     assert not pm.matches_exact("ab/x../y")
 
 
+@pytest.mark.parametrize("pattern,path,expected", [
+    ("a\\d", "a1", True), ("a\\d", "ad", False), ("\\x41*", "A1", True), ("\\x{42}*", "B2", True),
+    ("\\103*", "C3", True), ("[\\x44-\\x45]?", "E4", True), ("\\Qa*\\E*", "a*x", False),
+    ("\\Qa*\\E*", "a[^/]*x", True), ("[[:digit:]]x", "1x", True), ("[[:digit:]]x", "ax", False),
+])
+def test_re2_escapes_reach_the_regexp_engine(pattern, path, expected):
+    """patternmatcher passes `\\` + the next character to Go's regexp engine (oracle-verified)."""
+    assert PatternMatcher([pattern]).matches_exact(path) is expected
+
+
+@pytest.mark.parametrize("pattern", ["x\\1", "C*\\e", "x{1001}*", "\\xZZ*"])
+def test_re2_rejected_expressions_fail_when_evaluated(pattern):
+    pm = PatternMatcher([pattern])  # filepath.Match accepts them
+    with pytest.raises(ValueError, match="not a valid pattern"):
+        pm.matches_exact("x")
+
+
 COMPILE_TABLE = [
     ("*", "regexp", "^[^/]*$"), ("file*", "regexp", "^file[^/]*$"), ("*file", "regexp", "^[^/]*file$"),
     ("a*/b", "regexp", "^a[^/]*/b$"), ("**", "suffix", None), ("**/**", "regexp", "^(.*/)?.*$"),

@@ -149,6 +149,9 @@ CASES: list[Case] = [
     Case("braces-are-repetition", {"xx": "1", "xxa": "2", "x{2}": "3", "x": "4", "x{,2}": "5"},
          "x{2}*\nx{,2}*\n", note="SDK-11: {2} repeats, {,2} is literal in Go"),
     Case("regexp-letter-escape", {"a1": "1", "ad": "2", "a\\d": "3"}, "a\\d\n"),
+    Case("regexp-hex-octal-quote-escapes",
+         {"A1": "1", "B2": "2", "C3": "3", "D4": "4", "a*x": "5", "a*": "6", "E": "7"},
+         "\\x41*\n\\x{42}*\n\\103*\n[\\x44-\\x44]?\n\\Qa*\\E*\n"),
     # --- errors the engine refuses, and the ones it never meets
     Case("malformed-class-fails", base(), "[\n"),
     Case("lone-bang-fails", base(), "!\n"),
@@ -210,8 +213,10 @@ def test_relative_dockerfile_path_resolves_from_cwd(engine_results, monkeypatch)
 # Property test: random small trees and pattern lists against the engine
 # ----------------------------------------------------------------------------------------------
 
-_NAME_CHARS = "ab.x -"
-_names = st.text(alphabet=_NAME_CHARS, min_size=1, max_size=3).filter(
+# Mostly plain letters, dots and spaces, now and then a character that means something to a
+# pattern or to Go's regexp engine, so names and patterns collide in the interesting ways.
+_name_char = st.one_of(st.sampled_from("ab.x -"), st.sampled_from("ab.x -*?[]\\!^|{}+(#é"))
+_names = st.text(alphabet=_name_char, min_size=1, max_size=3).filter(
     lambda n: n not in (".", "..") and n.strip() == n and not n.startswith("-"))
 
 
@@ -232,20 +237,26 @@ def trees(draw):
     return files, sorted(dirs)
 
 
+_PIECES = ["*", "**", "?", "*.x", "a*", "**a", "[ab]", "[^a]*", "[!a]", ".*", "\\*", "x\\?", ".."]
+
+
 @st.composite
 def tree_and_patterns(draw):
+    """(tree: path -> content or Link, ignore-file lines) built from the tree's own names."""
     files, dirs = draw(trees())
     segments = sorted({seg for p in files for seg in p.split("/")})
-    piece = st.one_of(
-        st.sampled_from(segments),
-        st.sampled_from(["*", "**", "?", "*.x", "a*", "[ab]", "[^a]*", ".*"]),
-    )
+    piece = st.one_of(st.sampled_from(segments), st.sampled_from(_PIECES))
     pattern = st.lists(piece, min_size=1, max_size=3).map("/".join)
     pattern = st.one_of(pattern, st.sampled_from(files + dirs))
-    line = st.tuples(st.booleans(), pattern, st.sampled_from(["", "/"]), st.sampled_from(["", "/", "./"])).map(
-        lambda t: ("!" if t[0] else "") + t[3] + t[1] + t[2])
-    lines = draw(st.lists(line, min_size=1, max_size=4))
-    return files, lines
+    line = st.tuples(st.booleans(), st.sampled_from(["", "/", "./", " "]), pattern,
+                     st.sampled_from(["", "/", " ", "/**", "/*"])).map(
+        lambda t: ("!" if t[0] else "") + t[1] + t[2] + t[3])
+    lines = draw(st.lists(line, min_size=1, max_size=5))
+    tree: dict[str, object] = {f: f for f in files}
+    if dirs and draw(st.booleans()):
+        # a symlink to one of the directories: sent as a link, never followed
+        tree["lnk"] = Link(draw(st.sampled_from(dirs)))
+    return tree, lines
 
 
 _PROPERTY_SETTINGS = settings(
@@ -260,8 +271,8 @@ _PROPERTY_SETTINGS = settings(
 @_PROPERTY_SETTINGS
 @given(data=tree_and_patterns())
 def test_random_trees_and_patterns_match_engine(docker_engine, data):
-    files, lines = data
-    case = Case("property", {f: f for f in files}, "\n".join(lines) + "\n")
+    tree, lines = data
+    case = Case("property", tree, "\n".join(lines) + "\n")
     tmp = tempfile.mkdtemp(prefix="oracle-prop-")
     try:
         context, dockerfile = materialize(case, Path(tmp))
@@ -271,6 +282,6 @@ def test_random_trees_and_patterns_match_engine(docker_engine, data):
             with pytest.raises(ValueError):
                 context_files(context, dockerfile)
             return
-        assert context_files(context, dockerfile) == expected, f"patterns={lines!r} files={files!r}"
+        assert context_files(context, dockerfile) == expected, f"patterns={lines!r} tree={sorted(tree)!r}"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
