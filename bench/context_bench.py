@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "os.walk + lstat (bare)": lambda: _bare_walk(small),
         "acr-publish digest (warm)": lambda: ctx.context_digest(small),
         "  of which the file-set walk": lambda: sum(1 for _ in walk_context(small)),
+        "acr-publish check_context (warm)": lambda: ctx.check_context(small),
     }
     wall: dict[str, list[float]] = {k: [] for k in sides_w}
     cpu: dict[str, list[float]] = {k: [] for k in sides_w}
