@@ -336,7 +336,7 @@ def _go_regex(cleaned: str) -> tuple[str, str]:
     return kind, "".join(out)
 
 
-def _re2_escape(regex: str, i: int, in_class: bool, pattern: str) -> tuple[str, int]:
+def _re2_escape(regex: str, i: int, in_class: bool) -> tuple[str, int]:
     """Translate the RE2 escape starting at regex[i] (a backslash): (Python text, next index).
 
     patternmatcher hands `\\` plus the next pattern character to Go's regexp engine, so a
@@ -386,19 +386,21 @@ def _re2_escape(regex: str, i: int, in_class: bool, pattern: str) -> tuple[str, 
     raise ValueError(f"invalid escape \\{c}")
 
 
-def _re2_to_python(regex: str, pattern: str) -> str:
+def _re2_to_python(regex: str) -> str:
     """Translate the RE2 expression patternmatcher builds into Python `re` syntax.
 
-    The two agree on everything patternmatcher emits except: POSIX classes (`[[:alpha:]]` is a
-    class in RE2, a set of literal characters in Python), letter escapes, and a `[` inside a
-    class (literal in both, but Python warns about nested sets).
+    The two agree on most of what patternmatcher emits; they differ on: POSIX classes
+    (`[[:alpha:]]` is a class in RE2, literal characters in Python), escapes (see _re2_escape),
+    braces (RE2 reads `{` literally unless it opens a valid repetition; Python reads `{,2}` as
+    one), `$` (RE2's is the very end, Python's allows a final newline) and `[`, `&`, `~`, `|`
+    inside a class (literal in both, but Python warns about set operations).
     """
     out: list[str] = []
     i, n = 0, len(regex)
     while i < n:
         c = regex[i]
         if c == "\\":
-            text, i = _re2_escape(regex, i, False, pattern)
+            text, i = _re2_escape(regex, i, False)
             out.append(text)
         elif c == "[":
             out.append("[")
@@ -426,7 +428,7 @@ def _re2_to_python(regex: str, pattern: str) -> str:
                         i = end + 2
                         continue
                 if c == "\\":
-                    text, i = _re2_escape(regex, i, True, pattern)
+                    text, i = _re2_escape(regex, i, True)
                     out.append(text)
                     continue
                 if c in "[&~|":
@@ -498,7 +500,7 @@ class Pattern:
             try:
                 # Go appends "$" to what it built; after a trailing lone backslash that "$" turns
                 # into an escaped, literal dollar and the expression loses its end anchor.
-                py = _re2_to_python(go_regex + "$", cleaned)
+                py = _re2_to_python(go_regex + "$")
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", FutureWarning)
                     self.regex = re.compile(py, re.ASCII)
@@ -721,7 +723,7 @@ def walk_context(context: Path, dockerfile: Path | str | None = None) -> Iterato
     A symlink is sent as a link, never followed, so a link to a directory is one entry.
     """
     context = _check_context(context)
-    root = Path(os.path.abspath(context))
+    root = os.path.abspath(context)
     matcher = PatternMatcher(read_patterns(context, dockerfile))
     if not matcher.patterns:
         yield from _walk_all(root, "")
@@ -729,7 +731,7 @@ def walk_context(context: Path, dockerfile: Path | str | None = None) -> Iterato
     yield from _walk_filtered(root, "", matcher, MatchInfo())
 
 
-def _scan(directory: Path, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
+def _scan(directory: str, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(directory) as it:
             return list(it)
@@ -741,18 +743,18 @@ def _scan(directory: Path, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
             "fix its permissions or exclude it in .dockerignore", str(directory)) from exc
 
 
-def _walk_all(directory: Path, prefix: str) -> Iterator[ContextEntry]:
+def _walk_all(directory: str, prefix: str) -> Iterator[ContextEntry]:
     for entry in _scan(directory, prefix, False):
         rel = prefix + entry.name
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk_all(Path(entry.path), rel + "/")
+            yield from _walk_all(entry.path, rel + "/")
             continue
         st = entry.stat(follow_symlinks=False)
         if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISLNK(st.st_mode):
             yield ContextEntry(rel, Path(entry.path), st)
 
 
-def _walk_filtered(directory: Path, prefix: str, matcher: PatternMatcher,
+def _walk_filtered(directory: str, prefix: str, matcher: PatternMatcher,
                    parent_info: MatchInfo, excluded_dir: bool = False) -> Iterator[ContextEntry]:
     for entry in _scan(directory, prefix, excluded_dir):
         rel = prefix + entry.name
@@ -760,7 +762,7 @@ def _walk_filtered(directory: Path, prefix: str, matcher: PatternMatcher,
         if entry.is_dir(follow_symlinks=False):
             if excluded and not matcher.may_reinclude_below(rel):
                 continue
-            yield from _walk_filtered(Path(entry.path), rel + "/", matcher, info, excluded)
+            yield from _walk_filtered(entry.path, rel + "/", matcher, info, excluded)
             continue
         if excluded:
             continue
