@@ -134,32 +134,41 @@ class AcrRegistry(pulumi.ComponentResource):
         # The result is a bare True: nothing secret leaks from it, so it must not taint what waits on it.
         return pulumi.Output.unsecret(pulumi.Output.all(creds.server, creds.username, creds.password).apply(check))
 
+    def _declare_namespace_and_repositories(
+        self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions, *, namespace_type: type,
+        repository_type: type, scope: dict, per_repository: dict[str, dict],
+    ) -> None:
+        """The namespace (unless adopted) and one repository per image; the classes differ per edition, the shape not.
+
+        `scope` holds the arguments both resources take on this edition (the Enterprise instance id);
+        `per_repository` the extra arguments of each image's repository.
+        """
+        reg = args.registry
+        depends: list[pulumi.Resource] = []
+        if reg.create_namespace:
+            depends.append(namespace_type(
+                f"{name}-namespace", name=reg.namespace, auto_create=False, default_visibility=reg.visibility,
+                opts=keep, **scope,
+            ))
+        for image, summary in args.repositories.items():
+            self.repositories[image] = repository_type(
+                f"{name}-{image}-repo", namespace=reg.namespace, name=image, repo_type=reg.visibility,
+                summary=summary, opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
+                **scope, **per_repository.get(image, {}),
+            )
+
     def _declare_enterprise(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
         import pulumi_alicloud as alicloud
 
         reg = args.registry
-        depends: list[pulumi.Resource] = []
-        if reg.create_namespace:
-            namespace = alicloud.cs.RegistryEnterpriseNamespace(
-                f"{name}-namespace",
-                instance_id=reg.instance_id,
-                name=reg.namespace,
-                auto_create=False,
-                default_visibility=reg.visibility,
-                opts=keep,
-            )
-            depends.append(namespace)
-        for image, summary in args.repositories.items():
-            self.repositories[image] = alicloud.cs.RegistryEnterpriseRepo(
-                f"{name}-{image}-repo",
-                instance_id=reg.instance_id,
-                namespace=reg.namespace,
-                name=image,
-                repo_type=reg.visibility,
-                summary=summary,
-                tag_immutability=args.tag_immutability.get(image, True),
-                opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
-            )
+        self._declare_namespace_and_repositories(
+            name, args, keep,
+            namespace_type=alicloud.cs.RegistryEnterpriseNamespace,
+            repository_type=alicloud.cs.RegistryEnterpriseRepo,
+            scope={"instance_id": reg.instance_id},
+            per_repository={img: {"tag_immutability": args.tag_immutability.get(img, True)}
+                            for img in args.repositories},
+        )
         found = alicloud.cs.get_registry_enterprise_instances_output(
             ids=[reg.instance_id], enable_details=True, opts=pulumi.InvokeOutputOptions(parent=self)
         )
@@ -178,25 +187,10 @@ class AcrRegistry(pulumi.ComponentResource):
         import pulumi_alicloud as alicloud
 
         reg = args.registry
-        depends: list[pulumi.Resource] = []
-        if reg.create_namespace:
-            namespace = alicloud.cr.Namespace(
-                f"{name}-namespace",
-                name=reg.namespace,
-                auto_create=False,
-                default_visibility=reg.visibility,
-                opts=keep,
-            )
-            depends.append(namespace)
-        for image, summary in args.repositories.items():
-            self.repositories[image] = alicloud.cr.Repo(
-                f"{name}-{image}-repo",
-                namespace=reg.namespace,
-                name=image,
-                repo_type=reg.visibility,
-                summary=summary,
-                opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
-            )
+        self._declare_namespace_and_repositories(
+            name, args, keep, namespace_type=alicloud.cr.Namespace, repository_type=alicloud.cr.Repo,
+            scope={}, per_repository={},
+        )
         self.server = pulumi.Output.from_input(classic_host(args.region, reg.endpoint))
         self.credentials = RegistryCredentials(
             server=self.server,
