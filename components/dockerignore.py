@@ -140,6 +140,9 @@ _ESCAPED = frozenset(".+()$")
 
 _EXACT, _PREFIX, _SUFFIX, _REGEXP = "exact", "prefix", "suffix", "regexp"
 
+# A byte that is not valid UTF-8, as os.fsdecode / surrogateescape represents it.
+_UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")
+
 # RE2's POSIX classes (valid inside a bracket expression), spelled for Python's re.
 _POSIX_CLASSES = {
     "alnum": "0-9A-Za-z",
@@ -527,6 +530,9 @@ class Pattern:
             return suffix[:1] == "/" and path == suffix[1:]
         if self.regex is None:
             raise ValueError(self.error)
+        if not path.isascii():
+            # Go's regexp engine reads each byte of a name that is not valid UTF-8 as U+FFFD.
+            path = _UNDECODABLE_BYTE.sub("\ufffd", path)
         # Go's MatchString searches: with a raw `|` an alternative need not start at the beginning.
         return self.regex.search(path) is not None
 
@@ -700,7 +706,11 @@ def read_patterns(context: Path, dockerfile: Path | str | None = None) -> list[s
     except OSError as exc:
         raise ValueError(f"cannot read the ignore file {str(path)!r}: {exc.strerror}; "
                          "make it a readable regular file or remove it") from exc
-    return parse_ignore_file(data.decode("utf-8", errors="surrogateescape"))
+    # The patterns reach the walker JSON-encoded inside the build definition, and Go's JSON
+    # encoder replaces every byte that is not valid UTF-8 with U+FFFD (oracle-verified: a pattern
+    # with a Latin-1 byte never matches the file it names, but matches a name holding U+FFFD).
+    text = _UNDECODABLE_BYTE.sub("\ufffd", data.decode("utf-8", errors="surrogateescape"))
+    return parse_ignore_file(text)
 
 
 @dataclass(frozen=True)

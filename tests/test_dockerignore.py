@@ -388,6 +388,18 @@ def test_sdk_12_dockerfile_specific_ignore_file(tmp_path):  # oracle: dockerfile
     assert _sdk_files(root) == [".dockerignore", "b"]
 
 
+def test_bytes_that_are_not_utf8(tmp_path):
+    """Patterns reach the walker as JSON (stray bytes become U+FFFD); Go's regexp engine reads a
+    stray byte of a file name as U+FFFD too (oracle: non-utf8-names-*)."""
+    for name in (b"caf\xe9", b"caf\xe8", "caf\ufffd".encode(), b"cafe"):
+        (tmp_path / os.fsdecode(name)).write_bytes(b"")
+    (tmp_path / ".dockerignore").write_bytes(b"caf\xe9\n")
+    assert read_patterns(tmp_path) == ["caf\ufffd"]
+    assert context_files(tmp_path) == [".dockerignore", "caf\udce8", "caf\udce9", "cafe"]
+    (tmp_path / ".dockerignore").write_bytes(b"caf\xe9*\n")
+    assert context_files(tmp_path) == [".dockerignore", "cafe"]
+
+
 # ----------------------------------------------------------------------------------------------
 # The walk
 # ----------------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ class Case:
     """One oracle case.
 
     tree: relative POSIX path -> file content (str/bytes), Link or EmptyDir; parents are created.
-    dockerignore: content of <context>/.dockerignore (None: no such file).
+      A name may hold surrogate escapes (os.fsdecode) for bytes that are not valid UTF-8.
+    dockerignore: content of <context>/.dockerignore (None: no such file; bytes are written as is).
     dockerfile: None puts the Dockerfile OUTSIDE the context (passed with -f); a relative path
       puts it inside the context at that path (its content is always COPY_ALL_DOCKERFILE).
     dockerfile_ignore: content of <Dockerfile>.dockerignore next to the Dockerfile (None: absent).
@@ -48,7 +49,7 @@ class Case:
 
     id: str
     tree: Mapping[str, Node]
-    dockerignore: str | None = None
+    dockerignore: str | bytes | None = None
     dockerfile: str | None = None
     dockerfile_ignore: str | None = None
     dockerfile_name: str = "Dockerfile"
@@ -71,7 +72,9 @@ def materialize(case: Case, workdir: Path) -> tuple[Path, Path]:
             path.write_bytes(node)
         else:
             path.write_text(node, encoding="utf-8")
-    if case.dockerignore is not None:
+    if isinstance(case.dockerignore, bytes):
+        (context / ".dockerignore").write_bytes(case.dockerignore)
+    elif case.dockerignore is not None:
         (context / ".dockerignore").write_text(case.dockerignore, encoding="utf-8")
     if case.dockerfile is None:
         dockerfile = workdir / "df" / case.dockerfile_name
