@@ -395,7 +395,7 @@ def test_bytes_that_are_not_utf8(tmp_path):
         (tmp_path / os.fsdecode(name)).write_bytes(b"")
     (tmp_path / ".dockerignore").write_bytes(b"caf\xe9\n")
     assert read_patterns(tmp_path) == ["caf\ufffd"]
-    assert context_files(tmp_path) == [".dockerignore", "caf\udce8", "caf\udce9", "cafe"]
+    assert context_files(tmp_path) == [".dockerignore", "cafe", "caf\udce8", "caf\udce9"]
     (tmp_path / ".dockerignore").write_bytes(b"caf\xe9*\n")
     assert context_files(tmp_path) == [".dockerignore", "cafe"]
 
