@@ -125,6 +125,11 @@ CASES: list[Case] = [
     Case("dockerfile-outside-specific-ignore", base(), "docs\n", dockerfile_name="web.Dockerfile",
          dockerfile_ignore="src\n*.md\n"),
     Case("dockerfile-outside-context-ignore", base(), "src\n", dockerfile_name="web.Dockerfile"),
+    Case("dockerfile-outside-context-specific-ignore-in-context-unused",
+         base(**{"Dockerfile.dockerignore": "src\n"}), "docs\n",
+         note="only <Dockerfile>.dockerignore NEXT TO the Dockerfile counts"),
+    Case("plain-dockerignore-next-to-dockerfile-unused",
+         base(**{"build/.dockerignore": "src\n"}), "docs\n", dockerfile="build/Dockerfile"),
     # --- links, empty directories, odd names
     Case("symlinks", base(**{"lnk": Link("a.txt"), "dlink": Link("docs"), "dangling": Link("nowhere"),
                              "sub/up": Link("../src")}), "docs\n"),
