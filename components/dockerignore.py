@@ -749,7 +749,7 @@ def _scan(directory: str, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
         if excluded:  # fsutil ignores permission errors below excluded directories
             return []
         raise PermissionError(
-            exc.errno, f"cannot list {rel or '.'!r} in the build context ({exc.strerror}); "
+            exc.errno, f"cannot list {rel.rstrip('/') or '.'!r} in the build context ({exc.strerror}); "
             "fix its permissions or exclude it in .dockerignore", str(directory)) from exc
 
 
