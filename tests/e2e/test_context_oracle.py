@@ -108,6 +108,10 @@ CASES: list[Case] = [
     Case("exception-of-parent-after-child", base(), "src/cache\n!src\n",
          note="SDK-10: the child pattern still wins below src"),
     Case("exception-with-space-after-bang", base(), "*.md\n! README.md\n"),
+    Case("escaped-bang-and-hash-are-literal", {"!a": "1", "a": "2", "!!a": "3", "#c": "4", "b": "5"},
+         "\\!a\n\\#c\n"),
+    Case("exception-of-a-name-starting-with-bang", {"!a": "1", "a": "2", "!!a": "3", "b": "4"},
+         "*\n! !a\n!!!a\n", note="one '!' is the exception marker, the rest is the name"),
     Case("exception-dir-slash-doublestar", base(), "docs\n!docs/deep/**\n"),
     # --- special files in the context
     Case("ignore-the-dockerignore", base(), ".dockerignore\n", note="SDK-3"),
