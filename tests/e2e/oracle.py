@@ -2,9 +2,8 @@
 
 A case is a small tree plus ignore files. `materialize` writes it to disk; `engine_files` builds
 `FROM scratch` + `COPY . /ctx/` with BuildKit (`docker buildx build --output type=tar`) and lists the
-regular files and symlinks under `ctx/` in the exported file system. `engine_files_many` runs
-several builds at once: each build is mostly waiting on the engine, so a small thread pool cuts
-the wall time without loading the two CI cores much.
+regular files and symlinks under `ctx/` in the exported file system. A build spends most of its
+time waiting on the engine, so callers may run several at once from a small thread pool.
 """
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ import os
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,23 +114,3 @@ def engine_files(docker: str, context: Path, dockerfile: Path) -> list[str]:
                 if member.isfile() or member.issym() or member.islnk():
                     files.append(name[len("ctx/"):])
         return sorted(files)
-
-
-def engine_files_for_case(docker: str, case: Case) -> list[str]:
-    with tempfile.TemporaryDirectory(prefix=f"oracle-{case.id[:40]}-") as tmp:
-        context, dockerfile = materialize(case, Path(tmp))
-        return engine_files(docker, context, dockerfile)
-
-
-def engine_files_many(docker: str, cases: Iterable[Case], workers: int = 4) -> dict[str, list[str] | Exception]:
-    """Run many cases concurrently: id -> file list, or the exception the build raised."""
-    cases = list(cases)
-
-    def one(case: Case) -> list[str] | Exception:
-        try:
-            return engine_files_for_case(docker, case)
-        except Exception as exc:  # reported per case by the caller
-            return exc
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip((c.id for c in cases), pool.map(one, cases)))
