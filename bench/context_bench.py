@@ -13,7 +13,8 @@ and prints, in one run, the median over --repeats of:
     same small tree.
 Fairness: every file is read once before timing so all sides start from a warm page cache, and the
 sides run alternately within each repeat so background load hits them alike.
-Targets (issue 3): cold >= 1.6x openssl on the large files; warm <= 2x the bare walk.
+Targets (issue 3): cold >= 1.6x openssl on the large files; warm <= 2x the bare walk, judged on the
+medians; the best-of columns show the same comparison with background load filtered out.
 """
 from __future__ import annotations
 
@@ -161,12 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     gib = large_bytes / (1 << 30)
     print(f"\ncold: {len(large_files)} large files, {large_bytes / MiB:.0f} MiB; median of {repeats} "
           f"(references: {min(repeats, 3)}); {_load_note()}")
-    print(f"  {'side':32} {'seconds':>9} {'GiB/s':>7} {'vs openssl':>11}")
+    print(f"  {'side':32} {'seconds':>9} {'GiB/s':>7} {'vs openssl':>11} {'best s':>8} {'vs openssl':>11}")
     med = {k: statistics.median(v) for k, v in times.items() if v}
+    best = {k: min(v) for k, v in times.items() if v}
     base = med.get("openssl dgst -sha256")
+    base_best = best.get("openssl dgst -sha256")
     for name, t in med.items():
         ratio = f"{base / t:10.2f}x" if base else "        n/a"
-        print(f"  {name:32} {t:9.3f} {gib / t:7.2f} {ratio}")
+        ratio_best = f"{base_best / best[name]:10.2f}x" if base_best else "        n/a"
+        print(f"  {name:32} {t:9.3f} {gib / t:7.2f} {ratio} {best[name]:8.3f} {ratio_best}")
 
     # ---- warm: 20,000 small files
     ctx.context_digest(small)  # populate
@@ -199,9 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     wc, dc = mc["os.walk + lstat (bare)"], mc["acr-publish digest (warm)"]
     print(f"\nwarm: {small_count} small files; median of {repeats}; files re-read by a warm run: {warm_reads}; "
           f"{_load_note()}")
-    print(f"  {'side':32} {'wall s':>9} {'vs walk':>9} {'CPU s':>9} {'vs walk':>9}")
+    bw = {k: min(v) for k, v in wall.items()}
+    print(f"  {'side':32} {'wall s':>9} {'vs walk':>9} {'CPU s':>9} {'vs walk':>9} {'best s':>8} {'vs walk':>9}")
     for name in sides_w:
-        print(f"  {name:32} {mw[name]:9.3f} {mw[name] / w:8.2f}x {mc[name]:9.3f} {mc[name] / wc:8.2f}x")
+        print(f"  {name:32} {mw[name]:9.3f} {mw[name] / w:8.2f}x {mc[name]:9.3f} {mc[name] / wc:8.2f}x "
+              f"{bw[name]:8.3f} {bw[name] / bw['os.walk + lstat (bare)']:8.2f}x")
     print(f"  {'acr-publish digest (cold, ref.)':32} {cold_small:9.3f} {cold_small / w:8.2f}x")
 
     print("\ntargets:")
