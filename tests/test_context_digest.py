@@ -181,6 +181,36 @@ def test_build_arg_order_does_not_matter(tmp_path_factory, args, rnd):
         context_digest(tree, build_args=dict(sorted(args.items())), cache=False)
 
 
+_names = st.text(alphabet="abcxyz_.-é 01", min_size=1, max_size=6).filter(lambda n: n not in (".", ".."))
+_trees = st.dictionaries(st.lists(_names, min_size=1, max_size=3).map("/".join), st.binary(max_size=40),
+                         min_size=1, max_size=8).filter(
+    # no path may be both a file and a directory prefix of another file
+    lambda t: not any(b.startswith(a + "/") for a in t for b in t)
+    and not any(k == "Dockerfile" or k.startswith("Dockerfile/") for k in t))
+
+
+@settings(max_examples=15, deadline=None)
+@given(_trees, st.randoms(), st.data())
+def test_random_trees_digest_by_content_not_by_history(tmp_path_factory, files, rnd, data):
+    base = tmp_path_factory.mktemp("prop")
+    items = list(files.items())
+    a = make_tree(base / "a", dict(items))
+    rnd.shuffle(items)
+    b = make_tree(base / "b" / "deeper", dict(items))  # other creation order, other absolute path
+    for p in b.rglob("*"):
+        os.utime(p, ns=(rnd.randrange(10**18), rnd.randrange(10**18)), follow_symlinks=False)
+    assert context_digest(a, cache=False) == context_digest(b, cache=False)
+    # ...and any one-byte change (or growth) of any one file moves it
+    rel = data.draw(st.sampled_from(sorted(files)))
+    content = bytearray(files[rel])
+    if content:
+        content[data.draw(st.integers(0, len(content) - 1))] ^= data.draw(st.integers(1, 255))
+    else:
+        content = bytearray(b"x")
+    (b / rel).write_bytes(bytes(content))
+    assert context_digest(a, cache=False) != context_digest(b, cache=False)
+
+
 def test_target_and_platform_change_digest(tree):
     base = digest(tree)
     assert digest(tree, target="build") != base
