@@ -265,6 +265,11 @@ def run_stack(
             task.cancel()
         if pending:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        # Output futures that carried the program's exception may be collected after the loop closed; the exception
+        # was already raised to the caller, so asyncio's "never retrieved" report about them is noise.
+        loop.set_exception_handler(
+            lambda lp, ctx: None if "never retrieved" in ctx.get("message", "") else lp.default_exception_handler(ctx)
+        )
         asyncio.set_event_loop(None)
         loop.close()
     return StackRun(stack=stack_name or stack, resources=monitor.recorded, outputs=outputs,
