@@ -732,13 +732,13 @@ def walk_context(context: Path, dockerfile: Path | str | None = None) -> Iterato
     re-include something inside them (fsutil's rule, `PatternMatcher.may_reinclude_below`).
     A symlink is sent as a link, never followed, so a link to a directory is one entry.
     """
+    # Not a generator itself: a bad context or a malformed pattern raises here, at the call.
     context = _check_context(context)
     root = os.path.abspath(context)
     matcher = PatternMatcher(read_patterns(context, dockerfile))
     if not matcher.patterns:
-        yield from _walk_all(root, "")
-        return
-    yield from _walk_filtered(root, "", matcher, MatchInfo())
+        return _walk_all(root, "")
+    return _walk_filtered(root, "", matcher, MatchInfo())
 
 
 def _scan(directory: str, rel: str, excluded: bool) -> list[os.DirEntry[str]]:

@@ -407,6 +407,8 @@ def test_bytes_that_are_not_utf8(tmp_path):
 def test_context_must_be_a_directory(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         context_files(tmp_path / "missing")
+    with pytest.raises(ValueError, match="does not exist"):
+        walk_context(tmp_path / "missing")  # at the call, not at the first next()
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is not a directory"):
         context_files(tmp_path / "file")
