@@ -159,7 +159,7 @@ def _tree_value(chunks: list[bytes]) -> str:
     return h.hexdigest()
 
 
-def _hash_files(misses: list[tuple[str, Path, os.stat_result]], run_start_ns: int) -> dict[str, _Hashed]:
+def _hash_files(misses: list[tuple[str, Path | str, os.stat_result]], run_start_ns: int) -> dict[str, _Hashed]:
     """Hash every file in `misses` on all cores; large files are split into TREE_CHUNK pieces."""
     results: dict[str, _Hashed] = {}
     if not misses:
@@ -336,15 +336,15 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     store = StatCache.load(context, df) if cache else StatCache.disabled(context, df)
 
     entries, sizes, walked_misses = store.partition(walk_context(context, dockerfile))
-    misses: list[tuple[str, Path, os.stat_result]] = []
+    misses: list[tuple[str, Path | str, os.stat_result]] = []
     for e in walked_misses:
         st = e.stat
         if stat_module.S_ISLNK(st.st_mode):
             # Never trusted, so always here: readlink is one system call and reads no content.
-            entries[e.rel] = make_entry(st, "l", os.readlink(e.path), 0, False)
+            entries[e.rel] = make_entry(st, "l", os.readlink(e.abspath), 0, False)
             sizes[e.rel] = st.st_size
         else:
-            misses.append((e.rel, e.path, st))
+            misses.append((e.rel, e.abspath, st))
     lookup = store.lookup
 
     # The Dockerfile goes through the same cache under a key no relative path can take.
