@@ -567,13 +567,34 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Inspect a build context the way acr-publish sees it.")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="digest, tag, size, and what changed since the previous digest")
-    ex.add_argument("context", type=Path)
+    ex.add_argument("context", type=Path, nargs="?", help="the build context (or use --stack and --image)")
+    ex.add_argument("--stack", help="take context, dockerfile, build args, target and platform from "
+                                    "stacks/Pulumi.<stack>.yaml (with --image)")
+    ex.add_argument("--image", help="the image's name in that stack")
     ex.add_argument("--dockerfile", type=Path, default=None, help="default: <context>/Dockerfile")
     ex.add_argument("--build-arg", dest="build_args", action="append", type=_parse_build_arg, default=[],
                     metavar="NAME=VALUE")
     ex.add_argument("--target", default=None)
     ex.add_argument("--platform", default="linux/amd64")
     opts = parser.parse_args(argv)
+    if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
+        parser.error("give either a context path, or --stack and --image (the tag the stack would build)")
+    if opts.stack is not None:
+        from components.settings import ConfigError, load_stack_file
+
+        try:
+            settings = load_stack_file(opts.stack)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        images = {img.name: img for img in settings.images}
+        if opts.image not in images:
+            print(f"error: stack {opts.stack!r} has no image {opts.image!r}; its images are "
+                  f"{', '.join(sorted(images))}", file=sys.stderr)
+            return 2
+        img = images[opts.image]
+        opts.context, opts.dockerfile = settings.path(img.context), settings.path(img.dockerfile)
+        opts.build_args, opts.target, opts.platform = list(img.build_args.items()), img.target, img.platform
     try:
         run = _run(opts.context, opts.dockerfile, dict(opts.build_args), opts.target, opts.platform, True)
     except (OSError, ValueError, TypeError) as exc:
