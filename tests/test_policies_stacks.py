@@ -147,3 +147,61 @@ def test_the_personal_edition_in_prod_is_checked_too(preflight_calls):
     violations = mandatory(rules.evaluate(as_inputs(run)))
     assert {v.policy for v in violations} == {"prod-repository-private", "prod-registry-resources-protected"}
     assert {r.type for r in run.resources} >= {rules.CLASSIC_NAMESPACE, rules.CLASSIC_REPO}
+
+
+@pytest.fixture
+def latest_tag(monkeypatch):
+    """Every image of the program gets the floating tag 'latest' instead of its content tag.
+
+    components/image.py takes the tag from `components.context.check_context(...).tag`, so the real context walk
+    still runs and only the tag it hands back is replaced.
+    """
+    import dataclasses
+
+    import components.context as build_context
+
+    real = build_context.check_context
+
+    def check_context(*args, **kwargs):
+        return dataclasses.replace(real(*args, **kwargs), tag="latest")
+
+    monkeypatch.setattr(build_context, "check_context", check_context)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_an_image_tagged_latest_fails(stack, latest_tag, preflight_calls, pack_policies):
+    run = run_stack(stack)
+    images = run.of_type(rules.DOCKER_IMAGE)
+    assert images, f"stack {stack} declares no docker.Image"
+    for image in images:
+        assert image.inputs["imageName"].endswith(":latest"), image.urn
+    violations = rules.evaluate(as_inputs(run))
+    assert {v.policy for v in violations} == {"docker-image-tag-not-latest"}
+    assert {v.resource for v in violations} == {i.name for i in images}
+    assert {p for p, _ in through_the_sdk(pack_policies, run)} == {"docker-image-tag-not-latest"}
+
+
+NAMESPACE_CLASSES = {"prod": ("cs", "RegistryEnterpriseNamespace"), "personal-example": ("cr", "Namespace")}
+
+
+@pytest.mark.parametrize("stack", sorted(NAMESPACE_CLASSES))
+def test_a_namespace_with_auto_create_fails(stack, monkeypatch, preflight_calls, pack_policies):
+    """The program's namespace declared with auto_create=True, whatever components/registry.py passes."""
+    import pulumi_alicloud
+
+    module, class_name = NAMESPACE_CLASSES[stack]
+    namespace_class = getattr(getattr(pulumi_alicloud, module), class_name)
+    real_init = namespace_class.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **{**kwargs, "auto_create": True})
+
+    monkeypatch.setattr(namespace_class, "__init__", init)
+    run = run_stack(stack)
+    namespaces = [r for r in run.resources if r.type in rules.NAMESPACE_TYPES]
+    assert namespaces, f"stack {stack} declares no namespace"
+    assert all(n.inputs.get("autoCreate") is True for n in namespaces), [n.urn for n in namespaces]
+    violations = rules.evaluate(as_inputs(run))
+    assert {v.policy for v in violations} == {"namespace-no-auto-create"}
+    assert {v.resource for v in violations} == {n.name for n in namespaces}
+    assert {p for p, _ in through_the_sdk(pack_policies, run)} == {"namespace-no-auto-create"}
