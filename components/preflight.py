@@ -36,7 +36,16 @@ _MIN_SCRUB_LEN = 4
 
 
 class PreflightError(Exception):
-    """The registry cannot be used as configured; str() is the whole person-readable message, free of secrets."""
+    """The registry cannot be used as configured; str() is the whole person-readable message, free of secrets.
+
+    `kind` says what failed: "unreachable" (the host does not resolve, refuses or does not answer), "tls", "auth"
+    (credentials rejected or missing), "forbidden" (no push permission), "config" (the server setting itself), or
+    "protocol" (an answer the preflight does not understand).
+    """
+
+    def __init__(self, message: str, kind: str = "protocol"):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -52,13 +61,18 @@ class PreflightTarget:
     repositories: tuple[str, ...]
     """Repositories (`namespace/repo`) the stack pushes to; push permission is checked for each."""
     allow_plain_http: bool = False
-    """True only for the local edition; plain HTTP is honoured only for loopback hosts."""
+    """True only for the local edition: loopback registries are then reached over plain HTTP, as docker does for
+    them; any other host always over HTTPS."""
+    check_push: bool = True
+    """Also prove push permission on each repository. False (previews, which run on read-only credentials) checks
+    the login only, asking the token service for pull scope."""
 
     def __repr__(self) -> str:  # the dataclass repr would show the password in tracebacks and logs
         password = None if self.password is None else _MASK
         return (
             f"PreflightTarget(server={self.server!r}, username={self.username!r}, password={password!r}, "
-            f"repositories={self.repositories!r}, allow_plain_http={self.allow_plain_http!r})"
+            f"repositories={self.repositories!r}, allow_plain_http={self.allow_plain_http!r}, "
+            f"check_push={self.check_push!r})"
         )
 
 
@@ -146,14 +160,15 @@ class _Check:
             self.endpoint = self._endpoint()
             self._resolve(self.endpoint)
             self._login()
-            for repository in self.target.repositories:
-                self._probe_push(repository)
+            if self.target.check_push:
+                for repository in self.target.repositories:
+                    self._probe_push(repository)
         finally:
             self.session.close()
 
     # -- helpers shared by every step
-    def fail(self, message: str) -> PreflightError:
-        return PreflightError(self.scrub(f"{_PREFIX} for '{self.target.server}' failed: {message}"))
+    def fail(self, message: str, kind: str = "protocol") -> PreflightError:
+        return PreflightError(self.scrub(f"{_PREFIX} for '{self.target.server}' failed: {message}"), kind)
 
     def scrub(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):
@@ -173,7 +188,8 @@ class _Check:
         if left <= 0:
             raise self.fail(
                 f"the check used up its {self.budget:g}s budget before {what}; the registry or the network is too "
-                "slow to answer"
+                "slow to answer",
+                "unreachable",
             )
         return left
 
@@ -191,12 +207,14 @@ class _Check:
         if "://" in server:
             raise self.fail(
                 f"acr-publish:registry.server '{server}' has a scheme; give host[:port] only, e.g. "
-                f"'{urlsplit(server).netloc or 'registry.example.com'}'"
+                f"'{urlsplit(server).netloc or 'registry.example.com'}'",
+                "config",
             )
         if not server or "/" in server:
             raise self.fail(
                 f"acr-publish:registry.server '{server}' is not host[:port]; give the registry host only, "
-                "without namespace or path"
+                "without namespace or path",
+                "config",
             )
         if server.count(":") > 1 and not server.startswith("["):
             host, port = server, None  # a bare IPv6 literal such as ::1
@@ -205,14 +223,10 @@ class _Check:
             try:
                 host, port = parts.hostname or "", parts.port
             except ValueError:
-                raise self.fail(f"acr-publish:registry.server '{server}' has an invalid port") from None
-        loopback = _is_loopback(host)
-        if self.target.allow_plain_http and not loopback:
-            raise self.fail(
-                f"plain HTTP is allowed only for loopback registries (127.0.0.0/8, ::1, localhost), not '{host}'; "
-                "a remote registry must be reached over HTTPS"
-            )
-        scheme = "http" if self.target.allow_plain_http else "https"
+                raise self.fail(f"acr-publish:registry.server '{server}' has an invalid port", "config") from None
+        # Plain HTTP only for a loopback registry of the local edition; a local-edition registry elsewhere on the
+        # network is reached over HTTPS, as docker reaches it unless the daemon lists it as insecure.
+        scheme = "http" if self.target.allow_plain_http and _is_loopback(host) else "https"
         return _Endpoint(host=host, port=port, scheme=scheme)
 
     # -- step 2: name resolution, bounded (getaddrinfo itself has no timeout)
@@ -225,7 +239,7 @@ class _Check:
         )
         if "-vpc" in endpoint.host.lower() or "-internal" in endpoint.host.lower():
             hint += "; a VPC or internal endpoint resolves only inside its VPC, so use the public endpoint here"
-        raise self.fail(f"cannot resolve host '{endpoint.host}' ({problem}); {hint}")
+        raise self.fail(f"cannot resolve host '{endpoint.host}' ({problem}); {hint}", "unreachable")
 
     # -- one HTTP exchange, with every transport failure turned into a message
     def send(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
@@ -236,6 +250,7 @@ class _Check:
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         left = self.remaining(what or f"{method} {url}")
         problem: str | None = None
+        kind = "unreachable"
         try:
             # The proxy settings of the environment apply as they would to docker, except for loopback hosts.
             proxies = {} if _is_loopback(host) else requests.utils.get_environ_proxies(url)
@@ -244,6 +259,7 @@ class _Check:
                 proxies=proxies,
             )
         except requests.exceptions.SSLError as exc:
+            kind = "tls"
             problem = (
                 f"TLS with {hostport} failed: {_tls_reason(exc)} (trusted: {self._trust_summary()}). "
                 "If the registry uses a private or self-signed "
@@ -268,9 +284,10 @@ class _Check:
             else:
                 problem = f"cannot connect to {hostport}: {_short_reason(exc)}; {self._unreachable_hint(host)}"
         except requests.exceptions.RequestException as exc:
+            kind = "protocol"
             problem = f"{method} {url} failed: {_short_reason(exc)}"
         # Raised outside the except blocks so the PreflightError carries no chained transport exception.
-        raise self.fail(problem)
+        raise self.fail(problem, kind)
 
     def _trust_summary(self) -> str:
         adapter = self.session.get_adapter("https://")
@@ -317,9 +334,10 @@ class _Check:
             )
         if not self.target.username or self.target.password is None:
             raise self.fail(
-                f"the registry requires a login, but no registry username/password is configured; set the "
-                f"registry credentials of the stack (for ACR: the registry login user and password, or a "
-                f"temporary token)"
+                "the registry requires a login, but the stack has no registry credentials; set "
+                "acr-publish:registry.username in the stack file and the password with `pulumi config set --secret "
+                "acr-publish:registryPassword <password>` (Enterprise stacks get a temporary token instead)",
+                "auth",
             )
         scheme, params = challenge
         if scheme == "basic":
@@ -346,7 +364,7 @@ class _Check:
                 "GetAuthorizationToken, which needs the RAM permission cr:GetAuthorizationToken and expires "
                 "after about an hour"
             )
-        return self.fail(message)
+        return self.fail(message, "auth")
 
     def _fetch_token(self, params: dict[str, str]) -> str:
         realm = params.get("realm", "")
@@ -361,8 +379,9 @@ class _Check:
         query: list[tuple[str, str]] = [("account", self.target.username or "")]
         if params.get("service"):
             query.append(("service", params["service"]))
+        actions = "push,pull" if self.target.check_push else "pull"
         for repository in self.target.repositories:
-            query.append(("scope", f"repository:{repository}:push,pull"))
+            query.append(("scope", f"repository:{repository}:{actions}"))
         prepared = requests.Request("GET", realm, params=query).prepare()
         basic = base64.b64encode(f"{self.target.username}:{self.target.password}".encode()).decode()
         response = self.send("GET", prepared.url or realm, headers={"Authorization": f"Basic {basic}"},
@@ -414,7 +433,7 @@ class _Check:
                 " (ACR: RAM permission cr:PushRepository on "
                 f"acs:cr:<region>:<account>:repository/<instance-id>/{namespace}/*)"
             )
-        return self.fail(message)
+        return self.fail(message, "forbidden")
 
     def _cancel_upload(self, response: requests.Response, headers: Mapping[str, str]) -> None:
         location = response.headers.get("Location")

@@ -118,17 +118,28 @@ class AcrRegistry(pulumi.ComponentResource):
         """Resolves True once the registry answered and accepted the credentials; raises PreflightError otherwise.
 
         It runs as soon as server and credentials are known, in preview too (the Enterprise token comes from an
-        invoke, which previews run), so a pull request's preview catches broken credentials.
+        invoke, which previews run), so a pull request's preview catches broken credentials. A preview runs on
+        read-only credentials, so it checks the login only, not push permission; and a preview often runs where the
+        registry cannot be reached (a VPC endpoint, or an instance whose internet access allows only the deploy
+        runner), so there an unreachable registry is a warning: `pulumi up` still fails on it.
         """
-        from components.preflight import PreflightTarget, check_registry
+        from components.preflight import PreflightError, PreflightTarget, check_registry
 
         repositories = tuple(self.repository_paths.values())
         allow_plain_http = args.registry.edition == "local"
+        preview = pulumi.runtime.is_dry_run()
         creds = self.credentials
 
         def check(values: list) -> bool:
             server, username, password = values
-            check_registry(PreflightTarget(server, username, password, repositories, allow_plain_http))
+            target = PreflightTarget(server, username, password, repositories, allow_plain_http,
+                                     check_push=not preview)
+            try:
+                check_registry(target)
+            except PreflightError as err:
+                if not (preview and err.kind == "unreachable"):
+                    raise
+                pulumi.log.warn(f"{err} (preview goes on: `pulumi up` needs this registry reachable)", resource=self)
             return True
 
         # The result is a bare True: nothing secret leaks from it, so it must not taint what waits on it.

@@ -206,16 +206,19 @@ def run_stack(
     mocks: StackMocks | None = None,
     project_root: Path = PROJECT_ROOT,
     stack_name: str | None = None,
+    records: list[Recorded] | None = None,
+    warnings: list[str] | None = None,
 ) -> StackRun:
     """Run the real __main__.py for stacks/Pulumi.<stack>.yaml (as stack `stack_name`, default `stack`).
 
     `config_overrides` maps full config keys (e.g. "acr-publish:registry") to replacement values; None removes a key.
-    Exceptions raised by the program (configuration errors, preflight failures) propagate.
+    Exceptions raised by the program (configuration errors, preflight failures) propagate; pass `records` and
+    `warnings` lists to see what was registered and warned before the failure.
     """
     mocks = mocks or StackMocks()
     monitor = RecordingMonitor(mocks)
     config, secret_keys = stack_config(stack, config_overrides)
-    warnings: list[str] = []
+    warnings = warnings if warnings is not None else []
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -253,6 +256,8 @@ def run_stack(
         outputs, secret_outputs = loop.run_until_complete(collect())
     finally:
         pulumi.log.warn = original_warn
+        if records is not None:
+            records.extend(monitor.recorded)
         os.chdir(old_cwd)
         sys.path.remove(str(project_root))
         if foreign:

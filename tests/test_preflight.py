@@ -222,13 +222,47 @@ def test_plain_http_token_realm_is_refused_for_remote_hosts(registry) -> None:
     assert "token realm http://auth.example.com/token is plain HTTP" in message
 
 
-def test_plain_http_is_refused_for_a_non_loopback_host(registry) -> None:
-    adapter = registry(lambda request: (200, {}, b"{}"))
-    message = failure(PreflightTarget("registry.example.com:5000", "pusher", PASSWORD, REPOS,
-                                      allow_plain_http=True), PASSWORD)
-    assert "plain HTTP is allowed only for loopback registries" in message
-    assert "'registry.example.com'" in message
-    assert adapter.sent == []  # refused before any connection
+def test_a_local_edition_registry_off_loopback_is_reached_over_https(registry) -> None:
+    """docker itself talks plain HTTP only to loopback registries (unless the daemon lists others as insecure)."""
+    adapter = registry(lambda request: (200, {}, b"{}") if request.method == "GET" else (202, {}, b""))
+    check_registry(PreflightTarget("registry.example.com:5000", None, None, REPOS, allow_plain_http=True))
+    assert adapter.sent[0].url == "https://registry.example.com:5000/v2/"
+    assert all(r.url.startswith("https://") for r in adapter.sent)
+
+
+def test_without_push_check_only_the_login_is_checked_with_pull_scope(registry) -> None:
+    """Previews run on read-only credentials: the token is asked for pull scope, and no upload is started."""
+    realm = "https://auth.example.com/token"
+
+    def handler(request):
+        if request.url.startswith(realm):
+            return 200, {}, b'{"token": "tok-123456"}'
+        if request.headers.get("Authorization") == "Bearer tok-123456":
+            return 200, {}, b"{}"
+        return 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="acr"'}, b""
+
+    adapter = registry(handler)
+    check_registry(PreflightTarget(ACR, "reader", PASSWORD, REPOS, check_push=False))
+    assert [r.method for r in adapter.sent] == ["GET", "GET", "GET"], "login only: no POST to blobs/uploads"
+    token_request = adapter.sent[1]
+    assert "push" not in token_request.url and "%3Apull" in token_request.url
+
+
+@pytest.mark.parametrize("reply, kind", [
+    ((401, {"WWW-Authenticate": 'Basic realm="r"'}, b""), "auth"),
+    ((500, {}, b"boom"), "protocol"),
+])
+def test_errors_carry_their_kind(registry, reply, kind) -> None:
+    registry(lambda request: reply)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS))
+    assert err.value.kind == kind
+
+
+def test_unresolvable_hosts_are_unreachable_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget("no-such-registry.invalid", "u", PASSWORD, REPOS), timeout=5)
+    assert err.value.kind == "unreachable"
 
 
 @pytest.mark.parametrize("server, url", [

@@ -192,10 +192,39 @@ def test_personal_vpc_endpoint_host(preflight_calls):
 def test_preflight_failure_stops_before_any_image_is_declared(preflight_calls):
     from components.preflight import PreflightError
 
-    preflight_calls.fail = PreflightError("registry 127.0.0.1:5000 refused the connection")
+    preflight_calls.fail = PreflightError("registry 127.0.0.1:5000 refused the connection", "unreachable")
+    records: list = []
     with pytest.raises(PreflightError, match="refused"):
-        run_stack("local")
-    # The images' names wait on the preflight, so the failure surfaces before they could be registered.
+        run_stack("local", records=records)
+    assert records, "the run registered nothing at all: the test would prove nothing"
+    assert not [r.urn for r in records if r.type == IMAGE], "an image was declared although the preflight failed"
+
+
+def test_up_checks_push_permission_and_preview_only_the_login(preflight_calls):
+    run_stack("dev")
+    run_stack("dev", preview=True)
+    assert [t.check_push for t in preflight_calls] == [True, False]
+
+
+def test_unreachable_registry_only_warns_in_preview(preflight_calls):
+    from components.preflight import PreflightError
+
+    preflight_calls.fail = PreflightError("cannot resolve host 'acme-registry-vpc...'", "unreachable")
+    run = run_stack("prod", preview=True)
+    assert len(run.of_type(IMAGE)) == 2
+    assert any("cannot resolve host" in w and "pulumi up" in w for w in run.warnings), run.warnings
+    with pytest.raises(PreflightError):
+        run_stack("prod")
+
+
+def test_rejected_credentials_fail_the_preview(preflight_calls):
+    from components.preflight import PreflightError
+
+    preflight_calls.fail = PreflightError("credentials rejected (401)", "auth")
+    records: list = []
+    with pytest.raises(PreflightError, match="rejected"):
+        run_stack("dev", preview=True, records=records)
+    assert not [r.urn for r in records if r.type == IMAGE]
 
 
 def test_preflight_can_be_turned_off(preflight_calls):

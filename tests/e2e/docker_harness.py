@@ -145,8 +145,10 @@ class DockerImageProvider:
         image_name = inputs["imageName"]
         stack = pulumi.get_stack()
         preview = pulumi.runtime.is_dry_run()
-        # A hash, not the JSON itself: the inputs hold the registry password.
-        fingerprint = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+        # The provider's diff ignores registry.username and registry.password (a rotating token must not force a
+        # rebuild); only registry.server counts. A hash, not the JSON itself, all the same.
+        diffed = {**inputs, "registry": {"server": (inputs.get("registry") or {}).get("server")}}
+        fingerprint = hashlib.sha256(json.dumps(diffed, sort_keys=True, default=str).encode()).hexdigest()
         key = (stack, resource)
 
         previous = self._state.get(key)

@@ -119,7 +119,8 @@ def test_unknown_user_is_rejected_like_a_wrong_password(basic_registry: Registry
 
 def test_missing_credentials_on_a_registry_that_requires_login(basic_registry: RegistryServer) -> None:
     message = failure(PreflightTarget(basic_registry.server, None, None, REPOS, allow_plain_http=True))
-    assert "requires a login" in message and "no registry username/password is configured" in message
+    assert "requires a login" in message and "the stack has no registry credentials" in message
+    assert "acr-publish:registry.username" in message and "--secret acr-publish:registryPassword" in message
 
 
 def test_bearer_token_path_passes(token_registry: RegistryServer, token_server: TokenServer) -> None:
@@ -152,6 +153,13 @@ def test_push_not_allowed_names_user_host_and_namespace(token_registry: Registry
     assert f"user 'reader' may not push to {token_registry.server}/acme/web" in message
     assert "insufficient_scope" in message
     assert "push permission on namespace 'acme'" in message
+
+
+def test_read_only_account_passes_a_login_only_check(token_registry: RegistryServer,
+                                                    token_server: TokenServer) -> None:
+    """What previews run (check_push=False): 'reader' may log in, and that is all a read-only preview role can do."""
+    check_registry(PreflightTarget(token_registry.server, "reader", token_server.users["reader"], REPOS,
+                                   allow_plain_http=True, check_push=False))
 
 
 def test_push_refused_for_one_of_several_repositories_names_that_one(token_registry: RegistryServer,
