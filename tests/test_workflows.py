@@ -243,6 +243,72 @@ def test_gitlab_deploys_in_order_with_resource_groups(gitlab):
     assert "--suppress-outputs" in " ".join(gitlab[".up"]["script"])
 
 
+def gitlab_job(gitlab: dict, name: str) -> dict:
+    """A job with its `extends` chain applied as GitLab does: hashes merge key by key, anything else is replaced."""
+    def merge(base: dict, override: dict) -> dict:
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+                else value
+        return merged
+
+    job = gitlab[name]
+    parents = job.get("extends", [])
+    resolved: dict = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        resolved = merge(resolved, gitlab_job(gitlab, parent))
+    return merge(resolved, {k: v for k, v in job.items() if k != "extends"})
+
+
+DIND_SERVICE = re.compile(r"^docker:\d+\.\d+\.\d+-dind$")
+
+
+def test_gitlab_up_jobs_build_with_a_pinned_docker_in_docker_service(gitlab):
+    for stack in CLOUD_STACKS:
+        job = gitlab_job(gitlab, f"up:{stack}")
+        services = [s if isinstance(s, dict) else {"name": s} for s in job.get("services", [])]
+        dind = [s for s in services if str(s["name"]).startswith("docker:")]
+        assert len(dind) == 1, f"up:{stack} needs one docker:<version>-dind service, has {services}"
+        assert DIND_SERVICE.match(dind[0]["name"]), f"up:{stack}: {dind[0]['name']} is not an exact dind version"
+        # The service is reached under the host name `docker`: its image's name, or the alias when one is set.
+        assert dind[0].get("alias", "docker") == "docker", dind[0]
+        variables = job["variables"]
+        assert variables["DOCKER_HOST"] == "tcp://docker:2376", f"up:{stack}"
+        assert variables["DOCKER_TLS_CERTDIR"] == "/certs", f"up:{stack}"
+        assert variables["DOCKER_CERT_PATH"] in ("$DOCKER_TLS_CERTDIR/client", "/certs/client"), f"up:{stack}"
+        assert str(variables["DOCKER_TLS_VERIFY"]) == "1", f"up:{stack}"
+        # The job's own variables survive the merge with the template's.
+        assert variables["STACK"] == stack and variables["ROLE_ARN"] == "$ALIYUN_DEPLOY_ROLE_ARN"
+
+
+def test_gitlab_previews_need_no_docker_and_no_special_runner(gitlab):
+    # Previews build nothing (build_on_preview=False) and their preflight only checks the login, so any runner will do.
+    for stack in CLOUD_STACKS:
+        job = gitlab_job(gitlab, f"preview:{stack}")
+        assert "services" not in job and "tags" not in job, f"preview:{stack}"
+        assert "DOCKER_HOST" not in job.get("variables", {}), f"preview:{stack}"
+
+
+def test_gitlab_prod_up_runs_inside_the_vpc(gitlab, deploy):
+    # stacks/Pulumi.prod.yaml pushes through the VPC endpoint: the same runner label as deploy.yml's self-hosted runner.
+    settings = load(ROOT / "stacks" / "Pulumi.prod.yaml")["config"]["acr-publish:registry"]
+    assert settings["endpoint"] == "vpc"
+    label = "acr-publish-prod"
+    assert label in deploy["jobs"]["up-prod"]["runs-on"]
+    assert gitlab_job(gitlab, "up:prod")["tags"] == [label]
+    for stack in CLOUD_STACKS:
+        if stack != "prod":
+            assert label not in gitlab_job(gitlab, f"up:{stack}").get("tags", []), f"up:{stack}"
+
+
+def test_gitlab_job_resolution_merges_like_gitlab():
+    document = {".a": {"variables": {"X": "1", "Y": "1"}, "tags": ["a"], "script": ["a"]},
+                ".b": {"extends": ".a", "variables": {"Y": "2"}, "script": ["b"]},
+                "job": {"extends": [".b"], "variables": {"Z": "3"}, "tags": ["job"]}}
+    assert gitlab_job(document, "job") == {"variables": {"X": "1", "Y": "2", "Z": "3"}, "tags": ["job"],
+                                           "script": ["b"]}
+
+
 def test_gitlab_uses_oidc_and_the_pinned_cli(gitlab):
     template = gitlab[".pulumi"]
     assert template["id_tokens"]["ALIYUN_OIDC_TOKEN"]["aud"] == "sts.aliyuncs.com"
