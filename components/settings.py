@@ -447,6 +447,11 @@ def settings_from_values(
     )
 
 
+def _edition_needs_password(values: Mapping[str, Any]) -> bool:
+    registry = values.get("registry")
+    return isinstance(registry, Mapping) and registry.get("edition") == "personal"
+
+
 def _decode(value: Any) -> Any:
     """Pulumi hands structured config to programs as JSON strings."""
     if isinstance(value, str):
@@ -492,8 +497,13 @@ def load_settings():
     return settings, password
 
 
-def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT) -> Settings:
-    """Validate stacks/Pulumi.<stack>.yaml without the Pulumi engine (secrets are only checked for presence)."""
+def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_set: bool = True) -> Settings:
+    """Validate stacks/Pulumi.<stack>.yaml without the Pulumi engine.
+
+    A shipped stack file holds no secret its user has yet to set (the classic edition's registryPassword is set with
+    `pulumi config set --secret` on first use), so tools that render from the file (RAM policies, explain) take
+    secrets as set by default; `secrets_set=False` checks their presence in the file, as `pulumi up` would.
+    """
     import yaml
 
     path = project_root / "stacks" / f"Pulumi.{stack}.yaml"
@@ -504,6 +514,7 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT) -> Settings:
     config = doc.get("config") or {}
     values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
     return settings_from_values(
-        stack, values, region=config.get("alicloud:region"), has_password="registryPassword" in values,
+        stack, values, region=config.get("alicloud:region"),
+        has_password="registryPassword" in values or (secrets_set and _edition_needs_password(values)),
         project_root=project_root,
     )

@@ -38,6 +38,16 @@ def test_shipped_stack_files_are_valid(stack):
     assert isinstance(load_stack_file(stack), Settings)
 
 
+def test_the_classic_example_leaves_its_password_to_the_user():
+    """No placeholder ciphertext (it could never decrypt): until the user sets it, the message says how."""
+    with pytest.raises(ConfigError) as err:
+        load_stack_file("personal-example", secrets_set=False)
+    assert err.value.problems == [
+        "acr-publish:registryPassword is missing: edition personal needs the registry login password; set it with "
+        "`pulumi config set --secret acr-publish:registryPassword <password> -s personal-example`"
+    ]
+
+
 def test_valid_enterprise_defaults():
     s = settings_from_values("dev", {"registry": EE, "images": [WEB]}, region="cn-hangzhou", has_password=False)
     assert s.registry.endpoint == "public" and s.registry.visibility == "PRIVATE" and s.registry.create_namespace
