@@ -34,7 +34,7 @@ from typing import Any
 from components import sensitive
 from components.dockerignore import ContextEntry, context_files, ignore_file_for, walk_context
 from components.sensitive import Finding, SensitiveFilesError
-from components.stat_cache import RACY_WINDOW_NS, StatCache, make_entry, parse_entry
+from components.stat_cache import RACY_WINDOW_NS, Prior, StatCache, make_entry, manifest_of, parse_entry
 
 __all__ = [
     "context_files",
@@ -264,7 +264,19 @@ def _digest(entries: dict[str, str], sizes: dict[str, int], inputs: bytes) -> st
 
 def _inputs_encoding(dockerfile_hash: str, args: dict[str, str], target: str | None, platform: str) -> bytes:
     """The build inputs besides the files: Dockerfile content hash, build args (sorted), target, platform."""
-    parts = [_field(b"dockerfile"), bytes.fromhex(dockerfile_hash), _field(b"build-args"), _pack(len(args))]
+    return _field(b"dockerfile") + bytes.fromhex(dockerfile_hash) + _options_encoding(args, target, platform)
+
+
+def _history_key(dockerfile: Path, args: dict[str, str], target: str | None, platform: str) -> str:
+    """The stat cache's key for one image's history: the Dockerfile path (not its content: an edited
+    Dockerfile is a change of the same image), build args, target and platform. Images sharing a
+    context (a stack's web and worker) get one key each."""
+    path = os.fsencode(dockerfile)
+    return hashlib.sha256(_field(b"history") + _field(path) + _options_encoding(args, target, platform)).hexdigest()[:32]
+
+
+def _options_encoding(args: dict[str, str], target: str | None, platform: str) -> bytes:
+    parts = [_field(b"build-args"), _pack(len(args))]
     for k in sorted(args):
         parts.append(_field(k.encode("utf-8", "surrogatepass")))
         parts.append(_field(args[k].encode("utf-8", "surrogatepass")))
@@ -282,9 +294,7 @@ class _Run:
     digest: str
     entries: dict[str, str]  # rel -> stat-cache entry (also the manifest of this run)
     sizes: dict[str, int]
-    prior_last: dict[str, Any] | None
-    prior_previous: dict[str, Any] | None
-    prior_entries: dict[str, str]
+    prior: Prior  # this image's history before the run (keyed by its build inputs)
     last: dict[str, Any]
     reads: int  # files whose content was read in this run
     flagged: list[str]  # paths any sensitive-file rule flags (before allowSensitive)
@@ -373,7 +383,10 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     dockerfile_hash = parse_entry(entries[DOCKERFILE_KEY])[1]
     inputs = _inputs_encoding(dockerfile_hash, args, target, platform)
     inputs_id = hashlib.sha256(inputs).hexdigest()
-    prior_last = store.last
+    key = _history_key(df, args, target, platform)
+    build_args_fp = {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())}
+    prior = store.prior(key, {"target": target, "platform": platform, "build_args": build_args_fp})
+    prior_last = prior.last
     unchanged = not hashed and entries == store.entries
     if unchanged and prior_last is not None and prior_last.get("inputs") == inputs_id:
         # Nothing the digest depends on differs from the last run (every file a trusted cache hit
@@ -384,17 +397,18 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
         digest = _digest(entries, sizes, inputs)
 
     last = {"digest": digest, "inputs": inputs_id, "dockerfile": dockerfile_hash,
-            "build_args": {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())},
-            "target": target, "platform": platform}
-    prior = (store.last, store.previous, store.entries)
+            "build_args": build_args_fp, "target": target, "platform": platform}
     # The sensitive-file rules are a pure function of the entries: reuse their verdict while the
     # entries are unchanged, so a warm check_context costs no per-file rule evaluation either.
     if unchanged and store.sensitive is not None:
         flagged = store.sensitive
     else:
         flagged = sensitive.candidates(_records(entries, entries))
-    store.save(entries, last if record else store.last, flagged)
-    return _Run(context, df, digest, entries, sizes, prior[0], prior[1], prior[2], last, len(hashed), flagged)
+    if record:
+        store.save(entries, flagged, key, last)
+    else:
+        store.save(entries, flagged)
+    return _Run(context, df, digest, entries, sizes, prior, last, len(hashed), flagged)
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,24 +522,31 @@ def explain_lines(run: _Run) -> list[str]:
         f"tag         {content_tag(run.digest)}",
         f"files       {run.file_count} ({run.total_bytes:,} bytes)",
     ]
-    prior_last, prior_prev = run.prior_last, run.prior_previous
-    if prior_last is not None and prior_last.get("digest") != run.digest:
-        base = dict(prior_last)
-        base_manifest = {rel: list(parse_entry(e)[:2]) for rel, e in run.prior_entries.items()}
+    prior = run.prior
+    own_last, own_prev = prior.last, prior.previous
+    if own_last is not None and own_last.get("digest") != run.digest:
+        base = own_last
         lines.append(f"changed since the last run (digest {base['digest'][:12]}, tag {content_tag(base['digest'])}):")
-    elif prior_prev is not None and prior_prev.get("digest") != run.digest:
-        base = prior_prev
-        base_manifest = prior_prev.get("manifest") or {}
+    elif own_last is None and prior.other is not None:
+        # A first run under these build inputs: show what differs from the closest other inputs this
+        # context was built with (the same image before its target or build args changed, usually).
+        base = prior.other
+        lines.append(f"first run with these build inputs; changed since the last run of this context with other "
+                     f"build inputs (digest {base['digest'][:12]}, tag {content_tag(base['digest'])}):")
+    elif own_prev is not None and own_prev.get("digest") != run.digest:
+        base = own_prev
+        other = ", built with other build inputs" if prior.inherited else ""
         lines.append(f"unchanged since the last run; changed since the digest before it "
-                     f"({base['digest'][:12]}, tag {content_tag(base['digest'])}):")
-    elif prior_last is not None:
+                     f"({base['digest'][:12]}, tag {content_tag(base['digest'])}{other}):")
+    elif own_last is not None:
         lines.append("unchanged since the last run; the cache holds no earlier digest to compare with")
         return lines
     else:
         lines.append("no previous manifest in the cache for this context (first run, or cache cleared)")
         return lines
+    base_manifest = prior.manifest(base)
 
-    new_manifest = {rel: list(parse_entry(e)[:2]) for rel, e in run.entries.items()}
+    new_manifest = manifest_of(run.entries)
     changes: list[str] = []
     if base.get("dockerfile") != run.last["dockerfile"]:
         changes.append("  changed  (Dockerfile content)")

@@ -22,8 +22,17 @@ hashing itself (components/context.py does).
   shape makes the whole file ignored; the next save rebuilds it.
 * Writes are atomic (a temporary file in the same directory, then os.replace), so two runs racing
   each leave a complete file; the last writer wins, which is correct for both.
-* It also keeps the states `explain` diffs: `last` (digest and build inputs of the latest run) and
-  `previous` (the latest run whose digest differed from `last`, with its full manifest).
+* It also keeps, per build-inputs key (a hash of the Dockerfile path, build args, target and
+  platform: one key per image, so images sharing a context such as a stack's `web` and `worker`
+  each keep their own history), the states `explain` diffs: `last` (digest and build inputs of the
+  key's latest run) and `previous` (the key's latest run whose digest differed from `last`). File
+  entries stay shared. Each state names its manifest (relative path -> [kind, hash or link target])
+  by id: the current entries are the manifest `manifest_id`; older manifests a state still names
+  are kept in `manifests`, all others dropped. A key seen for the first time inherits as `previous`
+  the latest state of the context under other inputs (an image whose target or build args changed),
+  marked with where it came from; once that other key runs again it is a sibling image, not an
+  ancestor, and `prior()` stops offering it. At most HISTORY_LIMIT keys are kept (least recent
+  dropped). A run that changes nothing (a warm run of an unchanged image) writes nothing.
 """
 from __future__ import annotations
 
@@ -34,20 +43,22 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import platformdirs
 
-__all__ = ["CACHE_DIR_ENV", "FORMAT_VERSION", "RACY_WINDOW_NS", "cache_dir", "cache_file_for", "make_entry",
-           "parse_entry", "StatCache"]
+__all__ = ["CACHE_DIR_ENV", "FORMAT_VERSION", "HISTORY_LIMIT", "RACY_WINDOW_NS", "cache_dir", "cache_file_for",
+           "make_entry", "parse_entry", "Prior", "StatCache"]
 
 CACHE_DIR_ENV = "ACR_PUBLISH_CACHE_DIR"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _MAGIC = b"acr-publish-stat-cache"
 # Coarser than any file system we expect (FAT: 2 s, ext3/HFS+: 1 s; the kernel's coarse clock that
 # stamps mtimes lags the precise clock by a few ms), so "older than run start minus this" really is older.
 RACY_WINDOW_NS = 2_000_000_000
+# Build-input histories kept per cache file: a stack's images plus a few past inputs of each.
+HISTORY_LIMIT = 16
 
 
 
@@ -78,6 +89,45 @@ def cache_file_for(context: Path, dockerfile: Path) -> Path:
     return cache_dir() / "contexts" / f"{key}.json"
 
 
+def manifest_of(entries: dict[str, str]) -> dict[str, list[str]]:
+    """The manifest `explain` diffs: relative path -> [kind, content hash or link target]."""
+    return {rel: list(parse_entry(e)[:2]) for rel, e in entries.items()}
+
+
+def _same_manifest(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two entry maps hold the same paths, kinds, flags and hashes (their stat keys may differ)."""
+    if a.keys() != b.keys():
+        return False
+    return all(e.partition("|")[2] == b[rel].partition("|")[2] for rel, e in a.items())
+
+
+def _kinship(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int, int]:
+    """How alike two states' build inputs are: same target first (what tells a stack's images sharing a
+    context apart), then same platform, then the number of equal build args."""
+    a_args, b_args = a.get("build_args") or {}, b.get("build_args") or {}
+    return (int(a.get("target") == b.get("target")), int(a.get("platform") == b.get("platform")),
+            sum(1 for k, v in a_args.items() if b_args.get(k) == v))
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One build-inputs key's history as it stood before a run: what `explain` compares the run with."""
+
+    last: dict[str, Any] | None
+    """The key's latest state (None: the key's first run)."""
+    previous: dict[str, Any] | None
+    """The key's latest state with a digest other than `last`'s, if any."""
+    inherited: bool
+    """`previous` is the state of other build inputs this key took over (its first run's predecessor)."""
+    other: dict[str, Any] | None
+    """On a key's first run only: the context's closest state under other build inputs."""
+    _resolve: Callable[[str | None], dict[str, list[str]] | None]
+
+    def manifest(self, state: dict[str, Any]) -> dict[str, list[str]]:
+        """The manifest a state names (empty when the cache no longer holds it)."""
+        return self._resolve(state.get("manifest")) or {}
+
+
 @dataclass
 class StatCache:
     """The loaded cache of one context (empty when disabled, missing or corrupt)."""
@@ -86,8 +136,14 @@ class StatCache:
     context: str
     dockerfile: str
     entries: dict[str, str] = field(default_factory=dict)
-    last: dict[str, Any] | None = None
-    previous: dict[str, Any] | None = None
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Build-inputs key -> {"seq": n, "last": state, "previous": state or None}."""
+    manifests: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    """Manifests some state names other than the current entries' one."""
+    manifest_id: str | None = None
+    """The id of the manifest the current `entries` hold."""
+    seq: int = 0
+    """Counter ordering runs (recency) and naming manifests."""
     sensitive: list[str] | None = None
     """Paths the sensitive-file rules flag among `entries` (valid exactly as long as `entries`)."""
     problem: str | None = None
@@ -111,7 +167,8 @@ class StatCache:
         problem = cache._parse(raw)
         if problem:
             cache.problem = problem
-            cache.entries, cache.last, cache.previous, cache.sensitive = {}, None, None, None
+            cache.entries, cache.runs, cache.manifests, cache.manifest_id, cache.seq, cache.sensitive = (
+                {}, {}, {}, None, 0, None)
         return cache
 
     def _parse(self, raw: bytes) -> str | None:
@@ -129,16 +186,21 @@ class StatCache:
             return "body is not JSON"
         if not isinstance(doc, dict) or doc.get("context") != self.context or doc.get("dockerfile") != self.dockerfile:
             return "belongs to another context"
-        entries, last, previous, flagged = doc.get("entries"), doc.get("last"), doc.get("previous"), doc.get("sensitive")
+        entries, runs, manifests = doc.get("entries"), doc.get("runs"), doc.get("manifests")
+        mid, seq, flagged = doc.get("manifest_id"), doc.get("seq"), doc.get("sensitive")
         # Per-entry shape is not re-checked (it would cost a tenth of a warm run): the checksum shows the
         # body is exactly what save() wrote, and save() writes only make_entry() strings.
         if not isinstance(entries, dict):
             return "entries have the wrong shape"
-        if not (last is None or isinstance(last, dict)) or not (previous is None or isinstance(previous, dict)):
-            return "manifests have the wrong shape"
+        if (not isinstance(runs, dict) or not isinstance(manifests, dict) or not (mid is None or isinstance(mid, str))
+                or not isinstance(seq, int)
+                or not all(isinstance(r, dict) and isinstance(r.get("last"), dict) and isinstance(r.get("seq"), int)
+                           and (r.get("previous") is None or isinstance(r["previous"], dict)) for r in runs.values())):
+            return "run histories have the wrong shape"
         if not (flagged is None or isinstance(flagged, list)):
             return "sensitive list has the wrong shape"
-        self.entries, self.last, self.previous, self.sensitive = entries, last, previous, flagged
+        self.entries, self.runs, self.manifests, self.manifest_id, self.seq, self.sensitive = (
+            entries, runs, manifests, mid, seq, flagged)
         return None
 
     def partition(self, walked: Iterable[Any]) -> tuple[dict[str, str], dict[str, int], list[Any]]:
@@ -166,25 +228,104 @@ class StatCache:
             return e
         return None
 
-    def save(self, entries: dict[str, str], last: dict[str, Any] | None, sensitive: list[str] | None = None) -> bool:
-        """Store this run's entries and state; False (with a warning) when the cache cannot be written.
+    # ---------------------------------------------------------------- histories for explain
+
+    def _resolver(self) -> Callable[[str | None], dict[str, list[str]] | None]:
+        """Resolves manifest ids against this cache as loaded (save() replaces, never mutates, what it holds)."""
+        entries, manifests, current = self.entries, self.manifests, self.manifest_id
+
+        def resolve(mid: str | None) -> dict[str, list[str]] | None:
+            if mid is not None and mid == current:
+                return manifest_of(entries)
+            return manifests.get(mid) if mid is not None else None
+        return resolve
+
+    def _closest_other(self, key: str, state: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+        others = [(k, r) for k, r in self.runs.items() if k != key]
+        if not others:
+            return None
+        k, r = max(others, key=lambda kr: ((_kinship(kr[1]["last"], state) if state else (0, 0, 0)), kr[1]["seq"]))
+        return k, r
+
+    def prior(self, key: str, state: dict[str, Any] | None = None) -> Prior:
+        """The history of build-inputs `key` before this run; `state` (this run's, without its manifest)
+        picks the closest other inputs when the key has none."""
+        rec = self.runs.get(key)
+        if rec is None:
+            other = self._closest_other(key, state)
+            return Prior(None, None, False, other[1]["last"] if other else None, self._resolver())
+        prev = rec.get("previous")
+        return Prior(rec["last"], prev, bool(prev and "from" in prev), None, self._resolver())
+
+    def _latest_run(self) -> dict[str, Any] | None:
+        return max(self.runs.values(), key=lambda r: r["seq"]) if self.runs else None
+
+    @property
+    def last(self) -> dict[str, Any] | None:
+        """The latest state recorded under any build inputs."""
+        rec = self._latest_run()
+        return rec["last"] if rec else None
+
+    @property
+    def previous(self) -> dict[str, Any] | None:
+        """The `previous` state of the latest recorded build inputs, with its manifest resolved."""
+        rec = self._latest_run()
+        if not rec or not rec.get("previous"):
+            return None
+        return {**rec["previous"], "manifest": self._resolver()(rec["previous"].get("manifest")) or {}}
+
+    def save(self, entries: dict[str, str], sensitive: list[str] | None = None, key: str | None = None,
+             state: dict[str, Any] | None = None) -> bool:
+        """Store this run's entries, and `state` (digest and build inputs) as the latest of `key`'s
+        history when given; False (with a warning) when the cache cannot be written.
 
         Skips the write when nothing differs from what was loaded, so a warm run costs no I/O.
-        `previous` moves forward only when the digest changed, so `explain` can always show what
-        changed between the two latest distinct digests.
+        A key's `previous` moves forward only when its digest changed, so `explain` can always show
+        what changed between that image's two latest distinct digests.
         """
         if self.path is None:
             return False
-        previous = self.previous
-        if self.last is not None and last is not None and self.last.get("digest") != last.get("digest"):
-            previous = dict(self.last)
-            previous["manifest"] = {rel: list(parse_entry(e)[:2]) for rel, e in self.entries.items()}
-        if (self.problem is None and entries == self.entries and last == self.last and previous is self.previous
-                and sensitive == self.sensitive):
+        seq = self.seq
+        mid = self.manifest_id
+        if mid is None or (entries is not self.entries and entries != self.entries
+                           and not _same_manifest(entries, self.entries)):
+            seq += 1
+            mid = str(seq)
+        runs = dict(self.runs)
+        if key is not None and state is not None:
+            new_last = {**state, "manifest": mid}
+            rec = runs.get(key)
+            if rec is None:
+                seq += 1
+                other = self._closest_other(key, state)
+                previous = None
+                if other is not None and other[1]["last"].get("digest") != state.get("digest"):
+                    previous = {**other[1]["last"], "from": other[0]}
+                runs[key] = {"seq": seq, "last": new_last, "previous": previous}
+            elif rec["last"].get("digest") != state.get("digest"):
+                seq += 1
+                runs[key] = {"seq": seq, "last": new_last, "previous": rec["last"]}
+            elif rec["last"] != new_last:
+                runs[key] = {**rec, "last": new_last}
+            # This key runs again, so keys that took over its state as their predecessor are sibling
+            # images (a stack's web and worker), not its successors: forget that inherited state.
+            for k, r in runs.items():
+                prev = r.get("previous")
+                if k != key and prev and prev.get("from") == key:
+                    runs[k] = {**r, "previous": None}
+            if len(runs) > HISTORY_LIMIT:
+                keep = sorted(runs, key=lambda k: runs[k]["seq"], reverse=True)[:HISTORY_LIMIT]
+                runs = {k: runs[k] for k in keep}
+        named = {s["manifest"] for r in runs.values() for s in (r["last"], r.get("previous")) if s} - {mid}
+        resolve = self._resolver()
+        manifests = {m: self.manifests[m] if m in self.manifests else resolve(m) for m in named}
+        manifests = {m: v for m, v in manifests.items() if v is not None}
+        if (self.problem is None and mid == self.manifest_id and entries == self.entries and runs == self.runs
+                and manifests == self.manifests and sensitive == self.sensitive):
             return True
         body = json.dumps(
-            {"context": self.context, "dockerfile": self.dockerfile, "entries": entries,
-             "last": last, "previous": previous, "sensitive": sensitive},
+            {"context": self.context, "dockerfile": self.dockerfile, "entries": entries, "manifest_id": mid,
+             "manifests": manifests, "runs": runs, "seq": seq, "sensitive": sensitive},
             separators=(",", ":"),
         ).encode()
         header = b"%s %d %s\n" % (_MAGIC, FORMAT_VERSION, hashlib.sha256(body).hexdigest().encode())
@@ -209,5 +350,6 @@ class StatCache:
                     os.unlink(tmp_name)
                 except OSError:
                     pass
-        self.entries, self.last, self.previous, self.sensitive, self.problem = entries, last, previous, sensitive, None
+        self.entries, self.runs, self.manifests, self.manifest_id, self.seq = entries, runs, manifests, mid, seq
+        self.sensitive, self.problem = sensitive, None
         return True

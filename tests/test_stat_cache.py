@@ -303,3 +303,62 @@ def test_find_sensitive_refreshes_entries_but_not_the_digest_history(tmp_path):
     loaded = StatCache.load(root, root / "Dockerfile")
     assert loaded.last["digest"] == d and loaded.previous is None
     assert stat_cache.parse_entry(loaded.entries["d0/f0.txt"])[1] == hashlib.sha256(b"changed\n").hexdigest()
+
+
+# ---------------------------------------------------------------- images sharing one context
+
+WEB = {"build_args": {"APP_ENV": "local"}, "target": "web"}
+WORKER = {"build_args": {"APP_ENV": "local"}, "target": "worker"}
+
+
+def _explain(root: Path, inputs: dict) -> str:
+    run = ctx._run(root, None, inputs["build_args"], inputs["target"], "linux/amd64", True)
+    return "\n".join(ctx.explain_lines(run))
+
+
+def test_images_sharing_a_context_each_keep_their_own_history(tmp_path, cache_root):
+    """The shipped stacks build `web` and `worker` from one context with different targets: neither
+    image's explain may report the other's inputs as a change, and warm runs of both write nothing."""
+    root = make_tree(tmp_path / "ctx")
+    for _ in range(2):
+        ctx.check_context(root, **WEB)
+        ctx.check_context(root, **WORKER)
+    path = _cache_path(root)
+    before = path.stat()
+    for _ in range(2):
+        for inputs in (WEB, WORKER):
+            out = _explain(root, inputs)
+            assert "unchanged since the last run; the cache holds no earlier digest" in out, out
+            assert "target" not in out.split("files")[-1], out
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), \
+        "a warm run of an unchanged image rewrote the stat cache"
+
+    # A change shows up in each image's own history, against that image's own earlier manifest.
+    (root / "d0" / "f0.txt").write_text("new\n")
+    ctx.check_context(root, **WEB)
+    ctx.check_context(root, **WORKER)
+    for inputs in (WEB, WORKER):
+        out = _explain(root, inputs)
+        assert "unchanged since the last run; changed since the digest before it" in out, out
+        assert "  changed  d0/f0.txt (content)" in out, out
+        assert "other build inputs" not in out and "target" not in out.split("files")[-1], out
+
+    # New inputs for one image are compared with that image's closest past inputs, not the other image's.
+    out = _explain(root, {"build_args": {"APP_ENV": "prod"}, "target": "web"})
+    assert "first run with these build inputs; changed since the last run of this context with other" in out, out
+    assert "  build arg APP_ENV changed" in out and "target" not in out.split("files")[-1], out
+
+
+def test_warm_runs_of_two_images_write_the_cache_no_more(tmp_path, cache_root, monkeypatch):
+    root = make_tree(tmp_path / "ctx")
+    for inputs in (WEB, WORKER, WEB, WORKER):
+        ctx.context_digest(root, **inputs)
+    writes = []
+    real_mkstemp = stat_cache.tempfile.mkstemp
+    monkeypatch.setattr(stat_cache.tempfile, "mkstemp", lambda *a, **kw: writes.append(1) or real_mkstemp(*a, **kw))
+    for inputs in (WEB, WORKER, WEB, WORKER):
+        ctx.context_digest(root, **inputs)
+    assert writes == []
+    ctx.context_digest(root, build_args={"APP_ENV": "prod"}, target="web")  # new inputs: recorded
+    assert writes == [1]
