@@ -389,6 +389,42 @@ def test_operations_guide_import_files_match_the_program(stack, preflight_calls)
     assert registry_resources <= imported, "every namespace and repository of the stack is in the import file"
 
 
+def shell_commands(text: str) -> list[str]:
+    """The guide's shell commands in reading order: ```sh blocks, continuation lines joined, comments dropped."""
+    commands: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in re.sub(r"\s*\\\n\s*", " ", block).splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def test_operations_guide_creates_each_stack_after_its_passphrase_exists():
+    commands = shell_commands(OPERATIONS.read_text())
+    # `pulumi stack init` fails with "already exists" the second time; `stack select --create` does not.
+    assert not [c for c in commands if c.startswith("pulumi stack init")], "use `pulumi stack select --create`"
+    creating = [i for i, c in enumerate(commands) if c.startswith("pulumi stack select --create")]
+    assert creating, "the guide never creates a stack"
+    for i in creating:
+        if "--secrets-provider passphrase" not in commands[i]:
+            continue
+        before = commands[:i]
+        assert any(c.startswith("aliyun kms CreateSecret") for c in before), f"{commands[i]}: no passphrase yet"
+        assert any(c.startswith("export PULUMI_CONFIG_PASSPHRASE=") for c in before), commands[i]
+        # ...and the backend it is created in is already logged in to.
+        assert any(c.startswith('pulumi login "$PULUMI_BACKEND_URL"') for c in before), commands[i]
+    # Switching an existing stack's provider comes after the stack can exist and with the passphrase exported.
+    for i, command in enumerate(commands):
+        if command.startswith("pulumi stack change-secrets-provider passphrase"):
+            assert any(c.startswith("export PULUMI_CONFIG_PASSPHRASE=") for c in commands[:i]), command
+
+
+def test_shell_commands_reads_blocks_in_order():
+    text = "x\n```sh\n# note\na one \\\n  two\n```\n```json\n{}\n```\n```sh\nb\n```\n"
+    assert shell_commands(text) == ["a one two", "b"]
+
+
 def test_operations_guide_ram_commands_run_as_written(tmp_path):
     lines = [line.strip() for line in OPERATIONS.read_text().splitlines()
              if line.strip().startswith("./venv/bin/python -m components.ram ")]
