@@ -1,16 +1,30 @@
 """Least-privilege RAM policy documents for a stack's deployers, rendered from its settings.
 
 `python -m components.ram <stack>` prints, as JSON, the policy a `pulumi up` of that stack needs (`deploy`) and the
-read-only one its pull-request previews need (`preview`), scoped to the stack's region, instance and namespace
-(../shared/ACR-FACTS.md, "Least privilege for a CI deployer"). Delete actions appear only when the stack may really
-delete (`acr-publish:retainOnDelete: false`). The local edition talks to no cloud and has no policy.
+read-only one its pull-request previews need (`preview`), scoped to the stack's region, instance and namespace.
+Delete actions appear only when the stack may really delete (`acr-publish:retainOnDelete: false`). The local edition
+talks to no cloud and has no policy. The account id is not known from the stack file: resources use `*` for it unless
+`--account-id` is given.
 
-The account id is not known from the stack file: resources use `*` for it unless `--account-id` is given.
-
-Where the actions come from: the program's resources (namespace: Create/Get/Update[/Delete]Namespace; repository:
-Create/Get/Update[/Delete]Repository), the image push (PushRepository, PullRepository for the layer checks), and,
-for Enterprise instances, the `get_registry_enterprise_instances(ids=[...], enable_details=True)` invoke, which calls
-ListInstance, then GetInstanceUsage, ListInstanceEndpoint and GetAuthorizationToken for the one instance.
+Where each grant comes from (Enterprise; `deploy` has all of them, `preview` only the reads, marked R):
+- From ../shared/ACR-FACTS.md, "Least privilege for a CI deployer (Enterprise)", as written there:
+  cr:GetAuthorizationToken (R) on `*`; cr:CreateNamespace, cr:GetNamespace (R), cr:UpdateNamespace on
+  `acs:cr:<region>:<account>:repository/<instance-id>`, which is the whole instance, not the one namespace: ACR-FACTS
+  scopes namespace actions instance-wide, and this module follows it; cr:CreateRepository, cr:GetRepository (R),
+  cr:UpdateRepository, cr:PushRepository, cr:PullRepository on `.../repository/<instance-id>/<namespace>/*`.
+  ACR-FACTS says "delete actions only where a stack may really delete" without naming them: cr:DeleteNamespace and
+  cr:DeleteRepository, on the same resources as the other namespace and repository actions, are this module's
+  reading of that line. Namespace actions are left out when the stack adopts its namespace (`createNamespace: false`).
+- Not in ACR-FACTS.md, added because the program calls those APIs: cr:ListInstance (R) on
+  `acs:cr:<region>:<account>:instance/*`, and cr:GetInstanceUsage (R) and cr:ListInstanceEndpoint (R) on
+  `.../instance/<instance-id>`. components/registry.py reads the registry host and the temporary login with the
+  `get_registry_enterprise_instances_output(ids=[<instance-id>], enable_details=True)` invoke; its provider
+  implementation (terraform-provider-alicloud, data_source_alicloud_cr_ee_instances.go) calls ListInstance and filters
+  the ids itself (so ListInstance cannot be narrowed to one instance), then, per instance, GetInstanceUsage,
+  ListInstanceEndpoint and, with enable_details, GetAuthorizationToken. Previews run that invoke too.
+The classic Personal Edition (`personal`) is not covered by ACR-FACTS.md's list: it uses the same namespace and
+repository actions on `repository/<namespace>` and `repository/<namespace>/*` (no instance in its resource names), and
+no token or instance actions, since it logs in with the configured registry password.
 """
 
 from __future__ import annotations
