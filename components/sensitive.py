@@ -47,6 +47,7 @@ __all__ = [
     "wants_credential_scan",
     "findings",
     "candidates",
+    "check_allow_entry",
     "normalize_allow",
     "dockerignore_escape",
 ]
@@ -176,18 +177,40 @@ def _credential_reason(name: str) -> str:
     return f"{name} holds {what}"
 
 
+def check_allow_entry(raw: object) -> tuple[str | None, str | None]:
+    """One allowSensitive entry: (its normalized path, None), or (None, "<rule>; <fix>") when invalid.
+
+    The one rule for entries, shared by config validation (components/settings.py) and the guard.
+    A valid entry is a path relative to the build context, naming a file or directory inside it;
+    './' and a trailing '/' are dropped.
+    """
+    example = "e.g. 'www/.env'"
+    if not isinstance(raw, str) or not raw.strip():
+        return None, f"it must be a non-empty path relative to the build context; write the sensitive file's path, {example}"
+    text = raw.strip()
+    if text.startswith("/"):
+        relative = posixpath.normpath(text).lstrip("/")
+        hint = f"try {relative!r}" if relative not in ("", ".") else example
+        return None, f"it is an absolute path, and entries are relative to the build context; drop the leading '/': {hint}"
+    p = posixpath.normpath(text)
+    if p == ".." or p.startswith("../"):
+        return None, ("it points outside the build context, which the build never sees; name a file or directory "
+                      f"inside the context, {example}")
+    if p == ".":
+        return None, ("it names the whole build context, which would disable the guard; name the sensitive file or "
+                      f"directory itself, {example}")
+    return p, None
+
+
 def normalize_allow(allow: Iterable[str]) -> tuple[str, ...]:
-    """allowSensitive entries as relative POSIX paths without './', leading or trailing '/'."""
+    """allowSensitive entries as relative POSIX paths without './' or a trailing '/'; ValueError names the
+    first invalid entry (stack settings report every one, with its key path, before this runs)."""
     out = []
     for raw in allow:
-        if not isinstance(raw, str) or not raw.strip():
-            raise ValueError(f"allowSensitive entry {raw!r} is invalid: give a path relative to "
-                             "the build context, e.g. 'config/.env.production'")
-        p = posixpath.normpath(raw.strip()).lstrip("/")
-        if p in ("", ".", "..") or p.startswith("../"):
-            raise ValueError(f"allowSensitive entry {raw!r} is invalid: it must name a file or directory "
-                             "inside the build context (allowing the whole context would disable the guard)")
-        out.append(p)
+        path, problem = check_allow_entry(raw)
+        if problem is not None:
+            raise ValueError(f"allowSensitive entry {raw!r} is invalid: {problem}")
+        out.append(path)
     return tuple(out)
 
 

@@ -406,11 +406,23 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             )
         immut = _bool(f"{ipath}.tagImmutability", immut_raw, True, problems) if edition == "enterprise" else None
         allow = item.get("allowSensitive") or []
-        if not isinstance(allow, list) or not all(isinstance(a, str) and a for a in allow):
+        if not isinstance(allow, list):
             problems.append(
-                f"{ipath}.allowSensitive {allow!r} is invalid: it must be a list of paths relative to the context"
+                f"{ipath}.allowSensitive {allow!r} is invalid: it must be a list of paths relative to the context, "
+                "e.g. allowSensitive: [www/.env]"
             )
             allow = []
+        # The guard's own rule for entries (components/sensitive.py), so config and build never disagree.
+        from components.sensitive import check_allow_entry
+
+        valid_allow = []
+        for j, entry in enumerate(allow):
+            _, rule = check_allow_entry(entry)
+            if rule is None:
+                valid_allow.append(entry)
+            else:
+                problems.append(f"{ipath}.allowSensitive[{j}] {entry!r} is invalid: {rule}")
+        allow = valid_allow
         images.append(ImageSettings(
             name=name, context=context or ".", dockerfile=dockerfile or "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,

@@ -269,3 +269,36 @@ def test_the_program_reports_config_errors_before_declaring_anything(preflight_c
 def test_a_plaintext_password_is_refused(preflight_calls):
     with pytest.raises(ConfigError, match="registryPassword is stored in plain text.*--secret"):
         run_stack("personal-example", {"acr-publish:registryPassword": "hunter2-plain"})
+
+
+@pytest.mark.parametrize("bad,rule", [
+    ("..", "it points outside the build context"),
+    ("../etc", "it points outside the build context"),
+    ("www/../..", "it points outside the build context"),
+    (".", "it names the whole build context"),
+    ("./", "it names the whole build context"),
+    ("/etc/passwd", "it is an absolute path"),
+    ("", "it must be a non-empty path"),
+    ("  ", "it must be a non-empty path"),
+])
+def test_allow_sensitive_entries_are_checked_like_the_guard_does(bad, rule):
+    msg = one(images=[{**WEB, "allowSensitive": ["www/.env", bad]}])
+    assert msg.startswith(f"acr-publish:images[0].allowSensitive[1] {bad!r} is invalid: {rule}"), msg
+    assert "; " in msg.split(rule, 1)[1], f"no fix given: {msg}"
+
+
+def test_allow_sensitive_absolute_path_suggests_the_relative_one():
+    assert "try 'www/.env'" in one(images=[{**WEB, "allowSensitive": ["/www/.env"]}])
+
+
+def test_allow_sensitive_must_be_a_list_of_strings():
+    assert "acr-publish:images[0].allowSensitive 'www/.env' is invalid: it must be a list" in one(
+        images=[{**WEB, "allowSensitive": "www/.env"}])
+    assert "acr-publish:images[0].allowSensitive[0] 3 is invalid: it must be a non-empty path" in one(
+        images=[{**WEB, "allowSensitive": [3]}])
+
+
+def test_valid_allow_sensitive_entries_are_kept():
+    s = settings_from_values("dev", {"registry": EE, "images": [{**WEB, "allowSensitive": ["www/.env", "./keys/"]}]},
+                             region="cn-hangzhou", has_password=False)
+    assert s.images[0].allow_sensitive == ("www/.env", "./keys/")

@@ -1,0 +1,55 @@
+"""allowSensitive through the real program: a stack whose context holds app/www/.env is refused with the file
+named, accepted once the image lists it, and an invalid entry is a configuration problem with its key path."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.harness import PROJECT_ROOT, run_stack
+
+NO_PREFLIGHT = {"acr-publish:preflight": "false"}
+
+
+def images(allow: list | None) -> list[dict]:
+    extra = {} if allow is None else {"allowSensitive": allow}
+    return [{"name": "web", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "local"}, **extra}]
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of the project whose sample app carries a dotenv file inside the files its images see."""
+    copy = tmp_path / "project" / "acr-publish"
+    shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
+        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data"))
+    (copy / "app" / "www" / ".env").write_text("SESSION_SECRET=not-a-real-one\n")
+    return copy
+
+
+# run_stack imports the copy's own components, so its exception classes are not ours: match them by name.
+
+def run(project: Path, allow: list | None):
+    return run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": images(allow)}, project_root=project)
+
+
+def test_a_dotenv_file_in_the_context_is_refused_and_named(project, preflight_calls):
+    with pytest.raises(Exception) as err:
+        run(project, None)
+    msg = str(err.value)
+    assert type(err.value).__name__ == "BuildPlanError", repr(err.value)
+    assert "acr-publish:images[0] (web)" in msg and "www/.env" in msg and "a dotenv file" in msg, msg
+    assert "not-a-real-one" not in msg, "the guard must never print a secret"
+
+
+def test_allow_sensitive_accepts_the_listed_file(project, preflight_calls):
+    out = run(project, ["www/.env"]).outputs
+    assert out["images"]["web"]["tag"].startswith("ctx-")
+
+
+@pytest.mark.parametrize("bad", ["../etc", ".", "/www/.env"])
+def test_an_invalid_entry_is_a_config_problem_with_its_key_path(project, preflight_calls, bad):
+    with pytest.raises(Exception) as err:
+        run(project, ["www/.env", bad])
+    assert type(err.value).__name__ == "ConfigError", repr(err.value)
+    assert f"acr-publish:images[0].allowSensitive[1] {bad!r} is invalid: " in str(err.value), str(err.value)
