@@ -156,6 +156,8 @@ def test_preview_permissions_and_read_only_roles(preview):
     job = preview["jobs"]["preview"]
     assert job["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
     assert "environment" not in job  # previews never get an environment's write role
+    # Previews build nothing and only check the registry login, so no leg needs the self-hosted VPC runner.
+    assert job["runs-on"].startswith("ubuntu-"), job["runs-on"]
     for entry in job["strategy"]["matrix"]["include"]:
         assert entry["role_variable"] == f"ALIYUN_PREVIEW_ROLE_ARN_{entry['stack'].upper()}"
     [oidc] = steps_using(job, "aliyun/configure-aliyun-credentials-action")
