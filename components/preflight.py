@@ -65,7 +65,7 @@ class PreflightTarget:
     them; any other host always over HTTPS."""
     check_push: bool = True
     """Also prove push permission on each repository. False (previews, which run on read-only credentials) checks
-    the login only, asking the token service for pull scope."""
+    the login only, asking the token service for a token without scope, as `docker login` does."""
 
     def __repr__(self) -> str:  # the dataclass repr would show the password in tracebacks and logs
         password = None if self.password is None else _MASK
@@ -379,9 +379,11 @@ class _Check:
         query: list[tuple[str, str]] = [("account", self.target.username or "")]
         if params.get("service"):
             query.append(("service", params["service"]))
-        actions = "push,pull" if self.target.check_push else "pull"
-        for repository in self.target.repositories:
-            query.append(("scope", f"repository:{repository}:{actions}"))
+        # Without the push check the token is asked for no scope at all, as `docker login` does: a read-only role
+        # may hold no repository permission, and the login alone is what a preview can prove.
+        if self.target.check_push:
+            for repository in self.target.repositories:
+                query.append(("scope", f"repository:{repository}:push,pull"))
         prepared = requests.Request("GET", realm, params=query).prepare()
         basic = base64.b64encode(f"{self.target.username}:{self.target.password}".encode()).decode()
         response = self.send("GET", prepared.url or realm, headers={"Authorization": f"Basic {basic}"},

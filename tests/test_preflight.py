@@ -230,8 +230,9 @@ def test_a_local_edition_registry_off_loopback_is_reached_over_https(registry) -
     assert all(r.url.startswith("https://") for r in adapter.sent)
 
 
-def test_without_push_check_only_the_login_is_checked_with_pull_scope(registry) -> None:
-    """Previews run on read-only credentials: the token is asked for pull scope, and no upload is started."""
+def test_without_push_check_only_the_login_is_checked(registry) -> None:
+    """Previews run on read-only credentials: the token is asked for no scope (as docker login does), and no upload
+    is started."""
     realm = "https://auth.example.com/token"
 
     def handler(request):
@@ -245,7 +246,7 @@ def test_without_push_check_only_the_login_is_checked_with_pull_scope(registry) 
     check_registry(PreflightTarget(ACR, "reader", PASSWORD, REPOS, check_push=False))
     assert [r.method for r in adapter.sent] == ["GET", "GET", "GET"], "login only: no POST to blobs/uploads"
     token_request = adapter.sent[1]
-    assert "push" not in token_request.url and "%3Apull" in token_request.url
+    assert "scope=" not in token_request.url and "account=reader" in token_request.url
 
 
 @pytest.mark.parametrize("reply, kind", [
