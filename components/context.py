@@ -137,6 +137,7 @@ def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool) -> tu
         pos, end, flags = start, start + length, 0
         name = rel.rsplit("/", 1)[-1]
         tail = os.pread(fd, sensitive.SCAN_OVERLAP, max(0, start - sensitive.SCAN_OVERLAP)) if scan and start else b""
+        size = os.fstat(fd).st_size if scan else 0
         while pos < end:
             n = os.preadv(fd, [buf[: min(READ_SIZE, end - pos)]], pos)
             if n == 0:
@@ -144,7 +145,7 @@ def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool) -> tu
             h.update(buf[:n])  # hashlib releases the GIL for large buffers: this is where cores add up
             if scan:
                 data = bytes(buf[:n])
-                flags |= sensitive.scan_content(name, tail + data)
+                flags |= sensitive.scan_content(name, tail + data, cut_start=bool(tail), cut_end=pos + n < size)
                 tail = data[-sensitive.SCAN_OVERLAP:]
             pos += n
         return h.digest(), pos - start, flags

@@ -8,8 +8,9 @@ read again for the scan. `findings` then combines those flags with the path rule
 Rules (each Finding names the file, the reason and the `.dockerignore` line that excludes it):
 
 * content: a PEM private key (`-----BEGIN <any type> PRIVATE KEY-----`, PGP private key blocks, PuTTY
-  key files) or an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, word-bounded) in a
-  text file. Binary files (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned.
+  key files) or an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, with no letter or digit
+  on either side: `_` and punctuation are boundaries) in a text file. Binary files (a NUL byte in the
+  first 8000 bytes, git's heuristic) are not scanned.
 * names: `.env` and `.env.*`; SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
   their FIDO `*_sk` kin (`.pub` files are public and fine); PKCS#12 stores `*.p12`/`*.pfx`;
   `.aws/credentials`; `.docker/config.json`; `.git-credentials`; `*.tfstate` and
@@ -64,7 +65,9 @@ SCAN_OVERLAP = 128
 
 _PRIVATE_KEY_RE = re.compile(
     rb"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-\d+:")
-_ALIBABA_AK_RE = re.compile(rb"\bLTAI[A-Za-z0-9]{12,30}\b")
+# Bounded by any character that is not a letter or digit ('_' included: `AK_LTAI...`, `LTAI..._old`), so a
+# run of more than 30 letters and digits after LTAI is not an id, as in Alibaba Cloud's own format.
+_ALIBABA_AK_RE = re.compile(rb"(?<![A-Za-z0-9])LTAI[A-Za-z0-9]{12,30}(?![A-Za-z0-9])")
 
 # Credential lines of the files that may or may not hold one.
 _NPMRC_SECRET_RE = re.compile(
@@ -93,14 +96,27 @@ def wants_credential_scan(name: str) -> bool:
     return name in _CREDENTIAL_FILES
 
 
-def scan_content(name: str, data: bytes) -> int:
+def _has_access_key_id(data: bytes, cut_start: bool, cut_end: bool) -> bool:
+    for m in _ALIBABA_AK_RE.finditer(data):
+        # A match touching a cut edge cannot see the byte beyond it, which may extend the run past 30
+        # characters; the neighbouring window holds it whole (SCAN_OVERLAP) and judges it there.
+        if (cut_start and m.start() == 0) or (cut_end and m.end() == len(data)):
+            continue
+        return True
+    return False
+
+
+def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bool = False) -> int:
     """The content flags of text `data` (the whole file, or one chunk plus SCAN_OVERLAP bytes
-    before it); `name` is the file's basename. The caller decides that the file is text."""
+    before it); `name` is the file's basename. The caller decides that the file is text.
+
+    `cut_start`/`cut_end`: the file goes on before/after `data` (a chunked scan), so the first and
+    last byte's neighbours are unknown here."""
     flags = 0
     # `in` (a fast substring search) gates the regular expressions: most files hold neither marker.
     if (b"PRIVATE KEY" in data or b"PuTTY-User-Key-File-" in data) and _PRIVATE_KEY_RE.search(data):
         flags |= PRIVATE_KEY
-    if b"LTAI" in data and _ALIBABA_AK_RE.search(data):
+    if b"LTAI" in data and _has_access_key_id(data, cut_start, cut_end):
         flags |= ALIBABA_ACCESS_KEY
     kind = _CREDENTIAL_FILES.get(name)
     if kind == "npm":

@@ -52,7 +52,9 @@ __all__ = ["CACHE_DIR_ENV", "FORMAT_VERSION", "HISTORY_LIMIT", "RACY_WINDOW_NS",
            "make_entry", "parse_entry", "Prior", "StatCache"]
 
 CACHE_DIR_ENV = "ACR_PUBLISH_CACHE_DIR"
-FORMAT_VERSION = 3
+# Bumped when the format changes, and when components/sensitive.py's content rules change: cached flags
+# are those rules' verdict, and a file the old rules passed must be scanned again (4: AccessKey id bounds).
+FORMAT_VERSION = 4
 _MAGIC = b"acr-publish-stat-cache"
 # Coarser than any file system we expect (FAT: 2 s, ext3/HFS+: 1 s; the kernel's coarse clock that
 # stamps mtimes lags the precise clock by a few ms), so "older than run start minus this" really is older.

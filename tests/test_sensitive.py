@@ -96,6 +96,15 @@ def test_key_deep_inside_a_large_text_file_and_across_a_chunk_boundary(tmp_path)
     ("x" + AK, False),           # not word-bounded on the left
     ("LTAI_" + "a" * 16, False),
     ("a LTAI is not a key", False),
+    # Boundaries are letters and digits only: '_' (identifiers, env names) does not hide an id.
+    (f"AK_{AK}", True),
+    (f"{AK}_old", True),
+    (f"ALIBABA_AK_{AK}_BACKUP=1", True),
+    ("key_LTAI" + "a" * 30 + "_x", True),
+    ("key_LTAI" + "a" * 31 + "_x", False),  # 31 letters: longer than any id, also between underscores
+    ("LTAI" + "a" * 40, False),
+    ("7" + AK, False),                       # a digit on the left extends the token
+    (AK + "9" * 14, False),                  # ... and on the right, past 30
 ])
 def test_alibaba_access_key_ids(tmp_path, text, hit):
     found = flagged(tmp_path, {"settings.py": text})
@@ -312,3 +321,19 @@ def test_cached_verdict_follows_every_change_of_the_file_set(tmp_path):
         check_context(root)  # and still refused once the cache vouches for the file
     (root / "conf.py").write_text("X = 1\n")
     check_context(root)
+
+
+@pytest.mark.parametrize("token,ends_at,hit", [
+    # 'LTAI' + 30 letters end exactly at the first read boundary: only the next read shows whether the run goes on.
+    ("LTAI" + "a" * 31, ctx.READ_SIZE + 1, False),
+    ("LTAI" + "a" * 30, ctx.READ_SIZE, True),
+    # The next read's window starts SCAN_OVERLAP bytes back, here exactly at 'LTAI': the 'x' before it is unseen.
+    ("x" + "LTAI" + "a" * 16, ctx.READ_SIZE - sensitive.SCAN_OVERLAP + 20, False),
+    ("_" + "LTAI" + "a" * 16, ctx.READ_SIZE - sensitive.SCAN_OVERLAP + 20, True),
+])
+def test_access_key_id_bounds_are_judged_across_read_boundaries(tmp_path, token, ends_at, hit):
+    # Files above TREE_CHUNK are read and scanned READ_SIZE bytes at a time, each window led by SCAN_OVERLAP bytes.
+    before = ends_at - len(token)
+    data = b" " * before + token.encode() + b"\n" + b"y\n" * (ctx.TREE_CHUNK // 2)
+    assert len(data) > ctx.TREE_CHUNK
+    assert ("big.log" in flagged(tmp_path, {"big.log": data})) is hit
