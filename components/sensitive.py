@@ -11,7 +11,7 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   key files) or an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, with no letter or digit
   on either side: `_` and punctuation are boundaries) in a text file. Binary files (a NUL byte in the
   first 8000 bytes, git's heuristic) are not scanned.
-* names: `.env` and `.env.*`; SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
+* names: `.env` and `.env.*` (except the `.env` templates below); SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
   their FIDO `*_sk` kin (`.pub` files are public and fine); PKCS#12 stores `*.p12`/`*.pfx`;
   `.aws/credentials`; `.docker/config.json`; `.git-credentials`; `*.tfstate` and
   `*.tfstate.backup`; Pulumi stack files `Pulumi.*.yaml` (`Pulumi.yaml`, the project file, is fine).
@@ -19,11 +19,12 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   `.npmrc` line whose value is only an environment reference (`_authToken=${NPM_TOKEN}`) holds none.
 * directories: `.git/` and `.pulumi/` anywhere in the tree, reported once per directory.
 
-`.env` templates: `.env.example`, `.env.sample`, `.env.template` and `.env.dist` are NOT flagged by
-name. They are the conventional, committed, placeholder-only siblings of `.env`, and images often
-need them (frameworks read them for defaults); flagging them would push users to blanket
-`allowSensitive` entries that then hide a real `.env`. Their content is still scanned for keys and
-AccessKey ids like any other text file.
+`.env` templates, a deliberate exception to the issue's `.env.*` rule: `.env.example`, `.env.sample`,
+`.env.template` and `.env.dist` are NOT flagged by name. They are the conventional, committed,
+placeholder-only siblings of `.env` and are meant to ship (frameworks read them for defaults);
+flagging them would push users to blanket `allowSensitive` entries that then hide a real `.env`.
+The exception is by name only: their content is still scanned like any other text file, so a
+template holding a private key or an AccessKey id is refused (tests/test_sensitive.py proves it).
 
 Rules apply to regular files; a symlink carries only its target path into the image, so name rules
 do not apply to it (a `.git/` or `.pulumi/` directory is reported whatever it holds).
@@ -159,7 +160,8 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
         return "a dotenv file (.env) usually holds credentials", dockerignore_escape(rel)
     if name.startswith(".env.") and name not in _ENV_TEMPLATES:
         # the exact path, not `.env.*`: that pattern would also drop the templates this guard accepts
-        return "a dotenv file (.env.*) usually holds credentials", dockerignore_escape(rel)
+        return ("a dotenv file (.env.*) usually holds credentials (placeholder-only templates named .env.example, "
+                ".env.sample, .env.template or .env.dist are allowed)"), dockerignore_escape(rel)
     if _SSH_KEY_RE.fullmatch(name):
         return "an SSH private key file (by its name)", dockerignore_escape(rel)
     if name.endswith((".p12", ".pfx")):

@@ -139,6 +139,35 @@ def test_env_templates_are_still_scanned_for_content(tmp_path):
     assert "AccessKey" in found[".env.example"]
 
 
+TEMPLATES = [".env.example", ".env.sample", ".env.template", ".env.dist"]
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize("content,reason", [
+    (f"ALIBABA_CLOUD_ACCESS_KEY_ID={AK}\n", "contains an Alibaba Cloud AccessKey id"),
+    (f"TLS_KEY=\"{pem('RSA')}\"\n", "contains a private key"),
+])
+def test_an_env_template_holding_a_secret_is_refused(tmp_path, name, content, reason):
+    """The templates' exemption is by name only: a build that would ship one holding a key is refused."""
+    root = tree(tmp_path / "ctx", {f"config/{name}": content, "app.py": "print()\n"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root)
+    [finding] = err.value.findings
+    assert finding.path == f"config/{name}" and finding.reason.startswith(reason), finding
+    assert AK not in str(err.value) and KEY_BODY not in str(err.value)
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_a_placeholder_env_template_ships(tmp_path, name):
+    root = tree(tmp_path / "ctx", {name: "ALIBABA_CLOUD_ACCESS_KEY_ID=\nDB_PASSWORD=change-me\n"})
+    assert check_context(root).allowed == ()
+
+
+def test_a_refused_env_file_names_the_templates_that_ship(tmp_path):
+    found = flagged(tmp_path, {".env.production": "A=1\n"})
+    assert ".env.example" in found[".env.production"] and "allowed" in found[".env.production"]
+
+
 @pytest.mark.parametrize("name,text,hit", [
     (".npmrc", "//npm.example.test/:_authToken=npm_abcdef0123456789\n", True),
     (".npmrc", "_auth=dXNlcjpwYXNz\nalways-auth=true\n", True),
