@@ -79,35 +79,9 @@ def _check(settings: Settings, account_id: str) -> None:
                          "(console > account > Account ID) or '*'")
 
 
-def _enterprise(settings: Settings, account_id: str, *, write: bool) -> list[dict[str, Any]]:
-    instance = settings.registry.instance_id
-    namespace = settings.registry.namespace
-    statements = [
-        _statement(TEMPORARY_LOGIN, ["*"]),
-        _statement(INSTANCE_LIST, [_arn(settings, account_id, "instance/*")]),
-        _statement(INSTANCE_LOOKUP, [_arn(settings, account_id, f"instance/{instance}")]),
-    ]
-    namespace_actions: tuple[str, ...] = NAMESPACE_READ
-    repository_actions: tuple[str, ...] = REPOSITORY_READ
-    if write:
-        if settings.registry.create_namespace:
-            namespace_actions += NAMESPACE_WRITE
-            if not settings.retain_on_delete:
-                namespace_actions += NAMESPACE_DELETE
-        repository_actions += REPOSITORY_WRITE + IMAGE_PULL
-        if not settings.retain_on_delete:
-            repository_actions += REPOSITORY_DELETE
-    if settings.registry.create_namespace:
-        statements.append(_statement(namespace_actions, [_arn(settings, account_id, f"repository/{instance}")]))
-    statements.append(_statement(repository_actions,
-                                 [_arn(settings, account_id, f"repository/{instance}/{namespace}/*")]))
-    return statements
-
-
-def _personal(settings: Settings, account_id: str, *, write: bool) -> list[dict[str, Any]]:
-    # Classic Personal Edition: the login is the configured registry password, so no GetAuthorizationToken; its
-    # resources are named without an instance: repository/<namespace>[/<repository>].
-    namespace = settings.registry.namespace
+def _namespace_and_repositories(settings: Settings, write: bool, namespace_arn: str,
+                                repositories_arn: str) -> list[dict[str, Any]]:
+    """The namespace and repository grants, the same on both cloud editions but for their resource names."""
     namespace_actions: tuple[str, ...] = NAMESPACE_READ
     repository_actions: tuple[str, ...] = REPOSITORY_READ
     if write:
@@ -120,9 +94,32 @@ def _personal(settings: Settings, account_id: str, *, write: bool) -> list[dict[
             repository_actions += REPOSITORY_DELETE
     statements = []
     if settings.registry.create_namespace:
-        statements.append(_statement(namespace_actions, [_arn(settings, account_id, f"repository/{namespace}")]))
-    statements.append(_statement(repository_actions, [_arn(settings, account_id, f"repository/{namespace}/*")]))
+        statements.append(_statement(namespace_actions, [namespace_arn]))
+    statements.append(_statement(repository_actions, [repositories_arn]))
     return statements
+
+
+def _enterprise(settings: Settings, account_id: str, *, write: bool) -> list[dict[str, Any]]:
+    instance = settings.registry.instance_id
+    namespace = settings.registry.namespace
+    return [
+        _statement(TEMPORARY_LOGIN, ["*"]),
+        _statement(INSTANCE_LIST, [_arn(settings, account_id, "instance/*")]),
+        _statement(INSTANCE_LOOKUP, [_arn(settings, account_id, f"instance/{instance}")]),
+    ] + _namespace_and_repositories(
+        settings, write, _arn(settings, account_id, f"repository/{instance}"),
+        _arn(settings, account_id, f"repository/{instance}/{namespace}/*"),
+    )
+
+
+def _personal(settings: Settings, account_id: str, *, write: bool) -> list[dict[str, Any]]:
+    # Classic Personal Edition: the login is the configured registry password, so no GetAuthorizationToken; its
+    # resources are named without an instance: repository/<namespace>[/<repository>].
+    namespace = settings.registry.namespace
+    return _namespace_and_repositories(
+        settings, write, _arn(settings, account_id, f"repository/{namespace}"),
+        _arn(settings, account_id, f"repository/{namespace}/*"),
+    )
 
 
 def _document(settings: Settings, account_id: str, *, write: bool) -> dict[str, Any]:
