@@ -80,9 +80,31 @@ def check_registry(target: PreflightTarget, *, timeout: float = 10.0) -> None:
     """Check that `target` is reachable and lets its user push to each repository; raise PreflightError if not.
 
     `timeout` is the budget in seconds for the whole check (name resolution, every connection and response); each
-    request gets what is left of it, and nothing is retried.
+    request gets what is left of it, and nothing is retried. A server that trickles its answer could keep a socket
+    read alive past that budget, so the check runs in a worker and is abandoned when the budget (plus a second of
+    grace for the worker's own error) runs out.
     """
-    _Check(target, timeout).run()
+    outcome: list[BaseException | None] = []
+
+    def work() -> None:
+        try:
+            _Check(target, timeout).run()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=work, name=f"preflight-{target.server}", daemon=True)
+    worker.start()
+    worker.join(timeout + 1.0)
+    if not outcome:
+        raise PreflightError(
+            f"{_PREFIX} for '{target.server}' failed: the registry did not finish answering within the preflight "
+            f"time limit of {timeout:g}s (it accepts connections but answers too slowly); check the registry, or "
+            "set acr-publish:preflight: false to skip the check",
+            "unreachable",
+        )
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 # --- WWW-Authenticate ------------------------------------------------------------------------------------------

@@ -365,3 +365,20 @@ def test_an_exhausted_budget_stops_before_any_request(registry) -> None:
         check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), timeout=0)
     assert "used up its 0s budget before resolving the host" in str(caught.value)
     assert adapter.sent == []
+
+
+def test_a_trickling_server_cannot_stretch_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each socket read has its own timeout, so a server sending a byte now and then could outlast the budget; the
+    whole check is abandoned when the budget runs out. The stalled step is simulated by a check that never ends."""
+    import threading
+
+    import components.preflight as preflight
+
+    release = threading.Event()
+    monkeypatch.setattr(preflight._Check, "run", lambda self: release.wait(30))
+    try:
+        with pytest.raises(PreflightError) as err:
+            check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), timeout=0.2)
+    finally:
+        release.set()
+    assert err.value.kind == "unreachable" and "time limit of 0.2s" in str(err.value)
