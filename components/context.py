@@ -7,9 +7,25 @@ from components/stat_cache.py, the guard's rules from components/sensitive.py.
 
 The digest depends on: each file's relative path, type (file or symlink), content, executable bit
 (user x, as git records it; no other mode bit), each symlink's target (read, never followed), the
-Dockerfile's content (wherever it lies), the build args (as a set), the target and the platform.
-It does not depend on mtimes, owners, umask, the absolute path of the context, listing order, the
-number of CPUs or anything else about the machine.
+relative path of every directory the build creates (`COPY . /x/` also copies empty ones; see
+dockerignore.context_dirs), the Dockerfile's content (wherever it lies), the build args (as a
+set), the target and the platform. It does not depend on mtimes (of files or directories), owners,
+umask, any directory's mode, the absolute path of the context, listing order, the number of CPUs
+or anything else about the machine.
+
+Encoding (sha256 over length-prefixed fields `field(b) = u64(len(b)) b` and big-endian u64s, so no
+two different inputs encode alike; `_digest` is the reference and tests/test_context_digest.py
+rebuilds a pinned value from this description):
+  field("acr-publish/context-digest/v2")
+  field("files") u64(count), then in path order per file or symlink:
+    file  field('f' or 'x') field(rel) u64(size) sha256(content), or for a file over TREE_CHUNK
+          bytes the tree hash sha256("acr-publish/tree/v1\0" u64(TREE_CHUNK) chunk digests...)
+    link  field('l') field(rel) field(target)
+  field("dirs") u64(count), then in path order per directory: field('d') field(rel, no '/')
+  field("dockerfile") sha256(Dockerfile content)
+  field("build-args") u64(count), then per arg in name order: field(name) field(value)
+  field("target") then 0x00 (none) or 0x01 field(target)
+  field("platform") field(platform)
 
 CLI: `python -m components.context explain <context> [--dockerfile PATH] [--build-arg K=V ...]
 [--target T] [--platform P]` prints the digest, tag, size, and what changed since the previous digest.
@@ -32,12 +48,13 @@ from pathlib import Path
 from typing import Any
 
 from components import sensitive
-from components.dockerignore import ContextEntry, context_files, ignore_file_for, walk_context
+from components.dockerignore import ContextEntry, context_dirs, context_files, ignore_file_for, walk_context
 from components.sensitive import Finding, SensitiveFilesError
-from components.stat_cache import RACY_WINDOW_NS, Prior, StatCache, make_entry, manifest_of, parse_entry
+from components.stat_cache import DIR_ENTRY, RACY_WINDOW_NS, Prior, StatCache, make_entry, manifest_of, parse_entry
 
 __all__ = [
     "context_files",
+    "context_dirs",
     "context_digest",
     "content_tag",
     "check_context",
@@ -48,7 +65,8 @@ __all__ = [
     "main",
 ]
 
-DIGEST_VERSION = b"acr-publish/context-digest/v1"
+# v2: directories are part of the digest (v1 covered files and symlinks only).
+DIGEST_VERSION = b"acr-publish/context-digest/v2"
 # Files larger than this are hashed as a tree of fixed-size chunks so one huge file uses every core.
 # A constant, never derived from the machine, so the digest is the same everywhere.
 TREE_CHUNK = 4 << 20
@@ -234,15 +252,17 @@ def _arg_fingerprint(name: str, value: str) -> str:
 
 
 _pack = struct.Struct(">Q").pack
-_KIND_FIELDS = {k: _field(k.encode()) for k in ("f", "x", "l")}
+_KIND_FIELDS = {k: _field(k.encode()) for k in ("f", "x", "l", "d")}
 
 
-def _digest(entries: dict[str, str], sizes: dict[str, int], inputs: bytes) -> str:
-    """sha256 over a version prefix, every file record in path order, then the build inputs.
+def _digest(entries: dict[str, str], sizes: dict[str, int], dirs: Iterable[str], inputs: bytes) -> str:
+    """sha256 over a version prefix, every file record in path order, every directory record in
+    path order, then the build inputs (the encoding in the module docstring).
 
     Only length-prefixed fields and fixed-width integers, so no two different inputs encode alike:
     file  = field(kind 'f'|'x') field(rel) u64(size) sha256-or-tree-hash(32 bytes)
     link  = field('l') field(rel) field(target)
+    dir   = field('d') field(rel)
     """
     parts = [_field(DIGEST_VERSION), _field(b"files"), _pack(len(sizes))]
     append, fromhex = parts.append, bytes.fromhex
@@ -259,6 +279,14 @@ def _digest(entries: dict[str, str], sizes: dict[str, int], inputs: bytes) -> st
         else:
             append(_pack(sizes[rel]))
             append(fromhex(value))
+    dirs = sorted(dirs)
+    parts += [_field(b"dirs"), _pack(len(dirs))]
+    dir_kind = _KIND_FIELDS["d"]
+    for rel in dirs:
+        rb = rel.encode("utf-8", "surrogateescape")
+        append(dir_kind)
+        append(_pack(len(rb)))
+        append(rb)
     parts.append(inputs)
     return hashlib.sha256(b"".join(parts)).hexdigest()
 
@@ -293,8 +321,8 @@ class _Run:
     context: Path
     dockerfile: Path
     digest: str
-    entries: dict[str, str]  # rel -> stat-cache entry (also the manifest of this run)
-    sizes: dict[str, int]
+    entries: dict[str, str]  # rel -> stat-cache entry (also the manifest of this run); directories as "rel/"
+    sizes: dict[str, int]  # files and symlinks only
     prior: Prior  # this image's history before the run (keyed by its build inputs)
     last: dict[str, Any]
     reads: int  # files whose content was read in this run
@@ -318,7 +346,8 @@ def _records(entries: dict[str, str], rels: Iterable[str]) -> list[tuple[str, st
     for rel in rels:
         if rel != DOCKERFILE_KEY:
             kind, _value, flags = parse_entry(entries[rel])
-            out.append((rel, kind, flags))
+            if kind != "d":  # the guard judges files and links; a directory is judged by what it holds
+                out.append((rel, kind, flags))
     return out
 
 
@@ -346,7 +375,13 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     run_start_ns = time.time_ns()
     store = StatCache.load(context, df) if cache else StatCache.disabled(context, df)
 
-    entries, sizes, walked_misses = store.partition(walk_context(context, dockerfile))
+    dirs: list[str] = []
+    entries, sizes, walked_misses = store.partition(walk_context(context, dockerfile, dirs=dirs))
+    # Directories carry no stat key (their mtime and mode are not part of the digest), so an entry
+    # per directory is just its presence; the trailing '/' keeps them apart from file paths and
+    # lets explain print "added    uploads/".
+    for d in dirs:
+        entries[d + "/"] = DIR_ENTRY
     misses: list[tuple[str, Path | str, os.stat_result]] = []
     for e in walked_misses:
         st = e.stat
@@ -391,11 +426,11 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
     unchanged = not hashed and entries == store.entries
     if unchanged and prior_last is not None and prior_last.get("inputs") == inputs_id:
         # Nothing the digest depends on differs from the last run (every file a trusted cache hit
-        # with its size, the same set of paths, the same symlink targets and build inputs), so the
-        # digest is the last one; recomputing it would only re-encode the same bytes.
+        # with its size, the same set of file and directory paths, the same symlink targets and
+        # build inputs), so the digest is the last one; recomputing it would only re-encode the same bytes.
         digest = prior_last["digest"]
     else:
-        digest = _digest(entries, sizes, inputs)
+        digest = _digest(entries, sizes, dirs, inputs)
 
     last = {"digest": digest, "inputs": inputs_id, "dockerfile": dockerfile_hash,
             "build_args": build_args_fp, "target": target, "platform": platform}

@@ -9,7 +9,8 @@ This module owns `.dockerignore` semantics and the context walk. The reference i
   expression) and how a list of patterns with `!` exceptions decides (`PatternMatcher`);
 * tonistiigi/fsutil's filtered walk: the walk feeds every path its parent directory's per-pattern
   results (MatchesUsingParentResults) and prunes an excluded directory unless an exception could
-  re-include something inside it (`walk_context`).
+  re-include something inside it (`walk_context`); it sends every directory it does not exclude,
+  empty or not, and an excluded one only as the parent of something sent (`context_dirs`).
 
 Why not the Docker SDK for Python's matcher (docker.utils.build)? It is the well-kept Python
 implementation, but it follows the classic builder and an old moby algorithm, and it disagrees with
@@ -47,7 +48,10 @@ pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to th
 Known limits (documented, not silently different): Go's regexp engine also sees RE2 escapes
 (`\\d`, `\\x41`, `\\Q..\\E`, octal, POSIX classes such as `[[:digit:]]`); they are translated to
 Python's `re`, except `\\p{..}`/`\\P{..}` Unicode classes, `\\C` and negated POSIX classes, which
-raise a ValueError when the pattern is evaluated although Go would accept them.
+raise a ValueError when the pattern is evaluated although Go would accept them. Special files:
+BuildKit also sends a fifo (as a fifo) and a socket (as an empty regular file; oracle-observed),
+which `walk_context` does not yield; `context_dirs` does count them as what makes an excluded
+parent directory sent.
 """
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ import re
 import stat as stat_module
 import string
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +75,7 @@ __all__ = [
     "read_patterns",
     "walk_context",
     "context_files",
+    "context_dirs",
 ]
 
 # Go's unicode.IsSpace, which strings.TrimSpace uses. Python's str.strip() would also strip the
@@ -730,20 +735,24 @@ class ContextEntry:
         return Path(self.abspath)
 
 
-def walk_context(context: Path, dockerfile: Path | str | None = None) -> Iterator[ContextEntry]:
+def walk_context(context: Path, dockerfile: Path | str | None = None,
+                 dirs: list[str] | None = None) -> Iterator[ContextEntry]:
     """Every regular file and symlink BuildKit sends for this context, in no particular order.
 
     Each entry is lstat'ed once. Excluded directories are pruned unless an exception could
     re-include something inside them (fsutil's rule, `PatternMatcher.may_reinclude_below`).
     A symlink is sent as a link, never followed, so a link to a directory is one entry.
+
+    `dirs`: when a list, the same traversal appends to it the relative path of every directory
+    the build sends (see `context_dirs`); it is complete once the iterator is exhausted.
     """
     # Not a generator itself: a bad context or a malformed pattern raises here, at the call.
     context = _check_context(context)
     root = os.path.abspath(context)
     matcher = PatternMatcher(read_patterns(context, dockerfile))
     if not matcher.patterns:
-        return _walk_all(root, "")
-    return _walk_filtered(root, "", matcher, MatchInfo())
+        return _walk_all(root, "", dirs)
+    return _walk_filtered(root, "", matcher, MatchInfo(), False, dirs)
 
 
 def _scan(directory: str, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
@@ -758,35 +767,61 @@ def _scan(directory: str, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
             "fix its permissions or exclude it in .dockerignore", str(directory)) from exc
 
 
-def _walk_all(directory: str, prefix: str) -> Iterator[ContextEntry]:
+def _walk_all(directory: str, prefix: str, dirs: list[str] | None) -> Iterator[ContextEntry]:
     for entry in _scan(directory, prefix, False):
         rel = prefix + entry.name
         if entry.is_dir(follow_symlinks=False):
-            yield from _walk_all(entry.path, rel + "/")
+            if dirs is not None:
+                dirs.append(rel)
+            yield from _walk_all(entry.path, rel + "/", dirs)
             continue
         st = entry.stat(follow_symlinks=False)
         if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISLNK(st.st_mode):
             yield ContextEntry(rel, entry.path, st)
 
 
-def _walk_filtered(directory: str, prefix: str, matcher: PatternMatcher,
-                   parent_info: MatchInfo, excluded_dir: bool = False) -> Iterator[ContextEntry]:
+def _walk_filtered(directory: str, prefix: str, matcher: PatternMatcher, parent_info: MatchInfo,
+                   excluded_dir: bool, dirs: list[str] | None) -> Generator[ContextEntry, None, bool]:
+    """Yields the files and links sent below `directory`; returns whether anything at all below it
+    is sent (also a directory, a fifo or a socket), which is what makes fsutil send an excluded
+    directory the walk entered: as the parent of what an exception re-included, never on its own."""
+    sent = False
     for entry in _scan(directory, prefix, excluded_dir):
         rel = prefix + entry.name
         excluded, info = matcher.matches_using_parent_results(rel, parent_info)
         if entry.is_dir(follow_symlinks=False):
             if excluded and not matcher.may_reinclude_below(rel):
                 continue
-            yield from _walk_filtered(entry.path, rel + "/", matcher, info, excluded)
+            if dirs is not None:
+                dirs.append(rel)  # provisional while `rel` is excluded: taken back if nothing inside is sent
+            inside = yield from _walk_filtered(entry.path, rel + "/", matcher, info, excluded, dirs)
+            if not excluded or inside:
+                sent = True
+            elif dirs is not None:
+                dirs.pop()  # nothing below appended a directory that stayed, so the last one is `rel`
             continue
         if excluded:
             continue
+        sent = True
         st = entry.stat(follow_symlinks=False)
         if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISLNK(st.st_mode):
             yield ContextEntry(rel, entry.path, st)
+    return sent
 
 
 def context_files(context: Path, dockerfile: Path | str | None = None) -> list[str]:
     """The sorted relative POSIX paths of the files and symlinks the build sees."""
     return sorted(e.rel for e in walk_context(context, dockerfile))
 
+
+def context_dirs(context: Path, dockerfile: Path | str | None = None) -> list[str]:
+    """The sorted relative POSIX paths (no trailing '/') of the directories the build sees.
+
+    Every directory the walk enters and does not exclude is sent, empty or not; an excluded
+    directory is sent only as the parent of something an exception re-included (oracle-checked:
+    `docs` + `!docs/keep.md` sends `docs/`; an excluded empty directory is absent).
+    """
+    dirs: list[str] = []
+    for _ in walk_context(context, dockerfile, dirs):
+        pass
+    return sorted(dirs)

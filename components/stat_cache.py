@@ -9,10 +9,12 @@ hashing itself (components/context.py does).
 * Entry: relative path -> one string `<T|U><size>:<mtime_ns>:<inode>:<mode>|<kind>|<flags>|<value>`:
   T for a trusted entry, U for one that must be re-read; kind 'f'/'x' (file, executable file) or 'l'
   (symlink); flags the sensitive-content flags (components/sensitive.py); value the content hash or
-  link target (last, so it may hold any character). A lookup hits only when the entry is trusted and
-  size, mtime_ns, inode and the full st_mode all equal the file's current lstat: one string prefix
-  comparison. One string per entry, not a list, because loading 20,000 entries must cost far less
-  than walking them.
+  link target (last, so it may hold any character). A directory the build sends is the entry
+  `<rel>/` -> DIR_ENTRY: no stat key, because nothing about a directory but its presence is part of
+  the digest (its mtime changes with every file added, its mode is not digested either). A lookup
+  hits only when the entry is trusted and size, mtime_ns, inode and the full st_mode all equal the
+  file's current lstat: one string prefix comparison. One string per entry, not a list, because
+  loading 20,000 entries must cost far less than walking them.
 * Racy files (git's "racy clean" problem): a file modified again within the file system's timestamp
   granularity after it was read keeps the same mtime and size. So an entry is trusted only when the
   file's mtime is strictly older than the start of the run that read it minus RACY_WINDOW_NS; other
@@ -48,13 +50,14 @@ from typing import Any
 
 import platformdirs
 
-__all__ = ["CACHE_DIR_ENV", "FORMAT_VERSION", "HISTORY_LIMIT", "RACY_WINDOW_NS", "cache_dir", "cache_file_for",
-           "make_entry", "parse_entry", "Prior", "StatCache"]
+__all__ = ["CACHE_DIR_ENV", "DIR_ENTRY", "FORMAT_VERSION", "HISTORY_LIMIT", "RACY_WINDOW_NS", "cache_dir",
+           "cache_file_for", "make_entry", "parse_entry", "Prior", "StatCache"]
 
 CACHE_DIR_ENV = "ACR_PUBLISH_CACHE_DIR"
 # Bumped when the format changes, and when components/sensitive.py's content rules change: cached flags
-# are those rules' verdict, and a file the old rules passed must be scanned again (4: AccessKey id bounds).
-FORMAT_VERSION = 4
+# are those rules' verdict, and a file the old rules passed must be scanned again (4: AccessKey id bounds;
+# 5: directory entries, and last digests of the v2 encoding: a v4 cache would hand back v1 digests).
+FORMAT_VERSION = 5
 _MAGIC = b"acr-publish-stat-cache"
 # Coarser than any file system we expect (FAT: 2 s, ext3/HFS+: 1 s; the kernel's coarse clock that
 # stamps mtimes lags the precise clock by a few ms), so "older than run start minus this" really is older.
@@ -62,6 +65,10 @@ RACY_WINDOW_NS = 2_000_000_000
 # Build-input histories kept per cache file: a stack's images plus a few past inputs of each.
 HISTORY_LIMIT = 16
 
+
+
+# The entry of a directory: kind 'd', no flags, no value, and no stat key (never looked up, only compared).
+DIR_ENTRY = "D|d|0|"
 
 
 def make_entry(st: os.stat_result, kind: str, value: str, flags: int, trusted: bool) -> str:
@@ -92,7 +99,8 @@ def cache_file_for(context: Path, dockerfile: Path) -> Path:
 
 
 def manifest_of(entries: dict[str, str]) -> dict[str, list[str]]:
-    """The manifest `explain` diffs: relative path -> [kind, content hash or link target]."""
+    """The manifest `explain` diffs: relative path -> [kind, content hash or link target]
+    (a directory: "rel/" -> ["d", ""])."""
     return {rel: list(parse_entry(e)[:2]) for rel, e in entries.items()}
 
 

@@ -86,6 +86,54 @@ def test_adding_and_removing_a_file_changes_digest(tree):
     assert digest(tree) == before
 
 
+def test_adding_an_empty_directory_changes_digest(tree):
+    """`COPY . /x/` creates empty directories too, so the image differs and so must the tag."""
+    before = digest(tree)
+    (tree / "uploads").mkdir()
+    with_dir = digest(tree)
+    assert with_dir != before
+    (tree / "lib" / "empty").mkdir()
+    assert digest(tree) not in (before, with_dir)
+    (tree / "lib" / "empty").rmdir()
+    assert digest(tree) == with_dir
+    (tree / "uploads").rmdir()
+    assert digest(tree) == before
+
+
+def test_directory_and_file_of_the_same_name_differ(tmp_path):
+    # an empty file "d" and an empty directory "d" both name one path with no content
+    as_file = make_tree(tmp_path / "f", {"d": ""})
+    as_dir = make_tree(tmp_path / "d", {})
+    (as_dir / "d").mkdir()
+    assert digest(as_file) != digest(as_dir)
+
+
+def test_moving_a_file_into_a_new_directory_is_not_the_same_as_renaming_it(tmp_path):
+    # "a/b" as the file and "a" as its directory, against the file "a/b" in an existing "a" next to an empty "c"
+    one = make_tree(tmp_path / "one", {"a/b": "x", "c/d": "y"})
+    two = make_tree(tmp_path / "two", {"a/b": "x", "c/d": "y"})
+    (two / "e").mkdir()
+    assert digest(one) != digest(two)
+
+
+def test_empty_directory_excluded_by_dockerignore_does_not_change_digest(tree):
+    (tree / ".dockerignore").write_text("uploads\ncache/\n")
+    before = digest(tree)
+    (tree / "uploads").mkdir()
+    (tree / "cache" / "deep").mkdir(parents=True)
+    assert digest(tree) == before
+    (tree / "kept").mkdir()  # ...while one the patterns leave does
+    assert digest(tree) != before
+
+
+def test_excluded_directory_counts_once_an_exception_reincludes_something_inside(tree):
+    (tree / ".dockerignore").write_text("uploads\n!uploads/keep\n")
+    (tree / "uploads").mkdir()
+    before = digest(tree)
+    (tree / "uploads" / "keep").mkdir()  # BuildKit now sends uploads/ as the parent of uploads/keep/
+    assert digest(tree) != before
+
+
 def test_file_type_changes_digest(tmp_path):
     # a file "a" holding "b" and a symlink "a" pointing at "b" carry the same bytes: the type must tell them apart
     as_file = make_tree(tmp_path / "f", {"a": "b"})
@@ -234,6 +282,20 @@ def test_large_file_tree_hash_sees_every_chunk(tmp_path):
 
 # ---------------------------------------------------------------- what must not change the digest
 
+def test_directory_mtime_and_mode_do_not_change_digest(tree):
+    (tree / "uploads").mkdir()
+    before = digest(tree)
+    for d in (tree / "uploads", tree / "lib", tree / "data"):
+        os.utime(d, ns=(123_000_000_000, 456_000_000_000))
+    assert digest(tree) == before
+    for mode in (0o700, 0o755, 0o777, 0o711, 0o555):
+        os.chmod(tree / "uploads", mode)
+        os.chmod(tree / "lib", mode | 0o500)
+        assert digest(tree) == before, f"directory mode {mode:o} must not change the digest"
+    os.chmod(tree / "uploads", 0o755)
+    os.chmod(tree / "lib", 0o755)
+
+
 def test_mtimes_do_not_change_digest(tree):
     before = digest(tree)
     for p in tree.rglob("*"):
@@ -279,9 +341,25 @@ def test_absolute_path_does_not_change_digest(tree, tmp_path):
 def test_listing_order_does_not_change_digest(tree, monkeypatch):
     before = digest(tree)
     real_walk = ctx.walk_context
-    monkeypatch.setattr(ctx, "walk_context", lambda c, d=None: reversed(list(real_walk(c, d))))
+
+    def reversed_walk(c, d=None, dirs=None):
+        out = list(real_walk(c, d, dirs))
+        if dirs is not None:
+            dirs.reverse()
+        return reversed(out)
+
+    def shuffled_walk(c, d=None, dirs=None):
+        out = sorted(real_walk(c, d, dirs), key=lambda e: e.rel[::-1])
+        if dirs is not None:
+            dirs.sort(key=lambda r: r[::-1])
+        return out
+
+    (tree / "z").mkdir()
+    (tree / "a" / "b").mkdir(parents=True)
+    before = digest(tree)
+    monkeypatch.setattr(ctx, "walk_context", reversed_walk)
     assert context_digest(tree, cache=False) == before
-    monkeypatch.setattr(ctx, "walk_context", lambda c, d=None: sorted(real_walk(c, d), key=lambda e: e.rel[::-1]))
+    monkeypatch.setattr(ctx, "walk_context", shuffled_walk)
     assert context_digest(tree, cache=False) == before
 
 
@@ -306,6 +384,7 @@ def test_digest_is_pinned_across_machines(tmp_path):
     """A fixed tree has a fixed digest on every machine: this value was computed once and must never
     drift (a drift means every user's images rebuild). Change DIGEST_VERSION if the encoding changes."""
     tree = make_tree(tmp_path / "ctx", {"a.txt": "alpha\n", "bin/run": "#!/bin/sh\n", "l": ("link", "a.txt")})
+    (tree / "var" / "empty").mkdir(parents=True)
     os.chmod(tree / "a.txt", 0o644)
     os.chmod(tree / "Dockerfile", 0o644)
     os.chmod(tree / "bin" / "run", 0o755)
@@ -326,17 +405,18 @@ def test_digest_is_pinned_across_machines(tmp_path):
 
     dockerfile = b"FROM scratch\nCOPY . /ctx/\n"
     files = [(b"f", b"Dockerfile", dockerfile), (b"f", b"a.txt", b"alpha\n"), (b"x", b"bin/run", b"#!/bin/sh\n")]
-    enc = f(b"acr-publish/context-digest/v1") + f(b"files") + n(4)
+    enc = f(b"acr-publish/context-digest/v2") + f(b"files") + n(4)
     for kind, rel, data in files:
         enc += f(kind) + f(rel) + n(len(data)) + sha(data)
     enc += f(b"l") + f(b"l") + f(b"a.txt")
+    enc += f(b"dirs") + n(3) + f(b"d") + f(b"bin") + f(b"d") + f(b"var") + f(b"d") + f(b"var/empty")
     enc += f(b"dockerfile") + sha(dockerfile)
     enc += f(b"build-args") + n(1) + f(b"V") + f(b"1")
     enc += f(b"target") + b"\1" + f(b"final") + f(b"platform") + f(b"linux/arm64")
     assert hashlib.sha256(enc).hexdigest() == PINNED_DIGEST
 
 
-PINNED_DIGEST = "c881b9deed76f291bdcca7525de47262027f3f7493dc051450f150c31ba3186d"
+PINNED_DIGEST = "53786a54e7da26d82ed7ce03c28f3041c8e6ea1d9ec32274f9906b491cb3707a"
 
 
 # ---------------------------------------------------------------- content_tag
@@ -423,6 +503,24 @@ def test_explain_lists_what_changed_since_the_previous_digest(tmp_path):
     again = explain(str(tree), "--build-arg", "MODE=two-secret-value", "--target", "final").stdout
     assert "unchanged since the last run; changed since the digest before it" in again
     assert "  added    new.txt" in again and "  removed  gone.txt" in again
+
+
+def test_explain_lists_added_and_removed_directories(tmp_path):
+    tree = make_tree(tmp_path / "ctx", {"keep.txt": "k", "old/x": "x"})
+    (tree / "old" / "x").unlink()  # old/ stays as an empty directory
+    (tree / "cache").mkdir()
+    (tree / ".dockerignore").write_text("cache\n")
+    assert explain(str(tree)).returncode == 0
+    (tree / "old").rmdir()
+    (tree / "uploads" / "img").mkdir(parents=True)
+    (tree / "cache" / "tmp").mkdir()  # excluded: not part of the build, not reported
+    proc = explain(str(tree))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "changed since the last run" in out
+    for line in ["  added    uploads/", "  added    uploads/img/", "  removed  old/"]:
+        assert line in out, f"{line!r} missing from:\n{out}"
+    assert "cache" not in out and "keep.txt" not in out
 
 
 def test_explain_with_an_outside_dockerfile(tmp_path):

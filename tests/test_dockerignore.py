@@ -6,7 +6,7 @@ Three sources of truth:
 * the findings of the engine oracle (tests/e2e/test_context_oracle.py), where the Docker SDK for
   Python disagrees with BuildKit: each divergence SDK-n named in the module docstring has a test
   here that runs the SDK on the same tree and shows the difference;
-* plain walk properties (pruning, symlinks, errors).
+* plain walk properties (pruning, symlinks, errors, which directories are sent).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from components.dockerignore import (
     ContextEntry,
     MatchInfo,
     PatternMatcher,
+    context_dirs,
     context_files,
     ignore_file_for,
     parse_ignore_file,
@@ -472,3 +473,47 @@ def test_unreadable_directory_errors_unless_excluded(tmp_path, monkeypatch):
         context_files(tmp_path)
     (tmp_path / ".dockerignore").write_text("locked\n!locked/x\n")
     assert context_files(tmp_path) == [".dockerignore", "ok"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Directories (the oracle checks them against the engine; these pin the walk's own mechanics)
+# ----------------------------------------------------------------------------------------------
+
+def test_every_directory_without_patterns_even_empty(tmp_path):
+    _tree(tmp_path, {"a/b/c.txt": "", "d/e": ""})
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    (tmp_path / "dlink").symlink_to("a")  # a link to a directory is a link, not a directory
+    assert context_dirs(tmp_path) == ["a", "a/b", "d", "empty", "empty/deeper"]
+    assert "dlink" in context_files(tmp_path)
+
+
+def test_walk_context_yields_files_only_and_fills_dirs_when_asked(tmp_path):
+    _tree(tmp_path, {"a/b/c.txt": "", "x": ""}, "z\n")
+    (tmp_path / "z").mkdir()
+    (tmp_path / "y").mkdir()
+    assert sorted(e.rel for e in walk_context(tmp_path)) == [".dockerignore", "a/b/c.txt", "x"]
+    dirs: list[str] = []
+    rels = sorted(e.rel for e in walk_context(tmp_path, None, dirs))
+    assert rels == [".dockerignore", "a/b/c.txt", "x"]
+    assert sorted(dirs) == ["a", "a/b", "y"]
+
+
+def test_excluded_directory_is_sent_only_as_a_parent(tmp_path):
+    _tree(tmp_path, {"docs/keep.md": "", "docs/junk/x": "", "logs/x": ""},
+          "docs\nlogs\n!docs/keep.md\n!logs/none\n")
+    (tmp_path / "docs" / "empty").mkdir()
+    assert context_dirs(tmp_path) == ["docs"]  # logs: entered (an exception lies below it) but nothing sent
+    (tmp_path / ".dockerignore").write_text("docs\n!docs/empty\n")
+    assert context_dirs(tmp_path) == ["docs", "docs/empty", "logs"]
+    (tmp_path / ".dockerignore").write_text("docs/*\n")
+    assert context_dirs(tmp_path) == ["docs", "logs"]  # docs itself is not excluded: sent, empty
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX) to create a fifo")
+def test_reincluded_fifo_makes_its_excluded_directory_sent(tmp_path):
+    """Oracle finding: BuildKit sends a fifo (`docs` + `!docs/fifo` gives the image `docs/fifo`),
+    so its excluded parent directory is sent too, although context_files lists no fifo."""
+    _tree(tmp_path, {"docs/keep": ""}, "docs\n!docs/fifo\n")
+    assert context_dirs(tmp_path) == []
+    os.mkfifo(tmp_path / "docs" / "fifo")
+    assert context_dirs(tmp_path) == ["docs"]

@@ -270,7 +270,8 @@ def test_two_processes_racing_leave_a_valid_cache(tmp_path, cache_root):
         assert p.returncode == 0, err
         assert out.strip() == "2"
     loaded = StatCache.load(root, root / "Dockerfile")
-    assert loaded.problem is None and len(loaded.entries) == 100 + 3 + 1
+    # 100 small files, big.bin, the link, the Dockerfile as a file and as the Dockerfile; d0/ to d3/
+    assert loaded.problem is None and len(loaded.entries) == 100 + 3 + 1 + 4
     assert not [p for p in (cache_root / "contexts").iterdir() if p.name.startswith(".tmp-")]
     assert ctx.context_digest(root) == ctx.context_digest(root, cache=False)
 
@@ -362,3 +363,28 @@ def test_warm_runs_of_two_images_write_the_cache_no_more(tmp_path, cache_root, m
     assert writes == []
     ctx.context_digest(root, build_args={"APP_ENV": "prod"}, target="web")  # new inputs: recorded
     assert writes == [1]
+
+
+def test_directories_are_entries_without_a_stat_key(tmp_path, cache_root, monkeypatch):
+    """A directory is cached by presence only: touching it or changing its mode writes nothing and
+    reads nothing; adding or removing one is seen by a warm run."""
+    root = make_tree(tmp_path / "ctx")
+    first = ctx.context_digest(root)
+    loaded = StatCache.load(root, root / "Dockerfile")
+    assert {k: v for k, v in loaded.entries.items() if k.endswith("/")} == {
+        f"d{i}/": stat_cache.DIR_ENTRY for i in range(4)}
+    assert stat_cache.parse_entry(stat_cache.DIR_ENTRY) == ("d", "", 0)
+    writes = []
+    real_mkstemp = stat_cache.tempfile.mkstemp
+    monkeypatch.setattr(stat_cache.tempfile, "mkstemp", lambda *a, **kw: writes.append(1) or real_mkstemp(*a, **kw))
+    os.utime(root / "d1", ns=(HOUR_AGO_NS + 7, HOUR_AGO_NS + 7))
+    os.chmod(root / "d2", 0o700)
+    run = ctx._run(root, None, None, None, "linux/amd64", True)
+    assert (run.digest, run.reads, writes) == (first, 0, [])
+    (root / "d1" / "empty").mkdir()
+    run = ctx._run(root, None, None, None, "linux/amd64", True)
+    assert run.digest != first and run.reads == 0 and writes == [1]
+    assert StatCache.load(root, root / "Dockerfile").entries["d1/empty/"] == stat_cache.DIR_ENTRY
+    assert run.digest == ctx.context_digest(root, cache=False)
+    (root / "d1" / "empty").rmdir()
+    assert ctx.context_digest(root) == first

@@ -2,7 +2,8 @@
 
 A case is a small tree plus ignore files. `materialize` writes it to disk; `engine_files` builds
 `FROM scratch` + `COPY . /ctx/` with BuildKit (`docker buildx build --output type=tar`) and lists the
-regular files and symlinks under `ctx/` in the exported file system. A build spends most of its
+regular files and symlinks under `ctx/` in the exported file system; `engine_tree` lists its
+directories too. A build spends most of its
 time waiting on the engine, so callers may run several at once from a small thread pool.
 """
 from __future__ import annotations
@@ -90,8 +91,18 @@ class EngineBuildError(RuntimeError):
     """The engine refused the build (for example a malformed .dockerignore pattern)."""
 
 
-def engine_files(docker: str, context: Path, dockerfile: Path) -> list[str]:
-    """Sorted paths (relative to the context) of the regular files and symlinks the engine copies."""
+@dataclass(frozen=True)
+class EngineTree:
+    """What the engine copied under `ctx/`: sorted relative paths (directories without a trailing '/')."""
+
+    files: list[str]
+    """Regular files and symlinks."""
+    dirs: list[str]
+    """Directories (the context root itself excluded)."""
+
+
+def engine_tree(docker: str, context: Path, dockerfile: Path) -> EngineTree:
+    """The files, symlinks and directories (relative to the context) the engine copies."""
     with tempfile.TemporaryDirectory(prefix="oracle-out-") as out:
         tar_path = Path(out) / "fs.tar"
         proc = subprocess.run(
@@ -105,12 +116,21 @@ def engine_files(docker: str, context: Path, dockerfile: Path) -> list[str]:
         if proc.returncode != 0:
             raise EngineBuildError(
                 f"docker buildx build of {context} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        files = []
+        files, dirs = [], []
         with tarfile.open(tar_path) as tar:
             for member in tar.getmembers():
-                name = member.name.lstrip("./")
+                # "./ctx/a/" and "ctx/a" name the same directory; strip the leading "./" only, so a
+                # name starting with a dot keeps it
+                name = member.name.removeprefix("./").rstrip("/")
                 if not name.startswith("ctx/"):
                     continue
                 if member.isfile() or member.issym() or member.islnk():
                     files.append(name[len("ctx/"):])
-        return sorted(files)
+                elif member.isdir():
+                    dirs.append(name[len("ctx/"):])
+        return EngineTree(sorted(files), sorted(dirs))
+
+
+def engine_files(docker: str, context: Path, dockerfile: Path) -> list[str]:
+    """Sorted paths (relative to the context) of the regular files and symlinks the engine copies."""
+    return engine_tree(docker, context, dockerfile).files

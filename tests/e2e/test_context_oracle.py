@@ -1,7 +1,8 @@
 """components.dockerignore against the real engine: hand-written cases and a property test.
 
 Each case's tree is written to disk once; the engine builds `FROM scratch` + `COPY . /ctx/` from it
-(tests/e2e/oracle.py) and the files it copied must equal `context_files` for the same directory.
+(tests/e2e/oracle.py); the files it copied must equal `context_files` and the directories it created
+`context_dirs` for the same directory (an empty directory changes the image as much as a file).
 All hand cases are built up front in a small thread pool so the whole module stays well under a
 minute and a half.
 """
@@ -17,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.dockerignore import context_files
-from tests.e2e.oracle import Case, EmptyDir, EngineBuildError, Link, engine_files, materialize
+from components.dockerignore import context_dirs, context_files
+from tests.e2e.oracle import Case, EmptyDir, EngineBuildError, Link, engine_tree, materialize
 
 # A tree most cases share: names that patterns can hit at several depths.
 BASE: dict[str, object] = {
@@ -142,6 +143,20 @@ CASES: list[Case] = [
     Case("pattern-through-dir-link-does-not-apply",
          base(**{"dlink": Link("docs")}), "dlink/keep.md\ndlink/**\n"),
     Case("empty-dirs", base(**{"empty": EmptyDir(), "sub/empty2": EmptyDir()}), "a.txt\n"),
+    # --- which directories are sent
+    Case("excluded-empty-dir-is-absent", base(**{"uploads": EmptyDir(), "tmp/a/b": EmptyDir()}),
+         "uploads\ntmp/a\n", note="tmp stays (not excluded, now empty), tmp/a and uploads go"),
+    Case("contents-excluded-dir-stays", base(**{"cache/x": EmptyDir()}), "docs/*\ncache/*\n",
+         note="the directory itself is not excluded, so it is sent empty"),
+    Case("reinclude-empty-dir-below-excluded-dir", {"a/b/c": EmptyDir(), "a/x": "1", "y": "2"},
+         "a\n!a/b/c\n", note="a and a/b are sent as parents of the re-included a/b/c"),
+    Case("reinclude-empty-dir-by-wildcard", {"a/b/c": EmptyDir(), "a/x": "1", "d/e": EmptyDir()},
+         "a\nd\n!**/c\n"),
+    Case("wildcard-exception-matching-nothing-sends-no-dir",
+         {"a/b/c": EmptyDir(), "a/x": "1", "y": "2"}, "a\n!**/zz\n",
+         note="the walk enters a (the exception could match below it) but sends nothing, so not a"),
+    Case("excluded-dir-with-reincluded-dir-only", {"a/b/x": "1", "a/c/y": "2", "a/d": EmptyDir()},
+         "a\n!a/b\n"),
     Case("spaces-and-non-ascii",
          base(**{"my file.txt": "m", "ünï cödé/ß.txt": "s", "ünï cödé/b.txt": "b", "日本/語.md": "j"}),
          "my file.txt\nünï*/ß.txt\n日本\n"),
@@ -184,7 +199,7 @@ CASES: list[Case] = [
 
 @pytest.fixture(scope="module")
 def engine_results(docker_engine, tmp_path_factory):
-    """id -> (context, dockerfile, engine file list or EngineBuildError), all built concurrently."""
+    """id -> (context, dockerfile, EngineTree or EngineBuildError), all built concurrently."""
     prepared = {}
     for case in CASES:
         workdir = tmp_path_factory.mktemp(case.id)
@@ -193,7 +208,7 @@ def engine_results(docker_engine, tmp_path_factory):
     def build(case_id):
         context, dockerfile = prepared[case_id]
         try:
-            return engine_files(docker_engine, context, dockerfile)
+            return engine_tree(docker_engine, context, dockerfile)
         except EngineBuildError as exc:
             return exc
 
@@ -214,15 +229,18 @@ def test_context_files_match_engine(case, engine_results):
     if isinstance(expected, EngineBuildError):
         with pytest.raises(ValueError):
             context_files(context, dockerfile)
+        with pytest.raises(ValueError):
+            context_dirs(context, dockerfile)
         return
-    assert context_files(context, dockerfile) == expected, case.note
+    assert context_files(context, dockerfile) == expected.files, case.note
+    assert context_dirs(context, dockerfile) == expected.dirs, case.note
 
 
 def test_relative_dockerfile_path_resolves_from_cwd(engine_results, monkeypatch):
     """A relative `dockerfile` is taken from the current directory, as `docker build -f` does."""
     context, dockerfile, expected = engine_results["dockerfile-outside-specific-ignore"]
     monkeypatch.chdir(dockerfile.parent.parent)
-    assert context_files(context, Path(dockerfile.parent.name) / dockerfile.name) == expected
+    assert context_files(context, Path(dockerfile.parent.name) / dockerfile.name) == expected.files
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,7 +256,8 @@ _names = st.text(alphabet=_name_char, min_size=1, max_size=3).filter(
 
 @st.composite
 def trees(draw):
-    """A set of file paths (depth <= 3) with no file also used as a directory."""
+    """(leaf paths (depth <= 3), the directories above them, the leaves that are empty directories
+    rather than files); no leaf is also used as a directory."""
     paths = draw(st.lists(st.lists(_names, min_size=1, max_size=3).map("/".join),
                           min_size=1, max_size=10, unique=True))
     files: list[str] = []
@@ -250,7 +269,8 @@ def trees(draw):
             continue
         files.append(p)
         dirs |= prefixes
-    return files, sorted(dirs)
+    empties = draw(st.sets(st.sampled_from(files), max_size=2))
+    return files, sorted(dirs), empties
 
 
 _PIECES = ["*", "**", "?", "*.x", "a*", "**a", "[ab]", "[^a]*", "[!a]", ".*", "\\*", "x\\?", ".."]
@@ -258,8 +278,8 @@ _PIECES = ["*", "**", "?", "*.x", "a*", "**a", "[ab]", "[^a]*", "[!a]", ".*", "\
 
 @st.composite
 def tree_and_patterns(draw):
-    """(tree: path -> content or Link, ignore-file lines) built from the tree's own names."""
-    files, dirs = draw(trees())
+    """(tree: path -> content, EmptyDir or Link, ignore-file lines) built from the tree's own names."""
+    files, dirs, empties = draw(trees())
     segments = sorted({seg for p in files for seg in p.split("/")})
     piece = st.one_of(st.sampled_from(segments), st.sampled_from(_PIECES))
     pattern = st.lists(piece, min_size=1, max_size=3).map("/".join)
@@ -268,7 +288,7 @@ def tree_and_patterns(draw):
                      st.sampled_from(["", "/", " ", "/**", "/*"])).map(
         lambda t: ("!" if t[0] else "") + t[1] + t[2] + t[3])
     lines = draw(st.lists(line, min_size=1, max_size=5))
-    tree: dict[str, object] = {f: f for f in files}
+    tree: dict[str, object] = {f: EmptyDir() if f in empties else f for f in files}
     if dirs and draw(st.booleans()):
         # a symlink to one of the directories: sent as a link, never followed
         tree["lnk"] = Link(draw(st.sampled_from(dirs)))
@@ -293,11 +313,14 @@ def test_random_trees_and_patterns_match_engine(docker_engine, data):
     try:
         context, dockerfile = materialize(case, Path(tmp))
         try:
-            expected = engine_files(docker_engine, context, dockerfile)
+            expected = engine_tree(docker_engine, context, dockerfile)
         except EngineBuildError:
             with pytest.raises(ValueError):
                 context_files(context, dockerfile)
             return
-        assert context_files(context, dockerfile) == expected, f"patterns={lines!r} tree={sorted(tree)!r}"
+        empty = sorted(k for k, v in tree.items() if isinstance(v, EmptyDir))
+        where = f"patterns={lines!r} tree={sorted(tree)!r} empty dirs={empty!r}"
+        assert context_files(context, dockerfile) == expected.files, where
+        assert context_dirs(context, dockerfile) == expected.dirs, where
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
