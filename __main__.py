@@ -13,8 +13,7 @@ registry = AcrRegistry(
     AcrRegistryArgs(
         registry=settings.registry,
         region=settings.region,
-        repositories={img.name: img.summary for img in settings.images},
-        tag_immutability={img.name: img.tag_immutability for img in settings.images},
+        images=settings.images,
         password=registry_password,
         protect=settings.protect,
         retain_on_delete=settings.retain_on_delete,

@@ -167,11 +167,10 @@ class _Check:
         self.budget = timeout
         self.deadline = time.monotonic() + timeout
         self.secrets: list[str] = []
+        # The Basic credential, for the Basic login and the token request; scrubbed like the password itself.
+        self.basic = base64.b64encode(f"{target.username or ''}:{target.password or ''}".encode()).decode()
         if target.password:
-            self.secrets.append(target.password)
-            if target.username is not None:
-                basic = f"{target.username}:{target.password}".encode()
-                self.secrets.append(base64.b64encode(basic).decode())
+            self.secrets += [target.password, self.basic]
         self.session = _new_session()
         self.authorization: str | None = None
         self.endpoint = _Endpoint(host="", port=None, scheme="https")  # set by run() before any request
@@ -363,8 +362,7 @@ class _Check:
             )
         scheme, params = challenge
         if scheme == "basic":
-            basic = base64.b64encode(f"{self.target.username}:{self.target.password}".encode()).decode()
-            self.authorization = f"Basic {basic}"
+            self.authorization = f"Basic {self.basic}"
         else:
             self.authorization = f"Bearer {self._fetch_token(params)}"
         response = self.send("GET", url, headers={"Authorization": self.authorization}, what="logging in")
@@ -407,8 +405,7 @@ class _Check:
             for repository in self.target.repositories:
                 query.append(("scope", f"repository:{repository}:push,pull"))
         prepared = requests.Request("GET", realm, params=query).prepare()
-        basic = base64.b64encode(f"{self.target.username}:{self.target.password}".encode()).decode()
-        response = self.send("GET", prepared.url or realm, headers={"Authorization": f"Basic {basic}"},
+        response = self.send("GET", prepared.url or realm, headers={"Authorization": f"Basic {self.basic}"},
                              what="asking the token realm for a token")
         if response.status_code in (401, 403):
             raise self.rejected(f"the token service {parts.netloc} refused to issue a token")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.settings import RegistrySettings
+from components.settings import ImageSettings, RegistrySettings
 
 CLASSIC_RETIREMENT_WARNING = (
     "edition 'personal' uses the classic Container Registry Personal Edition API (2016-06-07), which Alibaba Cloud "
@@ -40,10 +40,8 @@ class AcrRegistryArgs:
     """Validated acr-publish:registry settings."""
     region: str | None
     """Alibaba Cloud region (None for the local edition)."""
-    repositories: dict[str, str]
-    """Image name -> repository summary, one repository per image."""
-    tag_immutability: dict[str, bool | None]
-    """Image name -> tag immutability (enterprise only)."""
+    images: tuple[ImageSettings, ...]
+    """The stack's images: one repository each, named after the image, with its summary and tag immutability."""
     password: pulumi.Output[str] | None = None
     """Secret registry password from config (personal; local optional)."""
     protect: bool = False
@@ -96,7 +94,7 @@ class AcrRegistry(pulumi.ComponentResource):
         keep = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.retain_on_delete)
         self.repositories = {}
         ns = reg.namespace
-        self.repository_paths = {img: f"{ns}/{img}" if ns else img for img in args.repositories}
+        self.repository_paths = {img.name: f"{ns}/{img.name}" if ns else img.name for img in args.images}
 
         if reg.edition == "enterprise":
             self._declare_enterprise(name, args, keep)
@@ -161,11 +159,12 @@ class AcrRegistry(pulumi.ComponentResource):
                 f"{name}-namespace", name=reg.namespace, auto_create=False, default_visibility=reg.visibility,
                 opts=keep, **scope,
             ))
-        for image, summary in args.repositories.items():
-            self.repositories[image] = repository_type(
-                f"{name}-{image}-repo", namespace=reg.namespace, name=image, repo_type=reg.visibility,
-                summary=summary, opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
-                **scope, **per_repository.get(image, {}),
+        for image in args.images:
+            self.repositories[image.name] = repository_type(
+                f"{name}-{image.name}-repo", namespace=reg.namespace, name=image.name, repo_type=reg.visibility,
+                summary=image.summary,
+                opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
+                **scope, **per_repository.get(image.name, {}),
             )
 
     def _declare_enterprise(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
@@ -177,8 +176,7 @@ class AcrRegistry(pulumi.ComponentResource):
             namespace_type=alicloud.cs.RegistryEnterpriseNamespace,
             repository_type=alicloud.cs.RegistryEnterpriseRepo,
             scope={"instance_id": reg.instance_id},
-            per_repository={img: {"tag_immutability": args.tag_immutability.get(img, True)}
-                            for img in args.repositories},
+            per_repository={img.name: {"tag_immutability": img.tag_immutability} for img in args.images},
         )
         found = alicloud.cs.get_registry_enterprise_instances_output(
             ids=[reg.instance_id], enable_details=True, opts=pulumi.InvokeOutputOptions(parent=self)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.sensitive import check_allow_entry
+
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +39,6 @@ _CLASSIC_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,29}$")
 _ENTERPRISE_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])$")
 # Docker's path-component grammar (distribution/reference), limited to ACR's 2-30 chars for repositories.
 _DOCKER_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_REPO_CHARS = re.compile(r"^[a-z0-9_-]+$")
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 _TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -115,8 +116,6 @@ class Settings:
     protect: bool
     retain_on_delete: bool
     preflight: bool
-    has_password: bool
-    """Whether acr-publish:registryPassword is set (the value itself stays a Pulumi secret)."""
     project_root: Path = PROJECT_ROOT
 
     def path(self, relative: str) -> Path:
@@ -181,15 +180,20 @@ def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
                 f"{path} {ns!r} is invalid: Enterprise namespaces are 2-120 chars of a-z 0-9 _ - . and must not start "
                 f"or end with a delimiter; try {_suggest_name(ns, 120)!r}"
             )
-    elif not _CLASSIC_NAMESPACE.match(ns) or not _DOCKER_COMPONENT.match(ns):
+    elif not _is_classic_name(ns):
         problems.append(
             f"{path} {ns!r} is invalid: namespaces are 2-30 chars of a-z 0-9 - _ and must start and end with a letter "
             f"or digit; try {_suggest_name(ns, 30)!r}"
         )
 
 
+def _is_classic_name(name: str) -> bool:
+    """ACR's 2-30 chars of a-z 0-9 - _ that docker also accepts as a path component (classic namespaces, repos)."""
+    return bool(_CLASSIC_NAMESPACE.match(name) and _DOCKER_COMPONENT.match(name))
+
+
 def _check_repo_name(path: str, name: str, problems: list[str]) -> None:
-    if not (2 <= len(name) <= 30 and _REPO_CHARS.match(name) and _DOCKER_COMPONENT.match(name)):
+    if not _is_classic_name(name):
         problems.append(
             f"{path} {name!r} is invalid: repository names are 2-30 chars of a-z 0-9 - _ , start and end with a letter "
             f"or digit, with no '_-' runs; try {_suggest_name(name, 30)!r}"
@@ -376,7 +380,9 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
         build_args: dict[str, str] = {}
         raw_args = item.get("buildArgs")
         if raw_args is not None and not isinstance(raw_args, Mapping):
-            problems.append(f"{ipath}.buildArgs {raw_args!r} is invalid: it must be a map of NAME: \"value\"")
+            # Build arg values may carry secrets: messages name keys and types, never values.
+            problems.append(f"{ipath}.buildArgs is a {type(raw_args).__name__}, not a map: write NAME: \"value\" "
+                            "pairs")
         elif raw_args:
             for k, v in raw_args.items():
                 if not isinstance(k, str) or not _BUILD_ARG.match(k):
@@ -386,8 +392,8 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                     )
                 if not isinstance(v, str):
                     problems.append(
-                        f"{ipath}.buildArgs.{k} {v!r} is invalid: build args are strings; quote it, e.g. "
-                        f"{k}: \"{json.dumps(v) if not isinstance(v, str) else v}\""
+                        f"{ipath}.buildArgs.{k} is a {type(v).__name__}, not a string: build args are strings; quote "
+                        f"the value in the stack file, e.g. {k}: \"...\""
                     )
                 else:
                     build_args[str(k)] = v
@@ -413,8 +419,6 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             )
             allow = []
         # The guard's own rule for entries (components/sensitive.py), so config and build never disagree.
-        from components.sensitive import check_allow_entry
-
         valid_allow = []
         for j, entry in enumerate(allow):
             _, rule = check_allow_entry(entry)
@@ -454,7 +458,7 @@ def settings_from_values(
         raise ConfigError(stack, problems)
     return Settings(
         stack=stack, region=region if registry.edition != "local" else None, registry=registry, images=images,
-        protect=protect, retain_on_delete=retain, preflight=preflight, has_password=has_password,
+        protect=protect, retain_on_delete=retain, preflight=preflight,
         project_root=project_root,
     )
 

@@ -187,9 +187,15 @@ def test_default_dockerfile_must_exist():
     assert "acr-publish:images[0].dockerfile is unset and the default 'app/www/Dockerfile' does not exist" in msg
 
 
-def test_build_args_are_strings():
-    msg = one(images=[{**WEB, "buildArgs": {"PORT": 8080}}])
-    assert "acr-publish:images[0].buildArgs.PORT 8080 is invalid: build args are strings; quote it" in msg
+def test_build_args_are_strings_and_their_values_are_never_printed():
+    msg = one(images=[{**WEB, "buildArgs": {"API_TOKEN": 918273645}}])
+    assert "acr-publish:images[0].buildArgs.API_TOKEN is a int, not a string: build args are strings; quote" in msg
+    assert "918273645" not in msg, "a build arg value (possibly a secret) reached the message"
+
+
+def test_build_args_must_be_a_map():
+    msg = one(images=[{**WEB, "buildArgs": ["SECRET=abc123"]}])
+    assert "acr-publish:images[0].buildArgs is a list, not a map" in msg and "abc123" not in msg
 
 
 def test_build_arg_names():
