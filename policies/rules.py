@@ -206,7 +206,6 @@ RULES: tuple[Rule, ...] = (
          "advisory", REPO_TYPES, check_public_repository),
 )
 
-RULES_BY_NAME: Mapping[str, Rule] = {rule.name: rule for rule in RULES}
 
 
 def evaluate(resources: Iterable[ResourceInput], rules: Iterable[Rule] = RULES) -> list[Violation]:
