@@ -1,7 +1,9 @@
 """The build context as one value: its digest and content tag, its sensitive files, and `explain`.
 
 This module owns the digest (what a build depends on, encoded unambiguously), the parallel hashing
-pipeline, and the one walk that feeds the digest and the sensitive-file guard from the same reads.
+pipeline, and the one walk that feeds the digest and the sensitive-file guard from the same reads
+(`ContextScan`: images built from one context and Dockerfile share it, each adding only its own
+build inputs).
 The file set comes from components/dockerignore.py (Docker's .dockerignore semantics), the cache
 from components/stat_cache.py, the guard's rules from components/sensitive.py.
 
@@ -50,6 +52,7 @@ from typing import Any
 from components import sensitive
 from components.dockerignore import ContextEntry, context_dirs, context_files, ignore_file_for, walk_context
 from components.sensitive import Finding, SensitiveFilesError
+from components.settings import DEFAULT_PLATFORM
 from components.stat_cache import DIR_ENTRY, RACY_WINDOW_NS, Prior, StatCache, make_entry, manifest_of, parse_entry
 
 __all__ = [
@@ -58,6 +61,7 @@ __all__ = [
     "context_digest",
     "content_tag",
     "check_context",
+    "ContextScan",
     "ContextReport",
     "find_sensitive",
     "Finding",
@@ -214,7 +218,7 @@ def _hash_files(misses: list[tuple[str, Path | str, os.stat_result]], run_start_
             results.update(run_batch(b))
         return results
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="context-hash") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="context-hash") as pool:
         # Large files first: their chunks are the long tasks, batches fill the gaps.
         chunk_futures = []
         for rel, path, st, scan in large:
@@ -291,17 +295,18 @@ def _digest(entries: dict[str, str], sizes: dict[str, int], dirs: Iterable[str],
     return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
-def _inputs_encoding(dockerfile_hash: str, args: dict[str, str], target: str | None, platform: str) -> bytes:
-    """The build inputs besides the files: Dockerfile content hash, build args (sorted), target, platform."""
-    return _field(b"dockerfile") + bytes.fromhex(dockerfile_hash) + _options_encoding(args, target, platform)
+def _inputs_encoding(dockerfile_hash: str, options: bytes) -> bytes:
+    """The build inputs besides the files: Dockerfile content hash, then `options` (_options_encoding:
+    build args sorted, target, platform)."""
+    return _field(b"dockerfile") + bytes.fromhex(dockerfile_hash) + options
 
 
-def _history_key(dockerfile: Path, args: dict[str, str], target: str | None, platform: str) -> str:
+def _history_key(dockerfile: Path, options: bytes) -> str:
     """The stat cache's key for one image's history: the Dockerfile path (not its content: an edited
-    Dockerfile is a change of the same image), build args, target and platform. Images sharing a
-    context (a stack's web and worker) get one key each."""
+    Dockerfile is a change of the same image) and `options` (_options_encoding: build args, target,
+    platform). Images sharing a context (a stack's web and worker) get one key each."""
     path = os.fsencode(dockerfile)
-    return hashlib.sha256(_field(b"history") + _field(path) + _options_encoding(args, target, platform)).hexdigest()[:32]
+    return hashlib.sha256(_field(b"history") + _field(path) + options).hexdigest()[:32]
 
 
 def _options_encoding(args: dict[str, str], target: str | None, platform: str) -> bytes:
@@ -359,92 +364,150 @@ def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, plat
     if target is not None and not isinstance(target, str):
         raise TypeError(f"target {target!r} is invalid: give a build stage name or None")
     if not isinstance(platform, str) or not platform:
-        raise ValueError(f"platform {platform!r} is invalid: give an os/arch pair such as 'linux/amd64'")
+        raise ValueError(f"platform {platform!r} is invalid: give an os/arch pair such as {DEFAULT_PLATFORM!r}")
     return args
+
+
+class ContextScan:
+    """One walk of a build context for one Dockerfile, shared by every image built from that pair.
+
+    A stack's `web` and `worker` build from one context with one Dockerfile: the walk, the stat
+    cache (loaded once, written once), the hashing and the sensitive-file verdict happen here, once;
+    `report_for` adds only one image's build inputs (their encoding and the digest). Each image's
+    state for `explain` is recorded by `report_for` and written, with the entries, by `save` (or on
+    leaving a `with` block).
+    """
+
+    def __init__(self, context: Path | str, dockerfile: Path | str | None = None, *, cache: bool = True) -> None:
+        self.context = Path(os.path.abspath(context))
+        self.dockerfile = Path(os.path.abspath(dockerfile)) if dockerfile is not None else self.context / "Dockerfile"
+        self._dockerfile_arg = dockerfile
+        self._states: list[tuple[str, dict[str, Any]]] = []
+        self._saved = False
+        run_start_ns = time.time_ns()
+        df = self.dockerfile
+        store = StatCache.load(self.context, df) if cache else StatCache.disabled(self.context, df)
+        self._store = store
+
+        dirs: list[str] = []
+        entries, sizes, walked_misses = store.partition(walk_context(self.context, dockerfile, dirs=dirs))
+        # Directories carry no stat key (their mtime and mode are not part of the digest), so an entry
+        # per directory is just its presence; the trailing '/' keeps them apart from file paths and
+        # lets explain print "added    uploads/".
+        for d in dirs:
+            entries[d + "/"] = DIR_ENTRY
+        misses: list[tuple[str, Path | str, os.stat_result]] = []
+        for e in walked_misses:
+            st = e.stat
+            if stat_module.S_ISLNK(st.st_mode):
+                # Never trusted, so always here: readlink is one system call and reads no content.
+                entries[e.rel] = make_entry(st, "l", os.readlink(e.abspath), 0, False)
+                sizes[e.rel] = st.st_size
+            else:
+                misses.append((e.rel, e.abspath, st))
+
+        # The Dockerfile goes through the same cache under a key no relative path can take.
+        try:
+            df_real = Path(os.path.realpath(df))
+            df_st = os.lstat(df_real)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
+                f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
+        if not stat_module.S_ISREG(df_st.st_mode):
+            raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point the dockerfile setting at a file")
+        df_hit = store.lookup(DOCKERFILE_KEY, df_st)
+        if df_hit is None:
+            misses.append((DOCKERFILE_KEY, df_real, df_st))
+        else:
+            entries[DOCKERFILE_KEY] = df_hit
+
+        hashed = _hash_files(misses, run_start_ns)
+        for rel, h in hashed.items():
+            kind = "x" if h.key.st_mode & stat_module.S_IXUSR else "f"
+            entries[rel] = make_entry(h.key, kind, h.value, h.flags, h.trusted)
+            if rel != DOCKERFILE_KEY:
+                sizes[rel] = h.size
+
+        self.entries = entries  # rel -> stat-cache entry (also the manifest of this walk); directories as "rel/"
+        self.sizes = sizes  # files and symlinks only
+        self.dirs = dirs
+        self.reads = len(hashed)  # files whose content was read by this walk
+        self.dockerfile_hash = parse_entry(entries[DOCKERFILE_KEY])[1]
+        # Every file a trusted cache hit and the same set of paths, kinds and targets as last time.
+        self._unchanged = not hashed and entries == store.entries
+        # The sensitive-file rules are a pure function of the entries: reuse their verdict while the
+        # entries are unchanged, so a warm scan costs no per-file rule evaluation either.
+        if self._unchanged and store.sensitive is not None:
+            self.flagged: list[str] = store.sensitive
+        else:
+            self.flagged = sensitive.candidates(_records(entries, entries))
+
+    def __enter__(self) -> ContextScan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.save()
+
+    def scan_records(self) -> list[tuple[str, str, int]]:
+        """(rel, kind, content flags) of the paths the sensitive-file rules flag."""
+        return _records(self.entries, self.flagged)
+
+    def _run_for(self, args: dict[str, str], target: str | None, platform: str, record: bool = True) -> _Run:
+        """One image's run over this walk: its digest, and its state recorded for `save` (`record=False`:
+        not recorded, for callers whose build inputs are not a real build's)."""
+        options = _options_encoding(args, target, platform)
+        inputs = _inputs_encoding(self.dockerfile_hash, options)
+        inputs_id = hashlib.sha256(inputs).hexdigest()
+        key = _history_key(self.dockerfile, options)
+        build_args_fp = {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())}
+        prior = self._store.prior(key, {"target": target, "platform": platform, "build_args": build_args_fp})
+        prior_last = prior.last
+        if self._unchanged and prior_last is not None and prior_last.get("inputs") == inputs_id:
+            # Nothing the digest depends on differs from this image's last run (every file a trusted
+            # cache hit with its size, the same set of file and directory paths, the same symlink
+            # targets and build inputs), so the digest is the last one; recomputing it would only
+            # re-encode the same bytes.
+            digest = prior_last["digest"]
+        else:
+            digest = _digest(self.entries, self.sizes, self.dirs, inputs)
+        last = {"digest": digest, "inputs": inputs_id, "dockerfile": self.dockerfile_hash,
+                "build_args": build_args_fp, "target": target, "platform": platform}
+        if record:
+            self._states.append((key, last))
+        return _Run(self.context, self.dockerfile, digest, self.entries, self.sizes, prior, last, self.reads,
+                    self.flagged)
+
+    def report_for(self, build_args: Mapping[str, str] | None = None, target: str | None = None,
+                   platform: str = DEFAULT_PLATFORM, allow_sensitive: Iterable[str] = ()) -> ContextReport:
+        """One image's report over this walk: its digest and tag, and the sensitive-file guard.
+
+        Records the image's state for `explain` (written by `save`) before raising SensitiveFilesError,
+        which lists every sensitive path not covered by `allow_sensitive`."""
+        run = self._run_for(_check_inputs(build_args, target, platform), target, platform)
+        refused, allowed = sensitive.findings(self.scan_records(), allow_sensitive)
+        if refused:
+            raise SensitiveFilesError(refused, str(self.context),
+                                      _ignore_file_hint(self.context, self._dockerfile_arg))
+        return ContextReport(run.digest, content_tag(run.digest), run.file_count, run.total_bytes, tuple(allowed))
+
+    def save(self) -> None:
+        """Write the entries, the sensitive verdict and every recorded image state to the stat cache,
+        in one write (none when nothing changed). Later calls write nothing."""
+        if not self._saved:
+            self._saved = True
+            self._store.save(self.entries, self.flagged, self._states)
 
 
 def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping[str, str] | None,
          target: str | None, platform: str, cache: bool, record: bool = True) -> _Run:
-    """One walk: hash what the cache cannot vouch for, compute the digest, save the cache.
+    """One image's walk: hash what the cache cannot vouch for, compute the digest, save the cache.
 
     `record=False` still saves file entries but leaves the last/previous digests `explain` compares
-    untouched (for callers whose build inputs are not a real build's, such as find_sensitive)."""
+    untouched."""
     args = _check_inputs(build_args, target, platform)
-    context = Path(os.path.abspath(context))
-    df = Path(os.path.abspath(dockerfile)) if dockerfile is not None else context / "Dockerfile"
-    run_start_ns = time.time_ns()
-    store = StatCache.load(context, df) if cache else StatCache.disabled(context, df)
-
-    dirs: list[str] = []
-    entries, sizes, walked_misses = store.partition(walk_context(context, dockerfile, dirs=dirs))
-    # Directories carry no stat key (their mtime and mode are not part of the digest), so an entry
-    # per directory is just its presence; the trailing '/' keeps them apart from file paths and
-    # lets explain print "added    uploads/".
-    for d in dirs:
-        entries[d + "/"] = DIR_ENTRY
-    misses: list[tuple[str, Path | str, os.stat_result]] = []
-    for e in walked_misses:
-        st = e.stat
-        if stat_module.S_ISLNK(st.st_mode):
-            # Never trusted, so always here: readlink is one system call and reads no content.
-            entries[e.rel] = make_entry(st, "l", os.readlink(e.abspath), 0, False)
-            sizes[e.rel] = st.st_size
-        else:
-            misses.append((e.rel, e.abspath, st))
-    lookup = store.lookup
-
-    # The Dockerfile goes through the same cache under a key no relative path can take.
-    try:
-        df_real = Path(os.path.realpath(df))
-        df_st = os.lstat(df_real)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
-            f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
-    if not stat_module.S_ISREG(df_st.st_mode):
-        raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point the dockerfile setting at a file")
-    df_hit = lookup(DOCKERFILE_KEY, df_st)
-    if df_hit is None:
-        misses.append((DOCKERFILE_KEY, df_real, df_st))
-    else:
-        entries[DOCKERFILE_KEY] = df_hit
-
-    hashed = _hash_files(misses, run_start_ns)
-    for rel, h in hashed.items():
-        kind = "x" if h.key.st_mode & stat_module.S_IXUSR else "f"
-        entries[rel] = make_entry(h.key, kind, h.value, h.flags, h.trusted)
-        if rel != DOCKERFILE_KEY:
-            sizes[rel] = h.size
-
-    dockerfile_hash = parse_entry(entries[DOCKERFILE_KEY])[1]
-    inputs = _inputs_encoding(dockerfile_hash, args, target, platform)
-    inputs_id = hashlib.sha256(inputs).hexdigest()
-    key = _history_key(df, args, target, platform)
-    build_args_fp = {k: _arg_fingerprint(k, v) for k, v in sorted(args.items())}
-    prior = store.prior(key, {"target": target, "platform": platform, "build_args": build_args_fp})
-    prior_last = prior.last
-    unchanged = not hashed and entries == store.entries
-    if unchanged and prior_last is not None and prior_last.get("inputs") == inputs_id:
-        # Nothing the digest depends on differs from the last run (every file a trusted cache hit
-        # with its size, the same set of file and directory paths, the same symlink targets and
-        # build inputs), so the digest is the last one; recomputing it would only re-encode the same bytes.
-        digest = prior_last["digest"]
-    else:
-        digest = _digest(entries, sizes, dirs, inputs)
-
-    last = {"digest": digest, "inputs": inputs_id, "dockerfile": dockerfile_hash,
-            "build_args": build_args_fp, "target": target, "platform": platform}
-    # The sensitive-file rules are a pure function of the entries: reuse their verdict while the
-    # entries are unchanged, so a warm check_context costs no per-file rule evaluation either.
-    if unchanged and store.sensitive is not None:
-        flagged = store.sensitive
-    else:
-        flagged = sensitive.candidates(_records(entries, entries))
-    if record:
-        store.save(entries, flagged, key, last)
-    else:
-        store.save(entries, flagged)
-    return _Run(context, df, digest, entries, sizes, prior, last, len(hashed), flagged)
+    with ContextScan(context, dockerfile, cache=cache) as scan:
+        return scan._run_for(args, target, platform, record)
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,7 +516,7 @@ def _run(context: Path | str, dockerfile: Path | str | None, build_args: Mapping
 
 def context_digest(context: Path | str, dockerfile: Path | str | None = None,
                    build_args: Mapping[str, str] | None = None, target: str | None = None,
-                   platform: str = "linux/amd64", *, cache: bool = True) -> str:
+                   platform: str = DEFAULT_PLATFORM, *, cache: bool = True) -> str:
     """The sha256 hex digest of everything a build of `context` depends on (see the module docstring).
 
     `dockerfile` defaults to <context>/Dockerfile; a relative path is relative to the working
@@ -497,17 +560,28 @@ def _ignore_file_hint(context: Path, dockerfile: Path | str | None) -> str:
 
 def check_context(context: Path | str, dockerfile: Path | str | None = None, allow_sensitive: Iterable[str] = (),
                   *, build_args: Mapping[str, str] | None = None, target: str | None = None,
-                  platform: str = "linux/amd64", cache: bool = True) -> ContextReport:
+                  platform: str = DEFAULT_PLATFORM, cache: bool = True, scan: ContextScan | None = None,
+                  ) -> ContextReport:
     """Walk `context` once: the digest and tag, and the sensitive-file guard from the same reads.
 
     Raises SensitiveFilesError listing every sensitive path not covered by `allow_sensitive`
     (exact relative paths, or directories whose subtree is allowed).
+
+    `scan`: a ContextScan of this same context and Dockerfile, so images sharing them are walked
+    once (components/image.py plan_builds); the image's state is recorded in it and written by its
+    `save`, and `cache` is the scan's. Without it, this call walks and saves the cache itself.
     """
-    run = _run(context, dockerfile, build_args, target, platform, cache)
-    refused, allowed = sensitive.findings(run.scan_records(), allow_sensitive)
-    if refused:
-        raise SensitiveFilesError(refused, str(run.context), _ignore_file_hint(run.context, dockerfile))
-    return ContextReport(run.digest, content_tag(run.digest), run.file_count, run.total_bytes, tuple(allowed))
+    if scan is None:
+        _check_inputs(build_args, target, platform)  # a bad input fails before any file is read
+        with ContextScan(context, dockerfile, cache=cache) as own:
+            return own.report_for(build_args, target, platform, allow_sensitive)
+    ctx_abs = Path(os.path.abspath(context))
+    df_abs = Path(os.path.abspath(dockerfile)) if dockerfile is not None else ctx_abs / "Dockerfile"
+    if (scan.context, scan.dockerfile) != (ctx_abs, df_abs):
+        raise ValueError(f"check_context: the scan given walked context {str(scan.context)!r} with Dockerfile "
+                         f"{str(scan.dockerfile)!r}, not {str(ctx_abs)!r} with {str(df_abs)!r}; pass the "
+                         "ContextScan of this image's own context and Dockerfile")
+    return scan.report_for(build_args, target, platform, allow_sensitive)
 
 
 def find_sensitive(context: Path | str, files: Iterable[str | ContextEntry] | None = None, *,
@@ -516,17 +590,18 @@ def find_sensitive(context: Path | str, files: Iterable[str | ContextEntry] | No
     """The sensitive paths among `files` (relative paths or walked ContextEntry objects; None means
     the whole file set the build sees), excluding those `allow_sensitive` covers.
 
-    Uses the same walk, reads and cache as the digest, so an unchanged file is not read again.
+    Uses the same walk, reads and cache as the digest, so an unchanged file is not read again; it
+    records no image state (its inputs are not a real build's), so `explain` histories stay as they were.
     """
-    run = _run(context, dockerfile, None, None, "linux/amd64", cache, record=False)
-    records = run.scan_records()
-    if files is not None:
-        wanted = {f.rel if isinstance(f, ContextEntry) else f for f in files}
-        unknown = sorted(wanted - run.sizes.keys())
-        if unknown:
-            raise ValueError(f"find_sensitive: {unknown[:5]} are not in the build context {run.context} "
-                             "(missing, or excluded by .dockerignore); pass paths context_files returns")
-        records = [r for r in records if r[0] in wanted]
+    with ContextScan(context, dockerfile, cache=cache) as scan:
+        records = scan.scan_records()
+        if files is not None:
+            wanted = {f.rel if isinstance(f, ContextEntry) else f for f in files}
+            unknown = sorted(wanted - scan.sizes.keys())
+            if unknown:
+                raise ValueError(f"find_sensitive: {unknown[:5]} are not in the build context {scan.context} "
+                                 "(missing, or excluded by .dockerignore); pass paths context_files returns")
+            records = [r for r in records if r[0] in wanted]
     refused, _ = sensitive.findings(records, allow_sensitive)
     return refused
 
@@ -632,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--build-arg", dest="build_args", action="append", type=_parse_build_arg, default=[],
                     metavar="NAME=VALUE")
     ex.add_argument("--target", default=None)
-    ex.add_argument("--platform", default="linux/amd64")
+    ex.add_argument("--platform", default=DEFAULT_PLATFORM)
     opts = parser.parse_args(argv)
     if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
         parser.error("give either a context path, or --stack and --image (the tag the stack would build)")

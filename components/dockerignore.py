@@ -486,12 +486,11 @@ class Pattern:
     reaches it (an exception after no exclusion, for instance, is never evaluated).
     """
 
-    __slots__ = ("cleaned", "exclusion", "dirs", "kind", "go_regex", "regex", "error", "_suffix", "_prefix")
+    __slots__ = ("cleaned", "exclusion", "kind", "go_regex", "regex", "error", "_suffix", "_prefix")
 
     def __init__(self, cleaned: str, exclusion: bool) -> None:
         self.cleaned = cleaned
         self.exclusion = exclusion
-        self.dirs = cleaned.split("/")
         if _go_match_reports_bad_pattern(cleaned):
             raise ValueError(
                 f".dockerignore pattern {cleaned!r} is malformed (Go's filepath.Match rejects it): "
@@ -542,6 +541,18 @@ class Pattern:
         return self.regex.search(path) is not None
 
 
+def _parent_dirs(path: str) -> list[str]:
+    """The components of `path`'s parent directory ([] for a top-level path: Go's filepath.Dir
+    returns "." there, which patternmatcher skips)."""
+    parent = posixpath.dirname(path)
+    return parent.split("/") if parent and parent != "." else []
+
+
+def _matches_a_parent(pattern: Pattern, parent_dirs: list[str]) -> bool:
+    """Whether `pattern` matches one of the parent directories a, a/b, ... of `parent_dirs` (a, b, ...)."""
+    return any(pattern.match("/".join(parent_dirs[: i + 1])) for i in range(len(parent_dirs)))
+
+
 @dataclass(frozen=True)
 class MatchInfo:
     """Per-pattern results of a directory, handed to its children (patternmatcher.MatchInfo)."""
@@ -587,17 +598,11 @@ class PatternMatcher:
     def matches_or_parent_matches(self, path: str) -> bool:
         """MatchesOrParentMatches: a pattern also matches when it matches any parent directory."""
         matched = False
-        parent = posixpath.dirname(path) or "."
-        parent_dirs = parent.split("/")
+        parent_dirs = _parent_dirs(path)
         for pattern in self.patterns:
             if pattern.exclusion != matched:
                 continue
-            match = pattern.match(path)
-            if not match and parent != ".":
-                for i in range(len(parent_dirs)):
-                    if pattern.match("/".join(parent_dirs[: i + 1])):
-                        match = True
-                        break
+            match = pattern.match(path) or _matches_a_parent(pattern, parent_dirs)
             if match:
                 matched = not pattern.exclusion
         return matched
@@ -624,13 +629,7 @@ class PatternMatcher:
                     continue
                 match = pattern.match(path)
                 if not match and not parent_matched:
-                    parent = posixpath.dirname(path)
-                    if parent:
-                        parts = parent.split("/")
-                        for j in range(len(parts)):
-                            if pattern.match("/".join(parts[: j + 1])):
-                                match = True
-                                break
+                    match = _matches_a_parent(pattern, _parent_dirs(path))
             results[i] = match
             if match:
                 matched = not pattern.exclusion

@@ -7,6 +7,7 @@ on the registry preflight and on its repository, and exposes the digest-pinned `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 import pulumi_docker as docker
@@ -32,23 +33,40 @@ class BuildPlan:
 
 
 def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
-    """Walk each image's context once: content tag plus the sensitive-file guard, for all images at once."""
+    """Walk each build context once: content tag plus the sensitive-file guard, for all images at once.
+
+    Images sharing a context and Dockerfile (a stack's `web` and `worker`) share one ContextScan: one
+    walk, one read of each changed file, one stat-cache load and write; only their build inputs
+    (and so their digests) are per image.
+    """
     plans: dict[str, BuildPlan] = {}
     problems: list[str] = []
-    for i, image in enumerate(settings.images):
-        try:
-            report = build_context.check_context(
-                settings.path(image.context),
-                settings.path(image.dockerfile),
-                build_args=image.build_args,
-                target=image.target,
-                platform=image.platform,
-                allow_sensitive=image.allow_sensitive,
-            )
-        except build_context.SensitiveFilesError as err:
-            problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
-            continue
-        plans[image.name] = BuildPlan(image, report.digest, report.tag, report.file_count, report.total_bytes)
+    scans: dict[tuple[Path, Path], build_context.ContextScan] = {}
+    try:
+        for i, image in enumerate(settings.images):
+            context, dockerfile = settings.path(image.context), settings.path(image.dockerfile)
+            pair = (context, dockerfile)
+            scan = scans.get(pair)
+            if scan is None:
+                scan = scans[pair] = build_context.ContextScan(context, dockerfile)
+            try:
+                report = build_context.check_context(
+                    context,
+                    dockerfile,
+                    build_args=image.build_args,
+                    target=image.target,
+                    platform=image.platform,
+                    allow_sensitive=image.allow_sensitive,
+                    scan=scan,
+                )
+            except build_context.SensitiveFilesError as err:
+                problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
+                continue
+            plans[image.name] = BuildPlan(image, report.digest, report.tag, report.file_count, report.total_bytes)
+    finally:
+        # Every image's state (refused ones too) is recorded in its scan; one cache write per context.
+        for scan in scans.values():
+            scan.save()
     if problems:
         raise BuildPlanError("\n".join(problems))
     return plans

@@ -46,7 +46,6 @@ __all__ = [
     "SCAN_OVERLAP",
     "is_binary",
     "scan_content",
-    "wants_credential_scan",
     "findings",
     "candidates",
     "check_allow_entry",
@@ -90,11 +89,6 @@ _SENSITIVE_DIRS = {
 def is_binary(head: bytes) -> bool:
     """git's heuristic: a NUL byte among the first 8000 bytes makes a file binary."""
     return b"\0" in head[:BINARY_SNIFF_BYTES]
-
-
-def wants_credential_scan(name: str) -> bool:
-    """Whether a file's basename is one whose content decides if it holds credentials."""
-    return name in _CREDENTIAL_FILES
 
 
 def _has_access_key_id(data: bytes, cut_start: bool, cut_end: bool) -> bool:
@@ -154,8 +148,6 @@ def dockerignore_escape(rel: str) -> str:
 
 def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
     """(reason, fix) for a regular file flagged by its path alone."""
-    parent = posixpath.dirname(rel)
-    prefix = dockerignore_escape(parent) + "/" if parent else ""
     if name == ".env":
         return "a dotenv file (.env) usually holds credentials", dockerignore_escape(rel)
     if name.startswith(".env.") and name not in _ENV_TEMPLATES:
@@ -173,13 +165,20 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
     if name == ".git-credentials":
         return "git credentials (.git-credentials)", dockerignore_escape(rel)
     if name.endswith(".tfstate"):
-        return "Terraform state (*.tfstate) holds resource secrets in clear text", prefix + "*.tfstate"
+        return "Terraform state (*.tfstate) holds resource secrets in clear text", _dir_prefix(rel) + "*.tfstate"
     if name.endswith(".tfstate.backup"):
         return ("a Terraform state backup (*.tfstate.backup) holds resource secrets in clear text",
-                prefix + "*.tfstate.backup")
+                _dir_prefix(rel) + "*.tfstate.backup")
     if name.startswith("Pulumi.") and name.endswith(".yaml") and name != "Pulumi.yaml":
-        return "a Pulumi stack configuration (Pulumi.<stack>.yaml) can hold secrets", prefix + "Pulumi.*.yaml"
+        return ("a Pulumi stack configuration (Pulumi.<stack>.yaml) can hold secrets",
+                _dir_prefix(rel) + "Pulumi.*.yaml")
     return None
+
+
+def _dir_prefix(rel: str) -> str:
+    """The escaped directory part of a .dockerignore line naming files next to `rel` ('' at the top)."""
+    parent = posixpath.dirname(rel)
+    return dockerignore_escape(parent) + "/" if parent else ""
 
 
 _CONTENT_REASONS = (

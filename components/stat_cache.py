@@ -71,9 +71,14 @@ HISTORY_LIMIT = 16
 DIR_ENTRY = "D|d|0|"
 
 
+def _stat_key(st: os.stat_result) -> str:
+    """The part of an entry a file's lstat must match: `<size>:<mtime_ns>:<inode>:<mode>`."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_mode}"
+
+
 def make_entry(st: os.stat_result, kind: str, value: str, flags: int, trusted: bool) -> str:
     """The cache entry of one file (or symlink) whose stat is `st`."""
-    return f"{'T' if trusted else 'U'}{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_mode}|{kind}|{flags}|{value}"
+    return f"{'T' if trusted else 'U'}{_stat_key(st)}|{kind}|{flags}|{value}"
 
 
 def parse_entry(entry: str) -> tuple[str, str, int]:
@@ -111,12 +116,50 @@ def _same_manifest(a: dict[str, str], b: dict[str, str]) -> bool:
     return all(e.partition("|")[2] == b[rel].partition("|")[2] for rel, e in a.items())
 
 
+def _closest_other(runs: dict[str, dict[str, Any]], key: str,
+                   state: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+    """The (key, run) of the other build inputs in `runs` most like `state`'s (most recent on a tie)."""
+    others = [(k, r) for k, r in runs.items() if k != key]
+    if not others:
+        return None
+    return max(others, key=lambda kr: ((_kinship(kr[1]["last"], state) if state else (0, 0, 0)), kr[1]["seq"]))
+
+
 def _kinship(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, int, int]:
     """How alike two states' build inputs are: same target first (what tells a stack's images sharing a
     context apart), then same platform, then the number of equal build args."""
     a_args, b_args = a.get("build_args") or {}, b.get("build_args") or {}
     return (int(a.get("target") == b.get("target")), int(a.get("platform") == b.get("platform")),
             sum(1 for k, v in a_args.items() if b_args.get(k) == v))
+
+
+def _record(runs: dict[str, dict[str, Any]], seq: int, key: str, state: dict[str, Any],
+            mid: str) -> tuple[dict[str, dict[str, Any]], int]:
+    """`runs` and `seq` after recording `state` (of the entries named `mid`) as `key`'s latest."""
+    new_last = {**state, "manifest": mid}
+    rec = runs.get(key)
+    if rec is None:
+        seq += 1
+        other = _closest_other(runs, key, state)
+        previous = None
+        if other is not None and other[1]["last"].get("digest") != state.get("digest"):
+            previous = {**other[1]["last"], "from": other[0]}
+        runs[key] = {"seq": seq, "last": new_last, "previous": previous}
+    elif rec["last"].get("digest") != state.get("digest"):
+        seq += 1
+        runs[key] = {"seq": seq, "last": new_last, "previous": rec["last"]}
+    elif rec["last"] != new_last:
+        runs[key] = {**rec, "last": new_last}
+    # This key runs again, so keys that took over its state as their predecessor are sibling
+    # images (a stack's web and worker), not its successors: forget that inherited state.
+    for k, r in runs.items():
+        prev = r.get("previous")
+        if k != key and prev and prev.get("from") == key:
+            runs[k] = {**r, "previous": None}
+    if len(runs) > HISTORY_LIMIT:
+        keep = sorted(runs, key=lambda k: runs[k]["seq"], reverse=True)[:HISTORY_LIMIT]
+        runs = {k: runs[k] for k in keep}
+    return runs, seq
 
 
 @dataclass(frozen=True)
@@ -224,6 +267,7 @@ class StatCache:
         for w in walked:
             st = w.stat
             e = get(w.rel)
+            # _stat_key(st) spelled inline: a call per file would cost a tenth of this loop.
             if e is not None and e.startswith(f"T{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_mode}|"):
                 hits[w.rel] = e
                 sizes[w.rel] = st.st_size
@@ -234,7 +278,7 @@ class StatCache:
     def lookup(self, rel: str, st: os.stat_result) -> str | None:
         """The trusted entry for `rel` when the file's lstat still matches it, else None."""
         e = self.entries.get(rel)
-        if e is not None and e.startswith(f"T{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_mode}|"):
+        if e is not None and e.startswith(f"T{_stat_key(st)}|"):
             return e
         return None
 
@@ -250,44 +294,21 @@ class StatCache:
             return manifests.get(mid) if mid is not None else None
         return resolve
 
-    def _closest_other(self, key: str, state: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
-        others = [(k, r) for k, r in self.runs.items() if k != key]
-        if not others:
-            return None
-        k, r = max(others, key=lambda kr: ((_kinship(kr[1]["last"], state) if state else (0, 0, 0)), kr[1]["seq"]))
-        return k, r
-
     def prior(self, key: str, state: dict[str, Any] | None = None) -> Prior:
         """The history of build-inputs `key` before this run; `state` (this run's, without its manifest)
         picks the closest other inputs when the key has none."""
         rec = self.runs.get(key)
         if rec is None:
-            other = self._closest_other(key, state)
+            other = _closest_other(self.runs, key, state)
             return Prior(None, None, False, other[1]["last"] if other else None, self._resolver())
         prev = rec.get("previous")
         return Prior(rec["last"], prev, bool(prev and "from" in prev), None, self._resolver())
 
-    def _latest_run(self) -> dict[str, Any] | None:
-        return max(self.runs.values(), key=lambda r: r["seq"]) if self.runs else None
-
-    @property
-    def last(self) -> dict[str, Any] | None:
-        """The latest state recorded under any build inputs."""
-        rec = self._latest_run()
-        return rec["last"] if rec else None
-
-    @property
-    def previous(self) -> dict[str, Any] | None:
-        """The `previous` state of the latest recorded build inputs, with its manifest resolved."""
-        rec = self._latest_run()
-        if not rec or not rec.get("previous"):
-            return None
-        return {**rec["previous"], "manifest": self._resolver()(rec["previous"].get("manifest")) or {}}
-
-    def save(self, entries: dict[str, str], sensitive: list[str] | None = None, key: str | None = None,
-             state: dict[str, Any] | None = None) -> bool:
-        """Store this run's entries, and `state` (digest and build inputs) as the latest of `key`'s
-        history when given; False (with a warning) when the cache cannot be written.
+    def save(self, entries: dict[str, str], sensitive: list[str] | None = None,
+             states: Iterable[tuple[str, dict[str, Any]]] = ()) -> bool:
+        """Store this walk's entries, and each (key, state) of `states` (digest and build inputs of
+        one image built from them) as the latest of that key's history, in order, as if each image
+        had been saved by a run of its own; False (with a warning) when the cache cannot be written.
 
         Skips the write when nothing differs from what was loaded, so a warm run costs no I/O.
         A key's `previous` moves forward only when its digest changed, so `explain` can always show
@@ -302,30 +323,8 @@ class StatCache:
             seq += 1
             mid = str(seq)
         runs = dict(self.runs)
-        if key is not None and state is not None:
-            new_last = {**state, "manifest": mid}
-            rec = runs.get(key)
-            if rec is None:
-                seq += 1
-                other = self._closest_other(key, state)
-                previous = None
-                if other is not None and other[1]["last"].get("digest") != state.get("digest"):
-                    previous = {**other[1]["last"], "from": other[0]}
-                runs[key] = {"seq": seq, "last": new_last, "previous": previous}
-            elif rec["last"].get("digest") != state.get("digest"):
-                seq += 1
-                runs[key] = {"seq": seq, "last": new_last, "previous": rec["last"]}
-            elif rec["last"] != new_last:
-                runs[key] = {**rec, "last": new_last}
-            # This key runs again, so keys that took over its state as their predecessor are sibling
-            # images (a stack's web and worker), not its successors: forget that inherited state.
-            for k, r in runs.items():
-                prev = r.get("previous")
-                if k != key and prev and prev.get("from") == key:
-                    runs[k] = {**r, "previous": None}
-            if len(runs) > HISTORY_LIMIT:
-                keep = sorted(runs, key=lambda k: runs[k]["seq"], reverse=True)[:HISTORY_LIMIT]
-                runs = {k: runs[k] for k in keep}
+        for key, state in states:
+            runs, seq = _record(runs, seq, key, state, mid)
         named = {s["manifest"] for r in runs.values() for s in (r["last"], r.get("previous")) if s} - {mid}
         resolve = self._resolver()
         manifests = {m: self.manifests[m] if m in self.manifests else resolve(m) for m in named}

@@ -276,17 +276,24 @@ def test_two_processes_racing_leave_a_valid_cache(tmp_path, cache_root):
     assert ctx.context_digest(root) == ctx.context_digest(root, cache=False)
 
 
+def _prior(root: Path, build_args: dict[str, str] | None = None) -> stat_cache.Prior:
+    """The history of context_digest(root, build_args=...)'s build inputs, as the cache holds it."""
+    key = ctx._history_key(root / "Dockerfile", ctx._options_encoding(dict(build_args or {}), None, "linux/amd64"))
+    return StatCache.load(root, root / "Dockerfile").prior(key)
+
+
 def test_previous_manifest_is_kept_for_explain(tmp_path):
     root = make_tree(tmp_path / "ctx")
     first = ctx.context_digest(root)
     ctx.context_digest(root)  # same digest: previous does not move
-    assert StatCache.load(root, root / "Dockerfile").previous is None
+    assert _prior(root).previous is None
     (root / "d0" / "f0.txt").write_text("new\n")
     ctx.context_digest(root)
-    prev = StatCache.load(root, root / "Dockerfile").previous
+    prior = _prior(root)
+    prev = prior.previous
     assert prev["digest"] == first
-    assert prev["manifest"]["d0/f0.txt"][1] == hashlib.sha256(b"file 0\n").hexdigest()
-    assert prev["manifest"]["link"] == ["l", "d0/f0.txt"]
+    assert prior.manifest(prev)["d0/f0.txt"][1] == hashlib.sha256(b"file 0\n").hexdigest()
+    assert prior.manifest(prev)["link"] == ["l", "d0/f0.txt"]
 
 
 def test_build_arg_values_are_not_stored(tmp_path, cache_root):
@@ -302,7 +309,8 @@ def test_find_sensitive_refreshes_entries_but_not_the_digest_history(tmp_path):
     os.utime(root / "d0" / "f0.txt", ns=(HOUR_AGO_NS + 10**9, HOUR_AGO_NS + 10**9))
     ctx.find_sensitive(root)
     loaded = StatCache.load(root, root / "Dockerfile")
-    assert loaded.last["digest"] == d and loaded.previous is None
+    prior = _prior(root, {"A": "1"})
+    assert len(loaded.runs) == 1 and prior.last["digest"] == d and prior.previous is None
     assert stat_cache.parse_entry(loaded.entries["d0/f0.txt"])[1] == hashlib.sha256(b"changed\n").hexdigest()
 
 
@@ -388,3 +396,66 @@ def test_directories_are_entries_without_a_stat_key(tmp_path, cache_root, monkey
     assert run.digest == ctx.context_digest(root, cache=False)
     (root / "d1" / "empty").rmdir()
     assert ctx.context_digest(root) == first
+
+
+def _settings(project: Path, images: list[tuple[str, str, dict]]):
+    from components.settings import ImageSettings, RegistrySettings, Settings
+
+    return Settings(
+        stack="test", region=None, registry=RegistrySettings(edition="local", namespace=None, server="localhost:5000"),
+        images=tuple(ImageSettings(name=n, context=c, dockerfile=f"{c}/Dockerfile", **kw) for n, c, kw in images),
+        protect=False, retain_on_delete=False, preflight=False, project_root=project)
+
+
+SHARED_STACK = [("web", "app", WEB), ("worker", "app", WORKER), ("other", "other", {})]
+
+
+def test_plan_builds_walks_a_shared_context_once(tmp_path, cache_root, monkeypatch):
+    """web and worker share `app`: one walk, one cache load and one cache write for it, the same tags
+    check_context gives each image on its own, and each image's own history recorded."""
+    from components import image as image_module
+
+    project = tmp_path / "project"
+    make_tree(project / "app")
+    make_tree(project / "other", n=3)
+    settings = _settings(project, SHARED_STACK)
+    walks, loads, writes = [], [], []
+    real_walk, real_load, real_mkstemp = ctx.walk_context, StatCache.load.__func__, stat_cache.tempfile.mkstemp
+    monkeypatch.setattr(ctx, "walk_context", lambda context, *a, **kw: walks.append(Path(context).name)
+                        or real_walk(context, *a, **kw))
+    monkeypatch.setattr(StatCache, "load", classmethod(lambda cls, context, df: loads.append(Path(context).name)
+                                                       or real_load(cls, context, df)))
+    monkeypatch.setattr(stat_cache.tempfile, "mkstemp", lambda *a, **kw: writes.append(1) or real_mkstemp(*a, **kw))
+    plans = image_module.plan_builds(settings)
+    assert sorted(walks) == ["app", "other"] and sorted(loads) == ["app", "other"] and len(writes) == 2
+
+    separate = {name: ctx.check_context(project / c, project / c / "Dockerfile", cache=False, **kw)
+                for name, c, kw in SHARED_STACK}
+    assert {n: (p.tag, p.file_count, p.total_bytes) for n, p in plans.items()} == {
+        n: (r.tag, r.file_count, r.total_bytes) for n, r in separate.items()}
+    assert plans["web"].tag != plans["worker"].tag
+
+    # Each image sharing the context got its own history (explain compares each with its own past).
+    for inputs in (WEB, WORKER):
+        out = _explain(project / "app", inputs)
+        assert "unchanged since the last run; the cache holds no earlier digest" in out, out
+    walks.clear()
+    writes.clear()
+    assert image_module.plan_builds(settings) == plans  # warm: one walk per context, nothing written
+    assert sorted(walks) == ["app", "other"] and writes == []
+
+
+def test_plan_builds_names_every_image_of_a_shared_context_it_refuses(tmp_path, cache_root):
+    from components import image as image_module
+
+    project = tmp_path / "project"
+    make_tree(project / "app")
+    make_tree(project / "other", n=3)
+    (project / "app" / ".env").write_text("TOKEN=x\n")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(_settings(project, SHARED_STACK))
+    lines = [line for line in str(err.value).splitlines() if line.startswith("acr-publish:images[")]
+    assert [line.split(":")[1].split(" ")[0] for line in lines] == ["images[0]", "images[1]"]
+    assert "(web)" in lines[0] and "(worker)" in lines[1] and ".env" in str(err.value)
+    # Refused images still have their state recorded, as a check_context of each would.
+    assert len(StatCache.load(project / "app", project / "app" / "Dockerfile").runs) == 2
