@@ -26,9 +26,9 @@ class BuildPlan:
     """What one image's build will see, known before anything is declared."""
 
     image: ImageSettings
-    digest: str
     tag: str
     file_count: int
+    """Files and symlinks the build sees."""
     total_bytes: int
 
 
@@ -62,7 +62,11 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
             except build_context.SensitiveFilesError as err:
                 problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
                 continue
-            plans[image.name] = BuildPlan(image, report.digest, report.tag, report.file_count, report.total_bytes)
+            if report.allowed:
+                # Deliberate, but never silent: the run says which sensitive files go into the image.
+                paths = ", ".join(f"{f.path} ({f.reason})" for f in report.allowed)
+                pulumi.log.warn(f"acr-publish:images[{i}] ({image.name}): allowSensitive sends {paths} into the image")
+            plans[image.name] = BuildPlan(image, report.tag, report.file_count, report.total_bytes)
     finally:
         # Every image's state (refused ones too) is recorded in its scan; one cache write per context.
         for scan in scans.values():

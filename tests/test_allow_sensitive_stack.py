@@ -42,9 +42,12 @@ def test_a_dotenv_file_in_the_context_is_refused_and_named(project, preflight_ca
     assert "not-a-real-one" not in msg, "the guard must never print a secret"
 
 
-def test_allow_sensitive_accepts_the_listed_file(project, preflight_calls):
-    out = run(project, ["www/.env"]).outputs
-    assert out["images"]["web"]["tag"].startswith("ctx-")
+def test_allow_sensitive_accepts_the_listed_file_and_says_so(project, preflight_calls):
+    result = run(project, ["www/.env"])
+    assert result.outputs["images"]["web"]["tag"].startswith("ctx-")
+    assert any("acr-publish:images[0] (web): allowSensitive sends www/.env" in w for w in result.warnings), \
+        result.warnings
+    assert not any("not-a-real-one" in w for w in result.warnings)
 
 
 @pytest.mark.parametrize("bad", ["../etc", ".", "/www/.env"])
