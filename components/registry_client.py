@@ -133,7 +133,8 @@ def excerpt_text(data: bytes | str, scrub: Callable[[str], str] = lambda t: t, l
     """A short, printable, escaped excerpt of what a server sent: whitespace runs folded to one space, every
     control or non-printable character shown as an escape (so no terminal sequence passes), secrets masked."""
     text = data.decode("utf-8", errors="backslashreplace") if isinstance(data, bytes) else data
-    text = scrub(" ".join(text.split()))
+    # Masked before and after folding: a secret holding a run of whitespace would not match once folded.
+    text = scrub(" ".join(scrub(text).split()))
     shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit * 2])
     if len(shown) > limit or len(text) > limit * 2:
         shown = shown[:limit] + "..."
@@ -867,10 +868,12 @@ class RegistryClient:
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest the registry reports for `reference` (a tag or digest) in `repository`; None when absent.
 
-        Absent: 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN: the repository does not exist yet), or a 401/403 whose
-        Bearer token the registry's own token service issued without any right on this repository, which is
-        how token services (ACR's among them) answer for a repository that does not exist. Any other failure
-        raises RegistryError.
+        Absent: 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN: the repository does not exist yet); a 401/403 whose error
+        code is NAME_UNKNOWN; or a 401/403 while the Bearer token the registry's own token service issued grants
+        no action at all on this repository (its JWT `access` claim), which is how Docker-spec token services
+        answer for a repository they do not know (and for one the account may not see: an account that may
+        push to the namespace but not pull this repository then builds, and the registry's own push check has
+        the last word). Any other failure raises RegistryError, and so does a 401/403 with an opaque token.
         """
         response = self.request("HEAD", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT})
         if response.status_code == 200:
@@ -880,10 +883,13 @@ class RegistryClient:
             return self.get_manifest(repository, reference).digest  # a registry that omits the header on HEAD
         if response.status_code == 404:
             return None
-        if response.status_code in (401, 403) and self.challenge is not None and self.challenge[0] == "bearer":
-            granted = self.token_grants((f"repository:{repository}:pull",), repository)
-            if granted is not None and not granted:
+        if response.status_code in (401, 403):
+            if "NAME_UNKNOWN" in registry_error_text(response):
                 return None
+            if self.challenge is not None and self.challenge[0] == "bearer":
+                granted = self.token_grants((f"repository:{repository}:pull",), repository)
+                if granted is not None and not granted:
+                    return None
         self._check("HEAD", repository, response, f"read manifest '{reference}'", ok=(200,))
         raise AssertionError("unreachable")  # _check raised
 
