@@ -14,10 +14,11 @@ from components.settings import load_settings, registry_password_value
 
 settings, _ = load_settings()
 login = registry_login(settings, registry_password_value())
-if settings.preflight:  # acr-publish:preflight: false turns off every registry call made before declaring
-    preflight(login, settings)
+# acr-publish:preflight: false turns off every registry call made before declaring; images are then all builds.
+reachable = preflight(login, settings) if settings.preflight else False
 plans = plan_builds(settings)
-published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()})
+published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
+                               reachable=reachable)
              if settings.preflight else {})
 
 registry = AcrRegistry(

@@ -589,8 +589,9 @@ class RegistryClient:
              what: str = "", limit: int = ERROR_BODY_LIMIT, stream: bool = False) -> requests.Response:
         """One request, no redirect followed; the body read up to `limit` bytes (or left to stream when `stream`).
 
-        An Authorization header is dropped unless `url` is on the registry's own origin or `allow_auth_to` says so
-        (the token realm): credentials never follow a Location elsewhere. Transport failures become RegistryError.
+        It sends `headers` as given: `request` (the registry's own origin), `login` and the token fetch (the realm
+        the registry's challenge named) and `follow` (credentials only on the registry's origin) decide what goes
+        where. Transport failures become RegistryError.
         """
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -598,7 +599,8 @@ class RegistryClient:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise self.fail(f"the registry sent an unusable URL: {excerpt_text(url, self.scrub)}") from None
-        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # A followed Location names a host the server chose: shown escaped like any server text.
+        hostport = excerpt_text(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", self.scrub)
         left = self.remaining(what or f"{method} {parts.path}")
         problem: str | None = None
         kind = "unreachable"
@@ -628,7 +630,7 @@ class RegistryClient:
                 f"{self.unreachable_hint(host)}"
             )
         except requests.exceptions.ReadTimeout:
-            problem = self._silent(hostport, method, parts.path)
+            problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
         except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
             first_bytes = _not_http(exc)
             cause = find_cause(exc, (socket.gaierror,))
@@ -641,7 +643,7 @@ class RegistryClient:
                     "check the host and port in acr-publish:registry.server"
                 )
             elif find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
-                problem = self._silent(hostport, method, parts.path)
+                problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
             elif cause is not None or "NameResolutionError" in repr(exc):
                 problem = f"cannot resolve host '{host}' ({cause or 'name resolution failed'})"
             elif find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
@@ -650,7 +652,7 @@ class RegistryClient:
                 problem = f"cannot connect to {hostport}: {_short_reason(exc)}; {self.unreachable_hint(host)}"
         except requests.exceptions.RequestException as exc:
             kind = "protocol"
-            problem = f"{method} {parts.scheme}://{parts.netloc}{parts.path} failed: {_short_reason(exc)}"
+            problem = f"{method} {hostport} failed: {_short_reason(exc)}"
         # Raised outside the except blocks so the RegistryError carries no chained transport exception.
         raise self.fail(problem, kind)
 

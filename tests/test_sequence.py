@@ -44,10 +44,19 @@ def test_a_failing_preflight_fails_the_preview_too(preflight_calls, kind: str) -
 
 def test_an_unreachable_registry_in_preview_warns_and_shows_builds(preflight_calls) -> None:
     preflight_calls.fail = PreflightError("cannot resolve host", "unreachable")
-    preflight_calls.published_fail = PreflightError("cannot resolve host", "unreachable")
     run = run_stack("prod", preview=True)
     assert len(run.of_type(IMAGE)) == 2
     assert any("cannot say which content tags are already published" in w for w in run.warnings), run.warnings
+    assert preflight_calls.published_calls == [], "an unreachable registry is not asked a second time"
+
+
+def test_a_registry_that_becomes_unreachable_for_the_published_check_only_warns_in_preview(preflight_calls) -> None:
+    preflight_calls.published_fail = PreflightError("timed out", "unreachable")
+    run = run_stack("dev", preview=True)
+    assert len(run.of_type(IMAGE)) == 2
+    assert any("cannot say which content tags are already published" in w for w in run.warnings), run.warnings
+    with pytest.raises(PreflightError, match="timed out"):
+        run_stack("dev")
 
 
 @pytest.mark.parametrize("edition", EDITION_STACKS)
