@@ -298,29 +298,43 @@ def resolve_within(host: str, port: int, timeout: float) -> str | None:
 # --- transport ---------------------------------------------------------------------------------------------------
 
 class _Sockets:
-    """The sockets one client opened, so `abort()` from another thread can shut them down mid-read."""
+    """A duplicate of every socket one client opened, so `abort()` from another thread can shut them down mid-read.
+
+    A duplicate, because TLS takes the original socket over (`wrap_socket` detaches it); shutting down the duplicate
+    shuts down the one connection both name, also in the middle of a TLS handshake."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
+        self._dups: list[tuple[HTTPConnection, socket.socket]] = []
         self.aborted = False
 
-    def add(self, sock: socket.socket | None) -> None:
-        if sock is None:
+    def add(self, connection: HTTPConnection, sock: socket.socket) -> None:
+        try:
+            dup = sock.dup()
+        except OSError:
             return
         with self._lock:
-            self._open = [s for s in self._open if s.fileno() != -1]
-            self._open.append(sock)
+            # Duplicates of connections that were set up and closed since are let go (a long copy opens many).
+            done = [(c, d) for c, d in self._dups if getattr(c, "_acr_connected", False) and c.sock is None]
+            self._dups = [entry for entry in self._dups if entry not in done] + [(connection, dup)]
             aborted = self.aborted
+        for _, old in done:
+            old.close()
         if aborted:
-            _shutdown(sock)
+            _shutdown(dup)
 
     def shut_all(self) -> None:
         with self._lock:
             self.aborted = True
-            socks, self._open = self._open, []
-        for sock in socks:
-            _shutdown(sock)
+            dups = [d for _, d in self._dups]
+        for dup in dups:
+            _shutdown(dup)
+
+    def close(self) -> None:
+        with self._lock:
+            dups, self._dups = [d for _, d in self._dups], []
+        for dup in dups:
+            dup.close()
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -334,19 +348,24 @@ def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
     """Connection pool classes whose connections report their sockets to `sockets`."""
 
     class TrackedHTTPConnection(HTTPConnection):
-        def connect(self) -> None:
-            super().connect()
-            sockets.add(self.sock)
-
-    class TrackedHTTPSConnection(HTTPSConnection):
-        def _new_conn(self) -> socket.socket:  # the plain socket: a stalled TLS handshake reads on it
+        def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
-            sockets.add(sock)
+            sockets.add(self, sock)
             return sock
 
         def connect(self) -> None:
             super().connect()
-            sockets.add(self.sock)
+            self._acr_connected = True
+
+    class TrackedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            sockets.add(self, sock)
+            return sock
+
+        def connect(self) -> None:
+            super().connect()
+            self._acr_connected = True
 
     class TrackedHTTPPool(HTTPConnectionPool):
         ConnectionCls = TrackedHTTPConnection
@@ -358,7 +377,8 @@ def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
 
 
 class TrustAdapter(requests.adapters.HTTPAdapter):
-    """HTTPS with the system CA store plus the bundles named by REQUESTS_CA_BUNDLE / SSL_CERT_FILE; no retries.
+    """HTTPS with the system CA store plus the bundles named by REQUESTS_CA_BUNDLE / SSL_CERT_FILE; no retries;
+    every connection's socket reported to `sockets` (so `RegistryClient.abort` reaches it).
 
     requests alone uses certifi (or only the env bundle), not the machine's store plus a private CA.
     """
@@ -375,6 +395,12 @@ class TrustAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         if self._sockets is not None:
             self.poolmanager.pool_classes_by_scheme = _tracked_pools(self._sockets)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):  # type: ignore[override]
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if self._sockets is not None:  # connections through a proxy are shut down by abort() too
+            manager.pool_classes_by_scheme = _tracked_pools(self._sockets)
+        return manager
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
@@ -413,11 +439,9 @@ def new_session(sockets: _Sockets | None = None) -> requests.Session:
     """A session with no ~/.netrc credentials and no env CA override of our own context (proxies per request)."""
     session = requests.Session()
     session.trust_env = False
-    session.mount("https://", TrustAdapter(sockets))
-    plain = requests.adapters.HTTPAdapter(max_retries=0)
-    if sockets is not None:
-        plain.poolmanager.pool_classes_by_scheme = _tracked_pools(sockets)
-    session.mount("http://", plain)
+    adapter = TrustAdapter(sockets)  # its trust settings apply to https only
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     return session
 
 
@@ -517,6 +541,7 @@ class RegistryClient:
     # -- lifecycle
     def close(self) -> None:
         self.session.close()
+        self._sockets.close()
 
     def abort(self) -> None:
         """Stop every read of this client now (from any thread): its sockets are shut down."""

@@ -21,6 +21,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
 from components.preflight import PreflightError, PreflightTarget, check_registry
 from components.registry_client import RegistryClient, RegistryError
 
@@ -272,3 +273,52 @@ def test_credentials_never_follow_a_location_to_another_host(hostile) -> None:
     assert all(b"authorization" not in h.lower() for h in elsewhere.requests), "a credential went to another host"
     assert all(b"Authorization: Basic" in h for h in server.requests if not h.startswith(b"GET /v2/ ")), (
         "the registry itself gets the login")
+
+
+def test_a_trickled_tls_handshake_is_cut_off_at_the_budget(tls_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real TLS registry behind a forwarder that hands its bytes on one every 20 ms: the handshake alone would take
+    many seconds. The check gives up at its budget and the connection is closed by then, so the forwarder's writes
+    fail right after the check returned (nothing goes on reading the handshake)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_registry.ca_path))
+    upstream = ("127.0.0.1", tls_registry.port)
+    closed_at: list[float] = []
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, socket.create_connection(upstream, timeout=10) as up:
+            def pump_up() -> None:
+                try:
+                    while data := conn.recv(65536):
+                        up.sendall(data)
+                except OSError:
+                    pass
+            threading.Thread(target=pump_up, daemon=True).start()
+            deadline = time.monotonic() + 60
+            try:
+                while time.monotonic() < deadline:
+                    byte = up.recv(1)
+                    if not byte:
+                        return
+                    conn.sendall(byte)
+                    time.sleep(0.02)
+            except OSError:
+                closed_at.append(time.monotonic())
+
+    threading.Thread(target=serve, daemon=True).start()
+    server = f"127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(PreflightError) as err:
+            check_registry(PreflightTarget(server, USER, PASSWORD, ("acme/web",)), timeout=1.0)
+        returned = time.monotonic()
+        assert err.value.kind == "unreachable", str(err.value)
+        deadline = time.monotonic() + 5
+        while not closed_at and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert closed_at, "the abandoned handshake kept reading after the check returned"
+        assert closed_at[0] - returned < 0.5, (closed_at[0] - returned)
+    finally:
+        listener.close()
