@@ -301,7 +301,8 @@ class _Sockets:
     """A duplicate of every socket one client opened, so `abort()` from another thread can shut them down mid-read.
 
     A duplicate, because TLS takes the original socket over (`wrap_socket` detaches it); shutting down the duplicate
-    shuts down the one connection both name, also in the middle of a TLS handshake."""
+    shuts down the one connection both name, also in the middle of a TLS handshake. A connection that closes
+    closes its duplicate (`release`), or the socket would stay open through it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -314,14 +315,18 @@ class _Sockets:
         except OSError:
             return
         with self._lock:
-            # Duplicates of connections that were set up and closed since are let go (a long copy opens many).
-            done = [(c, d) for c, d in self._dups if getattr(c, "_acr_connected", False) and c.sock is None]
-            self._dups = [entry for entry in self._dups if entry not in done] + [(connection, dup)]
+            self._dups.append((connection, dup))
             aborted = self.aborted
-        for _, old in done:
-            old.close()
         if aborted:
             _shutdown(dup)
+
+    def release(self, connection: HTTPConnection) -> None:
+        """The connection closes: close its duplicate too, or the socket would stay open through it."""
+        with self._lock:
+            mine = [d for c, d in self._dups if c is connection]
+            self._dups = [(c, d) for c, d in self._dups if c is not connection]
+        for dup in mine:
+            dup.close()
 
     def shut_all(self) -> None:
         with self._lock:
@@ -353,9 +358,9 @@ def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
             sockets.add(self, sock)
             return sock
 
-        def connect(self) -> None:
-            super().connect()
-            self._acr_connected = True
+        def close(self) -> None:
+            sockets.release(self)
+            super().close()
 
     class TrackedHTTPSConnection(HTTPSConnection):
         def _new_conn(self) -> socket.socket:
@@ -363,9 +368,9 @@ def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
             sockets.add(self, sock)
             return sock
 
-        def connect(self) -> None:
-            super().connect()
-            self._acr_connected = True
+        def close(self) -> None:
+            sockets.release(self)
+            super().close()
 
     class TrackedHTTPPool(HTTPConnectionPool):
         ConnectionCls = TrackedHTTPConnection
@@ -682,7 +687,8 @@ class RegistryClient:
         raise self.fail(problem, kind)
 
     def _read_bounded(self, response: requests.Response, limit: int, method: str, url: str) -> None:
-        """Read at most `limit` bytes of the body into response.content; past that, drop the connection."""
+        """Read at most `limit` bytes of the body into response.content (`response.truncated` says whether there
+        was more); past that, drop the connection."""
         body = bytearray()
         raw = response.raw
         if method != "HEAD":
@@ -693,15 +699,12 @@ class RegistryClient:
                 if not piece:
                     break
                 body += piece
-        truncated = len(body) > limit
+        response.truncated = len(body) > limit  # type: ignore[attr-defined]
         response._content = bytes(body[:limit])
         response._content_consumed = True
-        if truncated or self._sockets.aborted:
-            response.close()  # the rest is never read: the connection is closed, not reused
-            if truncated:
-                response.headers["X-Acr-Publish-Truncated"] = str(limit)
-        else:
-            raw.release_conn()
+        if response.truncated or self._sockets.aborted:  # type: ignore[attr-defined]
+            raw.close()  # the rest is never read: the connection is closed now, never reused
+        raw.release_conn()
 
     def _trust_summary(self) -> str:
         adapter = self.session.get_adapter("https://")
@@ -879,17 +882,19 @@ class RegistryClient:
 
     def _check(self, method: str, repository: str, response: requests.Response, what: str,
                ok: tuple[int, ...]) -> None:
-        if response.status_code in ok:
-            return
-        url = f"{self.endpoint.base}/v2/{repository}/…"
+        if response.status_code not in ok:
+            raise self._refused(method, repository, response, what)
+
+    def _refused(self, method: str, repository: str, response: requests.Response, what: str) -> RegistryError:
         if response.status_code in (401, 403):
-            reason = registry_error_text(response) or self.excerpt(response)
-            raise self.fail(
+            own = registry_error_text(response)
+            reason = excerpt_text(own, self.scrub) if own else self.excerpt(response)
+            return self.fail(
                 f"{self.user_phrase} may not {what} in {self.endpoint.netloc}/{repository} "
-                f"({response.status_code}: {excerpt_text(reason, self.scrub)})",
+                f"({response.status_code}: {reason})",
                 "forbidden" if response.status_code == 403 else "auth", response.status_code,
             )
-        raise self.unexpected(method, url, response)
+        return self.unexpected(method, f"{self.endpoint.base}/v2/{repository}/…", response)
 
     # -- manifests
     def manifest_digest(self, repository: str, reference: str) -> str | None:
@@ -917,8 +922,7 @@ class RegistryClient:
                 granted = self.token_grants((f"repository:{repository}:pull",), repository)
                 if granted is not None and not granted:
                     return None
-        self._check("HEAD", repository, response, f"read manifest '{reference}'", ok=(200,))
-        raise AssertionError("unreachable")  # _check raised
+        raise self._refused("HEAD", repository, response, f"read manifest '{reference}'")
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         response = self.request("GET", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT},
@@ -926,7 +930,7 @@ class RegistryClient:
         if response.status_code == 404:
             raise self.fail(f"{self.endpoint.netloc}/{repository}:{reference} does not exist", "absent", 404)
         self._check("GET", repository, response, f"read manifest '{reference}'", ok=(200,))
-        if "X-Acr-Publish-Truncated" in response.headers:
+        if getattr(response, "truncated", False):
             raise self.fail(f"the manifest {repository}:{reference} is larger than {MANIFEST_LIMIT} bytes; "
                             "registries refuse such manifests, so this is not one")
         content = response.content
@@ -952,7 +956,8 @@ class RegistryClient:
         self._check("PUT", repository, response, f"push manifest '{reference}'", ok=(201, 200))
         reported = response.headers.get("Docker-Content-Digest")
         if reported and reported != digest:
-            raise self.fail(f"the registry stored {repository}:{reference} as {reported}, not {digest}")
+            raise self.fail(f"the registry stored {repository}:{reference} as "
+                            f"{excerpt_text(reported, self.scrub)}, not {digest}")
         return digest
 
     def list_tags(self, repository: str) -> list[str]:

@@ -23,7 +23,7 @@ import pytest
 
 from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
 from components.preflight import PreflightError, PreflightTarget, check_registry
-from components.registry_client import RegistryClient, RegistryError
+from components.registry_client import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "p@ss w/rd+%!-1234"
@@ -322,3 +322,25 @@ def test_a_trickled_tls_handshake_is_cut_off_at_the_budget(tls_registry, monkeyp
         assert closed_at[0] - returned < 0.5, (closed_at[0] - returned)
     finally:
         listener.close()
+
+
+def test_an_endless_manifest_is_refused_at_the_manifest_bound(hostile) -> None:
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if head.startswith(b"GET /v2/ "):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        elif head.startswith(b"HEAD "):
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        else:
+            endless("200 OK", f"Content-Type: {DOCKER_MANIFEST}\r\n")(conn, head, server)
+
+    server = hostile(registry)
+    with RegistryClient(server.server, allow_plain_http=True, timeout=10) as client:
+        with pytest.raises(RegistryError, match=f"larger than {MANIFEST_LIMIT} bytes"):
+            client.get_manifest("acme/web", "v1")
+        # Still inside the client's life: the connection is dropped at the bound, not when the client closes.
+        deadline = time.monotonic() + 10
+        while not server.closed_by_client_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.closed_by_client_at, "the client kept the endless manifest's connection open"
+        # The next exchange gets a fresh connection, not the one with the rest of the endless body in it.
+        assert client.manifest_digest("acme/web", "v2") is None
