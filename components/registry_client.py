@@ -739,6 +739,7 @@ class RegistryClient:
         """
         url = f"{self.endpoint.base}/v2/"
         response = self.send("GET", url, what="the first request to /v2/")
+        self._expect_registry(url, response)
         if response.status_code == 200:
             self.challenge, self._logged_in = None, True
             return
@@ -766,6 +767,19 @@ class RegistryClient:
         if response.status_code == 401:
             raise self.rejected(f"{self.endpoint.netloc} did not accept the login for /v2/")
         raise self.unexpected("GET", url, response)
+
+    def _expect_registry(self, url: str, response: requests.Response) -> None:
+        """An HTML page without the registry API's version header is a web server, a proxy's login page or a
+        captive portal, not a registry (registries answer /v2/ with JSON and `Docker-Distribution-API-Version`)."""
+        content_type = (response.headers.get("Content-Type") or "").lower()
+        if "Docker-Distribution-API-Version" in response.headers or "html" not in content_type:
+            return
+        raise self.fail(
+            f"{self.endpoint.netloc} answered, but not as a registry: GET {url} returned {response.status_code} with "
+            f"an HTML page ({self.excerpt(response)}); check the host and port in acr-publish:registry.server, and "
+            "whether a proxy or captive portal stands in between",
+            "protocol", response.status_code,
+        )
 
     def rejected(self, detail: str) -> RegistryError:
         message = (

@@ -344,3 +344,15 @@ def test_an_endless_manifest_is_refused_at_the_manifest_bound(hostile) -> None:
         assert server.closed_by_client_at, "the client kept the endless manifest's connection open"
         # The next exchange gets a fresh connection, not the one with the rest of the endless body in it.
         assert client.manifest_digest("acme/web", "v2") is None
+
+
+def test_a_web_server_is_not_taken_for_a_registry_that_needs_no_login(hostile) -> None:
+    def web(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        body = b"<html><body>Welcome to nginx!</body></html>"
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    server = hostile(web)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, None, None, ("acme/web",), allow_plain_http=True), timeout=5)
+    assert err.value.kind == "protocol"
+    assert "answered, but not as a registry" in str(err.value) and "Welcome to nginx!" in str(err.value)
