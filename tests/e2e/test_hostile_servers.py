@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -21,9 +20,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
 from components.preflight import PreflightError, PreflightTarget, check_registry
 from components.registry_client import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
+from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "p@ss w/rd+%!-1234"
