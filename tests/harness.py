@@ -100,16 +100,20 @@ class StackMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
+        resource_id = f"{args.name}-id"
         if args.typ == IMAGE:
             if self.image_hook is not None:
-                state.update(self.image_hook(args))
+                # The hook answers like a provider: (id, outputs), or the outputs alone.
+                answer = self.image_hook(args)
+                resource_id, outputs = answer if isinstance(answer, tuple) else (resource_id, answer)
+                state.update(outputs)
             else:
                 name = args.inputs["imageName"]
                 repo = name.rsplit(":", 1)[0]
                 digest = hashlib.sha256(name.encode()).hexdigest()
                 state.update({"repoDigest": f"{repo}@sha256:{digest}", "baseImageName": name,
                               "registryServer": args.inputs.get("registry", {}).get("server")})
-        return f"{args.name}-id", state
+        return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.invokes.append((args.token, dict(args.args)))
