@@ -182,6 +182,28 @@ def standin_alone_checks(checkouts: Checkouts, registry: RegistryServer, docker_
     assert registry.manifest_digest(path, tag) == published, "the refused push moved the tag"
     assert json.loads((state_dir / f"{STACK}.json").read_text()) == stored, "a failed update changed the state"
 
+    # The engine's delete step when the program stops declaring the image: the state forgets it, the registry
+    # keeps the tag (the provider's delete does nothing).
+    gone = DockerImageProvider(state_dir, docker_engine)
+    gone.end_run(STACK, set())
+    assert gone.deletes == [(STACK, "web-image")] and gone.state(STACK) == {}
+    assert registry.manifest_digest(path, tag) == published
+
+
+def test_standin_skip_push_builds_and_reports_the_local_image_id(
+        checkouts: Checkouts, registry: RegistryServer, base_image: str, docker_engine: str,  # noqa: F811
+        tmp_path: Path) -> None:
+    inputs = {**image_inputs(registry, checkouts.namespace, base_image, "ctx-skip-push"), "skipPush": True}
+    provider = DockerImageProvider(tmp_path / "state", docker_engine, project_root=checkouts.a)
+    try:
+        resource_id, outputs = provider.apply(STACK, "web-image", _Inputs(inputs))
+        assert resource_id == inputs["imageName"] and provider.pushes == []
+        assert outputs["repoDigest"] == provider.image_ids[-1] and outputs["repoDigest"].startswith("sha256:")
+    finally:
+        provider.remove_images()
+        provider.close()
+    assert registry.list_tags(f"{checkouts.namespace}/web") == []
+
 
 # --- the program never rebuilds a published tag ---------------------------------------------------------------
 
