@@ -17,8 +17,14 @@ What it cannot reproduce (read this before trusting a green e2e run):
 - the build: `docker buildx build --load` (BuildKit, docker driver) on the context directory, not the provider's tar
   of the context sent to the Engine API `/build` with its own session; the files and the Dockerfile the build sees
   are the same (the CLI applies the same ignore file), the owners in the tar are not (the provider writes 0:0,
-  BuildKit's file sync sends the real ones; `COPY` without `--chown` then differs). `build.cacheFrom`, secrets,
-  ssh, network and add-hosts options are refused, not ignored; multi-platform builds are not reproduced;
+  BuildKit's file sync sends the real ones; `COPY` without `--chown` then differs). Secrets, ssh, network and
+  add-hosts options are refused, not ignored; multi-platform builds are not reproduced;
+- `build.cacheFrom`: like the provider, each image is pulled first with the stack's registry credentials (a failed
+  pull is a warning, not an error) and handed to the build as a cache source (`--cache-from <image>`, the same
+  daemon path as the Engine API's CacheFrom: BuildKit reads the inline cache of the image the pull tagged locally).
+  What differs: the provider also gives its BuildKit session the stack's credentials, so when the pull failed its
+  build can still read the cache from the registry; the stand-in's buildx session has only ~/.docker/config.json,
+  so after a failed pull of a private image the build runs without that cache;
 - `build.contextDigest`: the provider's fsutil walk calls its hash for every non-directory the walk sends, so a fifo
   would block its Check and a socket fails it; this stand-in walks with components/dockerignore.py (oracle-checked
   against BuildKit), which sends the same regular files and symlinks but yields no fifo or socket, so it hashes
@@ -55,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -76,7 +83,7 @@ from pulumi.runtime import rpc
 
 from components import dockerignore
 
-__all__ = ["BuildRecord", "CheckRecord", "DockerImageProvider", "ImageProviderError", "PushRecord",
+__all__ = ["BuildRecord", "CheckRecord", "DockerImageProvider", "ImageProviderError", "PullRecord", "PushRecord",
            "context_digest", "eval_symlinks", "go_file_mode"]
 
 IMAGE_TYPE = "docker:index/image:Image"
@@ -84,7 +91,7 @@ BUILD_TIMEOUT_S = 300
 DEFAULT_DOCKERFILE = "Dockerfile"
 # The `build` inputs this stand-in carries out; any other one would be ignored silently, so it is refused instead.
 SUPPORTED_BUILD_KEYS = frozenset({"context", "dockerfile", "args", "target", "platform", "builderVersion",
-                                  "contextDigest"})
+                                  "contextDigest", "cacheFrom"})
 SUPPORTED_KEYS = frozenset({"imageName", "build", "registry", "skipPush", "buildOnPreview"})
 # Go's runtime.GOARCH for the machine names Python reports.
 _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
@@ -269,6 +276,18 @@ class BuildRecord:
     target: str | None
     platform: str | None
     preview: bool
+    cache_from: tuple[str, ...] = ()
+    log: str = field(default="", repr=False)
+    """BuildKit's plain progress output (`#7 CACHED`, `importing cache manifest from ...`)."""
+
+
+@dataclass(frozen=True)
+class PullRecord:
+    """One pull of a `build.cacheFrom` image before a build; a failed one is not fatal, as in the provider."""
+
+    image: str
+    ok: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -359,6 +378,7 @@ class DockerImageProvider:
     """imageName of every resource whose Diff found no change (nothing built or pushed)."""
     infos: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    pulls: list[PullRecord] = field(default_factory=list)
     image_ids: list[str] = field(default_factory=list)
     """The local image id of every build (a rebuild under the same name leaves the previous one untagged)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -382,7 +402,8 @@ class DockerImageProvider:
 
     def remove_images(self) -> None:
         """Remove every image built here (by name, then by id), so the engine's store does not fill up."""
-        for reference in sorted(self.image_names) + self.image_ids:
+        pulled = sorted({p.image for p in self.pulls if p.ok})
+        for reference in sorted(self.image_names) + pulled + self.image_ids:
             subprocess.run([self.docker_cli, "image", "rm", "--force", reference], capture_output=True, timeout=60)
 
     def close(self) -> None:
@@ -457,6 +478,17 @@ class DockerImageProvider:
                 raise ImageProviderError(f"{resource}: could not open dockerfile at relative path {dockerfile}. "
                                          f"Try setting `dockerfile` to {posixpath.join(context, dockerfile)!r}")
             raise ImageProviderError(f"{resource}: could not open dockerfile at relative path {dockerfile}: {problem}")
+        cache_from = build.get("cacheFrom")
+        if cache_from is not None:
+            images = cache_from.get("images") if isinstance(cache_from, dict) else None
+            if images is None:
+                raise ImageProviderError(f"{resource}: if you want to use cacheFrom, you must have `images` set")
+            for image in images:
+                # The provider's Check wants every cache image fully qualified (a registry host in the name).
+                first = str(image).split("/", 1)[0]
+                if "/" not in str(image) or not ("." in first or ":" in first or first == "localhost"):
+                    raise ImageProviderError(f"{resource}: build.cacheFrom image {image!r} is not fully qualified "
+                                             "(<registry host>/<repository>:<tag>)")
         try:
             digest = context_digest(context, dockerfile, base)
         except ImageProviderError as exc:
@@ -486,16 +518,21 @@ class DockerImageProvider:
         }
         if preview and not inputs.get("buildOnPreview"):
             return outputs  # repoDigest stays unknown, as the provider leaves it in a preview without a build
-        image_id = self._build(stack, resource, image_name, build, base, preview)
+        login = _Login.of(registry)
+        cache_from = tuple((build.get("cacheFrom") or {}).get("images") or ())
+        for image in cache_from:
+            self._pull_cache(resource, image, login)
+        image_id = self._build(stack, resource, image_name, build, base, preview, cache_from)
         if preview or inputs.get("skipPush"):
             outputs["repoDigest"] = image_id
             return outputs
-        digest = self._push(resource, image_name, _Login.of(registry))
+        digest = self._push(resource, image_name, login)
         self.pushes.append(PushRecord(stack, resource, image_name, digest))
         outputs["repoDigest"] = f"{_repository(image_name)}@{digest}"
         return outputs
 
-    def _build(self, stack: str, resource: str, image_name: str, build: dict, base: Path, preview: bool) -> str:
+    def _build(self, stack: str, resource: str, image_name: str, build: dict, base: Path, preview: bool,
+               cache_from: tuple[str, ...] = ()) -> str:
         builder = build.get("builderVersion", "BuilderBuildKit")
         if builder != "BuilderBuildKit":
             raise ImageProviderError(f"{resource}: build.builderVersion {builder!r} is not reproduced (BuildKit only)")
@@ -509,14 +546,20 @@ class DockerImageProvider:
             command += ["--target", build["target"]]
         for name, value in sorted(args.items()):
             command += ["--build-arg", f"{name}={value}"]
+        for image in cache_from:
+            # The provider's Engine-API CacheFrom: the daemon's BuildKit reads the inline cache of the image the
+            # pull above tagged locally (or asks the registry, see the module docstring).
+            command += ["--cache-from", image]
         command.append(str(context))
-        self.builds.append(BuildRecord(stack, resource, image_name, context, dockerfile, args, build.get("target"),
-                                       build.get("platform"), preview))
+        record = BuildRecord(stack, resource, image_name, context, dockerfile, args, build.get("target"),
+                             build.get("platform"), preview, cache_from)
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
                                   env={**os.environ, "DOCKER_BUILDKIT": "1"})
         except subprocess.TimeoutExpired as exc:
+            self.builds.append(record)
             raise ImageProviderError(f"{resource}: building {image_name} took longer than {BUILD_TIMEOUT_S}s") from exc
+        self.builds.append(dataclasses.replace(record, log=proc.stderr))
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
             raise ImageProviderError(f"{resource}: docker buildx build of {image_name} failed:\n{tail}")
@@ -524,18 +567,34 @@ class DockerImageProvider:
         self.image_ids.append(image_id)
         return image_id
 
-    def _push(self, resource: str, image_name: str, login: "_Login") -> str:
-        repository, tag = image_name.rsplit(":", 1)
-        password = login.password
-        auth = None
-        if login.username and password:
-            # The provider's auth config for the push (X-Registry-Auth); no `docker login`, nothing written to disk.
-            auth = {"username": login.username, "password": password, "serveraddress": login.server}
-        elif login.username or password:
+    def _auth(self, resource: str, login: "_Login") -> dict | None:
+        """The provider's auth config (X-Registry-Auth) when username and password are both set; no `docker login`,
+        nothing written to disk. Otherwise None: the engine's own ~/.docker/config.json, with the provider's warning."""
+        if login.username and login.password:
+            return {"username": login.username, "password": login.password, "serveraddress": login.server}
+        if login.username or login.password:
             missing = "password" if login.username else "username"
             other = "username" if login.username else "password"
             self.warnings.append(f"{resource}: {missing} was not set, although {other} was; "
                                  "using host credentials file")
+        return None
+
+    def _pull_cache(self, resource: str, image: str, login: "_Login") -> None:
+        """Pull one cache image with the stack's credentials; a failure is recorded and the build goes on."""
+        repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        try:
+            self._client.images.pull(repository, tag=tag, auth_config=self._auth(resource, login))
+        except docker.errors.APIError as exc:
+            reason = _scrub(str(exc.explanation or exc), login.password)
+            self.pulls.append(PullRecord(image, False, reason))
+            self.warnings.append(f"{resource}: pulling cache image {image} failed: {reason}")
+            return
+        self.pulls.append(PullRecord(image, True))
+
+    def _push(self, resource: str, image_name: str, login: "_Login") -> str:
+        repository, tag = image_name.rsplit(":", 1)
+        password = login.password
+        auth = self._auth(resource, login)
         digest = None
         for event in self._client.images.push(repository, tag=tag, auth_config=auth, stream=True, decode=True):
             if "error" in event or "errorDetail" in event:
