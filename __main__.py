@@ -1,35 +1,45 @@
-"""acr-publish: declare the stack's ACR namespace and repositories and publish each configured image."""
+"""acr-publish: declare the stack's ACR namespace and repositories and publish each configured image.
+
+One straight sequence; nothing is declared until every check passed, and no check runs inside an `apply`:
+settings -> registry login -> registry preflight -> per image: content tag and sensitive-file guard, then "is this
+content tag already published?" -> namespace, repositories and images.
+"""
 import pulumi
 
 from components.image import PublishedImage, PublishedImageArgs, plan_builds
-from components.registry import AcrRegistry, AcrRegistryArgs
-from components.settings import load_settings
+from components.registry import (
+    AcrRegistry, AcrRegistryArgs, preflight, published_digests, registry_login, repository_paths,
+)
+from components.settings import load_settings, registry_password_value
 
-settings, registry_password = load_settings()
+settings, _ = load_settings()
+login = registry_login(settings, registry_password_value())
+if settings.preflight:  # acr-publish:preflight: false turns off every registry call made before declaring
+    preflight(login, settings)
 plans = plan_builds(settings)
+published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()})
+             if settings.preflight else {})
 
 registry = AcrRegistry(
     "registry",
     AcrRegistryArgs(
         registry=settings.registry,
-        region=settings.region,
         images=settings.images,
-        password=registry_password,
+        login=login,
         protect=settings.protect,
         retain_on_delete=settings.retain_on_delete,
-        preflight=settings.preflight,
     ),
 )
-
+paths = repository_paths(settings.registry.namespace, settings.images)
 images = {
     name: PublishedImage(
         name,
         PublishedImageArgs(
             plan=plan,
-            repository=pulumi.Output.concat(registry.server, "/", registry.repository_paths[name]),
+            repository=f"{login.server}/{paths[name]}",
             credentials=registry.credentials,
             repository_resource=registry.repositories.get(name),
-            ready=registry.ready,
+            published_digest=published.get(name),
         ),
     )
     for name, plan in plans.items()

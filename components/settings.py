@@ -534,3 +534,11 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
         has_password="registryPassword" in values or (secrets_set and _edition_needs_password(values)),
         project_root=project_root,
     )
+
+
+def registry_password_value() -> str | None:
+    """The plain value of the secret acr-publish:registryPassword, for the registry login and checks that run
+    before anything is declared; it stays in memory (everything declared gets the secret Output)."""
+    import pulumi
+
+    return pulumi.Config(PROJECT).get("registryPassword")
