@@ -9,6 +9,7 @@ The `publisher` fixture needs a module-scoped `registry` fixture from the test m
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ import yaml
 
 from tests.e2e.docker_harness import DockerImageProvider
 from tests.e2e.registry import RegistryServer
-from tests.harness import IMAGE, PROJECT_ROOT, StackMocks, StackRun, run_stack
+from tests.harness import IMAGE, ORGANIZATION, PROJECT_ROOT, StackMocks, StackRun, run_stack
 
 PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "components", "stacks", "app")
 NAMESPACE = "demo"
@@ -130,17 +131,25 @@ class Publisher:
             username: str = USER, namespace: str = NAMESPACE, preview: bool = False) -> Run:
         """`pulumi up` (or `preview`) of stack `stack_name` from `project`, with the stand-in's state in `state_dir`.
 
-        A fresh DockerImageProvider per run: only the state file carries anything from one run to the next, as
-        between two machines. After a successful `up` the resources the program no longer declared leave the state
-        (the engine's delete step; the provider's delete touches nothing).
+        A fresh DockerImageProvider per run: only the state directory carries anything from one run to the next, as
+        a backend does between two machines: the stand-in's resource state, and the stack's outputs, which a
+        StackReference to the stack reads (`<stack>.outputs.json`). After a successful `up` the resources the
+        program no longer declared leave the state (the engine's delete step; the provider's delete touches
+        nothing) and its outputs are the stack's last outputs.
         """
         provider = DockerImageProvider(state_dir, self.docker_cli)
         self.providers.append(provider)
         overrides = local_stack_overrides(server or self.registry.server, self.base, username, namespace)
-        stack = run_stack("local", overrides, preview=preview, mocks=StackMocks(image_hook=provider),
+        outputs_file = Path(state_dir) / f"{stack_name}.outputs.json"
+        last = {f"{ORGANIZATION}/acr-publish/{stack_name}": json.loads(outputs_file.read_text())} \
+            if outputs_file.exists() else {}
+        stack = run_stack("local", overrides, preview=preview,
+                          mocks=StackMocks(image_hook=provider, stack_outputs=last),
                           project_root=project, stack_name=stack_name)
         if not preview:
             provider.end_run(stack_name, {r.name for r in stack.of_type(IMAGE)})
+            outputs_file.parent.mkdir(parents=True, exist_ok=True)
+            outputs_file.write_text(json.dumps(stack.outputs, sort_keys=True))
         return Run(stack, provider)
 
     def tags(self, namespace: str = NAMESPACE) -> dict[str, list[str]]:

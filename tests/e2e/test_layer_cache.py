@@ -5,7 +5,8 @@ A sample with a slow dependency stage and a small app layer (tests/e2e/layer_cac
 build cache (by id: other engineers share the engine), an app file changes, and the next build gets the pushed
 image as `cacheFrom`, as the program hands it the image its stack published last. BuildKit must report the
 dependency step CACHED, and must not without `cacheFrom` on the same emptied engine (the control that shows the
-emptying works).
+emptying works). The last test runs the real program twice: the second build gets the image its stack published
+first as `cacheFrom`, pulled with the stack's credentials.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from tests.e2e.base_image import base_image  # noqa: F401  (pytest fixtures are used by name)
 from tests.e2e.docker_harness import DockerImageProvider, PullRecord, _Inputs
 from tests.e2e.layer_cache import DEP_STEP, cache_records, empty_engine, new_token, step_cached, write_sample
+from tests.e2e.publishing import IMAGES, Publisher, copy_project, publisher  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
 from tests.harness import TEST_SECRET
 
@@ -96,3 +98,23 @@ def test_a_failed_cache_pull_is_not_fatal(sample: Sample) -> None:
     assert TEST_SECRET not in " ".join(sample.provider.warnings)
     assert step_cached(log, DEP_STEP) is False
     assert sample.provider.pushes and sample.provider.pushes[-1].image_name == f"{sample.repository}:v1"
+
+
+def test_the_program_builds_with_the_image_its_stack_published_last(publisher: Publisher, tmp_path: Path) -> None:
+    project, state, namespace = copy_project(tmp_path / "project"), tmp_path / "state", new_token()
+    first = publisher.run(project, "e2e-cache", state, namespace=namespace)
+    assert [b.cache_from for b in first.provider.builds] == [(), ()], "a first deployment has no cache source"
+    index = project / "app" / "www" / "index.html"
+    index.write_text(index.read_text() + "<!-- a new version -->\n")
+
+    second = publisher.run(project, "e2e-cache", state, namespace=namespace)
+
+    built = {b.resource: b for b in second.provider.builds}
+    assert sorted(built) == [f"{n}-image" for n in IMAGES]
+    for name in IMAGES:
+        last = first.image(name)["imageName"]
+        assert built[f"{name}-image"].cache_from == (last,)
+        assert f"importing cache manifest from {last}" in built[f"{name}-image"].log
+    # The registry wants a login; the engine's own config has none: the pulls used the stack's credentials.
+    assert sorted((p.image, p.ok) for p in second.provider.pulls) == sorted(
+        (first.image(n)["imageName"], True) for n in IMAGES)

@@ -105,7 +105,7 @@ def test_each_image_is_built_with_exactly_its_inputs(published: Published, base_
         assert build.dockerfile == published.project / "app" / "Dockerfile"
         assert build.target == name
         assert build.platform == "linux/amd64"
-        assert build.args == {"APP_ENV": APP_ENV, "BASE_IMAGE": base_image}
+        assert build.args == {"APP_ENV": APP_ENV, "BASE_IMAGE": base_image, "BUILDKIT_INLINE_CACHE": "1"}
         assert build.image_name == image_output(published.run, name)["imageName"]
         assert not build.preview
 
