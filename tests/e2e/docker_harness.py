@@ -16,8 +16,9 @@ What it cannot reproduce (read this before trusting a green e2e run):
   reads the password, and a test file must not hold it in plain text);
 - the build: `docker buildx build --load` (BuildKit, docker driver) on the context directory, not the provider's tar
   of the context sent to the Engine API `/build` with its own session; the files and the Dockerfile the build sees
-  are the same (the CLI applies the same ignore file), the owners in the tar are not (the provider writes 0:0,
-  BuildKit's file sync sends the real ones; `COPY` without `--chown` then differs). Secrets, ssh, network and
+  are the same (the CLI applies the same ignore file), their owners are not (the provider's tar says 0:0,
+  BuildKit's file sync sends the real ones, which a `COPY` without `--chown` replaces by 0:0 anyway). Secrets, ssh,
+  network and
   add-hosts options are refused, not ignored; multi-platform builds are not reproduced;
 - `build.cacheFrom`: like the provider, each image is pulled first with the stack's registry credentials (a failed
   pull is a warning, not an error) and handed to the build as a cache source (`--cache-from <image>`, the same
@@ -54,8 +55,8 @@ What it does, the provider's way:
   `skipPush` or in a preview that builds; unknown in a preview with `buildOnPreview: false`); id = `imageName`;
 - delete touches nothing: no tag or image is removed from the registry or the engine.
 
-Every Check, build, push and delete is recorded (`checks`, `builds`, `pushes`, `deletes`, `unchanged`), so tests can
-assert what a run did.
+Every Check, cache pull, build, push and delete is recorded (`checks`, `pulls`, `builds`, `pushes`, `deletes`,
+`unchanged`), so tests can assert what a run did.
 """
 from __future__ import annotations
 
