@@ -18,8 +18,7 @@ What it cannot reproduce (read this before trusting a green e2e run):
   of the context sent to the Engine API `/build` with its own session; the files and the Dockerfile the build sees
   are the same (the CLI applies the same ignore file), their owners are not (the provider's tar says 0:0,
   BuildKit's file sync sends the real ones, which a `COPY` without `--chown` replaces by 0:0 anyway). Secrets, ssh,
-  network and
-  add-hosts options are refused, not ignored; multi-platform builds are not reproduced;
+  network and add-hosts options are refused, not ignored; multi-platform builds are not reproduced;
 - `build.cacheFrom`: like the provider, each image is pulled first with the stack's registry credentials (a failed
   pull is a warning, not an error) and handed to the build as a cache source (`--cache-from <image>`, the same
   daemon path as the Engine API's CacheFrom: BuildKit reads the inline cache of the image the pull tagged locally).
