@@ -6,7 +6,7 @@ content tag already published?" -> namespace, repositories and images.
 """
 import pulumi
 
-from components.image import PublishedImage, PublishedImageArgs, plan_builds
+from components.image import LastPublished, PublishedImage, PublishedImageArgs, plan_builds
 from components.registry import (
     AcrRegistry, AcrRegistryArgs, preflight, published_digests, registry_login, repository_paths,
 )
@@ -32,6 +32,7 @@ registry = AcrRegistry(
     ),
 )
 paths = repository_paths(settings.registry.namespace, settings.images)
+last_published = LastPublished()
 images = {
     name: PublishedImage(
         name,
@@ -41,6 +42,7 @@ images = {
             credentials=registry.credentials,
             repository_resource=registry.repositories.get(name),
             published_digest=published.get(name),
+            last_published=last_published,
         ),
     )
     for name, plan in plans.items()

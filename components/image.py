@@ -4,11 +4,14 @@
 and computes the content tag. `PublishedImage` then either declares the `docker.Image` that builds and pushes it
 (after its repository), or, when the registry already holds that content tag, declares nothing that builds and
 takes the digest the registry reported; either way it exposes the digest-pinned `ref` deployments must consume.
+`LastPublished` reads the stack's own last outputs (a StackReference to itself) so a build can use the image this
+stack published last as BuildKit's registry cache (`build.cacheFrom`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -77,6 +80,40 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
     return plans
 
 
+class LastPublished:
+    """The images this stack published last: its own last `images` output, read through a StackReference to
+    `<organization>/<project>/<stack>`, declared only once an image asks for it (only builds with cacheFrom do)."""
+
+    def __init__(self) -> None:
+        self.stack_name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+        self._images: pulumi.Output[Any] | None = None
+
+    def images(self) -> pulumi.Output[Any]:
+        if self._images is None:
+            self._images = pulumi.StackReference(self.stack_name).get_output("images")
+        return self._images
+
+    def cache_source(self, name: str, repository: str) -> pulumi.Output[list[str] | None]:
+        """[the imageName this stack published last for `name`], or None: on a first deployment (no outputs yet),
+        and, saying so in one info line, when that output is missing or names another repository."""
+        def pick(images: Any) -> list[str] | None:
+            if images is None:
+                return None  # first deployment: nothing was published yet, nothing to say
+            last = images.get(name) if isinstance(images, dict) else None
+            image_name = last.get("imageName") if isinstance(last, dict) else None
+            if not isinstance(image_name, str) or not image_name:
+                pulumi.log.info(f"{name}: the stack's last outputs name no image for it; building without a "
+                                "registry cache")
+                return None
+            if not image_name.startswith(f"{repository}:"):
+                pulumi.log.info(f"{name}: the image this stack published last ({image_name}) is not in {repository}; "
+                                "building without a registry cache")
+                return None
+            return [image_name]
+
+        return self.images().apply(pick)
+
+
 @dataclass(frozen=True)
 class PublishedImageArgs:
     """Inputs of PublishedImage."""
@@ -92,6 +129,8 @@ class PublishedImageArgs:
     published_digest: str | None = None
     """The digest the registry reported for the content tag when it already holds it (checked before anything was
     declared); None: not published, so the image is built and pushed."""
+    last_published: LastPublished | None = None
+    """Where a build with `cacheFrom: true` finds its registry cache; None: build without one."""
 
 
 class PublishedImage(pulumi.ComponentResource):
@@ -128,6 +167,11 @@ class PublishedImage(pulumi.ComponentResource):
 
     def _build(self, name: str, args: PublishedImageArgs, full_name: str) -> docker.Image:
         img = args.plan.image
+        cache_from = None
+        if img.cache_from and args.last_published is not None:
+            cache_from = args.last_published.cache_source(name, args.repository).apply(
+                lambda images: docker.CacheFromArgs(images=images) if images else None
+            )
         build = docker.DockerBuildArgs(
             # Relative paths: the provider stores them in state, and absolute ones differ between machines.
             context=img.context,
@@ -136,6 +180,9 @@ class PublishedImage(pulumi.ComponentResource):
             target=img.target,
             platform=img.platform,
             builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
+            # The provider pulls each image with the stack's credentials before building (a failed pull is not
+            # fatal); BuildKit reuses the layers whose inline cache metadata (BUILDKIT_INLINE_CACHE=1) match.
+            cache_from=cache_from,
         )
         depends = [args.repository_resource] if args.repository_resource is not None else []
         creds = args.credentials

@@ -30,7 +30,11 @@ TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete
 REGISTRY_KEYS = ("edition", "instanceId", "endpoint", "namespace", "createNamespace", "visibility", "server", "username")
 IMAGE_KEYS = (
     "name", "context", "dockerfile", "target", "platform", "buildArgs", "summary", "tagImmutability", "allowSensitive",
+    "cacheFrom",
 )
+# Every image is built with this build arg, so what it pushes carries BuildKit's inline cache metadata and can serve
+# as the registry cache of the stack's next build (components/image.py); it is a build input, so part of the tag.
+INLINE_CACHE_ARG = ("BUILDKIT_INLINE_CACHE", "1")
 
 # ACR-FACTS.md: names and limits.
 _INSTANCE_ID = re.compile(r"^(cri|crpi)-[a-z0-9]{8,32}$")
@@ -96,13 +100,15 @@ class ImageSettings:
     target: str | None = None
     """Build stage to stop at."""
     build_args: Mapping[str, str] = field(default_factory=dict)
-    """Docker build args."""
+    """Docker build args: the configured ones plus BUILDKIT_INLINE_CACHE=1 (INLINE_CACHE_ARG), as the build gets them."""
     summary: str = ""
     """Repository summary (1-80 chars)."""
     tag_immutability: bool | None = None
     """Enterprise repositories only: existing tags can never be overwritten."""
     allow_sensitive: tuple[str, ...] = ()
     """Context paths the user deliberately accepts despite the sensitive-file guard."""
+    cache_from: bool = True
+    """Build with the image this stack published last for this name as BuildKit's registry cache."""
 
 
 @dataclass(frozen=True)
@@ -395,8 +401,16 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                         f"{ipath}.buildArgs.{k} is a {type(v).__name__}, not a string: build args are strings; quote "
                         f"the value in the stack file, e.g. {k}: \"...\""
                     )
+                elif k == INLINE_CACHE_ARG[0]:
+                    problems.append(
+                        f"{ipath}.buildArgs.{k} is set by acr-publish: every image is built with "
+                        f"{k}={INLINE_CACHE_ARG[1]} so it can serve as the registry cache of the next build; remove "
+                        f"it (turn the cache off with {ipath}.cacheFrom: false)"
+                    )
                 else:
                     build_args[str(k)] = v
+        build_args[INLINE_CACHE_ARG[0]] = INLINE_CACHE_ARG[1]
+        cache_from = _bool(f"{ipath}.cacheFrom", item.get("cacheFrom"), True, problems)
         summary = _str(f"{ipath}.summary", item.get("summary"), problems)
         if summary is None:
             summary = f"{name} image"
@@ -430,7 +444,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
         images.append(ImageSettings(
             name=name, context=context or ".", dockerfile=dockerfile or "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,
-            allow_sensitive=tuple(allow),
+            allow_sensitive=tuple(allow), cache_from=cache_from,
         ))
     return tuple(images)
 

@@ -34,6 +34,9 @@ TEST_TOKEN = "temp-token-7d41e0"
 ENTERPRISE_HOST = "{name}-registry.{region}.cr.aliyuncs.com"
 
 IMAGE = "docker:index/image:Image"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+ORGANIZATION = "organization"
+"""The organization a DIY (file, OSS) backend reports; the harness hands it to the program."""
 ENTERPRISE_INVOKE = "alicloud:cs/getRegistryEnterpriseInstances:getRegistryEnterpriseInstances"
 
 
@@ -62,6 +65,8 @@ class StackRun:
     invokes: list[tuple[str, dict]]
     warnings: list[str]
     infos: list[str] = field(default_factory=list)
+    reads: list[Recorded] = field(default_factory=list)
+    """Resources read, not registered (StackReference)."""
 
     def of_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == typ]
@@ -94,23 +99,34 @@ def _secret_paths(value: Any, prefix: str = "") -> set[str]:
 class StackMocks(pulumi.runtime.Mocks):
     """Provider stand-ins returning the provider's camelCase outputs."""
 
-    def __init__(self, instances: list[dict] | None = None, image_hook: Callable[[Any], dict] | None = None):
+    def __init__(self, instances: list[dict] | None = None, image_hook: Callable[[Any], dict] | None = None,
+                 stack_outputs: dict[str, dict] | None = None):
+        """stack_outputs: per full stack name (`organization/acr-publish/<stack>`), the outputs its last deployment
+        left, as a StackReference reads them; a stack not in it has never been deployed (no outputs)."""
         self.instances = instances
         self.image_hook = image_hook
+        self.stack_outputs = stack_outputs or {}
         self.invokes: list[tuple[str, dict]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
+        resource_id = f"{args.name}-id"
+        if args.typ == STACK_REFERENCE:
+            outputs = self.stack_outputs.get(args.inputs["name"], {})
+            return args.inputs["name"], {"name": args.inputs["name"], "outputs": outputs, "secretOutputNames": []}
         if args.typ == IMAGE:
             if self.image_hook is not None:
-                state.update(self.image_hook(args))
+                # The hook answers like a provider: (id, outputs), or the outputs alone.
+                answer = self.image_hook(args)
+                resource_id, outputs = answer if isinstance(answer, tuple) else (resource_id, answer)
+                state.update(outputs)
             else:
                 name = args.inputs["imageName"]
                 repo = name.rsplit(":", 1)[0]
                 digest = hashlib.sha256(name.encode()).hexdigest()
                 state.update({"repoDigest": f"{repo}@sha256:{digest}", "baseImageName": name,
                               "registryServer": args.inputs.get("registry", {}).get("server")})
-        return f"{args.name}-id", state
+        return resource_id, state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         self.invokes.append((args.token, dict(args.args)))
@@ -137,6 +153,16 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: StackMocks):
         super().__init__(mocks)
         self.recorded: list[Recorded] = []
+        self.reads: list[Recorded] = []
+
+    def ReadResource(self, request):
+        response = super().ReadResource(request)
+        self.reads.append(Recorded(
+            type=request.type, name=request.name, urn=response.urn, inputs=_unwrap(rpc.deserialize_properties(
+                request.properties)), parent=request.parent or None, protect=False, retain_on_delete=False,
+            dependencies=list(request.dependencies), provider=request.provider or None,
+        ))
+        return response
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
@@ -236,9 +262,10 @@ def run_stack(
     saved = _forget_components() if foreign else {}
     try:
         os.chdir(project_root)
-        runtime_settings.reset_options(project="acr-publish", stack=stack_name or stack, preview=preview)
+        runtime_settings.reset_options(project="acr-publish", stack=stack_name or stack, preview=preview,
+                                       organization=ORGANIZATION)
         pulumi.runtime.set_mocks(mocks, project="acr-publish", stack=stack_name or stack, preview=preview,
-                                 monitor=monitor)
+                                 monitor=monitor, organization=ORGANIZATION)
         runtime_config.set_all_config(config, secret_keys)
 
         def warn(msg: str, resource=None, stream_id=None, ephemeral=None):
@@ -289,4 +316,5 @@ def run_stack(
         asyncio.set_event_loop(None)
         loop.close()
     return StackRun(stack=stack_name or stack, resources=monitor.recorded, outputs=outputs,
-                    secret_outputs=secret_outputs, invokes=mocks.invokes, warnings=warnings, infos=infos)
+                    secret_outputs=secret_outputs, invokes=mocks.invokes, warnings=warnings, infos=infos,
+                    reads=monitor.reads)

@@ -29,6 +29,7 @@ import trustme
 import urllib3
 import yaml
 
+from tests.e2e.immutable_proxy import ImmutableTagProxy
 from tests.e2e.token_server import TokenServer
 
 START_TIMEOUT_S = 20.0
@@ -81,19 +82,27 @@ class RegistryServer:
     tls_names: tuple[str, ...] = ("127.0.0.1",)
     tls_self_signed: bool = False
     token_server: TokenServer | None = None
+    tag_immutability: bool = False
     host: str = "127.0.0.1"
     port: int = 0
     ca_path: Path | None = None
     _process: subprocess.Popen | None = field(default=None, repr=False)
+    _proxy: ImmutableTagProxy | None = field(default=None, repr=False)
     _log: Path | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:  # keep the password out of pytest's failure output
-        return f"RegistryServer(server={self.server!r}, auth={self.auth!r}, tls={self.tls is not None})"
+        return (f"RegistryServer(server={self.server!r}, auth={self.auth!r}, tls={self.tls is not None}, "
+                f"tag_immutability={self.tag_immutability})")
 
     @property
     def server(self) -> str:
-        """host:port, as acr-publish:registry.server takes it."""
-        return f"{self.host}:{self.port}"
+        """host:port, as acr-publish:registry.server takes it (the immutability proxy's, when there is one)."""
+        return self._proxy.server if self._proxy is not None else f"{self.host}:{self.port}"
+
+    @property
+    def refused_overwrites(self) -> list[str]:
+        """`<repository>:<tag>` of every push the immutability emulation refused."""
+        return list(self._proxy.refused) if self._proxy is not None else []
 
     @property
     def scheme(self) -> str:
@@ -139,6 +148,8 @@ class RegistryServer:
                 )
             last_problem = self._wait_until_answering()
             if not last_problem:
+                if self.tag_immutability:
+                    self._proxy = ImmutableTagProxy(f"{self.host}:{self.port}", self.host).start()
                 return self
             self.stop()
             if "address already in use" not in self.log_text():
@@ -146,6 +157,9 @@ class RegistryServer:
         raise RuntimeError(f"docker-registry did not start: {last_problem}\n--- registry log ---\n{self.log_text()}")
 
     def stop(self) -> None:
+        proxy, self._proxy = self._proxy, None
+        if proxy is not None:
+            proxy.stop()
         process, self._process = self._process, None
         if process is None:
             return
@@ -164,6 +178,8 @@ class RegistryServer:
         self.stop()
 
     def _write_config(self) -> None:
+        if self.tag_immutability and self.tls is not None:
+            raise ValueError("RegistryServer(tag_immutability=True) emulates ACR over plain HTTP only (no tls)")
         storage = self.workdir / "storage"
         storage.mkdir(exist_ok=True)
         config: dict = {
@@ -208,6 +224,7 @@ class RegistryServer:
         """'' once GET /v2/ gets any HTTP answer, else why the registry is not up."""
         deadline = time.monotonic() + START_TIMEOUT_S
         problem = "no answer yet"
+        direct = f"{self.scheme}://{self.host}:{self.port}"  # the registry itself, before any proxy
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 return f"the process exited with {self._process.returncode if self._process else '?'}"
@@ -215,14 +232,14 @@ class RegistryServer:
                 # Readiness only: any HTTP answer counts, even with a certificate the client would not trust.
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
-                    response = requests.get(f"{self.url}/v2/", timeout=2, verify=False)
+                    response = requests.get(f"{direct}/v2/", timeout=2, verify=False)
                 if response.status_code in (200, 401):
                     return ""
                 problem = f"GET /v2/ answered {response.status_code}"
             except requests.RequestException as exc:
                 problem = str(exc)
             time.sleep(0.05)
-        return f"no answer on {self.url}/v2/ within {START_TIMEOUT_S}s ({problem})"
+        return f"no answer on {direct}/v2/ within {START_TIMEOUT_S}s ({problem})"
 
 
 class RegistryApi:

@@ -1,43 +1,39 @@
 """End to end: the real `__main__.py` publishes the sample app to a real registry through a real Docker engine.
 
-The local stack (stacks/Pulumi.local.yaml, pointed at a `docker-registry` with htpasswd auth on a free loopback port)
-runs under Pulumi mocks in which `docker.Image` is carried out for real by tests/e2e/docker_harness.py, the stand-in
-for the pulumi-docker provider; the registry preflight is the real one. Each run works on a temporary copy of the
-project, so edits never touch the repository. Builds reuse BuildKit's cache, so only the first build of the session
-does real work.
+The local stack (stacks/Pulumi.local.yaml, pointed at a `docker-registry` with htpasswd auth on a free loopback port,
+behind the ACR tag-immutability emulation of tests/e2e/immutable_proxy.py) runs under Pulumi mocks in which
+`docker.Image` is carried out for real by tests/e2e/docker_harness.py, the stand-in for the pulumi-docker provider,
+with its state in a file; the registry preflight is the real one. Each run works on a temporary copy of the project,
+so edits never touch the repository. Builds reuse BuildKit's cache, so only the first build of the session does
+real work.
 """
 from __future__ import annotations
 
 import gc
 import json
 import secrets
-import shutil
 import subprocess
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import docker
 import pytest
 import requests
-import yaml
 
 from tests.e2e.base_image import base_image  # noqa: F401  (pytest fixtures are used by name)
-from tests.e2e.docker_harness import DockerImageProvider
+from tests.e2e.publishing import (  # noqa: F401  (publisher: a fixture)
+    APP_ENV, IMAGES, NAMESPACE, USER, Publisher, Run, copy_project, publisher,
+)
 from tests.e2e.registry import (  # noqa: F401
     RegistryServer,
     registry_binary,
     registry_factory,
 )
-from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, StackRun, run_stack
+from tests.harness import TEST_SECRET
 
-PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "components", "stacks", "app")
-NAMESPACE = "demo"
-IMAGES = ("web", "worker")
-APP_ENV = "e2e"
-USER = "pusher"
 # A second account whose real password is not the stack's: logging in as it with the stack's secret is a wrong password.
 OTHER_USER = "deployer"
 APP_UID = 10001
@@ -48,89 +44,31 @@ WAIT_S = 30.0
 
 @pytest.fixture(scope="module")
 def registry(registry_factory: Callable[..., RegistryServer], docker_engine: str) -> RegistryServer:
-    """One htpasswd registry for the module; its user's password is the stack's secret (tests.harness.TEST_SECRET)."""
-    return registry_factory(username=USER, password=TEST_SECRET,
+    """One htpasswd registry with ACR tag immutability; its user's password is the stack's secret (TEST_SECRET)."""
+    return registry_factory(username=USER, password=TEST_SECRET, tag_immutability=True,
                             extra_users={OTHER_USER: secrets.token_urlsafe(18)})
-
-
-@pytest.fixture(scope="module")
-def provider(docker_engine: str) -> Iterator[DockerImageProvider]:
-    """The pulumi-docker stand-in; its state (what each stack last pushed) lives for the module."""
-    images = DockerImageProvider(docker_cli=docker_engine)
-    yield images
-    images.remove_images()
-    images.close()
-
-
-def copy_project(dest: Path) -> Path:
-    """A copy of what `pulumi up` needs (program, components, stacks, app) under `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in PROJECT_FILES:
-        source = PROJECT_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(source, dest / name)
-    return dest
-
-
-def local_stack_overrides(server: str, base: str, username: str = USER) -> dict:
-    """stacks/Pulumi.local.yaml pointed at `server` with a login, its images built FROM the local `base`."""
-    config = yaml.safe_load((PROJECT_ROOT / "stacks" / "Pulumi.local.yaml").read_text())["config"]
-    images = [
-        {**image, "buildArgs": {**(image.get("buildArgs") or {}), "BASE_IMAGE": base, "APP_ENV": APP_ENV}}
-        for image in config["acr-publish:images"]
-    ]
-    assert [i["name"] for i in images] == list(IMAGES), "the local stack's images changed; update IMAGES"
-    return {
-        "acr-publish:registry": {**config["acr-publish:registry"], "server": server, "username": username},
-        # tests.harness hands `secure:` values to the program as the secret TEST_SECRET, the registry's password.
-        "acr-publish:registryPassword": {"secure": "v1:e2e-registry-password"},
-        "acr-publish:images": images,
-    }
-
-
-@dataclass
-class Publisher:
-    """Runs the local stack on a project copy against one registry, with one provider stand-in."""
-
-    registry: RegistryServer
-    provider: DockerImageProvider
-    base: str
-
-    def run(self, project: Path, stack_name: str, *, server: str | None = None, username: str = USER,
-            preview: bool = False) -> StackRun:
-        overrides = local_stack_overrides(server or self.registry.server, self.base, username)
-        return run_stack("local", overrides, preview=preview, mocks=StackMocks(image_hook=self.provider),
-                         project_root=project, stack_name=stack_name)
-
-    def tags(self) -> dict[str, list[str]]:
-        return {name: self.registry.list_tags(f"{NAMESPACE}/{name}") for name in IMAGES}
 
 
 @dataclass
 class Published:
     project: Path
     stack_name: str
-    run: StackRun
+    state_dir: Path
+    run: Run
     tags: dict[str, list[str]]
-
-
-@pytest.fixture(scope="module")
-def publisher(registry: RegistryServer, provider: DockerImageProvider, base_image: str) -> Publisher:  # noqa: F811
-    return Publisher(registry, provider, base_image)
 
 
 @pytest.fixture(scope="module")
 def published(publisher: Publisher, tmp_path_factory: pytest.TempPathFactory) -> Published:
     """The first `pulumi up` of the module: both images built and pushed."""
     project = copy_project(tmp_path_factory.mktemp("project"))
-    run = publisher.run(project, "e2e-first")
-    return Published(project, "e2e-first", run, publisher.tags())
+    state_dir = tmp_path_factory.mktemp("state")
+    run = publisher.run(project, "e2e-first", state_dir)
+    return Published(project, "e2e-first", state_dir, run, publisher.tags())
 
 
-def image_output(run: StackRun, name: str) -> dict:
-    return run.outputs["images"][name]
+def image_output(run: Run, name: str) -> dict:
+    return run.image(name)
 
 
 def errors_of(call: Callable[[], object], *secrets_: str) -> tuple[str, str]:
@@ -157,9 +95,9 @@ def errors_of(call: Callable[[], object], *secrets_: str) -> tuple[str, str]:
 
 # --- the published images ----------------------------------------------------------------------------------------
 
-def test_each_image_is_built_with_exactly_its_inputs(published: Published, provider: DockerImageProvider,
-                                                     base_image: str) -> None:  # noqa: F811
-    builds = {b.resource: b for b in provider.builds if b.stack == published.stack_name}
+def test_each_image_is_built_with_exactly_its_inputs(published: Published, base_image: str) -> None:  # noqa: F811
+    builds = {b.resource: b for b in published.run.provider.builds}
+    assert len(builds) == len(published.run.provider.builds), "an image was built twice"
     assert set(builds) == {f"{name}-image" for name in IMAGES}
     for name in IMAGES:
         build = builds[f"{name}-image"]
@@ -167,14 +105,14 @@ def test_each_image_is_built_with_exactly_its_inputs(published: Published, provi
         assert build.dockerfile == published.project / "app" / "Dockerfile"
         assert build.target == name
         assert build.platform == "linux/amd64"
-        assert build.args == {"APP_ENV": APP_ENV, "BASE_IMAGE": base_image}
+        assert build.args == {"APP_ENV": APP_ENV, "BASE_IMAGE": base_image, "BUILDKIT_INLINE_CACHE": "1"}
         assert build.image_name == image_output(published.run, name)["imageName"]
         assert not build.preview
 
 
 def test_manifest_is_in_the_registry_at_the_content_tag_with_the_exported_digest(
         published: Published, registry: RegistryServer) -> None:
-    assert published.run.outputs["registry"] == registry.server
+    assert published.run.stack.outputs["registry"] == registry.server
     for name in IMAGES:
         out = image_output(published.run, name)
         repository = f"{registry.server}/{NAMESPACE}/{name}"
@@ -274,38 +212,34 @@ def test_pushed_worker_image_starts(published: Published, registry: RegistryServ
 
 # --- what a later run does ---------------------------------------------------------------------------------------
 
-def test_second_run_with_nothing_changed_pushes_nothing(published: Published, publisher: Publisher,
-                                                        provider: DockerImageProvider) -> None:
-    builds, pushes = len(provider.builds), len(provider.pushes)
+def test_second_run_with_nothing_changed_pushes_nothing(published: Published, publisher: Publisher) -> None:
     digests = {n: publisher.registry.manifest_digest(f"{NAMESPACE}/{n}", image_output(published.run, n)["tag"])
                for n in IMAGES}
-    again = publisher.run(published.project, published.stack_name)
+    again = publisher.run(published.project, published.stack_name, published.state_dir)
     for name in IMAGES:
         assert image_output(again, name) == image_output(published.run, name)
-        assert image_output(again, name)["imageName"] in provider.unchanged[-len(IMAGES):]
         tag = image_output(again, name)["tag"]
         assert publisher.registry.manifest_digest(f"{NAMESPACE}/{name}", tag) == digests[name]
-    assert provider.builds[builds:] == [] and provider.pushes[pushes:] == []
+    assert again.provider.builds == [] and again.provider.pushes == []
     assert publisher.tags() == published.tags
 
 
-def baseline(publisher: Publisher, tmp_path: Path, stack_name: str) -> tuple[Path, StackRun]:
-    """A fresh project copy published once under its own stack (cached build; same tags as `published`)."""
+def baseline(publisher: Publisher, tmp_path: Path, stack_name: str) -> tuple[Path, Path, Run]:
+    """A fresh project copy published once under its own stack and state (same tags as `published`)."""
     project = copy_project(tmp_path / "project")
-    return project, publisher.run(project, stack_name)
+    return project, tmp_path / "state", publisher.run(project, stack_name, tmp_path / "state")
 
 
 def test_changing_an_app_file_publishes_a_new_tag(published: Published, publisher: Publisher,
-                                                  provider: DockerImageProvider, tmp_path: Path) -> None:
-    project, before = baseline(publisher, tmp_path, "e2e-app-change")
+                                                  tmp_path: Path) -> None:
+    project, state_dir, before = baseline(publisher, tmp_path, "e2e-app-change")
     tags_before = publisher.tags()
-    pushes = len(provider.pushes)
     index = project / "app" / "www" / "index.html"
     index.write_text(index.read_text() + "<!-- changed by the e2e suite -->\n")
 
-    after = publisher.run(project, "e2e-app-change")
+    after = publisher.run(project, "e2e-app-change", state_dir)
 
-    pushed = [p.image_name for p in provider.pushes[pushes:]]
+    pushed = [p.image_name for p in after.provider.pushes]
     for name in IMAGES:  # both images are built from app/, so both see the new file
         old, new = image_output(before, name), image_output(after, name)
         assert new["tag"] != old["tag"], f"{name}: editing www/index.html kept tag {old['tag']}"
@@ -313,26 +247,24 @@ def test_changing_an_app_file_publishes_a_new_tag(published: Published, publishe
         assert publisher.tags()[name] == sorted(tags_before[name] + [new["tag"]])
         digest = publisher.registry.manifest_digest(f"{NAMESPACE}/{name}", new["tag"])
         assert new["ref"] == f"{new['repository']}@{digest}"
-    assert len(pushed) == len(IMAGES)
+    assert len(pushed) == len(IMAGES) and len(after.provider.builds) == len(IMAGES)
 
 
 def test_changing_an_ignored_file_publishes_nothing(published: Published, publisher: Publisher,
-                                                    provider: DockerImageProvider, tmp_path: Path) -> None:
-    # Another checkout of the same stack: the inputs are project-relative, so only content could make them differ.
+                                                    tmp_path: Path) -> None:
+    # Another copy of the same stack's project, modes kept, sharing its state: only the ignored file differs.
     project = copy_project(tmp_path / "project")
-    builds, pushes, unchanged = len(provider.builds), len(provider.pushes), len(provider.unchanged)
     tags_before = publisher.tags()
     readme = project / "app" / "README.md"
     ignore_lines = (project / "app" / ".dockerignore").read_text().split()
     assert "*" in ignore_lines, "the premise broke: app/.dockerignore no longer excludes README.md"
     readme.write_text(readme.read_text() + "\nA line the build never sees.\n")
 
-    after = publisher.run(project, published.stack_name)
+    after = publisher.run(project, published.stack_name, published.state_dir)
 
     for name in IMAGES:
         assert image_output(after, name) == image_output(published.run, name)
-    assert sorted(provider.unchanged[unchanged:]) == sorted(image_output(after, n)["imageName"] for n in IMAGES)
-    assert provider.builds[builds:] == [] and provider.pushes[pushes:] == []
+    assert after.provider.builds == [] and after.provider.pushes == []
     assert publisher.tags() == tags_before
 
 
@@ -342,20 +274,19 @@ def test_changing_an_ignored_file_publishes_nothing(published: Published, publis
                             "-----END OPENSSH PRIVATE KEY-----\n"),
 ], ids=["dotenv", "private-key"])
 def test_sensitive_file_in_the_context_is_refused_before_any_build(
-        publisher: Publisher, provider: DockerImageProvider, tmp_path: Path, relative: str, content: str) -> None:
+        publisher: Publisher, tmp_path: Path, relative: str, content: str) -> None:
     project = copy_project(tmp_path / "project")
     secret_file = project / "app" / relative
     secret_file.parent.mkdir(parents=True, exist_ok=True)
     secret_file.write_text(content)
     tags_before = publisher.tags()
-    builds = len(provider.builds)
 
-    error, message = errors_of(lambda: publisher.run(project, "e2e-sensitive"))
+    error, message = errors_of(lambda: publisher.run(project, "e2e-sensitive", tmp_path / "state"))
 
     assert error == "BuildPlanError", message
     assert relative in message, f"the error does not name {relative}: {message}"
     assert "fake-e2e-secret-not-real" not in message
-    assert provider.builds[builds:] == []
+    assert publisher.providers[-1].builds == []
     assert publisher.tags() == tags_before
 
 
@@ -363,41 +294,40 @@ def test_sensitive_file_in_the_context_is_refused_before_any_build(
 
 @pytest.mark.parametrize("preview", [False, True], ids=["up", "preview"])
 def test_wrong_password_stops_the_run_at_the_preflight(published: Published, publisher: Publisher,
-                                                       provider: DockerImageProvider, preview: bool) -> None:
-    builds = len(provider.builds)
+                                                       tmp_path: Path, preview: bool) -> None:
     other_password = publisher.registry.extra_users[OTHER_USER]
 
     error, message = errors_of(
-        lambda: publisher.run(published.project, "e2e-wrong-password", username=OTHER_USER, preview=preview),
+        lambda: publisher.run(published.project, "e2e-wrong-password", tmp_path, username=OTHER_USER,
+                              preview=preview),
         TEST_SECRET, other_password,
     )
 
     assert error == "PreflightError", message
     assert "credentials rejected (401)" in message
     assert f"user '{OTHER_USER}'" in message and publisher.registry.server in message
-    assert provider.builds[builds:] == []
+    assert publisher.providers[-1].builds == []
 
 
 def test_stopped_registry_stops_the_run_at_the_preflight(published: Published, publisher: Publisher,
-                                                         provider: DockerImageProvider,
+                                                         tmp_path: Path,
                                                          registry_factory: Callable[..., RegistryServer]) -> None:
     stopped = registry_factory(username=USER, password=TEST_SECRET)
     stopped.stop()
-    builds = len(provider.builds)
 
-    error, message = errors_of(lambda: publisher.run(published.project, "e2e-stopped", server=stopped.server),
+    error, message = errors_of(lambda: publisher.run(published.project, "e2e-stopped", tmp_path,
+                                                     server=stopped.server),
                                TEST_SECRET)
 
     assert error == "PreflightError", message
     assert f"connection to {stopped.server} refused" in message
     assert "start the local registry" in message
-    assert provider.builds[builds:] == []
+    assert publisher.providers[-1].builds == []
 
 
-def test_preview_builds_and_pushes_nothing(published: Published, publisher: Publisher,
-                                           provider: DockerImageProvider) -> None:
-    builds, pushes = len(provider.builds), len(provider.pushes)
-    preview = publisher.run(published.project, "e2e-preview", preview=True)
+def test_preview_builds_and_pushes_nothing(published: Published, publisher: Publisher, tmp_path: Path) -> None:
+    preview = publisher.run(published.project, "e2e-preview", tmp_path, preview=True)
     for name in IMAGES:
         assert image_output(preview, name)["tag"] == image_output(published.run, name)["tag"]
-    assert provider.builds[builds:] == [] and provider.pushes[pushes:] == []
+    assert preview.provider.builds == [] and preview.provider.pushes == []
+    assert preview.provider.state("e2e-preview") == {}, "a preview wrote the stack's state"

@@ -1,0 +1,128 @@
+"""The registry layer cache under mocks (issue 12): which builds get `build.cacheFrom`, and the inline-cache build arg.
+
+Every stack file is run with the real `__main__.py`; a StackReference to the stack itself (read, not registered)
+returns what `StackMocks(stack_outputs=...)` says the stack's last deployment left. The registry checks are the
+recorder of tests/conftest.py (`preflight_calls`). That BuildKit really reuses the layers is tested in
+tests/e2e/test_layer_cache.py and measured in bench/cache_bench.py.
+"""
+from __future__ import annotations
+
+import pytest
+
+from components import context as build_context
+from components.settings import ConfigError, settings_from_values
+from tests.harness import IMAGE, ORGANIZATION, STACK_REFERENCE, STACKS, StackMocks, StackRun, run_stack
+
+INLINE = {"BUILDKIT_INLINE_CACHE": "1"}
+
+
+def stack_name(stack: str) -> str:
+    return f"{ORGANIZATION}/acr-publish/{stack}"
+
+
+def builds(run: StackRun) -> dict[str, dict]:
+    """The `build` input of each docker.Image, by image name (resource `<name>-image`)."""
+    return {r.name.removesuffix("-image"): r.inputs["build"] for r in run.of_type(IMAGE)}
+
+
+def last_outputs(run: StackRun, **overrides: dict | None) -> dict[str, dict]:
+    """`run`'s outputs as its StackReference would read them next time, with image entries replaced or dropped."""
+    images = {**run.outputs["images"], **overrides}
+    return {stack_name(run.stack): {"images": {k: v for k, v in images.items() if v is not None}}}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_first_deployment_builds_with_the_inline_cache_arg_and_no_cache_source(preflight_calls, stack: str) -> None:
+    run = run_stack(stack)
+    assert builds(run), f"{stack}: no image is built"
+    for name, build in builds(run).items():
+        assert build["args"].items() >= INLINE.items(), f"{stack}/{name}: args {build['args']}"
+        assert "cacheFrom" not in build, f"{stack}/{name}: cacheFrom on a first deployment: {build['cacheFrom']}"
+    [reference] = run.reads
+    assert (reference.type, reference.name) == (STACK_REFERENCE, stack_name(stack))
+    assert reference.inputs["name"] == stack_name(stack)
+    assert not any("registry cache" in line for line in run.infos), "a first deployment has nothing to say"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_later_build_caches_from_the_image_this_stack_published_last(preflight_calls, stack: str) -> None:
+    first = run_stack(stack)
+    previous = {name: {**out, "imageName": f"{out['repository']}:ctx-previous"}
+                for name, out in first.outputs["images"].items()}
+
+    again = run_stack(stack, mocks=StackMocks(stack_outputs=last_outputs(first, **previous)))
+
+    for name, build in builds(again).items():
+        assert build["cacheFrom"] == {"images": [previous[name]["imageName"]]}, f"{stack}/{name}"
+        assert build["args"].items() >= INLINE.items()
+
+
+def test_cache_from_false_turns_the_cache_off_for_that_image_only(preflight_calls) -> None:
+    first = run_stack("local")
+    images = [{"name": "web", "context": "app", "target": "web", "cacheFrom": False},
+              {"name": "worker", "context": "app", "target": "worker"}]
+    previous = {name: {**out, "imageName": f"{out['repository']}:ctx-previous"}
+                for name, out in first.outputs["images"].items()}
+
+    run = run_stack("local", {"acr-publish:images": images},
+                    mocks=StackMocks(stack_outputs=last_outputs(first, **previous)))
+
+    assert "cacheFrom" not in builds(run)["web"]
+    assert builds(run)["web"]["args"] == INLINE, "the inline cache arg does not depend on cacheFrom"
+    assert builds(run)["worker"]["cacheFrom"] == {"images": [previous["worker"]["imageName"]]}
+
+
+def test_a_missing_or_foreign_last_image_builds_without_a_cache_and_says_so(preflight_calls) -> None:
+    first = run_stack("local")
+    web = first.outputs["images"]["web"]
+    foreign = {**web, "imageName": "registry.example.com/other/web:ctx-previous"}
+
+    run = run_stack("local", mocks=StackMocks(stack_outputs=last_outputs(first, web=foreign, worker=None)))
+
+    assert "cacheFrom" not in builds(run)["web"] and "cacheFrom" not in builds(run)["worker"]
+    lines = [line for line in run.infos if "building without a registry cache" in line]
+    assert len(lines) == 2, run.infos
+    assert any(line.startswith("web: ") and "registry.example.com/other/web:ctx-previous" in line
+               and f"not in {web['repository']}" in line for line in lines), lines
+    assert any(line.startswith("worker: ") and "name no image" in line for line in lines), lines
+
+
+def test_a_published_image_declares_no_build_and_reads_no_stack_reference(preflight_calls) -> None:
+    first = run_stack("local")
+    for out in first.outputs["images"].values():
+        preflight_calls.published[(out["repository"].split("/", 1)[1], out["tag"])] = "sha256:" + "cd" * 32
+
+    run = run_stack("local", mocks=StackMocks(stack_outputs=last_outputs(first)))
+
+    assert run.of_type(IMAGE) == [] and run.reads == []
+
+
+def test_the_inline_cache_arg_is_part_of_the_tag(preflight_calls) -> None:
+    run = run_stack("local")
+    settings = settings_from_values("local", {
+        "registry": {"edition": "local", "namespace": "demo"},
+        "images": [{"name": "web", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "local"}}],
+    }, region=None, has_password=False)
+    [web] = settings.images
+    assert web.build_args == {"APP_ENV": "local", **INLINE}
+    without = {k: v for k, v in web.build_args.items() if k not in INLINE}
+    context, dockerfile = settings.path(web.context), settings.path(web.dockerfile)
+    tag_with = build_context.check_context(context, dockerfile, build_args=web.build_args, target=web.target,
+                                           platform=web.platform).tag
+    tag_without = build_context.check_context(context, dockerfile, build_args=without, target=web.target,
+                                              platform=web.platform).tag
+    assert run.outputs["images"]["web"]["tag"] == tag_with != tag_without
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ({"cacheFrom": "sometimes"}, "acr-publish:images[0].cacheFrom 'sometimes' is invalid: it must be true or false"),
+    ({"buildArgs": {"BUILDKIT_INLINE_CACHE": "0"}},
+     "acr-publish:images[0].buildArgs.BUILDKIT_INLINE_CACHE is set by acr-publish"),
+])
+def test_cache_settings_are_validated(item: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from_values("local", {
+            "registry": {"edition": "local", "namespace": "demo"},
+            "images": [{"name": "web", "context": "app", **item}],
+        }, region=None, has_password=False)
+    assert message in str(error.value)
