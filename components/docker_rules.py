@@ -89,7 +89,7 @@ def server_problem(value: str) -> str | None:
     if value.startswith("["):
         end = value.find("]")
         if end < 0:
-            return "an IPv6 address must be closed by ']', e.g. [::1]:5000"
+            return "an IPv6 address must be closed by ']'"
         host, rest = value[1:end], value[end + 1:]
         try:
             ipaddress.IPv6Address(host)

@@ -71,6 +71,12 @@ def _shown(value: Any) -> str:
     return _REPR.repr(value)
 
 
+def _shown_path(path: Path | str) -> str:
+    """A file system path in a message: control characters and undecodable bytes escaped, length bounded."""
+    text = str(path)
+    return text if text.isprintable() and len(text) <= 160 else _shown(text)[1:-1]
+
+
 def _shown_name(name: str) -> str:
     """A stack name as it appears in prose: itself when valid, else escaped and bounded."""
     return name if isinstance(name, str) and _STACK_NAME.match(name) else _shown(name)[1:-1]
@@ -322,11 +328,13 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
         elif server is not None:
             rule = server_problem(server)
             if rule:
-                problems.append(f"{path}.server {_shown(server)} is invalid: {rule}; e.g. {DEFAULT_LOCAL_SERVER}")
+                example = "" if "e.g." in rule else f"; e.g. {DEFAULT_LOCAL_SERVER}"
+                problems.append(f"{path}.server {_shown(server)} is invalid: {rule}{example}")
         for key in ("endpoint", "createNamespace"):
             if key not in absent:
                 not_for(key, "enterprise and personal")
-        if ("username" in absent) != (not has_password):
+        refused = "username" not in absent and username is None  # already reported above
+        if not refused and ("username" in absent) != (not has_password):
             problems.append(
                 f"{path}.username and acr-publish:registryPassword must be set together for a local registry "
                 f"(username is {'unset' if 'username' in absent else 'set'}, password is "
@@ -438,7 +446,8 @@ def _locate(value: Any, root: Path, repo: Path, *, want_dir: bool) -> _Located:
     try:
         resolved = full.resolve(strict=True)
     except (FileNotFoundError, NotADirectoryError):
-        return _Located(rule=f"no {kind} {full} exists; paths are relative to the project root {root}", missing=True)
+        return _Located(rule=f"no {kind} {_shown_path(full)} exists; paths are relative to the project root "
+                             f"{_shown_path(root)}", missing=True)
     except RuntimeError:  # Python 3.11's report of a symlink loop
         return _Located(rule="it cannot be resolved: a symlink on the way loops; fix or remove the link")
     except OSError as err:
@@ -447,18 +456,19 @@ def _locate(value: Any, root: Path, repo: Path, *, want_dir: bool) -> _Located:
         lexical = Path(os.path.normpath(full))
         via = ", through a symlink on the way" if lexical.is_relative_to(repo) else ""
         return _Located(rule=(
-            f"it resolves to {resolved}, outside the repository that holds the project ({repo}){via}; the build would "
-            f"{'send' if want_dir else 'read'} files from elsewhere on this machine; point it at a {kind} inside "
-            f"{repo}, or move what the build needs into the repository"
+            f"it resolves to {_shown_path(resolved)}, outside the repository that holds the project "
+            f"({_shown_path(repo)}){via}; the build would {'send' if want_dir else 'read'} files from elsewhere on "
+            f"this machine; point it at a {kind} inside {_shown_path(repo)}, or move what the build needs into the "
+            "repository"
         ))
     try:
         mode = resolved.stat().st_mode
     except OSError as err:
-        return _Located(rule=f"{resolved} cannot be examined ({err.strerror or type(err).__name__})")
+        return _Located(rule=f"{_shown_path(resolved)} cannot be examined ({err.strerror or type(err).__name__})")
     ok = stat.S_ISDIR(mode) if want_dir else stat.S_ISREG(mode)
     if not ok:
         actual = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        return _Located(rule=f"{resolved} is {actual}, and it must be a {'directory' if want_dir else 'regular file'}")
+        return _Located(rule=f"{_shown_path(resolved)} is {actual}, and it must be a {'directory' if want_dir else 'regular file'}")
     return _Located(relative=p.as_posix(), resolved=resolved)
 
 
@@ -743,19 +753,19 @@ def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
 
     try:
         if not path.is_file():
-            raise fail(f"no stack file {path}: known stacks are {_known_stacks(project_root)}")
+            raise fail(f"no stack file {_shown_path(path)}: known stacks are {_known_stacks(project_root)}")
         with path.open("rb") as handle:
             data = handle.read(STACK_FILE_MAX + 1)
     except OSError as err:
-        raise fail(f"stack file {path} cannot be read ({err.strerror or type(err).__name__}); check its "
+        raise fail(f"stack file {_shown_path(path)} cannot be read ({err.strerror or type(err).__name__}); check its "
                    "permissions") from None
     if len(data) > STACK_FILE_MAX:
-        raise fail(f"stack file {path} is over {STACK_FILE_MAX // 1024} KiB, which no stack file needs: it is not a "
+        raise fail(f"stack file {_shown_path(path)} is over {STACK_FILE_MAX // 1024} KiB, which no stack file needs: it is not a "
                    "stack file, or something was pasted into it; cut it back to the settings")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise fail(f"stack file {path} is not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); save it as "
+        raise fail(f"stack file {_shown_path(path)} is not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); save it as "
                    "UTF-8") from None
     try:
         return yaml.safe_load(text)
@@ -764,16 +774,16 @@ def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = _shown(err.problem or err.context or type(err).__name__)[1:-1]
-        raise fail(f"stack file {path} is not valid YAML{where}: {reason}; fix the YAML there (the Pulumi CLI "
+        raise fail(f"stack file {_shown_path(path)} is not valid YAML{where}: {reason}; fix the YAML there (the Pulumi CLI "
                    "refuses it too)") from None
     except yaml.YAMLError as err:
-        raise fail(f"stack file {path} is not valid YAML ({type(err).__name__}); fix it") from None
+        raise fail(f"stack file {_shown_path(path)} is not valid YAML ({type(err).__name__}); fix it") from None
     except RecursionError:
-        raise fail(f"stack file {path} nests values deeper than any stack needs; flatten it") from None
+        raise fail(f"stack file {_shown_path(path)} nests values deeper than any stack needs; flatten it") from None
     except (ValueError, OverflowError) as err:
         # PyYAML builds values as it parses: an impossible date (2024-13-45) or an integer past Python's digit limit.
         reason = _shown(str(err))[1:-1]
-        raise fail(f"stack file {path} holds a value YAML cannot build ({reason}); quote it as a string or fix "
+        raise fail(f"stack file {_shown_path(path)} holds a value YAML cannot build ({reason}); quote it as a string or fix "
                    "it") from None
 
 
@@ -801,17 +811,17 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
-        raise ConfigError(stack, [f"stack file {path} holds a YAML {type(doc).__name__}, and a stack file is a map "
+        raise ConfigError(stack, [f"stack file {_shown_path(path)} holds a YAML {type(doc).__name__}, and a stack file is a map "
                                   "with a config: key (see stacks/Pulumi.local.yaml)"])
     config = doc.get("config")
     if config is None:
         config = {}
     if not isinstance(config, Mapping):
-        raise ConfigError(stack, [f"config {_shown(config)} in {path} is invalid: it must be a map of "
+        raise ConfigError(stack, [f"config {_shown(config)} in {_shown_path(path)} is invalid: it must be a map of "
                                   "<namespace>:<key>: value, e.g. acr-publish:registry: {edition: local}"])
     bad_keys = [k for k in config if not isinstance(k, str)]
     values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
-    problems = [f"config key {_shown(k)} in {path} is invalid: keys are <namespace>:<name> strings, e.g. "
+    problems = [f"config key {_shown(k)} in {_shown_path(path)} is invalid: keys are <namespace>:<name> strings, e.g. "
                 "acr-publish:images" for k in bad_keys[:20]]
     problems += _misspelled_project(config)
     password = values.get("registryPassword")
