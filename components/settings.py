@@ -5,6 +5,10 @@ and every problem found is reported at once: each message names the key path, th
 and how to fix it. `settings_from_values` is the pure core (no engine needed); `load_settings` feeds it from the
 Pulumi engine and `load_stack_file` from a `stacks/Pulumi.<stack>.yaml` file (used by tools such as
 `components.ram` that render things from a stack without running Pulumi).
+
+Paths (`context`, `dockerfile`) must resolve, symlinks followed, inside the repository that holds the project
+(`repository_root`). What Docker itself accepts (platforms, registry host[:port], build stages) is checked with
+components/docker_rules.py. Values are shown shortened and escaped (`_shown`), never a password or build-arg value.
 """
 from __future__ import annotations
 
@@ -108,7 +112,10 @@ def _engine_config_error() -> type:
     """
     import pulumi
 
-    return type("ConfigError", (ConfigError, pulumi.RunError), {"__module__": __name__, "__doc__": ConfigError.__doc__})
+    class EngineConfigError(ConfigError, pulumi.RunError):
+        """Every problem found in a stack's configuration, one per line; printed by Pulumi without a traceback."""
+
+    return EngineConfigError
 
 
 @dataclass(frozen=True)

@@ -251,13 +251,18 @@ def test_a_stack_file_that_is_not_utf8_or_too_large(tmp_path):
         load_stack_file("huge", root)
 
 
-def test_a_plaintext_password_in_a_stack_file_is_refused(tmp_path):
+def shipped_stack_with(tmp_path: Path, stack: str, extra: str) -> ConfigError:
+    """The ConfigError load_stack_file raises for a copy of a shipped stack file with `extra` appended."""
     root = project_copy(tmp_path)
-    text = (root / "stacks" / "Pulumi.personal-example.yaml").read_text()
-    write_stack(root, "plain", text + "  acr-publish:registryPassword: hunter2-plaintext\n")
+    write_stack(root, "changed", (root / "stacks" / f"Pulumi.{stack}.yaml").read_text() + extra)
     with pytest.raises(ConfigError) as err:
-        load_stack_file("plain", root)
-    assert "registryPassword is stored in plain text" in str(err.value) and "hunter2" not in str(err.value)
+        load_stack_file("changed", root)
+    return err.value
+
+
+def test_a_plaintext_password_in_a_stack_file_is_refused(tmp_path):
+    err = shipped_stack_with(tmp_path, "personal-example", "  acr-publish:registryPassword: hunter2-plaintext\n")
+    assert "registryPassword is stored in plain text" in str(err) and "hunter2" not in str(err)
 
 
 @pytest.mark.timeout(30)
@@ -549,12 +554,7 @@ def test_an_unknown_top_level_key_is_named_with_the_project_colon():
 
 
 def test_a_misspelled_project_namespace_is_not_ignored(tmp_path):
-    root = project_copy(tmp_path)
-    text = (root / "stacks" / "Pulumi.local.yaml").read_text()
-    write_stack(root, "typo", text + "  acr-publsh:preflight: false\n")
-    with pytest.raises(ConfigError) as err:
-        load_stack_file("typo", root)
-    assert err.value.problems == ["acr-publsh:preflight is not a known setting: its namespace is not 'acr-publish'; "
+    assert shipped_stack_with(tmp_path, "local", "  acr-publsh:preflight: false\n").problems == ["acr-publsh:preflight is not a known setting: its namespace is not 'acr-publish'; "
                                   "did you mean 'acr-publish:preflight'?"]
 
 
