@@ -5,16 +5,25 @@ and every problem found is reported at once: each message names the key path, th
 and how to fix it. `settings_from_values` is the pure core (no engine needed); `load_settings` feeds it from the
 Pulumi engine and `load_stack_file` from a `stacks/Pulumi.<stack>.yaml` file (used by tools such as
 `components.ram` that render things from a stack without running Pulumi).
+
+Paths (`context`, `dockerfile`) must resolve, symlinks followed, inside the repository that holds the project
+(`repository_root`). What Docker itself accepts (platforms, registry host[:port], build stages) is checked with
+components/docker_rules.py. Values are shown shortened and escaped (`_shown`), never a password or build-arg value.
 """
 from __future__ import annotations
 
 import difflib
+import functools
 import json
+import os
 import re
+import reprlib
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.docker_rules import DockerfileUnreadable, build_stages, platform_problem, server_problem
 from components.sensitive import check_allow_entry
 
 PROJECT = "acr-publish"
@@ -43,11 +52,42 @@ _CLASSIC_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,29}$")
 _ENTERPRISE_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])$")
 # Docker's path-component grammar (distribution/reference), limited to ACR's 2-30 chars for repositories.
 _DOCKER_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
-_TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# BuildKit's stage-name rule ("name can't start with a number or contain symbols"), matched case-insensitively.
+_TARGET = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SERVER = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$")
+# Pulumi's stack-name rule (pkg/backend validateStackName): 1-100 of A-Z a-z 0-9 _ . -
+_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 SUMMARY_MAX = 80
+PASSWORD_LENGTHS = (8, 32)
+"""ACR registry login passwords (Container Registry console > Access Credential) are 8-32 characters."""
+NAME_MAX = 255
+"""Bytes in one path component on Linux (and most file systems Docker runs on)."""
+PATH_MAX = 4096
+PROBLEMS_MAX = 100
+"""Problems listed in one ConfigError; validation stops collecting past it, so a stack file of thousands of bad
+entries (or YAML aliases repeating one) is reported in bounded time and length."""
+STACK_FILE_MAX = 1 << 20
+"""A stack file is a few KB; past this it is not one, and reading on would only grow memory."""
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 160
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 3, 6, 6, 6, 6
+
+
+def _shown(value: Any) -> str:
+    """A config value as messages show it: repr (control characters escaped), bounded in length and depth."""
+    return _REPR.repr(value)
+
+
+def _shown_path(path: Path | str) -> str:
+    """A file system path in a message: control characters and undecodable bytes escaped, length bounded."""
+    text = str(path)
+    return text if text.isprintable() and len(text) <= 160 else _shown(text)[1:-1]
+
+
+def _shown_name(name: str) -> str:
+    """A stack name as it appears in prose: itself when valid, else escaped and bounded."""
+    return name if isinstance(name, str) and _STACK_NAME.match(name) else _shown(name)[1:-1]
 
 
 class ConfigError(Exception):
@@ -56,11 +96,28 @@ class ConfigError(Exception):
     def __init__(self, stack: str, problems: list[str]):
         self.stack = stack
         self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems[:PROBLEMS_MAX])
+        if len(self.problems) > PROBLEMS_MAX:
+            lines += f"\n  - ... and {len(self.problems) - PROBLEMS_MAX} more; fix these first"
+        name = _shown_name(stack)
         super().__init__(
-            f"stack '{stack}' has {len(self.problems)} configuration problem(s) "
-            f"(stacks/Pulumi.{stack}.yaml):\n{lines}"
+            f"stack '{name}' has {len(self.problems)} configuration problem(s) "
+            f"(stacks/Pulumi.{name}.yaml):\n{lines}"
         )
+
+
+@functools.cache
+def _engine_config_error() -> type:
+    """ConfigError as the program raises it under the Pulumi engine.
+
+    Pulumi's Python language host prints a `pulumi.RunError` as its message alone and any other exception with a
+    traceback (sdk/python/cmd/pulumi-language-python-exec); the class is made on first use so that importing this
+    module (tools, the build-context engine) does not import the Pulumi SDK.
+    """
+    import pulumi
+
+    # Named ConfigError as well: it is one, and whatever names the type (reports, tests of a project copy) still works.
+    return type("ConfigError", (ConfigError, pulumi.RunError), {"__module__": __name__, "__doc__": ConfigError.__doc__})
 
 
 @dataclass(frozen=True)
@@ -129,16 +186,21 @@ class Settings:
         return self.project_root / relative
 
 
-def _suggest(key: str, valid: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+def _suggest(key: Any, valid: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6) if isinstance(key, str) else []
     hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(valid)
     return hint
 
 
-def _unknown_keys(path: str, given: Mapping[str, Any], valid: tuple[str, ...], problems: list[str]) -> None:
+def _unknown_keys(path: str, given: Mapping[str, Any], valid: tuple[str, ...], problems: list[str],
+                  sep: str = ".") -> None:
+    """`sep` joins path and key: '.' inside a setting, ':' after the project name (`acr-publish:imagez`)."""
     for key in given:
+        if len(problems) >= PROBLEMS_MAX:
+            return
         if key not in valid:
-            problems.append(f"{path}.{key} is not a known setting: {_suggest(key, valid)}")
+            shown = key if isinstance(key, str) and key.isprintable() and len(key) <= 80 else _shown(key)
+            problems.append(f"{path}{sep}{shown} is not a known setting: {_suggest(key, valid)}")
 
 
 def _bool(path: str, value: Any, default: bool, problems: list[str]) -> bool:
@@ -148,7 +210,7 @@ def _bool(path: str, value: Any, default: bool, problems: list[str]) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    problems.append(f"{path} {value!r} is invalid: it must be true or false")
+    problems.append(f"{path} {_shown(value)} is invalid: it must be true or false")
     return default
 
 
@@ -162,15 +224,22 @@ def _choice(path: str, value: Any, choices: tuple[str, ...], default: str | None
         for c in choices:
             if c.lower() == value.lower():
                 fix = f"; try '{c}'"
-    problems.append(f"{path} {value!r} is invalid: it must be one of {', '.join(choices)}{fix}")
+    problems.append(f"{path} {_shown(value)} is invalid: it must be one of {', '.join(choices)}{fix}")
     return default
 
 
-def _str(path: str, value: Any, problems: list[str]) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    problems.append(f"{path} {value!r} is invalid: it must be a string; quote it in the stack file")
-    return None
+def _str(path: str, value: Any, problems: list[str], *, if_empty: str = "give a value or remove the key") -> str | None:
+    """A string setting, or None when absent or refused. An empty (or blank) string is refused, never taken as
+    "unset": `if_empty` is the fix, e.g. what removing the key does."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(f"{path} {_shown(value)} is invalid: it must be a string; quote it in the stack file")
+        return None
+    if not value.strip():
+        problems.append(f"{path} {_shown(value)} is invalid: it is empty; {if_empty}")
+        return None
+    return value
 
 
 def _suggest_name(value: str, limit: int) -> str:
@@ -183,13 +252,13 @@ def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
     if edition == "enterprise":
         if not _ENTERPRISE_NAMESPACE.match(ns):
             problems.append(
-                f"{path} {ns!r} is invalid: Enterprise namespaces are 2-120 chars of a-z 0-9 _ - . and must not start "
-                f"or end with a delimiter; try {_suggest_name(ns, 120)!r}"
+                f"{path} {_shown(ns)} is invalid: Enterprise namespaces are 2-120 chars of a-z 0-9 _ - . and must not "
+                f"start or end with a delimiter; try {_suggest_name(ns, 120)!r}"
             )
     elif not _is_classic_name(ns):
         problems.append(
-            f"{path} {ns!r} is invalid: namespaces are 2-30 chars of a-z 0-9 - _ and must start and end with a letter "
-            f"or digit; try {_suggest_name(ns, 30)!r}"
+            f"{path} {_shown(ns)} is invalid: namespaces are 2-30 chars of a-z 0-9 - _ and must start and end with a "
+            f"letter or digit; try {_suggest_name(ns, 30)!r}"
         )
 
 
@@ -201,21 +270,25 @@ def _is_classic_name(name: str) -> bool:
 def _check_repo_name(path: str, name: str, problems: list[str]) -> None:
     if not _is_classic_name(name):
         problems.append(
-            f"{path} {name!r} is invalid: repository names are 2-30 chars of a-z 0-9 - _ , start and end with a letter "
-            f"or digit, with no '_-' runs; try {_suggest_name(name, 30)!r}"
+            f"{path} {_shown(name)} is invalid: repository names are 2-30 chars of a-z 0-9 - _ , start and end with a "
+            f"letter or digit, with no '_-' runs; try {_suggest_name(name, 30)!r}"
         )
 
 
-def _registry(raw: Any, stack: str, has_password: bool, region: str | None, problems: list[str]) -> RegistrySettings:
+def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
+              problems: list[str]) -> RegistrySettings:
+    """`password_length` is None when no registryPassword is set, -1 when one is set but its length is unknown (a
+    stack file's ciphertext)."""
     path = "acr-publish:registry"
+    has_password = password_length is not None
     if raw is None:
         problems.append(
-            f"{path} is missing: set it in stacks/Pulumi.{stack}.yaml, e.g. registry: {{edition: local}} "
+            f"{path} is missing: set it in stacks/Pulumi.{_shown_name(stack)}.yaml, e.g. registry: {{edition: local}} "
             "(see README, 'Configuring a stack')"
         )
         raw = {"edition": "local"}
     if not isinstance(raw, Mapping):
-        problems.append(f"{path} {raw!r} is invalid: it must be a map of registry settings")
+        problems.append(f"{path} {_shown(raw)} is invalid: it must be a map of registry settings")
         raw = {"edition": "local"}
     _unknown_keys(path, raw, REGISTRY_KEYS, problems)
 
@@ -223,64 +296,79 @@ def _registry(raw: Any, stack: str, has_password: bool, region: str | None, prob
     if raw.get("edition") is None:
         problems.append(f"{path}.edition is missing: set it to one of {', '.join(EDITIONS)}")
 
-    instance_id = _str(f"{path}.instanceId", raw.get("instanceId"), problems)
+    local = edition == "local"
+    instance_id = _str(f"{path}.instanceId", raw.get("instanceId"), problems,
+                       if_empty="copy the instance id (cri-... or crpi-...) from the Container Registry console")
     endpoint = _choice(f"{path}.endpoint", raw.get("endpoint"), ENDPOINTS, "public", problems)
-    namespace = _str(f"{path}.namespace", raw.get("namespace"), problems)
+    namespace = _str(
+        f"{path}.namespace", raw.get("namespace"), problems,
+        if_empty="remove the key to push to <server>/<image> without a namespace, or name one, e.g. demo" if local
+        else "name the namespace, e.g. namespace: acme",
+    )
     create_ns = _bool(f"{path}.createNamespace", raw.get("createNamespace"), True, problems)
     visibility = _choice(f"{path}.visibility", raw.get("visibility"), VISIBILITIES, "PRIVATE", problems)
-    server = _str(f"{path}.server", raw.get("server"), problems)
-    username = _str(f"{path}.username", raw.get("username"), problems)
+    server = _str(f"{path}.server", raw.get("server"), problems,
+                  if_empty=f"remove the key to use the default {DEFAULT_LOCAL_SERVER}, or give host[:port]")
+    username = _str(f"{path}.username", raw.get("username"), problems,
+                    if_empty="give the registry login user, or remove the key (and the password) to log in as nobody"
+                    if local else "give the registry login user")
+    # "is missing" only for a key that is absent: a value already refused above is not reported twice.
+    absent = {key for key in REGISTRY_KEYS if raw.get(key) is None}
 
     def not_for(key: str, editions: str) -> None:
-        problems.append(f"{path}.{key} {raw.get(key)!r} is not used by edition {edition!r}: it applies to {editions} "
-                        f"only; remove it from stacks/Pulumi.{stack}.yaml")
+        problems.append(f"{path}.{key} {_shown(raw.get(key))} is not used by edition {edition!r}: it applies to "
+                        f"{editions} only; remove it from stacks/Pulumi.{_shown_name(stack)}.yaml")
 
     if edition == "enterprise":
-        if not instance_id:
+        if "instanceId" in absent:
             problems.append(
                 f"{path}.instanceId is missing: edition enterprise needs the instance id (cri-... or crpi-...) shown "
                 "in the Container Registry console"
             )
-        elif not _INSTANCE_ID.match(instance_id):
+        elif instance_id is not None and not _INSTANCE_ID.match(instance_id):
             problems.append(
-                f"{path}.instanceId {instance_id!r} is invalid: it must look like cri-<8-32 lowercase letters or "
-                "digits> or crpi-<...>; copy it from the Container Registry console"
+                f"{path}.instanceId {_shown(instance_id)} is invalid: it must look like cri-<8-32 lowercase letters "
+                "or digits> or crpi-<...>; copy it from the Container Registry console"
             )
-    elif instance_id is not None and edition:
+    elif "instanceId" not in absent and edition:
         not_for("instanceId", "enterprise")
 
-    if edition == "local":
-        server = server or DEFAULT_LOCAL_SERVER
-        if not _SERVER.match(server):
-            problems.append(
-                f"{path}.server {server!r} is invalid: it must be host[:port] without a scheme or path, "
-                f"e.g. {DEFAULT_LOCAL_SERVER}"
-            )
+    if local:
+        if "server" in absent:
+            server = DEFAULT_LOCAL_SERVER
+        elif server is not None:
+            rule = server_problem(server)
+            if rule:
+                example = "" if "e.g." in rule else f"; e.g. {DEFAULT_LOCAL_SERVER}"
+                problems.append(f"{path}.server {_shown(server)} is invalid: {rule}{example}")
         for key in ("endpoint", "createNamespace"):
-            if raw.get(key) is not None:
+            if key not in absent:
                 not_for(key, "enterprise and personal")
-        if bool(username) != has_password:
+        refused = "username" not in absent and username is None  # already reported above
+        if not refused and ("username" in absent) != (not has_password):
             problems.append(
                 f"{path}.username and acr-publish:registryPassword must be set together for a local registry "
-                f"(username is {'set' if username else 'unset'}, password is {'set' if has_password else 'unset'})"
+                f"(username is {'unset' if 'username' in absent else 'set'}, password is "
+                f"{'set' if has_password else 'unset'})"
             )
     elif edition:
-        if server is not None:
+        if "server" not in absent:
             not_for("server", "local")
-        if not namespace:
+        if "namespace" in absent:
             problems.append(f"{path}.namespace is missing: edition {edition} needs a namespace, e.g. namespace: acme")
-        if not region:
+        if region is None:
             problems.append(
                 "alicloud:region is missing: the alicloud provider would silently use cn-beijing; set it with "
-                f"`pulumi config set alicloud:region cn-hangzhou -s {stack}`"
+                f"`pulumi config set alicloud:region cn-hangzhou -s {_shown_name(stack)}`"
             )
-        elif not _REGION.match(region):
+        elif not isinstance(region, str) or not _REGION.match(region):
             problems.append(
-                f"alicloud:region {region!r} is invalid: it must be a region id such as cn-hangzhou or ap-southeast-1"
+                f"alicloud:region {_shown(region)} is invalid: it must be a region id such as cn-hangzhou or "
+                "ap-southeast-1"
             )
 
     if edition == "personal":
-        if not username:
+        if "username" in absent:
             problems.append(
                 f"{path}.username is missing: edition personal logs in with your Alibaba Cloud account name or RAM "
                 "user (Container Registry console > Access Credential)"
@@ -288,48 +376,129 @@ def _registry(raw: Any, stack: str, has_password: bool, region: str | None, prob
         if not has_password:
             problems.append(
                 "acr-publish:registryPassword is missing: edition personal needs the registry login password; set it "
-                f"with `pulumi config set --secret acr-publish:registryPassword <password> -s {stack}`"
+                f"with `pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`"
+            )
+        elif password_length >= 0 and not PASSWORD_LENGTHS[0] <= password_length <= PASSWORD_LENGTHS[1]:
+            # The value is a secret: say which side of the rule it breaks, never the value or its length.
+            side = "shorter" if password_length < PASSWORD_LENGTHS[0] else "longer"
+            problems.append(
+                f"acr-publish:registryPassword (a secret, not shown) is invalid: it is {side} than ACR allows, and "
+                f"registry login passwords are {PASSWORD_LENGTHS[0]}-{PASSWORD_LENGTHS[1]} characters; set the "
+                "password from Container Registry console > Access Credential with "
+                f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`"
             )
     if edition == "enterprise":
-        if username is not None:
+        if "username" not in absent:
             not_for("username", "personal and local (enterprise uses temporary credentials)")
         if has_password:
             problems.append(
                 "acr-publish:registryPassword is not used by edition enterprise: temporary credentials come from the "
-                f"instance; remove it with `pulumi config rm acr-publish:registryPassword -s {stack}`"
+                f"instance; remove it with `pulumi config rm acr-publish:registryPassword -s {_shown_name(stack)}`"
             )
 
     if namespace and edition:
         _check_namespace(edition, namespace, problems)
 
     return RegistrySettings(
-        edition=edition or "", namespace=namespace or None, instance_id=instance_id, endpoint=endpoint or "public",
+        edition=edition or "", namespace=namespace, instance_id=instance_id, endpoint=endpoint or "public",
         create_namespace=create_ns, visibility=visibility or "PRIVATE", server=server, username=username,
     )
 
 
-def _relative_path(path: str, value: Any, root: Path, problems: list[str], *, want_dir: bool) -> str | None:
-    if value is None:
-        return None
+def repository_root(project_root: Path) -> Path:
+    """The repository that holds the project: the git work tree containing Pulumi.yaml (the nearest directory up
+    with a `.git` directory, or the `.git` file a worktree or submodule has), else the project directory itself.
+
+    Build contexts and Dockerfiles must resolve inside it, so a project in a monorepo subfolder may build from
+    `../shared/app`, while nothing can send or read files from elsewhere on the machine.
+    """
+    start = project_root.resolve()
+    for directory in (start, *start.parents):
+        if os.path.lexists(directory / ".git"):
+            return directory
+    return start
+
+
+class _Located:
+    """Where a context or Dockerfile setting points: its project-relative POSIX path and resolved location, or the
+    rule it breaks (`missing` when nothing exists there)."""
+
+    def __init__(self, relative: str | None = None, resolved: Path | None = None, rule: str | None = None,
+                 missing: bool = False):
+        self.relative, self.resolved, self.rule, self.missing = relative, resolved, rule, missing
+
+
+def _locate(value: Any, root: Path, repo: Path, *, want_dir: bool) -> _Located:
+    """Resolve a project-relative path (symlinks followed) and check it stays inside the repository `repo`.
+
+    Checks lengths before touching the file system, so an over-long name is a rule broken, not an OSError.
+    """
+    kind = "directory" if want_dir else "file"
     if not isinstance(value, str) or not value.strip():
-        problems.append(f"{path} {value!r} is invalid: it must be a non-empty path relative to the project root")
-        return None
+        return _Located(rule="it must be a non-empty path relative to the project root")
+    if "\0" in value:
+        return _Located(rule="it contains a NUL character, which no file name can hold; remove it")
+    try:
+        encoded = os.fsencode(value)
+    except UnicodeEncodeError:
+        return _Located(rule="it is not valid text for a file name (an unpaired surrogate escape); retype the path")
+    for part in value.split("/"):
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            return _Located(rule=f"its component {_shown(part)} is {size} bytes, and a file name is at most "
+                                 f"{NAME_MAX} bytes, so nothing can exist there; shorten it")
+    if len(encoded) > PATH_MAX:
+        return _Located(rule=f"it is {len(encoded)} bytes, and a path is at most {PATH_MAX} bytes; shorten it")
     p = Path(value)
     if p.is_absolute():
-        problems.append(
-            f"{path} {value!r} is invalid: paths are relative to the project root so every machine computes the same "
-            "tag; write it relative, e.g. app"
-        )
-        return None
+        return _Located(rule="paths are relative to the project root so every machine computes the same tag; write "
+                             "it relative, e.g. app")
     full = root / p
-    kind = "directory" if want_dir else "file"
-    ok = full.is_dir() if want_dir else full.is_file()
+    try:
+        resolved = full.resolve(strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        return _Located(rule=f"no {kind} {_shown_path(full)} exists; paths are relative to the project root "
+                             f"{_shown_path(root)}", missing=True)
+    except RuntimeError:  # Python 3.11's report of a symlink loop
+        return _Located(rule="it cannot be resolved: a symlink on the way loops; fix or remove the link")
+    except OSError as err:
+        return _Located(rule=f"it cannot be resolved ({err.strerror or type(err).__name__}); check the path")
+    if not resolved.is_relative_to(repo):
+        lexical = Path(os.path.normpath(full))
+        via = ", through a symlink on the way" if lexical.is_relative_to(repo) else ""
+        return _Located(rule=(
+            f"it resolves to {_shown_path(resolved)}, outside the repository that holds the project "
+            f"({_shown_path(repo)}){via}; the build would {'send' if want_dir else 'read'} files from elsewhere on "
+            f"this machine; point it at a {kind} inside {_shown_path(repo)}, or move what the build needs into the "
+            "repository"
+        ))
+    try:
+        mode = resolved.stat().st_mode
+    except OSError as err:
+        return _Located(rule=f"{_shown_path(resolved)} cannot be examined ({err.strerror or type(err).__name__})")
+    ok = stat.S_ISDIR(mode) if want_dir else stat.S_ISREG(mode)
     if not ok:
-        problems.append(
-            f"{path} {value!r} is invalid: no {kind} {full} exists; paths are relative to the project root {root}"
-        )
+        actual = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        return _Located(rule=f"{_shown_path(resolved)} is {actual}, and it must be a {'directory' if want_dir else 'regular file'}")
+    return _Located(relative=p.as_posix(), resolved=resolved)
+
+
+def _target_problem(target: str, dockerfile: _Located) -> str | None:
+    """Why `target` names no stage of the Dockerfile, or None when it does."""
+    try:
+        stages = build_stages(dockerfile.resolved)
+    except DockerfileUnreadable as err:
+        return (f"it cannot be checked: the Dockerfile {dockerfile.relative!r} {err}; Docker reads the same file, so "
+                "the build would fail on it too: fix the Dockerfile or point dockerfile at another one")
+    if any(stage.lower() == target.lower() for stage in stages):
         return None
-    return p.as_posix()
+    if not stages:
+        return (f"{dockerfile.relative} names no build stage (no `FROM ... AS <name>` line); add `AS {target}` to a "
+                "FROM line or remove target")
+    close = difflib.get_close_matches(target.lower(), [s.lower() for s in stages[:1000]], n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"set target to one of them or add `AS {target}` to a FROM line"
+    shown = ", ".join(_shown(s)[1:-1] for s in stages[:10]) + (f" and {len(stages) - 10} more" if len(stages) > 10 else "")
+    return f"{dockerfile.relative} has no stage {target!r} (its stages: {shown}); {hint}"
 
 
 def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[ImageSettings, ...]:
@@ -338,51 +507,78 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
         problems.append(f"{path} is missing: list at least one image, e.g. images: [{{name: web, context: app}}]")
         return ()
     if not isinstance(raw, list) or not raw:
-        problems.append(f"{path} {raw!r} is invalid: it must be a non-empty list of images")
+        problems.append(f"{path} {_shown(raw)} is invalid: it must be a non-empty list of images")
         return ()
+    repo = repository_root(root)
     images: list[ImageSettings] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(raw):
+        if len(problems) >= PROBLEMS_MAX:
+            break
         ipath = f"{path}[{i}]"
         if not isinstance(item, Mapping):
-            problems.append(f"{ipath} {item!r} is invalid: each image is a map with at least name and context")
+            problems.append(f"{ipath} {_shown(item)} is invalid: each image is a map with at least name and context")
             continue
         _unknown_keys(ipath, item, IMAGE_KEYS, problems)
-        name = _str(f"{ipath}.name", item.get("name"), problems)
-        if not name:
+        name = _str(f"{ipath}.name", item.get("name"), problems, if_empty="it is the repository name, e.g. name: web")
+        if item.get("name") is None:
             problems.append(f"{ipath}.name is missing: it is the repository name, e.g. name: web")
+        if name is None:
             name = f"image{i}"
         else:
             _check_repo_name(f"{ipath}.name", name, problems)
             if name in seen:
                 problems.append(
-                    f"{ipath}.name {name!r} is a duplicate of {path}[{seen[name]}].name: image names must be unique "
-                    "in a stack; rename one"
+                    f"{ipath}.name {_shown(name)} is a duplicate of {path}[{seen[name]}].name: image names must be "
+                    "unique in a stack; rename one"
                 )
             seen.setdefault(name, i)
+        context = dockerfile = None
         if item.get("context") is None:
             problems.append(f"{ipath}.context is missing: the build context directory relative to the project root")
-        context = _relative_path(f"{ipath}.context", item.get("context"), root, problems, want_dir=True)
-        dockerfile = _relative_path(f"{ipath}.dockerfile", item.get("dockerfile"), root, problems, want_dir=False)
-        if dockerfile is None and item.get("dockerfile") is None and context is not None:
-            default = (Path(context) / "Dockerfile").as_posix()
-            if not (root / default).is_file():
+        else:
+            context = _locate(item["context"], root, repo, want_dir=True)
+            if context.rule:
+                problems.append(f"{ipath}.context {_shown(item['context'])} is invalid: {context.rule}")
+                context = None
+        if item.get("dockerfile") is not None:
+            dockerfile = _locate(item["dockerfile"], root, repo, want_dir=False)
+            if dockerfile.rule:
+                problems.append(f"{ipath}.dockerfile {_shown(item['dockerfile'])} is invalid: {dockerfile.rule}")
+                dockerfile = None
+        elif context is not None:
+            default = (Path(context.relative) / "Dockerfile").as_posix()
+            dockerfile = _locate(default, root, repo, want_dir=False)
+            if dockerfile.missing:
                 problems.append(
                     f"{ipath}.dockerfile is unset and the default {default!r} does not exist: add a Dockerfile to the "
                     "context or set dockerfile"
                 )
-            dockerfile = default
-        platform = _str(f"{ipath}.platform", item.get("platform"), problems) or DEFAULT_PLATFORM
-        if not _PLATFORM.match(platform):
-            problems.append(
-                f"{ipath}.platform {platform!r} is invalid: it must be os/arch[/variant] in lowercase, "
-                "e.g. linux/amd64 or linux/arm64/v8"
-            )
-        target = _str(f"{ipath}.target", item.get("target"), problems)
-        if target is not None and not _TARGET.match(target):
-            problems.append(
-                f"{ipath}.target {target!r} is invalid: it must be a build stage name (letters, digits, _ . -)"
-            )
+                dockerfile = None
+            elif dockerfile.rule:
+                problems.append(f"{ipath}.dockerfile is unset and the default {default!r} is invalid: "
+                                f"{dockerfile.rule}")
+                dockerfile = None
+        platform = _str(f"{ipath}.platform", item.get("platform"), problems,
+                        if_empty=f"remove the key to build for {DEFAULT_PLATFORM}, or name a platform")
+        if platform is None:
+            platform = DEFAULT_PLATFORM
+        else:
+            rule = platform_problem(platform)
+            if rule:
+                problems.append(f"{ipath}.platform {_shown(platform)} is invalid: {rule}")
+        target = _str(f"{ipath}.target", item.get("target"), problems,
+                      if_empty="remove the key to build the last stage, or name a stage")
+        if target is not None:
+            if not _TARGET.match(target):
+                problems.append(
+                    f"{ipath}.target {_shown(target)} is invalid: it must be a build stage name (a letter, then "
+                    "letters, digits, _ . -)"
+                )
+            elif dockerfile is not None:
+                rule = _target_problem(target, dockerfile)
+                if rule:
+                    problems.append(f"{ipath}.target {_shown(target)} is invalid: {rule}")
         build_args: dict[str, str] = {}
         raw_args = item.get("buildArgs")
         if raw_args is not None and not isinstance(raw_args, Mapping):
@@ -393,13 +589,13 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             for k, v in raw_args.items():
                 if not isinstance(k, str) or not _BUILD_ARG.match(k):
                     problems.append(
-                        f"{ipath}.buildArgs key {k!r} is invalid: build arg names are letters, digits and _ and do not "
+                        f"{ipath}.buildArgs key {_shown(k)} is invalid: build arg names are letters, digits and _ and do not "
                         "start with a digit"
                     )
                 if not isinstance(v, str):
                     problems.append(
-                        f"{ipath}.buildArgs.{k} is a {type(v).__name__}, not a string: build args are strings; quote "
-                        f"the value in the stack file, e.g. {k}: \"...\""
+                        f"{ipath}.buildArgs.{_shown(k)[1:-1]} is a {type(v).__name__}, not a string: build args are "
+                        f"strings; quote the value in the stack file, e.g. {_shown(k)[1:-1]}: \"...\""
                     )
                 elif k == INLINE_CACHE_ARG[0]:
                     problems.append(
@@ -411,7 +607,8 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                     build_args[str(k)] = v
         build_args[INLINE_CACHE_ARG[0]] = INLINE_CACHE_ARG[1]
         cache_from = _bool(f"{ipath}.cacheFrom", item.get("cacheFrom"), True, problems)
-        summary = _str(f"{ipath}.summary", item.get("summary"), problems)
+        summary = _str(f"{ipath}.summary", item.get("summary"), problems,
+                       if_empty=f"remove the key to use '{name} image', or write 1-{SUMMARY_MAX} chars")
         if summary is None:
             summary = f"{name} image"
         elif not 1 <= len(summary) <= SUMMARY_MAX:
@@ -421,15 +618,18 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
         immut_raw = item.get("tagImmutability")
         if immut_raw is not None and edition not in ("enterprise", ""):
             problems.append(
-                f"{ipath}.tagImmutability {immut_raw!r} is not used by edition {edition!r}: only Enterprise "
+                f"{ipath}.tagImmutability {_shown(immut_raw)} is not used by edition {edition!r}: only Enterprise "
                 "repositories support it; remove it"
             )
         immut = _bool(f"{ipath}.tagImmutability", immut_raw, True, problems) if edition == "enterprise" else None
-        allow = item.get("allowSensitive") or []
-        if not isinstance(allow, list):
+        allow = item.get("allowSensitive")
+        if allow is None:
+            allow = []
+        elif not isinstance(allow, list):
+            # An empty string, 0 or {} is a mistake too, never "nothing allowed" (that is `[]` or no key).
             problems.append(
-                f"{ipath}.allowSensitive {allow!r} is invalid: it must be a list of paths relative to the context, "
-                "e.g. allowSensitive: [www/.env]"
+                f"{ipath}.allowSensitive {_shown(allow)} is invalid: it must be a list of paths relative to the "
+                "context, e.g. allowSensitive: [www/.env]; write [] or remove the key to allow nothing"
             )
             allow = []
         # The guard's own rule for entries (components/sensitive.py), so config and build never disagree.
@@ -442,28 +642,51 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                 problems.append(f"{ipath}.allowSensitive[{j}] {entry!r} is invalid: {rule}")
         allow = valid_allow
         images.append(ImageSettings(
-            name=name, context=context or ".", dockerfile=dockerfile or "Dockerfile", platform=platform,
+            name=name, context=context.relative if context else ".",
+            dockerfile=dockerfile.relative if dockerfile else "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,
             allow_sensitive=tuple(allow), cache_from=cache_from,
         ))
     return tuple(images)
 
 
+def _misspelled_project(keys: Any) -> list[str]:
+    """Config keys whose namespace is a near miss of the project's (`acr-publsh:images`): Pulumi hands them to the
+    program like any provider's key, so without this they would be ignored without a word."""
+    found = []
+    for key in keys:
+        if not isinstance(key, str) or ":" not in key:
+            continue
+        namespace, _, name = key.partition(":")
+        if namespace != PROJECT and difflib.SequenceMatcher(None, namespace.lower(), PROJECT).ratio() >= 0.8:
+            found.append(f"{_shown(key)[1:-1]} is not a known setting: its namespace is not {PROJECT!r}; did you mean "
+                         f"'{PROJECT}:{_shown(name)[1:-1]}'?")
+    return found
+
+
+def _plaintext_password(stack: str) -> str:
+    return ("acr-publish:registryPassword is stored in plain text in the stack file: it must be a secret; set it with "
+            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`")
+
+
 def settings_from_values(
     stack: str,
     values: Mapping[str, Any],
     *,
-    region: str | None,
+    region: Any,
     has_password: bool,
+    password_length: int | None = None,
     project_root: Path = PROJECT_ROOT,
 ) -> Settings:
     """Validate the `acr-publish:*` values of one stack (keys without the project prefix) into Settings.
 
-    Raises ConfigError listing every problem found.
+    `password_length` is the registry password's length where the caller can know it (the engine hands the program
+    the decrypted value); the password itself never comes here. Raises ConfigError listing every problem found.
     """
     problems: list[str] = []
-    _unknown_keys("acr-publish", {k: v for k, v in values.items() if k != "registryPassword"}, TOP_KEYS, problems)
-    registry = _registry(values.get("registry"), stack, has_password, region, problems)
+    _unknown_keys(PROJECT, {k: v for k, v in values.items() if k != "registryPassword"}, TOP_KEYS, problems, sep=":")
+    length = (password_length if password_length is not None else -1) if has_password else None
+    registry = _registry(values.get("registry"), stack, length, region, problems)
     images = _images(values.get("images"), registry.edition, project_root, problems)
     protect = _bool("acr-publish:protect", values.get("protect"), stack.startswith("prod"), problems)
     retain = _bool("acr-publish:retainOnDelete", values.get("retainOnDelete"), True, problems)
@@ -487,7 +710,7 @@ def _decode(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: a string to validate
             return value
     return value
 
@@ -495,7 +718,8 @@ def _decode(value: Any) -> Any:
 def load_settings():
     """Read and validate the running stack's configuration from the Pulumi engine.
 
-    Returns (settings, registry_password) where registry_password is a secret Output or None.
+    Returns (settings, registry_password) where registry_password is a secret Output or None. A configuration
+    problem is raised as a ConfigError that is also a `pulumi.RunError`, which the engine prints without a traceback.
     """
     import pulumi
     from pulumi.runtime import config as runtime_config
@@ -504,27 +728,82 @@ def load_settings():
     cfg = pulumi.Config(PROJECT)
     values: dict[str, Any] = {}
     prefix = f"{PROJECT}:"
-    for key, raw in runtime_config.CONFIG.get().items():
+    all_config = runtime_config.CONFIG.get()
+    for key, raw in all_config.items():
         if key.startswith(prefix):
             values[key[len(prefix):]] = _decode(raw)
     for env_key, raw in runtime_config.get_config_env().items():
         if env_key.startswith(prefix):
             values.setdefault(env_key[len(prefix):], _decode(raw))
     password = cfg.get_secret("registryPassword")
-    problems_extra: list[str] = []
+    # The plaintext is only measured (ACR's length rule), never kept or shown.
+    plain = runtime_config.get_config(f"{PROJECT}:registryPassword")
+    password_length = len(plain) if isinstance(plain, str) else None
+    del plain
+    problems_extra = _misspelled_project(all_config)
     if password is not None and not runtime_config.is_config_secret(f"{PROJECT}:registryPassword"):
-        problems_extra.append(
-            "acr-publish:registryPassword is stored in plain text in the stack file: it must be a secret; set it with "
-            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {stack}`"
-        )
+        problems_extra.append(_plaintext_password(stack))
     region = pulumi.Config("alicloud").get("region")
+    error = _engine_config_error()
     try:
-        settings = settings_from_values(stack, values, region=region, has_password=password is not None)
+        settings = settings_from_values(stack, values, region=region, has_password=password is not None,
+                                        password_length=password_length)
     except ConfigError as err:
-        raise ConfigError(stack, err.problems + problems_extra) from None
+        raise error(stack, err.problems + problems_extra) from None
     if problems_extra:
-        raise ConfigError(stack, problems_extra)
+        raise error(stack, problems_extra)
     return settings, password
+
+
+def _known_stacks(project_root: Path) -> str:
+    try:
+        names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml"))
+    except OSError:
+        names = []
+    return ", ".join(_shown_name(n) for n in names) or "none"
+
+
+def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
+    """The parsed YAML of a stack file; every way it can be unreadable is a ConfigError naming the file."""
+    import yaml
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(stack, [problem])
+
+    try:
+        if not path.is_file():
+            raise fail(f"no stack file {_shown_path(path)}: known stacks are {_known_stacks(project_root)}")
+        with path.open("rb") as handle:
+            data = handle.read(STACK_FILE_MAX + 1)
+    except OSError as err:
+        raise fail(f"stack file {_shown_path(path)} cannot be read ({err.strerror or type(err).__name__}); check its "
+                   "permissions") from None
+    if len(data) > STACK_FILE_MAX:
+        raise fail(f"stack file {_shown_path(path)} is over {STACK_FILE_MAX // 1024} KiB, which no stack file needs: it is not a "
+                   "stack file, or something was pasted into it; cut it back to the settings")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise fail(f"stack file {_shown_path(path)} is not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); save it as "
+                   "UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        # Line, column and the parser's reason; never the file's text around it (it may hold a ciphertext).
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = _shown(err.problem or err.context or type(err).__name__)[1:-1]
+        raise fail(f"stack file {_shown_path(path)} is not valid YAML{where}: {reason}; fix the YAML there (the Pulumi CLI "
+                   "refuses it too)") from None
+    except yaml.YAMLError as err:
+        raise fail(f"stack file {_shown_path(path)} is not valid YAML ({type(err).__name__}); fix it") from None
+    except RecursionError:
+        raise fail(f"stack file {_shown_path(path)} nests values deeper than any stack needs; flatten it") from None
+    except (ValueError, OverflowError) as err:
+        # PyYAML builds values as it parses: an impossible date (2024-13-45) or an integer past Python's digit limit.
+        reason = _shown(str(err))[1:-1]
+        raise fail(f"stack file {_shown_path(path)} holds a value YAML cannot build ({reason}); quote it as a string or fix "
+                   "it") from None
 
 
 def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_set: bool = True) -> Settings:
@@ -533,21 +812,51 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     A shipped stack file holds no secret its user has yet to set (the classic edition's registryPassword is set with
     `pulumi config set --secret` on first use), so tools that render from the file (RAM policies, explain) take
     secrets as set by default; `secrets_set=False` checks their presence in the file, as `pulumi up` would.
-    """
-    import yaml
 
+    Every problem with the name or the file (unreadable, not YAML, not a map, too large) is a ConfigError too, so a
+    tool that prints ConfigError and exits never shows a traceback.
+    """
+    if not isinstance(stack, str) or not _STACK_NAME.match(stack):
+        own = stack.rsplit("/", 1)[-1] if isinstance(stack, str) else ""
+        fix = (f"give the stack's own name, e.g. {own!r}" if "/" in str(stack) and _STACK_NAME.match(own)
+               else f"known stacks are {_known_stacks(project_root)}")
+        length = f"{len(stack)} characters, " if isinstance(stack, str) and len(stack) > 100 else ""
+        raise ConfigError(str(stack), [
+            f"stack name {_shown(stack)} is invalid ({length}Pulumi's rule is 1-100 characters of A-Z a-z 0-9 _ . -); "
+            f"{fix}"
+        ])
     path = project_root / "stacks" / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml"))
-        raise ConfigError(stack, [f"no stack file {path}: known stacks are {', '.join(known)}"])
-    doc = yaml.safe_load(path.read_text()) or {}
-    config = doc.get("config") or {}
-    values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
-    return settings_from_values(
-        stack, values, region=config.get("alicloud:region"),
-        has_password="registryPassword" in values or (secrets_set and _edition_needs_password(values)),
-        project_root=project_root,
-    )
+    doc = _read_stack_file(stack, path, project_root)
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise ConfigError(stack, [f"stack file {_shown_path(path)} holds a YAML {type(doc).__name__}, and a stack file is a map "
+                                  "with a config: key (see stacks/Pulumi.local.yaml)"])
+    config = doc.get("config")
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ConfigError(stack, [f"config {_shown(config)} in {_shown_path(path)} is invalid: it must be a map of "
+                                  "<namespace>:<key>: value, e.g. acr-publish:registry: {edition: local}"])
+    bad_keys = [k for k in config if not isinstance(k, str)]
+    values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
+    problems = [f"config key {_shown(k)} in {_shown_path(path)} is invalid: keys are <namespace>:<name> strings, e.g. "
+                "acr-publish:images" for k in bad_keys[:20]]
+    problems += _misspelled_project(config)
+    password = values.get("registryPassword")
+    if isinstance(password, str):
+        problems.append(_plaintext_password(stack))
+    try:
+        settings = settings_from_values(
+            stack, values, region=config.get("alicloud:region"),
+            has_password=password is not None or (secrets_set and _edition_needs_password(values)),
+            project_root=project_root,
+        )
+    except ConfigError as err:
+        raise ConfigError(stack, problems + err.problems) from None
+    if problems:
+        raise ConfigError(stack, problems)
+    return settings
 
 
 def registry_password_value() -> str | None:

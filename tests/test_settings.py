@@ -243,7 +243,7 @@ def test_local_server_format():
 @pytest.mark.parametrize("path,key,valid,expected", [
     ("acr-publish:registry", "namspace", EE, "acr-publish:registry.namspace is not a known setting: did you mean 'namespace'?"),
     ("acr-publish:images[0]", "dockerFile", None, "acr-publish:images[0].dockerFile is not a known setting: did you mean 'dockerfile'?"),
-    ("acr-publish", "retainOnDelet", None, "acr-publish.retainOnDelet is not a known setting: did you mean 'retainOnDelete'?"),
+    ("acr-publish", "retainOnDelet", None, "acr-publish:retainOnDelet is not a known setting: did you mean 'retainOnDelete'?"),
 ])
 def test_unknown_keys_suggest_the_closest(path, key, valid, expected):
     if path == "acr-publish:registry":

@@ -1,0 +1,139 @@
+"""What Docker itself accepts for the build inputs a stack names: platforms, registry host[:port], build stages.
+
+Each check returns None when Docker would accept the value, else the rule it breaks (and a fix where one can be
+guessed), so components/settings.py can put it in a config error before anything is declared. No Pulumi import.
+
+- Platforms: Docker parses `os/arch[/variant]` with containerd's `platforms` package, which lowercases and normalizes
+  the parts (`x86_64` -> amd64, `aarch64` -> arm64, `armhf` -> arm/v7, `macos` -> darwin: `normalizeOS` and
+  `normalizeArch` in its database.go); an os/arch pair can be built only if Go supports it, and Go's list of pairs is
+  `go tool dist list` (the `cgoEnabled` table of Go's src/cmd/dist/build.go, less its `broken` ports). Both tables are
+  copied here (no Python package carries them). Variants are checked only where containerd gives them a meaning (arm
+  v5-v8, arm64 v8.x/v9.x, amd64 v1-v4 micro-architecture levels); containerd attaches no variant to other
+  architectures, so one given there is refused.
+- Build stages: read with BuildKit's own Dockerfile parser, through the `dockerfile` package (Go's
+  moby/buildkit parser compiled as a Python extension), so line continuations, comments, parser directives
+  (`# escape=`) and heredocs are handled exactly as the engine handles them. BuildKit matches `--target` against
+  stage names case-insensitively and never by index (checked against Docker 26: `--target 0` is "target stage "0"
+  could not be found").
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+
+import dockerfile
+
+# Go's `go tool dist list` (src/cmd/dist/build.go cgoEnabled, without the ports marked broken).
+GO_PLATFORMS = frozenset({
+    "aix/ppc64", "android/386", "android/amd64", "android/arm", "android/arm64", "darwin/amd64", "darwin/arm64",
+    "dragonfly/amd64", "freebsd/386", "freebsd/amd64", "freebsd/arm", "freebsd/arm64", "illumos/amd64", "ios/amd64",
+    "ios/arm64", "js/wasm", "linux/386", "linux/amd64", "linux/arm", "linux/arm64", "linux/loong64", "linux/mips",
+    "linux/mips64", "linux/mips64le", "linux/mipsle", "linux/ppc64", "linux/ppc64le", "linux/riscv64", "linux/s390x",
+    "netbsd/386", "netbsd/amd64", "netbsd/arm", "netbsd/arm64", "openbsd/386", "openbsd/amd64", "openbsd/arm",
+    "openbsd/arm64", "openbsd/ppc64", "openbsd/riscv64", "plan9/386", "plan9/amd64", "plan9/arm", "solaris/amd64",
+    "wasip1/wasm", "windows/386", "windows/amd64", "windows/arm64",
+})
+# containerd normalizeArch: spelling -> (arch, variant when none is given, {given variant: normalized variant}).
+_ARCH_ALIASES = {"i386": "386", "x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm",
+                 "armel": "arm"}
+_FIXED_VARIANT = {"armhf": "v7", "armel": "v6", "i386": ""}
+_VARIANTS = {
+    "amd64": {"v1", "v2", "v3", "v4"},
+    "arm": {"v5", "v6", "v7", "v8", "5", "6", "7", "8"},
+    "arm64": {"v8", "8"} | {f"v8.{n}" for n in range(10)} | {"v9"} | {f"v9.{n}" for n in range(7)},
+}
+_OS_ALIASES = {"macos": "darwin"}
+_PART = re.compile(r"^[a-z0-9_.-]+$")
+
+
+def platform_problem(value: str) -> str | None:
+    """None if Docker builds for `value` (os/arch[/variant]), else the rule it breaks."""
+    parts = value.split("/")
+    if len(parts) not in (2, 3) or not all(_PART.match(p) for p in parts):
+        return "it must be os/arch[/variant] in lowercase, e.g. linux/amd64 or linux/arm64/v8"
+    os_name, arch = _OS_ALIASES.get(parts[0], parts[0]), _ARCH_ALIASES.get(parts[1], parts[1])
+    pair = f"{os_name}/{arch}"
+    if pair not in GO_PLATFORMS:
+        oses = sorted({p.split("/")[0] for p in GO_PLATFORMS})
+        if os_name not in oses:
+            return f"Docker knows no operating system {parts[0]!r} (it knows {', '.join(oses)}); e.g. linux/amd64"
+        archs = sorted(p.split("/")[1] for p in GO_PLATFORMS if p.startswith(f"{os_name}/"))
+        return f"Docker cannot build {os_name} for architecture {parts[1]!r}: it knows {', '.join(archs)} there"
+    if len(parts) == 3:
+        variant = parts[2]
+        if parts[1] in _FIXED_VARIANT:
+            return (f"{parts[1]!r} already means {arch}{'/' + _FIXED_VARIANT[parts[1]] if _FIXED_VARIANT[parts[1]] else ''}"
+                    f", so it takes no variant; write {os_name}/{arch}/<variant> instead")
+        known = _VARIANTS.get(arch)
+        if not known:
+            return f"architecture {arch} has no variants in Docker; drop {variant!r}: {os_name}/{arch}"
+        if variant not in known:
+            shown = sorted(v for v in known if v.startswith("v") and "." not in v)
+            return f"{variant!r} is not a variant of {arch} (Docker knows {', '.join(shown)}); e.g. {os_name}/{arch}/{shown[0]}"
+    return None
+
+
+_DOMAIN_COMPONENT = re.compile(r"^(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])$")
+
+
+def server_problem(value: str) -> str | None:
+    """None if `value` is a registry host[:port] as Docker image references spell it, else the rule it breaks.
+
+    The grammar is distribution/reference's domain (dot-separated components of letters, digits and inner '-', or a
+    bracketed IPv6 literal) with an optional port; the port must also be one a socket can use (1-65535).
+    """
+    if "://" in value or "/" in value:
+        return "it must be host[:port] without a scheme or path"
+    host, port = value, None
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return "an IPv6 address must be closed by ']'"
+        host, rest = value[1:end], value[end + 1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{host!r} inside [] is not an IPv6 address"
+        if rest:
+            if not rest.startswith(":"):
+                return "only ':port' may follow the ']' of an IPv6 address"
+            port = rest[1:]
+    elif ":" in value:
+        host, _, port = value.rpartition(":")
+        if ":" in host:
+            return "an IPv6 address must be written in brackets, e.g. [::1]:5000"
+    if not value.startswith("["):
+        if len(host) > 253 or not all(_DOMAIN_COMPONENT.match(c) for c in host.split(".")):
+            return ("the host must be a name or address: dot-separated parts of letters, digits and inner '-' "
+                    "(at most 253 characters)")
+    if port is not None:
+        if not port.isascii() or not port.isdigit():
+            return f"the port {port!r} is not a number; ports are 1-65535"
+        if not 1 <= int(port) <= 65535:
+            return f"the port {int(port)} is out of range: ports are 1-65535"
+    return None
+
+
+class DockerfileUnreadable(Exception):
+    """The Dockerfile could not be read or parsed; the message says why (no file content in it)."""
+
+
+def build_stages(path: Path) -> list[str]:
+    """The stage names (`FROM ... AS name`) of a Dockerfile, in order, as BuildKit's parser reads them."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DockerfileUnreadable(f"it cannot be read ({err.strerror or type(err).__name__})") from None
+    # BuildKit reads bytes; stage names are ASCII, so undecodable bytes elsewhere cannot change them.
+    text = data.decode("utf-8", errors="replace")
+    try:
+        commands = dockerfile.parse_string(text)
+    except dockerfile.GoParseError as err:
+        reason = str(err).encode("ascii", "backslashreplace").decode()[:200]
+        raise DockerfileUnreadable(f"BuildKit's parser refuses it ({reason})") from None
+    stages = []
+    for command in commands:
+        if command.cmd.upper() == "FROM" and len(command.value) >= 3 and command.value[1].lower() == "as":
+            stages.append(command.value[2])
+    return stages

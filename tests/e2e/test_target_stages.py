@@ -1,0 +1,40 @@
+"""The config-time target check agrees with the real engine: for each Dockerfile of tests/test_config_hardening.py's
+STAGE_CASES, every stage components/docker_rules.py finds builds with `docker build --target`, and a name it does not
+find ("fake" hidden in a heredoc, a commented-out stage, an absent one) fails in the engine with "could not be found".
+
+Builds are `FROM scratch` with the output thrown away (`-o type=tar,dest=/dev/null`): no image is made, nothing pulled.
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.docker_rules import build_stages
+from tests.test_config_hardening import STAGE_CASES
+
+ABSENT = {"heredoc": "fake", "commented-out": "old"}
+
+
+def engine_build(docker: str, context: Path, target: str) -> subprocess.CompletedProcess:
+    return subprocess.run([docker, "build", "-q", "--target", target, "-o", "type=tar,dest=/dev/null", str(context)],
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("case", sorted(STAGE_CASES))
+def test_the_engine_builds_exactly_the_stages_we_find(docker_engine, tmp_path, case):
+    text, _ = STAGE_CASES[case]
+    (tmp_path / "Dockerfile").write_text(text)
+    (tmp_path / "f").write_text("f\n")
+    stages = build_stages(tmp_path / "Dockerfile")
+    assert stages, f"{case}: no stage found"
+    for stage in stages:
+        for spelling in (stage, stage.upper()):
+            proc = engine_build(docker_engine, tmp_path, spelling)
+            assert proc.returncode == 0, f"{case}: the engine refused --target {spelling}: {proc.stderr[-500:]}"
+    for missing in (ABSENT.get(case, "nosuchstage"), "nosuchstage"):
+        proc = engine_build(docker_engine, tmp_path, missing)
+        assert proc.returncode != 0 and f'target stage "{missing}" could not be found' in proc.stderr, \
+            f"{case}: --target {missing}: {proc.stderr[-500:]}"
