@@ -484,8 +484,14 @@ class ContextScan:
 
         Records the image's state for `explain` (written by `save`) before raising SensitiveFilesError,
         which lists every sensitive path not covered by `allow_sensitive`."""
-        run = self._run_for(_check_inputs(build_args, target, platform), target, platform)
-        refused, allowed = sensitive.findings(self.scan_records(), allow_sensitive)
+        args = _check_inputs(build_args, target, platform)
+        run = self._run_for(args, target, platform)
+        # The Dockerfile's text and the build args land in the image history whatever is sent.
+        inside = self.dockerfile.is_relative_to(self.context)
+        dockerfile = (str(self.dockerfile), self.dockerfile.relative_to(self.context).as_posix() if inside else None,
+                      parse_entry(self.entries[DOCKERFILE_KEY])[2])
+        refused, allowed = sensitive.image_findings(self.scan_records(), allow_sensitive, dockerfile=dockerfile,
+                                                    build_args=args)
         if refused:
             raise SensitiveFilesError(refused, str(self.context),
                                       _ignore_file_hint(self.context, self._dockerfile_arg))
