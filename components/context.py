@@ -360,7 +360,9 @@ def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, plat
     args = dict(build_args or {})
     for k, v in args.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"build arg {k!r}={v!r} is invalid: build arg names and values must be strings")
+            # the value is never shown: it may be a credential
+            raise TypeError(f"build arg {k!r} is invalid: build arg names and values must be strings "
+                            f"(its value is a {type(v).__name__})")
     if target is not None and not isinstance(target, str):
         raise TypeError(f"target {target!r} is invalid: give a build stage name or None")
     if not isinstance(platform, str) or not platform:
@@ -696,7 +698,8 @@ def explain_lines(run: _Run) -> list[str]:
 def _parse_build_arg(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise argparse.ArgumentTypeError(f"--build-arg {text!r} is invalid: write NAME=VALUE")
+        shown = repr(text) if not sep else "'=…'"  # after an '=' comes a value, never shown: it may be a credential
+        raise argparse.ArgumentTypeError(f"--build-arg {shown} is invalid: write NAME=VALUE")
     return name, value
 
 

@@ -13,7 +13,9 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   GitLab, AWS access key ids, Slack, npm, PyPI, Google API keys, Stripe live keys), a kubeconfig's
   credentials (`client-key-data:`, or `token:`/`password:` in a file with `kind: Config` and
   `users:`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
-  (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned.
+  (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned. The rules that need two
+  markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both lie in
+  one read window (context.TREE_CHUNK); kubeconfigs and state files are far smaller.
 * names, compared case-insensitively (`.ENV` is `.env` on a case-insensitive file system, and a
   dotenv file whatever its case): `.env`, `.env.*` (except the `.env` templates below) and `.envrc`
   (direnv); SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
@@ -313,6 +315,11 @@ def normalize_allow(allow: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _path_entries(allow: Iterable[str]) -> tuple[str, ...]:
+    """The normalized allowSensitive entries that name paths (not `buildArg:NAME`)."""
+    return tuple(a for a in normalize_allow(allow) if not a.startswith(BUILD_ARG_ENTRY))
+
+
 def _allowed(rel: str, allow: tuple[str, ...]) -> bool:
     rel = rel.rstrip("/")
     return any(rel == a or rel.startswith(a + "/") for a in allow)
@@ -352,7 +359,7 @@ def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -
     """(refused, allowed) findings for `files`, an iterable of (rel, kind, content flags) where
     kind is 'f' (file), 'x' (executable file) or 'l' (symlink). `allow` holds allowSensitive
     entries: exact relative paths, or directories whose whole subtree is allowed."""
-    allow_t = tuple(a for a in normalize_allow(allow) if not a.startswith(BUILD_ARG_ENTRY))
+    allow_t = _path_entries(allow)
     by_path: dict[str, list[tuple[str, str]]] = {}
     dirs: dict[str, list[int]] = {}  # directory -> [refused file count, allowed file count]
     for rel, kind, flags in files:
@@ -395,8 +402,7 @@ def dockerfile_findings(dockerfile: str, rel: str | None, flags: int,
     reasons = _content_reasons(flags)
     if not reasons:
         return [], []
-    allow_here = rel is not None and _allowed(rel, tuple(a for a in normalize_allow(allow)
-                                                         if not a.startswith(BUILD_ARG_ENTRY)))
+    allow_here = rel is not None and _allowed(rel, _path_entries(allow))
     how = (f"if deliberate, list {rel!r} in this image's allowSensitive" if rel is not None else
            "a Dockerfile outside the context cannot be allowed: move it into the context to list it in allowSensitive")
     f = Finding(rel if rel is not None else dockerfile,

@@ -6,6 +6,7 @@ would (rightly) complain about.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -533,3 +534,13 @@ def test_harmless_build_args_pass(tmp_path):
     args = {"APP_ENV": "prod", "AUTHOR": "me", "BYPASS_CACHE": "1", "KEY_PREFIX": "app", "TOKENIZER_MODEL": "bpe",
             "PASSENGER_MODE": "on", "BASE_IMAGE": "busybox", "VERSION": "LTAI-is-not-a-key"}
     assert check_context(root, build_args=args).allowed == ()
+
+
+def test_invalid_build_args_are_named_never_shown(tmp_path):
+    root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
+    with pytest.raises(TypeError) as err:
+        check_context(root, build_args={"DB_PORT": 5432, "OK": "x"})
+    assert "'DB_PORT'" in str(err.value) and "5432" not in str(err.value)
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        ctx._parse_build_arg("=" + AK)
+    assert AK not in str(err.value) and "NAME=VALUE" in str(err.value)
