@@ -15,7 +15,7 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   `users:`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
   (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned. The rules that need two
   markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both lie in
-  one read window (context.TREE_CHUNK); kubeconfigs and state files are far smaller.
+  one 1 MiB read window (context.READ_SIZE); kubeconfigs and state files are far smaller.
 * names, compared case-insensitively (`.ENV` is `.env` on a case-insensitive file system, and a
   dotenv file whatever its case): `.env`, `.env.*` (except the `.env` templates below) and `.envrc`
   (direnv); SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
