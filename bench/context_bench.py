@@ -121,14 +121,101 @@ def _bare_walk(root: Path) -> int:
     return n
 
 
+DOCKER_CLI = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
+
+
+def _pattern_contexts(work: Path, quick: bool) -> dict[str, Path]:
+    """Contexts of 2,000 files (--quick: 200) in 100 directories, each with a .dockerignore of 10,000
+    patterns (--quick: 1,000): "literal", file paths only (half of them in the tree's directories);
+    "mixed", 60% file paths, 20% `dir/*.ext` globs, 10% `**/*.ext`, 10% `**/name` and a few
+    exceptions; "none", the same files without a .dockerignore (each side's fixed cost)."""
+    import random
+    dirs, per_dir, n_patterns = (20, 10, 1000) if quick else (100, 20, 10_000)
+    out = {}
+    for kind in ("none", "literal", "mixed"):
+        root = work / f"patterns-{kind}"
+        out[kind] = root
+        if (root / "Dockerfile").exists():
+            continue
+        for i in range(dirs):
+            d = root / "src" / f"mod{i:03d}"
+            d.mkdir(parents=True)
+            for j in range(per_dir):
+                (d / f"file{j:02d}.py").write_text(f"{i} {j}\n")
+        rnd = random.Random(11)
+        lines = []
+        for k in range(n_patterns):
+            i, j, r = rnd.randrange(dirs), rnd.randrange(2 * per_dir), k % 10
+            if kind == "literal" or r < 6:
+                lines.append(f"src/mod{i:03d}/file{j:02d}.pyc" if k % 2 else f"build/out{k}/obj{k}.o")
+            elif r < 8:
+                lines.append(f"src/mod{i:03d}/*.tmp{k}")
+            elif r == 8:
+                lines.append(f"**/*.ext{k}")
+            else:
+                lines.append(f"**/cache{k}" if k % 20 else f"!src/mod{i:03d}/file{j:02d}.py")
+        if kind != "none":
+            (root / ".dockerignore").write_text("\n".join(lines) + "\n")
+        (root / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    return out
+
+
+def _patterns_bench(work: Path, quick: bool, repeats: int) -> None:
+    """Many .dockerignore patterns: our file-set walk against the engine receiving the same context
+    (`docker buildx build` of `FROM scratch` + `COPY . /`, exported to /dev/null: the CLI walks and
+    filters the context with Go's patternmatcher, then the engine copies it)."""
+    from components.dockerignore import context_files
+    contexts = _pattern_contexts(work, quick)
+    env = {**os.environ, "BUILDX_NO_DEFAULT_ATTESTATIONS": "1", "BUILDX_GIT_INFO": "0"}
+
+    def engine(root: Path) -> None:
+        subprocess.run([DOCKER_CLI, "buildx", "build", "-q", "-o", "type=tar,dest=/dev/null", str(root)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=600)
+
+    problem = None if DOCKER_CLI else "no docker CLI on PATH"
+    if problem is None:
+        try:
+            engine(contexts["none"])  # also warms the engine's build cache for every repeat alike
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            problem = f"docker buildx build failed: {(exc.stderr or b'').decode(errors='replace')[-300:].strip()}"
+    sides = {}
+    for kind, root in contexts.items():
+        sides[f"acr-publish walk, {kind}"] = lambda root=root: context_files(root)
+        if problem is None:
+            sides[f"docker buildx build, {kind}"] = lambda root=root: engine(root)
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    for _ in range(repeats):
+        for name, fn in sides.items():
+            times[name].append(_timed(fn))
+    n_files = sum(1 for _ in contexts["none"].rglob("*.py"))
+    n_patterns = len((contexts["literal"] / ".dockerignore").read_text().splitlines())
+    print(f"\npatterns: {n_patterns} .dockerignore patterns over {n_files} files; median of {repeats}; {_load_note()}")
+    if problem is not None:
+        print(f"  (the engine side is not measured: {problem})")
+    print(f"  {'side':36} {'seconds':>9} {'best s':>8}")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for name in sides:
+        print(f"  {name:36} {med[name]:9.3f} {min(times[name]):8.3f}")
+    if problem is None:
+        base = med["docker buildx build, none"]
+        for kind in ("literal", "mixed"):
+            ours, theirs = med[f"acr-publish walk, {kind}"], med[f"docker buildx build, {kind}"]
+            print(f"  {kind}: the engine's build takes {theirs / ours:.1f}x our walk ({theirs:.3f} s vs {ours:.3f} s); "
+                  f"its patterns alone (build minus the build without .dockerignore) {(theirs - base) / ours:.1f}x")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not a measurement")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per side (default 5; quick 1)")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work", help="where contexts are generated")
+    parser.add_argument("--patterns-only", action="store_true", help="only the many-patterns comparison")
     opts = parser.parse_args(argv)
     repeats = opts.repeats or (1 if opts.quick else 5)
     work = opts.work / ("quick" if opts.quick else "full")
+    if opts.patterns_only:
+        _patterns_bench(work, opts.quick, repeats)
+        return 0
     # The benchmark's stat cache lives with its contexts, never in the user's cache directory.
     os.environ["ACR_PUBLISH_CACHE_DIR"] = str(work / "cache")
     from components import context as ctx
@@ -209,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:32} {mw[name]:9.3f} {mw[name] / w:8.2f}x {mc[name]:9.3f} {mc[name] / wc:8.2f}x "
               f"{bw[name]:8.3f} {bw[name] / bw['os.walk + lstat (bare)']:8.2f}x")
     print(f"  {'acr-publish digest (cold, ref.)':32} {cold_small:9.3f} {cold_small / w:8.2f}x")
+
+    _patterns_bench(work, opts.quick, repeats)
 
     print("\ntargets:")
     ok = True

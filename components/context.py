@@ -360,7 +360,9 @@ def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, plat
     args = dict(build_args or {})
     for k, v in args.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(f"build arg {k!r}={v!r} is invalid: build arg names and values must be strings")
+            # the value is never shown: it may be a credential
+            raise TypeError(f"build arg {k!r} is invalid: build arg names and values must be strings "
+                            f"(its value is a {type(v).__name__})")
     if target is not None and not isinstance(target, str):
         raise TypeError(f"target {target!r} is invalid: give a build stage name or None")
     if not isinstance(platform, str) or not platform:
@@ -484,8 +486,14 @@ class ContextScan:
 
         Records the image's state for `explain` (written by `save`) before raising SensitiveFilesError,
         which lists every sensitive path not covered by `allow_sensitive`."""
-        run = self._run_for(_check_inputs(build_args, target, platform), target, platform)
-        refused, allowed = sensitive.findings(self.scan_records(), allow_sensitive)
+        args = _check_inputs(build_args, target, platform)
+        run = self._run_for(args, target, platform)
+        # The Dockerfile's text and the build args land in the image history whatever is sent.
+        inside = self.dockerfile.is_relative_to(self.context)
+        dockerfile = (str(self.dockerfile), self.dockerfile.relative_to(self.context).as_posix() if inside else None,
+                      parse_entry(self.entries[DOCKERFILE_KEY])[2])
+        refused, allowed = sensitive.image_findings(self.scan_records(), allow_sensitive, dockerfile=dockerfile,
+                                                    build_args=args)
         if refused:
             raise SensitiveFilesError(refused, str(self.context),
                                       _ignore_file_hint(self.context, self._dockerfile_arg))
@@ -690,7 +698,8 @@ def explain_lines(run: _Run) -> list[str]:
 def _parse_build_arg(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise argparse.ArgumentTypeError(f"--build-arg {text!r} is invalid: write NAME=VALUE")
+        shown = repr(text) if not sep else "'=…'"  # after an '=' comes a value, never shown: it may be a credential
+        raise argparse.ArgumentTypeError(f"--build-arg {shown} is invalid: write NAME=VALUE")
     return name, value
 
 

@@ -45,25 +45,33 @@ pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to th
   SDK-12 `<Dockerfile>.dockerignore` next to the Dockerfile replaces `<context>/.dockerignore`;
          the SDK only reads the latter.
 
-Known limits (documented, not silently different): Go's regexp engine also sees RE2 escapes
-(`\\d`, `\\x41`, `\\Q..\\E`, octal, POSIX classes such as `[[:digit:]]`); they are translated to
-Python's `re`, except `\\p{..}`/`\\P{..}` Unicode classes, `\\C` and negated POSIX classes, which
-raise a ValueError when the pattern is evaluated although Go would accept them. Special files:
-BuildKit also sends a fifo (as a fifo) and a socket (as an empty regular file; oracle-observed),
-which `walk_context` does not yield; `context_dirs` does count them as what makes an excluded
-parent directory sent.
+Why RE2 (google-re2, pinned in requirements.txt): patternmatcher turns a pattern into a regular
+expression for Go's regexp engine, which implements RE2's syntax (except `\\C`) in time linear in
+the path. Python's `re` backtracks: `**/**/*a*a*a*a*a*a*a*a*a*a*c` against a 61-character path took
+32 s there, four times longer per extra `*a`. google-re2 is Google's own binding of the RE2 library,
+so the expression patternmatcher builds goes to an engine with Go's syntax and Go's guarantee as it
+is, escapes, POSIX and Unicode classes included, with no translation layer to get wrong. The only
+difference kept by hand is `\\C`, which RE2 accepts and Go rejects (`_has_go_rejected_escape`).
+Pruning (PatternMatcher): a path is evaluated only against the patterns whose literal directory
+prefix it lies in and, among the others, those whose literal tail it ends with; the result is the
+same as evaluating every pattern (tests/test_dockerignore.py checks it against the unpruned loop).
+
+Known limit: BuildKit also sends a fifo (as a fifo) and a socket (as an empty regular file;
+oracle-observed), which `walk_context` does not yield; `context_dirs` does count them as what makes
+an excluded parent directory sent.
 """
 from __future__ import annotations
 
+import bisect
 import os
 import posixpath
 import re
 import stat as stat_module
-import string
-import warnings
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import re2
 
 __all__ = [
     "ContextEntry",
@@ -147,34 +155,6 @@ _EXACT, _PREFIX, _SUFFIX, _REGEXP = "exact", "prefix", "suffix", "regexp"
 
 # A byte that is not valid UTF-8, as os.fsdecode / surrogateescape represents it.
 _UNDECODABLE_BYTE = re.compile("[\udc80-\udcff]")
-
-# RE2's POSIX classes (valid inside a bracket expression), spelled for Python's re.
-_POSIX_CLASSES = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7f",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1f\\x7f",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
-# RE2 letter escapes with a Python equivalent (compiled with re.ASCII, as RE2's classes are ASCII).
-_LETTER_ESCAPES = {
-    "d": "\\d", "D": "\\D", "w": "\\w", "W": "\\W",
-    # RE2's \s is [\t\n\f\r ]; Python's ASCII \s adds \v. A vertical tab in a file name is the
-    # only place this could differ.
-    "s": "\\s", "S": "\\S",
-    "t": "\\t", "n": "\\n", "r": "\\r", "f": "\\f", "v": "\\v", "a": "\\a",
-}
-_LETTER_ESCAPES_OUTSIDE_CLASS = {"b": "\\b", "B": "\\B", "A": "\\A", "z": "\\Z"}
-
 
 class _BadPattern(Exception):
     """Go's filepath.ErrBadPattern."""
@@ -344,137 +324,53 @@ def _go_regex(cleaned: str) -> tuple[str, str]:
     return kind, "".join(out)
 
 
-def _re2_escape(regex: str, i: int, in_class: bool) -> tuple[str, int]:
-    """Translate the RE2 escape starting at regex[i] (a backslash): (Python text, next index).
+def _has_go_rejected_escape(regex: str) -> bool:
+    """Whether `regex` holds `\\C` outside a `\\Q...\\E` quote: the one RE2 escape Go's regexp rejects.
 
-    patternmatcher hands `\\` plus the next pattern character to Go's regexp engine, so a
-    pattern can use RE2's escapes. Those with a Python equivalent are translated; the ones RE2
-    rejects raise (Docker fails too); `\\p`/`\\P` Unicode classes and `\\C` are valid in Go but
-    have no equivalent in Python's `re` and raise as well (a documented limit).
+    RE2 reads `\\C` as "any byte"; Go's regexp/syntax implements RE2's syntax except `\\C`
+    (ErrInvalidEscape), so Docker fails the build where RE2 alone would match.
     """
-    if i + 1 >= len(regex):
-        raise ValueError("a lone backslash ends the expression")
-    c = regex[i + 1]
-    j = i + 2
-    if c.isascii() and not c.isalnum():
-        return "\\" + c, j
-    if c == "Q" and not in_class:
-        end = regex.find("\\E", j)
-        literal = regex[j:] if end == -1 else regex[j:end]
-        return re.escape(literal), len(regex) if end == -1 else end + 2
-    if c == "x":
-        if regex.startswith("{", j):
-            end = regex.find("}", j)
-            digits = regex[j + 1:end] if end != -1 else ""
-            if not digits or any(d not in string.hexdigits for d in digits) or int(digits, 16) > 0x10FFFF:
-                raise ValueError("invalid \\x{...} escape")
-            return re.escape(chr(int(digits, 16))), end + 1
-        digits = regex[j:j + 2]
-        if len(digits) != 2 or any(d not in string.hexdigits for d in digits):
-            raise ValueError("invalid \\x escape: two hex digits expected")
-        return re.escape(chr(int(digits, 16))), j + 2
-    if c in "01234567":
-        # RE2: a single non-zero digit would be a backreference (unsupported); `\\0` and `\\1`..`\\7`
-        # followed by more octal digits are octal codes of up to three digits.
-        if c != "0" and not (j < len(regex) and regex[j] in "01234567"):
-            raise ValueError(f"backreference \\{c} is not supported by Go's regexp engine")
-        digits = c
-        while len(digits) < 3 and j < len(regex) and regex[j] in "01234567":
-            digits += regex[j]
-            j += 1
-        return re.escape(chr(int(digits, 8))), j
-    if c in _LETTER_ESCAPES:
-        return _LETTER_ESCAPES[c], j
-    if not in_class and c in _LETTER_ESCAPES_OUTSIDE_CLASS:
-        return _LETTER_ESCAPES_OUTSIDE_CLASS[c], j
-    if c in "pPC":
-        raise ValueError(
-            f"the escape \\{c} is valid in Go's regexp engine but not supported by this matcher; "
-            "escape only punctuation (e.g. '\\*')")
-    raise ValueError(f"invalid escape \\{c}")
-
-
-def _re2_to_python(regex: str) -> str:
-    """Translate the RE2 expression patternmatcher builds into Python `re` syntax.
-
-    The two agree on most of what patternmatcher emits; they differ on: POSIX classes
-    (`[[:alpha:]]` is a class in RE2, literal characters in Python), escapes (see _re2_escape),
-    braces (RE2 reads `{` literally unless it opens a valid repetition; Python reads `{,2}` as
-    one), `$` (RE2's is the very end, Python's allows a final newline) and `[`, `&`, `~`, `|`
-    inside a class (literal in both, but Python warns about set operations).
-    """
-    out: list[str] = []
     i, n = 0, len(regex)
     while i < n:
-        c = regex[i]
-        if c == "\\":
-            text, i = _re2_escape(regex, i, False)
-            out.append(text)
-        elif c == "[":
-            out.append("[")
+        if regex[i] != "\\":
             i += 1
-            if i < n and regex[i] == "^":
-                out.append("^")
-                i += 1
-            first = True
-            while i < n:
-                c = regex[i]
-                if c == "]" and not first:
-                    break
-                first = False
-                if c == "[" and regex.startswith("[:", i):
-                    end = regex.find(":]", i + 2)
-                    name = regex[i + 2:end] if end != -1 else ""
-                    negate = name.startswith("^")
-                    if negate:
-                        name = name[1:]
-                    if end != -1 and name in _POSIX_CLASSES:
-                        if negate:
-                            raise ValueError(
-                                "a negated POSIX class such as [:^alpha:] is not supported here")
-                        out.append(_POSIX_CLASSES[name])
-                        i = end + 2
-                        continue
-                if c == "\\":
-                    text, i = _re2_escape(regex, i, True)
-                    out.append(text)
-                    continue
-                if c in "[&~|":
-                    # literal in both engines; escaped so Python does not read a set operation
-                    out.append("\\" + c)
-                else:
-                    out.append(c)
-                i += 1
-            if i >= n:
-                raise ValueError("a '[' is not closed")
-            out.append("]")
-            i += 1
-        elif c == "{":
-            repeat = _RE2_REPEAT.match(regex, i)
-            if repeat:
-                if any(int(x) > 1000 for x in repeat.groups() if x):
-                    raise ValueError(
-                        f"{repeat.group(0)} repeats more than 1000 times, which Go's regexp engine "
-                        "rejects; escape literal braces as '\\{' and '\\}'")
-                out.append(repeat.group(0))  # a counted repetition in both engines
-                i = repeat.end()
-            else:
-                out.append("\\{")  # RE2 reads a brace that opens no repetition literally
-                i += 1
-        elif c == "}":
-            out.append("\\}")
-            i += 1
-        elif c == "$":
-            out.append("\\Z")  # RE2's `$` without (?m) is the very end; Python's would allow a final \n
-            i += 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+            continue
+        nxt = regex[i + 1:i + 2]
+        if nxt == "C":
+            return True
+        if nxt == "Q":
+            end = regex.find("\\E", i + 2)
+            if end == -1:
+                return False
+            i = end + 2
+            continue
+        i += 2
+    return False
 
 
-# RE2's counted repetition: {n}, {n,} or {n,m}. Python would also read {,m}; RE2 does not.
-_RE2_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+def _compile_go_regexp(expr: str) -> re2._Regexp:
+    """Compile what patternmatcher hands Go's regexp engine, with RE2 (linear time in the path).
+
+    RE2's default options are Go's Perl flags for the subset patternmatcher can emit (no `(`, so
+    no groups or flags of the user's): `$` is the end of the text, `.` stops at a newline, classes
+    may match one, `\\d`/`\\w`/`\\s`/`\\b` and POSIX classes are ASCII, `\\p{..}` is Unicode.
+    Raises ValueError with RE2's reason when the expression is invalid.
+    """
+    if _has_go_rejected_escape(expr):
+        raise ValueError("the escape \\C (any byte) is not supported by Go's regexp engine")
+    if _UNDECODABLE_BYTE.search(expr):
+        expr = _UNDECODABLE_BYTE.sub("\ufffd", expr)
+    try:
+        return re2.compile(expr, _RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "rejected"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from None
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would print every rejected pattern to stderr; the ValueError says it
 
 
 class Pattern:
@@ -486,7 +382,8 @@ class Pattern:
     reaches it (an exception after no exclusion, for instance, is never evaluated).
     """
 
-    __slots__ = ("cleaned", "exclusion", "kind", "go_regex", "regex", "error", "_suffix", "_prefix")
+    __slots__ = ("cleaned", "exclusion", "kind", "go_regex", "regex", "error", "dir_parts", "tail", "_suffix",
+                 "_prefix")
 
     def __init__(self, cleaned: str, exclusion: bool) -> None:
         self.cleaned = cleaned
@@ -499,7 +396,7 @@ class Pattern:
         self.kind, go_regex = _go_regex(cleaned)
         # the expression Go's regexp engine sees (for a regexp pattern), kept for diagnostics
         self.go_regex: str | None = go_regex + "$" if self.kind == _REGEXP else None
-        self.regex: re.Pattern[str] | None = None
+        self.regex: re2._Regexp | None = None
         self.error: str | None = None
         self._prefix = cleaned[:-2]
         self._suffix = cleaned[2:]
@@ -507,15 +404,27 @@ class Pattern:
             try:
                 # Go appends "$" to what it built; after a trailing lone backslash that "$" turns
                 # into an escaped, literal dollar and the expression loses its end anchor.
-                py = _re2_to_python(go_regex + "$")
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
-                    self.regex = re.compile(py, re.ASCII)
-            except (ValueError, re.error) as exc:
+                self.regex = _compile_go_regexp(go_regex + "$")
+            except ValueError as exc:
                 self.error = (
                     f".dockerignore pattern {cleaned!r} is not a valid pattern ({exc}); Docker "
                     "fails the build as soon as a path is checked against it: check its character "
                     "classes such as '[a-z]' and escape literal brackets and braces")
+        # Pruning (PatternMatcher): the directories every path this pattern matches starts with,
+        # and the text every such path ends with. A pattern that only fails when evaluated, and
+        # one with a raw `|` (an alternative need not start at the beginning), has neither: it is
+        # evaluated wherever Go evaluates it.
+        self.dir_parts: tuple[str, ...] = ()
+        self.tail = ""
+        if self.kind == _EXACT:
+            self.dir_parts = _dir_parts(cleaned)
+        elif self.kind == _PREFIX:
+            self.dir_parts = _dir_parts(self._prefix)
+        elif self.kind == _SUFFIX:
+            self.tail = self._suffix.removeprefix("/")  # "**/foo" matches ".../foo" and "foo"
+        elif self.regex is not None and "|" not in cleaned:
+            self.dir_parts = _dir_parts(_literal_prefix(cleaned))
+            self.tail = _literal_tail(cleaned)
 
     def __repr__(self) -> str:
         return f"Pattern({'!' if self.exclusion else ''}{self.cleaned!r}, {self.kind})"
@@ -537,8 +446,46 @@ class Pattern:
         if not path.isascii():
             # Go's regexp engine reads each byte of a name that is not valid UTF-8 as U+FFFD.
             path = _UNDECODABLE_BYTE.sub("\ufffd", path)
+        if not path.endswith(self.tail):  # a string test is far cheaper than a call into RE2
+            return False
         # Go's MatchString searches: with a raw `|` an alternative need not start at the beginning.
         return self.regex.search(path) is not None
+
+
+# Where a pattern's text stops being matched character for character: wildcards, classes, escapes,
+# the characters that reach Go's regexp engine raw (`{}` repetition, `|` alternation, `^` anchor),
+# and what the engine reads as U+FFFD (a path's stray byte matches it, though the strings differ).
+_NOT_LITERAL = frozenset("*?[]\\{}|^\ufffd")
+
+
+def _not_literal(ch: str) -> bool:
+    return ch in _NOT_LITERAL or "\udc80" <= ch <= "\udcff"
+
+
+def _literal_prefix(cleaned: str) -> str:
+    """The text every path a regexp pattern matches starts with."""
+    for i, ch in enumerate(cleaned):
+        if _not_literal(ch):
+            # `ab{2}` repeats the `b`: only `a` is certain
+            return cleaned[:max(i - 1, 0)] if ch == "{" else cleaned[:i]
+    return cleaned
+
+
+def _literal_tail(cleaned: str) -> str:
+    """The text every path a regexp pattern matches ends with (the expression ends with `$`).
+    None is certain after a backslash escape: `\\x41` is `A`, and a lone trailing `\\` drops the `$`."""
+    if "\\" in cleaned:
+        return ""
+    for i in range(len(cleaned) - 1, -1, -1):
+        if _not_literal(cleaned[i]):
+            return cleaned[i + 1:]
+    return cleaned
+
+
+def _dir_parts(literal: str) -> tuple[str, ...]:
+    """The whole directory names at the start of `literal`: ("a", "b") for "a/b/c*"."""
+    cut = literal.rfind("/")
+    return tuple(literal[:cut].split("/")) if cut != -1 else ()
 
 
 def _parent_dirs(path: str) -> list[str]:
@@ -553,15 +500,53 @@ def _matches_a_parent(pattern: Pattern, parent_dirs: list[str]) -> bool:
     return any(pattern.match("/".join(parent_dirs[: i + 1])) for i in range(len(parent_dirs)))
 
 
+class _Scope:
+    """The patterns that can match the entries of one directory, found by their literal directory
+    prefix (Pattern.dir_parts): a pattern whose prefix is not this directory or one above it cannot
+    match an entry here, so it is never evaluated (it would not match, and a pattern that fails
+    when evaluated has no prefix).
+
+    `here`: the indices, in pattern order, of the patterns whose prefix this directory starts with.
+    `below`: child name -> indices of the patterns whose prefix goes on through that child.
+    """
+
+    __slots__ = ("here", "below", "_leaf")
+
+    def __init__(self, here: tuple[int, ...], below: dict[str, list[int]]) -> None:
+        self.here = here
+        self.below = below
+        self._leaf: _Scope | None = None
+
+    def leaf(self) -> _Scope:
+        """The scope of every directory below this one that no pattern's prefix names."""
+        if not self.below:
+            return self
+        if self._leaf is None:
+            self._leaf = _Scope(self.here, {})
+        return self._leaf
+
+
 @dataclass(frozen=True)
 class MatchInfo:
     """Per-pattern results of a directory, handed to its children (patternmatcher.MatchInfo)."""
 
-    parent_matched: tuple[bool, ...] = ()
+    parent_matched: frozenset[int] | None = None
+    """Indices of the patterns that matched the directory; None: not known (no parent results)."""
+    scope: _Scope | None = field(default=None, compare=False, repr=False)
+    """The patterns its entries can match (None: look it up)."""
+
+
+_NONE_MATCHED: frozenset[int] = frozenset()
 
 
 class PatternMatcher:
-    """A list of patterns with `!` exceptions, last match wins (patternmatcher.New)."""
+    """A list of patterns with `!` exceptions, last match wins (patternmatcher.New).
+
+    Each pattern is compiled once, here. A path is checked only against the patterns that can
+    match it: those whose literal directory prefix it lies in (see _Scope) and, among the patterns
+    without one, those whose literal tail it ends with (found by a dictionary look-up per tail
+    length), so thousands of patterns naming other files cost nearly nothing per path.
+    """
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns: list[Pattern] = []
@@ -584,11 +569,92 @@ class PatternMatcher:
             p.exclusion and any(ch in _WALK_PATTERN_CHARS for ch in _without_trailing_glob(p.cleaned))
             for p in self.patterns
         )
+        # sorted, so the exceptions below a directory are found by bisection
+        self._exception_dirs = sorted(_without_trailing_glob(p.cleaned) + "/" for p in self.patterns if p.exclusion)
+        here: list[int] = []
+        below: dict[str, list[int]] = {}
+        self._by_tail: dict[str, list[int]] = {}  # patterns without a directory prefix, by tail
+        for i, pattern in enumerate(self.patterns):
+            if pattern.dir_parts:
+                below.setdefault(pattern.dir_parts[0], []).append(i)
+            elif pattern.tail:
+                self._by_tail.setdefault(pattern.tail, []).append(i)
+            else:
+                here.append(i)
+        self._tail_lengths = sorted({len(tail) for tail in self._by_tail})
+        self._tailed = frozenset(i for found in self._by_tail.values() for i in found)
+        self._root = _Scope(tuple(here), below)
+        self._scopes: dict[str, _Scope] = {}  # directories some pattern's prefix names, by path
+
+    def _child_scope(self, scope: _Scope, path: str) -> _Scope:
+        """The scope of directory `path`, whose parent's scope is `scope`."""
+        deeper = scope.below.get(path.rpartition("/")[2])
+        if deeper is None:
+            return scope.leaf()
+        cached = self._scopes.get(path)
+        if cached is not None:
+            return cached
+        depth = path.count("/") + 1
+        added: list[int] = []
+        below: dict[str, list[int]] = {}
+        for i in deeper:
+            parts = self.patterns[i].dir_parts
+            if len(parts) == depth:
+                added.append(i)
+            else:
+                below.setdefault(parts[depth], []).append(i)
+        here = tuple(sorted(scope.here + tuple(added))) if added else scope.here
+        child = self._scopes[path] = _Scope(here, below)
+        return child
+
+    def _scope(self, directory: str) -> _Scope:
+        """The scope of `directory` ("" is the context root)."""
+        scope = self._root
+        if directory:
+            path = ""
+            for name in directory.split("/"):
+                if not scope.below:
+                    break
+                path = path + "/" + name if path else name
+                scope = self._child_scope(scope, path)
+        return scope
+
+    def _tail_hits(self, path: str, hits: list[int]) -> None:
+        """Append the patterns whose tail `path` ends with."""
+        n = len(path)
+        for length in self._tail_lengths:
+            if length > n:
+                break
+            found = self._by_tail.get(path[n - length:])
+            if found:
+                hits.extend(found)
+
+    def _order(self, path: str, scope: _Scope, parent_matched: frozenset[int] | None) -> Iterable[int]:
+        """The indices, in pattern order, of the patterns to evaluate for `path` (in `scope`'s
+        directory); with no parent results (None), also those that may match a parent directory."""
+        if not self._tail_lengths:
+            return scope.here
+        hits: list[int] = []
+        self._tail_hits(path, hits)
+        if parent_matched is None:
+            parent = path.rpartition("/")[0]
+            while parent:
+                self._tail_hits(parent, hits)
+                parent = parent.rpartition("/")[0]
+        elif parent_matched:
+            hits.extend(i for i in parent_matched if i in self._tailed)
+        if not hits:
+            return scope.here
+        return sorted(set(scope.here).union(hits))
+
+    def _candidates(self, path: str) -> Iterator[Pattern]:
+        patterns = self.patterns
+        return (patterns[i] for i in self._order(path, self._scope(path.rpartition("/")[0]), None))
 
     def matches_exact(self, path: str) -> bool:
         """MatchesExact: no parent-directory matching."""
         matched = False
-        for pattern in self.patterns:
+        for pattern in self._candidates(path):
             if pattern.exclusion != matched:
                 continue
             if pattern.match(path):
@@ -599,7 +665,7 @@ class PatternMatcher:
         """MatchesOrParentMatches: a pattern also matches when it matches any parent directory."""
         matched = False
         parent_dirs = _parent_dirs(path)
-        for pattern in self.patterns:
+        for pattern in self._candidates(path):
             if pattern.exclusion != matched:
                 continue
             match = pattern.match(path) or _matches_a_parent(pattern, parent_dirs)
@@ -615,25 +681,28 @@ class PatternMatcher:
         A pattern that matched the parent directory counts as matching the child without being
         evaluated. A pattern skipped because it could not change the outcome at that point is
         recorded as NOT matching (SDK-10): that record, not a fresh look at the parents, decides
-        the children.
+        the children. `parent_info` is what this call returned for the parent directory.
         """
         parent_matched = parent_info.parent_matched
-        if parent_matched and len(parent_matched) != len(self.patterns):
-            raise ValueError("wrong number of values in parent_matched")
+        scope = parent_info.scope
+        if scope is None:
+            scope = self._scope(path.rpartition("/")[0])
         matched = False
-        results = [False] * len(self.patterns)
-        for i, pattern in enumerate(self.patterns):
-            match = bool(parent_matched) and parent_matched[i]
+        results: list[int] = []
+        patterns = self.patterns
+        for i in self._order(path, scope, parent_matched):
+            pattern = patterns[i]
+            match = parent_matched is not None and i in parent_matched
             if not match:
                 if pattern.exclusion != matched:
                     continue
                 match = pattern.match(path)
-                if not match and not parent_matched:
+                if not match and parent_matched is None:
                     match = _matches_a_parent(pattern, _parent_dirs(path))
-            results[i] = match
             if match:
+                results.append(i)
                 matched = not pattern.exclusion
-        return matched, MatchInfo(tuple(results))
+        return matched, MatchInfo(frozenset(results) if results else _NONE_MATCHED, self._child_scope(scope, path))
 
     def may_reinclude_below(self, directory: str) -> bool:
         """Whether the walk must descend into the excluded `directory` (fsutil's pruning rule).
@@ -647,10 +716,8 @@ class PatternMatcher:
         if not self._only_prefix_exceptions:
             return True
         dir_slash = directory + "/"
-        return any(
-            (_without_trailing_glob(p.cleaned) + "/").startswith(dir_slash)
-            for p in self.patterns if p.exclusion
-        )
+        k = bisect.bisect_left(self._exception_dirs, dir_slash)
+        return k < len(self._exception_dirs) and self._exception_dirs[k].startswith(dir_slash)
 
 
 # fsutil's set of characters that make an exception "not a plain prefix" (Unix: backslash too).

@@ -34,6 +34,8 @@ class BuildPlan:
     file_count: int
     """Files and symlinks the build sees."""
     total_bytes: int
+    secret_build_args: frozenset[str] = frozenset()
+    """Build args allowSensitive accepts as sensitive: passed to docker.Image as Pulumi secrets."""
 
 
 def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
@@ -70,7 +72,8 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
                 # Deliberate, but never silent: the run says which sensitive files go into the image.
                 paths = ", ".join(f"{f.path} ({f.reason})" for f in report.allowed)
                 pulumi.log.warn(f"acr-publish:images[{i}] ({image.name}): allowSensitive sends {paths} into the image")
-            plans[image.name] = BuildPlan(image, report.tag, report.file_count, report.total_bytes)
+            secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
+            plans[image.name] = BuildPlan(image, report.tag, report.file_count, report.total_bytes, secret_args)
     finally:
         # Every image's state (refused ones too) is recorded in its scan; one cache write per context.
         for scan in scans.values():
@@ -176,7 +179,8 @@ class PublishedImage(pulumi.ComponentResource):
             # Relative paths: the provider stores them in state, and absolute ones differ between machines.
             context=img.context,
             dockerfile=img.dockerfile,
-            args=dict(img.build_args) or None,
+            args={k: pulumi.Output.secret(v) if k in plan.secret_build_args else v
+                  for k, v in img.build_args.items()} or None,
             target=img.target,
             platform=img.platform,
             builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,

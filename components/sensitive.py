@@ -8,13 +8,21 @@ read again for the scan. `findings` then combines those flags with the path rule
 Rules (each Finding names the file, the reason and the `.dockerignore` line that excludes it):
 
 * content: a PEM private key (`-----BEGIN <any type> PRIVATE KEY-----`, PGP private key blocks, PuTTY
-  key files) or an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, with no letter or digit
-  on either side: `_` and punctuation are boundaries) in a text file. Binary files (a NUL byte in the
-  first 8000 bytes, git's heuristic) are not scanned.
-* names: `.env` and `.env.*` (except the `.env` templates below); SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
+  key files), an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, with no letter or digit
+  on either side: `_` and punctuation are boundaries), a token of a known format (`_TOKEN_RE`: GitHub,
+  GitLab, AWS access key ids, Slack, npm, PyPI, Google API keys, Stripe live keys), a kubeconfig's
+  credentials (`client-key-data:`, or `token:`/`password:` in a file with `kind: Config` and
+  `users:`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
+  (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned. The rules that need two
+  markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both lie in
+  one 1 MiB read window (context.READ_SIZE); kubeconfigs and state files are far smaller.
+* names, compared case-insensitively (`.ENV` is `.env` on a case-insensitive file system, and a
+  dotenv file whatever its case): `.env`, `.env.*` (except the `.env` templates below) and `.envrc`
+  (direnv); SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
   their FIDO `*_sk` kin (`.pub` files are public and fine); PKCS#12 stores `*.p12`/`*.pfx`;
-  `.aws/credentials`; `.docker/config.json`; `.git-credentials`; `*.tfstate` and
-  `*.tfstate.backup`; Pulumi stack files `Pulumi.*.yaml` (`Pulumi.yaml`, the project file, is fine).
+  `.aws/credentials`; `.docker/config.json`; `.git-credentials`; Terraform state `*.tfstate` and
+  every `*.tfstate.*` (`.backup`, `.json`, numbered backups); Pulumi stack files `Pulumi.*.yaml`
+  (`Pulumi.yaml`, the project file, is fine).
 * names + content: `.npmrc`, `.pypirc` and `.netrc` only when they hold a token or password. An
   `.npmrc` line whose value is only an environment reference (`_authToken=${NPM_TOKEN}`) holds none.
 * directories: `.git/` and `.pulumi/` anywhere in the tree, reported once per directory.
@@ -28,12 +36,18 @@ template holding a private key or an AccessKey id is refused (tests/test_sensiti
 
 Rules apply to regular files; a symlink carries only its target path into the image, so name rules
 do not apply to it (a `.git/` or `.pulumi/` directory is reported whatever it holds).
+
+Beyond the files sent, two inputs land in the image's history whatever `.dockerignore` says:
+* the Dockerfile (`dockerfile_findings`): its content rules' flags, also when it lies outside the
+  context or is excluded; allowed by its path relative to the context when it lies inside;
+* build args (`build_arg_findings`): a value the content rules flag, or a name that says password,
+  token, secret, key or credential; allowed by the entry `buildArg:NAME`. Values are never printed.
 """
 from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -49,6 +63,10 @@ __all__ = [
     "findings",
     "candidates",
     "check_allow_entry",
+    "BUILD_ARG_ENTRY",
+    "build_arg_findings",
+    "dockerfile_findings",
+    "image_findings",
     "normalize_allow",
     "dockerignore_escape",
 ]
@@ -57,6 +75,9 @@ __all__ = [
 PRIVATE_KEY = 1
 ALIBABA_ACCESS_KEY = 2
 CREDENTIALS = 4
+KNOWN_TOKEN = 8
+KUBECONFIG_CREDENTIALS = 16
+TERRAFORM_STATE = 32
 
 BINARY_SNIFF_BYTES = 8000  # git's buffer_is_binary() looks at the first 8000 bytes
 # A chunked scan re-reads this many bytes before each chunk so a marker split across chunks is seen;
@@ -68,6 +89,26 @@ _PRIVATE_KEY_RE = re.compile(
 # Bounded by any character that is not a letter or digit ('_' included: `AK_LTAI...`, `LTAI..._old`), so a
 # run of more than 30 letters and digits after LTAI is not an id, as in Alibaba Cloud's own format.
 _ALIBABA_AK_RE = re.compile(rb"(?<![A-Za-z0-9])LTAI[A-Za-z0-9]{12,30}(?![A-Za-z0-9])")
+
+# Tokens whose format says what they are: a fixed prefix and a known length or alphabet, bounded like the
+# AccessKey id. The longest match (github_pat_ + 82) is shorter than SCAN_OVERLAP.
+_TOKEN_RE = re.compile(
+    rb"(?<![A-Za-z0-9])(?:"
+    rb"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}"  # GitHub
+    rb"|glpat-[A-Za-z0-9_-]{20}"  # GitLab personal access token
+    rb"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
+    rb"|xox[abposr]-[A-Za-z0-9-]{10,48}"  # Slack
+    rb"|npm_[A-Za-z0-9]{36}"  # npm
+    rb"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+    rb"|[sr]k_live_[0-9A-Za-z]{24,99}"  # Stripe live secret / restricted key
+    rb")(?![A-Za-z0-9])"
+    # PyPI: the prefix is base64 of its macaroon header; the token runs on for 100+ characters, so only
+    # its start is matched (bounded on the left only)
+    rb"|(?<![A-Za-z0-9])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50}")
+_TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"AKIA", b"ASIA", b"xox", b"npm_", b"pypi-", b"AIza", b"k_live_")
+_KUBE_KEY_RE = re.compile(rb"^[ \t]*client-key-data:[ \t]*[A-Za-z0-9+/=]", re.MULTILINE)
+_KUBE_USER_SECRET_RE = re.compile(rb"^[ \t]*(?:token|password):[ \t]*[^\s#]", re.MULTILINE)
+_KUBE_CONFIG_RE = re.compile(rb"^kind:[ \t]*Config[ \t]*\r?$", re.MULTILINE)
 
 # Credential lines of the files that may or may not hold one.
 _NPMRC_SECRET_RE = re.compile(
@@ -91,8 +132,8 @@ def is_binary(head: bytes) -> bool:
     return b"\0" in head[:BINARY_SNIFF_BYTES]
 
 
-def _has_access_key_id(data: bytes, cut_start: bool, cut_end: bool) -> bool:
-    for m in _ALIBABA_AK_RE.finditer(data):
+def _has_bounded_match(regex: re.Pattern[bytes], data: bytes, cut_start: bool, cut_end: bool) -> bool:
+    for m in regex.finditer(data):
         # A match touching a cut edge cannot see the byte beyond it, which may extend the run past 30
         # characters; the neighbouring window holds it whole (SCAN_OVERLAP) and judges it there.
         if (cut_start and m.start() == 0) or (cut_end and m.end() == len(data)):
@@ -111,9 +152,18 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
     # `in` (a fast substring search) gates the regular expressions: most files hold neither marker.
     if (b"PRIVATE KEY" in data or b"PuTTY-User-Key-File-" in data) and _PRIVATE_KEY_RE.search(data):
         flags |= PRIVATE_KEY
-    if b"LTAI" in data and _has_access_key_id(data, cut_start, cut_end):
+    if b"LTAI" in data and _has_bounded_match(_ALIBABA_AK_RE, data, cut_start, cut_end):
         flags |= ALIBABA_ACCESS_KEY
-    kind = _CREDENTIAL_FILES.get(name)
+    if any(m in data for m in _TOKEN_MARKERS) and _has_bounded_match(_TOKEN_RE, data, cut_start, cut_end):
+        flags |= KNOWN_TOKEN
+    if b"client-key-data" in data and _KUBE_KEY_RE.search(data):
+        flags |= KUBECONFIG_CREDENTIALS
+    elif (b"users:" in data and b"kind:" in data and _KUBE_CONFIG_RE.search(data)
+          and _KUBE_USER_SECRET_RE.search(data)):
+        flags |= KUBECONFIG_CREDENTIALS
+    if b'"terraform_version"' in data and b'"lineage"' in data:
+        flags |= TERRAFORM_STATE
+    kind = _CREDENTIAL_FILES.get(name.lower())
     if kind == "npm":
         if any(not _ENV_REFERENCE_RE.match(m.group(1)) for m in _NPMRC_SECRET_RE.finditer(data)):
             flags |= CREDENTIALS
@@ -135,7 +185,9 @@ class Finding:
     reason: str
     """Why it is sensitive. Never contains the secret itself."""
     fix: str
-    """The .dockerignore line that excludes it."""
+    """The .dockerignore line that excludes it (kind "file"), or what to change (other kinds)."""
+    kind: str = "file"
+    """"file" (sent in the context), "dockerfile" (its text) or "buildArg" (a build arg's name or value)."""
 
 
 def dockerignore_escape(rel: str) -> str:
@@ -146,8 +198,16 @@ def dockerignore_escape(rel: str) -> str:
     return escaped
 
 
+def _glob_fix(rel: str, name: str, glob_suffix: str) -> str:
+    """`<dir>/*<suffix>` when Docker's case-sensitive matcher would exclude `rel` with it, else `rel` itself."""
+    return _dir_prefix(rel) + "*" + glob_suffix if name.endswith(glob_suffix) else dockerignore_escape(rel)
+
+
 def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
-    """(reason, fix) for a regular file flagged by its path alone."""
+    """(reason, fix) for a regular file flagged by its path alone; names compare case-insensitively."""
+    lrel, name_as_is, name = rel.lower(), name, name.lower()
+    if name == ".envrc":
+        return "a direnv file (.envrc) exports environment variables, usually credentials", dockerignore_escape(rel)
     if name == ".env":
         return "a dotenv file (.env) usually holds credentials", dockerignore_escape(rel)
     if name.startswith(".env.") and name not in _ENV_TEMPLATES:
@@ -158,20 +218,24 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
         return "an SSH private key file (by its name)", dockerignore_escape(rel)
     if name.endswith((".p12", ".pfx")):
         return "a PKCS#12 key store (private key and certificate)", dockerignore_escape(rel)
-    if rel == ".aws/credentials" or rel.endswith("/.aws/credentials"):
+    if lrel == ".aws/credentials" or lrel.endswith("/.aws/credentials"):
         return "AWS credentials (.aws/credentials)", dockerignore_escape(rel)
-    if rel == ".docker/config.json" or rel.endswith("/.docker/config.json"):
+    if lrel == ".docker/config.json" or lrel.endswith("/.docker/config.json"):
         return "a Docker client config (.docker/config.json) can hold registry logins", dockerignore_escape(rel)
     if name == ".git-credentials":
         return "git credentials (.git-credentials)", dockerignore_escape(rel)
     if name.endswith(".tfstate"):
-        return "Terraform state (*.tfstate) holds resource secrets in clear text", _dir_prefix(rel) + "*.tfstate"
+        return "Terraform state (*.tfstate) holds resource secrets in clear text", _glob_fix(rel, name_as_is, ".tfstate")
     if name.endswith(".tfstate.backup"):
         return ("a Terraform state backup (*.tfstate.backup) holds resource secrets in clear text",
-                _dir_prefix(rel) + "*.tfstate.backup")
-    if name.startswith("Pulumi.") and name.endswith(".yaml") and name != "Pulumi.yaml":
-        return ("a Pulumi stack configuration (Pulumi.<stack>.yaml) can hold secrets",
-                _dir_prefix(rel) + "Pulumi.*.yaml")
+                _glob_fix(rel, name_as_is, ".tfstate.backup"))
+    if ".tfstate." in name:
+        return ("a Terraform state file (*.tfstate.*) holds resource secrets in clear text",
+                dockerignore_escape(rel))
+    if name.startswith("pulumi.") and name.endswith(".yaml") and name != "pulumi.yaml":
+        fix = (_dir_prefix(rel) + "Pulumi.*.yaml" if name_as_is.startswith("Pulumi.") and name_as_is.endswith(".yaml")
+               else dockerignore_escape(rel))
+        return "a Pulumi stack configuration (Pulumi.<stack>.yaml) can hold secrets", fix
     return None
 
 
@@ -184,11 +248,14 @@ def _dir_prefix(rel: str) -> str:
 _CONTENT_REASONS = (
     (PRIVATE_KEY, "contains a private key (-----BEGIN ... PRIVATE KEY-----)"),
     (ALIBABA_ACCESS_KEY, "contains an Alibaba Cloud AccessKey id (LTAI****)"),
+    (KNOWN_TOKEN, "contains an access token of a known format (GitHub, GitLab, AWS, Slack, npm, PyPI, Google, Stripe)"),
+    (KUBECONFIG_CREDENTIALS, "is a kubeconfig holding credentials (client-key-data, token or password)"),
+    (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
 )
 
 
 def _credential_reason(name: str) -> str:
-    kind = _CREDENTIAL_FILES[name]
+    kind = _CREDENTIAL_FILES[name.lower()]
     what = {"npm": "an npm auth token or password", "pypi": "a PyPI password or token",
             "netrc": "a login password"}[kind]
     return f"{name} holds {what}"
@@ -199,9 +266,11 @@ def check_allow_entry(raw: object) -> tuple[str | None, str | None]:
 
     The one rule for entries, shared by config validation (components/settings.py) and the guard.
     A valid entry is a path relative to the build context, naming a file or directory inside it;
-    './' and a trailing '/' are dropped.
+    './' and a trailing '/' are dropped. `buildArg:NAME` accepts the build arg NAME instead.
     """
     example = "e.g. 'www/.env'"
+    if isinstance(raw, str) and raw.strip().lower().startswith(BUILD_ARG_ENTRY.lower()):
+        return _check_build_arg_entry(raw.strip())
     if not isinstance(raw, str) or not raw.strip():
         return None, f"it must be a non-empty path relative to the build context; write the sensitive file's path, {example}"
     text = raw.strip()
@@ -219,6 +288,21 @@ def check_allow_entry(raw: object) -> tuple[str | None, str | None]:
     return p, None
 
 
+BUILD_ARG_ENTRY = "buildArg:"
+_BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_build_arg_entry(text: str) -> tuple[str | None, str | None]:
+    name = text[len(BUILD_ARG_ENTRY):].strip()
+    if not text.startswith(BUILD_ARG_ENTRY):
+        fixed = f"{BUILD_ARG_ENTRY}{name}" if name else f"{BUILD_ARG_ENTRY}NAME"
+        return None, f"build-arg entries are spelled {BUILD_ARG_ENTRY!r} exactly; write {fixed!r}"
+    if not _BUILD_ARG_NAME.fullmatch(name):
+        return None, (f"{BUILD_ARG_ENTRY}NAME must name a build arg (letters, digits and _, not starting with a "
+                      f"digit); write the buildArgs key, e.g. '{BUILD_ARG_ENTRY}NPM_TOKEN'")
+    return BUILD_ARG_ENTRY + name, None
+
+
 def normalize_allow(allow: Iterable[str]) -> tuple[str, ...]:
     """allowSensitive entries as relative POSIX paths without './' or a trailing '/'; ValueError names the
     first invalid entry (stack settings report every one, with its key path, before this runs)."""
@@ -231,6 +315,11 @@ def normalize_allow(allow: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _path_entries(allow: Iterable[str]) -> tuple[str, ...]:
+    """The normalized allowSensitive entries that name paths (not `buildArg:NAME`)."""
+    return tuple(a for a in normalize_allow(allow) if not a.startswith(BUILD_ARG_ENTRY))
+
+
 def _allowed(rel: str, allow: tuple[str, ...]) -> bool:
     rel = rel.rstrip("/")
     return any(rel == a or rel.startswith(a + "/") for a in allow)
@@ -238,10 +327,11 @@ def _allowed(rel: str, allow: tuple[str, ...]) -> bool:
 
 def _classify(rel: str, kind: str, flags: int) -> str | list[tuple[str, str]] | None:
     """The sensitive directory `rel` lies in (a str), or the (reason, fix) pairs of the file, or None."""
-    if ".git/" in rel or ".pulumi/" in rel:  # cheap pre-check: most paths are in neither
+    lrel = rel.lower()
+    if ".git/" in lrel or ".pulumi/" in lrel:  # cheap pre-check: most paths are in neither
         parts = rel.split("/")
         for i, part in enumerate(parts[:-1]):
-            if part in _SENSITIVE_DIRS:
+            if part.lower() in _SENSITIVE_DIRS:
                 return "/".join(parts[: i + 1])
     if kind == "l":
         return None
@@ -254,7 +344,7 @@ def _classify(rel: str, kind: str, flags: int) -> str | list[tuple[str, str]] | 
         for flag, text in _CONTENT_REASONS:
             if flags & flag:
                 reasons.append((text, dockerignore_escape(rel)))
-        if flags & CREDENTIALS and name in _CREDENTIAL_FILES:
+        if flags & CREDENTIALS and name.lower() in _CREDENTIAL_FILES:
             reasons.append((_credential_reason(name), dockerignore_escape(rel)))
     return reasons or None
 
@@ -269,7 +359,7 @@ def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -
     """(refused, allowed) findings for `files`, an iterable of (rel, kind, content flags) where
     kind is 'f' (file), 'x' (executable file) or 'l' (symlink). `allow` holds allowSensitive
     entries: exact relative paths, or directories whose whole subtree is allowed."""
-    allow_t = normalize_allow(allow)
+    allow_t = _path_entries(allow)
     by_path: dict[str, list[tuple[str, str]]] = {}
     dirs: dict[str, list[int]] = {}  # directory -> [refused file count, allowed file count]
     for rel, kind, flags in files:
@@ -286,7 +376,7 @@ def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -
         f = Finding(rel, "; ".join(r for r, _ in reasons), fix)
         (allowed if _allowed(rel, allow_t) else refused).append(f)
     for d, (n_refused, n_allowed) in dirs.items():
-        reason = _SENSITIVE_DIRS[d.rsplit("/", 1)[-1]]
+        reason = _SENSITIVE_DIRS[d.rsplit("/", 1)[-1].lower()]
         if n_refused:
             # Files inside that allowSensitive names are left out of the count, not out of the finding.
             refused.append(Finding(d + "/", f"{reason} ({n_refused} {'file' if n_refused == 1 else 'files'})",
@@ -296,6 +386,84 @@ def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -
     refused.sort(key=lambda f: f.path)
     allowed.sort(key=lambda f: f.path)
     return refused, allowed
+
+
+def _content_reasons(flags: int) -> list[str]:
+    return [text for flag, text in _CONTENT_REASONS if flags & flag]
+
+
+def dockerfile_findings(dockerfile: str, rel: str | None, flags: int,
+                        allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:
+    """(refused, allowed) for the Dockerfile's own text, whose content flags are `flags`: its
+    instructions are recorded in the image's history whether or not the file is sent.
+
+    `dockerfile`: its path as shown; `rel`: its path relative to the context when it lies inside
+    (what allowSensitive lists to accept it), else None."""
+    reasons = _content_reasons(flags)
+    if not reasons:
+        return [], []
+    allow_here = rel is not None and _allowed(rel, _path_entries(allow))
+    how = (f"if deliberate, list {rel!r} in this image's allowSensitive" if rel is not None else
+           "a Dockerfile outside the context cannot be allowed: move it into the context to list it in allowSensitive")
+    f = Finding(rel if rel is not None else dockerfile,
+                "the Dockerfile " + "; ".join(reasons) + " (its instructions are recorded in the image history)",
+                "remove it from the Dockerfile and pass it with a build secret (RUN --mount=type=secret); " + how,
+                "dockerfile")
+    return ([], [f]) if allow_here else ([f], [])
+
+
+# Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
+_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase", "secret", "secrets", "token", "tokens",
+                           "credential", "credentials", "creds", "apikey", "privatekey", "secretkey", "accesskey",
+                           "signingkey", "authtoken", "clientsecret", "auth"})
+_SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"),
+                           ("signing", "key"), ("client", "secret"), ("auth", "token")})
+_NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def _secret_name(name: str) -> bool:
+    words = [w.lower() for w in _NAME_WORD.findall(name)]
+    return any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+
+
+def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:
+    """(refused, allowed) for build args, whose values the image's history records: a value the
+    content rules flag (private keys, AccessKey ids, known token formats) or a name that says it is
+    a password, token, secret or key. Never holds a value; `buildArg:NAME` in `allow` accepts NAME."""
+    allowed_names = {a[len(BUILD_ARG_ENTRY):] for a in normalize_allow(allow) if a.startswith(BUILD_ARG_ENTRY)}
+    refused: list[Finding] = []
+    accepted: list[Finding] = []
+    for name in sorted(build_args):
+        value = build_args[name]
+        reasons = _content_reasons(scan_content("", value.encode("utf-8", "surrogatepass")))
+        reasons = ["its value " + r.removeprefix("contains ").removeprefix("is ") for r in reasons]
+        if _secret_name(name):
+            reasons.insert(0, "its name says it carries a credential")
+        if not reasons:
+            continue
+        entry = BUILD_ARG_ENTRY + name
+        f = Finding(entry, "; ".join(reasons) + " (build args are recorded in the image history)",
+                    f"pass it as a build secret (RUN --mount=type=secret) instead; if deliberate, list {entry!r} in "
+                    "this image's allowSensitive", "buildArg")
+        (accepted if name in allowed_names else refused).append(f)
+    return refused, accepted
+
+
+def image_findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = (), *,
+                   dockerfile: tuple[str, str | None, int] | None = None,
+                   build_args: Mapping[str, str] | None = None) -> tuple[list[Finding], list[Finding]]:
+    """(refused, allowed) for everything one image's build records: the files sent (`findings`), the
+    Dockerfile's text (`dockerfile`: (path shown, path in the context or None, content flags); see
+    `dockerfile_findings`) and the build args. A Dockerfile sent in the context is reported once, as
+    the Dockerfile, since excluding it would not take its text out of the history."""
+    refused, allowed = findings(files, allow)
+    if dockerfile is not None:
+        df_refused, df_allowed = dockerfile_findings(*dockerfile, allow)
+        if df_refused or df_allowed:
+            refused = [f for f in refused if f.path != dockerfile[1]] + df_refused
+            allowed = [f for f in allowed if f.path != dockerfile[1]] + df_allowed
+    arg_refused, arg_allowed = build_arg_findings(build_args or {}, allow)
+    return refused + arg_refused, allowed + arg_allowed
 
 
 class SensitiveFilesError(ValueError):
@@ -308,16 +476,29 @@ class SensitiveFilesError(ValueError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        n = len(self.findings)
-        lines = [f"the build context {self.context} would send {n} sensitive "
-                 f"{'path' if n == 1 else 'paths'} into the image:"]
+        files = [f for f in self.findings if f.kind == "file"]
+        others = [f for f in self.findings if f.kind != "file"]
+        n = len(files)
+        lines = []
+        if files:
+            lines.append(f"the build context {self.context} would send {n} sensitive "
+                         f"{'path' if n == 1 else 'paths'} into the image:")
+        else:
+            lines.append(f"the build of {self.context} would record {len(others)} sensitive "
+                         f"{'input' if len(others) == 1 else 'inputs'} in the image:")
         width = max((len(f.path) for f in self.findings), default=0)
-        for f in self.findings:
+        for f in files:
             lines.append(f"  {f.path.ljust(width)}  {f.reason}")
-        fixes = list(dict.fromkeys(f.fix for f in self.findings))
-        lines.append(f"fix: add these lines to {self.ignore_file}:")
-        lines.extend(f"  {line}" for line in fixes)
-        example = ", ".join(repr(f.path.rstrip("/")) for f in self.findings[:3])
-        lines.append("or, if sending them is deliberate, list them in this image's `allowSensitive: [paths]` "
-                     f"stack setting (e.g. allowSensitive: [{example}]).")
+        if files:
+            fixes = list(dict.fromkeys(f.fix for f in files))
+            lines.append(f"fix: add these lines to {self.ignore_file}:")
+            lines.extend(f"  {line}" for line in fixes)
+            example = ", ".join(repr(f.path.rstrip("/")) for f in files[:3])
+            lines.append("or, if sending them is deliberate, list them in this image's `allowSensitive: [paths]` "
+                         f"stack setting (e.g. allowSensitive: [{example}]).")
+            if others:
+                lines.append("and it would record these in the image:")
+        for f in others:
+            lines.append(f"  {f.path.ljust(width)}  {f.reason}")
+            lines.append(f"  {' ' * width}  fix: {f.fix}")
         return "\n".join(lines)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components.docker_rules import DockerfileUnreadable, build_stages, platform_problem, server_problem
-from components.sensitive import check_allow_entry
+from components.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -629,13 +629,18 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             # An empty string, 0 or {} is a mistake too, never "nothing allowed" (that is `[]` or no key).
             problems.append(
                 f"{ipath}.allowSensitive {_shown(allow)} is invalid: it must be a list of paths relative to the "
-                "context, e.g. allowSensitive: [www/.env]; write [] or remove the key to allow nothing"
+                "context or buildArg:NAME entries, e.g. allowSensitive: [www/.env, buildArg:NPM_TOKEN]; write [] or "
+                "remove the key to allow nothing"
             )
             allow = []
         # The guard's own rule for entries (components/sensitive.py), so config and build never disagree.
         valid_allow = []
         for j, entry in enumerate(allow):
-            _, rule = check_allow_entry(entry)
+            normalized, rule = check_allow_entry(entry)
+            if rule is None and normalized.startswith(BUILD_ARG_ENTRY) and normalized[len(BUILD_ARG_ENTRY):] not in build_args:
+                passed = ", ".join(sorted(build_args)) or "none"
+                rule = (f"this image passes no build arg {normalized[len(BUILD_ARG_ENTRY):]!r} (its buildArgs: {passed}); "
+                        "name one of its buildArgs keys, or remove the entry")
             if rule is None:
                 valid_allow.append(entry)
             else:

@@ -56,8 +56,9 @@ __all__ = ["CACHE_DIR_ENV", "DIR_ENTRY", "FORMAT_VERSION", "HISTORY_LIMIT", "RAC
 CACHE_DIR_ENV = "ACR_PUBLISH_CACHE_DIR"
 # Bumped when the format changes, and when components/sensitive.py's content rules change: cached flags
 # are those rules' verdict, and a file the old rules passed must be scanned again (4: AccessKey id bounds;
-# 5: directory entries, and last digests of the v2 encoding: a v4 cache would hand back v1 digests).
-FORMAT_VERSION = 5
+# 5: directory entries, and last digests of the v2 encoding: a v4 cache would hand back v1 digests;
+# 6: token formats, kubeconfig credentials and Terraform state by content, file names case-insensitive).
+FORMAT_VERSION = 6
 _MAGIC = b"acr-publish-stat-cache"
 # Coarser than any file system we expect (FAT: 2 s, ext3/HFS+: 1 s; the kernel's coarse clock that
 # stamps mtimes lags the precise clock by a few ms), so "older than run start minus this" really is older.

@@ -56,3 +56,46 @@ def test_an_invalid_entry_is_a_config_problem_with_its_key_path(project, preflig
         run(project, ["www/.env", bad])
     assert type(err.value).__name__ == "ConfigError", repr(err.value)
     assert f"acr-publish:images[0].allowSensitive[1] {bad!r} is invalid: " in str(err.value), str(err.value)
+
+
+# Build args land in the image history: a credential-looking one is refused through the real program, and one
+# accepted with `buildArg:NAME` is warned about and reaches docker.Image as a Pulumi secret.
+TOKEN_VALUE = "npm_" + "a1B2c3D4e5" * 3 + "F6g7H8"  # assembled at run time: the shape of an npm token
+
+
+def run_args(project: Path, build_args: dict, allow: list):
+    imgs = [{"name": "web", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "local", **build_args},
+             "allowSensitive": ["www/.env", *allow]}]
+    return run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": imgs}, project_root=project)
+
+
+@pytest.mark.parametrize("name,value", [("NPM_TOKEN", "plain-looking-1"), ("REGISTRY_KEY_ID", TOKEN_VALUE)])
+def test_a_sensitive_build_arg_is_refused_and_named_never_its_value(project, preflight_calls, name, value):
+    with pytest.raises(Exception) as err:
+        run_args(project, {name: value}, [])
+    msg = str(err.value)
+    assert type(err.value).__name__ == "BuildPlanError", repr(err.value)
+    assert "acr-publish:images[0] (web)" in msg and f"buildArg:{name}" in msg and "image history" in msg, msg
+    assert f"list 'buildArg:{name}' in this image's allowSensitive" in msg, msg
+    assert value not in msg and value[4:] not in msg, "a build-arg value must never be printed"
+
+
+def test_an_allowed_build_arg_warns_and_reaches_the_image_as_a_secret(project, preflight_calls):
+    result = run_args(project, {"NPM_TOKEN": TOKEN_VALUE}, ["buildArg:NPM_TOKEN"])
+    assert any("allowSensitive sends" in w and "buildArg:NPM_TOKEN (its name says" in w for w in result.warnings), \
+        result.warnings
+    img = result.by_name("web-image")
+    assert img.inputs["build"]["args"]["NPM_TOKEN"] == TOKEN_VALUE
+    assert "build.args.NPM_TOKEN" in img.secret_inputs, img.secret_inputs
+    assert "build.args.APP_ENV" not in img.secret_inputs, "only the sensitive arg is a secret"
+    assert not any(TOKEN_VALUE in w or TOKEN_VALUE[4:] in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("bad,rule", [("buildArg:NPM_TOKN", "this image passes no build arg 'NPM_TOKN'"),
+                                      ("buildarg:NPM_TOKEN", "write 'buildArg:NPM_TOKEN'")])
+def test_a_build_arg_entry_must_name_one_of_the_images_build_args(project, preflight_calls, bad, rule):
+    with pytest.raises(Exception) as err:
+        run_args(project, {"NPM_TOKEN": TOKEN_VALUE}, [bad])
+    assert type(err.value).__name__ == "ConfigError", repr(err.value)
+    assert f"acr-publish:images[0].allowSensitive[1] {bad!r} is invalid: " in str(err.value) and rule in str(err.value)
+    assert TOKEN_VALUE not in str(err.value)

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import os
 import posixpath
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from docker.utils.build import exclude_paths as sdk_exclude_paths
 
 from components.dockerignore import (
     ContextEntry,
     MatchInfo,
+    Pattern,
     PatternMatcher,
     context_dirs,
     context_files,
@@ -29,6 +34,7 @@ from components.dockerignore import (
     walk_context,
 )
 
+REPO = Path(__file__).resolve().parent.parent
 FAIL, EXACT, INEXACT = "fail", "exact", "inexact"
 
 # patternmatcher_test.go TestMatches `tests` (Unix rows, including the two non-Windows extras).
@@ -209,13 +215,15 @@ def test_trailing_backslash_in_later_chunk_escapes_the_end_anchor():
     ("a\\d", "a1", True), ("a\\d", "ad", False), ("\\x41*", "A1", True), ("\\x{42}*", "B2", True),
     ("\\103*", "C3", True), ("[\\x44-\\x45]?", "E4", True), ("\\Qa*\\E*", "a*x", False),
     ("\\Qa*\\E*", "a[^/]*x", True), ("[[:digit:]]x", "1x", True), ("[[:digit:]]x", "ax", False),
+    ("\\pL\\d", "é1", True), ("\\pL\\d", "11", False), ("\\p{Greek}", "α", True), ("[[:^digit:]]x", "_x", True),
+    ("[[:^digit:]]x", "1x", False), ("\\Q\\C\\E*", "\\C", True),
 ])
 def test_re2_escapes_reach_the_regexp_engine(pattern, path, expected):
     """patternmatcher passes `\\` + the next character to Go's regexp engine (oracle-verified)."""
     assert PatternMatcher([pattern]).matches_exact(path) is expected
 
 
-@pytest.mark.parametrize("pattern", ["x\\1", "C*\\e", "x{1001}*", "\\xZZ*"])
+@pytest.mark.parametrize("pattern", ["x\\1", "C*\\e", "x{1001}*", "\\xZZ*", "\\C*", "[\\C]*"])
 def test_re2_rejected_expressions_fail_when_evaluated(pattern):
     pm = PatternMatcher([pattern])  # filepath.Match accepts them
     with pytest.raises(ValueError, match="not a valid pattern"):
@@ -517,3 +525,159 @@ def test_reincluded_fifo_makes_its_excluded_directory_sent(tmp_path):
     assert context_dirs(tmp_path) == []
     os.mkfifo(tmp_path / "docs" / "fifo")
     assert context_dirs(tmp_path) == ["docs"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Linear time and pruning (issue 11): RE2 instead of a backtracking engine; a path is checked only
+# against the patterns whose literal directory prefix and tail it can match.
+# ----------------------------------------------------------------------------------------------
+
+def _reference_match(pattern, path: str) -> bool:
+    """One pattern's match without any pruning: patternmatcher's Pattern.match."""
+    if pattern.kind == "exact":
+        return path == pattern.cleaned
+    if pattern.kind == "prefix":
+        return path.startswith(pattern.cleaned[:-2])
+    if pattern.kind == "suffix":
+        suffix = pattern.cleaned[2:]
+        return path.endswith(suffix) or (suffix[:1] == "/" and path == suffix[1:])
+    if pattern.regex is None:
+        raise ValueError(pattern.error)
+    return pattern.regex.search(path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")) is not None
+
+
+def _reference_using_parent_results(pm: PatternMatcher, path: str, parent: list[bool] | None):
+    """patternmatcher.MatchesUsingParentResults over every pattern, in order (the Go loop)."""
+    matched = False
+    results = [False] * len(pm.patterns)
+    parents = posixpath.dirname(path).split("/") if "/" in path else []
+    for i, pattern in enumerate(pm.patterns):
+        match = parent is not None and parent[i]
+        if not match:
+            if pattern.exclusion != matched:
+                continue
+            match = _reference_match(pattern, path)
+            if not match and parent is None:
+                match = any(_reference_match(pattern, "/".join(parents[:k + 1])) for k in range(len(parents)))
+        results[i] = match
+        if match:
+            matched = not pattern.exclusion
+    return matched, results
+
+
+def _reference_exact(pm: PatternMatcher, path: str) -> bool:
+    """patternmatcher.MatchesExact over every pattern, in order."""
+    matched = False
+    for pattern in pm.patterns:
+        if pattern.exclusion == matched and _reference_match(pattern, path):
+            matched = not pattern.exclusion
+    return matched
+
+
+def _outcome(fn, *args):
+    try:
+        return fn(*args)
+    except ValueError:
+        return "ValueError"
+
+
+# Names and pattern pieces that reach every pruning rule: directory prefixes, tails, `{n}` repeats,
+# raw `|` and `^`, escapes (`\x61` is `a`), U+FFFD and a byte that is not UTF-8 (a surrogate escape).
+_SEGMENT = st.sampled_from(["a", "b", "ab", "a.b", "x{2}", "xx", "é", "\ufffd", "caf\udce9", "caf\udce8", "a|b",
+                            "a^b"])
+_PIECE = st.sampled_from(["a", "b", "ab", ".b", "*", "**", "?", "[ab]", "x{2}", "{,2}", "{0}b", "\\x61", "\\*", "|",
+                          "^", "\ufffd", "caf\ufffd", "caf\udce9", "é", "a|b", "[a-", "\\C"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+# one example per pruning rule, so each is exercised whatever the random draw
+@example(patterns=[(False, "**/ab")], paths=["ab/a", "x/ab/b"])  # a parent's match outlives the tail
+@example(patterns=[(False, "*/ab")], paths=["a/ab/a"])
+@example(patterns=[(False, "a/{0}b*")], paths=["ab"])  # `/{0}` repeats the slash zero times
+@example(patterns=[(False, "caf\ufffd/*")], paths=["caf\udce9/a"])  # a stray byte reads as U+FFFD
+@example(patterns=[(False, "caf\udce9/*"), (False, "*caf\udce9")], paths=["caf\udce8/a", "bcaf\udce8"])
+@example(patterns=[(False, "a/b*|c"), (False, "*|ab")], paths=["xc", "z/yc", "x/y"])  # a raw `|`: the alternative is not anchored
+@example(patterns=[(False, "*\\x61"), (False, "b*\\")], paths=["ba", "b$", "bx$"])  # escapes end the literal tail
+@given(patterns=st.lists(st.tuples(st.booleans(), st.lists(_PIECE, min_size=1, max_size=4).map("/".join)),
+                         min_size=1, max_size=6),
+       paths=st.lists(st.lists(_SEGMENT, min_size=1, max_size=4).map("/".join), min_size=1, max_size=6))
+def test_pruning_never_changes_an_outcome(patterns, paths):
+    """Every public match method agrees with the unpruned Go loop on the same compiled patterns,
+    including raising for the same paths (a pattern that fails when evaluated is never pruned)."""
+    lines = [("!" if bang else "") + text for bang, text in patterns]
+    try:
+        pm = PatternMatcher(lines)
+    except ValueError:
+        return  # rejected at construction: no pruning involved
+    for path in paths:
+        assert _outcome(pm.matches_exact, path) == _outcome(_reference_exact, pm, path), (lines, path)
+        want = _outcome(_reference_using_parent_results, pm, path, None)
+        want = want if want == "ValueError" else want[0]
+        assert _outcome(pm.matches_or_parent_matches, path) == want, (lines, path)
+        got = _outcome(pm.matches_using_parent_results, path)
+        assert (got if got == "ValueError" else got[0]) == want, (lines, path)
+        # the walk's way: each directory's results handed to its children
+        parts = path.split("/")
+        info, bools = MatchInfo(), None
+        for k in range(len(parts)):
+            prefix = "/".join(parts[: k + 1])
+            got = _outcome(pm.matches_using_parent_results, prefix, info)
+            want = _outcome(_reference_using_parent_results, pm, prefix, bools)
+            if want == "ValueError" or got == "ValueError":
+                assert got == want, (lines, prefix)
+                break
+            assert got[0] == want[0], (lines, prefix)
+            assert got[1].parent_matched == {i for i, m in enumerate(want[1]) if m}, (lines, prefix)
+            info, bools = got[1], want[1]
+
+
+_PATHOLOGICAL = r'''
+import os, sys, time
+from components.dockerignore import PatternMatcher, context_files
+root, stars = sys.argv[1], int(sys.argv[2])
+pattern = "**/**/" + "*a" * stars + "*c"
+# 6 nested 40-character directories and the issue's file: no 'c' anywhere, so nothing is excluded
+deep = os.path.join(root, *(["a" * 40] * 6))
+os.makedirs(deep)
+open(os.path.join(root, "a" * 40, "a" * 20 + "x"), "w").close()
+open(os.path.join(deep, "a" * 20 + "x"), "w").close()
+with open(os.path.join(root, ".dockerignore"), "w") as f:
+    f.write(pattern + "\n" + ("!" + pattern + "\n") + pattern + "\n")
+files = context_files(root)
+long_path = "/".join(["a" * 40] * 200) + "/" + "a" * 2000 + "x"
+matched = PatternMatcher([pattern]).matches_or_parent_matches(long_path)
+print(len(files), matched)
+'''
+
+
+@pytest.mark.parametrize("stars", [10, 16])
+def test_pathological_patterns_end_within_a_generous_bound(tmp_path, stars):
+    """The issue's pattern (Python's `re` took 32 s at 10 `*a`, x4 per extra one, and never ended on
+    6 nested 40-character directories) against those directories and a 10,000-character path. Run in
+    a subprocess the harness kills after 60 s, so a regression fails instead of hanging the suite
+    (RE2 needs milliseconds; nothing here asserts on speed below the bound)."""
+    proc = subprocess.run([sys.executable, "-c", _PATHOLOGICAL, str(tmp_path / "ctx"), str(stars)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "False"]  # .dockerignore and both files sent; no match
+
+
+def test_many_patterns_prune_by_literal_prefix_and_tail(tmp_path, monkeypatch):
+    """10,000 patterns naming other directories and other endings are never evaluated for a path."""
+    files = {f"src/m{i}/f{j}.py": "" for i in range(20) for j in range(5)}
+    lines = [f"src/m{k % 20}/f{k}.pyc" for k in range(4000)] + [f"build/o{k}/*.o" for k in range(3000)]
+    lines += [f"**/*.tmp{k}" for k in range(2000)] + [f"**/cache{k}" for k in range(999)] + ["src/m3/f1.py"]
+    root = _tree(tmp_path, files, "\n".join(lines) + "\n")
+    evaluated: list[str] = []
+    real_match = Pattern.match
+
+    def counting(self, path):
+        evaluated.append(self.cleaned)
+        return real_match(self, path)
+
+    monkeypatch.setattr(Pattern, "match", counting)
+    assert context_files(root) == sorted({".dockerignore", *files} - {"src/m3/f1.py"})
+    # per path only the patterns of its own directory (200 of the 4,000 name each src/m<i>): far
+    # below one evaluation of every pattern for every path (10,000 x 122)
+    assert len(evaluated) < 200 * 100 + 50, len(evaluated)
+    assert not any(p.startswith(("build/", "**/")) for p in evaluated)

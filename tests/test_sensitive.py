@@ -6,6 +6,7 @@ would (rightly) complain about.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -120,16 +121,21 @@ def test_alibaba_access_key_ids(tmp_path, text, hit):
                                  ".aws/credentials", "x/.aws/credentials", ".docker/config.json",
                                  "terraform.tfstate", "infra/prod.tfstate", "terraform.tfstate.backup",
                                  "Pulumi.dev.yaml", "infra/Pulumi.prod.yaml", "certs/client.p12", "c.pfx",
-                                 ".git-credentials"])
+                                 ".git-credentials",
+                                 # issue 11: direnv, any case, every Terraform state file name
+                                 ".envrc", "svc/.envrc", ".ENV", ".Env.Production", "ID_RSA", "Id_Ed25519",
+                                 "X.P12", ".AWS/Credentials", ".Docker/Config.json", ".GIT-CREDENTIALS",
+                                 "TERRAFORM.TFSTATE", "terraform.tfstate.json", "infra/terraform.tfstate.1700000000.backup",
+                                 "PROD.TFSTATE.BACKUP", "pulumi.dev.yaml", "PULUMI.PROD.YAML"])
 def test_sensitive_names_are_flagged(tmp_path, rel):
     assert rel in flagged(tmp_path, {rel: "placeholder\n"})
 
 
-@pytest.mark.parametrize("rel", [".env.example", ".env.sample", ".env.template", ".env.dist", "env", ".envrc",
+@pytest.mark.parametrize("rel", [".env.example", ".env.sample", ".env.template", ".env.dist", "env",
                                  ".environment", "id_rsa.pub", "id_ed25519.pub", "rsa_id", "credentials",
                                  ".aws/config", "config.json", "docker/config.json", "tfstate.md",
-                                 "Pulumi.yaml", "pulumi.dev.yaml", ".gitignore", ".github/workflows/ci.yml",
-                                 ".gitattributes", "src/.git_keep"])
+                                 "Pulumi.yaml", "pulumi.yaml", ".ENV.EXAMPLE", ".gitignore", ".github/workflows/ci.yml",
+                                 ".gitattributes", "src/.git_keep", "tfstate.json", "terraform.tf", ".envrc.example"])
 def test_lookalike_names_are_not_flagged(tmp_path, rel):
     assert flagged(tmp_path, {rel: "placeholder\n"}) == {}
 
@@ -185,6 +191,70 @@ def test_credential_files_only_when_they_hold_credentials(tmp_path, name, text, 
     assert (f"cfg/{name}" in found) is hit, found
 
 
+def test_upper_case_git_directory_is_reported(tmp_path):
+    assert set(flagged(tmp_path, {".GIT/HEAD": "x", "src/.Pulumi/x.json": "{}"})) == {".GIT/", "src/.Pulumi/"}
+
+
+def test_credential_files_are_matched_whatever_their_case(tmp_path):
+    assert "npm auth token" in flagged(tmp_path, {".NPMRC": "_authToken=abc\n"})[".NPMRC"]
+
+
+# Assembled at run time (see the module docstring); each has the exact shape of its format.
+TOKENS = {
+    "github": "ghp_" + "A1b2C3d4E5" * 3 + "f6G7h8",
+    "github-fine-grained": "github_pat_" + "11ABCDEFG0a1B2c3D4e5F6" + "_" + "a1B2c3D4e5" * 5 + "x1y2z3w4e",
+    "gitlab": "glpat-" + "Ab3dEf6hIj9lMn2pQr5t",
+    "aws": "AKIA" + "IOSFODNN7EXAMPL2",
+    "slack": "xoxb-" + "1234567890-abcdefghij",
+    "npm": "npm_" + "a1B2c3D4e5" * 3 + "F6g7H8",
+    "pypi": "pypi-AgEIcHlwaS5vcmc" + "CJDc4YmM0ZTUyLTQ" * 4,
+    "google": "AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6q",
+    "stripe": "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc",
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOKENS))
+def test_known_token_formats_in_file_content(tmp_path, name):
+    token = TOKENS[name]
+    found = flagged(tmp_path, {"app/settings.py": f"TOKEN = '{token}'\n"})
+    assert "access token of a known format" in found["app/settings.py"]
+    assert flagged(tmp_path / "longer", {"a.txt": f"x{token}y9\n"}) == {}, "a longer run is not that token"
+
+
+def test_token_lookalikes_are_not_flagged(tmp_path):
+    assert flagged(tmp_path, {"a.md": "use ghp_ tokens, AKIA prefixes and npm_ packages; sk_live_ is Stripe's\n",
+                              "b.txt": "ghp_" + "a" * 35 + "\n"}) == {}
+
+
+KUBECONFIG = ("apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: 'https://k.example.test'}\n  name: c\n"
+              "users:\n- name: u\n  user:\n")
+
+
+@pytest.mark.parametrize("user,hit", [
+    ("    client-key-data: " + "TFMwdExTMUNSVWRKVGlCUw==\n", True),
+    ("    token: " + "eyJhbGciOiJSUzI1NiJ9.abc\n", True),
+    ("    password: hunter2\n", True),
+    ("    client-certificate-data: TFMwdExT\n    exec: {command: aws}\n", False),
+    ("    token:\n", False),
+])
+def test_kubeconfig_with_credentials_whatever_its_name(tmp_path, user, hit):
+    found = flagged(tmp_path, {"deploy/cluster.yaml": KUBECONFIG + user, ".kube/config": KUBECONFIG + user})
+    assert (set(found) == {"deploy/cluster.yaml", ".kube/config"}) is hit, found
+    if hit:
+        assert "kubeconfig holding credentials" in found[".kube/config"]
+        assert "hunter2" not in found[".kube/config"]
+
+
+def test_token_in_other_yaml_is_not_a_kubeconfig(tmp_path):
+    assert flagged(tmp_path, {"ci.yml": "steps:\n  - token: ${{ secrets.X }}\nusers:\n  - a\n"}) == {}
+
+
+def test_terraform_state_by_content_whatever_its_name(tmp_path):
+    state = '{\n  "version": 4,\n  "terraform_version": "1.9.0",\n  "serial": 3,\n  "lineage": "3f2a",\n  "resources": []\n}\n'
+    found = flagged(tmp_path, {"backup/state.json": state, "other.json": '{"terraform_version": "1.9.0"}\n'})
+    assert set(found) == {"backup/state.json"} and "Terraform state" in found["backup/state.json"]
+
+
 def test_git_and_pulumi_directories_are_reported_once_each(tmp_path):
     files = {".git/HEAD": "ref: refs/heads/main\n", ".git/config": "[core]\n", ".git/objects/ab/cd": "x",
              "vendor/lib/.git/HEAD": "x", ".pulumi/stacks/dev.json": "{}", "src/app.py": "print()\n",
@@ -208,6 +278,8 @@ def test_dockerignored_files_are_not_flagged(tmp_path):
 
 def test_the_suggested_fix_lines_really_exclude_every_finding(tmp_path):
     files = {".env": "A=1\n", "svc/.env.prod": "B=2\n", "odd [name]/id_rsa": "x", "#hash/.env": "x",
+             "up/.ENV": "x", "up/X.TFSTATE": "{}", "up/a.tfstate": "{}", "up/terraform.tfstate.json": "{}",
+             "up/PULUMI.dev.yaml": "x", ".envrc": "export A=1\n",
              "!bang/.env": "x", "infra/a.tfstate": "{}", "infra/Pulumi.dev.yaml": "config: {}\n",
              ".git/HEAD": "x", "sub dir/.pulumi/x.json": "{}", "keys/k.txt": pem("EC"), "conf.py": AK,
              "keep.txt": "keep\n", "svc/.env.example": "A=\n"}
@@ -219,6 +291,7 @@ def test_the_suggested_fix_lines_really_exclude_every_finding(tmp_path):
     check_context(root)  # no longer raises
     sent = {e.rel for e in walk_context(root)}
     assert {"keep.txt", "svc/.env.example", "Dockerfile"} <= sent, "a fix line excluded more than its finding"
+    assert "up/a.tfstate" not in sent and "up/X.TFSTATE" not in sent  # Docker matches case-sensitively
 
 
 # ---------------------------------------------------------------- the error a person acts on
@@ -366,3 +439,108 @@ def test_access_key_id_bounds_are_judged_across_read_boundaries(tmp_path, token,
     data = b" " * before + token.encode() + b"\n" + b"y\n" * (ctx.TREE_CHUNK // 2)
     assert len(data) > ctx.TREE_CHUNK
     assert ("big.log" in flagged(tmp_path, {"big.log": data})) is hit
+
+
+# ---------------------------------------------------------------- the Dockerfile and build args (issue 11)
+
+AK_DOCKERFILE = f"FROM scratch\nENV ALIBABA_CLOUD_ACCESS_KEY_ID={AK}\nCOPY . /\n"
+
+
+@pytest.mark.parametrize("where", ["sent", "ignored", "outside"])
+def test_a_credential_in_the_dockerfile_is_refused_wherever_it_lies(tmp_path, where):
+    """Its instructions land in the image history, so excluding it or keeping it outside changes nothing."""
+    root = tree(tmp_path / "ctx", {"app.py": "print()\n", ".dockerignore": "Dockerfile\n" if where == "ignored" else ""})
+    dockerfile = root / "Dockerfile"
+    if where == "outside":
+        dockerfile = tmp_path / "build" / "app.Dockerfile"
+        dockerfile.parent.mkdir()
+    dockerfile.write_text(AK_DOCKERFILE)
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root, dockerfile)
+    [finding] = err.value.findings  # a Dockerfile sent in the context is reported once
+    assert finding.kind == "dockerfile" and "AccessKey id" in finding.reason and "image history" in finding.reason
+    assert finding.path == (str(dockerfile) if where == "outside" else "Dockerfile")
+    msg = str(err.value)
+    assert "RUN --mount=type=secret" in msg and AK not in msg and AK[4:] not in msg
+    assert ("cannot be allowed" in msg) is (where == "outside")
+
+
+def test_a_dockerfile_in_the_context_is_allowed_by_its_path(tmp_path):
+    root = tree(tmp_path / "ctx", {"Dockerfile": AK_DOCKERFILE, "app.py": "print()\n"})
+    report = check_context(root, allow_sensitive=["Dockerfile"])
+    assert [(f.path, f.kind) for f in report.allowed] == [("Dockerfile", "dockerfile")]
+
+
+@pytest.mark.parametrize("text", [pem("RSA"), "RUN echo " + TOKENS["github"] + "\n"])
+def test_private_keys_and_tokens_in_the_dockerfile(tmp_path, text):
+    root = tree(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n" + text, ".dockerignore": "Dockerfile\n"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root)
+    assert [f.kind for f in err.value.findings] == ["dockerfile"]
+
+
+@pytest.mark.parametrize("name,value,why", [
+    ("ALIYUN_KEY", AK, "its value an Alibaba Cloud AccessKey id"),
+    ("TLS", pem("EC"), "its value a private key"),
+    ("GH", TOKENS["github"], "its value an access token of a known format"),
+    ("DB_PASSWORD", "change-me-2", "its name says it carries a credential"),
+    ("npmToken", "value-of-npm", "its name says it carries a credential"),
+    ("API_KEY", "value-of-api", "its name says it carries a credential"),
+    ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIbPxRfiCYEXAMPLEKEY", "its name says it carries a credential"),
+    ("SECRETKEY", "value-of-secretkey", "its name says it carries a credential"),
+])
+def test_sensitive_build_args_are_refused_without_printing_the_value(tmp_path, name, value, why):
+    root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
+    with pytest.raises(SensitiveFilesError) as err:
+        check_context(root, build_args={name: value, "APP_ENV": "prod", "AUTHOR": "me"})
+    [finding] = err.value.findings
+    assert (finding.path, finding.kind) == (f"buildArg:{name}", "buildArg")
+    assert finding.reason.startswith(why), finding.reason
+    msg = str(err.value)
+    assert f"list 'buildArg:{name}' in this image's allowSensitive" in msg and "image history" in msg
+    assert value not in msg and value[4:] not in msg, "a build-arg value must never be printed"
+
+
+def test_an_allowed_build_arg_is_reported_as_allowed(tmp_path):
+    root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
+    report = check_context(root, build_args={"NPM_TOKEN": TOKENS["npm"]}, allow_sensitive=["buildArg:NPM_TOKEN"])
+    assert [(f.path, f.kind) for f in report.allowed] == [("buildArg:NPM_TOKEN", "buildArg")]
+    assert TOKENS["npm"] not in repr(report)
+    with pytest.raises(SensitiveFilesError):  # an entry for one arg does not cover another
+        check_context(root, build_args={"NPM_TOKEN": "x", "GH_TOKEN": "y"}, allow_sensitive=["buildArg:NPM_TOKEN"])
+
+
+@pytest.mark.parametrize("entry,rule", [
+    ("buildarg:NPM_TOKEN", "write 'buildArg:NPM_TOKEN'"),
+    ("BUILDARG:X", "write 'buildArg:X'"),
+    ("buildArg:", "must name a build arg"),
+    ("buildArg:1X", "must name a build arg"),
+    ("buildArg:A-B", "must name a build arg"),
+])
+def test_build_arg_entries_are_checked(entry, rule):
+    assert sensitive.check_allow_entry("buildArg:NPM_TOKEN") == ("buildArg:NPM_TOKEN", None)
+    normalized, problem = sensitive.check_allow_entry(entry)
+    assert normalized is None and rule in problem, problem
+
+
+def test_a_build_arg_entry_never_allows_a_file(tmp_path):
+    root = tree(tmp_path / "ctx", {".env": "A=1\n"})
+    with pytest.raises(SensitiveFilesError):
+        check_context(root, allow_sensitive=["buildArg:env"])
+
+
+def test_harmless_build_args_pass(tmp_path):
+    root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
+    args = {"APP_ENV": "prod", "AUTHOR": "me", "BYPASS_CACHE": "1", "KEY_PREFIX": "app", "TOKENIZER_MODEL": "bpe",
+            "PASSENGER_MODE": "on", "BASE_IMAGE": "busybox", "VERSION": "LTAI-is-not-a-key"}
+    assert check_context(root, build_args=args).allowed == ()
+
+
+def test_invalid_build_args_are_named_never_shown(tmp_path):
+    root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
+    with pytest.raises(TypeError) as err:
+        check_context(root, build_args={"DB_PORT": 5432, "OK": "x"})
+    assert "'DB_PORT'" in str(err.value) and "5432" not in str(err.value)
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        ctx._parse_build_arg("=" + AK)
+    assert AK not in str(err.value) and "NAME=VALUE" in str(err.value)

@@ -183,7 +183,12 @@ CASES: list[Case] = [
     Case("regexp-hex-octal-quote-escapes",
          {"A1": "1", "B2": "2", "C3": "3", "D4": "4", "a*x": "5", "a*": "6", "E": "7"},
          "\\x41*\n\\x{42}*\n\\103*\n[\\x44-\\x44]?\n\\Qa*\\E*\n"),
+    Case("regexp-unicode-and-negated-posix-classes",
+         {"é1": "1", "a1": "2", "11": "3", "α": "4", "ab": "5", "_x": "6", "1x": "7"},
+         "\\pL\\d\n\\p{Greek}\n[[:^digit:]]x\n", note="RE2 classes Python's re lacks reach the engine"),
     # --- errors the engine refuses, and the ones it never meets
+    Case("regexp-any-byte-escape-fails", base(), "\\C*\n", note="Go's regexp is RE2 without \\C"),
+    Case("regexp-any-byte-escape-inside-quote-is-literal", {"\\C": "1", "C": "2"}, "\\Q\\C\\E*\n"),
     Case("malformed-class-fails", base(), "[\n"),
     Case("lone-bang-fails", base(), "!\n"),
     Case("malformed-second-chunk-fails-when-evaluated", base(), "a*/[x\n"),
