@@ -179,7 +179,7 @@ class PublishedImage(pulumi.ComponentResource):
             # Relative paths: the provider stores them in state, and absolute ones differ between machines.
             context=img.context,
             dockerfile=img.dockerfile,
-            args={k: pulumi.Output.secret(v) if k in plan.secret_build_args else v
+            args={k: pulumi.Output.secret(v) if k in args.plan.secret_build_args else v
                   for k, v in img.build_args.items()} or None,
             target=img.target,
             platform=img.platform,
