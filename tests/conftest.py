@@ -28,15 +28,27 @@ def preflight_calls(monkeypatch):
     """Record registry preflight targets instead of connecting; set `.fail` to an exception to make it fail."""
     import components.preflight as preflight
 
+    import components.copy as copy
+
     class Recorder(list):
         fail: Exception | None = None
+        sources: list = []
+        """(endpoint, repository, digest) of every promotion source checked before anything is declared."""
+        source_fail: Exception | None = None
 
     calls = Recorder()
+    calls.sources = []
 
     def check_registry(target, *, timeout: float = 10.0):
         calls.append(target)
         if calls.fail is not None:
             raise calls.fail
 
+    def check_source(endpoint, repository, digest):
+        calls.sources.append((endpoint, repository, digest))
+        if calls.source_fail is not None:
+            raise calls.source_fail
+
     monkeypatch.setattr(preflight, "check_registry", check_registry)
+    monkeypatch.setattr(copy, "check_source", check_source)
     return calls

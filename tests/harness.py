@@ -34,6 +34,8 @@ TEST_TOKEN = "temp-token-7d41e0"
 ENTERPRISE_HOST = "{name}-registry.{region}.cr.aliyuncs.com"
 
 IMAGE = "docker:index/image:Image"
+PROMOTION = "pulumi-python:dynamic/acr-publish:Promotion"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 ENTERPRISE_INVOKE = "alicloud:cs/getRegistryEnterpriseInstances:getRegistryEnterpriseInstances"
 
 
@@ -93,13 +95,33 @@ def _secret_paths(value: Any, prefix: str = "") -> set[str]:
 class StackMocks(pulumi.runtime.Mocks):
     """Provider stand-ins returning the provider's camelCase outputs."""
 
-    def __init__(self, instances: list[dict] | None = None, image_hook: Callable[[Any], dict] | None = None):
+    def __init__(self, instances: list[dict] | None = None, image_hook: Callable[[Any], dict] | None = None,
+                 stacks: dict[str, dict] | None = None, promotion_hook: Callable[[Any], dict] | None = None):
         self.instances = instances
         self.image_hook = image_hook
+        self.stacks = stacks or {}
+        """Exports of the stacks a StackReference reads, by stack name (the last part of the qualified name)."""
+        self.promotion_hook = promotion_hook
         self.invokes: list[tuple[str, dict]] = []
+        self.stack_references: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
+        if args.typ == STACK_REFERENCE:
+            self.stack_references.append(args.resource_id)
+            name = args.resource_id.split("/")[-1]
+            if name not in self.stacks:
+                raise KeyError(f"StackMocks has no exports for the referenced stack {args.resource_id!r}")
+            return args.resource_id, {"name": args.resource_id, "outputs": self.stacks[name],
+                                      "secretOutputNames": []}
+        if args.typ == PROMOTION:
+            if self.promotion_hook is not None:
+                return f"{args.name}-id", self.promotion_hook(args)
+            # What the provider's create returns for a copy: the source digest, pinned in the target repository.
+            digest = args.inputs["sourceDigest"]
+            state.update({"digest": digest, "copied": True,
+                          "ref": f"{args.inputs['targetServer']}/{args.inputs['targetRepository']}@{digest}"})
+            return f"{args.name}-id", state
         if args.typ == IMAGE:
             if self.image_hook is not None:
                 state.update(self.image_hook(args))
@@ -203,6 +225,17 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     return config, secret_keys
 
 
+def source_exports(stack: str) -> dict[str, dict]:
+    """For a promoting stack file, the exports of its source stack (and that stack's sources), each from its own
+    stack file run under these mocks; {} for a stack that builds."""
+    doc = yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+    source = (doc.get("config") or {}).get("acr-publish:promoteFrom")
+    if not source:
+        return {}
+    name = source.split("/")[-1]
+    return {name: run_stack(name).outputs}
+
+
 def run_stack(
     stack: str,
     config_overrides: dict[str, Any] | None = None,
@@ -220,7 +253,7 @@ def run_stack(
     Exceptions raised by the program (configuration errors, preflight failures) propagate; pass `records` and
     `warnings` lists to see what was registered and warned before the failure.
     """
-    mocks = mocks or StackMocks()
+    mocks = mocks or StackMocks(stacks=source_exports(stack))
     monitor = RecordingMonitor(mocks)
     config, secret_keys = stack_config(stack, config_overrides)
     warnings = warnings if warnings is not None else []
