@@ -7,6 +7,7 @@ tests/e2e/test_preflight.py.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import ssl
 import traceback
@@ -16,10 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import requests.adapters
+import urllib3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import components.preflight as preflight
+import components.registry_client as registry_client
 from components.preflight import PreflightError, PreflightTarget, check_registry, parse_www_authenticate
 
 ACR = "acme-registry.cn-hangzhou.cr.aliyuncs.com"
@@ -48,7 +51,9 @@ class ScriptedAdapter(requests.adapters.BaseAdapter):
         response.reason = {200: "OK", 202: "Accepted", 401: "Unauthorized", 403: "Forbidden",
                            404: "Not Found", 500: "Internal Server Error"}.get(status, "")
         response.headers = requests.structures.CaseInsensitiveDict(headers)
-        response._content = body
+        # The body as a socket would deliver it, so the client's bounded read is what reads it.
+        response.raw = urllib3.HTTPResponse(body=io.BytesIO(body), headers=headers, status=status,
+                                            preload_content=False)
         response.url = request.url
         response.request = request
         return response
@@ -60,19 +65,19 @@ class ScriptedAdapter(requests.adapters.BaseAdapter):
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ScriptedAdapter]:
     """Install a scripted registry; every host resolves."""
-    monkeypatch.setattr(preflight, "_resolve_within", lambda host, port, timeout: None)
+    monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: None)
 
     def install(handler: Callable[[requests.PreparedRequest], Reply | BaseException]) -> ScriptedAdapter:
         adapter = ScriptedAdapter(handler)
 
-        def new_session() -> requests.Session:
+        def new_session(*_sockets) -> requests.Session:
             session = requests.Session()
             session.trust_env = False
             session.mount("https://", adapter)
             session.mount("http://", adapter)
             return session
 
-        monkeypatch.setattr(preflight, "_new_session", new_session)
+        monkeypatch.setattr(registry_client, "new_session", new_session)
         return adapter
 
     return install
@@ -296,7 +301,7 @@ def test_malformed_server_names_the_setting(registry, server: str, fragment: str
 
 
 def test_vpc_endpoint_that_does_not_resolve_explains_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(preflight, "_resolve_within", lambda host, port, timeout: "Name or service not known")
+    monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: "Name or service not known")
     host = "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com"
     message = failure(PreflightTarget(host, "pusher", PASSWORD, REPOS), PASSWORD)
     assert f"cannot resolve host '{host}' (Name or service not known)" in message
@@ -337,15 +342,15 @@ def test_no_password_ever_reaches_a_message_even_when_the_registry_echoes_it(pas
         return 500, {}, f"auth={request.headers['Authorization']} pw={password}".encode()
 
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(preflight, "_resolve_within", lambda host, port, timeout: None)
+        monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: None)
         adapter = ScriptedAdapter(handle)
 
-        def new_session() -> requests.Session:
+        def new_session(*_sockets) -> requests.Session:
             session = requests.Session()
             session.mount("https://", adapter)
             return session
 
-        monkeypatch.setattr(preflight, "_new_session", new_session)
+        monkeypatch.setattr(registry_client, "new_session", new_session)
         # Only the message: a generated password may coincide with source text in the traceback ('Prefligh').
         message = failure(PreflightTarget(ACR, "pusher", password, REPOS), password, basic, whole_traceback=False)
     assert "answered 500" in message

@@ -1,0 +1,1052 @@
+"""The registry client: everything that talks to a container registry's HTTP API v2 goes through here.
+
+Owns the transport (TLS with the system store plus REQUESTS_CA_BUNDLE / SSL_CERT_FILE, proxies from the
+environment except for loopback hosts, no retries, no redirects followed blindly), the login through the
+registry's own challenge (Basic, or Bearer from the token realm that challenge names, with tokens asked per
+repository scope and cached per scope), manifests (HEAD -> digest or absent; GET -> media type, bytes, digest; PUT
+of bytes unchanged with their media type: Docker v2 schema 2 manifests and manifest lists, OCI manifests and
+indexes), blobs (HEAD, cross-repository mount, GET streamed in chunks, PUT streamed from an iterator, monolithic or
+chunked), and tag lists. The preflight (components/preflight.py) and the "is this tag already published?" check
+use it; it has no Pulumi import.
+
+Rules it keeps wherever it talks to a registry:
+- credentials (the Basic credential, Bearer tokens) go only to the registry's own scheme, host and port, and the
+  Basic credential also to the token realm named by that registry's challenge; never to a `Location` or redirect
+  on another host (an upload URL or a blob redirect elsewhere is reached without an Authorization header);
+- every response body is read up to a bound (`ERROR_BODY_LIMIT` for answers we only report, `MANIFEST_LIMIT` for
+  manifests, the same bound distribution applies); blobs are streamed in chunks and never held whole;
+- a client can be aborted from another thread (`abort()`): its sockets are shut down, so a worker abandoned by a
+  time budget stops reading at once instead of reading on;
+- text a server sent reaches a message only as a short, printable, escaped excerpt, with every form of the
+  credentials (raw, URL-encoded, base64 of user:password, Bearer and Basic header values) masked.
+
+Why no library: python-dxf 12.1.1 reads every body whole (`r.content`, `r.json()`), follows redirects with the
+Authorization header it set itself and PUTs uploads to whatever host `Location` names with it, forces https on
+the token realm and upload URL (no loopback registry with a login), and keeps one token per client rather than
+per scope. oras 0.2.x also reads bodies whole (`response.json()`), retries by decorator, loads
+~/.docker/config.json credentials on its own, returns manifests parsed (not the bytes that were digested) and has
+no blob mount. Both are requests underneath; this module uses requests 2.x / urllib3 2.x directly (already
+pinned) so the three rules above hold by construction.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import ipaddress
+import json
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Mapping
+from urllib.parse import quote, quote_plus, urlencode, urljoin, urlsplit
+
+import requests
+import requests.adapters
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+__all__ = [
+    "ACR_SUFFIX", "ERROR_BODY_LIMIT", "MANIFEST_LIMIT", "MANIFEST_MEDIA_TYPES", "Manifest", "RegistryClient",
+    "RegistryError", "Scrubber", "excerpt_text", "is_loopback", "parse_server", "parse_www_authenticate",
+]
+
+ACR_SUFFIX = ".aliyuncs.com"
+ERROR_BODY_LIMIT = 64 * 1024
+"""Bytes read of any answer that is only reported or parsed for a token or an error (the rest is never read)."""
+MANIFEST_LIMIT = 4 * 1024 * 1024
+"""Bytes read of a manifest: distribution refuses manifests larger than 4 MiB, so a larger answer is not one."""
+EXCERPT_CHARS = 200
+CHUNK_SIZE = 1024 * 1024
+MASK = "***"
+# The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message.
+MIN_SCRUB_LEN = 4
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_MEDIA_TYPES = (OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
+# All of them in Accept, or distribution answers a HEAD/GET of an index with a converted manifest and another digest.
+_MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class RegistryError(Exception):
+    """A registry exchange failed; str() is a person-readable message free of secrets and raw server bytes.
+
+    `kind`: "unreachable" (no answer: resolution, refused, timed out), "tls", "auth" (credentials rejected or
+    missing), "forbidden" (the account lacks a permission), "config" (the server setting itself), "protocol" (an
+    answer that is not what the registry API specifies), "absent" (a blob or manifest the caller required is
+    missing). `status` is the HTTP status when there was one.
+    """
+
+    def __init__(self, message: str, kind: str = "protocol", status: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest exactly as the registry stores it."""
+
+    media_type: str
+    content: bytes
+    digest: str
+    """`sha256:` of `content`, checked against the registry's Docker-Content-Digest when it sends one."""
+
+
+# --- text from servers, and the secrets that must never be in it ---------------------------------------------------
+
+_HEADER_CREDENTIAL = re.compile(r"\b(Bearer|Basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%-]{4,}", re.IGNORECASE)
+
+
+class Scrubber:
+    """Masks every form a credential can take in text: raw, URL-encoded, JSON-escaped, base64 of user:password,
+    and any `Bearer …` / `Basic …` header value a server echoes back."""
+
+    def __init__(self) -> None:
+        self._forms: set[str] = set()
+
+    def add(self, secret: str | None, *, username: str | None = None) -> None:
+        if not secret:
+            return
+        forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret),
+                 json.dumps(secret)[1:-1], base64.b64encode(secret.encode()).decode()}
+        if username is not None:
+            forms.add(base64.b64encode(f"{username}:{secret}".encode()).decode())
+        self._forms |= {f for f in forms if len(f) >= MIN_SCRUB_LEN}
+
+    def __call__(self, text: str) -> str:
+        for form in sorted(self._forms, key=len, reverse=True):
+            text = text.replace(form, MASK)
+        return _HEADER_CREDENTIAL.sub(lambda m: f"{m.group(1)} {MASK}", text)
+
+
+def excerpt_text(data: bytes | str, scrub: Callable[[str], str] = lambda t: t, limit: int = EXCERPT_CHARS) -> str:
+    """A short, printable, escaped excerpt of what a server sent: whitespace runs folded to one space, every
+    control or non-printable character shown as an escape (so no terminal sequence passes), secrets masked."""
+    text = data.decode("utf-8", errors="backslashreplace") if isinstance(data, bytes) else data
+    text = scrub(" ".join(text.split()))
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit * 2])
+    if len(shown) > limit or len(text) > limit * 2:
+        shown = shown[:limit] + "..."
+    return shown or "(empty body)"
+
+
+# --- WWW-Authenticate --------------------------------------------------------------------------------------------
+
+_CHALLENGE_START = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+|$)")
+_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|$)')
+
+
+def parse_www_authenticate(header: str) -> list[tuple[str, dict[str, str]]]:
+    """Split a WWW-Authenticate value into (scheme lower-cased, {param lower-cased: value}) challenges (RFC 7235).
+
+    Quoted values may hold commas (`scope="repository:a/b:push,pull"`), so a plain split on commas is wrong.
+    """
+    challenges: list[tuple[str, dict[str, str]]] = []
+    pos = 0
+    while pos < len(header):
+        if header[pos] in ", \t":
+            pos += 1
+            continue
+        start = _CHALLENGE_START.match(header, pos)
+        if not start:
+            break
+        scheme = start.group(1).lower()
+        pos = start.end()
+        params: dict[str, str] = {}
+        while pos < len(header):
+            param = _AUTH_PARAM.match(header, pos)
+            if not param:
+                break
+            value = param.group(2)
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            params[param.group(1).lower()] = value
+            pos = param.end()
+        challenges.append((scheme, params))
+    return challenges
+
+
+def pick_challenge(header: str) -> tuple[str, dict[str, str]] | None:
+    """The challenge to follow: Bearer before Basic; None when neither is offered."""
+    challenges = parse_www_authenticate(header)
+    for wanted in ("bearer", "basic"):
+        for scheme, params in challenges:
+            if scheme == wanted:
+                return scheme, params
+    return None
+
+
+def registry_error_text(response: requests.Response) -> str:
+    """The registry's own error codes and messages (JSON `errors`, the Bearer challenge's error=), or ""."""
+    try:
+        body = json.loads(response.content or b"")
+    except ValueError:
+        body = None
+    texts = []
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        for error in body["errors"]:
+            if isinstance(error, dict):
+                texts.append(" ".join(str(error.get(k)) for k in ("code", "message") if error.get(k)))
+    for scheme, params in parse_www_authenticate(response.headers.get("WWW-Authenticate", "")):
+        if scheme == "bearer" and params.get("error"):
+            texts.append(f"error={params['error']}")
+    return "; ".join(t for t in texts if t)
+
+
+# --- where a registry is ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A registry's scheme, host and port: the only origin its credentials are sent to."""
+
+    host: str
+    port: int | None
+    scheme: str
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else (443 if self.scheme == "https" else 80)
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.netloc}"
+
+    def same_origin(self, url: str) -> bool:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            return False
+        port = port if port is not None else (443 if parts.scheme == "https" else 80)
+        return (parts.scheme == self.scheme and (parts.hostname or "").lower() == self.host.lower()
+                and port == self.effective_port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_server(server: str, *, allow_plain_http: bool) -> Endpoint:
+    """host[:port] -> Endpoint; ValueError with the reason (naming acr-publish:registry.server) when malformed.
+
+    Plain HTTP only for a loopback registry when `allow_plain_http` (the local edition), as docker does for them;
+    any other host always over HTTPS.
+    """
+    server = server.strip()
+    if "://" in server:
+        raise ValueError(
+            f"acr-publish:registry.server '{server}' has a scheme; give host[:port] only, e.g. "
+            f"'{urlsplit(server).netloc or 'registry.example.com'}'"
+        )
+    if not server or "/" in server:
+        raise ValueError(
+            f"acr-publish:registry.server '{server}' is not host[:port]; give the registry host only, "
+            "without namespace or path"
+        )
+    if server.count(":") > 1 and not server.startswith("["):
+        host, port = server, None  # a bare IPv6 literal such as ::1
+    else:
+        parts = urlsplit(f"//{server}")
+        try:
+            host, port = parts.hostname or "", parts.port
+        except ValueError:
+            raise ValueError(f"acr-publish:registry.server '{server}' has an invalid port") from None
+    scheme = "http" if allow_plain_http and is_loopback(host) else "https"
+    return Endpoint(host=host, port=port, scheme=scheme)
+
+
+def resolve_within(host: str, port: int, timeout: float) -> str | None:
+    """None when `host` resolves within `timeout`, else why not (getaddrinfo itself has no timeout)."""
+    outcome: dict[str, str | None] = {}
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            outcome["problem"] = None
+        except (socket.gaierror, UnicodeError, OSError) as exc:
+            outcome["problem"] = str(exc.args[-1] if getattr(exc, "args", None) else exc)
+
+    worker = threading.Thread(target=resolve, name=f"registry-resolve-{host}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if "problem" not in outcome:
+        return f"no answer from the resolver within {timeout:.3g}s"
+    return outcome["problem"]
+
+
+# --- transport ---------------------------------------------------------------------------------------------------
+
+class _Sockets:
+    """The sockets one client opened, so `abort()` from another thread can shut them down mid-read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self.aborted = False
+
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._open = [s for s in self._open if s.fileno() != -1]
+            self._open.append(sock)
+            aborted = self.aborted
+        if aborted:
+            _shutdown(sock)
+
+    def shut_all(self) -> None:
+        with self._lock:
+            self.aborted = True
+            socks, self._open = self._open, []
+        for sock in socks:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
+    """Connection pool classes whose connections report their sockets to `sockets`."""
+
+    class TrackedHTTPConnection(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.add(self.sock)
+
+    class TrackedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:  # the plain socket: a stalled TLS handshake reads on it
+            sock = super()._new_conn()
+            sockets.add(sock)
+            return sock
+
+        def connect(self) -> None:
+            super().connect()
+            sockets.add(self.sock)
+
+    class TrackedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = TrackedHTTPConnection
+
+    class TrackedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = TrackedHTTPSConnection
+
+    return {"http": TrackedHTTPPool, "https": TrackedHTTPSPool}
+
+
+class TrustAdapter(requests.adapters.HTTPAdapter):
+    """HTTPS with the system CA store plus the bundles named by REQUESTS_CA_BUNDLE / SSL_CERT_FILE; no retries.
+
+    requests alone uses certifi (or only the env bundle), not the machine's store plus a private CA.
+    """
+
+    def __init__(self, sockets: _Sockets | None = None) -> None:
+        self._context: ssl.SSLContext | None = None
+        self._sockets = sockets
+        self.extra_bundles: dict[str, str] = {}
+        self.missing_bundles: dict[str, str] = {}
+        super().__init__(max_retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0, status=0,
+                                                   raise_on_redirect=False, raise_on_status=False))
+
+    def init_poolmanager(self, *args, **kwargs):  # type: ignore[override]
+        super().init_poolmanager(*args, **kwargs)
+        if self._sockets is not None:
+            self.poolmanager.pool_classes_by_scheme = _tracked_pools(self._sockets)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        if host_params.get("scheme") == "https":
+            pool_kwargs.pop("ca_certs", None)
+            pool_kwargs.pop("ca_cert_dir", None)
+            pool_kwargs["ssl_context"] = self._trust()
+            pool_kwargs["cert_reqs"] = "CERT_REQUIRED"
+        return host_params, pool_kwargs
+
+    def _trust(self) -> ssl.SSLContext:
+        if self._context is None:  # built on first HTTPS use: loading the CA store costs tens of milliseconds
+            context = ssl.create_default_context()
+            default = ssl.get_default_verify_paths().cafile
+            for var in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+                path = os.environ.get(var)
+                if not path or path in self.extra_bundles.values():
+                    continue
+                if not os.path.isfile(path):
+                    self.missing_bundles[var] = path
+                    continue
+                if not (default and os.path.exists(default) and os.path.samefile(path, default)):
+                    context.load_verify_locations(cafile=path)
+                self.extra_bundles[var] = path
+            self._context = context
+        return self._context
+
+    def trust_summary(self) -> str:
+        """Which CAs were trusted, for a TLS failure message."""
+        trusted = "the system CA store" + "".join(f" + {var}={path}" for var, path in self.extra_bundles.items())
+        missing = "".join(f"; {var}={path} does not exist" for var, path in self.missing_bundles.items())
+        return trusted + missing
+
+
+def new_session(sockets: _Sockets | None = None) -> requests.Session:
+    """A session with no ~/.netrc credentials and no env CA override of our own context (proxies per request)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.mount("https://", TrustAdapter(sockets))
+    plain = requests.adapters.HTTPAdapter(max_retries=0)
+    if sockets is not None:
+        plain.poolmanager.pool_classes_by_scheme = _tracked_pools(sockets)
+    session.mount("http://", plain)
+    return session
+
+
+def find_cause(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """Walk __cause__/__context__/reason/args, where urllib3 and requests bury the socket or TLS error."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kinds):
+            return current
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None),
+                        *getattr(current, "args", ())])
+    return None
+
+
+def _tls_reason(exc: BaseException) -> str:
+    verify = find_cause(exc, (ssl.SSLCertVerificationError,))
+    if isinstance(verify, ssl.SSLCertVerificationError) and verify.verify_message:
+        return f"certificate verify failed: {verify.verify_message.rstrip('.')}"
+    other = find_cause(exc, (ssl.SSLError,))
+    if isinstance(other, ssl.SSLError):
+        return (other.reason or str(other)).rstrip(".")
+    return _short_reason(exc)
+
+
+def _short_reason(exc: BaseException) -> str:
+    root = exc
+    for _ in range(8):
+        inner = getattr(root, "reason", None) or root.__cause__ or root.__context__
+        if not isinstance(inner, BaseException):
+            break
+        root = inner
+    return excerpt_text(str(root) or type(root).__name__, limit=300)
+
+
+def _not_http(exc: BaseException) -> bytes | None:
+    """The first bytes a server sent when they were not an HTTP response, else None."""
+    bad = find_cause(exc, (http.client.BadStatusLine, http.client.LineTooLong))
+    if bad is None:
+        return None
+    line = bad.args[0] if bad.args else ""
+    if isinstance(bad, http.client.LineTooLong):
+        return b"(a line longer than 64 KiB)"
+    return line.encode("latin-1", errors="replace") if isinstance(line, str) else bytes(line)
+
+
+def _scope_atoms(scopes: Iterable[str]) -> frozenset[str]:
+    """Scopes as single actions: `repository:a/b:push,pull` is `repository:a/b:pull` plus `repository:a/b:push`."""
+    atoms: set[str] = set()
+    for scope in scopes:
+        head, _, actions = scope.rpartition(":")
+        atoms |= {f"{head}:{action}" for action in actions.split(",")} if head else {scope}
+    return frozenset(atoms)
+
+
+# --- the client --------------------------------------------------------------------------------------------------
+
+class RegistryClient:
+    """One registry, one account: login through the registry's challenge, then manifests, blobs and tags.
+
+    `timeout` bounds each socket operation; `deadline` (a `time.monotonic()` value) optionally bounds the whole
+    life of the client: no request starts after it and each gets only what is left. `limit_name` names that bound
+    in messages ("preflight time limit"). `label` starts every message ("registry preflight for 'host'").
+    """
+
+    def __init__(self, server: str, username: str | None = None, password: str | None = None, *,
+                 allow_plain_http: bool = False, timeout: float = 30.0, deadline: float | None = None,
+                 label: str | None = None, limit_name: str = "time limit",
+                 session_factory: Callable[[_Sockets], requests.Session] | None = None) -> None:
+        self.server = server
+        self.username = username
+        self.password = password
+        self.allow_plain_http = allow_plain_http
+        self.timeout = timeout
+        self.deadline = deadline
+        self.budget = timeout
+        """What `deadline` and `timeout` allow, as messages name it."""
+        self.label = label or f"registry '{server}'"
+        self.limit_name = limit_name
+        self.scrub = Scrubber()
+        self.scrub.add(password, username=username or "")
+        self.basic = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
+        self._sockets = _Sockets()
+        self.session = (session_factory or new_session)(self._sockets)
+        self._endpoint: Endpoint | None = None
+        self.challenge: tuple[str, dict[str, str]] | None = None
+        """The auth challenge of GET /v2/ once `login` ran: None = no login needed."""
+        self._logged_in = False
+        self._tokens: dict[frozenset[str], str] = {}
+        self.unexpected_hint = "This is not an answer the registry API specifies"
+        """Last sentence of a message about an answer that is not the registry API's (the caller's advice)."""
+
+    # -- lifecycle
+    def close(self) -> None:
+        self.session.close()
+
+    def abort(self) -> None:
+        """Stop every read of this client now (from any thread): its sockets are shut down."""
+        self._sockets.shut_all()
+
+    def __enter__(self) -> "RegistryClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- messages
+    def fail(self, message: str, kind: str = "protocol", status: int | None = None) -> RegistryError:
+        return RegistryError(self.scrub(f"{self.label} failed: {message}"), kind, status)
+
+    def excerpt(self, response: requests.Response) -> str:
+        return excerpt_text(response.content or b"", self.scrub)
+
+    def unexpected(self, method: str, url: str, response: requests.Response, hint: str = "") -> RegistryError:
+        reason = excerpt_text(response.reason or "", self.scrub) if response.reason else ""
+        return self.fail(
+            f"{method} {url} answered {response.status_code} {reason}".rstrip() + f": {self.excerpt(response)}. "
+            + (hint or self.unexpected_hint),
+            "protocol", response.status_code,
+        )
+
+    @property
+    def user_phrase(self) -> str:
+        return f"user '{self.username}'" if self.username else "anonymous access"
+
+    # -- where
+    @property
+    def endpoint(self) -> Endpoint:
+        if self._endpoint is None:
+            try:
+                self._endpoint = parse_server(self.server, allow_plain_http=self.allow_plain_http)
+            except ValueError as err:
+                raise self.fail(str(err), "config") from None
+        return self._endpoint
+
+    @property
+    def is_acr(self) -> bool:
+        return self.endpoint.host.lower().endswith(ACR_SUFFIX)
+
+    def remaining(self, what: str) -> float:
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.fail(
+                f"the check used up its {self.budget:g}s budget before {what}; the registry or the network is too "
+                "slow to answer",
+                "unreachable",
+            )
+        return min(left, self.timeout)
+
+    def resolve(self) -> None:
+        """Fail with kind "unreachable" when the host does not resolve within the time left."""
+        endpoint = self.endpoint
+        problem = resolve_within(endpoint.host, endpoint.effective_port, self.remaining("resolving the host"))
+        if problem is None:
+            return
+        hint = "check acr-publish:registry.server (or the region / instanceId it is derived from) for a typo"
+        if "-vpc" in endpoint.host.lower() or "-internal" in endpoint.host.lower():
+            hint += "; a VPC or internal endpoint resolves only inside its VPC, so use the public endpoint here"
+        raise self.fail(f"cannot resolve host '{endpoint.host}' ({problem}); {hint}", "unreachable")
+
+    # -- one exchange
+    def send(self, method: str, url: str, *, headers: Mapping[str, str] | None = None, data=None,
+             what: str = "", limit: int = ERROR_BODY_LIMIT, stream: bool = False) -> requests.Response:
+        """One request, no redirect followed; the body read up to `limit` bytes (or left to stream when `stream`).
+
+        An Authorization header is dropped unless `url` is on the registry's own origin or `allow_auth_to` says so
+        (the token realm): credentials never follow a Location elsewhere. Transport failures become RegistryError.
+        """
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise self.fail(f"the registry sent an unusable URL: {excerpt_text(url, self.scrub)}") from None
+        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        left = self.remaining(what or f"{method} {parts.path}")
+        problem: str | None = None
+        kind = "unreachable"
+        try:
+            # The proxy settings of the environment apply as they would to docker, except for loopback hosts.
+            proxies = {} if is_loopback(host) else requests.utils.get_environ_proxies(url)
+            response = self.session.request(
+                method, url, headers=dict(headers or {}), data=data, timeout=(left, left), allow_redirects=False,
+                proxies=proxies, stream=True,
+            )
+            if not stream:
+                self._read_bounded(response, limit, method, url)
+            return response
+        except RegistryError:
+            raise
+        except requests.exceptions.SSLError as exc:
+            kind = "tls"
+            problem = (
+                f"TLS with {hostport} failed: {_tls_reason(exc)} (trusted: {self._trust_summary()}). "
+                "If the registry uses a private or self-signed "
+                "CA, add that CA to the system trust store or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at it; "
+                "if it names another host, use that host in acr-publish:registry.server"
+            )
+        except requests.exceptions.ConnectTimeout:
+            problem = (
+                f"connecting to {hostport} timed out ({self.limit_name} {self.budget:g}s); "
+                f"{self.unreachable_hint(host)}"
+            )
+        except requests.exceptions.ReadTimeout:
+            problem = self._silent(hostport, method, parts.path)
+        except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
+            first_bytes = _not_http(exc)
+            cause = find_cause(exc, (socket.gaierror,))
+            if self._sockets.aborted:
+                problem = f"the exchange with {hostport} was stopped at the {self.limit_name} of {self.budget:g}s"
+            elif first_bytes is not None:
+                kind = "protocol"
+                problem = (
+                    f"{hostport} answered, but not as a registry (not HTTP): {excerpt_text(first_bytes, self.scrub)}; "
+                    "check the host and port in acr-publish:registry.server"
+                )
+            elif find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
+                problem = self._silent(hostport, method, parts.path)
+            elif cause is not None or "NameResolutionError" in repr(exc):
+                problem = f"cannot resolve host '{host}' ({cause or 'name resolution failed'})"
+            elif find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
+                problem = f"connection to {hostport} refused; {self.unreachable_hint(host)}"
+            else:
+                problem = f"cannot connect to {hostport}: {_short_reason(exc)}; {self.unreachable_hint(host)}"
+        except requests.exceptions.RequestException as exc:
+            kind = "protocol"
+            problem = f"{method} {parts.scheme}://{parts.netloc}{parts.path} failed: {_short_reason(exc)}"
+        # Raised outside the except blocks so the RegistryError carries no chained transport exception.
+        raise self.fail(problem, kind)
+
+    def _read_bounded(self, response: requests.Response, limit: int, method: str, url: str) -> None:
+        """Read at most `limit` bytes of the body into response.content; past that, drop the connection."""
+        body = bytearray()
+        raw = response.raw
+        if method != "HEAD":
+            while len(body) <= limit:
+                if self._sockets.aborted:
+                    break
+                piece = raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
+                if not piece:
+                    break
+                body += piece
+        truncated = len(body) > limit
+        response._content = bytes(body[:limit])
+        response._content_consumed = True
+        if truncated or self._sockets.aborted:
+            response.close()  # the rest is never read: the connection is closed, not reused
+            if truncated:
+                response.headers["X-Acr-Publish-Truncated"] = str(limit)
+        else:
+            raw.release_conn()
+
+    def _trust_summary(self) -> str:
+        adapter = self.session.get_adapter("https://")
+        return adapter.trust_summary() if isinstance(adapter, TrustAdapter) else "the system CA store"
+
+    def _silent(self, hostport: str, method: str, path: str) -> str:
+        return (
+            f"{hostport} accepted the connection but did not answer {method} {path} within the "
+            f"{self.limit_name} of {self.budget:g}s; it may not be a registry (or not speak "
+            f"{'plain HTTP' if self.endpoint.scheme == 'http' else 'HTTPS'}), or it is overloaded"
+        )
+
+    def unreachable_hint(self, host: str) -> str:
+        if is_loopback(host):
+            return ("nothing answers there: start the local registry (make up) or fix the port in "
+                    "acr-publish:registry.server")
+        hint = "check the host and port in acr-publish:registry.server and that this machine may reach it"
+        if host.lower().endswith(ACR_SUFFIX):
+            hint += (
+                " (an ACR Enterprise instance has its internet endpoint off until it is enabled and this "
+                "machine's address is allowed)"
+            )
+        return hint
+
+    # -- login
+    def login(self, scopes: Iterable[str] = ()) -> None:
+        """GET /v2/, follow its challenge with the credentials, and prove they are accepted.
+
+        `scopes` (`repository:<name>:<actions>`) are asked for in the Bearer token of this login; without any the
+        token is asked for no scope, as `docker login` does. RegistryError "auth" when the credentials are
+        missing or rejected.
+        """
+        url = f"{self.endpoint.base}/v2/"
+        response = self.send("GET", url, what="the first request to /v2/")
+        if response.status_code == 200:
+            self.challenge, self._logged_in = None, True
+            return
+        if response.status_code != 401:
+            raise self.unexpected("GET", url, response)
+        challenge = pick_challenge(response.headers.get("WWW-Authenticate", ""))
+        if challenge is None:
+            raise self.fail(
+                f"GET {url} asked for a login (401) with no Basic or Bearer challenge to follow: "
+                f"WWW-Authenticate {excerpt_text(response.headers.get('WWW-Authenticate', '(missing)'), self.scrub)}"
+            )
+        if not self.username or self.password is None:
+            raise self.fail(
+                "the registry requires a login, but the stack has no registry credentials; set "
+                "acr-publish:registry.username in the stack file and the password with `pulumi config set --secret "
+                "acr-publish:registryPassword <password>` (Enterprise stacks get a temporary token instead)",
+                "auth", 401,
+            )
+        self.challenge = challenge
+        authorization = self._authorization(tuple(scopes))
+        response = self.send("GET", url, headers={"Authorization": authorization}, what="logging in")
+        if response.status_code == 200:
+            self._logged_in = True
+            return
+        if response.status_code == 401:
+            raise self.rejected(f"{self.endpoint.netloc} did not accept the login for /v2/")
+        raise self.unexpected("GET", url, response)
+
+    def rejected(self, detail: str) -> RegistryError:
+        message = (
+            f"credentials rejected (401): {detail}: {self.user_phrase} with the configured password. "
+            "Check the registry username and password of the stack"
+        )
+        if self.is_acr:
+            message += (
+                ". For ACR the password is the registry login password (console: Container Registry > "
+                "Access Credential), not the Alibaba Cloud account password, or a temporary token from "
+                "GetAuthorizationToken, which needs the RAM permission cr:GetAuthorizationToken and expires "
+                "after about an hour"
+            )
+        return self.fail(message, "auth", 401)
+
+    def _authorization(self, scopes: tuple[str, ...]) -> str:
+        assert self.challenge is not None
+        scheme, params = self.challenge
+        if scheme == "basic":
+            return f"Basic {self.basic}"
+        wanted = _scope_atoms(scopes)
+        # A token asked for more scopes serves each of them: the login's token covers every repository it named.
+        token = self._tokens.get(wanted) or next(
+            (t for granted, t in self._tokens.items() if wanted <= granted), None)
+        if token is None:
+            token = self._tokens[wanted] = self._fetch_token(params, tuple(scopes))
+        return f"Bearer {token}"
+
+    def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> str:
+        realm = params.get("realm", "")
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.fail(f"the registry's Bearer challenge names no usable token realm: "
+                            f"{excerpt_text(realm, self.scrub)!r}")
+        if parts.scheme == "http" and not (self.allow_plain_http and is_loopback(parts.hostname)):
+            raise self.fail(
+                f"the registry's token realm {excerpt_text(realm, self.scrub)} is plain HTTP; credentials are "
+                "sent only over HTTPS (plain HTTP only to a loopback realm of the local edition)"
+            )
+        query: list[tuple[str, str]] = [("account", self.username or "")]
+        if params.get("service"):
+            query.append(("service", params["service"]))
+        query += [("scope", scope) for scope in scopes]
+        url = realm + ("&" if parts.query else "?") + urlencode(query)
+        # The realm was named by this registry's own challenge: the one other place the Basic credential goes.
+        response = self.send("GET", url, headers={"Authorization": f"Basic {self.basic}"},
+                             what="asking the token realm for a token")
+        if response.status_code in (401, 403):
+            raise self.rejected(f"the token service {parts.netloc} refused to issue a token")
+        if response.status_code != 200:
+            raise self.unexpected("GET", realm, response)
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise self.fail(
+                f"the token service {parts.netloc} answered 200 without a 'token' or 'access_token': "
+                f"{self.excerpt(response)}"
+            )
+        self.scrub.add(token)
+        return token
+
+    def token_grants(self, scopes: tuple[str, ...], repository: str) -> set[str] | None:
+        """The actions the cached Bearer token for `scopes` grants on `repository` per its JWT `access` claim;
+        None when there is no such token or it is not a JWT carrying that claim (nothing can be said then)."""
+        wanted = _scope_atoms(scopes)
+        token = self._tokens.get(wanted) or next(
+            (t for granted, t in self._tokens.items() if wanted <= granted), None)
+        if token is None or token.count(".") != 2:
+            return None
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except ValueError:
+            return None
+        access = claims.get("access") if isinstance(claims, dict) else None
+        if not isinstance(access, list):
+            return None
+        granted: set[str] = set()
+        for entry in access:
+            if isinstance(entry, dict) and entry.get("type") == "repository" and entry.get("name") == repository:
+                granted |= {a for a in entry.get("actions") or [] if isinstance(a, str)}
+        return granted
+
+    def _auth_headers(self, scopes: tuple[str, ...]) -> dict[str, str]:
+        if not self._logged_in:
+            self.login()
+        return {} if self.challenge is None else {"Authorization": self._authorization(scopes)}
+
+    def request(self, method: str, repository: str, path: str, *, actions: str = "pull",
+                extra_scopes: tuple[str, ...] = (), headers: Mapping[str, str] | None = None, **kwargs
+                ) -> requests.Response:
+        """`method /v2/<repository>/<path>` on the registry with the credentials for that repository scope."""
+        scopes = (f"repository:{repository}:{actions}", *extra_scopes)
+        url = f"{self.endpoint.base}/v2/{repository}/{path}"
+        return self.send(method, url, headers={**self._auth_headers(scopes), **(headers or {})}, **kwargs)
+
+    def follow(self, method: str, location: str, scopes: tuple[str, ...], **kwargs) -> requests.Response:
+        """A request to a Location the registry named: with credentials only when it is on the registry's origin."""
+        url = urljoin(f"{self.endpoint.base}/", location)
+        target = urlsplit(url)
+        if target.scheme not in ("http", "https"):
+            raise self.fail(f"the registry named an unusable location: {excerpt_text(location, self.scrub)}")
+        if target.scheme == "http" and not self.endpoint.same_origin(url) and not (
+                self.allow_plain_http and is_loopback(target.hostname or "")):
+            raise self.fail(f"the registry redirected to plain HTTP on another host "
+                            f"({excerpt_text(target.netloc, self.scrub)}); refused")
+        headers = dict(kwargs.pop("headers", None) or {})
+        if self.endpoint.same_origin(url):
+            headers.update(self._auth_headers(scopes))
+        return self.send(method, url, headers=headers, **kwargs)
+
+    def _check(self, method: str, repository: str, response: requests.Response, what: str,
+               ok: tuple[int, ...]) -> None:
+        if response.status_code in ok:
+            return
+        url = f"{self.endpoint.base}/v2/{repository}/…"
+        if response.status_code in (401, 403):
+            reason = registry_error_text(response) or self.excerpt(response)
+            raise self.fail(
+                f"{self.user_phrase} may not {what} in {self.endpoint.netloc}/{repository} "
+                f"({response.status_code}: {excerpt_text(reason, self.scrub)})",
+                "forbidden" if response.status_code == 403 else "auth", response.status_code,
+            )
+        raise self.unexpected(method, url, response)
+
+    # -- manifests
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The digest the registry reports for `reference` (a tag or digest) in `repository`; None when absent.
+
+        Absent: 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN: the repository does not exist yet), or a 401/403 whose
+        Bearer token the registry's own token service issued without any right on this repository, which is
+        how token services (ACR's among them) answer for a repository that does not exist. Any other failure
+        raises RegistryError.
+        """
+        response = self.request("HEAD", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT})
+        if response.status_code == 200:
+            digest = response.headers.get("Docker-Content-Digest", "")
+            if _DIGEST.match(digest):
+                return digest
+            return self.get_manifest(repository, reference).digest  # a registry that omits the header on HEAD
+        if response.status_code == 404:
+            return None
+        if response.status_code in (401, 403) and self.challenge is not None and self.challenge[0] == "bearer":
+            granted = self.token_grants((f"repository:{repository}:pull",), repository)
+            if granted is not None and not granted:
+                return None
+        self._check("HEAD", repository, response, f"read manifest '{reference}'", ok=(200,))
+        raise AssertionError("unreachable")  # _check raised
+
+    def get_manifest(self, repository: str, reference: str) -> Manifest:
+        response = self.request("GET", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT},
+                                limit=MANIFEST_LIMIT)
+        if response.status_code == 404:
+            raise self.fail(f"{self.endpoint.netloc}/{repository}:{reference} does not exist", "absent", 404)
+        self._check("GET", repository, response, f"read manifest '{reference}'", ok=(200,))
+        if "X-Acr-Publish-Truncated" in response.headers:
+            raise self.fail(f"the manifest {repository}:{reference} is larger than {MANIFEST_LIMIT} bytes; "
+                            "registries refuse such manifests, so this is not one")
+        content = response.content
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        reported = response.headers.get("Docker-Content-Digest")
+        if reported and reported != digest and _DIGEST.match(reported):
+            raise self.fail(f"the manifest {repository}:{reference} has digest {digest}, but the registry "
+                            f"reports {reported}")
+        media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
+        if media_type not in MANIFEST_MEDIA_TYPES:
+            try:
+                media_type = json.loads(content).get("mediaType") or media_type
+            except (ValueError, AttributeError):
+                pass
+        return Manifest(media_type=media_type, content=content, digest=digest)
+
+    def put_manifest(self, repository: str, reference: str, media_type: str, content: bytes) -> str:
+        """PUT the manifest bytes unchanged under `reference`; returns their digest (checked against the
+        registry's answer)."""
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        response = self.request("PUT", repository, f"manifests/{reference}", actions="pull,push",
+                                headers={"Content-Type": media_type}, data=content)
+        self._check("PUT", repository, response, f"push manifest '{reference}'", ok=(201, 200))
+        reported = response.headers.get("Docker-Content-Digest")
+        if reported and reported != digest:
+            raise self.fail(f"the registry stored {repository}:{reference} as {reported}, not {digest}")
+        return digest
+
+    def list_tags(self, repository: str) -> list[str]:
+        """Every tag of `repository` (following `Link` pagination); [] when the repository does not exist."""
+        tags: list[str] = []
+        response = self.request("GET", repository, "tags/list", limit=MANIFEST_LIMIT)
+        for _page in range(1000):
+            if response.status_code == 404:
+                return tags
+            self._check("GET", repository, response, "list tags", ok=(200,))
+            try:
+                body = json.loads(response.content)
+            except ValueError:
+                raise self.unexpected("GET", f"/v2/{repository}/tags/list", response) from None
+            tags += [t for t in (body.get("tags") or []) if isinstance(t, str)] if isinstance(body, dict) else []
+            link = re.match(r"\s*<([^>]+)>", response.headers.get("Link", ""))
+            if not link:
+                return tags
+            response = self.follow("GET", link.group(1), (f"repository:{repository}:pull",), limit=MANIFEST_LIMIT)
+        raise self.fail(f"the tag list of {repository} has more than 1000 pages")
+
+    # -- blobs
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of blob `digest` in `repository`; None when the registry does not have it there."""
+        response = self.request("HEAD", repository, f"blobs/{digest}")
+        if response.status_code in (307, 302, 301, 303, 308) and response.headers.get("Location"):
+            response = self.follow("HEAD", response.headers["Location"], (f"repository:{repository}:pull",))
+        if response.status_code == 404:
+            return None
+        self._check("HEAD", repository, response, f"read blob {digest}", ok=(200,))
+        try:
+            return int(response.headers.get("Content-Length", ""))
+        except ValueError:
+            raise self.unexpected("HEAD", f"/v2/{repository}/blobs/{digest}", response) from None
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        return self.blob_size(repository, digest) is not None
+
+    def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
+        """Cross-repository mount of `digest` from `source_repository` (same registry): True when mounted; False
+        when the registry declined (it then started an upload, which is cancelled)."""
+        path = "blobs/uploads/?" + urlencode({"mount": digest, "from": source_repository})
+        response = self.request("POST", repository, path, actions="pull,push",
+                                extra_scopes=(f"repository:{source_repository}:pull",))
+        if response.status_code == 201:
+            return True
+        self._check("POST", repository, response, "start a blob upload", ok=(202,))
+        self.cancel_upload(repository, response)
+        return False
+
+    def get_blob(self, repository: str, digest: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The blob's bytes in chunks of at most `chunk_size`, never held whole; its sha256 is checked at the end
+        (RegistryError when the bytes do not match `digest`). A redirect to storage on another host is followed
+        without credentials."""
+        scopes = (f"repository:{repository}:pull",)
+        response = self.request("GET", repository, f"blobs/{digest}", stream=True)
+        for _hop in range(5):
+            if response.status_code not in (301, 302, 303, 307, 308) or not response.headers.get("Location"):
+                break
+            response.close()
+            response = self.follow("GET", response.headers["Location"], scopes, stream=True)
+        if response.status_code != 200:
+            self._read_bounded(response, ERROR_BODY_LIMIT, "GET", "")
+            if response.status_code == 404:
+                raise self.fail(f"blob {digest} is not in {self.endpoint.netloc}/{repository}", "absent", 404)
+            self._check("GET", repository, response, f"read blob {digest}", ok=(200,))
+        return self._stream(response, digest, chunk_size)
+
+    def _stream(self, response: requests.Response, digest: str, chunk_size: int) -> Iterator[bytes]:
+        hasher = hashlib.sha256()
+        try:
+            while True:
+                if self._sockets.aborted:
+                    raise self.fail(f"reading blob {digest} was stopped", "unreachable")
+                try:
+                    piece = response.raw.read1(chunk_size)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise self.fail(f"reading blob {digest} failed: {_short_reason(exc)}", "unreachable") from None
+                if not piece:
+                    break
+                hasher.update(piece)
+                yield piece
+        finally:
+            response.close()
+        if f"sha256:{hasher.hexdigest()}" != digest:
+            raise self.fail(f"the bytes of blob {digest} have digest sha256:{hasher.hexdigest()}")
+
+    def start_upload(self, repository: str, *, what: str = "") -> requests.Response:
+        """POST /v2/<repository>/blobs/uploads/ with push scope; the raw answer (the caller judges 202/401/403/404)."""
+        return self.request("POST", repository, "blobs/uploads/", actions="pull,push", what=what)
+
+    def cancel_upload(self, repository: str, response: requests.Response) -> None:
+        """DELETE the upload a 202 started (its Location; credentials only if that is on the registry's origin).
+        Best effort: an abandoned upload is garbage-collected by the registry."""
+        location = response.headers.get("Location")
+        if not location:
+            return
+        try:
+            self.follow("DELETE", location, (f"repository:{repository}:pull,push",), what="cancelling the upload")
+        except RegistryError:
+            pass
+
+    def put_blob(self, repository: str, digest: str, chunks: Iterable[bytes], *, chunked: bool = False) -> None:
+        """Upload the blob from `chunks` (streamed, never joined): one PUT with the whole stream (monolithic), or
+        with `chunked` one PATCH per chunk and a closing PUT. The registry checks `digest` and refuses on mismatch."""
+        scopes = (f"repository:{repository}:pull,push",)
+        response = self.start_upload(repository, what=f"uploading blob {digest}")
+        self._check("POST", repository, response, "start a blob upload", ok=(202,))
+        location = response.headers.get("Location", "")
+        if not location:
+            raise self.unexpected("POST", f"/v2/{repository}/blobs/uploads/", response)
+        if chunked:
+            offset = 0
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                response = self.follow("PATCH", location, scopes, data=chunk, headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                })
+                self._check("PATCH", repository, response, f"upload blob {digest}", ok=(202, 204))
+                offset += len(chunk)
+                location = response.headers.get("Location", location)
+            body: Iterable[bytes] | bytes = b""
+        else:
+            body = chunks
+        separator = "&" if "?" in location else "?"
+        response = self.follow("PUT", f"{location}{separator}{urlencode({'digest': digest})}", scopes, data=body,
+                               headers={"Content-Type": "application/octet-stream"})
+        self._check("PUT", repository, response, f"upload blob {digest}", ok=(201,))

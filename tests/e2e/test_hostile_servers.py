@@ -1,0 +1,268 @@
+"""The registry client and the preflight against hostile servers on 127.0.0.1: endless bodies, trickles, bytes that
+are not HTTP, terminal escapes, credentials echoed back, and Locations that point at another host.
+
+Each server is a plain socket loop in a thread here (no registry software can be made to misbehave like this).
+Memory is measured in a fresh interpreter (its own RSS before and its peak after the check), against the figure the
+test states; time bounds are generous and only turn a hang into a failure.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from components.preflight import PreflightError, PreflightTarget, check_registry
+from components.registry_client import RegistryClient, RegistryError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "p@ss w/rd+%!-1234"
+USER = "pusher"
+BASIC = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+MEMORY_GROWTH_LIMIT_MB = 40
+"""Peak RSS growth allowed for one check against an endless body (it was gigabytes before bodies were bounded)."""
+
+
+class HostileServer:
+    """Accept connections on `host`; `handle(conn, request_head)` answers each. Records every request head and
+    when the client closed a connection the handler was still writing to."""
+
+    def __init__(self, handle: Callable[[socket.socket, bytes, "HostileServer"], None], host: str = "127.0.0.1"):
+        self.handle = handle
+        self.requests: list[bytes] = []
+        self.closed_by_client_at: list[float] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def server(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(30)
+            try:
+                while True:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        piece = conn.recv(65536)
+                        if not piece:
+                            return
+                        head += piece
+                    self.requests.append(head)
+                    self.handle(conn, head, self)
+            except (BrokenPipeError, ConnectionResetError):
+                self.closed_by_client_at.append(time.monotonic())
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def hostile() -> Callable[..., HostileServer]:
+    started: list[HostileServer] = []
+
+    def start(handle, host: str = "127.0.0.1") -> HostileServer:
+        server = HostileServer(handle, host)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def endless(status: str, extra_headers: str = "") -> Callable[[socket.socket, bytes, HostileServer], None]:
+    def handle(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        conn.sendall(f"HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\n{extra_headers}\r\n".encode())
+        chunk = b"%x\r\n%s\r\n" % (1 << 16, b"x" * (1 << 16))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # bounded: a broken test must not stream forever
+            conn.sendall(chunk)
+        raise AssertionError("the client kept reading an endless body for 60 s")
+    return handle
+
+
+_CHILD = r"""
+import json, sys, time
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) // 1024
+from components.preflight import PreflightError, PreflightTarget, check_registry
+before = rss("VmRSS")
+try:
+    check_registry(PreflightTarget(sys.argv[1], "pusher", "pw-123456789", ("acme/web",), allow_plain_http=True,
+                                   check_push=sys.argv[2] == "push"), timeout=float(sys.argv[3]))
+    outcome = "passed"
+except PreflightError as err:
+    outcome = err.kind + ": " + str(err)
+returned = time.monotonic()
+time.sleep(1.5)  # time for an abandoned reader to read on, if one did
+print(json.dumps({"before": before, "peak": rss("VmHWM"), "after": rss("VmRSS"), "outcome": outcome,
+                  "returned": returned}))
+"""
+
+
+def run_check_in_fresh_interpreter(server: str, *, push: bool = True, timeout: float = 4.0) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _CHILD, server, "push" if push else "login", str(timeout)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("status, headers, kind", [
+    ("500 Internal Server Error", "", "protocol"),
+    ("401 Unauthorized", 'WWW-Authenticate: Basic realm="r"\r\n', "auth"),
+])
+def test_an_endless_body_does_not_grow_the_process_and_is_not_read_after_the_check(
+        hostile, status: str, headers: str, kind: str) -> None:
+    server = hostile(endless(status, headers))
+    result = run_check_in_fresh_interpreter(server.server)
+    assert result["outcome"].startswith(kind + ":"), result["outcome"]
+    growth = result["peak"] - result["before"]
+    assert growth < MEMORY_GROWTH_LIMIT_MB, f"peak RSS grew by {growth} MB reading an endless {status}"
+    # The client dropped the connection when it stopped reading: the server's next write failed.
+    deadline = time.monotonic() + 10
+    while not server.closed_by_client_at and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.closed_by_client_at, "the connection stayed open: something still reads the body"
+
+
+def test_a_trickling_body_is_abandoned_at_the_budget_and_never_read_on(hostile) -> None:
+    """A byte every 50 ms never fills the bound, so only the budget stops it; after check_registry returned, the
+    worker's socket is shut down, so the server's writes fail while the child is still alive."""
+    def trickle(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        conn.sendall(b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            conn.sendall(b"1\r\nx\r\n")
+            time.sleep(0.05)
+        raise AssertionError("still trickling after 60 s")
+
+    server = hostile(trickle)
+    result = run_check_in_fresh_interpreter(server.server, timeout=1.0)
+    assert result["outcome"].startswith("unreachable:") and "time limit" in result["outcome"], result["outcome"]
+    assert server.closed_by_client_at, "the abandoned worker kept reading after the check returned"
+    # CLOCK_MONOTONIC is one clock for both processes: the connection was closed by the time the check returned
+    # (plus a little scheduling slack), not when the child exited 1.5 s later.
+    assert server.closed_by_client_at[0] <= result["returned"] + 0.5, (server.closed_by_client_at, result)
+
+
+def test_bytes_that_are_not_http_are_reported_as_such_with_a_short_escaped_excerpt(hostile) -> None:
+    noise = bytes(range(256)) * 40_000  # 10 MB, with control bytes and terminal escapes among them
+
+    def garbage(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        conn.sendall(b"\x1b[2J\x1b]0;pwned\x07" + noise)
+
+    server = hostile(garbage)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
+                       timeout=5)
+    message = str(err.value)
+    assert "answered, but not as a registry" in message, message
+    assert "nothing answers there" not in message
+    assert all(ch.isprintable() for ch in message), repr(message)
+    assert "\\x1b" in message and len(message) < 700
+
+
+def test_terminal_escapes_in_status_line_and_body_are_shown_escaped(hostile) -> None:
+    def evil(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        body = b"\x1b[31mred\x1b[0m \x1b]8;;http://x\x07link\r\n" * 50
+        conn.sendall(b"HTTP/1.1 500 \x1b[1mBold\x1b[0m\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    server = hostile(evil)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
+                       timeout=5)
+    message = str(err.value)
+    assert "\x1b" not in message and "\x07" not in message, repr(message)
+    assert "\\x1b[31mred" in message and "answered 500" in message and len(message) < 800
+
+
+def test_every_form_of_the_credentials_is_masked(hostile) -> None:
+    token = "tok." + "A" * 40 + ".sig"
+    forms = [PASSWORD, quote(PASSWORD, safe=""), quote_plus(PASSWORD), BASIC, token, json.dumps(PASSWORD)[1:-1]]
+
+    def echo(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        text = head.decode("latin-1")
+        if head.startswith(b"GET /token"):
+            body = json.dumps({"token": token}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        elif "Authorization: Bearer" not in text:
+            challenge = f'Bearer realm="http://{server.server}/token",service="s"'
+            conn.sendall(f"HTTP/1.1 401 No\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n".encode())
+        else:
+            body = (" | ".join(forms) + " | " + text.replace("\r\n", " ")).encode()
+            conn.sendall(b"HTTP/1.1 500 Echo\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    server = hostile(echo)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
+                       timeout=5)
+    message = str(err.value)
+    for form in forms:
+        assert form not in message, f"{form!r} reached the message"
+    assert "***" in message
+
+
+def test_credentials_never_follow_a_location_to_another_host(hostile) -> None:
+    """The push probe's upload Location, a blob redirect and an upload URL on another host (127.0.0.2) are reached
+    without the Authorization header; the registry's own host gets it."""
+    elsewhere = hostile(lambda conn, head, srv: conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
+                        host="127.0.0.2")
+
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if f"Authorization: Basic {BASIC}".encode() not in head:
+            conn.sendall(b'HTTP/1.1 401 No\r\nWWW-Authenticate: Basic realm="r"\r\nContent-Length: 0\r\n\r\n')
+        elif head.startswith(b"GET /v2/ "):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        elif head.startswith(b"POST "):
+            conn.sendall(f"HTTP/1.1 202 Accepted\r\nLocation: http://{elsewhere.server}/upload/1\r\n"
+                         "Content-Length: 0\r\n\r\n".encode())
+        elif head.startswith(b"GET /v2/acme/web/blobs/"):
+            conn.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere.server}/blob\r\n"
+                         "Content-Length: 0\r\n\r\n".encode())
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    server = hostile(registry)
+    check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True), timeout=5)
+    with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
+        with pytest.raises(RegistryError):
+            list(client.get_blob("acme/web", "sha256:" + "0" * 64))  # 204 from elsewhere: not the blob
+        with pytest.raises(RegistryError):
+            client.put_blob("acme/web", "sha256:" + "0" * 64, iter([b"x"]))
+    seen = [h.split(b"\r\n", 1)[0].decode() for h in elsewhere.requests]
+    assert any(s.startswith("DELETE /upload/1") for s in seen), seen
+    assert any(s.startswith("GET /blob") for s in seen), seen
+    assert any(s.startswith("PUT /upload/1") for s in seen), seen
+    assert all(b"authorization" not in h.lower() for h in elsewhere.requests), "a credential went to another host"
+    assert all(b"Authorization: Basic" in h for h in server.requests if not h.startswith(b"GET /v2/ ")), (
+        "the registry itself gets the login")
