@@ -19,10 +19,11 @@ Why a Python dynamic provider (`pulumi.dynamic`) and not pulumi-command's `local
 - credentials stay Pulumi secrets: they are inputs marked secret, also listed in `additional_secret_outputs`, so
   state holds them only encrypted; `local.Command` would have to pass them through its environment, which it
   stores in state as inputs as well, and its stdout would need scrubbing.
-How it is proven to run the way the engine runs it: tests/test_promotion_provider.py serializes the provider with
-the SDK's own serializer (`pulumi.dynamic.dynamic.serialize_provider`, dill) and drives it over gRPC in a fresh
-`venv/bin/python -u -m pulumi.dynamic` process started from the project root, as the engine starts it, against a
-real registry (Configure, Check, Diff, Create, Read, Delete).
+How it is proven to run the way the engine runs it: tests/e2e/test_promote.py runs the program, whose
+`dynamic.Resource` serializes the provider with the SDK's own serializer (`pulumi.dynamic.dynamic.serialize_provider`,
+dill), and drives that serialized provider over gRPC in a fresh `venv/bin/python -u -m pulumi.dynamic` process
+started from the project root, as the engine starts it (tests/e2e/dynamic_engine.py), against real registries
+(Configure, Check, Diff, Create, Read, Delete).
 
 The provider instance holds no state and no credential: what it pickles is the class reference, so the serialized
 provider in state carries nothing secret (tested).
@@ -209,7 +210,8 @@ class PromotionProvider(dynamic.ResourceProvider):
         )
         outs = dict(props)
         outs.update(digest=report.digest, ref=f"{props['targetServer']}/{props['targetRepository']}@{report.digest}",
-                    copied=report.copied)
+                    copied=report.copied, blobs={"mounted": len(report.mounted), "streamed": len(report.streamed),
+                                                 "present": len(report.present)})
         return dynamic.CreateResult(id_=f"{props['targetServer']}/{props['targetRepository']}:{props['tag']}",
                                     outs=outs)
 
@@ -283,6 +285,7 @@ class Promotion(dynamic.Resource, module="acr-publish", name="Promotion"):
             "digest": None,
             "ref": None,
             "copied": None,
+            "blobs": None,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_INPUTS)))
         super().__init__(PromotionProvider(), name, props, opts)

@@ -53,6 +53,7 @@ class Recorded:
     dependencies: list[str]
     provider: str | None
     secret_inputs: set[str] = field(default_factory=set)
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +170,7 @@ class RecordingMonitor(MockMonitor):
                 parent=request.parent or None, protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete), dependencies=list(request.dependencies),
                 provider=request.provider or None, secret_inputs=_secret_paths(_raw_struct(request.object)),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
             ))
         return response
 
