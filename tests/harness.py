@@ -145,7 +145,8 @@ class StackMocks(pulumi.runtime.Mocks):
 
 
 def _enterprise_instance(instance_id: str, region: str = "cn-hangzhou") -> dict:
-    name = f"acme-{instance_id[-4:]}"
+    # The shipped stacks' placeholder ids differ in their first digit only: each instance gets its own host.
+    name = f"acme-{instance_id.split('-', 1)[1][:1]}{instance_id[-4:]}"
     return {
         "id": instance_id, "name": name, "region": region, "specification": "Basic",
         "namespaceQuota": "3", "namespaceUsage": "1", "repoQuota": "300", "repoUsage": "2", "tags": {},

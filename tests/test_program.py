@@ -100,7 +100,7 @@ def test_enterprise_stack_resources(preflight_calls):
         assert ns.urn in repo.dependencies, f"{repo.urn} must wait for the namespace"
     assert run.by_name("registry-web-repo").inputs["summary"] == "Sample web service (dev)"
     assert (ENTERPRISE_INVOKE, {"ids": ["cri-0123456789abcdef"], "enableDetails": True}) in run.invokes
-    assert run.outputs["registry"] == "acme-cdef-registry.cn-hangzhou.cr.aliyuncs.com"
+    assert run.outputs["registry"] == "acme-0cdef-registry.cn-hangzhou.cr.aliyuncs.com"
 
 
 def test_enterprise_token_is_a_secret_registry_password(preflight_calls):
