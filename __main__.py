@@ -1,79 +1,67 @@
-"""acr-publish: declare the stack's ACR namespace and repositories and publish each configured image."""
+"""acr-publish: declare the stack's ACR namespace and repositories, and publish each image: built here, or promoted
+(copied by digest) from the stack named by acr-publish:promoteFrom.
+
+One straight sequence; nothing is declared until every check passed, and no check runs inside an `apply`:
+settings -> registry login -> (promoting: the source stack's exports) -> registry preflight -> per image: content
+tag and sensitive-file guard, then "is this content tag already published?" (promoting: the source login and each
+source digest) -> namespace, repositories and images (or promotions).
+"""
+import dataclasses
+
 import pulumi
 
 from components.image import PublishedImage, PublishedImageArgs, plan_builds
-from components.promotion import (
-    PromotedImage, TargetLogin, check_sources, read_source, registry_instance, source_login,
+from components.promotion import PromotedImage, check_sources, read_source, registry_instance, source_login
+from components.registry import (
+    AcrRegistry, AcrRegistryArgs, preflight, published_digests, registry_login, repository_paths,
 )
-from components.registry import AcrRegistry, AcrRegistryArgs, classic_host, pick_enterprise_endpoint
-from components.settings import load_settings, source_password
+from components.settings import load_settings, registry_password_value, source_password_value
 
-
-def plain(value):
-    """The value of an Output known before anything is declared (config secrets, synchronous invokes)."""
-    from pulumi.runtime.sync_await import _sync_await
-
-    return None if value is None else _sync_await(pulumi.Output.from_input(value).future())
-
-
-def target_login(settings, password) -> TargetLogin:
-    reg = settings.registry
-    if reg.edition == "enterprise":
-        import pulumi_alicloud as alicloud
-
-        found = alicloud.cs.get_registry_enterprise_instances(ids=[reg.instance_id], enable_details=True)
-        host, user, token = pick_enterprise_endpoint(list(found.instances or []), reg.instance_id, settings.region,
-                                                     reg.endpoint)
-        return TargetLogin(host, user, token, False)
-    if reg.edition == "personal":
-        return TargetLogin(classic_host(settings.region, reg.endpoint), reg.username, plain(password), False)
-    return TargetLogin(reg.server, reg.username, plain(password), True)
-
-
-settings, registry_password = load_settings()
-
+settings, _ = load_settings()
+login = registry_login(settings, registry_password_value())
+if settings.promotion is not None:
+    source = read_source(settings)
+    # The repositories are the promoted images': those the source exports (or the configured subset).
+    settings = dataclasses.replace(settings, images=source.repositories)
+if settings.preflight:  # acr-publish:preflight: false turns off every registry call made before declaring
+    preflight(login, settings)
 if settings.promotion is None:
     plans = plan_builds(settings)
-    repositories = settings.images
+    published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()})
+                 if settings.preflight else {})
 else:
-    plans = {}
-    source = read_source(settings)
-    target = target_login(settings, registry_password)
-    login = source_login(settings, source, target, plain(source_password()))
+    source_registry = source_login(settings, source, login, source_password_value())
     if settings.preflight:
-        check_sources(source, login)
-    repositories = source.repositories
+        check_sources(source, source_registry)
 
 registry = AcrRegistry(
     "registry",
     AcrRegistryArgs(
         registry=settings.registry,
-        region=settings.region,
-        images=repositories,
-        password=registry_password,
+        images=settings.images,
+        login=login,
         protect=settings.protect,
         retain_on_delete=settings.retain_on_delete,
-        preflight=settings.preflight,
     ),
 )
-
+paths = repository_paths(settings.registry.namespace, settings.images)
 if settings.promotion is None:
     images = {
         name: PublishedImage(
             name,
             PublishedImageArgs(
                 plan=plan,
-                repository=pulumi.Output.concat(registry.server, "/", registry.repository_paths[name]),
+                repository=f"{login.server}/{paths[name]}",
                 credentials=registry.credentials,
                 repository_resource=registry.repositories.get(name),
-                ready=registry.ready,
+                published_digest=published.get(name),
             ),
         )
         for name, plan in plans.items()
     }
 else:
     images = {
-        image.name: PromotedImage(image.name, image, login, target, registry.repository_paths[image.name],
+        image.name: PromotedImage(image.name, image, source_registry, login, paths[image.name],
                                   registry.repositories.get(image.name))
         for image in source.images
     }

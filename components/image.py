@@ -1,8 +1,9 @@
 """Images: from validated settings to a content-tagged, digest-pinned `docker.Image` per repository.
 
 `plan_builds` runs before any resource is declared: it walks every build context once, refuses sensitive files
-and computes the content tag. `PublishedImage` then declares the `docker.Image` that builds and pushes it, gated
-on the registry preflight and on its repository, and exposes the digest-pinned `ref` deployments must consume.
+and computes the content tag. `PublishedImage` then either declares the `docker.Image` that builds and pushes it
+(after its repository), or, when the registry already holds that content tag, declares nothing that builds and
+takes the digest the registry reported; either way it exposes the digest-pinned `ref` deployments must consume.
 """
 from __future__ import annotations
 
@@ -82,36 +83,51 @@ class PublishedImageArgs:
 
     plan: BuildPlan
     """The image's settings and content tag."""
-    repository: pulumi.Input[str]
+    repository: str
     """Full repository reference without tag: <host>/<namespace>/<name>."""
     credentials: RegistryCredentials
     """Registry login; the password is a secret."""
     repository_resource: pulumi.Resource | None
     """The ACR repository the push must wait for (None for a local registry)."""
-    ready: pulumi.Input[bool]
-    """Resolves once the registry preflight passed; the build waits for it."""
+    published_digest: str | None = None
+    """The digest the registry reported for the content tag when it already holds it (checked before anything was
+    declared); None: not published, so the image is built and pushed."""
 
 
 class PublishedImage(pulumi.ComponentResource):
-    """One image built from its context and pushed to its repository under its content tag."""
+    """One image under its content tag in its repository: built and pushed, or found already published."""
 
     repository: pulumi.Output[str]
     tag: pulumi.Output[str]
     image_name: pulumi.Output[str]
     ref: pulumi.Output[str]
+    image: docker.Image | None
+    """The build; None when the registry already holds the content tag."""
 
     def __init__(self, name: str, args: PublishedImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("acr-publish:index:PublishedImage", name, None, opts)
         plan = args.plan
-        img = plan.image
         self.repository = pulumi.Output.from_input(args.repository)
         self.tag = pulumi.Output.from_input(plan.tag)
-        full_name = pulumi.Output.concat(self.repository, ":", plan.tag)
-        # The image name only resolves after the preflight, so no build starts against a registry that would refuse
-        # the push. `ready` carries no secret, so the name stays plain.
-        gated_name = pulumi.Output.all(pulumi.Output.unsecret(pulumi.Output.from_input(args.ready)), full_name).apply(
-            lambda pair: pair[1]
-        )
+        full_name = f"{args.repository}:{plan.tag}"
+        if args.published_digest is not None:
+            # The registry holds this content tag already (pushed by an earlier run, another stack or machine):
+            # rebuilding would re-push other bytes under it, refused by tag immutability or moving the tag.
+            self.image = None
+            self.image_name = pulumi.Output.from_input(full_name)
+            self.ref = pulumi.Output.from_input(f"{args.repository}@{args.published_digest}")
+            pulumi.log.info(f"{name}: {plan.tag} is already in {args.repository} ({args.published_digest}); "
+                            "nothing to build", resource=self)
+        else:
+            self.image = self._build(name, args, full_name)
+            self.image_name = self.image.image_name
+            self.ref = self.image.repo_digest
+        self.register_outputs({
+            "repository": self.repository, "tag": self.tag, "imageName": self.image_name, "ref": self.ref,
+        })
+
+    def _build(self, name: str, args: PublishedImageArgs, full_name: str) -> docker.Image:
+        img = args.plan.image
         build = docker.DockerBuildArgs(
             # Relative paths: the provider stores them in state, and absolute ones differ between machines.
             context=img.context,
@@ -123,9 +139,9 @@ class PublishedImage(pulumi.ComponentResource):
         )
         depends = [args.repository_resource] if args.repository_resource is not None else []
         creds = args.credentials
-        self.image = docker.Image(
+        return docker.Image(
             f"{name}-image",
-            image_name=gated_name,
+            image_name=full_name,
             build=build,
             registry=docker.RegistryArgs(
                 server=creds.server,
@@ -136,9 +152,3 @@ class PublishedImage(pulumi.ComponentResource):
             build_on_preview=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )
-        self.image_name = self.image.image_name
-        self.ref = self.image.repo_digest
-        self.register_outputs({
-            "repository": self.repository, "tag": self.tag, "imageName": self.image_name, "ref": self.ref,
-        })
-

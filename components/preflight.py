@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Mapping
 
 import requests
 
@@ -19,7 +20,7 @@ from components.registry_client import (
     MASK, RegistryClient, RegistryError, excerpt_text, parse_www_authenticate, registry_error_text,
 )
 
-__all__ = ["PreflightError", "PreflightTarget", "check_registry", "parse_www_authenticate"]
+__all__ = ["PreflightError", "PreflightTarget", "check_published", "check_registry", "parse_www_authenticate"]
 
 _PREFIX = "registry preflight"
 
@@ -69,12 +70,28 @@ def check_registry(target: PreflightTarget, *, timeout: float = 10.0) -> None:
     """Check that `target` is reachable and lets its user push to each repository; raise PreflightError if not.
 
     `timeout` is the budget in seconds for the whole check (name resolution, every connection and response); each
-    request gets what is left of it, and nothing is retried. A server that trickles its answer could keep a socket
-    read alive past that budget, so the check runs in a worker; when the budget (plus a second of grace for the
-    worker's own error) runs out, its sockets are shut down, so nothing reads on after this function returned.
+    request gets what is left of it, and nothing is retried.
     """
+    _within_budget(_Check(target, timeout), timeout)
+
+
+def check_published(target: PreflightTarget, tags: Mapping[str, tuple[str, str]], *,
+                    timeout: float = 10.0) -> dict[str, str | None]:
+    """Ask the registry, with `target`'s credentials, which tags it already holds: for each key of `tags`
+    ((repository, tag) values), the digest the registry reports, or None when the tag is not there, a
+    repository that does not exist yet included (see RegistryClient.manifest_digest for what counts as absent).
+    Any other failure raises PreflightError, within the same kind of time budget as the preflight.
+    """
+    check = _Published(target, timeout, tags)
+    _within_budget(check, timeout)
+    return check.found
+
+
+def _within_budget(check: "_Check", timeout: float) -> None:
+    """Run `check` in a worker bounded by `timeout`. A server that trickles its answer could keep a socket read
+    alive past that budget; when the budget (plus a second of grace for the worker's own error) runs out, the
+    worker's sockets are shut down, so nothing reads on after this function returned."""
     outcome: list[BaseException | None] = []
-    check = _Check(target, timeout)
 
     def work() -> None:
         try:
@@ -83,13 +100,13 @@ def check_registry(target: PreflightTarget, *, timeout: float = 10.0) -> None:
         except BaseException as exc:  # handed to the caller below
             outcome.append(exc)
 
-    worker = threading.Thread(target=work, name=f"preflight-{target.server}", daemon=True)
+    worker = threading.Thread(target=work, name=f"preflight-{check.target.server}", daemon=True)
     worker.start()
     worker.join(timeout + 1.0)
     if not outcome:
         check.client.abort()
         raise PreflightError(
-            f"{_PREFIX} for '{target.server}' failed: the registry did not finish answering within the preflight "
+            f"{check.label} failed: the registry did not finish answering within the preflight "
             f"time limit of {timeout:g}s (it accepts connections but answers too slowly); check the registry, or "
             "set acr-publish:preflight: false to skip the check",
             "unreachable",
@@ -107,30 +124,36 @@ _UNEXPECTED_HINT = (
 class _Check:
     """The preflight's decisions; every exchange goes through one RegistryClient."""
 
+    label_format = _PREFIX + " for '{server}'"
+
     def __init__(self, target: PreflightTarget, timeout: float) -> None:
         self.target = target
+        self.label = self.label_format.format(server=target.server)
         self.client = RegistryClient(
             target.server, target.username, target.password, allow_plain_http=target.allow_plain_http,
-            timeout=timeout, deadline=time.monotonic() + timeout, label=f"{_PREFIX} for '{target.server}'",
+            timeout=timeout, deadline=time.monotonic() + timeout, label=self.label,
             limit_name="preflight time limit",
         )
         self.client.unexpected_hint = _UNEXPECTED_HINT
 
     def run(self) -> None:
         try:
-            self.client.endpoint  # a malformed server is a config error before any lookup
-            self.client.resolve()
-            # Without the push check the token is asked for no scope at all, as `docker login` does: a read-only
-            # role may hold no repository permission, and the login alone is what a preview can prove.
-            scopes = [f"repository:{r}:push,pull" for r in self.target.repositories] if self.target.check_push else []
-            self.client.login(scopes)
-            if self.target.check_push:
-                for repository in self.target.repositories:
-                    self._probe_push(repository)
+            self.steps()
         except RegistryError as err:
             raise PreflightError(str(err), err.kind) from None
         finally:
             self.client.close()
+
+    def steps(self) -> None:
+        self.client.endpoint  # a malformed server is a config error before any lookup
+        self.client.resolve()
+        # Without the push check the token is asked for no scope at all, as `docker login` does: a read-only
+            # role may hold no repository permission, and the login alone is what a preview can prove.
+        scopes = [f"repository:{r}:push,pull" for r in self.target.repositories] if self.target.check_push else []
+        self.client.login(scopes)
+        if self.target.check_push:
+            for repository in self.target.repositories:
+                self._probe_push(repository)
 
     # May this account push? Start a blob upload and cancel it, as go-containerregistry's CheckPushPermission
     # does: /v2/ alone only proves the login, not the push permission on a namespace.
@@ -164,3 +187,25 @@ class _Check:
                 f"acs:cr:<region>:<account>:repository/<instance-id>/{namespace}/*)"
             )
         return client.fail(message, "forbidden", response.status_code)
+
+
+class _Published(_Check):
+    """Which content tags the registry already holds: one login asking pull on every repository, one HEAD each."""
+
+    label_format = "published-tag check for '{server}'"
+
+    def __init__(self, target: PreflightTarget, timeout: float, tags: Mapping[str, tuple[str, str]]) -> None:
+        super().__init__(target, timeout)
+        self.tags = dict(tags)
+        self.found: dict[str, str | None] = {}
+        self.client.unexpected_hint = (
+            "This is not a registry answer the published-tag check understands; if the registry works with docker "
+            "push, acr-publish:preflight: false turns the registry checks off (every image is then built)"
+        )
+
+    def steps(self) -> None:
+        self.client.endpoint
+        self.client.resolve()
+        self.client.login(sorted({f"repository:{repository}:pull" for repository, _ in self.tags.values()}))
+        for name, (repository, tag) in self.tags.items():
+            self.found[name] = self.client.manifest_digest(repository, tag)

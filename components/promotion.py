@@ -36,6 +36,7 @@ from typing import Any, Mapping
 import pulumi
 import pulumi.dynamic as dynamic
 
+from components.registry import RegistryLogin
 from components.settings import (
     PROJECT, PromotedImageSettings, Settings, promoted_image_defaults, split_stack_name,
 )
@@ -294,19 +295,6 @@ class Promotion(dynamic.Resource, module="acr-publish", name="Promotion"):
 # --- the source registry's login ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class TargetLogin:
-    """This stack's own registry login, as the program's login step resolved it (plain values)."""
-
-    server: str
-    username: str | None
-    password: str | None
-    plain_http: bool
-
-    def __repr__(self) -> str:
-        return f"TargetLogin(server={self.server!r}, username={self.username!r}, password='***')"
-
-
-@dataclass(frozen=True)
 class SourceLogin:
     """How the promotion reads the source registry; `password` is plain here and wrapped as a secret where it
     becomes a resource input."""
@@ -349,7 +337,7 @@ def enterprise_login(instance_id: str, region: str, host: str, *, stack_region: 
     return inst.temp_username, inst.authorization_token
 
 
-def source_login(settings: Settings, source: SourceStack, target: TargetLogin,
+def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
                  source_password: str | None) -> SourceLogin:
     """The source registry's login, per the issue: the same login on the same host or for a classic Personal
     source; an Enterprise source's temporary login from its instance; a local source's sourceUsername/Password."""
@@ -369,7 +357,8 @@ def source_login(settings: Settings, source: SourceStack, target: TargetLogin,
     if source.registry.lower() == target.server.lower():
         unused(f"the source stack {source.stack!r} is on this stack's registry host {target.server}, so the "
                "promotion uses this stack's login")
-        return SourceLogin(target.server, target.username, target.password, target.plain_http, "this stack's login")
+        return SourceLogin(target.server, target.username, target.password, target.allow_plain_http,
+                           "this stack's login")
     if edition == "personal":
         unused("a classic Personal Edition source uses this stack's login (it is per account)")
         if settings.registry.edition != "personal":
@@ -421,7 +410,7 @@ class PromotedImage(pulumi.ComponentResource):
     image_name: pulumi.Output[str]
     ref: pulumi.Output[str]
 
-    def __init__(self, name: str, source: SourceImage, login: SourceLogin, target: TargetLogin,
+    def __init__(self, name: str, source: SourceImage, login: SourceLogin, target: RegistryLogin,
                  repository_path: str, repository_resource: pulumi.Resource | None,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("acr-publish:index:PromotedImage", name, None, opts)
@@ -433,7 +422,7 @@ class PromotedImage(pulumi.ComponentResource):
                 source=source, source_server=login.server, source_username=login.username,
                 source_password=secret(login.password), source_plain_http=login.plain_http,
                 target_server=target.server, target_repository=repository_path, target_username=target.username,
-                target_password=secret(target.password), target_plain_http=target.plain_http,
+                target_password=secret(target.password), target_plain_http=target.allow_plain_http,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )

@@ -1,16 +1,23 @@
-"""The registry side of a stack: the ACR namespace, one repository per image, and the push credentials.
+"""The registry side of a stack: the registry login, the checks made with it, the ACR namespace, one repository
+per image, and the push credentials.
 
-One component, `AcrRegistry`, hides the three editions behind the same outputs: the registry host, each
-image's repository path (`<namespace>/<name>`) and its declaring resource (so pushes wait for it), and
-`RegistryCredentials` whose password is always a Pulumi secret.
+Before anything is declared (plain synchronous code, never inside an `apply`): `registry_login` finds the host and
+credentials (Enterprise: the synchronous instances invoke, whose temporary token lives in memory only; classic and
+local: from config), `preflight` checks them against the registry (components/preflight.py), and
+`published_digests` asks the registry which content tags it already holds. Then one component, `AcrRegistry`, hides
+the three editions behind the same outputs: the registry host, each image's repository path (`<namespace>/<name>`)
+and its declaring resource (so pushes wait for it), and `RegistryCredentials` whose password is always a Pulumi
+secret.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import pulumi
 
-from components.settings import ImageSettings, RegistrySettings
+from components import preflight as registry_preflight
+from components.settings import ImageSettings, RegistrySettings, Settings
 
 CLASSIC_RETIREMENT_WARNING = (
     "edition 'personal' uses the classic Container Registry Personal Edition API (2016-06-07), which Alibaba Cloud "
@@ -33,23 +40,40 @@ class RegistryCredentials:
 
 
 @dataclass(frozen=True)
+class RegistryLogin:
+    """Where the stack pushes and as whom, resolved before anything is declared. The password is plain here (the
+    checks need it) and lives in memory only; everything declared gets it as a Pulumi secret."""
+
+    server: str
+    """Registry host[:port]."""
+    username: str | None
+    password: str | None
+    allow_plain_http: bool
+    """Local edition only: a loopback registry is reached over plain HTTP, as docker does."""
+
+    def __repr__(self) -> str:  # the dataclass repr would show the password in tracebacks and logs
+        return (f"RegistryLogin(server={self.server!r}, username={self.username!r}, "
+                f"password={None if self.password is None else '***'!r}, allow_plain_http={self.allow_plain_http!r})")
+
+    def target(self, repositories: tuple[str, ...], *, check_push: bool) -> registry_preflight.PreflightTarget:
+        return registry_preflight.PreflightTarget(self.server, self.username, self.password, repositories,
+                                                  self.allow_plain_http, check_push=check_push)
+
+
+@dataclass(frozen=True)
 class AcrRegistryArgs:
     """Inputs of AcrRegistry."""
 
     registry: RegistrySettings
     """Validated acr-publish:registry settings."""
-    region: str | None
-    """Alibaba Cloud region (None for the local edition)."""
     images: tuple[ImageSettings, ...]
     """The stack's images: one repository each, named after the image, with its summary and tag immutability."""
-    password: pulumi.Output[str] | None = None
-    """Secret registry password from config (personal; local optional)."""
+    login: RegistryLogin
+    """The registry host and credentials from `registry_login`."""
     protect: bool = False
     """Protect namespace and repositories against deletion."""
     retain_on_delete: bool = True
     """Keep namespace and repositories in the cloud when removed from the stack."""
-    preflight: bool = True
-    """Check reachability and login of the registry before any image is built."""
 
 
 def classic_host(region: str, endpoint: str) -> str:
@@ -79,6 +103,70 @@ def pick_enterprise_endpoint(instances: list, instance_id: str, region: str, end
     return hosts[0], inst.temp_username, inst.authorization_token
 
 
+def repository_paths(namespace: str | None, images: tuple[ImageSettings, ...]) -> dict[str, str]:
+    """Each image's repository path in the registry: `<namespace>/<name>`, or `<name>` without a namespace."""
+    return {img.name: f"{namespace}/{img.name}" if namespace else img.name for img in images}
+
+
+def registry_login(settings: Settings, password: str | None) -> RegistryLogin:
+    """The host and credentials the stack pushes with; `password` is acr-publish:registryPassword's plain value.
+
+    Enterprise: the instance's endpoint and a temporary login from the synchronous instances invoke (a cloud call,
+    made in previews too); RegistryLookupError when the instance or its endpoint is missing. Classic: the regional
+    host and the configured user. Local: the configured server and user.
+    """
+    reg = settings.registry
+    if reg.edition == "enterprise":
+        import pulumi_alicloud as alicloud
+
+        found = alicloud.cs.get_registry_enterprise_instances(ids=[reg.instance_id], enable_details=True)
+        host, username, token = pick_enterprise_endpoint(list(found.instances or []), reg.instance_id,
+                                                         settings.region, reg.endpoint)
+        return RegistryLogin(host, username, token, allow_plain_http=False)
+    if reg.edition == "personal":
+        return RegistryLogin(classic_host(settings.region, reg.endpoint), reg.username, password,
+                             allow_plain_http=False)
+    return RegistryLogin(reg.server, reg.username, password, allow_plain_http=True)
+
+
+def preflight(login: RegistryLogin, settings: Settings) -> None:
+    """The registry preflight before anything is declared: reachable, login accepted, and on `up` push permission
+    on every repository; PreflightError otherwise.
+
+    A preview runs on read-only credentials, so it checks the login only; and it often runs where the registry cannot
+    be reached (a VPC endpoint, an instance whose internet access allows only the deploy runner), so there an
+    unreachable registry is a warning: `pulumi up` still fails on it.
+    """
+    preview = pulumi.runtime.is_dry_run()
+    paths = repository_paths(settings.registry.namespace, settings.images)
+    target = login.target(tuple(paths.values()), check_push=not preview)
+    try:
+        registry_preflight.check_registry(target)
+    except registry_preflight.PreflightError as err:
+        if not (preview and err.kind == "unreachable"):
+            raise
+        pulumi.log.warn(f"{err} (preview goes on: `pulumi up` needs this registry reachable)")
+
+
+def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping[str, str]) -> dict[str, str | None]:
+    """For each image name in `tags` (name -> content tag): the digest the registry reports for that tag in the
+    image's repository, or None when it is not there (a repository that does not exist yet included).
+
+    Any other failure raises PreflightError, except in a preview where the registry is unreachable (already
+    warned by the preflight): then nothing can be said, every image is shown as a build, and the run says so.
+    """
+    paths = repository_paths(settings.registry.namespace, settings.images)
+    wanted = {name: (paths[name], tag) for name, tag in tags.items()}
+    try:
+        return registry_preflight.check_published(login.target(tuple(paths.values()), check_push=False), wanted)
+    except registry_preflight.PreflightError as err:
+        if not (pulumi.runtime.is_dry_run() and err.kind == "unreachable"):
+            raise
+        pulumi.log.warn("the registry cannot be reached from this preview, so it cannot say which content tags are "
+                        "already published: the preview shows every image as a build (`pulumi up` asks again)")
+        return {name: None for name in tags}
+
+
 class AcrRegistry(pulumi.ComponentResource):
     """Namespace + repositories + credentials for one stack."""
 
@@ -93,55 +181,21 @@ class AcrRegistry(pulumi.ComponentResource):
         reg = args.registry
         keep = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.retain_on_delete)
         self.repositories = {}
-        ns = reg.namespace
-        self.repository_paths = {img.name: f"{ns}/{img.name}" if ns else img.name for img in args.images}
+        self.repository_paths = repository_paths(reg.namespace, args.images)
+        login = args.login
+        self.server = pulumi.Output.from_input(login.server)
+        self.credentials = RegistryCredentials(
+            server=self.server,
+            username=pulumi.Output.from_input(login.username) if login.username else None,
+            password=pulumi.Output.secret(login.password) if login.password is not None else None,
+        )
 
         if reg.edition == "enterprise":
             self._declare_enterprise(name, args, keep)
         elif reg.edition == "personal":
             pulumi.log.warn(CLASSIC_RETIREMENT_WARNING, resource=self)
             self._declare_classic(name, args, keep)
-        else:
-            self.server = pulumi.Output.from_input(reg.server)
-            self.credentials = RegistryCredentials(
-                server=self.server,
-                username=pulumi.Output.from_input(reg.username) if reg.username else None,
-                password=pulumi.Output.secret(args.password) if args.password is not None else None,
-            )
-
-        self.ready = self._preflight(args) if args.preflight else pulumi.Output.from_input(True)
         self.register_outputs({"server": self.server, "repositories": self.repository_paths})
-
-    def _preflight(self, args: AcrRegistryArgs) -> pulumi.Output[bool]:
-        """Resolves True once the registry answered and accepted the credentials; raises PreflightError otherwise.
-
-        It runs as soon as server and credentials are known, in preview too (the Enterprise token comes from an
-        invoke, which previews run), so a pull request's preview catches broken credentials. A preview runs on
-        read-only credentials, so it checks the login only, not push permission; and a preview often runs where the
-        registry cannot be reached (a VPC endpoint, or an instance whose internet access allows only the deploy
-        runner), so there an unreachable registry is a warning: `pulumi up` still fails on it.
-        """
-        from components.preflight import PreflightError, PreflightTarget, check_registry
-
-        repositories = tuple(self.repository_paths.values())
-        allow_plain_http = args.registry.edition == "local"
-        preview = pulumi.runtime.is_dry_run()
-        creds = self.credentials
-
-        def check(values: list) -> bool:
-            server, username, password = values
-            target = PreflightTarget(server, username, password, repositories, allow_plain_http,
-                                     check_push=not preview)
-            try:
-                check_registry(target)
-            except PreflightError as err:
-                if not (preview and err.kind == "unreachable"):
-                    raise
-                pulumi.log.warn(f"{err} (preview goes on: `pulumi up` needs this registry reachable)", resource=self)
-            return True
-
-        # The result is a bare True: nothing secret leaks from it, so it must not taint what waits on it.
-        return pulumi.Output.unsecret(pulumi.Output.all(creds.server, creds.username, creds.password).apply(check))
 
     def _declare_namespace_and_repositories(
         self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions, *, namespace_type: type,
@@ -178,19 +232,6 @@ class AcrRegistry(pulumi.ComponentResource):
             scope={"instance_id": reg.instance_id},
             per_repository={img.name: {"tag_immutability": img.tag_immutability} for img in args.images},
         )
-        found = alicloud.cs.get_registry_enterprise_instances_output(
-            ids=[reg.instance_id], enable_details=True, opts=pulumi.InvokeOutputOptions(parent=self)
-        )
-        login = found.instances.apply(
-            lambda insts: pick_enterprise_endpoint(list(insts or []), reg.instance_id, args.region, reg.endpoint)
-        )
-        # The host is not sensitive, even though it travels beside the token.
-        self.server = pulumi.Output.unsecret(login.apply(lambda t: t[0]))
-        self.credentials = RegistryCredentials(
-            server=self.server,
-            username=pulumi.Output.unsecret(login.apply(lambda t: t[1])),
-            password=pulumi.Output.secret(login.apply(lambda t: t[2])),
-        )
 
     def _declare_classic(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
         import pulumi_alicloud as alicloud
@@ -199,10 +240,4 @@ class AcrRegistry(pulumi.ComponentResource):
         self._declare_namespace_and_repositories(
             name, args, keep, namespace_type=alicloud.cr.Namespace, repository_type=alicloud.cr.Repo,
             scope={}, per_repository={},
-        )
-        self.server = pulumi.Output.from_input(classic_host(args.region, reg.endpoint))
-        self.credentials = RegistryCredentials(
-            server=self.server,
-            username=pulumi.Output.from_input(reg.username),
-            password=pulumi.Output.secret(args.password),
         )

@@ -639,7 +639,7 @@ def load_settings():
     """Read and validate the running stack's configuration from the Pulumi engine.
 
     Returns (settings, registry_password) where registry_password is a secret Output or None; a promoting stack's
-    acr-publish:sourcePassword is read where the source login is assembled (`source_password`).
+    acr-publish:sourcePassword is read where the source login is assembled (`source_password_value`).
     """
     import pulumi
     from pulumi.runtime import config as runtime_config
@@ -675,11 +675,12 @@ def load_settings():
     return settings, password
 
 
-def source_password():
-    """acr-publish:sourcePassword of the running stack as a secret Output, or None (validated by load_settings)."""
+def source_password_value() -> str | None:
+    """The plain value of the secret acr-publish:sourcePassword (validated by load_settings), for the source login
+    and check before anything is declared; everything declared gets it as a secret."""
     import pulumi
 
-    return pulumi.Config(PROJECT).get_secret("sourcePassword")
+    return pulumi.Config(PROJECT).get("sourcePassword")
 
 
 def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_set: bool = True) -> Settings:
@@ -703,3 +704,11 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
         has_password="registryPassword" in values or (secrets_set and _edition_needs_password(values)),
         project_root=project_root, has_source_password="sourcePassword" in values,
     )
+
+
+def registry_password_value() -> str | None:
+    """The plain value of the secret acr-publish:registryPassword, for the registry login and checks that run
+    before anything is declared; it stays in memory (everything declared gets the secret Output)."""
+    import pulumi
+
+    return pulumi.Config(PROJECT).get("registryPassword")

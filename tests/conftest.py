@@ -1,7 +1,9 @@
-"""Shared fixtures: an isolated cache directory, and the registry preflight recorded instead of dialled.
+"""Shared fixtures: an isolated cache directory, and the registry checks recorded instead of dialled.
 
-Unit tests run the program under Pulumi mocks with no registry to talk to, so `check_registry` is replaced by a
-recorder there; tests/e2e runs the real preflight against real registries.
+Unit tests run the program under Pulumi mocks with no registry to talk to, so `check_registry` (the preflight) and
+`check_published` (which content tags the registry holds) are replaced by a recorder there that answers as the test
+scripts it; tests/e2e runs the real checks against real registries, and tests/e2e/test_registry_client.py the
+client under them.
 """
 from __future__ import annotations
 
@@ -25,18 +27,24 @@ def _isolated_cache(tmp_path_factory):
 
 @pytest.fixture
 def preflight_calls(monkeypatch):
-    """Record registry preflight targets instead of connecting; set `.fail` to an exception to make it fail."""
-    import components.preflight as preflight
+    """Record registry preflight targets instead of connecting; set `.fail` to an exception to make it fail.
 
+    The published-tag check is recorded in `.published_calls` as (target, {image: (repository, tag)}); it answers
+    from `.published` ({(repository, tag): digest}; anything else is not published), or raises `.published_fail`.
+    """
     import components.copy as copy
+    import components.preflight as preflight
 
     class Recorder(list):
         fail: Exception | None = None
+        published_fail: Exception | None = None
         sources: list = []
         """(endpoint, repository, digest) of every promotion source checked before anything is declared."""
         source_fail: Exception | None = None
 
     calls = Recorder()
+    calls.published = {}
+    calls.published_calls = []
     calls.sources = []
 
     def check_registry(target, *, timeout: float = 10.0):
@@ -44,11 +52,18 @@ def preflight_calls(monkeypatch):
         if calls.fail is not None:
             raise calls.fail
 
+    def check_published(target, tags, *, timeout: float = 10.0):
+        calls.published_calls.append((target, dict(tags)))
+        if calls.published_fail is not None:
+            raise calls.published_fail
+        return {name: calls.published.get(ref) for name, ref in tags.items()}
+
     def check_source(endpoint, repository, digest):
         calls.sources.append((endpoint, repository, digest))
         if calls.source_fail is not None:
             raise calls.source_fail
 
     monkeypatch.setattr(preflight, "check_registry", check_registry)
+    monkeypatch.setattr(preflight, "check_published", check_published)
     monkeypatch.setattr(copy, "check_source", check_source)
     return calls

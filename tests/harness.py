@@ -64,6 +64,7 @@ class StackRun:
     secret_outputs: set[str]
     invokes: list[tuple[str, dict]]
     warnings: list[str]
+    infos: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == typ]
@@ -236,7 +237,9 @@ def source_exports(stack: str) -> dict[str, dict]:
     if not source:
         return {}
     name = source.split("/")[-1]
-    return {name: run_stack(name).outputs}
+    # Without its registry checks: the source's exports are what is needed, and the caller's preflight recorder
+    # (tests/conftest.py) must see only the promoting stack's own checks.
+    return {name: run_stack(name, {"acr-publish:preflight": "false"}).outputs}
 
 
 def run_stack(
@@ -264,7 +267,8 @@ def run_stack(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     old_cwd = os.getcwd()
-    original_warn = pulumi.log.warn
+    original_warn, original_info = pulumi.log.warn, pulumi.log.info
+    infos: list[str] = []
     sys.path.insert(0, str(project_root))
     foreign = project_root.resolve() != PROJECT_ROOT
     saved = _forget_components() if foreign else {}
@@ -279,7 +283,11 @@ def run_stack(
             warnings.append(msg)
             return original_warn(msg, resource, stream_id, ephemeral)
 
-        pulumi.log.warn = warn
+        def info(msg: str, resource=None, stream_id=None, ephemeral=None):
+            infos.append(msg)
+            return original_info(msg, resource, stream_id, ephemeral)
+
+        pulumi.log.warn, pulumi.log.info = warn, info
         runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
         root = runtime_settings.get_root_resource()
 
@@ -296,7 +304,7 @@ def run_stack(
 
         outputs, secret_outputs = loop.run_until_complete(collect())
     finally:
-        pulumi.log.warn = original_warn
+        pulumi.log.warn, pulumi.log.info = original_warn, original_info
         if records is not None:
             records.extend(monitor.recorded)
         os.chdir(old_cwd)
@@ -319,4 +327,4 @@ def run_stack(
         asyncio.set_event_loop(None)
         loop.close()
     return StackRun(stack=stack_name or stack, resources=monitor.recorded, outputs=outputs,
-                    secret_outputs=secret_outputs, invokes=mocks.invokes, warnings=warnings)
+                    secret_outputs=secret_outputs, invokes=mocks.invokes, warnings=warnings, infos=infos)

@@ -170,3 +170,23 @@ def test_a_registry_that_refuses_the_read_fails_instead_of_saying_absent(basic_r
         with pytest.raises(RegistryError) as err:
             client.manifest_digest("acme/web", "v1")
     assert err.value.kind == "auth" and "wrong-password-123" not in str(err.value)
+
+
+def test_check_published_against_a_token_registry(token_registry: RegistryServer, token_server: TokenServer) -> None:
+    """The program's published-tag check as it runs before declaring: one login asking pull on every repository."""
+    from components.preflight import PreflightError, PreflightTarget, check_published
+
+    with client_for(token_registry) as client:
+        _, digest, _ = push_image(client, "acme/pub-web", "ctx-1")
+    target = PreflightTarget(token_registry.server, "pusher", token_registry.password,
+                             ("acme/pub-web", "acme/pub-new"), allow_plain_http=True, check_push=False)
+    found = check_published(target, {"web": ("acme/pub-web", "ctx-1"), "again": ("acme/pub-web", "ctx-2"),
+                                     "new": ("acme/pub-new", "ctx-1")})
+    assert found == {"web": digest, "again": None, "new": None}
+    assert sorted(token_server.issued[-1][1]) == ["repository:acme/pub-new:pull", "repository:acme/pub-web:pull"]
+    wrong = PreflightTarget(token_registry.server, "pusher", "not-the-password", ("acme/pub-web",),
+                            allow_plain_http=True, check_push=False)
+    with pytest.raises(PreflightError) as err:
+        check_published(wrong, {"web": ("acme/pub-web", "ctx-1")})
+    assert err.value.kind == "auth" and str(err.value).startswith(
+        f"published-tag check for '{token_registry.server}' failed: credentials rejected (401)")
