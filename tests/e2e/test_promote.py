@@ -11,6 +11,7 @@ the image runs.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 from typing import Callable, Iterator
@@ -251,3 +252,22 @@ def test_nothing_is_left_on_the_engine(docker_engine):
     images = subprocess.run([docker_engine, "ps", "-a", "-q", "--filter", f"label={LABEL}"], capture_output=True,
                             text=True, timeout=60).stdout.split()
     assert images == [], "containers of this module are left behind"
+
+
+def test_the_benchmark_smoke_run_reads_no_layer_byte_on_the_same_host(registry_binary):
+    import shutil
+    import sys
+
+    if shutil.which("skopeo") is None:
+        message = "skopeo is not installed (Debian package skopeo; .ci/provision-docker.sh installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "bench" / "promote_bench.py"), "--quick"],
+                            capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "same host: layer bytes read from the source = 0: 0  met" in result.stdout, result.stdout
+    # The counting proxy does count: skopeo's copy of the same image on the same host reads every layer.
+    skopeo_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("skopeo copy "))
+    assert int(skopeo_line.split()[-1]) > 0, skopeo_line
+
