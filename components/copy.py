@@ -33,7 +33,14 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 
 
 class CopyError(Exception):
-    """The copy cannot be done as asked; the text names both repositories and what to change, never a secret."""
+    """The copy cannot be done as asked; the text names both repositories and what to change, never a secret.
+
+    `kind` is the registry client's kind of failure when a registry exchange failed ("unreachable", "auth", ...;
+    see RegistryError), else "copy"."""
+
+    def __init__(self, message: str, kind: str = "copy"):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,12 @@ def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
         try:
             return client.manifest_digest(repository, tag)
         except RegistryError as err:
-            raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}") from None
+            hint = ""
+            if err.kind == "auth":
+                # Read (refresh) has only the credentials stored at the last copy.
+                hint = ("; a refresh reads the tag with the login stored at the last copy, and an Enterprise "
+                        "stack's temporary login expires after an hour: refresh within the hour after `pulumi up`")
+            raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}{hint}", err.kind) from None
 
 
 def check_source(source: Endpoint, repository: str, digest: str) -> None:
@@ -98,8 +110,8 @@ def check_source(source: Endpoint, repository: str, digest: str) -> None:
         try:
             found = client.manifest_digest(repository, digest)
         except RegistryError as err:
-            raise CopyError(f"the promotion source {source.server}/{repository}@{digest} cannot be read: {err}"
-                            ) from None
+            raise CopyError(f"the promotion source {source.server}/{repository}@{digest} cannot be read: {err}",
+                            err.kind) from None
     if found is None:
         raise CopyError(
             f"the promotion source {source.server}/{repository}@{digest} does not exist: the source stack's export "
@@ -114,7 +126,7 @@ def copy_image(source: Endpoint, source_repository: str, digest: str, target: En
     try:
         return _Copy(source, source_repository, target, target_repository).run(digest, tag)
     except RegistryError as err:
-        raise CopyError(f"promotion {where} failed: {err}") from None
+        raise CopyError(f"promotion {where} failed: {err}", err.kind) from None
 
 
 class _Copy:

@@ -134,6 +134,17 @@ def test_a_source_check_failure_declares_nothing(preflight_calls):
     assert records == [], [r.urn for r in records]
 
 
+def test_an_unreachable_source_only_warns_in_preview(preflight_calls):
+    from components.copy import CopyError
+
+    preflight_calls.source_fail = CopyError("connection to 127.0.0.1:5000 refused", "unreachable")
+    run = run_stack("local-release", preview=True)
+    assert len(run.of_type(PROMOTION)) == 2
+    assert any("refused" in w and "`pulumi up` needs the source reachable" in w for w in run.warnings), run.warnings
+    with pytest.raises(PromotionError, match="refused"):
+        run_stack("local-release")
+
+
 def test_preflight_false_skips_the_source_check(preflight_calls):
     run = run_stack("local-release", {"acr-publish:preflight": "false"})
     assert preflight_calls.sources == [] and len(run.of_type(PROMOTION)) == 2
