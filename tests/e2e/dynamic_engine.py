@@ -29,6 +29,10 @@ import grpc
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
+# What the engine sends a provider that answered acceptSecrets=false: secret markers removed, values kept; the same
+# unwrapping the mocks harness applies to what it records.
+from tests.harness import _unwrap as strip_secrets
+
 START_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 600.0
 
@@ -39,17 +43,6 @@ def _struct(values: dict[str, Any]):
         return loop.run_until_complete(rpc.serialize_properties(values, {}))
     finally:
         loop.close()
-
-
-def strip_secrets(value: Any) -> Any:
-    """What the engine sends a provider that answered acceptSecrets=false: secret markers removed, values kept."""
-    if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return strip_secrets(value.get("value"))
-        return {k: strip_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [strip_secrets(v) for v in value]
-    return value
 
 
 def _plain(struct) -> dict[str, Any]:
