@@ -23,11 +23,12 @@ if settings.promotion is not None:
     source = read_source(settings)
     # The repositories are the promoted images': those the source exports (or the configured subset).
     settings = dataclasses.replace(settings, images=source.repositories)
-if settings.preflight:  # acr-publish:preflight: false turns off every registry call made before declaring
-    preflight(login, settings)
+# acr-publish:preflight: false turns off every registry call made before declaring; images are then all builds.
+reachable = preflight(login, settings) if settings.preflight else False
 if settings.promotion is None:
     plans = plan_builds(settings)
-    published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()})
+    published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
+                                   reachable=reachable)
                  if settings.preflight else {})
 else:
     source_registry = source_login(settings, source, login, source_password_value())

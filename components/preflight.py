@@ -1,11 +1,13 @@
-"""Registry preflight: can this stack reach and push to its registry, checked before any build.
+"""Registry checks made before anything is declared: the preflight, and which content tags are already published.
 
-Owns the check that a registry named by the stack resolves, accepts a connection, speaks TLS with a trusted
-certificate (plain HTTP only for loopback registries of the local edition), accepts the stack's credentials through
-the registry's own auth challenge (Basic, or Bearer through its token realm as the Docker registry token
-specification describes) and lets that account push to each repository. Every failure becomes one
+The preflight (`check_registry`) checks that a registry named by the stack resolves, accepts a connection, speaks
+TLS with a trusted certificate (plain HTTP only for loopback registries of the local edition), accepts the stack's
+credentials through the registry's own auth challenge (Basic, or Bearer through its token realm as the Docker
+registry token specification describes) and lets that account push to each repository. `check_published` asks the
+registry, with the same credentials, for the digest of each image's content tag. Every failure becomes one
 `PreflightError` whose text says what failed, where, and what a person can change; no password or token ever
-appears in it. The whole check is bounded by one time budget.
+appears in it. Each check is bounded by one time budget. The decisions live here; every exchange goes through
+components/registry_client.py.
 """
 from __future__ import annotations
 

@@ -11,14 +11,15 @@ Where each grant comes from (Enterprise; `deploy` has all of them, `preview` onl
   cr:GetAuthorizationToken (R) on `*`; cr:CreateNamespace, cr:GetNamespace (R), cr:UpdateNamespace on
   `acs:cr:<region>:<account>:repository/<instance-id>`, which is the whole instance, not the one namespace: ACR-FACTS
   scopes namespace actions instance-wide, and this module follows it; cr:CreateRepository, cr:GetRepository (R),
-  cr:UpdateRepository, cr:PushRepository, cr:PullRepository on `.../repository/<instance-id>/<namespace>/*`.
+  cr:UpdateRepository, cr:PushRepository, cr:PullRepository (R: the published-tag check reads manifests in previews
+  too) on `.../repository/<instance-id>/<namespace>/*`.
   ACR-FACTS says "delete actions only where a stack may really delete" without naming them: cr:DeleteNamespace and
   cr:DeleteRepository, on the same resources as the other namespace and repository actions, are this module's
   reading of that line. Namespace actions are left out when the stack adopts its namespace (`createNamespace: false`).
 - Not in ACR-FACTS.md, added because the program calls those APIs: cr:ListInstance (R) on
   `acs:cr:<region>:<account>:instance/*`, and cr:GetInstanceUsage (R) and cr:ListInstanceEndpoint (R) on
   `.../instance/<instance-id>`. components/registry.py reads the registry host and the temporary login with the
-  `get_registry_enterprise_instances_output(ids=[<instance-id>], enable_details=True)` invoke; its provider
+  `get_registry_enterprise_instances(ids=[<instance-id>], enable_details=True)` invoke; its provider
   implementation (terraform-provider-alicloud, data_source_alicloud_cr_ee_instances.go) calls ListInstance and filters
   the ids itself (so ListInstance cannot be narrowed to one instance), then, per instance, GetInstanceUsage,
   ListInstanceEndpoint and, with enable_details, GetAuthorizationToken. Previews run that invoke too.
@@ -87,13 +88,14 @@ def _namespace_and_repositories(settings: Settings, write: bool, namespace_arn: 
                                 repositories_arn: str) -> list[dict[str, Any]]:
     """The namespace and repository grants, the same on both cloud editions but for their resource names."""
     namespace_actions: tuple[str, ...] = NAMESPACE_READ
-    repository_actions: tuple[str, ...] = REPOSITORY_READ
+    # Pull in previews too: the published-tag check reads each content tag's manifest before anything is declared.
+    repository_actions: tuple[str, ...] = REPOSITORY_READ + IMAGE_PULL
     if write:
         if settings.registry.create_namespace:
             namespace_actions += NAMESPACE_WRITE
             if not settings.retain_on_delete:
                 namespace_actions += NAMESPACE_DELETE
-        repository_actions += REPOSITORY_WRITE + IMAGE_PULL
+        repository_actions += REPOSITORY_WRITE
         if not settings.retain_on_delete:
             repository_actions += REPOSITORY_DELETE
     statements = []

@@ -129,13 +129,13 @@ def registry_login(settings: Settings, password: str | None) -> RegistryLogin:
     return RegistryLogin(reg.server, reg.username, password, allow_plain_http=True)
 
 
-def preflight(login: RegistryLogin, settings: Settings) -> None:
+def preflight(login: RegistryLogin, settings: Settings) -> bool:
     """The registry preflight before anything is declared: reachable, login accepted, and on `up` push permission
-    on every repository; PreflightError otherwise.
+    on every repository; PreflightError otherwise. Returns whether the registry could be reached.
 
     A preview runs on read-only credentials, so it checks the login only; and it often runs where the registry cannot
     be reached (a VPC endpoint, an instance whose internet access allows only the deploy runner), so there an
-    unreachable registry is a warning: `pulumi up` still fails on it.
+    unreachable registry is a warning (and False): `pulumi up` still fails on it.
     """
     preview = pulumi.runtime.is_dry_run()
     paths = repository_paths(settings.registry.namespace, settings.images)
@@ -146,25 +146,30 @@ def preflight(login: RegistryLogin, settings: Settings) -> None:
         if not (preview and err.kind == "unreachable"):
             raise
         pulumi.log.warn(f"{err} (preview goes on: `pulumi up` needs this registry reachable)")
+        return False
+    return True
 
 
-def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping[str, str]) -> dict[str, str | None]:
+def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping[str, str], *,
+                      reachable: bool = True) -> dict[str, str | None]:
     """For each image name in `tags` (name -> content tag): the digest the registry reports for that tag in the
     image's repository, or None when it is not there (a repository that does not exist yet included).
 
-    Any other failure raises PreflightError, except in a preview where the registry is unreachable (already
-    warned by the preflight): then nothing can be said, every image is shown as a build, and the run says so.
+    Any other failure raises PreflightError, except in a preview where the registry is unreachable (`reachable`
+    False: the preflight found it so and warned; it is not asked again): then nothing can be said, every image is
+    shown as a build, and the run says so.
     """
     paths = repository_paths(settings.registry.namespace, settings.images)
     wanted = {name: (paths[name], tag) for name, tag in tags.items()}
-    try:
-        return registry_preflight.check_published(login.target(tuple(paths.values()), check_push=False), wanted)
-    except registry_preflight.PreflightError as err:
-        if not (pulumi.runtime.is_dry_run() and err.kind == "unreachable"):
-            raise
-        pulumi.log.warn("the registry cannot be reached from this preview, so it cannot say which content tags are "
-                        "already published: the preview shows every image as a build (`pulumi up` asks again)")
-        return {name: None for name in tags}
+    if reachable:
+        try:
+            return registry_preflight.check_published(login.target(tuple(paths.values()), check_push=False), wanted)
+        except registry_preflight.PreflightError as err:
+            if not (pulumi.runtime.is_dry_run() and err.kind == "unreachable"):
+                raise
+    pulumi.log.warn("the registry cannot be reached from this preview, so it cannot say which content tags are "
+                    "already published: the preview shows every image as a build (`pulumi up` asks again)")
+    return {name: None for name in tags}
 
 
 class AcrRegistry(pulumi.ComponentResource):

@@ -133,7 +133,8 @@ def excerpt_text(data: bytes | str, scrub: Callable[[str], str] = lambda t: t, l
     """A short, printable, escaped excerpt of what a server sent: whitespace runs folded to one space, every
     control or non-printable character shown as an escape (so no terminal sequence passes), secrets masked."""
     text = data.decode("utf-8", errors="backslashreplace") if isinstance(data, bytes) else data
-    text = scrub(" ".join(text.split()))
+    # Masked before and after folding: a secret holding a run of whitespace would not match once folded.
+    text = scrub(" ".join(scrub(text).split()))
     shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit * 2])
     if len(shown) > limit or len(text) > limit * 2:
         shown = shown[:limit] + "..."
@@ -588,8 +589,9 @@ class RegistryClient:
              what: str = "", limit: int = ERROR_BODY_LIMIT, stream: bool = False) -> requests.Response:
         """One request, no redirect followed; the body read up to `limit` bytes (or left to stream when `stream`).
 
-        An Authorization header is dropped unless `url` is on the registry's own origin or `allow_auth_to` says so
-        (the token realm): credentials never follow a Location elsewhere. Transport failures become RegistryError.
+        It sends `headers` as given: `request` (the registry's own origin), `login` and the token fetch (the realm
+        the registry's challenge named) and `follow` (credentials only on the registry's origin) decide what goes
+        where. Transport failures become RegistryError.
         """
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -597,7 +599,8 @@ class RegistryClient:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError:
             raise self.fail(f"the registry sent an unusable URL: {excerpt_text(url, self.scrub)}") from None
-        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        # A followed Location names a host the server chose: shown escaped like any server text.
+        hostport = excerpt_text(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", self.scrub)
         left = self.remaining(what or f"{method} {parts.path}")
         problem: str | None = None
         kind = "unreachable"
@@ -627,7 +630,7 @@ class RegistryClient:
                 f"{self.unreachable_hint(host)}"
             )
         except requests.exceptions.ReadTimeout:
-            problem = self._silent(hostport, method, parts.path)
+            problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
         except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
             first_bytes = _not_http(exc)
             cause = find_cause(exc, (socket.gaierror,))
@@ -640,7 +643,7 @@ class RegistryClient:
                     "check the host and port in acr-publish:registry.server"
                 )
             elif find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
-                problem = self._silent(hostport, method, parts.path)
+                problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
             elif cause is not None or "NameResolutionError" in repr(exc):
                 problem = f"cannot resolve host '{host}' ({cause or 'name resolution failed'})"
             elif find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
@@ -649,7 +652,7 @@ class RegistryClient:
                 problem = f"cannot connect to {hostport}: {_short_reason(exc)}; {self.unreachable_hint(host)}"
         except requests.exceptions.RequestException as exc:
             kind = "protocol"
-            problem = f"{method} {parts.scheme}://{parts.netloc}{parts.path} failed: {_short_reason(exc)}"
+            problem = f"{method} {hostport} failed: {_short_reason(exc)}"
         # Raised outside the except blocks so the RegistryError carries no chained transport exception.
         raise self.fail(problem, kind)
 
@@ -867,10 +870,12 @@ class RegistryClient:
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The digest the registry reports for `reference` (a tag or digest) in `repository`; None when absent.
 
-        Absent: 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN: the repository does not exist yet), or a 401/403 whose
-        Bearer token the registry's own token service issued without any right on this repository, which is
-        how token services (ACR's among them) answer for a repository that does not exist. Any other failure
-        raises RegistryError.
+        Absent: 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN: the repository does not exist yet); a 401/403 whose error
+        code is NAME_UNKNOWN; or a 401/403 while the Bearer token the registry's own token service issued grants
+        no action at all on this repository (its JWT `access` claim), which is how Docker-spec token services
+        answer for a repository they do not know (and for one the account may not see: an account that may
+        push to the namespace but not pull this repository then builds, and the registry's own push check has
+        the last word). Any other failure raises RegistryError, and so does a 401/403 with an opaque token.
         """
         response = self.request("HEAD", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT})
         if response.status_code == 200:
@@ -880,10 +885,13 @@ class RegistryClient:
             return self.get_manifest(repository, reference).digest  # a registry that omits the header on HEAD
         if response.status_code == 404:
             return None
-        if response.status_code in (401, 403) and self.challenge is not None and self.challenge[0] == "bearer":
-            granted = self.token_grants((f"repository:{repository}:pull",), repository)
-            if granted is not None and not granted:
+        if response.status_code in (401, 403):
+            if "NAME_UNKNOWN" in registry_error_text(response):
                 return None
+            if self.challenge is not None and self.challenge[0] == "bearer":
+                granted = self.token_grants((f"repository:{repository}:pull",), repository)
+                if granted is not None and not granted:
+                    return None
         self._check("HEAD", repository, response, f"read manifest '{reference}'", ok=(200,))
         raise AssertionError("unreachable")  # _check raised
 

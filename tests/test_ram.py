@@ -66,10 +66,10 @@ def expected(settings, *, write: bool) -> set[tuple[str, str]]:
     else:
         ns_arn, repo_arn = f"{arn}/{ns}", f"{arn}/{ns}/*"
         out = set()
-    out |= {("cr:GetRepository", repo_arn)}
+    # PullRepository in previews too: the published-tag check reads each content tag's manifest.
+    out |= {("cr:GetRepository", repo_arn), ("cr:PullRepository", repo_arn)}
     if write:
-        out |= {(a, repo_arn) for a in ("cr:CreateRepository", "cr:UpdateRepository", "cr:PushRepository",
-                                         "cr:PullRepository")}
+        out |= {(a, repo_arn) for a in ("cr:CreateRepository", "cr:UpdateRepository", "cr:PushRepository")}
     if delete:
         out.add(("cr:DeleteRepository", repo_arn))
     if settings.registry.create_namespace:

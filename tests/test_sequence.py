@@ -18,23 +18,19 @@ DIGEST = "sha256:" + "ab" * 32
 
 @pytest.mark.parametrize("edition", EDITION_STACKS)
 @pytest.mark.parametrize("kind", FAILURE_KINDS)
-def test_a_failing_preflight_declares_no_resource_at_all(preflight_calls, edition: str, kind: str) -> None:
-    preflight_calls.fail = PreflightError(f"registry preflight for 'x' failed: a {kind} problem", kind)
+@pytest.mark.parametrize("check", ["preflight", "published-tag check"])
+def test_a_failing_check_declares_no_resource_at_all(preflight_calls, edition: str, kind: str, check: str) -> None:
+    failure = PreflightError(f"{check} for 'x' failed: a {kind} problem", kind)
+    if check == "preflight":
+        preflight_calls.fail = failure
+    else:
+        preflight_calls.published_fail = failure
     records: list = []
-    with pytest.raises(PreflightError, match=f"a {kind} problem"):
+    with pytest.raises(PreflightError, match=f"{check} for 'x' failed: a {kind} problem"):
         run_stack(EDITION_STACKS[edition], records=records)
-    assert records == [], f"{edition}/{kind}: declared {[r.urn for r in records]} although the preflight failed"
-    assert preflight_calls.published_calls == [], "no published check after a failed preflight"
-
-
-@pytest.mark.parametrize("edition", EDITION_STACKS)
-@pytest.mark.parametrize("kind", FAILURE_KINDS)
-def test_a_failing_published_check_declares_no_resource_at_all(preflight_calls, edition: str, kind: str) -> None:
-    preflight_calls.published_fail = PreflightError(f"published-tag check for 'x' failed: a {kind} problem", kind)
-    records: list = []
-    with pytest.raises(PreflightError, match=f"a {kind} problem"):
-        run_stack(EDITION_STACKS[edition], records=records)
-    assert records == [], f"{edition}/{kind}: declared {[r.urn for r in records]} although the check failed"
+    assert records == [], f"{edition}/{kind}: declared {[r.urn for r in records]} although the {check} failed"
+    if check == "preflight":
+        assert preflight_calls.published_calls == [], "no published check after a failed preflight"
 
 
 @pytest.mark.parametrize("kind", [k for k in FAILURE_KINDS if k != "unreachable"])
@@ -48,10 +44,19 @@ def test_a_failing_preflight_fails_the_preview_too(preflight_calls, kind: str) -
 
 def test_an_unreachable_registry_in_preview_warns_and_shows_builds(preflight_calls) -> None:
     preflight_calls.fail = PreflightError("cannot resolve host", "unreachable")
-    preflight_calls.published_fail = PreflightError("cannot resolve host", "unreachable")
     run = run_stack("dev", preview=True, stack_name="prod-eu")  # the shipped prod promotes; this one builds
     assert len(run.of_type(IMAGE)) == 2
     assert any("cannot say which content tags are already published" in w for w in run.warnings), run.warnings
+    assert preflight_calls.published_calls == [], "an unreachable registry is not asked a second time"
+
+
+def test_a_registry_that_becomes_unreachable_for_the_published_check_only_warns_in_preview(preflight_calls) -> None:
+    preflight_calls.published_fail = PreflightError("timed out", "unreachable")
+    run = run_stack("dev", preview=True)
+    assert len(run.of_type(IMAGE)) == 2
+    assert any("cannot say which content tags are already published" in w for w in run.warnings), run.warnings
+    with pytest.raises(PreflightError, match="timed out"):
+        run_stack("dev")
 
 
 @pytest.mark.parametrize("edition", EDITION_STACKS)

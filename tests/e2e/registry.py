@@ -228,7 +228,8 @@ class RegistryServer:
 class RegistryApi:
     """The few registry HTTP API v2 calls the tests assert with, following Basic or Bearer challenges.
 
-    Deliberately independent of components/preflight.py, so the tests do not check the product with itself.
+    Deliberately independent of components/preflight.py and components/registry_client.py, so the tests do not check
+    the product with itself.
     """
 
     def __init__(self, base_url: str, username: str | None, password: str | None, *, verify: bool | str = True):

@@ -115,11 +115,15 @@ def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
             return int(line.split()[1]) // 1024
-from components.preflight import PreflightError, PreflightTarget, check_registry
+from components.preflight import PreflightError, PreflightTarget, check_published, check_registry
 before = rss("VmRSS")
 try:
-    check_registry(PreflightTarget(sys.argv[1], "pusher", "pw-123456789", ("acme/web",), allow_plain_http=True,
-                                   check_push=sys.argv[2] == "push"), timeout=float(sys.argv[3]))
+    target = PreflightTarget(sys.argv[1], "pusher", "pw-123456789", ("acme/web",), allow_plain_http=True,
+                             check_push=sys.argv[2] == "push")
+    if sys.argv[2] == "published":
+        check_published(target, {"web": ("acme/web", "ctx-1")}, timeout=float(sys.argv[3]))
+    else:
+        check_registry(target, timeout=float(sys.argv[3]))
     outcome = "passed"
 except PreflightError as err:
     outcome = err.kind + ": " + str(err)
@@ -130,21 +134,23 @@ print(json.dumps({"before": before, "peak": rss("VmHWM"), "after": rss("VmRSS"),
 """
 
 
-def run_check_in_fresh_interpreter(server: str, *, push: bool = True, timeout: float = 4.0) -> dict:
-    proc = subprocess.run([sys.executable, "-c", _CHILD, server, "push" if push else "login", str(timeout)],
+def run_check_in_fresh_interpreter(server: str, *, mode: str = "push", timeout: float = 4.0) -> dict:
+    """mode: "push" (the preflight of an up), "login" (of a preview) or "published" (the published-tag check)."""
+    proc = subprocess.run([sys.executable, "-c", _CHILD, server, mode, str(timeout)],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
+@pytest.mark.parametrize("mode", ["push", "login", "published"])
 @pytest.mark.parametrize("status, headers, kind", [
     ("500 Internal Server Error", "", "protocol"),
     ("401 Unauthorized", 'WWW-Authenticate: Basic realm="r"\r\n', "auth"),
 ])
 def test_an_endless_body_does_not_grow_the_process_and_is_not_read_after_the_check(
-        hostile, status: str, headers: str, kind: str) -> None:
+        hostile, status: str, headers: str, kind: str, mode: str) -> None:
     server = hostile(endless(status, headers))
-    result = run_check_in_fresh_interpreter(server.server)
+    result = run_check_in_fresh_interpreter(server.server, mode=mode)
     assert result["outcome"].startswith(kind + ":"), result["outcome"]
     growth = result["peak"] - result["before"]
     assert growth < MEMORY_GROWTH_LIMIT_MB, f"peak RSS grew by {growth} MB reading an endless {status}"
