@@ -224,7 +224,8 @@ def test_an_image_index_is_copied_with_its_children(publish, source_registry, ta
     assert not again.copied and again.manifests == 0
 
 
-def test_the_serialized_provider_holds_no_credential_and_imports_from_the_project(engine):
+def test_the_serialized_provider_holds_no_credential_and_imports_from_the_project(
+        engine, publish, source_registry, target_registry):
     import base64
 
     from pulumi.dynamic.dynamic import serialize_provider
@@ -234,8 +235,16 @@ def test_the_serialized_provider_holds_no_credential_and_imports_from_the_projec
     blob = base64.b64decode(serialize_provider(PromotionProvider()))
     assert b"components.promotion" in blob, "the provider is pickled by reference to the project's module"
     assert TEST_SECRET.encode() not in blob and len(blob) < 2000
+    from components.promotion import SECRET_INPUTS
+
+    promote(engine, target_registry, TARGET_USER, source_exports(source_registry, {"state": publish("state", "s")}),
+            source_user=SOURCE_USER)
     for (_, _name), (_id, _inputs, outputs) in engine.state.items():
         assert base64.b64decode(outputs["__provider"]) == blob
+        # What the state would hold: every output carrying a credential is one the program lists in
+        # additional_secret_outputs (tests/test_promotion.py checks the registration), so the engine encrypts it.
+        carrying = {key for key, value in outputs.items() if TEST_SECRET in json.dumps(value)}
+        assert carrying and carrying <= set(SECRET_INPUTS), carrying
 
 
 def test_copy_errors_name_both_sides_and_no_secret(source_registry, target_registry):
