@@ -148,7 +148,7 @@ def random_layer(size: int) -> bytes:
     return gzip.compress(raw.getvalue(), compresslevel=1, mtime=0)
 
 
-def push_image(server: str, password: str, repository: str, layers: list[bytes]) -> str:
+def push_image(server: str, password: str, repository: str, layers: list[bytes], user: str = USER) -> str:
     """Upload layers, a config and a Docker v2 manifest; returns the manifest digest."""
     def digest(data: bytes) -> str:
         return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -156,7 +156,7 @@ def push_image(server: str, password: str, repository: str, layers: list[bytes])
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
                          "rootfs": {"type": "layers", "diff_ids": [digest(gzip.decompress(l)) for l in layers]}}
                         ).encode()
-    with RegistryClient(server, USER, password, allow_plain_http=True) as client:
+    with RegistryClient(server, user, password, allow_plain_http=True) as client:
         for blob in (config, *layers):
             client.put_blob(repository, digest(blob), iter([blob]))
         manifest = json.dumps({

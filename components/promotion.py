@@ -116,10 +116,10 @@ def read_source(settings: Settings) -> SourceStack:
     """Read and check the source stack's exports against what this stack promotes; raise PromotionError."""
     assert settings.promotion is not None
     exports, secret = _read_exports(settings.promotion.source_stack)
-    return check_source(settings, exports, secret)
+    return check_exports(settings, exports, secret)
 
 
-def check_source(settings: Settings, exports: Mapping[str, Any], secret: set[str]) -> SourceStack:
+def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[str]) -> SourceStack:
     """The pure core of read_source: the exports as read, against the settings."""
     promotion = settings.promotion
     assert promotion is not None

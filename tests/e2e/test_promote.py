@@ -280,3 +280,31 @@ def test_the_benchmark_smoke_run_reads_no_layer_byte_on_the_same_host(registry_b
     skopeo_line = next(line for line in result.stdout.splitlines() if line.strip().startswith("skopeo copy "))
     assert int(skopeo_line.split()[-1]) > 0, skopeo_line
 
+
+
+def test_a_cross_registry_copy_streams_a_large_layer_without_holding_it(source_registry, target_registry, tmp_path):
+    """Peak memory of a process that copies a 128 MiB layer between two registries stays far below the layer."""
+    import sys
+
+    from bench.promote_bench import push_image, random_layer
+
+    layer_mib = 128
+    digest = push_image(source_registry.server, TEST_SECRET, "demo/large", [random_layer(layer_mib << 20)],
+                        user=SOURCE_USER)
+    script = f"""
+import resource, sys
+sys.path.insert(0, {str(PROJECT_ROOT)!r})
+from components.copy import Endpoint, Login, copy_image
+src = Endpoint({source_registry.server!r}, Login({SOURCE_USER!r}, {TEST_SECRET!r}), True)
+dst = Endpoint({target_registry.server!r}, Login({TARGET_USER!r}, {TEST_SECRET!r}), True)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = copy_image(src, "demo/large", {digest!r}, dst, "release/large", "big")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(report.streamed), before // 1024, after // 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    streamed, before_mib, after_mib = map(int, result.stdout.split())
+    assert streamed == 2, "the config and the layer are streamed"
+    assert target_registry.manifest_digest("release/large", "big") == digest
+    assert after_mib - before_mib < layer_mib // 4, f"peak RSS grew by {after_mib - before_mib} MiB"
