@@ -102,7 +102,8 @@ class StackMocks(pulumi.runtime.Mocks):
         self.instances = instances
         self.image_hook = image_hook
         self.stacks = stacks or {}
-        """Exports of the stacks a StackReference reads, by stack name (the last part of the qualified name)."""
+        """Exports of the stacks a StackReference reads, by stack name (the last part of the qualified name); the
+        names listed under an exports dict's `__secret_names__` key are reported as secret exports."""
         self.promotion_hook = promotion_hook
         self.invokes: list[tuple[str, dict]] = []
         self.stack_references: list[str] = []
@@ -114,8 +115,9 @@ class StackMocks(pulumi.runtime.Mocks):
             name = args.resource_id.split("/")[-1]
             if name not in self.stacks:
                 raise KeyError(f"StackMocks has no exports for the referenced stack {args.resource_id!r}")
-            return args.resource_id, {"name": args.resource_id, "outputs": self.stacks[name],
-                                      "secretOutputNames": []}
+            outputs = self.stacks[name]
+            return args.resource_id, {"name": args.resource_id, "outputs": outputs,
+                                      "secretOutputNames": sorted(outputs.get("__secret_names__", []))}
         if args.typ == PROMOTION:
             if self.promotion_hook is not None:
                 return f"{args.name}-id", self.promotion_hook(args)

@@ -175,6 +175,13 @@ def test_source_without_images_names_both_stacks_and_the_fix(preflight_calls):
         _run_with(exports)
 
 
+def test_a_source_with_secret_exports_is_refused(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    exports["__secret_names__"] = ["images"]
+    with pytest.raises(PromotionError, match="whose exports images are secret: acr-publish exports no secret"):
+        _run_with(exports)
+
+
 def test_source_without_registry_instance_says_to_rerun_it(preflight_calls):
     exports = source_exports("staging")["dev"]
     del exports["registryInstance"]
