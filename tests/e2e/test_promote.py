@@ -24,7 +24,7 @@ from components.registry_client import OCI_INDEX
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.dynamic_engine import DynamicEngine, DynamicProviderError, DynamicProviderProcess
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
-from tests.harness import PROJECT_ROOT, PROMOTION, TEST_SECRET, StackMocks, run_stack
+from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack
 
 SOURCE_USER = "pusher"
 TARGET_USER = "promoter"
