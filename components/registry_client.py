@@ -298,29 +298,48 @@ def resolve_within(host: str, port: int, timeout: float) -> str | None:
 # --- transport ---------------------------------------------------------------------------------------------------
 
 class _Sockets:
-    """The sockets one client opened, so `abort()` from another thread can shut them down mid-read."""
+    """A duplicate of every socket one client opened, so `abort()` from another thread can shut them down mid-read.
+
+    A duplicate, because TLS takes the original socket over (`wrap_socket` detaches it); shutting down the duplicate
+    shuts down the one connection both name, also in the middle of a TLS handshake. A connection that closes
+    closes its duplicate (`release`), or the socket would stay open through it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: list[socket.socket] = []
+        self._dups: list[tuple[HTTPConnection, socket.socket]] = []
         self.aborted = False
 
-    def add(self, sock: socket.socket | None) -> None:
-        if sock is None:
+    def add(self, connection: HTTPConnection, sock: socket.socket) -> None:
+        try:
+            dup = sock.dup()
+        except OSError:
             return
         with self._lock:
-            self._open = [s for s in self._open if s.fileno() != -1]
-            self._open.append(sock)
+            self._dups.append((connection, dup))
             aborted = self.aborted
         if aborted:
-            _shutdown(sock)
+            _shutdown(dup)
+
+    def release(self, connection: HTTPConnection) -> None:
+        """The connection closes: close its duplicate too, or the socket would stay open through it."""
+        with self._lock:
+            mine = [d for c, d in self._dups if c is connection]
+            self._dups = [(c, d) for c, d in self._dups if c is not connection]
+        for dup in mine:
+            dup.close()
 
     def shut_all(self) -> None:
         with self._lock:
             self.aborted = True
-            socks, self._open = self._open, []
-        for sock in socks:
-            _shutdown(sock)
+            dups = [d for _, d in self._dups]
+        for dup in dups:
+            _shutdown(dup)
+
+    def close(self) -> None:
+        with self._lock:
+            dups, self._dups = [d for _, d in self._dups], []
+        for dup in dups:
+            dup.close()
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -334,19 +353,24 @@ def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
     """Connection pool classes whose connections report their sockets to `sockets`."""
 
     class TrackedHTTPConnection(HTTPConnection):
-        def connect(self) -> None:
-            super().connect()
-            sockets.add(self.sock)
-
-    class TrackedHTTPSConnection(HTTPSConnection):
-        def _new_conn(self) -> socket.socket:  # the plain socket: a stalled TLS handshake reads on it
+        def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()
-            sockets.add(sock)
+            sockets.add(self, sock)
             return sock
 
-        def connect(self) -> None:
-            super().connect()
-            sockets.add(self.sock)
+        def close(self) -> None:
+            sockets.release(self)
+            super().close()
+
+    class TrackedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            sock = super()._new_conn()
+            sockets.add(self, sock)
+            return sock
+
+        def close(self) -> None:
+            sockets.release(self)
+            super().close()
 
     class TrackedHTTPPool(HTTPConnectionPool):
         ConnectionCls = TrackedHTTPConnection
@@ -358,7 +382,8 @@ def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
 
 
 class TrustAdapter(requests.adapters.HTTPAdapter):
-    """HTTPS with the system CA store plus the bundles named by REQUESTS_CA_BUNDLE / SSL_CERT_FILE; no retries.
+    """HTTPS with the system CA store plus the bundles named by REQUESTS_CA_BUNDLE / SSL_CERT_FILE; no retries;
+    every connection's socket reported to `sockets` (so `RegistryClient.abort` reaches it).
 
     requests alone uses certifi (or only the env bundle), not the machine's store plus a private CA.
     """
@@ -375,6 +400,12 @@ class TrustAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
         if self._sockets is not None:
             self.poolmanager.pool_classes_by_scheme = _tracked_pools(self._sockets)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):  # type: ignore[override]
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if self._sockets is not None:  # connections through a proxy are shut down by abort() too
+            manager.pool_classes_by_scheme = _tracked_pools(self._sockets)
+        return manager
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
@@ -413,11 +444,9 @@ def new_session(sockets: _Sockets | None = None) -> requests.Session:
     """A session with no ~/.netrc credentials and no env CA override of our own context (proxies per request)."""
     session = requests.Session()
     session.trust_env = False
-    session.mount("https://", TrustAdapter(sockets))
-    plain = requests.adapters.HTTPAdapter(max_retries=0)
-    if sockets is not None:
-        plain.poolmanager.pool_classes_by_scheme = _tracked_pools(sockets)
-    session.mount("http://", plain)
+    adapter = TrustAdapter(sockets)  # its trust settings apply to https only
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     return session
 
 
@@ -517,6 +546,7 @@ class RegistryClient:
     # -- lifecycle
     def close(self) -> None:
         self.session.close()
+        self._sockets.close()
 
     def abort(self) -> None:
         """Stop every read of this client now (from any thread): its sockets are shut down."""
@@ -657,7 +687,8 @@ class RegistryClient:
         raise self.fail(problem, kind)
 
     def _read_bounded(self, response: requests.Response, limit: int, method: str, url: str) -> None:
-        """Read at most `limit` bytes of the body into response.content; past that, drop the connection."""
+        """Read at most `limit` bytes of the body into response.content (`response.truncated` says whether there
+        was more); past that, drop the connection."""
         body = bytearray()
         raw = response.raw
         if method != "HEAD":
@@ -668,15 +699,12 @@ class RegistryClient:
                 if not piece:
                     break
                 body += piece
-        truncated = len(body) > limit
+        response.truncated = len(body) > limit  # type: ignore[attr-defined]
         response._content = bytes(body[:limit])
         response._content_consumed = True
-        if truncated or self._sockets.aborted:
-            response.close()  # the rest is never read: the connection is closed, not reused
-            if truncated:
-                response.headers["X-Acr-Publish-Truncated"] = str(limit)
-        else:
-            raw.release_conn()
+        if response.truncated or self._sockets.aborted:  # type: ignore[attr-defined]
+            raw.close()  # the rest is never read: the connection is closed now, never reused
+        raw.release_conn()
 
     def _trust_summary(self) -> str:
         adapter = self.session.get_adapter("https://")
@@ -711,6 +739,7 @@ class RegistryClient:
         """
         url = f"{self.endpoint.base}/v2/"
         response = self.send("GET", url, what="the first request to /v2/")
+        self._expect_registry(url, response)
         if response.status_code == 200:
             self.challenge, self._logged_in = None, True
             return
@@ -738,6 +767,19 @@ class RegistryClient:
         if response.status_code == 401:
             raise self.rejected(f"{self.endpoint.netloc} did not accept the login for /v2/")
         raise self.unexpected("GET", url, response)
+
+    def _expect_registry(self, url: str, response: requests.Response) -> None:
+        """An HTML page without the registry API's version header is a web server, a proxy's login page or a
+        captive portal, not a registry (registries answer /v2/ with JSON and `Docker-Distribution-API-Version`)."""
+        content_type = (response.headers.get("Content-Type") or "").lower()
+        if "Docker-Distribution-API-Version" in response.headers or "html" not in content_type:
+            return
+        raise self.fail(
+            f"{self.endpoint.netloc} answered, but not as a registry: GET {url} returned {response.status_code} with "
+            f"an HTML page ({self.excerpt(response)}); check the host and port in acr-publish:registry.server, and "
+            "whether a proxy or captive portal stands in between",
+            "protocol", response.status_code,
+        )
 
     def rejected(self, detail: str) -> RegistryError:
         message = (
@@ -854,17 +896,19 @@ class RegistryClient:
 
     def _check(self, method: str, repository: str, response: requests.Response, what: str,
                ok: tuple[int, ...]) -> None:
-        if response.status_code in ok:
-            return
-        url = f"{self.endpoint.base}/v2/{repository}/…"
+        if response.status_code not in ok:
+            raise self._refused(method, repository, response, what)
+
+    def _refused(self, method: str, repository: str, response: requests.Response, what: str) -> RegistryError:
         if response.status_code in (401, 403):
-            reason = registry_error_text(response) or self.excerpt(response)
-            raise self.fail(
+            own = registry_error_text(response)
+            reason = excerpt_text(own, self.scrub) if own else self.excerpt(response)
+            return self.fail(
                 f"{self.user_phrase} may not {what} in {self.endpoint.netloc}/{repository} "
-                f"({response.status_code}: {excerpt_text(reason, self.scrub)})",
+                f"({response.status_code}: {reason})",
                 "forbidden" if response.status_code == 403 else "auth", response.status_code,
             )
-        raise self.unexpected(method, url, response)
+        return self.unexpected(method, f"{self.endpoint.base}/v2/{repository}/…", response)
 
     # -- manifests
     def manifest_digest(self, repository: str, reference: str) -> str | None:
@@ -892,8 +936,7 @@ class RegistryClient:
                 granted = self.token_grants((f"repository:{repository}:pull",), repository)
                 if granted is not None and not granted:
                     return None
-        self._check("HEAD", repository, response, f"read manifest '{reference}'", ok=(200,))
-        raise AssertionError("unreachable")  # _check raised
+        raise self._refused("HEAD", repository, response, f"read manifest '{reference}'")
 
     def get_manifest(self, repository: str, reference: str) -> Manifest:
         response = self.request("GET", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT},
@@ -901,7 +944,7 @@ class RegistryClient:
         if response.status_code == 404:
             raise self.fail(f"{self.endpoint.netloc}/{repository}:{reference} does not exist", "absent", 404)
         self._check("GET", repository, response, f"read manifest '{reference}'", ok=(200,))
-        if "X-Acr-Publish-Truncated" in response.headers:
+        if getattr(response, "truncated", False):
             raise self.fail(f"the manifest {repository}:{reference} is larger than {MANIFEST_LIMIT} bytes; "
                             "registries refuse such manifests, so this is not one")
         content = response.content
@@ -927,7 +970,8 @@ class RegistryClient:
         self._check("PUT", repository, response, f"push manifest '{reference}'", ok=(201, 200))
         reported = response.headers.get("Docker-Content-Digest")
         if reported and reported != digest:
-            raise self.fail(f"the registry stored {repository}:{reference} as {reported}, not {digest}")
+            raise self.fail(f"the registry stored {repository}:{reference} as "
+                            f"{excerpt_text(reported, self.scrub)}, not {digest}")
         return digest
 
     def list_tags(self, repository: str) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -22,7 +21,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from components.preflight import PreflightError, PreflightTarget, check_registry
-from components.registry_client import RegistryClient, RegistryError
+from components.registry_client import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
+from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "p@ss w/rd+%!-1234"
@@ -272,3 +272,86 @@ def test_credentials_never_follow_a_location_to_another_host(hostile) -> None:
     assert all(b"authorization" not in h.lower() for h in elsewhere.requests), "a credential went to another host"
     assert all(b"Authorization: Basic" in h for h in server.requests if not h.startswith(b"GET /v2/ ")), (
         "the registry itself gets the login")
+
+
+def test_a_trickled_tls_handshake_is_cut_off_at_the_budget(tls_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real TLS registry behind a forwarder that hands its bytes on one every 20 ms: the handshake alone would take
+    many seconds. The check gives up at its budget and the connection is closed by then, so the forwarder's writes
+    fail right after the check returned (nothing goes on reading the handshake)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_registry.ca_path))
+    upstream = ("127.0.0.1", tls_registry.port)
+    closed_at: list[float] = []
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, socket.create_connection(upstream, timeout=10) as up:
+            def pump_up() -> None:
+                try:
+                    while data := conn.recv(65536):
+                        up.sendall(data)
+                except OSError:
+                    pass
+            threading.Thread(target=pump_up, daemon=True).start()
+            deadline = time.monotonic() + 60
+            try:
+                while time.monotonic() < deadline:
+                    byte = up.recv(1)
+                    if not byte:
+                        return
+                    conn.sendall(byte)
+                    time.sleep(0.02)
+            except OSError:
+                closed_at.append(time.monotonic())
+
+    threading.Thread(target=serve, daemon=True).start()
+    server = f"127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(PreflightError) as err:
+            check_registry(PreflightTarget(server, USER, PASSWORD, ("acme/web",)), timeout=1.0)
+        returned = time.monotonic()
+        assert err.value.kind == "unreachable", str(err.value)
+        deadline = time.monotonic() + 5
+        while not closed_at and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert closed_at, "the abandoned handshake kept reading after the check returned"
+        assert closed_at[0] - returned < 0.5, (closed_at[0] - returned)
+    finally:
+        listener.close()
+
+
+def test_an_endless_manifest_is_refused_at_the_manifest_bound(hostile) -> None:
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if head.startswith(b"GET /v2/ "):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        elif head.startswith(b"HEAD "):
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        else:
+            endless("200 OK", f"Content-Type: {DOCKER_MANIFEST}\r\n")(conn, head, server)
+
+    server = hostile(registry)
+    with RegistryClient(server.server, allow_plain_http=True, timeout=10) as client:
+        with pytest.raises(RegistryError, match=f"larger than {MANIFEST_LIMIT} bytes"):
+            client.get_manifest("acme/web", "v1")
+        # Still inside the client's life: the connection is dropped at the bound, not when the client closes.
+        deadline = time.monotonic() + 10
+        while not server.closed_by_client_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.closed_by_client_at, "the client kept the endless manifest's connection open"
+        # The next exchange gets a fresh connection, not the one with the rest of the endless body in it.
+        assert client.manifest_digest("acme/web", "v2") is None
+
+
+def test_a_web_server_is_not_taken_for_a_registry_that_needs_no_login(hostile) -> None:
+    def web(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        body = b"<html><body>Welcome to nginx!</body></html>"
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    server = hostile(web)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, None, None, ("acme/web",), allow_plain_http=True), timeout=5)
+    assert err.value.kind == "protocol"
+    assert "answered, but not as a registry" in str(err.value) and "Welcome to nginx!" in str(err.value)
