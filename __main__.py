@@ -11,7 +11,9 @@ import dataclasses
 import pulumi
 
 from components.image import PublishedImage, PublishedImageArgs, plan_builds
-from components.promotion import PromotedImage, check_sources, read_source, registry_instance, source_login
+from components.promotion import (
+    PromotedImage, PromotedImageArgs, check_sources, read_source, registry_instance, source_login,
+)
 from components.registry import (
     AcrRegistry, AcrRegistryArgs, preflight, published_digests, registry_login, repository_paths,
 )
@@ -62,8 +64,12 @@ if settings.promotion is None:
     }
 else:
     images = {
-        image.name: PromotedImage(image.name, image, source_registry, login, paths[image.name],
-                                  registry.repositories.get(image.name))
+        image.name: PromotedImage(
+            image.name,
+            PromotedImageArgs(source=image, source_login=source_registry, target=login,
+                              repository_path=paths[image.name],
+                              repository_resource=registry.repositories.get(image.name)),
+        )
         for image in source.images
     }
 

@@ -238,17 +238,23 @@ class PromotionArgs:
     source: SourceImage
     """The image as the source stack exports it."""
     source_server: str
+    """The source registry host[:port]."""
     source_username: pulumi.Input[str] | None
+    """The source login's user (None: no login)."""
     source_password: pulumi.Input[str] | None
-    """Secret."""
+    """The source login's password or temporary token: a secret."""
     source_plain_http: bool
+    """Plain HTTP to the source (a loopback registry of the local edition only)."""
     target_server: pulumi.Input[str]
+    """This stack's registry host[:port]."""
     target_repository: pulumi.Input[str]
     """The repository path on the target host (`namespace/name`)."""
     target_username: pulumi.Input[str] | None
+    """This stack's login user (None: no login)."""
     target_password: pulumi.Input[str] | None
-    """Secret."""
+    """This stack's password or temporary token: a secret."""
     target_plain_http: bool
+    """Plain HTTP to the target (a loopback registry of the local edition only)."""
 
 
 class Promotion(dynamic.Resource, module="acr-publish", name="Promotion"):
@@ -397,6 +403,22 @@ def check_sources(source: SourceStack, login: SourceLogin) -> None:
         raise PromotionError("\n".join(problems))
 
 
+@dataclass(frozen=True)
+class PromotedImageArgs:
+    """Inputs of PromotedImage."""
+
+    source: SourceImage
+    """The image as the source stack exports it."""
+    source_login: SourceLogin
+    """The source registry's login, from `source_login`."""
+    target: RegistryLogin
+    """This stack's registry login, from `components.registry.registry_login`."""
+    repository_path: str
+    """This stack's repository for the image on its host (`namespace/name`)."""
+    repository_resource: pulumi.Resource | None
+    """The ACR repository the copy must wait for (None for a local registry)."""
+
+
 class PromotedImage(pulumi.ComponentResource):
     """One image promoted from the source stack: the Promotion, and the exports of a built image."""
 
@@ -405,12 +427,11 @@ class PromotedImage(pulumi.ComponentResource):
     image_name: pulumi.Output[str]
     ref: pulumi.Output[str]
 
-    def __init__(self, name: str, source: SourceImage, login: SourceLogin, target: RegistryLogin,
-                 repository_path: str, repository_resource: pulumi.Resource | None,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: PromotedImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("acr-publish:index:PromotedImage", name, None, opts)
+        source, login, target, repository_path = args.source, args.source_login, args.target, args.repository_path
         secret = (lambda v: pulumi.Output.secret(v) if v is not None else None)
-        depends = [repository_resource] if repository_resource is not None else []
+        depends = [args.repository_resource] if args.repository_resource is not None else []
         self.promotion = Promotion(
             f"{name}-promote",
             PromotionArgs(

@@ -74,6 +74,14 @@ def test_the_preflight_checks_push_to_the_promoted_repositories(stack, preflight
     assert preflight_calls.published_calls == [], "a promotion asks the copy, not the build's published check"
 
 
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_each_promotion_waits_for_its_repository(stack, preflight_calls):
+    run = run_stack(stack)
+    for name in ("web", "worker"):
+        repo = run.by_name(f"registry-{name}-repo")
+        assert repo.urn in run.by_name(f"{name}-promote").dependencies, f"{name}-promote must wait for {repo.urn}"
+
+
 def test_enterprise_source_logs_in_with_its_own_instance(preflight_calls):
     run = run_stack("staging")
     dev_instance = "cri-0123456789abcdef"
