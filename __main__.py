@@ -1,25 +1,41 @@
-"""acr-publish: declare the stack's ACR namespace and repositories and publish each configured image.
+"""acr-publish: declare the stack's ACR namespace and repositories, and publish each image: built here, or promoted
+(copied by digest) from the stack named by acr-publish:promoteFrom.
 
 One straight sequence; nothing is declared until every check passed, and no check runs inside an `apply`:
-settings -> registry login -> registry preflight -> per image: content tag and sensitive-file guard, then "is this
-content tag already published?" -> namespace, repositories and images.
+settings -> registry login -> (promoting: the source stack's exports) -> registry preflight -> per image: content
+tag and sensitive-file guard, then "is this content tag already published?" (promoting: the source login and each
+source digest) -> namespace, repositories and images (or promotions).
 """
+import dataclasses
+
 import pulumi
 
 from components.image import LastPublished, PublishedImage, PublishedImageArgs, plan_builds
+from components.promotion import (
+    PromotedImage, PromotedImageArgs, check_sources, read_source, registry_instance, source_login,
+)
 from components.registry import (
     AcrRegistry, AcrRegistryArgs, preflight, published_digests, registry_login, repository_paths,
 )
-from components.settings import load_settings, registry_password_value
+from components.settings import load_settings, registry_password_value, source_password_value
 
 settings, _ = load_settings()
 login = registry_login(settings, registry_password_value())
+if settings.promotion is not None:
+    source = read_source(settings)
+    # The repositories are the promoted images': those the source exports (or the configured subset).
+    settings = dataclasses.replace(settings, images=source.repositories)
 # acr-publish:preflight: false turns off every registry call made before declaring; images are then all builds.
 reachable = preflight(login, settings) if settings.preflight else False
-plans = plan_builds(settings)
-published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
-                               reachable=reachable)
-             if settings.preflight else {})
+if settings.promotion is None:
+    plans = plan_builds(settings)
+    published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
+                                   reachable=reachable)
+                 if settings.preflight else {})
+else:
+    source_registry = source_login(settings, source, login, source_password_value())
+    if settings.preflight:
+        check_sources(source, source_registry)
 
 registry = AcrRegistry(
     "registry",
@@ -32,23 +48,35 @@ registry = AcrRegistry(
     ),
 )
 paths = repository_paths(settings.registry.namespace, settings.images)
-last_published = LastPublished()
-images = {
-    name: PublishedImage(
-        name,
-        PublishedImageArgs(
-            plan=plan,
-            repository=f"{login.server}/{paths[name]}",
-            credentials=registry.credentials,
-            repository_resource=registry.repositories.get(name),
-            published_digest=published.get(name),
-            last_published=last_published,
-        ),
-    )
-    for name, plan in plans.items()
-}
+if settings.promotion is None:
+    last_published = LastPublished()
+    images = {
+        name: PublishedImage(
+            name,
+            PublishedImageArgs(
+                plan=plan,
+                repository=f"{login.server}/{paths[name]}",
+                credentials=registry.credentials,
+                repository_resource=registry.repositories.get(name),
+                published_digest=published.get(name),
+                last_published=last_published,
+            ),
+        )
+        for name, plan in plans.items()
+    }
+else:
+    images = {
+        image.name: PromotedImage(
+            image.name,
+            PromotedImageArgs(source=image, source_login=source_registry, target=login,
+                              repository_path=paths[image.name],
+                              repository_resource=registry.repositories.get(image.name)),
+        )
+        for image in source.images
+    }
 
 pulumi.export("registry", registry.server)
+pulumi.export("registryInstance", registry_instance(settings))
 pulumi.export(
     "images",
     {

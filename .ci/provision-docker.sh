@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (when missing) the Docker engine of Debian 13 (docker.io 26.x + docker-buildx) from a
 # low-priority trixie source derived from this machine's own Debian source, plus Debian 12's
-# docker-registry and busybox-static; then starts dockerd when no engine answers and waits for it.
+# docker-registry, busybox-static and skopeo; then starts dockerd when no engine answers and waits for it.
 # No host name is written here: the trixie source copies the URIs of the existing bookworm source.
 set -euo pipefail
 
@@ -14,6 +14,8 @@ if [ -z "$major" ] || [ "$major" -lt 26 ] || [ ! -x /usr/bin/docker ] || ! /usr/
   need_pkgs+=(docker.io docker-cli docker-buildx)
 fi
 command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
+# skopeo: the baseline of bench/promote_bench.py (and its smoke run in tests/e2e/test_promote.py).
+command -v skopeo >/dev/null 2>&1 || need_pkgs+=(skopeo)
 [ -x /bin/busybox ] && busybox --list 2>/dev/null | grep -qx sh && dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

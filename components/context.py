@@ -728,6 +728,11 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if settings.promotion is not None:
+            print(f"error: stack {opts.stack!r} builds nothing: it promotes the images of stack "
+                  f"{settings.promotion.source_stack!r} (acr-publish:promoteFrom); explain the image there: "
+                  f"--stack {settings.promotion.source_stack.split('/')[-1]} --image {opts.image}", file=sys.stderr)
+            return 2
         images = {img.name: img for img in settings.images}
         if opts.image not in images:
             print(f"error: stack {opts.stack!r} has no image {opts.image!r}; its images are "

@@ -23,6 +23,10 @@ Where each grant comes from (Enterprise; `deploy` has all of them, `preview` onl
   implementation (terraform-provider-alicloud, data_source_alicloud_cr_ee_instances.go) calls ListInstance and filters
   the ids itself (so ListInstance cannot be narrowed to one instance), then, per instance, GetInstanceUsage,
   ListInstanceEndpoint and, with enable_details, GetAuthorizationToken. Previews run that invoke too.
+A promoting stack (`acr-publish:promoteFrom`) also reads its source stack's images, in `up` and in previews: both
+documents get cr:PullRepository on the source's repositories (`.../repository/<source-instance>/<source-namespace>/*`,
+in the source's region), and for an Enterprise source the lookup and temporary login of that instance as above
+(ListInstance, GetInstanceUsage, ListInstanceEndpoint, GetAuthorizationToken).
 The classic Personal Edition (`personal`) is not covered by ACR-FACTS.md's list: it uses the same namespace and
 repository actions on `repository/<namespace>` and `repository/<namespace>/*` (no instance in its resource names), and
 no token or instance actions, since it logs in with the configured registry password.
@@ -124,10 +128,38 @@ def _personal(settings: Settings, account_id: str, *, write: bool) -> list[dict[
     )
 
 
+def _promotion_source(settings: Settings, account_id: str) -> list[dict[str, Any]]:
+    """A promoting stack reads its source's images, in `up` and in previews (the source check runs in both): pull on
+    the source repositories, plus, for an Enterprise source, the lookup and temporary login of the source instance
+    (components/promotion.py calls the same instances invoke with the source's id and region)."""
+    if settings.promotion is None:
+        return []
+    source_name = settings.promotion.source_stack
+    if "/" in source_name:
+        raise ValueError(f"acr-publish:promoteFrom {source_name!r} names a stack of another project or organization: "
+                         "its stack file is not here, so its pull grant cannot be rendered; render the policy in "
+                         "that project and grant cr:PullRepository on its repositories")
+    source = load_stack_file(source_name, settings.project_root)
+    if source.registry.edition == "local":
+        return []
+    namespace = source.registry.namespace
+    if source.registry.edition == "personal":
+        return [_statement(IMAGE_PULL, [_arn(source, account_id, f"repository/{namespace}/*")])]
+    instance = source.registry.instance_id
+    return [
+        _statement(TEMPORARY_LOGIN, ["*"]),
+        _statement(INSTANCE_LIST, [_arn(source, account_id, "instance/*")]),
+        _statement(INSTANCE_LOOKUP, [_arn(source, account_id, f"instance/{instance}")]),
+        _statement(IMAGE_PULL, [_arn(source, account_id, f"repository/{instance}/{namespace}/*")]),
+    ]
+
+
 def _document(settings: Settings, account_id: str, *, write: bool) -> dict[str, Any]:
     _check(settings, account_id)
     build = _enterprise if settings.registry.edition == "enterprise" else _personal
-    return {"Version": VERSION, "Statement": build(settings, account_id, write=write)}
+    statements = build(settings, account_id, write=write)
+    statements += [s for s in _promotion_source(settings, account_id) if s not in statements]
+    return {"Version": VERSION, "Statement": statements}
 
 
 def deploy_policy(settings: Settings, account_id: str = "*") -> dict[str, Any]:

@@ -30,12 +30,21 @@ PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 EDITIONS = ("enterprise", "personal", "local")
+
+# --- promotion (issue 9): a stack that copies the images another stack published instead of building them ---
+PROMOTION_KEYS = ("promoteFrom", "sourceUsername", "sourcePassword")
+PROMOTED_IMAGE_KEYS = ("name", "summary", "tagImmutability")
+"""The only keys a promoted image may carry: the build keys would be silently ignored, so they are refused."""
+# Pulumi's stack and project name grammar; a StackReference takes `stack` (same project and organization) or
+# `organization/project/stack`.
+_STACK_PART = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
 ENDPOINTS = ("public", "vpc")
 VISIBILITIES = ("PRIVATE", "PUBLIC")
 DEFAULT_PLATFORM = "linux/amd64"
 DEFAULT_LOCAL_SERVER = "127.0.0.1:5000"
 
-TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight")
+TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight") + PROMOTION_KEYS
 REGISTRY_KEYS = ("edition", "instanceId", "endpoint", "namespace", "createNamespace", "visibility", "server", "username")
 IMAGE_KEYS = (
     "name", "context", "dockerfile", "target", "platform", "buildArgs", "summary", "tagImmutability", "allowSensitive",
@@ -169,6 +178,32 @@ class ImageSettings:
 
 
 @dataclass(frozen=True)
+class PromotedImageSettings:
+    """One image copied from the source stack, per an entry of acr-publish:images of a promoting stack."""
+
+    name: str
+    """Repository name: the image the source stack exports under this name."""
+    summary: str = ""
+    """Repository summary (1-80 chars)."""
+    tag_immutability: bool | None = None
+    """Enterprise repositories only: existing tags can never be overwritten."""
+
+
+@dataclass(frozen=True)
+class PromotionSettings:
+    """Where a promoting stack copies its images from, per acr-publish:promoteFrom."""
+
+    source_stack: str
+    """The source stack: `stack` of this project, or `organization/project/stack`."""
+    images_configured: bool
+    """False when acr-publish:images was omitted: every image the source exports is promoted."""
+    source_username: str | None = None
+    """Login user of a local-edition source registry on another host (acr-publish:sourceUsername)."""
+    has_source_password: bool = False
+    """acr-publish:sourcePassword is set (a secret; its value is handed to the program separately)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole validated configuration of one stack."""
 
@@ -180,6 +215,10 @@ class Settings:
     retain_on_delete: bool
     preflight: bool
     project_root: Path = PROJECT_ROOT
+    promotion: PromotionSettings | None = None
+    """Set when the stack promotes (acr-publish:promoteFrom): `images` is then empty and `promoted_images` holds
+    the configured names (empty when every image of the source is promoted)."""
+    promoted_images: tuple[PromotedImageSettings, ...] = ()
 
     def path(self, relative: str) -> Path:
         """Absolute path of a project-relative path."""
@@ -501,6 +540,27 @@ def _target_problem(target: str, dockerfile: _Located) -> str | None:
     return f"{dockerfile.relative} has no stage {target!r} (its stages: {shown}); {hint}"
 
 
+def _repository_settings(ipath: str, item: Mapping[str, Any], name: str, edition: str,
+                         problems: list[str]) -> tuple[str, bool | None]:
+    """An image's repository summary and tag immutability: the same rules for built and promoted images."""
+    summary = _str(f"{ipath}.summary", item.get("summary"), problems,
+                   if_empty=f"remove the key to use '{name} image', or write 1-{SUMMARY_MAX} chars")
+    if summary is None:
+        summary = f"{name} image"
+    elif not 1 <= len(summary) <= SUMMARY_MAX:
+        problems.append(
+            f"{ipath}.summary is {len(summary)} chars: ACR summaries are 1-{SUMMARY_MAX} chars; shorten it"
+        )
+    immut_raw = item.get("tagImmutability")
+    if immut_raw is not None and edition not in ("enterprise", ""):
+        problems.append(
+            f"{ipath}.tagImmutability {_shown(immut_raw)} is not used by edition {edition!r}: only Enterprise "
+            "repositories support it; remove it"
+        )
+    immut = _bool(f"{ipath}.tagImmutability", immut_raw, True, problems) if edition == "enterprise" else None
+    return summary, immut
+
+
 def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[ImageSettings, ...]:
     path = "acr-publish:images"
     if raw is None:
@@ -607,21 +667,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                     build_args[str(k)] = v
         build_args[INLINE_CACHE_ARG[0]] = INLINE_CACHE_ARG[1]
         cache_from = _bool(f"{ipath}.cacheFrom", item.get("cacheFrom"), True, problems)
-        summary = _str(f"{ipath}.summary", item.get("summary"), problems,
-                       if_empty=f"remove the key to use '{name} image', or write 1-{SUMMARY_MAX} chars")
-        if summary is None:
-            summary = f"{name} image"
-        elif not 1 <= len(summary) <= SUMMARY_MAX:
-            problems.append(
-                f"{ipath}.summary is {len(summary)} chars: ACR summaries are 1-{SUMMARY_MAX} chars; shorten it"
-            )
-        immut_raw = item.get("tagImmutability")
-        if immut_raw is not None and edition not in ("enterprise", ""):
-            problems.append(
-                f"{ipath}.tagImmutability {_shown(immut_raw)} is not used by edition {edition!r}: only Enterprise "
-                "repositories support it; remove it"
-            )
-        immut = _bool(f"{ipath}.tagImmutability", immut_raw, True, problems) if edition == "enterprise" else None
+        summary, immut = _repository_settings(ipath, item, name, edition, problems)
         allow = item.get("allowSensitive")
         if allow is None:
             allow = []
@@ -669,9 +715,111 @@ def _misspelled_project(keys: Any) -> list[str]:
     return found
 
 
-def _plaintext_password(stack: str) -> str:
-    return ("acr-publish:registryPassword is stored in plain text in the stack file: it must be a secret; set it with "
-            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`")
+def _plaintext_password(stack: str, key: str = "registryPassword") -> str:
+    return (f"acr-publish:{key} is stored in plain text in the stack file: it must be a secret; set it with "
+            f"`pulumi config set --secret acr-publish:{key} <password> -s {_shown_name(stack)}`")
+
+
+# --- promotion (issue 9) -----------------------------------------------------------------------------------------
+
+def split_stack_name(name: str) -> tuple[str | None, str | None, str]:
+    """(organization, project, stack) of a StackReference name: `stack` or `organization/project/stack`."""
+    parts = name.split("/")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, None, parts[-1])
+
+
+def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, has_source_password: bool,
+               problems: list[str]) -> PromotionSettings | None:
+    raw = values.get("promoteFrom")
+    username = _str("acr-publish:sourceUsername", values.get("sourceUsername"), problems)
+    if raw is None:
+        for key, given in (("sourceUsername", username is not None), ("sourcePassword", has_source_password)):
+            if given:
+                problems.append(
+                    f"acr-publish:{key} is only used with acr-publish:promoteFrom (the login of the registry images "
+                    f"are promoted from); remove it with `pulumi config rm acr-publish:{key} -s {stack}`"
+                )
+        return None
+    path = "acr-publish:promoteFrom"
+    source = _str(path, raw, problems)
+    if source is None:
+        return None
+    parts = source.split("/")
+    if len(parts) not in (1, 3) or not all(_STACK_PART.match(p) for p in parts):
+        problems.append(
+            f"{path} {source!r} is invalid: it must name a stack of this project (e.g. dev) or a fully qualified "
+            "organization/project/stack (letters, digits, _ . - in each part)"
+        )
+        return None
+    org, project, name = split_stack_name(source)
+    same_project = project in (None, PROJECT)
+    same_org = org is None or organization is None or org == organization
+    if name == stack and same_project and same_org:
+        problems.append(
+            f"{path} {source!r} is this stack ({stack!r}): a stack cannot promote its own images; name the stack "
+            f"that builds them, e.g. promoteFrom: dev in stacks/Pulumi.{stack}.yaml"
+        )
+    if bool(username) != has_source_password and username is not None:
+        problems.append(
+            "acr-publish:sourceUsername is set but acr-publish:sourcePassword is not: set the source registry's "
+            f"password with `pulumi config set --secret acr-publish:sourcePassword <password> -s {stack}`"
+        )
+    elif has_source_password and not username:
+        problems.append(
+            "acr-publish:sourcePassword is set but acr-publish:sourceUsername is not: set the user it belongs to with "
+            f"`pulumi config set acr-publish:sourceUsername <user> -s {stack}`"
+        )
+    return PromotionSettings(source_stack=source, images_configured=values.get("images") is not None,
+                             source_username=username, has_source_password=has_source_password)
+
+
+def _promoted_images(raw: Any, edition: str, source: str, problems: list[str]) -> tuple[PromotedImageSettings, ...]:
+    """acr-publish:images of a promoting stack: optional; names (and repository settings) only."""
+    path = "acr-publish:images"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        problems.append(
+            f"{path} {raw!r} is invalid: with acr-publish:promoteFrom it is a non-empty list of image names to "
+            f"promote from {source!r}, e.g. images: [{{name: web}}], or omit it to promote every image {source!r} "
+            "exports"
+        )
+        return ()
+    images: list[PromotedImageSettings] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        ipath = f"{path}[{i}]"
+        if not isinstance(item, Mapping):
+            problems.append(f"{ipath} {item!r} is invalid: each promoted image is a map with a name, e.g. name: web")
+            continue
+        for key in item:
+            if key in IMAGE_KEYS and key not in PROMOTED_IMAGE_KEYS:
+                problems.append(
+                    f"{ipath}.{key} is not used when the stack promotes (acr-publish:promoteFrom: {source}): the "
+                    f"image is copied from {source!r} as it was built there, never rebuilt; remove {key} (only "
+                    f"{', '.join(PROMOTED_IMAGE_KEYS)} apply)"
+                )
+            elif key not in PROMOTED_IMAGE_KEYS:
+                problems.append(f"{ipath}.{key} is not a known setting: {_suggest(key, PROMOTED_IMAGE_KEYS)}")
+        name = _str(f"{ipath}.name", item.get("name"), problems)
+        if not name:
+            problems.append(f"{ipath}.name is missing: name the image of {source!r} to promote, e.g. name: web")
+            continue
+        _check_repo_name(f"{ipath}.name", name, problems)
+        if name in seen:
+            problems.append(f"{ipath}.name {name!r} is a duplicate of {path}[{seen[name]}].name: list each image "
+                            "once")
+        seen.setdefault(name, i)
+        summary, immut = _repository_settings(ipath, item, name, edition, problems)
+        images.append(PromotedImageSettings(name=name, summary=summary, tag_immutability=immut))
+    return tuple(images)
+
+
+def promoted_image_defaults(name: str, edition: str) -> PromotedImageSettings:
+    """A source image promoted without an entry in acr-publish:images: the defaults a configured entry gets."""
+    problems: list[str] = []
+    summary, immut = _repository_settings("", {}, name, edition, problems)
+    return PromotedImageSettings(name=name, summary=summary, tag_immutability=immut)
 
 
 def settings_from_values(
@@ -682,6 +830,8 @@ def settings_from_values(
     has_password: bool,
     password_length: int | None = None,
     project_root: Path = PROJECT_ROOT,
+    has_source_password: bool = False,
+    organization: str | None = None,
 ) -> Settings:
     """Validate the `acr-publish:*` values of one stack (keys without the project prefix) into Settings.
 
@@ -689,10 +839,17 @@ def settings_from_values(
     the decrypted value); the password itself never comes here. Raises ConfigError listing every problem found.
     """
     problems: list[str] = []
-    _unknown_keys(PROJECT, {k: v for k, v in values.items() if k != "registryPassword"}, TOP_KEYS, problems, sep=":")
+    _unknown_keys(PROJECT, {k: v for k, v in values.items() if k not in ("registryPassword", "sourcePassword")},
+                  TOP_KEYS, problems, sep=":")
     length = (password_length if password_length is not None else -1) if has_password else None
     registry = _registry(values.get("registry"), stack, length, region, problems)
-    images = _images(values.get("images"), registry.edition, project_root, problems)
+    promotion = _promotion(values, stack, organization, has_source_password, problems)
+    if promotion is None:
+        images = _images(values.get("images"), registry.edition, project_root, problems)
+        promoted: tuple[PromotedImageSettings, ...] = ()
+    else:
+        images = ()
+        promoted = _promoted_images(values.get("images"), registry.edition, promotion.source_stack, problems)
     protect = _bool("acr-publish:protect", values.get("protect"), stack.startswith("prod"), problems)
     retain = _bool("acr-publish:retainOnDelete", values.get("retainOnDelete"), True, problems)
     preflight = _bool("acr-publish:preflight", values.get("preflight"), True, problems)
@@ -701,7 +858,7 @@ def settings_from_values(
     return Settings(
         stack=stack, region=region if registry.edition != "local" else None, registry=registry, images=images,
         protect=protect, retain_on_delete=retain, preflight=preflight,
-        project_root=project_root,
+        project_root=project_root, promotion=promotion, promoted_images=promoted,
     )
 
 
@@ -723,7 +880,8 @@ def _decode(value: Any) -> Any:
 def load_settings():
     """Read and validate the running stack's configuration from the Pulumi engine.
 
-    Returns (settings, registry_password) where registry_password is a secret Output or None. A configuration
+    Returns (settings, registry_password) where registry_password is a secret Output or None; a promoting stack's
+    acr-publish:sourcePassword is read where the source login is assembled (`source_password_value`). A configuration
     problem is raised as a ConfigError that is also a `pulumi.RunError`, which the engine prints without a traceback.
     """
     import pulumi
@@ -741,18 +899,22 @@ def load_settings():
         if env_key.startswith(prefix):
             values.setdefault(env_key[len(prefix):], _decode(raw))
     password = cfg.get_secret("registryPassword")
+    source_password = cfg.get_secret("sourcePassword")
     # The plaintext is only measured (ACR's length rule), never kept or shown.
     plain = runtime_config.get_config(f"{PROJECT}:registryPassword")
     password_length = len(plain) if isinstance(plain, str) else None
     del plain
     problems_extra = _misspelled_project(all_config)
-    if password is not None and not runtime_config.is_config_secret(f"{PROJECT}:registryPassword"):
-        problems_extra.append(_plaintext_password(stack))
+    for key, value in (("registryPassword", password), ("sourcePassword", source_password)):
+        if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
+            problems_extra.append(_plaintext_password(stack, key))
     region = pulumi.Config("alicloud").get("region")
     error = _engine_config_error()
     try:
         settings = settings_from_values(stack, values, region=region, has_password=password is not None,
-                                        password_length=password_length)
+                                        password_length=password_length,
+                                        has_source_password=source_password is not None,
+                                        organization=pulumi.get_organization())
     except ConfigError as err:
         raise error(stack, err.problems + problems_extra) from None
     if problems_extra:
@@ -811,6 +973,14 @@ def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
                    "it") from None
 
 
+def source_password_value() -> str | None:
+    """The plain value of the secret acr-publish:sourcePassword (validated by load_settings), for the source login
+    and check before anything is declared; everything declared gets it as a secret."""
+    import pulumi
+
+    return pulumi.Config(PROJECT).get("sourcePassword")
+
+
 def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_set: bool = True) -> Settings:
     """Validate stacks/Pulumi.<stack>.yaml without the Pulumi engine.
 
@@ -848,14 +1018,14 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     problems = [f"config key {_shown(k)} in {_shown_path(path)} is invalid: keys are <namespace>:<name> strings, e.g. "
                 "acr-publish:images" for k in bad_keys[:20]]
     problems += _misspelled_project(config)
-    password = values.get("registryPassword")
-    if isinstance(password, str):
-        problems.append(_plaintext_password(stack))
+    for key in ("registryPassword", "sourcePassword"):
+        if isinstance(values.get(key), str):
+            problems.append(_plaintext_password(stack, key))
     try:
         settings = settings_from_values(
             stack, values, region=config.get("alicloud:region"),
             has_password=password is not None or (secrets_set and _edition_needs_password(values)),
-            project_root=project_root,
+            project_root=project_root, has_source_password="sourcePassword" in values,
         )
     except ConfigError as err:
         raise ConfigError(stack, problems + err.problems) from None

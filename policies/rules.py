@@ -182,6 +182,14 @@ def check_public_repository(resource: ResourceInput) -> list[str]:
             "make sure that is intended (acr-publish:registry.visibility)."]
 
 
+def check_prod_builds_nothing(resource: ResourceInput) -> list[str]:
+    if not is_prod_stack(resource.stack):
+        return []
+    return [f"docker.Image '{resource.name}' in stack '{resource.stack}' builds an image in production: prod "
+            "should run the bytes an earlier stack built and tested; set acr-publish:promoteFrom (e.g. staging) "
+            "and list only the image names under acr-publish:images, so prod copies their digests instead."]
+
+
 RULES: tuple[Rule, ...] = (
     Rule("docker-image-tag-not-latest",
          "A docker.Image's imageName carries an explicit tag that is not 'latest'.",
@@ -201,6 +209,9 @@ RULES: tuple[Rule, ...] = (
     Rule("prod-registry-resources-protected",
          "Namespaces and repositories in stacks whose name starts with 'prod' are protected.",
          "mandatory", NAMESPACE_TYPES | REPO_TYPES, check_prod_protected),
+    Rule("prod-promotes-not-builds",
+         "Stacks whose name starts with 'prod' declare no docker.Image (advisory: promote instead).",
+         "advisory", frozenset({DOCKER_IMAGE}), check_prod_builds_nothing),
     Rule("public-repository",
          "A repository is PUBLIC (advisory: anyone can pull it).",
          "advisory", REPO_TYPES, check_public_repository),

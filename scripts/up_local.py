@@ -14,9 +14,12 @@ before anything is started or created.
    `.registry-data/`.
 4. Use the project's file state backend (`.pulumi-state/`) and a passphrase secrets provider; create the `local`
    stack when missing.
-5. Replace this process with `pulumi up --stack local <args>`.
+5. Print how to promote what this run publishes (the `local-release` stack), then replace this process with
+   `pulumi up --stack local <args>`.
 
-`--stop-registry` stops the registry a previous run started and exits.
+`--stop-registry` stops the registry a previous run started and exits. `--stack local-release` (first argument)
+runs the same steps for the `local-release` stack instead, which promotes the `local` stack's images into the
+namespace `release` of the same registry (stacks/Pulumi.local-release.yaml).
 
 Only the standard library is used, so the script runs before the project's virtualenv has its packages.
 Environment overrides (documented in the README): ACR_PUBLISH_PROJECT_DIR, PULUMI_VERSION, PULUMI_INSTALL_URL,
@@ -39,6 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STACK = "local"
+LOCAL_STACKS = (STACK, "local-release")
+"""The stacks this script runs: both on the local registry, neither holds a secret."""
+PROMOTE_HINT = (
+    "when this run has published the images, promote them (copied by digest into the namespace release, "
+    "nothing rebuilt): bash scripts/up-local.sh --stack local-release"
+)
 DEFAULT_INSTALL_URL = "https://get.pulumi.com/install.sh"  # Pulumi's official installer (`curl ... | sh`)
 DEFAULT_REGISTRY_PORT = 5000  # stacks/Pulumi.local.yaml pushes to 127.0.0.1:5000
 REGISTRY_CONTAINER = "acr-publish-registry"
@@ -467,19 +476,19 @@ def backend_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def ensure_stack(settings: Settings, pulumi: str, env: dict[str, str]) -> dict[str, str]:
-    step(f"State backend {settings.state_dir} and stack '{STACK}'")
+def ensure_stack(settings: Settings, pulumi: str, env: dict[str, str], stack: str = STACK) -> dict[str, str]:
+    step(f"State backend {settings.state_dir} and stack '{stack}'")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     env = backend_env(settings, env)
     # The pulumi binary's own directory goes first on PATH: the language host (pulumi-language-python) ships
     # beside it and must be found even when the CLI came from .pulumi-cli/.
     env["PATH"] = os.pathsep.join([str(Path(pulumi).parent), env.get("PATH", "")])
     select = subprocess.run(
-        [pulumi, "stack", "select", "--create", STACK, "--secrets-provider", "passphrase"],
+        [pulumi, "stack", "select", "--create", stack, "--secrets-provider", "passphrase"],
         cwd=settings.project, env=env,
     )
     if select.returncode != 0:
-        raise StopRun(f"`pulumi stack select --create {STACK} --secrets-provider passphrase` failed "
+        raise StopRun(f"`pulumi stack select --create {stack} --secrets-provider passphrase` failed "
                       f"(exit {select.returncode}); its message is above. The registry is running; fix the "
                       "problem and run `make up` again.", EXIT_STACK_FAILED)
     return env
@@ -496,16 +505,24 @@ def main(argv: list[str]) -> int:
             return 0
         if argv[:1] == ["--stop-registry"]:
             return stop_registry(settings, env)
+        stack = STACK
+        if argv[:1] == ["--stack"]:
+            if len(argv) < 2 or argv[1] not in LOCAL_STACKS:
+                raise StopRun(f"--stack takes one of {', '.join(LOCAL_STACKS)} (the stacks on the local registry); "
+                              f"got {argv[1] if len(argv) > 1 else 'nothing'}", EXIT_USAGE)
+            stack, argv = argv[1], argv[2:]
         # Every check that can stop the run comes before anything is started or created.
         pulumi = ensure_pulumi(settings, env)
         docker = ensure_docker(settings, env)
         already_answering = check_registry_port(settings)
         ensure_registry(settings, docker, env, already_answering)
-        pulumi_env = ensure_stack(settings, pulumi, env)
+        pulumi_env = ensure_stack(settings, pulumi, env, stack)
     except StopRun as stop:
         print(f"error: {stop}", file=sys.stderr, flush=True)
         return stop.exit_code
-    command = [pulumi, "up", "--stack", STACK, *argv]
+    command = [pulumi, "up", "--stack", stack, *argv]
+    if stack == STACK:
+        print(f"    next: {PROMOTE_HINT}")
     step("pulumi " + " ".join(command[1:]))
     sys.stdout.flush()
     os.chdir(settings.project)

@@ -32,15 +32,20 @@ def preflight_calls(monkeypatch):
     The published-tag check is recorded in `.published_calls` as (target, {image: (repository, tag)}); it answers
     from `.published` ({(repository, tag): digest}; anything else is not published), or raises `.published_fail`.
     """
+    import components.copy as copy
     import components.preflight as preflight
 
     class Recorder(list):
         fail: Exception | None = None
         published_fail: Exception | None = None
+        sources: list = []
+        """(endpoint, repository, digest) of every promotion source checked before anything is declared."""
+        source_fail: Exception | None = None
 
     calls = Recorder()
     calls.published = {}
     calls.published_calls = []
+    calls.sources = []
 
     def check_registry(target, *, timeout: float = 10.0):
         calls.append(target)
@@ -53,6 +58,12 @@ def preflight_calls(monkeypatch):
             raise calls.published_fail
         return {name: calls.published.get(ref) for name, ref in tags.items()}
 
+    def check_source(endpoint, repository, digest):
+        calls.sources.append((endpoint, repository, digest))
+        if calls.source_fail is not None:
+            raise calls.source_fail
+
     monkeypatch.setattr(preflight, "check_registry", check_registry)
     monkeypatch.setattr(preflight, "check_published", check_published)
+    monkeypatch.setattr(copy, "check_source", check_source)
     return calls

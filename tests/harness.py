@@ -35,6 +35,7 @@ ENTERPRISE_HOST = "{name}-registry.{region}.cr.aliyuncs.com"
 
 IMAGE = "docker:index/image:Image"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
+PROMOTION = "pulumi-python:dynamic/acr-publish:Promotion"
 ORGANIZATION = "organization"
 """The organization a DIY (file, OSS) backend reports; the harness hands it to the program."""
 ENTERPRISE_INVOKE = "alicloud:cs/getRegistryEnterpriseInstances:getRegistryEnterpriseInstances"
@@ -54,6 +55,7 @@ class Recorded:
     dependencies: list[str]
     provider: str | None
     secret_inputs: set[str] = field(default_factory=set)
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -100,20 +102,34 @@ class StackMocks(pulumi.runtime.Mocks):
     """Provider stand-ins returning the provider's camelCase outputs."""
 
     def __init__(self, instances: list[dict] | None = None, image_hook: Callable[[Any], dict] | None = None,
-                 stack_outputs: dict[str, dict] | None = None):
-        """stack_outputs: per full stack name (`organization/acr-publish/<stack>`), the outputs its last deployment
-        left, as a StackReference reads them; a stack not in it has never been deployed (no outputs)."""
+                 stacks: dict[str, dict] | None = None, promotion_hook: Callable[[Any], dict] | None = None):
         self.instances = instances
         self.image_hook = image_hook
-        self.stack_outputs = stack_outputs or {}
+        self.stacks = stacks or {}
+        """Exports of the stacks a StackReference reads, as their last deployment left them: by qualified name
+        (`organization/acr-publish/<stack>`) or by stack name alone. A stack in neither has never been deployed (no
+        outputs). The names listed under an exports dict's `__secret_names__` key are reported as secret exports."""
+        self.promotion_hook = promotion_hook
         self.invokes: list[tuple[str, dict]] = []
+        self.stack_references: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         resource_id = f"{args.name}-id"
         if args.typ == STACK_REFERENCE:
-            outputs = self.stack_outputs.get(args.inputs["name"], {})
-            return args.inputs["name"], {"name": args.inputs["name"], "outputs": outputs, "secretOutputNames": []}
+            name = args.inputs.get("name") or args.resource_id
+            self.stack_references.append(name)
+            outputs = self.stacks.get(name, self.stacks.get(name.split("/")[-1], {}))
+            return name, {"name": name, "outputs": outputs,
+                          "secretOutputNames": sorted(outputs.get("__secret_names__", []))}
+        if args.typ == PROMOTION:
+            if self.promotion_hook is not None:
+                return f"{args.name}-id", self.promotion_hook(args)
+            # What the provider's create returns for a copy: the source digest, pinned in the target repository.
+            digest = args.inputs["sourceDigest"]
+            state.update({"digest": digest, "copied": True,
+                          "ref": f"{args.inputs['targetServer']}/{args.inputs['targetRepository']}@{digest}"})
+            return f"{args.name}-id", state
         if args.typ == IMAGE:
             if self.image_hook is not None:
                 # The hook answers like a provider: (id, outputs), or the outputs alone.
@@ -139,7 +155,8 @@ class StackMocks(pulumi.runtime.Mocks):
 
 
 def _enterprise_instance(instance_id: str, region: str = "cn-hangzhou") -> dict:
-    name = f"acme-{instance_id[-4:]}"
+    # The shipped stacks' placeholder ids differ in their first digit only: each instance gets its own host.
+    name = f"acme-{instance_id.split('-', 1)[1][:1]}{instance_id[-4:]}"
     return {
         "id": instance_id, "name": name, "region": region, "specification": "Basic",
         "namespaceQuota": "3", "namespaceUsage": "1", "repoQuota": "300", "repoUsage": "2", "tags": {},
@@ -174,6 +191,7 @@ class RecordingMonitor(MockMonitor):
                 parent=request.parent or None, protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete), dependencies=list(request.dependencies),
                 provider=request.provider or None, secret_inputs=_secret_paths(_raw_struct(request.object)),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
             ))
         return response
 
@@ -230,6 +248,19 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     return config, secret_keys
 
 
+def source_exports(stack: str) -> dict[str, dict]:
+    """For a promoting stack file, the exports of its source stack (and that stack's sources), each from its own
+    stack file run under these mocks; {} for a stack that builds."""
+    doc = yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+    source = (doc.get("config") or {}).get("acr-publish:promoteFrom")
+    if not source:
+        return {}
+    name = source.split("/")[-1]
+    # Without its registry checks: the source's exports are what is needed, and the caller's preflight recorder
+    # (tests/conftest.py) must see only the promoting stack's own checks.
+    return {name: run_stack(name, {"acr-publish:preflight": "false"}).outputs}
+
+
 def run_stack(
     stack: str,
     config_overrides: dict[str, Any] | None = None,
@@ -247,7 +278,7 @@ def run_stack(
     Exceptions raised by the program (configuration errors, preflight failures) propagate; pass `records` and
     `warnings` lists to see what was registered and warned before the failure.
     """
-    mocks = mocks or StackMocks()
+    mocks = mocks or StackMocks(stacks=source_exports(stack))
     monitor = RecordingMonitor(mocks)
     config, secret_keys = stack_config(stack, config_overrides)
     warnings = warnings if warnings is not None else []

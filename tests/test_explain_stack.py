@@ -31,3 +31,10 @@ def test_unknown_image_names_the_stack_images():
 def test_context_and_stack_are_exclusive():
     proc = explain("app", "--stack", "local", "--image", "web")
     assert proc.returncode == 2 and "either a context path, or --stack and --image" in proc.stderr
+
+
+def test_a_promoting_stack_points_to_the_stack_that_builds():
+    proc = explain("--stack", "staging", "--image", "web")
+    assert proc.returncode == 2
+    assert "stack 'staging' builds nothing: it promotes the images of stack 'dev'" in proc.stderr
+    assert "--stack dev --image web" in proc.stderr

@@ -1,7 +1,7 @@
 """The registry layer cache under mocks (issue 12): which builds get `build.cacheFrom`, and the inline-cache build arg.
 
 Every stack file is run with the real `__main__.py`; a StackReference to the stack itself (read, not registered)
-returns what `StackMocks(stack_outputs=...)` says the stack's last deployment left. The registry checks are the
+returns what `StackMocks(stacks=...)` says the stack's last deployment left. The registry checks are the
 recorder of tests/conftest.py (`preflight_calls`). That BuildKit really reuses the layers is tested in
 tests/e2e/test_layer_cache.py and measured in bench/cache_bench.py.
 """
@@ -50,7 +50,7 @@ def test_a_later_build_caches_from_the_image_this_stack_published_last(preflight
     previous = {name: {**out, "imageName": f"{out['repository']}:ctx-previous"}
                 for name, out in first.outputs["images"].items()}
 
-    again = run_stack(stack, mocks=StackMocks(stack_outputs=last_outputs(first, **previous)))
+    again = run_stack(stack, mocks=StackMocks(stacks=last_outputs(first, **previous)))
 
     for name, build in builds(again).items():
         assert build["cacheFrom"] == {"images": [previous[name]["imageName"]]}, f"{stack}/{name}"
@@ -65,7 +65,7 @@ def test_cache_from_false_turns_the_cache_off_for_that_image_only(preflight_call
                 for name, out in first.outputs["images"].items()}
 
     run = run_stack("local", {"acr-publish:images": images},
-                    mocks=StackMocks(stack_outputs=last_outputs(first, **previous)))
+                    mocks=StackMocks(stacks=last_outputs(first, **previous)))
 
     assert "cacheFrom" not in builds(run)["web"]
     assert builds(run)["web"]["args"] == INLINE, "the inline cache arg does not depend on cacheFrom"
@@ -77,7 +77,7 @@ def test_a_missing_or_foreign_last_image_builds_without_a_cache_and_says_so(pref
     web = first.outputs["images"]["web"]
     foreign = {**web, "imageName": "registry.example.com/other/web:ctx-previous"}
 
-    run = run_stack("local", mocks=StackMocks(stack_outputs=last_outputs(first, web=foreign, worker=None)))
+    run = run_stack("local", mocks=StackMocks(stacks=last_outputs(first, web=foreign, worker=None)))
 
     assert "cacheFrom" not in builds(run)["web"] and "cacheFrom" not in builds(run)["worker"]
     lines = [line for line in run.infos if "building without a registry cache" in line]
@@ -92,7 +92,7 @@ def test_a_published_image_declares_no_build_and_reads_no_stack_reference(prefli
     for out in first.outputs["images"].values():
         preflight_calls.published[(out["repository"].split("/", 1)[1], out["tag"])] = "sha256:" + "cd" * 32
 
-    run = run_stack("local", mocks=StackMocks(stack_outputs=last_outputs(first)))
+    run = run_stack("local", mocks=StackMocks(stacks=last_outputs(first)))
 
     assert run.of_type(IMAGE) == [] and run.reads == []
 

@@ -189,8 +189,9 @@ def test_pack_has_every_rule_with_its_enforcement(pack):
     by_name = {p.name: p for p in pack["POLICIES"]}
     assert list(by_name) == [r.name for r in rules.RULES]
     assert by_name["public-repository"].enforcement_level is EnforcementLevel.ADVISORY
+    assert by_name["prod-promotes-not-builds"].enforcement_level is EnforcementLevel.ADVISORY
     mandatory = {n for n, p in by_name.items() if p.enforcement_level is EnforcementLevel.MANDATORY}
-    assert mandatory == {r.name for r in rules.RULES} - {"public-repository"}
+    assert mandatory == {r.name for r in rules.RULES} - {"public-repository", "prod-promotes-not-builds"}
     assert rules.PACK_NAME == "acr-publish-guardrails"
     assert 'name: python' in (ROOT / "policies" / "PulumiPolicy.yaml").read_text()
 
@@ -223,6 +224,18 @@ def test_pack_lets_unknown_preview_values_surface_as_unknown(pack):
     policy = {p.name: p for p in pack["POLICIES"]}["docker-image-tag-not-latest"]
     with pytest.raises(UnknownValueError):
         run_policy(policy, DOCKER_IMAGE, {"imageName": UNKNOWN_STRING_VALUE})
+
+
+@pytest.mark.parametrize("stack", ["prod", "prod-eu", "production"])
+def test_a_docker_image_in_prod_is_reported_as_advisory(stack):
+    violations = rules.evaluate([res(DOCKER_IMAGE, {"imageName": "h/acme/web:0a1b"}, stack=stack, name="web-image")])
+    assert [(v.policy, v.enforcement) for v in violations] == [("prod-promotes-not-builds", "advisory")]
+    assert "acr-publish:promoteFrom" in violations[0].message and "'web-image'" in violations[0].message
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "preprod", "local"])
+def test_a_docker_image_outside_prod_is_not_reported(stack):
+    assert names(res(DOCKER_IMAGE, {"imageName": "h/acme/web:0a1b"}, stack=stack)) == []
 
 
 # --- the pack as the engine calls it: the analyzer servicer's Analyze RPC ---------------------------

@@ -74,12 +74,17 @@ def test_shipped_stack_passes_the_whole_pack(stack, preflight_calls, pack_polici
     assert through_the_sdk(pack_policies, run) == set()
 
 
+PROMOTING = [s for s in STACKS if "acr-publish:promoteFrom" in
+             yaml.safe_load((ROOT / "stacks" / f"Pulumi.{s}.yaml").read_text())["config"]]
+BUILDING = [s for s in STACKS if s not in PROMOTING]
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_image_with_a_registry_password_gets_it_as_a_secret(stack, preflight_calls):
     run = run_stack(stack)
     edition = registry_config(stack)["edition"]
     with_password = [i for i in run.of_type(rules.DOCKER_IMAGE) if i.inputs.get("registry", {}).get("password")]
-    if edition != "local":  # enterprise pushes with a temporary token, personal with the configured password
+    if edition != "local" and stack not in PROMOTING:  # enterprise pushes with a temporary token, personal with the configured password
         assert with_password and len(with_password) == len(run.of_type(rules.DOCKER_IMAGE)), stack
     for image in with_password:
         assert "registry.password" in image.secret_inputs or "registry" in image.secret_inputs, image.urn
@@ -168,7 +173,7 @@ def latest_tag(monkeypatch):
     monkeypatch.setattr(build_context, "check_context", check_context)
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", BUILDING)
 def test_an_image_tagged_latest_fails(stack, latest_tag, preflight_calls, pack_policies):
     run = run_stack(stack)
     images = run.of_type(rules.DOCKER_IMAGE)
@@ -205,3 +210,14 @@ def test_a_namespace_with_auto_create_fails(stack, monkeypatch, preflight_calls,
     assert {v.policy for v in violations} == {"namespace-no-auto-create"}
     assert {v.resource for v in violations} == {n.name for n in namespaces}
     assert {p for p, _ in through_the_sdk(pack_policies, run)} == {"namespace-no-auto-create"}
+
+
+def test_a_prod_stack_that_builds_gets_the_advisory(preflight_calls, pack_policies):
+    """The shipped prod promotes; the same program building in a stack named prod-eu is reported (advisory)."""
+    run = run_stack("dev", stack_name="prod-eu")
+    violations = rules.evaluate(as_inputs(run))
+    images = {i.name for i in run.of_type(rules.DOCKER_IMAGE)}
+    assert {(v.policy, v.enforcement) for v in violations} == {("prod-promotes-not-builds", "advisory")}
+    assert {v.resource for v in violations if v.policy == "prod-promotes-not-builds"} == images
+    assert ("prod-promotes-not-builds", "web-image") in through_the_sdk(pack_policies, run)
+    assert not run_stack("prod").of_type(rules.DOCKER_IMAGE), "the shipped prod stack builds nothing"

@@ -6,9 +6,10 @@ import re
 import shutil
 
 import pytest
+import yaml
 
 from tests.harness import (
-    ENTERPRISE_INVOKE, IMAGE, STACKS, TEST_SECRET, TEST_TOKEN, PROJECT_ROOT, StackMocks, run_stack,
+    ENTERPRISE_INVOKE, IMAGE, PROMOTION, STACKS, TEST_SECRET, TEST_TOKEN, PROJECT_ROOT, StackMocks, run_stack,
 )
 
 COMPONENT_REGISTRY = "acr-publish:index:AcrRegistry"
@@ -18,16 +19,20 @@ EE_REPO = "alicloud:cs/registryEnterpriseRepo:RegistryEnterpriseRepo"
 CR_NS = "alicloud:cr/namespace:Namespace"
 CR_REPO = "alicloud:cr/repo:Repo"
 DIGEST_REF = re.compile(r"^(?P<repo>[^@]+)@sha256:[0-9a-f]{64}$")
+PROMOTED_IMAGE = "acr-publish:index:PromotedImage"
+PROMOTING = [s for s in STACKS if "acr-publish:promoteFrom" in
+             (yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{s}.yaml").read_text())["config"])]
+BUILDING = [s for s in STACKS if s not in PROMOTING]
 
 
 def test_every_stack_file_is_covered():
-    assert {"local", "dev", "staging", "prod", "personal-example"} <= set(STACKS)
+    assert {"local", "local-release", "dev", "staging", "prod", "personal-example"} <= set(STACKS)
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_stack_exports_digest_pinned_refs_and_no_secret(stack, preflight_calls):
     run = run_stack(stack)
-    assert set(run.outputs) == {"registry", "images"}
+    assert set(run.outputs) == {"registry", "registryInstance", "images"}
     assert run.secret_outputs == set(), f"{stack}: exports must hold no secret"
     dumped = json.dumps(run.outputs)
     assert TEST_SECRET not in dumped and TEST_TOKEN not in dumped, f"{stack}: a credential leaked into the exports"
@@ -43,7 +48,7 @@ def test_stack_exports_digest_pinned_refs_and_no_secret(stack, preflight_calls):
         assert m and m.group("repo") == out["repository"], f"{stack}/{name}: ref {out['ref']!r} is not digest-pinned"
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", BUILDING)
 def test_each_image_waits_for_its_repository_after_one_preflight(stack, preflight_calls):
     run = run_stack(stack)
     repos = {r.inputs["name"]: r for r in run.resources if r.type in (EE_REPO, CR_REPO)}
@@ -95,7 +100,7 @@ def test_enterprise_stack_resources(preflight_calls):
         assert ns.urn in repo.dependencies, f"{repo.urn} must wait for the namespace"
     assert run.by_name("registry-web-repo").inputs["summary"] == "Sample web service (dev)"
     assert (ENTERPRISE_INVOKE, {"ids": ["cri-0123456789abcdef"], "enableDetails": True}) in run.invokes
-    assert run.outputs["registry"] == "acme-cdef-registry.cn-hangzhou.cr.aliyuncs.com"
+    assert run.outputs["registry"] == "acme-0cdef-registry.cn-hangzhou.cr.aliyuncs.com"
 
 
 def test_enterprise_token_is_a_secret_registry_password(preflight_calls):
@@ -211,11 +216,11 @@ def test_unreachable_registry_only_warns_in_preview(preflight_calls):
     from components.preflight import PreflightError
 
     preflight_calls.fail = PreflightError("cannot resolve host 'acme-registry-vpc...'", "unreachable")
-    run = run_stack("prod", preview=True)
+    run = run_stack("dev", preview=True, stack_name="prod-eu")
     assert len(run.of_type(IMAGE)) == 2
     assert any("cannot resolve host" in w and "pulumi up" in w for w in run.warnings), run.warnings
     with pytest.raises(PreflightError):
-        run_stack("prod")
+        run_stack("dev", stack_name="prod-eu")
 
 
 def test_rejected_credentials_fail_the_preview(preflight_calls):
@@ -274,11 +279,15 @@ _IMAGES = {(COMPONENT_IMAGE, n, "<stack>") for n in ("web", "worker")} | {(IMAGE
                                                                           for n in ("web", "worker")}
 _ENTERPRISE = _IMAGES | {(COMPONENT_REGISTRY, "registry", "<stack>"), (EE_NS, "registry-namespace", "registry"),
                          (EE_REPO, "registry-web-repo", "registry"), (EE_REPO, "registry-worker-repo", "registry")}
+_PROMOTIONS = {(PROMOTED_IMAGE, n, "<stack>") for n in ("web", "worker")} | {(PROMOTION, f"{n}-promote", n)
+                                                                              for n in ("web", "worker")}
+_ENTERPRISE_PROMOTING = (_ENTERPRISE - _IMAGES) | _PROMOTIONS
 EXPECTED_SHAPE = {
     "local": _IMAGES | {(COMPONENT_REGISTRY, "registry", "<stack>")},
+    "local-release": _PROMOTIONS | {(COMPONENT_REGISTRY, "registry", "<stack>")},
     "dev": _ENTERPRISE,
-    "staging": _ENTERPRISE,
-    "prod": _ENTERPRISE,
+    "staging": _ENTERPRISE_PROMOTING,
+    "prod": _ENTERPRISE_PROMOTING,
     "personal-example": {(COMPONENT_REGISTRY, "registry", "<stack>"), (CR_NS, "registry-namespace", "registry"),
                          (CR_REPO, "registry-web-repo", "registry"), (COMPONENT_IMAGE, "web", "<stack>"),
                          (IMAGE, "web-image", "web")},

@@ -79,7 +79,45 @@ def expected(settings, *, write: bool) -> set[tuple[str, str]]:
             out |= {("cr:CreateNamespace", ns_arn), ("cr:UpdateNamespace", ns_arn)}
         if delete:
             out.add(("cr:DeleteNamespace", ns_arn))
-    return out
+    return out | source_pull(settings)
+
+
+def source_pull(settings) -> set[tuple[str, str]]:
+    """A promoting stack pulls from its source (issue 9): PullRepository on the source's repositories, and for an
+    Enterprise source the same instance lookup and temporary login the stack's own instance needs."""
+    if settings.promotion is None:
+        return set()
+    source = load_stack_file(settings.promotion.source_stack)
+    region, ns, instance = source.region, source.registry.namespace, source.registry.instance_id
+    if source.registry.edition == "local":
+        return set()
+    if source.registry.edition == "personal":
+        return {("cr:PullRepository", f"acs:cr:{region}:{ACCOUNT}:repository/{ns}/*")}
+    return {("cr:GetAuthorizationToken", "*"),
+            ("cr:ListInstance", f"acs:cr:{region}:{ACCOUNT}:instance/*"),
+            ("cr:GetInstanceUsage", f"acs:cr:{region}:{ACCOUNT}:instance/{instance}"),
+            ("cr:ListInstanceEndpoint", f"acs:cr:{region}:{ACCOUNT}:instance/{instance}"),
+            ("cr:PullRepository", f"acs:cr:{region}:{ACCOUNT}:repository/{instance}/{ns}/*")}
+
+
+def test_promoting_stacks_get_the_pull_grant_on_their_source():
+    staging = ram.render("staging", ACCOUNT)
+    for name in ("deploy", "preview"):
+        assert ("cr:PullRepository", f"acs:cr:cn-hangzhou:{ACCOUNT}:repository/cri-0123456789abcdef/acme-dev/*") \
+            in grants(staging[name]), name
+        assert ("cr:ListInstanceEndpoint", f"acs:cr:cn-hangzhou:{ACCOUNT}:instance/cri-0123456789abcdef") \
+            in grants(staging[name]), name
+    prod = ram.render("prod", ACCOUNT)["deploy"]
+    assert ("cr:PullRepository", f"acs:cr:cn-hangzhou:{ACCOUNT}:repository/cri-1123456789abcdef/acme-staging/*") \
+        in grants(prod)
+    assert not [g for g in grants(prod) if "acme-dev" in g[1]], "prod pulls from staging only"
+
+
+def test_a_source_in_another_project_is_named_not_guessed():
+    settings = dataclasses.replace(load_stack_file("staging"), promotion=dataclasses.replace(
+        load_stack_file("staging").promotion, source_stack="acme/other-project/dev"))
+    with pytest.raises(ValueError, match="names a stack of another project or organization"):
+        ram.deploy_policy(settings, ACCOUNT)
 
 
 def variants(stack: str):
@@ -138,10 +176,15 @@ def test_resources_are_scoped_to_region_instance_and_namespace(stack):
                 assert action == "cr:GetAuthorizationToken", f"only the token request is unscoped, not {action}"
                 continue
             assert resource.startswith(f"acs:cr:{settings.region}:{ACCOUNT}:"), resource
+            source = load_stack_file(settings.promotion.source_stack) if settings.promotion else None
+            namespaces = {settings.registry.namespace} | ({source.registry.namespace} if source else set())
+            instances = {settings.registry.instance_id} | ({source.registry.instance_id} if source else set())
             if "Repository" in action:
-                assert resource.endswith(f"/{settings.registry.namespace}/*"), resource
+                assert any(resource.endswith(f"/{ns}/*") for ns in namespaces), resource
+                if not resource.endswith(f"/{settings.registry.namespace}/*"):
+                    assert action == "cr:PullRepository", f"only pull on the promotion source, not {action}"
             if settings.registry.edition == "enterprise":
-                assert settings.registry.instance_id in resource or resource.endswith(":instance/*"), resource
+                assert any(i in resource for i in instances if i) or resource.endswith(":instance/*"), resource
             else:
                 assert ":instance/" not in resource and settings.registry.namespace in resource, resource
 

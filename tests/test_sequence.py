@@ -44,7 +44,7 @@ def test_a_failing_preflight_fails_the_preview_too(preflight_calls, kind: str) -
 
 def test_an_unreachable_registry_in_preview_warns_and_shows_builds(preflight_calls) -> None:
     preflight_calls.fail = PreflightError("cannot resolve host", "unreachable")
-    run = run_stack("prod", preview=True)
+    run = run_stack("dev", preview=True, stack_name="prod-eu")  # the shipped prod promotes; this one builds
     assert len(run.of_type(IMAGE)) == 2
     assert any("cannot say which content tags are already published" in w for w in run.warnings), run.warnings
     assert preflight_calls.published_calls == [], "an unreachable registry is not asked a second time"

@@ -392,6 +392,27 @@ def test_pulumi_calls_backend_and_passthrough(up: UpLocal, answering_registry: o
     assert ["info", "--format", "{{.ServerVersion}}"] in up.docker_calls()
 
 
+def test_make_up_prints_how_to_promote_and_runs_local_release(up: UpLocal, answering_registry: object) -> None:
+    up.add_fake_pulumi()
+    result = up.run("--yes")
+    assert result.returncode == 0, result.stderr
+    assert "bash scripts/up-local.sh --stack local-release" in result.stdout
+    promote = up.run("--stack", "local-release", "--yes")
+    assert promote.returncode == 0, promote.stderr
+    assert [c["argv"] for c in up.pulumi_calls()][-2:] == [
+        ["stack", "select", "--create", "local-release", "--secrets-provider", "passphrase"],
+        ["up", "--stack", "local-release", "--yes"],
+    ]
+    assert "--stack local-release" not in promote.stdout.split("==> pulumi")[0], "no promote hint when promoting"
+
+
+def test_only_the_local_stacks_can_be_run(up: UpLocal) -> None:
+    result = up.run("--stack", "prod")
+    assert result.returncode == 64
+    assert "--stack takes one of local, local-release" in result.stderr and "got prod" in result.stderr
+    assert up.pulumi_calls() == []
+
+
 def test_users_own_passphrase_and_backend_choice(up: UpLocal, answering_registry: object) -> None:
     up.add_fake_pulumi()
     mine = "my-own-passphrase-1234"

@@ -233,7 +233,7 @@ def test_gitlab_deploys_in_order_with_resource_groups(gitlab):
     previous = None
     for stack in CLOUD_STACKS:
         job = gitlab[f"up:{stack}"]
-        assert job["extends"] == ".up"
+        assert job["extends"] == (".up" if promotes(stack) else ".up-build")
         assert job["needs"] == ([previous] if previous else [])
         assert job["environment"]["name"] == stack
         assert job["resource_group"] == f"pulumi-{stack}"
@@ -265,8 +265,41 @@ def gitlab_job(gitlab: dict, name: str) -> dict:
 DIND_SERVICE = re.compile(r"^docker:\d+\.\d+\.\d+-dind$")
 
 
+def promotes(stack: str) -> bool:
+    return "acr-publish:promoteFrom" in load(ROOT / "stacks" / f"Pulumi.{stack}.yaml")["config"]
+
+
+BUILDING_CLOUD_STACKS = [s for s in CLOUD_STACKS if not promotes(s)]
+PROMOTING_CLOUD_STACKS = [s for s in CLOUD_STACKS if promotes(s)]
+
+
+def test_dev_builds_and_staging_and_prod_promote():
+    assert BUILDING_CLOUD_STACKS == ["dev"] and PROMOTING_CLOUD_STACKS == ["staging", "prod"]
+    sources = {s: load(ROOT / "stacks" / f"Pulumi.{s}.yaml")["config"]["acr-publish:promoteFrom"]
+               for s in PROMOTING_CLOUD_STACKS}
+    assert sources == {"staging": "dev", "prod": "staging"}
+
+
+def test_gitlab_promoting_up_jobs_need_no_docker_engine(gitlab):
+    for stack in PROMOTING_CLOUD_STACKS:
+        job = gitlab_job(gitlab, f"up:{stack}")
+        assert "services" not in job, f"up:{stack} promotes: it needs no Docker-in-Docker service"
+        assert not {k for k in job.get("variables", {}) if k.startswith("DOCKER_")}, f"up:{stack}"
+        assert job["script"] == gitlab_job(gitlab, "up:dev")["script"], "the same pulumi up command"
+    assert "no Docker" in GITLAB.read_text()
+
+
+def test_github_promoting_deploys_need_no_docker_engine(deploy):
+    for stack in PROMOTING_CLOUD_STACKS:
+        job = deploy["jobs"][f"up-{stack}"]
+        uses = [str(step.get("uses", "")) for step in job["steps"]]
+        runs = " ".join(str(step.get("run", "")) for step in job["steps"])
+        assert not [u for u in uses if u.startswith("docker/")] and "docker " not in runs, f"up-{stack}"
+    assert "need no Docker engine" in (WORKFLOWS / "deploy.yml").read_text()
+
+
 def test_gitlab_up_jobs_build_with_a_pinned_docker_in_docker_service(gitlab):
-    for stack in CLOUD_STACKS:
+    for stack in BUILDING_CLOUD_STACKS:
         job = gitlab_job(gitlab, f"up:{stack}")
         services = [s if isinstance(s, dict) else {"name": s} for s in job.get("services", [])]
         dind = [s for s in services if str(s["name"]).startswith("docker:")]

@@ -144,7 +144,7 @@ class Publisher:
         last = {f"{ORGANIZATION}/acr-publish/{stack_name}": json.loads(outputs_file.read_text())} \
             if outputs_file.exists() else {}
         stack = run_stack("local", overrides, preview=preview,
-                          mocks=StackMocks(image_hook=provider, stack_outputs=last),
+                          mocks=StackMocks(image_hook=provider, stacks=last),
                           project_root=project, stack_name=stack_name)
         if not preview:
             provider.end_run(stack_name, {r.name for r in stack.of_type(IMAGE)})

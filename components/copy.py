@@ -1,0 +1,210 @@
+"""The promotion copy: one image, by digest, from a source repository to a target repository and tag.
+
+Carried out with the project's registry client (components/registry_client.py); no Docker engine, no library of
+its own. What it does, in order:
+1. the target tag: already at the source digest -> nothing to do; at another digest -> `CopyError`, never an
+   overwrite (a promoted tag names exactly one set of bytes);
+2. the source manifest by digest, its bytes checked against that digest; an image index (OCI index, Docker
+   manifest list) is copied with each child manifest, children first, each put by its digest;
+3. per image manifest, its config and layer blobs that the target repository lacks: on the same registry host a
+   cross-repository mount (the registry links the blob; no layer byte is read from the source), else the blob is
+   streamed from the source's GET into the target's PUT in 1 MiB chunks (never whole in memory; the registry
+   checks the digest of what it received, and the client checks what it read). Blobs are copied by a few workers
+   in parallel, as docker and skopeo do, each worker with its own client (sessions are not shared across threads);
+4. the manifest bytes put unchanged under the tag; the digest the target reports must equal the source digest.
+`bench/promote_bench.py` counts the layer bytes read from the source during a same-host promotion (0) and compares
+cross-registry throughput with `skopeo copy`.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from components.registry_client import (
+    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, is_loopback, parse_server,
+)
+
+BLOB_WORKERS = 4
+COPY_TIMEOUT_S = 300.0
+"""Per socket operation: a stalled registry fails the copy instead of hanging it."""
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+
+
+class CopyError(Exception):
+    """The copy cannot be done as asked; the text names both repositories and what to change, never a secret.
+
+    `kind` is the registry client's kind of failure when a registry exchange failed ("unreachable", "auth", ...;
+    see RegistryError), else "copy"."""
+
+    def __init__(self, message: str, kind: str = "copy"):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class Login:
+    """Registry credentials; `password` is a secret (a temporary token for Enterprise)."""
+
+    username: str | None
+    password: str | None
+
+    def __repr__(self) -> str:  # never show the password in a traceback
+        return f"Login(username={self.username!r}, password={'***' if self.password else None})"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One registry host with the login used there."""
+
+    server: str
+    login: Login
+    plain_http: bool = False
+    """Plain HTTP for a loopback registry of the local edition only (as docker treats 127.0.0.0/8)."""
+
+    def client(self) -> RegistryClient:
+        return RegistryClient(self.server, self.login.username, self.login.password,
+                              allow_plain_http=self.plain_http and _loopback(self.server), timeout=COPY_TIMEOUT_S,
+                              label=f"promotion, registry '{self.server}'")
+
+
+def _loopback(server: str) -> bool:
+    try:
+        return is_loopback(parse_server(server, allow_plain_http=True).host)
+    except RegistryError:
+        return False
+
+
+@dataclass
+class CopyReport:
+    """What one copy did."""
+
+    digest: str
+    copied: bool
+    """False when the target tag was already at the digest."""
+    mounted: list[str] = field(default_factory=list)
+    streamed: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    """Blobs the target already had."""
+    manifests: int = 0
+
+
+def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
+    """The digest the target tag is at now; None when the tag (or the repository) does not exist."""
+    with target.client() as client:
+        try:
+            return client.manifest_digest(repository, tag)
+        except RegistryError as err:
+            hint = ""
+            if err.kind == "auth":
+                # Read (refresh) has only the credentials stored at the last copy.
+                hint = ("; a refresh reads the tag with the login stored at the last copy, and an Enterprise "
+                        "stack's temporary login expires after an hour: refresh within the hour after `pulumi up`")
+            raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}{hint}", err.kind) from None
+
+
+def check_source(source: Endpoint, repository: str, digest: str) -> None:
+    """Prove the source login and that the digest is there (pull scope), before anything is declared."""
+    with source.client() as client:
+        try:
+            found = client.manifest_digest(repository, digest)
+        except RegistryError as err:
+            raise CopyError(f"the promotion source {source.server}/{repository}@{digest} cannot be read: {err}",
+                            err.kind) from None
+    if found is None:
+        raise CopyError(
+            f"the promotion source {source.server}/{repository}@{digest} does not exist: the source stack's export "
+            "names a digest its registry does not hold (deleted?); run `pulumi up` on the source stack"
+        )
+
+
+def copy_image(source: Endpoint, source_repository: str, digest: str, target: Endpoint, target_repository: str,
+               tag: str) -> CopyReport:
+    """Copy `<source>/<source_repository>@<digest>` to `<target>/<target_repository>:<tag>`; see the module doc."""
+    where = f"{source.server}/{source_repository}@{digest} -> {target.server}/{target_repository}:{tag}"
+    try:
+        return _Copy(source, source_repository, target, target_repository).run(digest, tag)
+    except RegistryError as err:
+        raise CopyError(f"promotion {where} failed: {err}", err.kind) from None
+
+
+class _Copy:
+    def __init__(self, source: Endpoint, source_repository: str, target: Endpoint, target_repository: str):
+        self.source, self.target = source, target
+        self.source_repository, self.target_repository = source_repository, target_repository
+        self.same_host = source.server.lower() == target.server.lower()
+        self.src = source.client()
+        self.dst = target.client()
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.workers: list[RegistryClient] = []
+
+    def run(self, digest: str, tag: str) -> CopyReport:
+        try:
+            return self._run(digest, tag)
+        finally:
+            for client in [self.src, self.dst, *self.workers]:
+                client.close()
+
+    def _run(self, digest: str, tag: str) -> CopyReport:
+        report = CopyReport(digest=digest, copied=False)
+        existing = self.dst.manifest_digest(self.target_repository, tag)
+        if existing == digest:
+            return report
+        if existing is not None:
+            raise CopyError(
+                f"{self.target.server}/{self.target_repository}:{tag} already exists at {existing}, not at the "
+                f"promoted digest {digest}: a promoted tag is never overwritten. Find out who pushed that tag; to "
+                "promote anyway, delete the tag in the target repository (or promote into another repository)"
+            )
+        self._copy_manifest(digest, tag, report, top=True)
+        report.copied = True
+        return report
+
+    def _copy_manifest(self, digest: str, reference: str, report: CopyReport, *, top: bool) -> None:
+        manifest = self.src.get_manifest(self.source_repository, digest)
+        if manifest.digest != digest:
+            raise CopyError(f"{self.source.server}/{self.source_repository}@{digest} has bytes of digest "
+                            f"{manifest.digest}")
+        body = json.loads(manifest.content)
+        if manifest.media_type in INDEX_TYPES or "manifests" in body:
+            for child in body.get("manifests") or []:
+                child_digest = child["digest"]
+                if self.dst.manifest_digest(self.target_repository, child_digest) is None:
+                    self._copy_manifest(child_digest, child_digest, report, top=False)
+        else:
+            blobs = [body["config"]["digest"]] if body.get("config") else []
+            # Foreign layers (with `urls`) live outside the registry and are not copied, as docker does not.
+            blobs += [layer["digest"] for layer in body.get("layers") or [] if not layer.get("urls")]
+            unique = list(dict.fromkeys(blobs))
+            with ThreadPoolExecutor(max_workers=min(BLOB_WORKERS, max(1, len(unique)))) as pool:
+                for kind, blob in pool.map(self._copy_blob, unique):
+                    getattr(report, kind).append(blob)
+        stored = self.dst.put_manifest(self.target_repository, reference, manifest.media_type, manifest.content)
+        report.manifests += 1
+        if stored != digest:
+            raise CopyError(f"{self.target.server}/{self.target_repository} stored the manifest as {stored}, not "
+                            f"{digest}")
+        if top:
+            found = self.dst.manifest_digest(self.target_repository, reference)
+            if found != digest:
+                raise CopyError(f"after the copy {self.target.server}/{self.target_repository}:{reference} is at "
+                                f"{found}, not the source digest {digest}")
+
+    def _clients(self) -> tuple[RegistryClient, RegistryClient]:
+        pair = getattr(self.local, "pair", None)
+        if pair is None:
+            pair = self.local.pair = (self.source.client(), self.target.client())
+            with self.lock:
+                self.workers.extend(pair)
+        return pair
+
+    def _copy_blob(self, digest: str) -> tuple[str, str]:
+        src, dst = self._clients()
+        if dst.blob_exists(self.target_repository, digest):
+            return "present", digest
+        if self.same_host and dst.mount_blob(self.target_repository, digest, self.source_repository):
+            return "mounted", digest
+        dst.put_blob(self.target_repository, digest, src.get_blob(self.source_repository, digest))
+        return "streamed", digest

@@ -1,0 +1,451 @@
+"""Promotion: copy the images another stack published, digest for digest, instead of building them again.
+
+A stack with `acr-publish:promoteFrom: <stack>` builds nothing. Before anything is declared, `read_source` reads the
+source stack's exports (`registry`, `images`, `registryInstance`) through a `pulumi.StackReference` and checks them
+against the images this stack promotes; `source_login` finds the source registry's credentials. Then one
+`Promotion` resource per image copies `<source repository>@sha256:...` to `<this stack's repository>:<the same
+content tag>` (components/copy.py does the registry work), so previews show the copy and state records it.
+
+Why a Python dynamic provider (`pulumi.dynamic`) and not pulumi-command's `local.Command` running a copy command:
+- the semantics the issue asks for are a resource's own lifecycle, which a dynamic provider implements directly:
+  `diff` (a new source digest or another target is a replacement, i.e. a new copy; changed credentials, such as
+  the hourly Enterprise token, are no change), `read` (a refresh reads the target tag's digest, so a deleted tag
+  drops the resource from state and the next `up` copies again), `delete` (nothing is removed from the registry).
+  `local.Command` has no diff of its own beyond "any trigger changed", and no read: a refresh cannot notice a
+  deleted tag;
+- no second plugin: the dynamic provider is part of the pinned Pulumi SDK (`pulumi-resource-pulumi-python` runs
+  `python -u -m pulumi.dynamic` in the project's virtualenv), while pulumi-command is another provider plugin to
+  install and pin on every runner, and the copy would still be this project's Python code;
+- credentials stay Pulumi secrets: they are inputs marked secret, also listed in `additional_secret_outputs`, so
+  state holds them only encrypted; `local.Command` would have to pass them through its environment, which it
+  stores in state as inputs as well, and its stdout would need scrubbing.
+How it is proven to run the way the engine runs it: tests/e2e/test_promote.py runs the program, whose
+`dynamic.Resource` serializes the provider with the SDK's own serializer (`pulumi.dynamic.dynamic.serialize_provider`,
+dill), and drives that serialized provider over gRPC in a fresh `venv/bin/python -u -m pulumi.dynamic` process
+started from the project root, as the engine starts it (tests/e2e/dynamic_engine.py), against real registries
+(Configure, Check, Diff, Create, Read, Delete).
+
+The provider instance holds no state and no credential: what it pickles is the class reference, so the serialized
+provider in state carries nothing secret (tested).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import pulumi
+import pulumi.dynamic as dynamic
+
+from components.registry import RegistryLogin
+from components.settings import PROJECT, PromotedImageSettings, Settings, promoted_image_defaults
+
+PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
+SECRET_INPUTS = ("sourceAuth", "targetAuth")
+# What makes a copy another copy: the bytes (source digest) or where they go. Credentials and the source's
+# location do not: the same digest copied to the same target tag is the same result.
+REPLACING_INPUTS = ("sourceDigest", "targetServer", "targetRepository", "tag")
+
+
+class PromotionError(Exception):
+    """The source stack's exports cannot be promoted as configured; lists every problem with the fix."""
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One image the source stack exports."""
+
+    name: str
+    repository: str
+    """<host>/<path> of the source repository."""
+    tag: str
+    ref: str
+    """<repository>@sha256:..."""
+
+    @property
+    def digest(self) -> str:
+        return self.ref.rsplit("@", 1)[1]
+
+    @property
+    def path(self) -> str:
+        """The repository path on its host (`namespace/name`)."""
+        return self.repository.split("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class SourceStack:
+    """What this stack promotes from the source stack, validated."""
+
+    stack: str
+    registry: str
+    """The source registry host."""
+    instance: Mapping[str, Any]
+    """The source's registryInstance export: {edition, instanceId, region}."""
+    images: tuple[SourceImage, ...]
+    repositories: tuple[PromotedImageSettings, ...]
+    """This stack's repository settings per promoted image (configured, or the defaults)."""
+
+
+def registry_instance(settings: Settings) -> dict[str, Any]:
+    """The non-secret `registryInstance` export: how a promoting stack logs in to this stack's registry."""
+    reg = settings.registry
+    return {
+        "edition": reg.edition,
+        "instanceId": reg.instance_id if reg.edition == "enterprise" else None,
+        "region": settings.region if reg.edition != "local" else None,
+    }
+
+
+def _read_exports(source: str) -> tuple[dict[str, Any], set[str]]:
+    """The source stack's exports, read synchronously (as the SDK's own synchronous invokes wait) before anything
+    is declared; and the names of the exports that are secret."""
+    from pulumi.runtime.sync_await import _sync_await
+
+    # As given: `dev` is resolved in this project and organization by the engine, as `pulumi stack select` does.
+    reference = pulumi.StackReference(f"{PROJECT}-promote-source", stack_name=source)
+    values: dict[str, Any] = {}
+    secret: set[str] = set()
+    for name in ("registry", "images", "registryInstance"):
+        details = _sync_await(reference.get_output_details(name))
+        if details.secret_value is not None:
+            secret.add(name)
+        values[name] = details.value if details.value is not None else details.secret_value
+    return values, secret
+
+
+def read_source(settings: Settings) -> SourceStack:
+    """Read and check the source stack's exports against what this stack promotes; raise PromotionError."""
+    assert settings.promotion is not None
+    exports, secret = _read_exports(settings.promotion.source_stack)
+    return check_exports(settings, exports, secret)
+
+
+def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[str]) -> SourceStack:
+    """The pure core of read_source: the exports as read, against the settings."""
+    promotion = settings.promotion
+    assert promotion is not None
+    source, stack = promotion.source_stack, settings.stack
+    where = f"stack {stack!r} promotes from stack {source!r} (acr-publish:promoteFrom)"
+    problems: list[str] = []
+    if secret:
+        problems.append(f"{where}, whose exports {', '.join(sorted(secret))} are secret: acr-publish exports no "
+                        f"secret; run `pulumi up -s {source}` with this version of the program")
+    images_raw = exports.get("images")
+    registry = exports.get("registry")
+    instance = exports.get("registryInstance")
+    if not images_raw or not isinstance(images_raw, Mapping):
+        raise PromotionError(
+            f"{where}, but {source!r} exports no images: run `pulumi up -s {source}` first (it must have published "
+            f"its images), or point acr-publish:promoteFrom in stacks/Pulumi.{stack}.yaml at the stack that builds them"
+        )
+    if not isinstance(registry, str) or not isinstance(instance, Mapping):
+        problems.append(
+            f"{where}, but {source!r} exports no {'registry' if not isinstance(registry, str) else 'registryInstance'}"
+            f": run `pulumi up -s {source}` with this version of the program (it exports registryInstance since "
+            "promotion exists), then run this stack again"
+        )
+    wanted = settings.promoted_images or tuple(
+        promoted_image_defaults(name, settings.registry.edition) for name in sorted(images_raw)
+    )
+    images: list[SourceImage] = []
+    for i, repo in enumerate(wanted):
+        out = images_raw.get(repo.name)
+        if out is None:
+            problems.append(
+                f"acr-publish:images[{i}].name {repo.name!r}: {where}, which exports no image {repo.name!r} (it "
+                f"exports {', '.join(sorted(images_raw))}); remove it from stacks/Pulumi.{stack}.yaml or add it to "
+                f"stacks/Pulumi.{source}.yaml"
+            )
+            continue
+        ref = out.get("ref") if isinstance(out, Mapping) else None
+        repository = out.get("repository") if isinstance(out, Mapping) else None
+        tag = out.get("tag") if isinstance(out, Mapping) else None
+        if not (isinstance(ref, str) and isinstance(repository, str) and isinstance(tag, str)
+                and ref.startswith(f"{repository}@sha256:") and "/" in repository):
+            problems.append(
+                f"{where}: its export images.{repo.name} {out!r} has no digest-pinned ref (<repository>@sha256:...) "
+                f"with repository and tag; run `pulumi up -s {source}` until it has published {repo.name!r}"
+            )
+            continue
+        images.append(SourceImage(repo.name, repository, tag, ref))
+    if problems:
+        raise PromotionError("\n".join(problems))
+    return SourceStack(stack=source, registry=str(registry), instance=dict(instance or {}), images=tuple(images),
+                       repositories=tuple(wanted))
+
+
+# --- the resource ----------------------------------------------------------------------------------------------
+
+def _auth(value: Mapping[str, Any] | None):
+    from components.copy import Login
+
+    value = value or {}
+    return Login(value.get("username") or None, value.get("password") or None)
+
+
+def _endpoint(props: Mapping[str, Any], side: str):
+    from components.copy import Endpoint
+
+    return Endpoint(server=props[f"{side}Server"], login=_auth(props.get(f"{side}Auth")),
+                    plain_http=bool(props.get(f"{side}PlainHttp")))
+
+
+class PromotionProvider(dynamic.ResourceProvider):
+    """Create = copy (or find the copy already there); Read = the target tag's digest; Delete = nothing."""
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        from components.copy import copy_image
+
+        report = copy_image(
+            _endpoint(props, "source"), props["sourceRepository"], props["sourceDigest"],
+            _endpoint(props, "target"), props["targetRepository"], props["tag"],
+        )
+        outs = dict(props)
+        outs.update(digest=report.digest, ref=f"{props['targetServer']}/{props['targetRepository']}@{report.digest}",
+                    copied=report.copied, blobs={"mounted": len(report.mounted), "streamed": len(report.streamed),
+                                                 "present": len(report.present)})
+        return dynamic.CreateResult(id_=f"{props['targetServer']}/{props['targetRepository']}:{props['tag']}",
+                                    outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        changed = [key for key in REPLACING_INPUTS if olds.get(key) != news.get(key)]
+        # A refresh that found the tag at another digest leaves `digest` != `sourceDigest`: copy again, which
+        # refuses to overwrite that tag with a clear error.
+        if olds.get("digest") not in (None, news.get("sourceDigest")) and "sourceDigest" not in changed:
+            changed.append("sourceDigest")
+        return dynamic.DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        # diff never reports an in-place change (every difference replaces); nothing in the registry to update.
+        return dynamic.UpdateResult(outs={**olds, **news})
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        from components.copy import target_digest
+
+        digest = target_digest(_endpoint(props, "target"), props["targetRepository"], props["tag"])
+        if digest is None:
+            return dynamic.ReadResult(id_=None, outs={})  # the tag is gone: the resource leaves the state
+        return dynamic.ReadResult(id_=id_, outs={**props, "digest": digest,
+                                                 "ref": f"{props['targetServer']}/{props['targetRepository']}@{digest}"})
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Nothing is removed from the registry, as repositories are retained: the tag stays where it is."""
+
+
+@dataclass(frozen=True)
+class PromotionArgs:
+    """Inputs of one Promotion."""
+
+    source: SourceImage
+    """The image as the source stack exports it."""
+    source_server: str
+    """The source registry host[:port]."""
+    source_username: pulumi.Input[str] | None
+    """The source login's user (None: no login)."""
+    source_password: pulumi.Input[str] | None
+    """The source login's password or temporary token: a secret."""
+    source_plain_http: bool
+    """Plain HTTP to the source (a loopback registry of the local edition only)."""
+    target_server: pulumi.Input[str]
+    """This stack's registry host[:port]."""
+    target_repository: pulumi.Input[str]
+    """The repository path on the target host (`namespace/name`)."""
+    target_username: pulumi.Input[str] | None
+    """This stack's login user (None: no login)."""
+    target_password: pulumi.Input[str] | None
+    """This stack's password or temporary token: a secret."""
+    target_plain_http: bool
+    """Plain HTTP to the target (a loopback registry of the local edition only)."""
+
+
+class Promotion(dynamic.Resource, module="acr-publish", name="Promotion"):
+    """One image copied from the source repository to this stack's repository under the same content tag."""
+
+    digest: pulumi.Output[str]
+    ref: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PromotionArgs, opts: pulumi.ResourceOptions | None = None):
+        def auth(username, password):
+            return pulumi.Output.secret({"username": username, "password": password})
+
+        props = {
+            "sourceServer": args.source_server,
+            "sourceRepository": args.source.path,
+            "sourceDigest": args.source.digest,
+            "sourceRef": args.source.ref,
+            "sourcePlainHttp": args.source_plain_http,
+            "sourceAuth": auth(args.source_username, args.source_password),
+            "targetServer": args.target_server,
+            "targetRepository": args.target_repository,
+            "targetPlainHttp": args.target_plain_http,
+            "targetAuth": auth(args.target_username, args.target_password),
+            "tag": args.source.tag,
+            "digest": None,
+            "ref": None,
+            "copied": None,
+            "blobs": None,
+        }
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_INPUTS)))
+        super().__init__(PromotionProvider(), name, props, opts)
+
+
+# --- the source registry's login ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SourceLogin:
+    """How the promotion reads the source registry; `password` is plain here and wrapped as a secret where it
+    becomes a resource input."""
+
+    server: str
+    username: str | None
+    password: str | None
+    plain_http: bool
+    how: str
+    """Where the credentials come from, for messages: never the credentials themselves."""
+
+    def __repr__(self) -> str:
+        return f"SourceLogin(server={self.server!r}, username={self.username!r}, password='***', how={self.how!r})"
+
+
+def enterprise_login(instance_id: str, region: str, host: str, *, stack_region: str | None):
+    """(username, token) of an Enterprise instance's temporary login, from the synchronous instances invoke; the
+    source's own region through a provider for it when that is not this stack's region."""
+    import pulumi_alicloud as alicloud
+
+    opts = None
+    if region != stack_region:
+        provider = alicloud.Provider(f"{PROJECT}-promote-source-{region}", region=region)
+        opts = pulumi.InvokeOptions(provider=provider)
+    found = alicloud.cs.get_registry_enterprise_instances(ids=[instance_id], enable_details=True, opts=opts)
+    match = [i for i in (found.instances or []) if i.id == instance_id]
+    if not match:
+        raise PromotionError(
+            f"the promotion source's instance {instance_id!r} was not found in region {region!r} with this "
+            "deployer's credentials: it needs cr:ListInstance and cr:GetAuthorizationToken there, and "
+            "cr:PullRepository on the source repositories (`python -m components.ram <stack>` renders them)"
+        )
+    inst = match[0]
+    hosts = set(inst.public_endpoints or []) | set(inst.vpc_endpoints or [])
+    if host not in hosts:
+        raise PromotionError(
+            f"the promotion source exports registry {host!r}, which is not an endpoint of instance {instance_id!r} "
+            f"({', '.join(sorted(hosts)) or 'none'}); run `pulumi up` on the source stack again"
+        )
+    return inst.temp_username, inst.authorization_token
+
+
+def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
+                 source_password: str | None) -> SourceLogin:
+    """The source registry's login, per the issue: the same login on the same host or for a classic Personal
+    source; an Enterprise source's temporary login from its instance; a local source's sourceUsername/Password."""
+    promotion = settings.promotion
+    assert promotion is not None
+    edition = source.instance.get("edition")
+    stack = settings.stack
+    config_login = promotion.source_username is not None
+
+    def unused(reason: str) -> None:
+        if config_login:
+            raise PromotionError(
+                f"acr-publish:sourceUsername and acr-publish:sourcePassword are not used: {reason}; remove them "
+                f"with `pulumi config rm acr-publish:sourceUsername -s {stack}` (and sourcePassword)"
+            )
+
+    if source.registry.lower() == target.server.lower():
+        unused(f"the source stack {source.stack!r} is on this stack's registry host {target.server}, so the "
+               "promotion uses this stack's login")
+        return SourceLogin(target.server, target.username, target.password, target.allow_plain_http,
+                           "this stack's login")
+    if edition == "personal":
+        unused("a classic Personal Edition source uses this stack's login (it is per account)")
+        if settings.registry.edition != "personal":
+            raise PromotionError(
+                f"stack {stack!r} promotes from the classic Personal Edition registry {source.registry} of stack "
+                f"{source.stack!r}: its login is the account's registry password, which only a personal-edition "
+                "stack has (acr-publish:registry.username and acr-publish:registryPassword); promote from an "
+                "Enterprise or crpi- instance instead"
+            )
+        return SourceLogin(source.registry, target.username, target.password, False, "this stack's login")
+    if edition == "enterprise":
+        unused("an Enterprise source's temporary login comes from its instance")
+        instance_id, region = source.instance.get("instanceId"), source.instance.get("region")
+        if not instance_id or not region:
+            raise PromotionError(f"stack {source.stack!r} exports registryInstance {dict(source.instance)!r} "
+                                 "without instanceId and region; run `pulumi up` on it again")
+        username, token = enterprise_login(instance_id, region, source.registry, stack_region=settings.region)
+        return SourceLogin(source.registry, username, token, False, f"the temporary login of {instance_id}")
+    if edition == "local":
+        from components.copy import _loopback
+
+        return SourceLogin(source.registry, promotion.source_username, source_password,
+                           _loopback(source.registry),
+                           "acr-publish:sourceUsername" if config_login else "no login (none configured)")
+    raise PromotionError(f"stack {source.stack!r} exports registryInstance.edition {edition!r}, which is not "
+                         "enterprise, personal or local; run `pulumi up` on it with this version of the program")
+
+
+def check_sources(source: SourceStack, login: SourceLogin) -> None:
+    """Before anything is declared: the source login is accepted and every promoted digest is there."""
+    from components.copy import CopyError, Endpoint, Login, check_source
+
+    endpoint = Endpoint(login.server, Login(login.username, login.password), login.plain_http)
+    preview = pulumi.runtime.is_dry_run()
+    problems = []
+    for image in source.images:
+        try:
+            check_source(endpoint, image.path, image.digest)
+        except CopyError as err:
+            if preview and err.kind == "unreachable":
+                # As the preflight: previews often run where a VPC endpoint cannot be reached; `up` fails on it.
+                pulumi.log.warn(f"{image.name}: {err} (preview goes on: `pulumi up` needs the source reachable)")
+                continue
+            problems.append(f"{image.name}: {err} (credentials: {login.how})")
+    if problems:
+        raise PromotionError("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class PromotedImageArgs:
+    """Inputs of PromotedImage."""
+
+    source: SourceImage
+    """The image as the source stack exports it."""
+    source_login: SourceLogin
+    """The source registry's login, from `source_login`."""
+    target: RegistryLogin
+    """This stack's registry login, from `components.registry.registry_login`."""
+    repository_path: str
+    """This stack's repository for the image on its host (`namespace/name`)."""
+    repository_resource: pulumi.Resource | None
+    """The ACR repository the copy must wait for (None for a local registry)."""
+
+
+class PromotedImage(pulumi.ComponentResource):
+    """One image promoted from the source stack: the Promotion, and the exports of a built image."""
+
+    repository: pulumi.Output[str]
+    tag: pulumi.Output[str]
+    image_name: pulumi.Output[str]
+    ref: pulumi.Output[str]
+
+    def __init__(self, name: str, args: PromotedImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("acr-publish:index:PromotedImage", name, None, opts)
+        source, login, target, repository_path = args.source, args.source_login, args.target, args.repository_path
+        secret = (lambda v: pulumi.Output.secret(v) if v is not None else None)
+        depends = [args.repository_resource] if args.repository_resource is not None else []
+        self.promotion = Promotion(
+            f"{name}-promote",
+            PromotionArgs(
+                source=source, source_server=login.server, source_username=login.username,
+                source_password=secret(login.password), source_plain_http=login.plain_http,
+                target_server=target.server, target_repository=repository_path, target_username=target.username,
+                target_password=secret(target.password), target_plain_http=target.allow_plain_http,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
+        )
+        self.repository = pulumi.Output.from_input(f"{target.server}/{repository_path}")
+        self.tag = pulumi.Output.from_input(source.tag)
+        self.image_name = pulumi.Output.concat(self.repository, ":", source.tag)
+        # Only the digest: the ref carries no secret, though the resource has secret outputs.
+        self.ref = pulumi.Output.unsecret(self.promotion.ref)
+        self.register_outputs({"repository": self.repository, "tag": self.tag, "imageName": self.image_name,
+                               "ref": self.ref})

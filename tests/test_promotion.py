@@ -1,0 +1,317 @@
+"""Promotion under Pulumi mocks: the real `__main__.py` of the promoting stacks, their settings and source checks.
+
+The source stack's exports come from running its own stack file under the same mocks (tests/harness.py,
+`source_exports`), so staging promotes what dev's program exports and prod what staging's exports. The copy itself
+runs against real registries in tests/e2e/test_promote.py.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.promotion import PROMOTION_TYPE, PromotionError, PromotionProvider
+from components.settings import ConfigError, settings_from_values
+from tests.harness import (
+    ENTERPRISE_INVOKE, IMAGE, PROMOTION, STACKS, TEST_SECRET, TEST_TOKEN, StackMocks, run_stack, source_exports,
+)
+
+EE = {"edition": "enterprise", "instanceId": "cri-1123456789abcdef", "namespace": "acme-staging"}
+PROMOTING = {"staging": "dev", "prod": "staging", "local-release": "local"}
+
+
+def test_promotion_type_is_the_harness_type():
+    assert PROMOTION_TYPE == PROMOTION
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_exports_its_registry_instance(stack, preflight_calls):
+    from components.settings import load_stack_file
+
+    settings = load_stack_file(stack)
+    instance = run_stack(stack).outputs["registryInstance"]
+    edition = settings.registry.edition
+    assert instance == {
+        "edition": edition,
+        "instanceId": settings.registry.instance_id if edition == "enterprise" else None,
+        "region": "cn-hangzhou" if edition != "local" else None,
+    }, stack
+
+
+@pytest.mark.parametrize("stack", sorted(PROMOTING))
+def test_promoting_stack_declares_one_promotion_per_image_and_no_build(stack, preflight_calls):
+    source = source_exports(stack)[PROMOTING[stack]]
+    run = run_stack(stack)
+    assert not run.of_type(IMAGE), f"{stack}: a promoting stack declares no docker.Image"
+    promotions = {r.name: r for r in run.of_type(PROMOTION)}
+    assert set(promotions) == {f"{n}-promote" for n in source["images"]}
+    for name, exported in source["images"].items():
+        res = promotions[f"{name}-promote"]
+        assert res.parent == run.urn_of(name), res.urn
+        assert res.inputs["sourceRef"] == exported["ref"], res.urn
+        assert res.inputs["sourceDigest"] == exported["ref"].split("@")[1]
+        assert res.inputs["tag"] == exported["tag"], "the target tag is the source's content tag"
+        assert f"{res.inputs['sourceServer']}/{res.inputs['sourceRepository']}" == exported["repository"]
+        assert res.inputs["targetServer"] == run.outputs["registry"]
+        out = run.outputs["images"][name]
+        assert res.inputs["targetRepository"] == out["repository"].split("/", 1)[1]
+        assert {"sourceAuth", "targetAuth"} <= res.secret_inputs, f"{res.urn}: credentials must be secret inputs"
+        assert {"sourceAuth", "targetAuth"} <= set(res.additional_secret_outputs), res.urn
+        assert "sourceRef" not in res.secret_inputs and "targetServer" not in res.secret_inputs
+        assert out["tag"] == exported["tag"] and out["imageName"] == f"{out['repository']}:{out['tag']}"
+        assert out["ref"] == f"{out['repository']}@{exported['ref'].split('@')[1]}", "ref = own repository@digest"
+    assert run.secret_outputs == set()
+    dumped = json.dumps(run.outputs)
+    assert TEST_TOKEN not in dumped and TEST_SECRET not in dumped
+
+
+@pytest.mark.parametrize("stack", sorted(PROMOTING))
+def test_the_preflight_checks_push_to_the_promoted_repositories(stack, preflight_calls):
+    run = run_stack(stack)
+    [target] = preflight_calls
+    assert target.check_push and target.server == run.outputs["registry"]
+    assert set(target.repositories) == {o["repository"].split("/", 1)[1] for o in run.outputs["images"].values()}
+    assert preflight_calls.published_calls == [], "a promotion asks the copy, not the build's published check"
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_each_promotion_waits_for_its_repository(stack, preflight_calls):
+    run = run_stack(stack)
+    for name in ("web", "worker"):
+        repo = run.by_name(f"registry-{name}-repo")
+        assert repo.urn in run.by_name(f"{name}-promote").dependencies, f"{name}-promote must wait for {repo.urn}"
+
+
+def test_enterprise_source_logs_in_with_its_own_instance(preflight_calls):
+    run = run_stack("staging")
+    dev_instance = "cri-0123456789abcdef"
+    assert (ENTERPRISE_INVOKE, {"ids": [dev_instance], "enableDetails": True}) in run.invokes
+    web = run.by_name("web-promote")
+    assert web.inputs["sourceAuth"] == {"username": "cr_temp_user", "password": TEST_TOKEN}
+    assert web.inputs["sourceServer"] == "acme-0cdef-registry.cn-hangzhou.cr.aliyuncs.com"
+    assert web.inputs["targetServer"] == run.outputs["registry"] != web.inputs["sourceServer"]
+    checked = {(e.server, repo, digest) for e, repo, digest in preflight_calls.sources}
+    assert (web.inputs["sourceServer"], web.inputs["sourceRepository"], web.inputs["sourceDigest"]) in checked
+    assert not [r for r in run.resources if r.type.startswith("pulumi:providers:")], "same region: no provider"
+
+
+def test_enterprise_source_in_another_region_uses_a_provider_for_that_region(preflight_calls):
+    exports = source_exports("staging")
+    exports["dev"]["registryInstance"]["region"] = "cn-shanghai"
+    run = run_stack("staging", mocks=StackMocks(stacks=exports))
+    providers = [r for r in run.resources if r.type == "pulumi:providers:alicloud"]
+    assert len(providers) == 1 and providers[0].inputs["region"] == "cn-shanghai"
+
+
+def test_same_host_source_uses_this_stacks_login(preflight_calls):
+    run = run_stack("local-release")
+    web = run.by_name("web-promote")
+    assert web.inputs["sourceServer"] == web.inputs["targetServer"] == "127.0.0.1:5000"
+    assert web.inputs["sourceRepository"] == "demo/web" and web.inputs["targetRepository"] == "release/web"
+    assert web.inputs["sourceAuth"] == web.inputs["targetAuth"]
+
+
+def test_local_source_on_another_host_takes_source_username_and_password(preflight_calls):
+    exports = source_exports("local-release")
+    exports["local"] = json.loads(json.dumps(exports["local"]).replace("127.0.0.1:5000", "127.0.0.1:5999"))
+    run = run_stack("local-release", {"acr-publish:sourceUsername": "reader",
+                                      "acr-publish:sourcePassword": {"secure": "x"}},
+                    mocks=StackMocks(stacks=exports))
+    web = run.by_name("web-promote")
+    assert web.inputs["sourceServer"] == "127.0.0.1:5999"
+    assert web.inputs["sourceAuth"] == {"username": "reader", "password": TEST_SECRET}
+    assert "sourceAuth" in web.secret_inputs
+    endpoint = preflight_calls.sources[0][0]
+    assert endpoint.server == "127.0.0.1:5999" and endpoint.login.username == "reader"
+    assert TEST_SECRET not in repr(endpoint), "the login's repr hides the password"
+
+
+def test_omitted_images_promote_every_exported_image(preflight_calls):
+    run = run_stack("staging", {"acr-publish:images": None})
+    assert {r.name for r in run.of_type(PROMOTION)} == {"web-promote", "worker-promote"}
+    assert run.by_name("registry-web-repo").inputs["summary"] == "web image"
+
+
+def test_a_source_check_failure_declares_nothing(preflight_calls):
+    from components.copy import CopyError
+
+    preflight_calls.source_fail = CopyError("credentials rejected (401)")
+    records: list = []
+    with pytest.raises(PromotionError, match="credentials rejected.*temporary login of cri-0123456789abcdef"):
+        run_stack("staging", records=records)
+    assert records == [], [r.urn for r in records]
+
+
+def test_an_unreachable_source_only_warns_in_preview(preflight_calls):
+    from components.copy import CopyError
+
+    preflight_calls.source_fail = CopyError("connection to 127.0.0.1:5000 refused", "unreachable")
+    run = run_stack("local-release", preview=True)
+    assert len(run.of_type(PROMOTION)) == 2
+    assert any("refused" in w and "`pulumi up` needs the source reachable" in w for w in run.warnings), run.warnings
+    with pytest.raises(PromotionError, match="refused"):
+        run_stack("local-release")
+
+
+def test_preflight_false_skips_the_source_check(preflight_calls):
+    run = run_stack("local-release", {"acr-publish:preflight": "false"})
+    assert preflight_calls.sources == [] and len(run.of_type(PROMOTION)) == 2
+
+
+# --- the source stack's exports --------------------------------------------------------------------------------
+
+def _run_with(exports: dict, overrides: dict | None = None, records: list | None = None):
+    return run_stack("staging", overrides, mocks=StackMocks(stacks={"dev": exports}), records=records)
+
+
+def test_image_the_source_does_not_export_names_both_stacks(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    del exports["images"]["worker"]
+    records: list = []
+    with pytest.raises(PromotionError) as err:
+        _run_with(exports, records=records)
+    text = str(err.value)
+    assert "acr-publish:images[1].name 'worker'" in text and "'staging' promotes from stack 'dev'" in text
+    assert "exports no image 'worker' (it exports web)" in text and "stacks/Pulumi.dev.yaml" in text
+    assert records == []
+
+
+def test_source_without_images_names_both_stacks_and_the_fix(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    exports["images"] = {}
+    with pytest.raises(PromotionError, match=r"'dev' exports no images: run `pulumi up -s dev` first"):
+        _run_with(exports)
+
+
+def test_a_source_with_secret_exports_is_refused(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    exports["__secret_names__"] = ["images"]
+    with pytest.raises(PromotionError, match="whose exports images are secret: acr-publish exports no secret"):
+        _run_with(exports)
+
+
+def test_source_without_registry_instance_says_to_rerun_it(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    del exports["registryInstance"]
+    with pytest.raises(PromotionError, match="exports no registryInstance: run `pulumi up -s dev`"):
+        _run_with(exports)
+
+
+def test_source_image_without_digest_ref_is_refused(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    exports["images"]["web"]["ref"] = exports["images"]["web"]["imageName"]
+    with pytest.raises(PromotionError, match="images.web .* has no digest-pinned ref"):
+        _run_with(exports)
+
+
+def test_source_username_with_an_enterprise_source_is_refused(preflight_calls):
+    with pytest.raises(PromotionError, match="sourceUsername and acr-publish:sourcePassword are not used: an Ent"):
+        run_stack("staging", {"acr-publish:sourceUsername": "u", "acr-publish:sourcePassword": {"secure": "x"}})
+
+
+def test_classic_source_needs_a_personal_stack(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    exports["registryInstance"] = {"edition": "personal", "instanceId": None, "region": "cn-hangzhou"}
+    exports = json.loads(json.dumps(exports).replace("acme-0cdef-registry.cn-hangzhou.cr.aliyuncs.com",
+                                                     "registry.cn-hangzhou.aliyuncs.com"))
+    with pytest.raises(PromotionError, match="only a personal-edition stack has"):
+        _run_with(exports)
+
+
+def test_source_password_in_plain_text_is_refused(preflight_calls):
+    with pytest.raises(ConfigError, match="acr-publish:sourcePassword is stored in plain text"):
+        run_stack("local-release", {"acr-publish:sourceUsername": "u", "acr-publish:sourcePassword": "plain"})
+
+
+# --- settings rules --------------------------------------------------------------------------------------------
+
+def _problems(values: dict, stack: str = "staging", **kw) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        settings_from_values(stack, {"registry": EE, **values}, region="cn-hangzhou", has_password=False, **kw)
+    return err.value.problems
+
+
+def test_promoting_stack_settings():
+    s = settings_from_values("staging", {"registry": EE, "promoteFrom": "dev", "images": [
+        {"name": "web", "summary": "Web", "tagImmutability": False}]}, region="cn-hangzhou", has_password=False)
+    assert s.images == () and s.promotion.source_stack == "dev" and s.promotion.images_configured
+    assert [(i.name, i.summary, i.tag_immutability) for i in s.promoted_images] == [("web", "Web", False)]
+    s = settings_from_values("staging", {"registry": EE, "promoteFrom": "acme/acr-publish/dev"},
+                             region="cn-hangzhou", has_password=False)
+    assert s.promoted_images == () and not s.promotion.images_configured
+
+
+def test_promoting_from_itself_is_refused():
+    [p] = _problems({"promoteFrom": "staging"})
+    assert p.startswith("acr-publish:promoteFrom 'staging' is this stack ('staging')") and "promoteFrom: dev" in p
+    [p] = _problems({"promoteFrom": "org/acr-publish/staging"}, organization="org")
+    assert "is this stack" in p
+    settings_from_values("staging", {"registry": EE, "promoteFrom": "other-org/acr-publish/staging"},
+                         region="cn-hangzhou", has_password=False, organization="org")
+
+
+@pytest.mark.parametrize("value", ["a/b", "dev stack", "", "org/proj/st/x"])
+def test_malformed_promote_from_is_refused(value):
+    problems = _problems({"promoteFrom": value})
+    assert any(p.startswith(f"acr-publish:promoteFrom {value!r} is invalid") for p in problems), problems
+
+
+@pytest.mark.parametrize("key,value", [("context", "app"), ("dockerfile", "app/Dockerfile"), ("buildArgs", {"A": "b"}),
+                                       ("target", "web"), ("platform", "linux/amd64"), ("allowSensitive", [])])
+def test_build_keys_on_promoted_images_are_refused(key, value):
+    [p] = _problems({"promoteFrom": "dev", "images": [{"name": "web", key: value}]})
+    assert p.startswith(f"acr-publish:images[0].{key} is not used when the stack promotes (acr-publish:promoteFrom: "
+                        "dev)") and f"remove {key}" in p
+
+
+def test_promoted_image_rules():
+    problems = _problems({"promoteFrom": "dev", "images": [{"name": "Web"}, {"summary": "x"}, {"name": "w2"},
+                                                           {"name": "w2"}, {"name": "w3", "summry": "x"}]})
+    assert any("acr-publish:images[0].name 'Web' is invalid" in p for p in problems)
+    assert any("acr-publish:images[1].name is missing: name the image of 'dev'" in p for p in problems)
+    assert any("acr-publish:images[3].name 'w2' is a duplicate" in p for p in problems)
+    assert any("acr-publish:images[4].summry is not a known setting: did you mean 'summary'?" in p for p in problems)
+    [p] = _problems({"promoteFrom": "dev", "images": []})
+    assert "omit it to promote every image 'dev' exports" in p
+
+
+def test_source_credentials_rules():
+    images = {"images": [{"name": "web", "context": "app", "target": "web"}]}
+    [p] = _problems({"sourceUsername": "u", **images})
+    assert p.startswith("acr-publish:sourceUsername is only used with acr-publish:promoteFrom")
+    [p] = _problems(images, has_source_password=True)
+    assert p.startswith("acr-publish:sourcePassword is only used with acr-publish:promoteFrom")
+    [p] = _problems({"promoteFrom": "dev", "sourceUsername": "u"})
+    assert "sourcePassword is not" in p and "pulumi config set --secret acr-publish:sourcePassword" in p
+    [p] = _problems({"promoteFrom": "dev"}, has_source_password=True)
+    assert "sourceUsername is not" in p
+
+
+# --- the provider's lifecycle (its methods, as the engine calls them through pulumi.dynamic) ------------------
+
+OLD = {"sourceDigest": "sha256:" + "a" * 64, "targetServer": "h", "targetRepository": "ns/web", "tag": "t1",
+       "sourceAuth": {"username": "u", "password": "p1"}, "targetAuth": {"username": "u", "password": "p1"},
+       "digest": "sha256:" + "a" * 64}
+
+
+@pytest.mark.parametrize("key,value", [("sourceDigest", "sha256:" + "b" * 64), ("targetServer", "h2"),
+                                       ("targetRepository", "ns/other"), ("tag", "t2")])
+def test_a_new_source_digest_or_another_target_is_a_new_copy(key, value):
+    result = PromotionProvider().diff("id", OLD, {**OLD, key: value})
+    assert result.changes is True and result.replaces == [key] and result.delete_before_replace is False
+
+
+def test_rotated_credentials_are_no_change():
+    news = {**OLD, "sourceAuth": {"username": "u2", "password": "p2"}, "targetAuth": {"username": "u", "password": "x"}}
+    result = PromotionProvider().diff("id", OLD, news)
+    assert result.changes is False and result.replaces == []
+
+
+def test_a_refreshed_tag_at_another_digest_copies_again():
+    olds = {**OLD, "digest": "sha256:" + "c" * 64}
+    assert PromotionProvider().diff("id", olds, OLD).replaces == ["sourceDigest"]
+
+
+def test_delete_removes_nothing():
+    # No registry is reachable here: a delete that talked to one would fail.
+    assert PromotionProvider().delete("id", {**OLD, "targetServer": "127.0.0.1:9"}) is None
