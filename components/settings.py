@@ -1024,7 +1024,7 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     try:
         settings = settings_from_values(
             stack, values, region=config.get("alicloud:region"),
-            has_password=password is not None or (secrets_set and _edition_needs_password(values)),
+            has_password="registryPassword" in values or (secrets_set and _edition_needs_password(values)),
             project_root=project_root, has_source_password="sourcePassword" in values,
         )
     except ConfigError as err:

@@ -11,9 +11,13 @@ import pytest
 
 from components import context as build_context
 from components.settings import ConfigError, settings_from_values
-from tests.harness import IMAGE, ORGANIZATION, STACK_REFERENCE, STACKS, StackMocks, StackRun, run_stack
+from tests.harness import (
+    IMAGE, ORGANIZATION, STACK_REFERENCE, STACKS, StackMocks, StackRun, run_stack, source_exports,
+)
 
 INLINE = {"BUILDKIT_INLINE_CACHE": "1"}
+PROMOTING = [s for s in STACKS if source_exports(s)]
+BUILDING = [s for s in STACKS if s not in PROMOTING]
 
 
 def stack_name(stack: str) -> str:
@@ -31,7 +35,7 @@ def last_outputs(run: StackRun, **overrides: dict | None) -> dict[str, dict]:
     return {stack_name(run.stack): {"images": {k: v for k, v in images.items() if v is not None}}}
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", BUILDING)
 def test_a_first_deployment_builds_with_the_inline_cache_arg_and_no_cache_source(preflight_calls, stack: str) -> None:
     run = run_stack(stack)
     assert builds(run), f"{stack}: no image is built"
@@ -44,7 +48,7 @@ def test_a_first_deployment_builds_with_the_inline_cache_arg_and_no_cache_source
     assert not any("registry cache" in line for line in run.infos), "a first deployment has nothing to say"
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", BUILDING)
 def test_a_later_build_caches_from_the_image_this_stack_published_last(preflight_calls, stack: str) -> None:
     first = run_stack(stack)
     previous = {name: {**out, "imageName": f"{out['repository']}:ctx-previous"}
@@ -55,6 +59,13 @@ def test_a_later_build_caches_from_the_image_this_stack_published_last(preflight
     for name, build in builds(again).items():
         assert build["cacheFrom"] == {"images": [previous[name]["imageName"]]}, f"{stack}/{name}"
         assert build["args"].items() >= INLINE.items()
+
+
+@pytest.mark.parametrize("stack", PROMOTING)
+def test_promoted_images_get_no_cache_source_and_no_self_reference(preflight_calls, stack: str) -> None:
+    run = run_stack(stack)
+    assert run.of_type(IMAGE) == [], f"{stack}: a promoting stack builds nothing"
+    assert stack_name(stack) not in [r.name for r in run.reads], f"{stack}: reads its own last outputs for no build"
 
 
 def test_cache_from_false_turns_the_cache_off_for_that_image_only(preflight_calls) -> None:
