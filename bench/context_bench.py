@@ -1,4 +1,4 @@
-"""Benchmark of the build-context digest (components/context.py) against the tools people compare it with.
+"""Benchmark of the build-context digest (buildcontext/context.py) against the tools people compare it with.
 
 Run from the project root:  ./venv/bin/python bench/context_bench.py   (add --quick for a smoke run)
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     work = opts.work / ("quick" if opts.quick else "full")
     # The benchmark's stat cache lives with its contexts, never in the user's cache directory.
     os.environ["ACR_PUBLISH_CACHE_DIR"] = str(work / "cache")
-    from components import context as ctx
+    from buildcontext import context as ctx
 
     openssl, sha256sum, tar = shutil.which("openssl"), shutil.which("sha256sum"), shutil.which("tar")
     layout = _layout(opts.quick)
@@ -175,14 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     # ---- warm: 20,000 small files
     ctx.context_digest(small)  # populate
     # Entries of files younger than the racy window are not trusted yet; wait it out, then repopulate.
-    from components.stat_cache import RACY_WINDOW_NS
+    from buildcontext.stat_cache import RACY_WINDOW_NS
     newest = max(os.lstat(p).st_mtime_ns for p in _files(small))
     wait = (newest + RACY_WINDOW_NS - time.time_ns()) / 1e9 + 0.1
     if wait > 0:
         time.sleep(wait)
     ctx.context_digest(small)
     warm_reads = ctx._run(small, None, None, None, "linux/amd64", True).reads
-    from components.dockerignore import walk_context
+    from buildcontext.dockerignore import walk_context
     sides_w = {
         "os.walk + lstat (bare)": lambda: _bare_walk(small),
         "acr-publish digest (warm)": lambda: ctx.context_digest(small),

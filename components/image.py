@@ -12,7 +12,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from components import context as build_context
+from buildcontext import context as build_context
 from components.registry import RegistryCredentials
 from components.settings import ImageSettings, Settings
 

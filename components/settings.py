@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from components.sensitive import check_allow_entry
+from buildcontext.sensitive import check_allow_entry
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -418,7 +418,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                 "e.g. allowSensitive: [www/.env]"
             )
             allow = []
-        # The guard's own rule for entries (components/sensitive.py), so config and build never disagree.
+        # The guard's own rule for entries (buildcontext/sensitive.py), so config and build never disagree.
         valid_allow = []
         for j, entry in enumerate(allow):
             _, rule = check_allow_entry(entry)

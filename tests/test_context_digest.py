@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components import context as ctx
-from components.context import content_tag, context_digest
+from buildcontext import context as ctx
+from buildcontext.context import content_tag, context_digest
 
 
 @pytest.fixture(autouse=True)
@@ -460,7 +460,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def explain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "components.context", "explain", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "buildcontext.context", "explain", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120, env={**os.environ})
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for components.dockerignore (no Docker needed).
+"""Unit tests for buildcontext.dockerignore (no Docker needed).
 
 Three sources of truth:
 * moby/patternmatcher's own test tables (TestMatches, TestMatch, TestCompile, the ignorefile
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from docker.utils.build import exclude_paths as sdk_exclude_paths
 
-from components.dockerignore import (
+from buildcontext.dockerignore import (
     ContextEntry,
     MatchInfo,
     PatternMatcher,

@@ -11,7 +11,7 @@ from tests.harness import PROJECT_ROOT, run_stack
 
 
 def explain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "components.context", "explain", *args], cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "buildcontext.context", "explain", *args], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, env=os.environ.copy(), timeout=120)
 
 

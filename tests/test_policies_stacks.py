@@ -153,12 +153,12 @@ def test_the_personal_edition_in_prod_is_checked_too(preflight_calls):
 def latest_tag(monkeypatch):
     """Every image of the program gets the floating tag 'latest' instead of its content tag.
 
-    components/image.py takes the tag from `components.context.check_context(...).tag`, so the real context walk
+    components/image.py takes the tag from `buildcontext.context.check_context(...).tag`, so the real context walk
     still runs and only the tag it hands back is replaced.
     """
     import dataclasses
 
-    import components.context as build_context
+    import buildcontext.context as build_context
 
     real = build_context.check_context
 

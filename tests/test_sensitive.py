@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from components import context as ctx
-from components import sensitive
-from components.context import SensitiveFilesError, check_context, find_sensitive
-from components.dockerignore import walk_context
+from buildcontext import context as ctx
+from buildcontext import sensitive
+from buildcontext.context import SensitiveFilesError, check_context, find_sensitive
+from buildcontext.dockerignore import walk_context
 
 BEGIN, END = "-----BEGIN ", "-----END "
 AK = "LTAI" + "5tQfAkEkEy0123456"  # LTAI + 17 letters/digits: the shape of a real AccessKey id

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from components import context as ctx
-from components import stat_cache
-from components.stat_cache import StatCache, cache_file_for
+from buildcontext import context as ctx
+from buildcontext import stat_cache
+from buildcontext.stat_cache import StatCache, cache_file_for
 
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
 
@@ -251,7 +251,7 @@ def test_unwritable_cache_warns_and_still_digests(tmp_path, monkeypatch):
 
 _RACER = """
 import sys
-from components import context as ctx
+from buildcontext import context as ctx
 root = sys.argv[1]
 digests = {ctx.context_digest(root, build_args={"RUN": str(i % 2)}) for i in range(int(sys.argv[2]))}
 print(len(digests))

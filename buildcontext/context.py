@@ -29,7 +29,7 @@ rebuilds a pinned value from this description):
   field("target") then 0x00 (none) or 0x01 field(target)
   field("platform") field(platform)
 
-CLI: `python -m components.context explain <context> [--dockerfile PATH] [--build-arg K=V ...]
+CLI: `python -m buildcontext.context explain <context> [--dockerfile PATH] [--build-arg K=V ...]
 [--target T] [--platform P]` prints the digest, tag, size, and what changed since the previous digest.
 """
 from __future__ import annotations
@@ -49,11 +49,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components import sensitive
-from components.dockerignore import ContextEntry, context_dirs, context_files, ignore_file_for, walk_context
-from components.sensitive import Finding, SensitiveFilesError
+from buildcontext import sensitive
+from buildcontext.dockerignore import ContextEntry, context_dirs, context_files, ignore_file_for, walk_context
+from buildcontext.sensitive import Finding, SensitiveFilesError
 from components.settings import DEFAULT_PLATFORM
-from components.stat_cache import DIR_ENTRY, RACY_WINDOW_NS, Prior, StatCache, make_entry, manifest_of, parse_entry
+from buildcontext.stat_cache import DIR_ENTRY, RACY_WINDOW_NS, Prior, StatCache, make_entry, manifest_of, parse_entry
 
 __all__ = [
     "context_files",
@@ -695,7 +695,7 @@ def _parse_build_arg(text: str) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.context",
+    parser = argparse.ArgumentParser(prog="python -m buildcontext.context",
                                      description="Inspect a build context the way acr-publish sees it.")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("explain", help="digest, tag, size, and what changed since the previous digest")
