@@ -4,7 +4,7 @@ This is the only module that reads `pulumi.Config`. Everything is validated befo
 and every problem found is reported at once: each message names the key path, the value given, the rule it broke
 and how to fix it. `settings_from_values` is the pure core (no engine needed); `load_settings` feeds it from the
 Pulumi engine and `load_stack_file` from a `stacks/Pulumi.<stack>.yaml` file (used by tools such as
-`components.ram` that render things from a stack without running Pulumi).
+`cli.ram` that render things from a stack without running Pulumi).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""components.ram: for every stack in stacks/, valid RAM policy documents with exactly the needed actions, resources
+"""cli.ram: for every stack in stacks/, valid RAM policy documents with exactly the needed actions, resources
 scoped to the stack's region, instance and namespace, deletes only where the stack may delete, previews read-only.
 
 `expected()` spells the grants out independently of the module's tables, from two sources: ACR-FACTS.md's
@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from components import ram
+from cli import ram
 from components.settings import load_stack_file
 from tests.harness import PROJECT_ROOT, STACKS
 
@@ -162,7 +162,7 @@ def test_local_stack_has_no_ram_policy(stack):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "components.ram", *args], cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.ram", *args], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
