@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from buildcontext import DEFAULT_PLATFORM
 from buildcontext.sensitive import check_allow_entry
 
 PROJECT = "acr-publish"
@@ -23,7 +24,6 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EDITIONS = ("enterprise", "personal", "local")
 ENDPOINTS = ("public", "vpc")
 VISIBILITIES = ("PRIVATE", "PUBLIC")
-DEFAULT_PLATFORM = "linux/amd64"
 DEFAULT_LOCAL_SERVER = "127.0.0.1:5000"
 
 TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight")
@@ -44,6 +44,8 @@ _TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SERVER = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-fA-F:]+\](:[0-9]{1,5})?$")
 SUMMARY_MAX = 80
+# Pulumi stack names: letters, digits, -, _ and . (at most 100 characters).
+_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
 class ConfigError(Exception):
@@ -326,6 +328,32 @@ def _relative_path(path: str, value: Any, root: Path, problems: list[str], *, wa
     return p.as_posix()
 
 
+def check_platform(path: str, platform: str, problems: list[str]) -> None:
+    """The rule for an image's platform (also applied to `python -m cli.explain --platform`)."""
+    if not _PLATFORM.match(platform):
+        problems.append(
+            f"{path} {platform!r} is invalid: it must be os/arch[/variant] in lowercase, "
+            "e.g. linux/amd64 or linux/arm64/v8"
+        )
+
+
+def check_target(path: str, target: str | None, problems: list[str]) -> None:
+    """The rule for an image's target (also applied to `python -m cli.explain --target`)."""
+    if target is not None and not _TARGET.match(target):
+        problems.append(
+            f"{path} {target!r} is invalid: it must be a build stage name (letters, digits, _ . -)"
+        )
+
+
+def check_build_arg_name(path: str, name: Any, problems: list[str]) -> None:
+    """The rule for a build arg's name (also applied to `python -m cli.explain --build-arg`). Names only: values
+    can be secrets and never appear in a message."""
+    if not isinstance(name, str) or not _BUILD_ARG.match(name):
+        problems.append(
+            f"{path} {name!r} is invalid: build arg names are letters, digits and _ and do not start with a digit"
+        )
+
+
 def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[ImageSettings, ...]:
     path = "acr-publish:images"
     if raw is None:
@@ -367,16 +395,9 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                 )
             dockerfile = default
         platform = _str(f"{ipath}.platform", item.get("platform"), problems) or DEFAULT_PLATFORM
-        if not _PLATFORM.match(platform):
-            problems.append(
-                f"{ipath}.platform {platform!r} is invalid: it must be os/arch[/variant] in lowercase, "
-                "e.g. linux/amd64 or linux/arm64/v8"
-            )
+        check_platform(f"{ipath}.platform", platform, problems)
         target = _str(f"{ipath}.target", item.get("target"), problems)
-        if target is not None and not _TARGET.match(target):
-            problems.append(
-                f"{ipath}.target {target!r} is invalid: it must be a build stage name (letters, digits, _ . -)"
-            )
+        check_target(f"{ipath}.target", target, problems)
         build_args: dict[str, str] = {}
         raw_args = item.get("buildArgs")
         if raw_args is not None and not isinstance(raw_args, Mapping):
@@ -385,11 +406,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                             "pairs")
         elif raw_args:
             for k, v in raw_args.items():
-                if not isinstance(k, str) or not _BUILD_ARG.match(k):
-                    problems.append(
-                        f"{ipath}.buildArgs key {k!r} is invalid: build arg names are letters, digits and _ and do not "
-                        "start with a digit"
-                    )
+                check_build_arg_name(f"{ipath}.buildArgs key", k, problems)
                 if not isinstance(v, str):
                     problems.append(
                         f"{ipath}.buildArgs.{k} is a {type(v).__name__}, not a string: build args are strings; quote "
@@ -522,12 +539,28 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     """
     import yaml
 
+    known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml"))
+    if not _STACK_NAME.match(stack):
+        shown = repr(stack) if len(stack) <= 100 else repr(stack[:100]) + f"... ({len(stack)} characters)"
+        raise ConfigError("<invalid name>", [f"stack name {shown} is invalid: stack names are 1-100 letters, digits, "
+                                  f"'-', '_' and '.'; known stacks are {', '.join(known)}"])
     path = project_root / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml"))
         raise ConfigError(stack, [f"no stack file {path}: known stacks are {', '.join(known)}"])
-    doc = yaml.safe_load(path.read_text()) or {}
-    config = doc.get("config") or {}
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ConfigError(stack, [f"{path} is not valid YAML{at}: fix the syntax (see `pulumi config` to "
+                                  "write it for you)"]) from None
+    doc = {} if doc is None else doc
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(config, (dict, type(None))):
+        what = type(doc).__name__ if not isinstance(doc, dict) else f"its config is a {type(config).__name__}"
+        raise ConfigError(stack, [f"{path} is invalid: a stack file is a map with a `config:` map ({what}); "
+                                  "write config: {acr-publish:registry: ...}"])
+    config = config or {}
     values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if k.startswith(f"{PROJECT}:")}
     return settings_from_values(
         stack, values, region=config.get("alicloud:region"),

@@ -1,5 +1,7 @@
-"""The stat cache: warm runs read no content, racy and changed files are re-read, corrupt caches are
-rebuilt, racing writers leave a valid file, and the cache lives where XDG says."""
+"""The stat cache (buildcontext/memo.py): warm runs read no content, every stat-key field (ctime included)
+invalidates an entry, racy files are re-read, caches of another encoding or other guard rules and corrupt ones
+are rebuilt, racing writers leave a valid file, stale temporaries are removed, only a regular file is read as the
+cache, and the cache lives where XDG says."""
 from __future__ import annotations
 
 import builtins
@@ -16,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from buildcontext import context as ctx
-from buildcontext import stat_cache
-from buildcontext.stat_cache import StatCache, cache_file_for
+from buildcontext import digest, files, history, memo
+from buildcontext.context import ContextScan
+from buildcontext.digest import TREE_CHUNK
+from buildcontext.memo import StatCache, cache_file_for
 
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
 
@@ -36,7 +40,7 @@ def make_tree(root: Path, n: int = 20, old: bool = True) -> Path:
         p = root / f"d{i % 4}" / f"f{i}.txt"
         p.parent.mkdir(exist_ok=True)
         p.write_text(f"file {i}\n")
-    (root / "big.bin").write_bytes(os.urandom(ctx.TREE_CHUNK + 100))
+    (root / "big.bin").write_bytes(os.urandom(TREE_CHUNK + 100))
     os.symlink("d0/f0.txt", root / "link")
     if old:
         backdate(root)
@@ -73,14 +77,28 @@ class OpenRecorder:
         return sorted(p for p in self.paths if p.startswith(prefix))
 
 
+def scan(root: Path, build_args=None, target=None, platform="linux/amd64") -> tuple[str, int]:
+    """(digest, files read) of one saved scan of `root`, as a run of the program makes it."""
+    with ContextScan(root) as s:
+        return s.digest(build_args, target, platform), s.reads
+
+
+def count_writes(monkeypatch) -> list[str]:
+    """The directories of every file the engine writes from now on (stat cache and history alike)."""
+    writes: list[str] = []
+    real_mkstemp = files.tempfile.mkstemp
+    monkeypatch.setattr(files.tempfile, "mkstemp",
+                        lambda *a, **kw: writes.append(Path(kw["dir"]).name) or real_mkstemp(*a, **kw))
+    return writes
+
+
 def test_warm_run_reads_no_file_content(tmp_path, monkeypatch):
     root = make_tree(tmp_path / "ctx")
-    first = ctx._run(root, None, None, None, "linux/amd64", True)
-    assert first.reads == 23  # 20 small files, big.bin, the Dockerfile as a file and as the Dockerfile
+    first, reads = scan(root)
+    assert reads == 23  # 20 small files, big.bin, the Dockerfile as a file and as the Dockerfile
     rec = OpenRecorder(monkeypatch)
-    second = ctx._run(root, None, None, None, "linux/amd64", True)
-    assert second.digest == first.digest
-    assert second.reads == 0
+    second, reads = scan(root)
+    assert (second, reads) == (first, 0)
     assert rec.inside(root) == [], f"a warm run opened {rec.inside(root)}"
 
 
@@ -90,17 +108,18 @@ def test_changed_file_is_read_again_and_only_it(tmp_path, monkeypatch):
     (root / "d1" / "f1.txt").write_text("changed\n")
     os.utime(root / "d1" / "f1.txt", ns=(HOUR_AGO_NS + 10**9, HOUR_AGO_NS + 10**9))
     rec = OpenRecorder(monkeypatch)
-    run = ctx._run(root, None, None, None, "linux/amd64", True)
-    assert run.digest != before
+    after, _ = scan(root)
+    assert after != before
     assert rec.inside(root) == [str(root / "d1" / "f1.txt")]
-    assert run.digest == ctx.context_digest(root, cache=False)
+    assert after == ctx.context_digest(root, cache=False)
 
 
-@pytest.mark.parametrize("change", ["mode", "inode", "size", "mtime"])
+@pytest.mark.parametrize("change", ["mode", "inode", "size", "mtime", "ctime"])
 def test_each_stat_key_field_invalidates_the_entry(tmp_path, change):
     root = make_tree(tmp_path / "ctx")
     target = root / "d2" / "f2.txt"
     ctx.context_digest(root)
+    before = os.lstat(target)
     if change == "mode":
         os.chmod(target, 0o600)
     elif change == "inode":
@@ -112,10 +131,33 @@ def test_each_stat_key_field_invalidates_the_entry(tmp_path, change):
     elif change == "size":
         target.write_text("file 2 and more\n")
         os.utime(target, ns=(HOUR_AGO_NS, HOUR_AGO_NS))
-    else:
+    elif change == "mtime":
         os.utime(target, ns=(HOUR_AGO_NS + 5, HOUR_AGO_NS + 5))
-    run = ctx._run(root, None, None, None, "linux/amd64", True)
-    assert run.reads == 1
+    else:
+        os.chmod(target, before.st_mode)  # the same mode again: only the ctime moves
+        after = os.lstat(target)
+        assert (after.st_size, after.st_mtime_ns, after.st_ino, after.st_mode) == (
+            before.st_size, before.st_mtime_ns, before.st_ino, before.st_mode)
+        assert after.st_ctime_ns != before.st_ctime_ns
+    assert scan(root)[1] == 1
+
+
+def test_same_size_rewrite_with_the_mtime_put_back_changes_the_digest(tmp_path):
+    """Issue 8 point 4: only the ctime tells this rewrite apart, and the entry it hits is trusted (old mtime)."""
+    root = make_tree(tmp_path / "ctx")
+    target = root / "d3" / "f3.txt"
+    before, _ = scan(root)
+    assert scan(root)[1] == 0, "the entry must be trusted for this test to mean anything"
+    st = os.lstat(target)
+    with open(target, "r+b") as f:
+        f.write(b"FILE")  # same size, in place: same inode
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = os.lstat(target)
+    assert (now.st_size, now.st_mtime_ns, now.st_ino, now.st_mode) == (st.st_size, st.st_mtime_ns, st.st_ino,
+                                                                      st.st_mode)
+    after, reads = scan(root)
+    assert reads == 1 and after != before
+    assert after == ctx.context_digest(root, cache=False)
 
 
 def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
@@ -123,12 +165,9 @@ def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
     target = root / "d3" / "f3.txt"
     st = os.stat(target)
     before = ctx.context_digest(root)
-    # Same size, same mtime_ns, same inode: only the content differs, which no stat field shows.
     with open(target, "r+b") as f:
         f.write(b"FILE")
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
-    after_st = os.stat(target)
-    assert (after_st.st_size, after_st.st_mtime_ns, after_st.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
     after = ctx.context_digest(root)
     assert after != before
     assert after == ctx.context_digest(root, cache=False)
@@ -137,11 +176,10 @@ def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
 def test_racy_entries_become_trusted_once_old(tmp_path):
     root = make_tree(tmp_path / "ctx", old=False)
     ctx.context_digest(root)
-    again = ctx._run(root, None, None, None, "linux/amd64", True)
-    assert again.reads == 23, "fresh files must be re-read: their entries were racy"
+    assert scan(root)[1] == 23, "fresh files must be re-read: their entries were racy"
     backdate(root)  # now strictly older than any run start minus the window
     ctx.context_digest(root)
-    assert ctx._run(root, None, None, None, "linux/amd64", True).reads == 0
+    assert scan(root)[1] == 0
 
 
 def test_cache_location_follows_xdg_and_override(tmp_path, monkeypatch):
@@ -149,8 +187,8 @@ def test_cache_location_follows_xdg_and_override(tmp_path, monkeypatch):
     monkeypatch.delenv("ACR_PUBLISH_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     ctx.context_digest(root)
-    files = list((tmp_path / "xdg" / "acr-publish" / "contexts").iterdir())
-    assert len(files) == 1 and files[0] == cache_file_for(root, root / "Dockerfile")
+    found = list((tmp_path / "xdg" / "acr-publish" / "contexts").iterdir())
+    assert len(found) == 1 and found[0] == cache_file_for(root, root / "Dockerfile")
     monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "override"))
     ctx.context_digest(root)
     assert len(list((tmp_path / "override" / "contexts").iterdir())) == 1
@@ -184,10 +222,10 @@ def _cache_path(root: Path) -> Path:
 def _rewrite_body(path: Path, edit, fix_checksum: bool) -> None:
     header, body = path.read_bytes().split(b"\n", 1)
     body = edit(body)
-    magic, version, checksum = header.split(b" ")
+    *head, checksum = header.split(b" ")
     if fix_checksum:
         checksum = hashlib.sha256(body).hexdigest().encode()
-    path.write_bytes(b" ".join([magic, version, checksum]) + b"\n" + body)
+    path.write_bytes(b" ".join([*head, checksum]) + b"\n" + body)
 
 
 def _flip_hash_of(rel: str):
@@ -213,7 +251,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage):
     elif damage == "empty":
         path.write_bytes(b"")
     elif damage == "wrong-version":
-        path.write_bytes(raw.replace(b" %d " % stat_cache.FORMAT_VERSION, b" 999 ", 1))
+        path.write_bytes(raw.replace(memo.versions().split(b" ")[0], b"0" * 16, 1))
     elif damage == "flipped-value":
         _rewrite_body(path, _flip_hash_of("d0/f0.txt"), fix_checksum=False)
     elif damage == "not-json":
@@ -227,14 +265,65 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage):
     assert rebuilt.problem is None and "d0/f0.txt" in rebuilt.entries
 
 
+def _flip_hash_and_drop_tree(rel: str):
+    flip = _flip_hash_of(rel)
+
+    def edit(body: bytes) -> bytes:
+        doc = json.loads(flip(body))
+        doc["tree"] = None
+        return json.dumps(doc, separators=(",", ":")).encode()
+    return edit
+
+
 def test_a_well_formed_cache_is_really_trusted(tmp_path):
-    """The converse of the checksum test: a doctored value WITH a valid checksum is believed, which
-    shows warm runs take hashes from the cache (and why the checksum guards them). A new build arg
-    makes the run re-encode every file from the cached values."""
+    """The converse of the checksum test: a doctored value WITH a valid checksum is believed, which shows warm
+    runs take hashes from the cache (and why the checksum and versions guard them). The tree root is dropped so
+    the run re-encodes every record from the cached values; with it, the run takes the root as well."""
     root = make_tree(tmp_path / "ctx")
-    ctx.context_digest(root)
+    truth = ctx.context_digest(root)
     _rewrite_body(_cache_path(root), _flip_hash_of("d0/f0.txt"), fix_checksum=True)
-    assert ctx.context_digest(root, build_args={"X": "1"}) != ctx.context_digest(root, build_args={"X": "1"}, cache=False)
+    assert ctx.context_digest(root) == truth  # the memoized tree root vouches for the records
+    _rewrite_body(_cache_path(root), _flip_hash_and_drop_tree("d0/f0.txt"), fix_checksum=True)
+    assert ctx.context_digest(root) != truth == ctx.context_digest(root, cache=False)
+
+
+@pytest.mark.parametrize("which", ["digest encoding", "guard rules"])
+def test_a_cache_of_another_encoding_or_other_guard_rules_is_not_trusted(tmp_path, monkeypatch, which):
+    """The header's versions come from the code: a doctored entry that a matching header would make the run
+    believe (test above) is ignored once the encoding constants or the guard's rules differ."""
+    root = make_tree(tmp_path / "ctx")
+    truth = ctx.context_digest(root)
+    _rewrite_body(_cache_path(root), _flip_hash_of("d0/f0.txt"), fix_checksum=True)
+    monkeypatch.setattr(memo, "_versions", None)
+    if which == "digest encoding":
+        monkeypatch.setattr(digest, "ENCODING_VERSION", "another-encoding")
+    else:
+        real = memo._module_version
+        monkeypatch.setattr(memo, "_module_version",
+                            lambda m: "other-rules" if m is memo.sensitive else real(m))
+    problem = StatCache.load(root, root / "Dockerfile").problem
+    assert problem is not None and which in problem, problem
+    assert scan(root) == (truth, 23)
+
+
+def test_guard_and_layout_versions_follow_code_not_comments():
+    source = Path(memo.sensitive.__file__).read_text()
+    base = memo.code_version(source)
+    assert memo.code_version(source.replace("\nPRIVATE_KEY = 1\n", "\n# a comment\nPRIVATE_KEY = 1\n", 1)) == base
+    assert memo.code_version(source.replace('"""The sensitive-file rules', '"""Reworded: the rules', 1)) == base
+    for edit in [("SCAN_OVERLAP = 128", "SCAN_OVERLAP = 129"), ('".env.dist"', '".env.dist", ".env.local"'),
+                 ("{12,30}", "{12,31}")]:
+        assert edit[0] in source, edit
+        assert memo.code_version(source.replace(edit[0], edit[1], 1)) != base, edit
+    assert memo.versions().split(b" ")[1:] == [digest.ENCODING_VERSION.encode(),
+                                              memo._module_version(memo.sensitive).encode()]
+
+
+def test_versions_are_the_same_in_every_process():
+    code = "from buildcontext import memo; print(memo.versions().decode())"
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parent.parent, timeout=60).stdout for _ in range(2)}
+    assert outs == {memo.versions().decode() + "\n"}
 
 
 def test_unwritable_cache_warns_and_still_digests(tmp_path, monkeypatch):
@@ -259,8 +348,8 @@ print(len(digests))
 
 
 def test_two_processes_racing_leave_a_valid_cache(tmp_path, cache_root):
-    # Fresh files stay racy, and the alternating build arg changes the digest, so every run of both
-    # processes rewrites the cache file: the replace of one races the read of the other.
+    # Fresh files stay racy, so every run of both processes rewrites the cache file: the replace of one
+    # races the read of the other.
     root = make_tree(tmp_path / "ctx", n=100, old=False)
     env = {**os.environ, "ACR_PUBLISH_CACHE_DIR": str(cache_root), "PYTHONPATH": str(Path.cwd())}
     procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(root), "8"], env=env,
@@ -276,24 +365,56 @@ def test_two_processes_racing_leave_a_valid_cache(tmp_path, cache_root):
     assert ctx.context_digest(root) == ctx.context_digest(root, cache=False)
 
 
-def _prior(root: Path, build_args: dict[str, str] | None = None) -> stat_cache.Prior:
-    """The history of context_digest(root, build_args=...)'s build inputs, as the cache holds it."""
-    key = ctx._history_key(root / "Dockerfile", ctx._options_encoding(dict(build_args or {}), None, "linux/amd64"))
-    return StatCache.load(root, root / "Dockerfile").prior(key)
-
-
-def test_previous_manifest_is_kept_for_explain(tmp_path):
+def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path, cache_root):
+    """A writer killed between mkstemp and replace leaves a `.tmp-*` file; the next write removes it once it is
+    older than any live writer could be, and leaves a young one (another run's, mid-write) alone."""
     root = make_tree(tmp_path / "ctx")
-    first = ctx.context_digest(root)
-    ctx.context_digest(root)  # same digest: previous does not move
-    assert _prior(root).previous is None
-    (root / "d0" / "f0.txt").write_text("new\n")
     ctx.context_digest(root)
-    prior = _prior(root)
-    prev = prior.previous
-    assert prev["digest"] == first
-    assert prior.manifest(prev)["d0/f0.txt"][1] == hashlib.sha256(b"file 0\n").hexdigest()
-    assert prior.manifest(prev)["link"] == ["l", "d0/f0.txt"]
+    contexts = cache_root / "contexts"
+    stale, live = contexts / ".tmp-killed.json", contexts / ".tmp-writing.json"
+    stale.write_bytes(os.urandom(65536))
+    live.write_bytes(b"{")
+    old = time.time() - files.STALE_TEMPORARY_SECONDS - 60
+    os.utime(stale, (old, old))
+    (root / "d0" / "f0.txt").write_text("changed\n")  # so the next run writes its cache
+    ctx.context_digest(root)
+    assert not stale.exists() and live.exists()
+
+
+def _bounded_subprocess(code: str, env: dict, seconds: float = 60) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              timeout=seconds, cwd=Path(__file__).resolve().parent.parent)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"did not finish within {seconds} s: it hangs")
+
+
+def test_a_fifo_in_place_of_the_cache_file_neither_hangs_nor_is_read(tmp_path, cache_root):
+    root = make_tree(tmp_path / "ctx")
+    path = _cache_path(root)
+    path.parent.mkdir(parents=True)
+    os.mkfifo(path)
+    env = {**os.environ, "ACR_PUBLISH_CACHE_DIR": str(cache_root)}
+    proc = _bounded_subprocess(f"from buildcontext import context_digest; print(context_digest({str(root)!r}))", env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ctx.context_digest(root, cache=False)
+    assert path.is_file(), "the save replaced the fifo with a real cache file"
+    assert StatCache.load(root, root / "Dockerfile").problem is None
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory"])
+def test_a_cache_path_that_is_no_regular_file_is_reported_not_followed(tmp_path, kind):
+    root = make_tree(tmp_path / "ctx")
+    path = _cache_path(root)
+    path.parent.mkdir(parents=True)
+    if kind == "symlink":
+        secret = tmp_path / "elsewhere.json"
+        secret.write_text("{}")
+        os.symlink(secret, path)
+    else:
+        path.mkdir()
+    problem = StatCache.load(root, root / "Dockerfile").problem
+    assert problem is not None and ("regular file" in problem or "unreadable" in problem), problem
 
 
 def test_build_arg_values_are_not_stored(tmp_path, cache_root):
@@ -302,75 +423,20 @@ def test_build_arg_values_are_not_stored(tmp_path, cache_root):
     assert b"s3cr3t-value-xyz" not in _cache_path(root).read_bytes()
 
 
-def test_find_sensitive_refreshes_entries_but_not_the_digest_history(tmp_path):
-    root = make_tree(tmp_path / "ctx")
-    d = ctx.context_digest(root, build_args={"A": "1"})
-    (root / "d0" / "f0.txt").write_text("changed\n")
-    os.utime(root / "d0" / "f0.txt", ns=(HOUR_AGO_NS + 10**9, HOUR_AGO_NS + 10**9))
-    ctx.find_sensitive(root)
-    loaded = StatCache.load(root, root / "Dockerfile")
-    prior = _prior(root, {"A": "1"})
-    assert len(loaded.runs) == 1 and prior.last["digest"] == d and prior.previous is None
-    assert stat_cache.parse_entry(loaded.entries["d0/f0.txt"])[1] == hashlib.sha256(b"changed\n").hexdigest()
-
-
 # ---------------------------------------------------------------- images sharing one context
 
 WEB = {"build_args": {"APP_ENV": "local"}, "target": "web"}
 WORKER = {"build_args": {"APP_ENV": "local"}, "target": "worker"}
 
 
-def _explain(root: Path, inputs: dict) -> str:
-    run = ctx._run(root, None, inputs["build_args"], inputs["target"], "linux/amd64", True)
-    return "\n".join(ctx.explain_lines(run))
-
-
-def test_images_sharing_a_context_each_keep_their_own_history(tmp_path, cache_root):
-    """The shipped stacks build `web` and `worker` from one context with different targets: neither
-    image's explain may report the other's inputs as a change, and warm runs of both write nothing."""
+def test_warm_scans_of_two_images_write_nothing(tmp_path, cache_root, monkeypatch):
     root = make_tree(tmp_path / "ctx")
-    for _ in range(2):
-        ctx.check_context(root, **WEB)
-        ctx.check_context(root, **WORKER)
-    path = _cache_path(root)
-    before = path.stat()
-    for _ in range(2):
-        for inputs in (WEB, WORKER):
-            out = _explain(root, inputs)
-            assert "unchanged since the last run; the cache holds no earlier digest" in out, out
-            assert "target" not in out.split("files")[-1], out
-    after = path.stat()
-    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), \
-        "a warm run of an unchanged image rewrote the stat cache"
-
-    # A change shows up in each image's own history, against that image's own earlier manifest.
-    (root / "d0" / "f0.txt").write_text("new\n")
-    ctx.check_context(root, **WEB)
-    ctx.check_context(root, **WORKER)
     for inputs in (WEB, WORKER):
-        out = _explain(root, inputs)
-        assert "unchanged since the last run; changed since the digest before it" in out, out
-        assert "  changed  d0/f0.txt (content)" in out, out
-        assert "other build inputs" not in out and "target" not in out.split("files")[-1], out
-
-    # New inputs for one image are compared with that image's closest past inputs, not the other image's.
-    out = _explain(root, {"build_args": {"APP_ENV": "prod"}, "target": "web"})
-    assert "first run with these build inputs; changed since the last run of this context with other" in out, out
-    assert "  build arg APP_ENV changed" in out and "target" not in out.split("files")[-1], out
-
-
-def test_warm_runs_of_two_images_write_the_cache_no_more(tmp_path, cache_root, monkeypatch):
-    root = make_tree(tmp_path / "ctx")
-    for inputs in (WEB, WORKER, WEB, WORKER):
         ctx.context_digest(root, **inputs)
-    writes = []
-    real_mkstemp = stat_cache.tempfile.mkstemp
-    monkeypatch.setattr(stat_cache.tempfile, "mkstemp", lambda *a, **kw: writes.append(1) or real_mkstemp(*a, **kw))
-    for inputs in (WEB, WORKER, WEB, WORKER):
+    writes = count_writes(monkeypatch)
+    for inputs in (WEB, WORKER, WEB, WORKER, {"build_args": {"APP_ENV": "prod"}, "target": "web"}):
         ctx.context_digest(root, **inputs)
-    assert writes == []
-    ctx.context_digest(root, build_args={"APP_ENV": "prod"}, target="web")  # new inputs: recorded
-    assert writes == [1]
+    assert writes == [], "the memo depends on the files only, never on an image's build inputs"
 
 
 def test_directories_are_entries_without_a_stat_key(tmp_path, cache_root, monkeypatch):
@@ -380,29 +446,26 @@ def test_directories_are_entries_without_a_stat_key(tmp_path, cache_root, monkey
     first = ctx.context_digest(root)
     loaded = StatCache.load(root, root / "Dockerfile")
     assert {k: v for k, v in loaded.entries.items() if k.endswith("/")} == {
-        f"d{i}/": stat_cache.DIR_ENTRY for i in range(4)}
-    assert stat_cache.parse_entry(stat_cache.DIR_ENTRY) == ("d", "", 0)
-    writes = []
-    real_mkstemp = stat_cache.tempfile.mkstemp
-    monkeypatch.setattr(stat_cache.tempfile, "mkstemp", lambda *a, **kw: writes.append(1) or real_mkstemp(*a, **kw))
+        f"d{i}/": memo.DIR_ENTRY for i in range(4)}
+    assert memo.parse_entry(memo.DIR_ENTRY) == ("d", "", 0)
+    writes = count_writes(monkeypatch)
     os.utime(root / "d1", ns=(HOUR_AGO_NS + 7, HOUR_AGO_NS + 7))
     os.chmod(root / "d2", 0o700)
-    run = ctx._run(root, None, None, None, "linux/amd64", True)
-    assert (run.digest, run.reads, writes) == (first, 0, [])
+    assert (*scan(root), writes) == (first, 0, [])
     (root / "d1" / "empty").mkdir()
-    run = ctx._run(root, None, None, None, "linux/amd64", True)
-    assert run.digest != first and run.reads == 0 and writes == [1]
-    assert StatCache.load(root, root / "Dockerfile").entries["d1/empty/"] == stat_cache.DIR_ENTRY
-    assert run.digest == ctx.context_digest(root, cache=False)
+    value, reads = scan(root)
+    assert value != first and reads == 0 and writes == ["contexts"]
+    assert StatCache.load(root, root / "Dockerfile").entries["d1/empty/"] == memo.DIR_ENTRY
+    assert value == ctx.context_digest(root, cache=False)
     (root / "d1" / "empty").rmdir()
     assert ctx.context_digest(root) == first
 
 
-def _settings(project: Path, images: list[tuple[str, str, dict]]):
+def _settings(project: Path, images: list[tuple[str, str, dict]], stack: str = "test"):
     from components.settings import ImageSettings, RegistrySettings, Settings
 
     return Settings(
-        stack="test", region=None, registry=RegistrySettings(edition="local", namespace=None, server="localhost:5000"),
+        stack=stack, region=None, registry=RegistrySettings(edition="local", namespace=None, server="localhost:5000"),
         images=tuple(ImageSettings(name=n, context=c, dockerfile=f"{c}/Dockerfile", **kw) for n, c, kw in images),
         protect=False, retain_on_delete=False, preflight=False, project_root=project)
 
@@ -411,34 +474,30 @@ SHARED_STACK = [("web", "app", WEB), ("worker", "app", WORKER), ("other", "other
 
 
 def test_plan_builds_walks_a_shared_context_once(tmp_path, cache_root, monkeypatch):
-    """web and worker share `app`: one walk, one cache load and one cache write for it, the same tags
-    check_context gives each image on its own, and each image's own history recorded."""
+    """web and worker share `app`: one walk, one cache load and one cache write for it, and the same tags
+    each image's own scan gives; each image is recorded in the history once; a warm plan writes nothing."""
     from components import image as image_module
 
     project = tmp_path / "project"
     make_tree(project / "app")
     make_tree(project / "other", n=3)
     settings = _settings(project, SHARED_STACK)
-    walks, loads, writes = [], [], []
-    real_walk, real_load, real_mkstemp = ctx.walk_context, StatCache.load.__func__, stat_cache.tempfile.mkstemp
+    walks, loads = [], []
+    real_walk, real_load = ctx.walk_context, StatCache.load.__func__
     monkeypatch.setattr(ctx, "walk_context", lambda context, *a, **kw: walks.append(Path(context).name)
                         or real_walk(context, *a, **kw))
     monkeypatch.setattr(StatCache, "load", classmethod(lambda cls, context, df: loads.append(Path(context).name)
                                                        or real_load(cls, context, df)))
-    monkeypatch.setattr(stat_cache.tempfile, "mkstemp", lambda *a, **kw: writes.append(1) or real_mkstemp(*a, **kw))
+    writes = count_writes(monkeypatch)
     plans = image_module.plan_builds(settings)
-    assert sorted(walks) == ["app", "other"] and sorted(loads) == ["app", "other"] and len(writes) == 2
+    assert sorted(walks) == ["app", "other"] and sorted(loads) == ["app", "other"]
+    assert sorted(writes) == ["contexts", "contexts", "history", "history", "history"]
 
-    separate = {name: ctx.check_context(project / c, project / c / "Dockerfile", cache=False, **kw)
+    separate = {name: ctx.context_digest(project / c, project / c / "Dockerfile", cache=False, **kw)
                 for name, c, kw in SHARED_STACK}
-    assert {n: (p.tag, p.file_count, p.total_bytes) for n, p in plans.items()} == {
-        n: (r.tag, r.file_count, r.total_bytes) for n, r in separate.items()}
+    assert {n: p.tag for n, p in plans.items()} == {n: ctx.content_tag(d) for n, d in separate.items()}
     assert plans["web"].tag != plans["worker"].tag
 
-    # Each image sharing the context got its own history (explain compares each with its own past).
-    for inputs in (WEB, WORKER):
-        out = _explain(project / "app", inputs)
-        assert "unchanged since the last run; the cache holds no earlier digest" in out, out
     walks.clear()
     writes.clear()
     assert image_module.plan_builds(settings) == plans  # warm: one walk per context, nothing written
@@ -457,5 +516,6 @@ def test_plan_builds_names_every_image_of_a_shared_context_it_refuses(tmp_path, 
     lines = [line for line in str(err.value).splitlines() if line.startswith("acr-publish:images[")]
     assert [line.split(":")[1].split(" ")[0] for line in lines] == ["images[0]", "images[1]"]
     assert "(web)" in lines[0] and "(worker)" in lines[1] and ".env" in str(err.value)
-    # Refused images still have their state recorded, as a check_context of each would.
-    assert len(StatCache.load(project / "app", project / "app" / "Dockerfile").runs) == 2
+    # A refused image is not planned, so the history records only the one that was.
+    assert sorted(p.name for p in (cache_root / "history").iterdir()) == [
+        history.HistoryKey(project, "test", "other").path().name]
