@@ -118,8 +118,11 @@ class ContextScan:
                 misses.append((e.rel, e.abspath, st))
             else:
                 # Fifos, sockets, devices: their kind (and device numbers) from lstat; never opened.
-                kind, value = _special(st) or ("p", "")
-                entries[e.rel] = make_entry(st, kind, value, 0, False)
+                special = _special(st)
+                if special is None:
+                    raise ValueError(f"{e.rel!r} in the build context is a file of a kind Docker cannot send "
+                                     f"(mode {st.st_mode:o}); remove it or exclude it in .dockerignore")
+                entries[e.rel] = make_entry(st, *special, 0, False)
 
         # The Dockerfile goes through the same cache under a key no relative path can take.
         try:

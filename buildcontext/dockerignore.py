@@ -15,7 +15,7 @@ This module owns `.dockerignore` semantics and the context walk. The reference i
 Why not the Docker SDK for Python's matcher (docker.utils.build)? It is the well-kept Python
 implementation, but it follows the classic builder and an old moby algorithm, and it disagrees with
 BuildKit on much of the ground the oracle tests cover. Each divergence is named below (SDK-n) and
-pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to this module:
+pinned by a unit test in tests/test_dockerignore.py of what this module sends (the SDK's answer in a comment):
 
   SDK-1  case: the SDK's fnmatch lower-cases path and pattern; Docker is case-sensitive.
   SDK-2  `[^...]` is negation in Docker (Go regexp); the SDK escapes the `^` (a literal caret) and
