@@ -27,14 +27,12 @@ from buildcontext.digest import DEFAULT_PLATFORM, content_tag
 from buildcontext.dockerignore import walk_context, ignore_file_for
 from buildcontext.hashing import hash_files
 from buildcontext.history import BuildState
-from buildcontext.memo import DIR_ENTRY, RACY_WINDOW_NS, StatCache, make_entry, parse_entry
+from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, RACY_WINDOW_NS, StatCache, Summary, fingerprint,
+                               make_entry, parse_entry)
 from buildcontext.sensitive import Finding, SensitiveFilesError
 
 __all__ = ["ContextScan", "ContextReport", "context_digest", "content_tag", "DEFAULT_PLATFORM", "Finding",
            "SensitiveFilesError"]
-
-DOCKERFILE_KEY = "\0dockerfile"  # cannot collide with a relative path (no NUL in file names)
-
 
 @dataclass(frozen=True)
 class ContextReport:
@@ -95,36 +93,13 @@ class ContextScan:
         self.dockerfile = Path(os.path.abspath(dockerfile)) if dockerfile is not None else self.context / "Dockerfile"
         self._dockerfile_arg = dockerfile
         self._saved = False
-        self._tree: bytes | None = None
         trust_before_ns = time.time_ns() - RACY_WINDOW_NS
         df = self.dockerfile
         store = StatCache.load(self.context, df) if cache else StatCache.disabled(self.context, df)
         self._store = store
 
         dirs: list[str] = []
-        entries, sizes, walked_misses = store.partition(walk_context(self.context, dockerfile, dirs=dirs))
-        # Directories carry no stat key (their mtime and mode are not part of the digest), so an entry
-        # per directory is just its presence; the trailing '/' keeps them apart from file paths.
-        for d in dirs:
-            entries[d + "/"] = DIR_ENTRY
-        misses: list[tuple[str, Path | str, os.stat_result]] = []
-        for e in walked_misses:
-            st = e.stat
-            if stat_module.S_ISLNK(st.st_mode):
-                # Never trusted, so always here: readlink is one system call and reads no content.
-                entries[e.rel] = make_entry(st, "l", os.readlink(e.abspath), 0, False)
-                sizes[e.rel] = st.st_size
-            elif stat_module.S_ISREG(st.st_mode):
-                misses.append((e.rel, e.abspath, st))
-            else:
-                # Fifos, sockets, devices: their kind (and device numbers) from lstat; never opened.
-                special = _special(st)
-                if special is None:
-                    raise ValueError(f"{e.rel!r} in the build context is a file of a kind Docker cannot send "
-                                     f"(mode {st.st_mode:o}); remove it or exclude it in .dockerignore")
-                entries[e.rel] = make_entry(st, *special, 0, False)
-
-        # The Dockerfile goes through the same cache under a key no relative path can take.
+        walked = list(walk_context(self.context, dockerfile, dirs=dirs))
         try:
             df_real = Path(os.path.realpath(df))
             df_st = os.lstat(df_real)
@@ -134,6 +109,39 @@ class ContextScan:
                 f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
         if not stat_module.S_ISREG(df_st.st_mode):
             raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point the dockerfile setting at a file")
+        self.reads = 0
+        """Files whose content this scan read (the rest came from the stat cache)."""
+
+        known = store.summary
+        if known is not None and known.fingerprint is not None and known.fingerprint == fingerprint(
+                walked, dirs, df_st):
+            # Every path, stat key and directory is what the memo was written from, and every entry was
+            # trusted: the memo's summary is this scan's, and so are its entries (parsed only if asked for).
+            self._summary, self._entries = known, None
+            return
+
+        entries, sizes, walked_misses = store.partition(walked)
+        # Directories carry no stat key (their mtime and mode are not part of the digest), so an entry
+        # per directory is just its presence; the trailing '/' keeps them apart from file paths.
+        for d in dirs:
+            entries[d + "/"] = DIR_ENTRY
+        misses: list[tuple[str, str | Path, os.stat_result]] = []
+        for rel, path, st in walked_misses:
+            # Links and special files are never opened: their value comes from readlink or lstat, and, as
+            # git does, they are trusted by their stat key once older than the racy window.
+            trusted = st.st_mtime_ns < trust_before_ns
+            if stat_module.S_ISLNK(st.st_mode):
+                entries[rel] = make_entry(st, "l", os.readlink(path), 0, trusted)
+                sizes[rel] = st.st_size
+            elif stat_module.S_ISREG(st.st_mode):
+                misses.append((rel, path, st))
+            else:
+                special = _special(st)
+                if special is None:
+                    raise ValueError(f"{rel!r} in the build context is a file of a kind Docker cannot send "
+                                     f"(mode {st.st_mode:o}); remove it or exclude it in .dockerignore")
+                entries[rel] = make_entry(st, *special, 0, trusted)
+        # The Dockerfile goes through the same memo under a key no relative path can take.
         df_hit = store.lookup(DOCKERFILE_KEY, df_st)
         if df_hit is None:
             misses.append((DOCKERFILE_KEY, df_real, df_st))
@@ -146,20 +154,26 @@ class ContextScan:
             entries[rel] = make_entry(h.key, kind, h.value, h.flags, h.trusted)
             if rel != DOCKERFILE_KEY:
                 sizes[rel] = h.size
-
-        self._entries = entries  # rel -> stat-cache entry; directories as "rel/"
-        self._sizes = sizes  # files and symlinks only
-        self._dirs = dirs
         self.reads = len(hashed)
-        """Files whose content this scan read (the rest came from the stat cache)."""
-        self._dockerfile_hash = parse_entry(entries[DOCKERFILE_KEY])[1]
+
         # The guard's verdict and the digest's tree root are pure functions of the entries: reuse them while the
-        # entries are unchanged, so a warm scan evaluates no rule and encodes no record per file.
-        self._unchanged = not hashed and entries == store.entries
-        if self._unchanged and store.sensitive is not None:
-            self._flagged: list[str] = store.sensitive
+        # entries are unchanged, so a scan whose only news is the listing order evaluates no rule either.
+        if known is not None and not hashed and entries == store.entries:
+            tree, flagged = known.tree, known.flagged
         else:
-            self._flagged = sensitive.candidates(self._records(entries))
+            records = {}
+            for rel, e in entries.items():
+                if rel[-1] != "/" and rel != DOCKERFILE_KEY:
+                    _key, kind, _flags, value = e.split("|", 3)
+                    records[rel] = (kind, value)
+            tree = encoding.tree_root(records, sizes, dirs).hex()
+            judged = _records(entries)
+            candidates = set(sensitive.candidates(judged))
+            flagged = tuple(r for r in judged if r[0] in candidates)
+        all_trusted = all(e[0] != "U" for e in entries.values())
+        self._entries = entries
+        self._summary = Summary(fingerprint(walked, dirs, df_st) if all_trusted else None, tree,
+                                parse_entry(entries[DOCKERFILE_KEY])[1], flagged, len(sizes), sum(sizes.values()))
 
     def __enter__(self) -> ContextScan:
         return self
@@ -170,52 +184,30 @@ class ContextScan:
     @property
     def file_count(self) -> int:
         """Regular files and symlinks the build sees."""
-        return len(self._sizes)
+        return self._summary.file_count
 
     @property
     def total_bytes(self) -> int:
         """Their sizes summed (a symlink counts the length of its target)."""
-        return sum(self._sizes.values())
-
-    def _records(self, rels: Iterable[str]) -> list[tuple[str, str, int]]:
-        out = []
-        for rel in rels:
-            if rel != DOCKERFILE_KEY:
-                kind, _value, flags = parse_entry(self._entries[rel])
-                if kind != "d":  # the guard judges files and links; a directory is judged by what it holds
-                    out.append((rel, kind, flags))
-        return out
-
-    def _tree_root(self) -> bytes:
-        if self._tree is None:
-            if self._unchanged and self._store.tree is not None:
-                self._tree = bytes.fromhex(self._store.tree)
-            else:
-                records: dict[str, tuple[str, str]] = {}
-                for rel, e in self._entries.items():
-                    if rel[-1] != "/" and rel != DOCKERFILE_KEY:
-                        _key, kind, _flags, value = e.split("|", 3)
-                        records[rel] = (kind, value)
-                self._tree = encoding.tree_root(records, self._sizes, self._dirs)
-        return self._tree
+        return self._summary.total_bytes
 
     def digest(self, build_args: Mapping[str, str] | None = None, target: str | None = None,
                platform: str = DEFAULT_PLATFORM) -> str:
         """The sha256 hex digest of a build of this context with these inputs (buildcontext/digest.py)."""
         args = _check_inputs(build_args, target, platform)
-        return encoding.digest_of(self._tree_root(), self._dockerfile_hash,
+        return encoding.digest_of(bytes.fromhex(self._summary.tree), self._summary.dockerfile,
                                   encoding.options_encoding(args, target, platform))
 
     def sensitive(self, allow_sensitive: Iterable[str] = ()) -> list[Finding]:
         """The sensitive paths the build would send that `allow_sensitive` does not cover."""
-        return sensitive.findings(self._records(self._flagged), allow_sensitive)[0]
+        return sensitive.findings(self._summary.flagged, allow_sensitive)[0]
 
     def report(self, build_args: Mapping[str, str] | None = None, target: str | None = None,
                platform: str = DEFAULT_PLATFORM, allow_sensitive: Iterable[str] = ()) -> ContextReport:
         """One image's digest and tag, once the guard passed: raises SensitiveFilesError listing every
         sensitive path not covered by `allow_sensitive` (exact relative paths, or directories)."""
         value = self.digest(build_args, target, platform)
-        refused, allowed = sensitive.findings(self._records(self._flagged), allow_sensitive)
+        refused, allowed = sensitive.findings(self._summary.flagged, allow_sensitive)
         if refused:
             existing = ignore_file_for(self.context, self._dockerfile_arg)
             hint = str(existing) if existing is not None else str(self.context / ".dockerignore")
@@ -227,13 +219,14 @@ class ContextScan:
         """What the explain history records of a build with these inputs (build args as fingerprints)."""
         value = self.digest(build_args, target, platform)
         fingerprints = {k: encoding.arg_fingerprint(k, v) for k, v in sorted((build_args or {}).items())}
-        return BuildState(value, content_tag(value), self._dockerfile_hash, fingerprints, target, platform)
+        return BuildState(value, content_tag(value), self._summary.dockerfile, fingerprints, target, platform)
 
     def manifest(self) -> dict[str, list[str]]:
         """Relative path -> [kind, content hash | link target | "major:minor" | ""] of everything the build
         sees; directories as "rel/" -> ["d", ""]."""
+        entries = self._store.entries if self._entries is None else self._entries
         out = {}
-        for rel, e in self._entries.items():
+        for rel, e in entries.items():
             if rel != DOCKERFILE_KEY:
                 _key, kind, _flags, value = e.split("|", 3)
                 out[rel] = [kind, value]
@@ -243,7 +236,19 @@ class ContextScan:
         """Write the stat cache (nothing when nothing changed); later calls write nothing."""
         if not self._saved:
             self._saved = True
-            self._store.save(self._entries, self._flagged, self._tree_root().hex())
+            if self._entries is not None:  # None: the memo already holds exactly this scan
+                self._store.save(self._entries, self._summary)
+
+
+def _records(entries: Mapping[str, str]) -> list[tuple[str, str, int]]:
+    """(rel, kind, content flags) of every file, link and special file: what the guard judges (a directory is
+    judged by what it holds)."""
+    out = []
+    for rel, e in entries.items():
+        if rel != DOCKERFILE_KEY and rel[-1] != "/":
+            kind, _value, flags = parse_entry(e)
+            out.append((rel, kind, flags))
+    return out
 
 
 def context_digest(context: Path | str, dockerfile: Path | str | None = None,

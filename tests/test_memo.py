@@ -229,11 +229,13 @@ def _rewrite_body(path: Path, edit, fix_checksum: bool) -> None:
 
 
 def _flip_hash_of(rel: str):
+    """An edit of the memo's body (a summary line, then the entries as JSON) that flips one entry's hash."""
     def edit(body: bytes) -> bytes:
-        doc = json.loads(body)
-        head, value = doc["entries"][rel].rsplit("|", 1)
-        doc["entries"][rel] = head + "|" + ("0" if value[0] != "0" else "1") + value[1:]
-        return json.dumps(doc, separators=(",", ":")).encode()
+        summary, entries = body.split(b"\n", 1)
+        doc = json.loads(entries)
+        head, value = doc[rel].rsplit("|", 1)
+        doc[rel] = head + "|" + ("0" if value[0] != "0" else "1") + value[1:]
+        return summary + b"\n" + json.dumps(doc, separators=(",", ":")).encode()
     return edit
 
 
@@ -265,26 +267,16 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, damage):
     assert rebuilt.problem is None and "d0/f0.txt" in rebuilt.entries
 
 
-def _flip_hash_and_drop_tree(rel: str):
-    flip = _flip_hash_of(rel)
-
-    def edit(body: bytes) -> bytes:
-        doc = json.loads(flip(body))
-        doc["tree"] = None
-        return json.dumps(doc, separators=(",", ":")).encode()
-    return edit
-
-
 def test_a_well_formed_cache_is_really_trusted(tmp_path):
     """The converse of the checksum test: a doctored value WITH a valid checksum is believed, which shows warm
-    runs take hashes from the cache (and why the checksum and versions guard them). The tree root is dropped so
-    the run re-encodes every record from the cached values; with it, the run takes the root as well."""
+    runs take hashes from the cache (and why the checksum and versions guard them): once a new file makes the
+    run encode every record again, the doctored hash is in the digest."""
     root = make_tree(tmp_path / "ctx")
     truth = ctx.context_digest(root)
     _rewrite_body(_cache_path(root), _flip_hash_of("d0/f0.txt"), fix_checksum=True)
-    assert ctx.context_digest(root) == truth  # the memoized tree root vouches for the records
-    _rewrite_body(_cache_path(root), _flip_hash_and_drop_tree("d0/f0.txt"), fix_checksum=True)
-    assert ctx.context_digest(root) != truth == ctx.context_digest(root, cache=False)
+    assert ctx.context_digest(root) == truth  # the memo's summary still vouches for the unchanged walk
+    (root / "new.txt").write_text("new\n")
+    assert ctx.context_digest(root) != ctx.context_digest(root, cache=False)
 
 
 @pytest.mark.parametrize("which", ["digest encoding", "guard rules"])
@@ -519,3 +511,24 @@ def test_plan_builds_names_every_image_of_a_shared_context_it_refuses(tmp_path, 
     # A refused image is not planned, so the history records only the one that was.
     assert sorted(p.name for p in (cache_root / "history").iterdir()) == [
         history.HistoryKey(project, "test", "other").path().name]
+
+
+def test_a_warm_scan_in_another_listing_order_reads_nothing_and_agrees(tmp_path, monkeypatch):
+    """The fingerprint covers the walk order: another order misses it, and the entries still vouch for every
+    file (nothing read, the same digest); the memo then records the new order's fingerprint."""
+    root = make_tree(tmp_path / "ctx")
+    first, _ = scan(root)
+    fast = StatCache.load(root, root / "Dockerfile").summary.fingerprint
+    assert fast is not None
+    real_walk = ctx.walk_context
+    monkeypatch.setattr(ctx, "walk_context", lambda *a, **kw: reversed(list(real_walk(*a, **kw))))
+    rec = OpenRecorder(monkeypatch)
+    assert scan(root) == (first, 0)
+    assert rec.inside(root) == []
+    assert StatCache.load(root, root / "Dockerfile").summary.fingerprint not in (None, fast)
+
+
+def test_untrusted_entries_leave_no_fingerprint(tmp_path):
+    root = make_tree(tmp_path / "ctx", old=False)  # racy: nothing may be vouched for by a fingerprint
+    ctx.context_digest(root)
+    assert StatCache.load(root, root / "Dockerfile").summary.fingerprint is None
