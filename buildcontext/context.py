@@ -38,10 +38,8 @@ __all__ = ["ContextScan", "ContextReport", "context_digest", "content_tag", "DEF
 class ContextReport:
     """One image's view of a scan, once the guard let it through."""
 
-    digest: str
-    """sha256 hex of the build's inputs (context_digest)."""
     tag: str
-    """content_tag(digest)."""
+    """content_tag of the build's digest."""
     allowed: tuple[Finding, ...] = ()
     """Sensitive paths the build sends because allowSensitive lists them."""
 
@@ -212,7 +210,7 @@ class ContextScan:
             existing = ignore_file_for(self.context, self._dockerfile_arg)
             hint = str(existing) if existing is not None else str(self.context / ".dockerignore")
             raise SensitiveFilesError(refused, str(self.context), hint)
-        return ContextReport(value, content_tag(value), tuple(allowed))
+        return ContextReport(content_tag(value), tuple(allowed))
 
     def state(self, build_args: Mapping[str, str] | None = None, target: str | None = None,
               platform: str = DEFAULT_PLATFORM) -> BuildState:

@@ -736,11 +736,6 @@ class ContextEntry(NamedTuple):
     stat: os.stat_result
     """os.lstat() result (symlinks are not followed)."""
 
-    @property
-    def path(self) -> Path:
-        """Absolute path on disk."""
-        return Path(self.abspath)
-
 
 def walk_context(context: Path, dockerfile: Path | str | None = None,
                  dirs: list[str] | None = None) -> Iterator[ContextEntry]:

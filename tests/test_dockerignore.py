@@ -411,8 +411,8 @@ def test_entries_carry_lstat_and_absolute_path(tmp_path):
     entries = {e.rel: e for e in walk_context(tmp_path)}
     assert set(entries) == {"src/app.py", "link"}
     assert isinstance(entries["link"], ContextEntry)
-    assert entries["link"].path == tmp_path / "link"
-    assert os.path.islink(entries["link"].path)
+    assert entries["link"].abspath == str(tmp_path / "link")
+    assert os.path.islink(entries["link"].abspath)
     assert entries["link"].stat.st_ino == os.lstat(tmp_path / "link").st_ino
     assert entries["src/app.py"].stat.st_size == len("print()")
 

@@ -305,9 +305,8 @@ def test_check_context_report_matches_the_digest(tmp_path):
     root = tree(tmp_path / "ctx", {"a.txt": "aaa", "b/c.txt": "cc"})
     os.symlink("a.txt", root / "l")
     report = check_context(root, build_args={"A": "1"}, target="t", platform="linux/arm64")
-    assert report.digest == ctx.context_digest(root, build_args={"A": "1"}, target="t", platform="linux/arm64",
-                                               cache=False)
-    assert report.tag == ctx.content_tag(report.digest)
+    assert report.tag == ctx.content_tag(ctx.context_digest(root, build_args={"A": "1"}, target="t",
+                                                            platform="linux/arm64", cache=False))
     assert report.allowed == ()
     with ContextScan(root) as scan:
         assert scan.file_count == 4
