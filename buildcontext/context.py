@@ -6,9 +6,10 @@ reads and hashes the rest on all cores with the sensitive-content scan in the sa
 (buildcontext/hashing.py), and applies the guard's path rules (buildcontext/sensitive.py). Then it
 answers, for any build inputs (build args, target, platform) of images built from that context and
 Dockerfile: `digest`, `report` (tag plus the guard, raising SensitiveFilesError), `state` (what the
-explain history records) and `manifest`. The part of the digest encoding all those images share is
-computed once per scan (buildcontext/digest.py holds the encoding). `save` (or leaving a `with`
-block) writes the stat cache, once.
+explain history records) and `manifest`. The part of the digest encoding all those images share (the
+tree root, buildcontext/digest.py) is computed once per scan, and not at all by a warm scan whose walk
+matches the stat cache's fingerprint: the cache's summary is then the answer. `save` (or leaving a
+`with` block) writes the stat cache, once, and only when something changed.
 
 `context_digest(...)` is the one-call form for callers outside the program.
 """
@@ -33,6 +34,7 @@ from buildcontext.sensitive import Finding, SensitiveFilesError
 
 __all__ = ["ContextScan", "ContextReport", "context_digest", "content_tag", "DEFAULT_PLATFORM", "Finding",
            "SensitiveFilesError"]
+
 
 @dataclass(frozen=True)
 class ContextReport:

@@ -81,10 +81,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     remove_stale_temporaries(path.parent)
 
 
-def remove_stale_temporaries(directory: Path, now: float | None = None) -> list[str]:
-    """Delete the `.tmp-*` regular files in `directory` older than STALE_TEMPORARY_SECONDS; their names."""
-    cutoff = (time.time() if now is None else now) - STALE_TEMPORARY_SECONDS
-    removed = []
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the `.tmp-*` regular files in `directory` older than STALE_TEMPORARY_SECONDS."""
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
     try:
         with os.scandir(directory) as it:
             for entry in it:
@@ -94,9 +93,7 @@ def remove_stale_temporaries(directory: Path, now: float | None = None) -> list[
                     st = entry.stat(follow_symlinks=False)
                     if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
                         os.unlink(entry.path)
-                        removed.append(entry.name)
                 except OSError:
                     continue  # another run removed it first, or it is not ours to remove
     except OSError:
-        pass
-    return removed
+        pass  # an unlistable directory: the write that just succeeded there is what matters
