@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dockerfile", type=Path, default=None, help="default: <context>/Dockerfile")
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--target", default=None)
-    parser.add_argument("--platform", default=DEFAULT_PLATFORM)
+    parser.add_argument("--platform", default=None, help=f"default: {DEFAULT_PLATFORM}")
     return parser
 
 
@@ -135,7 +135,7 @@ def _main(argv: list[str] | None) -> int:
         raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
     key = None
     if opts.stack is not None:
-        if opts.dockerfile or opts.build_args or opts.target or opts.platform != DEFAULT_PLATFORM:
+        if opts.dockerfile is not None or opts.build_args or opts.target is not None or opts.platform is not None:
             raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
                               "stack file; drop --dockerfile/--build-arg/--target/--platform")
         settings = load_stack_file(opts.stack, PROJECT_ROOT)
@@ -146,19 +146,21 @@ def _main(argv: list[str] | None) -> int:
         img = images[opts.image]
         context, dockerfile = settings.path(img.context), settings.path(img.dockerfile)
         build_args, target, platform = dict(img.build_args), img.target, img.platform
+        allow_sensitive = img.allow_sensitive
         key = history.HistoryKey(settings.project_root, settings.stack, img.name)
     else:
         problems: list[str] = []
         build_args = _build_args(opts.build_args, problems)
+        platform = DEFAULT_PLATFORM if opts.platform is None else opts.platform
         check_target("--target", opts.target, problems)
-        check_platform("--platform", opts.platform, problems)
+        check_platform("--platform", platform, problems)
         if problems:
             raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
-        context, dockerfile, target, platform = opts.context, opts.dockerfile, opts.target, opts.platform
+        context, dockerfile, target, allow_sensitive = opts.context, opts.dockerfile, opts.target, ()
     with ContextScan(context, dockerfile) as scan:
         state = scan.state(build_args, target, platform)
         manifest = scan.manifest()
-        refused = scan.sensitive(img.allow_sensitive if key is not None else ())
+        refused = scan.sensitive(allow_sensitive)
     lines = [
         f"context     {scan.context}",
         f"dockerfile  {scan.dockerfile}",

@@ -277,3 +277,10 @@ def test_context_and_stack_are_exclusive():
     assert proc.returncode == 2 and "either a context path, or --stack and --image" in proc.stderr
     proc = run_cli("--stack", "local", "--image", "web", "--platform", "linux/arm64")
     assert proc.returncode == 2 and "come from the stack file" in proc.stderr
+
+
+def test_an_empty_platform_or_target_is_refused_not_defaulted(tmp_path):
+    tree = make_tree(tmp_path / "ctx", {})
+    for args, needle in ((["--platform", ""], "--platform '' is invalid"), (["--target", ""], "--target '' is invalid")):
+        proc = run_cli(str(tree), *args)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
