@@ -16,7 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from components import context as build_context
+from buildcontext import ContextScan, SensitiveFilesError, history
 from components.registry import RegistryCredentials
 from components.settings import ImageSettings, Settings
 
@@ -31,52 +31,42 @@ class BuildPlan:
 
     image: ImageSettings
     tag: str
-    file_count: int
-    """Files and symlinks the build sees."""
-    total_bytes: int
     secret_build_args: frozenset[str] = frozenset()
     """Build args allowSensitive accepts as sensitive: passed to docker.Image as Pulumi secrets."""
 
 
 def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
-    """Walk each build context once: content tag plus the sensitive-file guard, for all images at once.
+    """Scan each build context once: content tag plus the sensitive-file guard, for all images at once.
 
     Images sharing a context and Dockerfile (a stack's `web` and `worker`) share one ContextScan: one
-    walk, one read of each changed file, one stat-cache load and write; only their build inputs
-    (and so their digests) are per image.
+    walk, one read of each changed file, one stat-cache load and write; only their build inputs (and so
+    their digests) are per image. Each planned image is recorded in the explain history under
+    (project, stack, image), which `python -m cli.explain --stack S --image I` reads.
     """
     plans: dict[str, BuildPlan] = {}
     problems: list[str] = []
-    scans: dict[tuple[Path, Path], build_context.ContextScan] = {}
+    scans: dict[tuple[Path, Path], ContextScan] = {}
     try:
         for i, image in enumerate(settings.images):
-            context, dockerfile = settings.path(image.context), settings.path(image.dockerfile)
-            pair = (context, dockerfile)
+            pair = (settings.path(image.context), settings.path(image.dockerfile))
             scan = scans.get(pair)
             if scan is None:
-                scan = scans[pair] = build_context.ContextScan(context, dockerfile)
+                scan = scans[pair] = ContextScan(*pair)
             try:
-                report = build_context.check_context(
-                    context,
-                    dockerfile,
-                    build_args=image.build_args,
-                    target=image.target,
-                    platform=image.platform,
-                    allow_sensitive=image.allow_sensitive,
-                    scan=scan,
-                )
-            except build_context.SensitiveFilesError as err:
+                report = scan.report(image.build_args, image.target, image.platform, image.allow_sensitive)
+            except SensitiveFilesError as err:
                 problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
                 continue
             if report.allowed:
                 # Deliberate, but never silent: the run says which sensitive files go into the image.
                 paths = ", ".join(f"{f.path} ({f.reason})" for f in report.allowed)
                 pulumi.log.warn(f"acr-publish:images[{i}] ({image.name}): allowSensitive sends {paths} into the image")
+            history.record(history.HistoryKey(settings.project_root, settings.stack, image.name),
+                           scan.state(image.build_args, image.target, image.platform), scan.manifest)
             secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
-            plans[image.name] = BuildPlan(image, report.tag, report.file_count, report.total_bytes, secret_args)
+            plans[image.name] = BuildPlan(image, report.tag, secret_args)
     finally:
-        # Every image's state (refused ones too) is recorded in its scan; one cache write per context.
-        for scan in scans.values():
+        for scan in scans.values():  # one stat-cache write per context, also when an image was refused
             scan.save()
     if problems:
         raise BuildPlanError("\n".join(problems))

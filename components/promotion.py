@@ -321,7 +321,7 @@ def enterprise_login(instance_id: str, region: str, host: str, *, stack_region: 
         raise PromotionError(
             f"the promotion source's instance {instance_id!r} was not found in region {region!r} with this "
             "deployer's credentials: it needs cr:ListInstance and cr:GetAuthorizationToken there, and "
-            "cr:PullRepository on the source repositories (`python -m components.ram <stack>` renders them)"
+            "cr:PullRepository on the source repositories (`python -m cli.ram <stack>` renders them)"
         )
     inst = match[0]
     hosts = set(inst.public_endpoints or []) | set(inst.vpc_endpoints or [])

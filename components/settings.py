@@ -4,7 +4,7 @@ This is the only module that reads `pulumi.Config`. Everything is validated befo
 and every problem found is reported at once: each message names the key path, the value given, the rule it broke
 and how to fix it. `settings_from_values` is the pure core (no engine needed); `load_settings` feeds it from the
 Pulumi engine and `load_stack_file` from a `stacks/Pulumi.<stack>.yaml` file (used by tools such as
-`components.ram` that render things from a stack without running Pulumi).
+`cli.ram` that render things from a stack without running Pulumi).
 
 Paths (`context`, `dockerfile`) must resolve, symlinks followed, inside the repository that holds the project
 (`repository_root`). What Docker itself accepts (platforms, registry host[:port], build stages) is checked with
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from buildcontext import DEFAULT_PLATFORM
+from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 from components.docker_rules import DockerfileUnreadable, build_stages, platform_problem, server_problem
-from components.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,6 @@ _STACK_PART = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 ENDPOINTS = ("public", "vpc")
 VISIBILITIES = ("PRIVATE", "PUBLIC")
-DEFAULT_PLATFORM = "linux/amd64"
 DEFAULT_LOCAL_SERVER = "127.0.0.1:5000"
 
 TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight") + PROMOTION_KEYS
@@ -561,6 +561,30 @@ def _repository_settings(ipath: str, item: Mapping[str, Any], name: str, edition
     return summary, immut
 
 
+def check_platform(path: str, platform: str, problems: list[str]) -> None:
+    """The rule for an image's platform (also applied to `python -m cli.explain --platform`)."""
+    rule = platform_problem(platform)
+    if rule:
+        problems.append(f"{path} {_shown(platform)} is invalid: {rule}")
+
+
+def check_target(path: str, target: str | None, problems: list[str]) -> None:
+    """The rule for an image's target (also applied to `python -m cli.explain --target`)."""
+    if target is not None and not _TARGET.match(target):
+        problems.append(
+            f"{path} {_shown(target)} is invalid: it must be a build stage name (a letter, then letters, digits, _ . -)"
+        )
+
+
+def check_build_arg_name(path: str, name: Any, problems: list[str]) -> None:
+    """The rule for a build arg's name (also applied to `python -m cli.explain --build-arg`). Names only: values
+    can be secrets and never appear in a message."""
+    if not isinstance(name, str) or not _BUILD_ARG.match(name):
+        problems.append(
+            f"{path} {_shown(name)} is invalid: build arg names are letters, digits and _ and do not start with a digit"
+        )
+
+
 def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[ImageSettings, ...]:
     path = "acr-publish:images"
     if raw is None:
@@ -624,18 +648,13 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
         if platform is None:
             platform = DEFAULT_PLATFORM
         else:
-            rule = platform_problem(platform)
-            if rule:
-                problems.append(f"{ipath}.platform {_shown(platform)} is invalid: {rule}")
+            check_platform(f"{ipath}.platform", platform, problems)
         target = _str(f"{ipath}.target", item.get("target"), problems,
                       if_empty="remove the key to build the last stage, or name a stage")
         if target is not None:
-            if not _TARGET.match(target):
-                problems.append(
-                    f"{ipath}.target {_shown(target)} is invalid: it must be a build stage name (a letter, then "
-                    "letters, digits, _ . -)"
-                )
-            elif dockerfile is not None:
+            before = len(problems)
+            check_target(f"{ipath}.target", target, problems)
+            if len(problems) == before and dockerfile is not None:
                 rule = _target_problem(target, dockerfile)
                 if rule:
                     problems.append(f"{ipath}.target {_shown(target)} is invalid: {rule}")
@@ -647,11 +666,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                             "pairs")
         elif raw_args:
             for k, v in raw_args.items():
-                if not isinstance(k, str) or not _BUILD_ARG.match(k):
-                    problems.append(
-                        f"{ipath}.buildArgs key {_shown(k)} is invalid: build arg names are letters, digits and _ and do not "
-                        "start with a digit"
-                    )
+                check_build_arg_name(f"{ipath}.buildArgs key", k, problems)
                 if not isinstance(v, str):
                     problems.append(
                         f"{ipath}.buildArgs.{_shown(k)[1:-1]} is a {type(v).__name__}, not a string: build args are "
@@ -679,7 +694,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                 "remove the key to allow nothing"
             )
             allow = []
-        # The guard's own rule for entries (components/sensitive.py), so config and build never disagree.
+        # The guard's own rule for entries (buildcontext/sensitive.py), so config and build never disagree.
         valid_allow = []
         for j, entry in enumerate(allow):
             normalized, rule = check_allow_entry(entry)

@@ -111,7 +111,7 @@ def check_image_tag(resource: ResourceInput) -> list[str]:
     if tag is None:
         why = "a digest alone cannot be pushed to" if digest else "Docker would push it as 'latest'"
         return [f"docker.Image '{resource.name}' imageName '{image_name}' has no tag ({why}): "
-                f"use '{repository}:<content tag>' computed by components/context.py."]
+                f"use '{repository}:<content tag>' computed by buildcontext/context.py."]
     if tag == "latest":
         return [f"docker.Image '{resource.name}' imageName '{image_name}' uses the floating tag 'latest': "
                 f"use '{repository}:<content tag>' so every push is traceable and deployments pin a digest."]

@@ -215,7 +215,7 @@ def _unwrap(value: Any) -> Any:
 
 def _forget_components() -> dict:
     """Drop cached project modules so a copy of the project elsewhere imports its own; return what was dropped."""
-    dropped = {m: mod for m, mod in sys.modules.items() if m == "components" or m.startswith("components.")}
+    dropped = {m: mod for m, mod in sys.modules.items() if m.split(".")[0] in ("components", "buildcontext")}
     for name in dropped:
         del sys.modules[name]
     return dropped

@@ -202,9 +202,9 @@ def test_the_program_reports_a_long_component_as_a_config_error(preflight_calls)
 
 
 def project_copy(tmp_path: Path) -> Path:
-    """A copy of the project (program, components, app, stacks) to put broken stack files into."""
+    """A copy of the project (program, components, engine, CLIs, app, stacks) to put broken stack files into."""
     root = tmp_path / "project"
-    subprocess.run(["cp", "-r", *(str(PROJECT_ROOT / p) for p in ("Pulumi.yaml", "components", "app", "stacks")),
+    subprocess.run(["cp", "-r", *(str(PROJECT_ROOT / p) for p in ("Pulumi.yaml", "components", "buildcontext", "cli", "app", "stacks")),
                     str(root.mkdir() or root)], check=True)
     return root
 
@@ -315,7 +315,7 @@ def test_the_clis_print_stack_file_problems_without_a_traceback(tmp_path, tool):
     cases = {**{n: BROKEN_STACK_FILES[n][1] for n in CLI_CASES}, "longpath": "is 300 bytes",
              "x" * 10_000: "Pulumi's rule is 1-100", "dev\x1b]0;owned\x07": r"'dev\x1b]0;owned\x07' is invalid"}
     for stack, expected in cases.items():
-        args = ("components.ram", stack) if tool == "ram" else ("components.context", "explain", "--stack", stack,
+        args = ("cli.ram", stack) if tool == "ram" else ("cli.explain", "--stack", stack,
                                                                 "--image", "web")
         proc = cli(root, *args)
         err = proc.stderr.decode("utf-8", "replace")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components import context as ctx
-from components.context import content_tag, context_digest
+from buildcontext import context as ctx
+from buildcontext import hashing
+from buildcontext.context import content_tag, context_digest
+from buildcontext.digest import TREE_CHUNK
+from buildcontext.dockerignore import context_files
 
 
 @pytest.fixture(autouse=True)
@@ -174,7 +178,7 @@ def test_symlink_to_directory_is_one_entry_not_followed(tmp_path):
     (tree / "real" / "a.txt").write_text("changed")
     after = digest(tree)
     assert after != before  # through real/a.txt, once
-    assert ctx.context_files(tree) == ["Dockerfile", "alias", "real/a.txt"]
+    assert context_files(tree) == ["Dockerfile", "alias", "real/a.txt"]
 
 
 def test_dockerfile_content_changes_digest(tree):
@@ -269,13 +273,13 @@ def test_target_and_platform_change_digest(tree):
 
 
 def test_large_file_tree_hash_sees_every_chunk(tmp_path):
-    big = bytearray(os.urandom(ctx.TREE_CHUNK * 2 + 12345))
+    big = bytearray(os.urandom(TREE_CHUNK * 2 + 12345))
     tree = make_tree(tmp_path / "ctx", {"big.bin": bytes(big)})
     before = digest(tree)
-    big[ctx.TREE_CHUNK + 7] ^= 1  # a byte in the second chunk
+    big[TREE_CHUNK + 7] ^= 1  # a byte in the second chunk
     (tree / "big.bin").write_bytes(bytes(big))
     assert digest(tree) != before
-    big[ctx.TREE_CHUNK + 7] ^= 1
+    big[TREE_CHUNK + 7] ^= 1
     (tree / "big.bin").write_bytes(bytes(big))
     assert digest(tree) == before
 
@@ -371,11 +375,11 @@ def test_creation_order_does_not_change_digest(tmp_path):
 
 
 def test_cpu_count_does_not_change_digest(tmp_path, monkeypatch):
-    tree = make_tree(tmp_path / "ctx", {"big.bin": os.urandom(ctx.TREE_CHUNK * 3 + 1),
+    tree = make_tree(tmp_path / "ctx", {"big.bin": os.urandom(TREE_CHUNK * 3 + 1),
                                          **{f"s/{i}": str(i) for i in range(300)}})
     results = set()
     for n in (1, 2, 3, 8):
-        monkeypatch.setattr(ctx, "_workers", lambda n=n: n)
+        monkeypatch.setattr(hashing, "_workers", lambda n=n: n)
         results.add(context_digest(tree, cache=False))
     assert len(results) == 1
 
@@ -405,18 +409,19 @@ def test_digest_is_pinned_across_machines(tmp_path):
 
     dockerfile = b"FROM scratch\nCOPY . /ctx/\n"
     files = [(b"f", b"Dockerfile", dockerfile), (b"f", b"a.txt", b"alpha\n"), (b"x", b"bin/run", b"#!/bin/sh\n")]
-    enc = f(b"acr-publish/context-digest/v2") + f(b"files") + n(4)
+    tree = f(b"acr-publish/context-tree/v1") + f(b"files") + n(4)
     for kind, rel, data in files:
-        enc += f(kind) + f(rel) + n(len(data)) + sha(data)
-    enc += f(b"l") + f(b"l") + f(b"a.txt")
-    enc += f(b"dirs") + n(3) + f(b"d") + f(b"bin") + f(b"d") + f(b"var") + f(b"d") + f(b"var/empty")
+        tree += f(kind) + f(rel) + n(len(data)) + sha(data)
+    tree += f(b"l") + f(b"l") + f(b"a.txt")
+    tree += f(b"dirs") + n(3) + f(b"d") + f(b"bin") + f(b"d") + f(b"var") + f(b"d") + f(b"var/empty")
+    enc = f(b"acr-publish/context-digest/v3") + f(b"tree") + sha(tree)
     enc += f(b"dockerfile") + sha(dockerfile)
     enc += f(b"build-args") + n(1) + f(b"V") + f(b"1")
     enc += f(b"target") + b"\1" + f(b"final") + f(b"platform") + f(b"linux/arm64")
     assert hashlib.sha256(enc).hexdigest() == PINNED_DIGEST
 
 
-PINNED_DIGEST = "53786a54e7da26d82ed7ce03c28f3041c8e6ea1d9ec32274f9906b491cb3707a"
+PINNED_DIGEST = "933602fba0df7bfcb19cfdfb60bed11166e32122b931bbb46681252c4a6459fd"
 
 
 # ---------------------------------------------------------------- content_tag
@@ -448,104 +453,175 @@ def test_benchmark_runs_in_quick_mode(tmp_path):
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for needle in ("acr-publish digest (cold)", "os.walk + lstat (bare)", "acr-publish digest (warm)",
-                   "files re-read by a warm run: 0", "warm <= 2.0x bare walk", "acr-publish walk, mixed"):
+    for needle in ("acr-publish digest (cold)", "os.walk + lstat (bare)", "plan_builds, 2 images (warm)",
+                   "files re-read by a warm run: 0", "history: 2 files", "cold >= 1.8x openssl",
+                   "warm plan of 2 images <= 1.5x bare walk", "acr-publish walk, mixed"):
         assert needle in out, f"{needle!r} missing from the benchmark output:\n{out}"
     assert (tmp_path / "quick" / "cache" / "contexts").is_dir(), "the benchmark must keep its cache in its work dir"
 
 
-# ---------------------------------------------------------------- explain CLI
+# ---------------------------------------------------------------- fifos, sockets, device nodes
 
-REPO = Path(__file__).resolve().parent.parent
+def _socket(path: Path) -> None:
+    import socket
 
-
-def explain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "components.context", "explain", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, env={**os.environ})
-
-
-def test_explain_first_run_prints_digest_tag_and_size(tree):
-    proc = explain(str(tree))
-    assert proc.returncode == 0, proc.stderr
-    d = context_digest(tree, cache=False)
-    assert f"digest      {d}" in proc.stdout
-    assert f"tag         {content_tag(d)}" in proc.stdout
-    size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
-    assert f"files       4 ({size:,} bytes)" in proc.stdout
-    assert "no previous manifest" in proc.stdout
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
 
 
-def test_explain_lists_what_changed_since_the_previous_digest(tmp_path):
-    tree = make_tree(tmp_path / "ctx", {"keep.txt": "k", "gone.txt": "g", "edit.txt": "1", "run.sh": "#!/bin/sh\n",
-                                        "link": ("link", "keep.txt")})
-    os.chmod(tree / "run.sh", 0o644)
-    assert explain(str(tree), "--build-arg", "MODE=first-secret").returncode == 0
-    (tree / "gone.txt").unlink()
-    (tree / "new.txt").write_text("n")
-    (tree / "edit.txt").write_text("2")
-    os.chmod(tree / "run.sh", 0o755)
-    (tree / "link").unlink()
-    os.symlink("edit.txt", tree / "link")
-    (tree / "Dockerfile").write_text("FROM scratch\n")
-    proc = explain(str(tree), "--build-arg", "MODE=two-secret-value", "--target", "final")
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert "changed since the last run" in out
-    for line in ["  added    new.txt", "  removed  gone.txt", "  changed  edit.txt (content)",
-                 "  changed  run.sh (executable bit set)", "  changed  link (symlink target)",
-                 "  changed  (Dockerfile content)", "  build arg MODE changed", "  target None -> 'final'"]:
-        assert line in out, f"{line!r} missing from:\n{out}"
-    assert "keep.txt" not in out
-    assert "two-secret-value" not in out and "first-secret" not in out, "build arg values must never be printed"
-
-    # A later digest of the same state (a preview, say) must not hide why the image is rebuilt.
-    context_digest(tree, build_args={"MODE": "two-secret-value"}, target="final")
-    again = explain(str(tree), "--build-arg", "MODE=two-secret-value", "--target", "final").stdout
-    assert "unchanged since the last run; changed since the digest before it" in again
-    assert "  added    new.txt" in again and "  removed  gone.txt" in again
+def test_fifos_sockets_and_devices_are_in_the_digest_by_kind_and_device_numbers(tree):
+    """BuildKit sends a fifo and a socket as empty files and a device node as a device: each one's presence and
+    kind (and a device's numbers) changes the tag; none is ever opened (a fifo would block the read)."""
+    before = digest(tree)
+    os.mkfifo(tree / "pipe")
+    with_fifo = digest(tree)
+    assert with_fifo != before
+    (tree / "pipe").unlink()
+    _socket(tree / "pipe")
+    with_socket = digest(tree)
+    assert len({before, with_fifo, with_socket}) == 3
+    (tree / "pipe").unlink()
+    try:
+        os.mknod(tree / "pipe", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs CAP_MKNOD (root); fifo and socket were checked")
+    null = digest(tree)
+    (tree / "pipe").unlink()
+    os.mknod(tree / "pipe", 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    zero = digest(tree)
+    (tree / "pipe").unlink()
+    os.mknod(tree / "pipe", 0o600 | stat.S_IFBLK, os.makedev(1, 3))
+    block = digest(tree)
+    assert len({before, with_fifo, with_socket, null, zero, block}) == 6
+    (tree / "pipe").unlink()
+    assert digest(tree) == before
 
 
-def test_explain_lists_added_and_removed_directories(tmp_path):
-    tree = make_tree(tmp_path / "ctx", {"keep.txt": "k", "old/x": "x"})
-    (tree / "old" / "x").unlink()  # old/ stays as an empty directory
-    (tree / "cache").mkdir()
-    (tree / ".dockerignore").write_text("cache\n")
-    assert explain(str(tree)).returncode == 0
-    (tree / "old").rmdir()
-    (tree / "uploads" / "img").mkdir(parents=True)
-    (tree / "cache" / "tmp").mkdir()  # excluded: not part of the build, not reported
-    proc = explain(str(tree))
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert "changed since the last run" in out
-    for line in ["  added    uploads/", "  added    uploads/img/", "  removed  old/"]:
-        assert line in out, f"{line!r} missing from:\n{out}"
-    assert "cache" not in out and "keep.txt" not in out
+def test_special_files_are_pinned_in_the_documented_encoding(tmp_path):
+    import hashlib
+
+    from buildcontext import digest as encoding
+
+    tree = make_tree(tmp_path / "ctx", {})
+    os.chmod(tree / "Dockerfile", 0o644)
+    os.mkfifo(tree / "p")
+    _socket(tree / "s")
+    dockerfile = b"FROM scratch\nCOPY . /ctx/\n"
+    records = {"Dockerfile": ("f", hashlib.sha256(dockerfile).hexdigest()),
+               "p": ("p", ""), "s": ("s", "")}
+    try:
+        os.mknod(tree / "c", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        records["c"] = ("c", "1:3")
+    except PermissionError:
+        pass  # without CAP_MKNOD the fifo and socket records are still pinned
+
+    def f(b: bytes) -> bytes:
+        return len(b).to_bytes(8, "big") + b
+
+    enc = f(b"acr-publish/context-tree/v1") + f(b"files") + len(records).to_bytes(8, "big")
+    for rel in sorted(records):
+        kind, value = records[rel]
+        enc += f(kind.encode()) + f(rel.encode())
+        if kind == "f":
+            enc += len(dockerfile).to_bytes(8, "big") + bytes.fromhex(value)
+        elif kind == "c":
+            enc += (1).to_bytes(8, "big") + (3).to_bytes(8, "big")
+    enc += f(b"dirs") + (0).to_bytes(8, "big")
+    root = hashlib.sha256(enc).digest()
+    expected = encoding.digest_of(root, records["Dockerfile"][1], encoding.options_encoding({}, None, "linux/amd64"))
+    assert context_digest(tree, cache=False) == expected
 
 
-def test_explain_with_an_outside_dockerfile(tmp_path):
+def test_a_fifo_in_the_context_never_blocks_the_scan(tmp_path):
+    """Run in a child process with a time bound, so a regression that opens the fifo fails instead of hanging."""
     tree = make_tree(tmp_path / "ctx", {"a": "a"})
-    df = tmp_path / "build.Dockerfile"
-    df.write_text("FROM scratch\nCOPY a /\n")
-    proc = explain(str(tree), "--dockerfile", str(df))
+    os.mkfifo(tree / "pipe")
+    code = f"from buildcontext import context_digest; print(context_digest({str(tree)!r}))"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                              cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    except subprocess.TimeoutExpired:
+        pytest.fail("the scan of a context holding a fifo did not end within 60 s")
     assert proc.returncode == 0, proc.stderr
-    assert f"dockerfile  {df}" in proc.stdout
-    assert f"digest      {context_digest(tree, dockerfile=df, cache=False)}" in proc.stdout
+    assert proc.stdout.strip() == context_digest(tree, cache=False)
 
 
-def test_explain_reports_a_bad_context_as_an_error(tmp_path):
-    proc = explain(str(tmp_path / "missing"))
-    assert proc.returncode == 2
-    assert "build context" in proc.stderr and "does not exist" in proc.stderr
-    bad = explain(str(tmp_path), "--build-arg", "NOEQUALS")
-    assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
+# ---------------------------------------------------------------- deep trees and long names
+
+DEPTH = 1500
 
 
-def test_explain_names_sensitive_paths_without_their_secrets(tmp_path):
-    ak = "LTAI" + "9zzFakeFakeFake12"
-    tree = make_tree(tmp_path / "ctx", {".env": "TOKEN=abc\n", "cfg.py": f"K = '{ak}'\n"})
-    proc = explain(str(tree))
-    assert proc.returncode == 0, proc.stderr
-    assert "sensitive   2 path(s)" in proc.stdout
-    assert "  .env  a dotenv file" in proc.stdout and "  cfg.py  contains an Alibaba Cloud AccessKey id" in proc.stdout
-    assert ak not in proc.stdout and ak[4:] not in proc.stdout
+def _deep_tree(root: Path) -> Path:
+    make_tree(root, {})
+    deep = str(root)
+    for _ in range(DEPTH):  # one level at a time: os.makedirs and Path.mkdir(parents=True) recurse
+        deep += "/d"
+        os.mkdir(deep)
+    with open(deep + "/leaf.txt", "w") as f:
+        f.write("bottom\n")
+    return root
+
+
+def _bounded(fn, seconds: float = 120):
+    """fn() in a thread; fails (never hangs) past `seconds`; re-raises what fn raised."""
+    import threading
+
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test thread
+            result["error"] = exc
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        pytest.fail(f"did not finish within {seconds} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def test_a_1500_level_tree_digests_without_recursion(tmp_path):
+    assert sys.getrecursionlimit() < DEPTH, "the test needs a tree deeper than the recursion limit"
+    tree = _deep_tree(tmp_path / "ctx")
+    before = _bounded(lambda: context_digest(tree))
+    assert before == _bounded(lambda: context_digest(tree, cache=False))
+    with open(str(tree) + "/d" * DEPTH + "/leaf.txt", "w") as f:
+        f.write("changed\n")
+    assert _bounded(lambda: context_digest(tree)) != before
+    from buildcontext.dockerignore import context_dirs
+
+    assert len(_bounded(lambda: context_dirs(tree))) == DEPTH
+    (tree / ".dockerignore").write_text("d/d/d\n!d/d/d/d/d\n")  # the filtered walk, with a re-include deep down
+    assert len(_bounded(lambda: context_dirs(tree))) == DEPTH
+
+
+def test_a_1500_level_tree_plans_and_explains(tmp_path, monkeypatch):
+    from components.image import plan_builds
+    from components.settings import ImageSettings, RegistrySettings, Settings
+
+    project = tmp_path / "project"
+    _deep_tree(project / "app")
+    settings = Settings(stack="deep", region=None,
+                        registry=RegistrySettings(edition="local", namespace=None, server="127.0.0.1:5000"),
+                        images=(ImageSettings(name="web", context="app", dockerfile="app/Dockerfile"),),
+                        protect=False, retain_on_delete=False, preflight=False, project_root=project)
+    plans = _bounded(lambda: plan_builds(settings))
+    assert plans["web"].tag == content_tag(context_digest(project / "app", cache=False))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli.explain", str(project / "app")], capture_output=True,
+                              text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    except subprocess.TimeoutExpired:
+        pytest.fail("explain of a 1,500-level tree did not end within 120 s")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert plans["web"].tag in proc.stdout
+
+
+def test_a_path_component_over_255_bytes_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="longer than 255 bytes"):
+        context_digest(tmp_path / ("x" * 300))
+    tree = make_tree(tmp_path / "ctx", {})
+    with pytest.raises(ValueError, match="longer than 255 bytes"):
+        context_digest(tree, dockerfile=tmp_path / ("D" * 300))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import context as build_context
+from buildcontext import ContextScan
 from components.settings import ConfigError, settings_from_values
 from tests.harness import (
     IMAGE, ORGANIZATION, STACK_REFERENCE, STACKS, StackMocks, StackRun, run_stack, source_exports,
@@ -118,10 +118,9 @@ def test_the_inline_cache_arg_is_part_of_the_tag(preflight_calls) -> None:
     assert web.build_args == {"APP_ENV": "local", **INLINE}
     without = {k: v for k, v in web.build_args.items() if k not in INLINE}
     context, dockerfile = settings.path(web.context), settings.path(web.dockerfile)
-    tag_with = build_context.check_context(context, dockerfile, build_args=web.build_args, target=web.target,
-                                           platform=web.platform).tag
-    tag_without = build_context.check_context(context, dockerfile, build_args=without, target=web.target,
-                                              platform=web.platform).tag
+    with ContextScan(context, dockerfile) as scan:
+        tag_with = scan.report(web.build_args, web.target, web.platform).tag
+        tag_without = scan.report(without, web.target, web.platform).tag
     assert run.outputs["images"]["web"]["tag"] == tag_with != tag_without
 
 

@@ -158,19 +158,19 @@ def test_the_personal_edition_in_prod_is_checked_too(preflight_calls):
 def latest_tag(monkeypatch):
     """Every image of the program gets the floating tag 'latest' instead of its content tag.
 
-    components/image.py takes the tag from `components.context.check_context(...).tag`, so the real context walk
-    still runs and only the tag it hands back is replaced.
+    components/image.py takes the tag from `ContextScan.report(...).tag`, so the real context walk still runs and
+    only the tag it hands back is replaced.
     """
     import dataclasses
 
-    import components.context as build_context
+    from buildcontext.context import ContextScan
 
-    real = build_context.check_context
+    real = ContextScan.report
 
-    def check_context(*args, **kwargs):
-        return dataclasses.replace(real(*args, **kwargs), tag="latest")
+    def report(self, *args, **kwargs):
+        return dataclasses.replace(real(self, *args, **kwargs), tag="latest")
 
-    monkeypatch.setattr(build_context, "check_context", check_context)
+    monkeypatch.setattr(ContextScan, "report", report)
 
 
 @pytest.mark.parametrize("stack", BUILDING)

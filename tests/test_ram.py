@@ -1,4 +1,4 @@
-"""components.ram: for every stack in stacks/, valid RAM policy documents with exactly the needed actions, resources
+"""cli.ram: for every stack in stacks/, valid RAM policy documents with exactly the needed actions, resources
 scoped to the stack's region, instance and namespace, deletes only where the stack may delete, previews read-only.
 
 `expected()` spells the grants out independently of the module's tables, from two sources: ACR-FACTS.md's
@@ -19,8 +19,8 @@ import sys
 
 import pytest
 
-from components import ram
-from components.settings import load_stack_file
+from cli import ram
+from components.settings import ConfigError, load_stack_file
 from tests.harness import PROJECT_ROOT, STACKS
 
 ACCOUNT = "1234567890123456"
@@ -205,7 +205,7 @@ def test_local_stack_has_no_ram_policy(stack):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "components.ram", *args], cwd=PROJECT_ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.ram", *args], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -223,3 +223,21 @@ def test_cli_explains_the_local_stack_and_unknown_stacks():
     assert local.returncode == 2 and "edition local" in local.stderr and local.stdout == ""
     unknown = run_cli("no-such-stack")
     assert unknown.returncode == 2 and "known stacks are" in unknown.stderr
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("config: [unclosed\n", "is not valid YAML at line 2, column 1"),
+    ("- a\n- b\n", "holds a YAML list, and a stack file is a map"),
+    ("config: 5\n", "config 5 in "),
+])
+def test_malformed_stack_files_are_config_errors(tmp_path, content, needle):
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.bad.yaml").write_text(content)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        ram.render("bad", project_root=tmp_path)
+
+
+def test_cli_names_an_invalid_stack_name_escaped_and_short():
+    proc = run_cli("x\x1b[2J" + "s" * 10_000)
+    assert proc.returncode == 2 and "stack name" in proc.stderr and "Traceback" not in proc.stderr
+    assert "\x1b" not in proc.stderr and len(proc.stderr) < 1000

@@ -6,16 +6,31 @@ would (rightly) complain about.
 """
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 import pytest
 
-from components import context as ctx
-from components import sensitive
-from components.context import SensitiveFilesError, check_context, find_sensitive
-from components.dockerignore import walk_context
+from cli import explain as explain_cli
+from buildcontext import sensitive
+from buildcontext import content_tag, context_digest
+from buildcontext.context import ContextScan, SensitiveFilesError
+from buildcontext.digest import TREE_CHUNK
+from buildcontext.dockerignore import walk_context
+from buildcontext.hashing import READ_SIZE
+
+
+def find_sensitive(root: Path, *, allow_sensitive=()) -> list[sensitive.Finding]:
+    """The guard's refused findings for `root`, through the engine's one entry (as the explain CLI asks)."""
+    with ContextScan(root) as scan:
+        return scan.sensitive(allow_sensitive)
+
+
+def check_context(root: Path, dockerfile: Path | None = None, *, allow_sensitive=(), build_args=None, target=None,
+                  platform="linux/amd64"):
+    """One image's report for `root`, through the engine's one entry (as plan_builds asks)."""
+    with ContextScan(root, dockerfile) as scan:
+        return scan.report(build_args, target, platform, allow_sensitive)
 
 BEGIN, END = "-----BEGIN ", "-----END "
 AK = "LTAI" + "5tQfAkEkEy0123456"  # LTAI + 17 letters/digits: the shape of a real AccessKey id
@@ -77,9 +92,9 @@ def test_binary_files_are_not_scanned(tmp_path):
 
 
 def test_key_deep_inside_a_large_text_file_and_across_a_chunk_boundary(tmp_path):
-    filler = (b"x" * 99 + b"\n") * ((ctx.TREE_CHUNK * 2) // 100)
+    filler = (b"x" * 99 + b"\n") * ((TREE_CHUNK * 2) // 100)
     marker = pem("RSA").encode()
-    cut = ctx.TREE_CHUNK - 12  # the marker straddles the first chunk boundary
+    cut = TREE_CHUNK - 12  # the marker straddles the first chunk boundary
     split = filler[:cut] + marker + filler[cut:]
     late = filler + b"\n" + AK.encode() + b"\n"
     found = flagged(tmp_path, {"split.log": split, "late.log": late, "clean.log": filler})
@@ -364,12 +379,12 @@ def test_check_context_report_matches_the_digest(tmp_path):
     root = tree(tmp_path / "ctx", {"a.txt": "aaa", "b/c.txt": "cc"})
     os.symlink("a.txt", root / "l")
     report = check_context(root, build_args={"A": "1"}, target="t", platform="linux/arm64")
-    assert report.digest == ctx.context_digest(root, build_args={"A": "1"}, target="t", platform="linux/arm64",
-                                               cache=False)
-    assert report.tag == ctx.content_tag(report.digest)
-    assert report.file_count == 4
-    assert report.total_bytes == len("FROM scratch\nCOPY . /\n") + 3 + 2 + len("a.txt")
+    assert report.tag == content_tag(context_digest(root, build_args={"A": "1"}, target="t",
+                                                            platform="linux/arm64", cache=False))
     assert report.allowed == ()
+    with ContextScan(root) as scan:
+        assert scan.file_count == 4
+        assert scan.total_bytes == len("FROM scratch\nCOPY . /\n") + 3 + 2 + len("a.txt")
 
 
 def test_guard_reuses_the_cache_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
@@ -386,16 +401,6 @@ def test_guard_reuses_the_cache_unchanged_files_are_not_read_again(tmp_path, mon
         check_context(root)
     assert second.value.findings == first.value.findings
     assert not [p for p in opened if p.startswith(str(root) + os.sep)], opened
-
-
-def test_find_sensitive_on_a_subset_of_paths_or_entries(tmp_path):
-    root = tree(tmp_path / "ctx", {".env": "A=1\n", "id_rsa": "x", "ok.txt": "ok"})
-    assert [f.path for f in find_sensitive(root, ["id_rsa", "ok.txt"])] == ["id_rsa"]
-    entries = [e for e in walk_context(root) if e.rel == ".env"]
-    assert [f.path for f in find_sensitive(root, entries)] == [".env"]
-    assert find_sensitive(root, ["ok.txt"]) == []
-    with pytest.raises(ValueError, match="not in the build context"):
-        find_sensitive(root, ["missing.txt"])
 
 
 def test_fix_lines_escape_pattern_characters():
@@ -427,17 +432,17 @@ def test_cached_verdict_follows_every_change_of_the_file_set(tmp_path):
 
 @pytest.mark.parametrize("token,ends_at,hit", [
     # 'LTAI' + 30 letters end exactly at the first read boundary: only the next read shows whether the run goes on.
-    ("LTAI" + "a" * 31, ctx.READ_SIZE + 1, False),
-    ("LTAI" + "a" * 30, ctx.READ_SIZE, True),
+    ("LTAI" + "a" * 31, READ_SIZE + 1, False),
+    ("LTAI" + "a" * 30, READ_SIZE, True),
     # The next read's window starts SCAN_OVERLAP bytes back, here exactly at 'LTAI': the 'x' before it is unseen.
-    ("x" + "LTAI" + "a" * 16, ctx.READ_SIZE - sensitive.SCAN_OVERLAP + 20, False),
-    ("_" + "LTAI" + "a" * 16, ctx.READ_SIZE - sensitive.SCAN_OVERLAP + 20, True),
+    ("x" + "LTAI" + "a" * 16, READ_SIZE - sensitive.SCAN_OVERLAP + 20, False),
+    ("_" + "LTAI" + "a" * 16, READ_SIZE - sensitive.SCAN_OVERLAP + 20, True),
 ])
 def test_access_key_id_bounds_are_judged_across_read_boundaries(tmp_path, token, ends_at, hit):
     # Files above TREE_CHUNK are read and scanned READ_SIZE bytes at a time, each window led by SCAN_OVERLAP bytes.
     before = ends_at - len(token)
-    data = b" " * before + token.encode() + b"\n" + b"y\n" * (ctx.TREE_CHUNK // 2)
-    assert len(data) > ctx.TREE_CHUNK
+    data = b" " * before + token.encode() + b"\n" + b"y\n" * (TREE_CHUNK // 2)
+    assert len(data) > TREE_CHUNK
     assert ("big.log" in flagged(tmp_path, {"big.log": data})) is hit
 
 
@@ -541,6 +546,6 @@ def test_invalid_build_args_are_named_never_shown(tmp_path):
     with pytest.raises(TypeError) as err:
         check_context(root, build_args={"DB_PORT": 5432, "OK": "x"})
     assert "'DB_PORT'" in str(err.value) and "5432" not in str(err.value)
-    with pytest.raises(argparse.ArgumentTypeError) as err:
-        ctx._parse_build_arg("=" + AK)
-    assert AK not in str(err.value) and "NAME=VALUE" in str(err.value)
+    problems: list[str] = []
+    explain_cli._build_args(["=" + AK, "NOSEP" + AK], problems)
+    assert problems and AK not in " ".join(problems) and "NAME=VALUE" in " ".join(problems)

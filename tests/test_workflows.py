@@ -462,12 +462,12 @@ def test_shell_commands_reads_blocks_in_order():
 
 def test_operations_guide_ram_commands_run_as_written(tmp_path):
     lines = [line.strip() for line in OPERATIONS.read_text().splitlines()
-             if line.strip().startswith("./venv/bin/python -m components.ram ")]
+             if line.strip().startswith("./venv/bin/python -m cli.ram ")]
     assert lines
     for line in lines:
         command, _, target = line.partition(" > ")
         args = command.split()[3:]
-        proc = subprocess.run([sys.executable, "-m", "components.ram", *args], cwd=ROOT, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "cli.ram", *args], cwd=ROOT, capture_output=True,
                               text=True, timeout=60)
         assert proc.returncode == 0, f"{line}: {proc.stderr}"
         document = json.loads(proc.stdout)

@@ -26,7 +26,7 @@ What it cannot reproduce (read this before trusting a green e2e run):
   build can still read the cache from the registry; the stand-in's buildx session has only ~/.docker/config.json,
   so after a failed pull of a private image the build runs without that cache;
 - `build.contextDigest`: the provider's fsutil walk calls its hash for every non-directory the walk sends, so a fifo
-  would block its Check and a socket fails it; this stand-in walks with components/dockerignore.py (oracle-checked
+  would block its Check and a socket fails it; this stand-in walks with buildcontext/dockerignore.py (oracle-checked
   against BuildKit), which sends the same regular files and symlinks but yields no fifo or socket, so it hashes
   neither. The ignore file is chosen as the facts say (`<dockerfile>.dockerignore` if present, else
   `<context>/.dockerignore`); the provider.go version read names `<context>/<basename of dockerfile>.dockerignore`
@@ -81,7 +81,7 @@ import docker
 import pulumi
 from pulumi.runtime import rpc
 
-from components import dockerignore
+from buildcontext import dockerignore
 
 __all__ = ["BuildRecord", "CheckRecord", "DockerImageProvider", "ImageProviderError", "PullRecord", "PushRecord",
            "context_digest", "eval_symlinks", "go_file_mode"]

@@ -1,4 +1,4 @@
-"""components.dockerignore against the real engine: hand-written cases and a property test.
+"""buildcontext.dockerignore against the real engine: hand-written cases and a property test.
 
 Each case's tree is written to disk once; the engine builds `FROM scratch` + `COPY . /ctx/` from it
 (tests/e2e/oracle.py); the files it copied must equal `context_files` and the directories it created
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from components.dockerignore import context_dirs, context_files
+from buildcontext.dockerignore import context_dirs, context_files
 from tests.e2e.oracle import Case, EmptyDir, EngineBuildError, Link, engine_tree, materialize
 
 # A tree most cases share: names that patterns can hit at several depths.

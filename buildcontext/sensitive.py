@@ -1,7 +1,7 @@
 """The sensitive-file rules: which files in a build context must not be sent into an image.
 
 This module owns the rules and the error a person acts on; it reads no files itself. The context
-engine (components/context.py) reads each file once, while hashing it, and hands the content to
+engine (buildcontext/hashing.py) reads each file once, while hashing it, and hands the content to
 `scan_content`; the resulting flags are cached with the content hash, so an unchanged file is never
 read again for the scan. `findings` then combines those flags with the path rules.
 

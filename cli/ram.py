@@ -1,6 +1,6 @@
 """Least-privilege RAM policy documents for a stack's deployers, rendered from its settings.
 
-`python -m components.ram <stack>` prints, as JSON, the policy a `pulumi up` of that stack needs (`deploy`) and the
+`python -m cli.ram <stack>` prints, as JSON, the policy a `pulumi up` of that stack needs (`deploy`) and the
 read-only one its pull-request previews need (`preview`), scoped to the stack's region, instance and namespace.
 Delete actions appear only when the stack may really delete (`acr-publish:retainOnDelete: false`). The local edition
 talks to no cloud and has no policy. The account id is not known from the stack file: resources use `*` for it unless
@@ -179,7 +179,7 @@ def render(stack: str, account_id: str = "*", project_root: Path = PROJECT_ROOT)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m components.ram",
+        prog="python -m cli.ram",
         description="Render the RAM policy documents a stack's deployer (pulumi up) and previewer need.",
     )
     parser.add_argument("stack", help="stack name, i.e. stacks/Pulumi.<stack>.yaml")

@@ -15,7 +15,7 @@ This module owns `.dockerignore` semantics and the context walk. The reference i
 Why not the Docker SDK for Python's matcher (docker.utils.build)? It is the well-kept Python
 implementation, but it follows the classic builder and an old moby algorithm, and it disagrees with
 BuildKit on much of the ground the oracle tests cover. Each divergence is named below (SDK-n) and
-pinned by a unit test in tests/test_dockerignore.py that runs the SDK next to this module:
+pinned by a unit test in tests/test_dockerignore.py of what this module sends (the SDK's answer in a comment):
 
   SDK-1  case: the SDK's fnmatch lower-cases path and pattern; Docker is case-sensitive.
   SDK-2  `[^...]` is negation in Docker (Go regexp); the SDK escapes the `^` (a literal caret) and
@@ -63,13 +63,15 @@ an excluded parent directory sent.
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import posixpath
 import re
 import stat as stat_module
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import re2
 
@@ -738,7 +740,14 @@ def _without_trailing_glob(cleaned: str) -> str:
 
 def _check_context(context: Path) -> Path:
     context = Path(context)
-    if not context.is_dir():
+    try:
+        is_dir = context.is_dir()
+    except OSError as exc:
+        shown = str(context) if len(str(context)) <= 120 else str(context)[:120] + "..."
+        why = ("a path component is longer than 255 bytes, or the path longer than the system allows; shorten it"
+               if exc.errno == errno.ENAMETOOLONG else f"it cannot be inspected ({exc.strerror}); fix its permissions")
+        raise ValueError(f"build context {shown!r} is invalid: {why}") from None
+    if not is_dir:
         problem = "does not exist" if not context.exists() else "is not a directory"
         raise ValueError(
             f"build context {str(context)!r} {problem}: a build context must be a directory "
@@ -784,9 +793,8 @@ def read_patterns(context: Path, dockerfile: Path | str | None = None) -> list[s
     return parse_ignore_file(text)
 
 
-@dataclass(frozen=True)
-class ContextEntry:
-    """One file the build sees."""
+class ContextEntry(NamedTuple):
+    """One file the build sees (a NamedTuple: built per file, and a frozen dataclass costs twice as much)."""
 
     rel: str
     """POSIX path relative to the context root, e.g. "src/app.py"."""
@@ -795,19 +803,16 @@ class ContextEntry:
     stat: os.stat_result
     """os.lstat() result (symlinks are not followed)."""
 
-    @property
-    def path(self) -> Path:
-        """Absolute path on disk."""
-        return Path(self.abspath)
-
 
 def walk_context(context: Path, dockerfile: Path | str | None = None,
                  dirs: list[str] | None = None) -> Iterator[ContextEntry]:
-    """Every regular file and symlink BuildKit sends for this context, in no particular order.
+    """Everything but directories BuildKit sends for this context (regular files, symlinks, and fifos,
+    sockets and device nodes), in no particular order.
 
     Each entry is lstat'ed once. Excluded directories are pruned unless an exception could
     re-include something inside them (fsutil's rule, `PatternMatcher.may_reinclude_below`).
     A symlink is sent as a link, never followed, so a link to a directory is one entry.
+    The walk is iterative (an explicit stack, not recursion), so no depth of tree exhausts Python's stack.
 
     `dirs`: when a list, the same traversal appends to it the relative path of every directory
     the build sends (see `context_dirs`); it is complete once the iterator is exhausted.
@@ -817,8 +822,8 @@ def walk_context(context: Path, dockerfile: Path | str | None = None,
     root = os.path.abspath(context)
     matcher = PatternMatcher(read_patterns(context, dockerfile))
     if not matcher.patterns:
-        return _walk_all(root, "", dirs)
-    return _walk_filtered(root, "", matcher, MatchInfo(), False, dirs)
+        return _walk_all(root, dirs)
+    return _walk_filtered(root, matcher, dirs)
 
 
 def _scan(directory: str, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
@@ -833,51 +838,66 @@ def _scan(directory: str, rel: str, excluded: bool) -> list[os.DirEntry[str]]:
             "fix its permissions or exclude it in .dockerignore", str(directory)) from exc
 
 
-def _walk_all(directory: str, prefix: str, dirs: list[str] | None) -> Iterator[ContextEntry]:
-    for entry in _scan(directory, prefix, False):
-        rel = prefix + entry.name
-        if entry.is_dir(follow_symlinks=False):
-            if dirs is not None:
-                dirs.append(rel)
-            yield from _walk_all(entry.path, rel + "/", dirs)
+def _walk_all(root: str, dirs: list[str] | None) -> Iterator[ContextEntry]:
+    pending = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        for entry in _scan(directory, prefix, False):
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if dirs is not None:
+                    dirs.append(rel)
+                pending.append((entry.path, rel + "/"))
+                continue
+            yield ContextEntry(rel, entry.path, entry.stat(follow_symlinks=False))
+
+
+@dataclass
+class _Frame:
+    """One directory of the filtered walk: the entries left to visit and what the walk found below it."""
+
+    entries: Iterator[os.DirEntry[str]]
+    prefix: str
+    info: MatchInfo
+    excluded: bool
+    sent: bool = False
+
+
+def _walk_filtered(root: str, matcher: PatternMatcher, dirs: list[str] | None) -> Iterator[ContextEntry]:
+    """Depth first, so that an excluded directory the walk entered is sent exactly when anything at all below
+    it is (also a directory, a fifo or a socket): fsutil sends it as the parent of what an exception
+    re-included, never on its own. Its entry in `dirs` is provisional until its frame ends."""
+    stack = [_Frame(iter(_scan(root, "", False)), "", MatchInfo(), False)]
+    while stack:
+        frame = stack[-1]
+        entry = next(frame.entries, None)
+        if entry is None:
+            stack.pop()
+            if stack:
+                if not frame.excluded or frame.sent:
+                    stack[-1].sent = True
+                elif dirs is not None:
+                    dirs.pop()  # nothing below appended a directory that stayed, so the last one is this one
             continue
-        st = entry.stat(follow_symlinks=False)
-        if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISLNK(st.st_mode):
-            yield ContextEntry(rel, entry.path, st)
-
-
-def _walk_filtered(directory: str, prefix: str, matcher: PatternMatcher, parent_info: MatchInfo,
-                   excluded_dir: bool, dirs: list[str] | None) -> Generator[ContextEntry, None, bool]:
-    """Yields the files and links sent below `directory`; returns whether anything at all below it
-    is sent (also a directory, a fifo or a socket), which is what makes fsutil send an excluded
-    directory the walk entered: as the parent of what an exception re-included, never on its own."""
-    sent = False
-    for entry in _scan(directory, prefix, excluded_dir):
-        rel = prefix + entry.name
-        excluded, info = matcher.matches_using_parent_results(rel, parent_info)
+        rel = frame.prefix + entry.name
+        excluded, info = matcher.matches_using_parent_results(rel, frame.info)
         if entry.is_dir(follow_symlinks=False):
             if excluded and not matcher.may_reinclude_below(rel):
                 continue
             if dirs is not None:
-                dirs.append(rel)  # provisional while `rel` is excluded: taken back if nothing inside is sent
-            inside = yield from _walk_filtered(entry.path, rel + "/", matcher, info, excluded, dirs)
-            if not excluded or inside:
-                sent = True
-            elif dirs is not None:
-                dirs.pop()  # nothing below appended a directory that stayed, so the last one is `rel`
+                dirs.append(rel)
+            stack.append(_Frame(iter(_scan(entry.path, rel + "/", excluded)), rel + "/", info, excluded))
             continue
         if excluded:
             continue
-        sent = True
-        st = entry.stat(follow_symlinks=False)
-        if stat_module.S_ISREG(st.st_mode) or stat_module.S_ISLNK(st.st_mode):
-            yield ContextEntry(rel, entry.path, st)
-    return sent
+        frame.sent = True
+        yield ContextEntry(rel, entry.path, entry.stat(follow_symlinks=False))
 
 
 def context_files(context: Path, dockerfile: Path | str | None = None) -> list[str]:
-    """The sorted relative POSIX paths of the files and symlinks the build sees."""
-    return sorted(e.rel for e in walk_context(context, dockerfile))
+    """The sorted relative POSIX paths of the regular files and symlinks the build sees."""
+    return sorted(e.rel for e in walk_context(context, dockerfile)
+                  if stat_module.S_ISREG(e.stat.st_mode) or stat_module.S_ISLNK(e.stat.st_mode))
 
 
 def context_dirs(context: Path, dockerfile: Path | str | None = None) -> list[str]:

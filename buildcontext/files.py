@@ -1,0 +1,99 @@
+"""The engine's own files (the stat cache and the explain history): where they live, how they are read and written.
+
+* Location: `$ACR_PUBLISH_CACHE_DIR` when set, else `platformdirs.user_cache_dir("acr-publish")` (which honours
+  `$XDG_CACHE_HOME`). platformdirs because the per-OS cache directory rules are its whole job.
+* Reads open only regular files (O_NOFOLLOW | O_NONBLOCK, then fstat): a fifo, socket, device or symlink in place
+  of a file is reported as a problem, never opened for reading, so it can neither hang the run nor redirect it.
+  Reads are bounded.
+* Writes are atomic: a temporary `.tmp-*` file (mode 0600) in the same directory, then os.replace, so racing
+  writers each leave a complete file (the last one wins). Temporaries a killed writer left behind are removed by
+  the next write once they are older than STALE_TEMPORARY_SECONDS (a live writer finishes in well under that).
+"""
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+import time
+from pathlib import Path
+
+import platformdirs
+
+CACHE_DIR_ENV = "ACR_PUBLISH_CACHE_DIR"
+TEMPORARY_PREFIX = ".tmp-"
+STALE_TEMPORARY_SECONDS = 600
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def cache_dir() -> Path:
+    """The directory holding every file the engine keeps."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_cache_dir("acr-publish"))
+
+
+class UnusableFile(Exception):
+    """A file the engine keeps exists but cannot be used; the message says why."""
+
+
+def read_regular(path: Path, limit: int, first_line_only: bool = False) -> bytes | None:
+    """The bytes of `path` (at most `limit`; with `first_line_only`, up to and including the first newline), or
+    None when it does not exist. Raises UnusableFile when it is not a readable regular file or is larger."""
+    try:
+        fd = os.open(path, _O_READ)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UnusableFile(f"unreadable ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnusableFile("not a regular file")
+        if not first_line_only and st.st_size > limit:
+            raise UnusableFile(f"{st.st_size} bytes, more than the {limit} a valid one can hold")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.readline(limit) if first_line_only else f.read(limit + 1)
+    except OSError as exc:
+        raise UnusableFile(f"unreadable ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise UnusableFile(f"more than the {limit} bytes a valid one can hold")
+    return data
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (raises OSError), then remove stale temporaries beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkstemp creates the file 0600: file names and build-arg fingerprints are nobody else's business.
+    fd, tmp_name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    remove_stale_temporaries(path.parent)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the `.tmp-*` regular files in `directory` older than STALE_TEMPORARY_SECONDS."""
+    cutoff = time.time() - STALE_TEMPORARY_SECONDS
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                if not entry.name.startswith(TEMPORARY_PREFIX):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        os.unlink(entry.path)
+                except OSError:
+                    continue  # another run removed it first, or it is not ours to remove
+    except OSError:
+        pass  # an unlistable directory: the write that just succeeded there is what matters

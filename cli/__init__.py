@@ -1,0 +1,1 @@
+"""Command-line tools that read a stack without running Pulumi: `python -m cli.explain`, `python -m cli.ram`."""

@@ -1,0 +1,192 @@
+"""`python -m cli.explain`: a build context the way acr-publish sees it, and why an image's tag moved.
+
+  python -m cli.explain <context> [--dockerfile PATH] [--build-arg NAME=VALUE ...] [--target T] [--platform P]
+      the digest, tag and size of a build with those inputs, and the current manifest (every path the build
+      sees with its kind and content hash, link target or device numbers); no history is read or written.
+  python -m cli.explain --stack S --image I
+      the same for image I as stack S configures it, compared with what the explain history recorded when the
+      program last planned exactly that image of that stack (buildcontext/history.py): what changed since the
+      last planned tag, or, when nothing did, why that tag differs from the one before it.
+
+Arguments are checked with the stack settings' own rules (components/settings.py): an invalid --platform or
+--target is refused, a malformed --build-arg is named without its value (values can be secrets). Every error is
+one message on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from buildcontext import DEFAULT_PLATFORM, ContextScan, history
+from components.settings import (PROJECT_ROOT, ConfigError, check_build_arg_name, check_platform, check_target,
+                                 load_stack_file)
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse echoes the offending argument; a --build-arg value must never be echoed, so say it without.
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cli.explain",
+                     description="Inspect a build context the way acr-publish sees it.")
+    parser.add_argument("context", type=Path, nargs="?", help="the build context (or use --stack and --image)")
+    parser.add_argument("--stack", help="take context, dockerfile, build args, target and platform from "
+                                        "stacks/Pulumi.<stack>.yaml (with --image), and compare with its history")
+    parser.add_argument("--image", help="the image's name in that stack")
+    parser.add_argument("--dockerfile", type=Path, default=None, help="default: <context>/Dockerfile")
+    parser.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--target", default=None)
+    parser.add_argument("--platform", default=None, help=f"default: {DEFAULT_PLATFORM}")
+    return parser
+
+
+def _build_args(raw: list[str], problems: list[str]) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for i, text in enumerate(raw):
+        name, sep, value = text.partition("=")
+        if not sep:
+            problems.append(f"--build-arg #{i + 1} is invalid: write NAME=VALUE (the argument is not shown: "
+                            "it may hold a secret)")
+            continue
+        check_build_arg_name(f"--build-arg #{i + 1} name", name, problems)
+        args[name] = value
+    return args
+
+
+def _describe_change(old: list[Any], new: list[Any]) -> str | None:
+    ok, nk, ov, nv = old[0], new[0], old[1], new[1]
+    if ok == nk and ov == nv:
+        return None
+    names = {"f": "regular file", "x": "regular file", "l": "symlink", "d": "directory", "p": "fifo",
+             "s": "socket", "c": "character device", "b": "block device"}
+    if names.get(ok) != names.get(nk):
+        return f"now a {names.get(nk, nk)}"
+    if ok == "l":
+        return "symlink target"
+    if ok in ("c", "b"):
+        return "device numbers"
+    if ov != nv:
+        return "content" + (" and executable bit" if ok != nk else "")
+    return "executable bit set" if nk == "x" else "executable bit cleared"
+
+
+def _diff(base: dict[str, Any], state: history.BuildState, manifest: dict[str, list[str]]) -> list[str]:
+    changes: list[str] = []
+    if base.get("dockerfile") != state.dockerfile:
+        changes.append("  changed  (Dockerfile content)")
+    old = base.get("manifest") or {}
+    for rel in sorted(old.keys() | manifest.keys()):
+        if rel not in old:
+            changes.append(f"  added    {rel}")
+        elif rel not in manifest:
+            changes.append(f"  removed  {rel}")
+        else:
+            what = _describe_change(old[rel], manifest[rel])
+            if what:
+                changes.append(f"  changed  {rel} ({what})")
+    old_args, new_args = base.get("build_args") or {}, state.build_args
+    for k in sorted(old_args.keys() | new_args.keys()):
+        if k not in old_args:
+            changes.append(f"  build arg {k} added")
+        elif k not in new_args:
+            changes.append(f"  build arg {k} removed")
+        elif old_args[k] != new_args[k]:
+            changes.append(f"  build arg {k} changed")
+    for name in ("target", "platform"):
+        if base.get(name) != getattr(state, name):
+            changes.append(f"  {name} {base.get(name)!r} -> {getattr(state, name)!r}")
+    return changes or ["  (no file or input difference recorded)"]
+
+
+def _history_lines(key: history.HistoryKey, state: history.BuildState, manifest: dict[str, list[str]]) -> list[str]:
+    rec = history.load(key)
+    who = f"image {key.image!r} of stack {key.stack!r}"
+    if rec is None:
+        return [f"history     none for {who}: the program records an image when it plans it (pulumi preview/up)"]
+    last, previous = rec.last, rec.previous
+    if last.get("digest") != state.digest:
+        return [f"changed since the last planned tag {last.get('tag')} of {who}:", *_diff(last, state, manifest)]
+    if previous is None:
+        return [f"unchanged since the last planned tag of {who}; no earlier tag recorded"]
+    # Nothing changed since the last plan: say why that plan's tag differs from the one before it.
+    return [f"unchanged since the last planned tag of {who}; it replaced {previous.get('tag')} because:",
+            *_diff(previous, state, manifest)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except (_UsageError, ConfigError, history.HistoryError, OSError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
+    opts = _parser().parse_args(argv)
+    if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
+        raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
+    key = None
+    if opts.stack is not None:
+        if opts.dockerfile is not None or opts.build_args or opts.target is not None or opts.platform is not None:
+            raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
+                              "stack file; drop --dockerfile/--build-arg/--target/--platform")
+        settings = load_stack_file(opts.stack, PROJECT_ROOT)
+        if settings.promotion is not None:
+            source = settings.promotion.source_stack
+            raise _UsageError(f"stack {opts.stack!r} builds nothing: it promotes the images of stack {source!r} "
+                              f"(acr-publish:promoteFrom); explain the image there: --stack {source.split('/')[-1]} "
+                              f"--image {opts.image}")
+        images = {img.name: img for img in settings.images}
+        if opts.image not in images:
+            raise _UsageError(f"stack {opts.stack!r} has no image {opts.image!r}; its images are "
+                              f"{', '.join(sorted(images))}")
+        img = images[opts.image]
+        context, dockerfile = settings.path(img.context), settings.path(img.dockerfile)
+        build_args, target, platform = dict(img.build_args), img.target, img.platform
+        allow_sensitive = img.allow_sensitive
+        key = history.HistoryKey(settings.project_root, settings.stack, img.name)
+    else:
+        problems: list[str] = []
+        build_args = _build_args(opts.build_args, problems)
+        platform = DEFAULT_PLATFORM if opts.platform is None else opts.platform
+        check_target("--target", opts.target, problems)
+        check_platform("--platform", platform, problems)
+        if problems:
+            raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
+        context, dockerfile, target, allow_sensitive = opts.context, opts.dockerfile, opts.target, ()
+    with ContextScan(context, dockerfile) as scan:
+        state = scan.state(build_args, target, platform)
+        manifest = scan.manifest()
+        refused = scan.sensitive(allow_sensitive)
+    lines = [
+        f"context     {scan.context}",
+        f"dockerfile  {scan.dockerfile}",
+        f"platform    {platform}" + (f"  target {target}" if target else ""),
+        f"digest      {state.digest}",
+        f"tag         {state.tag}",
+        f"files       {scan.file_count} ({scan.total_bytes:,} bytes)",
+    ]
+    if key is not None:
+        lines += _history_lines(key, state, manifest)
+    else:
+        lines.append(f"manifest    {len(manifest)} path(s):")
+        lines += [f"  {kind} {value[:16] if kind in 'fx' else value or '-':16}  {rel}"
+                  for rel, (kind, value) in sorted(manifest.items())]
+    if refused:
+        lines.append(f"sensitive   {len(refused)} path(s), refused by a build unless the image's allowSensitive "
+                     "lists them:")
+        lines.extend(f"  {f.path}  {f.reason}" for f in refused)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
