@@ -562,6 +562,27 @@ def _deep_tree(root: Path) -> Path:
     return root
 
 
+@pytest.fixture
+def deep_tree():
+    """Makes 1,500-level trees and removes them after the test, one level at a time: Python 3.11's shutil.rmtree
+    recurses, so pytest's own clean-up of old temporary directories would crash on them in a later run."""
+    made: list[Path] = []
+
+    def make(root: Path) -> Path:
+        made.append(root)
+        return _deep_tree(root)
+
+    yield make
+    for root in made:
+        deep = str(root) + "/d" * DEPTH
+        for name in os.listdir(deep):
+            os.unlink(os.path.join(deep, name))
+        while deep != str(root):
+            os.rmdir(deep)
+            deep = deep[: -len("/d")]
+        shutil.rmtree(root)
+
+
 def _bounded(fn, seconds: float = 120):
     """fn() in a thread; fails (never hangs) past `seconds`; re-raises what fn raised."""
     import threading
@@ -583,9 +604,9 @@ def _bounded(fn, seconds: float = 120):
     return result["value"]
 
 
-def test_a_1500_level_tree_digests_without_recursion(tmp_path):
+def test_a_1500_level_tree_digests_without_recursion(tmp_path, deep_tree):
     assert sys.getrecursionlimit() < DEPTH, "the test needs a tree deeper than the recursion limit"
-    tree = _deep_tree(tmp_path / "ctx")
+    tree = deep_tree(tmp_path / "ctx")
     before = _bounded(lambda: context_digest(tree))
     assert before == _bounded(lambda: context_digest(tree, cache=False))
     with open(str(tree) + "/d" * DEPTH + "/leaf.txt", "w") as f:
@@ -598,12 +619,12 @@ def test_a_1500_level_tree_digests_without_recursion(tmp_path):
     assert len(_bounded(lambda: context_dirs(tree))) == DEPTH
 
 
-def test_a_1500_level_tree_plans_and_explains(tmp_path, monkeypatch):
+def test_a_1500_level_tree_plans_and_explains(tmp_path, monkeypatch, deep_tree):
     from components.image import plan_builds
     from components.settings import ImageSettings, RegistrySettings, Settings
 
     project = tmp_path / "project"
-    _deep_tree(project / "app")
+    deep_tree(project / "app")
     settings = Settings(stack="deep", region=None,
                         registry=RegistrySettings(edition="local", namespace=None, server="127.0.0.1:5000"),
                         images=(ImageSettings(name="web", context="app", dockerfile="app/Dockerfile"),),
