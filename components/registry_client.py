@@ -352,25 +352,23 @@ def _shutdown(sock: socket.socket) -> None:
 def _tracked_pools(sockets: _Sockets) -> dict[str, type]:
     """Connection pool classes whose connections report their sockets to `sockets`."""
 
-    class TrackedHTTPConnection(HTTPConnection):
+    class Tracked:
+        """Mixed into urllib3's connection classes: each new socket is reported, each close released."""
+
         def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
+            sock = super()._new_conn()  # type: ignore[misc]
             sockets.add(self, sock)
             return sock
 
         def close(self) -> None:
             sockets.release(self)
-            super().close()
+            super().close()  # type: ignore[misc]
 
-    class TrackedHTTPSConnection(HTTPSConnection):
-        def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
-            sockets.add(self, sock)
-            return sock
+    class TrackedHTTPConnection(Tracked, HTTPConnection):
+        pass
 
-        def close(self) -> None:
-            sockets.release(self)
-            super().close()
+    class TrackedHTTPSConnection(Tracked, HTTPSConnection):
+        pass
 
     class TrackedHTTPPool(HTTPConnectionPool):
         ConnectionCls = TrackedHTTPConnection
