@@ -228,14 +228,30 @@ class Endpoint:
         return f"{self.scheme}://{self.netloc}"
 
     def same_origin(self, url: str) -> bool:
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError:
+        """Whether `url` is on this registry's scheme, host and port, as the request would really go there.
+
+        Decided with urllib3's parser, the one requests sends with: Python's urlsplit reads some URLs
+        (`http://other:1\\@registry:5000/`) as another host than urllib3 connects to. A URL with user info, a
+        backslash, whitespace or control characters is never this origin."""
+        parts = _sent_url(url)
+        if parts is None:
             return False
-        port = port if port is not None else (443 if parts.scheme == "https" else 80)
-        return (parts.scheme == self.scheme and (parts.hostname or "").lower() == self.host.lower()
+        port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
+        return (parts.scheme == self.scheme and (parts.host or "").strip("[]").lower() == self.host.strip("[]").lower()
                 and port == self.effective_port)
+
+
+def _sent_url(url: str) -> urllib3.util.Url | None:
+    """`url` as requests (through urllib3) will send it, or None for a URL that is ambiguous or malformed."""
+    if "\\" in url or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        return None
+    try:
+        parts = urllib3.util.parse_url(url)
+    except urllib3.exceptions.LocationParseError:
+        return None
+    if parts.auth is not None or parts.scheme not in ("http", "https") or not parts.host:
+        return None
+    return parts
 
 
 def is_loopback(host: str) -> bool:
@@ -621,12 +637,12 @@ class RegistryClient:
         the registry's challenge named) and `follow` (credentials only on the registry's origin) decide what goes
         where. Transport failures become RegistryError.
         """
-        parts = urlsplit(url)
-        host = parts.hostname or ""
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
+            parts = urllib3.util.parse_url(url)  # the parser requests sends with: resolve the host it connects to
+        except urllib3.exceptions.LocationParseError:
             raise self.fail(f"the registry sent an unusable URL: {excerpt_text(url, self.scrub)}") from None
+        host = (parts.host or "").strip("[]")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         # A followed Location names a host the server chose: shown escaped like any server text.
         hostport = excerpt_text(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", self.scrub)
         left = self.remaining(what or f"{method} {parts.path}")
@@ -808,11 +824,11 @@ class RegistryClient:
 
     def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> str:
         realm = params.get("realm", "")
-        parts = urlsplit(realm)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        parts = _sent_url(realm)  # where the token request really goes (see Endpoint.same_origin)
+        if parts is None:
             raise self.fail(f"the registry's Bearer challenge names no usable token realm: "
                             f"{excerpt_text(realm, self.scrub)!r}")
-        if parts.scheme == "http" and not (self.allow_plain_http and is_loopback(parts.hostname)):
+        if parts.scheme == "http" and not (self.allow_plain_http and is_loopback((parts.host or "").strip("[]"))):
             raise self.fail(
                 f"the registry's token realm {excerpt_text(realm, self.scrub)} is plain HTTP; credentials are "
                 "sent only over HTTPS (plain HTTP only to a loopback realm of the local edition)"
@@ -880,13 +896,13 @@ class RegistryClient:
     def follow(self, method: str, location: str, scopes: tuple[str, ...], **kwargs) -> requests.Response:
         """A request to a Location the registry named: with credentials only when it is on the registry's origin."""
         url = urljoin(f"{self.endpoint.base}/", location)
-        target = urlsplit(url)
-        if target.scheme not in ("http", "https"):
+        target = _sent_url(url)
+        if target is None:
             raise self.fail(f"the registry named an unusable location: {excerpt_text(location, self.scrub)}")
         if target.scheme == "http" and not self.endpoint.same_origin(url) and not (
-                self.allow_plain_http and is_loopback(target.hostname or "")):
+                self.allow_plain_http and is_loopback((target.host or "").strip("[]"))):
             raise self.fail(f"the registry redirected to plain HTTP on another host "
-                            f"({excerpt_text(target.netloc, self.scrub)}); refused")
+                            f"({excerpt_text(target.netloc or '', self.scrub)}); refused")
         headers = dict(kwargs.pop("headers", None) or {})
         if self.endpoint.same_origin(url):
             headers.update(self._auth_headers(scopes))

@@ -308,7 +308,14 @@ def run_stack(
             return original_info(msg, resource, stream_id, ephemeral)
 
         pulumi.log.warn, pulumi.log.info = warn, info
-        runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
+        try:
+            runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
+        except BaseException:
+            # The runtime waits for every registration the program started before it reports the failure
+            # (pulumi/runtime/stack.py run_pulumi_func), so whatever a failing program declared reaches the engine:
+            # the monitor must see it too, or "a failing check declares nothing" could not fail.
+            loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+            raise
         root = runtime_settings.get_root_resource()
 
         async def collect() -> tuple[dict, set]:

@@ -355,3 +355,36 @@ def test_a_web_server_is_not_taken_for_a_registry_that_needs_no_login(hostile) -
         check_registry(PreflightTarget(server.server, None, None, ("acme/web",), allow_plain_http=True), timeout=5)
     assert err.value.kind == "protocol"
     assert "answered, but not as a registry" in str(err.value) and "Welcome to nginx!" in str(err.value)
+
+
+@pytest.mark.parametrize("form", [
+    "http://{elsewhere}\\@{server}{path}",  # Python's urlsplit reads the registry's host, urllib3 connects elsewhere
+    "http://user:pw@{elsewhere}{path}",
+    "http://{elsewhere}{path} ",
+])
+def test_an_ambiguous_location_is_refused_and_gets_no_credential(hostile, form: str) -> None:
+    """A Location that two URL parsers read as two hosts (or with user info or whitespace) is never followed with
+    the login: the client refuses it, the preflight's upload cancel skips it, and the other host hears nothing with a
+    credential."""
+    elsewhere = hostile(lambda conn, head, srv: conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
+                        host="127.0.0.2")
+
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if f"Authorization: Basic {BASIC}".encode() not in head:
+            conn.sendall(b'HTTP/1.1 401 No\r\nWWW-Authenticate: Basic realm="r"\r\nContent-Length: 0\r\n\r\n')
+        elif head.startswith(b"GET /v2/ "):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        elif head.startswith(b"POST ") or head.startswith(b"GET /v2/acme/web/blobs/"):
+            where = form.format(elsewhere=elsewhere.server, server=server.server, path="/upload/1")
+            status = "202 Accepted" if head.startswith(b"POST ") else "307 Temporary Redirect"
+            conn.sendall(f"HTTP/1.1 {status}\r\nLocation: {where}\r\nContent-Length: 0\r\n\r\n".encode())
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    server = hostile(registry)
+    # The push probe only cancels the upload it opened: an unusable Location leaves it open, nothing more.
+    check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True), timeout=5)
+    with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
+        with pytest.raises(RegistryError, match="unusable location"):
+            list(client.get_blob("acme/web", "sha256:" + "0" * 64))
+    assert all(b"authorization" not in h.lower() for h in elsewhere.requests), "a credential went to another host"
