@@ -10,7 +10,7 @@ import dataclasses
 
 import pulumi
 
-from components.image import LastPublished, PublishedImage, PublishedImageArgs, plan_builds
+from components.image import PublishedImage, PublishedImageArgs, layer_cache, plan_builds
 from components.promotion import (
     PromotedImage, PromotedImageArgs, check_sources, read_source, registry_instance, source_login,
 )
@@ -49,7 +49,7 @@ registry = AcrRegistry(
 )
 paths = repository_paths(settings.registry.namespace, settings.images)
 if settings.promotion is None:
-    last_published = LastPublished()
+    last_published = layer_cache(settings.preflight, plans)
     images = {
         name: PublishedImage(
             name,

@@ -9,6 +9,7 @@ stack published last as BuildKit's registry cache (`build.cacheFrom`).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,38 +74,82 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
     return plans
 
 
+# A Docker tag (distribution's reference grammar): what may follow `<repository>:` in a cache source.
+_DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
 class LastPublished:
-    """The images this stack published last: its own last `images` output, read through a StackReference to
-    `<organization>/<project>/<stack>`, declared only once an image asks for it (only builds with cacheFrom do)."""
+    """The images this stack published last: its own last outputs, read through a StackReference to
+    `<organization>/<project>/<stack>`, declared only once an image asks for it (only builds with cacheFrom do).
+
+    Pulumi documents no organization for a program it hands None: the name cannot be formed then, so every image
+    builds without a registry cache, said once in an info line, and nothing is read."""
 
     def __init__(self) -> None:
-        self.stack_name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-        self._images: pulumi.Output[Any] | None = None
+        organization = pulumi.get_organization()
+        self.stack_name = (f"{organization}/{pulumi.get_project()}/{pulumi.get_stack()}"
+                           if organization else None)
+        self._outputs: pulumi.Output[Any] | None = None
+        self._said_no_organization = False
 
-    def images(self) -> pulumi.Output[Any]:
-        if self._images is None:
-            self._images = pulumi.StackReference(self.stack_name).get_output("images")
-        return self._images
+    def outputs(self) -> pulumi.Output[Any]:
+        if self._outputs is None:
+            self._outputs = pulumi.StackReference(self.stack_name).outputs
+        return self._outputs
 
-    def cache_source(self, name: str, repository: str) -> pulumi.Output[list[str] | None]:
-        """[the imageName this stack published last for `name`], or None: on a first deployment (no outputs yet),
-        and, saying so in one info line, when that output is missing or names another repository."""
-        def pick(images: Any) -> list[str] | None:
-            if images is None:
+    def cache_source(self, name: str, repository: str, image_name: str) -> pulumi.Output[list[str] | None] | None:
+        """[the imageName this stack published last for `name`], or None: on a first deployment (no outputs yet)
+        and, saying so in one info line, when the outputs have no `images`, name no image for `name`, name one that
+        is not `<repository>:<tag>`, or name `image_name` itself (the image being built: using it would change the
+        build inputs of an unchanged image). None (not an Output) when the stack's name is unknown."""
+        if self.stack_name is None:
+            if not self._said_no_organization:
+                self._said_no_organization = True
+                pulumi.log.info("pulumi.get_organization() returned no organization, so the stack's own last "
+                                "outputs (<organization>/<project>/<stack>) cannot be read; building without a "
+                                "registry cache")
+            return None
+
+        def pick(outputs: Any) -> list[str] | None:
+            if not outputs:
                 return None  # first deployment: nothing was published yet, nothing to say
-            last = images.get(name) if isinstance(images, dict) else None
-            image_name = last.get("imageName") if isinstance(last, dict) else None
-            if not isinstance(image_name, str) or not image_name:
+            images = outputs.get("images") if isinstance(outputs, dict) else None
+            if not isinstance(images, dict):
+                pulumi.log.info(f"{name}: the stack's last outputs have no images; building without a registry "
+                                "cache")
+                return None
+            last = images.get(name)
+            previous = last.get("imageName") if isinstance(last, dict) else None
+            if not isinstance(previous, str) or not previous:
                 pulumi.log.info(f"{name}: the stack's last outputs name no image for it; building without a "
                                 "registry cache")
                 return None
-            if not image_name.startswith(f"{repository}:"):
-                pulumi.log.info(f"{name}: the image this stack published last ({image_name}) is not in {repository}; "
-                                "building without a registry cache")
+            prefix = f"{repository}:"
+            if not (previous.startswith(prefix) and _DOCKER_TAG.fullmatch(previous[len(prefix):])):
+                pulumi.log.info(f"{name}: the image this stack published last ({previous}) is not "
+                                f"{repository}:<tag>; building without a registry cache")
                 return None
-            return [image_name]
+            if previous == image_name:
+                pulumi.log.info(f"{name}: the image this stack published last is the one being built ({previous});"
+                                " building without a registry cache")
+                return None
+            return [previous]
 
-        return self.images().apply(pick)
+        return self.outputs().apply(pick)
+
+
+def layer_cache(preflight: bool, plans: dict[str, BuildPlan]) -> LastPublished | None:
+    """Where builds find their registry cache: None (with one info line when an image wants the cache) when the
+    preflight is off. Without its published check every run declares every build, and a cache source read from
+    the last outputs would be the unchanged image's own name on the second run: a `build` change, so a rebuild
+    and re-push of the same tag (refused under tag immutability)."""
+    if preflight:
+        return LastPublished()
+    wanting = sorted(name for name, plan in plans.items() if plan.image.cache_from)
+    if wanting:
+        pulumi.log.info(f"acr-publish:preflight is false: {', '.join(wanting)} build without a registry cache "
+                        "(the layer cache needs the preflight's published check)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -162,9 +207,9 @@ class PublishedImage(pulumi.ComponentResource):
         img = args.plan.image
         cache_from = None
         if img.cache_from and args.last_published is not None:
-            cache_from = args.last_published.cache_source(name, args.repository).apply(
-                lambda images: docker.CacheFromArgs(images=images) if images else None
-            )
+            source = args.last_published.cache_source(name, args.repository, full_name)
+            if source is not None:
+                cache_from = source.apply(lambda images: docker.CacheFromArgs(images=images) if images else None)
         build = docker.DockerBuildArgs(
             # Relative paths: the provider stores them in state, and absolute ones differ between machines.
             context=img.context,

@@ -271,12 +271,14 @@ def run_stack(
     stack_name: str | None = None,
     records: list[Recorded] | None = None,
     warnings: list[str] | None = None,
+    organization: str | None = ORGANIZATION,
 ) -> StackRun:
     """Run the real __main__.py for stacks/Pulumi.<stack>.yaml (as stack `stack_name`, default `stack`).
 
     `config_overrides` maps full config keys (e.g. "acr-publish:registry") to replacement values; None removes a key.
     Exceptions raised by the program (configuration errors, preflight failures) propagate; pass `records` and
-    `warnings` lists to see what was registered and warned before the failure.
+    `warnings` lists to see what was registered and warned before the failure. `organization` is what
+    `pulumi.get_organization()` returns (a DIY backend's is "organization").
     """
     mocks = mocks or StackMocks(stacks=source_exports(stack))
     monitor = RecordingMonitor(mocks)
@@ -294,9 +296,9 @@ def run_stack(
     try:
         os.chdir(project_root)
         runtime_settings.reset_options(project="acr-publish", stack=stack_name or stack, preview=preview,
-                                       organization=ORGANIZATION)
+                                       organization=organization)
         pulumi.runtime.set_mocks(mocks, project="acr-publish", stack=stack_name or stack, preview=preview,
-                                 monitor=monitor, organization=ORGANIZATION)
+                                 monitor=monitor, organization=organization)
         runtime_config.set_all_config(config, secret_keys)
 
         def warn(msg: str, resource=None, stream_id=None, ephemeral=None):

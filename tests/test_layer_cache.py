@@ -94,8 +94,81 @@ def test_a_missing_or_foreign_last_image_builds_without_a_cache_and_says_so(pref
     lines = [line for line in run.infos if "building without a registry cache" in line]
     assert len(lines) == 2, run.infos
     assert any(line.startswith("web: ") and "registry.example.com/other/web:ctx-previous" in line
-               and f"not in {web['repository']}" in line for line in lines), lines
+               and f"is not {web['repository']}:<tag>" in line for line in lines), lines
     assert any(line.startswith("worker: ") and "name no image" in line for line in lines), lines
+
+
+def test_with_the_preflight_off_a_rerun_declares_the_same_build_inputs(preflight_calls) -> None:
+    """No published check: every run declares every build, so a cache source read from the last outputs would be
+    the unchanged image's own name on the second run, a `build` change the provider rebuilds and re-pushes."""
+    off = {"acr-publish:preflight": "false"}
+    first = run_stack("local", off)
+
+    again = run_stack("local", off, mocks=StackMocks(stacks=last_outputs(first)))
+
+    assert builds(again) == builds(first), "an unchanged image's build inputs changed between two runs"
+    assert all("cacheFrom" not in build for build in builds(again).values()), builds(again)
+    assert again.reads == [], "nothing reads the stack's last outputs when no build can use them"
+    lines = [line for line in again.infos if "registry cache" in line]
+    assert len(lines) == 1 and "preflight is false" in lines[0] and "web, worker" in lines[0], again.infos
+
+
+def test_the_image_being_built_is_never_its_own_cache_source(preflight_calls) -> None:
+    """The last outputs name the very tag being built (the registry lost it, so the published check rebuilds)."""
+    first = run_stack("local")
+
+    again = run_stack("local", mocks=StackMocks(stacks=last_outputs(first)))
+
+    assert builds(again) == builds(first)
+    assert all("cacheFrom" not in build for build in builds(again).values()), builds(again)
+    lines = [line for line in again.infos if "is the one being built" in line]
+    assert sorted(line.split(":")[0] for line in lines) == ["web", "worker"], again.infos
+
+
+@pytest.mark.parametrize("outputs", [{"registry": "127.0.0.1:5000"}, {"registry": "127.0.0.1:5000", "images": None}])
+def test_last_outputs_without_images_build_without_a_cache_and_say_so(preflight_calls, outputs: dict) -> None:
+    run = run_stack("local", mocks=StackMocks(stacks={stack_name("local"): outputs}))
+
+    assert all("cacheFrom" not in build for build in builds(run).values()), builds(run)
+    lines = [line for line in run.infos if "have no images; building without a registry cache" in line]
+    assert sorted(line.split(":")[0] for line in lines) == ["web", "worker"], run.infos
+
+
+@pytest.mark.parametrize("suffix", [":", ":ctx-previous@sha256:" + "ab" * 32, "@sha256:" + "ab" * 32,
+                                    ":.hidden", ":a/b", ":" + "t" * 129, "-other:ctx-previous"])
+def test_only_this_repository_with_a_valid_tag_is_a_cache_source(preflight_calls, suffix: str) -> None:
+    first = run_stack("local")
+    web = first.outputs["images"]["web"]
+    odd = {**web, "imageName": web["repository"] + suffix}
+
+    run = run_stack("local", mocks=StackMocks(stacks=last_outputs(first, web=odd)))
+
+    assert "cacheFrom" not in builds(run)["web"], builds(run)["web"]
+    assert any(line.startswith("web: ") and f"({odd['imageName']}) is not {web['repository']}:<tag>" in line
+               for line in run.infos), run.infos
+
+
+def test_a_valid_tag_of_this_repository_is_a_cache_source(preflight_calls) -> None:
+    """The control of the test above: the longest valid tag, with _ . - in it, is accepted."""
+    first = run_stack("local")
+    web = first.outputs["images"]["web"]
+    tag = "_" + "a.b-c" * 25 + "x" * 2
+    assert len(tag) == 128
+    previous = {**web, "imageName": f"{web['repository']}:{tag}"}
+
+    run = run_stack("local", mocks=StackMocks(stacks=last_outputs(first, web=previous)))
+
+    assert builds(run)["web"]["cacheFrom"] == {"images": [previous["imageName"]]}
+
+
+def test_no_organization_builds_without_a_cache_and_says_so_once(preflight_calls) -> None:
+    """pulumi.get_organization() returning None: Pulumi documents no default for it, so no name is made up."""
+    run = run_stack("local", organization=None)
+
+    assert builds(run) and all("cacheFrom" not in build for build in builds(run).values()), builds(run)
+    assert run.reads == [], [r.name for r in run.reads]
+    lines = [line for line in run.infos if "registry cache" in line]
+    assert len(lines) == 1 and "get_organization() returned no organization" in lines[0], run.infos
 
 
 def test_a_published_image_declares_no_build_and_reads_no_stack_reference(preflight_calls) -> None:
