@@ -128,18 +128,20 @@ class Publisher:
     providers: list[DockerImageProvider] = field(default_factory=list)
 
     def run(self, project: Path, stack_name: str, state_dir: Path, *, server: str | None = None,
-            username: str = USER, namespace: str = NAMESPACE, preview: bool = False) -> Run:
+            username: str = USER, namespace: str = NAMESPACE, preview: bool = False,
+            config: dict | None = None) -> Run:
         """`pulumi up` (or `preview`) of stack `stack_name` from `project`, with the stand-in's state in `state_dir`.
 
         A fresh DockerImageProvider per run: only the state directory carries anything from one run to the next, as
         a backend does between two machines: the stand-in's resource state, and the stack's outputs, which a
         StackReference to the stack reads (`<stack>.outputs.json`). After a successful `up` the resources the
         program no longer declared leave the state (the engine's delete step; the provider's delete touches
-        nothing) and its outputs are the stack's last outputs.
+        nothing) and its outputs are the stack's last outputs. `config` adds or replaces full config keys.
         """
         provider = DockerImageProvider(state_dir, self.docker_cli)
         self.providers.append(provider)
-        overrides = local_stack_overrides(server or self.registry.server, self.base, username, namespace)
+        overrides = {**local_stack_overrides(server or self.registry.server, self.base, username, namespace),
+                     **(config or {})}
         outputs_file = Path(state_dir) / f"{stack_name}.outputs.json"
         last = {f"{ORGANIZATION}/acr-publish/{stack_name}": json.loads(outputs_file.read_text())} \
             if outputs_file.exists() else {}

@@ -118,3 +118,20 @@ def test_the_program_builds_with_the_image_its_stack_published_last(publisher: P
     # The registry wants a login; the engine's own config has none: the pulls used the stack's credentials.
     assert sorted((p.image, p.ok) for p in second.provider.pulls) == sorted(
         (first.image(n)["imageName"], True) for n in IMAGES)
+
+
+def test_with_the_preflight_off_an_unchanged_stack_is_built_and_pushed_once(publisher: Publisher,
+                                                                             tmp_path: Path) -> None:
+    """No published check: each run declares every build; with nothing changed only the first may build and push
+    (a second push of the same tag is what ACR's tag immutability refuses)."""
+    project, state, namespace = copy_project(tmp_path / "project"), tmp_path / "state", new_token()
+    off = {"acr-publish:preflight": "false"}
+
+    runs = [publisher.run(project, "e2e-cache-no-preflight", state, namespace=namespace, config=off)
+            for _ in range(3)]
+
+    assert [sorted(b.resource for b in r.provider.builds) for r in runs] == [[f"{n}-image" for n in IMAGES], [], []]
+    assert [len(r.provider.pushes) for r in runs] == [len(IMAGES), 0, 0]
+    assert all(b.cache_from == () for r in runs for b in r.provider.builds)
+    assert [r.provider.pulls for r in runs] == [[], [], []]
+    assert runs[2].stack.outputs["images"] == runs[0].stack.outputs["images"]
