@@ -19,12 +19,18 @@ What it cannot reproduce (read this before trusting a green e2e run):
   are the same (the CLI applies the same ignore file), their owners are not (the provider's tar says 0:0,
   BuildKit's file sync sends the real ones, which a `COPY` without `--chown` replaces by 0:0 anyway). Secrets, ssh,
   network and add-hosts options are refused, not ignored; multi-platform builds are not reproduced;
-- `build.cacheFrom`: like the provider, each image is pulled first with the stack's registry credentials (a failed
-  pull is a warning, not an error) and handed to the build as a cache source (`--cache-from <image>`, the same
-  daemon path as the Engine API's CacheFrom: BuildKit reads the inline cache of the image the pull tagged locally).
-  What differs: the provider also gives its BuildKit session the stack's credentials, so when the pull failed its
-  build can still read the cache from the registry; the stand-in's buildx session has only ~/.docker/config.json,
-  so after a failed pull of a private image the build runs without that cache;
+- `build.cacheFrom`: like the provider, each image is pulled first for the build's platform (`build.platform`,
+  the pull's Platform) with the stack's registry credentials (a failed pull is a warning, not an error; with only
+  one of username and password set the pull is skipped with a warning) and handed to the build as a cache source
+  (`--cache-from <image>`, the same daemon path as the Engine API's CacheFrom: BuildKit reads the inline cache of
+  the image the pull tagged locally). What differs: the provider also gives its BuildKit session the stack's
+  credentials, so when the pull failed its build can still read the cache from the registry; the stand-in's buildx
+  session has only ~/.docker/config.json, so after a failed pull of a private image the build runs without that
+  cache. The provider treats `cacheFrom: {images: null}` as no cache; the stand-in's Check refuses a `cacheFrom`
+  without `images` (the program never sends one: no cache source means no `cacheFrom` at all). The pull's platform
+  is passed, but nothing here shows that it matters: this engine is amd64 and builds only linux/amd64, and Docker
+  26's pull of a single-platform image does not refuse another platform (tried with an arm64 `docker import`);
+  the wording of the skip warning is the stand-in's, not the provider's;
 - `build.contextDigest`: the provider's fsutil walk calls its hash for every non-directory the walk sends, so a fifo
   would block its Check and a socket fails it; this stand-in walks with buildcontext/dockerignore.py (oracle-checked
   against BuildKit), which sends the same regular files and symlinks but yields no fifo or socket, so it hashes
@@ -287,6 +293,8 @@ class PullRecord:
 
     image: str
     ok: bool
+    platform: str
+    """The platform the pull asked for: the build's (`build.platform`, defaulted by Check)."""
     reason: str = ""
 
 
@@ -521,7 +529,7 @@ class DockerImageProvider:
         login = _Login.of(registry)
         cache_from = tuple((build.get("cacheFrom") or {}).get("images") or ())
         for image in cache_from:
-            self._pull_cache(resource, image, login)
+            self._pull_cache(resource, image, login, build["platform"])
         image_id = self._build(stack, resource, image_name, build, base, preview, cache_from)
         if preview or inputs.get("skipPush"):
             outputs["repoDigest"] = image_id
@@ -579,17 +587,25 @@ class DockerImageProvider:
                                  "using host credentials file")
         return None
 
-    def _pull_cache(self, resource: str, image: str, login: "_Login") -> None:
-        """Pull one cache image with the stack's credentials; a failure is recorded and the build goes on."""
+    def _pull_cache(self, resource: str, image: str, login: "_Login", platform: str) -> None:
+        """Pull one cache image for the build's `platform` with the stack's credentials, as the provider does; a
+        failure is recorded and the build goes on. With only one of username and password set the provider skips
+        the pull (with a warning) instead of falling back to the host's credentials file as its push does."""
+        if bool(login.username) != bool(login.password):
+            missing = "password" if login.username else "username"
+            reason = f"{missing} was not set, although {'username' if login.username else 'password'} was"
+            self.pulls.append(PullRecord(image, False, platform, f"skipped: {reason}"))
+            self.warnings.append(f"{resource}: not pulling cache image {image}: {reason}")
+            return
         repository, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
         try:
-            self._client.images.pull(repository, tag=tag, auth_config=self._auth(resource, login))
+            self._client.images.pull(repository, tag=tag, auth_config=self._auth(resource, login), platform=platform)
         except docker.errors.APIError as exc:
             reason = _scrub(str(exc.explanation or exc), login.password)
-            self.pulls.append(PullRecord(image, False, reason))
+            self.pulls.append(PullRecord(image, False, platform, reason))
             self.warnings.append(f"{resource}: pulling cache image {image} failed: {reason}")
             return
-        self.pulls.append(PullRecord(image, True))
+        self.pulls.append(PullRecord(image, True, platform))
 
     def _push(self, resource: str, image_name: str, login: "_Login") -> str:
         repository, tag = image_name.rsplit(":", 1)

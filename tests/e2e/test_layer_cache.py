@@ -10,13 +10,14 @@ first as `cacheFrom`, pulled with the stack's credentials.
 """
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 from tests.e2e.base_image import base_image  # noqa: F401  (pytest fixtures are used by name)
-from tests.e2e.docker_harness import DockerImageProvider, PullRecord, _Inputs
+from tests.e2e.docker_harness import DockerImageProvider, ImageProviderError, PullRecord, _Inputs
 from tests.e2e.layer_cache import DEP_STEP, cache_records, empty_engine, new_token, step_cached, write_sample
 from tests.e2e.publishing import IMAGES, Publisher, copy_project, publisher  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
@@ -82,7 +83,7 @@ def test_second_build_reuses_the_cached_dependency_layer_on_an_emptied_engine(sa
 
     cached = sample.up("v2", cache_from=[f"{sample.repository}:v1"])
 
-    assert sample.provider.pulls == [PullRecord(f"{sample.repository}:v1", True)]
+    assert sample.provider.pulls == [PullRecord(f"{sample.repository}:v1", True, "linux/amd64")]
     assert f"importing cache manifest from {sample.repository}:v1" in cached, cached
     assert step_cached(cached, DEP_STEP) is True, cached
     assert step_cached(cached, "COPY app/") is False, "the changed app file must be copied again"
@@ -98,6 +99,26 @@ def test_a_failed_cache_pull_is_not_fatal(sample: Sample) -> None:
     assert TEST_SECRET not in " ".join(sample.provider.warnings)
     assert step_cached(log, DEP_STEP) is False
     assert sample.provider.pushes and sample.provider.pushes[-1].image_name == f"{sample.repository}:v1"
+
+
+def test_with_only_a_username_the_cache_pull_is_skipped(sample: Sample) -> None:
+    """The provider skips the cache pull (with a warning) when only one of username and password is set, where its
+    push falls back to the host's credentials file; this engine's file has no login for the registry."""
+    sample.up("v1")
+    sample.empty()
+    inputs = sample.inputs("v2", cache_from=[f"{sample.repository}:v1"])
+    del inputs["registry"]["password"]
+
+    with pytest.raises(ImageProviderError):  # the push, with the host's (empty) credentials, is refused
+        sample.provider.apply(STACK, "app-image", _Inputs(inputs))
+
+    [pull] = sample.provider.pulls
+    assert (pull.image, pull.ok, pull.platform) == (f"{sample.repository}:v1", False, "linux/amd64")
+    assert pull.reason == "skipped: password was not set, although username was", pull.reason
+    assert any(f"not pulling cache image {sample.repository}:v1" in w for w in sample.provider.warnings)
+    assert subprocess.run([sample.docker_cli, "image", "inspect", f"{sample.repository}:v1"],
+                          capture_output=True, timeout=60).returncode != 0, "the cache image was pulled"
+    assert step_cached(sample.provider.builds[-1].log, DEP_STEP) is False
 
 
 def test_the_program_builds_with_the_image_its_stack_published_last(publisher: Publisher, tmp_path: Path) -> None:
