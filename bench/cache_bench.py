@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.base_image import make_base_image, session_image_name  # noqa: E402
 from tests.e2e.docker_harness import DockerImageProvider, _Inputs  # noqa: E402
-from tests.e2e.layer_cache import DEP_STEP, empty_engine, new_token, step_cached, write_sample  # noqa: E402
+from tests.e2e.layer_cache import DEP_STEP, cache_ids, empty_engine, new_token, step_cached, write_sample  # noqa: E402
 from tests.e2e.registry import RegistryServer, find_registry_binary  # noqa: E402
 
 DOCKER = "/usr/bin/docker"
@@ -54,6 +54,7 @@ def _inputs(repository: str, tag: str, base: str, registry: RegistryServer, cach
 def _repeat(work: Path, registry: RegistryServer, base: str, dep_seconds: int, with_first: bool) -> dict[str, float]:
     """One repeat: returns {"without": seconds, "with": seconds} of the two timed updates."""
     token = new_token()
+    before = cache_ids(DOCKER)
     project = work / token
     write_sample(project / "sample", token, dep_seconds)
     repository = f"{registry.server}/bench/{token}"
@@ -64,7 +65,7 @@ def _repeat(work: Path, registry: RegistryServer, base: str, dep_seconds: int, w
         (project / "sample" / "app" / "main.txt").write_text(f"version 2 of {token}\n")
         times: dict[str, float] = {}
         for side in (["with", "without"] if with_first else ["without", "with"]):
-            empty_engine(DOCKER, token, sorted(provider.image_names) + provider.image_ids)
+            empty_engine(DOCKER, token, sorted(provider.image_names) + provider.image_ids, before)
             inputs = _inputs(repository, f"v2-{side}", base, registry, last if side == "with" else None)
             start = time.perf_counter()
             provider.apply(STACK, "app-image", _Inputs(inputs))
@@ -76,7 +77,7 @@ def _repeat(work: Path, registry: RegistryServer, base: str, dep_seconds: int, w
         return times
     finally:
         empty_engine(DOCKER, token, sorted(provider.image_names) + provider.image_ids
-                     + [p.image for p in provider.pulls])
+                     + [p.image for p in provider.pulls], before)
         provider.close()
 
 

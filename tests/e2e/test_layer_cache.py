@@ -18,7 +18,9 @@ import pytest
 
 from tests.e2e.base_image import base_image  # noqa: F401  (pytest fixtures are used by name)
 from tests.e2e.docker_harness import DockerImageProvider, ImageProviderError, PullRecord, _Inputs
-from tests.e2e.layer_cache import DEP_STEP, cache_records, empty_engine, new_token, step_cached, write_sample
+from tests.e2e.layer_cache import (
+    DEP_STEP, all_cache_records, cache_ids, empty_engine, new_token, sample_records, step_cached, write_sample,
+)
 from tests.e2e.publishing import IMAGES, Publisher, copy_project, publisher  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
 from tests.harness import TEST_SECRET
@@ -37,6 +39,7 @@ class Sample:
 
     def __init__(self, root: Path, registry: RegistryServer, base: str, docker_cli: str):
         self.token = new_token()
+        self.before = cache_ids(docker_cli)
         self.root, self.registry, self.base, self.docker_cli = root, registry, base, docker_cli
         write_sample(root / "sample", self.token, dep_seconds=2)
         self.repository = f"{registry.server}/cache/{self.token}"
@@ -58,8 +61,8 @@ class Sample:
 
     def empty(self) -> None:
         empty_engine(self.docker_cli, self.token, sorted(self.provider.image_names) + self.provider.image_ids
-                     + [p.image for p in self.provider.pulls])
-        assert cache_records(self.docker_cli, self.token) == []
+                     + [p.image for p in self.provider.pulls], self.before)
+        assert sample_records(self.docker_cli, self.token, self.before) == []
 
 
 @pytest.fixture
@@ -87,6 +90,25 @@ def test_second_build_reuses_the_cached_dependency_layer_on_an_emptied_engine(sa
     assert f"importing cache manifest from {sample.repository}:v1" in cached, cached
     assert step_cached(cached, DEP_STEP) is True, cached
     assert step_cached(cached, "COPY app/") is False, "the changed app file must be copied again"
+
+
+def test_emptying_removes_the_records_rebuilt_from_an_inline_cache(sample: Sample) -> None:
+    """A build with cacheFrom makes records described by the cache image's history, without the token
+    (`COPY deps/requirements.txt ... # buildkit`): the emptying must find and remove them too."""
+    sample.up("v1")
+    sample.empty()
+    (sample.root / "sample" / "app" / "main.txt").write_text("version 2\n")
+    before_build = cache_ids(sample.docker_cli)
+
+    sample.up("v2", cache_from=[f"{sample.repository}:v1"])
+    made = [r for r in all_cache_records(sample.docker_cli) if r["ID"] not in before_build]
+    from_history = [r["ID"] for r in made if r.get("Description", "").endswith("# buildkit")
+                    and sample.token not in r["Description"]]
+    assert from_history, f"the cached build made no record without the token: {made}"
+    sample.empty()
+
+    left = cache_ids(sample.docker_cli)
+    assert [i for i in from_history if i in left] == [], "records rebuilt from the inline cache survived"
 
 
 def test_a_failed_cache_pull_is_not_fatal(sample: Sample) -> None:
