@@ -83,6 +83,17 @@ def test_cache_from_false_turns_the_cache_off_for_that_image_only(preflight_call
     assert builds(run)["worker"]["cacheFrom"] == {"images": [previous["worker"]["imageName"]]}
 
 
+def test_cache_from_false_on_every_image_reads_no_stack_reference(preflight_calls) -> None:
+    """What docs/operations.md offers a DIY backend on the legacy layout until `pulumi state upgrade`."""
+    images = [{"name": "web", "context": "app", "target": "web", "cacheFrom": False},
+              {"name": "worker", "context": "app", "target": "worker", "cacheFrom": False}]
+
+    run = run_stack("local", {"acr-publish:images": images})
+
+    assert builds(run) and all("cacheFrom" not in build for build in builds(run).values())
+    assert run.reads == [], [r.name for r in run.reads]
+
+
 def test_a_missing_or_foreign_last_image_builds_without_a_cache_and_says_so(preflight_calls) -> None:
     first = run_stack("local")
     web = first.outputs["images"]["web"]
