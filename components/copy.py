@@ -117,9 +117,10 @@ def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
             if err.kind == "auth":
                 # Read (refresh) has only the credentials stored at the last copy.
                 hint = ("; a refresh reads the tag with the login stored in the state by the last `pulumi up` "
-                        "that copied this image (a rerun that copies nothing stores no new login), and an "
-                        "Enterprise stack's temporary login expires an hour after it was issued: run `pulumi up` "
-                        "with `--refresh` (it logs in anew before the copy) instead of a separate refresh")
+                        "that copied this image (a rerun that copies nothing keeps that login), and an Enterprise "
+                        "stack's temporary login expires an hour after it was issued: refresh within the hour "
+                        "after the last `pulumi up` that copied, or leave the promotions out of the refresh "
+                        "(`pulumi refresh --exclude <urn>`; `pulumi stack --show-urns` lists them)")
             raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}{hint}", err.kind) from None
 
 
