@@ -27,6 +27,12 @@ started from the project root, as the engine starts it (tests/e2e/dynamic_engine
 
 The provider instance holds no state and no credential: what it pickles is the class reference, so the serialized
 provider in state carries nothing secret (tested).
+
+What the user sees when it fails: a check before anything is declared raises PromotionError, a `pulumi.RunError`,
+which the language host prints as its message alone. The copy (Create) and the refresh (Read) run in the provider
+process, whose gRPC server reports an exception as its traceback text, so `pulumi up` shows a traceback ending in
+`components.copy.CopyError: <message>` under the `…-promote` resource; the message says what failed and the fix,
+and holds no credential (components/copy.py says why; tests/e2e checks the provider's output for the test secrets).
 """
 from __future__ import annotations
 
