@@ -11,7 +11,23 @@ its own. What it does, in order:
    streamed from the source's GET into the target's PUT in 1 MiB chunks (never whole in memory; the registry
    checks the digest of what it received, and the client checks what it read). Blobs are copied by a few workers
    in parallel, as docker and skopeo do, each worker with its own client (sessions are not shared across threads);
-4. the manifest bytes put unchanged under the tag; the digest the target reports must equal the source digest.
+4. the target tag read again right before the manifest PUT (someone may have pushed it while the blobs were
+   copied: at another digest now -> the same `CopyError`, never an overwrite); the manifest bytes put unchanged
+   under the tag; the digest the target reports, and the tag read back after the PUT, must equal the source digest.
+   What remains: the registry API has no conditional PUT, so a push landing between that second read and the PUT
+   (a few milliseconds) is overwritten, and the read back after the PUT notices it only when the other push lands
+   after ours. ACR's tag immutability (`tagImmutability: true`, as prod sets) closes the window: the registry
+   itself refuses the second PUT of a tag.
+A malformed source manifest (not JSON, not an object, a child or blob without a `sha256:` digest) is a `CopyError`
+naming the manifest, never a KeyError.
+
+Where the errors show: this module runs in the promotion's dynamic provider process (`python -m pulumi.dynamic`),
+whose gRPC server reports any exception as its traceback text (`_abort_with_traceback` in the SDK), so `pulumi up`
+shows `error: ... Traceback ... components.copy.CopyError: <message>` under the promotion's resource. The message
+is the part to read: it names both repositories and what to change, and never a credential (RegistryError's texts
+hold none, the tracebacks print no local values, and `Login`'s repr hides the password). On the program's side
+(`check_source`, before anything is declared) components/promotion.py turns a CopyError into a PromotionError,
+which the language host prints without a traceback.
 `bench/promote_bench.py` counts the layer bytes read from the source during a same-host promotion (0) and compares
 cross-registry throughput with `skopeo copy`.
 """
@@ -22,6 +38,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from components.docker_rules import DIGEST
 from components.registry_client import (
     DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, is_loopback, parse_server,
 )
@@ -99,8 +116,11 @@ def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
             hint = ""
             if err.kind == "auth":
                 # Read (refresh) has only the credentials stored at the last copy.
-                hint = ("; a refresh reads the tag with the login stored at the last copy, and an Enterprise "
-                        "stack's temporary login expires after an hour: refresh within the hour after `pulumi up`")
+                hint = ("; a refresh reads the tag with the login stored in the state by the last `pulumi up` "
+                        "that copied this image (a rerun that copies nothing keeps that login), and an Enterprise "
+                        "stack's temporary login expires an hour after it was issued: refresh within the hour "
+                        "after the last `pulumi up` that copied, or leave the promotions out of the refresh "
+                        "(`pulumi refresh --exclude <urn>`; `pulumi stack --show-urns` lists them)")
             raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}{hint}", err.kind) from None
 
 
@@ -149,38 +169,75 @@ class _Copy:
 
     def _run(self, digest: str, tag: str) -> CopyReport:
         report = CopyReport(digest=digest, copied=False)
-        existing = self.dst.manifest_digest(self.target_repository, tag)
-        if existing == digest:
+        if self._tag_taken(tag, digest) == digest:
             return report
-        if existing is not None:
-            raise CopyError(
-                f"{self.target.server}/{self.target_repository}:{tag} already exists at {existing}, not at the "
-                f"promoted digest {digest}: a promoted tag is never overwritten. Find out who pushed that tag; to "
-                "promote anyway, delete the tag in the target repository (or promote into another repository)"
-            )
         self._copy_manifest(digest, tag, report, top=True)
         report.copied = True
         return report
+
+    def _tag_taken(self, tag: str, digest: str, *, during: bool = False) -> str | None:
+        """The digest the target tag is at (None: free); a CopyError when it is at another digest than `digest`."""
+        existing = self.dst.manifest_digest(self.target_repository, tag)
+        if existing is not None and existing != digest:
+            when = " (pushed while this promotion copied the blobs)" if during else ""
+            raise CopyError(
+                f"{self.target.server}/{self.target_repository}:{tag} already exists at {existing}{when}, not at "
+                f"the promoted digest {digest}: a promoted tag is never overwritten. Find out who pushed that tag; "
+                "to promote anyway, delete the tag in the target repository (or promote into another repository)"
+            )
+        return existing
+
+    def _parse(self, digest: str, content: bytes, media_type: str) -> tuple[list[str], list[str]]:
+        """(child manifests, blobs) of a manifest's bytes; a CopyError naming the manifest when they are malformed."""
+        where = f"the source manifest {self.source.server}/{self.source_repository}@{digest}"
+
+        def malformed(what: str) -> CopyError:
+            return CopyError(f"{where} is malformed: {what}; it cannot be copied (push the image again to the "
+                             "source with docker, then `pulumi up` the source stack)")
+
+        def digest_of(entry: object, what: str) -> str:
+            value = entry.get("digest") if isinstance(entry, dict) else None
+            if not isinstance(value, str) or not DIGEST.match(value):
+                raise malformed(f"{what} has no digest of the form sha256:<64 hex digits>")
+            return value
+
+        try:
+            body = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            raise malformed("it is not JSON") from None
+        if not isinstance(body, dict):
+            raise malformed(f"it is a JSON {type(body).__name__}, not an object")
+        if media_type in INDEX_TYPES or "manifests" in body:
+            children = body.get("manifests")
+            if not isinstance(children, list):
+                raise malformed("its `manifests` is missing or not a list")
+            return [digest_of(child, f"manifests[{i}]") for i, child in enumerate(children)], []
+        blobs = [digest_of(body["config"], "its config")] if body.get("config") is not None else []
+        layers = body.get("layers") or []
+        if not isinstance(layers, list):
+            raise malformed("its `layers` is not a list")
+        # Foreign layers (with `urls`) live outside the registry and are not copied, as docker does not.
+        blobs += [digest_of(layer, f"layers[{i}]") for i, layer in enumerate(layers)
+                  if not (isinstance(layer, dict) and layer.get("urls"))]
+        return [], blobs
 
     def _copy_manifest(self, digest: str, reference: str, report: CopyReport, *, top: bool) -> None:
         manifest = self.src.get_manifest(self.source_repository, digest)
         if manifest.digest != digest:
             raise CopyError(f"{self.source.server}/{self.source_repository}@{digest} has bytes of digest "
                             f"{manifest.digest}")
-        body = json.loads(manifest.content)
-        if manifest.media_type in INDEX_TYPES or "manifests" in body:
-            for child in body.get("manifests") or []:
-                child_digest = child["digest"]
-                if self.dst.manifest_digest(self.target_repository, child_digest) is None:
-                    self._copy_manifest(child_digest, child_digest, report, top=False)
-        else:
-            blobs = [body["config"]["digest"]] if body.get("config") else []
-            # Foreign layers (with `urls`) live outside the registry and are not copied, as docker does not.
-            blobs += [layer["digest"] for layer in body.get("layers") or [] if not layer.get("urls")]
-            unique = list(dict.fromkeys(blobs))
-            with ThreadPoolExecutor(max_workers=min(BLOB_WORKERS, max(1, len(unique)))) as pool:
+        children, blobs = self._parse(digest, manifest.content, manifest.media_type)
+        for child_digest in children:
+            if self.dst.manifest_digest(self.target_repository, child_digest) is None:
+                self._copy_manifest(child_digest, child_digest, report, top=False)
+        unique = list(dict.fromkeys(blobs))
+        if unique:
+            with ThreadPoolExecutor(max_workers=min(BLOB_WORKERS, len(unique))) as pool:
                 for kind, blob in pool.map(self._copy_blob, unique):
                     getattr(report, kind).append(blob)
+        if top:
+            # The tag may have been pushed while the blobs were copied: read it again right before the PUT.
+            self._tag_taken(reference, digest, during=True)
         stored = self.dst.put_manifest(self.target_repository, reference, manifest.media_type, manifest.content)
         report.manifests += 1
         if stored != digest:
@@ -190,7 +247,9 @@ class _Copy:
             found = self.dst.manifest_digest(self.target_repository, reference)
             if found != digest:
                 raise CopyError(f"after the copy {self.target.server}/{self.target_repository}:{reference} is at "
-                                f"{found}, not the source digest {digest}")
+                                f"{found}, not the source digest {digest}: another push to that tag landed at the "
+                                "same time as this promotion's; find out who pushes it (tag immutability prevents "
+                                "this)")
 
     def _clients(self) -> tuple[RegistryClient, RegistryClient]:
         pair = getattr(self.local, "pair", None)

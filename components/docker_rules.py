@@ -1,4 +1,5 @@
-"""What Docker itself accepts for the build inputs a stack names: platforms, registry host[:port], build stages.
+"""What Docker itself accepts for the inputs a stack names: platforms, registry host[:port], tags and repository
+paths (distribution/reference's grammar, also applied to what a promotion source stack exports), build stages.
 
 Each check returns None when Docker would accept the value, else the rule it breaks (and a fix where one can be
 guessed), so components/settings.py can put it in a config error before anything is declared. No Pulumi import.
@@ -113,6 +114,30 @@ def server_problem(value: str) -> str | None:
         if not 1 <= int(port) <= 65535:
             return f"the port {int(port)} is out of range: ports are 1-65535"
     return None
+
+
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+"""A content digest as the promotion follows it: sha256 (what docker and the registries here produce), 64 hex."""
+# distribution/reference's tag grammar: a word character, then up to 127 of word characters, '.' and '-'.
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# distribution/reference's path component: lowercase alphanumerics joined by '.', '_', '__' or runs of '-'.
+PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+def tag_problem(value: str) -> str | None:
+    """None if `value` is an image tag as Docker accepts it, else the rule it breaks."""
+    if _TAG.match(value):
+        return None
+    return ("a Docker tag is 1-128 characters of letters, digits, '_', '.' and '-', and does not start with '.' "
+            "or '-'")
+
+
+def repository_path_problem(value: str) -> str | None:
+    """None if `value` is a repository path (`namespace/name`, no host) as Docker accepts it, else the rule."""
+    if value and all(PATH_COMPONENT.match(part) for part in value.split("/")):
+        return None
+    return ("a repository path is '/'-separated parts of lowercase letters and digits joined by '.', '_', '__' or "
+            "'-'")
 
 
 class DockerfileUnreadable(Exception):

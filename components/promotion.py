@@ -27,6 +27,12 @@ started from the project root, as the engine starts it (tests/e2e/dynamic_engine
 
 The provider instance holds no state and no credential: what it pickles is the class reference, so the serialized
 provider in state carries nothing secret (tested).
+
+What the user sees when it fails: a check before anything is declared raises PromotionError, a `pulumi.RunError`,
+which the language host prints as its message alone. The copy (Create) and the refresh (Read) run in the provider
+process, whose gRPC server reports an exception as its traceback text, so `pulumi up` shows a traceback ending in
+`components.copy.CopyError: <message>` under the `…-promote` resource; the message says what failed and the fix,
+and holds no credential (components/copy.py says why; tests/e2e checks the provider's output for the test secrets).
 """
 from __future__ import annotations
 
@@ -36,8 +42,11 @@ from typing import Any, Mapping
 import pulumi
 import pulumi.dynamic as dynamic
 
-from components.registry import RegistryLogin
-from components.settings import PROJECT, PromotedImageSettings, Settings, promoted_image_defaults
+from components.docker_rules import DIGEST, repository_path_problem, server_problem, tag_problem
+from components.registry import RegistryLogin, classic_host
+from components.settings import (
+    PROJECT, PromotedImageSettings, Settings, is_region, is_repository_name, promoted_image_defaults, shown,
+)
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
 SECRET_INPUTS = ("sourceAuth", "targetAuth")
@@ -46,8 +55,13 @@ SECRET_INPUTS = ("sourceAuth", "targetAuth")
 REPLACING_INPUTS = ("sourceDigest", "targetServer", "targetRepository", "tag")
 
 
-class PromotionError(Exception):
-    """The source stack's exports cannot be promoted as configured; lists every problem with the fix."""
+class PromotionError(pulumi.RunError):
+    """The source stack's exports cannot be promoted as configured; lists every problem with the fix.
+
+    A `pulumi.RunError`, as settings' ConfigError is under the engine: Pulumi's Python language host prints a RunError
+    as its message alone and any other exception with a traceback. (This module imports the SDK anyway, so the class
+    subclasses it directly instead of being made on first use as ConfigError is.) Errors of the copy itself are
+    raised in the provider process: see components/copy.py for what the user sees there."""
 
 
 @dataclass(frozen=True)
@@ -137,12 +151,25 @@ def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[st
             f"{where}, but {source!r} exports no images: run `pulumi up -s {source}` first (it must have published "
             f"its images), or point acr-publish:promoteFrom in stacks/Pulumi.{stack}.yaml at the stack that builds them"
         )
-    if not isinstance(registry, str) or not isinstance(instance, Mapping):
+    if isinstance(registry, str) and (reason := server_problem(registry)):
+        problems.append(f"{where}: its export registry {shown(registry)} is not a registry host[:port] ({reason}); "
+                        f"run `pulumi up -s {source}` with this version of the program")
+        registry = None
+    elif not isinstance(registry, str) or not isinstance(instance, Mapping):
         problems.append(
             f"{where}, but {source!r} exports no {'registry' if not isinstance(registry, str) else 'registryInstance'}"
             f": run `pulumi up -s {source}` with this version of the program (it exports registryInstance since "
             "promotion exists), then run this stack again"
         )
+    if not settings.promoted_images:
+        bad = [name for name in images_raw if not is_repository_name(name)]
+        if bad:
+            raise PromotionError(
+                f"{where}, whose export images names {', '.join(shown(n) for n in sorted(map(str, bad)))}, which "
+                "is not an image name (2-30 chars of a-z 0-9 - _ , starting and ending with a letter or digit): "
+                f"fix acr-publish:images in stacks/Pulumi.{source}.yaml and run `pulumi up -s {source}`, or list "
+                f"the images to promote in acr-publish:images of stacks/Pulumi.{stack}.yaml"
+            )
     wanted = settings.promoted_images or tuple(
         promoted_image_defaults(name, settings.registry.edition) for name in sorted(images_raw)
     )
@@ -156,21 +183,44 @@ def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[st
                 f"stacks/Pulumi.{source}.yaml"
             )
             continue
-        ref = out.get("ref") if isinstance(out, Mapping) else None
-        repository = out.get("repository") if isinstance(out, Mapping) else None
-        tag = out.get("tag") if isinstance(out, Mapping) else None
-        if not (isinstance(ref, str) and isinstance(repository, str) and isinstance(tag, str)
-                and ref.startswith(f"{repository}@sha256:") and "/" in repository):
-            problems.append(
-                f"{where}: its export images.{repo.name} {out!r} has no digest-pinned ref (<repository>@sha256:...) "
-                f"with repository and tag; run `pulumi up -s {source}` until it has published {repo.name!r}"
-            )
-            continue
-        images.append(SourceImage(repo.name, repository, tag, ref))
+        image = _source_image(repo.name, out, registry if isinstance(registry, str) else None,
+                              f"{where}: its export images.{repo.name}", source, problems)
+        if image is not None:
+            images.append(image)
     if problems:
         raise PromotionError("\n".join(problems))
     return SourceStack(stack=source, registry=str(registry), instance=dict(instance or {}), images=tuple(images),
                        repositories=tuple(wanted))
+
+
+def _source_image(name: str, out: Any, registry: str | None, where: str, source: str,
+                  problems: list[str]) -> SourceImage | None:
+    """One exported image, checked: a Docker tag, a `sha256:` digest ref on its repository, the repository a path on
+    the exported registry host. None (and the problem listed) when any of it is off."""
+    fix = f"run `pulumi up -s {source}` until it has published {name!r}"
+    ref = out.get("ref") if isinstance(out, Mapping) else None
+    repository = out.get("repository") if isinstance(out, Mapping) else None
+    tag = out.get("tag") if isinstance(out, Mapping) else None
+    if not (isinstance(ref, str) and isinstance(repository, str) and isinstance(tag, str)
+            and ref.startswith(f"{repository}@sha256:") and "/" in repository):
+        problems.append(f"{where} {shown(out)} has no digest-pinned ref (<repository>@sha256:...) with repository "
+                        f"and tag; {fix}")
+        return None
+    found: list[str] = []
+    digest = ref[len(repository) + 1:]
+    if not DIGEST.match(digest):
+        found.append(f"its ref's digest {shown(digest)} is not sha256: and 64 lowercase hex digits")
+    if (reason := tag_problem(tag)) is not None:
+        found.append(f"its tag {shown(tag)} is not a Docker tag ({reason})")
+    host, path = repository.split("/", 1)
+    if registry is not None and host.lower() != registry.lower():
+        found.append(f"its repository {shown(repository)} is not on the registry {shown(registry)} it exports")
+    if (reason := repository_path_problem(path)) is not None:
+        found.append(f"its repository path {shown(path)} is invalid ({reason})")
+    if found:
+        problems.append(f"{where}: {'; '.join(found)}; {fix}")
+        return None
+    return SourceImage(name, repository, tag, ref)
 
 
 # --- the resource ----------------------------------------------------------------------------------------------
@@ -357,6 +407,17 @@ def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
                            "this stack's login")
     if edition == "personal":
         unused("a classic Personal Edition source uses this stack's login (it is per account)")
+        # This stack's account password goes to that host: only ACR's own classic host for the exported region.
+        region = source.instance.get("region")
+        hosts = {classic_host(region, endpoint) for endpoint in ("public", "vpc")} if is_region(region) else set()
+        if source.registry.lower() not in hosts:
+            raise PromotionError(
+                f"stack {stack!r} promotes from stack {source.stack!r}, whose exports say it is a classic Personal "
+                f"Edition registry in region {shown(region)} at {shown(source.registry)}, which is not that "
+                f"region's classic registry host ({' or '.join(sorted(hosts)) or 'the region is not a region id'}): "
+                "this stack's account password is sent only to ACR's classic host; run `pulumi up` on the source "
+                "stack with this version of the program, or fix acr-publish:promoteFrom"
+            )
         if settings.registry.edition != "personal":
             raise PromotionError(
                 f"stack {stack!r} promotes from the classic Personal Edition registry {source.registry} of stack "

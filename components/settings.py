@@ -25,7 +25,9 @@ from typing import Any, Mapping
 
 from buildcontext import DEFAULT_PLATFORM
 from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
-from components.docker_rules import DockerfileUnreadable, build_stages, platform_problem, server_problem
+from components.docker_rules import (
+    PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_problem, server_problem,
+)
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +62,7 @@ _REGION = re.compile(r"^[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*$")
 _CLASSIC_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,29}$")
 _ENTERPRISE_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])$")
 # Docker's path-component grammar (distribution/reference), limited to ACR's 2-30 chars for repositories.
-_DOCKER_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_DOCKER_COMPONENT = PATH_COMPONENT
 # BuildKit's stage-name rule ("name can't start with a number or contain symbols"), matched case-insensitively.
 _TARGET = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -304,6 +306,21 @@ def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
 def _is_classic_name(name: str) -> bool:
     """ACR's 2-30 chars of a-z 0-9 - _ that docker also accepts as a path component (classic namespaces, repos)."""
     return bool(_CLASSIC_NAMESPACE.match(name) and _DOCKER_COMPONENT.match(name))
+
+
+def is_repository_name(name: Any) -> bool:
+    """An image (repository) name as acr-publish:images[].name allows it: ACR's rule and docker's."""
+    return isinstance(name, str) and _is_classic_name(name)
+
+
+def is_region(value: Any) -> bool:
+    """An Alibaba Cloud region id (cn-hangzhou), as alicloud:region allows it."""
+    return isinstance(value, str) and bool(_REGION.match(value))
+
+
+def shown(value: Any) -> str:
+    """A value read from outside (config, another stack's exports) as messages show it: escaped and bounded."""
+    return _shown(value)
 
 
 def _check_repo_name(path: str, name: str, problems: list[str]) -> None:

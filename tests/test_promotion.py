@@ -315,3 +315,159 @@ def test_a_refreshed_tag_at_another_digest_copies_again():
 def test_delete_removes_nothing():
     # No registry is reachable here: a delete that talked to one would fail.
     assert PromotionProvider().delete("id", {**OLD, "targetServer": "127.0.0.1:9"}) is None
+
+
+# --- review fixes: error type, the source's exports and hosts -------------------------------------------------
+
+def test_promotion_errors_are_run_errors_printed_without_a_traceback(preflight_calls):
+    import pulumi
+
+    assert issubclass(PromotionError, pulumi.RunError)
+    exports = source_exports("staging")["dev"]
+    exports["images"] = {}
+    with pytest.raises(pulumi.RunError) as err:
+        _run_with(exports)
+    assert isinstance(err.value, PromotionError)
+
+
+PERSONAL = {"acr-publish:registry": {"edition": "personal", "endpoint": "public", "namespace": "acme-personal",
+                                     "username": "deployer@example.com"},
+            "acr-publish:registryPassword": {"secure": "x"}}
+
+
+def _classic_source(host: str, region: str | None = "cn-hangzhou") -> dict:
+    exports = source_exports("staging")["dev"]
+    exports["registryInstance"] = {"edition": "personal", "instanceId": None, "region": region}
+    return json.loads(json.dumps(exports).replace("acme-0cdef-registry.cn-hangzhou.cr.aliyuncs.com", host))
+
+
+@pytest.mark.parametrize("host", ["registry.cn-hangzhou.aliyuncs.com", "registry-vpc.cn-hangzhou.aliyuncs.com"])
+def test_a_classic_source_on_its_regions_classic_host_gets_this_stacks_login(host, preflight_calls):
+    run = _run_with(_classic_source(host), PERSONAL)
+    web = run.by_name("web-promote")
+    assert web.inputs["sourceServer"] == host
+    assert web.inputs["sourceAuth"] == {"username": "deployer@example.com", "password": TEST_SECRET}
+
+
+@pytest.mark.parametrize("host,region", [("attacker.example.com", "cn-hangzhou"),
+                                         ("registry.cn-shanghai.aliyuncs.com", "cn-hangzhou"),
+                                         ("registry-vpc.cn-hangzhou.aliyuncs.com", None),
+                                         ("registry-vpc.cn-hangzhou.aliyuncs.com", "cn-hangzhou.evil")])
+def test_a_classic_source_elsewhere_never_gets_this_stacks_password(host, region, preflight_calls):
+    records: list = []
+    with pytest.raises(PromotionError) as err:
+        _run_with(_classic_source(host, region), PERSONAL, records=records)
+    text = str(err.value)
+    assert "is not that region's classic registry host" in text and "'dev'" in text, text
+    assert "account password is sent only to ACR's classic host" in text
+    assert records == [] and preflight_calls.sources == [], "nothing declared, no login sent"
+    assert TEST_SECRET not in text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5999/x", "bad host", "127.0.0.1:99999", "https://127.0.0.1:5999"])
+def test_a_local_source_host_must_be_a_registry_host(host, preflight_calls):
+    exports = source_exports("local-release")
+    exports["local"] = json.loads(json.dumps(exports["local"]).replace("127.0.0.1:5000", host))
+    records: list = []
+    rule = r"'local' \(acr-publish:promoteFrom\): its export registry .* is not a registry host\[:port\]"
+    with pytest.raises(PromotionError, match=rule):
+        run_stack("local-release", {"acr-publish:sourceUsername": "reader",
+                                    "acr-publish:sourcePassword": {"secure": "x"}},
+                  mocks=StackMocks(stacks=exports), records=records)
+    assert records == [] and preflight_calls.sources == []
+
+
+def _bad_export(field: str, value: str) -> str:
+    exports = source_exports("staging")["dev"]
+    exports["images"]["web"][field] = value
+    records: list = []
+    with pytest.raises(PromotionError) as err:
+        _run_with(exports, records=records)
+    assert records == [], [r.urn for r in records]
+    text = str(err.value)
+    assert "'staging' promotes from stack 'dev'" in text and "images.web" in text and "pulumi up -s dev" in text
+    return text
+
+
+def test_an_exported_ref_must_carry_a_sha256_digest(preflight_calls):
+    repo = "acme-0cdef-registry.cn-hangzhou.cr.aliyuncs.com/acme-dev/web"
+    for digest in ("sha256:" + "A" * 64, "sha256:" + "a" * 63, "sha256:" + "a" * 64 + "/x"):
+        text = _bad_export("ref", f"{repo}@{digest}")
+        assert "is not sha256: and 64 lowercase hex digits" in text, text
+
+
+@pytest.mark.parametrize("tag", ["-t", ".t", "t/x", "a" * 129, "t:x", ""])
+def test_an_exported_tag_must_be_a_docker_tag(tag, preflight_calls):
+    assert "is not a Docker tag" in _bad_export("tag", tag)
+
+
+def test_an_exported_repository_must_be_on_the_exported_registry(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    web = exports["images"]["web"]
+    digest = web["ref"].split("@")[1]
+    for repository, rule in [("attacker.example.com/acme-dev/web", "is not on the registry"),
+                             (f"{exports['registry']}/Acme/web", "repository path 'Acme/web' is invalid")]:
+        text = _bad_export("repository", repository)
+        assert "digest-pinned ref" in text, "ref no longer on that repository: refused as before"
+        exports2 = source_exports("staging")["dev"]
+        exports2["images"]["web"].update(repository=repository, ref=f"{repository}@{digest}")
+        with pytest.raises(PromotionError) as err:
+            _run_with(exports2)
+        assert rule in str(err.value), str(err.value)
+
+
+def test_exported_image_names_are_checked_when_every_image_is_promoted(preflight_calls):
+    exports = source_exports("staging")["dev"]
+    exports["images"]["../Evil"] = exports["images"]["web"]
+    with pytest.raises(PromotionError, match=r"'dev'.* names '../Evil', which is not an image name"):
+        _run_with(exports, {"acr-publish:images": None})
+
+
+# --- malformed source manifests (the copy's parsing; the registry exchange is faked only here) -----------------
+
+@pytest.mark.parametrize("body,rule", [
+    (b"not json", "it is not JSON"),
+    (b"[1, 2]", "it is a JSON list, not an object"),
+    (json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [{"size": 1}]}).encode(),
+     r"manifests\[0\] has no digest"),
+    (json.dumps({"manifests": ["x"]}).encode(), r"manifests\[0\] has no digest"),
+    (json.dumps({"manifests": {"digest": "x"}}).encode(), "`manifests` is missing or not a list"),
+    (json.dumps({"config": {"size": 1}, "layers": []}).encode(), "its config has no digest"),
+    (json.dumps({"config": "x", "layers": []}).encode(), "its config has no digest"),
+    (json.dumps({"layers": [{"digest": "md5:x"}]}).encode(), r"layers\[0\] has no digest"),
+    (json.dumps({"layers": "x"}).encode(), "`layers` is not a list"),
+])
+def test_a_malformed_source_manifest_is_a_copy_error(body, rule, monkeypatch):
+    import hashlib
+
+    from components import copy as copy_module
+    from components.copy import CopyError, Endpoint, Login
+    from components.registry_client import OCI_MANIFEST
+
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+
+    class Manifest:
+        media_type, content = OCI_MANIFEST, body
+
+    Manifest.digest = digest
+    if b"image.index" in body:
+        Manifest.media_type = "application/vnd.oci.image.index.v1+json"
+
+    class Registry:
+        """The two calls the copy makes before parsing: the target tag (free) and the source manifest."""
+
+        def manifest_digest(self, repository, reference):
+            return None
+
+        def get_manifest(self, repository, reference):
+            assert reference == digest
+            return Manifest
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(copy_module.Endpoint, "client", lambda self: Registry())
+    with pytest.raises(CopyError, match=rule) as err:
+        copy_module.copy_image(Endpoint("src.example", Login(None, None)), "ns/web", digest,
+                               Endpoint("dst.example", Login(None, None)), "ns/web", "t")
+    assert f"the source manifest src.example/ns/web@{digest} is malformed" in str(err.value)

@@ -5,7 +5,9 @@
 in the program's directory with the CLI's environment; the process prints its gRPC port on stdout and serves
 `pulumirpc.ResourceProvider` there. This class runs exactly that command (this project's venv, the project root
 as working directory, no PYTHONPATH: the provider must import `components` from its working directory as the
-real one does), then makes the engine's calls over gRPC: Configure (the provider answers acceptSecrets=false, so
+real one does), drains its stdout and stderr into memory (as the engine reads a plugin's output: a pipe left
+unread would block the provider once full) so a test can check that it printed no secret
+(`assert_printed_no_secret`), then makes the engine's calls over gRPC: Configure (the provider answers acceptSecrets=false, so
 the engine sends plain values, as here), Check, Diff, Create, Read, Delete.
 
 `DynamicEngine` drives one stack's dynamic resources the way `pulumi up` does, as a `StackMocks` promotion hook:
@@ -18,9 +20,12 @@ backend and its secret encryption (tests/test_promotion.py checks what the progr
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
+import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,37 @@ from tests.harness import _unwrap as strip_secrets
 
 START_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 600.0
+OUTPUT_MAX = 16 << 20
+"""Bytes kept of each of the provider's output streams; past it a test fails rather than checking part of it."""
+
+
+def secret_forms(secret: str) -> list[bytes]:
+    """How a secret can show in printed bytes: raw, URL-encoded, and base64 (standard and URL-safe) at each of the
+    three alignments it can have inside a longer encoded string (only the characters its own bytes decide)."""
+    raw = secret.encode()
+    forms = {raw, urllib.parse.quote(secret, safe="").encode(), urllib.parse.quote_plus(secret).encode()}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for offset in range(3):
+            encoded = encode(b"\0" * offset + raw)
+            core = encoded[4 if offset else 0:4 * ((offset + len(raw)) // 3)]
+            if len(core) >= 8:
+                forms.add(core)
+    return sorted(forms)
+
+
+class _Drain(threading.Thread):
+    """Reads one of the provider's pipes to its end, keeping up to OUTPUT_MAX bytes."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream, self.data, self.overflow = stream, bytearray(), False
+
+    def run(self) -> None:
+        while chunk := self.stream.read1(65536):
+            if len(self.data) + len(chunk) > OUTPUT_MAX:
+                self.overflow = True
+            else:
+                self.data += chunk
 
 
 def _struct(values: dict[str, Any]):
@@ -74,6 +110,9 @@ class DynamicProviderProcess:
             self.stop()
             raise DynamicProviderError(f"the dynamic provider did not print its port: {line!r}")
         self.port = int(line)
+        self.drains = [_Drain(self.process.stdout), _Drain(self.process.stderr)]
+        for drain in self.drains:
+            drain.start()
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=START_TIMEOUT_S)
         self.stub = provider_pb2_grpc.ResourceProviderStub(self.channel)
@@ -91,6 +130,22 @@ class DynamicProviderProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+    def printed(self) -> bytes:
+        """What the provider printed after its port (stdout, then stderr); call after stop()."""
+        for drain in getattr(self, "drains", []):
+            drain.join(timeout=10)
+            assert not drain.is_alive(), "the provider's output did not end after it stopped"
+            assert not drain.overflow, f"the provider printed more than {OUTPUT_MAX} bytes"
+        return b"".join(bytes(d.data) for d in getattr(self, "drains", []))
+
+    def assert_printed_no_secret(self, secrets: list[str]) -> None:
+        """Fail if any secret shows in what the provider printed, raw, URL-encoded or base64-encoded."""
+        printed = self.printed()
+        for secret in secrets:
+            found = [form for form in secret_forms(secret) if form in printed]
+            # The message never repeats the secret, only which of its forms showed.
+            assert not found, f"the provider printed a secret ({len(found)} form(s) of a {len(secret)}-char secret)"
 
     def __enter__(self) -> "DynamicProviderProcess":
         return self.start()

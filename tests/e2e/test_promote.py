@@ -24,7 +24,7 @@ from components.registry_client import OCI_INDEX
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.dynamic_engine import DynamicEngine, DynamicProviderError, DynamicProviderProcess
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
-from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack
+from tests.harness import PROJECT_ROOT, TEST_SECRET, TEST_TOKEN, StackMocks, run_stack
 
 SOURCE_USER = "pusher"
 TARGET_USER = "promoter"
@@ -44,9 +44,12 @@ def target_registry(registry_factory: Callable[..., RegistryServer]) -> Registry
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[DynamicEngine]:
+def engine(source_registry: RegistryServer) -> Iterator[DynamicEngine]:
     with DynamicProviderProcess(PROJECT_ROOT) as provider:
         yield DynamicEngine(provider)
+    # Every secret the provider process was given: it must print none of them, in any encoding.
+    secrets_given = [TEST_SECRET, TEST_TOKEN, *source_registry.extra_users.values()]
+    provider.assert_printed_no_secret(secrets_given)
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +182,41 @@ def test_target_tag_at_another_digest_is_refused(engine, publish, source_registr
     assert target_registry.manifest_digest("release/db", one["tag"]) == other["ref"].split("@")[1]
 
 
+def test_a_tag_pushed_while_the_copy_runs_is_never_overwritten(publish, source_registry, target_registry,
+                                                                 monkeypatch):
+    """Someone pushes other content under the target tag after the first check, while the blobs are copied: the
+    check right before the manifest PUT refuses, and the other push's tag survives."""
+    from components import copy as copy_module
+
+    one, other = publish("race", "race-1"), publish("race", "race-2")
+    src = Endpoint(source_registry.server, Login(SOURCE_USER, TEST_SECRET), True)
+    dst = Endpoint(target_registry.server, Login(TARGET_USER, TEST_SECRET), True)
+    other_digest = other["ref"].split("@")[1]
+    original = copy_module._Copy._copy_blob
+    pushed = []
+
+    def copy_blob_while_another_push_lands(self, digest):
+        if not pushed:
+            pushed.append(True)
+            copy_image(src, "demo/race", other_digest, dst, "release/race", one["tag"])
+        return original(self, digest)
+
+    monkeypatch.setattr(copy_module._Copy, "_copy_blob", copy_blob_while_another_push_lands)
+    with pytest.raises(CopyError) as err:
+        copy_image(src, "demo/race", one["ref"].split("@")[1], dst, "release/race", one["tag"])
+    assert pushed, "the concurrent push ran"
+    text = str(err.value)
+    assert f"release/race:{one['tag']} already exists at {other_digest} (pushed while this promotion" in text, text
+    assert "never overwritten" in text and TEST_SECRET not in text
+    assert target_registry.manifest_digest("release/race", one["tag"]) == other_digest
+
+
 def test_bad_source_credentials_fail_before_anything_is_declared(engine, publish, source_registry, target_registry):
+    from components.promotion import PromotionError
+
     web = publish("bad", "bad-creds")
     records: list = []
-    with pytest.raises(Exception) as err:
+    with pytest.raises(PromotionError) as err:
         promote(engine, target_registry, TARGET_USER, source_exports(source_registry, {"bad": web}),
                 source_user="other", records=records)
     assert "credentials" in str(err.value) and "acr-publish:sourceUsername" in str(err.value), str(err.value)
@@ -308,3 +342,18 @@ print(len(report.streamed), before // 1024, after // 1024)
     assert streamed == 2, "the config and the layer are streamed"
     assert target_registry.manifest_digest("release/large", "big") == digest
     assert after_mib - before_mib < layer_mib // 4, f"peak RSS grew by {after_mib - before_mib} MiB"
+
+
+def test_the_secret_check_of_the_provider_output_finds_every_encoding():
+    import base64
+    import urllib.parse
+
+    from tests.e2e.dynamic_engine import secret_forms
+
+    forms = secret_forms(TEST_SECRET)
+    for prefix in ("", "u:", "us:", "use:"):
+        text = (prefix + TEST_SECRET).encode()
+        for printed in (base64.b64encode(text), base64.urlsafe_b64encode(text), text,
+                        urllib.parse.quote(prefix + TEST_SECRET + "/&", safe="").encode()):
+            assert any(form in b"Authorization: Basic " + printed for form in forms), printed
+    assert not any(form in base64.b64encode(b"u:" + TEST_SECRET[:8].encode()) for form in forms), "no false alarm"
