@@ -42,7 +42,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote, quote_plus, urlencode, urljoin, urlsplit
 
 import requests
@@ -187,10 +187,19 @@ def pick_challenge(header: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def server_json(data: bytes | str) -> Any:
+    """JSON a server sent, parsed; ValueError for anything that is not JSON Python can hold, including JSON nested
+    past the parser's depth (json raises RecursionError for that, which no caller of a registry answer expects)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested deeper than Python's parser goes") from None
+
+
 def registry_error_text(response: requests.Response) -> str:
     """The registry's own error codes and messages (JSON `errors`, the Bearer challenge's error=), or ""."""
     try:
-        body = json.loads(response.content or b"")
+        body = server_json(response.content or b"")
     except ValueError:
         body = None
     texts = []
@@ -846,7 +855,7 @@ class RegistryClient:
         if response.status_code != 200:
             raise self.unexpected("GET", realm, response)
         try:
-            body = json.loads(response.content)
+            body = server_json(response.content)
         except ValueError:
             body = None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -868,7 +877,7 @@ class RegistryClient:
             return None
         try:
             payload = token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            claims = server_json(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         except ValueError:
             return None
         access = claims.get("access") if isinstance(claims, dict) else None
@@ -970,7 +979,7 @@ class RegistryClient:
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
         if media_type not in MANIFEST_MEDIA_TYPES:
             try:
-                media_type = json.loads(content).get("mediaType") or media_type
+                media_type = server_json(content).get("mediaType") or media_type
             except (ValueError, AttributeError):
                 pass
         return Manifest(media_type=media_type, content=content, digest=digest)
@@ -997,7 +1006,7 @@ class RegistryClient:
                 return tags
             self._check("GET", repository, response, "list tags", ok=(200,))
             try:
-                body = json.loads(response.content)
+                body = server_json(response.content)
             except ValueError:
                 raise self.unexpected("GET", f"/v2/{repository}/tags/list", response) from None
             tags += [t for t in (body.get("tags") or []) if isinstance(t, str)] if isinstance(body, dict) else []
