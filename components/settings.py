@@ -13,7 +13,6 @@ components/docker_rules.py. Values are shown shortened and escaped (`_shown`), n
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any, Mapping
 from buildcontext import DEFAULT_PLATFORM
 from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 from components.docker_rules import DockerfileUnreadable, build_stages, platform_problem, server_problem
+from components.errors import engine_class
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -113,20 +113,6 @@ class ConfigError(Exception):
             f"stack '{name}' has {len(self.problems)} configuration problem(s) "
             f"(stacks/Pulumi.{name}.yaml):\n{lines}"
         )
-
-
-@functools.cache
-def _engine_config_error() -> type:
-    """ConfigError as the program raises it under the Pulumi engine.
-
-    Pulumi's Python language host prints a `pulumi.RunError` as its message alone and any other exception with a
-    traceback (sdk/python/cmd/pulumi-language-python-exec); the class is made on first use so that importing this
-    module (tools, the build-context engine) does not import the Pulumi SDK.
-    """
-    import pulumi
-
-    # Named ConfigError as well: it is one, and whatever names the type (reports, tests of a project copy) still works.
-    return type("ConfigError", (ConfigError, pulumi.RunError), {"__module__": __name__, "__doc__": ConfigError.__doc__})
 
 
 @dataclass(frozen=True)
@@ -924,7 +910,7 @@ def load_settings():
         if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
             problems_extra.append(_plaintext_password(stack, key))
     region = pulumi.Config("alicloud").get("region")
-    error = _engine_config_error()
+    error = engine_class(ConfigError)  # printed by the engine without a traceback (components/errors.py)
     try:
         settings = settings_from_values(stack, values, region=region, has_password=password is not None,
                                         password_length=password_length,
