@@ -453,3 +453,37 @@ def test_json_nested_past_the_parser_depth_in_a_tag_list_or_manifest_is_reported
             client.list_tags("acme/web")
         # A manifest whose media type is only in its body: unreadable there, so the Content-Type stands.
         assert client.get_manifest("acme/web", "v1").media_type == "text/plain"
+
+
+def test_credentials_echoed_in_forms_made_by_other_encoders_are_masked(hostile) -> None:
+    """The forms here are made by urllib, base64, html and json (not by the scrubber's own recipe): lower-case
+    percent-encoding, + for space, unpadded and URL-safe base64 of user:password, HTML and JSON escapes, and the
+    token cut by one character at either end."""
+    import html
+    import re
+
+    token = "tok." + "C" * 40 + ".sig"
+    lower = lambda text: re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)  # noqa: E731
+    basic = f"{USER}:{PASSWORD}".encode()
+    forms = [lower(quote(PASSWORD, safe="")), lower(quote_plus(PASSWORD)), html.escape(PASSWORD),
+             json.dumps({"p": PASSWORD})[7:-2], base64.b64encode(basic).decode().rstrip("="),
+             base64.urlsafe_b64encode(basic).decode(), base64.b64encode(b"ctx " + PASSWORD.encode()).decode(),
+             token[:-1], token[1:]]
+
+    def echo(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if head.startswith(b"GET /token"):
+            _answer(conn, "200 OK", json.dumps({"token": token}).encode())
+        elif b"Authorization: Bearer" not in head:
+            challenge = f'Bearer realm="http://{server.server}/token",service="s"'
+            _answer(conn, "401 No", b"", f"WWW-Authenticate: {challenge}\r\n")
+        else:
+            _answer(conn, "500 Echo", " | ".join(forms).encode())
+
+    server = hostile(echo)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
+                       timeout=5)
+    message = str(err.value)
+    for form in forms:
+        assert form not in message, f"{form!r} reached the message: {message}"
+    assert message.count("***") >= len(forms) and "answered 500" in message, message
