@@ -70,7 +70,8 @@ MANIFEST_LIMIT = 4 * 1024 * 1024
 EXCERPT_CHARS = 200
 CHUNK_SIZE = 1024 * 1024
 MASK = "***"
-# The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message.
+# The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message. Settings
+# refuse shorter registry passwords (ACR's are 8-32 characters; the local edition's LOCAL_PASSWORD_MIN is this).
 MIN_SCRUB_LEN = 4
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -69,6 +69,9 @@ _STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 SUMMARY_MAX = 80
 PASSWORD_LENGTHS = (8, 32)
 """ACR registry login passwords (Container Registry console > Access Credential) are 8-32 characters."""
+LOCAL_PASSWORD_MIN = 4
+"""The local edition's shortest password: components/registry_client.py's MIN_SCRUB_LEN, below which the scrubber
+masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
 NAME_MAX = 255
 """Bytes in one path component on Linux (and most file systems Docker runs on)."""
 PATH_MAX = 4096
@@ -421,6 +424,12 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"instance; remove it with `pulumi config rm acr-publish:registryPassword -s {_shown_name(stack)}`"
             )
 
+    if local and has_password and 0 <= password_length < LOCAL_PASSWORD_MIN:
+        problems.append(
+            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
+            "characters, which is too short to keep out of messages; set a longer one on the local registry and with "
+            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`"
+        )
     if namespace and edition:
         _check_namespace(edition, namespace, problems)
 

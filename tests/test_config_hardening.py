@@ -345,9 +345,30 @@ def test_personal_passwords_are_8_to_32_characters(length, ok):
         assert str(length) not in found[0].replace("8-32", ""), "the message must not reveal the length"
 
 
-def test_the_local_registry_takes_any_password_length():
-    assert problems_of([{"name": "web", "context": "app", "target": "web"}],
-                       registry={"edition": "local", "username": "dev"}, has_password=True, password_length=3) == []
+@pytest.mark.parametrize("length,ok", [(1, False), (3, False), (4, True), (200, True)])
+def test_local_registry_passwords_are_at_least_as_long_as_the_scrubber_masks(length, ok):
+    """The scrubber leaves shorter strings alone (they would mangle ordinary words), so a 1-3 character password
+    could be shown; the local edition refuses those, and takes any longer one (its registry sets no upper rule)."""
+    found = problems_of([{"name": "web", "context": "app", "target": "web"}],
+                        registry={"edition": "local", "username": "dev"}, has_password=True, password_length=length)
+    if ok:
+        assert found == []
+    else:
+        assert found == [
+            "acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than 4 characters, which "
+            "is too short to keep out of messages; set a longer one on the local registry and with "
+            "`pulumi config set --secret acr-publish:registryPassword <password> -s dev`"
+        ]
+
+
+def test_the_local_password_rule_is_the_scrubbers_bound():
+    from components.registry_client import MIN_SCRUB_LEN, Scrubber
+    from components.settings import LOCAL_PASSWORD_MIN
+
+    assert LOCAL_PASSWORD_MIN == MIN_SCRUB_LEN
+    scrub = Scrubber()
+    scrub.add("w" * LOCAL_PASSWORD_MIN)
+    assert scrub("login wwww refused") == "login *** refused"
 
 
 def test_the_program_measures_the_decrypted_password(monkeypatch, preflight_calls):
