@@ -441,16 +441,38 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
 
 def repository_root(project_root: Path) -> Path:
     """The repository that holds the project: the git work tree containing Pulumi.yaml (the nearest directory up
-    with a `.git` directory, or the `.git` file a worktree or submodule has), else the project directory itself.
+    with a `.git` directory holding HEAD, or a `.git` file whose gitdir exists, as a worktree or submodule has),
+    else the project directory itself.
 
     Build contexts and Dockerfiles must resolve inside it, so a project in a monorepo subfolder may build from
     `../shared/app`, while nothing can send or read files from elsewhere on the machine.
     """
     start = project_root.resolve()
     for directory in (start, *start.parents):
-        if os.path.lexists(directory / ".git"):
+        if _is_git_marker(directory / ".git"):
             return directory
     return start
+
+
+def _is_git_marker(git: Path) -> bool:
+    """Whether `git` makes its directory a git work tree: a `.git` directory holding HEAD, or a `.git` file whose
+    `gitdir:` line names an existing directory (relative to the file's directory, as git reads it). Any other
+    `.git` (an empty file, a dangling gitdir, a stray one in /tmp) would widen the allowed root, so it counts for
+    nothing."""
+    try:
+        mode = git.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            return (git / "HEAD").is_file()
+        if not stat.S_ISREG(mode):
+            return False
+        with git.open("rb") as handle:
+            first = handle.read(4096).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    except OSError:
+        return False
+    if not first.startswith("gitdir:"):
+        return False
+    target = first[len("gitdir:"):].strip()
+    return bool(target) and (git.parent / target).is_dir()
 
 
 class _Located:

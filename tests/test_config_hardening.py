@@ -7,6 +7,7 @@ Every tree here is generated in a tmp dir (a monorepo-style git repository with 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def write(path: Path, text: str = "") -> Path:
 def monorepo(tmp_path) -> Path:
     """repo/.git, the project in repo/infra (its own app/), a shared context in repo/shared/app; returns infra."""
     repo = tmp_path / "repo"
-    (repo / ".git").mkdir(parents=True)
+    write(repo / ".git" / "HEAD", "ref: refs/heads/main\n")
     project = repo / "infra"
     write(project / "Pulumi.yaml", "name: acr-publish\n")
     write(project / "app" / "Dockerfile", DOCKERFILE)
@@ -68,15 +69,42 @@ def test_the_repository_is_the_git_work_tree_holding_the_project(monorepo):
     assert repository_root(monorepo) == monorepo.parent.resolve()
 
 
-def test_a_worktree_git_file_marks_the_repository_too(monorepo):
-    (monorepo.parent / ".git").rmdir()
-    write(monorepo.parent / ".git", "gitdir: /somewhere/else/.git/worktrees/x\n")
+def test_a_worktree_git_file_marks_the_repository_too(monorepo, tmp_path):
+    shutil.rmtree(monorepo.parent / ".git")
+    (tmp_path / "main" / ".git" / "worktrees" / "x").mkdir(parents=True)
+    write(monorepo.parent / ".git", f"gitdir: {tmp_path}/main/.git/worktrees/x\n")
     assert repository_root(monorepo) == monorepo.parent.resolve()
     assert problems_of([{"name": "web", "context": "../shared/app"}], root=monorepo) == []
+    write(monorepo.parent / ".git", "gitdir: ../main/.git/worktrees/x\n")  # relative to the .git file, as git reads it
+    assert repository_root(monorepo) == monorepo.parent.resolve()
+
+
+@pytest.mark.parametrize("marker", ["empty file", "dangling gitdir", "not a gitdir", "directory without HEAD",
+                                    "symlink to a directory"])
+def test_a_stray_git_entry_does_not_widen_the_repository(monorepo, tmp_path, marker):
+    """An empty /tmp/.git (or a dangling worktree file) in some parent must not make everything below it the
+    repository: the project alone is then the boundary, and ../elsewhere stays refused."""
+    shutil.rmtree(monorepo.parent / ".git")
+    outer = tmp_path / ".git"
+    if marker == "empty file":
+        write(outer, "")
+    elif marker == "dangling gitdir":
+        write(outer, "gitdir: /nonexistent/.git\n")
+    elif marker == "not a gitdir":
+        write(outer, "hello\n")
+    elif marker == "directory without HEAD":
+        outer.mkdir()
+    else:
+        (tmp_path / "real-git").mkdir()
+        write(tmp_path / "real-git" / "HEAD", "ref: refs/heads/main\n")
+        outer.symlink_to(tmp_path / "real-git")
+    assert repository_root(monorepo) == monorepo.resolve(), marker
+    msg = only([{"name": "web", "context": "../../elsewhere/app"}], root=monorepo)
+    assert "outside the repository that holds the project" in msg
 
 
 def test_without_git_the_project_directory_is_the_boundary(monorepo):
-    (monorepo.parent / ".git").rmdir()
+    shutil.rmtree(monorepo.parent / ".git")
     assert repository_root(monorepo) == monorepo.resolve()
     msg = only([{"name": "web", "context": "../shared/app"}], root=monorepo)
     assert "outside the repository that holds the project" in msg and str(monorepo.resolve()) in msg
