@@ -13,6 +13,7 @@ components/docker_rules.py. Values are shown shortened and escaped (`_shown`), n
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
@@ -956,10 +957,44 @@ def load_settings():
 
 def _known_stacks(project_root: Path) -> str:
     try:
-        names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml"))
+        # Only regular files (links to one included): a directory or FIFO of that name is no stack.
+        names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml")
+                       if p.is_file())
     except OSError:
         names = []
     return ", ".join(_shown_name(n) for n in names) or "none"
+
+
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+@functools.cache
+def _stack_file_loader() -> type:
+    """PyYAML's SafeLoader refusing a key given twice in one mapping (it keeps the last silently; Pulumi refuses
+    the file). Merge keys (`<<: *base`) may still be overridden, as YAML means them to be."""
+    import yaml
+
+    class StackFileLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, Any] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:  # an unhashable key: SafeLoader's own error follows
+                        continue
+                    if first is not key_node:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {_shown(key)} is given twice (first at line "
+                            f"{first.start_mark.line + 1}, column {first.start_mark.column + 1}); keep one",
+                            key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return StackFileLoader
 
 
 def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
@@ -969,10 +1004,26 @@ def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
     def fail(problem: str) -> ConfigError:
         return ConfigError(stack, [problem])
 
+    def not_a_file(mode: int) -> ConfigError:
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        return fail(f"stack file {_shown_path(path)} is {kind}, not a regular file: a stack file is YAML text; "
+                    "replace it with one (see stacks/Pulumi.local.yaml)")
+
     try:
-        if not path.is_file():
-            raise fail(f"no stack file {_shown_path(path)}: known stacks are {_known_stacks(project_root)}")
-        with path.open("rb") as handle:
+        try:
+            mode = path.stat().st_mode  # follows a link: what it points to is what would be read
+        except FileNotFoundError:
+            how = " (a link to nothing)" if os.path.islink(path) else ""
+            raise fail(f"no stack file {_shown_path(path)}{how}: known stacks are "
+                       f"{_known_stacks(project_root)}") from None
+        if not stat.S_ISREG(mode):
+            raise not_a_file(mode)
+        # Non-blocking, and checked again once open: a FIFO put there since the stat must not hang the read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise not_a_file(mode)
             data = handle.read(STACK_FILE_MAX + 1)
     except OSError as err:
         raise fail(f"stack file {_shown_path(path)} cannot be read ({err.strerror or type(err).__name__}); check its "
@@ -986,7 +1037,7 @@ def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
         raise fail(f"stack file {_shown_path(path)} is not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); save it as "
                    "UTF-8") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_stack_file_loader())  # noqa: S506 (a SafeLoader that refuses duplicate keys)
     except yaml.MarkedYAMLError as err:
         # Line, column and the parser's reason; never the file's text around it (it may hold a ciphertext).
         mark = err.problem_mark or err.context_mark

@@ -279,6 +279,56 @@ def test_a_stack_file_that_is_not_utf8_or_too_large(tmp_path):
         load_stack_file("huge", root)
 
 
+def make_odd_stack_files(root: Path) -> dict[str, str]:
+    """Stack files that are no regular file (a directory, a FIFO, a link to /dev/zero), a dangling link, and one
+    with a key given twice; each with what its error must say."""
+    stacks = root / "stacks"
+    (stacks / "Pulumi.adir.yaml").mkdir()
+    os.mkfifo(stacks / "Pulumi.afifo.yaml")  # opened, it would block until a writer came
+    (stacks / "Pulumi.zero.yaml").symlink_to("/dev/zero")
+    (stacks / "Pulumi.dangling.yaml").symlink_to(root / "nowhere.yaml")
+    (stacks / "Pulumi.dup.yaml").write_text(
+        "config:\n  acr-publish:preflight: true\n  acr-publish:registry: {edition: local}\n"
+        "  acr-publish:preflight: false\n")
+    return {"adir": "is a directory, not a regular file", "afifo": "is a FIFO (named pipe), not a regular file",
+            "zero": "is a character device, not a regular file", "dangling": "(a link to nothing)",
+            "dup": "is not valid YAML at line 4, column 3: the key 'acr-publish:preflight' is given twice (first at "
+                   "line 2, column 3); keep one"}
+
+
+@pytest.mark.timeout(60)
+def test_a_stack_file_that_is_no_regular_file_or_repeats_a_key_says_so(tmp_path):
+    root = project_copy(tmp_path)
+    for name, expected in make_odd_stack_files(root).items():
+        with pytest.raises(ConfigError) as err:
+            load_stack_file(name, root)
+        assert expected in str(err.value), str(err.value)
+        assert "no stack file" not in str(err.value) or name == "dangling", str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_stack_file("nosuch", root)
+    known = str(err.value).split("known stacks are ", 1)[1]
+    assert "dup" in known.split(", ") and not {"adir", "afifo", "zero", "dangling"} & set(known.split(", ")), known
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    root = project_copy(tmp_path)
+    write_stack(root, "merged", "base: &base {edition: local, server: '127.0.0.1:5000'}\nconfig:\n"
+                "  acr-publish:registry: {<<: *base, server: '127.0.0.1:5001'}\n"
+                "  acr-publish:images: [{name: web, context: app, target: web}]\n")
+    assert load_stack_file("merged", root).registry.server == "127.0.0.1:5001"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("tool", ["ram", "explain"])
+def test_the_clis_say_what_an_odd_stack_file_is(tmp_path, tool):
+    root = project_copy(tmp_path)
+    for stack, expected in make_odd_stack_files(root).items():
+        args = ("cli.ram", stack) if tool == "ram" else ("cli.explain", "--stack", stack, "--image", "web")
+        proc = cli(root, *args)
+        err = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode == 2 and "Traceback" not in err and expected in err, (stack, err)
+
+
 def shipped_stack_with(tmp_path: Path, stack: str, extra: str) -> ConfigError:
     """The ConfigError load_stack_file raises for a copy of a shipped stack file with `extra` appended."""
     root = project_copy(tmp_path)
