@@ -10,70 +10,77 @@ import dataclasses
 
 import pulumi
 
-from components.image import PublishedImage, PublishedImageArgs, layer_cache, plan_builds
+from components.copy import CopyError
+from components.errors import reported_to_engine
+from components.image import BuildPlanError, PublishedImage, PublishedImageArgs, layer_cache, plan_builds
+from components.preflight import PreflightError
 from components.promotion import (
-    PromotedImage, PromotedImageArgs, check_sources, read_source, registry_instance, source_login,
+    PromotedImage, PromotedImageArgs, PromotionError, check_sources, read_source, registry_instance, source_login,
 )
 from components.registry import (
-    AcrRegistry, AcrRegistryArgs, preflight, published_digests, registry_login, repository_paths,
+    AcrRegistry, AcrRegistryArgs, RegistryLookupError, preflight, published_digests, registry_login, repository_paths,
 )
+from components.registry_client import RegistryError
 from components.settings import load_settings, registry_password_value, source_password_value
 
-settings, _ = load_settings()
-login = registry_login(settings, registry_password_value())
-if settings.promotion is not None:
-    source = read_source(settings)
-    # The repositories are the promoted images': those the source exports (or the configured subset).
-    settings = dataclasses.replace(settings, images=source.repositories)
-# acr-publish:preflight: false turns off every registry call made before declaring; images are then all builds.
-reachable = preflight(login, settings) if settings.preflight else False
-if settings.promotion is None:
-    plans = plan_builds(settings)
-    published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
-                                   reachable=reachable)
-                 if settings.preflight else {})
-else:
-    source_registry = source_login(settings, source, login, source_password_value())
-    if settings.preflight:
-        check_sources(source, source_registry)
+# Every error raised for bad input or a failed check reaches the engine as a pulumi.RunError (components/errors.py),
+# which it prints without a traceback.
+with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryLookupError, CopyError, PromotionError):
+    settings, _ = load_settings()
+    login = registry_login(settings, registry_password_value())
+    if settings.promotion is not None:
+        source = read_source(settings)
+        # The repositories are the promoted images': those the source exports (or the configured subset).
+        settings = dataclasses.replace(settings, images=source.repositories)
+    # acr-publish:preflight: false turns off every registry call made before declaring; images are then all builds.
+    reachable = preflight(login, settings) if settings.preflight else False
+    if settings.promotion is None:
+        plans = plan_builds(settings)
+        published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
+                                       reachable=reachable)
+                     if settings.preflight else {})
+    else:
+        source_registry = source_login(settings, source, login, source_password_value())
+        if settings.preflight:
+            check_sources(source, source_registry)
 
-registry = AcrRegistry(
-    "registry",
-    AcrRegistryArgs(
-        registry=settings.registry,
-        images=settings.images,
-        login=login,
-        protect=settings.protect,
-        retain_on_delete=settings.retain_on_delete,
-    ),
-)
-paths = repository_paths(settings.registry.namespace, settings.images)
-if settings.promotion is None:
-    last_published = layer_cache(settings.preflight, plans)
-    images = {
-        name: PublishedImage(
-            name,
-            PublishedImageArgs(
-                plan=plan,
-                repository=f"{login.server}/{paths[name]}",
-                credentials=registry.credentials,
-                repository_resource=registry.repositories.get(name),
-                published_digest=published.get(name),
-                last_published=last_published,
-            ),
-        )
-        for name, plan in plans.items()
-    }
-else:
-    images = {
-        image.name: PromotedImage(
-            image.name,
-            PromotedImageArgs(source=image, source_login=source_registry, target=login,
-                              repository_path=paths[image.name],
-                              repository_resource=registry.repositories.get(image.name)),
-        )
-        for image in source.images
-    }
+    registry = AcrRegistry(
+        "registry",
+        AcrRegistryArgs(
+            registry=settings.registry,
+            images=settings.images,
+            login=login,
+            protect=settings.protect,
+            retain_on_delete=settings.retain_on_delete,
+        ),
+    )
+    paths = repository_paths(settings.registry.namespace, settings.images)
+    if settings.promotion is None:
+        last_published = layer_cache(settings.preflight, plans)
+        images = {
+            name: PublishedImage(
+                name,
+                PublishedImageArgs(
+                    plan=plan,
+                    repository=f"{login.server}/{paths[name]}",
+                    credentials=registry.credentials,
+                    repository_resource=registry.repositories.get(name),
+                    published_digest=published.get(name),
+                    last_published=last_published,
+                ),
+            )
+            for name, plan in plans.items()
+        }
+    else:
+        images = {
+            image.name: PromotedImage(
+                image.name,
+                PromotedImageArgs(source=image, source_login=source_registry, target=login,
+                                  repository_path=paths[image.name],
+                                  repository_resource=registry.repositories.get(image.name)),
+            )
+            for image in source.images
+        }
 
 pulumi.export("registry", registry.server)
 pulumi.export("registryInstance", registry_instance(settings))

@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from buildcontext import ContextScan, SensitiveFilesError, history
+from buildcontext import ContextScan, history
 from components.registry import RegistryCredentials
 from components.settings import ImageSettings, Settings
 
@@ -50,12 +50,12 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
     try:
         for i, image in enumerate(settings.images):
             pair = (settings.path(image.context), settings.path(image.dockerfile))
-            scan = scans.get(pair)
-            if scan is None:
-                scan = scans[pair] = ContextScan(*pair)
             try:
+                scan = scans.get(pair)
+                if scan is None:
+                    scan = scans[pair] = ContextScan(*pair)
                 report = scan.report(image.build_args, image.target, image.platform, image.allow_sensitive)
-            except SensitiveFilesError as err:
+            except ValueError as err:  # SensitiveFilesError, or a context the engine cannot send (its reason)
                 problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
                 continue
             if report.allowed:

@@ -18,7 +18,10 @@ Rules it keeps wherever it talks to a registry:
 - a client can be aborted from another thread (`abort()`): its sockets are shut down, so a worker abandoned by a
   time budget stops reading at once instead of reading on;
 - text a server sent reaches a message only as a short, printable, escaped excerpt, with every form of the
-  credentials (raw, URL-encoded, base64 of user:password, Bearer and Basic header values) masked.
+  credentials (raw, percent-, form-, HTML- and JSON-encoded, base64 of any text holding them, a run of 8 of their
+  characters, Bearer and Basic header values) masked (`Scrubber`). The masks are regular expressions run on RE2
+  (google-re2, already pinned for .dockerignore): a server chooses the text they run over, and Python's `re`
+  backtracks polynomially on a secret with runs of spaces or backslashes against such text.
 
 Why no library: python-dxf 12.1.1 reads every body whole (`r.content`, `r.json()`), follows redirects with the
 Authorization header it set itself and PUTs uploads to whatever host `Location` names with it, forces https on
@@ -32,8 +35,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html.entities
 import http.client
 import ipaddress
+import itertools
 import json
 import os
 import re
@@ -42,9 +47,10 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote, quote_plus, urlencode, urljoin, urlsplit
 
+import re2
 import requests
 import requests.adapters
 import urllib3
@@ -64,7 +70,8 @@ MANIFEST_LIMIT = 4 * 1024 * 1024
 EXCERPT_CHARS = 200
 CHUNK_SIZE = 1024 * 1024
 MASK = "***"
-# The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message.
+# The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message. Settings
+# refuse shorter registry passwords (ACR's are 8-32 characters; the local edition's LOCAL_PASSWORD_MIN is this).
 MIN_SCRUB_LEN = 4
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -107,25 +114,139 @@ class Manifest:
 _HEADER_CREDENTIAL = re.compile(r"\b(Bearer|Basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%-]{4,}", re.IGNORECASE)
 
 
+_JSON_SHORT = {'"': '"', "\\": "", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+"""JSON's two-character escapes, after the backslash."""
+_B64_CHAR = re.compile("[A-Za-z0-9+/_-]")
+SCRUB_FRAGMENT = 8
+ENCODED_FORMS_MAX = 128
+"""Secrets up to this long are matched in every encoding (passwords: ACR's are at most 32 characters)."""
+"""A run this long of a secret longer than it is masked on its own: a token cut short, or shown in part, leaks."""
+B64_CORE_MIN = 6
+"""The shortest base64 run (of a secret at some byte offset) masked inside a longer base64 token: shorter runs occur
+in ordinary words."""
+
+
+def _char_forms(ch: str) -> str:
+    """A regex for one character of a secret in any encoding a server may echo it in: itself, percent-encoded
+    (either case), `+` for a space (form encoding), an HTML entity (named, decimal or hex) and a JSON escape."""
+    data = ch.encode()
+    forms = [re2.escape(ch), "(?i:" + "".join(f"%{b:02x}" for b in data) + ")"]
+    # HTML entities, also escaped again (&amp;lt;: a page quoting an escaped body).
+    amp = "&(?:amp;)*"
+    name = html.entities.codepoint2name.get(ord(ch))
+    if name:
+        forms.append(f"{amp}{name};")
+    forms += [f"{amp}#0*{ord(ch)};", f"(?i:{amp}#x0*{ord(ch):x};)"]
+    if ch == "'":
+        forms.append(f"{amp}apos;")
+    # JSON escapes with any run of backslashes: JSON inside JSON (a body quoted in an error message) doubles them.
+    if ch in _JSON_SHORT:
+        forms.append(r"\\+" + re2.escape(_JSON_SHORT[ch]))
+    units = [ord(ch)] if ord(ch) < 0x10000 else [0xD800 + ((ord(ch) - 0x10000) >> 10), 0xDC00 + (ord(ch) & 0x3FF)]
+    forms.append("(?i:" + "".join(rf"\\+u{u:04x}" for u in units) + ")")
+    return "(?:" + "|".join(forms) + ")"
+
+
+def _secret_pattern(secret: str) -> str:
+    """A regex for `secret` with each character in any of its forms (`_char_forms`). A run of whitespace is one
+    repeated group that takes any whitespace or `+` as well (excerpts fold whitespace runs; form encoding writes +
+    for a space): a single quantifier per run, so a long run of spaces in a body cannot make the match backtrack
+    polynomially (the whole pattern runs on RE2, linear in the text anyway)."""
+    parts: list[str] = []
+    for is_space, run in itertools.groupby(secret, key=str.isspace):
+        chars = "".join(run)
+        if is_space:
+            parts.append("(?:" + "|".join([r"\s", r"\+"] + [_char_forms(ch) for ch in sorted(set(chars))]) + ")+")
+        else:
+            parts += [_char_forms(ch) for ch in chars]
+    return "".join(parts)
+
+
+def _base64_cores(data: bytes) -> set[str]:
+    """The base64 characters that depend on `data` alone, at each of the three byte offsets `data` can sit at inside
+    a longer string, in the standard and the URL-safe alphabet: whatever surrounds it, its base64 holds these."""
+    cores: set[str] = set()
+    for k in range(3):
+        encoded = base64.b64encode(b"\0" * k + data).decode()
+        core = encoded[(8 * k + 5) // 6:(8 * (k + len(data))) // 6]
+        cores |= {core, core.translate(str.maketrans("+/", "-_"))}
+    return cores
+
+
 class Scrubber:
-    """Masks every form a credential can take in text: raw, URL-encoded, JSON-escaped, base64 of user:password,
-    and any `Bearer …` / `Basic …` header value a server echoes back."""
+    """Masks every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
+    JSON-escaped, in any mixture; base64 (either alphabet, padded or not) of any string holding it, such as
+    user:password; any run of SCRUB_FRAGMENT characters of it (a token cut short); and any `Bearer …` / `Basic …`
+    header value a server echoes back. The masks are built from the secret itself, not from a list of encoders."""
 
     def __init__(self) -> None:
-        self._forms: set[str] = set()
+        self._patterns: list[str] = []
+        self._base64: set[str] = set()
+        self._fragments: set[str] = set()
+        self._regex: Any = None  # re2 patterns
+        self._base64_regex: Any = None
 
     def add(self, secret: str | None, *, username: str | None = None) -> None:
-        if not secret:
+        if not secret or len(secret) < MIN_SCRUB_LEN:
             return
-        forms = {secret, quote(secret, safe=""), quote_plus(secret), quote(secret),
-                 json.dumps(secret)[1:-1], base64.b64encode(secret.encode()).decode()}
+        # A token (longer than any password) is opaque ASCII that every encoding leaves as it is: matched as itself,
+        # which keeps the pattern within RE2's DFA memory; its parts are masked as fragments below.
+        self._patterns.append(_secret_pattern(secret) if len(secret) <= ENCODED_FORMS_MAX else re2.escape(secret))
+        data = secret.encode()
+        cores = {c for c in _base64_cores(data) if len(c) >= B64_CORE_MIN}
+        # A short secret's base64 runs are too short to mask inside any token: its whole base64 token is masked.
+        whole = {base64.b64encode(data).decode().rstrip("=")} if username is None else set()
         if username is not None:
-            forms.add(base64.b64encode(f"{username}:{secret}".encode()).decode())
-        self._forms |= {f for f in forms if len(f) >= MIN_SCRUB_LEN}
+            whole.add(base64.b64encode(f"{username}:{secret}".encode()).decode().rstrip("="))
+        self._base64 |= {c for c in cores | whole | {w.translate(str.maketrans("+/", "-_")) for w in whole}
+                         if len(c) >= MIN_SCRUB_LEN}
+        if len(secret) > SCRUB_FRAGMENT:
+            self._fragments |= {secret[i:i + SCRUB_FRAGMENT] for i in range(len(secret) - SCRUB_FRAGMENT + 1)}
+        self._regex = self._base64_regex = None
+
+    def _mask_base64(self, text: str) -> str:
+        """Each base64 token (a run of either alphabet's characters, then its padding) holding a secret's run."""
+        if self._base64_regex is None:
+            self._base64_regex = re2.compile("|".join(re2.escape(c) for c in sorted(self._base64, key=len, reverse=True)))
+        spans: list[tuple[int, int]] = []
+        for match in self._base64_regex.finditer(text):
+            start, end = match.span()
+            if spans and start < spans[-1][1]:
+                continue
+            while start > 0 and _B64_CHAR.match(text[start - 1]):
+                start -= 1
+            while end < len(text) and (_B64_CHAR.match(text[end]) or text[end] == "="):
+                end += 1
+            spans.append((start, end))
+        for start, end in reversed(spans):
+            text = text[:start] + MASK + text[end:]
+        return text
+
+    def _mask_fragments(self, text: str) -> str:
+        covered = [False] * len(text)
+        for i in range(len(text) - SCRUB_FRAGMENT + 1):
+            if text[i:i + SCRUB_FRAGMENT] in self._fragments:
+                covered[i:i + SCRUB_FRAGMENT] = [True] * SCRUB_FRAGMENT
+        if not any(covered):
+            return text
+        out: list[str] = []
+        for i, ch in enumerate(text):
+            if not covered[i]:
+                out.append(ch)
+            elif i == 0 or not covered[i - 1]:
+                out.append(MASK)
+        return "".join(out)
 
     def __call__(self, text: str) -> str:
-        for form in sorted(self._forms, key=len, reverse=True):
-            text = text.replace(form, MASK)
+        if self._patterns:
+            if self._regex is None:
+                # Longest first: a secret holding another one is masked whole.
+                self._regex = re2.compile("|".join(sorted(self._patterns, key=len, reverse=True)))
+            text = self._regex.sub(MASK, text)
+        if self._base64:
+            text = self._mask_base64(text)
+        if self._fragments:
+            text = self._mask_fragments(text)
         return _HEADER_CREDENTIAL.sub(lambda m: f"{m.group(1)} {MASK}", text)
 
 
@@ -187,10 +308,19 @@ def pick_challenge(header: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+def server_json(data: bytes | str) -> Any:
+    """JSON a server sent, parsed; ValueError for anything that is not JSON Python can hold, including JSON nested
+    past the parser's depth (json raises RecursionError for that, which no caller of a registry answer expects)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON nested deeper than Python's parser goes") from None
+
+
 def registry_error_text(response: requests.Response) -> str:
     """The registry's own error codes and messages (JSON `errors`, the Bearer challenge's error=), or ""."""
     try:
-        body = json.loads(response.content or b"")
+        body = server_json(response.content or b"")
     except ValueError:
         body = None
     texts = []
@@ -846,7 +976,7 @@ class RegistryClient:
         if response.status_code != 200:
             raise self.unexpected("GET", realm, response)
         try:
-            body = json.loads(response.content)
+            body = server_json(response.content)
         except ValueError:
             body = None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -868,7 +998,7 @@ class RegistryClient:
             return None
         try:
             payload = token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            claims = server_json(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         except ValueError:
             return None
         access = claims.get("access") if isinstance(claims, dict) else None
@@ -970,7 +1100,7 @@ class RegistryClient:
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
         if media_type not in MANIFEST_MEDIA_TYPES:
             try:
-                media_type = json.loads(content).get("mediaType") or media_type
+                media_type = server_json(content).get("mediaType") or media_type
             except (ValueError, AttributeError):
                 pass
         return Manifest(media_type=media_type, content=content, digest=digest)
@@ -997,7 +1127,7 @@ class RegistryClient:
                 return tags
             self._check("GET", repository, response, "list tags", ok=(200,))
             try:
-                body = json.loads(response.content)
+                body = server_json(response.content)
             except ValueError:
                 raise self.unexpected("GET", f"/v2/{repository}/tags/list", response) from None
             tags += [t for t in (body.get("tags") or []) if isinstance(t, str)] if isinstance(body, dict) else []

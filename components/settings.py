@@ -28,6 +28,7 @@ from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 from components.docker_rules import (
     PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_problem, server_problem,
 )
+from components.errors import engine_class
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +72,9 @@ _STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 SUMMARY_MAX = 80
 PASSWORD_LENGTHS = (8, 32)
 """ACR registry login passwords (Container Registry console > Access Credential) are 8-32 characters."""
+LOCAL_PASSWORD_MIN = 4
+"""The local edition's shortest password: components/registry_client.py's MIN_SCRUB_LEN, below which the scrubber
+masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
 NAME_MAX = 255
 """Bytes in one path component on Linux (and most file systems Docker runs on)."""
 PATH_MAX = 4096
@@ -115,20 +119,6 @@ class ConfigError(Exception):
             f"stack '{name}' has {len(self.problems)} configuration problem(s) "
             f"(stacks/Pulumi.{name}.yaml):\n{lines}"
         )
-
-
-@functools.cache
-def _engine_config_error() -> type:
-    """ConfigError as the program raises it under the Pulumi engine.
-
-    Pulumi's Python language host prints a `pulumi.RunError` as its message alone and any other exception with a
-    traceback (sdk/python/cmd/pulumi-language-python-exec); the class is made on first use so that importing this
-    module (tools, the build-context engine) does not import the Pulumi SDK.
-    """
-    import pulumi
-
-    # Named ConfigError as well: it is one, and whatever names the type (reports, tests of a project copy) still works.
-    return type("ConfigError", (ConfigError, pulumi.RunError), {"__module__": __name__, "__doc__": ConfigError.__doc__})
 
 
 @dataclass(frozen=True)
@@ -452,6 +442,12 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"instance; remove it with `pulumi config rm acr-publish:registryPassword -s {_shown_name(stack)}`"
             )
 
+    if local and has_password and 0 <= password_length < LOCAL_PASSWORD_MIN:
+        problems.append(
+            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
+            "characters, which is too short to keep out of messages; set a longer one on the local registry and with "
+            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`"
+        )
     if namespace and edition:
         _check_namespace(edition, namespace, problems)
 
@@ -463,16 +459,38 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
 
 def repository_root(project_root: Path) -> Path:
     """The repository that holds the project: the git work tree containing Pulumi.yaml (the nearest directory up
-    with a `.git` directory, or the `.git` file a worktree or submodule has), else the project directory itself.
+    with a `.git` directory holding HEAD, or a `.git` file whose gitdir exists, as a worktree or submodule has),
+    else the project directory itself.
 
     Build contexts and Dockerfiles must resolve inside it, so a project in a monorepo subfolder may build from
     `../shared/app`, while nothing can send or read files from elsewhere on the machine.
     """
     start = project_root.resolve()
     for directory in (start, *start.parents):
-        if os.path.lexists(directory / ".git"):
+        if _is_git_marker(directory / ".git"):
             return directory
     return start
+
+
+def _is_git_marker(git: Path) -> bool:
+    """Whether `git` makes its directory a git work tree: a `.git` directory holding HEAD, or a `.git` file whose
+    `gitdir:` line names an existing directory (relative to the file's directory, as git reads it). Any other
+    `.git` (an empty file, a dangling gitdir, a stray one in /tmp) would widen the allowed root, so it counts for
+    nothing."""
+    try:
+        mode = git.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            return (git / "HEAD").is_file()
+        if not stat.S_ISREG(mode):
+            return False
+        with git.open("rb") as handle:
+            first = handle.read(4096).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    except OSError:
+        return False
+    if not first.startswith("gitdir:"):
+        return False
+    target = first[len("gitdir:"):].strip()
+    return bool(target) and (git.parent / target).is_dir()
 
 
 class _Located:
@@ -941,7 +959,7 @@ def load_settings():
         if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
             problems_extra.append(_plaintext_password(stack, key))
     region = pulumi.Config("alicloud").get("region")
-    error = _engine_config_error()
+    error = engine_class(ConfigError)  # printed by the engine without a traceback (components/errors.py)
     try:
         settings = settings_from_values(stack, values, region=region, has_password=password is not None,
                                         password_length=password_length,
@@ -956,10 +974,44 @@ def load_settings():
 
 def _known_stacks(project_root: Path) -> str:
     try:
-        names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml"))
+        # Only regular files (links to one included): a directory or FIFO of that name is no stack.
+        names = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_root / "stacks").glob("Pulumi.*.yaml")
+                       if p.is_file())
     except OSError:
         names = []
     return ", ".join(_shown_name(n) for n in names) or "none"
+
+
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device",
+               stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+@functools.cache
+def _stack_file_loader() -> type:
+    """PyYAML's SafeLoader refusing a key given twice in one mapping (it keeps the last silently; Pulumi refuses
+    the file). Merge keys (`<<: *base`) may still be overridden, as YAML means them to be."""
+    import yaml
+
+    class StackFileLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, Any] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:  # an unhashable key: SafeLoader's own error follows
+                        continue
+                    if first is not key_node:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {_shown(key)} is given twice (first at line "
+                            f"{first.start_mark.line + 1}, column {first.start_mark.column + 1}); keep one",
+                            key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return StackFileLoader
 
 
 def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
@@ -969,10 +1021,26 @@ def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
     def fail(problem: str) -> ConfigError:
         return ConfigError(stack, [problem])
 
+    def not_a_file(mode: int) -> ConfigError:
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        return fail(f"stack file {_shown_path(path)} is {kind}, not a regular file: a stack file is YAML text; "
+                    "replace it with one (see stacks/Pulumi.local.yaml)")
+
     try:
-        if not path.is_file():
-            raise fail(f"no stack file {_shown_path(path)}: known stacks are {_known_stacks(project_root)}")
-        with path.open("rb") as handle:
+        try:
+            mode = path.stat().st_mode  # follows a link: what it points to is what would be read
+        except FileNotFoundError:
+            how = " (a link to nothing)" if os.path.islink(path) else ""
+            raise fail(f"no stack file {_shown_path(path)}{how}: known stacks are "
+                       f"{_known_stacks(project_root)}") from None
+        if not stat.S_ISREG(mode):
+            raise not_a_file(mode)
+        # Non-blocking, and checked again once open: a FIFO put there since the stat must not hang the read.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise not_a_file(mode)
             data = handle.read(STACK_FILE_MAX + 1)
     except OSError as err:
         raise fail(f"stack file {_shown_path(path)} cannot be read ({err.strerror or type(err).__name__}); check its "
@@ -986,7 +1054,7 @@ def _read_stack_file(stack: str, path: Path, project_root: Path) -> Any:
         raise fail(f"stack file {_shown_path(path)} is not UTF-8 text (byte {err.start} is {data[err.start]:#04x}); save it as "
                    "UTF-8") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_stack_file_loader())  # noqa: S506 (a SafeLoader that refuses duplicate keys)
     except yaml.MarkedYAMLError as err:
         # Line, column and the parser's reason; never the file's text around it (it may hold a ciphertext).
         mark = err.problem_mark or err.context_mark

@@ -7,6 +7,7 @@ Every tree here is generated in a tmp dir (a monorepo-style git repository with 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,7 @@ def write(path: Path, text: str = "") -> Path:
 def monorepo(tmp_path) -> Path:
     """repo/.git, the project in repo/infra (its own app/), a shared context in repo/shared/app; returns infra."""
     repo = tmp_path / "repo"
-    (repo / ".git").mkdir(parents=True)
+    write(repo / ".git" / "HEAD", "ref: refs/heads/main\n")
     project = repo / "infra"
     write(project / "Pulumi.yaml", "name: acr-publish\n")
     write(project / "app" / "Dockerfile", DOCKERFILE)
@@ -68,15 +69,42 @@ def test_the_repository_is_the_git_work_tree_holding_the_project(monorepo):
     assert repository_root(monorepo) == monorepo.parent.resolve()
 
 
-def test_a_worktree_git_file_marks_the_repository_too(monorepo):
-    (monorepo.parent / ".git").rmdir()
-    write(monorepo.parent / ".git", "gitdir: /somewhere/else/.git/worktrees/x\n")
+def test_a_worktree_git_file_marks_the_repository_too(monorepo, tmp_path):
+    shutil.rmtree(monorepo.parent / ".git")
+    (tmp_path / "main" / ".git" / "worktrees" / "x").mkdir(parents=True)
+    write(monorepo.parent / ".git", f"gitdir: {tmp_path}/main/.git/worktrees/x\n")
     assert repository_root(monorepo) == monorepo.parent.resolve()
     assert problems_of([{"name": "web", "context": "../shared/app"}], root=monorepo) == []
+    write(monorepo.parent / ".git", "gitdir: ../main/.git/worktrees/x\n")  # relative to the .git file, as git reads it
+    assert repository_root(monorepo) == monorepo.parent.resolve()
+
+
+@pytest.mark.parametrize("marker", ["empty file", "dangling gitdir", "not a gitdir", "directory without HEAD",
+                                    "symlink to a directory"])
+def test_a_stray_git_entry_does_not_widen_the_repository(monorepo, tmp_path, marker):
+    """An empty /tmp/.git (or a dangling worktree file) in some parent must not make everything below it the
+    repository: the project alone is then the boundary, and ../elsewhere stays refused."""
+    shutil.rmtree(monorepo.parent / ".git")
+    outer = tmp_path / ".git"
+    if marker == "empty file":
+        write(outer, "")
+    elif marker == "dangling gitdir":
+        write(outer, "gitdir: /nonexistent/.git\n")
+    elif marker == "not a gitdir":
+        write(outer, "hello\n")
+    elif marker == "directory without HEAD":
+        outer.mkdir()
+    else:
+        (tmp_path / "real-git").mkdir()
+        write(tmp_path / "real-git" / "HEAD", "ref: refs/heads/main\n")
+        outer.symlink_to(tmp_path / "real-git")
+    assert repository_root(monorepo) == monorepo.resolve(), marker
+    msg = only([{"name": "web", "context": "../../elsewhere/app"}], root=monorepo)
+    assert "outside the repository that holds the project" in msg
 
 
 def test_without_git_the_project_directory_is_the_boundary(monorepo):
-    (monorepo.parent / ".git").rmdir()
+    shutil.rmtree(monorepo.parent / ".git")
     assert repository_root(monorepo) == monorepo.resolve()
     msg = only([{"name": "web", "context": "../shared/app"}], root=monorepo)
     assert "outside the repository that holds the project" in msg and str(monorepo.resolve()) in msg
@@ -251,6 +279,56 @@ def test_a_stack_file_that_is_not_utf8_or_too_large(tmp_path):
         load_stack_file("huge", root)
 
 
+def make_odd_stack_files(root: Path) -> dict[str, str]:
+    """Stack files that are no regular file (a directory, a FIFO, a link to /dev/zero), a dangling link, and one
+    with a key given twice; each with what its error must say."""
+    stacks = root / "stacks"
+    (stacks / "Pulumi.adir.yaml").mkdir()
+    os.mkfifo(stacks / "Pulumi.afifo.yaml")  # opened, it would block until a writer came
+    (stacks / "Pulumi.zero.yaml").symlink_to("/dev/zero")
+    (stacks / "Pulumi.dangling.yaml").symlink_to(root / "nowhere.yaml")
+    (stacks / "Pulumi.dup.yaml").write_text(
+        "config:\n  acr-publish:preflight: true\n  acr-publish:registry: {edition: local}\n"
+        "  acr-publish:preflight: false\n")
+    return {"adir": "is a directory, not a regular file", "afifo": "is a FIFO (named pipe), not a regular file",
+            "zero": "is a character device, not a regular file", "dangling": "(a link to nothing)",
+            "dup": "is not valid YAML at line 4, column 3: the key 'acr-publish:preflight' is given twice (first at "
+                   "line 2, column 3); keep one"}
+
+
+@pytest.mark.timeout(60)
+def test_a_stack_file_that_is_no_regular_file_or_repeats_a_key_says_so(tmp_path):
+    root = project_copy(tmp_path)
+    for name, expected in make_odd_stack_files(root).items():
+        with pytest.raises(ConfigError) as err:
+            load_stack_file(name, root)
+        assert expected in str(err.value), str(err.value)
+        assert "no stack file" not in str(err.value) or name == "dangling", str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_stack_file("nosuch", root)
+    known = str(err.value).split("known stacks are ", 1)[1]
+    assert "dup" in known.split(", ") and not {"adir", "afifo", "zero", "dangling"} & set(known.split(", ")), known
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    root = project_copy(tmp_path)
+    write_stack(root, "merged", "base: &base {edition: local, server: '127.0.0.1:5000'}\nconfig:\n"
+                "  acr-publish:registry: {<<: *base, server: '127.0.0.1:5001'}\n"
+                "  acr-publish:images: [{name: web, context: app, target: web}]\n")
+    assert load_stack_file("merged", root).registry.server == "127.0.0.1:5001"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("tool", ["ram", "explain"])
+def test_the_clis_say_what_an_odd_stack_file_is(tmp_path, tool):
+    root = project_copy(tmp_path)
+    for stack, expected in make_odd_stack_files(root).items():
+        args = ("cli.ram", stack) if tool == "ram" else ("cli.explain", "--stack", stack, "--image", "web")
+        proc = cli(root, *args)
+        err = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode == 2 and "Traceback" not in err and expected in err, (stack, err)
+
+
 def shipped_stack_with(tmp_path: Path, stack: str, extra: str) -> ConfigError:
     """The ConfigError load_stack_file raises for a copy of a shipped stack file with `extra` appended."""
     root = project_copy(tmp_path)
@@ -345,9 +423,30 @@ def test_personal_passwords_are_8_to_32_characters(length, ok):
         assert str(length) not in found[0].replace("8-32", ""), "the message must not reveal the length"
 
 
-def test_the_local_registry_takes_any_password_length():
-    assert problems_of([{"name": "web", "context": "app", "target": "web"}],
-                       registry={"edition": "local", "username": "dev"}, has_password=True, password_length=3) == []
+@pytest.mark.parametrize("length,ok", [(1, False), (3, False), (4, True), (200, True)])
+def test_local_registry_passwords_are_at_least_as_long_as_the_scrubber_masks(length, ok):
+    """The scrubber leaves shorter strings alone (they would mangle ordinary words), so a 1-3 character password
+    could be shown; the local edition refuses those, and takes any longer one (its registry sets no upper rule)."""
+    found = problems_of([{"name": "web", "context": "app", "target": "web"}],
+                        registry={"edition": "local", "username": "dev"}, has_password=True, password_length=length)
+    if ok:
+        assert found == []
+    else:
+        assert found == [
+            "acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than 4 characters, which "
+            "is too short to keep out of messages; set a longer one on the local registry and with "
+            "`pulumi config set --secret acr-publish:registryPassword <password> -s dev`"
+        ]
+
+
+def test_the_local_password_rule_is_the_scrubbers_bound():
+    from components.registry_client import MIN_SCRUB_LEN, Scrubber
+    from components.settings import LOCAL_PASSWORD_MIN
+
+    assert LOCAL_PASSWORD_MIN == MIN_SCRUB_LEN
+    scrub = Scrubber()
+    scrub.add("w" * LOCAL_PASSWORD_MIN)
+    assert scrub("login wwww refused") == "login *** refused"
 
 
 def test_the_program_measures_the_decrypted_password(monkeypatch, preflight_calls):

@@ -388,3 +388,102 @@ def test_an_ambiguous_location_is_refused_and_gets_no_credential(hostile, form: 
         with pytest.raises(RegistryError, match="unusable location"):
             list(client.get_blob("acme/web", "sha256:" + "0" * 64))
     assert all(b"authorization" not in h.lower() for h in elsewhere.requests), "a credential went to another host"
+
+
+NESTED_JSON = b"[" * 5000 + b"]" * 5000
+"""JSON nested 5,000 deep: 10 KB, well under the body bound, and past Python's parser depth (RecursionError)."""
+
+
+def _answer(conn: socket.socket, status: str, body: bytes, headers: str = "") -> None:
+    conn.sendall(f"HTTP/1.1 {status}\r\n{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+def _nested_jwt() -> str:
+    payload = base64.urlsafe_b64encode(b'{"access": ' + NESTED_JSON + b"}").decode().rstrip("=")
+    return f"eyJhbGciOiJub25lIn0.{payload}.c2ln"
+
+
+@pytest.mark.parametrize("where", ["error body", "token body", "jwt payload"])
+def test_json_nested_past_the_parser_depth_is_an_answer_not_a_crash_in_the_preflight(hostile, where: str) -> None:
+    """A registry error body, a token service's answer and a JWT's payload nested 5,000 deep end in a
+    PreflightError that reports the answer (never a RecursionError)."""
+    token = _nested_jwt() if where == "jwt payload" else "tok." + "B" * 40
+
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if where == "error body" and not head.startswith(b"GET /v2/ "):
+            _answer(conn, "403 Denied", NESTED_JSON)  # the push probe's refusal, read for the registry's own errors
+        elif where == "error body" or head.startswith(b"GET /v2/ ") and b"Authorization: Bearer" in head:
+            _answer(conn, "200 OK", b"{}", "Docker-Distribution-API-Version: registry/2.0\r\n")
+        elif head.startswith(b"GET /token"):
+            _answer(conn, "200 OK", NESTED_JSON if where == "token body" else json.dumps({"token": token}).encode())
+        elif b"Authorization: Bearer" not in head:
+            challenge = f'Bearer realm="http://{server.server}/token",service="s"'
+            _answer(conn, "401 No", b"", f"WWW-Authenticate: {challenge}\r\n")
+        else:
+            _answer(conn, "403 Denied", NESTED_JSON)
+
+    server = hostile(registry)
+    target = PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True)
+    with pytest.raises(PreflightError) as err:
+        check_registry(target, timeout=5)
+    message = str(err.value)
+    expected = {"error body": "may not push", "token body": "without a 'token' or 'access_token'",
+                "jwt payload": "403"}[where]
+    assert expected in message, message
+    if where == "jwt payload":  # the client reads the grants of a JWT only when a HEAD of a manifest is refused
+        with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
+            with pytest.raises(RegistryError, match="403"):
+                client.manifest_digest("acme/web", "v1")
+
+
+def test_json_nested_past_the_parser_depth_in_a_tag_list_or_manifest_is_reported(hostile) -> None:
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if head.startswith(b"GET /v2/ "):
+            _answer(conn, "200 OK", b"{}", "Docker-Distribution-API-Version: registry/2.0\r\n")
+        elif head.startswith(b"GET /v2/acme/web/tags/list"):
+            _answer(conn, "200 OK", NESTED_JSON, "Content-Type: application/json\r\n")
+        elif head.startswith(b"GET /v2/acme/web/manifests/"):
+            _answer(conn, "200 OK", NESTED_JSON, "Content-Type: text/plain\r\n")
+        else:
+            _answer(conn, "404 Not Found", b"")
+
+    server = hostile(registry)
+    with RegistryClient(server.server, allow_plain_http=True, timeout=5) as client:
+        with pytest.raises(RegistryError, match="tags/list answered 200"):
+            client.list_tags("acme/web")
+        # A manifest whose media type is only in its body: unreadable there, so the Content-Type stands.
+        assert client.get_manifest("acme/web", "v1").media_type == "text/plain"
+
+
+def test_credentials_echoed_in_forms_made_by_other_encoders_are_masked(hostile) -> None:
+    """The forms here are made by urllib, base64, html and json (not by the scrubber's own recipe): lower-case
+    percent-encoding, + for space, unpadded and URL-safe base64 of user:password, HTML and JSON escapes, and the
+    token cut by one character at either end."""
+    import html
+    import re
+
+    token = "tok." + "C" * 40 + ".sig"
+    lower = lambda text: re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)  # noqa: E731
+    basic = f"{USER}:{PASSWORD}".encode()
+    forms = [lower(quote(PASSWORD, safe="")), lower(quote_plus(PASSWORD)), html.escape(PASSWORD),
+             json.dumps({"p": PASSWORD})[7:-2], base64.b64encode(basic).decode().rstrip("="),
+             base64.urlsafe_b64encode(basic).decode(), base64.b64encode(b"ctx " + PASSWORD.encode()).decode(),
+             token[:-1], token[1:]]
+
+    def echo(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if head.startswith(b"GET /token"):
+            _answer(conn, "200 OK", json.dumps({"token": token}).encode())
+        elif b"Authorization: Bearer" not in head:
+            challenge = f'Bearer realm="http://{server.server}/token",service="s"'
+            _answer(conn, "401 No", b"", f"WWW-Authenticate: {challenge}\r\n")
+        else:
+            _answer(conn, "500 Echo", " | ".join(forms).encode())
+
+    server = hostile(echo)
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
+                       timeout=5)
+    message = str(err.value)
+    for form in forms:
+        assert form not in message, f"{form!r} reached the message: {message}"
+    assert message.count("***") >= len(forms) and "answered 500" in message, message

@@ -1,0 +1,45 @@
+"""Errors as the Pulumi engine shows them: a `pulumi.RunError` as its message alone, anything else with a traceback.
+
+Pulumi's Python language host (sdk/python/cmd/pulumi-language-python-exec) prints a `pulumi.RunError` raised by the
+program as its message and any other exception with a full traceback. Every error the program raises for bad input
+or a failed check (ConfigError, BuildPlanError, PreflightError, RegistryError, ...) is meant for the person running
+`pulumi up`, so under the engine it is raised as a class that is both its own and `pulumi.RunError`: `except
+PreflightError` still catches it, and the engine prints its message only. The classes are made on first use, so that
+importing the components (tools, the build-context engine) does not import the Pulumi SDK.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Iterator
+
+
+@functools.cache
+def engine_class(cls: type[BaseException]) -> type[BaseException]:
+    """`cls` as the program raises it under the engine: a subclass of `cls` and of `pulumi.RunError`, with the
+    same name (whatever names the type, such as reports or tests of a project copy, still works)."""
+    import pulumi
+
+    if issubclass(cls, pulumi.RunError):
+        return cls
+    return type(cls.__name__, (cls, pulumi.RunError), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
+def as_engine_error(err: BaseException) -> BaseException:
+    """The same error (message, args, attributes such as `kind`), of its class as `engine_class` makes it."""
+    cls = engine_class(type(err))
+    if cls is type(err):
+        return err
+    same = cls.__new__(cls, *err.args)
+    same.args = err.args
+    same.__dict__.update(err.__dict__)
+    return same
+
+
+@contextlib.contextmanager
+def reported_to_engine(*types: type[BaseException]) -> Iterator[None]:
+    """Re-raise any of `types` escaping the block as the same error that is also a `pulumi.RunError`."""
+    try:
+        yield
+    except types as err:
+        raise as_engine_error(err) from None
