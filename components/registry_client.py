@@ -48,7 +48,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
-from urllib.parse import quote, quote_plus, urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import re2
 import requests
