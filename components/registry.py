@@ -241,7 +241,6 @@ class AcrRegistry(pulumi.ComponentResource):
     def _declare_classic(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
         import pulumi_alicloud as alicloud
 
-        reg = args.registry
         self._declare_namespace_and_repositories(
             name, args, keep, namespace_type=alicloud.cr.Namespace, repository_type=alicloud.cr.Repo,
             scope={}, per_repository={},

@@ -184,7 +184,6 @@ class RecordingMonitor(MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            raw = rpc.deserialize_properties(request.object, keep_internal=True)
             plain = rpc.deserialize_properties(request.object)
             self.recorded.append(Recorded(
                 type=request.type, name=request.name, urn=response.urn, inputs=_unwrap(plain),

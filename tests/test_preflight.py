@@ -21,7 +21,6 @@ import urllib3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import components.preflight as preflight
 import components.registry_client as registry_client
 from components.preflight import PreflightError, PreflightTarget, check_registry, parse_www_authenticate
 
