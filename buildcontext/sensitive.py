@@ -11,8 +11,9 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   key files), an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, with no letter or digit
   on either side: `_` and punctuation are boundaries), a token of a known format (`_TOKEN_RE`: GitHub,
   GitLab, AWS access key ids, Slack, npm, PyPI, Google API keys, Stripe live keys), a kubeconfig's
-  credentials (`client-key-data:`, or `token:`/`password:` in a file with `kind: Config` and
-  `users:`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
+  credentials in YAML (block or flow style) or JSON (`client-key-data`, or `token`, `password` or an
+  auth-provider's `id-token`/`refresh-token`/`access-token` with a value, in a file with `users` and either
+  `kind: Config` (quoted or not) or a kubeconfig's `clusters`/`contexts`/`current-context`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
   (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned. The rules that need two
   markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both lie in
   one 1 MiB read window (context.READ_SIZE); kubeconfigs and state files are far smaller.
@@ -106,9 +107,22 @@ _TOKEN_RE = re.compile(
     # its start is matched (bounded on the left only)
     rb"|(?<![A-Za-z0-9])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50}")
 _TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"AKIA", b"ASIA", b"xox", b"npm_", b"pypi-", b"AIza", b"k_live_")
-_KUBE_KEY_RE = re.compile(rb"^[ \t]*client-key-data:[ \t]*[A-Za-z0-9+/=]", re.MULTILINE)
-_KUBE_USER_SECRET_RE = re.compile(rb"^[ \t]*(?:token|password):[ \t]*[^\s#]", re.MULTILINE)
-_KUBE_CONFIG_RE = re.compile(rb"^kind:[ \t]*Config[ \t]*\r?$", re.MULTILINE)
+# Kubeconfigs in any of the forms kubectl reads: block YAML, flow YAML (`users: [{user: {token: x}}]`) and JSON
+# (`"token": "x"`). A key is matched at a line start or after `{`, `,` or whitespace, bare or quoted, with a
+# non-empty value (`token: ""`, `token:` and `token: null` hold none).
+_KEY_START = rb"""(?:^|[\s{,])["']?"""
+_KEY_END = rb"""["']?[ \t]*:[ \t]*"""
+_KUBE_KEY_RE = re.compile(_KEY_START + rb"client-key-data" + _KEY_END + rb"""["']?[A-Za-z0-9+/=]""", re.MULTILINE)
+# The user's secrets: a bearer token, a basic-auth password, an auth-provider's id/refresh/access token.
+_KUBE_USER_SECRET_RE = re.compile(
+    _KEY_START + rb"(?:token|password|id-token|refresh-token|access-token)" + _KEY_END
+    + rb"""(?!null\b)["']?[^\s"'#,}\]]""", re.MULTILINE)
+_KUBE_USERS_RE = re.compile(_KEY_START + rb"users" + _KEY_END, re.MULTILINE)
+# What makes a file with `users` and a secret a kubeconfig: `kind: Config` (bare, quoted or with a comment
+# after it), or a kubeconfig's other sections (a kubeconfig need not say its kind).
+_KUBE_CONFIG_RE = re.compile(
+    _KEY_START + rb"kind" + _KEY_END + rb"""["']?Config["']?[ \t]*(?:[,}#\r\n]|$)"""
+    + rb"|" + _KEY_START + rb"(?:clusters|contexts|current-context)" + _KEY_END, re.MULTILINE)
 
 # Credential lines of the files that may or may not hold one.
 _NPMRC_SECRET_RE = re.compile(
@@ -158,8 +172,8 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= KNOWN_TOKEN
     if b"client-key-data" in data and _KUBE_KEY_RE.search(data):
         flags |= KUBECONFIG_CREDENTIALS
-    elif (b"users:" in data and b"kind:" in data and _KUBE_CONFIG_RE.search(data)
-          and _KUBE_USER_SECRET_RE.search(data)):
+    elif (b"users" in data and (b"token" in data or b"password" in data) and _KUBE_USERS_RE.search(data)
+          and _KUBE_CONFIG_RE.search(data) and _KUBE_USER_SECRET_RE.search(data)):
         flags |= KUBECONFIG_CREDENTIALS
     if b'"terraform_version"' in data and b'"lineage"' in data:
         flags |= TERRAFORM_STATE

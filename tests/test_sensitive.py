@@ -549,3 +549,41 @@ def test_invalid_build_args_are_named_never_shown(tmp_path):
     problems: list[str] = []
     explain_cli._build_args(["=" + AK, "NOSEP" + AK], problems)
     assert problems and AK not in " ".join(problems) and "NAME=VALUE" in " ".join(problems)
+
+
+_KUBE_JSON = ('{"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "c", "cluster": {"server": '
+              '"https://k.example.test"}}], "users": [{"name": "u", "user": {%s}}]}\n')
+
+
+@pytest.mark.parametrize("text", [
+    _KUBE_JSON % '"client-key-data": "TFMwdExTMUNSVWRKVGlCUw=="',
+    _KUBE_JSON % '"token": "eyJhbGciOiJSUzI1NiJ9.abc"',
+    _KUBE_JSON.replace(", ", ",\n  ") % '"password": "hunter2"',
+    # no kind line: its other sections say it is a kubeconfig
+    "apiVersion: v1\nclusters:\n- cluster: {server: 'https://k'}\n  name: c\nusers:\n- name: u\n  user:\n"
+    "    token: abcdef\n",
+    "current-context: c\nusers:\n- name: u\n  user: {password: hunter2}\n",
+    'kind: "Config"\nusers:\n- name: u\n  user:\n    token: abcdef\n',
+    "kind: Config # the file kubectl writes\nusers:\n- name: u\n  user:\n    token: abcdef\n",
+    "kind: 'Config'\nusers: [{name: u, user: {token: abcdef}}]\n",  # flow style
+    KUBECONFIG + "    auth-provider:\n      name: oidc\n      config:\n        id-token: eyJhbGciOi.x.y\n",
+    KUBECONFIG + "    auth-provider:\n      config:\n        refresh-token: 1//0gabc\n",
+    KUBECONFIG + "    auth-provider:\n      name: gcp\n      config: {access-token: ya29.abc}\n",
+], ids=["json-client-key-data", "json-token", "json-password", "no-kind-clusters", "no-kind-current-context",
+        "kind-quoted", "kind-commented", "flow-style", "oidc-id-token", "oidc-refresh-token", "gcp-access-token"])
+def test_kubeconfig_credentials_in_every_form_kubectl_reads(tmp_path, text):
+    found = flagged(tmp_path, {"deploy/k.conf": text})
+    assert "kubeconfig holding credentials" in found.get("deploy/k.conf", ""), (text, found)
+    assert "hunter2" not in found["deploy/k.conf"] and "abcdef" not in found["deploy/k.conf"]
+
+
+@pytest.mark.parametrize("text", [
+    _KUBE_JSON % '"token": ""',
+    _KUBE_JSON % '"token": null',
+    "kind: Config\nusers:\n- name: u\n  user: {exec: {command: aws}}\n",
+    "kind: ConfigMap\nusers:\n- name: u\ndata:\n  token: abcdef\n",  # a Kubernetes ConfigMap, not a kubeconfig
+    "users:\n- name: bob\n  token: abcdef\n",  # users and a token, but nothing says kubeconfig
+    '{"users": [{"name": "bob", "token": "abcdef"}]}\n',
+], ids=["json-empty-token", "json-null-token", "exec-plugin", "configmap", "plain-yaml", "plain-json"])
+def test_kubeconfig_lookalikes_without_credentials_are_not_flagged(tmp_path, text):
+    assert flagged(tmp_path, {"deploy/k.conf": text}) == {}
