@@ -420,6 +420,26 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path, cache_root):
     assert not stale.exists() and live.exists()
 
 
+def test_a_stale_temporary_is_removed_by_a_run_that_writes_nothing(tmp_path, cache_root, monkeypatch):
+    """A kill -9 mid-write leaves a `.tmp-*` file; an unchanged later run writes nothing, so a sweep on write
+    alone would keep it forever. The first read of the cache directory in a process removes it (aged a day),
+    and keeps a young one (another run's, mid-write)."""
+    root = make_tree(tmp_path / "ctx")
+    ctx.context_digest(root)
+    ctx.context_digest(root)  # the memo now holds exactly this tree: the next run writes nothing
+    contexts = cache_root / "contexts"
+    stale, live = contexts / ".tmp-killed.json", contexts / ".tmp-writing.json"
+    stale.write_bytes(os.urandom(65536))
+    live.write_bytes(b"{")
+    day_ago = time.time() - 86400
+    os.utime(stale, (day_ago, day_ago))
+    monkeypatch.setattr(files, "_swept", set())  # as in a new process
+    writes = count_writes(monkeypatch)
+    assert scan(root)[1] == 0
+    assert writes == [], "the run was meant to write nothing"
+    assert not stale.exists() and live.exists()
+
+
 def _bounded_subprocess(code: str, env: dict, seconds: float = 60) -> subprocess.CompletedProcess:
     try:
         return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
