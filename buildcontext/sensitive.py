@@ -41,8 +41,11 @@ do not apply to it (a `.git/` or `.pulumi/` directory is reported whatever it ho
 Beyond the files sent, two inputs land in the image's history whatever `.dockerignore` says:
 * the Dockerfile (`dockerfile_findings`): its content rules' flags, also when it lies outside the
   context or is excluded; allowed by its path relative to the context when it lies inside;
-* build args (`build_arg_findings`): a value the content rules flag, or a name that says password,
-  token, secret, key or credential; allowed by the entry `buildArg:NAME`. Values are never printed.
+* build args (`build_arg_findings`): a value the content rules flag, a JSON Web Token or an HTTP
+  Authorization value (`Bearer ...`, `Basic ...`), or a name that says password, token, secret, key or
+  credential, also glued or abbreviated (`dbpassword`, `GITHUBTOKEN`, `DBPASS`, `SSH_KEY`, `mysql_root_pw`;
+  deliberately broad: `PASSWORD_POLICY_URL` is refused too, see `_secret_name`); allowed by the entry
+  `buildArg:NAME`. Values are never printed.
 """
 from __future__ import annotations
 
@@ -427,17 +430,36 @@ def dockerfile_findings(dockerfile: str, rel: str | None, flags: int,
 
 
 # Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
-_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase", "secret", "secrets", "token", "tokens",
-                           "credential", "credentials", "creds", "apikey", "privatekey", "secretkey", "accesskey",
-                           "signingkey", "authtoken", "clientsecret", "auth"})
+_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pw", "pass", "passphrase", "secret", "secrets", "token",
+                           "tokens", "credential", "credentials", "creds", "apikey", "privatekey", "secretkey",
+                           "accesskey", "signingkey", "authtoken", "clientsecret", "auth", "sshkey"})
 _SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"),
-                           ("signing", "key"), ("client", "secret"), ("auth", "token")})
+                           ("signing", "key"), ("client", "secret"), ("auth", "token"), ("ssh", "key"),
+                           ("gpg", "key"), ("pgp", "key"), ("encryption", "key"), ("master", "key"),
+                           ("deploy", "key"), ("client", "key")})
+# A word that ends with one of these says it too, glued to what it is for (`dbpassword`, `GITHUBTOKEN`, `DBPASS`).
+_GLUED_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "tokens", "credential", "credentials",
+                  "creds", "apikey", "privatekey", "secretkey", "accesskey", "sshkey", "pass")
+# Words ending in "pass" that are not passwords.
+_NOT_PASS = frozenset({"bypass", "compass", "encompass", "overpass", "underpass", "surpass", "trespass"})
 _NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 def _secret_name(name: str) -> bool:
+    """Whether a build arg's name says it carries a credential. Deliberately broad: a name that says password
+    or token is refused even when it names something about one (PASSWORD_POLICY_URL, TOKEN_FILE), because a
+    false alarm costs one `buildArg:NAME` entry and a missed secret stays in the image history for good."""
     words = [w.lower() for w in _NAME_WORD.findall(name)]
-    return any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+    if any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:])):
+        return True
+    return any(w.endswith(_GLUED_ENDINGS) and w not in _NOT_PASS for w in words)
+
+
+# Values that are credentials whatever their name: a JSON Web Token (base64url of `{"` starts every header:
+# `eyJ`; three dot-separated parts, the signature empty for alg none) and an HTTP Authorization value.
+_ARG_VALUE_RE = re.compile(
+    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"|^\s*(?:Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 
 
 def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:
@@ -451,6 +473,8 @@ def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ())
         value = build_args[name]
         reasons = _content_reasons(scan_content("", value.encode("utf-8", "surrogatepass")))
         reasons = ["its value " + r.removeprefix("contains ").removeprefix("is ") for r in reasons]
+        if _ARG_VALUE_RE.search(value):
+            reasons.append("its value is a JSON Web Token or an HTTP Authorization value (Bearer/Basic)")
         if _secret_name(name):
             reasons.insert(0, "its name says it carries a credential")
         if not reasons:

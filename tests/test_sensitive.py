@@ -493,6 +493,16 @@ def test_private_keys_and_tokens_in_the_dockerfile(tmp_path, text):
     ("API_KEY", "value-of-api", "its name says it carries a credential"),
     ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIbPxRfiCYEXAMPLEKEY", "its name says it carries a credential"),
     ("SECRETKEY", "value-of-secretkey", "its name says it carries a credential"),
+    # glued and abbreviated names
+    ("dbpassword", "value-of-dbpassword", "its name says it carries a credential"),
+    ("GITHUBTOKEN", "value-of-githubtoken", "its name says it carries a credential"),
+    ("DBPASS", "value-of-dbpass", "its name says it carries a credential"),
+    ("SSH_KEY", "value-of-ssh-key", "its name says it carries a credential"),
+    ("mysql_root_pw", "value-of-root-pw", "its name says it carries a credential"),
+    ("PASSWORD_POLICY_URL", "https://policy.example.test", "its name says it carries a credential"),  # by choice
+    # values that are credentials whatever the name
+    ("UPSTREAM", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlLXZhbHVl", "its value is a JSON Web Token"),
+    ("UPSTREAM_HEADER", "Bearer 0123456789abcdefXYZ", "its value is a JSON Web Token or an HTTP Authorization"),
 ])
 def test_sensitive_build_args_are_refused_without_printing_the_value(tmp_path, name, value, why):
     root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
@@ -537,7 +547,9 @@ def test_a_build_arg_entry_never_allows_a_file(tmp_path):
 def test_harmless_build_args_pass(tmp_path):
     root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
     args = {"APP_ENV": "prod", "AUTHOR": "me", "BYPASS_CACHE": "1", "KEY_PREFIX": "app", "TOKENIZER_MODEL": "bpe",
-            "PASSENGER_MODE": "on", "BASE_IMAGE": "busybox", "VERSION": "LTAI-is-not-a-key"}
+            "PASSENGER_MODE": "on", "BASE_IMAGE": "busybox", "VERSION": "LTAI-is-not-a-key",
+            "COMPASS_URL": "x", "KEYBOARD": "us", "PASSENGERS": "4", "MONKEY": "yes", "GREETING": "Bearer of news",
+            "TOKENIZER": "bpe", "RELEASE_NOTES": "eyJ is how a JWT starts"}
     assert check_context(root, build_args=args).allowed == ()
 
 
