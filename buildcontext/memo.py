@@ -17,9 +17,9 @@ history is buildcontext/history.py); deleting the file only costs the next run a
   equal the file's lstat now. ctime is in the key as in git's index: a same-size in-place rewrite that puts the
   mtime back still moves the ctime, which no user call can set.
 * Racy files (git's "racy clean" problem): a file modified again within the file system's timestamp granularity
-  after it was read keeps its stat key. So an entry is trusted only when the file's mtime is older than the
-  start of the run that read it minus RACY_WINDOW_NS (git's check; the ctime is in the key, not in this test);
-  others are re-read on the next run.
+  after it was read keeps its stat key. So an entry is trusted only when the later of the file's mtime and
+  ctime is older than the start of the run that read it minus RACY_WINDOW_NS (hashing.settled; git checks the
+  ctime too: a write whose mtime was set back still moves the ctime); others are re-read on the next run.
 * Summary: what a scan concluded from exactly these entries, all pure functions of them: the digest's tree root
   (buildcontext/digest.py), the Dockerfile's content hash, the guard's findings before allowSensitive, the file
   count and size, and, when every entry was trusted, the `fingerprint` of the walk that made them (every path

@@ -683,7 +683,8 @@ try:
     out = {"patterns": len(read_patterns(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))}
 except ValueError as exc:
     out = {"error": str(exc)}
-out["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM: this process's own peak RSS (ru_maxrss would carry the forking parent's over the exec)
+out["maxrss_kib"] = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
 print(json.dumps(out))
 '''
 # Python, RE2 and the engine's modules take about 40 MiB; a read of the whole of a large file would take more.

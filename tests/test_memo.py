@@ -26,6 +26,16 @@ from buildcontext.memo import StatCache, cache_file_for
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
 
 
+_settle = None
+
+
+@pytest.fixture(autouse=True)
+def _short_window(short_racy_window):
+    """Every test here runs with a 100 ms racy window; backdate() waits it out (ctime included)."""
+    global _settle
+    _settle = short_racy_window
+
+
 @pytest.fixture(autouse=True)
 def cache_root(tmp_path, monkeypatch):
     root = tmp_path / "cache"
@@ -48,8 +58,10 @@ def make_tree(root: Path, n: int = 20, old: bool = True) -> Path:
 
 
 def backdate(root: Path) -> None:
+    """Old mtimes; utime moves the ctime to now, so wait until that is out of the (short) racy window too."""
     for p in [root, *root.rglob("*")]:
         os.utime(p, ns=(HOUR_AGO_NS, HOUR_AGO_NS), follow_symlinks=False)
+    _settle()
 
 
 class OpenRecorder:
@@ -160,7 +172,8 @@ def test_same_size_rewrite_with_the_mtime_put_back_changes_the_digest(tmp_path):
     assert after == ctx.context_digest(root, cache=False)
 
 
-def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
+def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path, monkeypatch):
+    monkeypatch.setattr(memo, "RACY_WINDOW_NS", 2_000_000_000)  # the real window: fresh files stay racy
     root = make_tree(tmp_path / "ctx", old=False)  # files just written: their mtime is "now"
     target = root / "d3" / "f3.txt"
     st = os.stat(target)
@@ -173,13 +186,33 @@ def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
     assert after == ctx.context_digest(root, cache=False)
 
 
-def test_racy_entries_become_trusted_once_old(tmp_path):
+def test_racy_entries_become_trusted_once_old(tmp_path, monkeypatch):
+    monkeypatch.setattr(memo, "RACY_WINDOW_NS", 2_000_000_000)
     root = make_tree(tmp_path / "ctx", old=False)
     ctx.context_digest(root)
     assert scan(root)[1] == 23, "fresh files must be re-read: their entries were racy"
-    backdate(root)  # now strictly older than any run start minus the window
+    backdate(root)  # mtimes now strictly older than any run start minus the window ...
+    ctx.context_digest(root)
+    assert scan(root)[1] == 23, "... but the ctimes that utime moved are not"
+    time.sleep(2.1)
     ctx.context_digest(root)
     assert scan(root)[1] == 0
+
+
+def test_a_file_whose_mtime_was_set_back_is_trusted_only_once_its_ctime_is_old(tmp_path, monkeypatch):
+    """max(mtime, ctime) against the racy window, as git checks the ctime: a file written and given an old
+    mtime (touch -d, tar -x, a restored backup) within the window could be rewritten in the same ctime tick
+    unseen, so it is not trusted until its ctime is old too (before: the old mtime alone made it trusted)."""
+    monkeypatch.setattr(memo, "RACY_WINDOW_NS", 2_000_000_000)
+    root = make_tree(tmp_path / "ctx", old=False)
+    for p in [root, *root.rglob("*")]:
+        os.utime(p, ns=(HOUR_AGO_NS, HOUR_AGO_NS), follow_symlinks=False)
+    ctx.context_digest(root)
+    st = os.lstat(root / "link")
+    assert st.st_mtime_ns == HOUR_AGO_NS and st.st_ctime_ns > time.time_ns() - 2_000_000_000
+    assert scan(root)[1] == 23
+    assert all(e[0] == "U" for rel, e in StatCache.load(root, root / "Dockerfile").entries.items()
+               if not rel.endswith("/")), "no entry (file, link or Dockerfile) may be trusted yet"
 
 
 def test_cache_location_follows_xdg_and_override(tmp_path, monkeypatch):

@@ -387,11 +387,12 @@ def test_check_context_report_matches_the_digest(tmp_path):
         assert scan.total_bytes == len("FROM scratch\nCOPY . /\n") + 3 + 2 + len("a.txt")
 
 
-def test_guard_reuses_the_cache_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
+def test_guard_reuses_the_cache_unchanged_files_are_not_read_again(tmp_path, monkeypatch, short_racy_window):
     root = tree(tmp_path / "ctx", {"conf.py": f"K = '{AK}'\n", "key.txt": pem("RSA"), "ok.py": "x = 1\n"})
     hour_ago = 1_700_000_000 * 10**9
     for p in root.rglob("*"):
         os.utime(p, ns=(hour_ago, hour_ago))
+    short_racy_window()  # trusted only once the ctimes utime moved are out of the racy window
     with pytest.raises(SensitiveFilesError) as first:
         check_context(root)
     opened: list[str] = []
