@@ -663,32 +663,6 @@ class PatternMatcher:
             return scope.here
         return sorted(set(scope.here).union(hits))
 
-    def _candidates(self, path: str) -> Iterator[Pattern]:
-        patterns = self.patterns
-        return (patterns[i] for i in self._order(path, self._scope(path.rpartition("/")[0]), None))
-
-    def matches_exact(self, path: str) -> bool:
-        """MatchesExact: no parent-directory matching."""
-        matched = False
-        for pattern in self._candidates(path):
-            if pattern.exclusion != matched:
-                continue
-            if pattern.match(path):
-                matched = not pattern.exclusion
-        return matched
-
-    def matches_or_parent_matches(self, path: str) -> bool:
-        """MatchesOrParentMatches: a pattern also matches when it matches any parent directory."""
-        matched = False
-        parent_dirs = _parent_dirs(path)
-        for pattern in self._candidates(path):
-            if pattern.exclusion != matched:
-                continue
-            match = pattern.match(path) or _matches_a_parent(pattern, parent_dirs)
-            if match:
-                matched = not pattern.exclusion
-        return matched
-
     def matches_using_parent_results(
         self, path: str, parent_info: MatchInfo = MatchInfo()
     ) -> tuple[bool, MatchInfo]:
