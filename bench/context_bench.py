@@ -279,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         probe.write_bytes(original + b"# earlier state %d\n" % k)
         plan_builds(settings)
     probe.write_bytes(original)
-    # Entries of files younger than the racy window are not trusted yet; wait it out, then plan the current state.
-    newest = max(os.lstat(p).st_mtime_ns for p in _files(small))
+    # Entries of files whose mtime or ctime is within the racy window are not trusted yet; wait it out, then plan.
+    newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.lstat, _files(small)))
     wait = (newest + RACY_WINDOW_NS - time.time_ns()) / 1e9 + 0.1
     if wait > 0:
         time.sleep(wait)

@@ -23,12 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildcontext import digest as encoding, sensitive
+from buildcontext import digest as encoding, memo, sensitive
 from buildcontext.digest import DEFAULT_PLATFORM, content_tag
 from buildcontext.dockerignore import walk_context, ignore_file_for
-from buildcontext.hashing import hash_files
+from buildcontext.hashing import hash_files, settled
 from buildcontext.history import BuildState
-from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, RACY_WINDOW_NS, StatCache, Summary, fingerprint,
+from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, StatCache, Summary, fingerprint,
                                make_entry, parse_entry)
 from buildcontext.sensitive import Finding, SensitiveFilesError
 
@@ -94,7 +94,7 @@ class ContextScan:
         self.dockerfile = Path(os.path.abspath(dockerfile)) if dockerfile is not None else self.context / "Dockerfile"
         self._dockerfile_arg = dockerfile
         self._saved = False
-        trust_before_ns = time.time_ns() - RACY_WINDOW_NS
+        trust_before_ns = time.time_ns() - memo.RACY_WINDOW_NS  # looked up per scan: tests shorten it
         df = self.dockerfile
         store = StatCache.load(self.context, df) if cache else StatCache.disabled(self.context, df)
         self._store = store
@@ -130,7 +130,7 @@ class ContextScan:
         for rel, path, st in walked_misses:
             # Links and special files are never opened: their value comes from readlink or lstat, and, as
             # git does, they are trusted by their stat key once older than the racy window.
-            trusted = st.st_mtime_ns < trust_before_ns
+            trusted = settled(st, trust_before_ns)
             if stat_module.S_ISLNK(st.st_mode):
                 entries[rel] = make_entry(st, "l", os.readlink(path), 0, trusted)
                 sizes[rel] = st.st_size

@@ -49,11 +49,6 @@ FILE_KINDS = ("f", "x")
 SPECIAL_KINDS = ("p", "s", "c", "b")
 DEVICE_KINDS = ("c", "b")
 
-ENCODING_VERSION = hashlib.sha256(repr((DIGEST_VERSION, TREE_VERSION, TREE_PREFIX, TREE_CHUNK, FILE_KINDS, SPECIAL_KINDS,
-                                        DEVICE_KINDS)).encode()).hexdigest()[:16]
-"""Changes with any constant the content hashes and records depend on; the stat cache's header carries it,
-so a cache written under another encoding is never trusted."""
-
 _pack = struct.Struct(">Q").pack
 _KIND_FIELDS = {k: len(k).to_bytes(8, "big") + k.encode() for k in ("f", "x", "l", "d", *SPECIAL_KINDS)}
 

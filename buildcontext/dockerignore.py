@@ -56,9 +56,14 @@ Pruning (PatternMatcher): a path is evaluated only against the patterns whose li
 prefix it lies in and, among the others, those whose literal tail it ends with; the result is the
 same as evaluating every pattern (tests/test_dockerignore.py checks it against the unpruned loop).
 
-Known limit: BuildKit also sends a fifo (as a fifo) and a socket (as an empty regular file;
-oracle-observed), which `walk_context` does not yield; `context_dirs` does count them as what makes
-an excluded parent directory sent.
+Special files: BuildKit sends a fifo (as a fifo) and a socket (as an empty regular file; oracle-observed), and
+`walk_context` yields them like files, with device nodes (the digest records their kind: buildcontext/digest.py);
+`context_dirs` counts them as what makes an excluded parent directory sent.
+
+The ignore file itself is read only as a regular file (no symlink, fifo or device is opened), up to
+MAX_IGNORE_FILE_BYTES, with Docker's line limit (MAX_LINE_BYTES); messages show a pattern only as a short
+escaped excerpt. Where Docker differs: it follows a symlinked ignore file inside the context; this module
+refuses it (see `_read_ignore_file`).
 """
 from __future__ import annotations
 
@@ -162,85 +167,91 @@ class _BadPattern(Exception):
     """Go's filepath.ErrBadPattern."""
 
 
-def _go_get_esc(chunk: str) -> tuple[str, str]:
-    """filepath's getEsc: one possibly escaped character of a class, and the rest of the chunk."""
-    if not chunk or chunk[0] in "-]":
+def _go_get_esc(p: str, i: int, end: int) -> tuple[str, int]:
+    """filepath's getEsc over p[i:end]: one possibly escaped character of a class, and where the rest starts.
+    Indices, not slices, here and below: slicing the rest per character made a 1M-character line quadratic."""
+    if i >= end or p[i] in "-]":
         raise _BadPattern
-    if chunk[0] == "\\":
-        chunk = chunk[1:]
-        if not chunk:
+    if p[i] == "\\":
+        i += 1
+        if i >= end:
             raise _BadPattern
-    rest = chunk[1:]
-    if not rest:
+    i += 1
+    if i >= end:
         raise _BadPattern
-    return chunk[0], rest
+    return p[i - 1], i
 
 
-def _go_scan_chunk(pattern: str) -> tuple[bool, str, str]:
-    """filepath's scanChunk: (leading star?, chunk up to the next unbracketed star, rest)."""
+def _go_scan_chunk(p: str, i: int) -> tuple[bool, int, int]:
+    """filepath's scanChunk from p[i]: (leading star?, start, end) of the chunk up to the next unbracketed
+    star; the rest of the pattern starts at `end`."""
+    n = len(p)
     star = False
-    while pattern.startswith("*"):
-        pattern = pattern[1:]
+    while i < n and p[i] == "*":
+        i += 1
         star = True
+    start = i
     in_range = False
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
+    while i < n:
+        c = p[i]
         if c == "\\":
-            if i + 1 < len(pattern):
+            if i + 1 < n:
                 i += 1
         elif c == "[":
             in_range = True
         elif c == "]":
             in_range = False
         elif c == "*" and not in_range:
-            return star, pattern[:i], pattern[i:]
+            return star, start, i
         i += 1
-    return star, pattern, ""
+    return star, start, n
 
 
-def _go_match_chunk(chunk: str, s: str) -> tuple[str, bool]:
-    """filepath's matchChunk (Go 1.16+): after a mismatch it keeps checking the chunk's syntax."""
+def _go_match_chunk(p: str, ci: int, end: int, s: str, si: int) -> tuple[int, bool]:
+    """filepath's matchChunk (Go 1.16+) of the chunk p[ci:end] against s[si:]: (where the rest of s starts,
+    matched?). After a mismatch it keeps checking the chunk's syntax, as Go does."""
     failed = False
-    while chunk:
-        failed = failed or not s
-        c = chunk[0]
+    ns = len(s)
+    while ci < end:
+        failed = failed or si >= ns
+        c = p[ci]
         if c == "[":
             r = ""
             if not failed:
-                r, s = s[0], s[1:]
-            chunk = chunk[1:]
-            negated = chunk.startswith("^")
+                r = s[si]
+                si += 1
+            ci += 1
+            negated = ci < end and p[ci] == "^"
             if negated:
-                chunk = chunk[1:]
+                ci += 1
             match = False
             ranges = 0
             while True:
-                if chunk.startswith("]") and ranges > 0:
-                    chunk = chunk[1:]
+                if ci < end and p[ci] == "]" and ranges > 0:
+                    ci += 1
                     break
-                lo, chunk = _go_get_esc(chunk)
+                lo, ci = _go_get_esc(p, ci, end)
                 hi = lo
-                if chunk[0] == "-":
-                    hi, chunk = _go_get_esc(chunk[1:])
+                if p[ci] == "-":
+                    hi, ci = _go_get_esc(p, ci + 1, end)
                 match = match or (r != "" and lo <= r <= hi)
                 ranges += 1
             failed = failed or match == negated
         elif c == "?":
             if not failed:
-                failed = s[0] == "/"
-                s = s[1:]
-            chunk = chunk[1:]
+                failed = s[si] == "/"
+                si += 1
+            ci += 1
         else:
             if c == "\\":
-                chunk = chunk[1:]
-                if not chunk:
+                ci += 1
+                if ci >= end:
                     raise _BadPattern
             if not failed:
-                failed = chunk[0] != s[0]
-                s = s[1:]
-            chunk = chunk[1:]
-    return ("", False) if failed else (s, True)
+                failed = p[ci] != s[si]
+                si += 1
+            ci += 1
+    return (ns, False) if failed else (si, True)
 
 
 def _go_match_reports_bad_pattern(pattern: str, name: str = ".") -> bool:
@@ -249,24 +260,27 @@ def _go_match_reports_bad_pattern(pattern: str, name: str = ".") -> bool:
     patternmatcher.New calls it with name "." to reject malformed patterns up front. Go stops at
     the first chunk (a run between unbracketed stars) that fails to match, so a syntax error in a
     later chunk passes this check and only surfaces when the pattern is first evaluated; see
-    Pattern.match.
+    Pattern.match. Linear in the pattern's length.
     """
+    n, nn = len(pattern), len(name)
+    pi = ni = 0
     try:
-        while pattern:
-            star, chunk, pattern = _go_scan_chunk(pattern)
-            if star and not chunk:
+        while pi < n:
+            star, cs, ce = _go_scan_chunk(pattern, pi)
+            pi = ce
+            if star and cs == ce:
                 return False
-            rest, ok = _go_match_chunk(chunk, name)
-            if ok and (not rest or pattern):
-                name = rest
+            rest, ok = _go_match_chunk(pattern, cs, ce, name, ni)
+            if ok and (rest == nn or pi < n):
+                ni = rest
                 continue
             if star:
                 advanced = False
-                i = 0
-                while i < len(name) and name[i] != "/":
-                    rest, ok = _go_match_chunk(chunk, name[i + 1:])
-                    if ok and not (not pattern and rest):
-                        name, advanced = rest, True
+                i = ni
+                while i < nn and name[i] != "/":
+                    rest, ok = _go_match_chunk(pattern, cs, ce, name, i + 1)
+                    if ok and not (pi >= n and rest < nn):
+                        ni, advanced = rest, True
                         break
                     i += 1
                 if advanced:
@@ -392,7 +406,7 @@ class Pattern:
         self.exclusion = exclusion
         if _go_match_reports_bad_pattern(cleaned):
             raise ValueError(
-                f".dockerignore pattern {cleaned!r} is malformed (Go's filepath.Match rejects it): "
+                f".dockerignore pattern {excerpt(cleaned)} is malformed (Go's filepath.Match rejects it): "
                 "a '[' class must be closed and non-empty, '-' and ']' inside it and a trailing "
                 "'\\' must be escaped with a backslash")
         self.kind, go_regex = _go_regex(cleaned)
@@ -409,7 +423,7 @@ class Pattern:
                 self.regex = _compile_go_regexp(go_regex + "$")
             except ValueError as exc:
                 self.error = (
-                    f".dockerignore pattern {cleaned!r} is not a valid pattern ({exc}); Docker "
+                    f".dockerignore pattern {excerpt(cleaned)} is not a valid pattern ({excerpt(str(exc), 80)}); Docker "
                     "fails the build as soon as a path is checked against it: check its character "
                     "classes such as '[a-z]' and escape literal brackets and braces")
         # Pruning (PatternMatcher): the directories every path this pattern matches starts with,
@@ -562,7 +576,7 @@ class PatternMatcher:
             if exclusion:
                 if len(p) == 1:
                     raise ValueError(
-                        f'.dockerignore line {raw!r} is an illegal exclusion pattern "!": '
+                        f'.dockerignore line {excerpt(raw)} is an illegal exclusion pattern "!": '
                         "write the path to re-include after the '!'")
                 p = p[1:]
                 self.exclusions = True
@@ -648,32 +662,6 @@ class PatternMatcher:
         if not hits:
             return scope.here
         return sorted(set(scope.here).union(hits))
-
-    def _candidates(self, path: str) -> Iterator[Pattern]:
-        patterns = self.patterns
-        return (patterns[i] for i in self._order(path, self._scope(path.rpartition("/")[0]), None))
-
-    def matches_exact(self, path: str) -> bool:
-        """MatchesExact: no parent-directory matching."""
-        matched = False
-        for pattern in self._candidates(path):
-            if pattern.exclusion != matched:
-                continue
-            if pattern.match(path):
-                matched = not pattern.exclusion
-        return matched
-
-    def matches_or_parent_matches(self, path: str) -> bool:
-        """MatchesOrParentMatches: a pattern also matches when it matches any parent directory."""
-        matched = False
-        parent_dirs = _parent_dirs(path)
-        for pattern in self._candidates(path):
-            if pattern.exclusion != matched:
-                continue
-            match = pattern.match(path) or _matches_a_parent(pattern, parent_dirs)
-            if match:
-                matched = not pattern.exclusion
-        return matched
 
     def matches_using_parent_results(
         self, path: str, parent_info: MatchInfo = MatchInfo()
@@ -763,16 +751,96 @@ def _dockerfile_path(context: Path, dockerfile: Path | str | None) -> Path:
 
 def ignore_file_for(context: Path, dockerfile: Path | str | None = None) -> Path | None:
     """The ignore file BuildKit applies: `<Dockerfile>.dockerignore` next to the Dockerfile when
-    it exists, else `<context>/.dockerignore` when that exists, else None."""
+    it exists, else `<context>/.dockerignore` when that exists, else None. A symlink counts as existing
+    (dangling or not), so `read_patterns` refuses it instead of skipping it."""
     context = _check_context(context)
     df = _dockerfile_path(context, dockerfile)
     specific = df.with_name(df.name + ".dockerignore")
-    if specific.exists():
+    if os.path.lexists(specific):
         return specific
     general = context / ".dockerignore"
-    if general.exists():
+    if os.path.lexists(general):
         return general
     return None
+
+
+MAX_IGNORE_FILE_BYTES = 4 << 20
+"""An ignore file larger than this is refused: 10,000 patterns take about 300 KB, and reading must stay bounded
+(Docker itself has no such bound; its line limit alone admits any size)."""
+MAX_LINE_BYTES = 65535
+"""The longest line Docker accepts: ignorefile.ReadAll reads lines with Go's bufio.Scanner, whose 64 KiB buffer
+must hold the line and its newline (oracle-verified on Docker 26: 65,535 bytes pass, 65,536 fail the build with
+"bufio.Scanner: token too long")."""
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def excerpt(text: str, limit: int = 60) -> str:
+    """A short, escaped excerpt of `text` for a message (its repr, cut after `limit` characters): a line from a
+    file can be long or hold control characters, and a message shows neither whole."""
+    if len(text) <= limit:
+        return ascii(text)
+    return f"{ascii(text[:limit])}... ({len(text):,} characters)"
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat_module.S_ISLNK, "symlink"), (stat_module.S_ISDIR, "directory"),
+                       (stat_module.S_ISFIFO, "fifo"), (stat_module.S_ISSOCK, "socket"),
+                       (stat_module.S_ISCHR, "character device"), (stat_module.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _read_ignore_file(path: Path) -> bytes:
+    """The bytes of the ignore file at `path`, opened only as a regular file and read up to
+    MAX_IGNORE_FILE_BYTES. A symlink is refused, not followed: Docker resolves it inside the context (a link
+    to a file outside counts as no ignore file, oracle-verified), and rather than re-implement that scoped
+    resolution the fix is asked for (replace the link with the file). A fifo, socket or device is never
+    opened: it could block the run or never end."""
+    shown = str(path)
+    fix = "make it a regular file of patterns, or remove it"
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read the ignore file {shown!r}: {exc.strerror}; {fix}") from None
+    if stat_module.S_ISLNK(st.st_mode):
+        raise ValueError(f"the ignore file {shown!r} is a symlink: acr-publish reads an ignore file only as a "
+                         "regular file (Docker resolves the link inside the build context and ignores one that "
+                         "points outside it); replace the link with a copy of the file it points to")
+    if not stat_module.S_ISREG(st.st_mode):
+        raise ValueError(f"the ignore file {shown!r} is a {_file_kind(st.st_mode)}, not a regular file; {fix}")
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError as exc:
+        raise ValueError(f"cannot read the ignore file {shown!r}: {exc.strerror}; {fix}") from None
+    try:
+        st = os.fstat(fd)  # what was opened, should the path have been swapped since the lstat
+        if not stat_module.S_ISREG(st.st_mode):
+            raise ValueError(f"the ignore file {shown!r} stopped being a regular file while it was read; "
+                             "run again once nothing writes to it")
+        if st.st_size > MAX_IGNORE_FILE_BYTES:
+            raise ValueError(f"the ignore file {shown!r} is {st.st_size:,} bytes, more than the "
+                             f"{MAX_IGNORE_FILE_BYTES:,} acr-publish reads; shorten it (10,000 patterns take "
+                             "about 300 KB)")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_IGNORE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read the ignore file {shown!r}: {exc.strerror}; {fix}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_IGNORE_FILE_BYTES:
+        raise ValueError(f"the ignore file {shown!r} grew past {MAX_IGNORE_FILE_BYTES:,} bytes while it was read; "
+                         "shorten it")
+    return data
+
+
+def _check_line_lengths(data: bytes, path: Path) -> None:
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if len(line) > MAX_LINE_BYTES:
+            raise ValueError(
+                f"the ignore file {str(path)!r} line {number} is {len(line):,} bytes long (it starts "
+                f"{excerpt(line[:40].decode('utf-8', 'replace'), 40)}); Docker fails the build on a line over "
+                f"{MAX_LINE_BYTES:,} bytes (bufio.Scanner: token too long): shorten or split it")
 
 
 def read_patterns(context: Path, dockerfile: Path | str | None = None) -> list[str]:
@@ -781,11 +849,8 @@ def read_patterns(context: Path, dockerfile: Path | str | None = None) -> list[s
     path = ignore_file_for(context, dockerfile)
     if path is None:
         return []
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read the ignore file {str(path)!r}: {exc.strerror}; "
-                         "make it a readable regular file or remove it") from exc
+    data = _read_ignore_file(path)
+    _check_line_lengths(data, path)
     # The patterns reach the walker JSON-encoded inside the build definition, and Go's JSON
     # encoder replaces every byte that is not valid UTF-8 with U+FFFD (oracle-verified: a pattern
     # with a Latin-1 byte never matches the file it names, but matches a name holding U+FFFD).

@@ -6,8 +6,10 @@
   of a file is reported as a problem, never opened for reading, so it can neither hang the run nor redirect it.
   Reads are bounded.
 * Writes are atomic: a temporary `.tmp-*` file (mode 0600) in the same directory, then os.replace, so racing
-  writers each leave a complete file (the last one wins). Temporaries a killed writer left behind are removed by
-  the next write once they are older than STALE_TEMPORARY_SECONDS (a live writer finishes in well under that).
+  writers each leave a complete file (the last one wins). Temporaries a killed writer left behind are removed
+  once they are older than STALE_TEMPORARY_SECONDS (a live writer finishes in well under that): by the next
+  write, and by the first read of the directory in each process, so a later run that writes nothing (an
+  unchanged context) removes them too. That sweep lists at most SWEEP_LIMIT entries of the directory.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import platformdirs
 CACHE_DIR_ENV = "ACR_PUBLISH_CACHE_DIR"
 TEMPORARY_PREFIX = ".tmp-"
 STALE_TEMPORARY_SECONDS = 600
+SWEEP_LIMIT = 10_000
+_swept: set[str] = set()  # directories this process has swept on read
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -39,7 +43,12 @@ class UnusableFile(Exception):
 
 def read_regular(path: Path, limit: int, first_line_only: bool = False) -> bytes | None:
     """The bytes of `path` (at most `limit`; with `first_line_only`, up to and including the first newline), or
-    None when it does not exist. Raises UnusableFile when it is not a readable regular file or is larger."""
+    None when it does not exist. Raises UnusableFile when it is not a readable regular file or is larger.
+    The first read in a directory removes its stale temporaries (one listing per directory and process)."""
+    directory = os.path.dirname(path)
+    if directory not in _swept:
+        _swept.add(directory)
+        remove_stale_temporaries(Path(directory))
     try:
         fd = os.open(path, _O_READ)
     except FileNotFoundError:
@@ -82,11 +91,14 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def remove_stale_temporaries(directory: Path) -> None:
-    """Delete the `.tmp-*` regular files in `directory` older than STALE_TEMPORARY_SECONDS."""
+    """Delete the `.tmp-*` regular files in `directory` older than STALE_TEMPORARY_SECONDS, among its first
+    SWEEP_LIMIT entries."""
     cutoff = time.time() - STALE_TEMPORARY_SECONDS
     try:
         with os.scandir(directory) as it:
-            for entry in it:
+            for n, entry in enumerate(it):
+                if n >= SWEEP_LIMIT:
+                    break
                 if not entry.name.startswith(TEMPORARY_PREFIX):
                     continue
                 try:

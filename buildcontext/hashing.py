@@ -74,9 +74,11 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
             and a.st_ino == b.st_ino)
 
 
-def _settled(st: os.stat_result, trust_before_ns: int) -> bool:
-    # The mtime only, as git's racy-clean check: a content write moves the mtime; the ctime is in the key.
-    return st.st_mtime_ns < trust_before_ns
+def settled(st: os.stat_result, trust_before_ns: int) -> bool:
+    """Whether a stat key may vouch for content read now: the later of mtime and ctime is older than
+    `trust_before_ns` (the racy window). The ctime too, as git checks it: a write whose mtime was set back
+    (touch -d, a restored backup, tar -x) still moves the ctime, which no user call can set."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) < trust_before_ns
 
 
 def _hash_whole(rel: str, path: Path, st: os.stat_result, trust_before_ns: int) -> Hashed:
@@ -93,7 +95,7 @@ def _hash_whole(rel: str, path: Path, st: os.stat_result, trust_before_ns: int) 
     if not sensitive.is_binary(data):
         flags = sensitive.scan_content(rel.rsplit("/", 1)[-1], data)
     trusted = (_same_file(key, st) and _same_file(key, after) and len(data) == key.st_size
-               and _settled(key, trust_before_ns))
+               and settled(key, trust_before_ns))
     return Hashed(hashlib.sha256(data).hexdigest(), len(data), flags, key, trusted)
 
 
@@ -188,7 +190,7 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
                 flags |= fl
             after = os.lstat(path)
             trusted = (_same_file(key, st) and _same_file(key, after) and size == st.st_size
-                       and _settled(key, trust_before_ns))
+                       and settled(key, trust_before_ns))
             results[rel] = Hashed(tree_value([d for d, _, _ in parts]), size, flags, key, trusted)
         for f in batch_futures:
             results.update(f.result())

@@ -17,9 +17,9 @@ history is buildcontext/history.py); deleting the file only costs the next run a
   equal the file's lstat now. ctime is in the key as in git's index: a same-size in-place rewrite that puts the
   mtime back still moves the ctime, which no user call can set.
 * Racy files (git's "racy clean" problem): a file modified again within the file system's timestamp granularity
-  after it was read keeps its stat key. So an entry is trusted only when the file's mtime is older than the
-  start of the run that read it minus RACY_WINDOW_NS (git's check; the ctime is in the key, not in this test);
-  others are re-read on the next run.
+  after it was read keeps its stat key. So an entry is trusted only when the later of the file's mtime and
+  ctime is older than the start of the run that read it minus RACY_WINDOW_NS (hashing.settled; git checks the
+  ctime too: a write whose mtime was set back still moves the ctime); others are re-read on the next run.
 * Summary: what a scan concluded from exactly these entries, all pure functions of them: the digest's tree root
   (buildcontext/digest.py), the Dockerfile's content hash, the guard's findings before allowSensitive, the file
   count and size, and, when every entry was trusted, the `fingerprint` of the walk that made them (every path
@@ -28,8 +28,9 @@ history is buildcontext/history.py); deleting the file only costs the next run a
   e.g. for the explain history's manifest): that is what keeps a warm run of 20,000 files near a bare walk.
 * Header line `acr-publish-memo <layout> <encoding> <guard> <sha256 of body>`; the body is the summary as one
   JSON line, then the entries as JSON (one string each, not a list: parsing 20,000 lists costs 3x). The three
-  versions are computed, never bumped by hand: `layout` from this module's code, `encoding` from the digest's
-  constants (digest.ENCODING_VERSION), `guard` from the rules' code and tables (sensitive.py's syntax tree, so a
+  versions are computed, never bumped by hand: `layout` from this module's code, `encoding` from the code that makes the
+  cached values (digest.py's encoding, hashing.py's reads and scan decisions, context.py's entries and summary:
+  `encoding_version`), `guard` from the rules' code and tables (sensitive.py's syntax tree, so a
   changed rule, table or constant invalidates every cached verdict and a comment does not). Any mismatch, a
   checksum mismatch or a body of the wrong shape makes the whole file ignored; the next save rebuilds it.
 * Writes are atomic and skipped when nothing changed, so a warm run of an unchanged context writes nothing
@@ -78,13 +79,22 @@ def _module_version(module: Any) -> str:
 _versions: bytes | None = None
 
 
+def encoding_version() -> str:
+    """The version of the code that makes the cached values: digest.py (the tree root's encoding, the content
+    hash of large files), hashing.py (what is read and hashed, which files and chunks the guard's content scan
+    sees) and context.py (each entry's kind and value, the summary). Any change to their code or constants, an
+    edit of `tree_root`'s fields included, gives another version; comments and docstrings do not."""
+    from buildcontext import context, hashing  # context imports this module
+    return hashlib.sha256(" ".join(_module_version(m) for m in (digest, hashing, context)).encode()).hexdigest()[:16]
+
+
 def versions() -> bytes:
     """`<layout> <encoding> <guard>`, computed once per process."""
     global _versions
     if _versions is None:
         import sys
         _versions = b"%s %s %s" % (_module_version(sys.modules[__name__]).encode(),
-                                   digest.ENCODING_VERSION.encode(), _module_version(sensitive).encode())
+                                   encoding_version().encode(), _module_version(sensitive).encode())
     return _versions
 
 

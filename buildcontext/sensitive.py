@@ -11,8 +11,9 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   key files), an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, with no letter or digit
   on either side: `_` and punctuation are boundaries), a token of a known format (`_TOKEN_RE`: GitHub,
   GitLab, AWS access key ids, Slack, npm, PyPI, Google API keys, Stripe live keys), a kubeconfig's
-  credentials (`client-key-data:`, or `token:`/`password:` in a file with `kind: Config` and
-  `users:`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
+  credentials in YAML (block or flow style) or JSON (`client-key-data`, or `token`, `password` or an
+  auth-provider's `id-token`/`refresh-token`/`access-token` with a value, in a file with `users` and either
+  `kind: Config` (quoted or not) or a kubeconfig's `clusters`/`contexts`/`current-context`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
   (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned. The rules that need two
   markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both lie in
   one 1 MiB read window (context.READ_SIZE); kubeconfigs and state files are far smaller.
@@ -40,8 +41,11 @@ do not apply to it (a `.git/` or `.pulumi/` directory is reported whatever it ho
 Beyond the files sent, two inputs land in the image's history whatever `.dockerignore` says:
 * the Dockerfile (`dockerfile_findings`): its content rules' flags, also when it lies outside the
   context or is excluded; allowed by its path relative to the context when it lies inside;
-* build args (`build_arg_findings`): a value the content rules flag, or a name that says password,
-  token, secret, key or credential; allowed by the entry `buildArg:NAME`. Values are never printed.
+* build args (`build_arg_findings`): a value the content rules flag, a JSON Web Token or an HTTP
+  Authorization value (`Bearer ...`, `Basic ...`), or a name that says password, token, secret, key or
+  credential, also glued or abbreviated (`dbpassword`, `GITHUBTOKEN`, `DBPASS`, `SSH_KEY`, `mysql_root_pw`;
+  deliberately broad: `PASSWORD_POLICY_URL` is refused too, see `_secret_name`); allowed by the entry
+  `buildArg:NAME`. Values are never printed.
 """
 from __future__ import annotations
 
@@ -106,9 +110,22 @@ _TOKEN_RE = re.compile(
     # its start is matched (bounded on the left only)
     rb"|(?<![A-Za-z0-9])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50}")
 _TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"AKIA", b"ASIA", b"xox", b"npm_", b"pypi-", b"AIza", b"k_live_")
-_KUBE_KEY_RE = re.compile(rb"^[ \t]*client-key-data:[ \t]*[A-Za-z0-9+/=]", re.MULTILINE)
-_KUBE_USER_SECRET_RE = re.compile(rb"^[ \t]*(?:token|password):[ \t]*[^\s#]", re.MULTILINE)
-_KUBE_CONFIG_RE = re.compile(rb"^kind:[ \t]*Config[ \t]*\r?$", re.MULTILINE)
+# Kubeconfigs in any of the forms kubectl reads: block YAML, flow YAML (`users: [{user: {token: x}}]`) and JSON
+# (`"token": "x"`). A key is matched at a line start or after `{`, `,` or whitespace, bare or quoted, with a
+# non-empty value (`token: ""`, `token:` and `token: null` hold none).
+_KEY_START = rb"""(?:^|[\s{,])["']?"""
+_KEY_END = rb"""["']?[ \t]*:[ \t]*"""
+_KUBE_KEY_RE = re.compile(_KEY_START + rb"client-key-data" + _KEY_END + rb"""["']?[A-Za-z0-9+/=]""", re.MULTILINE)
+# The user's secrets: a bearer token, a basic-auth password, an auth-provider's id/refresh/access token.
+_KUBE_USER_SECRET_RE = re.compile(
+    _KEY_START + rb"(?:token|password|id-token|refresh-token|access-token)" + _KEY_END
+    + rb"""(?!null\b)["']?[^\s"'#,}\]]""", re.MULTILINE)
+_KUBE_USERS_RE = re.compile(_KEY_START + rb"users" + _KEY_END, re.MULTILINE)
+# What makes a file with `users` and a secret a kubeconfig: `kind: Config` (bare, quoted or with a comment
+# after it), or a kubeconfig's other sections (a kubeconfig need not say its kind).
+_KUBE_CONFIG_RE = re.compile(
+    _KEY_START + rb"kind" + _KEY_END + rb"""["']?Config["']?[ \t]*(?:[,}#\r\n]|$)"""
+    + rb"|" + _KEY_START + rb"(?:clusters|contexts|current-context)" + _KEY_END, re.MULTILINE)
 
 # Credential lines of the files that may or may not hold one.
 _NPMRC_SECRET_RE = re.compile(
@@ -158,8 +175,8 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= KNOWN_TOKEN
     if b"client-key-data" in data and _KUBE_KEY_RE.search(data):
         flags |= KUBECONFIG_CREDENTIALS
-    elif (b"users:" in data and b"kind:" in data and _KUBE_CONFIG_RE.search(data)
-          and _KUBE_USER_SECRET_RE.search(data)):
+    elif (b"users" in data and (b"token" in data or b"password" in data) and _KUBE_USERS_RE.search(data)
+          and _KUBE_CONFIG_RE.search(data) and _KUBE_USER_SECRET_RE.search(data)):
         flags |= KUBECONFIG_CREDENTIALS
     if b'"terraform_version"' in data and b'"lineage"' in data:
         flags |= TERRAFORM_STATE
@@ -413,17 +430,36 @@ def dockerfile_findings(dockerfile: str, rel: str | None, flags: int,
 
 
 # Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
-_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase", "secret", "secrets", "token", "tokens",
-                           "credential", "credentials", "creds", "apikey", "privatekey", "secretkey", "accesskey",
-                           "signingkey", "authtoken", "clientsecret", "auth"})
+_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pw", "pass", "passphrase", "secret", "secrets", "token",
+                           "tokens", "credential", "credentials", "creds", "apikey", "privatekey", "secretkey",
+                           "accesskey", "signingkey", "authtoken", "clientsecret", "auth", "sshkey"})
 _SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"),
-                           ("signing", "key"), ("client", "secret"), ("auth", "token")})
+                           ("signing", "key"), ("client", "secret"), ("auth", "token"), ("ssh", "key"),
+                           ("gpg", "key"), ("pgp", "key"), ("encryption", "key"), ("master", "key"),
+                           ("deploy", "key"), ("client", "key")})
+# A word that ends with one of these says it too, glued to what it is for (`dbpassword`, `GITHUBTOKEN`, `DBPASS`).
+_GLUED_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "tokens", "credential", "credentials",
+                  "creds", "apikey", "privatekey", "secretkey", "accesskey", "sshkey", "pass")
+# Words ending in "pass" that are not passwords.
+_NOT_PASS = frozenset({"bypass", "compass", "encompass", "overpass", "underpass", "surpass", "trespass"})
 _NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 def _secret_name(name: str) -> bool:
+    """Whether a build arg's name says it carries a credential. Deliberately broad: a name that says password
+    or token is refused even when it names something about one (PASSWORD_POLICY_URL, TOKEN_FILE), because a
+    false alarm costs one `buildArg:NAME` entry and a missed secret stays in the image history for good."""
     words = [w.lower() for w in _NAME_WORD.findall(name)]
-    return any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:]))
+    if any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:])):
+        return True
+    return any(w.endswith(_GLUED_ENDINGS) and w not in _NOT_PASS for w in words)
+
+
+# Values that are credentials whatever their name: a JSON Web Token (base64url of `{"` starts every header:
+# `eyJ`; three dot-separated parts, the signature empty for alg none) and an HTTP Authorization value.
+_ARG_VALUE_RE = re.compile(
+    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"|^\s*(?:Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 
 
 def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:
@@ -437,6 +473,8 @@ def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ())
         value = build_args[name]
         reasons = _content_reasons(scan_content("", value.encode("utf-8", "surrogatepass")))
         reasons = ["its value " + r.removeprefix("contains ").removeprefix("is ") for r in reasons]
+        if _ARG_VALUE_RE.search(value):
+            reasons.append("its value is a JSON Web Token or an HTTP Authorization value (Bearer/Basic)")
         if _secret_name(name):
             reasons.insert(0, "its name says it carries a credential")
         if not reasons:

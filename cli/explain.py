@@ -15,11 +15,12 @@ one message on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from buildcontext import DEFAULT_PLATFORM, ContextScan, history
+from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history
 from components.settings import (PROJECT_ROOT, ConfigError, check_build_arg_name, check_platform, check_target,
                                  load_stack_file)
 
@@ -29,9 +30,41 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse that never echoes an argument: any argument can be a build arg's value (`--build-args
+    TOKEN=s3cr3t` is unrecognized, and argparse would print it), so arguments are named by position."""
+
+    _argv: list[str] = []
+
+    def parse_args(self, args: list[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)
+        opts, unknown = self.parse_known_args(self._argv, namespace)
+        if unknown:
+            positions = _positions(self._argv, unknown)
+            raise _UsageError(f"unrecognized {'argument' if len(unknown) == 1 else 'arguments'} at position "
+                              f"{', '.join(positions)} (not shown: an argument may hold a secret); see --help "
+                              "(build args are given as --build-arg NAME=VALUE, once per arg)")
+        return opts
+
     def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse echoes the offending argument; a --build-arg value must never be echoed, so say it without.
+        known = set(self._option_string_actions)
+        for i, arg in sorted(enumerate(self._argv), key=lambda p: -len(p[1])):
+            if arg and arg not in known:
+                message = re.sub(r"(?<!\S)" + re.escape(arg) + r"(?!\S)", f"<argument {i + 1}>", message)
         raise _UsageError(message)
+
+
+def _positions(argv: list[str], unknown: list[str]) -> list[str]:
+    """The 1-based positions in `argv` of the `unknown` arguments (in order, each taken once)."""
+    out, start = [], 0
+    for arg in unknown:
+        for i in range(start, len(argv)):
+            if argv[i] == arg or argv[i].endswith(arg):
+                out.append(str(i + 1))
+                start = i + 1
+                break
+        else:
+            out.append("?")
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,7 +198,11 @@ def _main(argv: list[str] | None) -> int:
     with ContextScan(context, dockerfile) as scan:
         state = scan.state(build_args, target, platform)
         manifest = scan.manifest()
-        refused = scan.sensitive(allow_sensitive)
+        try:  # the report plan_builds makes: files sent, the Dockerfile's text and the build args
+            scan.report(build_args, target, platform, allow_sensitive)
+            refused: tuple = ()
+        except SensitiveFilesError as err:
+            refused = err.findings
     lines = [
         f"context     {scan.context}",
         f"dockerfile  {scan.dockerfile}",
@@ -181,8 +218,8 @@ def _main(argv: list[str] | None) -> int:
         lines += [f"  {kind} {value[:16] if kind in 'fx' else value or '-':16}  {rel}"
                   for rel, (kind, value) in sorted(manifest.items())]
     if refused:
-        lines.append(f"sensitive   {len(refused)} path(s), refused by a build unless the image's allowSensitive "
-                     "lists them:")
+        lines.append(f"sensitive   {len(refused)} finding(s), refused by a build unless the image's allowSensitive "
+                     "lists them (a path, or buildArg:NAME):")
         lines.extend(f"  {f.path}  {f.reason}" for f in refused)
     print("\n".join(lines))
     return 0

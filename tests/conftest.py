@@ -26,6 +26,18 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def short_racy_window(monkeypatch):
+    """Shortens the stat cache's racy window to 100 ms and returns `settle()`, which waits until every file
+    written so far is older than it. Trust needs both the mtime and the ctime out of the window, and no call sets
+    a ctime back, so a test that wants trusted entries (a warm run) waits that long instead of 2 s."""
+    import time
+    from buildcontext import memo
+    window = 100_000_000
+    monkeypatch.setattr(memo, "RACY_WINDOW_NS", window)
+    return lambda: time.sleep(window * 1.5 / 1e9)
+
+
+@pytest.fixture
 def preflight_calls(monkeypatch):
     """Record registry preflight targets instead of connecting; set `.fail` to an exception to make it fail.
 

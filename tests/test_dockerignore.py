@@ -135,11 +135,26 @@ def _with_parent_results(pm: PatternMatcher, text: str) -> bool:
     return pm.matches_using_parent_results(text, info)[0]
 
 
+def _matches_exact(pm: PatternMatcher, path: str) -> bool:
+    """patternmatcher.MatchesExact (no parent matching; the walk never needs it, so PatternMatcher has no such
+    method): the compiled patterns' own `match`, last match wins. Keeps the MatchesExact rows of moby's tables."""
+    matched = False
+    for pattern in pm.patterns:
+        if pattern.exclusion == matched and pattern.match(path):
+            matched = not pattern.exclusion
+    return matched
+
+
+def _matches_or_parent(pm: PatternMatcher, path: str) -> bool:
+    """patternmatcher.MatchesOrParentMatches: what matches_using_parent_results decides without parent results."""
+    return pm.matches_using_parent_results(path)[0]
+
+
 @pytest.mark.parametrize("pattern,text,kind", MATCHES_TABLE, ids=_ids(MATCHES_TABLE))
 def test_patternmatcher_table_single(pattern, text, kind):
     pm = PatternMatcher([pattern])
-    assert pm.matches_exact(text) is (kind == EXACT), "MatchesExact"
-    assert pm.matches_or_parent_matches(text) is (kind != FAIL), "MatchesOrParentMatches"
+    assert _matches_exact(pm, text) is (kind == EXACT), "MatchesExact"
+    assert _matches_or_parent(pm, text) is (kind != FAIL), "MatchesOrParentMatches"
     assert _with_parent_results(pm, text) is (kind != FAIL), "MatchesUsingParentResults"
     assert pm.matches_using_parent_results(text)[0] is (kind != FAIL), "...NoContext"
 
@@ -147,7 +162,7 @@ def test_patternmatcher_table_single(pattern, text, kind):
 @pytest.mark.parametrize("patterns,text,kind", MULTI_TABLE, ids=_ids(MULTI_TABLE))
 def test_patternmatcher_table_multi(patterns, text, kind):
     pm = PatternMatcher(patterns)
-    assert pm.matches_or_parent_matches(text) is (kind != FAIL)
+    assert _matches_or_parent(pm, text) is (kind != FAIL)
     assert _with_parent_results(pm, text) is (kind != FAIL)
     assert pm.matches_using_parent_results(text)[0] is (kind != FAIL)
 
@@ -172,7 +187,7 @@ GO_BAD_PATTERNS = ["[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[
 
 @pytest.mark.parametrize("pattern,name,expected", GO_MATCH_TABLE, ids=_ids(GO_MATCH_TABLE))
 def test_go_filepath_match_table(pattern, name, expected):
-    assert PatternMatcher([pattern]).matches_or_parent_matches(name) is expected
+    assert _matches_or_parent(PatternMatcher([pattern]), name) is expected
 
 
 @pytest.mark.parametrize("pattern", GO_BAD_PATTERNS)
@@ -187,7 +202,7 @@ def test_malformed_regexp_fails_only_when_evaluated():
     pm = PatternMatcher(["[Local-Only]/"])
     for _ in range(2):
         with pytest.raises(ValueError, match="Local-Only"):
-            pm.matches_or_parent_matches("x")
+            _matches_or_parent(pm, "x")
 
 
 def test_lazy_error_in_exception_never_evaluated(tmp_path):
@@ -206,9 +221,9 @@ def test_trailing_backslash_in_later_chunk_escapes_the_end_anchor():
     pm = PatternMatcher(["[a-x]*/x../\\"])
     (compiled,) = pm.patterns
     assert compiled.go_regex == "^[a-x][^/]*/x\\.\\./\\$"
-    assert pm.matches_exact("ab/x../$")
-    assert pm.matches_exact("ab/x../$x")
-    assert not pm.matches_exact("ab/x../y")
+    assert _matches_exact(pm, "ab/x../$")
+    assert _matches_exact(pm, "ab/x../$x")
+    assert not _matches_exact(pm, "ab/x../y")
 
 
 @pytest.mark.parametrize("pattern,path,expected", [
@@ -220,14 +235,14 @@ def test_trailing_backslash_in_later_chunk_escapes_the_end_anchor():
 ])
 def test_re2_escapes_reach_the_regexp_engine(pattern, path, expected):
     """patternmatcher passes `\\` + the next character to Go's regexp engine (oracle-verified)."""
-    assert PatternMatcher([pattern]).matches_exact(path) is expected
+    assert _matches_exact(PatternMatcher([pattern]), path) is expected
 
 
 @pytest.mark.parametrize("pattern", ["x\\1", "C*\\e", "x{1001}*", "\\xZZ*", "\\C*", "[\\C]*"])
 def test_re2_rejected_expressions_fail_when_evaluated(pattern):
     pm = PatternMatcher([pattern])  # filepath.Match accepts them
     with pytest.raises(ValueError, match="not a valid pattern"):
-        pm.matches_exact("x")
+        _matches_exact(pm, "x")
 
 
 COMPILE_TABLE = [
@@ -264,7 +279,7 @@ def test_clean_patterns_and_exception_flag():
 
 
 def test_no_patterns_match_nothing():
-    assert PatternMatcher([]).matches_or_parent_matches("any/path/there") is False
+    assert _matches_or_parent(PatternMatcher([]), "any/path/there") is False
 
 
 def test_ignorefile_readall_table():
@@ -600,10 +615,9 @@ def test_pruning_never_changes_an_outcome(patterns, paths):
     except ValueError:
         return  # rejected at construction: no pruning involved
     for path in paths:
-        assert _outcome(pm.matches_exact, path) == _outcome(_reference_exact, pm, path), (lines, path)
+        assert _outcome(_matches_exact, pm, path) == _outcome(_reference_exact, pm, path), (lines, path)
         want = _outcome(_reference_using_parent_results, pm, path, None)
         want = want if want == "ValueError" else want[0]
-        assert _outcome(pm.matches_or_parent_matches, path) == want, (lines, path)
         got = _outcome(pm.matches_using_parent_results, path)
         assert (got if got == "ValueError" else got[0]) == want, (lines, path)
         # the walk's way: each directory's results handed to its children
@@ -635,7 +649,7 @@ with open(os.path.join(root, ".dockerignore"), "w") as f:
     f.write(pattern + "\n" + ("!" + pattern + "\n") + pattern + "\n")
 files = context_files(root)
 long_path = "/".join(["a" * 40] * 200) + "/" + "a" * 2000 + "x"
-matched = PatternMatcher([pattern]).matches_or_parent_matches(long_path)
+matched = PatternMatcher([pattern]).matches_using_parent_results(long_path)[0]
 print(len(files), matched)
 '''
 
@@ -671,3 +685,106 @@ def test_many_patterns_prune_by_literal_prefix_and_tail(tmp_path, monkeypatch):
     # below one evaluation of every pattern for every path (10,000 x 122)
     assert len(evaluated) < 200 * 100 + 50, len(evaluated)
     assert not any(p.startswith(("build/", "**/")) for p in evaluated)
+
+
+# ---------------------------------------------------------------- hostile ignore files (issue 11, classes 1-3, 9)
+
+_READ_IN_SUBPROCESS = r'''
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # a runaway read fails here instead of eating the machine
+from buildcontext.dockerignore import read_patterns
+try:
+    out = {"patterns": len(read_patterns(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))}
+except ValueError as exc:
+    out = {"error": str(exc)}
+# VmHWM: this process's own peak RSS (ru_maxrss would carry the forking parent's over the exec)
+out["maxrss_kib"] = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1])
+print(json.dumps(out))
+'''
+# Python, RE2 and the engine's modules take about 40 MiB; a read of the whole of a large file would take more.
+_RSS_BOUND_KIB = 150 * 1024
+
+
+def _read_bounded(context: Path, dockerfile: Path | None = None, seconds: float = 60) -> dict:
+    """read_patterns in a subprocess with a time bound (a hang fails the test) and an address-space limit,
+    returning its answer and its peak RSS."""
+    import json
+    args = [sys.executable, "-c", _READ_IN_SUBPROCESS, str(context)] + ([str(dockerfile)] if dockerfile else [])
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=seconds, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"reading the ignore file did not end within {seconds} s: it hangs")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["maxrss_kib"] < _RSS_BOUND_KIB, f"peak RSS {out['maxrss_kib']} KiB: the read is not bounded"
+    return out
+
+
+SECRET_TEXT = "TOP-SECRET-line-of-a-file-outside"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero", "link outside", "dangling link", "directory",
+                                  "link inside"])
+@pytest.mark.parametrize("which", [".dockerignore", "Dockerfile.dockerignore"])
+def test_an_ignore_file_that_is_no_regular_file_is_refused_without_reading_it(tmp_path, kind, which):
+    """A fifo used to hang planning, a link to /dev/zero to exhaust memory, a link outside the repository to be
+    read and its text echoed in an error. Docker resolves a symlinked ignore file inside the context (one
+    pointing outside counts as none, oracle-checked); acr-publish refuses every symlink instead, saying so."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET_TEXT + "[\n")  # a malformed pattern: its text would be echoed if it were read
+    (ctx / "inside.txt").write_text("a\n")
+    target = ctx / which
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "directory":
+        target.mkdir()
+    else:
+        os.symlink({"link to /dev/zero": "/dev/zero", "link outside": str(outside), "dangling link": "nowhere",
+                    "link inside": "inside.txt"}[kind], target)
+    out = _read_bounded(ctx, ctx / "Dockerfile" if which != ".dockerignore" else None)
+    assert "error" in out, out
+    assert SECRET_TEXT not in out["error"]
+    assert str(target) in out["error"]
+    assert ("symlink" if "link" in kind else kind) in out["error"], out["error"]
+
+
+def test_an_ignore_file_over_the_size_bound_is_refused_unread(tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    with open(ctx / ".dockerignore", "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB, sparse: reading it whole would pass the RSS bound many times over
+    out = _read_bounded(ctx)
+    assert "error" in out and "1,073,741,824 bytes" in out["error"], out
+
+
+def test_a_line_over_dockers_line_limit_is_refused_with_an_excerpt_only(tmp_path):
+    """Docker reads lines with bufio.Scanner: 65,535 bytes pass, 65,536 fail the build (oracle-checked,
+    "bufio.Scanner: token too long"); the message names the line and shows a short escaped excerpt."""
+    from buildcontext.dockerignore import MAX_LINE_BYTES
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    body = "\x1b[31m" + "q" * (MAX_LINE_BYTES - 5)
+    (ctx / ".dockerignore").write_text("a.txt\n" + body[:MAX_LINE_BYTES] + "\n")
+    assert _read_bounded(ctx) == {"patterns": 2, "maxrss_kib": pytest.approx(0, abs=_RSS_BOUND_KIB)}
+    (ctx / ".dockerignore").write_text("a.txt\n" + body + "q" + "\n")
+    out = _read_bounded(ctx)
+    assert "line 2 is 65,536 bytes" in out["error"], out
+    assert "\x1b" not in out["error"] and "q" * 100 not in out["error"] and len(out["error"]) < 400
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("shape", ["literal", "stars", "classes", "escapes"])
+def test_a_pattern_of_a_million_characters_is_checked_in_linear_time(shape):
+    """Pattern() used to copy the rest of the chunk per character (12 s for a 1M-character line, four times
+    that per doubling); now it is linear. 2M characters under a 60 s bound (seconds, linearly: a regression
+    to quadratic takes minutes). The ignore file's line limit keeps such lines out of a real read."""
+    text = {"literal": "x" * 2_000_000, "stars": "a*" * 1_000_000, "classes": "[a]" * 600_000,
+            "escapes": "\\x" * 1_000_000}[shape]
+    pattern = Pattern(text, False)
+    try:
+        assert not pattern.match("a/b")
+    except ValueError as exc:  # RE2's size limit: reported when evaluated, as Go's regexp does, and short
+        assert len(str(exc)) < 600

@@ -207,7 +207,7 @@ def test_explain_names_sensitive_paths_without_their_secrets(tmp_path):
     tree = make_tree(tmp_path / "ctx", {".env": "TOKEN=abc\n", "cfg.py": f"K = '{ak}'\n"})
     proc = run_cli(str(tree))
     assert proc.returncode == 0, proc.stderr
-    assert "sensitive   2 path(s)" in proc.stdout
+    assert "sensitive   2 finding(s)" in proc.stdout
     assert "  .env  a dotenv file" in proc.stdout and "  cfg.py  contains an Alibaba Cloud AccessKey id" in proc.stdout
     assert ak not in proc.stdout and ak[4:] not in proc.stdout
 
@@ -235,6 +235,34 @@ def test_a_malformed_build_arg_never_echoes_its_value(tmp_path, arg):
     secret = arg.removeprefix("--build-arg=")
     assert proc.returncode == 2 and "write NAME=VALUE" in proc.stderr, proc.stderr
     assert secret not in proc.stderr and secret not in proc.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["--build-args", "TOKEN=s3cr3t-unknown-1"],  # a misspelt option: its value is an unrecognized argument
+    ["TOKEN=s3cr3t-unknown-1"],  # a second positional
+    ["--build-args=TOKEN=s3cr3t-unknown-1"],
+    ["--tokn", "s3cr3t-unknown-1", "x"],
+    ["--build-a", "TOKEN=s3cr3t-unknown-1", "--bu=s3cr3t-unknown-1"],  # abbreviations, one of them ambiguous?
+])
+def test_unknown_arguments_are_named_by_position_never_echoed(tmp_path, args):
+    proc = run_cli(str(make_tree(tmp_path / "ctx", {})), *args)
+    assert "s3cr3t-unknown-1" not in proc.stderr and "s3cr3t-unknown-1" not in proc.stdout, proc.stderr
+    assert "Traceback" not in proc.stderr
+    if args[0] != "--build-a":
+        assert proc.returncode == 2 and "position" in proc.stderr, proc.stderr
+
+
+def test_explain_reports_the_dockerfile_and_build_arg_findings_the_plan_refuses(tmp_path):
+    """explain shows the same report as plan_builds: besides the files sent, the Dockerfile's text and the
+    build args (which land in the image history), never their values."""
+    ak = "LTAI" + "9zzFakeFakeFake12"
+    tree = make_tree(tmp_path / "ctx", {"Dockerfile": f"FROM scratch\nENV K={ak}\n", "a.txt": "a"})
+    proc = run_cli(str(tree), "--build-arg", "DB_PASSWORD=hunter2-value", "--build-arg", "APP=ok")
+    assert proc.returncode == 0, proc.stderr
+    assert "sensitive   2 finding(s)" in proc.stdout, proc.stdout
+    assert "  Dockerfile  the Dockerfile contains an Alibaba Cloud AccessKey id" in proc.stdout
+    assert "  buildArg:DB_PASSWORD  its name says it carries a credential" in proc.stdout
+    assert ak[4:] not in proc.stdout and "hunter2-value" not in proc.stdout
 
 
 def test_a_missing_build_arg_value_is_refused_without_a_traceback(tmp_path):

@@ -26,6 +26,16 @@ from buildcontext.memo import StatCache, cache_file_for
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
 
 
+_settle = None
+
+
+@pytest.fixture(autouse=True)
+def _short_window(short_racy_window):
+    """Every test here runs with a 100 ms racy window; backdate() waits it out (ctime included)."""
+    global _settle
+    _settle = short_racy_window
+
+
 @pytest.fixture(autouse=True)
 def cache_root(tmp_path, monkeypatch):
     root = tmp_path / "cache"
@@ -48,8 +58,10 @@ def make_tree(root: Path, n: int = 20, old: bool = True) -> Path:
 
 
 def backdate(root: Path) -> None:
+    """Old mtimes; utime moves the ctime to now, so wait until that is out of the (short) racy window too."""
     for p in [root, *root.rglob("*")]:
         os.utime(p, ns=(HOUR_AGO_NS, HOUR_AGO_NS), follow_symlinks=False)
+    _settle()
 
 
 class OpenRecorder:
@@ -160,7 +172,8 @@ def test_same_size_rewrite_with_the_mtime_put_back_changes_the_digest(tmp_path):
     assert after == ctx.context_digest(root, cache=False)
 
 
-def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
+def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path, monkeypatch):
+    monkeypatch.setattr(memo, "RACY_WINDOW_NS", 2_000_000_000)  # the real window: fresh files stay racy
     root = make_tree(tmp_path / "ctx", old=False)  # files just written: their mtime is "now"
     target = root / "d3" / "f3.txt"
     st = os.stat(target)
@@ -173,13 +186,33 @@ def test_racy_file_changed_within_the_same_mtime_is_detected(tmp_path):
     assert after == ctx.context_digest(root, cache=False)
 
 
-def test_racy_entries_become_trusted_once_old(tmp_path):
+def test_racy_entries_become_trusted_once_old(tmp_path, monkeypatch):
+    monkeypatch.setattr(memo, "RACY_WINDOW_NS", 2_000_000_000)
     root = make_tree(tmp_path / "ctx", old=False)
     ctx.context_digest(root)
     assert scan(root)[1] == 23, "fresh files must be re-read: their entries were racy"
-    backdate(root)  # now strictly older than any run start minus the window
+    backdate(root)  # mtimes now strictly older than any run start minus the window ...
+    ctx.context_digest(root)
+    assert scan(root)[1] == 23, "... but the ctimes that utime moved are not"
+    time.sleep(2.1)
     ctx.context_digest(root)
     assert scan(root)[1] == 0
+
+
+def test_a_file_whose_mtime_was_set_back_is_trusted_only_once_its_ctime_is_old(tmp_path, monkeypatch):
+    """max(mtime, ctime) against the racy window, as git checks the ctime: a file written and given an old
+    mtime (touch -d, tar -x, a restored backup) within the window could be rewritten in the same ctime tick
+    unseen, so it is not trusted until its ctime is old too (before: the old mtime alone made it trusted)."""
+    monkeypatch.setattr(memo, "RACY_WINDOW_NS", 2_000_000_000)
+    root = make_tree(tmp_path / "ctx", old=False)
+    for p in [root, *root.rglob("*")]:
+        os.utime(p, ns=(HOUR_AGO_NS, HOUR_AGO_NS), follow_symlinks=False)
+    ctx.context_digest(root)
+    st = os.lstat(root / "link")
+    assert st.st_mtime_ns == HOUR_AGO_NS and st.st_ctime_ns > time.time_ns() - 2_000_000_000
+    assert scan(root)[1] == 23
+    assert all(e[0] == "U" for rel, e in StatCache.load(root, root / "Dockerfile").entries.items()
+               if not rel.endswith("/")), "no entry (file, link or Dockerfile) may be trusted yet"
 
 
 def test_cache_location_follows_xdg_and_override(tmp_path, monkeypatch):
@@ -288,7 +321,7 @@ def test_a_cache_of_another_encoding_or_other_guard_rules_is_not_trusted(tmp_pat
     _rewrite_body(_cache_path(root), _flip_hash_of("d0/f0.txt"), fix_checksum=True)
     monkeypatch.setattr(memo, "_versions", None)
     if which == "digest encoding":
-        monkeypatch.setattr(digest, "ENCODING_VERSION", "another-encoding")
+        monkeypatch.setattr(memo, "encoding_version", lambda: "another-encoding")
     else:
         real = memo._module_version
         monkeypatch.setattr(memo, "_module_version",
@@ -307,8 +340,55 @@ def test_guard_and_layout_versions_follow_code_not_comments():
                  ("{12,30}", "{12,31}")]:
         assert edit[0] in source, edit
         assert memo.code_version(source.replace(edit[0], edit[1], 1)) != base, edit
-    assert memo.versions().split(b" ")[1:] == [digest.ENCODING_VERSION.encode(),
+    assert memo.versions().split(b" ")[1:] == [memo.encoding_version().encode(),
                                               memo._module_version(memo.sensitive).encode()]
+
+
+_EDITED_RUN = """
+import json, sys
+from buildcontext import ContextScan, memo
+with ContextScan(sys.argv[1], cache=sys.argv[2] == "cache") as s:
+    print(json.dumps([s.digest(), [f.path for f in s.sensitive()], s.reads, memo.versions().decode()]))
+"""
+
+
+def _run_engine(package_root: Path, root: Path, cache_root: Path, cache: bool) -> list:
+    env = {**os.environ, "ACR_PUBLISH_CACHE_DIR": str(cache_root), "PYTHONPATH": str(package_root)}
+    proc = subprocess.run([sys.executable, "-c", _EDITED_RUN, str(root), "cache" if cache else "none"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=package_root)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("module, edit", [
+    ("digest.py", ('field(b"dirs")', 'field(b"dirz")')),  # tree_root's encoding
+    ("digest.py", ("h.update(TREE_CHUNK.to_bytes(8, \"big\"))", "h.update(TREE_CHUNK.to_bytes(4, \"big\"))")),
+    ("hashing.py", ("flags = sensitive.scan_content(rel.rsplit(\"/\", 1)[-1], data)", "flags = 0")),
+    ("context.py", ('kind = "x" if h.key.st_mode & stat_module.S_IXUSR else "f"', 'kind = "f"')),
+])
+def test_a_cache_written_by_other_engine_code_is_not_trusted(tmp_path, cache_root, module, edit):
+    """The encoding version follows the code that makes cached values, not a constant someone must bump: a copy
+    of the engine with one edit in the code (not in a version constant) finds the cache the real engine wrote,
+    and must answer what it answers without a cache (before: the digest encoding's version hashed only
+    digest.py's constants, so an edited `tree_root` was served the old tree root)."""
+    import shutil
+    root = make_tree(tmp_path / "ctx")
+    (root / "d1" / "key.pem").write_text("-----BEGIN RSA PRIVATE KEY-----\nMII\n")
+    os.chmod(root / "d2" / "f2.txt", 0o755)
+    backdate(root)
+    copy = tmp_path / "edited"
+    shutil.copytree(Path(memo.__file__).parent, copy / "buildcontext", ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / "buildcontext" / module
+    source = target.read_text()
+    assert edit[0] in source, edit
+    target.write_text(source.replace(edit[0], edit[1], 1))
+    original = _run_engine(Path(memo.__file__).parent.parent, root, cache_root, cache=True)
+    assert original[1] == ["d1/key.pem"]
+    uncached = _run_engine(copy, root, cache_root, cache=False)
+    assert uncached[:2] != original[:2], "the edit must change what the engine computes, or it proves nothing"
+    cached = _run_engine(copy, root, cache_root, cache=True)
+    assert cached[:2] == uncached[:2], "the edited engine trusted a cache the original code wrote"
+    assert cached[3].split(" ")[1] != original[3].split(" ")[1]
 
 
 def test_versions_are_the_same_in_every_process():
@@ -370,6 +450,26 @@ def test_stale_temporaries_are_removed_and_live_ones_kept(tmp_path, cache_root):
     os.utime(stale, (old, old))
     (root / "d0" / "f0.txt").write_text("changed\n")  # so the next run writes its cache
     ctx.context_digest(root)
+    assert not stale.exists() and live.exists()
+
+
+def test_a_stale_temporary_is_removed_by_a_run_that_writes_nothing(tmp_path, cache_root, monkeypatch):
+    """A kill -9 mid-write leaves a `.tmp-*` file; an unchanged later run writes nothing, so a sweep on write
+    alone would keep it forever. The first read of the cache directory in a process removes it (aged a day),
+    and keeps a young one (another run's, mid-write)."""
+    root = make_tree(tmp_path / "ctx")
+    ctx.context_digest(root)
+    ctx.context_digest(root)  # the memo now holds exactly this tree: the next run writes nothing
+    contexts = cache_root / "contexts"
+    stale, live = contexts / ".tmp-killed.json", contexts / ".tmp-writing.json"
+    stale.write_bytes(os.urandom(65536))
+    live.write_bytes(b"{")
+    day_ago = time.time() - 86400
+    os.utime(stale, (day_ago, day_ago))
+    monkeypatch.setattr(files, "_swept", set())  # as in a new process
+    writes = count_writes(monkeypatch)
+    assert scan(root)[1] == 0
+    assert writes == [], "the run was meant to write nothing"
     assert not stale.exists() and live.exists()
 
 

@@ -387,11 +387,12 @@ def test_check_context_report_matches_the_digest(tmp_path):
         assert scan.total_bytes == len("FROM scratch\nCOPY . /\n") + 3 + 2 + len("a.txt")
 
 
-def test_guard_reuses_the_cache_unchanged_files_are_not_read_again(tmp_path, monkeypatch):
+def test_guard_reuses_the_cache_unchanged_files_are_not_read_again(tmp_path, monkeypatch, short_racy_window):
     root = tree(tmp_path / "ctx", {"conf.py": f"K = '{AK}'\n", "key.txt": pem("RSA"), "ok.py": "x = 1\n"})
     hour_ago = 1_700_000_000 * 10**9
     for p in root.rglob("*"):
         os.utime(p, ns=(hour_ago, hour_ago))
+    short_racy_window()  # trusted only once the ctimes utime moved are out of the racy window
     with pytest.raises(SensitiveFilesError) as first:
         check_context(root)
     opened: list[str] = []
@@ -493,6 +494,16 @@ def test_private_keys_and_tokens_in_the_dockerfile(tmp_path, text):
     ("API_KEY", "value-of-api", "its name says it carries a credential"),
     ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIbPxRfiCYEXAMPLEKEY", "its name says it carries a credential"),
     ("SECRETKEY", "value-of-secretkey", "its name says it carries a credential"),
+    # glued and abbreviated names
+    ("dbpassword", "value-of-dbpassword", "its name says it carries a credential"),
+    ("GITHUBTOKEN", "value-of-githubtoken", "its name says it carries a credential"),
+    ("DBPASS", "value-of-dbpass", "its name says it carries a credential"),
+    ("SSH_KEY", "value-of-ssh-key", "its name says it carries a credential"),
+    ("mysql_root_pw", "value-of-root-pw", "its name says it carries a credential"),
+    ("PASSWORD_POLICY_URL", "https://policy.example.test", "its name says it carries a credential"),  # by choice
+    # values that are credentials whatever the name
+    ("UPSTREAM", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlLXZhbHVl", "its value is a JSON Web Token"),
+    ("UPSTREAM_HEADER", "Bearer 0123456789abcdefXYZ", "its value is a JSON Web Token or an HTTP Authorization"),
 ])
 def test_sensitive_build_args_are_refused_without_printing_the_value(tmp_path, name, value, why):
     root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
@@ -537,7 +548,9 @@ def test_a_build_arg_entry_never_allows_a_file(tmp_path):
 def test_harmless_build_args_pass(tmp_path):
     root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
     args = {"APP_ENV": "prod", "AUTHOR": "me", "BYPASS_CACHE": "1", "KEY_PREFIX": "app", "TOKENIZER_MODEL": "bpe",
-            "PASSENGER_MODE": "on", "BASE_IMAGE": "busybox", "VERSION": "LTAI-is-not-a-key"}
+            "PASSENGER_MODE": "on", "BASE_IMAGE": "busybox", "VERSION": "LTAI-is-not-a-key",
+            "COMPASS_URL": "x", "KEYBOARD": "us", "PASSENGERS": "4", "MONKEY": "yes", "GREETING": "Bearer of news",
+            "TOKENIZER": "bpe", "RELEASE_NOTES": "eyJ is how a JWT starts"}
     assert check_context(root, build_args=args).allowed == ()
 
 
@@ -549,3 +562,41 @@ def test_invalid_build_args_are_named_never_shown(tmp_path):
     problems: list[str] = []
     explain_cli._build_args(["=" + AK, "NOSEP" + AK], problems)
     assert problems and AK not in " ".join(problems) and "NAME=VALUE" in " ".join(problems)
+
+
+_KUBE_JSON = ('{"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "c", "cluster": {"server": '
+              '"https://k.example.test"}}], "users": [{"name": "u", "user": {%s}}]}\n')
+
+
+@pytest.mark.parametrize("text", [
+    _KUBE_JSON % '"client-key-data": "TFMwdExTMUNSVWRKVGlCUw=="',
+    _KUBE_JSON % '"token": "eyJhbGciOiJSUzI1NiJ9.abc"',
+    _KUBE_JSON.replace(", ", ",\n  ") % '"password": "hunter2"',
+    # no kind line: its other sections say it is a kubeconfig
+    "apiVersion: v1\nclusters:\n- cluster: {server: 'https://k'}\n  name: c\nusers:\n- name: u\n  user:\n"
+    "    token: abcdef\n",
+    "current-context: c\nusers:\n- name: u\n  user: {password: hunter2}\n",
+    'kind: "Config"\nusers:\n- name: u\n  user:\n    token: abcdef\n',
+    "kind: Config # the file kubectl writes\nusers:\n- name: u\n  user:\n    token: abcdef\n",
+    "kind: 'Config'\nusers: [{name: u, user: {token: abcdef}}]\n",  # flow style
+    KUBECONFIG + "    auth-provider:\n      name: oidc\n      config:\n        id-token: eyJhbGciOi.x.y\n",
+    KUBECONFIG + "    auth-provider:\n      config:\n        refresh-token: 1//0gabc\n",
+    KUBECONFIG + "    auth-provider:\n      name: gcp\n      config: {access-token: ya29.abc}\n",
+], ids=["json-client-key-data", "json-token", "json-password", "no-kind-clusters", "no-kind-current-context",
+        "kind-quoted", "kind-commented", "flow-style", "oidc-id-token", "oidc-refresh-token", "gcp-access-token"])
+def test_kubeconfig_credentials_in_every_form_kubectl_reads(tmp_path, text):
+    found = flagged(tmp_path, {"deploy/k.conf": text})
+    assert "kubeconfig holding credentials" in found.get("deploy/k.conf", ""), (text, found)
+    assert "hunter2" not in found["deploy/k.conf"] and "abcdef" not in found["deploy/k.conf"]
+
+
+@pytest.mark.parametrize("text", [
+    _KUBE_JSON % '"token": ""',
+    _KUBE_JSON % '"token": null',
+    "kind: Config\nusers:\n- name: u\n  user: {exec: {command: aws}}\n",
+    "kind: ConfigMap\nusers:\n- name: u\ndata:\n  token: abcdef\n",  # a Kubernetes ConfigMap, not a kubeconfig
+    "users:\n- name: bob\n  token: abcdef\n",  # users and a token, but nothing says kubeconfig
+    '{"users": [{"name": "bob", "token": "abcdef"}]}\n',
+], ids=["json-empty-token", "json-null-token", "exec-plugin", "configmap", "plain-yaml", "plain-json"])
+def test_kubeconfig_lookalikes_without_credentials_are_not_flagged(tmp_path, text):
+    assert flagged(tmp_path, {"deploy/k.conf": text}) == {}
