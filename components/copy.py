@@ -33,14 +33,13 @@ cross-registry throughput with `skopeo copy`.
 """
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from components.docker_rules import DIGEST
 from components.registry_client import (
-    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, is_loopback, parse_server,
+    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, is_loopback, parse_server, server_json,
 )
 
 BLOB_WORKERS = 4
@@ -202,7 +201,7 @@ class _Copy:
             return value
 
         try:
-            body = json.loads(content)
+            body = server_json(content)
         except (ValueError, UnicodeDecodeError):
             raise malformed("it is not JSON") from None
         if not isinstance(body, dict):

@@ -377,7 +377,7 @@ def _sent_url(url: str) -> urllib3.util.Url | None:
         return None
     try:
         parts = urllib3.util.parse_url(url)
-    except urllib3.exceptions.LocationParseError:
+    except (urllib3.exceptions.LocationParseError, ValueError):
         return None
     if parts.auth is not None or parts.scheme not in ("http", "https") or not parts.host:
         return None
@@ -827,6 +827,11 @@ class RegistryClient:
         except requests.exceptions.RequestException as exc:
             kind = "protocol"
             problem = f"{method} {hostport} failed: {_short_reason(exc)}"
+        except ValueError:
+            # requests refuses some URLs a server named (a host that changes under NFKC normalization, say) with a
+            # bare ValueError: an unusable location, never a traceback.
+            kind = "protocol"
+            problem = f"the registry named an unusable location: {excerpt_text(url, self.scrub)}"
         # Raised outside the except blocks so the RegistryError carries no chained transport exception.
         raise self.fail(problem, kind)
 
@@ -1025,7 +1030,10 @@ class RegistryClient:
 
     def follow(self, method: str, location: str, scopes: tuple[str, ...], **kwargs) -> requests.Response:
         """A request to a Location the registry named: with credentials only when it is on the registry's origin."""
-        url = urljoin(f"{self.endpoint.base}/", location)
+        try:
+            url = urljoin(f"{self.endpoint.base}/", location)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            raise self.fail(f"the registry named an unusable location: {excerpt_text(location, self.scrub)}") from None
         target = _sent_url(url)
         if target is None:
             raise self.fail(f"the registry named an unusable location: {excerpt_text(location, self.scrub)}")

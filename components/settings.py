@@ -480,7 +480,7 @@ def _is_git_marker(git: Path) -> bool:
     try:
         mode = git.lstat().st_mode
         if stat.S_ISDIR(mode):
-            return (git / "HEAD").is_file()
+            return _is_git_directory(git)
         if not stat.S_ISREG(mode):
             return False
         with git.open("rb") as handle:
@@ -490,7 +490,21 @@ def _is_git_marker(git: Path) -> bool:
     if not first.startswith("gitdir:"):
         return False
     target = first[len("gitdir:"):].strip()
-    return bool(target) and (git.parent / target).is_dir()
+    return bool(target) and _is_git_directory(git.parent / target)
+
+
+def _is_git_directory(path: Path) -> bool:
+    """Git's own test of a repository directory (setup.c is_git_directory): a HEAD file, and objects/ and refs/
+    directories (a worktree's gitdir has a commondir file pointing at the shared objects/ and refs/ instead)."""
+    try:
+        if not (path / "HEAD").is_file():
+            return False
+        common = path
+        if (path / "commondir").is_file():
+            common = path / (path / "commondir").read_text(encoding="utf-8", errors="replace").strip()
+        return (common / "objects").is_dir() and (common / "refs").is_dir()
+    except OSError:
+        return False
 
 
 class _Located:
@@ -955,6 +969,14 @@ def load_settings():
     password_length = len(plain) if isinstance(plain, str) else None
     del plain
     problems_extra = _misspelled_project(all_config)
+    source_plain = runtime_config.get_config(f"{PROJECT}:sourcePassword")
+    if isinstance(source_plain, str) and len(source_plain) < LOCAL_PASSWORD_MIN:
+        # The same bound as registryPassword's on the local edition: shorter secrets could not be masked in messages.
+        problems_extra.append(
+            f"acr-publish:sourcePassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
+            "characters, too short to be masked in messages; give the source registry a longer password"
+        )
+    del source_plain
     for key, value in (("registryPassword", password), ("sourcePassword", source_password)):
         if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
             problems_extra.append(_plaintext_password(stack, key))

@@ -50,11 +50,19 @@ def write(path: Path, text: str = "") -> Path:
     return path
 
 
+def git_dir(path: Path) -> Path:
+    """What git itself takes for a repository directory: HEAD, objects/ and refs/."""
+    write(path / "HEAD", "ref: refs/heads/main\n")
+    (path / "objects").mkdir()
+    (path / "refs").mkdir()
+    return path
+
+
 @pytest.fixture
 def monorepo(tmp_path) -> Path:
     """repo/.git, the project in repo/infra (its own app/), a shared context in repo/shared/app; returns infra."""
     repo = tmp_path / "repo"
-    write(repo / ".git" / "HEAD", "ref: refs/heads/main\n")
+    git_dir(repo / ".git")
     project = repo / "infra"
     write(project / "Pulumi.yaml", "name: acr-publish\n")
     write(project / "app" / "Dockerfile", DOCKERFILE)
@@ -71,7 +79,9 @@ def test_the_repository_is_the_git_work_tree_holding_the_project(monorepo):
 
 def test_a_worktree_git_file_marks_the_repository_too(monorepo, tmp_path):
     shutil.rmtree(monorepo.parent / ".git")
-    (tmp_path / "main" / ".git" / "worktrees" / "x").mkdir(parents=True)
+    git_dir(tmp_path / "main" / ".git")
+    write(tmp_path / "main" / ".git" / "worktrees" / "x" / "HEAD", "ref: refs/heads/x\n")
+    write(tmp_path / "main" / ".git" / "worktrees" / "x" / "commondir", "../..\n")
     write(monorepo.parent / ".git", f"gitdir: {tmp_path}/main/.git/worktrees/x\n")
     assert repository_root(monorepo) == monorepo.parent.resolve()
     assert problems_of([{"name": "web", "context": "../shared/app"}], root=monorepo) == []
@@ -80,7 +90,7 @@ def test_a_worktree_git_file_marks_the_repository_too(monorepo, tmp_path):
 
 
 @pytest.mark.parametrize("marker", ["empty file", "dangling gitdir", "not a gitdir", "directory without HEAD",
-                                    "symlink to a directory"])
+                                    "directory with only HEAD", "gitdir of the root", "symlink to a directory"])
 def test_a_stray_git_entry_does_not_widen_the_repository(monorepo, tmp_path, marker):
     """An empty /tmp/.git (or a dangling worktree file) in some parent must not make everything below it the
     repository: the project alone is then the boundary, and ../elsewhere stays refused."""
@@ -94,10 +104,12 @@ def test_a_stray_git_entry_does_not_widen_the_repository(monorepo, tmp_path, mar
         write(outer, "hello\n")
     elif marker == "directory without HEAD":
         outer.mkdir()
+    elif marker == "directory with only HEAD":
+        write(outer / "HEAD", "")
+    elif marker == "gitdir of the root":
+        write(outer, "gitdir: /\n")
     else:
-        (tmp_path / "real-git").mkdir()
-        write(tmp_path / "real-git" / "HEAD", "ref: refs/heads/main\n")
-        outer.symlink_to(tmp_path / "real-git")
+        outer.symlink_to(git_dir(tmp_path / "real-git"))
     assert repository_root(monorepo) == monorepo.resolve(), marker
     msg = only([{"name": "web", "context": "../../elsewhere/app"}], root=monorepo)
     assert "outside the repository that holds the project" in msg
@@ -675,3 +687,14 @@ def test_config_errors_escape_control_characters_of_the_stack_name():
     with pytest.raises(ConfigError) as err:
         settings_from_values("dev\x1b[2J", {"registry": LOCAL}, region=None, has_password=False)
     assert "\x1b" not in str(err.value) and r"stack 'dev\x1b[2J'" in str(err.value)
+
+
+def test_a_source_password_shorter_than_the_scrubbers_bound_is_refused(monkeypatch, preflight_calls):
+    """sourcePassword goes into registry messages' scrubber like registryPassword: a 1-3 character one could be
+    shown, so it is refused by the same bound, measured on the decrypted value and never printed."""
+    monkeypatch.setattr(harness, "TEST_SECRET", "abc")
+    with pytest.raises(ConfigError) as err:
+        run_stack("local-release", {"acr-publish:sourceUsername": "u", "acr-publish:sourcePassword": {"secure": "x"}})
+    assert any(p.startswith("acr-publish:sourcePassword (a secret, not shown) is invalid: it is shorter than 4")
+               for p in err.value.problems), err.value.problems
+    assert "abc" not in str(err.value) and not preflight_calls

@@ -436,6 +436,7 @@ def test_exported_image_names_are_checked_when_every_image_is_promoted(preflight
     (json.dumps({"config": "x", "layers": []}).encode(), "its config has no digest"),
     (json.dumps({"layers": [{"digest": "md5:x"}]}).encode(), r"layers\[0\] has no digest"),
     (json.dumps({"layers": "x"}).encode(), "`layers` is not a list"),
+    (b'{"layers":' + b"[" * 5000 + b"]" * 5000 + b"}", "it is not JSON"),  # past the parser's depth: no RecursionError
 ])
 def test_a_malformed_source_manifest_is_a_copy_error(body, rule, monkeypatch):
     import hashlib
