@@ -238,25 +238,33 @@ def test_every_form_of_the_credentials_is_masked(hostile) -> None:
     assert "***" in message
 
 
-def test_credentials_never_follow_a_location_to_another_host(hostile) -> None:
-    """The push probe's upload Location, a blob redirect and an upload URL on another host (127.0.0.2) are reached
-    without the Authorization header; the registry's own host gets it."""
-    elsewhere = hostile(lambda conn, head, srv: conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
-                        host="127.0.0.2")
 
+def redirecting_registry(upload: Callable[[HostileServer], str], blob: Callable[[HostileServer], str]):
+    """A registry handler taking Basic auth whose upload Location and blob redirect are `upload(server)` and
+    `blob(server)`."""
     def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
         if f"Authorization: Basic {BASIC}".encode() not in head:
             conn.sendall(b'HTTP/1.1 401 No\r\nWWW-Authenticate: Basic realm="r"\r\nContent-Length: 0\r\n\r\n')
         elif head.startswith(b"GET /v2/ "):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
         elif head.startswith(b"POST "):
-            conn.sendall(f"HTTP/1.1 202 Accepted\r\nLocation: http://{elsewhere.server}/upload/1\r\n"
-                         "Content-Length: 0\r\n\r\n".encode())
+            conn.sendall(f"HTTP/1.1 202 Accepted\r\nLocation: {upload(server)}\r\nContent-Length: 0\r\n\r\n".encode())
         elif head.startswith(b"GET /v2/acme/web/blobs/"):
-            conn.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere.server}/blob\r\n"
+            conn.sendall(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {blob(server)}\r\n"
                          "Content-Length: 0\r\n\r\n".encode())
         else:
             conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    return registry
+
+
+def test_credentials_never_follow_a_location_to_another_host(hostile) -> None:
+    """The push probe's upload Location, a blob redirect and an upload URL on another host (127.0.0.2) are reached
+    without the Authorization header; the registry's own host gets it."""
+    elsewhere = hostile(lambda conn, head, srv: conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
+                        host="127.0.0.2")
+
+    registry = redirecting_registry(lambda server: f"http://{elsewhere.server}/upload/1",
+                                    lambda server: f"http://{elsewhere.server}/blob")
 
     server = hostile(registry)
     check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True), timeout=5)
@@ -371,17 +379,10 @@ def test_an_ambiguous_location_is_refused_and_gets_no_credential(hostile, form: 
     elsewhere = hostile(lambda conn, head, srv: conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"),
                         host="127.0.0.2")
 
-    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
-        if f"Authorization: Basic {BASIC}".encode() not in head:
-            conn.sendall(b'HTTP/1.1 401 No\r\nWWW-Authenticate: Basic realm="r"\r\nContent-Length: 0\r\n\r\n')
-        elif head.startswith(b"GET /v2/ "):
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-        elif head.startswith(b"POST ") or head.startswith(b"GET /v2/acme/web/blobs/"):
-            where = form.format(elsewhere=elsewhere.server, server=server.server, path="/upload/1")
-            status = "202 Accepted" if head.startswith(b"POST ") else "307 Temporary Redirect"
-            conn.sendall(f"HTTP/1.1 {status}\r\nLocation: {where}\r\nContent-Length: 0\r\n\r\n".encode())
-        else:
-            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    def where(server: HostileServer) -> str:
+        return form.format(elsewhere=elsewhere.server, server=server.server, path="/upload/1")
+
+    registry = redirecting_registry(where, where)
 
     server = hostile(registry)
     # The push probe only cancels the upload it opened: an unusable Location leaves it open, nothing more.
