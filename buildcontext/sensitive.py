@@ -113,7 +113,7 @@ _TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"AKIA", b"ASIA", b"xox", b"
 # Kubeconfigs in any of the forms kubectl reads: block YAML, flow YAML (`users: [{user: {token: x}}]`) and JSON
 # (`"token": "x"`). A key is matched at a line start or after `{`, `,` or whitespace, bare or quoted, with a
 # non-empty value (`token: ""`, `token:` and `token: null` hold none).
-_KEY_START = rb"""(?:^|[\s{,])["']?"""
+_KEY_START = rb"""(?:^(?:\xef\xbb\xbf)?|[\s{,])["']?"""  # a UTF-8 byte-order mark may open the file
 _KEY_END = rb"""["']?[ \t]*:[ \t]*"""
 _KUBE_KEY_RE = re.compile(_KEY_START + rb"client-key-data" + _KEY_END + rb"""["']?[A-Za-z0-9+/=]""", re.MULTILINE)
 # The user's secrets: a bearer token, a basic-auth password, an auth-provider's id/refresh/access token.
@@ -438,8 +438,9 @@ _SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key")
                            ("gpg", "key"), ("pgp", "key"), ("encryption", "key"), ("master", "key"),
                            ("deploy", "key"), ("client", "key")})
 # A word that ends with one of these says it too, glued to what it is for (`dbpassword`, `GITHUBTOKEN`, `DBPASS`).
-_GLUED_ENDINGS = ("password", "passwd", "passphrase", "secret", "token", "tokens", "credential", "credentials",
-                  "creds", "apikey", "privatekey", "secretkey", "accesskey", "sshkey", "pass")
+_GLUED_ENDINGS = ("password", "passwords", "passwd", "passphrase", "secret", "secrets", "token", "tokens", "credential",
+                  "credentials", "creds", "apikey", "apikeys", "privatekey", "secretkey", "accesskey", "sshkey",
+                  "gpgkey", "pgpkey", "masterkey", "deploykey", "signingkey", "pass", "pwd", "pw")
 # Words ending in "pass" that are not passwords.
 _NOT_PASS = frozenset({"bypass", "compass", "encompass", "overpass", "underpass", "surpass", "trespass"})
 _NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -450,7 +451,8 @@ def _secret_name(name: str) -> bool:
     or token is refused even when it names something about one (PASSWORD_POLICY_URL, TOKEN_FILE), because a
     false alarm costs one `buildArg:NAME` entry and a missed secret stays in the image history for good."""
     words = [w.lower() for w in _NAME_WORD.findall(name)]
-    if any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(words, words[1:])):
+    singular = [w[:-1] if w.endswith("keys") else w for w in words]  # API_KEYS says what API_KEY says
+    if any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(singular, singular[1:])):
         return True
     return any(w.endswith(_GLUED_ENDINGS) and w not in _NOT_PASS for w in words)
 
@@ -459,7 +461,7 @@ def _secret_name(name: str) -> bool:
 # `eyJ`; three dot-separated parts, the signature empty for alg none) and an HTTP Authorization value.
 _ARG_VALUE_RE = re.compile(
     r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
-    r"|^\s*(?:Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+    r"|(?:^|(?<=[\s:]))(?:Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)  # also in `Authorization: …`
 
 
 def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:

@@ -500,10 +500,17 @@ def test_private_keys_and_tokens_in_the_dockerfile(tmp_path, text):
     ("DBPASS", "value-of-dbpass", "its name says it carries a credential"),
     ("SSH_KEY", "value-of-ssh-key", "its name says it carries a credential"),
     ("mysql_root_pw", "value-of-root-pw", "its name says it carries a credential"),
+    ("ROOTPWD", "value-of-rootpwd", "its name says it carries a credential"),
+    ("ADMINPW", "value-of-adminpw", "its name says it carries a credential"),
+    ("API_KEYS", "k1,k2", "its name says it carries a credential"),
+    ("APIKEYS", "k1,k2", "its name says it carries a credential"),
+    ("DBPASSWORDS", "p1,p2", "its name says it carries a credential"),
+    ("GPGKEY", "value-of-gpgkey", "its name says it carries a credential"),
     ("PASSWORD_POLICY_URL", "https://policy.example.test", "its name says it carries a credential"),  # by choice
     # values that are credentials whatever the name
     ("UPSTREAM", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJlLXZhbHVl", "its value is a JSON Web Token"),
     ("UPSTREAM_HEADER", "Bearer 0123456789abcdefXYZ", "its value is a JSON Web Token or an HTTP Authorization"),
+    ("UPSTREAM_LINE", "Authorization: Bearer abcdefgh12345", "its value is a JSON Web Token or an HTTP Authorization"),
 ])
 def test_sensitive_build_args_are_refused_without_printing_the_value(tmp_path, name, value, why):
     root = tree(tmp_path / "ctx", {"app.py": "print()\n"})
@@ -582,8 +589,10 @@ _KUBE_JSON = ('{"apiVersion": "v1", "kind": "Config", "clusters": [{"name": "c",
     KUBECONFIG + "    auth-provider:\n      name: oidc\n      config:\n        id-token: eyJhbGciOi.x.y\n",
     KUBECONFIG + "    auth-provider:\n      config:\n        refresh-token: 1//0gabc\n",
     KUBECONFIG + "    auth-provider:\n      name: gcp\n      config: {access-token: ya29.abc}\n",
+    "\ufeffkind: Config\nusers:\n- name: u\n  user:\n    token: abcdef123\n",  # a byte-order mark first
 ], ids=["json-client-key-data", "json-token", "json-password", "no-kind-clusters", "no-kind-current-context",
-        "kind-quoted", "kind-commented", "flow-style", "oidc-id-token", "oidc-refresh-token", "gcp-access-token"])
+        "kind-quoted", "kind-commented", "flow-style", "oidc-id-token", "oidc-refresh-token", "gcp-access-token",
+        "byte-order-mark"])
 def test_kubeconfig_credentials_in_every_form_kubectl_reads(tmp_path, text):
     found = flagged(tmp_path, {"deploy/k.conf": text})
     assert "kubeconfig holding credentials" in found.get("deploy/k.conf", ""), (text, found)
