@@ -33,8 +33,8 @@ What it cannot reproduce (read this before trusting a green e2e run):
   the wording of the skip warning is the stand-in's, not the provider's;
 - `build.contextDigest`: the provider's fsutil walk calls its hash for every non-directory the walk sends, so a fifo
   would block its Check and a socket fails it; this stand-in walks with buildcontext/dockerignore.py (oracle-checked
-  against BuildKit), which sends the same regular files and symlinks but yields no fifo or socket, so it hashes
-  neither. The ignore file is chosen as the facts say (`<dockerfile>.dockerignore` if present, else
+  against BuildKit), which yields the same files, symlinks and special files, and fails Check on a fifo, socket or
+  device without opening it (the provider's would hang on a fifo). The ignore file is chosen as the facts say (`<dockerfile>.dockerignore` if present, else
   `<context>/.dockerignore`); the provider.go version read names `<context>/<basename of dockerfile>.dockerignore`
   for a Dockerfile not called `Dockerfile`, without the fallback: the two agree for every stack in this project
   (`<context>/Dockerfile`);
@@ -234,8 +234,14 @@ def context_digest(context: str, dockerfile: str, base: Path) -> str:
     # fsutil walks each directory in lexical order, depth first: sort by path components, not by the whole string.
     for entry in sorted(entries, key=lambda e: e.rel.split("/")):
         file_path = posixpath.join(context, entry.rel)
+        mode = entry.stat.st_mode
+        if not (stat_module.S_ISLNK(mode) or stat_module.S_ISREG(mode)):
+            # The provider opens it to hash it: a fifo blocks its Check, a socket fails it, a device never ends.
+            # The stand-in never opens one: it fails Check, saying what the provider would do.
+            raise ImageProviderError(f"unable to hash build context: {entry.rel!r} is a {_special_kind(mode)}, which "
+                                     "the provider's Check would open to hash (a fifo blocks it, a socket fails it)")
         try:
-            if stat_module.S_ISLNK(entry.stat.st_mode):
+            if stat_module.S_ISLNK(mode):
                 resolved = eval_symlinks(file_path, str(base_dir))
                 content_hash = hashlib.sha256(os.fsencode(posixpath.normpath(resolved))).digest()
             else:
@@ -247,6 +253,12 @@ def context_digest(context: str, dockerfile: str, base: Path) -> str:
                                      f"{file_path}: {exc.strerror}") from None
         add(entry.rel, go_file_mode(entry.stat.st_mode), content_hash)
     return accumulator.hexdigest()
+
+
+def _special_kind(mode: int) -> str:
+    return ("fifo" if stat_module.S_ISFIFO(mode) else "socket" if stat_module.S_ISSOCK(mode)
+            else "character device" if stat_module.S_ISCHR(mode) else "block device" if stat_module.S_ISBLK(mode)
+            else f"file of mode {mode:o}")
 
 
 def host_platform_default() -> str:

@@ -151,6 +151,15 @@ def _without_dac_override() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
+@pytest.mark.timeout(60)
+def test_check_fails_on_a_fifo_without_opening_it(tmp_path: Path) -> None:
+    """The provider's Check would open a fifo to hash it and block; the stand-in fails instead, never hanging."""
+    root = make_context(tmp_path)
+    os.mkfifo(root / "app" / "pipe")
+    with pytest.raises(ImageProviderError, match="'pipe' is a fifo"):
+        digest_of(root)
+
+
 def test_check_fails_on_an_unreadable_file(tmp_path: Path) -> None:
     root = make_context(tmp_path)
     os.chmod(root / "app" / "www" / "index.html", 0o000)

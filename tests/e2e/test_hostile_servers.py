@@ -142,6 +142,14 @@ def run_check_in_fresh_interpreter(server: str, *, mode: str = "push", timeout: 
     return json.loads(proc.stdout)
 
 
+def preflight_failure(server: "HostileServer") -> str:
+    """The message of the preflight's failure against `server` (the test user and password, plain HTTP)."""
+    with pytest.raises(PreflightError) as err:
+        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
+                       timeout=5)
+    return str(err.value)
+
+
 @pytest.mark.parametrize("mode", ["push", "login", "published"])
 @pytest.mark.parametrize("status, headers, kind", [
     ("500 Internal Server Error", "", "protocol"),
@@ -188,10 +196,7 @@ def test_bytes_that_are_not_http_are_reported_as_such_with_a_short_escaped_excer
         conn.sendall(b"\x1b[2J\x1b]0;pwned\x07" + noise)
 
     server = hostile(garbage)
-    with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
-                       timeout=5)
-    message = str(err.value)
+    message = preflight_failure(server)
     assert "answered, but not as a registry" in message, message
     assert "nothing answers there" not in message
     assert all(ch.isprintable() for ch in message), repr(message)
@@ -204,10 +209,7 @@ def test_terminal_escapes_in_status_line_and_body_are_shown_escaped(hostile) -> 
         conn.sendall(b"HTTP/1.1 500 \x1b[1mBold\x1b[0m\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     server = hostile(evil)
-    with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
-                       timeout=5)
-    message = str(err.value)
+    message = preflight_failure(server)
     assert "\x1b" not in message and "\x07" not in message, repr(message)
     assert "\\x1b[31mred" in message and "answered 500" in message and len(message) < 800
 
@@ -229,10 +231,7 @@ def test_every_form_of_the_credentials_is_masked(hostile) -> None:
             conn.sendall(b"HTTP/1.1 500 Echo\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     server = hostile(echo)
-    with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
-                       timeout=5)
-    message = str(err.value)
+    message = preflight_failure(server)
     for form in forms:
         assert form not in message, f"{form!r} reached the message"
     assert "***" in message
@@ -483,10 +482,7 @@ def test_credentials_echoed_in_forms_made_by_other_encoders_are_masked(hostile) 
             _answer(conn, "500 Echo", " | ".join(forms).encode())
 
     server = hostile(echo)
-    with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
-                       timeout=5)
-    message = str(err.value)
+    message = preflight_failure(server)
     for form in forms:
         assert form not in message, f"{form!r} reached the message: {message}"
     assert message.count("***") >= len(forms) and "answered 500" in message, message
