@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test venv
+.PHONY: up test venv engine
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,3 +20,8 @@ up: venv
 # Tests. Under CI=true the tests that need Docker fail (instead of skipping) when no engine answers.
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The Pulumi engine (CLI, Python language host, dynamic-provider script) built from pinned Go modules into
+# .pulumi-cli/bin; does nothing when it is already built from the same pins (docs/engine.md).
+engine:
+	bash tools/pulumi-engine/build.sh
