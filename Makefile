@@ -19,6 +19,8 @@ up: venv
 
 # Tests. Under CI=true the tests that need Docker fail (instead of skipping) when no engine answers.
 test: venv
+	@if command -v go >/dev/null 2>&1; then bash tools/pulumi-engine/build.sh; \
+	else echo "no Go toolchain: the engine e2e tests skip (under CI=true they fail); see docs/engine.md"; fi
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # The Pulumi engine (CLI, Python language host, dynamic-provider script) built from pinned Go modules into

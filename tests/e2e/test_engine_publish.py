@@ -10,6 +10,8 @@ and a failed preflight are printed without a traceback and leave the state as it
 from __future__ import annotations
 
 import base64
+import re
+import shutil
 import json
 import subprocess
 import urllib.parse
@@ -23,6 +25,8 @@ from tests.e2e.publishing import IMAGES, NAMESPACE, USER, local_stack_overrides
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
 
 PASSWORD_KEY = "acr-publish:registryPassword"
+LOOPBACK = re.compile(r'inet_addr\("127\.|inet_pton\(AF_INET6, "(::1|::ffff:127\.[0-9.]+)"')
+"""A connect() target on loopback, as strace prints it (IPv4, IPv6 and IPv4-mapped IPv6)."""
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +165,24 @@ def test_a_failed_preflight_is_one_message_without_traceback_and_changes_no_stat
     assert registry.server in outcome.text
     assert json.loads(workspace.export(stack))["deployment"]["resources"] == before
 
+
+
+def test_the_engine_connects_to_nothing_but_loopback(
+        workspace: Workspace, registry: RegistryServer, base_image: str, docker_engine: str):
+    """`pulumi version`, `pulumi plugin ls` and a whole `pulumi up`, traced: every connect() of the CLI, the language
+    host, the program and the dynamic-provider script goes to a Unix socket or to 127.0.0.1 (the engine's own gRPC,
+    the registry); none to another address and none to a DNS server."""
+    stack, _ = published_stack(workspace, registry, base_image, docker_engine)
+    trace = workspace.root / "connect.trace"
+    strace = shutil.which("strace")
+    assert strace, "strace is needed to trace the engine's connections (apt-get install strace)"
+    for args in (["version"], ["plugin", "ls"], ["up", "--yes", "--stack", stack, "--non-interactive"]):
+        proc = subprocess.run([strace, "-f", "-qq", "-e", "trace=connect", "-o", str(trace), "pulumi", *args],
+                              cwd=workspace.project, env=workspace.env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        calls = [line for line in trace.read_text().splitlines() if "connect(" in line]
+        inet = [line for line in calls if "AF_INET" in line]
+        outside = [line for line in inet if not LOOPBACK.search(line)]
+        assert outside == [], f"pulumi {' '.join(args)} connected outside loopback:\n" + "\n".join(outside[:5])
+        assert not [line for line in inet if "htons(53)" in line], "a DNS lookup was attempted"
+    assert any("127.0.0.1" in line for line in calls), "the trace saw none of up's loopback connections"
