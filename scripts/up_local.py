@@ -517,6 +517,14 @@ def ensure_stack(settings: Settings, pulumi: str, env: dict[str, str], stack: st
     return env
 
 
+def docker_provider_found(env: dict[str, str]) -> bool:
+    """Whether the engine can find the docker provider: on PATH, or in the plugin cache under PULUMI_HOME."""
+    if shutil.which("pulumi-resource-docker", path=env.get("PATH")):
+        return True
+    home = Path(env.get("PULUMI_HOME") or Path.home() / ".pulumi")
+    return any((home / "plugins").glob("resource-docker-v*/pulumi-resource-docker"))
+
+
 # --- main ---------------------------------------------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
@@ -543,6 +551,10 @@ def main(argv: list[str]) -> int:
     except StopRun as stop:
         print(f"error: {stop}", file=sys.stderr, flush=True)
         return stop.exit_code
+    if stack == STACK and not docker_provider_found(pulumi_env):
+        print("    note: no pulumi-resource-docker plugin (on PATH or in the Pulumi plugin cache); it cannot be built "
+              "here (docs/engine.md): images the registry already holds are exported, an image that needs a build "
+              "stops the run at its docker.Image")
     command = [pulumi, "up", "--stack", stack, *argv]
     if stack == STACK:
         print(f"    next: {PROMOTE_HINT}")
