@@ -78,6 +78,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from buildcontext.printable import escaped
+
 import re2
 
 __all__ = [
@@ -778,8 +780,8 @@ def excerpt(text: str, limit: int = 60) -> str:
     """A short, escaped excerpt of `text` for a message (its repr, cut after `limit` characters): a line from a
     file can be long or hold control characters, and a message shows neither whole."""
     if len(text) <= limit:
-        return ascii(text)
-    return f"{ascii(text[:limit])}... ({len(text):,} characters)"
+        return f"'{escaped(text)}'"
+    return f"'{escaped(text[:limit])}'... ({len(text):,} characters)"
 
 
 def _file_kind(mode: int) -> str:

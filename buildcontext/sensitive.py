@@ -54,6 +54,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from buildcontext.printable import escaped
+
 __all__ = [
     "Finding",
     "SensitiveFilesError",
@@ -207,17 +209,35 @@ class Finding:
     """"file" (sent in the context), "dockerfile" (its text) or "buildArg" (a build arg's name or value)."""
 
 
+def _escape_pattern(text: str) -> str:
+    """`text` as pattern characters matching exactly it: Docker's metacharacters backslash-escaped, and every
+    non-printable character (a newline, CR, tab, ESC, an undecodable byte) written as `?`, which matches any one
+    character but '/': an ignore file cannot hold a newline inside a line, and Docker refuses a context whose
+    patterns hold an ASCII control character (buildcontext/dockerignore.py `read_patterns`)."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch if ch.isprintable() else "?" for ch in text)
+
+
+def _as_line(pattern: str) -> str:
+    """A pattern written as an ignore-file line Docker reads back as that pattern: it trims white space at both
+    ends of a line (so a name's own leading or trailing spaces are written as `?`), a leading '#' makes a
+    comment and a leading '!' an exception."""
+    body = pattern.strip(" ")
+    lead, trail = len(pattern) - len(pattern.lstrip(" ")), len(pattern) - len(pattern.rstrip(" "))
+    line = "?" * lead + body + "?" * trail if body else "?" * len(pattern)
+    if line.startswith(("#", "!")):
+        line = "\\" + line
+    return line
+
+
 def dockerignore_escape(rel: str) -> str:
-    """A .dockerignore line matching exactly `rel` (Docker's matcher takes backslash escapes)."""
-    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", rel)
-    if escaped.startswith(("#", "!")):
-        escaped = "\\" + escaped  # a leading '#' is a comment, a leading '!' an exception
-    return escaped
+    """A .dockerignore line matching `rel` (Docker's matcher takes backslash escapes; see `_escape_pattern` for
+    the characters no line can hold, matched by `?`). Always printable, so it cannot forge a line of a message."""
+    return _as_line(_escape_pattern(rel))
 
 
 def _glob_fix(rel: str, name: str, glob_suffix: str) -> str:
     """`<dir>/*<suffix>` when Docker's case-sensitive matcher would exclude `rel` with it, else `rel` itself."""
-    return _dir_prefix(rel) + "*" + glob_suffix if name.endswith(glob_suffix) else dockerignore_escape(rel)
+    return _as_line(_dir_prefix(rel) + "*" + glob_suffix) if name.endswith(glob_suffix) else dockerignore_escape(rel)
 
 
 def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
@@ -250,16 +270,16 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
         return ("a Terraform state file (*.tfstate.*) holds resource secrets in clear text",
                 dockerignore_escape(rel))
     if name.startswith("pulumi.") and name.endswith(".yaml") and name != "pulumi.yaml":
-        fix = (_dir_prefix(rel) + "Pulumi.*.yaml" if name_as_is.startswith("Pulumi.") and name_as_is.endswith(".yaml")
-               else dockerignore_escape(rel))
+        fix = (_as_line(_dir_prefix(rel) + "Pulumi.*.yaml")
+               if name_as_is.startswith("Pulumi.") and name_as_is.endswith(".yaml") else dockerignore_escape(rel))
         return "a Pulumi stack configuration (Pulumi.<stack>.yaml) can hold secrets", fix
     return None
 
 
 def _dir_prefix(rel: str) -> str:
-    """The escaped directory part of a .dockerignore line naming files next to `rel` ('' at the top)."""
+    """The escaped directory part of a .dockerignore pattern naming files next to `rel` ('' at the top)."""
     parent = posixpath.dirname(rel)
-    return dockerignore_escape(parent) + "/" if parent else ""
+    return _escape_pattern(parent) + "/" if parent else ""
 
 
 _CONTENT_REASONS = (
@@ -516,29 +536,32 @@ class SensitiveFilesError(ValueError):
         super().__init__(self._message())
 
     def _message(self) -> str:
+        # Paths, reasons (they can name a file) and the context come from the file system: shown escaped, so a
+        # file name cannot forge a line of this message (a `fix:` line, a path to allow).
         files = [f for f in self.findings if f.kind == "file"]
         others = [f for f in self.findings if f.kind != "file"]
         n = len(files)
+        context = escaped(self.context)
         lines = []
         if files:
-            lines.append(f"the build context {self.context} would send {n} sensitive "
+            lines.append(f"the build context {context} would send {n} sensitive "
                          f"{'path' if n == 1 else 'paths'} into the image:")
         else:
-            lines.append(f"the build of {self.context} would record {len(others)} sensitive "
+            lines.append(f"the build of {context} would record {len(others)} sensitive "
                          f"{'input' if len(others) == 1 else 'inputs'} in the image:")
-        width = max((len(f.path) for f in self.findings), default=0)
+        width = max((len(escaped(f.path)) for f in self.findings), default=0)
         for f in files:
-            lines.append(f"  {f.path.ljust(width)}  {f.reason}")
+            lines.append(f"  {escaped(f.path).ljust(width)}  {escaped(f.reason)}")
         if files:
             fixes = list(dict.fromkeys(f.fix for f in files))
-            lines.append(f"fix: add these lines to {self.ignore_file}:")
-            lines.extend(f"  {line}" for line in fixes)
+            lines.append(f"fix: add these lines to {escaped(self.ignore_file)}:")
+            lines.extend(f"  {escaped(line)}" for line in fixes)
             example = ", ".join(repr(f.path.rstrip("/")) for f in files[:3])
             lines.append("or, if sending them is deliberate, list them in this image's `allowSensitive: [paths]` "
                          f"stack setting (e.g. allowSensitive: [{example}]).")
             if others:
                 lines.append("and it would record these in the image:")
         for f in others:
-            lines.append(f"  {f.path.ljust(width)}  {f.reason}")
-            lines.append(f"  {' ' * width}  fix: {f.fix}")
+            lines.append(f"  {escaped(f.path).ljust(width)}  {escaped(f.reason)}")
+            lines.append(f"  {' ' * width}  fix: {escaped(f.fix)}")
         return "\n".join(lines)
