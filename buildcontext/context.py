@@ -23,11 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildcontext import digest as encoding, memo, sensitive
+from buildcontext import digest as encoding, files, memo, sensitive
 from buildcontext.digest import DEFAULT_PLATFORM, content_tag
-from buildcontext.dockerignore import walk_context, ignore_file_for
+from buildcontext.dockerignore import excludes_whole, ignore_file_for, walk_context
 from buildcontext.hashing import hash_files, settled
 from buildcontext.history import BuildState
+from buildcontext.printable import escaped
 from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, StatCache, Summary, fingerprint,
                                make_entry, parse_entry)
 from buildcontext.sensitive import Finding, SensitiveFilesError
@@ -72,6 +73,35 @@ def _special(st: os.stat_result) -> tuple[str, str] | None:
     return None
 
 
+class CacheInContextError(ValueError):
+    """The engine's own files would land inside a build context the ignore file does not exclude them from, or
+    the cache directory can never hold them (files.cache_dir_problem)."""
+
+
+def _refuse_own_files_inside(context: Path, dockerfile: Path | str | None) -> None:
+    """Nothing the engine writes may become a build input: its stat cache and explain history change on every run
+    that plans something new, so inside a context the build sends they would change the context's digest, and the
+    tag, on every run. Refused before anything is read or written, unless the ignore file in effect excludes the
+    whole directory they are written to (then Docker never sends them, and the walk never sees them)."""
+    problem = files.cache_dir_problem()
+    if problem is not None:
+        raise CacheInContextError(problem)
+    rel = files.written_inside(context)
+    if rel is None or (rel and excludes_whole(context, dockerfile, rel)):
+        return
+    fix = f"set {files.CACHE_DIR_ENV} to a directory outside every build context"
+    if rel:
+        existing = ignore_file_for(context, dockerfile)
+        ignore = escaped(str(existing if existing is not None else Path(context) / ".dockerignore"))
+        fix += (f", or add the line {sensitive.dockerignore_escape(rel)} to {ignore} (with no '!' exception "
+                "re-including anything in it)")
+    raise CacheInContextError(
+        f"{files.cache_dir_setting()} is inside the build context {escaped(str(context))}"
+        + (f" (at {escaped(rel)})" if rel else "")
+        + ", and the build would send it: acr-publish writes its stat cache and explain history there, so every run would "
+        f"change the files the build sends, and the tag; {fix}")
+
+
 def _too_long(path: Path | str, what: str) -> ValueError:
     shown = str(path) if len(str(path)) <= 120 else str(path)[:120] + "..."
     return ValueError(f"{what} {shown!r} is invalid: a path component is longer than 255 bytes, or the path longer "
@@ -96,6 +126,8 @@ class ContextScan:
         self._saved = False
         trust_before_ns = time.time_ns() - memo.RACY_WINDOW_NS  # looked up per scan: tests shorten it
         df = self.dockerfile
+        if cache:
+            _refuse_own_files_inside(self.context, dockerfile)
         store = StatCache.load(self.context, df) if cache else StatCache.disabled(self.context, df)
         self._store = store
 

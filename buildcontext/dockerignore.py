@@ -961,6 +961,21 @@ def _walk_filtered(root: str, matcher: PatternMatcher, dirs: list[str] | None) -
         yield ContextEntry(rel, entry.path, entry.stat(follow_symlinks=False))
 
 
+def excludes_whole(context: Path, dockerfile: Path | str | None, directory: str) -> bool:
+    """Whether the ignore file in effect keeps the directory `directory` (relative POSIX path) and everything that
+    may ever be below it out of the build: the walk would prune it or one of its parents (excluded, and no
+    exception could re-include anything inside), whatever files appear there later."""
+    matcher = PatternMatcher(read_patterns(context, dockerfile))
+    info = MatchInfo()
+    path = ""
+    for name in directory.split("/"):
+        path = f"{path}/{name}" if path else name
+        excluded, info = matcher.matches_using_parent_results(path, info)
+        if excluded and not matcher.may_reinclude_below(path):
+            return True
+    return False
+
+
 def context_files(context: Path, dockerfile: Path | str | None = None) -> list[str]:
     """The sorted relative POSIX paths of the regular files and symlinks the build sees."""
     return sorted(e.rel for e in walk_context(context, dockerfile)
