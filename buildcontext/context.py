@@ -74,8 +74,7 @@ def _special(st: os.stat_result) -> tuple[str, str] | None:
 
 
 class CacheInContextError(ValueError):
-    """The engine's own files would land inside a build context the ignore file does not exclude them from, or
-    the cache directory can never hold them (files.cache_dir_problem)."""
+    """The engine's own files would land inside a build context the ignore file does not exclude them from."""
 
 
 def _refuse_own_files_inside(context: Path, dockerfile: Path | str | None) -> None:
@@ -83,9 +82,6 @@ def _refuse_own_files_inside(context: Path, dockerfile: Path | str | None) -> No
     that plans something new, so inside a context the build sends they would change the context's digest, and the
     tag, on every run. Refused before anything is read or written, unless the ignore file in effect excludes the
     whole directory they are written to (then Docker never sends them, and the walk never sees them)."""
-    problem = files.cache_dir_problem()
-    if problem is not None:
-        raise CacheInContextError(problem)
     rel = files.written_inside(context)
     if rel is None or (rel and excludes_whole(context, dockerfile, rel)):
         return

@@ -108,6 +108,9 @@ def load(key: HistoryKey) -> Record | None:
             raise HistoryError(problem) from None
         raise HistoryError(f"the history file {path} is {exc}; delete it (the next plan records a new one)") from None
     if raw is None:
+        problem = cache_dir_problem()  # a dangling link in place of the directory: no plan could record one
+        if problem is not None:
+            raise HistoryError(problem)
         return None
     header, sep, body = raw.partition(b"\n")
     parts = header.split(b" ")

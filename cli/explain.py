@@ -145,8 +145,8 @@ def _recorded(value: Any) -> str:
     return escaped(str(value))
 
 
-def _history_lines(key: history.HistoryKey, state: history.BuildState, manifest: dict[str, list[str]]) -> list[str]:
-    rec = history.load(key)
+def _history_lines(key: history.HistoryKey, rec: history.Record | None, state: history.BuildState,
+                   manifest: dict[str, list[str]]) -> list[str]:
     who = f"image {key.image!r} of stack {key.stack!r}"
     if rec is None:
         return [f"history     none for {who}: the program records an image when it plans it (pulumi preview/up)"]
@@ -173,7 +173,7 @@ def _main(argv: list[str] | None) -> int:
     opts = _parser().parse_args(argv)
     if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
         raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
-    key = None
+    key, record = None, None
     if opts.stack is not None:
         if opts.dockerfile is not None or opts.build_args or opts.target is not None or opts.platform is not None:
             raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
@@ -193,6 +193,7 @@ def _main(argv: list[str] | None) -> int:
         build_args, target, platform = dict(img.build_args), img.target, img.platform
         allow_sensitive = img.allow_sensitive
         key = history.HistoryKey(settings.project_root, settings.stack, img.name)
+        record = history.load(key)  # before the scan: an unusable history is reported before any work is done
     else:
         problems: list[str] = []
         build_args = _build_args(opts.build_args, problems)
@@ -219,7 +220,7 @@ def _main(argv: list[str] | None) -> int:
         f"files       {scan.file_count} ({scan.total_bytes:,} bytes)",
     ]
     if key is not None:
-        lines += _history_lines(key, state, manifest)
+        lines += _history_lines(key, record, state, manifest)
     else:
         lines.append(f"manifest    {len(manifest)} path(s):")
         lines += [f"  {kind} {escaped(value[:16] if kind in 'fx' else value or '-'):16}  {escaped(rel)}"
