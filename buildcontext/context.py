@@ -26,7 +26,7 @@ from pathlib import Path
 from buildcontext import digest as encoding, files, memo, sensitive
 from buildcontext.digest import DEFAULT_PLATFORM, content_tag
 from buildcontext.dockerignore import excludes_whole, ignore_file_for, walk_context
-from buildcontext.hashing import hash_files, settled
+from buildcontext.hashing import ContextChanged, hash_files, settled
 from buildcontext.history import BuildState
 from buildcontext.printable import escaped
 from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, StatCache, Summary, fingerprint,
@@ -73,6 +73,31 @@ def _special(st: os.stat_result) -> tuple[str, str] | None:
     return None
 
 
+SCAN_ATTEMPTS = 5
+"""Scans of a context that changes while it is read (files created and deleted by editors, watchers, test runs)
+before the scan gives up with one message."""
+# What reading a path the walk listed gives once it is gone or of another kind: no such file, a file where a
+# directory was, a symlink met by O_NOFOLLOW, readlink of what is no longer a link.
+_CHANGED = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
+
+
+class ContextReadError(ValueError):
+    """The build context cannot be read (a permission, a context that keeps changing, a missing Dockerfile): one
+    message, which the program reports as a build-plan problem of the image."""
+
+
+def _shown_path(path: object) -> str:
+    return escaped(os.fsdecode(path)) if isinstance(path, (str, bytes)) else "a path"
+
+
+def _unreadable(exc: OSError) -> str:
+    """One line for an error reading the context; the walk and the hashing phrase their own (rel, rule, fix)."""
+    if isinstance(exc, PermissionError) and exc.filename and exc.strerror and "build context" in exc.strerror:
+        return escaped(exc.strerror)
+    return (f"cannot read {_shown_path(exc.filename)} in the build context ({exc.strerror or type(exc).__name__}); "
+            "Docker cannot send it either: fix its permissions or exclude it in .dockerignore")
+
+
 class CacheInContextError(ValueError):
     """The engine's own files would land inside a build context the ignore file does not exclude them from."""
 
@@ -108,12 +133,25 @@ class ContextScan:
     """One walk of a build context for one Dockerfile, shared by every image built from that pair."""
 
     def __init__(self, context: Path | str, dockerfile: Path | str | None = None, *, cache: bool = True) -> None:
-        try:
-            self._scan(context, dockerfile, cache)
-        except OSError as exc:
-            if exc.errno == errno.ENAMETOOLONG:
-                raise _too_long(exc.filename or context, "a path in the build context") from None
-            raise
+        changed = ""
+        for _attempt in range(SCAN_ATTEMPTS):
+            try:
+                self._scan(context, dockerfile, cache)
+                return
+            except ContextChanged as exc:
+                changed = str(exc)
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    raise _too_long(exc.filename or context, "a path in the build context") from None
+                if exc.errno not in _CHANGED:
+                    raise ContextReadError(_unreadable(exc)) from None
+                # Listed by the walk, gone (or of another kind) a moment later: an editor's swap file, a test
+                # run's temporaries. A new scan sees the context as it is now.
+                changed = f"{_shown_path(exc.filename)} disappeared or was replaced while it was read"
+        raise ContextReadError(
+            f"the build context {escaped(str(context))} kept changing while it was read ({SCAN_ATTEMPTS} scans; the "
+            f"last: {changed}): run again once nothing writes to it, or exclude the paths that change (temporary "
+            "files, caches) in its .dockerignore")
 
     def _scan(self, context: Path | str, dockerfile: Path | str | None, cache: bool) -> None:
         self.context = Path(os.path.abspath(context))
@@ -133,7 +171,7 @@ class ContextScan:
             df_real = Path(os.path.realpath(df))
             df_st = os.lstat(df_real)
         except FileNotFoundError:
-            raise FileNotFoundError(
+            raise ContextReadError(
                 f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
                 f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
         if not stat_module.S_ISREG(df_st.st_mode):

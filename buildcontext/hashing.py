@@ -7,6 +7,7 @@ Only regular files get here: the scan never opens a fifo, socket or device node.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -51,6 +52,15 @@ class Hashed:
     trusted: bool
 
 
+# What opening a path the walk listed gives once it is gone, or replaced by a symlink (O_NOFOLLOW) or by a file
+# where a directory was.
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+
+class ContextChanged(ValueError):
+    """A file of the build context changed kind or disappeared between the walk and its read."""
+
+
 def _open(path: Path | str, rel: str) -> int:
     try:
         fd = os.open(path, _O_READ)
@@ -58,14 +68,13 @@ def _open(path: Path | str, rel: str) -> int:
         raise PermissionError(
             exc.errno, f"cannot read {rel!r} in the build context ({exc.strerror}); Docker cannot send it "
             "either: fix its permissions or exclude it in .dockerignore", str(path)) from exc
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            exc.errno, f"{rel!r} disappeared from the build context while it was being hashed; "
-            "run again once nothing writes to the context", str(path)) from exc
+    except OSError as exc:
+        if exc.errno in _GONE:
+            raise ContextChanged(f"{rel!r} disappeared or was replaced while it was being hashed") from None
+        raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise ValueError(f"{rel!r} in the build context stopped being a regular file while it was being hashed; "
-                         "run again once nothing writes to the context")
+        raise ContextChanged(f"{rel!r} stopped being a regular file while it was being hashed")
     return fd
 
 
