@@ -81,6 +81,10 @@ before the scan gives up with one message."""
 _CHANGED = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
 
 
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a scan, said in one line (str of it); still a KeyboardInterrupt."""
+
+
 class ContextReadError(ValueError):
     """The build context cannot be read (a permission, a context that keeps changing, a missing Dockerfile): one
     message, which the program reports as a build-plan problem of the image."""
@@ -140,6 +144,12 @@ class ContextScan:
                 return
             except ContextChanged as exc:
                 changed = str(exc)
+            except KeyboardInterrupt:
+                # The hashing pool stopped at its next read (hashing.hash_files); nothing was written, so the
+                # stat cache holds what the last finished scan stored.
+                raise ScanInterrupted(
+                    f"interrupted (Ctrl-C) while reading the build context {escaped(str(context))}; nothing was "
+                    "written, the stat cache keeps what earlier runs stored") from None
             except OSError as exc:
                 if exc.errno == errno.ENAMETOOLONG:
                     raise _too_long(exc.filename or context, "a path in the build context") from None

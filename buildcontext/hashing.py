@@ -118,8 +118,10 @@ def _buffer() -> memoryview:
     return buf
 
 
-def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool) -> tuple[bytes, int, int]:
-    """(sha256 digest, bytes read, content flags) of one chunk of a large file."""
+def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool,
+                stop: threading.Event) -> tuple[bytes, int, int]:
+    """(sha256 digest, bytes read, content flags) of one chunk of a large file; cut short (a result nobody reads)
+    once `stop` is set."""
     fd = _open(path, rel)
     try:
         h = hashlib.sha256()
@@ -128,7 +130,7 @@ def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool) -> tu
         name = rel.rsplit("/", 1)[-1]
         tail = os.pread(fd, sensitive.SCAN_OVERLAP, max(0, start - sensitive.SCAN_OVERLAP)) if scan and start else b""
         size = os.fstat(fd).st_size if scan else 0
-        while pos < end:
+        while pos < end and not stop.is_set():
             n = os.preadv(fd, [buf[: min(READ_SIZE, end - pos)]], pos)
             if n == 0:
                 break
@@ -172,8 +174,13 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
     if batch:
         batches.append(batch)
 
+    # Set when the caller stops waiting (Ctrl-C, or a file that changed): every running task ends at its next
+    # read of at most READ_SIZE bytes and queued ones never start, so an interrupt ends the scan within moments
+    # instead of after every queued byte of a large context was hashed.
+    stop = threading.Event()
+
     def run_batch(items: list[tuple[str, Path, os.stat_result]]) -> list[tuple[str, Hashed]]:
-        return [(rel, _hash_whole(rel, path, st, trust_before_ns)) for rel, path, st in items]
+        return [(rel, _hash_whole(rel, path, st, trust_before_ns)) for rel, path, st in items if not stop.is_set()]
 
     tasks = len(batches) + sum(-(-st.st_size // TREE_CHUNK) for _, _, st, _ in large)
     workers = min(_workers(), tasks)
@@ -182,12 +189,13 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
             results.update(run_batch(b))
         return results
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="context-hash") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="context-hash")
+    try:
         # Large files first: their chunks are the long tasks, batches fill the gaps.
         chunk_futures = []
         for rel, path, st, scan in large:
             key = os.lstat(path)
-            futures = [pool.submit(_hash_range, rel, path, off, TREE_CHUNK, scan)
+            futures = [pool.submit(_hash_range, rel, path, off, TREE_CHUNK, scan, stop)
                        for off in range(0, st.st_size, TREE_CHUNK)]
             chunk_futures.append((rel, path, st, key, futures))
         batch_futures = [pool.submit(run_batch, b) for b in batches]
@@ -203,6 +211,11 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
             results[rel] = Hashed(tree_value([d for d, _, _ in parts]), size, flags, key, trusted)
         for f in batch_futures:
             results.update(f.result())
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results
 
 

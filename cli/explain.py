@@ -167,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     except (_UsageError, ConfigError, history.HistoryError, OSError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"{exc or 'interrupted (Ctrl-C)'}", file=sys.stderr)
+        return 130
 
 
 def _main(argv: list[str] | None) -> int:
