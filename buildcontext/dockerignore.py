@@ -857,7 +857,24 @@ def read_patterns(context: Path, dockerfile: Path | str | None = None) -> list[s
     # encoder replaces every byte that is not valid UTF-8 with U+FFFD (oracle-verified: a pattern
     # with a Latin-1 byte never matches the file it names, but matches a name holding U+FFFD).
     text = _UNDECODABLE_BYTE.sub("\ufffd", data.decode("utf-8", errors="surrogateescape"))
-    return parse_ignore_file(text)
+    patterns = parse_ignore_file(text)
+    for pattern in patterns:
+        _check_sendable(pattern, path)
+    return patterns
+
+
+def _check_sendable(pattern: str, path: Path) -> None:
+    """Refuse what Docker refuses: the patterns travel to BuildKit in a gRPC header, sent as they are when all
+    ASCII (percent-encoded otherwise), and gRPC rejects a header value with an ASCII control character, so a
+    pattern holding a tab, CR, NUL, ESC or DEL (and no non-ASCII character) fails the build ("header key
+    \"exclude-patterns\" contains value with non-printable ASCII characters"; oracle-verified on Docker 26,
+    tests/e2e/test_context_oracle.py)."""
+    if pattern.isascii() and not all(" " <= ch < "\x7f" for ch in pattern):
+        bad = next(ch for ch in pattern if not " " <= ch < "\x7f")
+        raise ValueError(
+            f"the ignore file {escaped(str(path))!r} has the pattern {excerpt(pattern)} holding the control character "
+            f"{ascii(bad)}: Docker refuses a build context whose ignore patterns hold one (non-printable ASCII "
+            "characters in the exclude-patterns header); remove it, or write ? where a file name holds it")
 
 
 class ContextEntry(NamedTuple):
