@@ -63,8 +63,11 @@ def test_published_images_are_exported_at_their_registry_digests_and_rerun_as_no
     outcome, summary = workspace.up(stack)
     outcome.check()
     assert summary["result"] == "succeeded"
-    # The components and the stack are created; no docker.Image is declared (nothing to build).
+    # The components and the stack are created; no docker.Image is declared (nothing to build); the layer cache's
+    # StackReference to the stack itself is read under the file backend.
     assert "docker:index/image:Image" not in outcome.stdout
+    assert re.search(r'"op":"read","urn":"[^"]*pulumi:pulumi:StackReference::[^"]*' + stack, outcome.stdout), \
+        "the engine read no StackReference to the stack itself"
     images = workspace.outputs(stack)["images"]
     assert sorted(images) == sorted(IMAGES)
     for name in IMAGES:
