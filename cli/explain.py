@@ -136,6 +136,14 @@ def _diff(base: dict[str, Any], state: history.BuildState, manifest: dict[str, l
     for name in ("target", "platform"):
         if base.get(name) != getattr(state, name):
             changes.append(f"  {name} {base.get(name)!r} -> {getattr(state, name)!r}")
+    old_remote, new_remote = base.get("remote") or {}, state.remote
+    for label in sorted(old_remote.keys() | new_remote.keys()):
+        if label not in old_remote:
+            changes.append(f"  {label}: added at {new_remote[label]}")
+        elif label not in new_remote:
+            changes.append(f"  {label}: no longer used (was {old_remote[label]})")
+        elif old_remote[label] != new_remote[label]:
+            changes.append(f"  {label}: {old_remote[label]} -> {new_remote[label]}")
     return changes or ["  (no file or input difference recorded)"]
 
 

@@ -663,8 +663,11 @@ class RegistryClient:
     def __init__(self, server: str, username: str | None = None, password: str | None = None, *,
                  allow_plain_http: bool = False, timeout: float = 30.0, deadline: float | None = None,
                  label: str | None = None, limit_name: str = "time limit",
-                 session_factory: Callable[[_Sockets], requests.Session] | None = None) -> None:
+                 session_factory: Callable[[_Sockets], requests.Session] | None = None,
+                 anonymous: bool = False) -> None:
         self.server = server
+        self.anonymous = anonymous and not username
+        """Without credentials, follow a Bearer challenge with an anonymous token (how public images are pulled)."""
         self.username = username
         self.password = password
         self.allow_plain_http = allow_plain_http
@@ -900,6 +903,10 @@ class RegistryClient:
                 f"GET {url} asked for a login (401) with no Basic or Bearer challenge to follow: "
                 f"WWW-Authenticate {excerpt_text(response.headers.get('WWW-Authenticate', '(missing)'), self.scrub)}"
             )
+        if self.anonymous and challenge[0] == "bearer":
+            # No credentials to prove: each request asks the realm for an anonymous token of its own scope.
+            self.challenge, self._logged_in = challenge, True
+            return
         if not self.username or self.password is None:
             raise self.fail(
                 "the registry requires a login, but the stack has no registry credentials; set "
@@ -968,13 +975,13 @@ class RegistryClient:
                 f"the registry's token realm {excerpt_text(realm, self.scrub)} is plain HTTP; credentials are "
                 "sent only over HTTPS (plain HTTP only to a loopback realm of the local edition)"
             )
-        query: list[tuple[str, str]] = [("account", self.username or "")]
+        query: list[tuple[str, str]] = [] if self.anonymous else [("account", self.username or "")]
         if params.get("service"):
             query.append(("service", params["service"]))
         query += [("scope", scope) for scope in scopes]
         url = realm + ("&" if parts.query else "?") + urlencode(query)
         # The realm was named by this registry's own challenge: the one other place the Basic credential goes.
-        response = self.send("GET", url, headers={"Authorization": f"Basic {self.basic}"},
+        response = self.send("GET", url, headers={} if self.anonymous else {"Authorization": f"Basic {self.basic}"},
                              what="asking the token realm for a token")
         if response.status_code in (401, 403):
             raise self.rejected(f"the token service {parts.netloc} refused to issue a token")
