@@ -41,8 +41,6 @@ from components.registry_client import (
     DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, excerpt_text, is_loopback, new_session, server_json,
 )
 
-MODES = ("resolve", "pinned", "ignore")
-DEFAULT_MODE = "resolve"
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
