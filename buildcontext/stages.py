@@ -49,6 +49,10 @@ class DockerfileProblem(ValueError):
         self.line = line
 
 
+class UnknownTarget(DockerfileProblem):
+    """The image's target names no stage (components/settings.py refuses such a target before any plan)."""
+
+
 @dataclass(frozen=True)
 class ExternalReference:
     """An image a needed stage pulls: a FROM base, or the image of a `COPY --from` / `RUN --mount from=`."""
@@ -400,7 +404,7 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
     elif target.lower() in names:
         target_index = names[target.lower()]
     else:
-        raise DockerfileProblem(f"it has no stage {target!r} (the image's target)")
+        raise UnknownTarget(f"it has no stage {target!r} (the image's target)")
     needed: set[int] = set()
     todo = [target_index]
     while todo:

@@ -56,7 +56,8 @@ def _read_plans(settings: Settings, problems: list[str]) -> dict[str, remote_inp
             plan = stages.read_plan(data, image.build_args, image.target, image.platform)
         except (OSError, stages.DockerfileProblem) as err:
             plans[image.name] = None
-            if image.remote_inputs != "ignore":
+            # An unknown target is the settings' to report (it never reaches a stack's plan); the engine refuses it.
+            if image.remote_inputs != "ignore" and not isinstance(err, stages.UnknownTarget):
                 line = f" line {err.line}" if getattr(err, "line", 0) else ""
                 reason = err.strerror if isinstance(err, OSError) else str(err)
                 problems.append(f"{label}: {image.dockerfile}{line}: {reason}; the base images and remote sources "
@@ -135,8 +136,8 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
                 for warning in remote_inputs.unpinned_git_warnings(inputs):
                     pulumi.log.warn(warning)
             remote = resolved.get(label)
-            if image.remote_inputs != "ignore" and remote is None:
-                continue  # its problem is listed; the guard still ran for the others
+            if image.remote_inputs != "ignore" and remote is None and inputs is not None:
+                continue  # its problem is listed
             labels = remote.labels if remote is not None else {}
             try:
                 report = scan.report(image.build_args, image.target, image.platform, image.allow_sensitive,

@@ -84,37 +84,8 @@ def preflight_calls(monkeypatch):
 @pytest.fixture(autouse=True)
 def remote_calls(monkeypatch):
     """Base-image resolution and remote ADD fetches recorded instead of dialled (no registry or server answers
-    under mocks); tests/e2e overrides this fixture and resolves against real registries and servers.
+    under mocks; tests/harness.py RemoteRecorder says how it answers); tests/e2e overrides this fixture and
+    resolves against real registries and servers."""
+    from tests.harness import RemoteRecorder
 
-    Records (reference, platform, stack login) in `.references` and URLs in `.urls`. A reference is answered from
-    `.digests` ({reference: digest}), else with a digest derived from its name and platform; `.fail` ({reference or
-    URL: ResolveFailure}) makes one fail. URLs are answered from `.checksums` or a digest of the URL."""
-    import hashlib
-
-    from components import remote_inputs
-
-    class Recorder:
-        references: list = []
-        urls: list = []
-        digests: dict = {}
-        checksums: dict = {}
-        fail: dict = {}
-
-    calls = Recorder()
-    calls.references, calls.urls, calls.digests, calls.checksums, calls.fail = [], [], {}, {}, {}
-
-    def resolve_reference(reference, platform, stack, deadline):
-        calls.references.append((reference, platform, stack))
-        if reference in calls.fail:
-            raise calls.fail[reference]
-        return calls.digests.get(reference) or "sha256:" + hashlib.sha256(f"{reference}|{platform}".encode()).hexdigest()
-
-    def fetch_checksum(url, deadline):
-        calls.urls.append(url)
-        if url in calls.fail:
-            raise calls.fail[url]
-        return calls.checksums.get(url) or "sha256:" + hashlib.sha256(url.encode()).hexdigest()
-
-    monkeypatch.setattr(remote_inputs, "resolve_reference", resolve_reference)
-    monkeypatch.setattr(remote_inputs, "fetch_checksum", fetch_checksum)
-    return calls
+    return RemoteRecorder(monkeypatch.setattr)
