@@ -302,16 +302,16 @@ class ResolvedInputs:
 
 
 _FIXES = {
-    "absent": "check the reference for a typo, or mirror the base into the stack's registry ({server})",
+    "absent": "check the reference for a typo, or mirror the base into the stack's registry{server}",
     "login": ("give credentials for {host} (`docker login {host}`: the Docker config is read), pin the digest "
-              "(FROM <ref>@sha256:…), or mirror the base into the stack's registry ({server})"),
+              "(FROM <ref>@sha256:…), or mirror the base into the stack's registry{server}"),
     "auth": ("check the credentials for {host} ({source}), pin the digest (FROM <ref>@sha256:…), or mirror the base "
-             "into the stack's registry ({server})"),
+             "into the stack's registry{server}"),
     "forbidden": ("give an account that may pull from {host}, pin the digest (FROM <ref>@sha256:…), or mirror the "
-                  "base into the stack's registry ({server})"),
+                  "base into the stack's registry{server}"),
     "platform": "set the image's platform to one the index has, or name a base built for it",
 }
-_DEFAULT_FIX = ("pin the digest (FROM <ref>@sha256:…) or mirror the base into the stack's registry ({server}), which "
+_DEFAULT_FIX = ("pin the digest (FROM <ref>@sha256:…) or mirror the base into the stack's registry{server}, which "
                 "this machine reaches")
 _SOURCE_FIXES = {
     "large": "pin it with ADD --checksum=sha256:<digest> (no request is then made)",
@@ -379,7 +379,7 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None, *,
 
     def wait() -> dict[str, ResolvedInputs]:
         out: dict[str, ResolvedInputs] = {}
-        server = stack.server if stack is not None else "the stack's registry"
+        server = f" ({stack.server})" if stack is not None else ""
         for image in images:
             labels: dict[str, str] = {}
             digests: dict[ExternalReference, str] = {}
