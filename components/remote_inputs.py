@@ -388,6 +388,8 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None, *,
                 if ref.pinned:
                     labels[ref.label] = ref.reference.rsplit("@", 1)[1]
                     continue
+                if image.mode == "pinned":
+                    continue  # listed by pinned_problems
                 try:
                     digest = ref_futures[(ref.reference, ref.platform)].result()
                 except ResolveFailure as failure:
@@ -406,6 +408,8 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None, *,
                     continue
                 if source.checksum is not None:
                     labels[source.label] = source.checksum
+                    continue
+                if image.mode == "pinned":
                     continue
                 try:
                     checksum = url_futures[source.url].result()
