@@ -201,16 +201,25 @@ class ResolveFailure(Exception):
         self.kind = kind
 
 
-def resolve_reference(reference: str, platform: str, stack: StackLogin | None, deadline: float) -> str:
+def registry_client(host: str, stack: StackLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
+    """A client for `host` with the credentials `credentials_for` picks (one per host and run: one login)."""
+    creds = credentials_for(host, stack)
+    own = stack is not None and host.lower() == stack.server.lower()
+    plain = stack.allow_plain_http if own else is_loopback(host.rsplit(":", 1)[0])
+    shown = DOCKER_HUB if host == DOCKER_HUB_API else host
+    client = RegistryClient(host, creds.username, creds.password, allow_plain_http=plain, timeout=TIMEOUT_S,
+                            deadline=deadline, label=shown, anonymous=True, limit_name="remote-input time limit")
+    return client, creds
+
+
+def resolve_reference(reference: str, platform: str, stack: StackLogin | None, deadline: float,
+                      client: tuple[RegistryClient, Credentials] | None = None) -> str:
     """The digest of the manifest `reference` names for `platform` (an index is followed to that platform's
-    entry); ResolveFailure otherwise."""
+    entry); ResolveFailure otherwise. `client`: a client of `registry_client` for the reference's host, reused
+    across its references (closed by the caller); without one, one is made and closed here."""
     where = locate(reference)
-    creds = credentials_for(where.host, stack)
-    own = stack is not None and where.host.lower() == stack.server.lower()
-    client = RegistryClient(where.host, creds.username, creds.password,
-                            allow_plain_http=stack.allow_plain_http if own else is_loopback(where.host.rsplit(":", 1)[0]),
-                            timeout=TIMEOUT_S, deadline=deadline, label=f"{where.shown_host}", anonymous=True,
-                            limit_name="remote-input time limit")
+    own_client = client is None
+    client, creds = registry_client(where.host, stack, deadline) if client is None else client
     try:
         manifest = client.get_manifest(where.repository, where.reference)
         if manifest.media_type not in (OCI_INDEX, DOCKER_LIST):
@@ -234,7 +243,8 @@ def resolve_reference(reference: str, platform: str, stack: StackLogin | None, d
             kind = "login"
         raise ResolveFailure(f"{err} (credentials: {creds.source})", kind) from None
     finally:
-        client.close()
+        if own_client:
+            client.close()
 
 
 def fetch_checksum(url: str, deadline: float) -> str:
@@ -348,16 +358,11 @@ def unpinned_git_warnings(image: ImageInputs) -> list[str]:
             for s in image.plan.sources if s.kind == "git" and not s.pinned]
 
 
-def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None, *,
-                on_reference: Callable[[str, str, StackLogin | None, float], str] | None = None,
-                on_source: Callable[[str, float], str] | None = None,
-                ) -> Callable[[], dict[str, ResolvedInputs]]:
+def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Callable[[], dict[str, ResolvedInputs]]:
     """Start resolving every image's unpinned references and sources (each distinct one once, concurrently) and
     return a function that waits for them: image label -> ResolvedInputs, or RemoteInputError listing every
     problem. `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""
     images = [i for i in images if i.mode != "ignore"]
-    reference_fn = on_reference or resolve_reference
-    source_fn = on_source or fetch_checksum
     deadline = time.monotonic() + BUDGET_S
     problems: list[str] = []
     wanted_refs: dict[tuple[str, str], None] = {}
@@ -372,12 +377,40 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None, *,
         for source in image.plan.sources:
             if source.kind == "http" and source.checksum is None:
                 wanted_urls[source.url] = None
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(wanted_refs) + len(wanted_urls))))
-    ref_futures = {key: pool.submit(reference_fn, key[0], key[1], stack, deadline) for key in wanted_refs}
-    url_futures = {url: pool.submit(source_fn, url, deadline) for url in wanted_urls}
+    # One task per registry host: one client, so one login, then its references one after the other (a login costs
+    # two requests, a reference one); hosts and sources in parallel.
+    by_host: dict[str, list[tuple[str, str]]] = {}
+    for key in wanted_refs:
+        by_host.setdefault(locate(key[0]).host, []).append(key)
+
+    def resolve_host(host: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str | ResolveFailure]:
+        results: dict[tuple[str, str], str | ResolveFailure] = {}
+        client = registry_client(host, stack, deadline)  # no request until the first reference
+
+        def one(key: tuple[str, str]) -> None:
+            try:
+                results[key] = resolve_reference(key[0], key[1], stack, deadline, client=client)
+            except ResolveFailure as failure:
+                results[key] = failure
+
+        try:
+            one(keys[0])  # logs in; the others reuse the login, in parallel (the client is thread-safe)
+            if len(keys) > 1:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(keys) - 1)) as inner:
+                    list(inner.map(one, keys[1:]))
+        finally:
+            client[0].close()
+        return results
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(by_host) + len(wanted_urls))))
+    host_futures = [pool.submit(resolve_host, host, keys) for host, keys in by_host.items()]
+    url_futures = {url: pool.submit(fetch_checksum, url, deadline) for url in wanted_urls}
     pool.shutdown(wait=False)
+    ref_results: dict[tuple[str, str], str | ResolveFailure] = {}
 
     def wait() -> dict[str, ResolvedInputs]:
+        for future in host_futures:
+            ref_results.update(future.result())
         out: dict[str, ResolvedInputs] = {}
         server = f" ({stack.server})" if stack is not None else ""
         for image in images:
@@ -391,7 +424,9 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None, *,
                 if image.mode == "pinned":
                     continue  # listed by pinned_problems
                 try:
-                    digest = ref_futures[(ref.reference, ref.platform)].result()
+                    digest = ref_results[(ref.reference, ref.platform)]
+                    if isinstance(digest, ResolveFailure):
+                        raise digest
                 except ResolveFailure as failure:
                     where = locate(ref.reference)
                     fix = _FIXES.get(failure.kind, _DEFAULT_FIX).format(

@@ -266,7 +266,7 @@ class RemoteRecorder:
         setattr_(remote_inputs, "resolve_reference", self.resolve_reference)
         setattr_(remote_inputs, "fetch_checksum", self.fetch_checksum)
 
-    def resolve_reference(self, reference: str, platform: str, stack: Any, deadline: float) -> str:
+    def resolve_reference(self, reference: str, platform: str, stack: Any, deadline: float, client: Any = None) -> str:
         self.references.append((reference, platform, stack))
         if reference in self.fail:
             raise self.fail[reference]
