@@ -3,8 +3,8 @@
 
 One straight sequence; nothing is declared until every check passed, and no check runs inside an `apply`:
 settings -> registry login -> (promoting: the source stack's exports) -> registry preflight -> per image: base images
-and remote sources pinned, content tag and sensitive-file guard, then "is this content tag already published?" (promoting: the source login and each
-source digest) -> namespace, repositories and images (or promotions).
+and remote sources pinned, content tag and sensitive-file guard, then "is this content tag already published?"
+(promoting: the source login and each source digest) -> namespace, repositories and images (or promotions).
 """
 import dataclasses
 

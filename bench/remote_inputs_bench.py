@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio = resolve / ignore
         print(f"stack: 4 images, 3 distinct bases on {registry.server} (htpasswd), {files} files per context, "
               f"{repeats} repeats, warm stat cache")
-        print(f"  plan, remoteInputs: ignore   median {ignore * 1000:8.1f} ms  best {min(times['ignore']) * 1000:8.1f} ms")
-        print(f"  plan, remoteInputs: resolve  median {resolve * 1000:8.1f} ms  best {min(times['resolve']) * 1000:8.1f} ms")
+        for mode, value in (("ignore", ignore), ("resolve", resolve)):
+            print(f"  plan, remoteInputs: {mode:8} median {value * 1000:8.1f} ms  best {min(times[mode]) * 1000:8.1f} ms")
         best = min(times["resolve"]) / min(times["ignore"])
         print(f"  resolve / ignore: {ratio:.2f}x (best {best:.2f}x); target <= {TARGET}x: "
               f"{'met' if ratio <= TARGET else 'MISSED'}")

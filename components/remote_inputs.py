@@ -15,8 +15,8 @@ for any other host the user's Docker config (`auths`, or a credential helper fro
 else anonymous (Basic with nothing, or a Bearer token asked without credentials). A remote ADD source is fetched
 without any credential, streamed and bounded by `SOURCE_LIMIT` bytes, following at most `MAX_REDIRECTS` redirects.
 
-The result per image, `ResolvedInputs`, names each input by label (`FROM <ref>`, with `(<platform>)` when not the image's, `ADD <url>`) with its
-digest; that mapping is part of the content tag (buildcontext/digest.py), and `pinned_text` (the staged Dockerfile
+The result per image, `ResolvedInputs`, names each input by label (`FROM <ref>`, with `(<platform>)` when not the
+image's; `ADD <url>`) with its digest; that mapping is part of the content tag (buildcontext/digest.py), and `pinned_text` (the staged Dockerfile
 the build uses) names exactly those digests, so a base that moves between planning and building makes the build
 fail instead of producing an image under a tag that names the old base.
 """
@@ -306,7 +306,7 @@ class ResolvedInputs:
     """One image's pinned remote inputs."""
 
     labels: Mapping[str, str] = field(default_factory=dict)
-    """Label (`FROM <ref>`, with `(<platform>)` when not the image's, `ADD <url>`) -> digest: what the content tag covers."""
+    """Label (`FROM <ref>`, `(<platform>)` added when not the image's; `ADD <url>`) -> digest: what the tag covers."""
     digests: Mapping[ExternalReference, str] = field(default_factory=dict)
     checksums: Mapping[RemoteSource, str] = field(default_factory=dict)
 

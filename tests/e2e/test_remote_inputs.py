@@ -1,7 +1,7 @@
 """End to end: base images and remote ADD sources pinned at plan time against real registries and a real server.
 
-Registries are Debian's `docker-registry` on loopback holding the locally imported busybox base (tests/e2e/base_image.py)
-pushed under tags; a "moved" base is the same base with one more LABEL, pushed under the same tag. The plan is
+Registries are Debian's `docker-registry` on loopback holding the locally imported busybox base
+(tests/e2e/base_image.py) pushed under tags; a "moved" base is the same base with one more LABEL, pushed under the same tag. The plan is
 `plan_builds` (components/image.py), the same call the program makes before declaring anything; the pinned build is
 `docker buildx build` of the staged Dockerfile it writes, on the real engine. Requests are counted in the registry's
 own access log and by the loopback HTTP server.
@@ -175,8 +175,8 @@ def test_platform_follows_the_index(tmp_path, engine, base_image, moved_base, op
     assert OCI_MANIFEST  # the media types the index names are the registry's own
 
 
-def test_the_build_uses_the_digest_the_tag_names(tmp_path, engine, base_image, moved_base, open_registry,  # noqa: F811
-                                                 monkeypatch):
+def test_the_build_uses_the_digest_the_tag_names(tmp_path, engine, base_image, moved_base,  # noqa: F811
+                                                 open_registry, monkeypatch):
     """A base moved between plan and build: the staged Dockerfile still builds on the digest the tag names (the
     configured one, unpinned, would take the moved base)."""
     monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
