@@ -16,9 +16,9 @@ else anonymous (Basic with nothing, or a Bearer token asked without credentials)
 without any credential, streamed and bounded by `SOURCE_LIMIT` bytes, following at most `MAX_REDIRECTS` redirects.
 
 The result per image, `ResolvedInputs`, names each input by label (`FROM <ref>`, with `(<platform>)` when not the
-image's; `ADD <url>`) with its digest; that mapping is part of the content tag (buildcontext/digest.py), and `pinned_text` (the staged Dockerfile
-the build uses) names exactly those digests, so a base that moves between planning and building makes the build
-fail instead of producing an image under a tag that names the old base.
+image's; `ADD <url>`) with its digest; that mapping is part of the content tag (buildcontext/digest.py), and
+`pinned_text` (the staged Dockerfile the build uses) names exactly those digests, so a base that moves between
+planning and building is not taken: the build pulls the planned digest, and a changed source fails its checksum.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """End to end: base images and remote ADD sources pinned at plan time against real registries and a real server.
 
 Registries are Debian's `docker-registry` on loopback holding the locally imported busybox base
-(tests/e2e/base_image.py) pushed under tags; a "moved" base is the same base with one more LABEL, pushed under the same tag. The plan is
-`plan_builds` (components/image.py), the same call the program makes before declaring anything; the pinned build is
+(tests/e2e/base_image.py) pushed under tags; a "moved" base is the same base with one more LABEL, pushed under the
+same tag. The plan is `plan_builds` (components/image.py), the same call the program makes before declaring anything; the pinned build is
 `docker buildx build` of the staged Dockerfile it writes, on the real engine. Requests are counted in the registry's
 own access log and by the loopback HTTP server.
 """
@@ -168,7 +168,8 @@ def test_platform_follows_the_index(tmp_path, engine, base_image, moved_base, op
     text = (root / plan.dockerfile).read_text()
     assert f"FROM --platform=linux/arm64 {ref}@{other} AS tool" in text, text
     root2 = make_project(tmp_path / "q", f"FROM {ref}\nCOPY hello.txt /\n")
-    assert f"FROM {ref}@{amd64}" in (root2 / image_module.plan_builds(settings_for(root2))["web"].dockerfile).read_text()
+    staged = image_module.plan_builds(settings_for(root2))["web"].dockerfile
+    assert f"FROM {ref}@{amd64}" in (root2 / staged).read_text()
     with pytest.raises(image_module.BuildPlanError, match=r"its index has no manifest for linux/s390x \(it has "
                                                           r"linux/amd64, linux/arm64/v8\)"):
         image_module.plan_builds(settings_for(root2, platform="linux/s390x"))
