@@ -882,8 +882,15 @@ class RegistryClient:
         return hint
 
     # -- login
-    def login(self, scopes: Iterable[str] = ()) -> None:
+    @property
+    def logged_in(self) -> bool:
+        return self._logged_in
+
+    def login(self, scopes: Iterable[str] = (), *, prove: bool = True) -> None:
         """GET /v2/, follow its challenge with the credentials, and prove they are accepted.
+
+        `prove=False` (a caller whose next request shows a refusal anyway) skips the proving request of a Basic
+        login: a rejected credential then surfaces as that request's 401.
 
         `scopes` (`repository:<name>:<actions>`) are asked for in the Bearer token of this login; without any the
         token is asked for no scope, as `docker login` does. RegistryError "auth" when the credentials are
@@ -915,6 +922,9 @@ class RegistryClient:
                 "auth", 401,
             )
         self.challenge = challenge
+        if not prove and challenge[0] == "basic":
+            self._logged_in = True
+            return
         authorization = self._authorization(tuple(scopes))
         response = self.send("GET", url, headers={"Authorization": authorization}, what="logging in")
         if response.status_code == 200:

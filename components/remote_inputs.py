@@ -221,6 +221,8 @@ def resolve_reference(reference: str, platform: str, stack: StackLogin | None, d
     own_client = client is None
     client, creds = registry_client(where.host, stack, deadline) if client is None else client
     try:
+        if not client.logged_in:
+            client.login(prove=False)  # the manifest request shows a refused login itself
         manifest = client.get_manifest(where.repository, where.reference)
         if manifest.media_type not in (OCI_INDEX, DOCKER_LIST):
             return manifest.digest
