@@ -52,8 +52,11 @@ TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete
 REGISTRY_KEYS = ("edition", "instanceId", "endpoint", "namespace", "createNamespace", "visibility", "server", "username")
 IMAGE_KEYS = (
     "name", "context", "dockerfile", "target", "platform", "buildArgs", "summary", "tagImmutability", "allowSensitive",
-    "cacheFrom",
+    "cacheFrom", "remoteInputs",
 )
+REMOTE_INPUT_MODES = ("resolve", "pinned", "ignore")
+"""How an image's base images and remote ADD sources enter its content tag (components/remote_inputs.py): resolved
+at plan time (default), required pinned in the Dockerfile, or left out (a moved base never rebuilds)."""
 # Every image is built with this build arg, so what it pushes carries BuildKit's inline cache metadata and can serve
 # as the registry cache of the stack's next build (components/image.py); it is a build input, so part of the tag.
 INLINE_CACHE_ARG = ("BUILDKIT_INLINE_CACHE", "1")
@@ -168,6 +171,8 @@ class ImageSettings:
     """Context paths the user deliberately accepts despite the sensitive-file guard."""
     cache_from: bool = True
     """Build with the image this stack published last for this name as BuildKit's registry cache."""
+    remote_inputs: str = REMOTE_INPUT_MODES[0]
+    """resolve | pinned | ignore: how base images and remote ADD sources enter the content tag."""
 
 
 @dataclass(frozen=True)
@@ -743,6 +748,8 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
                     build_args[str(k)] = v
         build_args[INLINE_CACHE_ARG[0]] = INLINE_CACHE_ARG[1]
         cache_from = _bool(f"{ipath}.cacheFrom", item.get("cacheFrom"), True, problems)
+        remote_inputs = _choice(f"{ipath}.remoteInputs", item.get("remoteInputs"), REMOTE_INPUT_MODES,
+                                REMOTE_INPUT_MODES[0], problems) or REMOTE_INPUT_MODES[0]
         summary, immut = _repository_settings(ipath, item, name, edition, problems)
         allow = item.get("allowSensitive")
         if allow is None:
@@ -772,7 +779,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             name=name, context=context.relative if context else ".",
             dockerfile=dockerfile.relative if dockerfile else "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,
-            allow_sensitive=tuple(allow), cache_from=cache_from,
+            allow_sensitive=tuple(allow), cache_from=cache_from, remote_inputs=remote_inputs,
         ))
     return tuple(images)
 
