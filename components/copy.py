@@ -196,7 +196,7 @@ class _Copy:
 
         def digest_of(entry: object, what: str) -> str:
             value = entry.get("digest") if isinstance(entry, dict) else None
-            if not isinstance(value, str) or not DIGEST.match(value):
+            if not isinstance(value, str) or not DIGEST.fullmatch(value):
                 raise malformed(f"{what} has no digest of the form sha256:<64 hex digits>")
             return value
 

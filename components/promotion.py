@@ -208,7 +208,7 @@ def _source_image(name: str, out: Any, registry: str | None, where: str, source:
         return None
     found: list[str] = []
     digest = ref[len(repository) + 1:]
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         found.append(f"its ref's digest {shown(digest)} is not sha256: and 64 lowercase hex digits")
     if (reason := tag_problem(tag)) is not None:
         found.append(f"its tag {shown(tag)} is not a Docker tag ({reason})")

@@ -57,6 +57,8 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from components.docker_rules import DIGEST
+
 __all__ = [
     "ACR_SUFFIX", "ERROR_BODY_LIMIT", "MANIFEST_LIMIT", "MANIFEST_MEDIA_TYPES", "Manifest", "RegistryClient",
     "RegistryError", "Scrubber", "excerpt_text", "is_loopback", "parse_server", "parse_www_authenticate",
@@ -81,7 +83,6 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_MEDIA_TYPES = (OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
 # All of them in Accept, or distribution answers a HEAD/GET of an index with a converted manifest and another digest.
 _MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class RegistryError(Exception):
@@ -264,8 +265,8 @@ def excerpt_text(data: bytes | str, scrub: Callable[[str], str] = lambda t: t, l
 
 # --- WWW-Authenticate --------------------------------------------------------------------------------------------
 
-_CHALLENGE_START = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+|$)")
-_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|$)')
+_CHALLENGE_START = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+|\Z)")
+_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|\Z)')
 
 
 def parse_www_authenticate(header: str) -> list[tuple[str, dict[str, str]]]:
@@ -1076,7 +1077,7 @@ class RegistryClient:
         response = self.request("HEAD", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT})
         if response.status_code == 200:
             digest = response.headers.get("Docker-Content-Digest", "")
-            if _DIGEST.match(digest):
+            if DIGEST.fullmatch(digest):
                 return digest
             return self.get_manifest(repository, reference).digest  # a registry that omits the header on HEAD
         if response.status_code == 404:
@@ -1102,7 +1103,7 @@ class RegistryClient:
         content = response.content
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         reported = response.headers.get("Docker-Content-Digest")
-        if reported and reported != digest and _DIGEST.match(reported):
+        if reported and reported != digest and DIGEST.fullmatch(reported):
             raise self.fail(f"the manifest {repository}:{reference} has digest {digest}, but the registry "
                             f"reports {reported}")
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()

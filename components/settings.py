@@ -41,7 +41,7 @@ PROMOTED_IMAGE_KEYS = ("name", "summary", "tagImmutability")
 """The only keys a promoted image may carry: the build keys would be silently ignored, so they are refused."""
 # Pulumi's stack and project name grammar; a StackReference takes `stack` (same project and organization) or
 # `organization/project/stack`.
-_STACK_PART = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_STACK_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 ENDPOINTS = ("public", "vpc")
 VISIBILITIES = ("PRIVATE", "PUBLIC")
@@ -58,17 +58,17 @@ IMAGE_KEYS = (
 INLINE_CACHE_ARG = ("BUILDKIT_INLINE_CACHE", "1")
 
 # ACR-FACTS.md: names and limits.
-_INSTANCE_ID = re.compile(r"^(cri|crpi)-[a-z0-9]{8,32}$")
-_REGION = re.compile(r"^[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*$")
-_CLASSIC_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,29}$")
-_ENTERPRISE_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])$")
+_INSTANCE_ID = re.compile(r"(cri|crpi)-[a-z0-9]{8,32}")
+_REGION = re.compile(r"[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*")
+_CLASSIC_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{1,29}")
+_ENTERPRISE_NAMESPACE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])")
 # Docker's path-component grammar (distribution/reference), limited to ACR's 2-30 chars for repositories.
 _DOCKER_COMPONENT = PATH_COMPONENT
 # BuildKit's stage-name rule ("name can't start with a number or contain symbols"), matched case-insensitively.
-_TARGET = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-_BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TARGET = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_BUILD_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Pulumi's stack-name rule (pkg/backend validateStackName): 1-100 of A-Z a-z 0-9 _ . -
-_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 SUMMARY_MAX = 80
 PASSWORD_LENGTHS = (8, 32)
 """ACR registry login passwords (Container Registry console > Access Credential) are 8-32 characters."""
@@ -102,7 +102,7 @@ def _shown_path(path: Path | str) -> str:
 
 def _shown_name(name: str) -> str:
     """A stack name as it appears in prose: itself when valid, else escaped and bounded."""
-    return name if isinstance(name, str) and _STACK_NAME.match(name) else _shown(name)[1:-1]
+    return name if isinstance(name, str) and _STACK_NAME.fullmatch(name) else _shown(name)[1:-1]
 
 
 class ConfigError(Exception):
@@ -273,6 +273,17 @@ def _str(path: str, value: Any, problems: list[str], *, if_empty: str = "give a 
     return value
 
 
+def _login_user(path: str, value: Any, problems: list[str], **kwargs: str) -> str | None:
+    """A registry login user: a string (`_str`) without ':', which HTTP Basic authentication cannot carry in a user
+    name (RFC 7617: the first ':' of `user:password` ends the user), so the registry would read another user."""
+    user = _str(path, value, problems, **kwargs)
+    if user is not None and ":" in user:
+        problems.append(f"{path} {_shown(user)} is invalid: a registry login user cannot contain ':' (HTTP Basic "
+                        "authentication ends the user name at the first ':'); give the user name exactly as the "
+                        "registry knows it")
+    return user
+
+
 def _suggest_name(value: str, limit: int) -> str:
     cleaned = re.sub(r"[^a-z0-9_-]+", "-", value.lower()).strip("-_")
     return cleaned[:limit] or "app"
@@ -281,7 +292,7 @@ def _suggest_name(value: str, limit: int) -> str:
 def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
     path = "acr-publish:registry.namespace"
     if edition == "enterprise":
-        if not _ENTERPRISE_NAMESPACE.match(ns):
+        if not _ENTERPRISE_NAMESPACE.fullmatch(ns):
             problems.append(
                 f"{path} {_shown(ns)} is invalid: Enterprise namespaces are 2-120 chars of a-z 0-9 _ - . and must not "
                 f"start or end with a delimiter; try {_suggest_name(ns, 120)!r}"
@@ -295,7 +306,7 @@ def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
 
 def _is_classic_name(name: str) -> bool:
     """ACR's 2-30 chars of a-z 0-9 - _ that docker also accepts as a path component (classic namespaces, repos)."""
-    return bool(_CLASSIC_NAMESPACE.match(name) and _DOCKER_COMPONENT.match(name))
+    return bool(_CLASSIC_NAMESPACE.fullmatch(name) and _DOCKER_COMPONENT.fullmatch(name))
 
 
 def is_repository_name(name: Any) -> bool:
@@ -305,7 +316,7 @@ def is_repository_name(name: Any) -> bool:
 
 def is_region(value: Any) -> bool:
     """An Alibaba Cloud region id (cn-hangzhou), as alicloud:region allows it."""
-    return isinstance(value, str) and bool(_REGION.match(value))
+    return isinstance(value, str) and bool(_REGION.fullmatch(value))
 
 
 def shown(value: Any) -> str:
@@ -355,7 +366,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
     visibility = _choice(f"{path}.visibility", raw.get("visibility"), VISIBILITIES, "PRIVATE", problems)
     server = _str(f"{path}.server", raw.get("server"), problems,
                   if_empty=f"remove the key to use the default {DEFAULT_LOCAL_SERVER}, or give host[:port]")
-    username = _str(f"{path}.username", raw.get("username"), problems,
+    username = _login_user(f"{path}.username", raw.get("username"), problems,
                     if_empty="give the registry login user, or remove the key (and the password) to log in as nobody"
                     if local else "give the registry login user")
     # "is missing" only for a key that is absent: a value already refused above is not reported twice.
@@ -371,7 +382,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"{path}.instanceId is missing: edition enterprise needs the instance id (cri-... or crpi-...) shown "
                 "in the Container Registry console"
             )
-        elif instance_id is not None and not _INSTANCE_ID.match(instance_id):
+        elif instance_id is not None and not _INSTANCE_ID.fullmatch(instance_id):
             problems.append(
                 f"{path}.instanceId {_shown(instance_id)} is invalid: it must look like cri-<8-32 lowercase letters "
                 "or digits> or crpi-<...>; copy it from the Container Registry console"
@@ -407,7 +418,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 "alicloud:region is missing: the alicloud provider would silently use cn-beijing; set it with "
                 f"`pulumi config set alicloud:region cn-hangzhou -s {_shown_name(stack)}`"
             )
-        elif not isinstance(region, str) or not _REGION.match(region):
+        elif not isinstance(region, str) or not _REGION.fullmatch(region):
             problems.append(
                 f"alicloud:region {_shown(region)} is invalid: it must be a region id such as cn-hangzhou or "
                 "ap-southeast-1"
@@ -619,7 +630,7 @@ def check_platform(path: str, platform: str, problems: list[str]) -> None:
 
 def check_target(path: str, target: str | None, problems: list[str]) -> None:
     """The rule for an image's target (also applied to `python -m cli.explain --target`)."""
-    if target is not None and not _TARGET.match(target):
+    if target is not None and not _TARGET.fullmatch(target):
         problems.append(
             f"{path} {_shown(target)} is invalid: it must be a build stage name (a letter, then letters, digits, _ . -)"
         )
@@ -628,7 +639,7 @@ def check_target(path: str, target: str | None, problems: list[str]) -> None:
 def check_build_arg_name(path: str, name: Any, problems: list[str]) -> None:
     """The rule for a build arg's name (also applied to `python -m cli.explain --build-arg`). Names only: values
     can be secrets and never appear in a message."""
-    if not isinstance(name, str) or not _BUILD_ARG.match(name):
+    if not isinstance(name, str) or not _BUILD_ARG.fullmatch(name):
         problems.append(
             f"{path} {_shown(name)} is invalid: build arg names are letters, digits and _ and do not start with a digit"
         )
@@ -795,7 +806,7 @@ def split_stack_name(name: str) -> tuple[str | None, str | None, str]:
 def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, has_source_password: bool,
                problems: list[str]) -> PromotionSettings | None:
     raw = values.get("promoteFrom")
-    username = _str("acr-publish:sourceUsername", values.get("sourceUsername"), problems)
+    username = _login_user("acr-publish:sourceUsername", values.get("sourceUsername"), problems)
     if raw is None:
         for key, given in (("sourceUsername", username is not None), ("sourcePassword", has_source_password)):
             if given:
@@ -809,7 +820,7 @@ def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, 
     if source is None:
         return None
     parts = source.split("/")
-    if len(parts) not in (1, 3) or not all(_STACK_PART.match(p) for p in parts):
+    if len(parts) not in (1, 3) or not all(_STACK_PART.fullmatch(p) for p in parts):
         problems.append(
             f"{path} {source!r} is invalid: it must name a stack of this project (e.g. dev) or a fully qualified "
             "organization/project/stack (letters, digits, _ . - in each part)"
@@ -931,9 +942,15 @@ def _edition_needs_password(values: Mapping[str, Any]) -> bool:
     return isinstance(registry, Mapping) and registry.get("edition") == "personal"
 
 
-def _decode(value: Any) -> Any:
-    """Pulumi hands structured config to programs as JSON strings."""
-    if isinstance(value, str):
+STRUCTURED_KEYS = ("registry", "images")
+"""The keys whose values are objects or lists: Pulumi hands those to programs as JSON text. Every other value
+reaches the program as the string the stack file holds (`promoteFrom: "2024"` is the string 2024, and so is an
+unquoted 2024), so only these are parsed; true/false keys take the strings true and false (`_bool`)."""
+
+
+def _decode(key: str, value: Any) -> Any:
+    """A config value as the program takes it: JSON text parsed for a structured key, anything else as given."""
+    if key in STRUCTURED_KEYS and isinstance(value, str):
         try:
             return json.loads(value)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: a string to validate
@@ -958,10 +975,10 @@ def load_settings():
     all_config = runtime_config.CONFIG.get()
     for key, raw in all_config.items():
         if key.startswith(prefix):
-            values[key[len(prefix):]] = _decode(raw)
+            values[key[len(prefix):]] = _decode(key[len(prefix):], raw)
     for env_key, raw in runtime_config.get_config_env().items():
         if env_key.startswith(prefix):
-            values.setdefault(env_key[len(prefix):], _decode(raw))
+            values.setdefault(env_key[len(prefix):], _decode(env_key[len(prefix):], raw))
     password = cfg.get_secret("registryPassword")
     source_password = cfg.get_secret("sourcePassword")
     # The plaintext is only measured (ACR's length rule), never kept or shown.
@@ -1113,9 +1130,9 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     Every problem with the name or the file (unreadable, not YAML, not a map, too large) is a ConfigError too, so a
     tool that prints ConfigError and exits never shows a traceback.
     """
-    if not isinstance(stack, str) or not _STACK_NAME.match(stack):
+    if not isinstance(stack, str) or not _STACK_NAME.fullmatch(stack):
         own = stack.rsplit("/", 1)[-1] if isinstance(stack, str) else ""
-        fix = (f"give the stack's own name, e.g. {own!r}" if "/" in str(stack) and _STACK_NAME.match(own)
+        fix = (f"give the stack's own name, e.g. {own!r}" if "/" in str(stack) and _STACK_NAME.fullmatch(own)
                else f"known stacks are {_known_stacks(project_root)}")
         length = f"{len(stack)} characters, " if isinstance(stack, str) and len(stack) > 100 else ""
         raise ConfigError(str(stack), [
