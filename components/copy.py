@@ -34,6 +34,7 @@ cross-registry throughput with `skopeo copy`.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,8 +44,15 @@ from components.registry_client import (
 )
 
 BLOB_WORKERS = 4
-COPY_TIMEOUT_S = 300.0
-"""Per socket operation: a stalled registry fails the copy instead of hanging it."""
+COPY_TIMEOUT_S = 60.0
+"""Per socket operation: a registry silent this long (not one byte) has stopped answering."""
+COPY_BUDGET_S = 3600.0
+"""The whole copy of one image, every exchange with both registries included; past it every socket is shut down.
+Besides it, every body read must keep the registry client's pace floor (64 KiB a minute), so a trickled layer
+fails within a minute or two, not at this bound."""
+CHECK_BUDGET_S = 30.0
+"""The source checks of a promoting stack together (login and one HEAD per image), and a refresh's read of one
+target tag."""
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 
 
@@ -79,10 +87,13 @@ class Endpoint:
     plain_http: bool = False
     """Plain HTTP for a loopback registry of the local edition only (as docker treats 127.0.0.0/8)."""
 
-    def client(self) -> RegistryClient:
+    def client(self, deadline: float, budget: float, limit_name: str = "promotion time limit") -> RegistryClient:
+        """A client whose every exchange ends by `deadline` (a time.monotonic() value), `budget` seconds after the
+        conversation it belongs to began."""
         return RegistryClient(self.server, self.login.username, self.login.password,
                               allow_plain_http=self.plain_http and _loopback(self.server), timeout=COPY_TIMEOUT_S,
-                              label=f"promotion, registry '{self.server}'")
+                              deadline=deadline, budget=budget, label=f"promotion, registry '{self.server}'",
+                              limit_name=limit_name)
 
 
 def _loopback(server: str) -> bool:
@@ -106,10 +117,11 @@ class CopyReport:
     manifests: int = 0
 
 
-def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
+def target_digest(target: Endpoint, repository: str, tag: str, *, budget: float = CHECK_BUDGET_S) -> str | None:
     """The digest the target tag is at now; None when the tag (or the repository) does not exist."""
-    with target.client() as client:
+    with target.client(time.monotonic() + budget, budget, "refresh time limit") as client:
         try:
+            client.resolve()
             return client.manifest_digest(repository, tag)
         except RegistryError as err:
             hint = ""
@@ -123,10 +135,12 @@ def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
             raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}{hint}", err.kind) from None
 
 
-def check_source(source: Endpoint, repository: str, digest: str) -> None:
-    """Prove the source login and that the digest is there (pull scope), before anything is declared."""
-    with source.client() as client:
+def check_source(source: Endpoint, repository: str, digest: str, *, deadline: float) -> None:
+    """Prove the source login and that the digest is there (pull scope), before anything is declared; every
+    exchange ends by `deadline` (a time.monotonic() value; see CHECK_BUDGET_S)."""
+    with source.client(deadline, CHECK_BUDGET_S, "source check time limit") as client:
         try:
+            client.resolve()
             found = client.manifest_digest(repository, digest)
         except RegistryError as err:
             raise CopyError(f"the promotion source {source.server}/{repository}@{digest} cannot be read: {err}",
@@ -139,22 +153,25 @@ def check_source(source: Endpoint, repository: str, digest: str) -> None:
 
 
 def copy_image(source: Endpoint, source_repository: str, digest: str, target: Endpoint, target_repository: str,
-               tag: str) -> CopyReport:
-    """Copy `<source>/<source_repository>@<digest>` to `<target>/<target_repository>:<tag>`; see the module doc."""
+               tag: str, *, budget: float = COPY_BUDGET_S) -> CopyReport:
+    """Copy `<source>/<source_repository>@<digest>` to `<target>/<target_repository>:<tag>` within `budget` seconds;
+    see the module doc."""
     where = f"{source.server}/{source_repository}@{digest} -> {target.server}/{target_repository}:{tag}"
     try:
-        return _Copy(source, source_repository, target, target_repository).run(digest, tag)
+        return _Copy(source, source_repository, target, target_repository, budget).run(digest, tag)
     except RegistryError as err:
         raise CopyError(f"promotion {where} failed: {err}", err.kind) from None
 
 
 class _Copy:
-    def __init__(self, source: Endpoint, source_repository: str, target: Endpoint, target_repository: str):
+    def __init__(self, source: Endpoint, source_repository: str, target: Endpoint, target_repository: str,
+                 budget: float):
         self.source, self.target = source, target
         self.source_repository, self.target_repository = source_repository, target_repository
         self.same_host = source.server.lower() == target.server.lower()
-        self.src = source.client()
-        self.dst = target.client()
+        self.deadline, self.budget = time.monotonic() + budget, budget
+        self.src = source.client(self.deadline, budget)
+        self.dst = target.client(self.deadline, budget)
         self.local = threading.local()
         self.lock = threading.Lock()
         self.workers: list[RegistryClient] = []
@@ -168,6 +185,8 @@ class _Copy:
 
     def _run(self, digest: str, tag: str) -> CopyReport:
         report = CopyReport(digest=digest, copied=False)
+        self.src.resolve()
+        self.dst.resolve()
         if self._tag_taken(tag, digest) == digest:
             return report
         self._copy_manifest(digest, tag, report, top=True)
@@ -253,7 +272,8 @@ class _Copy:
     def _clients(self) -> tuple[RegistryClient, RegistryClient]:
         pair = getattr(self.local, "pair", None)
         if pair is None:
-            pair = self.local.pair = (self.source.client(), self.target.client())
+            pair = self.local.pair = (self.source.client(self.deadline, self.budget),
+                                      self.target.client(self.deadline, self.budget))
             with self.lock:
                 self.workers.extend(pair)
         return pair

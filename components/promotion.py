@@ -36,6 +36,7 @@ and holds no credential (components/copy.py says why; tests/e2e checks the provi
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -446,14 +447,15 @@ def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
 
 def check_sources(source: SourceStack, login: SourceLogin) -> None:
     """Before anything is declared: the source login is accepted and every promoted digest is there."""
-    from components.copy import CopyError, Endpoint, Login, check_source
+    from components.copy import CHECK_BUDGET_S, CopyError, Endpoint, Login, check_source
 
     endpoint = Endpoint(login.server, Login(login.username, login.password), login.plain_http)
     preview = pulumi.runtime.is_dry_run()
     problems = []
+    deadline = time.monotonic() + CHECK_BUDGET_S  # one budget for all of them, as the preflight has
     for image in source.images:
         try:
-            check_source(endpoint, image.path, image.digest)
+            check_source(endpoint, image.path, image.digest, deadline=deadline)
         except CopyError as err:
             if preview and err.kind == "unreachable":
                 # As the preflight: previews often run where a VPC endpoint cannot be reached; `up` fails on it.

@@ -70,6 +70,10 @@ ERROR_BODY_LIMIT = 64 * 1024
 MANIFEST_LIMIT = 4 * 1024 * 1024
 """Bytes read of a manifest: distribution refuses manifests larger than 4 MiB, so a larger answer is not one."""
 EXCERPT_CHARS = 200
+PACE_WINDOW_S = 60.0
+PACE_MIN_BYTES = 64 * 1024
+"""A body read must bring at least this many bytes in each PACE_WINDOW_S (about 1 KiB/s: a link slower than that
+cannot move a layer in any useful time; a server trickling slower is stalled)."""
 CHUNK_SIZE = 1024 * 1024
 MASK = "***"
 # The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message. Settings
@@ -642,6 +646,29 @@ def _not_http(exc: BaseException) -> bytes | None:
     return line.encode("latin-1", errors="replace") if isinstance(line, str) else bytes(line)
 
 
+class _Pace:
+    """Whether a body read keeps up: at least PACE_MIN_BYTES in every `window` seconds."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.start = self.began = time.monotonic()
+        self.count = self.total = 0
+
+    def keeps_up(self, received: int) -> bool:
+        self.count += received
+        self.total += received
+        now = time.monotonic()
+        if now - self.start < self.window:
+            return True
+        if self.count < PACE_MIN_BYTES:
+            return False
+        self.start, self.count = now, 0
+        return True
+
+    def rate(self) -> float:
+        return self.total / max(time.monotonic() - self.began, 1e-9)
+
+
 def _scope_atoms(scopes: Iterable[str]) -> frozenset[str]:
     """Scopes as single actions: `repository:a/b:push,pull` is `repository:a/b:pull` plus `repository:a/b:push`."""
     atoms: set[str] = set()
@@ -657,13 +684,18 @@ class RegistryClient:
     """One registry, one account: login through the registry's challenge, then manifests, blobs and tags.
 
     `timeout` bounds each socket operation; `deadline` (a `time.monotonic()` value) optionally bounds the whole
-    life of the client: no request starts after it and each gets only what is left. `limit_name` names that bound
-    in messages ("preflight time limit"). `label` starts every message ("registry preflight for 'host'").
+    life of the client: no request starts after it, each gets only what is left, and when it passes a watchdog
+    shuts the client's sockets down (`abort`), so a server that trickles its headers or a body a few bytes at a
+    time, each read well within `timeout`, is cut off at the deadline too. A body read also stops when it brings
+    fewer than `PACE_MIN_BYTES` in `pace_window` seconds (a stalled layer fails long before a generous deadline).
+    `limit_name` and `budget` name the deadline in messages ("preflight time limit"). `label` starts every message
+    ("registry preflight for 'host'").
     """
 
     def __init__(self, server: str, username: str | None = None, password: str | None = None, *,
                  allow_plain_http: bool = False, timeout: float = 30.0, deadline: float | None = None,
-                 label: str | None = None, limit_name: str = "time limit",
+                 budget: float | None = None, label: str | None = None, limit_name: str = "time limit",
+                 pace_window: float = PACE_WINDOW_S,
                  session_factory: Callable[[_Sockets], requests.Session] | None = None) -> None:
         self.server = server
         self.username = username
@@ -671,8 +703,12 @@ class RegistryClient:
         self.allow_plain_http = allow_plain_http
         self.timeout = timeout
         self.deadline = deadline
-        self.budget = timeout
-        """What `deadline` and `timeout` allow, as messages name it."""
+        if budget is None:
+            budget = timeout if deadline is None else round(max(0.0, deadline - time.monotonic()), 2)
+        self.budget = budget
+        """What `deadline` (else `timeout`) allows, as messages name it: given when the deadline is shared by
+        several clients, so that each names the whole budget."""
+        self.pace_window = pace_window
         self.label = label or f"registry '{server}'"
         self.limit_name = limit_name
         self.scrub = Scrubber()
@@ -685,11 +721,18 @@ class RegistryClient:
         """The auth challenge of GET /v2/ once `login` ran: None = no login needed."""
         self._logged_in = False
         self._tokens: dict[frozenset[str], str] = {}
+        self._watchdog: threading.Timer | None = None
+        if deadline is not None:
+            self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self.abort)
+            self._watchdog.daemon = True
+            self._watchdog.start()
         self.unexpected_hint = "This is not an answer the registry API specifies"
         """Last sentence of a message about an answer that is not the registry API's (the caller's advice)."""
 
     # -- lifecycle
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.session.close()
         self._sockets.close()
 
@@ -793,6 +836,9 @@ class RegistryClient:
             raise
         except requests.exceptions.SSLError as exc:
             kind = "tls"
+            if self._sockets.aborted:  # the deadline's watchdog cut the handshake off: no TLS verdict to give
+                raise self.fail(self._silent(hostport, method, excerpt_text(parts.path, self.scrub)),
+                                "unreachable") from None
             problem = (
                 f"TLS with {hostport} failed: {_tls_reason(exc)} (trusted: {self._trust_summary()}). "
                 "If the registry uses a private or self-signed "
@@ -809,8 +855,8 @@ class RegistryClient:
         except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
             first_bytes = _not_http(exc)
             cause = find_cause(exc, (socket.gaierror,))
-            if self._sockets.aborted:
-                problem = f"the exchange with {hostport} was stopped at the {self.limit_name} of {self.budget:g}s"
+            if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
+                problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
             elif first_bytes is not None:
                 kind = "protocol"
                 problem = (
@@ -841,6 +887,7 @@ class RegistryClient:
         was more); past that, drop the connection."""
         body = bytearray()
         raw = response.raw
+        pace = _Pace(self.pace_window)
         if method != "HEAD":
             while len(body) <= limit:
                 if self._sockets.aborted:
@@ -849,12 +896,26 @@ class RegistryClient:
                 if not piece:
                     break
                 body += piece
+                if not pace.keeps_up(len(piece)):
+                    raw.close()
+                    raise self.fail(self._stalled(f"the answer to {method} {urlsplit(url).path}", pace), "unreachable")
+        if self._sockets.aborted:
+            raw.close()
+            raise self.fail(self._stopped(f"reading the answer to {method} {urlsplit(url).path}"), "unreachable")
         response.truncated = len(body) > limit  # type: ignore[attr-defined]
         response._content = bytes(body[:limit])
         response._content_consumed = True
         if response.truncated or self._sockets.aborted:  # type: ignore[attr-defined]
             raw.close()  # the rest is never read: the connection is closed now, never reused
         raw.release_conn()
+
+    def _stopped(self, what: str) -> str:
+        return (f"{what} was stopped at the {self.limit_name} of {self.budget:g}s; the registry or the network is "
+                "too slow to answer")
+
+    def _stalled(self, what: str, pace: "_Pace") -> str:
+        return (f"the registry sent {what} at {pace.rate():.3g} bytes/s, fewer than {PACE_MIN_BYTES} bytes in "
+                f"{self.pace_window:g}s: it has stalled (a link or a registry this slow cannot move an image)")
 
     def _trust_summary(self) -> str:
         adapter = self.session.get_adapter("https://")
@@ -1195,14 +1256,21 @@ class RegistryClient:
 
     def _stream(self, response: requests.Response, digest: str, chunk_size: int) -> Iterator[bytes]:
         hasher = hashlib.sha256()
+        pace = _Pace(self.pace_window)
         try:
             while True:
-                if self._sockets.aborted:
-                    raise self.fail(f"reading blob {digest} was stopped", "unreachable")
+                problem = None
                 try:
                     piece = response.raw.read1(chunk_size)
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
-                    raise self.fail(f"reading blob {digest} failed: {_short_reason(exc)}", "unreachable") from None
+                    problem = f"reading blob {digest} failed: {_short_reason(exc)}"
+                    piece = b""
+                if self._sockets.aborted:
+                    problem = self._stopped(f"reading blob {digest}")
+                elif piece and not pace.keeps_up(len(piece)):
+                    problem = self._stalled(f"blob {digest}", pace)
+                if problem is not None:
+                    raise self.fail(problem, "unreachable")
                 if not piece:
                     break
                 hasher.update(piece)

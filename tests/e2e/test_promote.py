@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 from typing import Callable, Iterator
 
 import docker
@@ -243,7 +244,7 @@ def test_an_image_index_is_copied_with_its_children(publish, source_registry, ta
     child = publish("multi", "index-1")
     child_digest = child["ref"].split("@")[1]
     src = Endpoint(source_registry.server, Login(SOURCE_USER, TEST_SECRET), True)
-    with src.client() as client:
+    with src.client(time.monotonic() + 60, 60) as client:
         manifest = client.get_manifest("demo/multi", child_digest)
         index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
             "mediaType": manifest.media_type, "digest": child_digest, "size": len(manifest.content),
