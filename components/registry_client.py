@@ -46,6 +46,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -593,6 +594,9 @@ def new_session(sockets: _Sockets | None = None) -> requests.Session:
     """A session with no ~/.netrc credentials and no env CA override of our own context (proxies per request)."""
     session = requests.Session()
     session.trust_env = False
+    # Bodies are read raw (bounded, streamed, hashed): ask for them unencoded. A proxy that compresses anyway is
+    # decoded by `_Decoder`, within the same bounds.
+    session.headers["Accept-Encoding"] = "identity"
     adapter = TrustAdapter(sockets)  # its trust settings apply to https only
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -646,6 +650,33 @@ def _not_http(exc: BaseException) -> bytes | None:
     return line.encode("latin-1", errors="replace") if isinstance(line, str) else bytes(line)
 
 
+class _Decoder:
+    """The body of an answer as the server meant it: a `Content-Encoding` of gzip or deflate (which a compressing
+    proxy may add although the client asks for identity) is decoded, at most `room` bytes per call, so a small
+    compressed answer cannot expand past the bound its reader keeps (a decompression bomb stops there)."""
+
+    def __init__(self, encoding: str) -> None:
+        name = encoding.strip().lower()
+        if name in ("", "identity"):
+            self._z = None
+        elif name in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif name == "deflate":
+            self._z = zlib.decompressobj()
+        else:
+            raise ValueError(name)
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """Up to `room` decoded bytes of `data` plus what earlier calls left undecoded (`pending`)."""
+        if self._z is None:
+            return data
+        return self._z.decompress(self._z.unconsumed_tail + data, max(room, 1))
+
+    @property
+    def pending(self) -> bool:
+        return self._z is not None and bool(self._z.unconsumed_tail)
+
+
 class _Pace:
     """Whether a body read keeps up: at least PACE_MIN_BYTES in every `window` seconds."""
 
@@ -667,6 +698,18 @@ class _Pace:
 
     def rate(self) -> float:
         return self.total / max(time.monotonic() - self.began, 1e-9)
+
+
+def _malformed_http(exc: BaseException) -> str | None:
+    """What was malformed when the server answered with something HTTP cannot parse past its status line (a body
+    shorter than its length, a bad chunk, a bad header), else None. A connection closed before any answer is not
+    this: it says nothing about the answer."""
+    bad = find_cause(exc, (http.client.HTTPException, urllib3.exceptions.IncompleteRead,
+                           urllib3.exceptions.InvalidChunkLength, urllib3.exceptions.InvalidHeader))
+    if bad is None or isinstance(bad, (http.client.RemoteDisconnected, http.client.BadStatusLine,
+                                       http.client.LineTooLong)):
+        return None
+    return f"{type(bad).__name__}: {bad}" if str(bad) else type(bad).__name__
 
 
 def _scope_atoms(scopes: Iterable[str]) -> frozenset[str]:
@@ -857,6 +900,11 @@ class RegistryClient:
             cause = find_cause(exc, (socket.gaierror,))
             if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
                 problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
+            elif (malformed := _malformed_http(exc)) is not None:
+                kind = "protocol"
+                problem = (f"{hostport} answered {method} {excerpt_text(parts.path, self.scrub)}, but not with a "
+                           f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "
+                           "in acr-publish:registry.server, and whether a proxy in between mangles answers")
             elif first_bytes is not None:
                 kind = "protocol"
                 problem = (
@@ -888,14 +936,17 @@ class RegistryClient:
         body = bytearray()
         raw = response.raw
         pace = _Pace(self.pace_window)
-        if method != "HEAD":
+        decoder = self._decoder(response, method, url)
+        if method == "HEAD":
+            raw.read()  # http.client reads no body for HEAD, but reading closes the answer: the connection is reused
+        else:
             while len(body) <= limit:
                 if self._sockets.aborted:
                     break
-                piece = raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
-                if not piece:
+                piece = b"" if decoder.pending else raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
+                if not piece and not decoder.pending:
                     break
-                body += piece
+                body += self._decoded(decoder, piece, limit + 1 - len(body), method, url)
                 if not pace.keeps_up(len(piece)):
                     raw.close()
                     raise self.fail(self._stalled(f"the answer to {method} {urlsplit(url).path}", pace), "unreachable")
@@ -908,6 +959,24 @@ class RegistryClient:
         if response.truncated or self._sockets.aborted:  # type: ignore[attr-defined]
             raw.close()  # the rest is never read: the connection is closed now, never reused
         raw.release_conn()
+
+    def _decoder(self, response: requests.Response, method: str, url: str) -> _Decoder:
+        encoding = response.headers.get("Content-Encoding", "")
+        try:
+            return _Decoder(encoding)
+        except ValueError:
+            response.raw.close()
+            raise self.fail(f"{method} {excerpt_text(urlsplit(url).path, self.scrub)} was answered with "
+                            f"Content-Encoding {excerpt_text(encoding, self.scrub)}, which this client does not "
+                            "decode (it asks for identity; gzip and deflate are decoded); a proxy between here and "
+                            "the registry recodes answers: let it pass them unchanged") from None
+
+    def _decoded(self, decoder: _Decoder, piece: bytes, room: int, method: str, url: str) -> bytes:
+        try:
+            return decoder.decode(piece, room)
+        except zlib.error:
+            raise self.fail(f"the compressed answer to {method} {excerpt_text(urlsplit(url).path, self.scrub)} "
+                            "is corrupt (its Content-Encoding does not decode)") from None
 
     def _stopped(self, what: str) -> str:
         return (f"{what} was stopped at the {self.limit_name} of {self.budget:g}s; the registry or the network is "
@@ -1053,6 +1122,11 @@ class RegistryClient:
                 f"{self.excerpt(response)}"
             )
         self.scrub.add(token)
+        if not all("!" <= ch <= "~" for ch in token):
+            # RFC 6750: a Bearer token is visible ASCII; any other character cannot be sent in the header at all.
+            raise self.fail(f"the token service {parts.netloc} issued a token holding characters other than visible "
+                            "ASCII, which no Authorization header can carry; the token service is misconfigured "
+                            "or is not the registry's")
         return token
 
     def token_grants(self, scopes: tuple[str, ...], repository: str) -> set[str] | None:
@@ -1126,7 +1200,9 @@ class RegistryClient:
 
     # -- manifests
     def manifest_digest(self, repository: str, reference: str) -> str | None:
-        """The digest the registry reports for `reference` (a tag or digest) in `repository`; None when absent.
+        """The digest of the manifest bytes the registry serves for `reference` (a tag or digest) in `repository`
+        (HEAD for presence, then GET: the bytes are hashed, and a HEAD that names another digest is an error); None
+        when absent.
 
         Absent: 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN: the repository does not exist yet); a 401/403 whose error
         code is NAME_UNKNOWN; or a 401/403 while the Bearer token the registry's own token service issued grants
@@ -1137,10 +1213,16 @@ class RegistryClient:
         """
         response = self.request("HEAD", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT})
         if response.status_code == 200:
-            digest = response.headers.get("Docker-Content-Digest", "")
-            if DIGEST.fullmatch(digest):
-                return digest
-            return self.get_manifest(repository, reference).digest  # a registry that omits the header on HEAD
+            # The digest becomes an output (a ref) or decides that nothing needs copying: it is the digest of the
+            # bytes the registry serves, never only what a header claims.
+            claimed = response.headers.get("Docker-Content-Digest", "")
+            manifest = self.get_manifest(repository, reference)
+            if claimed and claimed != manifest.digest:
+                raise self.fail(f"the registry reports {repository}:{reference} at "
+                                f"{excerpt_text(claimed, self.scrub)}, but its manifest bytes have digest "
+                                f"{manifest.digest}; a registry (or a proxy) that misreports digests cannot be "
+                                "published to safely")
+            return manifest.digest
         if response.status_code == 404:
             return None
         if response.status_code in (401, 403):
@@ -1167,6 +1249,8 @@ class RegistryClient:
         if reported and reported != digest and DIGEST.fullmatch(reported):
             raise self.fail(f"the manifest {repository}:{reference} has digest {digest}, but the registry "
                             f"reports {reported}")
+        if reference.startswith("sha256:") and reference != digest:
+            raise self.fail(f"the registry answered {repository}@{reference} with manifest bytes of digest {digest}")
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
         if media_type not in MANIFEST_MEDIA_TYPES:
             try:
@@ -1258,23 +1342,28 @@ class RegistryClient:
         hasher = hashlib.sha256()
         pace = _Pace(self.pace_window)
         try:
+            decoder = self._decoder(response, "GET", f"/blobs/{digest}")
             while True:
                 problem = None
                 try:
-                    piece = response.raw.read1(chunk_size)
+                    piece = b"" if decoder.pending else response.raw.read1(chunk_size)
+                    wire = len(piece)
+                    piece = self._decoded(decoder, piece, chunk_size, "GET", f"/blobs/{digest}") \
+                        if piece or decoder.pending else b""
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
                     problem = f"reading blob {digest} failed: {_short_reason(exc)}"
-                    piece = b""
+                    piece, wire = b"", 0
                 if self._sockets.aborted:
                     problem = self._stopped(f"reading blob {digest}")
-                elif piece and not pace.keeps_up(len(piece)):
+                elif wire and not pace.keeps_up(wire):
                     problem = self._stalled(f"blob {digest}", pace)
                 if problem is not None:
                     raise self.fail(problem, "unreachable")
-                if not piece:
+                if not wire and not piece:  # the body ended, and nothing decoded is left
                     break
-                hasher.update(piece)
-                yield piece
+                if piece:
+                    hasher.update(piece)
+                    yield piece
         finally:
             response.close()
         if f"sha256:{hasher.hexdigest()}" != digest:
