@@ -125,7 +125,13 @@ _JSON_SHORT = {'"': '"', "\\": "", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\
 _B64_CHAR = re.compile("[A-Za-z0-9+/_-]")
 SCRUB_FRAGMENT = 8
 ENCODED_FORMS_MAX = 128
-"""Secrets up to this long are matched in every encoding (passwords: ACR's are at most 32 characters)."""
+"""Secrets up to this long are matched in every encoding as RE2 patterns (passwords: ACR's are at most 32
+characters): the pattern of a longer one could outgrow RE2's memory, and RE2 then writes to stderr (the start of the
+pattern, i.e. of the secret) before failing. A longer secret (a token) is masked as literal text, its base64, hex,
+base32 and UTF-16 forms, and its fragments, in plain Python."""
+SECRET_MAX = 16384
+"""The longest secret the scrubber takes (a configured password is held to settings' bound, far below; a token
+service's token longer than this is refused): its masks are built per character."""
 """A run this long of a secret longer than it is masked on its own: a token cut short, or shown in part, leaks."""
 B64_CORE_MIN = 6
 """The shortest base64 run (of a secret at some byte offset) masked inside a longer base64 token: shorter runs occur
@@ -179,6 +185,37 @@ def _base64_cores(data: bytes) -> set[str]:
     return cores
 
 
+def _base32_cores(data: bytes) -> set[str]:
+    """The base32 characters that depend on `data` alone, at each of the five byte offsets it can sit at inside a
+    longer string (as `_base64_cores` does for base64)."""
+    cores = set()
+    for k in range(5):
+        encoded = base64.b32encode(b"\0" * k + data).decode()
+        cores.add(encoded[(8 * k + 4) // 5:(8 * (k + len(data))) // 5])
+    return cores
+
+
+def _literal_spans(text: str, literals: Iterable[str]) -> list[tuple[int, int]]:
+    """(start, end) of every occurrence of each literal in `text` (plain substring search: no regex engine)."""
+    spans = []
+    for literal in literals:
+        start = text.find(literal)
+        while start >= 0:
+            spans.append((start, start + len(literal)))
+            start = text.find(literal, start + 1)
+    return spans
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class Scrubber:
     """Masks every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
     JSON-escaped, in any mixture; base64 (either alphabet, padded or not) of any string holding it, such as
@@ -187,18 +224,32 @@ class Scrubber:
 
     def __init__(self) -> None:
         self._patterns: list[str] = []
+        self._literals: set[str] = set()
         self._base64: set[str] = set()
         self._fragments: set[str] = set()
         self._regex: Any = None  # re2 patterns
-        self._base64_regex: Any = None
 
     def add(self, secret: str | None, *, username: str | None = None) -> None:
+        """Mask `secret` (with `username`: also the Basic credential `username:secret`) from now on. ValueError for a
+        secret longer than SECRET_MAX (the caller says which setting or answer it was)."""
         if not secret or len(secret) < MIN_SCRUB_LEN:
             return
-        # A token (longer than any password) is opaque ASCII that every encoding leaves as it is: matched as itself,
-        # which keeps the pattern within RE2's DFA memory; its parts are masked as fragments below.
-        self._patterns.append(_secret_pattern(secret) if len(secret) <= ENCODED_FORMS_MAX else re2.escape(secret))
+        if len(secret) > SECRET_MAX:
+            raise ValueError(f"a secret longer than {SECRET_MAX} characters cannot be masked")
+        if len(secret) <= ENCODED_FORMS_MAX:
+            self._patterns.append(_secret_pattern(secret))
+        else:
+            # A token is opaque ASCII that percent, HTML and JSON encodings leave as it is: matched as itself.
+            self._literals.add(secret)
         data = secret.encode()
+        texts = [data] + ([f"{username}:{secret}".encode()] if username is not None else [])
+        for text in texts:  # other encoders a server may echo with: hex, base32, UTF-16 (read as text, NULs and all)
+            self._literals |= {text.hex(), text.hex().upper()}
+            self._literals |= {form for core in _base32_cores(text) for form in (core, core.lower())
+                               if len(core) >= B64_CORE_MIN}
+            decoded = text.decode("utf-8", errors="replace")
+            self._literals |= {decoded.encode("utf-16-le").decode("latin-1"),
+                               decoded.encode("utf-16-be").decode("latin-1")}
         cores = {c for c in _base64_cores(data) if len(c) >= B64_CORE_MIN}
         # A short secret's base64 runs are too short to mask inside any token: its whole base64 token is masked.
         whole = {base64.b64encode(data).decode().rstrip("=")} if username is None else set()
@@ -208,15 +259,12 @@ class Scrubber:
                          if len(c) >= MIN_SCRUB_LEN}
         if len(secret) > SCRUB_FRAGMENT:
             self._fragments |= {secret[i:i + SCRUB_FRAGMENT] for i in range(len(secret) - SCRUB_FRAGMENT + 1)}
-        self._regex = self._base64_regex = None
+        self._regex = None
 
     def _mask_base64(self, text: str) -> str:
         """Each base64 token (a run of either alphabet's characters, then its padding) holding a secret's run."""
-        if self._base64_regex is None:
-            self._base64_regex = re2.compile("|".join(re2.escape(c) for c in sorted(self._base64, key=len, reverse=True)))
         spans: list[tuple[int, int]] = []
-        for match in self._base64_regex.finditer(text):
-            start, end = match.span()
+        for start, end in sorted(_literal_spans(text, self._base64)):
             if spans and start < spans[-1][1]:
                 continue
             while start > 0 and _B64_CHAR.match(text[start - 1]):
@@ -249,6 +297,10 @@ class Scrubber:
                 # Longest first: a secret holding another one is masked whole.
                 self._regex = re2.compile("|".join(sorted(self._patterns, key=len, reverse=True)))
             text = self._regex.sub(MASK, text)
+        if self._literals:
+            spans = _merged(_literal_spans(text, self._literals))
+            for start, end in reversed(spans):
+                text = text[:start] + MASK + text[end:]
         if self._base64:
             text = self._mask_base64(text)
         if self._fragments:
@@ -755,7 +807,12 @@ class RegistryClient:
         self.label = label or f"registry '{server}'"
         self.limit_name = limit_name
         self.scrub = Scrubber()
-        self.scrub.add(password, username=username or "")
+        try:
+            self.scrub.add(password, username=username or "")
+        except ValueError:
+            raise RegistryError(f"{self.label} failed: the registry password is longer than {SECRET_MAX} characters, "
+                                "more than any registry login takes; set the registry's own password", "config"
+                                ) from None
         self.basic = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
         self._sockets = _Sockets()
         self.session = (session_factory or new_session)(self._sockets)
@@ -791,7 +848,14 @@ class RegistryClient:
 
     # -- messages
     def fail(self, message: str, kind: str = "protocol", status: int | None = None) -> RegistryError:
-        return RegistryError(self.scrub(f"{self.label} failed: {message}"), kind, status)
+        """A RegistryError with `message`, whose every part that came from a server or a transport error was
+        masked where it was put in (`shown`, `excerpt`, `excerpt_text`): the program's own words are never masked,
+        or a password such as `password` or `registry` would be spelled out by the gap it leaves in them."""
+        return RegistryError(f"{self.label} failed: {message}", kind, status)
+
+    def shown(self, text: str) -> str:
+        """Text from a server or a transport error, for a message: short, escaped, credentials masked."""
+        return excerpt_text(text, self.scrub, limit=300)
 
     def excerpt(self, response: requests.Response) -> str:
         return excerpt_text(response.content or b"", self.scrub)
@@ -799,7 +863,8 @@ class RegistryClient:
     def unexpected(self, method: str, url: str, response: requests.Response, hint: str = "") -> RegistryError:
         reason = excerpt_text(response.reason or "", self.scrub) if response.reason else ""
         return self.fail(
-            f"{method} {url} answered {response.status_code} {reason}".rstrip() + f": {self.excerpt(response)}. "
+            f"{method} {self.shown(url)} answered {response.status_code} {reason}".rstrip()
+            + f": {self.excerpt(response)}. "
             + (hint or self.unexpected_hint),
             "protocol", response.status_code,
         )
@@ -883,7 +948,7 @@ class RegistryClient:
                 raise self.fail(self._silent(hostport, method, excerpt_text(parts.path, self.scrub)),
                                 "unreachable") from None
             problem = (
-                f"TLS with {hostport} failed: {_tls_reason(exc)} (trusted: {self._trust_summary()}). "
+                f"TLS with {hostport} failed: {self.shown(_tls_reason(exc))} (trusted: {self._trust_summary()}). "
                 "If the registry uses a private or self-signed "
                 "CA, add that CA to the system trust store or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at it; "
                 "if it names another host, use that host in acr-publish:registry.server"
@@ -914,14 +979,16 @@ class RegistryClient:
             elif find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
                 problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
             elif cause is not None or "NameResolutionError" in repr(exc):
-                problem = f"cannot resolve host '{host}' ({cause or 'name resolution failed'})"
+                reason = self.shown(str(cause or "name resolution failed"))
+                problem = f"cannot resolve host {self.shown(repr(host))} ({reason})"
             elif find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
                 problem = f"connection to {hostport} refused; {self.unreachable_hint(host)}"
             else:
-                problem = f"cannot connect to {hostport}: {_short_reason(exc)}; {self.unreachable_hint(host)}"
+                problem = (f"cannot connect to {hostport}: {self.shown(_short_reason(exc))}; "
+                           f"{self.unreachable_hint(host)}")
         except requests.exceptions.RequestException as exc:
             kind = "protocol"
-            problem = f"{method} {hostport} failed: {_short_reason(exc)}"
+            problem = f"{method} {hostport} failed: {self.shown(_short_reason(exc))}"
         except ValueError:
             # requests refuses some URLs a server named (a host that changes under NFKC normalization, say) with a
             # bare ValueError: an unusable location, never a traceback.
@@ -949,10 +1016,12 @@ class RegistryClient:
                 body += self._decoded(decoder, piece, limit + 1 - len(body), method, url)
                 if not pace.keeps_up(len(piece)):
                     raw.close()
-                    raise self.fail(self._stalled(f"the answer to {method} {urlsplit(url).path}", pace), "unreachable")
+                    raise self.fail(self._stalled(f"the answer to {method} {self.shown(urlsplit(url).path)}", pace),
+                                    "unreachable")
         if self._sockets.aborted:
             raw.close()
-            raise self.fail(self._stopped(f"reading the answer to {method} {urlsplit(url).path}"), "unreachable")
+            raise self.fail(self._stopped(f"reading the answer to {method} {self.shown(urlsplit(url).path)}"),
+                            "unreachable")
         response.truncated = len(body) > limit  # type: ignore[attr-defined]
         response._content = bytes(body[:limit])
         response._content_consumed = True
@@ -1108,7 +1177,7 @@ class RegistryClient:
         response = self.send("GET", url, headers={"Authorization": f"Basic {self.basic}"},
                              what="asking the token realm for a token")
         if response.status_code in (401, 403):
-            raise self.rejected(f"the token service {parts.netloc} refused to issue a token")
+            raise self.rejected(f"the token service {self.shown(parts.netloc)} refused to issue a token")
         if response.status_code != 200:
             raise self.unexpected("GET", realm, response)
         try:
@@ -1118,14 +1187,18 @@ class RegistryClient:
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise self.fail(
-                f"the token service {parts.netloc} answered 200 without a 'token' or 'access_token': "
+                f"the token service {self.shown(parts.netloc)} answered 200 without a 'token' or 'access_token': "
                 f"{self.excerpt(response)}"
             )
-        self.scrub.add(token)
+        try:
+            self.scrub.add(token)
+        except ValueError:
+            raise self.fail(f"the token service {self.shown(parts.netloc)} issued a token of more than {SECRET_MAX} "
+                            "characters; registry tokens are a few thousand at most, so this is refused") from None
         if not all("!" <= ch <= "~" for ch in token):
             # RFC 6750: a Bearer token is visible ASCII; any other character cannot be sent in the header at all.
-            raise self.fail(f"the token service {parts.netloc} issued a token holding characters other than visible "
-                            "ASCII, which no Authorization header can carry; the token service is misconfigured "
+            raise self.fail(f"the token service {self.shown(parts.netloc)} issued a token holding characters other "
+                            "than visible ASCII, which no Authorization header can carry; the token service is misconfigured "
                             "or is not the registry's")
         return token
 
@@ -1351,7 +1424,7 @@ class RegistryClient:
                     piece = self._decoded(decoder, piece, chunk_size, "GET", f"/blobs/{digest}") \
                         if piece or decoder.pending else b""
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
-                    problem = f"reading blob {digest} failed: {_short_reason(exc)}"
+                    problem = f"reading blob {digest} failed: {self.shown(_short_reason(exc))}"
                     piece, wire = b"", 0
                 if self._sockets.aborted:
                     problem = self._stopped(f"reading blob {digest}")

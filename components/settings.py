@@ -75,6 +75,19 @@ PASSWORD_LENGTHS = (8, 32)
 LOCAL_PASSWORD_MIN = 4
 """The local edition's shortest password: components/registry_client.py's MIN_SCRUB_LEN, below which the scrubber
 masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
+LOCAL_PASSWORD_MAX = 1024
+"""The local edition's (and sourcePassword's) longest password: the registry's htpasswd login (bcrypt) reads only its
+first 72 bytes anyway, and the scrubber builds its masks per character, so a bound keeps them small."""
+
+
+def local_password_problem(key: str, length: int, fix: str) -> str | None:
+    """The rule a local registry password of `length` characters breaks (never its value), or None."""
+    if LOCAL_PASSWORD_MIN <= length <= LOCAL_PASSWORD_MAX:
+        return None
+    side = "shorter" if length < LOCAL_PASSWORD_MIN else "longer"
+    return (f"acr-publish:{key} (a secret, not shown) is invalid: it is {side} than allowed; passwords here are "
+            f"{LOCAL_PASSWORD_MIN}-{LOCAL_PASSWORD_MAX} characters (shorter ones cannot be kept out of messages, "
+            f"and a registry's htpasswd login reads only the first 72 bytes); {fix}")
 NAME_MAX = 255
 """Bytes in one path component on Linux (and most file systems Docker runs on)."""
 PATH_MAX = 4096
@@ -453,12 +466,10 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"instance; remove it with `pulumi config rm acr-publish:registryPassword -s {_shown_name(stack)}`"
             )
 
-    if local and has_password and 0 <= password_length < LOCAL_PASSWORD_MIN:
-        problems.append(
-            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
-            "characters, which is too short to keep out of messages; set a longer one on the local registry and with "
-            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`"
-        )
+    if local and has_password and password_length >= 0 and (problem := local_password_problem(
+            "registryPassword", password_length, "set one on the local registry and with `pulumi config set --secret "
+            f"acr-publish:registryPassword <password> -s {_shown_name(stack)}`")):
+        problems.append(problem)
     if namespace and edition:
         _check_namespace(edition, namespace, problems)
 
@@ -987,12 +998,9 @@ def load_settings():
     del plain
     problems_extra = _misspelled_project(all_config)
     source_plain = runtime_config.get_config(f"{PROJECT}:sourcePassword")
-    if isinstance(source_plain, str) and len(source_plain) < LOCAL_PASSWORD_MIN:
-        # The same bound as registryPassword's on the local edition: shorter secrets could not be masked in messages.
-        problems_extra.append(
-            f"acr-publish:sourcePassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
-            "characters, too short to be masked in messages; give the source registry a longer password"
-        )
+    if isinstance(source_plain, str) and (problem := local_password_problem(
+            "sourcePassword", len(source_plain), "give the source registry a password within that range")):
+        problems_extra.append(problem)
     del source_plain
     for key, value in (("registryPassword", password), ("sourcePassword", source_password)):
         if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):

@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from components.preflight import PreflightError, PreflightTarget, check_published
+from components.preflight import PreflightError, PreflightTarget, check_published, check_registry
 from components.registry_client import MANIFEST_LIMIT, OCI_MANIFEST, RegistryClient, RegistryError
 from tests.e2e.test_hostile_servers import HostileServer, hostile  # noqa: F401
 
@@ -179,3 +179,27 @@ def test_a_token_no_header_can_carry_is_named_as_such(hostile, token: str) -> No
             client.login(["repository:acme/web:pull"])
     assert "unusable location" not in str(err.value)
     assert token not in str(err.value) and PASSWORD not in str(err.value)
+
+
+# --- the mask never spells a password out by the words around it ----------------------------------------------
+
+def _rejecting(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+    challenge = 'WWW-Authenticate: Basic realm="registry"\r\nDocker-Distribution-API-Version: registry/2.0\r\n'
+    _send(conn, "401 Unauthorized", b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+          challenge)
+
+
+@pytest.mark.parametrize("weak", ["password", "registry", "credentials", "rejected", "configured", "preflight"])
+def test_a_password_that_is_a_word_of_the_message_is_not_revealed_by_the_mask(
+        hostile, weak: str) -> None:  # noqa: F811
+    """The message for a rejected login is the same whatever the password: the program's own words are never
+    masked, so no gap in them names the password."""
+    server = hostile(_rejecting)
+    messages = []
+    for password in (weak, "Zq7-unrelated-Secret"):
+        with pytest.raises(PreflightError) as err:
+            check_registry(PreflightTarget(server.server, USER, password, ("acme/web",), allow_plain_http=True),
+                           timeout=10)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1], messages
+    assert "***" not in messages[0]
