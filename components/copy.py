@@ -54,6 +54,9 @@ CHECK_BUDGET_S = 30.0
 """The source checks of a promoting stack together (login and one HEAD per image), and a refresh's read of one
 target tag."""
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+INDEX_DEPTH_MAX = 8
+"""Image indexes nested deeper than this are refused (an index of platform images is 1 deep; attestations and
+artifact indexes add one or two): a chain of indexes cannot make the copy recurse without end."""
 
 
 class CopyError(Exception):
@@ -239,7 +242,12 @@ class _Copy:
                   if not (isinstance(layer, dict) and layer.get("urls"))]
         return [], blobs
 
-    def _copy_manifest(self, digest: str, reference: str, report: CopyReport, *, top: bool) -> None:
+    def _copy_manifest(self, digest: str, reference: str, report: CopyReport, *, top: bool, depth: int = 0) -> None:
+        if depth > INDEX_DEPTH_MAX:
+            raise CopyError(
+                f"the source manifest {self.source.server}/{self.source_repository}@{digest} is an image index nested "
+                f"more than {INDEX_DEPTH_MAX} indexes deep (an index of platform images is 1 deep); it is not "
+                "copied: push an image whose index holds the platform images directly")
         manifest = self.src.get_manifest(self.source_repository, digest)
         if manifest.digest != digest:
             raise CopyError(f"{self.source.server}/{self.source_repository}@{digest} has bytes of digest "
@@ -247,7 +255,7 @@ class _Copy:
         children, blobs = self._parse(digest, manifest.content, manifest.media_type)
         for child_digest in children:
             if self.dst.manifest_digest(self.target_repository, child_digest) is None:
-                self._copy_manifest(child_digest, child_digest, report, top=False)
+                self._copy_manifest(child_digest, child_digest, report, top=False, depth=depth + 1)
         unique = list(dict.fromkeys(blobs))
         if unique:
             with ThreadPoolExecutor(max_workers=min(BLOB_WORKERS, len(unique))) as pool:

@@ -203,3 +203,57 @@ def test_a_password_that_is_a_word_of_the_message_is_not_revealed_by_the_mask(
         messages.append(str(err.value))
     assert messages[0] == messages[1], messages
     assert "***" not in messages[0]
+
+
+# --- image indexes nested without end ----------------------------------------------------------------------------
+
+def _index_chain(depth: int) -> tuple[str, dict[str, bytes]]:
+    """(top digest, {digest: bytes}) of `depth` image indexes, each holding the next, over a leaf that is a JSON list
+    (malformed: reaching it proves the chain was followed that far)."""
+    leaf = b"[]"
+    digest = "sha256:" + hashlib.sha256(leaf).hexdigest()
+    blobs = {digest: leaf}
+    for _ in range(depth):
+        body = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                           "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": 2}]}).encode()
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        blobs[digest] = body
+    return digest, blobs
+
+
+def _serving(manifests: dict[str, bytes]):
+    def handle(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        path = head.split(b" ", 2)[1].decode()
+        if path == "/v2/":
+            return _send(conn, "200 OK", b"{}")
+        reference = path.rsplit("/", 1)[-1]
+        if path.startswith("/v2/src/") and reference in manifests:
+            body = manifests[reference]
+            media = "application/vnd.oci.image.index.v1+json" if b"manifests" in body else OCI_MANIFEST
+            return _send(conn, "200 OK", b"" if head.startswith(b"HEAD") else body, f"Content-Type: {media}\r\n")
+        return _send(conn, "404 Not Found")
+
+    return handle
+
+
+@pytest.mark.parametrize("depth", [9, 40, 1100])
+def test_indexes_nested_past_the_bound_are_one_clear_error(hostile, depth: int) -> None:  # noqa: F811
+    from components.copy import INDEX_DEPTH_MAX, CopyError, Endpoint, Login, copy_image
+
+    top, manifests = _index_chain(depth)
+    server = hostile(_serving(manifests)).server
+    endpoint = Endpoint(server, Login(None, None), plain_http=True)
+    with pytest.raises(CopyError) as err:
+        copy_image(endpoint, "src/app", top, endpoint, "dst/app", "v1", budget=60)
+    assert f"nested more than {INDEX_DEPTH_MAX} indexes deep" in str(err.value), str(err.value)[:300]
+
+
+@pytest.mark.parametrize("depth", [1, 8])
+def test_indexes_nested_within_the_bound_are_followed(hostile, depth: int) -> None:  # noqa: F811
+    from components.copy import CopyError, Endpoint, Login, copy_image
+
+    top, manifests = _index_chain(depth)
+    server = hostile(_serving(manifests)).server
+    endpoint = Endpoint(server, Login(None, None), plain_http=True)
+    with pytest.raises(CopyError, match="it is a JSON list, not an object"):
+        copy_image(endpoint, "src/app", top, endpoint, "dst/app", "v1", budget=60)
