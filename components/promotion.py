@@ -46,7 +46,8 @@ import pulumi.dynamic as dynamic
 from components.docker_rules import DIGEST, repository_path_problem, server_problem, tag_problem
 from components.registry import RegistryLogin, classic_host
 from components.settings import (
-    PROJECT, PromotedImageSettings, Settings, is_region, is_repository_name, promoted_image_defaults, shown,
+    PROJECT, PromotedImageSettings, Settings, is_instance_id, is_region, is_repository_name, promoted_image_defaults,
+    shown,
 )
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
@@ -162,6 +163,8 @@ def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[st
             f": run `pulumi up -s {source}` with this version of the program (it exports registryInstance since "
             "promotion exists), then run this stack again"
         )
+    if isinstance(instance, Mapping):
+        problems += _instance_problems(instance, where, source)
     if not settings.promoted_images:
         bad = [name for name in images_raw if not is_repository_name(name)]
         if bad:
@@ -192,6 +195,25 @@ def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[st
         raise PromotionError("\n".join(problems))
     return SourceStack(stack=source, registry=str(registry), instance=dict(instance or {}), images=tuple(images),
                        repositories=tuple(wanted))
+
+
+def _instance_problems(instance: Mapping[str, Any], where: str, source: str) -> list[str]:
+    """What is wrong with an Enterprise source's registryInstance export, checked before anything is declared: its
+    region names the provider of the instance lookup and its instanceId the instance, so both must be what settings
+    accept for a stack. (A classic source's region is checked against its host in `source_login`, which declares
+    nothing.)"""
+    if instance.get("edition") != "enterprise":
+        return []
+    region, instance_id = instance.get("region"), instance.get("instanceId")
+    found = []
+    if not is_region(region):
+        found.append(f"region {shown(region)} is not a region id such as cn-hangzhou")
+    if not is_instance_id(instance_id):
+        found.append(f"instanceId {shown(instance_id)} is not an instance id (cri-... or crpi-...)")
+    if not found:
+        return []
+    return [f"{where}: its export registryInstance {'; '.join(found)}; run `pulumi up -s {source}` with this "
+            "version of the program"]
 
 
 def _source_image(name: str, out: Any, registry: str | None, where: str, source: str,

@@ -327,6 +327,11 @@ def is_repository_name(name: Any) -> bool:
     return isinstance(name, str) and _is_classic_name(name)
 
 
+def is_instance_id(value: Any) -> bool:
+    """An ACR Enterprise instance id (cri-... or crpi-...), as acr-publish:registry.instanceId allows it."""
+    return isinstance(value, str) and bool(_INSTANCE_ID.fullmatch(value))
+
+
 def is_region(value: Any) -> bool:
     """An Alibaba Cloud region id (cn-hangzhou), as alicloud:region allows it."""
     return isinstance(value, str) and bool(_REGION.fullmatch(value))

@@ -175,3 +175,20 @@ def _promote_source_user(user: str) -> list[str]:
     except ConfigError as err:
         return err.problems
     return []
+
+
+# --- a source's exported registryInstance names nothing before it is checked ------------------------------------
+
+@pytest.mark.parametrize("key,value", [
+    ("region", "not a region::x"), ("region", "cn-shanghai\n"), ("region", 42), ("region", None),
+    ("instanceId", "cri-x"), ("instanceId", "cri-0123456789abcdef\n"), ("instanceId", None),
+])
+def test_an_enterprise_source_with_a_malformed_instance_export_declares_nothing(preflight_calls, key, value) -> None:
+    exports = source_exports("staging")
+    exports["dev"]["registryInstance"][key] = value
+    records: list = []
+    with pytest.raises(PromotionError, match=f"its export registryInstance {key}") as err:
+        run_stack("staging", mocks=StackMocks(stacks=exports), records=records)
+    assert records == [], f"declared {[r.urn for r in records]} for registryInstance.{key} {value!r}"
+    assert preflight_calls.sources == [], "no source login was attempted"
+    assert "pulumi up -s dev" in str(err.value)
