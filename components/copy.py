@@ -13,11 +13,15 @@ its own. What it does, in order:
    in parallel, as docker and skopeo do, each worker with its own client (sessions are not shared across threads);
 4. the target tag read again right before the manifest PUT (someone may have pushed it while the blobs were
    copied: at another digest now -> the same `CopyError`, never an overwrite); the manifest bytes put unchanged
-   under the tag; the digest the target reports, and the tag read back after the PUT, must equal the source digest.
-   What remains: the registry API has no conditional PUT, so a push landing between that second read and the PUT
-   (a few milliseconds) is overwritten, and the read back after the PUT notices it only when the other push lands
-   after ours. ACR's tag immutability (`tagImmutability: true`, as prod sets) closes the window: the registry
-   itself refuses the second PUT of a tag.
+   under the tag; the digest the target reports, the tag read back right after the PUT, and read again SETTLE_S
+   later, must equal the source digest (else a CopyError names the digest that won).
+   What remains: the registry API has no conditional PUT. Two pushes of different digests to one tag both pass
+   every read when the other's PUT was sent before ours landed and lands more than SETTLE_S after our read back
+   (a PUT held that long by a proxy or a slow link): the later one wins the tag and both promotions succeed; the
+   earlier one's exported ref still names bytes the registry holds (by digest), but no longer its tag. What closes
+   it: ACR's tag immutability (`tagImmutability: true`, as prod sets): the registry itself refuses the second PUT of
+   a tag with other content; and one deployment per stack at a time (Pulumi's stack lock serializes the runs of one
+   stack; two stacks promoting into one repository need the immutability).
 A malformed source manifest (not JSON, not an object, a child or blob without a `sha256:` digest) is a `CopyError`
 naming the manifest, never a KeyError.
 
@@ -50,6 +54,10 @@ COPY_BUDGET_S = 3600.0
 """The whole copy of one image, every exchange with both registries included; past it every socket is shut down.
 Besides it, every body read must keep the registry client's pace floor (64 KiB a minute), so a trickled layer
 fails within a minute or two, not at this bound."""
+SETTLE_S = 3.0
+"""After a copy's manifest PUT and its read back, the tag is read once more this much later: a concurrent push of
+another digest whose PUT was still on its way (sent before ours landed, landing after our read back) is noticed if
+it lands within this time. Later ones are not: see the module doc for what closes that."""
 CHECK_BUDGET_S = 30.0
 """The source checks of a promoting stack together (login and one HEAD per image), and a refresh's read of one
 target tag."""
@@ -270,12 +278,19 @@ class _Copy:
             raise CopyError(f"{self.target.server}/{self.target_repository} stored the manifest as {stored}, not "
                             f"{digest}")
         if top:
-            found = self.dst.manifest_digest(self.target_repository, reference)
-            if found != digest:
-                raise CopyError(f"after the copy {self.target.server}/{self.target_repository}:{reference} is at "
-                                f"{found}, not the source digest {digest}: another push to that tag landed at the "
-                                "same time as this promotion's; find out who pushes it (tag immutability prevents "
-                                "this)")
+            self._tag_held(reference, digest)
+            time.sleep(SETTLE_S)
+            self._tag_held(reference, digest)
+
+    def _tag_held(self, reference: str, digest: str) -> None:
+        """The tag is still at `digest` after our PUT; a CopyError naming the digest that won otherwise."""
+        found = self.dst.manifest_digest(self.target_repository, reference)
+        if found != digest:
+            raise CopyError(f"after the copy {self.target.server}/{self.target_repository}:{reference} is at "
+                            f"{found}, not the source digest {digest}: another push to that tag landed at the "
+                            "same time as this promotion's, and the tag names its bytes now; find out who pushes "
+                            "it. Tag immutability (tagImmutability: true) makes the registry refuse the second "
+                            "push, and one deployment per stack at a time keeps a stack from racing itself")
 
     def _clients(self) -> tuple[RegistryClient, RegistryClient]:
         pair = getattr(self.local, "pair", None)
