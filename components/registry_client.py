@@ -18,10 +18,14 @@ Rules it keeps wherever it talks to a registry:
 - a client can be aborted from another thread (`abort()`): its sockets are shut down, so a worker abandoned by a
   time budget stops reading at once instead of reading on;
 - text a server sent reaches a message only as a short, printable, escaped excerpt, with every form of the
-  credentials (raw, percent-, form-, HTML- and JSON-encoded, base64 of any text holding them, a run of 8 of their
-  characters, Bearer and Basic header values) masked (`Scrubber`). The masks are regular expressions run on RE2
+  credentials (raw, percent-, form-, HTML- and JSON-encoded, base64, hex and base32 of any text holding them,
+  UTF-16, a run of 8 of their characters, Bearer and Basic header values) masked (`Scrubber`); the program's own
+  words are never masked. The masks of secrets up to 128 characters are regular expressions run on RE2
   (google-re2, already pinned for .dockerignore): a server chooses the text they run over, and Python's `re`
-  backtracks polynomially on a secret with runs of spaces or backslashes against such text.
+  backtracks polynomially on a secret with runs of spaces or backslashes against such text; longer secrets are
+  literal text searched in Python, so no pattern can outgrow RE2 (which writes to stderr when one does);
+- every exchange of a client with a deadline ends by it (a watchdog shuts its sockets down), and every body read
+  keeps a pace floor; bodies are asked for unencoded, and gzip or deflate a proxy adds is decoded within the bounds.
 
 Why no library: python-dxf 12.1.1 reads every body whole (`r.content`, `r.json()`), follows redirects with the
 Authorization header it set itself and PUTs uploads to whatever host `Location` names with it, forces https on
@@ -218,8 +222,8 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 class Scrubber:
     """Masks every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
-    JSON-escaped, in any mixture; base64 (either alphabet, padded or not) of any string holding it, such as
-    user:password; any run of SCRUB_FRAGMENT characters of it (a token cut short); and any `Bearer …` / `Basic …`
+    JSON-escaped, in any mixture; base64 (either alphabet, padded or not), hex (either case) and base32 of any
+    string holding it, such as user:password; UTF-16 (either byte order, as text decoded from bytes); any run of SCRUB_FRAGMENT characters of it (a token cut short); and any `Bearer …` / `Basic …`
     header value a server echoes back. The masks are built from the secret itself, not from a list of encoders."""
 
     def __init__(self) -> None:
