@@ -974,6 +974,17 @@ def _decode(key: str, value: Any) -> Any:
     return value
 
 
+def _as_engine_hands_it(key: str, value: Any) -> Any:
+    """A stack file's value as the engine hands it to the program: a scalar of a key that is not structured is its
+    text (`promoteFrom: 2024` is the stack name 2024, `preflight: false` the string false), as `load_settings` gets
+    it; structured keys keep their YAML."""
+    if key in STRUCTURED_KEYS or isinstance(value, (str, Mapping, list)) or value is None:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else value
+
+
 def load_settings():
     """Read and validate the running stack's configuration from the Pulumi engine.
 
@@ -1166,7 +1177,8 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
         raise ConfigError(stack, [f"config {_shown(config)} in {_shown_path(path)} is invalid: it must be a map of "
                                   "<namespace>:<key>: value, e.g. acr-publish:registry: {edition: local}"])
     bad_keys = [k for k in config if not isinstance(k, str)]
-    values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
+    values = {k[len(PROJECT) + 1:]: _as_engine_hands_it(k[len(PROJECT) + 1:], v) for k, v in config.items()
+              if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
     problems = [f"config key {_shown(k)} in {_shown_path(path)} is invalid: keys are <namespace>:<name> strings, e.g. "
                 "acr-publish:images" for k in bad_keys[:20]]
     problems += _misspelled_project(config)

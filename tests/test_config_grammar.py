@@ -192,3 +192,21 @@ def test_an_enterprise_source_with_a_malformed_instance_export_declares_nothing(
     assert records == [], f"declared {[r.urn for r in records]} for registryInstance.{key} {value!r}"
     assert preflight_calls.sources == [], "no source login was attempted"
     assert "pulumi up -s dev" in str(err.value)
+
+
+@pytest.mark.parametrize("value,expected", [(2024, "2024"), ("2024", "2024"), (True, "true"), ("null", "null")])
+def test_the_stack_file_reader_takes_scalars_as_the_engine_hands_them(tmp_path, value, expected) -> None:
+    """Tools that read stacks/Pulumi.<stack>.yaml themselves (cli.explain, cli.ram) agree with `pulumi up`: the
+    engine hands `promoteFrom: 2024` to the program as the text 2024."""
+    import shutil
+
+    import yaml
+
+    from components.settings import load_stack_file
+
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    config = {"acr-publish:registry": EE, "acr-publish:promoteFrom": value, "alicloud:region": "cn-hangzhou"}
+    (tmp_path / "stacks" / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": config}))
+    settings = load_stack_file("staging", tmp_path)
+    assert settings.promotion is not None and settings.promotion.source_stack == expected
