@@ -75,6 +75,7 @@ ERROR_BODY_LIMIT = 64 * 1024
 MANIFEST_LIMIT = 4 * 1024 * 1024
 """Bytes read of a manifest: distribution refuses manifests larger than 4 MiB, so a larger answer is not one."""
 EXCERPT_CHARS = 200
+_STATUS_CODES = {status.value for status in http.HTTPStatus}
 PACE_WINDOW_S = 60.0
 PACE_MIN_BYTES = 64 * 1024
 """A body read must bring at least this many bytes in each PACE_WINDOW_S (about 1 KiB/s: a link slower than that
@@ -865,9 +866,14 @@ class RegistryClient:
         return excerpt_text(response.content or b"", self.scrub)
 
     def unexpected(self, method: str, url: str, response: requests.Response, hint: str = "") -> RegistryError:
-        reason = excerpt_text(response.reason or "", self.scrub) if response.reason else ""
+        """`url` is the program's own (the registry's base and a path), or already `shown` when a server named it."""
+        reason = response.reason or ""
+        # A status's standard phrase is the program's own word for it (a password such as 'Not Found' must not leave
+        # a gap there); any other phrase is the server's text.
+        standard = http.HTTPStatus(response.status_code).phrase if response.status_code in _STATUS_CODES else None
+        reason = standard if reason == standard else self.shown(reason) if reason else ""
         return self.fail(
-            f"{method} {self.shown(url)} answered {response.status_code} {reason}".rstrip()
+            f"{method} {url} answered {response.status_code} {reason}".rstrip()
             + f": {self.excerpt(response)}. "
             + (hint or self.unexpected_hint),
             "protocol", response.status_code,
@@ -1183,7 +1189,7 @@ class RegistryClient:
         if response.status_code in (401, 403):
             raise self.rejected(f"the token service {self.shown(parts.netloc)} refused to issue a token")
         if response.status_code != 200:
-            raise self.unexpected("GET", realm, response)
+            raise self.unexpected("GET", self.shown(realm), response)
         try:
             body = server_json(response.content)
         except ValueError:
