@@ -42,7 +42,7 @@ PROMOTED_IMAGE_KEYS = ("name", "summary", "tagImmutability")
 """The only keys a promoted image may carry: the build keys would be silently ignored, so they are refused."""
 # Pulumi's stack and project name grammar; a StackReference takes `stack` (same project and organization) or
 # `organization/project/stack`.
-_STACK_PART = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_STACK_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 ENDPOINTS = ("public", "vpc")
 VISIBILITIES = ("PRIVATE", "PUBLIC")
@@ -62,23 +62,36 @@ at plan time (default), required pinned in the Dockerfile, or left out (a moved 
 INLINE_CACHE_ARG = ("BUILDKIT_INLINE_CACHE", "1")
 
 # ACR-FACTS.md: names and limits.
-_INSTANCE_ID = re.compile(r"^(cri|crpi)-[a-z0-9]{8,32}$")
-_REGION = re.compile(r"^[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*$")
-_CLASSIC_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,29}$")
-_ENTERPRISE_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])$")
+_INSTANCE_ID = re.compile(r"(cri|crpi)-[a-z0-9]{8,32}")
+_REGION = re.compile(r"[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*")
+_CLASSIC_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{1,29}")
+_ENTERPRISE_NAMESPACE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])")
 # Docker's path-component grammar (distribution/reference), limited to ACR's 2-30 chars for repositories.
 _DOCKER_COMPONENT = PATH_COMPONENT
 # BuildKit's stage-name rule ("name can't start with a number or contain symbols"), matched case-insensitively.
-_TARGET = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-_BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TARGET = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_BUILD_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Pulumi's stack-name rule (pkg/backend validateStackName): 1-100 of A-Z a-z 0-9 _ . -
-_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 SUMMARY_MAX = 80
 PASSWORD_LENGTHS = (8, 32)
 """ACR registry login passwords (Container Registry console > Access Credential) are 8-32 characters."""
 LOCAL_PASSWORD_MIN = 4
 """The local edition's shortest password: components/registry_client.py's MIN_SCRUB_LEN, below which the scrubber
 masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
+LOCAL_PASSWORD_MAX = 1024
+"""The local edition's (and sourcePassword's) longest password: the registry's htpasswd login (bcrypt) reads only its
+first 72 bytes anyway, and the scrubber builds its masks per character, so a bound keeps them small."""
+
+
+def local_password_problem(key: str, length: int, fix: str) -> str | None:
+    """The rule a local registry password of `length` characters breaks (never its value), or None."""
+    if LOCAL_PASSWORD_MIN <= length <= LOCAL_PASSWORD_MAX:
+        return None
+    side = "shorter" if length < LOCAL_PASSWORD_MIN else "longer"
+    return (f"acr-publish:{key} (a secret, not shown) is invalid: it is {side} than allowed; passwords here are "
+            f"{LOCAL_PASSWORD_MIN}-{LOCAL_PASSWORD_MAX} characters (shorter ones cannot be kept out of messages, "
+            f"and a registry's htpasswd login reads only the first 72 bytes); {fix}")
 NAME_MAX = 255
 """Bytes in one path component on Linux (and most file systems Docker runs on)."""
 PATH_MAX = 4096
@@ -106,7 +119,7 @@ def _shown_path(path: Path | str) -> str:
 
 def _shown_name(name: str) -> str:
     """A stack name as it appears in prose: itself when valid, else escaped and bounded."""
-    return name if isinstance(name, str) and _STACK_NAME.match(name) else _shown(name)[1:-1]
+    return name if isinstance(name, str) and _STACK_NAME.fullmatch(name) else _shown(name)[1:-1]
 
 
 class ConfigError(Exception):
@@ -279,14 +292,20 @@ def _str(path: str, value: Any, problems: list[str], *, if_empty: str = "give a 
     return value
 
 
-def _user_name(path: str, value: str | None, problems: list[str]) -> str | None:
-    """A login user name, or None when absent or refused: no registry login holds a control character, and
-    the name is printed in messages, where one would move the cursor or start a forged line."""
-    if value is not None and has_control(value):
-        problems.append(f"{path} {_shown(value)} is invalid: a user name holds no control characters (newline, tab, "
+def _login_user(path: str, value: Any, problems: list[str], **kwargs: str) -> str | None:
+    """A registry login user (`_str`), or None when absent or refused. It holds no control character (the name is
+    printed in messages, where one would move the cursor or start a forged line) and no ':', which HTTP Basic
+    authentication cannot carry in a user name (RFC 7617: the first ':' of `user:password` ends the user)."""
+    user = _str(path, value, problems, **kwargs)
+    if user is not None and has_control(user):
+        problems.append(f"{path} {_shown(user)} is invalid: a user name holds no control characters (newline, tab, "
                         "ESC and the like); retype the login name")
         return None
-    return value
+    if user is not None and ":" in user:
+        problems.append(f"{path} {_shown(user)} is invalid: a registry login user cannot contain ':' (HTTP Basic "
+                        "authentication ends the user name at the first ':'); give the user name exactly as the "
+                        "registry knows it")
+    return user
 
 
 def _suggest_name(value: str, limit: int) -> str:
@@ -297,7 +316,7 @@ def _suggest_name(value: str, limit: int) -> str:
 def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
     path = "acr-publish:registry.namespace"
     if edition == "enterprise":
-        if not _ENTERPRISE_NAMESPACE.match(ns):
+        if not _ENTERPRISE_NAMESPACE.fullmatch(ns):
             problems.append(
                 f"{path} {_shown(ns)} is invalid: Enterprise namespaces are 2-120 chars of a-z 0-9 _ - . and must not "
                 f"start or end with a delimiter; try {_suggest_name(ns, 120)!r}"
@@ -311,7 +330,7 @@ def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
 
 def _is_classic_name(name: str) -> bool:
     """ACR's 2-30 chars of a-z 0-9 - _ that docker also accepts as a path component (classic namespaces, repos)."""
-    return bool(_CLASSIC_NAMESPACE.match(name) and _DOCKER_COMPONENT.match(name))
+    return bool(_CLASSIC_NAMESPACE.fullmatch(name) and _DOCKER_COMPONENT.fullmatch(name))
 
 
 def is_repository_name(name: Any) -> bool:
@@ -319,9 +338,14 @@ def is_repository_name(name: Any) -> bool:
     return isinstance(name, str) and _is_classic_name(name)
 
 
+def is_instance_id(value: Any) -> bool:
+    """An ACR Enterprise instance id (cri-... or crpi-...), as acr-publish:registry.instanceId allows it."""
+    return isinstance(value, str) and bool(_INSTANCE_ID.fullmatch(value))
+
+
 def is_region(value: Any) -> bool:
     """An Alibaba Cloud region id (cn-hangzhou), as alicloud:region allows it."""
-    return isinstance(value, str) and bool(_REGION.match(value))
+    return isinstance(value, str) and bool(_REGION.fullmatch(value))
 
 
 def shown(value: Any) -> str:
@@ -371,10 +395,9 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
     visibility = _choice(f"{path}.visibility", raw.get("visibility"), VISIBILITIES, "PRIVATE", problems)
     server = _str(f"{path}.server", raw.get("server"), problems,
                   if_empty=f"remove the key to use the default {DEFAULT_LOCAL_SERVER}, or give host[:port]")
-    username = _str(f"{path}.username", raw.get("username"), problems,
+    username = _login_user(f"{path}.username", raw.get("username"), problems,
                     if_empty="give the registry login user, or remove the key (and the password) to log in as nobody"
                     if local else "give the registry login user")
-    username = _user_name(f"{path}.username", username, problems)
     # "is missing" only for a key that is absent: a value already refused above is not reported twice.
     absent = {key for key in REGISTRY_KEYS if raw.get(key) is None}
 
@@ -388,7 +411,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"{path}.instanceId is missing: edition enterprise needs the instance id (cri-... or crpi-...) shown "
                 "in the Container Registry console"
             )
-        elif instance_id is not None and not _INSTANCE_ID.match(instance_id):
+        elif instance_id is not None and not _INSTANCE_ID.fullmatch(instance_id):
             problems.append(
                 f"{path}.instanceId {_shown(instance_id)} is invalid: it must look like cri-<8-32 lowercase letters "
                 "or digits> or crpi-<...>; copy it from the Container Registry console"
@@ -424,7 +447,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 "alicloud:region is missing: the alicloud provider would silently use cn-beijing; set it with "
                 f"`pulumi config set alicloud:region cn-hangzhou -s {_shown_name(stack)}`"
             )
-        elif not isinstance(region, str) or not _REGION.match(region):
+        elif not isinstance(region, str) or not _REGION.fullmatch(region):
             problems.append(
                 f"alicloud:region {_shown(region)} is invalid: it must be a region id such as cn-hangzhou or "
                 "ap-southeast-1"
@@ -459,12 +482,10 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"instance; remove it with `pulumi config rm acr-publish:registryPassword -s {_shown_name(stack)}`"
             )
 
-    if local and has_password and 0 <= password_length < LOCAL_PASSWORD_MIN:
-        problems.append(
-            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
-            "characters, which is too short to keep out of messages; set a longer one on the local registry and with "
-            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`"
-        )
+    if local and has_password and password_length >= 0 and (problem := local_password_problem(
+            "registryPassword", password_length, "set one on the local registry and with `pulumi config set --secret "
+            f"acr-publish:registryPassword <password> -s {_shown_name(stack)}`")):
+        problems.append(problem)
     if namespace and edition:
         _check_namespace(edition, namespace, problems)
 
@@ -636,7 +657,7 @@ def check_platform(path: str, platform: str, problems: list[str]) -> None:
 
 def check_target(path: str, target: str | None, problems: list[str]) -> None:
     """The rule for an image's target (also applied to `python -m cli.explain --target`)."""
-    if target is not None and not _TARGET.match(target):
+    if target is not None and not _TARGET.fullmatch(target):
         problems.append(
             f"{path} {_shown(target)} is invalid: it must be a build stage name (a letter, then letters, digits, _ . -)"
         )
@@ -645,7 +666,7 @@ def check_target(path: str, target: str | None, problems: list[str]) -> None:
 def check_build_arg_name(path: str, name: Any, problems: list[str]) -> None:
     """The rule for a build arg's name (also applied to `python -m cli.explain --build-arg`). Names only: values
     can be secrets and never appear in a message."""
-    if not isinstance(name, str) or not _BUILD_ARG.match(name):
+    if not isinstance(name, str) or not _BUILD_ARG.fullmatch(name):
         problems.append(
             f"{path} {_shown(name)} is invalid: build arg names are letters, digits and _ and do not start with a digit"
         )
@@ -814,8 +835,7 @@ def split_stack_name(name: str) -> tuple[str | None, str | None, str]:
 def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, has_source_password: bool,
                problems: list[str]) -> PromotionSettings | None:
     raw = values.get("promoteFrom")
-    username = _user_name("acr-publish:sourceUsername",
-                          _str("acr-publish:sourceUsername", values.get("sourceUsername"), problems), problems)
+    username = _login_user("acr-publish:sourceUsername", values.get("sourceUsername"), problems)
     if raw is None:
         for key, given in (("sourceUsername", username is not None), ("sourcePassword", has_source_password)):
             if given:
@@ -829,7 +849,7 @@ def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, 
     if source is None:
         return None
     parts = source.split("/")
-    if len(parts) not in (1, 3) or not all(_STACK_PART.match(p) for p in parts):
+    if len(parts) not in (1, 3) or not all(_STACK_PART.fullmatch(p) for p in parts):
         problems.append(
             f"{path} {source!r} is invalid: it must name a stack of this project (e.g. dev) or a fully qualified "
             "organization/project/stack (letters, digits, _ . - in each part)"
@@ -951,14 +971,31 @@ def _edition_needs_password(values: Mapping[str, Any]) -> bool:
     return isinstance(registry, Mapping) and registry.get("edition") == "personal"
 
 
-def _decode(value: Any) -> Any:
-    """Pulumi hands structured config to programs as JSON strings."""
-    if isinstance(value, str):
+STRUCTURED_KEYS = ("registry", "images")
+"""The keys whose values are objects or lists: Pulumi hands those to programs as JSON text. Every other value
+reaches the program as the string the stack file holds (`promoteFrom: "2024"` is the string 2024, and so is an
+unquoted 2024), so only these are parsed; true/false keys take the strings true and false (`_bool`)."""
+
+
+def _decode(key: str, value: Any) -> Any:
+    """A config value as the program takes it: JSON text parsed for a structured key, anything else as given."""
+    if key in STRUCTURED_KEYS and isinstance(value, str):
         try:
             return json.loads(value)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: a string to validate
             return value
     return value
+
+
+def _as_engine_hands_it(key: str, value: Any) -> Any:
+    """A stack file's value as the engine hands it to the program: a scalar of a key that is not structured is its
+    text (`promoteFrom: 2024` is the stack name 2024, `preflight: false` the string false), as `load_settings` gets
+    it; structured keys keep their YAML."""
+    if key in STRUCTURED_KEYS or isinstance(value, (str, Mapping, list)) or value is None:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else value
 
 
 def load_settings():
@@ -978,10 +1015,10 @@ def load_settings():
     all_config = runtime_config.CONFIG.get()
     for key, raw in all_config.items():
         if key.startswith(prefix):
-            values[key[len(prefix):]] = _decode(raw)
+            values[key[len(prefix):]] = _decode(key[len(prefix):], raw)
     for env_key, raw in runtime_config.get_config_env().items():
         if env_key.startswith(prefix):
-            values.setdefault(env_key[len(prefix):], _decode(raw))
+            values.setdefault(env_key[len(prefix):], _decode(env_key[len(prefix):], raw))
     password = cfg.get_secret("registryPassword")
     source_password = cfg.get_secret("sourcePassword")
     # The plaintext is only measured (ACR's length rule), never kept or shown.
@@ -990,12 +1027,9 @@ def load_settings():
     del plain
     problems_extra = _misspelled_project(all_config)
     source_plain = runtime_config.get_config(f"{PROJECT}:sourcePassword")
-    if isinstance(source_plain, str) and len(source_plain) < LOCAL_PASSWORD_MIN:
-        # The same bound as registryPassword's on the local edition: shorter secrets could not be masked in messages.
-        problems_extra.append(
-            f"acr-publish:sourcePassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
-            "characters, too short to be masked in messages; give the source registry a longer password"
-        )
+    if isinstance(source_plain, str) and (problem := local_password_problem(
+            "sourcePassword", len(source_plain), "give the source registry a password within that range")):
+        problems_extra.append(problem)
     del source_plain
     for key, value in (("registryPassword", password), ("sourcePassword", source_password)):
         if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
@@ -1133,9 +1167,9 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     Every problem with the name or the file (unreadable, not YAML, not a map, too large) is a ConfigError too, so a
     tool that prints ConfigError and exits never shows a traceback.
     """
-    if not isinstance(stack, str) or not _STACK_NAME.match(stack):
+    if not isinstance(stack, str) or not _STACK_NAME.fullmatch(stack):
         own = stack.rsplit("/", 1)[-1] if isinstance(stack, str) else ""
-        fix = (f"give the stack's own name, e.g. {own!r}" if "/" in str(stack) and _STACK_NAME.match(own)
+        fix = (f"give the stack's own name, e.g. {own!r}" if "/" in str(stack) and _STACK_NAME.fullmatch(own)
                else f"known stacks are {_known_stacks(project_root)}")
         length = f"{len(stack)} characters, " if isinstance(stack, str) and len(stack) > 100 else ""
         raise ConfigError(str(stack), [
@@ -1156,7 +1190,8 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
         raise ConfigError(stack, [f"config {_shown(config)} in {_shown_path(path)} is invalid: it must be a map of "
                                   "<namespace>:<key>: value, e.g. acr-publish:registry: {edition: local}"])
     bad_keys = [k for k in config if not isinstance(k, str)]
-    values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
+    values = {k[len(PROJECT) + 1:]: _as_engine_hands_it(k[len(PROJECT) + 1:], v) for k, v in config.items()
+              if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
     problems = [f"config key {_shown(k)} in {_shown_path(path)} is invalid: keys are <namespace>:<name> strings, e.g. "
                 "acr-publish:images" for k in bad_keys[:20]]
     problems += _misspelled_project(config)
