@@ -10,17 +10,18 @@ stack published last as BuildKit's registry cache (`build.cacheFrom`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pulumi
 import pulumi_docker as docker
 
 from buildcontext import ContextScan, history
 from buildcontext.printable import escaped
+from components.platforms import history_name, index_tag
 from components.registry import RegistryCredentials
-from components.settings import ImageSettings, Settings
+from components.settings import ImageSettings, Settings, image_platforms
 
 
 class BuildPlanError(Exception):
@@ -35,6 +36,9 @@ class BuildPlan:
     tag: str
     secret_build_args: frozenset[str] = frozenset()
     """Build args allowSensitive accepts as sensitive: passed to docker.Image as Pulumi secrets."""
+    platform_tags: Mapping[str, str] = field(default_factory=dict)
+    """An image with `platforms`: each platform's content tag, in the configured order (`tag` is then the index's
+    tag, components/platforms.py); empty for a one-platform image."""
 
 
 def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
@@ -51,11 +55,15 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
     try:
         for i, image in enumerate(settings.images):
             pair = (settings.path(image.context), settings.path(image.dockerfile))
+            platform_tags: dict[str, str] = {}
             try:
                 scan = scans.get(pair)
                 if scan is None:
                     scan = scans[pair] = ContextScan(*pair)
-                report = scan.report(image.build_args, image.target, image.platform, image.allow_sensitive)
+                # One report per platform: the platform is a build input, so each build has its own content tag.
+                for platform in image_platforms(image):
+                    report = scan.report(image.build_args, image.target, platform, image.allow_sensitive)
+                    platform_tags[platform] = report.tag
             except ValueError as err:  # SensitiveFilesError, or a context the engine cannot send (its reason)
                 problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
                 continue
@@ -63,10 +71,15 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
                 # Deliberate, but never silent: the run says which sensitive files go into the image.
                 paths = ", ".join(f"{escaped(f.path)} ({escaped(f.reason)})" for f in report.allowed)
                 pulumi.log.warn(f"acr-publish:images[{i}] ({image.name}): allowSensitive sends {paths} into the image")
-            history.record(history.HistoryKey(settings.project_root, settings.stack, image.name),
-                           scan.state(image.build_args, image.target, image.platform), scan.manifest)
+            for platform in platform_tags:
+                history.record(history.HistoryKey(settings.project_root, settings.stack,
+                                                  history_name(image.name, platform, bool(image.platforms))),
+                               scan.state(image.build_args, image.target, platform), scan.manifest)
             secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
-            plans[image.name] = BuildPlan(image, report.tag, secret_args)
+            if image.platforms:
+                plans[image.name] = BuildPlan(image, index_tag(platform_tags), secret_args, platform_tags)
+            else:
+                plans[image.name] = BuildPlan(image, report.tag, secret_args)
     finally:
         for scan in scans.values():  # one stat-cache write per context, also when an image was refused
             scan.save()
@@ -98,11 +111,13 @@ class LastPublished:
             self._outputs = pulumi.StackReference(self.stack_name).outputs
         return self._outputs
 
-    def cache_source(self, name: str, repository: str, image_name: str) -> pulumi.Output[list[str] | None] | None:
+    def cache_source(self, name: str, repository: str, image_name: str,
+                     platform: str | None = None) -> pulumi.Output[list[str] | None] | None:
         """[the imageName this stack published last for `name`], or None: on a first deployment (no outputs yet)
         and, saying so in one info line, when the outputs have no `images`, name no image for `name`, name one that
         is not `<repository>:<tag>`, or name `image_name` itself (the image being built: using it would change the
-        build inputs of an unchanged image). None (not an Output) when the stack's name is unknown."""
+        build inputs of an unchanged image). None (not an Output) when the stack's name is unknown. With `platform`,
+        the image is that platform's build of `name` (`images.<name>.platforms.<platform>` of the outputs)."""
         if self.stack_name is None:
             if not self._said_no_organization:
                 self._said_no_organization = True
@@ -120,6 +135,9 @@ class LastPublished:
                                 "cache")
                 return None
             last = images.get(name)
+            if platform is not None:
+                last = last.get("platforms") if isinstance(last, dict) else None
+                last = last.get(platform) if isinstance(last, dict) else None
             previous = last.get("imageName") if isinstance(last, dict) else None
             if not isinstance(previous, str) or not previous:
                 pulumi.log.info(f"{name}: the stack's last outputs name no image for it; building without a "
@@ -205,37 +223,46 @@ class PublishedImage(pulumi.ComponentResource):
         })
 
     def _build(self, name: str, args: PublishedImageArgs, full_name: str) -> docker.Image:
-        img = args.plan.image
-        cache_from = None
-        if img.cache_from and args.last_published is not None:
-            source = args.last_published.cache_source(name, args.repository, full_name)
-            if source is not None:
-                cache_from = source.apply(lambda images: docker.CacheFromArgs(images=images) if images else None)
-        build = docker.DockerBuildArgs(
-            # Relative paths: the provider stores them in state, and absolute ones differ between machines.
-            context=img.context,
-            dockerfile=img.dockerfile,
-            args={k: pulumi.Output.secret(v) if k in args.plan.secret_build_args else v
-                  for k, v in img.build_args.items()} or None,
-            target=img.target,
-            platform=img.platform,
-            builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
-            # The provider pulls each image with the stack's credentials before building (a failed pull is not
-            # fatal); BuildKit reuses the layers whose inline cache metadata (BUILDKIT_INLINE_CACHE=1) match.
-            cache_from=cache_from,
-        )
-        depends = [args.repository_resource] if args.repository_resource is not None else []
-        creds = args.credentials
-        return docker.Image(
-            f"{name}-image",
-            image_name=full_name,
-            build=build,
-            registry=docker.RegistryArgs(
-                server=creds.server,
-                username=creds.username,
-                password=creds.password,
-            ),
-            skip_push=False,
-            build_on_preview=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
-        )
+        return declare_build(self, name, args, full_name)
+
+
+def declare_build(parent: pulumi.Resource, name: str, args: PublishedImageArgs, full_name: str, *,
+                  platform: str | None = None, provider: pulumi.ProviderResource | None = None) -> docker.Image:
+    """The `docker.Image` `<name>-image` that builds and pushes `full_name`: for the image's platform, or for
+    `platform` (one build of a multi-platform image, components/image_index.py), on `provider`'s Docker engine when
+    one is given (a builder of acr-publish:builders), else on the local engine."""
+    img = args.plan.image
+    cache_from = None
+    if img.cache_from and args.last_published is not None:
+        source = args.last_published.cache_source(name if platform is None else img.name, args.repository,
+                                                   full_name, platform)
+        if source is not None:
+            cache_from = source.apply(lambda images: docker.CacheFromArgs(images=images) if images else None)
+    build = docker.DockerBuildArgs(
+        # Relative paths: the provider stores them in state, and absolute ones differ between machines.
+        context=img.context,
+        dockerfile=img.dockerfile,
+        args={k: pulumi.Output.secret(v) if k in args.plan.secret_build_args else v
+              for k, v in img.build_args.items()} or None,
+        target=img.target,
+        platform=platform or img.platform,
+        builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
+        # The provider pulls each image with the stack's credentials before building (a failed pull is not
+        # fatal); BuildKit reuses the layers whose inline cache metadata (BUILDKIT_INLINE_CACHE=1) match.
+        cache_from=cache_from,
+    )
+    depends = [args.repository_resource] if args.repository_resource is not None else []
+    creds = args.credentials
+    return docker.Image(
+        f"{name}-image",
+        image_name=full_name,
+        build=build,
+        registry=docker.RegistryArgs(
+            server=creds.server,
+            username=creds.username,
+            password=creds.password,
+        ),
+        skip_push=False,
+        build_on_preview=False,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends, provider=provider),
+    )
