@@ -93,8 +93,9 @@ def _exchange(builder: BuilderSettings, timeout: float) -> bytes:
     return proc.stdout[:RESPONSE_LIMIT + 1]
 
 
-def engine_platform(builder: BuilderSettings, timeout: float = BUILDER_TIMEOUT_S) -> tuple[str, str]:
+def engine_platform(builder: BuilderSettings, timeout: float | None = None) -> tuple[str, str]:
     """(os, architecture) the builder's Docker engine reports; BuilderError naming the fix when it does not."""
+    timeout = BUILDER_TIMEOUT_S if timeout is None else timeout
     where = f"{_key(builder)} {builder.host}"
     try:
         raw = _exchange(builder, timeout)

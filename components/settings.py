@@ -1295,19 +1295,25 @@ def _builders(raw: Any, images: tuple[ImageSettings, ...], promotion: PromotionS
     return tuple(builders)
 
 
+def _masked_host(host: Any) -> Any:
+    """A builder host as messages show it: any password in its user info replaced by ***."""
+    return re.sub(r"(://[^/@:]*):[^@/]*@", r"\1:***@", host) if isinstance(host, str) else host
+
+
 def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,
              problems: list[str]) -> BuilderSettings | None:
+    # A password in a URL is never printed: the value is shown with it masked.
     example = "ssh://builder@arm-host, tcp://arm-host:2376 with certPath, or unix:///run/arm/docker.sock"
     if not isinstance(host, str) or not host.strip():
-        problems.append(f"{where} {_shown(host)} is invalid: it must be a Docker host, e.g. {example}")
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: it must be a Docker host, e.g. {example}")
         return None
     scheme, sep, rest = host.partition("://")
     if not sep or scheme not in BUILDER_SCHEMES:
-        problems.append(f"{where} {_shown(host)} is invalid: a builder is reached over ssh://, tcp:// (with TLS) or "
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: a builder is reached over ssh://, tcp:// (with TLS) or "
                         f"unix://, e.g. {example}")
         return None
     if has_control(host) or any(c.isspace() for c in host):
-        problems.append(f"{where} {_shown(host)} is invalid: a Docker host holds no spaces or control characters")
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: a Docker host holds no spaces or control characters")
         return None
     rule = None
     if scheme == "unix":
@@ -1326,7 +1332,7 @@ def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,
         if not 1 <= port <= 65535:
             rule = f"port {port} is not 1-65535"
     if rule:
-        problems.append(f"{where} {_shown(host)} is invalid: {rule}")
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: {rule}")
         return None
     if scheme != "tcp":
         if cert_path is not None:
@@ -1335,7 +1341,7 @@ def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,
             return None
         return BuilderSettings(platform, host)
     if cert_path is None:
-        problems.append(f"{where} {_shown(host)} has no certPath: a Docker engine on plain tcp:// lets anyone who "
+        problems.append(f"{where} {_shown(_masked_host(host))} has no certPath: a Docker engine on plain tcp:// lets anyone who "
                         "reaches the port run as root there; give {host: tcp://..., certPath: <directory with "
                         f"{', '.join(TLS_FILES)}>}} (the engine's --tlsverify client certificates), or use ssh://")
         return None
