@@ -167,3 +167,15 @@ def build_stages(path: Path) -> list[str]:
         if command.cmd.upper() == "FROM" and len(command.value) >= 3 and command.value[1].lower() == "as":
             stages.append(command.value[2])
     return stages
+
+
+def platform_parts(value: str) -> tuple[str, str, str | None]:
+    """(os, architecture, variant or None) of a platform `platform_problem` accepts, normalized as containerd does
+    (`linux/x86_64` -> ("linux", "amd64", None), `linux/armhf` -> ("linux", "arm", "v7")): what an image index
+    entry's `platform` holds, and how two spellings of one platform are found equal."""
+    parts = value.split("/")
+    os_name, arch = _OS_ALIASES.get(parts[0], parts[0]), _ARCH_ALIASES.get(parts[1], parts[1])
+    variant = parts[2] if len(parts) == 3 else (_FIXED_VARIANT.get(parts[1]) or None)
+    if variant is not None and not variant.startswith("v"):
+        variant = f"v{variant}"
+    return os_name, arch, variant

@@ -27,7 +27,7 @@ from buildcontext import DEFAULT_PLATFORM
 from buildcontext.printable import escaped, has_control
 from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 from components.docker_rules import (
-    PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_problem, server_problem,
+    PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_parts, platform_problem, server_problem,
 )
 from components.errors import engine_class
 
@@ -48,11 +48,11 @@ ENDPOINTS = ("public", "vpc")
 VISIBILITIES = ("PRIVATE", "PUBLIC")
 DEFAULT_LOCAL_SERVER = "127.0.0.1:5000"
 
-TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight") + PROMOTION_KEYS
+TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight", "builders") + PROMOTION_KEYS
 REGISTRY_KEYS = ("edition", "instanceId", "endpoint", "namespace", "createNamespace", "visibility", "server", "username")
 IMAGE_KEYS = (
     "name", "context", "dockerfile", "target", "platform", "buildArgs", "summary", "tagImmutability", "allowSensitive",
-    "cacheFrom", "remoteInputs",
+    "cacheFrom", "remoteInputs", "platforms",
 )
 REMOTE_INPUT_MODES = ("resolve", "pinned", "ignore")
 """How an image's base images and remote ADD sources enter its content tag (components/remote_inputs.py): resolved
@@ -186,6 +186,9 @@ class ImageSettings:
     """Build with the image this stack published last for this name as BuildKit's registry cache."""
     remote_inputs: str = REMOTE_INPUT_MODES[0]
     """resolve | pinned | ignore: how base images and remote ADD sources enter the content tag."""
+    platforms: tuple[str, ...] = ()
+    """acr-publish:images[].platforms: one build per platform and an image index over them under one tag (`platform`
+    is then the first of them); empty for a one-platform image (`platform`)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,18 @@ class PromotionSettings:
 
 
 @dataclass(frozen=True)
+class BuilderSettings:
+    """The Docker engine one platform's builds run on, per an entry of acr-publish:builders."""
+
+    platform: str
+    """The platform as the images name it (os/arch[/variant])."""
+    host: str
+    """ssh://[user@]host[:port], tcp://host:port (TLS) or unix:///path: what the docker.Provider's `host` takes."""
+    cert_path: str | None = None
+    """tcp:// only: absolute directory holding ca.pem, cert.pem and key.pem (Docker's DOCKER_CERT_PATH layout)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole validated configuration of one stack."""
 
@@ -230,6 +245,8 @@ class Settings:
     """Set when the stack promotes (acr-publish:promoteFrom): `images` is then empty and `promoted_images` holds
     the configured names (empty when every image of the source is promoted)."""
     promoted_images: tuple[PromotedImageSettings, ...] = ()
+    builders: tuple[BuilderSettings, ...] = ()
+    """acr-publish:builders: the Docker engine each listed platform builds on (others build on the local engine)."""
 
     def path(self, relative: str) -> Path:
         """Absolute path of a project-relative path."""
@@ -736,6 +753,9 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             platform = DEFAULT_PLATFORM
         else:
             check_platform(f"{ipath}.platform", platform, problems)
+        platforms = _platforms(ipath, item, problems)
+        if platforms:
+            platform = platforms[0]
         target = _str(f"{ipath}.target", item.get("target"), problems,
                       if_empty="remove the key to build the last stage, or name a stage")
         if target is not None:
@@ -800,7 +820,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             name=name, context=context.relative if context else ".",
             dockerfile=dockerfile.relative if dockerfile else "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,
-            allow_sensitive=tuple(allow), cache_from=cache_from, remote_inputs=remote_inputs,
+            allow_sensitive=tuple(allow), cache_from=cache_from, remote_inputs=remote_inputs, platforms=platforms,
         ))
     return tuple(images)
 
@@ -957,12 +977,13 @@ def settings_from_values(
     protect = _bool("acr-publish:protect", values.get("protect"), stack.startswith("prod"), problems)
     retain = _bool("acr-publish:retainOnDelete", values.get("retainOnDelete"), True, problems)
     preflight = _bool("acr-publish:preflight", values.get("preflight"), True, problems)
+    builders = _builders(values.get("builders"), images, promotion, project_root, problems)
     if problems:
         raise ConfigError(stack, problems)
     return Settings(
         stack=stack, region=region if registry.edition != "local" else None, registry=registry, images=images,
         protect=protect, retain_on_delete=retain, preflight=preflight,
-        project_root=project_root, promotion=promotion, promoted_images=promoted,
+        project_root=project_root, promotion=promotion, promoted_images=promoted, builders=builders,
     )
 
 
@@ -971,7 +992,7 @@ def _edition_needs_password(values: Mapping[str, Any]) -> bool:
     return isinstance(registry, Mapping) and registry.get("edition") == "personal"
 
 
-STRUCTURED_KEYS = ("registry", "images")
+STRUCTURED_KEYS = ("registry", "images", "builders")
 """The keys whose values are objects or lists: Pulumi hands those to programs as JSON text. Every other value
 reaches the program as the string the stack file holds (`promoteFrom: "2024"` is the string 2024, and so is an
 unquoted 2024), so only these are parsed; true/false keys take the strings true and false (`_bool`)."""
@@ -1217,3 +1238,163 @@ def registry_password_value() -> str | None:
     import pulumi
 
     return pulumi.Config(PROJECT).get("registryPassword")
+
+
+# --- several platforms per image, and the engines they build on ----------------------------------------------------
+
+BUILDER_KEYS = ("host", "certPath")
+BUILDER_SCHEMES = ("ssh", "tcp", "unix")
+TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+"""What a tcp:// builder's certPath holds: Docker's DOCKER_CERT_PATH layout, which the docker.Provider's cert_path
+reads."""
+_SSH_USER_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+
+
+def same_platform(a: str, b: str) -> bool:
+    """Whether two valid platform spellings name one platform (`linux/x86_64` is `linux/amd64`)."""
+    return platform_parts(a) == platform_parts(b)
+
+
+def image_platforms(image: ImageSettings) -> tuple[str, ...]:
+    """Every platform an image is built for: its `platforms`, or its one `platform`."""
+    return image.platforms or (image.platform,)
+
+
+def _platforms(ipath: str, item: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
+    """acr-publish:images[i].platforms: a list of distinct valid platforms, or () when the key is absent."""
+    raw = item.get("platforms")
+    if raw is None:
+        return ()
+    path = f"{ipath}.platforms"
+    if item.get("platform") is not None:
+        problems.append(
+            f"{ipath}.platform {_shown(item.get('platform'))} and {path} are both set: platform builds one platform, "
+            f"platforms builds each listed one and an image index over them under one tag; remove platform (list it "
+            f"in platforms), or remove platforms to build one platform"
+        )
+    if not isinstance(raw, list) or not raw:
+        problems.append(f"{path} {_shown(raw)} is invalid: it must be a non-empty list of platforms, e.g. "
+                        "platforms: [linux/amd64, linux/arm64]")
+        return ()
+    found: list[str] = []
+    for j, value in enumerate(raw):
+        where = f"{path}[{j}]"
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{where} {_shown(value)} is invalid: it must be a platform string, e.g. linux/arm64")
+            continue
+        rule = platform_problem(value)
+        if rule:
+            problems.append(f"{where} {_shown(value)} is invalid: {rule}")
+            continue
+        twin = next((k for k, other in enumerate(found) if same_platform(other, value)), None)
+        if twin is not None:
+            problems.append(f"{where} {_shown(value)} is invalid: it is the platform {path}[{raw.index(found[twin])}] "
+                            f"{found[twin]!r} already names (an image index lists each platform once); remove one")
+            continue
+        found.append(value)
+    return tuple(found) if len(found) == len(raw) else ()
+
+
+def _builders(raw: Any, images: tuple[ImageSettings, ...], promotion: PromotionSettings | None, root: Path,
+              problems: list[str]) -> tuple[BuilderSettings, ...]:
+    """acr-publish:builders: {platform: host} or {platform: {host, certPath}}; every platform one an image builds."""
+    path = "acr-publish:builders"
+    if raw is None:
+        return ()
+    if promotion is not None:
+        problems.append(f"{path} is not used when the stack promotes (acr-publish:promoteFrom): it builds nothing; "
+                        "remove builders")
+        return ()
+    if not isinstance(raw, Mapping) or not raw:
+        problems.append(f"{path} {_shown(raw)} is invalid: it must be a map of platform to Docker host, e.g. "
+                        "builders: {linux/arm64: ssh://builder@arm-host}; remove it to build every platform here")
+        return ()
+    built = [p for image in images for p in image_platforms(image)]
+    builders: list[BuilderSettings] = []
+    for key, value in raw.items():
+        if len(problems) >= PROBLEMS_MAX:
+            break
+        where = f"{path}.{_shown(key)[1:-1] if isinstance(key, str) else _shown(key)}"
+        if not isinstance(key, str) or (rule := platform_problem(key)):
+            problems.append(f"{path} key {_shown(key)} is invalid: "
+                            f"{rule if isinstance(key, str) else 'it must be a platform, e.g. linux/arm64'}")
+            continue
+        if any(same_platform(key, b.platform) for b in builders):
+            problems.append(f"{where} names a platform another key of {path} names already; keep one")
+            continue
+        if images and not any(same_platform(key, p) for p in built):
+            problems.append(f"{where} is invalid: no image builds {key} (they build "
+                            f"{', '.join(sorted(set(built)))}); add it to an image's platforms, or remove the entry")
+            continue
+        if isinstance(value, Mapping):
+            _unknown_keys(where, value, BUILDER_KEYS, problems)
+            host, cert_path = value.get("host"), value.get("certPath")
+        else:
+            host, cert_path = value, None
+        builder = _builder(where, key, host, cert_path, root, problems)
+        if builder is not None:
+            builders.append(builder)
+    return tuple(builders)
+
+
+def _masked_host(host: Any) -> Any:
+    """A builder host as messages show it: any password in its user info replaced by ***."""
+    return re.sub(r"(://[^/@:]*):[^@/]*@", r"\1:***@", host) if isinstance(host, str) else host
+
+
+def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,
+             problems: list[str]) -> BuilderSettings | None:
+    # A password in a URL is never printed: the value is shown with it masked.
+    example = "ssh://builder@arm-host, tcp://arm-host:2376 with certPath, or unix:///run/arm/docker.sock"
+    if not isinstance(host, str) or not host.strip():
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: it must be a Docker host, e.g. {example}")
+        return None
+    scheme, sep, rest = host.partition("://")
+    if not sep or scheme not in BUILDER_SCHEMES:
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: a builder is reached over ssh://, tcp:// (with TLS) or "
+                        f"unix://, e.g. {example}")
+        return None
+    if has_control(host) or any(c.isspace() for c in host):
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: a Docker host holds no spaces or control characters")
+        return None
+    rule = None
+    if scheme == "unix":
+        if not rest.startswith("/") or "\0" in rest:
+            rule = "unix:// takes an absolute socket path, e.g. unix:///run/arm/docker.sock"
+    elif scheme == "ssh":
+        if ":" in rest.split("@", 1)[0] and "@" in rest:
+            rule = ("an ssh:// builder logs in with the ssh agent or keys, never a password in the URL; remove "
+                    "':<password>' and load the key into ssh-agent")
+        elif not _SSH_USER_HOST.match(rest):
+            rule = "it must be ssh://[user@]host[:port] with nothing after the host, e.g. ssh://builder@arm-host"
+    elif not re.fullmatch(r"[A-Za-z0-9.-]+:[0-9]{1,5}", rest):
+        rule = "it must be tcp://host:port, e.g. tcp://arm-host:2376"
+    if rule is None and scheme in ("ssh", "tcp") and ":" in rest.rsplit("@", 1)[-1]:
+        port = int(rest.rsplit(":", 1)[1])
+        if not 1 <= port <= 65535:
+            rule = f"port {port} is not 1-65535"
+    if rule:
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: {rule}")
+        return None
+    if scheme != "tcp":
+        if cert_path is not None:
+            problems.append(f"{where}.certPath is only used with a tcp:// host ({scheme}:// brings its own "
+                            "authentication); remove it")
+            return None
+        return BuilderSettings(platform, host)
+    if cert_path is None:
+        problems.append(f"{where} {_shown(_masked_host(host))} has no certPath: a Docker engine on plain tcp:// lets anyone who "
+                        "reaches the port run as root there; give {host: tcp://..., certPath: <directory with "
+                        f"{', '.join(TLS_FILES)}>}} (the engine's --tlsverify client certificates), or use ssh://")
+        return None
+    if not isinstance(cert_path, str) or not cert_path.strip():
+        problems.append(f"{where}.certPath {_shown(cert_path)} is invalid: it must be a directory path")
+        return None
+    directory = Path(cert_path) if os.path.isabs(cert_path) else root / cert_path
+    missing = [name for name in TLS_FILES if not (directory / name).is_file()]
+    if missing:
+        problems.append(f"{where}.certPath {_shown(cert_path)} is invalid: {_shown_path(directory)} lacks "
+                        f"{', '.join(missing)} (Docker's client certificate layout: {', '.join(TLS_FILES)}); copy "
+                        "them there from the builder's TLS setup")
+        return None
+    return BuilderSettings(platform, host, str(directory.resolve()))
