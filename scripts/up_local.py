@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from local_base import BUSYBOX, MIRROR_REPOSITORY, MIRROR_TAG, is_static_elf, root_filesystem_tar
+
 STACK = "local"
 LOCAL_STACKS = (STACK, "local-release")
 """The stacks this script runs: both on the local registry, neither holds a secret."""
@@ -70,6 +72,7 @@ EXIT_NO_DOCKER = 3
 EXIT_PORT_TAKEN = 4
 EXIT_REGISTRY_FAILED = 5
 EXIT_STACK_FAILED = 6
+EXIT_NO_BASE = 7
 
 
 class StopRun(Exception):
@@ -503,6 +506,58 @@ def stop_registry(settings: Settings, env: dict[str, str]) -> int:
     return 0
 
 
+# --- 3b. The local stack's base image ---------------------------------------------------------------------------
+
+MANIFEST_ACCEPT = ", ".join((
+    "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.oci.image.index.v1+json"))
+BASE_PUSH_TIMEOUT_S = 300
+
+
+def base_image_present(settings: Settings, timeout: float = 5.0) -> bool:
+    """Whether the local registry holds the local stack's base image (a HEAD of its manifest answers 200)."""
+    conn = http.client.HTTPConnection("127.0.0.1", settings.registry_port, timeout=timeout)
+    try:
+        conn.request("HEAD", f"/v2/{MIRROR_REPOSITORY}/manifests/{MIRROR_TAG}", headers={"Accept": MANIFEST_ACCEPT})
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def ensure_base_image(settings: Settings, docker: str, env: dict[str, str]) -> None:
+    """Push the local stack's base (scripts/local_base.py) into the local registry unless it is there already."""
+    name = f"{settings.registry_addr}/{MIRROR_REPOSITORY}:{MIRROR_TAG}"
+    step(f"Base image {name}")
+    if base_image_present(settings):
+        print("    present in the local registry")
+        return
+    if not (os.path.exists(BUSYBOX) and is_static_elf(BUSYBOX)):
+        raise StopRun(f"The local stack builds FROM {name}, which `make up` makes from Debian's statically linked "
+                      f"busybox ({BUSYBOX}): it is missing or not statically linked. Install it (`apt-get install "
+                      "busybox-static`) or push a base image of your own under that name, then run `make up` again. "
+                      "The registry is running.", EXIT_NO_BASE)
+    try:
+        tar = root_filesystem_tar()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        raise StopRun(f"Could not read {BUSYBOX} to make the base image ({exc}).", EXIT_NO_BASE) from None
+    for command, stdin in (([docker, "import", "--change", 'CMD ["sh"]', "-", name], tar),
+                           ([docker, "push", name], None)):
+        try:
+            proc = subprocess.run(command, input=stdin, capture_output=True, timeout=BASE_PUSH_TIMEOUT_S, env=env)
+        except subprocess.TimeoutExpired:
+            raise StopRun(f"`docker {command[1]}` of {name} got no answer within {BASE_PUSH_TIMEOUT_S}s.",
+                          EXIT_NO_BASE) from None
+        if proc.returncode != 0:
+            lines = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise StopRun(f"`docker {command[1]}` of {name} failed ({lines[-1] if lines else f'exit {proc.returncode}'})"
+                          "; the registry is running: fix the problem and run `make up` again.", EXIT_NO_BASE)
+    # The builds pull it from the registry, as they would a base mirrored into ACR.
+    subprocess.run([docker, "image", "rm", name], capture_output=True, timeout=60, env=env)
+    print(f"    made from {BUSYBOX} and pushed")
+
+
 # --- 4. State backend, secrets provider, stack --------------------------------------------------------------------
 
 def backend_env(settings: Settings, env: dict[str, str]) -> dict[str, str]:
@@ -578,6 +633,8 @@ def main(argv: list[str]) -> int:
         docker = ensure_docker(settings, env)
         already_answering = check_registry_port(settings)
         ensure_registry(settings, docker, env, already_answering)
+        if stack == STACK:
+            ensure_base_image(settings, docker, env)
         pulumi_env = ensure_stack(settings, pulumi, env, stack)
     except StopRun as stop:
         print(f"error: {stop}", file=sys.stderr, flush=True)
