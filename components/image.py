@@ -68,8 +68,40 @@ def _read_plans(settings: Settings, problems: list[str]) -> dict[str, remote_inp
                 problems.append(f"{label}: {image.dockerfile}{line}: {reason}; the base images and remote sources "
                                 "cannot be read from it (fix the line, or set remoteInputs: ignore)")
             continue
+        if image.platforms and image.remote_inputs == "resolve":
+            # Remote inputs are resolved once per image and pinned into the one staged Dockerfile every platform
+            # builds from: one that differs per platform (a base picked for the target platform, an ADD URL holding
+            # ${TARGETARCH}) would give arm64 amd64's. Refused before any registry or server is asked.
+            dependent = _platform_dependent(data, image, plan)
+            if dependent:
+                plans[image.name] = None
+                problems.append(f"{label}: {image.dockerfile}: {'; '.join(dependent)}: acr-publish resolves an "
+                                "image's remote inputs once for all its platforms; pin each such FROM by the digest "
+                                "of its image index (FROM <image>@sha256:...), or set remoteInputs: ignore")
+                continue
         plans[image.name] = remote_inputs.ImageInputs(label, image.dockerfile, image.remote_inputs, plan)
     return plans
+
+
+def _platform_dependent(data: bytes, image: ImageSettings, plan: stages.DockerfilePlan) -> list[str]:
+    """The lines of an image with `platforms` whose remote input differs between its platforms and is not pinned
+    by a digest the same for all (a base pulled for the target platform, an ADD URL per architecture)."""
+    found: list[str] = []
+    for platform in image.platforms[1:]:
+        try:
+            other = stages.read_plan(data, image.build_args, image.target, platform)
+        except stages.DockerfileProblem as err:
+            return [f"it cannot be read for {platform} ({err})"]
+        if len(other.references) != len(plan.references) or len(other.sources) != len(plan.sources):
+            return [f"its stages pull other images or sources for {platform} than for {image.platforms[0]}"]
+        for a, b in zip(plan.references, other.references):
+            same = a.reference == b.reference and (a.platform == b.platform or a.pinned)
+            if not same:
+                found.append(f"line {a.line}: {a.instruction} {a.written} is pulled per platform")
+        for a, b in zip(plan.sources, other.sources):
+            if a.url != b.url:
+                found.append(f"line {a.line}: ADD {b.url} is another file per platform")
+    return list(dict.fromkeys(found))
 
 
 def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.DockerfilePlan,
@@ -144,12 +176,6 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
             if image.remote_inputs != "ignore" and remote is None and inputs is not None:
                 continue  # its problem is listed
             labels = remote.labels if remote is not None else {}
-            if image.platforms and remote is not None and remote.digests:
-                # A base resolved from a tag is one platform's manifest: every platform would build FROM it.
-                problems.append(f"{label}: platforms with remoteInputs: resolve needs each base image pinned per "
-                                "platform, which acr-publish does not do yet; pin each FROM by the digest of its "
-                                "image index (FROM <image>@sha256:...), or set remoteInputs: ignore")
-                continue
             # One report per platform: the platform is a build input, so each build has its own content tag.
             platform_tags: dict[str, str] = {}
             try:

@@ -1250,9 +1250,17 @@ reads."""
 _SSH_USER_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
 
 
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
+"""containerd's default variant per architecture: `linux/arm64` is `linux/arm64/v8`, `linux/arm` is `linux/arm/v7`."""
+
+
 def same_platform(a: str, b: str) -> bool:
-    """Whether two valid platform spellings name one platform (`linux/x86_64` is `linux/amd64`)."""
-    return platform_parts(a) == platform_parts(b)
+    """Whether two valid platform spellings name one platform (`linux/x86_64` is `linux/amd64`, `linux/arm64/v8` is
+    `linux/arm64`)."""
+    def canonical(value: str) -> tuple[str, str, str | None]:
+        os_name, arch, variant = platform_parts(value)
+        return os_name, arch, variant or _DEFAULT_VARIANT.get(arch)
+    return canonical(a) == canonical(b)
 
 
 def image_platforms(image: ImageSettings) -> tuple[str, ...]:
@@ -1338,8 +1346,17 @@ def _builders(raw: Any, images: tuple[ImageSettings, ...], promotion: PromotionS
 
 
 def _masked_host(host: Any) -> Any:
-    """A builder host as messages show it: any password in its user info replaced by ***."""
-    return re.sub(r"(://[^/@:]*):[^@/]*@", r"\1:***@", host) if isinstance(host, str) else host
+    """A builder host as messages show it: any password in its user info replaced by ***.
+
+    The user info is everything between `://` and the last `@` (a password may hold `/` or `@` itself); only the
+    user name before its first `:` is kept."""
+    if not isinstance(host, str):
+        return host
+    scheme, sep, rest = host.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return host
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostpart}"
 
 
 def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,

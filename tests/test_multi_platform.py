@@ -56,6 +56,15 @@ def builder_answers(monkeypatch):
     return asked
 
 
+def project_copy(tmp_path: Path) -> Path:
+    """The project's program, components and stacks under tmp_path, for a context of the test's own."""
+    root = tmp_path / "project" / "acr-publish"
+    shutil.copytree(PROJECT_ROOT, root, ignore=shutil.ignore_patterns(
+        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", "tests", ".local*", ".registry-data",
+        ".acr-publish", ".pulumi-cli", ".pulumi-state", "tools", "app"))
+    return root
+
+
 def config_problems(values: dict) -> list[str]:
     with pytest.raises(ConfigError) as info:
         run_stack("local", values)
@@ -354,4 +363,49 @@ def test_platforms_with_a_base_resolved_from_a_tag_are_refused(preflight_calls):
 
     with pytest.raises(BuildPlanError) as err:
         run_stack("local", overrides(**{"images": images(remoteInputs="resolve")}))
-    assert "platforms with remoteInputs: resolve needs each base image pinned per platform" in str(err.value)
+    assert "acr-publish resolves an image's remote inputs once for all its platforms" in str(err.value)
+    assert "line 8: FROM ${BASE_IMAGE} is pulled per platform" in str(err.value)
+
+
+def test_a_refused_platforms_image_asks_no_registry_or_server(preflight_calls, remote_calls, tmp_path):
+    """The refusal comes before resolution: neither the base's registry nor an ADD source's server is asked."""
+    root = project_copy(tmp_path)
+    (root / "ctx").mkdir()
+    (root / "ctx" / "Dockerfile").write_text(
+        "FROM busybox:1.36\nADD http://127.0.0.1:9/tool-${TARGETARCH}.bin /tool\n")
+    with pytest.raises(Exception) as err:  # the copy's own BuildPlanError class: the program runs from the copy
+        run_stack("local", overrides(**{"images": [{"name": "web", "context": "ctx", "platforms": TWO}]}),
+                  project_root=root)
+    assert type(err.value).__name__ == "BuildPlanError"
+    assert "line 1: FROM busybox:1.36 is pulled per platform" in str(err.value)
+    assert "line 2: ADD http://127.0.0.1:9/tool-arm64.bin is another file per platform" in str(err.value)
+    assert remote_calls.references == [] and remote_calls.urls == []
+
+
+def test_a_base_for_the_build_platform_and_pinned_sources_are_accepted(preflight_calls, remote_calls, tmp_path):
+    root = project_copy(tmp_path)
+    (root / "ctx").mkdir()
+    (root / "ctx" / "Dockerfile").write_text(
+        "FROM --platform=$BUILDPLATFORM golang:1.22 AS build\nRUN true\nFROM scratch\n"
+        "COPY --from=build /etc/passwd /passwd\nADD http://127.0.0.1:9/same-for-all.txt /same\n")
+    run = run_stack("local", overrides(**{"images": [{"name": "web", "context": "ctx", "platforms": TWO}]}),
+                    project_root=root)
+    assert len(run.of_type(IMAGE)) == 2
+    # Resolved once, for the build platform, and the one file fetched once: the same for both platforms.
+    assert [r for r, _p, _login in remote_calls.references] == ["golang:1.22"]
+    assert remote_calls.urls == ["http://127.0.0.1:9/same-for-all.txt"]
+
+
+@pytest.mark.parametrize("platforms", [["linux/arm64", "linux/arm64/v8"], ["linux/arm", "linux/arm/v7"],
+                                       ["linux/amd64", "linux/amd64/v1"], ["linux/arm64", "linux/aarch64/v8"]])
+def test_default_variants_name_the_same_platform(platforms):
+    problems = config_problems(overrides(images=images(platforms)))
+    assert any("already names" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("host", ["ssh://user:pa/ss@arm-host", "ssh://user:p@ss@arm-host",
+                                  "tcp://u:se/cret@h:2376", "http://u:se/cret@h"])
+def test_a_builder_url_password_is_never_shown(host):
+    problems = config_problems(overrides(builders={"linux/arm64": host}))
+    assert problems and not any(secret in p for p in problems for secret in ("pa/ss", "p@ss", "se/cret", "ss@")), \
+        problems

@@ -26,7 +26,7 @@ def project(tmp_path) -> Path:
     copy = tmp_path / "project" / "acr-publish"
     shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
         "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data",
-        ".acr-publish"))
+        ".acr-publish", ".pulumi-cli", ".pulumi-state", "tools"))
     return copy
 
 
@@ -36,9 +36,12 @@ def images(**extra) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the program
+# The local stack's images with the Dockerfile's default base (the shipped stack builds FROM a base in its own
+# registry): a base on another host, found through the Docker config or anonymously.
+ON_DOCKER_HUB = {"acr-publish:images": images()}
 
 def test_each_distinct_base_is_resolved_once_per_run_also_without_the_preflight(remote_calls, preflight_calls):
-    run = run_stack("local", NO_PREFLIGHT)
+    run = run_stack("local", {**NO_PREFLIGHT, **ON_DOCKER_HUB})
     assert [(r, p) for r, p, _ in remote_calls.references] == [(BASE, "linux/amd64")], "web and worker share it"
     assert preflight_calls == [], "acr-publish:preflight: false turns off the registry checks, not the resolution"
     assert len(run.of_type(IMAGE)) == 2
@@ -46,12 +49,12 @@ def test_each_distinct_base_is_resolved_once_per_run_also_without_the_preflight(
 
 def test_a_moved_base_changes_every_tag_built_on_it(remote_calls, preflight_calls):
     remote_calls.digests[BASE] = "sha256:" + "1" * 64
-    first = run_stack("local", NO_PREFLIGHT).outputs["images"]
+    first = run_stack("local", {**NO_PREFLIGHT, **ON_DOCKER_HUB}).outputs["images"]
     remote_calls.digests[BASE] = "sha256:" + "2" * 64
-    second = run_stack("local", NO_PREFLIGHT).outputs["images"]
+    second = run_stack("local", {**NO_PREFLIGHT, **ON_DOCKER_HUB}).outputs["images"]
     assert all(first[n]["tag"] != second[n]["tag"] for n in ("web", "worker"))
     remote_calls.digests[BASE] = "sha256:" + "1" * 64
-    assert run_stack("local", NO_PREFLIGHT).outputs["images"] == first
+    assert run_stack("local", {**NO_PREFLIGHT, **ON_DOCKER_HUB}).outputs["images"] == first
 
 
 @pytest.mark.parametrize("kind,expected", [
@@ -64,7 +67,7 @@ def test_a_base_that_cannot_be_resolved_declares_nothing(remote_calls, preflight
     remote_calls.fail[BASE] = ResolveFailure(f"a {kind} problem", kind)
     records: list = []
     with pytest.raises(Exception) as err:
-        run_stack("local", records=records)
+        run_stack("local", ON_DOCKER_HUB, records=records)
     msg = str(err.value)
     assert type(err.value).__name__ == "BuildPlanError"
     for i, name in enumerate(("web", "worker")):
