@@ -86,8 +86,21 @@ class RemoteSource:
     kind: str
     """"http" or "git"."""
     url: str
+    """After substitution: what the build fetches. Never shown when it holds user info (`shown`, `label`)."""
     checksum: str | None
     """`--checksum=` of the ADD (sha256:… for http; a commit for git), or None."""
+    written: str = ""
+    """As written in the Dockerfile, before substitution."""
+
+    @property
+    def has_userinfo(self) -> bool:
+        return has_userinfo(self.url)
+
+    @property
+    def shown(self) -> str:
+        """How messages name it: the URL, or its written form when the URL holds user info (a substituted build
+        arg, e.g. a token, must not reach any message)."""
+        return self.written if self.has_userinfo else self.url
 
     @property
     def pinned(self) -> bool:
@@ -98,7 +111,31 @@ class RemoteSource:
 
     @property
     def label(self) -> str:
-        return f"ADD {self.url}"
+        """How the content tag and explain name it: the URL without its user info (the content is pinned by the
+        checksum or commit, not by who fetched it)."""
+        return f"ADD {without_userinfo(self.url)}"
+
+
+def _split_netloc(url: str) -> tuple[str, str, str] | None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    end = re.search(r"[/?#]", rest)
+    cut = end.start() if end else len(rest)
+    return f"{scheme}://", rest[:cut], rest[cut:]
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether `url` (scheme://...) names user info (`user[:password]@`) before its host."""
+    parts = _split_netloc(url)
+    return parts is not None and "@" in parts[1]
+
+
+def without_userinfo(url: str) -> str:
+    parts = _split_netloc(url)
+    if parts is None or "@" not in parts[1]:
+        return url
+    return parts[0] + parts[1].rpartition("@")[2] + parts[2]
 
 
 @dataclass(frozen=True)
@@ -134,10 +171,14 @@ class DockerfilePlan:
     references: tuple[ExternalReference, ...]
     """External images of the needed stages, in file order (FROM scratch is none)."""
     sources: tuple[RemoteSource, ...]
-    """Remote ADD sources of the needed stages, in file order."""
+    """Remote ADD sources of the needed stages, in file order (those in `refused` left out)."""
     prelude_flags: int
     """Content flags of the lines before the first FROM (global ARGs: counted as shipped)."""
     text: str = field(repr=False, default="")
+    refused: tuple[tuple[int, str], ...] = ()
+    """(line, problem with its fix) of each remote input of the needed stages this plan cannot pin as BuildKit
+    would build it (a value from ENV or from the base image's environment, several remote sources in one ADD, a URL
+    with user info): never asked for, and refused unless remoteInputs is ignore."""
 
     def chain_flags(self) -> int:
         flags = self.prelude_flags
@@ -273,6 +314,19 @@ def expand(word: str, values: Mapping[str, str], line: int, escape: str = "\\") 
     return "".join(out)
 
 
+class _Recorder(dict):
+    """The values a word is expanded from, recording each name the word asks for."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        super().__init__(values)
+        self.asked: list[str] = []
+
+    def get(self, key, default=None):  # type: ignore[override]
+        if key not in self.asked:
+            self.asked.append(key)
+        return super().get(key, default)
+
+
 def _flag(flags: tuple[str, ...], name: str) -> str | None:
     prefix = f"--{name}="
     found = [f[len(prefix):] for f in flags if f.lower().startswith(prefix)]
@@ -324,9 +378,19 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
     prelude_flags = sensitive.scan_content("", "".join(lines[:first_line - 1]).encode("utf-8", "surrogatepass"))
 
     names: dict[str, int] = {}
+    later = {}  # every stage name -> its index: a `--from` naming a stage not yet defined is BuildKit's error
+    for index, raw in enumerate(raw_stages):
+        value = raw["from"].value
+        if len(value) >= 3 and value[1].lower() == "as":
+            later.setdefault(value[2].lower(), index)
     stages: list[Stage] = []
     references: dict[int, list[ExternalReference]] = {}
     sources: dict[int, list[RemoteSource]] = {}
+    refused: dict[int, list[tuple[int, str]]] = {}
+    env_names: dict[int, frozenset[str]] = {}
+    """Per stage: the names ENV sets in it or its FROM parents (BuildKit substitutes them; this plan does not)."""
+    external_root: dict[int, bool] = {}
+    """Per stage: whether its FROM chain starts at an image (whose environment this plan cannot see)."""
     for index, raw in enumerate(raw_stages):
         command = raw["from"]
         value = command.value
@@ -345,9 +409,33 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
                                         command.start_line)
             refs.append(ExternalReference(command.start_line, "FROM", written, reference, base_platform,
                                           base_platform == platform))
-        stage_values: dict[str, str] = dict(predefined)
+        env = set(env_names[parent]) if parent is not None else set()
+        external_root[index] = external_root[parent] if parent is not None else reference.lower() != SCRATCH
+        # BuildKit gives a stage only the ARGs it declares: the platform ARGs too (`ARG TARGETARCH`).
+        stage_values: dict[str, str] = {}
         declared: set[str] = set()
         depends: set[int] = set()
+
+        def computed(word: str, line: int, shown: str) -> str | None:
+            """`word` expanded as BuildKit would in this stage, or None (listed in `refused`) when a variable
+            it uses is set by ENV or may come from the base image's environment."""
+            used = _Recorder(stage_values)
+            value = expand(word, used, line, escape)
+            from_env = [n for n in used.asked if n in env]
+            unknown = [n for n in used.asked if n not in stage_values and n not in env]
+            if from_env:
+                refused.setdefault(index, []).append((line, (
+                    f"{shown} uses ${from_env[0]}, which ENV sets: BuildKit substitutes it and this plan does "
+                    f"not compute ENV values; fix: write the value, or declare it with ARG {from_env[0]}=<value>")))
+                return None
+            if unknown and external_root[index]:
+                refused.setdefault(index, []).append((line, (
+                    f"{shown} uses ${unknown[0]}, which this stage does not declare: BuildKit takes it from "
+                    "the base image's environment, which this plan cannot see; fix: declare it in the stage with "
+                    f"ARG {unknown[0]}=<value>, or write the value")))
+                return None
+            return value
+
         for inner in raw["commands"]:
             cmd = inner.cmd.upper()
             if cmd == "ARG":
@@ -360,6 +448,8 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
                         stage_values[arg] = expand(default, stage_values, inner.start_line, escape)
                     elif global_values.get(arg) is not None:
                         stage_values[arg] = global_values[arg]
+            elif cmd == "ENV":
+                env.update(inner.value[0::2])  # (name, value) pairs
             elif cmd in ("COPY", "ADD", "RUN"):
                 froms = []
                 if cmd in ("COPY", "ADD"):
@@ -374,26 +464,59 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
                                 if key.strip().lower() == "from":
                                     froms.append(("RUN --mount", val))
                 for instruction, from_written in froms:
-                    from_value = expand(from_written, stage_values, inner.start_line, escape)
-                    if from_value.isdigit() and int(from_value) < index:
+                    from_value = computed(from_written, inner.start_line,
+                                          f"{instruction}{'=' if instruction == 'COPY --from' else ' from='}"
+                                          f"{from_written}")
+                    if from_value is None:
+                        continue
+                    if not from_value:
+                        raise DockerfileProblem(f"{instruction}={from_written} expands to nothing (is its ARG unset?); "
+                                                "BuildKit refuses it: name a stage or an image", inner.start_line)
+                    if from_value.isdigit():
+                        if int(from_value) >= index:
+                            raise DockerfileProblem(f"{instruction}={from_written} names stage {from_value}, which is "
+                                                    "not defined before this one; BuildKit refuses it: name an earlier "
+                                                    "stage", inner.start_line)
                         depends.add(int(from_value))
                     elif from_value.lower() in names:
                         depends.add(names[from_value.lower()])
+                    elif from_value.lower() in later:
+                        raise DockerfileProblem(f"{instruction}={from_written} names the stage {from_value}, which is "
+                                                "defined later in the file; BuildKit refuses it: move that stage "
+                                                "before this one", inner.start_line)
                     elif from_value.lower() != SCRATCH:
                         refs.append(ExternalReference(inner.start_line, instruction, from_written, from_value,
                                                       platform))
                 if cmd == "ADD" and not inner.heredocs:
                     checksum = _flag(inner.flags, "checksum")
+                    found: list[RemoteSource] = []
                     for src in inner.value[:-1]:
-                        url = expand(src, stage_values, inner.start_line, escape)
+                        url = computed(src, inner.start_line, f"ADD {src}")
+                        if url is None:
+                            continue
                         if _is_git(url):
-                            sources.setdefault(index, []).append(RemoteSource(inner.start_line, "git", url, checksum))
+                            found.append(RemoteSource(inner.start_line, "git", url, checksum, src))
                         elif url.startswith(("http://", "https://")):
                             if checksum is not None and not _CHECKSUM.match(checksum):
                                 raise DockerfileProblem(f"ADD --checksum={checksum} is not sha256:<64 hex digits>",
                                                         inner.start_line)
-                            sources.setdefault(index, []).append(RemoteSource(inner.start_line, "http", url,
-                                                                              checksum))
+                            found.append(RemoteSource(inner.start_line, "http", url, checksum, src))
+                    if len(found) > 1:
+                        refused.setdefault(index, []).append((inner.start_line, (
+                            f"ADD {' '.join(s.shown for s in found)} names {len(found)} remote sources: acr-publish "
+                            "pins each with --checksum, which BuildKit takes for one source only; fix: one ADD per "
+                            "URL")))
+                        continue
+                    for source in found:
+                        if source.has_userinfo and not source.pinned:
+                            refused.setdefault(index, []).append((inner.start_line, (
+                                f"ADD {source.written} holds user info (user:password@) in its URL: acr-publish never "
+                                "fetches, records or shows a URL with credentials; fix: pin it with "
+                                "ADD --checksum=sha256:<digest> (git: a full commit after '#'), so that nothing is "
+                                "fetched at plan time, or set remoteInputs: ignore")))
+                            continue
+                        sources.setdefault(index, []).append(source)
+        env_names[index] = frozenset(env)
         end = raw_stages[index + 1]["from"].start_line - 1 if index + 1 < len(raw_stages) else len(lines)
         stage_text = "".join(lines[command.start_line - 1:end]).encode("utf-8", "surrogatepass")
         stages.append(Stage(index, name, command.start_line, parent, frozenset(depends), frozenset(declared),
@@ -427,4 +550,5 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
         references=tuple(r for i in order for r in references.get(i, [])),
         sources=tuple(s for i in order for s in sources.get(i, [])),
         prelude_flags=prelude_flags, text=text,
+        refused=tuple(r for i in order for r in refused.get(i, [])),
     )

@@ -9,7 +9,10 @@ stack published last as BuildKit's registry cache (`build.cacheFrom`).
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +21,7 @@ import pulumi
 import pulumi_docker as docker
 
 from buildcontext import ContextScan, history, stages
+from buildcontext.dockerignore import excludes_whole
 from buildcontext.printable import escaped
 from components import remote_inputs
 from components.platforms import history_name, index_tag
@@ -100,30 +104,62 @@ def _platform_dependent(data: bytes, image: ImageSettings, plan: stages.Dockerfi
                 found.append(f"line {a.line}: {a.instruction} {a.written} is pulled per platform")
         for a, b in zip(plan.sources, other.sources):
             if a.url != b.url:
-                found.append(f"line {a.line}: ADD {b.url} is another file per platform")
+                found.append(f"line {a.line}: ADD {b.shown} is another file per platform")
     return list(dict.fromkeys(found))
 
 
 def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.DockerfilePlan,
                   resolved: remote_inputs.ResolvedInputs) -> str | None:
     """Write the Dockerfile pinned to `resolved` next to the stack's other staged Dockerfiles; its project-relative
-    path, or None when nothing needs pinning. BuildKit reads `<Dockerfile>.dockerignore` before the context's
-    `.dockerignore`, so the configured Dockerfile's own ignore file is staged beside it."""
+    path, or None when nothing needs pinning. The path names its content (`<image>/<sha256 of the text and ignore
+    file, 16 hex>/Dockerfile`) and each file is written once, by rename of a complete temporary file: a plan made
+    meanwhile (a concurrent preview) writes its own directory and never changes the one this plan's build reads.
+    BuildKit reads `<Dockerfile>.dockerignore` before the context's `.dockerignore`, so the configured Dockerfile's
+    own ignore file is staged beside it."""
     if not resolved.digests and not resolved.checksums:
         return None
-    relative = f"{PINNED_DIR}/{settings.stack}/{image.name}/Dockerfile"
+    text = plan.pinned_text(resolved.digests, resolved.checksums).encode("utf-8")
+    own_ignore = settings.path(image.dockerfile + ".dockerignore")
+    ignore = own_ignore.read_bytes() if own_ignore.is_file() else None
+    name = hashlib.sha256(text + b"\0" + (b"-" if ignore is None else b"+" + ignore)).hexdigest()[:16]
+    relative = f"{PINNED_DIR}/{settings.stack}/{image.name}/{name}/Dockerfile"
     path = settings.path(relative)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = plan.pinned_text(resolved.digests, resolved.checksums)
-    if not path.exists() or path.read_text(encoding="utf-8", errors="replace") != text:
-        path.write_text(text, encoding="utf-8")
-    own_ignore = settings.path(image.dockerfile + ".dockerignore")
-    staged_ignore = Path(f"{path}.dockerignore")
-    if own_ignore.is_file():
-        staged_ignore.write_bytes(own_ignore.read_bytes())
-    elif staged_ignore.exists():
-        staged_ignore.unlink()
+    if ignore is not None:
+        _write_once(Path(f"{path}.dockerignore"), ignore)
+    _write_once(path, text)  # last: a Dockerfile present means its directory is complete
     return relative
+
+
+def _write_once(path: Path, data: bytes) -> None:
+    """`path` with `data`, unless it exists (its name is its content): written whole to a temporary file, then
+    renamed, so no reader ever sees part of it."""
+    if path.exists():
+        return
+    fd, temporary = tempfile.mkstemp(prefix=".staging-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _staged_dir_problem(settings: Settings, image: ImageSettings) -> str | None:
+    """The staged Dockerfiles' directory inside the image's context, and not excluded whole by the ignore file in
+    effect there: the build would send them (and the next run's tag would count them). Decided from the paths,
+    before anything is staged, so a first run is refused too."""
+    context = Path(os.path.realpath(settings.path(image.context)))
+    staged = Path(os.path.realpath(settings.path(PINNED_DIR.split("/")[0])))
+    if not staged.is_relative_to(context) or staged == context:
+        return None
+    inside = staged.relative_to(context).as_posix()
+    if excludes_whole(context, settings.path(image.dockerfile), inside):
+        return None
+    return (f"the context {image.context} holds {inside}/, where acr-publish stages the pinned Dockerfiles, and its "
+            f"ignore file does not exclude it, so the build would send them; add the line '{inside}/' to its "
+            ".dockerignore (with no '!' exception re-including anything in it)")
 
 
 def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
@@ -149,6 +185,10 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
         image_scans: dict[str, ContextScan] = {}
         for i, image in enumerate(settings.images):
             pair = (settings.path(image.context), settings.path(image.dockerfile))
+            staged_problem = _staged_dir_problem(settings, image)
+            if staged_problem is not None:
+                problems.append(f"acr-publish:images[{i}] ({image.name}): {staged_problem}")
+                continue
             try:
                 scan = scans.get(pair)
                 if scan is None:
@@ -197,14 +237,6 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
                                                   history_name(image.name, platform, bool(image.platforms))),
                                scan.state(image.build_args, image.target, platform, labels), scan.manifest)
             secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
-            staged_dir = settings.path(PINNED_DIR.split("/")[0])
-            if staged_dir.is_relative_to(pair_context := settings.path(image.context)):
-                inside = staged_dir.relative_to(pair_context).as_posix() + "/"
-                if any(rel.startswith(inside) for rel in scan.manifest()):
-                    problems.append(f"{label}: the context {image.context} would send {inside}, where acr-publish "
-                                    "stages the pinned Dockerfiles; add the line "
-                                    f"'{inside}' to its .dockerignore")
-                    continue
             staged = (_stage_pinned(settings, image, plan, remote)
                       if remote is not None and plan is not None and not problems else None)
             secret = secret_args | frozenset(report.off_chain_args)

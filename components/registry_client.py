@@ -973,7 +973,7 @@ class RegistryClient:
                 f"{self.unreachable_hint(host)}"
             )
         except requests.exceptions.ReadTimeout:
-            problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
+            problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub), left)
         except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
             first_bytes = _not_http(exc)
             cause = find_cause(exc, (socket.gaierror,))
@@ -991,7 +991,7 @@ class RegistryClient:
                     "check the host and port in acr-publish:registry.server"
                 )
             elif find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
-                problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
+                problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub), left)
             elif cause is not None or "NameResolutionError" in repr(exc):
                 reason = self.shown(str(cause or "name resolution failed"))
                 problem = f"cannot resolve host {self.shown(repr(host))} ({reason})"
@@ -1073,10 +1073,14 @@ class RegistryClient:
         adapter = self.session.get_adapter("https://")
         return adapter.trust_summary() if isinstance(adapter, TrustAdapter) else "the system CA store"
 
-    def _silent(self, hostport: str, method: str, path: str) -> str:
+    def _silent(self, hostport: str, method: str, path: str, waited: float | None = None) -> str:
+        """`waited`: the socket timeout that ran out, when that and not the deadline ended the exchange (the
+        message names the limit actually applied)."""
+        limit = (f"the {self.limit_name} of {self.budget:g}s" if waited is None or self._sockets.aborted
+                 or waited >= self.budget else f"{waited:.3g}s (the time limit of one exchange)")
         return (
-            f"{hostport} accepted the connection but did not answer {method} {path} within the "
-            f"{self.limit_name} of {self.budget:g}s; it may not be a registry (or not speak "
+            f"{hostport} accepted the connection but did not answer {method} {path} within "
+            f"{limit}; it may not be a registry (or not speak "
             f"{'plain HTTP' if self.endpoint.scheme == 'http' else 'HTTPS'}), or it is overloaded"
         )
 

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,9 +37,11 @@ from typing import Any
 
 import requests
 
+from buildcontext import stages
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
 from components.registry_client import (
-    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, excerpt_text, is_loopback, new_session, server_json,
+    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, _Sockets, excerpt_text, is_loopback, new_session,
+    server_json,
 )
 
 DOCKER_HUB = "docker.io"
@@ -196,9 +199,11 @@ def _platform_matches(entry: Any, wanted: str) -> bool:
 class ResolveFailure(Exception):
     """One reference or source could not be pinned: `what` happened, `kind` picks the fix."""
 
-    def __init__(self, what: str, kind: str) -> None:
+    def __init__(self, what: str, kind: str, source: str = "anonymous") -> None:
         super().__init__(what)
         self.kind = kind
+        self.source = source
+        """Whose credentials were sent (Credentials.source): the fix of a refused login names them."""
 
 
 def registry_client(host: str, stack: StackLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
@@ -243,52 +248,77 @@ def resolve_reference(reference: str, platform: str, stack: StackLogin | None, d
         kind = "absent" if err.kind == "absent" or err.status == 404 else err.kind
         if creds.source == "anonymous" and kind in ("auth", "forbidden"):
             kind = "login"
-        raise ResolveFailure(f"{err} (credentials: {creds.source})", kind) from None
+        raise ResolveFailure(f"{err} (credentials: {creds.source})", kind, creds.source) from None
     finally:
         if own_client:
             client.close()
 
 
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Given as `auth`, so requests takes no credentials from the URL's user info (nor from ~/.netrc)."""
+    request.headers.pop("Authorization", None)
+    return request
+
+
 def fetch_checksum(url: str, deadline: float) -> str:
-    """`sha256:` of what `url` serves, streamed, at most SOURCE_LIMIT bytes, no credentials sent anywhere."""
-    session = new_session()
+    """`sha256:` of what `url` serves, streamed, at most SOURCE_LIMIT bytes, no credentials sent anywhere (a URL or
+    a redirect naming user info is refused unfetched). The whole fetch ends by `deadline`: a watchdog shuts its
+    sockets down then, also in the middle of a read (a server sending a byte a second never holds it longer)."""
+    sockets = _Sockets()
+    session = new_session(sockets)  # no ~/.netrc (trust_env off)
+    budget = max(0.0, deadline - time.monotonic())
+    limit = f"the remote-input time limit of {budget:.0f}s"
+    watchdog = threading.Timer(budget, sockets.shut_all)
+    watchdog.daemon = True
+    watchdog.start()
     current = url
     try:
         for _ in range(MAX_REDIRECTS + 1):
+            if stages.has_userinfo(current):
+                raise ResolveFailure("it (or a redirect) names user info, and acr-publish sends no credentials to a "
+                                     "remote source", "protocol")
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ResolveFailure(f"the remote-input time limit of {BUDGET_S:g}s ran out", "unreachable")
+                raise ResolveFailure(f"{limit} ran out", "unreachable")
             host = requests.utils.urlparse(current).hostname or ""
             proxies = {} if is_loopback(host) else requests.utils.get_environ_proxies(current)
+            wait = min(left, TIMEOUT_S)
             try:
-                response = session.get(current, stream=True, allow_redirects=False, proxies=proxies,
-                                       timeout=(min(left, TIMEOUT_S), min(left, TIMEOUT_S)))
+                response = session.get(current, stream=True, allow_redirects=False, proxies=proxies, auth=_no_auth,
+                                       timeout=(wait, wait))
+                with response:
+                    if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                        current = requests.compat.urljoin(current, response.headers["Location"])
+                        if not current.startswith(("http://", "https://")):
+                            raise ResolveFailure("it redirects to a location that is not http(s)", "protocol")
+                        continue
+                    if response.status_code != 200:
+                        raise ResolveFailure(f"the server answered {response.status_code}", "absent"
+                                             if response.status_code == 404 else "protocol")
+                    digest = hashlib.sha256()
+                    size = 0
+                    for chunk in response.iter_content(1 << 20):
+                        size += len(chunk)
+                        if size > SOURCE_LIMIT:
+                            raise ResolveFailure(f"it is larger than {SOURCE_LIMIT} bytes, the most hashed at plan "
+                                                 "time", "large")
+                        digest.update(chunk)
+                    if sockets.aborted:  # cut off at the deadline: what was read is not the whole file
+                        raise ResolveFailure(f"{limit} ran out while it was read", "unreachable")
+                    return f"sha256:{digest.hexdigest()}"
             except requests.exceptions.RequestException as exc:
-                raise ResolveFailure(f"cannot fetch it: {excerpt_text(type(exc).__name__ + ': ' + str(exc))}",
-                                     "unreachable") from None
-            with response:
-                if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    current = requests.compat.urljoin(current, response.headers["Location"])
-                    if not current.startswith(("http://", "https://")):
-                        raise ResolveFailure("it redirects to a location that is not http(s)", "protocol")
-                    continue
-                if response.status_code != 200:
-                    raise ResolveFailure(f"the server answered {response.status_code}", "absent"
-                                         if response.status_code == 404 else "protocol")
-                digest = hashlib.sha256()
-                size = 0
-                for chunk in response.iter_content(1 << 20):
-                    size += len(chunk)
-                    if size > SOURCE_LIMIT:
-                        raise ResolveFailure(f"it is larger than {SOURCE_LIMIT} bytes, the most hashed at plan time",
-                                             "large")
-                    digest.update(chunk)
-                    if time.monotonic() > deadline:
-                        raise ResolveFailure(f"the remote-input time limit of {BUDGET_S:g}s ran out", "unreachable")
-                return f"sha256:{digest.hexdigest()}"
+                if sockets.aborted:
+                    raise ResolveFailure(f"{limit} ran out while it was fetched", "unreachable") from None
+                if isinstance(exc, requests.exceptions.Timeout):
+                    raise ResolveFailure(f"the server sent nothing for {wait:.0f}s (the limit of one read)",
+                                         "unreachable") from None
+                reason = excerpt_text(type(exc).__name__ + ": " + str(exc))
+                raise ResolveFailure(f"cannot fetch it: {reason}", "unreachable") from None
         raise ResolveFailure(f"it redirects more than {MAX_REDIRECTS} times", "protocol")
     finally:
+        watchdog.cancel()
         session.close()
+        sockets.close()
 
 
 @dataclass
@@ -349,13 +379,13 @@ def pinned_problems(image: ImageInputs) -> list[str]:
         if not source.pinned:
             fix = ("ADD --checksum=sha256:<digest of the file>" if source.kind == "http"
                    else "name a full commit hash after '#' (e.g. #<40 hex digits>)")
-            problems.append(f"{_where(image, source.line)}: ADD {source.url} is not pinned, and remoteInputs is "
+            problems.append(f"{_where(image, source.line)}: ADD {source.shown} is not pinned, and remoteInputs is "
                             f"pinned; fix: {fix}, or set remoteInputs: resolve")
     return problems
 
 
 def unpinned_git_warnings(image: ImageInputs) -> list[str]:
-    return [f"{_where(image, s.line)}: ADD {s.url} names no full commit hash, so the content tag does not cover what "
+    return [f"{_where(image, s.line)}: ADD {s.shown} names no full commit hash, so the content tag does not cover what "
             "it fetches (a moved branch or tag never rebuilds); name a commit after '#'"
             for s in image.plan.sources if s.kind == "git" and not s.pinned]
 
@@ -370,6 +400,8 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Call
     wanted_refs: dict[tuple[str, str], None] = {}
     wanted_urls: dict[str, None] = {}
     for image in images:
+        # What the plan cannot compute as BuildKit would (buildcontext/stages.py): never asked for, never guessed.
+        problems += [f"{_where(image, line)}: {problem}" for line, problem in image.plan.refused]
         if image.mode == "pinned":
             problems += pinned_problems(image)
             continue
@@ -432,7 +464,7 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Call
                 except ResolveFailure as failure:
                     where = locate(ref.reference)
                     fix = _FIXES.get(failure.kind, _DEFAULT_FIX).format(
-                        host=where.shown_host, server=server, source="the Docker config")
+                        host=where.shown_host, server=server, source=failure.source)
                     problems.append(f"{_where(image, ref.line)}: {ref.instruction} {ref.reference} (host "
                                     f"{where.shown_host}) cannot be resolved for {ref.platform}: {failure}; fix: {fix}")
                     continue
@@ -453,7 +485,7 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Call
                 except ResolveFailure as failure:
                     host = requests.utils.urlparse(source.url).hostname or "?"
                     fix = _SOURCE_FIXES.get(failure.kind, _DEFAULT_SOURCE_FIX)
-                    problems.append(f"{_where(image, source.line)}: ADD {source.url} (host {host}) cannot be "
+                    problems.append(f"{_where(image, source.line)}: ADD {source.shown} (host {host}) cannot be "
                                     f"hashed: {failure}; fix: {fix}")
                     continue
                 labels[source.label] = checksum

@@ -372,13 +372,13 @@ def test_a_refused_platforms_image_asks_no_registry_or_server(preflight_calls, r
     root = project_copy(tmp_path)
     (root / "ctx").mkdir()
     (root / "ctx" / "Dockerfile").write_text(
-        "FROM busybox:1.36\nADD http://127.0.0.1:9/tool-${TARGETARCH}.bin /tool\n")
+        "FROM busybox:1.36\nARG TARGETARCH\nADD http://127.0.0.1:9/tool-${TARGETARCH}.bin /tool\n")
     with pytest.raises(Exception) as err:  # the copy's own BuildPlanError class: the program runs from the copy
         run_stack("local", overrides(**{"images": [{"name": "web", "context": "ctx", "platforms": TWO}]}),
                   project_root=root)
     assert type(err.value).__name__ == "BuildPlanError"
     assert "line 1: FROM busybox:1.36 is pulled per platform" in str(err.value)
-    assert "line 2: ADD http://127.0.0.1:9/tool-arm64.bin is another file per platform" in str(err.value)
+    assert "line 3: ADD http://127.0.0.1:9/tool-arm64.bin is another file per platform" in str(err.value)
     assert remote_calls.references == [] and remote_calls.urls == []
 
 

@@ -136,13 +136,16 @@ def test_a_remote_add_source_enters_the_tag(remote_calls, preflight_calls, proje
     url = "https://files.example.invalid/tool.tgz"
     (project / "app" / "Dockerfile").write_text(
         (project / "app" / "Dockerfile").read_text().replace("WORKDIR /srv\n", f"WORKDIR /srv\nADD {url} /tool\n"))
-    tags = []
+    tags, staged = [], []
     for content in ("a", "b"):
         remote_calls.checksums[url] = "sha256:" + content * 64
-        tags.append(run_stack("local", NO_PREFLIGHT, project_root=project).outputs["images"]["web"]["tag"])
+        run = run_stack("local", NO_PREFLIGHT, project_root=project)
+        tags.append(run.outputs["images"]["web"]["tag"])
+        staged.append(run.by_name("web-image").inputs["build"]["dockerfile"])
     assert tags[0] != tags[1] and remote_calls.urls == [url, url], "once per run, shared by web and worker"
-    staged = (project / ".acr-publish" / "pinned" / "local" / "web" / "Dockerfile").read_text()
-    assert f"ADD --checksum=sha256:{'b' * 64} {url} /tool\n" in staged
+    assert staged[0] != staged[1], "each plan's pins in their own file: the first plan's build still reads its own"
+    for content, path in zip("ab", staged):
+        assert f"ADD --checksum=sha256:{content * 64} {url} /tool\n" in (project / path).read_text()
 
 
 # ---------------------------------------------------------------- the Dockerfile plan
