@@ -6,6 +6,7 @@ here; tests/e2e/test_remote_inputs.py makes them for real against `docker-regist
 from __future__ import annotations
 
 import base64
+import os
 import json
 import shutil
 from pathlib import Path
@@ -185,3 +186,160 @@ def test_scratch_stage_references_and_pinned_references():
                      "linux/amd64")
     assert [(r.reference, r.pinned) for r in plan.references] == [(f"x@{digest}", True)]
     assert plan.chain == (2, 0)
+
+
+# ---------------------------------------------------------------- what the plan cannot compute is refused
+
+def _refused(text: str, platform: str = "linux/amd64") -> list[tuple[int, str]]:
+    return list(read_plan(text.encode(), {}, None, platform).refused)
+
+
+def test_a_source_from_env_or_the_base_images_environment_is_refused_never_guessed():
+    """BuildKit substitutes ENV (of the stage and its FROM parents) and the base image's environment into ADD; the
+    plan computes neither, so such a source is refused with its line, never fetched with an empty value."""
+    whole = read_plan(b"FROM scratch\nENV U=http://127.0.0.1:9/f\nADD $U /f\n", {}, None, "linux/amd64")
+    assert whole.sources == () and whole.refused[0][0] == 3
+    assert "ADD $U uses $U, which ENV sets" in whole.refused[0][1] and "fix: write the value" in whole.refused[0][1]
+    [(line, problem)] = _refused("FROM scratch AS a\nENV V=1.2\nFROM a\nADD http://127.0.0.1:9/f-$V /f\n")
+    assert line == 4 and "uses $V, which ENV sets" in problem, "ENV of a FROM parent reaches the child too"
+    [(line, problem)] = _refused("FROM busybox\nADD http://127.0.0.1:9/f-${VERSION} /f\n")
+    assert line == 2 and "does not declare" in problem and "ARG VERSION=<value>" in problem
+    plan = read_plan(b"FROM busybox\nARG VERSION=2\nADD http://127.0.0.1:9/f-${VERSION} /f\n", {}, None,
+                     "linux/amd64")
+    assert plan.refused == () and [s.url for s in plan.sources] == ["http://127.0.0.1:9/f-2"]
+    [(line, problem)] = _refused("FROM scratch\nENV S=x\nCOPY --from=$S /a /a\n")
+    assert line == 3 and "COPY --from=$S uses $S" in problem
+
+
+def test_platform_args_reach_a_stage_only_when_it_declares_them():
+    undeclared = read_plan(b"FROM scratch\nADD http://127.0.0.1:9/t-$TARGETARCH /t\n", {}, None, "linux/arm64")
+    assert [s.url for s in undeclared.sources] == ["http://127.0.0.1:9/t-"], "BuildKit: empty when not declared"
+    declared = read_plan(b"FROM scratch\nARG TARGETARCH\nADD http://127.0.0.1:9/t-$TARGETARCH /t\n", {}, None,
+                         "linux/arm64")
+    assert [s.url for s in declared.sources] == ["http://127.0.0.1:9/t-arm64"]
+
+
+def test_several_remote_sources_in_one_add_are_refused():
+    [(line, problem)] = _refused("FROM scratch\nADD http://127.0.0.1:9/a http://127.0.0.1:9/b /d/\n")
+    assert line == 2 and "2 remote sources" in problem and "fix: one ADD per URL" in problem
+
+
+@pytest.mark.parametrize("text", [
+    "FROM busybox AS a\nCOPY --from=later /x /x\nFROM busybox AS later\n",
+    "FROM scratch\nCOPY --from=$UNSET /x /x\n",
+    "FROM scratch\nCOPY --from=1 /x /x\nFROM scratch\n",
+])
+def test_copy_from_a_later_stage_or_nothing_is_refused_without_a_request(text, remote_calls, project):
+    with pytest.raises(DockerfileProblem) as err:
+        read_plan(text.encode(), {}, "a" if "AS a" in text else None, "linux/amd64")
+    assert err.value.line == 2 and "BuildKit refuses it" in str(err.value)
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text(text)
+    with pytest.raises(Exception) as raised:
+        run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [
+            {"name": "web", "context": "ctx", **({"target": "a"} if "AS a" in text else {})}]}, project_root=project)
+    assert type(raised.value).__name__ == "BuildPlanError" and "line 2" in str(raised.value)
+    assert remote_calls.references == [], "nothing is looked up on Docker Hub"
+
+
+# ---------------------------------------------------------------- credentials in a source URL
+
+TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+FETCH_STAGE = ("FROM scratch AS fetch\nARG GITHUB_TOKEN\n{add} /tool\n"
+               "FROM scratch\nCOPY --from=fetch /tool /tool\n")
+
+
+def _files_holding(root: Path, secret: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("add", [
+    "ADD http://x:${GITHUB_TOKEN}@127.0.0.1:9/tool",
+    "ADD https://x:${GITHUB_TOKEN}@git.example.invalid/org/tool.git#main",
+])
+def test_a_source_url_with_user_info_is_refused_unfetched_and_never_shown(add, remote_calls, project, tmp_path):
+    """A credential build arg the stage guard allows (only a builder stage declares it) substituted into a URL:
+    never fetched, and neither the message, the warnings nor any file written holds it."""
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text(FETCH_STAGE.format(add=add))
+    warnings: list[str] = []
+    with pytest.raises(Exception) as err:
+        run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [
+            {"name": "web", "context": "ctx", "buildArgs": {"GITHUB_TOKEN": TOKEN}}]}, project_root=project,
+            warnings=warnings)
+    msg = str(err.value)
+    assert f"ctx/Dockerfile line 3: {add} holds user info" in msg, msg
+    assert "pin it with ADD --checksum=sha256:<digest>" in msg and "remoteInputs: ignore" in msg
+    assert TOKEN not in msg + "".join(warnings)
+    assert remote_calls.urls == []
+    assert _files_holding(project, TOKEN) == [] and _files_holding(tmp_path, TOKEN) == []
+
+
+def test_a_pinned_source_with_user_info_is_labelled_without_it(remote_calls, project, tmp_path):
+    checksum = "sha256:" + "d" * 64
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text(FETCH_STAGE.format(
+        add=f"ADD --checksum={checksum} http://x:${{GITHUB_TOKEN}}@127.0.0.1:9/tool"))
+    run = run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [
+        {"name": "web", "context": "ctx", "buildArgs": {"GITHUB_TOKEN": TOKEN}}]}, project_root=project)
+    assert run.outputs["images"]["web"]["tag"] and remote_calls.urls == []
+    plan = read_plan((project / "ctx" / "Dockerfile").read_bytes(), {"GITHUB_TOKEN": TOKEN}, None, "linux/amd64")
+    assert [s.label for s in plan.sources] == ["ADD http://127.0.0.1:9/tool"]
+    cache = Path(os.environ["XDG_CACHE_HOME"])
+    assert _files_holding(project, TOKEN) == [] and _files_holding(cache, TOKEN) == []
+
+
+# ---------------------------------------------------------------- where the pinned Dockerfile is staged
+
+def _root_context_settings(root: Path):
+    from components.settings import ImageSettings, RegistrySettings, Settings
+
+    img = ImageSettings(name="web", context=".", dockerfile="Dockerfile")
+    return Settings(stack="s", region=None, registry=RegistrySettings(edition="local", namespace=None,
+                                                                        server="127.0.0.1:1"),
+                    images=(img,), protect=False, retain_on_delete=False, preflight=False, project_root=root)
+
+
+def test_a_context_holding_the_staging_directory_is_refused_on_the_first_run(remote_calls, tmp_path, monkeypatch):
+    """Decided from the paths: on the first run `.acr-publish/` does not exist yet, and the build would send it."""
+    from components import image as image_module
+
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "Dockerfile").write_text("FROM scratch\nADD http://127.0.0.1:9/tool /tool\n")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(_root_context_settings(root))
+    assert ("acr-publish:images[0] (web): the context . holds .acr-publish/, where acr-publish stages the pinned "
+            "Dockerfiles") in str(err.value)
+    assert "add the line '.acr-publish/' to its .dockerignore" in str(err.value)
+    assert not (root / ".acr-publish").exists()
+    (root / ".dockerignore").write_text(".acr-publish/\n!.acr-publish/keep\n")
+    with pytest.raises(image_module.BuildPlanError):
+        image_module.plan_builds(_root_context_settings(root)), "an exception re-includes part of it"
+    (root / ".dockerignore").write_text(".acr-publish/\n")
+    plan = image_module.plan_builds(_root_context_settings(root))["web"]
+    assert (root / plan.dockerfile).is_file()
+
+
+def test_a_second_plan_never_rewrites_the_first_plans_staged_dockerfile(remote_calls, tmp_path, monkeypatch):
+    from components import image as image_module
+
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "p"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "Dockerfile").write_text("FROM scratch\nADD http://127.0.0.1:9/tool /tool\n")
+    (root / "app" / "Dockerfile.dockerignore").write_text("*.tmp\n")
+    settings = _root_context_settings(root)
+    settings = type(settings)(**{**settings.__dict__, "images": (type(settings.images[0])(
+        name="web", context="app", dockerfile="app/Dockerfile"),)})
+    remote_calls.checksums["http://127.0.0.1:9/tool"] = "sha256:" + "a" * 64
+    first = image_module.plan_builds(settings)["web"]
+    staged = (root / first.dockerfile).read_bytes()
+    remote_calls.checksums["http://127.0.0.1:9/tool"] = "sha256:" + "b" * 64
+    second = image_module.plan_builds(settings)["web"]  # a concurrent preview between the first plan and its build
+    assert second.dockerfile != first.dockerfile and second.tag != first.tag
+    assert (root / first.dockerfile).read_bytes() == staged and b"a" * 64 in staged
+    assert (root / (first.dockerfile + ".dockerignore")).read_text() == "*.tmp\n"
+    assert image_module.plan_builds(settings)["web"].dockerfile == second.dockerfile, "same content, same path"
+    assert not [p for p in (root / ".acr-publish").rglob(".staging-*")], "no temporary file left behind"
