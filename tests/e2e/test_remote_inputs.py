@@ -12,8 +12,10 @@ import hashlib
 import http.server
 import json
 import secrets
+import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,8 +25,9 @@ import pytest
 from buildcontext import ContextScan, history
 from cli import explain
 from components import image as image_module
+from components import remote_inputs
 from components.registry import RegistryLogin
-from components.registry_client import OCI_INDEX, OCI_MANIFEST, RegistryClient
+from components.registry_client import OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError
 from components.settings import ImageSettings, RegistrySettings, Settings
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.conftest import DOCKER_CLI
@@ -290,3 +293,161 @@ def test_a_base_that_cannot_be_resolved_fails_the_plan_with_line_reference_host_
     assert ("does not exist" in msg and "check the reference for a typo" in msg if case == "absent"
             else "refused" in msg and "pin the digest" in msg and "mirror the base" in msg), msg
     assert not (root / ".acr-publish").exists(), "nothing staged for a failed plan"
+
+
+class _Recording(http.server.BaseHTTPRequestHandler):
+    """Serves `body` (or a redirect to `redirect`), dripping a byte per `drip` seconds when set; records each
+    request's path and Authorization header."""
+
+    protocol_version = "HTTP/1.1"
+    body = b"one\n"
+    redirect: str | None = None
+    drip = 0.0
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).seen.append((self.path, self.headers.get("Authorization")))
+        if self.redirect:
+            self.send_response(302)
+            self.send_header("Location", self.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body) if not self.drip else 10_000_000))
+        self.end_headers()
+        if not self.drip:
+            self.wfile.write(self.body)
+            return
+        try:
+            for _ in range(120):  # bounded: at most two minutes of drip
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(self.drip)
+        except OSError:
+            pass
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_server() -> Iterator[tuple[str, type[_Recording]]]:
+    handler = type("Recording", (_Recording,), {"seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_remote_source_is_fetched_without_any_credential(tmp_path, recording_server, monkeypatch):
+    """Neither ~/.netrc nor user info in the URL or in a redirect's Location reaches an ADD host."""
+    base, handler = recording_server
+    host_port = base.removeprefix("http://")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login netrcuser password netrcPASSWORD1\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert remote_inputs.fetch_checksum(f"{base}/f", time.monotonic() + 30) == \
+        "sha256:" + hashlib.sha256(b"one\n").hexdigest()
+    assert handler.seen == [("/f", None)]
+    with pytest.raises(remote_inputs.ResolveFailure) as err:
+        remote_inputs.fetch_checksum(f"http://u:s3cretTOKEN@{host_port}/f", time.monotonic() + 30)
+    assert "s3cretTOKEN" not in str(err.value) and len(handler.seen) == 1, "user info: refused, not fetched"
+    handler.redirect = f"http://u:s3cretTOKEN@{host_port}/final"
+    with pytest.raises(remote_inputs.ResolveFailure) as err:
+        remote_inputs.fetch_checksum(f"{base}/moved", time.monotonic() + 30)
+    assert "user info" in str(err.value) and "s3cretTOKEN" not in str(err.value)
+    assert [path for path, _ in handler.seen] == ["/f", "/moved"], "the redirect with user info is not followed"
+
+
+def test_a_dripping_source_is_cut_off_at_the_deadline(recording_server):
+    """A byte a second keeps each read within its socket timeout: only the deadline's watchdog ends the fetch."""
+    base, handler = recording_server
+    handler.drip = 0.5
+    outcome: list[BaseException | str] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(remote_inputs.fetch_checksum(f"{base}/big", time.monotonic() + 3))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    thread.join(40)  # generous: turns a hang into a failure
+    assert not thread.is_alive(), "the fetch outlived its deadline"
+    [failure] = outcome
+    assert isinstance(failure, remote_inputs.ResolveFailure) and failure.kind == "unreachable"
+    assert "the remote-input time limit of 3s ran out" in str(failure), failure
+
+
+def test_a_silent_registry_is_reported_with_the_limit_that_ended_it():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    accepted: list[socket.socket] = []
+    thread = threading.Thread(target=lambda: [accepted.append(listener.accept()[0]) for _ in range(2)], daemon=True)
+    thread.start()
+    server = f"127.0.0.1:{listener.getsockname()[1]}"
+    client = RegistryClient(server, None, None, allow_plain_http=True, timeout=1.0, deadline=time.monotonic() + 60,
+                            limit_name="remote-input time limit", anonymous=True)
+    try:
+        with pytest.raises(RegistryError) as err:
+            client.login(prove=False)
+    finally:
+        client.close()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert "did not answer GET /v2/ within 1s (the time limit of one exchange)" in str(err.value), err.value
+    assert "60s" not in str(err.value)
+
+
+def test_a_refused_stack_login_names_the_stacks_login_in_its_fix(tmp_path, registry_factory, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    own = registry_factory(auth="htpasswd")
+    login = RegistryLogin(own.server, own.username, "wrong-password-9", allow_plain_http=True)
+    root = make_project(tmp_path / "p", f"FROM {own.server}/mirror/busybox:1\nCOPY hello.txt /\n")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root, server=own.server), login)
+    msg = str(err.value)
+    assert "credentials: the stack's login" in msg and f"check the credentials for {own.server} (the stack's login)" \
+        in msg, msg
+    assert "Docker config" not in msg, msg
+
+
+def _buildkit_fetches(root: Path, handler: type[_Recording], platform: str = "linux/arm64") -> list[str]:
+    """The paths the real BuildKit asks the server for when it builds app/Dockerfile (FROM scratch)."""
+    handler.seen.clear()
+    subprocess.run([DOCKER_CLI, "buildx", "build", "--platform", platform, "-f", str(root / "app" / "Dockerfile"),
+                    "--no-cache", "--output", "type=tar,dest=/dev/null", str(root / "app")],
+                   check=True, capture_output=True, timeout=300)
+    return sorted({path for path, _ in handler.seen})
+
+
+def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_server, monkeypatch):
+    """Platform ARGs reach a stage only when it declares them, as in BuildKit; a URL BuildKit builds from ENV is
+    refused with its line, never fetched with the variable empty."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base, handler = recording_server
+    tag = secrets.token_hex(4)
+    for n, declare in enumerate(("", "ARG TARGETARCH\n")):
+        root = make_project(tmp_path / f"p{n}", f"FROM scratch\n{declare}ADD {base}/t-{tag}-$TARGETARCH /t\n")
+        built = _buildkit_fetches(root, handler)
+        handler.seen.clear()
+        image_module.plan_builds(settings_for(root, platform="linux/arm64"))
+        assert sorted({p for p, _ in handler.seen}) == built == [f"/t-{tag}-{'arm64' if declare else ''}"]
+    for n, text in enumerate((f"FROM scratch\nENV V={tag}\nADD {base}/e-$V /e\n",
+                              f"FROM scratch\nENV U={base}/u-{tag}\nADD $U /u\n")):
+        root = make_project(tmp_path / f"e{n}", text)
+        built = _buildkit_fetches(root, handler)
+        assert tag in built[0], "BuildKit substitutes ENV"
+        handler.seen.clear()
+        with pytest.raises(image_module.BuildPlanError) as err:
+            image_module.plan_builds(settings_for(root))
+        assert "app/Dockerfile line 3: ADD" in str(err.value) and "which ENV sets" in str(err.value)
+        assert handler.seen == []
