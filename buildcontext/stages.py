@@ -5,8 +5,10 @@ Read with BuildKit's own parser (the `dockerfile` package, as components/docker_
 follows BuildKit's rules for the forms it documents (`$A`, `${A}`, `${A:-w}`, `${A-w}`, `${A:+w}`, `${A+w}`):
 a FROM line sees the global ARGs (declared before the first FROM; a build arg overrides a declared default) and
 the platform ARGs BuildKit predefines (TARGETPLATFORM/OS/ARCH/VARIANT from the image's platform, BUILDPLATFORM from
-this machine); other instructions see the ARGs their stage declares. A form this module cannot expand is refused
-with its line, never guessed.
+this machine); other instructions see only the ARGs their stage declares (platform ARGs too). A form this module
+cannot expand is refused with its line, never guessed; a remote input whose value it cannot compute as BuildKit
+does (a variable from ENV or from the base image's environment, several remote sources in one ADD) or whose URL
+holds user info is left out of the plan and listed in `refused`.
 
 Stages the target needs, as BuildKit computes them: the target (or the last stage), its FROM parent, the stages
 named by `COPY --from` and `RUN --mount=...,from=`, transitively; no other stage is resolved or built. The FROM

@@ -13,7 +13,8 @@ are reached through the project's registry client (components/registry_client.py
 and credential rules). Credentials per host: the stack's own login for the stack's registry host (and only there);
 for any other host the user's Docker config (`auths`, or a credential helper from `credHelpers` / `credsStore`),
 else anonymous (Basic with nothing, or a Bearer token asked without credentials). A remote ADD source is fetched
-without any credential, streamed and bounded by `SOURCE_LIMIT` bytes, following at most `MAX_REDIRECTS` redirects.
+without any credential (a URL or redirect with user info is refused unfetched), streamed and bounded by
+`SOURCE_LIMIT` bytes and by the run's deadline, following at most `MAX_REDIRECTS` redirects.
 
 The result per image, `ResolvedInputs`, names each input by label (`FROM <ref>`, with `(<platform>)` when not the
 image's; `ADD <url>`) with its digest; that mapping is part of the content tag (buildcontext/digest.py), and
