@@ -13,7 +13,7 @@ import pulumi
 
 from components.builders import BuilderError, builder_for, builder_providers, check_builders
 from components.copy import CopyError
-from components.errors import reported_to_engine
+from components.errors import leave_quietly_on_interrupt, reported_to_engine
 from components.image import BuildPlanError, PublishedImage, PublishedImageArgs, layer_cache, plan_builds
 from components.image_index import MultiPlatformImage, MultiPlatformImageArgs, builds_needed
 from components.preflight import PreflightError
@@ -107,3 +107,4 @@ pulumi.export(
         for name, img in images.items()
     },
 )
+leave_quietly_on_interrupt()

@@ -189,3 +189,15 @@ def test_the_engine_connects_to_nothing_but_loopback(
         assert outside == [], f"pulumi {' '.join(args)} connected outside loopback:\n" + "\n".join(outside[:5])
         assert not [line for line in inet if "htons(53)" in line], "a DNS lookup was attempted"
     assert any("127.0.0.1" in line for line in calls), "the trace saw none of up's loopback connections"
+
+
+def test_an_image_that_needs_a_build_stops_at_the_missing_docker_provider_without_a_traceback(
+        workspace: Workspace, registry: RegistryServer, base_image: str):
+    """Nothing published yet: the program declares the docker.Image, and the engine, which has no docker provider
+    here (docs/engine.md), stops the run with its plugin message; the program leaves without a traceback."""
+    stack = workspace.new_stack(stack_config(registry, base_image))
+    workspace.set_secret(stack, PASSWORD_KEY, registry.password)
+    outcome, _ = workspace.up(stack)
+    assert outcome.returncode != 0
+    assert "no resource plugin 'pulumi-resource-docker' found" in outcome.text, outcome.text[-3000:]
+    assert "Traceback" not in outcome.text and "KeyboardInterrupt" not in outcome.text, outcome.text[-3000:]
