@@ -66,7 +66,4 @@ def leave_quietly_on_interrupt() -> None:
         sys.stderr.flush()
         os._exit(128 + signum)
 
-    # Only in the process the language host started (its executor script is the program's argv[0]); a test running
-    # the program in its own process keeps its own Ctrl-C.
-    if os.path.basename(sys.argv[0]) == "pulumi-language-python-exec":
-        signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGINT, leave)
