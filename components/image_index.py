@@ -23,7 +23,6 @@ text (as `Promotion`'s CopyError); the message is the last line and holds no cre
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -130,7 +129,7 @@ def write_index(server: str, username: str | None, password: str | None, plain_h
 
 def _same_children(content: bytes, entries: list[Child]) -> bool:
     try:
-        listed = listed_children(json.loads(content))
+        listed = listed_children(server_json(content))
     except ValueError:
         return False
     if listed is None:

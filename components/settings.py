@@ -30,6 +30,7 @@ from components.docker_rules import (
     PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_parts, platform_problem, server_problem,
 )
 from components.errors import engine_class
+from components.registry_client import ENCODED_FORMS_MAX
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -79,9 +80,10 @@ PASSWORD_LENGTHS = (8, 32)
 LOCAL_PASSWORD_MIN = 4
 """The local edition's shortest password: components/registry_client.py's MIN_SCRUB_LEN, below which the scrubber
 masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
-LOCAL_PASSWORD_MAX = 1024
-"""The local edition's (and sourcePassword's) longest password: the registry's htpasswd login (bcrypt) reads only its
-first 72 bytes anyway, and the scrubber builds its masks per character, so a bound keeps them small."""
+LOCAL_PASSWORD_MAX = ENCODED_FORMS_MAX
+"""The local edition's (and sourcePassword's) longest password: the longest secret whose every encoded echo
+(percent-encoded, HTML- or JSON-escaped, base64) the scrubber masks (components/registry_client.py
+ENCODED_FORMS_MAX); the registry's htpasswd login (bcrypt) reads only its first 72 bytes anyway."""
 
 
 def local_password_problem(key: str, length: int, fix: str) -> str | None:

@@ -73,7 +73,7 @@ def config_problems(values: dict) -> list[str]:
 
 def test_one_build_per_platform_and_an_index_under_the_image_tag(preflight_calls):
     run = run_stack("local", overrides())
-    built = run.of_type(IMAGE)
+    built = sorted(run.of_type(IMAGE), key=lambda r: r.name)  # registered concurrently: in no fixed order
     assert [r.inputs["build"]["platform"] for r in built] == TWO, [r.urn for r in built]
     assert [r.name for r in built] == ["web-linux-amd64-image", "web-linux-arm64-image"]
     out = run.outputs["images"]["web"]
@@ -409,3 +409,14 @@ def test_a_builder_url_password_is_never_shown(host):
     problems = config_problems(overrides(builders={"linux/arm64": host}))
     assert problems and not any(secret in p for p in problems for secret in ("pa/ss", "p@ss", "se/cret", "ss@")), \
         problems
+
+
+def test_deeply_nested_json_from_a_registry_or_the_docker_config_is_no_recursion_error(tmp_path, monkeypatch):
+    from components.image_index import _same_children
+    from components.remote_inputs import _docker_config
+
+    nested = b"[" * 1100 + b"]" * 1100
+    assert _same_children(nested, []) is False
+    (tmp_path / "config.json").write_bytes(nested)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert _docker_config() == {}
