@@ -10,6 +10,7 @@ import dataclasses
 
 import pulumi
 
+from components.audit import AuditFailure
 from components.copy import CopyError
 from components.errors import reported_to_engine
 from components.image import BuildPlanError, PublishedImage, PublishedImageArgs, layer_cache, plan_builds
@@ -25,7 +26,7 @@ from components.settings import load_settings, registry_password_value, source_p
 
 # Every error raised for bad input or a failed check reaches the engine as a pulumi.RunError (components/errors.py),
 # which it prints without a traceback.
-with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryLookupError, CopyError, PromotionError):
+with reported_to_engine(AuditFailure, BuildPlanError, PreflightError, RegistryError, RegistryLookupError, CopyError, PromotionError):
     settings, _ = load_settings()
     login = registry_login(settings, registry_password_value())
     if settings.promotion is not None:
@@ -67,17 +68,20 @@ with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryL
                     repository_resource=registry.repositories.get(name),
                     published_digest=published.get(name),
                     last_published=last_published,
+                    audit_login=login,
                 ),
             )
             for name, plan in plans.items()
         }
     else:
+        audit_of = {repo.name: repo.audit for repo in source.repositories}
         images = {
             image.name: PromotedImage(
                 image.name,
                 PromotedImageArgs(source=image, source_login=source_registry, target=login,
                                   repository_path=paths[image.name],
-                                  repository_resource=registry.repositories.get(image.name)),
+                                  repository_resource=registry.repositories.get(image.name),
+                                  audit=audit_of[image.name]),
             )
             for image in source.images
         }
@@ -87,7 +91,8 @@ pulumi.export("registryInstance", registry_instance(settings))
 pulumi.export(
     "images",
     {
-        name: {"repository": img.repository, "tag": img.tag, "imageName": img.image_name, "ref": img.ref}
+        name: {"repository": img.repository, "tag": img.tag, "imageName": img.image_name, "ref": img.ref,
+               "audit": img.audit.summary}
         for name, img in images.items()
     },
 )

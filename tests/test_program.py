@@ -39,7 +39,7 @@ def test_stack_exports_digest_pinned_refs_and_no_secret(stack, preflight_calls):
     images = run.outputs["images"]
     assert images, f"{stack}: no image exported"
     for name, out in images.items():
-        assert set(out) == {"repository", "tag", "imageName", "ref"}
+        assert set(out) == {"repository", "tag", "imageName", "ref", "audit"}
         assert out["repository"].startswith(run.outputs["registry"] + "/"), out
         assert out["repository"].endswith("/" + name)
         assert out["imageName"] == f"{out['repository']}:{out['tag']}"
@@ -69,7 +69,7 @@ def test_local_stack_declares_no_alicloud_resource_or_provider(preflight_calls):
     run = run_stack("local")
     assert not [r.urn for r in run.resources if r.type.startswith(("alicloud:", "pulumi:providers:alicloud"))]
     assert not [t for t, _ in run.invokes if t.startswith("alicloud:")]
-    assert {r.type for r in run.resources} == {COMPONENT_REGISTRY, COMPONENT_IMAGE, IMAGE}
+    assert {r.type for r in run.resources} == {COMPONENT_REGISTRY, COMPONENT_IMAGE, IMAGE, AUDIT}
     assert run.outputs["registry"] == "127.0.0.1:5000"
     assert run.outputs["images"]["web"]["repository"] == "127.0.0.1:5000/demo/web"
     assert len(run.of_type(IMAGE)) == 2, "the local stack publishes web and worker"
@@ -275,12 +275,14 @@ def _shape(run) -> set[tuple[str, str, str]]:
     return {(r.type, r.name, names.get(r.parent, "<stack>")) for r in run.resources}
 
 
+AUDIT = "pulumi-python:dynamic/acr-publish:ImageAudit"
+_AUDITS = {(AUDIT, f"{n}-audit", n) for n in ("web", "worker")}
 _IMAGES = {(COMPONENT_IMAGE, n, "<stack>") for n in ("web", "worker")} | {(IMAGE, f"{n}-image", n)
-                                                                          for n in ("web", "worker")}
+                                                                          for n in ("web", "worker")} | _AUDITS
 _ENTERPRISE = _IMAGES | {(COMPONENT_REGISTRY, "registry", "<stack>"), (EE_NS, "registry-namespace", "registry"),
                          (EE_REPO, "registry-web-repo", "registry"), (EE_REPO, "registry-worker-repo", "registry")}
 _PROMOTIONS = {(PROMOTED_IMAGE, n, "<stack>") for n in ("web", "worker")} | {(PROMOTION, f"{n}-promote", n)
-                                                                              for n in ("web", "worker")}
+                                                                              for n in ("web", "worker")} | _AUDITS
 _ENTERPRISE_PROMOTING = (_ENTERPRISE - _IMAGES) | _PROMOTIONS
 EXPECTED_SHAPE = {
     "local": _IMAGES | {(COMPONENT_REGISTRY, "registry", "<stack>")},
@@ -290,7 +292,7 @@ EXPECTED_SHAPE = {
     "prod": _ENTERPRISE_PROMOTING,
     "personal-example": {(COMPONENT_REGISTRY, "registry", "<stack>"), (CR_NS, "registry-namespace", "registry"),
                          (CR_REPO, "registry-web-repo", "registry"), (COMPONENT_IMAGE, "web", "<stack>"),
-                         (IMAGE, "web-image", "web")},
+                         (IMAGE, "web-image", "web"), (AUDIT, "web-audit", "web")},
 }
 
 
