@@ -322,3 +322,32 @@ def test_personal_example_is_retained_not_protected(preflight_calls):
     run = run_stack("personal-example")
     cloud = [r for r in run.resources if r.type.startswith("alicloud:")]
     assert cloud and all(r.retain_on_delete and not r.protect for r in cloud)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_image_gets_an_audit_of_its_published_digest_with_a_secret_login(stack, preflight_calls):
+    from components.settings import load_stack_file
+
+    settings = load_stack_file(stack)
+    run = run_stack(stack)
+    audits = run.of_type(AUDIT)
+    assert {a.name for a in audits} == {f"{n}-audit" for n in run.outputs["images"]}, stack
+    for audit in audits:
+        name = audit.name.removesuffix("-audit")
+        out = run.outputs["images"][name]
+        assert audit.parent == run.by_name(name).urn, audit.urn
+        assert audit.inputs["digest"] == out["ref"].rsplit("@", 1)[1], audit.urn
+        assert f"{run.outputs['registry']}/{audit.inputs['repository']}" == out["repository"], audit.urn
+        assert "auth" in audit.secret_inputs and "auth" in audit.additional_secret_outputs, audit.urn
+        configured = {i.name: i.audit for i in (settings.images or settings.promoted_images)}
+        expected = configured.get(name)
+        fail = expected.fail_on_sensitive if expected is not None else stack.startswith("prod")
+        assert audit.inputs["settings"]["failOnSensitive"] is fail, audit.urn
+        assert "audit" in out, f"{stack}/{name}: the audit summary is exported beside ref"
+
+
+def test_a_promotion_carries_the_stacks_allowed_sensitive_paths(preflight_calls):
+    images = [{"name": "web", "audit": {"allowSensitive": ["etc/ssl/private/snakeoil.key"]}}, {"name": "worker"}]
+    run = run_stack("local-release", {"acr-publish:images": images})
+    allow = {p.name: p.inputs["auditAllow"] for p in run.of_type(PROMOTION)}
+    assert allow == {"web-promote": ["etc/ssl/private/snakeoil.key"], "worker-promote": []}
