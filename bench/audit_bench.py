@@ -7,7 +7,7 @@ Run from the project root:  ./venv/bin/python bench/audit_bench.py [--repeats 3]
   (tests/e2e/registry.py); the image stays in the local engine for dive.
 * each repeat runs, alternately, `python -m cli.audit <ref> --json` (reading the layers from the registry) and
   `CI=true dive <image> --json <file>` (dive v0.13.1 from scripts/install-dive.sh, reading the image from the local
-  engine, its default source), each as a child process whose wall time and peak RSS (`wait4`'s ru_maxrss) are
+  engine, its default source), each as a child process whose wall time and peak RSS (GNU time's %M) are
   measured. Reported: the medians, the ratio audit time / dive time (target: at most 0.5) and the audit's peak RSS
   (target: at most 64 MiB) with dive's beside it.
 * `--big-gib N`: also an image of N GiB (5 layers of level-1 gzip of seeded pseudo-random bytes, pushed with the
@@ -45,19 +45,22 @@ TIME_TARGET = 0.5
 RSS_TARGET_MIB = 64
 
 
-def measured(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit status) of one child process."""
+def measured(command: list[str], env: dict[str, str], work: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit status) of one child process, through GNU time (Debian package `time`).
+
+    Not `os.wait4` on a child of this script: Linux carries the parent's RSS high-water mark at fork into the
+    child's ru_maxrss across exec, so every child would report at least this script's own RSS. GNU time is a small
+    C program whose child starts from its few hundred KiB."""
+    report = work / "time.out"
     start = time.monotonic()
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *command], cwd=ROOT, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    if os.environ.get("BENCH_DEBUG"):
-        print(command, proc.returncode, err[-500:])
+    err = proc.stderr.decode(errors="replace")
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{command[0]} failed ({proc.returncode}): {err[-2000:]}")
-    return elapsed, usage.ru_maxrss / 1024, proc.returncode
+    peak_kib = int(report.read_text().strip().splitlines()[-1])
+    return elapsed, peak_kib / 1024, proc.returncode
 
 
 def build_image(registry: RegistryServer, work: Path, layers: int, layer_mib: int) -> str:
@@ -152,7 +155,7 @@ def main() -> None:
             runs: dict[str, list[tuple[float, float]]] = {"audit": [], "dive": []}
             for i in range(opts.repeats):
                 for side, command in (("audit", audit_cmd), ("dive", dive_cmd)):
-                    seconds, rss, _status = measured(command, env)
+                    seconds, rss, _status = measured(command, env, work)
                     runs[side].append((seconds, rss))
                     print(f"  repeat {i + 1} {side:5}: {seconds:7.2f} s  peak RSS {rss:7.1f} MiB", flush=True)
             audit_t = statistics.median(t for t, _ in runs["audit"])
@@ -166,7 +169,7 @@ def main() -> None:
             if opts.big_gib:
                 big = push_big_image(registry, opts.big_gib)
                 seconds, rss, _ = measured([sys.executable, "-m", "cli.audit", big, "--json", "--username", USER],
-                                           env)
+                                           env, work)
                 print(f"{opts.big_gib} GiB image: cli.audit {seconds:.2f} s, peak RSS {rss:.1f} MiB")
             subprocess.run([DOCKER, "image", "rm", "-f", image], capture_output=True, timeout=120)
 

@@ -24,6 +24,8 @@ An index is audited per platform (attestation manifests, `unknown/unknown`, are 
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -35,6 +37,9 @@ from imageaudit.tarscan import DEFAULT_MAX_ENTRIES, TarEntry, TarError, entries,
 CONFIG_LIMIT = 8 << 20
 """Bytes read of an image config (history and all): far beyond any real one, small enough to hold."""
 SCHEMA_VERSION = 1
+LAYER_WORKERS = 2
+"""Layers read at once: two keep both cores of a small runner busy (zlib and hashlib release the GIL), and memory
+stays two layers' buffers."""
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -323,6 +328,19 @@ def _descriptor(entry: Any, what: str, where: str) -> tuple[str, int, str]:
     return digest, size, str(media)
 
 
+@dataclass
+class _LayerScan:
+    """What one layer's tar holds, as a worker read it; applied to the file system in layer order."""
+
+    found: dict[str, TarEntry] = field(default_factory=dict)
+    whiteouts: list[str] = field(default_factory=list)
+    opaques: list[str] = field(default_factory=list)
+    repeated: list[tuple[str, TarEntry]] = field(default_factory=list)
+    """(path, earlier entry) for a path the tar lists twice."""
+    refused: list = field(default_factory=list)
+    """The guard's findings among the layer's files."""
+
+
 class Auditor:
     """Audits images of one registry through one client."""
 
@@ -334,8 +352,20 @@ class Auditor:
         self.max_entries = max_entries
         self.read_bytes = 0
         self.total_bytes = 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._workers: list[RegistryClient] = []
 
     def audit(self, repository: str, reference: str) -> ImageAudit:
+        try:
+            return self._audit(repository, reference)
+        finally:
+            for client in self._workers:
+                client.close()
+            self._workers.clear()
+            self._local = threading.local()
+
+    def _audit(self, repository: str, reference: str) -> ImageAudit:
         where = f"{self.client.server}/{repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
         try:
             manifest = self.client.get_manifest(repository, reference)
@@ -400,7 +430,7 @@ class Auditor:
             layer = Layer(index=i, digest=digest, media_type=media, compressed_bytes=size,
                           instruction=instructions[i])
             audit.layers.append(layer)
-            self._layer(repository, layer, fs, audit, f"{where} layer {i} ({digest[:19]})")
+        self._layers(repository, audit.layers, fs, audit, where)
         audit.wasted_bytes = fs.finish(audit.layers)
         audit.hidden = sorted(fs.hidden, key=lambda h: (-h.size, h.path, h.layer))
         audit.file_bytes = sum(layer.file_bytes for layer in audit.layers)
@@ -409,22 +439,39 @@ class Auditor:
             s.hidden = (s.path, s.layer) in hidden_copies
         return audit
 
-    def _layer(self, repository: str, layer: Layer, fs: _FileSystem, audit: PlatformAudit, where: str) -> None:
-        blob = self.client.get_blob(repository, layer.digest)
+    def _worker_client(self) -> RegistryClient:
+        """This thread's own client (a requests session is not shared across threads), logged in as the main one."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            c = self.client
+            client = self._local.client = RegistryClient(c.server, c.username, c.password,
+                                                         allow_plain_http=c.allow_plain_http, timeout=c.timeout,
+                                                         label=c.label, limit_name=c.limit_name)
+            with self._lock:
+                self._workers.append(client)
+        return client
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.read_bytes += n
+            done = self.read_bytes
+        if self.progress is not None:
+            self.progress(done, self.total_bytes)
+
+    def _scan(self, repository: str, layer: Layer, where: str) -> _LayerScan:
+        """Read one layer's tar once (in a worker thread): its entries, whiteouts and sensitive findings."""
+        blob = self._worker_client().get_blob(repository, layer.digest)
 
         def counted():
             for piece in blob:
-                self.read_bytes += len(piece)
-                if self.progress is not None:
-                    self.progress(self.read_bytes, self.total_bytes)
+                self._count(len(piece))
                 yield piece
 
         chunks = counted()
         stream = LayerStream(chunks, layer.media_type, layer.compressed_bytes, where,
                              max_layer_bytes=self.max_layer_bytes)
-        found: dict[str, TarEntry] = {}
-        whiteouts: list[str] = []
-        opaques: list[str] = []
+        result = _LayerScan()
+        found = result.found
         scans: dict[str, _SensitiveScan] = {}
         candidates: list[tuple[str, str, int]] = []
 
@@ -438,15 +485,16 @@ class Auditor:
                 layer.entries += 1
                 head, _, base_name = entry.name.rpartition("/")
                 if base_name == OPAQUE:
-                    opaques.append(head)
+                    result.opaques.append(head)
                     continue
                 if base_name.startswith(WHITEOUT):
-                    whiteouts.append(f"{head}/{base_name[len(WHITEOUT):]}" if head else base_name[len(WHITEOUT):])
+                    result.whiteouts.append(f"{head}/{base_name[len(WHITEOUT):]}" if head
+                                            else base_name[len(WHITEOUT):])
                     continue
                 if not entry.name:
                     continue  # the root directory itself
                 if entry.name in found:
-                    fs.same_layer_overwrite(entry.name, found[entry.name], layer.index)
+                    result.repeated.append((entry.name, found[entry.name]))
                 found[entry.name] = entry
                 layer.file_bytes += entry.size
                 if entry.kind in ("file", "symlink"):
@@ -457,8 +505,27 @@ class Auditor:
         finally:
             chunks.close()
         layer.tar_bytes = stream.out_bytes
-        refused, _ = sensitive.findings(candidates)
-        for finding in refused:
-            audit.sensitive.append(Sensitive(finding.path, layer.index, layer.digest, layer.instruction,
-                                             finding.reason, False))
-        fs.apply(layer, found, whiteouts, opaques)
+        result.refused, _ = sensitive.findings(candidates)
+        return result
+
+    def _layers(self, repository: str, layers: list[Layer], fs: _FileSystem, audit: PlatformAudit,
+                where: str) -> None:
+        """Scan the layers LAYER_WORKERS at a time (inflating and hashing release the GIL), apply them in order."""
+        pool = ThreadPoolExecutor(max_workers=LAYER_WORKERS)
+        try:
+            futures = [pool.submit(self._scan, repository, layer,
+                                   f"{where} layer {layer.index} ({layer.digest[:19]})") for layer in layers]
+            for layer, future in zip(layers, futures):
+                scan = future.result()
+                for path, old in scan.repeated:
+                    fs.same_layer_overwrite(path, old, layer.index)
+                for finding in scan.refused:
+                    audit.sensitive.append(Sensitive(finding.path, layer.index, layer.digest, layer.instruction,
+                                                     finding.reason, False))
+                fs.apply(layer, scan.found, scan.whiteouts, scan.opaques)
+        except BaseException:
+            for client in list(self._workers):
+                client.abort()  # the other worker stops reading at once
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
