@@ -27,7 +27,6 @@ import time
 from typing import Any
 
 from components.registry_client import RegistryClient, excerpt_text, is_loopback, parse_server
-from components.settings import PROJECT_ROOT, ConfigError, load_stack_file
 from imageaudit import AuditError, Auditor, ImageAudit
 from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES
 
@@ -139,8 +138,12 @@ def render(report: ImageAudit) -> str:
 
 def _stack_target(stack: str, image: str) -> tuple[str, str, str, str | None, Any]:
     from buildcontext import history
+    from components.settings import PROJECT_ROOT, ConfigError, load_stack_file
 
-    settings = load_stack_file(stack, PROJECT_ROOT)
+    try:
+        settings = load_stack_file(stack, PROJECT_ROOT)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
     reg = settings.registry
     if reg.edition != "local":
         raise UsageError(f"stack {stack!r} publishes to an {reg.edition} registry whose host comes from the cloud "
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 repository, reference)
         finally:
             client.close()
-    except (UsageError, ConfigError) as err:
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except AuditError as err:
