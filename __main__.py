@@ -10,7 +10,6 @@ import dataclasses
 
 import pulumi
 
-from components.audit import AuditFailure
 from components.copy import CopyError
 from components.errors import reported_to_engine
 from components.image import BuildPlanError, PublishedImage, PublishedImageArgs, layer_cache, plan_builds
@@ -26,7 +25,7 @@ from components.settings import load_settings, registry_password_value, source_p
 
 # Every error raised for bad input or a failed check reaches the engine as a pulumi.RunError (components/errors.py),
 # which it prints without a traceback.
-with reported_to_engine(AuditFailure, BuildPlanError, PreflightError, RegistryError, RegistryLookupError, CopyError, PromotionError):
+with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryLookupError, CopyError, PromotionError):
     settings, _ = load_settings()
     login = registry_login(settings, registry_password_value())
     if settings.promotion is not None:
