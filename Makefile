@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 
-.PHONY: up test venv
+.PHONY: up test venv engine
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,4 +19,11 @@ up: venv
 
 # Tests. Under CI=true the tests that need Docker fail (instead of skipping) when no engine answers.
 test: venv
+	@if command -v go >/dev/null 2>&1; then bash tools/pulumi-engine/build.sh; \
+	else echo "no Go toolchain: the engine e2e tests skip (under CI=true they fail); see docs/engine.md"; fi
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The Pulumi engine (CLI, Python language host, dynamic-provider script) built from pinned Go modules into
+# .pulumi-cli/bin; does nothing when it is already built from the same pins (docs/engine.md).
+engine:
+	bash tools/pulumi-engine/build.sh

@@ -16,6 +16,8 @@ fi
 command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 # skopeo: the baseline of bench/promote_bench.py (and its smoke run in tests/e2e/test_promote.py).
 command -v skopeo >/dev/null 2>&1 || need_pkgs+=(skopeo)
+# strace: tests/e2e/test_engine_publish.py traces the engine's connections.
+command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
 [ -x /bin/busybox ] && busybox --list 2>/dev/null | grep -qx sh && dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -23,11 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from buildcontext import digest as encoding, memo, sensitive
+from buildcontext import digest as encoding, files, memo, sensitive
 from buildcontext.digest import DEFAULT_PLATFORM, content_tag
-from buildcontext.dockerignore import walk_context, ignore_file_for
-from buildcontext.hashing import hash_files, settled
+from buildcontext.dockerignore import excludes_whole, ignore_file_for, walk_context
+from buildcontext.hashing import ContextChanged, hash_files, settled
 from buildcontext.history import BuildState
+from buildcontext.printable import escaped
 from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, StatCache, Summary, fingerprint,
                                make_entry, parse_entry)
 from buildcontext.sensitive import Finding, SensitiveFilesError
@@ -72,6 +73,60 @@ def _special(st: os.stat_result) -> tuple[str, str] | None:
     return None
 
 
+SCAN_ATTEMPTS = 5
+"""Scans of a context that changes while it is read (files created and deleted by editors, watchers, test runs)
+before the scan gives up with one message."""
+# What reading a path the walk listed gives once it is gone or of another kind: no such file, a file where a
+# directory was, a symlink met by O_NOFOLLOW, readlink of what is no longer a link.
+_CHANGED = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EINVAL})
+
+
+class ScanInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a scan, said in one line (str of it); still a KeyboardInterrupt."""
+
+
+class ContextReadError(ValueError):
+    """The build context cannot be read (a permission, a context that keeps changing, a missing Dockerfile): one
+    message, which the program reports as a build-plan problem of the image."""
+
+
+def _shown_path(path: object) -> str:
+    return escaped(os.fsdecode(path)) if isinstance(path, (str, bytes)) else "a path"
+
+
+def _unreadable(exc: OSError) -> str:
+    """One line for an error reading the context; the walk and the hashing phrase their own (rel, rule, fix)."""
+    if isinstance(exc, PermissionError) and exc.filename and exc.strerror and "build context" in exc.strerror:
+        return escaped(exc.strerror)
+    return (f"cannot read {_shown_path(exc.filename)} in the build context ({exc.strerror or type(exc).__name__}); "
+            "Docker cannot send it either: fix its permissions or exclude it in .dockerignore")
+
+
+class CacheInContextError(ValueError):
+    """The engine's own files would land inside a build context the ignore file does not exclude them from."""
+
+
+def _refuse_own_files_inside(context: Path, dockerfile: Path | str | None) -> None:
+    """Nothing the engine writes may become a build input: its stat cache and explain history change on every run
+    that plans something new, so inside a context the build sends they would change the context's digest, and the
+    tag, on every run. Refused before anything is read or written, unless the ignore file in effect excludes the
+    whole directory they are written to (then Docker never sends them, and the walk never sees them)."""
+    rel = files.written_inside(context)
+    if rel is None or (rel and excludes_whole(context, dockerfile, rel)):
+        return
+    fix = f"set {files.CACHE_DIR_ENV} to a directory outside every build context"
+    if rel:
+        existing = ignore_file_for(context, dockerfile)
+        ignore = escaped(str(existing if existing is not None else Path(context) / ".dockerignore"))
+        fix += (f", or add the line {sensitive.dockerignore_escape(rel)} to {ignore} (with no '!' exception "
+                "re-including anything in it)")
+    raise CacheInContextError(
+        f"{files.cache_dir_setting()} is inside the build context {escaped(str(context))}"
+        + (f" (at {escaped(rel)})" if rel else "")
+        + ", and the build would send it: acr-publish writes its stat cache and explain history there, so every run would "
+        f"change the files the build sends, and the tag; {fix}")
+
+
 def _too_long(path: Path | str, what: str) -> ValueError:
     shown = str(path) if len(str(path)) <= 120 else str(path)[:120] + "..."
     return ValueError(f"{what} {shown!r} is invalid: a path component is longer than 255 bytes, or the path longer "
@@ -82,12 +137,31 @@ class ContextScan:
     """One walk of a build context for one Dockerfile, shared by every image built from that pair."""
 
     def __init__(self, context: Path | str, dockerfile: Path | str | None = None, *, cache: bool = True) -> None:
-        try:
-            self._scan(context, dockerfile, cache)
-        except OSError as exc:
-            if exc.errno == errno.ENAMETOOLONG:
-                raise _too_long(exc.filename or context, "a path in the build context") from None
-            raise
+        changed = ""
+        for _attempt in range(SCAN_ATTEMPTS):
+            try:
+                self._scan(context, dockerfile, cache)
+                return
+            except ContextChanged as exc:
+                changed = str(exc)
+            except KeyboardInterrupt:
+                # The hashing pool stopped at its next read (hashing.hash_files); nothing was written, so the
+                # stat cache holds what the last finished scan stored.
+                raise ScanInterrupted(
+                    f"interrupted (Ctrl-C) while reading the build context {escaped(str(context))}; nothing was "
+                    "written, the stat cache keeps what earlier runs stored") from None
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    raise _too_long(exc.filename or context, "a path in the build context") from None
+                if exc.errno not in _CHANGED:
+                    raise ContextReadError(_unreadable(exc)) from None
+                # Listed by the walk, gone (or of another kind) a moment later: an editor's swap file, a test
+                # run's temporaries. A new scan sees the context as it is now.
+                changed = f"{_shown_path(exc.filename)} disappeared or was replaced while it was read"
+        raise ContextReadError(
+            f"the build context {escaped(str(context))} kept changing while it was read ({SCAN_ATTEMPTS} scans; the "
+            f"last: {changed}): run again once nothing writes to it, or exclude the paths that change (temporary "
+            "files, caches) in its .dockerignore")
 
     def _scan(self, context: Path | str, dockerfile: Path | str | None, cache: bool) -> None:
         self.context = Path(os.path.abspath(context))
@@ -96,6 +170,8 @@ class ContextScan:
         self._saved = False
         trust_before_ns = time.time_ns() - memo.RACY_WINDOW_NS  # looked up per scan: tests shorten it
         df = self.dockerfile
+        if cache:
+            _refuse_own_files_inside(self.context, dockerfile)
         store = StatCache.load(self.context, df) if cache else StatCache.disabled(self.context, df)
         self._store = store
 
@@ -105,7 +181,7 @@ class ContextScan:
             df_real = Path(os.path.realpath(df))
             df_st = os.lstat(df_real)
         except FileNotFoundError:
-            raise FileNotFoundError(
+            raise ContextReadError(
                 f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
                 f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
         if not stat_module.S_ISREG(df_st.st_mode):

@@ -78,6 +78,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from buildcontext.printable import escaped
+
 import re2
 
 __all__ = [
@@ -778,8 +780,8 @@ def excerpt(text: str, limit: int = 60) -> str:
     """A short, escaped excerpt of `text` for a message (its repr, cut after `limit` characters): a line from a
     file can be long or hold control characters, and a message shows neither whole."""
     if len(text) <= limit:
-        return ascii(text)
-    return f"{ascii(text[:limit])}... ({len(text):,} characters)"
+        return f"'{escaped(text)}'"
+    return f"'{escaped(text[:limit])}'... ({len(text):,} characters)"
 
 
 def _file_kind(mode: int) -> str:
@@ -855,7 +857,24 @@ def read_patterns(context: Path, dockerfile: Path | str | None = None) -> list[s
     # encoder replaces every byte that is not valid UTF-8 with U+FFFD (oracle-verified: a pattern
     # with a Latin-1 byte never matches the file it names, but matches a name holding U+FFFD).
     text = _UNDECODABLE_BYTE.sub("\ufffd", data.decode("utf-8", errors="surrogateescape"))
-    return parse_ignore_file(text)
+    patterns = parse_ignore_file(text)
+    for pattern in patterns:
+        _check_sendable(pattern, path)
+    return patterns
+
+
+def _check_sendable(pattern: str, path: Path) -> None:
+    """Refuse what Docker refuses: the patterns travel to BuildKit in a gRPC header, sent as they are when all
+    ASCII (percent-encoded otherwise), and gRPC rejects a header value with an ASCII control character, so a
+    pattern holding a tab, CR, NUL, ESC or DEL (and no non-ASCII character) fails the build ("header key
+    \"exclude-patterns\" contains value with non-printable ASCII characters"; oracle-verified on Docker 26,
+    tests/e2e/test_context_oracle.py)."""
+    if pattern.isascii() and not all(" " <= ch < "\x7f" for ch in pattern):
+        bad = next(ch for ch in pattern if not " " <= ch < "\x7f")
+        raise ValueError(
+            f"the ignore file {escaped(str(path))!r} has the pattern {excerpt(pattern)} holding the control character "
+            f"{ascii(bad)}: Docker refuses a build context whose ignore patterns hold one (non-printable ASCII "
+            "characters in the exclude-patterns header); remove it, or write ? where a file name holds it")
 
 
 class ContextEntry(NamedTuple):
@@ -957,6 +976,21 @@ def _walk_filtered(root: str, matcher: PatternMatcher, dirs: list[str] | None) -
             continue
         frame.sent = True
         yield ContextEntry(rel, entry.path, entry.stat(follow_symlinks=False))
+
+
+def excludes_whole(context: Path, dockerfile: Path | str | None, directory: str) -> bool:
+    """Whether the ignore file in effect keeps the directory `directory` (relative POSIX path) and everything that
+    may ever be below it out of the build: the walk would prune it or one of its parents (excluded, and no
+    exception could re-include anything inside), whatever files appear there later."""
+    matcher = PatternMatcher(read_patterns(context, dockerfile))
+    info = MatchInfo()
+    path = ""
+    for name in directory.split("/"):
+        path = f"{path}/{name}" if path else name
+        excluded, info = matcher.matches_using_parent_results(path, info)
+        if excluded and not matcher.may_reinclude_below(path):
+            return True
+    return False
 
 
 def context_files(context: Path, dockerfile: Path | str | None = None) -> list[str]:

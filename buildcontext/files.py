@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -21,10 +22,15 @@ from pathlib import Path
 
 import platformdirs
 
+from buildcontext.printable import escaped
+
 CACHE_DIR_ENV = "ACR_PUBLISH_CACHE_DIR"
 TEMPORARY_PREFIX = ".tmp-"
 STALE_TEMPORARY_SECONDS = 600
 SWEEP_LIMIT = 10_000
+STORES = ("contexts", "history")
+"""The directories under the cache directory that hold the stat cache (buildcontext/memo.py) and the explain
+history (buildcontext/history.py)."""
 _swept: set[str] = set()  # directories this process has swept on read
 _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -35,6 +41,58 @@ def cache_dir() -> Path:
     if override:
         return Path(override)
     return Path(platformdirs.user_cache_dir("acr-publish"))
+
+
+def cache_dir_setting() -> str:
+    """The cache directory as messages name it: the variable that set it and its value (escaped), or that it is
+    the default."""
+    shown = escaped(str(cache_dir()))
+    if os.environ.get(CACHE_DIR_ENV):
+        return f"{CACHE_DIR_ENV}={shown}"
+    if os.environ.get("XDG_CACHE_HOME", "").strip():
+        return f"XDG_CACHE_HOME ({shown})"  # platformdirs puts the cache in $XDG_CACHE_HOME/acr-publish
+    return f"the default cache directory ({shown})"
+
+
+def cache_dir_problem() -> str | None:
+    """Why the cache directory can never hold the engine's files (it is a file, a symlink loop or a dangling
+    link, or lies below a file), or None. A directory that does not exist yet is fine (the first write creates
+    it); one that cannot be written is not judged here (the write warns and the run goes on without it)."""
+    path = cache_dir()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            return None
+        what = "is a symlink to nothing"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            what = "is a symlink loop"
+        elif exc.errno == errno.ENOTDIR:
+            what = "lies below something that is not a directory"
+        else:
+            return None
+    else:
+        if stat.S_ISDIR(st.st_mode):
+            return None
+        what = "is a file, not a directory"
+    return (f"{cache_dir_setting()} {what}: acr-publish keeps its stat cache and explain history in that directory; "
+            f"point {CACHE_DIR_ENV} at a directory (or remove what is in its place)")
+
+
+def written_inside(directory: Path) -> str | None:
+    """Where, relative to `directory` (a POSIX path, "" for `directory` itself), the engine writes its files when
+    it writes any inside it: the cache directory, or, for a directory within the cache directory, the store
+    directory holding it; None when nothing the engine writes lands inside `directory`. Symlinks are resolved on
+    both sides, as the kernel resolves them when the files are written."""
+    real = os.path.realpath(directory)
+    cache = os.path.realpath(cache_dir())
+    for written in (cache, *(os.path.join(cache, store) for store in STORES)):
+        if written == real:
+            return ""
+        if written.startswith(real.rstrip("/") + "/"):
+            return Path(os.path.relpath(written, real)).as_posix()
+    return None
 
 
 class UnusableFile(Exception):

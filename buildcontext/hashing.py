@@ -7,6 +7,7 @@ Only regular files get here: the scan never opens a fifo, socket or device node.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -51,6 +52,15 @@ class Hashed:
     trusted: bool
 
 
+# What opening a path the walk listed gives once it is gone, or replaced by a symlink (O_NOFOLLOW) or by a file
+# where a directory was.
+_GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+
+class ContextChanged(ValueError):
+    """A file of the build context changed kind or disappeared between the walk and its read."""
+
+
 def _open(path: Path | str, rel: str) -> int:
     try:
         fd = os.open(path, _O_READ)
@@ -58,14 +68,13 @@ def _open(path: Path | str, rel: str) -> int:
         raise PermissionError(
             exc.errno, f"cannot read {rel!r} in the build context ({exc.strerror}); Docker cannot send it "
             "either: fix its permissions or exclude it in .dockerignore", str(path)) from exc
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            exc.errno, f"{rel!r} disappeared from the build context while it was being hashed; "
-            "run again once nothing writes to the context", str(path)) from exc
+    except OSError as exc:
+        if exc.errno in _GONE:
+            raise ContextChanged(f"{rel!r} disappeared or was replaced while it was being hashed") from None
+        raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise ValueError(f"{rel!r} in the build context stopped being a regular file while it was being hashed; "
-                         "run again once nothing writes to the context")
+        raise ContextChanged(f"{rel!r} stopped being a regular file while it was being hashed")
     return fd
 
 
@@ -109,8 +118,10 @@ def _buffer() -> memoryview:
     return buf
 
 
-def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool) -> tuple[bytes, int, int]:
-    """(sha256 digest, bytes read, content flags) of one chunk of a large file."""
+def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool,
+                stop: threading.Event) -> tuple[bytes, int, int]:
+    """(sha256 digest, bytes read, content flags) of one chunk of a large file; cut short (a result nobody reads)
+    once `stop` is set."""
     fd = _open(path, rel)
     try:
         h = hashlib.sha256()
@@ -119,7 +130,7 @@ def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool) -> tu
         name = rel.rsplit("/", 1)[-1]
         tail = os.pread(fd, sensitive.SCAN_OVERLAP, max(0, start - sensitive.SCAN_OVERLAP)) if scan and start else b""
         size = os.fstat(fd).st_size if scan else 0
-        while pos < end:
+        while pos < end and not stop.is_set():
             n = os.preadv(fd, [buf[: min(READ_SIZE, end - pos)]], pos)
             if n == 0:
                 break
@@ -163,8 +174,13 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
     if batch:
         batches.append(batch)
 
+    # Set when the caller stops waiting (Ctrl-C, or a file that changed): every running task ends at its next
+    # read of at most READ_SIZE bytes and queued ones never start, so an interrupt ends the scan within moments
+    # instead of after every queued byte of a large context was hashed.
+    stop = threading.Event()
+
     def run_batch(items: list[tuple[str, Path, os.stat_result]]) -> list[tuple[str, Hashed]]:
-        return [(rel, _hash_whole(rel, path, st, trust_before_ns)) for rel, path, st in items]
+        return [(rel, _hash_whole(rel, path, st, trust_before_ns)) for rel, path, st in items if not stop.is_set()]
 
     tasks = len(batches) + sum(-(-st.st_size // TREE_CHUNK) for _, _, st, _ in large)
     workers = min(_workers(), tasks)
@@ -173,12 +189,13 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
             results.update(run_batch(b))
         return results
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="context-hash") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="context-hash")
+    try:
         # Large files first: their chunks are the long tasks, batches fill the gaps.
         chunk_futures = []
         for rel, path, st, scan in large:
             key = os.lstat(path)
-            futures = [pool.submit(_hash_range, rel, path, off, TREE_CHUNK, scan)
+            futures = [pool.submit(_hash_range, rel, path, off, TREE_CHUNK, scan, stop)
                        for off in range(0, st.st_size, TREE_CHUNK)]
             chunk_futures.append((rel, path, st, key, futures))
         batch_futures = [pool.submit(run_batch, b) for b in batches]
@@ -194,6 +211,11 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
             results[rel] = Hashed(tree_value([d for d, _, _ in parts]), size, flags, key, trusted)
         for f in batch_futures:
             results.update(f.result())
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results
 
 

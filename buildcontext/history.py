@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from buildcontext.files import CACHE_DIR_ENV, UnusableFile, cache_dir, read_regular, write_atomic
+from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_dir_problem, read_regular,
+                               write_atomic)
 from buildcontext.memo import code_version
 
 _MAGIC = b"acr-publish-history"
@@ -102,8 +103,14 @@ def load(key: HistoryKey) -> Record | None:
     try:
         raw = read_regular(path, MAX_BYTES)
     except UnusableFile as exc:
+        problem = cache_dir_problem()  # then no history file can exist: deleting one is no fix
+        if problem is not None:
+            raise HistoryError(problem) from None
         raise HistoryError(f"the history file {path} is {exc}; delete it (the next plan records a new one)") from None
     if raw is None:
+        problem = cache_dir_problem()  # a dangling link in place of the directory: no plan could record one
+        if problem is not None:
+            raise HistoryError(problem)
         return None
     header, sep, body = raw.partition(b"\n")
     parts = header.split(b" ")

@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from buildcontext import digest, sensitive
-from buildcontext.files import CACHE_DIR_ENV, UnusableFile, cache_dir, read_regular, write_atomic
+from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_dir_problem, read_regular,
+                               write_atomic)
+from buildcontext.printable import escaped
 
 _MAGIC = b"acr-publish-memo"
 # Coarser than any file system we expect (FAT: 2 s, ext3/HFS+: 1 s; the kernel's coarse clock that
@@ -281,8 +283,9 @@ class StatCache:
         try:
             write_atomic(self.path, header + body)
         except OSError as exc:
-            warnings.warn(f"acr-publish: cannot write the stat cache {self.path} ({exc}); the next run "
-                          f"re-reads every file. Set {CACHE_DIR_ENV} to a writable directory to fix it.",
+            why = cache_dir_problem() or f"cannot write the stat cache {escaped(str(self.path))} ({exc})"
+            warnings.warn(f"acr-publish: {why}; the next run re-reads every file. Set {CACHE_DIR_ENV} to a "
+                          "writable directory to fix it.",
                           RuntimeWarning, stacklevel=3)
             return False
         self.summary, self._entries, self._raw_entries, self.problem = summary, entries, None, None

@@ -13,7 +13,12 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   GitLab, AWS access key ids, Slack, npm, PyPI, Google API keys, Stripe live keys), a kubeconfig's
   credentials in YAML (block or flow style) or JSON (`client-key-data`, or `token`, `password` or an
   auth-provider's `id-token`/`refresh-token`/`access-token` with a value, in a file with `users` and either
-  `kind: Config` (quoted or not) or a kubeconfig's `clusters`/`contexts`/`current-context`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file. Binary files
+  `kind: Config` (quoted or not) or a kubeconfig's `clusters`/`contexts`/`current-context`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file;
+  a URL whose userinfo holds a password (`scheme://user:password@host`: pip.conf, a RUN line's index URL, a
+  build arg), unless the password is only a reference or placeholder (`${PIP_PASSWORD}`, `$(cat f)`, `%s`,
+  `{password}`, `<password>`, `***`); an AccessKey secret assigned under the names Alibaba Cloud's and AWS's
+  tools use (`ALIBABA_CLOUD_ACCESS_KEY_SECRET=`, `access_key_secret =`, `"AccessKeySecret":`,
+  `aws_secret_access_key`), also without its `LTAI` id. Binary files
   (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned. The rules that need two
   markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both lie in
   one 1 MiB read window (context.READ_SIZE); kubeconfigs and state files are far smaller.
@@ -21,11 +26,13 @@ Rules (each Finding names the file, the reason and the `.dockerignore` line that
   dotenv file whatever its case): `.env`, `.env.*` (except the `.env` templates below) and `.envrc`
   (direnv); SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
   their FIDO `*_sk` kin (`.pub` files are public and fine); PKCS#12 stores `*.p12`/`*.pfx`;
-  `.aws/credentials`; `.docker/config.json`; `.git-credentials`; Terraform state `*.tfstate` and
+  `.aws/credentials`; `.docker/config.json` and the legacy `.dockercfg`; `.git-credentials`; Terraform state `*.tfstate` and
   every `*.tfstate.*` (`.backup`, `.json`, numbered backups); Pulumi stack files `Pulumi.*.yaml`
   (`Pulumi.yaml`, the project file, is fine).
-* names + content: `.npmrc`, `.pypirc` and `.netrc` only when they hold a token or password. An
-  `.npmrc` line whose value is only an environment reference (`_authToken=${NPM_TOKEN}`) holds none.
+* names + content: `.npmrc`, `.pypirc` and `.netrc` only when they hold a token or password; Yarn's
+  `.yarnrc.yml` with an `npmAuthToken`/`npmAuthIdent`; Maven's `settings.xml` with a `<password>` or
+  `<passphrase>` (and `settings-security.xml`'s `<master>`). A value that is only an environment reference
+  (`_authToken=${NPM_TOKEN}`, `npmAuthToken: "${NPM_TOKEN}"`, `<password>${env.PW}</password>`) holds none.
 * directories: `.git/` and `.pulumi/` anywhere in the tree, reported once per directory.
 
 `.env` templates, a deliberate exception to the issue's `.env.*` rule: `.env.example`, `.env.sample`,
@@ -53,6 +60,8 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from buildcontext.printable import escaped
 
 __all__ = [
     "Finding",
@@ -82,6 +91,8 @@ CREDENTIALS = 4
 KNOWN_TOKEN = 8
 KUBECONFIG_CREDENTIALS = 16
 TERRAFORM_STATE = 32
+URL_PASSWORD = 64
+ACCESS_KEY_SECRET = 128
 
 BINARY_SNIFF_BYTES = 8000  # git's buffer_is_binary() looks at the first 8000 bytes
 # A chunked scan re-reads this many bytes before each chunk so a marker split across chunks is seen;
@@ -134,7 +145,30 @@ _NPMRC_SECRET_RE = re.compile(
 _ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
 _PYPIRC_SECRET_RE = re.compile(rb"^[ \t]*password[ \t]*[=:][ \t]*\S", re.MULTILINE)
 _NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s+\S")
-_CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc"}
+_CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
+                     ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", "settings.xml": "maven",
+                     "settings-security.xml": "maven"}
+# Yarn Berry's registry login (`npmAuthToken`, `npmAuthIdent`, also under npmScopes/npmRegistries), with a value that
+# is not an environment reference (`npmAuthToken: "${NPM_TOKEN}"` holds none).
+_YARNRC_SECRET_RE = re.compile(
+    rb"""^[ \t]*["']?(?:npmAuthToken|npmAuthIdent|npmPassword)["']?[ \t]*:[ \t]*([^\r\n]*)""", re.MULTILINE)
+# Maven's settings.xml server logins (<password>, <passphrase>, <privateKey> is a path and fine) and
+# settings-security.xml's <master>, unless the value is a property reference (`${env.MAVEN_PASSWORD}`).
+_MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>\s*(?!\$\{)[^<\s][^<]*</\1>")
+
+# A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
+# line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
+_URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
+# A password part that only stands for one: an environment or template reference, a format placeholder, a mask.
+_PLACEHOLDER_RE = re.compile(
+    rb"""\$\{?[A-Za-z_][A-Za-z0-9_.]*\}?|\$\([^)]*\)|%(?:\([A-Za-z_]\w*\))?s|\{[^@]*\}|<[^<>]*>|\*+|%[A-Za-z_]\w*%""")
+# An AccessKey secret assigned under the names Alibaba Cloud's and AWS's tools use (ALIBABA_CLOUD_ACCESS_KEY_SECRET,
+# ALICLOUD_SECRET_KEY, access_key_secret, AccessKeySecret, aws_secret_access_key), in a script, an env file, an INI,
+# YAML or JSON file: the secret alone, without its LTAI id, is half a key pair and still a credential. The value is
+# the secret's alphabet (a `$VAR` or `${VAR}` reference does not match it).
+_ACCESS_KEY_SECRET_RE = re.compile(
+    rb"""(?i)(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key|ali(?:cloud|yun|baba[_-]?cloud)[_-]?secret[_-]?key)"""
+    rb"""["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9/+]{20,64}(?![A-Za-z0-9/+=])""")
 
 _ENV_TEMPLATES = frozenset({".env.example", ".env.sample", ".env.template", ".env.dist"})
 _SSH_KEY_RE = re.compile(r"id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?")
@@ -180,6 +214,11 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= KUBECONFIG_CREDENTIALS
     if b'"terraform_version"' in data and b'"lineage"' in data:
         flags |= TERRAFORM_STATE
+    if b"://" in data and b"@" in data and any(not _PLACEHOLDER_RE.fullmatch(m.group(1))
+                                               for m in _URL_PASSWORD_RE.finditer(data)):
+        flags |= URL_PASSWORD
+    if (b"ecret" in data or b"ECRET" in data) and _ACCESS_KEY_SECRET_RE.search(data):
+        flags |= ACCESS_KEY_SECRET
     kind = _CREDENTIAL_FILES.get(name.lower())
     if kind == "npm":
         if any(not _ENV_REFERENCE_RE.match(m.group(1)) for m in _NPMRC_SECRET_RE.finditer(data)):
@@ -190,7 +229,19 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
     elif kind == "netrc":
         if _NETRC_SECRET_RE.search(data):
             flags |= CREDENTIALS
+    elif kind == "yarn":
+        if any(_yaml_secret(m.group(1)) for m in _YARNRC_SECRET_RE.finditer(data)):
+            flags |= CREDENTIALS
+    elif kind == "maven":
+        if _MAVEN_SECRET_RE.search(data):
+            flags |= CREDENTIALS
     return flags
+
+
+def _yaml_secret(value: bytes) -> bool:
+    """Whether a YAML scalar (as written after `key:`) is a value, not empty, null or a placeholder."""
+    value = value.split(b" #", 1)[0].strip().strip(b"\"'")
+    return bool(value) and value not in (b"null", b"~") and not _PLACEHOLDER_RE.fullmatch(value)
 
 
 @dataclass(frozen=True)
@@ -207,17 +258,35 @@ class Finding:
     """"file" (sent in the context), "dockerfile" (its text) or "buildArg" (a build arg's name or value)."""
 
 
+def _escape_pattern(text: str) -> str:
+    """`text` as pattern characters matching exactly it: Docker's metacharacters backslash-escaped, and every
+    non-printable character (a newline, CR, tab, ESC, an undecodable byte) written as `?`, which matches any one
+    character but '/': an ignore file cannot hold a newline inside a line, and Docker refuses a context whose
+    patterns hold an ASCII control character (buildcontext/dockerignore.py `read_patterns`)."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch if ch.isprintable() else "?" for ch in text)
+
+
+def _as_line(pattern: str) -> str:
+    """A pattern written as an ignore-file line Docker reads back as that pattern: it trims white space at both
+    ends of a line (so a name's own leading or trailing spaces are written as `?`), a leading '#' makes a
+    comment and a leading '!' an exception."""
+    body = pattern.strip(" ")
+    lead, trail = len(pattern) - len(pattern.lstrip(" ")), len(pattern) - len(pattern.rstrip(" "))
+    line = "?" * lead + body + "?" * trail if body else "?" * len(pattern)
+    if line.startswith(("#", "!")):
+        line = "\\" + line
+    return line
+
+
 def dockerignore_escape(rel: str) -> str:
-    """A .dockerignore line matching exactly `rel` (Docker's matcher takes backslash escapes)."""
-    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", rel)
-    if escaped.startswith(("#", "!")):
-        escaped = "\\" + escaped  # a leading '#' is a comment, a leading '!' an exception
-    return escaped
+    """A .dockerignore line matching `rel` (Docker's matcher takes backslash escapes; see `_escape_pattern` for
+    the characters no line can hold, matched by `?`). Always printable, so it cannot forge a line of a message."""
+    return _as_line(_escape_pattern(rel))
 
 
 def _glob_fix(rel: str, name: str, glob_suffix: str) -> str:
     """`<dir>/*<suffix>` when Docker's case-sensitive matcher would exclude `rel` with it, else `rel` itself."""
-    return _dir_prefix(rel) + "*" + glob_suffix if name.endswith(glob_suffix) else dockerignore_escape(rel)
+    return _as_line(_dir_prefix(rel) + "*" + glob_suffix) if name.endswith(glob_suffix) else dockerignore_escape(rel)
 
 
 def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
@@ -239,6 +308,8 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
         return "AWS credentials (.aws/credentials)", dockerignore_escape(rel)
     if lrel == ".docker/config.json" or lrel.endswith("/.docker/config.json"):
         return "a Docker client config (.docker/config.json) can hold registry logins", dockerignore_escape(rel)
+    if name == ".dockercfg":
+        return "a legacy Docker client config (.dockercfg) holds registry logins", dockerignore_escape(rel)
     if name == ".git-credentials":
         return "git credentials (.git-credentials)", dockerignore_escape(rel)
     if name.endswith(".tfstate"):
@@ -250,16 +321,16 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
         return ("a Terraform state file (*.tfstate.*) holds resource secrets in clear text",
                 dockerignore_escape(rel))
     if name.startswith("pulumi.") and name.endswith(".yaml") and name != "pulumi.yaml":
-        fix = (_dir_prefix(rel) + "Pulumi.*.yaml" if name_as_is.startswith("Pulumi.") and name_as_is.endswith(".yaml")
-               else dockerignore_escape(rel))
+        fix = (_as_line(_dir_prefix(rel) + "Pulumi.*.yaml")
+               if name_as_is.startswith("Pulumi.") and name_as_is.endswith(".yaml") else dockerignore_escape(rel))
         return "a Pulumi stack configuration (Pulumi.<stack>.yaml) can hold secrets", fix
     return None
 
 
 def _dir_prefix(rel: str) -> str:
-    """The escaped directory part of a .dockerignore line naming files next to `rel` ('' at the top)."""
+    """The escaped directory part of a .dockerignore pattern naming files next to `rel` ('' at the top)."""
     parent = posixpath.dirname(rel)
-    return dockerignore_escape(parent) + "/" if parent else ""
+    return _escape_pattern(parent) + "/" if parent else ""
 
 
 _CONTENT_REASONS = (
@@ -268,13 +339,16 @@ _CONTENT_REASONS = (
     (KNOWN_TOKEN, "contains an access token of a known format (GitHub, GitLab, AWS, Slack, npm, PyPI, Google, Stripe)"),
     (KUBECONFIG_CREDENTIALS, "is a kubeconfig holding credentials (client-key-data, token or password)"),
     (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
+    (URL_PASSWORD, "contains a URL with a password in it (scheme://user:password@host)"),
+    (ACCESS_KEY_SECRET, "contains an AccessKey secret (an access_key_secret or secret_access_key with a value)"),
 )
 
 
 def _credential_reason(name: str) -> str:
     kind = _CREDENTIAL_FILES[name.lower()]
     what = {"npm": "an npm auth token or password", "pypi": "a PyPI password or token",
-            "netrc": "a login password"}[kind]
+            "netrc": "a login password", "yarn": "a Yarn registry token (npmAuthToken/npmAuthIdent)",
+            "maven": "a Maven server password (<password>, <passphrase> or <master>)"}[kind]
     return f"{name} holds {what}"
 
 
@@ -516,29 +590,32 @@ class SensitiveFilesError(ValueError):
         super().__init__(self._message())
 
     def _message(self) -> str:
+        # Paths, reasons (they can name a file) and the context come from the file system: shown escaped, so a
+        # file name cannot forge a line of this message (a `fix:` line, a path to allow).
         files = [f for f in self.findings if f.kind == "file"]
         others = [f for f in self.findings if f.kind != "file"]
         n = len(files)
+        context = escaped(self.context)
         lines = []
         if files:
-            lines.append(f"the build context {self.context} would send {n} sensitive "
+            lines.append(f"the build context {context} would send {n} sensitive "
                          f"{'path' if n == 1 else 'paths'} into the image:")
         else:
-            lines.append(f"the build of {self.context} would record {len(others)} sensitive "
+            lines.append(f"the build of {context} would record {len(others)} sensitive "
                          f"{'input' if len(others) == 1 else 'inputs'} in the image:")
-        width = max((len(f.path) for f in self.findings), default=0)
+        width = max((len(escaped(f.path)) for f in self.findings), default=0)
         for f in files:
-            lines.append(f"  {f.path.ljust(width)}  {f.reason}")
+            lines.append(f"  {escaped(f.path).ljust(width)}  {escaped(f.reason)}")
         if files:
             fixes = list(dict.fromkeys(f.fix for f in files))
-            lines.append(f"fix: add these lines to {self.ignore_file}:")
-            lines.extend(f"  {line}" for line in fixes)
+            lines.append(f"fix: add these lines to {escaped(self.ignore_file)}:")
+            lines.extend(f"  {escaped(line)}" for line in fixes)
             example = ", ".join(repr(f.path.rstrip("/")) for f in files[:3])
             lines.append("or, if sending them is deliberate, list them in this image's `allowSensitive: [paths]` "
                          f"stack setting (e.g. allowSensitive: [{example}]).")
             if others:
                 lines.append("and it would record these in the image:")
         for f in others:
-            lines.append(f"  {f.path.ljust(width)}  {f.reason}")
-            lines.append(f"  {' ' * width}  fix: {f.fix}")
+            lines.append(f"  {escaped(f.path).ljust(width)}  {escaped(f.reason)}")
+            lines.append(f"  {' ' * width}  fix: {escaped(f.fix)}")
         return "\n".join(lines)

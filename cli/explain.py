@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history
+from buildcontext.printable import escaped
 from components.settings import (PROJECT_ROOT, ConfigError, check_build_arg_name, check_platform, check_target,
                                  load_stack_file)
 
@@ -118,39 +119,45 @@ def _diff(base: dict[str, Any], state: history.BuildState, manifest: dict[str, l
     old = base.get("manifest") or {}
     for rel in sorted(old.keys() | manifest.keys()):
         if rel not in old:
-            changes.append(f"  added    {rel}")
+            changes.append(f"  added    {escaped(rel)}")
         elif rel not in manifest:
-            changes.append(f"  removed  {rel}")
+            changes.append(f"  removed  {escaped(rel)}")
         else:
             what = _describe_change(old[rel], manifest[rel])
             if what:
-                changes.append(f"  changed  {rel} ({what})")
+                changes.append(f"  changed  {escaped(rel)} ({what})")
     old_args, new_args = base.get("build_args") or {}, state.build_args
     for k in sorted(old_args.keys() | new_args.keys()):
         if k not in old_args:
-            changes.append(f"  build arg {k} added")
+            changes.append(f"  build arg {escaped(k)} added")
         elif k not in new_args:
-            changes.append(f"  build arg {k} removed")
+            changes.append(f"  build arg {escaped(k)} removed")
         elif old_args[k] != new_args[k]:
-            changes.append(f"  build arg {k} changed")
+            changes.append(f"  build arg {escaped(k)} changed")
     for name in ("target", "platform"):
         if base.get(name) != getattr(state, name):
             changes.append(f"  {name} {base.get(name)!r} -> {getattr(state, name)!r}")
     return changes or ["  (no file or input difference recorded)"]
 
 
-def _history_lines(key: history.HistoryKey, state: history.BuildState, manifest: dict[str, list[str]]) -> list[str]:
-    rec = history.load(key)
+def _recorded(value: Any) -> str:
+    """A value read back from the history file, as printed: escaped (the file may have been edited)."""
+    return escaped(str(value))
+
+
+def _history_lines(key: history.HistoryKey, rec: history.Record | None, state: history.BuildState,
+                   manifest: dict[str, list[str]]) -> list[str]:
     who = f"image {key.image!r} of stack {key.stack!r}"
     if rec is None:
         return [f"history     none for {who}: the program records an image when it plans it (pulumi preview/up)"]
     last, previous = rec.last, rec.previous
     if last.get("digest") != state.digest:
-        return [f"changed since the last planned tag {last.get('tag')} of {who}:", *_diff(last, state, manifest)]
+        return [f"changed since the last planned tag {_recorded(last.get('tag'))} of {who}:",
+                *_diff(last, state, manifest)]
     if previous is None:
         return [f"unchanged since the last planned tag of {who}; no earlier tag recorded"]
     # Nothing changed since the last plan: say why that plan's tag differs from the one before it.
-    return [f"unchanged since the last planned tag of {who}; it replaced {previous.get('tag')} because:",
+    return [f"unchanged since the last planned tag of {who}; it replaced {_recorded(previous.get('tag'))} because:",
             *_diff(previous, state, manifest)]
 
 
@@ -160,13 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     except (_UsageError, ConfigError, history.HistoryError, OSError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"{exc or 'interrupted (Ctrl-C)'}", file=sys.stderr)
+        return 130
 
 
 def _main(argv: list[str] | None) -> int:
     opts = _parser().parse_args(argv)
     if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
         raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
-    key = None
+    key, record = None, None
     if opts.stack is not None:
         if opts.dockerfile is not None or opts.build_args or opts.target is not None or opts.platform is not None:
             raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
@@ -186,6 +196,7 @@ def _main(argv: list[str] | None) -> int:
         build_args, target, platform = dict(img.build_args), img.target, img.platform
         allow_sensitive = img.allow_sensitive
         key = history.HistoryKey(settings.project_root, settings.stack, img.name)
+        record = history.load(key)  # before the scan: an unusable history is reported before any work is done
     else:
         problems: list[str] = []
         build_args = _build_args(opts.build_args, problems)
@@ -204,23 +215,23 @@ def _main(argv: list[str] | None) -> int:
         except SensitiveFilesError as err:
             refused = err.findings
     lines = [
-        f"context     {scan.context}",
-        f"dockerfile  {scan.dockerfile}",
+        f"context     {escaped(str(scan.context))}",
+        f"dockerfile  {escaped(str(scan.dockerfile))}",
         f"platform    {platform}" + (f"  target {target}" if target else ""),
         f"digest      {state.digest}",
         f"tag         {state.tag}",
         f"files       {scan.file_count} ({scan.total_bytes:,} bytes)",
     ]
     if key is not None:
-        lines += _history_lines(key, state, manifest)
+        lines += _history_lines(key, record, state, manifest)
     else:
         lines.append(f"manifest    {len(manifest)} path(s):")
-        lines += [f"  {kind} {value[:16] if kind in 'fx' else value or '-':16}  {rel}"
+        lines += [f"  {kind} {escaped(value[:16] if kind in 'fx' else value or '-'):16}  {escaped(rel)}"
                   for rel, (kind, value) in sorted(manifest.items())]
     if refused:
         lines.append(f"sensitive   {len(refused)} finding(s), refused by a build unless the image's allowSensitive "
                      "lists them (a path, or buildArg:NAME):")
-        lines.extend(f"  {f.path}  {f.reason}" for f in refused)
+        lines.extend(f"  {escaped(f.path)}  {escaped(f.reason)}" for f in refused)
     print("\n".join(lines))
     return 0
 

@@ -159,6 +159,11 @@ def build_stages(path: Path) -> list[str]:
         raise DockerfileUnreadable(f"BuildKit's parser refuses it ({reason})") from None
     stages = []
     for command in commands:
+        if not command.cmd:
+            # The parser's node for a line holding no instruction, such as a lone `\` continuing into the end of
+            # the file; BuildKit fails the build on it ("dockerfile parse error on line N: unknown instruction").
+            raise DockerfileUnreadable(f"BuildKit's parser refuses it (line {command.start_line}: unknown "
+                                       "instruction; a line continuation `\\` with nothing after it?)")
         if command.cmd.upper() == "FROM" and len(command.value) >= 3 and command.value[1].lower() == "as":
             stages.append(command.value[2])
     return stages

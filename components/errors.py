@@ -36,10 +36,17 @@ def as_engine_error(err: BaseException) -> BaseException:
     return same
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) while the program planned: one line, no traceback."""
+
+
 @contextlib.contextmanager
 def reported_to_engine(*types: type[BaseException]) -> Iterator[None]:
-    """Re-raise any of `types` escaping the block as the same error that is also a `pulumi.RunError`."""
+    """Re-raise any of `types` escaping the block as the same error that is also a `pulumi.RunError`, and Ctrl-C as
+    an `Interrupted` one (its message, such as the build-context scan's, or a plain one)."""
     try:
         yield
     except types as err:
         raise as_engine_error(err) from None
+    except KeyboardInterrupt as err:
+        raise as_engine_error(Interrupted(str(err) or "interrupted (Ctrl-C)")) from None

@@ -18,6 +18,7 @@ import pulumi
 import pulumi_docker as docker
 
 from buildcontext import ContextScan, history
+from buildcontext.printable import escaped
 from components.audit import declare_audit
 from components.registry import RegistryCredentials, RegistryLogin
 from components.settings import ImageSettings, Settings
@@ -61,7 +62,7 @@ def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
                 continue
             if report.allowed:
                 # Deliberate, but never silent: the run says which sensitive files go into the image.
-                paths = ", ".join(f"{f.path} ({f.reason})" for f in report.allowed)
+                paths = ", ".join(f"{escaped(f.path)} ({escaped(f.reason)})" for f in report.allowed)
                 pulumi.log.warn(f"acr-publish:images[{i}] ({image.name}): allowSensitive sends {paths} into the image")
             history.record(history.HistoryKey(settings.project_root, settings.stack, image.name),
                            scan.state(image.build_args, image.target, image.platform), scan.manifest)

@@ -57,6 +57,8 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from buildcontext.printable import escaped
+
 __all__ = [
     "ACR_SUFFIX", "ERROR_BODY_LIMIT", "MANIFEST_LIMIT", "MANIFEST_MEDIA_TYPES", "Manifest", "RegistryClient",
     "RegistryError", "Scrubber", "excerpt_text", "is_loopback", "parse_server", "parse_www_authenticate",
@@ -256,7 +258,7 @@ def excerpt_text(data: bytes | str, scrub: Callable[[str], str] = lambda t: t, l
     text = data.decode("utf-8", errors="backslashreplace") if isinstance(data, bytes) else data
     # Masked before and after folding: a secret holding a run of whitespace would not match once folded.
     text = scrub(" ".join(scrub(text).split()))
-    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit * 2])
+    shown = escaped(text[: limit * 2])
     if len(shown) > limit or len(text) > limit * 2:
         shown = shown[:limit] + "..."
     return shown or "(empty body)"
@@ -719,7 +721,7 @@ class RegistryClient:
 
     @property
     def user_phrase(self) -> str:
-        return f"user '{self.username}'" if self.username else "anonymous access"
+        return f"user '{escaped(self.username)}'" if self.username else "anonymous access"
 
     # -- where
     @property

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from buildcontext import DEFAULT_PLATFORM
+from buildcontext.printable import escaped, has_control
 from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 from components.docker_rules import (
     PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_problem, server_problem,
@@ -99,7 +100,7 @@ def _shown(value: Any) -> str:
 def _shown_path(path: Path | str) -> str:
     """A file system path in a message: control characters and undecodable bytes escaped, length bounded."""
     text = str(path)
-    return text if text.isprintable() and len(text) <= 160 else _shown(text)[1:-1]
+    return escaped(text) if len(text) <= 160 else _shown(text)[1:-1]
 
 
 def _shown_name(name: str) -> str:
@@ -294,6 +295,16 @@ def _str(path: str, value: Any, problems: list[str], *, if_empty: str = "give a 
     return value
 
 
+def _user_name(path: str, value: str | None, problems: list[str]) -> str | None:
+    """A login user name, or None when absent or refused: no registry login holds a control character, and
+    the name is printed in messages, where one would move the cursor or start a forged line."""
+    if value is not None and has_control(value):
+        problems.append(f"{path} {_shown(value)} is invalid: a user name holds no control characters (newline, tab, "
+                        "ESC and the like); retype the login name")
+        return None
+    return value
+
+
 def _suggest_name(value: str, limit: int) -> str:
     cleaned = re.sub(r"[^a-z0-9_-]+", "-", value.lower()).strip("-_")
     return cleaned[:limit] or "app"
@@ -379,6 +390,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
     username = _str(f"{path}.username", raw.get("username"), problems,
                     if_empty="give the registry login user, or remove the key (and the password) to log in as nobody"
                     if local else "give the registry login user")
+    username = _user_name(f"{path}.username", username, problems)
     # "is missing" only for a key that is absent: a value already refused above is not reported twice.
     absent = {key for key in REGISTRY_KEYS if raw.get(key) is None}
 
@@ -858,7 +870,8 @@ def split_stack_name(name: str) -> tuple[str | None, str | None, str]:
 def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, has_source_password: bool,
                problems: list[str]) -> PromotionSettings | None:
     raw = values.get("promoteFrom")
-    username = _str("acr-publish:sourceUsername", values.get("sourceUsername"), problems)
+    username = _user_name("acr-publish:sourceUsername",
+                          _str("acr-publish:sourceUsername", values.get("sourceUsername"), problems), problems)
     if raw is None:
         for key, given in (("sourceUsername", username is not None), ("sourcePassword", has_source_password)):
             if given:

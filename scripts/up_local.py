@@ -173,6 +173,21 @@ def find_pulumi(settings: Settings, env: dict[str, str]) -> str | None:
     return str(local) if os.access(local, os.X_OK) else None
 
 
+def build_engine(settings: Settings, env: dict[str, str]) -> str | None:
+    """Build the pinned engine from Go modules into .pulumi-cli/bin when Go is installed; None when it is not."""
+    if shutil.which("go", path=env.get("PATH")) is None:
+        return None
+    script = settings.project / "tools" / "pulumi-engine" / "build.sh"
+    print("    building the pinned Pulumi engine from Go modules (once; about 7 minutes on 2 cores with a cold "
+          f"Go build cache): bash {script.relative_to(settings.project)}", flush=True)
+    run = subprocess.run(["bash", str(script)], env=env)
+    binary = settings.cli_root / "bin" / "pulumi"
+    if run.returncode != 0 or not os.access(binary, os.X_OK):
+        raise StopRun(f"Building the Pulumi engine failed (exit {run.returncode}); its message is above. Nothing "
+                      "was started.\n" + install_instructions(settings), EXIT_NO_PULUMI)
+    return str(binary)
+
+
 def install_pulumi(settings: Settings, env: dict[str, str]) -> str:
     """Install the pinned CLI into .pulumi-cli/ with Pulumi's installer; StopRun when it cannot."""
     if settings.pulumi_version is None:
@@ -220,8 +235,11 @@ def ensure_pulumi(settings: Settings, env: dict[str, str]) -> str:
     if found:
         print(f"    using {found}")
         return found
-    print(f"    not on PATH and not in {settings.cli_root}; installing Pulumi {settings.pulumi_version} there")
-    binary = install_pulumi(settings, env)
+    print(f"    not on PATH and not in {settings.cli_root}")
+    binary = build_engine(settings, env)
+    if binary is None:
+        print(f"    no Go toolchain to build it; installing Pulumi {settings.pulumi_version} with Pulumi's installer")
+        binary = install_pulumi(settings, env)
     print(f"    installed {binary}")
     return binary
 
@@ -480,8 +498,14 @@ def ensure_stack(settings: Settings, pulumi: str, env: dict[str, str], stack: st
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     env = backend_env(settings, env)
     # The pulumi binary's own directory goes first on PATH: the language host (pulumi-language-python) ships
-    # beside it and must be found even when the CLI came from .pulumi-cli/.
-    env["PATH"] = os.pathsep.join([str(Path(pulumi).parent), env.get("PATH", "")])
+    # beside it and must be found even when the CLI came from .pulumi-cli/. The project's virtualenv comes next:
+    # the language host built here (docs/engine.md) runs the program, its dynamic providers and the policy pack
+    # with the first `python3` on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(pulumi).parent), str(settings.project / "venv" / "bin"),
+                                   env.get("PATH", "")])
+    if Path(pulumi).parent == settings.cli_root / "bin":
+        # A locally built engine has no plugin to download from anywhere: every plugin it runs is beside it.
+        env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] = "true"
     select = subprocess.run(
         [pulumi, "stack", "select", "--create", stack, "--secrets-provider", "passphrase"],
         cwd=settings.project, env=env,
@@ -491,6 +515,14 @@ def ensure_stack(settings: Settings, pulumi: str, env: dict[str, str], stack: st
                       f"(exit {select.returncode}); its message is above. The registry is running; fix the "
                       "problem and run `make up` again.", EXIT_STACK_FAILED)
     return env
+
+
+def docker_provider_found(env: dict[str, str]) -> bool:
+    """Whether the engine can find the docker provider: on PATH, or in the plugin cache under PULUMI_HOME."""
+    if shutil.which("pulumi-resource-docker", path=env.get("PATH")):
+        return True
+    home = Path(env.get("PULUMI_HOME") or Path.home() / ".pulumi")
+    return any((home / "plugins").glob("resource-docker-v*/pulumi-resource-docker"))
 
 
 # --- main ---------------------------------------------------------------------------------------------------------
@@ -519,6 +551,10 @@ def main(argv: list[str]) -> int:
     except StopRun as stop:
         print(f"error: {stop}", file=sys.stderr, flush=True)
         return stop.exit_code
+    if stack == STACK and not docker_provider_found(pulumi_env):
+        print("    note: no pulumi-resource-docker plugin (on PATH or in the Pulumi plugin cache); it cannot be built "
+              "here (docs/engine.md): images the registry already holds are exported, an image that needs a build "
+              "stops the run at its docker.Image")
     command = [pulumi, "up", "--stack", stack, *argv]
     if stack == STACK:
         print(f"    next: {PROMOTE_HINT}")

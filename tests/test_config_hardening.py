@@ -342,9 +342,15 @@ def test_the_clis_say_what_an_odd_stack_file_is(tmp_path, tool):
 
 
 def shipped_stack_with(tmp_path: Path, stack: str, extra: str) -> ConfigError:
-    """The ConfigError load_stack_file raises for a copy of a shipped stack file with `extra` appended."""
+    """The ConfigError load_stack_file raises for a copy of a shipped stack file with `extra` added to its config.
+
+    `extra` goes right after the `config:` line: a stack file may end with other top-level keys (the
+    `encryptionsalt:` line Pulumi adds on the first `pulumi up`)."""
     root = project_copy(tmp_path)
-    write_stack(root, "changed", (root / "stacks" / f"Pulumi.{stack}.yaml").read_text() + extra)
+    text = (root / "stacks" / f"Pulumi.{stack}.yaml").read_text()
+    assert "\nconfig:\n" in "\n" + text, f"stacks/Pulumi.{stack}.yaml has no `config:` line"
+    head, tail = ("\n" + text).split("\nconfig:\n", 1)
+    write_stack(root, "changed", head.lstrip("\n") + "\nconfig:\n" + extra + tail)
     with pytest.raises(ConfigError) as err:
         load_stack_file("changed", root)
     return err.value

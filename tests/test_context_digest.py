@@ -203,7 +203,7 @@ def test_dockerfile_outside_context_content_counts_path_does_not(tmp_path):
 def test_missing_dockerfile_is_a_clear_error(tmp_path):
     tree = make_tree(tmp_path / "ctx", BASE)
     (tree / "Dockerfile").unlink()
-    with pytest.raises(FileNotFoundError, match=r"Dockerfile .*does not exist.*dockerfile setting"):
+    with pytest.raises(ValueError, match=r"Dockerfile .*does not exist.*dockerfile setting"):
         context_digest(tree)
 
 

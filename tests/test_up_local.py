@@ -554,3 +554,48 @@ def test_wrapper_prefers_project_venv(up: UpLocal, answering_registry: object) -
     assert result.returncode == 0, result.stderr
     assert marker.exists()
     assert os.access(SCRIPT, os.X_OK)
+
+
+def test_the_docker_provider_is_found_on_path_or_in_the_plugin_cache_only(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    try:
+        import up_local
+    finally:
+        sys.path.pop(0)
+    empty, home = tmp_path / "bin", tmp_path / "home"
+    empty.mkdir()
+    env = {"PATH": str(empty), "PULUMI_HOME": str(home)}
+    assert not up_local.docker_provider_found(env)
+    plugin = home / "plugins" / "resource-docker-v5.2.0" / "pulumi-resource-docker"
+    plugin.parent.mkdir(parents=True)
+    plugin.write_text("")
+    assert up_local.docker_provider_found(env)
+    plugin.unlink()
+    on_path = empty / "pulumi-resource-docker"
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    assert up_local.docker_provider_found(env)
+
+
+def test_with_go_and_no_cli_the_pinned_engine_is_built_into_the_project_then_used(
+        up: UpLocal, answering_registry: object) -> None:
+    """`go` on PATH: the engine build script of the project runs (here a stand-in that writes a fake CLI where the
+    real one puts it) instead of Pulumi's installer, and its CLI runs `pulumi up` with plugin downloads off."""
+    script = up.project / "tools" / "pulumi-engine" / "build.sh"
+    script.parent.mkdir(parents=True)
+    fake = FAKE_PULUMI.format(python=sys.executable, log=str(up.pulumi_log), default=LOCAL_ONLY_PASSPHRASE)
+    script.write_text(f"mkdir -p '{up.project}/.pulumi-cli/bin'\ncat > '{up.project}/.pulumi-cli/bin/pulumi' <<'FAKE'\n"
+                      f"{fake}\nFAKE\nchmod 755 '{up.project}/.pulumi-cli/bin/pulumi'\n")
+    go = up.bin / "go"
+    go.write_text("#!/bin/sh\nexit 0\n")
+    go.chmod(0o755)
+    up.link_tool("bash")
+    up.link_tool("mkdir")
+    up.link_tool("cat")
+    up.link_tool("chmod")
+    result = up.run("--yes")
+    assert result.returncode == 0, result.stderr
+    assert "building the pinned Pulumi engine from Go modules" in result.stdout
+    calls = up.pulumi_calls()
+    assert [c["argv"][:2] for c in calls] == [["stack", "select"], ["up", "--stack"]]
+    assert calls[-1]["path_first"] == str(up.project / ".pulumi-cli" / "bin")

@@ -43,8 +43,8 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def _project_files() -> list[tuple[int, str]]:
-    """(git mode, path) of every file of PROJECT_FILES git tracks or would track (new, not ignored)."""
+def _project_files(names: tuple[str, ...] = PROJECT_FILES) -> list[tuple[int, str]]:
+    """(git mode, path) of every file under `names` git tracks or would track (new, not ignored)."""
     def git(*args: str) -> str:
         proc = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
@@ -53,10 +53,10 @@ def _project_files() -> list[tuple[int, str]]:
         return proc.stdout
 
     files: dict[str, int] = {}
-    for line in git("ls-files", "--stage", "--", *PROJECT_FILES).splitlines():
+    for line in git("ls-files", "--stage", "--", *names).splitlines():
         meta, path = line.split("\t", 1)
         files[path] = int(meta.split()[0], 8)
-    for path in git("ls-files", "--others", "--exclude-standard", "--", *PROJECT_FILES).splitlines():
+    for path in git("ls-files", "--others", "--exclude-standard", "--", *names).splitlines():
         st = os.lstat(PROJECT_ROOT / path)
         files[path] = 0o120000 if os.path.islink(PROJECT_ROOT / path) else (
             0o100755 if st.st_mode & 0o100 else 0o100644)
@@ -64,7 +64,7 @@ def _project_files() -> list[tuple[int, str]]:
                   or os.path.islink(PROJECT_ROOT / path))
 
 
-def checkout(dest: Path, umask: int) -> Path:
+def checkout(dest: Path, umask: int, names: tuple[str, ...] = PROJECT_FILES) -> Path:
     """The project's files written under `dest` as `git checkout` writes them with `umask`.
 
     Regular files get 0666 & ~umask (0777 & ~umask when git records them executable), directories 0777 & ~umask,
@@ -72,7 +72,7 @@ def checkout(dest: Path, umask: int) -> Path:
     git and the umask, never from the work tree. The process umask is not touched.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    for mode, path in _project_files():
+    for mode, path in _project_files(names):
         target = dest / path
         missing = []
         parent = target.parent

@@ -1,0 +1,148 @@
+"""The guard's credential rules by their root: a URL whose userinfo holds a password, wherever it appears (a file, the
+Dockerfile's text, a build arg); credential-bearing config files by name and content (Yarn, Maven, the legacy
+.dockercfg); an AccessKey secret assigned without its id. Each rule with variants, and what it must let through
+(references and placeholders), through ContextScan.report as the program runs it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from buildcontext import ContextScan, SensitiveFilesError
+
+
+def _report(tmp_path: Path, files: dict[str, str], dockerfile: str = "FROM scratch\nCOPY . /\n",
+            build_args: dict[str, str] | None = None) -> list[str]:
+    """The paths (or buildArg: entries) the guard refuses; [] when it lets the build through."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for rel, text in files.items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(text)
+    try:
+        with ContextScan(ctx, cache=False) as scan:
+            scan.report(build_args or {})
+    except SensitiveFilesError as err:
+        return [f.path for f in err.findings]
+    return []
+
+
+URL_SECRETS = [
+    "https://user:s3cr3t-Pass@pypi.example.com/simple",
+    "http://deploy:hunter22@10.0.0.5:8080/repo",
+    "https://:tokenonly123@git.example.com/org/repo.git",
+    "postgres://app:Zx9!kq@db.internal:5432/app",
+    "git+https://ci:glpat_not_known_format@gitlab.example/group/pkg.git",
+    "https://u:p%40ss%3Aword@host/simple",
+]
+
+
+@pytest.mark.parametrize("url", URL_SECRETS)
+def test_a_build_arg_holding_a_url_password_is_refused_whatever_its_name(tmp_path, url) -> None:
+    for name in ("PIP_EXTRA_INDEX_URL", "INDEX", "REPO_URL"):
+        assert _report(tmp_path, {}, build_args={name: url}) == [f"buildArg:{name}"], (name, url)
+
+
+@pytest.mark.parametrize("url", URL_SECRETS)
+def test_a_dockerfile_line_holding_a_url_password_is_refused(tmp_path, url) -> None:
+    dockerfile = f"FROM scratch\nRUN pip install --extra-index-url {url} app\n"
+    assert _report(tmp_path, {}, dockerfile=dockerfile) == ["Dockerfile"]
+
+
+@pytest.mark.parametrize("name,text", [
+    ("pip.conf", "[global]\nindex-url = https://alice:{pw}@pypi.corp/simple\n"),
+    ("etc/pip.ini", "[global]\nextra-index-url =\n    https://bob:{pw}@mirror.corp/simple\n"),
+    ("requirements.txt", "--extra-index-url https://ci:{pw}@pkgs.corp/simple\nrequests==2.31.0\n"),
+    ("app/.env.example", "DATABASE_URL=mysql://root:{pw}@localhost/app\n"),
+    ("conf/gitconfig", '[remote "origin"]\n\turl = https://me:{pw}@github.example/org/r.git\n'),
+])
+def test_a_file_holding_a_url_password_is_refused(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text.format(pw="Sup3rS3cret")}) == [name]
+
+
+@pytest.mark.parametrize("url", [
+    "https://user:${PIP_PASSWORD}@pypi.example.com/simple", "https://user:$PIP_PASSWORD@host/simple",
+    "https://user:$(cat /run/secrets/pw)@host/simple", "https://%s:%s@%s/simple", "https://{user}:{password}@{host}",
+    "https://user:<password>@host/simple", "https://user:***@host", "https://user@host/simple",
+    "git@github.com:org/repo.git", "http://127.0.0.1:5000/v2/", "https://example.com/a:b@c",
+    "https://host/path?x=a:b@c",
+])
+def test_references_placeholders_and_passwordless_urls_pass(tmp_path, url) -> None:
+    assert _report(tmp_path, {"notes.txt": url + "\n"}, build_args={"INDEX": url},
+                   dockerfile=f"FROM scratch\nRUN echo {url}\n") == []
+
+
+@pytest.mark.parametrize("text", [
+    'npmAuthToken: "abcdef0123456789"\n', "npmAuthToken: abcdef0123456789\n",
+    "npmScopes:\n  corp:\n    npmAuthToken: abcdef0123456789\n",
+    "npmRegistries:\n  //npm.corp:\n    npmAuthIdent: dXNlcjpwYXNzd29yZA==\n",
+])
+@pytest.mark.parametrize("name", [".yarnrc.yml", "web/.yarnrc.yml", ".yarnrc.yaml"])
+def test_a_yarnrc_with_a_registry_token_is_refused(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == [name]
+
+
+@pytest.mark.parametrize("text", ['npmAuthToken: "${NPM_TOKEN}"\n', "npmAuthToken: ${NPM_TOKEN}\n",
+                                  "npmAuthToken: ''\n", "npmRegistryServer: https://npm.corp\n"])
+def test_a_yarnrc_without_a_token_passes(tmp_path, text) -> None:
+    assert _report(tmp_path, {".yarnrc.yml": text}) == []
+
+
+@pytest.mark.parametrize("name,text", [
+    ("settings.xml", "<settings><servers><server><id>corp</id><username>u</username>"
+                     "<password>hunter22</password></server></servers></settings>"),
+    (".m2/settings.xml", "<server>\n  <id>x</id>\n  <passphrase>\n    keypass\n  </passphrase>\n</server>"),
+    (".m2/settings-security.xml", "<settingsSecurity><master>{jSMOWnoPFgsHVpMvz5VrIt5kRbzGpI8u}</master>"
+                                  "</settingsSecurity>"),
+])
+def test_maven_settings_with_a_password_are_refused(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == [name]
+
+
+@pytest.mark.parametrize("text", ["<server><password>${env.MAVEN_PASSWORD}</password></server>",
+                                  "<server><username>u</username></server>", "<password></password>"])
+def test_maven_settings_without_a_password_pass(tmp_path, text) -> None:
+    assert _report(tmp_path, {"settings.xml": text}) == []
+
+
+@pytest.mark.parametrize("name", [".dockercfg", "home/.dockercfg", ".DockerCfg"])
+def test_a_legacy_docker_config_is_refused_by_its_name(tmp_path, name) -> None:
+    assert _report(tmp_path, {name: "{}"}) == [name]
+
+
+SECRET = "Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1"  # 30 characters, an AccessKey secret's shape
+
+
+@pytest.mark.parametrize("text", [
+    f"export ALIBABA_CLOUD_ACCESS_KEY_SECRET={SECRET}\n", f"ALICLOUD_SECRET_KEY='{SECRET}'\n",
+    f"[default]\naccess_key_secret = {SECRET}\n", f'{{"AccessKeySecret": "{SECRET}"}}',
+    f"aliyun:\n  access-key-secret: {SECRET}\n", f"aws_secret_access_key={SECRET}AbCdEfGhIj\n",
+    f"set -e\nexport ALIYUN_SECRET_KEY={SECRET}; ./deploy\n",
+])
+@pytest.mark.parametrize("name", ["deploy.sh", "conf/credentials.ini"])
+def test_an_access_key_secret_without_its_id_is_refused(tmp_path, name, text) -> None:
+    assert "LTAI" not in text
+    assert _report(tmp_path, {name: text}) == [name]
+
+
+@pytest.mark.parametrize("text", [
+    "export ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SECRET\n", 'ALICLOUD_SECRET_KEY="${ALICLOUD_SECRET_KEY}"\n',
+    "access_key_secret = \n", "# set ALIBABA_CLOUD_ACCESS_KEY_SECRET in the CI settings\n",
+    "SECRET_KEY = 'django-insecure-abc'\n",
+])
+def test_references_to_an_access_key_secret_pass(tmp_path, text) -> None:
+    assert _report(tmp_path, {"deploy.sh": text}) == []
+
+
+def test_the_guard_message_names_the_rule_and_never_the_secret(tmp_path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    (ctx / "pip.conf").write_text("[global]\nindex-url = https://alice:Sup3rS3cret@pypi.corp/simple\n")
+    with pytest.raises(SensitiveFilesError) as err:
+        with ContextScan(ctx, cache=False) as scan:
+            scan.report({"PIP_EXTRA_INDEX_URL": "https://bob:An0therOne@h/simple"})
+    text = str(err.value)
+    assert "URL with a password" in text and "buildArg:PIP_EXTRA_INDEX_URL" in text
+    assert "Sup3rS3cret" not in text and "An0therOne" not in text
