@@ -2,9 +2,9 @@
 (copied by digest) from the stack named by acr-publish:promoteFrom.
 
 One straight sequence; nothing is declared until every check passed, and no check runs inside an `apply`:
-settings -> registry login -> (promoting: the source stack's exports) -> registry preflight -> per image: content
-tag and sensitive-file guard, then "is this content tag already published?" (promoting: the source login and each
-source digest) -> namespace, repositories and images (or promotions).
+settings -> registry login -> (promoting: the source stack's exports) -> registry preflight -> per image: base images
+and remote sources pinned, content tag and sensitive-file guard, then "is this content tag already published?"
+(promoting: the source login and each source digest) -> namespace, repositories and images (or promotions).
 """
 import dataclasses
 
@@ -35,7 +35,7 @@ with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryL
     # acr-publish:preflight: false turns off every registry call made before declaring; images are then all builds.
     reachable = preflight(login, settings) if settings.preflight else False
     if settings.promotion is None:
-        plans = plan_builds(settings)
+        plans = plan_builds(settings, login)
         published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
                                        reachable=reachable)
                      if settings.preflight else {})

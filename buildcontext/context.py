@@ -32,6 +32,7 @@ from buildcontext.printable import escaped
 from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, StatCache, Summary, fingerprint,
                                make_entry, parse_entry)
 from buildcontext.sensitive import Finding, SensitiveFilesError
+from buildcontext.stages import DockerfilePlan
 
 __all__ = ["ContextScan", "ContextReport", "context_digest", "content_tag", "DEFAULT_PLATFORM", "Finding",
            "SensitiveFilesError"]
@@ -45,6 +46,47 @@ class ContextReport:
     """content_tag of the build's digest."""
     allowed: tuple[Finding, ...] = ()
     """Sensitive paths the build sends because allowSensitive lists them."""
+    off_chain: tuple[str, ...] = ()
+    """Credentials let through because only stages off the target's FROM chain use them: one line each, saying why
+    and what still sees them."""
+    off_chain_args: tuple[str, ...] = ()
+    """The build args among them (passed to the build as secrets)."""
+
+
+def _stage_aware(stages: DockerfilePlan, dockerfile: tuple[str, str | None, int],
+                 args: dict[str, str]) -> tuple[tuple[str, str | None, int], dict[str, str], list[str], list[str]]:
+    """The guard's inputs with what only stages off the target's FROM chain use taken out, and one line per
+    credential taken out (the Dockerfile's text, each build arg)."""
+    notes: list[str] = []
+    chain = stages.chain_shown()
+    flags = dockerfile[2]
+    if flags and not stages.chain_flags():
+        holders = stages.off_chain_stages_with_flags()
+        if holders:
+            names = ", ".join(s.shown for s in holders)
+            notes.append(f"the Dockerfile's stage {names} holds a credential, but the shipped image's history records "
+                         f"only its FROM chain ({chain}); the build cache of that stage on the build machine still "
+                         "holds it")
+            dockerfile = (dockerfile[0], dockerfile[1], 0)
+    kept: dict[str, str] = {}
+    taken: list[str] = []
+    for name, value in args.items():
+        on, off = stages.stages_declaring(name)
+        refused, allowed = sensitive.build_arg_findings({name: value})
+        if on or not (refused or allowed):
+            kept[name] = value
+            continue
+        taken.append(name)
+        if off:
+            notes.append(f"build arg {name} looks like a credential, but only stage {', '.join(s.shown for s in off)} "
+                         f"declares it, not the shipped image's FROM chain ({chain}), so the image history does not "
+                         "record it; the build cache of that stage on the build machine still holds it, and the "
+                         "stack passes it to docker.Image as a secret")
+        else:
+            notes.append(f"build arg {name} looks like a credential, but no stage the target needs declares it "
+                         "(ARG), so no instruction sees it and the image history does not record it; the stack "
+                         "passes it to docker.Image as a secret")
+    return dockerfile, kept, notes, taken
 
 
 def _check_inputs(build_args: Mapping[str, str] | None, target: str | None, platform: str) -> dict[str, str]:
@@ -270,40 +312,52 @@ class ContextScan:
         return self._summary.total_bytes
 
     def digest(self, build_args: Mapping[str, str] | None = None, target: str | None = None,
-               platform: str = DEFAULT_PLATFORM) -> str:
-        """The sha256 hex digest of a build of this context with these inputs (buildcontext/digest.py)."""
+               platform: str = DEFAULT_PLATFORM, remote: Mapping[str, str] | None = None) -> str:
+        """The sha256 hex digest of a build of this context with these inputs (buildcontext/digest.py); `remote`:
+        the remote inputs' label -> digest (components/remote_inputs.py)."""
         args = _check_inputs(build_args, target, platform)
         return encoding.digest_of(bytes.fromhex(self._summary.tree), self._summary.dockerfile,
-                                  encoding.options_encoding(args, target, platform))
+                                  encoding.options_encoding(args, target, platform, remote))
 
     def sensitive(self, allow_sensitive: Iterable[str] = ()) -> list[Finding]:
         """The sensitive paths the build would send that `allow_sensitive` does not cover."""
         return sensitive.findings(self._summary.flagged, allow_sensitive)[0]
 
     def report(self, build_args: Mapping[str, str] | None = None, target: str | None = None,
-               platform: str = DEFAULT_PLATFORM, allow_sensitive: Iterable[str] = ()) -> ContextReport:
+               platform: str = DEFAULT_PLATFORM, allow_sensitive: Iterable[str] = (),
+               remote: Mapping[str, str] | None = None, stages: DockerfilePlan | None = None) -> ContextReport:
         """One image's digest and tag, once the guard passed: raises SensitiveFilesError listing every
         sensitive path not covered by `allow_sensitive` (exact relative paths, or directories), and every
-        credential in the Dockerfile's text or the build args (`buildArg:NAME` entries accept one)."""
-        value = self.digest(build_args, target, platform)
+        credential in the Dockerfile's text or the build args (`buildArg:NAME` entries accept one).
+
+        With `stages` (the Dockerfile read for these inputs, buildcontext/stages.py), a credential in the text or a
+        build arg is refused only when the target's FROM chain uses it; one used only by other stages is reported
+        in `ContextReport.off_chain` instead."""
+        value = self.digest(build_args, target, platform, remote)
         # The Dockerfile's text and the build args land in the image history whatever is sent.
         inside = self.dockerfile.is_relative_to(self.context)
         dockerfile = (str(self.dockerfile), self.dockerfile.relative_to(self.context).as_posix() if inside else None,
                       self._summary.dockerfile_flags)
+        args = _check_inputs(build_args, target, platform)
+        off_chain: list[str] = []
+        off_chain_args: list[str] = []
+        if stages is not None:
+            dockerfile, args, off_chain, off_chain_args = _stage_aware(stages, dockerfile, args)
         refused, allowed = sensitive.image_findings(self._summary.flagged, allow_sensitive, dockerfile=dockerfile,
-                                                    build_args=_check_inputs(build_args, target, platform))
+                                                    build_args=args)
         if refused:
             existing = ignore_file_for(self.context, self._dockerfile_arg)
             hint = str(existing) if existing is not None else str(self.context / ".dockerignore")
             raise SensitiveFilesError(refused, str(self.context), hint)
-        return ContextReport(content_tag(value), tuple(allowed))
+        return ContextReport(content_tag(value), tuple(allowed), tuple(off_chain), tuple(off_chain_args))
 
     def state(self, build_args: Mapping[str, str] | None = None, target: str | None = None,
-              platform: str = DEFAULT_PLATFORM) -> BuildState:
+              platform: str = DEFAULT_PLATFORM, remote: Mapping[str, str] | None = None) -> BuildState:
         """What the explain history records of a build with these inputs (build args as fingerprints)."""
-        value = self.digest(build_args, target, platform)
+        value = self.digest(build_args, target, platform, remote)
         fingerprints = {k: encoding.arg_fingerprint(k, v) for k, v in sorted((build_args or {}).items())}
-        return BuildState(value, content_tag(value), self._summary.dockerfile, fingerprints, target, platform)
+        return BuildState(value, content_tag(value), self._summary.dockerfile, fingerprints, target, platform,
+                          dict(sorted((remote or {}).items())))
 
     def manifest(self) -> dict[str, list[str]]:
         """Relative path -> [kind, content hash | link target | "major:minor" | ""] of everything the build

@@ -4,8 +4,10 @@ The digest depends on: each file's relative path, type (file, symlink or special
 bit (user x, as git records it; no other mode bit), each symlink's target (read, never followed), each fifo's
 and socket's presence (BuildKit sends both as empty files), each device node's kind and device numbers, the
 relative path of every directory the build creates (`COPY . /x/` also copies empty ones; see
-dockerignore.context_dirs), the Dockerfile's content (wherever it lies), the build args (as a set), the target
-and the platform. It does not depend on mtimes or ctimes, owners, umask, any directory's mode, the absolute
+dockerignore.context_dirs), the Dockerfile's content (wherever it lies), the build args (as a set), the target,
+the platform, and the remote inputs: the digest each base image (FROM, `COPY --from=<image>`) resolved to for the
+platform and the sha256 of each remote `ADD` source (components/remote_inputs.py; none under `remoteInputs:
+ignore`). It does not depend on mtimes or ctimes, owners, umask, any directory's mode, the absolute
 path of the context, listing order, the number of CPUs or anything else about the machine.
 
 Encoding: sha256 over length-prefixed fields `field(b) = u64(len(b)) b` and big-endian u64s, so no two
@@ -23,12 +25,15 @@ set is unchanged takes the first level from the stat cache instead of re-encodin
       device  field('c' or 'b') field(rel) u64(major) u64(minor)
     field("dirs") u64(count), then in path order per directory: field('d') field(rel, no '/'))
   digest = sha256(
-    field("acr-publish/context-digest/v3") field("tree") tree (32 bytes)
+    field("acr-publish/context-digest/v4") field("tree") tree (32 bytes)
     field("dockerfile") sha256(Dockerfile content)
     field("build-args") u64(count), then per arg in name order: field(name) field(value)
     field("target") then 0x00 (none) or 0x01 field(target)
-    field("platform") field(platform))
-v3 (this two-level form) replaced v2 (one level), so every tag changed once with it.
+    field("platform") field(platform)
+    field("remote-inputs") u64(count), then per input in label order: field(label) field(digest))
+  where a label is `FROM <reference>` (`(<platform>)` added when not the image's; also `COPY --from`,
+  `RUN --mount`) or `ADD <url>`.
+v4 added the remote inputs, so every tag changed once with it; v3 (two levels) had replaced v2 (one level).
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from collections.abc import Iterable, Mapping
 DEFAULT_PLATFORM = "linux/amd64"
 """The platform an image is built for when its settings name none (components/settings.py takes it from here)."""
 
-DIGEST_VERSION = b"acr-publish/context-digest/v3"
+DIGEST_VERSION = b"acr-publish/context-digest/v4"
 TREE_VERSION = b"acr-publish/context-tree/v1"
 # Files larger than this are hashed as a tree of fixed-size chunks so one huge file uses every core.
 # A constant, never derived from the machine, so the digest is the same everywhere.
@@ -106,8 +111,9 @@ def digest_of(tree: bytes, dockerfile_hash: str, options: bytes) -> str:
                           + bytes.fromhex(dockerfile_hash) + options).hexdigest()
 
 
-def options_encoding(args: Mapping[str, str], target: str | None, platform: str) -> bytes:
-    """Build args sorted by name, target, platform."""
+def options_encoding(args: Mapping[str, str], target: str | None, platform: str,
+                     remote: Mapping[str, str] | None = None) -> bytes:
+    """Build args sorted by name, target, platform, remote inputs (label -> digest) sorted by label."""
     parts = [field(b"build-args"), _pack(len(args))]
     for k in sorted(args):
         parts.append(field(k.encode("utf-8", "surrogatepass")))
@@ -116,6 +122,11 @@ def options_encoding(args: Mapping[str, str], target: str | None, platform: str)
     parts.append(b"\0" if target is None else b"\1" + field(target.encode("utf-8", "surrogatepass")))
     parts.append(field(b"platform"))
     parts.append(field(platform.encode("utf-8", "surrogatepass")))
+    remote = remote or {}
+    parts += [field(b"remote-inputs"), _pack(len(remote))]
+    for label in sorted(remote):
+        parts.append(field(label.encode("utf-8", "surrogatepass")))
+        parts.append(field(remote[label].encode("utf-8", "surrogatepass")))
     return b"".join(parts)
 
 

@@ -7,14 +7,15 @@ image's explain says, even when both share a context. There is no guessing of pr
 * One file per key under `<cache dir>/history/`, named by a hash of the project directory, stack and image.
 * Record: `last`, the state of the latest planned tag, and `previous`, the latest planned state whose tag differs
   from `last`'s (so explain can say why the tag moved even after the run that moved it). A state is the digest
-  and tag, the Dockerfile's content hash, the build args as fingerprints (never values), target, platform, and
-  the manifest: relative path -> [kind, content hash, link target or device numbers] ("rel/" for directories).
+  and tag, the Dockerfile's content hash, the build args as fingerprints (never values), target, platform, the
+  remote inputs (base image and remote source -> digest), and the manifest: relative path -> [kind, content hash, link target or device numbers] ("rel/" for directories).
 * Header line `acr-publish-history <layout> <digest of last> <sha256 of body>`, then a JSON body. Recording an
   unchanged tag reads the header line only and writes nothing, so a warm plan costs one short read per image.
   `layout` is computed from this module's code (memo.code_version), never bumped by hand.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -67,11 +68,13 @@ class BuildState:
     """name -> fingerprint (digest.arg_fingerprint), never the value."""
     target: str | None
     platform: str
+    remote: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Remote input label (`FROM <ref>`, with `(<platform>)` when not the image's, `ADD <url>`) -> the digest the tag covers."""
 
     def as_json(self, manifest: Mapping[str, list[str]]) -> dict[str, Any]:
         return {"digest": self.digest, "tag": self.tag, "dockerfile": self.dockerfile,
                 "build_args": dict(self.build_args), "target": self.target, "platform": self.platform,
-                "manifest": dict(manifest)}
+                "remote": dict(self.remote), "manifest": dict(manifest)}
 
 
 @dataclass(frozen=True)

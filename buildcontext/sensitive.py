@@ -498,7 +498,9 @@ def dockerfile_findings(dockerfile: str, rel: str | None, flags: int,
            "a Dockerfile outside the context cannot be allowed: move it into the context to list it in allowSensitive")
     f = Finding(rel if rel is not None else dockerfile,
                 "the Dockerfile " + "; ".join(reasons) + " (its instructions are recorded in the image history)",
-                "remove it from the Dockerfile and pass it with a build secret (RUN --mount=type=secret); " + how,
+                "use it only in a builder stage whose output the shipped stage copies (COPY --from=<builder>): the "
+                "shipped image's history records only the target's FROM chain (docker.Image passes no build "
+                "secrets); " + how,
                 "dockerfile")
     return ([], [f]) if allow_here else ([f], [])
 
@@ -557,8 +559,10 @@ def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ())
             continue
         entry = BUILD_ARG_ENTRY + name
         f = Finding(entry, "; ".join(reasons) + " (build args are recorded in the image history)",
-                    f"pass it as a build secret (RUN --mount=type=secret) instead; if deliberate, list {entry!r} in "
-                    "this image's allowSensitive", "buildArg")
+                    "declare it (ARG) only in a builder stage whose output the shipped stage copies (COPY "
+                    "--from=<builder>): the shipped image's history records only the target's FROM chain "
+                    f"(docker.Image passes no build secrets); if deliberate, list {entry!r} in this image's "
+                    "allowSensitive", "buildArg")
         (accepted if name in allowed_names else refused).append(f)
     return refused, accepted
 

@@ -6,7 +6,10 @@
   python -m cli.explain --stack S --image I
       the same for image I as stack S configures it, compared with what the explain history recorded when the
       program last planned exactly that image of that stack (buildcontext/history.py): what changed since the
-      last planned tag, or, when nothing did, why that tag differs from the one before it.
+      last planned tag, or, when nothing did, why that tag differs from the one before it. The image's base
+      images and remote ADD sources are resolved as the program resolves them (components/remote_inputs.py), so
+      a moved base is named (`FROM <ref>: sha256:a -> sha256:b`); explain cannot read the stack's secrets, so it
+      reaches every registry, the stack's own included, with the Docker config's credentials or anonymously.
 
 Arguments are checked with the stack settings' own rules (components/settings.py): an invalid --platform or
 --target is refused, a malformed --build-arg is named without its value (values can be secrets). Every error is
@@ -20,8 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history
+from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history, stages
 from buildcontext.printable import escaped
+from components import remote_inputs
 from components.settings import (PROJECT_ROOT, ConfigError, check_build_arg_name, check_platform, check_target,
                                  load_stack_file)
 
@@ -137,6 +141,14 @@ def _diff(base: dict[str, Any], state: history.BuildState, manifest: dict[str, l
     for name in ("target", "platform"):
         if base.get(name) != getattr(state, name):
             changes.append(f"  {name} {base.get(name)!r} -> {getattr(state, name)!r}")
+    old_remote, new_remote = base.get("remote") or {}, state.remote
+    for label in sorted(old_remote.keys() | new_remote.keys()):
+        if label not in old_remote:
+            changes.append(f"  {label}: added at {new_remote[label]}")
+        elif label not in new_remote:
+            changes.append(f"  {label}: no longer used (was {old_remote[label]})")
+        elif old_remote[label] != new_remote[label]:
+            changes.append(f"  {label}: {old_remote[label]} -> {new_remote[label]}")
     return changes or ["  (no file or input difference recorded)"]
 
 
@@ -161,10 +173,25 @@ def _history_lines(key: history.HistoryKey, rec: history.Record | None, state: h
             *_diff(previous, state, manifest)]
 
 
+def _remote_inputs(settings: Any, img: Any) -> tuple[dict[str, str], stages.DockerfilePlan | None]:
+    """The image's remote inputs (label -> digest) as the program pins them, and its Dockerfile plan; RemoteInputError
+    (a whole message) when one cannot be resolved."""
+    if img.remote_inputs == "ignore":
+        return {}, None
+    data = settings.path(img.dockerfile).read_bytes()
+    try:
+        plan = stages.read_plan(data, img.build_args, img.target, img.platform)
+    except stages.DockerfileProblem as err:
+        raise _UsageError(f"{img.dockerfile}{f' line {err.line}' if err.line else ''}: {err}") from None
+    inputs = remote_inputs.ImageInputs(img.name, img.dockerfile, img.remote_inputs, plan)
+    return dict(remote_inputs.resolve_all([inputs], None)()[img.name].labels), plan
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except (_UsageError, ConfigError, history.HistoryError, OSError, ValueError, TypeError) as exc:
+    except (_UsageError, ConfigError, history.HistoryError, remote_inputs.RemoteInputError, OSError, ValueError,
+            TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
@@ -197,6 +224,7 @@ def _main(argv: list[str] | None) -> int:
         allow_sensitive = img.allow_sensitive
         key = history.HistoryKey(settings.project_root, settings.stack, img.name)
         record = history.load(key)  # before the scan: an unusable history is reported before any work is done
+        remote, plan = _remote_inputs(settings, img)
     else:
         problems: list[str] = []
         build_args = _build_args(opts.build_args, problems)
@@ -206,11 +234,12 @@ def _main(argv: list[str] | None) -> int:
         if problems:
             raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
         context, dockerfile, target, allow_sensitive = opts.context, opts.dockerfile, opts.target, ()
+        remote, plan = {}, None
     with ContextScan(context, dockerfile) as scan:
-        state = scan.state(build_args, target, platform)
+        state = scan.state(build_args, target, platform, remote)
         manifest = scan.manifest()
         try:  # the report plan_builds makes: files sent, the Dockerfile's text and the build args
-            scan.report(build_args, target, platform, allow_sensitive)
+            scan.report(build_args, target, platform, allow_sensitive, remote, plan)
             refused: tuple = ()
         except SensitiveFilesError as err:
             refused = err.findings
@@ -221,6 +250,7 @@ def _main(argv: list[str] | None) -> int:
         f"digest      {state.digest}",
         f"tag         {state.tag}",
         f"files       {scan.file_count} ({scan.total_bytes:,} bytes)",
+        *(f"remote      {escaped(label)}  {escaped(value)}" for label, value in sorted(remote.items())),
     ]
     if key is not None:
         lines += _history_lines(key, record, state, manifest)

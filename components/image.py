@@ -17,8 +17,9 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from buildcontext import ContextScan, history
+from buildcontext import ContextScan, history, stages
 from buildcontext.printable import escaped
+from components import remote_inputs
 from components.audit import declare_audit
 from components.registry import RegistryCredentials, RegistryLogin
 from components.settings import ImageSettings, Settings
@@ -35,39 +36,137 @@ class BuildPlan:
     image: ImageSettings
     tag: str
     secret_build_args: frozenset[str] = frozenset()
-    """Build args allowSensitive accepts as sensitive: passed to docker.Image as Pulumi secrets."""
+    """Build args passed to docker.Image as Pulumi secrets: those allowSensitive accepts, and credential-looking ones
+    only stages off the target's FROM chain use."""
+    dockerfile: str | None = None
+    """The Dockerfile the build uses (project-relative): the staged copy pinned to the digests the tag names, or
+    None for the configured one (nothing to pin, or remoteInputs: ignore)."""
 
 
-def plan_builds(settings: Settings) -> dict[str, BuildPlan]:
-    """Scan each build context once: content tag plus the sensitive-file guard, for all images at once.
+PINNED_DIR = ".acr-publish/pinned"
+"""Where the staged, pinned Dockerfiles are written, relative to the project root (ignored by git)."""
 
-    Images sharing a context and Dockerfile (a stack's `web` and `worker`) share one ContextScan: one
-    walk, one read of each changed file, one stat-cache load and write; only their build inputs (and so
-    their digests) are per image. Each planned image is recorded in the explain history under
-    (project, stack, image), which `python -m cli.explain --stack S --image I` reads.
+
+def _read_plans(settings: Settings, problems: list[str]) -> dict[str, remote_inputs.ImageInputs | None]:
+    """Each image's Dockerfile read for its build inputs (buildcontext/stages.py). A Dockerfile this cannot read is
+    a problem, except under remoteInputs: ignore, where the guard then counts every stage as shipped."""
+    plans: dict[str, remote_inputs.ImageInputs | None] = {}
+    for i, image in enumerate(settings.images):
+        label = f"acr-publish:images[{i}] ({image.name})"
+        try:
+            data = settings.path(image.dockerfile).read_bytes()
+            plan = stages.read_plan(data, image.build_args, image.target, image.platform)
+        except (OSError, stages.DockerfileProblem) as err:
+            plans[image.name] = None
+            # An unknown target is the settings' to report (it never reaches a stack's plan); the engine refuses it.
+            if image.remote_inputs != "ignore" and not isinstance(err, stages.UnknownTarget):
+                line = f" line {err.line}" if getattr(err, "line", 0) else ""
+                reason = err.strerror if isinstance(err, OSError) else str(err)
+                problems.append(f"{label}: {image.dockerfile}{line}: {reason}; the base images and remote sources "
+                                "cannot be read from it (fix the line, or set remoteInputs: ignore)")
+            continue
+        plans[image.name] = remote_inputs.ImageInputs(label, image.dockerfile, image.remote_inputs, plan)
+    return plans
+
+
+def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.DockerfilePlan,
+                  resolved: remote_inputs.ResolvedInputs) -> str | None:
+    """Write the Dockerfile pinned to `resolved` next to the stack's other staged Dockerfiles; its project-relative
+    path, or None when nothing needs pinning. BuildKit reads `<Dockerfile>.dockerignore` before the context's
+    `.dockerignore`, so the configured Dockerfile's own ignore file is staged beside it."""
+    if not resolved.digests and not resolved.checksums:
+        return None
+    relative = f"{PINNED_DIR}/{settings.stack}/{image.name}/Dockerfile"
+    path = settings.path(relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = plan.pinned_text(resolved.digests, resolved.checksums)
+    if not path.exists() or path.read_text(encoding="utf-8", errors="replace") != text:
+        path.write_text(text, encoding="utf-8")
+    own_ignore = settings.path(image.dockerfile + ".dockerignore")
+    staged_ignore = Path(f"{path}.dockerignore")
+    if own_ignore.is_file():
+        staged_ignore.write_bytes(own_ignore.read_bytes())
+    elif staged_ignore.exists():
+        staged_ignore.unlink()
+    return relative
+
+
+def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
+    """Scan each build context once and pin what each build pulls in: content tag plus the sensitive-file guard,
+    for all images at once.
+
+    The remote inputs (components/remote_inputs.py: base images and remote ADD sources of the stages each target
+    needs) are resolved concurrently while the contexts are scanned; `login` (components/registry.py RegistryLogin)
+    is the stack's own registry login, used for its host only. Images sharing a context and Dockerfile (a stack's
+    `web` and `worker`) share one ContextScan: one walk, one read of each changed file, one stat-cache load and
+    write; only their build inputs (and so their digests) are per image. Each planned image is recorded in the
+    explain history under (project, stack, image), which `python -m cli.explain --stack S --image I` reads.
     """
     plans: dict[str, BuildPlan] = {}
     problems: list[str] = []
     scans: dict[tuple[Path, Path], ContextScan] = {}
+    dockerfiles = _read_plans(settings, problems)
+    stack_login = None if login is None else remote_inputs.StackLogin(
+        login.server, login.username, login.password, login.allow_plain_http)
+    waiting = remote_inputs.resolve_all([p for p in dockerfiles.values() if p is not None], stack_login)
+    resolved: dict[str, remote_inputs.ResolvedInputs] = {}
     try:
+        image_scans: dict[str, ContextScan] = {}
         for i, image in enumerate(settings.images):
             pair = (settings.path(image.context), settings.path(image.dockerfile))
             try:
                 scan = scans.get(pair)
                 if scan is None:
                     scan = scans[pair] = ContextScan(*pair)
-                report = scan.report(image.build_args, image.target, image.platform, image.allow_sensitive)
-            except ValueError as err:  # SensitiveFilesError, or a context the engine cannot send (its reason)
+                image_scans[image.name] = scan
+            except ValueError as err:  # a context the engine cannot send (its reason)
                 problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
+        try:
+            resolved = waiting()
+        except remote_inputs.RemoteInputError as err:
+            problems.append(str(err))
+        for i, image in enumerate(settings.images):
+            scan = image_scans.get(image.name)
+            if scan is None:
+                continue
+            label = f"acr-publish:images[{i}] ({image.name})"
+            inputs = dockerfiles.get(image.name)
+            plan = inputs.plan if inputs is not None else None
+            if image.remote_inputs == "ignore":
+                pulumi.log.warn(remote_inputs.ignored_warning(label))
+            elif inputs is not None:
+                for warning in remote_inputs.unpinned_git_warnings(inputs):
+                    pulumi.log.warn(warning)
+            remote = resolved.get(label)
+            if image.remote_inputs != "ignore" and remote is None and inputs is not None:
+                continue  # its problem is listed
+            labels = remote.labels if remote is not None else {}
+            try:
+                report = scan.report(image.build_args, image.target, image.platform, image.allow_sensitive,
+                                     labels, plan)
+            except ValueError as err:  # SensitiveFilesError
+                problems.append(f"{label}: {err}")
                 continue
             if report.allowed:
                 # Deliberate, but never silent: the run says which sensitive files go into the image.
                 paths = ", ".join(f"{escaped(f.path)} ({escaped(f.reason)})" for f in report.allowed)
-                pulumi.log.warn(f"acr-publish:images[{i}] ({image.name}): allowSensitive sends {paths} into the image")
+                pulumi.log.warn(f"{label}: allowSensitive sends {paths} into the image")
+            for note in report.off_chain:
+                pulumi.log.info(f"{label}: {escaped(note)}")
             history.record(history.HistoryKey(settings.project_root, settings.stack, image.name),
-                           scan.state(image.build_args, image.target, image.platform), scan.manifest)
+                           scan.state(image.build_args, image.target, image.platform, labels), scan.manifest)
             secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
-            plans[image.name] = BuildPlan(image, report.tag, secret_args)
+            staged_dir = settings.path(PINNED_DIR.split("/")[0])
+            if staged_dir.is_relative_to(pair_context := settings.path(image.context)):
+                inside = staged_dir.relative_to(pair_context).as_posix() + "/"
+                if any(rel.startswith(inside) for rel in scan.manifest()):
+                    problems.append(f"{label}: the context {image.context} would send {inside}, where acr-publish "
+                                    "stages the pinned Dockerfiles; add the line "
+                                    f"'{inside}' to its .dockerignore")
+                    continue
+            staged = (_stage_pinned(settings, image, plan, remote)
+                      if remote is not None and plan is not None and not problems else None)
+            plans[image.name] = BuildPlan(image, report.tag, secret_args | frozenset(report.off_chain_args), staged)
     finally:
         for scan in scans.values():  # one stat-cache write per context, also when an image was refused
             scan.save()
@@ -221,7 +320,9 @@ class PublishedImage(pulumi.ComponentResource):
         build = docker.DockerBuildArgs(
             # Relative paths: the provider stores them in state, and absolute ones differ between machines.
             context=img.context,
-            dockerfile=img.dockerfile,
+            # The staged Dockerfile pinned to the digests the content tag names (remote inputs), when there is one:
+            # a base moved since planning then fails the build instead of landing under this tag.
+            dockerfile=args.plan.dockerfile or img.dockerfile,
             args={k: pulumi.Output.secret(v) if k in args.plan.secret_build_args else v
                   for k, v in img.build_args.items()} or None,
             target=img.target,

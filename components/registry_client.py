@@ -665,8 +665,11 @@ class RegistryClient:
     def __init__(self, server: str, username: str | None = None, password: str | None = None, *,
                  allow_plain_http: bool = False, timeout: float = 30.0, deadline: float | None = None,
                  label: str | None = None, limit_name: str = "time limit",
-                 session_factory: Callable[[_Sockets], requests.Session] | None = None) -> None:
+                 session_factory: Callable[[_Sockets], requests.Session] | None = None,
+                 anonymous: bool = False) -> None:
         self.server = server
+        self.anonymous = anonymous and not username
+        """Without credentials, follow a Bearer challenge with an anonymous token (how public images are pulled)."""
         self.username = username
         self.password = password
         self.allow_plain_http = allow_plain_http
@@ -881,8 +884,15 @@ class RegistryClient:
         return hint
 
     # -- login
-    def login(self, scopes: Iterable[str] = ()) -> None:
+    @property
+    def logged_in(self) -> bool:
+        return self._logged_in
+
+    def login(self, scopes: Iterable[str] = (), *, prove: bool = True) -> None:
         """GET /v2/, follow its challenge with the credentials, and prove they are accepted.
+
+        `prove=False` (a caller whose next request shows a refusal anyway) skips the proving request of a Basic
+        login: a rejected credential then surfaces as that request's 401.
 
         `scopes` (`repository:<name>:<actions>`) are asked for in the Bearer token of this login; without any the
         token is asked for no scope, as `docker login` does. RegistryError "auth" when the credentials are
@@ -902,6 +912,10 @@ class RegistryClient:
                 f"GET {url} asked for a login (401) with no Basic or Bearer challenge to follow: "
                 f"WWW-Authenticate {excerpt_text(response.headers.get('WWW-Authenticate', '(missing)'), self.scrub)}"
             )
+        if self.anonymous and challenge[0] == "bearer":
+            # No credentials to prove: each request asks the realm for an anonymous token of its own scope.
+            self.challenge, self._logged_in = challenge, True
+            return
         if not self.username or self.password is None:
             raise self.fail(
                 "the registry requires a login, but the stack has no registry credentials; set "
@@ -910,6 +924,9 @@ class RegistryClient:
                 "auth", 401,
             )
         self.challenge = challenge
+        if not prove and challenge[0] == "basic":
+            self._logged_in = True
+            return
         authorization = self._authorization(tuple(scopes))
         response = self.send("GET", url, headers={"Authorization": authorization}, what="logging in")
         if response.status_code == 200:
@@ -970,13 +987,13 @@ class RegistryClient:
                 f"the registry's token realm {excerpt_text(realm, self.scrub)} is plain HTTP; credentials are "
                 "sent only over HTTPS (plain HTTP only to a loopback realm of the local edition)"
             )
-        query: list[tuple[str, str]] = [("account", self.username or "")]
+        query: list[tuple[str, str]] = [] if self.anonymous else [("account", self.username or "")]
         if params.get("service"):
             query.append(("service", params["service"]))
         query += [("scope", scope) for scope in scopes]
         url = realm + ("&" if parts.query else "?") + urlencode(query)
         # The realm was named by this registry's own challenge: the one other place the Basic credential goes.
-        response = self.send("GET", url, headers={"Authorization": f"Basic {self.basic}"},
+        response = self.send("GET", url, headers={} if self.anonymous else {"Authorization": f"Basic {self.basic}"},
                              what="asking the token realm for a token")
         if response.status_code in (401, 403):
             raise self.rejected(f"the token service {parts.netloc} refused to issue a token")

@@ -52,8 +52,11 @@ TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete
 REGISTRY_KEYS = ("edition", "instanceId", "endpoint", "namespace", "createNamespace", "visibility", "server", "username")
 IMAGE_KEYS = (
     "name", "context", "dockerfile", "target", "platform", "buildArgs", "summary", "tagImmutability", "allowSensitive",
-    "cacheFrom", "audit",
+    "cacheFrom", "remoteInputs", "audit",
 )
+REMOTE_INPUT_MODES = ("resolve", "pinned", "ignore")
+"""How an image's base images and remote ADD sources enter its content tag (components/remote_inputs.py): resolved
+at plan time (default), required pinned in the Dockerfile, or left out (a moved base never rebuilds)."""
 AUDIT_KEYS = ("maxWastedBytes", "maxWastedPercent", "failOnSensitive", "allowSensitive")
 """Per image `audit:` (the layer audit, imageaudit/): thresholds, and the image paths a sensitive finding may have."""
 # Every image is built with this build arg, so what it pushes carries BuildKit's inline cache metadata and can serve
@@ -185,6 +188,8 @@ class ImageSettings:
     """Context paths the user deliberately accepts despite the sensitive-file guard."""
     cache_from: bool = True
     """Build with the image this stack published last for this name as BuildKit's registry cache."""
+    remote_inputs: str = REMOTE_INPUT_MODES[0]
+    """resolve | pinned | ignore: how base images and remote ADD sources enter the content tag."""
     audit: AuditSettings = field(default_factory=AuditSettings)
     """The layer audit's thresholds for this image."""
 
@@ -805,6 +810,8 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str], stack: str 
                     build_args[str(k)] = v
         build_args[INLINE_CACHE_ARG[0]] = INLINE_CACHE_ARG[1]
         cache_from = _bool(f"{ipath}.cacheFrom", item.get("cacheFrom"), True, problems)
+        remote_inputs = _choice(f"{ipath}.remoteInputs", item.get("remoteInputs"), REMOTE_INPUT_MODES,
+                                REMOTE_INPUT_MODES[0], problems) or REMOTE_INPUT_MODES[0]
         audit = audit_settings(f"{ipath}.audit", item.get("audit"), stack, problems)
         summary, immut = _repository_settings(ipath, item, name, edition, problems)
         allow = item.get("allowSensitive")
@@ -835,7 +842,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str], stack: str 
             name=name, context=context.relative if context else ".",
             dockerfile=dockerfile.relative if dockerfile else "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,
-            allow_sensitive=tuple(allow), cache_from=cache_from, audit=audit,
+            allow_sensitive=tuple(allow), cache_from=cache_from, remote_inputs=remote_inputs, audit=audit,
         ))
     return tuple(images)
 

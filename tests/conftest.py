@@ -79,3 +79,13 @@ def preflight_calls(monkeypatch):
     monkeypatch.setattr(preflight, "check_published", check_published)
     monkeypatch.setattr(copy, "check_source", check_source)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def remote_calls(monkeypatch):
+    """Base-image resolution and remote ADD fetches recorded instead of dialled (no registry or server answers
+    under mocks; tests/harness.py RemoteRecorder says how it answers); tests/e2e overrides this fixture and
+    resolves against real registries and servers."""
+    from tests.harness import RemoteRecorder
+
+    return RemoteRecorder(monkeypatch.setattr)

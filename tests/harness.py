@@ -247,6 +247,44 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     return config, secret_keys
 
 
+class RemoteRecorder:
+    """Stands in for components/remote_inputs.py's two network calls (`setattr` installs it: monkeypatch.setattr).
+
+    Records (reference, platform, stack login) in `.references` and URLs in `.urls`. A reference is answered from
+    `.digests` ({reference: digest}), else with a digest derived from its name and platform; `.fail` ({reference or
+    URL: ResolveFailure}) makes one fail. URLs are answered from `.checksums` or a digest of the URL."""
+
+    def __init__(self, setattr_: Callable[[Any, str, Any], None]) -> None:
+        from components import remote_inputs
+
+        self.references: list[tuple[str, str, Any]] = []
+        self.urls: list[str] = []
+        self.digests: dict[str, str] = {}
+        self.checksums: dict[str, str] = {}
+        self.fail: dict[str, Exception] = {}
+        self.saved = {name: getattr(remote_inputs, name) for name in ("resolve_reference", "fetch_checksum")}
+        setattr_(remote_inputs, "resolve_reference", self.resolve_reference)
+        setattr_(remote_inputs, "fetch_checksum", self.fetch_checksum)
+
+    def resolve_reference(self, reference: str, platform: str, stack: Any, deadline: float, client: Any = None) -> str:
+        self.references.append((reference, platform, stack))
+        if reference in self.fail:
+            raise self.fail[reference]
+        return self.digests.get(reference) or "sha256:" + hashlib.sha256(f"{reference}|{platform}".encode()).hexdigest()
+
+    def fetch_checksum(self, url: str, deadline: float) -> str:
+        self.urls.append(url)
+        if url in self.fail:
+            raise self.fail[url]
+        return self.checksums.get(url) or "sha256:" + hashlib.sha256(url.encode()).hexdigest()
+
+    def restore(self) -> None:
+        from components import remote_inputs
+
+        for name, value in self.saved.items():
+            setattr(remote_inputs, name, value)
+
+
 def source_exports(stack: str) -> dict[str, dict]:
     """For a promoting stack file, the exports of its source stack (and that stack's sources), each from its own
     stack file run under these mocks; {} for a stack that builds."""
@@ -257,7 +295,11 @@ def source_exports(stack: str) -> dict[str, dict]:
     name = source.split("/")[-1]
     # Without its registry checks: the source's exports are what is needed, and the caller's preflight recorder
     # (tests/conftest.py) must see only the promoting stack's own checks.
-    return {name: run_stack(name, {"acr-publish:preflight": "false"}).outputs}
+    recorder = RemoteRecorder(setattr)  # also called at import time, outside any fixture
+    try:
+        return {name: run_stack(name, {"acr-publish:preflight": "false"}).outputs}
+    finally:
+        recorder.restore()
 
 
 def run_stack(
@@ -292,6 +334,12 @@ def run_stack(
     sys.path.insert(0, str(project_root))
     foreign = project_root.resolve() != PROJECT_ROOT
     saved = _forget_components() if foreign else {}
+    if foreign and "components.remote_inputs" in saved:
+        # The copy imports its own modules: the test doubles of tests/conftest.py (remote_calls) go with it.
+        import importlib
+        copied = importlib.import_module("components.remote_inputs")
+        for name in ("resolve_reference", "fetch_checksum"):
+            setattr(copied, name, getattr(saved["components.remote_inputs"], name))
     try:
         os.chdir(project_root)
         runtime_settings.reset_options(project="acr-publish", stack=stack_name or stack, preview=preview,

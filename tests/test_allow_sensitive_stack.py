@@ -64,6 +64,12 @@ TOKEN_VALUE = "npm_" + "a1B2c3D4e5" * 3 + "F6g7H8"  # assembled at run time: the
 
 
 def run_args(project: Path, build_args: dict, allow: list):
+    # The shipped stages declare the args (the image history records an arg only where a stage of the target's
+    # FROM chain declares it; tests/test_stage_guard.py has the other side).
+    dockerfile = project / "app" / "Dockerfile"
+    text = dockerfile.read_text()
+    declared = "".join(f"ARG {name}\n" for name in build_args)
+    dockerfile.write_text(text.replace("ARG APP_VERSION=0.0.0\n", f"ARG APP_VERSION=0.0.0\n{declared}", 1))
     imgs = [{"name": "web", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "local", **build_args},
              "allowSensitive": ["www/.env", *allow]}]
     return run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": imgs}, project_root=project)

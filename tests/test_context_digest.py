@@ -414,14 +414,22 @@ def test_digest_is_pinned_across_machines(tmp_path):
         tree += f(kind) + f(rel) + n(len(data)) + sha(data)
     tree += f(b"l") + f(b"l") + f(b"a.txt")
     tree += f(b"dirs") + n(3) + f(b"d") + f(b"bin") + f(b"d") + f(b"var") + f(b"d") + f(b"var/empty")
-    enc = f(b"acr-publish/context-digest/v3") + f(b"tree") + sha(tree)
+    enc = f(b"acr-publish/context-digest/v4") + f(b"tree") + sha(tree)
     enc += f(b"dockerfile") + sha(dockerfile)
     enc += f(b"build-args") + n(1) + f(b"V") + f(b"1")
     enc += f(b"target") + b"\1" + f(b"final") + f(b"platform") + f(b"linux/arm64")
-    assert hashlib.sha256(enc).hexdigest() == PINNED_DIGEST
+    assert hashlib.sha256(enc + f(b"remote-inputs") + n(0)).hexdigest() == PINNED_DIGEST
+    # The remote inputs (a base image's digest, a remote ADD source's checksum) in label order.
+    base, source = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    remote = {"FROM busybox:1.36": base, "ADD http://127.0.0.1/x": source}
+    with ctx.ContextScan(tmp_path / "ctx", cache=False) as scan:
+        with_remote = scan.digest({"V": "1"}, "final", "linux/arm64", remote)
+    enc += f(b"remote-inputs") + n(2) + f(b"ADD http://127.0.0.1/x") + f(source.encode())
+    enc += f(b"FROM busybox:1.36") + f(base.encode())
+    assert hashlib.sha256(enc).hexdigest() == with_remote != PINNED_DIGEST
 
 
-PINNED_DIGEST = "933602fba0df7bfcb19cfdfb60bed11166e32122b931bbb46681252c4a6459fd"
+PINNED_DIGEST = "5c9d97d09a225412537f2492a7ef129258ee1eea43cc9fa5adecef20f920ad25"
 
 
 # ---------------------------------------------------------------- content_tag

@@ -17,13 +17,17 @@ def explain(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("stack,image", [("local", "web"), ("local", "worker"), ("dev", "web")])
-def test_explain_prints_the_tag_the_stack_publishes(stack, image, preflight_calls, tmp_path, monkeypatch):
+def test_explain_prints_the_tag_the_stack_publishes(stack, image, preflight_calls, tmp_path, monkeypatch, capsys):
+    # In process: the base image is resolved by tests/conftest.py's recorder (a subprocess would dial docker.io).
+    from cli import explain as explain_cli
+
     monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
     tag = run_stack(stack).outputs["images"][image]["tag"]
-    proc = explain("--stack", stack, "--image", image)
-    assert proc.returncode == 0, proc.stderr
-    assert f"tag         {tag}" in proc.stdout
-    assert f"unchanged since the last planned tag of image '{image}' of stack '{stack}'" in proc.stdout, proc.stdout
+    capsys.readouterr()
+    assert explain_cli.main(["--stack", stack, "--image", image]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"tag         {tag}" in out
+    assert f"unchanged since the last planned tag of image '{image}' of stack '{stack}'" in out, out
 
 
 def test_a_promoting_stack_points_to_the_stack_that_builds():

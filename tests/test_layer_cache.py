@@ -192,7 +192,9 @@ def test_a_published_image_declares_no_build_and_reads_no_stack_reference(prefli
     assert run.of_type(IMAGE) == [] and run.reads == []
 
 
-def test_the_inline_cache_arg_is_part_of_the_tag(preflight_calls) -> None:
+def test_the_inline_cache_arg_is_part_of_the_tag(preflight_calls, remote_calls) -> None:
+    base = "sha256:" + "ba" * 32
+    remote_calls.digests["busybox:1.36.1-musl"] = base
     run = run_stack("local")
     settings = settings_from_values("local", {
         "registry": {"edition": "local", "namespace": "demo"},
@@ -203,8 +205,9 @@ def test_the_inline_cache_arg_is_part_of_the_tag(preflight_calls) -> None:
     without = {k: v for k, v in web.build_args.items() if k not in INLINE}
     context, dockerfile = settings.path(web.context), settings.path(web.dockerfile)
     with ContextScan(context, dockerfile) as scan:
-        tag_with = scan.report(web.build_args, web.target, web.platform).tag
-        tag_without = scan.report(without, web.target, web.platform).tag
+        remote = {"FROM busybox:1.36.1-musl": base}
+        tag_with = scan.report(web.build_args, web.target, web.platform, remote=remote).tag
+        tag_without = scan.report(without, web.target, web.platform, remote=remote).tag
     assert run.outputs["images"]["web"]["tag"] == tag_with != tag_without
 
 

@@ -302,14 +302,23 @@ def test_exact_resource_set_per_stack(stack, preflight_calls):
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_each_image_builds_exactly_its_configured_inputs(stack, preflight_calls):
+def test_each_image_builds_exactly_its_configured_inputs(stack, preflight_calls, remote_calls):
     from components.settings import load_stack_file
 
     settings = load_stack_file(stack)
+    resolved = "sha256:" + "5e" * 32
+    remote_calls.digests["busybox:1.36.1-musl"] = resolved
     run = run_stack(stack)
     for image in settings.images:
         build = run.by_name(f"{image.name}-image").inputs["build"]
-        expected = {"context": image.context, "dockerfile": image.dockerfile, "platform": image.platform,
+        # The configured Dockerfile, staged with its base pinned to the digest the content tag names.
+        staged = f".acr-publish/pinned/{run.stack}/{image.name}/Dockerfile"
+        assert {(ref, plat) for ref, plat, _login in remote_calls.references} == {("busybox:1.36.1-musl",
+                                                                                   image.platform)}
+        original = (PROJECT_ROOT / image.dockerfile).read_text()
+        assert (PROJECT_ROOT / staged).read_text() == original.replace(
+            "FROM ${BASE_IMAGE} AS base", f"FROM busybox:1.36.1-musl@{resolved} AS base")
+        expected = {"context": image.context, "dockerfile": staged, "platform": image.platform,
                     "builderVersion": "BuilderBuildKit"}
         if image.target:
             expected["target"] = image.target

@@ -83,6 +83,8 @@ class RegistryServer:
     tls_self_signed: bool = False
     token_server: TokenServer | None = None
     tag_immutability: bool = False
+    access_log: bool = False
+    """Write one line per request to the log (`log_text`), so a test can count requests."""
     host: str = "127.0.0.1"
     port: int = 0
     ca_path: Path | None = None
@@ -184,7 +186,7 @@ class RegistryServer:
         storage.mkdir(exist_ok=True)
         config: dict = {
             "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "log": {"level": "warn", "accesslog": {"disabled": not self.access_log}},
             "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
             "http": {"addr": f"{self.host}:{self.port}", "secret": secrets.token_hex(16)},
         }

@@ -1,0 +1,471 @@
+"""What a build pulls in from outside its context, pinned before anything is declared: each base image (FROM, and
+the image of a `COPY --from` / `RUN --mount from=`) resolved to the digest of the manifest for the image's platform,
+and each remote `ADD <url>` fetched and hashed.
+
+Per image, by `remoteInputs` (components/settings.py): `resolve` (default) asks the registries and servers;
+`pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
+(and every git source without a full commit); `ignore` asks nothing and pins nothing (the tag then does not cover
+them, said in a warning). Only the stages the image's target needs are read (buildcontext/stages.py).
+
+Requests: a reference already pinned (`ref@sha256:…`) or a source with `--checksum` costs none. Every other
+distinct (reference, platform) and every distinct URL is asked once per run, all of them concurrently. Registries
+are reached through the project's registry client (components/registry_client.py: its transport, bounds, scrubbing
+and credential rules). Credentials per host: the stack's own login for the stack's registry host (and only there);
+for any other host the user's Docker config (`auths`, or a credential helper from `credHelpers` / `credsStore`),
+else anonymous (Basic with nothing, or a Bearer token asked without credentials). A remote ADD source is fetched
+without any credential, streamed and bounded by `SOURCE_LIMIT` bytes, following at most `MAX_REDIRECTS` redirects.
+
+The result per image, `ResolvedInputs`, names each input by label (`FROM <ref>`, with `(<platform>)` when not the
+image's; `ADD <url>`) with its digest; that mapping is part of the content tag (buildcontext/digest.py), and
+`pinned_text` (the staged Dockerfile the build uses) names exactly those digests, so a base that moves between
+planning and building is not taken: the build pulls the planned digest, and a changed source fails its checksum.
+"""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
+from components.registry_client import (
+    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, excerpt_text, is_loopback, new_session, server_json,
+)
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API = "registry-1.docker.io"
+DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
+SOURCE_LIMIT = 1 << 30
+"""Bytes of one remote ADD source hashed at plan time; past it the plan fails (pin it with --checksum)."""
+MAX_REDIRECTS = 5
+TIMEOUT_S = 30.0
+"""Socket timeout of each exchange."""
+BUDGET_S = 120.0
+"""The whole resolution of one run: no request starts after it."""
+WORKERS = 8
+HELPER_TIMEOUT_S = 20.0
+
+
+class RemoteInputError(Exception):
+    """A base image or remote source cannot be pinned; lists every problem (line, reference, host, fix)."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a reference lives: registry host (as the registry client takes it), repository, tag or digest."""
+
+    host: str
+    repository: str
+    reference: str
+
+    @property
+    def shown_host(self) -> str:
+        return DOCKER_HUB if self.host == DOCKER_HUB_API else self.host
+
+
+def locate(reference: str) -> Location:
+    """Docker's normalization of an image reference: a first component with '.', ':' or 'localhost' is a host,
+    otherwise Docker Hub (`library/` for one-component names); the tag defaults to `latest`."""
+    name, at, digest = reference.partition("@")
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        host, path = first, rest
+    else:
+        host, path = DOCKER_HUB, name
+    tag = "latest"
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+    if host in (DOCKER_HUB, "index.docker.io"):
+        host = DOCKER_HUB_API
+        if "/" not in path:
+            path = f"library/{path}"
+    return Location(host, path, digest if at else tag)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str | None
+    password: str | None
+    source: str
+    """How messages name them: "the stack's login", "the Docker config", "anonymous"."""
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=***, source={self.source!r})"
+
+
+def _docker_config() -> dict[str, Any]:
+    path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    try:
+        doc = json.loads(path.read_bytes()[:1 << 20])
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _helper(name: str, key: str) -> tuple[str, str] | None:
+    try:
+        answer = subprocess.run([f"docker-credential-{name}", "get"], input=key.encode(), capture_output=True,
+                                timeout=HELPER_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if answer.returncode != 0:
+        return None
+    try:
+        doc = json.loads(answer.stdout)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("Username") and isinstance(doc.get("Secret"), str):
+        return doc["Username"], doc["Secret"]
+    return None
+
+
+def docker_config_credentials(host: str) -> tuple[str, str] | None:
+    """The user's Docker config credentials for `host` (as `docker login host` stored them), or None."""
+    config = _docker_config()
+    keys = [DOCKER_HUB_CONFIG_KEY, DOCKER_HUB, DOCKER_HUB_API] if host == DOCKER_HUB_API else [
+        host, f"https://{host}", f"http://{host}"]
+    helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
+    for key in keys:
+        if isinstance(helpers.get(key), str):
+            return _helper(helpers[key], key)
+    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
+    for key in keys:
+        entry = auths.get(key)
+        if isinstance(entry, dict):
+            if isinstance(entry.get("auth"), str) and entry["auth"]:
+                try:
+                    user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                return user, password
+            if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
+                return entry["username"], entry["password"]
+    if isinstance(config.get("credsStore"), str):
+        for key in keys[:1]:
+            found = _helper(config["credsStore"], key)
+            if found:
+                return found
+    return None
+
+
+@dataclass(frozen=True)
+class StackLogin:
+    """The stack's own registry host and login (components/registry.py RegistryLogin's plain values)."""
+
+    server: str
+    username: str | None
+    password: str | None
+    allow_plain_http: bool
+
+    def __repr__(self) -> str:
+        return f"StackLogin(server={self.server!r}, username={self.username!r}, password=***)"
+
+
+def credentials_for(host: str, stack: StackLogin | None) -> Credentials:
+    """The stack's login for its own host only; else the Docker config's for `host`; else anonymous."""
+    if stack is not None and host.lower() == stack.server.lower():
+        return Credentials(stack.username, stack.password, "the stack's login")
+    found = docker_config_credentials(host)
+    if found is not None:
+        return Credentials(found[0], found[1], "the Docker config")
+    return Credentials(None, None, "anonymous")
+
+
+def _platform_matches(entry: Any, wanted: str) -> bool:
+    if not isinstance(entry, dict) or not isinstance(entry.get("platform"), dict):
+        return False
+    plat = entry["platform"]
+    parts = wanted.split("/")
+    if plat.get("os") != parts[0] or plat.get("architecture") != parts[1]:
+        return False
+    if len(parts) > 2:
+        return plat.get("variant", "v8" if parts[1] == "arm64" else "") in (parts[2], f"v{parts[2].lstrip('v')}")
+    return True
+
+
+class ResolveFailure(Exception):
+    """One reference or source could not be pinned: `what` happened, `kind` picks the fix."""
+
+    def __init__(self, what: str, kind: str) -> None:
+        super().__init__(what)
+        self.kind = kind
+
+
+def registry_client(host: str, stack: StackLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
+    """A client for `host` with the credentials `credentials_for` picks (one per host and run: one login)."""
+    creds = credentials_for(host, stack)
+    own = stack is not None and host.lower() == stack.server.lower()
+    plain = stack.allow_plain_http if own else is_loopback(host.rsplit(":", 1)[0])
+    shown = DOCKER_HUB if host == DOCKER_HUB_API else host
+    client = RegistryClient(host, creds.username, creds.password, allow_plain_http=plain, timeout=TIMEOUT_S,
+                            deadline=deadline, label=shown, anonymous=True, limit_name="remote-input time limit")
+    return client, creds
+
+
+def resolve_reference(reference: str, platform: str, stack: StackLogin | None, deadline: float,
+                      client: tuple[RegistryClient, Credentials] | None = None) -> str:
+    """The digest of the manifest `reference` names for `platform` (an index is followed to that platform's
+    entry); ResolveFailure otherwise. `client`: a client of `registry_client` for the reference's host, reused
+    across its references (closed by the caller); without one, one is made and closed here."""
+    where = locate(reference)
+    own_client = client is None
+    client, creds = registry_client(where.host, stack, deadline) if client is None else client
+    try:
+        if not client.logged_in:
+            client.login(prove=False)  # the manifest request shows a refused login itself
+        manifest = client.get_manifest(where.repository, where.reference)
+        if manifest.media_type not in (OCI_INDEX, DOCKER_LIST):
+            return manifest.digest
+        try:
+            doc = server_json(manifest.content)
+        except ValueError:
+            raise ResolveFailure("its index is not JSON", "protocol") from None
+        entries = doc.get("manifests") if isinstance(doc, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if _platform_matches(entry, platform) and isinstance(entry.get("digest"), str):
+                return entry["digest"]
+        offered = sorted({"/".join(p for p in (e["platform"].get("os"), e["platform"].get("architecture"),
+                                                 e["platform"].get("variant")) if p)
+                          for e in entries or [] if isinstance(e, dict) and isinstance(e.get("platform"), dict)})
+        raise ResolveFailure(f"its index has no manifest for {platform} (it has {', '.join(offered) or 'none'})",
+                             "platform")
+    except RegistryError as err:
+        kind = "absent" if err.kind == "absent" or err.status == 404 else err.kind
+        if creds.source == "anonymous" and kind in ("auth", "forbidden"):
+            kind = "login"
+        raise ResolveFailure(f"{err} (credentials: {creds.source})", kind) from None
+    finally:
+        if own_client:
+            client.close()
+
+
+def fetch_checksum(url: str, deadline: float) -> str:
+    """`sha256:` of what `url` serves, streamed, at most SOURCE_LIMIT bytes, no credentials sent anywhere."""
+    session = new_session()
+    current = url
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ResolveFailure(f"the remote-input time limit of {BUDGET_S:g}s ran out", "unreachable")
+            host = requests.utils.urlparse(current).hostname or ""
+            proxies = {} if is_loopback(host) else requests.utils.get_environ_proxies(current)
+            try:
+                response = session.get(current, stream=True, allow_redirects=False, proxies=proxies,
+                                       timeout=(min(left, TIMEOUT_S), min(left, TIMEOUT_S)))
+            except requests.exceptions.RequestException as exc:
+                raise ResolveFailure(f"cannot fetch it: {excerpt_text(type(exc).__name__ + ': ' + str(exc))}",
+                                     "unreachable") from None
+            with response:
+                if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                    current = requests.compat.urljoin(current, response.headers["Location"])
+                    if not current.startswith(("http://", "https://")):
+                        raise ResolveFailure("it redirects to a location that is not http(s)", "protocol")
+                    continue
+                if response.status_code != 200:
+                    raise ResolveFailure(f"the server answered {response.status_code}", "absent"
+                                         if response.status_code == 404 else "protocol")
+                digest = hashlib.sha256()
+                size = 0
+                for chunk in response.iter_content(1 << 20):
+                    size += len(chunk)
+                    if size > SOURCE_LIMIT:
+                        raise ResolveFailure(f"it is larger than {SOURCE_LIMIT} bytes, the most hashed at plan time",
+                                             "large")
+                    digest.update(chunk)
+                    if time.monotonic() > deadline:
+                        raise ResolveFailure(f"the remote-input time limit of {BUDGET_S:g}s ran out", "unreachable")
+                return f"sha256:{digest.hexdigest()}"
+        raise ResolveFailure(f"it redirects more than {MAX_REDIRECTS} times", "protocol")
+    finally:
+        session.close()
+
+
+@dataclass
+class ImageInputs:
+    """One image's Dockerfile plan and where messages place it."""
+
+    label: str
+    """`acr-publish:images[i] (name)`."""
+    dockerfile: str
+    """The Dockerfile's project-relative path."""
+    mode: str
+    plan: DockerfilePlan
+
+
+@dataclass(frozen=True)
+class ResolvedInputs:
+    """One image's pinned remote inputs."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Label (`FROM <ref>`, `(<platform>)` added when not the image's; `ADD <url>`) -> digest: what the tag covers."""
+    digests: Mapping[ExternalReference, str] = field(default_factory=dict)
+    checksums: Mapping[RemoteSource, str] = field(default_factory=dict)
+
+
+_FIXES = {
+    "absent": "check the reference for a typo, or mirror the base into the stack's registry{server}",
+    "login": ("give credentials for {host} (`docker login {host}`: the Docker config is read), pin the digest "
+              "(FROM <ref>@sha256:…), or mirror the base into the stack's registry{server}"),
+    "auth": ("check the credentials for {host} ({source}), pin the digest (FROM <ref>@sha256:…), or mirror the base "
+             "into the stack's registry{server}"),
+    "forbidden": ("give an account that may pull from {host}, pin the digest (FROM <ref>@sha256:…), or mirror the "
+                  "base into the stack's registry{server}"),
+    "platform": "set the image's platform to one the index has, or name a base built for it",
+}
+_DEFAULT_FIX = ("pin the digest (FROM <ref>@sha256:…) or mirror the base into the stack's registry{server}, which "
+                "this machine reaches")
+_SOURCE_FIXES = {
+    "large": "pin it with ADD --checksum=sha256:<digest> (no request is then made)",
+}
+_DEFAULT_SOURCE_FIX = ("make the URL reachable from this machine, or pin it with ADD --checksum=sha256:<digest> (no "
+                       "request is then made)")
+
+
+def _where(image: ImageInputs, line: int) -> str:
+    return f"{image.label}: {image.dockerfile} line {line}"
+
+
+def pinned_problems(image: ImageInputs) -> list[str]:
+    """Under `remoteInputs: pinned`: every needed reference without a digest and every remote source without a
+    checksum (or full commit), each with its fix."""
+    problems = []
+    for ref in image.plan.references:
+        if not ref.pinned:
+            problems.append(f"{_where(image, ref.line)}: {ref.instruction} {ref.reference} has no digest, and "
+                            "remoteInputs is pinned; fix: write it as <ref>@sha256:<digest> (`docker buildx "
+                            f"imagetools inspect {ref.reference}` shows it), or set remoteInputs: resolve")
+    for source in image.plan.sources:
+        if not source.pinned:
+            fix = ("ADD --checksum=sha256:<digest of the file>" if source.kind == "http"
+                   else "name a full commit hash after '#' (e.g. #<40 hex digits>)")
+            problems.append(f"{_where(image, source.line)}: ADD {source.url} is not pinned, and remoteInputs is "
+                            f"pinned; fix: {fix}, or set remoteInputs: resolve")
+    return problems
+
+
+def unpinned_git_warnings(image: ImageInputs) -> list[str]:
+    return [f"{_where(image, s.line)}: ADD {s.url} names no full commit hash, so the content tag does not cover what "
+            "it fetches (a moved branch or tag never rebuilds); name a commit after '#'"
+            for s in image.plan.sources if s.kind == "git" and not s.pinned]
+
+
+def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Callable[[], dict[str, ResolvedInputs]]:
+    """Start resolving every image's unpinned references and sources (each distinct one once, concurrently) and
+    return a function that waits for them: image label -> ResolvedInputs, or RemoteInputError listing every
+    problem. `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""
+    images = [i for i in images if i.mode != "ignore"]
+    deadline = time.monotonic() + BUDGET_S
+    problems: list[str] = []
+    wanted_refs: dict[tuple[str, str], None] = {}
+    wanted_urls: dict[str, None] = {}
+    for image in images:
+        if image.mode == "pinned":
+            problems += pinned_problems(image)
+            continue
+        for ref in image.plan.references:
+            if not ref.pinned:
+                wanted_refs[(ref.reference, ref.platform)] = None
+        for source in image.plan.sources:
+            if source.kind == "http" and source.checksum is None:
+                wanted_urls[source.url] = None
+    # One task per registry host: one client, so one login, then its references one after the other (a login costs
+    # two requests, a reference one); hosts and sources in parallel.
+    by_host: dict[str, list[tuple[str, str]]] = {}
+    for key in wanted_refs:
+        by_host.setdefault(locate(key[0]).host, []).append(key)
+
+    def resolve_host(host: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str | ResolveFailure]:
+        results: dict[tuple[str, str], str | ResolveFailure] = {}
+        client = registry_client(host, stack, deadline)  # no request until the first reference
+
+        def one(key: tuple[str, str]) -> None:
+            try:
+                results[key] = resolve_reference(key[0], key[1], stack, deadline, client=client)
+            except ResolveFailure as failure:
+                results[key] = failure
+
+        try:
+            one(keys[0])  # logs in; the others reuse the login, in parallel (the client is thread-safe)
+            if len(keys) > 1:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(keys) - 1)) as inner:
+                    list(inner.map(one, keys[1:]))
+        finally:
+            client[0].close()
+        return results
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(by_host) + len(wanted_urls))))
+    host_futures = [pool.submit(resolve_host, host, keys) for host, keys in by_host.items()]
+    url_futures = {url: pool.submit(fetch_checksum, url, deadline) for url in wanted_urls}
+    pool.shutdown(wait=False)
+    ref_results: dict[tuple[str, str], str | ResolveFailure] = {}
+
+    def wait() -> dict[str, ResolvedInputs]:
+        for future in host_futures:
+            ref_results.update(future.result())
+        out: dict[str, ResolvedInputs] = {}
+        server = f" ({stack.server})" if stack is not None else ""
+        for image in images:
+            labels: dict[str, str] = {}
+            digests: dict[ExternalReference, str] = {}
+            checksums: dict[RemoteSource, str] = {}
+            for ref in image.plan.references:
+                if ref.pinned:
+                    labels[ref.label] = ref.reference.rsplit("@", 1)[1]
+                    continue
+                if image.mode == "pinned":
+                    continue  # listed by pinned_problems
+                try:
+                    digest = ref_results[(ref.reference, ref.platform)]
+                    if isinstance(digest, ResolveFailure):
+                        raise digest
+                except ResolveFailure as failure:
+                    where = locate(ref.reference)
+                    fix = _FIXES.get(failure.kind, _DEFAULT_FIX).format(
+                        host=where.shown_host, server=server, source="the Docker config")
+                    problems.append(f"{_where(image, ref.line)}: {ref.instruction} {ref.reference} (host "
+                                    f"{where.shown_host}) cannot be resolved for {ref.platform}: {failure}; fix: {fix}")
+                    continue
+                labels[ref.label] = digest
+                digests[ref] = digest
+            for source in image.plan.sources:
+                if source.kind == "git":
+                    if source.pinned:
+                        labels[source.label] = source.checksum or source.url.partition("#")[2].partition(":")[0]
+                    continue
+                if source.checksum is not None:
+                    labels[source.label] = source.checksum
+                    continue
+                if image.mode == "pinned":
+                    continue
+                try:
+                    checksum = url_futures[source.url].result()
+                except ResolveFailure as failure:
+                    host = requests.utils.urlparse(source.url).hostname or "?"
+                    fix = _SOURCE_FIXES.get(failure.kind, _DEFAULT_SOURCE_FIX)
+                    problems.append(f"{_where(image, source.line)}: ADD {source.url} (host {host}) cannot be "
+                                    f"hashed: {failure}; fix: {fix}")
+                    continue
+                labels[source.label] = checksum
+                checksums[source] = checksum
+            out[image.label] = ResolvedInputs(labels, digests, checksums)
+        if problems:
+            raise RemoteInputError("\n".join(dict.fromkeys(problems)))
+        return out
+
+    return wait
+
+
+def ignored_warning(label: str) -> str:
+    return (f"{label}: remoteInputs is ignore, so the content tag does not cover what FROM and ADD <url> resolve "
+            "to: a base image or remote source that moves under the same name never rebuilds this image")

@@ -1,0 +1,292 @@
+"""End to end: base images and remote ADD sources pinned at plan time against real registries and a real server.
+
+Registries are Debian's `docker-registry` on loopback holding the locally imported busybox base
+(tests/e2e/base_image.py) pushed under tags; a "moved" base is the same base with one more LABEL, pushed under the
+same tag. The plan is `plan_builds` (components/image.py), the same call the program makes before declaring anything; the pinned build is
+`docker buildx build` of the staged Dockerfile it writes, on the real engine. Requests are counted in the registry's
+own access log and by the loopback HTTP server.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import secrets
+import subprocess
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import docker
+import pytest
+
+from buildcontext import ContextScan, history
+from cli import explain
+from components import image as image_module
+from components.registry import RegistryLogin
+from components.registry_client import OCI_INDEX, OCI_MANIFEST, RegistryClient
+from components.settings import ImageSettings, RegistrySettings, Settings
+from tests.e2e.base_image import base_image  # noqa: F401
+from tests.e2e.conftest import DOCKER_CLI
+from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
+
+BASE_REPO = "base/busybox"
+
+
+def push(client: docker.DockerClient, local: str, registry: RegistryServer, repository: str, tag: str) -> str:
+    """Push the local image `local` as <registry>/<repository>:<tag>; its manifest digest."""
+    target = f"{registry.server}/{repository}"
+    client.images.get(local).tag(target, tag)
+    auth = None if registry.auth == "none" else {"username": registry.username, "password": registry.password}
+    for event in client.images.push(target, tag=tag, stream=True, decode=True, auth_config=auth):
+        assert "error" not in event, event
+    digest = registry.manifest_digest(repository, tag)
+    assert digest
+    return digest
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def moved_base(engine, base_image: str) -> Iterator[str]:  # noqa: F811
+    """The base with one more LABEL: what a base tag points to after it moved."""
+    name = f"{base_image}-moved"
+    subprocess.run([DOCKER_CLI, "build", "-q", "-t", name, "-"], input=f"FROM {base_image}\nLABEL moved=yes\n".encode(),
+                   check=True, capture_output=True, timeout=300)
+    yield name
+    subprocess.run([DOCKER_CLI, "image", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def open_registry(registry_factory) -> RegistryServer:  # noqa: F811
+    return registry_factory(auth="none", access_log=True)
+
+
+def make_project(root: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
+    (root / "app").mkdir(parents=True, exist_ok=True)
+    (root / "app" / "Dockerfile").write_text(dockerfile)
+    for rel, text in (files or {"hello.txt": "hello\n"}).items():
+        (root / "app" / rel).write_text(text)
+    return root
+
+
+def settings_for(root: Path, *, stack: str = "e2e", server: str = "127.0.0.1:1", **image: object) -> Settings:
+    img = ImageSettings(name="web", context="app", dockerfile="app/Dockerfile",
+                        build_args={"BUILDKIT_INLINE_CACHE": "1", **image.pop("build_args", {})}, **image)
+    return Settings(stack=stack, region=None, registry=RegistrySettings(edition="local", namespace=None, server=server),
+                    images=(img,), protect=False, retain_on_delete=False, preflight=False, project_root=root)
+
+
+def manifest_requests(registry: RegistryServer, repository: str) -> int:
+    return sum(1 for line in registry.log_text().splitlines() if f"/v2/{repository}/manifests/" in line)
+
+
+def test_a_moved_base_changes_the_tag_and_explain_names_it(tmp_path, engine, base_image, moved_base,  # noqa: F811
+                                                           open_registry, monkeypatch):
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    old = push(engine, base_image, open_registry, BASE_REPO, "moving")
+    ref = f"{open_registry.server}/{BASE_REPO}:moving"
+    root = make_project(tmp_path / "p", f"FROM {ref}\nCOPY hello.txt /hello.txt\n")
+    settings = settings_for(root)
+    first = image_module.plan_builds(settings)["web"]
+    assert image_module.plan_builds(settings)["web"].tag == first.tag, "an unmoved base keeps the tag"
+    new = push(engine, moved_base, open_registry, BASE_REPO, "moving")
+    assert new != old
+    second = image_module.plan_builds(settings)["web"]
+    assert second.tag != first.tag
+    staged = (root / second.dockerfile).read_text()
+    assert staged == f"FROM {ref}@{new}\nCOPY hello.txt /hello.txt\n"
+    # explain says why the tag moved: nothing in the context, the base.
+    key = history.HistoryKey(root, "e2e", "web")
+    with ContextScan(root / "app") as scan:
+        state = scan.state(settings.images[0].build_args, None, "linux/amd64", {f"FROM {ref}": new})
+        lines = explain._history_lines(key, state, scan.manifest())
+    assert state.tag == second.tag
+    assert f"  FROM {ref}: {old} -> {new}" in lines, lines
+    assert not any(line.startswith("  changed  ") for line in lines), lines
+
+
+def test_a_pinned_from_makes_no_request(tmp_path, engine, base_image, open_registry, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    digest = push(engine, base_image, open_registry, "base/pinned", "v1")
+    ref = f"{open_registry.server}/base/pinned:v1@{digest}"
+    root = make_project(tmp_path / "p", f"FROM {ref}\nCOPY hello.txt /hello.txt\n")
+    before = manifest_requests(open_registry, "base/pinned")
+    assert before >= 1, "the registry log counts manifest requests (the push made some)"
+    for mode in ("resolve", "pinned"):
+        plan = image_module.plan_builds(settings_for(root, remote_inputs=mode))["web"]
+        assert plan.dockerfile is None, "nothing to pin: the configured Dockerfile is built"
+    assert manifest_requests(open_registry, "base/pinned") == before
+
+
+def test_arg_substitution_multi_stage_and_scratch(tmp_path, engine, base_image, moved_base,  # noqa: F811
+                                                  open_registry, monkeypatch):
+    """A global ARG names the base (overridden by a build arg), a builder stage FROM another base is needed through
+    COPY --from, an unused stage's base is never asked, and the target FROM scratch has no base."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    a = push(engine, base_image, open_registry, "base/a", "1")
+    b = push(engine, moved_base, open_registry, "base/b", "1")
+    server = open_registry.server
+    dockerfile = (f"ARG REG={server}\nARG FLAVOUR=a\n"
+                  "FROM ${REG}/base/${FLAVOUR}:1 AS build\nRUN echo built > /out\n"
+                  f"FROM {server}/base/never-asked:1 AS unused\n"
+                  "FROM scratch AS web\nCOPY --from=build /out /out\n")
+    root = make_project(tmp_path / "p", dockerfile)
+    before = manifest_requests(open_registry, "base/never-asked")
+    plan_a = image_module.plan_builds(settings_for(root, target="web"))["web"]
+    plan_b = image_module.plan_builds(settings_for(root, target="web", build_args={"FLAVOUR": "b"}))["web"]
+    assert plan_a.tag != plan_b.tag
+    assert f"FROM {server}/base/b:1@{b} AS build" in (root / plan_b.dockerfile).read_text()
+    assert manifest_requests(open_registry, "base/never-asked") == before, "a stage the target does not need"
+    assert a != b
+
+
+def test_platform_follows_the_index(tmp_path, engine, base_image, moved_base, open_registry,  # noqa: F811
+                                    monkeypatch):
+    """An index is followed to the manifest of the image's platform, and `FROM --platform=` picks its own."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    amd64 = push(engine, base_image, open_registry, "base/multi", "amd64")
+    other = push(engine, moved_base, open_registry, "base/multi", "other")
+    with RegistryClient(open_registry.server, allow_plain_http=True) as client:
+        sizes = {d: len(client.get_manifest("base/multi", d).content) for d in (amd64, other)}
+        media = {d: client.get_manifest("base/multi", d).media_type for d in (amd64, other)}
+        index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            {"mediaType": media[amd64], "digest": amd64, "size": sizes[amd64],
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": media[other], "digest": other, "size": sizes[other],
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}]}).encode()
+        client.put_manifest("base/multi", "1", OCI_INDEX, index)
+    ref = f"{open_registry.server}/base/multi:1"
+    root = make_project(tmp_path / "p", f"FROM {ref}\nCOPY hello.txt /\nFROM --platform=linux/arm64 {ref} AS tool\n"
+                                        "FROM scratch\nCOPY --from=tool /bin/busybox /x\n")
+    plan = image_module.plan_builds(settings_for(root))["web"]
+    text = (root / plan.dockerfile).read_text()
+    assert f"FROM --platform=linux/arm64 {ref}@{other} AS tool" in text, text
+    root2 = make_project(tmp_path / "q", f"FROM {ref}\nCOPY hello.txt /\n")
+    staged = image_module.plan_builds(settings_for(root2))["web"].dockerfile
+    assert f"FROM {ref}@{amd64}" in (root2 / staged).read_text()
+    with pytest.raises(image_module.BuildPlanError, match=r"its index has no manifest for linux/s390x \(it has "
+                                                          r"linux/amd64, linux/arm64/v8\)"):
+        image_module.plan_builds(settings_for(root2, platform="linux/s390x"))
+    assert OCI_MANIFEST  # the media types the index names are the registry's own
+
+
+def test_the_build_uses_the_digest_the_tag_names(tmp_path, engine, base_image, moved_base,  # noqa: F811
+                                                 open_registry, monkeypatch):
+    """A base moved between plan and build: the staged Dockerfile still builds on the digest the tag names (the
+    configured one, unpinned, would take the moved base)."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    push(engine, base_image, open_registry, "base/racing", "latest")
+    ref = f"{open_registry.server}/base/racing:latest"
+    root = make_project(tmp_path / "p", f"FROM {ref}\nCOPY hello.txt /hello.txt\n")
+    plan = image_module.plan_builds(settings_for(root))["web"]
+    push(engine, moved_base, open_registry, "base/racing", "latest")  # the base moves after planning
+
+    def built_labels(dockerfile: Path) -> dict:
+        name = f"acr-publish-e2e/pinned:{secrets.token_hex(4)}"
+        subprocess.run([DOCKER_CLI, "buildx", "build", "--platform", "linux/amd64", "-f", str(dockerfile), "-t", name,
+                        "--load", str(root / "app")], check=True, capture_output=True, timeout=300)
+        try:
+            return engine.images.get(name).labels or {}
+        finally:
+            engine.images.remove(name, force=True)
+
+    assert "moved" not in built_labels(root / plan.dockerfile), "the pinned build used the planned base"
+    assert built_labels(root / "app" / "Dockerfile").get("moved") == "yes", "unpinned, the moved base is taken"
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    body = b"one\n"
+    hits: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def file_server() -> Iterator[tuple[str, type[_Files]]]:
+    handler = type("Files", (_Files,), {"body": b"one\n", "hits": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_remote_add_source_is_hashed_and_pinned(tmp_path, file_server, monkeypatch):
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base_url, handler = file_server
+    handler.body = f"one {secrets.token_hex(8)}\n".encode()  # bytes no earlier build stored
+    url = f"{base_url}/file-{secrets.token_hex(4)}.txt"
+    root = make_project(tmp_path / "p", f"FROM scratch\nADD {url} /file.txt\n")
+    first = image_module.plan_builds(settings_for(root))["web"]
+    assert len(handler.hits) == 1
+    checksum = "sha256:" + hashlib.sha256(handler.body).hexdigest()
+    assert (root / first.dockerfile).read_text() == f"FROM scratch\nADD --checksum={checksum} {url} /file.txt\n"
+    build = [DOCKER_CLI, "buildx", "build", "--platform", "linux/amd64", "-f", str(root / first.dockerfile),
+             "--output", "type=tar,dest=/dev/null", str(root / "app")]
+    planned = handler.body
+    handler.body = b"two\n"  # the served file changes after planning, before the build
+    proc = subprocess.run(build, capture_output=True, timeout=300, text=True)
+    assert proc.returncode != 0 and "checksum" in (proc.stdout + proc.stderr).lower(), \
+        "a source changed since planning fails the pinned build instead of landing under the planned tag"
+    handler.body = planned
+    subprocess.run(build, check=True, capture_output=True, timeout=300)  # served as planned, the build passes
+    handler.body = b"two\n"
+    second = image_module.plan_builds(settings_for(root))["web"]
+    assert second.tag != first.tag, "a changed source changes the tag"
+    hits = len(handler.hits)
+    (root / "app" / "Dockerfile").write_text(f"FROM scratch\nADD --checksum={checksum} {url} /f\n")
+    image_module.plan_builds(settings_for(root))
+    assert len(handler.hits) == hits, "an ADD with --checksum makes no request"
+
+
+def test_the_stacks_own_login_reaches_its_own_registry_and_no_other(tmp_path, engine, base_image,  # noqa: F811
+                                                                     registry_factory, monkeypatch):  # noqa: F811
+    """The stack's registry (htpasswd) holds the base: resolved with the stack's login. A second registry that
+    would accept the very same user and password is asked anonymously, so it refuses: the login never went there."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    own = registry_factory(auth="htpasswd")
+    other = registry_factory(auth="htpasswd", username=own.username, password=own.password)
+    push(engine, base_image, own, "mirror/busybox", "1")
+    push(engine, base_image, other, "mirror/busybox", "1")
+    login = RegistryLogin(own.server, own.username, own.password, allow_plain_http=True)
+    root = make_project(tmp_path / "p", f"FROM {own.server}/mirror/busybox:1\nCOPY hello.txt /\n")
+    plan = image_module.plan_builds(settings_for(root, server=own.server), login)["web"]
+    assert plan.dockerfile is not None
+    root2 = make_project(tmp_path / "q", f"FROM {other.server}/mirror/busybox:1\nCOPY hello.txt /\n")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root2, server=own.server), login)
+    msg = str(err.value)
+    assert f"app/Dockerfile line 1: FROM {other.server}/mirror/busybox:1 (host {other.server})" in msg, msg
+    assert "credentials: anonymous" in msg and f"docker login {other.server}" in msg, msg
+    assert own.password not in msg
+
+
+@pytest.mark.parametrize("case", ["absent", "unreachable"])
+def test_a_base_that_cannot_be_resolved_fails_the_plan_with_line_reference_host_and_fix(
+        tmp_path, open_registry, monkeypatch, case):
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    server = open_registry.server if case == "absent" else "127.0.0.1:9"
+    root = make_project(tmp_path / "p", f"FROM scratch AS x\nFROM {server}/no/such:1\nCOPY hello.txt /\n")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root))
+    msg = str(err.value)
+    assert f"acr-publish:images[0] (web): app/Dockerfile line 2: FROM {server}/no/such:1 (host {server})" in msg, msg
+    assert ("does not exist" in msg and "check the reference for a typo" in msg if case == "absent"
+            else "refused" in msg and "pin the digest" in msg and "mirror the base" in msg), msg
+    assert not (root / ".acr-publish").exists(), "nothing staged for a failed plan"
