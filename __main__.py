@@ -3,16 +3,19 @@
 
 One straight sequence; nothing is declared until every check passed, and no check runs inside an `apply`:
 settings -> registry login -> (promoting: the source stack's exports) -> registry preflight -> per image: base images
-and remote sources pinned, content tag and sensitive-file guard, then "is this content tag already published?"
-(promoting: the source login and each source digest) -> namespace, repositories and images (or promotions).
+and remote sources pinned, content tag and sensitive-file guard, then "is this content tag already published?" (per
+platform too), then every builder answers (promoting: the source login and each source digest) -> namespace,
+repositories, builder providers and images (or promotions).
 """
 import dataclasses
 
 import pulumi
 
+from components.builders import BuilderError, builder_for, builder_providers, check_builders
 from components.copy import CopyError
 from components.errors import reported_to_engine
 from components.image import BuildPlanError, PublishedImage, PublishedImageArgs, layer_cache, plan_builds
+from components.image_index import MultiPlatformImage, MultiPlatformImageArgs, builds_needed
 from components.preflight import PreflightError
 from components.promotion import (
     PromotedImage, PromotedImageArgs, PromotionError, check_sources, read_source, registry_instance, source_login,
@@ -25,7 +28,8 @@ from components.settings import load_settings, registry_password_value, source_p
 
 # Every error raised for bad input or a failed check reaches the engine as a pulumi.RunError (components/errors.py),
 # which it prints without a traceback.
-with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryLookupError, CopyError, PromotionError):
+with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryLookupError, CopyError, PromotionError,
+                        BuilderError):
     settings, _ = load_settings()
     login = registry_login(settings, registry_password_value())
     if settings.promotion is not None:
@@ -36,9 +40,13 @@ with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryL
     reachable = preflight(login, settings) if settings.preflight else False
     if settings.promotion is None:
         plans = plan_builds(settings, login)
-        published = (published_digests(login, settings, {name: plan.tag for name, plan in plans.items()},
-                                       reachable=reachable)
-                     if settings.preflight else {})
+        # An image with platforms: its index's tag, and each platform's own tag, keyed (name, platform).
+        tags = {name: plan.tag for name, plan in plans.items()}
+        tags.update({(name, platform): tag for name, plan in plans.items()
+                     for platform, tag in plan.platform_tags.items()})
+        published = published_digests(login, settings, tags, reachable=reachable) if settings.preflight else {}
+        building = builds_needed(settings, plans, published)
+        check_builders(settings, building)
     else:
         source_registry = source_login(settings, source, login, source_password_value())
         if settings.preflight:
@@ -57,21 +65,27 @@ with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryL
     paths = repository_paths(settings.registry.namespace, settings.images)
     if settings.promotion is None:
         last_published = layer_cache(settings.preflight, plans)
-        images = {
-            name: PublishedImage(
-                name,
-                PublishedImageArgs(
-                    plan=plan,
-                    repository=f"{login.server}/{paths[name]}",
-                    credentials=registry.credentials,
-                    repository_resource=registry.repositories.get(name),
-                    published_digest=published.get(name),
-                    last_published=last_published,
-                    audit_login=login,
-                ),
+        providers = builder_providers(settings, [platform for _, _, platform in building])
+        images = {}
+        for name, plan in plans.items():
+            build = PublishedImageArgs(
+                plan=plan,
+                repository=f"{login.server}/{paths[name]}",
+                credentials=registry.credentials,
+                repository_resource=registry.repositories.get(name),
+                published_digest=published.get(name),
+                last_published=last_published,
+                audit_login=login,
             )
-            for name, plan in plans.items()
-        }
+            if not plan.platform_tags:
+                images[name] = PublishedImage(name, build)
+                continue
+            images[name] = MultiPlatformImage(name, MultiPlatformImageArgs(
+                build=build, repository_path=paths[name], plain_http=login.allow_plain_http,
+                published_children={p: published.get((name, p)) for p in plan.platform_tags},
+                providers={p: providers[b.platform] for p in plan.platform_tags
+                           if (b := builder_for(settings, p)) is not None and b.platform in providers},
+            ))
     else:
         audit_of = {repo.name: repo.audit for repo in source.repositories}
         images = {
@@ -91,7 +105,9 @@ pulumi.export(
     "images",
     {
         name: {"repository": img.repository, "tag": img.tag, "imageName": img.image_name, "ref": img.ref,
-               "audit": img.audit.summary}
+               "audit": img.audit.summary,
+               # Each platform's build of a multi-platform image: its layer cache next time, and what to pull.
+               **({"platforms": img.platforms} if isinstance(img, MultiPlatformImage) else {})}
         for name, img in images.items()
     },
 )

@@ -24,8 +24,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import dockerfile
-
 from buildcontext import sensitive
 
 SCRATCH = "scratch"
@@ -200,6 +198,10 @@ def _replace_in(lines: list[str], command, ref: ExternalReference, old: str, new
 
 
 def _parse(text: str):
+    # Imported here: the parser is Go code whose runtime reserves a large address space at import, which every
+    # importer of the build-context engine (the ignore-file reader included) would otherwise pay.
+    import dockerfile
+
     try:
         return dockerfile.parse_string(text)
     except dockerfile.GoParseError as err:

@@ -26,6 +26,9 @@ from typing import Any
 from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history, stages
 from buildcontext.printable import escaped
 from components import remote_inputs
+from components.docker_rules import platform_problem
+from components.platforms import history_name
+from components.settings import same_platform
 from components.settings import (PROJECT_ROOT, ConfigError, check_build_arg_name, check_platform, check_target,
                                  load_stack_file)
 
@@ -205,7 +208,7 @@ def _main(argv: list[str] | None) -> int:
         raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
     key, record = None, None
     if opts.stack is not None:
-        if opts.dockerfile is not None or opts.build_args or opts.target is not None or opts.platform is not None:
+        if opts.dockerfile is not None or opts.build_args or opts.target is not None:
             raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
                               "stack file; drop --dockerfile/--build-arg/--target/--platform")
         settings = load_stack_file(opts.stack, PROJECT_ROOT)
@@ -221,8 +224,22 @@ def _main(argv: list[str] | None) -> int:
         img = images[opts.image]
         context, dockerfile = settings.path(img.context), settings.path(img.dockerfile)
         build_args, target, platform = dict(img.build_args), img.target, img.platform
+        if opts.platform is not None:
+            # An image with platforms has one build (and one history) per platform: --platform picks it.
+            if not img.platforms:
+                raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from "
+                                  "the stack file; drop --dockerfile/--build-arg/--target/--platform")
+            platform = next((p for p in img.platforms if same_platform(p, opts.platform)), None) \
+                if platform_problem(opts.platform) is None else None
+            if platform is None:
+                raise _UsageError(f"image {opts.image!r} of stack {opts.stack!r} builds {', '.join(img.platforms)}; "
+                                  f"--platform {escaped(opts.platform)!r} is none of them")
+        elif img.platforms:
+            raise _UsageError(f"image {opts.image!r} of stack {opts.stack!r} builds {', '.join(img.platforms)}, each "
+                              f"with its own tag: name one with --platform, e.g. --platform {img.platforms[-1]}")
         allow_sensitive = img.allow_sensitive
-        key = history.HistoryKey(settings.project_root, settings.stack, img.name)
+        key = history.HistoryKey(settings.project_root, settings.stack,
+                                 history_name(img.name, platform, bool(img.platforms)))
         record = history.load(key)  # before the scan: an unusable history is reported before any work is done
         remote, plan = _remote_inputs(settings, img)
     else:

@@ -44,7 +44,7 @@ from typing import Any
 from components.settings import PROJECT_ROOT, ConfigError, Settings, load_stack_file
 
 VERSION = "1"
-_ACCOUNT_ID = re.compile(r"^(\*|[0-9]{10,20})$")
+_ACCOUNT_ID = re.compile(r"(\*|[0-9]{10,20})")
 
 NAMESPACE_WRITE = ("cr:CreateNamespace", "cr:UpdateNamespace")
 NAMESPACE_DELETE = ("cr:DeleteNamespace",)
@@ -79,7 +79,7 @@ def _check(settings: Settings, account_id: str) -> None:
             f"stack '{settings.stack}' uses edition local (a registry on this machine): it calls no Alibaba Cloud "
             "API, so it needs no RAM policy; render one for an enterprise or personal stack instead."
         )
-    if not _ACCOUNT_ID.match(account_id):
+    if not _ACCOUNT_ID.fullmatch(account_id):
         raise ValueError(f"--account-id {account_id!r} is invalid: give the numeric Alibaba Cloud account id "
                          "(console > account > Account ID) or '*'")
 

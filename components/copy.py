@@ -13,11 +13,15 @@ its own. What it does, in order:
    in parallel, as docker and skopeo do, each worker with its own client (sessions are not shared across threads);
 4. the target tag read again right before the manifest PUT (someone may have pushed it while the blobs were
    copied: at another digest now -> the same `CopyError`, never an overwrite); the manifest bytes put unchanged
-   under the tag; the digest the target reports, and the tag read back after the PUT, must equal the source digest.
-   What remains: the registry API has no conditional PUT, so a push landing between that second read and the PUT
-   (a few milliseconds) is overwritten, and the read back after the PUT notices it only when the other push lands
-   after ours. ACR's tag immutability (`tagImmutability: true`, as prod sets) closes the window: the registry
-   itself refuses the second PUT of a tag.
+   under the tag; the digest the target reports, the tag read back right after the PUT, and read again SETTLE_S
+   later, must equal the source digest (else a CopyError names the digest that won).
+   What remains: the registry API has no conditional PUT. Two pushes of different digests to one tag both pass
+   every read when the other's PUT was sent before ours landed and lands more than SETTLE_S after our read back
+   (a PUT held that long by a proxy or a slow link): the later one wins the tag and both promotions succeed; the
+   earlier one's exported ref still names bytes the registry holds (by digest), but no longer its tag. What closes
+   it: ACR's tag immutability (`tagImmutability: true`, as prod sets): the registry itself refuses the second PUT of
+   a tag with other content; and one deployment per stack at a time (Pulumi's stack lock serializes the runs of one
+   stack; two stacks promoting into one repository need the immutability).
 A malformed source manifest (not JSON, not an object, a child or blob without a `sha256:` digest) is a `CopyError`
 naming the manifest, never a KeyError.
 
@@ -34,6 +38,7 @@ cross-registry throughput with `skopeo copy`.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,9 +48,23 @@ from components.registry_client import (
 )
 
 BLOB_WORKERS = 4
-COPY_TIMEOUT_S = 300.0
-"""Per socket operation: a stalled registry fails the copy instead of hanging it."""
+COPY_TIMEOUT_S = 60.0
+"""Per socket operation: a registry silent this long (not one byte) has stopped answering."""
+COPY_BUDGET_S = 3600.0
+"""The whole copy of one image, every exchange with both registries included; past it every socket is shut down.
+Besides it, every body read must keep the registry client's pace floor (64 KiB a minute), so a trickled layer
+fails within a minute or two, not at this bound."""
+SETTLE_S = 3.0
+"""After a copy's manifest PUT and its read back, the tag is read once more this much later: a concurrent push of
+another digest whose PUT was still on its way (sent before ours landed, landing after our read back) is noticed if
+it lands within this time. Later ones are not: see the module doc for what closes that."""
+CHECK_BUDGET_S = 30.0
+"""The source checks of a promoting stack together (login and one HEAD per image), and a refresh's read of one
+target tag."""
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+INDEX_DEPTH_MAX = 8
+"""Image indexes nested deeper than this are refused (an index of platform images is 1 deep; attestations and
+artifact indexes add one or two): a chain of indexes cannot make the copy recurse without end."""
 
 
 class CopyError(Exception):
@@ -79,10 +98,13 @@ class Endpoint:
     plain_http: bool = False
     """Plain HTTP for a loopback registry of the local edition only (as docker treats 127.0.0.0/8)."""
 
-    def client(self) -> RegistryClient:
+    def client(self, deadline: float, budget: float, limit_name: str = "promotion time limit") -> RegistryClient:
+        """A client whose every exchange ends by `deadline` (a time.monotonic() value), `budget` seconds after the
+        conversation it belongs to began."""
         return RegistryClient(self.server, self.login.username, self.login.password,
                               allow_plain_http=self.plain_http and _loopback(self.server), timeout=COPY_TIMEOUT_S,
-                              label=f"promotion, registry '{self.server}'")
+                              deadline=deadline, budget=budget, label=f"promotion, registry '{self.server}'",
+                              limit_name=limit_name)
 
 
 def _loopback(server: str) -> bool:
@@ -106,10 +128,11 @@ class CopyReport:
     manifests: int = 0
 
 
-def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
+def target_digest(target: Endpoint, repository: str, tag: str, *, budget: float = CHECK_BUDGET_S) -> str | None:
     """The digest the target tag is at now; None when the tag (or the repository) does not exist."""
-    with target.client() as client:
+    with target.client(time.monotonic() + budget, budget, "refresh time limit") as client:
         try:
+            client.resolve()
             return client.manifest_digest(repository, tag)
         except RegistryError as err:
             hint = ""
@@ -123,10 +146,12 @@ def target_digest(target: Endpoint, repository: str, tag: str) -> str | None:
             raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}{hint}", err.kind) from None
 
 
-def check_source(source: Endpoint, repository: str, digest: str) -> None:
-    """Prove the source login and that the digest is there (pull scope), before anything is declared."""
-    with source.client() as client:
+def check_source(source: Endpoint, repository: str, digest: str, *, deadline: float) -> None:
+    """Prove the source login and that the digest is there (pull scope), before anything is declared; every
+    exchange ends by `deadline` (a time.monotonic() value; see CHECK_BUDGET_S)."""
+    with source.client(deadline, CHECK_BUDGET_S, "source check time limit") as client:
         try:
+            client.resolve()
             found = client.manifest_digest(repository, digest)
         except RegistryError as err:
             raise CopyError(f"the promotion source {source.server}/{repository}@{digest} cannot be read: {err}",
@@ -139,22 +164,25 @@ def check_source(source: Endpoint, repository: str, digest: str) -> None:
 
 
 def copy_image(source: Endpoint, source_repository: str, digest: str, target: Endpoint, target_repository: str,
-               tag: str) -> CopyReport:
-    """Copy `<source>/<source_repository>@<digest>` to `<target>/<target_repository>:<tag>`; see the module doc."""
+               tag: str, *, budget: float = COPY_BUDGET_S) -> CopyReport:
+    """Copy `<source>/<source_repository>@<digest>` to `<target>/<target_repository>:<tag>` within `budget` seconds;
+    see the module doc."""
     where = f"{source.server}/{source_repository}@{digest} -> {target.server}/{target_repository}:{tag}"
     try:
-        return _Copy(source, source_repository, target, target_repository).run(digest, tag)
+        return _Copy(source, source_repository, target, target_repository, budget).run(digest, tag)
     except RegistryError as err:
         raise CopyError(f"promotion {where} failed: {err}", err.kind) from None
 
 
 class _Copy:
-    def __init__(self, source: Endpoint, source_repository: str, target: Endpoint, target_repository: str):
+    def __init__(self, source: Endpoint, source_repository: str, target: Endpoint, target_repository: str,
+                 budget: float):
         self.source, self.target = source, target
         self.source_repository, self.target_repository = source_repository, target_repository
         self.same_host = source.server.lower() == target.server.lower()
-        self.src = source.client()
-        self.dst = target.client()
+        self.deadline, self.budget = time.monotonic() + budget, budget
+        self.src = source.client(self.deadline, budget)
+        self.dst = target.client(self.deadline, budget)
         self.local = threading.local()
         self.lock = threading.Lock()
         self.workers: list[RegistryClient] = []
@@ -168,6 +196,8 @@ class _Copy:
 
     def _run(self, digest: str, tag: str) -> CopyReport:
         report = CopyReport(digest=digest, copied=False)
+        self.src.resolve()
+        self.dst.resolve()
         if self._tag_taken(tag, digest) == digest:
             return report
         self._copy_manifest(digest, tag, report, top=True)
@@ -196,7 +226,7 @@ class _Copy:
 
         def digest_of(entry: object, what: str) -> str:
             value = entry.get("digest") if isinstance(entry, dict) else None
-            if not isinstance(value, str) or not DIGEST.match(value):
+            if not isinstance(value, str) or not DIGEST.fullmatch(value):
                 raise malformed(f"{what} has no digest of the form sha256:<64 hex digits>")
             return value
 
@@ -220,7 +250,12 @@ class _Copy:
                   if not (isinstance(layer, dict) and layer.get("urls"))]
         return [], blobs
 
-    def _copy_manifest(self, digest: str, reference: str, report: CopyReport, *, top: bool) -> None:
+    def _copy_manifest(self, digest: str, reference: str, report: CopyReport, *, top: bool, depth: int = 0) -> None:
+        if depth > INDEX_DEPTH_MAX:
+            raise CopyError(
+                f"the source manifest {self.source.server}/{self.source_repository}@{digest} is an image index nested "
+                f"more than {INDEX_DEPTH_MAX} indexes deep (an index of platform images is 1 deep); it is not "
+                "copied: push an image whose index holds the platform images directly")
         manifest = self.src.get_manifest(self.source_repository, digest)
         if manifest.digest != digest:
             raise CopyError(f"{self.source.server}/{self.source_repository}@{digest} has bytes of digest "
@@ -228,7 +263,7 @@ class _Copy:
         children, blobs = self._parse(digest, manifest.content, manifest.media_type)
         for child_digest in children:
             if self.dst.manifest_digest(self.target_repository, child_digest) is None:
-                self._copy_manifest(child_digest, child_digest, report, top=False)
+                self._copy_manifest(child_digest, child_digest, report, top=False, depth=depth + 1)
         unique = list(dict.fromkeys(blobs))
         if unique:
             with ThreadPoolExecutor(max_workers=min(BLOB_WORKERS, len(unique))) as pool:
@@ -243,17 +278,25 @@ class _Copy:
             raise CopyError(f"{self.target.server}/{self.target_repository} stored the manifest as {stored}, not "
                             f"{digest}")
         if top:
-            found = self.dst.manifest_digest(self.target_repository, reference)
-            if found != digest:
-                raise CopyError(f"after the copy {self.target.server}/{self.target_repository}:{reference} is at "
-                                f"{found}, not the source digest {digest}: another push to that tag landed at the "
-                                "same time as this promotion's; find out who pushes it (tag immutability prevents "
-                                "this)")
+            self._tag_held(reference, digest)
+            time.sleep(SETTLE_S)
+            self._tag_held(reference, digest)
+
+    def _tag_held(self, reference: str, digest: str) -> None:
+        """The tag is still at `digest` after our PUT; a CopyError naming the digest that won otherwise."""
+        found = self.dst.manifest_digest(self.target_repository, reference)
+        if found != digest:
+            raise CopyError(f"after the copy {self.target.server}/{self.target_repository}:{reference} is at "
+                            f"{found}, not the source digest {digest}: another push to that tag landed at the "
+                            "same time as this promotion's, and the tag names its bytes now; find out who pushes "
+                            "it. Tag immutability (tagImmutability: true) makes the registry refuse the second "
+                            "push, and one deployment per stack at a time keeps a stack from racing itself")
 
     def _clients(self) -> tuple[RegistryClient, RegistryClient]:
         pair = getattr(self.local, "pair", None)
         if pair is None:
-            pair = self.local.pair = (self.source.client(), self.target.client())
+            pair = self.local.pair = (self.source.client(self.deadline, self.budget),
+                                      self.target.client(self.deadline, self.budget))
             with self.lock:
                 self.workers.extend(pair)
         return pair

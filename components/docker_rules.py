@@ -45,13 +45,13 @@ _VARIANTS = {
     "arm64": {"v8", "8"} | {f"v8.{n}" for n in range(10)} | {"v9"} | {f"v9.{n}" for n in range(7)},
 }
 _OS_ALIASES = {"macos": "darwin"}
-_PART = re.compile(r"^[a-z0-9_.-]+$")
+_PART = re.compile(r"[a-z0-9_.-]+")
 
 
 def platform_problem(value: str) -> str | None:
     """None if Docker builds for `value` (os/arch[/variant]), else the rule it breaks."""
     parts = value.split("/")
-    if len(parts) not in (2, 3) or not all(_PART.match(p) for p in parts):
+    if len(parts) not in (2, 3) or not all(_PART.fullmatch(p) for p in parts):
         return "it must be os/arch[/variant] in lowercase, e.g. linux/amd64 or linux/arm64/v8"
     os_name, arch = _OS_ALIASES.get(parts[0], parts[0]), _ARCH_ALIASES.get(parts[1], parts[1])
     pair = f"{os_name}/{arch}"
@@ -75,7 +75,7 @@ def platform_problem(value: str) -> str | None:
     return None
 
 
-_DOMAIN_COMPONENT = re.compile(r"^(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])$")
+_DOMAIN_COMPONENT = re.compile(r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])")
 
 
 def server_problem(value: str) -> str | None:
@@ -105,7 +105,7 @@ def server_problem(value: str) -> str | None:
         if ":" in host:
             return "an IPv6 address must be written in brackets, e.g. [::1]:5000"
     if not value.startswith("["):
-        if len(host) > 253 or not all(_DOMAIN_COMPONENT.match(c) for c in host.split(".")):
+        if len(host) > 253 or not all(_DOMAIN_COMPONENT.fullmatch(c) for c in host.split(".")):
             return ("the host must be a name or address: dot-separated parts of letters, digits and inner '-' "
                     "(at most 253 characters)")
     if port is not None:
@@ -116,17 +116,17 @@ def server_problem(value: str) -> str | None:
     return None
 
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 """A content digest as the promotion follows it: sha256 (what docker and the registries here produce), 64 hex."""
 # distribution/reference's tag grammar: a word character, then up to 127 of word characters, '.' and '-'.
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 # distribution/reference's path component: lowercase alphanumerics joined by '.', '_', '__' or runs of '-'.
-PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 
 
 def tag_problem(value: str) -> str | None:
     """None if `value` is an image tag as Docker accepts it, else the rule it breaks."""
-    if _TAG.match(value):
+    if _TAG.fullmatch(value):
         return None
     return ("a Docker tag is 1-128 characters of letters, digits, '_', '.' and '-', and does not start with '.' "
             "or '-'")
@@ -134,7 +134,7 @@ def tag_problem(value: str) -> str | None:
 
 def repository_path_problem(value: str) -> str | None:
     """None if `value` is a repository path (`namespace/name`, no host) as Docker accepts it, else the rule."""
-    if value and all(PATH_COMPONENT.match(part) for part in value.split("/")):
+    if value and all(PATH_COMPONENT.fullmatch(part) for part in value.split("/")):
         return None
     return ("a repository path is '/'-separated parts of lowercase letters and digits joined by '.', '_', '__' or "
             "'-'")
@@ -167,3 +167,15 @@ def build_stages(path: Path) -> list[str]:
         if command.cmd.upper() == "FROM" and len(command.value) >= 3 and command.value[1].lower() == "as":
             stages.append(command.value[2])
     return stages
+
+
+def platform_parts(value: str) -> tuple[str, str, str | None]:
+    """(os, architecture, variant or None) of a platform `platform_problem` accepts, normalized as containerd does
+    (`linux/x86_64` -> ("linux", "amd64", None), `linux/armhf` -> ("linux", "arm", "v7")): what an image index
+    entry's `platform` holds, and how two spellings of one platform are found equal."""
+    parts = value.split("/")
+    os_name, arch = _OS_ALIASES.get(parts[0], parts[0]), _ARCH_ALIASES.get(parts[1], parts[1])
+    variant = parts[2] if len(parts) == 3 else (_FIXED_VARIANT.get(parts[1]) or None)
+    if variant is not None and not variant.startswith("v"):
+        variant = f"v{variant}"
+    return os_name, arch, variant

@@ -10,9 +10,9 @@ stack published last as BuildKit's registry cache (`build.cacheFrom`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pulumi
 import pulumi_docker as docker
@@ -21,8 +21,9 @@ from buildcontext import ContextScan, history, stages
 from buildcontext.printable import escaped
 from components import remote_inputs
 from components.audit import declare_audit
+from components.platforms import history_name, index_tag
 from components.registry import RegistryCredentials, RegistryLogin
-from components.settings import ImageSettings, Settings
+from components.settings import ImageSettings, Settings, image_platforms
 
 
 class BuildPlanError(Exception):
@@ -41,6 +42,9 @@ class BuildPlan:
     dockerfile: str | None = None
     """The Dockerfile the build uses (project-relative): the staged copy pinned to the digests the tag names, or
     None for the configured one (nothing to pin, or remoteInputs: ignore)."""
+    platform_tags: Mapping[str, str] = field(default_factory=dict)
+    """An image with `platforms`: each platform's content tag, in the configured order (`tag` is then the index's
+    tag, components/platforms.py); empty for a one-platform image."""
 
 
 PINNED_DIR = ".acr-publish/pinned"
@@ -141,9 +145,19 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
             if image.remote_inputs != "ignore" and remote is None and inputs is not None:
                 continue  # its problem is listed
             labels = remote.labels if remote is not None else {}
+            if image.platforms and remote is not None and remote.digests:
+                # A base resolved from a tag is one platform's manifest: every platform would build FROM it.
+                problems.append(f"{label}: platforms with remoteInputs: resolve needs each base image pinned per "
+                                "platform, which acr-publish does not do yet; pin each FROM by the digest of its "
+                                "image index (FROM <image>@sha256:...), or set remoteInputs: ignore")
+                continue
+            # One report per platform: the platform is a build input, so each build has its own content tag.
+            platform_tags: dict[str, str] = {}
             try:
-                report = scan.report(image.build_args, image.target, image.platform, image.allow_sensitive,
-                                     labels, plan)
+                for platform in image_platforms(image):
+                    report = scan.report(image.build_args, image.target, platform, image.allow_sensitive,
+                                         labels, plan)
+                    platform_tags[platform] = report.tag
             except ValueError as err:  # SensitiveFilesError
                 problems.append(f"{label}: {err}")
                 continue
@@ -153,8 +167,10 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
                 pulumi.log.warn(f"{label}: allowSensitive sends {paths} into the image")
             for note in report.off_chain:
                 pulumi.log.info(f"{label}: {escaped(note)}")
-            history.record(history.HistoryKey(settings.project_root, settings.stack, image.name),
-                           scan.state(image.build_args, image.target, image.platform, labels), scan.manifest)
+            for platform in platform_tags:
+                history.record(history.HistoryKey(settings.project_root, settings.stack,
+                                                  history_name(image.name, platform, bool(image.platforms))),
+                               scan.state(image.build_args, image.target, platform, labels), scan.manifest)
             secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
             staged_dir = settings.path(PINNED_DIR.split("/")[0])
             if staged_dir.is_relative_to(pair_context := settings.path(image.context)):
@@ -166,7 +182,11 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
                     continue
             staged = (_stage_pinned(settings, image, plan, remote)
                       if remote is not None and plan is not None and not problems else None)
-            plans[image.name] = BuildPlan(image, report.tag, secret_args | frozenset(report.off_chain_args), staged)
+            secret = secret_args | frozenset(report.off_chain_args)
+            if image.platforms:
+                plans[image.name] = BuildPlan(image, index_tag(platform_tags), secret, staged, platform_tags)
+            else:
+                plans[image.name] = BuildPlan(image, report.tag, secret, staged)
     finally:
         for scan in scans.values():  # one stat-cache write per context, also when an image was refused
             scan.save()
@@ -198,11 +218,13 @@ class LastPublished:
             self._outputs = pulumi.StackReference(self.stack_name).outputs
         return self._outputs
 
-    def cache_source(self, name: str, repository: str, image_name: str) -> pulumi.Output[list[str] | None] | None:
+    def cache_source(self, name: str, repository: str, image_name: str,
+                     platform: str | None = None) -> pulumi.Output[list[str] | None] | None:
         """[the imageName this stack published last for `name`], or None: on a first deployment (no outputs yet)
         and, saying so in one info line, when the outputs have no `images`, name no image for `name`, name one that
         is not `<repository>:<tag>`, or name `image_name` itself (the image being built: using it would change the
-        build inputs of an unchanged image). None (not an Output) when the stack's name is unknown."""
+        build inputs of an unchanged image). None (not an Output) when the stack's name is unknown. With `platform`,
+        the image is that platform's build of `name` (`images.<name>.platforms.<platform>` of the outputs)."""
         if self.stack_name is None:
             if not self._said_no_organization:
                 self._said_no_organization = True
@@ -220,6 +242,9 @@ class LastPublished:
                                 "cache")
                 return None
             last = images.get(name)
+            if platform is not None:
+                last = last.get("platforms") if isinstance(last, dict) else None
+                last = last.get(platform) if isinstance(last, dict) else None
             previous = last.get("imageName") if isinstance(last, dict) else None
             if not isinstance(previous, str) or not previous:
                 pulumi.log.info(f"{name}: the stack's last outputs name no image for it; building without a "
@@ -311,39 +336,48 @@ class PublishedImage(pulumi.ComponentResource):
         })
 
     def _build(self, name: str, args: PublishedImageArgs, full_name: str) -> docker.Image:
-        img = args.plan.image
-        cache_from = None
-        if img.cache_from and args.last_published is not None:
-            source = args.last_published.cache_source(name, args.repository, full_name)
-            if source is not None:
-                cache_from = source.apply(lambda images: docker.CacheFromArgs(images=images) if images else None)
-        build = docker.DockerBuildArgs(
-            # Relative paths: the provider stores them in state, and absolute ones differ between machines.
-            context=img.context,
-            # The staged Dockerfile pinned to the digests the content tag names (remote inputs), when there is one:
-            # a base moved since planning then fails the build instead of landing under this tag.
-            dockerfile=args.plan.dockerfile or img.dockerfile,
-            args={k: pulumi.Output.secret(v) if k in args.plan.secret_build_args else v
-                  for k, v in img.build_args.items()} or None,
-            target=img.target,
-            platform=img.platform,
-            builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
-            # The provider pulls each image with the stack's credentials before building (a failed pull is not
-            # fatal); BuildKit reuses the layers whose inline cache metadata (BUILDKIT_INLINE_CACHE=1) match.
-            cache_from=cache_from,
-        )
-        depends = [args.repository_resource] if args.repository_resource is not None else []
-        creds = args.credentials
-        return docker.Image(
-            f"{name}-image",
-            image_name=full_name,
-            build=build,
-            registry=docker.RegistryArgs(
-                server=creds.server,
-                username=creds.username,
-                password=creds.password,
-            ),
-            skip_push=False,
-            build_on_preview=False,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
-        )
+        return declare_build(self, name, args, full_name)
+
+
+def declare_build(parent: pulumi.Resource, name: str, args: PublishedImageArgs, full_name: str, *,
+                  platform: str | None = None, provider: pulumi.ProviderResource | None = None) -> docker.Image:
+    """The `docker.Image` `<name>-image` that builds and pushes `full_name`: for the image's platform, or for
+    `platform` (one build of a multi-platform image, components/image_index.py), on `provider`'s Docker engine when
+    one is given (a builder of acr-publish:builders), else on the local engine."""
+    img = args.plan.image
+    cache_from = None
+    if img.cache_from and args.last_published is not None:
+        source = args.last_published.cache_source(name if platform is None else img.name, args.repository,
+                                                   full_name, platform)
+        if source is not None:
+            cache_from = source.apply(lambda images: docker.CacheFromArgs(images=images) if images else None)
+    build = docker.DockerBuildArgs(
+        # Relative paths: the provider stores them in state, and absolute ones differ between machines.
+        context=img.context,
+        # The staged Dockerfile pinned to the digests the content tag names (remote inputs), when there is one:
+        # a base moved since planning then fails the build instead of landing under this tag.
+        dockerfile=args.plan.dockerfile or img.dockerfile,
+        args={k: pulumi.Output.secret(v) if k in args.plan.secret_build_args else v
+              for k, v in img.build_args.items()} or None,
+        target=img.target,
+        platform=platform or img.platform,
+        builder_version=docker.BuilderVersion.BUILDER_BUILD_KIT,
+        # The provider pulls each image with the stack's credentials before building (a failed pull is not
+        # fatal); BuildKit reuses the layers whose inline cache metadata (BUILDKIT_INLINE_CACHE=1) match.
+        cache_from=cache_from,
+    )
+    depends = [args.repository_resource] if args.repository_resource is not None else []
+    creds = args.credentials
+    return docker.Image(
+        f"{name}-image",
+        image_name=full_name,
+        build=build,
+        registry=docker.RegistryArgs(
+            server=creds.server,
+            username=creds.username,
+            password=creds.password,
+        ),
+        skip_push=False,
+        build_on_preview=False,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends, provider=provider),
+    )

@@ -36,6 +36,7 @@ and holds no credential (components/copy.py says why; tests/e2e checks the provi
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -46,7 +47,8 @@ from components.docker_rules import DIGEST, repository_path_problem, server_prob
 from components.registry import RegistryLogin, classic_host
 from components.audit import declare_audit
 from components.settings import (
-    PROJECT, AuditSettings, PromotedImageSettings, Settings, is_region, is_repository_name, promoted_image_defaults, shown,
+    PROJECT, AuditSettings, PromotedImageSettings, Settings, is_instance_id, is_region, is_repository_name,
+    promoted_image_defaults, shown,
 )
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
@@ -162,6 +164,8 @@ def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[st
             f": run `pulumi up -s {source}` with this version of the program (it exports registryInstance since "
             "promotion exists), then run this stack again"
         )
+    if isinstance(instance, Mapping):
+        problems += _instance_problems(instance, where, source)
     if not settings.promoted_images:
         bad = [name for name in images_raw if not is_repository_name(name)]
         if bad:
@@ -194,6 +198,25 @@ def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[st
                        repositories=tuple(wanted))
 
 
+def _instance_problems(instance: Mapping[str, Any], where: str, source: str) -> list[str]:
+    """What is wrong with an Enterprise source's registryInstance export, checked before anything is declared: its
+    region names the provider of the instance lookup and its instanceId the instance, so both must be what settings
+    accept for a stack. (A classic source's region is checked against its host in `source_login`, which declares
+    nothing.)"""
+    if instance.get("edition") != "enterprise":
+        return []
+    region, instance_id = instance.get("region"), instance.get("instanceId")
+    found = []
+    if not is_region(region):
+        found.append(f"region {shown(region)} is not a region id such as cn-hangzhou")
+    if not is_instance_id(instance_id):
+        found.append(f"instanceId {shown(instance_id)} is not an instance id (cri-... or crpi-...)")
+    if not found:
+        return []
+    return [f"{where}: its export registryInstance {'; '.join(found)}; run `pulumi up -s {source}` with this "
+            "version of the program"]
+
+
 def _source_image(name: str, out: Any, registry: str | None, where: str, source: str,
                   problems: list[str]) -> SourceImage | None:
     """One exported image, checked: a Docker tag, a `sha256:` digest ref on its repository, the repository a path on
@@ -209,7 +232,7 @@ def _source_image(name: str, out: Any, registry: str | None, where: str, source:
         return None
     found: list[str] = []
     digest = ref[len(repository) + 1:]
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         found.append(f"its ref's digest {shown(digest)} is not sha256: and 64 lowercase hex digits")
     if (reason := tag_problem(tag)) is not None:
         found.append(f"its tag {shown(tag)} is not a Docker tag ({reason})")
@@ -452,14 +475,15 @@ def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
 
 def check_sources(source: SourceStack, login: SourceLogin) -> None:
     """Before anything is declared: the source login is accepted and every promoted digest is there."""
-    from components.copy import CopyError, Endpoint, Login, check_source
+    from components.copy import CHECK_BUDGET_S, CopyError, Endpoint, Login, check_source
 
     endpoint = Endpoint(login.server, Login(login.username, login.password), login.plain_http)
     preview = pulumi.runtime.is_dry_run()
     problems = []
+    deadline = time.monotonic() + CHECK_BUDGET_S  # one budget for all of them, as the preflight has
     for image in source.images:
         try:
-            check_source(endpoint, image.path, image.digest)
+            check_source(endpoint, image.path, image.digest, deadline=deadline)
         except CopyError as err:
             if preview and err.kind == "unreachable":
                 # As the preflight: previews often run where a VPC endpoint cannot be reached; `up` fails on it.

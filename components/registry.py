@@ -150,17 +150,18 @@ def preflight(login: RegistryLogin, settings: Settings) -> bool:
     return True
 
 
-def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping[str, str], *,
-                      reachable: bool = True) -> dict[str, str | None]:
+def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping, *,
+                      reachable: bool = True) -> dict:
     """For each image name in `tags` (name -> content tag): the digest the registry reports for that tag in the
-    image's repository, or None when it is not there (a repository that does not exist yet included).
+    image's repository, or None when it is not there (a repository that does not exist yet included). A key may
+    also be a tuple whose first item is the image name (`(name, platform)`: another tag of the same repository).
 
     Any other failure raises PreflightError, except in a preview where the registry is unreachable (`reachable`
     False: the preflight found it so and warned; it is not asked again): then nothing can be said, every image is
     shown as a build, and the run says so.
     """
     paths = repository_paths(settings.registry.namespace, settings.images)
-    wanted = {name: (paths[name], tag) for name, tag in tags.items()}
+    wanted = {key: (paths[key[0] if isinstance(key, tuple) else key], tag) for key, tag in tags.items()}
     if reachable:
         try:
             return registry_preflight.check_published(login.target(tuple(paths.values()), check_push=False), wanted)

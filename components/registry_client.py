@@ -18,10 +18,14 @@ Rules it keeps wherever it talks to a registry:
 - a client can be aborted from another thread (`abort()`): its sockets are shut down, so a worker abandoned by a
   time budget stops reading at once instead of reading on;
 - text a server sent reaches a message only as a short, printable, escaped excerpt, with every form of the
-  credentials (raw, percent-, form-, HTML- and JSON-encoded, base64 of any text holding them, a run of 8 of their
-  characters, Bearer and Basic header values) masked (`Scrubber`). The masks are regular expressions run on RE2
+  credentials (raw, percent-, form-, HTML- and JSON-encoded, base64, hex and base32 of any text holding them,
+  UTF-16, a run of 8 of their characters, Bearer and Basic header values) masked (`Scrubber`); the program's own
+  words are never masked. The masks of secrets up to 128 characters are regular expressions run on RE2
   (google-re2, already pinned for .dockerignore): a server chooses the text they run over, and Python's `re`
-  backtracks polynomially on a secret with runs of spaces or backslashes against such text.
+  backtracks polynomially on a secret with runs of spaces or backslashes against such text; longer secrets are
+  literal text searched in Python, so no pattern can outgrow RE2 (which writes to stderr when one does);
+- every exchange of a client with a deadline ends by it (a watchdog shuts its sockets down), and every body read
+  keeps a pace floor; bodies are asked for unencoded, and gzip or deflate a proxy adds is decoded within the bounds.
 
 Why no library: python-dxf 12.1.1 reads every body whole (`r.content`, `r.json()`), follows redirects with the
 Authorization header it set itself and PUTs uploads to whatever host `Location` names with it, forces https on
@@ -46,6 +50,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -58,6 +63,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from buildcontext.printable import escaped
+from components.docker_rules import DIGEST
 
 __all__ = [
     "ACR_SUFFIX", "ERROR_BODY_LIMIT", "MANIFEST_LIMIT", "MANIFEST_MEDIA_TYPES", "Manifest", "RegistryClient",
@@ -70,6 +76,11 @@ ERROR_BODY_LIMIT = 64 * 1024
 MANIFEST_LIMIT = 4 * 1024 * 1024
 """Bytes read of a manifest: distribution refuses manifests larger than 4 MiB, so a larger answer is not one."""
 EXCERPT_CHARS = 200
+_STATUS_CODES = {status.value for status in http.HTTPStatus}
+PACE_WINDOW_S = 60.0
+PACE_MIN_BYTES = 64 * 1024
+"""A body read must bring at least this many bytes in each PACE_WINDOW_S (about 1 KiB/s: a link slower than that
+cannot move a layer in any useful time; a server trickling slower is stalled)."""
 CHUNK_SIZE = 1024 * 1024
 MASK = "***"
 # The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message. Settings
@@ -83,7 +94,6 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_MEDIA_TYPES = (OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST)
 # All of them in Accept, or distribution answers a HEAD/GET of an index with a converted manifest and another digest.
 _MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class RegistryError(Exception):
@@ -121,7 +131,13 @@ _JSON_SHORT = {'"': '"', "\\": "", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\
 _B64_CHAR = re.compile("[A-Za-z0-9+/_-]")
 SCRUB_FRAGMENT = 8
 ENCODED_FORMS_MAX = 128
-"""Secrets up to this long are matched in every encoding (passwords: ACR's are at most 32 characters)."""
+"""Secrets up to this long are matched in every encoding as RE2 patterns (passwords: ACR's are at most 32
+characters): the pattern of a longer one could outgrow RE2's memory, and RE2 then writes to stderr (the start of the
+pattern, i.e. of the secret) before failing. A longer secret (a token) is masked as literal text, its base64, hex,
+base32 and UTF-16 forms, and its fragments, in plain Python."""
+SECRET_MAX = 16384
+"""The longest secret the scrubber takes (a configured password is held to settings' bound, far below; a token
+service's token longer than this is refused): its masks are built per character."""
 """A run this long of a secret longer than it is masked on its own: a token cut short, or shown in part, leaks."""
 B64_CORE_MIN = 6
 """The shortest base64 run (of a secret at some byte offset) masked inside a longer base64 token: shorter runs occur
@@ -175,26 +191,71 @@ def _base64_cores(data: bytes) -> set[str]:
     return cores
 
 
+def _base32_cores(data: bytes) -> set[str]:
+    """The base32 characters that depend on `data` alone, at each of the five byte offsets it can sit at inside a
+    longer string (as `_base64_cores` does for base64)."""
+    cores = set()
+    for k in range(5):
+        encoded = base64.b32encode(b"\0" * k + data).decode()
+        cores.add(encoded[(8 * k + 4) // 5:(8 * (k + len(data))) // 5])
+    return cores
+
+
+def _literal_spans(text: str, literals: Iterable[str]) -> list[tuple[int, int]]:
+    """(start, end) of every occurrence of each literal in `text` (plain substring search: no regex engine)."""
+    spans = []
+    for literal in literals:
+        start = text.find(literal)
+        while start >= 0:
+            spans.append((start, start + len(literal)))
+            start = text.find(literal, start + 1)
+    return spans
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class Scrubber:
     """Masks every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
-    JSON-escaped, in any mixture; base64 (either alphabet, padded or not) of any string holding it, such as
-    user:password; any run of SCRUB_FRAGMENT characters of it (a token cut short); and any `Bearer …` / `Basic …`
+    JSON-escaped, in any mixture; base64 (either alphabet, padded or not), hex (either case) and base32 of any
+    string holding it, such as user:password; UTF-16 (either byte order, as text decoded from bytes); any run of SCRUB_FRAGMENT characters of it (a token cut short); and any `Bearer …` / `Basic …`
     header value a server echoes back. The masks are built from the secret itself, not from a list of encoders."""
 
     def __init__(self) -> None:
         self._patterns: list[str] = []
+        self._literals: set[str] = set()
         self._base64: set[str] = set()
         self._fragments: set[str] = set()
         self._regex: Any = None  # re2 patterns
-        self._base64_regex: Any = None
 
     def add(self, secret: str | None, *, username: str | None = None) -> None:
+        """Mask `secret` (with `username`: also the Basic credential `username:secret`) from now on. ValueError for a
+        secret longer than SECRET_MAX (the caller says which setting or answer it was)."""
         if not secret or len(secret) < MIN_SCRUB_LEN:
             return
-        # A token (longer than any password) is opaque ASCII that every encoding leaves as it is: matched as itself,
-        # which keeps the pattern within RE2's DFA memory; its parts are masked as fragments below.
-        self._patterns.append(_secret_pattern(secret) if len(secret) <= ENCODED_FORMS_MAX else re2.escape(secret))
+        if len(secret) > SECRET_MAX:
+            raise ValueError(f"a secret longer than {SECRET_MAX} characters cannot be masked")
+        if len(secret) <= ENCODED_FORMS_MAX:
+            self._patterns.append(_secret_pattern(secret))
+        else:
+            # A token is opaque ASCII that percent, HTML and JSON encodings leave as it is: matched as itself.
+            self._literals.add(secret)
         data = secret.encode()
+        texts = [data] + ([f"{username}:{secret}".encode()] if username is not None else [])
+        for text in texts:  # other encoders a server may echo with: hex, base32, UTF-16 (read as text, NULs and all)
+            self._literals |= {text.hex(), text.hex().upper()}
+            self._literals |= {form for core in _base32_cores(text) for form in (core, core.lower())
+                               if len(core) >= B64_CORE_MIN}
+            decoded = text.decode("utf-8", errors="replace")
+            self._literals |= {decoded.encode("utf-16-le").decode("latin-1"),
+                               decoded.encode("utf-16-be").decode("latin-1")}
         cores = {c for c in _base64_cores(data) if len(c) >= B64_CORE_MIN}
         # A short secret's base64 runs are too short to mask inside any token: its whole base64 token is masked.
         whole = {base64.b64encode(data).decode().rstrip("=")} if username is None else set()
@@ -204,15 +265,12 @@ class Scrubber:
                          if len(c) >= MIN_SCRUB_LEN}
         if len(secret) > SCRUB_FRAGMENT:
             self._fragments |= {secret[i:i + SCRUB_FRAGMENT] for i in range(len(secret) - SCRUB_FRAGMENT + 1)}
-        self._regex = self._base64_regex = None
+        self._regex = None
 
     def _mask_base64(self, text: str) -> str:
         """Each base64 token (a run of either alphabet's characters, then its padding) holding a secret's run."""
-        if self._base64_regex is None:
-            self._base64_regex = re2.compile("|".join(re2.escape(c) for c in sorted(self._base64, key=len, reverse=True)))
         spans: list[tuple[int, int]] = []
-        for match in self._base64_regex.finditer(text):
-            start, end = match.span()
+        for start, end in sorted(_literal_spans(text, self._base64)):
             if spans and start < spans[-1][1]:
                 continue
             while start > 0 and _B64_CHAR.match(text[start - 1]):
@@ -245,6 +303,10 @@ class Scrubber:
                 # Longest first: a secret holding another one is masked whole.
                 self._regex = re2.compile("|".join(sorted(self._patterns, key=len, reverse=True)))
             text = self._regex.sub(MASK, text)
+        if self._literals:
+            spans = _merged(_literal_spans(text, self._literals))
+            for start, end in reversed(spans):
+                text = text[:start] + MASK + text[end:]
         if self._base64:
             text = self._mask_base64(text)
         if self._fragments:
@@ -266,8 +328,8 @@ def excerpt_text(data: bytes | str, scrub: Callable[[str], str] = lambda t: t, l
 
 # --- WWW-Authenticate --------------------------------------------------------------------------------------------
 
-_CHALLENGE_START = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+|$)")
-_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|$)')
+_CHALLENGE_START = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+|\Z)")
+_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|\Z)')
 
 
 def parse_www_authenticate(header: str) -> list[tuple[str, dict[str, str]]]:
@@ -590,6 +652,9 @@ def new_session(sockets: _Sockets | None = None) -> requests.Session:
     """A session with no ~/.netrc credentials and no env CA override of our own context (proxies per request)."""
     session = requests.Session()
     session.trust_env = False
+    # Bodies are read raw (bounded, streamed, hashed): ask for them unencoded. A proxy that compresses anyway is
+    # decoded by `_Decoder`, within the same bounds.
+    session.headers["Accept-Encoding"] = "identity"
     adapter = TrustAdapter(sockets)  # its trust settings apply to https only
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -643,6 +708,68 @@ def _not_http(exc: BaseException) -> bytes | None:
     return line.encode("latin-1", errors="replace") if isinstance(line, str) else bytes(line)
 
 
+class _Decoder:
+    """The body of an answer as the server meant it: a `Content-Encoding` of gzip or deflate (which a compressing
+    proxy may add although the client asks for identity) is decoded, at most `room` bytes per call, so a small
+    compressed answer cannot expand past the bound its reader keeps (a decompression bomb stops there)."""
+
+    def __init__(self, encoding: str) -> None:
+        name = encoding.strip().lower()
+        if name in ("", "identity"):
+            self._z = None
+        elif name in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif name == "deflate":
+            self._z = zlib.decompressobj()
+        else:
+            raise ValueError(name)
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """Up to `room` decoded bytes of `data` plus what earlier calls left undecoded (`pending`)."""
+        if self._z is None:
+            return data
+        return self._z.decompress(self._z.unconsumed_tail + data, max(room, 1))
+
+    @property
+    def pending(self) -> bool:
+        return self._z is not None and bool(self._z.unconsumed_tail)
+
+
+class _Pace:
+    """Whether a body read keeps up: at least PACE_MIN_BYTES in every `window` seconds."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.start = self.began = time.monotonic()
+        self.count = self.total = 0
+
+    def keeps_up(self, received: int) -> bool:
+        self.count += received
+        self.total += received
+        now = time.monotonic()
+        if now - self.start < self.window:
+            return True
+        if self.count < PACE_MIN_BYTES:
+            return False
+        self.start, self.count = now, 0
+        return True
+
+    def rate(self) -> float:
+        return self.total / max(time.monotonic() - self.began, 1e-9)
+
+
+def _malformed_http(exc: BaseException) -> str | None:
+    """What was malformed when the server answered with something HTTP cannot parse past its status line (a body
+    shorter than its length, a bad chunk, a bad header), else None. A connection closed before any answer is not
+    this: it says nothing about the answer."""
+    bad = find_cause(exc, (http.client.HTTPException, urllib3.exceptions.IncompleteRead,
+                           urllib3.exceptions.InvalidChunkLength, urllib3.exceptions.InvalidHeader))
+    if bad is None or isinstance(bad, (http.client.RemoteDisconnected, http.client.BadStatusLine,
+                                       http.client.LineTooLong)):
+        return None
+    return f"{type(bad).__name__}: {bad}" if str(bad) else type(bad).__name__
+
+
 def _scope_atoms(scopes: Iterable[str]) -> frozenset[str]:
     """Scopes as single actions: `repository:a/b:push,pull` is `repository:a/b:pull` plus `repository:a/b:push`."""
     atoms: set[str] = set()
@@ -658,13 +785,18 @@ class RegistryClient:
     """One registry, one account: login through the registry's challenge, then manifests, blobs and tags.
 
     `timeout` bounds each socket operation; `deadline` (a `time.monotonic()` value) optionally bounds the whole
-    life of the client: no request starts after it and each gets only what is left. `limit_name` names that bound
-    in messages ("preflight time limit"). `label` starts every message ("registry preflight for 'host'").
+    life of the client: no request starts after it, each gets only what is left, and when it passes a watchdog
+    shuts the client's sockets down (`abort`), so a server that trickles its headers or a body a few bytes at a
+    time, each read well within `timeout`, is cut off at the deadline too. A body read also stops when it brings
+    fewer than `PACE_MIN_BYTES` in `pace_window` seconds (a stalled layer fails long before a generous deadline).
+    `limit_name` and `budget` name the deadline in messages ("preflight time limit"). `label` starts every message
+    ("registry preflight for 'host'").
     """
 
     def __init__(self, server: str, username: str | None = None, password: str | None = None, *,
                  allow_plain_http: bool = False, timeout: float = 30.0, deadline: float | None = None,
-                 label: str | None = None, limit_name: str = "time limit",
+                 budget: float | None = None, label: str | None = None, limit_name: str = "time limit",
+                 pace_window: float = PACE_WINDOW_S,
                  session_factory: Callable[[_Sockets], requests.Session] | None = None,
                  anonymous: bool = False) -> None:
         self.server = server
@@ -675,12 +807,21 @@ class RegistryClient:
         self.allow_plain_http = allow_plain_http
         self.timeout = timeout
         self.deadline = deadline
-        self.budget = timeout
-        """What `deadline` and `timeout` allow, as messages name it."""
+        if budget is None:
+            budget = timeout if deadline is None else round(max(0.0, deadline - time.monotonic()), 2)
+        self.budget = budget
+        """What `deadline` (else `timeout`) allows, as messages name it: given when the deadline is shared by
+        several clients, so that each names the whole budget."""
+        self.pace_window = pace_window
         self.label = label or f"registry '{server}'"
         self.limit_name = limit_name
         self.scrub = Scrubber()
-        self.scrub.add(password, username=username or "")
+        try:
+            self.scrub.add(password, username=username or "")
+        except ValueError:
+            raise RegistryError(f"{self.label} failed: the registry password is longer than {SECRET_MAX} characters, "
+                                "more than any registry login takes; set the registry's own password", "config"
+                                ) from None
         self.basic = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
         self._sockets = _Sockets()
         self.session = (session_factory or new_session)(self._sockets)
@@ -689,11 +830,18 @@ class RegistryClient:
         """The auth challenge of GET /v2/ once `login` ran: None = no login needed."""
         self._logged_in = False
         self._tokens: dict[frozenset[str], str] = {}
+        self._watchdog: threading.Timer | None = None
+        if deadline is not None:
+            self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self.abort)
+            self._watchdog.daemon = True
+            self._watchdog.start()
         self.unexpected_hint = "This is not an answer the registry API specifies"
         """Last sentence of a message about an answer that is not the registry API's (the caller's advice)."""
 
     # -- lifecycle
     def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.session.close()
         self._sockets.close()
 
@@ -709,15 +857,28 @@ class RegistryClient:
 
     # -- messages
     def fail(self, message: str, kind: str = "protocol", status: int | None = None) -> RegistryError:
-        return RegistryError(self.scrub(f"{self.label} failed: {message}"), kind, status)
+        """A RegistryError with `message`, whose every part that came from a server or a transport error was
+        masked where it was put in (`shown`, `excerpt`, `excerpt_text`): the program's own words are never masked,
+        or a password such as `password` or `registry` would be spelled out by the gap it leaves in them."""
+        return RegistryError(f"{self.label} failed: {message}", kind, status)
+
+    def shown(self, text: str) -> str:
+        """Text from a server or a transport error, for a message: short, escaped, credentials masked."""
+        return excerpt_text(text, self.scrub, limit=300)
 
     def excerpt(self, response: requests.Response) -> str:
         return excerpt_text(response.content or b"", self.scrub)
 
     def unexpected(self, method: str, url: str, response: requests.Response, hint: str = "") -> RegistryError:
-        reason = excerpt_text(response.reason or "", self.scrub) if response.reason else ""
+        """`url` is the program's own (the registry's base and a path), or already `shown` when a server named it."""
+        reason = response.reason or ""
+        # A status's standard phrase is the program's own word for it (a password such as 'Not Found' must not leave
+        # a gap there); any other phrase is the server's text.
+        standard = http.HTTPStatus(response.status_code).phrase if response.status_code in _STATUS_CODES else None
+        reason = standard if reason == standard else self.shown(reason) if reason else ""
         return self.fail(
-            f"{method} {url} answered {response.status_code} {reason}".rstrip() + f": {self.excerpt(response)}. "
+            f"{method} {url} answered {response.status_code} {reason}".rstrip()
+            + f": {self.excerpt(response)}. "
             + (hint or self.unexpected_hint),
             "protocol", response.status_code,
         )
@@ -797,8 +958,11 @@ class RegistryClient:
             raise
         except requests.exceptions.SSLError as exc:
             kind = "tls"
+            if self._sockets.aborted:  # the deadline's watchdog cut the handshake off: no TLS verdict to give
+                raise self.fail(self._silent(hostport, method, excerpt_text(parts.path, self.scrub)),
+                                "unreachable") from None
             problem = (
-                f"TLS with {hostport} failed: {_tls_reason(exc)} (trusted: {self._trust_summary()}). "
+                f"TLS with {hostport} failed: {self.shown(_tls_reason(exc))} (trusted: {self._trust_summary()}). "
                 "If the registry uses a private or self-signed "
                 "CA, add that CA to the system trust store or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at it; "
                 "if it names another host, use that host in acr-publish:registry.server"
@@ -813,8 +977,13 @@ class RegistryClient:
         except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError, OSError) as exc:
             first_bytes = _not_http(exc)
             cause = find_cause(exc, (socket.gaierror,))
-            if self._sockets.aborted:
-                problem = f"the exchange with {hostport} was stopped at the {self.limit_name} of {self.budget:g}s"
+            if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
+                problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
+            elif (malformed := _malformed_http(exc)) is not None:
+                kind = "protocol"
+                problem = (f"{hostport} answered {method} {excerpt_text(parts.path, self.scrub)}, but not with a "
+                           f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "
+                           "in acr-publish:registry.server, and whether a proxy in between mangles answers")
             elif first_bytes is not None:
                 kind = "protocol"
                 problem = (
@@ -824,14 +993,16 @@ class RegistryClient:
             elif find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
                 problem = self._silent(hostport, method, excerpt_text(parts.path, self.scrub))
             elif cause is not None or "NameResolutionError" in repr(exc):
-                problem = f"cannot resolve host '{host}' ({cause or 'name resolution failed'})"
+                reason = self.shown(str(cause or "name resolution failed"))
+                problem = f"cannot resolve host {self.shown(repr(host))} ({reason})"
             elif find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
                 problem = f"connection to {hostport} refused; {self.unreachable_hint(host)}"
             else:
-                problem = f"cannot connect to {hostport}: {_short_reason(exc)}; {self.unreachable_hint(host)}"
+                problem = (f"cannot connect to {hostport}: {self.shown(_short_reason(exc))}; "
+                           f"{self.unreachable_hint(host)}")
         except requests.exceptions.RequestException as exc:
             kind = "protocol"
-            problem = f"{method} {hostport} failed: {_short_reason(exc)}"
+            problem = f"{method} {hostport} failed: {self.shown(_short_reason(exc))}"
         except ValueError:
             # requests refuses some URLs a server named (a host that changes under NFKC normalization, say) with a
             # bare ValueError: an unusable location, never a traceback.
@@ -845,20 +1016,58 @@ class RegistryClient:
         was more); past that, drop the connection."""
         body = bytearray()
         raw = response.raw
-        if method != "HEAD":
+        pace = _Pace(self.pace_window)
+        decoder = self._decoder(response, method, url)
+        if method == "HEAD":
+            raw.read()  # http.client reads no body for HEAD, but reading closes the answer: the connection is reused
+        else:
             while len(body) <= limit:
                 if self._sockets.aborted:
                     break
-                piece = raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
-                if not piece:
+                piece = b"" if decoder.pending else raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
+                if not piece and not decoder.pending:
                     break
-                body += piece
+                body += self._decoded(decoder, piece, limit + 1 - len(body), method, url)
+                if not pace.keeps_up(len(piece)):
+                    raw.close()
+                    raise self.fail(self._stalled(f"the answer to {method} {self.shown(urlsplit(url).path)}", pace),
+                                    "unreachable")
+        if self._sockets.aborted:
+            raw.close()
+            raise self.fail(self._stopped(f"reading the answer to {method} {self.shown(urlsplit(url).path)}"),
+                            "unreachable")
         response.truncated = len(body) > limit  # type: ignore[attr-defined]
         response._content = bytes(body[:limit])
         response._content_consumed = True
         if response.truncated or self._sockets.aborted:  # type: ignore[attr-defined]
             raw.close()  # the rest is never read: the connection is closed now, never reused
         raw.release_conn()
+
+    def _decoder(self, response: requests.Response, method: str, url: str) -> _Decoder:
+        encoding = response.headers.get("Content-Encoding", "")
+        try:
+            return _Decoder(encoding)
+        except ValueError:
+            response.raw.close()
+            raise self.fail(f"{method} {excerpt_text(urlsplit(url).path, self.scrub)} was answered with "
+                            f"Content-Encoding {excerpt_text(encoding, self.scrub)}, which this client does not "
+                            "decode (it asks for identity; gzip and deflate are decoded); a proxy between here and "
+                            "the registry recodes answers: let it pass them unchanged") from None
+
+    def _decoded(self, decoder: _Decoder, piece: bytes, room: int, method: str, url: str) -> bytes:
+        try:
+            return decoder.decode(piece, room)
+        except zlib.error:
+            raise self.fail(f"the compressed answer to {method} {excerpt_text(urlsplit(url).path, self.scrub)} "
+                            "is corrupt (its Content-Encoding does not decode)") from None
+
+    def _stopped(self, what: str) -> str:
+        return (f"{what} was stopped at the {self.limit_name} of {self.budget:g}s; the registry or the network is "
+                "too slow to answer")
+
+    def _stalled(self, what: str, pace: "_Pace") -> str:
+        return (f"the registry sent {what} at {pace.rate():.3g} bytes/s, fewer than {PACE_MIN_BYTES} bytes in "
+                f"{self.pace_window:g}s: it has stalled (a link or a registry this slow cannot move an image)")
 
     def _trust_summary(self) -> str:
         adapter = self.session.get_adapter("https://")
@@ -996,9 +1205,9 @@ class RegistryClient:
         response = self.send("GET", url, headers={} if self.anonymous else {"Authorization": f"Basic {self.basic}"},
                              what="asking the token realm for a token")
         if response.status_code in (401, 403):
-            raise self.rejected(f"the token service {parts.netloc} refused to issue a token")
+            raise self.rejected(f"the token service {self.shown(parts.netloc)} refused to issue a token")
         if response.status_code != 200:
-            raise self.unexpected("GET", realm, response)
+            raise self.unexpected("GET", self.shown(realm), response)
         try:
             body = server_json(response.content)
         except ValueError:
@@ -1006,10 +1215,19 @@ class RegistryClient:
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise self.fail(
-                f"the token service {parts.netloc} answered 200 without a 'token' or 'access_token': "
+                f"the token service {self.shown(parts.netloc)} answered 200 without a 'token' or 'access_token': "
                 f"{self.excerpt(response)}"
             )
-        self.scrub.add(token)
+        try:
+            self.scrub.add(token)
+        except ValueError:
+            raise self.fail(f"the token service {self.shown(parts.netloc)} issued a token of more than {SECRET_MAX} "
+                            "characters; registry tokens are a few thousand at most, so this is refused") from None
+        if not all("!" <= ch <= "~" for ch in token):
+            # RFC 6750: a Bearer token is visible ASCII; any other character cannot be sent in the header at all.
+            raise self.fail(f"the token service {self.shown(parts.netloc)} issued a token holding characters other "
+                            "than visible ASCII, which no Authorization header can carry; the token service is misconfigured "
+                            "or is not the registry's")
         return token
 
     def token_grants(self, scopes: tuple[str, ...], repository: str) -> set[str] | None:
@@ -1083,7 +1301,9 @@ class RegistryClient:
 
     # -- manifests
     def manifest_digest(self, repository: str, reference: str) -> str | None:
-        """The digest the registry reports for `reference` (a tag or digest) in `repository`; None when absent.
+        """The digest of the manifest bytes the registry serves for `reference` (a tag or digest) in `repository`
+        (HEAD for presence, then GET: the bytes are hashed, and a HEAD that names another digest is an error); None
+        when absent.
 
         Absent: 404 (MANIFEST_UNKNOWN, NAME_UNKNOWN: the repository does not exist yet); a 401/403 whose error
         code is NAME_UNKNOWN; or a 401/403 while the Bearer token the registry's own token service issued grants
@@ -1094,10 +1314,16 @@ class RegistryClient:
         """
         response = self.request("HEAD", repository, f"manifests/{reference}", headers={"Accept": _MANIFEST_ACCEPT})
         if response.status_code == 200:
-            digest = response.headers.get("Docker-Content-Digest", "")
-            if _DIGEST.match(digest):
-                return digest
-            return self.get_manifest(repository, reference).digest  # a registry that omits the header on HEAD
+            # The digest becomes an output (a ref) or decides that nothing needs copying: it is the digest of the
+            # bytes the registry serves, never only what a header claims.
+            claimed = response.headers.get("Docker-Content-Digest", "")
+            manifest = self.get_manifest(repository, reference)
+            if claimed and claimed != manifest.digest:
+                raise self.fail(f"the registry reports {repository}:{reference} at "
+                                f"{excerpt_text(claimed, self.scrub)}, but its manifest bytes have digest "
+                                f"{manifest.digest}; a registry (or a proxy) that misreports digests cannot be "
+                                "published to safely")
+            return manifest.digest
         if response.status_code == 404:
             return None
         if response.status_code in (401, 403):
@@ -1121,9 +1347,11 @@ class RegistryClient:
         content = response.content
         digest = "sha256:" + hashlib.sha256(content).hexdigest()
         reported = response.headers.get("Docker-Content-Digest")
-        if reported and reported != digest and _DIGEST.match(reported):
+        if reported and reported != digest and DIGEST.fullmatch(reported):
             raise self.fail(f"the manifest {repository}:{reference} has digest {digest}, but the registry "
                             f"reports {reported}")
+        if reference.startswith("sha256:") and reference != digest:
+            raise self.fail(f"the registry answered {repository}@{reference} with manifest bytes of digest {digest}")
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
         if media_type not in MANIFEST_MEDIA_TYPES:
             try:
@@ -1213,18 +1441,30 @@ class RegistryClient:
 
     def _stream(self, response: requests.Response, digest: str, chunk_size: int) -> Iterator[bytes]:
         hasher = hashlib.sha256()
+        pace = _Pace(self.pace_window)
         try:
+            decoder = self._decoder(response, "GET", f"/blobs/{digest}")
             while True:
-                if self._sockets.aborted:
-                    raise self.fail(f"reading blob {digest} was stopped", "unreachable")
+                problem = None
                 try:
-                    piece = response.raw.read1(chunk_size)
+                    piece = b"" if decoder.pending else response.raw.read1(chunk_size)
+                    wire = len(piece)
+                    piece = self._decoded(decoder, piece, chunk_size, "GET", f"/blobs/{digest}") \
+                        if piece or decoder.pending else b""
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
-                    raise self.fail(f"reading blob {digest} failed: {_short_reason(exc)}", "unreachable") from None
-                if not piece:
+                    problem = f"reading blob {digest} failed: {self.shown(_short_reason(exc))}"
+                    piece, wire = b"", 0
+                if self._sockets.aborted:
+                    problem = self._stopped(f"reading blob {digest}")
+                elif wire and not pace.keeps_up(wire):
+                    problem = self._stalled(f"blob {digest}", pace)
+                if problem is not None:
+                    raise self.fail(problem, "unreachable")
+                if not wire and not piece:  # the body ended, and nothing decoded is left
                     break
-                hasher.update(piece)
-                yield piece
+                if piece:
+                    hasher.update(piece)
+                    yield piece
         finally:
             response.close()
         if f"sha256:{hasher.hexdigest()}" != digest:

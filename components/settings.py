@@ -27,7 +27,7 @@ from buildcontext import DEFAULT_PLATFORM
 from buildcontext.printable import escaped, has_control
 from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
 from components.docker_rules import (
-    PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_problem, server_problem,
+    PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_parts, platform_problem, server_problem,
 )
 from components.errors import engine_class
 
@@ -42,17 +42,17 @@ PROMOTED_IMAGE_KEYS = ("name", "summary", "tagImmutability", "audit")
 """The only keys a promoted image may carry: the build keys would be silently ignored, so they are refused."""
 # Pulumi's stack and project name grammar; a StackReference takes `stack` (same project and organization) or
 # `organization/project/stack`.
-_STACK_PART = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_STACK_PART = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 ENDPOINTS = ("public", "vpc")
 VISIBILITIES = ("PRIVATE", "PUBLIC")
 DEFAULT_LOCAL_SERVER = "127.0.0.1:5000"
 
-TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight") + PROMOTION_KEYS
+TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete", "preflight", "builders") + PROMOTION_KEYS
 REGISTRY_KEYS = ("edition", "instanceId", "endpoint", "namespace", "createNamespace", "visibility", "server", "username")
 IMAGE_KEYS = (
     "name", "context", "dockerfile", "target", "platform", "buildArgs", "summary", "tagImmutability", "allowSensitive",
-    "cacheFrom", "remoteInputs", "audit",
+    "cacheFrom", "remoteInputs", "platforms", "audit",
 )
 REMOTE_INPUT_MODES = ("resolve", "pinned", "ignore")
 """How an image's base images and remote ADD sources enter its content tag (components/remote_inputs.py): resolved
@@ -64,23 +64,36 @@ AUDIT_KEYS = ("maxWastedBytes", "maxWastedPercent", "failOnSensitive", "allowSen
 INLINE_CACHE_ARG = ("BUILDKIT_INLINE_CACHE", "1")
 
 # ACR-FACTS.md: names and limits.
-_INSTANCE_ID = re.compile(r"^(cri|crpi)-[a-z0-9]{8,32}$")
-_REGION = re.compile(r"^[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*$")
-_CLASSIC_NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,29}$")
-_ENTERPRISE_NAMESPACE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])$")
+_INSTANCE_ID = re.compile(r"(cri|crpi)-[a-z0-9]{8,32}")
+_REGION = re.compile(r"[a-z]{2}-[a-z0-9]+(-[a-z0-9]+)*")
+_CLASSIC_NAMESPACE = re.compile(r"[a-z0-9][a-z0-9_-]{1,29}")
+_ENTERPRISE_NAMESPACE = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,118}[a-z0-9])")
 # Docker's path-component grammar (distribution/reference), limited to ACR's 2-30 chars for repositories.
 _DOCKER_COMPONENT = PATH_COMPONENT
 # BuildKit's stage-name rule ("name can't start with a number or contain symbols"), matched case-insensitively.
-_TARGET = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-_BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TARGET = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+_BUILD_ARG = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Pulumi's stack-name rule (pkg/backend validateStackName): 1-100 of A-Z a-z 0-9 _ . -
-_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 SUMMARY_MAX = 80
 PASSWORD_LENGTHS = (8, 32)
 """ACR registry login passwords (Container Registry console > Access Credential) are 8-32 characters."""
 LOCAL_PASSWORD_MIN = 4
 """The local edition's shortest password: components/registry_client.py's MIN_SCRUB_LEN, below which the scrubber
 masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
+LOCAL_PASSWORD_MAX = 1024
+"""The local edition's (and sourcePassword's) longest password: the registry's htpasswd login (bcrypt) reads only its
+first 72 bytes anyway, and the scrubber builds its masks per character, so a bound keeps them small."""
+
+
+def local_password_problem(key: str, length: int, fix: str) -> str | None:
+    """The rule a local registry password of `length` characters breaks (never its value), or None."""
+    if LOCAL_PASSWORD_MIN <= length <= LOCAL_PASSWORD_MAX:
+        return None
+    side = "shorter" if length < LOCAL_PASSWORD_MIN else "longer"
+    return (f"acr-publish:{key} (a secret, not shown) is invalid: it is {side} than allowed; passwords here are "
+            f"{LOCAL_PASSWORD_MIN}-{LOCAL_PASSWORD_MAX} characters (shorter ones cannot be kept out of messages, "
+            f"and a registry's htpasswd login reads only the first 72 bytes); {fix}")
 NAME_MAX = 255
 """Bytes in one path component on Linux (and most file systems Docker runs on)."""
 PATH_MAX = 4096
@@ -108,7 +121,7 @@ def _shown_path(path: Path | str) -> str:
 
 def _shown_name(name: str) -> str:
     """A stack name as it appears in prose: itself when valid, else escaped and bounded."""
-    return name if isinstance(name, str) and _STACK_NAME.match(name) else _shown(name)[1:-1]
+    return name if isinstance(name, str) and _STACK_NAME.fullmatch(name) else _shown(name)[1:-1]
 
 
 class ConfigError(Exception):
@@ -190,6 +203,9 @@ class ImageSettings:
     """Build with the image this stack published last for this name as BuildKit's registry cache."""
     remote_inputs: str = REMOTE_INPUT_MODES[0]
     """resolve | pinned | ignore: how base images and remote ADD sources enter the content tag."""
+    platforms: tuple[str, ...] = ()
+    """acr-publish:images[].platforms: one build per platform and an image index over them under one tag (`platform`
+    is then the first of them); empty for a one-platform image (`platform`)."""
     audit: AuditSettings = field(default_factory=AuditSettings)
     """The layer audit's thresholds for this image."""
 
@@ -223,6 +239,18 @@ class PromotionSettings:
 
 
 @dataclass(frozen=True)
+class BuilderSettings:
+    """The Docker engine one platform's builds run on, per an entry of acr-publish:builders."""
+
+    platform: str
+    """The platform as the images name it (os/arch[/variant])."""
+    host: str
+    """ssh://[user@]host[:port], tcp://host:port (TLS) or unix:///path: what the docker.Provider's `host` takes."""
+    cert_path: str | None = None
+    """tcp:// only: absolute directory holding ca.pem, cert.pem and key.pem (Docker's DOCKER_CERT_PATH layout)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole validated configuration of one stack."""
 
@@ -238,6 +266,8 @@ class Settings:
     """Set when the stack promotes (acr-publish:promoteFrom): `images` is then empty and `promoted_images` holds
     the configured names (empty when every image of the source is promoted)."""
     promoted_images: tuple[PromotedImageSettings, ...] = ()
+    builders: tuple[BuilderSettings, ...] = ()
+    """acr-publish:builders: the Docker engine each listed platform builds on (others build on the local engine)."""
 
     def path(self, relative: str) -> Path:
         """Absolute path of a project-relative path."""
@@ -300,14 +330,20 @@ def _str(path: str, value: Any, problems: list[str], *, if_empty: str = "give a 
     return value
 
 
-def _user_name(path: str, value: str | None, problems: list[str]) -> str | None:
-    """A login user name, or None when absent or refused: no registry login holds a control character, and
-    the name is printed in messages, where one would move the cursor or start a forged line."""
-    if value is not None and has_control(value):
-        problems.append(f"{path} {_shown(value)} is invalid: a user name holds no control characters (newline, tab, "
+def _login_user(path: str, value: Any, problems: list[str], **kwargs: str) -> str | None:
+    """A registry login user (`_str`), or None when absent or refused. It holds no control character (the name is
+    printed in messages, where one would move the cursor or start a forged line) and no ':', which HTTP Basic
+    authentication cannot carry in a user name (RFC 7617: the first ':' of `user:password` ends the user)."""
+    user = _str(path, value, problems, **kwargs)
+    if user is not None and has_control(user):
+        problems.append(f"{path} {_shown(user)} is invalid: a user name holds no control characters (newline, tab, "
                         "ESC and the like); retype the login name")
         return None
-    return value
+    if user is not None and ":" in user:
+        problems.append(f"{path} {_shown(user)} is invalid: a registry login user cannot contain ':' (HTTP Basic "
+                        "authentication ends the user name at the first ':'); give the user name exactly as the "
+                        "registry knows it")
+    return user
 
 
 def _suggest_name(value: str, limit: int) -> str:
@@ -318,7 +354,7 @@ def _suggest_name(value: str, limit: int) -> str:
 def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
     path = "acr-publish:registry.namespace"
     if edition == "enterprise":
-        if not _ENTERPRISE_NAMESPACE.match(ns):
+        if not _ENTERPRISE_NAMESPACE.fullmatch(ns):
             problems.append(
                 f"{path} {_shown(ns)} is invalid: Enterprise namespaces are 2-120 chars of a-z 0-9 _ - . and must not "
                 f"start or end with a delimiter; try {_suggest_name(ns, 120)!r}"
@@ -332,7 +368,7 @@ def _check_namespace(edition: str, ns: str, problems: list[str]) -> None:
 
 def _is_classic_name(name: str) -> bool:
     """ACR's 2-30 chars of a-z 0-9 - _ that docker also accepts as a path component (classic namespaces, repos)."""
-    return bool(_CLASSIC_NAMESPACE.match(name) and _DOCKER_COMPONENT.match(name))
+    return bool(_CLASSIC_NAMESPACE.fullmatch(name) and _DOCKER_COMPONENT.fullmatch(name))
 
 
 def is_repository_name(name: Any) -> bool:
@@ -340,9 +376,14 @@ def is_repository_name(name: Any) -> bool:
     return isinstance(name, str) and _is_classic_name(name)
 
 
+def is_instance_id(value: Any) -> bool:
+    """An ACR Enterprise instance id (cri-... or crpi-...), as acr-publish:registry.instanceId allows it."""
+    return isinstance(value, str) and bool(_INSTANCE_ID.fullmatch(value))
+
+
 def is_region(value: Any) -> bool:
     """An Alibaba Cloud region id (cn-hangzhou), as alicloud:region allows it."""
-    return isinstance(value, str) and bool(_REGION.match(value))
+    return isinstance(value, str) and bool(_REGION.fullmatch(value))
 
 
 def shown(value: Any) -> str:
@@ -392,10 +433,9 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
     visibility = _choice(f"{path}.visibility", raw.get("visibility"), VISIBILITIES, "PRIVATE", problems)
     server = _str(f"{path}.server", raw.get("server"), problems,
                   if_empty=f"remove the key to use the default {DEFAULT_LOCAL_SERVER}, or give host[:port]")
-    username = _str(f"{path}.username", raw.get("username"), problems,
+    username = _login_user(f"{path}.username", raw.get("username"), problems,
                     if_empty="give the registry login user, or remove the key (and the password) to log in as nobody"
                     if local else "give the registry login user")
-    username = _user_name(f"{path}.username", username, problems)
     # "is missing" only for a key that is absent: a value already refused above is not reported twice.
     absent = {key for key in REGISTRY_KEYS if raw.get(key) is None}
 
@@ -409,7 +449,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"{path}.instanceId is missing: edition enterprise needs the instance id (cri-... or crpi-...) shown "
                 "in the Container Registry console"
             )
-        elif instance_id is not None and not _INSTANCE_ID.match(instance_id):
+        elif instance_id is not None and not _INSTANCE_ID.fullmatch(instance_id):
             problems.append(
                 f"{path}.instanceId {_shown(instance_id)} is invalid: it must look like cri-<8-32 lowercase letters "
                 "or digits> or crpi-<...>; copy it from the Container Registry console"
@@ -445,7 +485,7 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 "alicloud:region is missing: the alicloud provider would silently use cn-beijing; set it with "
                 f"`pulumi config set alicloud:region cn-hangzhou -s {_shown_name(stack)}`"
             )
-        elif not isinstance(region, str) or not _REGION.match(region):
+        elif not isinstance(region, str) or not _REGION.fullmatch(region):
             problems.append(
                 f"alicloud:region {_shown(region)} is invalid: it must be a region id such as cn-hangzhou or "
                 "ap-southeast-1"
@@ -480,12 +520,10 @@ def _registry(raw: Any, stack: str, password_length: int | None, region: Any,
                 f"instance; remove it with `pulumi config rm acr-publish:registryPassword -s {_shown_name(stack)}`"
             )
 
-    if local and has_password and 0 <= password_length < LOCAL_PASSWORD_MIN:
-        problems.append(
-            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
-            "characters, which is too short to keep out of messages; set a longer one on the local registry and with "
-            f"`pulumi config set --secret acr-publish:registryPassword <password> -s {_shown_name(stack)}`"
-        )
+    if local and has_password and password_length >= 0 and (problem := local_password_problem(
+            "registryPassword", password_length, "set one on the local registry and with `pulumi config set --secret "
+            f"acr-publish:registryPassword <password> -s {_shown_name(stack)}`")):
+        problems.append(problem)
     if namespace and edition:
         _check_namespace(edition, namespace, problems)
 
@@ -657,7 +695,7 @@ def check_platform(path: str, platform: str, problems: list[str]) -> None:
 
 def check_target(path: str, target: str | None, problems: list[str]) -> None:
     """The rule for an image's target (also applied to `python -m cli.explain --target`)."""
-    if target is not None and not _TARGET.match(target):
+    if target is not None and not _TARGET.fullmatch(target):
         problems.append(
             f"{path} {_shown(target)} is invalid: it must be a build stage name (a letter, then letters, digits, _ . -)"
         )
@@ -666,7 +704,7 @@ def check_target(path: str, target: str | None, problems: list[str]) -> None:
 def check_build_arg_name(path: str, name: Any, problems: list[str]) -> None:
     """The rule for a build arg's name (also applied to `python -m cli.explain --build-arg`). Names only: values
     can be secrets and never appear in a message."""
-    if not isinstance(name, str) or not _BUILD_ARG.match(name):
+    if not isinstance(name, str) or not _BUILD_ARG.fullmatch(name):
         problems.append(
             f"{path} {_shown(name)} is invalid: build arg names are letters, digits and _ and do not start with a digit"
         )
@@ -777,6 +815,9 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str], stack: str 
             platform = DEFAULT_PLATFORM
         else:
             check_platform(f"{ipath}.platform", platform, problems)
+        platforms = _platforms(ipath, item, problems)
+        if platforms:
+            platform = platforms[0]
         target = _str(f"{ipath}.target", item.get("target"), problems,
                       if_empty="remove the key to build the last stage, or name a stage")
         if target is not None:
@@ -842,7 +883,8 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str], stack: str 
             name=name, context=context.relative if context else ".",
             dockerfile=dockerfile.relative if dockerfile else "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,
-            allow_sensitive=tuple(allow), cache_from=cache_from, remote_inputs=remote_inputs, audit=audit,
+            allow_sensitive=tuple(allow), cache_from=cache_from, remote_inputs=remote_inputs, platforms=platforms,
+            audit=audit,
         ))
     return tuple(images)
 
@@ -877,8 +919,7 @@ def split_stack_name(name: str) -> tuple[str | None, str | None, str]:
 def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, has_source_password: bool,
                problems: list[str]) -> PromotionSettings | None:
     raw = values.get("promoteFrom")
-    username = _user_name("acr-publish:sourceUsername",
-                          _str("acr-publish:sourceUsername", values.get("sourceUsername"), problems), problems)
+    username = _login_user("acr-publish:sourceUsername", values.get("sourceUsername"), problems)
     if raw is None:
         for key, given in (("sourceUsername", username is not None), ("sourcePassword", has_source_password)):
             if given:
@@ -892,7 +933,7 @@ def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, 
     if source is None:
         return None
     parts = source.split("/")
-    if len(parts) not in (1, 3) or not all(_STACK_PART.match(p) for p in parts):
+    if len(parts) not in (1, 3) or not all(_STACK_PART.fullmatch(p) for p in parts):
         problems.append(
             f"{path} {source!r} is invalid: it must name a stack of this project (e.g. dev) or a fully qualified "
             "organization/project/stack (letters, digits, _ . - in each part)"
@@ -1003,12 +1044,13 @@ def settings_from_values(
     protect = _bool("acr-publish:protect", values.get("protect"), stack.startswith("prod"), problems)
     retain = _bool("acr-publish:retainOnDelete", values.get("retainOnDelete"), True, problems)
     preflight = _bool("acr-publish:preflight", values.get("preflight"), True, problems)
+    builders = _builders(values.get("builders"), images, promotion, project_root, problems)
     if problems:
         raise ConfigError(stack, problems)
     return Settings(
         stack=stack, region=region if registry.edition != "local" else None, registry=registry, images=images,
         protect=protect, retain_on_delete=retain, preflight=preflight,
-        project_root=project_root, promotion=promotion, promoted_images=promoted,
+        project_root=project_root, promotion=promotion, promoted_images=promoted, builders=builders,
     )
 
 
@@ -1017,14 +1059,31 @@ def _edition_needs_password(values: Mapping[str, Any]) -> bool:
     return isinstance(registry, Mapping) and registry.get("edition") == "personal"
 
 
-def _decode(value: Any) -> Any:
-    """Pulumi hands structured config to programs as JSON strings."""
-    if isinstance(value, str):
+STRUCTURED_KEYS = ("registry", "images", "builders")
+"""The keys whose values are objects or lists: Pulumi hands those to programs as JSON text. Every other value
+reaches the program as the string the stack file holds (`promoteFrom: "2024"` is the string 2024, and so is an
+unquoted 2024), so only these are parsed; true/false keys take the strings true and false (`_bool`)."""
+
+
+def _decode(key: str, value: Any) -> Any:
+    """A config value as the program takes it: JSON text parsed for a structured key, anything else as given."""
+    if key in STRUCTURED_KEYS and isinstance(value, str):
         try:
             return json.loads(value)
         except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: a string to validate
             return value
     return value
+
+
+def _as_engine_hands_it(key: str, value: Any) -> Any:
+    """A stack file's value as the engine hands it to the program: a scalar of a key that is not structured is its
+    text (`promoteFrom: 2024` is the stack name 2024, `preflight: false` the string false), as `load_settings` gets
+    it; structured keys keep their YAML."""
+    if key in STRUCTURED_KEYS or isinstance(value, (str, Mapping, list)) or value is None:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int) else value
 
 
 def load_settings():
@@ -1044,10 +1103,10 @@ def load_settings():
     all_config = runtime_config.CONFIG.get()
     for key, raw in all_config.items():
         if key.startswith(prefix):
-            values[key[len(prefix):]] = _decode(raw)
+            values[key[len(prefix):]] = _decode(key[len(prefix):], raw)
     for env_key, raw in runtime_config.get_config_env().items():
         if env_key.startswith(prefix):
-            values.setdefault(env_key[len(prefix):], _decode(raw))
+            values.setdefault(env_key[len(prefix):], _decode(env_key[len(prefix):], raw))
     password = cfg.get_secret("registryPassword")
     source_password = cfg.get_secret("sourcePassword")
     # The plaintext is only measured (ACR's length rule), never kept or shown.
@@ -1056,12 +1115,9 @@ def load_settings():
     del plain
     problems_extra = _misspelled_project(all_config)
     source_plain = runtime_config.get_config(f"{PROJECT}:sourcePassword")
-    if isinstance(source_plain, str) and len(source_plain) < LOCAL_PASSWORD_MIN:
-        # The same bound as registryPassword's on the local edition: shorter secrets could not be masked in messages.
-        problems_extra.append(
-            f"acr-publish:sourcePassword (a secret, not shown) is invalid: it is shorter than {LOCAL_PASSWORD_MIN} "
-            "characters, too short to be masked in messages; give the source registry a longer password"
-        )
+    if isinstance(source_plain, str) and (problem := local_password_problem(
+            "sourcePassword", len(source_plain), "give the source registry a password within that range")):
+        problems_extra.append(problem)
     del source_plain
     for key, value in (("registryPassword", password), ("sourcePassword", source_password)):
         if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
@@ -1199,9 +1255,9 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
     Every problem with the name or the file (unreadable, not YAML, not a map, too large) is a ConfigError too, so a
     tool that prints ConfigError and exits never shows a traceback.
     """
-    if not isinstance(stack, str) or not _STACK_NAME.match(stack):
+    if not isinstance(stack, str) or not _STACK_NAME.fullmatch(stack):
         own = stack.rsplit("/", 1)[-1] if isinstance(stack, str) else ""
-        fix = (f"give the stack's own name, e.g. {own!r}" if "/" in str(stack) and _STACK_NAME.match(own)
+        fix = (f"give the stack's own name, e.g. {own!r}" if "/" in str(stack) and _STACK_NAME.fullmatch(own)
                else f"known stacks are {_known_stacks(project_root)}")
         length = f"{len(stack)} characters, " if isinstance(stack, str) and len(stack) > 100 else ""
         raise ConfigError(str(stack), [
@@ -1222,7 +1278,8 @@ def load_stack_file(stack: str, project_root: Path = PROJECT_ROOT, *, secrets_se
         raise ConfigError(stack, [f"config {_shown(config)} in {_shown_path(path)} is invalid: it must be a map of "
                                   "<namespace>:<key>: value, e.g. acr-publish:registry: {edition: local}"])
     bad_keys = [k for k in config if not isinstance(k, str)]
-    values = {k[len(PROJECT) + 1:]: v for k, v in config.items() if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
+    values = {k[len(PROJECT) + 1:]: _as_engine_hands_it(k[len(PROJECT) + 1:], v) for k, v in config.items()
+              if isinstance(k, str) and k.startswith(f"{PROJECT}:")}
     problems = [f"config key {_shown(k)} in {_shown_path(path)} is invalid: keys are <namespace>:<name> strings, e.g. "
                 "acr-publish:images" for k in bad_keys[:20]]
     problems += _misspelled_project(config)
@@ -1248,3 +1305,163 @@ def registry_password_value() -> str | None:
     import pulumi
 
     return pulumi.Config(PROJECT).get("registryPassword")
+
+
+# --- several platforms per image, and the engines they build on ----------------------------------------------------
+
+BUILDER_KEYS = ("host", "certPath")
+BUILDER_SCHEMES = ("ssh", "tcp", "unix")
+TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
+"""What a tcp:// builder's certPath holds: Docker's DOCKER_CERT_PATH layout, which the docker.Provider's cert_path
+reads."""
+_SSH_USER_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+
+
+def same_platform(a: str, b: str) -> bool:
+    """Whether two valid platform spellings name one platform (`linux/x86_64` is `linux/amd64`)."""
+    return platform_parts(a) == platform_parts(b)
+
+
+def image_platforms(image: ImageSettings) -> tuple[str, ...]:
+    """Every platform an image is built for: its `platforms`, or its one `platform`."""
+    return image.platforms or (image.platform,)
+
+
+def _platforms(ipath: str, item: Mapping[str, Any], problems: list[str]) -> tuple[str, ...]:
+    """acr-publish:images[i].platforms: a list of distinct valid platforms, or () when the key is absent."""
+    raw = item.get("platforms")
+    if raw is None:
+        return ()
+    path = f"{ipath}.platforms"
+    if item.get("platform") is not None:
+        problems.append(
+            f"{ipath}.platform {_shown(item.get('platform'))} and {path} are both set: platform builds one platform, "
+            f"platforms builds each listed one and an image index over them under one tag; remove platform (list it "
+            f"in platforms), or remove platforms to build one platform"
+        )
+    if not isinstance(raw, list) or not raw:
+        problems.append(f"{path} {_shown(raw)} is invalid: it must be a non-empty list of platforms, e.g. "
+                        "platforms: [linux/amd64, linux/arm64]")
+        return ()
+    found: list[str] = []
+    for j, value in enumerate(raw):
+        where = f"{path}[{j}]"
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{where} {_shown(value)} is invalid: it must be a platform string, e.g. linux/arm64")
+            continue
+        rule = platform_problem(value)
+        if rule:
+            problems.append(f"{where} {_shown(value)} is invalid: {rule}")
+            continue
+        twin = next((k for k, other in enumerate(found) if same_platform(other, value)), None)
+        if twin is not None:
+            problems.append(f"{where} {_shown(value)} is invalid: it is the platform {path}[{raw.index(found[twin])}] "
+                            f"{found[twin]!r} already names (an image index lists each platform once); remove one")
+            continue
+        found.append(value)
+    return tuple(found) if len(found) == len(raw) else ()
+
+
+def _builders(raw: Any, images: tuple[ImageSettings, ...], promotion: PromotionSettings | None, root: Path,
+              problems: list[str]) -> tuple[BuilderSettings, ...]:
+    """acr-publish:builders: {platform: host} or {platform: {host, certPath}}; every platform one an image builds."""
+    path = "acr-publish:builders"
+    if raw is None:
+        return ()
+    if promotion is not None:
+        problems.append(f"{path} is not used when the stack promotes (acr-publish:promoteFrom): it builds nothing; "
+                        "remove builders")
+        return ()
+    if not isinstance(raw, Mapping) or not raw:
+        problems.append(f"{path} {_shown(raw)} is invalid: it must be a map of platform to Docker host, e.g. "
+                        "builders: {linux/arm64: ssh://builder@arm-host}; remove it to build every platform here")
+        return ()
+    built = [p for image in images for p in image_platforms(image)]
+    builders: list[BuilderSettings] = []
+    for key, value in raw.items():
+        if len(problems) >= PROBLEMS_MAX:
+            break
+        where = f"{path}.{_shown(key)[1:-1] if isinstance(key, str) else _shown(key)}"
+        if not isinstance(key, str) or (rule := platform_problem(key)):
+            problems.append(f"{path} key {_shown(key)} is invalid: "
+                            f"{rule if isinstance(key, str) else 'it must be a platform, e.g. linux/arm64'}")
+            continue
+        if any(same_platform(key, b.platform) for b in builders):
+            problems.append(f"{where} names a platform another key of {path} names already; keep one")
+            continue
+        if images and not any(same_platform(key, p) for p in built):
+            problems.append(f"{where} is invalid: no image builds {key} (they build "
+                            f"{', '.join(sorted(set(built)))}); add it to an image's platforms, or remove the entry")
+            continue
+        if isinstance(value, Mapping):
+            _unknown_keys(where, value, BUILDER_KEYS, problems)
+            host, cert_path = value.get("host"), value.get("certPath")
+        else:
+            host, cert_path = value, None
+        builder = _builder(where, key, host, cert_path, root, problems)
+        if builder is not None:
+            builders.append(builder)
+    return tuple(builders)
+
+
+def _masked_host(host: Any) -> Any:
+    """A builder host as messages show it: any password in its user info replaced by ***."""
+    return re.sub(r"(://[^/@:]*):[^@/]*@", r"\1:***@", host) if isinstance(host, str) else host
+
+
+def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,
+             problems: list[str]) -> BuilderSettings | None:
+    # A password in a URL is never printed: the value is shown with it masked.
+    example = "ssh://builder@arm-host, tcp://arm-host:2376 with certPath, or unix:///run/arm/docker.sock"
+    if not isinstance(host, str) or not host.strip():
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: it must be a Docker host, e.g. {example}")
+        return None
+    scheme, sep, rest = host.partition("://")
+    if not sep or scheme not in BUILDER_SCHEMES:
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: a builder is reached over ssh://, tcp:// (with TLS) or "
+                        f"unix://, e.g. {example}")
+        return None
+    if has_control(host) or any(c.isspace() for c in host):
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: a Docker host holds no spaces or control characters")
+        return None
+    rule = None
+    if scheme == "unix":
+        if not rest.startswith("/") or "\0" in rest:
+            rule = "unix:// takes an absolute socket path, e.g. unix:///run/arm/docker.sock"
+    elif scheme == "ssh":
+        if ":" in rest.split("@", 1)[0] and "@" in rest:
+            rule = ("an ssh:// builder logs in with the ssh agent or keys, never a password in the URL; remove "
+                    "':<password>' and load the key into ssh-agent")
+        elif not _SSH_USER_HOST.match(rest):
+            rule = "it must be ssh://[user@]host[:port] with nothing after the host, e.g. ssh://builder@arm-host"
+    elif not re.fullmatch(r"[A-Za-z0-9.-]+:[0-9]{1,5}", rest):
+        rule = "it must be tcp://host:port, e.g. tcp://arm-host:2376"
+    if rule is None and scheme in ("ssh", "tcp") and ":" in rest.rsplit("@", 1)[-1]:
+        port = int(rest.rsplit(":", 1)[1])
+        if not 1 <= port <= 65535:
+            rule = f"port {port} is not 1-65535"
+    if rule:
+        problems.append(f"{where} {_shown(_masked_host(host))} is invalid: {rule}")
+        return None
+    if scheme != "tcp":
+        if cert_path is not None:
+            problems.append(f"{where}.certPath is only used with a tcp:// host ({scheme}:// brings its own "
+                            "authentication); remove it")
+            return None
+        return BuilderSettings(platform, host)
+    if cert_path is None:
+        problems.append(f"{where} {_shown(_masked_host(host))} has no certPath: a Docker engine on plain tcp:// lets anyone who "
+                        "reaches the port run as root there; give {host: tcp://..., certPath: <directory with "
+                        f"{', '.join(TLS_FILES)}>}} (the engine's --tlsverify client certificates), or use ssh://")
+        return None
+    if not isinstance(cert_path, str) or not cert_path.strip():
+        problems.append(f"{where}.certPath {_shown(cert_path)} is invalid: it must be a directory path")
+        return None
+    directory = Path(cert_path) if os.path.isabs(cert_path) else root / cert_path
+    missing = [name for name in TLS_FILES if not (directory / name).is_file()]
+    if missing:
+        problems.append(f"{where}.certPath {_shown(cert_path)} is invalid: {_shown_path(directory)} lacks "
+                        f"{', '.join(missing)} (Docker's client certificate layout: {', '.join(TLS_FILES)}); copy "
+                        "them there from the builder's TLS setup")
+        return None
+    return BuilderSettings(platform, host, str(directory.resolve()))

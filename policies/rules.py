@@ -30,7 +30,7 @@ NAMESPACE_TYPES = frozenset({ENTERPRISE_NAMESPACE, CLASSIC_NAMESPACE})
 REPO_TYPES = frozenset({ENTERPRISE_REPO, CLASSIC_REPO})
 
 # Docker's reference grammar for a tag (distribution/reference): 128 chars, no leading '.' or '-'.
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 Enforcement = Literal["mandatory", "advisory"]
 
@@ -119,7 +119,7 @@ def check_image_tag(resource: ResourceInput) -> list[str]:
     if tag == "latest":
         return [f"docker.Image '{resource.name}' imageName '{image_name}' uses the floating tag 'latest': "
                 f"use '{repository}:<content tag>' so every push is traceable and deployments pin a digest."]
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         return [f"docker.Image '{resource.name}' imageName '{image_name}' has the invalid tag '{tag}': "
                 "a tag is 1-128 chars of [A-Za-z0-9_.-], not starting with '.' or '-'."]
     return []

@@ -33,9 +33,11 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,20 +275,49 @@ def ensure_docker(settings: Settings, env: dict[str, str]) -> str:
 # --- 3. Local registry --------------------------------------------------------------------------------------------
 
 def probe_registry(port: int, timeout: float = 2.0) -> str:
-    """'registry' (GET /v2/ answers 200 or 401), 'free' (connection refused) or why the port is something else."""
+    """'registry', 'free' (connection refused) or why what holds the port is not a registry.
+
+    Only a registry's answer to GET /v2/ counts: 200 or 401 with the registry API's `Docker-Distribution-API-Version:
+    registry/2.0` header (distribution sends it on every answer, a login challenge included); a web page or another
+    service's 401 is not one. `timeout` bounds the whole exchange, not each read: a server that trickles its headers
+    is cut off when it runs out (a watchdog shuts the socket down)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/v2/")
-        status = conn.getresponse().status
-    except ConnectionRefusedError:
-        return "free"
-    except (OSError, http.client.HTTPException) as exc:
-        return f"it does not speak HTTP ({type(exc).__name__}: {exc})"
-    finally:
+    outcome: list[str] = []
+
+    def exchange() -> None:
+        try:
+            conn.request("GET", "/v2/")
+            response = conn.getresponse()
+            version = response.getheader("Docker-Distribution-API-Version", "")
+            outcome.append(_registry_verdict(response.status, version))
+        except ConnectionRefusedError:
+            outcome.append("free")
+        except (OSError, http.client.HTTPException) as exc:
+            outcome.append(f"it does not speak HTTP ({type(exc).__name__}: {ascii(str(exc))[1:-1][:200]})")
+
+    worker = threading.Thread(target=exchange, name="registry-port-probe", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome:
+        if conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        worker.join(1.0)
         conn.close()
-    if status in (200, 401):
-        return "registry"
-    return f"GET /v2/ answered HTTP {status}, not 200 or 401"
+        return f"it did not finish answering GET /v2/ within {timeout:g}s"
+    conn.close()
+    return outcome[0]
+
+
+def _registry_verdict(status: int, version: str) -> str:
+    if status not in (200, 401):
+        return f"GET /v2/ answered HTTP {status}, not 200 or 401"
+    if version.strip() != "registry/2.0":
+        return (f"GET /v2/ answered HTTP {status} without the registry API's header "
+                "Docker-Distribution-API-Version: registry/2.0 (a web server or another service, not a registry)")
+    return "registry"
 
 
 def registry_binary(env: dict[str, str]) -> str | None:

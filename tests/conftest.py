@@ -70,7 +70,7 @@ def preflight_calls(monkeypatch):
             raise calls.published_fail
         return {name: calls.published.get(ref) for name, ref in tags.items()}
 
-    def check_source(endpoint, repository, digest):
+    def check_source(endpoint, repository, digest, *, deadline):
         calls.sources.append((endpoint, repository, digest))
         if calls.source_fail is not None:
             raise calls.source_fail

@@ -36,6 +36,8 @@ ENTERPRISE_HOST = "{name}-registry.{region}.cr.aliyuncs.com"
 IMAGE = "docker:index/image:Image"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 PROMOTION = "pulumi-python:dynamic/acr-publish:Promotion"
+IMAGE_INDEX = "pulumi-python:dynamic/acr-publish:ImageIndex"
+DOCKER_PROVIDER = "pulumi:providers:docker"
 ORGANIZATION = "organization"
 """The organization a DIY (file, OSS) backend reports; the harness hands it to the program."""
 ENTERPRISE_INVOKE = "alicloud:cs/getRegistryEnterpriseInstances:getRegistryEnterpriseInstances"
@@ -102,7 +104,8 @@ class StackMocks(pulumi.runtime.Mocks):
     """Provider stand-ins returning the provider's camelCase outputs."""
 
     def __init__(self, instances: list[dict] | None = None, image_hook: Callable[[Any], dict] | None = None,
-                 stacks: dict[str, dict] | None = None, promotion_hook: Callable[[Any], dict] | None = None):
+                 stacks: dict[str, dict] | None = None, promotion_hook: Callable[[Any], dict] | None = None,
+                 index_hook: Callable[[Any], dict] | None = None):
         self.instances = instances
         self.image_hook = image_hook
         self.stacks = stacks or {}
@@ -110,6 +113,9 @@ class StackMocks(pulumi.runtime.Mocks):
         (`organization/acr-publish/<stack>`) or by stack name alone. A stack in neither has never been deployed (no
         outputs). The names listed under an exports dict's `__secret_names__` key are reported as secret exports."""
         self.promotion_hook = promotion_hook
+        self.index_hook = index_hook
+        """Carries out the ImageIndex resources (tests/e2e: the real provider); None: the index's digest is the
+        sha256 of its children's digests, as a registry would report a digest."""
         self.invokes: list[tuple[str, dict]] = []
         self.stack_references: list[str] = []
 
@@ -130,6 +136,17 @@ class StackMocks(pulumi.runtime.Mocks):
             state.update({"digest": digest, "copied": True,
                           "ref": f"{args.inputs['targetServer']}/{args.inputs['targetRepository']}@{digest}"})
             return f"{args.name}-id", state
+        if args.typ == IMAGE_INDEX:
+            if self.index_hook is not None:
+                return f"{args.name}-id", self.index_hook(args)
+            children = json.dumps(args.inputs["children"], sort_keys=True)
+            digest = "sha256:" + hashlib.sha256(children.encode()).hexdigest()
+            state.update({"digest": digest, "written": True,
+                          "ref": f"{args.inputs['server']}/{args.inputs['repository']}@{digest}"})
+            return f"{args.name}-id", state
+        if args.typ == DOCKER_PROVIDER and hasattr(self.image_hook, "register_provider"):
+            # The image hook builds on the engine each provider names (tests/e2e/docker_harness.py).
+            return self.image_hook.register_provider(args), state
         if args.typ == IMAGE:
             if self.image_hook is not None:
                 # The hook answers like a provider: (id, outputs), or the outputs alone.

@@ -441,18 +441,22 @@ def test_personal_passwords_are_8_to_32_characters(length, ok):
         assert str(length) not in found[0].replace("8-32", ""), "the message must not reveal the length"
 
 
-@pytest.mark.parametrize("length,ok", [(1, False), (3, False), (4, True), (200, True)])
-def test_local_registry_passwords_are_at_least_as_long_as_the_scrubber_masks(length, ok):
+@pytest.mark.parametrize("length,ok", [(1, False), (3, False), (4, True), (200, True), (1024, True), (1025, False),
+                                       (131_072, False)])
+def test_local_registry_passwords_are_within_what_the_scrubber_masks(length, ok):
     """The scrubber leaves shorter strings alone (they would mangle ordinary words), so a 1-3 character password
-    could be shown; the local edition refuses those, and takes any longer one (its registry sets no upper rule)."""
+    could be shown; and it builds its masks per character, so an endless one is refused too (the registry's
+    htpasswd login reads 72 bytes of it anyway)."""
     found = problems_of([{"name": "web", "context": "app", "target": "web"}],
                         registry={"edition": "local", "username": "dev"}, has_password=True, password_length=length)
     if ok:
         assert found == []
     else:
+        side = "shorter" if length < 4 else "longer"
         assert found == [
-            "acr-publish:registryPassword (a secret, not shown) is invalid: it is shorter than 4 characters, which "
-            "is too short to keep out of messages; set a longer one on the local registry and with "
+            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is {side} than allowed; passwords "
+            "here are 4-1024 characters (shorter ones cannot be kept out of messages, and a registry's htpasswd "
+            "login reads only the first 72 bytes); set one on the local registry and with "
             "`pulumi config set --secret acr-publish:registryPassword <password> -s dev`"
         ]
 
@@ -701,6 +705,7 @@ def test_a_source_password_shorter_than_the_scrubbers_bound_is_refused(monkeypat
     monkeypatch.setattr(harness, "TEST_SECRET", "abc")
     with pytest.raises(ConfigError) as err:
         run_stack("local-release", {"acr-publish:sourceUsername": "u", "acr-publish:sourcePassword": {"secure": "x"}})
-    assert any(p.startswith("acr-publish:sourcePassword (a secret, not shown) is invalid: it is shorter than 4")
+    assert any(p.startswith("acr-publish:sourcePassword (a secret, not shown) is invalid: it is shorter than "
+                            "allowed; passwords here are 4-1024 characters")
                for p in err.value.problems), err.value.problems
     assert "abc" not in str(err.value) and not preflight_calls

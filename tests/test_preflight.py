@@ -18,7 +18,7 @@ import pytest
 import requests
 import requests.adapters
 import urllib3
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import components.registry_client as registry_client
@@ -331,28 +331,39 @@ def test_target_repr_hides_the_password() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(password=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=8, max_size=40))
+@example(password="registry")
+@example(password="password")
+@example(password="preflight")
+@example(password="Internal Server Error")
+@example(password="cn-hangzhou")
 def test_no_password_ever_reaches_a_message_even_when_the_registry_echoes_it(password: str) -> None:
-    """A registry that echoes the request's Authorization and the password in its error body."""
-    basic = base64.b64encode(f"pusher:{password}".encode()).decode()
+    """A registry that echoes the request's Authorization and the password in its error body: the message is the
+    one any other password gets (the echoes masked, the program's own words, which a password may spell, never)."""
 
-    def handle(request: requests.PreparedRequest) -> Reply:
-        if "Authorization" not in request.headers:
-            return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
-        return 500, {}, f"auth={request.headers['Authorization']} pw={password}".encode()
+    def message_for(secret: str) -> str:
+        basic = base64.b64encode(f"pusher:{secret}".encode()).decode()
 
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: None)
-        adapter = ScriptedAdapter(handle)
+        def handle(request: requests.PreparedRequest) -> Reply:
+            if "Authorization" not in request.headers:
+                return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
+            return 500, {}, f"auth={request.headers['Authorization']} pw={secret}".encode()
 
-        def new_session(*_sockets) -> requests.Session:
-            session = requests.Session()
-            session.mount("https://", adapter)
-            return session
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: None)
+            adapter = ScriptedAdapter(handle)
 
-        monkeypatch.setattr(registry_client, "new_session", new_session)
-        # Only the message: a generated password may coincide with source text in the traceback ('Prefligh').
-        message = failure(PreflightTarget(ACR, "pusher", password, REPOS), password, basic, whole_traceback=False)
+            def new_session(*_sockets) -> requests.Session:
+                session = requests.Session()
+                session.mount("https://", adapter)
+                return session
+
+            monkeypatch.setattr(registry_client, "new_session", new_session)
+            # Only the message: a generated password may coincide with source text in the traceback ('Prefligh').
+            return failure(PreflightTarget(ACR, "pusher", secret, REPOS), basic, whole_traceback=False)
+
+    message = message_for(password)
     assert "answered 500" in message
+    assert message == message_for("Zq7-unrelated-Secret"), "the message differs with the password"
 
 
 def test_connect_timeout_names_host_port_and_the_limit(registry) -> None:

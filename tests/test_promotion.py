@@ -464,10 +464,13 @@ def test_a_malformed_source_manifest_is_a_copy_error(body, rule, monkeypatch):
             assert reference == digest
             return Manifest
 
+        def resolve(self):
+            pass
+
         def close(self):
             pass
 
-    monkeypatch.setattr(copy_module.Endpoint, "client", lambda self: Registry())
+    monkeypatch.setattr(copy_module.Endpoint, "client", lambda self, *args, **kwargs: Registry())
     with pytest.raises(CopyError, match=rule) as err:
         copy_module.copy_image(Endpoint("src.example", Login(None, None)), "ns/web", digest,
                                Endpoint("dst.example", Login(None, None)), "ns/web", "t")

@@ -13,13 +13,14 @@ import os
 import re
 import shutil
 import socket
+import time
 import subprocess
 import sys
 import textwrap
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -196,6 +197,7 @@ class _StandInRegistryHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         self.send_response(self.status if self.path == "/v2/" else 404)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
@@ -599,3 +601,86 @@ def test_with_go_and_no_cli_the_pinned_engine_is_built_into_the_project_then_use
     calls = up.pulumi_calls()
     assert [c["argv"][:2] for c in calls] == [["stack", "select"], ["up", "--stack"]]
     assert calls[-1]["path_first"] == str(up.project / ".pulumi-cli" / "bin")
+
+def _serve_raw(port: int, answer: Callable[[socket.socket], None]) -> socket.socket:
+    """A listener on the run's port that answers every connection with `answer(conn)`."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def _html_page(conn: socket.socket) -> None:
+    conn.recv(65536)
+    body = b"<html><body>Welcome to nginx!</body></html>"
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    conn.close()
+
+
+def _other_login(conn: socket.socket) -> None:
+    conn.recv(65536)
+    conn.sendall(b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="admin"\r\nContent-Length: 0\r\n\r\n')
+    conn.close()
+
+
+def _json_200(conn: socket.socket) -> None:
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    conn.close()
+
+
+def _trickled_headers(conn: socket.socket) -> None:
+    conn.recv(65536)
+    try:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(600):  # bounded: a minute of one byte every 0.1 s
+            conn.sendall(b"X")
+            time.sleep(0.1)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _silent(conn: socket.socket) -> None:
+    conn.settimeout(60)
+    try:
+        conn.recv(65536)
+        conn.recv(65536)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("answer,reason", [
+    (_html_page, "without the registry API's header"),
+    (_other_login, "without the registry API's header"),
+    (_json_200, "without the registry API's header"),
+    (_trickled_headers, "did not finish answering GET /v2/ within"),
+    (_silent, "did not finish answering GET /v2/ within"),
+])
+def test_only_a_registrys_own_answer_counts_as_the_registry(up: UpLocal, answer, reason: str) -> None:
+    up.add_fake_pulumi()
+    listener = _serve_raw(up.port, answer)
+    started = time.monotonic()
+    try:
+        result = up.run()
+    finally:
+        listener.close()
+    assert time.monotonic() - started < 30, "the port check did not end within its budget"
+    assert result.returncode == 4, result.stderr
+    assert f"Port {up.port} on 127.0.0.1 is taken by something that is not a registry" in result.stderr
+    assert reason in result.stderr, result.stderr
+    assert up.created() == [] and up.pulumi_calls() == []

@@ -18,7 +18,9 @@ What it cannot reproduce (read this before trusting a green e2e run):
   of the context sent to the Engine API `/build` with its own session; the files and the Dockerfile the build sees
   are the same (the CLI applies the same ignore file), their owners are not (the provider's tar says 0:0,
   BuildKit's file sync sends the real ones, which a `COPY` without `--chown` replaces by 0:0 anyway). Secrets, ssh,
-  network and add-hosts options are refused, not ignored; multi-platform builds are not reproduced;
+  network and add-hosts options are refused, not ignored; one platform per build, as the provider builds (a
+  multi-platform image is one resource per platform); a `docker.Provider`'s `host` is carried out (the build's
+  DOCKER_HOST and the push's engine), its TLS and ssh options are refused;
 - `build.cacheFrom`: like the provider, each image is pulled first for the build's platform (`build.platform`,
   the pull's Platform) with the stack's registry credentials (a failed pull is a warning, not an error; with only
   one of username and password set the pull is skipped with a warning) and handed to the build as a cache source
@@ -297,6 +299,8 @@ class BuildRecord:
     cache_from: tuple[str, ...] = ()
     log: str = field(default="", repr=False)
     """BuildKit's plain progress output (`#7 CACHED`, `importing cache manifest from ...`)."""
+    host: str | None = None
+    """The Docker engine the build ran on: the `host` of the resource's docker.Provider; None: the local engine."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +322,8 @@ class PushRecord:
     resource: str
     image_name: str
     digest: str
+    host: str | None = None
+    """The Docker engine that pushed (the build's)."""
 
 
 # --- state ---------------------------------------------------------------------------------------------------------
@@ -402,17 +408,38 @@ class DockerImageProvider:
     image_ids: list[str] = field(default_factory=list)
     """The local image id of every build (a rebuild under the same name leaves the previous one untagged)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    provider_hosts: dict[str, str | None] = field(default_factory=dict)
+    """Id of each `docker.Provider` the program declared -> its `host` (None: the provider's default engine)."""
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
         self._engine: docker.DockerClient | None = None
+        self._engines: dict[str, docker.DockerClient] = {}
+        self._host: str | None = None
+        """The engine of the resource being applied (its provider's host); None: the local engine."""
 
     @property
     def _client(self) -> docker.DockerClient:
-        """The engine client, made on first use (Check and Diff need no engine)."""
+        """The engine client of the resource being applied, made on first use (Check and Diff need no engine)."""
+        if self._host is not None:
+            if self._host not in self._engines:
+                self._engines[self._host] = docker.DockerClient(base_url=self._host, timeout=BUILD_TIMEOUT_S)
+            return self._engines[self._host]
         if self._engine is None:
             self._engine = docker.from_env(timeout=BUILD_TIMEOUT_S)
         return self._engine
+
+    def register_provider(self, args: pulumi.runtime.MockResourceArgs) -> str:
+        """A `docker.Provider` registration: the images that name it build and push on its `host`, as the
+        provider's own client does (only `host` is carried out; TLS material and ssh options are refused)."""
+        inputs = _reveal(dict(args.inputs))
+        unsupported = sorted(k for k, v in inputs.items() if k != "host" and v not in (None, "", [], {}))
+        if unsupported:
+            raise ImageProviderError(f"{args.name}: the stand-in carries out a docker.Provider's host only, not "
+                                     f"{unsupported}; extend tests/e2e/docker_harness.py")
+        provider_id = f"{args.name}-provider-id"
+        self.provider_hosts[provider_id] = inputs.get("host") or None
+        return provider_id
 
     # -- what tests use
     @property
@@ -429,6 +456,8 @@ class DockerImageProvider:
     def close(self) -> None:
         if self._engine is not None:
             self._engine.close()
+        for engine in self._engines.values():
+            engine.close()
 
     def state(self, stack: str) -> dict[str, Any]:
         """The stack's stored resources: {name: {"id", "inputs", "outputs"}}."""
@@ -440,8 +469,16 @@ class DockerImageProvider:
             raise ValueError(f"DockerImageProvider handles {IMAGE_TYPE} only, got {args.typ}")
         # Registrations may arrive from several threads; one image at a time, as the tests assert on the order.
         with self._lock:
-            return self.apply(pulumi.get_stack(), args.name, _Inputs(_reveal(dict(args.inputs))),
-                              preview=pulumi.runtime.is_dry_run())
+            provider_id = args.provider.rsplit("::", 1)[-1] if args.provider else None
+            if provider_id is not None and provider_id not in self.provider_hosts \
+                    and not provider_id.startswith("default"):
+                raise ImageProviderError(f"{args.name}: its provider {args.provider} was never registered")
+            self._host = self.provider_hosts.get(provider_id) if provider_id else None
+            try:
+                return self.apply(pulumi.get_stack(), args.name, _Inputs(_reveal(dict(args.inputs))),
+                                  preview=pulumi.runtime.is_dry_run())
+            finally:
+                self._host = None
 
     def apply(self, stack: str, resource: str, wrapped: "_Inputs", *, preview: bool = False
               ) -> tuple[str, dict[str, Any]]:
@@ -547,7 +584,7 @@ class DockerImageProvider:
             outputs["repoDigest"] = image_id
             return outputs
         digest = self._push(resource, image_name, login)
-        self.pushes.append(PushRecord(stack, resource, image_name, digest))
+        self.pushes.append(PushRecord(stack, resource, image_name, digest, self._host))
         outputs["repoDigest"] = f"{_repository(image_name)}@{digest}"
         return outputs
 
@@ -572,10 +609,12 @@ class DockerImageProvider:
             command += ["--cache-from", image]
         command.append(str(context))
         record = BuildRecord(stack, resource, image_name, context, dockerfile, args, build.get("target"),
-                             build.get("platform"), preview, cache_from)
+                             build.get("platform"), preview, cache_from, host=self._host)
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        if self._host is not None:
+            env["DOCKER_HOST"] = self._host  # the docker CLI (and its buildx) talks to the provider's engine
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                                  env={**os.environ, "DOCKER_BUILDKIT": "1"})
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env)
         except subprocess.TimeoutExpired as exc:
             self.builds.append(record)
             raise ImageProviderError(f"{resource}: building {image_name} took longer than {BUILD_TIMEOUT_S}s") from exc

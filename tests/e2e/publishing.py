@@ -132,14 +132,15 @@ class Publisher:
 
     def run(self, project: Path, stack_name: str, state_dir: Path, *, server: str | None = None,
             username: str = USER, namespace: str = NAMESPACE, preview: bool = False,
-            config: dict | None = None) -> Run:
+            config: dict | None = None, index_hook=None) -> Run:
         """`pulumi up` (or `preview`) of stack `stack_name` from `project`, with the stand-in's state in `state_dir`.
 
         A fresh DockerImageProvider per run: only the state directory carries anything from one run to the next, as
         a backend does between two machines: the stand-in's resource state, and the stack's outputs, which a
         StackReference to the stack reads (`<stack>.outputs.json`). After a successful `up` the resources the
         program no longer declared leave the state (the engine's delete step; the provider's delete touches
-        nothing) and its outputs are the stack's last outputs. `config` adds or replaces full config keys.
+        nothing) and its outputs are the stack's last outputs. `config` adds or replaces full config keys;
+        `index_hook` carries out the image indexes (tests/e2e/dynamic_engine.py's DynamicEngine: the real provider).
         """
         provider = DockerImageProvider(state_dir, self.docker_cli)
         self.providers.append(provider)
@@ -149,7 +150,7 @@ class Publisher:
         last = {f"{ORGANIZATION}/acr-publish/{stack_name}": json.loads(outputs_file.read_text())} \
             if outputs_file.exists() else {}
         stack = run_stack("local", overrides, preview=preview,
-                          mocks=StackMocks(image_hook=provider, stacks=last),
+                          mocks=StackMocks(image_hook=provider, stacks=last, index_hook=index_hook),
                           project_root=project, stack_name=stack_name)
         if not preview:
             provider.end_run(stack_name, {r.name for r in stack.of_type(IMAGE)})

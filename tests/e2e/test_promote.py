@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import subprocess
+import time
 from typing import Callable, Iterator
 
 import docker
@@ -243,7 +244,7 @@ def test_an_image_index_is_copied_with_its_children(publish, source_registry, ta
     child = publish("multi", "index-1")
     child_digest = child["ref"].split("@")[1]
     src = Endpoint(source_registry.server, Login(SOURCE_USER, TEST_SECRET), True)
-    with src.client() as client:
+    with src.client(time.monotonic() + 60, 60) as client:
         manifest = client.get_manifest("demo/multi", child_digest)
         index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
             "mediaType": manifest.media_type, "digest": child_digest, "size": len(manifest.content),
@@ -357,3 +358,94 @@ def test_the_secret_check_of_the_provider_output_finds_every_encoding():
                         urllib.parse.quote(prefix + TEST_SECRET + "/&", safe="").encode()):
             assert any(form in b"Authorization: Basic " + printed for form in forms), printed
     assert not any(form in base64.b64encode(b"u:" + TEST_SECRET[:8].encode()) for form in forms), "no false alarm"
+
+
+class DelayingProxy:
+    """A TCP proxy on 127.0.0.1 to `upstream` that holds the first manifest PUT passing through it for `delay`
+    seconds before forwarding it: a push whose PUT is still on its way while another push of the same tag lands."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        import socket
+        import threading
+
+        self.upstream = upstream.rsplit(":", 1)
+        self.delay = delay
+        self.held = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.server = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.upstream[0], int(self.upstream[1])), timeout=60)
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source, sink, outbound: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if outbound and not self.held.is_set() and data.startswith(b"PUT ") and b"/manifests/" in data:
+                    self.held.set()
+                    time.sleep(self.delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("delayed", ["first", "second"])
+def test_two_concurrent_promotions_to_one_tag_never_both_succeed(publish, source_registry, target_registry,
+                                                                 delayed: str) -> None:
+    import threading
+
+    one, other = publish("duel", f"duel-{delayed}-1"), publish("duel", f"duel-{delayed}-2")
+    tag = f"release-{delayed}"
+    proxy = DelayingProxy(target_registry.server, 1.5)
+    src = Endpoint(source_registry.server, Login(SOURCE_USER, TEST_SECRET), True)
+    direct = Endpoint(target_registry.server, Login(TARGET_USER, TEST_SECRET), True)
+    held = Endpoint(proxy.server, Login(TARGET_USER, TEST_SECRET), True)
+    results: dict[str, object] = {}
+
+    def promote_one(name: str, target: Endpoint, digest: str) -> None:
+        try:
+            results[name] = copy_image(src, "demo/duel", digest, target, "release/duel", tag).digest
+        except CopyError as err:
+            results[name] = err
+
+    digests = {"first": one["ref"].split("@")[1], "second": other["ref"].split("@")[1]}
+    free = "second" if delayed == "first" else "first"
+    # The held promotion goes first; the other starts once the held one's manifest PUT is on its way, and lands its
+    # own PUT while the held one is still in flight.
+    threads = [threading.Thread(target=promote_one, args=(delayed, held, digests[delayed])),
+               threading.Thread(target=promote_one, args=(free, direct, digests[free]))]
+    try:
+        threads[0].start()
+        assert proxy.held.wait(60), "the held promotion never sent its manifest PUT"
+        threads[1].start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        proxy.close()
+    assert len(results) == 2, "a promotion hung"
+    won = [name for name, result in results.items() if isinstance(result, str)]
+    final = target_registry.manifest_digest("release/duel", tag)
+    assert len(won) == 1, f"both promotions succeeded, the tag is at {final}: {results}"
+    assert results[won[0]] == final
+    [lost] = [result for result in results.values() if isinstance(result, CopyError)]
+    assert final in str(lost) and ("another push to that tag landed" in str(lost) or "already exists" in str(lost))
+    assert TEST_SECRET not in str(lost)

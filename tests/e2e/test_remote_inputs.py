@@ -105,7 +105,7 @@ def test_a_moved_base_changes_the_tag_and_explain_names_it(tmp_path, engine, bas
     key = history.HistoryKey(root, "e2e", "web")
     with ContextScan(root / "app") as scan:
         state = scan.state(settings.images[0].build_args, None, "linux/amd64", {f"FROM {ref}": new})
-        lines = explain._history_lines(key, state, scan.manifest())
+        lines = explain._history_lines(key, history.load(key), state, scan.manifest())
     assert state.tag == second.tag
     assert f"  FROM {ref}: {old} -> {new}" in lines, lines
     assert not any(line.startswith("  changed  ") for line in lines), lines

@@ -1,0 +1,182 @@
+"""Where each platform builds: the Docker engines named by acr-publish:builders, checked before anything is declared.
+
+`check_builders` asks every configured builder, and every engine a platform will build on, for its Docker version
+(`GET /version` of the Engine API, the call `docker version` makes), bounded by BUILDER_TIMEOUT_S per engine:
+- unix:// over the socket; tcp:// over TLS with the certPath's ca.pem (the engine's certificate must chain to it
+  and name the host) and the client's cert.pem/key.pem, as `docker --tlsverify` does; ssh:// through `ssh
+  [-p port] [user@]host docker system dial-stdio` with BatchMode (keys or agent only, never a prompt), as the docker
+  CLI reaches an ssh:// host;
+- a builder that does not answer, or answers as something other than a Docker engine, is a BuilderError naming the
+  builder's setting, the host, what failed and the fix (in a preview a warning: previews build nothing);
+- a platform built on an engine of another architecture (the local engine included: this machine's architecture)
+  gets one warning: `RUN` steps of that build run under emulation, which needs QEMU registered through binfmt_misc
+  on that engine, and are many times slower than a native builder; a Dockerfile of `FROM` and `COPY` needs none.
+`builder_providers` declares one `docker.Provider` per builder a build uses, so that platform's `docker.Image`
+builds and pushes on that engine. No Docker SDK: the check is one HTTP request, written here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform as host_platform
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pulumi
+
+from components.docker_rules import platform_parts
+from components.platforms import platform_slug
+from components.settings import BuilderSettings, Settings, shown
+
+BUILDER_TIMEOUT_S = 10.0
+RESPONSE_LIMIT = 64 * 1024
+# Go's GOARCH for the machine names os.uname() reports.
+_GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+           "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+_REQUEST = b"GET /version HTTP/1.0\r\nHost: docker\r\nUser-Agent: acr-publish\r\n\r\n"
+
+
+class BuilderError(Exception):
+    """A configured builder cannot be used; every problem, each naming the setting, the host and the fix."""
+
+
+def _key(builder: BuilderSettings) -> str:
+    return f"acr-publish:builders.{builder.platform}"
+
+
+def _read_until_closed(sock: socket.socket, deadline: float) -> bytes:
+    data = b""
+    while len(data) <= RESPONSE_LIMIT:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(16384)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _exchange(builder: BuilderSettings, timeout: float) -> bytes:
+    """The raw HTTP answer of the builder's engine to GET /version; OSError or TimeoutError when none comes."""
+    deadline = time.monotonic() + timeout
+    scheme, _, rest = builder.host.partition("://")
+    if scheme == "unix":
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(rest)
+            sock.sendall(_REQUEST)
+            return _read_until_closed(sock, deadline)
+    if scheme == "tcp":
+        host, port = rest.rsplit(":", 1)
+        certs = Path(builder.cert_path or "")
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        context.load_cert_chain(str(certs / "cert.pem"), str(certs / "key.pem"))
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname=host) as sock:
+                sock.sendall(_REQUEST)
+                return _read_until_closed(sock, deadline)
+    target, _, port = rest.rpartition(":") if ":" in rest.rsplit("@", 1)[-1] else (rest, "", "")
+    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(timeout))}", "-T"]
+    command += (["-p", port] if port else []) + ["--", target, "docker", "system", "dial-stdio"]
+    try:
+        proc = subprocess.run(command, input=_REQUEST, capture_output=True, timeout=timeout)
+    except FileNotFoundError:
+        raise OSError("no `ssh` client on this machine; install openssh-client") from None
+    except subprocess.TimeoutExpired:
+        raise TimeoutError() from None
+    if proc.returncode != 0 and not proc.stdout:
+        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+        raise OSError(f"ssh failed: {shown(reason[0])[1:-1]}")
+    return proc.stdout[:RESPONSE_LIMIT + 1]
+
+
+def engine_platform(builder: BuilderSettings, timeout: float | None = None) -> tuple[str, str]:
+    """(os, architecture) the builder's Docker engine reports; BuilderError naming the fix when it does not."""
+    timeout = BUILDER_TIMEOUT_S if timeout is None else timeout
+    where = f"{_key(builder)} {builder.host}"
+    try:
+        raw = _exchange(builder, timeout)
+    except (TimeoutError, socket.timeout):
+        raise BuilderError(f"{where} did not answer within {timeout:g}s: check that its Docker engine runs and is "
+                           "reachable from here") from None
+    except ssl.SSLError as err:
+        raise BuilderError(f"{where}: TLS failed ({shown(err.reason or str(err))[1:-1]}): the engine's certificate "
+                           f"must chain to {builder.cert_path}/ca.pem and name the host, and accept cert.pem") from None
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
+        raise BuilderError(f"{where} cannot be reached ({shown(reason)[1:-1]}): start its Docker engine, or fix the "
+                           "host in the stack file") from None
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode("latin-1")
+    try:
+        version = json.loads(body.decode("utf-8")) if status.split(" ")[1:2] == ["200"] else None
+    except (ValueError, UnicodeDecodeError):
+        version = None
+    if not isinstance(version, dict) or not isinstance(version.get("Arch"), str) or "ApiVersion" not in version:
+        first = shown(status or raw[:80].decode("latin-1"))[1:-1]
+        raise BuilderError(f"{where} answered, but not as a Docker engine ({first}): point it at the engine's "
+                           "socket or API port")
+    return str(version.get("Os") or "linux"), version["Arch"]
+
+
+def _local_platform() -> tuple[str, str]:
+    machine = os.uname().machine
+    return host_platform.system().lower(), _GOARCH.get(machine, machine)
+
+
+def check_builders(settings: Settings, building: Iterable[tuple[int, str, str]]) -> None:
+    """Ping every builder; warn for every (image index, image name, platform) in `building` that builds on an
+    engine of another architecture. Raises BuilderError listing every builder that cannot be used (a warning in a
+    preview, which builds nothing)."""
+    engines: dict[str, tuple[str, str] | None] = {}
+    problems: list[str] = []
+    for builder in settings.builders:
+        try:
+            engines[builder.platform] = engine_platform(builder)
+        except BuilderError as err:
+            engines[builder.platform] = None
+            problems.append(str(err))
+    if problems:
+        if not pulumi.runtime.is_dry_run():
+            raise BuilderError("\n".join(problems))
+        for problem in problems:
+            pulumi.log.warn(f"{problem} (the preview goes on: `pulumi up` needs the builder)")
+    local = _local_platform()
+    for i, name, platform in building:
+        builder = builder_for(settings, platform)
+        engine = engines.get(builder.platform) if builder is not None else local
+        if engine is None:
+            continue
+        wanted = platform_parts(platform)
+        if wanted[:2] != engine:
+            where = f"builder {builder.host}" if builder is not None else "the local Docker engine"
+            pulumi.log.warn(
+                f"acr-publish:images[{i}] ({name}): {platform} builds on {where}, which runs {engine[0]}/{engine[1]}: "
+                f"RUN steps of that build need QEMU for {wanted[1]} registered through binfmt_misc on that engine "
+                "(else they fail with `exec format error`) and run many times slower under it; a Dockerfile of FROM "
+                f"and COPY only needs none. To build natively: acr-publish:builders: {{{platform}: "
+                "ssh://user@<a host of that architecture>}")
+
+
+def builder_for(settings: Settings, platform: str) -> BuilderSettings | None:
+    """The builder configured for `platform` (either spelling of it), or None: the local engine."""
+    wanted = platform_parts(platform)
+    return next((b for b in settings.builders if platform_parts(b.platform) == wanted), None)
+
+
+def builder_providers(settings: Settings, platforms: Iterable[str]) -> Mapping[str, "pulumi.ProviderResource"]:
+    """One docker.Provider per builder that one of `platforms` (the platforms with a build) uses, by the builder's
+    platform as configured. Declared only for builders a build uses: an idle builder needs no provider."""
+    import pulumi_docker as docker
+
+    providers: dict[str, pulumi.ProviderResource] = {}
+    for platform in platforms:
+        builder = builder_for(settings, platform)
+        if builder is None or builder.platform in providers:
+            continue
+        providers[builder.platform] = docker.Provider(
+            f"builder-{platform_slug(builder.platform)}", host=builder.host, cert_path=builder.cert_path)
+    return providers

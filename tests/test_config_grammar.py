@@ -1,0 +1,212 @@
+"""Config values against their grammars: each grammar matches the whole value (a trailing newline is no match),
+scalar values are the strings the stack file holds (only structured keys are JSON), and login users are users
+HTTP Basic authentication can carry.
+"""
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from components.docker_rules import repository_path_problem, server_problem, tag_problem
+from components.promotion import PromotionError, check_exports
+from components.settings import ConfigError, settings_from_values
+from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack, source_exports
+
+EE = {"edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "acme"}
+PERSONAL = {"edition": "personal", "namespace": "acme", "username": "deployer"}
+LOCAL = {"edition": "local", "server": "127.0.0.1:5000", "namespace": "demo"}
+WEB = {"name": "web", "context": "app", "target": "web"}
+DIGEST = "sha256:" + "ab" * 32
+
+
+def problems(registry=None, images=None, region="cn-hangzhou", stack="dev", has_password=False, **top) -> list[str]:
+    values = {"registry": registry or EE, "images": images if images is not None else [WEB], **top}
+    try:
+        settings_from_values(stack, values, region=region, has_password=has_password, password_length=12)
+    except ConfigError as err:
+        return err.problems
+    return []
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\n\n", " \n"])
+@pytest.mark.parametrize("case", [
+    "image name", "enterprise namespace", "classic namespace", "local namespace", "instanceId", "region",
+    "build-arg name", "target", "host-only server", "server with port", "promoteFrom", "promoted image name",
+])
+def test_a_value_with_a_trailing_line_break_is_refused(case: str, end: str) -> None:
+    kwargs: dict = {}
+    if case == "image name":
+        kwargs["images"] = [{**WEB, "name": "web" + end}]
+    elif case == "enterprise namespace":
+        kwargs["registry"] = {**EE, "namespace": "acme" + end}
+    elif case == "classic namespace":
+        kwargs.update(registry={**PERSONAL, "namespace": "acme" + end}, has_password=True)
+    elif case == "local namespace":
+        kwargs["registry"] = {**LOCAL, "namespace": "demo" + end}
+    elif case == "instanceId":
+        kwargs["registry"] = {**EE, "instanceId": "cri-0123456789abcdef" + end}
+    elif case == "region":
+        kwargs["region"] = "cn-hangzhou" + end
+    elif case == "build-arg name":
+        kwargs["images"] = [{**WEB, "buildArgs": {"APP_ENV" + end: "x"}}]
+    elif case == "target":
+        kwargs["images"] = [{**WEB, "target": "web" + end}]
+    elif case == "host-only server":
+        kwargs["registry"] = {**LOCAL, "server": "localhost" + end}
+    elif case == "server with port":
+        kwargs["registry"] = {**LOCAL, "server": "127.0.0.1:5000" + end}
+    elif case == "promoteFrom":
+        return _assert_refused(_promote_problems("dev" + end), case)
+    elif case == "promoted image name":
+        return _assert_refused(_promote_problems("dev", images=[{"name": "web" + end}]), case)
+    _assert_refused(problems(**kwargs), case)
+
+
+def _promote_problems(source: str, images=None) -> list[str]:
+    values: dict = {"registry": EE, "promoteFrom": source}
+    if images is not None:
+        values["images"] = images
+    try:
+        settings_from_values("staging", values, region="cn-hangzhou", has_password=False)
+    except ConfigError as err:
+        return err.problems
+    return []
+
+
+def _assert_refused(found: list[str], case: str) -> None:
+    assert found, f"{case} with a trailing line break was accepted"
+    assert any("invalid" in p or "not" in p for p in found), found
+
+
+@pytest.mark.parametrize("value", ["web\n", "web\r", "web\n\n"])
+def test_the_shared_grammars_match_the_whole_value(value: str) -> None:
+    assert tag_problem(value) is not None
+    assert repository_path_problem(value) is not None
+    assert repository_path_problem(f"acme/{value}") is not None
+    assert server_problem(value) is not None
+    assert server_problem(f"registry.example.com{value.replace('web', '')}") is not None
+
+
+@pytest.mark.parametrize("export", ["tag", "digest", "repository"])
+def test_source_exports_with_a_trailing_line_break_are_refused(export: str) -> None:
+    settings = settings_from_values("staging", {"registry": EE, "promoteFrom": "dev"}, region="cn-hangzhou",
+                                    has_password=False)
+    registry = "acme-registry.cn-hangzhou.cr.aliyuncs.com"
+    web = {"repository": f"{registry}/acme/web", "tag": "v1", "ref": f"{registry}/acme/web@{DIGEST}"}
+    if export == "tag":
+        web["tag"] = "v1\n"
+    elif export == "digest":
+        web["ref"] += "\n"
+    else:
+        web = {"repository": f"{registry}/acme/web\n", "tag": "v1", "ref": f"{registry}/acme/web\n@{DIGEST}"}
+    exports = {"registry": registry, "images": {"web": web},
+               "registryInstance": {"edition": "enterprise", "instanceId": "cri-0123456789abcdef",
+                                    "region": "cn-hangzhou"}}
+    with pytest.raises(PromotionError, match="is not|invalid"):
+        check_exports(settings, exports, set())
+
+
+def test_no_validation_regex_anchors_with_a_dollar() -> None:
+    """`$` also matches before a final newline: every grammar is matched whole with fullmatch (or \\Z) instead."""
+    found = []
+    for root in ("components", "cli", "scripts", "buildcontext", "policies"):
+        for path in sorted((PROJECT_ROOT / root).rglob("*.py")):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("compile", "match", "search")
+                        and node.args and isinstance(node.args[0], ast.Constant)
+                        and isinstance(node.args[0].value, str)):
+                    pattern = node.args[0].value
+                    stripped = pattern.replace("\\$", "")
+                    if stripped.endswith("$") or "$)" in stripped or "$|" in stripped:
+                        found.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {pattern!r}")
+    assert found == [], found
+
+
+# --- scalar config values are the strings the stack file holds ------------------------------------------------
+
+def _staging_from(source_name: str):
+    exports = source_exports("staging")
+    return run_stack("staging", {"acr-publish:promoteFrom": source_name},
+                     mocks=StackMocks(stacks={source_name: exports["dev"]}))
+
+
+@pytest.mark.parametrize("source_name", ["2024", "true", "null", "1e3", "false"])
+def test_a_quoted_stack_name_that_looks_like_json_is_a_stack_name(preflight_calls, source_name: str) -> None:
+    run = _staging_from(source_name)
+    assert run.of_type("pulumi-python:dynamic/acr-publish:Promotion"), f"promoteFrom {source_name!r} promoted nothing"
+
+
+@pytest.mark.parametrize("user", ["1234567890", "null", "true", "[1]", "{}", "0x1f"])
+def test_a_source_username_that_looks_like_json_is_the_user(preflight_calls, user: str) -> None:
+    exports = source_exports("local-release")
+    exports["local"] = json.loads(json.dumps(exports["local"]).replace("127.0.0.1:5000", "127.0.0.1:5999"))
+    run_stack("local-release", {"acr-publish:sourceUsername": user, "acr-publish:sourcePassword": {"secure": "x"}},
+              mocks=StackMocks(stacks=exports))
+    endpoint = preflight_calls.sources[0][0]
+    assert endpoint.login.username == user and endpoint.login.password == TEST_SECRET
+
+
+def test_structured_keys_and_booleans_still_parse(preflight_calls) -> None:
+    run = run_stack("local", {"acr-publish:preflight": "false", "acr-publish:protect": "true"})
+    assert sorted(run.outputs["images"]) == ["web", "worker"]
+    assert list(preflight_calls) == [], "preflight: false (handed over as the string false) turned the check off"
+
+
+# --- login users ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("user", ["a:b", "deployer:", ":x", "acme:deploy:er"])
+def test_a_login_user_with_a_colon_is_refused(user: str) -> None:
+    found = problems(registry={**PERSONAL, "username": user}, has_password=True)
+    assert any("registry.username" in p and "':'" in p for p in found), found
+    found = problems(registry={**LOCAL, "username": user}, has_password=True)
+    assert any("registry.username" in p and "':'" in p for p in found), found
+    found = _promote_source_user(user)
+    assert [p for p in found if "sourceUsername" in p and "':'" in p] and not any(
+        "sourceUsername is not" in p for p in found), found
+
+
+def _promote_source_user(user: str) -> list[str]:
+    try:
+        settings_from_values("staging", {"registry": EE, "promoteFrom": "dev", "sourceUsername": user},
+                             region="cn-hangzhou", has_password=False, has_source_password=True)
+    except ConfigError as err:
+        return err.problems
+    return []
+
+
+# --- a source's exported registryInstance names nothing before it is checked ------------------------------------
+
+@pytest.mark.parametrize("key,value", [
+    ("region", "not a region::x"), ("region", "cn-shanghai\n"), ("region", 42), ("region", None),
+    ("instanceId", "cri-x"), ("instanceId", "cri-0123456789abcdef\n"), ("instanceId", None),
+])
+def test_an_enterprise_source_with_a_malformed_instance_export_declares_nothing(preflight_calls, key, value) -> None:
+    exports = source_exports("staging")
+    exports["dev"]["registryInstance"][key] = value
+    records: list = []
+    with pytest.raises(PromotionError, match=f"its export registryInstance {key}") as err:
+        run_stack("staging", mocks=StackMocks(stacks=exports), records=records)
+    assert records == [], f"declared {[r.urn for r in records]} for registryInstance.{key} {value!r}"
+    assert preflight_calls.sources == [], "no source login was attempted"
+    assert "pulumi up -s dev" in str(err.value)
+
+
+@pytest.mark.parametrize("value,expected", [(2024, "2024"), ("2024", "2024"), (True, "true"), ("null", "null")])
+def test_the_stack_file_reader_takes_scalars_as_the_engine_hands_them(tmp_path, value, expected) -> None:
+    """Tools that read stacks/Pulumi.<stack>.yaml themselves (cli.explain, cli.ram) agree with `pulumi up`: the
+    engine hands `promoteFrom: 2024` to the program as the text 2024."""
+    import shutil
+
+    import yaml
+
+    from components.settings import load_stack_file
+
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    config = {"acr-publish:registry": EE, "acr-publish:promoteFrom": value, "alicloud:region": "cn-hangzhou"}
+    (tmp_path / "stacks" / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": config}))
+    settings = load_stack_file("staging", tmp_path)
+    assert settings.promotion is not None and settings.promotion.source_stack == expected
