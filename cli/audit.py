@@ -34,7 +34,7 @@ PASSWORD_ENV = "ACR_PUBLISH_REGISTRY_PASSWORD"
 PROGRESS_FROM = 100 * 1000 * 1000
 _REFERENCE = re.compile(r"^(?P<host>[^/]+)/(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
                         r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
-                        r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+                        r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?\Z")
 
 
 class UsageError(Exception):
