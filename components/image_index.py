@@ -29,6 +29,7 @@ from typing import Any, Mapping
 import pulumi
 import pulumi.dynamic as dynamic
 
+from components.audit import declare_audit
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
 from components.registry_client import RegistryClient, RegistryError, server_json
@@ -284,5 +285,10 @@ class MultiPlatformImage(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, *self.images.values()]),
             )
             self.ref = pulumi.Output.unsecret(self.index.ref)
+        self.audit = None
+        if build.audit_login is not None:
+            # One audit of the index: each platform's manifest is audited (components/audit.py).
+            self.audit = declare_audit(name, self, build.audit_login, args.repository_path, self.ref,
+                                       plan.image.audit)
         self.register_outputs({"repository": self.repository, "tag": self.tag, "imageName": self.image_name,
                                "ref": self.ref, "platforms": self.platforms})

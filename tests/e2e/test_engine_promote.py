@@ -146,7 +146,8 @@ def test_cross_registry_promotion_and_a_new_source_digest_copies_again(
         digest = first[name]["ref"].split("@", 1)[1]
         assert target_registry.manifest_digest(f"{RELEASE}/{name}", tags[name]) == digest
 
-    # A changed file in the shared context: the source publishes new digests, the promotion replaces both copies.
+    # A changed file in the shared context: the source publishes new digests, the promotion replaces both copies
+    # (and each promoted image's layer audit, which belongs to the digest).
     page = workspace.project / "app" / "www" / "index.html"
     page.write_text(page.read_text() + "\n<!-- changed -->\n")
     new_tags = publish_by_hand(workspace, source, registry.server, registry.username, registry.password,
@@ -156,7 +157,7 @@ def test_cross_registry_promotion_and_a_new_source_digest_copies_again(
     second = workspace.outputs(source)["images"]
     outcome, summary = workspace.up(target)
     outcome.check()
-    assert summary["resourceChanges"].get("replace", 0) == len(IMAGES), summary
+    assert summary["resourceChanges"].get("replace", 0) == 2 * len(IMAGES), summary
     for name in IMAGES:
         assert target_registry.manifest_digest(f"{RELEASE}/{name}", new_tags[name]) == \
             second[name]["ref"].split("@", 1)[1]
