@@ -1316,7 +1316,7 @@ BUILDER_SCHEMES = ("ssh", "tcp", "unix")
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 """What a tcp:// builder's certPath holds: Docker's DOCKER_CERT_PATH layout, which the docker.Provider's cert_path
 reads."""
-_SSH_USER_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+_SSH_USER_HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 
 
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
@@ -1451,7 +1451,7 @@ def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,
         if ":" in rest.split("@", 1)[0] and "@" in rest:
             rule = ("an ssh:// builder logs in with the ssh agent or keys, never a password in the URL; remove "
                     "':<password>' and load the key into ssh-agent")
-        elif not _SSH_USER_HOST.match(rest):
+        elif not _SSH_USER_HOST.fullmatch(rest):
             rule = "it must be ssh://[user@]host[:port] with nothing after the host, e.g. ssh://builder@arm-host"
     elif not re.fullmatch(r"[A-Za-z0-9.-]+:[0-9]{1,5}", rest):
         rule = "it must be tcp://host:port, e.g. tcp://arm-host:2376"
