@@ -420,3 +420,21 @@ def test_deeply_nested_json_from_a_registry_or_the_docker_config_is_no_recursion
     (tmp_path / "config.json").write_bytes(nested)
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     assert _docker_config() == {}
+
+
+def test_each_platform_caches_from_its_own_last_build(preflight_calls):
+    """The layer cache per platform: each platform's docker.Image caches from that platform's last build, read from
+    the stack's own outputs (images.<name>.platforms.<platform>.imageName), never from another platform's."""
+    from tests.harness import ORGANIZATION, StackMocks
+
+    first = run_stack("local", overrides())
+    out = first.outputs["images"]["web"]
+    previous = {**out, "platforms": {
+        p: {**out["platforms"][p], "imageName": f"{out['repository']}:ctx-prev-{p.replace('/', '-')}"} for p in TWO}}
+    again = run_stack("local", overrides(),
+                      mocks=StackMocks(stacks={f"{ORGANIZATION}/acr-publish/local": {"images": {"web": previous}}}))
+    built = again.of_type(IMAGE)
+    assert len(built) == 2
+    for r in built:
+        platform = r.inputs["build"]["platform"]
+        assert r.inputs["build"]["cacheFrom"] == {"images": [previous["platforms"][platform]["imageName"]]}, r.urn
