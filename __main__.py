@@ -13,7 +13,7 @@ import pulumi
 
 from components.builders import BuilderError, builder_for, builder_providers, check_builders
 from components.copy import CopyError
-from components.errors import reported_to_engine
+from components.errors import leave_quietly_on_interrupt, reported_to_engine
 from components.image import BuildPlanError, PublishedImage, PublishedImageArgs, layer_cache, plan_builds
 from components.image_index import MultiPlatformImage, MultiPlatformImageArgs, builds_needed
 from components.preflight import PreflightError
@@ -75,6 +75,7 @@ with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryL
                 repository_resource=registry.repositories.get(name),
                 published_digest=published.get(name),
                 last_published=last_published,
+                audit_login=login,
             )
             if not plan.platform_tags:
                 images[name] = PublishedImage(name, build)
@@ -86,12 +87,14 @@ with reported_to_engine(BuildPlanError, PreflightError, RegistryError, RegistryL
                            if (b := builder_for(settings, p)) is not None and b.platform in providers},
             ))
     else:
+        audit_of = {repo.name: repo.audit for repo in source.repositories}
         images = {
             image.name: PromotedImage(
                 image.name,
                 PromotedImageArgs(source=image, source_login=source_registry, target=login,
                                   repository_path=paths[image.name],
-                                  repository_resource=registry.repositories.get(image.name)),
+                                  repository_resource=registry.repositories.get(image.name),
+                                  audit=audit_of[image.name]),
             )
             for image in source.images
         }
@@ -102,8 +105,10 @@ pulumi.export(
     "images",
     {
         name: {"repository": img.repository, "tag": img.tag, "imageName": img.image_name, "ref": img.ref,
+               "audit": img.audit.summary,
                # Each platform's build of a multi-platform image: its layer cache next time, and what to pull.
                **({"platforms": img.platforms} if isinstance(img, MultiPlatformImage) else {})}
         for name, img in images.items()
     },
 )
+leave_quietly_on_interrupt()

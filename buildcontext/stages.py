@@ -36,9 +36,9 @@ _ESCAPE_DIRECTIVE = re.compile(rb"^#[ \t]*escape[ \t]*=[ \t]*(\S)", re.IGNORECAS
 _HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
               "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 _GIT_PREFIXES = ("git://", "git@", "ssh://")
-_COMMIT = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
-_CHECKSUM = re.compile(r"^sha256:[0-9a-f]{64}$")
-_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}$")
+_COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
+_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}\Z")
 
 
 class DockerfileProblem(ValueError):
@@ -109,7 +109,7 @@ class RemoteSource:
         if self.kind == "http":
             return self.checksum is not None
         fragment = self.url.partition("#")[2].partition(":")[0]
-        return bool(_COMMIT.match(fragment)) or bool(self.checksum and _COMMIT.match(self.checksum))
+        return bool(_COMMIT.fullmatch(fragment)) or bool(self.checksum and _COMMIT.fullmatch(self.checksum))
 
     @property
     def label(self) -> str:
@@ -499,7 +499,7 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
                         if _is_git(url):
                             found.append(RemoteSource(inner.start_line, "git", url, checksum, src))
                         elif url.startswith(("http://", "https://")):
-                            if checksum is not None and not _CHECKSUM.match(checksum):
+                            if checksum is not None and not _CHECKSUM.fullmatch(checksum):
                                 raise DockerfileProblem(f"ADD --checksum={checksum} is not sha256:<64 hex digits>",
                                                         inner.start_line)
                             found.append(RemoteSource(inner.start_line, "http", url, checksum, src))

@@ -146,12 +146,13 @@ def _diff(base: dict[str, Any], state: history.BuildState, manifest: dict[str, l
             changes.append(f"  {name} {base.get(name)!r} -> {getattr(state, name)!r}")
     old_remote, new_remote = base.get("remote") or {}, state.remote
     for label in sorted(old_remote.keys() | new_remote.keys()):
+        shown = escaped(label)  # from the Dockerfile: printed escaped like every file-borne text
         if label not in old_remote:
-            changes.append(f"  {label}: added at {new_remote[label]}")
+            changes.append(f"  {shown}: added at {escaped(new_remote[label])}")
         elif label not in new_remote:
-            changes.append(f"  {label}: no longer used (was {old_remote[label]})")
+            changes.append(f"  {shown}: no longer used (was {escaped(old_remote[label])})")
         elif old_remote[label] != new_remote[label]:
-            changes.append(f"  {label}: {old_remote[label]} -> {new_remote[label]}")
+            changes.append(f"  {shown}: {escaped(old_remote[label])} -> {escaped(new_remote[label])}")
     return changes or ["  (no file or input difference recorded)"]
 
 

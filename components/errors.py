@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import signal
+import sys
 from typing import Iterator
 
 
@@ -50,3 +53,17 @@ def reported_to_engine(*types: type[BaseException]) -> Iterator[None]:
         raise as_engine_error(err) from None
     except KeyboardInterrupt as err:
         raise as_engine_error(Interrupted(str(err) or "interrupted (Ctrl-C)")) from None
+
+
+def leave_quietly_on_interrupt() -> None:
+    """From here on, SIGINT ends the program at once, without a traceback.
+
+    Called once everything is declared: the only work left is the SDK waiting on the engine, and a SIGINT then comes
+    from the engine stopping the run (it prints why, e.g. a provider plugin it cannot start) or from a Ctrl-C the CLI
+    handles itself. Python's default would print a KeyboardInterrupt traceback from the SDK's event loop."""
+    def leave(signum: int, frame: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    signal.signal(signal.SIGINT, leave)

@@ -24,8 +24,9 @@ from buildcontext import ContextScan, history, stages
 from buildcontext.dockerignore import excludes_whole
 from buildcontext.printable import escaped
 from components import remote_inputs
+from components.audit import declare_audit
 from components.platforms import history_name, index_tag
-from components.registry import RegistryCredentials
+from components.registry import RegistryCredentials, RegistryLogin
 from components.settings import ImageSettings, Settings, image_platforms
 
 
@@ -352,6 +353,8 @@ class PublishedImageArgs:
     declared); None: not published, so the image is built and pushed."""
     last_published: LastPublished | None = None
     """Where a build with `cacheFrom: true` finds its registry cache; None: build without one."""
+    audit_login: RegistryLogin | None = None
+    """The login the layer audit reads the published digest with (components/audit.py); None: no audit."""
 
 
 class PublishedImage(pulumi.ComponentResource):
@@ -382,6 +385,10 @@ class PublishedImage(pulumi.ComponentResource):
             self.image = self._build(name, args, full_name)
             self.image_name = self.image.image_name
             self.ref = self.image.repo_digest
+        self.audit = None
+        if args.audit_login is not None:
+            self.audit = declare_audit(name, self, args.audit_login, args.repository.split("/", 1)[1], self.ref,
+                                       plan.image.audit)
         self.register_outputs({
             "repository": self.repository, "tag": self.tag, "imageName": self.image_name, "ref": self.ref,
         })

@@ -23,13 +23,13 @@ text (as `Promotion`'s CopyError); the message is the last line and holds no cre
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pulumi
 import pulumi.dynamic as dynamic
 
+from components.audit import declare_audit
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
 from components.registry_client import RegistryClient, RegistryError, server_json
@@ -130,7 +130,7 @@ def write_index(server: str, username: str | None, password: str | None, plain_h
 
 def _same_children(content: bytes, entries: list[Child]) -> bool:
     try:
-        listed = listed_children(json.loads(content))
+        listed = listed_children(server_json(content))
     except ValueError:
         return False
     if listed is None:
@@ -285,5 +285,10 @@ class MultiPlatformImage(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, *self.images.values()]),
             )
             self.ref = pulumi.Output.unsecret(self.index.ref)
+        self.audit = None
+        if build.audit_login is not None:
+            # One audit of the index: each platform's manifest is audited (components/audit.py).
+            self.audit = declare_audit(name, self, build.audit_login, args.repository_path, self.ref,
+                                       plan.image.audit)
         self.register_outputs({"repository": self.repository, "tag": self.tag, "imageName": self.image_name,
                                "ref": self.ref, "platforms": self.platforms})

@@ -45,9 +45,10 @@ import pulumi.dynamic as dynamic
 
 from components.docker_rules import DIGEST, repository_path_problem, server_problem, tag_problem
 from components.registry import RegistryLogin, classic_host
+from components.audit import declare_audit
 from components.settings import (
-    PROJECT, PromotedImageSettings, Settings, is_instance_id, is_region, is_repository_name, promoted_image_defaults,
-    shown,
+    PROJECT, AuditSettings, PromotedImageSettings, Settings, is_instance_id, is_region, is_repository_name,
+    promoted_image_defaults, shown,
 )
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
@@ -175,7 +176,7 @@ def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[st
                 f"the images to promote in acr-publish:images of stacks/Pulumi.{stack}.yaml"
             )
     wanted = settings.promoted_images or tuple(
-        promoted_image_defaults(name, settings.registry.edition) for name in sorted(images_raw)
+        promoted_image_defaults(name, settings.registry.edition, settings.stack) for name in sorted(images_raw)
     )
     images: list[SourceImage] = []
     for i, repo in enumerate(wanted):
@@ -266,8 +267,10 @@ class PromotionProvider(dynamic.ResourceProvider):
     """Create = copy (or find the copy already there); Read = the target tag's digest; Delete = nothing."""
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        from components.audit import refuse_sensitive_source
         from components.copy import copy_image
 
+        refuse_sensitive_source(props)  # before anything is copied
         report = copy_image(
             _endpoint(props, "source"), props["sourceRepository"], props["sourceDigest"],
             _endpoint(props, "target"), props["targetRepository"], props["tag"],
@@ -328,6 +331,8 @@ class PromotionArgs:
     """This stack's password or temporary token: a secret."""
     target_plain_http: bool
     """Plain HTTP to the target (a loopback registry of the local edition only)."""
+    audit_allow: tuple[str, ...] = ()
+    """Image paths this stack accepts as sensitive findings in the source (audit.allowSensitive)."""
 
 
 class Promotion(dynamic.Resource, module="acr-publish", name="Promotion"):
@@ -352,6 +357,7 @@ class Promotion(dynamic.Resource, module="acr-publish", name="Promotion"):
             "targetPlainHttp": args.target_plain_http,
             "targetAuth": auth(args.target_username, args.target_password),
             "tag": args.source.tag,
+            "auditAllow": list(args.audit_allow),
             "digest": None,
             "ref": None,
             "copied": None,
@@ -502,6 +508,8 @@ class PromotedImageArgs:
     """This stack's repository for the image on its host (`namespace/name`)."""
     repository_resource: pulumi.Resource | None
     """The ACR repository the copy must wait for (None for a local registry)."""
+    audit: AuditSettings = AuditSettings()
+    """This stack's `audit:` for the image: the promotion gate's allowed paths and the ImageAudit's thresholds."""
 
 
 class PromotedImage(pulumi.ComponentResource):
@@ -524,6 +532,7 @@ class PromotedImage(pulumi.ComponentResource):
                 source_password=secret(login.password), source_plain_http=login.plain_http,
                 target_server=target.server, target_repository=repository_path, target_username=target.username,
                 target_password=secret(target.password), target_plain_http=target.allow_plain_http,
+                audit_allow=args.audit.allow_sensitive,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )
@@ -532,5 +541,6 @@ class PromotedImage(pulumi.ComponentResource):
         self.image_name = pulumi.Output.concat(self.repository, ":", source.tag)
         # Only the digest: the ref carries no secret, though the resource has secret outputs.
         self.ref = pulumi.Output.unsecret(self.promotion.ref)
+        self.audit = declare_audit(name, self, target, repository_path, self.ref, args.audit)
         self.register_outputs({"repository": self.repository, "tag": self.tag, "imageName": self.image_name,
                                "ref": self.ref})

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import hashlib
-import json
 import os
 import subprocess
 import threading
@@ -110,7 +109,7 @@ class Credentials:
 def _docker_config() -> dict[str, Any]:
     path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
     try:
-        doc = json.loads(path.read_bytes()[:1 << 20])
+        doc = server_json(path.read_bytes()[:1 << 20])  # ValueError also for JSON nested past the parser's depth
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
@@ -125,7 +124,7 @@ def _helper(name: str, key: str) -> tuple[str, str] | None:
     if answer.returncode != 0:
         return None
     try:
-        doc = json.loads(answer.stdout)
+        doc = server_json(answer.stdout)
     except ValueError:
         return None
     if isinstance(doc, dict) and doc.get("Username") and isinstance(doc.get("Secret"), str):

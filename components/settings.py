@@ -30,6 +30,7 @@ from components.docker_rules import (
     PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_parts, platform_problem, server_problem,
 )
 from components.errors import engine_class
+from components.registry_client import ENCODED_FORMS_MAX
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ EDITIONS = ("enterprise", "personal", "local")
 
 # --- promotion (issue 9): a stack that copies the images another stack published instead of building them ---
 PROMOTION_KEYS = ("promoteFrom", "sourceUsername", "sourcePassword")
-PROMOTED_IMAGE_KEYS = ("name", "summary", "tagImmutability")
+PROMOTED_IMAGE_KEYS = ("name", "summary", "tagImmutability", "audit")
 """The only keys a promoted image may carry: the build keys would be silently ignored, so they are refused."""
 # Pulumi's stack and project name grammar; a StackReference takes `stack` (same project and organization) or
 # `organization/project/stack`.
@@ -52,11 +53,13 @@ TOP_KEYS = ("registry", "registryPassword", "images", "protect", "retainOnDelete
 REGISTRY_KEYS = ("edition", "instanceId", "endpoint", "namespace", "createNamespace", "visibility", "server", "username")
 IMAGE_KEYS = (
     "name", "context", "dockerfile", "target", "platform", "buildArgs", "summary", "tagImmutability", "allowSensitive",
-    "cacheFrom", "remoteInputs", "platforms",
+    "cacheFrom", "remoteInputs", "platforms", "audit",
 )
 REMOTE_INPUT_MODES = ("resolve", "pinned", "ignore")
 """How an image's base images and remote ADD sources enter its content tag (components/remote_inputs.py): resolved
 at plan time (default), required pinned in the Dockerfile, or left out (a moved base never rebuilds)."""
+AUDIT_KEYS = ("maxWastedBytes", "maxWastedPercent", "failOnSensitive", "allowSensitive")
+"""Per image `audit:` (the layer audit, imageaudit/): thresholds, and the image paths a sensitive finding may have."""
 # Every image is built with this build arg, so what it pushes carries BuildKit's inline cache metadata and can serve
 # as the registry cache of the stack's next build (components/image.py); it is a build input, so part of the tag.
 INLINE_CACHE_ARG = ("BUILDKIT_INLINE_CACHE", "1")
@@ -79,9 +82,10 @@ PASSWORD_LENGTHS = (8, 32)
 LOCAL_PASSWORD_MIN = 4
 """The local edition's shortest password: components/registry_client.py's MIN_SCRUB_LEN, below which the scrubber
 masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
-LOCAL_PASSWORD_MAX = 1024
-"""The local edition's (and sourcePassword's) longest password: the registry's htpasswd login (bcrypt) reads only its
-first 72 bytes anyway, and the scrubber builds its masks per character, so a bound keeps them small."""
+LOCAL_PASSWORD_MAX = ENCODED_FORMS_MAX
+"""The local edition's (and sourcePassword's) longest password: the longest secret whose every encoded echo
+(percent-encoded, HTML- or JSON-escaped, base64) the scrubber masks (components/registry_client.py
+ENCODED_FORMS_MAX); the registry's htpasswd login (bcrypt) reads only its first 72 bytes anyway."""
 
 
 def local_password_problem(key: str, length: int, fix: str) -> str | None:
@@ -161,6 +165,21 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """What the layer audit of one published or promoted image may find before the run fails, per `audit:`."""
+
+    max_wasted_bytes: int | None = None
+    """Fail when a platform of the image wastes more bytes than this (None: report only)."""
+    max_wasted_percent: float | None = None
+    """Fail when a platform wastes more than this share (0-100) of its layers' file bytes (None: report only)."""
+    fail_on_sensitive: bool = False
+    """Fail on a sensitive file in any layer (default true in stacks whose name starts with `prod`)."""
+    allow_sensitive: tuple[str, ...] = ()
+    """Paths in the image (relative to its root; a directory allows what is under it) accepted as sensitive
+    findings: by the audit's thresholds and by a promotion of an image holding them."""
+
+
+@dataclass(frozen=True)
 class ImageSettings:
     """One image to build and push, per an entry of acr-publish:images."""
 
@@ -189,6 +208,8 @@ class ImageSettings:
     platforms: tuple[str, ...] = ()
     """acr-publish:images[].platforms: one build per platform and an image index over them under one tag (`platform`
     is then the first of them); empty for a one-platform image (`platform`)."""
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """The layer audit's thresholds for this image."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +222,8 @@ class PromotedImageSettings:
     """Repository summary (1-80 chars)."""
     tag_immutability: bool | None = None
     """Enterprise repositories only: existing tags can never be overwritten."""
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """The layer audit's thresholds; its allowSensitive also lets a promotion copy an image holding those paths."""
 
 
 @dataclass(frozen=True)
@@ -689,7 +712,48 @@ def check_build_arg_name(path: str, name: Any, problems: list[str]) -> None:
         )
 
 
-def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[ImageSettings, ...]:
+def audit_settings(path: str, raw: Any, stack: str, problems: list[str]) -> AuditSettings:
+    """One image's `audit:` map; defaults: report only, except failOnSensitive in stacks named prod*."""
+    default_fail = stack.startswith("prod")
+    if raw is None:
+        return AuditSettings(fail_on_sensitive=default_fail)
+    if not isinstance(raw, Mapping):
+        problems.append(f"{path} {_shown(raw)} is invalid: it must be a map, e.g. audit: {{maxWastedPercent: 10, "
+                        "failOnSensitive: true}}; remove the key for the defaults")
+        return AuditSettings(fail_on_sensitive=default_fail)
+    _unknown_keys(path, raw, AUDIT_KEYS, problems)
+    max_bytes = raw.get("maxWastedBytes")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
+        problems.append(f"{path}.maxWastedBytes {_shown(max_bytes)} is invalid: it must be a whole number of bytes, "
+                        "0 or more, e.g. maxWastedBytes: 10485760 (10 MiB); remove the key to only report")
+        max_bytes = None
+    max_percent = raw.get("maxWastedPercent")
+    if max_percent is not None and (isinstance(max_percent, bool) or not isinstance(max_percent, (int, float))
+                                    or not 0 <= max_percent <= 100):
+        problems.append(f"{path}.maxWastedPercent {_shown(max_percent)} is invalid: it must be a number from 0 to "
+                        "100 (a share of the layers' file bytes), e.g. maxWastedPercent: 10; remove the key to only "
+                        "report")
+        max_percent = None
+    fail = _bool(f"{path}.failOnSensitive", raw.get("failOnSensitive"), default_fail, problems)
+    allow = raw.get("allowSensitive")
+    entries: list[str] = []
+    if allow is not None and not isinstance(allow, list):
+        problems.append(f"{path}.allowSensitive {_shown(allow)} is invalid: it must be a list of paths in the image, "
+                        "e.g. allowSensitive: [etc/ssl/private/snakeoil.key]; write [] or remove the key to allow "
+                        "nothing")
+    for j, entry in enumerate(allow if isinstance(allow, list) else []):
+        normalized, rule = (None, "build args are not in an image's layers; name a path in the image") \
+            if isinstance(entry, str) and entry.strip().lower().startswith(BUILD_ARG_ENTRY.lower()) \
+            else check_allow_entry(entry.lstrip("/") if isinstance(entry, str) else entry)
+        if rule is None:
+            entries.append(normalized)
+        else:
+            problems.append(f"{path}.allowSensitive[{j}] {_shown(entry)} is invalid: {rule.replace('build context', 'image')}")
+    return AuditSettings(max_wasted_bytes=max_bytes, max_wasted_percent=float(max_percent) if max_percent is not None
+                         else None, fail_on_sensitive=fail, allow_sensitive=tuple(entries))
+
+
+def _images(raw: Any, edition: str, root: Path, problems: list[str], stack: str = "") -> tuple[ImageSettings, ...]:
     path = "acr-publish:images"
     if raw is None:
         problems.append(f"{path} is missing: list at least one image, e.g. images: [{{name: web, context: app}}]")
@@ -791,6 +855,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
         cache_from = _bool(f"{ipath}.cacheFrom", item.get("cacheFrom"), True, problems)
         remote_inputs = _choice(f"{ipath}.remoteInputs", item.get("remoteInputs"), REMOTE_INPUT_MODES,
                                 REMOTE_INPUT_MODES[0], problems) or REMOTE_INPUT_MODES[0]
+        audit = audit_settings(f"{ipath}.audit", item.get("audit"), stack, problems)
         summary, immut = _repository_settings(ipath, item, name, edition, problems)
         allow = item.get("allowSensitive")
         if allow is None:
@@ -821,6 +886,7 @@ def _images(raw: Any, edition: str, root: Path, problems: list[str]) -> tuple[Im
             dockerfile=dockerfile.relative if dockerfile else "Dockerfile", platform=platform,
             target=target, build_args=build_args, summary=summary, tag_immutability=immut,
             allow_sensitive=tuple(allow), cache_from=cache_from, remote_inputs=remote_inputs, platforms=platforms,
+            audit=audit,
         ))
     return tuple(images)
 
@@ -897,7 +963,8 @@ def _promotion(values: Mapping[str, Any], stack: str, organization: str | None, 
                              source_username=username, has_source_password=has_source_password)
 
 
-def _promoted_images(raw: Any, edition: str, source: str, problems: list[str]) -> tuple[PromotedImageSettings, ...]:
+def _promoted_images(raw: Any, edition: str, source: str, problems: list[str],
+                     stack: str = "") -> tuple[PromotedImageSettings, ...]:
     """acr-publish:images of a promoting stack: optional; names (and repository settings) only."""
     path = "acr-publish:images"
     if raw is None:
@@ -935,15 +1002,17 @@ def _promoted_images(raw: Any, edition: str, source: str, problems: list[str]) -
                             "once")
         seen.setdefault(name, i)
         summary, immut = _repository_settings(ipath, item, name, edition, problems)
-        images.append(PromotedImageSettings(name=name, summary=summary, tag_immutability=immut))
+        audit = audit_settings(f"{ipath}.audit", item.get("audit"), stack, problems)
+        images.append(PromotedImageSettings(name=name, summary=summary, tag_immutability=immut, audit=audit))
     return tuple(images)
 
 
-def promoted_image_defaults(name: str, edition: str) -> PromotedImageSettings:
+def promoted_image_defaults(name: str, edition: str, stack: str = "") -> PromotedImageSettings:
     """A source image promoted without an entry in acr-publish:images: the defaults a configured entry gets."""
     problems: list[str] = []
     summary, immut = _repository_settings("", {}, name, edition, problems)
-    return PromotedImageSettings(name=name, summary=summary, tag_immutability=immut)
+    return PromotedImageSettings(name=name, summary=summary, tag_immutability=immut,
+                                 audit=audit_settings("", None, stack, problems))
 
 
 def settings_from_values(
@@ -969,11 +1038,11 @@ def settings_from_values(
     registry = _registry(values.get("registry"), stack, length, region, problems)
     promotion = _promotion(values, stack, organization, has_source_password, problems)
     if promotion is None:
-        images = _images(values.get("images"), registry.edition, project_root, problems)
+        images = _images(values.get("images"), registry.edition, project_root, problems, stack)
         promoted: tuple[PromotedImageSettings, ...] = ()
     else:
         images = ()
-        promoted = _promoted_images(values.get("images"), registry.edition, promotion.source_stack, problems)
+        promoted = _promoted_images(values.get("images"), registry.edition, promotion.source_stack, problems, stack)
     protect = _bool("acr-publish:protect", values.get("protect"), stack.startswith("prod"), problems)
     retain = _bool("acr-publish:retainOnDelete", values.get("retainOnDelete"), True, problems)
     preflight = _bool("acr-publish:preflight", values.get("preflight"), True, problems)
@@ -1247,7 +1316,7 @@ BUILDER_SCHEMES = ("ssh", "tcp", "unix")
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
 """What a tcp:// builder's certPath holds: Docker's DOCKER_CERT_PATH layout, which the docker.Provider's cert_path
 reads."""
-_SSH_USER_HOST = re.compile(r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?$")
+_SSH_USER_HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 
 
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
@@ -1382,7 +1451,7 @@ def _builder(where: str, platform: str, host: Any, cert_path: Any, root: Path,
         if ":" in rest.split("@", 1)[0] and "@" in rest:
             rule = ("an ssh:// builder logs in with the ssh agent or keys, never a password in the URL; remove "
                     "':<password>' and load the key into ssh-agent")
-        elif not _SSH_USER_HOST.match(rest):
+        elif not _SSH_USER_HOST.fullmatch(rest):
             rule = "it must be ssh://[user@]host[:port] with nothing after the host, e.g. ssh://builder@arm-host"
     elif not re.fullmatch(r"[A-Za-z0-9.-]+:[0-9]{1,5}", rest):
         rule = "it must be tcp://host:port, e.g. tcp://arm-host:2376"

@@ -14,6 +14,8 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
 )
 
 try:
@@ -67,9 +69,32 @@ POLICIES: list[ResourceValidationPolicy] = [
     for rule in rules.RULES
 ]
 
+def _stack_validator(rule: rules.Rule):
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for resource in args.resources:
+            if resource.resource_type not in rule.resource_types:
+                continue
+            view = rules.ResourceInput(type=resource.resource_type, name=resource.name,
+                                       stack=rules.stack_from_urn(resource.urn), props=resource.props)
+            for message in rule.check(view):
+                report_violation(message, resource.urn)
+
+    return validate
+
+
+STACK_POLICIES: list[StackValidationPolicy] = [
+    StackValidationPolicy(
+        name=rule.name,
+        description=rule.description,
+        enforcement_level=_LEVELS[rule.enforcement],
+        validate=_stack_validator(rule),
+    )
+    for rule in rules.STACK_RULES
+]
+
 if __name__ == "__main__":
     PolicyPack(
         name=rules.PACK_NAME,
         enforcement_level=EnforcementLevel.MANDATORY,
-        policies=list(POLICIES),
+        policies=list(POLICIES) + list(STACK_POLICIES),
     )

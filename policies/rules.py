@@ -22,6 +22,10 @@ ENTERPRISE_REPO = "alicloud:cs/registryEnterpriseRepo:RegistryEnterpriseRepo"
 CLASSIC_NAMESPACE = "alicloud:cr/namespace:Namespace"
 CLASSIC_REPO = "alicloud:cr/repo:Repo"
 
+IMAGE_AUDIT = "pulumi-python:dynamic/acr-publish:ImageAudit"
+AUDIT_WASTED_PERCENT_ADVISORY = 20.0
+"""The wasted share (of the layers' file bytes) over which the advisory audit rule speaks."""
+
 NAMESPACE_TYPES = frozenset({ENTERPRISE_NAMESPACE, CLASSIC_NAMESPACE})
 REPO_TYPES = frozenset({ENTERPRISE_REPO, CLASSIC_REPO})
 
@@ -188,6 +192,30 @@ def check_prod_builds_nothing(resource: ResourceInput) -> list[str]:
     return [f"docker.Image '{resource.name}' in stack '{resource.stack}' builds an image in production: prod "
             "should run the bytes an earlier stack built and tested; set acr-publish:promoteFrom (e.g. staging) "
             "and list only the image names under acr-publish:images, so prod copies their digests instead."]
+
+
+def check_audit_wasted_share(resource: ResourceInput) -> list[str]:
+    """On an ImageAudit's outputs (a stack policy sees them after the update): the exported summary's wasted share."""
+    summary = resource.props.get("summary")
+    if not isinstance(summary, Mapping):
+        return []
+    share = summary.get("wastedPercent")
+    if not isinstance(share, (int, float)) or share <= AUDIT_WASTED_PERCENT_ADVISORY:
+        return []
+    return [f"image audit '{resource.name}': {share:.1f}% of the bytes in the image's layers "
+            f"({summary.get('wastedBytes')} bytes) are files a later layer hides, over "
+            f"{AUDIT_WASTED_PERCENT_ADVISORY:g}%: every node still pulls them. Remove files in the same RUN that "
+            "creates them, or copy only what the image needs (multi-stage builds); `python -m cli.audit <ref>` "
+            "lists them, largest first."]
+
+
+STACK_RULES: tuple[Rule, ...] = (
+    Rule("image-audit-wasted-share",
+         f"An image's layer audit finds at most {AUDIT_WASTED_PERCENT_ADVISORY:g}% of its layers' bytes hidden by "
+         "later layers (advisory).",
+         "advisory", frozenset({IMAGE_AUDIT}), check_audit_wasted_share),
+)
+"""Rules judged on resource outputs after the update (pulumi_policy's stack validation)."""
 
 
 RULES: tuple[Rule, ...] = (

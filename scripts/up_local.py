@@ -178,13 +178,17 @@ def find_pulumi(settings: Settings, env: dict[str, str]) -> str | None:
     return str(local) if os.access(local, os.X_OK) else None
 
 
-def build_engine(settings: Settings, env: dict[str, str]) -> str | None:
-    """Build the pinned engine from Go modules into .pulumi-cli/bin when Go is installed; None when it is not."""
+def build_engine(settings: Settings, env: dict[str, str], *, first: bool = True) -> str | None:
+    """Build the pinned engine from Go modules into .pulumi-cli/bin when Go is installed; None when it is not.
+
+    Also run for an engine already there (`first=False`): the build does nothing when it matches the pins, and
+    rebuilds one the pins have moved past."""
     if shutil.which("go", path=env.get("PATH")) is None:
         return None
     script = settings.project / "tools" / "pulumi-engine" / "build.sh"
-    print("    building the pinned Pulumi engine from Go modules (once; about 7 minutes on 2 cores with a cold "
-          f"Go build cache): bash {script.relative_to(settings.project)}", flush=True)
+    if first:
+        print("    building the pinned Pulumi engine from Go modules (once; about 7 minutes on 2 cores with a cold "
+              f"Go build cache): bash {script.relative_to(settings.project)}", flush=True)
     run = subprocess.run(["bash", str(script)], env=env)
     binary = settings.cli_root / "bin" / "pulumi"
     if run.returncode != 0 or not os.access(binary, os.X_OK):
@@ -237,6 +241,9 @@ def install_pulumi(settings: Settings, env: dict[str, str]) -> str:
 def ensure_pulumi(settings: Settings, env: dict[str, str]) -> str:
     step("Pulumi CLI")
     found = find_pulumi(settings, env)
+    if found and Path(found).parent == settings.cli_root / "bin" and \
+            (settings.project / "tools" / "pulumi-engine" / "build.sh").is_file():
+        build_engine(settings, env, first=False)  # the project's own build: brought up to its pins
     if found:
         print(f"    using {found}")
         return found

@@ -13,6 +13,26 @@ import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _no_dns_for_invalid_names():
+    """Names under .invalid (RFC 2606: never a host) fail to resolve here, in the test process, as they would from a
+    resolver, without the query that would otherwise leave the machine for the resolver. The program's own
+    resolution path (socket.getaddrinfo, under urllib3) is the one the tests exercise."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        if isinstance(name, str) and name.rstrip(".").lower().endswith(".invalid"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    yield
+    socket.getaddrinfo = real
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Keep the stat cache of test runs out of the user's cache directory."""
     cache = tmp_path_factory.mktemp("xdg-cache")

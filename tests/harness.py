@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import runpy
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,6 +375,7 @@ def run_stack(
             return original_info(msg, resource, stream_id, ephemeral)
 
         pulumi.log.warn, pulumi.log.info = warn, info
+        sigint = signal.getsignal(signal.SIGINT)  # the program takes SIGINT over once it has declared everything
         try:
             runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
         except BaseException:
@@ -382,6 +384,8 @@ def run_stack(
             # the monitor must see it too, or "a failing check declares nothing" could not fail.
             loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
             raise
+        finally:
+            signal.signal(signal.SIGINT, sigint)
         root = runtime_settings.get_root_resource()
 
         async def collect() -> tuple[dict, set]:

@@ -195,10 +195,10 @@ def test_a_published_image_declares_no_build_and_reads_no_stack_reference(prefli
 def test_the_inline_cache_arg_is_part_of_the_tag(preflight_calls, remote_calls) -> None:
     base = "sha256:" + "ba" * 32
     remote_calls.digests["busybox:1.36.1-musl"] = base
-    run = run_stack("local")
+    images = [{"name": "web", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "local"}}]
+    run = run_stack("local", {"acr-publish:images": images})
     settings = settings_from_values("local", {
-        "registry": {"edition": "local", "namespace": "demo"},
-        "images": [{"name": "web", "context": "app", "target": "web", "buildArgs": {"APP_ENV": "local"}}],
+        "registry": {"edition": "local", "namespace": "demo"}, "images": images,
     }, region=None, has_password=False)
     [web] = settings.images
     assert web.build_args == {"APP_ENV": "local", **INLINE}

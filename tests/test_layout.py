@@ -39,3 +39,15 @@ def test_settings_take_the_default_platform_from_the_engine():
 
     assert settings.DEFAULT_PLATFORM is buildcontext.DEFAULT_PLATFORM
     assert "DEFAULT_PLATFORM =" not in (ROOT / "components" / "settings.py").read_text()
+
+
+def test_the_audit_engine_imports_no_pulumi():
+    for path in sorted((ROOT / "imageaudit").glob("*.py")):
+        found = _imports(path) & {"pulumi", "pulumi_docker", "pulumi_alicloud", "cli"}
+        assert not found, f"{path.relative_to(ROOT)} imports {sorted(found)}"
+    code = ("import sys, pkgutil, importlib, imageaudit\n"
+            "for m in pkgutil.iter_modules(imageaudit.__path__): importlib.import_module('imageaudit.' + m.name)\n"
+            "print(sorted(n for n in sys.modules if n.split('.')[0] == 'pulumi'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout

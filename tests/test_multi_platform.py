@@ -73,7 +73,7 @@ def config_problems(values: dict) -> list[str]:
 
 def test_one_build_per_platform_and_an_index_under_the_image_tag(preflight_calls):
     run = run_stack("local", overrides())
-    built = run.of_type(IMAGE)
+    built = sorted(run.of_type(IMAGE), key=lambda r: r.name)  # registered concurrently: in no fixed order
     assert [r.inputs["build"]["platform"] for r in built] == TWO, [r.urn for r in built]
     assert [r.name for r in built] == ["web-linux-amd64-image", "web-linux-arm64-image"]
     out = run.outputs["images"]["web"]
@@ -409,3 +409,32 @@ def test_a_builder_url_password_is_never_shown(host):
     problems = config_problems(overrides(builders={"linux/arm64": host}))
     assert problems and not any(secret in p for p in problems for secret in ("pa/ss", "p@ss", "se/cret", "ss@")), \
         problems
+
+
+def test_deeply_nested_json_from_a_registry_or_the_docker_config_is_no_recursion_error(tmp_path, monkeypatch):
+    from components.image_index import _same_children
+    from components.remote_inputs import _docker_config
+
+    nested = b"[" * 1100 + b"]" * 1100
+    assert _same_children(nested, []) is False
+    (tmp_path / "config.json").write_bytes(nested)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert _docker_config() == {}
+
+
+def test_each_platform_caches_from_its_own_last_build(preflight_calls):
+    """The layer cache per platform: each platform's docker.Image caches from that platform's last build, read from
+    the stack's own outputs (images.<name>.platforms.<platform>.imageName), never from another platform's."""
+    from tests.harness import ORGANIZATION, StackMocks
+
+    first = run_stack("local", overrides())
+    out = first.outputs["images"]["web"]
+    previous = {**out, "platforms": {
+        p: {**out["platforms"][p], "imageName": f"{out['repository']}:ctx-prev-{p.replace('/', '-')}"} for p in TWO}}
+    again = run_stack("local", overrides(),
+                      mocks=StackMocks(stacks={f"{ORGANIZATION}/acr-publish/local": {"images": {"web": previous}}}))
+    built = again.of_type(IMAGE)
+    assert len(built) == 2
+    for r in built:
+        platform = r.inputs["build"]["platform"]
+        assert r.inputs["build"]["cacheFrom"] == {"images": [previous["platforms"][platform]["imageName"]]}, r.urn

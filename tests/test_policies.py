@@ -292,3 +292,30 @@ def test_engine_path_hides_secretness_so_the_password_policy_is_not_applicable(p
     not_applicable = {n.policy_name: n.reason for n in response.not_applicable}
     assert "tests/test_policies_stacks.py" in not_applicable["docker-image-registry-password-secret"]
     assert list(response.diagnostics) == []
+
+
+# --- the stack rule on the exported audit summary -------------------------------------------------
+
+def test_audit_wasted_share_over_the_threshold_is_advisory(pack):
+    from pulumi_policy import PolicyResource, StackValidationArgs
+
+    [policy] = pack["STACK_POLICIES"]
+    assert policy.name == "image-audit-wasted-share" and policy.enforcement_level is EnforcementLevel.ADVISORY
+    opts = PolicyResourceOptions(False, [], None, [], None, [], None)
+
+    def audit(name: str, summary) -> PolicyResource:
+        urn = f"urn:pulumi:dev::acr-publish::acr-publish:index:PublishedImage${rules.IMAGE_AUDIT}::{name}"
+        return PolicyResource(rules.IMAGE_AUDIT, {"summary": summary}, urn, name, opts, None, None, [], {})
+
+    over = {"wastedBytes": 2_150_121, "wastedPercent": 30.15, "hiddenFiles": 10, "sensitive": 2}
+    at = {**over, "wastedPercent": rules.AUDIT_WASTED_PERCENT_ADVISORY}
+    other = PolicyResource(DOCKER_IMAGE, {"summary": over}, "urn:pulumi:dev::acr-publish::x::img", "img", opts,
+                           None, None, [], {})
+    reported: list[tuple[str, str]] = []
+    policy.validate(StackValidationArgs([audit("web-audit", over), audit("worker-audit", at), other,
+                                         audit("api-audit", None)]),
+                    lambda message, urn=None: reported.append((message, urn)))
+    assert len(reported) == 1, reported
+    message, urn = reported[0]
+    assert urn.endswith("::web-audit") and "30.1% of the bytes" in message and "2150121 bytes" in message
+    assert "python -m cli.audit" in message

@@ -39,7 +39,7 @@ def test_stack_exports_digest_pinned_refs_and_no_secret(stack, preflight_calls):
     images = run.outputs["images"]
     assert images, f"{stack}: no image exported"
     for name, out in images.items():
-        assert set(out) == {"repository", "tag", "imageName", "ref"}
+        assert set(out) == {"repository", "tag", "imageName", "ref", "audit"}
         assert out["repository"].startswith(run.outputs["registry"] + "/"), out
         assert out["repository"].endswith("/" + name)
         assert out["imageName"] == f"{out['repository']}:{out['tag']}"
@@ -69,7 +69,7 @@ def test_local_stack_declares_no_alicloud_resource_or_provider(preflight_calls):
     run = run_stack("local")
     assert not [r.urn for r in run.resources if r.type.startswith(("alicloud:", "pulumi:providers:alicloud"))]
     assert not [t for t, _ in run.invokes if t.startswith("alicloud:")]
-    assert {r.type for r in run.resources} == {COMPONENT_REGISTRY, COMPONENT_IMAGE, IMAGE}
+    assert {r.type for r in run.resources} == {COMPONENT_REGISTRY, COMPONENT_IMAGE, IMAGE, AUDIT}
     assert run.outputs["registry"] == "127.0.0.1:5000"
     assert run.outputs["images"]["web"]["repository"] == "127.0.0.1:5000/demo/web"
     assert len(run.of_type(IMAGE)) == 2, "the local stack publishes web and worker"
@@ -275,12 +275,14 @@ def _shape(run) -> set[tuple[str, str, str]]:
     return {(r.type, r.name, names.get(r.parent, "<stack>")) for r in run.resources}
 
 
+AUDIT = "pulumi-python:dynamic/acr-publish:ImageAudit"
+_AUDITS = {(AUDIT, f"{n}-audit", n) for n in ("web", "worker")}
 _IMAGES = {(COMPONENT_IMAGE, n, "<stack>") for n in ("web", "worker")} | {(IMAGE, f"{n}-image", n)
-                                                                          for n in ("web", "worker")}
+                                                                          for n in ("web", "worker")} | _AUDITS
 _ENTERPRISE = _IMAGES | {(COMPONENT_REGISTRY, "registry", "<stack>"), (EE_NS, "registry-namespace", "registry"),
                          (EE_REPO, "registry-web-repo", "registry"), (EE_REPO, "registry-worker-repo", "registry")}
 _PROMOTIONS = {(PROMOTED_IMAGE, n, "<stack>") for n in ("web", "worker")} | {(PROMOTION, f"{n}-promote", n)
-                                                                              for n in ("web", "worker")}
+                                                                              for n in ("web", "worker")} | _AUDITS
 _ENTERPRISE_PROMOTING = (_ENTERPRISE - _IMAGES) | _PROMOTIONS
 EXPECTED_SHAPE = {
     "local": _IMAGES | {(COMPONENT_REGISTRY, "registry", "<stack>")},
@@ -290,7 +292,7 @@ EXPECTED_SHAPE = {
     "prod": _ENTERPRISE_PROMOTING,
     "personal-example": {(COMPONENT_REGISTRY, "registry", "<stack>"), (CR_NS, "registry-namespace", "registry"),
                          (CR_REPO, "registry-web-repo", "registry"), (COMPONENT_IMAGE, "web", "<stack>"),
-                         (IMAGE, "web-image", "web")},
+                         (IMAGE, "web-image", "web"), (AUDIT, "web-audit", "web")},
 }
 
 
@@ -334,3 +336,32 @@ def test_personal_example_is_retained_not_protected(preflight_calls):
     run = run_stack("personal-example")
     cloud = [r for r in run.resources if r.type.startswith("alicloud:")]
     assert cloud and all(r.retain_on_delete and not r.protect for r in cloud)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_image_gets_an_audit_of_its_published_digest_with_a_secret_login(stack, preflight_calls):
+    from components.settings import load_stack_file
+
+    settings = load_stack_file(stack)
+    run = run_stack(stack)
+    audits = run.of_type(AUDIT)
+    assert {a.name for a in audits} == {f"{n}-audit" for n in run.outputs["images"]}, stack
+    for audit in audits:
+        name = audit.name.removesuffix("-audit")
+        out = run.outputs["images"][name]
+        assert audit.parent == run.by_name(name).urn, audit.urn
+        assert audit.inputs["digest"] == out["ref"].rsplit("@", 1)[1], audit.urn
+        assert f"{run.outputs['registry']}/{audit.inputs['repository']}" == out["repository"], audit.urn
+        assert "auth" in audit.secret_inputs and "auth" in audit.additional_secret_outputs, audit.urn
+        configured = {i.name: i.audit for i in (settings.images or settings.promoted_images)}
+        expected = configured.get(name)
+        fail = expected.fail_on_sensitive if expected is not None else stack.startswith("prod")
+        assert audit.inputs["settings"]["failOnSensitive"] is fail, audit.urn
+        assert "audit" in out, f"{stack}/{name}: the audit summary is exported beside ref"
+
+
+def test_a_promotion_carries_the_stacks_allowed_sensitive_paths(preflight_calls):
+    images = [{"name": "web", "audit": {"allowSensitive": ["etc/ssl/private/snakeoil.key"]}}, {"name": "worker"}]
+    run = run_stack("local-release", {"acr-publish:images": images})
+    allow = {p.name: p.inputs["auditAllow"] for p in run.of_type(PROMOTION)}
+    assert allow == {"web-promote": ["etc/ssl/private/snakeoil.key"], "worker-promote": []}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import ConfigError, Settings, load_stack_file, settings_from_values
+from components.settings import AuditSettings, ConfigError, Settings, load_stack_file, settings_from_values
 from tests.harness import STACKS, run_stack
 
 EE = {"edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "acme"}
@@ -308,3 +308,49 @@ def test_valid_allow_sensitive_entries_are_kept():
     s = settings_from_values("dev", {"registry": EE, "images": [{**WEB, "allowSensitive": ["www/.env", "./keys/"]}]},
                              region="cn-hangzhou", has_password=False)
     assert s.images[0].allow_sensitive == ("www/.env", "./keys/")
+
+
+# --- audit: per image (the layer audit's thresholds) ---------------------------------------------
+
+def test_audit_defaults_report_only_except_sensitive_in_prod():
+    dev = settings_from_values("dev", {"registry": EE, "images": [WEB]}, region="cn-hangzhou", has_password=False)
+    assert dev.images[0].audit == AuditSettings(None, None, False, ())
+    prod = settings_from_values("prod-eu", {"registry": EE, "images": [WEB]}, region="cn-hangzhou",
+                                has_password=False)
+    assert prod.images[0].audit.fail_on_sensitive is True
+
+
+def test_audit_values_are_read():
+    image = {**WEB, "audit": {"maxWastedBytes": 1048576, "maxWastedPercent": 12.5, "failOnSensitive": False,
+                              "allowSensitive": ["/etc/ssl/private/", "./srv/key.pem"]}}
+    s = settings_from_values("prod", {"registry": EE, "images": [image]}, region="cn-hangzhou", has_password=False)
+    assert s.images[0].audit == AuditSettings(1048576, 12.5, False, ("etc/ssl/private", "srv/key.pem"))
+
+
+@pytest.mark.parametrize("audit,expected", [
+    ("yes", "acr-publish:images[0].audit 'yes' is invalid: it must be a map"),
+    ({"maxWastedBytes": -1}, "acr-publish:images[0].audit.maxWastedBytes -1 is invalid: it must be a whole number"),
+    ({"maxWastedBytes": "10MB"}, "acr-publish:images[0].audit.maxWastedBytes '10MB' is invalid"),
+    ({"maxWastedBytes": True}, "acr-publish:images[0].audit.maxWastedBytes True is invalid"),
+    ({"maxWastedPercent": 101}, "acr-publish:images[0].audit.maxWastedPercent 101 is invalid: it must be a number "
+                                "from 0 to 100"),
+    ({"failOnSensitive": "no"}, "acr-publish:images[0].audit.failOnSensitive"),
+    ({"allowSensitive": "etc"}, "acr-publish:images[0].audit.allowSensitive 'etc' is invalid: it must be a list"),
+    ({"allowSensitive": ["../x"]}, "acr-publish:images[0].audit.allowSensitive[0] '../x' is invalid: it points "
+                                   "outside the image"),
+    ({"allowSensitive": ["buildArg:TOKEN"]}, "acr-publish:images[0].audit.allowSensitive[0] 'buildArg:TOKEN' is "
+                                             "invalid: build args are not in an image's layers"),
+    ({"maxWastedPercnt": 5}, "acr-publish:images[0].audit.maxWastedPercnt is not a known setting"),
+])
+def test_audit_rules(audit, expected):
+    message = one(images=[{**WEB, "audit": audit}])
+    assert message.startswith(expected), message
+
+
+def test_a_promoting_stack_takes_audit_per_image():
+    values = {"registry": EE, "promoteFrom": "staging",
+              "images": [{"name": "web", "audit": {"allowSensitive": ["etc/ssl/private/snakeoil.key"]}}]}
+    s = settings_from_values("prod", values, region="cn-hangzhou", has_password=False)
+    assert s.promoted_images[0].audit == AuditSettings(None, None, True, ("etc/ssl/private/snakeoil.key",))
+    bad = {**values, "images": [{"name": "web", "audit": {"maxWastedPercent": -3}}]}
+    assert "acr-publish:images[0].audit.maxWastedPercent -3 is invalid" in one(bad, stack="prod")

@@ -195,12 +195,21 @@ def make_up_local(tmp_path: Path) -> UpLocal:
 class _StandInRegistryHandler(http.server.BaseHTTPRequestHandler):
     status = 200
 
+    held: set[str] = set()
+    """Manifest paths (/v2/<repository>/manifests/<tag>) the stand-in holds: a HEAD of one answers 200."""
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         self.send_response(self.status if self.path == "/v2/" else 404)
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send_response(200 if self.path in self.held else 404)
+        self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -684,3 +693,30 @@ def test_only_a_registrys_own_answer_counts_as_the_registry(up: UpLocal, answer,
     assert f"Port {up.port} on 127.0.0.1 is taken by something that is not a registry" in result.stderr
     assert reason in result.stderr, result.stderr
     assert up.created() == [] and up.pulumi_calls() == []
+
+
+BASE_MANIFEST = "/v2/mirror/busybox/manifests/static"
+
+
+def test_the_local_stacks_base_is_made_and_pushed_when_the_registry_lacks_it(
+        up: UpLocal, answering_registry: object) -> None:
+    up.add_fake_pulumi()
+    result = up.run("--yes")
+    assert result.returncode == 0, result.stderr
+    name = f"127.0.0.1:{up.port}/mirror/busybox:static"
+    calls = up.docker_calls()
+    assert ["import", "--change", 'CMD ["sh"]', "-", name] in calls and ["push", name] in calls, calls
+    assert calls.index(["push", name]) > calls.index(["import", "--change", 'CMD ["sh"]', "-", name])
+    assert "==> Base image" in result.stdout and "made from /bin/busybox and pushed" in result.stdout
+
+
+def test_a_base_the_registry_holds_is_not_made_again(up: UpLocal, answering_registry: object) -> None:
+    _StandInRegistryHandler.held.add(BASE_MANIFEST)
+    try:
+        up.add_fake_pulumi()
+        result = up.run("--yes")
+    finally:
+        _StandInRegistryHandler.held.discard(BASE_MANIFEST)
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in up.docker_calls() if c[:1] in (["import"], ["push"])]
+    assert "present in the local registry" in result.stdout

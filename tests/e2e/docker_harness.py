@@ -1,10 +1,11 @@
 """A stand-in for the pulumi-docker provider's `docker:index/image:Image`, carried out for real.
 
-The provider plugin and the Pulumi CLI cannot be installed on these machines, so the e2e suite runs the real
-`__main__.py` under Pulumi mocks (tests/harness.py) with a `DockerImageProvider` as `StackMocks(image_hook=...)`,
+The provider plugin cannot be built on these machines (docs/engine.md: its Go module is not served), so the e2e tests
+of building run the real `__main__.py` under Pulumi mocks (tests/harness.py) with a `DockerImageProvider` as
+`StackMocks(image_hook=...)`,
 and the tests that need no program call it directly (or through `python -m tests.e2e.docker_harness`, a separate
-process). It follows ../shared/PULUMI-DOCKER-FACTS.md (read from the provider's provider.go and image.go) against the
-real Docker engine and a real registry.
+process). It follows what the provider's source does (its provider.go and image.go) against the real Docker engine
+and a real registry.
 
 What it cannot reproduce (read this before trusting a green e2e run):
 - the Pulumi engine: the stand-in runs Check, Diff and Create/Update itself for every declared image, in

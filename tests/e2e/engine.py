@@ -30,7 +30,7 @@ from tests.harness import PROJECT_ROOT
 
 ENGINE_BIN = PROJECT_ROOT / ".pulumi-cli" / "bin"
 ENGINE_FILES = ("pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python")
-ENGINE_PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt", "components", "buildcontext", "cli",
+ENGINE_PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt", "components", "buildcontext", "imageaudit", "cli",
                         "policies", "app")
 COMMAND_TIMEOUT_S = 600  # a generous bound that turns a hang into a failure, never a speed assertion
 CHANGE_OPS = ("create", "update", "delete", "replace", "create-replacement", "delete-replaced")

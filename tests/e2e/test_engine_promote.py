@@ -7,6 +7,7 @@ dynamic provider through `pulumi-resource-pulumi-python` for `up`, `refresh` and
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Callable
 
 import pytest
@@ -60,6 +61,17 @@ def test_promotion_copies_reruns_as_no_change_refreshes_and_destroys_nothing(
         digest = source_images[name]["ref"].split("@", 1)[1]
         assert registry.manifest_digest(f"{RELEASE}/{name}", tags[name]) == digest
         assert promoted[name]["ref"] == f"{registry.server}/{RELEASE}/{name}@{digest}"
+
+    # The promoted image runs when pulled back from the target by its ref.
+    ref = promoted["worker"]["ref"]
+    env = {"DOCKER_CONFIG": str(workspace.root / "docker-config"), "PATH": workspace.env["PATH"]}
+    subprocess.run([docker_engine, "pull", ref], env=env, check=True, capture_output=True, timeout=300)
+    try:
+        run = subprocess.run([docker_engine, "run", "--rm", "--entrypoint", "sh", ref, "-c", "cat /srv/worker.sh"],
+                             env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0 and run.stdout.strip(), run.stderr
+    finally:
+        subprocess.run([docker_engine, "image", "rm", ref], env=env, capture_output=True, timeout=120)
 
     # Nothing changed: the preview and the up say so.
     outcome, document = workspace.preview(target)
@@ -134,7 +146,8 @@ def test_cross_registry_promotion_and_a_new_source_digest_copies_again(
         digest = first[name]["ref"].split("@", 1)[1]
         assert target_registry.manifest_digest(f"{RELEASE}/{name}", tags[name]) == digest
 
-    # A changed file in the shared context: the source publishes new digests, the promotion replaces both copies.
+    # A changed file in the shared context: the source publishes new digests, the promotion replaces both copies
+    # (and each promoted image's layer audit, which belongs to the digest).
     page = workspace.project / "app" / "www" / "index.html"
     page.write_text(page.read_text() + "\n<!-- changed -->\n")
     new_tags = publish_by_hand(workspace, source, registry.server, registry.username, registry.password,
@@ -144,7 +157,7 @@ def test_cross_registry_promotion_and_a_new_source_digest_copies_again(
     second = workspace.outputs(source)["images"]
     outcome, summary = workspace.up(target)
     outcome.check()
-    assert summary["resourceChanges"].get("replace", 0) == len(IMAGES), summary
+    assert summary["resourceChanges"].get("replace", 0) == 2 * len(IMAGES), summary
     for name in IMAGES:
         assert target_registry.manifest_digest(f"{RELEASE}/{name}", new_tags[name]) == \
             second[name]["ref"].split("@", 1)[1]

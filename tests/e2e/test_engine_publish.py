@@ -9,17 +9,16 @@ and a failed preflight are printed without a traceback and leave the state as it
 """
 from __future__ import annotations
 
-import base64
 import re
 import shutil
 import json
 import subprocess
-import urllib.parse
 from typing import Callable
 
 import pytest
 
 from tests.e2e.base_image import base_image  # noqa: F401
+from tests.e2e.dynamic_engine import secret_forms
 from tests.e2e.engine import Workspace, changes, publish_by_hand, pulumi_engine, workspace  # noqa: F401
 from tests.e2e.publishing import IMAGES, NAMESPACE, USER, local_stack_overrides
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
@@ -122,12 +121,13 @@ def test_another_checkout_a_recreated_stack_and_a_second_stack_change_nothing(
 
 
 def _encodings(secret: str, users: tuple[str, ...] = ("pusher", "promoter")) -> list[str]:
-    """The forms a leaked secret takes: raw, URL-encoded, hex, base64, JSON-escaped and as Basic credentials."""
-    raw = secret.encode()
-    forms = [secret, urllib.parse.quote(secret, safe=""), raw.hex(), base64.b64encode(raw).decode().rstrip("="),
-             json.dumps(secret)[1:-1]]
-    forms += [base64.b64encode(f"{user}:{secret}".encode()).decode().rstrip("=") for user in users]
-    return forms
+    """The forms a leaked secret takes in text: raw, URL-encoded, base64 (standard and URL-safe, at every alignment),
+    hex, JSON-escaped, and the same for `user:secret` (a Basic credential)."""
+    forms = {form.decode() for form in secret_forms(secret)}
+    forms |= {secret.encode().hex(), json.dumps(secret)[1:-1]}
+    for user in users:
+        forms |= {form.decode() for form in secret_forms(f"{user}:{secret}")}
+    return sorted(forms)
 
 
 def test_the_registry_password_is_in_no_export_output_or_cli_output(
@@ -165,7 +165,7 @@ def test_a_failed_preflight_is_one_message_without_traceback_and_changes_no_stat
     outcome, _ = workspace.up(stack)
     assert outcome.returncode != 0
     assert "Traceback" not in outcome.text
-    assert registry.server in outcome.text
+    assert registry.server in outcome.text and "credentials rejected (401)" in outcome.text, outcome.text[-3000:]
     assert json.loads(workspace.export(stack))["deployment"]["resources"] == before
 
 
@@ -189,3 +189,15 @@ def test_the_engine_connects_to_nothing_but_loopback(
         assert outside == [], f"pulumi {' '.join(args)} connected outside loopback:\n" + "\n".join(outside[:5])
         assert not [line for line in inet if "htons(53)" in line], "a DNS lookup was attempted"
     assert any("127.0.0.1" in line for line in calls), "the trace saw none of up's loopback connections"
+
+
+def test_an_image_that_needs_a_build_stops_at_the_missing_docker_provider_without_a_traceback(
+        workspace: Workspace, registry: RegistryServer, base_image: str):
+    """Nothing published yet: the program declares the docker.Image, and the engine, which has no docker provider
+    here (docs/engine.md), stops the run with its plugin message; the program leaves without a traceback."""
+    stack = workspace.new_stack(stack_config(registry, base_image))
+    workspace.set_secret(stack, PASSWORD_KEY, registry.password)
+    outcome, _ = workspace.up(stack)
+    assert outcome.returncode != 0
+    assert "no resource plugin 'pulumi-resource-docker' found" in outcome.text, outcome.text[-3000:]
+    assert "Traceback" not in outcome.text and "KeyboardInterrupt" not in outcome.text, outcome.text[-3000:]

@@ -1,7 +1,7 @@
 """The main job's set-up with the real parts: `scripts/up-local.sh` starts Debian's docker-registry for real.
 
 Runs the script against a temporary project copy, with the real Docker CLI and engine, the real docker-registry,
-and a recording fake `pulumi` (the CLI cannot be installed here). The registry listens on a free port
+and a recording fake `pulumi` (what `pulumi up` does with the real engine is tests/e2e/test_engine_*.py's). The registry listens on a free port
 (ACR_PUBLISH_LOCAL_REGISTRY_PORT) instead of 5000 so the test never meets a registry a developer runs.
 """
 from __future__ import annotations

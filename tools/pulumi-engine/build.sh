@@ -18,7 +18,8 @@ project="$(cd "$here/../.." && pwd)"
 bin="${PULUMI_ENGINE_BIN:-$project/.pulumi-cli/bin}"
 stamp="$bin/.engine-stamp"
 
-export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
+# The Go on this machine unless the environment names another (a module needing a newer Go: GOTOOLCHAIN=go1.27.3).
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS=-mod=readonly CGO_ENABLED=0
 # The CLI must not look for updates or download plugins while it is used below.
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
@@ -28,17 +29,19 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 command -v go >/dev/null 2>&1 || die "no Go toolchain on PATH: the engine is built from Go modules; install Go 1.26 (apt-get install golang-go is older; use the Go module proxy's toolchain) or put a pulumi CLI on PATH"
 
 inputs_hash() {
-  cat "$here/build.sh" "$here/cli/go.mod" "$here/cli/go.sum" "$here/langhost/go.mod" "$here/langhost/go.sum" \
-    | sha256sum | cut -d' ' -f1
+  { cat "$here/build.sh" "$here/cli/go.mod" "$here/cli/go.sum" "$here/langhost/go.mod" "$here/langhost/go.sum"
+    go env GOVERSION; } | sha256sum | cut -d' ' -f1
 }
 
-module_version() { # module dir, module path
-  (cd "$1" && go list -m -f '{{.Version}}' "$2")
+module_version() { # module dir, module path: the version its go.mod requires (read offline, no module cache)
+  (cd "$1" && go mod edit -json) | tr -d '\n' | grep -o "\"Path\": \"$2\",[^}]*" \
+    | sed -n 's/.*"Version": "\([^"]*\)".*/\1/p' | head -1
 }
 
 cli_version=$(module_version "$here/cli" github.com/pulumi/pulumi/pkg/v3)
 sdk_version=$(module_version "$here/cli" github.com/pulumi/pulumi/sdk/v3)
 host_version=$(module_version "$here/langhost" github.com/pulumi/pulumi/sdk/v3)
+[ -n "$cli_version" ] && [ -n "$host_version" ] || die "cannot read the pinned versions from tools/pulumi-engine/{cli,langhost}/go.mod: restore them from git"
 [ "$cli_version" = "$sdk_version" ] || die "cli/go.mod pins pkg/v3 $cli_version but sdk/v3 $sdk_version: they must be one release (go get both at the same version)"
 
 want="$(inputs_hash)"

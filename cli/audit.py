@@ -1,0 +1,236 @@
+"""`python -m cli.audit`: what an image in a registry really ships, layer by layer (imageaudit/).
+
+  python -m cli.audit <registry host[:port]/repository[:tag|@sha256:…]> [--json] [--username U]
+      [--max-wasted-bytes N] [--max-wasted-percent P] [--allow-sensitive PATH ...] [--max-layer-bytes N]
+  python -m cli.audit --stack S --image I [--json] ...
+      the image the program last planned for image I of stack S (its content tag, from the explain history),
+      in the stack's registry with the stack's registry user; thresholds and allowed paths from the image's
+      `audit:` settings (flags given on the command line win).
+
+The registry password is read from the environment variable ACR_PUBLISH_REGISTRY_PASSWORD (never from the command
+line, where other users of the machine could read it); without it the registry is asked anonymously. Plain HTTP is
+used only for a loopback registry, as docker does.
+
+Output: a table (largest hidden files first, per-layer totals, the sensitive findings), or with `--json` the
+document docs/layer-audit.md describes. Exit status: 0 within the thresholds; 1 a threshold exceeded or a sensitive
+file not allowed; 2 an error (one message naming the reference and the fix, never a traceback). Progress goes to
+stderr when the image's layers total more than 100 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from components.registry_client import RegistryClient, excerpt_text, is_loopback, parse_server
+from imageaudit import AuditError, Auditor, ImageAudit
+from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES
+
+PASSWORD_ENV = "ACR_PUBLISH_REGISTRY_PASSWORD"
+PROGRESS_FROM = 100 * 1000 * 1000
+_REFERENCE = re.compile(r"^(?P<host>[^/]+)/(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+                        r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+                        r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?\Z")
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_reference(text: str) -> tuple[str, str, str]:
+    """(host[:port], repository path, tag or digest) of `host/path[:tag][@digest]`; the digest wins over a tag."""
+    m = _REFERENCE.match(text)
+    if not m or not (m.group("tag") or m.group("digest")):
+        raise UsageError(f"the image reference {_shown(text)} is not <registry host[:port]>/<repository>:<tag> or "
+                         "…@sha256:<64 hex digits>; give the registry host, the repository and a tag or digest, "
+                         "e.g. 127.0.0.1:5000/demo/web:<tag>")
+    try:
+        parse_server(m.group("host"), allow_plain_http=True)
+    except Exception as err:  # RegistryError naming the rule
+        raise UsageError(f"the image reference {_shown(text)} does not start with a registry host[:port]: {err}") \
+            from None
+    return m.group("host"), m.group("path"), m.group("digest") or m.group("tag")
+
+
+def _shown(text: str) -> str:
+    return repr(excerpt_text(text, limit=120))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _text(value: str | None, limit: int = 100) -> str:
+    """Text from the registry (history, paths) made printable: control characters escaped, shortened."""
+    if value is None:
+        return "-"
+    return excerpt_text(value, limit=limit)
+
+
+class _Progress:
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if total <= PROGRESS_FROM:
+            return
+        now = time.monotonic()
+        if now - self.last >= 1.0 or done >= total:
+            self.last = now
+            print(f"audit: {_size(done)} of {_size(total)} of layers read ({100 * done / total:.0f}%)",
+                  file=sys.stderr, flush=True)
+
+
+def breaches(report: ImageAudit, max_bytes: int | None, max_percent: float | None,
+             allow: list[str]) -> list[str]:
+    found = []
+    for p in report.platforms:
+        if max_bytes is not None and p.wasted_bytes > max_bytes:
+            found.append(f"{p.platform}: {p.wasted_bytes} wasted bytes, over the limit {max_bytes}")
+        if max_percent is not None and p.wasted_percent > max_percent:
+            found.append(f"{p.platform}: {p.wasted_percent:.2f}% wasted, over the limit {max_percent}%")
+        for s in p.sensitive:
+            if not any(s.path == a or s.path.startswith(a.rstrip("/") + "/") for a in allow):
+                found.append(f"{p.platform}: sensitive file /{_text(s.path)} in layer {s.layer}")
+    return found
+
+
+def render(report: ImageAudit) -> str:
+    lines = [f"image {report.reference} ({report.digest})"]
+    for p in report.platforms:
+        lines.append("")
+        lines.append(f"platform {p.platform}: {_size(p.wasted_bytes)} wasted of {_size(p.file_bytes)} of file "
+                     f"bytes in the layers ({p.wasted_percent:.1f}%; efficiency {100 * p.efficiency:.1f}%), "
+                     f"{len(p.hidden)} hidden files, {len(p.sensitive)} sensitive")
+        lines.append("  hidden files, largest first:")
+        if not p.hidden:
+            lines.append("    none")
+        for h in p.hidden[:50]:
+            note = "" if h.wasted or h.kind != "file" else " (bytes still reached through a hard link)"
+            lines.append(f"    {_size(h.size):>9}  /{_text(h.path)}  {h.kind}, layer {h.layer}, {h.how} by layer "
+                         f"{h.hidden_by}{note}")
+        if len(p.hidden) > 50:
+            lines.append(f"    … and {len(p.hidden) - 50} more (--json lists all)")
+        lines.append("  layers:")
+        lines.append(f"    {'#':>3}  {'compressed':>10}  {'files':>10}  {'added':>6}  {'changed':>7}  {'removed':>7}  "
+                     f"{'wasted':>10}  instruction")
+        for layer in p.layers:
+            lines.append(f"    {layer.index:>3}  {_size(layer.compressed_bytes):>10}  {_size(layer.file_bytes):>10}  "
+                         f"{layer.added:>6}  {layer.changed:>7}  {layer.removed:>7}  {_size(layer.wasted_bytes):>10}  "
+                         f"{_text(layer.instruction, 80)}")
+        lines.append("  sensitive files:")
+        if not p.sensitive:
+            lines.append("    none")
+        for s in p.sensitive:
+            lines.append(f"    /{_text(s.path)}  layer {s.layer}{' (hidden by a later layer, still shipped)' if s.hidden else ''}:"
+                         f" {s.reason}")
+            lines.append(f"      made by: {_text(s.instruction, 120)}")
+    return "\n".join(lines)
+
+
+def _stack_target(stack: str, image: str) -> tuple[str, str, str, str | None, Any]:
+    from buildcontext import history
+    from components.settings import PROJECT_ROOT, ConfigError, load_stack_file
+
+    try:
+        settings = load_stack_file(stack, PROJECT_ROOT)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    reg = settings.registry
+    if reg.edition != "local":
+        raise UsageError(f"stack {stack!r} publishes to an {reg.edition} registry whose host comes from the cloud "
+                         "account; give the image reference instead (its `ref` export: `pulumi stack output images "
+                         f"-s {stack}`)")
+    if settings.promotion is not None:
+        raise UsageError(f"stack {stack!r} promotes its images; give the image reference instead (its `ref` export: "
+                         f"`pulumi stack output images -s {stack}`)")
+    found = [img for img in settings.images if img.name == image]
+    if not found:
+        raise UsageError(f"stack {stack!r} has no image {image!r} (its images: "
+                         f"{', '.join(i.name for i in settings.images)})")
+    try:
+        record = history.load(history.HistoryKey(settings.project_root, stack, image))
+    except history.HistoryError as err:
+        raise UsageError(str(err)) from None
+    if record is None:
+        raise UsageError(f"the program has not planned image {image!r} of stack {stack!r} on this machine yet: run "
+                         "`pulumi up` (or give the image reference)")
+    repository = "/".join(p for p in (reg.namespace, image) if p)
+    return reg.server or "127.0.0.1:5000", repository, record.last["tag"], reg.username, found[0].audit
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cli.audit", description=__doc__.split("\n\n")[0])
+    parser.add_argument("reference", nargs="?")
+    parser.add_argument("--stack")
+    parser.add_argument("--image")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--username")
+    parser.add_argument("--max-wasted-bytes", type=int)
+    parser.add_argument("--max-wasted-percent", type=float)
+    parser.add_argument("--allow-sensitive", action="append", default=None)
+    parser.add_argument("--max-layer-bytes", type=int, default=DEFAULT_MAX_LAYER_BYTES)
+    try:
+        opts = parser.parse_args(argv)
+    except SystemExit as exc:
+        return 0 if exc.code == 0 else 2
+    try:
+        allow: list[str] = []
+        max_bytes, max_percent = opts.max_wasted_bytes, opts.max_wasted_percent
+        if opts.stack or opts.image:
+            if not (opts.stack and opts.image) or opts.reference:
+                raise UsageError("give either an image reference, or --stack S and --image I")
+            server, repository, reference, username, audit = _stack_target(opts.stack, opts.image)
+            allow = list(audit.allow_sensitive)
+            max_bytes = audit.max_wasted_bytes if max_bytes is None else max_bytes
+            max_percent = audit.max_wasted_percent if max_percent is None else max_percent
+        elif opts.reference:
+            server, repository, reference = parse_reference(opts.reference)
+            username = None
+        else:
+            raise UsageError("give an image reference (host[:port]/repository:tag or @sha256:…), or --stack and "
+                             "--image")
+        username = opts.username or username
+        allow += [a.strip("/") for a in opts.allow_sensitive or []]
+        for name, value in (("--max-wasted-bytes", max_bytes), ("--max-wasted-percent", max_percent),
+                            ("--max-layer-bytes", opts.max_layer_bytes)):
+            if value is not None and value < 0:
+                raise UsageError(f"{name} {value} is negative; give 0 or more")
+        host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
+        client = RegistryClient(server, username, os.environ.get(PASSWORD_ENV),
+                                allow_plain_http=is_loopback(host.strip("[]")), timeout=120.0,
+                                label=f"layer audit, registry '{server}'")
+        try:
+            report = Auditor(client, progress=_Progress(), max_layer_bytes=opts.max_layer_bytes).audit(
+                repository, reference)
+        finally:
+            client.close()
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except AuditError as err:
+        print(f"error: {err}. Check the reference and that {PASSWORD_ENV} (and --username) hold a login that may "
+              "pull it", file=sys.stderr)
+        return 2
+    problems = breaches(report, max_bytes, max_percent, allow)
+    if opts.json:
+        doc = report.as_json()
+        doc["breaches"] = problems
+        print(json.dumps(doc, indent=2))
+    else:
+        print(render(report))
+        for problem in problems:
+            print(f"over threshold: {problem}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
