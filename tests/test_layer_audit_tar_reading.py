@@ -1,0 +1,127 @@
+"""The layer audit reads a tar as Go's archive/tar does (what Docker and containerd apply), so no file a layer
+installs is hidden from it. Each case's expected listing is what Go's archive/tar lists for the same bytes (checked
+with a Go lister over these exact tars). Where this reader cannot be exact (GNU sparse files) the layer is
+refused."""
+from __future__ import annotations
+
+import pytest
+
+from components.audit import AuditFailure, refuse_sensitive_source
+from imageaudit import AuditError
+from imageaudit.layerstream import LayerStream
+from imageaudit.tarscan import TarError, entries
+from tests.tarcraft import ENV, GNU, KEY, end, file, header, long_name, pad, pax
+from tests.test_layer_audit_hostile import Registry, sha
+
+TAR_LAYER = "application/vnd.oci.image.layer.v1.tar"
+HIDDEN = file("root/.ssh/id_rsa", KEY)
+
+CASES = {
+    # Directory, link, device and fifo headers carry no data whatever size they declare.
+    "dir with a size": (header("root/", b"5", len(HIDDEN)) + HIDDEN + file("app/ok.txt", b"ok\n") + end(),
+                        ["root", "root/.ssh/id_rsa", "app/ok.txt"]),
+    "symlink with a size": (header("l", b"2", len(HIDDEN), "x") + HIDDEN + end(), ["l", "root/.ssh/id_rsa"]),
+    "hard link with a size": (file("a", b"x") + header("b", b"1", len(HIDDEN), "a") + HIDDEN + end(),
+                              ["a", "b", "root/.ssh/id_rsa"]),
+    "fifo with a size": (header("f", b"6", len(HIDDEN)) + HIDDEN + end(), ["f", "root/.ssh/id_rsa"]),
+    "char device with a size": (header("c", b"3", len(HIDDEN)) + HIDDEN + end(), ["c", "root/.ssh/id_rsa"]),
+    "legacy type with a slash is a directory": (header("root/", b"\0", len(HIDDEN)) + HIDDEN + end(),
+                                                ["root", "root/.ssh/id_rsa"]),
+    # A global pax header applies to no later entry (and drops the pending local headers).
+    "global pax path": (pax(b"g", path="harmless.txt") + file("app/.env", ENV) + end(), ["app/.env"]),
+    "pax header before a global one": (pax(path="harmless.txt") + pax(b"g", mtime="0") + file("app/.env", ENV)
+                                       + end(), ["app/.env"]),
+    "long name before a global one": (long_name("harmless.txt") + pax(b"g", mtime="0") + file("app/.env", ENV)
+                                      + end(), ["app/.env"]),
+    # Of two pax headers in a row only the last applies.
+    "two pax headers": (pax(path="harmless.txt") + pax(mtime="0") + file("app/.env", ENV) + end(), ["app/.env"]),
+    # A GNU long name wins over a pax path, in either order; an empty pax path keeps the header's name.
+    "long name then pax path": (long_name("app/.env") + pax(path="harmless.txt") + file("x", ENV) + end(),
+                                ["app/.env"]),
+    "pax path then long name": (pax(path="harmless.txt") + long_name("app/.env") + file("x", ENV) + end(),
+                                ["app/.env"]),
+    "empty pax path": (pax(path="") + file("app/.env", ENV) + end(), ["app/.env"]),
+    # The prefix field, per format.
+    "ustar prefix": (file("id_rsa", KEY, prefix=b"root/.ssh") + end(), ["root/.ssh/id_rsa"]),
+    "GNU header with a prefix where its times do not parse": (file("id_rsa", KEY, magic=GNU, prefix=b"root/.ssh")
+                                                              + end(), ["root/.ssh/id_rsa"]),
+    "GNU header whose times parse": (file("id_rsa", KEY, magic=GNU, prefix=b"0000") + end(), ["id_rsa"]),
+    # Numbers as Go parses them.
+    "size with leading NULs": (header("a", b"0", size_field=b"\0" * 8 + b"3\0\0\0") + pad(b"ok\n")
+                               + file("app/.env", ENV) + end(), ["a", "app/.env"]),
+    "pax size with a plus sign": (pax(size="+3") + header("a", b"0", 100) + pad(b"ok\n") + file("app/.env", ENV)
+                                  + end(), ["a", "app/.env"]),
+    "last entry without padding": (header("a", b"0", 3) + b"ok\n", ["a"]),
+}
+
+REFUSED = {
+    "size with an underscore": (header("a", b"0", size_field=b"0000000_003\0") + pad(b"ok\n") + end(),
+                                "size field is not a number"),
+    "a zero block then a header": (file("a", b"x") + bytes(512) + file("app/.env", ENV) + end(),
+                                   "a zero block followed by a header"),
+    "pax GNU sparse 0.1": (pax(GNU__sparse__major="0", GNU__sparse__minor="1", GNU__sparse__map=f"0,{len(ENV)}",
+                               GNU__sparse__name="app/.env", GNU__sparse__realsize=str(len(ENV)))
+                           + file("app/GNUSparseFile.0/harmless", ENV) + end(), "GNU sparse file in pax form"),
+    "pax GNU sparse 0.0": (pax(GNU__sparse__numblocks="1", GNU__sparse__offset="0",
+                               GNU__sparse__numbytes=str(len(ENV)), GNU__sparse__name="app/.env",
+                               GNU__sparse__size=str(len(ENV)))
+                           + file("app/GNUSparseFile.0/harmless", ENV) + end(), "GNU sparse file in pax form"),
+    "pax GNU sparse 1.0": (pax(GNU__sparse__major="1", GNU__sparse__minor="0", GNU__sparse__name="app/.env",
+                               GNU__sparse__realsize=str(len(ENV)))
+                           + file("app/GNUSparseFile.0/harmless", b"1\n0\n20\n" + bytes(505) + ENV) + end(),
+                           "GNU sparse file in pax form"),
+    "pax record without its newline": (header("PaxHeaders/x", b"x", 12) + pad(b"12 path=abc ") + file("a", b"x")
+                                       + end(), "malformed pax record"),
+}
+
+
+def listing(tar: bytes) -> list[str]:
+    stream = LayerStream(iter([tar]), TAR_LAYER, len(tar), "layer 0")
+    return [e.name for e in entries(stream, "layer 0")]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_tar_is_listed_as_go_archive_tar_lists_it(case):
+    tar, expected = CASES[case]
+    assert listing(tar) == expected
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_what_go_refuses_or_the_audit_cannot_name_exactly_is_refused(case):
+    tar, message = REFUSED[case]
+    with pytest.raises(TarError) as info:
+        listing(tar)
+    assert message in str(info.value)
+    assert "layer 0" in str(info.value)
+
+
+@pytest.mark.timeout(60)
+def test_the_audit_finds_the_key_a_sized_directory_header_would_hide():
+    tar = CASES["dir with a size"][0]
+    report = Registry(tar, media_type=TAR_LAYER).audit()
+    assert [(s.path, s.layer) for s in report.platforms[0].sensitive] == [("root/.ssh/id_rsa", 0)]
+
+
+@pytest.mark.timeout(60)
+def test_the_audit_refuses_a_sparse_file_layer():
+    tar, message = REFUSED["pax GNU sparse 0.1"]
+    with pytest.raises(AuditError) as info:
+        Registry(tar, media_type=TAR_LAYER).audit()
+    assert message in str(info.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case, path", [("dir with a size", "root/.ssh/id_rsa"), ("global pax path", "app/.env"),
+                                        ("two pax headers", "app/.env"), ("long name then pax path", "app/.env")])
+def test_the_promotion_gate_refuses_the_hidden_file(case, path):
+    registry = Registry(CASES[case][0], media_type=TAR_LAYER)
+    try:
+        with pytest.raises(AuditFailure) as info:
+            refuse_sensitive_source({"sourceServer": f"127.0.0.1:{registry.server.server_address[1]}",
+                                     "sourceRepository": "hostile/img", "sourceDigest": sha(registry.manifest),
+                                     "sourcePlainHttp": True})
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    assert "promotion refused before copying anything" in str(info.value)
+    assert f"  /{path} in layer 0" in str(info.value)
