@@ -474,6 +474,7 @@ class Auditor:
         found = result.found
         scans: dict[str, _SensitiveScan] = {}
         candidates: list[tuple[str, str, int]] = []
+        content_flags: dict[str, int] = {}
 
         def content(entry: TarEntry):
             scan = _SensitiveScan(entry.name.rsplit("/", 1)[-1])
@@ -500,7 +501,13 @@ class Auditor:
                 if entry.kind in ("file", "symlink"):
                     scan = scans.pop(entry.name, None)
                     flags = scan.flags if scan is not None else 0
+                    if flags:
+                        content_flags[entry.name] = flags
                     candidates.append((entry.name, "l" if entry.kind == "symlink" else "f", flags))
+                elif entry.kind == "hardlink":
+                    # A hard link is the file under a second name: judged by that name, with its target's content
+                    # as this layer stored it.
+                    candidates.append((entry.name, "f", content_flags.get(entry.linkname, 0)))
             stream.close()
         finally:
             chunks.close()

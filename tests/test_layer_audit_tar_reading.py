@@ -125,3 +125,14 @@ def test_the_promotion_gate_refuses_the_hidden_file(case, path):
         registry.server.server_close()
     assert "promotion refused before copying anything" in str(info.value)
     assert f"  /{path} in layer 0" in str(info.value)
+
+
+@pytest.mark.timeout(60)
+def test_a_hard_link_with_a_sensitive_name_is_found_by_its_name_and_its_targets_content():
+    tar = (file("app/settings", ENV) + header("app/.env", b"1", 0, "app/settings")
+           + file("app/notes", KEY) + header("root/.ssh/id_rsa", b"1", 0, "app/notes") + end())
+    report = Registry(tar, media_type=TAR_LAYER).audit()
+    found = {s.path: s.reason for s in report.platforms[0].sensitive}
+    assert set(found) == {"app/.env", "app/notes", "root/.ssh/id_rsa"}, found
+    assert "dotenv" in found["app/.env"], found
+    assert "by its name" in found["root/.ssh/id_rsa"] and "contains a private key" in found["root/.ssh/id_rsa"]
