@@ -23,6 +23,7 @@ An index is audited per platform (attestation manifests, `unknown/unknown`, are 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,9 @@ SCHEMA_VERSION = 1
 LAYER_WORKERS = 2
 """Layers read at once: two keep both cores of a small runner busy (zlib and hashlib release the GIL), and memory
 stays two layers' buffers."""
+BYTES_PER_ENTRY = 450
+"""What the bookkeeping keeps per tar entry read, measured (tests/test_layer_audit_tar_reading.py holds the
+audit to it): `max_entries` entries across the image cost at most about this many bytes each."""
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -350,6 +354,8 @@ class Auditor:
         self.progress = progress
         self.max_layer_bytes = max_layer_bytes
         self.max_entries = max_entries
+        self._entry_count = itertools.count(1)
+        """Entries read across all layers (and platforms) of the image: what the bookkeeping grows with."""
         self.read_bytes = 0
         self.total_bytes = 0
         self._local = threading.local()
@@ -357,6 +363,7 @@ class Auditor:
         self._workers: list[RegistryClient] = []
 
     def audit(self, repository: str, reference: str) -> ImageAudit:
+        self._entry_count = itertools.count(1)
         try:
             return self._audit(repository, reference)
         finally:
@@ -484,6 +491,11 @@ class Auditor:
         try:
             for entry in entries(stream, where, max_entries=self.max_entries, content=content):
                 layer.entries += 1
+                if next(self._entry_count) > self.max_entries:  # itertools.count: one step per call, thread-safe
+                    raise TarError(
+                        f"{where}: the image has more than {self.max_entries} tar entries across its layers, the "
+                        f"audit's bound on what it keeps in memory (about {BYTES_PER_ENTRY} bytes an entry); if the "
+                        "image is real, audit it with python -m cli.audit --max-entries N (a larger N)")
                 head, _, base_name = entry.name.rpartition("/")
                 if base_name == OPAQUE:
                     result.opaques.append(head)

@@ -30,7 +30,8 @@ from imageaudit.layerstream import LayerStream
 BLOCK = 512
 MAX_SPECIAL_BYTES = 1 << 20
 """Go archive/tar's maxSpecialFileSize: the largest pax header or GNU long name it reads."""
-DEFAULT_MAX_ENTRIES = 2_000_000
+DEFAULT_MAX_ENTRIES = 1_000_000
+"""Entries of a layer, and (imageaudit/audit.py) of the whole image across its layers."""
 
 KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink", b"3": "char", b"4": "block",
          b"5": "dir", b"6": "fifo"}
@@ -224,8 +225,8 @@ def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_E
             raise TarError(f"{where}: a GNU sparse file, which no image builder writes; not audited")
         count += 1
         if count > max_entries:
-            raise TarError(f"{where} has more than {max_entries} entries (the audit's bound; raise --max-entries "
-                           "if the image is real)")
+            raise TarError(f"{where} has more than {max_entries} entries (the audit's bound; if the image is real, "
+                           "audit it with python -m cli.audit --max-entries N, a larger N)")
         # Go's precedence: the header's name, then a non-empty pax path, then a non-empty GNU long name.
         name = long_name or pax.get("path") or _header_name(header, where)
         linkname = long_link or pax.get("linkpath") or _text(header[157:257])

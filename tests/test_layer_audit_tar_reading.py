@@ -4,10 +4,13 @@ with a Go lister over these exact tars). Where this reader cannot be exact (GNU 
 refused."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components.audit import AuditFailure, refuse_sensitive_source
 from imageaudit import AuditError
+from imageaudit.audit import BYTES_PER_ENTRY
 from imageaudit.layerstream import LayerStream
 from imageaudit.tarscan import TarError, entries
 from tests.tarcraft import ENV, GNU, KEY, end, file, header, long_name, pad, pax
@@ -136,3 +139,30 @@ def test_a_hard_link_with_a_sensitive_name_is_found_by_its_name_and_its_targets_
     assert set(found) == {"app/.env", "app/notes", "root/.ssh/id_rsa"}, found
     assert "dotenv" in found["app/.env"], found
     assert "by its name" in found["root/.ssh/id_rsa"] and "contains a private key" in found["root/.ssh/id_rsa"]
+
+
+def _same_paths_image(paths: int, layers: int) -> Registry:
+    """`layers` layers, each the same `paths` one-byte files: every copy but the last is hidden."""
+    tar = b"".join(header(f"d{i // 1000:03d}/f{i % 1000:03d}", b"0", 1) + pad(b"y") for i in range(paths)) + end()
+    registry = Registry(tar, media_type=TAR_LAYER)
+    manifest = json.loads(registry.manifest)
+    manifest["layers"] = manifest["layers"] * layers
+    registry.manifest = json.dumps(manifest).encode()
+    return registry
+
+
+@pytest.mark.timeout(120)
+def test_the_entry_bound_counts_across_the_layers_of_the_image():
+    with pytest.raises(AuditError) as info:
+        _same_paths_image(400, 3).audit(max_entries=1000)  # each layer is under the bound, the image is not
+    message = str(info.value)
+    assert "more than 1000 tar entries across its layers" in message and "--max-entries" in message, message
+
+
+@pytest.mark.timeout(300)
+def test_the_bookkeeping_stays_within_its_stated_bytes_per_entry():
+    paths, layers = 20_000, 3
+    registry = _same_paths_image(paths, layers)
+    report = registry.audit()
+    assert len(report.platforms[0].hidden) == paths * (layers - 1)
+    assert registry.peak < paths * layers * BYTES_PER_ENTRY, registry.peak / (paths * layers)
