@@ -19,6 +19,7 @@ refuses the copy, naming the file, the layer and the instruction that made it.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -30,6 +31,9 @@ from components.settings import AuditSettings
 AUDIT_TYPE = "pulumi-python:dynamic/acr-publish:ImageAudit"
 REPLACING_INPUTS = ("server", "repository", "digest")
 AUDIT_TIMEOUT_S = 300.0
+AUDIT_BUDGET_S = 3600.0
+"""The whole audit's time limit (every layer of every platform): a registry feeding a blob just above the stall
+pace cannot hold `pulumi up` or a promotion longer."""
 HIDDEN_KEPT = 20
 """Largest hidden files kept in the outputs (the CLI lists them all)."""
 
@@ -43,14 +47,16 @@ def _allowed(path: str, allow: Sequence[str]) -> bool:
 
 
 def run_audit(server: str, repository: str, digest: str, username: str | None, password: str | None,
-              plain_http: bool, **bounds):
-    """Audit `<server>/<repository>@<digest>` through the project's registry client; AuditFailure on error."""
+              plain_http: bool, *, budget: float = AUDIT_BUDGET_S, **bounds):
+    """Audit `<server>/<repository>@<digest>` through the project's registry client within `budget` seconds;
+    AuditFailure on error."""
     from components.copy import _loopback
     from components.registry_client import RegistryClient
     from imageaudit import AuditError, Auditor
 
     client = RegistryClient(server, username, password, allow_plain_http=plain_http and _loopback(server),
-                            timeout=AUDIT_TIMEOUT_S, label=f"layer audit, registry '{server}'")
+                            timeout=min(AUDIT_TIMEOUT_S, budget), deadline=time.monotonic() + budget, budget=budget,
+                            label=f"layer audit, registry '{server}'", limit_name="layer audit time limit")
     try:
         return Auditor(client, **bounds).audit(repository, digest)
     except AuditError as err:

@@ -453,6 +453,8 @@ class Auditor:
             c = self.client
             client = self._local.client = RegistryClient(c.server, c.username, c.password,
                                                          allow_plain_http=c.allow_plain_http, timeout=c.timeout,
+                                                         deadline=c.deadline, budget=c.budget,
+                                                         pace_window=c.pace_window,
                                                          label=c.label, limit_name=c.limit_name)
             with self._lock:
                 self._workers.append(client)

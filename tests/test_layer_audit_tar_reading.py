@@ -5,14 +5,18 @@ refused."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
-from components.audit import AuditFailure, refuse_sensitive_source
+from components.audit import AuditFailure, refuse_sensitive_source, run_audit
 from imageaudit import AuditError
 from imageaudit.audit import BYTES_PER_ENTRY
 from imageaudit.layerstream import LayerStream
 from imageaudit.tarscan import TarError, entries
+from tests.harness import PROJECT_ROOT
 from tests.tarcraft import ENV, GNU, KEY, end, file, header, long_name, pad, pax
 from tests.test_layer_audit_hostile import Registry, sha
 
@@ -166,3 +170,61 @@ def test_the_bookkeeping_stays_within_its_stated_bytes_per_entry():
     report = registry.audit()
     assert len(report.platforms[0].hidden) == paths * (layers - 1)
     assert registry.peak < paths * layers * BYTES_PER_ENTRY, registry.peak / (paths * layers)
+
+
+class _SlowBlobRegistry(Registry):
+    """Serves the layer blob 8 KiB every 0.2 s: far above the registry client's stall pace, so only the audit's
+    time limit can end it."""
+
+    def __init__(self, blob: bytes):
+        super().__init__(blob, media_type=TAR_LAYER)
+        handler = self.server.RequestHandlerClass
+        layer_digest = sha(blob)
+        plain_get = handler.do_GET
+
+        def do_GET(request):
+            if not request.path.endswith(layer_digest):
+                return plain_get(request)
+            request.send_response(200)
+            request.send_header("Content-Type", "application/octet-stream")
+            request.send_header("Content-Length", str(len(blob)))
+            request.end_headers()
+            try:
+                for start in range(0, len(blob), 8192):
+                    request.wfile.write(blob[start:start + 8192])
+                    request.wfile.flush()
+                    time.sleep(0.2)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        handler.do_GET = do_GET
+
+
+@pytest.mark.timeout(60)
+def test_the_stack_audit_ends_at_its_time_limit_on_a_slow_blob():
+    blob = file("big", bytes(16 << 20)) + end()  # 16 MiB at 40 KiB/s: minutes without the limit
+    registry = _SlowBlobRegistry(blob)
+    started = time.monotonic()
+    try:
+        with pytest.raises(AuditFailure) as info:
+            run_audit(f"127.0.0.1:{registry.server.server_address[1]}", "hostile/img", sha(registry.manifest),
+                      None, None, True, budget=3.0)
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    assert time.monotonic() - started < 30
+    assert "layer audit time limit of 3s" in str(info.value), str(info.value)
+
+
+@pytest.mark.timeout(60)
+def test_cli_audit_ends_at_its_time_limit_on_a_slow_blob():
+    registry = _SlowBlobRegistry(file("big", bytes(16 << 20)) + end())
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli.audit",
+                               f"127.0.0.1:{registry.server.server_address[1]}/hostile/img:t", "--time-limit", "3"],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=50)
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "audit time limit (--time-limit) of 3s" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
