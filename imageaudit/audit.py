@@ -385,6 +385,9 @@ class Auditor:
                 for i, child in enumerate(children):
                     digest, _size, _media = _descriptor(child, f"manifests[{i}]", where)
                     plat = child.get("platform") or {}
+                    if not isinstance(plat, dict):
+                        raise AuditError(f"{where}: manifests[{i}].platform is not an object (os, architecture, "
+                                         "variant): the index is not an image index")
                     name = "/".join(str(plat.get(k)) for k in ("os", "architecture", "variant") if plat.get(k))
                     if name in ("", "unknown/unknown"):
                         continue  # BuildKit's attestation manifests: no image to run
@@ -396,7 +399,8 @@ class Auditor:
             for name, child in manifests:
                 child_body = _json(child.content, "manifest", f"{where} ({child.digest})")
                 plans.append((name, child, child_body))
-                for layer in child_body.get("layers") or []:
+                listed = child_body.get("layers")
+                for layer in listed if isinstance(listed, list) else []:
                     if isinstance(layer, dict) and isinstance(layer.get("size"), int):
                         self.total_bytes += layer["size"]
             platforms = [self._platform(repository, name, child, child_body, where) for name, child, child_body in plans]
@@ -425,7 +429,10 @@ class Auditor:
         layers_raw = body.get("layers")
         if not isinstance(layers_raw, list):
             raise AuditError(f"{where}: the manifest has no layers list")
-        history = [h for h in (config.get("history") or []) if isinstance(h, dict) and not h.get("empty_layer")]
+        raw_history = config.get("history") or []
+        if not isinstance(raw_history, list):
+            raise AuditError(f"{where}: the image config's history is not a list: not an image config")
+        history = [h for h in raw_history if isinstance(h, dict) and not h.get("empty_layer")]
         instructions = ([str(h.get("created_by") or "") or None for h in history]
                         if len(history) == len(layers_raw) else [None] * len(layers_raw))
         audit = PlatformAudit(platform=platform, manifest_digest=manifest.digest, config_digest=config_digest)

@@ -228,3 +228,45 @@ def test_cli_audit_ends_at_its_time_limit_on_a_slow_blob():
         registry.server.server_close()
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "audit time limit (--time-limit) of 3s" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def _bad_json_registry(case: str) -> Registry:
+    registry = Registry(file("a", b"x") + end(), media_type=TAR_LAYER)
+    if case == "history":
+        manifest = json.loads(registry.manifest)
+        config = json.dumps({"architecture": "amd64", "os": "linux", "history": 5}).encode()
+        registry.blobs[sha(config)] = config
+        manifest["config"].update(digest=sha(config), size=len(config))
+        registry.manifest = json.dumps(manifest).encode()
+    elif case == "platform":
+        registry.manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                       "digest": sha(b"x"), "size": 1,
+                                                       "platform": "linux/amd64"}]}).encode()
+    elif case == "layers":
+        manifest = json.loads(registry.manifest)
+        manifest["layers"] = 5
+        registry.manifest = json.dumps(manifest).encode()
+    return registry
+
+
+BAD_JSON = {"history": "history is not a list", "platform": "manifests[0].platform is not an object",
+            "layers": "the manifest has no layers list"}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case", BAD_JSON)
+def test_bad_registry_json_is_one_error_from_the_cli_and_the_provider(case):
+    registry = _bad_json_registry(case)
+    server = f"127.0.0.1:{registry.server.server_address[1]}"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli.audit", f"{server}/hostile/img:t"], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=50)
+        with pytest.raises(AuditFailure) as info:
+            run_audit(server, "hostile/img", sha(registry.manifest), None, None, True)
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert BAD_JSON[case] in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert BAD_JSON[case] in str(info.value)
