@@ -26,6 +26,7 @@ from typing import Any, Mapping, Sequence
 import pulumi
 import pulumi.dynamic as dynamic
 
+from buildcontext.printable import escaped
 from components.settings import AuditSettings
 
 AUDIT_TYPE = "pulumi-python:dynamic/acr-publish:ImageAudit"
@@ -82,11 +83,12 @@ def breaches(outs: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
         allow = settings.get("allowSensitive") or []
         for finding in outs.get("findings") or []:
             if not _allowed(finding["path"], allow):
-                found.append(f"{image} ships the sensitive file /{finding['path']} ({finding['reason']}) in layer "
-                             f"{finding['layer']}, made by {finding['instruction'] or 'an instruction the history does not name'}"
+                made_by = escaped(finding["instruction"] or "an instruction the history does not name")
+                found.append(f"{image} ships the sensitive file /{escaped(finding['path'])} ({finding['reason']}) in "
+                             f"layer {finding['layer']}, made by {made_by}"
                              f"{' (hidden by a later layer, still shipped)' if finding['hidden'] else ''}; "
                              "audit.failOnSensitive is on: rebuild without it (a build secret, or .dockerignore), "
-                             f"or list '{finding['path']}' under the image's audit.allowSensitive")
+                             f"or list '{escaped(finding['path'])}' under the image's audit.allowSensitive")
     return found
 
 
@@ -212,11 +214,11 @@ def refuse_sensitive_source(props: Mapping[str, Any]) -> None:
     allow = props.get("auditAllow") or []
     refused = [(p.platform, s) for p in report.platforms for s in p.sensitive if not _allowed(s.path, allow)]
     if refused:
-        lines = [f"  /{s.path} in layer {s.layer} ({s.layer_digest[:19]}…, {platform}), made by "
-                 f"{s.instruction or 'an instruction the history does not name'}: {s.reason}"
+        lines = [f"  /{escaped(s.path)} in layer {s.layer} ({s.layer_digest[:19]}…, {escaped(platform)}), made by "
+                 f"{escaped(s.instruction or 'an instruction the history does not name')}: {s.reason}"
                  f"{' (removed by a later layer, still shipped)' if s.hidden else ''}" for platform, s in refused]
         raise AuditFailure(
             f"promotion refused before copying anything: the source {source} ships {len(refused)} sensitive "
             "file(s):\n" + "\n".join(lines) + "\nrebuild the image without them in the source stack, or, if "
             "shipping them is deliberate, list their paths under the image's audit.allowSensitive in this stack "
-            f"(e.g. allowSensitive: [{refused[0][1].path}])")
+            f"(e.g. allowSensitive: [{escaped(refused[0][1].path)}])")

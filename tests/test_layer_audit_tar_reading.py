@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from components.audit import AuditFailure, refuse_sensitive_source, run_audit
+from components.audit import AuditFailure, breaches, refuse_sensitive_source, run_audit
 from imageaudit import AuditError
 from imageaudit.audit import BYTES_PER_ENTRY
 from imageaudit.layerstream import LayerStream
@@ -270,3 +270,26 @@ def test_bad_registry_json_is_one_error_from_the_cli_and_the_provider(case):
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
     assert BAD_JSON[case] in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert BAD_JSON[case] in str(info.value)
+
+
+CONTROL_NAME = "app/\x1b[2J\x1b[31mevil\n/.env"
+
+
+@pytest.mark.timeout(60)
+def test_paths_and_instructions_in_the_stacks_messages_are_escaped():
+    registry = Registry(file(CONTROL_NAME, ENV) + end(), media_type=TAR_LAYER)
+    try:
+        with pytest.raises(AuditFailure) as info:
+            refuse_sensitive_source({"sourceServer": f"127.0.0.1:{registry.server.server_address[1]}",
+                                     "sourceRepository": "hostile/img", "sourceDigest": sha(registry.manifest),
+                                     "sourcePlainHttp": True})
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    gate = str(info.value)
+    assert "\x1b" not in gate and "app/\\x1b[2J\\x1b[31mevil\\n/.env" in gate, gate
+    outs = {"image": "img", "findings": [{"path": CONTROL_NAME, "reason": "a dotenv file", "layer": 0,
+                                          "instruction": "RUN echo \x1b[31m > /x\n", "hidden": False}]}
+    (problem,) = breaches(outs, {"failOnSensitive": True})
+    assert "\x1b" not in problem and "\n" not in problem, problem
+    assert "app/\\x1b[2J\\x1b[31mevil\\n/.env" in problem and "RUN echo \\x1b[31m > /x\\n" in problem, problem
