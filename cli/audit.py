@@ -2,6 +2,7 @@
 
   python -m cli.audit <registry host[:port]/repository[:tag|@sha256:…]> [--json] [--username U]
       [--max-wasted-bytes N] [--max-wasted-percent P] [--allow-sensitive PATH ...] [--max-layer-bytes N]
+      [--max-entries N] [--time-limit SECONDS]
   python -m cli.audit --stack S --image I [--json] ...
       the image the program last planned for image I of stack S (its content tag, from the explain history),
       in the stack's registry with the stack's registry user; thresholds and allowed paths from the image's
@@ -29,6 +30,11 @@ from typing import Any
 from components.registry_client import RegistryClient, excerpt_text, is_loopback, parse_server
 from imageaudit import AuditError, Auditor, ImageAudit
 from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES
+from imageaudit.tarscan import DEFAULT_MAX_ENTRIES
+
+TIME_LIMIT_S = 3600.0
+"""The whole audit's default time limit (--time-limit): a registry feeding a blob just above the stall pace
+cannot hold the command longer."""
 
 PASSWORD_ENV = "ACR_PUBLISH_REGISTRY_PASSWORD"
 PROGRESS_FROM = 100 * 1000 * 1000
@@ -178,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-wasted-percent", type=float)
     parser.add_argument("--allow-sensitive", action="append", default=None)
     parser.add_argument("--max-layer-bytes", type=int, default=DEFAULT_MAX_LAYER_BYTES)
+    parser.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES)
+    parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S)
     try:
         opts = parser.parse_args(argv)
     except SystemExit as exc:
@@ -201,15 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         username = opts.username or username
         allow += [a.strip("/") for a in opts.allow_sensitive or []]
         for name, value in (("--max-wasted-bytes", max_bytes), ("--max-wasted-percent", max_percent),
-                            ("--max-layer-bytes", opts.max_layer_bytes)):
-            if value is not None and value < 0:
-                raise UsageError(f"{name} {value} is negative; give 0 or more")
+                            ("--max-layer-bytes", opts.max_layer_bytes), ("--max-entries", opts.max_entries),
+                            ("--time-limit", opts.time_limit)):
+            if value is not None and not value >= 0:  # also refuses nan, which no comparison would ever breach
+                raise UsageError(f"{name} {value} is not a number of 0 or more; give 0 or more")
         host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
         client = RegistryClient(server, username, os.environ.get(PASSWORD_ENV),
-                                allow_plain_http=is_loopback(host.strip("[]")), timeout=120.0,
-                                label=f"layer audit, registry '{server}'")
+                                allow_plain_http=is_loopback(host.strip("[]")), timeout=min(120.0, opts.time_limit),
+                                deadline=time.monotonic() + opts.time_limit, budget=opts.time_limit,
+                                label=f"layer audit, registry '{server}'",
+                                limit_name="audit time limit (--time-limit)")
         try:
-            report = Auditor(client, progress=_Progress(), max_layer_bytes=opts.max_layer_bytes).audit(
+            report = Auditor(client, progress=_Progress(), max_layer_bytes=opts.max_layer_bytes,
+                             max_entries=opts.max_entries).audit(
                 repository, reference)
         finally:
             client.close()

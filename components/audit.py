@@ -19,17 +19,22 @@ refuses the copy, naming the file, the layer and the instruction that made it.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi.dynamic as dynamic
 
+from buildcontext.printable import escaped
 from components.settings import AuditSettings
 
 AUDIT_TYPE = "pulumi-python:dynamic/acr-publish:ImageAudit"
 REPLACING_INPUTS = ("server", "repository", "digest")
 AUDIT_TIMEOUT_S = 300.0
+AUDIT_BUDGET_S = 3600.0
+"""The whole audit's time limit (every layer of every platform): a registry feeding a blob just above the stall
+pace cannot hold `pulumi up` or a promotion longer."""
 HIDDEN_KEPT = 20
 """Largest hidden files kept in the outputs (the CLI lists them all)."""
 
@@ -43,14 +48,16 @@ def _allowed(path: str, allow: Sequence[str]) -> bool:
 
 
 def run_audit(server: str, repository: str, digest: str, username: str | None, password: str | None,
-              plain_http: bool, **bounds):
-    """Audit `<server>/<repository>@<digest>` through the project's registry client; AuditFailure on error."""
+              plain_http: bool, *, budget: float = AUDIT_BUDGET_S, **bounds):
+    """Audit `<server>/<repository>@<digest>` through the project's registry client within `budget` seconds;
+    AuditFailure on error."""
     from components.copy import _loopback
     from components.registry_client import RegistryClient
     from imageaudit import AuditError, Auditor
 
     client = RegistryClient(server, username, password, allow_plain_http=plain_http and _loopback(server),
-                            timeout=AUDIT_TIMEOUT_S, label=f"layer audit, registry '{server}'")
+                            timeout=min(AUDIT_TIMEOUT_S, budget), deadline=time.monotonic() + budget, budget=budget,
+                            label=f"layer audit, registry '{server}'", limit_name="layer audit time limit")
     try:
         return Auditor(client, **bounds).audit(repository, digest)
     except AuditError as err:
@@ -76,11 +83,12 @@ def breaches(outs: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
         allow = settings.get("allowSensitive") or []
         for finding in outs.get("findings") or []:
             if not _allowed(finding["path"], allow):
-                found.append(f"{image} ships the sensitive file /{finding['path']} ({finding['reason']}) in layer "
-                             f"{finding['layer']}, made by {finding['instruction'] or 'an instruction the history does not name'}"
+                made_by = escaped(finding["instruction"] or "an instruction the history does not name")
+                found.append(f"{image} ships the sensitive file /{escaped(finding['path'])} ({finding['reason']}) in "
+                             f"layer {finding['layer']}, made by {made_by}"
                              f"{' (hidden by a later layer, still shipped)' if finding['hidden'] else ''}; "
                              "audit.failOnSensitive is on: rebuild without it (a build secret, or .dockerignore), "
-                             f"or list '{finding['path']}' under the image's audit.allowSensitive")
+                             f"or list '{escaped(finding['path'])}' under the image's audit.allowSensitive")
     return found
 
 
@@ -206,11 +214,11 @@ def refuse_sensitive_source(props: Mapping[str, Any]) -> None:
     allow = props.get("auditAllow") or []
     refused = [(p.platform, s) for p in report.platforms for s in p.sensitive if not _allowed(s.path, allow)]
     if refused:
-        lines = [f"  /{s.path} in layer {s.layer} ({s.layer_digest[:19]}…, {platform}), made by "
-                 f"{s.instruction or 'an instruction the history does not name'}: {s.reason}"
+        lines = [f"  /{escaped(s.path)} in layer {s.layer} ({s.layer_digest[:19]}…, {escaped(platform)}), made by "
+                 f"{escaped(s.instruction or 'an instruction the history does not name')}: {s.reason}"
                  f"{' (removed by a later layer, still shipped)' if s.hidden else ''}" for platform, s in refused]
         raise AuditFailure(
             f"promotion refused before copying anything: the source {source} ships {len(refused)} sensitive "
             "file(s):\n" + "\n".join(lines) + "\nrebuild the image without them in the source stack, or, if "
             "shipping them is deliberate, list their paths under the image's audit.allowSensitive in this stack "
-            f"(e.g. allowSensitive: [{refused[0][1].path}])")
+            f"(e.g. allowSensitive: [{escaped(refused[0][1].path)}])")

@@ -23,6 +23,7 @@ An index is audited per platform (attestation manifests, `unknown/unknown`, are 
 """
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,9 @@ SCHEMA_VERSION = 1
 LAYER_WORKERS = 2
 """Layers read at once: two keep both cores of a small runner busy (zlib and hashlib release the GIL), and memory
 stays two layers' buffers."""
+BYTES_PER_ENTRY = 450
+"""What the bookkeeping keeps per tar entry read, measured (tests/test_layer_audit_tar_reading.py holds the
+audit to it): `max_entries` entries across the image cost at most about this many bytes each."""
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
@@ -350,6 +354,8 @@ class Auditor:
         self.progress = progress
         self.max_layer_bytes = max_layer_bytes
         self.max_entries = max_entries
+        self._entry_count = itertools.count(1)
+        """Entries read across all layers (and platforms) of the image: what the bookkeeping grows with."""
         self.read_bytes = 0
         self.total_bytes = 0
         self._local = threading.local()
@@ -357,6 +363,7 @@ class Auditor:
         self._workers: list[RegistryClient] = []
 
     def audit(self, repository: str, reference: str) -> ImageAudit:
+        self._entry_count = itertools.count(1)
         try:
             return self._audit(repository, reference)
         finally:
@@ -378,6 +385,9 @@ class Auditor:
                 for i, child in enumerate(children):
                     digest, _size, _media = _descriptor(child, f"manifests[{i}]", where)
                     plat = child.get("platform") or {}
+                    if not isinstance(plat, dict):
+                        raise AuditError(f"{where}: manifests[{i}].platform is not an object (os, architecture, "
+                                         "variant): the index is not an image index")
                     name = "/".join(str(plat.get(k)) for k in ("os", "architecture", "variant") if plat.get(k))
                     if name in ("", "unknown/unknown"):
                         continue  # BuildKit's attestation manifests: no image to run
@@ -389,7 +399,8 @@ class Auditor:
             for name, child in manifests:
                 child_body = _json(child.content, "manifest", f"{where} ({child.digest})")
                 plans.append((name, child, child_body))
-                for layer in child_body.get("layers") or []:
+                listed = child_body.get("layers")
+                for layer in listed if isinstance(listed, list) else []:
                     if isinstance(layer, dict) and isinstance(layer.get("size"), int):
                         self.total_bytes += layer["size"]
             platforms = [self._platform(repository, name, child, child_body, where) for name, child, child_body in plans]
@@ -418,7 +429,10 @@ class Auditor:
         layers_raw = body.get("layers")
         if not isinstance(layers_raw, list):
             raise AuditError(f"{where}: the manifest has no layers list")
-        history = [h for h in (config.get("history") or []) if isinstance(h, dict) and not h.get("empty_layer")]
+        raw_history = config.get("history") or []
+        if not isinstance(raw_history, list):
+            raise AuditError(f"{where}: the image config's history is not a list: not an image config")
+        history = [h for h in raw_history if isinstance(h, dict) and not h.get("empty_layer")]
         instructions = ([str(h.get("created_by") or "") or None for h in history]
                         if len(history) == len(layers_raw) else [None] * len(layers_raw))
         audit = PlatformAudit(platform=platform, manifest_digest=manifest.digest, config_digest=config_digest)
@@ -446,6 +460,8 @@ class Auditor:
             c = self.client
             client = self._local.client = RegistryClient(c.server, c.username, c.password,
                                                          allow_plain_http=c.allow_plain_http, timeout=c.timeout,
+                                                         deadline=c.deadline, budget=c.budget,
+                                                         pace_window=c.pace_window,
                                                          label=c.label, limit_name=c.limit_name)
             with self._lock:
                 self._workers.append(client)
@@ -474,6 +490,7 @@ class Auditor:
         found = result.found
         scans: dict[str, _SensitiveScan] = {}
         candidates: list[tuple[str, str, int]] = []
+        content_flags: dict[str, int] = {}
 
         def content(entry: TarEntry):
             scan = _SensitiveScan(entry.name.rsplit("/", 1)[-1])
@@ -483,6 +500,11 @@ class Auditor:
         try:
             for entry in entries(stream, where, max_entries=self.max_entries, content=content):
                 layer.entries += 1
+                if next(self._entry_count) > self.max_entries:  # itertools.count: one step per call, thread-safe
+                    raise TarError(
+                        f"{where}: the image has more than {self.max_entries} tar entries across its layers, the "
+                        f"audit's bound on what it keeps in memory (about {BYTES_PER_ENTRY} bytes an entry); if the "
+                        "image is real, audit it with python -m cli.audit --max-entries N (a larger N)")
                 head, _, base_name = entry.name.rpartition("/")
                 if base_name == OPAQUE:
                     result.opaques.append(head)
@@ -500,7 +522,13 @@ class Auditor:
                 if entry.kind in ("file", "symlink"):
                     scan = scans.pop(entry.name, None)
                     flags = scan.flags if scan is not None else 0
+                    if flags:
+                        content_flags[entry.name] = flags
                     candidates.append((entry.name, "l" if entry.kind == "symlink" else "f", flags))
+                elif entry.kind == "hardlink":
+                    # A hard link is the file under a second name: judged by that name, with its target's content
+                    # as this layer stored it.
+                    candidates.append((entry.name, "f", content_flags.get(entry.linkname, 0)))
             stream.close()
         finally:
             chunks.close()

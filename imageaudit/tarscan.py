@@ -1,17 +1,27 @@
 """A streaming reader of one layer's tar: entry headers in order, each file's content offered once, then skipped.
 
+It reads a tar exactly as Go's archive/tar does (what Docker, containerd and dive apply and list), because any
+difference lets a layer install a file the audit never sees: a directory, link, device or fifo header carries no
+data whatever size it declares; a global pax header ('g') applies to no later entry; of two pax headers in a row
+only the last applies; a GNU long name wins over a pax path, which wins over the header's name and prefix (the
+prefix read per format: ustar, star, and GNU only for the tars Go before 1.8 wrote); a type '\0' entry whose
+name ends in '/' is a directory; header numbers are parsed as Go parses them (octal trimmed of NULs and spaces,
+or base-256). What Go itself refuses, or what this reader cannot name exactly, stops the audit with a message:
+a malformed pax record, a zero block followed by a header, GNU sparse files (old 'S' headers and the pax
+`GNU.sparse.*` forms, which Docker installs under another name with their holes filled).
+
 Why not `tarfile`: in stream mode it reads a pax extended header or a GNU long name whole into memory whatever
-size the header declares, so a layer declaring a 10 GB pax header makes it allocate 10 GB. This reader keeps Go's
-archive/tar bound (what containerd and Docker use to apply layers): a pax header or GNU long name of more than
-`MAX_SPECIAL_BYTES` (1 MiB) stops the audit with a message. It also refuses what a layer may not hold: an absolute
-name, a `..` component (containerd refuses to apply such layers too), a header whose checksum is wrong (not a tar),
-GNU sparse files (no image builder writes them), and more than `max_entries` entries.
+size the header declares, and its reading differs from Go's on the points above. This reader keeps Go's bound: a
+pax header or GNU long name of more than `MAX_SPECIAL_BYTES` (1 MiB) stops the audit with a message. It also
+refuses what a layer may not hold: an absolute name, a `..` component (containerd refuses to apply such layers
+too), a header whose checksum is wrong (not a tar), and more than `max_entries` entries.
 
 Names are returned as POSIX paths relative to the image root, without `./` or a trailing `/`.
 """
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -20,7 +30,8 @@ from imageaudit.layerstream import LayerStream
 BLOCK = 512
 MAX_SPECIAL_BYTES = 1 << 20
 """Go archive/tar's maxSpecialFileSize: the largest pax header or GNU long name it reads."""
-DEFAULT_MAX_ENTRIES = 2_000_000
+DEFAULT_MAX_ENTRIES = 1_000_000
+"""Entries of a layer, and (imageaudit/audit.py) of the whole image across its layers."""
 
 KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink", b"3": "char", b"4": "block",
          b"5": "dir", b"6": "fifo"}
@@ -41,19 +52,33 @@ class TarEntry:
     mode: int = 0
 
 
-def _octal(field: bytes, what: str, where: str) -> int:
-    if field and field[0] & 0x80:  # base-256, as GNU and Go write numbers too large for octal
-        value = int.from_bytes(field[1:], "big")
-        if field[0] & 0x40:
-            raise TarError(f"{where}: a negative {what} in a tar header")
-        return value
-    text = field.split(b"\0", 1)[0].strip(b" \0")
+_OCTAL = re.compile(rb"[0-7]+")
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+INT64 = 1 << 63
+
+
+def _numeric(field: bytes, what: str, where: str) -> int:
+    """A header number as Go's archive/tar parses it (parseNumeric): base-256 two's complement when the first
+    bit is set, else octal with NULs and spaces trimmed on both sides, up to the first NUL left."""
+    if field and field[0] & 0x80:
+        inv = 0xFF if field[0] & 0x40 else 0
+        value = 0
+        for i, c in enumerate(field):
+            c ^= inv
+            if i == 0:
+                c &= 0x7F
+            if value >> 56:
+                raise TarError(f"{where}: the tar header's {what} field overflows: not a tar layer")
+            value = value << 8 | c
+        if value >> 63:
+            raise TarError(f"{where}: the tar header's {what} field overflows: not a tar layer")
+        return ~value if inv else value
+    text = field.strip(b" \0").split(b"\0", 1)[0]
     if not text:
         return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        raise TarError(f"{where}: the tar header's {what} field is not a number: not a tar layer") from None
+    if not _OCTAL.fullmatch(text) or int(text, 8) >= 1 << 64:
+        raise TarError(f"{where}: the tar header's {what} field is not a number: not a tar layer")
+    return int(text, 8)
 
 
 def _text(field: bytes) -> str:
@@ -73,29 +98,58 @@ def clean_name(raw: str, where: str) -> str:
 
 
 def _pax_records(data: bytes, where: str) -> dict[str, str]:
+    """One pax header's records as Go's parsePAX reads them: `<length> <key>=<value>\\n` each, a later record of a
+    key replacing an earlier one; anything malformed is an error (Go refuses the whole tar)."""
     records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            break
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            raise TarError(f"{where}: a malformed pax record") from None
-        if length <= space - pos or pos + length > len(data):
+    text = data.decode("utf-8", "surrogateescape")
+    while text:
+        length_text, space, rest = text.partition(" ")
+        if not space or not _DECIMAL.fullmatch(length_text):
             raise TarError(f"{where}: a malformed pax record")
-        record = data[space + 1:pos + length - 1]
-        key, _, value = record.partition(b"=")
-        records[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
-        pos += length
+        length = int(length_text)
+        n = length - len(length_text) - 1
+        if length < 5 or length > len(text) or n <= 0 or rest[n - 1:n] != "\n":
+            raise TarError(f"{where}: a malformed pax record")
+        key, eq, value = rest[:n - 1].partition("=")
+        if not eq or not key or ("\0" in value if key in ("path", "linkpath", "uname", "gname") else "\0" in key):
+            raise TarError(f"{where}: a malformed pax record")
+        records[key] = value
+        text = rest[n:]
     return records
+
+
+HEADER_ONLY = ("hardlink", "symlink", "char", "block", "dir", "fifo")
+"""Kinds whose header carries no data whatever size it declares (Go's isHeaderOnlyType)."""
+
+
+def _header_name(header: bytes, where: str) -> str:
+    """The name field with its prefix as Go's readHeader joins them: the ustar prefix (155 bytes) for ustar/pax,
+    star's 131-byte prefix for star, and for GNU headers the prefix only when atime/ctime do not parse (Go's
+    reading of tars pre-1.8 Go wrote)."""
+    name = _text(header[0:100])
+    magic = header[257:263]
+    prefix = ""
+    if magic == b"ustar\0":
+        prefix = _text(header[345:476] if header[508:512] == b"tar\0" else header[345:500])
+    elif header[257:265] == b"ustar  \0":
+        bad_times = False
+        for field in (header[345:357], header[357:369]):
+            if field[0] != 0:
+                try:
+                    _numeric(field, "time", where)
+                except TarError:
+                    bad_times = True
+        raw = header[345:500].split(b"\0", 1)[0]
+        if bad_times and raw.isascii():
+            prefix = raw.decode("ascii")
+    return f"{prefix}/{name}" if prefix else name
 
 
 def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_ENTRIES,
             content: Callable[[TarEntry], Callable[[bytes], None] | None] | None = None) -> Iterator[TarEntry]:
-    """Every entry of the tar in `stream`, in order. `content(entry)` may return a consumer that receives the
-    file's bytes in chunks (the chunks are read before the entry is yielded); the rest is skipped unread."""
+    """Every entry of the tar in `stream`, in order, named and sized as Go's archive/tar reads them (what Docker
+    and containerd apply). `content(entry)` may return a consumer that receives the file's bytes in chunks (the
+    chunks are read before the entry is yielded); the rest is skipped unread."""
 
     def exact(n: int) -> bytes:
         parts, left = [], n
@@ -108,40 +162,58 @@ def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_E
         return b"".join(parts)
 
     def special(size: int, what: str) -> bytes:
-        if size > MAX_SPECIAL_BYTES:
+        if size < 0 or size > MAX_SPECIAL_BYTES:
             raise TarError(f"{where}: a {what} of {size} bytes, past the {MAX_SPECIAL_BYTES}-byte bound Go's "
                            "archive/tar (and so containerd and Docker) keeps: a hostile layer")
         data = exact(size)
         exact(-size % BLOCK)
         return data
 
-    long_name = long_link = None
+    def padding(n: int) -> bool:
+        """Read n padding bytes; False when the stream ends first (Go reads that as the tar's end)."""
+        while n:
+            piece = stream.read(n)
+            if not piece:
+                return False
+            n -= len(piece)
+        return True
+
+    long_name = long_link = ""
     pax: dict[str, str] = {}
-    global_pax: dict[str, str] = {}
     count = 0
-    zero_blocks = 0
     while True:
         header = stream.read(BLOCK)
-        if len(header) < BLOCK:
-            header += exact(BLOCK - len(header)) if header else b""
         if not header:
             return  # a tar without its end blocks: the stream ended on an entry boundary
+        if len(header) < BLOCK:
+            header += exact(BLOCK - len(header))
         if header == bytes(BLOCK):
-            zero_blocks += 1
-            if zero_blocks == 2:
+            second = stream.read(BLOCK)
+            if not second:
                 return
-            continue
-        zero_blocks = 0
-        stored = _octal(header[148:156], "checksum", where)
-        if stored != sum(header[:148]) + 256 + sum(header[156:]):
+            if len(second) < BLOCK:
+                second += exact(BLOCK - len(second))
+            if second == bytes(BLOCK):
+                return
+            raise TarError(f"{where}: a zero block followed by a header after {count} entries (Go's archive/tar, "
+                           "and so Docker, refuses this tar)")
+        stored = _numeric(header[148:156], "checksum", where)
+        unsigned = sum(header[:148]) + 256 + sum(header[156:])
+        signed = sum(b - 256 if b > 127 else b for b in header[:148] + header[156:]) + 256
+        if stored not in (unsigned, signed):
             raise TarError(f"{where}: a tar header with a wrong checksum after {count} entries: not a tar layer")
         typeflag = header[156:157]
-        size = _octal(header[124:136], "size", where)
-        if typeflag in (b"x", b"X"):
-            pax.update(_pax_records(special(size, "pax header"), where))
+        size = _numeric(header[124:136], "size", where)
+        mode = _numeric(header[100:108], "mode", where)
+        for what, field in (("uid", header[108:116]), ("gid", header[116:124]), ("mtime", header[136:148])):
+            _numeric(field, what, where)  # Go refuses the tar when any of them does not parse
+        if typeflag == b"x":
+            pax = _pax_records(special(size, "pax header"), where)  # a second pax header replaces the first
             continue
         if typeflag == b"g":
-            global_pax.update(_pax_records(special(size, "global pax header"), where))
+            # Go returns a global header as an entry of its own and applies it to nothing; Docker ignores it.
+            _pax_records(special(size, "global pax header"), where)
+            pax, long_name, long_link = {}, "", ""
             continue
         if typeflag == b"L":
             long_name = _text(special(size, "GNU long name"))
@@ -153,31 +225,36 @@ def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_E
             raise TarError(f"{where}: a GNU sparse file, which no image builder writes; not audited")
         count += 1
         if count > max_entries:
-            raise TarError(f"{where} has more than {max_entries} entries (the audit's bound; raise --max-entries "
-                           "if the image is real)")
-        fields = {**global_pax, **pax}
-        name = fields.get("path") or long_name
-        if name is None:
-            name = _text(header[0:100])
-            if header[257:263] == b"ustar\0" and header[345:500].strip(b"\0"):
-                name = _text(header[345:500]) + "/" + name
-        linkname = fields.get("linkpath") or long_link or _text(header[157:257])
-        if "size" in fields:
-            try:
-                size = int(fields["size"])
-            except ValueError:
-                raise TarError(f"{where}: a pax size that is not a number") from None
+            raise TarError(f"{where} has more than {max_entries} entries (the audit's bound; if the image is real, "
+                           "audit it with python -m cli.audit --max-entries N, a larger N)")
+        # Go's precedence: the header's name, then a non-empty pax path, then a non-empty GNU long name.
+        name = long_name or pax.get("path") or _header_name(header, where)
+        linkname = long_link or pax.get("linkpath") or _text(header[157:257])
+        if pax.get("size"):
+            if not _DECIMAL.fullmatch(pax["size"]) or not -INT64 <= int(pax["size"]) < INT64:
+                raise TarError(f"{where}: a pax size that is not a number")
+            size = int(pax["size"])
+        sparse = sorted(k for k in pax if k.startswith("GNU.sparse."))
+        if sparse:
+            raise TarError(f"{where}: the entry {name!r} is a GNU sparse file in pax form ({', '.join(sparse)}); "
+                           "Docker installs it under the name and size those records give, with its holes filled, "
+                           "which this audit does not expand: no image builder writes one, so the layer is refused")
         kind = KINDS.get(typeflag)
         if kind is None:
             raise TarError(f"{where}: the entry {name!r} has tar type {typeflag!r}, which is not a file, link, "
                            "directory or device")
+        if typeflag == b"\0" and name.endswith("/"):
+            kind = "dir"  # Go: a legacy archive's directory
+        if kind in HEADER_ONLY:
+            size = 0
+        elif size < 0:
+            raise TarError(f"{where}: the entry {name!r} declares a negative size: not a tar layer")
         path = clean_name(name, where)
         if kind == "hardlink":
             linkname = clean_name(linkname, where)
-        entry = TarEntry(path, kind, size if kind == "file" else 0, linkname if kind in ("hardlink", "symlink") else "",
-                         _octal(header[100:108], "mode", where))
+        entry = TarEntry(path, kind, size, linkname if kind in ("hardlink", "symlink") else "", mode)
         pax = {}
-        long_name = long_link = None
+        long_name = long_link = ""
         consumer = content(entry) if (content is not None and kind == "file" and size) else None
         left = size
         if consumer is not None:
@@ -190,9 +267,10 @@ def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_E
             consumer(b"")
         elif left:
             stream.skip(left)
-        if size % BLOCK:
-            exact(BLOCK - size % BLOCK)
+        more = padding(-size % BLOCK)
         yield entry
+        if not more:
+            return
 
 
 def parent_dirs(path: str) -> Iterator[str]:

@@ -25,7 +25,9 @@ def run(*args: str) -> subprocess.CompletedProcess:
     (("--stack", "local-release", "--image", "web"), "promotes its images; give the image reference"),
     (("--stack", "local", "--image", "nope"), "has no image 'nope' (its images: web, worker)"),
     (("--stack", "../x", "--image", "web"), "stack name '../x' is invalid"),
-    (("127.0.0.1:5000/demo/web:1", "--max-wasted-bytes", "-1"), "--max-wasted-bytes -1 is negative"),
+    (("127.0.0.1:5000/demo/web:1", "--max-wasted-bytes", "-1"), "--max-wasted-bytes -1 is not a number of 0"),
+    (("127.0.0.1:5000/demo/web:1", "--max-wasted-percent", "nan"), "--max-wasted-percent nan is not a number of 0"),
+    (("127.0.0.1:5000/demo/web:1", "--max-entries", "-5"), "--max-entries -5 is not a number of 0"),
 ])
 def test_refusals(args, expected):
     proc = run(*args)
