@@ -34,3 +34,23 @@ def test_refusals(args, expected):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert expected in proc.stderr and proc.stderr.startswith("error: "), proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_progress_is_written_to_stderr_only_for_images_over_100_mb(capsys, monkeypatch):
+    """The progress line: on stderr, for layers totalling more than 100 MB, at most once a second plus the end."""
+    from cli import audit
+
+    clock = iter([10.0, 10.2, 11.5, 11.6])
+    monkeypatch.setattr(audit.time, "monotonic", lambda: next(clock))
+    small = audit._Progress()
+    small(50_000_000, audit.PROGRESS_FROM)
+    assert capsys.readouterr() == ("", "")
+    big = audit._Progress()
+    total = 300_000_000
+    for done in (10_000_000, 20_000_000, 150_000_000, total):
+        big(done, total)
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 3, lines  # 10.0 (first), 11.5 (a second later), the end; 10.2 is within the second
+    assert lines[-1].startswith("audit: ") and lines[-1].endswith("(100%)"), lines
