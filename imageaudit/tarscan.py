@@ -98,23 +98,27 @@ def clean_name(raw: str, where: str) -> str:
 
 
 def _pax_records(data: bytes, where: str) -> dict[str, str]:
-    """One pax header's records as Go's parsePAX reads them: `<length> <key>=<value>\\n` each, a later record of a
-    key replacing an earlier one; anything malformed is an error (Go refuses the whole tar)."""
+    """One pax header's records as Go's parsePAX reads them: `<length> <key>=<value>\\n` each, the length counting
+    bytes (never characters: a multibyte value must not move the next record's boundary), a later record of a key
+    replacing an earlier one; anything malformed is an error (Go refuses the whole tar)."""
     records: dict[str, str] = {}
-    text = data.decode("utf-8", "surrogateescape")
-    while text:
-        length_text, space, rest = text.partition(" ")
+    rest = data
+    while rest:
+        length_bytes, space, after = rest.partition(b" ")
+        length_text = length_bytes.decode("ascii", "replace")
         if not space or not _DECIMAL.fullmatch(length_text):
             raise TarError(f"{where}: a malformed pax record")
         length = int(length_text)
-        n = length - len(length_text) - 1
-        if length < 5 or length > len(text) or n <= 0 or rest[n - 1:n] != "\n":
+        n = length - len(length_bytes) - 1
+        if length < 5 or length > len(rest) or n <= 0 or after[n - 1:n] != b"\n":
             raise TarError(f"{where}: a malformed pax record")
-        key, eq, value = rest[:n - 1].partition("=")
+        key_bytes, eq, value_bytes = after[:n - 1].partition(b"=")
+        key = key_bytes.decode("utf-8", "surrogateescape")
+        value = value_bytes.decode("utf-8", "surrogateescape")
         if not eq or not key or ("\0" in value if key in ("path", "linkpath", "uname", "gname") else "\0" in key):
             raise TarError(f"{where}: a malformed pax record")
         records[key] = value
-        text = rest[n:]
+        rest = after[n:]
     return records
 
 

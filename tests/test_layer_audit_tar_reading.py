@@ -48,6 +48,9 @@ CASES = {
     "pax path then long name": (pax(path="harmless.txt") + long_name("app/.env") + file("x", ENV) + end(),
                                 ["app/.env"]),
     "empty pax path": (pax(path="") + file("app/.env", ENV) + end(), ["app/.env"]),
+    # Pax record lengths count bytes: a multibyte value must not move the next record's boundary.
+    "pax value with multibyte characters": (pax(comment="\u00e9" * 17, path="app/.env") + file("harmless.txt", ENV)
+                                            + end(), ["app/.env"]),
     # The prefix field, per format.
     "ustar prefix": (file("id_rsa", KEY, prefix=b"root/.ssh") + end(), ["root/.ssh/id_rsa"]),
     "GNU header with a prefix where its times do not parse": (file("id_rsa", KEY, magic=GNU, prefix=b"root/.ssh")
