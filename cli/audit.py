@@ -229,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except AuditError as err:
-        print(f"error: {err}. Check the reference and that {PASSWORD_ENV} (and --username) hold a login that may "
-              "pull it", file=sys.stderr)
+        # The login hint only where the registry refused the login: a tar the audit refuses is no login problem.
+        hint = (f". Check that {PASSWORD_ENV} (and --username) hold a login that may pull it" if err.kind == "auth"
+                else "")
+        print(f"error: {err}{hint}", file=sys.stderr)
         return 2
     problems = breaches(report, max_bytes, max_percent, allow)
     if opts.json:

@@ -49,7 +49,12 @@ OPAQUE = ".wh..wh..opq"
 
 
 class AuditError(Exception):
-    """The image cannot be audited; the message names the reference, what was wrong and what to do."""
+    """The image cannot be audited; the message names the reference, what was wrong and what to do. `kind` is the
+    registry client's kind of failure ("auth", "unreachable", ...) when the registry stopped it, else "content"."""
+
+    def __init__(self, message: str, kind: str = "content"):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -405,7 +410,7 @@ class Auditor:
                         self.total_bytes += layer["size"]
             platforms = [self._platform(repository, name, child, child_body, where) for name, child, child_body in plans]
         except RegistryError as err:
-            raise AuditError(f"auditing {where} failed: {err}") from None
+            raise AuditError(f"auditing {where} failed: {err}", getattr(err, "kind", "registry")) from None
         except (LayerStreamError, TarError) as err:
             raise AuditError(f"auditing {where} stopped: {err}") from None
         return ImageAudit(reference=where, digest=manifest.digest, media_type=manifest.media_type, platforms=platforms)
