@@ -109,3 +109,19 @@ def remote_calls(monkeypatch):
     from tests.harness import RemoteRecorder
 
     return RemoteRecorder(monkeypatch.setattr)
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the project (program, components, stacks, app) under tmp_path/project/acr-publish, for a test that
+    edits files or runs the program from elsewhere; what no run reads (virtualenvs, the engine's binaries, caches,
+    state, staged files, tests) is left out."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "project" / "acr-publish"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(
+        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", "tests", ".local*", ".registry-data",
+        ".acr-publish", ".pulumi-cli", ".pulumi-state", ".tools", "tools"))
+    return copy

@@ -2,12 +2,11 @@
 named, accepted once the image lists it, and an invalid entry is a configuration problem with its key path."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.harness import PROJECT_ROOT, run_stack
+from tests.harness import run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
@@ -18,13 +17,11 @@ def images(allow: list | None) -> list[dict]:
 
 
 @pytest.fixture
-def project(tmp_path) -> Path:
-    """A copy of the project whose sample app carries a dotenv file inside the files its images see."""
-    copy = tmp_path / "project" / "acr-publish"
-    shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
-        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data"))
-    (copy / "app" / "www" / ".env").write_text("SESSION_SECRET=not-a-real-one\n")
-    return copy
+def project(project) -> Path:
+    """The copy of the project (tests/conftest.py) whose sample app carries a dotenv file inside the files its
+    images see."""
+    (project / "app" / "www" / ".env").write_text("SESSION_SECRET=not-a-real-one\n")
+    return project
 
 
 # run_stack imports the copy's own components, so its exception classes are not ours: match them by name.

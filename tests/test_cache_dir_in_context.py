@@ -5,7 +5,6 @@ as such by `cli.explain --stack`, never as a history file to delete."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pulumi
@@ -15,7 +14,7 @@ from buildcontext import ContextScan, context_digest
 from buildcontext.context import CacheInContextError
 from buildcontext.history import BuildState, HistoryKey, record
 from cli import explain
-from tests.harness import PROJECT_ROOT, run_stack
+from tests.harness import run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
@@ -134,13 +133,6 @@ def test_cache_false_writes_nothing_so_is_not_refused(tmp_path, monkeypatch) -> 
     assert context_digest(ctx, cache=False) == context_digest(ctx, cache=False)
     assert not (ctx / "cache").exists()
 
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    copy = tmp_path / "project" / "acr-publish"
-    shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
-        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data"))
-    return copy
 
 
 def test_the_program_refuses_before_declaring_anything(project, monkeypatch, preflight_calls) -> None:

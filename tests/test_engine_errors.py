@@ -6,8 +6,6 @@ project's own class (so `except PreflightError` works), also a RunError, with th
 """
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pulumi
 import pytest
@@ -16,17 +14,10 @@ from components.copy import CopyError
 from components.errors import as_engine_error, engine_class
 from components.preflight import PreflightError
 from components.registry_client import RegistryError
-from tests.harness import PROJECT_ROOT, run_stack
+from tests.harness import run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    copy = tmp_path / "project" / "acr-publish"
-    shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
-        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data"))
-    return copy
 
 
 @pytest.mark.parametrize("failure", [

@@ -56,15 +56,6 @@ def builder_answers(monkeypatch):
     return asked
 
 
-def project_copy(tmp_path: Path) -> Path:
-    """The project's program, components and stacks under tmp_path, for a context of the test's own."""
-    root = tmp_path / "project" / "acr-publish"
-    shutil.copytree(PROJECT_ROOT, root, ignore=shutil.ignore_patterns(
-        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", "tests", ".local*", ".registry-data",
-        ".acr-publish", ".pulumi-cli", ".pulumi-state", "tools", "app"))
-    return root
-
-
 def config_problems(values: dict) -> list[str]:
     with pytest.raises(ConfigError) as info:
         run_stack("local", values)
@@ -367,9 +358,9 @@ def test_platforms_with_a_base_resolved_from_a_tag_are_refused(preflight_calls):
     assert "line 8: FROM ${BASE_IMAGE} is pulled per platform" in str(err.value)
 
 
-def test_a_refused_platforms_image_asks_no_registry_or_server(preflight_calls, remote_calls, tmp_path):
+def test_a_refused_platforms_image_asks_no_registry_or_server(preflight_calls, remote_calls, project):
     """The refusal comes before resolution: neither the base's registry nor an ADD source's server is asked."""
-    root = project_copy(tmp_path)
+    root = project
     (root / "ctx").mkdir()
     (root / "ctx" / "Dockerfile").write_text(
         "FROM busybox:1.36\nARG TARGETARCH\nADD http://127.0.0.1:9/tool-${TARGETARCH}.bin /tool\n")
@@ -382,8 +373,8 @@ def test_a_refused_platforms_image_asks_no_registry_or_server(preflight_calls, r
     assert remote_calls.references == [] and remote_calls.urls == []
 
 
-def test_a_base_for_the_build_platform_and_pinned_sources_are_accepted(preflight_calls, remote_calls, tmp_path):
-    root = project_copy(tmp_path)
+def test_a_base_for_the_build_platform_and_pinned_sources_are_accepted(preflight_calls, remote_calls, project):
+    root = project
     (root / "ctx").mkdir()
     (root / "ctx" / "Dockerfile").write_text(
         "FROM --platform=$BUILDPLATFORM golang:1.22 AS build\nRUN true\nFROM scratch\n"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import os
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,11 @@ import pytest
 from buildcontext.stages import DockerfileProblem, read_plan
 from components.remote_inputs import ResolveFailure, credentials_for, locate, StackLogin
 from components.settings import ConfigError, settings_from_values
-from tests.harness import IMAGE, PROJECT_ROOT, TEST_SECRET, run_stack
+from tests.harness import IMAGE, TEST_SECRET, run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 BASE = "busybox:1.36.1-musl"
 
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    copy = tmp_path / "project" / "acr-publish"
-    shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
-        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data",
-        ".acr-publish", ".pulumi-cli", ".pulumi-state", "tools"))
-    return copy
 
 
 def images(**extra) -> list[dict]:

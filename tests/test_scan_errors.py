@@ -17,7 +17,7 @@ import pytest
 
 from buildcontext import ContextScan, context_digest, hashing
 from buildcontext.context import ContextReadError
-from tests.harness import PROJECT_ROOT, run_stack
+from tests.harness import run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
@@ -156,13 +156,6 @@ def test_an_unreadable_file_or_directory_is_one_clear_error(tmp_path, monkeypatc
     assert f"'{name}'" in text and "Permission denied" in text and "exclude it in .dockerignore" in text, text
     assert "\n" not in text and "[Errno" not in text, text
 
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    copy = tmp_path / "project" / "acr-publish"
-    shutil.copytree(PROJECT_ROOT, copy, ignore=shutil.ignore_patterns(
-        "venv", ".git", "__pycache__", ".pytest_cache", ".hypothesis", "bench", ".local*", ".registry-data"))
-    return copy
 
 
 def test_an_unreadable_file_reaches_the_engine_as_a_run_error(project, monkeypatch, preflight_calls) -> None:
