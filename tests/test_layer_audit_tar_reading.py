@@ -120,11 +120,9 @@ def test_the_audit_refuses_a_sparse_file_layer():
     assert message in str(info.value)
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("case, path", [("dir with a size", "root/.ssh/id_rsa"), ("global pax path", "app/.env"),
-                                        ("two pax headers", "app/.env"), ("long name then pax path", "app/.env")])
-def test_the_promotion_gate_refuses_the_hidden_file(case, path):
-    registry = Registry(CASES[case][0], media_type=TAR_LAYER)
+def gate_refusal(layer: bytes) -> str:
+    """The promotion gate's refusal of an image of one uncompressed `layer` served by a fake registry."""
+    registry = Registry(layer, media_type=TAR_LAYER)
     try:
         with pytest.raises(AuditFailure) as info:
             refuse_sensitive_source({"sourceServer": f"127.0.0.1:{registry.server.server_address[1]}",
@@ -133,8 +131,16 @@ def test_the_promotion_gate_refuses_the_hidden_file(case, path):
     finally:
         registry.server.shutdown()
         registry.server.server_close()
-    assert "promotion refused before copying anything" in str(info.value)
-    assert f"  /{path} in layer 0" in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("case, path", [("dir with a size", "root/.ssh/id_rsa"), ("global pax path", "app/.env"),
+                                        ("two pax headers", "app/.env"), ("long name then pax path", "app/.env")])
+def test_the_promotion_gate_refuses_the_hidden_file(case, path):
+    refusal = gate_refusal(CASES[case][0])
+    assert "promotion refused before copying anything" in refusal
+    assert f"  /{path} in layer 0" in refusal
 
 
 @pytest.mark.timeout(60)
@@ -280,16 +286,7 @@ CONTROL_NAME = "app/\x1b[2J\x1b[31mevil\n/.env"
 
 @pytest.mark.timeout(60)
 def test_paths_and_instructions_in_the_stacks_messages_are_escaped():
-    registry = Registry(file(CONTROL_NAME, ENV) + end(), media_type=TAR_LAYER)
-    try:
-        with pytest.raises(AuditFailure) as info:
-            refuse_sensitive_source({"sourceServer": f"127.0.0.1:{registry.server.server_address[1]}",
-                                     "sourceRepository": "hostile/img", "sourceDigest": sha(registry.manifest),
-                                     "sourcePlainHttp": True})
-    finally:
-        registry.server.shutdown()
-        registry.server.server_close()
-    gate = str(info.value)
+    gate = gate_refusal(file(CONTROL_NAME, ENV) + end())
     assert "\x1b" not in gate and "app/\\x1b[2J\\x1b[31mevil\\n/.env" in gate, gate
     outs = {"image": "img", "findings": [{"path": CONTROL_NAME, "reason": "a dotenv file", "layer": 0,
                                           "instruction": "RUN echo \x1b[31m > /x\n", "hidden": False}]}

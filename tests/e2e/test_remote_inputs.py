@@ -218,15 +218,20 @@ class _Files(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def file_server() -> Iterator[tuple[str, type[_Files]]]:
-    handler = type("Files", (_Files,), {"body": b"one\n", "hits": []})
+def serving(handler: type) -> Iterator[tuple[str, type]]:
+    """`handler` served on a loopback port for one test: yields the base URL and the handler class."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def file_server() -> Iterator[tuple[str, type[_Files]]]:
+    yield from serving(type("Files", (_Files,), {"body": b"one\n", "hits": []}))
 
 
 def test_a_remote_add_source_is_hashed_and_pinned(tmp_path, file_server, monkeypatch):
@@ -333,14 +338,7 @@ class _Recording(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def recording_server() -> Iterator[tuple[str, type[_Recording]]]:
-    handler = type("Recording", (_Recording,), {"seen": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    yield from serving(type("Recording", (_Recording,), {"seen": []}))
 
 
 def test_a_remote_source_is_fetched_without_any_credential(tmp_path, recording_server, monkeypatch):
