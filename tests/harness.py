@@ -27,6 +27,9 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockMonitor
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What the program imports or reads when the engine runs it from a project copy: add a new top-level module here.
+PROGRAM_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt", "errors.py", "components", "buildcontext", "imageaudit",
+                 "cli", "app")
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (PROJECT_ROOT / "stacks").glob("Pulumi.*.yaml"))
 TEST_SECRET = "s3cr3t-test-password-9f2c"
 """Plaintext the harness substitutes for `secure:` config values; tests grep outputs and logs for it."""

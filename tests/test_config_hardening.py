@@ -20,7 +20,7 @@ from components.settings import (
     PROBLEMS_MAX, ConfigError, load_stack_file, repository_root, settings_from_values,
 )
 from tests import harness
-from tests.harness import PROJECT_ROOT, run_stack
+from tests.harness import PROGRAM_FILES, PROJECT_ROOT, run_stack
 
 EE = {"edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "acme"}
 LOCAL = {"edition": "local"}
@@ -244,7 +244,7 @@ def test_the_program_reports_a_long_component_as_a_config_error(preflight_calls)
 def project_copy(tmp_path: Path) -> Path:
     """A copy of the project (program, components, engine, CLIs, app, stacks) to put broken stack files into."""
     root = tmp_path / "project"
-    subprocess.run(["cp", "-r", *(str(PROJECT_ROOT / p) for p in ("Pulumi.yaml", "components", "buildcontext", "cli", "app", "stacks")),
+    subprocess.run(["cp", "-r", *(str(PROJECT_ROOT / p) for p in (*PROGRAM_FILES, "stacks")),
                     str(root.mkdir() or root)], check=True)
     return root
 

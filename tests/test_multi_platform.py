@@ -20,7 +20,7 @@ import pytest
 import components.builders as builders
 from components.builders import BuilderError
 from components.settings import ConfigError
-from tests.harness import DOCKER_PROVIDER, IMAGE, IMAGE_INDEX, PROJECT_ROOT, run_stack
+from tests.harness import DOCKER_PROVIDER, IMAGE, IMAGE_INDEX, PROGRAM_FILES, PROJECT_ROOT, run_stack
 
 DIGEST_A = "sha256:" + "a1" * 32
 DIGEST_B = "sha256:" + "b2" * 32
@@ -320,7 +320,7 @@ def test_explain_reads_each_platform_history(preflight_calls, tmp_path, monkeypa
     monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
     root = tmp_path / "project"
     root.mkdir()
-    for name in ("__main__.py", "Pulumi.yaml", "components", "buildcontext", "cli", "app"):
+    for name in PROGRAM_FILES:
         source = PROJECT_ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, root / name)
     (root / "stacks").mkdir()

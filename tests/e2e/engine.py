@@ -26,12 +26,11 @@ import pytest
 import yaml
 
 from tests.e2e.publishing import checkout
-from tests.harness import PROJECT_ROOT
+from tests.harness import PROGRAM_FILES, PROJECT_ROOT
 
 ENGINE_BIN = PROJECT_ROOT / ".pulumi-cli" / "bin"
 ENGINE_FILES = ("pulumi", "pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python")
-ENGINE_PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt", "components", "buildcontext", "imageaudit", "cli",
-                        "policies", "app")
+ENGINE_PROJECT_FILES = (*PROGRAM_FILES, "policies")
 COMMAND_TIMEOUT_S = 600  # a generous bound that turns a hang into a failure, never a speed assertion
 CHANGE_OPS = ("create", "update", "delete", "replace", "create-replacement", "delete-replaced")
 

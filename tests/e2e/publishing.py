@@ -22,9 +22,9 @@ import yaml
 
 from tests.e2e.docker_harness import DockerImageProvider
 from tests.e2e.registry import RegistryServer
-from tests.harness import IMAGE, ORGANIZATION, PROJECT_ROOT, StackMocks, StackRun, run_stack
+from tests.harness import IMAGE, ORGANIZATION, PROGRAM_FILES, PROJECT_ROOT, StackMocks, StackRun, run_stack
 
-PROJECT_FILES = ("__main__.py", "Pulumi.yaml", "components", "stacks", "app")
+PROJECT_FILES = (*PROGRAM_FILES, "stacks")
 NAMESPACE = "demo"
 IMAGES = ("web", "worker")
 APP_ENV = "e2e"
