@@ -4,9 +4,8 @@
       [--max-wasted-bytes N] [--max-wasted-percent P] [--allow-sensitive PATH ...] [--max-layer-bytes N]
       [--max-entries N] [--time-limit SECONDS]
   python -m cli.audit --stack S --image I [--json] ...
-      the image the program last planned for image I of stack S (its content tag, from the explain history),
-      in the stack's registry with the stack's registry user; thresholds and allowed paths from the image's
-      `audit:` settings (flags given on the command line win).
+      the image the program last planned for image I of stack S, with the stack's registry user; thresholds and
+      allowed paths from the image's `audit:` settings (command-line flags win).
 
 The registry password is read from ACR_PUBLISH_REGISTRY_PASSWORD (never from the command line, where other users
 could read it); without it the registry is asked anonymously. Plain HTTP only for a loopback registry, as docker.

@@ -5,15 +5,12 @@
       sees with its kind and content hash, link target or device numbers); no history is read or written.
   python -m cli.explain --stack S --image I
       the same for image I as stack S configures it, compared with what the explain history recorded when the
-      program last planned exactly that image of that stack (buildcontext/history.py): what changed since the
-      last planned tag, or, when nothing did, why that tag differs from the one before it. The image's base
-      images and remote ADD sources are resolved as the program resolves them (components/remote_inputs.py), so
-      a moved base is named (`FROM <ref>: sha256:a -> sha256:b`); explain cannot read the stack's secrets, so it
-      reaches every registry, the stack's own included, with the Docker config's credentials or anonymously.
+      program last planned exactly that image of that stack: what changed since the last planned tag, or why
+      that tag differs from the one before it. Base images and remote ADD sources are resolved as the program
+      does, with the Docker config's credentials or anonymously (explain cannot read the stack's secrets).
 
-Arguments are checked with the stack settings' own rules: an invalid --platform or --target is refused, a malformed
---build-arg is named without its value (values can be secrets). Every error is one message on stderr and exit
-status 2, never a traceback.
+Arguments are checked with the stack settings' own rules; a malformed --build-arg is named without its value.
+Every error is one message on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
 

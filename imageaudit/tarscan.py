@@ -1,24 +1,26 @@
 """A streaming reader of one layer's tar: entry headers in order, each file's content offered once, then skipped.
 
 It reads a tar exactly as Go's archive/tar does (what Docker, containerd and dive apply and list), because any
-difference lets a layer install a file the audit never sees: a directory, link, device or fifo header carries no
-data whatever size it declares; a global pax header ('g') applies to no later entry; of two pax headers in a row
-only the last applies; a GNU long name wins over a pax path, which wins over the header's name and prefix (the
-prefix read per format: ustar, star, and GNU only for the tars Go before 1.8 wrote); a type '\0' entry whose
-name ends in '/' is a directory; header numbers are parsed as Go parses them (octal trimmed of NULs and spaces,
-or base-256). What Go itself refuses, or what this reader cannot name exactly, stops the audit with a message:
-a malformed pax record, a zero block followed by a header, GNU sparse files (old 'S' headers and the pax
-`GNU.sparse.*` forms, which Docker installs under another name with their holes filled).
-
-Why not `tarfile`: in stream mode it reads a pax extended header or a GNU long name whole into memory whatever
-size the header declares, and its reading differs from Go's on the points above. This reader keeps Go's bound: a
-pax header or GNU long name of more than `MAX_SPECIAL_BYTES` (1 MiB) stops the audit with a message. It also
-refuses what a layer may not hold: an absolute name, a `..` component (containerd refuses to apply such layers
-too), a header whose checksum is wrong (not a tar), and more than `max_entries` entries.
-
-Names are returned as POSIX paths relative to the image root, without `./` or a trailing `/`.
+difference lets a layer install a file the audit never sees; what Go itself refuses, or what this reader cannot
+name exactly, stops the audit with a message (the rules it follows: the comment after this docstring). Names are
+returned as POSIX paths relative to the image root, without `./` or a trailing `/`.
 """
 from __future__ import annotations
+
+# Go's reading, kept here: a directory, link, device or fifo header carries no
+# data whatever size it declares; a global pax header ('g') applies to no later entry; of two pax headers in a row
+# only the last applies; a GNU long name wins over a pax path, which wins over the header's name and prefix (the
+# prefix read per format: ustar, star, and GNU only for the tars Go before 1.8 wrote); a type '\0' entry whose
+# name ends in '/' is a directory; header numbers are parsed as Go parses them (octal trimmed of NULs and spaces,
+# or base-256). What Go itself refuses, or what this reader cannot name exactly, stops the audit with a message:
+# a malformed pax record, a zero block followed by a header, GNU sparse files (old 'S' headers and the pax
+# `GNU.sparse.*` forms, which Docker installs under another name with their holes filled).
+#
+# Why not `tarfile`: in stream mode it reads a pax extended header or a GNU long name whole into memory whatever
+# size the header declares, and its reading differs from Go's on the points above. This reader keeps Go's bound: a
+# pax header or GNU long name of more than `MAX_SPECIAL_BYTES` (1 MiB) stops the audit with a message. It also
+# refuses what a layer may not hold: an absolute name, a `..` component (containerd refuses to apply such layers
+# too), a header whose checksum is wrong (not a tar), and more than `max_entries` entries.
 
 import posixpath
 import re
