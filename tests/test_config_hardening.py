@@ -1,4 +1,4 @@
-"""Issue 11's configuration classes: no escape from the repository, no traceback from a stack file, no silent
+"""The configuration's hardening classes: no escape from the repository, no traceback from a stack file, no silent
 acceptance of a bad value, ACR's password length; each message names the key, the value, the rule and the fix.
 
 Every tree here is generated in a tmp dir (a monorepo-style git repository with the project in a subfolder, links to

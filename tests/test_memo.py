@@ -155,7 +155,7 @@ def test_each_stat_key_field_invalidates_the_entry(tmp_path, change):
 
 
 def test_same_size_rewrite_with_the_mtime_put_back_changes_the_digest(tmp_path):
-    """Issue 8 point 4: only the ctime tells this rewrite apart, and the entry it hits is trusted (old mtime)."""
+    """Only the ctime tells this rewrite apart, and the entry it hits is trusted (old mtime)."""
     root = make_tree(tmp_path / "ctx")
     target = root / "d3" / "f3.txt"
     before, _ = scan(root)
