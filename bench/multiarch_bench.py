@@ -43,13 +43,10 @@ PLATFORMS = ["linux/amd64", "linux/arm64"]
 
 
 def prepare_project(work: Path, engine, base: str) -> Path:
-    """The project copy the program runs from, the base imported on the builder as linux/arm64."""
+    """The base imported on the builder as linux/arm64; the project copy the program runs from."""
     subprocess.run([DOCKER, "-H", engine.host, "import", "--platform", "linux/arm64", "--change", 'CMD ["sh"]', "-",
                     base], input=root_filesystem_tar(), capture_output=True, check=True, timeout=120)
-    project = copy_project(work / "project")
-    import shutil
-    shutil.copytree(ROOT / "buildcontext", project / "buildcontext", ignore=shutil.ignore_patterns("__pycache__"))
-    return project
+    return copy_project(work / "project")  # the program's files, buildcontext/ included
 
 
 def docker_login(registry, engine, env: dict[str, str]) -> None:
