@@ -29,26 +29,20 @@ REGISTRY_START_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class LocalRegistry:
-    """Where the project's local registry listens and keeps its images, pid and log."""
+    """Where the project's local registry listens (`addr`, on loopback only) and keeps its images, pid and log."""
 
     project: Path
     port: int
+    addr: str
+    data: Path
+    pid_file: Path
+    log: Path
 
-    @property
-    def data(self) -> Path:
-        return self.project / ".registry-data"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.data / "registry.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.data / "registry.log"
-
-    @property
-    def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    @classmethod
+    def of(cls, project: Path, port: int) -> "LocalRegistry":
+        data = project / ".registry-data"
+        return cls(project=project, port=port, addr=f"127.0.0.1:{port}", data=data, pid_file=data / "registry.pid",
+                   log=data / "registry.log")
 
 
 def probe_registry(port: int, timeout: float = 2.0) -> str:

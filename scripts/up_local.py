@@ -76,14 +76,8 @@ class RunOptions:
     install_url: str
     registry: LocalRegistry
     docker_cli: str | None
-
-    @property
-    def cli_root(self) -> Path:
-        return self.project / ".pulumi-cli"
-
-    @property
-    def state_dir(self) -> Path:
-        return self.project / ".pulumi-state"
+    cli_root: Path  # where the CLI is built or installed when it is not on PATH
+    state_dir: Path  # the file state backend
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> "RunOptions":
@@ -103,8 +97,10 @@ class RunOptions:
             project=project,
             pulumi_version=env.get("PULUMI_VERSION") or sdk_pin(project),
             install_url=env.get("PULUMI_INSTALL_URL") or DEFAULT_INSTALL_URL,
-            registry=LocalRegistry(project=project, port=int(raw_port)),
+            registry=LocalRegistry.of(project, int(raw_port)),
             docker_cli=docker_cli,
+            cli_root=project / ".pulumi-cli",
+            state_dir=project / ".pulumi-state",
         )
 
 
