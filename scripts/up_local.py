@@ -265,7 +265,7 @@ def ensure_docker(options: RunOptions, env: dict[str, str]) -> str:
     return options.docker_cli
 
 
-# --- 3b. The local stack's base image ---------------------------------------------------------------------------
+# --- 3. The local stack's base image (the registry itself: local_registry.py) -----------------------------------
 
 MANIFEST_ACCEPT = ", ".join((
     "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.oci.image.manifest.v1+json",
