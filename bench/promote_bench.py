@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.copy import Endpoint, Login, copy_image  # noqa: E402
-from components.registry_client import DOCKER_MANIFEST, RegistryClient  # noqa: E402
+from registryclient import DOCKER_MANIFEST, RegistryClient  # noqa: E402
 from tests.e2e.registry import RegistryServer, find_registry_binary  # noqa: E402
 
 MiB = 1 << 20

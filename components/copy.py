@@ -1,6 +1,6 @@
 """The promotion copy: one image, by digest, from a source repository to a target repository and tag.
 
-Carried out with the project's registry client (components/registry_client.py); no Docker engine, no library of
+Carried out with the project's registry client (registryclient/); no Docker engine, no library of
 its own. What it does, in order:
 1. the target tag: already at the source digest -> nothing to do; at another digest -> `CopyError`, never an
    overwrite (a promoted tag names exactly one set of bytes);
@@ -42,10 +42,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from components.docker_rules import DIGEST
-from components.registry_client import (
-    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, is_loopback, parse_server, server_json,
-)
+from components.stack_advice import STACK_ADVICE
+from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
+from registryclient.endpoint import parse_server
+from registryclient.references import DIGEST, is_loopback
+from registryclient.transport import server_json
 
 BLOB_WORKERS = 4
 COPY_TIMEOUT_S = 60.0
@@ -104,7 +105,7 @@ class Endpoint:
         return RegistryClient(self.server, self.login.username, self.login.password,
                               allow_plain_http=self.plain_http and _loopback(self.server), timeout=COPY_TIMEOUT_S,
                               deadline=deadline, budget=budget, label=f"promotion, registry '{self.server}'",
-                              limit_name=limit_name)
+                              limit_name=limit_name, advice=STACK_ADVICE)
 
 
 def _loopback(server: str) -> bool:

@@ -43,7 +43,7 @@ from typing import Any, Mapping
 import pulumi
 import pulumi.dynamic as dynamic
 
-from components.docker_rules import DIGEST, repository_path_problem, server_problem, tag_problem
+from registryclient.references import DIGEST, repository_path_problem, server_problem, tag_problem
 from components.registry import RegistryLogin, classic_host
 from components.audit import declare_audit
 from components.settings import (

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from components.docker_rules import repository_path_problem, server_problem, tag_problem
+from registryclient.references import repository_path_problem, server_problem, tag_problem
 from components.promotion import PromotionError, check_exports
 from components.settings import ConfigError, settings_from_values
 from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack, source_exports

@@ -443,7 +443,7 @@ def test_a_malformed_source_manifest_is_a_copy_error(body, rule, monkeypatch):
 
     from components import copy as copy_module
     from components.copy import CopyError, Endpoint, Login
-    from components.registry_client import OCI_MANIFEST
+    from registryclient import OCI_MANIFEST
 
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
 

@@ -1,4 +1,4 @@
-"""Unit tests of components/registry_client.py's pure parts: what a message may show of a server's bytes, the
+"""Unit tests of registryclient/'s pure parts: what a message may show of a server's bytes, the
 origin credentials are restricted to, scope caching and token claims. Every exchange with a server is tested
 against real sockets in tests/e2e (test_registry_client.py against docker-registry, test_hostile_servers.py)."""
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.registry_client import RegistryClient, Scrubber, excerpt_text, parse_server
+from registryclient import RegistryClient, Scrubber, excerpt_text
+from registryclient.endpoint import parse_server
 
 
 @settings(max_examples=80, deadline=None)

@@ -20,7 +20,7 @@ import docker
 import pytest
 
 from components.copy import CopyError, Endpoint, Login, copy_image
-from components.registry_client import OCI_INDEX
+from registryclient import OCI_INDEX
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
 from tests.harness import PROJECT_ROOT, TEST_SECRET

@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 from components.preflight import PreflightError, PreflightTarget, check_published, check_registry
-from components.registry_client import MANIFEST_LIMIT, OCI_MANIFEST, RegistryClient, RegistryError
+from registryclient import MANIFEST_LIMIT, OCI_MANIFEST, RegistryClient, RegistryError
 from tests.e2e.test_hostile_servers import HostileServer, hostile  # noqa: F401
 
 USER, PASSWORD = "pusher", "s3cret-Pa55word"

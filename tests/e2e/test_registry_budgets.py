@@ -20,7 +20,7 @@ import pytest
 from components import copy as copy_module
 from components.copy import CopyError, Endpoint, Login, copy_image, target_digest
 from components.promotion import PromotionError, SourceImage, SourceLogin, SourceStack, check_sources
-from components.registry_client import OCI_MANIFEST, RegistryClient, RegistryError
+from registryclient import OCI_MANIFEST, RegistryClient, RegistryError
 from tests.e2e.test_hostile_servers import HostileServer, hostile  # noqa: F401
 
 HANG_BOUND_S = 20.0
