@@ -41,7 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.copy import Endpoint, Login, copy_image  # noqa: E402
+from components.copy import copy_image  # noqa: E402
+from registryclient.login import RegistryLogin  # noqa: E402
 from registryclient import DOCKER_MANIFEST, RegistryClient  # noqa: E402
 from tests.e2e.registry import RegistryServer, find_registry_binary  # noqa: E402
 
@@ -204,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
             layers = [random_layer(layer_mib * MiB) for _ in range(layer_count)]
             size = sum(map(len, layers))
             digest = push_image(p1.server, password, "demo/big", layers)
-            login = Login(USER, password)
             # Same host through the counting proxy; across registries direct, so the proxy's own speed (one Python
             # thread per connection) limits neither side.
-            counted = Endpoint(p1.server, login, True)
-            src, dst = Endpoint(first.server, login, True), Endpoint(second.server, login, True)
+            counted = RegistryLogin(p1.server, USER, password, True)
+            src = RegistryLogin(first.server, USER, password, True)
+            dst = RegistryLogin(second.server, USER, password, True)
             print(f"image: {layer_count} layers, {size / MiB:.1f} MiB, {digest}; repeats: {repeats}; load average "
                   f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 

@@ -51,7 +51,7 @@ def run_audit(server: str, repository: str, digest: str, username: str | None, p
               plain_http: bool, *, budget: float = AUDIT_BUDGET_S, **bounds):
     """Audit `<server>/<repository>@<digest>` through the project's registry client within `budget` seconds;
     AuditFailure on error."""
-    from components.copy import _loopback
+    from components.copy import is_loopback_server as _loopback
     from components.stack_advice import STACK_ADVICE
     from registryclient import RegistryClient
     from imageaudit import AuditError, Auditor

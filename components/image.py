@@ -25,7 +25,8 @@ from buildcontext.printable import escaped
 from components import remote_inputs
 from components.audit import declare_audit
 from components.platforms import history_name, index_tag
-from components.registry import RegistryCredentials, RegistryLogin
+from components.registry import RegistryCredentials
+from registryclient.login import RegistryLogin
 from components.settings import ImageSettings, Settings, image_platforms
 from registryclient.references import TAG
 

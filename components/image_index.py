@@ -64,9 +64,9 @@ class IndexWriteError(Exception):
 
 
 def _loopback(server: str) -> bool:
-    from components.copy import _loopback as loopback
+    from components.copy import is_loopback_server
 
-    return loopback(server)
+    return is_loopback_server(server)
 
 
 def _config_platform(client: RegistryClient, repository: str, manifest: bytes) -> tuple[str, str, str | None]:

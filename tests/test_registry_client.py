@@ -165,3 +165,17 @@ def test_masking_a_hostile_body_takes_linear_time_and_logs_nothing(body: bytes, 
     excerpt_text(body, scrub)
     assert time.monotonic() - started < 10, "masking a 64 KB body must not take long"
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("password", ["hunter2-secret", "p@ss w0rd/+=", "pässwört-ünïcode"])
+def test_a_registry_login_never_shows_its_password(password: str) -> None:
+    """One masked representation: no form of the password the scrubber masks appears in repr or str."""
+    from registryclient.login import RegistryLogin
+
+    login = RegistryLogin("registry.example.com", "pusher", password, allow_plain_http=False)
+    scrub = Scrubber()
+    scrub.add(password, username="pusher")
+    for shown in (repr(login), str(login), f"{login}", f"{login!r}", repr([login]), repr({"login": login})):
+        assert scrub(shown) == shown, shown
+        assert "'***'" in shown
+    assert "password=None" in repr(RegistryLogin("127.0.0.1:5000", None, None, True))

@@ -26,7 +26,7 @@ from buildcontext import ContextScan, history
 from cli import explain
 from components import image as image_module
 from components import remote_inputs
-from components.registry import RegistryLogin
+from registryclient.login import RegistryLogin
 from registryclient import OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError
 from components.settings import ImageSettings, RegistrySettings, Settings
 from tests.e2e.base_image import base_image  # noqa: F401
