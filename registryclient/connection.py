@@ -53,7 +53,7 @@ class Connection:
     time, each read well within `timeout`, is cut off at the deadline too. A body read also stops when it brings
     fewer than `PACE_MIN_BYTES` in `pace_window` seconds (a stalled layer fails long before a generous deadline).
     `limit_name` and `budget` name the deadline in messages ("preflight time limit"). `label` starts every message
-    ("registry preflight for 'host'").
+    ("registry preflight for 'host'"); `advice` names what the caller's user sets, for the advice in messages.
     """
 
     def __init__(self, server: str, username: str | None = None, password: str | None = None, *,
