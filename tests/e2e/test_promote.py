@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import docker
 import pytest
 
-from components.copy import CopyError, copy_image
+from components.copy import CopyError, copy_image, registry_client
 from registryclient.login import RegistryLogin
 from registryclient import OCI_INDEX
 from tests.e2e.base_image import base_image  # noqa: F401
@@ -106,7 +106,7 @@ def test_an_image_index_is_copied_with_its_children(publish, source_registry, ta
     child = publish("multi", "index-1")
     child_digest = child["ref"].split("@")[1]
     src = RegistryLogin(source_registry.server, SOURCE_USER, TEST_SECRET, True)
-    with src.client(time.monotonic() + 60, 60) as client:
+    with registry_client(src, time.monotonic() + 60, 60) as client:
         manifest = client.get_manifest("demo/multi", child_digest)
         index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
             "mediaType": manifest.media_type, "digest": child_digest, "size": len(manifest.content),
