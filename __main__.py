@@ -23,7 +23,7 @@ from components.promotion import (
 from components.registry import (
     AcrRegistry, AcrRegistryArgs, RegistryLookupError, preflight, published_digests, registry_login, repository_paths,
 )
-from components.registry_client import RegistryError
+from registryclient import RegistryError
 from components.settings import load_settings, registry_password_value, source_password_value
 
 # Every error raised for bad input or a failed check reaches the engine as a pulumi.RunError (components/errors.py),

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.registry_client import OCI_MANIFEST, RegistryClient  # noqa: E402
+from registryclient import OCI_MANIFEST, RegistryClient  # noqa: E402
 from tests.e2e.registry import RegistryServer, find_registry_binary  # noqa: E402
 
 MiB = 1 << 20

@@ -41,8 +41,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.copy import Endpoint, Login, copy_image  # noqa: E402
-from components.registry_client import DOCKER_MANIFEST, RegistryClient  # noqa: E402
+from components.copy import copy_image  # noqa: E402
+from registryclient.login import RegistryLogin  # noqa: E402
+from registryclient import DOCKER_MANIFEST, RegistryClient  # noqa: E402
 from tests.e2e.registry import RegistryServer, find_registry_binary  # noqa: E402
 
 MiB = 1 << 20
@@ -179,7 +180,7 @@ def skopeo_copy(skopeo: str, src: str, dst: str, password: str, auth_dir: Path) 
     return time.perf_counter() - start
 
 
-def same_host(proxy: CountingProxy, counted: Endpoint, digest: str, skopeo: str, password: str,
+def same_host(proxy: CountingProxy, counted: RegistryLogin, digest: str, skopeo: str, password: str,
               work: Path) -> int:
     """Promote within one registry through the counting proxy, then skopeo; prints the table. Returns the layer
     bytes our promotion read from the source repository."""
@@ -197,14 +198,15 @@ def same_host(proxy: CountingProxy, counted: Endpoint, digest: str, skopeo: str,
     return ours_read
 
 
-def across_registries(first: RegistryServer, second: RegistryServer, login: Login, skopeo: str, password: str,
+def across_registries(first: RegistryServer, second: RegistryServer, skopeo: str, password: str,
                       work: Path, layers: tuple[int, int], repeats: int) -> tuple[list[float], list[float]]:
     """Each repeat: a fresh image copied by our promotion and by skopeo, alternately first. Returns both times.
 
     skopeo remembers in its blob-info cache where it has seen each blob and mounts from there on the next copy;
     so every repeat copies a fresh image (new random layers), which neither side has seen."""
     layer_count, layer_mib = layers
-    src, dst = Endpoint(first.server, login, True), Endpoint(second.server, login, True)
+    src = RegistryLogin(first.server, USER, password, True)
+    dst = RegistryLogin(second.server, USER, password, True)
     ours, theirs = [], []
     for i in range(repeats):
         fresh = [random_layer(layer_mib * MiB) for _ in range(layer_count)]
@@ -242,14 +244,13 @@ def compare(first: RegistryServer, second: RegistryServer, skopeo: str, password
     image_layers = [random_layer(layer_mib * MiB) for _ in range(layer_count)]
     size = sum(map(len, image_layers))
     digest = push_image(p1.server, password, "demo/big", image_layers)
-    login = Login(USER, password)
     # Same host through the counting proxy; across registries direct, so the proxy's own speed (one Python
     # thread per connection) limits neither side.
-    counted = Endpoint(p1.server, login, True)
+    counted = RegistryLogin(p1.server, USER, password, True)
     print(f"image: {layer_count} layers, {size / MiB:.1f} MiB, {digest}; repeats: {repeats}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     ours_read = same_host(p1, counted, digest, skopeo, password, work)
-    ours, theirs = across_registries(first, second, login, skopeo, password, work, layers, repeats)
+    ours, theirs = across_registries(first, second, skopeo, password, work, layers, repeats)
     mo, ms = print_across(ours, theirs, size)
     print("\ntargets:")
     print(f"  same host: layer bytes read from the source = 0: {ours_read}  "

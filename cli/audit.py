@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from components.registry_client import RegistryClient, excerpt_text, is_loopback, parse_server
+from registryclient import RegistryClient, excerpt_text
+from registryclient.endpoint import parse_server
+from registryclient.references import IMAGE_REFERENCE, is_loopback
 from imageaudit import AuditError, Auditor, ImageAudit
 from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES
 from imageaudit.tarscan import DEFAULT_MAX_ENTRIES
@@ -36,9 +37,6 @@ cannot hold the command longer."""
 
 PASSWORD_ENV = "ACR_PUBLISH_REGISTRY_PASSWORD"
 PROGRESS_FROM = 100 * 1000 * 1000
-_REFERENCE = re.compile(r"^(?P<host>[^/]+)/(?P<path>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-                        r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
-                        r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?\Z")
 
 
 class UsageError(Exception):
@@ -47,7 +45,7 @@ class UsageError(Exception):
 
 def parse_reference(text: str) -> tuple[str, str, str]:
     """(host[:port], repository path, tag or digest) of `host/path[:tag][@digest]`; the digest wins over a tag."""
-    m = _REFERENCE.match(text)
+    m = IMAGE_REFERENCE.match(text)
     if not m or not (m.group("tag") or m.group("digest")):
         raise UsageError(f"the image reference {_shown(text)} is not <registry host[:port]>/<repository>:<tag> or "
                          "…@sha256:<64 hex digits>; give the registry host, the repository and a tag or digest, "

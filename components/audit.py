@@ -51,13 +51,15 @@ def run_audit(server: str, repository: str, digest: str, username: str | None, p
               plain_http: bool, *, budget: float = AUDIT_BUDGET_S, **bounds):
     """Audit `<server>/<repository>@<digest>` through the project's registry client within `budget` seconds;
     AuditFailure on error."""
-    from components.copy import _loopback
-    from components.registry_client import RegistryClient
+    from components.copy import is_loopback_server as _loopback
+    from components.stack_advice import STACK_ADVICE
+    from registryclient import RegistryClient
     from imageaudit import AuditError, Auditor
 
     client = RegistryClient(server, username, password, allow_plain_http=plain_http and _loopback(server),
                             timeout=min(AUDIT_TIMEOUT_S, budget), deadline=time.monotonic() + budget, budget=budget,
-                            label=f"layer audit, registry '{server}'", limit_name="layer audit time limit")
+                            label=f"layer audit, registry '{server}'", limit_name="layer audit time limit",
+                            advice=STACK_ADVICE)
     try:
         return Auditor(client, **bounds).audit(repository, digest)
     except AuditError as err:

@@ -1,6 +1,6 @@
 """The promotion copy: one image, by digest, from a source repository to a target repository and tag.
 
-Carried out with the project's registry client (components/registry_client.py); no Docker engine, no library of
+Carried out with the project's registry client (registryclient/); no Docker engine, no library of
 its own. What it does, in order:
 1. the target tag: already at the source digest -> nothing to do; at another digest -> `CopyError`, never an
    overwrite (a promoted tag names exactly one set of bytes);
@@ -29,7 +29,7 @@ Where the errors show: this module runs in the promotion's dynamic provider proc
 whose gRPC server reports any exception as its traceback text (`_abort_with_traceback` in the SDK), so `pulumi up`
 shows `error: ... Traceback ... components.copy.CopyError: <message>` under the promotion's resource. The message
 is the part to read: it names both repositories and what to change, and never a credential (RegistryError's texts
-hold none, the tracebacks print no local values, and `Login`'s repr hides the password). On the program's side
+hold none, the tracebacks print no local values, and `RegistryLogin`'s repr hides the password). On the program's side
 (`check_source`, before anything is declared) components/promotion.py turns a CopyError into a PromotionError,
 which the language host prints without a traceback.
 `bench/promote_bench.py` counts the layer bytes read from the source during a same-host promotion (0) and compares
@@ -42,10 +42,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from components.docker_rules import DIGEST
-from components.registry_client import (
-    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, is_loopback, parse_server, server_json,
-)
+from components.stack_advice import STACK_ADVICE
+from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
+from registryclient.endpoint import parse_server
+from registryclient.login import RegistryLogin
+from registryclient.references import DIGEST, is_loopback
+from registryclient.transport import server_json
 
 BLOB_WORKERS = 4
 COPY_TIMEOUT_S = 60.0
@@ -78,36 +80,18 @@ class CopyError(Exception):
         self.kind = kind
 
 
-@dataclass(frozen=True)
-class Login:
-    """Registry credentials; `password` is a secret (a temporary token for Enterprise)."""
-
-    username: str | None
-    password: str | None
-
-    def __repr__(self) -> str:  # never show the password in a traceback
-        return f"Login(username={self.username!r}, password={'***' if self.password else None})"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One registry host with the login used there."""
-
-    server: str
-    login: Login
-    plain_http: bool = False
-    """Plain HTTP for a loopback registry of the local edition only (as docker treats 127.0.0.0/8)."""
-
-    def client(self, deadline: float, budget: float, limit_name: str = "promotion time limit") -> RegistryClient:
-        """A client whose every exchange ends by `deadline` (a time.monotonic() value), `budget` seconds after the
-        conversation it belongs to began."""
-        return RegistryClient(self.server, self.login.username, self.login.password,
-                              allow_plain_http=self.plain_http and _loopback(self.server), timeout=COPY_TIMEOUT_S,
-                              deadline=deadline, budget=budget, label=f"promotion, registry '{self.server}'",
-                              limit_name=limit_name)
+def registry_client(login: RegistryLogin, deadline: float, budget: float,
+                    limit_name: str = "promotion time limit") -> RegistryClient:
+    """A client for `login` whose every exchange ends by `deadline` (a time.monotonic() value), `budget` seconds
+    after the conversation it belongs to began."""
+    return RegistryClient(login.server, login.username, login.password,
+                          allow_plain_http=login.allow_plain_http and is_loopback_server(login.server),
+                          timeout=COPY_TIMEOUT_S, deadline=deadline, budget=budget,
+                          label=f"promotion, registry '{login.server}'", limit_name=limit_name, advice=STACK_ADVICE)
 
 
-def _loopback(server: str) -> bool:
+def is_loopback_server(server: str) -> bool:
+    """Whether `server` (host[:port]) names this machine."""
     try:
         return is_loopback(parse_server(server, allow_plain_http=True).host)
     except RegistryError:
@@ -128,9 +112,9 @@ class CopyReport:
     manifests: int = 0
 
 
-def target_digest(target: Endpoint, repository: str, tag: str, *, budget: float = CHECK_BUDGET_S) -> str | None:
+def target_digest(target: RegistryLogin, repository: str, tag: str, *, budget: float = CHECK_BUDGET_S) -> str | None:
     """The digest the target tag is at now; None when the tag (or the repository) does not exist."""
-    with target.client(time.monotonic() + budget, budget, "refresh time limit") as client:
+    with registry_client(target, time.monotonic() + budget, budget, "refresh time limit") as client:
         try:
             client.resolve()
             return client.manifest_digest(repository, tag)
@@ -146,10 +130,10 @@ def target_digest(target: Endpoint, repository: str, tag: str, *, budget: float 
             raise CopyError(f"reading {target.server}/{repository}:{tag} failed: {err}{hint}", err.kind) from None
 
 
-def check_source(source: Endpoint, repository: str, digest: str, *, deadline: float) -> None:
+def check_source(source: RegistryLogin, repository: str, digest: str, *, deadline: float) -> None:
     """Prove the source login and that the digest is there (pull scope), before anything is declared; every
     exchange ends by `deadline` (a time.monotonic() value; see CHECK_BUDGET_S)."""
-    with source.client(deadline, CHECK_BUDGET_S, "source check time limit") as client:
+    with registry_client(source, deadline, CHECK_BUDGET_S, "source check time limit") as client:
         try:
             client.resolve()
             found = client.manifest_digest(repository, digest)
@@ -163,8 +147,8 @@ def check_source(source: Endpoint, repository: str, digest: str, *, deadline: fl
         )
 
 
-def copy_image(source: Endpoint, source_repository: str, digest: str, target: Endpoint, target_repository: str,
-               tag: str, *, budget: float = COPY_BUDGET_S) -> CopyReport:
+def copy_image(source: RegistryLogin, source_repository: str, digest: str, target: RegistryLogin,
+               target_repository: str, tag: str, *, budget: float = COPY_BUDGET_S) -> CopyReport:
     """Copy `<source>/<source_repository>@<digest>` to `<target>/<target_repository>:<tag>` within `budget` seconds;
     see the module doc."""
     where = f"{source.server}/{source_repository}@{digest} -> {target.server}/{target_repository}:{tag}"
@@ -175,14 +159,14 @@ def copy_image(source: Endpoint, source_repository: str, digest: str, target: En
 
 
 class _Copy:
-    def __init__(self, source: Endpoint, source_repository: str, target: Endpoint, target_repository: str,
+    def __init__(self, source: RegistryLogin, source_repository: str, target: RegistryLogin, target_repository: str,
                  budget: float):
         self.source, self.target = source, target
         self.source_repository, self.target_repository = source_repository, target_repository
         self.same_host = source.server.lower() == target.server.lower()
         self.deadline, self.budget = time.monotonic() + budget, budget
-        self.src = source.client(self.deadline, budget)
-        self.dst = target.client(self.deadline, budget)
+        self.src = registry_client(source, self.deadline, budget)
+        self.dst = registry_client(target, self.deadline, budget)
         self.local = threading.local()
         self.lock = threading.Lock()
         self.workers: list[RegistryClient] = []
@@ -295,8 +279,8 @@ class _Copy:
     def _clients(self) -> tuple[RegistryClient, RegistryClient]:
         pair = getattr(self.local, "pair", None)
         if pair is None:
-            pair = self.local.pair = (self.source.client(self.deadline, self.budget),
-                                      self.target.client(self.deadline, self.budget))
+            pair = self.local.pair = (registry_client(self.source, self.deadline, self.budget),
+                                      registry_client(self.target, self.deadline, self.budget))
             with self.lock:
                 self.workers.extend(pair)
         return pair

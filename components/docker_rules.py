@@ -1,5 +1,5 @@
-"""What Docker itself accepts for the inputs a stack names: platforms, registry host[:port], tags and repository
-paths (distribution/reference's grammar, also applied to what a promotion source stack exports), build stages.
+"""What Docker itself accepts for the inputs a stack names: platforms and build stages (the grammar of registry
+hosts, repository paths, tags and digests is registryclient/references.py's).
 
 Each check returns None when Docker would accept the value, else the rule it breaks (and a fix where one can be
 guessed), so components/settings.py can put it in a config error before anything is declared. No Pulumi import.
@@ -19,7 +19,6 @@ guessed), so components/settings.py can put it in a config error before anything
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from pathlib import Path
 
@@ -73,71 +72,6 @@ def platform_problem(value: str) -> str | None:
             shown = sorted(v for v in known if v.startswith("v") and "." not in v)
             return f"{variant!r} is not a variant of {arch} (Docker knows {', '.join(shown)}); e.g. {os_name}/{arch}/{shown[0]}"
     return None
-
-
-_DOMAIN_COMPONENT = re.compile(r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])")
-
-
-def server_problem(value: str) -> str | None:
-    """None if `value` is a registry host[:port] as Docker image references spell it, else the rule it breaks.
-
-    The grammar is distribution/reference's domain (dot-separated components of letters, digits and inner '-', or a
-    bracketed IPv6 literal) with an optional port; the port must also be one a socket can use (1-65535).
-    """
-    if "://" in value or "/" in value:
-        return "it must be host[:port] without a scheme or path"
-    host, port = value, None
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return "an IPv6 address must be closed by ']'"
-        host, rest = value[1:end], value[end + 1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return f"{host!r} inside [] is not an IPv6 address"
-        if rest:
-            if not rest.startswith(":"):
-                return "only ':port' may follow the ']' of an IPv6 address"
-            port = rest[1:]
-    elif ":" in value:
-        host, _, port = value.rpartition(":")
-        if ":" in host:
-            return "an IPv6 address must be written in brackets, e.g. [::1]:5000"
-    if not value.startswith("["):
-        if len(host) > 253 or not all(_DOMAIN_COMPONENT.fullmatch(c) for c in host.split(".")):
-            return ("the host must be a name or address: dot-separated parts of letters, digits and inner '-' "
-                    "(at most 253 characters)")
-    if port is not None:
-        if not port.isascii() or not port.isdigit():
-            return f"the port {port!r} is not a number; ports are 1-65535"
-        if not 1 <= int(port) <= 65535:
-            return f"the port {int(port)} is out of range: ports are 1-65535"
-    return None
-
-
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-"""A content digest as the promotion follows it: sha256 (what docker and the registries here produce), 64 hex."""
-# distribution/reference's tag grammar: a word character, then up to 127 of word characters, '.' and '-'.
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# distribution/reference's path component: lowercase alphanumerics joined by '.', '_', '__' or runs of '-'.
-PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-
-
-def tag_problem(value: str) -> str | None:
-    """None if `value` is an image tag as Docker accepts it, else the rule it breaks."""
-    if _TAG.fullmatch(value):
-        return None
-    return ("a Docker tag is 1-128 characters of letters, digits, '_', '.' and '-', and does not start with '.' "
-            "or '-'")
-
-
-def repository_path_problem(value: str) -> str | None:
-    """None if `value` is a repository path (`namespace/name`, no host) as Docker accepts it, else the rule."""
-    if value and all(PATH_COMPONENT.fullmatch(part) for part in value.split("/")):
-        return None
-    return ("a repository path is '/'-separated parts of lowercase letters and digits joined by '.', '_', '__' or "
-            "'-'")
 
 
 class DockerfileUnreadable(Exception):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +25,10 @@ from buildcontext.printable import escaped
 from components import remote_inputs
 from components.audit import declare_audit
 from components.platforms import history_name, index_tag
-from components.registry import RegistryCredentials, RegistryLogin
+from components.registry import RegistryCredentials
+from registryclient.login import RegistryLogin
 from components.settings import ImageSettings, Settings, image_platforms
+from registryclient.references import TAG
 
 
 class BuildPlanError(Exception):
@@ -276,8 +277,6 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
     return plans
 
 
-# A Docker tag (distribution's reference grammar): what may follow `<repository>:` in a cache source.
-_DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 class LastPublished:
@@ -332,7 +331,7 @@ class LastPublished:
                                 "registry cache")
                 return None
             prefix = f"{repository}:"
-            if not (previous.startswith(prefix) and _DOCKER_TAG.fullmatch(previous[len(prefix):])):
+            if not (previous.startswith(prefix) and TAG.fullmatch(previous[len(prefix):])):
                 pulumi.log.info(f"{name}: the image this stack published last ({previous}) is not "
                                 f"{repository}:<tag>; building without a registry cache")
                 return None

@@ -32,7 +32,9 @@ import pulumi.dynamic as dynamic
 from components.audit import declare_audit
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
-from components.registry_client import RegistryClient, RegistryError, server_json
+from components.stack_advice import STACK_ADVICE
+from registryclient import RegistryClient, RegistryError
+from registryclient.transport import server_json
 
 INDEX_TYPE = "pulumi-python:dynamic/acr-publish:ImageIndex"
 INDEX_TIMEOUT_S = 60.0
@@ -62,9 +64,9 @@ class IndexWriteError(Exception):
 
 
 def _loopback(server: str) -> bool:
-    from components.copy import _loopback as loopback
+    from components.copy import is_loopback_server
 
-    return loopback(server)
+    return is_loopback_server(server)
 
 
 def _config_platform(client: RegistryClient, repository: str, manifest: bytes) -> tuple[str, str, str | None]:
@@ -89,7 +91,8 @@ def write_index(server: str, username: str | None, password: str | None, plain_h
     where = f"{server}/{repository}:{tag}"
     try:
         with RegistryClient(server, username, password, allow_plain_http=plain_http and _loopback(server),
-                            timeout=INDEX_TIMEOUT_S, label=f"image index, registry '{server}'") as client:
+                            timeout=INDEX_TIMEOUT_S, label=f"image index, registry '{server}'",
+                            advice=STACK_ADVICE) as client:
             entries = []
             for child in children:
                 platform, digest = child["platform"], child["digest"]
@@ -162,7 +165,7 @@ class ImageIndexProvider(dynamic.ResourceProvider):
         auth = props.get("auth") or {}
         with RegistryClient(props["server"], auth.get("username") or None, auth.get("password") or None,
                             allow_plain_http=bool(props.get("plainHttp")) and _loopback(props["server"]),
-                            timeout=INDEX_TIMEOUT_S) as client:
+                            timeout=INDEX_TIMEOUT_S, advice=STACK_ADVICE) as client:
             try:
                 digest = client.manifest_digest(props["repository"], props["tag"])
             except RegistryError as err:

@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 from buildcontext import content_tag
 from components.docker_rules import platform_parts
-from components.registry_client import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from registryclient import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 
 INDEX_TAG_DOMAIN = b"acr-publish image index v1\0"
 """Keeps an index tag from ever equalling a context digest's tag."""

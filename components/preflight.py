@@ -7,7 +7,7 @@ registry token specification describes) and lets that account push to each repos
 registry, with the same credentials, for the digest of each image's content tag. Every failure becomes one
 `PreflightError` whose text says what failed, where, and what a person can change; no password or token ever
 appears in it. Each check is bounded by one time budget. The decisions live here; every exchange goes through
-components/registry_client.py.
+registryclient/.
 """
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from typing import Mapping
 
 import requests
 
-from components.registry_client import (
-    MASK, RegistryClient, RegistryError, excerpt_text, parse_www_authenticate, registry_error_text,
-)
+from components.stack_advice import STACK_ADVICE
+from registryclient import RegistryClient, RegistryError, excerpt_text
+from registryclient.auth import parse_www_authenticate, registry_error_text
+from registryclient.scrub import MASK
 
 __all__ = ["PreflightError", "PreflightTarget", "check_published", "check_registry", "parse_www_authenticate"]
 
@@ -134,7 +135,7 @@ class _Check:
         self.client = RegistryClient(
             target.server, target.username, target.password, allow_plain_http=target.allow_plain_http,
             timeout=timeout, deadline=time.monotonic() + timeout, label=self.label,
-            limit_name="preflight time limit",
+            limit_name="preflight time limit", advice=STACK_ADVICE,
         )
         self.client.unexpected_hint = _UNEXPECTED_HINT
 

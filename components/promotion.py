@@ -43,8 +43,9 @@ from typing import Any, Mapping
 import pulumi
 import pulumi.dynamic as dynamic
 
-from components.docker_rules import DIGEST, repository_path_problem, server_problem, tag_problem
-from components.registry import RegistryLogin, classic_host
+from registryclient.login import RegistryLogin
+from registryclient.references import DIGEST, repository_path_problem, server_problem, tag_problem
+from components.registry import classic_host
 from components.audit import declare_audit
 from components.settings import (
     PROJECT, AuditSettings, PromotedImageSettings, Settings, is_instance_id, is_region, is_repository_name,
@@ -249,18 +250,10 @@ def _source_image(name: str, out: Any, registry: str | None, where: str, source:
 
 # --- the resource ----------------------------------------------------------------------------------------------
 
-def _auth(value: Mapping[str, Any] | None):
-    from components.copy import Login
-
-    value = value or {}
-    return Login(value.get("username") or None, value.get("password") or None)
-
-
-def _endpoint(props: Mapping[str, Any], side: str):
-    from components.copy import Endpoint
-
-    return Endpoint(server=props[f"{side}Server"], login=_auth(props.get(f"{side}Auth")),
-                    plain_http=bool(props.get(f"{side}PlainHttp")))
+def _endpoint(props: Mapping[str, Any], side: str) -> RegistryLogin:
+    auth = props.get(f"{side}Auth") or {}
+    return RegistryLogin(props[f"{side}Server"], auth.get("username") or None, auth.get("password") or None,
+                         bool(props.get(f"{side}PlainHttp")))
 
 
 class PromotionProvider(dynamic.ResourceProvider):
@@ -371,18 +364,12 @@ class Promotion(dynamic.Resource, module="acr-publish", name="Promotion"):
 
 @dataclass(frozen=True)
 class SourceLogin:
-    """How the promotion reads the source registry; `password` is plain here and wrapped as a secret where it
-    becomes a resource input."""
+    """How the promotion reads the source registry: the login (its password wrapped as a secret where it becomes a
+    resource input) and where its credentials come from."""
 
-    server: str
-    username: str | None
-    password: str | None
-    plain_http: bool
+    login: RegistryLogin
     how: str
     """Where the credentials come from, for messages: never the credentials themselves."""
-
-    def __repr__(self) -> str:
-        return f"SourceLogin(server={self.server!r}, username={self.username!r}, password='***', how={self.how!r})"
 
 
 def enterprise_login(instance_id: str, region: str, host: str, *, stack_region: str | None):
@@ -432,8 +419,7 @@ def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
     if source.registry.lower() == target.server.lower():
         unused(f"the source stack {source.stack!r} is on this stack's registry host {target.server}, so the "
                "promotion uses this stack's login")
-        return SourceLogin(target.server, target.username, target.password, target.allow_plain_http,
-                           "this stack's login")
+        return SourceLogin(target, "this stack's login")
     if edition == "personal":
         unused("a classic Personal Edition source uses this stack's login (it is per account)")
         # This stack's account password goes to that host: only ACR's own classic host for the exported region.
@@ -454,7 +440,7 @@ def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
                 "stack has (acr-publish:registry.username and acr-publish:registryPassword); promote from an "
                 "Enterprise or crpi- instance instead"
             )
-        return SourceLogin(source.registry, target.username, target.password, False, "this stack's login")
+        return SourceLogin(RegistryLogin(source.registry, target.username, target.password), "this stack's login")
     if edition == "enterprise":
         unused("an Enterprise source's temporary login comes from its instance")
         instance_id, region = source.instance.get("instanceId"), source.instance.get("region")
@@ -462,28 +448,27 @@ def source_login(settings: Settings, source: SourceStack, target: RegistryLogin,
             raise PromotionError(f"stack {source.stack!r} exports registryInstance {dict(source.instance)!r} "
                                  "without instanceId and region; run `pulumi up` on it again")
         username, token = enterprise_login(instance_id, region, source.registry, stack_region=settings.region)
-        return SourceLogin(source.registry, username, token, False, f"the temporary login of {instance_id}")
+        return SourceLogin(RegistryLogin(source.registry, username, token), f"the temporary login of {instance_id}")
     if edition == "local":
-        from components.copy import _loopback
+        from components.copy import is_loopback_server
 
-        return SourceLogin(source.registry, promotion.source_username, source_password,
-                           _loopback(source.registry),
-                           "acr-publish:sourceUsername" if config_login else "no login (none configured)")
+        login = RegistryLogin(source.registry, promotion.source_username, source_password,
+                              is_loopback_server(source.registry))
+        return SourceLogin(login, "acr-publish:sourceUsername" if config_login else "no login (none configured)")
     raise PromotionError(f"stack {source.stack!r} exports registryInstance.edition {edition!r}, which is not "
                          "enterprise, personal or local; run `pulumi up` on it with this version of the program")
 
 
 def check_sources(source: SourceStack, login: SourceLogin) -> None:
     """Before anything is declared: the source login is accepted and every promoted digest is there."""
-    from components.copy import CHECK_BUDGET_S, CopyError, Endpoint, Login, check_source
+    from components.copy import CHECK_BUDGET_S, CopyError, check_source
 
-    endpoint = Endpoint(login.server, Login(login.username, login.password), login.plain_http)
     preview = pulumi.runtime.is_dry_run()
     problems = []
     deadline = time.monotonic() + CHECK_BUDGET_S  # one budget for all of them, as the preflight has
     for image in source.images:
         try:
-            check_source(endpoint, image.path, image.digest, deadline=deadline)
+            check_source(login.login, image.path, image.digest, deadline=deadline)
         except CopyError as err:
             if preview and err.kind == "unreachable":
                 # As the preflight: previews often run where a VPC endpoint cannot be reached; `up` fails on it.
@@ -528,8 +513,8 @@ class PromotedImage(pulumi.ComponentResource):
         self.promotion = Promotion(
             f"{name}-promote",
             PromotionArgs(
-                source=source, source_server=login.server, source_username=login.username,
-                source_password=secret(login.password), source_plain_http=login.plain_http,
+                source=source, source_server=login.login.server, source_username=login.login.username,
+                source_password=secret(login.login.password), source_plain_http=login.login.allow_plain_http,
                 target_server=target.server, target_repository=repository_path, target_username=target.username,
                 target_password=secret(target.password), target_plain_http=target.allow_plain_http,
                 audit_allow=args.audit.allow_sensitive,

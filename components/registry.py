@@ -18,6 +18,7 @@ import pulumi
 
 from components import preflight as registry_preflight
 from components.settings import ImageSettings, RegistrySettings, Settings
+from registryclient.login import RegistryLogin
 
 CLASSIC_RETIREMENT_WARNING = (
     "edition 'personal' uses the classic Container Registry Personal Edition API (2016-06-07), which Alibaba Cloud "
@@ -39,25 +40,10 @@ class RegistryCredentials:
     password: pulumi.Output[str] | None
 
 
-@dataclass(frozen=True)
-class RegistryLogin:
-    """Where the stack pushes and as whom, resolved before anything is declared. The password is plain here (the
-    checks need it) and lives in memory only; everything declared gets it as a Pulumi secret."""
-
-    server: str
-    """Registry host[:port]."""
-    username: str | None
-    password: str | None
-    allow_plain_http: bool
-    """Local edition only: a loopback registry is reached over plain HTTP, as docker does."""
-
-    def __repr__(self) -> str:  # the dataclass repr would show the password in tracebacks and logs
-        return (f"RegistryLogin(server={self.server!r}, username={self.username!r}, "
-                f"password={None if self.password is None else '***'!r}, allow_plain_http={self.allow_plain_http!r})")
-
-    def target(self, repositories: tuple[str, ...], *, check_push: bool) -> registry_preflight.PreflightTarget:
-        return registry_preflight.PreflightTarget(self.server, self.username, self.password, repositories,
-                                                  self.allow_plain_http, check_push=check_push)
+def preflight_target(login: RegistryLogin, repositories: tuple[str, ...], *,
+                     check_push: bool) -> registry_preflight.PreflightTarget:
+    return registry_preflight.PreflightTarget(login.server, login.username, login.password, repositories,
+                                              login.allow_plain_http, check_push=check_push)
 
 
 @dataclass(frozen=True)
@@ -139,7 +125,7 @@ def preflight(login: RegistryLogin, settings: Settings) -> bool:
     """
     preview = pulumi.runtime.is_dry_run()
     paths = repository_paths(settings.registry.namespace, settings.images)
-    target = login.target(tuple(paths.values()), check_push=not preview)
+    target = preflight_target(login, tuple(paths.values()), check_push=not preview)
     try:
         registry_preflight.check_registry(target)
     except registry_preflight.PreflightError as err:
@@ -164,7 +150,8 @@ def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping, *
     wanted = {key: (paths[key[0] if isinstance(key, tuple) else key], tag) for key, tag in tags.items()}
     if reachable:
         try:
-            return registry_preflight.check_published(login.target(tuple(paths.values()), check_push=False), wanted)
+            target = preflight_target(login, tuple(paths.values()), check_push=False)
+            return registry_preflight.check_published(target, wanted)
         except registry_preflight.PreflightError as err:
             if not (pulumi.runtime.is_dry_run() and err.kind == "unreachable"):
                 raise

@@ -9,7 +9,7 @@ them, said in a warning). Only the stages the image's target needs are read (bui
 
 Requests: a reference already pinned (`ref@sha256:…`) or a source with `--checksum` costs none. Every other
 distinct (reference, platform) and every distinct URL is asked once per run, all of them concurrently. Registries
-are reached through the project's registry client (components/registry_client.py: its transport, bounds, scrubbing
+are reached through the project's registry client (registryclient/: its transport, bounds, scrubbing
 and credential rules). Credentials per host: the stack's own login for the stack's registry host (and only there);
 for any other host the user's Docker config (`auths`, or a credential helper from `credHelpers` / `credsStore`),
 else anonymous (Basic with nothing, or a Bearer token asked without credentials). A remote ADD source is fetched
@@ -39,10 +39,10 @@ import requests
 
 from buildcontext import stages
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
-from components.registry_client import (
-    DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, _Sockets, excerpt_text, is_loopback, new_session,
-    server_json,
-)
+from components.stack_advice import STACK_ADVICE
+from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, excerpt_text
+from registryclient.references import is_loopback
+from registryclient.transport import Sockets, new_session, server_json
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -213,7 +213,8 @@ def registry_client(host: str, stack: StackLogin | None, deadline: float) -> tup
     plain = stack.allow_plain_http if own else is_loopback(host.rsplit(":", 1)[0])
     shown = DOCKER_HUB if host == DOCKER_HUB_API else host
     client = RegistryClient(host, creds.username, creds.password, allow_plain_http=plain, timeout=TIMEOUT_S,
-                            deadline=deadline, label=shown, anonymous=True, limit_name="remote-input time limit")
+                            deadline=deadline, label=shown, anonymous=True, limit_name="remote-input time limit",
+                            advice=STACK_ADVICE)
     return client, creds
 
 
@@ -264,7 +265,7 @@ def fetch_checksum(url: str, deadline: float) -> str:
     """`sha256:` of what `url` serves, streamed, at most SOURCE_LIMIT bytes, no credentials sent anywhere (a URL or
     a redirect naming user info is refused unfetched). The whole fetch ends by `deadline`: a watchdog shuts its
     sockets down then, also in the middle of a read (a server sending a byte a second never holds it longer)."""
-    sockets = _Sockets()
+    sockets = Sockets()
     session = new_session(sockets)  # no ~/.netrc (trust_env off)
     budget = max(0.0, deadline - time.monotonic())
     limit = f"the remote-input time limit of {budget:.0f}s"

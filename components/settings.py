@@ -26,11 +26,10 @@ from typing import Any, Mapping
 from buildcontext import DEFAULT_PLATFORM
 from buildcontext.printable import escaped, has_control
 from buildcontext.sensitive import BUILD_ARG_ENTRY, check_allow_entry
-from components.docker_rules import (
-    PATH_COMPONENT, DockerfileUnreadable, build_stages, platform_parts, platform_problem, server_problem,
-)
+from components.docker_rules import DockerfileUnreadable, build_stages, platform_parts, platform_problem
 from components.errors import engine_class
-from components.registry_client import ENCODED_FORMS_MAX
+from registryclient.references import PATH_COMPONENT, server_problem
+from registryclient.scrub import ENCODED_FORMS_MAX
 
 PROJECT = "acr-publish"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
 """The layer audit engine: what an image in a registry really ships, read layer by layer from the registry.
-No Pulumi import anywhere in this package; registry traffic goes through components/registry_client.py.
+No Pulumi import anywhere in this package; registry traffic goes through registryclient/.
 
   audit.py        Auditor (manifests, configs, the merged file system per layer, hidden files, wasted bytes,
                   sensitive files by the guard's rules)

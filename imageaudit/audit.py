@@ -1,7 +1,7 @@
 """The audit of one image in a registry: what each layer adds, changes and removes, what later layers hide, the
 bytes no container can see, and the sensitive files every layer ships (the terms: docs/layer-audit.md).
 
-Input: a `RegistryClient` (components/registry_client.py) logged in as for publishing, a repository path and a tag
+Input: a `RegistryClient` (registryclient/) logged in as for publishing, a repository path and a tag
 or digest. The manifest (or each platform's manifest of an index) and the image config are read whole (they are
 small and bounded); every layer is streamed through `LayerStream` and `tarscan.entries` once, in order, and never
 held in memory or written anywhere. What is kept is one record per path of the image's file system (the merged
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from buildcontext import sensitive
-from components.registry_client import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
+from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
 from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES, LAYER_TYPES, LayerStream, LayerStreamError
 from imageaudit.report import Hidden, ImageAudit, Layer, PlatformAudit, Sensitive
 from imageaudit.tarscan import DEFAULT_MAX_ENTRIES, TarEntry, TarError, entries, parent_dirs
@@ -207,7 +207,7 @@ def _json(data: bytes, what: str, where: str) -> dict[str, Any]:
 
 
 def _descriptor(entry: Any, what: str, where: str) -> tuple[str, int, str]:
-    from components.docker_rules import DIGEST
+    from registryclient.references import DIGEST
 
     if not isinstance(entry, dict):
         raise AuditError(f"{where}: {what} is not a descriptor")
@@ -377,7 +377,8 @@ class Auditor:
                                                          allow_plain_http=c.allow_plain_http, timeout=c.timeout,
                                                          deadline=c.deadline, budget=c.budget,
                                                          pace_window=c.pace_window,
-                                                         label=c.label, limit_name=c.limit_name)
+                                                         label=c.label, limit_name=c.limit_name,
+                                                         advice=c.advice)
             with self._lock:
                 self._workers.append(client)
         return client

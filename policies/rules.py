@@ -29,7 +29,9 @@ AUDIT_WASTED_PERCENT_ADVISORY = 20.0
 NAMESPACE_TYPES = frozenset({ENTERPRISE_NAMESPACE, CLASSIC_NAMESPACE})
 REPO_TYPES = frozenset({ENTERPRISE_REPO, CLASSIC_REPO})
 
-# Docker's reference grammar for a tag (distribution/reference): 128 chars, no leading '.' or '-'.
+# Docker's reference grammar for a tag (distribution/reference): 128 chars, no leading '.' or '-'. A copy of
+# registryclient/references.py's TAG: the policy pack runs in the policy engine's own process, which loads the pack's
+# directory alone and imports nothing of the program.
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 Enforcement = Literal["mandatory", "advisory"]

@@ -29,6 +29,7 @@ from pulumi.runtime.mocks import MockMonitor
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What the program imports or reads when the engine runs it from a project copy: add a new top-level module here.
 PROGRAM_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt", "errors.py", "components", "buildcontext", "imageaudit",
+                 "registryclient",
                  "cli", "app")
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (PROJECT_ROOT / "stacks").glob("Pulumi.*.yaml"))
 TEST_SECRET = "s3cr3t-test-password-9f2c"
@@ -235,7 +236,8 @@ def _unwrap(value: Any) -> Any:
 
 def _forget_components() -> dict:
     """Drop cached project modules so a copy of the project elsewhere imports its own; return what was dropped."""
-    dropped = {m: mod for m, mod in sys.modules.items() if m.split(".")[0] in ("components", "buildcontext")}
+    dropped = {m: mod for m, mod in sys.modules.items()
+               if m.split(".")[0] in ("components", "buildcontext", "registryclient")}
     for name in dropped:
         del sys.modules[name]
     return dropped

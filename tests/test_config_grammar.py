@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from components.docker_rules import repository_path_problem, server_problem, tag_problem
+from registryclient.references import repository_path_problem, server_problem, tag_problem
 from components.promotion import PromotionError, check_exports
 from components.settings import ConfigError, settings_from_values
 from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack, source_exports
@@ -146,7 +146,7 @@ def test_a_source_username_that_looks_like_json_is_the_user(preflight_calls, use
     run_stack("local-release", {"acr-publish:sourceUsername": user, "acr-publish:sourcePassword": {"secure": "x"}},
               mocks=StackMocks(stacks=exports))
     endpoint = preflight_calls.sources[0][0]
-    assert endpoint.login.username == user and endpoint.login.password == TEST_SECRET
+    assert endpoint.username == user and endpoint.password == TEST_SECRET
 
 
 def test_structured_keys_and_booleans_still_parse(preflight_calls) -> None:

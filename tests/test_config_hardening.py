@@ -462,7 +462,8 @@ def test_local_registry_passwords_are_within_what_the_scrubber_masks(length, ok)
 
 
 def test_the_local_password_rule_is_the_scrubbers_bound():
-    from components.registry_client import MIN_SCRUB_LEN, Scrubber
+    from registryclient import Scrubber
+    from registryclient.scrub import MIN_SCRUB_LEN
     from components.settings import LOCAL_PASSWORD_MIN
 
     assert LOCAL_PASSWORD_MIN == MIN_SCRUB_LEN

@@ -13,7 +13,7 @@ import pytest
 from components.copy import CopyError
 from components.errors import as_engine_error, engine_class
 from components.preflight import PreflightError
-from components.registry_client import RegistryError
+from registryclient import RegistryError
 from tests.harness import run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import zstandard
 
-from components.registry_client import RegistryClient
+from registryclient import RegistryClient
 from imageaudit import AuditError, Auditor
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -21,7 +21,7 @@ import urllib3
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-import components.registry_client as registry_client
+import registryclient.connection as connection
 from components.preflight import PreflightError, PreflightTarget, check_registry, parse_www_authenticate
 
 ACR = "acme-registry.cn-hangzhou.cr.aliyuncs.com"
@@ -64,7 +64,7 @@ class ScriptedAdapter(requests.adapters.BaseAdapter):
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ScriptedAdapter]:
     """Install a scripted registry; every host resolves."""
-    monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: None)
+    monkeypatch.setattr(connection, "resolve_within", lambda host, port, timeout: None)
 
     def install(handler: Callable[[requests.PreparedRequest], Reply | BaseException]) -> ScriptedAdapter:
         adapter = ScriptedAdapter(handler)
@@ -76,7 +76,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Callable[..., ScriptedAdapter]:
             session.mount("http://", adapter)
             return session
 
-        monkeypatch.setattr(registry_client, "new_session", new_session)
+        monkeypatch.setattr(connection, "new_session", new_session)
         return adapter
 
     return install
@@ -300,7 +300,7 @@ def test_malformed_server_names_the_setting(registry, server: str, fragment: str
 
 
 def test_vpc_endpoint_that_does_not_resolve_explains_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: "Name or service not known")
+    monkeypatch.setattr(connection, "resolve_within", lambda host, port, timeout: "Name or service not known")
     host = "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com"
     message = failure(PreflightTarget(host, "pusher", PASSWORD, REPOS), PASSWORD)
     assert f"cannot resolve host '{host}' (Name or service not known)" in message
@@ -349,7 +349,7 @@ def test_no_password_ever_reaches_a_message_even_when_the_registry_echoes_it(pas
             return 500, {}, f"auth={request.headers['Authorization']} pw={secret}".encode()
 
         with pytest.MonkeyPatch.context() as monkeypatch:
-            monkeypatch.setattr(registry_client, "resolve_within", lambda host, port, timeout: None)
+            monkeypatch.setattr(connection, "resolve_within", lambda host, port, timeout: None)
             adapter = ScriptedAdapter(handle)
 
             def new_session(*_sockets) -> requests.Session:
@@ -357,7 +357,7 @@ def test_no_password_ever_reaches_a_message_even_when_the_registry_echoes_it(pas
                 session.mount("https://", adapter)
                 return session
 
-            monkeypatch.setattr(registry_client, "new_session", new_session)
+            monkeypatch.setattr(connection, "new_session", new_session)
             # Only the message: a generated password may coincide with source text in the traceback ('Prefligh').
             return failure(PreflightTarget(ACR, "pusher", secret, REPOS), basic, whole_traceback=False)
 

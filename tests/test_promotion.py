@@ -122,7 +122,7 @@ def test_local_source_on_another_host_takes_source_username_and_password(preflig
     assert web.inputs["sourceAuth"] == {"username": "reader", "password": TEST_SECRET}
     assert "sourceAuth" in web.secret_inputs
     endpoint = preflight_calls.sources[0][0]
-    assert endpoint.server == "127.0.0.1:5999" and endpoint.login.username == "reader"
+    assert endpoint.server == "127.0.0.1:5999" and endpoint.username == "reader"
     assert TEST_SECRET not in repr(endpoint), "the login's repr hides the password"
 
 
@@ -134,6 +134,7 @@ def test_omitted_images_promote_every_exported_image(preflight_calls):
 
 def test_a_source_check_failure_declares_nothing(preflight_calls):
     from components.copy import CopyError
+    from registryclient.login import RegistryLogin
 
     preflight_calls.source_fail = CopyError("credentials rejected (401)")
     records: list = []
@@ -144,6 +145,7 @@ def test_a_source_check_failure_declares_nothing(preflight_calls):
 
 def test_an_unreachable_source_only_warns_in_preview(preflight_calls):
     from components.copy import CopyError
+    from registryclient.login import RegistryLogin
 
     preflight_calls.source_fail = CopyError("connection to 127.0.0.1:5000 refused", "unreachable")
     run = run_stack("local-release", preview=True)
@@ -442,8 +444,9 @@ def test_a_malformed_source_manifest_is_a_copy_error(body, rule, monkeypatch):
     import hashlib
 
     from components import copy as copy_module
-    from components.copy import CopyError, Endpoint, Login
-    from components.registry_client import OCI_MANIFEST
+    from components.copy import CopyError
+    from registryclient.login import RegistryLogin
+    from registryclient import OCI_MANIFEST
 
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
 
@@ -470,8 +473,8 @@ def test_a_malformed_source_manifest_is_a_copy_error(body, rule, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(copy_module.Endpoint, "client", lambda self, *args, **kwargs: Registry())
+    monkeypatch.setattr(copy_module, "registry_client", lambda *args, **kwargs: Registry())
     with pytest.raises(CopyError, match=rule) as err:
-        copy_module.copy_image(Endpoint("src.example", Login(None, None)), "ns/web", digest,
-                               Endpoint("dst.example", Login(None, None)), "ns/web", "t")
+        copy_module.copy_image(RegistryLogin("src.example", None, None), "ns/web", digest,
+                               RegistryLogin("dst.example", None, None), "ns/web", "t")
     assert f"the source manifest src.example/ns/web@{digest} is malformed" in str(err.value)

@@ -1,4 +1,4 @@
-"""Unit tests of components/registry_client.py's pure parts: what a message may show of a server's bytes, the
+"""Unit tests of registryclient/'s pure parts: what a message may show of a server's bytes, the
 origin credentials are restricted to, scope caching and token claims. Every exchange with a server is tested
 against real sockets in tests/e2e (test_registry_client.py against docker-registry, test_hostile_servers.py)."""
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.registry_client import RegistryClient, Scrubber, excerpt_text, parse_server
+from registryclient import RegistryClient, Scrubber, excerpt_text
+from registryclient.endpoint import parse_server
 
 
 @settings(max_examples=80, deadline=None)
@@ -164,3 +165,17 @@ def test_masking_a_hostile_body_takes_linear_time_and_logs_nothing(body: bytes, 
     excerpt_text(body, scrub)
     assert time.monotonic() - started < 10, "masking a 64 KB body must not take long"
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("password", ["hunter2-secret", "p@ss w0rd/+=", "pässwört-ünïcode"])
+def test_a_registry_login_never_shows_its_password(password: str) -> None:
+    """One masked representation: no form of the password the scrubber masks appears in repr or str."""
+    from registryclient.login import RegistryLogin
+
+    login = RegistryLogin("registry.example.com", "pusher", password, allow_plain_http=False)
+    scrub = Scrubber()
+    scrub.add(password, username="pusher")
+    for shown in (repr(login), str(login), f"{login}", f"{login!r}", repr([login]), repr({"login": login})):
+        assert scrub(shown) == shown, shown
+        assert "'***'" in shown
+    assert "password=None" in repr(RegistryLogin("127.0.0.1:5000", None, None, True))

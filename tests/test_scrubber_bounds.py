@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from components.registry_client import SECRET_MAX, RegistryClient, RegistryError, Scrubber, excerpt_text
+from registryclient import RegistryClient, RegistryError, Scrubber, excerpt_text
+from registryclient.scrub import SECRET_MAX
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Kx9!mQ2#vLp8"
@@ -26,7 +27,7 @@ def _in_fresh_interpreter(code: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("length", [131_072, 200_000, SECRET_MAX + 1])
 def test_an_over_long_password_is_a_config_error_and_nothing_reaches_stderr(length: int) -> None:
     run = _in_fresh_interpreter(f"""
-        from components.registry_client import RegistryClient, RegistryError
+        from registryclient import RegistryClient, RegistryError
         secret = ("Ab3$" * {length})[:{length}]
         try:
             RegistryClient("127.0.0.1:5000", "u", secret, allow_plain_http=True)
@@ -44,7 +45,7 @@ def test_a_long_token_is_masked_in_every_form_without_re2(length: int) -> None:
     run = _in_fresh_interpreter(f"""
         import base64, json
         from urllib.parse import quote
-        from components.registry_client import Scrubber
+        from registryclient import Scrubber
         token = ("eyJhbGciOiJSUzI1NiJ9." * {length})[:{length}]
         scrub = Scrubber()
         scrub.add(token)

@@ -247,7 +247,7 @@ class RegistryServer:
 class RegistryApi:
     """The few registry HTTP API v2 calls the tests assert with, following Basic or Bearer challenges.
 
-    Deliberately independent of components/preflight.py and components/registry_client.py, so the tests do not check
+    Deliberately independent of components/preflight.py and registryclient/, so the tests do not check
     the product with itself.
     """
 

@@ -176,9 +176,10 @@ def test_a_target_tag_at_another_digest_is_refused_and_left_alone(
     workspace.up(source)[0].check()
     images = workspace.outputs(source)["images"]
     # Someone put the worker image under the tag the promotion of web will use.
-    from components.copy import Endpoint, Login, copy_image
+    from components.copy import copy_image
+    from registryclient.login import RegistryLogin
 
-    endpoint = Endpoint(registry.server, Login(registry.username, registry.password), True)
+    endpoint = RegistryLogin(registry.server, registry.username, registry.password, True)
     worker_digest = images["worker"]["ref"].split("@", 1)[1]
     copy_image(endpoint, f"{NAMESPACE}/worker", worker_digest, endpoint, f"{RELEASE}/web", tags["web"])
     target = promoting_stack(workspace, registry, source)

@@ -21,7 +21,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from components.preflight import PreflightError, PreflightTarget, check_registry
-from components.registry_client import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
+from registryclient import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
 from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -32,7 +32,7 @@ import docker
 import pytest
 
 from components.audit import ImageAuditProvider, AuditFailure
-from components.registry_client import OCI_INDEX, RegistryClient
+from registryclient import OCI_INDEX, RegistryClient
 from imageaudit import Auditor
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401

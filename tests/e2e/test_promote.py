@@ -19,8 +19,9 @@ from typing import Callable, Iterator
 import docker
 import pytest
 
-from components.copy import CopyError, Endpoint, Login, copy_image
-from components.registry_client import OCI_INDEX
+from components.copy import CopyError, copy_image, registry_client
+from registryclient.login import RegistryLogin
+from registryclient import OCI_INDEX
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
 from tests.harness import PROJECT_ROOT, TEST_SECRET
@@ -79,8 +80,8 @@ def test_a_tag_pushed_while_the_copy_runs_is_never_overwritten(publish, source_r
     from components import copy as copy_module
 
     one, other = publish("race", "race-1"), publish("race", "race-2")
-    src = Endpoint(source_registry.server, Login(SOURCE_USER, TEST_SECRET), True)
-    dst = Endpoint(target_registry.server, Login(TARGET_USER, TEST_SECRET), True)
+    src = RegistryLogin(source_registry.server, SOURCE_USER, TEST_SECRET, True)
+    dst = RegistryLogin(target_registry.server, TARGET_USER, TEST_SECRET, True)
     other_digest = other["ref"].split("@")[1]
     original = copy_module._Copy._copy_blob
     pushed = []
@@ -104,14 +105,14 @@ def test_a_tag_pushed_while_the_copy_runs_is_never_overwritten(publish, source_r
 def test_an_image_index_is_copied_with_its_children(publish, source_registry, target_registry):
     child = publish("multi", "index-1")
     child_digest = child["ref"].split("@")[1]
-    src = Endpoint(source_registry.server, Login(SOURCE_USER, TEST_SECRET), True)
-    with src.client(time.monotonic() + 60, 60) as client:
+    src = RegistryLogin(source_registry.server, SOURCE_USER, TEST_SECRET, True)
+    with registry_client(src, time.monotonic() + 60, 60) as client:
         manifest = client.get_manifest("demo/multi", child_digest)
         index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
             "mediaType": manifest.media_type, "digest": child_digest, "size": len(manifest.content),
             "platform": {"architecture": "amd64", "os": "linux"}}]}).encode()
         index_digest = client.put_manifest("demo/multi", "index", OCI_INDEX, index)
-    dst = Endpoint(target_registry.server, Login(TARGET_USER, TEST_SECRET), True)
+    dst = RegistryLogin(target_registry.server, TARGET_USER, TEST_SECRET, True)
     report = copy_image(src, "demo/multi", index_digest, dst, "release/multi", "index")
     assert report.copied and report.manifests == 2 and report.streamed
     assert target_registry.manifest_digest("release/multi", "index") == index_digest
@@ -121,8 +122,8 @@ def test_an_image_index_is_copied_with_its_children(publish, source_registry, ta
 
 
 def test_copy_errors_name_both_sides_and_no_secret(source_registry, target_registry):
-    src = Endpoint(source_registry.server, Login(SOURCE_USER, TEST_SECRET), True)
-    dst = Endpoint(target_registry.server, Login(TARGET_USER, "wrong-" + TEST_SECRET), True)
+    src = RegistryLogin(source_registry.server, SOURCE_USER, TEST_SECRET, True)
+    dst = RegistryLogin(target_registry.server, TARGET_USER, "wrong-" + TEST_SECRET, True)
     with pytest.raises(CopyError) as err:
         copy_image(src, "demo/web", "sha256:" + "0" * 64, dst, "release/web", "t")
     text = str(err.value)
@@ -167,9 +168,10 @@ def test_a_cross_registry_copy_streams_a_large_layer_without_holding_it(source_r
     script = f"""
 import resource, sys
 sys.path.insert(0, {str(PROJECT_ROOT)!r})
-from components.copy import Endpoint, Login, copy_image
-src = Endpoint({source_registry.server!r}, Login({SOURCE_USER!r}, {TEST_SECRET!r}), True)
-dst = Endpoint({target_registry.server!r}, Login({TARGET_USER!r}, {TEST_SECRET!r}), True)
+from components.copy import copy_image
+from registryclient.login import RegistryLogin
+src = RegistryLogin({source_registry.server!r}, {SOURCE_USER!r}, {TEST_SECRET!r}, True)
+dst = RegistryLogin({target_registry.server!r}, {TARGET_USER!r}, {TEST_SECRET!r}, True)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 report = copy_image(src, "demo/large", {digest!r}, dst, "release/large", "big")
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -14,7 +14,7 @@ import zlib
 import pytest
 
 from components.preflight import PreflightError, PreflightTarget, check_published, check_registry
-from components.registry_client import MANIFEST_LIMIT, OCI_MANIFEST, RegistryClient, RegistryError
+from registryclient import MANIFEST_LIMIT, OCI_MANIFEST, RegistryClient, RegistryError
 from tests.e2e.test_hostile_servers import HostileServer, hostile  # noqa: F401
 
 USER, PASSWORD = "pusher", "s3cret-Pa55word"
@@ -238,11 +238,12 @@ def _serving(manifests: dict[str, bytes]):
 
 @pytest.mark.parametrize("depth", [9, 40, 1100])
 def test_indexes_nested_past_the_bound_are_one_clear_error(hostile, depth: int) -> None:  # noqa: F811
-    from components.copy import INDEX_DEPTH_MAX, CopyError, Endpoint, Login, copy_image
+    from components.copy import INDEX_DEPTH_MAX, CopyError, copy_image
+    from registryclient.login import RegistryLogin
 
     top, manifests = _index_chain(depth)
     server = hostile(_serving(manifests)).server
-    endpoint = Endpoint(server, Login(None, None), plain_http=True)
+    endpoint = RegistryLogin(server, None, None, True)
     with pytest.raises(CopyError) as err:
         copy_image(endpoint, "src/app", top, endpoint, "dst/app", "v1", budget=60)
     assert f"nested more than {INDEX_DEPTH_MAX} indexes deep" in str(err.value), str(err.value)[:300]
@@ -250,10 +251,11 @@ def test_indexes_nested_past_the_bound_are_one_clear_error(hostile, depth: int) 
 
 @pytest.mark.parametrize("depth", [1, 8])
 def test_indexes_nested_within_the_bound_are_followed(hostile, depth: int) -> None:  # noqa: F811
-    from components.copy import CopyError, Endpoint, Login, copy_image
+    from components.copy import CopyError, copy_image
+    from registryclient.login import RegistryLogin
 
     top, manifests = _index_chain(depth)
     server = hostile(_serving(manifests)).server
-    endpoint = Endpoint(server, Login(None, None), plain_http=True)
+    endpoint = RegistryLogin(server, None, None, True)
     with pytest.raises(CopyError, match="it is a JSON list, not an object"):
         copy_image(endpoint, "src/app", top, endpoint, "dst/app", "v1", budget=60)

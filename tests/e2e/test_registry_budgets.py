@@ -18,9 +18,10 @@ import pulumi
 import pytest
 
 from components import copy as copy_module
-from components.copy import CopyError, Endpoint, Login, copy_image, target_digest
+from components.copy import CopyError, copy_image, target_digest
+from registryclient.login import RegistryLogin
 from components.promotion import PromotionError, SourceImage, SourceLogin, SourceStack, check_sources
-from components.registry_client import OCI_MANIFEST, RegistryClient, RegistryError
+from registryclient import OCI_MANIFEST, RegistryClient, RegistryError
 from tests.e2e.test_hostile_servers import HostileServer, hostile  # noqa: F401
 
 HANG_BOUND_S = 20.0
@@ -130,8 +131,8 @@ def _source(hostile, blackholed_server: str, behaviour: str) -> str:  # noqa: F8
     return blackholed_server if behaviour == "blackholed" else hostile(registry(behaviour)).server
 
 
-def _endpoint(server: str) -> Endpoint:
-    return Endpoint(server, Login(None, None), plain_http=True)
+def _endpoint(server: str) -> RegistryLogin:
+    return RegistryLogin(server, None, None, True)
 
 
 @pytest.mark.parametrize("behaviour", ["silent", "blackholed", "trickled-headers", "trickled-layer"])
@@ -176,7 +177,7 @@ def _check_sources(server: str, preview: bool, monkeypatch: pytest.MonkeyPatch) 
     images = tuple(SourceImage(name, f"{server}/src/{name}", "v1", f"{server}/src/{name}@{MANIFEST_DIGEST}")
                    for name in ("web", "worker"))
     source = SourceStack("dev", server, {"edition": "local"}, images, ())
-    check_sources(source, SourceLogin(server, None, None, True, "no login (none configured)"))
+    check_sources(source, SourceLogin(RegistryLogin(server, None, None, True), "no login (none configured)"))
     return warnings
 
 

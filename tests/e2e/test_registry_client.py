@@ -1,4 +1,4 @@
-"""components/registry_client.py against real registries: Debian's docker-registry (distribution 2.8), htpasswd and a
+"""registryclient/ against real registries: Debian's docker-registry (distribution 2.8), htpasswd and a
 real Bearer token service, plain HTTP on loopback and TLS from a test CA.
 
 What the promotion copy and the published-tag check rely on is exercised here for real: blobs up (monolithic and
@@ -15,9 +15,7 @@ from typing import Callable
 
 import pytest
 
-from components.registry_client import (
-    DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError,
-)
+from registryclient import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError
 from tests.e2e.registry import (  # noqa: F401  (pytest fixtures are used by name)
     RegistryServer,
     basic_registry,

@@ -26,8 +26,8 @@ from buildcontext import ContextScan, history
 from cli import explain
 from components import image as image_module
 from components import remote_inputs
-from components.registry import RegistryLogin
-from components.registry_client import OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError
+from registryclient.login import RegistryLogin
+from registryclient import OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError
 from components.settings import ImageSettings, RegistrySettings, Settings
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.conftest import DOCKER_CLI

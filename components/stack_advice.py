@@ -1,0 +1,13 @@
+"""How the registry client's advice names this stack's settings: the client knows no setting of its own, so every
+client the program makes for the stack's registry gets `STACK_ADVICE`."""
+from __future__ import annotations
+
+from registryclient import Advice
+
+STACK_ADVICE = Advice(
+    server="acr-publish:registry.server",
+    server_source=" (or the region / instanceId it is derived from)",
+    no_credentials=("the stack has no registry credentials; set acr-publish:registry.username in the stack file and "
+                    "the password with `pulumi config set --secret acr-publish:registryPassword <password>` "
+                    "(Enterprise stacks get a temporary token instead)"),
+)

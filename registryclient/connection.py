@@ -1,0 +1,354 @@
+"""One registry and one account as the transport sees them (`Connection`, the base of `RegistryClient`): where
+the registry is, the time each exchange may take (a deadline kept by a watchdog that shuts the sockets down, a pace
+floor on every body read), one request with its body read up to a bound, and the messages of a failed exchange:
+short, escaped, credentials masked, ending in advice that names what the caller's user sets (`Advice`).
+"""
+from __future__ import annotations
+
+import base64
+import http
+import socket
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+
+from buildcontext.printable import escaped
+from registryclient.endpoint import Endpoint, parse_server, resolve_within
+from registryclient.errors import RegistryError
+from registryclient.references import ACR_SUFFIX, is_loopback
+from registryclient.scrub import SECRET_MAX, Scrubber, excerpt_text
+from registryclient.transport import (
+    CHUNK_SIZE, ERROR_BODY_LIMIT, PACE_MIN_BYTES, PACE_WINDOW_S, Decoder, Pace, Sockets, TrustAdapter, find_cause,
+    malformed_http, new_session, not_http, short_reason, tls_reason,
+)
+
+_STATUS_CODES = {status.value for status in http.HTTPStatus}
+
+
+@dataclass(frozen=True)
+class Advice:
+    """How the caller's user names what the client was given, for the advice that ends a message: the client knows
+    no setting of its own (a stack, a command line and a test each name the registry differently)."""
+
+    server: str = "the registry address"
+    """Where the registry's host[:port] comes from: 'check the host and port in <server>'."""
+    server_source: str = ""
+    """Said after `server` when the host does not resolve, e.g. ' (or the region it is derived from)'."""
+    no_credentials: str = "no username and password were given"
+    """Ends 'the registry requires a login, but ...' when there are no credentials to log in with."""
+
+
+class Connection:
+    """One registry, one account, as the transport sees it: where it is, the time it may take, the messages.
+
+    `timeout` bounds each socket operation; `deadline` (a `time.monotonic()` value) optionally bounds the whole
+    life of the client: no request starts after it, each gets only what is left, and when it passes a watchdog
+    shuts the client's sockets down (`abort`), so a server that trickles its headers or a body a few bytes at a
+    time, each read well within `timeout`, is cut off at the deadline too. A body read also stops when it brings
+    fewer than `PACE_MIN_BYTES` in `pace_window` seconds (a stalled layer fails long before a generous deadline).
+    `limit_name` and `budget` name the deadline in messages ("preflight time limit"). `label` starts every message
+    ("registry preflight for 'host'"); `advice` names what the caller's user sets, for the advice in messages.
+    """
+
+    def __init__(self, server: str, username: str | None = None, password: str | None = None, *,
+                 allow_plain_http: bool = False, timeout: float = 30.0, deadline: float | None = None,
+                 budget: float | None = None, label: str | None = None, limit_name: str = "time limit",
+                 pace_window: float = PACE_WINDOW_S,
+                 session_factory: Callable[[Sockets], requests.Session] | None = None,
+                 anonymous: bool = False, advice: Advice = Advice()) -> None:
+        self.server = server
+        self.anonymous = anonymous and not username
+        """Without credentials, follow a Bearer challenge with an anonymous token (how public images are pulled)."""
+        self.username = username
+        self.password = password
+        self.allow_plain_http = allow_plain_http
+        self.timeout = timeout
+        self.deadline = deadline
+        if budget is None:
+            budget = timeout if deadline is None else round(max(0.0, deadline - time.monotonic()), 2)
+        self.budget = budget
+        """What `deadline` (else `timeout`) allows, as messages name it: given when the deadline is shared by
+        several clients, so that each names the whole budget."""
+        self.pace_window = pace_window
+        self.label = label or f"registry '{server}'"
+        self.limit_name = limit_name
+        self.scrub = Scrubber()
+        try:
+            self.scrub.add(password, username=username or "")
+        except ValueError:
+            raise RegistryError(f"{self.label} failed: the registry password is longer than {SECRET_MAX} characters, "
+                                "more than any registry login takes; set the registry's own password", "config"
+                                ) from None
+        self.basic = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
+        self._sockets = Sockets()
+        self.session = (session_factory or new_session)(self._sockets)
+        self._endpoint: Endpoint | None = None
+        self.challenge: tuple[str, dict[str, str]] | None = None
+        """The auth challenge of GET /v2/ once `login` ran: None = no login needed."""
+        self._logged_in = False
+        self._tokens: dict[frozenset[str], str] = {}
+        self._watchdog: threading.Timer | None = None
+        if deadline is not None:
+            self._watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), self.abort)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        self.advice = advice
+        self.unexpected_hint = "This is not an answer the registry API specifies"
+        """Last sentence of a message about an answer that is not the registry API's (the caller's advice)."""
+
+    # -- lifecycle
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.session.close()
+        self._sockets.close()
+
+    def abort(self) -> None:
+        """Stop every read of this client now (from any thread): its sockets are shut down."""
+        self._sockets.shut_all()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- messages
+    def fail(self, message: str, kind: str = "protocol", status: int | None = None) -> RegistryError:
+        """A RegistryError with `message`, whose every part that came from a server or a transport error was
+        masked where it was put in (`shown`, `excerpt`, `excerpt_text`): the program's own words are never masked,
+        or a password such as `password` or `registry` would be spelled out by the gap it leaves in them."""
+        return RegistryError(f"{self.label} failed: {message}", kind, status)
+
+    def shown(self, text: str) -> str:
+        """Text from a server or a transport error, for a message: short, escaped, credentials masked."""
+        return excerpt_text(text, self.scrub, limit=300)
+
+    def excerpt(self, response: requests.Response) -> str:
+        return excerpt_text(response.content or b"", self.scrub)
+
+    def unexpected(self, method: str, url: str, response: requests.Response, hint: str = "") -> RegistryError:
+        """`url` is the program's own (the registry's base and a path), or already `shown` when a server named it."""
+        reason = response.reason or ""
+        # A status's standard phrase is the program's own word for it (a password such as 'Not Found' must not leave
+        # a gap there); any other phrase is the server's text.
+        standard = http.HTTPStatus(response.status_code).phrase if response.status_code in _STATUS_CODES else None
+        reason = standard if reason == standard else self.shown(reason) if reason else ""
+        return self.fail(
+            f"{method} {url} answered {response.status_code} {reason}".rstrip()
+            + f": {self.excerpt(response)}. "
+            + (hint or self.unexpected_hint),
+            "protocol", response.status_code,
+        )
+
+    @property
+    def user_phrase(self) -> str:
+        return f"user '{escaped(self.username)}'" if self.username else "anonymous access"
+
+    # -- where
+    @property
+    def endpoint(self) -> Endpoint:
+        if self._endpoint is None:
+            try:
+                self._endpoint = parse_server(self.server, allow_plain_http=self.allow_plain_http)
+            except ValueError as err:
+                raise self.fail(f"{self.advice.server} {err}", "config") from None
+        return self._endpoint
+
+    @property
+    def is_acr(self) -> bool:
+        return self.endpoint.host.lower().endswith(ACR_SUFFIX)
+
+    def remaining(self, what: str) -> float:
+        if self.deadline is None:
+            return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.fail(
+                f"the check used up its {self.budget:g}s budget before {what}; the registry or the network is too "
+                "slow to answer",
+                "unreachable",
+            )
+        return min(left, self.timeout)
+
+    def resolve(self) -> None:
+        """Fail with kind "unreachable" when the host does not resolve within the time left."""
+        endpoint = self.endpoint
+        problem = resolve_within(endpoint.host, endpoint.effective_port, self.remaining("resolving the host"))
+        if problem is None:
+            return
+        hint = f"check {self.advice.server}{self.advice.server_source} for a typo"
+        if "-vpc" in endpoint.host.lower() or "-internal" in endpoint.host.lower():
+            hint += "; a VPC or internal endpoint resolves only inside its VPC, so use the public endpoint here"
+        raise self.fail(f"cannot resolve host '{endpoint.host}' ({problem}); {hint}", "unreachable")
+
+    # -- one exchange
+    def send(self, method: str, url: str, *, headers: Mapping[str, str] | None = None, data=None,
+             what: str = "", limit: int = ERROR_BODY_LIMIT, stream: bool = False) -> requests.Response:
+        """One request, no redirect followed; the body read up to `limit` bytes (or left to stream when `stream`).
+
+        It sends `headers` as given: `request` (the registry's own origin), `login` and the token fetch (the realm
+        the registry's challenge named) and `follow` (credentials only on the registry's origin) decide what goes
+        where. Transport failures become RegistryError.
+        """
+        try:
+            parts = urllib3.util.parse_url(url)  # the parser requests sends with: resolve the host it connects to
+        except urllib3.exceptions.LocationParseError:
+            raise self.fail(f"the registry sent an unusable URL: {excerpt_text(url, self.scrub)}") from None
+        host = (parts.host or "").strip("[]")
+        left = self.remaining(what or f"{method} {parts.path}")
+        try:
+            # The proxy settings of the environment apply as they would to docker, except for loopback hosts.
+            proxies = {} if is_loopback(host) else requests.utils.get_environ_proxies(url)
+            response = self.session.request(
+                method, url, headers=dict(headers or {}), data=data, timeout=(left, left), allow_redirects=False,
+                proxies=proxies, stream=True,
+            )
+            if not stream:
+                self._read_bounded(response, limit, method, url)
+            return response
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:  # requests' errors are OSErrors
+            problem, kind = self._transport_problem(exc, method, url, parts, left)
+        # Raised outside the except block so the RegistryError carries no chained transport exception.
+        raise self.fail(problem, kind)
+
+    def _transport_problem(self, exc: BaseException, method: str, url: str, parts: urllib3.util.Url,
+                           left: float) -> tuple[str, str]:
+        """(message, kind) for a request that failed in transport: `left` is the socket timeout it had."""
+        host = (parts.host or "").strip("[]")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        # A followed Location names a host the server chose: shown escaped like any server text.
+        hostport = excerpt_text(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", self.scrub)
+        if isinstance(exc, requests.exceptions.SSLError):
+            if self._sockets.aborted:  # the deadline's watchdog cut the handshake off: no TLS verdict to give
+                return self._silent(hostport, method, excerpt_text(parts.path, self.scrub)), "unreachable"
+            return (
+                f"TLS with {hostport} failed: {self.shown(tls_reason(exc))} (trusted: {self._trust_summary()}). "
+                "If the registry uses a private or self-signed "
+                "CA, add that CA to the system trust store or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at it; "
+                f"if it names another host, use that host in {self.advice.server}"
+            ), "tls"
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return (f"connecting to {hostport} timed out ({self.limit_name} {self.budget:g}s); "
+                    f"{self.unreachable_hint(host)}"), "unreachable"
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return self._silent(hostport, method, excerpt_text(parts.path, self.scrub), left), "unreachable"
+        if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+            return self._connection_problem(exc, method, parts, hostport, left)
+        # requests refuses some URLs a server named (a host that changes under NFKC normalization, say) with a
+        # bare ValueError: an unusable location, never a traceback.
+        return f"the registry named an unusable location: {excerpt_text(url, self.scrub)}", "protocol"
+
+    def _connection_problem(self, exc: BaseException, method: str, parts: urllib3.util.Url, hostport: str,
+                            left: float) -> tuple[str, str]:
+        host = (parts.host or "").strip("[]")
+        first_bytes = not_http(exc)
+        cause = find_cause(exc, (socket.gaierror,))
+        if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
+            return self._silent(hostport, method, excerpt_text(parts.path, self.scrub)), "unreachable"
+        if (malformed := malformed_http(exc)) is not None:
+            return (f"{hostport} answered {method} {excerpt_text(parts.path, self.scrub)}, but not with a "
+                    f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "
+                    f"in {self.advice.server}, and whether a proxy in between mangles answers"), "protocol"
+        if first_bytes is not None:
+            return (f"{hostport} answered, but not as a registry (not HTTP): {excerpt_text(first_bytes, self.scrub)}; "
+                    f"check the host and port in {self.advice.server}"), "protocol"
+        if find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
+            return self._silent(hostport, method, excerpt_text(parts.path, self.scrub), left), "unreachable"
+        if cause is not None or "NameResolutionError" in repr(exc):
+            reason = self.shown(str(cause or "name resolution failed"))
+            return f"cannot resolve host {self.shown(repr(host))} ({reason})", "unreachable"
+        if find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
+            return f"connection to {hostport} refused; {self.unreachable_hint(host)}", "unreachable"
+        return (f"cannot connect to {hostport}: {self.shown(short_reason(exc))}; "
+                f"{self.unreachable_hint(host)}"), "unreachable"
+
+    def _read_bounded(self, response: requests.Response, limit: int, method: str, url: str) -> None:
+        """Read at most `limit` bytes of the body into response.content (`response.truncated` says whether there
+        was more); past that, drop the connection."""
+        body = bytearray()
+        raw = response.raw
+        pace = Pace(self.pace_window)
+        decoder = self._decoder(response, method, url)
+        if method == "HEAD":
+            raw.read()  # http.client reads no body for HEAD, but reading closes the answer: the connection is reused
+        else:
+            while len(body) <= limit:
+                if self._sockets.aborted:
+                    break
+                piece = b"" if decoder.pending else raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
+                if not piece and not decoder.pending:
+                    break
+                body += self._decoded(decoder, piece, limit + 1 - len(body), method, url)
+                if not pace.keeps_up(len(piece)):
+                    raw.close()
+                    raise self.fail(self._stalled(f"the answer to {method} {self.shown(urlsplit(url).path)}", pace),
+                                    "unreachable")
+        if self._sockets.aborted:
+            raw.close()
+            raise self.fail(self._stopped(f"reading the answer to {method} {self.shown(urlsplit(url).path)}"),
+                            "unreachable")
+        response.truncated = len(body) > limit  # type: ignore[attr-defined]
+        response._content = bytes(body[:limit])
+        response._content_consumed = True
+        if response.truncated or self._sockets.aborted:  # type: ignore[attr-defined]
+            raw.close()  # the rest is never read: the connection is closed now, never reused
+        raw.release_conn()
+
+    def _decoder(self, response: requests.Response, method: str, url: str) -> Decoder:
+        encoding = response.headers.get("Content-Encoding", "")
+        try:
+            return Decoder(encoding)
+        except ValueError:
+            response.raw.close()
+            raise self.fail(f"{method} {excerpt_text(urlsplit(url).path, self.scrub)} was answered with "
+                            f"Content-Encoding {excerpt_text(encoding, self.scrub)}, which this client does not "
+                            "decode (it asks for identity; gzip and deflate are decoded); a proxy between here and "
+                            "the registry recodes answers: let it pass them unchanged") from None
+
+    def _decoded(self, decoder: Decoder, piece: bytes, room: int, method: str, url: str) -> bytes:
+        try:
+            return decoder.decode(piece, room)
+        except zlib.error:
+            raise self.fail(f"the compressed answer to {method} {excerpt_text(urlsplit(url).path, self.scrub)} "
+                            "is corrupt (its Content-Encoding does not decode)") from None
+
+    def _stopped(self, what: str) -> str:
+        return (f"{what} was stopped at the {self.limit_name} of {self.budget:g}s; the registry or the network is "
+                "too slow to answer")
+
+    def _stalled(self, what: str, pace: "Pace") -> str:
+        return (f"the registry sent {what} at {pace.rate():.3g} bytes/s, fewer than {PACE_MIN_BYTES} bytes in "
+                f"{self.pace_window:g}s: it has stalled (a link or a registry this slow cannot move an image)")
+
+    def _trust_summary(self) -> str:
+        adapter = self.session.get_adapter("https://")
+        return adapter.trust_summary() if isinstance(adapter, TrustAdapter) else "the system CA store"
+
+    def _silent(self, hostport: str, method: str, path: str, waited: float | None = None) -> str:
+        """`waited`: the socket timeout that ran out, when that and not the deadline ended the exchange (the
+        message names the limit actually applied)."""
+        limit = (f"the {self.limit_name} of {self.budget:g}s" if waited is None or self._sockets.aborted
+                 or waited >= self.budget else f"{waited:.3g}s (the time limit of one exchange)")
+        return (
+            f"{hostport} accepted the connection but did not answer {method} {path} within "
+            f"{limit}; it may not be a registry (or not speak "
+            f"{'plain HTTP' if self.endpoint.scheme == 'http' else 'HTTPS'}), or it is overloaded"
+        )
+
+    def unreachable_hint(self, host: str) -> str:
+        if is_loopback(host):
+            return f"nothing answers there: start the local registry (make up) or fix the port in {self.advice.server}"
+        hint = f"check the host and port in {self.advice.server} and that this machine may reach it"
+        if host.lower().endswith(ACR_SUFFIX):
+            hint += (
+                " (an ACR Enterprise instance has its internet endpoint off until it is enabled and this "
+                "machine's address is allowed)"
+            )
+        return hint
