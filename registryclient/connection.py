@@ -332,10 +332,11 @@ class Connection:
         return adapter.trust_summary() if isinstance(adapter, TrustAdapter) else "the system CA store"
 
     def _silent(self, hostport: str, method: str, path: str, waited: float | None = None) -> str:
-        """`waited`: the socket timeout that ran out, when that and not the deadline ended the exchange (the
-        message names the limit actually applied)."""
-        limit = (f"the {self.limit_name} of {self.budget:g}s" if waited is None or self._sockets.aborted
-                 or waited >= self.budget else f"{waited:.3g}s (the time limit of one exchange)")
+        """`waited`: the socket timeout that ran out. The message names the limit actually applied: the budget when
+        the deadline cut the exchange off or bounded that timeout (it was less than one exchange's own limit)."""
+        by_budget = waited is None or self._sockets.aborted or waited >= self.budget or waited < self.timeout
+        limit = (f"the {self.limit_name} of {self.budget:g}s" if by_budget
+                 else f"{waited:.3g}s (the time limit of one exchange)")
         return (
             f"{hostport} accepted the connection but did not answer {method} {path} within "
             f"{limit}; it may not be a registry (or not speak "

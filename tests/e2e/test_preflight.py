@@ -205,6 +205,24 @@ def test_server_that_never_answers_times_out_within_the_budget(silent_listener: 
     assert "time limit of 0.5s" in message
 
 
+def test_a_read_the_deadline_cut_short_names_the_budget_not_its_own_length(silent_listener: str) -> None:
+    """The socket waits only what is left of the budget (less than one exchange's limit): the message names the
+    budget, never that remainder as if it were a limit of its own."""
+    import time
+
+    from registryclient import RegistryClient, RegistryError
+
+    client = RegistryClient(silent_listener, "user", "s3cret-pass", allow_plain_http=True, timeout=30.0,
+                            deadline=time.monotonic() + 0.7, budget=0.7, limit_name="preflight time limit")
+    try:
+        with pytest.raises(RegistryError) as err:
+            client.login(prove=False)
+    finally:
+        client.close()
+    assert "within the preflight time limit of 0.7s" in str(err.value), err.value
+    assert "time limit of one exchange" not in str(err.value)
+
+
 def test_tls_handshake_that_never_completes_times_out(silent_listener: str) -> None:
     message = failure(PreflightTarget(silent_listener, "user", "s3cret-pass", REPOS), "s3cret-pass", timeout=0.5)
     assert f"{silent_listener} accepted the connection but did not answer" in message
