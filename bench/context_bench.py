@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     from buildcontext.dockerignore import walk_context
     from buildcontext.memo import RACY_WINDOW_NS
     from components.image import plan_builds
-    from components.settings import ImageSettings, RegistrySettings, Settings
+    from components.config.schema import ImageSettings, RegistrySettings, Settings
 
     images = tuple(ImageSettings(name=t, context="small", dockerfile="small/Dockerfile", target=t,
                                  build_args={"APP_ENV": "bench"}) for t in ("web", "worker"))

@@ -11,7 +11,7 @@
       a moved base is named (`FROM <ref>: sha256:a -> sha256:b`); explain cannot read the stack's secrets, so it
       reaches every registry, the stack's own included, with the Docker config's credentials or anonymously.
 
-Arguments are checked with the stack settings' own rules (components/settings.py): an invalid --platform or
+Arguments are checked with the stack settings' own rules (components/config/image_rules.py): an invalid --platform or
 --target is refused, a malformed --build-arg is named without its value (values can be secrets). Every error is
 one message on stderr and exit status 2, never a traceback.
 """
@@ -28,9 +28,11 @@ from buildcontext.printable import escaped
 from components import remote_inputs
 from components.docker_rules import platform_problem
 from components.platforms import history_name
-from components.settings import same_platform
-from components.settings import (PROJECT_ROOT, ConfigError, check_build_arg_name, check_platform, check_target,
-                                 load_stack_file)
+from components.config.builders import same_platform
+from components.config.image_rules import check_build_arg_name, check_platform, check_target
+from components.config.paths import PROJECT_ROOT
+from components.config.problems import ConfigError
+from components.config.stackfile import load_stack_file
 
 
 class _UsageError(Exception):

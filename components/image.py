@@ -27,7 +27,7 @@ from components import remote_inputs
 from components.audit import declare_audit
 from components.platforms import history_name, index_tag
 from components.registry import RegistryCredentials, RegistryLogin
-from components.settings import ImageSettings, Settings, image_platforms
+from components.config.schema import ImageSettings, Settings, image_platforms
 
 
 class BuildPlanError(Exception):

@@ -17,7 +17,7 @@ from typing import Mapping
 import pulumi
 
 from components import preflight as registry_preflight
-from components.settings import ImageSettings, RegistrySettings, Settings
+from components.config.schema import ImageSettings, RegistrySettings, Settings
 
 CLASSIC_RETIREMENT_WARNING = (
     "edition 'personal' uses the classic Container Registry Personal Edition API (2016-06-07), which Alibaba Cloud "

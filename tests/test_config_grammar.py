@@ -11,7 +11,8 @@ import pytest
 
 from components.docker_rules import repository_path_problem, server_problem, tag_problem
 from components.promotion import PromotionError, check_exports
-from components.settings import ConfigError, settings_from_values
+from components.config.problems import ConfigError
+from components.config.validate import settings_from_values
 from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack, source_exports
 
 EE = {"edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "acme"}
@@ -202,7 +203,7 @@ def test_the_stack_file_reader_takes_scalars_as_the_engine_hands_them(tmp_path, 
 
     import yaml
 
-    from components.settings import load_stack_file
+    from components.config.stackfile import load_stack_file
 
     (tmp_path / "stacks").mkdir()
     shutil.copy(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")

@@ -16,9 +16,10 @@ import pulumi
 import pytest
 
 from components import docker_rules
-from components.settings import (
-    PROBLEMS_MAX, ConfigError, load_stack_file, repository_root, settings_from_values,
-)
+from components.config.paths import repository_root
+from components.config.problems import PROBLEMS_MAX, ConfigError
+from components.config.stackfile import load_stack_file
+from components.config.validate import settings_from_values
 from tests import harness
 from tests.harness import PROGRAM_FILES, PROJECT_ROOT, run_stack
 
@@ -463,7 +464,7 @@ def test_local_registry_passwords_are_within_what_the_scrubber_masks(length, ok)
 
 def test_the_local_password_rule_is_the_scrubbers_bound():
     from components.registry_client import MIN_SCRUB_LEN, Scrubber
-    from components.settings import LOCAL_PASSWORD_MIN
+    from components.config.registry_rules import LOCAL_PASSWORD_MIN
 
     assert LOCAL_PASSWORD_MIN == MIN_SCRUB_LEN
     scrub = Scrubber()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.settings import AuditSettings, ConfigError, Settings, load_stack_file, settings_from_values
+from components.config.problems import ConfigError
+from components.config.schema import AuditSettings, Settings
+from components.config.stackfile import load_stack_file
+from components.config.validate import settings_from_values
 from tests.harness import STACKS, run_stack
 
 EE = {"edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "acme"}
