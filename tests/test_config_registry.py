@@ -110,40 +110,32 @@ def test_local_server_format():
         registry={"edition": "local", "server": "http://x:5000"})
 
 
-@pytest.mark.parametrize("length,ok", [(3, False), (7, False), (8, True), (32, True), (33, False)])
-def test_personal_passwords_are_8_to_32_characters(length, ok):
-    found = problems(images=[{"name": "web", "context": "app", "target": "web"}], registry=PERSONAL, has_password=True,
-                        password_length=length)
-    if ok:
-        assert found == []
-    else:
-        side = "shorter" if length < 8 else "longer"
-        assert found == [
-            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is {side} than ACR allows, and "
-            "registry login passwords are 8-32 characters; set the password from Container Registry console > "
-            "Access Credential with `pulumi config set --secret acr-publish:registryPassword <password> -s dev`"
-        ]
-        assert str(length) not in found[0].replace("8-32", ""), "the message must not reveal the length"
+LOCAL_USER = {"edition": "local", "username": "dev"}
+PERSONAL_LENGTH_RULE = (
+    "than ACR allows, and registry login passwords are 8-32 characters; set the password from Container Registry "
+    "console > Access Credential with `pulumi config set --secret acr-publish:registryPassword <password> -s dev`")
+LOCAL_LENGTH_RULE = (
+    "than allowed; passwords here are 4-128 characters (shorter ones cannot be kept out of messages, and a "
+    "registry's htpasswd login reads only the first 72 bytes); set one on the local registry and with "
+    "`pulumi config set --secret acr-publish:registryPassword <password> -s dev`")
 
 
-@pytest.mark.parametrize("length,ok", [(1, False), (3, False), (4, True), (128, True), (129, False), (200, False),
-                                       (131_072, False)])
-def test_local_registry_passwords_are_within_what_the_scrubber_masks(length, ok):
-    """The scrubber leaves shorter strings alone (they would mangle ordinary words), so a 1-3 character password
-    could be shown; and it builds its masks per character, so an endless one is refused too (the registry's
-    htpasswd login reads 72 bytes of it anyway)."""
-    found = problems(images=[{"name": "web", "context": "app", "target": "web"}],
-                        registry={"edition": "local", "username": "dev"}, has_password=True, password_length=length)
-    if ok:
+@pytest.mark.parametrize("registry,length,shortest,rule", [
+    *[(PERSONAL, length, 8, PERSONAL_LENGTH_RULE) for length in (3, 7, 8, 32, 33)],
+    *[(LOCAL_USER, length, 4, LOCAL_LENGTH_RULE) for length in (1, 3, 4, 128, 129, 200, 131_072)],
+])
+def test_passwords_are_judged_by_length_never_shown(registry, length, shortest, rule):
+    """ACR's personal passwords are 8-32 characters. A local one is at least what the scrubber masks (it leaves
+    shorter strings alone, as they would mangle ordinary words, so a 1-3 character password could be shown) and
+    at most what it builds masks for (the registry's htpasswd login reads 72 bytes of it anyway)."""
+    found = problems(registry=registry, has_password=True, password_length=length)
+    longest = 32 if shortest == 8 else 128
+    if shortest <= length <= longest:
         assert found == []
     else:
-        side = "shorter" if length < 4 else "longer"
-        assert found == [
-            f"acr-publish:registryPassword (a secret, not shown) is invalid: it is {side} than allowed; passwords "
-            "here are 4-128 characters (shorter ones cannot be kept out of messages, and a registry's htpasswd "
-            "login reads only the first 72 bytes); set one on the local registry and with "
-            "`pulumi config set --secret acr-publish:registryPassword <password> -s dev`"
-        ]
+        side = "shorter" if length < shortest else "longer"
+        assert found == [f"acr-publish:registryPassword (a secret, not shown) is invalid: it is {side} {rule}"]
+        assert str(length) not in found[0].replace("8-32", "").replace("4-128", ""), "the length must not be shown"
 
 
 def test_the_local_password_rule_is_the_scrubbers_bound():
