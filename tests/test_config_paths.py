@@ -22,13 +22,13 @@ from tests.harness import PROJECT_ROOT, run_stack
 
 @pytest.fixture
 def monorepo(tmp_path) -> Path:
-    """repo/.git, the project in repo/infra (its own app/), a shared context in repo/shared/app; returns infra."""
+    """repo/.git, the project in repo/infra (its own app/), a common context in repo/common/app; returns infra."""
     repo = tmp_path / "repo"
     git_dir(repo / ".git")
     project = repo / "infra"
     write(project / "Pulumi.yaml", "name: acr-publish\n")
     write(project / "app" / "Dockerfile", DOCKERFILE)
-    write(repo / "shared" / "app" / "Dockerfile", DOCKERFILE)
+    write(repo / "common" / "app" / "Dockerfile", DOCKERFILE)
     write(tmp_path / "elsewhere" / "app" / "Dockerfile", DOCKERFILE)
     return project
 
@@ -44,7 +44,7 @@ def test_a_worktree_git_file_marks_the_repository_too(monorepo, tmp_path):
     write(tmp_path / "main" / ".git" / "worktrees" / "x" / "commondir", "../..\n")
     write(monorepo.parent / ".git", f"gitdir: {tmp_path}/main/.git/worktrees/x\n")
     assert repository_root(monorepo) == monorepo.parent.resolve()
-    assert problems(images=[{"name": "web", "context": "../shared/app"}], root=monorepo) == []
+    assert problems(images=[{"name": "web", "context": "../common/app"}], root=monorepo) == []
     write(monorepo.parent / ".git", "gitdir: ../main/.git/worktrees/x\n")  # relative to the .git file, as git reads it
     assert repository_root(monorepo) == monorepo.parent.resolve()
 
@@ -78,17 +78,17 @@ def test_a_stray_git_entry_does_not_widen_the_repository(monorepo, tmp_path, mar
 def test_without_git_the_project_directory_is_the_boundary(monorepo):
     shutil.rmtree(monorepo.parent / ".git")
     assert repository_root(monorepo) == monorepo.resolve()
-    msg = one(images=[{"name": "web", "context": "../shared/app"}], root=monorepo)
+    msg = one(images=[{"name": "web", "context": "../common/app"}], root=monorepo)
     assert "outside the repository that holds the project" in msg and str(monorepo.resolve()) in msg
 
 
 def test_a_monorepo_project_builds_from_a_sibling_folder(monorepo):
     s = settings_from_values("dev", {"registry": EE, "images": [
-        {"name": "web", "context": "../shared/app"},
-        {"name": "api", "context": "app", "dockerfile": "../shared/app/Dockerfile"},
+        {"name": "web", "context": "../common/app"},
+        {"name": "api", "context": "app", "dockerfile": "../common/app/Dockerfile"},
     ]}, region="cn-hangzhou", has_password=False, project_root=monorepo)
     assert [(i.context, i.dockerfile) for i in s.images] == [
-        ("../shared/app", "../shared/app/Dockerfile"), ("app", "../shared/app/Dockerfile")]
+        ("../common/app", "../common/app/Dockerfile"), ("app", "../common/app/Dockerfile")]
 
 
 def test_a_context_outside_the_repository_is_refused(monorepo):
@@ -128,8 +128,8 @@ def test_a_default_dockerfile_linked_out_of_the_repository_is_refused(monorepo):
 
 
 def test_links_that_stay_inside_the_repository_are_fine(monorepo):
-    (monorepo / "current").symlink_to(monorepo.parent / "shared" / "app")
-    (monorepo / "app" / "Dockerfile.link").symlink_to("../../shared/app/Dockerfile")
+    (monorepo / "current").symlink_to(monorepo.parent / "common" / "app")
+    (monorepo / "app" / "Dockerfile.link").symlink_to("../../common/app/Dockerfile")
     assert problems(images=[{"name": "web", "context": "current", "dockerfile": "app/Dockerfile.link"}],
                        root=monorepo) == []
 

@@ -25,7 +25,7 @@ def repository_root(project_root: Path) -> Path:
     else the project directory itself.
 
     Build contexts and Dockerfiles must resolve inside it, so a project in a monorepo subfolder may build from
-    `../shared/app`, while nothing can send or read files from elsewhere on the machine.
+    `../common/app`, while nothing can send or read files from elsewhere on the machine.
     """
     start = project_root.resolve()
     for directory in (start, *start.parents):
