@@ -179,6 +179,85 @@ def skopeo_copy(skopeo: str, src: str, dst: str, password: str, auth_dir: Path) 
     return time.perf_counter() - start
 
 
+def same_host(proxy: CountingProxy, counted: Endpoint, digest: str, skopeo: str, password: str,
+              work: Path) -> int:
+    """Promote within one registry through the counting proxy, then skopeo; prints the table. Returns the layer
+    bytes our promotion read from the source repository."""
+    proxy.reset()
+    report = copy_image(counted, "demo/big", digest, counted, "release/big", "promoted")
+    ours_read = proxy.blob_bytes("demo/big")
+    proxy.reset()
+    skopeo_copy(skopeo, f"{proxy.server}/demo/big@{digest}", f"{proxy.server}/skopeo/big:promoted", password, work)
+    skopeo_read = proxy.blob_bytes("demo/big")
+    print("\nsame host (one registry, demo/big -> another repository):")
+    print(f"  side                         layer bytes read from the source   blobs mounted   streamed")
+    print(f"  acr-publish promotion        {ours_read:>32}   {len(report.mounted):>13}   "
+          f"{len(report.streamed):>8}")
+    print(f"  skopeo copy                  {skopeo_read:>32}")
+    return ours_read
+
+
+def across_registries(first: RegistryServer, second: RegistryServer, login: Login, skopeo: str, password: str,
+                      work: Path, layers: tuple[int, int], repeats: int) -> tuple[list[float], list[float]]:
+    """Each repeat: a fresh image copied by our promotion and by skopeo, alternately first. Returns both times.
+
+    skopeo remembers in its blob-info cache where it has seen each blob and mounts from there on the next copy;
+    so every repeat copies a fresh image (new random layers), which neither side has seen."""
+    layer_count, layer_mib = layers
+    src, dst = Endpoint(first.server, login, True), Endpoint(second.server, login, True)
+    ours, theirs = [], []
+    for i in range(repeats):
+        fresh = [random_layer(layer_mib * MiB) for _ in range(layer_count)]
+        repo = f"demo/big{i}"
+        image = push_image(first.server, password, repo, fresh)
+        def run_ours() -> None:
+            start = time.perf_counter()
+            copy_image(src, repo, image, dst, f"ours{i}/big", "promoted")
+            ours.append(time.perf_counter() - start)
+
+        def run_theirs() -> None:
+            theirs.append(skopeo_copy(skopeo, f"{first.server}/{repo}@{image}",
+                                      f"{second.server}/skopeo{i}/big:promoted", password, work))
+        for side in ((run_ours, run_theirs) if i % 2 == 0 else (run_theirs, run_ours)):
+            side()
+        assert second.manifest_digest(f"ours{i}/big", "promoted") == image
+        assert second.manifest_digest(f"skopeo{i}/big", "promoted") == image
+    return ours, theirs
+
+
+def print_across(ours: list[float], theirs: list[float], size: int) -> tuple[float, float]:
+    mo, ms = statistics.median(ours), statistics.median(theirs)
+    print("\nacross registries (direct, no proxy):")
+    print("  side                         median s    MiB/s   best s   vs skopeo (throughput)")
+    print(f"  acr-publish promotion        {mo:>8.3f} {size / MiB / mo:>8.1f} {min(ours):>8.3f}   {ms / mo:.2f}x")
+    print(f"  skopeo copy --preserve-digests {ms:>6.3f} {size / MiB / ms:>8.1f} {min(theirs):>8.3f}   1.00x")
+    return mo, ms
+
+
+def compare(first: RegistryServer, second: RegistryServer, skopeo: str, password: str, work: Path,
+            layers: tuple[int, int], repeats: int, quick: bool) -> bool:
+    """Both comparisons on two running registries; True when the targets are met (--quick: the first only)."""
+    layer_count, layer_mib = layers
+    p1 = CountingProxy(first.server)
+    image_layers = [random_layer(layer_mib * MiB) for _ in range(layer_count)]
+    size = sum(map(len, image_layers))
+    digest = push_image(p1.server, password, "demo/big", image_layers)
+    login = Login(USER, password)
+    # Same host through the counting proxy; across registries direct, so the proxy's own speed (one Python
+    # thread per connection) limits neither side.
+    counted = Endpoint(p1.server, login, True)
+    print(f"image: {layer_count} layers, {size / MiB:.1f} MiB, {digest}; repeats: {repeats}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    ours_read = same_host(p1, counted, digest, skopeo, password, work)
+    ours, theirs = across_registries(first, second, login, skopeo, password, work, layers, repeats)
+    mo, ms = print_across(ours, theirs, size)
+    print("\ntargets:")
+    print(f"  same host: layer bytes read from the source = 0: {ours_read}  "
+          f"{'met' if ours_read == 0 else 'NOT met'}")
+    print(f"  across registries >= {TARGET:.1f}x skopeo: {ms / mo:.2f}x  {'met' if ms / mo >= TARGET else 'NOT met'}")
+    return ours_read == 0 and (quick or ms / mo >= TARGET)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small image and one repeat: a smoke run")
@@ -200,66 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         first = RegistryServer(binary=binary, workdir=work / "r1", username=USER, password=password).start()
         second = RegistryServer(binary=binary, workdir=work / "r2", username=USER, password=password).start()
         try:
-            p1 = CountingProxy(first.server)
-            layers = [random_layer(layer_mib * MiB) for _ in range(layer_count)]
-            size = sum(map(len, layers))
-            digest = push_image(p1.server, password, "demo/big", layers)
-            login = Login(USER, password)
-            # Same host through the counting proxy; across registries direct, so the proxy's own speed (one Python
-            # thread per connection) limits neither side.
-            counted = Endpoint(p1.server, login, True)
-            src, dst = Endpoint(first.server, login, True), Endpoint(second.server, login, True)
-            print(f"image: {layer_count} layers, {size / MiB:.1f} MiB, {digest}; repeats: {repeats}; load average "
-                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-
-            # --- same host
-            p1.reset()
-            report = copy_image(counted, "demo/big", digest, counted, "release/big", "promoted")
-            ours_read = p1.blob_bytes("demo/big")
-            p1.reset()
-            skopeo_copy(skopeo, f"{p1.server}/demo/big@{digest}", f"{p1.server}/skopeo/big:promoted", password, work)
-            skopeo_read = p1.blob_bytes("demo/big")
-            print("\nsame host (one registry, demo/big -> another repository):")
-            print(f"  side                         layer bytes read from the source   blobs mounted   streamed")
-            print(f"  acr-publish promotion        {ours_read:>32}   {len(report.mounted):>13}   "
-                  f"{len(report.streamed):>8}")
-            print(f"  skopeo copy                  {skopeo_read:>32}")
-
-            # --- across registries. skopeo remembers in its blob-info cache where it has seen each blob and mounts
-            # from there on the next copy; so every repeat copies a fresh image (new random layers), which neither
-            # side has seen, and the sides alternate which one goes first.
-            ours, theirs = [], []
-            for i in range(repeats):
-                fresh = [random_layer(layer_mib * MiB) for _ in range(layer_count)]
-                repo = f"demo/big{i}"
-                image = push_image(first.server, password, repo, fresh)
-                def run_ours() -> None:
-                    start = time.perf_counter()
-                    copy_image(src, repo, image, dst, f"ours{i}/big", "promoted")
-                    ours.append(time.perf_counter() - start)
-
-                def run_theirs() -> None:
-                    theirs.append(skopeo_copy(skopeo, f"{first.server}/{repo}@{image}",
-                                              f"{second.server}/skopeo{i}/big:promoted", password, work))
-                for side in ((run_ours, run_theirs) if i % 2 == 0 else (run_theirs, run_ours)):
-                    side()
-                assert second.manifest_digest(f"ours{i}/big", "promoted") == image
-                assert second.manifest_digest(f"skopeo{i}/big", "promoted") == image
-            mo, ms = statistics.median(ours), statistics.median(theirs)
-            print("\nacross registries (direct, no proxy):")
-            print("  side                         median s    MiB/s   best s   vs skopeo (throughput)")
-            print(f"  acr-publish promotion        {mo:>8.3f} {size / MiB / mo:>8.1f} {min(ours):>8.3f}   {ms / mo:.2f}x")
-            print(f"  skopeo copy --preserve-digests {ms:>6.3f} {size / MiB / ms:>8.1f} {min(theirs):>8.3f}   1.00x")
-            print("\ntargets:")
-            print(f"  same host: layer bytes read from the source = 0: {ours_read}  "
-                  f"{'met' if ours_read == 0 else 'NOT met'}")
-            print(f"  across registries >= {TARGET:.1f}x skopeo: {ms / mo:.2f}x  {'met' if ms / mo >= TARGET else 'NOT met'}")
-            ok = ours_read == 0 and (args.quick or ms / mo >= TARGET)
+            ok = compare(first, second, skopeo, password, work, (layer_count, layer_mib), repeats, args.quick)
         finally:
             first.stop()
             second.stop()
     return 0 if ok else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,9 @@ guard, the stat cache and the explain history. No Pulumi import anywhere in this
   dockerignore.py  the file set: Docker's .dockerignore semantics and the (iterative) walk
   hashing.py       reading and hashing files on all cores, the content scan in the same read
   digest.py        the digest encoding, the content tag, the default platform
-  sensitive.py     the guard's rules
+  sensitive.py     the guard: findings and the error a person acts on
+  sensitive_rules.py  the guard's rule table (patterns, names, reasons)
+  stages.py        reading a Dockerfile into its plan (plan.py) for one image; stage_args.py its ARG scope
   memo.py          the stat cache: (path, stat key) -> content hash and guard flags
   history.py       the explain history, per (project, stack, image)
   files.py         where the engine's files live and how they are read and written

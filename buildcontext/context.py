@@ -175,6 +175,57 @@ def _too_long(path: Path | str, what: str) -> ValueError:
                       "than the system allows; shorten it")
 
 
+def _dockerfile_stat(df: Path) -> tuple[Path, os.stat_result]:
+    """The Dockerfile's real path and lstat; refused when it is missing or not a regular file."""
+    try:
+        df_real = Path(os.path.realpath(df))
+        df_st = os.lstat(df_real)
+    except FileNotFoundError:
+        raise ContextReadError(
+            f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
+            f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
+    if not stat_module.S_ISREG(df_st.st_mode):
+        raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point the dockerfile setting at a file")
+    return df_real, df_st
+
+
+def _enter_unread(walked_misses: list, entries: dict[str, str], sizes: dict[str, int],
+                  trust_before_ns: int) -> list[tuple[str, str | Path, os.stat_result]]:
+    """Enter the links and special files among the walked entries the memo did not vouch for; the regular files
+    among them, which must be read."""
+    misses: list[tuple[str, str | Path, os.stat_result]] = []
+    for rel, path, st in walked_misses:
+        # Links and special files are never opened: their value comes from readlink or lstat, and, as
+        # git does, they are trusted by their stat key once older than the racy window.
+        trusted = settled(st, trust_before_ns)
+        if stat_module.S_ISLNK(st.st_mode):
+            entries[rel] = make_entry(st, "l", os.readlink(path), 0, trusted)
+            sizes[rel] = st.st_size
+        elif stat_module.S_ISREG(st.st_mode):
+            misses.append((rel, path, st))
+        else:
+            special = _special(st)
+            if special is None:
+                raise ValueError(f"{rel!r} in the build context is a file of a kind Docker cannot send "
+                                 f"(mode {st.st_mode:o}); remove it or exclude it in .dockerignore")
+            entries[rel] = make_entry(st, *special, 0, trusted)
+    return misses
+
+
+def _tree_and_flagged(entries: Mapping[str, str], sizes: Mapping[str, int],
+                      dirs: list[str]) -> tuple[str, tuple[tuple[str, str, int], ...]]:
+    """The digest's tree root (hex) over the entries, and the (rel, kind, flags) the guard's rules flag."""
+    records = {}
+    for rel, e in entries.items():
+        if rel[-1] != "/" and rel != DOCKERFILE_KEY:
+            _key, kind, _flags, value = e.split("|", 3)
+            records[rel] = (kind, value)
+    tree = encoding.tree_root(records, sizes, dirs).hex()
+    judged = _records(entries)
+    candidates = set(sensitive.candidates(judged))
+    return tree, tuple(r for r in judged if r[0] in candidates)
+
+
 class ContextScan:
     """One walk of a build context for one Dockerfile, shared by every image built from that pair."""
 
@@ -219,15 +270,7 @@ class ContextScan:
 
         dirs: list[str] = []
         walked = list(walk_context(self.context, dockerfile, dirs=dirs))
-        try:
-            df_real = Path(os.path.realpath(df))
-            df_st = os.lstat(df_real)
-        except FileNotFoundError:
-            raise ContextReadError(
-                f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
-                f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
-        if not stat_module.S_ISREG(df_st.st_mode):
-            raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point the dockerfile setting at a file")
+        df_real, df_st = _dockerfile_stat(df)
         self.reads = 0
         """Files whose content this scan read (the rest came from the stat cache)."""
 
@@ -244,22 +287,7 @@ class ContextScan:
         # per directory is just its presence; the trailing '/' keeps them apart from file paths.
         for d in dirs:
             entries[d + "/"] = DIR_ENTRY
-        misses: list[tuple[str, str | Path, os.stat_result]] = []
-        for rel, path, st in walked_misses:
-            # Links and special files are never opened: their value comes from readlink or lstat, and, as
-            # git does, they are trusted by their stat key once older than the racy window.
-            trusted = settled(st, trust_before_ns)
-            if stat_module.S_ISLNK(st.st_mode):
-                entries[rel] = make_entry(st, "l", os.readlink(path), 0, trusted)
-                sizes[rel] = st.st_size
-            elif stat_module.S_ISREG(st.st_mode):
-                misses.append((rel, path, st))
-            else:
-                special = _special(st)
-                if special is None:
-                    raise ValueError(f"{rel!r} in the build context is a file of a kind Docker cannot send "
-                                     f"(mode {st.st_mode:o}); remove it or exclude it in .dockerignore")
-                entries[rel] = make_entry(st, *special, 0, trusted)
+        misses = _enter_unread(walked_misses, entries, sizes, trust_before_ns)
         # The Dockerfile goes through the same memo under a key no relative path can take.
         df_hit = store.lookup(DOCKERFILE_KEY, df_st)
         if df_hit is None:
@@ -280,15 +308,7 @@ class ContextScan:
         if known is not None and not hashed and entries == store.entries:
             tree, flagged = known.tree, known.flagged
         else:
-            records = {}
-            for rel, e in entries.items():
-                if rel[-1] != "/" and rel != DOCKERFILE_KEY:
-                    _key, kind, _flags, value = e.split("|", 3)
-                    records[rel] = (kind, value)
-            tree = encoding.tree_root(records, sizes, dirs).hex()
-            judged = _records(entries)
-            candidates = set(sensitive.candidates(judged))
-            flagged = tuple(r for r in judged if r[0] in candidates)
+            tree, flagged = _tree_and_flagged(entries, sizes, dirs)
         all_trusted = all(e[0] != "U" for e in entries.values())
         self._entries = entries
         _kind, df_hash, df_flags = parse_entry(entries[DOCKERFILE_KEY])

@@ -1,45 +1,41 @@
 """The digest encoding: what a build depends on, as one unambiguous byte string, and the tag made from it.
 
-The digest depends on: each file's relative path, type (file, symlink or special file), content, executable
-bit (user x, as git records it; no other mode bit), each symlink's target (read, never followed), each fifo's
-and socket's presence (BuildKit sends both as empty files), each device node's kind and device numbers, the
-relative path of every directory the build creates (`COPY . /x/` also copies empty ones; see
-dockerignore.context_dirs), the Dockerfile's content (wherever it lies), the build args (as a set), the target,
-the platform, and the remote inputs: the digest each base image (FROM, `COPY --from=<image>`) resolved to for the
-platform and the sha256 of each remote `ADD` source (components/remote_inputs.py; none under `remoteInputs:
-ignore`). It does not depend on mtimes or ctimes, owners, umask, any directory's mode, the absolute
-path of the context, listing order, the number of CPUs or anything else about the machine.
-
-Encoding: sha256 over length-prefixed fields `field(b) = u64(len(b)) b` and big-endian u64s, so no two
-different inputs encode alike; tests/test_context_digest.py rebuilds a pinned value from this description.
-It is two-level, so images sharing a context and Dockerfile share the first level, and a warm run whose file
-set is unchanged takes the first level from the stat cache instead of re-encoding 20,000 records:
-  tree = sha256(
-    field("acr-publish/context-tree/v1")
-    field("files") u64(count), then in path order per file, symlink or special file:
-      file    field('f' or 'x') field(rel) u64(size) sha256(content), or for a file over TREE_CHUNK bytes
-              the tree hash sha256("acr-publish/tree/v1\\0" u64(TREE_CHUNK) chunk digests...)
-      link    field('l') field(rel) field(target)
-      fifo    field('p') field(rel)
-      socket  field('s') field(rel)
-      device  field('c' or 'b') field(rel) u64(major) u64(minor)
-    field("dirs") u64(count), then in path order per directory: field('d') field(rel, no '/'))
-  digest = sha256(
-    field("acr-publish/context-digest/v4") field("tree") tree (32 bytes)
-    field("dockerfile") sha256(Dockerfile content)
-    field("build-args") u64(count), then per arg in name order: field(name) field(value)
-    field("target") then 0x00 (none) or 0x01 field(target)
-    field("platform") field(platform)
-    field("remote-inputs") u64(count), then per input in label order: field(label) field(digest))
-  where a label is `FROM <reference>` (`(<platform>)` added when not the image's; also `COPY --from`,
-  `RUN --mount`) or `ADD <url>`.
-v4 added the remote inputs, so every tag changed once with it; v3 (two levels) had replaced v2 (one level).
+The digest depends on each sent file's relative path, type, content and executable bit (user x, as git records
+it), each symlink's target, each special file's presence (device nodes: their numbers), every directory the build
+creates, the Dockerfile's content, the build args, the target, the platform, and the remote inputs' digests (base
+images and remote `ADD` sources: components/remote_inputs.py). Not on mtimes, owners, umask, directory modes, the
+context's absolute path, listing order or the machine. The encoding is spelled out after the imports;
+tests/test_context_digest.py rebuilds a pinned value from it.
 """
 from __future__ import annotations
 
 import hashlib
 import struct
 from collections.abc import Iterable, Mapping
+
+# Encoding: sha256 over length-prefixed fields `field(b) = u64(len(b)) b` and big-endian u64s, so no two
+# different inputs encode alike; tests/test_context_digest.py rebuilds a pinned value from this description.
+# It is two-level, so images sharing a context and Dockerfile share the first level, and a warm run whose file
+# set is unchanged takes the first level from the stat cache instead of re-encoding 20,000 records:
+#   tree = sha256(
+#     field("acr-publish/context-tree/v1")
+#     field("files") u64(count), then in path order per file, symlink or special file:
+#       file    field('f' or 'x') field(rel) u64(size) sha256(content), or for a file over TREE_CHUNK bytes
+#               the tree hash sha256("acr-publish/tree/v1\0" u64(TREE_CHUNK) chunk digests...)
+#       link    field('l') field(rel) field(target)
+#       fifo    field('p') field(rel)
+#       socket  field('s') field(rel)
+#       device  field('c' or 'b') field(rel) u64(major) u64(minor)
+#     field("dirs") u64(count), then in path order per directory: field('d') field(rel, no '/'))
+#   digest = sha256(
+#     field("acr-publish/context-digest/v4") field("tree") tree (32 bytes)
+#     field("dockerfile") sha256(Dockerfile content)
+#     field("build-args") u64(count), then per arg in name order: field(name) field(value)
+#     field("target") then 0x00 (none) or 0x01 field(target)
+#     field("platform") field(platform)
+#     field("remote-inputs") u64(count), then per input in label order: field(label) field(digest))
+#   where a label is `FROM <reference>` (`(<platform>)` added when not the image's; also `COPY --from`,
+#   `RUN --mount`) or `ADD <url>`.
 
 DEFAULT_PLATFORM = "linux/amd64"
 """The platform an image is built for when its settings name none (components/config/schema.py takes it from here)."""

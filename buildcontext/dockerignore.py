@@ -1,71 +1,73 @@
 """The build-context file set: which files Docker with BuildKit sends for a context directory.
 
 This module owns `.dockerignore` semantics and the context walk. The reference is the real engine
-(Docker 26.x with buildx/BuildKit), whose behaviour comes from three Go pieces, re-implemented here:
-
-* moby/patternmatcher/ignorefile.ReadAll: how the ignore file is read into patterns
-  (`parse_ignore_file`);
-* moby/patternmatcher: how one pattern becomes a matcher (exact, prefix, suffix or a regular
-  expression) and how a list of patterns with `!` exceptions decides (`PatternMatcher`);
-* tonistiigi/fsutil's filtered walk: the walk feeds every path its parent directory's per-pattern
-  results (MatchesUsingParentResults) and prunes an excluded directory unless an exception could
-  re-include something inside it (`walk_context`); it sends every directory it does not exclude,
-  empty or not, and an excluded one only as the parent of something sent (`context_dirs`).
-
-Why not the Docker SDK for Python's matcher (docker.utils.build)? It is the well-kept Python
-implementation, but it follows the classic builder and an old moby algorithm, and it disagrees with
-BuildKit on much of the ground the oracle tests cover. Each divergence is named below (SDK-n) and
-pinned by a unit test in tests/test_dockerignore.py of what this module sends (the SDK's answer in a comment):
-
-  SDK-1  case: the SDK's fnmatch lower-cases path and pattern; Docker is case-sensitive.
-  SDK-2  `[^...]` is negation in Docker (Go regexp); the SDK escapes the `^` (a literal caret) and
-         treats `[!...]` as negation instead, where Docker reads `!` literally.
-  SDK-3  `.dockerignore` and the Dockerfile: the SDK always re-includes both; BuildKit sends
-         exactly what the patterns leave, so an ignored `.dockerignore`/Dockerfile is not in the
-         context.
-  SDK-4  parent directories: the SDK checks only the one parent prefix as long as the pattern
-         (the deprecated `Matches`), so once an exception makes the walk enter `x/y/name/`,
-         `**/name` no longer excludes the other files in there.
-  SDK-5  exceptions below `**` and wildcard exceptions: the SDK only descends into an excluded
-         directory when an exception pattern starts with the directory's literal path, so
-         `!*/keep` or `!**/keep` never re-include anything inside an excluded directory.
-  SDK-6  escapes: `\\*` matches a literal `*` in Docker; the SDK has no escapes (the backslash is
-         literal).
-  SDK-7  `**name` (no slash) is a suffix match in Docker (matches `xname`); the SDK's regex needs
-         `name` to start a path segment.
-  SDK-8  `..` at the start of a pattern: Go's filepath.Clean keeps it (`../a` never matches); the
-         SDK drops it and turns `../a` into `a`.
-  SDK-9  comments: Docker treats only a `#` in the first column as a comment (`  # x` is the
-         pattern `# x`), and strips a UTF-8 byte order mark.
-  SDK-10 a file below an excluded directory that an exception re-includes is decided with the
-         parent's per-pattern results (fsutil), not by re-matching every parent prefix: after
-         `a/b` and `!a`, `a/b/x` stays excluded.
-  SDK-11 `|`, `{` and `}` reach Go's regexp engine unescaped (see _ESCAPED): `a|*` excludes
-         everything and `x{2}*` matches `xx`; the SDK escapes them.
-  SDK-12 `<Dockerfile>.dockerignore` next to the Dockerfile replaces `<context>/.dockerignore`;
-         the SDK only reads the latter.
-
-Why RE2 (google-re2, pinned in requirements.txt): patternmatcher turns a pattern into a regular
-expression for Go's regexp engine, which implements RE2's syntax (except `\\C`) in time linear in
-the path. Python's `re` backtracks: `**/**/*a*a*a*a*a*a*a*a*a*a*c` against a 61-character path took
-32 s there, four times longer per extra `*a`. google-re2 is Google's own binding of the RE2 library,
-so the expression patternmatcher builds goes to an engine with Go's syntax and Go's guarantee as it
-is, escapes, POSIX and Unicode classes included, with no translation layer to get wrong. The only
-difference kept by hand is `\\C`, which RE2 accepts and Go rejects (`_has_go_rejected_escape`).
-Pruning (PatternMatcher): a path is evaluated only against the patterns whose literal directory
-prefix it lies in and, among the others, those whose literal tail it ends with; the result is the
-same as evaluating every pattern (tests/test_dockerignore.py checks it against the unpruned loop).
-
-Special files: BuildKit sends a fifo (as a fifo) and a socket (as an empty regular file; oracle-observed), and
-`walk_context` yields them like files, with device nodes (the digest records their kind: buildcontext/digest.py);
-`context_dirs` counts them as what makes an excluded parent directory sent.
-
-The ignore file itself is read only as a regular file (no symlink, fifo or device is opened), up to
-MAX_IGNORE_FILE_BYTES, with Docker's line limit (MAX_LINE_BYTES); messages show a pattern only as a short
-escaped excerpt. Where Docker differs: it follows a symlinked ignore file inside the context; this module
-refuses it (see `_read_ignore_file`).
+(Docker 26.x with buildx/BuildKit), whose behaviour comes from three Go pieces, re-implemented here. The comment
+after this docstring names them, each divergence from the Docker SDK's matcher (SDK-n, pinned in
+tests/test_dockerignore.py), why RE2, and how special files and the ignore file itself are read.
 """
 from __future__ import annotations
+
+# * moby/patternmatcher/ignorefile.ReadAll: how the ignore file is read into patterns
+#   (`parse_ignore_file`);
+# * moby/patternmatcher: how one pattern becomes a matcher (exact, prefix, suffix or a regular
+#   expression) and how a list of patterns with `!` exceptions decides (`PatternMatcher`);
+# * tonistiigi/fsutil's filtered walk: the walk feeds every path its parent directory's per-pattern
+#   results (MatchesUsingParentResults) and prunes an excluded directory unless an exception could
+#   re-include something inside it (`walk_context`); it sends every directory it does not exclude,
+#   empty or not, and an excluded one only as the parent of something sent (`context_dirs`).
+#
+# Why not the Docker SDK for Python's matcher (docker.utils.build)? It is the well-kept Python
+# implementation, but it follows the classic builder and an old moby algorithm, and it disagrees with
+# BuildKit on much of the ground the oracle tests cover. Each divergence is named below (SDK-n) and
+# pinned by a unit test in tests/test_dockerignore.py of what this module sends (the SDK's answer in a comment):
+#
+#   SDK-1  case: the SDK's fnmatch lower-cases path and pattern; Docker is case-sensitive.
+#   SDK-2  `[^...]` is negation in Docker (Go regexp); the SDK escapes the `^` (a literal caret) and
+#          treats `[!...]` as negation instead, where Docker reads `!` literally.
+#   SDK-3  `.dockerignore` and the Dockerfile: the SDK always re-includes both; BuildKit sends
+#          exactly what the patterns leave, so an ignored `.dockerignore`/Dockerfile is not in the
+#          context.
+#   SDK-4  parent directories: the SDK checks only the one parent prefix as long as the pattern
+#          (the deprecated `Matches`), so once an exception makes the walk enter `x/y/name/`,
+#          `**/name` no longer excludes the other files in there.
+#   SDK-5  exceptions below `**` and wildcard exceptions: the SDK only descends into an excluded
+#          directory when an exception pattern starts with the directory's literal path, so
+#          `!*/keep` or `!**/keep` never re-include anything inside an excluded directory.
+#   SDK-6  escapes: `\*` matches a literal `*` in Docker; the SDK has no escapes (the backslash is
+#          literal).
+#   SDK-7  `**name` (no slash) is a suffix match in Docker (matches `xname`); the SDK's regex needs
+#          `name` to start a path segment.
+#   SDK-8  `..` at the start of a pattern: Go's filepath.Clean keeps it (`../a` never matches); the
+#          SDK drops it and turns `../a` into `a`.
+#   SDK-9  comments: Docker treats only a `#` in the first column as a comment (`  # x` is the
+#          pattern `# x`), and strips a UTF-8 byte order mark.
+#   SDK-10 a file below an excluded directory that an exception re-includes is decided with the
+#          parent's per-pattern results (fsutil), not by re-matching every parent prefix: after
+#          `a/b` and `!a`, `a/b/x` stays excluded.
+#   SDK-11 `|`, `{` and `}` reach Go's regexp engine unescaped (see _ESCAPED): `a|*` excludes
+#          everything and `x{2}*` matches `xx`; the SDK escapes them.
+#   SDK-12 `<Dockerfile>.dockerignore` next to the Dockerfile replaces `<context>/.dockerignore`;
+#          the SDK only reads the latter.
+#
+# Why RE2 (google-re2, pinned in requirements.txt): patternmatcher turns a pattern into a regular
+# expression for Go's regexp engine, which implements RE2's syntax (except `\C`) in time linear in
+# the path. Python's `re` backtracks: `**/**/*a*a*a*a*a*a*a*a*a*a*c` against a 61-character path took
+# 32 s there, four times longer per extra `*a`. google-re2 is Google's own binding of the RE2 library,
+# so the expression patternmatcher builds goes to an engine with Go's syntax and Go's guarantee as it
+# is, escapes, POSIX and Unicode classes included, with no translation layer to get wrong. The only
+# difference kept by hand is `\C`, which RE2 accepts and Go rejects (`_has_go_rejected_escape`).
+# Pruning (PatternMatcher): a path is evaluated only against the patterns whose literal directory
+# prefix it lies in and, among the others, those whose literal tail it ends with; the result is the
+# same as evaluating every pattern (tests/test_dockerignore.py checks it against the unpruned loop).
+#
+# Special files: BuildKit sends a fifo (as a fifo) and a socket (as an empty regular file; oracle-observed), and
+# `walk_context` yields them like files, with device nodes (the digest records their kind: buildcontext/digest.py);
+# `context_dirs` counts them as what makes an excluded parent directory sent.
+#
+# The ignore file itself is read only as a regular file (no symlink, fifo or device is opened), up to
+# MAX_IGNORE_FILE_BYTES, with Docker's line limit (MAX_LINE_BYTES); messages show a pattern only as a short
+# escaped excerpt. Where Docker differs: it follows a symlinked ignore file inside the context; this module
+# refuses it (see `_read_ignore_file`).
 
 import bisect
 import errno

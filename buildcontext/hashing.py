@@ -145,14 +145,9 @@ def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool,
         os.close(fd)
 
 
-def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_before_ns: int) -> dict[str, Hashed]:
-    """Hash every file in `misses` on all cores; large files are split into TREE_CHUNK pieces.
-
-    A result is `trusted` (its stat key may vouch for its content next time) when the file did not change
-    while it was read and its mtime is older than `trust_before_ns` (the racy window)."""
-    results: dict[str, Hashed] = {}
-    if not misses:
-        return results
+def _plan_reads(misses: list[tuple[str, Path | str, os.stat_result]]
+                ) -> tuple[list[list[tuple[str, Path, os.stat_result]]], list[tuple[str, Path, os.stat_result, bool]]]:
+    """(batches of small files, each up to BATCH_BYTES or BATCH_FILES; large files with whether they are text)."""
     batches: list[list[tuple[str, Path, os.stat_result]]] = []
     batch: list[tuple[str, Path, os.stat_result]] = []
     batch_bytes = 0
@@ -173,6 +168,31 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
             batch, batch_bytes = [], 0
     if batch:
         batches.append(batch)
+    return batches, large
+
+
+def _large_file(rel: str, path: Path, st: os.stat_result, key: os.stat_result, parts: list[tuple[bytes, int, int]],
+                trust_before_ns: int) -> Hashed:
+    """A large file's result from its chunks' (digest, size, flags), in order."""
+    size = sum(n for _, n, _ in parts)
+    flags = 0
+    for _, _, fl in parts:
+        flags |= fl
+    after = os.lstat(path)
+    trusted = (_same_file(key, st) and _same_file(key, after) and size == st.st_size
+               and settled(key, trust_before_ns))
+    return Hashed(tree_value([d for d, _, _ in parts]), size, flags, key, trusted)
+
+
+def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_before_ns: int) -> dict[str, Hashed]:
+    """Hash every file in `misses` on all cores; large files are split into TREE_CHUNK pieces.
+
+    A result is `trusted` (its stat key may vouch for its content next time) when the file did not change
+    while it was read and its mtime is older than `trust_before_ns` (the racy window)."""
+    results: dict[str, Hashed] = {}
+    if not misses:
+        return results
+    batches, large = _plan_reads(misses)
 
     # Set when the caller stops waiting (Ctrl-C, or a file that changed): every running task ends at its next
     # read of at most READ_SIZE bytes and queued ones never start, so an interrupt ends the scan within moments
@@ -200,15 +220,7 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
             chunk_futures.append((rel, path, st, key, futures))
         batch_futures = [pool.submit(run_batch, b) for b in batches]
         for rel, path, st, key, futures in chunk_futures:
-            parts = [f.result() for f in futures]
-            size = sum(n for _, n, _ in parts)
-            flags = 0
-            for _, _, fl in parts:
-                flags |= fl
-            after = os.lstat(path)
-            trusted = (_same_file(key, st) and _same_file(key, after) and size == st.st_size
-                       and settled(key, trust_before_ns))
-            results[rel] = Hashed(tree_value([d for d, _, _ in parts]), size, flags, key, trusted)
+            results[rel] = _large_file(rel, path, st, key, [f.result() for f in futures], trust_before_ns)
         for f in batch_futures:
             results.update(f.result())
     except BaseException:
@@ -217,5 +229,3 @@ def hash_files(misses: list[tuple[str, Path | str, os.stat_result]], trust_befor
         raise
     pool.shutdown(wait=True)
     return results
-
-

@@ -11,7 +11,7 @@ image's explain says, even when both share a context. There is no guessing of pr
   remote inputs (base image and remote source -> digest), and the manifest: relative path -> [kind, content hash, link target or device numbers] ("rel/" for directories).
 * Header line `acr-publish-history <layout> <digest of last> <sha256 of body>`, then a JSON body. Recording an
   unchanged tag reads the header line only and writes nothing, so a warm plan costs one short read per image.
-  `layout` is computed from this module's code (memo.code_version), never bumped by hand.
+  `layout` is LAYOUT_VERSION.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,18 +27,16 @@ from typing import Any
 
 from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_dir_problem, read_regular,
                                write_atomic)
-from buildcontext.memo import code_version
 
 _MAGIC = b"acr-publish-history"
 MAX_BYTES = 1 << 30
-_layout: bytes | None = None
+# Bump when the record's format changes (header, body, a state's fields); held by tests/test_cache_versions.py,
+# which fails and names this constant when the format changes. A file of another layout reads as no history.
+LAYOUT_VERSION = "history-1"
 
 
 def _layout_version() -> bytes:
-    global _layout
-    if _layout is None:
-        _layout = code_version(Path(sys.modules[__name__].__file__).read_text(encoding="utf-8")).encode()
-    return _layout
+    return LAYOUT_VERSION.encode()
 
 
 @dataclass(frozen=True)

@@ -1,44 +1,19 @@
 """The stat cache: a disposable memo so an unchanged file is never read twice.
 
-It maps (relative path, size, mtime_ns, ctime_ns, inode, mode) to what reading the file found: its content hash
-and the sensitive-content flags of the guard (buildcontext/sensitive.py). Nothing else lives here (the explain
-history is buildcontext/history.py); deleting the file only costs the next run a full read.
-
-* One file per (context, Dockerfile) pair under `<cache dir>/contexts/`, named by a hash of both absolute paths
-  (the Dockerfile picks the `.dockerignore` in effect, so the file set can differ).
-* Entry: relative path -> `<T|U><stat key>|<kind>|<flags>|<value>`: T for a trusted entry, U for one that must
-  be re-read; the stat key is size, mtime_ns, ctime_ns, inode and mode, packed as 64-bit fields, in hex (80
-  characters, fixed width, so a prefix comparison cannot match a longer key); kind 'f'/'x' (file, executable
-  file), 'l' (symlink: value its target), 'p'/'s' (fifo, socket), 'c'/'b' (device: value "major:minor"); value
-  last, so it may hold any character. Links and special files are never opened (readlink, lstat) and, as in git's
-  index, trusted by their stat key like files (a link's target or a node's device numbers cannot change without
-  a new inode and ctime). A directory the build sends is `<rel>/` -> DIR_ENTRY, without a stat key: only its
-  presence is digested. A lookup hits only for a trusted entry whose size, mtime, ctime, inode and full st_mode
-  equal the file's lstat now. ctime is in the key as in git's index: a same-size in-place rewrite that puts the
-  mtime back still moves the ctime, which no user call can set.
-* Racy files (git's "racy clean" problem): a file modified again within the file system's timestamp granularity
-  after it was read keeps its stat key. So an entry is trusted only when the later of the file's mtime and
-  ctime is older than the start of the run that read it minus RACY_WINDOW_NS (hashing.settled; git checks the
-  ctime too: a write whose mtime was set back still moves the ctime); others are re-read on the next run.
-* Summary: what a scan concluded from exactly these entries, all pure functions of them: the digest's tree root
-  (buildcontext/digest.py), the Dockerfile's content hash, the guard's findings before allowSensitive, the file
-  count and size, and, when every entry was trusted, the `fingerprint` of the walk that made them (every path
-  and stat key in walk order, every directory, the Dockerfile's stat key). A warm scan whose walk has the same
-  fingerprint takes the summary as its answer and never parses the entries (they are parsed only when asked for,
-  e.g. for the explain history's manifest): that is what keeps a warm run of 20,000 files near a bare walk.
-* Header line `acr-publish-memo <layout> <encoding> <guard> <sha256 of body>`; the body is the summary as one
-  JSON line, then the entries as JSON (one string each, not a list: parsing 20,000 lists costs 3x). The three
-  versions are computed, never bumped by hand: `layout` from this module's code, `encoding` from the code that makes the
-  cached values (digest.py's encoding, hashing.py's reads and scan decisions, context.py's entries and summary:
-  `encoding_version`), `guard` from the rules' code and tables (sensitive.py's syntax tree, so a
-  changed rule, table or constant invalidates every cached verdict and a comment does not). Any mismatch, a
-  checksum mismatch or a body of the wrong shape makes the whole file ignored; the next save rebuilds it.
-* Writes are atomic and skipped when nothing changed, so a warm run of an unchanged context writes nothing
-  (buildcontext/files.py: regular files only, bounded reads, stale temporaries removed).
+Per (context, Dockerfile) pair, one file under `<cache dir>/contexts/` maps each relative path to what reading it
+found: `<T|U><stat key>|<kind>|<flags>|<value>` (trusted, or to be re-read; size, mtime_ns, ctime_ns, inode and
+mode as fixed-width hex; kind f/x/l/p/s/c/b; the guard's content flags; the content hash, link target or device
+numbers, last so it may hold any character). A lookup hits only for a trusted entry whose stat key equals the
+file's lstat now; an entry is trusted only when the file's mtime and ctime are older than its run's start minus
+RACY_WINDOW_NS (git's racy-clean rule). Beside the entries: the `Summary` a scan concluded from them (tree root,
+Dockerfile hash, guard candidates, counts) and the walk's `fingerprint`, so a warm scan whose walk is unchanged
+takes the summary and never parses the entries.
+Header line `acr-publish-memo <layout> <encoding> <guard> <sha256 of body>`, the three versions being
+LAYOUT_VERSION, ENCODING_VERSION and sensitive.RULES_VERSION: a mismatch, a bad checksum or a body of the wrong
+shape makes the whole file ignored (the next save rebuilds it). Writes are atomic and skipped when nothing changed.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -48,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from buildcontext import digest, sensitive
+from buildcontext import sensitive
 from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_dir_problem, read_regular,
                                write_atomic)
 from buildcontext.printable import escaped
@@ -61,43 +36,18 @@ MAX_BYTES = 1 << 30
 # The entry of a directory: kind 'd', no flags, no value, and no stat key (never looked up, only compared).
 DIR_ENTRY = "D|d|0|"
 DOCKERFILE_KEY = "\0dockerfile"  # the Dockerfile's entry: cannot collide with a relative path (no NUL in names)
-
-
-def code_version(source: str) -> str:
-    """A version of Python source that changes with its code and constants, not with comments or docstrings."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
-            node.body = body[1:]  # type: ignore[attr-defined]
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
-
-
-def _module_version(module: Any) -> str:
-    return code_version(Path(module.__file__).read_text(encoding="utf-8"))
-
-
-_versions: bytes | None = None
-
-
-def encoding_version() -> str:
-    """The version of the code that makes the cached values: digest.py (the tree root's encoding, the content
-    hash of large files), hashing.py (what is read and hashed, which files and chunks the guard's content scan
-    sees) and context.py (each entry's kind and value, the summary). Any change to their code or constants, an
-    edit of `tree_root`'s fields included, gives another version; comments and docstrings do not."""
-    from buildcontext import context, hashing  # context imports this module
-    return hashlib.sha256(" ".join(_module_version(m) for m in (digest, hashing, context)).encode()).hexdigest()[:16]
+# Bump when this module's file format changes (header, summary line, entry syntax); held by
+# tests/test_cache_versions.py, which fails and names this constant when the format changes.
+LAYOUT_VERSION = "memo-1"
+# Bump when the cached values change: what an entry holds (kind, content hash, flags: context.py, hashing.py),
+# the tree root's encoding or a large file's content hash (digest.py), or what the summary concludes; held by
+# tests/test_cache_versions.py (a golden scan of a fixed context).
+ENCODING_VERSION = "encoding-1"
 
 
 def versions() -> bytes:
-    """`<layout> <encoding> <guard>`, computed once per process."""
-    global _versions
-    if _versions is None:
-        import sys
-        _versions = b"%s %s %s" % (_module_version(sys.modules[__name__]).encode(),
-                                   encoding_version().encode(), _module_version(sensitive).encode())
-    return _versions
+    """`<layout> <encoding> <guard>`: the three version constants of the header."""
+    return b"%s %s %s" % (LAYOUT_VERSION.encode(), ENCODING_VERSION.encode(), sensitive.RULES_VERSION.encode())
 
 
 _pack_key = struct.Struct(">QqqQQ").pack
@@ -110,7 +60,11 @@ def _stat_key(st: os.stat_result) -> str:
 
 
 def make_entry(st: os.stat_result, kind: str, value: str, flags: int, trusted: bool) -> str:
-    """The cache entry of one file, link or special file whose lstat is `st`."""
+    """The cache entry of one file, link or special file whose lstat is `st`.
+
+    As in git's index, links and special files are trusted by their stat key like files (a link's target or a
+    node's device numbers cannot change without a new inode and ctime), and ctime is in the key: a same-size
+    rewrite that puts the mtime back still moves the ctime, which no user call can set."""
     return f"{'T' if trusted else 'U'}{_stat_key(st)}|{kind}|{flags}|{value}"
 
 

@@ -1,58 +1,12 @@
-"""The sensitive-file rules: which files in a build context must not be sent into an image.
+"""The sensitive-file guard: which files, Dockerfile text and build args must not go into an image.
 
-This module owns the rules and the error a person acts on; it reads no files itself. The context
-engine (buildcontext/hashing.py) reads each file once, while hashing it, and hands the content to
-`scan_content`; the resulting flags are cached with the content hash, so an unchanged file is never
-read again for the scan. `findings` then combines those flags with the path rules.
-
-Rules (each Finding names the file, the reason and the `.dockerignore` line that excludes it):
-
-* content: a PEM private key (`-----BEGIN <any type> PRIVATE KEY-----`, PGP private key blocks, PuTTY
-  key files), an Alibaba Cloud AccessKey id (`LTAI` + 12-30 letters/digits, with no letter or digit
-  on either side: `_` and punctuation are boundaries), a token of a known format (`_TOKEN_RE`: GitHub,
-  GitLab, AWS access key ids, Slack, npm, PyPI, Google API keys, Stripe live keys), a kubeconfig's
-  credentials in YAML (block or flow style) or JSON (`client-key-data`, or `token`, `password` or an
-  auth-provider's `id-token`/`refresh-token`/`access-token` with a value, in a file with `users` and either
-  `kind: Config` (quoted or not) or a kubeconfig's `clusters`/`contexts`/`current-context`) or Terraform state (`"terraform_version"` with `"lineage"`) in a text file;
-  a URL whose userinfo holds a password (`scheme://user:password@host`: pip.conf, a RUN line's index URL, a
-  build arg), unless the password is only a reference or placeholder (`${PIP_PASSWORD}`, `$(cat f)`, `%s`,
-  `{password}`, `<password>`, `***`); an AccessKey secret assigned under the names Alibaba Cloud's and AWS's
-  tools use (`ALIBABA_CLOUD_ACCESS_KEY_SECRET=`, `access_key_secret =`, `"AccessKeySecret":`,
-  `aws_secret_access_key`), also without its `LTAI` id. Binary files
-  (a NUL byte in the first 8000 bytes, git's heuristic) are not scanned. The rules that need two
-  markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both lie in
-  one 1 MiB read window (context.READ_SIZE); kubeconfigs and state files are far smaller.
-* names, compared case-insensitively (`.ENV` is `.env` on a case-insensitive file system, and a
-  dotenv file whatever its case): `.env`, `.env.*` (except the `.env` templates below) and `.envrc`
-  (direnv); SSH private keys `id_rsa`, `id_dsa`, `id_ecdsa`, `id_ed25519` and
-  their FIDO `*_sk` kin (`.pub` files are public and fine); PKCS#12 stores `*.p12`/`*.pfx`;
-  `.aws/credentials`; `.docker/config.json` and the legacy `.dockercfg`; `.git-credentials`; Terraform state `*.tfstate` and
-  every `*.tfstate.*` (`.backup`, `.json`, numbered backups); Pulumi stack files `Pulumi.*.yaml`
-  (`Pulumi.yaml`, the project file, is fine).
-* names + content: `.npmrc`, `.pypirc` and `.netrc` only when they hold a token or password; Yarn's
-  `.yarnrc.yml` with an `npmAuthToken`/`npmAuthIdent`; Maven's `settings.xml` with a `<password>` or
-  `<passphrase>` (and `settings-security.xml`'s `<master>`). A value that is only an environment reference
-  (`_authToken=${NPM_TOKEN}`, `npmAuthToken: "${NPM_TOKEN}"`, `<password>${env.PW}</password>`) holds none.
-* directories: `.git/` and `.pulumi/` anywhere in the tree, reported once per directory.
-
-`.env` templates, a deliberate exception to the issue's `.env.*` rule: `.env.example`, `.env.sample`,
-`.env.template` and `.env.dist` are NOT flagged by name. They are the conventional, committed,
-placeholder-only siblings of `.env` and are meant to ship (frameworks read them for defaults);
-flagging them would push users to blanket `allowSensitive` entries that then hide a real `.env`.
-The exception is by name only: their content is still scanned like any other text file, so a
-template holding a private key or an AccessKey id is refused (tests/test_sensitive.py proves it).
-
-Rules apply to regular files; a symlink carries only its target path into the image, so name rules
-do not apply to it (a `.git/` or `.pulumi/` directory is reported whatever it holds).
-
-Beyond the files sent, two inputs land in the image's history whatever `.dockerignore` says:
-* the Dockerfile (`dockerfile_findings`): its content rules' flags, also when it lies outside the
-  context or is excluded; allowed by its path relative to the context when it lies inside;
-* build args (`build_arg_findings`): a value the content rules flag, a JSON Web Token or an HTTP
-  Authorization value (`Bearer ...`, `Basic ...`), or a name that says password, token, secret, key or
-  credential, also glued or abbreviated (`dbpassword`, `GITHUBTOKEN`, `DBPASS`, `SSH_KEY`, `mysql_root_pw`;
-  deliberately broad: `PASSWORD_POLICY_URL` is refused too, see `_secret_name`); allowed by the entry
-  `buildArg:NAME`. Values are never printed.
+It reads no files: the context engine (buildcontext/hashing.py) reads each file once, while hashing it, and hands
+the content to `scan_content`, whose flags are cached with the content hash. `findings` combines those flags with
+the path rules; `dockerfile_findings` and `build_arg_findings` judge the two inputs the image history records
+whatever `.dockerignore` says. Each Finding names the file, the reason and the `.dockerignore` line (or change)
+that fixes it; `SensitiveFilesError` is the message a person acts on. The rules themselves (patterns, names,
+reasons) are the table in buildcontext/sensitive_rules.py; `check_allow_entry` is the one rule for
+allowSensitive entries (a path in the context, or `buildArg:NAME`).
 """
 from __future__ import annotations
 
@@ -62,8 +16,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from buildcontext.printable import escaped
+from buildcontext.sensitive_rules import (
+    ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE,
+    BINARY_SNIFF_BYTES, CONTENT_REASONS, CREDENTIALS, CREDENTIAL_FILES, CREDENTIAL_FILE_SECRETS,
+    ENV_REFERENCE_RE, ENV_TEMPLATES, GLUED_ENDINGS, KNOWN_TOKEN, KUBECONFIG_CREDENTIALS, KUBE_CONFIG_RE,
+    KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, MAVEN_SECRET_RE, NAME_WORD, NETRC_SECRET_RE, NOT_PASS,
+    NPMRC_SECRET_RE, PLACEHOLDER_RE, PRIVATE_KEY, PRIVATE_KEY_RE, PYPIRC_SECRET_RE, RULES_VERSION,
+    SCAN_OVERLAP, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE, TERRAFORM_STATE, TOKEN_MARKERS,
+    TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE, YARNRC_SECRET_RE)
 
 __all__ = [
+    "RULES_VERSION",
     "Finding",
     "SensitiveFilesError",
     "PRIVATE_KEY",
@@ -83,99 +46,6 @@ __all__ = [
     "normalize_allow",
     "dockerignore_escape",
 ]
-
-# Content flags, cached per file next to its content hash.
-PRIVATE_KEY = 1
-ALIBABA_ACCESS_KEY = 2
-CREDENTIALS = 4
-KNOWN_TOKEN = 8
-KUBECONFIG_CREDENTIALS = 16
-TERRAFORM_STATE = 32
-URL_PASSWORD = 64
-ACCESS_KEY_SECRET = 128
-
-BINARY_SNIFF_BYTES = 8000  # git's buffer_is_binary() looks at the first 8000 bytes
-# A chunked scan re-reads this many bytes before each chunk so a marker split across chunks is seen;
-# longer than the longest marker either regex can match.
-SCAN_OVERLAP = 128
-
-_PRIVATE_KEY_RE = re.compile(
-    rb"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-\d+:")
-# Bounded by any character that is not a letter or digit ('_' included: `AK_LTAI...`, `LTAI..._old`), so a
-# run of more than 30 letters and digits after LTAI is not an id, as in Alibaba Cloud's own format.
-_ALIBABA_AK_RE = re.compile(rb"(?<![A-Za-z0-9])LTAI[A-Za-z0-9]{12,30}(?![A-Za-z0-9])")
-
-# Tokens whose format says what they are: a fixed prefix and a known length or alphabet, bounded like the
-# AccessKey id. The longest match (github_pat_ + 82) is shorter than SCAN_OVERLAP.
-_TOKEN_RE = re.compile(
-    rb"(?<![A-Za-z0-9])(?:"
-    rb"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}"  # GitHub
-    rb"|glpat-[A-Za-z0-9_-]{20}"  # GitLab personal access token
-    rb"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
-    rb"|xox[abposr]-[A-Za-z0-9-]{10,48}"  # Slack
-    rb"|npm_[A-Za-z0-9]{36}"  # npm
-    rb"|AIza[0-9A-Za-z_-]{35}"  # Google API key
-    rb"|[sr]k_live_[0-9A-Za-z]{24,99}"  # Stripe live secret / restricted key
-    rb")(?![A-Za-z0-9])"
-    # PyPI: the prefix is base64 of its macaroon header; the token runs on for 100+ characters, so only
-    # its start is matched (bounded on the left only)
-    rb"|(?<![A-Za-z0-9])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50}")
-_TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"AKIA", b"ASIA", b"xox", b"npm_", b"pypi-", b"AIza", b"k_live_")
-# Kubeconfigs in any of the forms kubectl reads: block YAML, flow YAML (`users: [{user: {token: x}}]`) and JSON
-# (`"token": "x"`). A key is matched at a line start or after `{`, `,` or whitespace, bare or quoted, with a
-# non-empty value (`token: ""`, `token:` and `token: null` hold none).
-_KEY_START = rb"""(?:^(?:\xef\xbb\xbf)?|[\s{,])["']?"""  # a UTF-8 byte-order mark may open the file
-_KEY_END = rb"""["']?[ \t]*:[ \t]*"""
-_KUBE_KEY_RE = re.compile(_KEY_START + rb"client-key-data" + _KEY_END + rb"""["']?[A-Za-z0-9+/=]""", re.MULTILINE)
-# The user's secrets: a bearer token, a basic-auth password, an auth-provider's id/refresh/access token.
-_KUBE_USER_SECRET_RE = re.compile(
-    _KEY_START + rb"(?:token|password|id-token|refresh-token|access-token)" + _KEY_END
-    + rb"""(?!null\b)["']?[^\s"'#,}\]]""", re.MULTILINE)
-_KUBE_USERS_RE = re.compile(_KEY_START + rb"users" + _KEY_END, re.MULTILINE)
-# What makes a file with `users` and a secret a kubeconfig: `kind: Config` (bare, quoted or with a comment
-# after it), or a kubeconfig's other sections (a kubeconfig need not say its kind).
-_KUBE_CONFIG_RE = re.compile(
-    _KEY_START + rb"kind" + _KEY_END + rb"""["']?Config["']?[ \t]*(?:[,}#\r\n]|$)"""
-    + rb"|" + _KEY_START + rb"(?:clusters|contexts|current-context)" + _KEY_END, re.MULTILINE)
-
-# Credential lines of the files that may or may not hold one.
-_NPMRC_SECRET_RE = re.compile(
-    rb"^[ \t]*(?:[^=\s;#]*:)?(?:_authToken|_auth|_password|password)[ \t]*=[ \t]*(\S[^\r\n]*?)[ \t]*\r?$",
-    re.MULTILINE)
-_ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
-_PYPIRC_SECRET_RE = re.compile(rb"^[ \t]*password[ \t]*[=:][ \t]*\S", re.MULTILINE)
-_NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s+\S")
-_CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
-                     ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", "settings.xml": "maven",
-                     "settings-security.xml": "maven"}
-# Yarn Berry's registry login (`npmAuthToken`, `npmAuthIdent`, also under npmScopes/npmRegistries), with a value that
-# is not an environment reference (`npmAuthToken: "${NPM_TOKEN}"` holds none).
-_YARNRC_SECRET_RE = re.compile(
-    rb"""^[ \t]*["']?(?:npmAuthToken|npmAuthIdent|npmPassword)["']?[ \t]*:[ \t]*([^\r\n]*)""", re.MULTILINE)
-# Maven's settings.xml server logins (<password>, <passphrase>, <privateKey> is a path and fine) and
-# settings-security.xml's <master>, unless the value is a property reference (`${env.MAVEN_PASSWORD}`).
-_MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>\s*(?!\$\{)[^<\s][^<]*</\1>")
-
-# A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
-# line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
-_URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
-# A password part that only stands for one: an environment or template reference, a format placeholder, a mask.
-_PLACEHOLDER_RE = re.compile(
-    rb"""\$\{?[A-Za-z_][A-Za-z0-9_.]*\}?|\$\([^)]*\)|%(?:\([A-Za-z_]\w*\))?s|\{[^@]*\}|<[^<>]*>|\*+|%[A-Za-z_]\w*%""")
-# An AccessKey secret assigned under the names Alibaba Cloud's and AWS's tools use (ALIBABA_CLOUD_ACCESS_KEY_SECRET,
-# ALICLOUD_SECRET_KEY, access_key_secret, AccessKeySecret, aws_secret_access_key), in a script, an env file, an INI,
-# YAML or JSON file: the secret alone, without its LTAI id, is half a key pair and still a credential. The value is
-# the secret's alphabet (a `$VAR` or `${VAR}` reference does not match it).
-_ACCESS_KEY_SECRET_RE = re.compile(
-    rb"""(?i)(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key|ali(?:cloud|yun|baba[_-]?cloud)[_-]?secret[_-]?key)"""
-    rb"""["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9/+]{20,64}(?![A-Za-z0-9/+=])""")
-
-_ENV_TEMPLATES = frozenset({".env.example", ".env.sample", ".env.template", ".env.dist"})
-_SSH_KEY_RE = re.compile(r"id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?")
-_SENSITIVE_DIRS = {
-    ".git": "a git repository: its history can hold secrets and source you did not mean to ship",
-    ".pulumi": "Pulumi state or credentials (.pulumi/)",
-}
 
 
 def is_binary(head: bytes) -> bool:
@@ -201,39 +71,39 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
     last byte's neighbours are unknown here."""
     flags = 0
     # `in` (a fast substring search) gates the regular expressions: most files hold neither marker.
-    if (b"PRIVATE KEY" in data or b"PuTTY-User-Key-File-" in data) and _PRIVATE_KEY_RE.search(data):
+    if (b"PRIVATE KEY" in data or b"PuTTY-User-Key-File-" in data) and PRIVATE_KEY_RE.search(data):
         flags |= PRIVATE_KEY
-    if b"LTAI" in data and _has_bounded_match(_ALIBABA_AK_RE, data, cut_start, cut_end):
+    if b"LTAI" in data and _has_bounded_match(ALIBABA_AK_RE, data, cut_start, cut_end):
         flags |= ALIBABA_ACCESS_KEY
-    if any(m in data for m in _TOKEN_MARKERS) and _has_bounded_match(_TOKEN_RE, data, cut_start, cut_end):
+    if any(m in data for m in TOKEN_MARKERS) and _has_bounded_match(TOKEN_RE, data, cut_start, cut_end):
         flags |= KNOWN_TOKEN
-    if b"client-key-data" in data and _KUBE_KEY_RE.search(data):
+    if b"client-key-data" in data and KUBE_KEY_RE.search(data):
         flags |= KUBECONFIG_CREDENTIALS
-    elif (b"users" in data and (b"token" in data or b"password" in data) and _KUBE_USERS_RE.search(data)
-          and _KUBE_CONFIG_RE.search(data) and _KUBE_USER_SECRET_RE.search(data)):
+    elif (b"users" in data and (b"token" in data or b"password" in data) and KUBE_USERS_RE.search(data)
+          and KUBE_CONFIG_RE.search(data) and KUBE_USER_SECRET_RE.search(data)):
         flags |= KUBECONFIG_CREDENTIALS
     if b'"terraform_version"' in data and b'"lineage"' in data:
         flags |= TERRAFORM_STATE
-    if b"://" in data and b"@" in data and any(not _PLACEHOLDER_RE.fullmatch(m.group(1))
-                                               for m in _URL_PASSWORD_RE.finditer(data)):
+    if b"://" in data and b"@" in data and any(not PLACEHOLDER_RE.fullmatch(m.group(1))
+                                               for m in URL_PASSWORD_RE.finditer(data)):
         flags |= URL_PASSWORD
-    if (b"ecret" in data or b"ECRET" in data) and _ACCESS_KEY_SECRET_RE.search(data):
+    if (b"ecret" in data or b"ECRET" in data) and ACCESS_KEY_SECRET_RE.search(data):
         flags |= ACCESS_KEY_SECRET
-    kind = _CREDENTIAL_FILES.get(name.lower())
+    kind = CREDENTIAL_FILES.get(name.lower())
     if kind == "npm":
-        if any(not _ENV_REFERENCE_RE.match(m.group(1)) for m in _NPMRC_SECRET_RE.finditer(data)):
+        if any(not ENV_REFERENCE_RE.match(m.group(1)) for m in NPMRC_SECRET_RE.finditer(data)):
             flags |= CREDENTIALS
     elif kind == "pypi":
-        if _PYPIRC_SECRET_RE.search(data):
+        if PYPIRC_SECRET_RE.search(data):
             flags |= CREDENTIALS
     elif kind == "netrc":
-        if _NETRC_SECRET_RE.search(data):
+        if NETRC_SECRET_RE.search(data):
             flags |= CREDENTIALS
     elif kind == "yarn":
-        if any(_yaml_secret(m.group(1)) for m in _YARNRC_SECRET_RE.finditer(data)):
+        if any(_yaml_secret(m.group(1)) for m in YARNRC_SECRET_RE.finditer(data)):
             flags |= CREDENTIALS
     elif kind == "maven":
-        if _MAVEN_SECRET_RE.search(data):
+        if MAVEN_SECRET_RE.search(data):
             flags |= CREDENTIALS
     return flags
 
@@ -241,7 +111,7 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
 def _yaml_secret(value: bytes) -> bool:
     """Whether a YAML scalar (as written after `key:`) is a value, not empty, null or a placeholder."""
     value = value.split(b" #", 1)[0].strip().strip(b"\"'")
-    return bool(value) and value not in (b"null", b"~") and not _PLACEHOLDER_RE.fullmatch(value)
+    return bool(value) and value not in (b"null", b"~") and not PLACEHOLDER_RE.fullmatch(value)
 
 
 @dataclass(frozen=True)
@@ -296,11 +166,11 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
         return "a direnv file (.envrc) exports environment variables, usually credentials", dockerignore_escape(rel)
     if name == ".env":
         return "a dotenv file (.env) usually holds credentials", dockerignore_escape(rel)
-    if name.startswith(".env.") and name not in _ENV_TEMPLATES:
+    if name.startswith(".env.") and name not in ENV_TEMPLATES:
         # the exact path, not `.env.*`: that pattern would also drop the templates this guard accepts
         return ("a dotenv file (.env.*) usually holds credentials (placeholder-only templates named .env.example, "
                 ".env.sample, .env.template or .env.dist are allowed)"), dockerignore_escape(rel)
-    if _SSH_KEY_RE.fullmatch(name):
+    if SSH_KEY_RE.fullmatch(name):
         return "an SSH private key file (by its name)", dockerignore_escape(rel)
     if name.endswith((".p12", ".pfx")):
         return "a PKCS#12 key store (private key and certificate)", dockerignore_escape(rel)
@@ -333,23 +203,10 @@ def _dir_prefix(rel: str) -> str:
     return _escape_pattern(parent) + "/" if parent else ""
 
 
-_CONTENT_REASONS = (
-    (PRIVATE_KEY, "contains a private key (-----BEGIN ... PRIVATE KEY-----)"),
-    (ALIBABA_ACCESS_KEY, "contains an Alibaba Cloud AccessKey id (LTAI****)"),
-    (KNOWN_TOKEN, "contains an access token of a known format (GitHub, GitLab, AWS, Slack, npm, PyPI, Google, Stripe)"),
-    (KUBECONFIG_CREDENTIALS, "is a kubeconfig holding credentials (client-key-data, token or password)"),
-    (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
-    (URL_PASSWORD, "contains a URL with a password in it (scheme://user:password@host)"),
-    (ACCESS_KEY_SECRET, "contains an AccessKey secret (an access_key_secret or secret_access_key with a value)"),
-)
-
 
 def _credential_reason(name: str) -> str:
-    kind = _CREDENTIAL_FILES[name.lower()]
-    what = {"npm": "an npm auth token or password", "pypi": "a PyPI password or token",
-            "netrc": "a login password", "yarn": "a Yarn registry token (npmAuthToken/npmAuthIdent)",
-            "maven": "a Maven server password (<password>, <passphrase> or <master>)"}[kind]
-    return f"{name} holds {what}"
+    kind = CREDENTIAL_FILES[name.lower()]
+    return f"{name} holds {CREDENTIAL_FILE_SECRETS[kind]}"
 
 
 def check_allow_entry(raw: object) -> tuple[str | None, str | None]:
@@ -422,20 +279,20 @@ def _classify(rel: str, kind: str, flags: int) -> str | list[tuple[str, str]] | 
     if ".git/" in lrel or ".pulumi/" in lrel:  # cheap pre-check: most paths are in neither
         parts = rel.split("/")
         for i, part in enumerate(parts[:-1]):
-            if part.lower() in _SENSITIVE_DIRS:
+            if part.lower() in SENSITIVE_DIRS:
                 return "/".join(parts[: i + 1])
     if kind == "l":
-        return None
+        return None  # a symlink carries only its target path into the image: no name rule applies
     name = rel.rsplit("/", 1)[-1]
     reasons: list[tuple[str, str]] = []
     named = _name_reason(rel, name)
     if named:
         reasons.append(named)
     if flags:
-        for flag, text in _CONTENT_REASONS:
+        for flag, text in CONTENT_REASONS:
             if flags & flag:
                 reasons.append((text, dockerignore_escape(rel)))
-        if flags & CREDENTIALS and name.lower() in _CREDENTIAL_FILES:
+        if flags & CREDENTIALS and name.lower() in CREDENTIAL_FILES:
             reasons.append((_credential_reason(name), dockerignore_escape(rel)))
     return reasons or None
 
@@ -467,7 +324,7 @@ def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -
         f = Finding(rel, "; ".join(r for r, _ in reasons), fix)
         (allowed if _allowed(rel, allow_t) else refused).append(f)
     for d, (n_refused, n_allowed) in dirs.items():
-        reason = _SENSITIVE_DIRS[d.rsplit("/", 1)[-1].lower()]
+        reason = SENSITIVE_DIRS[d.rsplit("/", 1)[-1].lower()]
         if n_refused:
             # Files inside that allowSensitive names are left out of the count, not out of the finding.
             refused.append(Finding(d + "/", f"{reason} ({n_refused} {'file' if n_refused == 1 else 'files'})",
@@ -480,7 +337,7 @@ def findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] = ()) -
 
 
 def _content_reasons(flags: int) -> list[str]:
-    return [text for flag, text in _CONTENT_REASONS if flags & flag]
+    return [text for flag, text in CONTENT_REASONS if flags & flag]
 
 
 def dockerfile_findings(dockerfile: str, rel: str | None, flags: int,
@@ -505,39 +362,17 @@ def dockerfile_findings(dockerfile: str, rel: str | None, flags: int,
     return ([], [f]) if allow_here else ([f], [])
 
 
-# Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
-_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pw", "pass", "passphrase", "secret", "secrets", "token",
-                           "tokens", "credential", "credentials", "creds", "apikey", "privatekey", "secretkey",
-                           "accesskey", "signingkey", "authtoken", "clientsecret", "auth", "sshkey"})
-_SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"),
-                           ("signing", "key"), ("client", "secret"), ("auth", "token"), ("ssh", "key"),
-                           ("gpg", "key"), ("pgp", "key"), ("encryption", "key"), ("master", "key"),
-                           ("deploy", "key"), ("client", "key")})
-# A word that ends with one of these says it too, glued to what it is for (`dbpassword`, `GITHUBTOKEN`, `DBPASS`).
-_GLUED_ENDINGS = ("password", "passwords", "passwd", "passphrase", "secret", "secrets", "token", "tokens", "credential",
-                  "credentials", "creds", "apikey", "apikeys", "privatekey", "secretkey", "accesskey", "sshkey",
-                  "gpgkey", "pgpkey", "masterkey", "deploykey", "signingkey", "pass", "pwd", "pw")
-# Words ending in "pass" that are not passwords.
-_NOT_PASS = frozenset({"bypass", "compass", "encompass", "overpass", "underpass", "surpass", "trespass"})
-_NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
-
 
 def _secret_name(name: str) -> bool:
     """Whether a build arg's name says it carries a credential. Deliberately broad: a name that says password
     or token is refused even when it names something about one (PASSWORD_POLICY_URL, TOKEN_FILE), because a
     false alarm costs one `buildArg:NAME` entry and a missed secret stays in the image history for good."""
-    words = [w.lower() for w in _NAME_WORD.findall(name)]
+    words = [w.lower() for w in NAME_WORD.findall(name)]
     singular = [w[:-1] if w.endswith("keys") else w for w in words]  # API_KEYS says what API_KEY says
-    if any(w in _SECRET_WORDS for w in words) or any(pair in _SECRET_PAIRS for pair in zip(singular, singular[1:])):
+    if any(w in SECRET_WORDS for w in words) or any(pair in SECRET_PAIRS for pair in zip(singular, singular[1:])):
         return True
-    return any(w.endswith(_GLUED_ENDINGS) and w not in _NOT_PASS for w in words)
+    return any(w.endswith(GLUED_ENDINGS) and w not in NOT_PASS for w in words)
 
-
-# Values that are credentials whatever their name: a JSON Web Token (base64url of `{"` starts every header:
-# `eyJ`; three dot-separated parts, the signature empty for alg none) and an HTTP Authorization value.
-_ARG_VALUE_RE = re.compile(
-    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
-    r"|(?:^|(?<=[\s:]))(?:Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)  # also in `Authorization: …`
 
 
 def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ()) -> tuple[list[Finding], list[Finding]]:
@@ -551,7 +386,7 @@ def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ())
         value = build_args[name]
         reasons = _content_reasons(scan_content("", value.encode("utf-8", "surrogatepass")))
         reasons = ["its value " + r.removeprefix("contains ").removeprefix("is ") for r in reasons]
-        if _ARG_VALUE_RE.search(value):
+        if ARG_VALUE_RE.search(value):
             reasons.append("its value is a JSON Web Token or an HTTP Authorization value (Bearer/Basic)")
         if _secret_name(name):
             reasons.insert(0, "its name says it carries a credential")

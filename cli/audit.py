@@ -4,18 +4,15 @@
       [--max-wasted-bytes N] [--max-wasted-percent P] [--allow-sensitive PATH ...] [--max-layer-bytes N]
       [--max-entries N] [--time-limit SECONDS]
   python -m cli.audit --stack S --image I [--json] ...
-      the image the program last planned for image I of stack S (its content tag, from the explain history),
-      in the stack's registry with the stack's registry user; thresholds and allowed paths from the image's
-      `audit:` settings (flags given on the command line win).
+      the image the program last planned for image I of stack S, with the stack's registry user; thresholds and
+      allowed paths from the image's `audit:` settings (command-line flags win).
 
-The registry password is read from the environment variable ACR_PUBLISH_REGISTRY_PASSWORD (never from the command
-line, where other users of the machine could read it); without it the registry is asked anonymously. Plain HTTP is
-used only for a loopback registry, as docker does.
+The registry password is read from ACR_PUBLISH_REGISTRY_PASSWORD (never from the command line, where other users
+could read it); without it the registry is asked anonymously. Plain HTTP only for a loopback registry, as docker.
 
 Output: a table (largest hidden files first, per-layer totals, the sensitive findings), or with `--json` the
-document docs/layer-audit.md describes. Exit status: 0 within the thresholds; 1 a threshold exceeded or a sensitive
-file not allowed; 2 an error (one message naming the reference and the fix, never a traceback). Progress goes to
-stderr when the image's layers total more than 100 MB.
+document docs/layer-audit.md describes; progress on stderr past 100 MB of layers. Exit status: 0 within the
+thresholds; 1 a threshold exceeded or a sensitive file not allowed; 2 an error (one message, never a traceback).
 """
 from __future__ import annotations
 
@@ -25,6 +22,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from components.registry_client import RegistryClient, excerpt_text, is_loopback, parse_server
@@ -175,7 +173,7 @@ def _stack_target(stack: str, image: str) -> tuple[str, str, str, str | None, An
     return reg.server or "127.0.0.1:5000", repository, record.last["tag"], reg.username, found[0].audit
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cli.audit", description=__doc__.split("\n\n")[0])
     parser.add_argument("reference", nargs="?")
     parser.add_argument("--stack")
@@ -188,45 +186,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-layer-bytes", type=int, default=DEFAULT_MAX_LAYER_BYTES)
     parser.add_argument("--max-entries", type=int, default=DEFAULT_MAX_ENTRIES)
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT_S)
+    return parser
+
+
+@dataclass
+class _Target:
+    """The image to audit, who pulls it, and the thresholds and allowed paths it is held to."""
+
+    server: str
+    repository: str
+    reference: str
+    username: str | None
+    allow: list[str]
+    max_bytes: int | None
+    max_percent: float | None
+
+
+def _target(opts: argparse.Namespace) -> _Target:
+    allow: list[str] = []
+    max_bytes, max_percent = opts.max_wasted_bytes, opts.max_wasted_percent
+    if opts.stack or opts.image:
+        if not (opts.stack and opts.image) or opts.reference:
+            raise UsageError("give either an image reference, or --stack S and --image I")
+        server, repository, reference, username, audit = _stack_target(opts.stack, opts.image)
+        allow = list(audit.allow_sensitive)
+        max_bytes = audit.max_wasted_bytes if max_bytes is None else max_bytes
+        max_percent = audit.max_wasted_percent if max_percent is None else max_percent
+    elif opts.reference:
+        server, repository, reference = parse_reference(opts.reference)
+        username = None
+    else:
+        raise UsageError("give an image reference (host[:port]/repository:tag or @sha256:…), or --stack and "
+                         "--image")
+    allow += [a.strip("/") for a in opts.allow_sensitive or []]
+    for name, value in (("--max-wasted-bytes", max_bytes), ("--max-wasted-percent", max_percent),
+                        ("--max-layer-bytes", opts.max_layer_bytes), ("--max-entries", opts.max_entries),
+                        ("--time-limit", opts.time_limit)):
+        if value is not None and not value >= 0:  # also refuses nan, which no comparison would ever breach
+            raise UsageError(f"{name} {value} is not a number of 0 or more; give 0 or more")
+    return _Target(server, repository, reference, opts.username or username, allow, max_bytes, max_percent)
+
+
+def _audit(opts: argparse.Namespace, target: _Target) -> ImageAudit:
+    server = target.server
+    host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
+    client = RegistryClient(server, target.username, os.environ.get(PASSWORD_ENV),
+                            allow_plain_http=is_loopback(host.strip("[]")), timeout=min(120.0, opts.time_limit),
+                            deadline=time.monotonic() + opts.time_limit, budget=opts.time_limit,
+                            label=f"layer audit, registry '{server}'",
+                            limit_name="audit time limit (--time-limit)")
     try:
-        opts = parser.parse_args(argv)
+        return Auditor(client, progress=_Progress(), max_layer_bytes=opts.max_layer_bytes,
+                       max_entries=opts.max_entries).audit(target.repository, target.reference)
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = _parser().parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 2
     try:
-        allow: list[str] = []
-        max_bytes, max_percent = opts.max_wasted_bytes, opts.max_wasted_percent
-        if opts.stack or opts.image:
-            if not (opts.stack and opts.image) or opts.reference:
-                raise UsageError("give either an image reference, or --stack S and --image I")
-            server, repository, reference, username, audit = _stack_target(opts.stack, opts.image)
-            allow = list(audit.allow_sensitive)
-            max_bytes = audit.max_wasted_bytes if max_bytes is None else max_bytes
-            max_percent = audit.max_wasted_percent if max_percent is None else max_percent
-        elif opts.reference:
-            server, repository, reference = parse_reference(opts.reference)
-            username = None
-        else:
-            raise UsageError("give an image reference (host[:port]/repository:tag or @sha256:…), or --stack and "
-                             "--image")
-        username = opts.username or username
-        allow += [a.strip("/") for a in opts.allow_sensitive or []]
-        for name, value in (("--max-wasted-bytes", max_bytes), ("--max-wasted-percent", max_percent),
-                            ("--max-layer-bytes", opts.max_layer_bytes), ("--max-entries", opts.max_entries),
-                            ("--time-limit", opts.time_limit)):
-            if value is not None and not value >= 0:  # also refuses nan, which no comparison would ever breach
-                raise UsageError(f"{name} {value} is not a number of 0 or more; give 0 or more")
-        host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
-        client = RegistryClient(server, username, os.environ.get(PASSWORD_ENV),
-                                allow_plain_http=is_loopback(host.strip("[]")), timeout=min(120.0, opts.time_limit),
-                                deadline=time.monotonic() + opts.time_limit, budget=opts.time_limit,
-                                label=f"layer audit, registry '{server}'",
-                                limit_name="audit time limit (--time-limit)")
-        try:
-            report = Auditor(client, progress=_Progress(), max_layer_bytes=opts.max_layer_bytes,
-                             max_entries=opts.max_entries).audit(
-                repository, reference)
-        finally:
-            client.close()
+        target = _target(opts)
+        report = _audit(opts, target)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -236,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 else "")
         print(f"error: {err}{hint}", file=sys.stderr)
         return 2
-    problems = breaches(report, max_bytes, max_percent, allow)
+    problems = breaches(report, target.max_bytes, target.max_percent, target.allow)
     if opts.json:
         doc = report.as_json()
         doc["breaches"] = problems

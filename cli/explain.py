@@ -5,21 +5,19 @@
       sees with its kind and content hash, link target or device numbers); no history is read or written.
   python -m cli.explain --stack S --image I
       the same for image I as stack S configures it, compared with what the explain history recorded when the
-      program last planned exactly that image of that stack (buildcontext/history.py): what changed since the
-      last planned tag, or, when nothing did, why that tag differs from the one before it. The image's base
-      images and remote ADD sources are resolved as the program resolves them (components/remote_inputs.py), so
-      a moved base is named (`FROM <ref>: sha256:a -> sha256:b`); explain cannot read the stack's secrets, so it
-      reaches every registry, the stack's own included, with the Docker config's credentials or anonymously.
+      program last planned exactly that image of that stack: what changed since the last planned tag, or why
+      that tag differs from the one before it. Base images and remote ADD sources are resolved as the program
+      does, with the Docker config's credentials or anonymously (explain cannot read the stack's secrets).
 
-Arguments are checked with the stack settings' own rules (components/config/image_rules.py): an invalid --platform or
---target is refused, a malformed --build-arg is named without its value (values can be secrets). Every error is
-one message on stderr and exit status 2, never a traceback.
+Arguments are checked with the stack settings' own rules; a malformed --build-arg is named without its value.
+Every error is one message on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,75 +203,91 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _main(argv: list[str] | None) -> int:
-    opts = _parser().parse_args(argv)
-    if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
-        raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
-    key, record = None, None
-    if opts.stack is not None:
-        if opts.dockerfile is not None or opts.build_args or opts.target is not None:
-            raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
-                              "stack file; drop --dockerfile/--build-arg/--target/--platform")
-        settings = load_stack_file(opts.stack, PROJECT_ROOT)
-        if settings.promotion is not None:
-            source = settings.promotion.source_stack
-            raise _UsageError(f"stack {opts.stack!r} builds nothing: it promotes the images of stack {source!r} "
-                              f"(acr-publish:promoteFrom); explain the image there: --stack {source.split('/')[-1]} "
-                              f"--image {opts.image}")
-        images = {img.name: img for img in settings.images}
-        if opts.image not in images:
-            raise _UsageError(f"stack {opts.stack!r} has no image {opts.image!r}; its images are "
-                              f"{', '.join(sorted(images))}")
-        img = images[opts.image]
-        context, dockerfile = settings.path(img.context), settings.path(img.dockerfile)
-        build_args, target, platform = dict(img.build_args), img.target, img.platform
-        if opts.platform is not None:
-            # An image with platforms has one build (and one history) per platform: --platform picks it.
-            if not img.platforms:
-                raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from "
-                                  "the stack file; drop --dockerfile/--build-arg/--target/--platform")
-            platform = next((p for p in img.platforms if same_platform(p, opts.platform)), None) \
-                if platform_problem(opts.platform) is None else None
-            if platform is None:
-                raise _UsageError(f"image {opts.image!r} of stack {opts.stack!r} builds {', '.join(img.platforms)}; "
-                                  f"--platform {escaped(opts.platform)!r} is none of them")
-        elif img.platforms:
-            raise _UsageError(f"image {opts.image!r} of stack {opts.stack!r} builds {', '.join(img.platforms)}, each "
-                              f"with its own tag: name one with --platform, e.g. --platform {img.platforms[-1]}")
-        allow_sensitive = img.allow_sensitive
-        key = history.HistoryKey(settings.project_root, settings.stack,
-                                 history_name(img.name, platform, bool(img.platforms)))
-        record = history.load(key)  # before the scan: an unusable history is reported before any work is done
-        remote, plan = _remote_inputs(settings, img)
-    else:
-        problems: list[str] = []
-        build_args = _build_args(opts.build_args, problems)
-        platform = DEFAULT_PLATFORM if opts.platform is None else opts.platform
-        check_target("--target", opts.target, problems)
-        check_platform("--platform", platform, problems)
-        if problems:
-            raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
-        context, dockerfile, target, allow_sensitive = opts.context, opts.dockerfile, opts.target, ()
-        remote, plan = {}, None
-    with ContextScan(context, dockerfile) as scan:
-        state = scan.state(build_args, target, platform, remote)
-        manifest = scan.manifest()
-        try:  # the report plan_builds makes: files sent, the Dockerfile's text and the build args
-            scan.report(build_args, target, platform, allow_sensitive, remote, plan)
-            refused: tuple = ()
-        except SensitiveFilesError as err:
-            refused = err.findings
+@dataclass
+class _Inputs:
+    """What one explained build reads: the context and Dockerfile, the build inputs, and, for a stack's image, the
+    explain history's key and record."""
+
+    context: Any
+    dockerfile: Any
+    build_args: dict[str, str]
+    target: str | None
+    platform: str
+    allow_sensitive: Any = ()
+    remote: dict[str, str] = field(default_factory=dict)
+    plan: Any = None
+    key: history.HistoryKey | None = None
+    record: Any = None
+
+
+def _stack_platform(opts: argparse.Namespace, img: Any) -> str:
+    """The platform of the stack's image that explain is about: --platform picks one of an image's platforms."""
+    if opts.platform is not None:
+        # An image with platforms has one build (and one history) per platform: --platform picks it.
+        if not img.platforms:
+            raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from "
+                              "the stack file; drop --dockerfile/--build-arg/--target/--platform")
+        platform = next((p for p in img.platforms if same_platform(p, opts.platform)), None) \
+            if platform_problem(opts.platform) is None else None
+        if platform is None:
+            raise _UsageError(f"image {opts.image!r} of stack {opts.stack!r} builds {', '.join(img.platforms)}; "
+                              f"--platform {escaped(opts.platform)!r} is none of them")
+        return platform
+    if img.platforms:
+        raise _UsageError(f"image {opts.image!r} of stack {opts.stack!r} builds {', '.join(img.platforms)}, each "
+                          f"with its own tag: name one with --platform, e.g. --platform {img.platforms[-1]}")
+    return img.platform
+
+
+def _stack_inputs(opts: argparse.Namespace) -> _Inputs:
+    if opts.dockerfile is not None or opts.build_args or opts.target is not None:
+        raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
+                          "stack file; drop --dockerfile/--build-arg/--target/--platform")
+    settings = load_stack_file(opts.stack, PROJECT_ROOT)
+    if settings.promotion is not None:
+        source = settings.promotion.source_stack
+        raise _UsageError(f"stack {opts.stack!r} builds nothing: it promotes the images of stack {source!r} "
+                          f"(acr-publish:promoteFrom); explain the image there: --stack {source.split('/')[-1]} "
+                          f"--image {opts.image}")
+    images = {img.name: img for img in settings.images}
+    if opts.image not in images:
+        raise _UsageError(f"stack {opts.stack!r} has no image {opts.image!r}; its images are "
+                          f"{', '.join(sorted(images))}")
+    img = images[opts.image]
+    platform = _stack_platform(opts, img)
+    key = history.HistoryKey(settings.project_root, settings.stack,
+                             history_name(img.name, platform, bool(img.platforms)))
+    record = history.load(key)  # before the scan: an unusable history is reported before any work is done
+    remote, plan = _remote_inputs(settings, img)
+    return _Inputs(settings.path(img.context), settings.path(img.dockerfile), dict(img.build_args), img.target,
+                   platform, img.allow_sensitive, remote, plan, key, record)
+
+
+def _path_inputs(opts: argparse.Namespace) -> _Inputs:
+    problems: list[str] = []
+    build_args = _build_args(opts.build_args, problems)
+    platform = DEFAULT_PLATFORM if opts.platform is None else opts.platform
+    check_target("--target", opts.target, problems)
+    check_platform("--platform", platform, problems)
+    if problems:
+        raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
+    return _Inputs(opts.context, opts.dockerfile, build_args, opts.target, platform)
+
+
+def _lines(scan: ContextScan, inputs: _Inputs, state: Any, manifest: dict[str, list[str]], refused: tuple) -> list[str]:
+    """What explain prints for one scan."""
+    target = inputs.target
     lines = [
         f"context     {escaped(str(scan.context))}",
         f"dockerfile  {escaped(str(scan.dockerfile))}",
-        f"platform    {platform}" + (f"  target {target}" if target else ""),
+        f"platform    {inputs.platform}" + (f"  target {target}" if target else ""),
         f"digest      {state.digest}",
         f"tag         {state.tag}",
         f"files       {scan.file_count} ({scan.total_bytes:,} bytes)",
-        *(f"remote      {escaped(label)}  {escaped(value)}" for label, value in sorted(remote.items())),
+        *(f"remote      {escaped(label)}  {escaped(value)}" for label, value in sorted(inputs.remote.items())),
     ]
-    if key is not None:
-        lines += _history_lines(key, record, state, manifest)
+    if inputs.key is not None:
+        lines += _history_lines(inputs.key, inputs.record, state, manifest)
     else:
         lines.append(f"manifest    {len(manifest)} path(s):")
         lines += [f"  {kind} {escaped(value[:16] if kind in 'fx' else value or '-'):16}  {escaped(rel)}"
@@ -282,7 +296,23 @@ def _main(argv: list[str] | None) -> int:
         lines.append(f"sensitive   {len(refused)} finding(s), refused by a build unless the image's allowSensitive "
                      "lists them (a path, or buildArg:NAME):")
         lines.extend(f"  {escaped(f.path)}  {escaped(f.reason)}" for f in refused)
-    print("\n".join(lines))
+    return lines
+
+
+def _main(argv: list[str] | None) -> int:
+    opts = _parser().parse_args(argv)
+    if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
+        raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
+    i = _stack_inputs(opts) if opts.stack is not None else _path_inputs(opts)
+    with ContextScan(i.context, i.dockerfile) as scan:
+        state = scan.state(i.build_args, i.target, i.platform, i.remote)
+        manifest = scan.manifest()
+        try:  # the report plan_builds makes: files sent, the Dockerfile's text and the build args
+            scan.report(i.build_args, i.target, i.platform, i.allow_sensitive, i.remote, i.plan)
+            refused: tuple = ()
+        except SensitiveFilesError as err:
+            refused = err.findings
+    print("\n".join(_lines(scan, i, state, manifest, refused)))
     return 0
 
 

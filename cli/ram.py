@@ -2,34 +2,15 @@
 
 `python -m cli.ram <stack>` prints, as JSON, the policy a `pulumi up` of that stack needs (`deploy`) and the
 read-only one its pull-request previews need (`preview`), scoped to the stack's region, instance and namespace.
-Delete actions appear only when the stack may really delete (`acr-publish:retainOnDelete: false`). The local edition
-talks to no cloud and has no policy. The account id is not known from the stack file: resources use `*` for it unless
-`--account-id` is given.
-
-Where each grant comes from (Enterprise; `deploy` has all of them, `preview` only the reads, marked R):
-- From ../shared/ACR-FACTS.md, "Least privilege for a CI deployer (Enterprise)", as written there:
-  cr:GetAuthorizationToken (R) on `*`; cr:CreateNamespace, cr:GetNamespace (R), cr:UpdateNamespace on
-  `acs:cr:<region>:<account>:repository/<instance-id>`, which is the whole instance, not the one namespace: ACR-FACTS
-  scopes namespace actions instance-wide, and this module follows it; cr:CreateRepository, cr:GetRepository (R),
-  cr:UpdateRepository, cr:PushRepository, cr:PullRepository (R: the published-tag check reads manifests in previews
-  too) on `.../repository/<instance-id>/<namespace>/*`.
-  ACR-FACTS says "delete actions only where a stack may really delete" without naming them: cr:DeleteNamespace and
-  cr:DeleteRepository, on the same resources as the other namespace and repository actions, are this module's
-  reading of that line. Namespace actions are left out when the stack adopts its namespace (`createNamespace: false`).
-- Not in ACR-FACTS.md, added because the program calls those APIs: cr:ListInstance (R) on
-  `acs:cr:<region>:<account>:instance/*`, and cr:GetInstanceUsage (R) and cr:ListInstanceEndpoint (R) on
-  `.../instance/<instance-id>`. components/registry.py reads the registry host and the temporary login with the
-  `get_registry_enterprise_instances(ids=[<instance-id>], enable_details=True)` invoke; its provider
-  implementation (terraform-provider-alicloud, data_source_alicloud_cr_ee_instances.go) calls ListInstance and filters
-  the ids itself (so ListInstance cannot be narrowed to one instance), then, per instance, GetInstanceUsage,
-  ListInstanceEndpoint and, with enable_details, GetAuthorizationToken. Previews run that invoke too.
-A promoting stack (`acr-publish:promoteFrom`) also reads its source stack's images, in `up` and in previews: both
-documents get cr:PullRepository on the source's repositories (`.../repository/<source-instance>/<source-namespace>/*`,
-in the source's region), and for an Enterprise source the lookup and temporary login of that instance as above
-(ListInstance, GetInstanceUsage, ListInstanceEndpoint, GetAuthorizationToken).
-The classic Personal Edition (`personal`) is not covered by ACR-FACTS.md's list: it uses the same namespace and
-repository actions on `repository/<namespace>` and `repository/<namespace>/*` (no instance in its resource names), and
-no token or instance actions, since it logs in with the configured registry password.
+Delete actions appear only when the stack may really delete (`acr-publish:retainOnDelete: false`); namespace actions
+are left out when the stack adopts its namespace (`createNamespace: false`). The local edition talks to no cloud and
+has no policy. The account id is not known from the stack file: resources use `*` for it unless `--account-id` is
+given. Enterprise: a temporary login, namespace actions on the whole instance (`repository/<instance-id>`: ACR
+scopes namespace actions instance-wide), repository actions on `repository/<instance-id>/<namespace>/*`, and the
+instance reads the registry lookup makes. Personal Edition: the same namespace and repository actions on
+`repository/<namespace>` and `repository/<namespace>/*`, and no token or instance actions (it logs in with the
+configured password). A promoting stack (`acr-publish:promoteFrom`) also pulls its source's repositories, with the
+source instance's lookup and temporary login for an Enterprise source, in `up` and in previews.
 """
 
 from __future__ import annotations
@@ -49,6 +30,9 @@ from components.config.stackfile import load_stack_file
 VERSION = "1"
 _ACCOUNT_ID = re.compile(r"(\*|[0-9]{10,20})")
 
+# Delete actions: ACR's least-privilege guidance for a CI deployer says "delete actions only where a stack may
+# really delete" without naming them; cr:DeleteNamespace and cr:DeleteRepository, on the same resources as the other
+# namespace and repository actions, are this module's reading of it.
 NAMESPACE_WRITE = ("cr:CreateNamespace", "cr:UpdateNamespace")
 NAMESPACE_DELETE = ("cr:DeleteNamespace",)
 NAMESPACE_READ = ("cr:GetNamespace",)
@@ -56,6 +40,12 @@ REPOSITORY_WRITE = ("cr:CreateRepository", "cr:UpdateRepository", "cr:PushReposi
 REPOSITORY_DELETE = ("cr:DeleteRepository",)
 REPOSITORY_READ = ("cr:GetRepository",)
 IMAGE_PULL = ("cr:PullRepository",)
+# Instance reads: components/registry.py reads the registry host and the temporary login with the
+# `get_registry_enterprise_instances(ids=[<instance-id>], enable_details=True)` invoke, whose provider implementation
+# (terraform-provider-alicloud, data_source_alicloud_cr_ee_instances.go) calls ListInstance and filters the ids itself
+# (so ListInstance, on `instance/*`, cannot be narrowed to one instance), then, per instance, GetInstanceUsage and
+# ListInstanceEndpoint (on `instance/<instance-id>`) and, with enable_details, GetAuthorizationToken (on `*`).
+# Previews run that invoke too, so all of them are reads that `preview` keeps.
 INSTANCE_LOOKUP = ("cr:GetInstanceUsage", "cr:ListInstanceEndpoint")
 INSTANCE_LIST = ("cr:ListInstance",)
 TEMPORARY_LOGIN = ("cr:GetAuthorizationToken",)

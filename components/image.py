@@ -163,6 +163,73 @@ def _staged_dir_problem(settings: Settings, image: ImageSettings) -> str | None:
             ".dockerignore (with no '!' exception re-including anything in it)")
 
 
+def _context_scans(settings: Settings, problems: list[str],
+                   scans: dict[tuple[Path, Path], ContextScan]) -> dict[str, ContextScan]:
+    """Image name -> its ContextScan, one per (context, Dockerfile) pair in `scans`, shared by the images naming it.
+
+    An image whose staged directory or context is refused is left out, its problem in `problems`."""
+    image_scans: dict[str, ContextScan] = {}
+    for i, image in enumerate(settings.images):
+        pair = (settings.path(image.context), settings.path(image.dockerfile))
+        staged_problem = _staged_dir_problem(settings, image)
+        if staged_problem is not None:
+            problems.append(f"acr-publish:images[{i}] ({image.name}): {staged_problem}")
+            continue
+        try:
+            scan = scans.get(pair)
+            if scan is None:
+                scan = scans[pair] = ContextScan(*pair)
+            image_scans[image.name] = scan
+        except ValueError as err:  # a context the engine cannot send (its reason)
+            problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
+    return image_scans
+
+
+def _warn_remote_inputs(image: ImageSettings, label: str, inputs: remote_inputs.ImageInputs | None) -> None:
+    """Say what the content tag does not cover: everything remote (`ignore`), or unpinned git sources."""
+    if image.remote_inputs == "ignore":
+        pulumi.log.warn(remote_inputs.ignored_warning(label))
+    elif inputs is not None:
+        for warning in remote_inputs.unpinned_git_warnings(inputs):
+            pulumi.log.warn(warning)
+
+
+def _plan_image(settings: Settings, image: ImageSettings, label: str, scan: ContextScan,
+                inputs: remote_inputs.ImageInputs | None, remote: remote_inputs.ResolvedInputs | None,
+                problems: list[str]) -> BuildPlan | None:
+    """One image's plan: a content tag per platform, recorded in the explain history; None when the sensitive-file
+    guard refuses it (its problem in `problems`)."""
+    plan = inputs.plan if inputs is not None else None
+    labels = remote.labels if remote is not None else {}
+    # One report per platform: the platform is a build input, so each build has its own content tag.
+    platform_tags: dict[str, str] = {}
+    try:
+        for platform in image_platforms(image):
+            report = scan.report(image.build_args, image.target, platform, image.allow_sensitive,
+                                 labels, plan)
+            platform_tags[platform] = report.tag
+    except ValueError as err:  # SensitiveFilesError
+        problems.append(f"{label}: {err}")
+        return None
+    if report.allowed:
+        # Deliberate, but never silent: the run says which sensitive files go into the image.
+        paths = ", ".join(f"{escaped(f.path)} ({escaped(f.reason)})" for f in report.allowed)
+        pulumi.log.warn(f"{label}: allowSensitive sends {paths} into the image")
+    for note in report.off_chain:
+        pulumi.log.info(f"{label}: {escaped(note)}")
+    for platform in platform_tags:
+        history.record(history.HistoryKey(settings.project_root, settings.stack,
+                                          history_name(image.name, platform, bool(image.platforms))),
+                       scan.state(image.build_args, image.target, platform, labels), scan.manifest)
+    secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
+    staged = (_stage_pinned(settings, image, plan, remote)
+              if remote is not None and plan is not None and not problems else None)
+    secret = secret_args | frozenset(report.off_chain_args)
+    if image.platforms:
+        return BuildPlan(image, index_tag(platform_tags), secret, staged, platform_tags)
+    return BuildPlan(image, report.tag, secret, staged)
+
+
 def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
     """Scan each build context once and pin what each build pulls in: content tag plus the sensitive-file guard,
     for all images at once.
@@ -183,20 +250,7 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
     waiting = remote_inputs.resolve_all([p for p in dockerfiles.values() if p is not None], stack_login)
     resolved: dict[str, remote_inputs.ResolvedInputs] = {}
     try:
-        image_scans: dict[str, ContextScan] = {}
-        for i, image in enumerate(settings.images):
-            pair = (settings.path(image.context), settings.path(image.dockerfile))
-            staged_problem = _staged_dir_problem(settings, image)
-            if staged_problem is not None:
-                problems.append(f"acr-publish:images[{i}] ({image.name}): {staged_problem}")
-                continue
-            try:
-                scan = scans.get(pair)
-                if scan is None:
-                    scan = scans[pair] = ContextScan(*pair)
-                image_scans[image.name] = scan
-            except ValueError as err:  # a context the engine cannot send (its reason)
-                problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
+        image_scans = _context_scans(settings, problems, scans)
         try:
             resolved = waiting()
         except remote_inputs.RemoteInputError as err:
@@ -207,44 +261,13 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
                 continue
             label = f"acr-publish:images[{i}] ({image.name})"
             inputs = dockerfiles.get(image.name)
-            plan = inputs.plan if inputs is not None else None
-            if image.remote_inputs == "ignore":
-                pulumi.log.warn(remote_inputs.ignored_warning(label))
-            elif inputs is not None:
-                for warning in remote_inputs.unpinned_git_warnings(inputs):
-                    pulumi.log.warn(warning)
+            _warn_remote_inputs(image, label, inputs)
             remote = resolved.get(label)
             if image.remote_inputs != "ignore" and remote is None and inputs is not None:
                 continue  # its problem is listed
-            labels = remote.labels if remote is not None else {}
-            # One report per platform: the platform is a build input, so each build has its own content tag.
-            platform_tags: dict[str, str] = {}
-            try:
-                for platform in image_platforms(image):
-                    report = scan.report(image.build_args, image.target, platform, image.allow_sensitive,
-                                         labels, plan)
-                    platform_tags[platform] = report.tag
-            except ValueError as err:  # SensitiveFilesError
-                problems.append(f"{label}: {err}")
-                continue
-            if report.allowed:
-                # Deliberate, but never silent: the run says which sensitive files go into the image.
-                paths = ", ".join(f"{escaped(f.path)} ({escaped(f.reason)})" for f in report.allowed)
-                pulumi.log.warn(f"{label}: allowSensitive sends {paths} into the image")
-            for note in report.off_chain:
-                pulumi.log.info(f"{label}: {escaped(note)}")
-            for platform in platform_tags:
-                history.record(history.HistoryKey(settings.project_root, settings.stack,
-                                                  history_name(image.name, platform, bool(image.platforms))),
-                               scan.state(image.build_args, image.target, platform, labels), scan.manifest)
-            secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
-            staged = (_stage_pinned(settings, image, plan, remote)
-                      if remote is not None and plan is not None and not problems else None)
-            secret = secret_args | frozenset(report.off_chain_args)
-            if image.platforms:
-                plans[image.name] = BuildPlan(image, index_tag(platform_tags), secret, staged, platform_tags)
-            else:
-                plans[image.name] = BuildPlan(image, report.tag, secret, staged)
+            planned = _plan_image(settings, image, label, scan, inputs, remote, problems)
+            if planned is not None:
+                plans[image.name] = planned
     finally:
         for scan in scans.values():  # one stat-cache write per context, also when an image was refused
             scan.save()

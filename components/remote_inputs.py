@@ -390,13 +390,9 @@ def unpinned_git_warnings(image: ImageInputs) -> list[str]:
             for s in image.plan.sources if s.kind == "git" and not s.pinned]
 
 
-def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Callable[[], dict[str, ResolvedInputs]]:
-    """Start resolving every image's unpinned references and sources (each distinct one once, concurrently) and
-    return a function that waits for them: image label -> ResolvedInputs, or RemoteInputError listing every
-    problem. `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""
-    images = [i for i in images if i.mode != "ignore"]
-    deadline = time.monotonic() + BUDGET_S
-    problems: list[str] = []
+def _wanted(images: list[ImageInputs], problems: list[str]) -> tuple[dict[tuple[str, str], None], dict[str, None]]:
+    """The distinct unpinned references (reference, platform) and unhashed URLs to ask for, in order; what needs no
+    request (refused plan lines, `pinned` images) goes to `problems`."""
     wanted_refs: dict[tuple[str, str], None] = {}
     wanted_urls: dict[str, None] = {}
     for image in images:
@@ -411,33 +407,100 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Call
         for source in image.plan.sources:
             if source.kind == "http" and source.checksum is None:
                 wanted_urls[source.url] = None
+    return wanted_refs, wanted_urls
+
+
+def _resolve_host(host: str, keys: list[tuple[str, str]], stack: StackLogin | None,
+                  deadline: float) -> dict[tuple[str, str], str | ResolveFailure]:
+    """Every reference of one registry host through one client: the first logs in, the others reuse the login."""
+    results: dict[tuple[str, str], str | ResolveFailure] = {}
+    client = registry_client(host, stack, deadline)  # no request until the first reference
+
+    def one(key: tuple[str, str]) -> None:
+        try:
+            results[key] = resolve_reference(key[0], key[1], stack, deadline, client=client)
+        except ResolveFailure as failure:
+            results[key] = failure
+
+    try:
+        one(keys[0])  # logs in; the others reuse the login, in parallel (the client is thread-safe)
+        if len(keys) > 1:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(keys) - 1)) as inner:
+                list(inner.map(one, keys[1:]))
+    finally:
+        client[0].close()
+    return results
+
+
+def _resolved_references(image: ImageInputs, ref_results: dict[tuple[str, str], str | ResolveFailure],
+                         server: str, problems: list[str]) -> tuple[dict[str, str], dict[ExternalReference, str]]:
+    """One image's reference labels and resolved digests; each reference that failed goes to `problems`."""
+    labels: dict[str, str] = {}
+    digests: dict[ExternalReference, str] = {}
+    for ref in image.plan.references:
+        if ref.pinned:
+            labels[ref.label] = ref.reference.rsplit("@", 1)[1]
+            continue
+        if image.mode == "pinned":
+            continue  # listed by pinned_problems
+        try:
+            digest = ref_results[(ref.reference, ref.platform)]
+            if isinstance(digest, ResolveFailure):
+                raise digest
+        except ResolveFailure as failure:
+            where = locate(ref.reference)
+            fix = _FIXES.get(failure.kind, _DEFAULT_FIX).format(
+                host=where.shown_host, server=server, source=failure.source)
+            problems.append(f"{_where(image, ref.line)}: {ref.instruction} {ref.reference} (host "
+                            f"{where.shown_host}) cannot be resolved for {ref.platform}: {failure}; fix: {fix}")
+            continue
+        labels[ref.label] = digest
+        digests[ref] = digest
+    return labels, digests
+
+
+def _resolved_sources(image: ImageInputs, url_futures: dict[str, concurrent.futures.Future], labels: dict[str, str],
+                      problems: list[str]) -> dict[RemoteSource, str]:
+    """One image's remote-source labels (added to `labels`) and fetched checksums; each failure goes to `problems`."""
+    checksums: dict[RemoteSource, str] = {}
+    for source in image.plan.sources:
+        if source.kind == "git":
+            if source.pinned:
+                labels[source.label] = source.checksum or source.url.partition("#")[2].partition(":")[0]
+            continue
+        if source.checksum is not None:
+            labels[source.label] = source.checksum
+            continue
+        if image.mode == "pinned":
+            continue
+        try:
+            checksum = url_futures[source.url].result()
+        except ResolveFailure as failure:
+            host = requests.utils.urlparse(source.url).hostname or "?"
+            fix = _SOURCE_FIXES.get(failure.kind, _DEFAULT_SOURCE_FIX)
+            problems.append(f"{_where(image, source.line)}: ADD {source.shown} (host {host}) cannot be "
+                            f"hashed: {failure}; fix: {fix}")
+            continue
+        labels[source.label] = checksum
+        checksums[source] = checksum
+    return checksums
+
+
+def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Callable[[], dict[str, ResolvedInputs]]:
+    """Start resolving every image's unpinned references and sources (each distinct one once, concurrently) and
+    return a function that waits for them: image label -> ResolvedInputs, or RemoteInputError listing every
+    problem. `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""
+    images = [i for i in images if i.mode != "ignore"]
+    deadline = time.monotonic() + BUDGET_S
+    problems: list[str] = []
+    wanted_refs, wanted_urls = _wanted(images, problems)
     # One task per registry host: one client, so one login, then its references one after the other (a login costs
     # two requests, a reference one); hosts and sources in parallel.
     by_host: dict[str, list[tuple[str, str]]] = {}
     for key in wanted_refs:
         by_host.setdefault(locate(key[0]).host, []).append(key)
-
-    def resolve_host(host: str, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str | ResolveFailure]:
-        results: dict[tuple[str, str], str | ResolveFailure] = {}
-        client = registry_client(host, stack, deadline)  # no request until the first reference
-
-        def one(key: tuple[str, str]) -> None:
-            try:
-                results[key] = resolve_reference(key[0], key[1], stack, deadline, client=client)
-            except ResolveFailure as failure:
-                results[key] = failure
-
-        try:
-            one(keys[0])  # logs in; the others reuse the login, in parallel (the client is thread-safe)
-            if len(keys) > 1:
-                with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(keys) - 1)) as inner:
-                    list(inner.map(one, keys[1:]))
-        finally:
-            client[0].close()
-        return results
-
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(by_host) + len(wanted_urls))))
-    host_futures = [pool.submit(resolve_host, host, keys) for host, keys in by_host.items()]
+    host_futures = [pool.submit(_resolve_host, host, keys, stack, deadline) for host, keys in by_host.items()]
     url_futures = {url: pool.submit(fetch_checksum, url, deadline) for url in wanted_urls}
     pool.shutdown(wait=False)
     ref_results: dict[tuple[str, str], str | ResolveFailure] = {}
@@ -448,48 +511,8 @@ def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Call
         out: dict[str, ResolvedInputs] = {}
         server = f" ({stack.server})" if stack is not None else ""
         for image in images:
-            labels: dict[str, str] = {}
-            digests: dict[ExternalReference, str] = {}
-            checksums: dict[RemoteSource, str] = {}
-            for ref in image.plan.references:
-                if ref.pinned:
-                    labels[ref.label] = ref.reference.rsplit("@", 1)[1]
-                    continue
-                if image.mode == "pinned":
-                    continue  # listed by pinned_problems
-                try:
-                    digest = ref_results[(ref.reference, ref.platform)]
-                    if isinstance(digest, ResolveFailure):
-                        raise digest
-                except ResolveFailure as failure:
-                    where = locate(ref.reference)
-                    fix = _FIXES.get(failure.kind, _DEFAULT_FIX).format(
-                        host=where.shown_host, server=server, source=failure.source)
-                    problems.append(f"{_where(image, ref.line)}: {ref.instruction} {ref.reference} (host "
-                                    f"{where.shown_host}) cannot be resolved for {ref.platform}: {failure}; fix: {fix}")
-                    continue
-                labels[ref.label] = digest
-                digests[ref] = digest
-            for source in image.plan.sources:
-                if source.kind == "git":
-                    if source.pinned:
-                        labels[source.label] = source.checksum or source.url.partition("#")[2].partition(":")[0]
-                    continue
-                if source.checksum is not None:
-                    labels[source.label] = source.checksum
-                    continue
-                if image.mode == "pinned":
-                    continue
-                try:
-                    checksum = url_futures[source.url].result()
-                except ResolveFailure as failure:
-                    host = requests.utils.urlparse(source.url).hostname or "?"
-                    fix = _SOURCE_FIXES.get(failure.kind, _DEFAULT_SOURCE_FIX)
-                    problems.append(f"{_where(image, source.line)}: ADD {source.shown} (host {host}) cannot be "
-                                    f"hashed: {failure}; fix: {fix}")
-                    continue
-                labels[source.label] = checksum
-                checksums[source] = checksum
+            labels, digests = _resolved_references(image, ref_results, server, problems)
+            checksums = _resolved_sources(image, url_futures, labels, problems)
             out[image.label] = ResolvedInputs(labels, digests, checksums)
         if problems:
             raise RemoteInputError("\n".join(dict.fromkeys(problems)))

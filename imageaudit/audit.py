@@ -1,25 +1,13 @@
 """The audit of one image in a registry: what each layer adds, changes and removes, what later layers hide, the
-bytes no container can see, and the sensitive files every layer ships.
+bytes no container can see, and the sensitive files every layer ships (the terms: docs/layer-audit.md).
 
 Input: a `RegistryClient` (components/registry_client.py) logged in as for publishing, a repository path and a tag
 or digest. The manifest (or each platform's manifest of an index) and the image config are read whole (they are
 small and bounded); every layer is streamed through `LayerStream` and `tarscan.entries` once, in order, and never
 held in memory or written anywhere. What is kept is one record per path of the image's file system (the merged
-view after each layer), not the files.
-
-Definitions (docs/layer-audit.md says the same with examples):
-- a layer's entry at path P is *added* when no lower layer left P visible, *changed* when one did; a whiteout
-  `.wh.<name>` *removes* <name> with everything under it, an opaque marker `.wh..wh..opq` in directory D removes
-  everything lower layers had under D; whiteouts apply to lower layers only (the OCI layer rule);
-- a copy of a path (a file, link or device as one layer stored it) is *hidden* when a later layer removes it
-  (`removed`), removes a directory above it (`parent removed`), makes its directory opaque (`opaque`), puts
-  another entry at its path (`overwritten`), or puts a non-directory where one of its parent directories was
-  (`replaced`); directories are not listed (they store no bytes);
-- *wasted bytes*: the content bytes of regular files stored in the layers that no path of the final file system
-  reaches: the sum of the sizes of hidden copies, except a copy still reachable through a hard link stored with
-  it in its layer that stays visible;
-- *efficiency*: 1 - wasted bytes / all regular-file content bytes in the layers (1.0 for an image with none).
-An index is audited per platform (attestation manifests, `unknown/unknown`, are no image and are skipped).
+view after each layer, `_FileSystem`), not the files. Whiteouts apply to lower layers only (the OCI layer rule).
+An index is audited per platform (attestation manifests, `unknown/unknown`, are no image and are skipped). What
+the audit finds is imageaudit/report.py.
 """
 from __future__ import annotations
 
@@ -27,17 +15,17 @@ import itertools
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from buildcontext import sensitive
 from components.registry_client import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
 from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES, LAYER_TYPES, LayerStream, LayerStreamError
+from imageaudit.report import Hidden, ImageAudit, Layer, PlatformAudit, Sensitive
 from imageaudit.tarscan import DEFAULT_MAX_ENTRIES, TarEntry, TarError, entries, parent_dirs
 
 CONFIG_LIMIT = 8 << 20
 """Bytes read of an image config (history and all): far beyond any real one, small enough to hold."""
-SCHEMA_VERSION = 1
 LAYER_WORKERS = 2
 """Layers read at once: two keep both cores of a small runner busy (zlib and hashlib release the GIL), and memory
 stays two layers' buffers."""
@@ -55,114 +43,6 @@ class AuditError(Exception):
     def __init__(self, message: str, kind: str = "content"):
         super().__init__(message)
         self.kind = kind
-
-
-@dataclass
-class Layer:
-    index: int
-    digest: str
-    media_type: str
-    compressed_bytes: int
-    instruction: str | None
-    """The config history's `created_by` for this layer (empty layers skipped); None when the history does not
-    say (no history, or fewer non-empty entries than layers)."""
-    tar_bytes: int = 0
-    file_bytes: int = 0
-    """Regular-file content bytes stored in this layer."""
-    added: int = 0
-    changed: int = 0
-    removed: int = 0
-    """Paths of lower layers this layer's whiteouts and opaque markers remove (everything under a removed
-    directory counted)."""
-    entries: int = 0
-    wasted_bytes: int = 0
-    """Bytes this layer stores that later layers hide (and no hard link reaches)."""
-
-
-@dataclass
-class Hidden:
-    path: str
-    kind: str
-    size: int
-    layer: int
-    """The layer that stored this copy."""
-    hidden_by: int
-    """The layer that hid it."""
-    how: str
-    """removed, parent removed, opaque, overwritten or replaced."""
-    wasted: bool
-    """False when a visible hard link stored in the same layer still reaches the bytes."""
-
-
-@dataclass
-class Sensitive:
-    path: str
-    layer: int
-    layer_digest: str
-    instruction: str | None
-    reason: str
-    hidden: bool
-    """True when a later layer hides it (it still ships with the image)."""
-
-
-@dataclass
-class PlatformAudit:
-    platform: str
-    manifest_digest: str
-    config_digest: str
-    layers: list[Layer] = field(default_factory=list)
-    hidden: list[Hidden] = field(default_factory=list)
-    sensitive: list[Sensitive] = field(default_factory=list)
-    file_bytes: int = 0
-    wasted_bytes: int = 0
-
-    @property
-    def efficiency(self) -> float:
-        return 1.0 - self.wasted_bytes / self.file_bytes if self.file_bytes else 1.0
-
-    @property
-    def wasted_percent(self) -> float:
-        return 100.0 * self.wasted_bytes / self.file_bytes if self.file_bytes else 0.0
-
-
-@dataclass
-class ImageAudit:
-    reference: str
-    digest: str
-    media_type: str
-    platforms: list[PlatformAudit]
-
-    def summary(self) -> dict[str, Any]:
-        """What the stack exports: the worst platform's wasted bytes, share and hidden files; distinct sensitive
-        findings over all platforms (path and layer digest)."""
-        sensitive_keys = {(s.path, s.layer_digest) for p in self.platforms for s in p.sensitive}
-        return {
-            "digest": self.digest,
-            "wastedBytes": max((p.wasted_bytes for p in self.platforms), default=0),
-            "wastedPercent": round(max((p.wasted_percent for p in self.platforms), default=0.0), 2),
-            "hiddenFiles": max((len(p.hidden) for p in self.platforms), default=0),
-            "sensitive": len(sensitive_keys),
-        }
-
-    def as_json(self) -> dict[str, Any]:
-        """The `--json` document; its schema is docs/layer-audit.md's."""
-        def platform(p: PlatformAudit) -> dict[str, Any]:
-            return {
-                "platform": p.platform, "manifestDigest": p.manifest_digest, "configDigest": p.config_digest,
-                "fileBytes": p.file_bytes, "wastedBytes": p.wasted_bytes, "wastedPercent": round(p.wasted_percent, 4),
-                "efficiency": round(p.efficiency, 6),
-                "layers": [{_camel(k): v for k, v in asdict(layer).items()} for layer in p.layers],
-                "hidden": [{_camel(k): v for k, v in asdict(h).items()} for h in p.hidden],
-                "sensitive": [{_camel(k): v for k, v in asdict(s).items()} for s in p.sensitive],
-            }
-        return {"schemaVersion": SCHEMA_VERSION, "reference": self.reference, "digest": self.digest,
-                "mediaType": self.media_type, "summary": self.summary(),
-                "platforms": [platform(p) for p in self.platforms]}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(w.capitalize() for w in rest)
 
 
 # --- one layer's file system bookkeeping --------------------------------------------------------------------------
@@ -348,6 +228,36 @@ class _LayerScan:
     """(path, earlier entry) for a path the tar lists twice."""
     refused: list = field(default_factory=list)
     """The guard's findings among the layer's files."""
+    candidates: list[tuple[str, str, int]] = field(default_factory=list)
+    """(path, kind, content flags) of the files and links the guard judges."""
+    content_flags: dict[str, int] = field(default_factory=dict)
+    """Content flags of the layer's flagged files (a hard link is judged by its target's)."""
+
+    def take(self, entry: TarEntry, layer: Layer, scan: _SensitiveScan | None) -> None:
+        """Record one entry of the layer's tar: a whiteout, an opaque marker, or a path with its guard record."""
+        head, _, base_name = entry.name.rpartition("/")
+        if base_name == OPAQUE:
+            self.opaques.append(head)
+            return
+        if base_name.startswith(WHITEOUT):
+            self.whiteouts.append(f"{head}/{base_name[len(WHITEOUT):]}" if head else base_name[len(WHITEOUT):])
+            return
+        if not entry.name:
+            return  # the root directory itself
+        found = self.found
+        if entry.name in found:
+            self.repeated.append((entry.name, found[entry.name]))
+        found[entry.name] = entry
+        layer.file_bytes += entry.size
+        if entry.kind in ("file", "symlink"):
+            flags = scan.flags if scan is not None else 0
+            if flags:
+                self.content_flags[entry.name] = flags
+            self.candidates.append((entry.name, "l" if entry.kind == "symlink" else "f", flags))
+        elif entry.kind == "hardlink":
+            # A hard link is the file under a second name: judged by that name, with its target's content
+            # as this layer stored it.
+            self.candidates.append((entry.name, "f", self.content_flags.get(entry.linkname, 0)))
 
 
 class Auditor:
@@ -492,10 +402,7 @@ class Auditor:
         stream = LayerStream(chunks, layer.media_type, layer.compressed_bytes, where,
                              max_layer_bytes=self.max_layer_bytes)
         result = _LayerScan()
-        found = result.found
         scans: dict[str, _SensitiveScan] = {}
-        candidates: list[tuple[str, str, int]] = []
-        content_flags: dict[str, int] = {}
 
         def content(entry: TarEntry):
             scan = _SensitiveScan(entry.name.rsplit("/", 1)[-1])
@@ -510,35 +417,13 @@ class Auditor:
                         f"{where}: the image has more than {self.max_entries} tar entries across its layers, the "
                         f"audit's bound on what it keeps in memory (about {BYTES_PER_ENTRY} bytes an entry); if the "
                         "image is real, audit it with python -m cli.audit --max-entries N (a larger N)")
-                head, _, base_name = entry.name.rpartition("/")
-                if base_name == OPAQUE:
-                    result.opaques.append(head)
-                    continue
-                if base_name.startswith(WHITEOUT):
-                    result.whiteouts.append(f"{head}/{base_name[len(WHITEOUT):]}" if head
-                                            else base_name[len(WHITEOUT):])
-                    continue
-                if not entry.name:
-                    continue  # the root directory itself
-                if entry.name in found:
-                    result.repeated.append((entry.name, found[entry.name]))
-                found[entry.name] = entry
-                layer.file_bytes += entry.size
-                if entry.kind in ("file", "symlink"):
-                    scan = scans.pop(entry.name, None)
-                    flags = scan.flags if scan is not None else 0
-                    if flags:
-                        content_flags[entry.name] = flags
-                    candidates.append((entry.name, "l" if entry.kind == "symlink" else "f", flags))
-                elif entry.kind == "hardlink":
-                    # A hard link is the file under a second name: judged by that name, with its target's content
-                    # as this layer stored it.
-                    candidates.append((entry.name, "f", content_flags.get(entry.linkname, 0)))
+                result.take(entry, layer, scans.pop(entry.name, None))
             stream.close()
         finally:
             chunks.close()
         layer.tar_bytes = stream.out_bytes
-        result.refused, _ = sensitive.findings(candidates)
+        result.refused, _ = sensitive.findings(result.candidates)
+        result.candidates, result.content_flags = [], {}  # needed only while the layer is read (BYTES_PER_ENTRY)
         return result
 
     def _layers(self, repository: str, layers: list[Layer], fs: _FileSystem, audit: PlatformAudit,

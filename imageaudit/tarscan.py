@@ -1,24 +1,26 @@
 """A streaming reader of one layer's tar: entry headers in order, each file's content offered once, then skipped.
 
 It reads a tar exactly as Go's archive/tar does (what Docker, containerd and dive apply and list), because any
-difference lets a layer install a file the audit never sees: a directory, link, device or fifo header carries no
-data whatever size it declares; a global pax header ('g') applies to no later entry; of two pax headers in a row
-only the last applies; a GNU long name wins over a pax path, which wins over the header's name and prefix (the
-prefix read per format: ustar, star, and GNU only for the tars Go before 1.8 wrote); a type '\0' entry whose
-name ends in '/' is a directory; header numbers are parsed as Go parses them (octal trimmed of NULs and spaces,
-or base-256). What Go itself refuses, or what this reader cannot name exactly, stops the audit with a message:
-a malformed pax record, a zero block followed by a header, GNU sparse files (old 'S' headers and the pax
-`GNU.sparse.*` forms, which Docker installs under another name with their holes filled).
-
-Why not `tarfile`: in stream mode it reads a pax extended header or a GNU long name whole into memory whatever
-size the header declares, and its reading differs from Go's on the points above. This reader keeps Go's bound: a
-pax header or GNU long name of more than `MAX_SPECIAL_BYTES` (1 MiB) stops the audit with a message. It also
-refuses what a layer may not hold: an absolute name, a `..` component (containerd refuses to apply such layers
-too), a header whose checksum is wrong (not a tar), and more than `max_entries` entries.
-
-Names are returned as POSIX paths relative to the image root, without `./` or a trailing `/`.
+difference lets a layer install a file the audit never sees; what Go itself refuses, or what this reader cannot
+name exactly, stops the audit with a message (the rules it follows: the comment after this docstring). Names are
+returned as POSIX paths relative to the image root, without `./` or a trailing `/`.
 """
 from __future__ import annotations
+
+# Go's reading, kept here: a directory, link, device or fifo header carries no
+# data whatever size it declares; a global pax header ('g') applies to no later entry; of two pax headers in a row
+# only the last applies; a GNU long name wins over a pax path, which wins over the header's name and prefix (the
+# prefix read per format: ustar, star, and GNU only for the tars Go before 1.8 wrote); a type '\0' entry whose
+# name ends in '/' is a directory; header numbers are parsed as Go parses them (octal trimmed of NULs and spaces,
+# or base-256). What Go itself refuses, or what this reader cannot name exactly, stops the audit with a message:
+# a malformed pax record, a zero block followed by a header, GNU sparse files (old 'S' headers and the pax
+# `GNU.sparse.*` forms, which Docker installs under another name with their holes filled).
+#
+# Why not `tarfile`: in stream mode it reads a pax extended header or a GNU long name whole into memory whatever
+# size the header declares, and its reading differs from Go's on the points above. This reader keeps Go's bound: a
+# pax header or GNU long name of more than `MAX_SPECIAL_BYTES` (1 MiB) stops the audit with a message. It also
+# refuses what a layer may not hold: an absolute name, a `..` component (containerd refuses to apply such layers
+# too), a header whose checksum is wrong (not a tar), and more than `max_entries` entries.
 
 import posixpath
 import re
@@ -149,91 +151,99 @@ def _header_name(header: bytes, where: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_ENTRIES,
-            content: Callable[[TarEntry], Callable[[bytes], None] | None] | None = None) -> Iterator[TarEntry]:
-    """Every entry of the tar in `stream`, in order, named and sized as Go's archive/tar reads them (what Docker
-    and containerd apply). `content(entry)` may return a consumer that receives the file's bytes in chunks (the
-    chunks are read before the entry is yielded); the rest is skipped unread."""
+class _TarReader:
+    """Go's archive/tar reading one layer's stream: blocks, headers, the long-name and pax records that name the
+    next entry, and each entry's content."""
 
-    def exact(n: int) -> bytes:
+    def __init__(self, stream: LayerStream, where: str) -> None:
+        self.stream, self.where = stream, where
+        self.long_name = self.long_link = ""
+        self.pax: dict[str, str] = {}
+
+    def exact(self, n: int) -> bytes:
         parts, left = [], n
         while left:
-            piece = stream.read(left)
+            piece = self.stream.read(left)
             if not piece:
-                raise TarError(f"{where}: the tar ends inside an entry (truncated layer)")
+                raise TarError(f"{self.where}: the tar ends inside an entry (truncated layer)")
             parts.append(piece)
             left -= len(piece)
         return b"".join(parts)
 
-    def special(size: int, what: str) -> bytes:
+    def special(self, size: int, what: str) -> bytes:
         if size < 0 or size > MAX_SPECIAL_BYTES:
-            raise TarError(f"{where}: a {what} of {size} bytes, past the {MAX_SPECIAL_BYTES}-byte bound Go's "
+            raise TarError(f"{self.where}: a {what} of {size} bytes, past the {MAX_SPECIAL_BYTES}-byte bound Go's "
                            "archive/tar (and so containerd and Docker) keeps: a hostile layer")
-        data = exact(size)
-        exact(-size % BLOCK)
+        data = self.exact(size)
+        self.exact(-size % BLOCK)
         return data
 
-    def padding(n: int) -> bool:
+    def padding(self, n: int) -> bool:
         """Read n padding bytes; False when the stream ends first (Go reads that as the tar's end)."""
         while n:
-            piece = stream.read(n)
+            piece = self.stream.read(n)
             if not piece:
                 return False
             n -= len(piece)
         return True
 
-    long_name = long_link = ""
-    pax: dict[str, str] = {}
-    count = 0
-    while True:
-        header = stream.read(BLOCK)
+    def header(self, count: int) -> bytes | None:
+        """The next header block, or None at the tar's end."""
+        header = self.stream.read(BLOCK)
         if not header:
-            return  # a tar without its end blocks: the stream ended on an entry boundary
+            return None  # a tar without its end blocks: the stream ended on an entry boundary
         if len(header) < BLOCK:
-            header += exact(BLOCK - len(header))
+            header += self.exact(BLOCK - len(header))
         if header == bytes(BLOCK):
-            second = stream.read(BLOCK)
+            second = self.stream.read(BLOCK)
             if not second:
-                return
+                return None
             if len(second) < BLOCK:
-                second += exact(BLOCK - len(second))
+                second += self.exact(BLOCK - len(second))
             if second == bytes(BLOCK):
-                return
-            raise TarError(f"{where}: a zero block followed by a header after {count} entries (Go's archive/tar, "
-                           "and so Docker, refuses this tar)")
+                return None
+            raise TarError(f"{self.where}: a zero block followed by a header after {count} entries (Go's "
+                           "archive/tar, and so Docker, refuses this tar)")
+        return header
+
+    def fields(self, header: bytes, count: int) -> tuple[bytes, int, int]:
+        """(typeflag, size, mode) of a header whose checksum and numeric fields Go accepts."""
+        where = self.where
         stored = _numeric(header[148:156], "checksum", where)
         unsigned = sum(header[:148]) + 256 + sum(header[156:])
         signed = sum(b - 256 if b > 127 else b for b in header[:148] + header[156:]) + 256
         if stored not in (unsigned, signed):
             raise TarError(f"{where}: a tar header with a wrong checksum after {count} entries: not a tar layer")
-        typeflag = header[156:157]
         size = _numeric(header[124:136], "size", where)
         mode = _numeric(header[100:108], "mode", where)
         for what, field in (("uid", header[108:116]), ("gid", header[116:124]), ("mtime", header[136:148])):
             _numeric(field, what, where)  # Go refuses the tar when any of them does not parse
+        return header[156:157], size, mode
+
+    def meta(self, typeflag: bytes, size: int) -> bool:
+        """Read a record that names the next entry (pax, GNU long names); False when `typeflag` is an entry's."""
         if typeflag == b"x":
-            pax = _pax_records(special(size, "pax header"), where)  # a second pax header replaces the first
-            continue
-        if typeflag == b"g":
+            self.pax = _pax_records(self.special(size, "pax header"), self.where)  # a second one replaces the first
+        elif typeflag == b"g":
             # Go returns a global header as an entry of its own and applies it to nothing; Docker ignores it.
-            _pax_records(special(size, "global pax header"), where)
-            pax, long_name, long_link = {}, "", ""
-            continue
-        if typeflag == b"L":
-            long_name = _text(special(size, "GNU long name"))
-            continue
-        if typeflag == b"K":
-            long_link = _text(special(size, "GNU long link name"))
-            continue
-        if typeflag == b"S":
-            raise TarError(f"{where}: a GNU sparse file, which no image builder writes; not audited")
-        count += 1
-        if count > max_entries:
-            raise TarError(f"{where} has more than {max_entries} entries (the audit's bound; if the image is real, "
-                           "audit it with python -m cli.audit --max-entries N, a larger N)")
+            _pax_records(self.special(size, "global pax header"), self.where)
+            self.pax, self.long_name, self.long_link = {}, "", ""
+        elif typeflag == b"L":
+            self.long_name = _text(self.special(size, "GNU long name"))
+        elif typeflag == b"K":
+            self.long_link = _text(self.special(size, "GNU long link name"))
+        elif typeflag == b"S":
+            raise TarError(f"{self.where}: a GNU sparse file, which no image builder writes; not audited")
+        else:
+            return False
+        return True
+
+    def entry(self, header: bytes, typeflag: bytes, size: int, mode: int) -> TarEntry:
+        """The entry a header describes, with the names and size the records before it give."""
+        where, pax = self.where, self.pax
         # Go's precedence: the header's name, then a non-empty pax path, then a non-empty GNU long name.
-        name = long_name or pax.get("path") or _header_name(header, where)
-        linkname = long_link or pax.get("linkpath") or _text(header[157:257])
+        name = self.long_name or pax.get("path") or _header_name(header, where)
+        linkname = self.long_link or pax.get("linkpath") or _text(header[157:257])
         if pax.get("size"):
             if not _DECIMAL.fullmatch(pax["size"]) or not -INT64 <= int(pax["size"]) < INT64:
                 raise TarError(f"{where}: a pax size that is not a number")
@@ -256,22 +266,46 @@ def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_E
         path = clean_name(name, where)
         if kind == "hardlink":
             linkname = clean_name(linkname, where)
-        entry = TarEntry(path, kind, size, linkname if kind in ("hardlink", "symlink") else "", mode)
-        pax = {}
-        long_name = long_link = ""
-        consumer = content(entry) if (content is not None and kind == "file" and size) else None
-        left = size
+        self.pax, self.long_name, self.long_link = {}, "", ""
+        return TarEntry(path, kind, size, linkname if kind in ("hardlink", "symlink") else "", mode)
+
+    def content(self, entry: TarEntry, consumer: Callable[[bytes], None] | None) -> bool:
+        """Hand the entry's bytes to `consumer` (or skip them), then its padding; False when the tar ends there."""
+        left = entry.size
         if consumer is not None:
             while left:
-                piece = stream.read(left)
+                piece = self.stream.read(left)
                 if not piece:
-                    raise TarError(f"{where}: the tar ends inside {path!r} (truncated layer)")
+                    raise TarError(f"{self.where}: the tar ends inside {entry.name!r} (truncated layer)")
                 consumer(piece)
                 left -= len(piece)
             consumer(b"")
         elif left:
-            stream.skip(left)
-        more = padding(-size % BLOCK)
+            self.stream.skip(left)
+        return self.padding(-entry.size % BLOCK)
+
+
+def entries(stream: LayerStream, where: str, *, max_entries: int = DEFAULT_MAX_ENTRIES,
+            content: Callable[[TarEntry], Callable[[bytes], None] | None] | None = None) -> Iterator[TarEntry]:
+    """Every entry of the tar in `stream`, in order, named and sized as Go's archive/tar reads them (what Docker
+    and containerd apply). `content(entry)` may return a consumer that receives the file's bytes in chunks (the
+    chunks are read before the entry is yielded); the rest is skipped unread."""
+    reader = _TarReader(stream, where)
+    count = 0
+    while True:
+        header = reader.header(count)
+        if header is None:
+            return
+        typeflag, size, mode = reader.fields(header, count)
+        if reader.meta(typeflag, size):
+            continue
+        count += 1
+        if count > max_entries:
+            raise TarError(f"{where} has more than {max_entries} entries (the audit's bound; if the image is real, "
+                           "audit it with python -m cli.audit --max-entries N, a larger N)")
+        entry = reader.entry(header, typeflag, size, mode)
+        consumer = content(entry) if (content is not None and entry.kind == "file" and entry.size) else None
+        more = reader.content(entry, consumer)
         yield entry
         if not more:
             return

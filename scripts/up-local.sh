@@ -2,7 +2,7 @@
 # The README's main job: `make up` (or `bash scripts/up-local.sh [pulumi up args, e.g. --yes]`).
 # Starts a local registry on 127.0.0.1:5000, selects the project's file state backend and the `local` stack, and
 # runs `pulumi up --stack local`; `bash scripts/up-local.sh --stop-registry` stops the registry it started.
-# The logic lives in scripts/up_local.py (standard library only); its docstring lists the environment overrides.
+# The logic lives in scripts/up_local.py (standard library only); its --help lists the environment overrides.
 set -euo pipefail
 # Shell built-ins only up to the exec, so the script also runs with a minimal PATH.
 here="$(cd "${BASH_SOURCE[0]%/*}" && pwd)"

@@ -533,7 +533,7 @@ def test_reincluded_fifo_makes_its_excluded_directory_sent(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------
-# Linear time and pruning (issue 11): RE2 instead of a backtracking engine; a path is checked only
+# Linear time and pruning: RE2 instead of a backtracking engine; a path is checked only
 # against the patterns whose literal directory prefix and tail it can match.
 # ----------------------------------------------------------------------------------------------
 
@@ -687,7 +687,7 @@ def test_many_patterns_prune_by_literal_prefix_and_tail(tmp_path, monkeypatch):
     assert not any(p.startswith(("build/", "**/")) for p in evaluated)
 
 
-# ---------------------------------------------------------------- hostile ignore files (issue 11, classes 1-3, 9)
+# ---------------------------------------------------------------- hostile ignore files
 
 _READ_IN_SUBPROCESS = r'''
 import json, resource, sys

@@ -1,4 +1,4 @@
-"""The registry layer cache under mocks (issue 12): which builds get `build.cacheFrom`, and the inline-cache build arg.
+"""The registry layer cache under mocks: which builds get `build.cacheFrom`, and the inline-cache build arg.
 
 Every stack file is run with the real `__main__.py`; a StackReference to the stack itself (read, not registered)
 returns what `StackMocks(stacks=...)` says the stack's last deployment left. The registry checks are the

@@ -1,11 +1,11 @@
 """cli.ram: for every stack in stacks/, valid RAM policy documents with exactly the needed actions, resources
 scoped to the stack's region, instance and namespace, deletes only where the stack may delete, previews read-only.
 
-`expected()` spells the grants out independently of the module's tables, from two sources: ACR-FACTS.md's
-"Least privilege for a CI deployer (Enterprise)" (GetAuthorizationToken on `*`; namespace actions on the whole
-instance, `repository/<instance-id>`, as ACR-FACTS scopes them; repository actions on
+`expected()` spells the grants out independently of the module's tables, from two sources: ACR's documented
+least privilege for a CI deployer on Enterprise (GetAuthorizationToken on `*`; namespace actions on the whole
+instance, `repository/<instance-id>`, as ACR scopes them; repository actions on
 `repository/<instance-id>/<namespace>/*`; the Delete* actions named by this project), and the APIs the program's
-`get_registry_enterprise_instances_output(ids=..., enable_details=True)` invoke calls, which ACR-FACTS does not list
+`get_registry_enterprise_instances_output(ids=..., enable_details=True)` invoke calls, which that list does not name
 (ListInstance on `instance/*`, GetInstanceUsage and ListInstanceEndpoint on `instance/<instance-id>`).
 """
 
@@ -51,14 +51,14 @@ def assert_valid_ram_policy(document: dict) -> None:
 
 
 def expected(settings, *, write: bool) -> set[tuple[str, str]]:
-    """The grants, independently of the module's tables: ACR-FACTS.md's list plus the invoke's instance reads."""
+    """The grants, independently of the module's tables: ACR's documented list plus the invoke's instance reads."""
     region, ns = settings.region, settings.registry.namespace
     arn = f"acs:cr:{region}:{ACCOUNT}:repository"
     delete = write and not settings.retain_on_delete
     if settings.registry.edition == "enterprise":
         instance = settings.registry.instance_id
         ns_arn, repo_arn = f"{arn}/{instance}", f"{arn}/{instance}/{ns}/*"
-        # GetAuthorizationToken: ACR-FACTS.md. The three instance reads: not in ACR-FACTS.md; the
+        # GetAuthorizationToken: ACR's list. The three instance reads: not in that list; the
         # get_registry_enterprise_instances invoke (enable_details=True) calls them.
         out = {("cr:GetAuthorizationToken", "*"),
                ("cr:ListInstance", f"acs:cr:{region}:{ACCOUNT}:instance/*"),
@@ -74,7 +74,7 @@ def expected(settings, *, write: bool) -> set[tuple[str, str]]:
     if delete:
         out.add(("cr:DeleteRepository", repo_arn))
     if settings.registry.create_namespace:
-        # Instance-wide on Enterprise (ns_arn is repository/<instance-id>), as ACR-FACTS.md scopes namespace actions.
+        # Instance-wide on Enterprise (ns_arn is repository/<instance-id>), as ACR scopes namespace actions.
         out.add(("cr:GetNamespace", ns_arn))
         if write:
             out |= {("cr:CreateNamespace", ns_arn), ("cr:UpdateNamespace", ns_arn)}
@@ -84,7 +84,7 @@ def expected(settings, *, write: bool) -> set[tuple[str, str]]:
 
 
 def source_pull(settings) -> set[tuple[str, str]]:
-    """A promoting stack pulls from its source (issue 9): PullRepository on the source's repositories, and for an
+    """A promoting stack pulls from its source: PullRepository on the source's repositories, and for an
     Enterprise source the same instance lookup and temporary login the stack's own instance needs."""
     if settings.promotion is None:
         return set()

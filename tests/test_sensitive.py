@@ -137,7 +137,7 @@ def test_alibaba_access_key_ids(tmp_path, text, hit):
                                  "terraform.tfstate", "infra/prod.tfstate", "terraform.tfstate.backup",
                                  "Pulumi.dev.yaml", "infra/Pulumi.prod.yaml", "certs/client.p12", "c.pfx",
                                  ".git-credentials",
-                                 # issue 11: direnv, any case, every Terraform state file name
+                                 # direnv, any case, every Terraform state file name
                                  ".envrc", "svc/.envrc", ".ENV", ".Env.Production", "ID_RSA", "Id_Ed25519",
                                  "X.P12", ".AWS/Credentials", ".Docker/Config.json", ".GIT-CREDENTIALS",
                                  "TERRAFORM.TFSTATE", "terraform.tfstate.json", "infra/terraform.tfstate.1700000000.backup",
@@ -447,7 +447,7 @@ def test_access_key_id_bounds_are_judged_across_read_boundaries(tmp_path, token,
     assert ("big.log" in flagged(tmp_path, {"big.log": data})) is hit
 
 
-# ---------------------------------------------------------------- the Dockerfile and build args (issue 11)
+# ---------------------------------------------------------------- the Dockerfile and build args
 
 AK_DOCKERFILE = f"FROM scratch\nENV ALIBABA_CLOUD_ACCESS_KEY_ID={AK}\nCOPY . /\n"
 

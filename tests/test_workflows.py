@@ -1,5 +1,5 @@
 """The CI/CD definitions: GitHub workflows and .gitlab-ci.yml validate against their published schemas (the copies
-check-jsonschema vendors, so offline), and keep the delivery properties issue 5 asks for."""
+check-jsonschema vendors, so offline), and keep the delivery properties the project promises (docs/reference.md, Delivery)."""
 
 from __future__ import annotations
 
@@ -414,7 +414,7 @@ def test_operations_guide_import_files_match_the_program(stack, preflight_calls)
             continue
         parent = by_name[entry["parent"]]
         assert recorded.parent == parent.urn, entry
-        # ACR-FACTS.md import ids: classic `ns`, `ns/repo`; enterprise `instanceId:ns`, `instanceId:ns:repo`.
+        # ACR's import ids: classic `ns`, `ns/repo`; enterprise `instanceId:ns`, `instanceId:ns:repo`.
         repo = recorded.inputs.get("name")
         if recorded.type.endswith("Namespace"):
             assert entry["id"] == (f"{instance}:{namespace}" if instance else namespace)

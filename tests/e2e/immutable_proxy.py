@@ -2,7 +2,7 @@
 
 An Enterprise ACR repository with `tagImmutability: true` refuses a push of an existing tag when the pushed manifest
 differs from the one the tag names ("The requested tag already exists and cannot be overwritten",
-../shared/ACR-FACTS.md); a push of the identical manifest, and every pull, pass. distribution 2.8 has no such
+ACR's own message); a push of the identical manifest, and every pull, pass. distribution 2.8 has no such
 setting, so `ImmutableTagProxy` sits in front of it and refuses the manifest PUT itself. A proxy rather than a check
 inside the docker.Image stand-in, so every client is refused alike: the Docker engine pushing for the stand-in, the
 program's own registry calls, a test's direct upload.

@@ -1,4 +1,4 @@
-"""The pulumi-docker stand-in's Check and Diff against the facts it reproduces (../shared/PULUMI-DOCKER-FACTS.md).
+"""The pulumi-docker stand-in's Check and Diff against the provider's behaviour it reproduces.
 
 These need no engine: they pin what makes the stand-in rebuild where the real provider rebuilds (full mode strings,
 resolved symlink paths, the Dockerfile under a fixed name) and where it must not (mtimes, ignored files, rotating

@@ -1,4 +1,4 @@
-"""End to end: `build.cacheFrom` through the pulumi-docker stand-in reuses a pushed image's layers (issue 12).
+"""End to end: `build.cacheFrom` through the pulumi-docker stand-in reuses a pushed image's layers.
 
 A sample with a slow dependency stage and a small app layer (tests/e2e/layer_cache.py) is built with
 `BUILDKIT_INLINE_CACHE=1` and pushed to a real registry; the engine is then emptied of the sample's images and

@@ -104,10 +104,9 @@ def indexes(tmp_path_factory) -> Iterator[Callable[[Path], DynamicEngine]]:
 
 def test_two_platforms_one_index_native_builder_rerun_and_change(
         publisher: Publisher, registry: RegistryServer, arm_engine, indexes, docker_engine: str, tmp_path: Path):
+    # The index's provider process imports the project's modules (buildcontext/ included) from its own directory, as
+    # the engine runs it: copy_project copies them.
     project = copy_project(tmp_path / "project")
-    # The index's provider process imports the project's modules from its own directory, as the engine runs it.
-    shutil.copytree(PROJECT_ROOT / "buildcontext", project / "buildcontext",
-                    ignore=shutil.ignore_patterns("__pycache__"))
     write_context(project, "hello from both platforms\n")
     state = tmp_path / "state"
     dynamic = indexes(project)

@@ -1,4 +1,4 @@
-"""End to end: a published content tag is never rebuilt or re-pushed, from any checkout, stack or state (issue 8).
+"""End to end: a published content tag is never rebuilt or re-pushed, from any checkout, stack or state.
 
 Real engine, real `docker-registry` behind the ACR tag-immutability emulation (tests/e2e/immutable_proxy.py), and
 the pulumi-docker stand-in (tests/e2e/docker_harness.py), whose Check hashes the context the provider's way (full

@@ -1,0 +1,227 @@
+"""The plan of a Dockerfile for one image's build inputs: its stages, the stages the target needs, the target's FROM
+chain, the base images and remote `ADD` sources those stages name, and what this plan refuses to compute.
+
+`DockerfilePlan.pinned_text` writes the Dockerfile the build uses: every needed external reference at the digest
+planned (`FROM ref@sha256:…`, `COPY --from=ref@sha256:…`) and every fetched `ADD <url>` with `--checksum`, line
+numbers kept. buildcontext/stages.py reads a Dockerfile into this plan. No Pulumi import, no network.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+_COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}\Z")
+
+
+class DockerfileProblem(ValueError):
+    """The Dockerfile cannot be read as the build would read it; `line` is 1-based (0: the file as a whole)."""
+
+    def __init__(self, message: str, line: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class UnknownTarget(DockerfileProblem):
+    """The image's target names no stage (components/config/image_rules.py refuses such a target before any plan)."""
+
+
+@dataclass(frozen=True)
+class ExternalReference:
+    """An image a needed stage pulls: a FROM base, or the image of a `COPY --from` / `RUN --mount from=`."""
+
+    line: int
+    instruction: str
+    """"FROM", "COPY --from" or "RUN --mount" (how messages name it)."""
+    written: str
+    """As written in the Dockerfile, before substitution."""
+    reference: str
+    """After ARG substitution: what the build pulls."""
+    platform: str
+    """os/arch[/variant] the manifest is picked for."""
+    own_platform: bool = True
+    """The image's platform (False: a `FROM --platform=` naming another)."""
+
+    @property
+    def pinned(self) -> bool:
+        return bool(_DIGEST_SUFFIX.search(self.reference))
+
+    @property
+    def label(self) -> str:
+        """How the content tag and explain name it: `FROM <reference>`, with `(<platform>)` when that is not the
+        image's own."""
+        return f"{self.instruction} {self.reference}" + ("" if self.own_platform else f" ({self.platform})")
+
+
+@dataclass(frozen=True)
+class RemoteSource:
+    """A source of `ADD` that is not in the context: an http(s) URL or a git repository."""
+
+    line: int
+    kind: str
+    """"http" or "git"."""
+    url: str
+    """After substitution: what the build fetches. Never shown when it holds user info (`shown`, `label`)."""
+    checksum: str | None
+    """`--checksum=` of the ADD (sha256:… for http; a commit for git), or None."""
+    written: str = ""
+    """As written in the Dockerfile, before substitution."""
+
+    @property
+    def has_userinfo(self) -> bool:
+        return has_userinfo(self.url)
+
+    @property
+    def shown(self) -> str:
+        """How messages name it: the URL, or its written form when the URL holds user info (a substituted build
+        arg, e.g. a token, must not reach any message)."""
+        return self.written if self.has_userinfo else self.url
+
+    @property
+    def pinned(self) -> bool:
+        if self.kind == "http":
+            return self.checksum is not None
+        fragment = self.url.partition("#")[2].partition(":")[0]
+        return bool(_COMMIT.fullmatch(fragment)) or bool(self.checksum and _COMMIT.fullmatch(self.checksum))
+
+    @property
+    def label(self) -> str:
+        """How the content tag and explain name it: the URL without its user info (the content is pinned by the
+        checksum or commit, not by who fetched it)."""
+        return f"ADD {without_userinfo(self.url)}"
+
+
+def _split_netloc(url: str) -> tuple[str, str, str] | None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    end = re.search(r"[/?#]", rest)
+    cut = end.start() if end else len(rest)
+    return f"{scheme}://", rest[:cut], rest[cut:]
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether `url` (scheme://...) names user info (`user[:password]@`) before its host."""
+    parts = _split_netloc(url)
+    return parts is not None and "@" in parts[1]
+
+
+def without_userinfo(url: str) -> str:
+    parts = _split_netloc(url)
+    if parts is None or "@" not in parts[1]:
+        return url
+    return parts[0] + parts[1].rpartition("@")[2] + parts[2]
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    name: str | None
+    line: int
+    """Line of its FROM."""
+    parent: int | None
+    """The stage its FROM names, or None (an image or scratch)."""
+    depends: frozenset[int]
+    """Stages it needs besides its parent (COPY --from, RUN --mount from=)."""
+    args: frozenset[str]
+    """ARG names it declares (those the image history of its RUN lines records)."""
+    text_flags: int
+    """Content flags (buildcontext/sensitive.py) of its lines."""
+
+    @property
+    def shown(self) -> str:
+        return self.name or f"#{self.index}"
+
+
+@dataclass(frozen=True)
+class DockerfilePlan:
+    """One Dockerfile read for one image's build inputs (build args, target, platform)."""
+
+    stages: tuple[Stage, ...]
+    target: int
+    needed: tuple[int, ...]
+    """Indexes of the stages the target needs, in file order."""
+    chain: tuple[int, ...]
+    """The target's FROM chain, target first."""
+    references: tuple[ExternalReference, ...]
+    """External images of the needed stages, in file order (FROM scratch is none)."""
+    sources: tuple[RemoteSource, ...]
+    """Remote ADD sources of the needed stages, in file order (those in `refused` left out)."""
+    prelude_flags: int
+    """Content flags of the lines before the first FROM (global ARGs: counted as shipped)."""
+    text: str = field(repr=False, default="")
+    refused: tuple[tuple[int, str], ...] = ()
+    """(line, problem with its fix) of each remote input of the needed stages this plan cannot pin as BuildKit
+    would build it (a value from ENV or from the base image's environment, several remote sources in one ADD, a URL
+    with user info): never asked for, and refused unless remoteInputs is ignore."""
+
+    def chain_flags(self) -> int:
+        flags = self.prelude_flags
+        for i in self.chain:
+            flags |= self.stages[i].text_flags
+        return flags
+
+    def off_chain_stages_with_flags(self) -> list[Stage]:
+        return [s for s in self.stages if s.index not in self.chain and s.text_flags]
+
+    def stages_declaring(self, arg: str) -> tuple[list[Stage], list[Stage]]:
+        """(stages on the FROM chain, other needed stages) that declare `arg`."""
+        on = [self.stages[i] for i in self.chain if arg in self.stages[i].args]
+        off = [self.stages[i] for i in self.needed if i not in self.chain and arg in self.stages[i].args]
+        return on, off
+
+    def chain_shown(self) -> str:
+        return " <- ".join(self.stages[i].shown for i in self.chain)
+
+    def pinned_text(self, digests: Mapping[ExternalReference, str], checksums: Mapping[RemoteSource, str]) -> str:
+        """The Dockerfile with each reference in `digests` written as `ref@digest` and each source in `checksums`
+        given `--checksum=`; every other byte and every line number unchanged."""
+        lines = self.text.splitlines(keepends=True)
+        commands = {c.start_line: c for c in parse_commands(self.text)}
+        for ref, digest in digests.items():
+            if ref.pinned:
+                continue
+            command = commands[ref.line]
+            pinned = f"{ref.reference}@{digest}"
+            if ref.instruction == "FROM":
+                flags = " ".join(command.flags)
+                alias = f" AS {command.value[2]}" if len(command.value) >= 3 else ""
+                ending = "\r\n" if lines[ref.line - 1].endswith("\r\n") else "\n"
+                lines[ref.line - 1] = f"FROM {flags + ' ' if flags else ''}{pinned}{alias}{ending}"
+                for n in range(ref.line, command.end_line):
+                    lines[n] = "\n"  # continuation lines of the FROM: kept as blank lines
+            else:
+                key = "--from=" if ref.instruction == "COPY --from" else "from="
+                _replace_in(lines, command, ref, f"{key}{ref.written}", f"{key}{pinned}")
+        for source, checksum in checksums.items():
+            if source.checksum is not None:
+                continue
+            start = lines[source.line - 1]
+            match = re.match(r"^(\s*ADD)(\s)", start, re.IGNORECASE)
+            if match is None:
+                raise DockerfileProblem("cannot add --checksum to this ADD (its keyword is not on its first line)",
+                                        source.line)
+            lines[source.line - 1] = f"{match.group(1)} --checksum={checksum}{start[match.end(1):]}"
+        return "".join(lines)
+
+
+def _replace_in(lines: list[str], command, ref: ExternalReference, old: str, new: str) -> None:
+    for n in range(command.start_line - 1, command.end_line):
+        if old in lines[n]:
+            lines[n] = lines[n].replace(old, new, 1)
+            return
+    raise DockerfileProblem(f"cannot pin {ref.instruction} {ref.written}: write it on one line as {old}", ref.line)
+
+
+def parse_commands(text: str):
+    # Imported here: the parser is Go code whose runtime reserves a large address space at import, which every
+    # importer of the build-context engine (the ignore-file reader included) would otherwise pay.
+    import dockerfile
+
+    try:
+        return dockerfile.parse_string(text)
+    except dockerfile.GoParseError as err:
+        reason = str(err).encode("ascii", "backslashreplace").decode()[:200]
+        raise DockerfileProblem(f"BuildKit's parser refuses it ({reason})") from None
+

@@ -1,0 +1,154 @@
+"""The guard's rule table: what each sensitive-file rule matches and the reason a finding gives.
+
+The matcher (buildcontext/sensitive.py) walks these tables; the context engine caches the content flags and the
+paths they flag, so a change here must bump RULES_VERSION (tests/test_cache_versions.py holds a golden digest of
+this table and fails naming it). Content rules flag private keys, AccessKey ids and secrets, tokens of known
+formats, kubeconfig credentials, Terraform state, URLs with a password and credential files that hold one; name
+rules flag dotenv files, SSH and PKCS#12 keys, cloud, Docker and git credential files, Terraform state and Pulumi
+stack files; `.git/` and `.pulumi/` directories are flagged whatever they hold; build args are judged by value and
+by name.
+"""
+from __future__ import annotations
+
+import re
+
+# Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
+# verdict of the stat cache is then re-read. Held by tests/test_cache_versions.py.
+RULES_VERSION = "rules-1"
+
+# Content flags, cached per file next to its content hash.
+PRIVATE_KEY = 1
+ALIBABA_ACCESS_KEY = 2
+CREDENTIALS = 4
+KNOWN_TOKEN = 8
+KUBECONFIG_CREDENTIALS = 16
+TERRAFORM_STATE = 32
+URL_PASSWORD = 64
+ACCESS_KEY_SECRET = 128
+
+# A NUL byte among a file's first this many bytes makes it binary, and not scanned (git's buffer_is_binary()).
+# The rules needing two markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both
+# lie in one 1 MiB read window (hashing.READ_SIZE); kubeconfigs and state files are far smaller.
+BINARY_SNIFF_BYTES = 8000
+# A chunked scan re-reads this many bytes before each chunk so a marker split across chunks is seen;
+# longer than the longest marker either regex can match.
+SCAN_OVERLAP = 128
+
+PRIVATE_KEY_RE = re.compile(
+    rb"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-\d+:")
+# Bounded by any character that is not a letter or digit ('_' included: `AK_LTAI...`, `LTAI..._old`), so a
+# run of more than 30 letters and digits after LTAI is not an id, as in Alibaba Cloud's own format.
+ALIBABA_AK_RE = re.compile(rb"(?<![A-Za-z0-9])LTAI[A-Za-z0-9]{12,30}(?![A-Za-z0-9])")
+
+# Tokens whose format says what they are: a fixed prefix and a known length or alphabet, bounded like the
+# AccessKey id. The longest match (github_pat_ + 82) is shorter than SCAN_OVERLAP.
+TOKEN_RE = re.compile(
+    rb"(?<![A-Za-z0-9])(?:"
+    rb"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}"  # GitHub
+    rb"|glpat-[A-Za-z0-9_-]{20}"  # GitLab personal access token
+    rb"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
+    rb"|xox[abposr]-[A-Za-z0-9-]{10,48}"  # Slack
+    rb"|npm_[A-Za-z0-9]{36}"  # npm
+    rb"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+    rb"|[sr]k_live_[0-9A-Za-z]{24,99}"  # Stripe live secret / restricted key
+    rb")(?![A-Za-z0-9])"
+    # PyPI: the prefix is base64 of its macaroon header; the token runs on for 100+ characters, so only
+    # its start is matched (bounded on the left only)
+    rb"|(?<![A-Za-z0-9])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50}")
+TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"AKIA", b"ASIA", b"xox", b"npm_", b"pypi-", b"AIza", b"k_live_")
+# Kubeconfigs in any of the forms kubectl reads: block YAML, flow YAML (`users: [{user: {token: x}}]`) and JSON
+# (`"token": "x"`). A key is matched at a line start or after `{`, `,` or whitespace, bare or quoted, with a
+# non-empty value (`token: ""`, `token:` and `token: null` hold none).
+_KEY_START = rb"""(?:^(?:\xef\xbb\xbf)?|[\s{,])["']?"""  # a UTF-8 byte-order mark may open the file
+_KEY_END = rb"""["']?[ \t]*:[ \t]*"""
+KUBE_KEY_RE = re.compile(_KEY_START + rb"client-key-data" + _KEY_END + rb"""["']?[A-Za-z0-9+/=]""", re.MULTILINE)
+# The user's secrets: a bearer token, a basic-auth password, an auth-provider's id/refresh/access token.
+KUBE_USER_SECRET_RE = re.compile(
+    _KEY_START + rb"(?:token|password|id-token|refresh-token|access-token)" + _KEY_END
+    + rb"""(?!null\b)["']?[^\s"'#,}\]]""", re.MULTILINE)
+KUBE_USERS_RE = re.compile(_KEY_START + rb"users" + _KEY_END, re.MULTILINE)
+# What makes a file with `users` and a secret a kubeconfig: `kind: Config` (bare, quoted or with a comment
+# after it), or a kubeconfig's other sections (a kubeconfig need not say its kind).
+KUBE_CONFIG_RE = re.compile(
+    _KEY_START + rb"kind" + _KEY_END + rb"""["']?Config["']?[ \t]*(?:[,}#\r\n]|$)"""
+    + rb"|" + _KEY_START + rb"(?:clusters|contexts|current-context)" + _KEY_END, re.MULTILINE)
+
+# Credential lines of the files that may or may not hold one.
+NPMRC_SECRET_RE = re.compile(
+    rb"^[ \t]*(?:[^=\s;#]*:)?(?:_authToken|_auth|_password|password)[ \t]*=[ \t]*(\S[^\r\n]*?)[ \t]*\r?$",
+    re.MULTILINE)
+ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
+PYPIRC_SECRET_RE = re.compile(rb"^[ \t]*password[ \t]*[=:][ \t]*\S", re.MULTILINE)
+NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s+\S")
+CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
+                     ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", "settings.xml": "maven",
+                     "settings-security.xml": "maven"}
+# Yarn Berry's registry login (`npmAuthToken`, `npmAuthIdent`, also under npmScopes/npmRegistries), with a value that
+# is not an environment reference (`npmAuthToken: "${NPM_TOKEN}"` holds none).
+YARNRC_SECRET_RE = re.compile(
+    rb"""^[ \t]*["']?(?:npmAuthToken|npmAuthIdent|npmPassword)["']?[ \t]*:[ \t]*([^\r\n]*)""", re.MULTILINE)
+# Maven's settings.xml server logins (<password>, <passphrase>, <privateKey> is a path and fine) and
+# settings-security.xml's <master>, unless the value is a property reference (`${env.MAVEN_PASSWORD}`).
+MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>\s*(?!\$\{)[^<\s][^<]*</\1>")
+
+# A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
+# line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
+URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
+# A password part that only stands for one: an environment or template reference, a format placeholder, a mask.
+PLACEHOLDER_RE = re.compile(
+    rb"""\$\{?[A-Za-z_][A-Za-z0-9_.]*\}?|\$\([^)]*\)|%(?:\([A-Za-z_]\w*\))?s|\{[^@]*\}|<[^<>]*>|\*+|%[A-Za-z_]\w*%""")
+# An AccessKey secret assigned under the names Alibaba Cloud's and AWS's tools use (ALIBABA_CLOUD_ACCESS_KEY_SECRET,
+# ALICLOUD_SECRET_KEY, access_key_secret, AccessKeySecret, aws_secret_access_key), in a script, an env file, an INI,
+# YAML or JSON file: the secret alone, without its LTAI id, is half a key pair and still a credential. The value is
+# the secret's alphabet (a `$VAR` or `${VAR}` reference does not match it).
+ACCESS_KEY_SECRET_RE = re.compile(
+    rb"""(?i)(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key|ali(?:cloud|yun|baba[_-]?cloud)[_-]?secret[_-]?key)"""
+    rb"""["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9/+]{20,64}(?![A-Za-z0-9/+=])""")
+
+# `.env` templates are not flagged by name: they are the conventional, committed, placeholder-only siblings of
+# `.env`, meant to ship, and flagging them would push users to blanket allowSensitive entries that then hide a
+# real `.env`. Their content is still scanned like any other text file.
+ENV_TEMPLATES = frozenset({".env.example", ".env.sample", ".env.template", ".env.dist"})
+SSH_KEY_RE = re.compile(r"id_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?")
+SENSITIVE_DIRS = {
+    ".git": "a git repository: its history can hold secrets and source you did not mean to ship",
+    ".pulumi": "Pulumi state or credentials (.pulumi/)",
+}
+
+
+CONTENT_REASONS = (
+    (PRIVATE_KEY, "contains a private key (-----BEGIN ... PRIVATE KEY-----)"),
+    (ALIBABA_ACCESS_KEY, "contains an Alibaba Cloud AccessKey id (LTAI****)"),
+    (KNOWN_TOKEN, "contains an access token of a known format (GitHub, GitLab, AWS, Slack, npm, PyPI, Google, Stripe)"),
+    (KUBECONFIG_CREDENTIALS, "is a kubeconfig holding credentials (client-key-data, token or password)"),
+    (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
+    (URL_PASSWORD, "contains a URL with a password in it (scheme://user:password@host)"),
+    (ACCESS_KEY_SECRET, "contains an AccessKey secret (an access_key_secret or secret_access_key with a value)"),
+)
+
+# What each credential file holds when its content rule flags it (the reason names the file).
+CREDENTIAL_FILE_SECRETS = {"npm": "an npm auth token or password", "pypi": "a PyPI password or token",
+                           "netrc": "a login password", "yarn": "a Yarn registry token (npmAuthToken/npmAuthIdent)",
+                           "maven": "a Maven server password (<password>, <passphrase> or <master>)"}
+
+# Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
+SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pw", "pass", "passphrase", "secret", "secrets", "token",
+                           "tokens", "credential", "credentials", "creds", "apikey", "privatekey", "secretkey",
+                           "accesskey", "signingkey", "authtoken", "clientsecret", "auth", "sshkey"})
+SECRET_PAIRS = frozenset({("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"),
+                           ("signing", "key"), ("client", "secret"), ("auth", "token"), ("ssh", "key"),
+                           ("gpg", "key"), ("pgp", "key"), ("encryption", "key"), ("master", "key"),
+                           ("deploy", "key"), ("client", "key")})
+# A word that ends with one of these says it too, glued to what it is for (`dbpassword`, `GITHUBTOKEN`, `DBPASS`).
+GLUED_ENDINGS = ("password", "passwords", "passwd", "passphrase", "secret", "secrets", "token", "tokens", "credential",
+                  "credentials", "creds", "apikey", "apikeys", "privatekey", "secretkey", "accesskey", "sshkey",
+                  "gpgkey", "pgpkey", "masterkey", "deploykey", "signingkey", "pass", "pwd", "pw")
+# Words ending in "pass" that are not passwords.
+NOT_PASS = frozenset({"bypass", "compass", "encompass", "overpass", "underpass", "surpass", "trespass"})
+NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+# Values that are credentials whatever their name: a JSON Web Token (base64url of `{"` starts every header:
+# `eyJ`; three dot-separated parts, the signature empty for alg none) and an HTTP Authorization value.
+ARG_VALUE_RE = re.compile(
+    r"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"|(?:^|(?<=[\s:]))(?:Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)  # also in `Authorization: …`
