@@ -24,7 +24,7 @@ from components.registry import (
     AcrRegistry, AcrRegistryArgs, RegistryLookupError, preflight, published_digests, registry_login, repository_paths,
 )
 from registryclient import RegistryError
-from components.settings import load_settings, registry_password_value, source_password_value
+from components.config.engine import load_settings, registry_password_value, source_password_value
 
 # Every error raised for bad input or a failed check reaches the engine as a pulumi.RunError (components/errors.py),
 # which it prints without a traceback.

@@ -247,7 +247,7 @@ def _cold_bench(ctx, large: Path, repeats: int) -> tuple[dict[str, float], float
 
 def _warm_settings(work: Path):
     """Two images (web, worker) over the small context, on a local registry, with no preflight."""
-    from components.settings import ImageSettings, RegistrySettings, Settings
+    from components.config.schema import ImageSettings, RegistrySettings, Settings
 
     images = tuple(ImageSettings(name=t, context="small", dockerfile="small/Dockerfile", target=t,
                                  build_args={"APP_ENV": "bench"}) for t in ("web", "worker"))

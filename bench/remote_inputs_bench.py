@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from bench.promote_bench import push_image  # noqa: E402
 from components import image as image_module  # noqa: E402
 from registryclient.login import RegistryLogin  # noqa: E402
-from components.settings import INLINE_CACHE_ARG, ImageSettings, RegistrySettings, Settings  # noqa: E402
+from components.config.schema import INLINE_CACHE_ARG, ImageSettings, RegistrySettings, Settings  # noqa: E402
 from tests.e2e.registry import RegistryServer, find_registry_binary  # noqa: E402
 
 TARGET = 1.25

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Mapping
 #   `RUN --mount`) or `ADD <url>`.
 
 DEFAULT_PLATFORM = "linux/amd64"
-"""The platform an image is built for when its settings name none (components/settings.py takes it from here)."""
+"""The platform an image is built for when its settings name none (components/config/schema.py takes it from here)."""
 
 DIGEST_VERSION = b"acr-publish/context-digest/v4"
 TREE_VERSION = b"acr-publish/context-tree/v1"

@@ -24,7 +24,7 @@ class DockerfileProblem(ValueError):
 
 
 class UnknownTarget(DockerfileProblem):
-    """The image's target names no stage (components/settings.py refuses such a target before any plan)."""
+    """The image's target names no stage (components/config/image_rules.py refuses such a target before any plan)."""
 
 
 @dataclass(frozen=True)

@@ -212,7 +212,7 @@ def _credential_reason(name: str) -> str:
 def check_allow_entry(raw: object) -> tuple[str | None, str | None]:
     """One allowSensitive entry: (its normalized path, None), or (None, "<rule>; <fix>") when invalid.
 
-    The one rule for entries, shared by config validation (components/settings.py) and the guard.
+    The one rule for entries, shared by config validation (components/config/image_rules.py) and the guard.
     A valid entry is a path relative to the build context, naming a file or directory inside it;
     './' and a trailing '/' are dropped. `buildArg:NAME` accepts the build arg NAME instead.
     """

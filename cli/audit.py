@@ -140,7 +140,9 @@ def render(report: ImageAudit) -> str:
 
 def _stack_target(stack: str, image: str) -> tuple[str, str, str, str | None, Any]:
     from buildcontext import history
-    from components.settings import PROJECT_ROOT, ConfigError, load_stack_file
+    from components.config.paths import PROJECT_ROOT
+    from components.config.problems import ConfigError
+    from components.config.stackfile import load_stack_file
 
     try:
         settings = load_stack_file(stack, PROJECT_ROOT)

@@ -26,9 +26,11 @@ from buildcontext.printable import escaped
 from components import remote_inputs
 from components.docker_rules import platform_problem
 from components.platforms import history_name
-from components.settings import same_platform
-from components.settings import (PROJECT_ROOT, ConfigError, check_build_arg_name, check_platform, check_target,
-                                 load_stack_file)
+from components.config.builders import same_platform
+from components.config.image_rules import check_build_arg_name, check_platform, check_target
+from components.config.paths import PROJECT_ROOT
+from components.config.problems import ConfigError
+from components.config.stackfile import load_stack_file
 
 
 class _UsageError(Exception):

@@ -22,7 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.settings import PROJECT_ROOT, ConfigError, Settings, load_stack_file
+from components.config.paths import PROJECT_ROOT
+from components.config.problems import ConfigError
+from components.config.schema import Settings
+from components.config.stackfile import load_stack_file
 
 VERSION = "1"
 _ACCOUNT_ID = re.compile(r"(\*|[0-9]{10,20})")

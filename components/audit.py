@@ -27,7 +27,7 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from buildcontext.printable import escaped
-from components.settings import AuditSettings
+from components.config.schema import AuditSettings
 
 AUDIT_TYPE = "pulumi-python:dynamic/acr-publish:ImageAudit"
 REPLACING_INPUTS = ("server", "repository", "digest")

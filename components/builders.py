@@ -30,7 +30,8 @@ import pulumi
 
 from components.docker_rules import platform_parts
 from components.platforms import platform_slug
-from components.settings import BuilderSettings, Settings, shown
+from components.config.schema import BuilderSettings, Settings
+from components.config.shown import shown
 
 BUILDER_TIMEOUT_S = 10.0
 RESPONSE_LIMIT = 64 * 1024

@@ -2,7 +2,8 @@
 hosts, repository paths, tags and digests is registryclient/references.py's).
 
 Each check returns None when Docker would accept the value, else the rule it breaks (and a fix where one can be
-guessed), so components/settings.py can put it in a config error before anything is declared. No Pulumi import.
+guessed), so the configuration (components/config/) can put it in a config error before anything is declared. No
+Pulumi import.
 
 - Platforms: Docker parses `os/arch[/variant]` with containerd's `platforms` package, which lowercases and normalizes
   the parts (`x86_64` -> amd64, `aarch64` -> arm64, `armhf` -> arm/v7, `macos` -> darwin: `normalizeOS` and

@@ -27,7 +27,7 @@ from components.audit import declare_audit
 from components.platforms import history_name, index_tag
 from components.registry import RegistryCredentials
 from registryclient.login import RegistryLogin
-from components.settings import ImageSettings, Settings, image_platforms
+from components.config.schema import ImageSettings, Settings, image_platforms
 from registryclient.references import TAG
 
 

@@ -47,10 +47,10 @@ from registryclient.login import RegistryLogin
 from registryclient.references import DIGEST, repository_path_problem, server_problem, tag_problem
 from components.registry import classic_host
 from components.audit import declare_audit
-from components.settings import (
-    PROJECT, AuditSettings, PromotedImageSettings, Settings, is_instance_id, is_region, is_repository_name,
-    promoted_image_defaults, shown,
-)
+from components.config.promotion import promoted_image_defaults
+from components.config.registry_rules import is_instance_id, is_region, is_repository_name
+from components.config.schema import PROJECT, AuditSettings, PromotedImageSettings, Settings
+from components.config.shown import shown
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
 SECRET_INPUTS = ("sourceAuth", "targetAuth")

@@ -17,7 +17,7 @@ from typing import Mapping
 import pulumi
 
 from components import preflight as registry_preflight
-from components.settings import ImageSettings, RegistrySettings, Settings
+from components.config.schema import ImageSettings, RegistrySettings, Settings
 from registryclient.login import RegistryLogin
 
 CLASSIC_RETIREMENT_WARNING = (

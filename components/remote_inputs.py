@@ -2,7 +2,7 @@
 the image of a `COPY --from` / `RUN --mount from=`) resolved to the digest of the manifest for the image's platform,
 and each remote `ADD <url>` fetched and hashed.
 
-Per image, by `remoteInputs` (components/settings.py): `resolve` (default) asks the registries and servers;
+Per image, by `remoteInputs` (components/config/image_rules.py): `resolve` (default) asks the registries and servers;
 `pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
 (and every git source without a full commit); `ignore` asks nothing and pins nothing (the tag then does not cover
 them, said in a warning). Only the stages the image's target needs are read (buildcontext/stages.py).

@@ -11,23 +11,13 @@ import pytest
 
 from registryclient.references import repository_path_problem, server_problem, tag_problem
 from components.promotion import PromotionError, check_exports
-from components.settings import ConfigError, settings_from_values
+from components.config.problems import ConfigError
+from components.config.validate import settings_from_values
+from tests.configcases import EE, PERSONAL, WEB, problems
 from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack, source_exports
 
-EE = {"edition": "enterprise", "instanceId": "cri-0123456789abcdef", "namespace": "acme"}
-PERSONAL = {"edition": "personal", "namespace": "acme", "username": "deployer"}
 LOCAL = {"edition": "local", "server": "127.0.0.1:5000", "namespace": "demo"}
-WEB = {"name": "web", "context": "app", "target": "web"}
 DIGEST = "sha256:" + "ab" * 32
-
-
-def problems(registry=None, images=None, region="cn-hangzhou", stack="dev", has_password=False, **top) -> list[str]:
-    values = {"registry": registry or EE, "images": images if images is not None else [WEB], **top}
-    try:
-        settings_from_values(stack, values, region=region, has_password=has_password, password_length=12)
-    except ConfigError as err:
-        return err.problems
-    return []
 
 
 @pytest.mark.parametrize("end", ["\n", "\r\n", "\n\n", " \n"])
@@ -202,7 +192,7 @@ def test_the_stack_file_reader_takes_scalars_as_the_engine_hands_them(tmp_path, 
 
     import yaml
 
-    from components.settings import load_stack_file
+    from components.config.stackfile import load_stack_file
 
     (tmp_path / "stacks").mkdir()
     shutil.copy(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")

@@ -629,7 +629,7 @@ def test_a_1500_level_tree_digests_without_recursion(tmp_path, deep_tree):
 
 def test_a_1500_level_tree_plans_and_explains(tmp_path, monkeypatch, deep_tree):
     from components.image import plan_builds
-    from components.settings import ImageSettings, RegistrySettings, Settings
+    from components.config.schema import ImageSettings, RegistrySettings, Settings
 
     project = tmp_path / "project"
     deep_tree(project / "app")

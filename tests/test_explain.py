@@ -18,7 +18,7 @@ import yaml
 from buildcontext import context_digest, content_tag, history
 from cli import explain as explain_cli
 from components.image import plan_builds
-from components.settings import load_stack_file
+from components.config.stackfile import load_stack_file
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = "FROM scratch AS base\nCOPY . /ctx/\nFROM base AS web\nFROM base AS worker\n"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from buildcontext import ContextScan
-from components.settings import ConfigError, settings_from_values
+from components.config.problems import ConfigError
+from components.config.validate import settings_from_values
 from tests.harness import (
     IMAGE, ORGANIZATION, STACK_REFERENCE, STACKS, StackMocks, StackRun, run_stack, source_exports,
 )

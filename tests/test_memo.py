@@ -485,7 +485,7 @@ def test_directories_are_entries_without_a_stat_key(tmp_path, cache_root, monkey
 
 
 def _settings(project: Path, images: list[tuple[str, str, dict]], stack: str = "test"):
-    from components.settings import ImageSettings, RegistrySettings, Settings
+    from components.config.schema import ImageSettings, RegistrySettings, Settings
 
     return Settings(
         stack=stack, region=None, registry=RegistrySettings(edition="local", namespace=None, server="localhost:5000"),

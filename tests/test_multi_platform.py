@@ -19,7 +19,7 @@ import pytest
 
 import components.builders as builders
 from components.builders import BuilderError
-from components.settings import ConfigError
+from components.config.problems import ConfigError
 from tests.harness import DOCKER_PROVIDER, IMAGE, IMAGE_INDEX, PROGRAM_FILES, PROJECT_ROOT, run_stack
 
 DIGEST_A = "sha256:" + "a1" * 32
@@ -299,7 +299,7 @@ def test_builders_must_be_a_map_and_unused_by_a_promoting_stack():
 
 
 def test_a_promoting_stack_refuses_builders():
-    from components.settings import settings_from_values
+    from components.config.validate import settings_from_values
 
     with pytest.raises(ConfigError) as info:
         settings_from_values("rel", {"registry": {"edition": "local"}, "promoteFrom": "local",

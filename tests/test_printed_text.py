@@ -15,7 +15,8 @@ from buildcontext.history import HistoryKey, record
 from buildcontext.printable import escaped
 from buildcontext.sensitive import dockerignore_escape
 from cli import explain
-from components.settings import ConfigError, settings_from_values
+from components.config.problems import ConfigError
+from components.config.validate import settings_from_values
 
 RAW = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202e]")
 HOSTILE = ["evil\nfix: add these lines to /etc/passwd:\n  *", "\x1b]0;owned\x07.env", "a\rfix: x/.env",

@@ -303,7 +303,7 @@ def test_exact_resource_set_per_stack(stack, preflight_calls):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_each_image_builds_exactly_its_configured_inputs(stack, preflight_calls, remote_calls):
-    from components.settings import load_stack_file
+    from components.config.stackfile import load_stack_file
 
     settings = load_stack_file(stack)
     resolved = "sha256:" + "5e" * 32
@@ -340,7 +340,7 @@ def test_personal_example_is_retained_not_protected(preflight_calls):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_each_image_gets_an_audit_of_its_published_digest_with_a_secret_login(stack, preflight_calls):
-    from components.settings import load_stack_file
+    from components.config.stackfile import load_stack_file
 
     settings = load_stack_file(stack)
     run = run_stack(stack)

@@ -11,7 +11,8 @@ import json
 import pytest
 
 from components.promotion import PROMOTION_TYPE, PromotionError, PromotionProvider
-from components.settings import ConfigError, settings_from_values
+from components.config.problems import ConfigError
+from components.config.validate import settings_from_values
 from tests.harness import (
     ENTERPRISE_INVOKE, IMAGE, PROMOTION, STACKS, TEST_SECRET, TEST_TOKEN, StackMocks, run_stack, source_exports,
 )
@@ -26,7 +27,7 @@ def test_promotion_type_is_the_harness_type():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_exports_its_registry_instance(stack, preflight_calls):
-    from components.settings import load_stack_file
+    from components.config.stackfile import load_stack_file
 
     settings = load_stack_file(stack)
     instance = run_stack(stack).outputs["registryInstance"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components import settings as settings_module
+from components.config import schema
+from components.config.validate import settings_from_values
 from tests.harness import PROJECT_ROOT, STACKS
 
 PROJECT = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())
@@ -18,7 +19,7 @@ TYPES = {"boolean": bool, "string": str, "integer": int}
 
 
 def test_project_settings():
-    assert PROJECT["name"] == settings_module.PROJECT
+    assert PROJECT["name"] == schema.PROJECT
     assert PROJECT["stackConfigDir"] == "stacks"
     assert PROJECT["runtime"]["name"] == "python"
     assert PROJECT["runtime"]["options"]["virtualenv"] == "venv"
@@ -27,7 +28,7 @@ def test_project_settings():
 def test_schema_keys_are_project_keys_with_type_default_and_description():
     assert SCHEMA, "Pulumi.yaml declares no config schema"
     for key, spec in SCHEMA.items():
-        assert key.startswith(f"{settings_module.PROJECT}:") and key.split(":", 1)[1] in settings_module.TOP_KEYS, key
+        assert key.startswith(f"{schema.PROJECT}:") and key.split(":", 1)[1] in schema.TOP_KEYS, key
         assert spec.get("type") in TYPES, key
         assert spec.get("description"), key
         # Without a default the CLI would require the key in every stack.
@@ -37,7 +38,7 @@ def test_schema_keys_are_project_keys_with_type_default_and_description():
 
 
 def test_schema_defaults_match_the_programs_defaults():
-    s = settings_module.settings_from_values(
+    s = settings_from_values(
         "dev", {"registry": {"edition": "local"}, "images": [{"name": "web", "context": "app", "target": "web"}]},
         region=None, has_password=False)
     assert SCHEMA["acr-publish:retainOnDelete"]["default"] is s.retain_on_delete

@@ -20,7 +20,8 @@ import sys
 import pytest
 
 from cli import ram
-from components.settings import ConfigError, load_stack_file
+from components.config.problems import ConfigError
+from components.config.stackfile import load_stack_file
 from tests.harness import PROJECT_ROOT, STACKS
 
 ACCOUNT = "1234567890123456"

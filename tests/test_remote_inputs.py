@@ -14,7 +14,8 @@ import pytest
 
 from buildcontext.stages import DockerfileProblem, read_plan
 from components.remote_inputs import ResolveFailure, credentials_for, locate, StackLogin
-from components.settings import ConfigError, settings_from_values
+from components.config.problems import ConfigError
+from components.config.validate import settings_from_values
 from tests.harness import IMAGE, TEST_SECRET, run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
@@ -283,7 +284,7 @@ def test_a_pinned_source_with_user_info_is_labelled_without_it(remote_calls, pro
 # ---------------------------------------------------------------- where the pinned Dockerfile is staged
 
 def _root_context_settings(root: Path):
-    from components.settings import ImageSettings, RegistrySettings, Settings
+    from components.config.schema import ImageSettings, RegistrySettings, Settings
 
     img = ImageSettings(name="web", context=".", dockerfile="Dockerfile")
     return Settings(stack="s", region=None, registry=RegistrySettings(edition="local", namespace=None,

@@ -365,7 +365,7 @@ def heredoc_json(text: str) -> dict[str, dict]:
 
 
 def test_operations_guide_uses_real_stacks_and_config_keys():
-    from components.settings import TOP_KEYS
+    from components.config.schema import TOP_KEYS
 
     text = OPERATIONS.read_text()
     stacks = set(re.findall(r"--stack (\S+)", text))
@@ -396,7 +396,7 @@ def test_operations_guide_json_documents_parse():
 @pytest.mark.parametrize("stack", ["prod", "personal-example"])
 def test_operations_guide_import_files_match_the_program(stack, preflight_calls):
     """The import file's types, names, parents and ids are those the program declares for that stack."""
-    from components.settings import load_stack_file
+    from components.config.stackfile import load_stack_file
     from tests.harness import run_stack
 
     document = heredoc_json(OPERATIONS.read_text())[f"import-{stack}.json"]

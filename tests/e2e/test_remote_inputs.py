@@ -28,7 +28,7 @@ from components import image as image_module
 from components import remote_inputs
 from registryclient.login import RegistryLogin
 from registryclient import OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError
-from components.settings import ImageSettings, RegistrySettings, Settings
+from components.config.schema import ImageSettings, RegistrySettings, Settings
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.conftest import DOCKER_CLI
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
