@@ -3,7 +3,8 @@
 The matcher (buildcontext/sensitive.py) walks these tables; the context engine caches the content flags and the
 paths they flag, so a change here must bump RULES_VERSION (tests/test_cache_versions.py holds a golden digest of
 this table and fails naming it). Content rules flag private keys, AccessKey ids and secrets, tokens of known
-formats, kubeconfig credentials, Terraform state, URLs with a password and credential files that hold one; name
+formats, kubeconfig credentials, Terraform state, URLs and Java system properties with a password and credential
+files that hold one; name
 rules flag dotenv files, SSH and PKCS#12 keys, cloud, Docker and git credential files, Terraform state and Pulumi
 stack files; `.git/` and `.pulumi/` directories are flagged whatever they hold; build args are judged by value and
 by name.
@@ -14,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/test_cache_versions.py.
-RULES_VERSION = "rules-1"
+RULES_VERSION = "rules-2"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -25,6 +26,7 @@ KUBECONFIG_CREDENTIALS = 16
 TERRAFORM_STATE = 32
 URL_PASSWORD = 64
 ACCESS_KEY_SECRET = 128
+JVM_PROPERTY_SECRET = 256
 
 # A NUL byte among a file's first this many bytes makes it binary, and not scanned (git's buffer_is_binary()).
 # The rules needing two markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both
@@ -81,8 +83,29 @@ ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_
 PYPIRC_SECRET_RE = re.compile(rb"^[ \t]*password[ \t]*[=:][ \t]*\S", re.MULTILINE)
 NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s+\S")
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
-                     ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", "settings.xml": "maven",
-                     "settings-security.xml": "maven"}
+                     ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
+                     "settings-security.xml": "maven", "auth.json": "composer", "credentials": "gem-or-cargo",
+                     "credentials.toml": "cargo", "nuget.config": "nuget", "gradle.properties": "gradle"}
+# Yarn 1's .yarnrc: `key value` lines (`"//npm.corp/:_authToken" "abc"`, `_auth abc`), the value not a reference.
+YARNRC1_SECRET_RE = re.compile(
+    rb"""^[ \t]*["']?(?:[^\s"'#]*:)?(?:_authToken|_auth|_password)["']?[ \t]+["']?([^\s"'][^\r\n]*?)["']?[ \t]*\r?$""",
+    re.MULTILINE)
+# Composer's auth.json: an http-basic password, or a token under github-oauth, gitlab-token, gitlab-oauth,
+# bitbucket-oauth or bearer (each a map from host to token or to {consumer-key, consumer-secret}).
+COMPOSER_SECRET_RE = re.compile(
+    rb""""password"[ \t\r\n]*:[ \t\r\n]*"[^"$]"""
+    rb"""|"(?:github-oauth|gitlab-token|gitlab-oauth|bitbucket-oauth|bearer)"[ \t\r\n]*:[ \t\r\n]*\{[ \t\r\n]*"[^"]+"[ \t\r\n]*:[ \t\r\n]*["{]""")
+# RubyGems' ~/.gem/credentials (`:rubygems_api_key: rubygems_...`, or a host's key) and Cargo's
+# ~/.cargo/credentials(.toml) (`token = "..."` under [registry] or [registries.<name>]).
+GEM_SECRET_RE = re.compile(rb"^[ \t]*:?(?:rubygems_api_key|https?://[^\s:]+(?::\d+)?/?)[ \t]*:[ \t]*['\"]?[^\s'\"#]",
+                           re.MULTILINE)
+CARGO_SECRET_RE = re.compile(rb"""^[ \t]*token[ \t]*=[ \t]*["'][^"'$]""", re.MULTILINE)
+# NuGet.Config's packageSourceCredentials in clear text (`<add key="ClearTextPassword" value="..."/>`).
+NUGET_SECRET_RE = re.compile(rb"""(?i)<add\s+key\s*=\s*["']ClearTextPassword["']\s+value\s*=\s*["'][^"'$%]""")
+# gradle.properties: a property whose name ends in password, token or secret (`mavenPassword=...`,
+# `systemProp.https.proxyPassword=...`) with a value that is not a reference.
+GRADLE_SECRET_RE = re.compile(
+    rb"""(?im)^[ \t]*[\w.-]*(?:password|passwd|token|secret)[ \t]*[=:][ \t]*(?!\$\{)[^\s\\]""")
 # Yarn Berry's registry login (`npmAuthToken`, `npmAuthIdent`, also under npmScopes/npmRegistries), with a value that
 # is not an environment reference (`npmAuthToken: "${NPM_TOKEN}"` holds none).
 YARNRC_SECRET_RE = re.compile(
@@ -91,6 +114,10 @@ YARNRC_SECRET_RE = re.compile(
 # settings-security.xml's <master>, unless the value is a property reference (`${env.MAVEN_PASSWORD}`).
 MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>\s*(?!\$\{)[^<\s][^<]*</\1>")
 
+# A JVM system property holding a password, token or secret on a command line or in MAVEN_OPTS/JAVA_OPTS/GRADLE_OPTS
+# (`-Dmaven.repo.password=...`, `-Dhttps.proxyPassword=...`), anywhere: the Dockerfile's text, a script, a build arg.
+JVM_PROPERTY_SECRET_RE = re.compile(
+    rb"""(?i)(?<![\w-])-D[\w.-]*(?:password|passwd|token|secret)=(?![$%'"\s])[^\s'"]""")
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
@@ -124,12 +151,18 @@ CONTENT_REASONS = (
     (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
     (URL_PASSWORD, "contains a URL with a password in it (scheme://user:password@host)"),
     (ACCESS_KEY_SECRET, "contains an AccessKey secret (an access_key_secret or secret_access_key with a value)"),
+    (JVM_PROPERTY_SECRET, "contains a Java system property with a password, token or secret (-D...password=...)"),
 )
 
 # What each credential file holds when its content rule flags it (the reason names the file).
 CREDENTIAL_FILE_SECRETS = {"npm": "an npm auth token or password", "pypi": "a PyPI password or token",
                            "netrc": "a login password", "yarn": "a Yarn registry token (npmAuthToken/npmAuthIdent)",
-                           "maven": "a Maven server password (<password>, <passphrase> or <master>)"}
+                           "maven": "a Maven server password (<password>, <passphrase> or <master>)",
+                           "yarn1": "a Yarn 1 registry token (_authToken, _auth or _password)",
+                           "composer": "a Composer registry password or token (http-basic, github-oauth, ...)",
+                           "gem-or-cargo": "a RubyGems API key or a Cargo registry token",
+                           "cargo": "a Cargo registry token", "nuget": "a NuGet ClearTextPassword",
+                           "gradle": "a Gradle property holding a password, token or secret"}
 
 # Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
 SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pw", "pass", "passphrase", "secret", "secrets", "token",

@@ -1,7 +1,8 @@
 """The guard's credential rules by their root: a URL whose userinfo holds a password, wherever it appears (a file, the
-Dockerfile's text, a build arg); credential-bearing config files by name and content (Yarn, Maven, the legacy
-.dockercfg); an AccessKey secret assigned without its id. Each rule with variants, and what it must let through
-(references and placeholders), through ContextScan.report as the program runs it."""
+Dockerfile's text, a build arg); credential-bearing config files by name and content (Yarn, Maven, Composer,
+RubyGems, Cargo, NuGet, Gradle, the legacy .dockercfg); Java system properties holding a secret; an AccessKey secret
+assigned without its id. Each rule with variants, and what it must let through (references and placeholders),
+through ContextScan.report as the program runs it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -146,3 +147,49 @@ def test_the_guard_message_names_the_rule_and_never_the_secret(tmp_path) -> None
     text = str(err.value)
     assert "URL with a password" in text and "buildArg:PIP_EXTRA_INDEX_URL" in text
     assert "Sup3rS3cret" not in text and "An0therOne" not in text
+
+
+@pytest.mark.parametrize("name,text", [
+    (".yarnrc", '"//npm.corp/:_authToken" "abcdef0123456789"\n'),
+    ("web/.yarnrc", "_auth dXNlcjpwYXNzd29yZA==\n"),
+    ("auth.json", '{"http-basic": {"repo.corp": {"username": "u", "password": "hunter22"}}}'),
+    ("app/auth.json", '{\n  "github-oauth": {\n    "github.com": "abc123def456"\n  }\n}'),
+    ("auth.json", '{"bitbucket-oauth": {"bitbucket.org": {"consumer-key": "k", "consumer-secret": "s"}}}'),
+    (".gem/credentials", "---\n:rubygems_api_key: rubygems_0123456789abcdef\n"),
+    (".cargo/credentials.toml", '[registry]\ntoken = "cio0123456789abcdef"\n'),
+    (".cargo/credentials", '[registries.corp]\ntoken = "Bearer abc"\n'),
+    ("NuGet.Config", '<packageSourceCredentials><corp><add key="Username" value="u" />'
+                     '<add key="ClearTextPassword" value="hunter22" /></corp></packageSourceCredentials>'),
+    ("gradle.properties", "org.gradle.jvmargs=-Xmx2g\nmavenPassword=hunter22\n"),
+    ("android/gradle.properties", "systemProp.https.proxyPassword = s3cret\n"),
+])
+def test_credential_files_of_other_package_managers_are_refused(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == [name]
+
+
+@pytest.mark.parametrize("name,text", [
+    (".yarnrc", '"//npm.corp/:_authToken" "${NPM_TOKEN}"\nregistry "https://npm.corp"\n'),
+    ("auth.json", '{"http-basic": {"repo.corp": {"username": "u", "password": "$COMPOSER_PASSWORD"}}}'),
+    ("auth.json", '{"name": "not composer", "password_policy": "strong"}'),
+    (".cargo/credentials.toml", '[registry]\ntoken = "$CARGO_TOKEN"\n'),
+    ("NuGet.Config", '<add key="ClearTextPassword" value="%NUGET_PASSWORD%" />'),
+    ("gradle.properties", "mavenPassword=${MAVEN_PASSWORD}\norg.gradle.caching=true\n"),
+])
+def test_credential_files_holding_references_only_pass(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
+
+
+@pytest.mark.parametrize("line", ['ENV MAVEN_OPTS="-Dmaven.repo.password=hunter22"',
+                                  "RUN mvn -Dhttps.proxyPassword=s3cret deploy",
+                                  "RUN java -Dapi.token=abc123 -jar app.jar"])
+def test_a_java_system_property_with_a_secret_is_refused_in_the_dockerfile_and_build_args(tmp_path, line) -> None:
+    assert _report(tmp_path, {}, dockerfile=f"FROM scratch\n{line}\n") == ["Dockerfile"]
+    value = line.split(" ", 1)[1].split("=", 1)[1] if line.startswith("ENV") else line.split(" ", 2)[2]
+    assert _report(tmp_path, {}, build_args={"JAVA_OPTS": value}) == ["buildArg:JAVA_OPTS"]
+
+
+@pytest.mark.parametrize("line", ["RUN mvn -Dmaven.repo.password=$MAVEN_PASSWORD deploy",
+                                  'ENV MAVEN_OPTS="-Dmaven.repo.password=${MAVEN_PASSWORD}"',
+                                  "RUN java -Dpassword.policy.file=/etc/policy -jar app.jar"])
+def test_java_system_properties_without_a_secret_pass(tmp_path, line) -> None:
+    assert _report(tmp_path, {}, dockerfile=f"FROM scratch\n{line}\n") == []
