@@ -157,8 +157,9 @@ def preflight(login: RegistryLogin, paths: Mapping[str, str]) -> bool:
 def published_digests(login: RegistryLogin, paths: Mapping[str, str], tags: Mapping, *,
                       reachable: bool = True) -> dict:
     """For each image name in `tags` (name -> content tag): the digest the registry reports for that tag in the
-    image's repository (`paths`: image name -> repository path), or None when it is not there (a repository that does not exist yet included). A key may
-    also be a tuple whose first item is the image name (`(name, platform)`: another tag of the same repository).
+    image's repository (`paths`: image name -> repository path), or None when it is not there (a repository that
+    does not exist yet included). A key may also be a tuple whose first item is the image name (`(name, platform)`:
+    another tag of the same repository).
 
     Any other failure raises PreflightError, except in a preview where the registry is unreachable (`reachable`
     False: the preflight found it so and warned; it is not asked again): then nothing can be said, every image is

@@ -196,4 +196,4 @@ def test_undecodable_and_control_characters_in_paths_are_shown_escaped():
 def test_the_program_reports_a_long_component_as_a_config_error(preflight_calls):
     with pytest.raises(pulumi.RunError, match="is 300 bytes, and a file name is at most 255 bytes") as err:
         run_stack("local", {"acr-publish:images": [{"name": "web", "context": "a" * 300}]}, as_engine=True)
-    assert isinstance(reported_error(err.value), ConfigError), "the engine would print a traceback for a plain exception"
+    assert isinstance(reported_error(err.value), ConfigError), "the engine would print a traceback otherwise"
