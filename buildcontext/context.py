@@ -33,6 +33,7 @@ from buildcontext.memo import (DIR_ENTRY, DOCKERFILE_KEY, StatCache, Summary, fi
                                make_entry, parse_entry)
 from buildcontext.sensitive import Finding, SensitiveFilesError
 from buildcontext.stages import DockerfilePlan
+from errors import AcrPublishError
 
 __all__ = ["ContextScan", "ContextReport", "context_digest", "content_tag", "DEFAULT_PLATFORM", "Finding",
            "SensitiveFilesError"]
@@ -127,7 +128,7 @@ class ScanInterrupted(KeyboardInterrupt):
     """Ctrl-C during a scan, said in one line (str of it); still a KeyboardInterrupt."""
 
 
-class ContextReadError(ValueError):
+class ContextReadError(AcrPublishError, ValueError):
     """The build context cannot be read (a permission, a context that keeps changing, a missing Dockerfile): one
     message, which the program reports as a build-plan problem of the image."""
 
@@ -144,7 +145,7 @@ def _unreadable(exc: OSError) -> str:
             "Docker cannot send it either: fix its permissions or exclude it in .dockerignore")
 
 
-class CacheInContextError(ValueError):
+class CacheInContextError(AcrPublishError, ValueError):
     """The engine's own files would land inside a build context the ignore file does not exclude them from."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from buildcontext import sensitive
 from buildcontext.digest import TREE_CHUNK, tree_value
+from errors import AcrPublishError
 
 READ_SIZE = 1 << 20
 # Small files go to the pool in batches: one task per file costs more than hashing the file.
@@ -57,7 +58,7 @@ class Hashed:
 _GONE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
 
 
-class ContextChanged(ValueError):
+class ContextChanged(AcrPublishError, ValueError):
     """A file of the build context changed kind or disappeared between the walk and its read."""
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_dir_problem, read_regular,
                                write_atomic)
+from errors import AcrPublishError
 
 _MAGIC = b"acr-publish-history"
 MAX_BYTES = 1 << 30
@@ -82,7 +83,7 @@ class Record:
     previous: dict[str, Any] | None
 
 
-class HistoryError(Exception):
+class HistoryError(AcrPublishError):
     """The history file of a key exists but cannot be used; the message names it and why."""
 
 

@@ -11,11 +11,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from errors import AcrPublishError
+
 _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}\Z")
 
 
-class DockerfileProblem(ValueError):
+class DockerfileProblem(AcrPublishError, ValueError):
     """The Dockerfile cannot be read as the build would read it; `line` is 1-based (0: the file as a whole)."""
 
     def __init__(self, message: str, line: int = 0) -> None:

@@ -25,6 +25,7 @@ from buildcontext.sensitive_rules import (
     NPMRC_SECRET_RE, PLACEHOLDER_RE, PRIVATE_KEY, PRIVATE_KEY_RE, PYPIRC_SECRET_RE, RULES_VERSION,
     SCAN_OVERLAP, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE, TERRAFORM_STATE, TOKEN_MARKERS,
     TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE, YARNRC_SECRET_RE)
+from errors import AcrPublishError
 
 __all__ = [
     "RULES_VERSION",
@@ -437,7 +438,7 @@ def image_findings(files: Iterable[tuple[str, str, int]], allow: Iterable[str] =
     return refused + arg_refused, allowed + arg_allowed
 
 
-class SensitiveFilesError(ValueError):
+class SensitiveFilesError(AcrPublishError, ValueError):
     """The build context holds files that must not be sent into an image; lists all of them."""
 
     def __init__(self, found: Iterable[Finding], context: str = ".", ignore_file: str | None = None) -> None:

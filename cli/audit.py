@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from errors import AcrPublishError
 from registryclient import RegistryClient, excerpt_text
 from registryclient.endpoint import parse_server
 from registryclient.references import IMAGE_REFERENCE, is_loopback
@@ -39,7 +40,7 @@ PASSWORD_ENV = "ACR_PUBLISH_REGISTRY_PASSWORD"
 PROGRESS_FROM = 100 * 1000 * 1000
 
 
-class UsageError(Exception):
+class UsageError(AcrPublishError):
     pass
 
 

@@ -31,9 +31,10 @@ from components.config.image_rules import check_build_arg_name, check_platform, 
 from components.config.paths import PROJECT_ROOT
 from components.config.problems import ConfigError
 from components.config.stackfile import load_stack_file
+from errors import AcrPublishError
 
 
-class _UsageError(Exception):
+class _UsageError(AcrPublishError):
     pass
 
 

@@ -28,6 +28,7 @@ import pulumi.dynamic as dynamic
 
 from buildcontext.printable import escaped
 from components.config.schema import AuditSettings
+from errors import AcrPublishError
 
 AUDIT_TYPE = "pulumi-python:dynamic/acr-publish:ImageAudit"
 REPLACING_INPUTS = ("server", "repository", "digest")
@@ -39,7 +40,7 @@ HIDDEN_KEPT = 20
 """Largest hidden files kept in the outputs (the CLI lists them all)."""
 
 
-class AuditFailure(Exception):
+class AuditFailure(AcrPublishError):
     """An audit found more than the stack's `audit:` settings allow, or could not run; the message says which."""
 
 

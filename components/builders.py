@@ -32,6 +32,7 @@ from components.docker_rules import platform_parts
 from components.platforms import platform_slug
 from components.config.schema import BuilderSettings, Settings
 from components.config.shown import shown
+from errors import AcrPublishError
 
 BUILDER_TIMEOUT_S = 10.0
 RESPONSE_LIMIT = 64 * 1024
@@ -41,7 +42,7 @@ _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "ar
 _REQUEST = b"GET /version HTTP/1.0\r\nHost: docker\r\nUser-Agent: acr-publish\r\n\r\n"
 
 
-class BuilderError(Exception):
+class BuilderError(AcrPublishError):
     """A configured builder cannot be used; every problem, each naming the setting, the host and the fix."""
 
 

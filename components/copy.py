@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from components.stack_advice import STACK_ADVICE
+from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
 from registryclient.endpoint import parse_server
 from registryclient.login import RegistryLogin
@@ -69,15 +70,16 @@ INDEX_DEPTH_MAX = 8
 artifact indexes add one or two): a chain of indexes cannot make the copy recurse without end."""
 
 
-class CopyError(Exception):
+class CopyError(AcrPublishError):
     """The copy cannot be done as asked; the text names both repositories and what to change, never a secret.
 
     `kind` is the registry client's kind of failure when a registry exchange failed ("unreachable", "auth", ...;
     see RegistryError), else "copy"."""
 
+    default_kind = "copy"
+
     def __init__(self, message: str, kind: str = "copy"):
-        super().__init__(message)
-        self.kind = kind
+        super().__init__(message, kind)
 
 
 def registry_client(login: RegistryLogin, deadline: float, budget: float,

@@ -26,12 +26,13 @@ from components import remote_inputs
 from components.audit import declare_audit
 from components.platforms import history_name, index_tag
 from components.registry import RegistryCredentials
+from errors import AcrPublishError
 from registryclient.login import RegistryLogin
 from components.config.schema import ImageSettings, Settings, image_platforms
 from registryclient.references import TAG
 
 
-class BuildPlanError(Exception):
+class BuildPlanError(AcrPublishError):
     """One or more images cannot be built safely; lists every problem."""
 
 

@@ -33,6 +33,7 @@ from components.audit import declare_audit
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
 from components.stack_advice import STACK_ADVICE
+from errors import AcrPublishError
 from registryclient import RegistryClient, RegistryError
 from registryclient.transport import server_json
 
@@ -59,7 +60,7 @@ def builds_needed(settings: Any, plans: Mapping[str, Any], published: Mapping[An
     return found
 
 
-class IndexWriteError(Exception):
+class IndexWriteError(AcrPublishError):
     """The index cannot be written as asked; names the repository, the tag and what to change, never a secret."""
 
 

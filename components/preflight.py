@@ -19,6 +19,7 @@ from typing import Mapping
 import requests
 
 from components.stack_advice import STACK_ADVICE
+from errors import AcrPublishError
 from registryclient import RegistryClient, RegistryError, excerpt_text
 from registryclient.auth import parse_www_authenticate, registry_error_text
 from registryclient.scrub import MASK
@@ -28,7 +29,7 @@ __all__ = ["PreflightError", "PreflightTarget", "check_published", "check_regist
 _PREFIX = "registry preflight"
 
 
-class PreflightError(Exception):
+class PreflightError(AcrPublishError):
     """The registry cannot be used as configured; str() is the whole person-readable message, free of secrets.
 
     `kind` says what failed: "unreachable" (the host does not resolve, refuses or does not answer), "tls", "auth"

@@ -1,38 +1,10 @@
 """Promotion: copy the images another stack published, digest for digest, instead of building them again.
 
-A stack with `acr-publish:promoteFrom: <stack>` builds nothing. Before anything is declared, `read_source` reads the
-source stack's exports (`registry`, `images`, `registryInstance`) through a `pulumi.StackReference` and checks them
-against the images this stack promotes; `source_login` finds the source registry's credentials. Then one
-`Promotion` resource per image copies `<source repository>@sha256:...` to `<this stack's repository>:<the same
-content tag>` (components/copy.py does the registry work), so previews show the copy and state records it.
-
-Why a Python dynamic provider (`pulumi.dynamic`) and not pulumi-command's `local.Command` running a copy command:
-- the semantics the issue asks for are a resource's own lifecycle, which a dynamic provider implements directly:
-  `diff` (a new source digest or another target is a replacement, i.e. a new copy; changed credentials, such as
-  the hourly Enterprise token, are no change), `read` (a refresh reads the target tag's digest, so a deleted tag
-  drops the resource from state and the next `up` copies again), `delete` (nothing is removed from the registry).
-  `local.Command` has no diff of its own beyond "any trigger changed", and no read: a refresh cannot notice a
-  deleted tag;
-- no second plugin: the dynamic provider is part of the pinned Pulumi SDK (`pulumi-resource-pulumi-python` runs
-  `python -u -m pulumi.dynamic` in the project's virtualenv), while pulumi-command is another provider plugin to
-  install and pin on every runner, and the copy would still be this project's Python code;
-- credentials stay Pulumi secrets: they are inputs marked secret, also listed in `additional_secret_outputs`, so
-  state holds them only encrypted; `local.Command` would have to pass them through its environment, which it
-  stores in state as inputs as well, and its stdout would need scrubbing.
-How it is proven to run the way the engine runs it: tests/e2e/test_promote.py runs the program, whose
-`dynamic.Resource` serializes the provider with the SDK's own serializer (`pulumi.dynamic.dynamic.serialize_provider`,
-dill), and drives that serialized provider over gRPC in a fresh `venv/bin/python -u -m pulumi.dynamic` process
-started from the project root, as the engine starts it (tests/e2e/dynamic_engine.py), against real registries
-(Configure, Check, Diff, Create, Read, Delete).
-
-The provider instance holds no state and no credential: what it pickles is the class reference, so the serialized
-provider in state carries nothing secret (tested).
-
-What the user sees when it fails: a check before anything is declared raises PromotionError, a `pulumi.RunError`,
-which the language host prints as its message alone. The copy (Create) and the refresh (Read) run in the provider
-process, whose gRPC server reports an exception as its traceback text, so `pulumi up` shows a traceback ending in
-`components.copy.CopyError: <message>` under the `…-promote` resource; the message says what failed and the fix,
-and holds no credential (components/copy.py says why; tests/e2e checks the provider's output for the test secrets).
+A stack with `acr-publish:promoteFrom: <stack>` builds nothing. `plan_promotion` runs every check before anything is
+declared: the source stack's exports (components/promotion_source.py), this registry's preflight, the source
+registry's login (`source_login`) and each source digest (`check_sources`). `declare_promoted` then declares one
+`Promotion` resource per image, which copies `<source repository>@sha256:...` to `<this stack's repository>:<the
+same content tag>` (components/copy.py does the registry work), so previews show the copy and state records it.
 """
 from __future__ import annotations
 
@@ -44,13 +16,14 @@ import pulumi
 import pulumi.dynamic as dynamic
 
 from registryclient.login import RegistryLogin
-from registryclient.references import DIGEST, repository_path_problem, server_problem, tag_problem
-from components.registry import classic_host
+from components.registry import (
+    AcrRegistry, RepositorySettings, classic_host, preflight, repository_paths, repository_settings,
+)
 from components.audit import declare_audit
-from components.config.promotion import promoted_image_defaults
-from components.config.registry_rules import is_instance_id, is_region, is_repository_name
-from components.config.schema import PROJECT, AuditSettings, PromotedImageSettings, Settings
+from components.config.registry_rules import is_region
+from components.config.schema import PROJECT, AuditSettings, Settings
 from components.config.shown import shown
+from components.promotion_source import PromotionError, SourceImage, SourceStack, read_source
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
 SECRET_INPUTS = ("sourceAuth", "targetAuth")
@@ -58,49 +31,6 @@ SECRET_INPUTS = ("sourceAuth", "targetAuth")
 # location do not: the same digest copied to the same target tag is the same result.
 REPLACING_INPUTS = ("sourceDigest", "targetServer", "targetRepository", "tag")
 
-
-class PromotionError(pulumi.RunError):
-    """The source stack's exports cannot be promoted as configured; lists every problem with the fix.
-
-    A `pulumi.RunError`, as settings' ConfigError is under the engine: Pulumi's Python language host prints a RunError
-    as its message alone and any other exception with a traceback. (This module imports the SDK anyway, so the class
-    subclasses it directly instead of being made on first use as ConfigError is.) Errors of the copy itself are
-    raised in the provider process: see components/copy.py for what the user sees there."""
-
-
-@dataclass(frozen=True)
-class SourceImage:
-    """One image the source stack exports."""
-
-    name: str
-    repository: str
-    """<host>/<path> of the source repository."""
-    tag: str
-    ref: str
-    """<repository>@sha256:..."""
-
-    @property
-    def digest(self) -> str:
-        return self.ref.rsplit("@", 1)[1]
-
-    @property
-    def path(self) -> str:
-        """The repository path on its host (`namespace/name`)."""
-        return self.repository.split("/", 1)[1]
-
-
-@dataclass(frozen=True)
-class SourceStack:
-    """What this stack promotes from the source stack, validated."""
-
-    stack: str
-    registry: str
-    """The source registry host."""
-    instance: Mapping[str, Any]
-    """The source's registryInstance export: {edition, instanceId, region}."""
-    images: tuple[SourceImage, ...]
-    repositories: tuple[PromotedImageSettings, ...]
-    """This stack's repository settings per promoted image (configured, or the defaults)."""
 
 
 def registry_instance(settings: Settings) -> dict[str, Any]:
@@ -113,141 +43,6 @@ def registry_instance(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _read_exports(source: str) -> tuple[dict[str, Any], set[str]]:
-    """The source stack's exports, read synchronously (as the SDK's own synchronous invokes wait) before anything
-    is declared; and the names of the exports that are secret."""
-    from pulumi.runtime.sync_await import _sync_await
-
-    # As given: `dev` is resolved in this project and organization by the engine, as `pulumi stack select` does.
-    reference = pulumi.StackReference(f"{PROJECT}-promote-source", stack_name=source)
-    values: dict[str, Any] = {}
-    secret: set[str] = set()
-    for name in ("registry", "images", "registryInstance"):
-        details = _sync_await(reference.get_output_details(name))
-        if details.secret_value is not None:
-            secret.add(name)
-        values[name] = details.value if details.value is not None else details.secret_value
-    return values, secret
-
-
-def read_source(settings: Settings) -> SourceStack:
-    """Read and check the source stack's exports against what this stack promotes; raise PromotionError."""
-    assert settings.promotion is not None
-    exports, secret = _read_exports(settings.promotion.source_stack)
-    return check_exports(settings, exports, secret)
-
-
-def check_exports(settings: Settings, exports: Mapping[str, Any], secret: set[str]) -> SourceStack:
-    """The pure core of read_source: the exports as read, against the settings."""
-    promotion = settings.promotion
-    assert promotion is not None
-    source, stack = promotion.source_stack, settings.stack
-    where = f"stack {stack!r} promotes from stack {source!r} (acr-publish:promoteFrom)"
-    problems: list[str] = []
-    if secret:
-        problems.append(f"{where}, whose exports {', '.join(sorted(secret))} are secret: acr-publish exports no "
-                        f"secret; run `pulumi up -s {source}` with this version of the program")
-    images_raw = exports.get("images")
-    registry = exports.get("registry")
-    instance = exports.get("registryInstance")
-    if not images_raw or not isinstance(images_raw, Mapping):
-        raise PromotionError(
-            f"{where}, but {source!r} exports no images: run `pulumi up -s {source}` first (it must have published "
-            f"its images), or point acr-publish:promoteFrom in stacks/Pulumi.{stack}.yaml at the stack that builds them"
-        )
-    if isinstance(registry, str) and (reason := server_problem(registry)):
-        problems.append(f"{where}: its export registry {shown(registry)} is not a registry host[:port] ({reason}); "
-                        f"run `pulumi up -s {source}` with this version of the program")
-        registry = None
-    elif not isinstance(registry, str) or not isinstance(instance, Mapping):
-        problems.append(
-            f"{where}, but {source!r} exports no {'registry' if not isinstance(registry, str) else 'registryInstance'}"
-            f": run `pulumi up -s {source}` with this version of the program (it exports registryInstance since "
-            "promotion exists), then run this stack again"
-        )
-    if isinstance(instance, Mapping):
-        problems += _instance_problems(instance, where, source)
-    if not settings.promoted_images:
-        bad = [name for name in images_raw if not is_repository_name(name)]
-        if bad:
-            raise PromotionError(
-                f"{where}, whose export images names {', '.join(shown(n) for n in sorted(map(str, bad)))}, which "
-                "is not an image name (2-30 chars of a-z 0-9 - _ , starting and ending with a letter or digit): "
-                f"fix acr-publish:images in stacks/Pulumi.{source}.yaml and run `pulumi up -s {source}`, or list "
-                f"the images to promote in acr-publish:images of stacks/Pulumi.{stack}.yaml"
-            )
-    wanted = settings.promoted_images or tuple(
-        promoted_image_defaults(name, settings.registry.edition, settings.stack) for name in sorted(images_raw)
-    )
-    images: list[SourceImage] = []
-    for i, repo in enumerate(wanted):
-        out = images_raw.get(repo.name)
-        if out is None:
-            problems.append(
-                f"acr-publish:images[{i}].name {repo.name!r}: {where}, which exports no image {repo.name!r} (it "
-                f"exports {', '.join(sorted(images_raw))}); remove it from stacks/Pulumi.{stack}.yaml or add it to "
-                f"stacks/Pulumi.{source}.yaml"
-            )
-            continue
-        image = _source_image(repo.name, out, registry if isinstance(registry, str) else None,
-                              f"{where}: its export images.{repo.name}", source, problems)
-        if image is not None:
-            images.append(image)
-    if problems:
-        raise PromotionError("\n".join(problems))
-    return SourceStack(stack=source, registry=str(registry), instance=dict(instance or {}), images=tuple(images),
-                       repositories=tuple(wanted))
-
-
-def _instance_problems(instance: Mapping[str, Any], where: str, source: str) -> list[str]:
-    """What is wrong with an Enterprise source's registryInstance export, checked before anything is declared: its
-    region names the provider of the instance lookup and its instanceId the instance, so both must be what settings
-    accept for a stack. (A classic source's region is checked against its host in `source_login`, which declares
-    nothing.)"""
-    if instance.get("edition") != "enterprise":
-        return []
-    region, instance_id = instance.get("region"), instance.get("instanceId")
-    found = []
-    if not is_region(region):
-        found.append(f"region {shown(region)} is not a region id such as cn-hangzhou")
-    if not is_instance_id(instance_id):
-        found.append(f"instanceId {shown(instance_id)} is not an instance id (cri-... or crpi-...)")
-    if not found:
-        return []
-    return [f"{where}: its export registryInstance {'; '.join(found)}; run `pulumi up -s {source}` with this "
-            "version of the program"]
-
-
-def _source_image(name: str, out: Any, registry: str | None, where: str, source: str,
-                  problems: list[str]) -> SourceImage | None:
-    """One exported image, checked: a Docker tag, a `sha256:` digest ref on its repository, the repository a path on
-    the exported registry host. None (and the problem listed) when any of it is off."""
-    fix = f"run `pulumi up -s {source}` until it has published {name!r}"
-    ref = out.get("ref") if isinstance(out, Mapping) else None
-    repository = out.get("repository") if isinstance(out, Mapping) else None
-    tag = out.get("tag") if isinstance(out, Mapping) else None
-    if not (isinstance(ref, str) and isinstance(repository, str) and isinstance(tag, str)
-            and ref.startswith(f"{repository}@sha256:") and "/" in repository):
-        problems.append(f"{where} {shown(out)} has no digest-pinned ref (<repository>@sha256:...) with repository "
-                        f"and tag; {fix}")
-        return None
-    found: list[str] = []
-    digest = ref[len(repository) + 1:]
-    if not DIGEST.fullmatch(digest):
-        found.append(f"its ref's digest {shown(digest)} is not sha256: and 64 lowercase hex digits")
-    if (reason := tag_problem(tag)) is not None:
-        found.append(f"its tag {shown(tag)} is not a Docker tag ({reason})")
-    host, path = repository.split("/", 1)
-    if registry is not None and host.lower() != registry.lower():
-        found.append(f"its repository {shown(repository)} is not on the registry {shown(registry)} it exports")
-    if (reason := repository_path_problem(path)) is not None:
-        found.append(f"its repository path {shown(path)} is invalid ({reason})")
-    if found:
-        problems.append(f"{where}: {'; '.join(found)}; {fix}")
-        return None
-    return SourceImage(name, repository, tag, ref)
-
-
 # --- the resource ----------------------------------------------------------------------------------------------
 
 def _endpoint(props: Mapping[str, Any], side: str) -> RegistryLogin:
@@ -257,7 +52,25 @@ def _endpoint(props: Mapping[str, Any], side: str) -> RegistryLogin:
 
 
 class PromotionProvider(dynamic.ResourceProvider):
-    """Create = copy (or find the copy already there); Read = the target tag's digest; Delete = nothing."""
+    """Create = copy (or find the copy already there); Read = the target tag's digest; Delete = nothing.
+
+    Why a Python dynamic provider and not pulumi-command's `local.Command` running a copy command:
+    - the semantics asked for are a resource's own lifecycle: `diff` (a new source digest or another target is a
+      replacement, i.e. a new copy; changed credentials, such as the hourly Enterprise token, are no change), `read`
+      (a refresh reads the target tag's digest, so a deleted tag drops the resource from state and the next `up`
+      copies again), `delete` (nothing is removed from the registry). `local.Command` has no diff of its own beyond
+      "any trigger changed", and no read: a refresh cannot notice a deleted tag;
+    - no second plugin: the dynamic provider is part of the pinned Pulumi SDK (`python -u -m pulumi.dynamic` in the
+      project's virtualenv), while pulumi-command is another provider plugin to install and pin on every runner;
+    - credentials stay Pulumi secrets: inputs marked secret, also listed in `additional_secret_outputs`, so state
+      holds them only encrypted; `local.Command` would store its environment in state and need its stdout scrubbed.
+    tests/e2e/test_promote.py drives the provider as the engine serializes and runs it (tests/e2e/dynamic_engine.py).
+    The instance holds no state and no credential: what is pickled is the class reference (tested).
+
+    Errors of Create and Read are raised in the provider process, whose gRPC server reports an exception as its
+    traceback text: `pulumi up` shows one ending in `components.copy.CopyError: <message>` under the `…-promote`
+    resource; the message says what failed and the fix, and holds no credential (components/copy.py says why).
+    """
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         from components.audit import refuse_sensitive_source
@@ -529,3 +342,50 @@ class PromotedImage(pulumi.ComponentResource):
         self.audit = declare_audit(name, self, target, repository_path, self.ref, args.audit)
         self.register_outputs({"repository": self.repository, "tag": self.tag, "imageName": self.image_name,
                                "ref": self.ref})
+
+
+# --- the promotion path of the program ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PromotionPlan:
+    """What a promoting stack declares, every check passed: the source stack and its login, this stack's login."""
+
+    source: SourceStack
+    source_login: SourceLogin
+    login: RegistryLogin
+    """This stack's registry login."""
+    repositories: tuple[RepositorySettings, ...]
+    """This stack's repository per promoted image."""
+    paths: dict[str, str]
+    """Each promoted image's repository path on this stack's registry host."""
+
+
+def plan_promotion(settings: Settings, login: RegistryLogin, source_password: str | None) -> PromotionPlan:
+    """Every check of a promoting stack, before anything is declared: the source stack's exports, the registry
+    preflight over the promoted images' repositories (unless acr-publish:preflight is false), the source login and
+    (with the preflight) each source digest."""
+    source = read_source(settings)
+    # The repositories are the promoted images': those the source exports (or the configured subset).
+    paths = repository_paths(settings.registry.namespace, [repo.name for repo in source.repositories])
+    if settings.preflight:
+        preflight(login, paths)
+    source_registry = source_login(settings, source, login, source_password)
+    if settings.preflight:
+        check_sources(source, source_registry)
+    return PromotionPlan(source=source, source_login=source_registry, login=login,
+                         repositories=repository_settings(source.repositories), paths=paths)
+
+
+def declare_promoted(plan: PromotionPlan, registry: AcrRegistry) -> dict[str, PromotedImage]:
+    """One PromotedImage per image of the source stack, each waiting for its repository."""
+    audit_of = {repo.name: repo.audit for repo in plan.source.repositories}
+    return {
+        image.name: PromotedImage(
+            image.name,
+            PromotedImageArgs(source=image, source_login=plan.source_login, target=plan.login,
+                              repository_path=plan.paths[image.name],
+                              repository_resource=registry.repositories.get(image.name),
+                              audit=audit_of[image.name]),
+        )
+        for image in plan.source.images
+    }

@@ -12,12 +12,13 @@ secret.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import pulumi
 
 from components import preflight as registry_preflight
-from components.config.schema import ImageSettings, RegistrySettings, Settings
+from components.config.schema import ImageSettings, PromotedImageSettings, RegistrySettings, Settings
+from errors import AcrPublishError
 from registryclient.login import RegistryLogin
 
 CLASSIC_RETIREMENT_WARNING = (
@@ -27,7 +28,7 @@ CLASSIC_RETIREMENT_WARNING = (
 )
 
 
-class RegistryLookupError(Exception):
+class RegistryLookupError(AcrPublishError):
     """The cloud does not know the configured registry instance."""
 
 
@@ -47,13 +48,30 @@ def preflight_target(login: RegistryLogin, repositories: tuple[str, ...], *,
 
 
 @dataclass(frozen=True)
+class RepositorySettings:
+    """One repository of the stack, named after the image it holds (built or promoted)."""
+
+    name: str
+    """The image's name: the repository's name in the namespace."""
+    summary: str = ""
+    """Repository summary (1-80 chars)."""
+    tag_immutability: bool | None = None
+    """Enterprise repositories only: existing tags can never be overwritten."""
+
+
+def repository_settings(images: Iterable[ImageSettings | PromotedImageSettings]) -> tuple[RepositorySettings, ...]:
+    """The repository of each image, built or promoted."""
+    return tuple(RepositorySettings(image.name, image.summary, image.tag_immutability) for image in images)
+
+
+@dataclass(frozen=True)
 class AcrRegistryArgs:
     """Inputs of AcrRegistry."""
 
     registry: RegistrySettings
     """Validated acr-publish:registry settings."""
-    images: tuple[ImageSettings, ...]
-    """The stack's images: one repository each, named after the image, with its summary and tag immutability."""
+    repositories: tuple[RepositorySettings, ...]
+    """One repository per image of the stack, with its summary and tag immutability."""
     login: RegistryLogin
     """The registry host and credentials from `registry_login`."""
     protect: bool = False
@@ -89,9 +107,9 @@ def pick_enterprise_endpoint(instances: list, instance_id: str, region: str, end
     return hosts[0], inst.temp_username, inst.authorization_token
 
 
-def repository_paths(namespace: str | None, images: tuple[ImageSettings, ...]) -> dict[str, str]:
+def repository_paths(namespace: str | None, names: Iterable[str]) -> dict[str, str]:
     """Each image's repository path in the registry: `<namespace>/<name>`, or `<name>` without a namespace."""
-    return {img.name: f"{namespace}/{img.name}" if namespace else img.name for img in images}
+    return {name: f"{namespace}/{name}" if namespace else name for name in names}
 
 
 def registry_login(settings: Settings, password: str | None) -> RegistryLogin:
@@ -115,16 +133,16 @@ def registry_login(settings: Settings, password: str | None) -> RegistryLogin:
     return RegistryLogin(reg.server, reg.username, password, allow_plain_http=True)
 
 
-def preflight(login: RegistryLogin, settings: Settings) -> bool:
+def preflight(login: RegistryLogin, paths: Mapping[str, str]) -> bool:
     """The registry preflight before anything is declared: reachable, login accepted, and on `up` push permission
-    on every repository; PreflightError otherwise. Returns whether the registry could be reached.
+    on every repository (`paths`: image name -> repository path); PreflightError otherwise. Returns whether the
+    registry could be reached.
 
     A preview runs on read-only credentials, so it checks the login only; and it often runs where the registry cannot
     be reached (a VPC endpoint, an instance whose internet access allows only the deploy runner), so there an
     unreachable registry is a warning (and False): `pulumi up` still fails on it.
     """
     preview = pulumi.runtime.is_dry_run()
-    paths = repository_paths(settings.registry.namespace, settings.images)
     target = preflight_target(login, tuple(paths.values()), check_push=not preview)
     try:
         registry_preflight.check_registry(target)
@@ -136,17 +154,17 @@ def preflight(login: RegistryLogin, settings: Settings) -> bool:
     return True
 
 
-def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping, *,
+def published_digests(login: RegistryLogin, paths: Mapping[str, str], tags: Mapping, *,
                       reachable: bool = True) -> dict:
     """For each image name in `tags` (name -> content tag): the digest the registry reports for that tag in the
-    image's repository, or None when it is not there (a repository that does not exist yet included). A key may
-    also be a tuple whose first item is the image name (`(name, platform)`: another tag of the same repository).
+    image's repository (`paths`: image name -> repository path), or None when it is not there (a repository that
+    does not exist yet included). A key may also be a tuple whose first item is the image name (`(name, platform)`:
+    another tag of the same repository).
 
     Any other failure raises PreflightError, except in a preview where the registry is unreachable (`reachable`
     False: the preflight found it so and warned; it is not asked again): then nothing can be said, every image is
     shown as a build, and the run says so.
     """
-    paths = repository_paths(settings.registry.namespace, settings.images)
     wanted = {key: (paths[key[0] if isinstance(key, tuple) else key], tag) for key, tag in tags.items()}
     if reachable:
         try:
@@ -174,7 +192,7 @@ class AcrRegistry(pulumi.ComponentResource):
         reg = args.registry
         keep = pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.retain_on_delete)
         self.repositories = {}
-        self.repository_paths = repository_paths(reg.namespace, args.images)
+        self.repository_paths = repository_paths(reg.namespace, [repo.name for repo in args.repositories])
         login = args.login
         self.server = pulumi.Output.from_input(login.server)
         self.credentials = RegistryCredentials(
@@ -206,12 +224,12 @@ class AcrRegistry(pulumi.ComponentResource):
                 f"{name}-namespace", name=reg.namespace, auto_create=False, default_visibility=reg.visibility,
                 opts=keep, **scope,
             ))
-        for image in args.images:
-            self.repositories[image.name] = repository_type(
-                f"{name}-{image.name}-repo", namespace=reg.namespace, name=image.name, repo_type=reg.visibility,
-                summary=image.summary,
+        for repo in args.repositories:
+            self.repositories[repo.name] = repository_type(
+                f"{name}-{repo.name}-repo", namespace=reg.namespace, name=repo.name, repo_type=reg.visibility,
+                summary=repo.summary,
                 opts=pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=depends)),
-                **scope, **per_repository.get(image.name, {}),
+                **scope, **per_repository.get(repo.name, {}),
             )
 
     def _declare_enterprise(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
@@ -223,7 +241,7 @@ class AcrRegistry(pulumi.ComponentResource):
             namespace_type=alicloud.cs.RegistryEnterpriseNamespace,
             repository_type=alicloud.cs.RegistryEnterpriseRepo,
             scope={"instance_id": reg.instance_id},
-            per_repository={img.name: {"tag_immutability": img.tag_immutability} for img in args.images},
+            per_repository={repo.name: {"tag_immutability": repo.tag_immutability} for repo in args.repositories},
         )
 
     def _declare_classic(self, name: str, args: AcrRegistryArgs, keep: pulumi.ResourceOptions) -> None:
@@ -233,3 +251,11 @@ class AcrRegistry(pulumi.ComponentResource):
             name, args, keep, namespace_type=alicloud.cr.Namespace, repository_type=alicloud.cr.Repo,
             scope={}, per_repository={},
         )
+
+
+def declare_registry(settings: Settings, login: RegistryLogin,
+                     repositories: tuple[RepositorySettings, ...]) -> AcrRegistry:
+    """The stack's AcrRegistry (named `registry`): its namespace and `repositories`, with the stack's protection."""
+    return AcrRegistry("registry", AcrRegistryArgs(registry=settings.registry, repositories=repositories, login=login,
+                                                   protect=settings.protect,
+                                                   retain_on_delete=settings.retain_on_delete))

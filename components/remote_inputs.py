@@ -40,6 +40,7 @@ import requests
 from buildcontext import stages
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
 from components.stack_advice import STACK_ADVICE
+from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, excerpt_text
 from registryclient.references import is_loopback
 from registryclient.transport import Sockets, new_session, server_json
@@ -58,7 +59,7 @@ WORKERS = 8
 HELPER_TIMEOUT_S = 20.0
 
 
-class RemoteInputError(Exception):
+class RemoteInputError(AcrPublishError):
     """A base image or remote source cannot be pinned; lists every problem (line, reference, host, fix)."""
 
 

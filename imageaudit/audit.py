@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from buildcontext import sensitive
+from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
 from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES, LAYER_TYPES, LayerStream, LayerStreamError
 from imageaudit.report import Hidden, ImageAudit, Layer, PlatformAudit, Sensitive
@@ -36,13 +37,14 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
 
-class AuditError(Exception):
+class AuditError(AcrPublishError):
     """The image cannot be audited; the message names the reference, what was wrong and what to do. `kind` is the
     registry client's kind of failure ("auth", "unreachable", ...) when the registry stopped it, else "content"."""
 
+    default_kind = "content"
+
     def __init__(self, message: str, kind: str = "content"):
-        super().__init__(message)
-        self.kind = kind
+        super().__init__(message, kind)
 
 
 # --- one layer's file system bookkeeping --------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from typing import Iterator
 
 import zstandard
 
+from errors import AcrPublishError
+
 READ_SIZE = 1 << 20
 GZIP_TYPES = ("application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip",
               "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
@@ -34,7 +36,7 @@ DEFAULT_MAX_LAYER_BYTES = 64 << 30
 """Default bound on one layer's uncompressed tar (a tar bomb stops here)."""
 
 
-class LayerStreamError(ValueError):
+class LayerStreamError(AcrPublishError, ValueError):
     """The blob cannot be read as the layer its descriptor says; the message names the layer and the bound."""
 
 

@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from errors import AcrPublishError
 from imageaudit.layerstream import LayerStream
 
 BLOCK = 512
@@ -39,7 +40,7 @@ KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "sym
          b"5": "dir", b"6": "fifo"}
 
 
-class TarError(ValueError):
+class TarError(AcrPublishError, ValueError):
     """The layer's tar cannot be audited; the message names the layer and the entry."""
 
 

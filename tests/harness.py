@@ -325,6 +325,18 @@ def source_exports(stack: str) -> dict[str, dict]:
         recorder.restore()
 
 
+def reported_error(err: BaseException) -> BaseException | None:
+    """The AcrPublishError the program reported as `err`: a plain `pulumi.RunError` of the same message, raised
+    from it without a traceback of it (`raise pulumi.RunError(str(err)) from None`); None for anything else. By
+    class name, so that a project copy's own classes count too."""
+    original = err.__context__
+    if (type(err) is pulumi.RunError and err.__suppress_context__ and original is not None
+            and any(cls.__name__ == "AcrPublishError" for cls in type(original).__mro__)
+            and str(err) == str(original)):
+        return original
+    return None
+
+
 def run_stack(
     stack: str,
     config_overrides: dict[str, Any] | None = None,
@@ -336,13 +348,16 @@ def run_stack(
     records: list[Recorded] | None = None,
     warnings: list[str] | None = None,
     organization: str | None = ORGANIZATION,
+    as_engine: bool = False,
 ) -> StackRun:
     """Run the real __main__.py for stacks/Pulumi.<stack>.yaml (as stack `stack_name`, default `stack`).
 
     `config_overrides` maps full config keys (e.g. "acr-publish:registry") to replacement values; None removes a key.
     Exceptions raised by the program (configuration errors, preflight failures) propagate; pass `records` and
     `warnings` lists to see what was registered and warned before the failure. `organization` is what
-    `pulumi.get_organization()` returns (a DIY backend's is "organization").
+    `pulumi.get_organization()` returns (a DIY backend's is "organization"). The program hands an AcrPublishError
+    to the engine as a `pulumi.RunError` of the same message (`__main__.py`); run_stack raises the program's own
+    error instead (its class, `kind` and attributes), unless `as_engine` asks for what the engine gets.
     """
     mocks = mocks or StackMocks(stacks=source_exports(stack))
     monitor = RecordingMonitor(mocks)
@@ -383,11 +398,14 @@ def run_stack(
         sigint = signal.getsignal(signal.SIGINT)  # the program takes SIGINT over once it has declared everything
         try:
             runpy.run_path(str(project_root / "__main__.py"), run_name="__main__")
-        except BaseException:
+        except BaseException as err:
             # The runtime waits for every registration the program started before it reports the failure
             # (pulumi/runtime/stack.py run_pulumi_func), so whatever a failing program declared reaches the engine:
             # the monitor must see it too, or "a failing check declares nothing" could not fail.
             loop.run_until_complete(pulumi.runtime.stack.wait_for_rpcs())
+            reported = reported_error(err)
+            if reported is not None and not as_engine:
+                raise reported from None
             raise
         finally:
             signal.signal(signal.SIGINT, sigint)

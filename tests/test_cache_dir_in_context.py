@@ -14,7 +14,7 @@ from buildcontext import ContextScan, context_digest
 from buildcontext.context import CacheInContextError
 from buildcontext.history import BuildState, HistoryKey, record
 from cli import explain
-from tests.harness import run_stack
+from tests.harness import reported_error, run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
@@ -140,8 +140,8 @@ def test_the_program_refuses_before_declaring_anything(project, monkeypatch, pre
     monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(project / "app" / "www" / ".ci-cache"))
     records: list = []
     with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project, records=records)
-    assert type(err.value).__name__ == "BuildPlanError", type(err.value).__mro__
+        run_stack("local", NO_PREFLIGHT, project_root=project, records=records, as_engine=True)
+    assert type(reported_error(err.value)).__name__ == "BuildPlanError", type(err.value.__context__).__mro__
     text = str(err.value)
     assert "acr-publish:images[0] (web): ACR_PUBLISH_CACHE_DIR=" in text and "acr-publish:images[1] (worker)" in text
     assert not records, [r.name for r in records]

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from registryclient.references import repository_path_problem, server_problem, tag_problem
-from components.promotion import PromotionError, check_exports
+from components.promotion_source import PromotionError, check_exports
 from components.config.problems import ConfigError
 from components.config.validate import settings_from_values
 from tests.configcases import EE, PERSONAL, WEB, problems

@@ -13,8 +13,10 @@ import pytest
 from components.promotion import PROMOTION_TYPE, PromotionError, PromotionProvider
 from components.config.problems import ConfigError
 from components.config.validate import settings_from_values
+from errors import AcrPublishError
 from tests.harness import (
-    ENTERPRISE_INVOKE, IMAGE, PROMOTION, STACKS, TEST_SECRET, TEST_TOKEN, StackMocks, run_stack, source_exports,
+    ENTERPRISE_INVOKE, IMAGE, PROMOTION, STACKS, TEST_SECRET, TEST_TOKEN, StackMocks, reported_error, run_stack,
+    source_exports,
 )
 
 EE = {"edition": "enterprise", "instanceId": "cri-1123456789abcdef", "namespace": "acme-staging"}
@@ -163,8 +165,9 @@ def test_preflight_false_skips_the_source_check(preflight_calls):
 
 # --- the source stack's exports --------------------------------------------------------------------------------
 
-def _run_with(exports: dict, overrides: dict | None = None, records: list | None = None):
-    return run_stack("staging", overrides, mocks=StackMocks(stacks={"dev": exports}), records=records)
+def _run_with(exports: dict, overrides: dict | None = None, records: list | None = None, as_engine: bool = False):
+    return run_stack("staging", overrides, mocks=StackMocks(stacks={"dev": exports}), records=records,
+                     as_engine=as_engine)
 
 
 def test_image_the_source_does_not_export_names_both_stacks(preflight_calls):
@@ -325,12 +328,12 @@ def test_delete_removes_nothing():
 def test_promotion_errors_are_run_errors_printed_without_a_traceback(preflight_calls):
     import pulumi
 
-    assert issubclass(PromotionError, pulumi.RunError)
+    assert issubclass(PromotionError, AcrPublishError)
     exports = source_exports("staging")["dev"]
     exports["images"] = {}
     with pytest.raises(pulumi.RunError) as err:
-        _run_with(exports)
-    assert isinstance(err.value, PromotionError)
+        _run_with(exports, as_engine=True)
+    assert type(err.value) is pulumi.RunError and isinstance(reported_error(err.value), PromotionError)
 
 
 PERSONAL = {"acr-publish:registry": {"edition": "personal", "endpoint": "public", "namespace": "acme-personal",

@@ -17,7 +17,7 @@ import pytest
 
 from buildcontext import ContextScan, context_digest, hashing
 from buildcontext.context import ContextReadError
-from tests.harness import run_stack
+from tests.harness import reported_error, run_stack
 
 NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
@@ -163,8 +163,8 @@ def test_an_unreadable_file_reaches_the_engine_as_a_run_error(project, monkeypat
     _refuse(monkeypatch, "secret-ish.html")
     records: list = []
     with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project, records=records)
-    assert type(err.value).__name__ == "BuildPlanError", type(err.value).__mro__
+        run_stack("local", NO_PREFLIGHT, project_root=project, records=records, as_engine=True)
+    assert type(reported_error(err.value)).__name__ == "BuildPlanError", type(err.value.__context__).__mro__
     assert "acr-publish:images[0] (web): cannot read 'www/secret-ish.html'" in str(err.value)
     assert not records
 
@@ -183,8 +183,8 @@ def test_a_context_that_keeps_changing_reaches_the_engine_as_a_run_error(project
 
     monkeypatch.setattr(os, "open", vanished)
     with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project)
-    assert type(err.value).__name__ == "BuildPlanError" and "kept changing" in str(err.value)
+        run_stack("local", NO_PREFLIGHT, project_root=project, as_engine=True)
+    assert type(reported_error(err.value)).__name__ == "BuildPlanError" and "kept changing" in str(err.value)
 
 
 LONE_BACKSLASH = ["FROM scratch AS web\nCOPY . /\n\\", "FROM scratch AS web\n\\\n", "FROM scratch AS web\n  \\  \n",
@@ -195,8 +195,8 @@ LONE_BACKSLASH = ["FROM scratch AS web\nCOPY . /\n\\", "FROM scratch AS web\n\\\
 def test_a_dockerfile_ending_in_a_lone_continuation_is_a_config_error(project, preflight_calls, text) -> None:
     (project / "app" / "Dockerfile").write_text(text)
     with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project)
-    assert type(err.value).__name__ == "ConfigError", type(err.value).__mro__
+        run_stack("local", NO_PREFLIGHT, project_root=project, as_engine=True)
+    assert type(reported_error(err.value)).__name__ == "ConfigError", type(err.value.__context__).__mro__
     assert "unknown instruction" in str(err.value)
 
 

@@ -12,7 +12,6 @@ from components.config.problems import ConfigError
 from components.config.registry_rules import local_password_problem
 from components.config.schema import PROJECT, STRUCTURED_KEYS
 from components.config.validate import misspelled_project, plaintext_password, settings_from_values
-from components.errors import engine_class
 
 
 def _decode(key: str, value: Any) -> Any:
@@ -29,8 +28,8 @@ def load_settings():
     """Read and validate the running stack's configuration from the Pulumi engine.
 
     Returns (settings, registry_password) where registry_password is a secret Output or None; a promoting stack's
-    acr-publish:sourcePassword is read where the source login is assembled (`source_password_value`). A configuration
-    problem is raised as a ConfigError that is also a `pulumi.RunError`, which the engine prints without a traceback.
+    acr-publish:sourcePassword is read where the source login is assembled (`source_password_value`). Every
+    configuration problem is raised in one ConfigError.
     """
     import pulumi
     from pulumi.runtime import config as runtime_config
@@ -62,16 +61,15 @@ def load_settings():
         if value is not None and not runtime_config.is_config_secret(f"{PROJECT}:{key}"):
             problems_extra.append(plaintext_password(stack, key))
     region = pulumi.Config("alicloud").get("region")
-    error = engine_class(ConfigError)  # printed by the engine without a traceback (components/errors.py)
     try:
         settings = settings_from_values(stack, values, region=region, has_password=password is not None,
                                         password_length=password_length,
                                         has_source_password=source_password is not None,
                                         organization=pulumi.get_organization())
     except ConfigError as err:
-        raise error(stack, err.problems + problems_extra) from None
+        raise ConfigError(stack, err.problems + problems_extra) from None
     if problems_extra:
-        raise error(stack, problems_extra)
+        raise ConfigError(stack, problems_extra)
     return settings, password
 
 
