@@ -30,7 +30,7 @@ from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_di
 
 _MAGIC = b"acr-publish-history"
 MAX_BYTES = 1 << 30
-# Bump when the record's format changes (header, body, a state's fields); held by tests/test_cache_versions.py,
+# Bump when the record's format changes (header, body, a state's fields); held by tests/unit/buildcontext/test_cache_versions.py,
 # which fails and names this constant when the format changes. A file of another layout reads as no history.
 LAYOUT_VERSION = "history-1"
 

@@ -62,7 +62,7 @@ TOKEN_VALUE = "npm_" + "a1B2c3D4e5" * 3 + "F6g7H8"  # assembled at run time: the
 
 def run_args(project: Path, build_args: dict, allow: list):
     # The shipped stages declare the args (the image history records an arg only where a stage of the target's
-    # FROM chain declares it; tests/test_stage_guard.py has the other side).
+    # FROM chain declares it; tests/unit/buildcontext/test_stage_guard.py has the other side).
     dockerfile = project / "app" / "Dockerfile"
     text = dockerfile.read_text()
     declared = "".join(f"ARG {name}\n" for name in build_args)

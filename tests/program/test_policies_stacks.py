@@ -19,9 +19,9 @@ from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from policies import rules
-from tests.harness import STACKS, StackRun, run_stack
+from tests.harness import PROJECT_ROOT, STACKS, StackRun, run_stack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 
 
 def as_inputs(run: StackRun) -> list[rules.ResourceInput]:

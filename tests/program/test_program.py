@@ -201,7 +201,7 @@ def test_preflight_failure_stops_before_any_image_is_declared(preflight_calls):
     records: list = []
     with pytest.raises(PreflightError, match="refused"):
         run_stack("local", records=records)
-    # The preflight runs before the first resource: nothing at all is declared (tests/test_sequence.py: every edition
+    # The preflight runs before the first resource: nothing at all is declared (tests/program/test_sequence.py: every edition
     # and failure kind).
     assert records == [], "a resource was declared although the preflight failed"
 

@@ -21,6 +21,7 @@ from buildcontext import hashing
 from buildcontext.context import content_tag, context_digest
 from buildcontext.digest import TREE_CHUNK
 from buildcontext.dockerignore import context_files
+from tests.harness import PROJECT_ROOT
 
 
 @pytest.fixture(autouse=True)
@@ -455,8 +456,8 @@ def test_content_tag_rejects_what_is_not_a_digest(bad):
 
 def test_benchmark_runs_in_quick_mode(tmp_path):
     """Runs bench/context_bench.py end to end at smoke-test sizes; asserts what it reports, never timings."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    bench = Path(__file__).resolve().parent.parent / "bench" / "context_bench.py"
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    bench = PROJECT_ROOT / "bench" / "context_bench.py"
     proc = subprocess.run([sys.executable, str(bench), "--quick", "--work", str(tmp_path)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
@@ -547,7 +548,7 @@ def test_a_fifo_in_the_context_never_blocks_the_scan(tmp_path):
     code = f"from buildcontext import context_digest; print(context_digest({str(tree)!r}))"
     try:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                              cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+                              cwd=PROJECT_ROOT, env={**os.environ})
     except subprocess.TimeoutExpired:
         pytest.fail("the scan of a context holding a fifo did not end within 60 s")
     assert proc.returncode == 0, proc.stderr
@@ -641,7 +642,7 @@ def test_a_1500_level_tree_plans_and_explains(tmp_path, monkeypatch, deep_tree):
     assert plans["web"].tag == content_tag(context_digest(project / "app", cache=False))
     try:
         proc = subprocess.run([sys.executable, "-m", "cli.explain", str(project / "app")], capture_output=True,
-                              text=True, timeout=120, cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+                              text=True, timeout=120, cwd=PROJECT_ROOT, env={**os.environ})
     except subprocess.TimeoutExpired:
         pytest.fail("explain of a 1,500-level tree did not end within 120 s")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -33,8 +33,9 @@ from buildcontext.dockerignore import (
     read_patterns,
     walk_context,
 )
+from tests.harness import PROJECT_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = PROJECT_ROOT
 FAIL, EXACT, INEXACT = "fail", "exact", "inexact"
 
 # patternmatcher_test.go TestMatches `tests` (Unix rows, including the two non-Windows extras).

@@ -22,6 +22,7 @@ from buildcontext import digest, files, history, memo
 from buildcontext.context import ContextScan
 from buildcontext.digest import TREE_CHUNK
 from buildcontext.memo import StatCache, cache_file_for
+from tests.harness import PROJECT_ROOT
 
 HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
 
@@ -316,7 +317,7 @@ def test_a_well_formed_cache_is_really_trusted(tmp_path):
 def test_a_cache_of_another_encoding_or_other_guard_rules_is_not_trusted(tmp_path, monkeypatch, which):
     """The header carries the version constants: a doctored entry that a matching header would make the run
     believe (test above) is ignored once the encoding's or the guard rules' version differs (what makes those
-    constants move with the code: tests/test_cache_versions.py)."""
+    constants move with the code: tests/unit/buildcontext/test_cache_versions.py)."""
     root = make_tree(tmp_path / "ctx")
     truth = ctx.context_digest(root)
     _rewrite_body(_cache_path(root), _flip_hash_of("d0/f0.txt"), fix_checksum=True)
@@ -407,7 +408,7 @@ def test_a_stale_temporary_is_removed_by_a_run_that_writes_nothing(tmp_path, cac
 def _bounded_subprocess(code: str, env: dict, seconds: float = 60) -> subprocess.CompletedProcess:
     try:
         return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                              timeout=seconds, cwd=Path(__file__).resolve().parent.parent)
+                              timeout=seconds, cwd=PROJECT_ROOT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"did not finish within {seconds} s: it hangs")
 

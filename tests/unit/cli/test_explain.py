@@ -19,8 +19,9 @@ from buildcontext import context_digest, content_tag, history
 from cli import explain as explain_cli
 from components.image import plan_builds
 from components.config.stackfile import load_stack_file
+from tests.harness import PROJECT_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = PROJECT_ROOT
 DOCKERFILE = "FROM scratch AS base\nCOPY . /ctx/\nFROM base AS web\nFROM base AS worker\n"
 
 

@@ -1,5 +1,5 @@
 """acr-publish:images of a stack that builds: each rule with its message (name, platform, target, build args,
-allowSensitive, summary, audit); where contexts and Dockerfiles may point is tests/test_config_paths.py.
+allowSensitive, summary, audit); where contexts and Dockerfiles may point is tests/unit/config/test_config_paths.py.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from imageaudit.layerstream import LayerStream
 from imageaudit.tarscan import TarError, entries
 from tests.harness import PROJECT_ROOT
 from tests.tarcraft import ENV, GNU, KEY, end, file, header, long_name, pad, pax
-from tests.test_layer_audit_hostile import Registry, sha
+from tests.unit.imageaudit.test_layer_audit_hostile import Registry, sha
 
 TAR_LAYER = "application/vnd.oci.image.layer.v1.tar"
 HIDDEN = file("root/.ssh/id_rsa", KEY)

@@ -1,5 +1,5 @@
 """The scrubber's bounds and forms: what it accepts (never more than it can mask without RE2 failing, and RE2 never
-writes a secret to stderr), and the echoes it masks besides the ones tests/test_registry_client.py covers (hex,
+writes a secret to stderr), and the echoes it masks besides the ones tests/unit/registry/test_registry_client.py covers (hex,
 base32, UTF-16)."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 from registryclient import RegistryClient, RegistryError, Scrubber, excerpt_text
 from registryclient.scrub import SECRET_MAX
+from tests.harness import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Kx9!mQ2#vLp8"
 
 

@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.harness import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 README = ROOT / "README.md"
 DOCUMENTS = [README, ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 README_MAX_LINES = 200

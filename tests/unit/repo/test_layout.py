@@ -6,8 +6,9 @@ import ast
 import subprocess
 import sys
 from pathlib import Path
+from tests.harness import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 
 
 def _imports(path: Path) -> set[str]:

@@ -22,8 +22,9 @@ from policies.rules import (
     ENTERPRISE_REPO,
     ResourceInput,
 )
+from tests.harness import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 
 
 def res(type_: str, props: dict, stack: str = "dev", protect: bool = False,
@@ -214,7 +215,7 @@ def test_pack_password_policy_says_it_is_not_applicable(pack):
     props = {"imageName": "h/web:abc", "registry": {"server": "h", "password": "p"}}
     with pytest.raises(_NotApplicableError) as raised:
         run_policy(policy, DOCKER_IMAGE, props)
-    assert "tests/test_policies_stacks.py" in raised.value.reason
+    assert "tests/program/test_policies_stacks.py" in raised.value.reason
     assert run_policy(policy, DOCKER_IMAGE, {"imageName": "h/web:abc", "registry": {"server": "h"}}) == []
 
 
@@ -290,7 +291,7 @@ def test_engine_path_hides_secretness_so_the_password_policy_is_not_applicable(p
         "server": "h", "username": "u", "password": secret}})
     assert seen["password"] == "s3cr3t"  # plain text: nothing tells the policy it was a secret
     not_applicable = {n.policy_name: n.reason for n in response.not_applicable}
-    assert "tests/test_policies_stacks.py" in not_applicable["docker-image-registry-password-secret"]
+    assert "tests/program/test_policies_stacks.py" in not_applicable["docker-image-registry-password-secret"]
     assert list(response.diagnostics) == []
 
 

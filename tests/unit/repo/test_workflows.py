@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.harness import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 WORKFLOWS = ROOT / ".github" / "workflows"
 GITLAB = ROOT / ".gitlab-ci.yml"
 CLOUD_STACKS = ["dev", "staging", "prod"]

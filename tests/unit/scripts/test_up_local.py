@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from tests.harness import PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 SCRIPT = ROOT / "scripts" / "up-local.sh"
 BASH = shutil.which("bash") or "/bin/bash"
 LOCAL_ONLY_PASSPHRASE = "acr-publish-local-only"
@@ -568,7 +569,7 @@ def test_wrapper_prefers_project_venv(up: UpLocal, answering_registry: object) -
 
 
 def test_the_docker_provider_is_found_on_path_or_in_the_plugin_cache_only(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
     try:
         import up_local
     finally:
