@@ -4,14 +4,17 @@ HTTP Basic authentication can carry.
 """
 from __future__ import annotations
 
-import ast
 import json
 
 import pytest
 
+from cli import ram
+from cli.audit import UsageError, parse_reference
+from components.docker_rules import platform_problem
 from registryclient.references import repository_path_problem, server_problem, tag_problem
 from components.promotion import PromotionError, check_exports
 from components.config.problems import ConfigError
+from components.config.stackfile import load_stack_file
 from components.config.validate import settings_from_values
 from tests.configcases import EE, PERSONAL, WEB, problems
 from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack, source_exports
@@ -98,21 +101,52 @@ def test_source_exports_with_a_trailing_line_break_are_refused(export: str) -> N
         check_exports(settings, exports, set())
 
 
-def test_no_validation_regex_anchors_with_a_dollar() -> None:
-    """`$` also matches before a final newline: every grammar is matched whole with fullmatch (or \\Z) instead."""
-    found = []
-    for root in ("components", "cli", "scripts", "buildcontext", "policies"):
-        for path in sorted((PROJECT_ROOT / root).rglob("*.py")):
-            tree = ast.parse(path.read_text())
-            for node in ast.walk(tree):
-                if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("compile", "match", "search")
-                        and node.args and isinstance(node.args[0], ast.Constant)
-                        and isinstance(node.args[0].value, str)):
-                    pattern = node.args[0].value
-                    stripped = pattern.replace("\\$", "")
-                    if stripped.endswith("$") or "$)" in stripped or "$|" in stripped:
-                        found.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {pattern!r}")
-    assert found == [], found
+def _refused_by_parse_reference(value: str) -> bool:
+    try:
+        parse_reference(value)
+    except UsageError:
+        return True
+    return False
+
+
+def _refused_by_the_ram_policy(account_id: str) -> bool:
+    settings = settings_from_values("dev", {"registry": EE, "images": [WEB]}, region="cn-hangzhou",
+                                    has_password=False)
+    try:
+        ram.deploy_policy(settings, account_id)
+    except ValueError:
+        return True
+    return False
+
+
+def _refused_as_a_platform(value: str) -> bool:
+    return bool(problems(images=[{**WEB, "platforms": [value]}]))
+
+
+def _refused_as_a_stack_name(value: str) -> bool:
+    try:
+        load_stack_file(value)
+    except ConfigError as err:
+        return "stack name" in str(err)
+    return False
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"])
+@pytest.mark.parametrize(("refused", "valid"), [
+    (tag_problem, "v1"),
+    (repository_path_problem, "acme/web"),
+    (server_problem, "registry.example.com:5000"),
+    (platform_problem, "linux/arm64/v8"),
+    (_refused_as_a_platform, "linux/amd64"),
+    (_refused_as_a_stack_name, "dev"),
+    (_refused_by_parse_reference, "127.0.0.1:5000/demo/web:v1"),
+    (_refused_by_parse_reference, f"127.0.0.1:5000/demo/web@{DIGEST}"),
+    (_refused_by_the_ram_policy, "1234567890123456"),
+], ids=lambda v: getattr(v, "__name__", v))
+def test_every_other_grammar_matches_the_whole_value(refused, valid: str, end: str) -> None:
+    """`$` also matches before a final newline: each grammar refuses the valid value with a line break after it."""
+    assert not refused(valid), f"{refused.__name__} refused the valid value {valid!r}"
+    assert refused(valid + end), f"{refused.__name__} accepted {valid + end!r}"
 
 
 # --- scalar config values are the strings the stack file holds ------------------------------------------------
@@ -191,8 +225,6 @@ def test_the_stack_file_reader_takes_scalars_as_the_engine_hands_them(tmp_path, 
     import shutil
 
     import yaml
-
-    from components.config.stackfile import load_stack_file
 
     (tmp_path / "stacks").mkdir()
     shutil.copy(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
