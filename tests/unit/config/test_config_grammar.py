@@ -4,7 +4,6 @@ HTTP Basic authentication can carry.
 """
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -17,7 +16,7 @@ from components.config.problems import ConfigError
 from components.config.stackfile import load_stack_file
 from components.config.validate import settings_from_values
 from tests.configcases import EE, PERSONAL, WEB, problems
-from tests.harness import PROJECT_ROOT, TEST_SECRET, StackMocks, run_stack, source_exports
+from tests.harness import PROJECT_ROOT
 
 LOCAL = {"edition": "local", "server": "127.0.0.1:5000", "namespace": "demo"}
 DIGEST = "sha256:" + "ab" * 32
@@ -151,36 +150,6 @@ def test_every_other_grammar_matches_the_whole_value(refused, valid: str, end: s
 
 # --- scalar config values are the strings the stack file holds ------------------------------------------------
 
-def _staging_from(source_name: str):
-    exports = source_exports("staging")
-    return run_stack("staging", {"acr-publish:promoteFrom": source_name},
-                     mocks=StackMocks(stacks={source_name: exports["dev"]}))
-
-
-@pytest.mark.parametrize("source_name", ["2024", "true", "null", "1e3", "false"])
-def test_a_quoted_stack_name_that_looks_like_json_is_a_stack_name(preflight_calls, source_name: str) -> None:
-    run = _staging_from(source_name)
-    assert run.of_type("pulumi-python:dynamic/acr-publish:Promotion"), f"promoteFrom {source_name!r} promoted nothing"
-
-
-@pytest.mark.parametrize("user", ["1234567890", "null", "true", "[1]", "{}", "0x1f"])
-def test_a_source_username_that_looks_like_json_is_the_user(preflight_calls, user: str) -> None:
-    exports = source_exports("local-release")
-    exports["local"] = json.loads(json.dumps(exports["local"]).replace("127.0.0.1:5000", "127.0.0.1:5999"))
-    run_stack("local-release", {"acr-publish:sourceUsername": user, "acr-publish:sourcePassword": {"secure": "x"}},
-              mocks=StackMocks(stacks=exports))
-    endpoint = preflight_calls.sources[0][0]
-    assert endpoint.username == user and endpoint.password == TEST_SECRET
-
-
-def test_structured_keys_and_booleans_still_parse(preflight_calls) -> None:
-    run = run_stack("local", {"acr-publish:preflight": "false", "acr-publish:protect": "true"})
-    assert sorted(run.outputs["images"]) == ["web", "worker"]
-    assert list(preflight_calls) == [], "preflight: false (handed over as the string false) turned the check off"
-
-
-# --- login users ------------------------------------------------------------------------------------------------
-
 @pytest.mark.parametrize("user", ["a:b", "deployer:", ":x", "acme:deploy:er"])
 def test_a_login_user_with_a_colon_is_refused(user: str) -> None:
     found = problems(registry={**PERSONAL, "username": user}, has_password=True)
@@ -202,21 +171,6 @@ def _promote_source_user(user: str) -> list[str]:
 
 
 # --- a source's exported registryInstance names nothing before it is checked ------------------------------------
-
-@pytest.mark.parametrize("key,value", [
-    ("region", "not a region::x"), ("region", "cn-shanghai\n"), ("region", 42), ("region", None),
-    ("instanceId", "cri-x"), ("instanceId", "cri-0123456789abcdef\n"), ("instanceId", None),
-])
-def test_an_enterprise_source_with_a_malformed_instance_export_declares_nothing(preflight_calls, key, value) -> None:
-    exports = source_exports("staging")
-    exports["dev"]["registryInstance"][key] = value
-    records: list = []
-    with pytest.raises(PromotionError, match=f"its export registryInstance {key}") as err:
-        run_stack("staging", mocks=StackMocks(stacks=exports), records=records)
-    assert records == [], f"declared {[r.urn for r in records]} for registryInstance.{key} {value!r}"
-    assert preflight_calls.sources == [], "no source login was attempted"
-    assert "pulumi up -s dev" in str(err.value)
-
 
 @pytest.mark.parametrize("value,expected", [(2024, "2024"), ("2024", "2024"), (True, "true"), ("null", "null")])
 def test_the_stack_file_reader_takes_scalars_as_the_engine_hands_them(tmp_path, value, expected) -> None:
