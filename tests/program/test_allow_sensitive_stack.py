@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import run_stack
-
-NO_PREFLIGHT = {"acr-publish:preflight": "false"}
+from tests.harness import NO_PREFLIGHT, run_stack
 
 
 def images(allow: list | None) -> list[dict]:

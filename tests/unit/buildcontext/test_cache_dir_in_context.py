@@ -4,19 +4,14 @@ it whole; then tags stay put run after run. Also: an unusable cache directory (a
 as such by `cli.explain --stack`, never as a history file to delete."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pulumi
 import pytest
 
 from buildcontext import ContextScan, context_digest
 from buildcontext.context import CacheInContextError
-from buildcontext.history import BuildState, HistoryKey, record
+from buildcontext.history import HistoryKey, record
 from cli import explain
-from tests.harness import run_stack
-
-NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
 
 def _context(root: Path) -> Path:
@@ -132,36 +127,6 @@ def test_cache_false_writes_nothing_so_is_not_refused(tmp_path, monkeypatch) -> 
     monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(ctx / "cache"))
     assert context_digest(ctx, cache=False) == context_digest(ctx, cache=False)
     assert not (ctx / "cache").exists()
-
-
-
-def test_the_program_refuses_before_declaring_anything(project, monkeypatch, preflight_calls) -> None:
-    """The issue's case through the real __main__.py: the cache kept in the project to persist it with a CI cache."""
-    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(project / "app" / "www" / ".ci-cache"))
-    records: list = []
-    with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project, records=records)
-    assert type(err.value).__name__ == "BuildPlanError", type(err.value).__mro__
-    text = str(err.value)
-    assert "acr-publish:images[0] (web): ACR_PUBLISH_CACHE_DIR=" in text and "acr-publish:images[1] (worker)" in text
-    assert not records, [r.name for r in records]
-    assert not (project / "app" / "www" / ".ci-cache").exists()
-
-
-@pytest.mark.parametrize("where", [".ci-cache", "www/.ci-cache"])
-def test_the_program_keeps_its_tags_with_the_cache_dir_excluded(project, monkeypatch, preflight_calls, where) -> None:
-    """app/.dockerignore sends only www/ and worker.sh: a cache beside them is excluded already; one inside www/
-    is once the line the refusal suggests is added."""
-    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(project / "app" / where))
-    if where.startswith("www/"):
-        with (project / "app" / ".dockerignore").open("a") as handle:
-            handle.write(f"\n{where}\n")
-    tags = set()
-    for _ in range(3):
-        run = run_stack("local", NO_PREFLIGHT, project_root=project)
-        tags.add(tuple(sorted((n, i["tag"]) for n, i in run.outputs["images"].items())))
-    assert len(tags) == 1, tags
-    assert any((project / "app" / where / "history").iterdir())
 
 
 @pytest.mark.parametrize("make", ["file", "loop", "file-parent", "dangling"])

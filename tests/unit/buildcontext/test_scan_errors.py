@@ -17,9 +17,6 @@ import pytest
 
 from buildcontext import ContextScan, context_digest, hashing
 from buildcontext.context import ContextReadError
-from tests.harness import run_stack
-
-NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 
 
 def _context(root: Path, n: int = 30) -> Path:
@@ -157,47 +154,8 @@ def test_an_unreadable_file_or_directory_is_one_clear_error(tmp_path, monkeypatc
     assert "\n" not in text and "[Errno" not in text, text
 
 
-
-def test_an_unreadable_file_reaches_the_engine_as_a_run_error(project, monkeypatch, preflight_calls) -> None:
-    (project / "app" / "www" / "secret-ish.html").write_text("<p>x</p>\n")
-    _refuse(monkeypatch, "secret-ish.html")
-    records: list = []
-    with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project, records=records)
-    assert type(err.value).__name__ == "BuildPlanError", type(err.value).__mro__
-    assert "acr-publish:images[0] (web): cannot read 'www/secret-ish.html'" in str(err.value)
-    assert not records
-
-
-def test_a_context_that_keeps_changing_reaches_the_engine_as_a_run_error(project, monkeypatch,
-                                                                         preflight_calls) -> None:
-    """Every scan's walk lists www/index.html and finds it gone when it opens it (as a file rewritten by
-    delete-and-create on every save would be); the program runs the project copy's own modules, so the race is
-    made at the os.open every module shares."""
-    real_open = os.open
-
-    def vanished(path, *args, **kwargs):
-        if str(path).endswith("/www/index.html"):
-            raise FileNotFoundError(2, "No such file or directory", path)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", vanished)
-    with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project)
-    assert type(err.value).__name__ == "BuildPlanError" and "kept changing" in str(err.value)
-
-
 LONE_BACKSLASH = ["FROM scratch AS web\nCOPY . /\n\\", "FROM scratch AS web\n\\\n", "FROM scratch AS web\n  \\  \n",
                   "# escape=`\nFROM scratch AS web\n`"]
-
-
-@pytest.mark.parametrize("text", LONE_BACKSLASH)
-def test_a_dockerfile_ending_in_a_lone_continuation_is_a_config_error(project, preflight_calls, text) -> None:
-    (project / "app" / "Dockerfile").write_text(text)
-    with pytest.raises(pulumi.RunError) as err:
-        run_stack("local", NO_PREFLIGHT, project_root=project)
-    assert type(err.value).__name__ == "ConfigError", type(err.value).__mro__
-    assert "unknown instruction" in str(err.value)
 
 
 @pytest.mark.parametrize("cli", ["cli.explain --stack local --image web", "cli.ram local"])

@@ -16,11 +16,9 @@ from buildcontext.stages import DockerfileProblem, read_plan
 from components.remote_inputs import ResolveFailure, credentials_for, locate, StackLogin
 from components.config.problems import ConfigError
 from components.config.validate import settings_from_values
-from tests.harness import IMAGE, TEST_SECRET, run_stack
+from tests.harness import IMAGE, NO_PREFLIGHT, TEST_SECRET, run_stack
 
-NO_PREFLIGHT = {"acr-publish:preflight": "false"}
 BASE = "busybox:1.36.1-musl"
-
 
 
 def images(**extra) -> list[dict]:
