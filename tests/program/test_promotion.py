@@ -1,8 +1,9 @@
-"""Promotion under Pulumi mocks: the real `__main__.py` of the promoting stacks, their settings and source checks.
+"""Promotion under Pulumi mocks: the real `__main__.py` of the promoting stacks and their source checks.
 
 The source stack's exports come from running its own stack file under the same mocks (tests/harness.py,
 `source_exports`), so staging promotes what dev's program exports and prod what staging's exports. The copy itself
-runs against real registries in tests/e2e/test_promote.py.
+runs against real registries in tests/e2e/test_promote.py; the settings rules are
+tests/unit/config/test_config_promotion.py, the resource's diff tests/unit/components/test_promotion.py.
 """
 from __future__ import annotations
 
@@ -10,19 +11,13 @@ import json
 
 import pytest
 
-from components.promotion import PROMOTION_TYPE, PromotionError, PromotionProvider
+from components.promotion import PromotionError
 from components.config.problems import ConfigError
-from components.config.validate import settings_from_values
 from tests.harness import (
     ENTERPRISE_INVOKE, IMAGE, PROMOTION, STACKS, TEST_SECRET, TEST_TOKEN, StackMocks, run_stack, source_exports,
 )
 
-EE = {"edition": "enterprise", "instanceId": "cri-1123456789abcdef", "namespace": "acme-staging"}
 PROMOTING = {"staging": "dev", "prod": "staging", "local-release": "local"}
-
-
-def test_promotion_type_is_the_harness_type():
-    assert PROMOTION_TYPE == PROMOTION
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -226,101 +221,7 @@ def test_source_password_in_plain_text_is_refused(preflight_calls):
         run_stack("local-release", {"acr-publish:sourceUsername": "u", "acr-publish:sourcePassword": "plain"})
 
 
-# --- settings rules --------------------------------------------------------------------------------------------
-
-def _problems(values: dict, stack: str = "staging", **kw) -> list[str]:
-    with pytest.raises(ConfigError) as err:
-        settings_from_values(stack, {"registry": EE, **values}, region="cn-hangzhou", has_password=False, **kw)
-    return err.value.problems
-
-
-def test_promoting_stack_settings():
-    s = settings_from_values("staging", {"registry": EE, "promoteFrom": "dev", "images": [
-        {"name": "web", "summary": "Web", "tagImmutability": False}]}, region="cn-hangzhou", has_password=False)
-    assert s.images == () and s.promotion.source_stack == "dev" and s.promotion.images_configured
-    assert [(i.name, i.summary, i.tag_immutability) for i in s.promoted_images] == [("web", "Web", False)]
-    s = settings_from_values("staging", {"registry": EE, "promoteFrom": "acme/acr-publish/dev"},
-                             region="cn-hangzhou", has_password=False)
-    assert s.promoted_images == () and not s.promotion.images_configured
-
-
-def test_promoting_from_itself_is_refused():
-    [p] = _problems({"promoteFrom": "staging"})
-    assert p.startswith("acr-publish:promoteFrom 'staging' is this stack ('staging')") and "promoteFrom: dev" in p
-    [p] = _problems({"promoteFrom": "org/acr-publish/staging"}, organization="org")
-    assert "is this stack" in p
-    settings_from_values("staging", {"registry": EE, "promoteFrom": "other-org/acr-publish/staging"},
-                         region="cn-hangzhou", has_password=False, organization="org")
-
-
-@pytest.mark.parametrize("value", ["a/b", "dev stack", "", "org/proj/st/x"])
-def test_malformed_promote_from_is_refused(value):
-    problems = _problems({"promoteFrom": value})
-    assert any(p.startswith(f"acr-publish:promoteFrom {value!r} is invalid") for p in problems), problems
-
-
-@pytest.mark.parametrize("key,value", [("context", "app"), ("dockerfile", "app/Dockerfile"), ("buildArgs", {"A": "b"}),
-                                       ("target", "web"), ("platform", "linux/amd64"), ("allowSensitive", [])])
-def test_build_keys_on_promoted_images_are_refused(key, value):
-    [p] = _problems({"promoteFrom": "dev", "images": [{"name": "web", key: value}]})
-    assert p.startswith(f"acr-publish:images[0].{key} is not used when the stack promotes (acr-publish:promoteFrom: "
-                        "dev)") and f"remove {key}" in p
-
-
-def test_promoted_image_rules():
-    problems = _problems({"promoteFrom": "dev", "images": [{"name": "Web"}, {"summary": "x"}, {"name": "w2"},
-                                                           {"name": "w2"}, {"name": "w3", "summry": "x"}]})
-    assert any("acr-publish:images[0].name 'Web' is invalid" in p for p in problems)
-    assert any("acr-publish:images[1].name is missing: name the image of 'dev'" in p for p in problems)
-    assert any("acr-publish:images[3].name 'w2' is a duplicate" in p for p in problems)
-    assert any("acr-publish:images[4].summry is not a known setting: did you mean 'summary'?" in p for p in problems)
-    [p] = _problems({"promoteFrom": "dev", "images": []})
-    assert "omit it to promote every image 'dev' exports" in p
-
-
-def test_source_credentials_rules():
-    images = {"images": [{"name": "web", "context": "app", "target": "web"}]}
-    [p] = _problems({"sourceUsername": "u", **images})
-    assert p.startswith("acr-publish:sourceUsername is only used with acr-publish:promoteFrom")
-    [p] = _problems(images, has_source_password=True)
-    assert p.startswith("acr-publish:sourcePassword is only used with acr-publish:promoteFrom")
-    [p] = _problems({"promoteFrom": "dev", "sourceUsername": "u"})
-    assert "sourcePassword is not" in p and "pulumi config set --secret acr-publish:sourcePassword" in p
-    [p] = _problems({"promoteFrom": "dev"}, has_source_password=True)
-    assert "sourceUsername is not" in p
-
-
-# --- the provider's lifecycle (its methods, as the engine calls them through pulumi.dynamic) ------------------
-
-OLD = {"sourceDigest": "sha256:" + "a" * 64, "targetServer": "h", "targetRepository": "ns/web", "tag": "t1",
-       "sourceAuth": {"username": "u", "password": "p1"}, "targetAuth": {"username": "u", "password": "p1"},
-       "digest": "sha256:" + "a" * 64}
-
-
-@pytest.mark.parametrize("key,value", [("sourceDigest", "sha256:" + "b" * 64), ("targetServer", "h2"),
-                                       ("targetRepository", "ns/other"), ("tag", "t2")])
-def test_a_new_source_digest_or_another_target_is_a_new_copy(key, value):
-    result = PromotionProvider().diff("id", OLD, {**OLD, key: value})
-    assert result.changes is True and result.replaces == [key] and result.delete_before_replace is False
-
-
-def test_rotated_credentials_are_no_change():
-    news = {**OLD, "sourceAuth": {"username": "u2", "password": "p2"}, "targetAuth": {"username": "u", "password": "x"}}
-    result = PromotionProvider().diff("id", OLD, news)
-    assert result.changes is False and result.replaces == []
-
-
-def test_a_refreshed_tag_at_another_digest_copies_again():
-    olds = {**OLD, "digest": "sha256:" + "c" * 64}
-    assert PromotionProvider().diff("id", olds, OLD).replaces == ["sourceDigest"]
-
-
-def test_delete_removes_nothing():
-    # No registry is reachable here: a delete that talked to one would fail.
-    assert PromotionProvider().delete("id", {**OLD, "targetServer": "127.0.0.1:9"}) is None
-
-
-# --- review fixes: error type, the source's exports and hosts -------------------------------------------------
+# --- the error type, the source's exports and hosts ---------------------------------------------------------
 
 def test_promotion_errors_are_run_errors_printed_without_a_traceback(preflight_calls):
     import pulumi
@@ -424,58 +325,3 @@ def test_exported_image_names_are_checked_when_every_image_is_promoted(preflight
     exports["images"]["../Evil"] = exports["images"]["web"]
     with pytest.raises(PromotionError, match=r"'dev'.* names '../Evil', which is not an image name"):
         _run_with(exports, {"acr-publish:images": None})
-
-
-# --- malformed source manifests (the copy's parsing; the registry exchange is faked only here) -----------------
-
-@pytest.mark.parametrize("body,rule", [
-    (b"not json", "it is not JSON"),
-    (b"[1, 2]", "it is a JSON list, not an object"),
-    (json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [{"size": 1}]}).encode(),
-     r"manifests\[0\] has no digest"),
-    (json.dumps({"manifests": ["x"]}).encode(), r"manifests\[0\] has no digest"),
-    (json.dumps({"manifests": {"digest": "x"}}).encode(), "`manifests` is missing or not a list"),
-    (json.dumps({"config": {"size": 1}, "layers": []}).encode(), "its config has no digest"),
-    (json.dumps({"config": "x", "layers": []}).encode(), "its config has no digest"),
-    (json.dumps({"layers": [{"digest": "md5:x"}]}).encode(), r"layers\[0\] has no digest"),
-    (json.dumps({"layers": "x"}).encode(), "`layers` is not a list"),
-    (b'{"layers":' + b"[" * 5000 + b"]" * 5000 + b"}", "it is not JSON"),  # past the parser's depth: no RecursionError
-])
-def test_a_malformed_source_manifest_is_a_copy_error(body, rule, monkeypatch):
-    import hashlib
-
-    from components import copy as copy_module
-    from components.copy import CopyError
-    from registryclient.login import RegistryLogin
-    from registryclient import OCI_MANIFEST
-
-    digest = "sha256:" + hashlib.sha256(body).hexdigest()
-
-    class Manifest:
-        media_type, content = OCI_MANIFEST, body
-
-    Manifest.digest = digest
-    if b"image.index" in body:
-        Manifest.media_type = "application/vnd.oci.image.index.v1+json"
-
-    class Registry:
-        """The two calls the copy makes before parsing: the target tag (free) and the source manifest."""
-
-        def manifest_digest(self, repository, reference):
-            return None
-
-        def get_manifest(self, repository, reference):
-            assert reference == digest
-            return Manifest
-
-        def resolve(self):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(copy_module, "registry_client", lambda *args, **kwargs: Registry())
-    with pytest.raises(CopyError, match=rule) as err:
-        copy_module.copy_image(RegistryLogin("src.example", None, None), "ns/web", digest,
-                               RegistryLogin("dst.example", None, None), "ns/web", "t")
-    assert f"the source manifest src.example/ns/web@{digest} is malformed" in str(err.value)
