@@ -5,7 +5,7 @@ it), each symlink's target, each special file's presence (device nodes: their nu
 creates, the Dockerfile's content, the build args, the target, the platform, and the remote inputs' digests (base
 images and remote `ADD` sources: components/remote_inputs.py). Not on mtimes, owners, umask, directory modes, the
 context's absolute path, listing order or the machine. The encoding is spelled out after the imports;
-tests/test_context_digest.py rebuilds a pinned value from it.
+tests/unit/buildcontext/test_context_digest.py rebuilds a pinned value from it.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable, Mapping
 
 # Encoding: sha256 over length-prefixed fields `field(b) = u64(len(b)) b` and big-endian u64s, so no two
-# different inputs encode alike; tests/test_context_digest.py rebuilds a pinned value from this description.
+# different inputs encode alike; tests/unit/buildcontext/test_context_digest.py rebuilds a pinned value from this description.
 # It is two-level, so images sharing a context and Dockerfile share the first level, and a warm run whose file
 # set is unchanged takes the first level from the stat cache instead of re-encoding 20,000 records:
 #   tree = sha256(

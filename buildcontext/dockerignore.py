@@ -3,7 +3,7 @@
 This module owns `.dockerignore` semantics and the context walk. The reference is the real engine
 (Docker 26.x with buildx/BuildKit), whose behaviour comes from three Go pieces, re-implemented here. The comment
 after this docstring names them, each divergence from the Docker SDK's matcher (SDK-n, pinned in
-tests/test_dockerignore.py), why RE2, and how special files and the ignore file itself are read.
+tests/unit/buildcontext/test_dockerignore.py), why RE2, and how special files and the ignore file itself are read.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 # Why not the Docker SDK for Python's matcher (docker.utils.build)? It is the well-kept Python
 # implementation, but it follows the classic builder and an old moby algorithm, and it disagrees with
 # BuildKit on much of the ground the oracle tests cover. Each divergence is named below (SDK-n) and
-# pinned by a unit test in tests/test_dockerignore.py of what this module sends (the SDK's answer in a comment):
+# pinned by a unit test in tests/unit/buildcontext/test_dockerignore.py of what this module sends (the SDK's answer in a comment):
 #
 #   SDK-1  case: the SDK's fnmatch lower-cases path and pattern; Docker is case-sensitive.
 #   SDK-2  `[^...]` is negation in Docker (Go regexp); the SDK escapes the `^` (a literal caret) and
@@ -58,7 +58,7 @@ from __future__ import annotations
 # difference kept by hand is `\C`, which RE2 accepts and Go rejects (`_has_go_rejected_escape`).
 # Pruning (PatternMatcher): a path is evaluated only against the patterns whose literal directory
 # prefix it lies in and, among the others, those whose literal tail it ends with; the result is the
-# same as evaluating every pattern (tests/test_dockerignore.py checks it against the unpruned loop).
+# same as evaluating every pattern (tests/unit/buildcontext/test_dockerignore.py checks it against the unpruned loop).
 #
 # Special files: BuildKit sends a fifo (as a fifo) and a socket (as an empty regular file; oracle-observed), and
 # `walk_context` yields them like files, with device nodes (the digest records their kind: buildcontext/digest.py);

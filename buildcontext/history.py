@@ -31,7 +31,7 @@ from errors import AcrPublishError
 
 _MAGIC = b"acr-publish-history"
 MAX_BYTES = 1 << 30
-# Bump when the record's format changes (header, body, a state's fields); held by tests/test_cache_versions.py,
+# Bump when the record's format changes (header, body, a state's fields); held by tests/unit/buildcontext/test_cache_versions.py,
 # which fails and names this constant when the format changes. A file of another layout reads as no history.
 LAYOUT_VERSION = "history-1"
 

@@ -37,11 +37,11 @@ MAX_BYTES = 1 << 30
 DIR_ENTRY = "D|d|0|"
 DOCKERFILE_KEY = "\0dockerfile"  # the Dockerfile's entry: cannot collide with a relative path (no NUL in names)
 # Bump when this module's file format changes (header, summary line, entry syntax); held by
-# tests/test_cache_versions.py, which fails and names this constant when the format changes.
+# tests/unit/buildcontext/test_cache_versions.py, which fails and names this constant when the format changes.
 LAYOUT_VERSION = "memo-1"
 # Bump when the cached values change: what an entry holds (kind, content hash, flags: context.py, hashing.py),
 # the tree root's encoding or a large file's content hash (digest.py), or what the summary concludes; held by
-# tests/test_cache_versions.py (a golden scan of a fixed context).
+# tests/unit/buildcontext/test_cache_versions.py (a golden scan of a fixed context).
 ENCODING_VERSION = "encoding-1"
 
 

@@ -1,7 +1,7 @@
 """The guard's rule table: what each sensitive-file rule matches and the reason a finding gives.
 
 The matcher (buildcontext/sensitive.py) walks these tables; the context engine caches the content flags and the
-paths they flag, so a change here must bump RULES_VERSION (tests/test_cache_versions.py holds a golden digest of
+paths they flag, so a change here must bump RULES_VERSION (tests/unit/buildcontext/test_cache_versions.py holds a golden digest of
 this table and fails naming it). Content rules flag private keys, AccessKey ids and secrets, tokens of known
 formats, kubeconfig credentials, Terraform state, URLs and Java system properties with a password and credential
 files that hold one; name
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
-# verdict of the stat cache is then re-read. Held by tests/test_cache_versions.py.
+# verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
 RULES_VERSION = "rules-2"
 
 # Content flags, cached per file next to its content hash.

@@ -31,7 +31,7 @@ LAYER_WORKERS = 2
 """Layers read at once: two keep both cores of a small runner busy (zlib and hashlib release the GIL), and memory
 stays two layers' buffers."""
 BYTES_PER_ENTRY = 450
-"""What the bookkeeping keeps per tar entry read, measured (tests/test_layer_audit_tar_reading.py holds the
+"""What the bookkeeping keeps per tar entry read, measured (tests/unit/imageaudit/test_layer_audit_tar_reading.py holds the
 audit to it): `max_entries` entries across the image cost at most about this many bytes each."""
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

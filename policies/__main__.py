@@ -27,7 +27,7 @@ _LEVELS = {"mandatory": EnforcementLevel.MANDATORY, "advisory": EnforcementLevel
 
 SECRETNESS_NOT_VISIBLE = (
     "pulumi_policy unwraps secrets before a policy sees the inputs, so whether registry.password is a "
-    "secret cannot be judged here; tests/test_policies_stacks.py checks it for every stack under the "
+    "secret cannot be judged here; tests/program/test_policies_stacks.py checks it for every stack under the "
     "Pulumi mocks (see policies/README.md)"
 )
 

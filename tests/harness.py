@@ -45,6 +45,9 @@ IMAGE_INDEX = "pulumi-python:dynamic/acr-publish:ImageIndex"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 ORGANIZATION = "organization"
 """The organization a DIY (file, OSS) backend reports; the harness hands it to the program."""
+NO_PREFLIGHT = {"acr-publish:preflight": "false"}
+"""Config overrides that turn the registry preflight off (`run_stack(stack, NO_PREFLIGHT)`)."""
+
 ENTERPRISE_INVOKE = "alicloud:cs/getRegistryEnterpriseInstances:getRegistryEnterpriseInstances"
 
 

@@ -15,7 +15,7 @@ a resource with no state is created; one with state is diffed against its previo
 create; the old one's delete) when the provider says so, else keeps its outputs. State lives in this object, per
 stack and resource name, with the `__provider` string as registered (the serialized provider, from the SDK's own
 serializer in `pulumi.dynamic.Resource`). What it does not reproduce: the engine's persistence of state to a
-backend and its secret encryption (tests/test_promotion.py checks what the program marks secret).
+backend and its secret encryption (tests/program/test_promotion.py checks what the program marks secret).
 """
 from __future__ import annotations
 

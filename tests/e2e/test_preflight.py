@@ -147,7 +147,7 @@ def test_push_not_allowed_names_user_host_and_namespace(token_registry: Registry
                                                         token_server: TokenServer) -> None:
     """'reader' logs in fine but its token carries only pull on acme/*: the real registry then refuses the push
     probe with 401 error=insufficient_scope (distribution never answers 403 for this); the preflight reports it
-    as the permission problem it is. A plain 403 answer is covered by tests/test_preflight.py."""
+    as the permission problem it is. A plain 403 answer is covered by tests/unit/registry/test_preflight.py."""
     message = failure(PreflightTarget(token_registry.server, "reader", token_server.users["reader"], REPOS,
                                       allow_plain_http=True), token_server.users["reader"])
     assert f"user 'reader' may not push to {token_registry.server}/acme/web" in message

@@ -1,4 +1,4 @@
-"""The config-time target check agrees with the real engine: for each Dockerfile of tests/test_config_images.py's
+"""The config-time target check agrees with the real engine: for each Dockerfile of tests/unit/config/test_config_images.py's
 STAGE_CASES, every stage components/docker_rules.py finds builds with `docker build --target`, and a name it does not
 find ("fake" hidden in a heredoc, a commented-out stage, an absent one) fails in the engine with "could not be found".
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.docker_rules import build_stages
-from tests.test_config_images import STAGE_CASES
+from tests.unit.config.test_config_images import STAGE_CASES
 
 ABSENT = {"heredoc": "fake", "commented-out": "old"}
 

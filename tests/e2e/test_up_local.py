@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.e2e.registry import registry_binary  # noqa: F401  (fixture: fails under CI, skips elsewhere)
-from tests.test_up_local import UpLocal, make_up_local, port_answers
+from tests.unit.scripts.test_up_local import UpLocal, make_up_local, port_answers
 
 
 def _pid_alive(pid: int) -> bool:

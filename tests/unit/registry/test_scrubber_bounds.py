@@ -1,0 +1,98 @@
+"""The scrubber's bounds and forms: what it accepts (never more than it can mask without RE2 failing, and RE2 never
+writes a secret to stderr), and the echoes it masks besides the ones tests/unit/registry/test_registry_client.py covers (hex,
+base32, UTF-16)."""
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from registryclient import RegistryClient, RegistryError, Scrubber, excerpt_text
+from registryclient.scrub import SECRET_MAX
+from tests.harness import PROJECT_ROOT
+
+PASSWORD = "Kx9!mQ2#vLp8"
+
+
+def _in_fresh_interpreter(code: str) -> subprocess.CompletedProcess:
+    """Run `code` with the project importable; RE2 writes its errors to the process's own stderr (fd 2)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("length", [131_072, 200_000, SECRET_MAX + 1])
+def test_an_over_long_password_is_a_config_error_and_nothing_reaches_stderr(length: int) -> None:
+    run = _in_fresh_interpreter(f"""
+        from registryclient import RegistryClient, RegistryError
+        secret = ("Ab3$" * {length})[:{length}]
+        try:
+            RegistryClient("127.0.0.1:5000", "u", secret, allow_plain_http=True)
+        except RegistryError as err:
+            print(err.kind, str(err))
+    """)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.startswith("config ") and f"longer than {SECRET_MAX}" in run.stdout, run.stdout
+    assert run.stderr == "", run.stderr[:500]
+    assert "Ab3$Ab3$" not in run.stdout
+
+
+@pytest.mark.parametrize("length", [129, 4096, 16384])
+def test_a_long_token_is_masked_in_every_form_without_re2(length: int) -> None:
+    run = _in_fresh_interpreter(f"""
+        import base64, json
+        from urllib.parse import quote
+        from registryclient import Scrubber
+        token = ("eyJhbGciOiJSUzI1NiJ9." * {length})[:{length}]
+        scrub = Scrubber()
+        scrub.add(token)
+        forms = [token, base64.b64encode(b"x" + token.encode()).decode(), token.encode().hex(), token[100:140]]
+        shown = scrub(" | ".join(forms))
+        print(all(form not in shown for form in forms), shown.count("***"))
+    """)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[0] == "True", run.stdout[:300]
+    assert run.stderr == "", run.stderr[:500]
+
+
+def test_a_token_past_the_bound_is_refused_by_the_scrubber() -> None:
+    with pytest.raises(ValueError, match=f"longer than {SECRET_MAX}"):
+        Scrubber().add("t" * (SECRET_MAX + 1))
+
+
+def test_the_login_error_of_an_over_long_password_names_no_part_of_it() -> None:
+    with pytest.raises(RegistryError) as err:
+        RegistryClient("127.0.0.1:5000", "u", "Zz" * SECRET_MAX, allow_plain_http=True)
+    assert "Zz" not in str(err.value) and err.value.kind == "config"
+
+
+def _forms(secret: str, user: str) -> list[str]:
+    both = f"{user}:{secret}".encode()
+    return [
+        secret.encode().hex(), secret.encode().hex().upper(), both.hex(),
+        base64.b32encode(secret.encode()).decode().rstrip("="), base64.b32encode(both).decode(),
+        base64.b32encode(b"ab" + secret.encode() + b"cd").decode().lower(),
+        base64.b32encode(b"xyz" + both).decode(),
+    ]
+
+
+@pytest.mark.parametrize("secret", [PASSWORD, "hunter22", "p@ss w/rd+%!-1234", "ünïcødé-pässwörd"])
+def test_hex_and_base32_echoes_are_masked(secret: str) -> None:
+    scrub = Scrubber()
+    scrub.add(secret, username="deployer")
+    for form in _forms(secret, "deployer"):
+        shown = scrub(f"the server said <{form}> here")
+        assert form not in shown and "***" in shown, (form, shown)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-16"])
+@pytest.mark.parametrize("secret", [PASSWORD, "hunter22", "p@ss w/rd+%!-1234"])
+def test_utf16_echoes_are_masked(secret: str, encoding: str) -> None:
+    scrub = Scrubber()
+    scrub.add(secret, username="deployer")
+    body = f"error: bad password {secret} for deployer".encode(encoding)
+    shown = excerpt_text(body, scrub, limit=1000)
+    visible = shown.replace("\\x00", "")
+    assert secret not in visible and secret[:6] not in visible, shown
