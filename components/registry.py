@@ -40,12 +40,6 @@ class RegistryCredentials:
     password: pulumi.Output[str] | None
 
 
-def preflight_target(login: RegistryLogin, repositories: tuple[str, ...], *,
-                     check_push: bool) -> registry_preflight.PreflightTarget:
-    return registry_preflight.PreflightTarget(login.server, login.username, login.password, repositories,
-                                              login.allow_plain_http, check_push=check_push)
-
-
 @dataclass(frozen=True)
 class AcrRegistryArgs:
     """Inputs of AcrRegistry."""
@@ -125,7 +119,7 @@ def preflight(login: RegistryLogin, settings: Settings) -> bool:
     """
     preview = pulumi.runtime.is_dry_run()
     paths = repository_paths(settings.registry.namespace, settings.images)
-    target = preflight_target(login, tuple(paths.values()), check_push=not preview)
+    target = registry_preflight.PreflightTarget(login, tuple(paths.values()), check_push=not preview)
     try:
         registry_preflight.check_registry(target)
     except registry_preflight.PreflightError as err:
@@ -150,8 +144,7 @@ def published_digests(login: RegistryLogin, settings: Settings, tags: Mapping, *
     wanted = {key: (paths[key[0] if isinstance(key, tuple) else key], tag) for key, tag in tags.items()}
     if reachable:
         try:
-            target = preflight_target(login, tuple(paths.values()), check_push=False)
-            return registry_preflight.check_published(target, wanted)
+            return registry_preflight.check_published(login, wanted)
         except registry_preflight.PreflightError as err:
             if not (pulumi.runtime.is_dry_run() and err.kind == "unreachable"):
                 raise
