@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from errors import AcrPublishError
+from registryclient.references import DIGEST
 
 _COMMIT = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-_DIGEST_SUFFIX = re.compile(r"@sha256:[0-9a-f]{64}\Z")
 
 
 class DockerfileProblem(AcrPublishError, ValueError):
@@ -47,7 +47,8 @@ class ExternalReference:
 
     @property
     def pinned(self) -> bool:
-        return bool(_DIGEST_SUFFIX.search(self.reference))
+        _, at, digest = self.reference.rpartition("@")
+        return bool(at and DIGEST.fullmatch(digest))
 
     @property
     def label(self) -> str:

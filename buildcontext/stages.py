@@ -10,20 +10,19 @@ sources in one ADD) or whose URL holds user info is left out of the plan and lis
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from buildcontext import sensitive
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
                                UnknownTarget, has_userinfo, parse_commands, without_userinfo)
 from buildcontext.stage_args import Recorder, escape_character, expand, global_values
+from registryclient.references import DIGEST
 
 __all__ = ["DockerfilePlan", "DockerfileProblem", "ExternalReference", "RemoteSource", "Stage", "UnknownTarget",
            "has_userinfo", "without_userinfo", "read_plan"]
 
 SCRATCH = "scratch"
 _GIT_PREFIXES = ("git://", "git@", "ssh://")
-_CHECKSUM = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def _flag(flags: tuple[str, ...], name: str) -> str | None:
@@ -215,7 +214,7 @@ class _StageReader:
             if _is_git(url):
                 found.append(RemoteSource(inner.start_line, "git", url, checksum, src))
             elif url.startswith(("http://", "https://")):
-                if checksum is not None and not _CHECKSUM.fullmatch(checksum):
+                if checksum is not None and not DIGEST.fullmatch(checksum):
                     raise DockerfileProblem(f"ADD --checksum={checksum} is not sha256:<64 hex digits>",
                                             inner.start_line)
                 found.append(RemoteSource(inner.start_line, "http", url, checksum, src))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,11 @@ def _describe_change(old: list[Any], new: list[Any]) -> str | None:
     return "executable bit set" if nk == "x" else "executable bit cleared"
 
 
+def _differing(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The keys added, removed or with another value from `old` to `new`, sorted."""
+    return sorted(k for k in old.keys() | new.keys() if k not in old or k not in new or old[k] != new[k])
+
+
 def _diff(base: dict[str, Any], state: history.BuildState, manifest: dict[str, list[str]]) -> list[str]:
     changes: list[str] = []
     if base.get("dockerfile") != state.dockerfile:
@@ -135,24 +141,20 @@ def _diff(base: dict[str, Any], state: history.BuildState, manifest: dict[str, l
             if what:
                 changes.append(f"  changed  {escaped(rel)} ({what})")
     old_args, new_args = base.get("build_args") or {}, state.build_args
-    for k in sorted(old_args.keys() | new_args.keys()):
-        if k not in old_args:
-            changes.append(f"  build arg {escaped(k)} added")
-        elif k not in new_args:
-            changes.append(f"  build arg {escaped(k)} removed")
-        elif old_args[k] != new_args[k]:
-            changes.append(f"  build arg {escaped(k)} changed")
+    for k in _differing(old_args, new_args):
+        what = "added" if k not in old_args else "removed" if k not in new_args else "changed"
+        changes.append(f"  build arg {escaped(k)} {what}")
     for name in ("target", "platform"):
         if base.get(name) != getattr(state, name):
             changes.append(f"  {name} {base.get(name)!r} -> {getattr(state, name)!r}")
     old_remote, new_remote = base.get("remote") or {}, state.remote
-    for label in sorted(old_remote.keys() | new_remote.keys()):
+    for label in _differing(old_remote, new_remote):
         shown = escaped(label)  # from the Dockerfile: printed escaped like every file-borne text
         if label not in old_remote:
             changes.append(f"  {shown}: added at {escaped(new_remote[label])}")
         elif label not in new_remote:
             changes.append(f"  {shown}: no longer used (was {escaped(old_remote[label])})")
-        elif old_remote[label] != new_remote[label]:
+        else:
             changes.append(f"  {shown}: {escaped(old_remote[label])} -> {escaped(new_remote[label])}")
     return changes or ["  (no file or input difference recorded)"]
 

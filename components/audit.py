@@ -49,7 +49,7 @@ def _allowed(path: str, allow: Sequence[str]) -> bool:
 
 
 def run_audit(server: str, repository: str, digest: str, username: str | None, password: str | None,
-              plain_http: bool, *, budget: float = AUDIT_BUDGET_S, **bounds):
+              allow_plain_http: bool, *, budget: float = AUDIT_BUDGET_S, **bounds):
     """Audit `<server>/<repository>@<digest>` through the project's registry client within `budget` seconds;
     AuditFailure on error."""
     from components.copy import is_loopback_server as _loopback
@@ -57,7 +57,7 @@ def run_audit(server: str, repository: str, digest: str, username: str | None, p
     from registryclient import RegistryClient
     from imageaudit import AuditError, Auditor
 
-    client = RegistryClient(server, username, password, allow_plain_http=plain_http and _loopback(server),
+    client = RegistryClient(server, username, password, allow_plain_http=allow_plain_http and _loopback(server),
                             timeout=min(AUDIT_TIMEOUT_S, budget), deadline=time.monotonic() + budget, budget=budget,
                             label=f"layer audit, registry '{server}'", limit_name="layer audit time limit",
                             advice=STACK_ADVICE)
@@ -172,7 +172,7 @@ class ImageAuditArgs:
     username: pulumi.Input[str] | None
     password: pulumi.Input[str] | None
     """The stack's registry login (a secret)."""
-    plain_http: bool
+    allow_plain_http: bool
     settings: AuditSettings
 
 
@@ -186,7 +186,7 @@ class ImageAudit(dynamic.Resource, module="acr-publish", name="ImageAudit"):
             "server": args.server,
             "repository": args.repository,
             "digest": pulumi.Output.from_input(args.ref).apply(lambda ref: ref.rsplit("@", 1)[1]),
-            "plainHttp": args.plain_http,
+            "plainHttp": args.allow_plain_http,
             "auth": pulumi.Output.secret({"username": args.username, "password": args.password}),
             "settings": settings_input(args.settings),
             "image": None, "summary": None, "platforms": None, "findings": None, "hidden": None,
@@ -202,7 +202,7 @@ def declare_audit(name: str, parent: pulumi.Resource, login, repository: str, re
         f"{name}-audit",
         ImageAuditArgs(server=login.server, repository=repository, ref=ref, username=login.username,
                        password=pulumi.Output.secret(login.password) if login.password is not None else None,
-                       plain_http=login.allow_plain_http, settings=settings),
+                       allow_plain_http=login.allow_plain_http, settings=settings),
         opts=pulumi.ResourceOptions(parent=parent),
     )
 

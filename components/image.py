@@ -232,12 +232,12 @@ def _plan_image(settings: Settings, image: ImageSettings, label: str, scan: Cont
     return BuildPlan(image, report.tag, secret, staged)
 
 
-def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
+def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[str, BuildPlan]:
     """Scan each build context once and pin what each build pulls in: content tag plus the sensitive-file guard,
     for all images at once.
 
     The remote inputs (components/remote_inputs.py: base images and remote ADD sources of the stages each target
-    needs) are resolved concurrently while the contexts are scanned; `login` (components/registry.py RegistryLogin)
+    needs) are resolved concurrently while the contexts are scanned; `login` (from components/registry.py)
     is the stack's own registry login, used for its host only. Images sharing a context and Dockerfile (a stack's
     `web` and `worker`) share one ContextScan: one walk, one read of each changed file, one stat-cache load and
     write; only their build inputs (and so their digests) are per image. Each planned image is recorded in the
@@ -247,9 +247,7 @@ def plan_builds(settings: Settings, login: Any = None) -> dict[str, BuildPlan]:
     problems: list[str] = []
     scans: dict[tuple[Path, Path], ContextScan] = {}
     dockerfiles = _read_plans(settings, problems)
-    stack_login = None if login is None else remote_inputs.StackLogin(
-        login.server, login.username, login.password, login.allow_plain_http)
-    waiting = remote_inputs.resolve_all([p for p in dockerfiles.values() if p is not None], stack_login)
+    waiting = remote_inputs.resolve_all([p for p in dockerfiles.values() if p is not None], login)
     resolved: dict[str, remote_inputs.ResolvedInputs] = {}
     try:
         image_scans = _context_scans(settings, problems, scans)

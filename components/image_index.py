@@ -85,13 +85,13 @@ def _config_platform(client: RegistryClient, repository: str, manifest: bytes) -
     return str(image.get("os")), str(image.get("architecture")), variant
 
 
-def write_index(server: str, username: str | None, password: str | None, plain_http: bool, repository: str,
+def write_index(server: str, username: str | None, password: str | None, allow_plain_http: bool, repository: str,
                 tag: str, children: list[Mapping[str, str]]) -> tuple[str, bool]:
     """Write the index over `children` ([{platform, digest}]) under `<server>/<repository>:<tag>`; (its digest,
     whether this call wrote it). See the module docstring for what is checked and what is never overwritten."""
     where = f"{server}/{repository}:{tag}"
     try:
-        with RegistryClient(server, username, password, allow_plain_http=plain_http and _loopback(server),
+        with RegistryClient(server, username, password, allow_plain_http=allow_plain_http and _loopback(server),
                             timeout=INDEX_TIMEOUT_S, label=f"image index, registry '{server}'",
                             advice=STACK_ADVICE) as client:
             entries = []
@@ -194,7 +194,7 @@ class ImageIndexArgs:
     username: pulumi.Input[str] | None
     password: pulumi.Input[str] | None
     """A secret."""
-    plain_http: bool
+    allow_plain_http: bool
 
 
 class ImageIndex(dynamic.Resource, module="acr-publish", name="ImageIndex"):
@@ -206,7 +206,7 @@ class ImageIndex(dynamic.Resource, module="acr-publish", name="ImageIndex"):
     def __init__(self, name: str, args: ImageIndexArgs, opts: pulumi.ResourceOptions | None = None):
         props = {
             "server": args.server, "repository": args.repository, "tag": args.tag, "children": args.children,
-            "plainHttp": args.plain_http,
+            "plainHttp": args.allow_plain_http,
             "auth": pulumi.Output.secret({"username": args.username, "password": args.password}),
             "digest": None, "ref": None, "written": None,
         }
@@ -222,7 +222,7 @@ class MultiPlatformImageArgs:
     """components.image.PublishedImageArgs of the image (its plan has `platform_tags`)."""
     repository_path: str
     """The repository path on the host (`namespace/name`)."""
-    plain_http: bool
+    allow_plain_http: bool
     """Plain HTTP to the registry (a loopback registry of the local edition only)."""
     published_children: Mapping[str, str | None] = field(default_factory=dict)
     """platform -> the digest the registry holds under that platform's content tag, or None: build it."""
@@ -285,7 +285,7 @@ class MultiPlatformImage(pulumi.ComponentResource):
                 f"{name}-index",
                 ImageIndexArgs(server=creds.server, repository=args.repository_path, tag=plan.tag,
                                children=children, username=creds.username, password=creds.password,
-                               plain_http=args.plain_http),
+                               allow_plain_http=args.allow_plain_http),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, *self.images.values()]),
             )
             self.ref = pulumi.Output.unsecret(self.index.ref)

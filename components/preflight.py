@@ -22,7 +22,7 @@ from components.stack_advice import STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import RegistryClient, RegistryError, excerpt_text
 from registryclient.auth import parse_www_authenticate, registry_error_text
-from registryclient.scrub import MASK
+from registryclient.login import RegistryLogin
 
 __all__ = ["PreflightError", "PreflightTarget", "check_published", "check_registry", "parse_www_authenticate"]
 
@@ -44,30 +44,15 @@ class PreflightError(AcrPublishError):
 
 @dataclass(frozen=True)
 class PreflightTarget:
-    """One registry the stack pushes to, with resolved (plain) values."""
+    """What the preflight checks: one registry login and the repositories the stack pushes to."""
 
-    server: str
-    """Registry host[:port] without a scheme, e.g. `acme-registry.cn-hangzhou.cr.aliyuncs.com` or `127.0.0.1:5000`."""
-    username: str | None
-    """Registry login user; None when the registry is expected to allow anonymous push."""
-    password: str | None
-    """Registry login password or temporary token; never printed."""
+    login: RegistryLogin
+    """The registry, the account (None for anonymous push) and whether plain HTTP may be used there."""
     repositories: tuple[str, ...]
     """Repositories (`namespace/repo`) the stack pushes to; push permission is checked for each."""
-    allow_plain_http: bool = False
-    """True only for the local edition: loopback registries are then reached over plain HTTP, as docker does for
-    them; any other host always over HTTPS."""
     check_push: bool = True
     """Also prove push permission on each repository. False (previews, which run on read-only credentials) checks
     the login only, asking the token service for a token without scope, as `docker login` does."""
-
-    def __repr__(self) -> str:  # the dataclass repr would show the password in tracebacks and logs
-        password = None if self.password is None else MASK
-        return (
-            f"PreflightTarget(server={self.server!r}, username={self.username!r}, password={password!r}, "
-            f"repositories={self.repositories!r}, allow_plain_http={self.allow_plain_http!r}, "
-            f"check_push={self.check_push!r})"
-        )
 
 
 def check_registry(target: PreflightTarget, *, timeout: float = 10.0) -> None:
@@ -76,17 +61,17 @@ def check_registry(target: PreflightTarget, *, timeout: float = 10.0) -> None:
     `timeout` is the budget in seconds for the whole check (name resolution, every connection and response); each
     request gets what is left of it, and nothing is retried.
     """
-    _within_budget(_Check(target, timeout), timeout)
+    _within_budget(_Check(target.login, timeout, target.repositories, check_push=target.check_push), timeout)
 
 
-def check_published(target: PreflightTarget, tags: Mapping[str, tuple[str, str]], *,
+def check_published(login: RegistryLogin, tags: Mapping[str, tuple[str, str]], *,
                     timeout: float = 10.0) -> dict[str, str | None]:
-    """Ask the registry, with `target`'s credentials, which tags it already holds: for each key of `tags`
+    """Ask the registry, with `login`'s credentials, which tags it already holds: for each key of `tags`
     ((repository, tag) values), the digest the registry reports, or None when the tag is not there, a
     repository that does not exist yet included (see RegistryClient.manifest_digest for what counts as absent).
     Any other failure raises PreflightError, within the same kind of time budget as the preflight.
     """
-    check = _Published(target, timeout, tags)
+    check = _Published(login, timeout, tags)
     _within_budget(check, timeout)
     return check.found
 
@@ -104,7 +89,7 @@ def _within_budget(check: "_Check", timeout: float) -> None:
         except BaseException as exc:  # handed to the caller below
             outcome.append(exc)
 
-    worker = threading.Thread(target=work, name=f"preflight-{check.target.server}", daemon=True)
+    worker = threading.Thread(target=work, name=f"preflight-{check.login.server}", daemon=True)
     worker.start()
     worker.join(timeout + 1.0)
     if not outcome:
@@ -130,11 +115,14 @@ class _Check:
 
     label_format = _PREFIX + " for '{server}'"
 
-    def __init__(self, target: PreflightTarget, timeout: float) -> None:
-        self.target = target
-        self.label = self.label_format.format(server=target.server)
+    def __init__(self, login: RegistryLogin, timeout: float, repositories: tuple[str, ...] = (), *,
+                 check_push: bool = False) -> None:
+        self.login = login
+        self.repositories = repositories
+        self.check_push = check_push
+        self.label = self.label_format.format(server=login.server)
         self.client = RegistryClient(
-            target.server, target.username, target.password, allow_plain_http=target.allow_plain_http,
+            login.server, login.username, login.password, allow_plain_http=login.allow_plain_http,
             timeout=timeout, deadline=time.monotonic() + timeout, label=self.label,
             limit_name="preflight time limit", advice=STACK_ADVICE,
         )
@@ -153,10 +141,10 @@ class _Check:
         self.client.resolve()
         # Without the push check the token is asked for no scope at all, as `docker login` does: a read-only
             # role may hold no repository permission, and the login alone is what a preview can prove.
-        scopes = [f"repository:{r}:push,pull" for r in self.target.repositories] if self.target.check_push else []
+        scopes = [f"repository:{r}:push,pull" for r in self.repositories] if self.check_push else []
         self.client.login(scopes)
-        if self.target.check_push:
-            for repository in self.target.repositories:
+        if self.check_push:
+            for repository in self.repositories:
                 self._probe_push(repository)
 
     # May this account push? Start a blob upload and cancel it, as go-containerregistry's CheckPushPermission
@@ -198,8 +186,8 @@ class _Published(_Check):
 
     label_format = "published-tag check for '{server}'"
 
-    def __init__(self, target: PreflightTarget, timeout: float, tags: Mapping[str, tuple[str, str]]) -> None:
-        super().__init__(target, timeout)
+    def __init__(self, login: RegistryLogin, timeout: float, tags: Mapping[str, tuple[str, str]]) -> None:
+        super().__init__(login, timeout)
         self.tags = dict(tags)
         self.found: dict[str, str | None] = {}
         self.client.unexpected_hint = (

@@ -77,7 +77,7 @@ def declare_published(settings: Settings, plan: PublishPlan,
             images[name] = PublishedImage(name, build)
             continue
         images[name] = MultiPlatformImage(name, MultiPlatformImageArgs(
-            build=build, repository_path=paths[name], plain_http=login.allow_plain_http,
+            build=build, repository_path=paths[name], allow_plain_http=login.allow_plain_http,
             published_children={p: published.get((name, p)) for p in build_plan.platform_tags},
             providers={p: providers[b.platform] for p in build_plan.platform_tags
                        if (b := builder_for(settings, p)) is not None and b.platform in providers},

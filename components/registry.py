@@ -41,12 +41,6 @@ class RegistryCredentials:
     password: pulumi.Output[str] | None
 
 
-def preflight_target(login: RegistryLogin, repositories: tuple[str, ...], *,
-                     check_push: bool) -> registry_preflight.PreflightTarget:
-    return registry_preflight.PreflightTarget(login.server, login.username, login.password, repositories,
-                                              login.allow_plain_http, check_push=check_push)
-
-
 @dataclass(frozen=True)
 class RepositorySettings:
     """One repository of the stack, named after the image it holds (built or promoted)."""
@@ -143,7 +137,7 @@ def preflight(login: RegistryLogin, paths: Mapping[str, str]) -> bool:
     unreachable registry is a warning (and False): `pulumi up` still fails on it.
     """
     preview = pulumi.runtime.is_dry_run()
-    target = preflight_target(login, tuple(paths.values()), check_push=not preview)
+    target = registry_preflight.PreflightTarget(login, tuple(paths.values()), check_push=not preview)
     try:
         registry_preflight.check_registry(target)
     except registry_preflight.PreflightError as err:
@@ -168,8 +162,7 @@ def published_digests(login: RegistryLogin, paths: Mapping[str, str], tags: Mapp
     wanted = {key: (paths[key[0] if isinstance(key, tuple) else key], tag) for key, tag in tags.items()}
     if reachable:
         try:
-            target = preflight_target(login, tuple(paths.values()), check_push=False)
-            return registry_preflight.check_published(target, wanted)
+            return registry_preflight.check_published(login, wanted)
         except registry_preflight.PreflightError as err:
             if not (pulumi.runtime.is_dry_run() and err.kind == "unreachable"):
                 raise

@@ -1,34 +1,24 @@
 """What a build pulls in from outside its context, pinned before anything is declared: each base image (FROM, and
 the image of a `COPY --from` / `RUN --mount from=`) resolved to the digest of the manifest for the image's platform,
-and each remote `ADD <url>` fetched and hashed.
+and each remote `ADD <url>` fetched and hashed (components/remote_sources.py).
 
 Per image, by `remoteInputs` (components/config/image_rules.py): `resolve` (default) asks the registries and servers;
 `pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
-(and every git source without a full commit); `ignore` asks nothing and pins nothing (the tag then does not cover
-them, said in a warning). Only the stages the image's target needs are read (buildcontext/stages.py).
-
-Requests: a reference already pinned (`ref@sha256:…`) or a source with `--checksum` costs none. Every other
-distinct (reference, platform) and every distinct URL is asked once per run, all of them concurrently. Registries
-are reached through the project's registry client (registryclient/: its transport, bounds, scrubbing
-and credential rules). Credentials per host: the stack's own login for the stack's registry host (and only there);
-for any other host the user's Docker config (`auths`, or a credential helper from `credHelpers` / `credsStore`),
-else anonymous (Basic with nothing, or a Bearer token asked without credentials). A remote ADD source is fetched
-without any credential (a URL or redirect with user info is refused unfetched), streamed and bounded by
-`SOURCE_LIMIT` bytes and by the run's deadline, following at most `MAX_REDIRECTS` redirects.
+(and every git source without a full commit); `ignore` asks nothing and pins nothing (said in a warning). A pinned
+input costs no request; every other distinct (reference, platform) and URL is asked once per run, concurrently.
+Credentials per host: the stack's own login for the stack's registry host (and only there); for any other host the
+user's Docker config (`auths`, or a credential helper), else anonymous.
 
 The result per image, `ResolvedInputs`, names each input by label (`FROM <ref>`, with `(<platform>)` when not the
-image's; `ADD <url>`) with its digest; that mapping is part of the content tag (buildcontext/digest.py), and
-`pinned_text` (the staged Dockerfile the build uses) names exactly those digests, so a base that moves between
-planning and building is not taken: the build pulls the planned digest, and a changed source fails its checksum.
-"""
+image's; `ADD <url>`) with its digest; that mapping is part of the content tag, and `pinned_text` (the staged
+Dockerfile the build uses) names exactly those digests, so a base that moves between planning and building is not
+taken."""
 from __future__ import annotations
 
 import base64
 import concurrent.futures
-import hashlib
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,22 +27,18 @@ from typing import Any
 
 import requests
 
-from buildcontext import stages
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
+from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
 from components.stack_advice import STACK_ADVICE
 from errors import AcrPublishError
-from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError, excerpt_text
+from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
+from registryclient.login import RegistryLogin
 from registryclient.references import is_loopback
-from registryclient.transport import Sockets, new_session, server_json
+from registryclient.transport import server_json
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
-SOURCE_LIMIT = 1 << 30
-"""Bytes of one remote ADD source hashed at plan time; past it the plan fails (pin it with --checksum)."""
-MAX_REDIRECTS = 5
-TIMEOUT_S = 30.0
-"""Socket timeout of each exchange."""
 BUDGET_S = 120.0
 """The whole resolution of one run: no request starts after it."""
 WORKERS = 8
@@ -162,20 +148,7 @@ def docker_config_credentials(host: str) -> tuple[str, str] | None:
     return None
 
 
-@dataclass(frozen=True)
-class StackLogin:
-    """The stack's own registry host and login (components/registry.py RegistryLogin's plain values)."""
-
-    server: str
-    username: str | None
-    password: str | None
-    allow_plain_http: bool
-
-    def __repr__(self) -> str:
-        return f"StackLogin(server={self.server!r}, username={self.username!r}, password=***)"
-
-
-def credentials_for(host: str, stack: StackLogin | None) -> Credentials:
+def credentials_for(host: str, stack: RegistryLogin | None) -> Credentials:
     """The stack's login for its own host only; else the Docker config's for `host`; else anonymous."""
     if stack is not None and host.lower() == stack.server.lower():
         return Credentials(stack.username, stack.password, "the stack's login")
@@ -197,17 +170,7 @@ def _platform_matches(entry: Any, wanted: str) -> bool:
     return True
 
 
-class ResolveFailure(Exception):
-    """One reference or source could not be pinned: `what` happened, `kind` picks the fix."""
-
-    def __init__(self, what: str, kind: str, source: str = "anonymous") -> None:
-        super().__init__(what)
-        self.kind = kind
-        self.source = source
-        """Whose credentials were sent (Credentials.source): the fix of a refused login names them."""
-
-
-def registry_client(host: str, stack: StackLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
+def registry_client(host: str, stack: RegistryLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
     """A client for `host` with the credentials `credentials_for` picks (one per host and run: one login)."""
     creds = credentials_for(host, stack)
     own = stack is not None and host.lower() == stack.server.lower()
@@ -219,7 +182,7 @@ def registry_client(host: str, stack: StackLogin | None, deadline: float) -> tup
     return client, creds
 
 
-def resolve_reference(reference: str, platform: str, stack: StackLogin | None, deadline: float,
+def resolve_reference(reference: str, platform: str, stack: RegistryLogin | None, deadline: float,
                       client: tuple[RegistryClient, Credentials] | None = None) -> str:
     """The digest of the manifest `reference` names for `platform` (an index is followed to that platform's
     entry); ResolveFailure otherwise. `client`: a client of `registry_client` for the reference's host, reused
@@ -254,73 +217,6 @@ def resolve_reference(reference: str, platform: str, stack: StackLogin | None, d
     finally:
         if own_client:
             client.close()
-
-
-def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """Given as `auth`, so requests takes no credentials from the URL's user info (nor from ~/.netrc)."""
-    request.headers.pop("Authorization", None)
-    return request
-
-
-def fetch_checksum(url: str, deadline: float) -> str:
-    """`sha256:` of what `url` serves, streamed, at most SOURCE_LIMIT bytes, no credentials sent anywhere (a URL or
-    a redirect naming user info is refused unfetched). The whole fetch ends by `deadline`: a watchdog shuts its
-    sockets down then, also in the middle of a read (a server sending a byte a second never holds it longer)."""
-    sockets = Sockets()
-    session = new_session(sockets)  # no ~/.netrc (trust_env off)
-    budget = max(0.0, deadline - time.monotonic())
-    limit = f"the remote-input time limit of {budget:.0f}s"
-    watchdog = threading.Timer(budget, sockets.shut_all)
-    watchdog.daemon = True
-    watchdog.start()
-    current = url
-    try:
-        for _ in range(MAX_REDIRECTS + 1):
-            if stages.has_userinfo(current):
-                raise ResolveFailure("it (or a redirect) names user info, and acr-publish sends no credentials to a "
-                                     "remote source", "protocol")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ResolveFailure(f"{limit} ran out", "unreachable")
-            host = requests.utils.urlparse(current).hostname or ""
-            proxies = {} if is_loopback(host) else requests.utils.get_environ_proxies(current)
-            wait = min(left, TIMEOUT_S)
-            try:
-                response = session.get(current, stream=True, allow_redirects=False, proxies=proxies, auth=_no_auth,
-                                       timeout=(wait, wait))
-                with response:
-                    if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                        current = requests.compat.urljoin(current, response.headers["Location"])
-                        if not current.startswith(("http://", "https://")):
-                            raise ResolveFailure("it redirects to a location that is not http(s)", "protocol")
-                        continue
-                    if response.status_code != 200:
-                        raise ResolveFailure(f"the server answered {response.status_code}", "absent"
-                                             if response.status_code == 404 else "protocol")
-                    digest = hashlib.sha256()
-                    size = 0
-                    for chunk in response.iter_content(1 << 20):
-                        size += len(chunk)
-                        if size > SOURCE_LIMIT:
-                            raise ResolveFailure(f"it is larger than {SOURCE_LIMIT} bytes, the most hashed at plan "
-                                                 "time", "large")
-                        digest.update(chunk)
-                    if sockets.aborted:  # cut off at the deadline: what was read is not the whole file
-                        raise ResolveFailure(f"{limit} ran out while it was read", "unreachable")
-                    return f"sha256:{digest.hexdigest()}"
-            except requests.exceptions.RequestException as exc:
-                if sockets.aborted:
-                    raise ResolveFailure(f"{limit} ran out while it was fetched", "unreachable") from None
-                if isinstance(exc, requests.exceptions.Timeout):
-                    raise ResolveFailure(f"the server sent nothing for {wait:.0f}s (the limit of one read)",
-                                         "unreachable") from None
-                reason = excerpt_text(type(exc).__name__ + ": " + str(exc))
-                raise ResolveFailure(f"cannot fetch it: {reason}", "unreachable") from None
-        raise ResolveFailure(f"it redirects more than {MAX_REDIRECTS} times", "protocol")
-    finally:
-        watchdog.cancel()
-        session.close()
-        sockets.close()
 
 
 @dataclass
@@ -412,7 +308,7 @@ def _wanted(images: list[ImageInputs], problems: list[str]) -> tuple[dict[tuple[
     return wanted_refs, wanted_urls
 
 
-def _resolve_host(host: str, keys: list[tuple[str, str]], stack: StackLogin | None,
+def _resolve_host(host: str, keys: list[tuple[str, str]], stack: RegistryLogin | None,
                   deadline: float) -> dict[tuple[str, str], str | ResolveFailure]:
     """Every reference of one registry host through one client: the first logs in, the others reuse the login."""
     results: dict[tuple[str, str], str | ResolveFailure] = {}
@@ -488,7 +384,7 @@ def _resolved_sources(image: ImageInputs, url_futures: dict[str, concurrent.futu
     return checksums
 
 
-def resolve_all(images: Iterable[ImageInputs], stack: StackLogin | None) -> Callable[[], dict[str, ResolvedInputs]]:
+def resolve_all(images: Iterable[ImageInputs], stack: RegistryLogin | None) -> Callable[[], dict[str, ResolvedInputs]]:
     """Start resolving every image's unpinned references and sources (each distinct one once, concurrently) and
     return a function that waits for them: image label -> ResolvedInputs, or RemoteInputError listing every
     problem. `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""

@@ -59,16 +59,6 @@ def _validator(rule: rules.Rule):
     return validate
 
 
-POLICIES: list[ResourceValidationPolicy] = [
-    ResourceValidationPolicy(
-        name=rule.name,
-        description=rule.description,
-        enforcement_level=_LEVELS[rule.enforcement],
-        validate=_validator(rule),
-    )
-    for rule in rules.RULES
-]
-
 def _stack_validator(rule: rules.Rule):
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         for resource in args.resources:
@@ -82,15 +72,15 @@ def _stack_validator(rule: rules.Rule):
     return validate
 
 
-STACK_POLICIES: list[StackValidationPolicy] = [
-    StackValidationPolicy(
-        name=rule.name,
-        description=rule.description,
-        enforcement_level=_LEVELS[rule.enforcement],
-        validate=_stack_validator(rule),
-    )
-    for rule in rules.STACK_RULES
-]
+def _policies(kind, rule_table, validator) -> list:
+    """One policy of `kind` per rule of `rule_table`: the rule's name, description and level, `validator(rule)`."""
+    return [kind(name=rule.name, description=rule.description, enforcement_level=_LEVELS[rule.enforcement],
+                 validate=validator(rule)) for rule in rule_table]
+
+
+POLICIES: list[ResourceValidationPolicy] = _policies(ResourceValidationPolicy, rules.RULES, _validator)
+STACK_POLICIES: list[StackValidationPolicy] = _policies(StackValidationPolicy, rules.STACK_RULES, _stack_validator)
+
 
 if __name__ == "__main__":
     PolicyPack(

@@ -22,6 +22,7 @@ import pytest
 
 from components.preflight import PreflightError, PreflightTarget, check_registry
 from registryclient import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
+from registryclient.login import RegistryLogin
 from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -116,12 +117,13 @@ def rss(field):
         if line.startswith(field):
             return int(line.split()[1]) // 1024
 from components.preflight import PreflightError, PreflightTarget, check_published, check_registry
+from registryclient.login import RegistryLogin
 before = rss("VmRSS")
 try:
-    target = PreflightTarget(sys.argv[1], "pusher", "pw-123456789", ("acme/web",), allow_plain_http=True,
-                             check_push=sys.argv[2] == "push")
+    login = RegistryLogin(sys.argv[1], "pusher", "pw-123456789", allow_plain_http=True)
+    target = PreflightTarget(login, ("acme/web",), check_push=sys.argv[2] == "push")
     if sys.argv[2] == "published":
-        check_published(target, {"web": ("acme/web", "ctx-1")}, timeout=float(sys.argv[3]))
+        check_published(login, {"web": ("acme/web", "ctx-1")}, timeout=float(sys.argv[3]))
     else:
         check_registry(target, timeout=float(sys.argv[3]))
     outcome = "passed"
@@ -145,7 +147,8 @@ def run_check_in_fresh_interpreter(server: str, *, mode: str = "push", timeout: 
 def preflight_failure(server: "HostileServer") -> str:
     """The message of the preflight's failure against `server` (the test user and password, plain HTTP)."""
     with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True),
+        check_registry(PreflightTarget(RegistryLogin(server.server, USER, PASSWORD, allow_plain_http=True),
+                                       ("acme/web",)),
                        timeout=5)
     return str(err.value)
 
@@ -266,7 +269,8 @@ def test_credentials_never_follow_a_location_to_another_host(hostile) -> None:
                                     lambda server: f"http://{elsewhere.server}/blob")
 
     server = hostile(registry)
-    check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True), timeout=5)
+    check_registry(PreflightTarget(RegistryLogin(server.server, USER, PASSWORD, allow_plain_http=True), ("acme/web",)),
+                   timeout=5)
     with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
         with pytest.raises(RegistryError):
             list(client.get_blob("acme/web", "sha256:" + "0" * 64))  # 204 from elsewhere: not the blob
@@ -318,7 +322,7 @@ def test_a_trickled_tls_handshake_is_cut_off_at_the_budget(tls_registry, monkeyp
     server = f"127.0.0.1:{listener.getsockname()[1]}"
     try:
         with pytest.raises(PreflightError) as err:
-            check_registry(PreflightTarget(server, USER, PASSWORD, ("acme/web",)), timeout=1.0)
+            check_registry(PreflightTarget(RegistryLogin(server, USER, PASSWORD), ("acme/web",)), timeout=1.0)
         returned = time.monotonic()
         assert err.value.kind == "unreachable", str(err.value)
         deadline = time.monotonic() + 5
@@ -359,7 +363,8 @@ def test_a_web_server_is_not_taken_for_a_registry_that_needs_no_login(hostile) -
 
     server = hostile(web)
     with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget(server.server, None, None, ("acme/web",), allow_plain_http=True), timeout=5)
+        check_registry(PreflightTarget(RegistryLogin(server.server, None, None, allow_plain_http=True), ("acme/web",)),
+                       timeout=5)
     assert err.value.kind == "protocol"
     assert "answered, but not as a registry" in str(err.value) and "Welcome to nginx!" in str(err.value)
 
@@ -385,7 +390,8 @@ def test_an_ambiguous_location_is_refused_and_gets_no_credential(hostile, form: 
 
     server = hostile(registry)
     # The push probe only cancels the upload it opened: an unusable Location leaves it open, nothing more.
-    check_registry(PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True), timeout=5)
+    check_registry(PreflightTarget(RegistryLogin(server.server, USER, PASSWORD, allow_plain_http=True), ("acme/web",)),
+                   timeout=5)
     with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
         with pytest.raises(RegistryError, match="unusable location"):
             list(client.get_blob("acme/web", "sha256:" + "0" * 64))
@@ -425,7 +431,7 @@ def test_json_nested_past_the_parser_depth_is_an_answer_not_a_crash_in_the_prefl
             _answer(conn, "403 Denied", NESTED_JSON)
 
     server = hostile(registry)
-    target = PreflightTarget(server.server, USER, PASSWORD, ("acme/web",), allow_plain_http=True)
+    target = PreflightTarget(RegistryLogin(server.server, USER, PASSWORD, allow_plain_http=True), ("acme/web",))
     with pytest.raises(PreflightError) as err:
         check_registry(target, timeout=5)
     message = str(err.value)

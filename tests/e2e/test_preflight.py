@@ -16,6 +16,7 @@ import requests
 import trustme
 
 from components.preflight import PreflightError, PreflightTarget, check_registry
+from registryclient.login import RegistryLogin
 from tests.e2e.registry import (  # noqa: F401  (pytest fixtures are used by name)
     RegistryServer,
     basic_registry,
@@ -60,22 +61,24 @@ def trust_registry_ca(monkeypatch: pytest.MonkeyPatch, tls_registry: RegistrySer
 # --- success -----------------------------------------------------------------------------------------------------
 
 def test_basic_auth_over_plain_http_on_loopback_passes_and_pushes_nothing(basic_registry: RegistryServer) -> None:
-    check_registry(PreflightTarget(basic_registry.server, basic_registry.username, basic_registry.password,
-                                   REPOS, allow_plain_http=True))
+    check_registry(PreflightTarget(RegistryLogin(basic_registry.server, basic_registry.username,
+                                                 basic_registry.password, allow_plain_http=True), REPOS))
     # The push probe starts and cancels an upload: no tag and no repository content may appear.
     assert basic_registry.list_tags("acme/web") == []
     assert basic_registry.manifest_digest("acme/web", "latest") is None
 
 
 def test_tls_registry_passes_when_its_ca_is_trusted(tls_registry: RegistryServer, trust_registry_ca: None) -> None:
-    check_registry(PreflightTarget(tls_registry.server, tls_registry.username, tls_registry.password, REPOS))
+    check_registry(PreflightTarget(RegistryLogin(tls_registry.server, tls_registry.username, tls_registry.password),
+                                   REPOS))
 
 
 # --- TLS ---------------------------------------------------------------------------------------------------------
 
 def test_tls_with_untrusted_ca_names_host_and_reason(tls_registry: RegistryServer,
                                                      trust_only_system_cas: None) -> None:
-    message = failure(PreflightTarget(tls_registry.server, tls_registry.username, tls_registry.password, REPOS),
+    message = failure(PreflightTarget(RegistryLogin(tls_registry.server, tls_registry.username, tls_registry.password),
+                                      REPOS),
                       tls_registry.password)
     assert f"TLS with {tls_registry.server} failed" in message
     assert "certificate verify failed: unable to get local issuer certificate" in message
@@ -85,7 +88,7 @@ def test_tls_with_untrusted_ca_names_host_and_reason(tls_registry: RegistryServe
 def test_tls_with_self_signed_certificate_says_so(registry_factory: Callable[..., RegistryServer],
                                                   trust_only_system_cas: None) -> None:
     registry = registry_factory(tls=trustme.CA(), tls_self_signed=True)
-    message = failure(PreflightTarget(registry.server, registry.username, registry.password, REPOS),
+    message = failure(PreflightTarget(RegistryLogin(registry.server, registry.username, registry.password), REPOS),
                       registry.password)
     assert f"TLS with {registry.server} failed: certificate verify failed: self-signed certificate" in message
 
@@ -93,7 +96,7 @@ def test_tls_with_self_signed_certificate_says_so(registry_factory: Callable[...
 def test_tls_hostname_mismatch_is_named(tls_registry: RegistryServer, trust_registry_ca: None) -> None:
     """The certificate is for 127.0.0.1 only; reaching the same registry as localhost must fail on the name."""
     server = f"localhost:{tls_registry.port}"
-    message = failure(PreflightTarget(server, tls_registry.username, tls_registry.password, REPOS),
+    message = failure(PreflightTarget(RegistryLogin(server, tls_registry.username, tls_registry.password), REPOS),
                       tls_registry.password)
     assert f"TLS with {server} failed" in message
     assert "Hostname mismatch, certificate is not valid for 'localhost'" in message
@@ -103,8 +106,8 @@ def test_tls_hostname_mismatch_is_named(tls_registry: RegistryServer, trust_regi
 
 def test_wrong_password_names_user_and_host_never_the_password(basic_registry: RegistryServer) -> None:
     wrong = "Wr0ng-" + basic_registry.password[::-1]
-    message = failure(PreflightTarget(basic_registry.server, basic_registry.username, wrong, REPOS,
-                                      allow_plain_http=True), wrong, basic_registry.password)
+    message = failure(PreflightTarget(RegistryLogin(basic_registry.server, basic_registry.username, wrong,
+                                                    allow_plain_http=True), REPOS), wrong, basic_registry.password)
     assert "credentials rejected (401)" in message
     assert f"user '{basic_registry.username}'" in message
     assert basic_registry.server in message
@@ -112,21 +115,21 @@ def test_wrong_password_names_user_and_host_never_the_password(basic_registry: R
 
 
 def test_unknown_user_is_rejected_like_a_wrong_password(basic_registry: RegistryServer) -> None:
-    message = failure(PreflightTarget(basic_registry.server, "nobody", basic_registry.password, REPOS,
-                                      allow_plain_http=True), basic_registry.password)
+    message = failure(PreflightTarget(RegistryLogin(basic_registry.server, "nobody", basic_registry.password,
+                                                    allow_plain_http=True), REPOS), basic_registry.password)
     assert "credentials rejected (401)" in message and "user 'nobody'" in message
 
 
 def test_missing_credentials_on_a_registry_that_requires_login(basic_registry: RegistryServer) -> None:
-    message = failure(PreflightTarget(basic_registry.server, None, None, REPOS, allow_plain_http=True))
+    message = failure(PreflightTarget(RegistryLogin(basic_registry.server, None, None, allow_plain_http=True), REPOS))
     assert "requires a login" in message and "the stack has no registry credentials" in message
     assert "acr-publish:registry.username" in message and "--secret acr-publish:registryPassword" in message
 
 
 def test_bearer_token_path_passes(token_registry: RegistryServer, token_server: TokenServer) -> None:
     before = len(token_server.issued)
-    check_registry(PreflightTarget(token_registry.server, "pusher", token_server.users["pusher"], REPOS,
-                                   allow_plain_http=True))
+    check_registry(PreflightTarget(RegistryLogin(token_registry.server, "pusher", token_server.users["pusher"],
+                                                 allow_plain_http=True), REPOS))
     account, scopes, access = token_server.issued[before]
     assert account == "pusher"
     assert scopes == [f"repository:{repo}:push,pull" for repo in REPOS]
@@ -136,7 +139,8 @@ def test_bearer_token_path_passes(token_registry: RegistryServer, token_server: 
 def test_bearer_wrong_password_is_refused_by_the_token_service(token_registry: RegistryServer,
                                                                token_server: TokenServer) -> None:
     wrong = "not-" + token_server.users["pusher"]
-    message = failure(PreflightTarget(token_registry.server, "pusher", wrong, REPOS, allow_plain_http=True),
+    message = failure(PreflightTarget(RegistryLogin(token_registry.server, "pusher", wrong, allow_plain_http=True),
+                                      REPOS),
                       wrong, token_server.users["pusher"])
     assert "credentials rejected (401)" in message
     assert f"the token service 127.0.0.1:{token_server.port} refused to issue a token" in message
@@ -148,8 +152,8 @@ def test_push_not_allowed_names_user_host_and_namespace(token_registry: Registry
     """'reader' logs in fine but its token carries only pull on acme/*: the real registry then refuses the push
     probe with 401 error=insufficient_scope (distribution never answers 403 for this); the preflight reports it
     as the permission problem it is. A plain 403 answer is covered by tests/unit/registry/test_preflight.py."""
-    message = failure(PreflightTarget(token_registry.server, "reader", token_server.users["reader"], REPOS,
-                                      allow_plain_http=True), token_server.users["reader"])
+    message = failure(PreflightTarget(RegistryLogin(token_registry.server, "reader", token_server.users["reader"],
+                                                    allow_plain_http=True), REPOS), token_server.users["reader"])
     assert f"user 'reader' may not push to {token_registry.server}/acme/web" in message
     assert "insufficient_scope" in message
     assert "push permission on namespace 'acme'" in message
@@ -158,14 +162,14 @@ def test_push_not_allowed_names_user_host_and_namespace(token_registry: Registry
 def test_read_only_account_passes_a_login_only_check(token_registry: RegistryServer,
                                                     token_server: TokenServer) -> None:
     """What previews run (check_push=False): 'reader' may log in, and that is all a read-only preview role can do."""
-    check_registry(PreflightTarget(token_registry.server, "reader", token_server.users["reader"], REPOS,
-                                   allow_plain_http=True, check_push=False))
+    check_registry(PreflightTarget(RegistryLogin(token_registry.server, "reader", token_server.users["reader"],
+                                                 allow_plain_http=True), REPOS, check_push=False))
 
 
 def test_push_refused_for_one_of_several_repositories_names_that_one(token_registry: RegistryServer,
                                                                      token_server: TokenServer) -> None:
-    message = failure(PreflightTarget(token_registry.server, "pusher", token_server.users["pusher"],
-                                      ("acme/web", "other/web"), allow_plain_http=True),
+    message = failure(PreflightTarget(RegistryLogin(token_registry.server, "pusher", token_server.users["pusher"],
+                                                    allow_plain_http=True), ("acme/web", "other/web")),
                       token_server.users["pusher"])
     assert f"may not push to {token_registry.server}/other/web" in message
     assert "namespace 'other'" in message
@@ -175,7 +179,7 @@ def test_push_refused_for_one_of_several_repositories_names_that_one(token_regis
 
 def test_unresolvable_host_is_named_with_the_setting_to_check() -> None:
     host = "acr-publish-preflight-test.invalid"
-    message = failure(PreflightTarget(host, "user", "s3cret-pass", REPOS), "s3cret-pass")
+    message = failure(PreflightTarget(RegistryLogin(host, "user", "s3cret-pass"), REPOS), "s3cret-pass")
     assert f"cannot resolve host '{host}'" in message
     assert "acr-publish:registry.server" in message
 
@@ -183,8 +187,8 @@ def test_unresolvable_host_is_named_with_the_setting_to_check() -> None:
 def test_stopped_registry_is_connection_refused(registry_factory: Callable[..., RegistryServer]) -> None:
     registry = registry_factory()
     registry.stop()
-    message = failure(PreflightTarget(registry.server, registry.username, registry.password, REPOS,
-                                      allow_plain_http=True), registry.password)
+    message = failure(PreflightTarget(RegistryLogin(registry.server, registry.username, registry.password,
+                                                    allow_plain_http=True), REPOS), registry.password)
     assert f"connection to {registry.server} refused" in message
     assert "start the local registry (make up)" in message
 
@@ -199,7 +203,8 @@ def silent_listener() -> Iterator[str]:
 
 
 def test_server_that_never_answers_times_out_within_the_budget(silent_listener: str) -> None:
-    message = failure(PreflightTarget(silent_listener, "user", "s3cret-pass", REPOS, allow_plain_http=True),
+    message = failure(PreflightTarget(RegistryLogin(silent_listener, "user", "s3cret-pass", allow_plain_http=True),
+                                      REPOS),
                       "s3cret-pass", timeout=0.5)
     assert f"{silent_listener} accepted the connection but did not answer GET /v2/" in message
     assert "time limit of 0.5s" in message
@@ -224,7 +229,8 @@ def test_a_read_the_deadline_cut_short_names_the_budget_not_its_own_length(silen
 
 
 def test_tls_handshake_that_never_completes_times_out(silent_listener: str) -> None:
-    message = failure(PreflightTarget(silent_listener, "user", "s3cret-pass", REPOS), "s3cret-pass", timeout=0.5)
+    message = failure(PreflightTarget(RegistryLogin(silent_listener, "user", "s3cret-pass"), REPOS), "s3cret-pass",
+                      timeout=0.5)
     assert f"{silent_listener} accepted the connection but did not answer" in message
 
 
@@ -267,6 +273,7 @@ def test_tls_failure_says_which_ca_bundle_was_missing(tls_registry: RegistryServ
                                                       monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     missing = tmp_path / "no-such-ca.pem"
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
-    message = failure(PreflightTarget(tls_registry.server, tls_registry.username, tls_registry.password, REPOS),
+    message = failure(PreflightTarget(RegistryLogin(tls_registry.server, tls_registry.username, tls_registry.password),
+                                      REPOS),
                       tls_registry.password)
     assert f"REQUESTS_CA_BUNDLE={missing} does not exist" in message

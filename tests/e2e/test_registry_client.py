@@ -16,6 +16,7 @@ from typing import Callable
 import pytest
 
 from registryclient import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryClient, RegistryError
+from registryclient.login import RegistryLogin
 from tests.e2e.registry import (  # noqa: F401  (pytest fixtures are used by name)
     RegistryServer,
     basic_registry,
@@ -172,18 +173,16 @@ def test_a_registry_that_refuses_the_read_fails_instead_of_saying_absent(basic_r
 
 def test_check_published_against_a_token_registry(token_registry: RegistryServer, token_server: TokenServer) -> None:
     """The program's published-tag check as it runs before declaring: one login asking pull on every repository."""
-    from components.preflight import PreflightError, PreflightTarget, check_published
+    from components.preflight import PreflightError, check_published
 
     with client_for(token_registry) as client:
         _, digest, _ = push_image(client, "acme/pub-web", "ctx-1")
-    target = PreflightTarget(token_registry.server, "pusher", token_registry.password,
-                             ("acme/pub-web", "acme/pub-new"), allow_plain_http=True, check_push=False)
-    found = check_published(target, {"web": ("acme/pub-web", "ctx-1"), "again": ("acme/pub-web", "ctx-2"),
+    login = RegistryLogin(token_registry.server, "pusher", token_registry.password, allow_plain_http=True)
+    found = check_published(login, {"web": ("acme/pub-web", "ctx-1"), "again": ("acme/pub-web", "ctx-2"),
                                      "new": ("acme/pub-new", "ctx-1")})
     assert found == {"web": digest, "again": None, "new": None}
     assert sorted(token_server.issued[-1][1]) == ["repository:acme/pub-new:pull", "repository:acme/pub-web:pull"]
-    wrong = PreflightTarget(token_registry.server, "pusher", "not-the-password", ("acme/pub-web",),
-                            allow_plain_http=True, check_push=False)
+    wrong = RegistryLogin(token_registry.server, "pusher", "not-the-password", allow_plain_http=True)
     with pytest.raises(PreflightError) as err:
         check_published(wrong, {"web": ("acme/pub-web", "ctx-1")})
     assert err.value.kind == "auth" and str(err.value).startswith(

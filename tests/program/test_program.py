@@ -74,7 +74,7 @@ def test_local_stack_declares_no_alicloud_resource_or_provider(preflight_calls):
     assert run.outputs["images"]["web"]["repository"] == "127.0.0.1:5000/demo/web"
     assert len(run.of_type(IMAGE)) == 2, "the local stack publishes web and worker"
     target = preflight_calls[0]
-    assert target.server == "127.0.0.1:5000" and target.allow_plain_http is True
+    assert target.login.server == "127.0.0.1:5000" and target.login.allow_plain_http is True
     assert set(target.repositories) == {"demo/web", "demo/worker"}
 
 
@@ -110,7 +110,7 @@ def test_enterprise_token_is_a_secret_registry_password(preflight_calls):
         assert img.inputs["registry"]["password"] == TEST_TOKEN
         assert img.inputs["registry"]["username"] == "cr_temp_user"
         assert "imageName" not in img.secret_inputs and "registry.server" not in img.secret_inputs
-    assert preflight_calls[0].password == TEST_TOKEN and preflight_calls[0].allow_plain_http is False
+    assert preflight_calls[0].login.password == TEST_TOKEN and preflight_calls[0].login.allow_plain_http is False
 
 
 def test_prod_uses_vpc_endpoint_and_protects_and_retains(preflight_calls):

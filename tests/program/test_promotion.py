@@ -67,7 +67,7 @@ def test_promoting_stack_declares_one_promotion_per_image_and_no_build(stack, pr
 def test_the_preflight_checks_push_to_the_promoted_repositories(stack, preflight_calls):
     run = run_stack(stack)
     [target] = preflight_calls
-    assert target.check_push and target.server == run.outputs["registry"]
+    assert target.check_push and target.login.server == run.outputs["registry"]
     assert set(target.repositories) == {o["repository"].split("/", 1)[1] for o in run.outputs["images"].values()}
     assert preflight_calls.published_calls == [], "a promotion asks the copy, not the build's published check"
 

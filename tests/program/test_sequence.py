@@ -64,8 +64,8 @@ def test_the_published_check_asks_each_image_tag_with_the_stack_credentials(pref
     stack = EDITION_STACKS[edition]
     run = run_stack(stack)
     [(target, asked)] = preflight_calls.published_calls
-    [login] = preflight_calls
-    assert (target.server, target.username, target.password) == (login.server, login.username, login.password)
+    [check] = preflight_calls
+    assert target == check.login
     assert target.password == {"local": None, "enterprise": TEST_TOKEN, "personal": TEST_SECRET}[edition]
     for name, out in run.outputs["images"].items():
         repository_path = out["repository"].split("/", 1)[1]
@@ -101,6 +101,6 @@ def test_the_login_happens_before_anything_is_declared_for_enterprise(preflight_
     """The Enterprise login is the synchronous instances invoke: its token reaches the preflight, and the build's
     registry password is the same token as a secret."""
     run = run_stack("dev")
-    assert preflight_calls[0].password == TEST_TOKEN
+    assert preflight_calls[0].login.password == TEST_TOKEN
     for img in run.of_type(IMAGE):
         assert "registry.password" in img.secret_inputs and img.inputs["registry"]["password"] == TEST_TOKEN

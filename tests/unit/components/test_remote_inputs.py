@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from buildcontext.stages import DockerfileProblem, read_plan
-from components.remote_inputs import ResolveFailure, credentials_for, locate, StackLogin
+from components.remote_inputs import ResolveFailure, credentials_for, locate
+from registryclient.login import RegistryLogin
 from components.config.problems import ConfigError
 from components.config.validate import settings_from_values
 from tests.harness import IMAGE, NO_PREFLIGHT, TEST_SECRET, run_stack
@@ -83,7 +84,7 @@ def test_docker_config_credentials_are_used_for_other_hosts(tmp_path, monkeypatc
     (tmp_path / "config.json").write_text(json.dumps({"auths": {"mirror.example.com": {"auth": auth},
                                                                 "https://index.docker.io/v1/": {"auth": auth}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    stack = StackLogin("registry.example.com", "deployer", "stack-pass", False)
+    stack = RegistryLogin("registry.example.com", "deployer", "stack-pass", False)
     found = credentials_for("mirror.example.com", stack)
     assert (found.username, found.password, found.source) == ("mirror-user", "mirror-pass", "the Docker config")
     assert credentials_for(locate("busybox").host, stack).username == "mirror-user"

@@ -22,6 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import registryclient.connection as connection
+from registryclient.login import RegistryLogin
 from components.preflight import PreflightError, PreflightTarget, check_registry, parse_www_authenticate
 
 ACR = "acme-registry.cn-hangzhou.cr.aliyuncs.com"
@@ -152,7 +153,7 @@ def test_quoted_parameters_round_trip(scheme: str, params: dict[str, str]) -> No
 
 def test_acr_wrong_password_hints_at_login_password_and_ram_permission(registry) -> None:
     registry(basic_registry_handler(password="the-right-one"))
-    message = failure(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), PASSWORD)
+    message = failure(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), PASSWORD)
     assert message.startswith(f"registry preflight for '{ACR}' failed: credentials rejected (401)")
     assert "user 'pusher'" in message and ACR in message
     assert "registry login password (console: Container Registry > Access Credential)" in message
@@ -162,7 +163,7 @@ def test_acr_wrong_password_hints_at_login_password_and_ram_permission(registry)
 def test_403_on_the_push_probe_names_user_host_repository_and_namespace(registry) -> None:
     body = b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}'
     registry(basic_registry_handler(push_status=403, push_body=body))
-    message = failure(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), PASSWORD)
+    message = failure(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), PASSWORD)
     assert f"user 'pusher' may not push to {ACR}/acme/web" in message
     assert "403: DENIED requested access to the resource is denied" in message
     assert "namespace 'acme'" in message
@@ -174,7 +175,7 @@ def test_unexpected_answer_shows_status_and_a_scrubbed_excerpt(registry) -> None
     echo = json.dumps({"debug": f"password={PASSWORD} auth=Basic {basic}", "pad": "x" * 500}).encode()
     handler = basic_registry_handler(push_status=500, push_body=echo)
     registry(handler)
-    message = failure(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), PASSWORD, basic)
+    message = failure(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), PASSWORD, basic)
     assert f"POST https://{ACR}/v2/acme/web/blobs/uploads/ answered 500 Internal Server Error" in message
     assert "password=***" in message and "Basic ***" in message
     assert "acr-publish:preflight: false" in message
@@ -184,13 +185,13 @@ def test_unexpected_answer_shows_status_and_a_scrubbed_excerpt(registry) -> None
 def test_repository_not_created_yet_is_not_a_failure(registry) -> None:
     """In a preview the stack has not created the repository; a 404 on the probe must not block it."""
     adapter = registry(basic_registry_handler(push_status=404))
-    check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS))
+    check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS))
     assert [(r.method, urlsplit(r.url).path) for r in adapter.sent][-1] == ("POST", "/v2/acme/web/blobs/uploads/")
 
 
 def test_successful_probe_cancels_its_upload(registry) -> None:
     adapter = registry(basic_registry_handler())
-    check_registry(PreflightTarget(ACR, "pusher", PASSWORD, ("acme/web", "acme/worker")))
+    check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), ("acme/web", "acme/worker")))
     calls = [(r.method, urlsplit(r.url).path) for r in adapter.sent]
     assert ("DELETE", "/v2/acme/web/blobs/uploads/some-uuid") in calls
     assert ("DELETE", "/v2/acme/worker/blobs/uploads/some-uuid") in calls
@@ -210,7 +211,8 @@ def test_bearer_exchange_follows_the_token_specification(registry) -> None:
         return 500, {}, f"echo {request.headers['Authorization']}".encode()  # a registry leaking the token
 
     adapter = registry(handle)
-    message = failure(PreflightTarget(ACR, "pusher", PASSWORD, ("acme/web", "acme/worker")), PASSWORD, token)
+    message = failure(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), ("acme/web", "acme/worker")), PASSWORD,
+                      token)
     assert "echo Bearer ***" in message
     token_request = next(r for r in adapter.sent if urlsplit(r.url).netloc == "auth.example.com")
     query = parse_qs(urlsplit(token_request.url).query)
@@ -222,14 +224,15 @@ def test_bearer_exchange_follows_the_token_specification(registry) -> None:
 
 def test_plain_http_token_realm_is_refused_for_remote_hosts(registry) -> None:
     registry(lambda request: (401, {"WWW-Authenticate": 'Bearer realm="http://auth.example.com/token"'}, b""))
-    message = failure(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), PASSWORD)
+    message = failure(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), PASSWORD)
     assert "token realm http://auth.example.com/token is plain HTTP" in message
 
 
 def test_a_local_edition_registry_off_loopback_is_reached_over_https(registry) -> None:
     """docker itself talks plain HTTP only to loopback registries (unless the daemon lists others as insecure)."""
     adapter = registry(lambda request: (200, {}, b"{}") if request.method == "GET" else (202, {}, b""))
-    check_registry(PreflightTarget("registry.example.com:5000", None, None, REPOS, allow_plain_http=True))
+    check_registry(PreflightTarget(RegistryLogin("registry.example.com:5000", None, None, allow_plain_http=True),
+                                   REPOS))
     assert adapter.sent[0].url == "https://registry.example.com:5000/v2/"
     assert all(r.url.startswith("https://") for r in adapter.sent)
 
@@ -247,7 +250,7 @@ def test_without_push_check_only_the_login_is_checked(registry) -> None:
         return 401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="acr"'}, b""
 
     adapter = registry(handler)
-    check_registry(PreflightTarget(ACR, "reader", PASSWORD, REPOS, check_push=False))
+    check_registry(PreflightTarget(RegistryLogin(ACR, "reader", PASSWORD), REPOS, check_push=False))
     assert [r.method for r in adapter.sent] == ["GET", "GET", "GET"], "login only: no POST to blobs/uploads"
     token_request = adapter.sent[1]
     assert "scope=" not in token_request.url and "account=reader" in token_request.url
@@ -260,13 +263,13 @@ def test_without_push_check_only_the_login_is_checked(registry) -> None:
 def test_errors_carry_their_kind(registry, reply, kind) -> None:
     registry(lambda request: reply)
     with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS))
+        check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS))
     assert err.value.kind == kind
 
 
 def test_unresolvable_hosts_are_unreachable_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(PreflightError) as err:
-        check_registry(PreflightTarget("no-such-registry.invalid", "u", PASSWORD, REPOS), timeout=5)
+        check_registry(PreflightTarget(RegistryLogin("no-such-registry.invalid", "u", PASSWORD), REPOS), timeout=5)
     assert err.value.kind == "unreachable"
 
 
@@ -278,13 +281,13 @@ def test_unresolvable_hosts_are_unreachable_kind(monkeypatch: pytest.MonkeyPatch
 ])
 def test_plain_http_is_used_for_loopback_hosts_when_allowed(registry, server: str, url: str) -> None:
     adapter = registry(lambda request: (200, {}, b"{}") if request.method == "GET" else (202, {}, b""))
-    check_registry(PreflightTarget(server, None, None, REPOS, allow_plain_http=True))
+    check_registry(PreflightTarget(RegistryLogin(server, None, None, allow_plain_http=True), REPOS))
     assert adapter.sent[0].url == url
 
 
 def test_https_is_used_unless_plain_http_is_allowed(registry) -> None:
     adapter = registry(lambda request: (200, {}, b"{}") if request.method == "GET" else (202, {}, b""))
-    check_registry(PreflightTarget("127.0.0.1:5000", None, None, REPOS))
+    check_registry(PreflightTarget(RegistryLogin("127.0.0.1:5000", None, None), REPOS))
     assert adapter.sent[0].url == "https://127.0.0.1:5000/v2/"
 
 
@@ -295,14 +298,14 @@ def test_https_is_used_unless_plain_http_is_allowed(registry) -> None:
 ])
 def test_malformed_server_names_the_setting(registry, server: str, fragment: str) -> None:
     registry(lambda request: (200, {}, b"{}"))
-    message = failure(PreflightTarget(server, "pusher", PASSWORD, REPOS), PASSWORD)
+    message = failure(PreflightTarget(RegistryLogin(server, "pusher", PASSWORD), REPOS), PASSWORD)
     assert "acr-publish:registry.server" in message and fragment in message
 
 
 def test_vpc_endpoint_that_does_not_resolve_explains_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connection, "resolve_within", lambda host, port, timeout: "Name or service not known")
     host = "acme-registry-vpc.cn-hangzhou.cr.aliyuncs.com"
-    message = failure(PreflightTarget(host, "pusher", PASSWORD, REPOS), PASSWORD)
+    message = failure(PreflightTarget(RegistryLogin(host, "pusher", PASSWORD), REPOS), PASSWORD)
     assert f"cannot resolve host '{host}' (Name or service not known)" in message
     assert "region / instanceId" in message
     assert "resolves only inside its VPC" in message
@@ -312,20 +315,20 @@ def test_expired_certificate_is_named(registry) -> None:
     expired = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     expired.verify_message = "certificate has expired"
     registry(lambda request: requests.exceptions.SSLError(expired))
-    message = failure(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), PASSWORD)
+    message = failure(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), PASSWORD)
     assert f"TLS with {ACR}:443 failed: certificate verify failed: certificate has expired" in message
 
 
 def test_refused_connection_to_acr_hints_at_the_internet_endpoint(registry) -> None:
     refused = requests.exceptions.ConnectionError(ConnectionRefusedError(111, "Connection refused"))
     registry(lambda request: refused)
-    message = failure(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), PASSWORD)
+    message = failure(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), PASSWORD)
     assert f"connection to {ACR}:443 refused" in message
     assert "internet endpoint" in message
 
 
 def test_target_repr_hides_the_password() -> None:
-    shown = repr(PreflightTarget(ACR, "pusher", PASSWORD, REPOS))
+    shown = repr(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS))
     assert PASSWORD not in shown and "password='***'" in shown
 
 
@@ -359,7 +362,7 @@ def test_no_password_ever_reaches_a_message_even_when_the_registry_echoes_it(pas
 
             monkeypatch.setattr(connection, "new_session", new_session)
             # Only the message: a generated password may coincide with source text in the traceback ('Prefligh').
-            return failure(PreflightTarget(ACR, "pusher", secret, REPOS), basic, whole_traceback=False)
+            return failure(PreflightTarget(RegistryLogin(ACR, "pusher", secret), REPOS), basic, whole_traceback=False)
 
     message = message_for(password)
     assert "answered 500" in message
@@ -370,14 +373,14 @@ def test_connect_timeout_names_host_port_and_the_limit(registry) -> None:
     """A real connect timeout needs an address that drops packets, which this sandbox may not target."""
     registry(lambda request: requests.exceptions.ConnectTimeout("connect timed out"))
     with pytest.raises(PreflightError) as caught:
-        check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), timeout=3)
+        check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), timeout=3)
     assert f"connecting to {ACR}:443 timed out (preflight time limit 3s)" in str(caught.value)
 
 
 def test_an_exhausted_budget_stops_before_any_request(registry) -> None:
     adapter = registry(lambda request: (200, {}, b"{}"))
     with pytest.raises(PreflightError) as caught:
-        check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), timeout=0)
+        check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), timeout=0)
     assert "used up its 0s budget before resolving the host" in str(caught.value)
     assert adapter.sent == []
 
@@ -393,7 +396,7 @@ def test_a_trickling_server_cannot_stretch_the_budget(monkeypatch: pytest.Monkey
     monkeypatch.setattr(preflight._Check, "run", lambda self: release.wait(30))
     try:
         with pytest.raises(PreflightError) as err:
-            check_registry(PreflightTarget(ACR, "pusher", PASSWORD, REPOS), timeout=0.2)
+            check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), timeout=0.2)
     finally:
         release.set()
     assert err.value.kind == "unreachable" and "time limit of 0.2s" in str(err.value)

@@ -1,0 +1,101 @@
+"""Remote `ADD <url>` sources pinned at plan time (components/remote_inputs.py asks for them): each is fetched
+without any credential (a URL or redirect with user info is refused unfetched), streamed and hashed, bounded by
+`SOURCE_LIMIT` bytes and by the run's deadline, following at most `MAX_REDIRECTS` redirects.
+
+`ResolveFailure` is how one input, a source or a base image reference, says it could not be pinned.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import requests
+
+from buildcontext import stages
+from registryclient import excerpt_text
+from registryclient.references import is_loopback
+from registryclient.transport import Sockets, new_session
+
+SOURCE_LIMIT = 1 << 30
+"""Bytes of one remote ADD source hashed at plan time; past it the plan fails (pin it with --checksum)."""
+MAX_REDIRECTS = 5
+TIMEOUT_S = 30.0
+"""Socket timeout of each exchange."""
+
+
+class ResolveFailure(Exception):
+    """One reference or source could not be pinned: `what` happened, `kind` picks the fix."""
+
+    def __init__(self, what: str, kind: str, source: str = "anonymous") -> None:
+        super().__init__(what)
+        self.kind = kind
+        self.source = source
+        """Whose credentials were sent (Credentials.source): the fix of a refused login names them."""
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Given as `auth`, so requests takes no credentials from the URL's user info (nor from ~/.netrc)."""
+    request.headers.pop("Authorization", None)
+    return request
+
+
+def fetch_checksum(url: str, deadline: float) -> str:
+    """`sha256:` of what `url` serves, streamed, at most SOURCE_LIMIT bytes, no credentials sent anywhere (a URL or
+    a redirect naming user info is refused unfetched). The whole fetch ends by `deadline`: a watchdog shuts its
+    sockets down then, also in the middle of a read (a server sending a byte a second never holds it longer)."""
+    sockets = Sockets()
+    session = new_session(sockets)  # no ~/.netrc (trust_env off)
+    budget = max(0.0, deadline - time.monotonic())
+    limit = f"the remote-input time limit of {budget:.0f}s"
+    watchdog = threading.Timer(budget, sockets.shut_all)
+    watchdog.daemon = True
+    watchdog.start()
+    current = url
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            if stages.has_userinfo(current):
+                raise ResolveFailure("it (or a redirect) names user info, and acr-publish sends no credentials to a "
+                                     "remote source", "protocol")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ResolveFailure(f"{limit} ran out", "unreachable")
+            host = requests.utils.urlparse(current).hostname or ""
+            proxies = {} if is_loopback(host) else requests.utils.get_environ_proxies(current)
+            wait = min(left, TIMEOUT_S)
+            try:
+                response = session.get(current, stream=True, allow_redirects=False, proxies=proxies, auth=_no_auth,
+                                       timeout=(wait, wait))
+                with response:
+                    if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                        current = requests.compat.urljoin(current, response.headers["Location"])
+                        if not current.startswith(("http://", "https://")):
+                            raise ResolveFailure("it redirects to a location that is not http(s)", "protocol")
+                        continue
+                    if response.status_code != 200:
+                        raise ResolveFailure(f"the server answered {response.status_code}", "absent"
+                                             if response.status_code == 404 else "protocol")
+                    digest = hashlib.sha256()
+                    size = 0
+                    for chunk in response.iter_content(1 << 20):
+                        size += len(chunk)
+                        if size > SOURCE_LIMIT:
+                            raise ResolveFailure(f"it is larger than {SOURCE_LIMIT} bytes, the most hashed at plan "
+                                                 "time", "large")
+                        digest.update(chunk)
+                    if sockets.aborted:  # cut off at the deadline: what was read is not the whole file
+                        raise ResolveFailure(f"{limit} ran out while it was read", "unreachable")
+                    return f"sha256:{digest.hexdigest()}"
+            except requests.exceptions.RequestException as exc:
+                if sockets.aborted:
+                    raise ResolveFailure(f"{limit} ran out while it was fetched", "unreachable") from None
+                if isinstance(exc, requests.exceptions.Timeout):
+                    raise ResolveFailure(f"the server sent nothing for {wait:.0f}s (the limit of one read)",
+                                         "unreachable") from None
+                reason = excerpt_text(type(exc).__name__ + ": " + str(exc))
+                raise ResolveFailure(f"cannot fetch it: {reason}", "unreachable") from None
+        raise ResolveFailure(f"it redirects more than {MAX_REDIRECTS} times", "protocol")
+    finally:
+        watchdog.cancel()
+        session.close()
+        sockets.close()
