@@ -59,7 +59,9 @@ class BuildState:
     """One image's build inputs over one scan (ContextScan.state), without the manifest."""
 
     digest: str
+    """The context digest the content tag is made from."""
     tag: str
+    """The content tag planned for these inputs."""
     dockerfile: str
     """sha256 of the Dockerfile's content."""
     build_args: Mapping[str, str]
