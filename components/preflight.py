@@ -4,9 +4,9 @@ The preflight (`check_registry`) checks that a registry named by the stack resol
 TLS with a trusted certificate (plain HTTP only for loopback registries of the local edition), accepts the stack's
 credentials through the registry's own auth challenge (Basic, or Bearer through its token realm as the Docker
 registry token specification describes) and lets that account push to each repository. `check_published` asks the
-registry, with the same credentials, for the digest of each image's content tag. Every failure becomes one
-`PreflightError` whose text says what failed, where, and what a person can change; no password or token ever
-appears in it. Each check is bounded by one time budget. The decisions live here; every exchange goes through
+registry, with the same credentials, for the digest of each image's content tag. Every failure is one
+`RegistryError` (registryclient/) whose text says what failed, where, and what a person can change; no password or
+token ever appears in it. Each check is bounded by one time budget. The decisions live here; every exchange goes through
 registryclient/.
 """
 from __future__ import annotations
@@ -19,27 +19,13 @@ from typing import Mapping
 import requests
 
 from components.stack_advice import STACK_ADVICE
-from errors import AcrPublishError
 from registryclient import RegistryClient, RegistryError, excerpt_text
 from registryclient.auth import parse_www_authenticate, registry_error_text
 from registryclient.login import RegistryLogin
 
-__all__ = ["PreflightError", "PreflightTarget", "check_published", "check_registry", "parse_www_authenticate"]
+__all__ = ["PreflightTarget", "check_published", "check_registry", "parse_www_authenticate"]
 
 _PREFIX = "registry preflight"
-
-
-class PreflightError(AcrPublishError):
-    """The registry cannot be used as configured; str() is the whole person-readable message, free of secrets.
-
-    `kind` says what failed: "unreachable" (the host does not resolve, refuses or does not answer), "tls", "auth"
-    (credentials rejected or missing), "forbidden" (no push permission), "config" (the server setting itself), or
-    "protocol" (an answer the preflight does not understand).
-    """
-
-    def __init__(self, message: str, kind: str = "protocol"):
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -56,7 +42,7 @@ class PreflightTarget:
 
 
 def check_registry(target: PreflightTarget, *, timeout: float = 10.0) -> None:
-    """Check that `target` is reachable and lets its user push to each repository; raise PreflightError if not.
+    """Check that `target` is reachable and lets its user push to each repository; raise RegistryError if not.
 
     `timeout` is the budget in seconds for the whole check (name resolution, every connection and response); each
     request gets what is left of it, and nothing is retried.
@@ -69,7 +55,7 @@ def check_published(login: RegistryLogin, tags: Mapping[str, tuple[str, str]], *
     """Ask the registry, with `login`'s credentials, which tags it already holds: for each key of `tags`
     ((repository, tag) values), the digest the registry reports, or None when the tag is not there, a
     repository that does not exist yet included (see RegistryClient.manifest_digest for what counts as absent).
-    Any other failure raises PreflightError, within the same kind of time budget as the preflight.
+    Any other failure raises RegistryError, within the same kind of time budget as the preflight.
     """
     check = _Published(login, timeout, tags)
     _within_budget(check, timeout)
@@ -94,7 +80,7 @@ def _within_budget(check: "_Check", timeout: float) -> None:
     worker.join(timeout + 1.0)
     if not outcome:
         check.client.abort()
-        raise PreflightError(
+        raise RegistryError(
             f"{check.label} failed: the registry did not finish answering within the preflight "
             f"time limit of {timeout:g}s (it accepts connections but answers too slowly); check the registry, or "
             "set acr-publish:preflight: false to skip the check",
@@ -131,8 +117,6 @@ class _Check:
     def run(self) -> None:
         try:
             self.steps()
-        except RegistryError as err:
-            raise PreflightError(str(err), err.kind) from None
         finally:
             self.client.close()
 

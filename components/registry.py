@@ -20,6 +20,7 @@ from components import preflight as registry_preflight
 from components.config.schema import ImageSettings, PromotedImageSettings, RegistrySettings, Settings
 from errors import AcrPublishError
 from registryclient.login import RegistryLogin
+from registryclient import RegistryError
 
 CLASSIC_RETIREMENT_WARNING = (
     "edition 'personal' uses the classic Container Registry Personal Edition API (2016-06-07), which Alibaba Cloud "
@@ -129,7 +130,7 @@ def registry_login(settings: Settings, password: str | None) -> RegistryLogin:
 
 def preflight(login: RegistryLogin, paths: Mapping[str, str]) -> bool:
     """The registry preflight before anything is declared: reachable, login accepted, and on `up` push permission
-    on every repository (`paths`: image name -> repository path); PreflightError otherwise. Returns whether the
+    on every repository (`paths`: image name -> repository path); RegistryError otherwise. Returns whether the
     registry could be reached.
 
     A preview runs on read-only credentials, so it checks the login only; and it often runs where the registry cannot
@@ -140,7 +141,7 @@ def preflight(login: RegistryLogin, paths: Mapping[str, str]) -> bool:
     target = registry_preflight.PreflightTarget(login, tuple(paths.values()), check_push=not preview)
     try:
         registry_preflight.check_registry(target)
-    except registry_preflight.PreflightError as err:
+    except RegistryError as err:
         if not (preview and err.kind == "unreachable"):
             raise
         pulumi.log.warn(f"{err} (preview goes on: `pulumi up` needs this registry reachable)")
@@ -155,7 +156,7 @@ def published_digests(login: RegistryLogin, paths: Mapping[str, str], tags: Mapp
     does not exist yet included). A key may also be a tuple whose first item is the image name (`(name, platform)`:
     another tag of the same repository).
 
-    Any other failure raises PreflightError, except in a preview where the registry is unreachable (`reachable`
+    Any other failure raises RegistryError, except in a preview where the registry is unreachable (`reachable`
     False: the preflight found it so and warned; it is not asked again): then nothing can be said, every image is
     shown as a build, and the run says so.
     """
@@ -163,7 +164,7 @@ def published_digests(login: RegistryLogin, paths: Mapping[str, str], tags: Mapp
     if reachable:
         try:
             return registry_preflight.check_published(login, wanted)
-        except registry_preflight.PreflightError as err:
+        except RegistryError as err:
             if not (pulumi.runtime.is_dry_run() and err.kind == "unreachable"):
                 raise
     pulumi.log.warn("the registry cannot be reached from this preview, so it cannot say which content tags are "

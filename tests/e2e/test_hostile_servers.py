@@ -20,7 +20,8 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from components.preflight import PreflightError, PreflightTarget, check_registry
+from components.preflight import PreflightTarget, check_registry
+from registryclient import RegistryError
 from registryclient import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
 from registryclient.login import RegistryLogin
 from tests.e2e.registry import registry_binary, registry_ca, registry_factory, tls_registry  # noqa: F401
@@ -116,7 +117,8 @@ def rss(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
             return int(line.split()[1]) // 1024
-from components.preflight import PreflightError, PreflightTarget, check_published, check_registry
+from components.preflight import PreflightTarget, check_published, check_registry
+from registryclient import RegistryError
 from registryclient.login import RegistryLogin
 before = rss("VmRSS")
 try:
@@ -127,7 +129,7 @@ try:
     else:
         check_registry(target, timeout=float(sys.argv[3]))
     outcome = "passed"
-except PreflightError as err:
+except RegistryError as err:
     outcome = err.kind + ": " + str(err)
 returned = time.monotonic()
 time.sleep(1.5)  # time for an abandoned reader to read on, if one did
@@ -146,7 +148,7 @@ def run_check_in_fresh_interpreter(server: str, *, mode: str = "push", timeout: 
 
 def preflight_failure(server: "HostileServer") -> str:
     """The message of the preflight's failure against `server` (the test user and password, plain HTTP)."""
-    with pytest.raises(PreflightError) as err:
+    with pytest.raises(RegistryError) as err:
         check_registry(PreflightTarget(RegistryLogin(server.server, USER, PASSWORD, allow_plain_http=True),
                                        ("acme/web",)),
                        timeout=5)
@@ -321,7 +323,7 @@ def test_a_trickled_tls_handshake_is_cut_off_at_the_budget(tls_registry, monkeyp
     threading.Thread(target=serve, daemon=True).start()
     server = f"127.0.0.1:{listener.getsockname()[1]}"
     try:
-        with pytest.raises(PreflightError) as err:
+        with pytest.raises(RegistryError) as err:
             check_registry(PreflightTarget(RegistryLogin(server, USER, PASSWORD), ("acme/web",)), timeout=1.0)
         returned = time.monotonic()
         assert err.value.kind == "unreachable", str(err.value)
@@ -362,7 +364,7 @@ def test_a_web_server_is_not_taken_for_a_registry_that_needs_no_login(hostile) -
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     server = hostile(web)
-    with pytest.raises(PreflightError) as err:
+    with pytest.raises(RegistryError) as err:
         check_registry(PreflightTarget(RegistryLogin(server.server, None, None, allow_plain_http=True), ("acme/web",)),
                        timeout=5)
     assert err.value.kind == "protocol"
@@ -414,7 +416,7 @@ def _nested_jwt() -> str:
 @pytest.mark.parametrize("where", ["error body", "token body", "jwt payload"])
 def test_json_nested_past_the_parser_depth_is_an_answer_not_a_crash_in_the_preflight(hostile, where: str) -> None:
     """A registry error body, a token service's answer and a JWT's payload nested 5,000 deep end in a
-    PreflightError that reports the answer (never a RecursionError)."""
+    RegistryError that reports the answer (never a RecursionError)."""
     token = _nested_jwt() if where == "jwt payload" else "tok." + "B" * 40
 
     def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
@@ -432,7 +434,7 @@ def test_json_nested_past_the_parser_depth_is_an_answer_not_a_crash_in_the_prefl
 
     server = hostile(registry)
     target = PreflightTarget(RegistryLogin(server.server, USER, PASSWORD, allow_plain_http=True), ("acme/web",))
-    with pytest.raises(PreflightError) as err:
+    with pytest.raises(RegistryError) as err:
         check_registry(target, timeout=5)
     message = str(err.value)
     expected = {"error body": "may not push", "token body": "without a 'token' or 'access_token'",

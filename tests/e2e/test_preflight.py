@@ -15,7 +15,8 @@ import pytest
 import requests
 import trustme
 
-from components.preflight import PreflightError, PreflightTarget, check_registry
+from components.preflight import PreflightTarget, check_registry
+from registryclient import RegistryError
 from registryclient.login import RegistryLogin
 from tests.e2e.registry import (  # noqa: F401  (pytest fixtures are used by name)
     RegistryServer,
@@ -33,8 +34,8 @@ REPOS = ("acme/web", "acme/worker")
 
 
 def failure(target: PreflightTarget, *secrets: str, timeout: float = 10.0) -> str:
-    """The PreflightError message for `target`, after checking no secret leaks through it or its traceback."""
-    with pytest.raises(PreflightError) as caught:
+    """The RegistryError message for `target`, after checking no secret leaks through it or its traceback."""
+    with pytest.raises(RegistryError) as caught:
         check_registry(target, timeout=timeout)
     error = caught.value
     rendered = "".join(traceback.format_exception(error))

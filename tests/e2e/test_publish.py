@@ -303,7 +303,7 @@ def test_wrong_password_stops_the_run_at_the_preflight(published: Published, pub
         TEST_SECRET, other_password,
     )
 
-    assert error == "PreflightError", message
+    assert error == "RegistryError", message
     assert "credentials rejected (401)" in message
     assert f"user '{OTHER_USER}'" in message and publisher.registry.server in message
     assert publisher.providers[-1].builds == []
@@ -319,7 +319,7 @@ def test_stopped_registry_stops_the_run_at_the_preflight(published: Published, p
                                                      server=stopped.server),
                                TEST_SECRET)
 
-    assert error == "PreflightError", message
+    assert error == "RegistryError", message
     assert f"connection to {stopped.server} refused" in message
     assert "start the local registry" in message
     assert publisher.providers[-1].builds == []

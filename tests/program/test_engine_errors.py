@@ -12,7 +12,6 @@ import pulumi
 import pytest
 
 from components.copy import CopyError
-from components.preflight import PreflightError
 from errors import AcrPublishError
 from registryclient import RegistryError
 from tests.harness import NO_PREFLIGHT, reported_error, run_stack
@@ -20,7 +19,7 @@ from tests.harness import NO_PREFLIGHT, reported_error, run_stack
 
 
 @pytest.mark.parametrize("failure", [
-    PreflightError("preflight for 'x' failed: refused", "unreachable"),
+    RegistryError("preflight for 'x' failed: refused", "unreachable"),
     RegistryError("login for 'x' failed: a protocol problem", "protocol", 502),
     CopyError("copying x failed"),
 ])
@@ -63,5 +62,5 @@ def test_a_config_error_is_a_run_error(preflight_calls) -> None:
 
 def test_no_error_class_is_a_run_error_and_none_is_made_at_run_time() -> None:
     """One place (__main__.py) makes the RunError; the program's errors are plain AcrPublishErrors."""
-    for cls in (PreflightError, RegistryError, CopyError):
+    for cls in (RegistryError, CopyError):
         assert issubclass(cls, AcrPublishError) and not issubclass(cls, pulumi.RunError)

@@ -195,11 +195,11 @@ def test_personal_vpc_endpoint_host(preflight_calls):
 
 
 def test_preflight_failure_stops_before_any_image_is_declared(preflight_calls):
-    from components.preflight import PreflightError
+    from registryclient import RegistryError
 
-    preflight_calls.fail = PreflightError("registry 127.0.0.1:5000 refused the connection", "unreachable")
+    preflight_calls.fail = RegistryError("registry 127.0.0.1:5000 refused the connection", "unreachable")
     records: list = []
-    with pytest.raises(PreflightError, match="refused"):
+    with pytest.raises(RegistryError, match="refused"):
         run_stack("local", records=records)
     # The preflight runs before the first resource: nothing at all is declared (tests/program/test_sequence.py: every edition
     # and failure kind).
@@ -213,22 +213,22 @@ def test_up_checks_push_permission_and_preview_only_the_login(preflight_calls):
 
 
 def test_unreachable_registry_only_warns_in_preview(preflight_calls):
-    from components.preflight import PreflightError
+    from registryclient import RegistryError
 
-    preflight_calls.fail = PreflightError("cannot resolve host 'acme-registry-vpc...'", "unreachable")
+    preflight_calls.fail = RegistryError("cannot resolve host 'acme-registry-vpc...'", "unreachable")
     run = run_stack("dev", preview=True, stack_name="prod-eu")
     assert len(run.of_type(IMAGE)) == 2
     assert any("cannot resolve host" in w and "pulumi up" in w for w in run.warnings), run.warnings
-    with pytest.raises(PreflightError):
+    with pytest.raises(RegistryError):
         run_stack("dev", stack_name="prod-eu")
 
 
 def test_rejected_credentials_fail_the_preview(preflight_calls):
-    from components.preflight import PreflightError
+    from registryclient import RegistryError
 
-    preflight_calls.fail = PreflightError("credentials rejected (401)", "auth")
+    preflight_calls.fail = RegistryError("credentials rejected (401)", "auth")
     records: list = []
-    with pytest.raises(PreflightError, match="rejected"):
+    with pytest.raises(RegistryError, match="rejected"):
         run_stack("dev", preview=True, records=records)
     assert not [r.urn for r in records if r.type == IMAGE]
 

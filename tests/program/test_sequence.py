@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.preflight import PreflightError
+from registryclient import RegistryError
 from tests.harness import IMAGE, TEST_SECRET, TEST_TOKEN, run_stack
 
 EDITION_STACKS = {"local": "local", "enterprise": "dev", "personal": "personal-example"}
@@ -20,13 +20,13 @@ DIGEST = "sha256:" + "ab" * 32
 @pytest.mark.parametrize("kind", FAILURE_KINDS)
 @pytest.mark.parametrize("check", ["preflight", "published-tag check"])
 def test_a_failing_check_declares_no_resource_at_all(preflight_calls, edition: str, kind: str, check: str) -> None:
-    failure = PreflightError(f"{check} for 'x' failed: a {kind} problem", kind)
+    failure = RegistryError(f"{check} for 'x' failed: a {kind} problem", kind)
     if check == "preflight":
         preflight_calls.fail = failure
     else:
         preflight_calls.published_fail = failure
     records: list = []
-    with pytest.raises(PreflightError, match=f"{check} for 'x' failed: a {kind} problem"):
+    with pytest.raises(RegistryError, match=f"{check} for 'x' failed: a {kind} problem"):
         run_stack(EDITION_STACKS[edition], records=records)
     assert records == [], f"{edition}/{kind}: declared {[r.urn for r in records]} although the {check} failed"
     if check == "preflight":
@@ -35,15 +35,15 @@ def test_a_failing_check_declares_no_resource_at_all(preflight_calls, edition: s
 
 @pytest.mark.parametrize("kind", [k for k in FAILURE_KINDS if k != "unreachable"])
 def test_a_failing_preflight_fails_the_preview_too(preflight_calls, kind: str) -> None:
-    preflight_calls.fail = PreflightError(f"a {kind} problem", kind)
+    preflight_calls.fail = RegistryError(f"a {kind} problem", kind)
     records: list = []
-    with pytest.raises(PreflightError):
+    with pytest.raises(RegistryError):
         run_stack("dev", preview=True, records=records)
     assert records == []
 
 
 def test_an_unreachable_registry_in_preview_warns_and_shows_builds(preflight_calls) -> None:
-    preflight_calls.fail = PreflightError("cannot resolve host", "unreachable")
+    preflight_calls.fail = RegistryError("cannot resolve host", "unreachable")
     run = run_stack("dev", preview=True, stack_name="prod-eu")  # the shipped prod promotes; this one builds
     assert len(run.of_type(IMAGE)) == 2
     assert any("cannot say which content tags are already published" in w for w in run.warnings), run.warnings
@@ -51,11 +51,11 @@ def test_an_unreachable_registry_in_preview_warns_and_shows_builds(preflight_cal
 
 
 def test_a_registry_that_becomes_unreachable_for_the_published_check_only_warns_in_preview(preflight_calls) -> None:
-    preflight_calls.published_fail = PreflightError("timed out", "unreachable")
+    preflight_calls.published_fail = RegistryError("timed out", "unreachable")
     run = run_stack("dev", preview=True)
     assert len(run.of_type(IMAGE)) == 2
     assert any("cannot say which content tags are already published" in w for w in run.warnings), run.warnings
-    with pytest.raises(PreflightError, match="timed out"):
+    with pytest.raises(RegistryError, match="timed out"):
         run_stack("dev")
 
 

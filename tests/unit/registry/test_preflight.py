@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 import registryclient.connection as connection
 from registryclient.login import RegistryLogin
-from components.preflight import PreflightError, PreflightTarget, check_registry, parse_www_authenticate
+from components.preflight import PreflightTarget, check_registry, parse_www_authenticate
+from registryclient import RegistryError
 
 ACR = "acme-registry.cn-hangzhou.cr.aliyuncs.com"
 PASSWORD = "Reg1stry-L0gin-Pw"
@@ -103,8 +104,8 @@ def basic_registry_handler(*, push_status: int = 202, push_body: bytes = b"",
 
 
 def failure(target: PreflightTarget, *secrets: str, whole_traceback: bool = True) -> str:
-    """The PreflightError message; no secret in it, nor (with whole_traceback) anywhere in its traceback."""
-    with pytest.raises(PreflightError) as caught:
+    """The RegistryError message; no secret in it, nor (with whole_traceback) anywhere in its traceback."""
+    with pytest.raises(RegistryError) as caught:
         check_registry(target)
     rendered = "".join(traceback.format_exception(caught.value)) if whole_traceback else str(caught.value)
     for secret in secrets:
@@ -262,13 +263,13 @@ def test_without_push_check_only_the_login_is_checked(registry) -> None:
 ])
 def test_errors_carry_their_kind(registry, reply, kind) -> None:
     registry(lambda request: reply)
-    with pytest.raises(PreflightError) as err:
+    with pytest.raises(RegistryError) as err:
         check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS))
     assert err.value.kind == kind
 
 
 def test_unresolvable_hosts_are_unreachable_kind(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(PreflightError) as err:
+    with pytest.raises(RegistryError) as err:
         check_registry(PreflightTarget(RegistryLogin("no-such-registry.invalid", "u", PASSWORD), REPOS), timeout=5)
     assert err.value.kind == "unreachable"
 
@@ -372,14 +373,14 @@ def test_no_password_ever_reaches_a_message_even_when_the_registry_echoes_it(pas
 def test_connect_timeout_names_host_port_and_the_limit(registry) -> None:
     """A real connect timeout needs an address that drops packets, which this sandbox may not target."""
     registry(lambda request: requests.exceptions.ConnectTimeout("connect timed out"))
-    with pytest.raises(PreflightError) as caught:
+    with pytest.raises(RegistryError) as caught:
         check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), timeout=3)
     assert f"connecting to {ACR}:443 timed out (preflight time limit 3s)" in str(caught.value)
 
 
 def test_an_exhausted_budget_stops_before_any_request(registry) -> None:
     adapter = registry(lambda request: (200, {}, b"{}"))
-    with pytest.raises(PreflightError) as caught:
+    with pytest.raises(RegistryError) as caught:
         check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), timeout=0)
     assert "used up its 0s budget before resolving the host" in str(caught.value)
     assert adapter.sent == []
@@ -395,7 +396,7 @@ def test_a_trickling_server_cannot_stretch_the_budget(monkeypatch: pytest.Monkey
     release = threading.Event()
     monkeypatch.setattr(preflight._Check, "run", lambda self: release.wait(30))
     try:
-        with pytest.raises(PreflightError) as err:
+        with pytest.raises(RegistryError) as err:
             check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), timeout=0.2)
     finally:
         release.set()
