@@ -42,7 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from components.stack_advice import STACK_ADVICE
+from components.stack_advice import SOURCE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
 from registryclient.endpoint import parse_server
@@ -83,13 +83,15 @@ class CopyError(AcrPublishError):
 
 
 def registry_client(login: RegistryLogin, deadline: float, budget: float,
-                    limit_name: str = "promotion time limit") -> RegistryClient:
+                    limit_name: str = "promotion time limit", *, source: bool = False) -> RegistryClient:
     """A client for `login` whose every exchange ends by `deadline` (a time.monotonic() value), `budget` seconds
-    after the conversation it belongs to began."""
+    after the conversation it belongs to began; `source`: the promotion's source registry (its advice names the
+    source stack, not this stack's registry settings)."""
     return RegistryClient(login.server, login.username, login.password,
                           allow_plain_http=login.allow_plain_http and is_loopback_server(login.server),
                           timeout=COPY_TIMEOUT_S, deadline=deadline, budget=budget,
-                          label=f"promotion, registry '{login.server}'", limit_name=limit_name, advice=STACK_ADVICE)
+                          label=f"promotion, registry '{login.server}'", limit_name=limit_name,
+                          advice=SOURCE_ADVICE if source else STACK_ADVICE)
 
 
 def is_loopback_server(server: str) -> bool:
@@ -135,7 +137,7 @@ def target_digest(target: RegistryLogin, repository: str, tag: str, *, budget: f
 def check_source(source: RegistryLogin, repository: str, digest: str, *, deadline: float) -> None:
     """Prove the source login and that the digest is there (pull scope), before anything is declared; every
     exchange ends by `deadline` (a time.monotonic() value; see CHECK_BUDGET_S)."""
-    with registry_client(source, deadline, CHECK_BUDGET_S, "source check time limit") as client:
+    with registry_client(source, deadline, CHECK_BUDGET_S, "source check time limit", source=True) as client:
         try:
             client.resolve()
             found = client.manifest_digest(repository, digest)
@@ -167,7 +169,7 @@ class _Copy:
         self.source_repository, self.target_repository = source_repository, target_repository
         self.same_host = source.server.lower() == target.server.lower()
         self.deadline, self.budget = time.monotonic() + budget, budget
-        self.src = registry_client(source, self.deadline, budget)
+        self.src = registry_client(source, self.deadline, budget, source=True)
         self.dst = registry_client(target, self.deadline, budget)
         self.local = threading.local()
         self.lock = threading.Lock()
@@ -281,7 +283,7 @@ class _Copy:
     def _clients(self) -> tuple[RegistryClient, RegistryClient]:
         pair = getattr(self.local, "pair", None)
         if pair is None:
-            pair = self.local.pair = (registry_client(self.source, self.deadline, self.budget),
+            pair = self.local.pair = (registry_client(self.source, self.deadline, self.budget, source=True),
                                       registry_client(self.target, self.deadline, self.budget))
             with self.lock:
                 self.workers.extend(pair)

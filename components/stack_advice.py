@@ -1,5 +1,6 @@
 """How the registry client's advice names this stack's settings: the client knows no setting of its own, so every
-client the program makes for the stack's registry gets `STACK_ADVICE`."""
+client the program makes for the stack's registry gets `STACK_ADVICE`, and every client for a promotion's source
+registry `SOURCE_ADVICE` (its host comes from the source stack, never from this stack's registry settings)."""
 from __future__ import annotations
 
 from registryclient import Advice
@@ -10,4 +11,13 @@ STACK_ADVICE = Advice(
     no_credentials=("the stack has no registry credentials; set acr-publish:registry.username in the stack file and "
                     "the password with `pulumi config set --secret acr-publish:registryPassword <password>` "
                     "(Enterprise stacks get a temporary token instead)"),
+    start_loopback="start the local registry (make up)",
+)
+
+SOURCE_ADVICE = Advice(
+    server="the source stack's `registry` export (acr-publish:promoteFrom names the source stack)",
+    no_credentials=("the source registry requires a login; set acr-publish:sourceUsername in the stack file and the "
+                    "password with `pulumi config set --secret acr-publish:sourcePassword <password>` (an Enterprise "
+                    "source gets a temporary token instead)"),
+    start_loopback="start the source stack's registry",
 )

@@ -42,6 +42,8 @@ class Advice:
     """Said after `server` when the host does not resolve, e.g. ' (or the region it is derived from)'."""
     no_credentials: str = "no username and password were given"
     """Ends 'the registry requires a login, but ...' when there are no credentials to log in with."""
+    start_loopback: str = "start the registry"
+    """What to do when nothing answers on a loopback address: 'nothing answers there: <start_loopback> or ...'."""
 
 
 class Connection:
@@ -266,6 +268,11 @@ class Connection:
             return f"cannot resolve host {self.shown(repr(host))} ({reason})", "unreachable"
         if find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
             return f"connection to {hostport} refused; {self.unreachable_hint(host)}", "unreachable"
+        if find_cause(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) is not None:
+            # Something listens there and cut the connection: "nothing answers" would send the user the wrong way.
+            return (f"{hostport} cut the connection ({self.shown(short_reason(exc))}); check the host and port in "
+                    f"{self.advice.server}, and that a registry (not another service or a proxy that refuses this "
+                    "machine) listens there"), "unreachable"
         return (f"cannot connect to {hostport}: {self.shown(short_reason(exc))}; "
                 f"{self.unreachable_hint(host)}"), "unreachable"
 
@@ -345,7 +352,7 @@ class Connection:
 
     def unreachable_hint(self, host: str) -> str:
         if is_loopback(host):
-            return f"nothing answers there: start the local registry (make up) or fix the port in {self.advice.server}"
+            return f"nothing answers there: {self.advice.start_loopback} or fix the port in {self.advice.server}"
         hint = f"check the host and port in {self.advice.server} and that this machine may reach it"
         if host.lower().endswith(ACR_SUFFIX):
             hint += (

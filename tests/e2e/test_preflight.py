@@ -278,3 +278,44 @@ def test_tls_failure_says_which_ca_bundle_was_missing(tls_registry: RegistryServ
                                       REPOS),
                       tls_registry.password)
     assert f"REQUESTS_CA_BUNDLE={missing} does not exist" in message
+
+
+def test_a_server_that_resets_the_connection_is_not_called_silent() -> None:
+    """Something listens and resets every connection (SO_LINGER 0): the message says it cut the connection and
+    names the setting to check, never "nothing answers there"."""
+    import struct
+    import threading
+
+    from registryclient import RegistryClient
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def reset_all() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.recv(1024)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    worker = threading.Thread(target=reset_all, daemon=True)
+    worker.start()
+    server = f"127.0.0.1:{listener.getsockname()[1]}"
+    client = RegistryClient(server, "user", "s3cret-pass", allow_plain_http=True, timeout=5.0)
+    try:
+        with pytest.raises(RegistryError) as err:
+            client.login(prove=False)
+    finally:
+        client.close()
+        stop.set()
+        worker.join(5)
+        listener.close()
+    message = str(err.value)
+    assert f"{server} cut the connection" in message and "nothing answers" not in message, message
+    assert err.value.kind == "unreachable" and "s3cret-pass" not in message
