@@ -1,21 +1,15 @@
-"""Benchmark of the registry layer cache (issue 12): an update on an emptied engine with `cacheFrom` against without.
+"""Benchmark of the registry layer cache: an update on an emptied engine with `cacheFrom` against without.
 
 Run from the project root:  ./venv/bin/python bench/cache_bench.py   (add --quick for a smoke run)
 
-Needs the Docker engine (/usr/bin/docker, buildx), Debian's docker-registry and busybox-static, as the e2e suite.
-Everything goes through the pulumi-docker stand-in (tests/e2e/docker_harness.py) against a real registry with
-htpasswd auth on a free loopback port, the way a CI runner with an empty engine runs `pulumi up`:
-
-  setup, per repeat: a fresh sample (tests/e2e/layer_cache.py: a dependency stage that takes --dep-seconds, then a
-  small app layer) built with BUILDKIT_INLINE_CACHE=1 and pushed as the stack's last image; one app file changes;
-  side "without": the engine emptied of the sample's images and build cache, then the update (build + push);
-  side "with cacheFrom": the engine emptied again, then the update with `build.cacheFrom` = the last image (the
-  stand-in pulls it with the stack's credentials, as the provider does, then builds with it as cache source).
-
-The two sides run alternately (their order flips every repeat) in the same run, so background load on the shared
-engine hits them alike; the ratio of the medians is judged (target: at most 0.3x). The emptying removes only what
-the benchmark made (images by name and id, cache records by id); the base image is made locally and kept for the
-run, as a CI runner's base layers would come from its own pull.
+Needs the Docker engine (buildx), Debian's docker-registry and busybox-static, as the e2e suite; everything goes
+through the pulumi-docker stand-in (tests/e2e/docker_harness.py) against a real registry with htpasswd auth on a
+loopback port, as a CI runner with an empty engine runs `pulumi up`. Per repeat: a fresh sample (a dependency stage
+taking --dep-seconds, then a small app layer; tests/e2e/layer_cache.py) built with BUILDKIT_INLINE_CACHE=1 and
+pushed as the stack's last image, one app file changed, then side "without" (engine emptied, update) and side
+"with cacheFrom" (engine emptied, update with `build.cacheFrom` = the last image). The sides alternate and their
+order flips every repeat; the ratio of the medians is judged (target: at most 0.3x). Only what the benchmark made
+is removed; the locally made base image is kept, as a CI runner's base layers would be.
 """
 from __future__ import annotations
 

@@ -2,22 +2,13 @@
 
 Run from the project root:  ./venv/bin/python bench/context_bench.py   (add --quick for a smoke run)
 
-It generates, under bench/.work/ (git-ignored, reused across runs):
-  * large/: a few large files totalling 1 GiB (--quick: 22 MiB)
-  * small/: 20,000 small files in 200 directories (--quick: 500)
-and prints, in one run, the median over --repeats of:
-  * cold digest throughput (stat cache disabled) against `openssl dgst -sha256` over the same large
-    files (one process: one core with the CPU's SHA instructions), and for reference `sha256sum`
-    and `tar -c | sha256sum`;
-  * warm planning time of the program (components/image.py plan_builds: two images, web and worker, sharing
-    the small context with different targets; stat cache populated and trusted; the explain history holding
-    earlier published states of both) against a bare `os.walk` + `os.lstat` of the same small tree. Before
-    timing, three earlier states are planned (each with one file changed), then the files are restored and
-    the current state planned, so the history holds published states other than the current one.
-Fairness: every file is read once before timing so all sides start from a warm page cache, and the
-sides run alternately within each repeat so background load hits them alike.
-Targets (issue 10): cold >= 1.8x openssl on the large files; warm plan of two images <= 1.5x the bare walk,
-judged on the medians; the best-of columns show the same comparison with background load filtered out.
+Generates under bench/.work/ (git-ignored, reused): large/ (large files, 1 GiB; --quick 22 MiB) and small/ (20,000
+small files in 200 directories; --quick 500). Prints the median over --repeats of: cold digest throughput (stat
+cache off) against `openssl dgst -sha256` of the same files (and, for reference, `sha256sum` and `tar | sha256sum`);
+warm planning of two images sharing the small context (components/image.py plan_builds, stat cache trusted, the
+explain history holding earlier states) against a bare `os.walk` + `os.lstat` of the same tree. Every file is read
+once first (warm page cache) and the sides alternate within each repeat. Targets: cold >= 1.8x openssl; warm plan
+<= 1.5x the bare walk, on the medians; the best-of columns show the comparison with background load filtered out.
 """
 from __future__ import annotations
 

@@ -2,21 +2,13 @@
 
 Run from the project root:  ./venv/bin/python bench/engine_bench.py   (--repeats N, default 5; needs `make engine`)
 
-One Debian `docker-registry` on loopback (htpasswd auth), the locally imported busybox base, a checkout of the
-project with its own file backend (tests/e2e/engine.py). The images of the local stack are published first by the
-manual flow (`docker build`, `docker push` per image, under the content tags `cli.explain` computes) and the stack
-is brought up once; then, within each repeat, alternately and timed as whole processes on a warm Docker engine:
-
-* manual rerun: per image `docker build -t <repo>:<tag>` (every step cached), `docker tag <repo>:<tag>
-  <repo>:latest`, `docker push <repo>:<tag>` (every layer already in the registry): what a team reruns by hand;
-* (b) `pulumi up --yes` with nothing changed, against that manual rerun (target at most 1.0x);
-* (c) `pulumi preview` with nothing changed, against the same manual rerun (target at most 0.8x).
-
-(a), the first publish to an empty registry, needs the docker provider, which cannot be built here
-(docs/engine.md): it is reported as not measured. Where `pulumi up`'s time goes is read from one extra run with the
-engine's own log (`-v=7 --logtostderr`, JSON lines with timestamps; that run is not timed): CLI start (process start
-to the first log line), plugins (to the language host's Run: language host start and its required-plugins query),
-program (the language host's Run), steps and finish (to process exit).
+One Debian `docker-registry` on loopback (htpasswd), the locally imported busybox base, a project checkout with its
+own file backend (tests/e2e/engine.py). The stack's images are published first by the manual flow under the content
+tags `cli.explain` computes, and the stack brought up once; then, alternately within each repeat, timed as whole
+processes: the manual rerun (per image `docker build`, `docker tag ... :latest`, `docker push`), (b) `pulumi up
+--yes` with nothing changed (target at most 1.0x the manual rerun) and (c) `pulumi preview` (target at most 0.8x).
+(a), the first publish, needs the docker provider, which cannot be built here (docs/engine.md): not measured.
+Where `pulumi up`'s time goes is read from one extra, untimed run with the engine's log (`-v=7 --logtostderr`).
 """
 from __future__ import annotations
 

@@ -2,20 +2,14 @@
 
 Run from the project root:  ./venv/bin/python bench/multiarch_bench.py [--repeats 5]
 
-Setup: a `docker-registry` on loopback (htpasswd), a second dockerd as the linux/arm64 builder
-(tests/e2e/second_engine.py: own socket and roots, network namespace with loopback only), the busybox base image
-imported on both engines (as linux/arm64 on the builder). Each repeat changes one file of the sample app (app/www),
-so both sides must build both platforms anew, then runs, alternately:
-
-* program: the real `__main__.py` of the local stack with `web` as `platforms: [linux/amd64, linux/arm64]` and
-  `builders: {linux/arm64: <the second engine>}`, under mocks, each `docker.Image` carried out by the pulumi-docker
-  stand-in (tests/e2e/docker_harness.py: `docker buildx build` + push on the provider's engine; the real provider
-  cannot be built here) and the index by the real `ImageIndex` provider in a `python -m pulumi.dynamic` process;
-  the registry preflight and published checks are real;
-* manual: `docker build --platform` of each platform on its engine, `docker push` of each, then
-  `docker manifest create --insecure` + `docker manifest push --insecure` (logged in with `docker login`).
-
-Reported: the median wall time of each side and the ratio program / manual (target: at most 1.1x).
+A `docker-registry` on loopback (htpasswd), a second dockerd as the linux/arm64 builder (tests/e2e/second_engine.py:
+own socket and roots, loopback-only network namespace), the busybox base imported on both. Each repeat changes one
+file of app/www, so both sides build both platforms anew, then runs alternately: the program (the real
+`__main__.py` of the local stack with `web` on both platforms and the second engine as arm64 builder, under mocks,
+each `docker.Image` carried out by the pulumi-docker stand-in, the index by the real `ImageIndex` provider in a
+`python -m pulumi.dynamic` process, real preflight and published checks) and the manual flow (`docker build
+--platform` per engine, `docker push` each, `docker manifest create` + `push`). Reported: the median wall time of
+each side and the ratio program / manual (target: at most 1.1x).
 """
 from __future__ import annotations
 

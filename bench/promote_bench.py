@@ -2,19 +2,13 @@
 
 Run from the project root:  ./venv/bin/python bench/promote_bench.py   (add --quick for a smoke run)
 
-Two Debian `docker-registry` processes on loopback ports (tests/e2e/registry.py, htpasswd auth), the first also
-behind a counting reverse proxy that records, per request, the bytes of every response body it forwards; an image of
-random layers (gzip of random bytes, incompressible: --layers x --layer-mib) pushed to the first as demo/big.
-
-* same host: promote demo/big@<digest> to release/big:<tag> on the same registry, through the proxy. Reported:
-  the bytes the proxy forwarded from the source repository's blob endpoints (`GET /v2/demo/big/blobs/...`) during
-  the promotion (the target: 0, every blob is mounted) and the blobs mounted; for comparison the same count for
-  `skopeo copy` of the same image between the same two repositories.
-* across registries: promote the same digest to the second registry, against `skopeo copy --preserve-digests`
-  of the same image between the same two registries, each repeat into a repository neither side has written
-  (nothing already present), both talking to the registries directly; the sides run alternately within each
-  repeat. Reported: the median wall time of
-  --repeats per side and the throughput ratio skopeo time / promotion time (the target: at least 1.0x).
+Two Debian `docker-registry` processes on loopback (tests/e2e/registry.py, htpasswd), the first also behind a
+counting reverse proxy that records the bytes of every response body it forwards; an image of random,
+incompressible layers (--layers x --layer-mib) pushed to the first. Same host: promote it to another repository
+through the proxy; reported: the bytes forwarded from the source repository's blob endpoints (target: 0, every blob
+mounted), and the same count for `skopeo copy`. Across registries: promote to the second registry against `skopeo
+copy --preserve-digests`, each repeat into repositories neither side has written, the sides alternating; reported:
+the median wall time per side and the throughput ratio skopeo / promotion (target: at least 1.0x).
 """
 from __future__ import annotations
 

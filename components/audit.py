@@ -1,21 +1,13 @@
 """The layer audit in the stack: one `ImageAudit` resource per published or promoted image, and the gate a
 promotion applies to its source digest.
 
-`ImageAudit` is a Python dynamic provider, like `Promotion` (components/promotion.py says why a dynamic provider
-and not a command): its inputs are the image's registry, repository and digest (an Output of the published
-`ref`), so it runs once per new digest; a run with the same digest diffs as no change and reads no layer. Its
-outputs hold the audit's summary (`wastedBytes`, `wastedPercent`, `hiddenFiles`, `sensitive`), the sensitive
-findings (path, layer, instruction; never a file's content) and the largest hidden files; the stack exports the
-summary beside `ref`. Changed thresholds (`audit:` in the stack) are an update judged on the stored findings, so
-they too read no layer. A refresh reads nothing either: the bytes behind a digest never change.
-
-Thresholds: `maxWastedBytes` / `maxWastedPercent` are compared with each platform's figures;
-`failOnSensitive` fails on a sensitive finding whose path `audit.allowSensitive` does not cover. A breach fails
-the resource (Create or Update) with `AuditFailure`, a message naming the image, the figure and the setting.
-
-The promotion gate (`refuse_sensitive_source`) runs in the Promotion's Create before anything is copied: the
-source digest is audited, and a sensitive finding the promoting stack's `audit.allowSensitive` does not cover
-refuses the copy, naming the file, the layer and the instruction that made it.
+`ImageAudit` is a dynamic-provider resource whose inputs are the image's registry, repository and digest, so it
+runs once per new digest (same digest: no change, no layer read; changed thresholds are judged on the stored
+findings; a refresh reads nothing). Its outputs hold the summary the stack exports beside `ref`, the sensitive
+findings (path, layer, instruction; never content) and the largest hidden files. A threshold breach
+(`maxWastedBytes`, `maxWastedPercent`, `failOnSensitive`) fails the resource with `AuditFailure`, naming the image,
+the figure and the setting. `refuse_sensitive_source` runs in the Promotion's Create before anything is copied and
+refuses a source with a sensitive finding `audit.allowSensitive` does not cover. docs/layer-audit.md has the rules.
 """
 from __future__ import annotations
 

@@ -1,39 +1,15 @@
 """The promotion copy: one image, by digest, from a source repository to a target repository and tag.
 
-Carried out with the project's registry client (registryclient/); no Docker engine, no library of
-its own. What it does, in order:
-1. the target tag: already at the source digest -> nothing to do; at another digest -> `CopyError`, never an
-   overwrite (a promoted tag names exactly one set of bytes);
-2. the source manifest by digest, its bytes checked against that digest; an image index (OCI index, Docker
-   manifest list) is copied with each child manifest, children first, each put by its digest;
-3. per image manifest, its config and layer blobs that the target repository lacks: on the same registry host a
-   cross-repository mount (the registry links the blob; no layer byte is read from the source), else the blob is
-   streamed from the source's GET into the target's PUT in 1 MiB chunks (never whole in memory; the registry
-   checks the digest of what it received, and the client checks what it read). Blobs are copied by a few workers
-   in parallel, as docker and skopeo do, each worker with its own client (sessions are not shared across threads);
-4. the target tag read again right before the manifest PUT (someone may have pushed it while the blobs were
-   copied: at another digest now -> the same `CopyError`, never an overwrite); the manifest bytes put unchanged
-   under the tag; the digest the target reports, the tag read back right after the PUT, and read again SETTLE_S
-   later, must equal the source digest (else a CopyError names the digest that won).
-   What remains: the registry API has no conditional PUT. Two pushes of different digests to one tag both pass
-   every read when the other's PUT was sent before ours landed and lands more than SETTLE_S after our read back
-   (a PUT held that long by a proxy or a slow link): the later one wins the tag and both promotions succeed; the
-   earlier one's exported ref still names bytes the registry holds (by digest), but no longer its tag. What closes
-   it: ACR's tag immutability (`tagImmutability: true`, as prod sets): the registry itself refuses the second PUT of
-   a tag with other content; and one deployment per stack at a time (Pulumi's stack lock serializes the runs of one
-   stack; two stacks promoting into one repository need the immutability).
-A malformed source manifest (not JSON, not an object, a child or blob without a `sha256:` digest) is a `CopyError`
-naming the manifest, never a KeyError.
+Carried out with the project's registry client (registryclient/); no Docker engine. In order: the target tag
+(already at the digest: nothing to do; at another digest: `CopyError`, never an overwrite); the source manifest by
+digest, its bytes checked against it (an index is copied with each child, children first); the blobs the target
+lacks, mounted across repositories on the same host, else streamed GET -> PUT in 1 MiB chunks by a few workers;
+the target tag read again right before the manifest PUT, and read back after it and again SETTLE_S later. What the
+registry API leaves open (no conditional PUT) and what closes it is in docs/design.md ("Promotion").
 
-Where the errors show: this module runs in the promotion's dynamic provider process (`python -m pulumi.dynamic`),
-whose gRPC server reports any exception as its traceback text (`_abort_with_traceback` in the SDK), so `pulumi up`
-shows `error: ... Traceback ... components.copy.CopyError: <message>` under the promotion's resource. The message
-is the part to read: it names both repositories and what to change, and never a credential (RegistryError's texts
-hold none, the tracebacks print no local values, and `RegistryLogin`'s repr hides the password). On the program's side
-(`check_source`, before anything is declared) components/promotion.py turns a CopyError into a PromotionError,
-which the language host prints without a traceback.
-`bench/promote_bench.py` counts the layer bytes read from the source during a same-host promotion (0) and compares
-cross-registry throughput with `skopeo copy`.
+A malformed source manifest is a `CopyError` naming the manifest, never a KeyError. This module runs in the
+promotion's dynamic provider process, which reports an exception with its traceback text; the message (the last
+line) names both repositories and what to change, never a credential.
 """
 from __future__ import annotations
 

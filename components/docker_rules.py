@@ -1,22 +1,12 @@
 """What Docker itself accepts for the inputs a stack names: platforms and build stages (the grammar of registry
-hosts, repository paths, tags and digests is registryclient/references.py's).
+hosts, repository paths, tags and digests is registryclient/references.py's). No Pulumi import.
 
 Each check returns None when Docker would accept the value, else the rule it breaks (and a fix where one can be
-guessed), so the configuration (components/config/) can put it in a config error before anything is declared. No
-Pulumi import.
-
-- Platforms: Docker parses `os/arch[/variant]` with containerd's `platforms` package, which lowercases and normalizes
-  the parts (`x86_64` -> amd64, `aarch64` -> arm64, `armhf` -> arm/v7, `macos` -> darwin: `normalizeOS` and
-  `normalizeArch` in its database.go); an os/arch pair can be built only if Go supports it, and Go's list of pairs is
-  `go tool dist list` (the `cgoEnabled` table of Go's src/cmd/dist/build.go, less its `broken` ports). Both tables are
-  copied here (no Python package carries them). Variants are checked only where containerd gives them a meaning (arm
-  v5-v8, arm64 v8.x/v9.x, amd64 v1-v4 micro-architecture levels); containerd attaches no variant to other
-  architectures, so one given there is refused.
-- Build stages: read with BuildKit's own Dockerfile parser, through the `dockerfile` package (Go's
-  moby/buildkit parser compiled as a Python extension), so line continuations, comments, parser directives
-  (`# escape=`) and heredocs are handled exactly as the engine handles them. BuildKit matches `--target` against
-  stage names case-insensitively and never by index (checked against Docker 26: `--target 0` is "target stage "0"
-  could not be found").
+guessed), so the configuration (components/config/) can put it in a config error before anything is declared.
+Platforms follow containerd's `platforms` normalization and Go's list of os/arch pairs (`go tool dist list`), both
+copied here (no Python package carries them); variants only where containerd gives them a meaning. Build stages
+are read with BuildKit's own Dockerfile parser (the `dockerfile` package), matched against `--target` as BuildKit
+does: case-insensitively and never by index.
 """
 from __future__ import annotations
 

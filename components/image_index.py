@@ -1,24 +1,12 @@
 """Multi-platform images: one build per platform, and the image index that lists them under the image's tag.
 
-`MultiPlatformImage` is what `PublishedImage` is for one platform, for an image with `platforms`:
-- per platform, the build under that platform's own content tag (components/image.py's `declare_build`), on the
-  `docker.Provider` of the platform's builder when acr-publish:builders names one, else on the local engine; a
-  platform whose content tag the registry already holds is never rebuilt (its digest is taken as published), and
-  each build's registry cache is the image this stack last published for that platform;
-- then an `ImageIndex` (a dynamic-provider resource, as `Promotion` is: components/promotion.py says why) that
-  writes the image index over the children's digests under the image's content tag, through the project's
-  registry client; an index the registry already holds under that tag (checked before anything is declared)
-  declares nothing, and `ref` is the index's digest either way.
-
-The index (components/platforms.py writes its bytes) is a Docker manifest list when every child is a Docker image
-manifest, else an OCI image index. Before writing it, `write_index` reads every child back from the registry by
-digest and checks that its image config says the platform it is listed under (a builder that ignored the platform
-is caught here, not by a node that cannot run the image). It never rewrites a tag: one at the same digest is
-nothing to do, one holding an index of the same children (another machine's write) is taken as is, anything else
-is an `IndexWriteError` naming the tag and the fix.
-
-Errors of Create and Read are raised in the dynamic provider's process, which reports them with their traceback
-text (as `Promotion`'s CopyError); the message is the last line and holds no credential.
+`MultiPlatformImage` is what `PublishedImage` is for one platform, for an image with `platforms`: per platform, the
+build under that platform's own content tag (on the `docker.Provider` of the platform's builder, else the local
+engine; a platform tag the registry holds is never rebuilt), then an `ImageIndex` (a dynamic-provider resource, as
+`Promotion` is) that writes the index over the children's digests under the image's content tag through the
+registry client; `ref` is the index's digest. `write_index` reads every child back and checks its platform before
+writing, and never rewrites a tag (an `IndexWriteError` names the tag and the fix). docs/multi-platform.md has the
+rules; errors of Create and Read reach the engine with the provider's traceback text, the message last.
 """
 from __future__ import annotations
 

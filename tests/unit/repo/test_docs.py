@@ -90,3 +90,34 @@ def test_documents_name_no_issue_and_no_path_outside_the_repository(document):
     name = document.relative_to(ROOT)
     assert not re.search(r"\bissues? #?\d+", text, re.I), f"{name} refers to an issue number"
     assert "../shared" not in text and "/work/" not in text, f"{name} names a path outside the repository"
+
+
+PRODUCTION_PACKAGES = ("components", "components.config", "registryclient", "buildcontext", "imageaudit", "cli")
+DOCSTRING_MAX_LINES = 15
+
+
+def _production_modules() -> list[str]:
+    import pkgutil
+
+    names = ["errors", *(f"{folder}.{p.stem}" for folder in ("scripts", "bench") for p in (ROOT / folder).glob("*.py"))]
+    for package in PRODUCTION_PACKAGES:
+        module = __import__(package, fromlist=["__path__"])
+        names += [f"{package}.{info.name}" for info in pkgutil.iter_modules(module.__path__) if not info.ispkg]
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _production_modules())
+def test_a_module_docstring_says_what_it_owns_briefly(name, monkeypatch):
+    """Read from the imported module's __doc__: what a maintainer sees first, at most 15 lines, no history."""
+    import importlib
+
+    folder, _, module = name.partition(".")
+    if folder in ("scripts", "bench"):  # run as programs, importing their siblings by bare name
+        monkeypatch.syspath_prepend(str(ROOT / folder))
+        name = module
+    doc = importlib.import_module(name).__doc__
+    assert doc and doc.strip(), f"{name} has no module docstring saying what it owns"
+    lines = doc.strip("\n").splitlines()
+    assert len(lines) <= DOCSTRING_MAX_LINES, f"{name}'s docstring is {len(lines)} lines (at most {DOCSTRING_MAX_LINES})"
+    assert not re.search(r"\bissues? #?\d+", doc, re.I), f"{name}'s docstring refers to an issue number"
+    assert "../shared" not in doc and "/work/" not in doc, f"{name}'s docstring names a path outside the repository"
