@@ -111,13 +111,22 @@ class _UsageParser(argparse.ArgumentParser):
         raise StopRun(f"{message} (see --help)", EXIT_USAGE)
 
 
+OWN_OPTIONS = ("-h", "--help", "--stop-registry", "--stack")
+
+
 def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """The script's own options, and every other argument, in its order, for `pulumi up`."""
+    """The script's own option and every other argument, in its order, for `pulumi up`. Only the first argument
+    can be the script's own (`--stack` with the one after it): anything later, the same words included, is
+    `pulumi up`'s, so `make up ARGS="--yes --stack x"` means what pulumi makes of it."""
     parser = _UsageParser(prog="up-local.sh", add_help=False, allow_abbrev=False)
     parser.add_argument("-h", "--help", action="store_true")
     parser.add_argument("--stop-registry", action="store_true")
     parser.add_argument("--stack", nargs="?", const="", default=STACK)
-    return parser.parse_known_args(argv)
+    if argv[:1] == ["--stack"]:  # its value as given, even one that starts with '-' (checked_stack names it)
+        return parser.parse_args([f"--stack={argv[1]}"] if len(argv) > 1 else ["--stack"]), argv[2:]
+    if argv[:1] and argv[0] in OWN_OPTIONS:
+        return parser.parse_args(argv[:1]), argv[1:]
+    return parser.parse_args([]), argv
 
 
 def checked_stack(stack: str) -> str:

@@ -721,3 +721,32 @@ def test_a_base_the_registry_holds_is_not_made_again(up: UpLocal, answering_regi
     assert result.returncode == 0, result.stderr
     assert not [c for c in up.docker_calls() if c[:1] in (["import"], ["push"])]
     assert "present in the local registry" in result.stdout
+
+
+@pytest.mark.parametrize("argv,stack,passed", [
+    (["--yes"], "local", ["--yes"]),
+    (["--stack", "local-release", "--yes"], "local-release", ["--yes"]),
+    # Only the first argument can be the script's own: later ones, the same words included, are pulumi's.
+    (["--yes", "-h"], "local", ["--yes", "-h"]),
+    (["--message", "--help"], "local", ["--message", "--help"]),
+    (["--yes", "--stack", "local-release"], "local", ["--yes", "--stack", "local-release"]),
+    (["--target", "--stop-registry"], "local", ["--target", "--stop-registry"]),
+    (["--stop-registry=1"], "local", ["--stop-registry=1"]),
+])
+def test_only_the_first_argument_is_the_scripts_own(monkeypatch, argv, stack, passed):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "scripts"))
+    import up_local
+
+    args, rest = up_local.parse_arguments(argv)
+    assert (up_local.checked_stack(args.stack), rest, args.help, args.stop_registry) == (stack, passed, False, False)
+
+
+@pytest.mark.parametrize("argv,shown", [(["--stack"], "nothing"), (["--stack", "--yes"], "--yes"),
+                                        (["--stack", "foo", "--yes"], "foo")])
+def test_a_bad_stack_names_what_was_given(monkeypatch, argv, shown):
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "scripts"))
+    import up_local
+    from local_run import StopRun
+
+    with pytest.raises(StopRun, match=f"--stack takes one of local, local-release .*; got {re.escape(shown)}$"):
+        up_local.checked_stack(up_local.parse_arguments(argv)[0].stack)
