@@ -237,7 +237,7 @@ class Connection:
                 f"if it names another host, use that host in {self.advice.server}"
             ), "tls"
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return (f"connecting to {hostport} timed out ({self.limit_name} {self.budget:g}s); "
+            return (f"connecting to {hostport} timed out after {self._limit(left)}; "
                     f"{self.unreachable_hint(host)}"), "unreachable"
         if isinstance(exc, requests.exceptions.ReadTimeout):
             return self._silent(hostport, method, excerpt_text(parts.path, self.scrub), left), "unreachable"
@@ -338,12 +338,16 @@ class Connection:
         adapter = self.session.get_adapter("https://")
         return adapter.trust_summary() if isinstance(adapter, TrustAdapter) else "the system CA store"
 
+    def _limit(self, waited: float | None) -> str:
+        """The limit that ended a wait, as a message names it: the budget when the deadline cut the exchange off
+        or bounded the socket timeout `waited` (less than one exchange's own limit), else that timeout."""
+        if waited is None or self._sockets.aborted or waited >= self.budget or waited < self.timeout:
+            return f"the {self.limit_name} of {self.budget:g}s"
+        return f"{round(waited, 3):g}s (the time limit of one exchange)"
+
     def _silent(self, hostport: str, method: str, path: str, waited: float | None = None) -> str:
-        """`waited`: the socket timeout that ran out. The message names the limit actually applied: the budget when
-        the deadline cut the exchange off or bounded that timeout (it was less than one exchange's own limit)."""
-        by_budget = waited is None or self._sockets.aborted or waited >= self.budget or waited < self.timeout
-        limit = (f"the {self.limit_name} of {self.budget:g}s" if by_budget
-                 else f"{waited:.3g}s (the time limit of one exchange)")
+        """`waited`: the socket timeout that ran out (None: the deadline's watchdog cut the exchange off)."""
+        limit = self._limit(waited)
         return (
             f"{hostport} accepted the connection but did not answer {method} {path} within "
             f"{limit}; it may not be a registry (or not speak "

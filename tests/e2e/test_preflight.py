@@ -319,3 +319,39 @@ def test_a_server_that_resets_the_connection_is_not_called_silent() -> None:
     message = str(err.value)
     assert f"{server} cut the connection" in message and "nothing answers" not in message, message
     assert err.value.kind == "unreachable" and "s3cret-pass" not in message
+
+
+@pytest.mark.parametrize("timeout,budget,named", [
+    (0.3, 5.0, "timed out after 0.3s (the time limit of one exchange)"),
+    (30.0, 0.6, "timed out after the preflight time limit of 0.6s"),
+])
+def test_a_connection_that_never_completes_names_the_limit_that_ended_it(timeout, budget, named) -> None:
+    """A listener whose accept queue is full drops new connection attempts, so connect() waits: the message names
+    the per-exchange timeout when that ended the wait, the budget when the deadline did."""
+    import time
+
+    from registryclient import RegistryClient
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(8):  # never accepted: the queue fills, and the kernel drops later SYNs
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        filler.connect_ex(address)
+        fillers.append(filler)
+    time.sleep(0.2)
+    client = RegistryClient(f"127.0.0.1:{address[1]}", "user", "s3cret-pass", allow_plain_http=True,
+                            timeout=timeout, deadline=time.monotonic() + budget, budget=budget,
+                            limit_name="preflight time limit")
+    try:
+        with pytest.raises(RegistryError) as err:
+            client.login(prove=False)
+    finally:
+        client.close()
+        for filler in fillers:
+            filler.close()
+        listener.close()
+    assert named in str(err.value), err.value

@@ -375,7 +375,7 @@ def test_connect_timeout_names_host_port_and_the_limit(registry) -> None:
     registry(lambda request: requests.exceptions.ConnectTimeout("connect timed out"))
     with pytest.raises(RegistryError) as caught:
         check_registry(PreflightTarget(RegistryLogin(ACR, "pusher", PASSWORD), REPOS), timeout=3)
-    assert f"connecting to {ACR}:443 timed out (preflight time limit 3s)" in str(caught.value)
+    assert f"connecting to {ACR}:443 timed out after the preflight time limit of 3s" in str(caught.value)
 
 
 def test_an_exhausted_budget_stops_before_any_request(registry) -> None:
