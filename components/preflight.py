@@ -107,11 +107,8 @@ class _Check:
         self.repositories = repositories
         self.check_push = check_push
         self.label = self.label_format.format(server=login.server)
-        self.client = RegistryClient(
-            login.server, login.username, login.password, allow_plain_http=login.allow_plain_http,
-            timeout=timeout, deadline=time.monotonic() + timeout, label=self.label,
-            limit_name="preflight time limit", advice=STACK_ADVICE,
-        )
+        self.client = RegistryClient.of(login, timeout=timeout, deadline=time.monotonic() + timeout, label=self.label,
+                                        limit_name="preflight time limit", advice=STACK_ADVICE)
         self.client.unexpected_hint = _UNEXPECTED_HINT
 
     def run(self) -> None:

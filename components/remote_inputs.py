@@ -84,13 +84,12 @@ def locate(reference: str) -> Location:
 
 @dataclass(frozen=True)
 class Credentials:
-    username: str | None
-    password: str | None
+    """The login picked for one host, and where it came from."""
+
+    login: RegistryLogin
+    """The host, the account picked for it (None for anonymous) and whether plain HTTP may be used there."""
     source: str
     """How messages name them: "the stack's login", "the Docker config", "anonymous"."""
-
-    def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, password=***, source={self.source!r})"
 
 
 def _docker_config() -> dict[str, Any]:
@@ -149,13 +148,16 @@ def docker_config_credentials(host: str) -> tuple[str, str] | None:
 
 
 def credentials_for(host: str, stack: RegistryLogin | None) -> Credentials:
-    """The stack's login for its own host only; else the Docker config's for `host`; else anonymous."""
+    """The stack's login for its own host only; else the Docker config's for `host`; else anonymous. Plain HTTP
+    as the stack's login allows on its host, else only for a loopback host."""
     if stack is not None and host.lower() == stack.server.lower():
-        return Credentials(stack.username, stack.password, "the stack's login")
+        return Credentials(RegistryLogin(host, stack.username, stack.password, stack.allow_plain_http),
+                           "the stack's login")
+    plain = is_loopback(host.rsplit(":", 1)[0])
     found = docker_config_credentials(host)
     if found is not None:
-        return Credentials(found[0], found[1], "the Docker config")
-    return Credentials(None, None, "anonymous")
+        return Credentials(RegistryLogin(host, found[0], found[1], plain), "the Docker config")
+    return Credentials(RegistryLogin(host, None, None, plain), "anonymous")
 
 
 def _platform_matches(entry: Any, wanted: str) -> bool:
@@ -173,12 +175,9 @@ def _platform_matches(entry: Any, wanted: str) -> bool:
 def registry_client(host: str, stack: RegistryLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
     """A client for `host` with the credentials `credentials_for` picks (one per host and run: one login)."""
     creds = credentials_for(host, stack)
-    own = stack is not None and host.lower() == stack.server.lower()
-    plain = stack.allow_plain_http if own else is_loopback(host.rsplit(":", 1)[0])
     shown = DOCKER_HUB if host == DOCKER_HUB_API else host
-    client = RegistryClient(host, creds.username, creds.password, allow_plain_http=plain, timeout=TIMEOUT_S,
-                            deadline=deadline, label=shown, anonymous=True, limit_name="remote-input time limit",
-                            advice=STACK_ADVICE)
+    client = RegistryClient.of(creds.login, timeout=TIMEOUT_S, deadline=deadline, label=shown, anonymous=True,
+                               limit_name="remote-input time limit", advice=STACK_ADVICE)
     return client, creds
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 from urllib.parse import urlencode
 
 import requests
@@ -24,6 +24,7 @@ import urllib3
 
 from registryclient.auth import AuthenticatedConnection, registry_error_text
 from registryclient.errors import RegistryError
+from registryclient.login import RegistryLogin
 from registryclient.references import DIGEST
 from registryclient.scrub import excerpt_text
 from registryclient.transport import CHUNK_SIZE, ERROR_BODY_LIMIT, Pace, server_json, short_reason
@@ -52,6 +53,11 @@ class Manifest:
 class RegistryClient(AuthenticatedConnection):
     """One registry, one account: login through the registry's challenge, then manifests, blobs and tags. Its
     constructor's options (time limits, labels, `advice`) are `Connection`'s."""
+
+    @classmethod
+    def of(cls, login: RegistryLogin, **options: Any) -> "RegistryClient":
+        """A client for `login` (server, account, plain HTTP or not); `options` are `Connection`'s."""
+        return cls(login.server, login.username, login.password, allow_plain_http=login.allow_plain_http, **options)
 
     def __enter__(self) -> "RegistryClient":
         return self

@@ -74,7 +74,7 @@ def test_the_stacks_login_goes_to_its_own_host_only(remote_calls, preflight_call
     run_stack("personal-example")
     [(_, _, login)] = {(r, p, s) for r, p, s in remote_calls.references}
     assert login.server == "registry.cn-hangzhou.aliyuncs.com" and login.password == TEST_SECRET
-    assert credentials_for("registry.cn-hangzhou.aliyuncs.com", login).password == TEST_SECRET
+    assert credentials_for("registry.cn-hangzhou.aliyuncs.com", login).login.password == TEST_SECRET
     assert credentials_for("registry.cn-shanghai.aliyuncs.com", login).source != "the stack's login"
     assert TEST_SECRET not in repr(login)
 
@@ -86,10 +86,12 @@ def test_docker_config_credentials_are_used_for_other_hosts(tmp_path, monkeypatc
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     stack = RegistryLogin("registry.example.com", "deployer", "stack-pass", False)
     found = credentials_for("mirror.example.com", stack)
-    assert (found.username, found.password, found.source) == ("mirror-user", "mirror-pass", "the Docker config")
-    assert credentials_for(locate("busybox").host, stack).username == "mirror-user"
+    assert (found.login.username, found.login.password, found.source) == ("mirror-user", "mirror-pass",
+                                                                           "the Docker config")
+    assert credentials_for(locate("busybox").host, stack).login.username == "mirror-user"
     assert credentials_for("other.example.com", stack).source == "anonymous"
-    assert credentials_for("REGISTRY.example.com", stack).password == "stack-pass"
+    assert credentials_for("REGISTRY.example.com", stack).login.password == "stack-pass"
+    assert "mirror-pass" not in repr(found) and "stack-pass" not in repr(credentials_for("REGISTRY.example.com", stack))
 
 
 def test_pinned_mode_names_each_unpinned_line_and_asks_nothing(remote_calls, preflight_calls, project):
