@@ -83,13 +83,17 @@ class CopyReport:
     """What one copy did."""
 
     digest: str
+    """The manifest (or index) digest copied."""
     copied: bool
     """False when the target tag was already at the digest."""
+    manifests: int = 0
+    """Manifests put: the image's, or an index's and each child's."""
     mounted: list[str] = field(default_factory=list)
+    """Blobs the target registry linked from the source repository (same host: no byte read)."""
     streamed: list[str] = field(default_factory=list)
+    """Blobs read from the source and written to the target."""
     present: list[str] = field(default_factory=list)
     """Blobs the target already had."""
-    manifests: int = 0
 
 
 def target_digest(target: RegistryLogin, repository: str, tag: str, *, budget: float = CHECK_BUDGET_S) -> str | None:

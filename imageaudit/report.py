@@ -60,18 +60,18 @@ class Sensitive:
 
 @dataclass
 class PlatformAudit:
-    """The audit of one platform's image manifest: its layers, what later layers hide, what the guard flags."""
+    """The audit of one platform's image manifest: `platform` as the index names it (the image config's
+    `os/arch[/variant]` when there is no index), the manifest's and config's digests, its layers in the manifest's
+    order (base first), what later layers hide, what the guard flags, and the file and wasted bytes
+    docs/layer-audit.md defines."""
 
     platform: str
-    """`os/arch[/variant]` as the index names it (the image config's when there is no index)."""
     manifest_digest: str
     config_digest: str
     layers: list[Layer] = field(default_factory=list)
-    """In the manifest's order, base first."""
     hidden: list[Hidden] = field(default_factory=list)
     sensitive: list[Sensitive] = field(default_factory=list)
     file_bytes: int = 0
-    """Bytes of every file entry of every layer (docs/layer-audit.md defines it)."""
     wasted_bytes: int = 0
 
     @property

@@ -39,20 +39,17 @@ Enforcement = Literal["mandatory", "advisory"]
 
 @dataclass(frozen=True)
 class ResourceInput:
-    """One resource as a policy sees it, in plain data."""
+    """One resource as a policy sees it, in plain data: its type token (e.g. `docker:index/image:Image`), logical
+    name, the stack being deployed (prod rules apply when it starts with `prod`), its input properties with the
+    provider's camelCase names, its `protect` option, and the input paths that hold secrets ("registry.password";
+    None when the caller cannot tell)."""
 
     type: str
-    """The resource type token, e.g. `docker:index/image:Image`."""
     name: str
-    """The resource's logical name."""
     stack: str
-    """The stack being deployed (prod rules apply when it starts with `prod`)."""
     props: Mapping[str, Any]
-    """The resource's input properties with the provider's camelCase names."""
     protect: bool = False
-    """The `protect` resource option."""
     secret_paths: Collection[str] | None = None
-    """Input paths that hold secrets ("registry.password"); None when the caller cannot tell."""
 
 
 @dataclass(frozen=True)
