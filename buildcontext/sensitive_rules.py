@@ -104,10 +104,11 @@ COMPOSER_JSON_LIMIT = 256 << 10
 COMPOSER_SECRET_KEYS = frozenset({"password", "passphrase", "token", "consumer-secret"})
 COMPOSER_TOKEN_SECTIONS = frozenset({"github-oauth", "gitlab-oauth", "gitlab-token", "bearer", "forgejo-token"})
 COMPOSER_HEADERS_SECTION = "custom-headers"
-# Group 1: the key as written (JSON escapes undone by the matcher); 2: the value's first bytes; 3: its closing quote.
+# KEY: group 1, the key as written (JSON escapes undone by the matcher), then (the value's first bytes, its closing
+# quote if seen) as groups 2 and 3; SECTION and HEADER: those two as groups 1 and 2.
 COMPOSER_KEY_RE = re.compile(rb"""["]([^"\r\n]{1,48})["][ \t\r\n]{0,4}:[ \t\r\n]{0,8}["]([^"\r\n]{0,48})(["]?)""")
 COMPOSER_SECTION_RE = re.compile(
-    rb"""["](github-oauth|gitlab-oauth|gitlab-token|bearer|forgejo-token)["][ \t\r\n]{0,4}:[ \t\r\n]{0,4}\{"""
+    rb"""["](?:github-oauth|gitlab-oauth|gitlab-token|bearer|forgejo-token)["][ \t\r\n]{0,4}:[ \t\r\n]{0,4}\{"""
     rb"""[ \t\r\n]{0,24}["][^"\\\r\n]{1,32}["][ \t\r\n]{0,4}:[ \t\r\n]{0,4}["]([^"\r\n]{0,32})(["]?)""")
 COMPOSER_HEADER_RE = re.compile(rb"""[\[,][ \t\r\n]{0,24}["][A-Za-z0-9_-]{1,40}:[ \t]{0,8}([^"\r\n]{0,48})(["]?)""")
 # RubyGems' ~/.gem/credentials: YAML holding only credentials (`:rubygems_api_key: rubygems_...`, a named key used
