@@ -137,9 +137,9 @@ def _hash_range(rel: str, path: Path, start: int, length: int, scan: bool,
                 break
             h.update(buf[:n])  # hashlib releases the GIL for large buffers: this is where cores add up
             if scan:
-                data = bytes(buf[:n])
-                flags |= sensitive.scan_content(name, tail + data, cut_start=bool(tail), cut_end=pos + n < size)
-                tail = data[-sensitive.SCAN_OVERLAP:]
+                window = tail + bytes(buf[:n])
+                flags |= sensitive.scan_content(name, window, cut_start=bool(tail), cut_end=pos + n < size)
+                tail = window[-sensitive.SCAN_OVERLAP:]  # a short read must not shorten the overlap
             pos += n
         return h.digest(), pos - start, flags
     finally:

@@ -15,16 +15,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from buildcontext.credential_files import Window, holds_credential, jvm_property_secret
 from buildcontext.printable import escaped
 from buildcontext.sensitive_rules import (
     ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE,
-    BINARY_SNIFF_BYTES, CARGO_SECRET_RE, COMPOSER_SECRET_RE, CONTENT_REASONS, CREDENTIALS, CREDENTIAL_FILES,
-    CREDENTIAL_FILE_SECRETS, ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_SECRET_RE, JVM_PROPERTY_SECRET,
-    JVM_PROPERTY_SECRET_RE, NUGET_SECRET_RE, YARNRC1_SECRET_RE, ENV_TEMPLATES, GLUED_ENDINGS, KNOWN_TOKEN, KUBECONFIG_CREDENTIALS, KUBE_CONFIG_RE,
-    KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, MAVEN_SECRET_RE, NAME_WORD, NETRC_SECRET_RE, NOT_PASS,
-    NPMRC_SECRET_RE, PLACEHOLDER_RE, PRIVATE_KEY, PRIVATE_KEY_RE, PYPIRC_SECRET_RE, RULES_VERSION,
-    SCAN_OVERLAP, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE, TERRAFORM_STATE, TOKEN_MARKERS,
-    TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE, YARNRC_SECRET_RE)
+    BINARY_SNIFF_BYTES, CONTENT_REASONS, CREDENTIALS, CREDENTIAL_FILES, CREDENTIAL_FILE_SECRETS,
+    JVM_PROPERTY_SECRET, ENV_TEMPLATES, GLUED_ENDINGS, KNOWN_TOKEN, KUBECONFIG_CREDENTIALS, KUBE_CONFIG_RE,
+    KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, NAME_WORD, NOT_PASS, PLACEHOLDER_RE, PRIVATE_KEY,
+    PRIVATE_KEY_RE, RULES_VERSION, SCAN_OVERLAP, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE,
+    TERRAFORM_STATE, TOKEN_MARKERS, TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE)
 from errors import AcrPublishError
 
 __all__ = [
@@ -91,46 +90,13 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= URL_PASSWORD
     if (b"ecret" in data or b"ECRET" in data) and ACCESS_KEY_SECRET_RE.search(data):
         flags |= ACCESS_KEY_SECRET
-    if (b"-D" in data or b"-d" in data) and JVM_PROPERTY_SECRET_RE.search(data):
+    window = Window(data, cut_start, cut_end)
+    if (b"-D" in data or b"-d" in data) and jvm_property_secret(window):
         flags |= JVM_PROPERTY_SECRET
     kind = CREDENTIAL_FILES.get(name.lower())
-    if kind == "npm":
-        if any(not ENV_REFERENCE_RE.match(m.group(1)) for m in NPMRC_SECRET_RE.finditer(data)):
-            flags |= CREDENTIALS
-    elif kind == "pypi":
-        if PYPIRC_SECRET_RE.search(data):
-            flags |= CREDENTIALS
-    elif kind == "netrc":
-        if NETRC_SECRET_RE.search(data):
-            flags |= CREDENTIALS
-    elif kind == "yarn":
-        if any(_yaml_secret(m.group(1)) for m in YARNRC_SECRET_RE.finditer(data)):
-            flags |= CREDENTIALS
-    elif kind is not None and _CREDENTIAL_FILE_RULES[kind](data):
+    if kind is not None and holds_credential(kind, window):
         flags |= CREDENTIALS
     return flags
-
-
-def _reference(value: bytes) -> bool:
-    return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value))
-
-
-# The content rule of each credential file kind not handled inline above: whether `data` holds a credential.
-_CREDENTIAL_FILE_RULES = {
-    "maven": lambda data: MAVEN_SECRET_RE.search(data) is not None,
-    "yarn1": lambda data: any(not _reference(m.group(1)) for m in YARNRC1_SECRET_RE.finditer(data)),
-    "composer": lambda data: COMPOSER_SECRET_RE.search(data) is not None,
-    "gem-or-cargo": lambda data: GEM_SECRET_RE.search(data) is not None or CARGO_SECRET_RE.search(data) is not None,
-    "cargo": lambda data: CARGO_SECRET_RE.search(data) is not None,
-    "nuget": lambda data: NUGET_SECRET_RE.search(data) is not None,
-    "gradle": lambda data: GRADLE_SECRET_RE.search(data) is not None,
-}
-
-
-def _yaml_secret(value: bytes) -> bool:
-    """Whether a YAML scalar (as written after `key:`) is a value, not empty, null or a placeholder."""
-    value = value.split(b" #", 1)[0].strip().strip(b"\"'")
-    return bool(value) and value not in (b"null", b"~") and not PLACEHOLDER_RE.fullmatch(value)
 
 
 @dataclass(frozen=True)

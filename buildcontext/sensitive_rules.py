@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-2"
+RULES_VERSION = "rules-3"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -75,49 +75,94 @@ KUBE_CONFIG_RE = re.compile(
     _KEY_START + rb"kind" + _KEY_END + rb"""["']?Config["']?[ \t]*(?:[,}#\r\n]|$)"""
     + rb"|" + _KEY_START + rb"(?:clusters|contexts|current-context)" + _KEY_END, re.MULTILINE)
 
-# Credential lines of the files that may or may not hold one.
+# Credential lines of the files that may or may not hold one. The matchers (buildcontext/credential_files.py) read
+# each kind's own syntax and judge the value; every whitespace run is bounded so that a match of an ordinary line
+# fits SCAN_OVERLAP and a chunked scan judges it as a whole-file scan does.
 NPMRC_SECRET_RE = re.compile(
-    rb"^[ \t]*(?:[^=\s;#]*:)?(?:_authToken|_auth|_password|password)[ \t]*=[ \t]*(\S[^\r\n]*?)[ \t]*\r?$",
-    re.MULTILINE)
+    rb"^[ \t]{0,32}(?:[^=\s;#]{0,256}:)?(?:_authToken|_auth|_password|password)[ \t]{0,32}=[ \t]{0,32}(\S[^\r\n]*?)"
+    rb"[ \t]{0,32}\r?$", re.MULTILINE)
 ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
-PYPIRC_SECRET_RE = re.compile(rb"^[ \t]*password[ \t]*[=:][ \t]*\S", re.MULTILINE)
-NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s+\S")
+PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}\S", re.MULTILINE)
+NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}\S")
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
                      "settings-security.xml": "maven", "auth.json": "composer", "credentials": "gem-or-cargo",
                      "credentials.toml": "cargo", "nuget.config": "nuget", "gradle.properties": "gradle"}
-# Yarn 1's .yarnrc: `key value` lines (`"//npm.corp/:_authToken" "abc"`, `_auth abc`), the value not a reference.
+# Yarn 1's .yarnrc (the lockfile syntax): `key value` or `key: value`, the key and value bare or quoted
+# (`"//npm.corp/:_authToken" "abc"`, `"//npm.corp/:_authToken": "abc"`, `_auth abc`); a `#` after white space
+# starts a comment. Group 1: the quote around the key; group 2: the rest of the line (the value).
 YARNRC1_SECRET_RE = re.compile(
-    rb"""^[ \t]*["']?(?:[^\s"'#]*:)?(?:_authToken|_auth|_password)["']?[ \t]+["']?([^\s"'][^\r\n]*?)["']?[ \t]*\r?$""",
+    rb"""^[ \t]{0,32}(["']?)(?:[^\s"'#]{0,128}:)?(?:_authToken|_auth|_password)\1"""
+    rb"""(?:[ \t]{0,32}:[ \t]{0,32}|[ \t]{1,32})([^\r\n]{0,256})""", re.MULTILINE)
+# Composer's auth.json. Parsed as JSON when it is valid JSON of at most COMPOSER_JSON_LIMIT bytes: a credential is
+# a string under a secret key anywhere (an http-basic password, a client-certificate passphrase, a gitlab-token
+# or forgejo-token {username, token}, a bitbucket-oauth consumer-secret), a host's string under a token section, or
+# a header value under custom-headers. Otherwise (a chunk of a large file, or invalid JSON) the same three shapes
+# are matched, bounded: a secret key (JSON-escaped or not) with a string value; a token section's first host with a
+# string value; a custom header ("Name: value") as an array item.
+COMPOSER_JSON_LIMIT = 256 << 10
+COMPOSER_SECRET_KEYS = frozenset({"password", "passphrase", "token", "consumer-secret"})
+COMPOSER_TOKEN_SECTIONS = frozenset({"github-oauth", "gitlab-oauth", "gitlab-token", "bearer", "forgejo-token"})
+COMPOSER_HEADERS_SECTION = "custom-headers"
+# KEY: group 1, the key as written (JSON escapes undone by the matcher), then (the value's first bytes, its closing
+# quote if seen) as groups 2 and 3; SECTION and HEADER: those two as groups 1 and 2.
+COMPOSER_KEY_RE = re.compile(rb"""["]([^"\r\n]{1,48})["][ \t\r\n]{0,4}:[ \t\r\n]{0,8}["]([^"\r\n]{0,48})(["]?)""")
+COMPOSER_SECTION_RE = re.compile(
+    rb"""["](?:github-oauth|gitlab-oauth|gitlab-token|bearer|forgejo-token)["][ \t\r\n]{0,4}:[ \t\r\n]{0,4}\{"""
+    rb"""[ \t\r\n]{0,24}["][^"\\\r\n]{1,32}["][ \t\r\n]{0,4}:[ \t\r\n]{0,4}["]([^"\r\n]{0,32})(["]?)""")
+COMPOSER_HEADER_RE = re.compile(rb"""[\[,][ \t\r\n]{0,24}["][A-Za-z0-9_-]{1,40}:[ \t]{0,8}([^"\r\n]{0,48})(["]?)""")
+# RubyGems' ~/.gem/credentials: YAML holding only credentials (`:rubygems_api_key: rubygems_...`, a named key used
+# with `gem push --key`, a host's key, bare or quoted, with or without the symbol's colon). Group 1: the value.
+GEM_SECRET_RE = re.compile(
+    rb"""^[ \t]{0,32}:?(?:"[^"\r\n]{1,128}"|'[^'\r\n]{1,128}'|[^\s"'#:-][^\s]{0,128}?)[ \t]{0,32}:"""
+    rb"""(?:[ \t]{1,32}([^\r\n]{0,128})|[ \t]{0,32}\r?$)""", re.MULTILINE)
+# Cargo's ~/.cargo/credentials(.toml): a `token` (or a `secret-key`) key, bare, quoted or the last part of a dotted
+# key (`registry.token`), at a line start or in an inline table (`corp = { token = "..." }`), with a string value
+# of any of TOML's four kinds. Group 1: the opening delimiter; 2: what follows it on the line (a multi-line string
+# may open with a line break).
+CARGO_SECRET_RE = re.compile(
+    rb"""(?:^|[{,])[ \t]{0,32}(?:(?:[A-Za-z0-9_-]{1,64}|"[^"\r\n]{0,64}"|'[^'\r\n]{0,64}')[ \t]{0,8}\.[ \t]{0,8}){0,3}"""
+    rb"""(?:token|"token"|'token'|secret-key|"secret-key"|'secret-key')[ \t]{0,32}=[ \t]{0,32}"""
+    rb"""("{3}|'{3}|["'])((?:\r?\n)?[^\r\n]{0,96})""", re.MULTILINE)
+# NuGet.Config's packageSourceCredentials in clear text: an <add> element whose key attribute is ClearTextPassword,
+# its attributes in any order and on any lines. Group 1: the element's attributes (bounded).
+NUGET_ADD_RE = re.compile(rb"""(?i)<add\b([^<>]{0,240})""")
+XML_ATTRIBUTE_RE = re.compile(rb"""([\w:.-]{1,64})[ \t\r\n]{0,32}=[ \t\r\n]{0,32}(?:"([^"]*)"?|'([^']*)'?)""")
+NUGET_PASSWORD_KEY = "cleartextpassword"
+# gradle.properties in java.util.Properties syntax: a key (with `\` escapes), then `=`, `:` or white space (space,
+# tab, form feed), then a value that a trailing `\` continues on the next line. Group 1: the key; 2: the value;
+# both as written (the matcher undoes escapes and continuations).
+GRADLE_PROPERTY_RE = re.compile(
+    rb"""^[ \t\f]{0,32}((?:[^\s=:\\#!]|\\(?:u[0-9A-Fa-f]{4}|[^\r\n]))(?:[^\s=:\\]|\\(?:u[0-9A-Fa-f]{4}|[^\r\n])){0,95})"""
+    rb"""(?:[ \t\f]{0,32}[=:][ \t\f]{0,32}|[ \t\f]{1,32})((?:[^\r\n\\]|\\(?:\r\n|[\r\n])[ \t\f]{0,32}|\\[^\r\n]){0,96})""",
     re.MULTILINE)
-# Composer's auth.json: an http-basic password, or a token under github-oauth, gitlab-token, gitlab-oauth,
-# bitbucket-oauth or bearer (each a map from host to token or to {consumer-key, consumer-secret}).
-COMPOSER_SECRET_RE = re.compile(
-    rb""""password"[ \t\r\n]*:[ \t\r\n]*"[^"$]"""
-    rb"""|"(?:github-oauth|gitlab-token|gitlab-oauth|bitbucket-oauth|bearer)"[ \t\r\n]*:[ \t\r\n]*\{[ \t\r\n]*"[^"]+"[ \t\r\n]*:[ \t\r\n]*["{]""")
-# RubyGems' ~/.gem/credentials (`:rubygems_api_key: rubygems_...`, or a host's key) and Cargo's
-# ~/.cargo/credentials(.toml) (`token = "..."` under [registry] or [registries.<name>]).
-GEM_SECRET_RE = re.compile(rb"^[ \t]*:?(?:rubygems_api_key|https?://[^\s:]+(?::\d+)?/?)[ \t]*:[ \t]*['\"]?[^\s'\"#]",
-                           re.MULTILINE)
-CARGO_SECRET_RE = re.compile(rb"""^[ \t]*token[ \t]*=[ \t]*["'][^"'$]""", re.MULTILINE)
-# NuGet.Config's packageSourceCredentials in clear text (`<add key="ClearTextPassword" value="..."/>`).
-NUGET_SECRET_RE = re.compile(rb"""(?i)<add\s+key\s*=\s*["']ClearTextPassword["']\s+value\s*=\s*["'][^"'$%]""")
-# gradle.properties: a property whose name ends in password, token or secret (`mavenPassword=...`,
-# `systemProp.https.proxyPassword=...`) with a value that is not a reference.
-GRADLE_SECRET_RE = re.compile(
-    rb"""(?im)^[ \t]*[\w.-]*(?:password|passwd|token|secret)[ \t]*[=:][ \t]*(?!\$\{)[^\s\\]""")
+PROPERTIES_ESCAPE_RE = re.compile(rb"""\\(?:\r\n|[\r\n])[ \t\f]*|\\(u[0-9A-Fa-f]{4}|[^\r\n]?)""")
+# A property name that says it holds a credential (its end), or GitHub Packages' documented token property; the
+# `org.gradle.` settings are Gradle's own and hold none; `true`/`false` are switches (`useSecret=false`).
+GRADLE_SECRET_NAME_RE = re.compile(r"(?:password|passwd|passphrase|token|secret)$|^gpr\.key$")
+GRADLE_OWN_PREFIX = "org.gradle."
+BOOLEAN_VALUES = frozenset({b"true", b"false"})
 # Yarn Berry's registry login (`npmAuthToken`, `npmAuthIdent`, also under npmScopes/npmRegistries), with a value that
 # is not an environment reference (`npmAuthToken: "${NPM_TOKEN}"` holds none).
 YARNRC_SECRET_RE = re.compile(
-    rb"""^[ \t]*["']?(?:npmAuthToken|npmAuthIdent|npmPassword)["']?[ \t]*:[ \t]*([^\r\n]*)""", re.MULTILINE)
+    rb"""^[ \t]{0,32}["']?(?:npmAuthToken|npmAuthIdent|npmPassword)["']?[ \t]{0,32}:[ \t]{0,32}([^\r\n]*)""",
+    re.MULTILINE)
 # Maven's settings.xml server logins (<password>, <passphrase>, <privateKey> is a path and fine) and
 # settings-security.xml's <master>, unless the value is a property reference (`${env.MAVEN_PASSWORD}`).
-MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>\s*(?!\$\{)[^<\s][^<]*</\1>")
+MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>[ \t\r\n]{0,32}(?!\$\{)[^<\s][^<]*</\1>")
 
-# A JVM system property holding a password, token or secret on a command line or in MAVEN_OPTS/JAVA_OPTS/GRADLE_OPTS
-# (`-Dmaven.repo.password=...`, `-Dhttps.proxyPassword=...`), anywhere: the Dockerfile's text, a script, a build arg.
+# A JVM system property holding a password, token, secret or secret key on a command line or in
+# MAVEN_OPTS/JAVA_OPTS/JAVA_TOOL_OPTIONS (`-Dmaven.repo.password=...`, `-Dhttps.proxyPassword="..."`,
+# `-Daws.secretKey=...`), anywhere: the Dockerfile's text, a script, a build arg. Group 1: the value, quoted (also
+# with shell-escaped quotes), a `<...>`/`{...}` placeholder or a `$(...)` substitution whole, else up to white space
+# or a quote; the matcher judges it.
 JVM_PROPERTY_SECRET_RE = re.compile(
-    rb"""(?i)(?<![\w-])-D[\w.-]*(?:password|passwd|token|secret)=(?![$%'"\s])[^\s'"]""")
+    rb"""(?i)(?<![\w-])-D[\w.-]{0,96}?(?:password|passwd|passphrase|token|secret|secret[_.-]?(?:access[_.-]?)?key)="""
+    rb"""(\\?"[^"\r\n]{0,64}"?|'[^'\r\n]{0,64}'?|<[^<>\r\n]{0,64}>?|\{[^{}\r\n]{0,64}\}?|\$\([^)\r\n]{0,64}\)?"""
+    rb"""|[^\s'"]{0,64})""")
+# An all-capitals placeholder a value may be instead of a credential: `YOUR_...`, `..._HERE`, CHANGEME, REPLACE_ME,
+# xxx. Narrow on purpose: a real secret can be all capitals, so only these shapes, which no secret takes, pass.
+CAPS_PLACEHOLDER_RE = re.compile(rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}""")
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
@@ -159,7 +204,8 @@ CREDENTIAL_FILE_SECRETS = {"npm": "an npm auth token or password", "pypi": "a Py
                            "netrc": "a login password", "yarn": "a Yarn registry token (npmAuthToken/npmAuthIdent)",
                            "maven": "a Maven server password (<password>, <passphrase> or <master>)",
                            "yarn1": "a Yarn 1 registry token (_authToken, _auth or _password)",
-                           "composer": "a Composer registry password or token (http-basic, github-oauth, ...)",
+                           "composer": ("a Composer registry password, passphrase, token or header (http-basic, "
+                                        "github-oauth, client-certificate, custom-headers, ...)"),
                            "gem-or-cargo": "a RubyGems API key or a Cargo registry token",
                            "cargo": "a Cargo registry token", "nuget": "a NuGet ClearTextPassword",
                            "gradle": "a Gradle property holding a password, token or secret"}

@@ -69,8 +69,10 @@ class _SensitiveScan:
         self.flags = 0
 
     def _scan(self, data: bytes, last: bool) -> None:
-        self.flags |= sensitive.scan_content(self.name, self.tail + data, cut_start=bool(self.tail), cut_end=not last)
-        self.tail = data[-sensitive.SCAN_OVERLAP:]
+        window = self.tail + data
+        self.flags |= sensitive.scan_content(self.name, window, cut_start=bool(self.tail), cut_end=not last)
+        # The window's last bytes, not the piece's: a piece shorter than SCAN_OVERLAP must not shorten the overlap.
+        self.tail = window[-sensitive.SCAN_OVERLAP:]
 
     def __call__(self, piece: bytes) -> None:
         """One chunk of the file; b"" at its end."""

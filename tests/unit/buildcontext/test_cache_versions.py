@@ -32,7 +32,7 @@ GOLDEN = {
     "memo.LAYOUT_VERSION":
         ("memo-1", "b14aee6a3c0cb264d40ebac4b83f08984c83bd682b4301afc2722bcceb48ae0d"),
     "memo.ENCODING_VERSION": ("encoding-1", "90aaaee9a7c9c34b7f61a8be08ca85db07b5f692300be687534344a142075ac9"),
-    "sensitive_rules.RULES_VERSION": ("rules-2", "394be9e7ddadb21130cba4c1459befac949b92f83a9089d7c5f5324b52deb879"),
+    "sensitive_rules.RULES_VERSION": ("rules-3", "a40b8cfbeb74195c24087402f1ec5acae9a4c79ff5c1e6b1acb7d08bd14e59d3"),
     "history.LAYOUT_VERSION": ("history-1", "1d6f59447d8911e06b5c2061a98b9fb8e543e7101862de291192f7a955b96346"),
 }
 
@@ -149,6 +149,16 @@ _CONTENT_SAMPLES = [
     (".netrc", b"machine m login l password p"), (".yarnrc.yml", b'npmAuthToken: "abc"'),
     (".yarnrc.yml", b'npmAuthToken: "${NPM_TOKEN}"'), ("settings.xml", b"<password>pw</password>"),
     ("settings.xml", b"<password>${env.PW}</password>"), ("a.txt", b"nothing to see"),
+    # Every credential file kind, holding a credential and holding none, and the Java system property rule.
+    (".yarnrc", b'"//r/:_authToken": "abc"'), (".yarnrc", b'"//r/:_authToken" ${NPM_TOKEN} # ci'),
+    ("auth.json", b'{"custom-headers": {"r": ["X-Token: abc"]}}'), ("auth.json", b'{"bearer": {"r": ""}}'),
+    ("auth.json", b'{"pass\\u0077ord": "abc", '), ("auth.json", b'{"github-oauth": {"g": "${T}"}, '),
+    ("credentials", b":github: Bearer abc\n"), ("credentials", b"rubygems_api_key: ${KEY}\n"),
+    ("credentials", b"registry.token = 'abc'\n"), ("credentials.toml", b'corp = { token = """abc""" }\n'),
+    ("credentials.toml", b'token = ""\n'), ("NuGet.Config", b'<add value="abc"\n key="ClearTextPassword"/>'),
+    ("NuGet.Config", b'<add key="ClearTextPassword" value="%PW%"/>'), ("gradle.properties", b"\fgpr.key \\\n  abc"),
+    ("gradle.properties", b"useSecret=false\norg.gradle.token=x\np.password=${P}"),
+    ("a.sh", b"-Daws.secretKey='abc'"), ("a.sh", b'-Dx.password="<your password>" -Dy.token=YOUR_TOKEN'),
 ]
 _PATHS = [".env", ".env.local", ".env.example", ".ENV", ".envrc", "id_rsa", "id_ed25519_sk", "id_rsa.pub",
           "k.p12", "k.pfx", ".aws/credentials", "x/.docker/config.json", ".dockercfg", ".git-credentials",
@@ -163,7 +173,10 @@ def test_the_guard_rules_are_held_by_their_version():
              if not name.startswith("__") and name not in ("RULES_VERSION", "annotations")
              and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
     flags = [sensitive.scan_content(name, data) for name, data in _CONTENT_SAMPLES]
-    files = [(p, kind, 0) for p in _PATHS for kind in ("f", "l")] + [("a.txt", "f", 1 << i) for i in range(8)]
+    flag_bits = [flag for flag, _ in sensitive_rules.CONTENT_REASONS] + [sensitive_rules.CREDENTIALS]
+    files = [(p, kind, 0) for p in _PATHS for kind in ("f", "l")] + [
+        (name, "f", 1 << bit) for name in ("a.txt", *sensitive_rules.CREDENTIAL_FILES)
+        for bit in range(max(flag_bits).bit_length())]
     doc = {"table": table, "flags": flags, "candidates": sensitive.candidates(files)}
     _hold("sensitive_rules.RULES_VERSION", sensitive_rules.RULES_VERSION, _sha(doc), "the guard's rules")
 

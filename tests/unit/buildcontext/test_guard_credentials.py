@@ -16,7 +16,7 @@ def _report(tmp_path: Path, files: dict[str, str], dockerfile: str = "FROM scrat
             build_args: dict[str, str] | None = None) -> list[str]:
     """The paths (or buildArg: entries) the guard refuses; [] when it lets the build through."""
     ctx = tmp_path / "ctx"
-    ctx.mkdir(exist_ok=True)
+    ctx.mkdir(parents=True, exist_ok=True)
     (ctx / "Dockerfile").write_text(dockerfile)
     for rel, text in files.items():
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -193,3 +193,146 @@ def test_a_java_system_property_with_a_secret_is_refused_in_the_dockerfile_and_b
                                   "RUN java -Dpassword.policy.file=/etc/policy -jar app.jar"])
 def test_java_system_properties_without_a_secret_pass(tmp_path, line) -> None:
     assert _report(tmp_path, {}, dockerfile=f"FROM scratch\n{line}\n") == []
+
+
+# Credential files in every form their tools accept: (file name, content). Each holds the secret "hunter22".
+CREDENTIAL_FILE_VARIANTS = [
+    ("NuGet.Config", '<add value="hunter22" key="ClearTextPassword" />'),
+    ("NuGet.Config", '<packageSourceCredentials><corp>\n  <add\n    value="hunter22"\n    key="ClearTextPassword"\n'
+                     '  />\n</corp></packageSourceCredentials>'),
+    ("nuget.config", "<add key='cleartextpassword'\tvalue='hunter22'/>"),
+    ("gradle.properties", "mavenPassword hunter22\n"),
+    ("gradle.properties", "mavenPassword\thunter22\n"),
+    ("gradle.properties", "mavenPassword: hunter22\n"),
+    ("gradle.properties", "mavenPassword=\\\n    hunter22\n"),
+    ("gradle.properties", "mavenPassword=\\u0068unter22\n"),
+    ("gradle.properties", "maven\\u0050assword=hunter22\n"),
+    ("gradle.properties", "\fmavenPassword=hunter22\n"),
+    ("gradle.properties", "gpr.key=hunter22\n"),
+    ("gradle.properties", "gpr.user=me\r\ngpr.key = hunter22\r\n"),
+    (".cargo/credentials.toml", 'registry.token = "hunter22"\n'),
+    (".cargo/credentials.toml", 'registry = { token = "hunter22" }\n'),
+    (".cargo/credentials.toml", '[registry]\ntoken = """hunter22"""\n'),
+    (".cargo/credentials.toml", '[registry]\ntoken = """\nhunter22"""\n'),
+    (".cargo/credentials.toml", '[registry]\n"token" = "hunter22"\n'),
+    (".cargo/credentials.toml", "[registry]\ntoken = '''hunter22'''\n"),
+    (".cargo/credentials", '[registries]\ncorp = { index = "sparse+https://c/", token = "hunter22" }\n'),
+    (".cargo/credentials.toml", '[registries]\ncorp = { token = "hunter22" }\n'),
+    (".yarnrc", '"//npm.corp/:_authToken": "hunter22"\n'),
+    (".yarnrc", "//npm.corp/:_password hunter22 # the CI login\n"),
+    (".gem/credentials", "---\n:github: Bearer hunter22\n"),
+    (".gem/credentials", "---\nrubygems_api_key: hunter22\n"),
+    (".gem/credentials", '---\n"https://rubygems.corp": hunter22\n'),
+    (".gem/credentials", "---\n:\"https://rubygems.corp/\": 'hunter22'\n"),
+    ("auth.json", '{"client-certificate": {"repo.corp": {"local_cert": "/c.pem", "passphrase": "hunter22"}}}'),
+    ("auth.json", '{"forgejo-token": {"forgejo.corp": {"username": "me", "token": "hunter22"}}}'),
+    ("auth.json", '{"custom-headers": {"repo.corp": ["API-TOKEN: hunter22"]}}'),
+    ("auth.json", '{"http-basic": {"repo.corp": {"username": "u", "pass\\u0077ord": "hunter22"}}}'),
+    ("auth.json", '{\n    "bearer": {\n        "repo.corp": "hunter22"\n    }\n}'),
+    ("auth.json", '{"gitlab-token": {"gitlab.corp": "hunter22"}}'),
+]
+
+
+@pytest.mark.parametrize("name,text", CREDENTIAL_FILE_VARIANTS)
+def test_credential_files_in_every_form_their_tools_accept_are_refused(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == [name]
+
+
+CREDENTIAL_FILE_NON_SECRETS = [
+    ("NuGet.Config", '<add key="Username" value="hunter22" />\n<add value="" key="ClearTextPassword" />'),
+    ("NuGet.Config", '<add\n  value="%NUGET_PASSWORD%"\n  key="ClearTextPassword" />'),
+    ("gradle.properties", "useSecret=false\nenableToken=true\nsigning.useGpgToken = FALSE\n"),
+    ("gradle.properties", "org.gradle.jvmargs=-Xmx2g\norg.gradle.configuration-cache.token=abc\n"),
+    ("gradle.properties", "mavenPassword=${MAVEN_PASSWORD}\ngpr.key=${GPR_KEY}\nsonarToken = \n"),
+    ("gradle.properties", "# mavenPassword=hunter22\n! gpr.key=hunter22\ntokenExpiry=3600\n"),
+    ("gradle.properties", "mavenPassword=YOUR_PASSWORD\n"),
+    (".cargo/credentials.toml", '[registry]\ntoken = ""\nregistry.token = "$CARGO_TOKEN"\n'),
+    (".cargo/credentials.toml", '[registries.corp]\nindex = "sparse+https://c/"\ntokens_url = "https://c/t"\n'),
+    (".yarnrc", '"//npm.corp/:_authToken" ${NPM_TOKEN} # set by CI\n'),
+    (".yarnrc", '"//npm.corp/:_authToken": "${NPM_TOKEN}"\nalways-auth true\n'),
+    (".gem/credentials", "---\n:rubygems_api_key: ${GEM_HOST_API_KEY}\n:github:\n# :corp: hunter22\n"),
+    ("auth.json", '{"github-oauth": {"github.com": "${GITHUB_TOKEN}"}}'),
+    ("auth.json", '{"gitlab-token": {"gitlab.corp": ""}, "bearer": {"r.corp": ""}}'),
+    ("auth.json", '{"client-certificate": {"repo.corp": "/etc/ssl/client.pem"}}'),
+    ("auth.json", '{"http-basic": {"repo.corp": {"username": "u", "password": "$COMPOSER_PASSWORD"}}}'),
+]
+
+
+@pytest.mark.parametrize("name,text", CREDENTIAL_FILE_NON_SECRETS)
+def test_credential_files_without_a_credential_pass(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
+
+
+def test_a_refused_credential_file_message_never_holds_the_secret(tmp_path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    for i, (name, text) in enumerate(CREDENTIAL_FILE_VARIANTS):
+        (ctx / str(i) / name).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / str(i) / name).write_text(text)
+    with pytest.raises(SensitiveFilesError) as err:
+        with ContextScan(ctx, cache=False) as scan:
+            scan.report({"JAVA_TOOL_OPTIONS": "-Djavax.net.ssl.keyStorePassword=\"hunter22\""})
+    assert len(err.value.findings) == len(CREDENTIAL_FILE_VARIANTS) + 1
+    text = str(err.value)
+    assert "hunter22" not in text and "hunter" not in text.lower()
+
+
+JVM_SECRETS = [
+    '-Dhttps.proxyPassword="s3cret"', "-Dx.password='s3cret'", "-Daws.secretKey=wJalrXUtnFEMI",
+    '-Djavax.net.ssl.keyStorePassword=\\"Hunt3rSecret\\"', "-Dsigning.passphrase=s3cret",
+]
+
+
+@pytest.mark.parametrize("prop", JVM_SECRETS)
+def test_a_java_system_property_with_a_quoted_or_named_secret_is_refused_everywhere(tmp_path, prop) -> None:
+    assert _report(tmp_path / "file", {"run.sh": f"exec java {prop} -jar app.jar\n"}) == ["run.sh"]
+    assert _report(tmp_path / "dockerfile", {},
+                   dockerfile=f"FROM scratch\nENV JAVA_TOOL_OPTIONS='{prop}'\n") == ["Dockerfile"]
+    assert _report(tmp_path / "arg", {}, build_args={"OPTS": prop}) == ["buildArg:OPTS"]
+
+
+def test_java_tool_options_with_a_quoted_password_is_refused(tmp_path) -> None:
+    line = "ENV JAVA_TOOL_OPTIONS='-Djavax.net.ssl.keyStorePassword=\"Hunt3rSecret\"'"
+    assert _report(tmp_path / "dockerfile", {}, dockerfile=f"FROM scratch\n{line}\n") == ["Dockerfile"]
+    assert _report(tmp_path / "arg", {}, build_args={"OPTS": line.split("=", 1)[1]}) == ["buildArg:OPTS"]
+
+
+@pytest.mark.parametrize("prop", [
+    "-Dx.password=<your password>", '-Dx.password="<your password>"', "-Dx.password=***", "-Dx.password={password}",
+    "-Dx.password=$PW", "-Dx.password=${PW}", '-Dx.password="${PW}"', "-Dx.password=$(cat /run/secrets/pw)",
+    "-Dx.password=%PW%", "-Dx.password=YOUR_PASSWORD", "-Dapi.token=TOKEN_HERE", "-Dx.password=", '-Dx.password=""',
+    "-Dtoken.file=/run/t", "-Dsecret.store.type=pkcs12",
+])
+def test_java_system_properties_holding_a_placeholder_pass(tmp_path, prop) -> None:
+    assert _report(tmp_path, {"run.sh": f"exec java {prop} -jar app.jar\n"}, build_args={"OPTS": prop},
+                   dockerfile=f"FROM scratch\nENV JAVA_OPTS='{prop}'\n") == []
+
+
+def _padded(name: str, text: str, pad: int) -> bytes:
+    """`text` after `pad` bytes of the format's own comment (inside the object for JSON), so the file is longer
+    than the binary sniff and its lines fall on other window edges as `pad` moves."""
+    if name.endswith(".json"):
+        return ('{"_readme": "' + "x" * pad + '", ' + text.lstrip()[1:]).encode()
+    if name.lower().endswith((".config", ".xml")):
+        return ("<!--" + "x" * (pad - 8) + "-->\n" + text).encode()
+    line = "#" + "x" * 62 + "\n"
+    return (line * (pad // len(line)) + "#" * (pad % len(line)) + "\n" + text).encode()
+
+
+@pytest.mark.parametrize("name,text", CREDENTIAL_FILE_VARIANTS + CREDENTIAL_FILE_NON_SECRETS + [
+    ("run.sh", f"java {p} -jar a.jar\n") for p in JVM_SECRETS] + [("run.sh", "java -Dx.password=${PW} -jar a\n")])
+def test_a_file_scanned_in_pieces_as_the_layer_audit_reads_it_gets_the_flags_of_a_whole_scan(name, text) -> None:
+    from buildcontext import sensitive
+    from imageaudit.audit import _SensitiveScan
+    base = name.rsplit("/", 1)[-1]
+    for pad in (8300, 8300 + 41, 8300 + 97):
+        data = _padded(name, text, pad)
+        whole = sensitive.scan_content(base, data)
+        for size in (7, 64, 128, 129, 300, 4096):
+            scan = _SensitiveScan(base)
+            for i in range(0, len(data), size):
+                scan(data[i:i + size])
+            scan(b"")
+            assert scan.flags == whole, (name, text, pad, size)
+        assert bool(whole) is ((name, text) not in CREDENTIAL_FILE_NON_SECRETS and "${PW}" not in text), (name, text)

@@ -1,0 +1,206 @@
+"""Credentials written in a tool's own syntax: whether a credential file the guard knows by name (.npmrc, .yarnrc,
+auth.json, credentials, NuGet.Config, gradle.properties, ...) holds one, and whether a Java system property
+(`-D...password=...`) carries one. Each rule reads its format (quoting, escapes, line continuations, attribute order)
+to find the value, then judges it: empty, an environment reference or a placeholder holds no credential.
+
+The patterns are the table in buildcontext/sensitive_rules.py; buildcontext/sensitive.py `scan_content` calls
+`holds_credential` and `jvm_property_secret` on a `Window` of a file's bytes.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from buildcontext.sensitive_rules import (
+    BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADER_RE, COMPOSER_HEADERS_SECTION,
+    COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
+    ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
+    JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, NETRC_SECRET_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY,
+    PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, PYPIRC_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE, YARNRC1_SECRET_RE,
+    YARNRC_SECRET_RE)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The bytes a rule judges: a whole file, or one window of a chunked scan (SCAN_OVERLAP bytes of the window
+    before it, then the new bytes), with whether the file goes on before (`cut_start`) and after (`cut_end`)."""
+
+    data: bytes
+    cut_start: bool = False
+    cut_end: bool = False
+
+    @property
+    def whole(self) -> bool:
+        return not (self.cut_start or self.cut_end)
+
+    def matches(self, regex: re.Pattern[bytes]) -> Iterator[re.Match[bytes]]:
+        """The matches of `regex` starting where this window decides them, so that each start is judged by exactly
+        one window of a chunked scan: the next window re-reads this one's last SCAN_OVERLAP bytes, so it decides
+        the starts after the first of them (with what follows them, which this window cannot see), and this one
+        decides the earlier starts, whose matches of up to SCAN_OVERLAP bytes end inside it. A cut window's
+        first byte is decided by the window before it, which sees what precedes it (a line start, a word edge)."""
+        last_start = len(self.data) - SCAN_OVERLAP if self.cut_end else len(self.data)
+        for m in regex.finditer(self.data, 1 if self.cut_start else 0):
+            if m.start() > last_start:
+                return
+            yield m
+
+
+def stands_for_value(value: bytes) -> bool:
+    """Whether a value only stands for a credential: an environment or template reference, a format placeholder,
+    a mask (sensitive_rules.PLACEHOLDER_RE, as the URL rule judges a password), or an all-capitals placeholder
+    (`YOUR_PASSWORD`, `TOKEN_HERE`, CHANGEME)."""
+    return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value)
+                or CAPS_PLACEHOLDER_RE.fullmatch(value))
+
+
+def _credential_value(value: bytes) -> bool:
+    """A value that is a credential: not empty and not standing for one."""
+    value = value.strip()
+    return bool(value) and not stands_for_value(value)
+
+
+def _yaml_secret(value: bytes) -> bool:
+    """Whether a YAML scalar (as written after `key:`) is a value, not empty, null or a placeholder."""
+    value = value.split(b" #", 1)[0].strip().strip(b"\"'")
+    return bool(value) and value not in (b"null", b"~") and not stands_for_value(value)
+
+
+def _yarn1_value(rest: bytes) -> bool:
+    """Whether Yarn 1's value (the rest of the line after the key) is a credential: a quoted string's content, or a
+    bare word up to a ` #` comment."""
+    rest = rest.strip()
+    if rest[:1] in (b'"', b"'"):
+        value = rest[1:].split(rest[:1], 1)[0]
+    else:
+        value = re.split(rb"[ \t]#", rest, maxsplit=1)[0]
+    return _credential_value(value)
+
+
+def _json_string(raw: bytes, closed: bool) -> bytes:
+    """A JSON string's content as written (without its quotes) with its escapes undone; as written when it is cut
+    short or malformed."""
+    if not closed:
+        return raw
+    try:
+        return json.loads(b'"' + raw + b'"').encode("utf-8", "surrogatepass")
+    except ValueError:
+        return raw
+
+
+def _composer_json(doc: object, key: str = "", section: str = "") -> bool:
+    """Whether parsed auth.json holds a credential: a secret key's string anywhere, a token section's host string,
+    a custom header's value."""
+    if isinstance(doc, dict):
+        return any(_composer_json(v, k, k if not section else section) for k, v in doc.items())
+    if isinstance(doc, list):
+        return any(_composer_json(v, key, section) for v in doc)
+    if not isinstance(doc, str):
+        return False
+    value = doc.encode("utf-8", "surrogatepass")
+    if section == COMPOSER_HEADERS_SECTION:
+        return b":" in value and _credential_value(value.split(b":", 1)[1])
+    return (key in COMPOSER_SECRET_KEYS or section in COMPOSER_TOKEN_SECTIONS) and _credential_value(value)
+
+
+def _composer(window: Window) -> bool:
+    if window.whole and len(window.data) <= COMPOSER_JSON_LIMIT:
+        try:
+            return _composer_json(json.loads(window.data))
+        except (ValueError, RecursionError):
+            pass  # not JSON Composer could read, or nested deeper than it would be: judged by the patterns below
+    for m in window.matches(COMPOSER_KEY_RE):
+        key = _json_string(m.group(1), True).decode("utf-8", "replace")
+        if key in COMPOSER_SECRET_KEYS and _credential_value(_json_string(m.group(2), bool(m.group(3)))):
+            return True
+    for regex in (COMPOSER_SECTION_RE, COMPOSER_HEADER_RE):
+        if any(_credential_value(_json_string(m.group(1), bool(m.group(2)))) for m in window.matches(regex)):
+            return True
+    return False
+
+
+def _toml_string(delimiter: bytes, rest: bytes) -> bytes:
+    """A TOML string's content from its opening `delimiter` (the rest of the line after it), up to its closing one
+    (or all of `rest` when it is not on the line)."""
+    if delimiter in (b'"""', b"'''"):
+        rest = rest.lstrip(b"\r\n")
+    if delimiter == b'"':
+        m = re.match(rb'(?:[^"\\]|\\.)*', rest)
+        return m.group(0) if m else rest
+    return rest.split(delimiter, 1)[0]
+
+
+def _cargo(window: Window) -> bool:
+    return any(_credential_value(_toml_string(m.group(1), m.group(2))) for m in window.matches(CARGO_SECRET_RE))
+
+
+def _gem(window: Window) -> bool:
+    return any(m.group(1) is not None and _yaml_secret(m.group(1)) for m in window.matches(GEM_SECRET_RE))
+
+
+def _nuget(window: Window) -> bool:
+    for m in window.matches(NUGET_ADD_RE):
+        attributes = {a.group(1).lower(): html.unescape((a.group(2) if a.group(2) is not None else a.group(3))
+                                                        .decode("utf-8", "replace"))
+                      for a in XML_ATTRIBUTE_RE.finditer(m.group(1))}
+        if (attributes.get(b"key", "").strip().lower() == NUGET_PASSWORD_KEY
+                and _credential_value(attributes.get(b"value", "").encode("utf-8", "surrogatepass"))):
+            return True
+    return False
+
+
+def _properties_text(raw: bytes) -> bytes:
+    """A java.util.Properties key or value with its line continuations and `\\` escapes undone."""
+    def one(m: re.Match[bytes]) -> bytes:
+        escape = m.group(1)
+        if escape is None:
+            return b""  # a line continuation, with the next line's leading white space
+        if len(escape) == 5:
+            return chr(int(escape[1:], 16)).encode("utf-8", "surrogatepass")
+        return {b"t": b"\t", b"n": b"\n", b"r": b"\r", b"f": b"\f"}.get(escape, escape)
+    return PROPERTIES_ESCAPE_RE.sub(one, raw)
+
+
+def _gradle(window: Window) -> bool:
+    for m in window.matches(GRADLE_PROPERTY_RE):
+        key = _properties_text(m.group(1)).decode("utf-8", "replace").lower()
+        if key.startswith(GRADLE_OWN_PREFIX) or not GRADLE_SECRET_NAME_RE.search(key):
+            continue
+        value = _properties_text(m.group(2)).strip()
+        if value.lower() not in BOOLEAN_VALUES and _credential_value(value):
+            return True
+    return False
+
+
+def jvm_property_secret(window: Window) -> bool:
+    """Whether a Java system property named for a password, token or secret (`-D...password=...`) has a value
+    that is a credential (quotes and shell-escaped quotes taken off; a reference or placeholder is none)."""
+    for m in window.matches(JVM_PROPERTY_SECRET_RE):
+        value = m.group(1).strip(b"\\\"'")
+        if _credential_value(value):
+            return True
+    return False
+
+
+# The content rule of each credential file kind: whether the window holds a credential.
+_CREDENTIAL_FILE_RULES: dict[str, Callable[[Window], bool]] = {
+    "npm": lambda w: any(not ENV_REFERENCE_RE.match(m.group(1).strip()) for m in w.matches(NPMRC_SECRET_RE)),
+    "pypi": lambda w: any(True for _ in w.matches(PYPIRC_SECRET_RE)),
+    "netrc": lambda w: any(True for _ in w.matches(NETRC_SECRET_RE)),
+    "yarn": lambda w: any(_yaml_secret(m.group(1)) for m in w.matches(YARNRC_SECRET_RE)),
+    "maven": lambda w: any(True for _ in w.matches(MAVEN_SECRET_RE)),
+    "yarn1": lambda w: any(_yarn1_value(m.group(2)) for m in w.matches(YARNRC1_SECRET_RE)),
+    "composer": _composer,
+    "gem-or-cargo": lambda w: _gem(w) or _cargo(w),
+    "cargo": _cargo,
+    "nuget": _nuget,
+    "gradle": _gradle,
+}
+
+
+def holds_credential(kind: str, window: Window) -> bool:
+    """Whether a credential file of `kind` (a value of sensitive_rules.CREDENTIAL_FILES) holds a credential."""
+    return _CREDENTIAL_FILE_RULES[kind](window)
