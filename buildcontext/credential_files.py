@@ -19,7 +19,7 @@ from buildcontext.sensitive_rules import (
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
     ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
     JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, NETRC_SECRET_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY,
-    PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, PYPIRC_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE, YARNRC1_SECRET_RE,
+    PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, SHELL_REFERENCE_RE, PYPIRC_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE, YARNRC1_SECRET_RE,
     YARNRC_SECRET_RE)
 
 
@@ -54,7 +54,7 @@ def stands_for_value(value: bytes) -> bool:
     a mask (sensitive_rules.PLACEHOLDER_RE, as the URL rule judges a password), or an all-capitals placeholder
     (`YOUR_PASSWORD`, `TOKEN_HERE`, CHANGEME)."""
     return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value)
-                or CAPS_PLACEHOLDER_RE.fullmatch(value))
+                or SHELL_REFERENCE_RE.fullmatch(value) or CAPS_PLACEHOLDER_RE.fullmatch(value))
 
 
 def _credential_value(value: bytes) -> bool:
@@ -177,9 +177,12 @@ def _gradle(window: Window) -> bool:
 
 def jvm_property_secret(window: Window) -> bool:
     """Whether a Java system property named for a password, token or secret (`-D...password=...`) has a value
-    that is a credential (quotes and shell-escaped quotes taken off; a reference or placeholder is none)."""
+    that is a credential (quotes and shell-escaped quotes taken off; a reference or placeholder is none). A quoted
+    value holding white space is taken for source code building the property (`"-Dpassword=" + password`)."""
     for m in window.matches(JVM_PROPERTY_SECRET_RE):
         value = m.group(1).strip(b"\\\"'")
+        if m.group(1)[:1] in (b'"', b"'", b"\\") and any(c in value for c in b" \t"):
+            continue
         if _credential_value(value):
             return True
     return False
@@ -187,7 +190,7 @@ def jvm_property_secret(window: Window) -> bool:
 
 # The content rule of each credential file kind: whether the window holds a credential.
 _CREDENTIAL_FILE_RULES: dict[str, Callable[[Window], bool]] = {
-    "npm": lambda w: any(not ENV_REFERENCE_RE.match(m.group(1).strip()) for m in w.matches(NPMRC_SECRET_RE)),
+    "npm": lambda w: any(_credential_value(m.group(1).strip(b"\"'")) for m in w.matches(NPMRC_SECRET_RE)),
     "pypi": lambda w: any(True for _ in w.matches(PYPIRC_SECRET_RE)),
     "netrc": lambda w: any(True for _ in w.matches(NETRC_SECRET_RE)),
     "yarn": lambda w: any(_yaml_secret(m.group(1)) for m in w.matches(YARNRC_SECRET_RE)),

@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-3"
+RULES_VERSION = "rules-4"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -158,10 +158,13 @@ MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>[ \t\r\n]{0,32}(?!
 # or a quote; the matcher judges it.
 JVM_PROPERTY_SECRET_RE = re.compile(
     rb"""(?i)(?<![\w-])-D[\w.-]{0,96}?(?:password|passwd|passphrase|token|secret|secret[_.-]?(?:access[_.-]?)?key)="""
-    rb"""(\\?"[^"\r\n]{0,64}"?|'[^'\r\n]{0,64}'?|<[^<>\r\n]{0,64}>?|\{[^{}\r\n]{0,64}\}?|\$\([^)\r\n]{0,64}\)?"""
-    rb"""|[^\s'"]{0,64})""")
+    rb"""(\\?"[^"\r\n]{0,64}\\?"|'[^'\r\n]{0,64}'|<[^<>\r\n]{0,64}>?|\{[^{}\r\n]{0,64}\}?|\$\([^)\r\n]{0,64}\)?"""
+    rb"""|[^\s'"<>]{0,64})""")
 # An all-capitals placeholder a value may be instead of a credential: `YOUR_...`, `..._HERE`, CHANGEME, REPLACE_ME,
 # xxx. Narrow on purpose: a real secret can be all capitals, so only these shapes, which no secret takes, pass.
+# A shell or batch reference a value may be instead of a credential: `$1`, `%1`, `%~1`, and `${NAME:-default}`,
+# `${NAME:?}`, `${NAME?}` (defaults and checks: the value still comes from the environment).
+SHELL_REFERENCE_RE = re.compile(rb"""\$[0-9@*]|%~?[0-9*]|\$\{[A-Za-z_][A-Za-z0-9_.]*:?[-?=+][^}\r\n]{0,64}\}""")
 CAPS_PLACEHOLDER_RE = re.compile(rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}""")
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.

@@ -41,18 +41,18 @@ def _allowed(path: str, allow: Sequence[str]) -> bool:
 
 
 def run_audit(server: str, repository: str, digest: str, username: str | None, password: str | None,
-              allow_plain_http: bool, *, budget: float = AUDIT_BUDGET_S, **bounds):
+              allow_plain_http: bool, *, budget: float = AUDIT_BUDGET_S, source: bool = False, **bounds):
     """Audit `<server>/<repository>@<digest>` through the project's registry client within `budget` seconds;
-    AuditFailure on error."""
+    AuditFailure on error. `source`: a promotion's source registry (messages name the source stack)."""
     from components.copy import is_loopback_server as _loopback
-    from components.stack_advice import STACK_ADVICE
+    from components.stack_advice import SOURCE_ADVICE, STACK_ADVICE
     from registryclient import RegistryClient
     from imageaudit import AuditError, Auditor
 
     client = RegistryClient(server, username, password, allow_plain_http=allow_plain_http and _loopback(server),
                             timeout=min(AUDIT_TIMEOUT_S, budget), deadline=time.monotonic() + budget, budget=budget,
                             label=f"layer audit, registry '{server}'", limit_name="layer audit time limit",
-                            advice=STACK_ADVICE)
+                            advice=SOURCE_ADVICE if source else STACK_ADVICE)
     try:
         return Auditor(client, **bounds).audit(repository, digest)
     except AuditError as err:
@@ -205,7 +205,8 @@ def refuse_sensitive_source(props: Mapping[str, Any]) -> None:
     auth = props.get("sourceAuth") or {}
     source = f"{props['sourceServer']}/{props['sourceRepository']}@{props['sourceDigest']}"
     report = run_audit(props["sourceServer"], props["sourceRepository"], props["sourceDigest"],
-                       auth.get("username") or None, auth.get("password") or None, bool(props.get("sourcePlainHttp")))
+                       auth.get("username") or None, auth.get("password") or None, bool(props.get("sourcePlainHttp")),
+                       source=True)
     allow = props.get("auditAllow") or []
     refused = [(p.platform, s) for p in report.platforms for s in p.sensitive if not _allowed(s.path, allow)]
     if refused:

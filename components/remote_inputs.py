@@ -29,7 +29,7 @@ import requests
 
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
 from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
-from components.stack_advice import STACK_ADVICE
+from components.stack_advice import BASE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
 from registryclient.login import RegistryLogin
@@ -176,8 +176,9 @@ def registry_client(host: str, stack: RegistryLogin | None, deadline: float) -> 
     """A client for `host` with the credentials `credentials_for` picks (one per host and run: one login)."""
     creds = credentials_for(host, stack)
     shown = DOCKER_HUB if host == DOCKER_HUB_API else host
+    own = stack is not None and host.lower() == stack.server.lower()
     client = RegistryClient.of(creds.login, timeout=TIMEOUT_S, deadline=deadline, label=shown, anonymous=True,
-                               limit_name="remote-input time limit", advice=STACK_ADVICE)
+                               limit_name="remote-input time limit", advice=STACK_ADVICE if own else BASE_ADVICE)
     return client, creds
 
 

@@ -268,9 +268,10 @@ class Connection:
             return f"cannot resolve host {self.shown(repr(host))} ({reason})", "unreachable"
         if find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
             return f"connection to {hostport} refused; {self.unreachable_hint(host)}", "unreachable"
-        if find_cause(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)) is not None:
+        if (cut := find_cause(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))) is not None:
             # Something listens there and cut the connection: "nothing answers" would send the user the wrong way.
-            return (f"{hostport} cut the connection ({self.shown(short_reason(exc))}); check the host and port in "
+            reason = getattr(cut, "strerror", None) or type(cut).__name__
+            return (f"{hostport} cut the connection ({self.shown(reason)}); check the host and port in "
                     f"{self.advice.server}, and that a registry (not another service or a proxy that refuses this "
                     "machine) listens there"), "unreachable"
         return (f"cannot connect to {hostport}: {self.shown(short_reason(exc))}; "

@@ -449,3 +449,23 @@ def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_
             image_module.plan_builds(settings_for(root))
         assert "app/Dockerfile line 3: ADD" in str(err.value) and "which ENV sets" in str(err.value)
         assert handler.seen == []
+
+
+def test_a_base_registry_that_cannot_be_reached_is_named_by_the_from_line_not_the_stack(monkeypatch, tmp_path):
+    """A FROM host other than the stack's: the advice points at the FROM reference and mirroring, never at the
+    stack's registry setting or `make up`."""
+    import socket
+    import time
+
+    from components.remote_inputs import ResolveFailure, resolve_reference
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stack = RegistryLogin("registry.example.com", "deployer", "stack-pass", False)
+    with pytest.raises(ResolveFailure) as info:
+        resolve_reference(f"127.0.0.1:{port}/mirror/base:1", "linux/amd64", stack, time.monotonic() + 10)
+    text = str(info.value)
+    assert "start that registry or fix the port in the Dockerfile's FROM reference" in text, text
+    assert "acr-publish:registry.server" not in text and "make up" not in text, text

@@ -32,7 +32,7 @@ GOLDEN = {
     "memo.LAYOUT_VERSION":
         ("memo-1", "b14aee6a3c0cb264d40ebac4b83f08984c83bd682b4301afc2722bcceb48ae0d"),
     "memo.ENCODING_VERSION": ("encoding-1", "90aaaee9a7c9c34b7f61a8be08ca85db07b5f692300be687534344a142075ac9"),
-    "sensitive_rules.RULES_VERSION": ("rules-3", "a40b8cfbeb74195c24087402f1ec5acae9a4c79ff5c1e6b1acb7d08bd14e59d3"),
+    "sensitive_rules.RULES_VERSION": ("rules-4", "7026b0b065f3b55251c9a4466832a9c415829a4cef8ba7cc116a6fc4864789c9"),
     "history.LAYOUT_VERSION": ("history-1", "1d6f59447d8911e06b5c2061a98b9fb8e543e7101862de291192f7a955b96346"),
 }
 
@@ -177,8 +177,46 @@ def test_the_guard_rules_are_held_by_their_version():
     files = [(p, kind, 0) for p in _PATHS for kind in ("f", "l")] + [
         (name, "f", 1 << bit) for name in ("a.txt", *sensitive_rules.CREDENTIAL_FILES)
         for bit in range(max(flag_bits).bit_length())]
-    doc = {"table": table, "flags": flags, "candidates": sensitive.candidates(files)}
+    doc = {"table": table, "flags": flags, "candidates": sensitive.candidates(files), "corpus": _corpus_verdicts()}
     _hold("sensitive_rules.RULES_VERSION", sensitive_rules.RULES_VERSION, _sha(doc), "the guard's rules")
+
+
+def _guard_corpus() -> list[tuple[str, bytes]]:
+    """Every text the guard's own tests judge (the parametrized cases of test_guard_credentials and
+    test_sensitive), as (basename, bytes): a change of the matcher's verdict on any of them is a rule change."""
+    from tests.unit.buildcontext import test_guard_credentials, test_sensitive
+
+    corpus = []
+    for module in (test_guard_credentials, test_sensitive):
+        for function in vars(module).values():
+            for mark in getattr(function, "pytestmark", []):
+                if mark.name != "parametrize":
+                    continue
+                for case in mark.args[1]:
+                    values = [v for v in (case if isinstance(case, tuple) else (case,)) if isinstance(v, str)]
+                    if values:
+                        name = values[0].rsplit("/", 1)[-1] if len(values) > 1 else "a.txt"
+                        corpus.append((name, values[-1].encode("utf-8", "surrogatepass")))
+    return corpus
+
+
+def _corpus_verdicts() -> list[tuple[int, int]]:
+    """Each corpus text's flags scanned whole and read in 129-byte pieces past the binary sniff (a chunked scan, as
+    large files and image layers are read): both are cached."""
+    from imageaudit.audit import _SensitiveScan
+
+    verdicts = []
+    for name, data in _guard_corpus():
+        chunked = []
+        for pad, piece in ((8300, 129), (8300 + 61, 64), (8300 + 127, 1000)):
+            padded = b"#" * pad + b"\n" + data
+            scan = _SensitiveScan(name)
+            for i in range(0, len(padded), piece):
+                scan(padded[i:i + piece])
+            scan(b"")
+            chunked.append(scan.flags)
+        verdicts.append((sensitive.scan_content(name, data), *chunked))
+    return verdicts
 
 
 def test_the_explain_history_layout_is_held_by_its_version(cache_root):

@@ -336,3 +336,16 @@ def test_a_file_scanned_in_pieces_as_the_layer_audit_reads_it_gets_the_flags_of_
             scan(b"")
             assert scan.flags == whole, (name, text, pad, size)
         assert bool(whole) is ((name, text) not in CREDENTIAL_FILE_NON_SECRETS and "${PW}" not in text), (name, text)
+
+
+@pytest.mark.parametrize("name,text", [
+    ("src/Main.java", 'args.add("-Dpassword=" + password);\ncmd.add("-Djavax.net.ssl.trustStorePassword=" + pass);\n'),
+    ("src/Build.kt", 'val a = listOf("-Dtoken=", token)\nsystemProperty("-Dtoken=", System.getenv("T"))\n'),
+    ("pom.xml", "<argLine>-Dpassword=${db.password}</argLine>\n"),
+    ("run.sh", 'java -Dpassword=$1 -Dtoken="${API_TOKEN:?}" -Dsecret=${S:-x} -jar a.jar\n'),
+    ("run.bat", "java -Dpassword=%1 -Dtoken=%~2 -jar a.jar\n"),
+    (".npmrc", "//r.corp/:_authToken=${NPM_TOKEN?}\n"),
+    (".yarnrc.yml", 'npmAuthToken: "${NPM_TOKEN:-}"\n'),
+])
+def test_source_code_building_a_property_and_shell_references_pass(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []

@@ -293,3 +293,18 @@ def test_paths_and_instructions_in_the_stacks_messages_are_escaped():
     (problem,) = breaches(outs, {"failOnSensitive": True})
     assert "\x1b" not in problem and "\n" not in problem, problem
     assert "app/\\x1b[2J\\x1b[31mevil\\n/.env" in problem and "RUN echo \\x1b[31m > /x\\n" in problem, problem
+
+
+def test_the_promotion_gates_failure_to_reach_the_source_names_the_source_stack():
+    """The source's host comes from the source stack: the advice names it, never this stack's registry setting."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(AuditFailure) as info:
+        refuse_sensitive_source({"sourceServer": f"127.0.0.1:{port}", "sourceRepository": "src/app",
+                                 "sourceDigest": "sha256:" + "a" * 64, "sourcePlainHttp": True})
+    text = str(info.value)
+    assert "start the source stack's registry or fix the port in the source stack's `registry` export" in text, text
+    assert "acr-publish:registry.server" not in text and "make up" not in text, text
