@@ -213,7 +213,7 @@ class Connection:
                 proxies=proxies, stream=True,
             )
             if not stream:
-                self._read_bounded(response, limit, method, url)
+                self._read_bounded(response, limit, method, url, left)
             return response
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:  # requests' errors are OSErrors
             problem, kind = self._transport_problem(exc, method, url, parts, left)
@@ -277,9 +277,10 @@ class Connection:
         return (f"cannot connect to {hostport}: {self.shown(short_reason(exc))}; "
                 f"{self.unreachable_hint(host)}"), "unreachable"
 
-    def _read_bounded(self, response: requests.Response, limit: int, method: str, url: str) -> None:
+    def _read_bounded(self, response: requests.Response, limit: int, method: str, url: str,
+                      waited: float | None = None) -> None:
         """Read at most `limit` bytes of the body into response.content (`response.truncated` says whether there
-        was more); past that, drop the connection."""
+        was more); past that, drop the connection. `waited`: the socket timeout of each read, for messages."""
         body = bytearray()
         raw = response.raw
         pace = Pace(self.pace_window)
@@ -290,7 +291,11 @@ class Connection:
             while len(body) <= limit:
                 if self._sockets.aborted:
                     break
-                piece = b"" if decoder.pending else raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
+                try:
+                    piece = b"" if decoder.pending else raw.read1(min(CHUNK_SIZE, limit + 1 - len(body)))
+                except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+                    raw.close()
+                    raise self.fail(self._body_stalled(response, method, url, waited), "unreachable") from None
                 if not piece and not decoder.pending:
                     break
                 body += self._decoded(decoder, piece, limit + 1 - len(body), method, url)
@@ -308,6 +313,12 @@ class Connection:
         if response.truncated or self._sockets.aborted:  # type: ignore[attr-defined]
             raw.close()  # the rest is never read: the connection is closed now, never reused
         raw.release_conn()
+
+    def _body_stalled(self, response: requests.Response, method: str, url: str, waited: float | None) -> str:
+        """The registry answered (status and headers) but its body stopped arriving: not "did not answer"."""
+        return (f"{self.endpoint.netloc} answered {method} {self.shown(urlsplit(url).path)} with "
+                f"{response.status_code}, but the rest of its answer did not arrive within "
+                f"{self._limit(waited)}; the registry or a proxy in between is stalling")
 
     def _decoder(self, response: requests.Response, method: str, url: str) -> Decoder:
         encoding = response.headers.get("Content-Encoding", "")

@@ -356,3 +356,42 @@ def test_a_connection_that_never_completes_names_the_limit_that_ended_it(timeout
             filler.close()
         listener.close()
     assert named in str(err.value), err.value
+
+
+def test_an_answer_whose_body_never_arrives_is_not_called_silent() -> None:
+    """Status and headers arrive (401, Content-Length: 100), the body never does: the message says the registry
+    answered and its body stalled, naming the limit, never that it did not answer."""
+    import threading
+    import time
+
+    from registryclient import RegistryClient
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+
+    def answer_headers_only() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 100\r\n\r\n")
+        held.append(conn)  # kept open, silent, until the test ends
+
+    worker = threading.Thread(target=answer_headers_only, daemon=True)
+    worker.start()
+    server = f"127.0.0.1:{listener.getsockname()[1]}"
+    client = RegistryClient(server, "user", "s3cret-pass", allow_plain_http=True, timeout=0.5,
+                            deadline=time.monotonic() + 5.0, budget=5.0, limit_name="preflight time limit")
+    try:
+        with pytest.raises(RegistryError) as err:
+            client.login(prove=False)
+    finally:
+        client.close()
+        worker.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+    message = str(err.value)
+    assert f"{server} answered GET /v2/ with 401, but the rest of its answer did not arrive within 0.5s" in message, \
+        message
+    assert "did not answer" not in message and err.value.kind == "unreachable"
