@@ -203,6 +203,24 @@ def silent_listener() -> Iterator[str]:
         yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
+def login_failure(server: str, *, timeout: float, budget: float | None = None) -> RegistryError:
+    """What a RegistryClient's login to `server` (plain HTTP, user/s3cret-pass) fails with; with `budget`, under a
+    deadline that far ahead, named as the preflight names its own."""
+    import time
+
+    from registryclient import RegistryClient
+
+    deadline = None if budget is None else time.monotonic() + budget
+    client = RegistryClient(server, "user", "s3cret-pass", allow_plain_http=True, timeout=timeout, deadline=deadline,
+                            budget=budget, limit_name="preflight time limit")
+    try:
+        with pytest.raises(RegistryError) as err:
+            client.login(prove=False)
+    finally:
+        client.close()
+    return err.value
+
+
 def test_server_that_never_answers_times_out_within_the_budget(silent_listener: str) -> None:
     message = failure(PreflightTarget(RegistryLogin(silent_listener, "user", "s3cret-pass", allow_plain_http=True),
                                       REPOS),
@@ -214,19 +232,9 @@ def test_server_that_never_answers_times_out_within_the_budget(silent_listener: 
 def test_a_read_the_deadline_cut_short_names_the_budget_not_its_own_length(silent_listener: str) -> None:
     """The socket waits only what is left of the budget (less than one exchange's limit): the message names the
     budget, never that remainder as if it were a limit of its own."""
-    import time
-
-    from registryclient import RegistryClient, RegistryError
-
-    client = RegistryClient(silent_listener, "user", "s3cret-pass", allow_plain_http=True, timeout=30.0,
-                            deadline=time.monotonic() + 0.7, budget=0.7, limit_name="preflight time limit")
-    try:
-        with pytest.raises(RegistryError) as err:
-            client.login(prove=False)
-    finally:
-        client.close()
-    assert "within the preflight time limit of 0.7s" in str(err.value), err.value
-    assert "time limit of one exchange" not in str(err.value)
+    message = str(login_failure(silent_listener, timeout=30.0, budget=0.7))
+    assert "within the preflight time limit of 0.7s" in message, message
+    assert "time limit of one exchange" not in message
 
 
 def test_tls_handshake_that_never_completes_times_out(silent_listener: str) -> None:
@@ -286,8 +294,6 @@ def test_a_server_that_resets_the_connection_is_not_called_silent() -> None:
     import struct
     import threading
 
-    from registryclient import RegistryClient
-
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -307,19 +313,16 @@ def test_a_server_that_resets_the_connection_is_not_called_silent() -> None:
     worker = threading.Thread(target=reset_all, daemon=True)
     worker.start()
     server = f"127.0.0.1:{listener.getsockname()[1]}"
-    client = RegistryClient(server, "user", "s3cret-pass", allow_plain_http=True, timeout=5.0)
     try:
-        with pytest.raises(RegistryError) as err:
-            client.login(prove=False)
+        err = login_failure(server, timeout=5.0)
     finally:
-        client.close()
         stop.set()
         worker.join(5)
         listener.close()
-    message = str(err.value)
+    message = str(err)
     assert f"{server} cut the connection (Connection reset by peer)" in message, message
     assert "nothing answers" not in message and "ConnectionResetError" not in message, message
-    assert err.value.kind == "unreachable" and "s3cret-pass" not in message
+    assert err.kind == "unreachable" and "s3cret-pass" not in message
 
 
 @pytest.mark.parametrize("timeout,budget,named", [
@@ -330,8 +333,6 @@ def test_a_connection_that_never_completes_names_the_limit_that_ended_it(timeout
     """A listener whose accept queue is full drops new connection attempts, so connect() waits: the message names
     the per-exchange timeout when that ended the wait, the budget when the deadline did."""
     import time
-
-    from registryclient import RegistryClient
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
@@ -344,27 +345,19 @@ def test_a_connection_that_never_completes_names_the_limit_that_ended_it(timeout
         filler.connect_ex(address)
         fillers.append(filler)
     time.sleep(0.2)
-    client = RegistryClient(f"127.0.0.1:{address[1]}", "user", "s3cret-pass", allow_plain_http=True,
-                            timeout=timeout, deadline=time.monotonic() + budget, budget=budget,
-                            limit_name="preflight time limit")
     try:
-        with pytest.raises(RegistryError) as err:
-            client.login(prove=False)
+        err = login_failure(f"127.0.0.1:{address[1]}", timeout=timeout, budget=budget)
     finally:
-        client.close()
         for filler in fillers:
             filler.close()
         listener.close()
-    assert named in str(err.value), err.value
+    assert named in str(err), err
 
 
 def test_an_answer_whose_body_never_arrives_is_not_called_silent() -> None:
     """Status and headers arrive (401, Content-Length: 100), the body never does: the message says the registry
     answered and its body stalled, naming the limit, never that it did not answer."""
     import threading
-    import time
-
-    from registryclient import RegistryClient
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
@@ -380,18 +373,14 @@ def test_an_answer_whose_body_never_arrives_is_not_called_silent() -> None:
     worker = threading.Thread(target=answer_headers_only, daemon=True)
     worker.start()
     server = f"127.0.0.1:{listener.getsockname()[1]}"
-    client = RegistryClient(server, "user", "s3cret-pass", allow_plain_http=True, timeout=0.5,
-                            deadline=time.monotonic() + 5.0, budget=5.0, limit_name="preflight time limit")
     try:
-        with pytest.raises(RegistryError) as err:
-            client.login(prove=False)
+        err = login_failure(server, timeout=0.5, budget=5.0)
     finally:
-        client.close()
         worker.join(5)
         for conn in held:
             conn.close()
         listener.close()
-    message = str(err.value)
+    message = str(err)
     assert f"{server} answered GET /v2/ with 401, but the rest of its answer did not arrive within 0.5s" in message, \
         message
-    assert "did not answer" not in message and err.value.kind == "unreachable"
+    assert "did not answer" not in message and err.kind == "unreachable"
