@@ -480,20 +480,12 @@ def test_port_taken_by_something_else(up: UpLocal, status: int) -> None:
 
 def test_port_taken_by_non_http_listener(up: UpLocal) -> None:
     up.add_fake_pulumi()
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", up.port))
-    listener.listen()
 
-    def accept_and_hang_up() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
-            conn.close()
+    def ssh_banner(conn: socket.socket) -> None:
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        conn.close()
 
-    threading.Thread(target=accept_and_hang_up, daemon=True).start()
+    listener = _serve_raw(up.port, ssh_banner)
     try:
         result = up.run()
     finally:
