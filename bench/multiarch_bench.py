@@ -6,8 +6,10 @@ A `docker-registry` on loopback (htpasswd), a second dockerd as the linux/arm64 
 own socket and roots, loopback-only network namespace), the busybox base imported on both. Each repeat changes one
 file of app/www, so both sides build both platforms anew, then runs alternately: the program (the real
 `__main__.py` of the local stack with `web` on both platforms and the second engine as arm64 builder, under mocks,
-each `docker.Image` carried out by the pulumi-docker stand-in, the index by the real `ImageIndex` provider in a
-`python -m pulumi.dynamic` process, real preflight and published checks) and the manual flow (`docker build
+each `docker.Image` carried out by the pulumi-docker stand-in, the two platforms side by side on their engines as
+the Pulumi engine runs independent resources in parallel, the index by the real `ImageIndex` provider in a
+`python -m pulumi.dynamic` process, real preflight and published checks) and the manual flow, one step after the
+other as the commands are typed (`docker build
 --platform` per engine, `docker push` each, `docker manifest create` + `push`). Reported: the median wall time of
 each side and the ratio program / manual (target: at most 1.1x).
 """

@@ -11,7 +11,9 @@ What it cannot reproduce (read this before trusting a green e2e run):
 - the Pulumi engine: the stand-in runs Check, Diff and Create/Update itself for every declared image, in
   registration order; a resource the program stopped declaring is deleted only when the caller says the run ended
   (`end_run`), as the engine's delete step would; no refresh, no import, no `ignoreChanges` (which the engine applies
-  before Check, where the recomputed `contextDigest` would win anyway), no diff display, no parallelism;
+  before Check, where the recomputed `contextDigest` would win anyway), no diff display; images of different
+  engines (`docker.Provider` hosts) are carried out concurrently, as the engine runs steps that do not depend on
+  each other in parallel (`pulumi up --parallel`, 4 per CPU by default), images of one engine one at a time;
 - the state file (`<state_dir>/<stack>.json`) keeps, per resource, its id, outputs and inputs like the engine's
   checkpoint, but without `registry.password` (the engine keeps `__inputs` encrypted as a secret; the diff never
   reads the password, and a test file must not hold it in plain text);
@@ -409,6 +411,10 @@ class DockerImageProvider:
     image_ids: list[str] = field(default_factory=list)
     """The local image id of every build (a rebuild under the same name leaves the previous one untagged)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Guards `_engine_locks` and the engine clients."""
+    _engine_locks: dict[str | None, threading.Lock] = field(default_factory=dict, repr=False)
+    _applying: threading.local = field(default_factory=threading.local, repr=False)
+    """`host`: the engine of the resource this thread applies (its provider's host); None: the local engine."""
     provider_hosts: dict[str, str | None] = field(default_factory=dict)
     """Id of each `docker.Provider` the program declared -> its `host` (None: the provider's default engine)."""
 
@@ -416,19 +422,24 @@ class DockerImageProvider:
         self.state_dir = Path(self.state_dir)
         self._engine: docker.DockerClient | None = None
         self._engines: dict[str, docker.DockerClient] = {}
-        self._host: str | None = None
-        """The engine of the resource being applied (its provider's host); None: the local engine."""
+
+    @property
+    def _host(self) -> str | None:
+        """The engine of the resource this thread applies (its provider's host); None: the local engine."""
+        return getattr(self._applying, "host", None)
 
     @property
     def _client(self) -> docker.DockerClient:
         """The engine client of the resource being applied, made on first use (Check and Diff need no engine)."""
-        if self._host is not None:
-            if self._host not in self._engines:
-                self._engines[self._host] = docker.DockerClient(base_url=self._host, timeout=BUILD_TIMEOUT_S)
-            return self._engines[self._host]
-        if self._engine is None:
-            self._engine = docker.from_env(timeout=BUILD_TIMEOUT_S)
-        return self._engine
+        host = self._host
+        with self._lock:
+            if host is not None:
+                if host not in self._engines:
+                    self._engines[host] = docker.DockerClient(base_url=host, timeout=BUILD_TIMEOUT_S)
+                return self._engines[host]
+            if self._engine is None:
+                self._engine = docker.from_env(timeout=BUILD_TIMEOUT_S)
+            return self._engine
 
     def register_provider(self, args: pulumi.runtime.MockResourceArgs) -> str:
         """A `docker.Provider` registration: the images that name it build and push on its `host`, as the
@@ -468,18 +479,21 @@ class DockerImageProvider:
     def __call__(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if args.typ != IMAGE_TYPE:
             raise ValueError(f"DockerImageProvider handles {IMAGE_TYPE} only, got {args.typ}")
-        # Registrations may arrive from several threads; one image at a time, as the tests assert on the order.
+        # Registrations arrive from several threads: one image at a time per engine, engines side by side.
+        provider_id = args.provider.rsplit("::", 1)[-1] if args.provider else None
+        if provider_id is not None and provider_id not in self.provider_hosts \
+                and not provider_id.startswith("default"):
+            raise ImageProviderError(f"{args.name}: its provider {args.provider} was never registered")
+        host = self.provider_hosts.get(provider_id) if provider_id else None
         with self._lock:
-            provider_id = args.provider.rsplit("::", 1)[-1] if args.provider else None
-            if provider_id is not None and provider_id not in self.provider_hosts \
-                    and not provider_id.startswith("default"):
-                raise ImageProviderError(f"{args.name}: its provider {args.provider} was never registered")
-            self._host = self.provider_hosts.get(provider_id) if provider_id else None
+            engine_lock = self._engine_locks.setdefault(host, threading.Lock())
+        with engine_lock:
+            self._applying.host = host
             try:
                 return self.apply(pulumi.get_stack(), args.name, _Inputs(_reveal(dict(args.inputs))),
                                   preview=pulumi.runtime.is_dry_run())
             finally:
-                self._host = None
+                self._applying.host = None
 
     def apply(self, stack: str, resource: str, wrapped: "_Inputs", *, preview: bool = False
               ) -> tuple[str, dict[str, Any]]:
@@ -487,20 +501,20 @@ class DockerImageProvider:
         base = self.project_root or Path.cwd()
         inputs = self.check(resource, wrapped.values, base)
         state = StateFile(self.state_dir, stack)
-        with state.locked() as resources:
-            previous = resources.get(resource)
-            changed = diff(previous["inputs"], _stored_inputs(inputs)) if previous else []
-            action = "create" if previous is None else ("update" if changed else "same")
-            self.checks.append(CheckRecord(stack, resource, inputs["build"]["contextDigest"], action,
-                                           tuple(changed)))
-            if action == "same":
-                self.unchanged.append(inputs["imageName"])
-                return previous["id"], copy.deepcopy(previous["outputs"])
-            outputs = self._create_or_update(stack, resource, inputs, base, preview)
-            if not preview:
+        with state.locked() as resources:  # the state is locked to read and to write, not during the build
+            previous = copy.deepcopy(resources.get(resource))
+        changed = diff(previous["inputs"], _stored_inputs(inputs)) if previous else []
+        action = "create" if previous is None else ("update" if changed else "same")
+        self.checks.append(CheckRecord(stack, resource, inputs["build"]["contextDigest"], action, tuple(changed)))
+        if action == "same":
+            self.unchanged.append(inputs["imageName"])
+            return previous["id"], previous["outputs"]
+        outputs = self._create_or_update(stack, resource, inputs, base, preview)
+        if not preview:
+            with state.locked() as resources:
                 resources[resource] = {"id": inputs["imageName"], "inputs": _stored_inputs(inputs),
                                        "outputs": outputs}
-            return inputs["imageName"], outputs
+        return inputs["imageName"], outputs
 
     def end_run(self, stack: str, declared: set[str]) -> None:
         """The engine's delete step after a successful `up`: resources no longer declared leave the state.
