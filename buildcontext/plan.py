@@ -7,6 +7,7 @@ numbers kept. buildcontext/stages.py reads a Dockerfile into this plan. No Pulum
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -217,7 +218,10 @@ def _replace_in(lines: list[str], command, ref: ExternalReference, old: str, new
     raise DockerfileProblem(f"cannot pin {ref.instruction} {ref.written}: write it on one line as {old}", ref.line)
 
 
-def parse_commands(text: str):
+@functools.lru_cache(maxsize=16)
+def parse_commands(text: str) -> tuple:
+    """BuildKit's parse of a Dockerfile's text (a tuple of immutable commands), once per distinct text: the plan
+    and the pinned Dockerfile of each image sharing that text read the same parse."""
     # Imported here: the parser is Go code whose runtime reserves a large address space at import, which every
     # importer of the build-context engine (the ignore-file reader included) would otherwise pay.
     import dockerfile

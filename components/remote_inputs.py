@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,32 +192,45 @@ def resolve_reference(reference: str, platform: str, stack: RegistryLogin | None
     own_client = client is None
     client, creds = registry_client(where.host, stack, deadline) if client is None else client
     try:
-        if not client.logged_in:
-            client.login(prove=False)  # the manifest request shows a refused login itself
-        manifest = client.get_manifest(where.repository, where.reference)
-        if manifest.media_type not in (OCI_INDEX, DOCKER_LIST):
-            return manifest.digest
-        try:
-            doc = server_json(manifest.content)
-        except ValueError:
-            raise ResolveFailure("its index is not JSON", "protocol") from None
-        entries = doc.get("manifests") if isinstance(doc, dict) else None
-        for entry in entries if isinstance(entries, list) else []:
-            if _platform_matches(entry, platform) and isinstance(entry.get("digest"), str):
-                return entry["digest"]
-        offered = sorted({"/".join(p for p in (e["platform"].get("os"), e["platform"].get("architecture"),
-                                                 e["platform"].get("variant")) if p)
-                          for e in entries or [] if isinstance(e, dict) and isinstance(e.get("platform"), dict)})
-        raise ResolveFailure(f"its index has no manifest for {platform} (it has {', '.join(offered) or 'none'})",
-                             "platform")
+        with _as_failure(creds):
+            return _platform_digest(client, where, platform)
+    finally:
+        if own_client:
+            client.close()
+
+
+@contextlib.contextmanager
+def _as_failure(creds: Credentials) -> Iterator[None]:
+    """A RegistryError raised inside, as the ResolveFailure whose kind picks the fix (naming whose credentials)."""
+    try:
+        yield
     except RegistryError as err:
         kind = "absent" if err.kind == "absent" or err.status == 404 else err.kind
         if creds.source == "anonymous" and kind in ("auth", "forbidden"):
             kind = "login"
         raise ResolveFailure(f"{err} (credentials: {creds.source})", kind, creds.source) from None
-    finally:
-        if own_client:
-            client.close()
+
+
+def _platform_digest(client: RegistryClient, where: Location, platform: str) -> str:
+    """The manifest digest of `where` for `platform`: the manifest's own, or an index's entry for the platform."""
+    if not client.logged_in:
+        client.login(prove=False)  # the manifest request shows a refused login itself
+    manifest = client.get_manifest(where.repository, where.reference)
+    if manifest.media_type not in (OCI_INDEX, DOCKER_LIST):
+        return manifest.digest
+    try:
+        doc = server_json(manifest.content)
+    except ValueError:
+        raise ResolveFailure("its index is not JSON", "protocol") from None
+    entries = doc.get("manifests") if isinstance(doc, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if _platform_matches(entry, platform) and isinstance(entry.get("digest"), str):
+            return entry["digest"]
+    offered = sorted({"/".join(p for p in (e["platform"].get("os"), e["platform"].get("architecture"),
+                                             e["platform"].get("variant")) if p)
+                      for e in entries or [] if isinstance(e, dict) and isinstance(e.get("platform"), dict)})
+    raise ResolveFailure(f"its index has no manifest for {platform} (it has {', '.join(offered) or 'none'})",
+                         "platform")
 
 
 @dataclass
@@ -310,23 +324,30 @@ def _wanted(images: list[ImageInputs], problems: list[str]) -> tuple[dict[tuple[
 
 def _resolve_host(host: str, keys: list[tuple[str, str]], stack: RegistryLogin | None,
                   deadline: float) -> dict[tuple[str, str], str | ResolveFailure]:
-    """Every reference of one registry host through one client: the first logs in, the others reuse the login."""
+    """Every reference of one registry host through one client: one login, then the references in parallel (the
+    client is thread-safe); a failed login is every reference's failure."""
     results: dict[tuple[str, str], str | ResolveFailure] = {}
-    client = registry_client(host, stack, deadline)  # no request until the first reference
+    client, creds = registry_client(host, stack, deadline)
 
     def one(key: tuple[str, str]) -> None:
         try:
-            results[key] = resolve_reference(key[0], key[1], stack, deadline, client=client)
+            results[key] = resolve_reference(key[0], key[1], stack, deadline, client=(client, creds))
         except ResolveFailure as failure:
             results[key] = failure
 
     try:
-        one(keys[0])  # logs in; the others reuse the login, in parallel (the client is thread-safe)
-        if len(keys) > 1:
-            with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(keys) - 1)) as inner:
-                list(inner.map(one, keys[1:]))
+        if len(keys) == 1:
+            one(keys[0])
+            return results
+        try:
+            with _as_failure(creds):
+                client.login(prove=False)  # a refused login shows in the first manifest request, as with one
+        except ResolveFailure as failure:
+            return dict.fromkeys(keys, failure)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(keys))) as inner:
+            list(inner.map(one, keys))
     finally:
-        client[0].close()
+        client.close()
     return results
 
 
