@@ -204,19 +204,37 @@ class _StageReader:
         elif from_value.lower() != SCRATCH:
             self.refs.append(ExternalReference(line, instruction, from_written, from_value, r.platform))
 
+    def _checksum(self, inner) -> tuple[bool, str | None, str | None]:
+        """(whether the line can be planned, its `--checksum` after substitution, as written; None without one).
+        BuildKit expands variables in the flag with the stage's scope, as in the sources."""
+        written = _flag(inner.flags, "checksum")
+        if written is None or "$" not in written:
+            return True, written, written
+        checksum = self._computed(written, inner.start_line, f"ADD --checksum={written}")
+        return checksum is not None, checksum, written
+
     def _read_add(self, inner) -> None:
-        checksum = _flag(inner.flags, "checksum")
+        plannable, checksum, written = self._checksum(inner)
+        if not plannable:
+            return
         found: list[RemoteSource] = []
         for src in inner.value[:-1]:
             url = self._computed(src, inner.start_line, f"ADD {src}")
             if url is None:
                 continue
             if _is_git(url):
-                found.append(RemoteSource(inner.start_line, "git", url, checksum, src))
+                found.append(RemoteSource(inner.start_line, "git", url, checksum or None, src))
             elif url.startswith(("http://", "https://")):
                 if checksum is not None and not DIGEST.fullmatch(checksum):
-                    raise DockerfileProblem(f"ADD --checksum={checksum} is not sha256:<64 hex digits>",
-                                            inner.start_line)
+                    if checksum == written:
+                        raise DockerfileProblem(f"ADD --checksum={checksum} is not sha256:<64 hex digits>",
+                                                inner.start_line)
+                    # The value is not shown: it may come from a build arg, and those may carry secrets.
+                    what = "a value that is not sha256:<64 hex digits>" if checksum else "nothing"
+                    raise DockerfileProblem(
+                        f"ADD --checksum={written} expands to {what} (BuildKit verifies nothing when it is empty and "
+                        "refuses any other value); fix: give the variable the file's sha256:<digest> (a build arg "
+                        "or the ARG's default), or remove --checksum", inner.start_line)
                 found.append(RemoteSource(inner.start_line, "http", url, checksum, src))
         if len(found) > 1:
             self._refuse(inner.start_line, (

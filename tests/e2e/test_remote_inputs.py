@@ -451,6 +451,37 @@ def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_
         assert handler.seen == []
 
 
+def test_a_checksum_from_a_build_arg_is_expanded_by_buildkit_and_pins_the_source(tmp_path, recording_server,
+                                                                                  monkeypatch):
+    """Docker 26's BuildKit expands ARGs in ADD --checksum: the right value builds, a wrong one fails its check, and
+    an empty one checks nothing. The plan takes the expanded value as the pin (no request) and refuses the empty
+    one."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base, handler = recording_server
+    handler.body = f"sum {secrets.token_hex(8)}\n".encode()
+    good = "sha256:" + hashlib.sha256(handler.body).hexdigest()
+    root = make_project(tmp_path / "p", f"FROM scratch\nARG SUM\nADD --checksum=$SUM {base}/f /f\n")
+
+    def build(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([DOCKER_CLI, "buildx", "build", "--platform", "linux/amd64", "--no-cache", *args,
+                               "--output", "type=tar,dest=/dev/null", str(root / "app")],
+                              capture_output=True, timeout=300, text=True)
+
+    assert build("--build-arg", f"SUM={good}").returncode == 0
+    wrong = build("--build-arg", "SUM=sha256:" + "0" * 64)
+    assert wrong.returncode != 0 and "digest mismatch" in wrong.stdout + wrong.stderr, "BuildKit checks the value"
+    assert build().returncode == 0, "BuildKit verifies nothing when the checksum expands to nothing"
+    handler.seen.clear()
+    plan = image_module.plan_builds(settings_for(root, build_args={"SUM": good}))["web"]
+    assert handler.seen == [] and plan.dockerfile is None, "pinned by the expanded checksum: nothing fetched"
+    other = image_module.plan_builds(settings_for(root, build_args={"SUM": "sha256:" + "1" * 64}))["web"]
+    assert other.tag != plan.tag
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root))
+    assert "app/Dockerfile line 3: ADD --checksum=$SUM expands to nothing" in str(err.value), err.value
+    assert handler.seen == []
+
+
 def test_a_base_registry_that_cannot_be_reached_is_named_by_the_from_line_not_the_stack(monkeypatch, tmp_path):
     """A FROM host other than the stack's: the advice points at the FROM reference and mirroring, never at the
     stack's registry setting or `make up`."""

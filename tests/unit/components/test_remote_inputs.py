@@ -142,6 +142,49 @@ def test_a_remote_add_source_enters_the_tag(remote_calls, preflight_calls, proje
         assert f"ADD --checksum=sha256:{content * 64} {url} /tool\n" in (project / path).read_text()
 
 
+def test_a_checksum_from_a_build_arg_pins_the_source_without_a_request(remote_calls, preflight_calls, project):
+    """BuildKit expands ARGs in ADD --checksum (Docker 26's built-in frontend; tests/e2e/test_remote_inputs.py shows
+    it on the engine): the source is pinned by the expanded value, asked for by nobody, and the value is the tag's."""
+    url = "https://files.example.invalid/tool.tgz"
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text(
+        f"ARG TOOL_SUM\nFROM scratch\nARG TOOL_SUM\nADD --checksum=${{TOOL_SUM}} {url} /tool\n")
+    tags = []
+    for content in "ab":
+        run = run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [
+            {"name": "web", "context": "ctx", "buildArgs": {"TOOL_SUM": "sha256:" + content * 64}}]},
+            project_root=project)
+        tags.append(run.outputs["images"]["web"]["tag"])
+        staged = (project / run.by_name("web-image").inputs["build"]["dockerfile"]).read_text()
+        assert "ADD --checksum=${TOOL_SUM} " in staged, "the build expands it as the plan did"
+    assert remote_calls.urls == [] and tags[0] != tags[1]
+    plan = read_plan(f"FROM scratch\nARG SUM=sha256:{'c' * 64}\nADD --checksum=$SUM {url} /t\n".encode(), {}, None,
+                     "linux/amd64")
+    assert [(s.checksum, s.pinned) for s in plan.sources] == [("sha256:" + "c" * 64, True)], "the ARG's default"
+
+
+@pytest.mark.parametrize("arg,says", [
+    ("ARG SUM", "expands to nothing"),
+    ("ARG SUM=md5:0123", "expands to a value that is not sha256:<64 hex digits>"),
+])
+def test_a_checksum_variable_that_is_no_checksum_is_refused_with_its_line(arg, says, remote_calls, project):
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text(f"FROM scratch\n{arg}\nADD --checksum=$SUM http://127.0.0.1:9/t /t\n")
+    records: list = []
+    with pytest.raises(Exception) as err:
+        run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [{"name": "web", "context": "ctx"}]},
+                  project_root=project, records=records)
+    msg = str(err.value)
+    assert f"ctx/Dockerfile line 3: ADD --checksum=$SUM {says}" in msg, msg
+    assert "fix: give the variable the file's sha256:<digest>" in msg and "md5:0123" not in msg
+    assert remote_calls.urls == [] and records == []
+
+
+def test_a_checksum_from_the_base_images_environment_is_refused():
+    [(line, problem)] = _refused("FROM busybox\nADD --checksum=$SUM http://127.0.0.1:9/t /t\n")
+    assert line == 2 and problem.startswith("ADD --checksum=$SUM uses $SUM, which this stage does not declare")
+
+
 # ---------------------------------------------------------------- the Dockerfile plan
 
 def test_global_args_build_args_and_substitution_forms():
