@@ -230,21 +230,31 @@ def _refused(text: str, platform: str = "linux/amd64") -> list[tuple[int, str]]:
     return list(read_plan(text.encode(), {}, None, platform).refused)
 
 
-def test_a_source_from_env_or_the_base_images_environment_is_refused_never_guessed():
-    """BuildKit substitutes ENV (of the stage and its FROM parents) and the base image's environment into ADD; the
-    plan computes neither, so such a source is refused with its line, never fetched with an empty value."""
-    whole = read_plan(b"FROM scratch\nENV U=http://127.0.0.1:9/f\nADD $U /f\n", {}, None, "linux/amd64")
-    assert whole.sources == () and whole.refused[0][0] == 3
-    assert "ADD $U uses $U, which ENV sets" in whole.refused[0][1] and "fix: write the value" in whole.refused[0][1]
-    [(line, problem)] = _refused("FROM scratch AS a\nENV V=1.2\nFROM a\nADD http://127.0.0.1:9/f-$V /f\n")
-    assert line == 4 and "uses $V, which ENV sets" in problem, "ENV of a FROM parent reaches the child too"
+def test_env_and_arg_set_one_environment_in_order_as_buildkit_does():
+    """Within a stage (and from its FROM parents) ENV and ARGs with a value set one environment, the last one
+    winning (tests/e2e/test_remote_inputs.py compares with the engine's fetches); what the base image's
+    environment may set, or a quoted ENV value, is refused with its line, never fetched with a guessed value."""
+    def urls(text: str, build_args: dict | None = None) -> list[str]:
+        plan = read_plan(text.encode(), build_args or {}, None, "linux/amd64")
+        assert plan.refused == (), plan.refused
+        return [s.url for s in plan.sources]
+
+    assert urls("FROM scratch\nENV U=http://127.0.0.1:9/f\nADD $U /f\n") == ["http://127.0.0.1:9/f"]
+    assert urls("FROM scratch\nARG V=a\nENV U=http://127.0.0.1:9/${V}.txt\nADD $U /f\n") == ["http://127.0.0.1:9/a.txt"]
+    assert urls("FROM busybox\nENV S=b\nARG S=a\nADD http://127.0.0.1:9/$S /f\n") == ["http://127.0.0.1:9/a"]
+    assert urls("FROM scratch\nARG S=a\nENV S=b\nADD http://127.0.0.1:9/$S /f\n") == ["http://127.0.0.1:9/b"]
+    assert urls("FROM scratch AS p\nARG S=a\nFROM p\nADD http://127.0.0.1:9/$S /f\n") == ["http://127.0.0.1:9/a"], \
+        "a FROM parent's ARG values reach the child"
+    assert urls("FROM busybox AS p\nENV S=b\nFROM p\nARG S\nADD http://127.0.0.1:9/$S /f\n", {"S": "c"}) == \
+        ["http://127.0.0.1:9/c"]
     [(line, problem)] = _refused("FROM busybox\nADD http://127.0.0.1:9/f-${VERSION} /f\n")
     assert line == 2 and "does not declare" in problem and "ARG VERSION=<value>" in problem
-    plan = read_plan(b"FROM busybox\nARG VERSION=2\nADD http://127.0.0.1:9/f-${VERSION} /f\n", {}, None,
-                     "linux/amd64")
-    assert plan.refused == () and [s.url for s in plan.sources] == ["http://127.0.0.1:9/f-2"]
-    [(line, problem)] = _refused("FROM scratch\nENV S=x\nCOPY --from=$S /a /a\n")
-    assert line == 3 and "COPY --from=$S uses $S" in problem
+    [(line, problem)] = _refused("FROM busybox\nARG VERSION\nADD http://127.0.0.1:9/f-${VERSION} /f\n")
+    assert line == 3 and "which this stage declares without a value: BuildKit takes it from the base image's" in problem
+    [(line, problem)] = _refused("FROM busybox AS p\nENV P=$HOME/x\nFROM p\nADD http://127.0.0.1:9/$P /f\n")
+    assert line == 4 and "uses $P, which line 2 sets to a value this plan cannot compute" in problem, problem
+    [(line, problem)] = _refused("FROM scratch\nENV S=\"x\"\nCOPY --from=$S /a /a\n")
+    assert line == 3 and "COPY --from=$S uses $S, which line 2 sets to a value this plan cannot compute" in problem
 
 
 def test_platform_args_reach_a_stage_only_when_it_declares_them():
