@@ -4,7 +4,7 @@ Substitution follows BuildKit's rules for the forms it documents (`$A`, `${A}`, 
 `${A+w}`); any other form is refused with its line, never guessed. A FROM line sees the global ARGs (declared
 before the first FROM; a build arg overrides a declared default) and the platform ARGs BuildKit predefines
 (TARGETPLATFORM/OS/ARCH/VARIANT from the image's platform, BUILDPLATFORM from this machine); other instructions
-see only the ARGs their stage declares (platform ARGs too).
+see their stage's scope (buildcontext/stages.py: its ARGs, platform ARGs too, its ENVs and its FROM parent's).
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ as buildcontext/stage_args.py says. Stages the target needs, as BuildKit compute
 stage), its FROM parent, the stages named by `COPY --from` and `RUN --mount=...,from=`, transitively; no other
 stage is resolved or built. The FROM chain is the target and its FROM parents only: their instructions become the
 shipped image's history. A stage a `COPY --from` reaches ships files, not history. A remote input whose value this
-module cannot compute as BuildKit does (a variable from ENV or from the base image's environment, several remote
-sources in one ADD) or whose URL holds user info is left out of the plan and listed in `refused`.
+module cannot compute as BuildKit does (a variable the base image's environment may set, a quoted ENV value, several
+remote sources in one ADD) or whose URL holds user info is left out of the plan and listed in `refused`.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ __all__ = ["DockerfilePlan", "DockerfileProblem", "ExternalReference", "RemoteSo
            "has_userinfo", "without_userinfo", "read_plan"]
 
 SCRATCH = "scratch"
+SCRATCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _GIT_PREFIXES = ("git://", "git@", "ssh://")
 
 
@@ -62,8 +63,9 @@ class _Reading:
         self.references: dict[int, list[ExternalReference]] = {}
         self.sources: dict[int, list[RemoteSource]] = {}
         self.refused: dict[int, list[tuple[int, str]]] = {}
-        self.env_names: dict[int, frozenset[str]] = {}
-        """Per stage: the names ENV sets in it or its FROM parents (BuildKit substitutes them; this plan does not)."""
+        self.scopes: dict[int, tuple[dict[str, str], dict[str, int]]] = {}
+        """Per stage, at its end: (the values its ARGs and ENVs set, name -> line of each one set to a value this
+        plan cannot compute); a stage built on it starts from them, as BuildKit's does."""
         self.external_root: dict[int, bool] = {}
         """Per stage: whether its FROM chain starts at an image (whose environment this plan cannot see)."""
 
@@ -78,11 +80,19 @@ class _StageReader:
         self.r, self.index = reading, index
         self.raw = reading.raw_stages[index]
         self.refs = reading.references.setdefault(index, [])
-        # BuildKit gives a stage only the ARGs it declares: the platform ARGs too (`ARG TARGETARCH`).
+        # BuildKit expands a stage's words from one environment, set in order: the base's (its image config, or
+        # a parent stage's at its end), then each ENV, then each ARG that has a value (a build arg, its default, or
+        # the global ARG's): the last one wins. So an ARG with a value overrides an earlier ENV, the base image's
+        # included (shown on Docker 26's engine), and an ARG without one leaves the base image's value in place.
+        # The base image's config is not read: as a declared ARG with a value wins over it, it matters only for a
+        # name no ARG with a value or ENV sets, which the Dockerfile can always pin itself (`ARG NAME=<value>`), so
+        # such a name (in an image-rooted stage) is refused where a remote input uses it, costing no request per
+        # base. Platform ARGs too reach a stage only when it declares them.
         self.values: dict[str, str] = {}
+        self.opaque: dict[str, int] = {}
+        """Names set to a value this plan cannot compute -> the line that set it."""
         self.declared: set[str] = set()
         self.depends: set[int] = set()
-        self.env: set[str] = set()
 
     def read(self) -> None:
         r, index, command = self.r, self.index, self.raw["from"]
@@ -92,13 +102,15 @@ class _StageReader:
             if cmd == "ARG":
                 self._declare(inner)
             elif cmd == "ENV":
-                self.env.update(inner.value[0::2])  # (name, value) pairs
+                for name, value in zip(inner.value[0::2], inner.value[1::2]):  # (name, value) pairs
+                    # BuildKit removes quotes, which this plan's expansion does not: such a value is not computed.
+                    self._set(name, None if "'" in value or '"' in value else value, inner.start_line)
             elif cmd in ("COPY", "ADD", "RUN"):
                 for instruction, from_written in self._froms(inner, cmd):
                     self._read_from(inner, instruction, from_written)
                 if cmd == "ADD" and not inner.heredocs:
                     self._read_add(inner)
-        r.env_names[index] = frozenset(self.env)
+        r.scopes[index] = (self.values, self.opaque)
         end = r.raw_stages[index + 1]["from"].start_line - 1 if index + 1 < len(r.raw_stages) else len(r.lines)
         stage_text = "".join(r.lines[command.start_line - 1:end]).encode("utf-8", "surrogatepass")
         name = _stage_name(command)
@@ -124,7 +136,10 @@ class _StageReader:
                                         command.start_line)
             self.refs.append(ExternalReference(command.start_line, "FROM", written, reference, base_platform,
                                                base_platform == r.platform))
-        self.env = set(r.env_names[parent]) if parent is not None else set()
+        if parent is not None:
+            self.values, self.opaque = dict(r.scopes[parent][0]), dict(r.scopes[parent][1])
+        elif reference.lower() == SCRATCH:
+            self.values = {"PATH": SCRATCH_PATH}  # BuildKit's empty image config sets it
         r.external_root[index] = r.external_root[parent] if parent is not None else reference.lower() != SCRATCH
         return parent
 
@@ -134,11 +149,29 @@ class _StageReader:
             arg, eq, default = decl.partition("=")
             self.declared.add(arg)
             if arg in r.build_args:
-                self.values[arg] = r.build_args[arg]
+                self._set(arg, r.build_args[arg], inner.start_line, expanded=True)
             elif eq:
-                self.values[arg] = expand(default, self.values, inner.start_line, r.escape)
+                self._set(arg, default, inner.start_line)
             elif r.global_values.get(arg) is not None:
-                self.values[arg] = r.global_values[arg]
+                self._set(arg, r.global_values[arg], inner.start_line, expanded=True)
+
+    def _set(self, name: str, word: str | None, line: int, expanded: bool = False) -> None:
+        """`name` set (by ENV or an ARG with a value) to `word` expanded in the scope so far; to a value this plan
+        cannot compute when `word` is None or uses such a name."""
+        value = word if expanded or word is None else self._value(word, line)
+        if value is None:
+            self.values.pop(name, None)
+            self.opaque[name] = line
+        else:
+            self.values[name] = value
+            self.opaque.pop(name, None)
+
+    def _value(self, word: str, line: int) -> str | None:
+        used = Recorder(self.values)
+        value = expand(word, used, line, self.r.escape)
+        from_base = self.r.external_root[self.index]
+        unknown = [n for n in used.asked if n in self.opaque or (n not in self.values and from_base)]
+        return None if unknown else value
 
     def _refuse(self, line: int, problem: str) -> None:
         self.r.refused.setdefault(self.index, []).append((line, problem))
@@ -148,18 +181,22 @@ class _StageReader:
         it uses is set by ENV or may come from the base image's environment."""
         used = Recorder(self.values)
         value = expand(word, used, line, self.r.escape)
-        from_env = [n for n in used.asked if n in self.env]
-        unknown = [n for n in used.asked if n not in self.values and n not in self.env]
-        if from_env:
+        opaque = [n for n in used.asked if n in self.opaque]
+        unknown = [n for n in used.asked if n not in self.values and n not in self.opaque]
+        if opaque:
+            name = opaque[0]
             self._refuse(line, (
-                f"{shown} uses ${from_env[0]}, which ENV sets: BuildKit substitutes it and this plan does "
-                f"not compute ENV values; fix: write the value, or declare it with ARG {from_env[0]}=<value>"))
+                f"{shown} uses ${name}, which line {self.opaque[name]} sets to a value this plan cannot compute "
+                "(from the base image's environment, or quoted); fix: write the value, or set it with "
+                f"ARG {name}=<value>"))
             return None
         if unknown and self.r.external_root[self.index]:
+            name = unknown[0]
+            declared = "declares without a value" if name in self.declared else "does not declare"
             self._refuse(line, (
-                f"{shown} uses ${unknown[0]}, which this stage does not declare: BuildKit takes it from "
+                f"{shown} uses ${name}, which this stage {declared}: BuildKit takes it from "
                 "the base image's environment, which this plan cannot see; fix: declare it in the stage with "
-                f"ARG {unknown[0]}=<value>, or write the value"))
+                f"ARG {name}=<value>, or write the value"))
             return None
         return value
 
@@ -204,19 +241,37 @@ class _StageReader:
         elif from_value.lower() != SCRATCH:
             self.refs.append(ExternalReference(line, instruction, from_written, from_value, r.platform))
 
+    def _checksum(self, inner) -> tuple[bool, str | None, str | None]:
+        """(whether the line can be planned, its `--checksum` after substitution, as written; None without one).
+        BuildKit expands variables in the flag with the stage's scope, as in the sources."""
+        written = _flag(inner.flags, "checksum")
+        if written is None or "$" not in written:
+            return True, written, written
+        checksum = self._computed(written, inner.start_line, f"ADD --checksum={written}")
+        return checksum is not None, checksum, written
+
     def _read_add(self, inner) -> None:
-        checksum = _flag(inner.flags, "checksum")
+        plannable, checksum, written = self._checksum(inner)
+        if not plannable:
+            return
         found: list[RemoteSource] = []
         for src in inner.value[:-1]:
             url = self._computed(src, inner.start_line, f"ADD {src}")
             if url is None:
                 continue
             if _is_git(url):
-                found.append(RemoteSource(inner.start_line, "git", url, checksum, src))
+                found.append(RemoteSource(inner.start_line, "git", url, checksum or None, src))
             elif url.startswith(("http://", "https://")):
                 if checksum is not None and not DIGEST.fullmatch(checksum):
-                    raise DockerfileProblem(f"ADD --checksum={checksum} is not sha256:<64 hex digits>",
-                                            inner.start_line)
+                    if checksum == written:
+                        raise DockerfileProblem(f"ADD --checksum={checksum} is not sha256:<64 hex digits>",
+                                                inner.start_line)
+                    # The value is not shown: it may come from a build arg, and those may carry secrets.
+                    what = "a value that is not sha256:<64 hex digits>" if checksum else "nothing"
+                    raise DockerfileProblem(
+                        f"ADD --checksum={written} expands to {what} (BuildKit verifies nothing when it is empty and "
+                        "refuses any other value); fix: give the variable the file's sha256:<digest> (a build arg "
+                        "or the ARG's default), or remove --checksum", inner.start_line)
                 found.append(RemoteSource(inner.start_line, "http", url, checksum, src))
         if len(found) > 1:
             self._refuse(inner.start_line, (

@@ -22,7 +22,7 @@ import pulumi_docker as docker
 from buildcontext import ContextScan, history, stages
 from buildcontext.dockerignore import excludes_whole
 from buildcontext.printable import escaped
-from components import remote_inputs
+from components import remote_inputs, staged_prune
 from components.audit import declare_audit
 from components.platforms import history_name, index_tag
 from components.registry import RegistryCredentials
@@ -127,18 +127,29 @@ def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.Dockerf
     name = hashlib.sha256(text + b"\0" + (b"-" if ignore is None else b"+" + ignore)).hexdigest()[:16]
     relative = f"{PINNED_DIR}/{settings.stack}/{image.name}/{name}/Dockerfile"
     path = settings.path(relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if ignore is not None:
-        _write_once(Path(f"{path}.dockerignore"), ignore)
-    _write_once(path, text)  # last: a Dockerfile present means its directory is complete
-    return relative
+    attempts = 3
+    while True:
+        attempts -= 1
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if ignore is not None:
+                _write_once(Path(f"{path}.dockerignore"), ignore)
+            _write_once(path, text)  # last: a Dockerfile present means its directory is complete
+            return relative
+        except FileNotFoundError:
+            # A concurrent prune (components/staged_prune.py) moved the directory aside meanwhile: stage it anew.
+            if not attempts:
+                raise
 
 
 def _write_once(path: Path, data: bytes) -> None:
     """`path` with `data`, unless it exists (its name is its content): written whole to a temporary file, then
-    renamed, so no reader ever sees part of it."""
-    if path.exists():
+    renamed, so no reader ever sees part of it. An existing one is touched: reused now, it is not pruned."""
+    try:
+        os.utime(path)
         return
+    except FileNotFoundError:
+        pass
     fd, temporary = tempfile.mkstemp(prefix=".staging-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -273,6 +284,8 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
             scan.save()
     if problems:
         raise BuildPlanError("\n".join(problems))
+    staged_prune.prune(settings.path(PINNED_DIR), {settings.path(p.dockerfile).parent for p in plans.values()
+                                                   if p.dockerfile is not None})
     return plans
 
 

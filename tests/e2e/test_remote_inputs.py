@@ -428,8 +428,8 @@ def _buildkit_fetches(root: Path, handler: type[_Recording], platform: str = "li
 
 
 def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_server, monkeypatch):
-    """Platform ARGs reach a stage only when it declares them, as in BuildKit; a URL BuildKit builds from ENV is
-    refused with its line, never fetched with the variable empty."""
+    """Platform ARGs reach a stage only when it declares them, as in BuildKit; ENV, an ARG set after an ENV and a
+    FROM parent's ARG give the plan the URL BuildKit fetches."""
     monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
     base, handler = recording_server
     tag = secrets.token_hex(4)
@@ -440,15 +440,77 @@ def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_
         image_module.plan_builds(settings_for(root, platform="linux/arm64"))
         assert sorted({p for p, _ in handler.seen}) == built == [f"/t-{tag}-{'arm64' if declare else ''}"]
     for n, text in enumerate((f"FROM scratch\nENV V={tag}\nADD {base}/e-$V /e\n",
-                              f"FROM scratch\nENV U={base}/u-{tag}\nADD $U /u\n")):
+                              f"FROM scratch\nENV U={base}/u-{tag}\nADD $U /u\n",
+                              f"FROM scratch\nENV V=env\nARG V={tag}\nADD {base}/a-$V /e\n",
+                              f"FROM scratch AS p\nARG V={tag}\nFROM p\nADD {base}/p-$V /e\n")):
         root = make_project(tmp_path / f"e{n}", text)
         built = _buildkit_fetches(root, handler)
-        assert tag in built[0], "BuildKit substitutes ENV"
+        assert tag in built[0], "BuildKit substitutes ENV, an ARG set after it, a FROM parent's ARG"
         handler.seen.clear()
-        with pytest.raises(image_module.BuildPlanError) as err:
-            image_module.plan_builds(settings_for(root))
-        assert "app/Dockerfile line 3: ADD" in str(err.value) and "which ENV sets" in str(err.value)
-        assert handler.seen == []
+        image_module.plan_builds(settings_for(root, platform="linux/arm64"))
+        assert sorted({p for p, _ in handler.seen}) == built, text
+
+
+def test_a_checksum_from_a_build_arg_is_expanded_by_buildkit_and_pins_the_source(tmp_path, recording_server,
+                                                                                  monkeypatch):
+    """Docker 26's BuildKit expands ARGs in ADD --checksum: the right value builds, a wrong one fails its check, and
+    an empty one checks nothing. The plan takes the expanded value as the pin (no request) and refuses the empty
+    one."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base, handler = recording_server
+    handler.body = f"sum {secrets.token_hex(8)}\n".encode()
+    good = "sha256:" + hashlib.sha256(handler.body).hexdigest()
+    root = make_project(tmp_path / "p", f"FROM scratch\nARG SUM\nADD --checksum=$SUM {base}/f /f\n")
+
+    def build(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([DOCKER_CLI, "buildx", "build", "--platform", "linux/amd64", "--no-cache", *args,
+                               "--output", "type=tar,dest=/dev/null", str(root / "app")],
+                              capture_output=True, timeout=300, text=True)
+
+    assert build("--build-arg", f"SUM={good}").returncode == 0
+    wrong = build("--build-arg", "SUM=sha256:" + "0" * 64)
+    assert wrong.returncode != 0 and "digest mismatch" in wrong.stdout + wrong.stderr, "BuildKit checks the value"
+    assert build().returncode == 0, "BuildKit verifies nothing when the checksum expands to nothing"
+    handler.seen.clear()
+    plan = image_module.plan_builds(settings_for(root, build_args={"SUM": good}))["web"]
+    assert handler.seen == [] and plan.dockerfile is None, "pinned by the expanded checksum: nothing fetched"
+    other = image_module.plan_builds(settings_for(root, build_args={"SUM": "sha256:" + "1" * 64}))["web"]
+    assert other.tag != plan.tag
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root))
+    assert "app/Dockerfile line 3: ADD --checksum=$SUM expands to nothing" in str(err.value), err.value
+    assert handler.seen == []
+
+
+def test_a_base_images_env_is_overridden_by_an_arg_with_a_value_and_refused_otherwise(
+        tmp_path, engine, base_image, open_registry, recording_server, monkeypatch):  # noqa: F811
+    """A base whose config sets ENV SRC, on a loopback registry: BuildKit (Docker 26) takes a stage's ARG SRC with a
+    value over it, so the plan hashes the URL BuildKit fetches; an ARG SRC without one leaves the image's value,
+    which the plan does not read: refused with its line, nothing fetched."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base, handler = recording_server
+    local = f"{base_image}-env"
+    subprocess.run([DOCKER_CLI, "build", "-q", "-t", local, "-"], input=f"FROM {base_image}\nENV SRC=image\n".encode(),
+                   check=True, capture_output=True, timeout=300)
+    try:
+        push(engine, local, open_registry, "base/with-env", "v1")
+    finally:
+        subprocess.run([DOCKER_CLI, "image", "rm", "-f", local], capture_output=True, timeout=60)
+    ref = f"{open_registry.server}/base/with-env:v1"
+    tag = secrets.token_hex(4)
+    root = make_project(tmp_path / "a", f"FROM {ref}\nARG SRC={tag}\nADD {base}/$SRC /f\n")
+    built = _buildkit_fetches(root, handler, "linux/amd64")
+    assert built == [f"/{tag}"], "the ARG's value, not the image's ENV"
+    handler.seen.clear()
+    image_module.plan_builds(settings_for(root, server=open_registry.server))
+    assert sorted({p for p, _ in handler.seen}) == built
+    root = make_project(tmp_path / "b", f"FROM {ref}\nARG SRC\nADD {base}/$SRC /f\n")
+    assert _buildkit_fetches(root, handler, "linux/amd64") == ["/image"], "an ARG without a value: the image's ENV"
+    handler.seen.clear()
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root, server=open_registry.server))
+    assert "app/Dockerfile line 3: ADD" in str(err.value) and "declares without a value" in str(err.value)
+    assert handler.seen == []
 
 
 def test_a_base_registry_that_cannot_be_reached_is_named_by_the_from_line_not_the_stack(monkeypatch, tmp_path):

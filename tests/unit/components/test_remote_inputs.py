@@ -142,6 +142,49 @@ def test_a_remote_add_source_enters_the_tag(remote_calls, preflight_calls, proje
         assert f"ADD --checksum=sha256:{content * 64} {url} /tool\n" in (project / path).read_text()
 
 
+def test_a_checksum_from_a_build_arg_pins_the_source_without_a_request(remote_calls, preflight_calls, project):
+    """BuildKit expands ARGs in ADD --checksum (Docker 26's built-in frontend; tests/e2e/test_remote_inputs.py shows
+    it on the engine): the source is pinned by the expanded value, asked for by nobody, and the value is the tag's."""
+    url = "https://files.example.invalid/tool.tgz"
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text(
+        f"ARG TOOL_SUM\nFROM scratch\nARG TOOL_SUM\nADD --checksum=${{TOOL_SUM}} {url} /tool\n")
+    tags = []
+    for content in "ab":
+        run = run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [
+            {"name": "web", "context": "ctx", "buildArgs": {"TOOL_SUM": "sha256:" + content * 64}}]},
+            project_root=project)
+        tags.append(run.outputs["images"]["web"]["tag"])
+        staged = (project / run.by_name("web-image").inputs["build"]["dockerfile"]).read_text()
+        assert "ADD --checksum=${TOOL_SUM} " in staged, "the build expands it as the plan did"
+    assert remote_calls.urls == [] and tags[0] != tags[1]
+    plan = read_plan(f"FROM scratch\nARG SUM=sha256:{'c' * 64}\nADD --checksum=$SUM {url} /t\n".encode(), {}, None,
+                     "linux/amd64")
+    assert [(s.checksum, s.pinned) for s in plan.sources] == [("sha256:" + "c" * 64, True)], "the ARG's default"
+
+
+@pytest.mark.parametrize("arg,says", [
+    ("ARG SUM", "expands to nothing"),
+    ("ARG SUM=md5:0123", "expands to a value that is not sha256:<64 hex digits>"),
+])
+def test_a_checksum_variable_that_is_no_checksum_is_refused_with_its_line(arg, says, remote_calls, project):
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text(f"FROM scratch\n{arg}\nADD --checksum=$SUM http://127.0.0.1:9/t /t\n")
+    records: list = []
+    with pytest.raises(Exception) as err:
+        run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [{"name": "web", "context": "ctx"}]},
+                  project_root=project, records=records)
+    msg = str(err.value)
+    assert f"ctx/Dockerfile line 3: ADD --checksum=$SUM {says}" in msg, msg
+    assert "fix: give the variable the file's sha256:<digest>" in msg and "md5:0123" not in msg
+    assert remote_calls.urls == [] and records == []
+
+
+def test_a_checksum_from_the_base_images_environment_is_refused():
+    [(line, problem)] = _refused("FROM busybox\nADD --checksum=$SUM http://127.0.0.1:9/t /t\n")
+    assert line == 2 and problem.startswith("ADD --checksum=$SUM uses $SUM, which this stage does not declare")
+
+
 # ---------------------------------------------------------------- the Dockerfile plan
 
 def test_global_args_build_args_and_substitution_forms():
@@ -187,21 +230,31 @@ def _refused(text: str, platform: str = "linux/amd64") -> list[tuple[int, str]]:
     return list(read_plan(text.encode(), {}, None, platform).refused)
 
 
-def test_a_source_from_env_or_the_base_images_environment_is_refused_never_guessed():
-    """BuildKit substitutes ENV (of the stage and its FROM parents) and the base image's environment into ADD; the
-    plan computes neither, so such a source is refused with its line, never fetched with an empty value."""
-    whole = read_plan(b"FROM scratch\nENV U=http://127.0.0.1:9/f\nADD $U /f\n", {}, None, "linux/amd64")
-    assert whole.sources == () and whole.refused[0][0] == 3
-    assert "ADD $U uses $U, which ENV sets" in whole.refused[0][1] and "fix: write the value" in whole.refused[0][1]
-    [(line, problem)] = _refused("FROM scratch AS a\nENV V=1.2\nFROM a\nADD http://127.0.0.1:9/f-$V /f\n")
-    assert line == 4 and "uses $V, which ENV sets" in problem, "ENV of a FROM parent reaches the child too"
+def test_env_and_arg_set_one_environment_in_order_as_buildkit_does():
+    """Within a stage (and from its FROM parents) ENV and ARGs with a value set one environment, the last one
+    winning (tests/e2e/test_remote_inputs.py compares with the engine's fetches); what the base image's
+    environment may set, or a quoted ENV value, is refused with its line, never fetched with a guessed value."""
+    def urls(text: str, build_args: dict | None = None) -> list[str]:
+        plan = read_plan(text.encode(), build_args or {}, None, "linux/amd64")
+        assert plan.refused == (), plan.refused
+        return [s.url for s in plan.sources]
+
+    assert urls("FROM scratch\nENV U=http://127.0.0.1:9/f\nADD $U /f\n") == ["http://127.0.0.1:9/f"]
+    assert urls("FROM scratch\nARG V=a\nENV U=http://127.0.0.1:9/${V}.txt\nADD $U /f\n") == ["http://127.0.0.1:9/a.txt"]
+    assert urls("FROM busybox\nENV S=b\nARG S=a\nADD http://127.0.0.1:9/$S /f\n") == ["http://127.0.0.1:9/a"]
+    assert urls("FROM scratch\nARG S=a\nENV S=b\nADD http://127.0.0.1:9/$S /f\n") == ["http://127.0.0.1:9/b"]
+    assert urls("FROM scratch AS p\nARG S=a\nFROM p\nADD http://127.0.0.1:9/$S /f\n") == ["http://127.0.0.1:9/a"], \
+        "a FROM parent's ARG values reach the child"
+    assert urls("FROM busybox AS p\nENV S=b\nFROM p\nARG S\nADD http://127.0.0.1:9/$S /f\n", {"S": "c"}) == \
+        ["http://127.0.0.1:9/c"]
     [(line, problem)] = _refused("FROM busybox\nADD http://127.0.0.1:9/f-${VERSION} /f\n")
     assert line == 2 and "does not declare" in problem and "ARG VERSION=<value>" in problem
-    plan = read_plan(b"FROM busybox\nARG VERSION=2\nADD http://127.0.0.1:9/f-${VERSION} /f\n", {}, None,
-                     "linux/amd64")
-    assert plan.refused == () and [s.url for s in plan.sources] == ["http://127.0.0.1:9/f-2"]
-    [(line, problem)] = _refused("FROM scratch\nENV S=x\nCOPY --from=$S /a /a\n")
-    assert line == 3 and "COPY --from=$S uses $S" in problem
+    [(line, problem)] = _refused("FROM busybox\nARG VERSION\nADD http://127.0.0.1:9/f-${VERSION} /f\n")
+    assert line == 3 and "which this stage declares without a value: BuildKit takes it from the base image's" in problem
+    [(line, problem)] = _refused("FROM busybox AS p\nENV P=$HOME/x\nFROM p\nADD http://127.0.0.1:9/$P /f\n")
+    assert line == 4 and "uses $P, which line 2 sets to a value this plan cannot compute" in problem, problem
+    [(line, problem)] = _refused("FROM scratch\nENV S=\"x\"\nCOPY --from=$S /a /a\n")
+    assert line == 3 and "COPY --from=$S uses $S, which line 2 sets to a value this plan cannot compute" in problem
 
 
 def test_platform_args_reach_a_stage_only_when_it_declares_them():
