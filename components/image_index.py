@@ -20,10 +20,14 @@ import pulumi.dynamic as dynamic
 from components.audit import declare_audit
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
+from components.provider_errors import serve_messages_alone
 from components.stack_advice import STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import RegistryClient, RegistryError
 from registryclient.transport import server_json
+
+# Loaded by the provider process to unpickle the provider: its failures reach the engine as their message.
+serve_messages_alone()
 
 INDEX_TYPE = "pulumi-python:dynamic/acr-publish:ImageIndex"
 INDEX_TIMEOUT_S = 60.0

@@ -23,7 +23,11 @@ from components.audit import declare_audit
 from components.config.registry_rules import is_region
 from components.config.schema import PROJECT, AuditSettings, Settings
 from components.config.shown import shown
+from components.provider_errors import serve_messages_alone
 from components.promotion_source import PromotionError, SourceImage, SourceStack, read_source
+
+# Loaded by the provider process to unpickle the provider: its failures reach the engine as their message.
+serve_messages_alone()
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
 SECRET_INPUTS = ("sourceAuth", "targetAuth")
