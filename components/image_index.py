@@ -6,7 +6,7 @@ engine; a platform tag the registry holds is never rebuilt), then an `ImageIndex
 `Promotion` is) that writes the index over the children's digests under the image's content tag through the
 registry client; `ref` is the index's digest. `write_index` reads every child back and checks its platform before
 writing, and never rewrites a tag (an `IndexWriteError` names the tag and the fix). docs/multi-platform.md has the
-rules; errors of Create and Read reach the engine with the provider's traceback text, the message last.
+rules; errors of Create and Read reach the engine as their message alone (components/provider_errors.py).
 """
 from __future__ import annotations
 
