@@ -20,7 +20,11 @@ import pulumi.dynamic as dynamic
 
 from buildcontext.printable import escaped
 from components.config.schema import AuditSettings
+from components.provider_errors import serve_messages_alone
 from errors import AcrPublishError
+
+# Loaded by the provider process to unpickle the provider: its failures reach the engine as their message.
+serve_messages_alone()
 
 AUDIT_TYPE = "pulumi-python:dynamic/acr-publish:ImageAudit"
 REPLACING_INPUTS = ("server", "repository", "digest")

@@ -8,8 +8,8 @@ the target tag read again right before the manifest PUT, and read back after it 
 registry API leaves open (no conditional PUT) and what closes it is in docs/design.md ("Promotion").
 
 A malformed source manifest is a `CopyError` naming the manifest, never a KeyError. This module runs in the
-promotion's dynamic provider process, which reports an exception with its traceback text; the message (the last
-line) names both repositories and what to change, never a credential.
+promotion's dynamic provider process, which reports a `CopyError` as its message alone (components/provider_errors.py);
+the message names both repositories and what to change, never a credential.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ engine; a platform tag the registry holds is never rebuilt), then an `ImageIndex
 `Promotion` is) that writes the index over the children's digests under the image's content tag through the
 registry client; `ref` is the index's digest. `write_index` reads every child back and checks its platform before
 writing, and never rewrites a tag (an `IndexWriteError` names the tag and the fix). docs/multi-platform.md has the
-rules; errors of Create and Read reach the engine with the provider's traceback text, the message last.
+rules; errors of Create and Read reach the engine as their message alone (components/provider_errors.py).
 """
 from __future__ import annotations
 
@@ -20,10 +20,14 @@ import pulumi.dynamic as dynamic
 from components.audit import declare_audit
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
+from components.provider_errors import serve_messages_alone
 from components.stack_advice import STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import RegistryClient, RegistryError
 from registryclient.transport import server_json
+
+# Loaded by the provider process to unpickle the provider: its failures reach the engine as their message.
+serve_messages_alone()
 
 INDEX_TYPE = "pulumi-python:dynamic/acr-publish:ImageIndex"
 INDEX_TIMEOUT_S = 60.0

@@ -23,7 +23,11 @@ from components.audit import declare_audit
 from components.config.registry_rules import is_region
 from components.config.schema import PROJECT, AuditSettings, Settings
 from components.config.shown import shown
+from components.provider_errors import serve_messages_alone
 from components.promotion_source import PromotionError, SourceImage, SourceStack, read_source
+
+# Loaded by the provider process to unpickle the provider: its failures reach the engine as their message.
+serve_messages_alone()
 
 PROMOTION_TYPE = "pulumi-python:dynamic/acr-publish:Promotion"
 SECRET_INPUTS = ("sourceAuth", "targetAuth")
@@ -67,9 +71,9 @@ class PromotionProvider(dynamic.ResourceProvider):
     tests/e2e/test_promote.py drives the provider as the engine serializes and runs it (tests/e2e/dynamic_engine.py).
     The instance holds no state and no credential: what is pickled is the class reference (tested).
 
-    Errors of Create and Read are raised in the provider process, whose gRPC server reports an exception as its
-    traceback text: `pulumi up` shows one ending in `components.copy.CopyError: <message>` under the `…-promote`
-    resource; the message says what failed and the fix, and holds no credential (components/copy.py says why).
+    Errors of Create and Read are raised in the provider process: `pulumi up` shows an AcrPublishError as its message
+    alone under the `…-promote` resource (components/provider_errors.py), which says what failed and the fix and
+    holds no credential (components/copy.py says why).
     """
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:

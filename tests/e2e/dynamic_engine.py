@@ -86,7 +86,7 @@ def _plain(struct) -> dict[str, Any]:
 
 
 class DynamicProviderError(Exception):
-    """The provider process failed a call; the text is the provider's (its traceback, as the engine shows it)."""
+    """The provider process failed a call; the text is the gRPC status text the engine shows under the resource."""
 
 
 @dataclass
