@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import platform as host_platform
+import select
 import socket
 import ssl
 import subprocess
@@ -140,7 +141,8 @@ def _ssh_refusal(stderr: str, returncode: int, target: str, port: str) -> _Unusa
         keyscan = f"ssh-keyscan{' -p ' + port if port else ''} {host}"
         return _Unusable(f"ssh refused the builder's host key ({said}: it is not in known_hosts, or it changed)",
                          "check the host's key fingerprint with its administrator, then add it to ~/.ssh/known_hosts "
-                         f"(`{keyscan} >> ~/.ssh/known_hosts`, or connect once with `ssh {target}`)")
+                         f"(`{keyscan} >> ~/.ssh/known_hosts`, or connect once with "
+                         f"`ssh {'-p ' + port + ' ' if port else ''}{target}`)")
     if "Permission denied" in stderr:
         return _Unusable(f"the builder refused every key ssh offered ({said})",
                          "load the key into ssh-agent (`ssh-add`) or name it with IdentityFile for that host in "
@@ -153,20 +155,55 @@ def _ssh_refusal(stderr: str, returncode: int, target: str, port: str) -> _Unusa
                      "start its Docker engine, or fix the host in the stack file")
 
 
-def _ssh_exchange(builder: BuilderSettings, timeout: float) -> bytes:
+def _read_pipes(proc: subprocess.Popen, deadline: float) -> tuple[bytes, bytes]:
+    """stdout until it closes (at most RESPONSE_LIMIT + 1 bytes) and what stderr said meanwhile; TimeoutError at
+    the deadline."""
+    out, err = b"", b""
+    streams = {proc.stdout.fileno(): "out", proc.stderr.fileno(): "err"}
+    while proc.stdout.fileno() in streams and len(out) <= RESPONSE_LIMIT:
+        ready, _, _ = select.select(list(streams), [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError()
+        for fd in ready:
+            chunk = os.read(fd, 16384)
+            if not chunk:
+                del streams[fd]
+            elif streams[fd] == "out":
+                out += chunk
+            elif len(err) < RESPONSE_LIMIT:
+                err += chunk
+    return out[:RESPONSE_LIMIT + 1], err
+
+
+def _ssh_exchange(builder: BuilderSettings, timeout: float, deadline: float) -> bytes:
     rest = builder.host.partition("://")[2]
     target, _, port = rest.rpartition(":") if ":" in rest.rsplit("@", 1)[-1] else (rest, "", "")
     command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(timeout))}", "-T"]
     command += (["-p", port] if port else []) + ["--", target, "docker", "system", "dial-stdio"]
     try:
-        proc = subprocess.run(command, input=_REQUEST, capture_output=True, timeout=timeout)
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except FileNotFoundError:
         raise _Unusable("there is no `ssh` client on this machine", "install openssh-client") from None
-    except subprocess.TimeoutExpired:
-        raise TimeoutError() from None
-    if proc.returncode != 0 and not proc.stdout:
-        raise _ssh_refusal(proc.stderr.decode("utf-8", "replace"), proc.returncode, target, port)
-    return proc.stdout[:RESPONSE_LIMIT + 1]
+    try:
+        proc.stdin.write(_REQUEST)
+        proc.stdin.flush()
+        # stdin stays open until the answer is read, as the docker CLI keeps it: its end half-closes the stream
+        # to the engine, which then cancels the request (500 "context canceled").
+        out, err = _read_pipes(proc, deadline)
+    except BrokenPipeError:
+        out, err = _read_pipes(proc, deadline)
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    if proc.returncode != 0 and not out:
+        raise _ssh_refusal(err.decode("utf-8", "replace"), proc.returncode, target, port)
+    return out
 
 
 def _exchange(builder: BuilderSettings, timeout: float) -> bytes:
@@ -182,7 +219,7 @@ def _exchange(builder: BuilderSettings, timeout: float) -> bytes:
             return _read_until_closed(sock, deadline)
     if scheme == "tcp":
         return _tls_exchange(builder, timeout, deadline)
-    return _ssh_exchange(builder, timeout)
+    return _ssh_exchange(builder, timeout, deadline)
 
 
 def engine_platform(builder: BuilderSettings, timeout: float | None = None) -> tuple[str, str]:

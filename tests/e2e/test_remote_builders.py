@@ -10,16 +10,19 @@ that engine (tests/e2e/test_multi_platform.py's pattern).
 """
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from components.builders import BuilderError, engine_platform
+from components.builders import BUILDER_TIMEOUT_S, BuilderError, engine_platform
 from components.config.schema import BuilderSettings
-from tests.e2e import second_engine
+from tests.e2e import second_engine, sshd
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.engine_tls import EngineTLS, make_ca, make_client, make_tls
 from tests.e2e.publishing import NAMESPACE, Publisher, copy_project, publisher  # noqa: F401
@@ -138,3 +141,88 @@ def test_two_platforms_with_the_arm64_builder_on_tcp_with_tls(
     assert {p.image_name: p.host for p in run.provider.pushes}[out["platforms"][ARM]["imageName"]] \
         == tls_engine.tcp_host
     published_on(tls_engine, out, registry, docker_engine, tls_engine.tls_docker)
+
+
+# --- ssh:// ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ssh_server(tls_engine) -> Iterator[sshd.SshServer]:
+    if not os.access(sshd.SSHD, os.X_OK):
+        message = f"no {sshd.SSHD} (openssh-server; .ci/provision-docker.sh installs it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = sshd.start(tls_engine.host)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ssh_client(ssh_server: sshd.SshServer, monkeypatch, tmp_path: Path):
+    """PATH starts with an `ssh` that knows the server's host key and holds the authorized key; returns a
+    function making other clients (`trust_host`, `key`) for a test to put there instead."""
+    def use(**options) -> Path:
+        directory = ssh_server.client(tmp_path / f"client-{len(options)}-{time.monotonic_ns()}", **options)
+        monkeypatch.setenv("PATH", f"{directory}{os.pathsep}{os.environ['PATH']}")
+        return directory
+    use()
+    return use
+
+
+def bounded_refusal(builder: BuilderSettings) -> str:
+    """refusal(), which BatchMode makes quick: it never waits for a prompt (the generous bound turns a hang into a
+    failure)."""
+    started = time.monotonic()
+    message = refusal(builder)
+    assert time.monotonic() - started < BUILDER_TIMEOUT_S + 10, message
+    return message
+
+
+def test_the_preflight_reads_the_engines_platform_over_ssh(tls_engine, ssh_server, ssh_client):
+    answer = engine_platform(BuilderSettings(ARM, ssh_server.host))
+    version = tls_engine.docker("version", "--format", "{{.Server.Os}}/{{.Server.Arch}}")
+    assert "/".join(answer) == version.stdout.strip(), version.stderr
+    assert f"Accepted publickey for {ssh_server.user} from 127.0.0.1" in ssh_server.log, ssh_server.log[-2000:]
+
+
+def test_an_unknown_host_key_is_one_error_with_the_fix(ssh_server, ssh_client):
+    ssh_client(trust_host=False)
+    message = bounded_refusal(BuilderSettings(ARM, ssh_server.host))
+    assert ": ssh refused the builder's host key (Host key verification failed." in message, message
+    assert f"`ssh-keyscan -p {ssh_server.port} 127.0.0.1 >> ~/.ssh/known_hosts`" in message, message
+
+
+def test_a_refused_key_is_one_error_with_the_fix(ssh_server, ssh_client, tmp_path: Path):
+    ssh_client(key=sshd.keygen(tmp_path / "stranger"))
+    message = bounded_refusal(BuilderSettings(ARM, ssh_server.host))
+    assert ": the builder refused every key ssh offered (" in message and "Permission denied (publickey)" in message
+    assert "load the key into ssh-agent (`ssh-add`) or name it with IdentityFile" in message, message
+
+
+def test_an_ssh_server_that_never_answers_is_bounded(ssh_client):
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        builder = BuilderSettings(ARM, f"ssh://builder@127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        with pytest.raises(BuilderError) as err:
+            engine_platform(builder, timeout=2)
+        assert time.monotonic() - started < 30
+    assert str(err.value) == (f"acr-publish:builders.{ARM} {builder.host} did not answer within 2s: check that its "
+                              "Docker engine runs and is reachable from here")
+
+
+def test_two_platforms_with_the_arm64_builder_over_ssh(
+        publisher: Publisher, registry: RegistryServer, tls_engine, ssh_server, ssh_client, indexes,
+        docker_engine: str, tmp_path: Path):
+    # The preflight, the build's docker CLI (DOCKER_HOST=ssh://...) and the push's Docker SDK (use_ssh_client) all
+    # run `ssh`, as the provider's client does.
+    project = copy_project(tmp_path / "project")
+    write_context(project, "built over ssh\n")
+    run = publisher.run(project, "multi-ssh", tmp_path / "state", config=multi_config(ssh_server.host),
+                        index_hook=indexes(project))
+    out = run.image("multi")
+    assert {b.platform: b.host for b in run.provider.builds} == {"linux/amd64": None, ARM: ssh_server.host}
+    assert {p.image_name: p.host for p in run.provider.pushes}[out["platforms"][ARM]["imageName"]] \
+        == ssh_server.host
+    published_on(tls_engine, out, registry, docker_engine, tls_engine.docker)
