@@ -84,7 +84,7 @@ def test_the_preflight_reads_a_tls_engines_platform(tls_engine, tls: EngineTLS):
 def test_a_ca_that_did_not_sign_the_engine_is_one_error_with_the_fix(tls_engine, tls: EngineTLS, tmp_path: Path):
     certs = tmp_path / "certs"
     shutil.copytree(tls.client, certs)
-    make_ca(tmp_path / "other", "another CA")
+    make_ca(tmp_path / "other")
     shutil.copy(tmp_path / "other" / "ca.pem", certs / "ca.pem")
     message = refusal(BuilderSettings(ARM, tls_engine.tcp_host, str(certs)))
     assert "the engine's TLS certificate was refused (unable to get local issuer certificate)" in message, message
@@ -100,7 +100,7 @@ def test_a_client_certificate_the_engine_does_not_trust_is_refused_by_the_engine
         tls_engine, tls: EngineTLS, tmp_path: Path):
     # The client trusts the engine (the right ca.pem), but its own certificate comes from a CA the engine does not
     # know: dockerd --tlsverify refuses the handshake.
-    certs = make_client(tmp_path / "certs", make_ca(tmp_path / "other", "another CA"), tls.ca)
+    certs = make_client(tmp_path / "certs", make_ca(tmp_path / "other"), tls.ca)
     message = refusal(BuilderSettings(ARM, tls_engine.tcp_host, str(certs)))
     assert ": the engine refused this client's certificate (" in message \
         or ": the engine closed the TLS connection (" in message, message
