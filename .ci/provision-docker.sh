@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (when missing) the Docker engine of Debian 13 (docker.io 26.x + docker-buildx) from a
 # low-priority trixie source derived from this machine's own Debian source, plus Debian 12's
-# docker-registry, busybox-static and skopeo; then starts dockerd when no engine answers and waits for it.
+# docker-registry, busybox-static, skopeo and openssh-server (its service never started); then starts
+# dockerd when no engine answers and waits for it.
 # No host name is written here: the trixie source copies the URIs of the existing bookworm source.
 set -euo pipefail
 
@@ -18,6 +19,8 @@ command -v docker-registry >/dev/null 2>&1 || need_pkgs+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need_pkgs+=(skopeo)
 # strace: tests/e2e/test_engine_publish.py traces the engine's connections.
 command -v strace >/dev/null 2>&1 || need_pkgs+=(strace)
+# sshd: tests/e2e/test_remote_builders.py runs its own on 127.0.0.1 as an ssh:// builder host (never the service).
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 [ -x /bin/busybox ] && busybox --list 2>/dev/null | grep -qx sh && dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -43,17 +46,19 @@ PIN
       *) bookworm_pkgs+=("$p") ;;
     esac
   done
+  # policy-rc.d keeps the package scripts from starting a daemon we do not control (dockerd; sshd, which would
+  # listen on every interface).
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   if [ -n "${trixie_pkgs[*]:-}" ]; then
     log "installing from trixie: ${trixie_pkgs[*]}"
-    # policy-rc.d keeps the package scripts from starting a daemon we do not control.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
     apt-get install -y -qq -t trixie --no-install-recommends "${trixie_pkgs[@]}" >/dev/null
-    rm -f /usr/sbin/policy-rc.d
   fi
   if [ -n "${bookworm_pkgs[*]:-}" ]; then
     log "installing: ${bookworm_pkgs[*]}"
     apt-get install -y -qq --no-install-recommends "${bookworm_pkgs[@]}" >/dev/null
   fi
+  rm -f /usr/sbin/policy-rc.d
 fi
 
 # The machine may carry another docker client earlier on PATH; the engine's own client lives in /usr/bin.

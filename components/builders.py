@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import platform as host_platform
+import select
 import socket
 import ssl
 import subprocess
@@ -30,6 +31,7 @@ import pulumi
 
 from components.docker_rules import platform_parts
 from components.platforms import platform_slug
+from components.config.builders import TLS_FILES
 from components.config.schema import BuilderSettings, Settings
 from components.config.shown import shown
 from errors import AcrPublishError
@@ -40,6 +42,8 @@ RESPONSE_LIMIT = 64 * 1024
 _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
            "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 _REQUEST = b"GET /version HTTP/1.0\r\nHost: docker\r\nUser-Agent: acr-publish\r\n\r\n"
+# OpenSSL's reasons when the other end speaks something other than TLS (a plain HTTP engine answers the hello).
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
 
 
 class BuilderError(AcrPublishError):
@@ -61,8 +65,150 @@ def _read_until_closed(sock: socket.socket, deadline: float) -> bytes:
     return data
 
 
+class _Unusable(Exception):
+    """What failed on the way to a builder's engine, and the fix: engine_platform puts the builder in front."""
+
+    def __init__(self, what: str, fix: str):
+        super().__init__(f"{what}: {fix}")
+
+
+def _tls_context(cert_path: str) -> ssl.SSLContext:
+    """Docker's client TLS from a certPath: its ca.pem checks the engine, cert.pem/key.pem are this client."""
+    certs = Path(cert_path)
+    missing = [name for name in TLS_FILES if not (certs / name).is_file()]
+    if missing:
+        raise _Unusable(f"its certPath {cert_path} lacks {', '.join(missing)}",
+                        f"it must hold {', '.join(TLS_FILES)} (Docker's client certificate layout): copy them there "
+                        "from the builder's TLS setup")
+    try:
+        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        context.load_cert_chain(str(certs / "cert.pem"), str(certs / "key.pem"))
+    except (OSError, ssl.SSLError) as err:
+        reason = getattr(err, "reason", None) or err.strerror or str(err)
+        raise _Unusable(f"its certPath {cert_path} cannot be used ({shown(reason)[1:-1]})",
+                        f"{', '.join(TLS_FILES)} must be PEM files readable here, key.pem the key of cert.pem: copy "
+                        "them from the builder's TLS setup") from None
+    return context
+
+
+def _tls_refusal(err: ssl.SSLError, builder: BuilderSettings) -> _Unusable:
+    """An SSLError of the handshake as what failed and the fix, by which side refused."""
+    reason = str(err.reason or err)
+    host = builder.host.partition("://")[2].rsplit(":", 1)[0]
+    if isinstance(err, ssl.SSLCertVerificationError) or reason == "CERTIFICATE_VERIFY_FAILED":
+        detail = getattr(err, "verify_message", None) or reason
+        return _Unusable(f"the engine's TLS certificate was refused ({shown(detail)[1:-1]})",
+                         f"it must be signed by the CA in {builder.cert_path}/ca.pem and name {host}: copy the "
+                         "builder's CA certificate (its dockerd --tlscacert) there, or give the engine a "
+                         f"certificate for {host}")
+    if "ALERT" in reason:
+        return _Unusable(f"the engine refused this client's certificate ({shown(reason)[1:-1]})",
+                         f"{builder.cert_path}/cert.pem must be signed by the CA the engine trusts (its dockerd "
+                         "--tlscacert): issue the client certificate from that CA")
+    if reason in _NOT_TLS:
+        return _Unusable(f"it answers without TLS ({shown(reason)[1:-1]})",
+                         "a Docker engine on plain tcp:// lets anyone who reaches the port run as root there: start "
+                         "its dockerd with --tlsverify --tlscacert --tlscert --tlskey, or use ssh://")
+    return _Unusable(f"TLS failed ({shown(reason)[1:-1]})",
+                     f"the engine's certificate must chain to {builder.cert_path}/ca.pem and name the host, and "
+                     "the engine must accept cert.pem")
+
+
+def _tls_exchange(builder: BuilderSettings, timeout: float, deadline: float) -> bytes:
+    host, port = builder.host.partition("://")[2].rsplit(":", 1)
+    context = _tls_context(builder.cert_path or "")
+    with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname=host) as sock:
+                sock.sendall(_REQUEST)
+                return _read_until_closed(sock, deadline)
+        except ssl.SSLError as err:
+            raise _tls_refusal(err, builder) from None
+        except (ConnectionResetError, BrokenPipeError) as err:
+            # TLS 1.3 ends the client's handshake before the engine checks the client's certificate: a refusal can
+            # arrive as a reset instead of the alert.
+            raise _Unusable(f"the engine closed the TLS connection ({err.strerror})",
+                            f"it may refuse {builder.cert_path}/cert.pem: the client certificate must be signed by "
+                            "the CA the engine trusts (its dockerd --tlscacert)") from None
+
+
+def _ssh_refusal(stderr: str, returncode: int, target: str, port: str) -> _Unusable:
+    """A failed `ssh ... docker system dial-stdio` as what failed and the fix, from ssh's own words."""
+    lines = [line for line in stderr.strip().splitlines() if not line.startswith("Warning: Permanently added")]
+    said = shown(lines[-1] if lines else f"exit {returncode}")[1:-1]
+    host = target.rsplit("@", 1)[-1]
+    if "Host key verification failed" in stderr:
+        keyscan = f"ssh-keyscan{' -p ' + port if port else ''} {host}"
+        return _Unusable(f"ssh refused the builder's host key ({said}: it is not in known_hosts, or it changed)",
+                         "check the host's key fingerprint with its administrator, then add it to ~/.ssh/known_hosts "
+                         f"(`{keyscan} >> ~/.ssh/known_hosts`, or connect once with "
+                         f"`ssh {'-p ' + port + ' ' if port else ''}{target}`)")
+    if "Permission denied" in stderr:
+        return _Unusable(f"the builder refused every key ssh offered ({said})",
+                         "load the key into ssh-agent (`ssh-add`) or name it with IdentityFile for that host in "
+                         "~/.ssh/config, and add its public key to the builder user's authorized_keys (a password is "
+                         "never asked: BatchMode)")
+    if returncode == 127 or "command not found" in stderr:
+        return _Unusable(f"the builder has no docker CLI for `docker system dial-stdio` ({said})",
+                         "install Docker there, on the PATH of ssh sessions")
+    return _Unusable(f"it cannot be reached (ssh failed: {said})",
+                     "start its Docker engine, or fix the host in the stack file")
+
+
+def _read_pipes(proc: subprocess.Popen, deadline: float) -> tuple[bytes, bytes]:
+    """stdout until it closes (at most RESPONSE_LIMIT + 1 bytes) and what stderr said meanwhile; TimeoutError at
+    the deadline."""
+    out, err = b"", b""
+    streams = {proc.stdout.fileno(): "out", proc.stderr.fileno(): "err"}
+    while proc.stdout.fileno() in streams and len(out) <= RESPONSE_LIMIT:
+        ready, _, _ = select.select(list(streams), [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise TimeoutError()
+        for fd in ready:
+            chunk = os.read(fd, 16384)
+            if not chunk:
+                del streams[fd]
+            elif streams[fd] == "out":
+                out += chunk
+            elif len(err) < RESPONSE_LIMIT:
+                err += chunk
+    return out[:RESPONSE_LIMIT + 1], err
+
+
+def _ssh_exchange(builder: BuilderSettings, timeout: float, deadline: float) -> bytes:
+    rest = builder.host.partition("://")[2]
+    target, _, port = rest.rpartition(":") if ":" in rest.rsplit("@", 1)[-1] else (rest, "", "")
+    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(timeout))}", "-T"]
+    command += (["-p", port] if port else []) + ["--", target, "docker", "system", "dial-stdio"]
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise _Unusable("there is no `ssh` client on this machine", "install openssh-client") from None
+    try:
+        proc.stdin.write(_REQUEST)
+        proc.stdin.flush()
+        # stdin stays open until the answer is read, as the docker CLI keeps it: its end half-closes the stream
+        # to the engine, which then cancels the request (500 "context canceled").
+        out, err = _read_pipes(proc, deadline)
+    except BrokenPipeError:
+        out, err = _read_pipes(proc, deadline)
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    if proc.returncode != 0 and not out:
+        raise _ssh_refusal(err.decode("utf-8", "replace"), proc.returncode, target, port)
+    return out
+
+
 def _exchange(builder: BuilderSettings, timeout: float) -> bytes:
-    """The raw HTTP answer of the builder's engine to GET /version; OSError or TimeoutError when none comes."""
+    """The raw HTTP answer of the builder's engine to GET /version; _Unusable, OSError or TimeoutError when none
+    comes."""
     deadline = time.monotonic() + timeout
     scheme, _, rest = builder.host.partition("://")
     if scheme == "unix":
@@ -72,27 +218,8 @@ def _exchange(builder: BuilderSettings, timeout: float) -> bytes:
             sock.sendall(_REQUEST)
             return _read_until_closed(sock, deadline)
     if scheme == "tcp":
-        host, port = rest.rsplit(":", 1)
-        certs = Path(builder.cert_path or "")
-        context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
-        context.load_cert_chain(str(certs / "cert.pem"), str(certs / "key.pem"))
-        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=host) as sock:
-                sock.sendall(_REQUEST)
-                return _read_until_closed(sock, deadline)
-    target, _, port = rest.rpartition(":") if ":" in rest.rsplit("@", 1)[-1] else (rest, "", "")
-    command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(timeout))}", "-T"]
-    command += (["-p", port] if port else []) + ["--", target, "docker", "system", "dial-stdio"]
-    try:
-        proc = subprocess.run(command, input=_REQUEST, capture_output=True, timeout=timeout)
-    except FileNotFoundError:
-        raise OSError("no `ssh` client on this machine; install openssh-client") from None
-    except subprocess.TimeoutExpired:
-        raise TimeoutError() from None
-    if proc.returncode != 0 and not proc.stdout:
-        reason = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        raise OSError(f"ssh failed: {shown(reason[0])[1:-1]}")
-    return proc.stdout[:RESPONSE_LIMIT + 1]
+        return _tls_exchange(builder, timeout, deadline)
+    return _ssh_exchange(builder, timeout, deadline)
 
 
 def engine_platform(builder: BuilderSettings, timeout: float | None = None) -> tuple[str, str]:
@@ -104,9 +231,8 @@ def engine_platform(builder: BuilderSettings, timeout: float | None = None) -> t
     except (TimeoutError, socket.timeout):
         raise BuilderError(f"{where} did not answer within {timeout:g}s: check that its Docker engine runs and is "
                            "reachable from here") from None
-    except ssl.SSLError as err:
-        raise BuilderError(f"{where}: TLS failed ({shown(err.reason or str(err))[1:-1]}): the engine's certificate "
-                           f"must chain to {builder.cert_path}/ca.pem and name the host, and accept cert.pem") from None
+    except _Unusable as err:
+        raise BuilderError(f"{where}: {err}") from None
     except OSError as err:
         reason = err.strerror or str(err) or type(err).__name__
         raise BuilderError(f"{where} cannot be reached ({shown(reason)[1:-1]}): start its Docker engine, or fix the "

@@ -22,8 +22,12 @@ What it cannot reproduce (read this before trusting a green e2e run):
   are the same (the CLI applies the same ignore file), their owners are not (the provider's tar says 0:0,
   BuildKit's file sync sends the real ones, which a `COPY` without `--chown` replaces by 0:0 anyway). Secrets, ssh,
   network and add-hosts options are refused, not ignored; one platform per build, as the provider builds (a
-  multi-platform image is one resource per platform); a `docker.Provider`'s `host` is carried out (the build's
-  DOCKER_HOST and the push's engine), its TLS and ssh options are refused;
+  multi-platform image is one resource per platform); a `docker.Provider`'s `host` and `certPath` are carried out
+  as the provider's client does (unix://; tcp:// with certPath: TLS verifying the engine against ca.pem and
+  presenting cert.pem/key.pem; ssh:// through the `ssh` client and `docker system dial-stdio`): the build's docker
+  CLI gets DOCKER_HOST (with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH for a certPath), the push's Docker SDK
+  client the same engine (docker.tls.TLSConfig; use_ssh_client for ssh://); its other options (caMaterial,
+  sshOpts, registryAuth...) are refused;
 - `build.cacheFrom`: like the provider, each image is pulled first for the build's platform (`build.platform`,
   the pull's Platform) with the stack's registry credentials (a failed pull is a warning, not an error; with only
   one of username and password set the pull is skipped with a warning) and handed to the build as a cache source
@@ -417,6 +421,8 @@ class DockerImageProvider:
     """`host`: the engine of the resource this thread applies (its provider's host); None: the local engine."""
     provider_hosts: dict[str, str | None] = field(default_factory=dict)
     """Id of each `docker.Provider` the program declared -> its `host` (None: the provider's default engine)."""
+    cert_paths: dict[str, str] = field(default_factory=dict)
+    """`host` -> the `certPath` its docker.Provider gave (tcp:// with TLS)."""
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir)
@@ -435,22 +441,52 @@ class DockerImageProvider:
         with self._lock:
             if host is not None:
                 if host not in self._engines:
-                    self._engines[host] = docker.DockerClient(base_url=host, timeout=BUILD_TIMEOUT_S)
+                    self._engines[host] = self._remote_client(host)
                 return self._engines[host]
             if self._engine is None:
                 self._engine = docker.from_env(timeout=BUILD_TIMEOUT_S)
             return self._engine
 
+    def _remote_client(self, host: str) -> docker.DockerClient:
+        """The provider's client for a `host`: TLS from its certPath (ca.pem verifies the engine, which must name
+        the host; cert.pem/key.pem are this client), the ssh client for ssh://."""
+        cert_path = self.cert_paths.get(host)
+        if cert_path is not None:
+            tls = docker.tls.TLSConfig(client_cert=(f"{cert_path}/cert.pem", f"{cert_path}/key.pem"),
+                                       ca_cert=f"{cert_path}/ca.pem", verify=True)
+            client = docker.DockerClient(base_url=host, tls=tls, timeout=BUILD_TIMEOUT_S,
+                                         version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+            # requests lets REQUESTS_CA_BUNDLE replace the client's CA; the provider's Go client trusts ca.pem only.
+            client.api.trust_env = False
+            client.api._version = client.api._retrieve_server_version()
+            return client
+        return docker.DockerClient(base_url=host, timeout=BUILD_TIMEOUT_S, use_ssh_client=host.startswith("ssh://"))
+
+    def _cli_env(self) -> dict[str, str]:
+        """The build's docker CLI environment: the provider's engine, as the docker CLI reads it."""
+        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+        if self._host is not None:
+            env["DOCKER_HOST"] = self._host  # the docker CLI (and its buildx) talks to the provider's engine
+            if self._host in self.cert_paths:
+                env.update(DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=self.cert_paths[self._host])
+        return env
+
     def register_provider(self, args: pulumi.runtime.MockResourceArgs) -> str:
-        """A `docker.Provider` registration: the images that name it build and push on its `host`, as the
-        provider's own client does (only `host` is carried out; TLS material and ssh options are refused)."""
+        """A `docker.Provider` registration: the images that name it build and push on its `host` (with its
+        `certPath`), as the provider's own client does; any other provider option is refused."""
         inputs = _reveal(dict(args.inputs))
-        unsupported = sorted(k for k, v in inputs.items() if k != "host" and v not in (None, "", [], {}))
+        unsupported = sorted(k for k, v in inputs.items()
+                             if k not in ("host", "certPath") and v not in (None, "", [], {}))
         if unsupported:
-            raise ImageProviderError(f"{args.name}: the stand-in carries out a docker.Provider's host only, not "
-                                     f"{unsupported}; extend tests/e2e/docker_harness.py")
+            raise ImageProviderError(f"{args.name}: the stand-in carries out a docker.Provider's host and certPath "
+                                     f"only, not {unsupported}; extend tests/e2e/docker_harness.py")
+        host, cert_path = inputs.get("host") or None, inputs.get("certPath") or None
+        if cert_path is not None and not str(host or "").startswith("tcp://"):
+            raise ImageProviderError(f"{args.name}: certPath {cert_path!r} is for a tcp:// host, not {host!r}")
         provider_id = f"{args.name}-provider-id"
-        self.provider_hosts[provider_id] = inputs.get("host") or None
+        self.provider_hosts[provider_id] = host
+        if cert_path is not None:
+            self.cert_paths[host] = cert_path
         return provider_id
 
     # -- what tests use
@@ -625,11 +661,9 @@ class DockerImageProvider:
         command.append(str(context))
         record = BuildRecord(stack, resource, image_name, context, dockerfile, args, build.get("target"),
                              build.get("platform"), preview, cache_from, host=self._host)
-        env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-        if self._host is not None:
-            env["DOCKER_HOST"] = self._host  # the docker CLI (and its buildx) talks to the provider's engine
         try:
-            proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env)
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
+                                  env=self._cli_env())
         except subprocess.TimeoutExpired as exc:
             self.builds.append(record)
             raise ImageProviderError(f"{resource}: building {image_name} took longer than {BUILD_TIMEOUT_S}s") from exc
