@@ -124,12 +124,12 @@ class Connection:
     # -- messages
     def fail(self, message: str, kind: str = "protocol", status: int | None = None) -> RegistryError:
         """A RegistryError with `message`, whose every part that came from a server or a transport error was
-        masked where it was put in (`shown`, `excerpt`, `excerpt_text`): the program's own words are never masked,
-        or a password such as `password` or `registry` would be spelled out by the gap it leaves in them."""
+        scrubbed where it was put in (`shown`, `excerpt`, `excerpt_text`): the program's own words are never
+        scrubbed, or a password such as `password` or `registry` would be spelled out by what changes in them."""
         return RegistryError(f"{self.label} failed: {message}", kind, status)
 
     def shown(self, text: str) -> str:
-        """Text from a server or a transport error, for a message: short, escaped, credentials masked."""
+        """Text from a server or a transport error, for a message: short, escaped, withheld if it holds a secret."""
         return excerpt_text(text, self.scrub, limit=300)
 
     def excerpt(self, response: requests.Response) -> str:
