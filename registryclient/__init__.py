@@ -2,7 +2,7 @@
 this package, and no stack setting named in its messages (the caller names its own settings through `Advice`).
 
   references.py  the grammar of a reference: registry host[:port], repository path, tag, digest
-  scrub.py       Scrubber and excerpt_text: what a message may show of a server's text, credentials masked
+  scrub.py       Scrubber and excerpt_text: what a message may show of a server's text (none holding a secret)
   transport.py   sessions and trust, sockets an abort shuts down, bounded decoding, the pace floor
   endpoint.py    where a registry is (scheme, host, port) and whether a URL really goes there
   connection.py  one registry and account: deadline, one bounded request, the messages of a failed exchange

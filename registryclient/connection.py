@@ -29,6 +29,7 @@ from registryclient.transport import (
 )
 
 _STATUS_CODES = {status.value for status in http.HTTPStatus}
+_STALLING = "; the registry or a proxy in between is stalling"
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,12 @@ class Connection:
     # -- messages
     def fail(self, message: str, kind: str = "protocol", status: int | None = None) -> RegistryError:
         """A RegistryError with `message`, whose every part that came from a server or a transport error was
-        masked where it was put in (`shown`, `excerpt`, `excerpt_text`): the program's own words are never masked,
-        or a password such as `password` or `registry` would be spelled out by the gap it leaves in them."""
+        scrubbed where it was put in (`shown`, `excerpt`, `excerpt_text`): the program's own words are never
+        scrubbed, or a password such as `password` or `registry` would be spelled out by what changes in them."""
         return RegistryError(f"{self.label} failed: {message}", kind, status)
 
     def shown(self, text: str) -> str:
-        """Text from a server or a transport error, for a message: short, escaped, credentials masked."""
+        """Text from a server or a transport error, for a message: short, escaped, withheld if it holds a secret."""
         return excerpt_text(text, self.scrub, limit=300)
 
     def excerpt(self, response: requests.Response) -> str:
@@ -205,6 +206,7 @@ class Connection:
             raise self.fail(f"the registry sent an unusable URL: {excerpt_text(url, self.scrub)}") from None
         host = (parts.host or "").strip("[]")
         left = self.remaining(what or f"{method} {parts.path}")
+        self._sockets.hear(None)
         try:
             # The proxy settings of the environment apply as they would to docker, except for loopback hosts.
             proxies = {} if is_loopback(host) else requests.utils.get_environ_proxies(url)
@@ -271,6 +273,11 @@ class Connection:
         if (cut := find_cause(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))) is not None:
             # Something listens there and cut the connection: "nothing answers" would send the user the wrong way.
             reason = getattr(cut, "strerror", None) or type(cut).__name__
+            if (heard := self._sockets.heard()) is not None:  # and it had begun to answer
+                return (f"{hostport} answered {method} {excerpt_text(parts.path, self.scrub)} with {heard[0]}, but "
+                        f"cut the connection ({self.shown(reason)}) before the rest of its "
+                        f"{'answer' if heard[1] else 'headers'} arrived; the registry or a proxy in between broke "
+                        "it off"), "unreachable"
             return (f"{hostport} cut the connection ({self.shown(reason)}); check the host and port in "
                     f"{self.advice.server}, and that a registry (not another service or a proxy that refuses this "
                     "machine) listens there"), "unreachable"
@@ -305,8 +312,10 @@ class Connection:
                                     "unreachable")
         if self._sockets.aborted:
             raw.close()
-            raise self.fail(self._stopped(f"reading the answer to {method} {self.shown(urlsplit(url).path)}"),
-                            "unreachable")
+            path = self.shown(urlsplit(url).path)
+            if (heard := self._sockets.heard()) is not None and not heard[1]:  # the head itself was cut off
+                raise self.fail(self._silent(self.endpoint.netloc, method, path), "unreachable")
+            raise self.fail(self._stopped(f"reading the answer to {method} {path}"), "unreachable")
         response.truncated = len(body) > limit  # type: ignore[attr-defined]
         response._content = bytes(body[:limit])
         response._content_consumed = True
@@ -318,7 +327,7 @@ class Connection:
         """The registry answered (status and headers) but its body stopped arriving: not "did not answer"."""
         return (f"{self.endpoint.netloc} answered {method} {self.shown(urlsplit(url).path)} with "
                 f"{response.status_code}, but the rest of its answer did not arrive within "
-                f"{self._limit(waited)}; the registry or a proxy in between is stalling")
+                f"{self._limit(waited)}{_STALLING}")
 
     def _decoder(self, response: requests.Response, method: str, url: str) -> Decoder:
         encoding = response.headers.get("Content-Encoding", "")
@@ -358,8 +367,12 @@ class Connection:
         return f"{round(waited, 3):g}s (the time limit of one exchange)"
 
     def _silent(self, hostport: str, method: str, path: str, waited: float | None = None) -> str:
-        """`waited`: the socket timeout that ran out (None: the deadline's watchdog cut the exchange off)."""
+        """`waited`: the socket timeout that ran out (None: the deadline's watchdog cut the exchange off). An answer
+        whose status line came and whose head then stopped answered and stalled: it is said so."""
         limit = self._limit(waited)
+        if (heard := self._sockets.heard()) is not None and not heard[1]:
+            return (f"{hostport} answered {method} {path} with {heard[0]}, but the rest of its headers did not "
+                    f"arrive within {limit}{_STALLING}")
         return (
             f"{hostport} accepted the connection but did not answer {method} {path} within "
             f"{limit}; it may not be a registry (or not speak "

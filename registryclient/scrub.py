@@ -1,20 +1,20 @@
 """Secret scrubbing: what a message may show of text a server sent.
 
-`Scrubber` masks every form a credential can take in text (raw, percent-, form-, HTML- and JSON-encoded, base64,
-hex and base32 of any text holding it, UTF-16, a run of SCRUB_FRAGMENT of its characters, Bearer and Basic header
-values); `excerpt_text` makes a short, printable, escaped excerpt with the secrets masked. The program's own words
-are never masked. The masks of secrets up to ENCODED_FORMS_MAX characters are regular expressions run on RE2: a
-server chooses the text they run over, and Python's `re` backtracks polynomially on a secret with runs of spaces
-or backslashes against such text; longer secrets are literal text searched in Python, so no pattern can outgrow RE2
-(which writes to stderr when one does).
-"""
+`Scrubber` finds every form a credential can take in text (raw, percent-, form-, HTML- and JSON-encoded, base64,
+hex and base32 of any text holding it, UTF-16, a run of SCRUB_FRAGMENT of its characters); a text holding one is
+withheld whole (WITHHELD), never masked in place, and Bearer and Basic header values are masked in place.
+`excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never
+scrubbed. The forms of secrets up to ENCODED_FORMS_MAX characters are regular expressions run on RE2: a server
+chooses the text they run over, and Python's `re` backtracks polynomially on a secret with runs of spaces or
+backslashes against such text; longer secrets are literal text searched in Python, so no pattern can outgrow RE2
+(which writes to stderr when one does)."""
 from __future__ import annotations
 
 import base64
 import html.entities
 import itertools
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import re2
 
@@ -22,7 +22,10 @@ from buildcontext.printable import escaped
 
 EXCERPT_CHARS = 200
 MASK = "***"
-# The shortest secret scrubbed inside free text: shorter "secrets" would mangle ordinary words of a message. Settings
+WITHHELD = "(withheld: it contained a credential or part of one)"
+"""What a message shows instead of a text holding a secret: the same whatever the secret and wherever it was."""
+# The shortest secret looked for in a server's text: shorter "secrets" occur in ordinary words, so nearly every text
+# would be withheld. Settings
 # refuse shorter registry passwords (ACR's are 8-32 characters; the local edition's LOCAL_PASSWORD_MIN is this).
 MIN_SCRUB_LEN = 4
 
@@ -31,7 +34,6 @@ _HEADER_CREDENTIAL = re.compile(r"\b(Bearer|Basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%-
 
 _JSON_SHORT = {'"': '"', "\\": "", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
 """JSON's two-character escapes, after the backslash."""
-_B64_CHAR = re.compile("[A-Za-z0-9+/_-]")
 SCRUB_FRAGMENT = 8
 """A run this long of a secret longer than it is masked on its own: a token cut short, or shown in part, leaks."""
 ENCODED_FORMS_MAX = 128
@@ -104,32 +106,13 @@ def _base32_cores(data: bytes) -> set[str]:
     return cores
 
 
-def _literal_spans(text: str, literals: Iterable[str]) -> list[tuple[int, int]]:
-    """(start, end) of every occurrence of each literal in `text` (plain substring search: no regex engine)."""
-    spans = []
-    for literal in literals:
-        start = text.find(literal)
-        while start >= 0:
-            spans.append((start, start + len(literal)))
-            start = text.find(literal, start + 1)
-    return spans
-
-
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
 class Scrubber:
-    """Masks every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
+    """Finds every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
     JSON-escaped, in any mixture; base64 (either alphabet, padded or not), hex (either case) and base32 of any
-    string holding it, such as user:password; UTF-16 (either byte order, as text decoded from bytes); any run of SCRUB_FRAGMENT characters of it (a token cut short); and any `Bearer …` / `Basic …`
-    header value a server echoes back. The masks are built from the secret itself, not from a list of encoders."""
+    string holding it, such as user:password; UTF-16 (either byte order, as text decoded from bytes); any run of
+    SCRUB_FRAGMENT characters of it (a token cut short). Calling it withholds a text holding one and masks any
+    `Bearer …` / `Basic …` header value a server echoes back. The forms are built from the secret itself, not from a
+    list of encoders."""
 
     def __init__(self) -> None:
         self._patterns: list[str] = []
@@ -139,7 +122,7 @@ class Scrubber:
         self._regex: Any = None  # re2 patterns
 
     def add(self, secret: str | None, *, username: str | None = None) -> None:
-        """Mask `secret` (with `username`: also the Basic credential `username:secret`) from now on. ValueError for a
+        """Find `secret` (with `username`: also the Basic credential `username:secret`) from now on. ValueError for a
         secret longer than SECRET_MAX (the caller says which setting or answer it was)."""
         if not secret or len(secret) < MIN_SCRUB_LEN:
             return
@@ -160,7 +143,7 @@ class Scrubber:
             self._literals |= {decoded.encode("utf-16-le").decode("latin-1"),
                                decoded.encode("utf-16-be").decode("latin-1")}
         cores = {c for c in _base64_cores(data) if len(c) >= B64_CORE_MIN}
-        # A short secret's base64 runs are too short to mask inside any token: its whole base64 token is masked.
+        # A short secret's base64 runs are too short to look for inside any token: its whole base64 token is looked for.
         whole = {base64.b64encode(data).decode().rstrip("=")} if username is None else set()
         if username is not None:
             whole.add(base64.b64encode(f"{username}:{secret}".encode()).decode().rstrip("="))
@@ -170,58 +153,34 @@ class Scrubber:
             self._fragments |= {secret[i:i + SCRUB_FRAGMENT] for i in range(len(secret) - SCRUB_FRAGMENT + 1)}
         self._regex = None
 
-    def _mask_base64(self, text: str) -> str:
-        """Each base64 token (a run of either alphabet's characters, then its padding) holding a secret's run."""
-        spans: list[tuple[int, int]] = []
-        for start, end in sorted(_literal_spans(text, self._base64)):
-            if spans and start < spans[-1][1]:
-                continue
-            while start > 0 and _B64_CHAR.match(text[start - 1]):
-                start -= 1
-            while end < len(text) and (_B64_CHAR.match(text[end]) or text[end] == "="):
-                end += 1
-            spans.append((start, end))
-        for start, end in reversed(spans):
-            text = text[:start] + MASK + text[end:]
-        return text
-
-    def _mask_fragments(self, text: str) -> str:
-        covered = [False] * len(text)
-        for i in range(len(text) - SCRUB_FRAGMENT + 1):
-            if text[i:i + SCRUB_FRAGMENT] in self._fragments:
-                covered[i:i + SCRUB_FRAGMENT] = [True] * SCRUB_FRAGMENT
-        if not any(covered):
-            return text
-        out: list[str] = []
-        for i, ch in enumerate(text):
-            if not covered[i]:
-                out.append(ch)
-            elif i == 0 or not covered[i - 1]:
-                out.append(MASK)
-        return "".join(out)
-
-    def __call__(self, text: str) -> str:
+    def holds_secret(self, text: str) -> bool:
+        """Whether any form of any secret added occurs in `text` (the header values a server echoes aside)."""
         if self._patterns:
             if self._regex is None:
-                # Longest first: a secret holding another one is masked whole.
-                self._regex = re2.compile("|".join(sorted(self._patterns, key=len, reverse=True)))
-            text = self._regex.sub(MASK, text)
-        if self._literals:
-            spans = _merged(_literal_spans(text, self._literals))
-            for start, end in reversed(spans):
-                text = text[:start] + MASK + text[end:]
-        if self._base64:
-            text = self._mask_base64(text)
-        if self._fragments:
-            text = self._mask_fragments(text)
+                self._regex = re2.compile("|".join(self._patterns))
+            if self._regex.search(text):
+                return True
+        if any(form in text for form in self._literals | self._base64):
+            return True
+        return bool(self._fragments) and any(
+            text[i:i + SCRUB_FRAGMENT] in self._fragments for i in range(len(text) - SCRUB_FRAGMENT + 1))
+
+    def __call__(self, text: str) -> str:
+        """`text` as a message may show it: WITHHELD when it holds a secret in any form (masking it in place would
+        leave its position, length and surroundings, and a weak password is guessed from those: `{"***":...}`),
+        else the text with every `Bearer …` / `Basic …` header value masked in place (no configured secret, as
+        the check before found none: whatever it was, the words around it say nothing of a password)."""
+        if self.holds_secret(text):
+            return WITHHELD
         return _HEADER_CREDENTIAL.sub(lambda m: f"{m.group(1)} {MASK}", text)
 
 
 def excerpt_text(data: bytes | str, scrub: Callable[[str], str] = lambda t: t, limit: int = EXCERPT_CHARS) -> str:
     """A short, printable, escaped excerpt of what a server sent: whitespace runs folded to one space, every
-    control or non-printable character shown as an escape (so no terminal sequence passes), secrets masked."""
+    control or non-printable character shown as an escape (so no terminal sequence passes); WITHHELD when the
+    whole text holds a secret (wherever it is, shown or not), header values masked."""
     text = data.decode("utf-8", errors="backslashreplace") if isinstance(data, bytes) else data
-    # Masked before and after folding: a secret holding a run of whitespace would not match once folded.
+    # Scrubbed before and after folding: a secret holding a run of whitespace would not match once folded.
     text = scrub(" ".join(scrub(text).split()))
     shown = escaped(text[: limit * 2])
     if len(shown) > limit or len(text) > limit * 2:

@@ -43,6 +43,16 @@ class Sockets:
         self._lock = threading.Lock()
         self._dups: list[tuple[HTTPConnection, socket.socket]] = []
         self.aborted = False
+        self._heard = threading.local()
+
+    def hear(self, status: int | None, *, complete: bool = False) -> None:
+        """What the answer this thread waits for brought so far: its status line (None: nothing yet) and whether
+        its head is complete. An answer that stops after its status line answered and stalled: not silence."""
+        self._heard.value = None if status is None else (status, complete)
+
+    def heard(self) -> tuple[int, bool] | None:
+        """(status, head complete) of the answer this thread waits for, or None when nothing of it arrived."""
+        return getattr(self._heard, "value", None)
 
     def add(self, connection: HTTPConnection, sock: socket.socket) -> None:
         try:
@@ -87,13 +97,33 @@ def _shutdown(sock: socket.socket) -> None:
 def _tracked_pools(sockets: Sockets) -> dict[str, type]:
     """Connection pool classes whose connections report their sockets to `sockets`."""
 
+    class HeardResponse(http.client.HTTPResponse):
+        """Tells `sockets` when the status line arrived and when the head is complete (`Sockets.hear`)."""
+
+        def _read_status(self) -> tuple[str, int, str]:  # http.client's one reader of the status line
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            sockets.hear(status)
+            return version, status, reason
+
+        def begin(self) -> None:
+            super().begin()
+            if not sockets.aborted:  # a head cut off by the deadline's shutdown ends as if it were complete
+                sockets.hear(self.status, complete=True)
+
     class Tracked:
-        """Mixed into urllib3's connection classes: each new socket is reported, each close released."""
+        """Mixed into urllib3's connection classes: each new socket is reported, each close released, and each
+        answer's head tracked."""
+
+        response_class = HeardResponse
 
         def _new_conn(self) -> socket.socket:
             sock = super()._new_conn()  # type: ignore[misc]
             sockets.add(self, sock)
             return sock
+
+        def connect(self) -> None:
+            super().connect()  # type: ignore[misc]
+            sockets.hear(None)  # a proxy's answer to CONNECT is not the registry's
 
         def close(self) -> None:
             sockets.release(self)

@@ -26,7 +26,7 @@ PASSWORD_LENGTHS = (8, 32)
 """ACR registry login passwords (Container Registry console > Access Credential) are 8-32 characters."""
 LOCAL_PASSWORD_MIN = 4
 """The local edition's shortest password: the scrubber's MIN_SCRUB_LEN (registryclient/scrub.py), below which it
-masks nothing (it would mangle ordinary words), so a shorter password could reach a message."""
+looks for nothing (such strings are in ordinary words), so a shorter password could reach a message."""
 LOCAL_PASSWORD_MAX = ENCODED_FORMS_MAX
 """The local edition's (and sourcePassword's) longest password: the longest secret whose every encoded echo
 (percent-encoded, HTML- or JSON-escaped, base64) the scrubber masks (registryclient/scrub.py's

@@ -29,6 +29,7 @@ from tests.e2e.registry import (  # noqa: F401  (pytest fixtures are used by nam
     token_server,
 )
 from tests.e2e.token_server import TokenServer
+from tests.e2e.test_hostile_servers import hostile  # noqa: F401  (a fixture)
 
 REPOS = ("acme/web", "acme/worker")
 
@@ -384,3 +385,60 @@ def test_an_answer_whose_body_never_arrives_is_not_called_silent() -> None:
     assert f"{server} answered GET /v2/ with 401, but the rest of its answer did not arrive within 0.5s" in message, \
         message
     assert "did not answer" not in message and err.kind == "unreachable"
+
+
+def _answer_then(head: bytes, then: str) -> Callable:
+    """A HostileServer handler sending `head` (a status line, perhaps some headers or a body's start), then holding
+    the connection silent ("stall") or resetting it ("reset": SO_LINGER 0 makes close() send RST)."""
+    import struct
+    import time
+
+    def handle(conn: socket.socket, request: bytes, server) -> None:
+        conn.sendall(head)
+        if then == "reset":
+            time.sleep(0.2)  # the client has read what was sent before the reset arrives
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            return
+        conn.settimeout(0.2)
+        until = time.monotonic() + 20  # bounded: far past every limit used here
+        while time.monotonic() < until and not server.stop.is_set():
+            try:
+                if conn.recv(65536) == b"":
+                    return
+            except socket.timeout:
+                continue
+    return handle
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 401 Unauthorized\r\n",
+                                  b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-"],
+                         ids=["status-line", "part-of-the-headers"])
+@pytest.mark.parametrize("timeout, budget, limit", [(0.5, 5.0, "0.5s (the time limit of one exchange)"),
+                                                    (30.0, 0.8, "the preflight time limit of 0.8s")],
+                         ids=["exchange-timeout", "deadline"])
+def test_an_answer_whose_headers_stop_arriving_is_not_called_silent(
+        hostile, head: bytes, timeout: float, budget: float, limit: str) -> None:  # noqa: F811
+    """The status line (and perhaps some headers) arrive, the rest of the head never does: the registry answered
+    and stalled, whichever limit ended the wait, never "did not answer" or "nothing answers there"."""
+    server = hostile(_answer_then(head, "stall")).server
+    err = login_failure(server, timeout=timeout, budget=budget)
+    message = str(err)
+    assert (f"{server} answered GET /v2/ with 401, but the rest of its headers did not arrive within {limit}; the "
+            "registry or a proxy in between is stalling") in message, message
+    assert "did not answer" not in message and "nothing answers" not in message and err.kind == "unreachable"
+
+
+@pytest.mark.parametrize("head, rest", [
+    (b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic", "headers"),
+    (b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 100\r\n\r\n{\"err",
+     "answer"),
+], ids=["in-the-headers", "in-the-body"])
+def test_a_connection_reset_after_a_partial_answer_says_the_registry_answered(
+        hostile, head: bytes, rest: str) -> None:  # noqa: F811
+    server = hostile(_answer_then(head, "reset")).server
+    err = login_failure(server, timeout=5.0, budget=10.0)
+    message = str(err)
+    assert (f"{server} answered GET /v2/ with 401, but cut the connection (Connection reset by peer) before the rest "
+            f"of its {rest} arrived; the registry or a proxy in between broke it off") in message, message
+    assert "check the host and port" not in message and err.kind == "unreachable"

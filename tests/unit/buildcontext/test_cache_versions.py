@@ -32,7 +32,7 @@ GOLDEN = {
     "memo.LAYOUT_VERSION":
         ("memo-1", "b14aee6a3c0cb264d40ebac4b83f08984c83bd682b4301afc2722bcceb48ae0d"),
     "memo.ENCODING_VERSION": ("encoding-1", "90aaaee9a7c9c34b7f61a8be08ca85db07b5f692300be687534344a142075ac9"),
-    "sensitive_rules.RULES_VERSION": ("rules-4", "7026b0b065f3b55251c9a4466832a9c415829a4cef8ba7cc116a6fc4864789c9"),
+    "sensitive_rules.RULES_VERSION": ("rules-4", "0f8b4960bc2d3ec98f02810f05aaa73d1fbbb23ad0f4e0e9a8066ecb3cf886cd"),
     "history.LAYOUT_VERSION": ("history-1", "1d6f59447d8911e06b5c2061a98b9fb8e543e7101862de291192f7a955b96346"),
 }
 
@@ -168,7 +168,8 @@ _PATHS = [".env", ".env.local", ".env.example", ".ENV", ".envrc", "id_rsa", "id_
 
 def test_the_guard_rules_are_held_by_their_version():
     """The rule table (every pattern, name and reason in sensitive_rules) and the matcher's verdicts on fixed
-    samples: the content flags and the paths flagged are what the stat cache keeps."""
+    samples, and on the guard's corpus with a chunked scan's window edges at every offset across each text: the
+    content flags and the paths flagged are what the stat cache keeps."""
     table = {name: _canonical(value) for name, value in vars(sensitive_rules).items()
              if not name.startswith("__") and name not in ("RULES_VERSION", "annotations")
              and not isinstance(value, (types.ModuleType, types.FunctionType, type))}
@@ -177,7 +178,8 @@ def test_the_guard_rules_are_held_by_their_version():
     files = [(p, kind, 0) for p in _PATHS for kind in ("f", "l")] + [
         (name, "f", 1 << bit) for name in ("a.txt", *sensitive_rules.CREDENTIAL_FILES)
         for bit in range(max(flag_bits).bit_length())]
-    doc = {"table": table, "flags": flags, "candidates": sensitive.candidates(files), "corpus": _corpus_verdicts()}
+    doc = {"table": table, "flags": flags, "candidates": sensitive.candidates(files), "corpus": _corpus_verdicts(),
+           "edges": _edge_verdicts()}
     _hold("sensitive_rules.RULES_VERSION", sensitive_rules.RULES_VERSION, _sha(doc), "the guard's rules")
 
 
@@ -216,6 +218,45 @@ def _corpus_verdicts() -> list[tuple[int, int]]:
             scan(b"")
             chunked.append(scan.flags)
         verdicts.append((sensitive.scan_content(name, data), *chunked))
+    return verdicts
+
+
+_PIECE = 256
+"""The read size of the edge sweep: past the binary sniff (BINARY_SNIFF_BYTES, read whole as the first window), each
+window is the SCAN_OVERLAP bytes before it and one piece."""
+
+
+_PLACEHOLDER_LINE = b"//r.example/:_authToken=<your-token>"
+_EDGE_TEXTS = [(".npmrc", _PLACEHOLDER_LINE.replace(b"/:", b"/" + b"p" * (size - len(_PLACEHOLDER_LINE)) + b"/:"))
+               for size in range(sensitive.SCAN_OVERLAP - 2, sensitive.SCAN_OVERLAP + 3)]
+"""Credential lines about as long as the overlap whose value is a placeholder, not a credential, with its last byte
+the `>`: a window that judges one seeing a byte less of it than the overlap takes the cut value for a credential."""
+
+
+def _edge_verdicts() -> list[list[int]]:
+    """Each corpus text's flags with the chunked scan's window edges at every offset across it: the text starts
+    from just before the second window's first byte (where a match start passes from one window's say to the next)
+    to just after, and from just before the first window's end (where a match touching the cut is left to the next
+    window) to just after. Whatever shifts an edge by one byte (the overlap, Window.matches' last start, the cut
+    rules) moves some match across it, and its verdict."""
+    from imageaudit.audit import _SensitiveScan
+
+    head = -(-sensitive.BINARY_SNIFF_BYTES // _PIECE) * _PIECE
+    window_end = head + _PIECE
+    next_start = window_end - sensitive.SCAN_OVERLAP
+    verdicts = []
+    for name, data in dict.fromkeys(_guard_corpus() + _EDGE_TEXTS):
+        flags = []
+        for edge in (next_start, window_end):
+            for start in range(edge - len(data) - 2, edge + 3):
+                padded = b"#" * (start - 1) + b"\n" + data + b"\n" + b"#" * _PIECE
+                scan = _SensitiveScan(name)
+                scan(padded[:head])  # the sniff's bytes in one read: the same first window, fewer calls
+                for i in range(head, len(padded), _PIECE):
+                    scan(padded[i:i + _PIECE])
+                scan(b"")
+                flags.append(scan.flags)
+        verdicts.append(flags)
     return verdicts
 
 

@@ -137,13 +137,14 @@ def test_passwords_are_judged_by_length_never_shown(registry, length, shortest, 
 
 def test_the_local_password_rule_is_the_scrubbers_bound():
     from registryclient import Scrubber
-    from registryclient.scrub import MIN_SCRUB_LEN
+    from registryclient.scrub import MIN_SCRUB_LEN, WITHHELD
     from components.config.registry_rules import LOCAL_PASSWORD_MIN
 
     assert LOCAL_PASSWORD_MIN == MIN_SCRUB_LEN
     scrub = Scrubber()
     scrub.add("w" * LOCAL_PASSWORD_MIN)
-    assert scrub("login wwww refused") == "login *** refused"
+    assert scrub("login wwww refused") == WITHHELD
+    assert scrub("login www refused") == "login www refused"
 
 
 @pytest.mark.parametrize("server,rule", [

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from registryclient import RegistryClient, Scrubber, excerpt_text
 from registryclient.endpoint import parse_server
+from registryclient.scrub import WITHHELD
 
 
 @settings(max_examples=80, deadline=None)
@@ -113,13 +114,11 @@ INDEPENDENT_PASSWORDS = ["pa ss/w0rd+x&y", "pa%20ss%2fw0rd", "<sé'cr\"et>\\1", 
 
 
 @pytest.mark.parametrize("password", INDEPENDENT_PASSWORDS)
-def test_forms_made_by_other_libraries_are_masked(password: str) -> None:
+def test_forms_made_by_other_libraries_are_withheld(password: str) -> None:
     scrub = Scrubber()
     scrub.add(password, username="deployer")
     for form in _independent_forms(password):
-        shown = scrub(f"server said <{form}> here")
-        assert form not in shown and "***" in shown, f"{form!r} survived in {shown!r}"
-        assert shown.startswith("server said <") and shown.endswith("> here"), f"masked too much: {shown!r}"
+        assert scrub(f"server said <{form}> here") == WITHHELD, form
 
 
 @settings(max_examples=40, deadline=None)
@@ -131,13 +130,12 @@ def test_forms_made_by_other_libraries_are_masked_for_any_password(password: str
         assert form not in scrub(f"<{form}>"), form
 
 
-def test_a_token_cut_short_or_shown_in_part_is_masked() -> None:
+def test_a_token_cut_short_or_shown_in_part_is_withheld() -> None:
     token = "eyJhbGciOiJSUzI1NiJ9.eyJhY2Nlc3MiOltdfQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
     scrub = Scrubber()
     scrub.add(token)
     for part in (token[:-1], token[1:], token[5:-5], token[:20]):
-        shown = scrub(f"token was {part}.")
-        assert part not in shown and shown.startswith("token was ***"), shown
+        assert scrub(f"token was {part}.") == WITHHELD, part
 
 
 def test_ordinary_text_is_left_alone() -> None:
