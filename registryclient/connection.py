@@ -133,6 +133,16 @@ class Connection:
         """Text from a server or a transport error, for a message: short, escaped, withheld if it holds a secret."""
         return excerpt_text(text, self.scrub, limit=300)
 
+    def _own(self, url: str) -> bool:
+        """Whether `url` is one the program made on the configured registry (not a Location a server named)."""
+        return url.startswith(f"{self.endpoint.base}/")
+
+    def path_shown(self, url: str) -> str:
+        """The path of `url` for a message: the program's own paths (repositories and tags from the configuration)
+        as they are, escaped; a path a server named like any server text."""
+        path = urlsplit(url).path
+        return escaped(path) if self._own(url) else self.shown(path)
+
     def excerpt(self, response: requests.Response) -> str:
         return excerpt_text(response.content or b"", self.scrub)
 
@@ -227,11 +237,13 @@ class Connection:
         """(message, kind) for a request that failed in transport: `left` is the socket timeout it had."""
         host = (parts.host or "").strip("[]")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        # A followed Location names a host the server chose: shown escaped like any server text.
-        hostport = excerpt_text(f"[{host}]:{port}" if ":" in host else f"{host}:{port}", self.scrub)
+        # A followed Location names a host the server chose: shown like any server text; the configured host is the
+        # program's own word, never withheld (a gap there would say the password is part of the host).
+        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        hostport = escaped(hostport) if self._own(url) else excerpt_text(hostport, self.scrub)
         if isinstance(exc, requests.exceptions.SSLError):
             if self._sockets.aborted:  # the deadline's watchdog cut the handshake off: no TLS verdict to give
-                return self._silent(hostport, method, excerpt_text(parts.path, self.scrub)), "unreachable"
+                return self._silent(hostport, method, self.path_shown(url)), "unreachable"
             return (
                 f"TLS with {hostport} failed: {self.shown(tls_reason(exc))} (trusted: {self._trust_summary()}). "
                 "If the registry uses a private or self-signed "
@@ -242,29 +254,29 @@ class Connection:
             return (f"connecting to {hostport} timed out after {self._limit(left)}; "
                     f"{self.unreachable_hint(host)}"), "unreachable"
         if isinstance(exc, requests.exceptions.ReadTimeout):
-            return self._silent(hostport, method, excerpt_text(parts.path, self.scrub), left), "unreachable"
+            return self._silent(hostport, method, self.path_shown(url), left), "unreachable"
         if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
-            return self._connection_problem(exc, method, parts, hostport, left)
+            return self._connection_problem(exc, method, url, parts, hostport, left)
         # requests refuses some URLs a server named (a host that changes under NFKC normalization, say) with a
         # bare ValueError: an unusable location, never a traceback.
         return f"the registry named an unusable location: {excerpt_text(url, self.scrub)}", "protocol"
 
-    def _connection_problem(self, exc: BaseException, method: str, parts: urllib3.util.Url, hostport: str,
-                            left: float) -> tuple[str, str]:
+    def _connection_problem(self, exc: BaseException, method: str, url: str, parts: urllib3.util.Url,
+                            hostport: str, left: float) -> tuple[str, str]:
         host = (parts.host or "").strip("[]")
         first_bytes = not_http(exc)
         cause = find_cause(exc, (socket.gaierror,))
         if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
-            return self._silent(hostport, method, excerpt_text(parts.path, self.scrub)), "unreachable"
+            return self._silent(hostport, method, self.path_shown(url)), "unreachable"
         if (malformed := malformed_http(exc)) is not None:
-            return (f"{hostport} answered {method} {excerpt_text(parts.path, self.scrub)}, but not with a "
+            return (f"{hostport} answered {method} {self.path_shown(url)}, but not with a "
                     f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "
                     f"in {self.advice.server}, and whether a proxy in between mangles answers"), "protocol"
         if first_bytes is not None:
             return (f"{hostport} answered, but not as a registry (not HTTP): {excerpt_text(first_bytes, self.scrub)}; "
                     f"check the host and port in {self.advice.server}"), "protocol"
         if find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
-            return self._silent(hostport, method, excerpt_text(parts.path, self.scrub), left), "unreachable"
+            return self._silent(hostport, method, self.path_shown(url), left), "unreachable"
         if cause is not None or "NameResolutionError" in repr(exc):
             reason = self.shown(str(cause or "name resolution failed"))
             return f"cannot resolve host {self.shown(repr(host))} ({reason})", "unreachable"
@@ -274,7 +286,7 @@ class Connection:
             # Something listens there and cut the connection: "nothing answers" would send the user the wrong way.
             reason = getattr(cut, "strerror", None) or type(cut).__name__
             if (heard := self._sockets.heard()) is not None:  # and it had begun to answer
-                return (f"{hostport} answered {method} {excerpt_text(parts.path, self.scrub)} with {heard[0]}, but "
+                return (f"{hostport} answered {method} {self.path_shown(url)} with {heard[0]}, but "
                         f"cut the connection ({self.shown(reason)}) before the rest of its "
                         f"{'answer' if heard[1] else 'headers'} arrived; the registry or a proxy in between broke "
                         "it off"), "unreachable"
@@ -308,11 +320,11 @@ class Connection:
                 body += self._decoded(decoder, piece, limit + 1 - len(body), method, url)
                 if not pace.keeps_up(len(piece)):
                     raw.close()
-                    raise self.fail(self._stalled(f"the answer to {method} {self.shown(urlsplit(url).path)}", pace),
+                    raise self.fail(self._stalled(f"the answer to {method} {self.path_shown(url)}", pace),
                                     "unreachable")
         if self._sockets.aborted:
             raw.close()
-            path = self.shown(urlsplit(url).path)
+            path = self.path_shown(url)
             if (heard := self._sockets.heard()) is not None and not heard[1]:  # the head itself was cut off
                 raise self.fail(self._silent(self.endpoint.netloc, method, path), "unreachable")
             raise self.fail(self._stopped(f"reading the answer to {method} {path}"), "unreachable")
@@ -325,7 +337,7 @@ class Connection:
 
     def _body_stalled(self, response: requests.Response, method: str, url: str, waited: float | None) -> str:
         """The registry answered (status and headers) but its body stopped arriving: not "did not answer"."""
-        return (f"{self.endpoint.netloc} answered {method} {self.shown(urlsplit(url).path)} with "
+        return (f"{self.endpoint.netloc} answered {method} {self.path_shown(url)} with "
                 f"{response.status_code}, but the rest of its answer did not arrive within "
                 f"{self._limit(waited)}{_STALLING}")
 

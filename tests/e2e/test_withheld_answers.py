@@ -109,3 +109,31 @@ def test_an_answer_holding_the_password_is_withheld_whole(hostile, run, status: 
     for name, (password, echo) in CASES.items():
         expected = shown if status.startswith("403") and name in KEYS else withheld
         assert message(password, echo) == expected, name
+
+
+def _silent(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+    """Reads the request and never answers, until the client gives up (bounded: 20 s)."""
+    conn.settimeout(20)
+    try:
+        while conn.recv(1024):
+            pass
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("part", ["host", "path"])
+def test_the_programs_own_host_and_path_are_never_withheld(hostile, part: str) -> None:  # noqa: F811
+    """A password that is part of the configured host or of a path the program asks for changes nothing in the
+    message of a registry that does not answer: the host and path are the program's own words, shown whole."""
+    server = hostile(_silent)
+
+    def message(password: str) -> str:
+        with pytest.raises(RegistryError) as err:
+            check_registry(PreflightTarget(RegistryLogin(server.server, USER, password, allow_plain_http=True),
+                                           ("acme/web",)), timeout=1)
+        return str(err.value)
+
+    weak = server.server[2:] if part == "host" else "/v2/"
+    assert weak in message(STRONG)
+    assert message(weak) == message(STRONG), "the host or path was withheld for holding the password"
+    assert WITHHELD not in message(weak)
