@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import http
+import http.client
 import socket
 import threading
 import time
@@ -268,6 +269,12 @@ class Connection:
         cause = find_cause(exc, (socket.gaierror,))
         if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
             return self._silent(hostport, method, self.path_shown(url)), "unreachable"
+        short = find_cause(exc, (urllib3.exceptions.IncompleteRead, http.client.IncompleteRead))
+        if short is not None and (heard := self._sockets.heard()) is not None:
+            # A body shorter than its length, the connection then closed cleanly: it answered and broke off.
+            return (f"{hostport} answered {method} {self.path_shown(url)} with {heard[0]}, but closed the connection "
+                    f"before the rest of its answer arrived ({self.shown(str(short))}); the registry or a proxy in "
+                    "between broke it off"), "unreachable"
         if (malformed := malformed_http(exc)) is not None:
             return (f"{hostport} answered {method} {self.path_shown(url)}, but not with a "
                     f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "
@@ -380,11 +387,11 @@ class Connection:
 
     def _silent(self, hostport: str, method: str, path: str, waited: float | None = None) -> str:
         """`waited`: the socket timeout that ran out (None: the deadline's watchdog cut the exchange off). An answer
-        whose status line came and whose head then stopped answered and stalled: it is said so."""
+        whose status line came and whose headers or body then stopped answered and stalled: it is said so."""
         limit = self._limit(waited)
-        if (heard := self._sockets.heard()) is not None and not heard[1]:
-            return (f"{hostport} answered {method} {path} with {heard[0]}, but the rest of its headers did not "
-                    f"arrive within {limit}{_STALLING}")
+        if (heard := self._sockets.heard()) is not None:
+            return (f"{hostport} answered {method} {path} with {heard[0]}, but the rest of its "
+                    f"{'answer' if heard[1] else 'headers'} did not arrive within {limit}{_STALLING}")
         return (
             f"{hostport} accepted the connection but did not answer {method} {path} within "
             f"{limit}; it may not be a registry (or not speak "

@@ -389,12 +389,16 @@ def test_an_answer_whose_body_never_arrives_is_not_called_silent() -> None:
 
 def _answer_then(head: bytes, then: str) -> Callable:
     """A HostileServer handler sending `head` (a status line, perhaps some headers or a body's start), then holding
-    the connection silent ("stall") or resetting it ("reset": SO_LINGER 0 makes close() send RST)."""
+    the connection silent ("stall"), closing it cleanly ("close") or resetting it ("reset": SO_LINGER 0 makes close()
+    send RST)."""
     import struct
     import time
 
     def handle(conn: socket.socket, request: bytes, server) -> None:
         conn.sendall(head)
+        if then == "close":
+            conn.shutdown(socket.SHUT_RDWR)  # a clean close (FIN), no reset
+            return
         if then == "reset":
             time.sleep(0.2)  # the client has read what was sent before the reset arrives
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -442,3 +446,31 @@ def test_a_connection_reset_after_a_partial_answer_says_the_registry_answered(
     assert (f"{server} answered GET /v2/ with 401, but cut the connection (Connection reset by peer) before the rest "
             f"of its {rest} arrived; the registry or a proxy in between broke it off") in message, message
     assert "check the host and port" not in message and err.kind == "unreachable"
+
+
+_BODY_START = b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nContent-Length: 100\r\n\r\n{\"err"
+
+
+@pytest.mark.parametrize("timeout, budget, limit", [(0.5, 5.0, "0.5s (the time limit of one exchange)"),
+                                                    (30.0, 0.8, "the preflight time limit of 0.8s")],
+                         ids=["exchange-timeout", "deadline"])
+def test_an_answer_whose_body_stops_arriving_is_not_called_silent(
+        hostile, timeout: float, budget: float, limit: str) -> None:  # noqa: F811
+    """Status and headers arrive, the body stops: it answered and stalled, whichever limit ended the wait."""
+    server = hostile(_answer_then(_BODY_START, "stall")).server
+    err = login_failure(server, timeout=timeout, budget=budget)
+    message = str(err)
+    assert (f"{server} answered GET /v2/ with 401, but the rest of its answer did not arrive within {limit}; the "
+            "registry or a proxy in between is stalling") in message, message
+    assert "did not answer" not in message and err.kind == "unreachable"
+
+
+def test_an_answer_closed_before_its_body_ended_says_the_registry_broke_it_off(hostile) -> None:  # noqa: F811
+    """A body shorter than its length, then a clean close: not "not a well-formed HTTP answer" (the answer was
+    well formed as far as it came) nor "check the host and port"."""
+    server = hostile(_answer_then(_BODY_START, "close")).server
+    err = login_failure(server, timeout=5.0, budget=10.0)
+    message = str(err)
+    assert (f"{server} answered GET /v2/ with 401, but closed the connection before the rest of its answer arrived "
+            "(IncompleteRead(") in message, message
+    assert "well-formed" not in message and "check the host and port" not in message and err.kind == "unreachable"
