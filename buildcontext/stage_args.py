@@ -33,8 +33,12 @@ def platform_args(prefix: str, value: str) -> dict[str, str]:
             f"{prefix}VARIANT": parts[2] if len(parts) > 2 else ""}
 
 
-class UnsetVariable(DockerfileProblem):
-    """`${NAME?}` / `${NAME:?}` met an unset (or empty) NAME: BuildKit fails the build there."""
+class WordFails(DockerfileProblem):
+    """BuildKit fails to process the word (an open quote, a bad `${...}`): the build fails where it expands it."""
+
+
+class UnsetVariable(WordFails):
+    """`${NAME?}` / `${NAME:?}` met an unset (or empty) NAME."""
 
 
 class _Word:
@@ -58,7 +62,7 @@ class _Word:
         return ch
 
     def fail(self, reason: str, fix: str = "fix: correct its quotes or ${...} form",
-             kind: type[DockerfileProblem] = DockerfileProblem) -> DockerfileProblem:
+             kind: type[WordFails] = WordFails) -> WordFails:
         return kind(f"{self.word!r}: BuildKit fails to process it ({reason}); {fix}", self.line)
 
     def lookup(self, name: str) -> str | None:
@@ -219,7 +223,10 @@ def global_values(prelude: list, build_args: Mapping[str, str], platform: str, e
                 if name in build_args:
                     values[name] = build_args[name]
                 elif eq:
-                    values[name] = expand(default, values, command.start_line, escape)
+                    try:
+                        values[name] = expand(default, values, command.start_line, escape)
+                    except WordFails:
+                        values[name] = ""  # BuildKit ignores the error of a global ARG's default (Docker 26)
                 else:
                     values.setdefault(name, None)  # type: ignore[arg-type]
     return values

@@ -68,6 +68,8 @@ class _Reading:
         plan cannot compute); a stage built on it starts from them, as BuildKit's does."""
         self.external_root: dict[int, bool] = {}
         """Per stage: whether its FROM chain starts at an image (whose environment this plan cannot see)."""
+        self.failures: dict[int, DockerfileProblem] = {}
+        """Per stage: the first of its instructions BuildKit fails to expand (or this plan cannot)."""
 
     def read_stage(self, index: int) -> None:
         _StageReader(self, index).read()
@@ -99,16 +101,21 @@ class _StageReader:
         parent = self._resolve_from(command)
         for inner in self.raw["commands"]:
             cmd = inner.cmd.upper()
-            if cmd == "ARG":
-                self._declare(inner)
-            elif cmd == "ENV":
-                for name, value in zip(inner.value[0::2], inner.value[1::2]):  # (name, value) pairs
-                    self._set(name, value, inner.start_line)
-            elif cmd in ("COPY", "ADD", "RUN"):
-                for instruction, from_written in self._froms(inner, cmd):
-                    self._read_from(inner, instruction, from_written)
-                if cmd == "ADD" and not inner.heredocs:
+            for instruction, from_written in self._froms(inner, cmd):
+                self._read_from(inner, instruction, from_written)  # BuildKit refuses these in every stage
+            if index in r.failures:
+                continue
+            try:
+                if cmd == "ARG":
+                    self._declare(inner)
+                elif cmd == "ENV":
+                    for name, value in zip(inner.value[0::2], inner.value[1::2]):  # (name, value) pairs
+                        self._set(name, value, inner.start_line)
+                elif cmd == "ADD" and not inner.heredocs:
                     self._read_add(inner)
+            except DockerfileProblem as problem:
+                # BuildKit expands a stage's words only when it builds that stage: a failure counts if it is needed.
+                r.failures[index] = problem
         r.scopes[index] = (self.values, self.opaque)
         end = r.raw_stages[index + 1]["from"].start_line - 1 if index + 1 < len(r.raw_stages) else len(r.lines)
         stage_text = "".join(r.lines[command.start_line - 1:end]).encode("utf-8", "surrogatepass")
@@ -360,6 +367,9 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
     else:
         raise UnknownTarget(f"it has no stage {target!r} (the image's target)")
     order, chain = _needed_and_chain(stages, target_index)
+    for i in order:
+        if i in reading.failures:
+            raise reading.failures[i]
     return DockerfilePlan(
         stages=tuple(stages), target=target_index, needed=tuple(order), chain=tuple(chain),
         references=tuple(r for i in order for r in reading.references.get(i, [])),
