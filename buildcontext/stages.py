@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 from buildcontext import sensitive
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
-                               UnknownTarget, has_userinfo, parse_commands, without_userinfo)
+                               UnknownTarget, encoded_differently, has_userinfo, parse_commands,
+                               without_userinfo)
 from buildcontext.stage_args import UnsetVariable, escape_character, expand, global_values
 from registryclient.references import DIGEST
 
@@ -301,6 +302,16 @@ class _StageReader:
                 "URL"))
             return
         for source in found:
+            odd = encoded_differently(source.url) if source.kind == "http" and not source.pinned else ()
+            if odd:
+                # The characters are named only when written in the line: a substituted build arg stays unshown.
+                which = f" ({' '.join(repr(c) for c in odd)})" if source.url == source.written else ""
+                self._refuse(inner.start_line, (
+                    f"ADD {source.written} expands to a URL with characters{which} that BuildKit's client and "
+                    "acr-publish's percent-encode differently, so the file hashed could differ from the one built; "
+                    "fix: write them percent-encoded (%XX, uppercase hex), or pin it with "
+                    "ADD --checksum=sha256:<digest>"))
+                continue
             if source.has_userinfo and not source.pinned:
                 self._refuse(inner.start_line, (
                     f"ADD {source.written} holds user info (user:password@) in its URL: acr-publish never "
