@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from buildcontext.plan import DockerfileProblem
+from buildcontext.plan import DockerfileProblem, encoded_differently
 from buildcontext.stage_args import UnsetVariable, WordFails, expand
 from buildcontext.stages import read_plan
 
@@ -141,3 +141,27 @@ def test_an_empty_from_is_the_context_and_a_quoted_one_is_taken_without_its_quot
     plan = read_plan(b'FROM scratch AS s\nFROM scratch\nCOPY --from= /x /x\nCOPY --from="s" /y /y\n', {}, None,
                      "linux/amd64")
     assert plan.stages[1].depends == frozenset({0}) and plan.references == ()
+
+
+@pytest.mark.parametrize("url, odd", [
+    ("http://h/app-1.2.tgz?x=1&y=a,b", ()),
+    ("http://h/a%20b/it's(1)", ()),  # Go sends a path of these characters as written, requests too
+    ("http://h/a b", ()),  # both percent-encode the space alone
+    ("http://h/'1' 2", ("'",)),  # with the space, Go encodes the quotes too, requests does not
+    ("http://h/a%7e", ("%7e",)),
+    ("http://h/%41", ("%41",)),  # requests decodes an encoded unreserved character, Go sends it as written
+    ("http://h/p?q=a b", (" ",)),  # Go sends a query as written
+])
+def test_urls_the_two_clients_encode_differently(url, odd):
+    assert encoded_differently(url) == odd
+
+
+def test_a_source_url_encoded_differently_is_refused_unless_pinned():
+    text = "FROM scratch\nARG V\nADD {checksum}http://127.0.0.1:9/$V /f\n"
+    plan = read_plan(text.format(checksum="").encode(), {"V": "'secret' x"}, None, "linux/amd64")
+    [(line, problem)] = plan.refused
+    assert line == 3 and "ADD http://127.0.0.1:9/$V expands to a URL with characters that" in problem
+    assert "secret" not in problem and plan.sources == ()
+    pinned = read_plan(text.format(checksum="--checksum=sha256:" + "a" * 64 + " ").encode(), {"V": "'s' x"}, None,
+                       "linux/amd64")
+    assert pinned.refused == () and [s.url for s in pinned.sources] == ["http://127.0.0.1:9/'s' x"]
