@@ -267,7 +267,7 @@ class _StageReader:
         """(whether the line can be planned, its `--checksum` after substitution, as written; None without one).
         BuildKit expands variables in the flag with the stage's scope, as in the sources."""
         written = _flag(inner.flags, "checksum")
-        if written is None or "$" not in written:
+        if written is None or not any(c in written for c in "$'\"" + self.r.escape):  # a word as it is processed
             return True, written, written
         checksum = self._computed(written, inner.start_line, f"ADD --checksum={written}")
         return checksum is not None, checksum, written

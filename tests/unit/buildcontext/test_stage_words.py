@@ -165,3 +165,11 @@ def test_a_source_url_encoded_differently_is_refused_unless_pinned():
     pinned = read_plan(text.format(checksum="--checksum=sha256:" + "a" * 64 + " ").encode(), {"V": "'s' x"}, None,
                        "linux/amd64")
     assert pinned.refused == () and [s.url for s in pinned.sources] == ["http://127.0.0.1:9/'s' x"]
+
+
+def test_a_checksum_flag_is_processed_as_a_word_too():
+    """Docker 26 checked `--checksum=sha256\\:<d>` against <d>: the escape is processed, as in every word."""
+    digest = "sha256:" + "a" * 64
+    plan = read_plan(f"FROM scratch\nADD --checksum={digest.replace(':', chr(92) + ':')} http://h/x /f\n".encode(),
+                     {}, None, "linux/amd64")
+    assert [s.checksum for s in plan.sources] == [digest]
