@@ -1,10 +1,11 @@
-"""The ARG scope of a Dockerfile: which values an instruction's words are expanded from, as BuildKit does.
+"""The ARG scope of a Dockerfile and its words: which values an instruction's words are expanded from, and how.
 
 Each word is processed as BuildKit's shell-word lexer does (`expand`: quotes, escapes, `$A`, `${A}`, the `-`, `+`
-and `?` modifiers); the forms it does not reproduce are refused with their line, never guessed. A FROM line sees the global ARGs (declared
-before the first FROM; a build arg overrides a declared default) and the platform ARGs BuildKit predefines
-(TARGETPLATFORM/OS/ARCH/VARIANT from the image's platform, BUILDPLATFORM from this machine); other instructions
-see their stage's scope (buildcontext/stages.py: its ARGs, platform ARGs too, its ENVs and its FROM parent's).
+and `?` modifiers); the forms it does not reproduce are refused with their line, never guessed. A FROM line sees
+the global ARGs (declared before the first FROM; a build arg overrides a declared default) and the platform ARGs
+BuildKit predefines (TARGETPLATFORM/OS/ARCH/VARIANT from the image's platform, BUILDPLATFORM from this machine);
+other instructions see their stage's scope (buildcontext/stages.py: its ARGs, platform ARGs too, its ENVs and its
+FROM parent's).
 """
 from __future__ import annotations
 
