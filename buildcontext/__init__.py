@@ -7,7 +7,7 @@ guard, the stat cache and the explain history. No Pulumi import anywhere in this
   digest.py        the digest encoding, the content tag, the default platform
   sensitive.py     the guard: findings and the error a person acts on
   sensitive_rules.py  the guard's rule table (patterns, names, reasons)
-  stages.py        reading a Dockerfile into its plan (plan.py) for one image; stage_args.py its ARG scope
+  stages.py        reading a Dockerfile into its plan (plan.py) for one image; stage_args.py its ARG scope and words
   memo.py          the stat cache: (path, stat key) -> content hash and guard flags
   history.py       the explain history, per (project, stack, image)
   files.py         where the engine's files live and how they are read and written

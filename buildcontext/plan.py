@@ -111,6 +111,28 @@ def has_userinfo(url: str) -> bool:
     return parts is not None and "@" in parts[1]
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_GO_PATH_VERBATIM = _UNRESERVED | frozenset("!$&'()*+,;=:@[]%/")
+"""Go's url.URL.EscapedPath sends a path verbatim when every character is one of these, else escapes all but the
+unreserved ones and $&+,/:;=@ (uppercase %XX); requests keeps !'()*[] and decodes a %XX of an unreserved one."""
+_REQUESTS_QUERY_VERBATIM = _UNRESERVED | frozenset("!$%&'()*+,/:;=?@[]")
+_PERCENT = re.compile(r"%(..)", re.DOTALL)
+
+
+def encoded_differently(url: str) -> tuple[str, ...]:
+    """The characters of an http(s) `url` that BuildKit's Go client and this plan's client (requests) would send
+    as different bytes (none: empty): the plan would otherwise hash another file than the build fetches."""
+    rest = url.partition("://")[2].partition("#")[0]
+    cut = re.search(r"[/?]", rest)
+    path, _, query = rest[cut.start():].partition("?") if cut else ("", "", "")
+    escapes = [m.group(1) for m in _PERCENT.finditer(path + "?" + query)]
+    odd = {f"%{e}" for e in escapes if not re.fullmatch(r"[0-9A-F]{2}", e) or chr(int(e, 16)) in _UNRESERVED}
+    if any(c not in _GO_PATH_VERBATIM for c in path):
+        odd |= {c for c in path if c in "!'()*[]"}  # Go escapes these then, requests does not
+    odd |= {c for c in query if c not in _REQUESTS_QUERY_VERBATIM}  # Go sends a query as written
+    return tuple(sorted(odd))
+
+
 def without_userinfo(url: str) -> str:
     parts = _split_netloc(url)
     if parts is None or "@" not in parts[1]:

@@ -1,10 +1,11 @@
-"""The ARG scope of a Dockerfile: which values an instruction's words are expanded from, as BuildKit does.
+"""The ARG scope of a Dockerfile and its words: which values an instruction's words are expanded from, and how.
 
-Substitution follows BuildKit's rules for the forms it documents (`$A`, `${A}`, `${A:-w}`, `${A-w}`, `${A:+w}`,
-`${A+w}`); any other form is refused with its line, never guessed. A FROM line sees the global ARGs (declared
-before the first FROM; a build arg overrides a declared default) and the platform ARGs BuildKit predefines
-(TARGETPLATFORM/OS/ARCH/VARIANT from the image's platform, BUILDPLATFORM from this machine); other instructions
-see their stage's scope (buildcontext/stages.py: its ARGs, platform ARGs too, its ENVs and its FROM parent's).
+Each word is processed as BuildKit's shell-word lexer does (`expand`: quotes, escapes, `$A`, `${A}`, the `-`, `+`
+and `?` modifiers); the forms it does not reproduce are refused with their line, never guessed. A FROM line sees
+the global ARGs (declared before the first FROM; a build arg overrides a declared default) and the platform ARGs
+BuildKit predefines (TARGETPLATFORM/OS/ARCH/VARIANT from the image's platform, BUILDPLATFORM from this machine);
+other instructions see their stage's scope (buildcontext/stages.py: its ARGs, platform ARGs too, its ENVs and its
+FROM parent's).
 """
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from collections.abc import Mapping
 
 from buildcontext.plan import DockerfileProblem
 
-_VAR_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_BRACED = re.compile(r"\{(" + _VAR_NAME + r")(?:(:?[-+])(.*))?\}", re.DOTALL)
-_PLAIN = re.compile(_VAR_NAME)
+_UNSET = object()
+_SPECIAL_PARAMS = "@*#?-$!0"
 _ESCAPE_DIRECTIVE = re.compile(rb"^#[ \t]*escape[ \t]*=[ \t]*(\S)", re.IGNORECASE)
 _HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
               "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -34,70 +34,177 @@ def platform_args(prefix: str, value: str) -> dict[str, str]:
             f"{prefix}VARIANT": parts[2] if len(parts) > 2 else ""}
 
 
-def expand(word: str, values: Mapping[str, str], line: int, escape: str = "\\") -> str:
-    """`word` with `$A`, `${A}`, `${A:-w}`, `${A-w}`, `${A:+w}` and `${A+w}` expanded from `values` (unset: empty,
-    as BuildKit does); DockerfileProblem for any other `${...}` form."""
-    out: list[str] = []
-    i, n = 0, len(word)
-    while i < n:
-        ch = word[i]
-        if ch == escape and i + 1 < n:
-            out.append(word[i + 1])
-            i += 2
-            continue
-        if ch != "$":
+class WordFails(DockerfileProblem):
+    """BuildKit fails to process the word (an open quote, a bad `${...}`): the build fails where it expands it."""
+
+
+class UnsetVariable(WordFails):
+    """`${NAME?}` / `${NAME:?}` met an unset (or empty) NAME."""
+
+
+class _Word:
+    """One word processed as BuildKit's shell-word lexer (frontend/dockerfile/shell/lex.go, Docker 26) does:
+    quotes removed ('...' literal, "..." with `$` expanded and the escape character escaping `"`, `$` and itself),
+    the escape character escaping any character outside quotes, `$NAME`, `${NAME}` and the `-`, `+`, `?`
+    modifiers (with or without `:`). `${NAME#…}`, `${NAME%…}` and `${NAME/…}` are refused, not reproduced."""
+
+    def __init__(self, word: str, values: Mapping[str, str | None], line: int, escape: str,
+                 asked: list[str] | None) -> None:
+        self.word, self.values, self.line, self.escape = word, values, line, escape
+        self.asked = asked if asked is not None else []
+        self.pos = 0
+
+    def peek(self) -> str | None:
+        return self.word[self.pos] if self.pos < len(self.word) else None
+
+    def next(self) -> str | None:
+        ch = self.peek()
+        self.pos += ch is not None
+        return ch
+
+    def fail(self, reason: str, fix: str = "fix: correct its quotes or ${...} form",
+             kind: type[WordFails] = WordFails) -> WordFails:
+        return kind(f"{self.word!r}: BuildKit fails to process it ({reason}); {fix}", self.line)
+
+    def lookup(self, name: str) -> str | None:
+        """NAME's value, None when unset; a global ARG declared without a value is set and empty, as in BuildKit."""
+        if name not in self.asked:
+            self.asked.append(name)
+        value = self.values.get(name, _UNSET)
+        return None if value is _UNSET else (value or "")
+
+    def until(self, stop: str | None) -> str:
+        out: list[str] = []
+        while (ch := self.peek()) is not None:
+            if ch == stop:
+                self.pos += 1
+                return "".join(out)
+            if ch in "$'\"":
+                out.append(self.dollar() if ch == "$" else self.single() if ch == "'" else self.double())
+                continue
+            self.pos += 1
+            if ch == self.escape:
+                ch = self.next()
+                if ch is None:
+                    break
             out.append(ch)
-            i += 1
-            continue
-        if i + 1 < n and word[i + 1] == "{":
-            depth, j = 0, i + 1
-            while j < n:
-                if word[j] == "{":
-                    depth += 1
-                elif word[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                j += 1
-            match = _BRACED.fullmatch(word[i + 1:j + 1]) if j < n else None
-            if match is None:
-                raise DockerfileProblem(f"{word!r} uses a substitution this plan cannot expand "
-                                        f"({word[i:j + 1]!r}); write the value, or ${{NAME}}, ${{NAME:-default}}",
-                                        line)
-            name, op, alternative = match.groups()
-            value = values.get(name)
-            if op is None:
-                out.append(value or "")
-            elif op in (":-", "-"):
-                use = value if (value if op == ":-" else value is not None) else None
-                out.append(use if use is not None else expand(alternative, values, line, escape))
-            else:  # :+ / +
-                present = bool(value) if op == ":+" else value is not None
-                out.append(expand(alternative, values, line, escape) if present else "")
-            i = j + 1
-            continue
-        match = _PLAIN.match(word, i + 1)
-        if match is None:
-            out.append("$")
-            i += 1
-            continue
-        out.append(values.get(match.group(0)) or "")
-        i = match.end()
-    return "".join(out)
+        if stop is not None:
+            raise self.fail(f"unexpected end of statement while looking for matching {stop}")
+        return "".join(out)
+
+    def single(self) -> str:
+        end = self.word.find("'", self.pos + 1)
+        if end < 0:
+            raise self.fail("unexpected end of statement while looking for matching single-quote")
+        text, self.pos = self.word[self.pos + 1:end], end + 1
+        return text
+
+    def double(self) -> str:
+        out: list[str] = []
+        self.pos += 1
+        while (ch := self.peek()) != '"':
+            if ch is None:
+                raise self.fail("unexpected end of statement while looking for matching double-quote")
+            if ch == "$":
+                out.append(self.dollar())
+                continue
+            self.pos += 1
+            if ch == self.escape:
+                if self.peek() is None:
+                    continue
+                if self.peek() in ('"', "$", self.escape):  # any other character keeps its escape character
+                    ch = self.next()
+            out.append(ch)  # type: ignore[arg-type]
+        self.pos += 1
+        return "".join(out)
+
+    def name(self) -> str:
+        first = self.peek()
+        if first is not None and first.isdecimal():  # Go's unicode.IsDigit: `$1x` is `$1` then `x`
+            start = self.pos
+            while (ch := self.peek()) is not None and ch.isdecimal():
+                self.pos += 1
+            return self.word[start:self.pos]
+        if first is not None and first in _SPECIAL_PARAMS:
+            self.pos += 1
+            return first
+        start = self.pos
+        while (ch := self.peek()) is not None and (ch.isalpha() or ch.isdecimal() or ch == "_"):
+            self.pos += 1
+        return self.word[start:self.pos]
+
+    def dollar(self) -> str:
+        start = self.pos
+        self.pos += 1
+        if self.peek() != "{":
+            name = self.name()
+            return (self.lookup(name) or "") if name else "$"
+        self.pos += 1
+        if self.peek() is None:
+            raise self.fail("syntax error: missing '}'")
+        if self.peek() in "{}:":
+            raise self.fail("syntax error: bad substitution")
+        name = self.name()
+        op = self.next()
+        if op == "}":
+            return self.lookup(name) or ""
+        colon = op == ":"
+        if colon:
+            op = self.next()
+        if not colon and op not in ("-", "+", "?", "#", "%", "/"):
+            raise self.fail(f"unsupported modifier ({op or ''}) in substitution")
+        if op in ("#", "%", "/"):
+            written = self.word[start:_closing_brace(self.word, start + 1) + 1]
+            raise DockerfileProblem(f"{self.word!r} uses a substitution this plan cannot expand ({written!r}); "
+                                    "write the value, or ${NAME}, ${NAME:-default}", self.line)
+        return self.modified(name, colon, op)
+
+    def modified(self, name: str, colon: bool, op: str | None) -> str:
+        """`${NAME-word}`, `${NAME+word}`, `${NAME?word}` (`colon`: an empty value counts as unset). The word is
+        processed first, as BuildKit does; the names it asks for count only when it is used."""
+        asked_before = len(self.asked)
+        try:
+            word = self.until("}")
+        except DockerfileProblem:
+            if self.peek() is None:
+                raise self.fail("syntax error: missing '}'") from None
+            raise
+        if op not in ("-", "+", "?"):
+            raise self.fail(f"unsupported modifier ({':' if colon else ''}{op or ''}) in substitution")
+        word_names = self.asked[asked_before:]
+        del self.asked[asked_before:]
+        value = self.lookup(name)
+        unset = value is None or (colon and value == "")
+        if op == "?":
+            if unset:
+                raise self.fail(f"{name}: is not allowed to be {'unset' if value is None else 'empty'}",
+                                f"fix: give {name} a value (a build arg or ARG {name}=<value>)", UnsetVariable)
+            return value  # type: ignore[return-value]
+        use_word = unset if op == "-" else not unset
+        if use_word:
+            self.asked.extend(n for n in word_names if n not in self.asked)
+        if op == "-":
+            return word if unset else value  # type: ignore[return-value]
+        return word if use_word else ""
 
 
-class Recorder(dict):
-    """The values a word is expanded from, recording each name the word asks for."""
+def _closing_brace(word: str, start: int) -> int:
+    """Index of the `}` closing the `{` at `start` (the last index when none does): the substitution's extent."""
+    depth = 0
+    for j in range(start, len(word)):
+        depth += {"{": 1, "}": -1}.get(word[j], 0)
+        if depth == 0:
+            return j
+    return len(word) - 1
 
-    def __init__(self, values: Mapping[str, str]) -> None:
-        super().__init__(values)
-        self.asked: list[str] = []
 
-    def get(self, key, default=None):  # type: ignore[override]
-        if key not in self.asked:
-            self.asked.append(key)
-        return super().get(key, default)
-
+def expand(word: str, values: Mapping[str, str | None], line: int, escape: str = "\\",
+           asked: list[str] | None = None) -> str:
+    """`word` processed as BuildKit processes an instruction's word (_Word), its variables taken from `values`
+    (absent: unset; None: a global ARG declared without a value, set and empty). The names whose values the result
+    depends on are appended to `asked`. DockerfileProblem where BuildKit fails the build (UnsetVariable for
+    `${NAME?}`) and for a form this plan does not reproduce."""
+    return _Word(word, values, line, escape, asked).until(None)
 
 
 def escape_character(data: bytes) -> str:
@@ -117,7 +224,10 @@ def global_values(prelude: list, build_args: Mapping[str, str], platform: str, e
                 if name in build_args:
                     values[name] = build_args[name]
                 elif eq:
-                    values[name] = expand(default, values, command.start_line, escape)
+                    try:
+                        values[name] = expand(default, values, command.start_line, escape)
+                    except WordFails:
+                        values[name] = ""  # BuildKit ignores the error of a global ARG's default (Docker 26)
                 else:
                     values.setdefault(name, None)  # type: ignore[arg-type]
     return values

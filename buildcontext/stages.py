@@ -5,8 +5,8 @@ as buildcontext/stage_args.py says. Stages the target needs, as BuildKit compute
 stage), its FROM parent, the stages named by `COPY --from` and `RUN --mount=...,from=`, transitively; no other
 stage is resolved or built. The FROM chain is the target and its FROM parents only: their instructions become the
 shipped image's history. A stage a `COPY --from` reaches ships files, not history. A remote input whose value this
-module cannot compute as BuildKit does (a variable the base image's environment may set, a quoted ENV value, several
-remote sources in one ADD) or whose URL holds user info is left out of the plan and listed in `refused`.
+module cannot compute as BuildKit does (a variable the base image's environment may set, several remote sources in
+one ADD) or whose URL holds user info is left out of the plan and listed in `refused`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from collections.abc import Mapping
 
 from buildcontext import sensitive
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
-                               UnknownTarget, has_userinfo, parse_commands, without_userinfo)
-from buildcontext.stage_args import Recorder, escape_character, expand, global_values
+                               UnknownTarget, encoded_differently, has_userinfo, parse_commands,
+                               without_userinfo)
+from buildcontext.stage_args import UnsetVariable, escape_character, expand, global_values
 from registryclient.references import DIGEST
 
 __all__ = ["DockerfilePlan", "DockerfileProblem", "ExternalReference", "RemoteSource", "Stage", "UnknownTarget",
@@ -68,6 +69,8 @@ class _Reading:
         plan cannot compute); a stage built on it starts from them, as BuildKit's does."""
         self.external_root: dict[int, bool] = {}
         """Per stage: whether its FROM chain starts at an image (whose environment this plan cannot see)."""
+        self.failures: dict[int, DockerfileProblem] = {}
+        """Per stage: the first of its instructions BuildKit fails to expand (or this plan cannot)."""
 
     def read_stage(self, index: int) -> None:
         _StageReader(self, index).read()
@@ -99,17 +102,21 @@ class _StageReader:
         parent = self._resolve_from(command)
         for inner in self.raw["commands"]:
             cmd = inner.cmd.upper()
-            if cmd == "ARG":
-                self._declare(inner)
-            elif cmd == "ENV":
-                for name, value in zip(inner.value[0::2], inner.value[1::2]):  # (name, value) pairs
-                    # BuildKit removes quotes, which this plan's expansion does not: such a value is not computed.
-                    self._set(name, None if "'" in value or '"' in value else value, inner.start_line)
-            elif cmd in ("COPY", "ADD", "RUN"):
-                for instruction, from_written in self._froms(inner, cmd):
-                    self._read_from(inner, instruction, from_written)
-                if cmd == "ADD" and not inner.heredocs:
+            for instruction, from_written in self._froms(inner, cmd):
+                self._read_from(inner, instruction, from_written)  # BuildKit refuses these in every stage
+            if index in r.failures:
+                continue
+            try:
+                if cmd == "ARG":
+                    self._declare(inner)
+                elif cmd == "ENV":
+                    for name, value in zip(inner.value[0::2], inner.value[1::2]):  # (name, value) pairs
+                        self._set(name, value, inner.start_line)
+                elif cmd == "ADD" and not inner.heredocs:
                     self._read_add(inner)
+            except DockerfileProblem as problem:
+                # BuildKit expands a stage's words only when it builds that stage: a failure counts if it is needed.
+                r.failures[index] = problem
         r.scopes[index] = (self.values, self.opaque)
         end = r.raw_stages[index + 1]["from"].start_line - 1 if index + 1 < len(r.raw_stages) else len(r.lines)
         stage_text = "".join(r.lines[command.start_line - 1:end]).encode("utf-8", "surrogatepass")
@@ -166,12 +173,23 @@ class _StageReader:
             self.values[name] = value
             self.opaque.pop(name, None)
 
+    def _expanded(self, word: str, line: int) -> tuple[str | None, list[str]]:
+        """(`word` expanded in the scope so far, the names it asks for); None for the value when `${NAME?}` fails
+        on a name this plan cannot compute (the base image's environment may set it): the caller refuses it."""
+        asked: list[str] = []
+        try:
+            return expand(word, self.values, line, self.r.escape, asked), asked
+        except UnsetVariable:
+            if any(self._uncomputed(n) for n in asked):
+                return None, asked
+            raise
+
+    def _uncomputed(self, name: str) -> bool:
+        return name in self.opaque or (name not in self.values and self.r.external_root[self.index])
+
     def _value(self, word: str, line: int) -> str | None:
-        used = Recorder(self.values)
-        value = expand(word, used, line, self.r.escape)
-        from_base = self.r.external_root[self.index]
-        unknown = [n for n in used.asked if n in self.opaque or (n not in self.values and from_base)]
-        return None if unknown else value
+        value, asked = self._expanded(word, line)
+        return None if any(self._uncomputed(n) for n in asked) else value
 
     def _refuse(self, line: int, problem: str) -> None:
         self.r.refused.setdefault(self.index, []).append((line, problem))
@@ -179,15 +197,14 @@ class _StageReader:
     def _computed(self, word: str, line: int, shown: str) -> str | None:
         """`word` expanded as BuildKit would in this stage, or None (listed in `refused`) when a variable
         it uses is set by ENV or may come from the base image's environment."""
-        used = Recorder(self.values)
-        value = expand(word, used, line, self.r.escape)
-        opaque = [n for n in used.asked if n in self.opaque]
-        unknown = [n for n in used.asked if n not in self.values and n not in self.opaque]
+        value, asked = self._expanded(word, line)
+        opaque = [n for n in asked if n in self.opaque]
+        unknown = [n for n in asked if n not in self.values and n not in self.opaque]
         if opaque:
             name = opaque[0]
             self._refuse(line, (
                 f"{shown} uses ${name}, which line {self.opaque[name]} sets to a value this plan cannot compute "
-                "(from the base image's environment, or quoted); fix: write the value, or set it with "
+                "(from the base image's environment); fix: write the value, or set it with "
                 f"ARG {name}=<value>"))
             return None
         if unknown and self.r.external_root[self.index]:
@@ -217,15 +234,20 @@ class _StageReader:
                             froms.append(("RUN --mount", val))
         return froms
 
-    def _read_from(self, inner, instruction: str, from_written: str) -> None:
-        r, index, line = self.r, self.index, inner.start_line
-        from_value = self._computed(from_written, line,
-                                    f"{instruction}{'=' if instruction == 'COPY --from' else ' from='}{from_written}")
-        if from_value is None:
-            return
+    def _read_from(self, inner, instruction: str, from_value: str) -> None:
+        """A `--from` as written: Docker 26's BuildKit expands no variable there (it takes `$S` as an image name,
+        or refuses it in a mount) and reads an empty one as the build context."""
+        r, index, line, from_written = self.r, self.index, inner.start_line, from_value
+        if "$" in from_value:
+            key = "COPY --from=" if instruction == "COPY --from" else "RUN --mount=...,from="
+            how = ("takes it as an image name, which is no valid reference" if instruction == "COPY --from"
+                   else "refuses a variable there")
+            raise DockerfileProblem(
+                f"{key}{from_value}: BuildKit expands no variable in a --from (it {how}), so the build fails; fix: "
+                f"name the stage or image literally, or a stage built on it (FROM <image> AS <name>, then "
+                f"{key}<name>)", line)
         if not from_value:
-            raise DockerfileProblem(f"{instruction}={from_written} expands to nothing (is its ARG unset?); "
-                                    "BuildKit refuses it: name a stage or an image", line)
+            return
         if from_value.isdigit():
             if int(from_value) >= index:
                 raise DockerfileProblem(f"{instruction}={from_written} names stage {from_value}, which is "
@@ -245,7 +267,7 @@ class _StageReader:
         """(whether the line can be planned, its `--checksum` after substitution, as written; None without one).
         BuildKit expands variables in the flag with the stage's scope, as in the sources."""
         written = _flag(inner.flags, "checksum")
-        if written is None or "$" not in written:
+        if written is None or not any(c in written for c in "$'\"" + self.r.escape):  # a word as it is processed
             return True, written, written
         checksum = self._computed(written, inner.start_line, f"ADD --checksum={written}")
         return checksum is not None, checksum, written
@@ -280,6 +302,16 @@ class _StageReader:
                 "URL"))
             return
         for source in found:
+            odd = encoded_differently(source.url) if source.kind == "http" and not source.pinned else ()
+            if odd:
+                # The characters are named only when written in the line: a substituted build arg stays unshown.
+                which = f" ({' '.join(repr(c) for c in odd)})" if source.url == source.written else ""
+                self._refuse(inner.start_line, (
+                    f"ADD {source.written} expands to a URL with characters{which} that BuildKit's client and "
+                    "acr-publish's percent-encode differently, so the file hashed could differ from the one built; "
+                    "fix: write them percent-encoded (%XX, uppercase hex), or pin it with "
+                    "ADD --checksum=sha256:<digest>"))
+                continue
             if source.has_userinfo and not source.pinned:
                 self._refuse(inner.start_line, (
                     f"ADD {source.written} holds user info (user:password@) in its URL: acr-publish never "
@@ -346,6 +378,9 @@ def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, pl
     else:
         raise UnknownTarget(f"it has no stage {target!r} (the image's target)")
     order, chain = _needed_and_chain(stages, target_index)
+    for i in order:
+        if i in reading.failures:
+            raise reading.failures[i]
     return DockerfilePlan(
         stages=tuple(stages), target=target_index, needed=tuple(order), chain=tuple(chain),
         references=tuple(r for i in order for r in reading.references.get(i, [])),

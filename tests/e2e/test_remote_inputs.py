@@ -418,11 +418,13 @@ def test_a_refused_stack_login_names_the_stacks_login_in_its_fix(tmp_path, regis
     assert "Docker config" not in msg, msg
 
 
-def _buildkit_fetches(root: Path, handler: type[_Recording], platform: str = "linux/arm64") -> list[str]:
+def _buildkit_fetches(root: Path, handler: type[_Recording], platform: str = "linux/arm64",
+                      build_args: dict[str, str] | None = None) -> list[str]:
     """The paths the real BuildKit asks the server for when it builds app/Dockerfile (FROM scratch)."""
     handler.seen.clear()
+    args = [f"--build-arg={k}={v}" for k, v in (build_args or {}).items()]
     subprocess.run([DOCKER_CLI, "buildx", "build", "--platform", platform, "-f", str(root / "app" / "Dockerfile"),
-                    "--no-cache", "--output", "type=tar,dest=/dev/null", str(root / "app")],
+                    *args, "--no-cache", "--output", "type=tar,dest=/dev/null", str(root / "app")],
                    check=True, capture_output=True, timeout=300)
     return sorted({path for path, _ in handler.seen})
 
@@ -449,6 +451,75 @@ def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_
         handler.seen.clear()
         image_module.plan_builds(settings_for(root, platform="linux/arm64"))
         assert sorted({p for p, _ in handler.seen}) == built, text
+
+
+@pytest.mark.parametrize("text, build_args", [
+    ('FROM scratch\nARG V="{tag} 1"\nADD {base}/dq-$V /f\n', {}),
+    ("FROM scratch\nARG V='{tag}-$X'\nADD {base}/sq-$V /f\n", {}),
+    ("FROM scratch\nENV V=\"{tag}\" W='$V'\\ x\nADD \"{base}/env-$V-$W\" /f\n", {}),
+    ('FROM scratch\nARG V={tag}\nADD {base}/esc-\\$V-"a\\"b\\$V\\d"-a\\\\b-$V /f\n', {}),
+    ("FROM scratch\nARG V\nARG E=\nARG W={tag}\n"
+     "ADD {base}/def-${{V:-d}}-${{V-u}}-${{E:-e}}-${{E-f}}-${{W:+\"s$W\"}}-${{W+p}}-${{V:+x}}-${{V+y}} /f\n", {}),
+    ("FROM scratch\nARG V\nADD {base}/ba-$V /f\n", {"V": '"{tag}"'}),
+    ("FROM scratch\nARG V\nADD {base}/bs-${{V:-'-'}} /f\n", {"V": "'{tag}'$X"}),
+    ('ARG B="scr"\nARG V=\'{tag}\'\nFROM "${{B}}atch"\nARG V\nADD {base}/from-$V /f\n', {}),
+    ('ARG V="{tag}"\nFROM scratch AS s\nFROM "s"\nARG V\nADD [\"{base}/json-$V-\'q\'\", \"/f\"]\n', {}),
+])
+def test_quoted_and_escaped_words_give_the_plan_the_url_buildkit_fetches(text, build_args, tmp_path,
+                                                                         recording_server, monkeypatch):
+    """Quotes ('...' literal, "..." expanded), escapes, the :- / - / :+ / + forms, quotes in a build arg's value
+    (taken as given), in ARG and ENV values, in FROM and in the JSON form: the plan hashes the URL BuildKit fetches
+    (spaces and quotes included, as each client encodes them)."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base, handler = recording_server
+    tag = secrets.token_hex(4)
+    text = text.format(tag=tag, base=base)
+    build_args = {k: v.format(tag=tag) for k, v in build_args.items()}
+    root = make_project(tmp_path / "p", text)
+    built = _buildkit_fetches(root, handler, "linux/amd64", build_args)
+    assert len(built) == 1 and tag in built[0], built
+    handler.seen.clear()
+    image_module.plan_builds(settings_for(root, build_args=build_args))
+    assert sorted({p for p, _ in handler.seen}) == built, text
+
+
+def test_a_url_the_two_clients_encode_differently_is_refused_not_fetched(tmp_path, recording_server, monkeypatch):
+    """A quote and a space in one path: Go's client (BuildKit) percent-encodes the quote, requests does not; the
+    plan would hash another path than the build fetches, so it refuses the line, naming no substituted value."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base, handler = recording_server
+    tag = secrets.token_hex(4)
+    root = make_project(tmp_path / "p", f"FROM scratch\nARG V\nADD {base}/q-$V /f\n")
+    assert _buildkit_fetches(root, handler, "linux/amd64", {"V": f"'{tag}' x"}) == [f"/q-%27{tag}%27%20x"]
+    handler.seen.clear()
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root, build_args={"V": f"'{tag}' x"}))
+    assert "app/Dockerfile line 3: ADD " + base + "/q-$V expands to a URL with characters that BuildKit's client" \
+        in str(err.value) and tag not in str(err.value), err.value
+    assert handler.seen == []
+
+
+@pytest.mark.parametrize("line, engine_says", [
+    ("COPY --from=$S /s /s", "invalid reference format"),
+    ("COPY --from=${S} /s /s", "invalid reference format"),
+    ("RUN --mount=type=bind,from=$S,target=/m true", "'from' doesn't support variable expansion"),
+])
+def test_a_variable_in_a_from_is_never_expanded_by_buildkit_and_is_refused_by_the_plan(line, engine_says, tmp_path,
+                                                                                       recording_server):
+    """Docker 26's BuildKit expands no variable in COPY --from or RUN --mount from=: the build fails (also with the
+    ARG naming a stage that exists). The plan refuses the line with its fix and asks nothing."""
+    base, handler = recording_server
+    root = make_project(tmp_path / "p", f"FROM scratch AS s\nADD {base}/s /s\nFROM scratch\nARG S=s\n{line}\n")
+    handler.seen.clear()
+    build = subprocess.run([DOCKER_CLI, "buildx", "build", "--platform", "linux/amd64", "--no-cache", "--output",
+                            "type=tar,dest=/dev/null", str(root / "app")], capture_output=True, timeout=300, text=True)
+    assert build.returncode != 0 and engine_says in build.stdout + build.stderr, build.stderr[-2000:]
+    handler.seen.clear()
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root))
+    assert "app/Dockerfile line 5: " in str(err.value) and "BuildKit expands no variable in a --from" in \
+        str(err.value) and "fix: name the stage or image literally" in str(err.value), err.value
+    assert handler.seen == [], "nothing fetched"
 
 
 def test_a_checksum_from_a_build_arg_is_expanded_by_buildkit_and_pins_the_source(tmp_path, recording_server,
