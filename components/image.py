@@ -189,7 +189,7 @@ def _warn_remote_inputs(image: ImageSettings, label: str,
     if image.remote_inputs == "ignore":
         pulumi.log.warn(remote_inputs.ignored_warning(label))
     elif inputs is not None:
-        warnings = [w for platform_inputs in inputs.values() for w in remote_inputs.unpinned_git_warnings(platform_inputs)]
+        warnings = [w for each in inputs.values() for w in remote_inputs.unpinned_git_warnings(each)]
         for warning in dict.fromkeys(warnings):
             pulumi.log.warn(warning)
 

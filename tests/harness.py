@@ -280,10 +280,10 @@ SEAMS = ("resolve_platforms", "fetch_checksum")
 class RemoteRecorder:
     """Stands in for components/remote_inputs.py's two network calls (`setattr` installs it: monkeypatch.setattr).
 
-    Records (reference, platform, stack login) in `.references`, and each manifest request (reference, platforms
+    Records (reference, platform, stack login) in `.references`, each manifest request (reference, the platforms
     it was asked for) in `.requests`, and URLs in `.urls`. A reference is answered from `.digests` ({(reference,
-    platform) or reference: digest}), else with a digest derived from its name and platform; `.fail` ({reference or URL: ResolveFailure})
-    makes one fail. URLs are answered from `.checksums` or a digest of the URL."""
+    platform) or reference: digest}), else with a digest derived from its name and platform; `.fail` ({reference
+    or URL: ResolveFailure}) makes one fail. URLs are answered from `.checksums` or a digest of the URL."""
 
     def __init__(self, setattr_: Callable[[Any, str, Any], None]) -> None:
         from components import remote_inputs
