@@ -417,6 +417,15 @@ def test_a_base_for_the_build_platform_and_one_url_are_asked_once(preflight_call
     assert remote_calls.urls == ["http://127.0.0.1:9/same-for-all.txt"]
 
 
+def test_pinned_refuses_each_unpinned_line_once_for_all_platforms(preflight_calls, remote_calls):
+    from components.image import BuildPlanError
+
+    with pytest.raises(BuildPlanError) as err:
+        run_stack("local", overrides(**{"images": images(remoteInputs="pinned", buildArgs={"BASE_IMAGE": BASE})}))
+    assert str(err.value).count(f"FROM {BASE} has no digest, and remoteInputs is pinned") == 1, str(err.value)
+    assert remote_calls.requests == [] and remote_calls.urls == []
+
+
 def test_a_base_missing_for_one_platform_is_named_with_that_platform(preflight_calls, remote_calls):
     from components.image import BuildPlanError
     from components.remote_sources import ResolveFailure
