@@ -179,6 +179,30 @@ def test_platform_follows_the_index(tmp_path, engine, base_image, moved_base, op
     assert OCI_MANIFEST  # the media types the index names are the registry's own
 
 
+def test_an_index_without_one_of_the_images_platforms_fails_that_platform_only(
+        tmp_path, engine, base_image, open_registry, monkeypatch):  # noqa: F811
+    """An image with platforms: the base's index is asked once for both, and only the platform it lacks fails,
+    named with the platforms the index has."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    amd64 = push(engine, base_image, open_registry, "base/one-platform", "amd64")
+    with RegistryClient(open_registry.server, allow_plain_http=True) as client:
+        manifest = client.get_manifest("base/one-platform", amd64)
+        client.put_manifest("base/one-platform", "1", OCI_INDEX, json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+                {"mediaType": manifest.media_type, "digest": amd64, "size": len(manifest.content),
+                 "platform": {"os": "linux", "architecture": "amd64"}}]}).encode())
+    ref = f"{open_registry.server}/base/one-platform:1"
+    root = make_project(tmp_path / "p", f"FROM {ref}\nCOPY hello.txt /\n")
+    before = manifest_requests(open_registry, "base/one-platform")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root, platform="linux/amd64", platforms=("linux/amd64", "linux/arm64")))
+    assert manifest_requests(open_registry, "base/one-platform") == before + 1
+    message = str(err.value)
+    assert f"line 1: FROM {ref} (host {open_registry.server}) cannot be resolved for linux/arm64: its index has no " \
+        "manifest for linux/arm64 (it has linux/amd64)" in message, message
+    assert "for linux/amd64" not in message and len(message.splitlines()) == 1, message
+
+
 def test_the_build_uses_the_digest_the_tag_names(tmp_path, engine, base_image, moved_base,  # noqa: F811
                                                  open_registry, monkeypatch):
     """A base moved between plan and build: the staged Dockerfile still builds on the digest the tag names (the
