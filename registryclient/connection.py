@@ -270,7 +270,8 @@ class Connection:
         if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
             return self._silent(hostport, method, self.path_shown(url)), "unreachable"
         short = find_cause(exc, (urllib3.exceptions.IncompleteRead, http.client.IncompleteRead))
-        if short is not None and not isinstance(short, urllib3.exceptions.InvalidChunkLength) \
+        # (A chunk length that is no number surfaces as an IncompleteRead over a ValueError: malformed, below.)
+        if short is not None and find_cause(exc, (urllib3.exceptions.InvalidChunkLength, ValueError)) is None \
                 and (heard := self._sockets.heard()) is not None:
             # A body shorter than its length, the connection then closed: it answered and broke off (an answer
             # HTTP calls incomplete, so a protocol failure, not an unreachable host).
