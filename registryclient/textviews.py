@@ -13,8 +13,9 @@ from typing import Iterator
 DECODE_ROUNDS = 4
 """Nested layers undone: a password percent-encoded twice, or JSON-escaped inside an HTML page inside a URL."""
 
-_HEX_RUN = {"%": re.compile(r"(?:%[0-9A-Fa-f]{2})+"), "=": re.compile(r"(?:=[0-9A-Fa-f]{2})+")}
-"""Runs of percent (URL) and quoted-printable byte escapes: a run is the UTF-8 bytes of one or more characters."""
+_HEX_RUN = {"%": re.compile(r"(?:%[0-9A-Fa-f]{2})++"), "=": re.compile(r"(?:=[0-9A-Fa-f]{2})++")}
+"""Runs of percent (URL) and quoted-printable byte escapes: a run is the UTF-8 bytes of one or more characters.
+Possessive: a greedy run keeps a backtracking point per escape (48 MiB for a 1 MiB run)."""
 _QP_SOFT_BREAK = re.compile(r"=\r?\n")
 _PERCENT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
 _ENTITY = re.compile(r"&(?:#([0-9]{1,8})|#[xX]([0-9A-Fa-f]{1,8})|([A-Za-z][A-Za-z0-9]{0,31}));?")
@@ -24,6 +25,8 @@ _ENTITY = re.compile(r"&(?:#([0-9]{1,8})|#[xX]([0-9A-Fa-f]{1,8})|([A-Za-z][A-Za-
 _BACKSLASH = re.compile(r'(?<!\\)\\++(?:u([0-9A-Fa-f]{4})|x([0-9A-Fa-f]{2})|(["/bfnrt]))?')
 _JSON_SHORT = {'"': '"', "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""What no view may hold: RE2 takes only text that encodes as UTF-8."""
 _INVISIBLE = "\u00ad\u180e\u200b\u200c\u200d\u2060\ufeff"
 _LAYOUT = {c: None for c in [*range(0x21), 0x7F, *range(0x80, 0xA1), 0x1680, *range(0x2000, 0x200B), 0x2028,
                              0x2029, 0x202F, 0x205F, 0x3000, *map(ord, _INVISIBLE)]}
@@ -67,12 +70,13 @@ def decode_once(text: str) -> str:
     text = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), text)
     text = _ENTITY.sub(_entity, text)
     text = _BACKSLASH.sub(_backslash, text)
-    return _SURROGATE_PAIR.sub(_pair, text)
+    return _LONE_SURROGATE.sub("\ufffd", _SURROGATE_PAIR.sub(_pair, text))
 
 
 def decoded_views(text: str) -> Iterator[str]:
     """`text`, then each distinct result of decoding it once more, up to DECODE_ROUNDS times: one at a time, so at
-    most two are held."""
+    most two are held. Lone surrogates become U+FFFD."""
+    text = _LONE_SURROGATE.sub("\ufffd", text)
     yield text
     for _ in range(DECODE_ROUNDS):
         decoded = decode_once(text)
