@@ -1,6 +1,6 @@
 """The scrubber's bounds and forms: what it accepts (never more than it can mask without RE2 failing, and RE2 never
-writes a secret to stderr), the time and memory its decoders take on hostile 1 MiB texts, and the echoes it masks besides the ones tests/unit/registry/test_registry_client.py covers (hex,
-base32, UTF-16)."""
+writes a secret to stderr), the time and memory its decoders take on hostile 1 MiB texts, and the echoes it masks
+besides the ones tests/unit/registry/test_registry_client.py covers (hex, base32, UTF-16)."""
 from __future__ import annotations
 
 import base64
