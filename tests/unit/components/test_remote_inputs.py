@@ -224,6 +224,36 @@ def test_scratch_stage_references_and_pinned_references():
     assert plan.chain == (2, 0)
 
 
+
+def _digest_of(reference: str) -> str:
+    return "sha256:" + {"r/a:1": "1", "r/a:1.0": "2", "r/c:1": "3"}[reference] * 64
+
+
+def test_every_from_value_on_a_line_is_pinned_exactly_by_its_position():
+    """Two mounts of one image, a reference that is a prefix of another, and the same text among the command's
+    words: each flag's value is replaced as a whole, and nothing else on the line."""
+    text = ("FROM r/a:1\n"
+            "RUN --mount=type=bind,from=r/c:1,target=/x --mount=type=bind,from=r/c:1,target=/y cat /y/m\n"
+            "RUN --mount=type=bind,from=r/a:1.0,target=/x --mount=from=r/a:1,target=/y echo from=r/a:1\n"
+            "COPY --from=r/a:1.0 --chown=1 /a /b\n")
+    plan = read_plan(text.encode(), {}, None, "linux/amd64")
+    staged = plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+    one, two, three = (_digest_of(r) for r in ("r/a:1", "r/a:1.0", "r/c:1"))
+    assert staged == (f"FROM r/a:1@{one}\n"
+                      f"RUN --mount=type=bind,from=r/c:1@{three},target=/x --mount=type=bind,from=r/c:1@{three},"
+                      "target=/y cat /y/m\n"
+                      f"RUN --mount=type=bind,from=r/a:1.0@{two},target=/x --mount=from=r/a:1@{one},target=/y "
+                      "echo from=r/a:1\n"
+                      f"COPY --from=r/a:1.0@{two} --chown=1 /a /b\n")
+
+
+def test_a_from_flag_that_cannot_be_pinned_in_place_is_refused():
+    plan = read_plan(b"FROM scratch\nRUN --network=none \\\n --mount=from=r/c:1,target=/x true\n", {}, None,
+                     "linux/amd64")
+    with pytest.raises(DockerfileProblem, match="cannot pin RUN --mount r/c:1: write it on one line as from=r/c:1"):
+        plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+
+
 # ---------------------------------------------------------------- what the plan cannot compute is refused
 
 def _refused(text: str, platform: str = "linux/amd64") -> list[tuple[int, str]]:
