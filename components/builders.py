@@ -29,7 +29,7 @@ from typing import Iterable, Mapping
 
 import pulumi
 
-from components.docker_rules import platform_parts
+from components.docker_rules import normal_platform, platform_parts
 from components.platforms import platform_slug
 from components.config.builders import TLS_FILES
 from components.config.schema import BuilderSettings, Settings
@@ -291,8 +291,8 @@ def check_builders(settings: Settings, building: Iterable[tuple[int, str, str]])
 
 def builder_for(settings: Settings, platform: str) -> BuilderSettings | None:
     """The builder configured for `platform` (either spelling of it), or None: the local engine."""
-    wanted = platform_parts(platform)
-    return next((b for b in settings.builders if platform_parts(b.platform) == wanted), None)
+    wanted = normal_platform(platform)
+    return next((b for b in settings.builders if normal_platform(b.platform) == wanted), None)
 
 
 def builder_providers(settings: Settings, platforms: Iterable[str]) -> Mapping[str, "pulumi.ProviderResource"]:

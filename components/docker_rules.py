@@ -104,3 +104,24 @@ def platform_parts(value: str) -> tuple[str, str, str | None]:
     if variant is not None and not variant.startswith("v"):
         variant = f"v{variant}"
     return os_name, arch, variant
+
+
+def normal_platform(value: str) -> str:
+    """A platform `platform_problem` accepts in containerd's normal form (platforms.Normalize, as BuildKit reads
+    `--platform`): `linux/x86_64` -> linux/amd64, `linux/aarch64` and `linux/arm64/v8` -> linux/arm64, `linux/armhf`
+    -> linux/arm/v7, `linux/armel` -> linux/arm/v6, `linux/arm` -> linux/arm/v7. What the plan, the content tag,
+    the build and the index entry all see, so TARGETARCH/TARGETVARIANT are BuildKit's."""
+    parts = value.split("/")
+    os_name, arch, variant = _OS_ALIASES.get(parts[0], parts[0]), parts[1], parts[2] if len(parts) == 3 else ""
+    if arch == "i386":
+        arch, variant = "386", ""
+    elif arch in ("x86_64", "x86-64", "amd64"):
+        arch, variant = "amd64", "" if variant == "v1" else variant
+    elif arch in ("aarch64", "arm64"):
+        arch, variant = "arm64", {"8": "", "v8": "", "v8.0": "", "9": "v9", "9.0": "v9", "v9.0": "v9"}.get(variant,
+                                                                                                         variant)
+    elif arch in ("armhf", "armel"):
+        arch, variant = "arm", "v7" if arch == "armhf" else "v6"
+    elif arch == "arm":
+        variant = {"": "v7", "7": "v7", "5": "v5", "6": "v6", "8": "v8"}.get(variant, variant)
+    return "/".join(p for p in (os_name, arch, variant) if p)
