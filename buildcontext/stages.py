@@ -110,8 +110,9 @@ class _StageReader:
                 if cmd == "ARG":
                     self._declare(inner)
                 elif cmd == "ENV":
-                    for name, value in zip(inner.value[0::2], inner.value[1::2]):  # (name, value) pairs
-                        self._set(name, value, inner.start_line)
+                    # (name, value) pairs, every value expanded in the scope before the line, as BuildKit does
+                    self._set_all([(name, self._value(value, inner.start_line))
+                                   for name, value in zip(inner.value[0::2], inner.value[1::2])], inner.start_line)
                 elif cmd == "ADD" and not inner.heredocs:
                     self._read_add(inner)
             except DockerfileProblem as problem:
@@ -151,27 +152,30 @@ class _StageReader:
         return parent
 
     def _declare(self, inner) -> None:
-        r = self.r
+        """An ARG line: every default expanded in the scope before the line (BuildKit expands the line's words
+        first), then each name set in order."""
+        r, line, values = self.r, inner.start_line, []
         for decl in inner.value:
             arg, eq, default = decl.partition("=")
             self.declared.add(arg)
             if arg in r.build_args:
-                self._set(arg, r.build_args[arg], inner.start_line, expanded=True)
+                values.append((arg, r.build_args[arg]))
             elif eq:
-                self._set(arg, default, inner.start_line)
+                values.append((arg, self._value(default, line)))
             elif r.global_values.get(arg) is not None:
-                self._set(arg, r.global_values[arg], inner.start_line, expanded=True)
+                values.append((arg, r.global_values[arg]))
+        self._set_all(values, line)
 
-    def _set(self, name: str, word: str | None, line: int, expanded: bool = False) -> None:
-        """`name` set (by ENV or an ARG with a value) to `word` expanded in the scope so far; to a value this plan
-        cannot compute when `word` is None or uses such a name."""
-        value = word if expanded or word is None else self._value(word, line)
-        if value is None:
-            self.values.pop(name, None)
-            self.opaque[name] = line
-        else:
-            self.values[name] = value
-            self.opaque.pop(name, None)
+    def _set_all(self, values: list[tuple[str, str | None]], line: int) -> None:
+        """Each name set (by ENV or an ARG with a value) to its value, in order; to a value this plan cannot compute
+        when it is None."""
+        for name, value in values:
+            if value is None:
+                self.values.pop(name, None)
+                self.opaque[name] = line
+            else:
+                self.values[name] = value
+                self.opaque.pop(name, None)
 
     def _expanded(self, word: str, line: int) -> tuple[str | None, list[str]]:
         """(`word` expanded in the scope so far, the names it asks for); None for the value when `${NAME?}` fails

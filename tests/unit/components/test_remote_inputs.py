@@ -285,6 +285,10 @@ def test_env_and_arg_set_one_environment_in_order_as_buildkit_does():
     assert line == 4 and "uses $P, which line 2 sets to a value this plan cannot compute" in problem, problem
     assert urls("FROM scratch\nENV S=\"x\" T='$S'\\ u\nADD http://127.0.0.1:9/$S-$T /f\n") == \
         ["http://127.0.0.1:9/x-$S u"], "quoted ENV values are computed as BuildKit processes them"
+    assert urls("FROM scratch\nENV P=a\nENV P=b Q=$P\nADD http://127.0.0.1:9/$Q-$P /f\n") == \
+        ["http://127.0.0.1:9/a-b"], "every word of one ENV line is expanded with the values from before the line"
+    assert urls("FROM scratch\nARG P=a\nARG P=b Q=$P\nADD http://127.0.0.1:9/$Q-$P /f\n") == \
+        ["http://127.0.0.1:9/a-b"], "so is every default of one ARG line"
 
 
 def test_platform_args_reach_a_stage_only_when_it_declares_them():
