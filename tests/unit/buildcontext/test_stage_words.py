@@ -108,7 +108,8 @@ def test_the_plan_processes_arg_env_add_and_from_words():
     assert _urls(f'FROM scratch\nARG V="1.2"\nADD {u}/app-$V.tgz /\n') == [f"{u}/app-1.2.tgz"]
     assert _urls(f"FROM scratch\nARG V='$X'\nADD {u}/app-$V /\n") == [f"{u}/app-$X"]
     assert _urls(f'ARG V="1.2"\nFROM scratch\nARG V\nADD "{u}/g-$V" /\n') == [f"{u}/g-1.2"]
-    assert _urls(f"FROM scratch\nENV V=\"a b\" W=${{V:+'x'}}\nADD {u}/e-$V-$W /\n") == [f"{u}/e-a b-x"]
+    assert _urls(f"FROM scratch\nENV V=\"a b\" W=${{V:+'x'}}\nADD {u}/e-$V-$W /\n") == [f"{u}/e-a b-"], \
+        "W is expanded before the line sets V"
     assert _urls(f"FROM scratch\nARG V\nADD {u}/b-$V /\n", {"V": '"1.2"'}) == [f'{u}/b-"1.2"'], \
         "a build arg's value is taken as given, quotes included"
     assert _urls(f'FROM scratch\nARG V=1\nADD ["{u}/j-$V-\'q\'", "/f"]\n') == [f"{u}/j-1-q"], "JSON form too"
