@@ -528,6 +528,8 @@ def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_
     ('ARG B="scr"\nARG V=\'{tag}\'\nFROM "${{B}}atch"\nARG V\nADD {base}/from-$V /f\n', {}),
     ('ARG V="{tag}"\nFROM scratch AS s\nFROM "s"\nARG V\nADD [\"{base}/json-$V-\'q\'\", \"/f\"]\n', {}),
     ("FROM scratch\nENV P={tag}\nENV P=b Q=$P\nADD {base}/env-line-$Q-$P /f\n", {}),
+    ("\ufeff# escape=`\nFROM scratch\nARG V={tag}\nADD {base}/bom-`\\$V-$V /f\n", {}),
+    (" # escape=`\nFROM scratch\nARG V={tag}\nADD {base}/ws-`\\$V-$V /f\n", {}),
     ("FROM scratch\nARG P={tag}\nARG P=b Q=$P\nADD {base}/arg-line-$Q-$P /f\n", {}),
 ])
 def test_quoted_and_escaped_words_give_the_plan_the_url_buildkit_fetches(text, build_args, tmp_path,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from buildcontext.plan import DockerfileProblem, encoded_differently
-from buildcontext.stage_args import UnsetVariable, WordFails, expand
+from buildcontext.stage_args import UnsetVariable, WordFails, escape_character, expand
 from buildcontext.stages import read_plan
 
 VALUES = {"V": "1.2", "EMPTY": "", "GLOBAL_NO_VALUE": None, "A": "a"}
@@ -93,6 +93,19 @@ def test_only_the_names_the_result_depends_on_are_asked():
 def test_the_escape_directive_sets_the_escape_character():
     assert expand("`$V\\x", VALUES, 1, "`") == "$V\\x"
     assert expand('"`"`$V"', VALUES, 1, "`") == '"$V'
+
+
+@pytest.mark.parametrize("data, escape", [
+    (b"# escape=`\nFROM a\n", "`"),
+    (b"\xef\xbb\xbf# escape=`\nFROM a\n", "`"),  # after a UTF-8 byte order mark
+    (b"  \t# escape=`\r\nFROM a\n", "`"),  # leading whitespace, CRLF
+    (b"# syntax=docker/dockerfile:1\n#ESCAPE = `  \nFROM a\n", "`"),  # a second directive line
+    (b"\n# escape=`\nFROM a\n", "\\"),  # a blank line ends the directives
+    (b"# a comment\n# escape=`\nFROM a\n", "\\"),  # so does a comment that is no directive
+    (b"FROM a\n# escape=`\n", "\\"),
+])
+def test_the_escape_directive_is_read_as_buildkits_parser_reads_it(data, escape):
+    assert escape_character(data) == escape
 
 
 # ---------------------------------------------------------------- the plan
