@@ -133,6 +133,14 @@ def encoded_differently(url: str) -> tuple[str, ...]:
     return tuple(sorted(odd))
 
 
+def has_dot_segment(url: str) -> bool:
+    """Whether the path of an http(s) `url` has a `.` or `..` segment: BuildKit's Go client sends the path as
+    written, this plan's client (urllib3) resolves such segments first, so the two would fetch different paths."""
+    rest = url.partition("://")[2].partition("#")[0].partition("?")[0]
+    cut = rest.find("/")
+    return cut >= 0 and any(segment in (".", "..") for segment in rest[cut:].split("/"))
+
+
 def without_userinfo(url: str) -> str:
     parts = _split_netloc(url)
     if parts is None or "@" not in parts[1]:

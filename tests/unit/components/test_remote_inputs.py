@@ -304,6 +304,30 @@ def test_several_remote_sources_in_one_add_are_refused():
     assert line == 2 and "2 remote sources" in problem and "fix: one ADD per URL" in problem
 
 
+@pytest.mark.parametrize("path", ["/d/../x", "/./x", "/d/..", "/a/./b?q=1"])
+def test_a_url_path_with_dot_segments_is_refused_unless_pinned(path):
+    """BuildKit's client fetches such a path as written, requests resolves it first: never hashed, refused with
+    the fix; a --checksum pins it without a request."""
+    [(line, problem)] = _refused(f"FROM scratch\nADD http://127.0.0.1:9{path} /f\n")
+    assert line == 2 and f"ADD http://127.0.0.1:9{path} has a '.' or '..' segment in its URL's path" in problem
+    assert "fix: write the path without them, or pin it with ADD --checksum=sha256:<digest>" in problem
+    plan = read_plan(f"FROM scratch\nADD --checksum=sha256:{'c' * 64} http://127.0.0.1:9{path} /f\n".encode(), {},
+                     None, "linux/amd64")
+    assert plan.refused == () and [s.pinned for s in plan.sources] == [True]
+
+
+@pytest.mark.parametrize("url, kind", [
+    ("https://127.0.0.1:9/r.git?x=1", "git"), ("https://127.0.0.1:9/r.git#main", "git"),
+    ("HTTPS://127.0.0.1:9/r.git", "git"), ("https://127.0.0.1:9/r%2Egit", "git"), ("git@127.0.0.1:r", "git"),
+    ("ssh://127.0.0.1/r", "git"), ("https://127.0.0.1:9/r.git/f", "http"), ("https://127.0.0.1:9/r.gitx", "http"),
+])
+def test_a_git_source_is_detected_as_buildkit_detects_it(url, kind):
+    """dockerfile2llb takes a source for git when gitutil.ParseGitRef does: http(s) when the URL's path, without
+    its query, ends in .git."""
+    plan = read_plan(f"FROM scratch\nADD {url} /f\n".encode(), {}, None, "linux/amd64")
+    assert [s.kind for s in plan.sources] == [kind], plan
+
+
 @pytest.mark.parametrize("text, says", [
     ("FROM busybox AS a\nCOPY --from=later /x /x\nFROM busybox AS later\n", "BuildKit refuses it"),
     ("FROM scratch\nCOPY --from=1 /x /x\nFROM scratch\n", "BuildKit refuses it"),
