@@ -16,6 +16,7 @@ builds and pushes on that engine. No Docker SDK: the check is one HTTP request, 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform as host_platform
@@ -193,7 +194,8 @@ def _ssh_exchange(builder: BuilderSettings, timeout: float, deadline: float) -> 
     except BrokenPipeError:
         out, err = _read_pipes(proc, deadline)
     finally:
-        proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError):  # ssh ended unread: its stderr says why, not the pipe
+            proc.stdin.close()
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
