@@ -25,7 +25,7 @@ from typing import Any
 from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history, stages
 from buildcontext.printable import escaped
 from components import remote_inputs
-from components.docker_rules import platform_problem
+from components.docker_rules import normal_platform, platform_problem
 from components.platforms import history_name
 from components.config.builders import same_platform
 from components.config.image_rules import check_build_arg_name, check_platform, check_target
@@ -274,7 +274,7 @@ def _path_inputs(opts: argparse.Namespace) -> _Inputs:
     check_platform("--platform", platform, problems)
     if problems:
         raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
-    return _Inputs(opts.context, opts.dockerfile, build_args, opts.target, platform)
+    return _Inputs(opts.context, opts.dockerfile, build_args, opts.target, normal_platform(platform))
 
 
 def _lines(scan: ContextScan, inputs: _Inputs, state: Any, manifest: dict[str, list[str]], refused: tuple) -> list[str]:

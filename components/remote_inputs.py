@@ -29,6 +29,7 @@ from typing import Any
 import requests
 
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
+from components.docker_rules import normal_parts, platform_preference
 from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
 from components.stack_advice import BASE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
@@ -161,16 +162,21 @@ def credentials_for(host: str, stack: RegistryLogin | None) -> Credentials:
     return Credentials(RegistryLogin(host, None, None, plain), "anonymous")
 
 
-def _platform_matches(entry: Any, wanted: str) -> bool:
-    if not isinstance(entry, dict) or not isinstance(entry.get("platform"), dict):
-        return False
-    plat = entry["platform"]
-    parts = wanted.split("/")
-    if plat.get("os") != parts[0] or plat.get("architecture") != parts[1]:
-        return False
-    if len(parts) > 2:
-        return plat.get("variant", "v8" if parts[1] == "arm64" else "") in (parts[2], f"v{parts[2].lstrip('v')}")
-    return True
+def _index_entry_digest(entries: list, wanted: str) -> str | None:
+    """The digest of the index entry BuildKit pulls for `wanted`: containerd's platforms.Only ordering (the
+    platform, then what it can also run, components/docker_rules.py platform_preference), the first entry in index
+    order for the best platform any entry has; None when none can run on it."""
+    normal: list[tuple[tuple[str, str, str], str]] = []
+    for entry in entries:
+        plat = entry.get("platform") if isinstance(entry, dict) else None
+        fields = [plat.get(k, "") for k in ("os", "architecture", "variant")] if isinstance(plat, dict) else None
+        if fields and all(isinstance(f, str) for f in fields) and isinstance(entry.get("digest"), str):
+            normal.append((normal_parts(*fields), entry["digest"]))
+    for candidate in platform_preference(wanted):
+        found = next((digest for parts, digest in normal if parts == candidate), None)
+        if found is not None:
+            return found
+    return None
 
 
 def registry_client(host: str, stack: RegistryLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
@@ -244,10 +250,9 @@ def _platform_digests(client: RegistryClient, where: Location,
                       for e in entries if isinstance(e, dict) and isinstance(e.get("platform"), dict)})
     found: dict[str, str | ResolveFailure] = {}
     for platform in platforms:
-        found[platform] = next(
-            (e["digest"] for e in entries if _platform_matches(e, platform) and isinstance(e.get("digest"), str)),
-            ResolveFailure(f"its index has no manifest for {platform} (it has {', '.join(offered) or 'none'})",
-                           "platform"))
+        digest = _index_entry_digest(entries, platform)
+        found[platform] = digest if digest is not None else ResolveFailure(
+            f"its index has no manifest for {platform} (it has {', '.join(offered) or 'none'})", "platform")
     return found
 
 
