@@ -244,7 +244,7 @@ CREDENTIAL_FILE_NON_SECRETS = [
     ("gradle.properties", "useSecret=false\nenableToken=true\nsigning.useGpgToken = FALSE\n"),
     ("gradle.properties", "org.gradle.jvmargs=-Xmx2g\norg.gradle.configuration-cache.token=abc\n"),
     ("gradle.properties", "mavenPassword=${MAVEN_PASSWORD}\ngpr.key=${GPR_KEY}\nsonarToken = \n"),
-    ("gradle.properties", "# mavenPassword=hunter22\n! gpr.key=hunter22\ntokenExpiry=3600\n"),
+    ("gradle.properties", "# mavenPassword=hunter\n! gpr.key=hunter22\ntokenExpiry=3600\n"),
     ("gradle.properties", "mavenPassword=YOUR_PASSWORD\n"),
     (".cargo/credentials.toml", '[registry]\ntoken = ""\nregistry.token = "$CARGO_TOKEN"\n'),
     (".cargo/credentials.toml", '[registries.corp]\nindex = "sparse+https://c/"\ntokens_url = "https://c/t"\n'),
