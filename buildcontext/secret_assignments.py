@@ -1,7 +1,7 @@
 """Secrets assigned a value in any text: a key whose last word names a secret (`password`, `DB_PASSWORD`,
 `spring.datasource.password`, `_authToken`, `AccountKey`, `client_secret`, `api-key`) given a value that looks like
 one, in the forms config files, scripts and code write it: `key=value`, `key: value`, `key := value`,
-`'key' => 'value'`, JSON's `"key": "value"`, `define('KEY', 'value')`, `--key value`, `<key>value</key>`.
+`'key' => 'value'`, JSON's `"key": "value"`, `define('KEY', 'value')`, `--key value`, `<key>value</key>`, `<property name="key" value="value"/>`.
 
 What a value must look like is the table in buildcontext/sensitive_rules.py (ASSIGNMENT_*): not a reference or a
 placeholder (credential_files.stands_for_value), not code, a path, a URL or a word. `auth` must hold base64 of
@@ -16,9 +16,9 @@ import binascii
 from buildcontext.credential_files import Window, stands_for_value
 from buildcontext.sensitive_rules import (
     ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
-    ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, AUTH_WORD, AUTHORIZATION_VALUE_RE, AUTHORIZATION_WORD,
-    CODE_NAME_RE, EXAMPLE_VALUE_RE, NAME_WORD, NOT_A_VALUE_START, NOT_PASS, PATH_VALUE_RE, SOURCE_CODE_ENDINGS,
-    WORD_LIKE_RE)
+    ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
+    AUTHORIZATION_WORD, CODE_NAME_RE, EXAMPLE_VALUE_RE, NAME_WORD, NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START,
+    NOT_PASS, PATH_VALUE_RE, SOURCE_CODE_ENDINGS, WORD_LIKE_RE)
 
 
 def _last_words(key: bytes) -> list[str]:
@@ -41,11 +41,13 @@ def _kind(key: bytes) -> str | None:
     return None
 
 
-def looks_like_secret(value: bytes) -> bool:
-    """Whether an assigned value looks like a secret rather than a reference, a placeholder, code, a path, a URL
-    or a word (see sensitive_rules ASSIGNMENT_MIN_VALUE and below it)."""
+def looks_like_secret(value: bytes, quoted: bool = False) -> bool:
+    """Whether an assigned value (`quoted`: written in quotes, where YAML's aliases, tags and comments are text)
+    looks like a secret rather than a reference, a placeholder, code, a path, a URL or a word (see sensitive_rules
+    ASSIGNMENT_MIN_VALUE and below it)."""
     value = value.strip()
-    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in NOT_A_VALUE_START or stands_for_value(value):
+    not_a_start = NOT_A_QUOTED_VALUE_START if quoted else NOT_A_VALUE_START
+    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or stands_for_value(value):
         return False
     if any(c in value for c in b" \t") or WORD_LIKE_RE.fullmatch(value) or EXAMPLE_VALUE_RE.search(value):
         return False  # prose (a quoted message), a word or a name, an example
@@ -110,7 +112,13 @@ def _judge(data: bytes, start: int, end: int, kind: str, code: bool) -> bool:
         rest = data[m.start(5) if m.group(5) is not None else m.start(6) if m.group(6) is not None else m.end():]
         scheme = AUTHORIZATION_VALUE_RE.match(rest[:64])
         return scheme is not None and looks_like_secret(scheme.group(1))
-    return looks_like_secret(value)
+    return looks_like_secret(value, m.group(5) is not None)
+
+
+def _attribute_pairs(window: Window) -> bool:
+    """Whether a name/value attribute pair names a secret and holds one."""
+    return any(_kind(m.group(1)) == "secret" and looks_like_secret(m.group(2), True)
+               for m in window.matches(ATTRIBUTE_PAIR_RE))
 
 
 def assigns_secret(name: str, window: Window) -> bool:
@@ -136,4 +144,4 @@ def assigns_secret(name: str, window: Window) -> bool:
             kind = _kind(data[start:end])
             if kind is not None and _judge(data, start, end, kind, code):
                 return True
-    return False
+    return b"value" in lower and _attribute_pairs(window)

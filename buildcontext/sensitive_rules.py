@@ -90,12 +90,14 @@ NPMRC_SECRET_RE = re.compile(
 ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
 # MySQL option files: `password = value` in any group, the value bare or quoted. Group 1: the rest of the line.
 MYSQL_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}=[ \t]{0,32}([^\r\n]{0,64})", re.MULTILINE)
+# Redis's redis.conf: `requirepass` / `masterauth` and the password after blanks. Group 1: the rest of the line.
+REDIS_SECRET_RE = re.compile(rb"^[ \t]{0,32}(?:requirepass|masterauth)[ \t]{1,32}([^\r\n]{0,64})", re.MULTILINE)
 PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}\S", re.MULTILINE)
 NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}\S")
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
                      "settings-security.xml": "maven", "auth.json": "composer", "credentials": "gem-or-cargo",
-                     ".my.cnf": "mysql", "my.cnf": "mysql", ".terraformrc": "terraform", "terraform.rc": "terraform",
+                     ".my.cnf": "mysql", "my.cnf": "mysql", "redis.conf": "redis", ".terraformrc": "terraform", "terraform.rc": "terraform",
                      "credentials.toml": "cargo", "nuget.config": "nuget", "gradle.properties": "gradle"}
 # Yarn 1's .yarnrc (the lockfile syntax): `key value` or `key: value`, the key and value bare or quoted
 # (`"//npm.corp/:_authToken" "abc"`, `"//npm.corp/:_authToken": "abc"`, `_auth abc`); a `#` after white space
@@ -194,13 +196,13 @@ ACCESS_KEY_SECRET_RE = re.compile(
 # quoted, after `--`, `$` or `@` or not; the key's last word must name a secret (ASSIGNMENT_*).
 ASSIGNMENT_ROOTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"auth")
 ASSIGNMENT_KEY_MAX = 40
-# What follows the key: group 1, the key's closing quote; then `=`, `:`, `:=`, `=>`, or `,` after a quoted key
+# What follows the key: group 1, the key's closing quote (and a `]`: `config['SECRET_KEY'] = ...`); then `=`, `:`, `:=`, `=>`, or `,` after a quoted key
 # (PHP's define('DB_PASSWORD', '...'), a default in getenv("API_TOKEN", "...")) as group 2, or blanks after a
 # `--flag` as group 3; then the value, quoted (4: its quote, 5: its text) or bare (6: up to a blank, quote,
 # separator or bracket; 7: the `(` or `[` after it, which makes it code). Or, after `<key`, an XML element's text
 # (8). Bounded so that key and value fit SCAN_OVERLAP: a value is judged by its first 56 bytes.
 ASSIGNMENT_TAIL_RE = re.compile(
-    rb"""(["']?)(?:[ \t]{0,8}(:=|=>|=(?![=~])|:(?![:/\\])|,)[ \t]{0,8}|([ \t]{1,8}))"""
+    rb"""(["']?)\]?(?:[ \t]{0,8}(:=|=>|=(?![=~])|:(?![:/\\])|,)[ \t]{0,8}|([ \t]{1,8}))"""
     rb"""(?:(["'`])([^"'`\r\n]{0,56})|([^\s"'`,;&<>(){}\[\]]{1,56})([(\[]?))"""
     rb"""|>[ \t]{0,8}([^<\s]{1,56})[ \t]{0,8}</""")
 ASSIGNMENT_KEY_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
@@ -211,7 +213,7 @@ ASSIGNMENT_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase",
                               "clientsecret"})
 ASSIGNMENT_PAIRS = frozenset({("api", "key"), ("access", "key"), ("secret", "key"), ("private", "key"),
                               ("account", "key"), ("signing", "key"), ("encryption", "key"), ("master", "key"),
-                              ("app", "key"), ("deploy", "key"), ("license", "key")})
+                              ("app", "key"), ("deploy", "key"), ("license", "key"), ("key", "base")})
 ASSIGNMENT_GLUED = ("password", "passwd", "passphrase", "secret", "token", "apikey", "secretkey", "accesskey",
                     "privatekey", "accountkey")
 # `auth` (Docker's and npm's `auth`/`_auth`) holds base64 of `user:password`; `Authorization` an HTTP scheme and
@@ -228,6 +230,12 @@ ASSIGNMENT_MIN_VALUE = 6
 CODE_NAME_RE = re.compile(rb"""[a-z_$][a-z0-9_$]*(?:(?:\.|->|::)[A-Za-z_$][\w$]*)+""")
 PATH_VALUE_RE = re.compile(rb"""(?:\.{0,2}/|~/|[A-Za-z]:\\)[\w./\\-]*|[a-z][a-z0-9+.-]*://.*""", re.DOTALL)
 NOT_A_VALUE_START = b"$%{[<@`*&!#:"
+NOT_A_QUOTED_VALUE_START = b"$%{<"
+# A name/value attribute pair (Spring's and Ant's <property name="password" value="..."/>, .NET's <add key=...
+# value=...>): group 1 the name, group 2 the value.
+ATTRIBUTE_PAIR_RE = re.compile(
+    rb"""(?<![\w-])(?:name|key)[ \t]{0,4}=[ \t]{0,4}["']([^"'<>\r\n]{1,40})["'][ \t\r\n]{1,8}"""
+    rb"""value[ \t]{0,4}=[ \t]{0,4}["']([^"'\r\n]{0,56})""")
 WORD_LIKE_RE = re.compile(rb"""[A-Za-z_.:/-]*""")
 # A value that says it is an example, or masks its middle (`abcd****`), stands for a secret.
 EXAMPLE_VALUE_RE = re.compile(rb"""(?i)example|sample|dummy|placeholder|redacted|changeme|^your|\*{3}|x{4}""")
@@ -289,7 +297,8 @@ CREDENTIAL_FILE_SECRETS = {"npm": "an npm auth token or password", "pypi": "a Py
                            "gem-or-cargo": "a RubyGems API key or a Cargo registry token",
                            "cargo": "a Cargo registry token", "nuget": "a NuGet ClearTextPassword",
                            "gradle": "a Gradle property holding a password, token or secret",
-                           "mysql": "a MySQL password (password=...)", "terraform": "a Terraform Cloud token"}
+                           "mysql": "a MySQL password (password=...)",
+                           "redis": "a Redis password (requirepass or masterauth)", "terraform": "a Terraform Cloud token"}
 
 # Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
 SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pw", "pass", "passphrase", "secret", "secrets", "token",

@@ -386,6 +386,12 @@ ASSIGNED_SECRETS = [
     ("gl.txt", "GITLAB=glpat-" + "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op" + "\n"),
     ("deploy.txt", "gldt-Ab1Cd2Ef3Gh4Ij5Kl6Mn7\n"),
     ("ai.env.sh", "OPENAI_KEY=sk-proj-Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8\n"),
+    ("app.py", "app.config['SECRET_KEY'] = 'Wq8vN2pLx9'\n"),
+    ("env.sh", "export SECRET_KEY_BASE='9f8e7d6c5b4a'\n"),
+    ("a.yaml", "password: '!Wq8v#N2pL'\n"),
+    ("beans.xml", '<property name="dataSource.password" value="Wq8vN2pLx9"/>\n'),
+    ("conf/redis.conf", "port 6379\nrequirepass Zx9kq2mW\n"),
+    ("redis.conf", 'masterauth "hunter"\n'),
 ]
 
 ASSIGNED_NON_SECRETS = [
@@ -413,6 +419,8 @@ ASSIGNED_NON_SECRETS = [
     ("conf/.my.cnf", "[client]\nuser = app\npassword =\n"),
     (".terraformrc", 'provider_installation {\n  network_mirror { url = "https://mirror.corp/" }\n}\n'),
     ("notes.txt", "hvs.short and hooks.slack.com/services/ are where the tokens go\n"),
+    ("beans.xml", '<property name="password" value="${db.password}"/>\n<add key="ApiKey" value="example-1234"/>\n'),
+    ("redis.conf", "# requirepass foobared\nport 6379\nrequirepass ${REDIS_PASSWORD}\n"),
 ]
 
 
