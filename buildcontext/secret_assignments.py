@@ -41,6 +41,20 @@ def _kind(key: bytes) -> str | None:
     return None
 
 
+def _word_like(value: bytes) -> bool:
+    """A word or a name in any script (letters, `_ . : / -`): a translation such as `Contraseña` or `密码` is text,
+    not a secret. A value cut inside a UTF-8 character at the pattern's bound is judged by its whole characters."""
+    if WORD_LIKE_RE.fullmatch(value):
+        return True
+    for cut in range(4):  # a UTF-8 character is at most 4 bytes: at most 3 of a cut one remain
+        try:
+            text = value[:len(value) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return bool(text) and all(ch.isalpha() or ch in "_.:/-" for ch in text)
+    return False
+
+
 def looks_like_secret(value: bytes, quoted: bool = False) -> bool:
     """Whether an assigned value (`quoted`: written in quotes, where YAML's aliases, tags and comments are text)
     looks like a secret rather than a reference, a placeholder, code, a path, a URL or a word (see sensitive_rules
@@ -49,7 +63,7 @@ def looks_like_secret(value: bytes, quoted: bool = False) -> bool:
     not_a_start = NOT_A_QUOTED_VALUE_START if quoted else NOT_A_VALUE_START
     if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or stands_for_value(value):
         return False
-    if any(c in value for c in b" \t") or WORD_LIKE_RE.fullmatch(value) or EXAMPLE_VALUE_RE.search(value):
+    if any(c in value for c in b" \t") or _word_like(value) or EXAMPLE_VALUE_RE.search(value):
         return False  # prose (a quoted message), a word or a name, an example
     return not (CODE_NAME_RE.fullmatch(value) or PATH_VALUE_RE.fullmatch(value))
 

@@ -395,6 +395,12 @@ ASSIGNED_SECRETS = [
 ]
 
 ASSIGNED_NON_SECRETS = [
+    # Locale files: a translation under a credential-named key is a word in any script, not a secret.
+    ("locales/es.yml", "es:\n  password: Contraseña\n  token: Código\n"),
+    ("locales/de.yml", "token: Zugangsschlüssel\npassword: Kennwörter\n"),
+    ("locales/ru.json", '{"password": "Пароль", "token": "Токен"}\n'),
+    ("locales/zh.json", '{"password": "密码", "secret": "秘密问题"}\n'),
+    ("locales/ja.json", '{"password": "パスワード", "token": "トークンの有効期限が切れました"}\n'),
     ("config/app.ini", "password_min_length=8\ntoken_ttl: 3600\nPASSWORD_FIELD=password\nmax_tokens = 4096\n"),
     ("docs/setup.md", "Set `password: <your password>` and `token: ${API_TOKEN}`, `api_key: YOUR_API_KEY`.\n"
                       "password: ********\nsecret: ...\n"),
@@ -435,6 +441,7 @@ def test_ordinary_config_code_and_docs_naming_secrets_pass(tmp_path, name, text)
 
 
 ASSIGNED_ARG_VALUES = [
+    "password=pässwörd9", "token: Пароль2024",  # letters of any script with a digit are no word
     "password=Zx9kq2mW", "DB_PASS=Qm7#vL2x", "//npm.corp/:_authToken=npm-abc123XYZ", "--password=Zx9kq2mW",
     "api_key: Zx9kq2mW12", "spring.datasource.password=Qm7vL2x9",
     "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=" + "cXdlcnR5dWlvcA" * 6 + "==",
