@@ -6,14 +6,12 @@ can shut them down mid-read (`Sockets`), bodies decoded within a bound (`Decoder
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import socket
 import ssl
 import threading
 import time
 import zlib
-from typing import Any
 
 import requests
 import requests.adapters
@@ -324,11 +322,3 @@ def malformed_http(exc: BaseException) -> str | None:
         return None
     return f"{type(bad).__name__}: {bad}" if str(bad) else type(bad).__name__
 
-
-def server_json(data: bytes | str) -> Any:
-    """JSON a server sent, parsed; ValueError for anything that is not JSON Python can hold, including JSON nested
-    past the parser's depth (json raises RecursionError for that, which no caller of a registry answer expects)."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested deeper than Python's parser goes") from None
