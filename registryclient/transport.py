@@ -6,6 +6,7 @@ can shut them down mid-read (`Sockets`), bodies decoded within a bound (`Decoder
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import socket
 import ssl
@@ -92,11 +93,51 @@ def _shutdown(sock: socket.socket) -> None:
         pass  # already closed
 
 
+class HeadClock(io.RawIOBase):
+    """The reads of one answer from `sock`: those of its head (status line and headers) end together within the
+    read timeout the socket had when the answer was awaited, however the server paces them (each read waits only
+    what is left); once the head is complete (`head_done`) reads are the socket's again (a body keeps `Pace`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self.limit = sock.gettimeout()
+        self._deadline = None if self.limit is None else time.monotonic() + self.limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:  # type: ignore[override]
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the head of the answer did not arrive in time")
+            self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def head_done(self) -> None:
+        if self._deadline is not None:
+            self._deadline = None
+            self._sock.settimeout(self.limit)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _tracked_pools(sockets: Sockets) -> dict[str, type]:
     """Connection pool classes whose connections report their sockets to `sockets`."""
 
     class HeardResponse(http.client.HTTPResponse):
-        """Tells `sockets` when the status line arrived and when the head is complete (`Sockets.hear`)."""
+        """Tells `sockets` when the status line arrived and when the head is complete (`Sockets.hear`); the head
+        arrives within the exchange's read timeout in all (`HeadClock`), not within it per read."""
+
+        def __init__(self, sock: socket.socket, *args, **kwargs) -> None:
+            super().__init__(sock, *args, **kwargs)
+            self.fp.close()
+            self._clock = HeadClock(sock)
+            self.fp = io.BufferedReader(self._clock)
 
         def _read_status(self) -> tuple[str, int, str]:  # http.client's one reader of the status line
             version, status, reason = super()._read_status()  # type: ignore[misc]
@@ -105,6 +146,7 @@ def _tracked_pools(sockets: Sockets) -> dict[str, type]:
 
         def begin(self) -> None:
             super().begin()
+            self._clock.head_done()
             if not sockets.aborted:  # a head cut off by the deadline's shutdown ends as if it were complete
                 sockets.hear(self.status, complete=True)
 
