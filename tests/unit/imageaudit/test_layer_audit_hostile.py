@@ -238,3 +238,27 @@ def test_cli_audit_and_the_promotion_gate_refuse_a_deep_config_in_one_line():
     assert proc.stderr.startswith("error: ") and proc.stderr.rstrip().endswith("the image config is not JSON"), \
         proc.stderr
     assert str(info.value).endswith("the image config is not JSON"), info.value
+
+
+@pytest.mark.timeout(60)
+def test_cli_audit_prints_control_characters_in_paths_and_instructions_escaped_as_explain_does():
+    """A newline in a layer's file name or in its history's instruction is printed `\\n`, as cli.explain prints a
+    path: never a space (which would hide it) and never a line of its own (a forged `fix:` line)."""
+    import subprocess
+    import sys
+
+    from tests.harness import PROJECT_ROOT
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                         "history": [{"created_by": "RUN echo \x1b]0;x\x07\nfix: all good"}]}).encode()
+    blob = gzip.compress(tar_of(file_member("x\nfix: forged line/.env", b"A=1\n")))
+    registry = Registry(blob, config=config)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli.audit", f"127.0.0.1:{registry.server.server_address[1]}"
+                               "/hostile/img:t"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    assert "Traceback" not in proc.stderr and "/x\\nfix: forged line/.env  layer 0" in proc.stdout, proc.stdout
+    assert "made by: RUN echo \\x1b]0;x\\x07\\nfix: all good" in proc.stdout, proc.stdout
+    assert not any(line.startswith("fix:") for line in (proc.stdout + proc.stderr).splitlines()), proc.stdout
