@@ -293,9 +293,9 @@ def short_reason(exc: BaseException) -> str:
 
 
 def not_http(exc: BaseException) -> bytes | None:
-    """The first bytes a server sent when they were not an HTTP response, else None."""
+    """The first bytes a server sent when they were not an HTTP response, else None (also when it sent none)."""
     bad = find_cause(exc, (http.client.BadStatusLine, http.client.LineTooLong))
-    if bad is None:
+    if bad is None or isinstance(bad, http.client.RemoteDisconnected):
         return None
     line = bad.args[0] if bad.args else ""
     if isinstance(bad, http.client.LineTooLong):
