@@ -29,7 +29,8 @@ from registryclient.references import DIGEST, is_loopback
 
 BLOB_WORKERS = 4
 COPY_TIMEOUT_S = 60.0
-"""Per socket operation: a registry silent this long (not one byte) has stopped answering."""
+"""Per socket operation, and for the head (status line and headers) of each answer in all: a registry silent this
+long, or this slow to say what it answers, has stopped answering."""
 COPY_BUDGET_S = 3600.0
 """The whole copy of one image, every exchange with both registries included; past it every socket is shut down.
 Besides it, every body read must keep the registry client's pace floor (64 KiB a minute), so a trickled layer

@@ -51,10 +51,10 @@ class Advice:
 class Connection:
     """One registry, one account, as the transport sees it: where it is, the time it may take, the messages.
 
-    `timeout` bounds each socket operation; `deadline` (a `time.monotonic()` value) optionally bounds the whole
-    life of the client: no request starts after it, each gets only what is left, and when it passes a watchdog
-    shuts the client's sockets down (`abort`), so a server that trickles its headers or a body a few bytes at a
-    time, each read well within `timeout`, is cut off at the deadline too. A body read also stops when it brings
+    `timeout` bounds each socket operation, and the head (status line and headers) of each answer in all
+    (`HeadClock`); `deadline` (a `time.monotonic()` value) optionally bounds the whole life of the client: no request
+    starts after it, each gets only what is left, and when it passes a watchdog shuts the client's sockets down
+    (`abort`), so a body trickled a few bytes at a time, each read well within `timeout`, is cut off there too. A body read also stops when it brings
     fewer than `PACE_MIN_BYTES` in `pace_window` seconds (a stalled layer fails long before a generous deadline).
     `limit_name` and `budget` name the deadline in messages ("preflight time limit"). `label` starts every message
     ("registry preflight for 'host'"); `advice` names what the caller's user sets, for the advice in messages.
