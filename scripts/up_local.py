@@ -290,8 +290,8 @@ def base_image_present(options: RunOptions, timeout: float = 5.0) -> bool:
     try:
         return exchange(options.registry.port, "HEAD", path, timeout, {"Accept": MANIFEST_ACCEPT}).status == 200
     except Stalled as stalled:
-        raise StopRun(f"The registry on {options.registry.addr} answered GET /v2/, but {stalled}, so it cannot "
-                      "take the base image: stop what holds the port (or set ACR_PUBLISH_LOCAL_REGISTRY_PORT to "
+        raise StopRun(f"The registry on 127.0.0.1:{options.registry.port} answered GET /v2/, but {stalled}, so it "
+                      "cannot take the base image: stop what holds the port (or set ACR_PUBLISH_LOCAL_REGISTRY_PORT to "
                       "another port) and run `make up` again.", EXIT_NO_BASE) from None
     except (OSError, http.client.HTTPException):
         return False
