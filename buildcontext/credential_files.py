@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from boundedjson import parse_json
 from buildcontext.sensitive_rules import (
-    BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADER_RE, COMPOSER_HEADERS_SECTION,
+    BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
     ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
-    JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, NETRC_SECRET_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY,
-    PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, SHELL_REFERENCE_RE, PYPIRC_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE, YARNRC1_SECRET_RE,
-    YARNRC_SECRET_RE)
+    JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_SECRET_RE, NPMRC_SECRET_RE, NUGET_ADD_RE,
+    NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP,
+    SHELL_REFERENCE_RE, XML_ATTRIBUTE_RE, YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,11 @@ class Window:
             if m.start() > last_start:
                 return
             yield m
+
+    def decides(self, start: int) -> bool:
+        """Whether a match starting at `start` is this window's to judge (as `matches` decides)."""
+        return (start >= 1 if self.cut_start else start >= 0) and (
+            not self.cut_end or start <= len(self.data) - SCAN_OVERLAP)
 
 
 def stands_for_value(value: bytes) -> bool:
@@ -202,6 +207,9 @@ _CREDENTIAL_FILE_RULES: dict[str, Callable[[Window], bool]] = {
     "cargo": _cargo,
     "nuget": _nuget,
     "gradle": _gradle,
+    "mysql": lambda w: any(_yarn1_value(m.group(1)) for m in w.matches(MYSQL_SECRET_RE)),
+    "redis": lambda w: any(_yarn1_value(m.group(1)) for m in w.matches(REDIS_SECRET_RE)),
+    "terraform": _cargo,  # HCL's `token = "..."` in a credentials block reads as Cargo's TOML does
 }
 
 

@@ -133,6 +133,14 @@ def encoded_differently(url: str) -> tuple[str, ...]:
     return tuple(sorted(odd))
 
 
+def has_dot_segment(url: str) -> bool:
+    """Whether the path of an http(s) `url` has a `.` or `..` segment: BuildKit's Go client sends the path as
+    written, this plan's client (urllib3) resolves such segments first, so the two would fetch different paths."""
+    rest = url.partition("://")[2].partition("#")[0].partition("?")[0]
+    cut = rest.find("/")
+    return cut >= 0 and any(segment in (".", "..") for segment in rest[cut:].split("/"))
+
+
 def without_userinfo(url: str) -> str:
     parts = _split_netloc(url)
     if parts is None or "@" not in parts[1]:
@@ -205,6 +213,8 @@ class DockerfilePlan:
         given `--checksum=`; every other byte and every line number unchanged."""
         lines = self.text.splitlines(keepends=True)
         commands = {c.start_line: c for c in parse_commands(self.text)}
+        flag_pins: dict[int, dict[str, str]] = {}
+        """Line -> (a `--from` / mount `from=` value as written -> it pinned): every occurrence on the line."""
         for ref, digest in digests.items():
             if ref.pinned:
                 continue
@@ -218,8 +228,9 @@ class DockerfilePlan:
                 for n in range(ref.line, command.end_line):
                     lines[n] = "\n"  # continuation lines of the FROM: kept as blank lines
             else:
-                key = "--from=" if ref.instruction == "COPY --from" else "from="
-                _replace_in(lines, command, ref, f"{key}{ref.written}", f"{key}{pinned}")
+                flag_pins.setdefault(ref.line, {})[ref.written] = pinned
+        for line, pins in flag_pins.items():
+            _pin_flags(lines, commands[line], pins, [r for r in digests if r.line == line and not r.pinned])
         for source, checksum in checksums.items():
             if source.checksum is not None:
                 continue
@@ -232,12 +243,42 @@ class DockerfilePlan:
         return "".join(lines)
 
 
-def _replace_in(lines: list[str], command, ref: ExternalReference, old: str, new: str) -> None:
-    for n in range(command.start_line - 1, command.end_line):
-        if old in lines[n]:
-            lines[n] = lines[n].replace(old, new, 1)
-            return
-    raise DockerfileProblem(f"cannot pin {ref.instruction} {ref.written}: write it on one line as {old}", ref.line)
+_FLAG_TOKEN = re.compile(r"\s+(--\S+)")
+
+
+def _pin_flags(lines: list[str], command, pins: Mapping[str, str], refs: list[ExternalReference]) -> None:
+    """Each `--from=<value>` and each `from=<value>` of a `--mount=` among the command's flags whose whole value is
+    in `pins` rewritten to its pinned form, by position in the flags (never by searching the line's text, which a
+    reference that is a prefix of another, or a command word, would match); the flags must be on the first line."""
+    n = command.start_line - 1
+    text = lines[n]
+    keyword = re.match(r"\s*\S+", text)
+    pos, out, done = keyword.end() if keyword else 0, [], set[str]()
+    for flag in command.flags:
+        token = _FLAG_TOKEN.match(text, pos)
+        if token is None or token.group(1) != flag:
+            break  # the flags continue on another line, or are written quoted: not pinned in place
+        name, _, value = flag.partition("=")
+        if name.lower() == "--from":
+            value = _pinned_value(value, pins, done)
+        elif name.lower() == "--mount":
+            value = ",".join(f"{key}={_pinned_value(val, pins, done)}" if eq and key.strip().lower() == "from"
+                             else key + eq + val for key, eq, val in (p.partition("=") for p in value.split(",")))
+        out.append(text[pos:token.start(1)] + (f"{name}={value}" if "=" in flag else flag))
+        pos = token.end()
+    for ref in refs:
+        if ref.written not in done:
+            key = "--from=" if ref.instruction == "COPY --from" else "from="
+            raise DockerfileProblem(f"cannot pin {ref.instruction} {ref.written}: write it on one line as "
+                                    f"{key}{ref.written}", ref.line)
+    lines[n] = text[:keyword.end() if keyword else 0] + "".join(out) + text[pos:]
+
+
+def _pinned_value(value: str, pins: Mapping[str, str], done: set[str]) -> str:
+    if value not in pins:
+        return value
+    done.add(value)
+    return pins[value]
 
 
 @functools.lru_cache(maxsize=16)

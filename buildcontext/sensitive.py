@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 from buildcontext.credential_files import Window, holds_credential, jvm_property_secret
 from buildcontext.printable import escaped, has_control
+from buildcontext.secret_assignments import assigns_secret
 from buildcontext.sensitive_rules import (
     ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE,
     BINARY_SNIFF_BYTES, CONTENT_REASONS, CREDENTIALS, CREDENTIAL_FILES, CREDENTIAL_FILE_SECRETS,
+    CREDENTIAL_STORE_ENDINGS, CREDENTIAL_STORE_NAMES,
     JVM_PROPERTY_SECRET, ENV_TEMPLATES, GLUED_ENDINGS, KNOWN_TOKEN, KUBECONFIG_CREDENTIALS, KUBE_CONFIG_RE,
     KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, NAME_WORD, NOT_PASS, PLACEHOLDER_RE, PRIVATE_KEY,
-    PRIVATE_KEY_RE, RULES_VERSION, SCAN_OVERLAP, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE,
+    PRIVATE_KEY_RE, RULES_VERSION, SCAN_OVERLAP, SECRET_ASSIGNMENT, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE,
     TERRAFORM_STATE, TOKEN_MARKERS, TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE)
 from errors import AcrPublishError
 
@@ -93,6 +95,8 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
     window = Window(data, cut_start, cut_end)
     if (b"-D" in data or b"-d" in data) and jvm_property_secret(window):
         flags |= JVM_PROPERTY_SECRET
+    if assigns_secret(name, window):
+        flags |= SECRET_ASSIGNMENT
     kind = CREDENTIAL_FILES.get(name.lower())
     if kind is not None and holds_credential(kind, window):
         flags |= CREDENTIALS
@@ -159,6 +163,11 @@ def _name_reason(rel: str, name: str) -> tuple[str, str] | None:
         return "an SSH private key file (by its name)", dockerignore_escape(rel)
     if name.endswith((".p12", ".pfx")):
         return "a PKCS#12 key store (private key and certificate)", dockerignore_escape(rel)
+    if name in CREDENTIAL_STORE_NAMES:
+        return CREDENTIAL_STORE_NAMES[name], dockerignore_escape(rel)
+    for ending, reason in CREDENTIAL_STORE_ENDINGS:
+        if name.endswith(ending):
+            return reason, _glob_fix(rel, name_as_is, ending)
     if lrel == ".aws/credentials" or lrel.endswith("/.aws/credentials"):
         return "AWS credentials (.aws/credentials)", dockerignore_escape(rel)
     if lrel == ".docker/config.json" or lrel.endswith("/.docker/config.json"):
@@ -377,7 +386,7 @@ def build_arg_findings(build_args: Mapping[str, str], allow: Iterable[str] = ())
         reasons = _content_reasons(scan_content("", value.encode("utf-8", "surrogatepass")))
         reasons = ["its value " + r.removeprefix("contains ").removeprefix("is ") for r in reasons]
         if ARG_VALUE_RE.search(value):
-            reasons.append("its value is a JSON Web Token or an HTTP Authorization value (Bearer/Basic)")
+            reasons.insert(0, "its value is a JSON Web Token or an HTTP Authorization value (Bearer/Basic)")
         if _secret_name(name):
             reasons.insert(0, "its name says it carries a credential")
         if not reasons:

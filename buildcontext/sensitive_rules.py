@@ -3,11 +3,10 @@
 The matcher (buildcontext/sensitive.py) walks these tables; the context engine caches the content flags and the
 paths they flag, so a change here must bump RULES_VERSION (tests/unit/buildcontext/test_cache_versions.py holds a golden digest of
 this table and fails naming it). Content rules flag private keys, AccessKey ids and secrets, tokens of known
-formats, kubeconfig credentials, Terraform state, URLs and Java system properties with a password and credential
-files that hold one; name
-rules flag dotenv files, SSH and PKCS#12 keys, cloud, Docker and git credential files, Terraform state and Pulumi
-stack files; `.git/` and `.pulumi/` directories are flagged whatever they hold; build args are judged by value and
-by name.
+formats, kubeconfig credentials, Terraform state, URLs and Java system properties with a password, a secret
+assigned a literal value in any text, and credential files that hold one; name rules flag dotenv files, SSH keys,
+key stores, cloud, Docker, git, PostgreSQL, MySQL and Vault credential files, Terraform state and Pulumi stack files;
+`.git/` and `.pulumi/` directories are flagged whatever they hold; build args are judged by value and by name.
 """
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-4"
+RULES_VERSION = "rules-5"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -27,6 +26,7 @@ TERRAFORM_STATE = 32
 URL_PASSWORD = 64
 ACCESS_KEY_SECRET = 128
 JVM_PROPERTY_SECRET = 256
+SECRET_ASSIGNMENT = 512
 
 # A NUL byte among a file's first this many bytes makes it binary, and not scanned (git's buffer_is_binary()).
 # The rules needing two markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both
@@ -47,17 +47,23 @@ ALIBABA_AK_RE = re.compile(rb"(?<![A-Za-z0-9])LTAI[A-Za-z0-9]{12,30}(?![A-Za-z0-
 TOKEN_RE = re.compile(
     rb"(?<![A-Za-z0-9])(?:"
     rb"gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82}"  # GitHub
-    rb"|glpat-[A-Za-z0-9_-]{20}"  # GitLab personal access token
     rb"|(?:AKIA|ASIA)[A-Z0-9]{16}"  # AWS access key id
     rb"|xox[abposr]-[A-Za-z0-9-]{10,48}"  # Slack
     rb"|npm_[A-Za-z0-9]{36}"  # npm
     rb"|AIza[0-9A-Za-z_-]{35}"  # Google API key
     rb"|[sr]k_live_[0-9A-Za-z]{24,99}"  # Stripe live secret / restricted key
     rb")(?![A-Za-z0-9])"
-    # PyPI: the prefix is base64 of its macaroon header; the token runs on for 100+ characters, so only
-    # its start is matched (bounded on the left only)
-    rb"|(?<![A-Za-z0-9])pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50}")
-TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"AKIA", b"ASIA", b"xox", b"npm_", b"pypi-", b"AIza", b"k_live_")
+    # Tokens that run on for a length their issuer does not fix: only their start is matched (bounded on the left
+    # only). PyPI (the prefix is base64 of its macaroon header); HashiCorp Vault service and batch tokens; GitLab
+    # tokens (personal, deploy, pipeline trigger, runner, feed); OpenAI and Anthropic API keys; Terraform
+    # Cloud user and team tokens (an id, `.atlasv1.`, the secret); Slack incoming-webhook and workflow URLs.
+    rb"|(?<![A-Za-z0-9])(?:pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50}|hv[sb]\.[A-Za-z0-9_-]{20}"
+    rb"|gl(?:pat|dt|ptt|rt|ft|cbt|soat)-[A-Za-z0-9_-]{20}|sk-(?:proj|ant|svcacct|admin)-[A-Za-z0-9_-]{20}"
+    rb"|[A-Za-z0-9]{6,20}\.atlasv1\.[A-Za-z0-9_-]{20})"
+    rb"|hooks\.slack\.com/(?:services|workflows|triggers)/T[A-Za-z0-9_]{6,16}/[A-Za-z0-9_]{6,24}/[A-Za-z0-9_]{8}")
+TOKEN_MARKERS = (b"gh", b"github_pat_", b"glpat-", b"gldt-", b"glptt-", b"glrt-", b"glft-", b"glcbt-", b"glsoat-",
+                 b"AKIA", b"ASIA", b"xox", b"npm_", b"pypi-", b"AIza", b"k_live_",
+                 b"hvs.", b"hvb.", b"sk-", b".atlasv1.", b"hooks.slack.com/")
 # Kubeconfigs in any of the forms kubectl reads: block YAML, flow YAML (`users: [{user: {token: x}}]`) and JSON
 # (`"token": "x"`). A key is matched at a line start or after `{`, `,` or whitespace, bare or quoted, with a
 # non-empty value (`token: ""`, `token:` and `token: null` hold none).
@@ -82,11 +88,16 @@ NPMRC_SECRET_RE = re.compile(
     rb"^[ \t]{0,32}(?:[^=\s;#]{0,256}:)?(?:_authToken|_auth|_password|password)[ \t]{0,32}=[ \t]{0,32}(\S[^\r\n]*?)"
     rb"[ \t]{0,32}\r?$", re.MULTILINE)
 ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
+# MySQL option files: `password = value` in any group, the value bare or quoted. Group 1: the rest of the line.
+MYSQL_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}=[ \t]{0,32}([^\r\n]{0,64})", re.MULTILINE)
+# Redis's redis.conf: `requirepass` / `masterauth` and the password after blanks. Group 1: the rest of the line.
+REDIS_SECRET_RE = re.compile(rb"^[ \t]{0,32}(?:requirepass|masterauth)[ \t]{1,32}([^\r\n]{0,64})", re.MULTILINE)
 PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}\S", re.MULTILINE)
 NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}\S")
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
                      "settings-security.xml": "maven", "auth.json": "composer", "credentials": "gem-or-cargo",
+                     ".my.cnf": "mysql", "my.cnf": "mysql", "redis.conf": "redis", ".terraformrc": "terraform", "terraform.rc": "terraform",
                      "credentials.toml": "cargo", "nuget.config": "nuget", "gradle.properties": "gradle"}
 # Yarn 1's .yarnrc (the lockfile syntax): `key value` or `key: value`, the key and value bare or quoted
 # (`"//npm.corp/:_authToken" "abc"`, `"//npm.corp/:_authToken": "abc"`, `_auth abc`); a `#` after white space
@@ -180,6 +191,77 @@ ACCESS_KEY_SECRET_RE = re.compile(
     rb"""(?i)(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key|ali(?:cloud|yun|baba[_-]?cloud)[_-]?secret[_-]?key)"""
     rb"""["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9/+]{20,64}(?![A-Za-z0-9/+=])""")
 
+# A secret assigned a value in any text (buildcontext/secret_assignments.py): the key, found around one of these
+# roots (lower-case), is a run of letters, digits, `_`, `.` and `-` of at most ASSIGNMENT_KEY_MAX bytes, bare or
+# quoted, after `--`, `$` or `@` or not; the key's last word must name a secret (ASSIGNMENT_*).
+ASSIGNMENT_ROOTS = (b"pass", b"pwd", b"secret", b"token", b"key", b"auth")
+ASSIGNMENT_KEY_MAX = 40
+# What follows the key: group 1, the key's closing quote (and a `]`: `config['SECRET_KEY'] = ...`); then `=`, `:`, `:=`, `=>`, or `,` after a quoted key
+# (PHP's define('DB_PASSWORD', '...'), a default in getenv("API_TOKEN", "...")) as group 2, or blanks after a
+# `--flag` as group 3; then the value, quoted (4: its quote, 5: its text) or bare (6: up to a blank, quote,
+# separator or bracket; 7: the `(` or `[` after it, which makes it code). Or, after `<key`, an XML element's text
+# (8). Bounded so that key and value fit SCAN_OVERLAP: a value is judged by its first 56 bytes.
+ASSIGNMENT_TAIL_RE = re.compile(
+    rb"""(["']?)\]?(?:[ \t]{0,8}(:=|=>|=(?![=~])|:(?![:/\\])|,)[ \t]{0,8}|([ \t]{1,8}))"""
+    rb"""(?:(["'`])([^"'`\r\n]{0,56})|([^\s"'`,;&<>(){}\[\]]{1,56})([(\[]?))"""
+    rb"""|>[ \t]{0,8}([^<\s]{1,56})[ \t]{0,8}</""")
+ASSIGNMENT_KEY_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+# The key's last word (its words as NAME_WORD splits them, lower-case) or last two words that say it holds a
+# secret; a last word ending with one of ASSIGNMENT_GLUED says it too (`dbpassword`, `githubtoken`).
+ASSIGNMENT_WORDS = frozenset({"password", "passwd", "pwd", "pass", "passphrase", "passcode", "secret", "token",
+                              "apikey", "secretkey", "accesskey", "privatekey", "accountkey", "authtoken",
+                              "clientsecret"})
+ASSIGNMENT_PAIRS = frozenset({("api", "key"), ("access", "key"), ("secret", "key"), ("private", "key"),
+                              ("account", "key"), ("signing", "key"), ("encryption", "key"), ("master", "key"),
+                              ("app", "key"), ("deploy", "key"), ("license", "key"), ("key", "base")})
+ASSIGNMENT_GLUED = ("password", "passwd", "passphrase", "secret", "token", "apikey", "secretkey", "accesskey",
+                    "privatekey", "accountkey")
+# `auth` (Docker's and npm's `auth`/`_auth`) holds base64 of `user:password`; `Authorization` an HTTP scheme and
+# its credentials.
+AUTH_WORD = "auth"
+AUTHORIZATION_WORD = "authorization"
+AUTHORIZATION_VALUE_RE = re.compile(rb"""(?i)(?:bearer|basic|token)[ \t]{1,8}([A-Za-z0-9._~+/=-]{8,48})""")
+# A value too short to be a secret, or that is code or a word rather than one: `(` `[` after a bare value
+# (a call, an index), a dotted name starting with a lower-case word (`self.password`, `process.env.TOKEN`,
+# `db.example.com`), a path, a URL (the URL rule judges its userinfo), a value starting with a reference, template,
+# YAML alias or tag, or comment sign. A value with no digit and no sign but `_`, `-`, `.` is a word or a name
+# (`hashedPassword`, `same-origin`, `Passwort`): a secret of letters only is caught by its format, not here.
+ASSIGNMENT_MIN_VALUE = 6
+CODE_NAME_RE = re.compile(rb"""[a-z_$][a-z0-9_$]*(?:(?:\.|->|::)[A-Za-z_$][\w$]*)+""")
+PATH_VALUE_RE = re.compile(rb"""(?:\.{0,2}/|~/|[A-Za-z]:\\)[\w./\\-]*|[a-z][a-z0-9+.-]*://.*""", re.DOTALL)
+NOT_A_VALUE_START = b"$%{[<@`*&!#:"
+NOT_A_QUOTED_VALUE_START = b"$%{<"
+# A name/value attribute pair (Spring's and Ant's <property name="password" value="..."/>, .NET's <add key=...
+# value=...>): group 1 the name, group 2 the value.
+ATTRIBUTE_PAIR_RE = re.compile(
+    rb"""(?<![\w-])(?:name|key)[ \t]{0,4}=[ \t]{0,4}["']([^"'<>\r\n]{1,40})["'][ \t\r\n]{1,8}"""
+    rb"""value[ \t]{0,4}=[ \t]{0,4}["']([^"'\r\n]{0,56})""")
+WORD_LIKE_RE = re.compile(rb"""[A-Za-z_.:/-]*""")
+# A value that says it is an example, or masks its middle (`abcd****`), stands for a secret.
+EXAMPLE_VALUE_RE = re.compile(rb"""(?i)example|sample|dummy|placeholder|redacted|changeme|^your|\*{3}|x{4}""")
+# In source code a bare value is an identifier or an expression (`password: PKCS7PrivateKeyTypes`,
+# `is_secret=d1.is_secret`): only a quoted literal can be a secret there. Source code by its file name's ending.
+SOURCE_CODE_ENDINGS = (".py", ".pyi", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".mts", ".cts", ".tsx", ".vue", ".svelte",
+                       ".go", ".java", ".kt", ".kts", ".scala", ".groovy", ".rb", ".php", ".cs", ".rs", ".c", ".h",
+                       ".cc", ".cpp", ".hpp", ".swift", ".m", ".dart", ".lua", ".pl", ".pm", ".ex", ".exs", ".erl",
+                       ".hs", ".clj", ".r", ".jl", ".fs")
+
+# Files that are credential stores by their name, whatever they hold: (lower-case name, reason), and by their
+# ending (binary key stores: their content is not scanned).
+CREDENTIAL_STORE_NAMES = {
+    ".pgpass": "a PostgreSQL password file (.pgpass)",
+    ".vault-token": "a HashiCorp Vault token file (.vault-token)",
+    ".mylogin.cnf": "a MySQL login path file (.mylogin.cnf): its passwords are only obfuscated",
+    "credentials.tfrc.json": "Terraform CLI credentials (credentials.tfrc.json)",
+}
+CREDENTIAL_STORE_ENDINGS = (
+    (".jks", "a Java key store (*.jks) holds private keys"),
+    (".jceks", "a Java key store (*.jceks) holds private keys"),
+    (".keystore", "a key store (*.keystore) holds private keys"),
+    (".bks", "a Bouncy Castle key store (*.bks) holds private keys"),
+    (".htpasswd", "an HTTP server password file (.htpasswd): its hashes can be cracked"),
+)
+
 # `.env` templates are not flagged by name: they are the conventional, committed, placeholder-only siblings of
 # `.env`, meant to ship, and flagging them would push users to blanket allowSensitive entries that then hide a
 # real `.env`. Their content is still scanned like any other text file.
@@ -194,12 +276,15 @@ SENSITIVE_DIRS = {
 CONTENT_REASONS = (
     (PRIVATE_KEY, "contains a private key (-----BEGIN ... PRIVATE KEY-----)"),
     (ALIBABA_ACCESS_KEY, "contains an Alibaba Cloud AccessKey id (LTAI****)"),
-    (KNOWN_TOKEN, "contains an access token of a known format (GitHub, GitLab, AWS, Slack, npm, PyPI, Google, Stripe)"),
+    (KNOWN_TOKEN, "contains an access token of a known format (GitHub, GitLab, AWS, Slack token or webhook, npm, "
+                   "PyPI, Google, Stripe, Vault, Terraform Cloud, OpenAI, Anthropic)"),
     (KUBECONFIG_CREDENTIALS, "is a kubeconfig holding credentials (client-key-data, token or password)"),
     (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
     (URL_PASSWORD, "contains a URL with a password in it (scheme://user:password@host)"),
     (ACCESS_KEY_SECRET, "contains an AccessKey secret (an access_key_secret or secret_access_key with a value)"),
     (JVM_PROPERTY_SECRET, "contains a Java system property with a password, token or secret (-D...password=...)"),
+    (SECRET_ASSIGNMENT, "contains a password, secret, token or key assigned a literal value (password=..., "
+                        "\"token\": \"...\", <password>...</password>, AccountKey=...)"),
 )
 
 # What each credential file holds when its content rule flags it (the reason names the file).
@@ -211,7 +296,9 @@ CREDENTIAL_FILE_SECRETS = {"npm": "an npm auth token or password", "pypi": "a Py
                                         "github-oauth, client-certificate, custom-headers, ...)"),
                            "gem-or-cargo": "a RubyGems API key or a Cargo registry token",
                            "cargo": "a Cargo registry token", "nuget": "a NuGet ClearTextPassword",
-                           "gradle": "a Gradle property holding a password, token or secret"}
+                           "gradle": "a Gradle property holding a password, token or secret",
+                           "mysql": "a MySQL password (password=...)",
+                           "redis": "a Redis password (requirepass or masterauth)", "terraform": "a Terraform Cloud token"}
 
 # Words of a build arg's name that say it carries a credential, alone or as the pair (e.g. API + KEY).
 SECRET_WORDS = frozenset({"password", "passwd", "pwd", "pw", "pass", "passphrase", "secret", "secrets", "token",

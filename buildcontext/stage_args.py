@@ -17,7 +17,11 @@ from buildcontext.plan import DockerfileProblem
 
 _UNSET = object()
 _SPECIAL_PARAMS = "@*#?-$!0"
-_ESCAPE_DIRECTIVE = re.compile(rb"^#[ \t]*escape[ \t]*=[ \t]*(\S)", re.IGNORECASE)
+_DIRECTIVE = re.compile(r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
+"""A parser directive as BuildKit's parser matches one (frontend/dockerfile/parser/directives.go; Go's `\\s`)."""
+_DIRECTIVES = ("syntax", "escape")
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200b)))
+"""Go's unicode.IsSpace: what BuildKit trims from the left of a line before it looks for a directive."""
 _HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
               "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
@@ -208,9 +212,21 @@ def expand(word: str, values: Mapping[str, str | None], line: int, escape: str =
 
 
 def escape_character(data: bytes) -> str:
-    """The escape character the Dockerfile's `# escape=` directive sets (a backslash without one)."""
-    directive = _ESCAPE_DIRECTIVE.match(data.split(b"\n", 1)[0])
-    return directive.group(1).decode() if directive is not None else "\\"
+    """The escape character the Dockerfile's `# escape=` directive sets (a backslash without one), read as
+    BuildKit's parser reads directives: from the first line on (a UTF-8 BOM dropped, leading whitespace trimmed),
+    each line a directive it knows until the first that is not. A repeated or invalid one is left to the parser,
+    which refuses the file (buildcontext/plan.py parse_commands)."""
+    escape, seen = "\\", set()
+    for n, raw in enumerate(data.split(b"\n")):
+        line = raw[3:] if n == 0 and raw.startswith(b"\xef\xbb\xbf") else raw
+        directive = _DIRECTIVE.fullmatch(line.decode("utf-8", errors="replace").lstrip(_GO_SPACE))
+        name = directive.group(1).lower() if directive is not None else None
+        if name not in _DIRECTIVES or name in seen:
+            break
+        seen.add(name)
+        if name == "escape":
+            escape = directive.group(2) if directive.group(2) in ("`", "\\") else escape  # type: ignore[union-attr]
+    return escape
 
 
 def global_values(prelude: list, build_args: Mapping[str, str], platform: str, escape: str) -> dict[str, str]:

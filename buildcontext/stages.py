@@ -10,11 +10,13 @@ one ADD) or whose URL holds user info is left out of the plan and listed in `ref
 """
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Mapping
 
 from buildcontext import sensitive
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
-                               UnknownTarget, encoded_differently, has_userinfo, parse_commands,
+                               UnknownTarget, encoded_differently, has_dot_segment, has_userinfo, parse_commands,
                                without_userinfo)
 from buildcontext.stage_args import UnsetVariable, escape_character, expand, global_values
 from registryclient.references import DIGEST
@@ -24,7 +26,9 @@ __all__ = ["DockerfilePlan", "DockerfileProblem", "ExternalReference", "RemoteSo
 
 SCRATCH = "scratch"
 SCRATCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_GIT_PREFIXES = ("git://", "git@", "ssh://")
+_PROTOCOL = re.compile(r"([a-zA-Z0-9]+)://")
+_SCP_STYLE = re.compile(r"[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:.*?(?:#.*)?")
+_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
 
 
 def _flag(flags: tuple[str, ...], name: str) -> str | None:
@@ -34,11 +38,21 @@ def _flag(flags: tuple[str, ...], name: str) -> str | None:
 
 
 def _is_git(url: str) -> bool:
-    if url.startswith(_GIT_PREFIXES):
-        return True
-    if url.startswith(("http://", "https://")):
-        return url.partition("#")[0].endswith(".git")
-    return False
+    """Whether BuildKit takes an ADD source for a git repository (dockerfile2llb: gitutil.ParseGitRef, not
+    indistinguishable from a local path): a git:// or ssh:// URL, an scp-style user@host:path, or an http(s) URL
+    whose path (query and fragment left out, escapes decoded) ends in .git."""
+    if url.startswith(("./", "../", "github.com/")):
+        return False
+    proto = _PROTOCOL.match(url)
+    if proto is None:
+        return _SCP_STYLE.fullmatch(url) is not None
+    scheme = proto.group(1).lower()
+    if scheme not in ("http", "https"):
+        return scheme in ("git", "ssh")
+    rest = url[proto.end():].partition("#")[0].partition("?")[0]
+    path = rest[rest.find("/"):] if "/" in rest else ""
+    # Go's url.Parse fails on a bad escape, and BuildKit then takes the source as a plain URL
+    return not _BAD_ESCAPE.search(path) and urllib.parse.unquote(path).endswith(".git")
 
 
 def _stage_name(from_command) -> str | None:
@@ -110,8 +124,9 @@ class _StageReader:
                 if cmd == "ARG":
                     self._declare(inner)
                 elif cmd == "ENV":
-                    for name, value in zip(inner.value[0::2], inner.value[1::2]):  # (name, value) pairs
-                        self._set(name, value, inner.start_line)
+                    # (name, value) pairs, every value expanded in the scope before the line, as BuildKit does
+                    self._set_all([(name, self._value(value, inner.start_line))
+                                   for name, value in zip(inner.value[0::2], inner.value[1::2])], inner.start_line)
                 elif cmd == "ADD" and not inner.heredocs:
                     self._read_add(inner)
             except DockerfileProblem as problem:
@@ -151,27 +166,30 @@ class _StageReader:
         return parent
 
     def _declare(self, inner) -> None:
-        r = self.r
+        """An ARG line: every default expanded in the scope before the line (BuildKit expands the line's words
+        first), then each name set in order."""
+        r, line, values = self.r, inner.start_line, []
         for decl in inner.value:
             arg, eq, default = decl.partition("=")
             self.declared.add(arg)
             if arg in r.build_args:
-                self._set(arg, r.build_args[arg], inner.start_line, expanded=True)
+                values.append((arg, r.build_args[arg]))
             elif eq:
-                self._set(arg, default, inner.start_line)
+                values.append((arg, self._value(default, line)))
             elif r.global_values.get(arg) is not None:
-                self._set(arg, r.global_values[arg], inner.start_line, expanded=True)
+                values.append((arg, r.global_values[arg]))
+        self._set_all(values, line)
 
-    def _set(self, name: str, word: str | None, line: int, expanded: bool = False) -> None:
-        """`name` set (by ENV or an ARG with a value) to `word` expanded in the scope so far; to a value this plan
-        cannot compute when `word` is None or uses such a name."""
-        value = word if expanded or word is None else self._value(word, line)
-        if value is None:
-            self.values.pop(name, None)
-            self.opaque[name] = line
-        else:
-            self.values[name] = value
-            self.opaque.pop(name, None)
+    def _set_all(self, values: list[tuple[str, str | None]], line: int) -> None:
+        """Each name set (by ENV or an ARG with a value) to its value, in order; to a value this plan cannot compute
+        when it is None."""
+        for name, value in values:
+            if value is None:
+                self.values.pop(name, None)
+                self.opaque[name] = line
+            else:
+                self.values[name] = value
+                self.opaque.pop(name, None)
 
     def _expanded(self, word: str, line: int) -> tuple[str | None, list[str]]:
         """(`word` expanded in the scope so far, the names it asks for); None for the value when `${NAME?}` fails
@@ -310,6 +328,13 @@ class _StageReader:
                     f"ADD {source.written} expands to a URL with characters{which} that BuildKit's client and "
                     "acr-publish's percent-encode differently, so the file hashed could differ from the one built; "
                     "fix: write them percent-encoded (%XX, uppercase hex), or pin it with "
+                    "ADD --checksum=sha256:<digest>"))
+                continue
+            if source.kind == "http" and not source.pinned and has_dot_segment(source.url):
+                self._refuse(inner.start_line, (
+                    f"ADD {source.written} has a '.' or '..' segment in its URL's path: BuildKit's client fetches "
+                    "the path as written and acr-publish's would resolve it first, so the file hashed could differ "
+                    "from the one built; fix: write the path without them, or pin it with "
                     "ADD --checksum=sha256:<digest>"))
                 continue
             if source.has_userinfo and not source.pinned:

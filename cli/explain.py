@@ -25,7 +25,7 @@ from typing import Any
 from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history, stages
 from buildcontext.printable import escaped
 from components import remote_inputs
-from components.docker_rules import platform_problem
+from components.docker_rules import normal_platform, platform_problem
 from components.platforms import history_name
 from components.config.builders import same_platform
 from components.config.image_rules import check_build_arg_name, check_platform, check_target, target_problem
@@ -181,18 +181,18 @@ def _history_lines(key: history.HistoryKey, rec: history.Record | None, state: h
             *_diff(previous, state, manifest)]
 
 
-def _remote_inputs(settings: Any, img: Any) -> tuple[dict[str, str], stages.DockerfilePlan | None]:
-    """The image's remote inputs (label -> digest) as the program pins them, and its Dockerfile plan; RemoteInputError
-    (a whole message) when one cannot be resolved."""
+def _remote_inputs(settings: Any, img: Any, platform: str) -> tuple[dict[str, str], stages.DockerfilePlan | None]:
+    """The remote inputs (label -> digest) of the image's build for `platform` as the program pins them, and its
+    Dockerfile plan for that platform; RemoteInputError (a whole message) when one cannot be resolved."""
     if img.remote_inputs == "ignore":
         return {}, None
     data = settings.path(img.dockerfile).read_bytes()
     try:
-        plan = stages.read_plan(data, img.build_args, img.target, img.platform)
+        plan = stages.read_plan(data, img.build_args, img.target, platform)
     except stages.DockerfileProblem as err:
         raise _UsageError(f"{img.dockerfile}{f' line {err.line}' if err.line else ''}: {err}") from None
-    inputs = remote_inputs.ImageInputs(img.name, img.dockerfile, img.remote_inputs, plan)
-    return dict(remote_inputs.resolve_all([inputs], None)()[img.name].labels), plan
+    inputs = remote_inputs.ImageInputs(img.name, img.dockerfile, img.remote_inputs, plan, platform)
+    return dict(remote_inputs.resolve_all([inputs], None)()[(img.name, platform)].labels), plan
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +262,7 @@ def _stack_inputs(opts: argparse.Namespace) -> _Inputs:
     key = history.HistoryKey(settings.project_root, settings.stack,
                              history_name(img.name, platform, bool(img.platforms)))
     record = history.load(key)  # before the scan: an unusable history is reported before any work is done
-    remote, plan = _remote_inputs(settings, img)
+    remote, plan = _remote_inputs(settings, img, platform)
     return _Inputs(settings.path(img.context), settings.path(img.dockerfile), dict(img.build_args), img.target,
                    platform, img.allow_sensitive, remote, plan, key, record)
 
@@ -280,7 +280,7 @@ def _path_inputs(opts: argparse.Namespace) -> _Inputs:
     check_platform("--platform", platform, problems)
     if problems:
         raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
-    return _Inputs(opts.context, opts.dockerfile, build_args, opts.target, platform)
+    return _Inputs(opts.context, opts.dockerfile, build_args, opts.target, normal_platform(platform))
 
 
 def _lines(scan: ContextScan, inputs: _Inputs, state: Any, manifest: dict[str, list[str]], refused: tuple) -> list[str]:

@@ -16,6 +16,7 @@ builds and pushes on that engine. No Docker SDK: the check is one HTTP request, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform as host_platform
 import select
@@ -29,7 +30,7 @@ from typing import Iterable, Mapping
 import pulumi
 
 from boundedjson import parse_json
-from components.docker_rules import platform_parts
+from components.docker_rules import normal_platform, platform_parts
 from components.platforms import platform_slug
 from components.config.builders import TLS_FILES
 from components.config.schema import BuilderSettings, Settings
@@ -193,7 +194,8 @@ def _ssh_exchange(builder: BuilderSettings, timeout: float, deadline: float) -> 
     except BrokenPipeError:
         out, err = _read_pipes(proc, deadline)
     finally:
-        proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError):  # ssh ended unread: its stderr says why, not the pipe
+            proc.stdin.close()
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -291,8 +293,8 @@ def check_builders(settings: Settings, building: Iterable[tuple[int, str, str]])
 
 def builder_for(settings: Settings, platform: str) -> BuilderSettings | None:
     """The builder configured for `platform` (either spelling of it), or None: the local engine."""
-    wanted = platform_parts(platform)
-    return next((b for b in settings.builders if platform_parts(b.platform) == wanted), None)
+    wanted = normal_platform(platform)
+    return next((b for b in settings.builders if normal_platform(b.platform) == wanted), None)
 
 
 def builder_providers(settings: Settings, platforms: Iterable[str]) -> Mapping[str, "pulumi.ProviderResource"]:

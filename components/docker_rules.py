@@ -104,3 +104,65 @@ def platform_parts(value: str) -> tuple[str, str, str | None]:
     if variant is not None and not variant.startswith("v"):
         variant = f"v{variant}"
     return os_name, arch, variant
+
+
+def normal_parts(os_name: str, arch: str, variant: str = "") -> tuple[str, str, str]:
+    """(os, architecture, variant: "" for none) as containerd's platforms.Normalize gives them."""
+    os_name, arch, variant = os_name.lower(), arch.lower(), variant.lower()
+    os_name = _OS_ALIASES.get(os_name, os_name)
+    if arch == "i386":
+        arch, variant = "386", ""
+    elif arch in ("x86_64", "x86-64", "amd64"):
+        arch, variant = "amd64", "" if variant == "v1" else variant
+    elif arch in ("aarch64", "arm64"):
+        arch, variant = "arm64", {"8": "", "v8": "", "v8.0": "", "9": "v9", "9.0": "v9", "v9.0": "v9"}.get(variant,
+                                                                                                         variant)
+    elif arch in ("armhf", "armel"):
+        arch, variant = "arm", "v7" if arch == "armhf" else "v6"
+    elif arch == "arm":
+        variant = {"": "v7", "7": "v7", "5": "v5", "6": "v6", "8": "v8"}.get(variant, variant)
+    return os_name, arch, variant
+
+
+def normal_platform(value: str) -> str:
+    """A platform `platform_problem` accepts in containerd's normal form (platforms.Normalize, as BuildKit reads
+    `--platform`): `linux/x86_64` -> linux/amd64, `linux/aarch64` and `linux/arm64/v8` -> linux/arm64, `linux/armhf`
+    -> linux/arm/v7, `linux/armel` -> linux/arm/v6, `linux/arm` -> linux/arm/v7. What the plan, the content tag,
+    the build and the index entry all see, so TARGETARCH/TARGETVARIANT are BuildKit's."""
+    parts = value.split("/")
+    if len(parts) not in (2, 3):
+        return value
+    return "/".join(p for p in normal_parts(*parts) if p)
+
+
+def _version(variant: str) -> int | None:
+    digits = variant[1:] if variant.startswith("v") else variant
+    return int(digits) if digits.isdigit() else None
+
+
+def platform_preference(value: str) -> list[tuple[str, str, str]]:
+    """The normalized platforms an image index entry may have for a build for `value`, best first, as
+    containerd's platforms.Only orders them (BuildKit picks a base's manifest so): the platform itself, then for
+    amd64/vN amd64/vN-1..v1 and 386; for arm/vN arm/vN-1..v5; for arm64/v8.x or v9.x the lower arm64 variants, then
+    32-bit arm from v8 down."""
+    os_name, arch, variant = normal_parts(*(value.split("/") + [""])[:3])
+    vector = [(os_name, arch, variant)]
+    if arch == "amd64":
+        level = _version(variant) or 1
+        vector += [normal_parts(os_name, arch, f"v{n}") for n in range(level - 1, 0, -1)] + [(os_name, "386", "")]
+    elif arch == "arm":
+        level = _version(variant) or 0
+        vector += [(os_name, arch, f"v{n}") for n in range(level - 1, 4, -1)]
+    elif arch == "arm64":
+        major, _, minor = (variant or "v8").partition(".")
+        level, step = _version(major), int(minor) if len(variant) == 4 and minor.isdigit() else 0
+        if level is not None and level >= 8:
+            if level == 9:
+                vector += [(os_name, arch, f"v9.{n}" if n else "v9") for n in range(step - 1, -1, -1)]
+                level, step = 8, min(step + 5, 9)
+                vector.append((os_name, arch, f"v8.{step}"))
+            vector += [normal_parts(os_name, arch, f"v{level}.{n}" if n else f"v{level}")
+                       for n in range(step - 1, -1, -1)]
+        arm = "v8" if (variant or "v8").startswith(("v8.", "v9.")) else variant or "v8"
+        vector += platform_preference(f"{os_name}/arm/{arm}")
+    return vector

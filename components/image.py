@@ -47,25 +47,43 @@ class BuildPlan:
     only stages off the target's FROM chain use."""
     dockerfile: str | None = None
     """The Dockerfile the build uses (project-relative): the staged copy pinned to the digests the tag names, or
-    None for the configured one (nothing to pin, or remoteInputs: ignore)."""
+    None for the configured one (nothing to pin, or remoteInputs: ignore). None for an image with `platforms`."""
     platform_tags: Mapping[str, str] = field(default_factory=dict)
     """An image with `platforms`: each platform's content tag, in the configured order (`tag` is then the index's
     tag, components/platforms.py); empty for a one-platform image."""
+    platform_dockerfiles: Mapping[str, str | None] = field(default_factory=dict)
+    """An image with `platforms`: each platform's Dockerfile as `dockerfile` says, pinned to that platform's remote
+    inputs (a base by tag is another manifest per platform); empty for a one-platform image."""
+
+    def dockerfile_for(self, platform: str | None) -> str | None:
+        """The staged Dockerfile of the build for `platform` (None: the image's one platform), or None."""
+        return self.platform_dockerfiles.get(platform) if platform is not None else self.dockerfile
+
+    @property
+    def staged(self) -> set[str]:
+        """Every staged Dockerfile this plan's builds read."""
+        return {p for p in (self.dockerfile, *self.platform_dockerfiles.values()) if p is not None}
 
 
 PINNED_DIR = ".acr-publish/pinned"
 """Where the staged, pinned Dockerfiles are written, relative to the project root (ignored by git)."""
 
 
-def _read_plans(settings: Settings, problems: list[str]) -> dict[str, remote_inputs.ImageInputs | None]:
-    """Each image's Dockerfile read for its build inputs (buildcontext/stages.py). A Dockerfile this cannot read is
-    a problem, except under remoteInputs: ignore, where the guard then counts every stage as shipped."""
-    plans: dict[str, remote_inputs.ImageInputs | None] = {}
+def _read_plans(settings: Settings, problems: list[str]) -> dict[str, dict[str, remote_inputs.ImageInputs] | None]:
+    """Each image's Dockerfile read for its build inputs (buildcontext/stages.py), once per platform it is built
+    for: a base by tag is another manifest per platform, an ADD URL with ${TARGETARCH} another file. A Dockerfile
+    this cannot read is a problem, except under remoteInputs: ignore, where the guard then counts every stage as
+    shipped."""
+    plans: dict[str, dict[str, remote_inputs.ImageInputs] | None] = {}
     for i, image in enumerate(settings.images):
         label = f"acr-publish:images[{i}] ({image.name})"
         try:
             data = settings.path(image.dockerfile).read_bytes()
-            plan = stages.read_plan(data, image.build_args, image.target, image.platform)
+            plans[image.name] = {
+                platform: remote_inputs.ImageInputs(label, image.dockerfile, image.remote_inputs,
+                                                    stages.read_plan(data, image.build_args, image.target, platform),
+                                                    platform)
+                for platform in image_platforms(image)}
         except (OSError, stages.DockerfileProblem) as err:
             plans[image.name] = None
             # An unknown target is the settings' to report (it never reaches a stack's plan); the engine refuses it.
@@ -74,41 +92,7 @@ def _read_plans(settings: Settings, problems: list[str]) -> dict[str, remote_inp
                 reason = err.strerror if isinstance(err, OSError) else str(err)
                 problems.append(f"{label}: {image.dockerfile}{line}: {reason}; the base images and remote sources "
                                 "cannot be read from it (fix the line, or set remoteInputs: ignore)")
-            continue
-        if image.platforms and image.remote_inputs == "resolve":
-            # Remote inputs are resolved once per image and pinned into the one staged Dockerfile every platform
-            # builds from: one that differs per platform (a base picked for the target platform, an ADD URL holding
-            # ${TARGETARCH}) would give arm64 amd64's. Refused before any registry or server is asked.
-            dependent = _platform_dependent(data, image, plan)
-            if dependent:
-                plans[image.name] = None
-                problems.append(f"{label}: {image.dockerfile}: {'; '.join(dependent)}: acr-publish resolves an "
-                                "image's remote inputs once for all its platforms; pin each such FROM by the digest "
-                                "of its image index (FROM <image>@sha256:...), or set remoteInputs: ignore")
-                continue
-        plans[image.name] = remote_inputs.ImageInputs(label, image.dockerfile, image.remote_inputs, plan)
     return plans
-
-
-def _platform_dependent(data: bytes, image: ImageSettings, plan: stages.DockerfilePlan) -> list[str]:
-    """The lines of an image with `platforms` whose remote input differs between its platforms and is not pinned
-    by a digest the same for all (a base pulled for the target platform, an ADD URL per architecture)."""
-    found: list[str] = []
-    for platform in image.platforms[1:]:
-        try:
-            other = stages.read_plan(data, image.build_args, image.target, platform)
-        except stages.DockerfileProblem as err:
-            return [f"it cannot be read for {platform} ({err})"]
-        if len(other.references) != len(plan.references) or len(other.sources) != len(plan.sources):
-            return [f"its stages pull other images or sources for {platform} than for {image.platforms[0]}"]
-        for a, b in zip(plan.references, other.references):
-            same = a.reference == b.reference and (a.platform == b.platform or a.pinned)
-            if not same:
-                found.append(f"line {a.line}: {a.instruction} {a.written} is pulled per platform")
-        for a, b in zip(plan.sources, other.sources):
-            if a.url != b.url:
-                found.append(f"line {a.line}: ADD {b.shown} is another file per platform")
-    return list(dict.fromkeys(found))
 
 
 def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.DockerfilePlan,
@@ -198,29 +182,34 @@ def _context_scans(settings: Settings, problems: list[str],
     return image_scans
 
 
-def _warn_remote_inputs(image: ImageSettings, label: str, inputs: remote_inputs.ImageInputs | None) -> None:
-    """Say what the content tag does not cover: everything remote (`ignore`), or unpinned git sources."""
+def _warn_remote_inputs(image: ImageSettings, label: str,
+                        inputs: Mapping[str, remote_inputs.ImageInputs] | None) -> None:
+    """Say what the content tag does not cover: everything remote (`ignore`), or unpinned git sources (each line
+    once, whichever platforms fetch it)."""
     if image.remote_inputs == "ignore":
         pulumi.log.warn(remote_inputs.ignored_warning(label))
     elif inputs is not None:
-        for warning in remote_inputs.unpinned_git_warnings(inputs):
+        warnings = [w for each in inputs.values() for w in remote_inputs.unpinned_git_warnings(each)]
+        for warning in dict.fromkeys(warnings):
             pulumi.log.warn(warning)
 
 
 def _plan_image(settings: Settings, image: ImageSettings, label: str, scan: ContextScan,
-                inputs: remote_inputs.ImageInputs | None, remote: remote_inputs.ResolvedInputs | None,
+                inputs: Mapping[str, remote_inputs.ImageInputs] | None,
+                resolved: Mapping[tuple[str, str], remote_inputs.ResolvedInputs],
                 problems: list[str]) -> BuildPlan | None:
-    """One image's plan: a content tag per platform, recorded in the explain history; None when the sensitive-file
-    guard refuses it (its problem in `problems`)."""
-    plan = inputs.plan if inputs is not None else None
-    labels = remote.labels if remote is not None else {}
+    """One image's plan: per platform, a content tag over that platform's remote inputs, recorded in the explain
+    history, and the Dockerfile pinned to them; None when the sensitive-file guard refuses it (its problem in
+    `problems`)."""
     # One report per platform: the platform is a build input, so each build has its own content tag.
-    platform_tags: dict[str, str] = {}
+    reports = {}
     try:
         for platform in image_platforms(image):
-            report = scan.report(image.build_args, image.target, platform, image.allow_sensitive,
-                                 labels, plan)
-            platform_tags[platform] = report.tag
+            plan = inputs[platform].plan if inputs is not None else None
+            remote = resolved.get((label, platform))
+            labels = remote.labels if remote is not None else {}
+            report = scan.report(image.build_args, image.target, platform, image.allow_sensitive, labels, plan)
+            reports[platform] = (report, plan, remote, labels)
     except ValueError as err:  # SensitiveFilesError
         problems.append(f"{label}: {err}")
         return None
@@ -228,19 +217,21 @@ def _plan_image(settings: Settings, image: ImageSettings, label: str, scan: Cont
         # Deliberate, but never silent: the run says which sensitive files go into the image.
         paths = ", ".join(f"{escaped(f.path)} ({escaped(f.reason)})" for f in report.allowed)
         pulumi.log.warn(f"{label}: allowSensitive sends {paths} into the image")
-    for note in report.off_chain:
+    for note in dict.fromkeys(n for r, *_ in reports.values() for n in r.off_chain):
         pulumi.log.info(f"{label}: {escaped(note)}")
-    for platform in platform_tags:
+    secret = frozenset(f.path.removeprefix("buildArg:") for r, *_ in reports.values() for f in r.allowed
+                       if f.kind == "buildArg") | frozenset(a for r, *_ in reports.values() for a in r.off_chain_args)
+    staged: dict[str, str | None] = {}
+    for platform, (report, plan, remote, labels) in reports.items():
         history.record(history.HistoryKey(settings.project_root, settings.stack,
                                           history_name(image.name, platform, bool(image.platforms))),
                        scan.state(image.build_args, image.target, platform, labels), scan.manifest)
-    secret_args = frozenset(f.path.removeprefix("buildArg:") for f in report.allowed if f.kind == "buildArg")
-    staged = (_stage_pinned(settings, image, plan, remote)
-              if remote is not None and plan is not None and not problems else None)
-    secret = secret_args | frozenset(report.off_chain_args)
+        staged[platform] = (_stage_pinned(settings, image, plan, remote)
+                            if remote is not None and plan is not None and not problems else None)
+    platform_tags = {platform: entry[0].tag for platform, entry in reports.items()}
     if image.platforms:
-        return BuildPlan(image, index_tag(platform_tags), secret, staged, platform_tags)
-    return BuildPlan(image, report.tag, secret, staged)
+        return BuildPlan(image, index_tag(platform_tags), secret, None, platform_tags, staged)
+    return BuildPlan(image, report.tag, secret, staged[image.platform])
 
 
 def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[str, BuildPlan]:
@@ -258,8 +249,8 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
     problems: list[str] = []
     scans: dict[tuple[Path, Path], ContextScan] = {}
     dockerfiles = _read_plans(settings, problems)
-    waiting = remote_inputs.resolve_all([p for p in dockerfiles.values() if p is not None], login)
-    resolved: dict[str, remote_inputs.ResolvedInputs] = {}
+    waiting = remote_inputs.resolve_all([i for p in dockerfiles.values() if p is not None for i in p.values()], login)
+    resolved: dict[tuple[str, str], remote_inputs.ResolvedInputs] = {}
     try:
         image_scans = _context_scans(settings, problems, scans)
         try:
@@ -273,10 +264,10 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
             label = f"acr-publish:images[{i}] ({image.name})"
             inputs = dockerfiles.get(image.name)
             _warn_remote_inputs(image, label, inputs)
-            remote = resolved.get(label)
-            if image.remote_inputs != "ignore" and remote is None and inputs is not None:
+            if image.remote_inputs != "ignore" and inputs is not None and \
+                    any((label, platform) not in resolved for platform in inputs):
                 continue  # its problem is listed
-            planned = _plan_image(settings, image, label, scan, inputs, remote, problems)
+            planned = _plan_image(settings, image, label, scan, inputs, resolved, problems)
             if planned is not None:
                 plans[image.name] = planned
     finally:
@@ -284,8 +275,8 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
             scan.save()
     if problems:
         raise BuildPlanError("\n".join(problems))
-    staged_prune.prune(settings.path(PINNED_DIR), {settings.path(p.dockerfile).parent for p in plans.values()
-                                                   if p.dockerfile is not None})
+    staged_prune.prune(settings.path(PINNED_DIR), {settings.path(staged).parent for p in plans.values()
+                                                   for staged in p.staged})
     return plans
 
 
@@ -448,7 +439,7 @@ def declare_build(parent: pulumi.Resource, name: str, args: PublishedImageArgs, 
         context=img.context,
         # The staged Dockerfile pinned to the digests the content tag names (remote inputs), when there is one:
         # a base moved since planning then fails the build instead of landing under this tag.
-        dockerfile=args.plan.dockerfile or img.dockerfile,
+        dockerfile=args.plan.dockerfile_for(platform) or img.dockerfile,
         args={k: pulumi.Output.secret(v) if k in args.plan.secret_build_args else v
               for k, v in img.build_args.items()} or None,
         target=img.target,

@@ -5,14 +5,14 @@ and each remote `ADD <url>` fetched and hashed (components/remote_sources.py).
 Per image, by `remoteInputs` (components/config/image_rules.py): `resolve` (default) asks the registries and servers;
 `pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
 (and every git source without a full commit); `ignore` asks nothing and pins nothing (said in a warning). A pinned
-input costs no request; every other distinct (reference, platform) and URL is asked once per run, concurrently.
-Credentials per host: the stack's own login for the stack's registry host (and only there); for any other host the
-user's Docker config (`auths`, or a credential helper), else anonymous.
+input costs no request; every other distinct reference (one manifest request for every platform it is needed for)
+and URL is asked once per run, concurrently. Credentials per host: the stack's own login for the stack's registry
+host (and only there); for any other host the user's Docker config (`auths`, or a credential helper), else anonymous.
 
-The result per image, `ResolvedInputs`, names each input by label (`FROM <ref>`, with `(<platform>)` when not the
-image's; `ADD <url>`) with its digest; that mapping is part of the content tag, and `pinned_text` (the staged
-Dockerfile the build uses) names exactly those digests, so a base that moves between planning and building is not
-taken."""
+The result per image and platform (an image with `platforms` has a Dockerfile plan per platform), `ResolvedInputs`,
+names each input by label (`FROM <ref>`, with `(<platform>)` when not that platform; `ADD <url>`) with its digest;
+that mapping is part of the platform's content tag, and `pinned_text` (the staged Dockerfile its build uses) names
+exactly those digests, so a base that moves between planning and building is not taken."""
 from __future__ import annotations
 
 import base64
@@ -21,7 +21,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import requests
 
 from boundedjson import parse_json
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
+from components.docker_rules import normal_parts, platform_preference
 from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
 from components.stack_advice import BASE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
@@ -165,16 +166,21 @@ def credentials_for(host: str, stack: RegistryLogin | None) -> Credentials:
     return Credentials(RegistryLogin(host, None, None, plain), "anonymous")
 
 
-def _platform_matches(entry: Any, wanted: str) -> bool:
-    if not isinstance(entry, dict) or not isinstance(entry.get("platform"), dict):
-        return False
-    plat = entry["platform"]
-    parts = wanted.split("/")
-    if plat.get("os") != parts[0] or plat.get("architecture") != parts[1]:
-        return False
-    if len(parts) > 2:
-        return plat.get("variant", "v8" if parts[1] == "arm64" else "") in (parts[2], f"v{parts[2].lstrip('v')}")
-    return True
+def _index_entry_digest(entries: list, wanted: str) -> str | None:
+    """The digest of the index entry BuildKit pulls for `wanted`: containerd's platforms.Only ordering (the
+    platform, then what it can also run, components/docker_rules.py platform_preference), the first entry in index
+    order for the best platform any entry has; None when none can run on it."""
+    normal: list[tuple[tuple[str, str, str], str]] = []
+    for entry in entries:
+        plat = entry.get("platform") if isinstance(entry, dict) else None
+        fields = [plat.get(k, "") for k in ("os", "architecture", "variant")] if isinstance(plat, dict) else None
+        if fields and all(isinstance(f, str) for f in fields) and isinstance(entry.get("digest"), str):
+            normal.append((normal_parts(*fields), entry["digest"]))
+    for candidate in platform_preference(wanted):
+        found = next((digest for parts, digest in normal if parts == candidate), None)
+        if found is not None:
+            return found
+    return None
 
 
 def registry_client(host: str, stack: RegistryLogin | None, deadline: float) -> tuple[RegistryClient, Credentials]:
@@ -190,14 +196,27 @@ def registry_client(host: str, stack: RegistryLogin | None, deadline: float) -> 
 def resolve_reference(reference: str, platform: str, stack: RegistryLogin | None, deadline: float,
                       client: tuple[RegistryClient, Credentials] | None = None) -> str:
     """The digest of the manifest `reference` names for `platform` (an index is followed to that platform's
-    entry); ResolveFailure otherwise. `client`: a client of `registry_client` for the reference's host, reused
-    across its references (closed by the caller); without one, one is made and closed here."""
+    entry); ResolveFailure otherwise. `client`: as for `resolve_platforms`."""
+    found = resolve_platforms(reference, (platform,), stack, deadline, client)[platform]
+    if isinstance(found, ResolveFailure):
+        raise found
+    return found
+
+
+def resolve_platforms(reference: str, platforms: Sequence[str], stack: RegistryLogin | None, deadline: float,
+                      client: tuple[RegistryClient, Credentials] | None = None) -> dict[str, str | ResolveFailure]:
+    """Platform -> the digest of the manifest `reference` names for it, or the ResolveFailure: one manifest request
+    for all of `platforms` (an index is read once and followed to each platform's entry). `client`: a client of
+    `registry_client` for the reference's host, reused across its references (closed by the caller); without one,
+    one is made and closed here."""
     where = locate(reference)
     own_client = client is None
     client, creds = registry_client(where.host, stack, deadline) if client is None else client
     try:
         with _as_failure(creds):
-            return _platform_digest(client, where, platform)
+            return _platform_digests(client, where, platforms)
+    except ResolveFailure as failure:
+        return dict.fromkeys(platforms, failure)
     finally:
         if own_client:
             client.close()
@@ -215,26 +234,30 @@ def _as_failure(creds: Credentials) -> Iterator[None]:
         raise ResolveFailure(f"{err} (credentials: {creds.source})", kind, creds.source) from None
 
 
-def _platform_digest(client: RegistryClient, where: Location, platform: str) -> str:
-    """The manifest digest of `where` for `platform`: the manifest's own, or an index's entry for the platform."""
+def _platform_digests(client: RegistryClient, where: Location,
+                      platforms: Sequence[str]) -> dict[str, str | ResolveFailure]:
+    """The manifest digest of `where` for each of `platforms`: the manifest's own, or an index's entry for the
+    platform (a ResolveFailure for a platform the index lacks)."""
     if not client.logged_in:
         client.login(prove=False)  # the manifest request shows a refused login itself
     manifest = client.get_manifest(where.repository, where.reference)
     if manifest.media_type not in (OCI_INDEX, DOCKER_LIST):
-        return manifest.digest
+        return dict.fromkeys(platforms, manifest.digest)
     try:
         doc = parse_json(manifest.content, limit=MANIFEST_LIMIT)
     except ValueError:
         raise ResolveFailure("its index is not JSON", "protocol") from None
     entries = doc.get("manifests") if isinstance(doc, dict) else None
-    for entry in entries if isinstance(entries, list) else []:
-        if _platform_matches(entry, platform) and isinstance(entry.get("digest"), str):
-            return entry["digest"]
+    entries = entries if isinstance(entries, list) else []
     offered = sorted({"/".join(p for p in (e["platform"].get("os"), e["platform"].get("architecture"),
                                              e["platform"].get("variant")) if p)
-                      for e in entries or [] if isinstance(e, dict) and isinstance(e.get("platform"), dict)})
-    raise ResolveFailure(f"its index has no manifest for {platform} (it has {', '.join(offered) or 'none'})",
-                         "platform")
+                      for e in entries if isinstance(e, dict) and isinstance(e.get("platform"), dict)})
+    found: dict[str, str | ResolveFailure] = {}
+    for platform in platforms:
+        digest = _index_entry_digest(entries, platform)
+        found[platform] = digest if digest is not None else ResolveFailure(
+            f"its index has no manifest for {platform} (it has {', '.join(offered) or 'none'})", "platform")
+    return found
 
 
 @dataclass
@@ -247,6 +270,8 @@ class ImageInputs:
     """The Dockerfile's project-relative path."""
     mode: str
     plan: DockerfilePlan
+    platform: str
+    """The platform `plan` was read for (one of an image's `platforms`, or its one `platform`)."""
 
 
 @dataclass(frozen=True)
@@ -329,27 +354,29 @@ def _wanted(images: list[ImageInputs], problems: list[str]) -> tuple[dict[tuple[
 def _resolve_host(host: str, keys: list[tuple[str, str]], stack: RegistryLogin | None,
                   deadline: float) -> dict[tuple[str, str], str | ResolveFailure]:
     """Every reference of one registry host through one client: one login, then the references in parallel (the
-    client is thread-safe); a failed login is every reference's failure."""
+    client is thread-safe), each one manifest request for all the platforms it is asked for; a failed login is
+    every reference's failure."""
     results: dict[tuple[str, str], str | ResolveFailure] = {}
+    platforms: dict[str, list[str]] = {}
+    for reference, platform in keys:
+        platforms.setdefault(reference, []).append(platform)
     client, creds = registry_client(host, stack, deadline)
 
-    def one(key: tuple[str, str]) -> None:
-        try:
-            results[key] = resolve_reference(key[0], key[1], stack, deadline, client=(client, creds))
-        except ResolveFailure as failure:
-            results[key] = failure
+    def one(reference: str) -> None:
+        found = resolve_platforms(reference, platforms[reference], stack, deadline, client=(client, creds))
+        results.update({(reference, platform): digest for platform, digest in found.items()})
 
     try:
-        if len(keys) == 1:
-            one(keys[0])
+        if len(platforms) == 1:
+            one(next(iter(platforms)))
             return results
         try:
             with _as_failure(creds):
                 client.login(prove=False)  # a refused login shows in the first manifest request, as with one
         except ResolveFailure as failure:
             return dict.fromkeys(keys, failure)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(keys))) as inner:
-            list(inner.map(one, keys))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(platforms))) as inner:
+            list(inner.map(one, platforms))
     finally:
         client.close()
     return results
@@ -409,10 +436,11 @@ def _resolved_sources(image: ImageInputs, url_futures: dict[str, concurrent.futu
     return checksums
 
 
-def resolve_all(images: Iterable[ImageInputs], stack: RegistryLogin | None) -> Callable[[], dict[str, ResolvedInputs]]:
+def resolve_all(images: Iterable[ImageInputs],
+                stack: RegistryLogin | None) -> Callable[[], dict[tuple[str, str], ResolvedInputs]]:
     """Start resolving every image's unpinned references and sources (each distinct one once, concurrently) and
-    return a function that waits for them: image label -> ResolvedInputs, or RemoteInputError listing every
-    problem. `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""
+    return a function that waits for them: (image label, platform) -> ResolvedInputs, or RemoteInputError listing
+    every problem (each once). `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""
     images = [i for i in images if i.mode != "ignore"]
     deadline = time.monotonic() + BUDGET_S
     problems: list[str] = []
@@ -428,15 +456,15 @@ def resolve_all(images: Iterable[ImageInputs], stack: RegistryLogin | None) -> C
     pool.shutdown(wait=False)
     ref_results: dict[tuple[str, str], str | ResolveFailure] = {}
 
-    def wait() -> dict[str, ResolvedInputs]:
+    def wait() -> dict[tuple[str, str], ResolvedInputs]:
         for future in host_futures:
             ref_results.update(future.result())
-        out: dict[str, ResolvedInputs] = {}
+        out: dict[tuple[str, str], ResolvedInputs] = {}
         server = f" ({stack.server})" if stack is not None else ""
         for image in images:
             labels, digests = _resolved_references(image, ref_results, server, problems)
             checksums = _resolved_sources(image, url_futures, labels, problems)
-            out[image.label] = ResolvedInputs(labels, digests, checksums)
+            out[(image.label, image.platform)] = ResolvedInputs(labels, digests, checksums)
         if problems:
             raise RemoteInputError("\n".join(dict.fromkeys(problems)))
         return out

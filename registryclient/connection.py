@@ -270,11 +270,14 @@ class Connection:
         if self._sockets.aborted:  # cut off by the deadline before the answer's head was complete
             return self._silent(hostport, method, self.path_shown(url)), "unreachable"
         short = find_cause(exc, (urllib3.exceptions.IncompleteRead, http.client.IncompleteRead))
-        if short is not None and (heard := self._sockets.heard()) is not None:
-            # A body shorter than its length, the connection then closed cleanly: it answered and broke off.
+        # (A chunk length that is no number surfaces as an IncompleteRead over a ValueError: malformed, below.)
+        if short is not None and find_cause(exc, (urllib3.exceptions.InvalidChunkLength, ValueError)) is None \
+                and (heard := self._sockets.heard()) is not None:
+            # A body shorter than its length, the connection then closed: it answered and broke off (an answer
+            # HTTP calls incomplete, so a protocol failure, not an unreachable host).
             return (f"{hostport} answered {method} {self.path_shown(url)} with {heard[0]}, but closed the connection "
                     f"before the rest of its answer arrived ({self.shown(str(short))}); the registry or a proxy in "
-                    "between broke it off"), "unreachable"
+                    "between broke it off"), "protocol"
         if (malformed := malformed_http(exc)) is not None:
             return (f"{hostport} answered {method} {self.path_shown(url)}, but not with a "
                     f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "

@@ -1,13 +1,14 @@
 """Secret scrubbing: what a message may show of text a server sent.
 
-`Scrubber` finds every form a credential can take in text (raw, percent-, form-, HTML- and JSON-encoded, base64,
-hex and base32 of any text holding it, UTF-16, a run of SCRUB_FRAGMENT of its characters); a text holding one is
-withheld whole (WITHHELD), never masked in place, and Bearer and Basic header values are masked in place.
+`Scrubber` finds every form a credential can take in text: raw or escaped (percent, form, HTML, JSON, also nested
+and mixed: the text's decoded views, `textviews`), however spaced, wrapped or cased; base64, base85, hex and base32
+of any text holding it (UTF-8, UTF-16 or Latin-1); a run of half of it (`fragment_len`). A text holding one is
+withheld whole (WITHHELD), never masked in place; Bearer and Basic header values are masked in place.
 `excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never
-scrubbed. The forms of secrets up to ENCODED_FORMS_MAX characters are regular expressions run on RE2: a server
-chooses the text they run over, and Python's `re` backtracks polynomially on a secret with runs of spaces or
-backslashes against such text; longer secrets are literal text searched in Python, so no pattern can outgrow RE2
-(which writes to stderr when one does)."""
+scrubbed. The escaped forms of secrets up to ENCODED_FORMS_MAX characters are also regular expressions run on RE2:
+a server chooses the text they run over, and Python's `re` backtracks polynomially on a secret with runs of spaces
+or backslashes against such text; every other form is literal text searched in Python, so no pattern can outgrow
+RE2 (which writes to stderr when one does). Time and memory are linear in the text: a few passes per view."""
 from __future__ import annotations
 
 import base64
@@ -19,6 +20,7 @@ from typing import Any, Callable
 import re2
 
 from buildcontext.printable import escaped
+from registryclient.textviews import compact, decoded_views, folded
 
 EXCERPT_CHARS = 200
 MASK = "***"
@@ -35,12 +37,15 @@ _HEADER_CREDENTIAL = re.compile(r"\b(Bearer|Basic)(\s+|%20|\+)[A-Za-z0-9._~+/=%-
 _JSON_SHORT = {'"': '"', "\\": "", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
 """JSON's two-character escapes, after the backslash."""
 SCRUB_FRAGMENT = 8
-"""A run this long of a secret longer than it is masked on its own: a token cut short, or shown in part, leaks."""
+"""A run this long of a secret withholds a text (a token cut short, or shown in part, leaks); shorter secrets'
+runs of half their length do (`fragment_len`)."""
+FRAGMENT_MIN = 5
+"""The shortest run of a longer secret that withholds a text (`fragment_len`)."""
 ENCODED_FORMS_MAX = 128
 """Secrets up to this long are matched in every encoding as RE2 patterns (passwords: ACR's are at most 32
 characters): the pattern of a longer one could outgrow RE2's memory, and RE2 then writes to stderr (the start of the
 pattern, i.e. of the secret) before failing. A longer secret (a token) is masked as literal text, its base64, hex,
-base32 and UTF-16 forms, and its fragments, in plain Python."""
+base32 and UTF-16 forms, and its runs, in plain Python."""
 SECRET_MAX = 16384
 """The longest secret the scrubber takes (a configured password is held to settings' bound, far below; a token
 service's token longer than this is refused): its masks are built per character."""
@@ -106,19 +111,56 @@ def _base32_cores(data: bytes) -> set[str]:
     return cores
 
 
+def _base85_cores(data: bytes) -> set[str]:
+    """The base85 and Ascii85 groups that depend on `data` alone: its whole 4-byte groups from each of the four
+    offsets a group can start at."""
+    cores = set()
+    for start in range(4):
+        whole = data[start:start + (len(data) - start) // 4 * 4]
+        if whole:
+            cores |= {base64.b85encode(whole).decode(), base64.a85encode(whole).decode()}
+    return cores
+
+
+def _byte_forms(secret: str) -> list[bytes]:
+    """The bytes a server may hold `secret` as: UTF-8, UTF-16 in either byte order, Latin-1 where it differs."""
+    forms = [secret.encode(), secret.encode("utf-16-le", "surrogatepass"), secret.encode("utf-16-be", "surrogatepass")]
+    try:
+        forms.append(secret.encode("latin-1"))
+    except UnicodeEncodeError:
+        pass
+    return list(dict.fromkeys(forms))
+
+
+def fragment_len(canonical_len: int) -> int:
+    """The shortest run of a secret's characters (case-folded, layout removed) that withholds a text: half the
+    secret, so no message shows half of a password of 10 characters or more; at least FRAGMENT_MIN, as a run of 4
+    occurs in too many words ('nter' of 'hunter22' in 'Internal Server Error') for every server text holding one to
+    be withheld; at most SCRUB_FRAGMENT, the length a long token's runs are looked for at; never more than the
+    secret. A shorter run would withhold more innocent text: a false positive only withholds a server's text, never
+    the program's own words."""
+    return min(canonical_len, max(FRAGMENT_MIN, min(SCRUB_FRAGMENT, canonical_len // 2)))
+
+
 class Scrubber:
     """Finds every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
-    JSON-escaped, in any mixture; base64 (either alphabet, padded or not), hex (either case) and base32 of any
-    string holding it, such as user:password; UTF-16 (either byte order, as text decoded from bytes); any run of
-    SCRUB_FRAGMENT characters of it (a token cut short). Calling it withholds a text holding one and masks any
-    `Bearer …` / `Basic …` header value a server echoes back. The forms are built from the secret itself, not from a
-    list of encoders."""
+    JSON-escaped, in any mixture; the same under up to DECODE_ROUNDS nested layers of percent, quoted-printable,
+    HTML and JSON escapes (`textviews`); base64 (either alphabet, padded or not, wrapped or not), base85, Ascii85,
+    hex (either case) and base32 of any string holding it (such as user:password) as UTF-8, UTF-16 or Latin-1; any
+    run of `fragment_len` of its characters, however spaced, wrapped or cased. Calling it withholds a text holding
+    one and masks any `Bearer …` / `Basic …` header value a server echoes back. The forms are built from the secret
+    itself, not from a list of encoders."""
 
     def __init__(self) -> None:
         self._patterns: list[str] = []
-        self._literals: set[str] = set()
-        self._base64: set[str] = set()
-        self._fragments: set[str] = set()
+        self._raw: set[str] = set()
+        """Searched in each decoded view: UTF-16 read as Latin-1 text (NULs and all)."""
+        self._compact: set[str] = set()
+        """Searched in each view's `compact` form: base64 and base85 (case matters)."""
+        self._folded: set[str] = set()
+        """Searched in each view's `folded` form: hex and base32 in lower case."""
+        self._runs: dict[int, set[str]] = {}
+        """Runs of `fragment_len` characters of each secret (folded), by length."""
         self._regex: Any = None  # re2 patterns
 
     def add(self, secret: str | None, *, username: str | None = None) -> None:
@@ -130,40 +172,42 @@ class Scrubber:
             raise ValueError(f"a secret longer than {SECRET_MAX} characters cannot be masked")
         if len(secret) <= ENCODED_FORMS_MAX:
             self._patterns.append(_secret_pattern(secret))
-        else:
-            # A token is opaque ASCII that percent, HTML and JSON encodings leave as it is: matched as itself.
-            self._literals.add(secret)
-        data = secret.encode()
-        texts = [data] + ([f"{username}:{secret}".encode()] if username is not None else [])
-        for text in texts:  # other encoders a server may echo with: hex, base32, UTF-16 (read as text, NULs and all)
-            self._literals |= {text.hex(), text.hex().upper()}
-            self._literals |= {form for core in _base32_cores(text) for form in (core, core.lower())
-                               if len(core) >= B64_CORE_MIN}
-            decoded = text.decode("utf-8", errors="replace")
-            self._literals |= {decoded.encode("utf-16-le").decode("latin-1"),
-                               decoded.encode("utf-16-be").decode("latin-1")}
-        cores = {c for c in _base64_cores(data) if len(c) >= B64_CORE_MIN}
+        texts = _byte_forms(secret) + ([f"{username}:{secret}".encode()] if username is not None else [])
+        for text in texts:
+            self._folded |= {text.hex()} | {core.lower() for core in _base32_cores(text) if len(core) >= B64_CORE_MIN}
+            self._compact |= {core for core in _base64_cores(text) if len(core) >= B64_CORE_MIN}
+            self._compact |= _base85_cores(text)
+        self._raw |= {secret.encode(encoding, "surrogatepass").decode("latin-1")
+                      for encoding in ("utf-16-le", "utf-16-be")}
         # A short secret's base64 runs are too short to look for inside any token: its whole base64 token is looked for.
-        whole = {base64.b64encode(data).decode().rstrip("=")} if username is None else set()
-        if username is not None:
-            whole.add(base64.b64encode(f"{username}:{secret}".encode()).decode().rstrip("="))
-        self._base64 |= {c for c in cores | whole | {w.translate(str.maketrans("+/", "-_")) for w in whole}
-                         if len(c) >= MIN_SCRUB_LEN}
-        if len(secret) > SCRUB_FRAGMENT:
-            self._fragments |= {secret[i:i + SCRUB_FRAGMENT] for i in range(len(secret) - SCRUB_FRAGMENT + 1)}
+        data = secret.encode()
+        whole = {base64.b64encode(data if username is None else f"{username}:{secret}".encode()).decode().rstrip("=")}
+        self._compact |= whole | {w.translate(str.maketrans("+/", "-_")) for w in whole}
+        canonical = folded(compact(secret))
+        if len(canonical) >= MIN_SCRUB_LEN:
+            size = fragment_len(len(canonical))
+            self._runs.setdefault(size, set()).update(canonical[i:i + size]
+                                                      for i in range(len(canonical) - size + 1))
         self._regex = None
 
     def holds_secret(self, text: str) -> bool:
         """Whether any form of any secret added occurs in `text` (the header values a server echoes aside)."""
-        if self._patterns:
-            if self._regex is None:
-                self._regex = re2.compile("|".join(self._patterns))
-            if self._regex.search(text):
-                return True
-        if any(form in text for form in self._literals | self._base64):
+        if self._patterns and self._regex is None:
+            self._regex = re2.compile("|".join(self._patterns))
+        return any(self._in_view(view) for view in decoded_views(text))
+
+    def _in_view(self, view: str) -> bool:
+        if self._regex is not None and self._regex.search(view):
             return True
-        return bool(self._fragments) and any(
-            text[i:i + SCRUB_FRAGMENT] in self._fragments for i in range(len(text) - SCRUB_FRAGMENT + 1))
+        if any(form in view for form in self._raw):
+            return True
+        packed = compact(view)
+        if any(form in packed for form in self._compact):
+            return True
+        canonical = folded(packed)
+        return any(form in canonical for form in self._folded) or any(
+            any(map(runs.__contains__, (canonical[i:i + size] for i in range(len(canonical) - size + 1))))
+            for size, runs in self._runs.items())
 
     def __call__(self, text: str) -> str:
         """`text` as a message may show it: WITHHELD when it holds a secret in any form (masking it in place would

@@ -273,30 +273,40 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     return config, secret_keys
 
 
+SEAMS = ("resolve_platforms", "fetch_checksum")
+"""components/remote_inputs.py's two network calls, which RemoteRecorder stands in for."""
+
+
 class RemoteRecorder:
     """Stands in for components/remote_inputs.py's two network calls (`setattr` installs it: monkeypatch.setattr).
 
-    Records (reference, platform, stack login) in `.references` and URLs in `.urls`. A reference is answered from
-    `.digests` ({reference: digest}), else with a digest derived from its name and platform; `.fail` ({reference or
-    URL: ResolveFailure}) makes one fail. URLs are answered from `.checksums` or a digest of the URL."""
+    Records (reference, platform, stack login) in `.references`, each manifest request (reference, the platforms
+    it was asked for) in `.requests`, and URLs in `.urls`. A reference is answered from `.digests` ({(reference,
+    platform) or reference: digest}), else with a digest derived from its name and platform; `.fail` ({reference
+    or URL: ResolveFailure}) makes one fail. URLs are answered from `.checksums` or a digest of the URL."""
 
     def __init__(self, setattr_: Callable[[Any, str, Any], None]) -> None:
         from components import remote_inputs
 
         self.references: list[tuple[str, str, Any]] = []
+        self.requests: list[tuple[str, tuple[str, ...]]] = []
         self.urls: list[str] = []
-        self.digests: dict[str, str] = {}
+        self.digests: dict[Any, str] = {}
         self.checksums: dict[str, str] = {}
         self.fail: dict[str, Exception] = {}
-        self.saved = {name: getattr(remote_inputs, name) for name in ("resolve_reference", "fetch_checksum")}
-        setattr_(remote_inputs, "resolve_reference", self.resolve_reference)
+        self.saved = {name: getattr(remote_inputs, name) for name in SEAMS}
+        setattr_(remote_inputs, "resolve_platforms", self.resolve_platforms)
         setattr_(remote_inputs, "fetch_checksum", self.fetch_checksum)
 
-    def resolve_reference(self, reference: str, platform: str, stack: Any, deadline: float, client: Any = None) -> str:
-        self.references.append((reference, platform, stack))
+    def resolve_platforms(self, reference: str, platforms: Any, stack: Any, deadline: float,
+                          client: Any = None) -> dict[str, Any]:
+        self.requests.append((reference, tuple(platforms)))
+        self.references += [(reference, platform, stack) for platform in platforms]
         if reference in self.fail:
-            raise self.fail[reference]
-        return self.digests.get(reference) or "sha256:" + hashlib.sha256(f"{reference}|{platform}".encode()).hexdigest()
+            return dict.fromkeys(platforms, self.fail[reference])
+        return {platform: self.digests.get((reference, platform)) or self.digests.get(reference)
+                or "sha256:" + hashlib.sha256(f"{reference}|{platform}".encode()).hexdigest()
+                for platform in platforms}
 
     def fetch_checksum(self, url: str, deadline: float) -> str:
         self.urls.append(url)
@@ -379,7 +389,7 @@ def run_stack(
         # The copy imports its own modules: the test doubles of tests/conftest.py (remote_calls) go with it.
         import importlib
         copied = importlib.import_module("components.remote_inputs")
-        for name in ("resolve_reference", "fetch_checksum"):
+        for name in SEAMS:
             setattr(copied, name, getattr(saved["components.remote_inputs"], name))
     try:
         os.chdir(project_root)

@@ -24,7 +24,7 @@ from components.config.schema import (
 )
 from components.config.shown import shown, shown_bare
 from components.config.values import unknown_keys
-from components.docker_rules import DockerfileUnreadable, build_stages, platform_problem
+from components.docker_rules import DockerfileUnreadable, build_stages, normal_platform, platform_problem
 
 # BuildKit's stage-name rule ("name can't start with a number or contain symbols"), matched case-insensitively.
 _TARGET = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
@@ -110,9 +110,13 @@ def _dockerfile(scope: Scope, where: str, value: Any) -> Located | None:
 
 
 def _platform(scope: Scope, where: str, platform: str | None) -> str | None:
-    if platform is not None:
-        check_platform(where, platform, scope.problems)
-    return platform
+    """The platform in containerd's normal form (components/docker_rules.py normal_platform), the one every build
+    input sees."""
+    if platform is None:
+        return None
+    before = len(scope.problems)
+    check_platform(where, platform, scope.problems)
+    return normal_platform(platform) if len(scope.problems) == before else platform
 
 
 def _platforms(scope: Scope, where: str, raw: Any) -> tuple[str, ...]:
@@ -144,7 +148,7 @@ def _platforms(scope: Scope, where: str, raw: Any) -> tuple[str, ...]:
                       f"{found[twin]!r} already names (an image index lists each platform once); remove one")
             continue
         found.append(value)
-    return tuple(found) if len(found) == len(raw) else ()
+    return tuple(normal_platform(p) for p in found) if len(found) == len(raw) else ()
 
 
 def target_problem(target: str, dockerfile: Located) -> str | None:

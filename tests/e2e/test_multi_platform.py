@@ -6,14 +6,21 @@ second dockerd (tests/e2e/second_engine.py: its own socket, data and exec roots,
 holding only loopback, so the one build for a platform this machine cannot run natively can send nothing off the
 machine), linux/amd64 on the local engine. The image index is written by the real `ImageIndex` provider, serialized
 by the SDK and served by a `python -m pulumi.dynamic` process as the engine serves it (tests/e2e/dynamic_engine.py).
-The Dockerfile needs no emulation: FROM scratch, COPY (a static busybox, so the amd64 image has a command to run).
+The Dockerfile needs no emulation: FROM scratch, COPY (a static busybox, so the amd64 image has a command to run);
+or FROM a two-platform base index by tag on a second loopback registry (the busybox root imported once per platform,
+each with a layer of its own), which each platform's build takes its own manifest of.
 With the real Pulumi engine, a stack exporting the index promotes it to a `local-release`-shaped stack.
 """
 from __future__ import annotations
 
+import io
 import json
+import os
+import secrets
 import shutil
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -26,6 +33,8 @@ from tests.e2e.dynamic_engine import DynamicEngine, DynamicProviderProcess
 from tests.e2e.engine import Workspace, changes, pulumi_engine, workspace  # noqa: F401
 from tests.e2e.publishing import NAMESPACE, USER, Publisher, copy_project, publisher  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
+from registryclient import OCI_INDEX, RegistryClient
+from scripts.local_base import root_filesystem_tar
 from tests.e2e import second_engine
 from tests.harness import IMAGE, IMAGE_INDEX, PROJECT_ROOT, TEST_SECRET, TEST_TOKEN
 
@@ -44,9 +53,16 @@ def registry(registry_factory: Callable[..., RegistryServer], docker_engine: str
 
 
 @pytest.fixture(scope="module")
-def arm_engine(registry: RegistryServer, docker_engine: str) -> Iterator[second_engine.SecondEngine]:
-    port = int(registry.server.rsplit(":", 1)[1])
-    engine = second_engine.start([port], PROJECT_ROOT)
+def base_registry(registry_factory: Callable[..., RegistryServer], docker_engine: str) -> RegistryServer:
+    """Where the bases live: another host than the stack's, read anonymously; its access log counts requests."""
+    return registry_factory(auth="none", access_log=True)
+
+
+@pytest.fixture(scope="module")
+def arm_engine(registry: RegistryServer, base_registry: RegistryServer,
+               docker_engine: str) -> Iterator[second_engine.SecondEngine]:
+    ports = [int(r.server.rsplit(":", 1)[1]) for r in (registry, base_registry)]
+    engine = second_engine.start(ports, PROJECT_ROOT)
     yield engine
     engine.stop()
 
@@ -66,8 +82,8 @@ def multi_config(builder: str | None) -> dict:
     return config
 
 
-def read_index(registry: RegistryServer, reference: str) -> tuple[str, dict]:
-    response = requests.get(f"{registry.url}/v2/{NAMESPACE}/multi/manifests/{reference}",
+def read_index(registry: RegistryServer, reference: str, image: str = "multi") -> tuple[str, dict]:
+    response = requests.get(f"{registry.url}/v2/{NAMESPACE}/{image}/manifests/{reference}",
                             auth=(registry.username, registry.password), timeout=30,
                             headers={"Accept": f"{DOCKER_LIST}, application/vnd.oci.image.index.v1+json"})
     assert response.status_code == 200, response.text
@@ -199,3 +215,132 @@ def test_the_engine_promotes_the_index_with_its_children(
     outcome.check()
     assert changes(summary["resourceChanges"]) == {}, summary
     assert json.dumps(workspace.outputs(target)).count(TEST_SECRET) == 0
+
+
+def import_base(docker_cli: str, platform: str, marker: str) -> str:
+    """The busybox root file system plus /marker holding `marker`, imported for `platform` (`docker import
+    --platform` needs no registry); its local name. Each marker gives the base a layer of its own."""
+    buffer = io.BytesIO(root_filesystem_tar())
+    with tarfile.open(fileobj=buffer, mode="a") as tar:
+        data = marker.encode()
+        info = tarfile.TarInfo("marker")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    name = f"acr-publish-e2e/base-{marker}:{secrets.token_hex(4)}"
+    subprocess.run([docker_cli, "import", "--platform", platform, "-", name], input=buffer.getvalue(),
+                   capture_output=True, check=True, timeout=120)
+    return name
+
+
+def layers(inspect: Callable[..., subprocess.CompletedProcess], name: str) -> list[str]:
+    """The layer diff IDs of the image `name` in the engine `inspect` asks."""
+    found = inspect("image", "inspect", "--format", "{{json .RootFS.Layers}}", name)
+    assert found.returncode == 0, found.stderr
+    return json.loads(found.stdout)
+
+
+class BaseIndex:
+    """A two-platform base index `<base registry>/base/multi:1`, its arm64 manifest movable."""
+
+    REPOSITORY, TAG = "base/multi", "1"
+
+    def __init__(self, registry: RegistryServer, docker_cli: str):
+        self.registry, self.docker_cli = registry, docker_cli
+        self.ref = f"{registry.server}/{self.REPOSITORY}:{self.TAG}"
+        self.digests: dict[str, str] = {}
+        self.layer: dict[str, str] = {}
+        self.local: list[str] = []
+
+    def local_docker(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([self.docker_cli, *args], capture_output=True, text=True, timeout=120)
+
+    def put(self, platform: str, marker: str) -> None:
+        """Push a base for `platform` (its own layer) and write the index over every platform's manifest."""
+        local = import_base(self.docker_cli, platform, marker)
+        self.local.append(local)
+        [self.layer[platform]] = layers(self.local_docker, local)
+        target = f"{self.registry.server}/{self.REPOSITORY}:{marker}"
+        for step in (["tag", local, target], ["push", "-q", target], ["image", "rm", target]):
+            done = self.local_docker(*step)
+            assert done.returncode == 0, done.stderr
+        self.digests[platform] = self.registry.manifest_digest(self.REPOSITORY, marker)
+        with RegistryClient(self.registry.server, allow_plain_http=True) as client:
+            entries = []
+            for name, digest in self.digests.items():
+                manifest = client.get_manifest(self.REPOSITORY, digest)
+                os_name, arch = name.split("/")
+                entries.append({"mediaType": manifest.media_type, "digest": digest, "size": len(manifest.content),
+                                "platform": {"os": os_name, "architecture": arch}})
+            client.put_manifest(self.REPOSITORY, self.TAG, OCI_INDEX, json.dumps(
+                {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode())
+
+    def tag_requests(self) -> int:
+        """Manifest requests for the index's tag (builds pull by digest, so only plans ask for the tag)."""
+        path = f"/v2/{self.REPOSITORY}/manifests/{self.TAG} "
+        return sum(1 for line in self.registry.log_text().splitlines() if path in line)
+
+    def remove(self) -> None:
+        for name in self.local:
+            self.local_docker("image", "rm", "-f", name)
+
+
+def test_each_platform_builds_from_its_own_manifest_of_a_base_by_tag(
+        publisher: Publisher, registry: RegistryServer, base_registry: RegistryServer, arm_engine, indexes,
+        docker_engine: str, tmp_path: Path, monkeypatch):
+    """`FROM <base>:<tag>` with two platforms: one request for the base's index serves both plans; each platform's
+    build reads its own staged Dockerfile, pinned to its platform's manifest, and holds that manifest's layer, on its
+    own engine; moving the arm64 manifest rebuilds arm64 only, under a new index tag, and explain names the move."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    base = BaseIndex(base_registry, docker_engine)
+    try:
+        base.put("linux/amd64", "amd64")
+        base.put("linux/arm64", "arm64")
+        project = copy_project(tmp_path / "project")
+        (project / "based").mkdir()
+        (project / "based" / "Dockerfile").write_text(f"FROM {base.ref}\nCOPY hello.txt /hello.txt\n")
+        (project / "based" / "hello.txt").write_text("hello\n")
+        images = [{"name": "based", "context": "based", "platforms": PLATFORMS}]
+        (project / "stacks" / "Pulumi.based.yaml").write_text(json.dumps({"config": {
+            "acr-publish:registry": {"edition": "local", "namespace": NAMESPACE}, "acr-publish:images": images}}))
+        config = {"acr-publish:images": images, "acr-publish:builders": {"linux/arm64": arm_engine.host}}
+        state, dynamic = tmp_path / "state", indexes(project)
+        engines = {"linux/amd64": base.local_docker, "linux/arm64": arm_engine.docker}
+
+        def up(expected: list[str]) -> tuple[dict, dict]:
+            asked = base.tag_requests()
+            run = publisher.run(project, "based", state, config=config, index_hook=dynamic)
+            assert base.tag_requests() == asked + 1, "one request for the index, for both platforms"
+            out = run.image("based")
+            builds = {b.platform: b for b in run.provider.builds if b.image_name.startswith(out["repository"])}
+            assert sorted(builds) == expected
+            for platform, build in builds.items():
+                assert build.host == (arm_engine.host if platform == "linux/arm64" else None)
+                assert build.dockerfile.read_text() == \
+                    f"FROM {base.ref}@{base.digests[platform]}\nCOPY hello.txt /hello.txt\n", platform
+                assert layers(engines[platform], build.image_name)[0] == base.layer[platform], platform
+            return out, builds
+
+        first, builds = up(PLATFORMS)
+        assert builds["linux/amd64"].dockerfile != builds["linux/arm64"].dockerfile
+        old_arm64 = base.digests["linux/arm64"]
+        base.put("linux/arm64", "arm64-moved")  # the base's index now lists another arm64 manifest
+        second, _ = up(["linux/arm64"])
+        tags = {p: {run["platforms"][p]["imageName"] for run in (first, second)} for p in PLATFORMS}
+        assert len(tags["linux/amd64"]) == 1 and len(tags["linux/arm64"]) == 2, tags
+        assert second["tag"] != first["tag"]
+        _, index = read_index(registry, second["tag"], "based")
+        assert {m["digest"] for m in index["manifests"]} == {second["platforms"][p]["ref"].split("@", 1)[1]
+                                                              for p in PLATFORMS}
+
+        def explain(platform: str) -> str:
+            proc = subprocess.run([sys.executable, "-m", "cli.explain", "--stack", "based", "--image", "based",
+                                   "--platform", platform], cwd=project, capture_output=True, text=True,
+                                  env=os.environ.copy(), timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout
+
+        moved = explain("linux/arm64")
+        assert f"  FROM {base.ref}: {old_arm64} -> {base.digests['linux/arm64']}" in moved, moved
+        assert f"FROM {base.ref}:" not in explain("linux/amd64")
+    finally:
+        base.remove()

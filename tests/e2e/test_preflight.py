@@ -473,4 +473,4 @@ def test_an_answer_closed_before_its_body_ended_says_the_registry_broke_it_off(h
     message = str(err)
     assert (f"{server} answered GET /v2/ with 401, but closed the connection before the rest of its answer arrived "
             "(IncompleteRead(") in message, message
-    assert "well-formed" not in message and "check the host and port" not in message and err.kind == "unreachable"
+    assert "well-formed" not in message and "check the host and port" not in message and err.kind == "protocol"

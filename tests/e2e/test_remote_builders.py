@@ -212,6 +212,29 @@ def test_an_ssh_server_that_never_answers_is_bounded(ssh_client):
                               "Docker engine runs and is reachable from here")
 
 
+
+def test_ssh_that_exits_before_reading_the_request_is_reported_in_its_own_words(ssh_client, monkeypatch):
+    """ssh ends before it reads the request (here: nothing listens on the port): writing to it breaks the pipe,
+    and ssh's own message is still the one reported. Popen returns once ssh has exited, so that the write always
+    meets a closed pipe."""
+    from components import builders
+
+    popen = subprocess.Popen
+
+    def exited(*args, **kwargs):
+        proc = popen(*args, **kwargs)
+        proc.wait(timeout=60)
+        return proc
+
+    monkeypatch.setattr(builders.subprocess, "Popen", exited)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: ssh's connection is refused
+        builder = BuilderSettings(ARM, f"ssh://builder@127.0.0.1:{port}")
+        message = bounded_refusal(builder)
+    assert message.startswith(f"acr-publish:builders.{ARM} {builder.host}: it cannot be reached (ssh failed: ") \
+        and "Connection refused" in message, message
+
 def test_two_platforms_with_the_arm64_builder_over_ssh(
         publisher: Publisher, registry: RegistryServer, tls_engine, ssh_server, ssh_client, indexes,
         docker_engine: str, tmp_path: Path):

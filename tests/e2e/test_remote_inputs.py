@@ -179,6 +179,69 @@ def test_platform_follows_the_index(tmp_path, engine, base_image, moved_base, op
     assert OCI_MANIFEST  # the media types the index names are the registry's own
 
 
+
+def _put_index(registry: RegistryServer, repository: str, tag: str, entries: list[tuple[str, dict]]) -> None:
+    with RegistryClient(registry.server, allow_plain_http=True) as client:
+        manifests = [(client.get_manifest(repository, d), d, p) for d, p in entries]
+        client.put_manifest(repository, tag, OCI_INDEX, json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                            "manifests": [{"mediaType": m.media_type, "digest": d, "size": len(m.content),
+                                           "platform": p} for m, d, p in manifests]}).encode())
+
+
+def test_an_index_entry_is_picked_as_buildkit_picks_it(tmp_path, engine, base_image, moved_base, open_registry,
+                                                       monkeypatch):  # noqa: F811
+    """linux/arm is arm/v7 and an arm/v6 entry listed first is only its fallback (containerd's platforms.Only, as
+    BuildKit orders an index): the plan pins the manifest the engine itself pulls for --platform linux/arm."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    six = push(engine, base_image, open_registry, "base/arm", "six")
+    seven = push(engine, moved_base, open_registry, "base/arm", "seven")
+    _put_index(open_registry, "base/arm", "1", [
+        (six, {"os": "unknown", "architecture": "unknown"}), (six, {"os": "linux", "architecture": "amd64"}),
+        (seven, {"os": "linux", "architecture": "arm64", "variant": "v8"}),
+        (six, {"os": "linux", "architecture": "arm", "variant": "v6"}),
+        (seven, {"os": "linux", "architecture": "arm", "variant": "v7"})])
+    _put_index(open_registry, "base/arm", "no-v7", [(seven, {"os": "linux", "architecture": "arm", "variant": "v5"}),
+                                                    (six, {"os": "linux", "architecture": "arm", "variant": "v6"})])
+    ref = f"{open_registry.server}/base/arm"
+    root = make_project(tmp_path / "p", f"FROM --platform=linux/arm {ref}:1 AS tool\nFROM {ref}:no-v7\n"
+                                        "COPY --from=tool /bin/busybox /x\n")
+    staged = (root / image_module.plan_builds(settings_for(root, platform="linux/arm/v7"))["web"].dockerfile)
+    assert staged.read_text().splitlines()[:2] == [f"FROM --platform=linux/arm {ref}:1@{seven} AS tool",
+                                                   f"FROM {ref}:no-v7@{six}"], staged.read_text()
+    single = make_project(tmp_path / "q", f"FROM {ref}:1\nCOPY hello.txt /\n")
+    before = len(open_registry.log_text().splitlines())
+    build = subprocess.run([DOCKER_CLI, "buildx", "build", "--platform", "linux/arm", "-f",
+                            str(single / "app" / "Dockerfile"), "--no-cache", "--output", "type=tar,dest=/dev/null",
+                            str(single / "app")], capture_output=True, timeout=300)
+    assert build.returncode == 0, build.stderr.decode()[-2000:]
+    pulled = {d for d in (six, seven) for line in open_registry.log_text().splitlines()[before:]
+              if f"/v2/base/arm/manifests/{d}" in line}
+    assert pulled == {seven}, "BuildKit pulls the arm/v7 entry for linux/arm, as the plan pins it"
+
+def test_an_index_without_one_of_the_images_platforms_fails_that_platform_only(
+        tmp_path, engine, base_image, open_registry, monkeypatch):  # noqa: F811
+    """An image with platforms: the base's index is asked once for both, and only the platform it lacks fails,
+    named with the platforms the index has."""
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    amd64 = push(engine, base_image, open_registry, "base/one-platform", "amd64")
+    with RegistryClient(open_registry.server, allow_plain_http=True) as client:
+        manifest = client.get_manifest("base/one-platform", amd64)
+        client.put_manifest("base/one-platform", "1", OCI_INDEX, json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+                {"mediaType": manifest.media_type, "digest": amd64, "size": len(manifest.content),
+                 "platform": {"os": "linux", "architecture": "amd64"}}]}).encode())
+    ref = f"{open_registry.server}/base/one-platform:1"
+    root = make_project(tmp_path / "p", f"FROM {ref}\nCOPY hello.txt /\n")
+    before = manifest_requests(open_registry, "base/one-platform")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(root, platform="linux/amd64", platforms=("linux/amd64", "linux/arm64")))
+    assert manifest_requests(open_registry, "base/one-platform") == before + 1
+    message = str(err.value)
+    assert f"line 1: FROM {ref} (host {open_registry.server}) cannot be resolved for linux/arm64: its index has no " \
+        "manifest for linux/arm64 (it has linux/amd64)" in message, message
+    assert "for linux/amd64" not in message and len(message.splitlines()) == 1, message
+
+
 def test_the_build_uses_the_digest_the_tag_names(tmp_path, engine, base_image, moved_base,  # noqa: F811
                                                  open_registry, monkeypatch):
     """A base moved between plan and build: the staged Dockerfile still builds on the digest the tag names (the
@@ -464,6 +527,10 @@ def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_
     ("FROM scratch\nARG V\nADD {base}/bs-${{V:-'-'}} /f\n", {"V": "'{tag}'$X"}),
     ('ARG B="scr"\nARG V=\'{tag}\'\nFROM "${{B}}atch"\nARG V\nADD {base}/from-$V /f\n', {}),
     ('ARG V="{tag}"\nFROM scratch AS s\nFROM "s"\nARG V\nADD [\"{base}/json-$V-\'q\'\", \"/f\"]\n', {}),
+    ("FROM scratch\nENV P={tag}\nENV P=b Q=$P\nADD {base}/env-line-$Q-$P /f\n", {}),
+    ("\ufeff# escape=`\nFROM scratch\nARG V={tag}\nADD {base}/bom-`\\$V-$V /f\n", {}),
+    (" # escape=`\nFROM scratch\nARG V={tag}\nADD {base}/ws-`\\$V-$V /f\n", {}),
+    ("FROM scratch\nARG P={tag}\nARG P=b Q=$P\nADD {base}/arg-line-$Q-$P /f\n", {}),
 ])
 def test_quoted_and_escaped_words_give_the_plan_the_url_buildkit_fetches(text, build_args, tmp_path,
                                                                          recording_server, monkeypatch):

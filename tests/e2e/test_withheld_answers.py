@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import quopri
 import socket
 from typing import Callable
 from urllib.parse import quote
@@ -87,6 +88,13 @@ CASES = {
     "JSON \\u escapes": (_ENCODED, "".join(f"\\u{ord(ch):04x}" for ch in _ENCODED)),
     "hex": (_ENCODED, _ENCODED.encode().hex()),
     "a fragment": (_ENCODED, _ENCODED[2:12]),
+    "percent-encoded twice": (_ENCODED, quote(quote(_ENCODED, safe=""), safe="")),
+    "quoted-printable": (_ENCODED, quopri.encodestring(_ENCODED.encode(), quotetabs=True).decode()),
+    "base64 of user:password wrapped": (_ENCODED, base64.encodebytes(f"{USER}:{_ENCODED}".encode()).decode()),
+    "upper case": (_ENCODED, _ENCODED.upper()),
+    "half of it": (_ENCODED, _ENCODED[:len(_ENCODED) // 2]),
+    "base85": (_ENCODED, base64.b85encode(_ENCODED.encode()).decode()),
+    "base64 of UTF-16": (_ENCODED, base64.b64encode(_ENCODED.encode("utf-16-le")).decode()),
 }
 """(password, extra text in the answer's message) per case."""
 

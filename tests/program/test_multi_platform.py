@@ -29,8 +29,7 @@ TWO = ["linux/amd64", "linux/arm64"]
 
 
 def images(platforms=TWO, **extra) -> list[dict]:
-    # The sample app builds FROM a base given by tag; resolving it pins one platform's manifest, which platforms
-    # refuse (test_platforms_with_a_base_resolved_from_a_tag_are_refused): these tests leave remote inputs out.
+    # Remote inputs left out unless a test is about them (the sample app's base is resolved per platform there).
     return [{"name": "web", "context": "app", "target": "web", "platforms": platforms, "remoteInputs": "ignore",
              **extra}]
 
@@ -349,33 +348,62 @@ def test_explain_reads_each_platform_history(preflight_calls, tmp_path, monkeypa
     assert proc.returncode == 2 and "--platform 'linux/s390x' is none of them" in proc.stderr
 
 
-def test_platforms_with_a_base_resolved_from_a_tag_are_refused(preflight_calls):
-    """A base resolved from its tag is one platform's manifest; pinning every platform's build to it would build
-    arm64 FROM amd64. Until bases are resolved per platform, such an image is refused before anything is declared."""
-    from components.image import BuildPlanError
-
-    with pytest.raises(BuildPlanError) as err:
-        run_stack("local", overrides(**{"images": images(remoteInputs="resolve")}))
-    assert "acr-publish resolves an image's remote inputs once for all its platforms" in str(err.value)
-    assert "line 8: FROM ${BASE_IMAGE} is pulled per platform" in str(err.value)
+BASE = "127.0.0.1:5000/mirror/busybox:static"
 
 
-def test_a_refused_platforms_image_asks_no_registry_or_server(preflight_calls, remote_calls, project):
-    """The refusal comes before resolution: neither the base's registry nor an ADD source's server is asked."""
+def staged_lines(run, root: Path, keyword: str) -> dict[str, list[str]]:
+    """platform -> the lines starting with `keyword` of the Dockerfile its docker.Image builds from."""
+    found = {}
+    for r in run.of_type(IMAGE):
+        text = (root / r.inputs["build"]["dockerfile"]).read_text()
+        found[r.inputs["build"]["platform"]] = [line for line in text.splitlines() if line.startswith(keyword)]
+    return found
+
+
+def based(**extra) -> dict:
+    return overrides(**{"images": images(remoteInputs="resolve", buildArgs={"BASE_IMAGE": BASE}), **extra})
+
+
+def test_each_platform_builds_from_its_own_manifest_of_a_base_by_tag(preflight_calls, remote_calls):
+    """`FROM ${BASE_IMAGE}` by tag: one manifest request for both platforms, each platform's build pinned to its own
+    manifest's digest in its own staged Dockerfile."""
+    remote_calls.digests.update({(BASE, "linux/amd64"): DIGEST_A, (BASE, "linux/arm64"): DIGEST_B})
+    run = run_stack("local", based())
+    assert remote_calls.requests == [(BASE, tuple(TWO))], "one manifest request serves both platforms"
+    assert staged_lines(run, PROJECT_ROOT, f"FROM {BASE}") == {"linux/amd64": [f"FROM {BASE}@{DIGEST_A} AS base"],
+                                                        "linux/arm64": [f"FROM {BASE}@{DIGEST_B} AS base"]}
+    files = {r.inputs["build"]["dockerfile"] for r in run.of_type(IMAGE)}
+    assert len(files) == 2 and all(f.startswith(".acr-publish/pinned/local/web/") for f in files), files
+
+
+def test_a_moved_manifest_changes_only_its_platforms_tag_and_the_index_tag(preflight_calls, remote_calls):
+    remote_calls.digests.update({(BASE, "linux/amd64"): DIGEST_A, (BASE, "linux/arm64"): DIGEST_B})
+    first = run_stack("local", based()).outputs["images"]["web"]
+    remote_calls.digests[(BASE, "linux/arm64")] = DIGEST_I  # the index now lists another arm64 manifest
+    run = run_stack("local", based())
+    second = run.outputs["images"]["web"]
+    assert second["platforms"]["linux/amd64"]["imageName"] == first["platforms"]["linux/amd64"]["imageName"]
+    assert second["platforms"]["linux/arm64"]["imageName"] != first["platforms"]["linux/arm64"]["imageName"]
+    assert second["tag"] != first["tag"]
+    assert staged_lines(run, PROJECT_ROOT, f"FROM {BASE}")["linux/arm64"] == [f"FROM {BASE}@{DIGEST_I} AS base"]
+
+
+def test_an_add_url_per_architecture_fetches_one_file_per_platform(preflight_calls, remote_calls, project):
     root = project
     (root / "ctx").mkdir()
     (root / "ctx" / "Dockerfile").write_text(
         "FROM busybox:1.36\nARG TARGETARCH\nADD http://127.0.0.1:9/tool-${TARGETARCH}.bin /tool\n")
-    with pytest.raises(Exception) as err:  # the copy's own BuildPlanError class: the program runs from the copy
-        run_stack("local", overrides(**{"images": [{"name": "web", "context": "ctx", "platforms": TWO}], "preflight": "false"}),
-                  project_root=root)
-    assert type(err.value).__name__ == "BuildPlanError"
-    assert "line 1: FROM busybox:1.36 is pulled per platform" in str(err.value)
-    assert "line 3: ADD http://127.0.0.1:9/tool-arm64.bin is another file per platform" in str(err.value)
-    assert remote_calls.references == [] and remote_calls.urls == []
+    sums = {p: "sha256:" + p[-2:] * 32 for p in TWO}
+    remote_calls.checksums.update({f"http://127.0.0.1:9/tool-{p.split('/')[1]}.bin": sums[p] for p in TWO})
+    run = run_stack("local", overrides(**{"images": [{"name": "web", "context": "ctx", "platforms": TWO}],
+                                          "preflight": "false"}), project_root=root)
+    assert sorted(remote_calls.urls) == [f"http://127.0.0.1:9/tool-{a}.bin" for a in ("amd64", "arm64")]
+    assert remote_calls.requests == [("busybox:1.36", tuple(TWO))]
+    assert staged_lines(run, root, "ADD ") == {
+        p: [f"ADD --checksum={sums[p]} http://127.0.0.1:9/tool-${{TARGETARCH}}.bin /tool"] for p in TWO}
 
 
-def test_a_base_for_the_build_platform_and_pinned_sources_are_accepted(preflight_calls, remote_calls, project):
+def test_a_base_for_the_build_platform_and_one_url_are_asked_once(preflight_calls, remote_calls, project):
     root = project
     (root / "ctx").mkdir()
     (root / "ctx" / "Dockerfile").write_text(
@@ -387,6 +415,27 @@ def test_a_base_for_the_build_platform_and_pinned_sources_are_accepted(preflight
     # Resolved once, for the build platform, and the one file fetched once: the same for both platforms.
     assert [r for r, _p, _login in remote_calls.references] == ["golang:1.22"]
     assert remote_calls.urls == ["http://127.0.0.1:9/same-for-all.txt"]
+
+
+def test_pinned_refuses_each_unpinned_line_once_for_all_platforms(preflight_calls, remote_calls):
+    from components.image import BuildPlanError
+
+    with pytest.raises(BuildPlanError) as err:
+        run_stack("local", overrides(**{"images": images(remoteInputs="pinned", buildArgs={"BASE_IMAGE": BASE})}))
+    assert str(err.value).count(f"FROM {BASE} has no digest, and remoteInputs is pinned") == 1, str(err.value)
+    assert remote_calls.requests == [] and remote_calls.urls == []
+
+
+def test_a_base_missing_for_one_platform_is_named_with_that_platform(preflight_calls, remote_calls):
+    from components.image import BuildPlanError
+    from components.remote_sources import ResolveFailure
+
+    remote_calls.fail[BASE] = ResolveFailure("its index has no manifest for linux/arm64 (it has linux/amd64)",
+                                             "platform")
+    with pytest.raises(BuildPlanError) as err:
+        run_stack("local", based())
+    assert "line 8: FROM 127.0.0.1:5000/mirror/busybox:static (host 127.0.0.1:5000) cannot be resolved for " \
+        "linux/arm64" in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize("platforms", [["linux/arm64", "linux/arm64/v8"], ["linux/arm", "linux/arm/v7"],

@@ -32,7 +32,7 @@ GOLDEN = {
     "memo.LAYOUT_VERSION":
         ("memo-1", "b14aee6a3c0cb264d40ebac4b83f08984c83bd682b4301afc2722bcceb48ae0d"),
     "memo.ENCODING_VERSION": ("encoding-1", "90aaaee9a7c9c34b7f61a8be08ca85db07b5f692300be687534344a142075ac9"),
-    "sensitive_rules.RULES_VERSION": ("rules-4", "0f8b4960bc2d3ec98f02810f05aaa73d1fbbb23ad0f4e0e9a8066ecb3cf886cd"),
+    "sensitive_rules.RULES_VERSION": ("rules-5", "1bbf3d4ee9b8122aa7eac065a6d24e1799604349ade5d414f84249844de93117"),
     "history.LAYOUT_VERSION": ("history-1", "1d6f59447d8911e06b5c2061a98b9fb8e543e7101862de291192f7a955b96346"),
 }
 

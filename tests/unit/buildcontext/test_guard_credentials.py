@@ -1,7 +1,8 @@
 """The guard's credential rules by their root: a URL whose userinfo holds a password, wherever it appears (a file, the
 Dockerfile's text, a build arg); credential-bearing config files by name and content (Yarn, Maven, Composer,
-RubyGems, Cargo, NuGet, Gradle, the legacy .dockercfg); Java system properties holding a secret; an AccessKey secret
-assigned without its id. Each rule with variants, and what it must let through (references and placeholders),
+RubyGems, Cargo, NuGet, Gradle, MySQL, Terraform, the legacy .dockercfg); Java system properties holding a secret;
+an AccessKey secret assigned without its id; any secret assigned a literal value, in any file, Dockerfile line or
+build arg, and the ordinary config, code and docs that name a secret without holding one; credential stores by name. Each rule with variants, and what it must let through (references and placeholders),
 through ContextScan.report as the program runs it."""
 from __future__ import annotations
 
@@ -244,7 +245,7 @@ CREDENTIAL_FILE_NON_SECRETS = [
     ("gradle.properties", "useSecret=false\nenableToken=true\nsigning.useGpgToken = FALSE\n"),
     ("gradle.properties", "org.gradle.jvmargs=-Xmx2g\norg.gradle.configuration-cache.token=abc\n"),
     ("gradle.properties", "mavenPassword=${MAVEN_PASSWORD}\ngpr.key=${GPR_KEY}\nsonarToken = \n"),
-    ("gradle.properties", "# mavenPassword=hunter22\n! gpr.key=hunter22\ntokenExpiry=3600\n"),
+    ("gradle.properties", "# mavenPassword=hunter\n! gpr.key=hunter22\ntokenExpiry=3600\n"),
     ("gradle.properties", "mavenPassword=YOUR_PASSWORD\n"),
     (".cargo/credentials.toml", '[registry]\ntoken = ""\nregistry.token = "$CARGO_TOKEN"\n'),
     (".cargo/credentials.toml", '[registries.corp]\nindex = "sparse+https://c/"\ntokens_url = "https://c/t"\n'),
@@ -349,3 +350,167 @@ def test_a_file_scanned_in_pieces_as_the_layer_audit_reads_it_gets_the_flags_of_
 ])
 def test_source_code_building_a_property_and_shell_references_pass(tmp_path, name, text) -> None:
     assert _report(tmp_path, {name: text}) == []
+
+
+# A secret assigned a literal value in any text, in the forms config files, scripts and code write it; the values are
+# of other shapes than the ones any probe used (mixed case, signs, digits, base64), and the keys of other spellings.
+ASSIGNED_SECRETS = [
+    ("config/database.yml", "production:\n  adapter: postgresql\n  password: Zx9!kq2mW\n"),
+    ("config/secrets.yaml", "db:\n  db_password: 'p4ss-W0rd'\n  host: db\n"),
+    ("src/main/resources/application.properties", "spring.datasource.url=jdbc:h2:mem\nspring.datasource.password=Qm7#vL2x\n"),
+    ("application.yml", "spring:\n  datasource:\n    password: \"Qm7vL2x9\"\n"),
+    ("settings.py", "DATABASES = {'default': {'NAME': 'app', 'PASSWORD': 'Zx9kq2mW'}}\n"),
+    ("wp-config.php", "define( 'DB_PASSWORD', 'Zx9kq2mW!' );\n"),
+    ("config.rb", "  :password => 'Zx9kq2mW',\n"),
+    ("main.go", 'cfg := Config{\n\tPassword: "Zx9kq2mW",\n}\nconst apiKey = "Ab12Cd34Ef"\n'),
+    ("src/client.js", "const API_TOKEN = 'tok_4f9a8b7c6d';\n"),
+    ("conf/app.xml", "<db>\n  <password>Zx9kq2mW</password>\n</db>\n"),
+    ("Web.config", '<add name="db" connectionString="Server=db;User Id=app;Password=Zx9kq2mW;" />\n'),
+    ("conn.txt", "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=" + "cXdlcnR5dWlvcA" * 6 + "==;\n"),
+    ("appsettings.json", '{"Bus": "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=Root;'
+                         'SharedAccessKey=abc123DEF456ghi789jkl="}'),
+    ("deploy.sh", "#!/bin/sh\nexport GITHUB_TOKEN=Zx9kq2mW1234\n"),
+    ("deploy.sh", 'curl -H "Authorization: Bearer abc123def456ghi" https://api.corp/\n'),
+    ("backup.sh", "mysqldump --password Zx9kq2mW1 app > /b.sql\n"),
+    ("hook.txt", "https://api.corp/v1/items?limit=5&access_token=Zx9kq2mW1234\n"),
+    ("kube.yaml", "users:\n- user:\n    token: eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJjaSJ9.c2lnbmF0dXJl\n"),
+    ("ci/registry.json", '{"auths": {"r.corp:5000": {"auth": "Y2k6UEBzc3cwcmQtOTk="}}}'),
+    ("npm.cfg", "_auth = Y2k6UEBzc3cwcmQtOTk=\n"),
+    ("conf/.my.cnf", "[client]\nuser = app\npassword = \"hunter\"\n"),
+    ("my.cnf", "[mysqld]\npassword=s3cr3t\n"),
+    (".terraformrc", 'credentials "tfe.corp" {\n  token = "abcdef123456"\n}\n'),
+    ("terraform.rc", 'credentials "app.terraform.io" {\n  token = "Zq7Xw3Vb9KZq7X.atlasv1.' + "Zq7Xw3Vb9K" * 6 + '"\n}\n'),
+    ("env/vault.sh", "VAULT_TOKEN=hvs.CAESIAbCdEfGhIjKlMnOpQrStUv\n"),
+    ("batch.txt", "hvb.AAAAAQJaBcDeFgHiJkLmNoPqRsTu\n"),
+    ("notify.json", '{"url": "https://hooks.slack.com/services/T0AB12CD3/B0EF45GH6/aBcDeFgHiJkLmNoPqRsTuVwX"}'),
+    ("gl.txt", "GITLAB=glpat-" + "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op" + "\n"),
+    ("deploy.txt", "gldt-Ab1Cd2Ef3Gh4Ij5Kl6Mn7\n"),
+    ("ai.env.sh", "OPENAI_KEY=sk-proj-Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8\n"),
+    ("app.py", "app.config['SECRET_KEY'] = 'Wq8vN2pLx9'\n"),
+    ("env.sh", "export SECRET_KEY_BASE='9f8e7d6c5b4a'\n"),
+    ("a.yaml", "password: '!Wq8v#N2pL'\n"),
+    ("beans.xml", '<property name="dataSource.password" value="Wq8vN2pLx9"/>\n'),
+    ("conf/redis.conf", "port 6379\nrequirepass Zx9kq2mW\n"),
+    ("redis.conf", 'masterauth "hunter"\n'),
+]
+
+ASSIGNED_NON_SECRETS = [
+    ("config/app.ini", "password_min_length=8\ntoken_ttl: 3600\nPASSWORD_FIELD=password\nmax_tokens = 4096\n"),
+    ("docs/setup.md", "Set `password: <your password>` and `token: ${API_TOKEN}`, `api_key: YOUR_API_KEY`.\n"
+                      "password: ********\nsecret: ...\n"),
+    ("config/database.yml", "production:\n  password: <%= ENV['DB_PASSWORD'] %>\n  secret_key_base: {{ .Values.s }}\n"),
+    ("application.properties", "spring.datasource.password=${DB_PASSWORD}\nspring.x.client-secret=${X_SECRET}\n"),
+    ("src/login.py", 'password = request.form["password"]\ntoken = generate_token(32)\nself.password = password\n'
+                     'secret: str = ""\napi_key = os.environ.get("API_KEY")\nprivate_key: ed25519.Ed25519PrivateKey\n'
+                     'pw_hash = hashlib.sha256(password.encode())\nkey = PKCS7PrivateKeyTypes\n'),
+    ("src/login.ts", "const body = { password: hashedPassword2, token: req.headers.token };\npassword: string;\n"
+                     "fetch(u, { credentials: 'include' })\n"),
+    ("i18n/de.json", '{"password": "Passwort", "token": "Token", "forgot_password": "Passwort vergessen?"}\n'),
+    ("k8s/deploy.yaml", "env:\n- name: DB_PASSWORD\n  valueFrom:\n    secretKeyRef:\n      name: db\n      key: password\n"),
+    ("run.sh", 'PASSWORD=$(cat /run/secrets/db)\nexport TOKEN="$1"\nmysql --password="$DB_PASSWORD"\n'
+               'pulumi config set --secret acr-publish:registryPassword "$PW"\nmysql --password-stdin app\n'),
+    ("docs/api.md", "| password | string | the user's password |\n`auth: basic`\nauth: oauth2\n"),
+    (".github/workflows/ci.yml", "with:\n  token: ${{ secrets.GITHUB_TOKEN }}\n  password: ${{ secrets.PW }}\n"),
+    ("config.yml", "password_file: /run/secrets/db\nauth_url: https://id.example.com/token\nPWD=/app\n"
+                   "token: ./secrets/token.txt\n"),
+    ("examples.md", 'client = Client(password="YourPassword123", token="example-token-1234", secret="abcd****")\n'),
+    ("app.json", '{"auth": "none", "mode": "oauth2", "token_type": "bearer", "token": "pulumi:providers:docker"}\n'),
+    ("jwt.txt", 'jwt.encode(payload, "secret", algorithm="HS256")\nparser.add_argument("--access-token", type=str)\n'),
+    ("conf/.my.cnf", "[client]\nuser = app\npassword =\n"),
+    (".terraformrc", 'provider_installation {\n  network_mirror { url = "https://mirror.corp/" }\n}\n'),
+    ("notes.txt", "hvs.short and hooks.slack.com/services/ are where the tokens go\n"),
+    ("beans.xml", '<property name="password" value="${db.password}"/>\n<add key="ApiKey" value="example-1234"/>\n'),
+    ("redis.conf", "# requirepass foobared\nport 6379\nrequirepass ${REDIS_PASSWORD}\n"),
+]
+
+
+@pytest.mark.parametrize("name,text", ASSIGNED_SECRETS)
+def test_a_secret_assigned_a_value_is_refused_in_any_file(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == [name]
+
+
+@pytest.mark.parametrize("name,text", ASSIGNED_NON_SECRETS)
+def test_ordinary_config_code_and_docs_naming_secrets_pass(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
+
+
+ASSIGNED_ARG_VALUES = [
+    "password=Zx9kq2mW", "DB_PASS=Qm7#vL2x", "//npm.corp/:_authToken=npm-abc123XYZ", "--password=Zx9kq2mW",
+    "api_key: Zx9kq2mW12", "spring.datasource.password=Qm7vL2x9",
+    "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=" + "cXdlcnR5dWlvcA" * 6 + "==",
+    "https://hooks.slack.com/workflows/T0AB12CD3/A0EF45GH6/123456789012/aBcDeFgH",
+    "hvs.CAESIAbCdEfGhIjKlMnOpQrStUv", "hvb.AAAAAQJaBcDeFgHiJkLmNoPqRsTu",
+    '{"auths":{"r":{"auth":"Y2k6UEBzc3cwcmQtOTk="}}}',
+]
+
+
+@pytest.mark.parametrize("value", ASSIGNED_ARG_VALUES)
+def test_a_build_arg_value_assigning_a_secret_is_refused_whatever_its_name(tmp_path, value) -> None:
+    for name in ("APP_ENV", "CONFIG"):
+        assert _report(tmp_path, {}, build_args={name: value}) == [f"buildArg:{name}"], (name, value)
+
+
+@pytest.mark.parametrize("value", ["password_min_length=8", "https://example.com/?token=${T}", "token_ttl=3600",
+                                   "mode=password", "auth=none", "--password-file=/run/secrets/db"])
+def test_build_arg_values_naming_secrets_without_one_pass(tmp_path, value) -> None:
+    assert _report(tmp_path, {}, build_args={"APP_ENV": value}) == []
+
+
+@pytest.mark.parametrize("line", ["ENV DB_PASSWORD=Zx9kq2mW1", 'RUN echo "password=Zx9kq2mW" > /etc/app.cnf',
+                                  "ARG API_KEY=Ab12Cd34Ef", "RUN curl -o /a https://h/a?access_token=Zx9kq2mW12"])
+def test_a_dockerfile_line_assigning_a_secret_is_refused(tmp_path, line) -> None:
+    assert _report(tmp_path, {}, dockerfile=f"FROM scratch\n{line}\n") == ["Dockerfile"]
+
+
+@pytest.mark.parametrize("line", ["ENV PASSWORD_MIN_LENGTH=8", 'RUN echo "//r/:_authToken=${NPM_TOKEN}" > .npmrc',
+                                  "ARG NPM_TOKEN", "ENV TOKEN_FILE=/run/secrets/token"])
+def test_dockerfile_lines_naming_secrets_without_one_pass(tmp_path, line) -> None:
+    assert _report(tmp_path, {}, dockerfile=f"FROM scratch\nARG NPM_TOKEN\n{line}\n") == []
+
+
+@pytest.mark.parametrize("name", [".pgpass", "home/.pgpass", ".vault-token", "conf/.htpasswd", "conf/users.htpasswd",
+                                  "keystore.jks", "android/app/release.keystore", "certs/app.JKS", "k.jceks", "k.bks",
+                                  ".mylogin.cnf", ".terraform.d/credentials.tfrc.json"])
+def test_credential_stores_are_refused_by_their_name(tmp_path, name) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / name).parent.mkdir(parents=True, exist_ok=True)
+    (ctx / name).write_bytes(b"\xfe\xed\xfe\xed\0binary" if name.lower().endswith(("jks", "store", "bks")) else b"x\n")
+    assert _report(tmp_path, {}) == [name]
+
+
+@pytest.mark.parametrize("name", ["docs/pgpass.md", "vault-token.md", "htpasswd.go", "jks.txt", "keystore.py"])
+def test_files_merely_named_after_a_credential_store_pass(tmp_path, name) -> None:
+    assert _report(tmp_path, {name: "about the file\n"}) == []
+
+
+def test_a_refused_assignment_names_the_file_the_rule_and_the_fix_and_never_the_value(tmp_path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (ctx / "config").mkdir()
+    (ctx / "config" / "database.yml").write_text("production:\n  password: Zx9!kq2mW\n")
+    with pytest.raises(SensitiveFilesError) as err:
+        with ContextScan(ctx, cache=False) as scan:
+            scan.report({"APP_CONFIG": "password=Qm7#vL2x"})
+    text = str(err.value)
+    assert "config/database.yml" in text and "assigned a literal value" in text
+    assert "  config/database.yml\n" in text and "allowSensitive" in text and "buildArg:APP_CONFIG" in text
+    assert "COPY --from=<builder>" in text
+    assert "Zx9!kq2mW" not in text and "Qm7#vL2x" not in text
+
+
+@pytest.mark.parametrize("name,text", ASSIGNED_SECRETS + ASSIGNED_NON_SECRETS)
+def test_a_file_scanned_in_pieces_gets_the_assignment_verdict_of_a_whole_scan(name, text) -> None:
+    from buildcontext import sensitive
+    from imageaudit.audit import _SensitiveScan
+    base = name.rsplit("/", 1)[-1]
+    for pad in range(8300, 8300 + 130, 7):
+        data = _padded(name, text, pad)
+        whole = sensitive.scan_content(base, data)
+        for size in (64, 129, 300):
+            scan = _SensitiveScan(base)
+            for i in range(0, len(data), size):
+                scan(data[i:i + size])
+            scan(b"")
+            assert scan.flags == whole, (name, text, pad, size)
+        assert bool(whole) is ((name, text) in ASSIGNED_SECRETS), (name, text)

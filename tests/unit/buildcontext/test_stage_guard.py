@@ -89,3 +89,29 @@ def test_a_dockerfile_sent_in_the_context_is_still_refused_as_a_file(tmp_path):
     with ContextScan(ctx, cache=False) as scan, pytest.raises(SensitiveFilesError) as err:
         scan.report({}, "web", "linux/amd64", stages=plan)
     assert "would send 1 sensitive path" in str(err.value) and "Dockerfile" in str(err.value)
+
+
+ASSIGNED = "password=" + "Qm7#vL2x" + "9"  # a value the assignment rule judges a secret, whatever the arg's name
+
+
+def test_an_arg_assigning_a_secret_is_refused_on_the_chain_and_passes_in_a_builder_stage(tmp_path):
+    (tmp_path / "off").mkdir()
+    (tmp_path / "on").mkdir()
+    builder = ("FROM scratch AS builder\nARG APP_CONFIG\nCOPY . /src\n"
+               "FROM scratch AS web\nCOPY --from=builder /src /app\n")
+    result = report(tmp_path / "off", builder, {"APP_CONFIG": ASSIGNED})
+    assert result.off_chain_args == ("APP_CONFIG",) and ASSIGNED not in "".join(result.off_chain)
+    with pytest.raises(SensitiveFilesError) as err:
+        report(tmp_path / "on", builder.replace("AS web\n", "AS web\nARG APP_CONFIG\n"), {"APP_CONFIG": ASSIGNED})
+    assert "buildArg:APP_CONFIG" in str(err.value) and ASSIGNED not in str(err.value)
+
+
+def test_a_secret_assigned_in_a_builder_stage_line_only_passes_and_on_the_chain_is_refused(tmp_path):
+    (tmp_path / "off").mkdir()
+    (tmp_path / "on").mkdir()
+    text = ("FROM scratch AS builder\nENV DB_PASSWORD=Zx9kq2mW1\nRUN x\n"
+            "FROM scratch AS web\nCOPY --from=builder /t /t\n")
+    result = report(tmp_path / "off", text, {})
+    assert any("stage builder holds a credential" in line for line in result.off_chain)
+    with pytest.raises(SensitiveFilesError):
+        report(tmp_path / "on", text.replace("FROM scratch AS web", "FROM builder AS web"), {})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from buildcontext.plan import DockerfileProblem, encoded_differently
-from buildcontext.stage_args import UnsetVariable, WordFails, expand
+from buildcontext.stage_args import UnsetVariable, WordFails, escape_character, expand
 from buildcontext.stages import read_plan
 
 VALUES = {"V": "1.2", "EMPTY": "", "GLOBAL_NO_VALUE": None, "A": "a"}
@@ -95,6 +95,19 @@ def test_the_escape_directive_sets_the_escape_character():
     assert expand('"`"`$V"', VALUES, 1, "`") == '"$V'
 
 
+@pytest.mark.parametrize("data, escape", [
+    (b"# escape=`\nFROM a\n", "`"),
+    (b"\xef\xbb\xbf# escape=`\nFROM a\n", "`"),  # after a UTF-8 byte order mark
+    (b"  \t# escape=`\r\nFROM a\n", "`"),  # leading whitespace, CRLF
+    (b"# syntax=docker/dockerfile:1\n#ESCAPE = `  \nFROM a\n", "`"),  # a second directive line
+    (b"\n# escape=`\nFROM a\n", "\\"),  # a blank line ends the directives
+    (b"# a comment\n# escape=`\nFROM a\n", "\\"),  # so does a comment that is no directive
+    (b"FROM a\n# escape=`\n", "\\"),
+])
+def test_the_escape_directive_is_read_as_buildkits_parser_reads_it(data, escape):
+    assert escape_character(data) == escape
+
+
 # ---------------------------------------------------------------- the plan
 
 def _urls(text: str, build_args: dict | None = None) -> list[str]:
@@ -108,7 +121,8 @@ def test_the_plan_processes_arg_env_add_and_from_words():
     assert _urls(f'FROM scratch\nARG V="1.2"\nADD {u}/app-$V.tgz /\n') == [f"{u}/app-1.2.tgz"]
     assert _urls(f"FROM scratch\nARG V='$X'\nADD {u}/app-$V /\n") == [f"{u}/app-$X"]
     assert _urls(f'ARG V="1.2"\nFROM scratch\nARG V\nADD "{u}/g-$V" /\n') == [f"{u}/g-1.2"]
-    assert _urls(f"FROM scratch\nENV V=\"a b\" W=${{V:+'x'}}\nADD {u}/e-$V-$W /\n") == [f"{u}/e-a b-x"]
+    assert _urls(f"FROM scratch\nENV V=\"a b\" W=${{V:+'x'}}\nADD {u}/e-$V-$W /\n") == [f"{u}/e-a b-"], \
+        "W is expanded before the line sets V"
     assert _urls(f"FROM scratch\nARG V\nADD {u}/b-$V /\n", {"V": '"1.2"'}) == [f'{u}/b-"1.2"'], \
         "a build arg's value is taken as given, quotes included"
     assert _urls(f'FROM scratch\nARG V=1\nADD ["{u}/j-$V-\'q\'", "/f"]\n') == [f"{u}/j-1-q"], "JSON form too"

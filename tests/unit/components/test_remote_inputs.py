@@ -224,6 +224,36 @@ def test_scratch_stage_references_and_pinned_references():
     assert plan.chain == (2, 0)
 
 
+
+def _digest_of(reference: str) -> str:
+    return "sha256:" + {"r/a:1": "1", "r/a:1.0": "2", "r/c:1": "3"}[reference] * 64
+
+
+def test_every_from_value_on_a_line_is_pinned_exactly_by_its_position():
+    """Two mounts of one image, a reference that is a prefix of another, and the same text among the command's
+    words: each flag's value is replaced as a whole, and nothing else on the line."""
+    text = ("FROM r/a:1\n"
+            "RUN --mount=type=bind,from=r/c:1,target=/x --mount=type=bind,from=r/c:1,target=/y cat /y/m\n"
+            "RUN --mount=type=bind,from=r/a:1.0,target=/x --mount=from=r/a:1,target=/y echo from=r/a:1\n"
+            "COPY --from=r/a:1.0 --chown=1 /a /b\n")
+    plan = read_plan(text.encode(), {}, None, "linux/amd64")
+    staged = plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+    one, two, three = (_digest_of(r) for r in ("r/a:1", "r/a:1.0", "r/c:1"))
+    assert staged == (f"FROM r/a:1@{one}\n"
+                      f"RUN --mount=type=bind,from=r/c:1@{three},target=/x --mount=type=bind,from=r/c:1@{three},"
+                      "target=/y cat /y/m\n"
+                      f"RUN --mount=type=bind,from=r/a:1.0@{two},target=/x --mount=from=r/a:1@{one},target=/y "
+                      "echo from=r/a:1\n"
+                      f"COPY --from=r/a:1.0@{two} --chown=1 /a /b\n")
+
+
+def test_a_from_flag_that_cannot_be_pinned_in_place_is_refused():
+    plan = read_plan(b"FROM scratch\nRUN --network=none \\\n --mount=from=r/c:1,target=/x true\n", {}, None,
+                     "linux/amd64")
+    with pytest.raises(DockerfileProblem, match="cannot pin RUN --mount r/c:1: write it on one line as from=r/c:1"):
+        plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+
+
 # ---------------------------------------------------------------- what the plan cannot compute is refused
 
 def _refused(text: str, platform: str = "linux/amd64") -> list[tuple[int, str]]:
@@ -255,6 +285,10 @@ def test_env_and_arg_set_one_environment_in_order_as_buildkit_does():
     assert line == 4 and "uses $P, which line 2 sets to a value this plan cannot compute" in problem, problem
     assert urls("FROM scratch\nENV S=\"x\" T='$S'\\ u\nADD http://127.0.0.1:9/$S-$T /f\n") == \
         ["http://127.0.0.1:9/x-$S u"], "quoted ENV values are computed as BuildKit processes them"
+    assert urls("FROM scratch\nENV P=a\nENV P=b Q=$P\nADD http://127.0.0.1:9/$Q-$P /f\n") == \
+        ["http://127.0.0.1:9/a-b"], "every word of one ENV line is expanded with the values from before the line"
+    assert urls("FROM scratch\nARG P=a\nARG P=b Q=$P\nADD http://127.0.0.1:9/$Q-$P /f\n") == \
+        ["http://127.0.0.1:9/a-b"], "so is every default of one ARG line"
 
 
 def test_platform_args_reach_a_stage_only_when_it_declares_them():
@@ -268,6 +302,30 @@ def test_platform_args_reach_a_stage_only_when_it_declares_them():
 def test_several_remote_sources_in_one_add_are_refused():
     [(line, problem)] = _refused("FROM scratch\nADD http://127.0.0.1:9/a http://127.0.0.1:9/b /d/\n")
     assert line == 2 and "2 remote sources" in problem and "fix: one ADD per URL" in problem
+
+
+@pytest.mark.parametrize("path", ["/d/../x", "/./x", "/d/..", "/a/./b?q=1"])
+def test_a_url_path_with_dot_segments_is_refused_unless_pinned(path):
+    """BuildKit's client fetches such a path as written, requests resolves it first: never hashed, refused with
+    the fix; a --checksum pins it without a request."""
+    [(line, problem)] = _refused(f"FROM scratch\nADD http://127.0.0.1:9{path} /f\n")
+    assert line == 2 and f"ADD http://127.0.0.1:9{path} has a '.' or '..' segment in its URL's path" in problem
+    assert "fix: write the path without them, or pin it with ADD --checksum=sha256:<digest>" in problem
+    plan = read_plan(f"FROM scratch\nADD --checksum=sha256:{'c' * 64} http://127.0.0.1:9{path} /f\n".encode(), {},
+                     None, "linux/amd64")
+    assert plan.refused == () and [s.pinned for s in plan.sources] == [True]
+
+
+@pytest.mark.parametrize("url, kind", [
+    ("https://127.0.0.1:9/r.git?x=1", "git"), ("https://127.0.0.1:9/r.git#main", "git"),
+    ("HTTPS://127.0.0.1:9/r.git", "git"), ("https://127.0.0.1:9/r%2Egit", "git"), ("git@127.0.0.1:r", "git"),
+    ("ssh://127.0.0.1/r", "git"), ("https://127.0.0.1:9/r.git/f", "http"), ("https://127.0.0.1:9/r.gitx", "http"),
+])
+def test_a_git_source_is_detected_as_buildkit_detects_it(url, kind):
+    """dockerfile2llb takes a source for git when gitutil.ParseGitRef does: http(s) when the URL's path, without
+    its query, ends in .git."""
+    plan = read_plan(f"FROM scratch\nADD {url} /f\n".encode(), {}, None, "linux/amd64")
+    assert [s.kind for s in plan.sources] == [kind], plan
 
 
 @pytest.mark.parametrize("text, says", [

@@ -312,3 +312,24 @@ def test_a_huge_dockerfile_is_parsed_in_bounded_time(tmp_path):
     root = stage_project(tmp_path, "".join(f"FROM scratch AS s{i}\nCOPY f /f{i}\n" for i in range(20_000)))
     msg = one(images=[{**WEB, "target": "nope"}], root=root)
     assert "(its stages: s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 and 19990 more)" in msg
+
+
+@pytest.mark.parametrize("given,normal", [
+    ("linux/x86_64", "linux/amd64"), ("linux/x86-64", "linux/amd64"), ("linux/amd64/v1", "linux/amd64"),
+    ("linux/aarch64", "linux/arm64"), ("linux/arm64/v8", "linux/arm64"), ("linux/aarch64/8", "linux/arm64"),
+    ("linux/armhf", "linux/arm/v7"), ("linux/armel", "linux/arm/v6"),
+    ("linux/arm", "linux/arm/v7"), ("linux/arm/6", "linux/arm/v6"), ("linux/i386", "linux/386"),
+    ("macos/arm64", "darwin/arm64"),
+    # already normal: unchanged, and so are the tags built from them
+    ("linux/amd64", "linux/amd64"), ("linux/arm64", "linux/arm64"), ("linux/arm/v7", "linux/arm/v7"),
+    ("linux/amd64/v3", "linux/amd64/v3"), ("linux/arm64/v8.2", "linux/arm64/v8.2"),
+])
+def test_the_platform_is_read_in_containerds_normal_form(given, normal):
+    """As BuildKit reads --platform (containerd's platforms.Normalize): the plan, the tag, the build and the index
+    all see one spelling, and TARGETARCH / TARGETVARIANT are BuildKit's."""
+    one_platform = settings_from_values("dev", {"registry": EE, "images": [{**WEB, "platform": given}]},
+                                        region="cn-hangzhou", has_password=False)
+    assert one_platform.images[0].platform == normal
+    listed = settings_from_values("dev", {"registry": EE, "images": [{**WEB, "platforms": ["linux/s390x", given]}]},
+                                  region="cn-hangzhou", has_password=False)
+    assert listed.images[0].platforms == ("linux/s390x", normal)

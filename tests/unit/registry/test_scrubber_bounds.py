@@ -1,6 +1,6 @@
 """The scrubber's bounds and forms: what it accepts (never more than it can mask without RE2 failing, and RE2 never
-writes a secret to stderr), and the echoes it masks besides the ones tests/unit/registry/test_registry_client.py covers (hex,
-base32, UTF-16)."""
+writes a secret to stderr), the time and memory its decoders take on hostile 1 MiB texts, and the echoes it masks
+besides the ones tests/unit/registry/test_registry_client.py covers (hex, base32, UTF-16)."""
 from __future__ import annotations
 
 import base64
@@ -95,3 +95,45 @@ def test_utf16_echoes_are_masked(secret: str, encoding: str) -> None:
     shown = excerpt_text(body, scrub, limit=1000)
     visible = shown.replace("\\x00", "")
     assert secret not in visible and secret[:6] not in visible, shown
+
+
+MIB = 1 << 20
+HOSTILE_TEXTS = {
+    "percent nested": ("%25" * 4 + "41") * (MIB // 14),
+    "entities nested": "&amp;" * (MIB // 5),
+    "an entity of a million digits": "&#" + "9" * (MIB - 2),
+    "backslashes": "\\" * MIB,
+    "escaped unicode escapes": "\\\\u0041" * (MIB // 7),
+    "quoted-printable run": "=3D" * (MIB // 3),
+    "soft line breaks": "=\n" * (MIB // 2),
+    "mixed layers": "%26amp%3B%5Cu0025" * (MIB // 17),
+    "lone surrogate escapes": "\\ud800" * (MIB // 6),
+    "lone surrogates": "x\udc80" * (MIB // 2),
+    "non-Latin text": "中\u00e4\U0001F600 \u200b" * (MIB // 5),
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS.values(), ids=HOSTILE_TEXTS.keys())
+def test_decoding_a_hostile_mebibyte_is_bounded_and_logs_nothing(text: str, capfd) -> None:
+    """A 128-character password (every character an escape could stand for) and a 16,384-character token against
+    1 MiB texts built to make the decoders work: every view is at most as long as the text, so the memory held is a
+    few copies of it, and the time a few passes (about two seconds each here). The bounds only turn a blow-up or a
+    hang into a failure."""
+    import time
+    import tracemalloc
+
+    scrub = Scrubber()
+    scrub.add(("%&;\\=+ u0041#x" * 10)[:128], username="deployer")
+    scrub.add(("eyJhbGciOiJSUzI1NiJ9." * 800)[:SECRET_MAX])
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        shown = excerpt_text(text, scrub)
+        elapsed = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert shown != WITHHELD
+    assert elapsed < 60, f"scrubbing a 1 MiB text took {elapsed:.0f} s"
+    assert peak < 40 * MIB, f"scrubbing a 1 MiB text held {peak / MIB:.0f} MiB"
+    assert capfd.readouterr().err == ""

@@ -1,0 +1,147 @@
+"""Secrets assigned a value in any text: a key whose last word names a secret (`password`, `DB_PASSWORD`,
+`spring.datasource.password`, `_authToken`, `AccountKey`, `client_secret`, `api-key`) given a value that looks like
+one, in the forms config files, scripts and code write it: `key=value`, `key: value`, `key := value`,
+`'key' => 'value'`, JSON's `"key": "value"`, `define('KEY', 'value')`, `--key value`, `<key>value</key>`, `<property name="key" value="value"/>`.
+
+What a value must look like is the table in buildcontext/sensitive_rules.py (ASSIGNMENT_*): not a reference or a
+placeholder (credential_files.stands_for_value), not code, a path, a URL or a word. `auth` must hold base64 of
+`user:password` (Docker's and npm's form), `Authorization` an HTTP scheme and its credentials. The search starts
+from the roots of secret words (a fast substring search), so a text holding none costs one lower-casing.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from buildcontext.credential_files import Window, stands_for_value
+from buildcontext.sensitive_rules import (
+    ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
+    ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
+    AUTHORIZATION_WORD, CODE_NAME_RE, EXAMPLE_VALUE_RE, NAME_WORD, NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START,
+    NOT_PASS, PATH_VALUE_RE, SOURCE_CODE_ENDINGS, WORD_LIKE_RE)
+
+
+def _last_words(key: bytes) -> list[str]:
+    return [w.lower() for w in NAME_WORD.findall(key.decode("ascii", "replace"))][-2:]
+
+
+def _kind(key: bytes) -> str | None:
+    """'secret' when the key's last word (or last two) names a secret, 'auth'/'authorization' for those two
+    keys, else None."""
+    words = _last_words(key)
+    if not words:
+        return None
+    last = words[-1]
+    if last in (AUTH_WORD, AUTHORIZATION_WORD):
+        return last
+    if last in ASSIGNMENT_WORDS or tuple(words) in ASSIGNMENT_PAIRS:
+        return "secret"
+    if last.endswith(ASSIGNMENT_GLUED) or (last.endswith(("pass", "pwd")) and last not in NOT_PASS):
+        return "secret"
+    return None
+
+
+def looks_like_secret(value: bytes, quoted: bool = False) -> bool:
+    """Whether an assigned value (`quoted`: written in quotes, where YAML's aliases, tags and comments are text)
+    looks like a secret rather than a reference, a placeholder, code, a path, a URL or a word (see sensitive_rules
+    ASSIGNMENT_MIN_VALUE and below it)."""
+    value = value.strip()
+    not_a_start = NOT_A_QUOTED_VALUE_START if quoted else NOT_A_VALUE_START
+    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or stands_for_value(value):
+        return False
+    if any(c in value for c in b" \t") or WORD_LIKE_RE.fullmatch(value) or EXAMPLE_VALUE_RE.search(value):
+        return False  # prose (a quoted message), a word or a name, an example
+    return not (CODE_NAME_RE.fullmatch(value) or PATH_VALUE_RE.fullmatch(value))
+
+
+def _basic_credentials(value: bytes) -> bool:
+    """Whether `value` is base64 of `user:password` (a value cut at the pattern's bound: of printable text)."""
+    value = value.strip()
+    body = value[:len(value) // 4 * 4]
+    if len(body) < 8 or stands_for_value(value):
+        return False
+    try:
+        text = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    if not text or any(c < 0x20 or c > 0x7e for c in text):
+        return False
+    user, colon, password = text.partition(b":")
+    return bool(user and colon and password) or len(value) >= 56
+
+
+def _value_flag(key: bytes) -> bool:
+    """Whether `key` is a command-line option taking its value as the next word (`--password VALUE`): `--secret`
+    is left out, a switch in many tools (`pulumi config set --secret KEY VALUE`)."""
+    return key.startswith(b"--") and _last_words(key)[-1:] != ["secret"]
+
+
+def _key_start(data: bytes, end: int) -> int | None:
+    """Where the key ending at `end` starts (after its opening quote, if any), or None when it runs longer than
+    ASSIGNMENT_KEY_MAX."""
+    start = end
+    while start > 0 and data[start - 1] in ASSIGNMENT_KEY_CHARS:
+        start -= 1
+        if end - start > ASSIGNMENT_KEY_MAX:
+            return None
+    return start
+
+
+def _judge(data: bytes, start: int, end: int, kind: str, code: bool) -> bool:
+    """Whether the key data[start:end] of `kind` is assigned a secret by what follows it (`code`: in source code,
+    where only a quoted value is a literal)."""
+    m = ASSIGNMENT_TAIL_RE.match(data, end)
+    if m is None:
+        return False
+    before = data[start - 1:start] if start else b""
+    quote, separator, blanks = m.group(1), m.group(2), m.group(3)
+    if quote and before != quote:
+        return False
+    if m.group(8) is not None:
+        value = m.group(8) if before == b"<" and not quote else b""
+    elif (separator == b"," and not (quote and m.group(5) is not None)) or (
+            blanks and not _value_flag(data[start:end])):
+        return False
+    elif m.group(6) is not None:
+        value = m.group(6) if not (m.group(7) or code) else b""
+    else:
+        value = m.group(5)
+    if kind == AUTH_WORD:
+        return _basic_credentials(value)
+    if kind == AUTHORIZATION_WORD:
+        rest = data[m.start(5) if m.group(5) is not None else m.start(6) if m.group(6) is not None else m.end():]
+        scheme = AUTHORIZATION_VALUE_RE.match(rest[:64])
+        return scheme is not None and looks_like_secret(scheme.group(1))
+    return looks_like_secret(value, m.group(5) is not None)
+
+
+def _attribute_pairs(window: Window) -> bool:
+    """Whether a name/value attribute pair names a secret and holds one."""
+    return any(_kind(m.group(1)) == "secret" and looks_like_secret(m.group(2), True)
+               for m in window.matches(ATTRIBUTE_PAIR_RE))
+
+
+def assigns_secret(name: str, window: Window) -> bool:
+    """Whether the window of the file named `name` (a basename; '' for the Dockerfile's text and build args)
+    assigns a secret a value, each key judged by the one window that decides its start."""
+    code = name.lower().endswith(SOURCE_CODE_ENDINGS)
+    data = window.data
+    lower = data.lower()
+    judged: set[int] = set()
+    for root in ASSIGNMENT_ROOTS:
+        at = lower.find(root)
+        while at >= 0:
+            start = _key_start(data, at)
+            end = at + len(root)
+            while start is not None and end < len(data) and data[end] in ASSIGNMENT_KEY_CHARS:
+                end += 1
+                if end - start > ASSIGNMENT_KEY_MAX:
+                    start = None
+            at = lower.find(root, at + 1)
+            if start is None or start in judged or not window.decides(start):
+                continue
+            judged.add(start)
+            kind = _kind(data[start:end])
+            if kind is not None and _judge(data, start, end, kind, code):
+                return True
+    return b"value" in lower and _attribute_pairs(window)
