@@ -9,11 +9,11 @@ The patterns are the table in buildcontext/sensitive_rules.py; buildcontext/sens
 from __future__ import annotations
 
 import html
-import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from boundedjson import parse_json
 from buildcontext.sensitive_rules import (
     BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
@@ -91,7 +91,8 @@ def _json_string(raw: bytes, closed: bool) -> bytes:
     if not closed:
         return raw
     try:
-        return json.loads(b'"' + raw + b'"').encode("utf-8", "surrogatepass")
+        # `raw` is a slice of a window already held: the bound is its own length
+        return parse_json(b'"' + raw + b'"', limit=len(raw) + 2).encode("utf-8", "surrogatepass")
     except ValueError:
         return raw
 
@@ -114,8 +115,8 @@ def _composer_json(doc: object, key: str = "", section: str = "") -> bool:
 def _composer(window: Window) -> bool:
     if window.whole and len(window.data) <= COMPOSER_JSON_LIMIT:
         try:
-            return _composer_json(json.loads(window.data))
-        except (ValueError, RecursionError):
+            return _composer_json(parse_json(window.data, limit=COMPOSER_JSON_LIMIT))
+        except ValueError:
             pass  # not JSON Composer could read, or nested deeper than it would be: judged by the patterns below
     for m in window.matches(COMPOSER_KEY_RE):
         key = _json_string(m.group(1), True).decode("utf-8", "replace")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boundedjson import parse_json
 from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_dir_problem, read_regular,
                                write_atomic)
 from errors import AcrPublishError
@@ -126,7 +127,7 @@ def load(key: HistoryKey) -> Record | None:
         problem = "corrupted (checksum mismatch)"
     if problem is None:
         try:
-            doc = json.loads(body)
+            doc = parse_json(body, limit=MAX_BYTES)
         except ValueError:
             doc = None
         if (not isinstance(doc, dict) or not isinstance(doc.get("last"), dict)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boundedjson import parse_json
 from buildcontext import sensitive
 from buildcontext.files import (CACHE_DIR_ENV, UnusableFile, cache_dir, cache_dir_problem, read_regular,
                                write_atomic)
@@ -140,7 +141,7 @@ class StatCache:
         20,000 of them costs a fifth of a walk. The bytes were checksummed at load."""
         if self._entries is None:
             raw, self._raw_entries = self._raw_entries, None
-            parsed = json.loads(raw) if raw else {}
+            parsed = parse_json(raw, limit=MAX_BYTES) if raw else {}
             self._entries = parsed if isinstance(parsed, dict) else {}
         return self._entries
 
@@ -176,7 +177,7 @@ class StatCache:
             return "checksum mismatch (truncated or corrupted)"
         summary_line, _, entries = body.partition(b"\n")
         try:
-            doc = json.loads(summary_line)
+            doc = parse_json(summary_line, limit=MAX_BYTES)
             if not isinstance(doc, dict) or (doc.get("context"), doc.get("dockerfile")) != (self.context,
                                                                                            self.dockerfile):
                 return "belongs to another context"

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from buildcontext.credential_files import Window, holds_credential, jvm_property_secret
-from buildcontext.printable import escaped
+from buildcontext.printable import escaped, has_control
 from buildcontext.secret_assignments import assigns_secret
 from buildcontext.sensitive_rules import (
     ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE,
@@ -208,14 +208,18 @@ def check_allow_entry(raw: object) -> tuple[str | None, str | None]:
 
     The one rule for entries, shared by config validation (components/config/image_rules.py) and the guard.
     A valid entry is a path relative to the build context, naming a file or directory inside it;
-    './' and a trailing '/' are dropped. `buildArg:NAME` accepts the build arg NAME instead.
+    './' and a trailing '/' are dropped. `buildArg:NAME` accepts the build arg NAME instead. An entry is judged
+    as written (a space around it is part of the name) and holds no control character.
     """
     example = "e.g. 'www/.env'"
+    if isinstance(raw, str) and has_control(raw):
+        return None, ("it holds a control character (newline, tab, ESC, ...), which no entry may hold: remove it (a "
+                      "file whose name holds one cannot be allowed by name: rename it)")
     if isinstance(raw, str) and raw.strip().lower().startswith(BUILD_ARG_ENTRY.lower()):
-        return _check_build_arg_entry(raw.strip())
+        return _check_build_arg_entry(raw)
     if not isinstance(raw, str) or not raw.strip():
         return None, f"it must be a non-empty path relative to the build context; write the sensitive file's path, {example}"
-    text = raw.strip()
+    text = raw
     if text.startswith("/"):
         relative = posixpath.normpath(text).lstrip("/")
         hint = f"try {relative!r}" if relative not in ("", ".") else example
@@ -235,14 +239,15 @@ _BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _check_build_arg_entry(text: str) -> tuple[str | None, str | None]:
-    name = text[len(BUILD_ARG_ENTRY):].strip()
+    name = text.strip()[len(BUILD_ARG_ENTRY):].strip()
     if not text.startswith(BUILD_ARG_ENTRY):
         fixed = f"{BUILD_ARG_ENTRY}{name}" if name else f"{BUILD_ARG_ENTRY}NAME"
         return None, f"build-arg entries are spelled {BUILD_ARG_ENTRY!r} exactly; write {fixed!r}"
-    if not _BUILD_ARG_NAME.fullmatch(name):
+    if not _BUILD_ARG_NAME.fullmatch(text[len(BUILD_ARG_ENTRY):]):
+        example = name if _BUILD_ARG_NAME.fullmatch(name) else "NPM_TOKEN"
         return None, (f"{BUILD_ARG_ENTRY}NAME must name a build arg (letters, digits and _, not starting with a "
-                      f"digit); write the buildArgs key, e.g. '{BUILD_ARG_ENTRY}NPM_TOKEN'")
-    return BUILD_ARG_ENTRY + name, None
+                      f"digit); write the buildArgs key, e.g. '{BUILD_ARG_ENTRY}{example}'")
+    return text, None
 
 
 def normalize_allow(allow: Iterable[str]) -> tuple[str, ...]:

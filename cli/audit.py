@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from buildcontext.printable import escaped
 from errors import AcrPublishError
 from registryclient import RegistryClient, excerpt_text
 from registryclient.endpoint import parse_server
@@ -72,10 +73,11 @@ def _size(n: float) -> str:
 
 
 def _text(value: str | None, limit: int = 100) -> str:
-    """Text from the registry (history, paths) made printable: control characters escaped, shortened."""
+    """Text from the registry (history, paths) as cli.explain prints a path: every control character escaped
+    (`escaped`: a newline is `\\n`, never a space or a line of its own), cut after `limit` characters."""
     if value is None:
         return "-"
-    return excerpt_text(value, limit=limit)
+    return escaped(value[:limit]) + ("..." if len(value) > limit else "")
 
 
 class _Progress:

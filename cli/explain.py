@@ -28,9 +28,10 @@ from components import remote_inputs
 from components.docker_rules import normal_platform, platform_problem
 from components.platforms import history_name
 from components.config.builders import same_platform
-from components.config.image_rules import check_build_arg_name, check_platform, check_target
-from components.config.paths import PROJECT_ROOT
+from components.config.image_rules import check_build_arg_name, check_platform, check_target, target_problem
+from components.config.paths import PROJECT_ROOT, Located
 from components.config.problems import ConfigError
+from components.config.shown import shown
 from components.config.stackfile import load_stack_file
 from errors import AcrPublishError
 
@@ -271,6 +272,11 @@ def _path_inputs(opts: argparse.Namespace) -> _Inputs:
     build_args = _build_args(opts.build_args, problems)
     platform = DEFAULT_PLATFORM if opts.platform is None else opts.platform
     check_target("--target", opts.target, problems)
+    dockerfile = Path(opts.dockerfile if opts.dockerfile is not None else Path(opts.context) / "Dockerfile")
+    if opts.target is not None and not problems and dockerfile.is_file():  # else the scan says what is wrong
+        rule = target_problem(opts.target, Located(escaped(str(dockerfile)), dockerfile))
+        if rule:
+            problems.append(f"--target {shown(opts.target)} is invalid: {rule}")
     check_platform("--platform", platform, problems)
     if problems:
         raise _UsageError("\n  ".join(["invalid arguments:", *problems]))

@@ -17,7 +17,6 @@ builds and pushes on that engine. No Docker SDK: the check is one HTTP request, 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform as host_platform
 import select
@@ -30,6 +29,7 @@ from typing import Iterable, Mapping
 
 import pulumi
 
+from boundedjson import parse_json
 from components.docker_rules import normal_platform, platform_parts
 from components.platforms import platform_slug
 from components.config.builders import TLS_FILES
@@ -242,8 +242,8 @@ def engine_platform(builder: BuilderSettings, timeout: float | None = None) -> t
     head, _, body = raw.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0].decode("latin-1")
     try:
-        version = json.loads(body.decode("utf-8")) if status.split(" ")[1:2] == ["200"] else None
-    except (ValueError, UnicodeDecodeError):
+        version = parse_json(body, limit=RESPONSE_LIMIT) if status.split(" ")[1:2] == ["200"] else None
+    except ValueError:
         version = None
     if not isinstance(version, dict) or not isinstance(version.get("Arch"), str) or "ApiVersion" not in version:
         first = shown(status or raw[:80].decode("latin-1"))[1:-1]

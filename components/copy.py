@@ -18,17 +18,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from boundedjson import parse_json
 from components.stack_advice import SOURCE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
+from registryclient.client import MANIFEST_LIMIT
 from registryclient.endpoint import parse_server
 from registryclient.login import RegistryLogin
 from registryclient.references import DIGEST, is_loopback
-from registryclient.transport import server_json
 
 BLOB_WORKERS = 4
 COPY_TIMEOUT_S = 60.0
-"""Per socket operation: a registry silent this long (not one byte) has stopped answering."""
+"""Per socket operation, and for the head (status line and headers) of each answer in all: a registry silent this
+long, or this slow to say what it answers, has stopped answering."""
 COPY_BUDGET_S = 3600.0
 """The whole copy of one image, every exchange with both registries included; past it every socket is shut down.
 Besides it, every body read must keep the registry client's pace floor (64 KiB a minute), so a trickled layer
@@ -199,8 +201,8 @@ class _Copy:
             return value
 
         try:
-            body = server_json(content)
-        except (ValueError, UnicodeDecodeError):
+            body = parse_json(content, limit=MANIFEST_LIMIT)
+        except ValueError:
             raise malformed("it is not JSON") from None
         if not isinstance(body, dict):
             raise malformed(f"it is a JSON {type(body).__name__}, not an object")

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import pulumi
 import pulumi.dynamic as dynamic
 
+from boundedjson import parse_json
 from components.audit import declare_audit
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
@@ -24,7 +25,7 @@ from components.provider_errors import serve_messages_alone
 from components.stack_advice import STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import RegistryClient, RegistryError
-from registryclient.transport import server_json
+from registryclient.client import MANIFEST_LIMIT
 
 # Loaded by the provider process to unpickle the provider: its failures reach the engine as their message.
 serve_messages_alone()
@@ -63,14 +64,14 @@ def _loopback(server: str) -> bool:
 
 
 def _config_platform(client: RegistryClient, repository: str, manifest: bytes) -> tuple[str, str, str | None]:
-    body = server_json(manifest)
+    body = parse_json(manifest, limit=MANIFEST_LIMIT)
     config = body.get("config") if isinstance(body, dict) else None
     digest = config.get("digest") if isinstance(config, dict) else None
     if not isinstance(digest, str) or not isinstance(config.get("size"), int) or config["size"] > CONFIG_LIMIT:
         raise IndexWriteError(f"a child manifest in {client.server}/{repository} has no image config of at most "
                               f"{CONFIG_LIMIT} bytes")
     data = b"".join(client.get_blob(repository, digest))
-    image = server_json(data)
+    image = parse_json(data, limit=CONFIG_LIMIT)
     if not isinstance(image, dict):
         raise IndexWriteError(f"the image config {digest} in {client.server}/{repository} is not a JSON object")
     variant = image.get("variant") or None
@@ -126,7 +127,7 @@ def write_index(server: str, username: str | None, password: str | None, allow_p
 
 def _same_children(content: bytes, entries: list[Child]) -> bool:
     try:
-        listed = listed_children(server_json(content))
+        listed = listed_children(parse_json(content, limit=MANIFEST_LIMIT))
     except ValueError:
         return False
     if listed is None:

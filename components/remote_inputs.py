@@ -28,15 +28,16 @@ from typing import Any
 
 import requests
 
+from boundedjson import parse_json
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
 from components.docker_rules import normal_parts, platform_preference
 from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
 from components.stack_advice import BASE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
+from registryclient.client import MANIFEST_LIMIT
 from registryclient.login import RegistryLogin
 from registryclient.references import is_loopback
-from registryclient.transport import server_json
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -45,6 +46,8 @@ BUDGET_S = 120.0
 """The whole resolution of one run: no request starts after it."""
 WORKERS = 8
 HELPER_TIMEOUT_S = 20.0
+DOCKER_CONFIG_LIMIT = 1 << 20
+"""Bytes read of the Docker config file and of a credential helper's answer."""
 
 
 class RemoteInputError(AcrPublishError):
@@ -97,7 +100,8 @@ class Credentials:
 def _docker_config() -> dict[str, Any]:
     path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
     try:
-        doc = server_json(path.read_bytes()[:1 << 20])  # ValueError also for JSON nested past the parser's depth
+        with path.open("rb") as config:
+            doc = parse_json(config.read(DOCKER_CONFIG_LIMIT + 1), limit=DOCKER_CONFIG_LIMIT)
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
@@ -112,7 +116,7 @@ def _helper(name: str, key: str) -> tuple[str, str] | None:
     if answer.returncode != 0:
         return None
     try:
-        doc = server_json(answer.stdout)
+        doc = parse_json(answer.stdout, limit=DOCKER_CONFIG_LIMIT)
     except ValueError:
         return None
     if isinstance(doc, dict) and doc.get("Username") and isinstance(doc.get("Secret"), str):
@@ -240,7 +244,7 @@ def _platform_digests(client: RegistryClient, where: Location,
     if manifest.media_type not in (OCI_INDEX, DOCKER_LIST):
         return dict.fromkeys(platforms, manifest.digest)
     try:
-        doc = server_json(manifest.content)
+        doc = parse_json(manifest.content, limit=MANIFEST_LIMIT)
     except ValueError:
         raise ResolveFailure("its index is not JSON", "protocol") from None
     entries = doc.get("manifests") if isinstance(doc, dict) else None

@@ -11,17 +11,18 @@ import threading
 import time
 
 import requests
+import urllib3
 
 from buildcontext import stages
 from registryclient import excerpt_text
 from registryclient.references import is_loopback
-from registryclient.transport import Sockets, new_session
+from registryclient.transport import Sockets, find_cause, new_session
 
 SOURCE_LIMIT = 1 << 30
 """Bytes of one remote ADD source hashed at plan time; past it the plan fails (pin it with --checksum)."""
 MAX_REDIRECTS = 5
 TIMEOUT_S = 30.0
-"""Socket timeout of each exchange."""
+"""Socket timeout of each exchange, and the time its answer's head (status line and headers) has in all."""
 
 
 class ResolveFailure(Exception):
@@ -38,6 +39,15 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """Given as `auth`, so requests takes no credentials from the URL's user info (nor from ~/.netrc)."""
     request.headers.pop("Authorization", None)
     return request
+
+
+def _timed_out(sockets: Sockets, wait: float) -> str:
+    """What a fetch whose exchange ran out of its `wait` seconds got: nothing, or a status line and part of a head
+    (whose reads together have that time: `HeadClock`)."""
+    if (heard := sockets.heard()) is not None:
+        return (f"the server answered with {heard[0]}, but the rest of its {'answer' if heard[1] else 'headers'} "
+                f"did not arrive within {wait:g}s (the time limit of one exchange)")
+    return f"the server sent nothing for {wait:.0f}s (the limit of one read)"
 
 
 def fetch_checksum(url: str, deadline: float) -> str:
@@ -89,9 +99,9 @@ def fetch_checksum(url: str, deadline: float) -> str:
             except requests.exceptions.RequestException as exc:
                 if sockets.aborted:
                     raise ResolveFailure(f"{limit} ran out while it was fetched", "unreachable") from None
-                if isinstance(exc, requests.exceptions.Timeout):
-                    raise ResolveFailure(f"the server sent nothing for {wait:.0f}s (the limit of one read)",
-                                         "unreachable") from None
+                if find_cause(exc, (urllib3.exceptions.TimeoutError, TimeoutError)) is not None:
+                    # retrying nothing, urllib3 reports a read timeout as a failed retry: requests' ConnectionError
+                    raise ResolveFailure(_timed_out(sockets, wait), "unreachable") from None
                 reason = excerpt_text(type(exc).__name__ + ": " + str(exc))
                 raise ResolveFailure(f"cannot fetch it: {reason}", "unreachable") from None
         raise ResolveFailure(f"it redirects more than {MAX_REDIRECTS} times", "protocol")

@@ -12,15 +12,16 @@ the audit finds is imageaudit/report.py.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from boundedjson import parse_json
 from buildcontext import sensitive
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
+from registryclient.client import MANIFEST_LIMIT
 from imageaudit.layerstream import DEFAULT_MAX_LAYER_BYTES, LAYER_TYPES, LayerStream, LayerStreamError
 from imageaudit.report import Hidden, ImageAudit, Layer, PlatformAudit, Sensitive
 from imageaudit.tarscan import DEFAULT_MAX_ENTRIES, TarEntry, TarError, entries, parent_dirs
@@ -202,8 +203,8 @@ Progress = Callable[[int, int], None]
 
 def _json(data: bytes, what: str, where: str) -> dict[str, Any]:
     try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        body = parse_json(data, limit=max(MANIFEST_LIMIT, CONFIG_LIMIT))
+    except ValueError:
         raise AuditError(f"{where}: the {what} is not JSON") from None
     if not isinstance(body, dict):
         raise AuditError(f"{where}: the {what} is not a JSON object")

@@ -14,10 +14,11 @@ import requests
 
 from registryclient.connection import Connection
 from registryclient.endpoint import sent_url
+from boundedjson import parse_json
 from registryclient.errors import RegistryError
 from registryclient.references import is_loopback
 from registryclient.scrub import SECRET_MAX, excerpt_text
-from registryclient.transport import server_json
+from registryclient.transport import ERROR_BODY_LIMIT
 
 _CHALLENGE_START = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?:\s+|\Z)")
 _AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|\Z)')
@@ -66,7 +67,7 @@ def pick_challenge(header: str) -> tuple[str, dict[str, str]] | None:
 def registry_error_text(response: requests.Response) -> str:
     """The registry's own error codes and messages (JSON `errors`, the Bearer challenge's error=), or ""."""
     try:
-        body = server_json(response.content or b"")
+        body = parse_json(response.content or b"", limit=ERROR_BODY_LIMIT)
     except ValueError:
         body = None
     texts = []
@@ -208,7 +209,7 @@ class AuthenticatedConnection(Connection):
         if response.status_code != 200:
             raise self.unexpected("GET", self.shown(realm), response)
         try:
-            body = server_json(response.content)
+            body = parse_json(response.content, limit=ERROR_BODY_LIMIT)
         except ValueError:
             body = None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
@@ -239,7 +240,7 @@ class AuthenticatedConnection(Connection):
             return None
         try:
             payload = token.split(".")[1]
-            claims = server_json(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            claims = parse_json(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), limit=SECRET_MAX)
         except ValueError:
             return None
         access = claims.get("access") if isinstance(claims, dict) else None

@@ -22,12 +22,13 @@ from urllib.parse import urlencode
 import requests
 import urllib3
 
+from boundedjson import parse_json
 from registryclient.auth import AuthenticatedConnection, registry_error_text
 from registryclient.errors import RegistryError
 from registryclient.login import RegistryLogin
 from registryclient.references import DIGEST
 from registryclient.scrub import excerpt_text
-from registryclient.transport import CHUNK_SIZE, ERROR_BODY_LIMIT, Pace, server_json, short_reason
+from registryclient.transport import CHUNK_SIZE, ERROR_BODY_LIMIT, Pace, short_reason
 
 MANIFEST_LIMIT = 4 * 1024 * 1024
 """Bytes read of a manifest: distribution refuses manifests larger than 4 MiB, so a larger answer is not one."""
@@ -134,7 +135,7 @@ class RegistryClient(AuthenticatedConnection):
         media_type = (response.headers.get("Content-Type") or "").split(";")[0].strip()
         if media_type not in MANIFEST_MEDIA_TYPES:
             try:
-                media_type = server_json(content).get("mediaType") or media_type
+                media_type = parse_json(content, limit=MANIFEST_LIMIT).get("mediaType") or media_type
             except (ValueError, AttributeError):
                 pass
         return Manifest(media_type=media_type, content=content, digest=digest)
@@ -161,7 +162,7 @@ class RegistryClient(AuthenticatedConnection):
                 return tags
             self._check("GET", repository, response, "list tags", ok=(200,))
             try:
-                body = server_json(response.content)
+                body = parse_json(response.content, limit=MANIFEST_LIMIT)
             except ValueError:
                 raise self.unexpected("GET", f"/v2/{repository}/tags/list", response) from None
             tags += [t for t in (body.get("tags") or []) if isinstance(t, str)] if isinstance(body, dict) else []

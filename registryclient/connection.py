@@ -51,10 +51,10 @@ class Advice:
 class Connection:
     """One registry, one account, as the transport sees it: where it is, the time it may take, the messages.
 
-    `timeout` bounds each socket operation; `deadline` (a `time.monotonic()` value) optionally bounds the whole
-    life of the client: no request starts after it, each gets only what is left, and when it passes a watchdog
-    shuts the client's sockets down (`abort`), so a server that trickles its headers or a body a few bytes at a
-    time, each read well within `timeout`, is cut off at the deadline too. A body read also stops when it brings
+    `timeout` bounds each socket operation, and the head (status line and headers) of each answer in all
+    (`HeadClock`); `deadline` (a `time.monotonic()` value) optionally bounds the whole life of the client: no request
+    starts after it, each gets only what is left, and when it passes a watchdog shuts the client's sockets down
+    (`abort`), so a body trickled a few bytes at a time, each read well within `timeout`, is cut off there too. A body read also stops when it brings
     fewer than `PACE_MIN_BYTES` in `pace_window` seconds (a stalled layer fails long before a generous deadline).
     `limit_name` and `budget` name the deadline in messages ("preflight time limit"). `label` starts every message
     ("registry preflight for 'host'"); `advice` names what the caller's user sets, for the advice in messages.
@@ -282,6 +282,11 @@ class Connection:
             return (f"{hostport} answered {method} {self.path_shown(url)}, but not with a "
                     f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "
                     f"in {self.advice.server}, and whether a proxy in between mangles answers"), "protocol"
+        if first_bytes is not None and first_bytes[:1] in (b"\x15", b"\x16") and first_bytes[1:2] == b"\x03":
+            # A TLS record (an alert or a handshake) in answer to plain HTTP: the port serves HTTPS.
+            return (f"{hostport} answered in TLS: it serves HTTPS, but this registry is spoken to in plain HTTP (a "
+                    "loopback registry of the local edition, as docker does); serve the registry in plain HTTP "
+                    f"there, or fix the port in {self.advice.server}"), "protocol"
         if first_bytes is not None:
             return (f"{hostport} answered, but not as a registry (not HTTP): {excerpt_text(first_bytes, self.scrub)}; "
                     f"check the host and port in {self.advice.server}"), "protocol"
@@ -292,6 +297,10 @@ class Connection:
             return f"cannot resolve host {self.shown(repr(host))} ({reason})", "unreachable"
         if find_cause(exc, (ConnectionRefusedError,)) is not None or "refused" in str(exc).lower():
             return f"connection to {hostport} refused; {self.unreachable_hint(host)}", "unreachable"
+        if find_cause(exc, (http.client.RemoteDisconnected,)) is not None and self._sockets.heard() is None:
+            return (f"{hostport} accepted the connection, but closed it without answering {method} "
+                    f"{self.path_shown(url)}; check the host and port in {self.advice.server}, and that a registry "
+                    "(not another service or a proxy that refuses this machine) listens there"), "unreachable"
         if (cut := find_cause(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError))) is not None:
             # Something listens there and cut the connection: "nothing answers" would send the user the wrong way.
             reason = getattr(cut, "strerror", None) or type(cut).__name__

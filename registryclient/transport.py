@@ -6,14 +6,13 @@ can shut them down mid-read (`Sockets`), bodies decoded within a bound (`Decoder
 from __future__ import annotations
 
 import http.client
-import json
+import io
 import os
 import socket
 import ssl
 import threading
 import time
 import zlib
-from typing import Any
 
 import requests
 import requests.adapters
@@ -94,11 +93,51 @@ def _shutdown(sock: socket.socket) -> None:
         pass  # already closed
 
 
+class HeadClock(io.RawIOBase):
+    """The reads of one answer from `sock`: those of its head (status line and headers) end together within the
+    read timeout the socket had when the answer was awaited, however the server paces them (each read waits only
+    what is left); once the head is complete (`head_done`) reads are the socket's again (a body keeps `Pace`)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self.limit = sock.gettimeout()
+        self._deadline = None if self.limit is None else time.monotonic() + self.limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:  # type: ignore[override]
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the head of the answer did not arrive in time")
+            self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def head_done(self) -> None:
+        if self._deadline is not None:
+            self._deadline = None
+            self._sock.settimeout(self.limit)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def _tracked_pools(sockets: Sockets) -> dict[str, type]:
     """Connection pool classes whose connections report their sockets to `sockets`."""
 
     class HeardResponse(http.client.HTTPResponse):
-        """Tells `sockets` when the status line arrived and when the head is complete (`Sockets.hear`)."""
+        """Tells `sockets` when the status line arrived and when the head is complete (`Sockets.hear`); the head
+        arrives within the exchange's read timeout in all (`HeadClock`), not within it per read."""
+
+        def __init__(self, sock: socket.socket, *args, **kwargs) -> None:
+            super().__init__(sock, *args, **kwargs)
+            self.fp.close()
+            self._clock = HeadClock(sock)
+            self.fp = io.BufferedReader(self._clock)
 
         def _read_status(self) -> tuple[str, int, str]:  # http.client's one reader of the status line
             version, status, reason = super()._read_status()  # type: ignore[misc]
@@ -107,6 +146,7 @@ def _tracked_pools(sockets: Sockets) -> dict[str, type]:
 
         def begin(self) -> None:
             super().begin()
+            self._clock.head_done()
             if not sockets.aborted:  # a head cut off by the deadline's shutdown ends as if it were complete
                 sockets.hear(self.status, complete=True)
 
@@ -253,9 +293,9 @@ def short_reason(exc: BaseException) -> str:
 
 
 def not_http(exc: BaseException) -> bytes | None:
-    """The first bytes a server sent when they were not an HTTP response, else None."""
+    """The first bytes a server sent when they were not an HTTP response, else None (also when it sent none)."""
     bad = find_cause(exc, (http.client.BadStatusLine, http.client.LineTooLong))
-    if bad is None:
+    if bad is None or isinstance(bad, http.client.RemoteDisconnected):
         return None
     line = bad.args[0] if bad.args else ""
     if isinstance(bad, http.client.LineTooLong):
@@ -324,11 +364,3 @@ def malformed_http(exc: BaseException) -> str | None:
         return None
     return f"{type(bad).__name__}: {bad}" if str(bad) else type(bad).__name__
 
-
-def server_json(data: bytes | str) -> Any:
-    """JSON a server sent, parsed; ValueError for anything that is not JSON Python can hold, including JSON nested
-    past the parser's depth (json raises RecursionError for that, which no caller of a registry answer expects)."""
-    try:
-        return json.loads(data)
-    except RecursionError:
-        raise ValueError("JSON nested deeper than Python's parser goes") from None

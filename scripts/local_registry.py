@@ -1,6 +1,7 @@
 """The local registry `make up` pushes to: 127.0.0.1:5000 unless ACR_PUBLISH_LOCAL_REGISTRY_PORT says otherwise.
 
-Owns telling a registry from anything else on the port (`probe_registry`), starting one (Debian's
+Owns the one exchange with the port that every request of the set-up goes through, bounded in all (`exchange`),
+telling a registry from anything else on the port (`probe_registry`), starting one (Debian's
 `docker-registry serve` with scripts/local-registry.yml when installed, else the `registry:2` image; storage under
 `.registry-data/`), and stopping the one it started (`--stop-registry`). Standard library only.
 """
@@ -45,28 +46,27 @@ class LocalRegistry:
                    log=data / "registry.log")
 
 
-def probe_registry(port: int, timeout: float = 2.0) -> str:
-    """'registry', 'free' (connection refused) or why what holds the port is not a registry.
+class Stalled(Exception):
+    """An exchange with the local port did not end within its budget; str() says which request stalled."""
 
-    Only a registry's answer to GET /v2/ counts: 200 or 401 with the registry API's `Docker-Distribution-API-Version:
-    registry/2.0` header (distribution sends it on every answer, a login challenge included); a web page or another
-    service's 401 is not one. `timeout` bounds the whole exchange, not each read: a server that trickles its headers
-    is cut off when it runs out (a watchdog shuts the socket down)."""
+
+def exchange(port: int, method: str, path: str, timeout: float,
+             headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+    """The status and headers of `method path` on 127.0.0.1:`port`, within `timeout` seconds in all, not per read:
+    when it runs out the socket is shut down (a server trickling its headers is cut off) and Stalled names the
+    request. Every request the set-up scripts send goes through here; OSError and HTTPException as http.client
+    raises them."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    outcome: list[str] = []
+    outcome: list[http.client.HTTPResponse | BaseException] = []
 
-    def exchange() -> None:
+    def run() -> None:
         try:
-            conn.request("GET", "/v2/")
-            response = conn.getresponse()
-            version = response.getheader("Docker-Distribution-API-Version", "")
-            outcome.append(_registry_verdict(response.status, version))
-        except ConnectionRefusedError:
-            outcome.append("free")
+            conn.request(method, path, headers=headers or {})
+            outcome.append(conn.getresponse())
         except (OSError, http.client.HTTPException) as exc:
-            outcome.append(f"it does not speak HTTP ({type(exc).__name__}: {ascii(str(exc))[1:-1][:200]})")
+            outcome.append(exc)
 
-    worker = threading.Thread(target=exchange, name="registry-port-probe", daemon=True)
+    worker = threading.Thread(target=run, name=f"local-registry {method} {path}", daemon=True)
     worker.start()
     worker.join(timeout)
     if not outcome:
@@ -77,9 +77,28 @@ def probe_registry(port: int, timeout: float = 2.0) -> str:
                 pass
         worker.join(1.0)
         conn.close()
-        return f"it did not finish answering GET /v2/ within {timeout:g}s"
+        raise Stalled(f"it did not finish answering {method} {path} within {timeout:g}s")
     conn.close()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
     return outcome[0]
+
+
+def probe_registry(port: int, timeout: float = 2.0) -> str:
+    """'registry', 'free' (connection refused) or why what holds the port is not a registry.
+
+    Only a registry's answer to GET /v2/ counts: 200 or 401 with the registry API's `Docker-Distribution-API-Version:
+    registry/2.0` header (distribution sends it on every answer, a login challenge included); a web page or another
+    service's 401 is not one. `timeout` bounds the whole exchange (`exchange`)."""
+    try:
+        response = exchange(port, "GET", "/v2/", timeout)
+    except Stalled as stalled:
+        return str(stalled)
+    except ConnectionRefusedError:
+        return "free"
+    except (OSError, http.client.HTTPException) as exc:
+        return f"it does not speak HTTP ({type(exc).__name__}: {ascii(str(exc))[1:-1][:200]})"
+    return _registry_verdict(response.status, response.getheader("Docker-Distribution-API-Version", ""))
 
 
 def _registry_verdict(status: int, version: str) -> str:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local_base import BUSYBOX, MIRROR_REPOSITORY, MIRROR_TAG, is_static_elf, root_filesystem_tar
-from local_registry import DEFAULT_REGISTRY_PORT, LocalRegistry, check_registry_port, ensure_registry, stop_registry
+from local_registry import (DEFAULT_REGISTRY_PORT, LocalRegistry, Stalled, check_registry_port, ensure_registry, exchange,
+                            stop_registry)
 from local_run import (DOCKER_INFO_TIMEOUT_S, EXIT_NO_BASE, EXIT_NO_DOCKER, EXIT_NO_PULUMI, EXIT_STACK_FAILED,
                        EXIT_USAGE, StopRun, step)
 
@@ -283,15 +284,17 @@ BASE_PUSH_TIMEOUT_S = 300
 
 
 def base_image_present(options: RunOptions, timeout: float = 5.0) -> bool:
-    """Whether the local registry holds the local stack's base image (a HEAD of its manifest answers 200)."""
-    conn = http.client.HTTPConnection("127.0.0.1", options.registry.port, timeout=timeout)
+    """Whether the local registry holds the local stack's base image (a HEAD of its manifest answers 200 within
+    `timeout` seconds in all); StopRun when the registry stalls."""
+    path = f"/v2/{MIRROR_REPOSITORY}/manifests/{MIRROR_TAG}"
     try:
-        conn.request("HEAD", f"/v2/{MIRROR_REPOSITORY}/manifests/{MIRROR_TAG}", headers={"Accept": MANIFEST_ACCEPT})
-        return conn.getresponse().status == 200
+        return exchange(options.registry.port, "HEAD", path, timeout, {"Accept": MANIFEST_ACCEPT}).status == 200
+    except Stalled as stalled:
+        raise StopRun(f"The registry on 127.0.0.1:{options.registry.port} answered GET /v2/, but {stalled}, so it "
+                      "cannot take the base image: stop what holds the port (or set ACR_PUBLISH_LOCAL_REGISTRY_PORT to "
+                      "another port) and run `make up` again.", EXIT_NO_BASE) from None
     except (OSError, http.client.HTTPException):
         return False
-    finally:
-        conn.close()
 
 
 def ensure_base_image(options: RunOptions, docker: str, env: dict[str, str]) -> None:

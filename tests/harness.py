@@ -28,7 +28,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What the program imports or reads when the engine runs it from a project copy: add a new top-level module here.
-PROGRAM_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt", "errors.py", "components", "buildcontext", "imageaudit",
+PROGRAM_FILES = ("__main__.py", "Pulumi.yaml", "requirements.txt", "errors.py", "boundedjson.py", "components", "buildcontext", "imageaudit",
                  "registryclient",
                  "cli", "app")
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (PROJECT_ROOT / "stacks").glob("Pulumi.*.yaml"))

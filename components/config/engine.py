@@ -5,21 +5,24 @@ holds; passwords are only measured here (their length rules), never kept or show
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from boundedjson import parse_json
 from components.config.problems import ConfigError
 from components.config.registry_rules import local_password_problem
 from components.config.schema import PROJECT, STRUCTURED_KEYS
 from components.config.validate import misspelled_project, plaintext_password, settings_from_values
+
+STRUCTURED_VALUE_LIMIT = 1 << 20
+"""Characters of a structured key's JSON: far beyond any stack file's list of images."""
 
 
 def _decode(key: str, value: Any) -> Any:
     """A config value as the program takes it: JSON text parsed for a structured key, anything else as given."""
     if key in STRUCTURED_KEYS and isinstance(value, str):
         try:
-            return json.loads(value)
-        except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth: a string to validate
+            return parse_json(value, limit=STRUCTURED_VALUE_LIMIT)
+        except ValueError:  # not JSON, or past the parser's bounds: a string to validate
             return value
     return value
 

@@ -151,8 +151,8 @@ def _platforms(scope: Scope, where: str, raw: Any) -> tuple[str, ...]:
     return tuple(normal_platform(p) for p in found) if len(found) == len(raw) else ()
 
 
-def _target_problem(target: str, dockerfile: Located) -> str | None:
-    """Why `target` names no stage of the Dockerfile, or None when it does."""
+def target_problem(target: str, dockerfile: Located) -> str | None:
+    """Why `target` names no stage of the Dockerfile, or None when it does (also `python -m cli.explain`'s rule)."""
     try:
         stages = build_stages(dockerfile.resolved)
     except DockerfileUnreadable as err:
@@ -175,7 +175,7 @@ def _target(scope: Scope, where: str, target: str | None) -> str | None:
         check_target(where, target, scope.problems)
         dockerfile = scope.values.get("dockerfile")
         if len(scope.problems) == before and dockerfile is not None:
-            rule = _target_problem(target, dockerfile)
+            rule = target_problem(target, dockerfile)
             if rule:
                 scope.add(f"{where} {shown(target)} is invalid: {rule}")
     return target

@@ -495,3 +495,32 @@ def test_credentials_echoed_in_forms_made_by_other_encoders_are_withheld(hostile
         server.form = form
         message = preflight_failure(server)
         assert form not in message and f"answered 500 Echo: {WITHHELD}." in message, f"{form!r}: {message}"
+
+
+def _preflight_message(server: HostileServer) -> str:
+    login = RegistryLogin(server.server, "alice", "Wq8vN2pLx9RzT4kB", True)
+    with pytest.raises(RegistryError) as err:
+        check_registry(PreflightTarget(login, ("ns/app",), check_push=False), timeout=5.0)
+    return str(err.value)
+
+
+def test_a_server_that_closes_without_answering_is_said_to_have_answered_nothing(hostile) -> None:
+    server = hostile(lambda conn, head, srv: conn.close())  # reads the request, then closes the connection
+    message = _preflight_message(server)
+    assert (f"{server.server} accepted the connection, but closed it without answering GET /v2/; check the host "
+            "and port in ") in message, message
+    assert "not as a registry" not in message and "answered," not in message, message
+
+
+@pytest.mark.parametrize("record", [b"\x15\x03\x01\x00\x02\x02\x46", b"\x16\x03\x03\x00\x31\x02\x00\x00\x2d"])
+def test_a_tls_answer_on_a_plain_http_port_is_said_to_be_tls(hostile, record: bytes) -> None:
+
+    def answer(conn: socket.socket, head: bytes, srv: HostileServer) -> None:
+        conn.sendall(record)
+        conn.close()
+
+    server = hostile(answer)
+    message = _preflight_message(server)
+    assert f"{server.server} answered in TLS: it serves HTTPS, but this registry is spoken to in plain HTTP" \
+        in message, message
+    assert "not HTTP" not in message and "\\x15" not in message, message

@@ -55,15 +55,16 @@ def _hold(conn: socket.socket, server: HostileServer) -> None:
 
 def registry(behaviour: str) -> Callable[[socket.socket, bytes, HostileServer], None]:
     """A registry without login holding MANIFEST and its blobs, except where `behaviour` says otherwise:
-    "silent" answers nothing at all, "trickled-headers" sends a status line then one header byte at a time, and
-    "trickled-layer" sends the layer's headers then a few bytes a second. Uploads are accepted (a target)."""
+    "silent" answers nothing at all, "trickled-headers" sends a status line then one header byte at a time (and
+    "trickled-after-v2" so after answering GET /v2/), and "trickled-layer" sends the layer's headers then a few
+    bytes a second. Uploads are accepted (a target)."""
 
     def handle(conn: socket.socket, head: bytes, server: HostileServer) -> None:
         method, path = head.split(b" ", 2)[:2]
         path_text = path.decode()
         if behaviour == "silent":
             return _hold(conn, server)
-        if behaviour == "trickled-headers":
+        if behaviour == "trickled-headers" or (behaviour == "trickled-after-v2" and path_text != "/v2/"):
             conn.sendall(b"HTTP/1.1 200 OK\r\n")
             while not server.stop.is_set():
                 conn.sendall(b"X")
@@ -214,3 +215,32 @@ def test_the_source_checks_share_one_budget(hostile, monkeypatch: pytest.MonkeyP
 def test_an_answering_source_still_passes(hostile, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     server = hostile(registry("well-behaved")).server
     assert _check_sources(server, False, monkeypatch) == []
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("conversation", ["copy", "published check", "source check"])
+def test_headers_trickled_after_v2_end_at_the_exchange_limit_not_the_budget(
+        hostile, conversation: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Each header byte well within the socket timeout: the head as a whole has the exchange's limit, so the
+    conversation ends then, not at its budget (an hour for a copy)."""
+    monkeypatch.setattr(copy_module, "COPY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(copy_module, "CHECK_BUDGET_S", 600.0)
+    source = hostile(registry("trickled-after-v2")).server
+    started = time.monotonic()
+    if conversation == "copy":
+        target = hostile(registry("well-behaved")).server
+        with pytest.raises(CopyError) as err:
+            copy_image(_endpoint(source), "src/app", MANIFEST_DIGEST, _endpoint(target), "dst/app", "v1", budget=600)
+    elif conversation == "published check":
+        with pytest.raises(CopyError) as err:
+            target_digest(_endpoint(source), "dst/app", "v1", budget=600)
+    else:
+        monkeypatch.setattr(pulumi.runtime, "is_dry_run", lambda: False)
+        image = SourceImage("web", f"{source}/src/web", "v1", f"{source}/src/web@{MANIFEST_DIGEST}")
+        with pytest.raises(PromotionError) as err:
+            check_sources(SourceStack("dev", source, {"edition": "local"}, (image,), ()),
+                          SourceLogin(RegistryLogin(source, None, None, True), "no login (none configured)"))
+    assert time.monotonic() - started < HANG_BOUND_S
+    assert f"{source} answered " in str(err.value), str(err.value)
+    assert ("with 200, but the rest of its headers did not arrive within 1s (the time limit of one exchange); the "
+            "registry or a proxy in between is stalling") in str(err.value), str(err.value)

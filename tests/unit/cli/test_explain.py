@@ -313,3 +313,18 @@ def test_an_empty_platform_or_target_is_refused_not_defaulted(tmp_path):
     for args, needle in ((["--platform", ""], "--platform '' is invalid"), (["--target", ""], "--target '' is invalid")):
         proc = run_cli(str(tree), *args)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["FROM scratch AS \\\n", "FROM scratch\n", "FROM scratch AS build\n"])
+def test_explain_refuses_a_target_the_program_refuses_with_its_rule(project, dockerfile):
+    """A target naming no stage of the Dockerfile (a stage name broken off by a trailing backslash included): the
+    program refuses the stack; explain refuses the same context and target with the same rule, printing no tag."""
+    (project.root / "app" / "Dockerfile").write_text(dockerfile)
+    project.stack("s", [WEB])
+    with pytest.raises(Exception) as program:
+        project.plan("s")
+    said = str(program.value).split("acr-publish:images[0].target 'web' is invalid: ", 1)[1].splitlines()[0]
+    rc, out, err = project.explain(str(project.root / "app"), "--target", "web")
+    assert rc == 2 and out == "", out
+    assert f"--target 'web' is invalid: {said.replace('app/Dockerfile', str(project.root / 'app' / 'Dockerfile'))}" \
+        in err, (said, err)

@@ -110,6 +110,28 @@ def test_allow_sensitive_entries_are_checked_like_the_guard_does(bad, rule):
     assert "; " in msg.split(rule, 1)[1], f"no fix given: {msg}"
 
 
+@pytest.mark.parametrize("entry,rule", [
+    ("buildArg:APP_ENV\n", "it holds a control character"),
+    ("www/.env\n", "it holds a control character"),
+    ("www/\x1b[31m.env", "it holds a control character"),
+    ("www/.env\t", "it holds a control character"),
+    ("buildArg: APP_ENV", "must name a build arg (letters, digits and _, not starting with a digit); write the "
+                          "buildArgs key, e.g. 'buildArg:APP_ENV'"),
+    ("buildArg:APP_ENV ", "must name a build arg"),
+    (" buildArg:APP_ENV", "build-arg entries are spelled 'buildArg:' exactly; write 'buildArg:APP_ENV'"),
+])
+def test_allow_sensitive_entries_are_judged_as_written(entry, rule):
+    """Nothing is stripped before the rules judge an entry: a newline, ESC or a space around a build arg name is
+    refused with the fix, never accepted as another entry."""
+    image = {**WEB, "buildArgs": {"APP_ENV": "prod"}, "allowSensitive": [entry]}
+    msg = one(images=[image])
+    assert msg.startswith(f"acr-publish:images[0].allowSensitive[0] {entry!r} is invalid: "), msg
+    assert rule in msg, msg
+    audit = one(images=[{**WEB, "audit": {"allowSensitive": ["etc/ok", "etc/\x1b]0;x\x07key"]}}])
+    assert "acr-publish:images[0].audit.allowSensitive[1] 'etc/\\x1b]0;x\\x07key' is invalid: it holds a control " \
+           "character" in audit, audit
+
+
 def test_allow_sensitive_absolute_path_suggests_the_relative_one():
     assert "try 'www/.env'" in one(images=[{**WEB, "allowSensitive": ["/www/.env"]}])
 

@@ -45,12 +45,14 @@ def file_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
 
 
 class Registry:
-    """One image `hostile/img:t` whose single layer blob is `blob`, declared with `size` and `digest`."""
+    """One image `hostile/img:t` whose single layer blob is `blob`, declared with `size` and `digest`; `config`
+    and `manifest` replace the image config's and the manifest's bytes."""
 
     def __init__(self, blob: bytes, *, media_type: str = GZIP_LAYER, digest: str | None = None,
-                 size: int | None = None, served: bytes | None = None):
-        config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
-                             "history": [{"created_by": "COPY hostile /"}]}).encode()
+                 size: int | None = None, served: bytes | None = None, config: bytes | None = None,
+                 manifest: bytes | None = None):
+        config = config or json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers",
+                                       "diff_ids": []}, "history": [{"created_by": "COPY hostile /"}]}).encode()
         self.blobs = {sha(config): config, (digest or sha(blob)): served if served is not None else blob}
         self.manifest = json.dumps({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -58,7 +60,7 @@ class Registry:
                        "size": len(config)},
             "layers": [{"mediaType": media_type, "digest": digest or sha(blob),
                         "size": len(blob) if size is None else size}],
-        }).encode()
+        }).encode() if manifest is None else manifest
         registry = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -198,3 +200,65 @@ def test_a_sensitive_file_in_a_zstd_layer_is_found():
     assert [(s.path, s.layer, s.instruction) for s in platform.sensitive] == [
         ("srv/config/deploy.pem", 0, "COPY hostile /")]
     assert "private key" in platform.sensitive[0].reason
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("part", ["config", "manifest"])
+def test_json_nested_past_any_bound_is_one_refusal(part):
+    """A registry's config or manifest nested 100,000 deep: one message naming it, never RecursionError."""
+    blob = gzip.compress(tar_of(file_member("a", b"a")))
+    registry = Registry(blob, **({"config": DEEP} if part == "config" else {
+        "manifest": b'{"schemaVersion":2,"x":' + DEEP + b"}"}))
+    message = refused(registry)
+    assert message.endswith(f"the {'image config' if part == 'config' else 'manifest'} is not JSON"), message
+
+
+@pytest.mark.timeout(60)
+def test_cli_audit_and_the_promotion_gate_refuse_a_deep_config_in_one_line():
+    import subprocess
+    import sys
+
+    from components.audit import AuditFailure, run_audit
+    from tests.harness import PROJECT_ROOT
+
+    registry = Registry(gzip.compress(tar_of(file_member("a", b"a"))), config=DEEP)
+    server = f"127.0.0.1:{registry.server.server_address[1]}"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli.audit", f"{server}/hostile/img:t"], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=60)
+        with pytest.raises(AuditFailure) as info:
+            run_audit(server, "hostile/img", "t", None, None, True)
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.rstrip().endswith("the image config is not JSON"), \
+        proc.stderr
+    assert str(info.value).endswith("the image config is not JSON"), info.value
+
+
+@pytest.mark.timeout(60)
+def test_cli_audit_prints_control_characters_in_paths_and_instructions_escaped_as_explain_does():
+    """A newline in a layer's file name or in its history's instruction is printed `\\n`, as cli.explain prints a
+    path: never a space (which would hide it) and never a line of its own (a forged `fix:` line)."""
+    import subprocess
+    import sys
+
+    from tests.harness import PROJECT_ROOT
+
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                         "history": [{"created_by": "RUN echo \x1b]0;x\x07\nfix: all good"}]}).encode()
+    blob = gzip.compress(tar_of(file_member("x\nfix: forged line/.env", b"A=1\n")))
+    registry = Registry(blob, config=config)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "cli.audit", f"127.0.0.1:{registry.server.server_address[1]}"
+                               "/hostile/img:t"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        registry.server.shutdown()
+        registry.server.server_close()
+    assert "Traceback" not in proc.stderr and "/x\\nfix: forged line/.env  layer 0" in proc.stdout, proc.stdout
+    assert "made by: RUN echo \\x1b]0;x\\x07\\nfix: all good" in proc.stdout, proc.stdout
+    assert not any(line.startswith("fix:") for line in (proc.stdout + proc.stderr).splitlines()), proc.stdout

@@ -703,6 +703,44 @@ def test_the_local_stacks_base_is_made_and_pushed_when_the_registry_lacks_it(
     assert "==> Base image" in result.stdout and "made from /bin/busybox and pushed" in result.stdout
 
 
+def _registry_trickling_the_base_manifest(conn: socket.socket) -> None:
+    """A registry's answer to GET /v2/; to anything else a status line, then one header byte every 0.2 s."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        piece = conn.recv(65536)
+        if not piece:
+            return conn.close()
+        head += piece
+    try:
+        if head.startswith(b"GET /v2/ "):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: 2"
+                         b"\r\n\r\n{}")
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(300):  # bounded: a minute
+            conn.sendall(b"X")
+            time.sleep(0.2)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def test_a_registry_trickling_the_base_manifest_stops_the_run_within_its_budget(up: UpLocal) -> None:
+    up.add_fake_pulumi()
+    listener = _serve_raw(up.port, _registry_trickling_the_base_manifest)
+    started = time.monotonic()
+    try:
+        result = up.run("--yes")
+    finally:
+        listener.close()
+    assert time.monotonic() - started < 30, "the base image check did not end within its budget"
+    assert result.returncode == 7, result.stderr
+    assert (f"The registry on 127.0.0.1:{up.port} answered GET /v2/, but it did not finish answering HEAD "
+            f"{BASE_MANIFEST} within 5s, so it cannot take the base image") in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and up.pulumi_calls() == []
+
+
 def test_a_base_the_registry_holds_is_not_made_again(up: UpLocal, answering_registry: object) -> None:
     _StandInRegistryHandler.held.add(BASE_MANIFEST)
     try:
