@@ -13,7 +13,9 @@ from typing import Any
 MAX_DEPTH = 64
 """Levels of arrays and objects: every document the program reads nests fewer than ten."""
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or an unterminated one running to the end (a lone backslash last included): every `"` then starts a
+# match, so no start is tried twice and stripping stays linear however a server arranges quotes and backslashes.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENERS = frozenset(b"[{")
 

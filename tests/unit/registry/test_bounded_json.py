@@ -80,3 +80,16 @@ def test_a_builder_answering_deep_json_is_not_a_docker_engine(tmp_path):
             engine_platform(BuilderSettings("linux/arm64", f"unix://{path}"), timeout=10)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("tail", [b"", b"\\"], ids=["unterminated", "lone-backslash-last"])
+def test_strings_a_server_arranged_against_the_stripper_are_judged_in_linear_time(tail: bytes) -> None:
+    """An unterminated string of escaped quotes (each `\\"` a place a string could start) made the string-stripping
+    pattern retry from every quote: 160 KB took 53 s. The bound only turns such a hang into a failure."""
+    import time
+
+    payload = b"[" * 70 + b'"' + b'\\"' * 200_000 + tail
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="nested deeper"):
+        parse_json(payload, limit=4 * 1024 * 1024)
+    assert time.monotonic() - started < 20
