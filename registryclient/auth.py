@@ -281,4 +281,8 @@ class AuthenticatedConnection(Connection):
         headers = dict(kwargs.pop("headers", None) or {})
         if self.endpoint.same_origin(url):
             headers.update(self._auth_headers(scopes))
-        return self.send(method, url, headers=headers, **kwargs)
+        self._following.url = url  # its host and path are the server's words in every message about it
+        try:
+            return self.send(method, url, headers=headers, **kwargs)
+        finally:
+            self._following.url = None

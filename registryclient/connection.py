@@ -91,6 +91,8 @@ class Connection:
                                 ) from None
         self.basic = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
         self._sockets = Sockets()
+        self._following = threading.local()
+        """`url`: the Location a server named that this thread is requesting (AuthenticatedConnection.follow)."""
         self.session = (session_factory or new_session)(self._sockets)
         self._endpoint: Endpoint | None = None
         self.challenge: tuple[str, dict[str, str]] | None = None
@@ -135,8 +137,9 @@ class Connection:
         return excerpt_text(text, self.scrub, limit=300)
 
     def _own(self, url: str) -> bool:
-        """Whether `url` is one the program made on the configured registry (not a Location a server named)."""
-        return url.startswith(f"{self.endpoint.base}/")
+        """Whether `url` is one the program made on the configured registry (not a Location a server named, which
+        may hold anything, on the registry's own origin too)."""
+        return url != getattr(self._following, "url", None) and url.startswith(f"{self.endpoint.base}/")
 
     def path_shown(self, url: str) -> str:
         """The path of `url` for a message: the program's own paths (repositories and tags from the configuration)

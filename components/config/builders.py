@@ -15,7 +15,7 @@ from components.config.problems import PROBLEMS_MAX
 from components.config.schema import BUILDER_KEYS, BuilderSettings, ImageSettings, PromotionSettings, image_platforms
 from components.config.shown import shown, shown_path
 from components.config.values import unknown_keys
-from components.docker_rules import platform_parts, platform_problem
+from components.docker_rules import normal_platform, platform_problem
 
 BUILDER_SCHEMES = ("ssh", "tcp", "unix")
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")
@@ -24,17 +24,10 @@ reads."""
 _SSH_USER_HOST = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?")
 
 
-_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
-"""containerd's default variant per architecture: `linux/arm64` is `linux/arm64/v8`, `linux/arm` is `linux/arm/v7`."""
-
-
 def same_platform(a: str, b: str) -> bool:
-    """Whether two valid platform spellings name one platform (`linux/x86_64` is `linux/amd64`, `linux/arm64/v8` is
-    `linux/arm64`)."""
-    def canonical(value: str) -> tuple[str, str, str | None]:
-        os_name, arch, variant = platform_parts(value)
-        return os_name, arch, variant or _DEFAULT_VARIANT.get(arch)
-    return canonical(a) == canonical(b)
+    """Whether two valid platform spellings name one platform: the same containerd normal form (`linux/x86_64` is
+    `linux/amd64`, `linux/arm64/v8` is `linux/arm64`)."""
+    return normal_platform(a) == normal_platform(b)
 
 
 def builder_settings(raw: Any, images: tuple[ImageSettings, ...], promotion: PromotionSettings | None, root: Path,

@@ -145,3 +145,30 @@ def test_the_programs_own_host_and_path_are_never_withheld(hostile, part: str) -
     assert weak in message(STRONG)
     assert message(weak) == message(STRONG), "the host or path was withheld for holding the password"
     assert WITHHELD not in message(weak)
+
+
+def test_a_location_the_registry_named_on_its_own_origin_is_still_the_servers_words(hostile) -> None:  # noqa: F811
+    """A redirect to a path on the registry's own origin holding the password, where nothing then answers: the
+    message names that path as server text (withheld), never as the program's own words."""
+    from registryclient import RegistryClient
+
+    weak = "Reg1stry-L0gin-Pw"
+
+    def handle(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        path = head.split(b" ", 2)[1]
+        if path == b"/v2/":
+            answer = b"HTTP/1.1 200 OK\r\nDocker-Distribution-API-Version: registry/2.0\r\nContent-Length: 0\r\n\r\n"
+        elif b"/blobs/" in path:
+            answer = (f"HTTP/1.1 307 Temporary Redirect\r\nLocation: /v2/held/{weak}/x\r\n"
+                      "Content-Length: 0\r\n\r\n").encode()
+        else:
+            _silent(conn, head, server)
+            return
+        conn.sendall(answer)
+
+    server = hostile(handle)
+    with RegistryClient(server.server, USER, weak, allow_plain_http=True, timeout=1) as client:
+        with pytest.raises(RegistryError) as err:
+            client.blob_size("acme/web", DIGEST)
+    message = str(err.value)
+    assert weak not in message and WITHHELD in message, message

@@ -270,6 +270,15 @@ def test_builders_rules(tmp_path):
     assert not any("hunter22" in p for p in problems), "a password in a builder URL is never printed"
 
 
+@pytest.mark.parametrize("key", ["linux/arm64/v8", "linux/arm64/v8.0", "linux/aarch64"])
+def test_a_builder_key_in_another_spelling_of_a_built_platform_is_that_platform(key):
+    """The builder's key and the image's platforms are compared in containerd's normal form, as everything else
+    compares platforms: no spelling is 'built by no image' while the image builds it."""
+    # A second, invalid key makes the configuration fail, so the run stops before any registry is asked.
+    problems = config_problems(overrides(builders={key: "unix:///run/arm.sock", "linux/arm65": "unix:///x.sock"}))
+    assert any("linux/arm65" in p for p in problems) and not any("no image builds" in p for p in problems), problems
+
+
 @pytest.mark.parametrize("value,expected", [
     ("http://arm-host:2375", "a builder is reached over ssh://, tcp:// (with TLS) or unix://"),
     ("tcp://arm-host:2376", "has no certPath: a Docker engine on plain tcp:// lets anyone who reaches the port run "
