@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform as host_platform
 import select
 import socket
 import ssl
@@ -30,6 +29,7 @@ from typing import Iterable, Mapping
 import pulumi
 
 from boundedjson import parse_json
+from buildcontext.stage_args import host_platform_name
 from components.docker_rules import normal_platform, platform_parts
 from components.platforms import platform_slug
 from components.config.builders import TLS_FILES
@@ -39,9 +39,6 @@ from errors import AcrPublishError
 
 BUILDER_TIMEOUT_S = 10.0
 RESPONSE_LIMIT = 64 * 1024
-# Go's GOARCH for the machine names os.uname() reports.
-_GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-           "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 _REQUEST = b"GET /version HTTP/1.0\r\nHost: docker\r\nUser-Agent: acr-publish\r\n\r\n"
 # OpenSSL's reasons when the other end speaks something other than TLS (a plain HTTP engine answers the hello).
 _NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG"}
@@ -253,8 +250,8 @@ def engine_platform(builder: BuilderSettings, timeout: float | None = None) -> t
 
 
 def _local_platform() -> tuple[str, str]:
-    machine = os.uname().machine
-    return host_platform.system().lower(), _GOARCH.get(machine, machine)
+    os_name, _, arch = host_platform_name().partition("/")
+    return os_name, arch
 
 
 def check_builders(settings: Settings, building: Iterable[tuple[int, str, str]]) -> None:
