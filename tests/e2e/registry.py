@@ -30,6 +30,7 @@ import urllib3
 import yaml
 
 from tests.e2e.immutable_proxy import ImmutableTagProxy
+from tests.e2e.processes import stop_process
 from tests.e2e.token_server import TokenServer
 
 START_TIMEOUT_S = 20.0
@@ -165,13 +166,7 @@ class RegistryServer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT_S)
+        stop_process(process, STOP_TIMEOUT_S)
 
     def __enter__(self) -> "RegistryServer":
         return self.start()

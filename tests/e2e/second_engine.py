@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.engine_tls import EngineTLS
+from tests.e2e.processes import stop_process
 
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
@@ -168,13 +169,7 @@ class SecondEngine:
     def stop(self) -> None:
         for listener in self.listeners:
             listener.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=STOP_TIMEOUT_S)
+        stop_process(self.process, STOP_TIMEOUT_S)
         subprocess.run(["umount", "-R", str(self.root / "exec")], capture_output=True, timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -14,6 +14,7 @@ import pytest
 from components import remote_sources
 from components.remote_sources import ResolveFailure, fetch_checksum
 from registryclient import RegistryClient, RegistryError
+from tests.e2e.test_hostile_servers import hostile  # noqa: F401
 
 HANG_BOUND_S = 15.0
 LIMIT_S = 1.0
@@ -44,44 +45,10 @@ def slow_but_whole(conn: socket.socket, stop: threading.Event) -> None:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Callable[[socket.socket, threading.Event], None]], str]]:
-    stop = threading.Event()
-    listeners: list[socket.socket] = []
-
-    def start(handle: Callable[[socket.socket, threading.Event], None]) -> str:
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        listeners.append(listener)
-
-        def one(conn: socket.socket) -> None:
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    piece = conn.recv(65536)
-                    if not piece:
-                        return
-                    head += piece
-                try:
-                    handle(conn, stop)
-                except OSError:
-                    pass
-
-        def accept() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                threading.Thread(target=one, args=(conn,), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-        return f"127.0.0.1:{listener.getsockname()[1]}"
-
-    yield start
-    stop.set()
-    for listener in listeners:
-        listener.close()
+def serve(hostile) -> Iterator[Callable[[Callable[[socket.socket, threading.Event], None]], str]]:  # noqa: F811
+    """Starts a loopback server (tests/e2e/test_hostile_servers.py) answering each request with `handle(conn, stop)`;
+    `stop` is set when the test ends."""
+    yield lambda handle: hostile(lambda conn, head, server: handle(conn, server.stop)).server
 
 
 def _login_failure(server: str) -> str:
