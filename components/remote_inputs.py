@@ -193,16 +193,6 @@ def registry_client(host: str, stack: RegistryLogin | None, deadline: float) -> 
     return client, creds
 
 
-def resolve_reference(reference: str, platform: str, stack: RegistryLogin | None, deadline: float,
-                      client: tuple[RegistryClient, Credentials] | None = None) -> str:
-    """The digest of the manifest `reference` names for `platform` (an index is followed to that platform's
-    entry); ResolveFailure otherwise. `client`: as for `resolve_platforms`."""
-    found = resolve_platforms(reference, (platform,), stack, deadline, client)[platform]
-    if isinstance(found, ResolveFailure):
-        raise found
-    return found
-
-
 def resolve_platforms(reference: str, platforms: Sequence[str], stack: RegistryLogin | None, deadline: float,
                       client: tuple[RegistryClient, Credentials] | None = None) -> dict[str, str | ResolveFailure]:
     """Platform -> the digest of the manifest `reference` names for it, or the ResolveFailure: one manifest request

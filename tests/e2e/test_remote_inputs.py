@@ -657,15 +657,16 @@ def test_a_base_registry_that_cannot_be_reached_is_named_by_the_from_line_not_th
     import socket
     import time
 
-    from components.remote_inputs import ResolveFailure, resolve_reference
+    from components.remote_inputs import ResolveFailure, resolve_platforms
 
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     stack = RegistryLogin("registry.example.com", "deployer", "stack-pass", False)
-    with pytest.raises(ResolveFailure) as info:
-        resolve_reference(f"127.0.0.1:{port}/mirror/base:1", "linux/amd64", stack, time.monotonic() + 10)
-    text = str(info.value)
+    failure = resolve_platforms(f"127.0.0.1:{port}/mirror/base:1", ("linux/amd64",), stack,
+                                time.monotonic() + 10)["linux/amd64"]
+    assert isinstance(failure, ResolveFailure), failure
+    text = str(failure)
     assert "start that registry or fix the port in the Dockerfile's FROM reference" in text, text
     assert "acr-publish:registry.server" not in text and "make up" not in text, text
