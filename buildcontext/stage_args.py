@@ -1,7 +1,8 @@
 """The ARG scope of a Dockerfile and its words: which values an instruction's words are expanded from, and how.
 
-Each word is processed as BuildKit's shell-word lexer does (`expand`: quotes, escapes, `$A`, `${A}`, the `-`, `+`
-and `?` modifiers); the forms it does not reproduce are refused with their line, never guessed. A FROM line sees
+Each word is processed as BuildKit's shell-word lexer does (`expand`: quotes, escapes, `$A`, `${A}`, the `-`, `+`,
+`?`, `#`, `%` and `/` modifiers, buildcontext/shell_pattern.py matching the patterns); what BuildKit fails on fails
+the plan with its line. A FROM line sees
 the global ARGs (declared before the first FROM; a build arg overrides a declared default) and the platform ARGs
 BuildKit predefines (TARGETPLATFORM/OS/ARCH/VARIANT from the image's platform, BUILDPLATFORM from this machine);
 other instructions see their stage's scope (buildcontext/stages.py: its ARGs, platform ARGs too, its ENVs and its
@@ -14,6 +15,7 @@ import re
 from collections.abc import Mapping
 
 from buildcontext.plan import DockerfileProblem
+from buildcontext.shell_pattern import PatternProblem, replace, trim_prefix, trim_suffix
 
 _UNSET = object()
 _SPECIAL_PARAMS = "@*#?-$!0"
@@ -49,14 +51,16 @@ class UnsetVariable(WordFails):
 class _Word:
     """One word processed as BuildKit's shell-word lexer (frontend/dockerfile/shell/lex.go, Docker 26) does:
     quotes removed ('...' literal, "..." with `$` expanded and the escape character escaping `"`, `$` and itself),
-    the escape character escaping any character outside quotes, `$NAME`, `${NAME}` and the `-`, `+`, `?`
-    modifiers (with or without `:`). `${NAME#…}`, `${NAME%…}` and `${NAME/…}` are refused, not reproduced."""
+    the escape character escaping any character outside quotes, `$NAME`, `${NAME}`, the `-`, `+`, `?`, `#`, `##`,
+    `%`, `%%` modifiers (with or without `:`, which only the first three heed) and `/`, `//`. The words of `#`, `%`
+    and `/` keep their escape characters (`raw`): the pattern reads them."""
 
     def __init__(self, word: str, values: Mapping[str, str | None], line: int, escape: str,
                  asked: list[str] | None) -> None:
         self.word, self.values, self.line, self.escape = word, values, line, escape
         self.asked = asked if asked is not None else []
         self.pos = 0
+        self.raw = False
 
     def peek(self) -> str | None:
         return self.word[self.pos] if self.pos < len(self.word) else None
@@ -77,7 +81,14 @@ class _Word:
         value = self.values.get(name, _UNSET)
         return None if value is _UNSET else (value or "")
 
-    def until(self, stop: str | None) -> str:
+    def until(self, stop: str | None, raw: bool = False) -> str:
+        outer, self.raw = self.raw, raw
+        try:
+            return self._until(stop)
+        finally:
+            self.raw = outer
+
+    def _until(self, stop: str | None) -> str:
         out: list[str] = []
         while (ch := self.peek()) is not None:
             if ch == stop:
@@ -88,6 +99,8 @@ class _Word:
                 continue
             self.pos += 1
             if ch == self.escape:
+                if self.raw:
+                    out.append(ch)
                 ch = self.next()
                 if ch is None:
                     break
@@ -114,6 +127,8 @@ class _Word:
                 continue
             self.pos += 1
             if ch == self.escape:
+                if self.raw:
+                    out.append(ch)
                 if self.peek() is None:
                     continue
                 if self.peek() in ('"', "$", self.escape):  # any other character keeps its escape character
@@ -152,27 +167,60 @@ class _Word:
         op = self.next()
         if op == "}":
             return self.lookup(name) or ""
+        if op == "/":
+            return self.replaced(name, start)
         colon = op == ":"
         if colon:
             op = self.next()
-        if not colon and op not in ("-", "+", "?", "#", "%", "/"):
+        if not colon and op not in ("-", "+", "?", "#", "%"):
             raise self.fail(f"unsupported modifier ({op or ''}) in substitution")
-        if op in ("#", "%", "/"):
-            written = self.word[start:_closing_brace(self.word, start + 1) + 1]
-            raise DockerfileProblem(f"{self.word!r} uses a substitution this plan cannot expand ({written!r}); "
-                                    "write the value, or ${NAME}, ${NAME:-default}", self.line)
-        return self.modified(name, colon, op)
+        return self.modified(name, colon, op, start)
 
-    def modified(self, name: str, colon: bool, op: str | None) -> str:
-        """`${NAME-word}`, `${NAME+word}`, `${NAME?word}` (`colon`: an empty value counts as unset). The word is
-        processed first, as BuildKit does; the names it asks for count only when it is used."""
-        asked_before = len(self.asked)
+    def closed(self, stop: str, missing: str, raw: bool = True) -> str:
+        """The word up to `stop` (raw: a pattern or a replacement); `missing` when the whole word ends first."""
         try:
-            word = self.until("}")
+            return self.until(stop, raw)
         except DockerfileProblem:
             if self.peek() is None:
-                raise self.fail("syntax error: missing '}'") from None
+                raise self.fail(f"syntax error: missing {missing}") from None
             raise
+
+    def replaced(self, name: str, start: int) -> str:
+        """`${NAME/pattern/replacement}`, `${NAME//pattern/replacement}`."""
+        every = self.peek() == "/"
+        self.pos += every
+        pattern = self.closed("/", "'/' in ${}")
+        replacement = self.closed("}", "'}'")
+        return self.matched(start, lambda: replace(pattern, self.lookup(name) or "", replacement, every))
+
+    def matched(self, start: int, compute) -> str:
+        """What `compute` gives; its PatternProblem as the line's problem (the pattern, which a build arg may give,
+        is not shown)."""
+        try:
+            return compute()
+        except PatternProblem as problem:
+            raise DockerfileProblem(f"{self.word[start:self.pos]!r}: {problem}", self.line) from None
+
+    def trimmed(self, name: str, op: str, word: str, start: int) -> str:
+        """`${NAME#word}`, `${NAME##word}`, `${NAME%word}`, `${NAME%%word}` (a `:` before them changes nothing)."""
+        if not word:
+            written = self.word[start:self.pos]
+            raise DockerfileProblem(
+                f"{written!r} has an empty pattern (written so, or from an empty variable): Docker 26's BuildKit "
+                f"crashes on it, taking the Docker engine down with it; fix: give {op} a pattern, or remove it",
+                self.line)
+        greedy = word[0] == op
+        pattern = word[1:] if greedy else word
+        trim = trim_suffix if op == "%" else trim_prefix
+        return self.matched(start, lambda: trim(pattern, self.lookup(name) or "", greedy))
+
+    def modified(self, name: str, colon: bool, op: str | None, start: int) -> str:
+        """`${NAME-word}`, `${NAME+word}`, `${NAME?word}` (`colon`: an empty value counts as unset), and the trims.
+        The word is processed first, as BuildKit does; the names it asks for count only when it is used."""
+        asked_before = len(self.asked)
+        word = self.closed("}", "'}'", raw=op in ("#", "%"))
+        if op in ("#", "%"):
+            return self.trimmed(name, op, word, start)
         if op not in ("-", "+", "?"):
             raise self.fail(f"unsupported modifier ({':' if colon else ''}{op or ''}) in substitution")
         word_names = self.asked[asked_before:]
@@ -190,16 +238,6 @@ class _Word:
         if op == "-":
             return word if unset else value  # type: ignore[return-value]
         return word if use_word else ""
-
-
-def _closing_brace(word: str, start: int) -> int:
-    """Index of the `}` closing the `{` at `start` (the last index when none does): the substitution's extent."""
-    depth = 0
-    for j in range(start, len(word)):
-        depth += {"{": 1, "}": -1}.get(word[j], 0)
-        if depth == 0:
-            return j
-    return len(word) - 1
 
 
 def expand(word: str, values: Mapping[str, str | None], line: int, escape: str = "\\",

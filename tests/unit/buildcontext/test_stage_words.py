@@ -76,14 +76,6 @@ def test_what_buildkit_fails_to_process_fails_the_plan_with_its_line(word, reaso
     assert err.value.line == 4 and reason in str(err.value) and "BuildKit fails to process it" in str(err.value)
 
 
-@pytest.mark.parametrize("word", ["${A#a}", "${A##*}", "${A%a}", "${A%%a}", "${A/a/b}", "${A//a/b}", "x${A:#a}y"])
-def test_trimming_and_replacing_forms_are_refused_not_guessed(word):
-    with pytest.raises(DockerfileProblem) as err:
-        expand(word, VALUES, 2)
-    assert not isinstance(err.value, WordFails)
-    assert "uses a substitution this plan cannot expand" in str(err.value) and err.value.line == 2
-
-
 def test_only_the_names_the_result_depends_on_are_asked():
     asked: list[str] = []
     expand("${A:-$B}${UNSET:-$C}${A:+$D}${UNSET:+$E}'$F'", VALUES, 1, asked=asked)
