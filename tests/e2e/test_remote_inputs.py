@@ -531,6 +531,11 @@ def test_source_substitution_matches_buildkit_or_is_refused(tmp_path, recording_
     ("\ufeff# escape=`\nFROM scratch\nARG V={tag}\nADD {base}/bom-`\\$V-$V /f\n", {}),
     (" # escape=`\nFROM scratch\nARG V={tag}\nADD {base}/ws-`\\$V-$V /f\n", {}),
     ("FROM scratch\nARG P={tag}\nARG P=b Q=$P\nADD {base}/arg-line-$Q-$P /f\n", {}),
+    ("FROM scratch\nARG V=x{tag}.tgz\nARG P=/a/b*/c\n"
+     "ADD {base}/tr-${{V#x}}-${{V%.*}}-${{V/./_}}-${{P//\\//_}}-${{P##*/}}-${{P#*/}}-${{P%%/*}}-${{V:#?}} /f\n", {}),
+    ("FROM scratch\nARG V\nARG R\nADD {base}/rp-${{V//a?/-}}-${{V/a*/_}}-${{V//b/$R}}-${{V/\\**/z}} /f\n",
+     {"V": "{tag}ab*ab", "R": "$0$0"}),
+    ("ARG B=scratch-debug\nFROM ${{B%-debug}}\nARG V=/{tag}/\nADD {base}/from-trim${{V%/}} /f\n", {}),
 ])
 def test_quoted_and_escaped_words_give_the_plan_the_url_buildkit_fetches(text, build_args, tmp_path,
                                                                          recording_server, monkeypatch):
