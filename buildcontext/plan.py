@@ -250,6 +250,8 @@ def _pin_flags(lines: list[str], command, pins: Mapping[str, str], refs: list[Ex
     """Each `--from=<value>` and each `from=<value>` of a `--mount=` among the command's flags whose whole value is
     in `pins` rewritten to its pinned form, by position in the flags (never by searching the line's text, which a
     reference that is a prefix of another, or a command word, would match); the flags must be on the first line."""
+    from buildcontext.mount_flags import mount_fields  # it builds on this module's DockerfileProblem
+
     n = command.start_line - 1
     text = lines[n]
     keyword = re.match(r"\s*\S+", text)
@@ -262,8 +264,10 @@ def _pin_flags(lines: list[str], command, pins: Mapping[str, str], refs: list[Ex
         if name.lower() == "--from":
             value = _pinned_value(value, pins, done)
         elif name.lower() == "--mount":
-            value = ",".join(f"{key}={_pinned_value(val, pins, done)}" if eq and key.strip().lower() == "from"
-                             else key + eq + val for key, eq, val in (p.partition("=") for p in value.split(",")))
+            # the token is the flag as written, so it holds no quote: no field holds a comma, joining is exact
+            value = ",".join(f"{key}={_pinned_value(val, pins, done)}" if eq and key.lower() == "from"
+                             else key + eq + val for key, eq, val in (p.partition("=") for p in
+                                                                      mount_fields(value, command.start_line)))
         out.append(text[pos:token.start(1)] + (f"{name}={value}" if "=" in flag else flag))
         pos = token.end()
     for ref in refs:

@@ -2,7 +2,7 @@
 
 Read with BuildKit's own parser (the `dockerfile` package, as components/docker_rules.py does); ARGs are expanded
 as buildcontext/stage_args.py says. Stages the target needs, as BuildKit computes them: the target (or the last
-stage), its FROM parent, the stages named by `COPY --from` and `RUN --mount=...,from=`, transitively; no other
+stage), its FROM parent, the stages named by `COPY --from` and `RUN --mount=...,from=` (buildcontext/mount_flags.py), transitively; no other
 stage is resolved or built. The FROM chain is the target and its FROM parents only: their instructions become the
 shipped image's history. A stage a `COPY --from` reaches ships files, not history. A remote input whose value this
 module cannot compute as BuildKit does (a variable the base image's environment may set, several remote sources in
@@ -18,6 +18,7 @@ from buildcontext import sensitive
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
                                UnknownTarget, encoded_differently, has_dot_segment, has_userinfo, parse_commands,
                                without_userinfo)
+from buildcontext.mount_flags import mount_from
 from buildcontext.stage_args import UnsetVariable, escape_character, expand, global_values
 from registryclient.references import DIGEST
 
@@ -246,10 +247,9 @@ class _StageReader:
         if cmd == "RUN":
             for flag in inner.flags:
                 if flag.lower().startswith("--mount="):
-                    for part in flag[len("--mount="):].split(","):
-                        key, _, val = part.partition("=")
-                        if key.strip().lower() == "from":
-                            froms.append(("RUN --mount", val))
+                    source = mount_from(flag[len("--mount="):], inner.start_line)
+                    if source is not None:
+                        froms.append(("RUN --mount", source))
         return froms
 
     def _read_from(self, inner, instruction: str, from_value: str) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from buildcontext.plan import DockerfileProblem
+from buildcontext.stages import read_plan
 from components.docker_rules import build_stages
 from tests.unit.config.test_config_images import STAGE_CASES
 
@@ -38,3 +40,19 @@ def test_the_engine_builds_exactly_the_stages_we_find(docker_engine, tmp_path, c
         proc = engine_build(docker_engine, tmp_path, missing)
         assert proc.returncode != 0 and f'target stage "{missing}" could not be found' in proc.stderr, \
             f"{case}: --target {missing}: {proc.stderr[-500:]}"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mount, engine_says", [
+    ('type=bind,from=b"x"', 'bare "'), ('"type=bind"x,from=b', 'extraneous or missing "'),
+])
+def test_a_mount_the_plan_refuses_as_bad_csv_fails_in_the_engine_too(docker_engine, tmp_path, mount, engine_says):
+    """buildcontext/mount_flags.py reads a --mount value as Go's CSV reader does: what it refuses, BuildKit does."""
+    text = f"FROM scratch AS b\nFROM scratch\nRUN --mount='{mount}' true\n"
+    (tmp_path / "Dockerfile").write_text(text)
+    with pytest.raises(DockerfileProblem, match=engine_says):
+        read_plan(text.encode(), {}, None, "linux/amd64")
+    proc = subprocess.run([docker_engine, "build", "-q", "-o", "type=tar,dest=/dev/null", str(tmp_path)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode != 0 and "failed to parse csv mounts" in proc.stderr and engine_says in proc.stderr, \
+        proc.stderr[-500:]

@@ -179,3 +179,26 @@ def test_a_checksum_flag_is_processed_as_a_word_too():
     plan = read_plan(f"FROM scratch\nADD --checksum={digest.replace(':', chr(92) + ':')} http://h/x /f\n".encode(),
                      {}, None, "linux/amd64")
     assert [s.checksum for s in plan.sources] == [digest]
+
+
+@pytest.mark.parametrize("mount, stage", [
+    ('type=bind,"from=b",target=/m', "b"),  # a quoted field
+    ('type=bind,from=b,"target=/a,from=c"', "b"),  # a comma and from= inside a quoted field are its text
+    ("type=bind,from=c,from=b", "b"),  # the last one counts
+    ("type=bind, from=c,FROM=b", "b"),  # keys are lowercased, not trimmed: ' from' is another key
+])
+def test_a_mount_is_read_as_csv_as_buildkit_reads_it(mount, stage):
+    text = f"FROM scratch AS b\nFROM scratch AS c\nFROM scratch\nRUN --mount='{mount}' true\n"
+    plan = read_plan(text.encode(), {}, None, "linux/amd64")
+    assert plan.stages[2].depends == frozenset({0 if stage == "b" else 1})
+
+
+@pytest.mark.parametrize("mount, reason", [
+    ('type=bind,from=b"x"', 'bare "'), ('"type=bind"x,from=b', 'extraneous or missing "'),
+    ('type=bind,"from=b', 'extraneous or missing "'),
+])
+def test_a_mount_buildkits_csv_reader_refuses_fails_the_plan(mount, reason):
+    text = f"FROM scratch AS b\nFROM scratch\nRUN --mount='{mount}' true\n"
+    with pytest.raises(DockerfileProblem, match=reason) as err:
+        read_plan(text.encode(), {}, None, "linux/amd64")
+    assert err.value.line == 3
