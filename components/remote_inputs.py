@@ -288,6 +288,8 @@ _DEFAULT_FIX = ("pin the digest (FROM <ref>@sha256:…) or mirror the base into 
                 "this machine reaches")
 _SOURCE_FIXES = {
     "large": "pin it with ADD --checksum=sha256:<digest> (no request is then made)",
+    "redirect": ("pin it with ADD --checksum=sha256:<digest> (no request is then made), or write the URL the "
+                 "redirect should lead to"),
 }
 _DEFAULT_SOURCE_FIX = ("make the URL reachable from this machine, or pin it with ADD --checksum=sha256:<digest> (no "
                        "request is then made)")

@@ -1,12 +1,14 @@
 """Remote `ADD <url>` sources pinned at plan time (components/remote_inputs.py asks for them): each is fetched
-without any credential (a URL or redirect with user info is refused unfetched), streamed and hashed, bounded by
-`SOURCE_LIMIT` bytes and by the run's deadline, following at most `MAX_REDIRECTS` redirects.
+without any credential or cookie, streamed and hashed, bounded by `SOURCE_LIMIT` bytes and by the run's deadline,
+following at most `MAX_REDIRECTS` redirects, each Location held to the rules of the Dockerfile's URL
+(buildcontext/stages.py: http(s), no user info, no `.`/`..` segment, nothing the two clients encode differently).
 
 `ResolveFailure` is how one input, a source or a base image reference, says it could not be pinned.
 """
 from __future__ import annotations
 
 import hashlib
+import http.cookiejar
 import threading
 import time
 
@@ -14,6 +16,7 @@ import requests
 import urllib3
 
 from buildcontext import stages
+from buildcontext.plan import encoded_differently, has_dot_segment
 from registryclient import excerpt_text
 from registryclient.references import is_loopback
 from registryclient.transport import Sockets, find_cause, new_session
@@ -41,6 +44,31 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request
 
 
+def _followed(current: str, location: str) -> str:
+    """The URL a redirect from `current` to `location` leads to; ResolveFailure (kind "redirect") when it breaks a
+    rule the Dockerfile's URL is held to: the build's client and this one could fetch different files, or
+    credentials would travel."""
+    target = requests.compat.urljoin(current, location)
+    written = location if "://" in location else "x://h" + ("" if location.startswith("/") else "/") + location
+    if not target.startswith(("http://", "https://")):
+        rule = "is not http(s)"
+    elif stages.has_userinfo(target):
+        rule = "names user info, and acr-publish sends no credentials to a remote source"
+    elif has_dot_segment(written):
+        rule = "has a '.' or '..' segment in its path, which BuildKit's client and acr-publish's resolve differently"
+    elif encoded_differently(target):
+        rule = "has characters BuildKit's client and acr-publish's percent-encode differently"
+    else:
+        return target
+    raise ResolveFailure(f"{_shown(current)} redirects to {_shown(location)}, which {rule}", "redirect")
+
+
+def _shown(url: str) -> str:
+    """A URL in a message: escaped, without user info and query (a signed URL carries its credential there)."""
+    bare, query, _ = stages.without_userinfo(url).partition("#")[0].partition("?")
+    return excerpt_text(bare) + ("?<query not shown>" if query else "")
+
+
 def _timed_out(sockets: Sockets, wait: float) -> str:
     """What a fetch whose exchange ran out of its `wait` seconds got: nothing, or a status line and part of a head
     (whose reads together have that time: `HeadClock`)."""
@@ -61,12 +89,14 @@ def fetch_checksum(url: str, deadline: float) -> str:
     watchdog = threading.Timer(budget, sockets.shut_all)
     watchdog.daemon = True
     watchdog.start()
+    # BuildKit's client keeps no cookies: one set by a first answer must not reach the next request
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     current = url
     try:
         for _ in range(MAX_REDIRECTS + 1):
             if stages.has_userinfo(current):
-                raise ResolveFailure("it (or a redirect) names user info, and acr-publish sends no credentials to a "
-                                     "remote source", "protocol")
+                raise ResolveFailure("it names user info, and acr-publish sends no credentials to a remote source",
+                                     "protocol")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ResolveFailure(f"{limit} ran out", "unreachable")
@@ -78,9 +108,7 @@ def fetch_checksum(url: str, deadline: float) -> str:
                                        timeout=(wait, wait))
                 with response:
                     if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                        current = requests.compat.urljoin(current, response.headers["Location"])
-                        if not current.startswith(("http://", "https://")):
-                            raise ResolveFailure("it redirects to a location that is not http(s)", "protocol")
+                        current = _followed(current, response.headers["Location"])
                         continue
                     if response.status_code != 200:
                         raise ResolveFailure(f"the server answered {response.status_code}", "absent"
