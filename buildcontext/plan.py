@@ -243,7 +243,40 @@ class DockerfilePlan:
         return "".join(lines)
 
 
-_FLAG_TOKEN = re.compile(r"\s+(--\S+)")
+def _flag_word(text: str, pos: int) -> tuple[int, int, str] | None:
+    """(start, end, word) of the flag after `pos` on this line, its quotes and backslashes taken as BuildKit's
+    parser takes them (extractBuilderFlags: quotes removed, a backslash keeps the next character); None when no
+    flag starts there or the line ends inside its quotes."""
+    start = pos
+    while start < len(text) and text[start] in " \t":
+        start += 1
+    if start == pos or not text.startswith("--", start):
+        return None
+    word, quote, i = [], "", start
+    while i < len(text) and (quote or not text[i].isspace()):
+        ch = text[i]
+        if ch == quote:
+            quote = ""
+        elif ch in "'\"" and not quote:
+            quote = ch
+        else:
+            if ch == "\\" and i + 1 < len(text):
+                i += 1
+                ch = text[i]
+            word.append(ch)
+        i += 1
+    return None if quote else (start, i, "".join(word))
+
+
+def _flag_text(name: str, value: str) -> str:
+    """A flag written so that BuildKit's parser reads `name=value` back: quoted when the value needs it."""
+    if not any(c.isspace() or c in "'\"\\" for c in value):
+        return f"{name}={value}"
+    return f'{name}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _csv_field(field: str) -> str:
+    return '"' + field.replace('"', '""') + '"' if any(c in field for c in ',"') else field
 
 
 def _pin_flags(lines: list[str], command, pins: Mapping[str, str], refs: list[ExternalReference]) -> None:
@@ -257,24 +290,27 @@ def _pin_flags(lines: list[str], command, pins: Mapping[str, str], refs: list[Ex
     keyword = re.match(r"\s*\S+", text)
     pos, out, done = keyword.end() if keyword else 0, [], set[str]()
     for flag in command.flags:
-        token = _FLAG_TOKEN.match(text, pos)
-        if token is None or token.group(1) != flag:
-            break  # the flags continue on another line, or are written quoted: not pinned in place
-        name, _, value = flag.partition("=")
+        token = _flag_word(text, pos)
+        if token is None or token[2] != flag:
+            break  # the flags continue on another line: not pinned in place
+        name, eq, value = flag.partition("=")
         if name.lower() == "--from":
             value = _pinned_value(value, pins, done)
         elif name.lower() == "--mount":
-            # the token is the flag as written, so it holds no quote: no field holds a comma, joining is exact
-            value = ",".join(f"{key}={_pinned_value(val, pins, done)}" if eq and key.lower() == "from"
-                             else key + eq + val for key, eq, val in (p.partition("=") for p in
-                                                                      mount_fields(value, command.start_line)))
-        out.append(text[pos:token.start(1)] + (f"{name}={value}" if "=" in flag else flag))
-        pos = token.end()
+            value = ",".join(_csv_field(f"{key}={_pinned_value(val, pins, done)}" if eq and key.lower() == "from"
+                                        else key + eq + val) for key, eq, val in
+                             (p.partition("=") for p in mount_fields(value, command.start_line)))
+        written = text[token[0]:token[1]]
+        out.append(text[pos:token[0]] + (_flag_text(name, value) if eq and value != flag[len(name) + 1:] else
+                                         written))
+        pos = token[1]
     for ref in refs:
         if ref.written not in done:
-            key = "--from=" if ref.instruction == "COPY --from" else "from="
-            raise DockerfileProblem(f"cannot pin {ref.instruction} {ref.written}: write it on one line as "
-                                    f"{key}{ref.written}", ref.line)
+            key = "--from=" if ref.instruction == "COPY --from" else "--mount=...,from="
+            raise DockerfileProblem(
+                f"cannot pin {ref.instruction} {ref.written}: the instruction's flags continue past its first line, "
+                f"where acr-publish writes the digest; fix: write its flags ({key}{ref.written} and those before "
+                "it) on the instruction's first line", ref.line)
     lines[n] = text[:keyword.end() if keyword else 0] + "".join(out) + text[pos:]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from buildcontext.plan import parse_commands
 from buildcontext.stages import DockerfileProblem, read_plan
 from components.remote_inputs import ResolveFailure, credentials_for, locate
 from registryclient.login import RegistryLogin
@@ -250,8 +251,21 @@ def test_every_from_value_on_a_line_is_pinned_exactly_by_its_position():
 def test_a_from_flag_that_cannot_be_pinned_in_place_is_refused():
     plan = read_plan(b"FROM scratch\nRUN --network=none \\\n --mount=from=r/c:1,target=/x true\n", {}, None,
                      "linux/amd64")
-    with pytest.raises(DockerfileProblem, match="cannot pin RUN --mount r/c:1: write it on one line as from=r/c:1"):
+    with pytest.raises(DockerfileProblem, match="cannot pin RUN --mount r/c:1: the instruction.s flags continue past its first line"):
         plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+
+
+def test_a_quoted_from_is_read_and_pinned_as_buildkits_parser_reads_it():
+    """BuildKit's parser removes a flag's quotes (`--from="r/a:1"` is `--from=r/a:1`; Docker 26 builds it so):
+    the pinned text, parsed again, names the digests, a quoted CSV mount field kept whole."""
+    text = ('FROM scratch\nCOPY --from="r/a:1" /a /b\nCOPY --from=\'r/a:1\' --chown=1 /a /c\n'
+            "RUN --mount='type=bind,from=r/c:1,\"target=/x,y\"' true\n")
+    plan = read_plan(text.encode(), {}, None, "linux/amd64")
+    staged = plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+    one, three = _digest_of("r/a:1"), _digest_of("r/c:1")
+    flags = [c.flags for c in parse_commands(staged)[1:]]
+    assert flags == [(f"--from=r/a:1@{one}",), (f"--from=r/a:1@{one}", "--chown=1"),
+                     (f'--mount=type=bind,from=r/c:1@{three},"target=/x,y"',)]
 
 
 # ---------------------------------------------------------------- what the plan cannot compute is refused
