@@ -204,8 +204,10 @@ def test_global_args_build_args_and_substitution_forms():
 def test_undeclared_build_args_do_not_reach_from_and_unknown_forms_are_refused():
     plan = read_plan(b"FROM ${BASE:-busybox}\n", {"BASE": "alpine"}, None, "linux/amd64")
     assert plan.references[0].reference == "busybox", "a build arg reaches FROM only through a global ARG"
+    plan = read_plan(b"ARG A=x\nFROM ${A/x/y}\n", {}, None, "linux/amd64")
+    assert plan.references[0].reference == "y"
     with pytest.raises(DockerfileProblem) as err:
-        read_plan(b"ARG A=x\nFROM ${A/x/y}\n", {}, None, "linux/amd64")
+        read_plan(b"ARG A=x\nFROM ${A^^}\n", {}, None, "linux/amd64")
     assert err.value.line == 2
 
 
