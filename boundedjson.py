@@ -20,6 +20,11 @@ _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _OPENERS = frozenset(b"[{")
 
 
+class PastBounds(ValueError):
+    """A document refused before it was parsed, for its size or its nesting: str() names the bound it passed
+    ("nested deeper than 64 levels"), which a refusal says rather than "not JSON"."""
+
+
 def _too_deep(data: bytes) -> bool:
     """Whether `data` nests arrays and objects deeper than MAX_DEPTH (brackets inside strings do not count)."""
     if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
@@ -33,14 +38,14 @@ def _too_deep(data: bytes) -> bool:
 
 
 def parse_json(data: bytes | str, *, limit: int) -> Any:
-    """`data` parsed as JSON; ValueError when it is longer than `limit` bytes (or characters), nests deeper than
-    MAX_DEPTH, or is not JSON (UnicodeDecodeError is a ValueError)."""
+    """`data` parsed as JSON; PastBounds (a ValueError) when it is longer than `limit` bytes (or characters) or
+    nests deeper than MAX_DEPTH, ValueError when it is not JSON (UnicodeDecodeError is a ValueError)."""
     if len(data) > limit:
-        raise ValueError(f"JSON longer than {limit} bytes")
+        raise PastBounds(f"longer than {limit} bytes")
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if _too_deep(raw):
-        raise ValueError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        raise PastBounds(f"nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(data)
     except RecursionError:  # only when the caller's own stack is nearly exhausted
-        raise ValueError("JSON nested deeper than the parser can go") from None
+        raise PastBounds("nested deeper than the parser can go") from None

@@ -18,8 +18,8 @@ from buildcontext.sensitive_rules import (
     BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
     ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
-    JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_SECRET_RE, NPMRC_SECRET_RE, NUGET_ADD_RE,
-    NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP,
+    JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_ENTRY_RE, NETRC_KEYWORDS, NETRC_SECRET_RE,
+    NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP,
     SHELL_REFERENCE_RE, XML_ATTRIBUTE_RE, YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
 
 
@@ -190,6 +190,16 @@ def jvm_property_secret(window: Window) -> bool:
         if m.group(1)[:1] in (b'"', b"'", b"\\") and any(c in value for c in b" \t"):
             continue
         if _credential_value(value):
+            return True
+    return False
+
+
+def netrc_entry_secret(window: Window) -> bool:
+    """Whether a netrc entry (`machine HOST login USER password VALUE`, in any file) gives a password that is a
+    credential: a value, not another netrc keyword (an entry cut short), a reference or a placeholder."""
+    for m in window.matches(NETRC_ENTRY_RE):
+        has_login = m.group(3) is not None or b"login" in m.group(1).split()
+        if has_login and m.group(2) not in NETRC_KEYWORDS and _credential_value(m.group(2)):
             return True
     return False
 

@@ -14,7 +14,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-6"
+RULES_VERSION = "rules-7"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -27,6 +27,7 @@ URL_PASSWORD = 64
 ACCESS_KEY_SECRET = 128
 JVM_PROPERTY_SECRET = 256
 SECRET_ASSIGNMENT = 512
+NETRC_ENTRY = 1024
 
 # A NUL byte among a file's first this many bytes makes it binary, and not scanned (git's buffer_is_binary()).
 # The rules needing two markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both
@@ -94,6 +95,15 @@ MYSQL_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}=[ \t]{0,32}([^\r
 REDIS_SECRET_RE = re.compile(rb"^[ \t]{0,32}(?:requirepass|masterauth)[ \t]{1,32}([^\r\n]{0,64})", re.MULTILINE)
 PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}\S", re.MULTILINE)
 NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}\S")
+# A netrc entry in any file (a .netrc under another name, a heredoc writing one in a script): `machine HOST` or
+# `default`, then only netrc's own `keyword value` pairs, a `login` among them, and `password VALUE`. Prose using
+# the words ("the machine asks for a password", "the default password is admin123") breaks the pairs or names no
+# login. Groups: 1 the pairs before the password, 2 the password (judged as a value: a reference is none), 3 a
+# `login` right after it.
+NETRC_ENTRY_RE = re.compile(
+    rb"(?<!\S)(?:machine\s{1,32}\S{1,64}|default)((?:\s{1,32}(?:login|account|port)\s{1,32}\S{1,64}){0,3})"
+    rb"\s{1,32}password\s{1,32}(\S{1,64})(\s{1,32}login\s{1,32}\S)?")
+NETRC_KEYWORDS = frozenset({b"machine", b"default", b"login", b"password", b"account", b"port", b"macdef"})
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
                      "settings-security.xml": "maven", "auth.json": "composer", "credentials": "gem-or-cargo",
@@ -165,12 +175,12 @@ MAVEN_SECRET_RE = re.compile(rb"<(password|passphrase|master)>[ \t\r\n]{0,32}(?!
 # A JVM system property holding a password, token, secret or secret key on a command line or in
 # MAVEN_OPTS/JAVA_OPTS/JAVA_TOOL_OPTIONS (`-Dmaven.repo.password=...`, `-Dhttps.proxyPassword="..."`,
 # `-Daws.secretKey=...`), anywhere: the Dockerfile's text, a script, a build arg. Group 1: the value, quoted (also
-# with shell-escaped quotes), a `<...>`/`{...}` placeholder or a `$(...)` substitution whole, else up to white space
-# or a quote; the matcher judges it.
+# with shell-escaped quotes), a `<...>`/`{...}` placeholder or a `$(...)` substitution whole, else up to white space,
+# a quote or a backquote (a shell command substitution, or the end of Markdown code); the matcher judges it.
 JVM_PROPERTY_SECRET_RE = re.compile(
     rb"""(?i)(?<![\w-])-D[\w.-]{0,96}?(?:password|passwd|passphrase|token|secret|secret[_.-]?(?:access[_.-]?)?key)="""
     rb"""(\\?"[^"\r\n]{0,64}\\?"|'[^'\r\n]{0,64}'|<[^<>\r\n]{0,64}>?|\{[^{}\r\n]{0,64}\}?|\$\([^)\r\n]{0,64}\)?"""
-    rb"""|[^\s'"<>]{0,64})""")
+    rb"""|[^\s'"<>`]{0,64})""")
 # An all-capitals placeholder a value may be instead of a credential: `YOUR_...`, `..._HERE`, CHANGEME, REPLACE_ME,
 # xxx. Narrow on purpose: a real secret can be all capitals, so only these shapes, which no secret takes, pass.
 # A shell or batch reference a value may be instead of a credential: `$1`, `%1`, `%~1`, and `${NAME:-default}`,
@@ -180,9 +190,11 @@ CAPS_PLACEHOLDER_RE = re.compile(rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
-# A password part that only stands for one: an environment or template reference, a format placeholder, a mask.
+# A password part that only stands for one: an environment or template reference, a format placeholder, a mask, an
+# ellipsis (`...`, `…`: an example leaving the value out).
 PLACEHOLDER_RE = re.compile(
-    rb"""\$\{?[A-Za-z_][A-Za-z0-9_.]*\}?|\$\([^)]*\)|%(?:\([A-Za-z_]\w*\))?s|\{[^@]*\}|<[^<>]*>|\*+|%[A-Za-z_]\w*%""")
+    rb"""\$\{?[A-Za-z_][A-Za-z0-9_.]*\}?|\$\([^)]*\)|%(?:\([A-Za-z_]\w*\))?s|\{[^@]*\}|<[^<>]*>|\*+|%[A-Za-z_]\w*%"""
+    rb"""|\.{3,}|\xe2\x80\xa6""")
 # An AccessKey secret assigned under the names Alibaba Cloud's and AWS's tools use (ALIBABA_CLOUD_ACCESS_KEY_SECRET,
 # ALICLOUD_SECRET_KEY, access_key_secret, AccessKeySecret, aws_secret_access_key), in a script, an env file, an INI,
 # YAML or JSON file: the secret alone, without its LTAI id, is half a key pair and still a credential. The value is
@@ -285,6 +297,7 @@ CONTENT_REASONS = (
     (JVM_PROPERTY_SECRET, "contains a Java system property with a password, token or secret (-D...password=...)"),
     (SECRET_ASSIGNMENT, "contains a password, secret, token or key assigned a literal value (password=..., "
                         "\"token\": \"...\", <password>...</password>, AccountKey=...)"),
+    (NETRC_ENTRY, "contains a netrc entry with a password (machine HOST login USER password ...)"),
 )
 
 # What each credential file holds when its content rule flags it (the reason names the file).

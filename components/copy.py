@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from boundedjson import parse_json
+from boundedjson import PastBounds, parse_json
 from components.stack_advice import SOURCE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
@@ -202,6 +202,8 @@ class _Copy:
 
         try:
             body = parse_json(content, limit=MANIFEST_LIMIT)
+        except PastBounds as err:
+            raise malformed(f"it is not JSON a copy reads: it is {err}") from None
         except ValueError:
             raise malformed("it is not JSON") from None
         if not isinstance(body, dict):

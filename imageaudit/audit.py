@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from boundedjson import parse_json
+from boundedjson import PastBounds, parse_json
 from buildcontext import sensitive
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
@@ -204,6 +204,10 @@ Progress = Callable[[int, int], None]
 def _json(data: bytes, what: str, where: str) -> dict[str, Any]:
     try:
         body = parse_json(data, limit=max(MANIFEST_LIMIT, CONFIG_LIMIT))
+    except PastBounds as err:
+        raise AuditError(f"{where}: the {what} is not JSON this audit reads: it is {err} (a builder's {what} nests "
+                         "fewer than ten); no builder wrote it as it is: rebuild the image from its Dockerfile and "
+                         "push it again, or audit another tag") from None
     except ValueError:
         raise AuditError(f"{where}: the {what} is not JSON") from None
     if not isinstance(body, dict):

@@ -1,14 +1,14 @@
 """Secret scrubbing: what a message may show of text a server sent.
 
-`Scrubber` finds every form a credential can take in text: raw or escaped (percent, form, HTML, JSON, also nested
-and mixed: the text's decoded views, `textviews`), however spaced, wrapped or cased; base64, base85, hex and base32
-of any text holding it (UTF-8, UTF-16 or Latin-1); a run of half of it (`fragment_len`). A text holding one is
-withheld whole (WITHHELD), never masked in place; Bearer and Basic header values are masked in place.
-`excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never
-scrubbed. The escaped forms of secrets up to ENCODED_FORMS_MAX characters are also regular expressions run on RE2:
-a server chooses the text they run over, and Python's `re` backtracks polynomially on a secret with runs of spaces
-or backslashes against such text; every other form is literal text searched in Python, so no pattern can outgrow
-RE2 (which writes to stderr when one does). Time and memory are linear in the text: a few passes per view."""
+`Scrubber` finds every form a credential can take in text: raw or escaped (percent, form, HTML, JSON), encoded
+(hex, base32, base64, base85 runs) or both, nested (`textviews`' decoded views); however spaced, wrapped, separated,
+cased or reversed; base64, base85, hex and base32 of any text holding it (UTF-8, UTF-16, UTF-32 or Latin-1); a run of
+half of it (`fragment_len`). A text holding one, or too deeply encoded to check, is withheld whole (WITHHELD), never
+masked in place; Bearer and Basic header values are masked in place. `excerpt_text` makes a short, printable,
+escaped excerpt of such a text. The program's own words are never scrubbed. The escaped forms of secrets up to
+ENCODED_FORMS_MAX characters are also RE2 patterns (Python's `re` backtracks polynomially on a secret with runs of
+spaces or backslashes against a text a server chose); every other form is literal text searched in Python, so no
+pattern can outgrow RE2 (which writes to stderr when one does). Time and memory are linear in the text."""
 from __future__ import annotations
 
 import base64
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import re2
 
 from buildcontext.printable import escaped
-from registryclient.textviews import compact, decoded_views, folded
+from registryclient.textviews import TooLayered, alnum, compact, decoded_views, folded
 
 EXCERPT_CHARS = 200
 MASK = "***"
@@ -52,6 +52,9 @@ service's token longer than this is refused): its masks are built per character.
 B64_CORE_MIN = 6
 """The shortest base64 run (of a secret at some byte offset) masked inside a longer base64 token: shorter runs occur
 in ordinary words."""
+
+
+_WIDE_ENCODINGS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 
 
 def _char_forms(ch: str) -> str:
@@ -123,8 +126,9 @@ def _base85_cores(data: bytes) -> set[str]:
 
 
 def _byte_forms(secret: str) -> list[bytes]:
-    """The bytes a server may hold `secret` as: UTF-8, UTF-16 in either byte order, Latin-1 where it differs."""
-    forms = [secret.encode(), secret.encode("utf-16-le", "surrogatepass"), secret.encode("utf-16-be", "surrogatepass")]
+    """The bytes a server may hold `secret` as: UTF-8, UTF-16 and UTF-32 in either byte order, Latin-1 where it
+    differs."""
+    forms = [secret.encode()] + [secret.encode(encoding, "surrogatepass") for encoding in _WIDE_ENCODINGS]
     try:
         forms.append(secret.encode("latin-1"))
     except UnicodeEncodeError:
@@ -142,12 +146,25 @@ def fragment_len(canonical_len: int) -> int:
     return min(canonical_len, max(FRAGMENT_MIN, min(SCRUB_FRAGMENT, canonical_len // 2)))
 
 
+def _add_runs(runs: dict[int, set[str]], canonical: str) -> None:
+    """Add the runs of `fragment_len` characters of `canonical`, and of it reversed (a secret spelled backwards)."""
+    size = fragment_len(len(canonical))
+    for text in (canonical, canonical[::-1]):
+        runs.setdefault(size, set()).update(text[i:i + size] for i in range(len(text) - size + 1))
+
+
+def _holds_run(canonical: str, runs: dict[int, set[str]]) -> bool:
+    return any(any(map(found.__contains__, (canonical[i:i + size] for i in range(len(canonical) - size + 1))))
+               for size, found in runs.items())
+
+
 class Scrubber:
     """Finds every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
     JSON-escaped, in any mixture; the same under up to DECODE_ROUNDS nested layers of percent, quoted-printable,
-    HTML and JSON escapes (`textviews`); base64 (either alphabet, padded or not, wrapped or not), base85, Ascii85,
+    HTML and JSON escapes and hex, base32, base64 and base85 runs (`textviews`); base64 (either alphabet, padded or not, wrapped or not), base85, Ascii85,
     hex (either case) and base32 of any string holding it (such as user:password) as UTF-8, UTF-16 or Latin-1; any
-    run of `fragment_len` of its characters, however spaced, wrapped or cased. Calling it withholds a text holding
+    run of `fragment_len` of its characters (or of its letters and digits alone), forwards or reversed, however
+    spaced, separated, wrapped or cased. Calling it withholds a text holding
     one and masks any `Bearer …` / `Basic …` header value a server echoes back. The forms are built from the secret
     itself, not from a list of encoders."""
 
@@ -160,7 +177,9 @@ class Scrubber:
         self._folded: set[str] = set()
         """Searched in each view's `folded` form: hex and base32 in lower case."""
         self._runs: dict[int, set[str]] = {}
-        """Runs of `fragment_len` characters of each secret (folded), by length."""
+        """Runs of `fragment_len` characters of each secret (folded), forwards and reversed, by length."""
+        self._alnum_runs: dict[int, set[str]] = {}
+        """The same of each secret's letters and digits, searched in each view's letters and digits."""
         self._regex: Any = None  # re2 patterns
 
     def add(self, secret: str | None, *, username: str | None = None) -> None:
@@ -177,24 +196,31 @@ class Scrubber:
             self._folded |= {text.hex()} | {core.lower() for core in _base32_cores(text) if len(core) >= B64_CORE_MIN}
             self._compact |= {core for core in _base64_cores(text) if len(core) >= B64_CORE_MIN}
             self._compact |= _base85_cores(text)
-        self._raw |= {secret.encode(encoding, "surrogatepass").decode("latin-1")
-                      for encoding in ("utf-16-le", "utf-16-be")}
+        self._raw |= {secret.encode(encoding, "surrogatepass").decode("latin-1") for encoding in _WIDE_ENCODINGS}
         # A short secret's base64 runs are too short to look for inside any token: its whole base64 token is looked for.
         data = secret.encode()
         whole = {base64.b64encode(data if username is None else f"{username}:{secret}".encode()).decode().rstrip("=")}
         self._compact |= whole | {w.translate(str.maketrans("+/", "-_")) for w in whole}
         canonical = folded(compact(secret))
         if len(canonical) >= MIN_SCRUB_LEN:
-            size = fragment_len(len(canonical))
-            self._runs.setdefault(size, set()).update(canonical[i:i + size]
-                                                      for i in range(len(canonical) - size + 1))
+            _add_runs(self._runs, canonical)
+        # Its letters and digits alone, when there are enough of them to mean something (a run of FRAGMENT_MIN):
+        # fewer occur in ordinary words once a text's separators are dropped.
+        if len(alnum(canonical)) >= FRAGMENT_MIN:
+            _add_runs(self._alnum_runs, alnum(canonical))
         self._regex = None
 
     def holds_secret(self, text: str) -> bool:
-        """Whether any form of any secret added occurs in `text` (the header values a server echoes aside)."""
+        """Whether any form of any secret added occurs in `text` (the header values a server echoes aside), or
+        `text` is too deeply encoded to tell (`TooLayered`: it is withheld as one holding a secret is)."""
         if self._patterns and self._regex is None:
             self._regex = re2.compile("|".join(self._patterns))
-        return any(self._in_view(view) for view in decoded_views(text))
+        if not (self._patterns or self._raw):
+            return False
+        try:
+            return any(self._in_view(view) for view in decoded_views(text))
+        except TooLayered:
+            return True
 
     def _in_view(self, view: str) -> bool:
         if self._regex is not None and self._regex.search(view):
@@ -205,9 +231,8 @@ class Scrubber:
         if any(form in packed for form in self._compact):
             return True
         canonical = folded(packed)
-        return any(form in canonical for form in self._folded) or any(
-            any(map(runs.__contains__, (canonical[i:i + size] for i in range(len(canonical) - size + 1))))
-            for size, runs in self._runs.items())
+        return (any(form in canonical for form in self._folded) or _holds_run(canonical, self._runs)
+                or _holds_run(alnum(canonical), self._alnum_runs))
 
     def __call__(self, text: str) -> str:
         """`text` as a message may show it: WITHHELD when it holds a secret in any form (masking it in place would

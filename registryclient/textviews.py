@@ -1,17 +1,44 @@
 """Decoded views of a server's text, for the scrubber: the text with the escapes a server, a proxy or a page may
-have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round, repeated up
-to DECODE_ROUNDS times for nested layers), and each view with its layout removed (`compact`: whitespace, control and
-invisible characters; `folded`: compact, without `+`, case-folded) for the searches that ignore how text was wrapped,
-spaced or cased. Every decoder only shortens a text and runs in time linear in it (no pattern can backtrack, no
-number is parsed past 8 digits), so each view is at most as long as the text and costs one pass per decoder."""
+have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round), and its
+runs of hex, base32, base64 and base85 decoded (`base_layer`), each view decoded again both ways, nested up to
+DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex of base64); and each view with its layout
+removed (`compact`: whitespace, control and invisible characters; `folded`: compact, without `+`, case-folded;
+`alnum`: letters and digits only) for the searches that ignore how text was wrapped, spaced, separated or cased.
+Every decoder only shortens a text and runs in time linear in it (no pattern can backtrack, no number is parsed
+past 8 digits); the views of one text total at most LAYER_BUDGET times its length, or it is `TooLayered`."""
 from __future__ import annotations
 
+import base64
+import binascii
 import html.entities
 import re
 from typing import Iterator
 
 DECODE_ROUNDS = 4
-"""Nested layers undone: a password percent-encoded twice, or JSON-escaped inside an HTML page inside a URL."""
+"""Nested layers undone: a password percent-encoded twice, JSON-escaped inside an HTML page inside a URL, base64 of
+base64 of a percent-encoded one."""
+LAYER_BUDGET = 4
+"""The decoded views of a text may total this many times its length (plus LAYER_SLACK characters): each shortens
+the text it decodes, but a text can be read in several ways at each layer (escapes; hex and also base64)."""
+LAYER_SLACK = 1 << 16
+
+
+class TooLayered(Exception):
+    """A text whose decoded views would pass the budget: too deeply encoded to check whole."""
+
+
+# Runs of an encoding's alphabet long enough to hold a 5-character run of a secret (scrub.FRAGMENT_MIN) once
+# decoded. A base64 run that is only hex digits is read as hex, one of only base32's letters as base32: each run is
+# read once, in the narrowest alphabet it fits (base64 text made of hex digits alone is rare past ten characters).
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{7,}=*")
+_HEX_ONLY = re.compile(r"[0-9A-Fa-f]{10,}")
+_BASE32_ONLY = re.compile(r"[A-Z2-7]{8,}|[a-z2-7]{8,}")
+_BASE32_TAILS = (0, 2, 4, 5, 7)
+"""The lengths base32 text can end with past a whole 8-character group."""
+_BASE85_RUN = re.compile(r"[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]{7,}")
+_BASE85_ONLY = re.compile(r"[!#$%&()*;<>?@^`{|}~]")
+"""A base85 run holding none of these is a base64 run, read as one."""
+_URLSAFE = str.maketrans("-_", "+/")
 
 _HEX_RUN = {"%": re.compile(r"(?:%[0-9A-Fa-f]{2})++"), "=": re.compile(r"(?:=[0-9A-Fa-f]{2})++")}
 """Runs of percent (URL) and quoted-printable byte escapes: a run is the UTF-8 bytes of one or more characters.
@@ -32,6 +59,7 @@ _LAYOUT = {c: None for c in [*range(0x21), 0x7F, *range(0x80, 0xA1), 0x1680, *ra
                              0x2029, 0x202F, 0x205F, 0x3000, *map(ord, _INVISIBLE)]}
 """What `compact` removes: whitespace (str.isspace's), control characters (the NULs of UTF-16 read as text) and
 characters that show as nothing."""
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def _hex_run(marker: str, match: re.Match[str]) -> str:
@@ -73,22 +101,74 @@ def decode_once(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", _SURROGATE_PAIR.sub(_pair, text))
 
 
+def _run_bytes(run: str) -> bytes:
+    """The bytes a run of `_BASE64_RUN` encodes, read in the narrowest alphabet it fits (hex, base32, base64 either
+    alphabet), its incomplete last group left out."""
+    body = run.rstrip("=")
+    if _HEX_ONLY.fullmatch(body):
+        return bytes.fromhex(body[:len(body) // 2 * 2])
+    if _BASE32_ONLY.fullmatch(body):
+        whole = len(body) // 8 * 8
+        keep = whole + max(t for t in _BASE32_TAILS if t <= len(body) - whole)
+        return base64.b32decode(body[:keep].upper() + "=" * (-keep % 8))
+    body = body.translate(_URLSAFE)
+    keep = len(body) - (len(body) % 4 == 1)
+    return binascii.a2b_base64(body[:keep] + "=" * (-keep % 4))
+
+
+def _as_text(data: bytes) -> str:
+    """Decoded bytes as text: UTF-8 when they are, else Latin-1 (every byte a character: UTF-16 and UTF-32 of
+    ASCII text read as it with NULs between, which `compact` removes)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def base_layer(view: str) -> str:
+    """What the hex, base32, base64 and base85 runs of `view` decode to, as text, one line per run ('' when it
+    holds none): a layer of encoding the scrubber then reads as it reads the server's text."""
+    pieces = [_as_text(_run_bytes(m.group())) for m in _BASE64_RUN.finditer(view)]
+    for m in _BASE85_RUN.finditer(view):
+        if _BASE85_ONLY.search(m.group()):
+            try:
+                pieces.append(_as_text(base64.b85decode(m.group())))
+            except ValueError:  # a group past 2**32: not base85
+                pass
+    return "\n".join(piece for piece in pieces if piece)
+
+
 def decoded_views(text: str) -> Iterator[str]:
-    """`text`, then each distinct result of decoding it once more, up to DECODE_ROUNDS times: one at a time, so at
-    most two are held. Lone surrogates become U+FFFD."""
+    """`text`, then each distinct view of it with one more layer undone (`decode_once`, `base_layer`), up to
+    DECODE_ROUNDS layers deep: depth first, so at most two views a layer are held. Lone surrogates become U+FFFD.
+    TooLayered once the views yielded would pass LAYER_BUDGET times the text's length."""
     text = _LONE_SURROGATE.sub("\ufffd", text)
-    yield text
-    for _ in range(DECODE_ROUNDS):
-        decoded = decode_once(text)
-        if decoded == text:
-            return
-        yield decoded
-        text = decoded
+    budget = LAYER_BUDGET * len(text) + LAYER_SLACK
+    seen: set[int] = set()
+    pending = [(text, 0)]
+    while pending:
+        view, depth = pending.pop()
+        yield view
+        if depth == DECODE_ROUNDS:
+            continue
+        for child in (base_layer(view), decode_once(view)):
+            if child and child != view and hash(child) not in seen:
+                budget -= len(child)
+                if budget < 0:
+                    raise TooLayered
+                seen.add(hash(child))
+                pending.append((child, depth + 1))
 
 
 def compact(view: str) -> str:
     """`view` without whitespace, control or invisible characters: base64 wrapped at line breaks joined again."""
     return view.translate(_LAYOUT)
+
+
+def alnum(folded_view: str) -> str:
+    """A folded view with only its letters and digits: a secret spelled out with any separator between its
+    characters (`p-a-s-s`, `p.a.s.s`) reads as it."""
+    return _NOT_ALNUM.sub("", folded_view)
 
 
 def folded(compact_view: str) -> str:

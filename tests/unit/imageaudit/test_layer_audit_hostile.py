@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import zstandard
 
+from boundedjson import MAX_DEPTH
 from registryclient import RegistryClient
 from imageaudit import AuditError, Auditor
 
@@ -213,7 +214,9 @@ def test_json_nested_past_any_bound_is_one_refusal(part):
     registry = Registry(blob, **({"config": DEEP} if part == "config" else {
         "manifest": b'{"schemaVersion":2,"x":' + DEEP + b"}"}))
     message = refused(registry)
-    assert message.endswith(f"the {'image config' if part == 'config' else 'manifest'} is not JSON"), message
+    what = "image config" if part == "config" else "manifest"
+    assert f"the {what} is not JSON this audit reads: it is nested deeper than {MAX_DEPTH} levels" in message, message
+    assert "rebuild the image from its Dockerfile and push it again" in message, message
 
 
 @pytest.mark.timeout(60)
@@ -235,9 +238,10 @@ def test_cli_audit_and_the_promotion_gate_refuse_a_deep_config_in_one_line():
         registry.server.shutdown()
         registry.server.server_close()
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.startswith("error: ") and proc.stderr.rstrip().endswith("the image config is not JSON"), \
-        proc.stderr
-    assert str(info.value).endswith("the image config is not JSON"), info.value
+    reason = f"the image config is not JSON this audit reads: it is nested deeper than {MAX_DEPTH} levels"
+    assert proc.stderr.startswith("error: ") and reason in proc.stderr and "push it again" in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert reason in str(info.value), info.value
 
 
 @pytest.mark.timeout(60)

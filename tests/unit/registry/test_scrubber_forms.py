@@ -8,6 +8,7 @@ import base64
 import html
 import json
 import quopri
+import random
 from typing import Callable
 from urllib.parse import quote, quote_plus
 
@@ -63,6 +64,20 @@ FORMS: dict[str, Callable[[str], str]] = {
     "base32 of UTF-16LE": lambda pw: base64.b32encode(b"x" + pw.encode("utf-16-le")).decode(),
     "first half": lambda pw: pw[:(len(pw) + 1) // 2],
     "second half": lambda pw: pw[len(pw) // 2:],
+    "base64 of the percent-encoded password": lambda pw: _b64(quote(pw, safe="").encode()),
+    "base64 of user:<percent-encoded password>": lambda pw: _b64(f"{USER}:{quote(pw, safe='')}".encode()),
+    "base64 of base64": lambda pw: _b64(_b64(pw.encode()).encode()),
+    "base64 of base64 of user:password, URL-safe": lambda pw: base64.urlsafe_b64encode(
+        _b64(f"{USER}:{pw}".encode()).encode()).decode(),
+    "hex of base64": lambda pw: _b64(pw.encode()).encode().hex(),
+    "base32 of hex": lambda pw: base64.b32encode(pw.encode().hex().encode()).decode(),
+    "base85 of base64": lambda pw: base64.b85encode(_b64(pw.encode()).encode()).decode(),
+    "base64 of JSON-escaped": lambda pw: _b64(json.dumps({"p": pw}).encode()),
+    "base64 of UTF-32": lambda pw: _b64(pw.encode("utf-32")),
+    "base64 of UTF-32BE": lambda pw: _b64(pw.encode("utf-32-be")),
+    "hex of UTF-32LE": lambda pw: pw.encode("utf-32-le").hex(),
+    "reversed": lambda pw: pw[::-1],
+    "first half reversed": lambda pw: pw[:(len(pw) + 1) // 2][::-1],
 }
 
 
@@ -120,6 +135,51 @@ def test_an_ordinary_answer_holding_no_part_of_the_password_is_shown(password: s
     scrub = Scrubber()
     scrub.add(password, username=USER)
     assert scrub(answer) == answer
+
+
+SEPARATORS = ["-", ".", "_", ", ", "|", " - ", "\u00b7", "%2D"]
+
+
+@pytest.mark.parametrize("separator", SEPARATORS)
+@pytest.mark.parametrize("password", ["password", "Kx9!mQ2#vLp8", *PASSWORDS[:4]])
+def test_half_of_its_letters_and_digits_spelled_out_with_separators_is_withheld(password: str,
+                                                                               separator: str) -> None:
+    """A secret's letters and digits are looked for in each view's letters and digits: half of them (as
+    `fragment_len` counts), with anything between, withholds a text."""
+    scrub = Scrubber()
+    scrub.add(password, username=USER)
+    letters = [c for c in password if c.isalnum()]
+    for half in (letters[:(len(letters) + 1) // 2], letters[len(letters) // 2:]):
+        assert scrub(f"error: the password starts {separator.join(half)} here") == WITHHELD, half
+
+
+REGISTRY_ERRORS = [
+    '{{"errors":[{{"code":"UNAUTHORIZED","message":"authentication required","detail":[{{"Type":"repository",'
+    '"Class":"","Name":"acme/web","Action":"pull"}}]}}]}}',
+    '{{"errors":[{{"code":"DENIED","message":"requested access to the resource is denied"}}]}}',
+    '{{"errors":[{{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":[{{"Tag":"{digest}"}}]}}]}}',
+    '{{"errors":[{{"code":"BLOB_UNKNOWN","message":"blob unknown to registry","detail":"{digest}"}}]}}',
+    '{{"errors":[{{"code":"NOT_FOUND","message":"artifact acme/web@{digest} not found"}}]}}',  # Harbor
+    '{{"errors":[{{"code":"MANIFEST_UNKNOWN","message":"manifest {digest} is not found","detail":'
+    '[{{"Name":"acme/web","Revision":"{digest}"}}]}}]}}',  # ACR
+    '{{"errors":[{{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content",'
+    '"detail":{{"Digest":"{digest}","Reason":"{b64}"}}}}]}}',
+]
+
+
+@pytest.mark.parametrize("password", ["hunter22", "password", "Kx9!mQ2#vLp8", "a1b2c3d4", *PASSWORDS])
+def test_registry_errors_holding_random_digests_are_shown(password: str) -> None:
+    """Each digest's 64 hex digits decode (as hex) to 32 random bytes, and (as base64) to 48: a run of a secret's
+    5 characters in them is about 28 places x 10 runs (forwards and reversed) x (2/256)^5 (case-folded Latin-1)
+    = 1e-8 per digest; in their letters and digits 16 places x 10 x (1/60)^5 = 2e-7; in the digits themselves,
+    hex-only secrets aside, none. 400 digests (seeded, so a failure repeats) and each answer shown whole."""
+    rng = random.Random(password)
+    scrub = Scrubber()
+    scrub.add(password, username=USER)
+    for template in REGISTRY_ERRORS:
+        for _ in range(400 // len(REGISTRY_ERRORS)):
+            answer = template.format(digest="sha256:" + rng.randbytes(32).hex(), b64=_b64(rng.randbytes(24)))
+            assert scrub(answer) == answer
 
 
 def test_each_round_undoes_one_layer_of_each_escape_and_never_lengthens() -> None:

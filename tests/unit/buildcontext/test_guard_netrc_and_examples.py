@@ -1,0 +1,95 @@
+"""Content the guard judges by what it is, not by the file's name: a netrc entry (`machine HOST login USER password
+VALUE`) in any file, and prose naming the same words without one; documentation that shows a Java system property
+with an ellipsis or a Markdown code span for its value, next to the literal secrets the `-D` rule still refuses.
+Through ContextScan.report as the program runs it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from buildcontext import ContextScan, SensitiveFilesError
+from tests.harness import PROJECT_ROOT
+
+
+def _refused(tmp_path: Path, files: dict[str, str]) -> list[str]:
+    """The paths the guard refuses in a context holding `files`; [] when it lets the build through."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(parents=True, exist_ok=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    for rel, text in files.items():
+        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / rel).write_text(text)
+    try:
+        with ContextScan(ctx, cache=False) as scan:
+            scan.report({})
+    except SensitiveFilesError as err:
+        return [f.path for f in err.findings]
+    return []
+
+
+NETRC_ENTRIES = [
+    "machine registry.example.com login deployer password Zq7-s3cret\n",
+    "machine git.example.com\n  login ci\n  password ghx_8f3kQ2\n",
+    "machine h.example password Zq7s3cret9 login u\n",
+    "machine a.example login x password 1 port 443\nmachine b.example login y password Kx9mQ2vLp8\n",
+    "default login anonymous password me@example.org\n",
+    "machine h.example account acme login u password 'Zq7 s3cret'\n",
+]
+
+
+@pytest.mark.parametrize("text", NETRC_ENTRIES)
+@pytest.mark.parametrize("name", ["netrc.txt", "ci/netrc", "setup.sh", "conf/auth"])
+def test_a_netrc_entry_with_a_password_is_refused_in_a_file_of_any_name(tmp_path, name, text) -> None:
+    assert _refused(tmp_path, {name: text}) == [name]
+
+
+def test_the_refusal_names_the_netrc_rule_and_never_the_password(tmp_path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (ctx / "creds").write_text("machine h.example login u password Zq7-s3cret\n")
+    with pytest.raises(SensitiveFilesError) as err, ContextScan(ctx, cache=False) as scan:
+        scan.report({})
+    assert "netrc entry with a password" in str(err.value) and "Zq7-s3cret" not in str(err.value), err.value
+
+
+NETRC_PROSE = [
+    "The build machine asks for a password and a login when the registry is private.\n",
+    "Every machine needs a login; the password comes from the CI secret store.\n",
+    "The default password admin123 must be changed on first login.\n",
+    "machine learning password strength estimators\n",
+    'printf "machine %s login %s password %s\\n" "$HOST" "$USER" "$TOKEN" > ~/.netrc\n',
+    'echo "machine $HOST login $USER password ${NETRC_PASSWORD}" > ~/.netrc\n',
+    "machine h.example login u password $NETRC_PASSWORD\n",
+    "machine h.example login u password\n",
+]
+
+
+@pytest.mark.parametrize("text", NETRC_PROSE)
+def test_prose_and_references_in_netrc_words_pass(tmp_path, text) -> None:
+    assert _refused(tmp_path, {"README.md": text, "setup.sh": text}) == []
+
+
+JVM_EXAMPLES = [
+    "a Java system property (`-Dmaven.repo.password=...`, `-Dhttps.proxyPassword=\"...\"`, `-Daws.secretKey=...`).",
+    "set `-Dpassword=…` in JAVA_TOOL_OPTIONS",
+    "RUN java -Dkeystore.password=`cat /run/secrets/ks` -jar app.jar",
+]
+
+
+@pytest.mark.parametrize("text", JVM_EXAMPLES)
+def test_a_java_property_example_with_an_ellipsis_or_a_command_passes(tmp_path, text) -> None:
+    assert _refused(tmp_path, {"docs/guide.md": text + "\n"}) == []
+
+
+@pytest.mark.parametrize("text", ["run with `-Dmaven.repo.password=hunter22x`.",
+                                  "-Dhttps.proxyPassword=...hunter22", "-Daws.secretKey=wJalrXUtnFEMI`"])
+def test_a_literal_java_property_secret_in_markdown_is_still_refused(tmp_path, text) -> None:
+    assert _refused(tmp_path, {"docs/guide.md": text + "\n"}) == ["docs/guide.md"]
+
+
+def test_the_projects_own_docs_in_a_context_pass_the_guard(tmp_path) -> None:
+    """The README and docs/ describe every rule with examples: shipped in a context, none is a credential."""
+    docs = {f"docs/{p.name}": p.read_text() for p in (PROJECT_ROOT / "docs").glob("*.md")}
+    assert _refused(tmp_path, {"README.md": (PROJECT_ROOT / "README.md").read_text(), **docs}) == []
