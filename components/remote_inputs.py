@@ -28,7 +28,7 @@ from typing import Any
 
 import requests
 
-from boundedjson import parse_json
+from boundedjson import PastBounds, parse_json
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
 from components.docker_rules import normal_parts, platform_preference
 from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
@@ -235,6 +235,8 @@ def _platform_digests(client: RegistryClient, where: Location,
         return dict.fromkeys(platforms, manifest.digest)
     try:
         doc = parse_json(manifest.content, limit=MANIFEST_LIMIT)
+    except PastBounds as err:
+        raise ResolveFailure(f"its index is not JSON a resolution reads: it is {err}", "protocol") from None
     except ValueError:
         raise ResolveFailure("its index is not JSON", "protocol") from None
     entries = doc.get("manifests") if isinstance(doc, dict) else None

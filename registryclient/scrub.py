@@ -24,7 +24,7 @@ from registryclient.textviews import TooLayered, alnum, compact, decoded_views, 
 
 EXCERPT_CHARS = 200
 MASK = "***"
-WITHHELD = "(withheld: it contained a credential or part of one)"
+WITHHELD = "(withheld: it held a credential or part of one, or was encoded too deeply to check)"
 """What a message shows instead of a text holding a secret: the same whatever the secret and wherever it was."""
 # The shortest secret looked for in a server's text: shorter "secrets" occur in ordinary words, so nearly every text
 # would be withheld. Settings
