@@ -15,6 +15,7 @@ import base64
 import html.entities
 import itertools
 import re
+import threading
 from typing import Any, Callable
 
 import re2
@@ -162,6 +163,10 @@ class Scrubber:
         self._runs: dict[int, set[str]] = {}
         """Runs of `fragment_len` characters of each secret (folded), by length."""
         self._regex: Any = None  # re2 patterns
+        self._pending: list[tuple[str, str | None]] = []
+        self._lock = threading.Lock()
+        """Secrets added whose forms are not built yet: built before the first text is checked, as most clients
+        never show a server's text (an exchange that succeeds reports nothing)."""
 
     def add(self, secret: str | None, *, username: str | None = None) -> None:
         """Find `secret` (with `username`: also the Basic credential `username:secret`) from now on. ValueError for a
@@ -170,30 +175,41 @@ class Scrubber:
             return
         if len(secret) > SECRET_MAX:
             raise ValueError(f"a secret longer than {SECRET_MAX} characters cannot be masked")
-        if len(secret) <= ENCODED_FORMS_MAX:
-            self._patterns.append(_secret_pattern(secret))
+        self._pending.append((secret, username))
+
+    def _build(self, secret: str, username: str | None) -> None:
+        """The forms of one added secret (`add`). Each set is replaced, never changed in place: another thread may be
+        checking a text against the sets it has."""
+        folded_forms, compact_forms = set(self._folded), set(self._compact)
         texts = _byte_forms(secret) + ([f"{username}:{secret}".encode()] if username is not None else [])
         for text in texts:
-            self._folded |= {text.hex()} | {core.lower() for core in _base32_cores(text) if len(core) >= B64_CORE_MIN}
-            self._compact |= {core for core in _base64_cores(text) if len(core) >= B64_CORE_MIN}
-            self._compact |= _base85_cores(text)
-        self._raw |= {secret.encode(encoding, "surrogatepass").decode("latin-1")
-                      for encoding in ("utf-16-le", "utf-16-be")}
+            folded_forms |= {text.hex()} | {core.lower() for core in _base32_cores(text) if len(core) >= B64_CORE_MIN}
+            compact_forms |= {core for core in _base64_cores(text) if len(core) >= B64_CORE_MIN}
+            compact_forms |= _base85_cores(text)
+        self._raw = self._raw | {secret.encode(encoding, "surrogatepass").decode("latin-1")
+                                 for encoding in ("utf-16-le", "utf-16-be")}
         # A short secret's base64 runs are too short to look for inside any token: its whole base64 token is looked for.
         data = secret.encode()
         whole = {base64.b64encode(data if username is None else f"{username}:{secret}".encode()).decode().rstrip("=")}
-        self._compact |= whole | {w.translate(str.maketrans("+/", "-_")) for w in whole}
+        self._compact = compact_forms | whole | {w.translate(str.maketrans("+/", "-_")) for w in whole}
+        self._folded = folded_forms
         canonical = folded(compact(secret))
         if len(canonical) >= MIN_SCRUB_LEN:
             size = fragment_len(len(canonical))
-            self._runs.setdefault(size, set()).update(canonical[i:i + size]
-                                                      for i in range(len(canonical) - size + 1))
-        self._regex = None
+            runs = {length: set(found) for length, found in self._runs.items()}
+            runs.setdefault(size, set()).update(canonical[i:i + size] for i in range(len(canonical) - size + 1))
+            self._runs = runs
+        if len(secret) <= ENCODED_FORMS_MAX:
+            self._patterns.append(_secret_pattern(secret))
+            self._regex = re2.compile("|".join(self._patterns))
 
     def holds_secret(self, text: str) -> bool:
         """Whether any form of any secret added occurs in `text` (the header values a server echoes aside)."""
-        if self._patterns and self._regex is None:
-            self._regex = re2.compile("|".join(self._patterns))
+        if self._pending:
+            with self._lock:  # every form of every secret added is built before any text is checked
+                while self._pending:
+                    self._build(*self._pending[0])
+                    del self._pending[0]
         return any(self._in_view(view) for view in decoded_views(text))
 
     def _in_view(self, view: str) -> bool:

@@ -5,9 +5,11 @@ encodings (base85, base64 of its UTF-16 and Latin-1 bytes), and how much of a se
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import html
 import json
 import quopri
+import sys
 from typing import Callable
 from urllib.parse import quote, quote_plus
 
@@ -131,3 +133,35 @@ def test_each_round_undoes_one_layer_of_each_escape_and_never_lengthens() -> Non
     assert all(len(b) < len(a) for a, b in zip(views, views[1:]))
     assert decode_once("&#" + "9" * 5000 + ";") == "&#" + "9" * 5000 + ";"
     assert decode_once("\\ud83d\\ude00 %E4%B8%AD =C3=A4") == "\U0001F600 中 ä"
+
+
+def test_a_secret_added_after_a_text_was_checked_is_found_too() -> None:
+    # The forms are built when a text is first checked; a token issued later must be found in every form as well.
+    scrub = Scrubber()
+    scrub.add("first-password-1", username="user")
+    assert scrub("an ordinary answer") == "an ordinary answer"
+    token = "tok3n-issued-later-by-the-realm"
+    scrub.add(token)
+    assert scrub(base64.b64encode(f"x{token}y".encode()).decode()) == WITHHELD
+    assert scrub(quote(token)) == WITHHELD
+    assert scrub(base64.b64encode(b"user:first-password-1").decode()) == WITHHELD
+
+
+def test_threads_checking_at_once_all_see_every_form() -> None:
+    # Checks from several threads (a client's references run in parallel) never see half-built forms: switched
+    # between as often as the interpreter can, so a thread that checks while another builds is the common case.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        _check_in_threads()
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _check_in_threads() -> None:
+    for _ in range(20):
+        scrub = Scrubber()
+        scrub.add("parallel-secret-9", username="user")
+        echoed = base64.b32encode(b"user:parallel-secret-9").decode()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            assert set(pool.map(lambda _: scrub(echoed), range(8))) == {WITHHELD}
