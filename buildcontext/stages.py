@@ -266,7 +266,13 @@ class _StageReader:
                 f"{key}<name>)", line)
         if not from_value:
             return
-        if from_value.isdigit():
+        if from_value.isdigit() and instruction == "RUN --mount":
+            # BuildKit takes it for the image docker.io/library/<n>:latest; counted only when the stage is built
+            r.failures.setdefault(index, DockerfileProblem(
+                f"RUN --mount=...,from={from_value}: a mount's from= names a stage by its name, or an image; only "
+                f"COPY --from counts stages by number (BuildKit would pull an image named {from_value!r}); fix: "
+                f"name the stage (FROM <image> AS <name>) and write from=<name>", line))
+        elif from_value.isdigit():
             if int(from_value) >= index:
                 raise DockerfileProblem(f"{instruction}={from_written} names stage {from_value}, which is "
                                         "not defined before this one; BuildKit refuses it: name an earlier "

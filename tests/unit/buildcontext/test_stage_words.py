@@ -202,3 +202,16 @@ def test_a_mount_buildkits_csv_reader_refuses_fails_the_plan(mount, reason):
     with pytest.raises(DockerfileProblem, match=reason) as err:
         read_plan(text.encode(), {}, None, "linux/amd64")
     assert err.value.line == 3
+
+
+def test_a_numeric_mount_from_is_refused_where_the_stage_is_built():
+    """BuildKit counts stages by number for COPY --from only: a mount's from=1 is the image docker.io/library/1,
+    which it would pull (not built here: a public lookup). COPY --from=0 still names stage 0."""
+    text = "FROM scratch AS b\nFROM scratch AS c\nCOPY --from=0 /x /x\nRUN --mount=type=bind,from=0,target=/x true\n"
+    with pytest.raises(DockerfileProblem) as err:
+        read_plan(text.encode(), {}, None, "linux/amd64")
+    assert err.value.line == 4
+    assert "only COPY --from counts stages by number" in str(err.value)
+    assert "fix: name the stage (FROM <image> AS <name>) and write from=<name>" in str(err.value)
+    plan = read_plan(text.encode(), {}, "b", "linux/amd64")
+    assert plan.needed == (0,) and plan.references == ()
