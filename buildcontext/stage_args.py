@@ -44,6 +44,11 @@ class WordFails(DockerfileProblem):
     """BuildKit fails to process the word (an open quote, a bad `${...}`): the build fails where it expands it."""
 
 
+class EmptyTrimPattern(DockerfileProblem):
+    """`${NAME#}` / `${NAME%}` (an empty pattern, also from an empty variable): Docker 26's BuildKit panics on it
+    and takes the engine down, so it is refused wherever BuildKit would expand the word, in every stage."""
+
+
 class UnsetVariable(WordFails):
     """`${NAME?}` / `${NAME:?}` met an unset (or empty) NAME."""
 
@@ -205,7 +210,7 @@ class _Word:
         """`${NAME#word}`, `${NAME##word}`, `${NAME%word}`, `${NAME%%word}` (a `:` before them changes nothing)."""
         if not word:
             written = self.word[start:self.pos]
-            raise DockerfileProblem(
+            raise EmptyTrimPattern(
                 f"{written!r} has an empty pattern (written so, or from an empty variable): Docker 26's BuildKit "
                 f"crashes on it, taking the Docker engine down with it; fix: give {op} a pattern, or remove it",
                 self.line)

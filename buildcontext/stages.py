@@ -18,18 +18,21 @@ from buildcontext import sensitive
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
                                UnknownTarget, encoded_differently, has_dot_segment, has_userinfo, parse_commands,
                                without_userinfo)
-from buildcontext.mount_flags import mount_from
-from buildcontext.stage_args import UnsetVariable, escape_character, expand, global_values
+from buildcontext.mount_flags import mount_fields, mount_from
+from buildcontext.stage_args import EmptyTrimPattern, UnsetVariable, escape_character, expand, global_values
 from registryclient.references import DIGEST
 
-__all__ = ["DockerfilePlan", "DockerfileProblem", "ExternalReference", "RemoteSource", "Stage", "UnknownTarget",
-           "has_userinfo", "without_userinfo", "read_plan"]
+__all__ = ["DockerfilePlan", "DockerfileProblem", "EmptyTrimPattern", "ExternalReference", "RemoteSource", "Stage",
+           "UnknownTarget", "has_userinfo", "without_userinfo", "read_plan"]
 
 SCRATCH = "scratch"
 SCRATCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROTOCOL = re.compile(r"([a-zA-Z0-9]+)://")
 _SCP_STYLE = re.compile(r"[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:.*?(?:#.*)?")
 _BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+_EXPANDED = ("ENV", "LABEL", "ARG", "ADD", "COPY", "WORKDIR", "USER", "VOLUME", "STOPSIGNAL", "EXPOSE")
+"""The instructions whose words BuildKit expands (besides FROM, and RUN's mount fields); not RUN, CMD or
+ENTRYPOINT's shell text."""
 
 
 def _flag(flags: tuple[str, ...], name: str) -> str | None:
@@ -119,6 +122,7 @@ class _StageReader:
             cmd = inner.cmd.upper()
             for instruction, from_written in self._froms(inner, cmd):
                 self._read_from(inner, instruction, from_written)  # BuildKit refuses these in every stage
+            self._check_trims(inner, cmd)
             if index in r.failures:
                 continue
             try:
@@ -165,6 +169,27 @@ class _StageReader:
             self.values = {"PATH": SCRATCH_PATH}  # BuildKit's empty image config sets it
         r.external_root[index] = r.external_root[parent] if parent is not None else reference.lower() != SCRATCH
         return parent
+
+    def _check_trims(self, inner, cmd: str) -> None:
+        """EmptyTrimPattern for a word of the command BuildKit expands (its instructions' Expand methods, EXPOSE's
+        words, a mount's fields) with an empty #/% pattern in this stage's scope so far: it crashes the engine, so
+        it is refused in every stage, not only where the word is needed. Other failures are left to reading."""
+        words: list[str] = []
+        if cmd in _EXPANDED:
+            words = list(inner.value) if cmd != "ARG" else [p for d in inner.value for p in d.partition("=")[::2]]
+        if cmd in ("ADD", "COPY"):
+            words += [v for name in ("chown", "chmod", "checksum") if (v := _flag(inner.flags, name)) is not None]
+        if cmd == "RUN":
+            words += [field.partition("=")[2] for flag in inner.flags if flag.lower().startswith("--mount=")
+                      for field in mount_fields(flag[len("--mount="):], inner.start_line)
+                      if field.partition("=")[0].lower() != "from"]
+        for word in words:
+            try:
+                expand(word, self.values, inner.start_line, self.r.escape)
+            except EmptyTrimPattern:
+                raise
+            except DockerfileProblem:
+                pass
 
     def _declare(self, inner) -> None:
         """An ARG line: every default expanded in the scope before the line (BuildKit expands the line's words

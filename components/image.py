@@ -87,11 +87,13 @@ def _read_plans(settings: Settings, problems: list[str]) -> dict[str, dict[str, 
         except (OSError, stages.DockerfileProblem) as err:
             plans[image.name] = None
             # An unknown target is the settings' to report (it never reaches a stack's plan); the engine refuses it.
-            if image.remote_inputs != "ignore" and not isinstance(err, stages.UnknownTarget):
+            crashes = isinstance(err, stages.EmptyTrimPattern)  # the build would take the engine down: every mode
+            if (image.remote_inputs != "ignore" or crashes) and not isinstance(err, stages.UnknownTarget):
                 line = f" line {err.line}" if getattr(err, "line", 0) else ""
                 reason = err.strerror if isinstance(err, OSError) else str(err)
-                problems.append(f"{label}: {image.dockerfile}{line}: {reason}; the base images and remote sources "
-                                "cannot be read from it (fix the line, or set remoteInputs: ignore)")
+                problems.append(f"{label}: {image.dockerfile}{line}: {reason}" + ("" if crashes else (
+                    "; the base images and remote sources cannot be read from it (fix the line, or set "
+                    "remoteInputs: ignore)")))
     return plans
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from buildcontext.plan import DockerfileProblem, encoded_differently
-from buildcontext.stage_args import UnsetVariable, WordFails, escape_character, expand
+from buildcontext.stage_args import EmptyTrimPattern, UnsetVariable, WordFails, escape_character, expand
 from buildcontext.stages import read_plan
 
 VALUES = {"V": "1.2", "EMPTY": "", "GLOBAL_NO_VALUE": None, "A": "a"}
@@ -215,3 +215,24 @@ def test_a_numeric_mount_from_is_refused_where_the_stage_is_built():
     assert "fix: name the stage (FROM <image> AS <name>) and write from=<name>" in str(err.value)
     plan = read_plan(text.encode(), {}, "b", "linux/amd64")
     assert plan.needed == (0,) and plan.references == ()
+
+
+@pytest.mark.parametrize("line", [
+    "LABEL a=${V#}", "LABEL ${V%}=x", "WORKDIR /w${V#}", "USER ${V%}", "EXPOSE ${V#}", "VOLUME /v${V#$E}",
+    "STOPSIGNAL ${V%}", "ENV A=${V#}", "ARG A=${V%}", "COPY --chown=${V#} a /a", "ADD --chmod=${V%} a /a",
+    "COPY a /a${V#}", "RUN --mount=type=bind,target=/m${V#} true",
+])
+def test_an_empty_trim_pattern_is_refused_wherever_buildkit_expands_it_in_every_stage(line):
+    """BuildKit's lexer panics on it (Docker 26), taking the engine down: refused with its line in a stage the
+    target does not need too."""
+    text = f"FROM scratch AS unused\nARG V=x\n{line}\nFROM scratch\n"
+    with pytest.raises(EmptyTrimPattern) as err:
+        read_plan(text.encode(), {}, None, "linux/amd64")
+    assert err.value.line == 3 and "crashes on it" in str(err.value) and "fix: give" in str(err.value)
+
+
+@pytest.mark.parametrize("line", ["RUN echo ${V#}", "CMD echo ${V%}", "ENTRYPOINT echo ${V#}", "LABEL a=${V##}",
+                                  "LABEL a=${V#${E:-x}}", "ONBUILD LABEL a=${V#}", "HEALTHCHECK CMD echo ${V%}"])
+def test_what_buildkit_does_not_expand_or_expands_safely_is_not_refused(line):
+    text = f"FROM scratch AS unused\nARG V=x\n{line}\nFROM scratch\n"
+    assert read_plan(text.encode(), {}, None, "linux/amd64").needed == (1,)

@@ -471,3 +471,16 @@ def test_a_second_plan_never_rewrites_the_first_plans_staged_dockerfile(remote_c
     assert (root / (first.dockerfile + ".dockerignore")).read_text() == "*.tmp\n"
     assert image_module.plan_builds(settings)["web"].dockerfile == second.dockerfile, "same content, same path"
     assert not [p for p in (root / ".acr-publish").rglob(".staging-*")], "no temporary file left behind"
+
+
+def test_an_empty_trim_pattern_is_refused_under_ignore_too(remote_calls, preflight_calls, project):
+    """It crashes Docker 26's engine wherever BuildKit expands it: no remoteInputs mode lets it reach a build."""
+    (project / "ctx").mkdir()
+    (project / "ctx" / "Dockerfile").write_text("FROM scratch\nARG V=x\nLABEL a=${V%}\n")
+    records: list = []
+    with pytest.raises(Exception) as raised:
+        run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [
+            {"name": "web", "context": "ctx", "remoteInputs": "ignore"}]}, project_root=project, records=records)
+    assert type(raised.value).__name__ == "BuildPlanError", raised.value
+    assert "line 3" in str(raised.value) and "crashes on it" in str(raised.value), raised.value
+    assert records == [] and remote_calls.references == []
