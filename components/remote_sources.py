@@ -1,6 +1,6 @@
 """Remote `ADD <url>` sources pinned at plan time (components/remote_inputs.py asks for them): each is fetched
 without any credential or cookie, streamed and hashed, bounded by `SOURCE_LIMIT` bytes and by the run's deadline,
-following at most `MAX_REDIRECTS` redirects, each Location held to the rules of the Dockerfile's URL
+following redirects as Go's client does (`MAX_REDIRECTS`), each Location held to Go's URL parser and to the rules of the Dockerfile's URL
 (buildcontext/stages.py: http(s), no user info, no `.`/`..` segment, nothing the two clients encode differently).
 
 `ResolveFailure` is how one input, a source or a base image reference, says it could not be pinned.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.cookiejar
+import re
 import threading
 import time
 
@@ -23,7 +24,11 @@ from registryclient.transport import Sockets, find_cause, new_session
 
 SOURCE_LIMIT = 1 << 30
 """Bytes of one remote ADD source hashed at plan time; past it the plan fails (pin it with --checksum)."""
-MAX_REDIRECTS = 5
+MAX_REDIRECTS = 10
+"""As Go's client (BuildKit's): its 10th redirect in a row is an error, so it sends at most 10 requests."""
+_GO_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+"""A URL's scheme as Go's net/url reads one."""
+_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
 TIMEOUT_S = 30.0
 """Socket timeout of each exchange, and the time its answer's head (status line and headers) has in all."""
 
@@ -50,7 +55,9 @@ def _followed(current: str, location: str) -> str:
     credentials would travel."""
     target = requests.compat.urljoin(current, location)
     written = location if "://" in location else "x://h" + ("" if location.startswith("/") else "/") + location
-    if not target.startswith(("http://", "https://")):
+    if (go_rule := _go_refuses(location)) is not None:
+        rule = go_rule
+    elif not target.startswith(("http://", "https://")):
         rule = "is not http(s)"
     elif stages.has_userinfo(target):
         rule = "names user info, and acr-publish sends no credentials to a remote source"
@@ -61,6 +68,23 @@ def _followed(current: str, location: str) -> str:
     else:
         return target
     raise ResolveFailure(f"{_shown(current)} redirects to {_shown(location)}, which {rule}", "redirect")
+
+
+def _go_refuses(location: str) -> str | None:
+    """Why BuildKit's Go client fails on a redirect to `location` (net/url's Parse, then its request), which
+    Python's urljoin would take (dropping a tab, reading `http:/a` as a path): None when Go takes it."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in location):
+        return "holds a control character, which BuildKit's client (Go's net/url) refuses, so the build fails"
+    scheme = _GO_SCHEME.match(location)
+    if location.startswith(":") or (scheme is None and ":" in location.partition("?")[0].partition("#")[0]
+                                    .partition("/")[0]):
+        return "is no URL Go's net/url parses (a ':' before any '/' without a scheme), so the build fails"
+    if scheme is not None and not location[scheme.end():].startswith("//"):
+        return "names a scheme without //host, so BuildKit's client has no host to ask and the build fails"
+    before_fragment, _, fragment = location.partition("#")
+    if _BAD_ESCAPE.search(before_fragment.partition("?")[0]) or _BAD_ESCAPE.search(fragment):
+        return "has a '%' not followed by two hex digits, which Go's net/url refuses, so the build fails"
+    return None
 
 
 def _shown(url: str) -> str:
@@ -93,7 +117,7 @@ def fetch_checksum(url: str, deadline: float) -> str:
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     current = url
     try:
-        for _ in range(MAX_REDIRECTS + 1):
+        for _ in range(MAX_REDIRECTS):
             if stages.has_userinfo(current):
                 raise ResolveFailure("it names user info, and acr-publish sends no credentials to a remote source",
                                      "protocol")
@@ -132,7 +156,8 @@ def fetch_checksum(url: str, deadline: float) -> str:
                     raise ResolveFailure(_timed_out(sockets, wait), "unreachable") from None
                 reason = excerpt_text(type(exc).__name__ + ": " + str(exc))
                 raise ResolveFailure(f"cannot fetch it: {reason}", "unreachable") from None
-        raise ResolveFailure(f"it redirects more than {MAX_REDIRECTS} times", "protocol")
+        raise ResolveFailure(f"it redirects {MAX_REDIRECTS} times in a row, and BuildKit's client (Go's) stops "
+                             f"after {MAX_REDIRECTS} redirects, so the build fails", "redirect")
     finally:
         watchdog.cancel()
         session.close()

@@ -281,13 +281,13 @@ class _Files(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def serving(handler: type) -> Iterator[tuple[str, type]]:
-    """`handler` served on a loopback port for one test: yields the base URL and the handler class."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def serving(handler: type, host: str = "127.0.0.1") -> Iterator[tuple[str, type]]:
+    """`handler` served on a loopback port of `host` for one test: yields the base URL and the handler class."""
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    yield f"http://{host}:{server.server_address[1]}", handler
     server.shutdown()
     server.server_close()
 
