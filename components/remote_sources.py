@@ -1,7 +1,8 @@
 """Remote `ADD <url>` sources pinned at plan time (components/remote_inputs.py asks for them): each is fetched
 without any credential or cookie, streamed and hashed, bounded by `SOURCE_LIMIT` bytes and by the run's deadline,
-following redirects as Go's client does (`MAX_REDIRECTS`), each Location held to Go's URL parser and to the rules of the Dockerfile's URL
-(buildcontext/stages.py: http(s), no user info, no `.`/`..` segment, nothing the two clients encode differently).
+following redirects as Go's client does (`MAX_REDIRECTS`), each Location held to Go's URL parser and to the rules
+of the Dockerfile's URL (buildcontext/stages.py: http(s), no user info, no `.`/`..` segment, nothing the two
+clients encode differently).
 
 `ResolveFailure` is how one input, a source or a base image reference, says it could not be pinned.
 """
