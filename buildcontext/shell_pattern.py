@@ -5,16 +5,33 @@ BuildKit turns the pattern into a Go regexp (`*` any run, lazy or greedy; `?` on
 literal; `\\}` and `\\/` the character; any other escape refused; no bracket expressions) and takes Go's leftmost-
 first match. Here the pattern is matched by a backtracking search that visits each (pattern position, text
 position) at most once, as Go's own backtracker does: its time is bounded by the product of the two lengths
-(`MAX_STEPS`), so a hostile pattern costs no more than a long one. `#`/`%` trim the shortest (`##`/`%%` the
+(`MAX_STEPS`; `PLAN_STEPS` for one Dockerfile), so a hostile pattern costs no more than a long one. `#`/`%` trim the shortest (`##`/`%%` the
 longest) prefix/suffix; `%` matches the reversed pattern against the reversed value, as BuildKit does.
 """
 from __future__ import annotations
 
 import array
+import contextlib
+import contextvars
 import re
 
 MAX_STEPS = 1 << 22
 """(pattern length + 1) x (value length + 1) above which a match is refused rather than computed."""
+PLAN_STEPS = 2 * MAX_STEPS
+"""The same product summed over every match of one Dockerfile's plan (`plan_budget`)."""
+MAX_WORD = 1 << 20
+"""Characters of one expanded word or value (a replacement's result included) past which it is refused."""
+_spent: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("pattern_steps", default=None)
+
+
+@contextlib.contextmanager
+def plan_budget():
+    """Every match made inside counts against one budget of PLAN_STEPS: many patterns add up."""
+    token = _spent.set([0])
+    try:
+        yield
+    finally:
+        _spent.reset(token)
 _STAR, _ANY = "*", "?"
 _GO_TEMPLATE_NAME = re.compile(r"\{?(\w+)(\}?)")
 
@@ -54,6 +71,13 @@ class _Matcher:
             raise PatternProblem(f"its pattern ({len(self.tokens)} characters) against its value ({len(text)}) is "
                                  f"more than this plan matches ({MAX_STEPS} steps); fix: shorten the pattern or "
                                  "the value")
+        spent = _spent.get()
+        if spent is not None:
+            spent[0] += (len(self.tokens) + 1) * (len(text) + 1)
+            if spent[0] > PLAN_STEPS:
+                raise PatternProblem(f"the Dockerfile's patterns together are more than this plan matches "
+                                     f"({PLAN_STEPS} steps, pattern length x value length summed); fix: use fewer "
+                                     "or shorter patterns, or shorter values")
         self.visited = bytearray((len(self.tokens) + 1) * (len(text) + 1))
         self.parent = array.array("i", bytes(4 * len(self.visited)))
 
@@ -143,11 +167,15 @@ def replace(pattern: str, value: str, replacement: str, every: bool) -> str:
         found = matcher.find(0, anchored=False)
         return value if found is None else value[:found[0]] + replacement + value[found[1]:]
     out: list[str] = []
-    last_end = search = 0
+    last_end = search = size = 0
     while search <= len(value) and (found := matcher.find(search, anchored=False)) is not None:
         out.append(value[last_end:found[0]])
         if found[1] > last_end or found[0] == 0:  # an empty match right after a match is not replaced (Go)
             out.append(_go_expand(replacement, value[found[0]:found[1]]))
+            size += len(out[-1]) + found[0] - last_end
+            if size > MAX_WORD:
+                raise PatternProblem(f"its result is longer than {MAX_WORD} characters, the most this plan "
+                                     "expands; fix: a shorter value or replacement")
         last_end = found[1]
         search = search + 1 if search + 1 > found[1] else found[1]
     return "".join(out) + value[last_end:]

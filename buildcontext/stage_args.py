@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 
 from buildcontext.plan import DockerfileProblem
-from buildcontext.shell_pattern import PatternProblem, replace, trim_prefix, trim_suffix
+from buildcontext.shell_pattern import MAX_WORD, PatternProblem, replace, trim_prefix, trim_suffix
 
 _UNSET = object()
 _SPECIAL_PARAMS = "@*#?-$!0"
@@ -95,12 +95,14 @@ class _Word:
 
     def _until(self, stop: str | None) -> str:
         out: list[str] = []
+        size = 0
         while (ch := self.peek()) is not None:
             if ch == stop:
                 self.pos += 1
                 return "".join(out)
             if ch in "$'\"":
                 out.append(self.dollar() if ch == "$" else self.single() if ch == "'" else self.double())
+                size = self.bounded(size + len(out[-1]))
                 continue
             self.pos += 1
             if ch == self.escape:
@@ -114,6 +116,14 @@ class _Word:
             raise self.fail(f"unexpected end of statement while looking for matching {stop}")
         return "".join(out)
 
+    def bounded(self, size: int) -> int:
+        """`size`, the characters expanded so far in one part of the word; refused past MAX_WORD."""
+        if size > MAX_WORD:
+            raise DockerfileProblem(
+                f"{self.word[:80]!r} expands to more than {MAX_WORD} characters, the most this plan expands (a value "
+                "doubled line by line grows without bound); fix: shorten the values it uses", self.line)
+        return size
+
     def single(self) -> str:
         end = self.word.find("'", self.pos + 1)
         if end < 0:
@@ -124,11 +134,13 @@ class _Word:
     def double(self) -> str:
         out: list[str] = []
         self.pos += 1
+        size = 0
         while (ch := self.peek()) != '"':
             if ch is None:
                 raise self.fail("unexpected end of statement while looking for matching double-quote")
             if ch == "$":
                 out.append(self.dollar())
+                size = self.bounded(size + len(out[-1]))
                 continue
             self.pos += 1
             if ch == self.escape:

@@ -19,6 +19,7 @@ from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalRefere
                                UnknownTarget, encoded_differently, has_dot_segment, has_userinfo, parse_commands,
                                without_userinfo)
 from buildcontext.mount_flags import mount_fields, mount_from
+from buildcontext.shell_pattern import plan_budget
 from buildcontext.stage_args import EmptyTrimPattern, UnsetVariable, escape_character, expand, global_values
 from registryclient.references import DIGEST
 
@@ -414,7 +415,13 @@ def _needed_and_chain(stages: list[Stage], target_index: int) -> tuple[list[int]
 
 
 def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, platform: str) -> DockerfilePlan:
-    """The plan of a Dockerfile's bytes for one image's build inputs; DockerfileProblem when it cannot be read."""
+    """The plan of a Dockerfile's bytes for one image's build inputs; DockerfileProblem when it cannot be read.
+    Its pattern matches share one budget (buildcontext/shell_pattern.py PLAN_STEPS)."""
+    with plan_budget():
+        return _read_plan(data, build_args, target, platform)
+
+
+def _read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, platform: str) -> DockerfilePlan:
     text = data.decode("utf-8", errors="replace")
     escape = escape_character(data)
     commands = parse_commands(text)

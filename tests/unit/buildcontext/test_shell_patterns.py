@@ -98,3 +98,21 @@ def test_a_from_line_and_an_add_url_use_the_forms():
     plan = read_plan(text.encode(), {}, None, "linux/amd64")
     assert [r.reference for r in plan.references] == ["registry.test/app:1.2"]
     assert [s.url for s in plan.sources] == ["http://h.test/a/b.tar.gz"]
+
+
+def test_the_patterns_of_one_dockerfile_share_one_step_budget():
+    """Each match fits MAX_STEPS, 30 of them do not: the plan is refused at the line past the budget."""
+    pattern = "?" * 8 + "*b"
+    text = "FROM scratch\nARG V\n" + "".join(f"ENV A{i}=${{V//{pattern}/x}}\n" for i in range(30))
+    with pytest.raises(DockerfileProblem, match="the Dockerfile's patterns together are more than") as err:
+        read_plan(text.encode(), {"V": "a" * 100_000}, None, "linux/amd64")
+    assert 3 < err.value.line < 33 and "fix: use fewer or shorter patterns" in str(err.value)
+
+
+def test_a_value_doubled_line_by_line_is_refused_past_the_word_limit():
+    text = "FROM scratch\nARG A0=0123456789abcdef\n" + "".join(f"ARG A{i + 1}=${{A{i}}}${{A{i}}}\n" for i in range(60))
+    with pytest.raises(DockerfileProblem, match="expands to more than 1048576 characters") as err:
+        read_plan(text.encode(), {}, None, "linux/amd64")
+    assert err.value.line == 2 + 17 and "fix: shorten the values it uses" in str(err.value)
+    with pytest.raises(DockerfileProblem, match="its result is longer than 1048576 characters"):
+        expand("${V//?/$W}", {"V": "v" * 2000, "W": "w" * 1000}, 1)
