@@ -5,8 +5,9 @@ BuildKit turns the pattern into a Go regexp (`*` any run, lazy or greedy; `?` on
 literal; `\\}` and `\\/` the character; any other escape refused; no bracket expressions) and takes Go's leftmost-
 first match. Here the pattern is matched by a backtracking search that visits each (pattern position, text
 position) at most once, as Go's own backtracker does: its time is bounded by the product of the two lengths
-(`MAX_STEPS`; `PLAN_STEPS` for one Dockerfile), so a hostile pattern costs no more than a long one. `#`/`%` trim the shortest (`##`/`%%` the
-longest) prefix/suffix; `%` matches the reversed pattern against the reversed value, as BuildKit does.
+(`MAX_STEPS`; `PLAN_STEPS` for one Dockerfile), so a hostile pattern costs no more than a long one. `#`/`%`
+trim the shortest (`##`/`%%` the longest) prefix/suffix; `%` matches the reversed pattern against the reversed
+value, as BuildKit does.
 """
 from __future__ import annotations
 
