@@ -30,7 +30,8 @@ SCRATCH = "scratch"
 SCRATCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PROTOCOL = re.compile(r"([a-zA-Z0-9]+)://")
 _SCP_STYLE = re.compile(r"[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:.*?(?:#.*)?")
-_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
+"""A '%' not followed by two hex digits: Go's net/url refuses such a URL (a git or remote source)."""
 _EXPANDED = ("ENV", "LABEL", "ARG", "ADD", "COPY", "WORKDIR", "USER", "VOLUME", "STOPSIGNAL", "EXPOSE")
 """The instructions whose words BuildKit expands (besides FROM, and RUN's mount fields); not RUN, CMD or
 ENTRYPOINT's shell text."""
@@ -57,7 +58,7 @@ def _is_git(url: str) -> bool:
     rest = url[proto.end():].partition("#")[0].partition("?")[0]
     path = rest[rest.find("/"):] if "/" in rest else ""
     # Go's url.Parse fails on a bad escape, and BuildKit then takes the source as a plain URL
-    return not _BAD_ESCAPE.search(path) and urllib.parse.unquote(path).endswith(".git")
+    return not BAD_ESCAPE.search(path) and urllib.parse.unquote(path).endswith(".git")
 
 
 def _stage_name(from_command) -> str | None:

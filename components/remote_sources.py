@@ -29,7 +29,6 @@ MAX_REDIRECTS = 10
 """As Go's client (BuildKit's): its 10th redirect in a row is an error, so it sends at most 10 requests."""
 _GO_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 """A URL's scheme as Go's net/url reads one."""
-_BAD_ESCAPE = re.compile(r"%(?![0-9a-fA-F]{2})")
 TIMEOUT_S = 30.0
 """Socket timeout of each exchange, and the time its answer's head (status line and headers) has in all."""
 
@@ -83,7 +82,7 @@ def _go_refuses(location: str) -> str | None:
     if scheme is not None and not location[scheme.end():].startswith("//"):
         return "names a scheme without //host, so BuildKit's client has no host to ask and the build fails"
     before_fragment, _, fragment = location.partition("#")
-    if _BAD_ESCAPE.search(before_fragment.partition("?")[0]) or _BAD_ESCAPE.search(fragment):
+    if stages.BAD_ESCAPE.search(before_fragment.partition("?")[0]) or stages.BAD_ESCAPE.search(fragment):
         return "has a '%' not followed by two hex digits, which Go's net/url refuses, so the build fails"
     return None
 
