@@ -15,7 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from buildcontext.credential_files import Window, holds_credential, jvm_property_secret, netrc_entry_secret
+from buildcontext.credential_files import (
+    Window, holds_credential, jvm_property_secret, netrc_entry_secret, stands_for_value)
 from buildcontext.printable import escaped, has_control
 from buildcontext.secret_assignments import assigns_secret
 from buildcontext.sensitive_rules import (
@@ -23,7 +24,7 @@ from buildcontext.sensitive_rules import (
     BINARY_SNIFF_BYTES, CONTENT_REASONS, CREDENTIALS, CREDENTIAL_FILES, CREDENTIAL_FILE_SECRETS,
     CREDENTIAL_STORE_ENDINGS, CREDENTIAL_STORE_NAMES,
     JVM_PROPERTY_SECRET, ENV_TEMPLATES, GLUED_ENDINGS, KNOWN_TOKEN, KUBECONFIG_CREDENTIALS, KUBE_CONFIG_RE,
-    KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, NAME_WORD, NETRC_ENTRY, NOT_PASS, PLACEHOLDER_RE, PRIVATE_KEY,
+    KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, NAME_WORD, NETRC_ENTRY, NOT_PASS, PRIVATE_KEY,
     PRIVATE_KEY_RE, RULES_VERSION, SCAN_OVERLAP, SECRET_ASSIGNMENT, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE,
     TERRAFORM_STATE, TOKEN_MARKERS, TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE)
 from errors import AcrPublishError
@@ -87,7 +88,7 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= KUBECONFIG_CREDENTIALS
     if b'"terraform_version"' in data and b'"lineage"' in data:
         flags |= TERRAFORM_STATE
-    if b"://" in data and b"@" in data and any(not PLACEHOLDER_RE.fullmatch(m.group(1))
+    if b"://" in data and b"@" in data and any(not stands_for_value(m.group(1))
                                                for m in URL_PASSWORD_RE.finditer(data)):
         flags |= URL_PASSWORD
     if (b"ecret" in data or b"ECRET" in data) and ACCESS_KEY_SECRET_RE.search(data):

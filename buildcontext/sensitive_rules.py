@@ -14,7 +14,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-7"
+RULES_VERSION = "rules-8"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -93,16 +93,25 @@ ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_
 MYSQL_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}=[ \t]{0,32}([^\r\n]{0,64})", re.MULTILINE)
 # Redis's redis.conf: `requirepass` / `masterauth` and the password after blanks. Group 1: the rest of the line.
 REDIS_SECRET_RE = re.compile(rb"^[ \t]{0,32}(?:requirepass|masterauth)[ \t]{1,32}([^\r\n]{0,64})", re.MULTILINE)
-PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}\S", re.MULTILINE)
-NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}\S")
-# A netrc entry in any file (a .netrc under another name, a heredoc writing one in a script): `machine HOST` or
-# `default`, then only netrc's own `keyword value` pairs, a `login` among them, and `password VALUE`. Prose using
-# the words ("the machine asks for a password", "the default password is admin123") breaks the pairs or names no
-# login. Groups: 1 the pairs before the password, 2 the password (judged as a value: a reference is none), 3 a
-# `login` right after it.
+# .pypirc's `password = VALUE` and a .netrc's `password VALUE`. Group 1: the value (judged: a reference is none).
+PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}(\S[^\r\n]{0,63})", re.MULTILINE)
+NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}(\S{1,64})")
+# A netrc entry in any file (a .netrc under another name, a heredoc, echo or printf writing one in a script), read
+# by netrc's grammar: `machine NAME` or `default` where an entry starts (a line start, after a quote, a printf `\n`
+# or `echo `), then only netrc's own `keyword value` pairs, a `login` among them, and `password VALUE`; the names
+# and values are tokens (no quote, and no end in prose punctuation: `login once;`). Prose using the words ("Each
+# build machine runs login once; password ...", "the default login admin password is ...") starts no entry or
+# breaks the pairs. Groups: 1 the pairs before the password, 2 the password (judged as a value: a reference is
+# none), 3 a `login` right after it.
+_NETRC_SEP = rb"""(?:[ \t\r\n]|\\n){1,32}"""
+_NETRC_TOKEN = rb"""[^\s"'\\]{0,63}[^\s"'\\.,;:!?]"""
 NETRC_ENTRY_RE = re.compile(
-    rb"(?<!\S)(?:machine\s{1,32}\S{1,64}|default)((?:\s{1,32}(?:login|account|port)\s{1,32}\S{1,64}){0,3})"
-    rb"\s{1,32}password\s{1,32}(\S{1,64})(\s{1,32}login\s{1,32}\S)?")
+    rb"""(?:^|(?<=["'])|(?<=\\n)|(?<=echo ))[ \t]{0,8}(?:machine""" + _NETRC_SEP + _NETRC_TOKEN + rb"""|default)"""
+    rb"""((?:""" + _NETRC_SEP + rb"""(?:login|account|port)""" + _NETRC_SEP + _NETRC_TOKEN + rb"""){0,3})"""
+    + _NETRC_SEP + rb"""password""" + _NETRC_SEP + rb"""(\S{1,64})(""" + _NETRC_SEP + rb"""login""" + _NETRC_SEP
+    + rb"""[^\s"'\\])?""", re.MULTILINE)
+# The separators between a netrc entry's tokens (white space, or printf's `\n`).
+NETRC_SPLIT_RE = re.compile(rb"""(?:\s|\\n)+""")
 NETRC_KEYWORDS = frozenset({b"machine", b"default", b"login", b"password", b"account", b"port", b"macdef"})
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
@@ -186,7 +195,17 @@ JVM_PROPERTY_SECRET_RE = re.compile(
 # A shell or batch reference a value may be instead of a credential: `$1`, `%1`, `%~1`, and `${NAME:-default}`,
 # `${NAME:?}`, `${NAME?}` (defaults and checks: the value still comes from the environment).
 SHELL_REFERENCE_RE = re.compile(rb"""\$[0-9@*]|%~?[0-9*]|\$\{[A-Za-z_][A-Za-z0-9_.]*:?[-?=+][^}\r\n]{0,64}\}""")
-CAPS_PLACEHOLDER_RE = re.compile(rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}""")
+# An all-capitals name whose words name the thing it stands for (PASSWORD, TOKEN, PYPI_TOKEN, API_KEY, USERNAME) is
+# a documentation placeholder too: the name of a credential, not one.
+CAPS_PLACEHOLDER_RE = re.compile(
+    rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}"""
+    rb"""|(?:[A-Z0-9]+_){0,4}(?:PASSWORD|PASSWD|PASS|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIALS?|USER|USERNAME|LOGIN)"""
+    rb"""(?:_[A-Z0-9]+){0,4}""")
+# The start of a value that refers to one rather than holding it, whatever follows (a rule that reads up to white
+# space sees only the start): a command substitution (`$(cat /run/secrets/tok)`, a backquote), a variable
+# reference quoted or not (`$TOKEN`, `"$TOKEN"`, `${TOKEN}`), a template expression (`{{ token }}`, `{% ... %}`,
+# `<%= ... %>`) or a `<...>` placeholder (`<your PyPI token>`).
+REFERENCE_START_RE = re.compile(rb"""["']?(?:\$\(|`|\$\{?[A-Za-z_]|\{\{|\{%|<%|<[A-Za-z])""")
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
