@@ -217,10 +217,15 @@ PLACEHOLDER_RE = re.compile(
 # An AccessKey secret assigned under the names Alibaba Cloud's and AWS's tools use (ALIBABA_CLOUD_ACCESS_KEY_SECRET,
 # ALICLOUD_SECRET_KEY, access_key_secret, AccessKeySecret, aws_secret_access_key), in a script, an env file, an INI,
 # YAML or JSON file: the secret alone, without its LTAI id, is half a key pair and still a credential. The value is
-# the secret's alphabet (a `$VAR` or `${VAR}` reference does not match it).
+# the secret's alphabet (a `$VAR` or `${VAR}` reference does not match it). After `:` or `=`, or after blanks as the
+# official CLI (`aliyun configure set --access-key-secret VALUE`) and a legacy `ENV NAME VALUE` write it: there the
+# value must mix digits, upper- and lower-case letters as a generated secret does, so a long identifier or word
+# after the name in prose or code is none.
+_SECRET_ALPHABET = rb"""[A-Za-z0-9/+]"""
 ACCESS_KEY_SECRET_RE = re.compile(
     rb"""(?i)(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key|ali(?:cloud|yun|baba[_-]?cloud)[_-]?secret[_-]?key)"""
-    rb"""["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9/+]{20,64}(?![A-Za-z0-9/+=])""")
+    rb"""(?:["']?[ \t]*[:=][ \t]*["']?|[ \t]{1,8}["']?(?-i:(?=[A-Za-z/+]{0,63}[0-9])(?=[A-Z0-9/+]{0,63}[a-z])"""
+    rb"""(?=[a-z0-9/+]{0,63}[A-Z])))""" + _SECRET_ALPHABET + rb"""{20,64}(?![A-Za-z0-9/+=])""")
 
 # A secret assigned a value in any text (buildcontext/secret_assignments.py): the key, found around one of these
 # roots (lower-case), is a run of letters, digits, `_`, `.` and `-` of at most ASSIGNMENT_KEY_MAX bytes, bare or

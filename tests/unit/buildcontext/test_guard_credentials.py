@@ -121,6 +121,8 @@ SECRET = "Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1"  # 30 characters, an AccessKey secret'
     f"[default]\naccess_key_secret = {SECRET}\n", f'{{"AccessKeySecret": "{SECRET}"}}',
     f"aliyun:\n  access-key-secret: {SECRET}\n", f"aws_secret_access_key={SECRET}AbCdEfGhIj\n",
     f"set -e\nexport ALIYUN_SECRET_KEY={SECRET}; ./deploy\n",
+    f"aliyun configure set --profile ci --access-key-secret {SECRET} --region cn-hangzhou\n",
+    f"ENV ALIBABA_CLOUD_ACCESS_KEY_SECRET {SECRET}\n", f"aliyun configure set --access-key-secret '{SECRET}'\n",
 ])
 @pytest.mark.parametrize("name", ["deploy.sh", "conf/credentials.ini"])
 def test_an_access_key_secret_without_its_id_is_refused(tmp_path, name, text) -> None:
@@ -132,9 +134,19 @@ def test_an_access_key_secret_without_its_id_is_refused(tmp_path, name, text) ->
     "export ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SECRET\n", 'ALICLOUD_SECRET_KEY="${ALICLOUD_SECRET_KEY}"\n',
     "access_key_secret = \n", "# set ALIBABA_CLOUD_ACCESS_KEY_SECRET in the CI settings\n",
     "SECRET_KEY = 'django-insecure-abc'\n",
+    'aliyun configure set --access-key-secret "$ALIBABA_CLOUD_ACCESS_KEY_SECRET"\n',
+    "ENV ALIBABA_CLOUD_ACCESS_KEY_SECRET ${ALIBABA_CLOUD_ACCESS_KEY_SECRET}\n",
+    "# pass the access key secret environmentVariableFromTheCiSettings\n",
+    "AccessKeySecret    string `json:\"access_key_secret\"`\n",
 ])
 def test_references_to_an_access_key_secret_pass(tmp_path, text) -> None:
     assert _report(tmp_path, {"deploy.sh": text}) == []
+
+
+@pytest.mark.parametrize("line", [f"RUN aliyun configure set --access-key-id LTAIx --access-key-secret {SECRET}",
+                                  f"ENV ALIBABA_CLOUD_ACCESS_KEY_SECRET {SECRET}"])
+def test_an_access_key_secret_after_blanks_is_refused_in_the_dockerfile(tmp_path, line) -> None:
+    assert _report(tmp_path, {}, dockerfile=f"FROM scratch\n{line}\n") == ["Dockerfile"]
 
 
 def test_the_guard_message_names_the_rule_and_never_the_secret(tmp_path) -> None:

@@ -166,3 +166,23 @@ def test_a_pypirc_literal_password_is_still_refused(tmp_path, text) -> None:
 def test_a_netrc_file_reference_or_placeholder_passes_and_a_literal_is_refused(tmp_path, text) -> None:
     assert _refused(tmp_path, {".netrc": text}) == []
     assert _refused(tmp_path, {".netrc": "machine h.example login u password Zq7s3cret9\n"}) == [".netrc"]
+
+
+@pytest.mark.parametrize("line", [
+    'RUN echo "machine git.corp login ci password ghx8f3kQ2Lm" > /root/.netrc',
+    "RUN echo 'machine git.corp login ci password ghx8f3kQ2Lm' > /root/.netrc",
+    "RUN printf 'machine git.corp\\nlogin ci\\npassword ghx8f3kQ2Lm\\n' > /root/.netrc",
+    "RUN printf 'machine git.corp login ci password ghx8f3kQ2Lm\\n' >> /root/.netrc",
+    "RUN echo machine git.corp login ci password ghx8f3kQ2Lm > /root/.netrc",
+])
+def test_a_netrc_entry_written_by_echo_or_printf_is_refused(tmp_path, line) -> None:
+    assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == ["Dockerfile"]
+
+
+@pytest.mark.parametrize("line", [
+    'RUN echo "machine git.corp login ci password $GIT_TOKEN" > /root/.netrc',
+    "RUN printf 'machine git.corp\\nlogin ci\\npassword %s\\n' \"$GIT_TOKEN\" > /root/.netrc",
+    'RUN echo "see the machine docs: login once, password later" > /README',
+])
+def test_a_netrc_entry_written_with_a_reference_passes(tmp_path, line) -> None:
+    assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == []
