@@ -28,6 +28,8 @@ ACCESS_KEY_SECRET = 128
 JVM_PROPERTY_SECRET = 256
 SECRET_ASSIGNMENT = 512
 NETRC_ENTRY = 1024
+COMMAND_LINE_PASSWORD = 2048
+PASSWORD_HASH = 4096
 
 # A NUL byte among a file's first this many bytes makes it binary, and not scanned (git's buffer_is_binary()).
 # The rules needing two markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both
@@ -209,6 +211,31 @@ REFERENCE_START_RE = re.compile(rb"""["']?(?:\$\(|`|\$\{?[A-Za-z_]|\{\{|\{%|<%|<
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
+# A URL whose userinfo is a token alone (`https://TOKEN@host/simple`, as GitHub and package indexes take one): a run
+# of a generated token's alphabet that the matcher judges by its shape (sensitive.py `_token_user`), so a user name
+# (`ssh://git@`, `https://x-access-token@`, `oauth2accesstoken@`) is none. Group 1: the user part.
+URL_TOKEN_USER_RE = re.compile(rb"""://([A-Za-z0-9_-]{16,128})@""")
+URL_TOKEN_HEX_RE = re.compile(rb"""[0-9a-f]{32,128}""")
+URL_TOKEN_MIN = 16
+# A password given to a command on its command line, in a RUN line, a script or a build arg: `docker login -p V`
+# (podman, buildah, nerdctl, helm/oras registry login), `sshpass -p V`, MySQL's `-pV` (glued: `-p V` prompts and V
+# is a database), `curl -u user:V`. The gaps are bounded (a line continuation included) so that a match fits
+# SCAN_OVERLAP. Group 1: the value, quoted whole or bare up to shell syntax (judged as an assigned value: a
+# reference is none).
+_COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,32}?"""
+COMMAND_LINE_PASSWORD_RE = re.compile(
+    rb"""(?<![\w.-])(?:(?:(?:docker|podman|buildah|nerdctl)|(?:helm|oras)[ \t]{1,4}registry)[ \t]{1,4}login\b"""
+    + _COMMAND_GAP + rb"""[ \t](?:-p|--password)(?:[ \t]{1,8}|=)?"""
+    rb"""|sshpass\b""" + _COMMAND_GAP + rb"""[ \t]-p[ \t]{0,8}"""
+    rb"""|(?:mysql|mysqladmin|mysqldump|mysqlimport|mariadb|mariadb-dump)\b""" + _COMMAND_GAP + rb"""[ \t]-p"""
+    rb"""|curl\b""" + _COMMAND_GAP + rb"""[ \t](?:-u|--user)(?:[ \t]{1,8}|=)["']?[^\s:"'@]{1,24}:)"""
+    rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})""")
+# Password hashes as htpasswd (`user:$2y$...`, `$apr1$`, `{SHA}`) and shadow files (`$5$`, `$6$` crypt) hold them,
+# in a file of any name (Distribution's own `auth/htpasswd`): a line of `user:HASH`, the hash its full length.
+PASSWORD_HASH_RE = re.compile(
+    rb"""^[ \t]{0,8}[^\s:#]{1,64}:(?:\$2[abxy]?\$[0-9]{2}\$[./A-Za-z0-9]{53}|\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}"""
+    rb"""|\{SHA\}[A-Za-z0-9+/]{27}=|\$[156]\$(?:rounds=[0-9]{1,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{22,86})""",
+    re.MULTILINE)
 # A password part that only stands for one: an environment or template reference, a format placeholder, a mask, an
 # ellipsis (`...`, `…`: an example leaving the value out).
 PLACEHOLDER_RE = re.compile(
@@ -316,12 +343,17 @@ CONTENT_REASONS = (
                    "PyPI, Google, Stripe, Vault, Terraform Cloud, OpenAI, Anthropic)"),
     (KUBECONFIG_CREDENTIALS, "is a kubeconfig holding credentials (client-key-data, token or password)"),
     (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
-    (URL_PASSWORD, "contains a URL with a password in it (scheme://user:password@host)"),
+    (URL_PASSWORD, "contains a URL with a password or token in it (scheme://user:password@host, "
+                   "scheme://token@host)"),
     (ACCESS_KEY_SECRET, "contains an AccessKey secret (an access_key_secret or secret_access_key with a value)"),
     (JVM_PROPERTY_SECRET, "contains a Java system property with a password, token or secret (-D...password=...)"),
     (SECRET_ASSIGNMENT, "contains a password, secret, token or key assigned a literal value (password=..., "
                         "\"token\": \"...\", <password>...</password>, AccountKey=...)"),
     (NETRC_ENTRY, "contains a netrc entry with a password (machine HOST login USER password ...)"),
+    (COMMAND_LINE_PASSWORD, "contains a password on a command line (docker login -p, sshpass -p, mysql -p<password>, "
+                            "curl -u user:password)"),
+    (PASSWORD_HASH, "contains password hashes (user:$2y$..., $apr1$, {SHA}, $6$: an htpasswd or shadow file), which "
+                    "can be cracked"),
 )
 
 # What each credential file holds when its content rule flags it (the reason names the file).
