@@ -4,7 +4,8 @@ The matcher (buildcontext/sensitive.py) walks these tables; the context engine c
 paths they flag, so a change here must bump RULES_VERSION (tests/unit/buildcontext/test_cache_versions.py holds a golden digest of
 this table and fails naming it). Content rules flag private keys, AccessKey ids and secrets, tokens of known
 formats, kubeconfig credentials, Terraform state, URLs and Java system properties with a password, a secret
-assigned a literal value in any text, and credential files that hold one; name rules flag dotenv files, SSH keys,
+assigned a literal value in any text, netrc entries, command-line passwords, password hashes, and credential files
+that hold one; name rules flag dotenv files, SSH keys,
 key stores, cloud, Docker, git, PostgreSQL, MySQL and Vault credential files, Terraform state and Pulumi stack files;
 `.git/` and `.pulumi/` directories are flagged whatever they hold; build args are judged by value and by name.
 """
