@@ -19,8 +19,9 @@ from buildcontext.sensitive_rules import (
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
     ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
     JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_ENTRY_RE, NETRC_KEYWORDS, NETRC_SECRET_RE,
-    NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE, PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP,
-    SHELL_REFERENCE_RE, XML_ATTRIBUTE_RE, YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
+    NETRC_SPLIT_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE,
+    PYPIRC_SECRET_RE, REDIS_SECRET_RE, REFERENCE_START_RE, SCAN_OVERLAP, SHELL_REFERENCE_RE, XML_ATTRIBUTE_RE,
+    YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ class Window:
 
 def stands_for_value(value: bytes) -> bool:
     """Whether a value only stands for a credential: an environment or template reference, a format placeholder,
-    a mask (sensitive_rules.PLACEHOLDER_RE, as the URL rule judges a password), or an all-capitals placeholder
-    (`YOUR_PASSWORD`, `TOKEN_HERE`, CHANGEME)."""
-    return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value)
+    a mask (sensitive_rules.PLACEHOLDER_RE), a value starting as a reference does (REFERENCE_START_RE: `$(cat ...)`,
+    `"$TOKEN"`, `{{ token }}`), or an all-capitals placeholder (`YOUR_PASSWORD`, `TOKEN_HERE`, PASSWORD)."""
+    return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value) or REFERENCE_START_RE.match(value)
                 or SHELL_REFERENCE_RE.fullmatch(value) or CAPS_PLACEHOLDER_RE.fullmatch(value))
 
 
@@ -198,17 +199,24 @@ def netrc_entry_secret(window: Window) -> bool:
     """Whether a netrc entry (`machine HOST login USER password VALUE`, in any file) gives a password that is a
     credential: a value, not another netrc keyword (an entry cut short), a reference or a placeholder."""
     for m in window.matches(NETRC_ENTRY_RE):
-        has_login = m.group(3) is not None or b"login" in m.group(1).split()
-        if has_login and m.group(2) not in NETRC_KEYWORDS and _credential_value(m.group(2)):
+        has_login = m.group(3) is not None or b"login" in NETRC_SPLIT_RE.split(m.group(1))
+        if has_login and _netrc_value(m.group(2)):
             return True
     return False
+
+
+def _netrc_value(raw: bytes) -> bool:
+    """Whether a netrc password as read (up to white space) is a credential: written inside a shell string it ends
+    at printf's `\\n` or the string's closing quote; another netrc keyword is an entry cut short."""
+    value = raw.split(b"\\n", 1)[0].rstrip(b"\"'")
+    return value not in NETRC_KEYWORDS and _credential_value(value)
 
 
 # The content rule of each credential file kind: whether the window holds a credential.
 _CREDENTIAL_FILE_RULES: dict[str, Callable[[Window], bool]] = {
     "npm": lambda w: any(_credential_value(m.group(1).strip(b"\"'")) for m in w.matches(NPMRC_SECRET_RE)),
-    "pypi": lambda w: any(True for _ in w.matches(PYPIRC_SECRET_RE)),
-    "netrc": lambda w: any(True for _ in w.matches(NETRC_SECRET_RE)),
+    "pypi": lambda w: any(_yarn1_value(m.group(1)) for m in w.matches(PYPIRC_SECRET_RE)),
+    "netrc": lambda w: any(_netrc_value(m.group(1)) for m in w.matches(NETRC_SECRET_RE)),
     "yarn": lambda w: any(_yaml_secret(m.group(1)) for m in w.matches(YARNRC_SECRET_RE)),
     "maven": lambda w: any(True for _ in w.matches(MAVEN_SECRET_RE)),
     "yarn1": lambda w: any(_yarn1_value(m.group(2)) for m in w.matches(YARNRC1_SECRET_RE)),

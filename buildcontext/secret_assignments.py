@@ -16,7 +16,7 @@ import binascii
 from buildcontext.credential_files import Window, stands_for_value
 from buildcontext.sensitive_rules import (
     ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
-    ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
+    ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, COMMAND_LINE_PASSWORD_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
     AUTHORIZATION_WORD, CODE_NAME_RE, EXAMPLE_VALUE_RE, NAME_WORD, NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START,
     NOT_PASS, PATH_VALUE_RE, SOURCE_CODE_ENDINGS, WORD_LIKE_RE)
 
@@ -159,3 +159,14 @@ def assigns_secret(name: str, window: Window) -> bool:
             if kind is not None and _judge(data, start, end, kind, code):
                 return True
     return b"value" in lower and _attribute_pairs(window)
+
+
+def command_line_password(window: Window) -> bool:
+    """Whether a command is given a password on its command line (sensitive_rules.COMMAND_LINE_PASSWORD_RE), judged
+    as an assigned value is: a reference, a placeholder or a word is none."""
+    for m in window.matches(COMMAND_LINE_PASSWORD_RE):
+        value = m.group(1)
+        quoted = value[:1] in (b'"', b"'")
+        if looks_like_secret(value[1:-1] if quoted else value, quoted):
+            return True
+    return False

@@ -15,15 +15,17 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from buildcontext.credential_files import Window, holds_credential, jvm_property_secret, netrc_entry_secret
+from buildcontext.credential_files import (
+    Window, holds_credential, jvm_property_secret, netrc_entry_secret, stands_for_value)
 from buildcontext.printable import escaped, has_control
-from buildcontext.secret_assignments import assigns_secret
+from buildcontext.secret_assignments import assigns_secret, command_line_password
 from buildcontext.sensitive_rules import (
-    ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE,
+    ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE, COMMAND_LINE_PASSWORD,
+    PASSWORD_HASH, PASSWORD_HASH_RE, URL_TOKEN_HEX_RE, URL_TOKEN_MIN, URL_TOKEN_USER_RE,
     BINARY_SNIFF_BYTES, CONTENT_REASONS, CREDENTIALS, CREDENTIAL_FILES, CREDENTIAL_FILE_SECRETS,
     CREDENTIAL_STORE_ENDINGS, CREDENTIAL_STORE_NAMES,
     JVM_PROPERTY_SECRET, ENV_TEMPLATES, GLUED_ENDINGS, KNOWN_TOKEN, KUBECONFIG_CREDENTIALS, KUBE_CONFIG_RE,
-    KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, NAME_WORD, NETRC_ENTRY, NOT_PASS, PLACEHOLDER_RE, PRIVATE_KEY,
+    KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, NAME_WORD, NETRC_ENTRY, NOT_PASS, PRIVATE_KEY,
     PRIVATE_KEY_RE, RULES_VERSION, SCAN_OVERLAP, SECRET_ASSIGNMENT, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE,
     TERRAFORM_STATE, TOKEN_MARKERS, TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE)
 from errors import AcrPublishError
@@ -87,8 +89,9 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= KUBECONFIG_CREDENTIALS
     if b'"terraform_version"' in data and b'"lineage"' in data:
         flags |= TERRAFORM_STATE
-    if b"://" in data and b"@" in data and any(not PLACEHOLDER_RE.fullmatch(m.group(1))
-                                               for m in URL_PASSWORD_RE.finditer(data)):
+    if b"://" in data and b"@" in data and (
+            any(not stands_for_value(m.group(1)) for m in URL_PASSWORD_RE.finditer(data))
+            or any(_token_user(m.group(1)) for m in URL_TOKEN_USER_RE.finditer(data))):
         flags |= URL_PASSWORD
     if (b"ecret" in data or b"ECRET" in data) and ACCESS_KEY_SECRET_RE.search(data):
         flags |= ACCESS_KEY_SECRET
@@ -99,10 +102,23 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= SECRET_ASSIGNMENT
     if b"password" in data and netrc_entry_secret(window):
         flags |= NETRC_ENTRY
+    if (b"-p" in data or b"-u" in data) and command_line_password(window):
+        flags |= COMMAND_LINE_PASSWORD
+    if (b":$" in data or b":{SHA}" in data) and PASSWORD_HASH_RE.search(data):
+        flags |= PASSWORD_HASH
     kind = CREDENTIAL_FILES.get(name.lower())
     if kind is not None and holds_credential(kind, window):
         flags |= CREDENTIALS
     return flags
+
+
+def _token_user(user: bytes) -> bool:
+    """Whether a URL's user part alone is a token, not a user name: a generated token's shape, digits with upper-
+    and lower-case letters, or a long run of lower-case hex."""
+    if len(user) < URL_TOKEN_MIN:
+        return False
+    mixed = any(c.isdigit() for c in user.decode()) and user.lower() != user and user.upper() != user
+    return mixed or URL_TOKEN_HEX_RE.fullmatch(user) is not None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ The matcher (buildcontext/sensitive.py) walks these tables; the context engine c
 paths they flag, so a change here must bump RULES_VERSION (tests/unit/buildcontext/test_cache_versions.py holds a golden digest of
 this table and fails naming it). Content rules flag private keys, AccessKey ids and secrets, tokens of known
 formats, kubeconfig credentials, Terraform state, URLs and Java system properties with a password, a secret
-assigned a literal value in any text, and credential files that hold one; name rules flag dotenv files, SSH keys,
+assigned a literal value in any text, netrc entries, command-line passwords, password hashes, and credential files
+that hold one; name rules flag dotenv files, SSH keys,
 key stores, cloud, Docker, git, PostgreSQL, MySQL and Vault credential files, Terraform state and Pulumi stack files;
 `.git/` and `.pulumi/` directories are flagged whatever they hold; build args are judged by value and by name.
 """
@@ -14,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-7"
+RULES_VERSION = "rules-8"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -28,6 +29,8 @@ ACCESS_KEY_SECRET = 128
 JVM_PROPERTY_SECRET = 256
 SECRET_ASSIGNMENT = 512
 NETRC_ENTRY = 1024
+COMMAND_LINE_PASSWORD = 2048
+PASSWORD_HASH = 4096
 
 # A NUL byte among a file's first this many bytes makes it binary, and not scanned (git's buffer_is_binary()).
 # The rules needing two markers (kubeconfig `token:`, Terraform state) see them in a file over 4 MiB only when both
@@ -93,16 +96,25 @@ ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_
 MYSQL_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}=[ \t]{0,32}([^\r\n]{0,64})", re.MULTILINE)
 # Redis's redis.conf: `requirepass` / `masterauth` and the password after blanks. Group 1: the rest of the line.
 REDIS_SECRET_RE = re.compile(rb"^[ \t]{0,32}(?:requirepass|masterauth)[ \t]{1,32}([^\r\n]{0,64})", re.MULTILINE)
-PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}\S", re.MULTILINE)
-NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}\S")
-# A netrc entry in any file (a .netrc under another name, a heredoc writing one in a script): `machine HOST` or
-# `default`, then only netrc's own `keyword value` pairs, a `login` among them, and `password VALUE`. Prose using
-# the words ("the machine asks for a password", "the default password is admin123") breaks the pairs or names no
-# login. Groups: 1 the pairs before the password, 2 the password (judged as a value: a reference is none), 3 a
-# `login` right after it.
+# .pypirc's `password = VALUE` and a .netrc's `password VALUE`. Group 1: the value (judged: a reference is none).
+PYPIRC_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}[=:][ \t]{0,32}(\S[^\r\n]{0,63})", re.MULTILINE)
+NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}(\S{1,64})")
+# A netrc entry in any file (a .netrc under another name, a heredoc, echo or printf writing one in a script), read
+# by netrc's grammar: `machine NAME` or `default` where an entry starts (a line start, after a quote, a printf `\n`
+# or `echo `), then only netrc's own `keyword value` pairs, a `login` among them, and `password VALUE`; the names
+# and values are tokens (no quote, and no end in prose punctuation: `login once;`). Prose using the words ("Each
+# build machine runs login once; password ...", "the default login admin password is ...") starts no entry or
+# breaks the pairs. Groups: 1 the pairs before the password, 2 the password (judged as a value: a reference is
+# none), 3 a `login` right after it.
+_NETRC_SEP = rb"""(?:[ \t\r\n]|\\n){1,32}"""
+_NETRC_TOKEN = rb"""[^\s"'\\]{0,63}[^\s"'\\.,;:!?]"""
 NETRC_ENTRY_RE = re.compile(
-    rb"(?<!\S)(?:machine\s{1,32}\S{1,64}|default)((?:\s{1,32}(?:login|account|port)\s{1,32}\S{1,64}){0,3})"
-    rb"\s{1,32}password\s{1,32}(\S{1,64})(\s{1,32}login\s{1,32}\S)?")
+    rb"""(?:^|(?<=["'])|(?<=\\n)|(?<=echo ))[ \t]{0,8}(?:machine""" + _NETRC_SEP + _NETRC_TOKEN + rb"""|default)"""
+    rb"""((?:""" + _NETRC_SEP + rb"""(?:login|account|port)""" + _NETRC_SEP + _NETRC_TOKEN + rb"""){0,3})"""
+    + _NETRC_SEP + rb"""password""" + _NETRC_SEP + rb"""(\S{1,64})(""" + _NETRC_SEP + rb"""login""" + _NETRC_SEP
+    + rb"""[^\s"'\\])?""", re.MULTILINE)
+# The separators between a netrc entry's tokens (white space, or printf's `\n`).
+NETRC_SPLIT_RE = re.compile(rb"""(?:\s|\\n)+""")
 NETRC_KEYWORDS = frozenset({b"machine", b"default", b"login", b"password", b"account", b"port", b"macdef"})
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
@@ -186,10 +198,45 @@ JVM_PROPERTY_SECRET_RE = re.compile(
 # A shell or batch reference a value may be instead of a credential: `$1`, `%1`, `%~1`, and `${NAME:-default}`,
 # `${NAME:?}`, `${NAME?}` (defaults and checks: the value still comes from the environment).
 SHELL_REFERENCE_RE = re.compile(rb"""\$[0-9@*]|%~?[0-9*]|\$\{[A-Za-z_][A-Za-z0-9_.]*:?[-?=+][^}\r\n]{0,64}\}""")
-CAPS_PLACEHOLDER_RE = re.compile(rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}""")
+# An all-capitals name whose words name the thing it stands for (PASSWORD, TOKEN, PYPI_TOKEN, API_KEY, USERNAME) is
+# a documentation placeholder too: the name of a credential, not one.
+CAPS_PLACEHOLDER_RE = re.compile(
+    rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}"""
+    rb"""|(?:[A-Z0-9]+_){0,4}(?:PASSWORD|PASSWD|PASS|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIALS?|USER|USERNAME|LOGIN)"""
+    rb"""(?:_[A-Z0-9]+){0,4}""")
+# The start of a value that refers to one rather than holding it, whatever follows (a rule that reads up to white
+# space sees only the start): a command substitution (`$(cat /run/secrets/tok)`, a backquote), a variable
+# reference quoted or not (`$TOKEN`, `"$TOKEN"`, `${TOKEN}`), a template expression (`{{ token }}`, `{% ... %}`,
+# `<%= ... %>`) or a `<...>` placeholder (`<your PyPI token>`).
+REFERENCE_START_RE = re.compile(rb"""["']?(?:\$\(|`|\$\{?[A-Za-z_]|\{\{|\{%|<%|<[A-Za-z])""")
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
+# A URL whose userinfo is a token alone (`https://TOKEN@host/simple`, as GitHub and package indexes take one): a run
+# of a generated token's alphabet that the matcher judges by its shape (sensitive.py `_token_user`), so a user name
+# (`ssh://git@`, `https://x-access-token@`, `oauth2accesstoken@`) is none. Group 1: the user part.
+URL_TOKEN_USER_RE = re.compile(rb"""://([A-Za-z0-9_-]{16,128})@""")
+URL_TOKEN_HEX_RE = re.compile(rb"""[0-9a-f]{32,128}""")
+URL_TOKEN_MIN = 16
+# A password given to a command on its command line, in a RUN line, a script or a build arg: `docker login -p V`
+# (podman, buildah, nerdctl, helm/oras registry login), `sshpass -p V`, MySQL's `-pV` (glued: `-p V` prompts and V
+# is a database), `curl -u user:V`. The gaps are bounded (a line continuation included) so that a match fits
+# SCAN_OVERLAP. Group 1: the value, quoted whole or bare up to shell syntax (judged as an assigned value: a
+# reference is none).
+_COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,32}?"""
+COMMAND_LINE_PASSWORD_RE = re.compile(
+    rb"""(?<![\w.-])(?:(?:(?:docker|podman|buildah|nerdctl)|(?:helm|oras)[ \t]{1,4}registry)[ \t]{1,4}login\b"""
+    + _COMMAND_GAP + rb"""[ \t](?:-p|--password)(?:[ \t]{1,8}|=)?"""
+    rb"""|sshpass\b""" + _COMMAND_GAP + rb"""[ \t]-p[ \t]{0,8}"""
+    rb"""|(?:mysql|mysqladmin|mysqldump|mysqlimport|mariadb|mariadb-dump)\b""" + _COMMAND_GAP + rb"""[ \t]-p"""
+    rb"""|curl\b""" + _COMMAND_GAP + rb"""[ \t](?:-u|--user)(?:[ \t]{1,8}|=)["']?[^\s:"'@]{1,24}:)"""
+    rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})""")
+# Password hashes as htpasswd (`user:$2y$...`, `$apr1$`, `{SHA}`) and shadow files (`$5$`, `$6$` crypt) hold them,
+# in a file of any name (Distribution's own `auth/htpasswd`): a line of `user:HASH`, the hash its full length.
+PASSWORD_HASH_RE = re.compile(
+    rb"""^[ \t]{0,8}[^\s:#]{1,64}:(?:\$2[abxy]?\$[0-9]{2}\$[./A-Za-z0-9]{53}|\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}"""
+    rb"""|\{SHA\}[A-Za-z0-9+/]{27}=|\$[156]\$(?:rounds=[0-9]{1,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{22,86})""",
+    re.MULTILINE)
 # A password part that only stands for one: an environment or template reference, a format placeholder, a mask, an
 # ellipsis (`...`, `…`: an example leaving the value out).
 PLACEHOLDER_RE = re.compile(
@@ -198,10 +245,15 @@ PLACEHOLDER_RE = re.compile(
 # An AccessKey secret assigned under the names Alibaba Cloud's and AWS's tools use (ALIBABA_CLOUD_ACCESS_KEY_SECRET,
 # ALICLOUD_SECRET_KEY, access_key_secret, AccessKeySecret, aws_secret_access_key), in a script, an env file, an INI,
 # YAML or JSON file: the secret alone, without its LTAI id, is half a key pair and still a credential. The value is
-# the secret's alphabet (a `$VAR` or `${VAR}` reference does not match it).
+# the secret's alphabet (a `$VAR` or `${VAR}` reference does not match it). After `:` or `=`, or after blanks as the
+# official CLI (`aliyun configure set --access-key-secret VALUE`) and a legacy `ENV NAME VALUE` write it: there the
+# value must mix digits, upper- and lower-case letters as a generated secret does, so a long identifier or word
+# after the name in prose or code is none.
+_SECRET_ALPHABET = rb"""[A-Za-z0-9/+]"""
 ACCESS_KEY_SECRET_RE = re.compile(
     rb"""(?i)(?:access[_-]?key[_-]?secret|secret[_-]?access[_-]?key|ali(?:cloud|yun|baba[_-]?cloud)[_-]?secret[_-]?key)"""
-    rb"""["']?[ \t]*[:=][ \t]*["']?[A-Za-z0-9/+]{20,64}(?![A-Za-z0-9/+=])""")
+    rb"""(?:["']?[ \t]*[:=][ \t]*["']?|[ \t]{1,8}["']?(?-i:(?=[A-Za-z/+]{0,63}[0-9])(?=[A-Z0-9/+]{0,63}[a-z])"""
+    rb"""(?=[a-z0-9/+]{0,63}[A-Z])))""" + _SECRET_ALPHABET + rb"""{20,64}(?![A-Za-z0-9/+=])""")
 
 # A secret assigned a value in any text (buildcontext/secret_assignments.py): the key, found around one of these
 # roots (lower-case), is a run of letters, digits, `_`, `.` and `-` of at most ASSIGNMENT_KEY_MAX bytes, bare or
@@ -292,12 +344,17 @@ CONTENT_REASONS = (
                    "PyPI, Google, Stripe, Vault, Terraform Cloud, OpenAI, Anthropic)"),
     (KUBECONFIG_CREDENTIALS, "is a kubeconfig holding credentials (client-key-data, token or password)"),
     (TERRAFORM_STATE, "is Terraform state (terraform_version, lineage), which holds resource secrets in clear text"),
-    (URL_PASSWORD, "contains a URL with a password in it (scheme://user:password@host)"),
+    (URL_PASSWORD, "contains a URL with a password or token in it (scheme://user:password@host, "
+                   "scheme://token@host)"),
     (ACCESS_KEY_SECRET, "contains an AccessKey secret (an access_key_secret or secret_access_key with a value)"),
     (JVM_PROPERTY_SECRET, "contains a Java system property with a password, token or secret (-D...password=...)"),
     (SECRET_ASSIGNMENT, "contains a password, secret, token or key assigned a literal value (password=..., "
                         "\"token\": \"...\", <password>...</password>, AccountKey=...)"),
     (NETRC_ENTRY, "contains a netrc entry with a password (machine HOST login USER password ...)"),
+    (COMMAND_LINE_PASSWORD, "contains a password on a command line (docker login -p, sshpass -p, mysql -p<password>, "
+                            "curl -u user:password)"),
+    (PASSWORD_HASH, "contains password hashes (user:$2y$..., $apr1$, {SHA}, $6$: an htpasswd or shadow file), which "
+                    "can be cracked"),
 )
 
 # What each credential file holds when its content rule flags it (the reason names the file).

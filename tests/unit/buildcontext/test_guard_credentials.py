@@ -121,6 +121,8 @@ SECRET = "Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1"  # 30 characters, an AccessKey secret'
     f"[default]\naccess_key_secret = {SECRET}\n", f'{{"AccessKeySecret": "{SECRET}"}}',
     f"aliyun:\n  access-key-secret: {SECRET}\n", f"aws_secret_access_key={SECRET}AbCdEfGhIj\n",
     f"set -e\nexport ALIYUN_SECRET_KEY={SECRET}; ./deploy\n",
+    f"aliyun configure set --profile ci --access-key-secret {SECRET} --region cn-hangzhou\n",
+    f"ENV ALIBABA_CLOUD_ACCESS_KEY_SECRET {SECRET}\n", f"aliyun configure set --access-key-secret '{SECRET}'\n",
 ])
 @pytest.mark.parametrize("name", ["deploy.sh", "conf/credentials.ini"])
 def test_an_access_key_secret_without_its_id_is_refused(tmp_path, name, text) -> None:
@@ -132,9 +134,19 @@ def test_an_access_key_secret_without_its_id_is_refused(tmp_path, name, text) ->
     "export ALIBABA_CLOUD_ACCESS_KEY_SECRET=$SECRET\n", 'ALICLOUD_SECRET_KEY="${ALICLOUD_SECRET_KEY}"\n',
     "access_key_secret = \n", "# set ALIBABA_CLOUD_ACCESS_KEY_SECRET in the CI settings\n",
     "SECRET_KEY = 'django-insecure-abc'\n",
+    'aliyun configure set --access-key-secret "$ALIBABA_CLOUD_ACCESS_KEY_SECRET"\n',
+    "ENV ALIBABA_CLOUD_ACCESS_KEY_SECRET ${ALIBABA_CLOUD_ACCESS_KEY_SECRET}\n",
+    "# pass the access key secret environmentVariableFromTheCiSettings\n",
+    "AccessKeySecret    string `json:\"access_key_secret\"`\n",
 ])
 def test_references_to_an_access_key_secret_pass(tmp_path, text) -> None:
     assert _report(tmp_path, {"deploy.sh": text}) == []
+
+
+@pytest.mark.parametrize("line", [f"RUN aliyun configure set --access-key-id LTAIx --access-key-secret {SECRET}",
+                                  f"ENV ALIBABA_CLOUD_ACCESS_KEY_SECRET {SECRET}"])
+def test_an_access_key_secret_after_blanks_is_refused_in_the_dockerfile(tmp_path, line) -> None:
+    assert _report(tmp_path, {}, dockerfile=f"FROM scratch\n{line}\n") == ["Dockerfile"]
 
 
 def test_the_guard_message_names_the_rule_and_never_the_secret(tmp_path) -> None:
@@ -521,3 +533,67 @@ def test_a_file_scanned_in_pieces_gets_the_assignment_verdict_of_a_whole_scan(na
             scan(b"")
             assert scan.flags == whole, (name, text, pad, size)
         assert bool(whole) is ((name, text) in ASSIGNED_SECRETS), (name, text)
+
+
+COMMAND_LINE_PASSWORDS = [
+    "docker login -u ci -p Zq7s3cret9 registry.corp", "podman login --username ci -p 'Zq7s3cret9' registry.corp",
+    "helm registry login r.corp -u ci --password=Zq7s3cret9", "curl -fsSL -u u:Zq7s3cret9 https://repo.corp/x",
+    'curl --user "deploy:Zq7s3cret9" https://repo.corp/x', "mysql -h db -u root -pZq7s3cret9 app",
+    "mysqldump -uroot -p'Zq7s3cret9' app", "sshpass -p Zq7s3cret9 ssh ci@host true",
+    "docker login \\\n  -u ci \\\n  -p Zq7s3cret9 registry.corp",
+]
+COMMAND_LINE_REFERENCES = [
+    'docker login -u ci -p "$PASS" registry.corp', "docker login -u ci --password-stdin registry.corp",
+    "docker login -u USER -p PASSWORD registry.example", "mysql -h db -u root -p app", 'mysql -p"$MYSQL_PWD" app',
+    'curl -u "$USER:$TOKEN" https://repo.corp/x', "curl -u ci: https://repo.corp/x", "sshpass -e ssh ci@host",
+    "sshpass -p $(cat /run/secrets/pw) ssh h", "docker login -p flag is insecure: use --password-stdin",
+]
+
+
+@pytest.mark.parametrize("line", COMMAND_LINE_PASSWORDS)
+def test_a_password_on_a_command_line_is_refused_in_a_run_line_and_a_script(tmp_path, line) -> None:
+    assert _report(tmp_path, {"ci/login.sh": line + "\n"}, dockerfile=f"FROM scratch\nRUN {line}\n") == [
+        "ci/login.sh", "Dockerfile"]
+
+
+@pytest.mark.parametrize("line", COMMAND_LINE_REFERENCES)
+def test_a_command_line_password_reference_or_prompt_passes(tmp_path, line) -> None:
+    assert _report(tmp_path, {"ci/login.sh": line + "\n"}, dockerfile=f"FROM scratch\nRUN {line}\n") == []
+
+
+PASSWORD_HASHES = [
+    "admin:$2y$05$" + "aB3./cD4" * 6 + "eF5gH\n", "ci:$apr1$Zq7s3cr$" + "aB3./cD4eF5gH6iJ7kL8mN" + "\n",
+    "ci:{SHA}" + "qUqP5cyxm6YcTAhz05Hph5gvu9M=" + "\n", "root:$6$salt1234$" + "aB3./cD4eF5" * 8 + ":19000:0:99999:7:::\n",
+]
+
+
+@pytest.mark.parametrize("text", PASSWORD_HASHES)
+@pytest.mark.parametrize("name", ["auth/htpasswd", "registry/users.txt"])
+def test_password_hashes_are_refused_in_a_file_of_any_name(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: "# users\n" + text}) == [name]
+
+
+@pytest.mark.parametrize("text", ["# generate with: htpasswd -Bbn user pass > auth/htpasswd\n",
+                                  "hashes look like user:$2y$05$... (bcrypt)\n", "root:x:0:0:root:/root:/bin/sh\n",
+                                  "root:*:19000:0:99999:7:::\n"])
+def test_a_password_file_without_a_hash_passes(tmp_path, text) -> None:
+    assert _report(tmp_path, {"auth/htpasswd": text}) == []
+
+
+URL_TOKEN_USERS = ["https://Zq7s3cret9Abcdef@pypi.corp/simple",
+                   "https://0123456789abcdef0123456789abcdef01234567@git.corp/org/repo.git"]
+URL_USER_NAMES = ["git clone ssh://git@github.com/org/repo.git", "git@github.com:org/repo.git",
+                  "https://x-access-token@github.com/org/repo", "mail deploy-user-2024@example.com",
+                  "https://oauth2accesstoken@gcr.example/v2/", "https://deploybot2024@git.corp/org/repo.git",
+                  "https://${GIT_TOKEN}@git.corp/org/repo.git"]
+
+
+@pytest.mark.parametrize("url", URL_TOKEN_USERS)
+def test_a_url_whose_user_part_is_a_token_is_refused_in_a_file_and_a_build_arg(tmp_path, url) -> None:
+    assert _report(tmp_path, {"pip.conf": f"[global]\nindex-url = {url}\n"}, build_args={"INDEX": url}) == [
+        "pip.conf", "buildArg:INDEX"]
+
+
+@pytest.mark.parametrize("url", URL_USER_NAMES)
+def test_a_url_or_address_with_a_user_name_passes(tmp_path, url) -> None:
+    assert _report(tmp_path, {"notes.txt": url + "\n"}, build_args={"INDEX": url}) == []

@@ -93,3 +93,96 @@ def test_the_projects_own_docs_in_a_context_pass_the_guard(tmp_path) -> None:
     """The README and docs/ describe every rule with examples: shipped in a context, none is a credential."""
     docs = {f"docs/{p.name}": p.read_text() for p in (PROJECT_ROOT / "docs").glob("*.md")}
     assert _refused(tmp_path, {"README.md": (PROJECT_ROOT / "README.md").read_text(), **docs}) == []
+
+
+_BUILDKIT_NETRC = ("FROM scratch\nRUN --mount=type=secret,id=tok <<EOF\nmachine git.corp\nlogin ci\npassword {value}\n"
+                   "EOF\n")
+REFERENCE_VALUES = ["$(cat /run/secrets/tok)", "`cat /run/secrets/tok`", '"$GIT_TOKEN"', "$GIT_TOKEN",
+                    '"${GIT_TOKEN}"', "{{ git_token }}", "{{git_token}}", "{% raw %}", "<%= token %>"]
+
+
+@pytest.mark.parametrize("value", REFERENCE_VALUES)
+def test_a_netrc_password_that_is_a_command_variable_or_template_passes(tmp_path, value) -> None:
+    """BuildKit's documented secret mount: the password is read from the mounted secret, never written."""
+    assert _refused(tmp_path, {"Dockerfile": _BUILDKIT_NETRC.format(value=value), "setup.sh":
+                               f"machine git.corp login ci password {value}\n"}) == []
+
+
+@pytest.mark.parametrize("value", ["ghx8f3kQ2Lm", "'Zq7s3cret9'", "s3cret$(x)"])
+def test_a_literal_netrc_password_in_the_same_heredoc_is_refused(tmp_path, value) -> None:
+    assert _refused(tmp_path, {"Dockerfile": _BUILDKIT_NETRC.format(value=value)}) == ["Dockerfile"]
+
+
+@pytest.mark.parametrize("name, text", [
+    (".npmrc", '//r.example/:_authToken="$NPM_TOKEN"\n'),
+    (".npmrc", "//r.example/:_authToken={{ npm_token }}\n"),
+    ("pip.conf", "[global]\nindex-url = https://USERNAME:PASSWORD@pypi.example/simple\n"),
+    ("app.env.j2", "DB_PASSWORD={{ db_password }}\n"),
+    ("run.sh", "curl https://ci:$(cat /run/secrets/pw)@repo.example/x\n"),
+])
+def test_the_reference_rule_is_shared_by_the_other_rules(tmp_path, name, text) -> None:
+    assert _refused(tmp_path, {name: text}) == []
+
+
+@pytest.mark.parametrize("name, text", [
+    (".npmrc", "//r.example/:_authToken=Zq7s3cret9Abc\n"),
+    ("pip.conf", "[global]\nindex-url = https://ci:Zq7s3cret9@pypi.example/simple\n"),
+    ("app.env.j2", "DB_PASSWORD=Zq7s3cret9\n"),
+])
+def test_the_same_rules_still_refuse_a_literal(tmp_path, name, text) -> None:
+    assert _refused(tmp_path, {name: text}) == [name]
+
+
+NETRC_PROSE_REVIEWED = [
+    "Each build machine runs login once; password rotation is handled by Vault.\n",
+    "After install, the default login admin password is shown on the console.\n",
+    "machine example.com login USERNAME password PASSWORD\n",
+    "machine example.com login USERNAME password TOKEN\n",
+    "machine example.com login you password YOUR_TOKEN\n",
+    "machine example.com login you password <token>\n",
+    "machine example.com login you password GITHUB_TOKEN\n",
+    "machine runs login once; password rotation\n",
+]
+
+
+@pytest.mark.parametrize("text", NETRC_PROSE_REVIEWED)
+def test_prose_and_documented_netrc_placeholders_pass(tmp_path, text) -> None:
+    assert _refused(tmp_path, {"docs/setup.md": text, "notes.txt": text}) == []
+
+
+@pytest.mark.parametrize("text", ["password = ${PYPI_TOKEN}\n", "password = <your PyPI token>\n",
+                                  "password = $PYPI_TOKEN\n", "password: PASSWORD\n"])
+def test_a_pypirc_password_reference_or_placeholder_passes(tmp_path, text) -> None:
+    assert _refused(tmp_path, {".pypirc": "[pypi]\nusername = __token__\n" + text}) == []
+
+
+@pytest.mark.parametrize("text", ["password = Zq7s3cret9\n", "password: 'Zq7s3cret9'\n"])
+def test_a_pypirc_literal_password_is_still_refused(tmp_path, text) -> None:
+    assert _refused(tmp_path, {".pypirc": "[pypi]\nusername = u\n" + text}) == [".pypirc"]
+
+
+@pytest.mark.parametrize("text", ["machine h.example login u password $NETRC_PASSWORD\n",
+                                  "machine h.example login u password PASSWORD\n"])
+def test_a_netrc_file_reference_or_placeholder_passes_and_a_literal_is_refused(tmp_path, text) -> None:
+    assert _refused(tmp_path, {".netrc": text}) == []
+    assert _refused(tmp_path, {".netrc": "machine h.example login u password Zq7s3cret9\n"}) == [".netrc"]
+
+
+@pytest.mark.parametrize("line", [
+    'RUN echo "machine git.corp login ci password ghx8f3kQ2Lm" > /root/.netrc',
+    "RUN echo 'machine git.corp login ci password ghx8f3kQ2Lm' > /root/.netrc",
+    "RUN printf 'machine git.corp\\nlogin ci\\npassword ghx8f3kQ2Lm\\n' > /root/.netrc",
+    "RUN printf 'machine git.corp login ci password ghx8f3kQ2Lm\\n' >> /root/.netrc",
+    "RUN echo machine git.corp login ci password ghx8f3kQ2Lm > /root/.netrc",
+])
+def test_a_netrc_entry_written_by_echo_or_printf_is_refused(tmp_path, line) -> None:
+    assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == ["Dockerfile"]
+
+
+@pytest.mark.parametrize("line", [
+    'RUN echo "machine git.corp login ci password $GIT_TOKEN" > /root/.netrc',
+    "RUN printf 'machine git.corp\\nlogin ci\\npassword %s\\n' \"$GIT_TOKEN\" > /root/.netrc",
+    'RUN echo "see the machine docs: login once, password later" > /README',
+])
+def test_a_netrc_entry_written_with_a_reference_passes(tmp_path, line) -> None:
+    assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == []
