@@ -12,9 +12,10 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
+from buildcontext.printable import escaped
 from registryclient.connection import Connection
 from registryclient.endpoint import sent_url
-from boundedjson import parse_json
+from boundedjson import PastBounds, parse_json
 from registryclient.errors import RegistryError
 from registryclient.references import is_loopback
 from registryclient.scrub import SECRET_MAX, excerpt_text
@@ -208,16 +209,7 @@ class AuthenticatedConnection(Connection):
             raise self.rejected(f"the token service {self.shown(parts.netloc)} refused to issue a token")
         if response.status_code != 200:
             raise self.unexpected("GET", self.shown(realm), response)
-        try:
-            body = parse_json(response.content, limit=ERROR_BODY_LIMIT)
-        except ValueError:
-            body = None
-        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise self.fail(
-                f"the token service {self.shown(parts.netloc)} answered 200 without a 'token' or 'access_token': "
-                f"{self.excerpt(response)}"
-            )
+        token = self._token_in(response, parts.netloc)
         try:
             self.scrub.add(token)
         except ValueError:
@@ -228,6 +220,31 @@ class AuthenticatedConnection(Connection):
             raise self.fail(f"the token service {self.shown(parts.netloc)} issued a token holding characters other "
                             "than visible ASCII, which no Authorization header can carry; the token service is misconfigured "
                             "or is not the registry's")
+        return token
+
+    def _token_in(self, response: requests.Response, netloc: str) -> str:
+        """The token of a token service's 200 answer; its text is never shown in a failure (a token service's answer
+        holds credentials: a token, a refresh token), only its size, type and the names of its fields."""
+        shown = f"the token service {self.shown(netloc)} answered 200"
+        if len(response.content) >= ERROR_BODY_LIMIT:  # read up to the limit: the rest was never read
+            raise self.fail(f"{shown} with an answer over {ERROR_BODY_LIMIT // 1024} KiB, the most this client reads "
+                            "of one (not shown: it may hold credentials); a token answer is a small JSON object: the "
+                            "realm is misconfigured or is not a token service")
+        try:
+            body = parse_json(response.content, limit=ERROR_BODY_LIMIT)
+        except PastBounds as err:
+            raise self.fail(f"{shown} with an answer this client does not read: it is {err}; a token answer is a "
+                            "small JSON object: the realm is misconfigured or is not a token service") from None
+        except ValueError:
+            kind = escaped(response.headers.get("Content-Type", "no Content-Type")[:80])
+            raise self.fail(f"{shown} with {len(response.content)} bytes of {kind} that are not JSON (not shown: a "
+                            "token service's answer may hold credentials); the realm is misconfigured or is not a "
+                            "token service") from None
+        token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            fields = ", ".join(escaped(str(key))[:40] for key in list(body)[:10]) if isinstance(body, dict) else ""
+            raise self.fail(f"{shown} without a 'token' or 'access_token' (its fields: {fields or 'none'}; values "
+                            "not shown)")
         return token
 
     def token_grants(self, scopes: tuple[str, ...], repository: str) -> set[str] | None:

@@ -438,13 +438,39 @@ def test_json_nested_past_the_parser_depth_is_an_answer_not_a_crash_in_the_prefl
     with pytest.raises(RegistryError) as err:
         check_registry(target, timeout=5)
     message = str(err.value)
-    expected = {"error body": "may not push", "token body": "without a 'token' or 'access_token'",
+    expected = {"error body": "may not push", "token body": "nested deeper than 64 levels",
                 "jwt payload": "403"}[where]
     assert expected in message, message
     if where == "jwt payload":  # the client reads the grants of a JWT only when a HEAD of a manifest is refused
         with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
             with pytest.raises(RegistryError, match="403"):
                 client.manifest_digest("acme/web", "v1")
+
+
+@pytest.mark.parametrize("answer, says", [
+    ({"token": "eyJ" + "S3CRETtok" * 150, "pad": "x" * 70000}, "over"),
+    ({"refresh_token": "eyJ" + "S3CRETtok" * 150}, "its fields: refresh_token; values not shown"),
+    ("eyJ" + "S3CRETtok" * 150, "not JSON"),
+], ids=["past the size bound", "no token field", "not json"])
+def test_a_token_answer_that_cannot_be_used_is_described_never_shown(hostile, answer, says) -> None:
+    """A token service's 200 answer holds credentials: a failure says its size, type or field names, never its
+    text (a token the answer does hold, past the size bound, was once printed as "without a 'token'")."""
+    body = json.dumps(answer).encode() if isinstance(answer, dict) else answer.encode()
+
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if head.startswith(b"GET /token"):
+            _answer(conn, "200 OK", body, "Content-Type: application/json\r\n")
+        else:
+            challenge = f'Bearer realm="http://{server.server}/token",service="s"'
+            _answer(conn, "401 No", b"", f"WWW-Authenticate: {challenge}\r\n")
+
+    server = hostile(registry)
+    with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
+        with pytest.raises(RegistryError) as err:
+            client.login()
+    message = str(err.value)
+    assert says in message, message
+    assert "S3CRET" not in message and "eyJ" not in message, message
 
 
 def test_json_nested_past_the_parser_depth_in_a_tag_list_or_manifest_is_reported(hostile) -> None:
