@@ -11,14 +11,16 @@ rules; errors of Create and Read reach the engine as their message alone (compon
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pulumi
 import pulumi.dynamic as dynamic
 
-from boundedjson import parse_json
+from boundedjson import PastBounds, parse_json
 from components.audit import declare_audit
+from components.copy import CHECK_BUDGET_S, COPY_BUDGET_S
 from components.docker_rules import platform_parts
 from components.platforms import CHILD_TYPES, Child, index_manifest, listed_children, platform_slug
 from components.provider_errors import serve_messages_alone
@@ -32,6 +34,8 @@ serve_messages_alone()
 
 INDEX_TYPE = "pulumi-python:dynamic/acr-publish:ImageIndex"
 INDEX_TIMEOUT_S = 60.0
+"""Per socket operation, and for the head of each answer; the whole conversation has a budget besides: a write
+the copy's (components/copy.py COPY_BUDGET_S), a read (refresh) the short CHECK_BUDGET_S."""
 CONFIG_LIMIT = 1 << 20
 """An image config is a few KB; a larger "config" is not one, and is not read whole."""
 # What makes an index another index: its children or where it goes; credentials never do.
@@ -63,15 +67,33 @@ def _loopback(server: str) -> bool:
     return is_loopback_server(server)
 
 
+def _client(server: str, username: str | None, password: str | None, allow_plain_http: bool, budget: float,
+            limit_name: str) -> RegistryClient:
+    """A client whose every exchange ends within `budget` seconds of now, all of them together."""
+    return RegistryClient(server, username, password, allow_plain_http=allow_plain_http and _loopback(server),
+                          timeout=INDEX_TIMEOUT_S, deadline=time.monotonic() + budget, budget=budget,
+                          label=f"image index, registry '{server}'", limit_name=limit_name, advice=STACK_ADVICE)
+
+
+def _json(client: RegistryClient, data: bytes, limit: int, what: str) -> Any:
+    try:
+        return parse_json(data, limit=limit)
+    except PastBounds as err:
+        raise IndexWriteError(f"{what} in {client.server} is not JSON an index is written over: it is {err}; "
+                              "rebuild that platform's image") from None
+    except ValueError:
+        raise IndexWriteError(f"{what} in {client.server} is not JSON; rebuild that platform's image") from None
+
+
 def _config_platform(client: RegistryClient, repository: str, manifest: bytes) -> tuple[str, str, str | None]:
-    body = parse_json(manifest, limit=MANIFEST_LIMIT)
+    body = _json(client, manifest, MANIFEST_LIMIT, f"a child manifest of {repository}")
     config = body.get("config") if isinstance(body, dict) else None
     digest = config.get("digest") if isinstance(config, dict) else None
     if not isinstance(digest, str) or not isinstance(config.get("size"), int) or config["size"] > CONFIG_LIMIT:
         raise IndexWriteError(f"a child manifest in {client.server}/{repository} has no image config of at most "
                               f"{CONFIG_LIMIT} bytes")
     data = b"".join(client.get_blob(repository, digest))
-    image = parse_json(data, limit=CONFIG_LIMIT)
+    image = _json(client, data, CONFIG_LIMIT, f"the image config {repository}@{digest}")
     if not isinstance(image, dict):
         raise IndexWriteError(f"the image config {digest} in {client.server}/{repository} is not a JSON object")
     variant = image.get("variant") or None
@@ -79,14 +101,13 @@ def _config_platform(client: RegistryClient, repository: str, manifest: bytes) -
 
 
 def write_index(server: str, username: str | None, password: str | None, allow_plain_http: bool, repository: str,
-                tag: str, children: list[Mapping[str, str]]) -> tuple[str, bool]:
-    """Write the index over `children` ([{platform, digest}]) under `<server>/<repository>:<tag>`; (its digest,
-    whether this call wrote it). See the module docstring for what is checked and what is never overwritten."""
+                tag: str, children: list[Mapping[str, str]], *, budget: float = COPY_BUDGET_S) -> tuple[str, bool]:
+    """Write the index over `children` ([{platform, digest}]) under `<server>/<repository>:<tag>` within `budget`
+    seconds; (its digest, whether this call wrote it). See the module docstring for what is checked and what is
+    never overwritten."""
     where = f"{server}/{repository}:{tag}"
     try:
-        with RegistryClient(server, username, password, allow_plain_http=allow_plain_http and _loopback(server),
-                            timeout=INDEX_TIMEOUT_S, label=f"image index, registry '{server}'",
-                            advice=STACK_ADVICE) as client:
+        with _client(server, username, password, allow_plain_http, budget, "image index time limit") as client:
             entries = []
             for child in children:
                 platform, digest = child["platform"], child["digest"]
@@ -157,14 +178,13 @@ class ImageIndexProvider(dynamic.ResourceProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         auth = props.get("auth") or {}
-        with RegistryClient(props["server"], auth.get("username") or None, auth.get("password") or None,
-                            allow_plain_http=bool(props.get("plainHttp")) and _loopback(props["server"]),
-                            timeout=INDEX_TIMEOUT_S, advice=STACK_ADVICE) as client:
-            try:
+        try:
+            with _client(props["server"], auth.get("username") or None, auth.get("password") or None,
+                         bool(props.get("plainHttp")), CHECK_BUDGET_S, "refresh time limit") as client:
                 digest = client.manifest_digest(props["repository"], props["tag"])
-            except RegistryError as err:
-                raise IndexWriteError(f"reading {props['server']}/{props['repository']}:{props['tag']} failed: "
-                                      f"{err}") from None
+        except RegistryError as err:
+            raise IndexWriteError(f"reading {props['server']}/{props['repository']}:{props['tag']} failed: "
+                                  f"{err}") from None
         if digest is None:
             return dynamic.ReadResult(id_=None, outs={})
         return dynamic.ReadResult(id_=id_, outs={**props, "digest": digest,

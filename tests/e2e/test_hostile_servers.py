@@ -1,5 +1,6 @@
-"""The registry client and the preflight against hostile servers on 127.0.0.1: endless bodies, trickles, bytes that
-are not HTTP, terminal escapes, credentials echoed back, and Locations that point at another host.
+"""The registry client, the preflight and the image index against hostile servers on 127.0.0.1: endless bodies, trickles, bytes that
+are not HTTP, terminal escapes, credentials echoed back, Locations that point at another host, and image manifests
+or configs that are not JSON.
 
 Each server is a plain socket loop in a thread here (no registry software can be made to misbehave like this).
 Memory is measured in a fresh interpreter (its own RSS before and its peak after the check), against the figure the
@@ -8,6 +9,7 @@ test states; time bounds are generous and only turn a hang into a failure.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socket
 import subprocess
@@ -20,6 +22,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from components.image_index import IndexWriteError, write_index
 from components.preflight import PreflightTarget, check_registry
 from registryclient import RegistryError
 from registryclient import DOCKER_MANIFEST, MANIFEST_LIMIT, RegistryClient, RegistryError
@@ -550,3 +553,33 @@ def test_a_tls_answer_on_a_plain_http_port_is_said_to_be_tls(hostile, record: by
     assert f"{server.server} answered in TLS: it serves HTTPS, but this registry is spoken to in plain HTTP" \
         in message, message
     assert "not HTTP" not in message and "\\x15" not in message, message
+
+
+@pytest.mark.parametrize("manifest, config", [
+    (b"<html>not a manifest</html>", b"{}"),
+    (None, b"\xff not JSON"),
+    (None, b"[" * 100 + b"]" * 100),
+], ids=["manifest not JSON", "config not JSON", "config nested too deep"])
+def test_an_image_index_over_bytes_that_are_not_json_is_one_clear_error(
+        hostile, manifest: bytes | None, config: bytes) -> None:
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = manifest or json.dumps({
+        "schemaVersion": 2, "mediaType": DOCKER_MANIFEST, "layers": [],
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest,
+                   "size": len(config)}}).encode()
+    manifest_digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        path = head.split(b" ")[1].decode()
+        body, headers = b"{}", ""
+        if path.endswith(f"/manifests/{manifest_digest}"):
+            body, headers = manifest, f"Content-Type: {DOCKER_MANIFEST}\r\n"
+        elif path.endswith(f"/blobs/{config_digest}"):
+            body = config
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{headers}\r\n".encode() + body)
+
+    server = hostile(registry)
+    with pytest.raises(IndexWriteError, match=r"is not JSON.*rebuild that platform's image") as err:
+        write_index(server.server, None, None, True, "acme/web", "v1",
+                    [{"platform": "linux/amd64", "digest": manifest_digest}], budget=20.0)
+    assert "acme/web" in str(err.value), err.value

@@ -3,7 +3,8 @@
 The source image is built for real (`docker build` FROM the locally imported busybox base, tests/e2e/base_image.py)
 and pushed to a `docker-registry`; the source stack's exports are given to the StackReference as they would be
 read. What the copy does that the real engine's promotion tests (tests/e2e/test_engine_promote.py) cannot arrange:
-a push under the target tag while the blobs are copied, an image index with its children, a copy's error text, a
+a push under the target tag while the blobs are copied, two promotions to one tag whose manifest PUTs cross (a
+proxy holds one), an image index with its children, a copy's error text, a
 large layer streamed across registries without being held, and the benchmark's smoke run (no layer byte read on the
 same host).
 """
@@ -12,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
+import threading
 import time
 from typing import Callable, Iterator
 
@@ -119,6 +122,93 @@ def test_an_image_index_is_copied_with_its_children(publish, source_registry, ta
     assert target_registry.manifest_digest("release/multi", child_digest) == child_digest
     again = copy_image(src, "demo/multi", index_digest, dst, "release/multi", "index")
     assert not again.copied and again.manifests == 0
+
+
+class DelayingProxy:
+    """A TCP proxy on 127.0.0.1 to `upstream` that holds the first manifest PUT passing through it for `delay`
+    seconds before forwarding it: a push whose PUT is still on its way while another push of the same tag lands."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.delay = delay
+        self.held = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.server = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream, timeout=60)
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, outbound: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if outbound and not self.held.is_set() and data.startswith(b"PUT ") and b"/manifests/" in data:
+                    self.held.set()
+                    time.sleep(self.delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("delayed", ["first", "second"])
+def test_two_concurrent_promotions_to_one_tag_never_both_succeed(publish, source_registry, target_registry,
+                                                                 delayed: str) -> None:
+    """The held promotion starts first; the other starts once the held one's manifest PUT is on its way, and lands
+    its own PUT while the held one is still in flight (the held PUT wins the tag). The read back right after each
+    PUT sees that promotion's own digest; the read SETTLE_S later tells the loser."""
+    one, other = publish("duel", f"duel-{delayed}-1"), publish("duel", f"duel-{delayed}-2")
+    tag = f"release-{delayed}"
+    proxy = DelayingProxy(target_registry.server, 1.5)
+    src = RegistryLogin(source_registry.server, SOURCE_USER, TEST_SECRET, True)
+    direct = RegistryLogin(target_registry.server, TARGET_USER, TEST_SECRET, True)
+    held = RegistryLogin(proxy.server, TARGET_USER, TEST_SECRET, True)
+    results: dict[str, object] = {}
+
+    def promote_one(name: str, target: RegistryLogin, digest: str) -> None:
+        try:
+            results[name] = copy_image(src, "demo/duel", digest, target, "release/duel", tag, budget=120).digest
+        except CopyError as err:
+            results[name] = err
+
+    digests = {"first": one["ref"].split("@")[1], "second": other["ref"].split("@")[1]}
+    free = "second" if delayed == "first" else "first"
+    threads = [threading.Thread(target=promote_one, args=(delayed, held, digests[delayed])),
+               threading.Thread(target=promote_one, args=(free, direct, digests[free]))]
+    try:
+        threads[0].start()
+        assert proxy.held.wait(60), "the held promotion never sent its manifest PUT"
+        threads[1].start()
+        for thread in threads:
+            thread.join(150)
+    finally:
+        proxy.close()
+    assert len(results) == 2, "a promotion hung"
+    won = [name for name, result in results.items() if isinstance(result, str)]
+    final = target_registry.manifest_digest("release/duel", tag)
+    assert len(won) == 1, f"both promotions succeeded, the tag is at {final}: {results}"
+    assert results[won[0]] == final == digests[won[0]]
+    [lost] = [result for result in results.values() if isinstance(result, CopyError)]
+    text = str(lost)
+    assert final in text and ("another push to that tag landed" in text or "already exists" in text), text
+    assert TEST_SECRET not in text
 
 
 def test_copy_errors_name_both_sides_and_no_secret(source_registry, target_registry):

@@ -1,5 +1,6 @@
-"""Every registry conversation of a promotion ends within its budget, whatever the server does: accept and never
-answer, never accept (a blackholed port), answer a header a byte at a time, or serve a layer a few bytes a second.
+"""Every registry conversation of a promotion or an image index ends within its budget, whatever the server does:
+accept and never answer, never accept (a blackholed port), answer a header a byte at a time, serve a layer a few
+bytes a second, or answer every request correctly but slowly.
 
 The servers are sockets on 127.0.0.1 (tests/e2e/test_hostile_servers.py's HostileServer, and a listener whose
 accept queue is full, which the kernel answers by dropping further connection attempts: a blackhole). Budgets are
@@ -18,7 +19,9 @@ import pulumi
 import pytest
 
 from components import copy as copy_module
+from components import image_index
 from components.copy import CopyError, copy_image, target_digest
+from components.image_index import ImageIndexProvider, IndexWriteError, write_index
 from registryclient.login import RegistryLogin
 from components.promotion import PromotionError, SourceImage, SourceLogin, SourceStack, check_sources
 from registryclient import OCI_MANIFEST, RegistryClient, RegistryError
@@ -36,6 +39,8 @@ MANIFEST = json.dumps({
     "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": LAYER_DIGEST, "size": len(LAYER)}],
 }).encode()
 MANIFEST_DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
+SLOW_S = 0.8
+"""How long the "slow" registry waits before each answer."""
 
 
 def _send(conn: socket.socket, status: str, body: bytes = b"", headers: str = "") -> None:
@@ -57,11 +62,13 @@ def registry(behaviour: str) -> Callable[[socket.socket, bytes, HostileServer], 
     """A registry without login holding MANIFEST and its blobs, except where `behaviour` says otherwise:
     "silent" answers nothing at all, "trickled-headers" sends a status line then one header byte at a time (and
     "trickled-after-v2" so after answering GET /v2/), and "trickled-layer" sends the layer's headers then a few
-    bytes a second. Uploads are accepted (a target)."""
+    bytes a second, "slow" answers every request correctly SLOW_S after it came. Uploads are accepted (a target)."""
 
     def handle(conn: socket.socket, head: bytes, server: HostileServer) -> None:
         method, path = head.split(b" ", 2)[:2]
         path_text = path.decode()
+        if behaviour == "slow":
+            server.stop.wait(SLOW_S)
         if behaviour == "silent":
             return _hold(conn, server)
         if behaviour == "trickled-headers" or (behaviour == "trickled-after-v2" and path_text != "/v2/"):
@@ -244,3 +251,29 @@ def test_headers_trickled_after_v2_end_at_the_exchange_limit_not_the_budget(
     assert f"{source} answered " in str(err.value), str(err.value)
     assert ("with 200, but the rest of its headers did not arrive within 1s (the time limit of one exchange); the "
             "registry or a proxy in between is stalling") in str(err.value), str(err.value)
+
+
+def test_an_image_index_write_ends_at_its_budget(hostile) -> None:  # noqa: F811
+    """A registry answering each request correctly but slowly: the write's exchanges (two per child, then the tag)
+    together take longer than its budget, and it stops there rather than growing with the children."""
+    server = hostile(registry("slow")).server
+    children = [{"platform": "linux/amd64", "digest": MANIFEST_DIGEST}] * 3
+    started = time.monotonic()
+    with pytest.raises(IndexWriteError) as err:
+        write_index(server, None, None, True, "src/app", "v1", children, budget=2.0)
+    assert time.monotonic() - started < HANG_BOUND_S
+    assert "image index time limit of 2s" in str(err.value), str(err.value)
+
+
+def test_an_image_index_read_ends_at_the_check_budget(hostile, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A refresh of an index reads one tag within the short check budget, as a promotion's refresh does."""
+    monkeypatch.setattr(image_index, "CHECK_BUDGET_S", 1.2)
+    server = hostile(registry("slow")).server
+    props = {"server": server, "repository": "src/app", "tag": "v1", "plainHttp": True, "auth": {}}
+    started = time.monotonic()
+    with pytest.raises(IndexWriteError) as err:
+        ImageIndexProvider().read(f"{server}/src/app:v1", props)
+    assert time.monotonic() - started < HANG_BOUND_S
+    assert "refresh time limit of 1.2s" in str(err.value), str(err.value)
+    monkeypatch.setattr(image_index, "CHECK_BUDGET_S", 30.0)
+    assert ImageIndexProvider().read(f"{server}/src/app:v1", props).outs["digest"] == MANIFEST_DIGEST
