@@ -18,6 +18,9 @@ from buildcontext.plan import DockerfileProblem
 from buildcontext.shell_pattern import MAX_WORD, PatternProblem, replace, trim_prefix, trim_suffix
 
 _UNSET = object()
+MAX_NESTING = 64
+"""The most `${...}` levels one word nests: each level is a few Python frames deep, so deeper words are refused with
+their line rather than left to exhaust the interpreter's stack (BuildKit's Go stack grows; no real word nests so)."""
 _SPECIAL_PARAMS = "@*#?-$!0"
 _DIRECTIVE = re.compile(r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
 """A parser directive as BuildKit's parser matches one (frontend/dockerfile/parser/directives.go; Go's `\\s`)."""
@@ -66,6 +69,7 @@ class _Word:
         self.asked = asked if asked is not None else []
         self.pos = 0
         self.raw = False
+        self.depth = 0
 
     def peek(self) -> str | None:
         return self.word[self.pos] if self.pos < len(self.word) else None
@@ -180,6 +184,18 @@ class _Word:
             raise self.fail("syntax error: missing '}'")
         if self.peek() in "{}:":
             raise self.fail("syntax error: bad substitution")
+        if self.depth >= MAX_NESTING:
+            raise DockerfileProblem(
+                f"{self.word[:80]!r} nests ${{...}} more than {MAX_NESTING} levels deep, the most this plan reads; "
+                "fix: set the value in an ARG or ENV line of its own and use that variable", self.line)
+        self.depth += 1
+        try:
+            return self.substitution(start)
+        finally:
+            self.depth -= 1
+
+    def substitution(self, start: int) -> str:
+        """The inside of `${...}` from its name on (`start`: where its `$` is)."""
         name = self.name()
         op = self.next()
         if op == "}":

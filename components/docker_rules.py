@@ -74,20 +74,20 @@ def build_stages(path: Path) -> list[str]:
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise DockerfileUnreadable(f"it cannot be read ({err.strerror or type(err).__name__})") from None
+        raise DockerfileUnreadable(f"cannot be read ({err.strerror or type(err).__name__})") from None
     # BuildKit reads bytes; stage names are ASCII, so undecodable bytes elsewhere cannot change them.
     text = data.decode("utf-8", errors="replace")
     try:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as err:
         reason = str(err).encode("ascii", "backslashreplace").decode()[:200]
-        raise DockerfileUnreadable(f"BuildKit's parser refuses it ({reason})") from None
+        raise DockerfileUnreadable(f"is refused by BuildKit's parser ({reason})") from None
     stages = []
     for command in commands:
         if not command.cmd:
             # The parser's node for a line holding no instruction, such as a lone `\` continuing into the end of
             # the file; BuildKit fails the build on it ("dockerfile parse error on line N: unknown instruction").
-            raise DockerfileUnreadable(f"BuildKit's parser refuses it (line {command.start_line}: unknown "
+            raise DockerfileUnreadable(f"is refused by BuildKit's parser (line {command.start_line}: unknown "
                                        "instruction; a line continuation `\\` with nothing after it?)")
         if command.cmd.upper() == "FROM" and len(command.value) >= 3 and command.value[1].lower() == "as":
             stages.append(command.value[2])

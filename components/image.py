@@ -20,8 +20,9 @@ import pulumi
 import pulumi_docker as docker
 
 from buildcontext import ContextScan, history, stages
-from buildcontext.dockerignore import excludes_whole
+from buildcontext.dockerignore import excludes_whole, ignore_file_for
 from buildcontext.printable import escaped
+from buildcontext.sensitive import dockerignore_escape
 from components import remote_inputs, staged_prune
 from components.audit import declare_audit
 from components.platforms import history_name, index_tag
@@ -155,11 +156,14 @@ def _staged_dir_problem(settings: Settings, image: ImageSettings) -> str | None:
     if not staged.is_relative_to(context) or staged == context:
         return None
     inside = staged.relative_to(context).as_posix()
-    if excludes_whole(context, settings.path(image.dockerfile), inside):
+    dockerfile = settings.path(image.dockerfile)
+    if excludes_whole(context, dockerfile, inside):
         return None
-    return (f"the context {image.context} holds {inside}/, where acr-publish stages the pinned Dockerfiles, and its "
-            f"ignore file does not exclude it, so the build would send them; add the line '{inside}/' to its "
-            ".dockerignore (with no '!' exception re-including anything in it)")
+    ignore = ignore_file_for(settings.path(image.context), dockerfile) or settings.path(image.context) / ".dockerignore"
+    return (f"the context {escaped(image.context)} holds {escaped(inside)}/, where acr-publish stages the pinned "
+            "Dockerfiles, and its ignore file does not exclude it, so the build would send them; add the line "
+            f"{dockerignore_escape(inside)}/ to {escaped(os.path.relpath(ignore, settings.project_root))} (with no "
+            "'!' exception re-including anything in it)")
 
 
 def _context_scans(settings: Settings, problems: list[str],
@@ -173,12 +177,12 @@ def _context_scans(settings: Settings, problems: list[str],
         staged_problem = _staged_dir_problem(settings, image)
         if staged_problem is not None:
             problems.append(f"acr-publish:images[{i}] ({image.name}): {staged_problem}")
-            continue
-        try:
+        try:  # scanned even so: every problem of the context is reported in one run
             scan = scans.get(pair)
             if scan is None:
                 scan = scans[pair] = ContextScan(*pair)
-            image_scans[image.name] = scan
+            if staged_problem is None:
+                image_scans[image.name] = scan
         except ValueError as err:  # a context the engine cannot send (its reason)
             problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
     return image_scans

@@ -20,7 +20,7 @@ import requests
 import urllib3
 
 from buildcontext.printable import escaped
-from registryclient.endpoint import Endpoint, parse_server, resolve_within
+from registryclient.endpoint import Endpoint, is_ip_literal, parse_server, resolve_within
 from registryclient.errors import RegistryError
 from registryclient.references import ACR_SUFFIX, is_loopback
 from registryclient.scrub import SECRET_MAX, Scrubber, excerpt_text
@@ -197,7 +197,9 @@ class Connection:
     def resolve(self) -> None:
         """Fail with kind "unreachable" when the host does not resolve within the time left."""
         endpoint = self.endpoint
-        problem = resolve_within(endpoint.host, endpoint.effective_port, self.remaining("resolving the host"))
+        # An IP literal needs no resolver: a budget spent by now was spent before connecting.
+        spent_before = "connecting to the registry" if is_ip_literal(endpoint.host) else "resolving the host"
+        problem = resolve_within(endpoint.host, endpoint.effective_port, self.remaining(spent_before))
         if problem is None:
             return
         hint = f"check {self.advice.server}{self.advice.server_source} for a typo"

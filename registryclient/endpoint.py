@@ -4,6 +4,7 @@ requests sends with). Plain HTTP only for a loopback registry, and only when the
 """
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 from dataclasses import dataclass
@@ -90,6 +91,15 @@ def parse_server(server: str, *, allow_plain_http: bool) -> Endpoint:
             raise ValueError(f"'{server}' has an invalid port") from None
     scheme = "http" if allow_plain_http and is_loopback(host) else "https"
     return Endpoint(host=host, port=port, scheme=scheme)
+
+
+def is_ip_literal(host: str) -> bool:
+    """Whether `host` is an IPv4 or IPv6 address (brackets allowed), which no resolver is asked about."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def resolve_within(host: str, port: int, timeout: float) -> str | None:

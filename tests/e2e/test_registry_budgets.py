@@ -216,7 +216,7 @@ def test_the_source_checks_share_one_budget(hostile, monkeypatch: pytest.MonkeyP
     server = hostile(registry("silent")).server
     first, second = _check_sources(server, True, monkeypatch)
     assert "did not answer GET /v2/ within the source check time limit of 1.5s" in first, first
-    assert "used up its 1.5s budget before resolving the host" in second, second
+    assert "used up its 1.5s budget before connecting to the registry" in second, second
 
 
 def test_an_answering_source_still_passes(hostile, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811

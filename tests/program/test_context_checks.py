@@ -5,6 +5,8 @@ engine as one message before anything is declared.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pulumi
 import pytest
@@ -78,3 +80,29 @@ def test_a_dockerfile_ending_in_a_lone_continuation_is_a_config_error(project, p
         run_stack("local", NO_PREFLIGHT, project_root=project, as_engine=True)
     assert type(reported_error(err.value)).__name__ == "ConfigError", type(err.value.__context__).__mro__
     assert "unknown instruction" in str(err.value)
+
+
+DEEP_FROM = "FROM " + "${A:-" * 200 + "scratch" + "}" * 200 + " AS web\nFROM scratch AS worker\n"
+
+
+def test_a_dockerfile_word_nested_too_deep_is_one_error_before_anything_is_declared(project, preflight_calls):
+    (project / "app" / "Dockerfile").write_text(DEEP_FROM)
+    records: list = []
+    with pytest.raises(pulumi.RunError) as err:
+        run_stack("local", NO_PREFLIGHT, project_root=project, records=records, as_engine=True)
+    assert "line 1" in str(err.value) and "more than 64 levels deep" in str(err.value), str(err.value)
+    assert not records, [r.name for r in records]
+
+
+@pytest.mark.parametrize("args", [["--stack", "local", "--image", "web"], ["app", "--target", "web"]])
+def test_explain_reports_a_word_nested_too_deep_in_one_line_or_reads_past_it(project, args):
+    """With a stack, explain plans the Dockerfile as the program does and says what it refuses in one line;
+    without one it reads only the context (the Dockerfile's words are not expanded)."""
+    (project / "app" / "Dockerfile").write_text(DEEP_FROM)
+    proc = subprocess.run([sys.executable, "-m", "cli.explain", *args], cwd=project, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(project)})
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if args[0] == "--stack":
+        assert proc.returncode == 2 and "line 1" in proc.stderr and "levels deep" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode == 0 and "tag " in proc.stdout, proc.stderr

@@ -236,3 +236,32 @@ def test_an_empty_trim_pattern_is_refused_wherever_buildkit_expands_it_in_every_
 def test_what_buildkit_does_not_expand_or_expands_safely_is_not_refused(line):
     text = f"FROM scratch AS unused\nARG V=x\n{line}\nFROM scratch\n"
     assert read_plan(text.encode(), {}, None, "linux/amd64").needed == (1,)
+
+
+def _nested(levels: int, inner: str = "scratch") -> str:
+    return "${A:-" * levels + inner + "}" * levels
+
+
+def test_substitutions_nested_up_to_the_bound_expand_and_deeper_ones_are_refused_with_their_line():
+    """Each `${...}` level is a few Python frames: past MAX_NESTING the word is refused with its line, never a
+    RecursionError, however deep (the bound holds far below any interpreter's stack)."""
+    from buildcontext.stage_args import MAX_NESTING
+
+    assert expand(_nested(MAX_NESTING, "x"), {}, 3) == "x"
+    for levels in (MAX_NESTING + 1, 200, 5000):
+        with pytest.raises(DockerfileProblem) as err:
+            expand(_nested(levels), {}, 3)
+        assert err.value.line == 3 and f"more than {MAX_NESTING} levels deep" in str(err.value), str(err.value)
+        assert "fix: " in str(err.value) and len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("text, line", [
+    (f"FROM {_nested(200)} AS web\n", 1),
+    (f"ARG V={_nested(400)}\nFROM scratch AS web\n", 1),  # a global ARG's default: refused, not taken as empty
+    (f"FROM scratch AS web\nARG V={_nested(400)}\n", 2),
+    (f'FROM scratch AS web\nENV V="{_nested(300)}"\n', 2),
+])
+def test_a_word_nested_past_the_bound_fails_the_plan_with_its_line(text, line):
+    with pytest.raises(DockerfileProblem) as err:
+        read_plan(text.encode(), {}, "web", "linux/amd64")
+    assert not isinstance(err.value, WordFails) and err.value.line == line and "levels deep" in str(err.value)

@@ -286,7 +286,7 @@ def test_an_unparseable_dockerfile_is_reported_when_a_target_needs_its_stages(tm
     root = stage_project(tmp_path, "FROM scratch AS web\nRUN <<EOF\nno end\n")
     msg = one(images=[WEB], root=root)
     assert msg.startswith("acr-publish:images[0].target 'web' is invalid: it cannot be checked: the Dockerfile "
-                          "'app/Dockerfile' BuildKit's parser refuses it (unterminated heredoc)"), msg
+                          "'app/Dockerfile' is refused by BuildKit's parser (unterminated heredoc)"), msg
     assert problems(images=[{k: v for k, v in WEB.items() if k != "target"}], root=root) == [], \
         "without a target the Dockerfile is left to the engine"
 
@@ -303,7 +303,7 @@ def test_an_unreadable_dockerfile_is_reported_when_a_target_needs_its_stages(tmp
         return real(self)
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
-    assert "it cannot be checked: the Dockerfile 'app/Dockerfile' it cannot be read (Permission denied)" in one(
+    assert "it cannot be checked: the Dockerfile 'app/Dockerfile' cannot be read (Permission denied)" in one(
         images=[WEB], root=root)
 
 

@@ -399,6 +399,15 @@ def test_an_exhausted_budget_stops_before_any_request(registry) -> None:
     assert adapter.sent == []
 
 
+@pytest.mark.parametrize("server", ["127.0.0.1:9", "[::1]:9", "10.0.0.7"])
+def test_an_exhausted_budget_on_an_ip_literal_says_no_name_was_resolved(server) -> None:
+    """No resolver is asked about an address: the budget was spent before connecting, not on a name lookup."""
+    with pytest.raises(RegistryError) as caught:
+        check_registry(PreflightTarget(RegistryLogin(server, "pusher", PASSWORD), REPOS), timeout=0)
+    assert "used up its 0s budget before connecting to the registry" in str(caught.value), caught.value
+    assert "resolving" not in str(caught.value)
+
+
 def test_a_trickling_server_cannot_stretch_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each socket read has its own timeout, so a server sending a byte now and then could outlast the budget; the
     whole check is abandoned when the budget runs out. The stalled step is simulated by a check that never ends."""
