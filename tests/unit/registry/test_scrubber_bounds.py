@@ -133,10 +133,19 @@ HOSTILE_TEXTS = {
     "base64 of itself": _holding_itself(lambda data: base64.b64encode(data).decode()),  # see TOO_LAYERED
     "base85 and base64 runs": ("!#$%&()*;<>?@^`{|}~" + "QUJDREVGR0hJSktM" * 3 + " ") * (MIB // 68),
     "hex digits": "0123456789abcdef" * (MIB // 16),
+    "a decimal byte list": "1," * (MIB // 2),
+    "a list of 255s": "255 " * (MIB // 4),
+    "a hex byte list": "0x41, " * (MIB // 6),
+    "two-digit groups": "41:" * (MIB // 3),
+    "octal escapes": "\\101" * (MIB // 4),
+    "code point escapes": "\\u{1F600}" * (MIB // 9),
+    "a byte list of its own byte list": " ".join(map(str, ("65 " * (MIB // 16)).encode()))[:MIB],
+    "numbers that are no list": "1234 " * (MIB // 5),
 }
-TOO_LAYERED = {"base64 of itself"}
+TOO_LAYERED = {"base64 of itself", "base64 nested six deep", "hex of itself"}
 """Its views would total more than textviews.LAYER_BUDGET times its length (each layer decodes into nearly all of
-it again): withheld unchecked, after a bounded part of the work."""
+it again), or a view textviews.DECODE_ROUNDS layers deep still decodes: withheld unchecked, after a bounded part of
+the work."""
 
 
 @pytest.mark.parametrize("name", HOSTILE_TEXTS)
