@@ -1,11 +1,13 @@
 """Decoded views of a server's text, for the scrubber: the text with the escapes a server, a proxy or a page may
 have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round), and its
-runs of hex, base32, base64 and base85 decoded (`base_layer`), each view decoded again both ways, nested up to
-DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex of base64); and each view with its layout
-removed (`compact`: whitespace, control and invisible characters; `folded`: compact, without `+`, case-folded;
-`alnum`: letters and digits only) for the searches that ignore how text was wrapped, spaced, separated or cased.
+runs of hex, base32, base64 and base85 and its lists of numbers (byte and code point lists) decoded (`base_layer`),
+each view decoded again both ways, nested up to DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex
+of base64, a byte list of base64); and each view with its layout removed (`compact`: whitespace, control and
+invisible characters; `folded`: compact, without `+`, compatibility characters as NFKC's, case-folded; `alnum`:
+letters and digits only) for the searches that ignore how text was wrapped, spaced, separated, cased or styled.
 Every decoder only shortens a text and runs in time linear in it (no pattern can backtrack, no number is parsed
-past 8 digits); the views of one text total at most LAYER_BUDGET times its length, or it is `TooLayered`."""
+past 8 digits); a text is `TooLayered` when its views would total more than LAYER_BUDGET times its length or a view
+DECODE_ROUNDS layers deep still decodes."""
 from __future__ import annotations
 
 import base64
