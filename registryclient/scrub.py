@@ -5,7 +5,8 @@
 spaced, wrapped, separated, cased, styled (NFKC) or reversed; base64, base85, hex and base32 of any text holding
 it (UTF-8, UTF-16, UTF-32 or Latin-1); a run of half of it (`fragment_len`). A text holding one, or too deeply
 encoded to check, is withheld whole (WITHHELD), never masked in place; Bearer and Basic header values are masked in
-place. `excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never scrubbed. The escaped forms of secrets up to
+place. `excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never
+scrubbed. The escaped forms of secrets up to
 ENCODED_FORMS_MAX characters are also RE2 patterns (Python's `re` backtracks polynomially on a secret with runs of
 spaces or backslashes against a text a server chose); every other form is literal text searched in Python, so no
 pattern can outgrow RE2 (which writes to stderr when one does). Time and memory are linear in the text."""
