@@ -1,11 +1,12 @@
 """Secret scrubbing: what a message may show of text a server sent.
 
 `Scrubber` finds every form a credential can take in text: raw or escaped (percent, form, HTML, JSON), encoded
-(hex, base32, base64, base85 runs) or both, nested (`textviews`' decoded views); however spaced, wrapped, separated,
-cased or reversed; base64, base85, hex and base32 of any text holding it (UTF-8, UTF-16, UTF-32 or Latin-1); a run of
-half of it (`fragment_len`). A text holding one, or too deeply encoded to check, is withheld whole (WITHHELD), never
-masked in place; Bearer and Basic header values are masked in place. `excerpt_text` makes a short, printable,
-escaped excerpt of such a text. The program's own words are never scrubbed. The escaped forms of secrets up to
+(hex, base32, base64, base85 runs, byte and code point lists) or both, nested (`textviews`' decoded views); however
+spaced, wrapped, separated, cased, styled (NFKC) or reversed; base64, base85, hex and base32 of any text holding
+it (UTF-8, UTF-16, UTF-32 or Latin-1); a run of half of it (`fragment_len`). A text holding one, or too deeply
+encoded to check, is withheld whole (WITHHELD), never masked in place; Bearer and Basic header values are masked in
+place. `excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never
+scrubbed. The escaped forms of secrets up to
 ENCODED_FORMS_MAX characters are also RE2 patterns (Python's `re` backtracks polynomially on a secret with runs of
 spaces or backslashes against a text a server chose); every other form is literal text searched in Python, so no
 pattern can outgrow RE2 (which writes to stderr when one does). Time and memory are linear in the text."""
@@ -161,7 +162,8 @@ def _holds_run(canonical: str, runs: dict[int, set[str]]) -> bool:
 class Scrubber:
     """Finds every form a credential can take in text: raw; percent-encoded in either case, `+` for space, HTML- and
     JSON-escaped, in any mixture; the same under up to DECODE_ROUNDS nested layers of percent, quoted-printable,
-    HTML and JSON escapes and hex, base32, base64 and base85 runs (`textviews`); base64 (either alphabet, padded or not, wrapped or not), base85, Ascii85,
+    HTML and JSON escapes, hex, base32, base64 and base85 runs and byte lists (`textviews`); base64 (either
+    alphabet, padded or not, wrapped or not), base85, Ascii85,
     hex (either case) and base32 of any string holding it (such as user:password) as UTF-8, UTF-16 or Latin-1; any
     run of `fragment_len` of its characters (or of its letters and digits alone), forwards or reversed, however
     spaced, separated, wrapped or cased. Calling it withholds a text holding

@@ -1,17 +1,20 @@
 """Decoded views of a server's text, for the scrubber: the text with the escapes a server, a proxy or a page may
 have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round), and its
-runs of hex, base32, base64 and base85 decoded (`base_layer`), each view decoded again both ways, nested up to
-DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex of base64); and each view with its layout
-removed (`compact`: whitespace, control and invisible characters; `folded`: compact, without `+`, case-folded;
-`alnum`: letters and digits only) for the searches that ignore how text was wrapped, spaced, separated or cased.
+runs of hex, base32, base64 and base85 and its lists of numbers (byte and code point lists) decoded (`base_layer`),
+each view decoded again both ways, nested up to DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex
+of base64, a byte list of base64); and each view with its layout removed (`compact`: whitespace, control and
+invisible characters; `folded`: compact, without `+`, compatibility characters as NFKC's, case-folded; `alnum`:
+letters and digits only) for the searches that ignore how text was wrapped, spaced, separated, cased or styled.
 Every decoder only shortens a text and runs in time linear in it (no pattern can backtrack, no number is parsed
-past 8 digits); the views of one text total at most LAYER_BUDGET times its length, or it is `TooLayered`."""
+past 8 digits); a text is `TooLayered` when its views would total more than LAYER_BUDGET times its length or a view
+DECODE_ROUNDS layers deep still decodes."""
 from __future__ import annotations
 
 import base64
 import binascii
 import html.entities
 import re
+import unicodedata
 from typing import Iterator
 
 DECODE_ROUNDS = 4
@@ -39,6 +42,15 @@ _BASE85_RUN = re.compile(r"[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]{7,}")
 _BASE85_ONLY = re.compile(r"[!#$%&()*;<>?@^`{|}~]")
 """A base85 run holding none of these is a base64 run, read as one."""
 _URLSAFE = str.maketrans("-_", "+/")
+# A number of a byte or character list: \u{HH} and CSS's \HH (code points), \ooo (octal), 0xHH, or a bare number
+# of 1-3 digits (decimal, or two hex digits). The word boundaries keep digits inside words and digests out.
+_NUMBER = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}|\\([0-9A-Fa-f]{1,6}) ?"
+                     r"|\b0[xX]([0-9A-Fa-f]{1,2})\b|\b([0-9A-Fa-f]{1,3})\b")
+_NUMBER_GAP = re.compile(r"[\s,;:.|/-]{0,3}")
+"""What may stand between two numbers of one list: `[82 101 ...]`, `[114,101,...]`, `0x52, 0x65`, `52:65`."""
+_NUMBERS_MIN = 5
+"""The shortest list read: as long as the shortest run of a secret that withholds a text (scrub.FRAGMENT_MIN)."""
+_OCTAL = frozenset("01234567")
 
 _HEX_RUN = {"%": re.compile(r"(?:%[0-9A-Fa-f]{2})++"), "=": re.compile(r"(?:=[0-9A-Fa-f]{2})++")}
 """Runs of percent (URL) and quoted-printable byte escapes: a run is the UTF-8 bytes of one or more characters.
@@ -125,10 +137,53 @@ def _as_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+def _readings(match: re.Match[str]) -> tuple[int | None, int | None, int | None, int | None]:
+    """What one number of `_NUMBER` stands for read as each kind of list: a decimal byte, a hex byte, an octal
+    byte, a code point (None where it cannot be one)."""
+    braced, escape, prefixed, bare = match.groups()
+    if braced is not None or escape is not None:
+        code = int(braced or escape, 16)
+        point = code if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else None
+        octal = int(escape, 8) if escape and len(escape) <= 3 and _OCTAL.issuperset(escape) else None
+        return None, None, octal if octal is not None and octal <= 0xFF else None, point
+    if prefixed is not None:
+        return None, int(prefixed, 16), None, None
+    return (int(bare) if bare.isdigit() and int(bare) <= 0xFF else None,
+            int(bare, 16) if len(bare) == 2 else None, None, None)
+
+
+def _end_list(values: list[int], pieces: list[str]) -> None:
+    if len(values) >= _NUMBERS_MIN:
+        pieces.append(_as_text(bytes(values)) if max(values) <= 0xFF else "".join(map(chr, values)))
+    values.clear()
+
+
+def number_lists(view: str) -> list[str]:
+    """What the lists of numbers in `view` spell, one piece per list of at least _NUMBERS_MIN: a byte list (Go's
+    `%v` of a []byte, Node's JSON of a Buffer, `0x52, 0x65`, `52:65`, octal escapes) read as other decoded bytes
+    are, a code point list (CSS escapes, \\u{HH}) as text. A number that can be read several ways (`52`: decimal
+    or hex) is read each way: one pass, each list at most half as long as its text."""
+    lists: list[list[int]] = [[], [], [], []]
+    pieces: list[str] = []
+    end = -1
+    for match in _NUMBER.finditer(view):
+        joined = 0 <= match.start() - end <= 3 and _NUMBER_GAP.fullmatch(view, end, match.start())
+        for values, value in zip(lists, _readings(match)):
+            if value is None or not joined:
+                _end_list(values, pieces)
+            if value is not None:
+                values.append(value)
+        end = match.end()
+    for values in lists:
+        _end_list(values, pieces)
+    return pieces
+
+
 def base_layer(view: str) -> str:
-    """What the hex, base32, base64 and base85 runs of `view` decode to, as text, one line per run ('' when it
-    holds none): a layer of encoding the scrubber then reads as it reads the server's text."""
-    pieces = [_as_text(_run_bytes(m.group())) for m in _BASE64_RUN.finditer(view)]
+    """What the hex, base32, base64 and base85 runs and the number lists (`number_lists`) of `view` decode to, as
+    text, one line per run ('' when it holds none): a layer of encoding the scrubber then reads as it reads the
+    server's text."""
+    pieces = [_as_text(_run_bytes(m.group())) for m in _BASE64_RUN.finditer(view)] + number_lists(view)
     for m in _BASE85_RUN.finditer(view):
         if _BASE85_ONLY.search(m.group()):
             try:
@@ -141,7 +196,8 @@ def base_layer(view: str) -> str:
 def decoded_views(text: str) -> Iterator[str]:
     """`text`, then each distinct view of it with one more layer undone (`decode_once`, `base_layer`), up to
     DECODE_ROUNDS layers deep: depth first, so at most two views a layer are held. Lone surrogates become U+FFFD.
-    TooLayered once the views yielded would pass LAYER_BUDGET times the text's length."""
+    TooLayered once the views yielded would pass LAYER_BUDGET times the text's length, or a view DECODE_ROUNDS
+    layers deep still decodes into a new one."""
     text = _LONE_SURROGATE.sub("\ufffd", text)
     budget = LAYER_BUDGET * len(text) + LAYER_SLACK
     seen: set[int] = set()
@@ -149,10 +205,10 @@ def decoded_views(text: str) -> Iterator[str]:
     while pending:
         view, depth = pending.pop()
         yield view
-        if depth == DECODE_ROUNDS:
-            continue
         for child in (base_layer(view), decode_once(view)):
             if child and child != view and hash(child) not in seen:
+                if depth == DECODE_ROUNDS:  # a layer left that is not checked: it may hide anything
+                    raise TooLayered
                 budget -= len(child)
                 if budget < 0:
                     raise TooLayered
@@ -171,7 +227,23 @@ def alnum(folded_view: str) -> str:
     return _NOT_ALNUM.sub("", folded_view)
 
 
+class _Compatibility(dict):
+    """A str.translate table to each character's NFKC form where that is one other character (full-width,
+    mathematical, circled and superscript letters and digits): never longer than the text, unlike NFKC itself
+    (up to 18 characters for one). Filled as characters are met: one entry per distinct character."""
+
+    def __missing__(self, code: int) -> int:
+        normal = unicodedata.normalize("NFKC", chr(code))
+        self[code] = ord(normal) if len(normal) == 1 else code
+        return self[code]
+
+
+_COMPATIBILITY = _Compatibility()
+
+
 def folded(compact_view: str) -> str:
-    """A compact view without `+` (a form-encoded space), case-folded: what a secret's own characters are searched
-    in, however a server spaced, wrapped or cased them, and its hex and base32 forms (either case)."""
-    return compact_view.replace("+", "").casefold()
+    """A compact view without `+` (a form-encoded space), its compatibility characters as their NFKC forms
+    (`Ｒｅｇ`, `𝐑𝐞𝐠`), case-folded: what a secret's own characters are searched in, however a server spaced,
+    wrapped, cased or styled them, and its hex and base32 forms (either case)."""
+    view = compact_view if compact_view.isascii() else compact_view.translate(_COMPATIBILITY)
+    return view.replace("+", "").casefold()

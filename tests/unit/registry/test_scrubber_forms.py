@@ -78,6 +78,20 @@ FORMS: dict[str, Callable[[str], str]] = {
     "hex of UTF-32LE": lambda pw: pw.encode("utf-32-le").hex(),
     "reversed": lambda pw: pw[::-1],
     "first half reversed": lambda pw: pw[:(len(pw) + 1) // 2][::-1],
+    "Go's %v of its bytes": lambda pw: "[" + " ".join(map(str, pw.encode())) + "]",
+    "Node's JSON of a Buffer of user:password": lambda pw: json.dumps(
+        {"type": "Buffer", "data": list(f"{USER}:{pw}".encode())}),
+    "a C array of its bytes": lambda pw: "{" + ", ".join(f"0x{b:02x}" for b in pw.encode()) + "}",
+    "colon-separated hex": lambda pw: ":".join(f"{b:02X}" for b in pw.encode()),
+    "octal escapes": lambda pw: "".join(f"\\{b:03o}" for b in pw.encode()),
+    "CSS escapes": lambda pw: "".join(f"\\{ord(c):x} " for c in pw),
+    "braced unicode escapes": lambda pw: "".join(f"\\u{{{ord(c):x}}}" for c in pw),
+    "base64 of its byte list": lambda pw: _b64(str(list(pw.encode())).encode()),
+    "a byte list of its base64": lambda pw: str(list(_b64(pw.encode()).encode())),
+    "full-width (NFKC)": lambda pw: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in pw),
+    "mathematical bold letters (NFKC)": lambda pw: "".join(
+        chr(0x1D400 + ord(c) - 65) if "A" <= c <= "Z" else chr(0x1D41A + ord(c) - 97) if "a" <= c <= "z"
+        else chr(0x1D7CE + ord(c) - 48) if "0" <= c <= "9" else c for c in pw),
 }
 
 
@@ -180,6 +194,46 @@ def test_registry_errors_holding_random_digests_are_shown(password: str) -> None
         for _ in range(400 // len(REGISTRY_ERRORS)):
             answer = template.format(digest="sha256:" + rng.randbytes(32).hex(), b64=_b64(rng.randbytes(24)))
             assert scrub(answer) == answer
+
+
+ORDINARY_NUMBERS = [
+    '{"size": 5242880, "layers": 12, "count": 3, "port": 5000, "created": "2026-12-08T01:12:18Z"}',
+    "pushed 3 of 7 layers (12.5 MB of 48.2 MB) to 127.0.0.1:5000 and 10.0.0.12:443 at 2026-12-08 10:15:30",
+    '{"ports":[80,443,5000,8080,9090],"retries":[1,2,3,4,5,6,7,8],"uid":[0,0,1000,1000],"mode":[4,2,0,7,5,5]}',
+    "tags: [1 2 3 4 5 10 20 30 40 50], ipv6 fe80::1:2:3:4, mac 00:1a:2b:3c:4d:5e, version 1.2.3.4.5",
+]
+
+
+@pytest.mark.parametrize("password", ["Reg1stry-L0gin/Pw", "hunter22", *PASSWORDS])
+@pytest.mark.parametrize("answer", ORDINARY_NUMBERS)
+def test_an_answer_with_ordinary_numbers_is_shown(password: str, answer: str) -> None:
+    """Sizes, counts, ports, dates, addresses and lists of small integers are read as number lists too, and spell
+    nothing of a password."""
+    scrub = Scrubber()
+    scrub.add(password, username=USER)
+    assert scrub(answer) == answer
+
+
+def _nested(data: bytes, encode: Callable[[bytes], bytes], times: int) -> str:
+    for _ in range(times):
+        data = encode(data)
+    return data.decode()
+
+
+@pytest.mark.parametrize("encode", [base64.b64encode, lambda data: data.hex().encode(), base64.b32encode,
+                                    lambda data: quote(data, safe="").encode()], ids=["base64", "hex", "base32",
+                                                                                      "percent"])
+@pytest.mark.parametrize("times", [DECODE_ROUNDS + 1, DECODE_ROUNDS + 2])
+def test_a_password_nested_past_the_layer_limit_is_withheld(encode: Callable[[bytes], bytes], times: int) -> None:
+    """Past DECODE_ROUNDS layers the password is not decoded, but the deepest view still decodes: the text is
+    withheld as too deeply encoded to check, whatever it holds; within the limit, an answer that holds none is
+    shown."""
+    scrub = Scrubber()
+    scrub.add("Reg1stry-L0gin/Pw", username=USER)
+    assert scrub(f"error: {_nested(b'Reg1stry-L0gin/Pw', encode, times)}") == WITHHELD
+    assert scrub(f"error: {_nested(b'Ordinary-Text/Ok', encode, times)}") == WITHHELD
+    within = f"error: {_nested(b'Ordinary-Text/Ok', encode, 2)}"
+    assert scrub(within) == within
 
 
 def test_each_round_undoes_one_layer_of_each_escape_and_never_lengthens() -> None:
