@@ -12,7 +12,6 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
-from buildcontext.printable import escaped
 from registryclient.connection import Connection
 from registryclient.endpoint import sent_url
 from boundedjson import PastBounds, parse_json
@@ -90,6 +89,22 @@ def scope_atoms(scopes: Iterable[str]) -> frozenset[str]:
         atoms |= {f"{head}:{action}" for action in actions.split(",")} if head else {scope}
     return frozenset(atoms)
 
+
+
+_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
+
+
+def _error_codes(content: bytes) -> str:
+    """The error codes of a token service's JSON failure (OAuth2 `error`, Docker `errors[].code`), each a short
+    identifier, or "": the one part of its answer shown (its other text may hold credentials)."""
+    try:
+        body = parse_json(content, limit=ERROR_BODY_LIMIT)
+    except ValueError:
+        return ""
+    found = [body.get("error"), body.get("code")] if isinstance(body, dict) else []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    found += [e.get("code") for e in errors[:5] if isinstance(e, dict)] if isinstance(errors, list) else []
+    return ", ".join(dict.fromkeys(c for c in found if isinstance(c, str) and _ERROR_CODE.fullmatch(c)))
 
 class AuthenticatedConnection(Connection):
     """A `Connection` that logs in through the registry's challenge and sends each request with the credentials
@@ -208,7 +223,13 @@ class AuthenticatedConnection(Connection):
         if response.status_code in (401, 403):
             raise self.rejected(f"the token service {self.shown(parts.netloc)} refused to issue a token")
         if response.status_code != 200:
-            raise self.unexpected("GET", self.shown(realm), response)
+            # Not excerpted as another answer is: a token service's answer may hold a token whatever its status.
+            codes = _error_codes(response.content)
+            codes = "" if self.scrub.holds_secret(codes) else codes
+            raise self.fail(f"the token service {self.shown(parts.netloc)} answered {response.status_code} "
+                            f"({len(response.content)} bytes{', error ' + codes if codes else ''}; its text is not "
+                            "shown: a token service's answer may hold credentials); " + self.unexpected_hint,
+                            "protocol", response.status_code)
         token = self._token_in(response, parts.netloc)
         try:
             self.scrub.add(token)
@@ -236,15 +257,15 @@ class AuthenticatedConnection(Connection):
             raise self.fail(f"{shown} with an answer this client does not read: it is {err}; a token answer is a "
                             "small JSON object: the realm is misconfigured or is not a token service") from None
         except ValueError:
-            kind = escaped(response.headers.get("Content-Type", "no Content-Type")[:80])
+            kind = excerpt_text(response.headers.get("Content-Type", "no Content-Type"), self.scrub, limit=80)
             raise self.fail(f"{shown} with {len(response.content)} bytes of {kind} that are not JSON (not shown: a "
                             "token service's answer may hold credentials); the realm is misconfigured or is not a "
                             "token service") from None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            fields = ", ".join(escaped(str(key))[:40] for key in list(body)[:10]) if isinstance(body, dict) else ""
-            raise self.fail(f"{shown} without a 'token' or 'access_token' (its fields: {fields or 'none'}; values "
-                            "not shown)")
+            fields = f"a JSON object of {len(body)} fields" if isinstance(body, dict) else f"JSON {type(body).__name__}"
+            raise self.fail(f"{shown} without a 'token' or 'access_token' ({fields}; not shown: a token service's "
+                            "answer may hold credentials)")
         return token
 
     def token_grants(self, scopes: tuple[str, ...], repository: str) -> set[str] | None:

@@ -450,30 +450,41 @@ def test_json_nested_past_the_parser_depth_is_an_answer_not_a_crash_in_the_prefl
                 client.manifest_digest("acme/web", "v1")
 
 
-@pytest.mark.parametrize("answer, says", [
-    ({"token": "eyJ" + "S3CRETtok" * 150, "pad": "x" * 70000}, "over"),
-    ({"refresh_token": "eyJ" + "S3CRETtok" * 150}, "its fields: refresh_token; values not shown"),
-    ("eyJ" + "S3CRETtok" * 150, "not JSON"),
-], ids=["past the size bound", "no token field", "not json"])
-def test_a_token_answer_that_cannot_be_used_is_described_never_shown(hostile, answer, says) -> None:
-    """A token service's 200 answer holds credentials: a failure says its size, type or field names, never its
-    text (a token the answer does hold, past the size bound, was once printed as "without a 'token'")."""
+@pytest.mark.parametrize("status, answer, says", [
+    ("200 OK", {"token": "eyJ" + "S3CRETtok" * 150, "pad": "x" * 70000}, "over 64 KiB"),
+    ("200 OK", {"refresh_token": "eyJ" + "S3CRETtok" * 150}, "a JSON object of 1 fields"),
+    ("200 OK", {PASSWORD: 1, "token": ""}, "a JSON object of 2 fields"),
+    ("200 OK", {"eyJ" + "S3CRETtok" * 150: 1}, "a JSON object of 1 fields"),
+    ("200 OK", "eyJ" + "S3CRETtok" * 150, "not JSON"),
+    ("201 Created", {"token": "eyJ" + "S3CRETtok" * 150, "refresh_token": "eyJS3CRETrefresh"}, "answered 201"),
+    ("500 Oops", {"token": "eyJ" + "S3CRETtok" * 150}, "answered 500"),
+    ("500 Oops", {"errors": [{"code": "UNAVAILABLE", "message": "eyJS3CRET"}]}, "error UNAVAILABLE"),
+    ("400 Bad", {"error": "invalid_scope", "error_description": "eyJS3CRET"}, "error invalid_scope"),
+    ("400 Bad", {"error": "Reg1stry_L0gin"}, "answered 400 ("),
+], ids=["past the size bound", "no token field", "the password as a field name", "a token as a field name",
+        "not json", "a token in a 201", "a token in a 500", "a registry error code", "an oauth error code",
+        "the password as an error code"])
+def test_a_token_answer_that_cannot_be_used_is_described_never_shown(hostile, status, answer, says) -> None:
+    """A token service's answer holds credentials whatever its status: a failure says its status, size, type or
+    error code, never its text, its field names or a code equal to the password (a token the answer did hold was
+    once printed as "without a 'token'", a 201's token and refresh token as the unexpected answer's excerpt)."""
     body = json.dumps(answer).encode() if isinstance(answer, dict) else answer.encode()
 
     def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
         if head.startswith(b"GET /token"):
-            _answer(conn, "200 OK", body, "Content-Type: application/json\r\n")
+            _answer(conn, status, body, "Content-Type: application/json\r\n")
         else:
             challenge = f'Bearer realm="http://{server.server}/token",service="s"'
             _answer(conn, "401 No", b"", f"WWW-Authenticate: {challenge}\r\n")
 
     server = hostile(registry)
-    with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
+    password = "Reg1stry_L0gin" if "Reg1stry_L0gin" in str(answer) else PASSWORD  # an identifier-like password
+    with RegistryClient(server.server, USER, password, allow_plain_http=True, timeout=5) as client:
         with pytest.raises(RegistryError) as err:
             client.login()
     message = str(err.value)
     assert says in message, message
-    assert "S3CRET" not in message and "eyJ" not in message, message
+    assert "S3CRET" not in message and "eyJ" not in message and password not in message, message
 
 
 def test_json_nested_past_the_parser_depth_in_a_tag_list_or_manifest_is_reported(hostile) -> None:
