@@ -379,9 +379,9 @@ CONTENT_REASONS = (
                         "\"token\": \"...\", <password>...</password>, AccountKey=...)"),
     (NETRC_ENTRY, "contains a netrc entry with a password (machine HOST login USER password ...)"),
     (COMMAND_LINE_PASSWORD, "contains a password on a command line (docker login -p, sshpass -p, mysql -p<password>, "
-                            "curl -u user:password)"),
-    (PASSWORD_HASH, "contains password hashes (user:$2y$..., $apr1$, {SHA}, $6$: an htpasswd or shadow file), which "
-                    "can be cracked"),
+                            "redis-cli -a, curl -u user:password, --creds user:password, htpasswd -b, chpasswd)"),
+    (PASSWORD_HASH, "contains password hashes (user:$2y$..., $apr1$, {SHA}, $6$, $y$: an htpasswd or shadow file, "
+                    "chpasswd -e, useradd -p), which can be cracked"),
 )
 
 # What each credential file holds when its content rule flags it (the reason names the file).
