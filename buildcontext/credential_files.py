@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from boundedjson import parse_json
 from buildcontext.sensitive_rules import (
-    BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
+    ANONYMOUS_LOGINS, ANONYMOUS_PASSWORD_RE, ASSIGNMENT_MIN_VALUE, CODE_NAME_RE, EXAMPLE_VALUE_RE,
+    NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START, PATH_VALUE_RE, TYPE_ANNOTATION_RE, WORD_LIKE_RE, BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
     ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
     JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_ENTRY_RE, NETRC_KEYWORDS, NETRC_SECRET_RE,
@@ -61,6 +62,36 @@ def stands_for_value(value: bytes) -> bool:
     `"$TOKEN"`, `{{ token }}`), or an all-capitals placeholder (`YOUR_PASSWORD`, `TOKEN_HERE`, PASSWORD)."""
     return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value) or REFERENCE_START_RE.match(value)
                 or SHELL_REFERENCE_RE.fullmatch(value) or CAPS_PLACEHOLDER_RE.fullmatch(value))
+
+
+def _word_like(value: bytes) -> bool:
+    """A word or a name in any script (letters, `_ . : / -`): a translation such as `Contraseña` or `密码` is text,
+    not a secret. A value cut inside a UTF-8 character at the pattern's bound is judged by its whole characters."""
+    if WORD_LIKE_RE.fullmatch(value):
+        return True
+    for cut in range(4):  # a UTF-8 character is at most 4 bytes: at most 3 of a cut one remain
+        try:
+            text = value[:len(value) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return bool(text) and all(ch.isalpha() or ch in "_.:/-" for ch in text)
+    return False
+
+
+def looks_like_secret(value: bytes, quoted: bool = False, one_argument: bool = False) -> bool:
+    """Whether an assigned value (`quoted`: written in quotes, where YAML's aliases, tags and comments are text)
+    looks like a secret rather than a reference, a placeholder, code, a type, a path, a URL or a word (see
+    sensitive_rules ASSIGNMENT_MIN_VALUE and below it). `one_argument`: a command's quoted argument, where a space is
+    part of the value rather than a sign of prose."""
+    value = value.strip()
+    not_a_start = NOT_A_QUOTED_VALUE_START if quoted else NOT_A_VALUE_START
+    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or stands_for_value(value):
+        return False
+    if (not one_argument and any(c in value for c in b" \t")) or _word_like(value) or EXAMPLE_VALUE_RE.search(value):
+        return False  # prose (a quoted message), a word or a name, an example
+    if not quoted and TYPE_ANNOTATION_RE.fullmatch(value):
+        return False
+    return not (CODE_NAME_RE.fullmatch(value) or PATH_VALUE_RE.fullmatch(value))
 
 
 def _credential_value(value: bytes) -> bool:
@@ -197,26 +228,42 @@ def jvm_property_secret(window: Window) -> bool:
 
 def netrc_entry_secret(window: Window) -> bool:
     """Whether a netrc entry (`machine HOST login USER password VALUE`, in any file) gives a password that is a
-    credential: a value, not another netrc keyword (an entry cut short), a reference or a placeholder."""
+    credential (`_netrc_value`)."""
     for m in window.matches(NETRC_ENTRY_RE):
-        has_login = m.group(3) is not None or b"login" in NETRC_SPLIT_RE.split(m.group(1))
-        if has_login and _netrc_value(m.group(2)):
+        pairs = NETRC_SPLIT_RE.split(m.group(1))
+        if (m.group(3) is not None or b"login" in pairs) and _netrc_value(m.group(2), pairs):
             return True
     return False
 
 
-def _netrc_value(raw: bytes) -> bool:
-    """Whether a netrc password as read (up to white space) is a credential: written inside a shell string it ends
-    at printf's `\\n` or the string's closing quote; another netrc keyword is an entry cut short."""
+def _netrc_file_secret(window: Window) -> bool:
+    """Whether a .netrc's `password VALUE` is a credential, the entry's login read back to its `machine`."""
+    for m in window.matches(NETRC_SECRET_RE):
+        before = window.data[:m.start()]
+        entry = before[max(before.rfind(b"machine"), before.rfind(b"default"), 0):]
+        if _netrc_value(m.group(1), NETRC_SPLIT_RE.split(entry)):
+            return True
+    return False
+
+
+def _netrc_value(raw: bytes, tokens: list[bytes]) -> bool:
+    """Whether a netrc password as read (up to white space) is a credential, judged as an assigned value is
+    (looks_like_secret): written inside a shell string it ends at printf's `\\n` or the string's closing quote;
+    another netrc keyword is an entry cut short; an anonymous login's e-mail address is none. `tokens`: the entry's
+    tokens before the password."""
     value = raw.split(b"\\n", 1)[0].rstrip(b"\"'")
-    return value not in NETRC_KEYWORDS and _credential_value(value)
+    logins = [tokens[i + 1] for i in range(len(tokens) - 1) if tokens[i] == b"login"]
+    if logins and logins[-1] in ANONYMOUS_LOGINS and ANONYMOUS_PASSWORD_RE.fullmatch(value):
+        return False
+    quoted = raw[:1] in (b'"', b"'") and raw[-1:] == raw[:1] and len(raw) > 1
+    return value not in NETRC_KEYWORDS and looks_like_secret(value.strip(b"\"'"), quoted, one_argument=quoted)
 
 
 # The content rule of each credential file kind: whether the window holds a credential.
 _CREDENTIAL_FILE_RULES: dict[str, Callable[[Window], bool]] = {
     "npm": lambda w: any(_credential_value(m.group(1).strip(b"\"'")) for m in w.matches(NPMRC_SECRET_RE)),
     "pypi": lambda w: any(_yarn1_value(m.group(1)) for m in w.matches(PYPIRC_SECRET_RE)),
-    "netrc": lambda w: any(_netrc_value(m.group(1)) for m in w.matches(NETRC_SECRET_RE)),
+    "netrc": _netrc_file_secret,
     "yarn": lambda w: any(_yaml_secret(m.group(1)) for m in w.matches(YARNRC_SECRET_RE)),
     "maven": lambda w: any(True for _ in w.matches(MAVEN_SECRET_RE)),
     "yarn1": lambda w: any(_yarn1_value(m.group(2)) for m in w.matches(YARNRC1_SECRET_RE)),

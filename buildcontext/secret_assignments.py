@@ -13,12 +13,11 @@ from __future__ import annotations
 import base64
 import binascii
 
-from buildcontext.credential_files import Window, stands_for_value
+from buildcontext.credential_files import Window, looks_like_secret, stands_for_value
 from buildcontext.sensitive_rules import (
     ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
-    ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, COMMAND_LINE_PASSWORD_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
-    AUTHORIZATION_WORD, CODE_NAME_RE, EXAMPLE_VALUE_RE, NAME_WORD, NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START,
-    NOT_PASS, PATH_VALUE_RE, SOURCE_CODE_ENDINGS, WORD_LIKE_RE)
+    ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
+    AUTHORIZATION_WORD, COMMAND_LINE_PASSWORDS, NAME_WORD, NOT_PASS, SOURCE_CODE_ENDINGS)
 
 
 def _last_words(key: bytes) -> list[str]:
@@ -39,33 +38,6 @@ def _kind(key: bytes) -> str | None:
     if last.endswith(ASSIGNMENT_GLUED) or (last.endswith(("pass", "pwd")) and last not in NOT_PASS):
         return "secret"
     return None
-
-
-def _word_like(value: bytes) -> bool:
-    """A word or a name in any script (letters, `_ . : / -`): a translation such as `Contraseña` or `密码` is text,
-    not a secret. A value cut inside a UTF-8 character at the pattern's bound is judged by its whole characters."""
-    if WORD_LIKE_RE.fullmatch(value):
-        return True
-    for cut in range(4):  # a UTF-8 character is at most 4 bytes: at most 3 of a cut one remain
-        try:
-            text = value[:len(value) - cut].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        return bool(text) and all(ch.isalpha() or ch in "_.:/-" for ch in text)
-    return False
-
-
-def looks_like_secret(value: bytes, quoted: bool = False) -> bool:
-    """Whether an assigned value (`quoted`: written in quotes, where YAML's aliases, tags and comments are text)
-    looks like a secret rather than a reference, a placeholder, code, a path, a URL or a word (see sensitive_rules
-    ASSIGNMENT_MIN_VALUE and below it)."""
-    value = value.strip()
-    not_a_start = NOT_A_QUOTED_VALUE_START if quoted else NOT_A_VALUE_START
-    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or stands_for_value(value):
-        return False
-    if any(c in value for c in b" \t") or _word_like(value) or EXAMPLE_VALUE_RE.search(value):
-        return False  # prose (a quoted message), a word or a name, an example
-    return not (CODE_NAME_RE.fullmatch(value) or PATH_VALUE_RE.fullmatch(value))
 
 
 def _basic_credentials(value: bytes) -> bool:
@@ -162,11 +134,12 @@ def assigns_secret(name: str, window: Window) -> bool:
 
 
 def command_line_password(window: Window) -> bool:
-    """Whether a command is given a password on its command line (sensitive_rules.COMMAND_LINE_PASSWORD_RE), judged
-    as an assigned value is: a reference, a placeholder or a word is none."""
-    for m in window.matches(COMMAND_LINE_PASSWORD_RE):
-        value = m.group(1)
-        quoted = value[:1] in (b'"', b"'")
-        if looks_like_secret(value[1:-1] if quoted else value, quoted):
-            return True
+    """Whether a command is given a password on its command line (sensitive_rules.COMMAND_LINE_PASSWORDS), judged
+    as an assigned value is: a reference, a placeholder or a word is none; quoted whole, it is one argument."""
+    for regex in COMMAND_LINE_PASSWORDS:
+        for m in window.matches(regex):
+            value = m.group(1)
+            quoted = value[:1] in (b'"', b"'")
+            if looks_like_secret(value[1:-1] if quoted else value, quoted, one_argument=quoted):
+                return True
     return False

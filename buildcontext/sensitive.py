@@ -102,9 +102,9 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= SECRET_ASSIGNMENT
     if b"password" in data and netrc_entry_secret(window):
         flags |= NETRC_ENTRY
-    if (b"-p" in data or b"-u" in data) and command_line_password(window):
+    if (b"-" in data or b"chpasswd" in data) and command_line_password(window):
         flags |= COMMAND_LINE_PASSWORD
-    if (b":$" in data or b":{SHA}" in data) and PASSWORD_HASH_RE.search(data):
+    if (b"$" in data or b":{SHA}" in data) and PASSWORD_HASH_RE.search(data):
         flags |= PASSWORD_HASH
     kind = CREDENTIAL_FILES.get(name.lower())
     if kind is not None and holds_credential(kind, window):

@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-8"
+RULES_VERSION = "rules-9"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -104,18 +104,23 @@ NETRC_SECRET_RE = re.compile(rb"(?:^|\s)password\s{1,32}(\S{1,64})")
 # or `echo `), then only netrc's own `keyword value` pairs, a `login` among them, and `password VALUE`; the names
 # and values are tokens (no quote, and no end in prose punctuation: `login once;`). Prose using the words ("Each
 # build machine runs login once; password ...", "the default login admin password is ...") starts no entry or
-# breaks the pairs. Groups: 1 the pairs before the password, 2 the password (judged as a value: a reference is
-# none), 3 a `login` right after it.
+# breaks the pairs. Groups: 1 the pairs before the password, 2 the password, quoted whole or up to white space
+# (judged as an assigned value: a reference is none), 3 a `login` right after it.
 _NETRC_SEP = rb"""(?:[ \t\r\n]|\\n){1,32}"""
 _NETRC_TOKEN = rb"""[^\s"'\\]{0,63}[^\s"'\\.,;:!?]"""
 NETRC_ENTRY_RE = re.compile(
-    rb"""(?:^|(?<=["'])|(?<=\\n)|(?<=echo ))[ \t]{0,8}(?:machine""" + _NETRC_SEP + _NETRC_TOKEN + rb"""|default)"""
+    rb"""(?:^|(?<=["'])|(?<=\\n)|(?<=echo )|(?<=echo -n )|(?<=echo -e )|(?<=echo -ne ))[ \t]{0,32}(?:machine""" + _NETRC_SEP + _NETRC_TOKEN + rb"""|default)"""
     rb"""((?:""" + _NETRC_SEP + rb"""(?:login|account|port)""" + _NETRC_SEP + _NETRC_TOKEN + rb"""){0,3})"""
-    + _NETRC_SEP + rb"""password""" + _NETRC_SEP + rb"""(\S{1,64})(""" + _NETRC_SEP + rb"""login""" + _NETRC_SEP
+    + _NETRC_SEP + rb"""password""" + _NETRC_SEP + rb"""("[^"\r\n]{1,62}"|'[^'\r\n]{1,62}'|\S{1,64})(""" + _NETRC_SEP + rb"""login""" + _NETRC_SEP
     + rb"""[^\s"'\\])?""", re.MULTILINE)
 # The separators between a netrc entry's tokens (white space, or printf's `\n`).
 NETRC_SPLIT_RE = re.compile(rb"""(?:\s|\\n)+""")
 NETRC_KEYWORDS = frozenset({b"machine", b"default", b"login", b"password", b"account", b"port", b"macdef"})
+# The anonymous FTP entry (`default login anonymous password guest@`): by convention its password is an e-mail
+# address or a bare `user@`, which logs in nobody in particular. NETRC_LOGIN_RE reads an entry's login (group 1).
+ANONYMOUS_LOGINS = frozenset({b"anonymous", b"ftp"})
+ANONYMOUS_PASSWORD_RE = re.compile(rb"""[^\s@]{0,64}@(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8})?""")
+NETRC_LOGIN_RE = re.compile(rb"""(?:^|\s)login\s{1,32}(\S{1,64})""")
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
                      "settings-security.xml": "maven", "auth.json": "composer", "credentials": "gem-or-cargo",
@@ -207,8 +212,9 @@ CAPS_PLACEHOLDER_RE = re.compile(
 # The start of a value that refers to one rather than holding it, whatever follows (a rule that reads up to white
 # space sees only the start): a command substitution (`$(cat /run/secrets/tok)`, a backquote), a variable
 # reference quoted or not (`$TOKEN`, `"$TOKEN"`, `${TOKEN}`), a template expression (`{{ token }}`, `{% ... %}`,
-# `<%= ... %>`) or a `<...>` placeholder (`<your PyPI token>`).
-REFERENCE_START_RE = re.compile(rb"""["']?(?:\$\(|`|\$\{?[A-Za-z_]|\{\{|\{%|<%|<[A-Za-z])""")
+# `<%= ... %>`), a CI system's expression (GitHub Actions' and Azure Pipelines' `${{ secrets.TOKEN }}`, Azure's
+# `$[ variables.token ]`) or a `<...>` placeholder (`<your PyPI token>`).
+REFERENCE_START_RE = re.compile(rb"""["']?(?:\$\(|`|\$\{?[A-Za-z_]|\$\{\{|\$\[|\{\{|\{%|<%|<[A-Za-z])""")
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
@@ -220,23 +226,41 @@ URL_TOKEN_HEX_RE = re.compile(rb"""[0-9a-f]{32,128}""")
 URL_TOKEN_MIN = 16
 # A password given to a command on its command line, in a RUN line, a script or a build arg: `docker login -p V`
 # (podman, buildah, nerdctl, helm/oras registry login), `sshpass -p V`, MySQL's `-pV` (glued: `-p V` prompts and V
-# is a database), `curl -u user:V`. The gaps are bounded (a line continuation included) so that a match fits
-# SCAN_OVERLAP. Group 1: the value, quoted whole or bare up to shell syntax (judged as an assigned value: a
-# reference is none).
+# is a database), `redis-cli -a V`, `curl -u user:V` (or `-uuser:V`), skopeo's/podman's/buildah's
+# `--creds user:V` (`--src-creds`, `--dest-creds`), `htpasswd -b[c] [FILE] USER V`, and `echo 'user:V' | chpasswd`
+# (with `-e` V is a hash: PASSWORD_HASH_RE). The gaps are bounded (a line continuation included) so that a match fits
+# SCAN_OVERLAP. Group 1 of each: the value, quoted whole or bare up to shell syntax (judged as an assigned value: a
+# reference is none; quoted whole it is one argument, spaces and all).
 _COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,32}?"""
-COMMAND_LINE_PASSWORD_RE = re.compile(
-    rb"""(?<![\w.-])(?:(?:(?:docker|podman|buildah|nerdctl)|(?:helm|oras)[ \t]{1,4}registry)[ \t]{1,4}login\b"""
-    + _COMMAND_GAP + rb"""[ \t](?:-p|--password)(?:[ \t]{1,8}|=)?"""
-    rb"""|sshpass\b""" + _COMMAND_GAP + rb"""[ \t]-p[ \t]{0,8}"""
-    rb"""|(?:mysql|mysqladmin|mysqldump|mysqlimport|mariadb|mariadb-dump)\b""" + _COMMAND_GAP + rb"""[ \t]-p"""
-    rb"""|curl\b""" + _COMMAND_GAP + rb"""[ \t](?:-u|--user)(?:[ \t]{1,8}|=)["']?[^\s:"'@]{1,24}:)"""
-    rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})""")
-# Password hashes as htpasswd (`user:$2y$...`, `$apr1$`, `{SHA}`) and shadow files (`$5$`, `$6$` crypt) hold them,
-# in a file of any name (Distribution's own `auth/htpasswd`): a line of `user:HASH`, the hash its full length.
+_COMMAND_VALUE = rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})"""
+_COMMAND_USER = rb"""["']?[^\s:"'@]{1,24}:"""
+_COMMAND_ARG = rb"""[ \t]{1,4}[^\s"'`;|&<>()-][^\s"'`;|&<>()]{0,40}"""
+COMMAND_LINE_PASSWORDS = (
+    re.compile(
+        rb"""(?<![\w.-])(?:(?:(?:docker|podman|buildah|nerdctl)|(?:helm|oras)[ \t]{1,4}registry)[ \t]{1,4}login\b"""
+        + _COMMAND_GAP + rb"""[ \t](?:-p|--password)(?:[ \t]{1,8}|=)?"""
+        rb"""|sshpass\b""" + _COMMAND_GAP + rb"""[ \t]-p[ \t]{0,8}"""
+        rb"""|(?:mysql|mysqladmin|mysqldump|mysqlimport|mariadb|mariadb-dump)\b""" + _COMMAND_GAP + rb"""[ \t]-p"""
+        rb"""|redis-cli\b""" + _COMMAND_GAP + rb"""[ \t](?:-a|--pass)[ \t]{1,8}"""
+        rb"""|curl\b""" + _COMMAND_GAP + rb"""[ \t](?:-u|--user)(?:[ \t]{1,8}|=)?""" + _COMMAND_USER
+        + rb"""|(?:skopeo|podman|buildah)\b""" + _COMMAND_GAP + rb"""[ \t]--(?:src-|dest-)?creds(?:[ \t]{1,8}|=)"""
+        + _COMMAND_USER + rb""")""" + _COMMAND_VALUE),
+    re.compile(rb"""(?<![\w.-])htpasswd(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}?[ \t]{1,4}-[A-Za-z]{0,5}b[A-Za-z]{0,5}"""
+               rb"""(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}(?:""" + _COMMAND_ARG + rb"""){0,2}[ \t]{1,4}""" + _COMMAND_VALUE),
+    re.compile(rb"""(?<![\w.-])(?:echo|printf)(?:[ \t]{1,4}-[a-z]{1,3}){0,2}[ \t]{1,4}["']?[^\s:"'$]{1,32}:"""
+               rb"""(?=[^\s"'`;|&<>()]{1,56}["']?[ \t]{0,8}\|[ \t]{0,8}(?:sudo[ \t]{1,4})?chpasswd\b)"""
+               + _COMMAND_VALUE))
+# Password hashes as htpasswd (`user:$2y$...`, `$apr1$`, `{SHA}`) and shadow files (`$5$`, `$6$` crypt, `$y$`
+# yescrypt, the default of Debian and Ubuntu) hold them, anywhere (Distribution's own `auth/htpasswd`, a `user:HASH`
+# line piped to `chpasswd -e`, `useradd -p 'HASH'`): a crypt hash its full length, not after a run of its alphabet
+# (not part of a longer word); `{SHA}` after a `user:`.
+_HASH_CHARS = rb"""[./A-Za-z0-9]"""
 PASSWORD_HASH_RE = re.compile(
-    rb"""^[ \t]{0,8}[^\s:#]{1,64}:(?:\$2[abxy]?\$[0-9]{2}\$[./A-Za-z0-9]{53}|\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}"""
-    rb"""|\{SHA\}[A-Za-z0-9+/]{27}=|\$[156]\$(?:rounds=[0-9]{1,9}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{22,86})""",
-    re.MULTILINE)
+    rb"""(?<![./A-Za-z0-9$])(?:\$2[abxy]?\$[0-9]{2}\$""" + _HASH_CHARS + rb"""{53}|\$apr1\$""" + _HASH_CHARS
+    + rb"""{1,8}\$""" + _HASH_CHARS + rb"""{22}|\$[156]\$(?:rounds=[0-9]{1,9}\$)?""" + _HASH_CHARS + rb"""{1,16}\$"""
+    + _HASH_CHARS + rb"""{22,86}|\$g?y\$""" + _HASH_CHARS + rb"""{1,16}\$""" + _HASH_CHARS + rb"""{1,43}\$"""
+    + _HASH_CHARS + rb"""{43})"""
+    rb"""|^[ \t]{0,32}[^\s:#]{1,64}:\{SHA\}[A-Za-z0-9+/]{27}=""", re.MULTILINE)
 # A password part that only stands for one: an environment or template reference, a format placeholder, a mask, an
 # ellipsis (`...`, `…`: an example leaving the value out).
 PLACEHOLDER_RE = re.compile(
@@ -291,6 +315,9 @@ AUTHORIZATION_VALUE_RE = re.compile(rb"""(?i)(?:bearer|basic|token)[ \t]{1,8}([A
 # YAML alias or tag, or comment sign. A value with no digit and no sign but `_`, `-`, `.` is a word or a name
 # (`hashedPassword`, `same-origin`, `Passwort`): a secret of letters only is caught by its format, not here.
 ASSIGNMENT_MIN_VALUE = 6
+# A GraphQL schema's (or a type annotation's) non-null type after a field name (`password: String!`): a
+# capitalised name of letters and a `!`, which no generated secret ends with.
+TYPE_ANNOTATION_RE = re.compile(rb"""[A-Z][A-Za-z]{0,63}!""")
 CODE_NAME_RE = re.compile(rb"""[a-z_$][a-z0-9_$]*(?:(?:\.|->|::)[A-Za-z_$][\w$]*)+""")
 PATH_VALUE_RE = re.compile(rb"""(?:\.{0,2}/|~/|[A-Za-z]:\\)[\w./\\-]*|[a-z][a-z0-9+.-]*://.*""", re.DOTALL)
 NOT_A_VALUE_START = b"$%{[<@`*&!#:"
@@ -352,9 +379,9 @@ CONTENT_REASONS = (
                         "\"token\": \"...\", <password>...</password>, AccountKey=...)"),
     (NETRC_ENTRY, "contains a netrc entry with a password (machine HOST login USER password ...)"),
     (COMMAND_LINE_PASSWORD, "contains a password on a command line (docker login -p, sshpass -p, mysql -p<password>, "
-                            "curl -u user:password)"),
-    (PASSWORD_HASH, "contains password hashes (user:$2y$..., $apr1$, {SHA}, $6$: an htpasswd or shadow file), which "
-                    "can be cracked"),
+                            "redis-cli -a, curl -u user:password, --creds user:password, htpasswd -b, chpasswd)"),
+    (PASSWORD_HASH, "contains password hashes (user:$2y$..., $apr1$, {SHA}, $6$, $y$: an htpasswd or shadow file, "
+                    "chpasswd -e, useradd -p), which can be cracked"),
 )
 
 # What each credential file holds when its content rule flags it (the reason names the file).

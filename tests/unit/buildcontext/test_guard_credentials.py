@@ -541,12 +541,22 @@ COMMAND_LINE_PASSWORDS = [
     'curl --user "deploy:Zq7s3cret9" https://repo.corp/x', "mysql -h db -u root -pZq7s3cret9 app",
     "mysqldump -uroot -p'Zq7s3cret9' app", "sshpass -p Zq7s3cret9 ssh ci@host true",
     "docker login \\\n  -u ci \\\n  -p Zq7s3cret9 registry.corp",
+    "curl -uadmin:S3cr3tPass1 https://repo.corp/x", "mysql -uroot -p'S3cr3t Pass1' app",
+    "echo 'root:S3cr3tPass1' | chpasswd", "printf 'ci:S3cr3tPass1' | sudo chpasswd",
+    "htpasswd -bc /etc/nginx/htpasswd admin S3cr3tPass1", "htpasswd -b /etc/nginx/htpasswd admin S3cr3tPass1",
+    "htpasswd -Bbn admin S3cr3tPass1 > auth/htpasswd", "redis-cli -h cache -a S3cr3tPass1 ping",
+    "skopeo copy --dest-creds ci:S3cr3tPass1 oci:a docker://r.corp/a", "skopeo copy --src-creds=ci:S3cr3tPass1 a b",
+    "skopeo inspect --creds 'ci:S3cr3tPass1' docker://r.corp/a", "podman pull --creds ci:S3cr3tPass1 r.corp/a",
 ]
 COMMAND_LINE_REFERENCES = [
     'docker login -u ci -p "$PASS" registry.corp', "docker login -u ci --password-stdin registry.corp",
     "docker login -u USER -p PASSWORD registry.example", "mysql -h db -u root -p app", 'mysql -p"$MYSQL_PWD" app',
     'curl -u "$USER:$TOKEN" https://repo.corp/x', "curl -u ci: https://repo.corp/x", "sshpass -e ssh ci@host",
     "sshpass -p $(cat /run/secrets/pw) ssh h", "docker login -p flag is insecure: use --password-stdin",
+    'curl -u"$USER:$TOKEN" https://repo.corp/x', 'echo "root:$ROOT_PASSWORD" | chpasswd', "echo root:root | chpasswd",
+    'htpasswd -Bbn admin "$ADMIN_PASSWORD" > auth/htpasswd', "htpasswd -c /etc/nginx/htpasswd admin",
+    'redis-cli -a "$REDIS_PASSWORD" ping', "redis-cli --askpass ping",
+    'skopeo copy --dest-creds "$REG_USER:$REG_PASSWORD" a b', "skopeo copy --dest-creds ci:${{ secrets.REG }} a b",
 ]
 
 
@@ -564,6 +574,10 @@ def test_a_command_line_password_reference_or_prompt_passes(tmp_path, line) -> N
 PASSWORD_HASHES = [
     "admin:$2y$05$" + "aB3./cD4" * 6 + "eF5gH\n", "ci:$apr1$Zq7s3cr$" + "aB3./cD4eF5gH6iJ7kL8mN" + "\n",
     "ci:{SHA}" + "qUqP5cyxm6YcTAhz05Hph5gvu9M=" + "\n", "root:$6$salt1234$" + "aB3./cD4eF5" * 8 + ":19000:0:99999:7:::\n",
+    "RUN echo 'root:$6$salt1234$" + "aB3./cD4eF5" * 8 + "' | chpasswd -e\n",
+    "RUN useradd -m -p '$6$salt1234$" + "aB3./cD4eF5" * 8 + "' app\n",
+    "root:$y$j9T$" + "aB3./cD4eF5gH6iJ7kL8mN" + "$" + "aB3./cD4eF5" * 3 + "gH6iJ7kL8m\n",
+    "          usermod -p '$y$j9T$" + "aB3./cD4eF5gH6iJ7kL8mN" + "$" + "aB3./cD4eF5" * 3 + "gH6iJ7kL8m' app\n",
 ]
 
 
@@ -575,7 +589,9 @@ def test_password_hashes_are_refused_in_a_file_of_any_name(tmp_path, name, text)
 
 @pytest.mark.parametrize("text", ["# generate with: htpasswd -Bbn user pass > auth/htpasswd\n",
                                   "hashes look like user:$2y$05$... (bcrypt)\n", "root:x:0:0:root:/root:/bin/sh\n",
-                                  "root:*:19000:0:99999:7:::\n"])
+                                  "root:*:19000:0:99999:7:::\n",
+                                  "yescrypt hashes start with $y$ and SHA-512 ones with $6$ (crypt(5))\n",
+                                  "RUN useradd -m -p \"$(openssl passwd -6 -stdin < /run/secrets/pw)\" app\n"])
 def test_a_password_file_without_a_hash_passes(tmp_path, text) -> None:
     assert _report(tmp_path, {"auth/htpasswd": text}) == []
 

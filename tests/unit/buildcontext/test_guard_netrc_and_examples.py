@@ -33,7 +33,7 @@ NETRC_ENTRIES = [
     "machine git.example.com\n  login ci\n  password ghx_8f3kQ2\n",
     "machine h.example password Zq7s3cret9 login u\n",
     "machine a.example login x password 1 port 443\nmachine b.example login y password Kx9mQ2vLp8\n",
-    "default login anonymous password me@example.org\n",
+    "default login deployer password me@corp.net\n",
     "machine h.example account acme login u password 'Zq7 s3cret'\n",
 ]
 
@@ -174,6 +174,8 @@ def test_a_netrc_file_reference_or_placeholder_passes_and_a_literal_is_refused(t
     "RUN printf 'machine git.corp\\nlogin ci\\npassword ghx8f3kQ2Lm\\n' > /root/.netrc",
     "RUN printf 'machine git.corp login ci password ghx8f3kQ2Lm\\n' >> /root/.netrc",
     "RUN echo machine git.corp login ci password ghx8f3kQ2Lm > /root/.netrc",
+    "RUN echo -n machine git.corp login ci password ghx8f3kQ2Lm > /root/.netrc",
+    "RUN echo -e 'machine git.corp login ci password ghx8f3kQ2Lm' > /root/.netrc",
 ])
 def test_a_netrc_entry_written_by_echo_or_printf_is_refused(tmp_path, line) -> None:
     assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == ["Dockerfile"]
@@ -186,3 +188,76 @@ def test_a_netrc_entry_written_by_echo_or_printf_is_refused(tmp_path, line) -> N
 ])
 def test_a_netrc_entry_written_with_a_reference_passes(tmp_path, line) -> None:
     assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == []
+
+
+CI_WORKFLOW = """jobs:
+  build:
+    steps:
+      - run: echo "machine github.com login x password {value}" > ~/.netrc
+      - run: |
+          cat > ~/.netrc <<EOF
+          machine git.corp login ci password {value}
+          EOF
+"""
+
+
+@pytest.mark.parametrize("value", ["${{ secrets.GH_TOKEN }}", "${{secrets.GH_TOKEN}}", "$[ variables.token ]",
+                                   "$(GIT_TOKEN)"])
+def test_a_ci_systems_expression_for_a_netrc_password_passes(tmp_path, value) -> None:
+    """GitHub Actions' and Azure Pipelines' expressions are references, as `${VAR}` is, in every rule."""
+    assert _refused(tmp_path, {".github/workflows/ci.yml": CI_WORKFLOW.format(value=value),
+                               "azure-pipelines.yml": f"variables:\n  REG_PASSWORD: {value}\n"}) == []
+
+
+def test_a_literal_netrc_password_in_a_ci_workflow_is_refused_at_any_indent(tmp_path) -> None:
+    one_line = CI_WORKFLOW.replace("git.corp login ci password {value}", "git.corp login ci password x")
+    heredoc = CI_WORKFLOW.replace('github.com login x password {value}"', 'github.com"')
+    assert _refused(tmp_path, {"a.yml": one_line.format(value="ghx8f3kQ2Lm"),
+                               "b.yml": heredoc.format(value="ghx8f3kQ2Lm")}) == ["a.yml", "b.yml"]
+
+
+GRAPHQL_SCHEMA = """input LoginInput {{
+  email: String!
+  password: {value}
+}}
+
+type Session {{
+  token: {value}
+  refreshToken: [String!]!
+  apiKey: ID!
+}}
+"""
+
+
+@pytest.mark.parametrize("value", ["String!", "Secret!", "String", "[String!]!"])
+def test_a_graphql_schemas_field_types_pass(tmp_path, value) -> None:
+    assert _refused(tmp_path, {"schema.graphql": GRAPHQL_SCHEMA.format(value=value),
+                               "types.ts": f"interface Login {{ password: {value}; }}\n"}) == []
+
+
+@pytest.mark.parametrize("value", ["Zq7s3cret9!", "hunter22!x", '"String!"'])
+def test_a_literal_after_a_graphql_like_field_is_still_refused(tmp_path, value) -> None:
+    assert _refused(tmp_path, {"schema.graphql": GRAPHQL_SCHEMA.format(value=value)}) == ["schema.graphql"]
+
+
+@pytest.mark.parametrize("value", ["your-token", "MyToken", "your_password", "s3cret-example", "hunter"])
+def test_a_netrc_password_is_judged_by_the_assignment_value_rule(tmp_path, value) -> None:
+    """A word or an example is not a credential after `password` in a netrc entry, as after `password=`."""
+    entry = f"machine registry.corp login me password {value}\n"
+    assert _refused(tmp_path, {"docs/setup.md": entry, "setup.sh": entry, ".netrc": entry,
+                               "app.env": f"PASSWORD={value}\n"}) == []
+
+
+@pytest.mark.parametrize("value", ["guest@", "anonymous@", "me@corp.net", "ftp@mirror.corp"])
+@pytest.mark.parametrize("login", ["anonymous", "ftp"])
+def test_an_anonymous_ftp_entry_with_an_address_for_a_password_passes(tmp_path, login, value) -> None:
+    entry = f"default login {login} password {value}\n"
+    assert _refused(tmp_path, {".netrc": entry, "ci/netrc": entry}) == []
+
+
+@pytest.mark.parametrize("entry", ["default login anonymous password Zq7s3cret9\n",
+                                   "default login deployer password guest@corp.net\n",
+                                   "machine h.corp login anonymous password guest@\nmachine g.corp login ci\n"
+                                   "password Zq7s3cret9\n"])
+def test_an_anonymous_login_with_a_real_password_or_a_user_with_an_address_is_refused(tmp_path, entry) -> None:
+    assert _refused(tmp_path, {".netrc": entry, "ci/netrc": entry}) == [".netrc", "ci/netrc"]
