@@ -55,6 +55,8 @@ _NUMBER_GAP = re.compile(r"[\s,;:.|/-]{0,3}")
 _NUMBERS_MIN = 5
 """The shortest list read: as long as the shortest run of a secret that withholds a text (scrub.FRAGMENT_MIN)."""
 _OCTAL = frozenset("01234567")
+_TEXT_RUN = re.compile(r"[\0\t\n\r -~]{5,}")
+"""ASCII text (and UTF-16's NULs) as long as the shortest run of a secret that withholds a text."""
 
 _HEX_RUN = {"%": re.compile(r"(?:%[0-9A-Fa-f]{2})++"), "=": re.compile(r"(?:=[0-9A-Fa-f]{2})++")}
 """Runs of percent (URL) and quoted-printable byte escapes: a run is the UTF-8 bytes of one or more characters.
@@ -191,19 +193,32 @@ def number_lists(view: str) -> list[str]:
     return pieces
 
 
+def _offset_reading(data: bytes) -> str:
+    """A run read from past its first character, as text: whole when it is UTF-8, else its runs of ASCII text
+    (UTF-16's NULs and all). Read at the wrong offset a run is random bytes, of which these runs are about 5%: the
+    offsets cost the views budget little more than the first reading does."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\n".join(_TEXT_RUN.findall(data.decode("latin-1")))
+
+
 def _run_pieces(view: str) -> Iterator[tuple[str, str]]:
     """Each hex, base32, base64 and base85 run of `view` with each text it reads as (`_run_bytes`; base85 from each
-    of its 5 character offsets, as base64 is from its 4)."""
+    of its 5 character offsets, as base64 is from its 4), from past its first character as `_offset_reading`."""
     for m in _BASE64_RUN.finditer(view):
-        for data in _run_bytes(m.group()):
-            yield m.group(), _as_text(data)
+        first, *others = _run_bytes(m.group())
+        yield m.group(), _as_text(first)
+        for data in others:
+            yield m.group(), _offset_reading(data)
     for m in _BASE85_RUN.finditer(view):
         if _BASE85_ONLY.search(m.group()):
             for k in range(5):
                 try:
-                    yield m.group(), _as_text(base64.b85decode(m.group()[k:]))
+                    data = base64.b85decode(m.group()[k:])
                 except ValueError:  # a group past 2**32: not base85
-                    pass
+                    continue
+                yield m.group(), _offset_reading(data) if k else _as_text(data)
 
 
 def base_layer(view: str) -> str:
