@@ -203,46 +203,50 @@ def _offset_reading(data: bytes) -> str:
         return "\n".join(_TEXT_RUN.findall(data.decode("latin-1")))
 
 
-def _run_pieces(view: str) -> Iterator[tuple[str, str]]:
-    """Each hex, base32, base64 and base85 run of `view` with each text it reads as (`_run_bytes`; base85 from each
-    of its 5 character offsets, as base64 is from its 4), from past its first character as `_offset_reading`."""
+def _run_readings(view: str) -> Iterator[tuple[str, int, bytes]]:
+    """Each hex, base32, base64 and base85 run of `view` with each offset it is read from and the bytes read there
+    (`_run_bytes`; base85 from each of its 5 character offsets, as base64 is from its 4)."""
     for m in _BASE64_RUN.finditer(view):
-        first, *others = _run_bytes(m.group())
-        yield m.group(), _as_text(first)
-        for data in others:
-            yield m.group(), _offset_reading(data)
+        for k, data in enumerate(_run_bytes(m.group())):
+            yield m.group(), k, data
     for m in _BASE85_RUN.finditer(view):
         if _BASE85_ONLY.search(m.group()):
             for k in range(5):
                 try:
-                    data = base64.b85decode(m.group()[k:])
+                    yield m.group(), k, base64.b85decode(m.group()[k:])
                 except ValueError:  # a group past 2**32: not base85
-                    continue
-                yield m.group(), _offset_reading(data) if k else _as_text(data)
+                    pass
 
 
 def base_layer(view: str) -> str:
     """What the hex, base32, base64 and base85 runs and the number lists (`number_lists`) of `view` decode to, as
     text, one line per reading ('' when it holds none): a layer of encoding the scrubber then reads as it reads the
     server's text."""
-    pieces = [piece for _, piece in _run_pieces(view)] + number_lists(view)
+    pieces = [_offset_reading(data) if k else _as_text(data) for _, k, data in _run_readings(view)]
+    pieces += number_lists(view)
     return "\n".join(piece for piece in pieces if piece)
 
 
+def _not_text(piece: str) -> int:
+    """How many characters of a decoded piece are not text: text is printable ASCII, whitespace, UTF-16's NULs and
+    printable characters past Latin-1 (only valid UTF-8 gives those); 39% of random bytes are."""
+    return sum(not (c.isspace() or c == "\0" or c.isprintable() and (c.isascii() or ord(c) > 0xFF)) for c in piece)
+
+
 def _reads_as_text(piece: str) -> bool:
-    """Whether a decoded piece is text (NULs of UTF-16 aside): at least 6 characters, each printable ASCII,
-    whitespace or a printable character past Latin-1 (only valid UTF-8 gives those). 6 random bytes all are with
-    a probability of (99/256)^6 = 0.3%."""
-    text = piece.replace("\0", "")
-    return len(text) >= 6 and all(c.isspace() or c.isprintable() and (c.isascii() or ord(c) > 0xFF) for c in text)
+    """Whether a decoded piece is text: at least 6 characters, all text; 6 random bytes are with a probability of
+    (100/256)^6 = 0.4%."""
+    return len(piece) >= 6 and not _not_text(piece)
 
 
 def _still_decodes(view: str) -> bool:
-    """Whether a view DECODE_ROUNDS layers deep holds another layer: an escape, or a run or number list that reads
-    as text (`_reads_as_text`), the run not an ordinary word (`_WORD`: prose reads as base64 and base32, into
-    bytes that are rarely text, but a page holds many words)."""
-    return (decode_once(view) != view
-            or any(not _WORD.fullmatch(run) and _reads_as_text(piece) for run, piece in _run_pieces(view))
+    """Whether a view DECODE_ROUNDS layers deep holds another layer: an escape in a line of 8 characters or more
+    that is mostly text (the views below it are lines of decoded runs, mostly random bytes, where `\\f` or `=E8`
+    occurs by chance), or a run or number list that reads as text (`_reads_as_text`), the run not an ordinary word
+    (`_WORD`: prose reads as base64 and base32, into bytes that are rarely text, but a page holds many words)."""
+    return (any(len(line) >= 8 and 4 * _not_text(line) <= len(line) and decode_once(line) != line
+                for line in view.splitlines(keepends=True))
+            or any(not _WORD.fullmatch(run) and _reads_as_text(_as_text(data)) for run, _, data in _run_readings(view))
             or any(map(_reads_as_text, number_lists(view))))
 
 
