@@ -42,15 +42,21 @@ _BASE85_RUN = re.compile(r"[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]{7,}")
 _BASE85_ONLY = re.compile(r"[!#$%&()*;<>?@^`{|}~]")
 """A base85 run holding none of these is a base64 run, read as one."""
 _URLSAFE = str.maketrans("-_", "+/")
-# A number of a byte or character list: \u{HH} and CSS's \HH (code points), \ooo (octal), 0xHH, or a bare number
-# of 1-3 digits (decimal, or two hex digits). The word boundaries keep digits inside words and digests out.
+_WORD = re.compile(r"[/+_-]*(?:(?:[A-Z]?[a-z]+|[A-Z]+)[/+_-]*)+")
+"""A base64 run that is words (lower case, capitalized or upper case) and separators, as prose and paths are."""
+# A number of a byte or character list: \u{HH} and CSS's \HH (code points), \ooo (octal), 0xHH (also run together:
+# 0x520x65), 8 binary digits, or a bare number of 1-3 digits, or 4 with a leading 0 (decimal, padded or not; two hex
+# digits; three octal digits, as `od -b` writes). The word boundaries keep digits inside words and digests out.
 _NUMBER = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}|\\([0-9A-Fa-f]{1,6}) ?"
-                     r"|\b0[xX]([0-9A-Fa-f]{1,2})\b|\b([0-9A-Fa-f]{1,3})\b")
+                     r"|(?:\b|(?<=[0-9A-Fa-f]))0[xX]([0-9A-Fa-f]{1,2})(?=0[xX]|\b)"
+                     r"|\b([01]{8})\b|\b(0?[0-9A-Fa-f]{1,3})\b")
 _NUMBER_GAP = re.compile(r"[\s,;:.|/-]{0,3}")
 """What may stand between two numbers of one list: `[82 101 ...]`, `[114,101,...]`, `0x52, 0x65`, `52:65`."""
 _NUMBERS_MIN = 5
 """The shortest list read: as long as the shortest run of a secret that withholds a text (scrub.FRAGMENT_MIN)."""
 _OCTAL = frozenset("01234567")
+_TEXT_RUN = re.compile(r"[\0\t\n\r -~]{5,}")
+"""ASCII text (and UTF-16's NULs) as long as the shortest run of a secret that withholds a text."""
 
 _HEX_RUN = {"%": re.compile(r"(?:%[0-9A-Fa-f]{2})++"), "=": re.compile(r"(?:=[0-9A-Fa-f]{2})++")}
 """Runs of percent (URL) and quoted-printable byte escapes: a run is the UTF-8 bytes of one or more characters.
@@ -113,19 +119,24 @@ def decode_once(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", _SURROGATE_PAIR.sub(_pair, text))
 
 
-def _run_bytes(run: str) -> bytes:
+def _run_bytes(run: str) -> list[bytes]:
     """The bytes a run of `_BASE64_RUN` encodes, read in the narrowest alphabet it fits (hex, base32, base64 either
-    alphabet), its incomplete last group left out."""
+    alphabet), its incomplete last group left out: hex from each of its 2 nibble offsets and base64 from each of
+    its 4 character offsets, so a slice of an encoding that starts partway into a group still reads as the bytes it
+    encodes at one of them. Base32 is read from its first character only (8 offsets would be 5 times the run)."""
     body = run.rstrip("=")
     if _HEX_ONLY.fullmatch(body):
-        return bytes.fromhex(body[:len(body) // 2 * 2])
+        return [bytes.fromhex(body[k:k + (len(body) - k) // 2 * 2]) for k in (0, 1)]
     if _BASE32_ONLY.fullmatch(body):
         whole = len(body) // 8 * 8
         keep = whole + max(t for t in _BASE32_TAILS if t <= len(body) - whole)
-        return base64.b32decode(body[:keep].upper() + "=" * (-keep % 8))
+        return [base64.b32decode(body[:keep].upper() + "=" * (-keep % 8))]
     body = body.translate(_URLSAFE)
-    keep = len(body) - (len(body) % 4 == 1)
-    return binascii.a2b_base64(body[:keep] + "=" * (-keep % 4))
+    readings = []
+    for rest in (body, body[1:], body[2:], body[3:]):
+        keep = len(rest) - (len(rest) % 4 == 1)
+        readings.append(binascii.a2b_base64(rest[:keep] + "=" * (-keep % 4)))
+    return readings
 
 
 def _as_text(data: bytes) -> str:
@@ -138,9 +149,9 @@ def _as_text(data: bytes) -> str:
 
 
 def _readings(match: re.Match[str]) -> tuple[int | None, int | None, int | None, int | None]:
-    """What one number of `_NUMBER` stands for read as each kind of list: a decimal byte, a hex byte, an octal
-    byte, a code point (None where it cannot be one)."""
-    braced, escape, prefixed, bare = match.groups()
+    """What one number of `_NUMBER` stands for read as each kind of list: a decimal (or binary) byte, a hex byte,
+    an octal byte, a code point (None where it cannot be one)."""
+    braced, escape, prefixed, binary, bare = match.groups()
     if braced is not None or escape is not None:
         code = int(braced or escape, 16)
         point = code if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else None
@@ -148,8 +159,11 @@ def _readings(match: re.Match[str]) -> tuple[int | None, int | None, int | None,
         return None, None, octal if octal is not None and octal <= 0xFF else None, point
     if prefixed is not None:
         return None, int(prefixed, 16), None, None
+    if binary is not None:
+        return int(binary, 2), None, None, None
+    octal = int(bare, 8) if len(bare) == 3 and _OCTAL.issuperset(bare) else None
     return (int(bare) if bare.isdigit() and int(bare) <= 0xFF else None,
-            int(bare, 16) if len(bare) == 2 else None, None, None)
+            int(bare, 16) if len(bare) == 2 else None, octal if octal is not None and octal <= 0xFF else None, None)
 
 
 def _end_list(values: list[int], pieces: list[str]) -> None:
@@ -179,25 +193,68 @@ def number_lists(view: str) -> list[str]:
     return pieces
 
 
-def base_layer(view: str) -> str:
-    """What the hex, base32, base64 and base85 runs and the number lists (`number_lists`) of `view` decode to, as
-    text, one line per run ('' when it holds none): a layer of encoding the scrubber then reads as it reads the
-    server's text."""
-    pieces = [_as_text(_run_bytes(m.group())) for m in _BASE64_RUN.finditer(view)] + number_lists(view)
+def _offset_reading(data: bytes) -> str:
+    """A run read from past its first character, as text: whole when it is UTF-8, else its runs of ASCII text
+    (UTF-16's NULs and all). Read at the wrong offset a run is random bytes, of which these runs are about 5%: the
+    offsets cost the views budget little more than the first reading does."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "\n".join(_TEXT_RUN.findall(data.decode("latin-1")))
+
+
+def _run_readings(view: str) -> Iterator[tuple[str, int, bytes]]:
+    """Each hex, base32, base64 and base85 run of `view` with each offset it is read from and the bytes read there
+    (`_run_bytes`; base85 from each of its 5 character offsets, as base64 is from its 4)."""
+    for m in _BASE64_RUN.finditer(view):
+        for k, data in enumerate(_run_bytes(m.group())):
+            yield m.group(), k, data
     for m in _BASE85_RUN.finditer(view):
         if _BASE85_ONLY.search(m.group()):
-            try:
-                pieces.append(_as_text(base64.b85decode(m.group())))
-            except ValueError:  # a group past 2**32: not base85
-                pass
+            for k in range(5):
+                try:
+                    yield m.group(), k, base64.b85decode(m.group()[k:])
+                except ValueError:  # a group past 2**32: not base85
+                    pass
+
+
+def base_layer(view: str) -> str:
+    """What the hex, base32, base64 and base85 runs and the number lists (`number_lists`) of `view` decode to, as
+    text, one line per reading ('' when it holds none): a layer of encoding the scrubber then reads as it reads the
+    server's text."""
+    pieces = [_offset_reading(data) if k else _as_text(data) for _, k, data in _run_readings(view)]
+    pieces += number_lists(view)
     return "\n".join(piece for piece in pieces if piece)
+
+
+def _not_text(piece: str) -> int:
+    """How many characters of a decoded piece are not text: text is printable ASCII, whitespace, UTF-16's NULs and
+    printable characters past Latin-1 (only valid UTF-8 gives those); 39% of random bytes are."""
+    return sum(not (c.isspace() or c == "\0" or c.isprintable() and (c.isascii() or ord(c) > 0xFF)) for c in piece)
+
+
+def _reads_as_text(piece: str) -> bool:
+    """Whether a decoded piece is text: at least 6 characters, all text; 6 random bytes are with a probability of
+    (100/256)^6 = 0.4%."""
+    return len(piece) >= 6 and not _not_text(piece)
+
+
+def _still_decodes(view: str) -> bool:
+    """Whether a view DECODE_ROUNDS layers deep holds another layer: an escape in a line of 8 characters or more
+    that is mostly text (the views below it are lines of decoded runs, mostly random bytes, where `\\f` or `=E8`
+    occurs by chance), or a run or number list that reads as text (`_reads_as_text`), the run not an ordinary word
+    (`_WORD`: prose reads as base64 and base32, into bytes that are rarely text, but a page holds many words)."""
+    return (any(len(line) >= 8 and 4 * _not_text(line) <= len(line) and decode_once(line) != line
+                for line in view.splitlines(keepends=True))
+            or any(not _WORD.fullmatch(run) and _reads_as_text(_as_text(data)) for run, _, data in _run_readings(view))
+            or any(map(_reads_as_text, number_lists(view))))
 
 
 def decoded_views(text: str) -> Iterator[str]:
     """`text`, then each distinct view of it with one more layer undone (`decode_once`, `base_layer`), up to
     DECODE_ROUNDS layers deep: depth first, so at most two views a layer are held. Lone surrogates become U+FFFD.
     TooLayered once the views yielded would pass LAYER_BUDGET times the text's length, or a view DECODE_ROUNDS
-    layers deep still decodes into a new one."""
+    layers deep still decodes (`_still_decodes`)."""
     text = _LONE_SURROGATE.sub("\ufffd", text)
     budget = LAYER_BUDGET * len(text) + LAYER_SLACK
     seen: set[int] = set()
@@ -205,10 +262,12 @@ def decoded_views(text: str) -> Iterator[str]:
     while pending:
         view, depth = pending.pop()
         yield view
+        if depth == DECODE_ROUNDS:
+            if _still_decodes(view):  # a layer left that is not checked: it may hide anything
+                raise TooLayered
+            continue
         for child in (base_layer(view), decode_once(view)):
             if child and child != view and hash(child) not in seen:
-                if depth == DECODE_ROUNDS:  # a layer left that is not checked: it may hide anything
-                    raise TooLayered
                 budget -= len(child)
                 if budget < 0:
                     raise TooLayered

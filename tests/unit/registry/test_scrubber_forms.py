@@ -183,10 +183,12 @@ REGISTRY_ERRORS = [
 
 @pytest.mark.parametrize("password", ["hunter22", "password", "Kx9!mQ2#vLp8", "a1b2c3d4", *PASSWORDS])
 def test_registry_errors_holding_random_digests_are_shown(password: str) -> None:
-    """Each digest's 64 hex digits decode (as hex) to 32 random bytes, and (as base64) to 48: a run of a secret's
-    5 characters in them is about 28 places x 10 runs (forwards and reversed) x (2/256)^5 (case-folded Latin-1)
-    = 1e-8 per digest; in their letters and digits 16 places x 10 x (1/60)^5 = 2e-7; in the digits themselves,
-    hex-only secrets aside, none. 400 digests (seeded, so a failure repeats) and each answer shown whole."""
+    """Each digest's 64 hex digits decode (as hex, from both nibble offsets) to 2 x 32 random bytes, and the base64
+    field (from its 4 offsets) to 4 x 18: a run of a secret's 5 characters in them is about 120 places x 10 runs
+    (forwards and reversed) x (2/256)^5 (case-folded Latin-1) = 4e-8 per answer; in their letters and digits 60
+    places x 10 x (1/60)^5 = 8e-7; in the digits themselves, hex-only secrets aside, none. The readings past the
+    first offset keep only their runs of ASCII text, fewer places still. 400 digests (seeded, so a failure repeats)
+    and each answer shown whole."""
     rng = random.Random(password)
     scrub = Scrubber()
     scrub.add(password, username=USER)
@@ -211,6 +213,66 @@ def test_an_answer_with_ordinary_numbers_is_shown(password: str, answer: str) ->
     nothing of a password."""
     scrub = Scrubber()
     scrub.add(password, username=USER)
+    assert scrub(answer) == answer
+
+
+REVIEW_USER, REVIEW_PASSWORD = "registry-deployer", "Reg1stry-L0gin/Pw"
+_BOTH = f"{REVIEW_USER}:{REVIEW_PASSWORD}".encode()
+SLICES = {
+    "base64 of user:password, from its 2nd to its 4th-last character": _b64(_BOTH)[1:-3],
+    "base64 of user:password, from its 3rd to its 5th-last character": _b64(_BOTH)[2:-4],
+    "base64 of the password from its 3rd character": _b64(REVIEW_PASSWORD.encode())[2:],
+    "base64 of the password from its 2nd to its 3rd-last character": _b64(REVIEW_PASSWORD.encode())[1:-2],
+    "URL-safe base64 of the password from its 2nd character": base64.urlsafe_b64encode(
+        REVIEW_PASSWORD.encode()).decode()[1:],
+    "hex of the password after a lone digit": "0" + REVIEW_PASSWORD.encode().hex()[:26],
+    "base85 of the password from its 4th character": base64.b85encode(REVIEW_PASSWORD.encode()).decode()[3:],
+    "base64 of the base64 of the password from its 3rd character": _b64(_b64(_BOTH)[2:].encode())[1:],
+}
+
+
+@pytest.mark.parametrize("name", SLICES)
+def test_a_slice_of_an_encoding_starting_inside_a_group_is_withheld(name: str) -> None:
+    """A slice that starts partway into a base64 group (or base85 group, or hex byte) reads as the bytes it encodes
+    only from a later character: each run is read from each offset, and half of the secret withholds."""
+    scrub = Scrubber()
+    scrub.add(REVIEW_PASSWORD, username=REVIEW_USER)
+    assert scrub(f"error: token {SLICES[name]} rejected") == WITHHELD, SLICES[name]
+
+
+NUMBER_NOTATIONS = {
+    "od -b (bare 3-digit octal)": lambda data: " ".join(f"{b:03o}" for b in data),
+    "padded decimal": lambda data: " ".join(f"{b:04d}" for b in data),
+    "0X hex run together": lambda data: "".join(f"0X{b:02X}" for b in data),
+    "0x hex run together": lambda data: "".join(f"0x{b:02x}" for b in data),
+    "binary bytes": lambda data: " ".join(f"{b:08b}" for b in data),
+    "binary bytes, comma-separated": lambda data: ",".join(f"{b:08b}" for b in data),
+}
+
+
+@pytest.mark.parametrize("notation", NUMBER_NOTATIONS)
+@pytest.mark.parametrize("password", [REVIEW_PASSWORD, "hunter22", PASSWORDS[0]])
+def test_a_byte_list_in_another_notation_is_withheld(notation: str, password: str) -> None:
+    scrub = Scrubber()
+    scrub.add(password, username=REVIEW_USER)
+    echo = NUMBER_NOTATIONS[notation](password.encode())
+    assert scrub(f"error: bad password [{echo}]") == WITHHELD, echo
+
+
+PROSE_AT_THE_LAYER_LIMIT = [
+    '<a href="https://sso/login?r=https%2525252F%2525252Fregistry.corp%2525252Fv2">sign in again</a>',
+    _pct("https://sso.corp/login?return_to=https://registry.corp/v2/acme/web/manifests/latest&Reason=Expired",
+         DECODE_ROUNDS),
+    _pct("Authentication required: the token for registry.corp has Expired, sign in at /sso/login", DECODE_ROUNDS),
+]
+
+
+@pytest.mark.parametrize("answer", PROSE_AT_THE_LAYER_LIMIT)
+def test_prose_encoded_up_to_the_layer_limit_is_shown(answer: str) -> None:
+    """An SSO return_to chain percent-encodes a URL once per hop: DECODE_ROUNDS layers deep it is words, which also
+    read as base64 and base32, but no word reads as text, so nothing is left undecoded and the answer is shown."""
+    scrub = Scrubber()
+    scrub.add(REVIEW_PASSWORD, username=REVIEW_USER)
     assert scrub(answer) == answer
 
 
@@ -245,3 +307,18 @@ def test_each_round_undoes_one_layer_of_each_escape_and_never_lengthens() -> Non
     assert all(len(b) < len(a) for a, b in zip(views, views[1:]))
     assert decode_once("&#" + "9" * 5000 + ";") == "&#" + "9" * 5000 + ";"
     assert decode_once("\\ud83d\\ude00 %E4%B8%AD =C3=A4") == "\U0001F600 中 ä"
+
+
+@pytest.mark.parametrize("times", [DECODE_ROUNDS - 1, DECODE_ROUNDS])
+def test_registry_errors_percent_encoded_up_to_the_layer_limit_are_shown(times: int) -> None:
+    """A registry error quoted in a URL once per hop: below the limit its digests read as random bytes, where an
+    escape (`\\f`, `=E8`) or a run of ASCII occurs by chance; only a line or run that is text counts as a layer
+    left undecoded (6 random bytes all text: 0.4%, times the few runs not words). 140 answers (seeded)."""
+    rng = random.Random(times)
+    scrub = Scrubber()
+    scrub.add(REVIEW_PASSWORD, username=REVIEW_USER)
+    for template in REGISTRY_ERRORS:
+        for _ in range(20):
+            answer = _pct(template.format(digest="sha256:" + rng.randbytes(32).hex(), b64=_b64(rng.randbytes(24))),
+                          times)
+            assert scrub(answer) == answer
