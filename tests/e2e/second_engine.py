@@ -37,9 +37,13 @@ TLS_PORT = 2376
 """The engine's TLS port inside its namespace (which holds nothing else); the host sees another, free one."""
 
 
-def _pump(source: socket.socket, target: socket.socket) -> None:
+def pump(source: socket.socket, target: socket.socket, before_send=None) -> None:
+    """Copy `source` to `target` until either ends (`before_send(chunk)` runs before each chunk is sent), then shut
+    both down."""
     try:
         while chunk := source.recv(65536):
+            if before_send is not None:
+                before_send(chunk)
             target.sendall(chunk)
     except OSError:
         pass
@@ -64,7 +68,7 @@ def _relay(listener: socket.socket, connect) -> None:
             client.close()
             continue
         for a, b in ((client, upstream), (upstream, client)):
-            threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=pump, args=(a, b), daemon=True).start()
 
 
 def _unix_connector(path: str):

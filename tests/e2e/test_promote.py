@@ -27,6 +27,7 @@ from registryclient.login import RegistryLogin
 from registryclient import OCI_INDEX
 from tests.e2e.base_image import base_image  # noqa: F401
 from tests.e2e.registry import RegistryServer, registry_binary, registry_factory  # noqa: F401
+from tests.e2e.second_engine import pump
 from tests.harness import PROJECT_ROOT, TEST_SECRET
 
 SOURCE_USER = "pusher"
@@ -144,24 +145,13 @@ class DelayingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.upstream, timeout=60)
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=pump, args=(client, upstream, self._hold), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, outbound: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if outbound and not self.held.is_set() and data.startswith(b"PUT ") and b"/manifests/" in data:
-                    self.held.set()
-                    time.sleep(self.delay)
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def _hold(self, chunk: bytes) -> None:
+        if not self.held.is_set() and chunk.startswith(b"PUT ") and b"/manifests/" in chunk:
+            self.held.set()
+            time.sleep(self.delay)
 
     def close(self) -> None:
         self.listener.close()

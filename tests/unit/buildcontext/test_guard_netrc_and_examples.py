@@ -63,12 +63,20 @@ NETRC_PROSE = [
     'echo "machine $HOST login $USER password ${NETRC_PASSWORD}" > ~/.netrc\n',
     "machine h.example login u password $NETRC_PASSWORD\n",
     "machine h.example login u password\n",
+    "Each build machine runs login once; password rotation is handled by Vault.\n",
+    "After install, the default login admin password is shown on the console.\n",
+    "machine example.com login USERNAME password PASSWORD\n",
+    "machine example.com login USERNAME password TOKEN\n",
+    "machine example.com login you password YOUR_TOKEN\n",
+    "machine example.com login you password <token>\n",
+    "machine example.com login you password GITHUB_TOKEN\n",
+    "machine runs login once; password rotation\n",
 ]
 
 
 @pytest.mark.parametrize("text", NETRC_PROSE)
-def test_prose_and_references_in_netrc_words_pass(tmp_path, text) -> None:
-    assert _refused(tmp_path, {"README.md": text, "setup.sh": text}) == []
+def test_prose_references_and_documented_netrc_placeholders_pass(tmp_path, text) -> None:
+    assert _refused(tmp_path, {"README.md": text, "setup.sh": text, "docs/setup.md": text, "notes.txt": text}) == []
 
 
 JVM_EXAMPLES = [
@@ -131,23 +139,6 @@ def test_the_reference_rule_is_shared_by_the_other_rules(tmp_path, name, text) -
 ])
 def test_the_same_rules_still_refuse_a_literal(tmp_path, name, text) -> None:
     assert _refused(tmp_path, {name: text}) == [name]
-
-
-NETRC_PROSE_REVIEWED = [
-    "Each build machine runs login once; password rotation is handled by Vault.\n",
-    "After install, the default login admin password is shown on the console.\n",
-    "machine example.com login USERNAME password PASSWORD\n",
-    "machine example.com login USERNAME password TOKEN\n",
-    "machine example.com login you password YOUR_TOKEN\n",
-    "machine example.com login you password <token>\n",
-    "machine example.com login you password GITHUB_TOKEN\n",
-    "machine runs login once; password rotation\n",
-]
-
-
-@pytest.mark.parametrize("text", NETRC_PROSE_REVIEWED)
-def test_prose_and_documented_netrc_placeholders_pass(tmp_path, text) -> None:
-    assert _refused(tmp_path, {"docs/setup.md": text, "notes.txt": text}) == []
 
 
 @pytest.mark.parametrize("text", ["password = ${PYPI_TOKEN}\n", "password = <your PyPI token>\n",

@@ -140,10 +140,15 @@ ANSWERS = [
     "<html><head><title>502 Bad Gateway</title></head><body><center>nginx</center></body></html>",
     'realm="https://auth.example.test/token",service="registry.example.test",scope="repository:acme/web:push"',
     "blob upload invalid: digest sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    # sizes, counts, ports, dates, addresses and lists of small integers: read as number lists, they spell nothing
+    '{"size": 5242880, "layers": 12, "count": 3, "port": 5000, "created": "2026-12-08T01:12:18Z"}',
+    "pushed 3 of 7 layers (12.5 MB of 48.2 MB) to 127.0.0.1:5000 and 10.0.0.12:443 at 2026-12-08 10:15:30",
+    '{"ports":[80,443,5000,8080,9090],"retries":[1,2,3,4,5,6,7,8],"uid":[0,0,1000,1000],"mode":[4,2,0,7,5,5]}',
+    "tags: [1 2 3 4 5 10 20 30 40 50], ipv6 fe80::1:2:3:4, mac 00:1a:2b:3c:4d:5e, version 1.2.3.4.5",
 ]
 
 
-@pytest.mark.parametrize("password", ["hunter22", "Kx9!mQ2#vLp8", *PASSWORDS])
+@pytest.mark.parametrize("password", ["hunter22", "Kx9!mQ2#vLp8", "Reg1stry-L0gin/Pw", *PASSWORDS])
 @pytest.mark.parametrize("answer", ANSWERS)
 def test_an_ordinary_answer_holding_no_part_of_the_password_is_shown(password: str, answer: str) -> None:
     scrub = Scrubber()
@@ -196,24 +201,6 @@ def test_registry_errors_holding_random_digests_are_shown(password: str) -> None
         for _ in range(400 // len(REGISTRY_ERRORS)):
             answer = template.format(digest="sha256:" + rng.randbytes(32).hex(), b64=_b64(rng.randbytes(24)))
             assert scrub(answer) == answer
-
-
-ORDINARY_NUMBERS = [
-    '{"size": 5242880, "layers": 12, "count": 3, "port": 5000, "created": "2026-12-08T01:12:18Z"}',
-    "pushed 3 of 7 layers (12.5 MB of 48.2 MB) to 127.0.0.1:5000 and 10.0.0.12:443 at 2026-12-08 10:15:30",
-    '{"ports":[80,443,5000,8080,9090],"retries":[1,2,3,4,5,6,7,8],"uid":[0,0,1000,1000],"mode":[4,2,0,7,5,5]}',
-    "tags: [1 2 3 4 5 10 20 30 40 50], ipv6 fe80::1:2:3:4, mac 00:1a:2b:3c:4d:5e, version 1.2.3.4.5",
-]
-
-
-@pytest.mark.parametrize("password", ["Reg1stry-L0gin/Pw", "hunter22", *PASSWORDS])
-@pytest.mark.parametrize("answer", ORDINARY_NUMBERS)
-def test_an_answer_with_ordinary_numbers_is_shown(password: str, answer: str) -> None:
-    """Sizes, counts, ports, dates, addresses and lists of small integers are read as number lists too, and spell
-    nothing of a password."""
-    scrub = Scrubber()
-    scrub.add(password, username=USER)
-    assert scrub(answer) == answer
 
 
 REVIEW_USER, REVIEW_PASSWORD = "registry-deployer", "Reg1stry-L0gin/Pw"
