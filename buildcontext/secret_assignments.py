@@ -92,6 +92,8 @@ def _judge(data: bytes, start: int, end: int, kind: str, code: bool) -> bool:
         value = m.group(6) if not (m.group(7) or code) else b""
     else:
         value = m.group(5)
+    if data[max(start - 2, 0):start] == b"${" and value[:1] == b"?":
+        return False  # `${DB_PASSWORD:?must be set}`: the shell's (and compose's) error message, not a value
     if kind == AUTH_WORD:
         return _basic_credentials(value)
     if kind == AUTHORIZATION_WORD:

@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-9"
+RULES_VERSION = "rules-10"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1

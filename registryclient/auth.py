@@ -91,7 +91,9 @@ def scope_atoms(scopes: Iterable[str]) -> frozenset[str]:
 
 
 
-_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
+_ERROR_CODE = re.compile(r"[A-Z][A-Z_]{0,39}|[a-z][a-z_]{0,39}")
+"""An error code as registries (`UNAUTHORIZED`) and OAuth2 (`invalid_grant`) write them: one case, no digits, so a
+token put where a code goes (mixed case and digits) is not one."""
 
 
 def _error_codes(content: bytes) -> str:

@@ -461,9 +461,11 @@ def test_json_nested_past_the_parser_depth_is_an_answer_not_a_crash_in_the_prefl
     ("500 Oops", {"errors": [{"code": "UNAVAILABLE", "message": "eyJS3CRET"}]}, "error UNAVAILABLE"),
     ("400 Bad", {"error": "invalid_scope", "error_description": "eyJS3CRET"}, "error invalid_scope"),
     ("400 Bad", {"error": "Reg1stry_L0gin"}, "answered 400 ("),
+    ("500 Oops", {"error": "eyJS3CRETabc123XYZ987", "code": "ghp_S3CRET0123456789abcdefABCDEF0123456789"},
+     "answered 500 ("),
 ], ids=["past the size bound", "no token field", "the password as a field name", "a token as a field name",
         "not json", "a token in a 201", "a token in a 500", "a registry error code", "an oauth error code",
-        "the password as an error code"])
+        "the password as an error code", "tokens as error codes"])
 def test_a_token_answer_that_cannot_be_used_is_described_never_shown(hostile, status, answer, says) -> None:
     """A token service's answer holds credentials whatever its status: a failure says its status, size, type or
     error code, never its text, its field names or a code equal to the password (a token the answer did hold was

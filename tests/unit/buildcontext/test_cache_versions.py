@@ -32,7 +32,7 @@ GOLDEN = {
     "memo.LAYOUT_VERSION":
         ("memo-1", "b14aee6a3c0cb264d40ebac4b83f08984c83bd682b4301afc2722bcceb48ae0d"),
     "memo.ENCODING_VERSION": ("encoding-1", "90aaaee9a7c9c34b7f61a8be08ca85db07b5f692300be687534344a142075ac9"),
-    "sensitive_rules.RULES_VERSION": ("rules-9", "524268eedfe2b32c7630bc01508069499926eaebe012e1924e7bf5d54e86bd04"),
+    "sensitive_rules.RULES_VERSION": ("rules-10", "36d6f13c48c705791fe128e583a53965aab626aab3311048bb67c0689962d9f1"),
     "history.LAYOUT_VERSION": ("history-1", "1d6f59447d8911e06b5c2061a98b9fb8e543e7101862de291192f7a955b96346"),
 }
 
@@ -159,6 +159,7 @@ _CONTENT_SAMPLES = [
     ("NuGet.Config", b'<add key="ClearTextPassword" value="%PW%"/>'), ("gradle.properties", b"\fgpr.key \\\n  abc"),
     ("gradle.properties", b"useSecret=false\norg.gradle.token=x\np.password=${P}"),
     ("a.sh", b"-Daws.secretKey='abc'"), ("a.sh", b'-Dx.password="<your password>" -Dy.token=YOUR_TOKEN'),
+    ("compose.yml", b"DB_PASSWORD: ${DB_PASSWORD:?DB_PASSWORD must be set}\n"),
 ]
 _PATHS = [".env", ".env.local", ".env.example", ".ENV", ".envrc", "id_rsa", "id_ed25519_sk", "id_rsa.pub",
           "k.p12", "k.pfx", ".aws/credentials", "x/.docker/config.json", ".dockercfg", ".git-credentials",

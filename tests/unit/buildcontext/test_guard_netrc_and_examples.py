@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from buildcontext import ContextScan, SensitiveFilesError
+from buildcontext import ContextScan, SensitiveFilesError, sensitive
+from buildcontext.sensitive_rules import SECRET_ASSIGNMENT
 from tests.harness import PROJECT_ROOT
 
 
@@ -252,3 +253,20 @@ def test_an_anonymous_ftp_entry_with_an_address_for_a_password_passes(tmp_path, 
                                    "password Zq7s3cret9\n"])
 def test_an_anonymous_login_with_a_real_password_or_a_user_with_an_address_is_refused(tmp_path, entry) -> None:
     assert _refused(tmp_path, {".netrc": entry, "ci/netrc": entry}) == [".netrc", "ci/netrc"]
+
+
+@pytest.mark.parametrize("text", [
+    b"      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?required}\n",
+    b"      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}\n",
+    b"      - POSTGRES_PASSWORD=${POSTGRES_PASSWORD:?required}\n",
+    b"DB_PASSWORD=${DB_PASSWORD?set it in the CI secrets}\n",
+])
+def test_a_required_variables_error_message_is_no_value(text) -> None:
+    """`${NAME:?message}` (shell, docker compose): the text after `?` is the error shown when NAME is unset."""
+    assert sensitive.scan_content("docker-compose.yml", text) == 0
+    assert sensitive.scan_content(".env", text) == 0
+
+
+@pytest.mark.parametrize("text", [b"POSTGRES_PASSWORD: Zq7s3cret9Kx\n", b"DB_PASSWORD=Zq7s3cret9Kx\n"])
+def test_a_literal_beside_the_required_variable_form_is_still_refused(text) -> None:
+    assert sensitive.scan_content("docker-compose.yml", text) == SECRET_ASSIGNMENT
