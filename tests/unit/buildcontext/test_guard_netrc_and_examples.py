@@ -4,29 +4,13 @@ with an ellipsis or a Markdown code span for its value, next to the literal secr
 Through ContextScan.report as the program runs it."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from buildcontext import ContextScan, SensitiveFilesError, sensitive
+from tests.unit.buildcontext.test_guard_credentials import _report
 from buildcontext.sensitive_rules import SECRET_ASSIGNMENT
 from tests.harness import PROJECT_ROOT
-
-
-def _refused(tmp_path: Path, files: dict[str, str]) -> list[str]:
-    """The paths the guard refuses in a context holding `files`; [] when it lets the build through."""
-    ctx = tmp_path / "ctx"
-    ctx.mkdir(parents=True, exist_ok=True)
-    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
-    for rel, text in files.items():
-        (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
-        (ctx / rel).write_text(text)
-    try:
-        with ContextScan(ctx, cache=False) as scan:
-            scan.report({})
-    except SensitiveFilesError as err:
-        return [f.path for f in err.findings]
-    return []
 
 
 NETRC_ENTRIES = [
@@ -42,7 +26,7 @@ NETRC_ENTRIES = [
 @pytest.mark.parametrize("text", NETRC_ENTRIES)
 @pytest.mark.parametrize("name", ["netrc.txt", "ci/netrc", "setup.sh", "conf/auth"])
 def test_a_netrc_entry_with_a_password_is_refused_in_a_file_of_any_name(tmp_path, name, text) -> None:
-    assert _refused(tmp_path, {name: text}) == [name]
+    assert _report(tmp_path, {name: text}) == [name]
 
 
 def test_the_refusal_names_the_netrc_rule_and_never_the_password(tmp_path) -> None:
@@ -77,7 +61,7 @@ NETRC_PROSE = [
 
 @pytest.mark.parametrize("text", NETRC_PROSE)
 def test_prose_references_and_documented_netrc_placeholders_pass(tmp_path, text) -> None:
-    assert _refused(tmp_path, {"README.md": text, "setup.sh": text, "docs/setup.md": text, "notes.txt": text}) == []
+    assert _report(tmp_path, {"README.md": text, "setup.sh": text, "docs/setup.md": text, "notes.txt": text}) == []
 
 
 JVM_EXAMPLES = [
@@ -89,19 +73,19 @@ JVM_EXAMPLES = [
 
 @pytest.mark.parametrize("text", JVM_EXAMPLES)
 def test_a_java_property_example_with_an_ellipsis_or_a_command_passes(tmp_path, text) -> None:
-    assert _refused(tmp_path, {"docs/guide.md": text + "\n"}) == []
+    assert _report(tmp_path, {"docs/guide.md": text + "\n"}) == []
 
 
 @pytest.mark.parametrize("text", ["run with `-Dmaven.repo.password=hunter22x`.",
                                   "-Dhttps.proxyPassword=...hunter22", "-Daws.secretKey=wJalrXUtnFEMI`"])
-def test_a_literal_java_property_secret_in_markdown_is_still_refused(tmp_path, text) -> None:
-    assert _refused(tmp_path, {"docs/guide.md": text + "\n"}) == ["docs/guide.md"]
+def test_a_literal_java_property_secret_in_markdown_is_still_report(tmp_path, text) -> None:
+    assert _report(tmp_path, {"docs/guide.md": text + "\n"}) == ["docs/guide.md"]
 
 
 def test_the_projects_own_docs_in_a_context_pass_the_guard(tmp_path) -> None:
     """The README and docs/ describe every rule with examples: shipped in a context, none is a credential."""
     docs = {f"docs/{p.name}": p.read_text() for p in (PROJECT_ROOT / "docs").glob("*.md")}
-    assert _refused(tmp_path, {"README.md": (PROJECT_ROOT / "README.md").read_text(), **docs}) == []
+    assert _report(tmp_path, {"README.md": (PROJECT_ROOT / "README.md").read_text(), **docs}) == []
 
 
 _BUILDKIT_NETRC = ("FROM scratch\nRUN --mount=type=secret,id=tok <<EOF\nmachine git.corp\nlogin ci\npassword {value}\n"
@@ -113,13 +97,13 @@ REFERENCE_VALUES = ["$(cat /run/secrets/tok)", "`cat /run/secrets/tok`", '"$GIT_
 @pytest.mark.parametrize("value", REFERENCE_VALUES)
 def test_a_netrc_password_that_is_a_command_variable_or_template_passes(tmp_path, value) -> None:
     """BuildKit's documented secret mount: the password is read from the mounted secret, never written."""
-    assert _refused(tmp_path, {"Dockerfile": _BUILDKIT_NETRC.format(value=value), "setup.sh":
+    assert _report(tmp_path, {"Dockerfile": _BUILDKIT_NETRC.format(value=value), "setup.sh":
                                f"machine git.corp login ci password {value}\n"}) == []
 
 
 @pytest.mark.parametrize("value", ["ghx8f3kQ2Lm", "'Zq7s3cret9'", "s3cret$(x)"])
-def test_a_literal_netrc_password_in_the_same_heredoc_is_refused(tmp_path, value) -> None:
-    assert _refused(tmp_path, {"Dockerfile": _BUILDKIT_NETRC.format(value=value)}) == ["Dockerfile"]
+def test_a_literal_netrc_password_in_the_same_heredoc_is_report(tmp_path, value) -> None:
+    assert _report(tmp_path, {"Dockerfile": _BUILDKIT_NETRC.format(value=value)}) == ["Dockerfile"]
 
 
 @pytest.mark.parametrize("name, text", [
@@ -130,7 +114,7 @@ def test_a_literal_netrc_password_in_the_same_heredoc_is_refused(tmp_path, value
     ("run.sh", "curl https://ci:$(cat /run/secrets/pw)@repo.example/x\n"),
 ])
 def test_the_reference_rule_is_shared_by_the_other_rules(tmp_path, name, text) -> None:
-    assert _refused(tmp_path, {name: text}) == []
+    assert _report(tmp_path, {name: text}) == []
 
 
 @pytest.mark.parametrize("name, text", [
@@ -139,25 +123,25 @@ def test_the_reference_rule_is_shared_by_the_other_rules(tmp_path, name, text) -
     ("app.env.j2", "DB_PASSWORD=Zq7s3cret9\n"),
 ])
 def test_the_same_rules_still_refuse_a_literal(tmp_path, name, text) -> None:
-    assert _refused(tmp_path, {name: text}) == [name]
+    assert _report(tmp_path, {name: text}) == [name]
 
 
 @pytest.mark.parametrize("text", ["password = ${PYPI_TOKEN}\n", "password = <your PyPI token>\n",
                                   "password = $PYPI_TOKEN\n", "password: PASSWORD\n"])
 def test_a_pypirc_password_reference_or_placeholder_passes(tmp_path, text) -> None:
-    assert _refused(tmp_path, {".pypirc": "[pypi]\nusername = __token__\n" + text}) == []
+    assert _report(tmp_path, {".pypirc": "[pypi]\nusername = __token__\n" + text}) == []
 
 
 @pytest.mark.parametrize("text", ["password = Zq7s3cret9\n", "password: 'Zq7s3cret9'\n"])
-def test_a_pypirc_literal_password_is_still_refused(tmp_path, text) -> None:
-    assert _refused(tmp_path, {".pypirc": "[pypi]\nusername = u\n" + text}) == [".pypirc"]
+def test_a_pypirc_literal_password_is_still_report(tmp_path, text) -> None:
+    assert _report(tmp_path, {".pypirc": "[pypi]\nusername = u\n" + text}) == [".pypirc"]
 
 
 @pytest.mark.parametrize("text", ["machine h.example login u password $NETRC_PASSWORD\n",
                                   "machine h.example login u password PASSWORD\n"])
-def test_a_netrc_file_reference_or_placeholder_passes_and_a_literal_is_refused(tmp_path, text) -> None:
-    assert _refused(tmp_path, {".netrc": text}) == []
-    assert _refused(tmp_path, {".netrc": "machine h.example login u password Zq7s3cret9\n"}) == [".netrc"]
+def test_a_netrc_file_reference_or_placeholder_passes_and_a_literal_is_report(tmp_path, text) -> None:
+    assert _report(tmp_path, {".netrc": text}) == []
+    assert _report(tmp_path, {".netrc": "machine h.example login u password Zq7s3cret9\n"}) == [".netrc"]
 
 
 @pytest.mark.parametrize("line", [
@@ -169,8 +153,8 @@ def test_a_netrc_file_reference_or_placeholder_passes_and_a_literal_is_refused(t
     "RUN echo -n machine git.corp login ci password ghx8f3kQ2Lm > /root/.netrc",
     "RUN echo -e 'machine git.corp login ci password ghx8f3kQ2Lm' > /root/.netrc",
 ])
-def test_a_netrc_entry_written_by_echo_or_printf_is_refused(tmp_path, line) -> None:
-    assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == ["Dockerfile"]
+def test_a_netrc_entry_written_by_echo_or_printf_is_report(tmp_path, line) -> None:
+    assert _report(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == ["Dockerfile"]
 
 
 @pytest.mark.parametrize("line", [
@@ -179,7 +163,7 @@ def test_a_netrc_entry_written_by_echo_or_printf_is_refused(tmp_path, line) -> N
     'RUN echo "see the machine docs: login once, password later" > /README',
 ])
 def test_a_netrc_entry_written_with_a_reference_passes(tmp_path, line) -> None:
-    assert _refused(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == []
+    assert _report(tmp_path, {"Dockerfile": f"FROM scratch\n{line}\n"}) == []
 
 
 CI_WORKFLOW = """jobs:
@@ -197,14 +181,14 @@ CI_WORKFLOW = """jobs:
                                    "$(GIT_TOKEN)"])
 def test_a_ci_systems_expression_for_a_netrc_password_passes(tmp_path, value) -> None:
     """GitHub Actions' and Azure Pipelines' expressions are references, as `${VAR}` is, in every rule."""
-    assert _refused(tmp_path, {".github/workflows/ci.yml": CI_WORKFLOW.format(value=value),
+    assert _report(tmp_path, {".github/workflows/ci.yml": CI_WORKFLOW.format(value=value),
                                "azure-pipelines.yml": f"variables:\n  REG_PASSWORD: {value}\n"}) == []
 
 
 def test_a_literal_netrc_password_in_a_ci_workflow_is_refused_at_any_indent(tmp_path) -> None:
     one_line = CI_WORKFLOW.replace("git.corp login ci password {value}", "git.corp login ci password x")
     heredoc = CI_WORKFLOW.replace('github.com login x password {value}"', 'github.com"')
-    assert _refused(tmp_path, {"a.yml": one_line.format(value="ghx8f3kQ2Lm"),
+    assert _report(tmp_path, {"a.yml": one_line.format(value="ghx8f3kQ2Lm"),
                                "b.yml": heredoc.format(value="ghx8f3kQ2Lm")}) == ["a.yml", "b.yml"]
 
 
@@ -223,20 +207,20 @@ type Session {{
 
 @pytest.mark.parametrize("value", ["String!", "Secret!", "String", "[String!]!"])
 def test_a_graphql_schemas_field_types_pass(tmp_path, value) -> None:
-    assert _refused(tmp_path, {"schema.graphql": GRAPHQL_SCHEMA.format(value=value),
+    assert _report(tmp_path, {"schema.graphql": GRAPHQL_SCHEMA.format(value=value),
                                "types.ts": f"interface Login {{ password: {value}; }}\n"}) == []
 
 
 @pytest.mark.parametrize("value", ["Zq7s3cret9!", "hunter22!x", '"String!"'])
-def test_a_literal_after_a_graphql_like_field_is_still_refused(tmp_path, value) -> None:
-    assert _refused(tmp_path, {"schema.graphql": GRAPHQL_SCHEMA.format(value=value)}) == ["schema.graphql"]
+def test_a_literal_after_a_graphql_like_field_is_still_report(tmp_path, value) -> None:
+    assert _report(tmp_path, {"schema.graphql": GRAPHQL_SCHEMA.format(value=value)}) == ["schema.graphql"]
 
 
 @pytest.mark.parametrize("value", ["your-token", "MyToken", "your_password", "s3cret-example", "hunter"])
 def test_a_netrc_password_is_judged_by_the_assignment_value_rule(tmp_path, value) -> None:
     """A word or an example is not a credential after `password` in a netrc entry, as after `password=`."""
     entry = f"machine registry.corp login me password {value}\n"
-    assert _refused(tmp_path, {"docs/setup.md": entry, "setup.sh": entry, ".netrc": entry,
+    assert _report(tmp_path, {"docs/setup.md": entry, "setup.sh": entry, ".netrc": entry,
                                "app.env": f"PASSWORD={value}\n"}) == []
 
 
@@ -244,15 +228,15 @@ def test_a_netrc_password_is_judged_by_the_assignment_value_rule(tmp_path, value
 @pytest.mark.parametrize("login", ["anonymous", "ftp"])
 def test_an_anonymous_ftp_entry_with_an_address_for_a_password_passes(tmp_path, login, value) -> None:
     entry = f"default login {login} password {value}\n"
-    assert _refused(tmp_path, {".netrc": entry, "ci/netrc": entry}) == []
+    assert _report(tmp_path, {".netrc": entry, "ci/netrc": entry}) == []
 
 
 @pytest.mark.parametrize("entry", ["default login anonymous password Zq7s3cret9\n",
                                    "default login deployer password guest@corp.net\n",
                                    "machine h.corp login anonymous password guest@\nmachine g.corp login ci\n"
                                    "password Zq7s3cret9\n"])
-def test_an_anonymous_login_with_a_real_password_or_a_user_with_an_address_is_refused(tmp_path, entry) -> None:
-    assert _refused(tmp_path, {".netrc": entry, "ci/netrc": entry}) == [".netrc", "ci/netrc"]
+def test_an_anonymous_login_with_a_real_password_or_a_user_with_an_address_is_report(tmp_path, entry) -> None:
+    assert _report(tmp_path, {".netrc": entry, "ci/netrc": entry}) == [".netrc", "ci/netrc"]
 
 
 @pytest.mark.parametrize("text", [
@@ -268,5 +252,5 @@ def test_a_required_variables_error_message_is_no_value(text) -> None:
 
 
 @pytest.mark.parametrize("text", [b"POSTGRES_PASSWORD: Zq7s3cret9Kx\n", b"DB_PASSWORD=Zq7s3cret9Kx\n"])
-def test_a_literal_beside_the_required_variable_form_is_still_refused(text) -> None:
+def test_a_literal_beside_the_required_variable_form_is_still_report(text) -> None:
     assert sensitive.scan_content("docker-compose.yml", text) == SECRET_ASSIGNMENT
