@@ -30,6 +30,8 @@ from components.platforms import history_name
 from components.config.builders import same_platform
 from components.config.image_rules import check_build_arg_name, check_platform, check_target, target_problem
 from components.config.paths import PROJECT_ROOT, Located
+from components.config.schema import REMOTE_INPUT_MODES, ImageSettings
+from components.image_plans import image_label, read_image_plans
 from components.config.problems import ConfigError
 from components.config.shown import shown
 from components.config.stackfile import load_stack_file
@@ -89,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--target", default=None)
     parser.add_argument("--platform", default=None, help=f"default: {DEFAULT_PLATFORM}")
+    parser.add_argument("--remote-inputs", choices=REMOTE_INPUT_MODES, default=None,
+                        help=f"as an image's remoteInputs (default: {REMOTE_INPUT_MODES[0]})")
     return parser
 
 
@@ -181,18 +185,19 @@ def _history_lines(key: history.HistoryKey, rec: history.Record | None, state: h
             *_diff(previous, state, manifest)]
 
 
-def _remote_inputs(settings: Any, img: Any, platform: str) -> tuple[dict[str, str], stages.DockerfilePlan | None]:
-    """The remote inputs (label -> digest) of the image's build for `platform` as the program pins them, and its
-    Dockerfile plan for that platform; RemoteInputError (a whole message) when one cannot be resolved."""
-    if img.remote_inputs == "ignore":
+def _planned(label: str, image: ImageSettings, dockerfile: Path,
+             platform: str) -> tuple[dict[str, str], stages.DockerfilePlan | None]:
+    """The image's Dockerfile read and its remote inputs resolved as planning reads and resolves them
+    (components/image_plans.py, for every platform the image builds): (label -> digest of the remote inputs of the
+    build for `platform`, its Dockerfile plan); every problem the program would report, one line each."""
+    problems: list[str] = []
+    plans = read_image_plans(label, image, dockerfile, problems)
+    if problems:
+        raise _UsageError("\n".join(problems))
+    if plans is None:  # unreadable under remoteInputs: ignore, as the program accepts it
         return {}, None
-    data = settings.path(img.dockerfile).read_bytes()
-    try:
-        plan = stages.read_plan(data, img.build_args, img.target, platform)
-    except stages.DockerfileProblem as err:
-        raise _UsageError(f"{img.dockerfile}{f' line {err.line}' if err.line else ''}: {err}") from None
-    inputs = remote_inputs.ImageInputs(img.name, img.dockerfile, img.remote_inputs, plan, platform)
-    return dict(remote_inputs.resolve_all([inputs], None)()[(img.name, platform)].labels), plan
+    resolved = remote_inputs.resolve_all(plans.values(), None)().get((label, platform))
+    return dict(resolved.labels) if resolved is not None else {}, plans[platform].plan
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,13 +229,16 @@ class _Inputs:
     record: Any = None
 
 
+_FROM_STACK = ("with --stack, the image's dockerfile, build args, target, platform and remote inputs come from the "
+               "stack file; drop --dockerfile/--build-arg/--target/--platform/--remote-inputs")
+
+
 def _stack_platform(opts: argparse.Namespace, img: Any) -> str:
     """The platform of the stack's image that explain is about: --platform picks one of an image's platforms."""
     if opts.platform is not None:
         # An image with platforms has one build (and one history) per platform: --platform picks it.
         if not img.platforms:
-            raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from "
-                              "the stack file; drop --dockerfile/--build-arg/--target/--platform")
+            raise _UsageError(_FROM_STACK)
         platform = next((p for p in img.platforms if same_platform(p, opts.platform)), None) \
             if platform_problem(opts.platform) is None else None
         if platform is None:
@@ -244,27 +252,33 @@ def _stack_platform(opts: argparse.Namespace, img: Any) -> str:
 
 
 def _stack_inputs(opts: argparse.Namespace) -> _Inputs:
-    if opts.dockerfile is not None or opts.build_args or opts.target is not None:
-        raise _UsageError("with --stack, the image's dockerfile, build args, target and platform come from the "
-                          "stack file; drop --dockerfile/--build-arg/--target/--platform")
+    if opts.dockerfile is not None or opts.build_args or opts.target is not None or opts.remote_inputs is not None:
+        raise _UsageError(_FROM_STACK)
     settings = load_stack_file(opts.stack, PROJECT_ROOT)
     if settings.promotion is not None:
         source = settings.promotion.source_stack
         raise _UsageError(f"stack {opts.stack!r} builds nothing: it promotes the images of stack {source!r} "
                           f"(acr-publish:promoteFrom); explain the image there: --stack {source.split('/')[-1]} "
                           f"--image {opts.image}")
-    images = {img.name: img for img in settings.images}
+    images = {img.name: (i, img) for i, img in enumerate(settings.images)}
     if opts.image not in images:
         raise _UsageError(f"stack {opts.stack!r} has no image {opts.image!r}; its images are "
                           f"{', '.join(sorted(images))}")
-    img = images[opts.image]
+    index, img = images[opts.image]
     platform = _stack_platform(opts, img)
     key = history.HistoryKey(settings.project_root, settings.stack,
                              history_name(img.name, platform, bool(img.platforms)))
     record = history.load(key)  # before the scan: an unusable history is reported before any work is done
-    remote, plan = _remote_inputs(settings, img, platform)
+    remote, plan = _planned(image_label(index, img), img, settings.path(img.dockerfile), platform)
     return _Inputs(settings.path(img.context), settings.path(img.dockerfile), dict(img.build_args), img.target,
                    platform, img.allow_sensitive, remote, plan, key, record)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long: the scan says so
+        return False
 
 
 def _path_inputs(opts: argparse.Namespace) -> _Inputs:
@@ -273,14 +287,20 @@ def _path_inputs(opts: argparse.Namespace) -> _Inputs:
     platform = DEFAULT_PLATFORM if opts.platform is None else opts.platform
     check_target("--target", opts.target, problems)
     dockerfile = Path(opts.dockerfile if opts.dockerfile is not None else Path(opts.context) / "Dockerfile")
-    if opts.target is not None and not problems and dockerfile.is_file():  # else the scan says what is wrong
+    readable = _is_file(dockerfile)  # else the scan says what is wrong
+    if opts.target is not None and not problems and readable:
         rule = target_problem(opts.target, Located(escaped(str(dockerfile)), dockerfile))
         if rule:
             problems.append(f"--target {shown(opts.target)} is invalid: {rule}")
     check_platform("--platform", platform, problems)
     if problems:
         raise _UsageError("\n  ".join(["invalid arguments:", *problems]))
-    return _Inputs(opts.context, opts.dockerfile, build_args, opts.target, normal_platform(platform))
+    image = ImageSettings(name=Path(opts.context).name, context=str(opts.context), dockerfile=escaped(str(dockerfile)),
+                          platform=normal_platform(platform), target=opts.target, build_args=build_args,
+                          remote_inputs=opts.remote_inputs or REMOTE_INPUT_MODES[0])
+    remote, plan = ({}, None) if not readable else (
+        _planned(f"context {escaped(str(opts.context))}", image, dockerfile, image.platform))
+    return _Inputs(opts.context, opts.dockerfile, build_args, opts.target, image.platform, remote=remote, plan=plan)
 
 
 def _lines(scan: ContextScan, inputs: _Inputs, state: Any, manifest: dict[str, list[str]], refused: tuple) -> list[str]:

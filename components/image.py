@@ -25,6 +25,7 @@ from buildcontext.printable import escaped
 from buildcontext.sensitive import dockerignore_escape
 from components import remote_inputs, staged_prune
 from components.audit import declare_audit
+from components.image_plans import image_label, read_image_plans
 from components.platforms import history_name, index_tag
 from components.registry import RegistryCredentials
 from errors import AcrPublishError
@@ -71,31 +72,9 @@ PINNED_DIR = ".acr-publish/pinned"
 
 
 def _read_plans(settings: Settings, problems: list[str]) -> dict[str, dict[str, remote_inputs.ImageInputs] | None]:
-    """Each image's Dockerfile read for its build inputs (buildcontext/stages.py), once per platform it is built
-    for: a base by tag is another manifest per platform, an ADD URL with ${TARGETARCH} another file. A Dockerfile
-    this cannot read is a problem, except under remoteInputs: ignore, where the guard then counts every stage as
-    shipped."""
-    plans: dict[str, dict[str, remote_inputs.ImageInputs] | None] = {}
-    for i, image in enumerate(settings.images):
-        label = f"acr-publish:images[{i}] ({image.name})"
-        try:
-            data = settings.path(image.dockerfile).read_bytes()
-            plans[image.name] = {
-                platform: remote_inputs.ImageInputs(label, image.dockerfile, image.remote_inputs,
-                                                    stages.read_plan(data, image.build_args, image.target, platform),
-                                                    platform)
-                for platform in image_platforms(image)}
-        except (OSError, stages.DockerfileProblem) as err:
-            plans[image.name] = None
-            # An unknown target is the settings' to report (it never reaches a stack's plan); the engine refuses it.
-            crashes = isinstance(err, stages.EmptyTrimPattern)  # the build would take the engine down: every mode
-            if (image.remote_inputs != "ignore" or crashes) and not isinstance(err, stages.UnknownTarget):
-                line = f" line {err.line}" if getattr(err, "line", 0) else ""
-                reason = err.strerror if isinstance(err, OSError) else str(err)
-                problems.append(f"{label}: {image.dockerfile}{line}: {reason}" + ("" if crashes else (
-                    "; the base images and remote sources cannot be read from it (fix the line, or set "
-                    "remoteInputs: ignore)")))
-    return plans
+    """Image name -> its Dockerfile read per platform (components/image_plans.py), None when unreadable."""
+    return {image.name: read_image_plans(image_label(i, image), image, settings.path(image.dockerfile), problems)
+            for i, image in enumerate(settings.images)}
 
 
 def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.DockerfilePlan,
@@ -176,7 +155,7 @@ def _context_scans(settings: Settings, problems: list[str],
         pair = (settings.path(image.context), settings.path(image.dockerfile))
         staged_problem = _staged_dir_problem(settings, image)
         if staged_problem is not None:
-            problems.append(f"acr-publish:images[{i}] ({image.name}): {staged_problem}")
+            problems.append(f"{image_label(i, image)}: {staged_problem}")
         try:  # scanned even so: every problem of the context is reported in one run
             scan = scans.get(pair)
             if scan is None:
@@ -184,7 +163,7 @@ def _context_scans(settings: Settings, problems: list[str],
             if staged_problem is None:
                 image_scans[image.name] = scan
         except ValueError as err:  # a context the engine cannot send (its reason)
-            problems.append(f"acr-publish:images[{i}] ({image.name}): {err}")
+            problems.append(f"{image_label(i, image)}: {err}")
     return image_scans
 
 
@@ -267,7 +246,7 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
             scan = image_scans.get(image.name)
             if scan is None:
                 continue
-            label = f"acr-publish:images[{i}] ({image.name})"
+            label = image_label(i, image)
             inputs = dockerfiles.get(image.name)
             _warn_remote_inputs(image, label, inputs)
             if image.remote_inputs != "ignore" and inputs is not None and \

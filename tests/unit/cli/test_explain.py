@@ -257,7 +257,7 @@ def test_explain_reports_the_dockerfile_and_build_arg_findings_the_plan_refuses(
     """explain shows the same report as plan_builds: besides the files sent, the Dockerfile's text and the
     build args (which land in the image history), never their values."""
     ak = "LTAI" + "9zzFakeFakeFake12"
-    tree = make_tree(tmp_path / "ctx", {"Dockerfile": f"FROM scratch\nENV K={ak}\n", "a.txt": "a"})
+    tree = make_tree(tmp_path / "ctx", {"Dockerfile": f"FROM scratch\nARG DB_PASSWORD\nENV K={ak}\n", "a.txt": "a"})
     proc = run_cli(str(tree), "--build-arg", "DB_PASSWORD=hunter2-value", "--build-arg", "APP=ok")
     assert proc.returncode == 0, proc.stderr
     assert "sensitive   2 finding(s)" in proc.stdout, proc.stdout
