@@ -328,3 +328,87 @@ def test_explain_refuses_a_target_the_program_refuses_with_its_rule(project, doc
     assert rc == 2 and out == "", out
     assert f"--target 'web' is invalid: {said.replace('app/Dockerfile', str(project.root / 'app' / 'Dockerfile'))}" \
         in err, (said, err)
+
+
+# ---------------------------------------------------------------- the Dockerfile read as the program reads it
+
+DEEP = "${A:-" * 65 + "x" + "}" * 65
+REFUSED = {
+    "nested too deep": (f"FROM scratch AS web\nARG A=1\nENV B={DEEP}\n", "line 3", "more than 64 levels deep"),
+    "empty trim pattern": ("FROM scratch AS web\nARG A=1\nENV B=${A#}\n", "line 3", "has an empty pattern"),
+    "bad substitution": ("FROM scratch AS web\nARG A=1\nENV B=${A!x}\n", "line 3", "unsupported modifier"),
+    "mount from a stage number": ("FROM scratch AS base\nFROM scratch AS web\n"
+                                  "RUN --mount=type=bind,from=0,target=/b true\n", "line 3",
+                                  "only COPY --from counts stages by number"),
+    "variable in --from": ("FROM scratch AS web\nARG S=base\nCOPY --from=$S /a /b\n", "line 3",
+                           "BuildKit expands no variable in a --from"),
+    "remote source with user info": ("FROM scratch AS web\nADD https://u:p@127.0.0.1:9/f /f\n", "line 2",
+                                     "holds user info"),
+}
+
+
+def _program_problems(project: Project, image: dict) -> list[str]:
+    """The lines the program refuses the stack with (one image), after `acr-publish:images[0] (web): `."""
+    project.stack("s", [image])
+    with pytest.raises(Exception) as refused:
+        project.plan("s")
+    prefix = "acr-publish:images[0] (web): "
+    return [line.removeprefix(prefix) for line in str(refused.value).splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.parametrize("kind", REFUSED)
+def test_explain_refuses_what_the_program_refuses_with_its_message_in_every_mode(project, kind):
+    """Each refusal of the Dockerfile's reading: the program refuses the stack; explain --stack prints the program's
+    own lines, explain <context> the same problem for its context, each one line, no tag, status 2."""
+    text, line, needle = REFUSED[kind]
+    (project.root / "app" / "Dockerfile").write_text(text)
+    said = _program_problems(project, {**WEB, "buildArgs": {}})
+    assert len(said) == 1 and f"app/Dockerfile {line}: " in said[0] and needle in said[0], said
+    rc, out, err = project.explain("--stack", "s", "--image", "web")
+    assert (rc, out) == (2, ""), out
+    assert err == f"error: acr-publish:images[0] (web): {said[0]}\n", (said, err)
+    context = project.root / "app"
+    rc, out, err = project.explain(str(context), "--target", "web")
+    assert (rc, out) == (2, ""), out
+    reason = said[0].split(f"app/Dockerfile {line}: ", 1)[1]
+    assert err == f"error: context {context}: {context / 'Dockerfile'} {line}: {reason}\n", (said, err)
+
+
+@pytest.mark.parametrize("kind", ["empty trim pattern", "nested too deep"])
+def test_under_remote_inputs_ignore_explain_refuses_only_what_the_program_refuses(project, kind):
+    """remoteInputs: ignore: a word that would crash the engine is still refused by both; one the plan cannot read
+    is accepted by both, and explain prints the program's tag (the guard counting every stage as shipped)."""
+    text, line, needle = REFUSED[kind]
+    (project.root / "app" / "Dockerfile").write_text(text)
+    image = {**WEB, "buildArgs": {}, "remoteInputs": "ignore"}
+    context = str(project.root / "app")
+    if kind == "empty trim pattern":
+        said = _program_problems(project, image)
+        assert len(said) == 1 and needle in said[0], said
+        for args in (["--stack", "s", "--image", "web"], [context, "--target", "web", "--remote-inputs", "ignore"]):
+            rc, out, err = project.explain(*args)
+            assert (rc, out) == (2, "") and needle in err and err.count("\n") == 1, (args, err)
+        return
+    project.stack("s", [image])
+    tag = project.plan("s")["web"]
+    rc, out, err = project.explain("--stack", "s", "--image", "web")
+    assert rc == 0 and f"tag         {tag}" in out, err
+    inline_cache = load_stack_file("s", project.root).images[0].build_args
+    args = [f"--build-arg={k}={v}" for k, v in inline_cache.items()]
+    rc, out, err = project.explain(context, "--target", "web", "--remote-inputs", "ignore", *args)
+    assert rc == 0 and f"tag         {tag}" in out, err
+    rc, out, err = project.explain(context, "--target", "web", *args)
+    assert rc == 2 and needle in err, err
+
+
+def test_an_ordinary_multi_stage_dockerfile_explains_with_the_programs_tag(project):
+    """The passing side: the project's multi-stage Dockerfile (web and worker built on one base stage) plans, and
+    explain prints the tag the program planned, with the stack and with the same inputs given by hand."""
+    tags = project.plan("s")
+    for image in ("web", "worker"):
+        rc, out, err = project.explain("--stack", "s", "--image", image)
+        assert rc == 0 and f"tag         {tags[image]}" in out, err
+        build_args = load_stack_file("s", project.root).images[0].build_args
+        args = [f"--build-arg={k}={v}" for k, v in build_args.items()]
+        rc, out, err = project.explain(str(project.root / "app"), "--target", image, *args)
+        assert rc == 0 and f"tag         {tags[image]}" in out, err
