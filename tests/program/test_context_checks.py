@@ -13,6 +13,7 @@ import pytest
 
 from tests.harness import NO_PREFLIGHT, reported_error, run_stack
 from tests.unit.buildcontext.test_scan_errors import LONE_BACKSLASH, _refuse
+from tests.unit.cli.test_explain import REFUSED
 
 
 def test_the_program_refuses_before_declaring_anything(project, monkeypatch, preflight_calls) -> None:
@@ -104,3 +105,18 @@ def test_explain_reports_a_word_nested_too_deep_in_one_line(project, args):
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 2 and proc.stdout == "", proc.stdout
     assert proc.stderr.count("\n") == 1 and "line 1" in proc.stderr and "levels deep" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("kind", REFUSED)
+def test_each_dockerfile_refusal_explain_knows_is_the_programs_one_error(project, preflight_calls, kind):
+    """The program's side of explain's refusals (tests/unit/cli/test_explain.py): through the real __main__.py,
+    each is one BuildPlanError naming the line, before anything is declared."""
+    text, line, needle = REFUSED[kind]
+    (project / "app" / "Dockerfile").write_text(text + "FROM scratch AS worker\n")
+    records: list = []
+    with pytest.raises(pulumi.RunError) as err:
+        run_stack("local", NO_PREFLIGHT, project_root=project, records=records, as_engine=True)
+    assert type(reported_error(err.value)).__name__ == "BuildPlanError", type(err.value.__context__).__mro__
+    said = [s for s in str(err.value).splitlines() if s.startswith("acr-publish:images[0] (web): ")]
+    assert len(said) == 1 and f"app/Dockerfile {line}: " in said[0] and needle in said[0], str(err.value)
+    assert not records, [r.name for r in records]
