@@ -1,6 +1,6 @@
 """`python -m cli.explain`: a build context the way acr-publish sees it, and why an image's tag moved.
 
-  python -m cli.explain <context> [--dockerfile PATH] [--build-arg NAME=VALUE ...] [--target T] [--platform P]
+  python -m cli.explain <context> [--dockerfile PATH] [--build-arg NAME=VALUE ...] [--target T] [--platform P] [...]
       the digest, tag and size of a build with those inputs, and the current manifest (every path the build
       sees with its kind and content hash, link target or device numbers); no history is read or written.
   python -m cli.explain --stack S --image I
@@ -9,7 +9,8 @@
       that tag differs from the one before it. Base images and remote ADD sources are resolved as the program
       does, with the Docker config's credentials or anonymously (explain cannot read the stack's secrets).
 
-Arguments are checked with the stack settings' own rules; a malformed --build-arg is named without its value.
+Arguments are checked with the stack settings' own rules; a malformed --build-arg is named without its value. The
+Dockerfile is read with the program's code (components/image_plans.py): what the program refuses is its message.
 Every error is one message on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
