@@ -192,7 +192,7 @@ def _remote_inputs(settings: Any, img: Any, platform: str) -> tuple[dict[str, st
     except stages.DockerfileProblem as err:
         raise _UsageError(f"{img.dockerfile}{f' line {err.line}' if err.line else ''}: {err}") from None
     inputs = remote_inputs.ImageInputs(img.name, img.dockerfile, img.remote_inputs, plan, platform)
-    return dict(remote_inputs.resolve_all([inputs], None)()[(img.name, platform)].labels), plan
+    return dict(remote_inputs.resolve_all([inputs], None).result()[(img.name, platform)].labels), plan
 
 
 def main(argv: list[str] | None = None) -> int:
