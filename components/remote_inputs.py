@@ -308,8 +308,7 @@ def _resolve_host(host: str, keys: list[tuple[str, str]], stack: RegistryLogin |
                 client.login(prove=False)  # a refused login shows in the first manifest request, as with one
         except ResolveFailure as failure:
             return dict.fromkeys(keys, failure)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(platforms))) as inner:
-            list(inner.map(one, platforms))
+        each_beside([partial(one, reference) for reference in platforms])
     finally:
         client.close()
     return results
@@ -376,18 +375,26 @@ def _checksum(url: str, deadline: float) -> str | ResolveFailure:
         return failure
 
 
+def each_beside(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Every task's answer, in order: the first in this thread, the others in threads beside it (up to WORKERS)
+    (a thread started costs the side process more than the one it already has)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(tasks) - 1))) as pool:
+        others = [pool.submit(task) for task in tasks[1:]]
+        first = [tasks[0]()] if tasks else []
+        return first + [future.result() for future in others]
+
+
 def _ask(by_host: Mapping[str, list[tuple[str, str]]], urls: Sequence[str], stack: RegistryLogin | None,
          deadline: float) -> tuple[dict[tuple[str, str], str | ResolveFailure], dict[str, str | ResolveFailure]]:
     """Every request of a run, in the side process: one task per registry host (one client, so one login, then its
     references) and one per URL, all in parallel; (reference, platform) -> digest and URL -> checksum, or the
     ResolveFailure."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(by_host) + len(urls)))) as pool:
-        hosts = [pool.submit(_resolve_host, host, keys, stack, deadline) for host, keys in by_host.items()]
-        checksums = {url: pool.submit(_checksum, url, deadline) for url in urls}
+    answers = each_beside([partial(_resolve_host, host, keys, stack, deadline) for host, keys in by_host.items()]
+                          + [partial(_checksum, url, deadline) for url in urls])
     refs: dict[tuple[str, str], str | ResolveFailure] = {}
-    for future in hosts:
-        refs.update(future.result())
-    return refs, {url: future.result() for url, future in checksums.items()}
+    for found in answers[:len(by_host)]:
+        refs.update(found)
+    return refs, dict(zip(urls, answers[len(by_host):]))
 
 
 run_aside: Callable[[Callable[[], Any], float, str], Any] = SideProcess
