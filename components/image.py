@@ -239,7 +239,7 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
     try:
         image_scans = _context_scans(settings, problems, scans)
         try:
-            resolved = waiting()
+            resolved = waiting.result()
         except remote_inputs.RemoteInputError as err:
             problems.append(str(err))
         for i, image in enumerate(settings.images):
@@ -256,6 +256,7 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
             if planned is not None:
                 plans[image.name] = planned
     finally:
+        waiting.close()
         for scan in scans.values():  # one stat-cache write per context, also when an image was refused
             scan.save()
     if problems:

@@ -5,9 +5,9 @@ and each remote `ADD <url>` fetched and hashed (components/remote_sources.py).
 Per image, by `remoteInputs` (components/config/image_rules.py): `resolve` (default) asks the registries and servers;
 `pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
 (and every git source without a full commit); `ignore` asks nothing and pins nothing (said in a warning). A pinned
-input costs no request; every other distinct reference (one manifest request for every platform it is needed for)
-and URL is asked once per run, concurrently. Credentials per host: the stack's own login for the stack's registry
-host (and only there); for any other host the user's Docker config (`auths`, or a credential helper), else anonymous.
+input costs no request; every other distinct reference (one manifest request for all its platforms) and URL is asked
+once per run, concurrently, in a side process (components/side_process.py) while the plan scans its contexts.
+Credentials: the stack's own login for its registry host only; elsewhere components/docker_config.py's, or none.
 
 The result per image and platform (an image with `platforms` has a Dockerfile plan per platform), `ResolvedInputs`,
 names each input by label (`FROM <ref>`, with `(<platform>)` when not that platform; `ADD <url>`) with its digest;
@@ -15,23 +15,22 @@ that mapping is part of the platform's content tag, and `pinned_text` (the stage
 exactly those digests, so a base that moves between planning and building is not taken."""
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import contextlib
-import os
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import requests
 
 from boundedjson import PastBounds, parse_json
 from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
+from components.docker_config import DOCKER_HUB, DOCKER_HUB_API, docker_config_credentials
 from components.docker_rules import normal_parts, platform_preference
 from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
+from components.side_process import SideProcess, SideProcessError
 from components.stack_advice import BASE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
@@ -39,15 +38,11 @@ from registryclient.client import MANIFEST_LIMIT
 from registryclient.login import RegistryLogin
 from registryclient.references import is_loopback
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
-DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 BUDGET_S = 120.0
 """The whole resolution of one run: no request starts after it."""
+GRACE_S = 15.0
+"""How much longer than BUDGET_S the side process may take to end after its last request."""
 WORKERS = 8
-HELPER_TIMEOUT_S = 20.0
-DOCKER_CONFIG_LIMIT = 1 << 20
-"""Bytes read of the Docker config file and of a credential helper's answer."""
 
 
 class RemoteInputError(AcrPublishError):
@@ -95,62 +90,6 @@ class Credentials:
     """The host, the account picked for it (None for anonymous) and whether plain HTTP may be used there."""
     source: str
     """How messages name them: "the stack's login", "the Docker config", "anonymous"."""
-
-
-def _docker_config() -> dict[str, Any]:
-    path = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-    try:
-        with path.open("rb") as config:
-            doc = parse_json(config.read(DOCKER_CONFIG_LIMIT + 1), limit=DOCKER_CONFIG_LIMIT)
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _helper(name: str, key: str) -> tuple[str, str] | None:
-    try:
-        answer = subprocess.run([f"docker-credential-{name}", "get"], input=key.encode(), capture_output=True,
-                                timeout=HELPER_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if answer.returncode != 0:
-        return None
-    try:
-        doc = parse_json(answer.stdout, limit=DOCKER_CONFIG_LIMIT)
-    except ValueError:
-        return None
-    if isinstance(doc, dict) and doc.get("Username") and isinstance(doc.get("Secret"), str):
-        return doc["Username"], doc["Secret"]
-    return None
-
-
-def docker_config_credentials(host: str) -> tuple[str, str] | None:
-    """The user's Docker config credentials for `host` (as `docker login host` stored them), or None."""
-    config = _docker_config()
-    keys = [DOCKER_HUB_CONFIG_KEY, DOCKER_HUB, DOCKER_HUB_API] if host == DOCKER_HUB_API else [
-        host, f"https://{host}", f"http://{host}"]
-    helpers = config.get("credHelpers") if isinstance(config.get("credHelpers"), dict) else {}
-    for key in keys:
-        if isinstance(helpers.get(key), str):
-            return _helper(helpers[key], key)
-    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
-    for key in keys:
-        entry = auths.get(key)
-        if isinstance(entry, dict):
-            if isinstance(entry.get("auth"), str) and entry["auth"]:
-                try:
-                    user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-                except (ValueError, UnicodeDecodeError):
-                    continue
-                return user, password
-            if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
-                return entry["username"], entry["password"]
-    if isinstance(config.get("credsStore"), str):
-        for key in keys[:1]:
-            found = _helper(config["credsStore"], key)
-            if found:
-                return found
-    return None
 
 
 def credentials_for(host: str, stack: RegistryLogin | None) -> Credentials:
@@ -369,8 +308,7 @@ def _resolve_host(host: str, keys: list[tuple[str, str]], stack: RegistryLogin |
                 client.login(prove=False)  # a refused login shows in the first manifest request, as with one
         except ResolveFailure as failure:
             return dict.fromkeys(keys, failure)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(WORKERS, len(platforms))) as inner:
-            list(inner.map(one, platforms))
+        each_beside([partial(one, reference) for reference in platforms])
     finally:
         client.close()
     return results
@@ -403,7 +341,7 @@ def _resolved_references(image: ImageInputs, ref_results: dict[tuple[str, str], 
     return labels, digests
 
 
-def _resolved_sources(image: ImageInputs, url_futures: dict[str, concurrent.futures.Future], labels: dict[str, str],
+def _resolved_sources(image: ImageInputs, url_results: Mapping[str, str | ResolveFailure], labels: dict[str, str],
                       problems: list[str]) -> dict[RemoteSource, str]:
     """One image's remote-source labels (added to `labels`) and fetched checksums; each failure goes to `problems`."""
     checksums: dict[RemoteSource, str] = {}
@@ -417,9 +355,9 @@ def _resolved_sources(image: ImageInputs, url_futures: dict[str, concurrent.futu
             continue
         if image.mode == "pinned":
             continue
-        try:
-            checksum = url_futures[source.url].result()
-        except ResolveFailure as failure:
+        checksum = url_results[source.url]
+        if isinstance(checksum, ResolveFailure):
+            failure = checksum
             host = requests.utils.urlparse(source.url).hostname or "?"
             fix = _SOURCE_FIXES.get(failure.kind, _DEFAULT_SOURCE_FIX)
             problems.append(f"{_where(image, source.line)}: ADD {source.shown} (host {host}) cannot be "
@@ -430,40 +368,84 @@ def _resolved_sources(image: ImageInputs, url_futures: dict[str, concurrent.futu
     return checksums
 
 
-def resolve_all(images: Iterable[ImageInputs],
-                stack: RegistryLogin | None) -> Callable[[], dict[tuple[str, str], ResolvedInputs]]:
-    """Start resolving every image's unpinned references and sources (each distinct one once, concurrently) and
-    return a function that waits for them: (image label, platform) -> ResolvedInputs, or RemoteInputError listing
-    every problem (each once). `images` in `ignore` mode are left out; `pinned` ones are checked without a request."""
-    images = [i for i in images if i.mode != "ignore"]
-    deadline = time.monotonic() + BUDGET_S
-    problems: list[str] = []
-    wanted_refs, wanted_urls = _wanted(images, problems)
-    # One task per registry host: one client, so one login, then its references one after the other (a login costs
-    # two requests, a reference one); hosts and sources in parallel.
-    by_host: dict[str, list[tuple[str, str]]] = {}
-    for key in wanted_refs:
-        by_host.setdefault(locate(key[0]).host, []).append(key)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(by_host) + len(wanted_urls))))
-    host_futures = [pool.submit(_resolve_host, host, keys, stack, deadline) for host, keys in by_host.items()]
-    url_futures = {url: pool.submit(fetch_checksum, url, deadline) for url in wanted_urls}
-    pool.shutdown(wait=False)
-    ref_results: dict[tuple[str, str], str | ResolveFailure] = {}
+def _checksum(url: str, deadline: float) -> str | ResolveFailure:
+    try:
+        return fetch_checksum(url, deadline)
+    except ResolveFailure as failure:
+        return failure
 
-    def wait() -> dict[tuple[str, str], ResolvedInputs]:
-        for future in host_futures:
-            ref_results.update(future.result())
+
+def each_beside(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Every task's answer, in order: the first in this thread, the others in threads beside it (up to WORKERS)
+    (a thread started costs the side process more than the one it already has)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(tasks) - 1))) as pool:
+        others = [pool.submit(task) for task in tasks[1:]]
+        first = [tasks[0]()] if tasks else []
+        return first + [future.result() for future in others]
+
+
+def _ask(by_host: Mapping[str, list[tuple[str, str]]], urls: Sequence[str], stack: RegistryLogin | None,
+         deadline: float) -> tuple[dict[tuple[str, str], str | ResolveFailure], dict[str, str | ResolveFailure]]:
+    """Every request of a run, in the side process: one task per registry host (one client, so one login, then its
+    references) and one per URL, all in parallel; (reference, platform) -> digest and URL -> checksum, or the
+    ResolveFailure."""
+    answers = each_beside([partial(_resolve_host, host, keys, stack, deadline) for host, keys in by_host.items()]
+                          + [partial(_checksum, url, deadline) for url in urls])
+    refs: dict[tuple[str, str], str | ResolveFailure] = {}
+    for found in answers[:len(by_host)]:
+        refs.update(found)
+    return refs, dict(zip(urls, answers[len(by_host):]))
+
+
+run_aside: Callable[[Callable[[], Any], float, str], Any] = SideProcess
+"""How `_ask` runs beside the caller (components/side_process.py): something with result() and close()."""
+
+
+class Resolution:
+    """The remote inputs of a plan being resolved beside it: `result()` waits for them, `close()` stops what is
+    left (called by the caller when it stops waiting early)."""
+
+    def __init__(self, images: Iterable[ImageInputs], stack: RegistryLogin | None) -> None:
+        self.images = [i for i in images if i.mode != "ignore"]
+        self.stack = stack
+        self.problems: list[str] = []
+        wanted_refs, wanted_urls = _wanted(self.images, self.problems)
+        by_host: dict[str, list[tuple[str, str]]] = {}
+        for key in wanted_refs:
+            by_host.setdefault(locate(key[0]).host, []).append(key)
+        deadline = time.monotonic() + BUDGET_S
+        self.aside = run_aside(partial(_ask, by_host, list(wanted_urls), stack, deadline), BUDGET_S + GRACE_S,
+                               "the resolution of base images and remote sources") if by_host or wanted_urls else None
+
+    def result(self) -> dict[tuple[str, str], ResolvedInputs]:
+        """(image label, platform) -> ResolvedInputs, or RemoteInputError listing every problem (each once)."""
+        refs, urls = {}, {}
+        if self.aside is not None:
+            try:
+                refs, urls = self.aside.result()
+            except SideProcessError as err:
+                raise RemoteInputError(f"{err}; nothing was declared; fix: run again (something on this machine "
+                                       "stopped it: the memory limit, a kill)") from None
         out: dict[tuple[str, str], ResolvedInputs] = {}
-        server = f" ({stack.server})" if stack is not None else ""
-        for image in images:
-            labels, digests = _resolved_references(image, ref_results, server, problems)
-            checksums = _resolved_sources(image, url_futures, labels, problems)
+        server = f" ({self.stack.server})" if self.stack is not None else ""
+        for image in self.images:
+            labels, digests = _resolved_references(image, refs, server, self.problems)
+            checksums = _resolved_sources(image, urls, labels, self.problems)
             out[(image.label, image.platform)] = ResolvedInputs(labels, digests, checksums)
-        if problems:
-            raise RemoteInputError("\n".join(dict.fromkeys(problems)))
+        if self.problems:
+            raise RemoteInputError("\n".join(dict.fromkeys(self.problems)))
         return out
 
-    return wait
+    def close(self) -> None:
+        if self.aside is not None:
+            self.aside.close()
+
+
+def resolve_all(images: Iterable[ImageInputs], stack: RegistryLogin | None) -> Resolution:
+    """Start resolving every image's unpinned references and sources (each distinct one once, all concurrently, in
+    a side process) and return the Resolution to wait for. `images` in `ignore` mode are left out; `pinned` ones
+    are checked without a request."""
+    return Resolution(images, stack)
 
 
 def ignored_warning(label: str) -> str:

@@ -464,7 +464,7 @@ def test_a_builder_url_password_is_never_shown(host):
 
 def test_deeply_nested_json_from_a_registry_or_the_docker_config_is_no_recursion_error(tmp_path, monkeypatch):
     from components.image_index import _same_children
-    from components.remote_inputs import _docker_config
+    from components.docker_config import _docker_config
 
     nested = b"[" * 1100 + b"]" * 1100
     assert _same_children(nested, []) is False
