@@ -197,11 +197,7 @@ def _planned(label: str, image: ImageSettings, dockerfile: Path,
         raise _UsageError("\n".join(problems))
     if plans is None:  # unreadable under remoteInputs: ignore, as the program accepts it
         return {}, None
-    resolution = remote_inputs.resolve_all(plans.values(), None)
-    try:
-        resolved = resolution.result().get((label, platform))
-    finally:
-        resolution.close()  # stops what is left when the wait ends early (Ctrl-C)
+    resolved = remote_inputs.resolve_all(plans.values(), None).result().get((label, platform))
     return dict(resolved.labels) if resolved is not None else {}, plans[platform].plan
 
 

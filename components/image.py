@@ -256,7 +256,6 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
             if planned is not None:
                 plans[image.name] = planned
     finally:
-        waiting.close()
         for scan in scans.values():  # one stat-cache write per context, also when an image was refused
             scan.save()
     if problems:

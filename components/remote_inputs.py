@@ -6,7 +6,7 @@ Per image, by `remoteInputs` (components/config/image_rules.py): `resolve` (defa
 `pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
 (and every git source without a full commit); `ignore` asks nothing and pins nothing (said in a warning). A pinned
 input costs no request; every other distinct reference (one manifest request for all its platforms) and URL is asked
-once per run, concurrently, in a side process (components/side_process.py) while the plan scans its contexts.
+once per run, concurrently, in threads beside the plan's context scans.
 Credentials: the stack's own login for its registry host only; elsewhere components/docker_config.py's, or none.
 
 The result per image and platform (an image with `platforms` has a Dockerfile plan per platform), `ResolvedInputs`,
@@ -30,7 +30,6 @@ from buildcontext.stages import DockerfilePlan, ExternalReference, RemoteSource
 from components.docker_config import DOCKER_HUB, DOCKER_HUB_API, docker_config_credentials
 from components.docker_rules import normal_parts, platform_preference
 from components.remote_sources import TIMEOUT_S, ResolveFailure, fetch_checksum
-from components.side_process import SideProcess, SideProcessError
 from components.stack_advice import BASE_ADVICE, STACK_ADVICE
 from errors import AcrPublishError
 from registryclient import DOCKER_LIST, OCI_INDEX, RegistryClient, RegistryError
@@ -40,8 +39,6 @@ from registryclient.references import is_loopback
 
 BUDGET_S = 120.0
 """The whole resolution of one run: no request starts after it."""
-GRACE_S = 15.0
-"""How much longer than BUDGET_S the side process may take to end after its last request."""
 WORKERS = 8
 
 
@@ -376,8 +373,7 @@ def _checksum(url: str, deadline: float) -> str | ResolveFailure:
 
 
 def each_beside(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Every task's answer, in order: the first in this thread, the others in threads beside it (up to WORKERS)
-    (a thread started costs the side process more than the one it already has)."""
+    """Every task's answer, in order: the first in this thread, the others in threads beside it (up to WORKERS)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(tasks) - 1))) as pool:
         others = [pool.submit(task) for task in tasks[1:]]
         first = [tasks[0]()] if tasks else []
@@ -386,7 +382,7 @@ def each_beside(tasks: Sequence[Callable[[], Any]]) -> list[Any]:
 
 def _ask(by_host: Mapping[str, list[tuple[str, str]]], urls: Sequence[str], stack: RegistryLogin | None,
          deadline: float) -> tuple[dict[tuple[str, str], str | ResolveFailure], dict[str, str | ResolveFailure]]:
-    """Every request of a run, in the side process: one task per registry host (one client, so one login, then its
+    """Every request of a run: one task per registry host (one client, so one login, then its
     references) and one per URL, all in parallel; (reference, platform) -> digest and URL -> checksum, or the
     ResolveFailure."""
     answers = each_beside([partial(_resolve_host, host, keys, stack, deadline) for host, keys in by_host.items()]
@@ -397,13 +393,9 @@ def _ask(by_host: Mapping[str, list[tuple[str, str]]], urls: Sequence[str], stac
     return refs, dict(zip(urls, answers[len(by_host):]))
 
 
-run_aside: Callable[[Callable[[], Any], float, str], Any] = SideProcess
-"""How `_ask` runs beside the caller (components/side_process.py): something with result() and close()."""
-
-
 class Resolution:
-    """The remote inputs of a plan being resolved beside it: `result()` waits for them, `close()` stops what is
-    left (called by the caller when it stops waiting early)."""
+    """The remote inputs of a plan being resolved in threads beside it (the context scans run meanwhile): `result()`
+    waits for them."""
 
     def __init__(self, images: Iterable[ImageInputs], stack: RegistryLogin | None) -> None:
         self.images = [i for i in images if i.mode != "ignore"]
@@ -413,19 +405,15 @@ class Resolution:
         by_host: dict[str, list[tuple[str, str]]] = {}
         for key in wanted_refs:
             by_host.setdefault(locate(key[0]).host, []).append(key)
-        deadline = time.monotonic() + BUDGET_S
-        self.aside = run_aside(partial(_ask, by_host, list(wanted_urls), stack, deadline), BUDGET_S + GRACE_S,
-                               "the resolution of base images and remote sources") if by_host or wanted_urls else None
+        self.asked: concurrent.futures.Future | None = None
+        if by_host or wanted_urls:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+            self.asked = pool.submit(_ask, by_host, list(wanted_urls), stack, time.monotonic() + BUDGET_S)
+            pool.shutdown(wait=False)
 
     def result(self) -> dict[tuple[str, str], ResolvedInputs]:
         """(image label, platform) -> ResolvedInputs, or RemoteInputError listing every problem (each once)."""
-        refs, urls = {}, {}
-        if self.aside is not None:
-            try:
-                refs, urls = self.aside.result()
-            except SideProcessError as err:
-                raise RemoteInputError(f"{err}; nothing was declared; fix: run again (something on this machine "
-                                       "stopped it: the memory limit, a kill)") from None
+        refs, urls = self.asked.result() if self.asked is not None else ({}, {})
         out: dict[tuple[str, str], ResolvedInputs] = {}
         server = f" ({self.stack.server})" if self.stack is not None else ""
         for image in self.images:
@@ -436,14 +424,10 @@ class Resolution:
             raise RemoteInputError("\n".join(dict.fromkeys(self.problems)))
         return out
 
-    def close(self) -> None:
-        if self.aside is not None:
-            self.aside.close()
-
 
 def resolve_all(images: Iterable[ImageInputs], stack: RegistryLogin | None) -> Resolution:
-    """Start resolving every image's unpinned references and sources (each distinct one once, all concurrently, in
-    a side process) and return the Resolution to wait for. `images` in `ignore` mode are left out; `pinned` ones
+    """Start resolving every image's unpinned references and sources (each distinct one once, all concurrently)
+    and return the Resolution to wait for. `images` in `ignore` mode are left out; `pinned` ones
     are checked without a request."""
     return Resolution(images, stack)
 

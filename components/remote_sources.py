@@ -42,9 +42,6 @@ class ResolveFailure(Exception):
         self.source = source
         """Whose credentials were sent (Credentials.source): the fix of a refused login names them."""
 
-    def __reduce__(self) -> tuple:  # it crosses the side process's pipe (components/side_process.py)
-        return ResolveFailure, (str(self), self.kind, self.source)
-
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     """Given as `auth`, so requests takes no credentials from the URL's user info (nor from ~/.netrc)."""

@@ -273,22 +273,8 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     return config, secret_keys
 
 
-SEAMS = ("resolve_platforms", "fetch_checksum", "run_aside")
-"""components/remote_inputs.py's two network calls, which RemoteRecorder stands in for, and its side process
-(the recorder's calls are made in this process, so that what they record is seen here)."""
-
-
-class InThisProcess:
-    """Runs `work` here, at once, in place of components/side_process.py's SideProcess (same interface)."""
-
-    def __init__(self, work: Callable[[], Any], limit_s: float, what: str) -> None:
-        self.value = work()
-
-    def result(self) -> Any:
-        return self.value
-
-    def close(self) -> None:
-        pass
+SEAMS = ("resolve_platforms", "fetch_checksum")
+"""components/remote_inputs.py's two network calls, which RemoteRecorder stands in for."""
 
 
 class RemoteRecorder:
@@ -311,7 +297,6 @@ class RemoteRecorder:
         self.saved = {name: getattr(remote_inputs, name) for name in SEAMS}
         setattr_(remote_inputs, "resolve_platforms", self.resolve_platforms)
         setattr_(remote_inputs, "fetch_checksum", self.fetch_checksum)
-        setattr_(remote_inputs, "run_aside", InThisProcess)
 
     def resolve_platforms(self, reference: str, platforms: Any, stack: Any, deadline: float,
                           client: Any = None) -> dict[str, Any]:
