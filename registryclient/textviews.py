@@ -53,10 +53,11 @@ _UU_TO_BASE64 = str.maketrans("".join(map(chr, range(32, 96))) + "`",
                               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/A")
 _WORD = re.compile(r"[/+_-]*(?:(?:[A-Z]?[a-z]+|[A-Z]+)[/+_-]*)+")
 """A base64 run that is words (lower case, capitalized or upper case) and separators, as prose and paths are."""
-# A number of a byte or character list: \u{HH}, U+HHHH and CSS's \HH (code points), \ooo (octal), 0xHH (also run together:
-# 0x520x65), 8 binary digits, or a bare number of 1-3 digits, or 4 with a leading 0 (decimal, padded or not; two hex
-# digits; three octal digits, as `od -b` writes). The word boundaries keep digits inside words and digests out.
-_NUMBER = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}|(?<![G-Zg-z])[Uu]\+([0-9A-Fa-f]{1,6})|\\([0-9A-Fa-f]{1,6}) ?"
+# A number of a byte or character list: \u{HH}, U+HHHH and CSS's \HH (code points), \ooo (octal), 0xHH (also run
+# together: 0x520x65), 8 binary digits, or a bare number of 1-3 digits, or 4 with a leading 0 (decimal, padded or
+# not; two hex digits; three octal digits, as `od -b` writes). The word boundaries keep digits inside words and digests out.
+_NUMBER = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}|(?<![G-Zg-z])[Uu]\+([0-9A-Fa-f]{1,6})"
+                     r"|\\([0-9A-Fa-f]{1,6}) ?"
                      r"|(?:\b|(?<=[0-9A-Fa-f]))0[xX]([0-9A-Fa-f]{1,2})(?=0[xX]|\b)"
                      r"|\b([01]{8})\b|\b(0?[0-9A-Fa-f]{1,3})\b")
 _NUMBER_GAP = re.compile(r"[\s,;:.|/-]{0,3}")
@@ -119,8 +120,8 @@ def _pair(match: re.Match[str]) -> str:
 
 def decode_once(text: str) -> str:
     """`text` with one layer of each escape undone: quoted-printable soft breaks and =XX, percent %XX and %uXXXX,
-    HTML entities (named, decimal, hex), JSON and backslash escapes (\\uXXXX with surrogate pairs joined, \\UXXXXXXXX, \\xHH,
-    \\n ...). `+` is left as it is: `folded` drops it, as a form-encoded space or as itself."""
+    HTML entities (named, decimal, hex), JSON and backslash escapes (\\uXXXX with surrogate pairs joined,
+    \\UXXXXXXXX, \\xHH, \\n ...). `+` is left as it is: `folded` drops it, as a form-encoded space or as itself."""
     text = _QP_SOFT_BREAK.sub("", text)
     text = _HEX_RUN["="].sub(lambda m: _hex_run("=", m), text)
     text = _HEX_RUN["%"].sub(lambda m: _hex_run("%", m), text)
