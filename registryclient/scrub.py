@@ -1,9 +1,10 @@
 """Secret scrubbing: what a message may show of text a server sent.
 
 `Scrubber` finds every form a credential can take in text: raw or escaped (percent, form, HTML, JSON), encoded
-(hex, base32, base64, base85 runs, byte and code point lists) or both, nested (`textviews`' decoded views); however
-spaced, wrapped, separated, cased, styled (NFKC) or reversed; base64, base85, hex and base32 of any text holding
-it (UTF-8, UTF-16, UTF-32 or Latin-1); a run of half of it (`fragment_len`). A text holding one, or too deeply
+(`textviews`' readers: hex, base32, base64, base85, uuencode, EBCDIC hex; byte and code point lists) or both, nested
+(`textviews`' decoded views); however spaced, wrapped, separated, cased, styled (NFKC), rotated (rot13, rot47) or
+reversed; base64, base85, hex and base32 of any text holding
+it (UTF-8, UTF-16, UTF-32, Latin-1 or EBCDIC); a run of half of it (`fragment_len`). A text holding one, or too deeply
 encoded to check, is withheld whole (WITHHELD), never masked in place; Bearer and Basic header values are masked in
 place. `excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never
 scrubbed. The escaped forms of secrets up to
