@@ -139,7 +139,7 @@ class AuthenticatedConnection(Connection):
         if challenge is None:
             raise self.fail(
                 f"GET {url} asked for a login (401) with no Basic or Bearer challenge to follow: "
-                f"WWW-Authenticate {excerpt_text(response.headers.get('WWW-Authenticate', '(missing)'), self.scrub)}"
+                f"WWW-Authenticate {self.answer_text(response.headers.get('WWW-Authenticate', '(missing)'))}"
             )
         if self.anonymous and challenge[0] == "bearer":
             # No credentials to prove: each request asks the realm for an anonymous token of its own scope.
@@ -220,8 +220,10 @@ class AuthenticatedConnection(Connection):
         query += [("scope", scope) for scope in scopes]
         url = realm + ("&" if parts.query else "?") + urlencode(query)
         # The realm was named by this registry's own challenge: the one other place the Basic credential goes.
-        response = self.send("GET", url, headers={} if self.anonymous else {"Authorization": f"Basic {self.basic}"},
-                             what="asking the token realm for a token")
+        with self.opaque_answers():
+            response = self.send("GET", url,
+                                 headers={} if self.anonymous else {"Authorization": f"Basic {self.basic}"},
+                                 what="asking the token realm for a token")
         if response.status_code in (401, 403):
             raise self.rejected(f"the token service {self.shown(parts.netloc)} refused to issue a token")
         if response.status_code != 200:
@@ -259,10 +261,9 @@ class AuthenticatedConnection(Connection):
             raise self.fail(f"{shown} with an answer this client does not read: it is {err}; a token answer is a "
                             "small JSON object: the realm is misconfigured or is not a token service") from None
         except ValueError:
-            kind = excerpt_text(response.headers.get("Content-Type", "no Content-Type"), self.scrub, limit=80)
-            raise self.fail(f"{shown} with {len(response.content)} bytes of {kind} that are not JSON (not shown: a "
-                            "token service's answer may hold credentials); the realm is misconfigured or is not a "
-                            "token service") from None
+            raise self.fail(f"{shown} with {len(response.content)} bytes that are not JSON (not shown, nor is its "
+                            "Content-Type: a token service's answer may hold credentials); the realm is misconfigured "
+                            "or is not a token service") from None
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             fields = f"a JSON object of {len(body)} fields" if isinstance(body, dict) else f"JSON {type(body).__name__}"

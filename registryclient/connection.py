@@ -12,8 +12,9 @@ import socket
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import requests
@@ -23,7 +24,7 @@ from buildcontext.printable import escaped
 from registryclient.endpoint import Endpoint, is_ip_literal, parse_server, resolve_within
 from registryclient.errors import RegistryError
 from registryclient.references import ACR_SUFFIX, is_loopback
-from registryclient.scrub import SECRET_MAX, Scrubber, excerpt_text
+from registryclient.scrub import EXCERPT_CHARS, SECRET_MAX, Scrubber, excerpt_text
 from registryclient.transport import (
     CHUNK_SIZE, ERROR_BODY_LIMIT, PACE_MIN_BYTES, PACE_WINDOW_S, Decoder, Pace, Sockets, TrustAdapter, find_cause,
     malformed_http, new_session, not_http, short_reason, tls_reason,
@@ -92,7 +93,8 @@ class Connection:
         self.basic = base64.b64encode(f"{username or ''}:{password or ''}".encode()).decode()
         self._sockets = Sockets()
         self._following = threading.local()
-        """`url`: the Location a server named that this thread is requesting (AuthenticatedConnection.follow)."""
+        """`url`: the Location a server named that this thread is requesting (AuthenticatedConnection.follow);
+        `opaque`: whether the answer this thread awaits is a token service's (`opaque_answers`)."""
         self.session = (session_factory or new_session)(self._sockets)
         self._endpoint: Endpoint | None = None
         self.challenge: tuple[str, dict[str, str]] | None = None
@@ -147,8 +149,25 @@ class Connection:
         path = urlsplit(url).path
         return escaped(path) if self._own(url) else self.shown(path)
 
+    @contextmanager
+    def opaque_answers(self) -> Iterator[None]:
+        """Within it, this thread's answers are a token service's: a token in them (in a status line, a header, a
+        body) is not known to the scrubber yet, so messages describe them (`answer_text`), never excerpt them."""
+        self._following.opaque = True
+        try:
+            yield
+        finally:
+            self._following.opaque = False
+
+    def answer_text(self, text: str | bytes, limit: int = EXCERPT_CHARS) -> str:
+        """Text of an answer (its status line, a header, its body, a transport error quoting them) for a message: a
+        scrubbed excerpt, or within `opaque_answers` only its length."""
+        if getattr(self._following, "opaque", False):
+            return f"{len(text)} characters, not shown: a token service's answer may hold credentials"
+        return excerpt_text(text, self.scrub, limit=limit)
+
     def excerpt(self, response: requests.Response) -> str:
-        return excerpt_text(response.content or b"", self.scrub)
+        return self.answer_text(response.content or b"")
 
     def unexpected(self, method: str, url: str, response: requests.Response, hint: str = "") -> RegistryError:
         """`url` is the program's own (the registry's base and a path), or already `shown` when a server named it."""
@@ -156,7 +175,7 @@ class Connection:
         # A status's standard phrase is the program's own word for it (a password such as 'Not Found' must not leave
         # a gap there); any other phrase is the server's text.
         standard = http.HTTPStatus(response.status_code).phrase if response.status_code in _STATUS_CODES else None
-        reason = standard if reason == standard else self.shown(reason) if reason else ""
+        reason = standard if reason == standard else self.answer_text(reason, 300) if reason else ""
         return self.fail(
             f"{method} {url} answered {response.status_code} {reason}".rstrip()
             + f": {self.excerpt(response)}. "
@@ -281,11 +300,11 @@ class Connection:
             # A body shorter than its length, the connection then closed: it answered and broke off (an answer
             # HTTP calls incomplete, so a protocol failure, not an unreachable host).
             return (f"{hostport} answered {method} {self.path_shown(url)} with {heard[0]}, but closed the connection "
-                    f"before the rest of its answer arrived ({self.shown(str(short))}); the registry or a proxy in "
-                    "between broke it off"), "protocol"
+                    f"before the rest of its answer arrived ({self.answer_text(str(short), 300)}); the registry or a "
+                    "proxy in between broke it off"), "protocol"
         if (malformed := malformed_http(exc)) is not None:
             return (f"{hostport} answered {method} {self.path_shown(url)}, but not with a "
-                    f"well-formed HTTP answer ({excerpt_text(malformed, self.scrub)}); check the host and port "
+                    f"well-formed HTTP answer ({self.answer_text(malformed)}); check the host and port "
                     f"in {self.advice.server}, and whether a proxy in between mangles answers"), "protocol"
         if first_bytes is not None and first_bytes[:1] in (b"\x15", b"\x16") and first_bytes[1:2] == b"\x03":
             # A TLS record (an alert or a handshake) in answer to plain HTTP: the port serves HTTPS.
@@ -293,7 +312,7 @@ class Connection:
                     "loopback registry of the local edition, as docker does); serve the registry in plain HTTP "
                     f"there, or fix the port in {self.advice.server}"), "protocol"
         if first_bytes is not None:
-            return (f"{hostport} answered, but not as a registry (not HTTP): {excerpt_text(first_bytes, self.scrub)}; "
+            return (f"{hostport} answered, but not as a registry (not HTTP): {self.answer_text(first_bytes)}; "
                     f"check the host and port in {self.advice.server}"), "protocol"
         if find_cause(exc, (TimeoutError, socket.timeout)) is not None or "timed out" in str(exc):
             return self._silent(hostport, method, self.path_shown(url), left), "unreachable"
@@ -317,7 +336,7 @@ class Connection:
             return (f"{hostport} cut the connection ({self.shown(reason)}); check the host and port in "
                     f"{self.advice.server}, and that a registry (not another service or a proxy that refuses this "
                     "machine) listens there"), "unreachable"
-        return (f"cannot connect to {hostport}: {self.shown(short_reason(exc))}; "
+        return (f"cannot connect to {hostport}: {self.answer_text(short_reason(exc), 300)}; "
                 f"{self.unreachable_hint(host)}"), "unreachable"
 
     def _read_bounded(self, response: requests.Response, limit: int, method: str, url: str,
@@ -372,7 +391,7 @@ class Connection:
         except ValueError:
             response.raw.close()
             raise self.fail(f"{method} {excerpt_text(urlsplit(url).path, self.scrub)} was answered with "
-                            f"Content-Encoding {excerpt_text(encoding, self.scrub)}, which this client does not "
+                            f"Content-Encoding {self.answer_text(encoding)}, which this client does not "
                             "decode (it asks for identity; gzip and deflate are decoded); a proxy between here and "
                             "the registry recodes answers: let it pass them unchanged") from None
 

@@ -1,9 +1,10 @@
 """Secret scrubbing: what a message may show of text a server sent.
 
 `Scrubber` finds every form a credential can take in text: raw or escaped (percent, form, HTML, JSON), encoded
-(hex, base32, base64, base85 runs, byte and code point lists) or both, nested (`textviews`' decoded views); however
-spaced, wrapped, separated, cased, styled (NFKC) or reversed; base64, base85, hex and base32 of any text holding
-it (UTF-8, UTF-16, UTF-32 or Latin-1); a run of half of it (`fragment_len`). A text holding one, or too deeply
+(`textviews`' readers: hex, base32, base64, base85, uuencode, EBCDIC hex; byte and code point lists) or both, nested
+(`textviews`' decoded views); however spaced, wrapped, separated, cased, styled (NFKC), rotated (rot13, rot47) or
+reversed; base64, base85, hex and base32 of any text holding
+it (UTF-8, UTF-16, UTF-32, Latin-1 or EBCDIC); a run of half of it (`fragment_len`). A text holding one, or too deeply
 encoded to check, is withheld whole (WITHHELD), never masked in place; Bearer and Basic header values are masked in
 place. `excerpt_text` makes a short, printable, escaped excerpt of such a text. The program's own words are never
 scrubbed. The escaped forms of secrets up to
@@ -56,6 +57,11 @@ in ordinary words."""
 
 
 _WIDE_ENCODINGS = ("utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
+_EBCDIC = ("cp037", "cp500")
+"""EBCDIC code pages (US and international): their letters and digits are alike, some punctuation differs."""
+_ROT13 = str.maketrans("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                       "nopqrstuvwxyzabcdefghijklmNOPQRSTUVWXYZABCDEFGHIJKLM")
+_ROT47 = str.maketrans("".join(map(chr, range(33, 127))), "".join(chr(33 + (c - 33 + 47) % 94) for c in range(33, 127)))
 
 
 def _char_forms(ch: str) -> str:
@@ -127,13 +133,14 @@ def _base85_cores(data: bytes) -> set[str]:
 
 
 def _byte_forms(secret: str) -> list[bytes]:
-    """The bytes a server may hold `secret` as: UTF-8, UTF-16 and UTF-32 in either byte order, Latin-1 where it
-    differs."""
+    """The bytes a server may hold `secret` as: UTF-8, UTF-16 and UTF-32 in either byte order, Latin-1 and EBCDIC
+    (cp037, cp500) where it differs."""
     forms = [secret.encode()] + [secret.encode(encoding, "surrogatepass") for encoding in _WIDE_ENCODINGS]
-    try:
-        forms.append(secret.encode("latin-1"))
-    except UnicodeEncodeError:
-        pass
+    for encoding in ("latin-1", *_EBCDIC):
+        try:
+            forms.append(secret.encode(encoding))
+        except UnicodeEncodeError:
+            pass
     return list(dict.fromkeys(forms))
 
 
@@ -203,13 +210,17 @@ class Scrubber:
         data = secret.encode()
         whole = {base64.b64encode(data if username is None else f"{username}:{secret}".encode()).decode().rstrip("=")}
         self._compact |= whole | {w.translate(str.maketrans("+/", "-_")) for w in whole}
-        canonical = folded(compact(secret))
-        if len(canonical) >= MIN_SCRUB_LEN:
-            _add_runs(self._runs, canonical)
-        # Its letters and digits alone, when there are enough of them to mean something (a run of FRAGMENT_MIN):
-        # fewer occur in ordinary words once a text's separators are dropped.
-        if len(alnum(canonical)) >= FRAGMENT_MIN:
-            _add_runs(self._alnum_runs, alnum(canonical))
+        # Its characters rotated (rot13: letters; rot47: every visible ASCII character) are runs of it too: a
+        # rotation is read in every view as the secret itself is, at no cost to the views.
+        for rotated in (secret, secret.translate(_ROT13), secret.translate(_ROT47)):
+            canonical = folded(compact(rotated))
+            if len(canonical) >= MIN_SCRUB_LEN:
+                _add_runs(self._runs, canonical)
+        # Its letters and digits alone (and rot13's), when there are enough of them to mean something (a run of
+        # FRAGMENT_MIN): fewer occur in ordinary words once a text's separators are dropped.
+        for rotated in (secret, secret.translate(_ROT13)):
+            if len(alnum(folded(compact(rotated)))) >= FRAGMENT_MIN:
+                _add_runs(self._alnum_runs, alnum(folded(compact(rotated))))
         self._regex = None
 
     def holds_secret(self, text: str) -> bool:

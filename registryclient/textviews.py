@@ -1,6 +1,7 @@
 """Decoded views of a server's text, for the scrubber: the text with the escapes a server, a proxy or a page may
 have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round), and its
-runs of hex, base32, base64 and base85 and its lists of numbers (byte and code point lists) decoded (`base_layer`),
+encoded runs (`_READERS`: hex, also as EBCDIC; base32, base32hex, base64, also in space-separated groups; base85;
+uuencoded lines) and its lists of numbers (byte and code point lists, U+HHHH) decoded (`base_layer`),
 each view decoded again both ways, nested up to DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex
 of base64, a byte list of base64); and each view with its layout removed (`compact`: whitespace, control and
 invisible characters; `folded`: compact, without `+`, compatibility characters as NFKC's, case-folded; `alnum`:
@@ -15,7 +16,7 @@ import binascii
 import html.entities
 import re
 import unicodedata
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 DECODE_ROUNDS = 4
 """Nested layers undone: a password percent-encoded twice, JSON-escaped inside an HTML page inside a URL, base64 of
@@ -36,18 +37,27 @@ class TooLayered(Exception):
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{7,}=*")
 _HEX_ONLY = re.compile(r"[0-9A-Fa-f]{10,}")
 _BASE32_ONLY = re.compile(r"[A-Z2-7]{8,}|[a-z2-7]{8,}")
+_BASE32HEX_ONLY = re.compile(r"[0-9A-V]{8,}|[0-9a-v]{8,}")
 _BASE32_TAILS = (0, 2, 4, 5, 7)
 """The lengths base32 text can end with past a whole 8-character group."""
 _BASE85_RUN = re.compile(r"[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]{7,}")
 _BASE85_ONLY = re.compile(r"[!#$%&()*;<>?@^`{|}~]")
 """A base85 run holding none of these is a base64 run, read as one."""
 _URLSAFE = str.maketrans("-_", "+/")
+_SPACED_RUN = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]++(?:[ \t]++[A-Za-z0-9+/_-]++)+=*")
+_PLAIN_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_UU_START = re.compile(r"(?<!\S)[%-M]")
+"""A uuencoded line's length character, of at least 5 bytes (the shortest run of a secret that withholds a text)."""
+_UU_BODY = re.compile(r"[ -`]*")
+_UU_TO_BASE64 = str.maketrans("".join(map(chr, range(32, 96))) + "`",
+                              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/A")
 _WORD = re.compile(r"[/+_-]*(?:(?:[A-Z]?[a-z]+|[A-Z]+)[/+_-]*)+")
 """A base64 run that is words (lower case, capitalized or upper case) and separators, as prose and paths are."""
-# A number of a byte or character list: \u{HH} and CSS's \HH (code points), \ooo (octal), 0xHH (also run together:
-# 0x520x65), 8 binary digits, or a bare number of 1-3 digits, or 4 with a leading 0 (decimal, padded or not; two hex
-# digits; three octal digits, as `od -b` writes). The word boundaries keep digits inside words and digests out.
-_NUMBER = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}|\\([0-9A-Fa-f]{1,6}) ?"
+# A number of a byte or character list: \u{HH}, U+HHHH and CSS's \HH (code points), \ooo (octal), 0xHH (also run
+# together: 0x520x65), 8 binary digits, or a bare number of 1-3 digits, or 4 with a leading 0 (decimal, padded or
+# not; two hex digits; three octal digits, as `od -b` writes). The word boundaries keep digits inside words and digests out.
+_NUMBER = re.compile(r"\\u\{([0-9A-Fa-f]{1,6})\}|(?<![G-Zg-z])[Uu]\+([0-9A-Fa-f]{1,6})"
+                     r"|\\([0-9A-Fa-f]{1,6}) ?"
                      r"|(?:\b|(?<=[0-9A-Fa-f]))0[xX]([0-9A-Fa-f]{1,2})(?=0[xX]|\b)"
                      r"|\b([01]{8})\b|\b(0?[0-9A-Fa-f]{1,3})\b")
 _NUMBER_GAP = re.compile(r"[\s,;:.|/-]{0,3}")
@@ -67,7 +77,7 @@ _ENTITY = re.compile(r"&(?:#([0-9]{1,8})|#[xX]([0-9A-Fa-f]{1,8})|([A-Za-z][A-Za-
 # The lookbehind and the possessive run start a match only at the first backslash of a run, so a long run of
 # backslashes is one match, not one attempt per backslash. Any run stands for one backslash: JSON inside JSON (a body
 # quoted in an error message) doubles them.
-_BACKSLASH = re.compile(r'(?<!\\)\\++(?:u([0-9A-Fa-f]{4})|x([0-9A-Fa-f]{2})|(["/bfnrt]))?')
+_BACKSLASH = re.compile(r'(?<!\\)\\++(?:u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|x([0-9A-Fa-f]{2})|(["/bfnrt]))?')
 _JSON_SHORT = {'"': '"', "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -93,9 +103,11 @@ def _entity(match: re.Match[str]) -> str:
 
 
 def _backslash(match: re.Match[str]) -> str:
-    unit, byte, short = match.groups()
+    unit, point, byte, short = match.groups()
     if unit is not None:
         return chr(int(unit, 16))
+    if point is not None:  # \UXXXXXXXX: Python's escape of any code point
+        return chr(int(point, 16)) if int(point, 16) <= 0x10FFFF else match.group()
     if byte is not None:  # \xHH: Python's repr, and how undecodable bytes of an answer reach the scrubber
         return chr(int(byte, 16))
     return _JSON_SHORT[short] if short is not None else "\\"
@@ -108,8 +120,8 @@ def _pair(match: re.Match[str]) -> str:
 
 def decode_once(text: str) -> str:
     """`text` with one layer of each escape undone: quoted-printable soft breaks and =XX, percent %XX and %uXXXX,
-    HTML entities (named, decimal, hex), JSON and backslash escapes (\\uXXXX with surrogate pairs joined, \\xHH,
-    \\n ...). `+` is left as it is: `folded` drops it, as a form-encoded space or as itself."""
+    HTML entities (named, decimal, hex), JSON and backslash escapes (\\uXXXX with surrogate pairs joined,
+    \\UXXXXXXXX, \\xHH, \\n ...). `+` is left as it is: `folded` drops it, as a form-encoded space or as itself."""
     text = _QP_SOFT_BREAK.sub("", text)
     text = _HEX_RUN["="].sub(lambda m: _hex_run("=", m), text)
     text = _HEX_RUN["%"].sub(lambda m: _hex_run("%", m), text)
@@ -119,23 +131,30 @@ def decode_once(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", _SURROGATE_PAIR.sub(_pair, text))
 
 
-def _run_bytes(run: str) -> list[bytes]:
-    """The bytes a run of `_BASE64_RUN` encodes, read in the narrowest alphabet it fits (hex, base32, base64 either
-    alphabet), its incomplete last group left out: hex from each of its 2 nibble offsets and base64 from each of
-    its 4 character offsets, so a slice of an encoding that starts partway into a group still reads as the bytes it
-    encodes at one of them. Base32 is read from its first character only (8 offsets would be 5 times the run)."""
+def _base32(body: str, decode: Callable[..., bytes]) -> bytes:
+    """A base32 (or base32hex) run's bytes, its incomplete last group cut to a length base32 text can end with."""
+    whole = len(body) // 8 * 8
+    keep = whole + max(t for t in _BASE32_TAILS if t <= len(body) - whole)
+    return decode(body[:keep].upper() + "=" * (-keep % 8))
+
+
+def _run_bytes(run: str) -> list[tuple[int, bytes, str | None]]:
+    """(offset, bytes, charset) readings of a run of `_BASE64_RUN`, in the narrowest alphabets it fits (hex, base32
+    and base32hex, base64 either alphabet), its incomplete last group left out: hex from each of its 2 nibble
+    offsets (and from the first as EBCDIC, cp037), base64 from each of its 4 character offsets, so a slice of an
+    encoding that starts partway into a group still reads as the bytes it encodes at one of them. Base32 and
+    base32hex are read from their first character only (8 offsets would be 5 times the run)."""
     body = run.rstrip("=")
     if _HEX_ONLY.fullmatch(body):
-        return [bytes.fromhex(body[k:k + (len(body) - k) // 2 * 2]) for k in (0, 1)]
+        data = [bytes.fromhex(body[k:k + (len(body) - k) // 2 * 2]) for k in (0, 1)]
+        return [(0, data[0], None), (1, data[1], None), (0, data[0], "cp037")]
+    readings = [(0, _base32(body, base64.b32hexdecode), None)] if _BASE32HEX_ONLY.fullmatch(body) else []
     if _BASE32_ONLY.fullmatch(body):
-        whole = len(body) // 8 * 8
-        keep = whole + max(t for t in _BASE32_TAILS if t <= len(body) - whole)
-        return [base64.b32decode(body[:keep].upper() + "=" * (-keep % 8))]
+        return readings + [(0, _base32(body, base64.b32decode), None)]
     body = body.translate(_URLSAFE)
-    readings = []
-    for rest in (body, body[1:], body[2:], body[3:]):
+    for k, rest in enumerate((body, body[1:], body[2:], body[3:])):
         keep = len(rest) - (len(rest) % 4 == 1)
-        readings.append(binascii.a2b_base64(rest[:keep] + "=" * (-keep % 4)))
+        readings.append((k, binascii.a2b_base64(rest[:keep] + "=" * (-keep % 4)), None))
     return readings
 
 
@@ -151,9 +170,9 @@ def _as_text(data: bytes) -> str:
 def _readings(match: re.Match[str]) -> tuple[int | None, int | None, int | None, int | None]:
     """What one number of `_NUMBER` stands for read as each kind of list: a decimal (or binary) byte, a hex byte,
     an octal byte, a code point (None where it cannot be one)."""
-    braced, escape, prefixed, binary, bare = match.groups()
-    if braced is not None or escape is not None:
-        code = int(braced or escape, 16)
+    braced, plus, escape, prefixed, binary, bare = match.groups()
+    if braced is not None or plus is not None or escape is not None:
+        code = int(braced or plus or escape, 16)
         point = code if code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else None
         octal = int(escape, 8) if escape and len(escape) <= 3 and _OCTAL.issuperset(escape) else None
         return None, None, octal if octal is not None and octal <= 0xFF else None, point
@@ -203,26 +222,92 @@ def _offset_reading(data: bytes) -> str:
         return "\n".join(_TEXT_RUN.findall(data.decode("latin-1")))
 
 
-def _run_readings(view: str) -> Iterator[tuple[str, int, bytes]]:
-    """Each hex, base32, base64 and base85 run of `view` with each offset it is read from and the bytes read there
-    (`_run_bytes`; base85 from each of its 5 character offsets, as base64 is from its 4)."""
+class _Reading(NamedTuple):
+    """One reading of an encoded run: the run (as its alphabet reads it), the character offset it was read from,
+    the bytes read there, and their character set (None: UTF-8, else Latin-1)."""
+
+    run: str
+    offset: int
+    data: bytes
+    charset: str | None = None
+
+    def text(self, *, whole: bool = False) -> str:
+        """The bytes as text: past the run's first character (unless `whole`) only their runs of ASCII text, unless
+        they are UTF-8 (`_offset_reading`)."""
+        if self.charset is not None:
+            text = self.data.decode(self.charset)
+            return text if whole or not self.offset else "\n".join(_TEXT_RUN.findall(text))
+        return _offset_reading(self.data) if self.offset and not whole else _as_text(self.data)
+
+
+def _alphabet_runs(view: str) -> Iterator[_Reading]:
+    """Hex, base32, base32hex and base64 runs (`_run_bytes`)."""
     for m in _BASE64_RUN.finditer(view):
-        for k, data in enumerate(_run_bytes(m.group())):
-            yield m.group(), k, data
+        for offset, data, charset in _run_bytes(m.group()):
+            yield _Reading(m.group(), offset, data, charset)
+
+
+def _spaced_runs(view: str) -> Iterator[_Reading]:
+    """Runs of the base64 alphabet broken by spaces or tabs (`dXNl cjpT M2Ny`, a run cut into groups), joined again
+    from their first to their last group that is not a plain word or number, and past those over groups as long as
+    their neighbour (a tool's groups are alike): the prose around them is left out, so the groups keep their
+    alignment and their bytes are not followed by a reading of words. Read as `_alphabet_runs` are."""
+    for m in _SPACED_RUN.finditer(view):
+        groups = m.group().split()
+        encoded = [i for i, group in enumerate(groups) if not _PLAIN_WORD.fullmatch(group.rstrip("="))]
+        if not encoded:
+            continue
+        first, last = encoded[0], encoded[-1]
+        while first and len(groups[first - 1]) == len(groups[first]):
+            first -= 1
+        while last + 1 < len(groups) and len(groups[last + 1]) == len(groups[last]):
+            last += 1
+        joined = "".join(groups[first:last + 1])
+        if len(joined) >= 8:
+            for offset, data, charset in _run_bytes(joined):
+                yield _Reading(joined, offset, data, charset)
+
+
+def _base85_runs(view: str) -> Iterator[_Reading]:
+    """Base85 runs, from each of their 5 character offsets (as base64 is from its 4)."""
     for m in _BASE85_RUN.finditer(view):
         if _BASE85_ONLY.search(m.group()):
             for k in range(5):
                 try:
-                    yield m.group(), k, base64.b85decode(m.group()[k:])
+                    yield _Reading(m.group(), k, base64.b85decode(m.group()[k:]))
                 except ValueError:  # a group past 2**32: not base85
                     pass
 
 
+def _uu_lines(view: str) -> Iterator[_Reading]:
+    """uuencoded lines (at a line start or after whitespace): a length character, then as many characters as that
+    many bytes take (trailing zero characters may have been stripped). Each character is read at most once."""
+    pos = 0
+    while (start := _UU_START.search(view, pos)) is not None:
+        size = ord(start.group()) - 32
+        need = (size + 2) // 3 * 4
+        body = _UU_BODY.match(view, start.end(), start.end() + need).group()  # type: ignore[union-attr]
+        pos = start.end()
+        if len(body) >= need - 2:
+            pos += len(body)
+            data = binascii.a2b_base64(body.ljust(need).translate(_UU_TO_BASE64))[:size]
+            yield _Reading(body, 0, data)
+
+
+_READERS: tuple[Callable[[str], Iterator[_Reading]], ...] = (_alphabet_runs, _spaced_runs, _base85_runs, _uu_lines)
+"""Every encoded-run form `base_layer` decodes (number lists aside: `number_lists`)."""
+
+
+def _run_readings(view: str) -> Iterator[_Reading]:
+    for reader in _READERS:
+        yield from reader(view)
+
+
 def base_layer(view: str) -> str:
-    """What the hex, base32, base64 and base85 runs and the number lists (`number_lists`) of `view` decode to, as
-    text, one line per reading ('' when it holds none): a layer of encoding the scrubber then reads as it reads the
-    server's text."""
-    pieces = [_offset_reading(data) if k else _as_text(data) for _, k, data in _run_readings(view)]
+    """What the encoded runs (`_READERS`) and the number lists (`number_lists`) of `view` decode to, as text, one
+    line per reading ('' when it holds none): a layer of encoding the scrubber then reads as it reads the server's
+    text."""
+    pieces = [reading.text() for reading in _run_readings(view)]
     pieces += number_lists(view)
     return "\n".join(piece for piece in pieces if piece)
 
@@ -246,7 +331,7 @@ def _still_decodes(view: str) -> bool:
     (`_WORD`: prose reads as base64 and base32, into bytes that are rarely text, but a page holds many words)."""
     return (any(len(line) >= 8 and 4 * _not_text(line) <= len(line) and decode_once(line) != line
                 for line in view.splitlines(keepends=True))
-            or any(not _WORD.fullmatch(run) and _reads_as_text(_as_text(data)) for run, _, data in _run_readings(view))
+            or any(not _WORD.fullmatch(r.run) and _reads_as_text(r.text(whole=True)) for r in _run_readings(view))
             or any(map(_reads_as_text, number_lists(view))))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import logging
 import os
 import socket
 import ssl
@@ -29,6 +30,10 @@ PACE_MIN_BYTES = 64 * 1024
 """A body read must bring at least this many bytes in each PACE_WINDOW_S (about 1 KiB/s: a link slower than that
 cannot move a layer in any useful time; a server trickling slower is stalled)."""
 CHUNK_SIZE = 1024 * 1024
+
+# urllib3 logs what a server sent where no scrubber sees it (a header line that does not parse, whole, as a warning
+# that reaches stderr in any program that configures logging): its records stop at its own logger (a NullHandler).
+logging.getLogger("urllib3").propagate = False
 
 
 class Sockets:

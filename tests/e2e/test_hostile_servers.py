@@ -596,3 +596,103 @@ def test_an_image_index_over_bytes_that_are_not_json_is_one_clear_error(
         write_index(server.server, None, None, True, "acme/web", "v1",
                     [{"platform": "linux/amd64", "digest": manifest_digest}], budget=20.0)
     assert "acme/web" in str(err.value), err.value
+
+
+TOKEN = "eyJ" + "S3CRETtok" * 40
+"""A token the client has not seen yet: the scrubber cannot know it, so nothing of a token service's answer may be
+excerpted, wherever in the answer it stands."""
+TOKEN_ANSWERS = {
+    "a status line that is not HTTP": f"{TOKEN}\r\n\r\n".encode(),
+    "a status code past 999": f"HTTP/1.1 2000 {TOKEN}\r\nContent-Length: 0\r\n\r\n".encode(),
+    "a status code that is no number": f"HTTP/1.1 {TOKEN[:40]} OK\r\nContent-Length: 0\r\n\r\n".encode(),
+    "its Content-Type": f"HTTP/1.1 200 OK\r\nContent-Type: {TOKEN}\r\nContent-Length: 5\r\n\r\nhello".encode(),
+    "its Content-Encoding": f"HTTP/1.1 200 OK\r\nContent-Encoding: {TOKEN}\r\nContent-Length: 2\r\n\r\n{{}}".encode(),
+    "a chunk length": f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{TOKEN}\r\nxx\r\n0\r\n\r\n".encode(),
+    "a header line": f"HTTP/1.1 200 OK\r\n{TOKEN}\r\nContent-Length: 2\r\n\r\n{{}}".encode(),
+}
+
+
+_LOGIN_CHILD = r"""
+import logging, sys
+from registryclient import RegistryClient, RegistryError
+logging.basicConfig()  # as a program that logs: every library's warnings reach stderr
+try:
+    with RegistryClient(sys.argv[1], sys.argv[2], sys.argv[3], allow_plain_http=True, timeout=5) as client:
+        client.login()
+    print("logged in")
+except RegistryError as err:
+    print(err)
+"""
+
+
+def login_in_fresh_interpreter(server: str, password: str) -> subprocess.CompletedProcess:
+    """A login in a process of its own that logs to stderr: what reaches its stdout and stderr (under pytest a
+    capture handler would take a library's log records instead)."""
+    return subprocess.run([sys.executable, "-c", _LOGIN_CHILD, server, USER, password], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("where", TOKEN_ANSWERS)
+def test_a_token_service_answer_broken_anywhere_is_described_never_excerpted(hostile, where: str) -> None:
+    """Before its token is known to the scrubber, a token service can put one anywhere in its answer: a status
+    line that is not HTTP, a header the message would name, a chunk length, a header line that does not parse. The
+    failure says what was wrong and how long it was, never its text; nothing reaches stderr either."""
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        if head.startswith(b"GET /token"):
+            conn.sendall(TOKEN_ANSWERS[where])
+            conn.close()
+        else:
+            challenge = f'Bearer realm="http://{server.server}/token",service="s"'
+            _answer(conn, "401 No", b"", f"WWW-Authenticate: {challenge}\r\n")
+
+    run = login_in_fresh_interpreter(hostile(registry).server, PASSWORD)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "token service" in run.stdout and "not shown" in run.stdout, run.stdout
+    assert "S3CRET" not in run.stdout + run.stderr and "eyJ" not in run.stdout + run.stderr, run.stdout + run.stderr
+
+
+def test_a_registry_header_line_that_does_not_parse_never_reaches_stderr(hostile) -> None:
+    """urllib3 logs a header line it cannot parse whole, as a warning: the password a registry echoed there never
+    reaches stderr, even in a program that logs."""
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        conn.sendall(f"HTTP/1.1 401 No\r\n{BASIC} {PASSWORD}\r\nContent-Length: 0\r\n\r\n".encode())
+        conn.close()
+
+    run = login_in_fresh_interpreter(hostile(registry).server, PASSWORD)
+    assert run.returncode == 0 and run.stdout, run.stderr[-2000:]
+    assert PASSWORD[:6] not in run.stdout + run.stderr and BASIC[:8] not in run.stdout + run.stderr, run.stderr
+
+
+REGISTRY_ANSWERS = {
+    "a status line that is not HTTP": lambda echo: f"{echo}\r\n\r\n",
+    "a status code past 999": lambda echo: f"HTTP/1.1 2000 {echo}\r\nContent-Length: 0\r\n\r\n",
+    "a reason phrase": lambda echo: f"HTTP/1.1 418 {echo}\r\nContent-Length: 0\r\n\r\n",
+    "an HTML Content-Type": lambda echo: (f"HTTP/1.1 200 OK\r\nContent-Type: text/html; {echo}\r\n"
+                                          "Content-Length: 5\r\n\r\nhello"),
+    "its Content-Encoding": lambda echo: f"HTTP/1.1 200 OK\r\nContent-Encoding: {echo}\r\nContent-Length: 0\r\n\r\n",
+    "a chunk length": lambda echo: f"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{echo}\r\nxx\r\n0\r\n\r\n",
+    "a challenge's realm": lambda echo: (f'HTTP/1.1 401 No\r\nWWW-Authenticate: Bearer realm="{echo}",service="s"\r\n'
+                                         "Content-Length: 0\r\n\r\n"),
+    "a challenge with no scheme": lambda echo: (f"HTTP/1.1 401 No\r\nWWW-Authenticate: {echo}\r\n"
+                                                "Content-Length: 0\r\n\r\n"),
+}
+ECHOES = {"the password": PASSWORD, "the password percent-encoded": quote(PASSWORD, safe=""),
+          "base64 of user:password": BASIC, "the password's first half in rot13": "c@ff j/eq"}
+
+
+@pytest.mark.parametrize("echo", ECHOES)
+@pytest.mark.parametrize("where", REGISTRY_ANSWERS)
+def test_a_registry_echoing_the_password_in_its_status_line_or_headers_is_withheld(hostile, where: str,
+                                                                                  echo: str) -> None:
+    """The registry's answer to the first request (the password is known to the scrubber): every excerpt taken
+    from its status line or its headers goes through the scrubber."""
+    def registry(conn: socket.socket, head: bytes, server: HostileServer) -> None:
+        conn.sendall(REGISTRY_ANSWERS[where](ECHOES[echo]).encode("latin-1"))
+        conn.close()
+
+    server = hostile(registry)
+    with RegistryClient(server.server, USER, PASSWORD, allow_plain_http=True, timeout=5) as client:
+        with pytest.raises(RegistryError) as err:
+            client.login()
+    message = str(err.value)
+    assert ECHOES[echo] not in message and PASSWORD[:6] not in message and BASIC[:8] not in message, message

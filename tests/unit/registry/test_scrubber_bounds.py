@@ -4,6 +4,7 @@ client reads, and the echoes it masks besides the ones tests/unit/registry/test_
 from __future__ import annotations
 
 import base64
+import binascii
 import subprocess
 import sys
 import textwrap
@@ -145,6 +146,11 @@ HOSTILE_TEXTS = {
     "code point escapes": "\\u{1F600}" * (SIZE // 9),
     "a byte list of its own byte list": " ".join(map(str, ("65 " * (SIZE // 16)).encode()))[:SIZE],
     "numbers that are no list": "1234 " * (SIZE // 5),
+    "uuencoded lines": (binascii.b2a_uu(bytes(range(45))).decode() * (SIZE // 62))[:SIZE],
+    "base64 in groups of 4": " ".join(["dXNl", "cjpT", "M2Ny"] * (SIZE // 15))[:SIZE],
+    "U+ code points": "U+0041 " * (SIZE // 7),
+    "a base32hex run": "0123456789ABCDEFGHIJKLMNOPQRSTUV" * (SIZE // 32),
+    "upper-case words after spaces": "M ABC " * (SIZE // 6),
 }
 TOO_LAYERED = {"base64 of itself", "base64 nested six deep", "hex of itself"}
 """Its views would total more than textviews.LAYER_BUDGET times its length (each layer decodes into nearly all of

@@ -5,6 +5,8 @@ encodings (base85, base64 of its UTF-16 and Latin-1 bytes), and how much of a se
 from __future__ import annotations
 
 import base64
+import binascii
+import codecs
 import html
 import json
 import quopri
@@ -30,6 +32,14 @@ def _pct(text: str, times: int) -> str:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def _groups(text: str, size: int, separator: str = " ") -> str:
+    return separator.join(text[i:i + size] for i in range(0, len(text), size))
+
+
+def _rot47(text: str) -> str:
+    return "".join(chr(33 + (ord(c) - 33 + 47) % 94) if "!" <= c <= "~" else c for c in text)
 
 
 FORMS: dict[str, Callable[[str], str]] = {
@@ -88,6 +98,23 @@ FORMS: dict[str, Callable[[str], str]] = {
     "braced unicode escapes": lambda pw: "".join(f"\\u{{{ord(c):x}}}" for c in pw),
     "base64 of its byte list": lambda pw: _b64(str(list(pw.encode())).encode()),
     "a byte list of its base64": lambda pw: str(list(_b64(pw.encode()).encode())),
+    "base64 of user:password cut short, in groups of 4": lambda pw: _groups(_b64(f"{USER}:{pw}".encode())[:-8], 4),
+    "base64 of user:password cut short, in groups of 6 by tabs": lambda pw: _groups(
+        _b64(f"{USER}:{pw}".encode())[:-8], 6, "\t"),
+    "code points U+XXXX": lambda pw: " ".join(f"U+{ord(c):04X}" for c in pw),
+    "code points U+XX run together": lambda pw: "".join(f"U+{ord(c):X}" for c in pw),
+    "Python \\U escapes": lambda pw: "".join(f"\\U{ord(c):08x}" for c in pw),
+    "base32hex": lambda pw: base64.b32hexencode(pw.encode()).decode(),
+    "base32hex of user:password, lower case, unpadded": lambda pw: base64.b32hexencode(
+        f"{USER}:{pw}".encode()).decode().lower().rstrip("="),
+    "uuencode": lambda pw: binascii.b2a_uu(pw.encode()).decode(),
+    "uuencode of user:password, with backticks": lambda pw: binascii.b2a_uu(f"{USER}:{pw}".encode(),
+                                                                             backtick=True).decode(),
+    "EBCDIC (cp037) as hex": lambda pw: pw.encode("cp037").hex(),
+    "EBCDIC (cp500) as hex, upper case": lambda pw: pw.encode("cp500").hex().upper(),
+    "rot13": lambda pw: codecs.encode(pw, "rot13"),
+    "rot13, first half": lambda pw: codecs.encode(pw[:(len(pw) + 1) // 2], "rot13"),
+    "rot47": _rot47,
     "full-width (NFKC)": lambda pw: "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in pw),
     "mathematical bold letters (NFKC)": lambda pw: "".join(
         chr(0x1D400 + ord(c) - 65) if "A" <= c <= "Z" else chr(0x1D41A + ord(c) - 97) if "a" <= c <= "z"
@@ -145,6 +172,17 @@ ANSWERS = [
     "pushed 3 of 7 layers (12.5 MB of 48.2 MB) to 127.0.0.1:5000 and 10.0.0.12:443 at 2026-12-08 10:15:30",
     '{"ports":[80,443,5000,8080,9090],"retries":[1,2,3,4,5,6,7,8],"uid":[0,0,1000,1000],"mode":[4,2,0,7,5,5]}',
     "tags: [1 2 3 4 5 10 20 30 40 50], ipv6 fe80::1:2:3:4, mac 00:1a:2b:3c:4d:5e, version 1.2.3.4.5",
+    # upper-case lines and words (read as uuencode, base32 and base32hex), mixed groups (read joined as base64),
+    # code points, rot13 prose
+    'M-SEARCH * HTTP/1.1 HOST: 239.255.255.250:1900 MAN: "ssdp:discover" MX: 3 ST: ssdp:all',
+    "ERROR: TOO MANY REQUESTS FROM 10.0.0.12 (LIMIT 100/MIN); RETRY AFTER 60 SECONDS",
+    "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ3Vl\n-----END CERTIFICATE-----",
+    "%PDF-1.7 is not a manifest; GET /v2/ answered 415 UNSUPPORTED MEDIA TYPE",
+    "build 7M2Q9T0R4K8V1P3L and DEADBEEF CAFEBABE 0A1B2C3D4E5F6G7H failed",
+    "layers v1 v2 v3 sha256 abc123 def456 ghi789 jkl012 pushed by ci-runner-7 job 4242",
+    "The quick brown fox jumps over the lazy dog: Uryyb Jbeyq, Gur Dhvpx Oebja Sbk (rot13 of Hello World)",
+    "U+0041 LATIN CAPITAL LETTER A, U+00E9 and U+1F600 are code points",
+    "upload 7 of 12: 4.2 MB/s, eta 00:00:03, chunk 5 of 9 (sizes 512 1024 2048 4096 8192)",
 ]
 
 
@@ -215,6 +253,8 @@ SLICES = {
     "hex of the password after a lone digit": "0" + REVIEW_PASSWORD.encode().hex()[:26],
     "base85 of the password from its 4th character": base64.b85encode(REVIEW_PASSWORD.encode()).decode()[3:],
     "base64 of the base64 of the password from its 3rd character": _b64(_b64(_BOTH)[2:].encode())[1:],
+    "base64 of user:password cut short, in groups of 4 by spaces": _groups(_b64(_BOTH)[:-12], 4),
+    "base64 of user:password from its 2nd character, cut short, in groups of 5": _groups(_b64(_BOTH)[1:-12], 5),
 }
 
 
