@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from boundedjson import parse_json
+from buildcontext.value_literals import literal_parts
 from buildcontext.sensitive_rules import (
     ANONYMOUS_LOGINS, ANONYMOUS_PASSWORD_RE, ASSIGNMENT_MIN_VALUE, CODE_NAME_RE, EXAMPLE_VALUE_RE,
     NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START, PATH_VALUE_RE, TYPE_ANNOTATION_RE, WORD_LIKE_RE, BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
-    ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
+    GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
     JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_ENTRY_RE, NETRC_KEYWORDS, NETRC_SECRET_RE,
     NETRC_SPLIT_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE,
-    PYPIRC_SECRET_RE, REDIS_SECRET_RE, REFERENCE_START_RE, SCAN_OVERLAP, SHELL_REFERENCE_RE, XML_ATTRIBUTE_RE,
+    PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE,
     YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
 
 
@@ -56,12 +57,22 @@ class Window:
             not self.cut_end or start <= len(self.data) - SCAN_OVERLAP)
 
 
+def _placeholder(part: bytes) -> bool:
+    """A format placeholder, a mask or an ellipsis (sensitive_rules.PLACEHOLDER_RE), or an all-capitals placeholder
+    (`YOUR_PASSWORD`, `TOKEN_HERE`, PASSWORD)."""
+    return bool(PLACEHOLDER_RE.fullmatch(part) or CAPS_PLACEHOLDER_RE.fullmatch(part))
+
+
 def stands_for_value(value: bytes) -> bool:
-    """Whether a value only stands for a credential: an environment or template reference, a format placeholder,
-    a mask (sensitive_rules.PLACEHOLDER_RE), a value starting as a reference does (REFERENCE_START_RE: `$(cat ...)`,
-    `"$TOKEN"`, `{{ token }}`), or an all-capitals placeholder (`YOUR_PASSWORD`, `TOKEN_HERE`, PASSWORD)."""
-    return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value) or REFERENCE_START_RE.match(value)
-                or SHELL_REFERENCE_RE.fullmatch(value) or CAPS_PLACEHOLDER_RE.fullmatch(value))
+    """Whether a value only stands for a credential: a placeholder, or references (`${NPM_TOKEN}`, `$(cat ...)`,
+    `"$TOKEN"`, `{{ token }}`, `${{ secrets.TOKEN }}`) with no literal beside or inside them that looks like a secret
+    (buildcontext/value_literals.py; `${NAME:-dev}` stands for one, `${NAME:-S3cr3t9}` holds one). A value holding no
+    reference is a literal, which the caller's rule judges."""
+    value = value.strip()
+    parts = literal_parts(value)
+    if parts == [(value.replace(b'"', b"").replace(b"'", b""), False)]:
+        return _placeholder(value)
+    return not any(_literal_secret(part.strip(), inner, False) for part, inner in parts)
 
 
 def _word_like(value: bytes) -> bool:
@@ -80,12 +91,17 @@ def _word_like(value: bytes) -> bool:
 
 def looks_like_secret(value: bytes, quoted: bool = False, one_argument: bool = False) -> bool:
     """Whether an assigned value (`quoted`: written in quotes, where YAML's aliases, tags and comments are text)
-    looks like a secret rather than a reference, a placeholder, code, a type, a path, a URL or a word (see
-    sensitive_rules ASSIGNMENT_MIN_VALUE and below it). `one_argument`: a command's quoted argument, where a space is
-    part of the value rather than a sign of prose."""
-    value = value.strip()
+    holds a literal that looks like a secret rather than a reference, a placeholder, code, a type, a path, a URL or
+    a word (see sensitive_rules ASSIGNMENT_MIN_VALUE and below it): the text glued around its references, and each
+    literal a reference holds (buildcontext/value_literals.py), judged alike. `one_argument`: a command's quoted
+    argument, where a space is part of the value rather than a sign of prose."""
+    return any(_literal_secret(part.strip(), quoted or inner, one_argument)
+               for part, inner in literal_parts(value.strip()))
+
+
+def _literal_secret(value: bytes, quoted: bool, one_argument: bool) -> bool:
     not_a_start = NOT_A_QUOTED_VALUE_START if quoted else NOT_A_VALUE_START
-    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or stands_for_value(value):
+    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or _placeholder(value):
         return False
     if (not one_argument and any(c in value for c in b" \t")) or _word_like(value) or EXAMPLE_VALUE_RE.search(value):
         return False  # prose (a quoted message), a word or a name, an example

@@ -14,8 +14,9 @@ import base64
 import binascii
 
 from buildcontext.credential_files import Window, looks_like_secret, stands_for_value
+from buildcontext.value_literals import holds_reference, read_value
 from buildcontext.sensitive_rules import (
-    ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
+    ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_VALUE_MAX, BARE_VALUE_END, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
     ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
     AUTHORIZATION_WORD, COMMAND_LINE_PASSWORDS, NAME_WORD, NOT_PASS, SOURCE_CODE_ENDINGS)
 
@@ -89,9 +90,11 @@ def _judge(data: bytes, start: int, end: int, kind: str, code: bool) -> bool:
             blanks and not _value_flag(data[start:end])):
         return False
     elif m.group(6) is not None:
-        value = m.group(6) if not (m.group(7) or code) else b""
+        value = _reread(data, m.start(6), m.group(6), BARE_VALUE_END)
+        after = data[m.start(6) + len(value):m.start(6) + len(value) + 1]
+        value = b"" if code or after in (b"(", b"[") else value  # a call or an index: code
     else:
-        value = m.group(5)
+        value = _reread(data, m.start(5), m.group(5), m.group(4) + b"\r\n")
     if data[max(start - 2, 0):start] == b"${" and value[:1] == b"?":
         return False  # `${DB_PASSWORD:?must be set}`: the shell's (and compose's) error message, not a value
     if kind == AUTH_WORD:
@@ -101,6 +104,14 @@ def _judge(data: bytes, start: int, end: int, kind: str, code: bool) -> bool:
         scheme = AUTHORIZATION_VALUE_RE.match(rest[:64])
         return scheme is not None and looks_like_secret(scheme.group(1))
     return looks_like_secret(value, m.group(5) is not None)
+
+
+def _reread(data: bytes, start: int, value: bytes, ends: bytes) -> bytes:
+    """`value` (a pattern's bounded read from `start`), read again up to its end outside references when it may
+    hold one: a reference's brackets may hold white space, quotes and separators (`${{ secrets.A || 'x' }}`)."""
+    if not holds_reference(value):
+        return value
+    return read_value(data[start:start + ASSIGNMENT_VALUE_MAX], ends)
 
 
 def _attribute_pairs(window: Window) -> bool:

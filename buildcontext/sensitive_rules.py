@@ -91,7 +91,6 @@ KUBE_CONFIG_RE = re.compile(
 NPMRC_SECRET_RE = re.compile(
     rb"^[ \t]{0,32}(?:[^=\s;#]{0,256}:)?(?:_authToken|_auth|_password|password)[ \t]{0,32}=[ \t]{0,32}(\S[^\r\n]*?)"
     rb"[ \t]{0,32}\r?$", re.MULTILINE)
-ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
 # MySQL option files: `password = value` in any group, the value bare or quoted. Group 1: the rest of the line.
 MYSQL_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}=[ \t]{0,32}([^\r\n]{0,64})", re.MULTILINE)
 # Redis's redis.conf: `requirepass` / `masterauth` and the password after blanks. Group 1: the rest of the line.
@@ -198,23 +197,31 @@ JVM_PROPERTY_SECRET_RE = re.compile(
     rb"""(?i)(?<![\w-])-D[\w.-]{0,96}?(?:password|passwd|passphrase|token|secret|secret[_.-]?(?:access[_.-]?)?key)="""
     rb"""(\\?"[^"\r\n]{0,64}\\?"|'[^'\r\n]{0,64}'|<[^<>\r\n]{0,64}>?|\{[^{}\r\n]{0,64}\}?|\$\([^)\r\n]{0,64}\)?"""
     rb"""|[^\s'"<>`]{0,64})""")
-# An all-capitals placeholder a value may be instead of a credential: `YOUR_...`, `..._HERE`, CHANGEME, REPLACE_ME,
-# xxx. Narrow on purpose: a real secret can be all capitals, so only these shapes, which no secret takes, pass.
-# A shell or batch reference a value may be instead of a credential: `$1`, `%1`, `%~1`, and `${NAME:-default}`,
-# `${NAME:?}`, `${NAME?}` (defaults and checks: the value still comes from the environment).
-SHELL_REFERENCE_RE = re.compile(rb"""\$[0-9@*]|%~?[0-9*]|\$\{[A-Za-z_][A-Za-z0-9_.]*:?[-?=+][^}\r\n]{0,64}\}""")
 # An all-capitals name whose words name the thing it stands for (PASSWORD, TOKEN, PYPI_TOKEN, API_KEY, USERNAME) is
-# a documentation placeholder too: the name of a credential, not one.
+# a documentation placeholder, the name of a credential, not one; so are `YOUR_...`, `..._HERE`, CHANGEME,
+# REPLACE_ME, xxx. Narrow on purpose: a real secret can be all capitals, so only these shapes, which no secret takes,
+# pass.
 CAPS_PLACEHOLDER_RE = re.compile(
     rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}"""
     rb"""|(?:[A-Z0-9]+_){0,4}(?:PASSWORD|PASSWD|PASS|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIALS?|USER|USERNAME|LOGIN)"""
     rb"""(?:_[A-Z0-9]+){0,4}""")
-# The start of a value that refers to one rather than holding it, whatever follows (a rule that reads up to white
-# space sees only the start): a command substitution (`$(cat /run/secrets/tok)`, a backquote), a variable
-# reference quoted or not (`$TOKEN`, `"$TOKEN"`, `${TOKEN}`), a template expression (`{{ token }}`, `{% ... %}`,
-# `<%= ... %>`), a CI system's expression (GitHub Actions' and Azure Pipelines' `${{ secrets.TOKEN }}`, Azure's
-# `$[ variables.token ]`) or a `<...>` placeholder (`<your PyPI token>`).
-REFERENCE_START_RE = re.compile(rb"""["']?(?:\$\(|`|\$\{?[A-Za-z_]|\$\{\{|\$\[|\{\{|\{%|<%|<[A-Za-z])""")
+# References a value may hold (buildcontext/value_literals.py takes them out and judges what remains): a CI system's
+# or a template's expression, from its opening to its closing mark (GitHub Actions' and Azure Pipelines'
+# `${{ ... }}`, Azure's `$[ ... ]`, `{{ ... }}`, `{% ... %}`, `<% ... %>`), whose string literals (STRING_LITERAL_RE)
+# are values; a command substitution `$(...)` or backquote; a shell parameter `${NAME...}` (SHELL_PARAMETER_RE:
+# group 1 its operator, where a default or alternative after `-`, `=`, `+` is a value, a message after `?` none);
+# `$NAME`, `$1`, `$@` (SHELL_NAME_RE); a batch file's `%NAME%`, `%1`, `%~1`; a `<placeholder>`.
+VALUE_EXPRESSIONS = ((b"${{", b"}}"), (b"$[", b"]"), (b"{{", b"}}"), (b"{%", b"%}"), (b"<%", b"%>"))
+STRING_LITERAL_RE = re.compile(rb"""'([^'\r\n]*)'?|"([^"\r\n]*)"?""")
+SHELL_PARAMETER_RE = re.compile(rb"""\$\{[#!]?(?:[A-Za-z_][A-Za-z0-9_.]*|[0-9]+|[@*#?$!-])(:?[-=+?]|)""")
+SHELL_NAME_RE = re.compile(rb"""\$(?:[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])""")
+BATCH_REFERENCE_RE = re.compile(rb"""%(?:[A-Za-z_][A-Za-z0-9_]*%|~?[0-9*])""")
+ANGLE_PLACEHOLDER_RE = re.compile(rb"""<[A-Za-z][^<>\r\n]*>?""")
+# Where a value that holds references ends, outside them: a quoted value at its closing quote, a bare one at white
+# space, a quote or shell or YAML syntax (as ASSIGNMENT_TAIL_RE's and COMMAND_LINE_PASSWORDS' bare values end).
+BARE_VALUE_END = b" \t\r\n\"'`,;|&<>(){}[]"
+# What makes a value's text worth reading again for references: a byte that may open one.
+REFERENCE_OPENERS = (b"$", b"{{", b"{%", b"<", b"%", b"`")
 # A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
 URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
@@ -287,11 +294,14 @@ ASSIGNMENT_KEY_MAX = 40
 # What follows the key: group 1, the key's closing quote (and a `]`: `config['SECRET_KEY'] = ...`); then `=`, `:`, `:=`, `=>`, or `,` after a quoted key
 # (PHP's define('DB_PASSWORD', '...'), a default in getenv("API_TOKEN", "...")) as group 2, or blanks after a
 # `--flag` as group 3; then the value, quoted (4: its quote, 5: its text) or bare (6: up to a blank, quote,
-# separator or bracket; 7: the `(` or `[` after it, which makes it code). Or, after `<key`, an XML element's text
-# (8). Bounded so that key and value fit SCAN_OVERLAP: a value is judged by its first 56 bytes.
+# separator or bracket, or a template's `{{`/`{%` opening it; 7: the `(` or `[` after it, which makes it code). Or,
+# after `<key`, an XML element's text (8). A value that may hold references is read again from its start, up to its
+# end outside them (buildcontext/value_literals.py `read_value`), within ASSIGNMENT_VALUE_MAX bytes. Bounded so that
+# key and value fit SCAN_OVERLAP: a value is judged by its first 56 bytes.
+ASSIGNMENT_VALUE_MAX = 56
 ASSIGNMENT_TAIL_RE = re.compile(
     rb"""(["']?)\]?(?:[ \t]{0,8}(:=|=>|=(?![=~])|:(?![:/\\])|,)[ \t]{0,8}|([ \t]{1,8}))"""
-    rb"""(?:(["'`])([^"'`\r\n]{0,56})|([^\s"'`,;&<>(){}\[\]]{1,56})([(\[]?))"""
+    rb"""(?:(["'`])([^"'`\r\n]{0,56})|((?:\{\{|\{%|[^\s"'`,;&<>(){}\[\]])[^\s"'`,;&<>(){}\[\]]{0,55})([(\[]?))"""
     rb"""|>[ \t]{0,8}([^<\s]{1,56})[ \t]{0,8}</""")
 ASSIGNMENT_KEY_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 # The key's last word (its words as NAME_WORD splits them, lower-case) or last two words that say it holds a
