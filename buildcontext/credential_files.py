@@ -254,12 +254,26 @@ def netrc_entry_secret(window: Window) -> bool:
 
 def _netrc_file_secret(window: Window) -> bool:
     """Whether a .netrc's `password VALUE` is a credential, the entry's login read back to its `machine`."""
-    for m in window.matches(NETRC_SECRET_RE):
-        before = window.data[:m.start()]
-        entry = before[max(before.rfind(b"machine"), before.rfind(b"default"), 0):]
-        if _netrc_value(m.group(1), NETRC_SPLIT_RE.split(entry)):
+    data = window.data
+    for m in NETRC_SECRET_RE.finditer(data, 1 if window.cut_start else 0):
+        before = data[:m.start()]
+        entry = max(before.rfind(b"machine"), before.rfind(b"default"))
+        if (_judges_password(window, entry, m)
+                and _netrc_value(m.group(1), NETRC_SPLIT_RE.split(before[max(entry, 0):]))):
             return True
     return False
+
+
+def _judges_password(window: Window, entry: int, m: re.Match[bytes]) -> bool:
+    """Whether this window judges the password `m` of the entry starting at `entry` (-1: before the window), so
+    that exactly one window of a chunked scan does, and the one that sees the entry's login when any does: the
+    window deciding the entry's start, if the password ends inside it; else the first window the password ends
+    inside (the one before it saw it whole when it ends inside the overlap)."""
+    if window.cut_end and m.end() >= len(window.data):
+        return False  # the value may go on past the window: the next one sees it whole
+    if entry >= (1 if window.cut_start else 0):
+        return window.decides(entry)
+    return not (window.cut_start and m.end() < SCAN_OVERLAP)
 
 
 def _netrc_value(raw: bytes, tokens: list[bytes]) -> bool:
@@ -269,10 +283,16 @@ def _netrc_value(raw: bytes, tokens: list[bytes]) -> bool:
     tokens before the password."""
     value = raw.split(b"\\n", 1)[0].rstrip(b"\"'")
     logins = [tokens[i + 1] for i in range(len(tokens) - 1) if tokens[i] == b"login"]
-    if logins and logins[-1] in ANONYMOUS_LOGINS and ANONYMOUS_PASSWORD_RE.fullmatch(value):
+    if logins and anonymous_login(logins[-1], value):
         return False
     quoted = raw[:1] in (b'"', b"'") and raw[-1:] == raw[:1] and len(raw) > 1
     return value not in NETRC_KEYWORDS and looks_like_secret(value.strip(b"\"'"), quoted, one_argument=quoted)
+
+
+def anonymous_login(login: bytes, password: bytes) -> bool:
+    """Whether `login` is the anonymous FTP one (`anonymous`, `ftp`) with the password convention gives it (an e-mail
+    address, a bare `user@`, a login word: sensitive_rules.ANONYMOUS_PASSWORD_RE), which is no credential."""
+    return login.lower() in ANONYMOUS_LOGINS and ANONYMOUS_PASSWORD_RE.fullmatch(password) is not None
 
 
 # The content rule of each credential file kind: whether the window holds a credential.

@@ -152,6 +152,8 @@ def command_line_password(window: Window) -> bool:
     for regex in COMMAND_LINE_PASSWORDS:
         for m in window.matches(regex):
             value = m.group(1)
+            if value[:1] not in (b'"', b"'"):
+                value = _reread(window.data, m.start(1), value, BARE_VALUE_END)
             quoted = value[:1] in (b'"', b"'")
             if looks_like_secret(value[1:-1] if quoted else value, quoted, one_argument=quoted):
                 return True
