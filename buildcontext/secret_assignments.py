@@ -3,8 +3,9 @@
 one, in the forms config files, scripts and code write it: `key=value`, `key: value`, `key := value`,
 `'key' => 'value'`, JSON's `"key": "value"`, `define('KEY', 'value')`, `--key value`, `<key>value</key>`, `<property name="key" value="value"/>`.
 
-What a value must look like is the table in buildcontext/sensitive_rules.py (ASSIGNMENT_*): not a reference or a
-placeholder (credential_files.stands_for_value), not code, a path, a URL or a word. `auth` must hold base64 of
+What a value must look like is the table in buildcontext/sensitive_rules.py (ASSIGNMENT_*): a literal, once its
+references are taken out (buildcontext/value_literals.py: a value is read again past a reference's brackets), that is
+not a placeholder, code, a path, a URL or a word. `auth` must hold base64 of
 `user:password` (Docker's and npm's form), `Authorization` an HTTP scheme and its credentials. The search starts
 from the roots of secret words (a fast substring search), so a text holding none costs one lower-casing.
 """
