@@ -262,8 +262,9 @@ _REGISTRY_LOGIN = (rb"""(?:(?:docker|podman|buildah|nerdctl|skopeo|oras|cosign)|
                    rb"""|crane[ \t]{1,4}auth)[ \t]{1,4}login\b""")
 _PASSWORD_STDIN = rb"""[ \t]--password-stdin\b"""
 COMMAND_LINE_PASSWORDS = (
+    # The lookahead holds the first byte of every command below: a position holding none is passed over at once.
     re.compile(
-        rb"""(?<![\w.-])(?:""" + _REGISTRY_LOGIN + _COMMAND_GAP
+        rb"""(?=[bcdhjklmnoprs-])(?<![\w.-])(?:""" + _REGISTRY_LOGIN + _COMMAND_GAP
         + rb"""[ \t](?:-p(?:[ \t]{1,8}|=)?|--pass(?:word)?(?:[ \t]{1,8}|=))"""
         rb"""|""" + _REGISTRY_LOGIN + _COMMAND_GAP + _PASSWORD_STDIN + _COMMAND_GAP + rb"""<<<[ \t]{0,8}"""
         rb"""|sshpass\b""" + _COMMAND_GAP + rb"""[ \t]-p[ \t]{0,8}"""
