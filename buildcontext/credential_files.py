@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from boundedjson import parse_json
+from buildcontext.value_literals import literal_parts
 from buildcontext.sensitive_rules import (
     ANONYMOUS_LOGINS, ANONYMOUS_PASSWORD_RE, ASSIGNMENT_MIN_VALUE, CODE_NAME_RE, EXAMPLE_VALUE_RE,
     NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START, PATH_VALUE_RE, TYPE_ANNOTATION_RE, WORD_LIKE_RE, BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
-    ENV_REFERENCE_RE, GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
+    GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
     JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_ENTRY_RE, NETRC_KEYWORDS, NETRC_SECRET_RE,
     NETRC_SPLIT_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE,
-    PYPIRC_SECRET_RE, REDIS_SECRET_RE, REFERENCE_START_RE, SCAN_OVERLAP, SHELL_REFERENCE_RE, XML_ATTRIBUTE_RE,
+    PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE,
     YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
 
 
@@ -56,12 +57,22 @@ class Window:
             not self.cut_end or start <= len(self.data) - SCAN_OVERLAP)
 
 
+def _placeholder(part: bytes) -> bool:
+    """A format placeholder, a mask or an ellipsis (sensitive_rules.PLACEHOLDER_RE), or an all-capitals placeholder
+    (`YOUR_PASSWORD`, `TOKEN_HERE`, PASSWORD)."""
+    return bool(PLACEHOLDER_RE.fullmatch(part) or CAPS_PLACEHOLDER_RE.fullmatch(part))
+
+
 def stands_for_value(value: bytes) -> bool:
-    """Whether a value only stands for a credential: an environment or template reference, a format placeholder,
-    a mask (sensitive_rules.PLACEHOLDER_RE), a value starting as a reference does (REFERENCE_START_RE: `$(cat ...)`,
-    `"$TOKEN"`, `{{ token }}`), or an all-capitals placeholder (`YOUR_PASSWORD`, `TOKEN_HERE`, PASSWORD)."""
-    return bool(ENV_REFERENCE_RE.match(value) or PLACEHOLDER_RE.fullmatch(value) or REFERENCE_START_RE.match(value)
-                or SHELL_REFERENCE_RE.fullmatch(value) or CAPS_PLACEHOLDER_RE.fullmatch(value))
+    """Whether a value only stands for a credential: a placeholder, or references (`${NPM_TOKEN}`, `$(cat ...)`,
+    `"$TOKEN"`, `{{ token }}`, `${{ secrets.TOKEN }}`) with no literal beside or inside them that looks like a secret
+    (buildcontext/value_literals.py; `${NAME:-dev}` stands for one, `${NAME:-S3cr3t9}` holds one). A value holding no
+    reference is a literal, which the caller's rule judges."""
+    value = value.strip()
+    parts = literal_parts(value)
+    if parts == [(value.replace(b'"', b"").replace(b"'", b""), False)]:
+        return _placeholder(value)
+    return not any(_literal_secret(part.strip(), inner, False) for part, inner in parts)
 
 
 def _word_like(value: bytes) -> bool:
@@ -80,12 +91,17 @@ def _word_like(value: bytes) -> bool:
 
 def looks_like_secret(value: bytes, quoted: bool = False, one_argument: bool = False) -> bool:
     """Whether an assigned value (`quoted`: written in quotes, where YAML's aliases, tags and comments are text)
-    looks like a secret rather than a reference, a placeholder, code, a type, a path, a URL or a word (see
-    sensitive_rules ASSIGNMENT_MIN_VALUE and below it). `one_argument`: a command's quoted argument, where a space is
-    part of the value rather than a sign of prose."""
-    value = value.strip()
+    holds a literal that looks like a secret rather than a reference, a placeholder, code, a type, a path, a URL or
+    a word (see sensitive_rules ASSIGNMENT_MIN_VALUE and below it): the text glued around its references, and each
+    literal a reference holds (buildcontext/value_literals.py), judged alike. `one_argument`: a command's quoted
+    argument, where a space is part of the value rather than a sign of prose."""
+    return any(_literal_secret(part.strip(), quoted or inner, one_argument)
+               for part, inner in literal_parts(value.strip()))
+
+
+def _literal_secret(value: bytes, quoted: bool, one_argument: bool) -> bool:
     not_a_start = NOT_A_QUOTED_VALUE_START if quoted else NOT_A_VALUE_START
-    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or stands_for_value(value):
+    if len(value) < ASSIGNMENT_MIN_VALUE or value[:1] in not_a_start or _placeholder(value):
         return False
     if (not one_argument and any(c in value for c in b" \t")) or _word_like(value) or EXAMPLE_VALUE_RE.search(value):
         return False  # prose (a quoted message), a word or a name, an example
@@ -238,12 +254,26 @@ def netrc_entry_secret(window: Window) -> bool:
 
 def _netrc_file_secret(window: Window) -> bool:
     """Whether a .netrc's `password VALUE` is a credential, the entry's login read back to its `machine`."""
-    for m in window.matches(NETRC_SECRET_RE):
-        before = window.data[:m.start()]
-        entry = before[max(before.rfind(b"machine"), before.rfind(b"default"), 0):]
-        if _netrc_value(m.group(1), NETRC_SPLIT_RE.split(entry)):
+    data = window.data
+    for m in NETRC_SECRET_RE.finditer(data, 1 if window.cut_start else 0):
+        before = data[:m.start()]
+        entry = max(before.rfind(b"machine"), before.rfind(b"default"))
+        if (_judges_password(window, entry, m)
+                and _netrc_value(m.group(1), NETRC_SPLIT_RE.split(before[max(entry, 0):]))):
             return True
     return False
+
+
+def _judges_password(window: Window, entry: int, m: re.Match[bytes]) -> bool:
+    """Whether this window judges the password `m` of the entry starting at `entry` (-1: before the window), so
+    that exactly one window of a chunked scan does, and the one that sees the entry's login when any does: the
+    window deciding the entry's start, if the password ends inside it; else the first window the password ends
+    inside (the one before it saw it whole when it ends inside the overlap)."""
+    if window.cut_end and m.end() >= len(window.data):
+        return False  # the value may go on past the window: the next one sees it whole
+    if entry >= (1 if window.cut_start else 0):
+        return window.decides(entry)
+    return not (window.cut_start and m.end() < SCAN_OVERLAP)
 
 
 def _netrc_value(raw: bytes, tokens: list[bytes]) -> bool:
@@ -253,10 +283,16 @@ def _netrc_value(raw: bytes, tokens: list[bytes]) -> bool:
     tokens before the password."""
     value = raw.split(b"\\n", 1)[0].rstrip(b"\"'")
     logins = [tokens[i + 1] for i in range(len(tokens) - 1) if tokens[i] == b"login"]
-    if logins and logins[-1] in ANONYMOUS_LOGINS and ANONYMOUS_PASSWORD_RE.fullmatch(value):
+    if logins and anonymous_login(logins[-1], value):
         return False
     quoted = raw[:1] in (b'"', b"'") and raw[-1:] == raw[:1] and len(raw) > 1
     return value not in NETRC_KEYWORDS and looks_like_secret(value.strip(b"\"'"), quoted, one_argument=quoted)
+
+
+def anonymous_login(login: bytes, password: bytes) -> bool:
+    """Whether `login` is the anonymous FTP one (`anonymous`, `ftp`) with the password convention gives it (an e-mail
+    address, a bare `user@`, a login word: sensitive_rules.ANONYMOUS_PASSWORD_RE), which is no credential."""
+    return login.lower() in ANONYMOUS_LOGINS and ANONYMOUS_PASSWORD_RE.fullmatch(password) is not None
 
 
 # The content rule of each credential file kind: whether the window holds a credential.

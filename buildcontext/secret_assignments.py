@@ -3,8 +3,9 @@
 one, in the forms config files, scripts and code write it: `key=value`, `key: value`, `key := value`,
 `'key' => 'value'`, JSON's `"key": "value"`, `define('KEY', 'value')`, `--key value`, `<key>value</key>`, `<property name="key" value="value"/>`.
 
-What a value must look like is the table in buildcontext/sensitive_rules.py (ASSIGNMENT_*): not a reference or a
-placeholder (credential_files.stands_for_value), not code, a path, a URL or a word. `auth` must hold base64 of
+What a value must look like is the table in buildcontext/sensitive_rules.py (ASSIGNMENT_*): a literal, once its
+references are taken out (buildcontext/value_literals.py: a value is read again past a reference's brackets), that is
+not a placeholder, code, a path, a URL or a word. `auth` must hold base64 of
 `user:password` (Docker's and npm's form), `Authorization` an HTTP scheme and its credentials. The search starts
 from the roots of secret words (a fast substring search), so a text holding none costs one lower-casing.
 """
@@ -14,8 +15,9 @@ import base64
 import binascii
 
 from buildcontext.credential_files import Window, looks_like_secret, stands_for_value
+from buildcontext.value_literals import holds_reference, read_value
 from buildcontext.sensitive_rules import (
-    ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
+    ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_VALUE_MAX, BARE_VALUE_END, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
     ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
     AUTHORIZATION_WORD, COMMAND_LINE_PASSWORDS, NAME_WORD, NOT_PASS, SOURCE_CODE_ENDINGS)
 
@@ -89,9 +91,11 @@ def _judge(data: bytes, start: int, end: int, kind: str, code: bool) -> bool:
             blanks and not _value_flag(data[start:end])):
         return False
     elif m.group(6) is not None:
-        value = m.group(6) if not (m.group(7) or code) else b""
+        value = _reread(data, m.start(6), m.group(6), BARE_VALUE_END)
+        after = data[m.start(6) + len(value):m.start(6) + len(value) + 1]
+        value = b"" if code or after in (b"(", b"[") else value  # a call or an index: code
     else:
-        value = m.group(5)
+        value = _reread(data, m.start(5), m.group(5), m.group(4) + b"\r\n")
     if data[max(start - 2, 0):start] == b"${" and value[:1] == b"?":
         return False  # `${DB_PASSWORD:?must be set}`: the shell's (and compose's) error message, not a value
     if kind == AUTH_WORD:
@@ -101,6 +105,14 @@ def _judge(data: bytes, start: int, end: int, kind: str, code: bool) -> bool:
         scheme = AUTHORIZATION_VALUE_RE.match(rest[:64])
         return scheme is not None and looks_like_secret(scheme.group(1))
     return looks_like_secret(value, m.group(5) is not None)
+
+
+def _reread(data: bytes, start: int, value: bytes, ends: bytes) -> bytes:
+    """`value` (a pattern's bounded read from `start`), read again up to its end outside references when it may
+    hold one: a reference's brackets may hold white space, quotes and separators (`${{ secrets.A || 'x' }}`)."""
+    if not holds_reference(value):
+        return value
+    return read_value(data[start:start + ASSIGNMENT_VALUE_MAX], ends)
 
 
 def _attribute_pairs(window: Window) -> bool:
@@ -141,6 +153,8 @@ def command_line_password(window: Window) -> bool:
     for regex in COMMAND_LINE_PASSWORDS:
         for m in window.matches(regex):
             value = m.group(1)
+            if value[:1] not in (b'"', b"'"):
+                value = _reread(window.data, m.start(1), value, BARE_VALUE_END)
             quoted = value[:1] in (b'"', b"'")
             if looks_like_secret(value[1:-1] if quoted else value, quoted, one_argument=quoted):
                 return True

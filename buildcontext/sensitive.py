@@ -14,20 +14,22 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from buildcontext.credential_files import (
-    Window, holds_credential, jvm_property_secret, netrc_entry_secret, stands_for_value)
+    Window, anonymous_login, holds_credential, jvm_property_secret, netrc_entry_secret, stands_for_value)
 from buildcontext.printable import escaped, has_control
 from buildcontext.secret_assignments import assigns_secret, command_line_password
 from buildcontext.sensitive_rules import (
-    ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE, COMMAND_LINE_PASSWORD,
+    ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE, COMMAND_LINE_MARKERS,
+    COMMAND_LINE_PASSWORD,
     PASSWORD_HASH, PASSWORD_HASH_RE, URL_TOKEN_HEX_RE, URL_TOKEN_MIN, URL_TOKEN_USER_RE,
     BINARY_SNIFF_BYTES, CONTENT_REASONS, CREDENTIALS, CREDENTIAL_FILES, CREDENTIAL_FILE_SECRETS,
     CREDENTIAL_STORE_ENDINGS, CREDENTIAL_STORE_NAMES,
     JVM_PROPERTY_SECRET, ENV_TEMPLATES, GLUED_ENDINGS, KNOWN_TOKEN, KUBECONFIG_CREDENTIALS, KUBE_CONFIG_RE,
     KUBE_KEY_RE, KUBE_USERS_RE, KUBE_USER_SECRET_RE, NAME_WORD, NETRC_ENTRY, NOT_PASS, PRIVATE_KEY,
     PRIVATE_KEY_RE, RULES_VERSION, SCAN_OVERLAP, SECRET_ASSIGNMENT, SECRET_PAIRS, SECRET_WORDS, SENSITIVE_DIRS, SSH_KEY_RE,
-    TERRAFORM_STATE, TOKEN_MARKERS, TOKEN_RE, URL_PASSWORD, URL_PASSWORD_RE)
+    TERRAFORM_STATE, TOKEN_MARKERS, TOKEN_RE, URL_ADDRESS_TAIL_RE, URL_PASSWORD, URL_PASSWORD_RE)
 from errors import AcrPublishError
 
 __all__ = [
@@ -90,7 +92,7 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
     if b'"terraform_version"' in data and b'"lineage"' in data:
         flags |= TERRAFORM_STATE
     if b"://" in data and b"@" in data and (
-            any(not stands_for_value(m.group(1)) for m in URL_PASSWORD_RE.finditer(data))
+            any(_url_password(data, m) for m in URL_PASSWORD_RE.finditer(data))
             or any(_token_user(m.group(1)) for m in URL_TOKEN_USER_RE.finditer(data))):
         flags |= URL_PASSWORD
     if (b"ecret" in data or b"ECRET" in data) and ACCESS_KEY_SECRET_RE.search(data):
@@ -102,7 +104,7 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= SECRET_ASSIGNMENT
     if b"password" in data and netrc_entry_secret(window):
         flags |= NETRC_ENTRY
-    if (b"-" in data or b"chpasswd" in data) and command_line_password(window):
+    if any(m in data for m in COMMAND_LINE_MARKERS) and command_line_password(window):
         flags |= COMMAND_LINE_PASSWORD
     if (b"$" in data or b":{SHA}" in data) and PASSWORD_HASH_RE.search(data):
         flags |= PASSWORD_HASH
@@ -110,6 +112,17 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
     if kind is not None and holds_credential(kind, window):
         flags |= CREDENTIALS
     return flags
+
+
+def _url_password(data: bytes, m: re.Match[bytes]) -> bool:
+    """Whether a URL's password (URL_PASSWORD_RE) is a credential: not a reference or placeholder, and not the
+    anonymous FTP login's address (percent-escaped, or unescaped up to the URL's last `@`) or login word."""
+    user, password = m.group(1), m.group(2)
+    if stands_for_value(password):
+        return False
+    tail = URL_ADDRESS_TAIL_RE.match(data, m.end())
+    address = password + b"@" + tail.group(1) if tail else password
+    return not anonymous_login(unquote_to_bytes(user), unquote_to_bytes(address))
 
 
 def _token_user(user: bytes) -> bool:

@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-10"
+RULES_VERSION = "rules-11"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -91,7 +91,6 @@ KUBE_CONFIG_RE = re.compile(
 NPMRC_SECRET_RE = re.compile(
     rb"^[ \t]{0,32}(?:[^=\s;#]{0,256}:)?(?:_authToken|_auth|_password|password)[ \t]{0,32}=[ \t]{0,32}(\S[^\r\n]*?)"
     rb"[ \t]{0,32}\r?$", re.MULTILINE)
-ENV_REFERENCE_RE = re.compile(rb"^(?:\$\{[A-Za-z_][A-Za-z0-9_]*\}|\"\$\{[A-Za-z_][A-Za-z0-9_]*\}\")$")
 # MySQL option files: `password = value` in any group, the value bare or quoted. Group 1: the rest of the line.
 MYSQL_SECRET_RE = re.compile(rb"^[ \t]{0,32}password[ \t]{0,32}=[ \t]{0,32}([^\r\n]{0,64})", re.MULTILINE)
 # Redis's redis.conf: `requirepass` / `masterauth` and the password after blanks. Group 1: the rest of the line.
@@ -116,10 +115,15 @@ NETRC_ENTRY_RE = re.compile(
 # The separators between a netrc entry's tokens (white space, or printf's `\n`).
 NETRC_SPLIT_RE = re.compile(rb"""(?:\s|\\n)+""")
 NETRC_KEYWORDS = frozenset({b"machine", b"default", b"login", b"password", b"account", b"port", b"macdef"})
-# The anonymous FTP entry (`default login anonymous password guest@`): by convention its password is an e-mail
-# address or a bare `user@`, which logs in nobody in particular. NETRC_LOGIN_RE reads an entry's login (group 1).
+# The anonymous FTP login, in a netrc entry (`default login anonymous password guest@`) or a URL
+# (`ftp://anonymous:guest%40example.com@host/`, `ftp://ftp:ftp@host/`): by convention its password is an e-mail
+# address, a bare `user@` or a login word, which logs in nobody in particular. A URL may hold the address unescaped
+# (`ftp://anonymous:me@example.com@host/`): its domain is the text up to the last `@` (URL_ADDRESS_TAIL_RE).
+# NETRC_LOGIN_RE reads an entry's login (group 1).
 ANONYMOUS_LOGINS = frozenset({b"anonymous", b"ftp"})
-ANONYMOUS_PASSWORD_RE = re.compile(rb"""[^\s@]{0,64}@(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8})?""")
+ANONYMOUS_PASSWORD_RE = re.compile(
+    rb"""(?i:anonymous|ftp|guest)|[^\s@]{0,64}@(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8})?""")
+URL_ADDRESS_TAIL_RE = re.compile(rb"""((?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8})?)@""")
 NETRC_LOGIN_RE = re.compile(rb"""(?:^|\s)login\s{1,32}(\S{1,64})""")
 CREDENTIAL_FILES = {".npmrc": "npm", ".pypirc": "pypi", ".netrc": "netrc", "_netrc": "netrc",
                      ".yarnrc.yml": "yarn", ".yarnrc.yaml": "yarn", ".yarnrc": "yarn1", "settings.xml": "maven",
@@ -198,58 +202,97 @@ JVM_PROPERTY_SECRET_RE = re.compile(
     rb"""(?i)(?<![\w-])-D[\w.-]{0,96}?(?:password|passwd|passphrase|token|secret|secret[_.-]?(?:access[_.-]?)?key)="""
     rb"""(\\?"[^"\r\n]{0,64}\\?"|'[^'\r\n]{0,64}'|<[^<>\r\n]{0,64}>?|\{[^{}\r\n]{0,64}\}?|\$\([^)\r\n]{0,64}\)?"""
     rb"""|[^\s'"<>`]{0,64})""")
-# An all-capitals placeholder a value may be instead of a credential: `YOUR_...`, `..._HERE`, CHANGEME, REPLACE_ME,
-# xxx. Narrow on purpose: a real secret can be all capitals, so only these shapes, which no secret takes, pass.
-# A shell or batch reference a value may be instead of a credential: `$1`, `%1`, `%~1`, and `${NAME:-default}`,
-# `${NAME:?}`, `${NAME?}` (defaults and checks: the value still comes from the environment).
-SHELL_REFERENCE_RE = re.compile(rb"""\$[0-9@*]|%~?[0-9*]|\$\{[A-Za-z_][A-Za-z0-9_.]*:?[-?=+][^}\r\n]{0,64}\}""")
 # An all-capitals name whose words name the thing it stands for (PASSWORD, TOKEN, PYPI_TOKEN, API_KEY, USERNAME) is
-# a documentation placeholder too: the name of a credential, not one.
+# a documentation placeholder, the name of a credential, not one; so are `YOUR_...`, `..._HERE`, CHANGEME,
+# REPLACE_ME, xxx. Narrow on purpose: a real secret can be all capitals, so only these shapes, which no secret takes,
+# pass.
 CAPS_PLACEHOLDER_RE = re.compile(
     rb"""YOUR_[A-Z0-9_]+|[A-Z0-9_]+_HERE|CHANGE_?ME|REPLACE_?ME|[xX]{3,}"""
     rb"""|(?:[A-Z0-9]+_){0,4}(?:PASSWORD|PASSWD|PASS|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIALS?|USER|USERNAME|LOGIN)"""
     rb"""(?:_[A-Z0-9]+){0,4}""")
-# The start of a value that refers to one rather than holding it, whatever follows (a rule that reads up to white
-# space sees only the start): a command substitution (`$(cat /run/secrets/tok)`, a backquote), a variable
-# reference quoted or not (`$TOKEN`, `"$TOKEN"`, `${TOKEN}`), a template expression (`{{ token }}`, `{% ... %}`,
-# `<%= ... %>`), a CI system's expression (GitHub Actions' and Azure Pipelines' `${{ secrets.TOKEN }}`, Azure's
-# `$[ variables.token ]`) or a `<...>` placeholder (`<your PyPI token>`).
-REFERENCE_START_RE = re.compile(rb"""["']?(?:\$\(|`|\$\{?[A-Za-z_]|\$\{\{|\$\[|\{\{|\{%|<%|<[A-Za-z])""")
-# A URL whose userinfo holds a password (`scheme://user:password@host`), anywhere: pip.conf's index-url, a RUN
+# References a value may hold (buildcontext/value_literals.py takes them out and judges what remains): a CI system's
+# or a template's expression, from its opening to its closing mark (GitHub Actions' and Azure Pipelines'
+# `${{ ... }}`, Azure's `$[ ... ]`, `{{ ... }}`, `{% ... %}`, `<% ... %>`), whose string literals (STRING_LITERAL_RE)
+# are values; a command substitution `$(...)` or backquote; a shell parameter `${NAME...}` (SHELL_PARAMETER_RE:
+# group 1 its operator, where a default or alternative after `-`, `=`, `+` is a value, a message after `?` none);
+# `$NAME`, `$1`, `$@` (SHELL_NAME_RE); a batch file's `%NAME%`, `%1`, `%~1`; a `<placeholder>`.
+VALUE_EXPRESSIONS = ((b"${{", b"}}"), (b"$[", b"]"), (b"{{", b"}}"), (b"{%", b"%}"), (b"<%", b"%>"))
+STRING_LITERAL_RE = re.compile(rb"""'([^'\r\n]*)'?|"([^"\r\n]*)"?""")
+SHELL_PARAMETER_RE = re.compile(rb"""\$\{[#!]?(?:[A-Za-z_][A-Za-z0-9_.]*|[0-9]+|[@*#?$!-])(:?[-=+?]|)""")
+SHELL_NAME_RE = re.compile(rb"""\$(?:[A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])""")
+BATCH_REFERENCE_RE = re.compile(rb"""%(?:[A-Za-z_][A-Za-z0-9_]*%|~?[0-9*](?![0-9A-Fa-f]))""")  # not a URL's `%40`
+ANGLE_PLACEHOLDER_RE = re.compile(rb"""<[A-Za-z][^<>\r\n]*>?""")
+# Where a value that holds references ends, outside them: a quoted value at its closing quote, a bare one at white
+# space, a quote or shell or YAML syntax (as ASSIGNMENT_TAIL_RE's and COMMAND_LINE_PASSWORDS' bare values end).
+BARE_VALUE_END = b" \t\r\n\"'`,;|&<>(){}[]"
+# What makes a value's text worth reading again for references: a byte that may open one.
+REFERENCE_OPENERS = (b"$", b"{{", b"{%", b"<", b"%", b"`")
+# A URL whose userinfo holds a password (`scheme://user:password@host`; group 1 the user, 2 the password), anywhere: pip.conf's index-url, a RUN
 # line's --extra-index-url, a build arg, a git remote, a database URL. Bounded runs, so no backtracking can grow.
-URL_PASSWORD_RE = re.compile(rb"""://[^\s/?#@:'"<>]{0,256}:([^\s/?#@'"]{1,256})@""")
+URL_PASSWORD_RE = re.compile(rb"""://([^\s/?#@:'"<>]{0,256}):([^\s/?#@'"]{1,256})@""")
 # A URL whose userinfo is a token alone (`https://TOKEN@host/simple`, as GitHub and package indexes take one): a run
 # of a generated token's alphabet that the matcher judges by its shape (sensitive.py `_token_user`), so a user name
 # (`ssh://git@`, `https://x-access-token@`, `oauth2accesstoken@`) is none. Group 1: the user part.
 URL_TOKEN_USER_RE = re.compile(rb"""://([A-Za-z0-9_-]{16,128})@""")
 URL_TOKEN_HEX_RE = re.compile(rb"""[0-9a-f]{32,128}""")
 URL_TOKEN_MIN = 16
-# A password given to a command on its command line, in a RUN line, a script or a build arg: `docker login -p V`
-# (podman, buildah, nerdctl, helm/oras registry login), `sshpass -p V`, MySQL's `-pV` (glued: `-p V` prompts and V
-# is a database), `redis-cli -a V`, `curl -u user:V` (or `-uuser:V`), skopeo's/podman's/buildah's
-# `--creds user:V` (`--src-creds`, `--dest-creds`), `htpasswd -b[c] [FILE] USER V`, and `echo 'user:V' | chpasswd`
-# (with `-e` V is a hash: PASSWORD_HASH_RE). The gaps are bounded (a line continuation included) so that a match fits
-# SCAN_OVERLAP. Group 1 of each: the value, quoted whole or bare up to shell syntax (judged as an assigned value: a
-# reference is none; quoted whole it is one argument, spaces and all).
-_COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,32}?"""
+# A password given to a command on its command line or its standard input, in a RUN line, a script, a config file or
+# a build arg: a registry login's `-p V`/`--password V`/`--pass V` (docker, podman, buildah, nerdctl, skopeo, oras,
+# cosign, `helm|oras|regctl registry login`, `crane auth login`), or V piped (`echo V |`, `printf '%s' V |`) or
+# here-string'd (`<<< V`) into one with `--password-stdin`; `sshpass -p V`; MySQL's `-pV` (glued: `-p V` prompts
+# and V is a database); `redis-cli -a V`, and Redis's `requirepass V`/`masterauth V` directive in any file or as a
+# `redis-server --requirepass V` flag; `curl -u user:V` (or `-uuser:V`); skopeo's/podman's/buildah's `--creds user:V`
+# (`--src-creds`, `--dest-creds`); `sqlcmd`/`bcp`/`osql -P V`; `keytool`/`jarsigner -storepass V`, `-keypass V`
+# (`-srcstorepass`, `-deststorepass`, ..., keytool's `-new V`; `-storepass:env NAME` names a variable and passes);
+# OpenLDAP's `ldapsearch -w V` (ldapadd, ldapmodify, ...; ldappasswd's `-a`/`-s` too); `smbclient -U user%V`
+# (rpcclient, smbcacls, smbget, `--user=`); `rabbitmqctl add_user NAME V` (`change_password`); openssl's
+# `-passin pass:V` (`-passout`, `-pass`; `env:NAME`, `file:PATH` pass); `htpasswd -b[c] [FILE] USER V`, and
+# `echo 'user:V' | chpasswd` (with `-e` V is a hash: PASSWORD_HASH_RE). The gaps are bounded (a line continuation
+# included) so that a match fits SCAN_OVERLAP; htpasswd's file and user arguments are not: the password is the
+# argument after them whatever their length (a longer match is judged whole in a file read at once, and like any
+# other in a chunked scan: see Window.matches). Group 1 of each: the value, quoted whole or bare up to shell syntax
+# (judged as an assigned value: a reference is none; quoted whole it is one argument, spaces and all).
+# What a text holds when a command-line rule can match in it (a fast substring search gates the patterns).
+COMMAND_LINE_MARKERS = (b"-", b"chpasswd", b"requirepass", b"masterauth", b"rabbitmqctl")
+_COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,96}?"""
 _COMMAND_VALUE = rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})"""
 _COMMAND_USER = rb"""["']?[^\s:"'@]{1,24}:"""
-_COMMAND_ARG = rb"""[ \t]{1,4}[^\s"'`;|&<>()-][^\s"'`;|&<>()]{0,40}"""
+_COMMAND_ARG = rb"""[ \t]{1,4}[^\s"'`;|&<>()-][^\s"'`;|&<>()]*+"""
+_REGISTRY_LOGIN = (rb"""(?:(?:docker|podman|buildah|nerdctl|skopeo|oras|cosign)|(?:helm|oras|regctl)[ \t]{1,4}registry"""
+                   rb"""|crane[ \t]{1,4}auth)[ \t]{1,4}login\b""")
+_PASSWORD_STDIN = rb"""[ \t]--password-stdin\b"""
 COMMAND_LINE_PASSWORDS = (
+    # The lookahead holds the first byte of every command below: a position holding none is passed over at once.
     re.compile(
-        rb"""(?<![\w.-])(?:(?:(?:docker|podman|buildah|nerdctl)|(?:helm|oras)[ \t]{1,4}registry)[ \t]{1,4}login\b"""
-        + _COMMAND_GAP + rb"""[ \t](?:-p|--password)(?:[ \t]{1,8}|=)?"""
+        rb"""(?=[bcdhjklmnoprs-])(?<![\w.-])(?:""" + _REGISTRY_LOGIN + _COMMAND_GAP
+        + rb"""[ \t](?:-p(?:[ \t]{1,8}|=)?|--pass(?:word)?(?:[ \t]{1,8}|=))"""
+        rb"""|""" + _REGISTRY_LOGIN + _COMMAND_GAP + _PASSWORD_STDIN + _COMMAND_GAP + rb"""<<<[ \t]{0,8}"""
         rb"""|sshpass\b""" + _COMMAND_GAP + rb"""[ \t]-p[ \t]{0,8}"""
         rb"""|(?:mysql|mysqladmin|mysqldump|mysqlimport|mariadb|mariadb-dump)\b""" + _COMMAND_GAP + rb"""[ \t]-p"""
         rb"""|redis-cli\b""" + _COMMAND_GAP + rb"""[ \t](?:-a|--pass)[ \t]{1,8}"""
+        rb"""|(?:--)?(?:requirepass|masterauth)[ \t]{1,8}"""
         rb"""|curl\b""" + _COMMAND_GAP + rb"""[ \t](?:-u|--user)(?:[ \t]{1,8}|=)?""" + _COMMAND_USER
         + rb"""|(?:skopeo|podman|buildah)\b""" + _COMMAND_GAP + rb"""[ \t]--(?:src-|dest-)?creds(?:[ \t]{1,8}|=)"""
-        + _COMMAND_USER + rb""")""" + _COMMAND_VALUE),
+        + _COMMAND_USER
+        + rb"""|(?:sqlcmd|bcp|osql)\b""" + _COMMAND_GAP + rb"""[ \t]-P[ \t]{0,8}"""
+        rb"""|(?:keytool|jarsigner)\b""" + _COMMAND_GAP + rb"""[ \t]-(?:(?:src|dest)?(?:store|key)pass|new)[ \t]{1,8}"""
+        rb"""|ldap(?:search|add|modify|delete|whoami|passwd|modrdn|compare|exop|url)\b""" + _COMMAND_GAP
+        + rb"""[ \t]-w[ \t]{0,8}"""
+        rb"""|ldappasswd\b""" + _COMMAND_GAP + rb"""[ \t]-[as][ \t]{0,8}"""
+        rb"""|(?:smbclient|rpcclient|smbcacls|smbget|smbtree|smbcquotas)\b""" + _COMMAND_GAP
+        + rb"""[ \t](?:-U[ \t]{0,8}|--user(?:name)?(?:[ \t]{1,8}|=))["']?[^\s%"'@]{1,24}%"""
+        rb"""|rabbitmqctl\b""" + _COMMAND_GAP + rb"""[ \t](?:add_user|change_password)[ \t]{1,8}["']?[^\s"']{1,64}["']?"""
+        rb"""[ \t]{1,8}"""
+        rb"""|openssl\b""" + _COMMAND_GAP + rb"""[ \t]-(?:passin|passout|pass|password)[ \t]{1,8}["']?pass:"""
+        rb""")""" + _COMMAND_VALUE),
     re.compile(rb"""(?<![\w.-])htpasswd(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}?[ \t]{1,4}-[A-Za-z]{0,5}b[A-Za-z]{0,5}"""
                rb"""(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}(?:""" + _COMMAND_ARG + rb"""){0,2}[ \t]{1,4}""" + _COMMAND_VALUE),
     re.compile(rb"""(?<![\w.-])(?:echo|printf)(?:[ \t]{1,4}-[a-z]{1,3}){0,2}[ \t]{1,4}["']?[^\s:"'$]{1,32}:"""
                rb"""(?=[^\s"'`;|&<>()]{1,56}["']?[ \t]{0,8}\|[ \t]{0,8}(?:sudo[ \t]{1,4})?chpasswd\b)"""
-               + _COMMAND_VALUE))
+               + _COMMAND_VALUE),
+    re.compile(rb"""(?<![\w.-])(?:echo|printf)(?:[ \t]{1,4}-[A-Za-z]{1,3}){0,2}(?:[ \t]{1,4}["']?%s(?:\\n)?["']?)?"""
+               rb"""[ \t]{1,4}""" + _COMMAND_VALUE + rb"""(?=[ \t]{0,8}\|[ \t]{0,8}(?:sudo[ \t]{1,4})?"""
+               + _REGISTRY_LOGIN + _COMMAND_GAP + _PASSWORD_STDIN + rb""")"""))
 # Password hashes as htpasswd (`user:$2y$...`, `$apr1$`, `{SHA}`) and shadow files (`$5$`, `$6$` crypt, `$y$`
 # yescrypt, the default of Debian and Ubuntu) hold them, anywhere (Distribution's own `auth/htpasswd`, a `user:HASH`
 # line piped to `chpasswd -e`, `useradd -p 'HASH'`): a crypt hash its full length, not after a run of its alphabet
@@ -287,11 +330,14 @@ ASSIGNMENT_KEY_MAX = 40
 # What follows the key: group 1, the key's closing quote (and a `]`: `config['SECRET_KEY'] = ...`); then `=`, `:`, `:=`, `=>`, or `,` after a quoted key
 # (PHP's define('DB_PASSWORD', '...'), a default in getenv("API_TOKEN", "...")) as group 2, or blanks after a
 # `--flag` as group 3; then the value, quoted (4: its quote, 5: its text) or bare (6: up to a blank, quote,
-# separator or bracket; 7: the `(` or `[` after it, which makes it code). Or, after `<key`, an XML element's text
-# (8). Bounded so that key and value fit SCAN_OVERLAP: a value is judged by its first 56 bytes.
+# separator or bracket, or a template's `{{`/`{%` opening it; 7: the `(` or `[` after it, which makes it code). Or,
+# after `<key`, an XML element's text (8). A value that may hold references is read again from its start, up to its
+# end outside them (buildcontext/value_literals.py `read_value`), within ASSIGNMENT_VALUE_MAX bytes. Bounded so that
+# key and value fit SCAN_OVERLAP: a value is judged by its first 56 bytes.
+ASSIGNMENT_VALUE_MAX = 56
 ASSIGNMENT_TAIL_RE = re.compile(
     rb"""(["']?)\]?(?:[ \t]{0,8}(:=|=>|=(?![=~])|:(?![:/\\])|,)[ \t]{0,8}|([ \t]{1,8}))"""
-    rb"""(?:(["'`])([^"'`\r\n]{0,56})|([^\s"'`,;&<>(){}\[\]]{1,56})([(\[]?))"""
+    rb"""(?:(["'`])([^"'`\r\n]{0,56})|((?:\{\{|\{%|[^\s"'`,;&<>(){}\[\]])[^\s"'`,;&<>(){}\[\]]{0,55})([(\[]?))"""
     rb"""|>[ \t]{0,8}([^<\s]{1,56})[ \t]{0,8}</""")
 ASSIGNMENT_KEY_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 # The key's last word (its words as NAME_WORD splits them, lower-case) or last two words that say it holds a
@@ -378,8 +424,11 @@ CONTENT_REASONS = (
     (SECRET_ASSIGNMENT, "contains a password, secret, token or key assigned a literal value (password=..., "
                         "\"token\": \"...\", <password>...</password>, AccountKey=...)"),
     (NETRC_ENTRY, "contains a netrc entry with a password (machine HOST login USER password ...)"),
-    (COMMAND_LINE_PASSWORD, "contains a password on a command line (docker login -p, sshpass -p, mysql -p<password>, "
-                            "redis-cli -a, curl -u user:password, --creds user:password, htpasswd -b, chpasswd)"),
+    (COMMAND_LINE_PASSWORD, "contains a password on a command line (docker login -p, echo ... | docker login "
+                            "--password-stdin, <<<, sshpass -p, mysql -p<password>, redis-cli -a, requirepass, "
+                            "masterauth, curl -u user:password, --creds user:password, sqlcmd -P, keytool -storepass, "
+                            "ldapsearch -w, smbclient -U user%password, rabbitmqctl add_user, openssl -passin pass:, "
+                            "htpasswd -b, chpasswd)"),
     (PASSWORD_HASH, "contains password hashes (user:$2y$..., $apr1$, {SHA}, $6$, $y$: an htpasswd or shadow file, "
                     "chpasswd -e, useradd -p), which can be cracked"),
 )

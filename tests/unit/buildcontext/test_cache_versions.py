@@ -32,7 +32,7 @@ GOLDEN = {
     "memo.LAYOUT_VERSION":
         ("memo-1", "b14aee6a3c0cb264d40ebac4b83f08984c83bd682b4301afc2722bcceb48ae0d"),
     "memo.ENCODING_VERSION": ("encoding-1", "90aaaee9a7c9c34b7f61a8be08ca85db07b5f692300be687534344a142075ac9"),
-    "sensitive_rules.RULES_VERSION": ("rules-10", "36d6f13c48c705791fe128e583a53965aab626aab3311048bb67c0689962d9f1"),
+    "sensitive_rules.RULES_VERSION": ("rules-11", "f303ea6257e13a8c97e8b15872b4b228c9121c27bab162f455e647a1eb673f70"),
     "history.LAYOUT_VERSION": ("history-1", "1d6f59447d8911e06b5c2061a98b9fb8e543e7101862de291192f7a955b96346"),
 }
 
@@ -185,12 +185,12 @@ def test_the_guard_rules_are_held_by_their_version():
 
 
 def _guard_corpus() -> list[tuple[str, bytes]]:
-    """Every text the guard's own tests judge (the parametrized cases of test_guard_credentials and
-    test_sensitive), as (basename, bytes): a change of the matcher's verdict on any of them is a rule change."""
-    from tests.unit.buildcontext import test_guard_credentials, test_sensitive
+    """Every text the guard's own tests judge (the parametrized cases of test_guard_credentials, test_guard_values
+    and test_sensitive), as (basename, bytes): a change of the matcher's verdict on any of them is a rule change."""
+    from tests.unit.buildcontext import test_guard_credentials, test_guard_values, test_sensitive
 
     corpus = []
-    for module in (test_guard_credentials, test_sensitive):
+    for module in (test_guard_credentials, test_guard_values, test_sensitive):
         for function in vars(module).values():
             for mark in getattr(function, "pytestmark", []):
                 if mark.name != "parametrize":
