@@ -33,6 +33,7 @@ from components.config.image_rules import check_build_arg_name, check_platform, 
 from components.config.paths import PROJECT_ROOT, Located
 from components.config.schema import REMOTE_INPUT_MODES, ImageSettings
 from components.image_plans import image_label, read_image_plans
+from components.staged_prune import staged_dir_problem
 from components.config.problems import ConfigError
 from components.config.shown import shown
 from components.config.stackfile import load_stack_file
@@ -270,6 +271,9 @@ def _stack_inputs(opts: argparse.Namespace) -> _Inputs:
     key = history.HistoryKey(settings.project_root, settings.stack,
                              history_name(img.name, platform, bool(img.platforms)))
     record = history.load(key)  # before the scan: an unusable history is reported before any work is done
+    staged = staged_dir_problem(settings, img)
+    if staged is not None:  # the program refuses the context so: no tag to explain
+        raise _UsageError(f"{image_label(index, img)}: {staged}")
     remote, plan = _planned(image_label(index, img), img, settings.path(img.dockerfile), platform)
     return _Inputs(settings.path(img.context), settings.path(img.dockerfile), dict(img.build_args), img.target,
                    platform, img.allow_sensitive, remote, plan, key, record)

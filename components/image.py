@@ -20,9 +20,7 @@ import pulumi
 import pulumi_docker as docker
 
 from buildcontext import ContextScan, history, stages
-from buildcontext.dockerignore import excludes_whole, ignore_file_for
 from buildcontext.printable import escaped
-from buildcontext.sensitive import dockerignore_escape
 from components import remote_inputs, staged_prune
 from components.audit import declare_audit
 from components.image_plans import image_label, read_image_plans
@@ -67,7 +65,6 @@ class BuildPlan:
         return {p for p in (self.dockerfile, *self.platform_dockerfiles.values()) if p is not None}
 
 
-PINNED_DIR = ".acr-publish/pinned"
 """Where the staged, pinned Dockerfiles are written, relative to the project root (ignored by git)."""
 
 
@@ -91,7 +88,7 @@ def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.Dockerf
     own_ignore = settings.path(image.dockerfile + ".dockerignore")
     ignore = own_ignore.read_bytes() if own_ignore.is_file() else None
     name = hashlib.sha256(text + b"\0" + (b"-" if ignore is None else b"+" + ignore)).hexdigest()[:16]
-    relative = f"{PINNED_DIR}/{settings.stack}/{image.name}/{name}/Dockerfile"
+    relative = f"{staged_prune.PINNED_DIR}/{settings.stack}/{image.name}/{name}/Dockerfile"
     path = settings.path(relative)
     attempts = 3
     while True:
@@ -126,25 +123,6 @@ def _write_once(path: Path, data: bytes) -> None:
         raise
 
 
-def _staged_dir_problem(settings: Settings, image: ImageSettings) -> str | None:
-    """The staged Dockerfiles' directory inside the image's context, and not excluded whole by the ignore file in
-    effect there: the build would send them (and the next run's tag would count them). Decided from the paths,
-    before anything is staged, so a first run is refused too."""
-    context = Path(os.path.realpath(settings.path(image.context)))
-    staged = Path(os.path.realpath(settings.path(PINNED_DIR.split("/")[0])))
-    if not staged.is_relative_to(context) or staged == context:
-        return None
-    inside = staged.relative_to(context).as_posix()
-    dockerfile = settings.path(image.dockerfile)
-    if excludes_whole(context, dockerfile, inside):
-        return None
-    ignore = ignore_file_for(settings.path(image.context), dockerfile) or settings.path(image.context) / ".dockerignore"
-    return (f"the context {escaped(image.context)} holds {escaped(inside)}/, where acr-publish stages the pinned "
-            "Dockerfiles, and its ignore file does not exclude it, so the build would send them; add the line "
-            f"{dockerignore_escape(inside)}/ to {escaped(os.path.relpath(ignore, settings.project_root))} (with no "
-            "'!' exception re-including anything in it)")
-
-
 def _context_scans(settings: Settings, problems: list[str],
                    scans: dict[tuple[Path, Path], ContextScan]) -> dict[str, ContextScan]:
     """Image name -> its ContextScan, one per (context, Dockerfile) pair in `scans`, shared by the images naming it.
@@ -153,7 +131,7 @@ def _context_scans(settings: Settings, problems: list[str],
     image_scans: dict[str, ContextScan] = {}
     for i, image in enumerate(settings.images):
         pair = (settings.path(image.context), settings.path(image.dockerfile))
-        staged_problem = _staged_dir_problem(settings, image)
+        staged_problem = staged_prune.staged_dir_problem(settings, image)
         if staged_problem is not None:
             problems.append(f"{image_label(i, image)}: {staged_problem}")
         try:  # scanned even so: every problem of the context is reported in one run
@@ -260,7 +238,7 @@ def plan_builds(settings: Settings, login: RegistryLogin | None = None) -> dict[
             scan.save()
     if problems:
         raise BuildPlanError("\n".join(problems))
-    staged_prune.prune(settings.path(PINNED_DIR), {settings.path(staged).parent for p in plans.values()
+    staged_prune.prune(settings.path(staged_prune.PINNED_DIR), {settings.path(staged).parent for p in plans.values()
                                                    for staged in p.staged})
     return plans
 

@@ -1,5 +1,6 @@
-"""Pruning the staged, pinned Dockerfiles (components/image.py writes them, one directory per content under
-`.acr-publish/pinned/<stack>/<image>/<hash>/`), so that they do not accumulate forever.
+"""The staged, pinned Dockerfiles (components/image.py writes them, one directory per content under
+`.acr-publish/pinned/<stack>/<image>/<hash>/`): kept out of build contexts (`staged_dir_problem`, which planning and
+`cli.explain --stack` share) and pruned, so that they do not accumulate forever.
 
 The rule: a directory goes when its Dockerfile (or, without one, the directory itself) was last written or reused
 more than `KEEP_S` ago and this run does not use it. A plan that reuses a staged Dockerfile touches it, so a file
@@ -17,6 +18,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from buildcontext.dockerignore import excludes_whole, ignore_file_for
+from buildcontext.printable import escaped
+from buildcontext.sensitive import dockerignore_escape
+from components.config.schema import ImageSettings, Settings
+
+PINNED_DIR = ".acr-publish/pinned"
 KEEP_S = 7 * 24 * 3600.0
 """How long a staged Dockerfile stays after it was last written or reused."""
 SCAN_LIMIT = 2000
@@ -86,3 +93,22 @@ def prune(pinned: Path, in_use: set[Path], now: float | None = None) -> list[Pat
         except OSError:
             continue  # left for a later run
     return removed
+
+
+def staged_dir_problem(settings: Settings, image: ImageSettings) -> str | None:
+    """The staged Dockerfiles' directory inside the image's context, and not excluded whole by the ignore file in
+    effect there: the build would send them (and the next run's tag would count them). Decided from the paths,
+    before anything is staged, so a first run is refused too."""
+    context = Path(os.path.realpath(settings.path(image.context)))
+    staged = Path(os.path.realpath(settings.path(PINNED_DIR.split("/")[0])))
+    if not staged.is_relative_to(context) or staged == context:
+        return None
+    inside = staged.relative_to(context).as_posix()
+    dockerfile = settings.path(image.dockerfile)
+    if excludes_whole(context, dockerfile, inside):
+        return None
+    ignore = ignore_file_for(settings.path(image.context), dockerfile) or settings.path(image.context) / ".dockerignore"
+    return (f"the context {escaped(image.context)} holds {escaped(inside)}/, where acr-publish stages the pinned "
+            "Dockerfiles, and its ignore file does not exclude it, so the build would send them; add the line "
+            f"{dockerignore_escape(inside)}/ to {escaped(os.path.relpath(ignore, settings.project_root))} (with no "
+            "'!' exception re-including anything in it)")

@@ -412,3 +412,19 @@ def test_an_ordinary_multi_stage_dockerfile_explains_with_the_programs_tag(proje
         args = [f"--build-arg={k}={v}" for k, v in build_args.items()]
         rc, out, err = project.explain(str(project.root / "app"), "--target", image, *args)
         assert rc == 0 and f"tag         {tags[image]}" in out, err
+
+
+def test_a_context_holding_the_staged_dockerfiles_is_refused_by_explain_as_by_the_program(project):
+    """A context of `.` would send `.acr-publish/` (the staged Dockerfiles): the program refuses the stack, and so
+    does `explain --stack`, with the program's line; once the ignore file excludes it, both give one tag."""
+    (project.root / "Dockerfile").write_text("FROM scratch\nCOPY app /app\n")
+    (project.root / ".dockerignore").write_text("stacks/\n")
+    image = {"name": "web", "context": ".", "dockerfile": "Dockerfile"}
+    said = _program_problems(project, image)
+    assert len(said) == 1 and said[0].startswith("the context . holds .acr-publish/"), said
+    rc, out, err = project.explain("--stack", "s", "--image", "web")
+    assert (rc, out) == (2, "") and err.strip().endswith(f"acr-publish:images[0] (web): {said[0]}"), err
+    (project.root / ".dockerignore").write_text("stacks/\n.acr-publish/\n")
+    tag = project.plan("s")["web"]
+    rc, out, err = project.explain("--stack", "s", "--image", "web")
+    assert rc == 0 and f"tag         {tag}" in out, err

@@ -32,7 +32,7 @@ def root(tmp_path, monkeypatch) -> Path:
 
 
 def staged_dir(root: Path, stack: str, image: str, name: str, age_s: float) -> Path:
-    directory = root / image_module.PINNED_DIR / stack / image / name
+    directory = root / staged_prune.PINNED_DIR / stack / image / name
     directory.mkdir(parents=True)
     (directory / "Dockerfile").write_text("FROM scratch\n")
     past = time.time() - age_s
@@ -45,10 +45,10 @@ def test_old_ones_go_fresh_and_in_use_ones_stay(tmp_path):
     old = staged_dir(tmp_path, "a", "web", "1" * 16, OLD)
     fresh = staged_dir(tmp_path, "b", "web", "2" * 16, 60)
     used = staged_dir(tmp_path, "a", "web", "3" * 16, OLD)
-    unfinished = tmp_path / image_module.PINNED_DIR / "a" / "worker" / ("4" * 16)
+    unfinished = tmp_path / staged_prune.PINNED_DIR / "a" / "worker" / ("4" * 16)
     unfinished.mkdir(parents=True)  # a write that never completed: no Dockerfile, judged by its own age
     os.utime(unfinished, (time.time() - OLD,) * 2)
-    pinned = tmp_path / image_module.PINNED_DIR
+    pinned = tmp_path / staged_prune.PINNED_DIR
     removed = staged_prune.prune(pinned, {used})
     assert sorted(removed) == sorted([old, unfinished])
     assert fresh.is_dir() and used.is_dir() and not old.exists() and not unfinished.exists()
@@ -59,7 +59,7 @@ def test_work_per_run_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(staged_prune, "REMOVE_LIMIT", 2)
     for n in range(5):
         staged_dir(tmp_path, "a", "web", f"{n:016x}", OLD)
-    pinned = tmp_path / image_module.PINNED_DIR
+    pinned = tmp_path / staged_prune.PINNED_DIR
     assert len(staged_prune.prune(pinned, set())) == 2
     assert len(list((pinned / "a" / "web").iterdir())) == 3
     monkeypatch.setattr(staged_prune, "SCAN_LIMIT", 3)  # stack, image, then one hash directory examined
@@ -77,7 +77,7 @@ def test_one_reused_while_it_was_being_pruned_is_put_back(tmp_path, monkeypatch)
         real_rename(src, dst)
 
     monkeypatch.setattr(staged_prune.os, "rename", rename_after_a_plan_reused_it)
-    assert staged_prune.prune(tmp_path / image_module.PINNED_DIR, set()) == []
+    assert staged_prune.prune(tmp_path / staged_prune.PINNED_DIR, set()) == []
     assert (directory / "Dockerfile").read_text() == "FROM scratch\n"
 
 
