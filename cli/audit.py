@@ -145,7 +145,9 @@ def _stack_target(stack: str, image: str) -> tuple[str, str, str, str | None, An
     from buildcontext import history
     from components.config.paths import PROJECT_ROOT
     from components.config.problems import ConfigError
+    from components.config.schema import image_platforms
     from components.config.stackfile import load_stack_file
+    from components.platforms import history_name, index_tag
 
     try:
         settings = load_stack_file(stack, PROJECT_ROOT)
@@ -163,15 +165,22 @@ def _stack_target(stack: str, image: str) -> tuple[str, str, str, str | None, An
     if not found:
         raise UsageError(f"stack {stack!r} has no image {image!r} (its images: "
                          f"{', '.join(i.name for i in settings.images)})")
-    try:
-        record = history.load(history.HistoryKey(settings.project_root, stack, image))
-    except history.HistoryError as err:
-        raise UsageError(str(err)) from None
-    if record is None:
-        raise UsageError(f"the program has not planned image {image!r} of stack {stack!r} on this machine yet: run "
-                         "`pulumi up` (or give the image reference)")
+    # An image with platforms is published as an index over one build per platform, each with its own history.
+    platform_tags: dict[str, str] = {}
+    for platform in image_platforms(found[0]):
+        name = history_name(image, platform, bool(found[0].platforms))
+        try:
+            record = history.load(history.HistoryKey(settings.project_root, stack, name))
+        except history.HistoryError as err:
+            raise UsageError(str(err)) from None
+        if record is None:
+            raise UsageError(f"the program has not planned image {image!r} of stack {stack!r} on this machine yet"
+                             f"{f' for {platform}' if found[0].platforms else ''}: run `pulumi up` (or give the "
+                             "image reference)")
+        platform_tags[platform] = record.last["tag"]
+    tag = index_tag(platform_tags) if found[0].platforms else platform_tags[found[0].platform]
     repository = "/".join(p for p in (reg.namespace, image) if p)
-    return reg.server or "127.0.0.1:5000", repository, record.last["tag"], reg.username, found[0].audit
+    return reg.server or "127.0.0.1:5000", repository, tag, reg.username, found[0].audit
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -356,6 +356,14 @@ def test_explain_reads_each_platform_history(preflight_calls, tmp_path, monkeypa
     proc = explain("--platform", "linux/s390x")
     assert proc.returncode == 2 and "--platform 'linux/s390x' is none of them" in proc.stderr
 
+    # cli.audit --stack audits what the image's tag names: the index over the platforms' last planned builds.
+    from cli import audit as audit_cli
+    from components.config import paths
+
+    monkeypatch.setattr(paths, "PROJECT_ROOT", root)
+    server, repository, tag, _, _ = audit_cli._stack_target("multi", "web")
+    assert (server, repository, tag) == ("127.0.0.1:5000", "demo/web", out["tag"])
+
 
 BASE = "127.0.0.1:5000/mirror/busybox:static"
 
