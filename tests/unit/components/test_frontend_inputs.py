@@ -101,16 +101,3 @@ def test_a_build_arg_frontend_with_a_digest_is_in_the_tag_and_overrides_the_dire
     assert tags[0] != tags[1]
     assert [r for r, _, _ in remote_calls.references].count(FE) == 2, "worker's directive, once per run"
 
-
-def test_a_frontend_that_cannot_be_resolved_names_its_line_host_and_fix(remote_calls, preflight_calls, project):
-    from components.remote_inputs import ResolveFailure
-
-    with_directive(project)
-    remote_calls.fail[FE] = ResolveFailure("an absent problem", "absent")
-    records: list = []
-    with pytest.raises(Exception) as err:
-        run_stack("local", {**NO_PREFLIGHT, **images()}, project_root=project, records=records)
-    assert (f"acr-publish:images[0] (web): app/Dockerfile line 1: # syntax={FE} (host 127.0.0.1:5999) cannot be "
-            f"resolved for {host_platform_name()}: an absent problem; fix: check the reference for a typo, or mirror "
-            "the frontend image into the stack's registry (127.0.0.1:5000)") in str(err.value), str(err.value)
-    assert records == []
