@@ -6,7 +6,8 @@ stage), its FROM parent, the stages named by `COPY --from` and `RUN --mount=...,
 stage is resolved or built. The FROM chain is the target and its FROM parents only: their instructions become the
 shipped image's history. A stage a `COPY --from` reaches ships files, not history. A remote input whose value this
 module cannot compute as BuildKit does (a variable the base image's environment may set, several remote sources in
-one ADD) or whose URL holds user info is left out of the plan and listed in `refused`.
+one ADD) or whose URL holds user info is left out of the plan and listed in `refused`. The frontend image
+(buildcontext/frontend.py) is the plan's first reference, for the build host's platform.
 """
 from __future__ import annotations
 

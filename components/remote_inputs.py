@@ -1,6 +1,6 @@
 """What a build pulls in from outside its context, pinned before anything is declared: each base image (FROM, and
 the image of a `COPY --from` / `RUN --mount from=`) resolved to the digest of the manifest for the image's platform,
-and each remote `ADD <url>` fetched and hashed (components/remote_sources.py).
+the frontend image (`# syntax=`) for the build host's, and each remote `ADD <url>` fetched and hashed.
 
 Per image, by `remoteInputs` (components/config/image_rules.py): `resolve` (default) asks the registries and servers;
 `pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
@@ -10,7 +10,7 @@ once per run, concurrently, in threads beside the plan's context scans.
 Credentials: the stack's own login for its registry host only; elsewhere components/docker_config.py's, or none.
 
 The result per image and platform (an image with `platforms` has a Dockerfile plan per platform), `ResolvedInputs`,
-names each input by label (`FROM <ref>`, with `(<platform>)` when not that platform; `ADD <url>`) with its digest;
+names each input by label (`FROM <ref>`, with `(<platform>)` when not that platform; `# syntax <ref>`; `ADD <url>`);
 that mapping is part of the platform's content tag, and `pinned_text` (the staged Dockerfile its build uses) names
 exactly those digests, so a base that moves between planning and building is not taken."""
 from __future__ import annotations

@@ -677,8 +677,8 @@ def test_a_base_registry_that_cannot_be_reached_is_named_by_the_from_line_not_th
     assert "acr-publish:registry.server" not in text and "make up" not in text, text
 
 
-def test_a_moved_frontend_tag_changes_the_tag_and_explain_names_it(tmp_path, engine, base_image, moved_base,  # noqa: F811
-                                                                  open_registry, monkeypatch):
+def test_a_moved_frontend_tag_changes_the_tag_and_explain_names_it(  # noqa: F811
+        tmp_path, engine, base_image, moved_base, open_registry, monkeypatch):
     """`# syntax=` on a loopback registry: resolved for this machine's platform (an index's entry for the build
     host, not the image's platform), pinned in the staged Dockerfile, in the tag, named by explain when it moves,
     refused without a digest under pinned. Resolved only: no build runs (busybox is no frontend)."""
@@ -695,7 +695,8 @@ def test_a_moved_frontend_tag_changes_the_tag_and_explain_names_it(tmp_path, eng
     root = make_project(tmp_path / "p", f"# syntax={ref}\nFROM scratch\nCOPY hello.txt /hello.txt\n")
     settings = settings_for(root, platform=f"linux/{other_arch}")
     first = image_module.plan_builds(settings)["web"]
-    assert (root / first.dockerfile).read_text() == f"# syntax={ref}@{native}\nFROM scratch\nCOPY hello.txt /hello.txt\n"
+    staged = (root / first.dockerfile).read_text()
+    assert staged == f"# syntax={ref}@{native}\nFROM scratch\nCOPY hello.txt /hello.txt\n", staged
     moved = push(engine, moved_base, open_registry, "frontend/dockerfile", "1")
     second = image_module.plan_builds(settings)["web"]
     assert second.tag != first.tag
