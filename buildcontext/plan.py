@@ -36,7 +36,8 @@ class ExternalReference:
 
     line: int
     instruction: str
-    """"FROM", "COPY --from" or "RUN --mount" (how messages name it)."""
+    """"FROM", "COPY --from", "RUN --mount", or for the frontend image "# syntax" (its directive's line) or
+    "BUILDKIT_SYNTAX" (the build arg; line 0), which is for the build host's platform (how messages name it)."""
     written: str
     """As written in the Dockerfile, before substitution."""
     reference: str
@@ -211,12 +212,19 @@ class DockerfilePlan:
     def pinned_text(self, digests: Mapping[ExternalReference, str], checksums: Mapping[RemoteSource, str]) -> str:
         """The Dockerfile with each reference in `digests` written as `ref@digest` and each source in `checksums`
         given `--checksum=`; every other byte and every line number unchanged."""
-        lines = self.text.splitlines(keepends=True)
+        from buildcontext.frontend import directive, pin_directive  # it builds on stage_args, which builds on this
+
+        text = self.text
+        for ref, digest in digests.items():
+            found = directive(text) if ref.instruction == "# syntax" and not ref.pinned else None
+            if found is not None:
+                text = pin_directive(text, found, f"{ref.reference}@{digest}")
+        lines = text.splitlines(keepends=True)
         commands = {c.start_line: c for c in parse_commands(self.text)}
         flag_pins: dict[int, dict[str, str]] = {}
         """Line -> (a `--from` / mount `from=` value as written -> it pinned): every occurrence on the line."""
         for ref, digest in digests.items():
-            if ref.pinned:
+            if ref.pinned or ref.instruction in ("# syntax", "BUILDKIT_SYNTAX"):
                 continue
             command = commands[ref.line]
             pinned = f"{ref.reference}@{digest}"

@@ -25,7 +25,7 @@ _SPECIAL_PARAMS = "@*#?-$!0"
 _DIRECTIVE = re.compile(r"#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
 """A parser directive as BuildKit's parser matches one (frontend/dockerfile/parser/directives.go; Go's `\\s`)."""
 _DIRECTIVES = ("syntax", "escape")
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200b)))
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200b)))
 """Go's unicode.IsSpace: what BuildKit trims from the left of a line before it looks for a directive."""
 _HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
               "i686": "386", "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -290,7 +290,7 @@ def escape_character(data: bytes) -> str:
     escape, seen = "\\", set()
     for n, raw in enumerate(data.split(b"\n")):
         line = raw[3:] if n == 0 and raw.startswith(b"\xef\xbb\xbf") else raw
-        directive = _DIRECTIVE.fullmatch(line.decode("utf-8", errors="replace").lstrip(_GO_SPACE))
+        directive = _DIRECTIVE.fullmatch(line.decode("utf-8", errors="replace").lstrip(GO_SPACE))
         name = directive.group(1).lower() if directive is not None else None
         if name not in _DIRECTIVES or name in seen:
             break

@@ -6,7 +6,8 @@ stage), its FROM parent, the stages named by `COPY --from` and `RUN --mount=...,
 stage is resolved or built. The FROM chain is the target and its FROM parents only: their instructions become the
 shipped image's history. A stage a `COPY --from` reaches ships files, not history. A remote input whose value this
 module cannot compute as BuildKit does (a variable the base image's environment may set, several remote sources in
-one ADD) or whose URL holds user info is left out of the plan and listed in `refused`.
+one ADD) or whose URL holds user info is left out of the plan and listed in `refused`. The frontend image
+(buildcontext/frontend.py) is the plan's first reference, for the build host's platform.
 """
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import urllib.parse
 from collections.abc import Mapping
 
 from buildcontext import sensitive
+from buildcontext.frontend import SYNTAX_ARG, frontend
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
                                UnknownTarget, encoded_differently, has_dot_segment, has_userinfo, parse_commands,
                                without_userinfo)
 from buildcontext.mount_flags import mount_fields, mount_from
 from buildcontext.shell_pattern import plan_budget
-from buildcontext.stage_args import EmptyTrimPattern, UnsetVariable, escape_character, expand, global_values
+from buildcontext.stage_args import (EmptyTrimPattern, UnsetVariable, escape_character, expand, global_values,
+                                     host_platform_name)
 from registryclient.references import DIGEST
 
 __all__ = ["DockerfilePlan", "DockerfileProblem", "EmptyTrimPattern", "ExternalReference", "RemoteSource", "Stage",
@@ -415,6 +418,16 @@ def _needed_and_chain(stages: list[Stage], target_index: int) -> tuple[list[int]
     return sorted(needed), chain
 
 
+def _frontend_reference(text: str, build_args: Mapping[str, str], platform: str) -> tuple[ExternalReference, ...]:
+    """The frontend image (buildcontext/frontend.py) as a reference, for the build host's platform; none without."""
+    found = frontend(text, build_args)
+    if found is None:
+        return ()
+    host = host_platform_name()
+    instruction = SYNTAX_ARG if found.line == 0 else "# syntax"
+    return (ExternalReference(found.line, instruction, found.image, found.image, host, own_platform=True),)
+
+
 def read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, platform: str) -> DockerfilePlan:
     """The plan of a Dockerfile's bytes for one image's build inputs; DockerfileProblem when it cannot be read.
     Its pattern matches share one budget (buildcontext/shell_pattern.py PLAN_STEPS)."""
@@ -447,7 +460,8 @@ def _read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, p
             raise reading.failures[i]
     return DockerfilePlan(
         stages=tuple(stages), target=target_index, needed=tuple(order), chain=tuple(chain),
-        references=tuple(r for i in order for r in reading.references.get(i, [])),
+        references=_frontend_reference(text, build_args, platform) + tuple(
+            r for i in order for r in reading.references.get(i, [])),
         sources=tuple(s for i in order for s in reading.sources.get(i, [])),
         prelude_flags=prelude_flags, text=text,
         refused=tuple(r for i in order for r in reading.refused.get(i, [])),

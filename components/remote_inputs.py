@@ -1,6 +1,6 @@
 """What a build pulls in from outside its context, pinned before anything is declared: each base image (FROM, and
 the image of a `COPY --from` / `RUN --mount from=`) resolved to the digest of the manifest for the image's platform,
-and each remote `ADD <url>` fetched and hashed (components/remote_sources.py).
+the frontend image (`# syntax=`) for the build host's, and each remote `ADD <url>` fetched and hashed.
 
 Per image, by `remoteInputs` (components/config/image_rules.py): `resolve` (default) asks the registries and servers;
 `pinned` asks nothing and refuses every reference without a digest and every http(s) source without `--checksum`
@@ -10,7 +10,7 @@ once per run, concurrently, in threads beside the plan's context scans.
 Credentials: the stack's own login for its registry host only; elsewhere components/docker_config.py's, or none.
 
 The result per image and platform (an image with `platforms` has a Dockerfile plan per platform), `ResolvedInputs`,
-names each input by label (`FROM <ref>`, with `(<platform>)` when not that platform; `ADD <url>`) with its digest;
+names each input by label (`FROM <ref>`, with `(<platform>)` when not that platform; `# syntax <ref>`; `ADD <url>`);
 that mapping is part of the platform's content tag, and `pinned_text` (the staged Dockerfile its build uses) names
 exactly those digests, so a base that moves between planning and building is not taken."""
 from __future__ import annotations
@@ -233,8 +233,24 @@ _DEFAULT_SOURCE_FIX = ("make the URL reachable from this machine, or pin it with
                        "request is then made)")
 
 
+def _shown(ref: ExternalReference) -> str:
+    """A reference as messages name it: `# syntax=<ref>` for the directive, `<instruction> <ref>` otherwise."""
+    return f"# syntax={ref.reference}" if ref.instruction == "# syntax" else f"{ref.instruction} {ref.reference}"
+
+
 def _where(image: ImageInputs, line: int) -> str:
     return f"{image.label}: {image.dockerfile} line {line}"
+
+
+def syntax_arg_problem(image: ImageInputs, ref: ExternalReference) -> str:
+    """A BUILDKIT_SYNTAX build arg without a digest: acr-publish pins by rewriting the staged Dockerfile, and the
+    build arg (passed to docker.Image as configured, a content-tag input itself) overrides any directive there, so
+    the build could not be held to a resolved digest."""
+    return (f"{image.label}: buildArgs.{ref.instruction} {ref.reference!r} names the frontend image without a digest "
+            f"(it overrides the Dockerfile's # syntax=), and remoteInputs is {image.mode}: the build arg reaches "
+            "the build as configured, so acr-publish cannot hold the build to a resolved digest; fix: write it as "
+            "<ref>@sha256:<digest>, or remove it and write # syntax=<ref> as the Dockerfile's first line (resolved "
+            "and pinned there), or set remoteInputs: ignore")
 
 
 def pinned_problems(image: ImageInputs) -> list[str]:
@@ -242,8 +258,10 @@ def pinned_problems(image: ImageInputs) -> list[str]:
     checksum (or full commit), each with its fix."""
     problems = []
     for ref in image.plan.references:
-        if not ref.pinned:
-            problems.append(f"{_where(image, ref.line)}: {ref.instruction} {ref.reference} has no digest, and "
+        if not ref.pinned and ref.line == 0:
+            problems.append(syntax_arg_problem(image, ref))
+        elif not ref.pinned:
+            problems.append(f"{_where(image, ref.line)}: {_shown(ref)} has no digest, and "
                             "remoteInputs is pinned; fix: write it as <ref>@sha256:<digest> (`docker buildx "
                             f"imagetools inspect {ref.reference}` shows it), or set remoteInputs: resolve")
     for source in image.plan.sources:
@@ -273,7 +291,9 @@ def _wanted(images: list[ImageInputs], problems: list[str]) -> tuple[dict[tuple[
             problems += pinned_problems(image)
             continue
         for ref in image.plan.references:
-            if not ref.pinned:
+            if not ref.pinned and ref.line == 0:
+                problems.append(syntax_arg_problem(image, ref))
+            elif not ref.pinned:
                 wanted_refs[(ref.reference, ref.platform)] = None
         for source in image.plan.sources:
             if source.kind == "http" and source.checksum is None:
@@ -320,8 +340,8 @@ def _resolved_references(image: ImageInputs, ref_results: dict[tuple[str, str], 
         if ref.pinned:
             labels[ref.label] = ref.reference.rsplit("@", 1)[1]
             continue
-        if image.mode == "pinned":
-            continue  # listed by pinned_problems
+        if image.mode == "pinned" or ref.line == 0:
+            continue  # listed by pinned_problems, or syntax_arg_problem
         try:
             digest = ref_results[(ref.reference, ref.platform)]
             if isinstance(digest, ResolveFailure):
@@ -330,7 +350,9 @@ def _resolved_references(image: ImageInputs, ref_results: dict[tuple[str, str], 
             where = locate(ref.reference)
             fix = _FIXES.get(failure.kind, _DEFAULT_FIX).format(
                 host=where.shown_host, server=server, source=failure.source)
-            problems.append(f"{_where(image, ref.line)}: {ref.instruction} {ref.reference} (host "
+            if ref.instruction == "# syntax":
+                fix = fix.replace("FROM <ref>", "# syntax=<ref>").replace("the base", "the frontend image")
+            problems.append(f"{_where(image, ref.line)}: {_shown(ref)} (host "
                             f"{where.shown_host}) cannot be resolved for {ref.platform}: {failure}; fix: {fix}")
             continue
         labels[ref.label] = digest
@@ -433,5 +455,6 @@ def resolve_all(images: Iterable[ImageInputs], stack: RegistryLogin | None) -> R
 
 
 def ignored_warning(label: str) -> str:
-    return (f"{label}: remoteInputs is ignore, so the content tag does not cover what FROM and ADD <url> resolve "
-            "to: a base image or remote source that moves under the same name never rebuilds this image")
+    return (f"{label}: remoteInputs is ignore, so the content tag does not cover what FROM, # syntax= and ADD <url> "
+            "resolve to: a base image, frontend image or remote source that moves under the same name never rebuilds "
+            "this image")

@@ -675,3 +675,45 @@ def test_a_base_registry_that_cannot_be_reached_is_named_by_the_from_line_not_th
     text = str(failure)
     assert "start that registry or fix the port in the Dockerfile's FROM reference" in text, text
     assert "acr-publish:registry.server" not in text and "make up" not in text, text
+
+
+def test_a_moved_frontend_tag_changes_the_tag_and_explain_names_it(  # noqa: F811
+        tmp_path, engine, base_image, moved_base, open_registry, monkeypatch):
+    """`# syntax=` on a loopback registry: resolved for this machine's platform (an index's entry for the build
+    host, not the image's platform), pinned in the staged Dockerfile, in the tag, named by explain when it moves,
+    refused without a digest under pinned. Resolved only: no build runs (busybox is no frontend)."""
+    from buildcontext.stage_args import host_platform_name
+
+    monkeypatch.setenv("ACR_PUBLISH_CACHE_DIR", str(tmp_path / "cache"))
+    host_os, host_arch = host_platform_name().split("/")[:2]
+    other_arch = "s390x" if host_arch != "s390x" else "amd64"
+    native = push(engine, base_image, open_registry, "frontend/dockerfile", "native")
+    foreign = push(engine, moved_base, open_registry, "frontend/dockerfile", "foreign")
+    _put_index(open_registry, "frontend/dockerfile", "1", [
+        (foreign, {"os": "linux", "architecture": other_arch}), (native, {"os": host_os, "architecture": host_arch})])
+    ref = f"{open_registry.server}/frontend/dockerfile:1"
+    root = make_project(tmp_path / "p", f"# syntax={ref}\nFROM scratch\nCOPY hello.txt /hello.txt\n")
+    settings = settings_for(root, platform=f"linux/{other_arch}")
+    first = image_module.plan_builds(settings)["web"]
+    staged = (root / first.dockerfile).read_text()
+    assert staged == f"# syntax={ref}@{native}\nFROM scratch\nCOPY hello.txt /hello.txt\n", staged
+    moved = push(engine, moved_base, open_registry, "frontend/dockerfile", "1")
+    second = image_module.plan_builds(settings)["web"]
+    assert second.tag != first.tag
+    assert (root / second.dockerfile).read_text().splitlines()[0] == f"# syntax={ref}@{moved}"
+    key = history.HistoryKey(root, "e2e", "web")
+    with ContextScan(root / "app") as scan:
+        state = scan.state(settings.images[0].build_args, None, f"linux/{other_arch}", {f"# syntax {ref}": moved})
+        lines = explain._history_lines(key, history.load(key), state, scan.manifest())
+    assert state.tag == second.tag
+    assert f"  # syntax {ref}: {native} -> {moved}" in lines, lines
+    assert not any(line.startswith("  changed  ") for line in lines), lines
+    with pytest.raises(image_module.BuildPlanError, match=rf"app/Dockerfile line 1: # syntax={ref} has no digest, "
+                                                          r"and remoteInputs is pinned; fix: write it as"):
+        image_module.plan_builds(settings_for(root, remote_inputs="pinned"))
+    absent = make_project(tmp_path / "q", f"# syntax={open_registry.server}/frontend/absent:1\nFROM scratch\n")
+    with pytest.raises(image_module.BuildPlanError) as err:
+        image_module.plan_builds(settings_for(absent))
+    assert (f"line 1: # syntax={open_registry.server}/frontend/absent:1 (host {open_registry.server}) cannot be "
+            f"resolved for {host_platform_name()}") in str(err.value), str(err.value)
+    assert "check the reference for a typo, or mirror the frontend image into the stack's registry" in str(err.value)
