@@ -301,6 +301,13 @@ def _wanted(images: list[ImageInputs], problems: list[str]) -> tuple[dict[tuple[
     return wanted_refs, wanted_urls
 
 
+def log_in(client: RegistryClient, creds: Credentials) -> None:
+    """The one login of a host's client, before its references are asked for side by side (a network call, like
+    `resolve_platforms` and `fetch_checksum`); a refused login shows in the first manifest request, as with one."""
+    with _as_failure(creds):
+        client.login(prove=False)
+
+
 def _resolve_host(host: str, keys: list[tuple[str, str]], stack: RegistryLogin | None,
                   deadline: float) -> dict[tuple[str, str], str | ResolveFailure]:
     """Every reference of one registry host through one client: one login, then the references in parallel (the
@@ -321,8 +328,7 @@ def _resolve_host(host: str, keys: list[tuple[str, str]], stack: RegistryLogin |
             one(next(iter(platforms)))
             return results
         try:
-            with _as_failure(creds):
-                client.login(prove=False)  # a refused login shows in the first manifest request, as with one
+            log_in(client, creds)
         except ResolveFailure as failure:
             return dict.fromkeys(keys, failure)
         each_beside([partial(one, reference) for reference in platforms])

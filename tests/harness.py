@@ -273,12 +273,12 @@ def stack_config(stack: str, overrides: dict[str, Any] | None = None) -> tuple[d
     return config, secret_keys
 
 
-SEAMS = ("resolve_platforms", "fetch_checksum")
-"""components/remote_inputs.py's two network calls, which RemoteRecorder stands in for."""
+SEAMS = ("resolve_platforms", "fetch_checksum", "log_in")
+"""components/remote_inputs.py's network calls, which RemoteRecorder stands in for (a host's login: none)."""
 
 
 class RemoteRecorder:
-    """Stands in for components/remote_inputs.py's two network calls (`setattr` installs it: monkeypatch.setattr).
+    """Stands in for components/remote_inputs.py's network calls (`setattr` installs it: monkeypatch.setattr).
 
     Records (reference, platform, stack login) in `.references`, each manifest request (reference, the platforms
     it was asked for) in `.requests`, and URLs in `.urls`. A reference is answered from `.digests` ({(reference,
@@ -297,6 +297,7 @@ class RemoteRecorder:
         self.saved = {name: getattr(remote_inputs, name) for name in SEAMS}
         setattr_(remote_inputs, "resolve_platforms", self.resolve_platforms)
         setattr_(remote_inputs, "fetch_checksum", self.fetch_checksum)
+        setattr_(remote_inputs, "log_in", lambda client, creds: None)
 
     def resolve_platforms(self, reference: str, platforms: Any, stack: Any, deadline: float,
                           client: Any = None) -> dict[str, Any]:

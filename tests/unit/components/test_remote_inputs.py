@@ -40,6 +40,25 @@ def test_each_distinct_base_is_resolved_once_per_run_also_without_the_preflight(
     assert len(run.of_type(IMAGE)) == 2
 
 
+def test_under_the_recorder_no_reference_dials_out_also_two_on_one_host(remote_calls, preflight_calls, project,
+                                                                       monkeypatch):
+    """Two references on one host share a client that logs in first: that login is the recorder's too, so a test
+    never looks a public host up (a lookup would leave the machine)."""
+    import socket
+
+    dialled: list = []
+
+    def no_lookup(host, *args, **kwargs):
+        dialled.append(host)
+        raise OSError("a test looked a host up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
+    (project / "app" / "Dockerfile").write_text("FROM busybox:1 AS web\nCOPY --from=alpine:3 / /\n")
+    run_stack("local", {**NO_PREFLIGHT, "acr-publish:images": [{"name": "web", "context": "app"}]},
+              project_root=project)
+    assert sorted(r for r, _, _ in remote_calls.references) == ["alpine:3", "busybox:1"] and dialled == []
+
+
 def test_a_moved_base_changes_every_tag_built_on_it(remote_calls, preflight_calls):
     remote_calls.digests[BASE] = "sha256:" + "1" * 64
     first = run_stack("local", {**NO_PREFLIGHT, **ON_DOCKER_HUB}).outputs["images"]
