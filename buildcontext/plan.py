@@ -186,6 +186,9 @@ class DockerfilePlan:
     prelude_flags: int
     """Content flags of the lines before the first FROM (global ARGs: counted as shipped)."""
     text: str = field(repr=False, default="")
+    source: str = field(repr=False, default="")
+    """The Dockerfile's bytes as text with every byte that is no UTF-8 kept (surrogateescape; `text` has U+FFFD
+    there): what `pinned_text` writes from, so the staged Dockerfile differs from it only by the pins."""
     refused: tuple[tuple[int, str], ...] = ()
     """(line, problem with its fix) of each remote input of the needed stages this plan cannot pin as BuildKit
     would build it (a value from ENV or from the base image's environment, several remote sources in one ADD, a URL
@@ -211,15 +214,15 @@ class DockerfilePlan:
 
     def pinned_text(self, digests: Mapping[ExternalReference, str], checksums: Mapping[RemoteSource, str]) -> str:
         """The Dockerfile with each reference in `digests` written as `ref@digest` and each source in `checksums`
-        given `--checksum=`; every other byte and every line number unchanged."""
+        given `--checksum=`; every other byte and every line number unchanged (encode it with surrogateescape)."""
         from buildcontext.frontend import directive, pin_directive  # it builds on stage_args, which builds on this
 
-        text = self.text
+        text = self.source
         for ref, digest in digests.items():
             found = directive(text) if ref.instruction == "# syntax" and not ref.pinned else None
             if found is not None:
                 text = pin_directive(text, found, f"{ref.reference}@{digest}")
-        lines = text.splitlines(keepends=True)
+        lines = dockerfile_lines(text)
         commands = {c.start_line: c for c in parse_commands(self.text)}
         flag_pins: dict[int, dict[str, str]] = {}
         """Line -> (a `--from` / mount `from=` value as written -> it pinned): every occurrence on the line."""
@@ -327,6 +330,14 @@ def _pinned_value(value: str, pins: Mapping[str, str], done: set[str]) -> str:
         return value
     done.add(value)
     return pins[value]
+
+
+def dockerfile_lines(text: str) -> list[str]:
+    """The Dockerfile's lines as BuildKit's parser numbers them (Go's line scanner: a line ends at `\n` only; `\r`
+    alone, `\x0b`, `\x0c`, `\x85`, `\u2028` and the others `str.splitlines` also breaks at are inside a line),
+    each with its `\n`."""
+    lines = text.split("\n")
+    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
 
 
 @functools.lru_cache(maxsize=16)

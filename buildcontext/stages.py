@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from buildcontext import sensitive
 from buildcontext.frontend import SYNTAX_ARG, frontend
 from buildcontext.plan import (DockerfilePlan, DockerfileProblem, ExternalReference, RemoteSource, Stage,
-                               UnknownTarget, encoded_differently, has_dot_segment, has_userinfo, parse_commands,
+                               UnknownTarget, dockerfile_lines, encoded_differently, has_dot_segment, has_userinfo, parse_commands,
                                without_userinfo)
 from buildcontext.mount_flags import mount_fields, mount_from
 from buildcontext.shell_pattern import plan_budget
@@ -439,7 +439,7 @@ def _read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, p
     text = data.decode("utf-8", errors="replace")
     escape = escape_character(data)
     commands = parse_commands(text)
-    lines = text.splitlines(keepends=True)
+    lines = dockerfile_lines(text)
     prelude, raw_stages = _split_stages(commands)
     values = global_values(prelude, build_args, platform, escape)
     first_line = raw_stages[0]["from"].start_line
@@ -463,6 +463,6 @@ def _read_plan(data: bytes, build_args: Mapping[str, str], target: str | None, p
         references=_frontend_reference(text, build_args, platform) + tuple(
             r for i in order for r in reading.references.get(i, [])),
         sources=tuple(s for i in order for s in reading.sources.get(i, [])),
-        prelude_flags=prelude_flags, text=text,
+        prelude_flags=prelude_flags, text=text, source=data.decode("utf-8", errors="surrogateescape"),
         refused=tuple(r for i in order for r in reading.refused.get(i, [])),
     )

@@ -84,7 +84,7 @@ def _stage_pinned(settings: Settings, image: ImageSettings, plan: stages.Dockerf
     own ignore file is staged beside it."""
     if not resolved.digests and not resolved.checksums:
         return None
-    text = plan.pinned_text(resolved.digests, resolved.checksums).encode("utf-8")
+    text = plan.pinned_text(resolved.digests, resolved.checksums).encode("utf-8", errors="surrogateescape")
     own_ignore = settings.path(image.dockerfile + ".dockerignore")
     ignore = own_ignore.read_bytes() if own_ignore.is_file() else None
     name = hashlib.sha256(text + b"\0" + (b"-" if ignore is None else b"+" + ignore)).hexdigest()[:16]

@@ -269,6 +269,24 @@ def test_every_from_value_on_a_line_is_pinned_exactly_by_its_position():
                       f"COPY --from=r/a:1.0@{two} --chown=1 /a /b\n")
 
 
+@pytest.mark.parametrize("inside", ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029"])
+def test_the_pin_lands_on_the_line_buildkit_numbers_whatever_a_comment_holds(inside):
+    """BuildKit's lines end at `\\n` only: a comment holding another line break of Unicode's is one line, and the
+    FROM after it is the one pinned (else the build would pull by tag under a tag naming the digest)."""
+    text = f"# note{inside}here\nFROM r/a:1 AS base\nRUN true\n"
+    plan = read_plan(text.encode(), {}, None, "linux/amd64")
+    staged = plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+    assert staged == f"# note{inside}here\nFROM r/a:1@{_digest_of('r/a:1')} AS base\nRUN true\n"
+
+
+def test_the_staged_dockerfile_keeps_every_byte_that_is_no_utf8():
+    data = b"FROM r/a:1\nLABEL a=caf\xe9 b=\xff\xfe\nRUN true\n"
+    plan = read_plan(data, {}, None, "linux/amd64")
+    staged = plan.pinned_text({r: _digest_of(r.reference) for r in plan.references}, {})
+    assert staged.encode("utf-8", errors="surrogateescape") == data.replace(
+        b"FROM r/a:1\n", f"FROM r/a:1@{_digest_of('r/a:1')}\n".encode())
+
+
 def test_a_from_flag_that_cannot_be_pinned_in_place_is_refused():
     plan = read_plan(b"FROM scratch\nRUN --network=none \\\n --mount=from=r/c:1,target=/x true\n", {}, None,
                      "linux/amd64")
