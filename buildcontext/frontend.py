@@ -4,8 +4,9 @@ arg, which overrides the directive (BuildKit's dockerfile builder asks for the b
 DetectSyntax reads directives from the first line (a UTF-8 BOM and a first `#!` line dropped): each line the comment
 prefix, a key BuildKit knows (syntax, escape, check; case-insensitive), `=`, a value; the first other line ends them.
 The `#` form first, then the same with `//`. The image is the value up to its first space (the rest is the
-frontend's command line). A line indented before its `#` counts here too (BuildKit's main parser trims it; taking
-it costs at most a needless pin). BuildKit pulls the frontend for the build host's platform, not the target's.
+frontend's command line). A line indented before its `#` counts here too (BuildKit's main parser trims it). Older
+engines (Docker 26) take fewer lines for the directive (docs/remote-inputs.md): taking one they ignore costs a
+needless resolution, or a refusal under `pinned`. BuildKit pulls the frontend for the build host's platform.
 """
 from __future__ import annotations
 
