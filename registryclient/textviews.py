@@ -33,11 +33,15 @@ class TooLayered(Exception):
 
 # Runs of an encoding's alphabet long enough to hold a 5-character run of a secret (scrub.FRAGMENT_MIN) once
 # decoded. A base64 run that is only hex digits is read as hex, one of only base32's letters as base32: each run is
-# read once, in the narrowest alphabet it fits (base64 text made of hex digits alone is rare past ten characters).
+# read once, in the narrowest alphabet it fits (base64 text made of hex digits alone is rare past ten characters);
+# a run that fits none is read as base64 and its segments (`_segments`) in theirs.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{7,}=*")
 _HEX_ONLY = re.compile(r"[0-9A-Fa-f]{10,}")
 _BASE32_ONLY = re.compile(r"[A-Z2-7]{8,}|[a-z2-7]{8,}")
 _BASE32HEX_ONLY = re.compile(r"[0-9A-V]{8,}|[0-9a-v]{8,}")
+_PIECE = re.compile(r"(?:0[xX](?=[0-9A-Za-z]))?+([^-_]+)")
+"""A piece of a run between `-` and `_`, without a leading 0x: where an id or a prefix glues hex or base32 on."""
+_HEX_TAIL = re.compile(r"[0-9A-Fa-f]{10,}\Z")
 _BASE32_TAILS = (0, 2, 4, 5, 7)
 """The lengths base32 text can end with past a whole 8-character group."""
 _BASE85_RUN = re.compile(r"[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]{7,}")
@@ -138,19 +142,42 @@ def _base32(body: str, decode: Callable[..., bytes]) -> bytes:
     return decode(body[:keep].upper() + "=" * (-keep % 8))
 
 
-def _run_bytes(run: str) -> list[tuple[int, bytes, str | None]]:
-    """(offset, bytes, charset) readings of a run of `_BASE64_RUN`, in the narrowest alphabets it fits (hex, base32
-    and base32hex, base64 either alphabet), its incomplete last group left out: hex from each of its 2 nibble
-    offsets (and from the first as EBCDIC, cp037), base64 from each of its 4 character offsets, so a slice of an
-    encoding that starts partway into a group still reads as the bytes it encodes at one of them. Base32 and
-    base32hex are read from their first character only (8 offsets would be 5 times the run)."""
-    body = run.rstrip("=")
+def _narrow_bytes(body: str) -> list[tuple[int, bytes, str | None]]:
+    """Readings of a run in the narrowest alphabets it fits whole: hex from each of its 2 nibble offsets (and from
+    the first as EBCDIC, cp037); else base32hex and base32 from its first character (8 offsets would be 5 times
+    the run); none when it fits neither."""
     if _HEX_ONLY.fullmatch(body):
         data = [bytes.fromhex(body[k:k + (len(body) - k) // 2 * 2]) for k in (0, 1)]
         return [(0, data[0], None), (1, data[1], None), (0, data[0], "cp037")]
     readings = [(0, _base32(body, base64.b32hexdecode), None)] if _BASE32HEX_ONLY.fullmatch(body) else []
     if _BASE32_ONLY.fullmatch(body):
-        return readings + [(0, _base32(body, base64.b32decode), None)]
+        readings.append((0, _base32(body, base64.b32decode), None))
+    return readings
+
+
+def _segments(body: str) -> Iterator[str]:
+    """The parts of a run a narrower alphabet may be glued into: its pieces between `-` and `_` (`trace-…`,
+    `req_…`), each without a leading 0x, and a piece's longest hex tail (`value0x…`, `tok…`: hex from either
+    nibble offset). Disjoint, so their readings together are at most as long as the run's own."""
+    for piece in _PIECE.findall(body):
+        if piece != body:
+            yield piece
+        tail = _HEX_TAIL.search(piece)
+        if tail is not None and tail.start() and not _HEX_ONLY.fullmatch(piece):
+            yield tail.group()
+
+
+def _run_bytes(run: str) -> list[tuple[int, bytes, str | None]]:
+    """(offset, bytes, charset) readings of a run of `_BASE64_RUN`, its incomplete last group left out: in the
+    narrowest alphabet it fits whole (`_narrow_bytes`), else as base64 (either alphabet) from each of its 4
+    character offsets, so a slice of an encoding that starts partway into a group still reads as the bytes it
+    encodes at one of them, and each of its `_segments` in its narrowest alphabet."""
+    body = run.rstrip("=")
+    readings = _narrow_bytes(body)
+    if _HEX_ONLY.fullmatch(body) or _BASE32_ONLY.fullmatch(body):
+        return readings
+    for segment in _segments(body):
+        readings += _narrow_bytes(segment)
     body = body.translate(_URLSAFE)
     for k, rest in enumerate((body, body[1:], body[2:], body[3:])):
         keep = len(rest) - (len(rest) % 4 == 1)
