@@ -53,6 +53,7 @@ _PLAIN_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _UU_START = re.compile(r"(?<!\S)[%-M]")
 """A uuencoded line's length character, of at least 5 bytes (the shortest run of a secret that withholds a text)."""
 _UU_BODY = re.compile(r"[ -`]*")
+_SPACES = re.compile(" *")
 _UU_TO_BASE64 = str.maketrans("".join(map(chr, range(32, 96))) + "`",
                               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/A")
 _WORD = re.compile(r"[/+_-]*(?:(?:[A-Z]?[a-z]+|[A-Z]+)[/+_-]*)+")
@@ -306,19 +307,58 @@ def _base85_runs(view: str) -> Iterator[_Reading]:
                     pass
 
 
+def _uu_line(view: str, start: int, limit: int) -> tuple[int, _Reading] | None:
+    """The uuencoded line whose length character is at `start`, read no further than `limit`: where it ends, and
+    its reading; None when it is shorter than its length says (past 2 trailing zero characters a tool may strip)."""
+    size = ord(view[start]) - 32
+    need = (size + 2) // 3 * 4
+    body = _UU_BODY.match(view, start + 1, min(limit, start + 1 + need)).group()  # type: ignore[union-attr]
+    if len(body) < need - 2:
+        return None
+    return start + 1 + len(body), _Reading(body, 0, binascii.a2b_base64(body.ljust(need).translate(_UU_TO_BASE64))[:size])
+
+
+def _uu_ends(view: str, end: int) -> bool:
+    """Whether a line ends at `end`, past spaces (its padding; an excerpt folds a line break into one): at the
+    text's end, a character no line holds (a line break, lower case), or another whole line (lines folded into
+    one; a last line may be as short as one byte)."""
+    after = _SPACES.match(view, end).end()  # type: ignore[union-attr]
+    return (after == len(view) or not " " <= view[after] <= "`"
+            or after > end and "!" <= view[after] <= "M" and _uu_line(view, after, len(view)) is not None)
+
+
+def _uu_ended_lines(view: str) -> list[tuple[int, int, _Reading]]:
+    """(start, end, reading) of the uuencoded lines that end where their length says (`_uu_ends`): every start is
+    tried, and of two that overlap the later is kept, so a word that could start a line (`ERROR: M…`, `AUTH …`)
+    and reads into one cannot take the line's length character."""
+    found = []
+    for start in _UU_START.finditer(view):
+        line = _uu_line(view, start.start(), len(view))
+        if line is not None and _uu_ends(view, line[0]):
+            found.append((start.start(), *line))
+    kept: list[tuple[int, int, _Reading]] = []
+    for line in reversed(found):
+        if not kept or line[1] <= kept[-1][0]:
+            kept.append(line)
+    return kept[::-1]
+
+
 def _uu_lines(view: str) -> Iterator[_Reading]:
     """uuencoded lines (at a line start or after whitespace): a length character, then as many characters as that
-    many bytes take (trailing zero characters may have been stripped). Each character is read at most once."""
-    pos = 0
-    while (start := _UU_START.search(view, pos)) is not None:
-        size = ord(start.group()) - 32
-        need = (size + 2) // 3 * 4
-        body = _UU_BODY.match(view, start.end(), start.end() + need).group()  # type: ignore[union-attr]
-        pos = start.end()
-        if len(body) >= need - 2:
-            pos += len(body)
-            data = binascii.a2b_base64(body.ljust(need).translate(_UU_TO_BASE64))[:size]
-            yield _Reading(body, 0, data)
+    many bytes take (trailing zero characters may have been stripped). Those that end where their length says
+    first (`_uu_ended_lines`); between them any other (cut short, or followed by more of its alphabet), each from
+    the first start that makes one, read no further than the next of those. Each character is read at most once."""
+    begin = 0
+    for start, end, reading in [*_uu_ended_lines(view), (len(view), len(view), None)]:
+        pos = begin
+        while (found := _UU_START.search(view, pos, start)) is not None:
+            line = _uu_line(view, found.start(), start)
+            pos = found.end() if line is None else line[0]
+            if line is not None:
+                yield line[1]
+        if reading is not None:
+            yield reading
+        begin = end
 
 
 _READERS: tuple[Callable[[str], Iterator[_Reading]], ...] = (_alphabet_runs, _spaced_runs, _base85_runs, _uu_lines)

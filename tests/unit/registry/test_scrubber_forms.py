@@ -407,3 +407,29 @@ def test_ids_glued_to_prefixes_are_shown(password: str) -> None:
                        f"id-{base64.b32hexencode(rng.randbytes(10)).decode()} req_{rng.randbytes(12).hex().upper()}")
     for answer in answers:
         assert scrub(answer) == answer
+
+
+UU_PREFIXES = ["ERROR: ", "DENIED ", "500 ", "AUTH FAILED: ", "X ", "ok ", "%PDF-1.7 ", "M "]
+UU_DATA = {
+    "in a sentence": lambda pw: f"password for user {USER} is {pw} ok".encode(),
+    "at the end of a full line": lambda pw: b"x" * (45 - len(pw.encode())) + pw.encode(),
+    "percent-encoded": lambda pw: quote(pw, safe="").encode(),
+    "user:password": lambda pw: f"{USER}:{pw}".encode(),
+}
+
+
+@pytest.mark.parametrize("data", UU_DATA)
+@pytest.mark.parametrize("prefix", UU_PREFIXES)
+@pytest.mark.parametrize("password", [REVIEW_PASSWORD, PASSWORDS[0], PASSWORDS[1]])
+def test_uuencoded_lines_after_a_word_that_could_start_one_are_withheld(password: str, prefix: str,
+                                                                        data: str) -> None:
+    """A word after whitespace whose first character could be a line's length (`E`, `D`, `5`, `%`) reads into
+    the line after it: the line is still read from its own length character, its lines one per line or folded
+    into one line (as an excerpt folds them), followed by more text or not."""
+    scrub = Scrubber()
+    scrub.add(password, username=USER)
+    raw = UU_DATA[data](password)
+    lines = [binascii.b2a_uu(raw[i:i + 45]).decode() for i in range(0, len(raw), 45)]
+    for text in ("".join(lines), " ".join(line.rstrip("\n") for line in lines)):
+        for after in ("", f" for {USER}", f"\nFOR {USER.upper()}"):
+            assert scrub(prefix + text + after) == WITHHELD, prefix + text + after
