@@ -11,6 +11,7 @@ past 8 digits); a text is `TooLayered` when its views would total more than LAYE
 DECODE_ROUNDS layers deep still decodes."""
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import html.entities
@@ -49,6 +50,11 @@ _BASE85_ONLY = re.compile(r"[!#$%&()*;<>?@^`{|}~]")
 """A base85 run holding none of these is a base64 run, read as one."""
 _URLSAFE = str.maketrans("-_", "+/")
 _SPACED_RUN = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]++(?:[ \t]++[A-Za-z0-9+/_-]++)+=*")
+_WRAPPED_RUN = re.compile(r"^(?:[A-Za-z0-9+/_-]{1,6}+[ \t]*+\r?\n)+[A-Za-z0-9+/_-]{1,6}+=*+[ \t]*+\r?$",
+                          re.MULTILINE)
+"""Two lines or more that are each a run of the base64 alphabet alone, too short for `_BASE64_RUN` (longer lines
+are read one by one, and `compact` joins what they decode to): each character is read once. The lines are given
+back one at most: the last the group took is a whole line."""
 _PLAIN_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _UU_START = re.compile(r"(?<!\S)[%-M]")
 """A uuencoded line's length character, of at least 5 bytes (the shortest run of a secret that withholds a text)."""
@@ -296,6 +302,15 @@ def _spaced_runs(view: str) -> Iterator[_Reading]:
                 yield _Reading(joined, offset, data, charset)
 
 
+def _wrapped_runs(view: str) -> Iterator[_Reading]:
+    """Runs of the base64 alphabet wrapped over lines shorter than a run `_alphabet_runs` reads (`JTUz\nJTMz\n…`),
+    joined again and read as `_alphabet_runs` are."""
+    for m in _WRAPPED_RUN.finditer(view):
+        joined = "".join(m.group().split())
+        for offset, data, charset in _run_bytes(joined):
+            yield _Reading(joined, offset, data, charset)
+
+
 def _base85_runs(view: str) -> Iterator[_Reading]:
     """Base85 runs, from each of their 5 character offsets (as base64 is from its 4)."""
     for m in _BASE85_RUN.finditer(view):
@@ -307,15 +322,18 @@ def _base85_runs(view: str) -> Iterator[_Reading]:
                     pass
 
 
-def _uu_line(view: str, start: int, limit: int) -> tuple[int, _Reading] | None:
-    """The uuencoded line whose length character is at `start`, read no further than `limit`: where it ends, and
-    its reading; None when it is shorter than its length says (past 2 trailing zero characters a tool may strip)."""
+def _uu_end(view: str, start: int, limit: int) -> int | None:
+    """Where the uuencoded line whose length character is at `start` ends, read no further than `limit`; None when
+    it is shorter than its length says (past 2 trailing zero characters a tool may strip)."""
+    need = (ord(view[start]) - 32 + 2) // 3 * 4
+    end = _UU_BODY.match(view, start + 1, min(limit, start + 1 + need)).end()  # type: ignore[union-attr]
+    return end if end - start - 1 >= need - 2 else None
+
+
+def _uu_reading(view: str, start: int, end: int) -> _Reading:
     size = ord(view[start]) - 32
-    need = (size + 2) // 3 * 4
-    body = _UU_BODY.match(view, start + 1, min(limit, start + 1 + need)).group()  # type: ignore[union-attr]
-    if len(body) < need - 2:
-        return None
-    return start + 1 + len(body), _Reading(body, 0, binascii.a2b_base64(body.ljust(need).translate(_UU_TO_BASE64))[:size])
+    body = view[start + 1:end]
+    return _Reading(body, 0, binascii.a2b_base64(body.ljust((size + 2) // 3 * 4).translate(_UU_TO_BASE64))[:size])
 
 
 def _uu_ends(view: str, end: int) -> bool:
@@ -324,22 +342,22 @@ def _uu_ends(view: str, end: int) -> bool:
     one; a last line may be as short as one byte)."""
     after = _SPACES.match(view, end).end()  # type: ignore[union-attr]
     return (after == len(view) or not " " <= view[after] <= "`"
-            or after > end and "!" <= view[after] <= "M" and _uu_line(view, after, len(view)) is not None)
+            or after > end and "!" <= view[after] <= "M" and _uu_end(view, after, len(view)) is not None)
 
 
-def _uu_ended_lines(view: str) -> list[tuple[int, int, _Reading]]:
-    """(start, end, reading) of the uuencoded lines that end where their length says (`_uu_ends`): every start is
-    tried, and of two that overlap the later is kept, so a word that could start a line (`ERROR: M…`, `AUTH …`)
-    and reads into one cannot take the line's length character."""
-    found = []
+def _uu_ended_lines(view: str) -> list[tuple[int, int]]:
+    """(start, end) of the uuencoded lines that end where their length says (`_uu_ends`): every start is tried,
+    and of two that overlap the later is kept, so a word that could start a line (`ERROR: M…`, `AUTH …`) and
+    reads into one cannot take the line's length character."""
+    found = array.array("q")
     for start in _UU_START.finditer(view):
-        line = _uu_line(view, start.start(), len(view))
-        if line is not None and _uu_ends(view, line[0]):
-            found.append((start.start(), *line))
-    kept: list[tuple[int, int, _Reading]] = []
-    for line in reversed(found):
-        if not kept or line[1] <= kept[-1][0]:
-            kept.append(line)
+        end = _uu_end(view, start.start(), len(view))
+        if end is not None and _uu_ends(view, end):
+            found.extend((start.start(), end))
+    kept: list[tuple[int, int]] = []
+    for i in range(len(found) - 2, -1, -2):
+        if not kept or found[i + 1] <= kept[-1][0]:
+            kept.append((found[i], found[i + 1]))
     return kept[::-1]
 
 
@@ -349,19 +367,20 @@ def _uu_lines(view: str) -> Iterator[_Reading]:
     first (`_uu_ended_lines`); between them any other (cut short, or followed by more of its alphabet), each from
     the first start that makes one, read no further than the next of those. Each character is read at most once."""
     begin = 0
-    for start, end, reading in [*_uu_ended_lines(view), (len(view), len(view), None)]:
+    for start, end in [*_uu_ended_lines(view), (len(view), len(view))]:
         pos = begin
         while (found := _UU_START.search(view, pos, start)) is not None:
-            line = _uu_line(view, found.start(), start)
-            pos = found.end() if line is None else line[0]
-            if line is not None:
-                yield line[1]
-        if reading is not None:
-            yield reading
+            line_end = _uu_end(view, found.start(), start)
+            pos = found.end() if line_end is None else line_end
+            if line_end is not None:
+                yield _uu_reading(view, found.start(), line_end)
+        if start < len(view):
+            yield _uu_reading(view, start, end)
         begin = end
 
 
-_READERS: tuple[Callable[[str], Iterator[_Reading]], ...] = (_alphabet_runs, _spaced_runs, _base85_runs, _uu_lines)
+_READERS: tuple[Callable[[str], Iterator[_Reading]], ...] = (_alphabet_runs, _spaced_runs, _wrapped_runs, _base85_runs,
+                                                             _uu_lines)
 """Every encoded-run form `base_layer` decodes (number lists aside: `number_lists`)."""
 
 

@@ -154,6 +154,9 @@ HOSTILE_TEXTS = {
     "hex and base32hex glued to prefixes": "trace-0123456789abcdef_0x0123456789ABCDEFGHIJKLMNOPQRSTUV-" * (SIZE // 59),
     "hex tails glued to words": "token0123456789abcdef" * (SIZE // 21),
     "words that could start uuencoded lines, none ending": "M ABCD " * (SIZE // 7),
+    "base64 in lines of 4": "\n".join(["dXNl", "cjpT", "M2Ny"] * (SIZE // 15))[:SIZE],
+    "base64 of repeated bytes in lines of 76": "\r\n".join(
+        base64.b64encode(bytes(range(256)) * 12)[i:i + 76].decode() for i in range(0, 4096, 76)) * (SIZE // 5500),
     "uuencoded lines after words that could start one": ("ERROR: " + binascii.b2a_uu(bytes(range(45))).decode()
                                                           + "DENIED 500 ") * (SIZE // 80),
 }

@@ -101,6 +101,11 @@ FORMS: dict[str, Callable[[str], str]] = {
     "base64 of user:password cut short, in groups of 4": lambda pw: _groups(_b64(f"{USER}:{pw}".encode())[:-8], 4),
     "base64 of user:password cut short, in groups of 6 by tabs": lambda pw: _groups(
         _b64(f"{USER}:{pw}".encode())[:-8], 6, "\t"),
+    "base64 of the percent-encoded password in lines of 4": lambda pw: _groups(_b64(quote(pw, safe="").encode()), 4,
+                                                                              "\n"),
+    "base64 of user:<percent-encoded password> in CRLF lines of 3": lambda pw: _groups(
+        _b64(f"{USER}:{quote(pw, safe='')}".encode()), 3, "\r\n"),
+    "base64 of base64 of the password in lines of 6": lambda pw: _groups(_b64(_b64(pw.encode()).encode()), 6, "\n"),
     "code points U+XXXX": lambda pw: " ".join(f"U+{ord(c):04X}" for c in pw),
     "code points U+XX run together": lambda pw: "".join(f"U+{ord(c):X}" for c in pw),
     "Python \\U escapes": lambda pw: "".join(f"\\U{ord(c):08x}" for c in pw),
@@ -183,6 +188,8 @@ ANSWERS = [
     "The quick brown fox jumps over the lazy dog: Uryyb Jbeyq, Gur Dhvpx Oebja Sbk (rot13 of Hello World)",
     "U+0041 LATIN CAPITAL LETTER A, U+00E9 and U+1F600 are code points",
     "upload 7 of 12: 4.2 MB/s, eta 00:00:03, chunk 5 of 9 (sizes 512 1024 2048 4096 8192)",
+    # lines of one word each (read joined as base64)
+    "Status:\nOK\nDONE\nv1\nRETRY\n500\nlayers\nabc123\ndef456\nsha256\npushed\n",
 ]
 
 
