@@ -1,8 +1,8 @@
 """Decoded views of a server's text, for the scrubber: the text with the escapes a server, a proxy or a page may
 have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round), and its
-encoded runs (`_READERS`: hex, also as EBCDIC; base32, base32hex, base64, also in space-separated groups; base85;
-uuencoded lines) and its lists of numbers (byte and code point lists, U+HHHH) decoded (`base_layer`),
-each view decoded again both ways, nested up to DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex
+encoded runs (`_READERS`: hex, also as EBCDIC; base32, base32hex, base64, also in space-separated groups or short
+lines, and a run's segments after a prefix in theirs; base85; uuencoded lines) and its lists of numbers (byte and
+code point lists, U+HHHH) decoded (`base_layer`), each view decoded again both ways, nested up to DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex
 of base64, a byte list of base64); and each view with its layout removed (`compact`: whitespace, control and
 invisible characters; `folded`: compact, without `+`, compatibility characters as NFKC's, case-folded; `alnum`:
 letters and digits only) for the searches that ignore how text was wrapped, spaced, separated, cased or styled.
