@@ -155,8 +155,6 @@ HOSTILE_TEXTS = {
     "hex tails glued to words": "token0123456789abcdef" * (SIZE // 21),
     "words that could start uuencoded lines, none ending": "M ABCD " * (SIZE // 7),
     "base64 in lines of 4": "\n".join(["dXNl", "cjpT", "M2Ny"] * (SIZE // 15))[:SIZE],
-    "base64 of repeated bytes in lines of 76": "\r\n".join(
-        base64.b64encode(bytes(range(256)) * 12)[i:i + 76].decode() for i in range(0, 4096, 76)) * (SIZE // 5500),
     "uuencoded lines after words that could start one": ("ERROR: " + binascii.b2a_uu(bytes(range(45))).decode()
                                                           + "DENIED 500 ") * (SIZE // 80),
 }
