@@ -2,10 +2,10 @@
 have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round), and its
 encoded runs (`_READERS`: hex, also as EBCDIC; base32, base32hex, base64, also in space-separated groups or short
 lines, and a run's segments after a prefix in theirs; base85; uuencoded lines) and its lists of numbers (byte and
-code point lists, U+HHHH) decoded (`base_layer`), each view decoded again both ways, nested up to DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex
-of base64, a byte list of base64); and each view with its layout removed (`compact`: whitespace, control and
-invisible characters; `folded`: compact, without `+`, compatibility characters as NFKC's, case-folded; `alnum`:
-letters and digits only) for the searches that ignore how text was wrapped, spaced, separated, cased or styled.
+code point lists, U+HHHH) decoded (`base_layer`), each view decoded again both ways, nested up to DECODE_ROUNDS
+layers deep (base64 of a percent-encoded password, hex of base64, a byte list of base64); and each view with its
+layout removed (`compact`: whitespace, control and invisible characters; `folded`: compact, without `+`,
+compatibility characters as NFKC's, case-folded; `alnum`: letters and digits only) for the searches that ignore how text was wrapped, spaced, separated, cased or styled.
 Every decoder only shortens a text and runs in time linear in it (no pattern can backtrack, no number is parsed
 past 8 digits); a text is `TooLayered` when its views would total more than LAYER_BUDGET times its length or a view
 DECODE_ROUNDS layers deep still decodes."""
@@ -165,7 +165,8 @@ def _narrow_bytes(body: str) -> list[tuple[int, bytes, str | None]]:
 def _segments(body: str) -> Iterator[str]:
     """The parts of a run a narrower alphabet may be glued into: its pieces between `-` and `_` (`trace-…`,
     `req_…`), each without a leading 0x, and a piece's longest hex tail (`value0x…`, `tok…`: hex from either
-    nibble offset). Disjoint, so their readings together are at most as long as the run's own."""
+    nibble offset). Each character is in one piece and at most one tail, so their readings together are at most
+    about as long as the run's own."""
     for piece in _PIECE.findall(body):
         if piece != body:
             yield piece
