@@ -176,17 +176,22 @@ def _too_long(path: Path | str, what: str) -> ValueError:
                       "than the system allows; shorten it")
 
 
-def _dockerfile_stat(df: Path) -> tuple[Path, os.stat_result]:
-    """The Dockerfile's real path and lstat; refused when it is missing or not a regular file."""
+DOCKERFILE_SETTING = "the image's dockerfile setting"
+"""What chose the Dockerfile, as a refusal names it: the stack's setting, unless the caller says otherwise."""
+
+
+def _dockerfile_stat(df: Path, chosen_by: str) -> tuple[Path, os.stat_result]:
+    """The Dockerfile's real path and lstat; refused when it is missing or not a regular file, with the fix naming
+    `chosen_by` (DOCKERFILE_SETTING, or explain's --dockerfile)."""
     try:
         df_real = Path(os.path.realpath(df))
         df_st = os.lstat(df_real)
     except FileNotFoundError:
         raise ContextReadError(
-            f"Dockerfile {str(df)!r} does not exist: create it, or point the image's dockerfile setting "
-            f"at the Dockerfile to build (default: <context>/Dockerfile)") from None
+            f"Dockerfile {str(df)!r} does not exist: create it, or point {chosen_by} at the Dockerfile to build "
+            "(default: <context>/Dockerfile)") from None
     if not stat_module.S_ISREG(df_st.st_mode):
-        raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point the dockerfile setting at a file")
+        raise ValueError(f"Dockerfile {str(df)!r} is not a regular file: point {chosen_by} at a file")
     return df_real, df_st
 
 
@@ -230,7 +235,9 @@ def _tree_and_flagged(entries: Mapping[str, str], sizes: Mapping[str, int],
 class ContextScan:
     """One walk of a build context for one Dockerfile, shared by every image built from that pair."""
 
-    def __init__(self, context: Path | str, dockerfile: Path | str | None = None, *, cache: bool = True) -> None:
+    def __init__(self, context: Path | str, dockerfile: Path | str | None = None, *, cache: bool = True,
+                 dockerfile_chosen_by: str = DOCKERFILE_SETTING) -> None:
+        self._dockerfile_chosen_by = dockerfile_chosen_by
         changed = ""
         for _attempt in range(SCAN_ATTEMPTS):
             try:
@@ -271,7 +278,7 @@ class ContextScan:
 
         dirs: list[str] = []
         walked = list(walk_context(self.context, dockerfile, dirs=dirs))
-        df_real, df_st = _dockerfile_stat(df)
+        df_real, df_st = _dockerfile_stat(df, self._dockerfile_chosen_by)
         self.reads = 0
         """Files whose content this scan read (the rest came from the stat cache)."""
 

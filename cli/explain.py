@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from buildcontext import DEFAULT_PLATFORM, ContextScan, SensitiveFilesError, history, stages
+from buildcontext.context import DOCKERFILE_SETTING
 from buildcontext.printable import escaped
 from components import remote_inputs
 from components.docker_rules import normal_platform, platform_problem
@@ -338,7 +339,8 @@ def _main(argv: list[str] | None) -> int:
     if (opts.stack is None) != (opts.image is None) or (opts.stack is None) == (opts.context is None):
         raise _UsageError("give either a context path, or --stack and --image (the tag the stack would build)")
     i = _stack_inputs(opts) if opts.stack is not None else _path_inputs(opts)
-    with ContextScan(i.context, i.dockerfile) as scan:
+    chosen_by = DOCKERFILE_SETTING if opts.stack is not None else "--dockerfile"
+    with ContextScan(i.context, i.dockerfile, dockerfile_chosen_by=chosen_by) as scan:
         state = scan.state(i.build_args, i.target, i.platform, i.remote)
         manifest = scan.manifest()
         try:  # the report plan_builds makes: files sent, the Dockerfile's text and the build args

@@ -1,16 +1,17 @@
 """Decoded views of a server's text, for the scrubber: the text with the escapes a server, a proxy or a page may
 have put on it undone (quoted-printable, percent, HTML and JSON or backslash escapes, all in one round), and its
-encoded runs (`_READERS`: hex, also as EBCDIC; base32, base32hex, base64, also in space-separated groups; base85;
-uuencoded lines) and its lists of numbers (byte and code point lists, U+HHHH) decoded (`base_layer`),
-each view decoded again both ways, nested up to DECODE_ROUNDS layers deep (base64 of a percent-encoded password, hex
-of base64, a byte list of base64); and each view with its layout removed (`compact`: whitespace, control and
-invisible characters; `folded`: compact, without `+`, compatibility characters as NFKC's, case-folded; `alnum`:
-letters and digits only) for the searches that ignore how text was wrapped, spaced, separated, cased or styled.
+encoded runs (`_READERS`: hex, also as EBCDIC; base32, base32hex, base64, also in space-separated groups or short
+lines, and a run's segments after a prefix in theirs; base85; uuencoded lines) and its lists of numbers (byte and
+code point lists, U+HHHH) decoded (`base_layer`), each view decoded again both ways, nested up to DECODE_ROUNDS
+layers deep (base64 of a percent-encoded password, hex of base64, a byte list of base64); and each view with its
+layout removed (`compact`: whitespace, control and invisible characters; `folded`: compact, without `+`,
+compatibility characters as NFKC's, case-folded; `alnum`: letters and digits only) for the searches that ignore how text was wrapped, spaced, separated, cased or styled.
 Every decoder only shortens a text and runs in time linear in it (no pattern can backtrack, no number is parsed
 past 8 digits); a text is `TooLayered` when its views would total more than LAYER_BUDGET times its length or a view
 DECODE_ROUNDS layers deep still decodes."""
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import html.entities
@@ -33,11 +34,15 @@ class TooLayered(Exception):
 
 # Runs of an encoding's alphabet long enough to hold a 5-character run of a secret (scrub.FRAGMENT_MIN) once
 # decoded. A base64 run that is only hex digits is read as hex, one of only base32's letters as base32: each run is
-# read once, in the narrowest alphabet it fits (base64 text made of hex digits alone is rare past ten characters).
+# read once, in the narrowest alphabet it fits (base64 text made of hex digits alone is rare past ten characters);
+# a run that fits none is read as base64 and its segments (`_segments`) in theirs.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{7,}=*")
 _HEX_ONLY = re.compile(r"[0-9A-Fa-f]{10,}")
 _BASE32_ONLY = re.compile(r"[A-Z2-7]{8,}|[a-z2-7]{8,}")
 _BASE32HEX_ONLY = re.compile(r"[0-9A-V]{8,}|[0-9a-v]{8,}")
+_PIECE = re.compile(r"(?:0[xX](?=[0-9A-Za-z]))?+([^-_]+)")
+"""A piece of a run between `-` and `_`, without a leading 0x: where an id or a prefix glues hex or base32 on."""
+_HEX_TAIL = re.compile(r"[0-9A-Fa-f]{10,}\Z")
 _BASE32_TAILS = (0, 2, 4, 5, 7)
 """The lengths base32 text can end with past a whole 8-character group."""
 _BASE85_RUN = re.compile(r"[0-9A-Za-z!#$%&()*+;<=>?@^_`{|}~-]{7,}")
@@ -45,10 +50,16 @@ _BASE85_ONLY = re.compile(r"[!#$%&()*;<>?@^`{|}~]")
 """A base85 run holding none of these is a base64 run, read as one."""
 _URLSAFE = str.maketrans("-_", "+/")
 _SPACED_RUN = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]++(?:[ \t]++[A-Za-z0-9+/_-]++)+=*")
+_WRAPPED_RUN = re.compile(r"^(?:[A-Za-z0-9+/_-]{1,6}+[ \t]*+\r?\n)+[A-Za-z0-9+/_-]{1,6}+=*+[ \t]*+\r?$",
+                          re.MULTILINE)
+"""Two lines or more that are each a run of the base64 alphabet alone, too short for `_BASE64_RUN` (longer lines
+are read one by one, and `compact` joins what they decode to): each character is read once. The lines are given
+back one at most: the last the group took is a whole line."""
 _PLAIN_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _UU_START = re.compile(r"(?<!\S)[%-M]")
 """A uuencoded line's length character, of at least 5 bytes (the shortest run of a secret that withholds a text)."""
 _UU_BODY = re.compile(r"[ -`]*")
+_SPACES = re.compile(" *")
 _UU_TO_BASE64 = str.maketrans("".join(map(chr, range(32, 96))) + "`",
                               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/A")
 _WORD = re.compile(r"[/+_-]*(?:(?:[A-Z]?[a-z]+|[A-Z]+)[/+_-]*)+")
@@ -138,19 +149,43 @@ def _base32(body: str, decode: Callable[..., bytes]) -> bytes:
     return decode(body[:keep].upper() + "=" * (-keep % 8))
 
 
-def _run_bytes(run: str) -> list[tuple[int, bytes, str | None]]:
-    """(offset, bytes, charset) readings of a run of `_BASE64_RUN`, in the narrowest alphabets it fits (hex, base32
-    and base32hex, base64 either alphabet), its incomplete last group left out: hex from each of its 2 nibble
-    offsets (and from the first as EBCDIC, cp037), base64 from each of its 4 character offsets, so a slice of an
-    encoding that starts partway into a group still reads as the bytes it encodes at one of them. Base32 and
-    base32hex are read from their first character only (8 offsets would be 5 times the run)."""
-    body = run.rstrip("=")
+def _narrow_bytes(body: str) -> list[tuple[int, bytes, str | None]]:
+    """Readings of a run in the narrowest alphabets it fits whole: hex from each of its 2 nibble offsets (and from
+    the first as EBCDIC, cp037); else base32hex and base32 from its first character (8 offsets would be 5 times
+    the run); none when it fits neither."""
     if _HEX_ONLY.fullmatch(body):
         data = [bytes.fromhex(body[k:k + (len(body) - k) // 2 * 2]) for k in (0, 1)]
         return [(0, data[0], None), (1, data[1], None), (0, data[0], "cp037")]
     readings = [(0, _base32(body, base64.b32hexdecode), None)] if _BASE32HEX_ONLY.fullmatch(body) else []
     if _BASE32_ONLY.fullmatch(body):
-        return readings + [(0, _base32(body, base64.b32decode), None)]
+        readings.append((0, _base32(body, base64.b32decode), None))
+    return readings
+
+
+def _segments(body: str) -> Iterator[str]:
+    """The parts of a run a narrower alphabet may be glued into: its pieces between `-` and `_` (`trace-…`,
+    `req_…`), each without a leading 0x, and a piece's longest hex tail (`value0x…`, `tok…`: hex from either
+    nibble offset). Each character is in one piece and at most one tail, so their readings together are at most
+    about as long as the run's own."""
+    for piece in _PIECE.findall(body):
+        if piece != body:
+            yield piece
+        tail = _HEX_TAIL.search(piece)
+        if tail is not None and tail.start() and not _HEX_ONLY.fullmatch(piece):
+            yield tail.group()
+
+
+def _run_bytes(run: str) -> list[tuple[int, bytes, str | None]]:
+    """(offset, bytes, charset) readings of a run of `_BASE64_RUN`, its incomplete last group left out: in the
+    narrowest alphabet it fits whole (`_narrow_bytes`), else as base64 (either alphabet) from each of its 4
+    character offsets, so a slice of an encoding that starts partway into a group still reads as the bytes it
+    encodes at one of them, and each of its `_segments` in its narrowest alphabet."""
+    body = run.rstrip("=")
+    readings = _narrow_bytes(body)
+    if _HEX_ONLY.fullmatch(body) or _BASE32_ONLY.fullmatch(body):
+        return readings
+    for segment in _segments(body):
+        readings += _narrow_bytes(segment)
     body = body.translate(_URLSAFE)
     for k, rest in enumerate((body, body[1:], body[2:], body[3:])):
         keep = len(rest) - (len(rest) % 4 == 1)
@@ -268,6 +303,15 @@ def _spaced_runs(view: str) -> Iterator[_Reading]:
                 yield _Reading(joined, offset, data, charset)
 
 
+def _wrapped_runs(view: str) -> Iterator[_Reading]:
+    """Runs of the base64 alphabet wrapped over lines shorter than a run `_alphabet_runs` reads (`JTUz\nJTMz\n…`),
+    joined again and read as `_alphabet_runs` are."""
+    for m in _WRAPPED_RUN.finditer(view):
+        joined = "".join(m.group().split())
+        for offset, data, charset in _run_bytes(joined):
+            yield _Reading(joined, offset, data, charset)
+
+
 def _base85_runs(view: str) -> Iterator[_Reading]:
     """Base85 runs, from each of their 5 character offsets (as base64 is from its 4)."""
     for m in _BASE85_RUN.finditer(view):
@@ -279,22 +323,65 @@ def _base85_runs(view: str) -> Iterator[_Reading]:
                     pass
 
 
+def _uu_end(view: str, start: int, limit: int) -> int | None:
+    """Where the uuencoded line whose length character is at `start` ends, read no further than `limit`; None when
+    it is shorter than its length says (past 2 trailing zero characters a tool may strip)."""
+    need = (ord(view[start]) - 32 + 2) // 3 * 4
+    end = _UU_BODY.match(view, start + 1, min(limit, start + 1 + need)).end()  # type: ignore[union-attr]
+    return end if end - start - 1 >= need - 2 else None
+
+
+def _uu_reading(view: str, start: int, end: int) -> _Reading:
+    size = ord(view[start]) - 32
+    body = view[start + 1:end]
+    return _Reading(body, 0, binascii.a2b_base64(body.ljust((size + 2) // 3 * 4).translate(_UU_TO_BASE64))[:size])
+
+
+def _uu_ends(view: str, end: int) -> bool:
+    """Whether a line ends at `end`, past spaces (its padding; an excerpt folds a line break into one): at the
+    text's end, a character no line holds (a line break, lower case), or another whole line (lines folded into
+    one; a last line may be as short as one byte)."""
+    after = _SPACES.match(view, end).end()  # type: ignore[union-attr]
+    return (after == len(view) or not " " <= view[after] <= "`"
+            or after > end and "!" <= view[after] <= "M" and _uu_end(view, after, len(view)) is not None)
+
+
+def _uu_ended_lines(view: str) -> list[tuple[int, int]]:
+    """(start, end) of the uuencoded lines that end where their length says (`_uu_ends`): every start is tried,
+    and of two that overlap the later is kept, so a word that could start a line (`ERROR: M…`, `AUTH …`) and
+    reads into one cannot take the line's length character."""
+    found = array.array("q")
+    for start in _UU_START.finditer(view):
+        end = _uu_end(view, start.start(), len(view))
+        if end is not None and _uu_ends(view, end):
+            found.extend((start.start(), end))
+    kept: list[tuple[int, int]] = []
+    for i in range(len(found) - 2, -1, -2):
+        if not kept or found[i + 1] <= kept[-1][0]:
+            kept.append((found[i], found[i + 1]))
+    return kept[::-1]
+
+
 def _uu_lines(view: str) -> Iterator[_Reading]:
     """uuencoded lines (at a line start or after whitespace): a length character, then as many characters as that
-    many bytes take (trailing zero characters may have been stripped). Each character is read at most once."""
-    pos = 0
-    while (start := _UU_START.search(view, pos)) is not None:
-        size = ord(start.group()) - 32
-        need = (size + 2) // 3 * 4
-        body = _UU_BODY.match(view, start.end(), start.end() + need).group()  # type: ignore[union-attr]
-        pos = start.end()
-        if len(body) >= need - 2:
-            pos += len(body)
-            data = binascii.a2b_base64(body.ljust(need).translate(_UU_TO_BASE64))[:size]
-            yield _Reading(body, 0, data)
+    many bytes take (trailing zero characters may have been stripped). Those that end where their length says
+    first (`_uu_ended_lines`); between them any other (cut short, or followed by more of its alphabet), each from
+    the first start that makes one, read no further than the next of those. Each character is read at most once."""
+    begin = 0
+    for start, end in [*_uu_ended_lines(view), (len(view), len(view))]:
+        pos = begin
+        while (found := _UU_START.search(view, pos, start)) is not None:
+            line_end = _uu_end(view, found.start(), start)
+            pos = found.end() if line_end is None else line_end
+            if line_end is not None:
+                yield _uu_reading(view, found.start(), line_end)
+        if start < len(view):
+            yield _uu_reading(view, start, end)
+        begin = end
 
 
-_READERS: tuple[Callable[[str], Iterator[_Reading]], ...] = (_alphabet_runs, _spaced_runs, _base85_runs, _uu_lines)
+_READERS: tuple[Callable[[str], Iterator[_Reading]], ...] = (_alphabet_runs, _spaced_runs, _wrapped_runs, _base85_runs,
+                                                             _uu_lines)
 """Every encoded-run form `base_layer` decodes (number lists aside: `number_lists`)."""
 
 

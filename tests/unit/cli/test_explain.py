@@ -278,6 +278,25 @@ def test_bad_contexts_are_messages(tmp_path):
     assert long.returncode == 2 and "longer than 255 bytes" in long.stderr and "Traceback" not in long.stderr
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory", "link to /dev/zero", "missing"])
+def test_a_dockerfile_that_is_no_file_names_the_option_that_chose_it(project, kind):
+    """In path mode --dockerfile (or its default, <context>/Dockerfile) chose it; with --stack, the image's setting
+    (its config check)."""
+    dockerfile = project.root / "app" / "Dockerfile"
+    dockerfile.unlink()
+    if kind == "fifo":
+        os.mkfifo(dockerfile)
+    elif kind == "directory":
+        dockerfile.mkdir()
+    elif kind == "link to /dev/zero":
+        dockerfile.symlink_to("/dev/zero")
+    for args in ([str(project.root / "app")], [str(project.root / "app"), "--dockerfile", str(dockerfile)]):
+        rc, _, err = project.explain(*args)
+        assert rc == 2 and "point --dockerfile at " in err and "setting" not in err, err
+    rc, _, err = project.explain("--stack", "s", "--image", "web")
+    assert rc == 2 and "acr-publish:images[0].dockerfile is unset" in err and "--dockerfile" not in err, err
+
+
 @pytest.mark.parametrize("content,needle", [
     ("config: [unclosed\n", "is not valid YAML at line"),
     ("- a\n- b\n", "holds a YAML list, and a stack file is a map"),

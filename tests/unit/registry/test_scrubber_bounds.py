@@ -151,6 +151,12 @@ HOSTILE_TEXTS = {
     "U+ code points": "U+0041 " * (SIZE // 7),
     "a base32hex run": "0123456789ABCDEFGHIJKLMNOPQRSTUV" * (SIZE // 32),
     "upper-case words after spaces": "M ABC " * (SIZE // 6),
+    "hex and base32hex glued to prefixes": "trace-0123456789abcdef_0x0123456789ABCDEFGHIJKLMNOPQRSTUV-" * (SIZE // 59),
+    "hex tails glued to words": "token0123456789abcdef" * (SIZE // 21),
+    "words that could start uuencoded lines, none ending": "M ABCD " * (SIZE // 7),
+    "base64 in lines of 4": "\n".join(["dXNl", "cjpT", "M2Ny"] * (SIZE // 15))[:SIZE],
+    "uuencoded lines after words that could start one": ("ERROR: " + binascii.b2a_uu(bytes(range(45))).decode()
+                                                          + "DENIED 500 ") * (SIZE // 80),
 }
 TOO_LAYERED = {"base64 of itself", "base64 nested six deep", "hex of itself"}
 """Its views would total more than textviews.LAYER_BUDGET times its length (each layer decodes into nearly all of

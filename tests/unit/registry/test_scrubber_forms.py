@@ -101,6 +101,11 @@ FORMS: dict[str, Callable[[str], str]] = {
     "base64 of user:password cut short, in groups of 4": lambda pw: _groups(_b64(f"{USER}:{pw}".encode())[:-8], 4),
     "base64 of user:password cut short, in groups of 6 by tabs": lambda pw: _groups(
         _b64(f"{USER}:{pw}".encode())[:-8], 6, "\t"),
+    "base64 of the percent-encoded password in lines of 4": lambda pw: _groups(_b64(quote(pw, safe="").encode()), 4,
+                                                                              "\n"),
+    "base64 of user:<percent-encoded password> in CRLF lines of 3": lambda pw: _groups(
+        _b64(f"{USER}:{quote(pw, safe='')}".encode()), 3, "\r\n"),
+    "base64 of base64 of the password in lines of 6": lambda pw: _groups(_b64(_b64(pw.encode()).encode()), 6, "\n"),
     "code points U+XXXX": lambda pw: " ".join(f"U+{ord(c):04X}" for c in pw),
     "code points U+XX run together": lambda pw: "".join(f"U+{ord(c):X}" for c in pw),
     "Python \\U escapes": lambda pw: "".join(f"\\U{ord(c):08x}" for c in pw),
@@ -183,6 +188,8 @@ ANSWERS = [
     "The quick brown fox jumps over the lazy dog: Uryyb Jbeyq, Gur Dhvpx Oebja Sbk (rot13 of Hello World)",
     "U+0041 LATIN CAPITAL LETTER A, U+00E9 and U+1F600 are code points",
     "upload 7 of 12: 4.2 MB/s, eta 00:00:03, chunk 5 of 9 (sizes 512 1024 2048 4096 8192)",
+    # lines of one word each (read joined as base64)
+    "Status:\nOK\nDONE\nv1\nRETRY\n500\nlayers\nabc123\ndef456\nsha256\npushed\n",
 ]
 
 
@@ -349,3 +356,87 @@ def test_registry_errors_percent_encoded_up_to_the_layer_limit_are_shown(times: 
             answer = _pct(template.format(digest="sha256:" + rng.randbytes(32).hex(), b64=_b64(rng.randbytes(24))),
                           times)
             assert scrub(answer) == answer
+
+
+def _half(pw: str) -> str:
+    """The first half of a password, at least the run that withholds a text (`fragment_len`)."""
+    return pw[:max((len(pw) + 1) // 2, fragment_len(len(pw)))]
+
+
+GLUED = {
+    "0x and hex of the first half": lambda pw: "0x" + _half(pw).encode().hex(),
+    "0X and upper-case hex of base64 of user:password": lambda pw: "0X" + _b64(f"{USER}:{pw}".encode()).encode()
+    .hex().upper(),
+    "trace- and hex of the percent-encoded password": lambda pw: "trace-" + quote(pw, safe="").encode().hex(),
+    "req_ and hex of base64 of the password": lambda pw: "req_" + _b64(pw.encode()).encode().hex(),
+    "id- and base32hex of the percent-encoded password": lambda pw: "id-" + base64.b32hexencode(
+        quote(pw, safe="").encode()).decode(),
+    "job_ and lower-case base32 of user:password": lambda pw: "job_" + base64.b32encode(
+        f"{USER}:{pw}".encode()).decode().lower().rstrip("="),
+    "0x and hex of the first half reversed": lambda pw: "0x" + _half(pw)[::-1].encode().hex(),
+    "0x and hex of rot13": lambda pw: "0x" + codecs.encode(pw, "rot13").encode().hex(),
+    "0x and hex of the first half as UTF-16LE": lambda pw: "0x" + _half(pw).encode("utf-16-le").hex(),
+    "0x and EBCDIC hex of the first half": lambda pw: "0x" + _half(pw).encode("cp037", "replace").hex(),
+    "a word glued to hex of the password": lambda pw: "token" + pw.encode().hex(),
+    "a-b-0x and base32hex after hex segments": lambda pw: "a1b2c3d4e5f6-0x" + base64.b32hexencode(
+        pw.encode()).decode(),
+}
+
+
+@pytest.mark.parametrize("form", GLUED)
+@pytest.mark.parametrize("password", [REVIEW_PASSWORD, "hunter22", *PASSWORDS])
+def test_an_encoding_glued_to_a_prefix_is_withheld(password: str, form: str) -> None:
+    """A hex, base32 or base32hex run glued to a prefix (`0x`, an id's `trace-`, a word) is one base64 run that is
+    not hex or base32 whole: its segments are read in their own alphabets."""
+    scrub = Scrubber()
+    scrub.add(password, username=USER)
+    echo = GLUED[form](password)
+    assert scrub(f"debug {echo} rejected") == WITHHELD, echo
+
+
+GLUED_IDS = [
+    "ERROR: 0x7f3a9c21 internal fault at 0x00007ffd5e8c1a20, x-request-id: 0x0cc175b9c0f1b6a831c399e269772661",
+    "trace-4bf92f3577b34da6a3ce929d0e0e4736 span_00f067aa0ba902b7 req_7A3F9B2C1D4E5F60 id-C9GMUT35DPQ6AT0",
+    "upload 7a3f9b2c-1d4e-5f60-8a9b-0c1d2e3f4a5b at build-20261208T101530Z by runner_deadbeefcafe0123",
+]
+
+
+@pytest.mark.parametrize("password", ["hunter22", "Kx9!mQ2#vLp8", REVIEW_PASSWORD, *PASSWORDS])
+def test_ids_glued_to_prefixes_are_shown(password: str) -> None:
+    """Request, trace and span ids with their prefixes read, as their segments, as random bytes: shown, with 200
+    random ids of each shape (seeded)."""
+    rng = random.Random(password)
+    scrub = Scrubber()
+    scrub.add(password, username=USER)
+    answers = list(GLUED_IDS)
+    for _ in range(200):
+        answers.append(f"trace-{rng.randbytes(16).hex()} 0x{rng.randbytes(8).hex()} "
+                       f"id-{base64.b32hexencode(rng.randbytes(10)).decode()} req_{rng.randbytes(12).hex().upper()}")
+    for answer in answers:
+        assert scrub(answer) == answer
+
+
+UU_PREFIXES = ["ERROR: ", "DENIED ", "500 ", "AUTH FAILED: ", "X ", "ok ", "%PDF-1.7 ", "M "]
+UU_DATA = {
+    "in a sentence": lambda pw: f"password for user {USER} is {pw} ok".encode(),
+    "at the end of a full line": lambda pw: b"x" * (45 - len(pw.encode())) + pw.encode(),
+    "percent-encoded": lambda pw: quote(pw, safe="").encode(),
+    "user:password": lambda pw: f"{USER}:{pw}".encode(),
+}
+
+
+@pytest.mark.parametrize("data", UU_DATA)
+@pytest.mark.parametrize("prefix", UU_PREFIXES)
+@pytest.mark.parametrize("password", [REVIEW_PASSWORD, PASSWORDS[0], PASSWORDS[1]])
+def test_uuencoded_lines_after_a_word_that_could_start_one_are_withheld(password: str, prefix: str,
+                                                                        data: str) -> None:
+    """A word after whitespace whose first character could be a line's length (`E`, `D`, `5`, `%`) reads into
+    the line after it: the line is still read from its own length character, its lines one per line or folded
+    into one line (as an excerpt folds them), followed by more text or not."""
+    scrub = Scrubber()
+    scrub.add(password, username=USER)
+    raw = UU_DATA[data](password)
+    lines = [binascii.b2a_uu(raw[i:i + 45]).decode() for i in range(0, len(raw), 45)]
+    for text in ("".join(lines), " ".join(line.rstrip("\n") for line in lines)):
+        for after in ("", f" for {USER}", f"\nFOR {USER.upper()}"):
+            assert scrub(prefix + text + after) == WITHHELD, prefix + text + after
