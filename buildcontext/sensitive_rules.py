@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-11"
+RULES_VERSION = "rules-12"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -114,6 +114,9 @@ NETRC_ENTRY_RE = re.compile(
     + rb"""[^\s"'\\])?""", re.MULTILINE)
 # The separators between a netrc entry's tokens (white space, or printf's `\n`).
 NETRC_SPLIT_RE = re.compile(rb"""(?:\s|\\n)+""")
+# A `login USER` pair among a netrc's tokens (split as NETRC_SPLIT_RE splits them), the user read ahead so that
+# `login login u` gives both pairs. Group 1: the user.
+NETRC_LOGIN_PAIR_RE = re.compile(rb"""(?:^|(?<=\s)|(?<=\\n))login(?=(?:\s|\\n)+((?:(?!\\n)\S)+))""")
 NETRC_KEYWORDS = frozenset({b"machine", b"default", b"login", b"password", b"account", b"port", b"macdef"})
 # The anonymous FTP login, in a netrc entry (`default login anonymous password guest@`) or a URL
 # (`ftp://anonymous:guest%40example.com@host/`, `ftp://ftp:ftp@host/`): by convention its password is an e-mail
