@@ -9,6 +9,7 @@ import pytest
 
 from buildcontext import ContextScan, SensitiveFilesError, sensitive
 from buildcontext.sensitive_rules import COMMAND_LINE_PASSWORD, SECRET_ASSIGNMENT, URL_PASSWORD
+from buildcontext.value_literals import literal_parts
 from tests.unit.buildcontext.test_guard_credentials import _report
 
 SECRET = "Zq7s3cretK9"
@@ -271,3 +272,54 @@ def test_a_large_netrcs_anonymous_entries_are_judged_with_their_login_across_win
                 scan(data[i:i + size])
             scan(b"")
             assert scan.flags == whole, (entry, pad, size)
+
+
+# A string literal an expression gives as its result (whole, an `||` / `&&` operand, a branch, an assignment, a
+# default's or a format's substituted argument) ships as written.
+EXPRESSION_RESULTS = [
+    f"DB_PASSWORD: ${{{{secrets.A||'{SECRET}'}}}}",
+    f"DB_PASSWORD: ${{{{ secrets.A != '' && secrets.A || '{SECRET}' }}}}",
+    f"TOKEN: ${{{{ github.event_name == 'push' && '{SECRET}' || secrets.T }}}}",
+    f"DB_PASSWORD: ${{{{ format('{{0}}', '{SECRET}') }}}}",
+    f'password: {{{{ default "{SECRET}" .Values.password }}}}',
+    f'password: {{{{- .Values.password | default "{SECRET}" | b64enc | quote -}}}}',
+    f'password: {{{{ coalesce .Values.a .Values.b "{SECRET}" }}}}',
+    f'password: {{{{ .Values.token | default (default "{SECRET}" .Values.b) }}}}',
+    f"password = {{{{ db_password | default('{SECRET}') }}}}",
+    f"password = {{{{ '{SECRET}' if prod else db_password }}}}",
+    f"{{% set password = '{SECRET}' %}}",
+    f"password: <%= ENV.fetch('DB_PASSWORD', '{SECRET}') %>",
+]
+
+# Literals an expression only tests or passes to a function: a comparison's operand, an index, a function's
+# argument (a format string, a file pattern, a prefix, a lookup or include name). Each is no value.
+EXPRESSION_OPERANDS = [
+    "DEPLOY_TOKEN: ${{ github.ref == 'refs/heads/release-2.x' && secrets.PROD || secrets.DEV }}",
+    "TOKEN: ${{ matrix.os == 'ubuntu-22.04' && secrets.A || secrets.B }}",
+    "TOKEN: ${{ startsWith(github.ref, 'refs/tags/v2') && secrets.T || '' }}",
+    "TOKEN: ${{ contains(github.ref, 'release-v2x') && secrets.A || secrets.B }}",
+    "TOKEN: ${{ secrets[format('DEPLOY_TOKEN_{0}', matrix.region)] }}",
+    "TOKEN: ${{ format('DEPLOY_TOKEN_{0}', matrix.region) }}",
+    "TOKEN: ${{ hashFiles('**/package-lock.json') }}",
+    'secret: {{ (lookup "v1" "Secret" .Release.Namespace "db-creds-v2").data.password }}',
+    'token: {{ .Values.token | default (include "app.token-v2" .) }}',
+    'password: {{ index .Values "db-pass-v2" }}',
+    "password: {% if env == 'prod-v2x' %}{{ db_password }}{% endif %}",
+]
+
+
+@pytest.mark.parametrize("line", EXPRESSION_RESULTS)
+def test_a_literal_an_expression_gives_as_its_result_is_a_value(tmp_path, line) -> None:
+    assert _report(tmp_path, {"ci/deploy.yml": f"env:\n  {line}\n"}) == ["ci/deploy.yml"]
+
+
+@pytest.mark.parametrize("line", EXPRESSION_OPERANDS)
+def test_a_literal_an_expression_compares_or_passes_to_a_function_is_no_value(tmp_path, line) -> None:
+    assert _report(tmp_path, {"ci/deploy.yml": f"env:\n  {line}\n"}) == []
+
+
+def test_an_expression_nested_past_the_reading_depth_keeps_every_literal_a_value() -> None:
+    """Deep nesting is judged as before value positions were read (every literal is a value), never a crash."""
+    deep = b"(" * 2000 + b"startsWith(github.ref, 'Zq7s3cretK9')" + b")" * 2000
+    assert (b"Zq7s3cretK9", True) in literal_parts(b"${{ " + deep + b" }}")
+    assert (b"Zq7s3cretK9", True) not in literal_parts(b"${{ ((startsWith(github.ref, 'Zq7s3cretK9'))) }}")
