@@ -24,7 +24,7 @@ from buildcontext.sensitive_rules import (
     NETRC_SECRET_RE,
     NETRC_SPLIT_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE,
     PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE,
-    YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
+    UNICODE_ESCAPE_RE, VERSION_RANGE_RE, YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ def _word_like(value: bytes) -> bool:
     not a secret. A value cut inside a UTF-8 character at the pattern's bound is judged by its whole characters."""
     if WORD_LIKE_RE.fullmatch(value):
         return True
+    value = UNICODE_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)).encode("utf-8", "surrogatepass"), value)
     for cut in range(4):  # a UTF-8 character is at most 4 bytes: at most 3 of a cut one remain
         try:
             text = value[:len(value) - cut].decode("utf-8")
@@ -106,6 +107,8 @@ def _literal_secret(value: bytes, quoted: bool, one_argument: bool) -> bool:
         return False
     if (not one_argument and any(c in value for c in b" \t")) or _word_like(value) or EXAMPLE_VALUE_RE.search(value):
         return False  # prose (a quoted message), a word or a name, an example
+    if VERSION_RANGE_RE.fullmatch(value):
+        return False
     if not quoted and TYPE_ANNOTATION_RE.fullmatch(value):
         return False
     return not (CODE_NAME_RE.fullmatch(value) or PATH_VALUE_RE.fullmatch(value))

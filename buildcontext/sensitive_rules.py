@@ -256,6 +256,11 @@ URL_TOKEN_MIN = 16
 # other in a chunked scan: see Window.matches). Group 1 of each: the value, quoted whole or bare up to shell syntax
 # (judged as an assigned value: a reference is none; quoted whole it is one argument, spaces and all).
 # What a text holds when a command-line rule can match in it (a fast substring search gates the patterns).
+# Source code building a command line: a quote right after the option closes the code's string, and the "quoted
+# value" is an operator joining an expression on and one opening the next string (`"docker login -p " + password +
+# " r"`, PHP's `.`, Lua's `..`, SQL's `||`, VB's `&`), no literal. Matched whole against the text inside the quotes.
+_JOIN = rb"""[ \t]{0,8}(?:\+|\.\.?|&|\|\|)[ \t]{0,8}"""
+CONCATENATED_ARGUMENT_RE = re.compile(_JOIN + rb"""[\w$.()\[\]]{1,48}""" + _JOIN)
 COMMAND_LINE_MARKERS = (b"-", b"chpasswd", b"requirepass", b"masterauth", b"rabbitmqctl")
 _COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,96}?"""
 _COMMAND_VALUE = rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})"""
@@ -377,6 +382,15 @@ ATTRIBUTE_PAIR_RE = re.compile(
     rb"""(?<![\w-])(?:name|key)[ \t]{0,4}=[ \t]{0,4}["']([^"'<>\r\n]{1,40})["'][ \t\r\n]{1,8}"""
     rb"""value[ \t]{0,4}=[ \t]{0,4}["']([^"'\r\n]{0,56})""")
 WORD_LIKE_RE = re.compile(rb"""[A-Za-z_.:/-]*""")
+# A character written as a `\uXXXX` escape (Java .properties, JSON, JavaScript): a locale bundle's translation
+# (`password=Contrase\u00f1a`) is a word once its escapes are read.
+UNICODE_ESCAPE_RE = re.compile(rb"""\\u([0-9A-Fa-f]{4})""")
+# A dependency's version or version range (`^9.0.2`, `~2.1.0-beta.1`, `>=8.5.1`, `1.x`), as package.json and its
+# lock file give one for a package named like a secret (`jsonwebtoken`, `csrf-token`): no secret. A pre-release
+# tag is a lower-case word and numbers, so a secret written after a version is none.
+VERSION_RANGE_RE = re.compile(
+    rb"""(?:[\^~]|[<>]=?|=)?v?\d{1,9}\.(?:\d{1,9}|[xX*])(?:\.(?:\d{1,9}|[xX*]))?"""
+    rb"""(?:-(?:[a-z]{1,16}|\d{1,9})(?:\.(?:[a-z]{1,16}|\d{1,9}))*)?""")
 # A value that says it is an example, or masks its middle (`abcd****`), stands for a secret.
 EXAMPLE_VALUE_RE = re.compile(rb"""(?i)example|sample|dummy|placeholder|redacted|changeme|^your|\*{3}|x{4}""")
 # In source code a bare value is an identifier or an expression (`password: PKCS7PrivateKeyTypes`,

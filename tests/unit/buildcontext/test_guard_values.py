@@ -323,3 +323,75 @@ def test_an_expression_nested_past_the_reading_depth_keeps_every_literal_a_value
     deep = b"(" * 2000 + b"startsWith(github.ref, 'Zq7s3cretK9')" + b")" * 2000
     assert (b"Zq7s3cretK9", True) in literal_parts(b"${{ " + deep + b" }}")
     assert (b"Zq7s3cretK9", True) not in literal_parts(b"${{ ((startsWith(github.ref, 'Zq7s3cretK9'))) }}")
+
+
+# Source code building a command line: the quote right after the option closes the code's string, the argument is
+# an expression joined on (Java, JavaScript, Python, PHP, Lua, SQL). None holds a literal password.
+CONCATENATED_COMMANDS = [
+    ("Deploy.java", 'String cmd = "docker login -u ci -p " + password + " registry";\n'),
+    ("Db.java", 'String cmd = "sqlcmd -S db -U sa -P " + pw + " -Q x";\n'),
+    ("Tls.java", 'String c = "keytool -importcert -storepass " + storePassword + " -file " + f;\n'),
+    ("tls.py", "cmd = 'openssl rsa -passin pass:' + pw + ' -in k'\n"),
+    ("ldap.js", "const cmd = 'ldapsearch -x -w ' + pw + ' -b dc=x';\n"),
+    ("cache.py", "os.system('redis-cli -a ' + pw + ' ping')\n"),
+    ("ssh.py", "cmd = 'sshpass -p ' + get_pw() + ' ssh h'\n"),
+    ("db.php", '$c = "mysql -uroot -p" . $pw . " db";\n'),
+    ("init.lua", 'os.execute("redis-cli -a " .. pw .. " ping")\n'),
+]
+
+# The same commands with the password written inside the string: each is refused.
+LITERAL_COMMANDS = [
+    ("Deploy.java", f'String cmd = "docker login -u ci -p {SECRET} registry";\n'),
+    ("tls.py", f"cmd = 'openssl rsa -passin pass:{SECRET} -in k'\n"),
+    ("login.sh", f"docker login -u ci -p '.{SECRET}' registry\n"),
+    ("login.sh", f'redis-cli -a "+{SECRET}" ping\n'),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), CONCATENATED_COMMANDS)
+def test_code_joining_a_password_onto_a_command_line_holds_none(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
+
+
+@pytest.mark.parametrize(("name", "text"), LITERAL_COMMANDS)
+def test_a_password_written_inside_a_command_lines_string_is_refused(tmp_path, name, text) -> None:
+    assert sensitive.scan_content(name, text.encode()) == COMMAND_LINE_PASSWORD
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("package.json", '{"dependencies": {"jsonwebtoken": "^9.0.2", "js-tokens": "4.0.0"}}\n'),
+    ("package.json", '{"dependencies": {"csrf-token": "1.0.1", "oauth-token": "^1.2.0",\n'
+                     '  "auth-token": "~2.1.0-beta.1"}}\n'),
+    ("package.json", '{"devDependencies": {"jsonwebtoken": ">=8.5.1", "api-token": "1.x"}}\n'),
+    ("package-lock.json", '  "packages": {\n    "": {\n      "dependencies": {\n        "jsonwebtoken": "^9.0.0",\n'),
+])
+def test_a_dependency_named_like_a_secret_with_its_version_range_passes(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
+
+
+@pytest.mark.parametrize("value", [SECRET, f"1.0.0-{SECRET}", f"^1.2.{SECRET}"])
+def test_a_secret_beside_a_version_like_text_is_still_refused(tmp_path, value) -> None:
+    assert _report(tmp_path, {"package.json": f'{{"config": {{"token": "{value}"}}}}\n'}) == ["package.json"]
+
+
+@pytest.mark.parametrize("text", ["password=Contrase\\u00f1a\n", "login.password=Mot de passe oubli\\u00e9\n",
+                                  "password=\\u041f\\u0430\\u0440\\u043e\\u043b\\u044c\n"])
+def test_a_locale_bundles_escaped_translation_passes(tmp_path, text) -> None:
+    assert _report(tmp_path, {"messages_es.properties": text, "i18n/messages.properties": text}) == []
+
+
+def test_a_secret_holding_an_escaped_letter_is_still_refused(tmp_path) -> None:
+    assert _report(tmp_path, {"app.properties": "password=Zq7\\u00f1s3cret9\n"}) == ["app.properties"]
+
+
+@pytest.mark.parametrize("url", ["postgres://${DB_USER:-app}:${DB_PASSWORD}@${DB_HOST:-db}:5432/app",
+                                 "postgres://${DB_USER:-app}:${DB_PASSWORD:?set it}@db/app",
+                                 "redis://${REDIS_USER:-default}:$REDIS_PASSWORD@cache:6379/0"])
+def test_a_url_whose_user_has_a_default_and_password_is_a_reference_passes(tmp_path, url) -> None:
+    assert _report(tmp_path, {"compose.yml": f"services:\n  app:\n    environment:\n      DATABASE_URL: {url}\n"}) == []
+
+
+@pytest.mark.parametrize("url", [f"postgres://${{DB_USER:-app}}:{SECRET}@db/app",
+                                 f"postgres://${{DB_USER:-app}}:${{PW:-{SECRET}}}@db/app"])
+def test_a_url_whose_user_has_a_default_and_password_is_a_literal_is_refused(url) -> None:
+    assert sensitive.scan_content("compose.yml", f"      DATABASE_URL: {url}\n".encode()) == URL_PASSWORD
