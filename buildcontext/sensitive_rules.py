@@ -261,12 +261,16 @@ URL_TOKEN_MIN = 16
 # " r"`, PHP's `.`, Lua's `..`, SQL's `||`, VB's `&`), no literal. Matched whole against the text inside the quotes.
 _JOIN = rb"""[ \t]{0,8}(?:\+|\.\.?|&|\|\|)[ \t]{0,8}"""
 CONCATENATED_ARGUMENT_RE = re.compile(_JOIN + rb"""[\w$.()\[\]]{1,48}""" + _JOIN)
-COMMAND_LINE_MARKERS = (b"-", b"chpasswd", b"requirepass", b"masterauth", b"rabbitmqctl")
+COMMAND_LINE_MARKERS = (b"-", b"PASSWORD", b"password", b"IDENTIFIED", b"identified", b"chpasswd", b"requirepass",
+                        b"masterauth", b"rabbitmqctl")
 _COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,96}?"""
 _COMMAND_VALUE = rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})"""
 _COMMAND_USER = rb"""["']?[^\s:"'@]{1,24}:"""
 _COMMAND_ARG = rb"""[ \t]{1,4}[^\s"'`;|&<>()-][^\s"'`;|&<>()]*+"""
-_REGISTRY_LOGIN = (rb"""(?:(?:docker|podman|buildah|nerdctl|skopeo|oras|cosign)|(?:helm|oras|regctl)[ \t]{1,4}registry"""
+# A client's global options may come before `login` (`docker -H tcp://h login`, `docker --config /tmp/c login`).
+_GLOBAL_OPTIONS = rb"""(?:[ \t]{1,4}--?[A-Za-z][A-Za-z-]{0,15}(?:(?:[ \t]{1,4}|=)[^\s;|&`-][^\s;|&`]{0,63})?){0,3}"""
+_REGISTRY_LOGIN = (rb"""(?:(?:docker|podman|buildah|nerdctl|skopeo|oras|cosign)""" + _GLOBAL_OPTIONS
+                   + rb"""|(?:helm|oras|regctl)[ \t]{1,4}registry"""
                    rb"""|crane[ \t]{1,4}auth)[ \t]{1,4}login\b""")
 _PASSWORD_STDIN = rb"""[ \t]--password-stdin\b"""
 COMMAND_LINE_PASSWORDS = (
@@ -293,6 +297,11 @@ COMMAND_LINE_PASSWORDS = (
         rb"""[ \t]{1,8}"""
         rb"""|openssl\b""" + _COMMAND_GAP + rb"""[ \t]-(?:passin|passout|pass|password)[ \t]{1,8}["']?pass:"""
         rb""")""" + _COMMAND_VALUE),
+    # SQL giving a user its password: `CREATE USER app WITH PASSWORD '...'`, `ALTER ROLE r WITH LOGIN PASSWORD`,
+    # MySQL's and Oracle's `IDENTIFIED BY '...'`.
+    re.compile(rb"""(?i)\b(?:(?:user|role)[ \t]{1,8}[^\s;]{1,64}[ \t]{1,8}with(?:[ \t]{1,8}[a-z]{1,16}){0,3}?"""
+               rb"""[ \t]{1,8}password|identified[ \t]{1,8}by)[ \t]{1,8}"""
+               + _COMMAND_VALUE),
     re.compile(rb"""(?<![\w.-])htpasswd(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}?[ \t]{1,4}-[A-Za-z]{0,5}b[A-Za-z]{0,5}"""
                rb"""(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}(?:""" + _COMMAND_ARG + rb"""){0,2}[ \t]{1,4}""" + _COMMAND_VALUE),
     re.compile(rb"""(?<![\w.-])(?:echo|printf)(?:[ \t]{1,4}-[a-z]{1,3}){0,2}[ \t]{1,4}["']?[^\s:"'$]{1,32}:"""

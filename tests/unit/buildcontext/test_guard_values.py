@@ -395,3 +395,25 @@ def test_a_url_whose_user_has_a_default_and_password_is_a_reference_passes(tmp_p
                                  f"postgres://${{DB_USER:-app}}:${{PW:-{SECRET}}}@db/app"])
 def test_a_url_whose_user_has_a_default_and_password_is_a_literal_is_refused(url) -> None:
     assert sensitive.scan_content("compose.yml", f"      DATABASE_URL: {url}\n".encode()) == URL_PASSWORD
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("init.sql", f"CREATE USER app WITH PASSWORD '{SECRET}';\n"),
+    ("init.sql", f"ALTER ROLE app WITH LOGIN PASSWORD '{SECRET}';\n"),
+    ("init.sql", f"CREATE USER 'app'@'%' IDENTIFIED BY '{SECRET}';\n"),
+    ("login.sh", f"docker -H tcp://build.internal:2376 login -u ci -p {SECRET} registry.example.com\n"),
+    ("login.sh", f"docker --config /tmp/c login -u ci -p {SECRET} registry.example.com\n"),
+])
+def test_sql_and_a_login_after_global_options_giving_a_literal_password_are_refused(name, text) -> None:
+    assert sensitive.scan_content(name, text.encode()) == COMMAND_LINE_PASSWORD
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("init.sql", "CREATE USER app WITH PASSWORD :'pw';\nALTER USER app IDENTIFIED BY ${DB_PASSWORD};\n"),
+    ("init.sql", "CREATE ROLE app WITH LOGIN PASSWORD NULL;\n"),
+    ("README.md", "Sign in with your password first, then log in with password authentication.\n"),
+    ("login.sh", 'docker --config /tmp/c login -u ci --password-stdin r\ndocker -H tcp://h login -u ci -p "$PW" r\n'),
+    ("login.sh", "docker --debug login -u ci -p ${REGISTRY_PASSWORD:?} registry.example.com\n"),
+])
+def test_sql_and_logins_after_global_options_without_a_literal_pass(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
