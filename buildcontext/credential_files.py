@@ -20,10 +20,11 @@ from buildcontext.sensitive_rules import (
     NOT_A_QUOTED_VALUE_START, NOT_A_VALUE_START, PATH_VALUE_RE, TYPE_ANNOTATION_RE, WORD_LIKE_RE, BOOLEAN_VALUES, CAPS_PLACEHOLDER_RE, CARGO_SECRET_RE, COMPOSER_HEADERS_SECTION, COMPOSER_HEADER_RE,
     COMPOSER_JSON_LIMIT, COMPOSER_KEY_RE, COMPOSER_SECRET_KEYS, COMPOSER_SECTION_RE, COMPOSER_TOKEN_SECTIONS,
     GEM_SECRET_RE, GRADLE_OWN_PREFIX, GRADLE_PROPERTY_RE, GRADLE_SECRET_NAME_RE,
-    JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_ENTRY_RE, NETRC_KEYWORDS, NETRC_SECRET_RE,
+    JVM_PROPERTY_SECRET_RE, MAVEN_SECRET_RE, MYSQL_SECRET_RE, NETRC_ENTRY_RE, NETRC_KEYWORDS, NETRC_LOGIN_PAIR_RE,
+    NETRC_SECRET_RE,
     NETRC_SPLIT_RE, NPMRC_SECRET_RE, NUGET_ADD_RE, NUGET_PASSWORD_KEY, PLACEHOLDER_RE, PROPERTIES_ESCAPE_RE,
     PYPIRC_SECRET_RE, REDIS_SECRET_RE, SCAN_OVERLAP, XML_ATTRIBUTE_RE,
-    YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
+    UNICODE_ESCAPE_RE, VERSION_RANGE_RE, YARNRC1_SECRET_RE, YARNRC_SECRET_RE)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def _word_like(value: bytes) -> bool:
     not a secret. A value cut inside a UTF-8 character at the pattern's bound is judged by its whole characters."""
     if WORD_LIKE_RE.fullmatch(value):
         return True
+    value = UNICODE_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)).encode("utf-8", "surrogatepass"), value)
     for cut in range(4):  # a UTF-8 character is at most 4 bytes: at most 3 of a cut one remain
         try:
             text = value[:len(value) - cut].decode("utf-8")
@@ -105,6 +107,8 @@ def _literal_secret(value: bytes, quoted: bool, one_argument: bool) -> bool:
         return False
     if (not one_argument and any(c in value for c in b" \t")) or _word_like(value) or EXAMPLE_VALUE_RE.search(value):
         return False  # prose (a quoted message), a word or a name, an example
+    if VERSION_RANGE_RE.fullmatch(value):
+        return False
     if not quoted and TYPE_ANNOTATION_RE.fullmatch(value):
         return False
     return not (CODE_NAME_RE.fullmatch(value) or PATH_VALUE_RE.fullmatch(value))
@@ -247,19 +251,31 @@ def netrc_entry_secret(window: Window) -> bool:
     credential (`_netrc_value`)."""
     for m in window.matches(NETRC_ENTRY_RE):
         pairs = NETRC_SPLIT_RE.split(m.group(1))
-        if (m.group(3) is not None or b"login" in pairs) and _netrc_value(m.group(2), pairs):
+        logins = [pairs[i + 1] for i in range(len(pairs) - 1) if pairs[i] == b"login"]
+        if (m.group(3) is not None or logins) and _netrc_value(m.group(2), logins[-1] if logins else None):
             return True
     return False
 
 
 def _netrc_file_secret(window: Window) -> bool:
-    """Whether a .netrc's `password VALUE` is a credential, the entry's login read back to its `machine`."""
+    """Whether a .netrc's `password VALUE` is a credential, judged with its entry's login (the last `login USER`
+    since the entry's `machine`). One pass: the entry start and the logins are carried forward from password to
+    password, never read back, so a file of many passwords costs no more than its length."""
     data = window.data
+    logins = NETRC_LOGIN_PAIR_RE.finditer(data)
+    login = next(logins, None)
+    last_login: re.Match[bytes] | None = None
+    entry, searched = -1, 0
     for m in NETRC_SECRET_RE.finditer(data, 1 if window.cut_start else 0):
-        before = data[:m.start()]
-        entry = max(before.rfind(b"machine"), before.rfind(b"default"))
-        if (_judges_password(window, entry, m)
-                and _netrc_value(m.group(1), NETRC_SPLIT_RE.split(before[max(entry, 0):]))):
+        start = max(searched - len(b"machine") + 1, 0)  # a keyword straddling the last search end is new
+        entry = max(entry, data.rfind(b"machine", start, m.start()), data.rfind(b"default", start, m.start()))
+        searched = m.start()
+        while login is not None and login.end(1) <= m.start():
+            last_login, login = login, next(logins, None)
+        user = last_login.group(1) if last_login is not None and last_login.start() >= entry else None
+        if login is not None and entry <= login.start() and login.end() < m.start():
+            user = b""  # `login` right before `password`: an empty user, as netrc reads it
+        if _judges_password(window, entry, m) and _netrc_value(m.group(1), user):
             return True
     return False
 
@@ -276,14 +292,13 @@ def _judges_password(window: Window, entry: int, m: re.Match[bytes]) -> bool:
     return not (window.cut_start and m.end() < SCAN_OVERLAP)
 
 
-def _netrc_value(raw: bytes, tokens: list[bytes]) -> bool:
+def _netrc_value(raw: bytes, login: bytes | None) -> bool:
     """Whether a netrc password as read (up to white space) is a credential, judged as an assigned value is
     (looks_like_secret): written inside a shell string it ends at printf's `\\n` or the string's closing quote;
-    another netrc keyword is an entry cut short; an anonymous login's e-mail address is none. `tokens`: the entry's
-    tokens before the password."""
+    another netrc keyword is an entry cut short; an anonymous login's e-mail address is none. `login`: the entry's
+    login before the password, if any."""
     value = raw.split(b"\\n", 1)[0].rstrip(b"\"'")
-    logins = [tokens[i + 1] for i in range(len(tokens) - 1) if tokens[i] == b"login"]
-    if logins and anonymous_login(logins[-1], value):
+    if login is not None and anonymous_login(login, value):
         return False
     quoted = raw[:1] in (b'"', b"'") and raw[-1:] == raw[:1] and len(raw) > 1
     return value not in NETRC_KEYWORDS and looks_like_secret(value.strip(b"\"'"), quoted, one_argument=quoted)

@@ -19,7 +19,7 @@ from buildcontext.value_literals import holds_reference, read_value
 from buildcontext.sensitive_rules import (
     ASSIGNMENT_GLUED, ASSIGNMENT_KEY_CHARS, ASSIGNMENT_VALUE_MAX, BARE_VALUE_END, ASSIGNMENT_KEY_MAX, ASSIGNMENT_MIN_VALUE, ASSIGNMENT_PAIRS,
     ASSIGNMENT_ROOTS, ASSIGNMENT_TAIL_RE, ASSIGNMENT_WORDS, ATTRIBUTE_PAIR_RE, AUTH_WORD, AUTHORIZATION_VALUE_RE,
-    AUTHORIZATION_WORD, COMMAND_LINE_PASSWORDS, NAME_WORD, NOT_PASS, SOURCE_CODE_ENDINGS)
+    AUTHORIZATION_WORD, COMMAND_LINE_PASSWORDS, CONCATENATED_ARGUMENT_RE, NAME_WORD, NOT_PASS, SOURCE_CODE_ENDINGS)
 
 
 def _last_words(key: bytes) -> list[str]:
@@ -156,6 +156,8 @@ def command_line_password(window: Window) -> bool:
             if value[:1] not in (b'"', b"'"):
                 value = _reread(window.data, m.start(1), value, BARE_VALUE_END)
             quoted = value[:1] in (b'"', b"'")
+            if quoted and CONCATENATED_ARGUMENT_RE.fullmatch(value, 1, len(value) - 1):
+                continue  # `"docker login -p " + password + "..."`: the quote closes code's string at the option
             if looks_like_secret(value[1:-1] if quoted else value, quoted, one_argument=quoted):
                 return True
     return False

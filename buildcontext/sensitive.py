@@ -20,6 +20,7 @@ from buildcontext.credential_files import (
     Window, anonymous_login, holds_credential, jvm_property_secret, netrc_entry_secret, stands_for_value)
 from buildcontext.printable import escaped, has_control
 from buildcontext.secret_assignments import assigns_secret, command_line_password
+from buildcontext.value_literals import holds_reference, read_value
 from buildcontext.sensitive_rules import (
     ACCESS_KEY_SECRET, ACCESS_KEY_SECRET_RE, ALIBABA_ACCESS_KEY, ALIBABA_AK_RE, ARG_VALUE_RE, COMMAND_LINE_MARKERS,
     COMMAND_LINE_PASSWORD,
@@ -118,6 +119,10 @@ def _url_password(data: bytes, m: re.Match[bytes]) -> bool:
     """Whether a URL's password (URL_PASSWORD_RE) is a credential: not a reference or placeholder, and not the
     anonymous FTP login's address (percent-escaped, or unescaped up to the URL's last `@`) or login word."""
     user, password = m.group(1), m.group(2)
+    if holds_reference(user):  # `${DB_USER:-app}:${DB_PASSWORD}`: the user ends at a `:` outside its references
+        userinfo = user + b":" + password
+        user = read_value(userinfo, b":")
+        password = userinfo[len(user) + 1:]
     if stands_for_value(password):
         return False
     tail = URL_ADDRESS_TAIL_RE.match(data, m.end())

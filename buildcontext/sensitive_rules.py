@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-11"
+RULES_VERSION = "rules-12"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -114,6 +114,9 @@ NETRC_ENTRY_RE = re.compile(
     + rb"""[^\s"'\\])?""", re.MULTILINE)
 # The separators between a netrc entry's tokens (white space, or printf's `\n`).
 NETRC_SPLIT_RE = re.compile(rb"""(?:\s|\\n)+""")
+# A `login USER` pair among a netrc's tokens (split as NETRC_SPLIT_RE splits them), the user read ahead so that
+# `login login u` gives both pairs. Group 1: the user.
+NETRC_LOGIN_PAIR_RE = re.compile(rb"""(?:^|(?<=\s)|(?<=\\n))login(?=(?:\s|\\n)+((?:(?!\\n)\S)+))""")
 NETRC_KEYWORDS = frozenset({b"machine", b"default", b"login", b"password", b"account", b"port", b"macdef"})
 # The anonymous FTP login, in a netrc entry (`default login anonymous password guest@`) or a URL
 # (`ftp://anonymous:guest%40example.com@host/`, `ftp://ftp:ftp@host/`): by convention its password is an e-mail
@@ -253,12 +256,21 @@ URL_TOKEN_MIN = 16
 # other in a chunked scan: see Window.matches). Group 1 of each: the value, quoted whole or bare up to shell syntax
 # (judged as an assigned value: a reference is none; quoted whole it is one argument, spaces and all).
 # What a text holds when a command-line rule can match in it (a fast substring search gates the patterns).
-COMMAND_LINE_MARKERS = (b"-", b"chpasswd", b"requirepass", b"masterauth", b"rabbitmqctl")
+# Source code building a command line: a quote right after the option closes the code's string, and the "quoted
+# value" is an operator joining an expression on and one opening the next string (`"docker login -p " + password +
+# " r"`, PHP's `.`, Lua's `..`, SQL's `||`, VB's `&`), no literal. Matched whole against the text inside the quotes.
+_JOIN = rb"""[ \t]{0,8}(?:\+|\.\.?|&|\|\|)[ \t]{0,8}"""
+CONCATENATED_ARGUMENT_RE = re.compile(_JOIN + rb"""[\w$.()\[\]]{1,48}""" + _JOIN)
+COMMAND_LINE_MARKERS = (b"-", b"PASSWORD", b"password", b"IDENTIFIED", b"identified", b"chpasswd", b"requirepass",
+                        b"masterauth", b"rabbitmqctl")
 _COMMAND_GAP = rb"""(?:[^\r\n`;|&\\]|\\\r?\n){0,96}?"""
 _COMMAND_VALUE = rb"""("[^"\r\n]{0,56}"|'[^'\r\n]{0,56}'|[^\s"'`;|&<>()]{1,56})"""
 _COMMAND_USER = rb"""["']?[^\s:"'@]{1,24}:"""
 _COMMAND_ARG = rb"""[ \t]{1,4}[^\s"'`;|&<>()-][^\s"'`;|&<>()]*+"""
-_REGISTRY_LOGIN = (rb"""(?:(?:docker|podman|buildah|nerdctl|skopeo|oras|cosign)|(?:helm|oras|regctl)[ \t]{1,4}registry"""
+# A client's global options may come before `login` (`docker -H tcp://h login`, `docker --config /tmp/c login`).
+_GLOBAL_OPTIONS = rb"""(?:[ \t]{1,4}--?[A-Za-z][A-Za-z-]{0,15}(?:(?:[ \t]{1,4}|=)[^\s;|&`-][^\s;|&`]{0,63})?){0,3}"""
+_REGISTRY_LOGIN = (rb"""(?:(?:docker|podman|buildah|nerdctl|skopeo|oras|cosign)""" + _GLOBAL_OPTIONS
+                   + rb"""|(?:helm|oras|regctl)[ \t]{1,4}registry"""
                    rb"""|crane[ \t]{1,4}auth)[ \t]{1,4}login\b""")
 _PASSWORD_STDIN = rb"""[ \t]--password-stdin\b"""
 COMMAND_LINE_PASSWORDS = (
@@ -285,6 +297,11 @@ COMMAND_LINE_PASSWORDS = (
         rb"""[ \t]{1,8}"""
         rb"""|openssl\b""" + _COMMAND_GAP + rb"""[ \t]-(?:passin|passout|pass|password)[ \t]{1,8}["']?pass:"""
         rb""")""" + _COMMAND_VALUE),
+    # SQL giving a user its password: `CREATE USER app WITH PASSWORD '...'`, `ALTER ROLE r WITH LOGIN PASSWORD`,
+    # MySQL's and Oracle's `IDENTIFIED BY '...'`.
+    re.compile(rb"""(?i)\b(?:(?:user|role)[ \t]{1,8}[^\s;]{1,64}[ \t]{1,8}with(?:[ \t]{1,8}[a-z]{1,16}){0,3}?"""
+               rb"""[ \t]{1,8}password|identified[ \t]{1,8}by)[ \t]{1,8}"""
+               + _COMMAND_VALUE),
     re.compile(rb"""(?<![\w.-])htpasswd(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}?[ \t]{1,4}-[A-Za-z]{0,5}b[A-Za-z]{0,5}"""
                rb"""(?:[ \t]{1,4}-[A-Za-z]{1,6}){0,2}(?:""" + _COMMAND_ARG + rb"""){0,2}[ \t]{1,4}""" + _COMMAND_VALUE),
     re.compile(rb"""(?<![\w.-])(?:echo|printf)(?:[ \t]{1,4}-[a-z]{1,3}){0,2}[ \t]{1,4}["']?[^\s:"'$]{1,32}:"""
@@ -374,6 +391,15 @@ ATTRIBUTE_PAIR_RE = re.compile(
     rb"""(?<![\w-])(?:name|key)[ \t]{0,4}=[ \t]{0,4}["']([^"'<>\r\n]{1,40})["'][ \t\r\n]{1,8}"""
     rb"""value[ \t]{0,4}=[ \t]{0,4}["']([^"'\r\n]{0,56})""")
 WORD_LIKE_RE = re.compile(rb"""[A-Za-z_.:/-]*""")
+# A character written as a `\uXXXX` escape (Java .properties, JSON, JavaScript): a locale bundle's translation
+# (`password=Contrase\u00f1a`) is a word once its escapes are read.
+UNICODE_ESCAPE_RE = re.compile(rb"""\\u([0-9A-Fa-f]{4})""")
+# A dependency's version or version range (`^9.0.2`, `~2.1.0-beta.1`, `>=8.5.1`, `1.x`), as package.json and its
+# lock file give one for a package named like a secret (`jsonwebtoken`, `csrf-token`): no secret. A pre-release
+# tag is a lower-case word and numbers, so a secret written after a version is none.
+VERSION_RANGE_RE = re.compile(
+    rb"""(?:[\^~]|[<>]=?|=)?v?\d{1,9}\.(?:\d{1,9}|[xX*])(?:\.(?:\d{1,9}|[xX*]))?"""
+    rb"""(?:-(?:[a-z]{1,16}|\d{1,9})(?:\.(?:[a-z]{1,16}|\d{1,9}))*)?""")
 # A value that says it is an example, or masks its middle (`abcd****`), stands for a secret.
 EXAMPLE_VALUE_RE = re.compile(rb"""(?i)example|sample|dummy|placeholder|redacted|changeme|^your|\*{3}|x{4}""")
 # In source code a bare value is an identifier or an expression (`password: PKCS7PrivateKeyTypes`,

@@ -3,17 +3,17 @@
 A reference stands for a value held elsewhere (`$X`, `${X}`, `$(cmd)`, a backquote, `%X%`, `$1`, `<placeholder>`), an
 expression (`${{ ... }}`, `$[ ... ]`, `{{ ... }}`, `{% ... %}`, `<% ... %>`) for one computed elsewhere; but a literal
 written beside or inside one ships as it is: the text glued around references (`${PREFIX}S3cr3t`), a shell default or
-alternative (`${X:-S3cr3t}`, `${X-...}`, `${X:=...}`, `${X:+...}`), an expression's string literal
-(`${{ secrets.A || 'S3cr3t' }}`). `literal_parts` gives those parts, each judged by the caller's value rule;
-`read_value` finds where a value holding references ends. A reference left open (a value cut at white space or at a
-bound) runs to the value's end; `${X:?message}` holds an error message, no value. The patterns are
-buildcontext/sensitive_rules.py's.
+alternative (`${X:-S3cr3t}`, `${X-...}`, `${X:=...}`, `${X:+...}`), an expression's string literal in value
+position (`${{ secrets.A || 'S3cr3t' }}`: buildcontext/expression_values.py). `literal_parts` gives those parts, each
+judged by the caller's value rule; `read_value` finds where a value holding references ends. A reference left open
+(a value cut at white space or at a bound) runs to the value's end; `${X:?message}` holds an error message, no value.
+The patterns are buildcontext/sensitive_rules.py's.
 """
 from __future__ import annotations
 
+from buildcontext.expression_values import expression_values
 from buildcontext.sensitive_rules import (
-    ANGLE_PLACEHOLDER_RE, BATCH_REFERENCE_RE, REFERENCE_OPENERS, SHELL_NAME_RE, SHELL_PARAMETER_RE, STRING_LITERAL_RE,
-    VALUE_EXPRESSIONS)
+    ANGLE_PLACEHOLDER_RE, BATCH_REFERENCE_RE, REFERENCE_OPENERS, SHELL_NAME_RE, SHELL_PARAMETER_RE, VALUE_EXPRESSIONS)
 
 Part = tuple[bytes, bool]
 """A literal part of a value and whether it was written quoted (a string literal inside an expression)."""
@@ -40,11 +40,10 @@ def _closing(text: bytes, at: int, opening: bytes, closing: bytes) -> int:
 def _expression(text: bytes, at: int) -> tuple[int, list[Part]] | None:
     for opening, closing in VALUE_EXPRESSIONS:
         if text.startswith(opening, at):
-            end = text.find(closing, at + len(opening))
-            end = len(text) if end < 0 else end + len(closing)
-            body = text[at + len(opening):end]
-            return end, [(m.group(1) if m.group(1) is not None else m.group(2), True)
-                         for m in STRING_LITERAL_RE.finditer(body)]
+            close = text.find(closing, at + len(opening))
+            close = len(text) if close < 0 else close
+            body = text[at + len(opening):close]
+            return min(close + len(closing), len(text)), [(value, True) for value in expression_values(body)]
     return None
 
 

@@ -4,6 +4,8 @@ with an ellipsis or a Markdown code span for its value, next to the literal secr
 Through ContextScan.report as the program runs it."""
 from __future__ import annotations
 
+import time
+
 
 import pytest
 
@@ -254,3 +256,38 @@ def test_a_required_variables_error_message_is_no_value(text) -> None:
 @pytest.mark.parametrize("text", [b"POSTGRES_PASSWORD: Zq7s3cret9Kx\n", b"DB_PASSWORD=Zq7s3cret9Kx\n"])
 def test_a_literal_beside_the_required_variable_form_is_still_report(text) -> None:
     assert sensitive.scan_content("docker-compose.yml", text) == SECRET_ASSIGNMENT
+
+
+_NETRC_FOUR_MIB = 4 * 1024 * 1024
+
+
+def _big_netrc(head: bytes, line: bytes, tail: bytes = b"") -> bytes:
+    return head + line * ((_NETRC_FOUR_MIB - len(head) - len(tail)) // len(line)) + tail
+
+
+@pytest.mark.parametrize(("data", "refused"), [
+    (_big_netrc(b"machine h.corp login u\n", b"password abcdef\n"), False),
+    (_big_netrc(b"machine h.corp login u\n", b"password abcdef\n", b"password Zq7s3cretK9\n"), True),
+    (_big_netrc(b"default login anonymous\n", b"password guest@corp.net\n"), False),
+    (_big_netrc(b"default login anonymous\n", b"password guest@corp.net\n", b"machine g.corp login ci\n"
+                b"password guest@corp.net\n"), True),
+    (_big_netrc(b"", b"machine h.corp login anonymous password guest@\n"), False),
+])
+def test_a_four_mib_netrc_of_many_passwords_is_judged_in_one_pass(tmp_path, data, refused) -> None:
+    """Each password is judged with its entry's login carried forward, not read back to the entry's start: a
+    file of many passwords takes time in proportion to its length. The bound only turns a hang into a failure."""
+    started = time.monotonic()
+    flagged = sensitive.scan_content(".netrc", data)
+    assert time.monotonic() - started < 30, "the .netrc scan did not finish in 30 s"
+    assert bool(flagged) is refused
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    (tmp_path / "ctx" / ".netrc").write_bytes(data)
+    started = time.monotonic()
+    with ContextScan(tmp_path / "ctx", cache=False) as scan:
+        if refused:
+            with pytest.raises(SensitiveFilesError):
+                scan.report({})
+        else:
+            scan.report({})
+    assert time.monotonic() - started < 30, "the context scan of the .netrc did not finish in 30 s"

@@ -9,6 +9,7 @@ import pytest
 
 from buildcontext import ContextScan, SensitiveFilesError, sensitive
 from buildcontext.sensitive_rules import COMMAND_LINE_PASSWORD, SECRET_ASSIGNMENT, URL_PASSWORD
+from buildcontext.value_literals import literal_parts
 from tests.unit.buildcontext.test_guard_credentials import _report
 
 SECRET = "Zq7s3cretK9"
@@ -271,3 +272,148 @@ def test_a_large_netrcs_anonymous_entries_are_judged_with_their_login_across_win
                 scan(data[i:i + size])
             scan(b"")
             assert scan.flags == whole, (entry, pad, size)
+
+
+# A string literal an expression gives as its result (whole, an `||` / `&&` operand, a branch, an assignment, a
+# default's or a format's substituted argument) ships as written.
+EXPRESSION_RESULTS = [
+    f"DB_PASSWORD: ${{{{secrets.A||'{SECRET}'}}}}",
+    f"DB_PASSWORD: ${{{{ secrets.A != '' && secrets.A || '{SECRET}' }}}}",
+    f"TOKEN: ${{{{ github.event_name == 'push' && '{SECRET}' || secrets.T }}}}",
+    f"DB_PASSWORD: ${{{{ format('{{0}}', '{SECRET}') }}}}",
+    f'password: {{{{ default "{SECRET}" .Values.password }}}}',
+    f'password: {{{{- .Values.password | default "{SECRET}" | b64enc | quote -}}}}',
+    f'password: {{{{ coalesce .Values.a .Values.b "{SECRET}" }}}}',
+    f'password: {{{{ .Values.token | default (default "{SECRET}" .Values.b) }}}}',
+    f"password = {{{{ db_password | default('{SECRET}') }}}}",
+    f"password = {{{{ '{SECRET}' if prod else db_password }}}}",
+    f"{{% set password = '{SECRET}' %}}",
+    f"password: <%= ENV.fetch('DB_PASSWORD', '{SECRET}') %>",
+]
+
+# Literals an expression only tests or passes to a function: a comparison's operand, an index, a function's
+# argument (a format string, a file pattern, a prefix, a lookup or include name). Each is no value.
+EXPRESSION_OPERANDS = [
+    "DEPLOY_TOKEN: ${{ github.ref == 'refs/heads/release-2.x' && secrets.PROD || secrets.DEV }}",
+    "TOKEN: ${{ matrix.os == 'ubuntu-22.04' && secrets.A || secrets.B }}",
+    "TOKEN: ${{ startsWith(github.ref, 'refs/tags/v2') && secrets.T || '' }}",
+    "TOKEN: ${{ contains(github.ref, 'release-v2x') && secrets.A || secrets.B }}",
+    "TOKEN: ${{ secrets[format('DEPLOY_TOKEN_{0}', matrix.region)] }}",
+    "TOKEN: ${{ format('DEPLOY_TOKEN_{0}', matrix.region) }}",
+    "TOKEN: ${{ hashFiles('**/package-lock.json') }}",
+    'secret: {{ (lookup "v1" "Secret" .Release.Namespace "db-creds-v2").data.password }}',
+    'token: {{ .Values.token | default (include "app.token-v2" .) }}',
+    'password: {{ index .Values "db-pass-v2" }}',
+    "password: {% if env == 'prod-v2x' %}{{ db_password }}{% endif %}",
+]
+
+
+@pytest.mark.parametrize("line", EXPRESSION_RESULTS)
+def test_a_literal_an_expression_gives_as_its_result_is_a_value(tmp_path, line) -> None:
+    assert _report(tmp_path, {"ci/deploy.yml": f"env:\n  {line}\n"}) == ["ci/deploy.yml"]
+
+
+@pytest.mark.parametrize("line", EXPRESSION_OPERANDS)
+def test_a_literal_an_expression_compares_or_passes_to_a_function_is_no_value(tmp_path, line) -> None:
+    assert _report(tmp_path, {"ci/deploy.yml": f"env:\n  {line}\n"}) == []
+
+
+def test_an_expression_nested_past_the_reading_depth_keeps_every_literal_a_value() -> None:
+    """Deep nesting is judged as before value positions were read (every literal is a value), never a crash."""
+    deep = b"(" * 2000 + b"startsWith(github.ref, 'Zq7s3cretK9')" + b")" * 2000
+    assert (b"Zq7s3cretK9", True) in literal_parts(b"${{ " + deep + b" }}")
+    assert (b"Zq7s3cretK9", True) not in literal_parts(b"${{ ((startsWith(github.ref, 'Zq7s3cretK9'))) }}")
+
+
+# Source code building a command line: the quote right after the option closes the code's string, the argument is
+# an expression joined on (Java, JavaScript, Python, PHP, Lua, SQL). None holds a literal password.
+CONCATENATED_COMMANDS = [
+    ("Deploy.java", 'String cmd = "docker login -u ci -p " + password + " registry";\n'),
+    ("Db.java", 'String cmd = "sqlcmd -S db -U sa -P " + pw + " -Q x";\n'),
+    ("Tls.java", 'String c = "keytool -importcert -storepass " + storePassword + " -file " + f;\n'),
+    ("tls.py", "cmd = 'openssl rsa -passin pass:' + pw + ' -in k'\n"),
+    ("ldap.js", "const cmd = 'ldapsearch -x -w ' + pw + ' -b dc=x';\n"),
+    ("cache.py", "os.system('redis-cli -a ' + pw + ' ping')\n"),
+    ("ssh.py", "cmd = 'sshpass -p ' + get_pw() + ' ssh h'\n"),
+    ("db.php", '$c = "mysql -uroot -p" . $pw . " db";\n'),
+    ("init.lua", 'os.execute("redis-cli -a " .. pw .. " ping")\n'),
+]
+
+# The same commands with the password written inside the string: each is refused.
+LITERAL_COMMANDS = [
+    ("Deploy.java", f'String cmd = "docker login -u ci -p {SECRET} registry";\n'),
+    ("tls.py", f"cmd = 'openssl rsa -passin pass:{SECRET} -in k'\n"),
+    ("login.sh", f"docker login -u ci -p '.{SECRET}' registry\n"),
+    ("login.sh", f'redis-cli -a "+{SECRET}" ping\n'),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), CONCATENATED_COMMANDS)
+def test_code_joining_a_password_onto_a_command_line_holds_none(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
+
+
+@pytest.mark.parametrize(("name", "text"), LITERAL_COMMANDS)
+def test_a_password_written_inside_a_command_lines_string_is_refused(tmp_path, name, text) -> None:
+    assert sensitive.scan_content(name, text.encode()) == COMMAND_LINE_PASSWORD
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("package.json", '{"dependencies": {"jsonwebtoken": "^9.0.2", "js-tokens": "4.0.0"}}\n'),
+    ("package.json", '{"dependencies": {"csrf-token": "1.0.1", "oauth-token": "^1.2.0",\n'
+                     '  "auth-token": "~2.1.0-beta.1"}}\n'),
+    ("package.json", '{"devDependencies": {"jsonwebtoken": ">=8.5.1", "api-token": "1.x"}}\n'),
+    ("package-lock.json", '  "packages": {\n    "": {\n      "dependencies": {\n        "jsonwebtoken": "^9.0.0",\n'),
+])
+def test_a_dependency_named_like_a_secret_with_its_version_range_passes(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
+
+
+@pytest.mark.parametrize("value", [SECRET, f"1.0.0-{SECRET}", f"^1.2.{SECRET}"])
+def test_a_secret_beside_a_version_like_text_is_still_refused(tmp_path, value) -> None:
+    assert _report(tmp_path, {"package.json": f'{{"config": {{"token": "{value}"}}}}\n'}) == ["package.json"]
+
+
+@pytest.mark.parametrize("text", ["password=Contrase\\u00f1a\n", "login.password=Mot de passe oubli\\u00e9\n",
+                                  "password=\\u041f\\u0430\\u0440\\u043e\\u043b\\u044c\n"])
+def test_a_locale_bundles_escaped_translation_passes(tmp_path, text) -> None:
+    assert _report(tmp_path, {"messages_es.properties": text, "i18n/messages.properties": text}) == []
+
+
+def test_a_secret_holding_an_escaped_letter_is_still_refused(tmp_path) -> None:
+    assert _report(tmp_path, {"app.properties": "password=Zq7\\u00f1s3cret9\n"}) == ["app.properties"]
+
+
+@pytest.mark.parametrize("url", ["postgres://${DB_USER:-app}:${DB_PASSWORD}@${DB_HOST:-db}:5432/app",
+                                 "postgres://${DB_USER:-app}:${DB_PASSWORD:?set it}@db/app",
+                                 "redis://${REDIS_USER:-default}:$REDIS_PASSWORD@cache:6379/0"])
+def test_a_url_whose_user_has_a_default_and_password_is_a_reference_passes(tmp_path, url) -> None:
+    assert _report(tmp_path, {"compose.yml": f"services:\n  app:\n    environment:\n      DATABASE_URL: {url}\n"}) == []
+
+
+@pytest.mark.parametrize("url", [f"postgres://${{DB_USER:-app}}:{SECRET}@db/app",
+                                 f"postgres://${{DB_USER:-app}}:${{PW:-{SECRET}}}@db/app"])
+def test_a_url_whose_user_has_a_default_and_password_is_a_literal_is_refused(url) -> None:
+    assert sensitive.scan_content("compose.yml", f"      DATABASE_URL: {url}\n".encode()) == URL_PASSWORD
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("init.sql", f"CREATE USER app WITH PASSWORD '{SECRET}';\n"),
+    ("init.sql", f"ALTER ROLE app WITH LOGIN PASSWORD '{SECRET}';\n"),
+    ("init.sql", f"CREATE USER 'app'@'%' IDENTIFIED BY '{SECRET}';\n"),
+    ("login.sh", f"docker -H tcp://build.internal:2376 login -u ci -p {SECRET} registry.example.com\n"),
+    ("login.sh", f"docker --config /tmp/c login -u ci -p {SECRET} registry.example.com\n"),
+])
+def test_sql_and_a_login_after_global_options_giving_a_literal_password_are_refused(name, text) -> None:
+    assert sensitive.scan_content(name, text.encode()) == COMMAND_LINE_PASSWORD
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("init.sql", "CREATE USER app WITH PASSWORD :'pw';\nALTER USER app IDENTIFIED BY ${DB_PASSWORD};\n"),
+    ("init.sql", "CREATE ROLE app WITH LOGIN PASSWORD NULL;\n"),
+    ("README.md", "Sign in with your password first, then log in with password authentication.\n"),
+    ("login.sh", 'docker --config /tmp/c login -u ci --password-stdin r\ndocker -H tcp://h login -u ci -p "$PW" r\n'),
+    ("login.sh", "docker --debug login -u ci -p ${REGISTRY_PASSWORD:?} registry.example.com\n"),
+])
+def test_sql_and_logins_after_global_options_without_a_literal_pass(tmp_path, name, text) -> None:
+    assert _report(tmp_path, {name: text}) == []
