@@ -147,16 +147,19 @@ def assigns_secret(name: str, window: Window) -> bool:
     return b"value" in lower and _attribute_pairs(window)
 
 
-def command_line_password(window: Window) -> bool:
+def command_line_password(name: str, window: Window) -> bool:
     """Whether a command is given a password on its command line (sensitive_rules.COMMAND_LINE_PASSWORDS), judged
-    as an assigned value is: a reference, a placeholder or a word is none; quoted whole, it is one argument."""
+    as an assigned value is: a reference, a placeholder or a word is none; quoted whole, it is one argument. In
+    source code (by `name`) a quoted `" + pw + "` is code joining a variable on; elsewhere (a shell script, a
+    Dockerfile) those quotes are part of the password."""
+    code = name.lower().endswith(SOURCE_CODE_ENDINGS)
     for regex in COMMAND_LINE_PASSWORDS:
         for m in window.matches(regex):
             value = m.group(1)
             if value[:1] not in (b'"', b"'"):
                 value = _reread(window.data, m.start(1), value, BARE_VALUE_END)
             quoted = value[:1] in (b'"', b"'")
-            if quoted and CONCATENATED_ARGUMENT_RE.fullmatch(value, 1, len(value) - 1):
+            if code and quoted and CONCATENATED_ARGUMENT_RE.fullmatch(value, 1, len(value) - 1):
                 continue  # `"docker login -p " + password + "..."`: the quote closes code's string at the option
             if looks_like_secret(value[1:-1] if quoted else value, quoted, one_argument=quoted):
                 return True

@@ -105,7 +105,7 @@ def scan_content(name: str, data: bytes, *, cut_start: bool = False, cut_end: bo
         flags |= SECRET_ASSIGNMENT
     if b"password" in data and netrc_entry_secret(window):
         flags |= NETRC_ENTRY
-    if any(m in data for m in COMMAND_LINE_MARKERS) and command_line_password(window):
+    if any(m in data for m in COMMAND_LINE_MARKERS) and command_line_password(name, window):
         flags |= COMMAND_LINE_PASSWORD
     if (b"$" in data or b":{SHA}" in data) and PASSWORD_HASH_RE.search(data):
         flags |= PASSWORD_HASH

@@ -15,7 +15,7 @@ import re
 
 # Bump when a rule, table or constant here (or the matcher's verdict on the same input) changes: every cached
 # verdict of the stat cache is then re-read. Held by tests/unit/buildcontext/test_cache_versions.py.
-RULES_VERSION = "rules-12"
+RULES_VERSION = "rules-13"
 
 # Content flags, cached per file next to its content hash.
 PRIVATE_KEY = 1
@@ -395,11 +395,13 @@ WORD_LIKE_RE = re.compile(rb"""[A-Za-z_.:/-]*""")
 # (`password=Contrase\u00f1a`) is a word once its escapes are read.
 UNICODE_ESCAPE_RE = re.compile(rb"""\\u([0-9A-Fa-f]{4})""")
 # A dependency's version or version range (`^9.0.2`, `~2.1.0-beta.1`, `>=8.5.1`, `1.x`), as package.json and its
-# lock file give one for a package named like a secret (`jsonwebtoken`, `csrf-token`): no secret. A pre-release
-# tag is a lower-case word and numbers, so a secret written after a version is none.
+# lock file give one for a package named like a secret (`jsonwebtoken`, `csrf-token`): no secret. Its numbers are
+# short (a major or minor of at most 4 digits, a patch of at most 8) and a pre-release tag is one of the words
+# release tools write (`-rc1`, `-beta.3`), so a secret written as or after a version-like text is still one.
+_PRE_RELEASE = rb"""(?:alpha|beta|rc|pre|preview|next|canary|dev|snapshot|nightly|final|stable|insiders)\d{0,4}"""
 VERSION_RANGE_RE = re.compile(
-    rb"""(?:[\^~]|[<>]=?|=)?v?\d{1,9}\.(?:\d{1,9}|[xX*])(?:\.(?:\d{1,9}|[xX*]))?"""
-    rb"""(?:-(?:[a-z]{1,16}|\d{1,9})(?:\.(?:[a-z]{1,16}|\d{1,9}))*)?""")
+    rb"""(?:[\^~]|[<>]=?|=)?v?\d{1,4}\.(?:\d{1,4}|[xX*])(?:\.(?:\d{1,8}|[xX*]))?"""
+    rb"""(?:-""" + _PRE_RELEASE + rb"""(?:\.(?:""" + _PRE_RELEASE + rb"""|\d{1,4}))*)?""")
 # A value that says it is an example, or masks its middle (`abcd****`), stands for a secret.
 EXAMPLE_VALUE_RE = re.compile(rb"""(?i)example|sample|dummy|placeholder|redacted|changeme|^your|\*{3}|x{4}""")
 # In source code a bare value is an identifier or an expression (`password: PKCS7PrivateKeyTypes`,

@@ -32,7 +32,7 @@ GOLDEN = {
     "memo.LAYOUT_VERSION":
         ("memo-1", "b14aee6a3c0cb264d40ebac4b83f08984c83bd682b4301afc2722bcceb48ae0d"),
     "memo.ENCODING_VERSION": ("encoding-1", "90aaaee9a7c9c34b7f61a8be08ca85db07b5f692300be687534344a142075ac9"),
-    "sensitive_rules.RULES_VERSION": ("rules-12", "b2d0eb199596bbb55e79fc36fea2fc6f807312d779a15aaa99b1ab3e5abed68a"),
+    "sensitive_rules.RULES_VERSION": ("rules-13", "62f30ebff9397fd8a3245595be52755246e3840c175c2e9ec59af08e6d9632db"),
     "history.LAYOUT_VERSION": ("history-1", "1d6f59447d8911e06b5c2061a98b9fb8e543e7101862de291192f7a955b96346"),
 }
 

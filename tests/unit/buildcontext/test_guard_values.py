@@ -289,6 +289,19 @@ EXPRESSION_RESULTS = [
     f"password = {{{{ '{SECRET}' if prod else db_password }}}}",
     f"{{% set password = '{SECRET}' %}}",
     f"password: <%= ENV.fetch('DB_PASSWORD', '{SECRET}') %>",
+    # Functions and forms that give their argument back (quoting, encoding, choosing, concatenating, formatting).
+    f'password: {{{{ or .Values.pw "{SECRET}" }}}}',
+    f'password: {{{{ quote "{SECRET}" }}}}',
+    f'password: {{{{ b64enc "{SECRET}" }}}}',
+    f'password: {{{{ ternary "{SECRET}" "b" true }}}}',
+    f'password: {{{{ eq 1 1 | ternary "{SECRET}" "x" }}}}',
+    f"TOKEN: ${{{{ format('{SECRET}{{0}}', 'x') }}}}",
+    f"TOKEN: ${{{{ toJSON('{SECRET}') }}}}",
+    f"TOKEN: $[ iif(eq(variables.a,'b'), '{SECRET}', 'c') ]",
+    f"TOKEN: $[ lower('{SECRET}') ]",
+    f"password = {{{{ '{SECRET}' ~ '' }}}}",
+    f"password = {{{{ '{SECRET}' + '' }}}}",
+    f"password = {{{{ '{SECRET}' if pw is none }}}}",
 ]
 
 # Literals an expression only tests or passes to a function: a comparison's operand, an index, a function's
@@ -345,6 +358,9 @@ LITERAL_COMMANDS = [
     ("tls.py", f"cmd = 'openssl rsa -passin pass:{SECRET} -in k'\n"),
     ("login.sh", f"docker login -u ci -p '.{SECRET}' registry\n"),
     ("login.sh", f'redis-cli -a "+{SECRET}" ping\n'),
+    # Outside source code the quotes are the shell's: `" + S + "` is the password, quotes and all.
+    ("login.sh", f'docker login -u ci -p " + {SECRET} + " r.example.com\n'),
+    ("Dockerfile", f"FROM scratch\nRUN docker login -u ci -p '+{SECRET}+' r\n"),
 ]
 
 
@@ -362,14 +378,16 @@ def test_a_password_written_inside_a_command_lines_string_is_refused(tmp_path, n
     ("package.json", '{"dependencies": {"jsonwebtoken": "^9.0.2", "js-tokens": "4.0.0"}}\n'),
     ("package.json", '{"dependencies": {"csrf-token": "1.0.1", "oauth-token": "^1.2.0",\n'
                      '  "auth-token": "~2.1.0-beta.1"}}\n'),
-    ("package.json", '{"devDependencies": {"jsonwebtoken": ">=8.5.1", "api-token": "1.x"}}\n'),
+    ("package.json", '{"devDependencies": {"jsonwebtoken": ">=8.5.1", "api-token": "1.x", "auth-token": "2.0.0-rc1"}}\n'),
     ("package-lock.json", '  "packages": {\n    "": {\n      "dependencies": {\n        "jsonwebtoken": "^9.0.0",\n'),
 ])
 def test_a_dependency_named_like_a_secret_with_its_version_range_passes(tmp_path, name, text) -> None:
     assert _report(tmp_path, {name: text}) == []
 
 
-@pytest.mark.parametrize("value", [SECRET, f"1.0.0-{SECRET}", f"^1.2.{SECRET}"])
+@pytest.mark.parametrize("value", [SECRET, f"1.0.0-{SECRET}", f"^1.2.{SECRET}", "^8.31-hjqkzvwpx",
+                                   "4.7-mzqxkwrtplvbnhgd.ydhqpwxz", "483920571.918273645.12345", "v9.9-qwkzjx",
+                                   "1.x-kqzvwprtmnbcsdfg.jxhqtrmv.plkjhgfdsz"])
 def test_a_secret_beside_a_version_like_text_is_still_refused(tmp_path, value) -> None:
     assert _report(tmp_path, {"package.json": f'{{"config": {{"token": "{value}"}}}}\n'}) == ["package.json"]
 
