@@ -236,18 +236,8 @@ def test_an_anonymous_login_with_a_real_password_or_a_named_user_with_an_address
 @pytest.mark.parametrize("name,text", LITERAL_IN_REFERENCE + ONLY_REFERENCES + [
     ("setup.sh", line + "\n") for line in COMMAND_LINES + COMMAND_LINES_WITHOUT_A_PASSWORD])
 def test_a_file_scanned_in_pieces_gets_the_verdict_of_a_whole_scan(name, text) -> None:
-    from imageaudit.audit import _SensitiveScan
-    from tests.unit.buildcontext.test_guard_credentials import _padded
-    base = name.rsplit("/", 1)[-1]
-    for pad in range(8300, 8300 + 130, 11):
-        data = _padded(name, text, pad)
-        whole = sensitive.scan_content(base, data)
-        for size in (64, 129, 300):
-            scan = _SensitiveScan(base)
-            for i in range(0, len(data), size):
-                scan(data[i:i + size])
-            scan(b"")
-            assert scan.flags == whole, (name, text, pad, size)
+    from tests.unit.buildcontext.test_guard_credentials import whole_scans_agreeing_with_pieces
+    for whole in whole_scans_agreeing_with_pieces(name, text, 11):
         assert bool(whole) is ((name, text) in LITERAL_IN_REFERENCE or text.rstrip("\n") in COMMAND_LINES)
 
 
